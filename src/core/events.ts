@@ -1,0 +1,41 @@
+import type { Integration, IntegrationType, LoginMeta, VerifyFailure } from "./types.ts";
+import type { SessionInfo } from "./sessions.ts";
+
+/** EventMap: every event of the core, named `noun.pastVerb`. */
+export interface EventMap {
+  "integration.created": { integration: Integration };
+  "integration.updated": { integration: Integration; passwordChanged: boolean };
+  "integration.deleted": { integration: Integration };
+  "integration.activated": { integration: Integration };
+  "integration.deactivated": { integration: Integration };
+  "session.opened": { session: SessionInfo };
+  "session.closed": { session: SessionInfo };
+  "login.succeeded": { integration: Integration; type: IntegrationType; meta: LoginMeta };
+  "login.failed": { username: string; type: IntegrationType; reason: VerifyFailure; meta: LoginMeta };
+}
+
+export type EventName = keyof EventMap;
+type Handler<K extends EventName> = (payload: EventMap[K]) => void;
+
+/** EventBus: synchronous, typed; a throwing handler is reported and does not stop the others. */
+export class EventBus {
+  #handlers = new Map<EventName, Set<Handler<any>>>();
+  constructor(private readonly onHandlerError: (event: EventName, err: unknown) => void = () => {}) {}
+
+  on<K extends EventName>(event: K, handler: Handler<K>): () => void {
+    let set = this.#handlers.get(event);
+    if (!set) this.#handlers.set(event, (set = new Set()));
+    set.add(handler);
+    return () => set.delete(handler);
+  }
+
+  emit<K extends EventName>(event: K, payload: EventMap[K]): void {
+    for (const handler of this.#handlers.get(event) ?? []) {
+      try {
+        handler(payload);
+      } catch (err) {
+        this.onHandlerError(event, err);
+      }
+    }
+  }
+}

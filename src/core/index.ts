@@ -1,0 +1,92 @@
+import { dataVersion, type Db } from "../db/client.ts";
+import type { Logger } from "../lib/logger.ts";
+import { AdminStore } from "./admins.ts";
+import { CredentialStore, type HashCost } from "./credentials.ts";
+import { EventBus } from "./events.ts";
+import { LoginLog } from "./login-log.ts";
+import { SessionRegistry } from "./sessions.ts";
+
+export interface CoreOptions {
+  hashCost?: HashCost;
+  sessionTtlMs?: number;
+  /** how often the database is checked for writes by another process (the CLI) */
+  watchIntervalMs?: number;
+  /** how often last-login times are written */
+  flushIntervalMs?: number;
+}
+
+export type Core = ReturnType<typeof createCore>;
+
+/**
+ * createCore: the protocol-free heart. Wires the rule that deactivating, deleting or changing the
+ * password of an integration drops its live sessions, wherever the change came from (page, API,
+ * or another process writing the database file).
+ */
+export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
+  const events = new EventBus((event, err) => log.error("event handler failed", { event, err }));
+  const credentials = new CredentialStore(db, events, { hashCost: opts.hashCost });
+  const sessions = new SessionRegistry(events);
+  const admins = new AdminStore(db, { hashCost: opts.hashCost, sessionTtlMs: opts.sessionTtlMs });
+  const loginLog = new LoginLog(events);
+
+  const kick = (reason: string) => ({ integration }: { integration: { id: number; username: string } }) => {
+    const n = sessions.kickIntegration(integration.id, reason);
+    if (n > 0) log.info("sessions dropped", { integration: integration.username, count: n, reason });
+  };
+  events.on("integration.deactivated", kick("integration deactivated"));
+  events.on("integration.deleted", kick("integration deleted"));
+  events.on("integration.updated", (e) => {
+    if (e.passwordChanged) kick("password changed")(e);
+  });
+  events.on("login.failed", (e) =>
+    log.info("login failed", { type: e.type, username: e.username, reason: e.reason, clientId: e.meta.clientId, remote: e.meta.remote }),
+  );
+  events.on("session.opened", ({ session: s }) =>
+    log.debug("session opened", { type: s.type, username: s.username, clientId: s.clientId, remote: s.remote }),
+  );
+
+  let lastVersion = dataVersion(db);
+  /** syncExternalChanges: cheap when nothing changed (one PRAGMA); reconciles when the CLI wrote. */
+  const syncExternalChanges = () => {
+    const v = dataVersion(db);
+    if (v === lastVersion) return false;
+    lastVersion = v;
+    credentials.reload();
+    return true;
+  };
+
+  const timers: ReturnType<typeof setInterval>[] = [];
+  return {
+    db,
+    events,
+    credentials,
+    sessions,
+    admins,
+    loginLog,
+    syncExternalChanges,
+    /** start: background work; stop: flushes what is pending. */
+    start() {
+      timers.push(
+        setInterval(() => {
+          try {
+            syncExternalChanges();
+          } catch (err) {
+            log.error("external change sync failed", { err });
+          }
+        }, opts.watchIntervalMs ?? 500),
+        setInterval(() => {
+          try {
+            credentials.flushLastLogins();
+          } catch (err) {
+            log.error("last-login flush failed", { err });
+          }
+        }, opts.flushIntervalMs ?? 5_000),
+      );
+      for (const t of timers) t.unref?.();
+    },
+    stop() {
+      for (const t of timers.splice(0)) clearInterval(t);
+      credentials.flushLastLogins();
+    },
+  };
+}

@@ -1,0 +1,119 @@
+import type { EventBus } from "./events.ts";
+import type { Integration, IntegrationType } from "./types.ts";
+
+/** SessionInfo: one live connection of one client, as the page and the API show it. */
+export interface SessionInfo {
+  id: string;
+  integrationId: number;
+  username: string;
+  type: IntegrationType;
+  clientId?: string;
+  remote?: string;
+  openedAt: number;
+}
+
+export interface OpenSession {
+  integration: Integration;
+  type: IntegrationType;
+  clientId?: string;
+  remote?: string;
+  /** kick: drops the connection; the listener's close path then calls `close`. */
+  kick: (reason: string) => void;
+}
+
+export interface SessionHandle {
+  readonly id: string;
+  close(): void;
+}
+
+/**
+ * SessionRegistry: who is connected now, per protocol. Online status is derived from it; nothing
+ * here touches the disk. Listeners register a kick closure per session so the core can drop
+ * clients of an integration that was deactivated, deleted or given a new password.
+ */
+export class SessionRegistry {
+  #sessions = new Map<string, SessionInfo & { kick: OpenSession["kick"] }>();
+  #byIntegration = new Map<number, Set<string>>();
+  #seq = 0;
+
+  constructor(private readonly events: EventBus) {}
+
+  open(s: OpenSession): SessionHandle {
+    const id = `${s.type}-${(++this.#seq).toString(36)}-${crypto.randomUUID().slice(0, 8)}`;
+    const info: SessionInfo = {
+      id,
+      integrationId: s.integration.id,
+      username: s.integration.username,
+      type: s.type,
+      clientId: s.clientId,
+      remote: s.remote,
+      openedAt: Date.now(),
+    };
+    this.#sessions.set(id, { ...info, kick: s.kick });
+    let set = this.#byIntegration.get(info.integrationId);
+    if (!set) this.#byIntegration.set(info.integrationId, (set = new Set()));
+    set.add(id);
+    this.events.emit("session.opened", { session: info });
+    return { id, close: () => this.close(id) };
+  }
+
+  /** close: idempotent; a session closed twice (kick, then socket close) is reported once. */
+  close(id: string): void {
+    const s = this.#sessions.get(id);
+    if (!s) return;
+    this.#sessions.delete(id);
+    const set = this.#byIntegration.get(s.integrationId);
+    set?.delete(id);
+    if (set?.size === 0) this.#byIntegration.delete(s.integrationId);
+    const { kick: _, ...info } = s;
+    this.events.emit("session.closed", { session: info });
+  }
+
+  /** kickSession: drops one session (the "disconnect now" button). */
+  kickSession(id: string, reason = "disconnected by admin"): boolean {
+    const s = this.#sessions.get(id);
+    if (!s) return false;
+    this.close(id);
+    try {
+      s.kick(reason);
+    } catch {
+      // the connection is already gone; it is closed in the registry either way
+    }
+    return true;
+  }
+
+  /** kickIntegration: drops every session of an integration at once; returns how many. */
+  kickIntegration(integrationId: number, reason: string): number {
+    const ids = [...(this.#byIntegration.get(integrationId) ?? [])];
+    for (const id of ids) this.kickSession(id, reason);
+    return ids.length;
+  }
+
+  list(filter: { integrationId?: number; type?: IntegrationType } = {}): SessionInfo[] {
+    const out: SessionInfo[] = [];
+    const ids = filter.integrationId !== undefined ? (this.#byIntegration.get(filter.integrationId) ?? []) : this.#sessions.keys();
+    for (const id of ids) {
+      const { kick: _, ...info } = this.#sessions.get(id)!;
+      if (!filter.type || info.type === filter.type) out.push(info);
+    }
+    return out;
+  }
+
+  countFor(integrationId: number): number {
+    return this.#byIntegration.get(integrationId)?.size ?? 0;
+  }
+
+  onlineIds(): ReadonlySet<number> {
+    return new Set(this.#byIntegration.keys());
+  }
+
+  onlineCountByType(): Record<IntegrationType, number> {
+    const counts = { mqtt: 0, opcua: 0, http: 0, vrpc: 0 };
+    for (const s of this.#sessions.values()) counts[s.type]++;
+    return counts;
+  }
+
+  get size(): number {
+    return this.#sessions.size;
+  }
+}

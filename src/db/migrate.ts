@@ -1,0 +1,35 @@
+import type { MigrationMeta } from "drizzle-orm/migrator";
+import type { Db } from "./client.ts";
+import journal from "../../drizzle/meta/_journal.json";
+// Each migration is imported as text so the compiled binary carries it (no runtime file reads).
+// A test checks that every journal entry below has its file here.
+import m0000 from "../../drizzle/0000_init.sql" with { type: "text" };
+
+/** embeddedMigrations: drizzle-kit output, keyed by journal tag. */
+export const embeddedMigrations: Record<string, string> = {
+  "0000_init": m0000,
+};
+
+/** loadMigrations: the same MigrationMeta drizzle's readMigrationFiles builds, from embedded text. */
+export function loadMigrations(): MigrationMeta[] {
+  return journal.entries.map((entry) => {
+    const sqlText = embeddedMigrations[entry.tag];
+    if (sqlText === undefined) throw new Error(`migration ${entry.tag} is not embedded in src/db/migrate.ts`);
+    return {
+      sql: sqlText.split("--> statement-breakpoint"),
+      bps: entry.breakpoints,
+      folderMillis: entry.when,
+      hash: new Bun.CryptoHasher("sha256").update(sqlText).digest("hex"),
+    };
+  });
+}
+
+/** migrate: applies pending migrations in one transaction (drizzle's own bookkeeping table). */
+export function migrate(db: Db): void {
+  const migrations = loadMigrations();
+  (db as unknown as { dialect: { migrate: Function }; session: unknown }).dialect.migrate(
+    migrations,
+    (db as unknown as { session: unknown }).session,
+    {},
+  );
+}

@@ -1,0 +1,58 @@
+import { index, integer, sqliteTable, text } from "drizzle-orm/sqlite-core";
+
+/** integrations: one credential per connecting machine or client, of exactly one protocol type. */
+export const integrations = sqliteTable(
+  "integrations",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    username: text("username").notNull().unique(),
+    type: text("type", { enum: ["mqtt", "opcua", "http", "vrpc"] }).notNull(),
+    description: text("description").notNull().default(""),
+    passwordHash: text("password_hash").notNull(),
+    active: integer("active", { mode: "boolean" }).notNull().default(true),
+    /** JSON arrays of MQTT topic filters (`+`/`#`); used by the MQTT and OPC UA listeners. */
+    publishAcl: text("publish_acl").notNull().default('["#"]'),
+    subscribeAcl: text("subscribe_acl").notNull().default('["#"]'),
+    createdAt: integer("created_at").notNull(),
+    updatedAt: integer("updated_at").notNull(),
+    lastLoginAt: integer("last_login_at"),
+  },
+  (t) => [index("integrations_type_idx").on(t.type), index("integrations_created_idx").on(t.createdAt)],
+);
+
+export const admins = sqliteTable("admins", {
+  id: integer("id").primaryKey({ autoIncrement: true }),
+  username: text("username").notNull().unique(),
+  passwordHash: text("password_hash").notNull(),
+  createdAt: integer("created_at").notNull(),
+  updatedAt: integer("updated_at").notNull(),
+});
+
+/** adminSessions: the cookie holds a random token; only its SHA-256 is stored. */
+export const adminSessions = sqliteTable(
+  "admin_sessions",
+  {
+    id: text("id").primaryKey(),
+    adminId: integer("admin_id")
+      .notNull()
+      .references(() => admins.id, { onDelete: "cascade" }),
+    csrfToken: text("csrf_token").notNull(),
+    createdAt: integer("created_at").notNull(),
+    expiresAt: integer("expires_at").notNull(),
+  },
+  (t) => [index("admin_sessions_expires_idx").on(t.expiresAt)],
+);
+
+/** apiTokens: bearer tokens for automation; only the SHA-256 of the secret is stored. */
+export const apiTokens = sqliteTable("api_tokens", {
+  id: integer("id").primaryKey({ autoIncrement: true }),
+  name: text("name").notNull(),
+  tokenHash: text("token_hash").notNull().unique(),
+  prefix: text("prefix").notNull(),
+  createdAt: integer("created_at").notNull(),
+  lastUsedAt: integer("last_used_at"),
+});
+
+export type IntegrationRow = typeof integrations.$inferSelect;
+export type AdminRow = typeof admins.$inferSelect;
+export type ApiTokenRow = typeof apiTokens.$inferSelect;

@@ -1,0 +1,9 @@
+// Files Bun embeds into the binary through import attributes.
+declare module "*.sql" {
+  const text: string;
+  export default text;
+}
+declare module "*.css" {
+  const path: string;
+  export default path;
+}

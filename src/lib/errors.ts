@@ -1,0 +1,44 @@
+/**
+ * AppError: every failure the core reports on purpose. Each edge maps `code` once
+ * (web: status + message, MQTT: CONNACK, OPC UA: StatusCode).
+ */
+export type ErrorCode = "validation" | "conflict" | "not_found" | "unauthorized" | "forbidden" | "rate_limited";
+
+export class AppError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    /** field -> message, for inline form errors */
+    readonly fields: Record<string, string> = {},
+  ) {
+    super(message);
+    this.name = "AppError";
+  }
+}
+
+export class ValidationError extends AppError {
+  constructor(fields: Record<string, string>) {
+    super("validation", Object.values(fields).join("; "), fields);
+  }
+}
+
+export class ConflictError extends AppError {
+  constructor(message: string, fields: Record<string, string> = {}) {
+    super("conflict", message, fields);
+  }
+}
+
+export class NotFoundError extends AppError {
+  constructor(what: string) {
+    super("not_found", `${what} not found`);
+  }
+}
+
+export const httpStatusOf: Record<ErrorCode, number> = {
+  validation: 400,
+  conflict: 409,
+  not_found: 404,
+  unauthorized: 401,
+  forbidden: 403,
+  rate_limited: 429,
+};
