@@ -32,6 +32,10 @@ export class AdminStore {
     this.throttle = opts.throttle ?? new FailureThrottle(5, 60_000);
   }
 
+  get sessionTtlMs(): number {
+    return this.opts.sessionTtlMs ?? 12 * 3600_000;
+  }
+
   hasAdmin(): boolean {
     return this.db.select({ id: admins.id }).from(admins).limit(1).get() !== undefined;
   }
@@ -81,7 +85,7 @@ export class AdminStore {
       adminId,
       username,
       csrfToken: randomToken(),
-      expiresAt: t + (this.opts.sessionTtlMs ?? 12 * 3600_000),
+      expiresAt: t + this.sessionTtlMs,
     };
     this.db.delete(adminSessions).where(lt(adminSessions.expiresAt, t)).run();
     this.db

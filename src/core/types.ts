@@ -2,13 +2,6 @@
 export const integrationTypes = ["mqtt", "opcua", "http", "vrpc"] as const;
 export type IntegrationType = (typeof integrationTypes)[number];
 
-export const typeLabels: Record<IntegrationType, string> = {
-  mqtt: "MQTT",
-  opcua: "OPC UA",
-  http: "HTTP",
-  vrpc: "VRPC",
-};
-
 export function isIntegrationType(v: unknown): v is IntegrationType {
   return typeof v === "string" && (integrationTypes as readonly string[]).includes(v);
 }

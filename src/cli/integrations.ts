@@ -1,0 +1,174 @@
+import { parseArgs } from "node:util";
+import { DataDirError, openDataDir } from "../app.ts";
+import { dataDirOf } from "../config.ts";
+import { CredentialStore, type NewIntegration } from "../core/credentials.ts";
+import { EventBus } from "../core/events.ts";
+import { isIntegrationType, type Integration } from "../core/types.ts";
+import { AppError, NotFoundError, ValidationError } from "../lib/errors.ts";
+import { exitCodes } from "./exit-codes.ts";
+import { readSecretLine } from "./stdin.ts";
+
+/**
+ * integrations: offline CRUD on the data dir. The running appliance polls SQLite's data_version
+ * and reconciles within half a second, so a change here drops sessions there exactly like the page.
+ */
+export async function integrationsCli(argv: string[], env: Record<string, string | undefined>): Promise<number> {
+  const [verb, ...rest] = argv;
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: rest,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        "data-dir": { type: "string" },
+        type: { type: "string" },
+        username: { type: "string" },
+        description: { type: "string" },
+        "password-stdin": { type: "boolean" },
+        json: { type: "boolean" },
+      },
+    });
+  } catch (err) {
+    return fail(`${(err as Error).message}`, exitCodes.usage);
+  }
+  const { values, positionals } = parsed;
+  const json = values.json === true;
+  const out = (data: unknown, text: string) => process.stdout.write(json ? JSON.stringify(data) + "\n" : text + "\n");
+
+  let store: CredentialStore;
+  let close: () => void;
+  try {
+    const db = openDataDir(dataDirOf(values["data-dir"], env));
+    store = new CredentialStore(db, new EventBus());
+    close = () => db.$client.close();
+  } catch (err) {
+    if (err instanceof DataDirError) return fail(err.message, exitCodes.usage);
+    throw err;
+  }
+
+  const byUsername = (name: string | undefined): Integration => {
+    if (!name) throw new ValidationError({ username: "name the integration: gatehouse integrations " + verb + " USERNAME" });
+    const i = store.findByUsername(name);
+    if (!i) throw new NotFoundError(`integration "${name}"`);
+    return i;
+  };
+
+  try {
+    switch (verb) {
+      case "list": {
+        if (values.type && !isIntegrationType(values.type)) throw new ValidationError({ type: "type must be one of mqtt, opcua, http, vrpc" });
+        const rows = store.list({ type: values.type as Integration["type"] | undefined, pageSize: 200, page: 1 });
+        const all: Integration[] = [];
+        for (let page = 1; page <= rows.pages; page++) all.push(...store.list({ type: values.type as Integration["type"] | undefined, pageSize: 200, page }).rows);
+        out(
+          all,
+          all.length === 0
+            ? "no integrations"
+            : all.map((i) => `${i.username}\t${i.type}\t${i.active ? "active" : "deactivated"}\t${i.lastLoginAt ? new Date(i.lastLoginAt).toISOString() : "never"}`).join("\n"),
+        );
+        return exitCodes.ok;
+      }
+      case "add": {
+        if (!isIntegrationType(values.type)) throw new ValidationError({ type: "--type must be one of mqtt, opcua, http, vrpc" });
+        const password = values["password-stdin"] ? await readSecretLine("Password: ") : undefined;
+        const { integration, password: pw } = await store.create({ type: values.type, username: values.username, password, description: values.description });
+        out(
+          { integration, password: values["password-stdin"] ? undefined : pw },
+          `created ${integration.type} integration\nusername: ${integration.username}` + (values["password-stdin"] ? "" : `\npassword: ${pw}\n(the password is shown once; only its hash is stored)`),
+        );
+        return exitCodes.ok;
+      }
+      case "remove":
+      case "enable":
+      case "disable": {
+        const i = byUsername(positionals[0]);
+        const result = verb === "remove" ? store.remove(i.id) : store.setActive(i.id, verb === "enable");
+        out(result, `${verb === "remove" ? "removed" : verb === "enable" ? "enabled" : "disabled"} ${i.username}`);
+        return exitCodes.ok;
+      }
+      case "import": {
+        const file = positionals[0];
+        if (!file) throw new ValidationError({ file: "usage: gatehouse integrations import FILE (.csv or .json)" });
+        const f = Bun.file(file);
+        if (!(await f.exists())) throw new ValidationError({ file: `no such file: ${file}` });
+        const entries = parseImport(await f.text(), file);
+        const created = await store.createMany(entries);
+        out(
+          created.map((c, i) => ({ username: c.integration.username, type: c.integration.type, password: entries[i]!.password ? undefined : c.password })),
+          `imported ${created.length} integration(s)` +
+            created
+              .filter((_, i) => !entries[i]!.password)
+              .map((c) => `\n${c.integration.username}\t${c.integration.type}\t${c.password}`)
+              .join(""),
+        );
+        return exitCodes.ok;
+      }
+      default:
+        return fail(`unknown verb "${verb ?? ""}"; use list | add | remove | enable | disable | import`, exitCodes.usage);
+    }
+  } catch (err) {
+    if (err instanceof AppError) return fail(err.message, exitCodes.usage);
+    throw err;
+  } finally {
+    close();
+  }
+}
+
+function fail(message: string, code: number): number {
+  process.stderr.write(`gatehouse integrations: ${message}\n`);
+  return code;
+}
+
+/** parseImport: a JSON array of objects, or CSV with a header naming username,type,password,description. */
+export function parseImport(text: string, name: string): NewIntegration[] {
+  const rows: Record<string, unknown>[] = name.toLowerCase().endsWith(".json") || text.trimStart().startsWith("[") ? parseJsonRows(text) : parseCsv(text);
+  if (rows.length === 0) throw new ValidationError({ file: "the file holds no entries" });
+  if (rows.length > 10_000) throw new ValidationError({ file: "at most 10 000 entries per import" });
+  return rows.map((r, i) => {
+    if (!isIntegrationType(r.type)) throw new ValidationError({ type: `entry ${i + 1}: type must be one of mqtt, opcua, http, vrpc` });
+    const str = (v: unknown) => (typeof v === "string" && v !== "" ? v : undefined);
+    return { type: r.type, username: str(r.username), password: str(r.password), description: str(r.description) };
+  });
+}
+
+function parseJsonRows(text: string): Record<string, unknown>[] {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    throw new ValidationError({ file: `not valid JSON: ${(err as Error).message}` });
+  }
+  if (!Array.isArray(data) || !data.every((x) => x && typeof x === "object")) throw new ValidationError({ file: "JSON must be an array of objects" });
+  return data as Record<string, unknown>[];
+}
+
+/** parseCsv: RFC 4180 (quoted fields, doubled quotes, CRLF); the first line is the header. */
+export function parseCsv(text: string): Record<string, string>[] {
+  const records: string[][] = [];
+  let record: string[] = [];
+  let fieldText = "";
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') (fieldText += '"'), i++;
+      else if (c === '"') quoted = false;
+      else fieldText += c;
+    } else if (c === '"' && fieldText === "") quoted = true;
+    else if (c === ",") record.push(fieldText), (fieldText = "");
+    else if (c === "\n" || c === "\r") {
+      if (c === "\r" && text[i + 1] === "\n") i++;
+      record.push(fieldText);
+      if (record.some((f) => f !== "")) records.push(record);
+      (record = []), (fieldText = "");
+    } else fieldText += c;
+  }
+  record.push(fieldText);
+  if (record.some((f) => f !== "")) records.push(record);
+  const [header, ...body] = records;
+  if (!header) return [];
+  const names = header.map((h) => h.trim().toLowerCase());
+  if (!names.includes("type")) throw new ValidationError({ file: "CSV header must name at least: type (and optionally username, password, description)" });
+  return body.map((cols) => Object.fromEntries(names.map((n, i) => [n, cols[i] ?? ""])));
+}

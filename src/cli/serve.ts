@@ -1,0 +1,53 @@
+import { createApp, DataDirError } from "../app.ts";
+import { ConfigError, parseServeConfig, usage } from "../config.ts";
+import { createLogger } from "../lib/logger.ts";
+import { exitCodes } from "./exit-codes.ts";
+
+/** serve: runs until SIGTERM/SIGINT, then stops listeners and database and exits 0. */
+export async function serve(argv: string[], env: Record<string, string | undefined>): Promise<number> {
+  if (argv.includes("--help") || argv.includes("-h")) {
+    process.stdout.write(usage);
+    return exitCodes.ok;
+  }
+  let config;
+  try {
+    config = parseServeConfig(argv, env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`gatehouse: ${err.message}\nRun "gatehouse --help" for the options.\n`);
+      return exitCodes.usage;
+    }
+    throw err;
+  }
+  const log = createLogger({ level: config.logLevel });
+  let app;
+  try {
+    app = createApp(config, log);
+  } catch (err) {
+    if (err instanceof DataDirError) {
+      log.error(err.message);
+      return exitCodes.usage;
+    }
+    throw err;
+  }
+  try {
+    await app.start();
+  } catch (err) {
+    log.error("start failed", { err });
+    return exitCodes.failure;
+  }
+  const signal = await new Promise<string>((resolve) => {
+    process.once("SIGTERM", () => resolve("SIGTERM"));
+    process.once("SIGINT", () => resolve("SIGINT"));
+  });
+  log.info("stopping", { signal });
+  // A listener that hangs on close must not keep systemd waiting forever.
+  const timeout = setTimeout(() => {
+    log.error("stop timed out; exiting");
+    process.exit(exitCodes.failure);
+  }, 8000);
+  await app.stop();
+  clearTimeout(timeout);
+  log.info("stopped");
+  return exitCodes.ok;
+}

@@ -1,0 +1,38 @@
+/** Small helpers for requests and responses; know nothing of the domain. */
+
+export function isHtmx(request: Request): boolean {
+  return request.headers.get("hx-request") === "true";
+}
+
+/** field: one string from a parsed form or JSON body, whatever shape the body came in. */
+export function field(body: unknown, name: string): string | undefined {
+  if (!body || typeof body !== "object") return undefined;
+  const v = (body as Record<string, unknown>)[name];
+  if (Array.isArray(v)) return typeof v[0] === "string" ? v[0] : undefined;
+  return typeof v === "string" ? v : undefined;
+}
+
+/** htmlResponse: JSX renders to a string, or to a promise of one when a component is async. */
+export function htmlResponse(body: string, status?: number, headers?: Record<string, string>): Response;
+export function htmlResponse(body: string | Promise<string>, status?: number, headers?: Record<string, string>): Response | Promise<Response>;
+export function htmlResponse(body: string | Promise<string>, status = 200, headers: Record<string, string> = {}): Response | Promise<Response> {
+  if (typeof body !== "string") return body.then((b) => htmlResponse(b, status, headers));
+  return new Response(body, { status, headers: { "content-type": "text/html; charset=utf-8", ...headers } });
+}
+
+export function jsonResponse(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json; charset=utf-8", ...headers } });
+}
+
+export function redirect(location: string, status = 303): Response {
+  return new Response(null, { status, headers: { location } });
+}
+
+/** safeNext: only same-site relative paths, so `?next=` cannot send a signed-in admin elsewhere. */
+export function safeNext(next: string | undefined): string {
+  return next && /^\/(?![/\\])[\w\-./?=&%]*$/.test(next) ? next : "/integrations";
+}
+
+export function clientAddress(server: { requestIP(r: Request): { address: string } | null } | null | undefined, request: Request): string {
+  return server?.requestIP(request)?.address ?? "local";
+}

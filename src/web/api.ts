@@ -1,0 +1,132 @@
+import { Elysia, t } from "elysia";
+import type { Core } from "../core/index.ts";
+import type { Integration } from "../core/types.ts";
+import { NotFoundError } from "../lib/errors.ts";
+import { parseId, parseListQuery } from "./integrations.tsx";
+
+const IntegrationType = t.Union([t.Literal("mqtt"), t.Literal("opcua"), t.Literal("http"), t.Literal("vrpc")]);
+
+/** apiRoutes: the JSON API under /api/v1; same core calls as the page, same auth guard. */
+export function apiRoutes(core: Core) {
+  const { credentials, sessions } = core;
+  const view = (i: Integration) => {
+    const n = sessions.countFor(i.id);
+    return {
+      ...i,
+      status: (!i.active ? "deactivated" : n > 0 ? "online" : "offline") as "online" | "offline" | "deactivated",
+      sessions: n,
+      createdAt: new Date(i.createdAt).toISOString(),
+      updatedAt: new Date(i.updatedAt).toISOString(),
+      lastLoginAt: i.lastLoginAt === null ? null : new Date(i.lastLoginAt).toISOString(),
+    };
+  };
+  const require = (rawId: string) => {
+    const i = credentials.get(parseId(rawId));
+    if (!i) throw new NotFoundError("integration");
+    return i;
+  };
+
+  return new Elysia({ name: "api-v1", prefix: "/api/v1" })
+    .get(
+      "/integrations",
+      ({ query }) => {
+        const q = parseListQuery(query);
+        const pageSize = Number(query.pageSize ?? 50);
+        const result = credentials.list({ ...q, status: q.status as "online" | "offline" | "deactivated" | undefined, pageSize }, sessions.onlineIds());
+        return { items: result.rows.map(view), total: result.total, page: result.page, pages: result.pages, pageSize: result.pageSize };
+      },
+      {
+        query: t.Object({
+          q: t.Optional(t.String({ maxLength: 128 })),
+          type: t.Optional(IntegrationType),
+          status: t.Optional(t.Union([t.Literal("online"), t.Literal("offline"), t.Literal("deactivated")])),
+          page: t.Optional(t.String({ pattern: "^[0-9]{1,9}$" })),
+          pageSize: t.Optional(t.String({ pattern: "^[0-9]{1,3}$" })),
+        }),
+        detail: { summary: "List integrations", tags: ["integrations"] },
+      },
+    )
+    .post(
+      "/integrations",
+      async ({ body, set }) => {
+        const { integration, password } = await credentials.create(body);
+        set.status = 201;
+        return { integration: view(integration), password };
+      },
+      {
+        body: t.Object(
+          {
+            type: IntegrationType,
+            username: t.Optional(t.String({ maxLength: 128 })),
+            password: t.Optional(t.String({ maxLength: 256 })),
+            description: t.Optional(t.String({ maxLength: 1024 })),
+            active: t.Optional(t.Boolean()),
+          },
+          { additionalProperties: false },
+        ),
+        detail: { summary: "Create an integration; the password is returned once", tags: ["integrations"] },
+      },
+    )
+    .get("/integrations/:id", ({ params }) => view(require(params.id)), {
+      detail: { summary: "Get one integration", tags: ["integrations"] },
+    })
+    .patch(
+      "/integrations/:id",
+      ({ params, body }) => {
+        let i = require(params.id);
+        const { active, ...patch } = body;
+        if (Object.keys(patch).length) i = credentials.update(i.id, patch);
+        if (active !== undefined) i = credentials.setActive(i.id, active);
+        return view(i);
+      },
+      {
+        body: t.Object(
+          {
+            username: t.Optional(t.String({ maxLength: 128 })),
+            description: t.Optional(t.String({ maxLength: 1024 })),
+            active: t.Optional(t.Boolean()),
+            publishAcl: t.Optional(t.Array(t.String({ maxLength: 1024 }), { maxItems: 100 })),
+            subscribeAcl: t.Optional(t.Array(t.String({ maxLength: 1024 }), { maxItems: 100 })),
+          },
+          { additionalProperties: false },
+        ),
+        detail: { summary: "Change username, description, active flag or topic permissions", tags: ["integrations"] },
+      },
+    )
+    .delete(
+      "/integrations/:id",
+      ({ params, set }) => {
+        credentials.remove(require(params.id).id);
+        set.status = 204;
+        return "";
+      },
+      { detail: { summary: "Delete an integration and drop its sessions", tags: ["integrations"] } },
+    )
+    .post(
+      "/integrations/:id/reset-password",
+      async ({ params, body }) => {
+        const { integration, password } = await credentials.resetPassword(require(params.id).id, body?.password);
+        return { integration: view(integration), password };
+      },
+      {
+        body: t.Optional(t.Object({ password: t.Optional(t.String({ maxLength: 256 })) }, { additionalProperties: false })),
+        detail: { summary: "Set a new (random unless given) password; sessions are dropped", tags: ["integrations"] },
+      },
+    )
+    .get("/sessions", ({ query }) => ({ items: sessions.list({ integrationId: query.integrationId ? Number(query.integrationId) : undefined }) }), {
+      query: t.Object({ integrationId: t.Optional(t.String({ pattern: "^[0-9]{1,12}$" })) }),
+      detail: { summary: "Live sessions", tags: ["sessions"] },
+    })
+    .delete(
+      "/sessions/:id",
+      ({ params, set }) => {
+        if (!sessions.kickSession(params.id)) throw new NotFoundError("session");
+        set.status = 204;
+        return "";
+      },
+      { detail: { summary: "Disconnect one session now", tags: ["sessions"] } },
+    )
+    .get("/login-failures", () => ({ items: core.loginLog.recent(200) }), {
+      detail: { summary: "Recent failed logins (bounded)", tags: ["sessions"] },
+    });
+}

@@ -1,0 +1,102 @@
+import { html } from "@elysiajs/html";
+import { openapi } from "@elysiajs/openapi";
+import { Elysia } from "elysia";
+import type { Core } from "../core/index.ts";
+import { AppError, httpStatusOf } from "../lib/errors.ts";
+import { htmlResponse, isHtmx, jsonResponse } from "../lib/http.ts";
+import type { Logger } from "../lib/logger.ts";
+import { SimplePage } from "../../views/pages/simple.tsx";
+import { apiRoutes } from "./api.ts";
+import { assetRoutes } from "./assets.ts";
+import { authGuard, authRoutes } from "./auth.tsx";
+import { integrationPages } from "./integrations.tsx";
+import { tokenPages } from "./tokens.tsx";
+
+export interface WebOptions {
+  /** requests with a larger declared body are refused before parsing (Bun.serve enforces it too) */
+  maxBodyBytes?: number;
+  version?: string;
+}
+
+export const defaultMaxBodyBytes = 64 * 1024;
+
+const securityHeaders: Record<string, string> = {
+  "content-security-policy":
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
+  "x-content-type-options": "nosniff",
+  "x-frame-options": "DENY",
+  "referrer-policy": "no-referrer",
+  "cache-control": "no-store",
+};
+
+function errorResponse(request: Request, status: number, code: string, message: string, fields?: Record<string, string>): Response | Promise<Response> {
+  if (new URL(request.url).pathname.startsWith("/api/")) {
+    return jsonResponse({ error: code, message, ...(fields && Object.keys(fields).length ? { fields } : {}) }, status);
+  }
+  if (isHtmx(request)) {
+    return htmlResponse(`<p class="field-error" role="alert">${Bun.escapeHTML(message)}</p>`, status, { "hx-reswap": "none" });
+  }
+  return htmlResponse(
+    <SimplePage title={status === 404 ? "Not found" : "Something went wrong"}>
+      <p safe>{message}</p>
+      <p>
+        <a href="/integrations">Back to integrations</a>
+      </p>
+    </SimplePage>,
+    status,
+  );
+}
+
+/** createWebApp: the Elysia app (admin pages, JSON API, assets), testable through `app.handle`. */
+export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
+  const maxBody = opts.maxBodyBytes ?? defaultMaxBodyBytes;
+  return new Elysia({ name: "gatehouse-web" })
+    .use(html({ autoDetect: false }))
+    .onRequest(({ request, set }) => {
+      Object.assign(set.headers, securityHeaders);
+      const length = Number(request.headers.get("content-length") ?? 0);
+      if (length > maxBody) return errorResponse(request, 413, "payload_too_large", `request body larger than ${maxBody} bytes`);
+    })
+    .onError(({ code, error, request }) => {
+      if (error instanceof AppError) return errorResponse(request, httpStatusOf[error.code], error.code, error.message, error.fields);
+      switch (code) {
+        case "VALIDATION":
+          return errorResponse(request, 400, "invalid_request", `invalid request: ${summarizeValidation(error)}`);
+        case "PARSE":
+          return errorResponse(request, 400, "malformed_body", "the request body could not be parsed");
+        case "NOT_FOUND":
+          return errorResponse(request, 404, "not_found", "no such page");
+        default:
+          log.error("request failed", { method: request.method, path: new URL(request.url).pathname, err: error });
+          return errorResponse(request, 500, "internal", "internal error; the appliance keeps running and nothing was changed");
+      }
+    })
+    .get("/healthz", () => jsonResponse({ status: "ok", version: opts.version ?? "dev" }))
+    .use(assetRoutes())
+    .use(
+      openapi({
+        path: "/api/v1/openapi",
+        provider: null, // the UI would load from a CDN; the JSON document is what tools need
+        documentation: {
+          info: { title: "Gatehouse API", version: opts.version ?? "dev", description: "Integrations and sessions. Authenticate with `Authorization: Bearer <token>` (create one under API tokens)." },
+          components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
+          security: [{ bearer: [] }],
+        },
+        exclude: { paths: [/^\/(?!api\/v1\/)/] },
+      }),
+    )
+    .use(authGuard(core))
+    .use(authRoutes(core))
+    .use(integrationPages(core))
+    .use(tokenPages(core))
+    .use(apiRoutes(core));
+}
+
+function summarizeValidation(error: unknown): string {
+  const e = error as { all?: { path?: string; message?: string }[]; message?: string };
+  const first = e.all?.[0];
+  if (first) return `${first.path || "body"}: ${first.message ?? "invalid"}`;
+  return "does not match the schema";
+}
+
+export type WebApp = ReturnType<typeof createWebApp>;

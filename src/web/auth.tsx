@@ -1,0 +1,161 @@
+import { timingSafeEqual } from "node:crypto";
+import { Elysia } from "elysia";
+import type { AdminSession } from "../core/admins.ts";
+import type { Core } from "../core/index.ts";
+import { AppError } from "../lib/errors.ts";
+import { clientAddress, field, htmlResponse, isHtmx, jsonResponse, redirect, safeNext } from "../lib/http.ts";
+import { randomToken } from "../lib/ids.ts";
+import { LoginPage, SetupPage } from "../../views/pages/login.tsx";
+
+export const sessionCookie = "gh_session";
+/** preauthCookie: double-submit CSRF token for the two forms used before there is a session. */
+const preauthCookie = "gh_preauth";
+
+export type Auth = { kind: "session"; token: string; session: AdminSession } | { kind: "token"; name: string };
+
+const authByRequest = new WeakMap<Request, Auth>();
+
+/** authOf: the admin behind a request that passed the guard. */
+export function authOf(request: Request): Auth {
+  const auth = authByRequest.get(request);
+  if (!auth) throw new AppError("unauthorized", "sign in first");
+  return auth;
+}
+
+/** adminOf: the signed-in admin for page rendering (API-token requests have no page identity). */
+export function adminOf(request: Request): { username: string; csrfToken: string } {
+  const auth = authOf(request);
+  if (auth.kind !== "session") throw new AppError("forbidden", "pages need a signed-in admin, not an API token");
+  return { username: auth.session.username, csrfToken: auth.session.csrfToken };
+}
+
+const publicPaths = [/^\/login$/, /^\/setup$/, /^\/assets\//, /^\/healthz$/, /^\/favicon\.ico$/];
+const safeMethods = new Set(["GET", "HEAD", "OPTIONS"]);
+
+function equalTokens(a: string | undefined, b: string | undefined): boolean {
+  if (!a || !b || a.length !== b.length) return false;
+  return timingSafeEqual(Buffer.from(a), Buffer.from(b));
+}
+
+function cookieOptions(request: Request, maxAge?: number) {
+  const secure = new URL(request.url).protocol === "https:" || request.headers.get("x-forwarded-proto") === "https";
+  return { httpOnly: true, sameSite: "strict" as const, path: "/", secure, ...(maxAge !== undefined ? { maxAge } : {}) };
+}
+
+/** crossSite: a browser's Origin header that names another host is refused outright. */
+function crossSite(request: Request): boolean {
+  const origin = request.headers.get("origin");
+  if (!origin || origin === "null") return origin === "null";
+  try {
+    return new URL(origin).host !== new URL(request.url).host && new URL(origin).host !== request.headers.get("host");
+  } catch {
+    return true;
+  }
+}
+
+function deny(request: Request, status: 401 | 403, message: string): Response {
+  if (new URL(request.url).pathname.startsWith("/api/")) return jsonResponse({ error: status === 401 ? "unauthorized" : "forbidden", message }, status);
+  if (status === 401) {
+    const next = new URL(request.url);
+    const login = `/login?next=${encodeURIComponent(next.pathname + next.search)}`;
+    return isHtmx(request) ? new Response(null, { status: 401, headers: { "hx-redirect": "/login" } }) : redirect(login);
+  }
+  return htmlResponse(`<!doctype html><title>Forbidden</title><p>${message}</p><p><a href="/integrations">Back</a></p>`, 403);
+}
+
+/**
+ * authGuard: every route but the public ones needs an admin session cookie or an API token; every
+ * state-changing request with a session cookie needs the session's CSRF token (form field `_csrf`
+ * or header `X-CSRF-Token`). Bearer tokens are not sent by browsers on their own, so they need none.
+ */
+export function authGuard(core: Core) {
+  return new Elysia({ name: "auth-guard" }).onBeforeHandle({ as: "global" }, ({ request, cookie, body, path }) => {
+    if (publicPaths.some((p) => p.test(path))) return;
+    const unsafe = !safeMethods.has(request.method);
+    const bearer = request.headers.get("authorization")?.match(/^Bearer\s+(\S+)$/i)?.[1];
+    if (bearer) {
+      const token = core.admins.resolveApiToken(bearer);
+      if (!token) return deny(request, 401, "invalid API token");
+      authByRequest.set(request, { kind: "token", name: token.name });
+      return;
+    }
+    const token = cookie[sessionCookie]?.value;
+    const session = typeof token === "string" ? core.admins.resolveSession(token) : undefined;
+    if (!session || typeof token !== "string") return deny(request, 401, "sign in first");
+    if (unsafe) {
+      const sent = request.headers.get("x-csrf-token") ?? field(body, "_csrf");
+      if (crossSite(request) || !equalTokens(sent ?? undefined, session.csrfToken)) {
+        return deny(request, 403, "missing or invalid CSRF token; reload the page and try again");
+      }
+    }
+    authByRequest.set(request, { kind: "session", token, session });
+  });
+}
+
+/** authRoutes: sign-in, sign-out and first-admin setup. */
+export function authRoutes(core: Core) {
+  const issuePreauth = (request: Request, cookie: Record<string, any>) => {
+    const t = randomToken();
+    cookie[preauthCookie].set({ value: t, ...cookieOptions(request, 3600) });
+    return t;
+  };
+  const checkPreauth = (request: Request, cookie: Record<string, any>, body: unknown) => {
+    if (crossSite(request) || !equalTokens(field(body, "_csrf"), cookie[preauthCookie]?.value)) {
+      throw new AppError("forbidden", "the form expired or came from another site; reload the page and try again");
+    }
+  };
+  const startSession = (request: Request, cookie: Record<string, any>, token: string) => {
+    cookie[sessionCookie].set({ value: token, ...cookieOptions(request, Math.floor((core.admins.sessionTtlMs) / 1000)) });
+    cookie[preauthCookie].remove();
+  };
+
+  return new Elysia({ name: "auth-routes" })
+    .get("/login", ({ request, cookie, query }) => {
+      if (!core.admins.hasAdmin()) {
+        return htmlResponse(
+          `<!doctype html><title>Gatehouse</title><p>No admin exists yet. Open the setup link printed in the appliance's log, or run <code>gatehouse admin set-password</code>.</p>`,
+        );
+      }
+      return <LoginPage csrfToken={issuePreauth(request, cookie)} next={safeNext(query.next)} />;
+    })
+    .post("/login", async ({ request, cookie, body, server }) => {
+      checkPreauth(request, cookie, body);
+      const username = field(body, "username") ?? "";
+      try {
+        const { token } = await core.admins.signIn(username, field(body, "password") ?? "", clientAddress(server, request));
+        startSession(request, cookie, token);
+        return redirect(safeNext(field(body, "next")));
+      } catch (err) {
+        if (!(err instanceof AppError)) throw err;
+        const status = err.code === "rate_limited" ? 429 : 401;
+        return htmlResponse(<LoginPage csrfToken={issuePreauth(request, cookie)} error={err.message} username={username} next={safeNext(field(body, "next"))} />, status);
+      }
+    })
+    .post("/logout", ({ request, cookie }) => {
+      const auth = authOf(request);
+      if (auth.kind === "session") core.admins.signOut(auth.token);
+      cookie[sessionCookie]?.remove();
+      return isHtmx(request) ? new Response(null, { headers: { "hx-redirect": "/login" } }) : redirect("/login");
+    })
+    .get("/setup", ({ request, cookie, query }) => {
+      if (!core.admins.setupTokenValid(query.token)) {
+        return htmlResponse(`<!doctype html><title>Setup</title><p>This setup link is invalid, used or expired. Restart the appliance for a new one or run <code>gatehouse admin set-password</code>.</p>`, 403);
+      }
+      return <SetupPage csrfToken={issuePreauth(request, cookie)} token={query.token!} />;
+    })
+    .post("/setup", async ({ request, cookie, body }) => {
+      checkPreauth(request, cookie, body);
+      const token = field(body, "token") ?? "";
+      const password = field(body, "password") ?? "";
+      const again = (error: string, status = 400) => htmlResponse(<SetupPage csrfToken={issuePreauth(request, cookie)} token={token} error={error} />, status);
+      if (password !== field(body, "confirm")) return again("the two passwords differ");
+      try {
+        const { token: sessionToken } = await core.admins.completeSetup(token, field(body, "username") ?? "", password);
+        startSession(request, cookie, sessionToken);
+        return redirect("/integrations");
+      } catch (err) {
+        if (err instanceof AppError) return again(err.message, err.code === "forbidden" ? 403 : 400);
+        throw err;
+      }
+    });
+}

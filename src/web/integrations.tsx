@@ -1,0 +1,203 @@
+import { Elysia } from "elysia";
+import type { Core } from "../core/index.ts";
+import { isIntegrationType, type Integration, type IntegrationType } from "../core/types.ts";
+import { AppError, NotFoundError } from "../lib/errors.ts";
+import { field, htmlResponse, isHtmx, redirect } from "../lib/http.ts";
+import { randomPassword, randomUsername } from "../lib/ids.ts";
+import { Secret } from "../../views/components/secret.tsx";
+import { IntegrationsPage } from "../../views/pages/integrations.tsx";
+import { SimplePage } from "../../views/pages/simple.tsx";
+import { IntegrationCreated } from "../../views/partials/integration-created.tsx";
+import { IntegrationForm, type IntegrationFormProps } from "../../views/partials/integration-form.tsx";
+import { IntegrationRow } from "../../views/partials/integration-row.tsx";
+import { IntegrationTable, type TableQuery } from "../../views/partials/integration-table.tsx";
+import { adminOf } from "./auth.tsx";
+
+const statuses = ["online", "offline", "deactivated"] as const;
+type Status = (typeof statuses)[number];
+
+export function parseListQuery(query: Record<string, string | undefined>): TableQuery & { page: number } {
+  const type = isIntegrationType(query.type) ? query.type : undefined;
+  const status = (statuses as readonly string[]).includes(query.status ?? "") ? (query.status as Status) : undefined;
+  const page = Number.parseInt(query.page ?? "1", 10);
+  return { q: query.q?.slice(0, 128) || undefined, type, status, page: Number.isFinite(page) && page > 0 ? page : 1 };
+}
+
+export function parseId(raw: string): number {
+  const id = Number(raw);
+  if (!Number.isSafeInteger(id) || id <= 0) throw new NotFoundError("integration");
+  return id;
+}
+
+/** integrationPages: the admin page; each action answers htmx with one row, browsers with a page. */
+export function integrationPages(core: Core) {
+  const { credentials, sessions } = core;
+  const onlineCount = (id: number) => sessions.countFor(id);
+
+  const row = (request: Request, integration: Integration, extra: { secret?: string; mode?: "view" | "edit"; errors?: Record<string, string>; draft?: { username?: string; description?: string } } = {}) => (
+    <IntegrationRow integration={integration} online={onlineCount(integration.id)} csrfToken={adminOf(request).csrfToken} {...extra} />
+  );
+
+  const fullPage = (request: Request, query: Record<string, string | undefined>, panel?: JSX.Element, flash?: string) => {
+    const q = parseListQuery(query);
+    const result = credentials.list({ ...q, type: q.type, status: q.status as Status | undefined }, sessions.onlineIds());
+    return (
+      <IntegrationsPage
+        admin={adminOf(request)}
+        rows={result.rows}
+        total={result.total}
+        page={result.page}
+        pages={result.pages}
+        query={q}
+        onlineCount={onlineCount}
+        csrfToken={adminOf(request).csrfToken}
+        panel={panel}
+        flash={flash}
+      />
+    );
+  };
+
+  const newFormValues = (type: IntegrationType): IntegrationFormProps["values"] => ({ type, username: randomUsername(type), password: randomPassword(), description: "" });
+
+  return new Elysia({ name: "integration-pages" })
+    .get("/", () => redirect("/integrations", 302))
+    .get("/integrations", ({ request, query }) => {
+      if (isHtmx(request) && request.headers.get("hx-target") === "integration-table") {
+        const q = parseListQuery(query);
+        const result = credentials.list({ ...q, status: q.status as Status | undefined }, sessions.onlineIds());
+        return <IntegrationTable rows={result.rows} total={result.total} page={result.page} pages={result.pages} query={q} onlineCount={onlineCount} csrfToken={adminOf(request).csrfToken} />;
+      }
+      return fullPage(request, query);
+    })
+    .get("/integrations/new", ({ request, query }) => {
+      const type = isIntegrationType(query.type) ? query.type : "mqtt";
+      const form = <IntegrationForm csrfToken={adminOf(request).csrfToken} values={newFormValues(type)} />;
+      return isHtmx(request) ? form : fullPage(request, {}, form);
+    })
+    .post("/integrations", async ({ request, body }) => {
+      const rawType = field(body, "type");
+      const values = {
+        type: (isIntegrationType(rawType) ? rawType : "mqtt") as IntegrationType,
+        username: field(body, "username") ?? "",
+        password: field(body, "password") ?? "",
+        description: field(body, "description") ?? "",
+      };
+      try {
+        if (!isIntegrationType(rawType)) throw new AppError("validation", "type", { type: "choose a type: MQTT, OPC UA, HTTP or VRPC" });
+        const { integration, password } = await credentials.create(values);
+        const created = <IntegrationCreated integration={integration} password={password} />;
+        if (!isHtmx(request)) return fullPage(request, {}, created);
+        // The new row goes to the top of the table out of band; the form becomes the password panel.
+        return htmlResponse(`${created}<tbody hx-swap-oob="afterbegin:#integration-rows">${row(request, integration)}</tbody>`, 201);
+      } catch (err) {
+        if (!(err instanceof AppError) || (err.code !== "validation" && err.code !== "conflict")) throw err;
+        const form = <IntegrationForm csrfToken={adminOf(request).csrfToken} values={values} errors={Object.keys(err.fields).length ? err.fields : { form: err.message }} />;
+        const status = err.code === "conflict" ? 409 : 400;
+        return htmlResponse(isHtmx(request) ? form : await fullPage(request, {}, form), status);
+      }
+    })
+    .get("/integrations/:id", ({ request, params }) => {
+      const integration = credentials.get(parseId(params.id));
+      if (!integration) throw new NotFoundError("integration");
+      return isHtmx(request) ? row(request, integration) : redirect(`/integrations?q=${encodeURIComponent(integration.username)}`, 302);
+    })
+    .get("/integrations/:id/edit", ({ request, params }) => {
+      const integration = credentials.get(parseId(params.id));
+      if (!integration) throw new NotFoundError("integration");
+      if (isHtmx(request)) return row(request, integration, { mode: "edit" });
+      return <EditPage request={request} integration={integration} />;
+    })
+    .post("/integrations/:id", ({ request, params, body }) => {
+      const id = parseId(params.id);
+      const draft = { username: field(body, "username"), description: field(body, "description") };
+      try {
+        const integration = credentials.update(id, draft);
+        return isHtmx(request) ? row(request, integration) : redirect("/integrations");
+      } catch (err) {
+        if (!(err instanceof AppError) || (err.code !== "validation" && err.code !== "conflict")) throw err;
+        const integration = credentials.get(id)!;
+        const status = err.code === "conflict" ? 409 : 400;
+        const body_ = isHtmx(request)
+          ? row(request, integration, { mode: "edit", errors: err.fields, draft })
+          : <EditPage request={request} integration={integration} errors={err.fields} draft={draft} />;
+        return htmlResponse(body_ as string, status);
+      }
+    })
+    .post("/integrations/:id/toggle", ({ request, params }) => {
+      const id = parseId(params.id);
+      const current = credentials.get(id);
+      if (!current) throw new NotFoundError("integration");
+      const integration = credentials.setActive(id, !current.active);
+      return isHtmx(request) ? row(request, integration) : redirect("/integrations");
+    })
+    .post("/integrations/:id/reset-password", async ({ request, params }) => {
+      const { integration, password } = await credentials.resetPassword(parseId(params.id));
+      if (isHtmx(request)) return row(request, integration, { secret: password });
+      return (
+        <SimplePage title="Password reset" admin={adminOf(request)}>
+          <p safe>{integration.username}</p>
+          <Secret label="New password:" value={password} />
+          <p>
+            <a href="/integrations">Back to integrations</a>
+          </p>
+        </SimplePage>
+      );
+    })
+    .get("/integrations/:id/delete", ({ request, params }) => {
+      const integration = credentials.get(parseId(params.id));
+      if (!integration) throw new NotFoundError("integration");
+      return (
+        <SimplePage title="Delete integration?" admin={adminOf(request)}>
+          <p>
+            <strong safe>{integration.username}</strong> will be removed and its connected clients dropped at once.
+          </p>
+          <form method="post" action={`/integrations/${integration.id}/delete`}>
+            <input type="hidden" name="_csrf" value={adminOf(request).csrfToken} />
+            <button type="submit" class="danger">
+              Delete
+            </button>{" "}
+            <a href="/integrations">Cancel</a>
+          </form>
+        </SimplePage>
+      );
+    })
+    .post("/integrations/:id/delete", ({ request, params }) => {
+      credentials.remove(parseId(params.id));
+      return isHtmx(request) ? htmlResponse("") : redirect("/integrations");
+    });
+}
+
+function EditPage({ request, integration, errors = {}, draft = {} }: { request: Request; integration: Integration; errors?: Record<string, string>; draft?: { username?: string; description?: string } }) {
+  const admin = adminOf(request);
+  return (
+    <SimplePage title="Edit integration" admin={admin}>
+      <form method="post" action={`/integrations/${integration.id}`} class="stack">
+        <input type="hidden" name="_csrf" value={admin.csrfToken} />
+        <label>
+          Username
+          <input name="username" value={draft.username ?? integration.username} required maxlength="128" />
+        </label>
+        {errors.username ? (
+          <span class="field-error" safe>
+            {errors.username}
+          </span>
+        ) : (
+          ""
+        )}
+        <label>
+          Description
+          <input name="description" value={draft.description ?? integration.description} maxlength="1024" />
+        </label>
+        {errors.description ? (
+          <span class="field-error" safe>
+            {errors.description}
+          </span>
+        ) : (
+          ""
+        )}
+        <button type="submit">Save</button>
+        <a href="/integrations">Cancel</a>
+      </form>
+    </SimplePage>
+  );
+}

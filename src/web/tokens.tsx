@@ -1,0 +1,26 @@
+import { Elysia } from "elysia";
+import type { Core } from "../core/index.ts";
+import { AppError } from "../lib/errors.ts";
+import { field, htmlResponse, redirect } from "../lib/http.ts";
+import { TokensPage } from "../../views/pages/tokens.tsx";
+import { adminOf } from "./auth.tsx";
+import { parseId } from "./integrations.tsx";
+
+/** tokenPages: API tokens for automation; a token's secret is shown once. */
+export function tokenPages(core: Core) {
+  return new Elysia({ name: "token-pages" })
+    .get("/settings/tokens", ({ request }) => <TokensPage admin={adminOf(request)} tokens={core.admins.listApiTokens()} />)
+    .post("/settings/tokens", ({ request, body }) => {
+      try {
+        const { token } = core.admins.createApiToken(field(body, "name") ?? "");
+        return <TokensPage admin={adminOf(request)} tokens={core.admins.listApiTokens()} created={token} />;
+      } catch (err) {
+        if (!(err instanceof AppError)) throw err;
+        return htmlResponse(<TokensPage admin={adminOf(request)} tokens={core.admins.listApiTokens()} error={err.message} />, 400);
+      }
+    })
+    .post("/settings/tokens/:id/delete", ({ params }) => {
+      core.admins.revokeApiToken(parseId(params.id));
+      return redirect("/settings/tokens");
+    });
+}

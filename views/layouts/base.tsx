@@ -1,0 +1,58 @@
+import type { PropsWithChildren } from "@kitajs/html";
+
+export interface LayoutProps {
+  title: string;
+  /** signed-in admin; absent on the sign-in and setup pages */
+  admin?: { username: string; csrfToken: string };
+  active?: "integrations" | "tokens";
+}
+
+// htmx swaps 400/409 bodies too: they carry the form with its inline errors.
+// Indicator styles are off so the Content-Security-Policy needs no inline style.
+const htmxConfig = JSON.stringify({
+  includeIndicatorStyles: false,
+  allowEval: false,
+  responseHandling: [
+    { code: "204", swap: false },
+    { code: "[23]..", swap: true },
+    { code: "40[09]", swap: true, error: false },
+    { code: "[45]..", swap: false, error: true },
+  ],
+});
+
+/** Layout: every full page; `hx-headers` sends the CSRF token with every htmx request. */
+export function Layout({ title, admin, active, children }: PropsWithChildren<LayoutProps>) {
+  return (
+    <>
+      {"<!doctype html>"}
+      <html lang="en">
+        <head>
+          <meta charset="utf-8" />
+          <meta name="viewport" content="width=device-width, initial-scale=1" />
+          <meta name="htmx-config" content={htmxConfig} />
+          <title safe>{title} · Gatehouse</title>
+          <link rel="stylesheet" href="/assets/app.css" />
+          <script src="/assets/htmx.min.js" defer></script>
+          <script src="/assets/app.js" defer></script>
+        </head>
+        <body hx-headers={admin ? JSON.stringify({ "X-CSRF-Token": admin.csrfToken }) : undefined}>
+          <header class="top">
+            <a class="brand" href="/">Gatehouse</a>
+            {admin && (
+              <nav>
+                <a href="/integrations" class={active === "integrations" ? "active" : undefined}>Integrations</a>
+                <a href="/settings/tokens" class={active === "tokens" ? "active" : undefined}>API tokens</a>
+                <form method="post" action="/logout" class="inline">
+                  <input type="hidden" name="_csrf" value={admin.csrfToken} />
+                  <span class="who" safe>{admin.username}</span>
+                  <button type="submit" class="link">Sign out</button>
+                </form>
+              </nav>
+            )}
+          </header>
+          <main>{children}</main>
+        </body>
+      </html>
+    </>
+  );
+}

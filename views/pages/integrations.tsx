@@ -1,0 +1,54 @@
+import { Layout } from "../layouts/base.tsx";
+import { typeLabels } from "../components/type-label.tsx";
+import { IntegrationTable, type TableProps } from "../partials/integration-table.tsx";
+import type { IntegrationType } from "../../src/core/types.ts";
+
+export interface IntegrationsPageProps extends TableProps {
+  admin: { username: string; csrfToken: string };
+  /** the add form or the one-time password panel, when the page is rendered around one */
+  panel?: JSX.Element;
+  flash?: string;
+}
+
+export function IntegrationsPage(props: IntegrationsPageProps) {
+  const { query } = props;
+  return (
+    <Layout title="Integrations" admin={props.admin} active="integrations">
+      <div class="page-head">
+        <h1>Integrations</h1>
+        <a class="button" href="/integrations/new" hx-get="/integrations/new" hx-target="#panel" hx-swap="innerHTML">
+          Add integration
+        </a>
+      </div>
+      {props.flash ? (
+        <p class="flash" role="status" safe>
+          {props.flash}
+        </p>
+      ) : (
+        ""
+      )}
+      <div id="panel">{props.panel ?? ""}</div>
+      <form class="toolbar" method="get" action="/integrations" hx-get="/integrations" hx-target="#integration-table" hx-swap="outerHTML" hx-push-url="true" hx-trigger="input changed delay:300ms from:input, change from:select, submit">
+        <input type="search" name="q" value={query.q ?? ""} placeholder="Search username" aria-label="Search username" />
+        <select name="type" aria-label="Type">
+          <option value="">All types</option>
+          {(Object.keys(typeLabels) as IntegrationType[]).map((t) => (
+            <option value={t} selected={query.type === t} safe>
+              {typeLabels[t]}
+            </option>
+          ))}
+        </select>
+        <select name="status" aria-label="Status">
+          <option value="">Any status</option>
+          {["online", "offline", "deactivated"].map((s) => (
+            <option value={s} selected={query.status === s} safe>
+              {s}
+            </option>
+          ))}
+        </select>
+        <button type="submit">Filter</button>
+      </form>
+      <IntegrationTable {...props} />
+    </Layout>
+  );
+}

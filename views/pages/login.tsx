@@ -1,0 +1,49 @@
+import { FieldError } from "../components/field-error.tsx";
+import { SimplePage } from "./simple.tsx";
+
+export function LoginPage({ csrfToken, error, username = "", next = "" }: { csrfToken: string; error?: string; username?: string; next?: string }) {
+  return (
+    <SimplePage title="Sign in">
+      <form method="post" action="/login" class="stack">
+        <input type="hidden" name="_csrf" value={csrfToken} />
+        <input type="hidden" name="next" value={next} />
+        <label>
+          Username
+          <input name="username" value={username} required autocomplete="username" autofocus />
+        </label>
+        <label>
+          Password
+          <input type="password" name="password" required autocomplete="current-password" />
+        </label>
+        <FieldError message={error} />
+        <button type="submit">Sign in</button>
+      </form>
+    </SimplePage>
+  );
+}
+
+export function SetupPage({ csrfToken, token, error }: { csrfToken: string; token: string; error?: string }) {
+  return (
+    <SimplePage title="Create the first admin">
+      <p>Choose the administrator's name and password. This link works once.</p>
+      <form method="post" action="/setup" class="stack">
+        <input type="hidden" name="_csrf" value={csrfToken} />
+        <input type="hidden" name="token" value={token} />
+        <label>
+          Admin name
+          <input name="username" value="admin" required maxlength="64" autocomplete="username" />
+        </label>
+        <label>
+          Password (8-256 characters)
+          <input type="password" name="password" required minlength="8" maxlength="256" autocomplete="new-password" />
+        </label>
+        <label>
+          Repeat password
+          <input type="password" name="confirm" required minlength="8" maxlength="256" autocomplete="new-password" />
+        </label>
+        <FieldError message={error} />
+        <button type="submit">Create admin</button>
+      </form>
+    </SimplePage>
+  );
+}

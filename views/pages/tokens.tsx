@@ -1,0 +1,69 @@
+import type { ApiTokenRow } from "../../src/db/schema.ts";
+import { CsrfField } from "../components/csrf.tsx";
+import { FieldError } from "../components/field-error.tsx";
+import { LocalTime } from "../components/local-time.tsx";
+import { Secret } from "../components/secret.tsx";
+import { Layout } from "../layouts/base.tsx";
+
+export interface TokensPageProps {
+  admin: { username: string; csrfToken: string };
+  tokens: ApiTokenRow[];
+  created?: string;
+  error?: string;
+}
+
+export function TokensPage({ admin, tokens, created, error }: TokensPageProps) {
+  return (
+    <Layout title="API tokens" admin={admin} active="tokens">
+      <h1>API tokens</h1>
+      <p class="muted">
+        For scripts and automation: send <code>Authorization: Bearer &lt;token&gt;</code> to <code>/api/v1</code>. The OpenAPI
+        document is at <a href="/api/v1/openapi/json">/api/v1/openapi/json</a>.
+      </p>
+      {created ? <Secret label="New token:" value={created} /> : ""}
+      <form method="post" action="/settings/tokens" class="card inline-form">
+        <CsrfField token={admin.csrfToken} />
+        <label>
+          Name <input name="name" required maxlength="64" placeholder="e.g. provisioning script" />
+        </label>
+        <button type="submit">Create token</button>
+        <FieldError message={error} />
+      </form>
+      <table>
+        <thead>
+          <tr>
+            <th>Name</th>
+            <th>Token</th>
+            <th>Created</th>
+            <th>Last used</th>
+            <th></th>
+          </tr>
+        </thead>
+        <tbody>
+          {tokens.map((t) => (
+            <tr>
+              <td safe>{t.name}</td>
+              <td>
+                <code safe>{t.prefix + "…"}</code>
+              </td>
+              <td>
+                <LocalTime at={t.createdAt} />
+              </td>
+              <td>
+                <LocalTime at={t.lastUsedAt} />
+              </td>
+              <td>
+                <form method="post" action={`/settings/tokens/${t.id}/delete`} class="inline">
+                  <CsrfField token={admin.csrfToken} />
+                  <button type="submit" class="link danger">
+                    Revoke
+                  </button>
+                </form>
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </Layout>
+  );
+}

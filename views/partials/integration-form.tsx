@@ -1,0 +1,62 @@
+import type { IntegrationType } from "../../src/core/types.ts";
+import { CsrfField } from "../components/csrf.tsx";
+import { FieldError } from "../components/field-error.tsx";
+import { typeLabels } from "../components/type-label.tsx";
+
+export interface IntegrationFormProps {
+  csrfToken: string;
+  values: { type: IntegrationType; username: string; password: string; description: string };
+  errors?: Record<string, string>;
+}
+
+/**
+ * IntegrationForm: pre-filled with a generated username and password, both editable. Changing the
+ * type asks the server for a fresh username with that type's prefix (plain GET without JS).
+ */
+export function IntegrationForm({ csrfToken, values, errors = {} }: IntegrationFormProps) {
+  return (
+    <form id="integration-form" class="card" method="post" action="/integrations" hx-post="/integrations" hx-target="#integration-form" hx-swap="outerHTML">
+      <h2>Add integration</h2>
+      <CsrfField token={csrfToken} />
+      <div class="grid">
+        <label>
+          Type
+          <select name="type" hx-get="/integrations/new" hx-target="#integration-form" hx-swap="outerHTML" hx-include="this" hx-trigger="change">
+            {(Object.keys(typeLabels) as IntegrationType[]).map((t) => (
+              <option value={t} selected={t === values.type} safe>
+                {typeLabels[t]}
+              </option>
+            ))}
+          </select>
+          <FieldError message={errors.type} />
+        </label>
+        <label>
+          Username
+          <input name="username" value={values.username} required maxlength="128" pattern="[A-Za-z0-9._\-@/:]{1,128}" autocomplete="off" />
+          <FieldError message={errors.username} />
+        </label>
+        <label>
+          Password
+          <input name="password" value={values.password} required minlength="8" maxlength="256" autocomplete="off" spellcheck="false" />
+          <FieldError message={errors.password} />
+        </label>
+        <label>
+          Description
+          <input name="description" value={values.description} maxlength="1024" placeholder="optional" />
+          <FieldError message={errors.description} />
+        </label>
+      </div>
+      {errors.form ? (
+        <p class="field-error" role="alert" safe>
+          {errors.form}
+        </p>
+      ) : (
+        ""
+      )}
+      <button type="submit">Save integration</button>{" "}
+      <a href="/integrations" class="link">
+        Cancel
+      </a>
+    </form>
+  );
+}

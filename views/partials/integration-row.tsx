@@ -1,0 +1,115 @@
+import type { Integration } from "../../src/core/types.ts";
+import { typeLabels } from "../components/type-label.tsx";
+import { CsrfField } from "../components/csrf.tsx";
+import { FieldError } from "../components/field-error.tsx";
+import { LocalTime } from "../components/local-time.tsx";
+import { Secret } from "../components/secret.tsx";
+
+export interface RowProps {
+  integration: Integration;
+  /** live sessions of this integration */
+  online: number;
+  csrfToken: string;
+  /** a new password to show once (after a reset) */
+  secret?: string;
+  mode?: "view" | "edit";
+  errors?: Record<string, string>;
+  /** values typed into the edit form, when re-shown with errors */
+  draft?: { username?: string; description?: string };
+}
+
+export function StatusBadge({ active, online }: { active: boolean; online: number }) {
+  if (!active) return <span class="badge deactivated">deactivated</span>;
+  if (online > 0) return <span class="badge online">online{online > 1 ? ` (${online})` : ""}</span>;
+  return <span class="badge offline">offline</span>;
+}
+
+/** IntegrationRow: one table row; every htmx action on it swaps this row only. */
+export function IntegrationRow({ integration: i, online, csrfToken, secret, mode = "view", errors = {}, draft = {} }: RowProps) {
+  const rowId = `integration-${i.id}`;
+  if (mode === "edit") {
+    return (
+      <tr id={rowId} class="editing">
+        <td>
+          <label class="sr-only" for={`${rowId}-username`}>Username</label>
+          <input id={`${rowId}-username`} name="username" value={draft.username ?? i.username} required maxlength="128" />
+          <FieldError message={errors.username} />
+        </td>
+        <td safe>{typeLabels[i.type]}</td>
+        <td colspan="3">
+          <label class="sr-only" for={`${rowId}-description`}>Description</label>
+          <input id={`${rowId}-description`} name="description" value={draft.description ?? i.description} maxlength="1024" placeholder="Description" />
+          <FieldError message={errors.description} />
+        </td>
+        <td class="actions">
+          <input type="hidden" name="_csrf" value={csrfToken} />
+          <button type="button" hx-post={`/integrations/${i.id}`} hx-include="closest tr" hx-target="closest tr" hx-swap="outerHTML">
+            Save
+          </button>
+          <button type="button" class="link" hx-get={`/integrations/${i.id}`} hx-target="closest tr" hx-swap="outerHTML">
+            Cancel
+          </button>
+        </td>
+      </tr>
+    );
+  }
+  return (
+    <tr id={rowId} data-username={i.username}>
+      <td>
+        <div class="username" safe>{i.username}</div>
+        {i.description ? (
+          <div class="description muted" safe>
+            {i.description}
+          </div>
+        ) : (
+          ""
+        )}
+      </td>
+      <td safe>{typeLabels[i.type]}</td>
+      <td>
+        <StatusBadge active={i.active} online={online} />
+      </td>
+      <td>
+        <LocalTime at={i.lastLoginAt} />
+      </td>
+      <td>
+        {secret ? <Secret label="New password:" value={secret} /> : <span class="masked" title="stored as a hash only">••••••••••</span>}
+      </td>
+      <td class="actions">
+        <a href={`/integrations/${i.id}/edit`} hx-get={`/integrations/${i.id}/edit`} hx-target="closest tr" hx-swap="outerHTML">
+          Edit
+        </a>
+        <form method="post" action={`/integrations/${i.id}/toggle`} class="inline" hx-post={`/integrations/${i.id}/toggle`} hx-target="closest tr" hx-swap="outerHTML">
+          <CsrfField token={csrfToken} />
+          <button type="submit" class="link">
+            {i.active ? "Deactivate" : "Activate"}
+          </button>
+        </form>
+        <form
+          method="post"
+          action={`/integrations/${i.id}/reset-password`}
+          class="inline"
+          hx-post={`/integrations/${i.id}/reset-password`}
+          hx-target="closest tr"
+          hx-swap="outerHTML"
+          hx-confirm="Reset the password? Connected clients of this integration are disconnected."
+        >
+          <CsrfField token={csrfToken} />
+          <button type="submit" class="link">
+            Reset password
+          </button>
+        </form>
+        <a
+          href={`/integrations/${i.id}/delete`}
+          class="danger"
+          hx-post={`/integrations/${i.id}/delete`}
+          hx-target="closest tr"
+          hx-swap="outerHTML"
+          hx-confirm={`Delete this integration? Its clients are disconnected at once.`}
+        >
+          Delete
+        </a>
+      </td>
+    </tr>
+  );
+}

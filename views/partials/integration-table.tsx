@@ -1,0 +1,73 @@
+import type { Integration, IntegrationType } from "../../src/core/types.ts";
+import { IntegrationRow } from "./integration-row.tsx";
+
+export interface TableQuery {
+  q?: string;
+  type?: IntegrationType;
+  status?: string;
+}
+
+export interface TableProps {
+  rows: Integration[];
+  onlineCount: (id: number) => number;
+  csrfToken: string;
+  total: number;
+  page: number;
+  pages: number;
+  query: TableQuery;
+}
+
+function pageHref(query: TableQuery, page: number): string {
+  const p = new URLSearchParams();
+  if (query.q) p.set("q", query.q);
+  if (query.type) p.set("type", query.type);
+  if (query.status) p.set("status", query.status);
+  if (page > 1) p.set("page", String(page));
+  const s = p.toString();
+  return s ? `/integrations?${s}` : "/integrations";
+}
+
+/** IntegrationTable: the list with its pager; the search form swaps this element. */
+export function IntegrationTable({ rows, onlineCount, csrfToken, total, page, pages, query }: TableProps) {
+  return (
+    <div id="integration-table">
+      <table class="integrations">
+        <thead>
+          <tr>
+            <th>Username</th>
+            <th>Type</th>
+            <th>Status</th>
+            <th>Last login</th>
+            <th>Password</th>
+            <th class="actions">Actions</th>
+          </tr>
+        </thead>
+        <tbody id="integration-rows">
+          {rows.map((i) => (
+            <IntegrationRow integration={i} online={onlineCount(i.id)} csrfToken={csrfToken} />
+          ))}
+        </tbody>
+      </table>
+      {rows.length === 0 ? <p class="empty muted">No integrations match.</p> : ""}
+      <nav class="pager" aria-label="pages">
+        <span class="muted">
+          {total} integration{total === 1 ? "" : "s"} · page {page} of {pages}
+        </span>
+        {page > 1 ? (
+          <a href={pageHref(query, page - 1)} hx-get={pageHref(query, page - 1)} hx-target="#integration-table" hx-swap="outerHTML" hx-push-url="true">
+            ← Previous
+          </a>
+        ) : (
+          ""
+        )}
+        {page < pages ? (
+          <a href={pageHref(query, page + 1)} hx-get={pageHref(query, page + 1)} hx-target="#integration-table" hx-swap="outerHTML" hx-push-url="true">
+            Next →
+          </a>
+        ) : (
+          ""
+        )}
+      </nav>
+    </div>
+  );
+}
