@@ -8,7 +8,7 @@ import type { Logger } from "../lib/logger.ts";
 import { SimplePage } from "../../views/pages/simple.tsx";
 import { apiRoutes } from "./api.ts";
 import { assetRoutes } from "./assets.ts";
-import { authGuard, authRoutes } from "./auth.tsx";
+import { authGuard, authRoutes, Denied } from "./auth.tsx";
 import { integrationPages } from "./integrations.tsx";
 import { tokenPages } from "./tokens.tsx";
 
@@ -58,6 +58,7 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
       if (length > maxBody) return errorResponse(request, 413, "payload_too_large", `request body larger than ${maxBody} bytes`);
     })
     .onError(({ code, error, request }) => {
+      if (error instanceof Denied) return error.response;
       if (error instanceof AppError) return errorResponse(request, httpStatusOf[error.code], error.code, error.message, error.fields);
       switch (code) {
         case "VALIDATION":

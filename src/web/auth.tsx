@@ -53,7 +53,11 @@ function crossSite(request: Request): boolean {
   }
 }
 
-function deny(request: Request, status: 401 | 403, message: string): Response {
+function deny(request: Request, status: 401 | 403, message: string): never {
+  throw new Denied(denial(request, status, message));
+}
+
+function denial(request: Request, status: 401 | 403, message: string): Response {
   if (new URL(request.url).pathname.startsWith("/api/")) return jsonResponse({ error: status === 401 ? "unauthorized" : "forbidden", message }, status);
   if (status === 401) {
     const next = new URL(request.url);
@@ -63,13 +67,22 @@ function deny(request: Request, status: 401 | 403, message: string): Response {
   return htmlResponse(`<!doctype html><title>Forbidden</title><p>${message}</p><p><a href="/integrations">Back</a></p>`, 403);
 }
 
+/** Denied: thrown by the guard (transform hooks cannot answer); the app's onError returns `response`. */
+export class Denied extends Error {
+  constructor(readonly response: Response) {
+    super("denied");
+  }
+}
+
 /**
  * authGuard: every route but the public ones needs an admin session cookie or an API token; every
  * state-changing request with a session cookie needs the session's CSRF token (form field `_csrf`
  * or header `X-CSRF-Token`). Bearer tokens are not sent by browsers on their own, so they need none.
  */
 export function authGuard(core: Core) {
-  return new Elysia({ name: "auth-guard" }).onBeforeHandle({ as: "global" }, ({ request, cookie, body, path }) => {
+  // onTransform runs after parsing and before schema validation: an anonymous client learns nothing
+  // about a route's schema, and the CSRF field of a form body is already readable.
+  return new Elysia({ name: "auth-guard" }).onTransform({ as: "global" }, ({ request, cookie, body, path }) => {
     if (publicPaths.some((p) => p.test(path))) return;
     const unsafe = !safeMethods.has(request.method);
     const bearer = request.headers.get("authorization")?.match(/^Bearer\s+(\S+)$/i)?.[1];
