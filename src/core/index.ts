@@ -38,6 +38,13 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
   events.on("integration.updated", (e) => {
     if (e.passwordChanged) kick("password changed")(e);
   });
+  // An audit trail of every change, whoever made it (page, API, CLI through the database).
+  for (const name of ["integration.created", "integration.deleted", "integration.activated", "integration.deactivated"] as const) {
+    events.on(name, ({ integration: i }) => log.info(name.replace(".", " "), { id: i.id, username: i.username, type: i.type }));
+  }
+  events.on("integration.updated", ({ integration: i, passwordChanged }) =>
+    log.info("integration updated", { id: i.id, username: i.username, passwordChanged }),
+  );
   events.on("login.failed", (e) =>
     log.info("login failed", { type: e.type, username: e.username, reason: e.reason, clientId: e.meta.clientId, remote: e.meta.remote }),
   );

@@ -25,7 +25,8 @@ const securityHeaders: Record<string, string> = {
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
   "x-content-type-options": "nosniff",
   "x-frame-options": "DENY",
-  "referrer-policy": "no-referrer",
+  // same-origin, not no-referrer: with no-referrer browsers send `Origin: null` on form posts.
+  "referrer-policy": "same-origin",
   "cache-control": "no-store",
 };
 
@@ -51,7 +52,14 @@ function errorResponse(request: Request, status: number, code: string, message: 
 export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
   const maxBody = opts.maxBodyBytes ?? defaultMaxBodyBytes;
   return new Elysia({ name: "gatehouse-web" })
+    // html() gives handlers ctx.html(); its autoDetect would turn any string that looks like HTML
+    // into a page, the API's too. Only page routes get text/html here.
     .use(html({ autoDetect: false }))
+    .mapResponse({ as: "global" }, ({ responseValue, path, set }) => {
+      if (typeof responseValue === "string" && !path.startsWith("/api/")) {
+        return htmlResponse(responseValue, typeof set.status === "number" ? set.status : 200);
+      }
+    })
     .onRequest(({ request, set }) => {
       Object.assign(set.headers, securityHeaders);
       const length = Number(request.headers.get("content-length") ?? 0);

@@ -88,7 +88,8 @@ export function integrationPages(core: Core) {
         const created = <IntegrationCreated integration={integration} password={password} />;
         if (!isHtmx(request)) return fullPage(request, {}, created);
         // The new row goes to the top of the table out of band; the form becomes the password panel.
-        return htmlResponse(`${created}<tbody hx-swap-oob="afterbegin:#integration-rows">${row(request, integration)}</tbody>`, 201);
+        // Table parts cannot stand alone in HTML; htmx 2 takes OOB swaps out of a <template>.
+        return htmlResponse(`${created}<template><tbody hx-swap-oob="afterbegin:#integration-rows">${row(request, integration)}</tbody></template>`, 201);
       } catch (err) {
         if (!(err instanceof AppError) || (err.code !== "validation" && err.code !== "conflict")) throw err;
         const form = <IntegrationForm csrfToken={adminOf(request).csrfToken} values={values} errors={Object.keys(err.fields).length ? err.fields : { form: err.message }} />;

@@ -38,7 +38,7 @@ export function Layout({ title, admin, active, children }: PropsWithChildren<Lay
         <body hx-headers={admin ? JSON.stringify({ "X-CSRF-Token": admin.csrfToken }) : undefined}>
           <header class="top">
             <a class="brand" href="/">Gatehouse</a>
-            {admin && (
+            {admin ? (
               <nav>
                 <a href="/integrations" class={active === "integrations" ? "active" : undefined}>Integrations</a>
                 <a href="/settings/tokens" class={active === "tokens" ? "active" : undefined}>API tokens</a>
@@ -48,6 +48,8 @@ export function Layout({ title, admin, active, children }: PropsWithChildren<Lay
                   <button type="submit" class="link">Sign out</button>
                 </form>
               </nav>
+            ) : (
+              ""
             )}
           </header>
           <main>{children}</main>

@@ -27,7 +27,8 @@ export function IntegrationsPage(props: IntegrationsPageProps) {
       ) : (
         ""
       )}
-      <div id="panel">{props.panel ?? ""}</div>
+      {/* panel is rendered JSX from our own partials, already escaped */}
+      <div id="panel">{(props.panel ?? "") as "safe"}</div>
       <form class="toolbar" method="get" action="/integrations" hx-get="/integrations" hx-target="#integration-table" hx-swap="outerHTML" hx-push-url="true" hx-trigger="input changed delay:300ms from:input, change from:select, submit">
         <input type="search" name="q" value={query.q ?? ""} placeholder="Search username" aria-label="Search username" />
         <select name="type" aria-label="Type">

@@ -36,7 +36,7 @@ export function IntegrationRow({ integration: i, online, csrfToken, secret, mode
           <FieldError message={errors.username} />
         </td>
         <td safe>{typeLabels[i.type]}</td>
-        <td colspan="3">
+        <td colspan="4">
           <label class="sr-only" for={`${rowId}-description`}>Description</label>
           <input id={`${rowId}-description`} name="description" value={draft.description ?? i.description} maxlength="1024" placeholder="Description" />
           <FieldError message={errors.description} />
@@ -71,6 +71,9 @@ export function IntegrationRow({ integration: i, online, csrfToken, secret, mode
       </td>
       <td>
         <LocalTime at={i.lastLoginAt} />
+      </td>
+      <td>
+        <LocalTime at={i.createdAt} />
       </td>
       <td>
         {secret ? <Secret label="New password:" value={secret} /> : <span class="masked" title="stored as a hash only">••••••••••</span>}

@@ -38,6 +38,7 @@ export function IntegrationTable({ rows, onlineCount, csrfToken, total, page, pa
             <th>Type</th>
             <th>Status</th>
             <th>Last login</th>
+            <th>Created</th>
             <th>Password</th>
             <th class="actions">Actions</th>
           </tr>

@@ -1,0 +1,80 @@
+import { afterAll, beforeAll, describe, expect, it } from "bun:test";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { cleanupTempDirs, tempDir } from "../helpers/app.ts";
+import { buildBinary, runBinary } from "../helpers/binary.ts";
+
+let binary: string;
+beforeAll(async () => {
+  binary = await buildBinary();
+}, 120_000);
+afterAll(cleanupTempDirs);
+
+const env = { GATEHOUSE_ADMIN_PASSWORD: "e2e-admin-pass" };
+const args = (dir: string) => ["serve", "--data-dir", join(dir, "data"), "--bind", "127.0.0.1", "--http-port", "0", "--mqtt-port", "0", "--opcua-port", "0"];
+
+/** signIn: the browser's way, through the sign-in form; returns the cookie and page CSRF token. */
+async function signIn(base: string) {
+  const form = await fetch(`${base}/login`);
+  const pre = form.headers.get("set-cookie")!.split(";")[0]!;
+  const csrf = (await form.text()).match(/name="_csrf" value="([^"]+)"/)![1]!;
+  const res = await fetch(`${base}/login`, {
+    method: "POST",
+    redirect: "manual",
+    headers: { cookie: pre, "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({ _csrf: csrf, username: "admin", password: env.GATEHOUSE_ADMIN_PASSWORD }),
+  });
+  expect(res.status).toBe(303);
+  const cookie = res.headers.getSetCookie().find((c) => c.startsWith("gh_session="))!.split(";")[0]!;
+  const page = await (await fetch(`${base}/integrations`, { headers: { cookie } })).text();
+  return { cookie, csrf: page.match(/name="_csrf" value="([^"]+)"/)![1]! };
+}
+
+describe("the compiled binary, alone in an empty folder", () => {
+  it("serves, keeps data across a SIGTERM restart, and writes only its data dir", async () => {
+    const dir = tempDir("gatehouse-e2e-");
+    const first = await runBinary(binary, dir, args(dir), env);
+    const base = `http://127.0.0.1:${first.ports.http}`;
+    expect((await fetch(`${base}/assets/htmx.min.js`)).status).toBe(200);
+
+    const { cookie, csrf } = await signIn(base);
+    const created = await fetch(`${base}/api/v1/integrations`, {
+      method: "POST",
+      headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" },
+      body: JSON.stringify({ type: "mqtt", username: "e2e-press" }),
+    });
+    expect(created.status).toBe(201);
+    const { password } = await created.json();
+    expect(password).toBeString();
+
+    const oversize = await fetch(`${base}/api/v1/integrations`, { method: "POST", headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" }, body: "x".repeat(200_000) });
+    expect(oversize.status).toBe(413);
+
+    expect(await first.stop("SIGTERM")).toBe(0);
+    expect(first.lines.some((l) => l.startsWith("info stopped"))).toBe(true);
+
+    const second = await runBinary(binary, dir, args(dir), env);
+    const again = await signIn(`http://127.0.0.1:${second.ports.http}`);
+    const list = await (await fetch(`http://127.0.0.1:${second.ports.http}/api/v1/integrations`, { headers: { cookie: again.cookie } })).json();
+    expect(list.items.map((i: { username: string }) => i.username)).toEqual(["e2e-press"]);
+    expect(await second.stop("SIGINT")).toBe(0);
+
+    expect(readdirSync(dir).sort()).toEqual(["data", "gatehouse"]);
+  }, 60_000);
+
+  it("exits 2 with a clear message on a bad flag or an unusable data dir", async () => {
+    const dir = tempDir("gatehouse-e2e-");
+    const { copyFileSync, writeFileSync } = await import("node:fs");
+    copyFileSync(binary, join(dir, "gatehouse"));
+    const bad = Bun.spawnSync([join(dir, "gatehouse"), "--http-port", "http"], { cwd: dir });
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr.toString()).toContain("--http-port must be a port number");
+    writeFileSync(join(dir, "file"), "not a folder");
+    const unusable = Bun.spawnSync([join(dir, "gatehouse"), "--data-dir", join(dir, "file", "data"), "--http-port", "0"], { cwd: dir });
+    expect(unusable.exitCode).toBe(2);
+    expect(unusable.stdout.toString()).toContain("is not usable");
+    const help = Bun.spawnSync([join(dir, "gatehouse"), "--help"], { cwd: dir });
+    expect(help.exitCode).toBe(0);
+    for (const flag of ["--data-dir", "--bind", "--http-port", "--mqtt-port", "--opcua-port", "GATEHOUSE_HTTP_PORT"]) expect(help.stdout.toString()).toContain(flag);
+  }, 30_000);
+});

@@ -1,0 +1,75 @@
+import { afterAll, beforeAll, describe, expect, it } from "bun:test";
+import { copyFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { cleanupTempDirs, tempDir } from "../helpers/app.ts";
+import { buildBinary, runBinary } from "../helpers/binary.ts";
+
+let binary: string;
+beforeAll(async () => {
+  binary = await buildBinary();
+}, 120_000);
+afterAll(cleanupTempDirs);
+
+function cli(dir: string, args: string[], stdin?: string) {
+  const res = Bun.spawnSync([join(dir, "gatehouse"), ...args, "--data-dir", join(dir, "data")], { cwd: dir, stdin: stdin === undefined ? "ignore" : new TextEncoder().encode(stdin) });
+  return { code: res.exitCode, out: res.stdout.toString(), err: res.stderr.toString() };
+}
+
+describe("CLI verbs on the data dir", () => {
+  it("add, list, disable, enable, remove, import, with --json", () => {
+    const dir = tempDir("gatehouse-cli-");
+    copyFileSync(binary, join(dir, "gatehouse"));
+    const added = cli(dir, ["integrations", "add", "--type", "mqtt", "--username", "line-4", "--json"]);
+    expect(added.code).toBe(0);
+    const { integration, password } = JSON.parse(added.out);
+    expect(integration.username).toBe("line-4");
+    expect(password.length).toBeGreaterThanOrEqual(22);
+
+    const given = cli(dir, ["integrations", "add", "--type", "opcua", "--username", "scada", "--password-stdin"], "chosen-password\n");
+    expect(given.code).toBe(0);
+    expect(given.out).not.toContain("chosen-password");
+
+    expect(cli(dir, ["integrations", "add", "--type", "modbus"]).code).toBe(2);
+    expect(cli(dir, ["integrations", "add", "--type", "mqtt", "--username", "line-4"]).err).toContain("already taken");
+
+    writeFileSync(join(dir, "fleet.csv"), 'username,type,password,description\nplc-1,mqtt,,"hall 1, left"\nplc-2,vrpc,given-password-2,\n');
+    const imported = cli(dir, ["integrations", "import", join(dir, "fleet.csv"), "--json"]);
+    expect(imported.code).toBe(0);
+    const rows = JSON.parse(imported.out);
+    expect(rows[0].password).toBeString();
+    expect(rows[1].password).toBeUndefined();
+
+    expect(cli(dir, ["integrations", "disable", "plc-1"]).code).toBe(0);
+    const list = JSON.parse(cli(dir, ["integrations", "list", "--json"]).out);
+    expect(list.map((i: { username: string; active: boolean }) => `${i.username}:${i.active}`).sort()).toEqual(["line-4:true", "plc-1:false", "plc-2:true", "scada:true"]);
+    expect(cli(dir, ["integrations", "remove", "nobody"]).code).toBe(2);
+    expect(cli(dir, ["integrations", "remove", "plc-2"]).code).toBe(0);
+  }, 30_000);
+
+  it("a change by the CLI takes effect in the running appliance at once", async () => {
+    const dir = tempDir("gatehouse-cli-");
+    const running = await runBinary(binary, dir, ["--data-dir", join(dir, "data"), "--bind", "127.0.0.1", "--http-port", "0", "--mqtt-port", "0", "--opcua-port", "0"], { GATEHOUSE_ADMIN_PASSWORD: "cli-admin-pass" });
+    try {
+      // A second admin made by the CLI while the appliance runs can sign in there.
+      expect(cli(dir, ["admin", "set-password", "--username", "ops"], "ops-password-1\n").code).toBe(0);
+      expect(cli(dir, ["integrations", "add", "--type", "mqtt", "--username", "cli-made"]).code).toBe(0);
+      // The appliance notices the external write (SQLite data_version) and reconciles.
+      await running.waitFor(/integration created .*username=cli-made/, 5000);
+      const base = `http://127.0.0.1:${running.ports.http}`;
+      const form = await fetch(`${base}/login`);
+      const pre = form.headers.get("set-cookie")!.split(";")[0]!;
+      const csrf = (await form.text()).match(/name="_csrf" value="([^"]+)"/)![1]!;
+      const signedIn = await fetch(`${base}/login`, { method: "POST", redirect: "manual", headers: { cookie: pre, "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ _csrf: csrf, username: "ops", password: "ops-password-1" }) });
+      const cookie = signedIn.headers.getSetCookie().find((c) => c.startsWith("gh_session="))!.split(";")[0]!;
+      const read = async () => (await (await fetch(`${base}/api/v1/integrations?q=cli-made`, { headers: { cookie } })).json()).items as { active: boolean }[];
+      let items = await read();
+      for (let i = 0; i < 20 && items.length === 0; i++) (await Bun.sleep(100), (items = await read()));
+      expect(items).toHaveLength(1);
+      expect(cli(dir, ["integrations", "disable", "cli-made"]).code).toBe(0);
+      for (let i = 0; i < 20 && items[0]?.active; i++) (await Bun.sleep(100), (items = await read()));
+      expect(items[0]?.active).toBe(false);
+    } finally {
+      expect(await running.stop()).toBe(0);
+    }
+  }, 30_000);
+});

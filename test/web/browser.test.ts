@@ -1,0 +1,109 @@
+import { afterAll, beforeAll, describe, expect, it } from "bun:test";
+import type { Browser, Page } from "playwright-core";
+import type { App } from "../../src/app.ts";
+import { adminPassword, cleanupTempDirs, testApp } from "../helpers/app.ts";
+import { launchBrowser } from "../helpers/browser.ts";
+
+let browser: Browser;
+let app: App;
+let url: string;
+
+beforeAll(async () => {
+  browser = await launchBrowser();
+  ({ app, url } = await testApp());
+}, 60_000);
+afterAll(async () => {
+  await browser?.close();
+  await app?.stop();
+  cleanupTempDirs();
+});
+
+async function signIn(page: Page) {
+  await page.goto(`${url}/integrations`);
+  expect(new URL(page.url()).pathname).toBe("/login");
+  await page.fill('input[name="username"]', "admin");
+  await page.fill('input[name="password"]', adminPassword);
+  await page.click('button[type="submit"]');
+  await page.waitForURL(`${url}/integrations`);
+}
+
+describe("the Integrations page in a real browser", () => {
+  it("adds, shows the password once, toggles, resets and deletes", async () => {
+    const page = await browser.newPage();
+    const dialogs: string[] = [];
+    page.on("dialog", (d) => {
+      dialogs.push(d.message());
+      void d.accept();
+    });
+    await signIn(page);
+
+    await page.click("text=Add integration");
+    await page.waitForSelector("#integration-form");
+    await page.selectOption('#integration-form select[name="type"]', "opcua");
+    await page.waitForFunction(() => (document.querySelector('#integration-form input[name="username"]') as HTMLInputElement)?.value.startsWith("opcua-"));
+    const username = await page.inputValue('#integration-form input[name="username"]');
+    await page.fill('#integration-form input[name="description"]', "SCADA in hall 2");
+    await page.click("text=Save integration");
+    const password = (await page.textContent("#integration-form .secret-value"))!;
+    expect(password.length).toBeGreaterThanOrEqual(22);
+    const row = page.locator(`tr[data-username="${username}"]`);
+    await row.waitFor();
+    expect(await row.textContent()).toContain("OPC UA");
+    expect((await app.core.credentials.verify("opcua", username, password)).ok).toBe(true);
+
+    await row.getByRole("button", { name: "Deactivate" }).click();
+    await page.locator(`tr[data-username="${username}"] .badge.deactivated`).waitFor();
+    expect(app.core.credentials.findByUsername(username)!.active).toBe(false);
+    await page.locator(`tr[data-username="${username}"]`).getByRole("button", { name: "Activate", exact: true }).click();
+    await page.locator(`tr[data-username="${username}"] .badge.offline`).waitFor();
+
+    await page.locator(`tr[data-username="${username}"]`).getByRole("button", { name: "Reset password" }).click();
+    const fresh = (await page.locator(`tr[data-username="${username}"] .secret-value`).textContent())!;
+    expect(fresh).not.toBe(password);
+    expect((await app.core.credentials.verify("opcua", username, password)).ok).toBe(false);
+    expect((await app.core.credentials.verify("opcua", username, fresh)).ok).toBe(true);
+
+    await page.reload();
+    expect(await page.content()).not.toContain(fresh);
+
+    await page.locator(`tr[data-username="${username}"]`).locator("text=Delete").click();
+    await page.locator(`tr[data-username="${username}"]`).waitFor({ state: "detached" });
+    expect(app.core.credentials.findByUsername(username)).toBeUndefined();
+    expect(dialogs.some((d) => d.startsWith("Reset the password?"))).toBe(true);
+    expect(dialogs.some((d) => d.startsWith("Delete this integration?"))).toBe(true);
+    await page.close();
+  }, 60_000);
+
+  it("shows a hostile description as text and runs nothing", async () => {
+    const evil = "<img src=x onerror=alert(1)>";
+    await app.core.credentials.create({ type: "mqtt", username: "onboarded-by-attacker", description: evil });
+    const page = await browser.newPage();
+    const dialogs: string[] = [];
+    page.on("dialog", (d) => {
+      dialogs.push(d.message());
+      void d.dismiss();
+    });
+    await signIn(page);
+    const row = page.locator('tr[data-username="onboarded-by-attacker"]');
+    expect(await row.locator(".description").textContent()).toBe(evil);
+    expect(await row.locator("img").count()).toBe(0);
+    await row.locator("text=Edit").click();
+    expect(await page.inputValue('tr.editing input[name="description"]')).toBe(evil);
+    await page.waitForTimeout(200);
+    expect(dialogs).toEqual([]);
+    await page.close();
+  }, 60_000);
+
+  it("works without JavaScript: add shows the password on a full page", async () => {
+    const context = await browser.newContext({ javaScriptEnabled: false });
+    const page = await context.newPage();
+    await signIn(page);
+    await page.click("text=Add integration");
+    expect(new URL(page.url()).pathname).toBe("/integrations/new");
+    const username = await page.inputValue('input[name="username"]');
+    await page.click("text=Save integration");
+    expect(await page.textContent(".secret-value")).toBeTruthy();
+    expect(app.core.credentials.findByUsername(username)).toBeDefined();
+    await context.close();
+  }, 60_000);
+});
