@@ -6,6 +6,7 @@ import { openDatabase, type Db } from "./db/client.ts";
 import { migrate } from "./db/migrate.ts";
 import type { Logger } from "./lib/logger.ts";
 import { createHttpListener } from "./listeners/http/index.ts";
+import { createMqttListener } from "./listeners/mqtt/index.ts";
 import type { Listener } from "./listeners/listener.ts";
 import { createWebApp, defaultMaxBodyBytes } from "./web/app.tsx";
 import pkg from "../package.json";
@@ -53,7 +54,11 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
   const db = openDataDir(config.dataDir);
   const core = createCore(db, log, { sessionTtlMs: config.sessionTtlSeconds * 1000, ...coreOptions });
   const web = createWebApp(core, log, { version });
-  const listeners: Listener[] = [createHttpListener(web, { host: config.bind, port: config.httpPort, maxBodyBytes: defaultMaxBodyBytes })];
+  const mqtt = createMqttListener(
+    { credentials: core.credentials, sessions: core.sessions, log: log.child({ listener: "mqtt" }) },
+    { host: config.bind, port: config.mqttPort, maxConnections: config.mqttMaxConnections, maxPacketBytes: config.mqttMaxPacketBytes },
+  );
+  const listeners: Listener[] = [createHttpListener(web, { host: config.bind, port: config.httpPort, maxBodyBytes: defaultMaxBodyBytes }), mqtt];
   const started: Listener[] = [];
   let stopped = false;
 

@@ -8,6 +8,8 @@ export interface Config {
   readonly httpPort: number;
   readonly mqttPort: number;
   readonly opcuaPort: number;
+  readonly mqttMaxConnections: number;
+  readonly mqttMaxPacketBytes: number;
   readonly logLevel: LogLevel;
   /** GATEHOUSE_ADMIN_PASSWORD: creates admin `admin` on first start (env only: flags show up in `ps`). */
   readonly adminPassword?: string;
@@ -35,6 +37,8 @@ export const serveOptions: Record<string, OptionSpec> = {
   "http-port": { flag: "--http-port N", env: "GATEHOUSE_HTTP_PORT", help: "admin page and HTTP API (0 = any free port)", default: "8080" },
   "mqtt-port": { flag: "--mqtt-port N", env: "GATEHOUSE_MQTT_PORT", help: "MQTT broker (0 = any free port)", default: "1883" },
   "opcua-port": { flag: "--opcua-port N", env: "GATEHOUSE_OPCUA_PORT", help: "OPC UA server (0 = any free port)", default: "4840" },
+  "mqtt-max-connections": { flag: "--mqtt-max-connections N", env: "GATEHOUSE_MQTT_MAX_CONNECTIONS", help: "open MQTT connections at most", default: "10000" },
+  "mqtt-max-packet": { flag: "--mqtt-max-packet BYTES", env: "GATEHOUSE_MQTT_MAX_PACKET", help: "largest MQTT packet accepted", default: "1048576" },
   "log-level": { flag: "--log-level L", env: "GATEHOUSE_LOG_LEVEL", help: "debug | info | warn | error", default: "info" },
   "public-url": { flag: "--public-url URL", env: "GATEHOUSE_PUBLIC_URL", help: "base URL shown in the setup link" },
   "session-ttl": { flag: "--session-ttl SECONDS", env: "GATEHOUSE_SESSION_TTL", help: "admin sign-in lifetime", default: "43200" },
@@ -54,9 +58,9 @@ Usage:
 
 Options of serve (each also read from its environment variable; flags win):
 ${Object.values(serveOptions)
-  .map((o) => `  ${o.flag.padEnd(24)} ${o.env.padEnd(22)} ${o.help}${o.default ? ` (default ${o.default})` : ""}`)
+  .map((o) => `  ${o.flag.padEnd(26)} ${o.env.padEnd(31)} ${o.help}${o.default ? ` (default ${o.default})` : ""}`)
   .join("\n")}
-  ${"".padEnd(24)} GATEHOUSE_ADMIN_PASSWORD  creates admin "admin" on first start
+  ${"".padEnd(26)} ${"GATEHOUSE_ADMIN_PASSWORD".padEnd(31)} creates admin "admin" on first start
   -h, --help                                   this text
 
 Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration.
@@ -66,6 +70,12 @@ function parsePort(name: string, raw: string): number {
   if (!/^\d+$/.test(raw)) throw new ConfigError(`--${name} must be a port number 0-65535, got "${raw}"`);
   const n = Number(raw);
   if (n > 65535) throw new ConfigError(`--${name} must be a port number 0-65535, got "${raw}"`);
+  return n;
+}
+
+function parseCount(name: string, raw: string, min: number, max: number): number {
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n < min || n > max) throw new ConfigError(`--${name} must be a whole number ${min}-${max}, got "${raw}"`);
   return n;
 }
 
@@ -105,6 +115,8 @@ export function parseServeConfig(argv: string[], env: Record<string, string | un
     httpPort: parsePort("http-port", get("http-port")!),
     mqttPort: parsePort("mqtt-port", get("mqtt-port")!),
     opcuaPort: parsePort("opcua-port", get("opcua-port")!),
+    mqttMaxConnections: parseCount("mqtt-max-connections", get("mqtt-max-connections")!, 1, 1_000_000),
+    mqttMaxPacketBytes: parseCount("mqtt-max-packet", get("mqtt-max-packet")!, 64, 268_435_455),
     logLevel: logLevel as LogLevel,
     adminPassword,
     publicUrl,

@@ -371,10 +371,13 @@ export class CredentialStore {
     if (patch.description !== undefined) set.description = patch.description;
     if (patch.publishAcl) set.publishAcl = JSON.stringify(patch.publishAcl);
     if (patch.subscribeAcl) set.subscribeAcl = JSON.stringify(patch.subscribeAcl);
+    const aclChanged =
+      (patch.publishAcl !== undefined && JSON.stringify(patch.publishAcl) !== JSON.stringify(r.publishAcl)) ||
+      (patch.subscribeAcl !== undefined && JSON.stringify(patch.subscribeAcl) !== JSON.stringify(r.subscribeAcl));
     const row = this.#write(id, set);
     const integration = publicView(this.#index(row, r));
     this.#forget(id);
-    this.events.emit("integration.updated", { integration, passwordChanged: false });
+    this.events.emit("integration.updated", { integration, passwordChanged: false, aclChanged });
     return integration;
   }
 
@@ -479,8 +482,9 @@ export class CredentialStore {
         this.events.emit(r.active ? "integration.activated" : "integration.deactivated", { integration });
       }
       const passwordChanged = before.passwordHash !== r.passwordHash;
-      if (passwordChanged || before.username !== r.username || before.description !== r.description || before.type !== r.type || before.updatedAt !== r.updatedAt) {
-        this.events.emit("integration.updated", { integration, passwordChanged });
+      const aclChanged = JSON.stringify([before.publishAcl, before.subscribeAcl]) !== JSON.stringify([r.publishAcl, r.subscribeAcl]);
+      if (passwordChanged || aclChanged || before.username !== r.username || before.description !== r.description || before.type !== r.type || before.updatedAt !== r.updatedAt) {
+        this.events.emit("integration.updated", { integration, passwordChanged, aclChanged });
       }
     }
     for (const r of [...this.#byId.values()]) {

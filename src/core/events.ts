@@ -4,7 +4,7 @@ import type { SessionInfo } from "./sessions.ts";
 /** EventMap: every event of the core, named `noun.pastVerb`. */
 export interface EventMap {
   "integration.created": { integration: Integration };
-  "integration.updated": { integration: Integration; passwordChanged: boolean };
+  "integration.updated": { integration: Integration; passwordChanged: boolean; aclChanged?: boolean };
   "integration.deleted": { integration: Integration };
   "integration.activated": { integration: Integration };
   "integration.deactivated": { integration: Integration };

@@ -37,6 +37,8 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
   events.on("integration.deleted", kick("integration deleted"));
   events.on("integration.updated", (e) => {
     if (e.passwordChanged) kick("password changed")(e);
+    // Subscriptions were granted under the old permissions: reconnecting applies the new ones.
+    else if (e.aclChanged) kick("permissions changed")(e);
   });
   // An audit trail of every change, whoever made it (page, API, CLI through the database).
   for (const name of ["integration.created", "integration.deleted", "integration.activated", "integration.deactivated"] as const) {

@@ -9,7 +9,7 @@ import { IntegrationsPage } from "../../views/pages/integrations.tsx";
 import { SimplePage } from "../../views/pages/simple.tsx";
 import { IntegrationCreated } from "../../views/partials/integration-created.tsx";
 import { IntegrationForm, type IntegrationFormProps } from "../../views/partials/integration-form.tsx";
-import { IntegrationRow } from "../../views/partials/integration-row.tsx";
+import { IntegrationRow, LastLoginCell, StatusCell, type RowProps } from "../../views/partials/integration-row.tsx";
 import { IntegrationTable, type TableQuery } from "../../views/partials/integration-table.tsx";
 import { adminOf } from "./auth.tsx";
 
@@ -32,10 +32,10 @@ export function parseId(raw: string): number {
 /** integrationPages: the admin page; each action answers htmx with one row, browsers with a page. */
 export function integrationPages(core: Core) {
   const { credentials, sessions } = core;
-  const onlineCount = (id: number) => sessions.countFor(id);
+  const sessionsOf = (id: number) => sessions.list({ integrationId: id });
 
-  const row = (request: Request, integration: Integration, extra: { secret?: string; mode?: "view" | "edit"; errors?: Record<string, string>; draft?: { username?: string; description?: string } } = {}) => (
-    <IntegrationRow integration={integration} online={onlineCount(integration.id)} csrfToken={adminOf(request).csrfToken} {...extra} />
+  const row = (request: Request, integration: Integration, extra: Omit<RowProps, "integration" | "sessions" | "csrfToken"> = {}) => (
+    <IntegrationRow integration={integration} sessions={sessionsOf(integration.id)} csrfToken={adminOf(request).csrfToken} {...extra} />
   );
 
   const fullPage = (request: Request, query: Record<string, string | undefined>, panel?: JSX.Element, flash?: string) => {
@@ -49,8 +49,9 @@ export function integrationPages(core: Core) {
         page={result.page}
         pages={result.pages}
         query={q}
-        onlineCount={onlineCount}
+        sessionsOf={sessionsOf}
         csrfToken={adminOf(request).csrfToken}
+        failedLogins={core.loginLog.recent(50)}
         panel={panel}
         flash={flash}
       />
@@ -65,7 +66,7 @@ export function integrationPages(core: Core) {
       if (isHtmx(request) && request.headers.get("hx-target") === "integration-table") {
         const q = parseListQuery(query);
         const result = credentials.list({ ...q, status: q.status as Status | undefined }, sessions.onlineIds());
-        return <IntegrationTable rows={result.rows} total={result.total} page={result.page} pages={result.pages} query={q} onlineCount={onlineCount} csrfToken={adminOf(request).csrfToken} />;
+        return <IntegrationTable rows={result.rows} total={result.total} page={result.page} pages={result.pages} query={q} sessionsOf={sessionsOf} csrfToken={adminOf(request).csrfToken} />;
       }
       return fullPage(request, query);
     })
@@ -97,6 +98,25 @@ export function integrationPages(core: Core) {
         return htmlResponse(isHtmx(request) ? form : await fullPage(request, {}, form), status);
       }
     })
+    .get("/integrations/live", ({ request, query }) => {
+      // Out-of-band swaps of the status and last-login cells of the rows on screen.
+      const ids = (query.ids ?? "").split(",").slice(0, 200).map(Number).filter((n) => Number.isSafeInteger(n) && n > 0);
+      const csrfToken = adminOf(request).csrfToken;
+      let out = "";
+      for (const id of ids) {
+        const i = credentials.get(id);
+        if (!i) continue;
+        out += `<template>${withOob(<StatusCell integration={i} sessions={sessionsOf(id)} csrfToken={csrfToken} /> as string)}${withOob(<LastLoginCell integration={i} /> as string)}</template>`;
+      }
+      return htmlResponse(out);
+    })
+    .post("/sessions/:id/disconnect", ({ request, params }) => {
+      const session = sessions.list().find((s) => s.id === params.id);
+      if (!session) throw new NotFoundError("session");
+      sessions.kickSession(session.id);
+      const integration = credentials.get(session.integrationId);
+      return isHtmx(request) && integration ? row(request, integration) : redirect("/integrations");
+    })
     .get("/integrations/:id", ({ request, params }) => {
       const integration = credentials.get(parseId(params.id));
       if (!integration) throw new NotFoundError("integration");
@@ -110,9 +130,14 @@ export function integrationPages(core: Core) {
     })
     .post("/integrations/:id", ({ request, params, body }) => {
       const id = parseId(params.id);
-      const draft = { username: field(body, "username"), description: field(body, "description") };
+      const draft = { username: field(body, "username"), description: field(body, "description"), publishAcl: field(body, "publishAcl"), subscribeAcl: field(body, "subscribeAcl") };
       try {
-        const integration = credentials.update(id, draft);
+        const integration = credentials.update(id, {
+          username: draft.username,
+          description: draft.description,
+          publishAcl: parseAcl(draft.publishAcl),
+          subscribeAcl: parseAcl(draft.subscribeAcl),
+        });
         return isHtmx(request) ? row(request, integration) : redirect("/integrations");
       } catch (err) {
         if (!(err instanceof AppError) || (err.code !== "validation" && err.code !== "conflict")) throw err;
@@ -166,6 +191,16 @@ export function integrationPages(core: Core) {
       credentials.remove(parseId(params.id));
       return isHtmx(request) ? htmlResponse("") : redirect("/integrations");
     });
+}
+
+/** parseAcl: topic filters typed space- or comma-separated; absent means unchanged. */
+function parseAcl(text: string | undefined): string[] | undefined {
+  return text === undefined ? undefined : text.split(/[\s,]+/).filter(Boolean).slice(0, 100);
+}
+
+/** withOob: marks a rendered cell for an htmx out-of-band swap by its id. */
+function withOob(cell: string): string {
+  return cell.replace(/^<td /, '<td hx-swap-oob="true" ');
 }
 
 function EditPage({ request, integration, errors = {}, draft = {} }: { request: Request; integration: Integration; errors?: Record<string, string>; draft?: { username?: string; description?: string } }) {

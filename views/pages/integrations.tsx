@@ -2,12 +2,15 @@ import { Layout } from "../layouts/base.tsx";
 import { typeLabels } from "../components/type-label.tsx";
 import { IntegrationTable, type TableProps } from "../partials/integration-table.tsx";
 import type { IntegrationType } from "../../src/core/types.ts";
+import type { FailedLogin } from "../../src/core/login-log.ts";
+import { LocalTime } from "../components/local-time.tsx";
 
 export interface IntegrationsPageProps extends TableProps {
   admin: { username: string; csrfToken: string };
   /** the add form or the one-time password panel, when the page is rendered around one */
   panel?: JSX.Element;
   flash?: string;
+  failedLogins: FailedLogin[];
 }
 
 export function IntegrationsPage(props: IntegrationsPageProps) {
@@ -50,6 +53,39 @@ export function IntegrationsPage(props: IntegrationsPageProps) {
         <button type="submit">Filter</button>
       </form>
       <IntegrationTable {...props} />
+      <details class="card failed-logins">
+        <summary>Recent failed logins ({props.failedLogins.length})</summary>
+        {props.failedLogins.length === 0 ? (
+          <p class="muted">None since the appliance started.</p>
+        ) : (
+          <table>
+            <thead>
+              <tr>
+                <th>Time</th>
+                <th>Protocol</th>
+                <th>Username</th>
+                <th>Client id</th>
+                <th>Address</th>
+                <th>Reason</th>
+              </tr>
+            </thead>
+            <tbody>
+              {props.failedLogins.map((f) => (
+                <tr>
+                  <td>
+                    <LocalTime at={f.at} />
+                  </td>
+                  <td>{f.type}</td>
+                  <td safe>{f.username}</td>
+                  <td safe>{f.clientId ?? ""}</td>
+                  <td safe>{f.remote ?? ""}</td>
+                  <td>{f.reason}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </details>
     </Layout>
   );
 }

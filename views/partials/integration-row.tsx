@@ -1,3 +1,4 @@
+import type { SessionInfo } from "../../src/core/sessions.ts";
 import type { Integration } from "../../src/core/types.ts";
 import { typeLabels } from "../components/type-label.tsx";
 import { CsrfField } from "../components/csrf.tsx";
@@ -8,14 +9,14 @@ import { Secret } from "../components/secret.tsx";
 export interface RowProps {
   integration: Integration;
   /** live sessions of this integration */
-  online: number;
+  sessions: SessionInfo[];
   csrfToken: string;
   /** a new password to show once (after a reset) */
   secret?: string;
   mode?: "view" | "edit";
   errors?: Record<string, string>;
   /** values typed into the edit form, when re-shown with errors */
-  draft?: { username?: string; description?: string };
+  draft?: { username?: string; description?: string; publishAcl?: string; subscribeAcl?: string };
 }
 
 export function StatusBadge({ active, online }: { active: boolean; online: number }) {
@@ -24,8 +25,48 @@ export function StatusBadge({ active, online }: { active: boolean; online: numbe
   return <span class="badge offline">offline</span>;
 }
 
+/** StatusCell: badge plus, when online, the live sessions with a disconnect button each. */
+export function StatusCell({ integration: i, sessions, csrfToken }: { integration: Integration; sessions: SessionInfo[]; csrfToken: string }) {
+  return (
+    <td id={`status-${i.id}`} class="status">
+      {i.active && sessions.length > 0 ? (
+        <details>
+          <summary>
+            <StatusBadge active={i.active} online={sessions.length} />
+          </summary>
+          <ul class="sessions">
+            {sessions.map((s) => (
+              <li>
+                <code safe>{s.clientId ?? "(no client id)"}</code> <span class="muted" safe>{`${s.type} from ${s.remote ?? "?"}`}</span>{" "}
+                <form method="post" action={`/sessions/${s.id}/disconnect`} class="inline" hx-post={`/sessions/${s.id}/disconnect`} hx-target={`#integration-${i.id}`} hx-swap="outerHTML">
+                  <input type="hidden" name="_csrf" value={csrfToken} />
+                  <button type="submit" class="link danger">
+                    Disconnect
+                  </button>
+                </form>
+              </li>
+            ))}
+          </ul>
+        </details>
+      ) : (
+        <StatusBadge active={i.active} online={sessions.length} />
+      )}
+    </td>
+  );
+}
+
+export function LastLoginCell({ integration: i }: { integration: Integration }) {
+  return (
+    <td id={`last-login-${i.id}`}>
+      <LocalTime at={i.lastLoginAt} />
+    </td>
+  );
+}
+
+const aclText = (acl: string[]) => acl.join(" ");
+
 /** IntegrationRow: one table row; every htmx action on it swaps this row only. */
-export function IntegrationRow({ integration: i, online, csrfToken, secret, mode = "view", errors = {}, draft = {} }: RowProps) {
+export function IntegrationRow({ integration: i, sessions, csrfToken, secret, mode = "view", errors = {}, draft = {} }: RowProps) {
   const rowId = `integration-${i.id}`;
   if (mode === "edit") {
     return (
@@ -40,6 +81,16 @@ export function IntegrationRow({ integration: i, online, csrfToken, secret, mode
           <label class="sr-only" for={`${rowId}-description`}>Description</label>
           <input id={`${rowId}-description`} name="description" value={draft.description ?? i.description} maxlength="1024" placeholder="Description" />
           <FieldError message={errors.description} />
+          <label class="acl">
+            May publish to (topic filters, space separated)
+            <input name="publishAcl" value={draft.publishAcl ?? aclText(i.publishAcl)} maxlength="4096" />
+          </label>
+          <FieldError message={errors.publishAcl} />
+          <label class="acl">
+            May subscribe to
+            <input name="subscribeAcl" value={draft.subscribeAcl ?? aclText(i.subscribeAcl)} maxlength="4096" />
+          </label>
+          <FieldError message={errors.subscribeAcl} />
         </td>
         <td class="actions">
           <input type="hidden" name="_csrf" value={csrfToken} />
@@ -64,14 +115,17 @@ export function IntegrationRow({ integration: i, online, csrfToken, secret, mode
         ) : (
           ""
         )}
+        {aclText(i.publishAcl) !== "#" || aclText(i.subscribeAcl) !== "#" ? (
+          <div class="acl muted" safe>
+            {`publish: ${aclText(i.publishAcl) || "nothing"} · subscribe: ${aclText(i.subscribeAcl) || "nothing"}`}
+          </div>
+        ) : (
+          ""
+        )}
       </td>
       <td safe>{typeLabels[i.type]}</td>
-      <td>
-        <StatusBadge active={i.active} online={online} />
-      </td>
-      <td>
-        <LocalTime at={i.lastLoginAt} />
-      </td>
+      <StatusCell integration={i} sessions={sessions} csrfToken={csrfToken} />
+      <LastLoginCell integration={i} />
       <td>
         <LocalTime at={i.createdAt} />
       </td>

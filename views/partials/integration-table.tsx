@@ -1,3 +1,4 @@
+import type { SessionInfo } from "../../src/core/sessions.ts";
 import type { Integration, IntegrationType } from "../../src/core/types.ts";
 import { IntegrationRow } from "./integration-row.tsx";
 
@@ -9,7 +10,7 @@ export interface TableQuery {
 
 export interface TableProps {
   rows: Integration[];
-  onlineCount: (id: number) => number;
+  sessionsOf: (id: number) => SessionInfo[];
   csrfToken: string;
   total: number;
   page: number;
@@ -28,7 +29,7 @@ function pageHref(query: TableQuery, page: number): string {
 }
 
 /** IntegrationTable: the list with its pager; the search form swaps this element. */
-export function IntegrationTable({ rows, onlineCount, csrfToken, total, page, pages, query }: TableProps) {
+export function IntegrationTable({ rows, sessionsOf, csrfToken, total, page, pages, query }: TableProps) {
   return (
     <div id="integration-table">
       <table class="integrations">
@@ -45,11 +46,13 @@ export function IntegrationTable({ rows, onlineCount, csrfToken, total, page, pa
         </thead>
         <tbody id="integration-rows">
           {rows.map((i) => (
-            <IntegrationRow integration={i} online={onlineCount(i.id)} csrfToken={csrfToken} />
+            <IntegrationRow integration={i} sessions={sessionsOf(i.id)} csrfToken={csrfToken} />
           ))}
         </tbody>
       </table>
       {rows.length === 0 ? <p class="empty muted">No integrations match.</p> : ""}
+      {/* Live status: every few seconds the status and last-login cells of the rows shown are refreshed. */}
+      <div hx-get={`/integrations/live?ids=${rows.map((r) => r.id).join(",")}`} hx-trigger="every 3s" hx-swap="none"></div>
       <nav class="pager" aria-label="pages">
         <span class="muted">
           {total} integration{total === 1 ? "" : "s"} · page {page} of {pages}

@@ -1,0 +1,48 @@
+/**
+ * MQTT topic filters (MQTT 3.1.1 §4.7), shared by the MQTT and OPC UA listeners' permission checks.
+ */
+
+/** topicMatches: does a topic name match a filter? [MQTT-4.7.2-1] `#` and `+` never match a `$` topic's first level. */
+export function topicMatches(filter: string, topic: string): boolean {
+  if (topic.startsWith("$") && (filter.startsWith("#") || filter.startsWith("+"))) return false;
+  const f = filter.split("/");
+  const t = topic.split("/");
+  for (let i = 0; i < f.length; i++) {
+    const level = f[i];
+    if (level === "#") return true;
+    if (i >= t.length) return false;
+    if (level !== "+" && level !== t[i]) return false;
+  }
+  return f.length === t.length;
+}
+
+/**
+ * filterCovers: is every topic matched by `requested` also matched by `allowed`? Used so a
+ * subscription is granted only inside the integration's permitted filters.
+ */
+export function filterCovers(allowed: string, requested: string): boolean {
+  if (requested.startsWith("$") && (allowed.startsWith("#") || allowed.startsWith("+"))) return false;
+  const a = allowed.split("/");
+  const r = requested.split("/");
+  for (let i = 0; i < a.length; i++) {
+    const level = a[i];
+    if (level === "#") return true;
+    if (i >= r.length) return false;
+    const req = r[i];
+    if (req === "#") return false; // requested reaches deeper levels than `allowed` permits
+    if (level === "+") continue;
+    if (req === "+" || req !== level) return false;
+  }
+  return a.length === r.length;
+}
+
+export function anyMatches(filters: readonly string[], topic: string): boolean {
+  return filters.some((f) => topicMatches(f, topic));
+}
+
+export function anyCovers(filters: readonly string[], requested: string): boolean {
+  return filters.some((f) => filterCovers(f, requested));
+}
+
+/** vrpcInfoTopics: retained discovery topics only VRPC agents may publish. */
+export const vrpcInfoTopics = ["+/+/__agentInfo__", "+/+/+/__classInfo__", "+/+/+/__classInfoConcise__"];

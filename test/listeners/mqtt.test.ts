@@ -1,0 +1,184 @@
+import { afterAll, beforeAll, describe, expect, it } from "bun:test";
+import { connect as tcpConnect } from "node:net";
+import type { App } from "../../src/app.ts";
+import { cleanupTempDirs, testApp } from "../helpers/app.ts";
+import { closed, connectMqtt, nextMessage, refusalCode, subackCodes } from "../helpers/mqtt.ts";
+
+let app: App;
+let port: number;
+beforeAll(async () => {
+  ({ app } = await testApp(["--mqtt-max-packet", "4096"]));
+  port = app.address("mqtt")!.port;
+});
+afterAll(async () => {
+  await app.stop();
+  cleanupTempDirs();
+});
+
+const make = (type: "mqtt" | "opcua" | "vrpc" | "http", username: string, extra: { password?: string } = {}) =>
+  app.core.credentials.create({ type, username, ...extra });
+
+describe("MQTT authentication", () => {
+  it("lets a good credential in: publish/subscribe round trip, online status and last login", async () => {
+    const { integration, password } = await make("mqtt", "press-1");
+    const c = await connectMqtt(port, { username: "press-1", password, clientId: "press-1-a" });
+    expect(app.core.sessions.countFor(integration.id)).toBe(1);
+    expect(app.core.sessions.list({ integrationId: integration.id })[0]).toMatchObject({ clientId: "press-1-a", remote: expect.stringContaining("127.0.0.1") });
+    expect(app.core.credentials.get(integration.id)!.lastLoginAt).toBeNumber();
+    await c.subscribeAsync("plant/press-1/#");
+    const got = nextMessage(c);
+    await c.publishAsync("plant/press-1/temp", "21.5", { qos: 1 });
+    expect(await got).toEqual({ topic: "plant/press-1/temp", payload: "21.5" });
+    await c.endAsync();
+    await Bun.sleep(50);
+    expect(app.core.sessions.countFor(integration.id)).toBe(0);
+  });
+
+  it("refuses each reason with its CONNACK code", async () => {
+    await make("mqtt", "known", { password: "the-password" });
+    const off = await make("mqtt", "switched-off", { password: "the-password" });
+    app.core.credentials.setActive(off.integration.id, false);
+    await make("opcua", "scada-only", { password: "the-password" });
+    const cases: [string, { username?: string; password?: string }, number][] = [
+      ["unknown user", { username: "ghost", password: "the-password" }, 4],
+      ["wrong password", { username: "known", password: "not-it-at-all" }, 4],
+      ["no username", {}, 4],
+      ["deactivated", { username: "switched-off", password: "the-password" }, 5],
+      ["wrong type", { username: "scada-only", password: "the-password" }, 5],
+    ];
+    for (const [name, creds, code] of cases) {
+      expect([name, await refusalCode(port, creds)]).toEqual([name, code]);
+    }
+    const failures = app.core.loginLog.recent(20).map((f) => f.reason);
+    expect(failures).toEqual(expect.arrayContaining(["unknown-user", "wrong-password", "deactivated", "wrong-type"]));
+  });
+
+  it("lets VRPC agents in (they are MQTT clients of this broker)", async () => {
+    const { password } = await make("vrpc", "agent-a");
+    expect(await refusalCode(port, { username: "agent-a", password })).toBe(0);
+  });
+
+  it("keeps the integration online through a client-id takeover [MQTT-3.1.4-2]", async () => {
+    const { integration, password } = await make("mqtt", "taker");
+    const first = await connectMqtt(port, { username: "taker", password, clientId: "same-id" });
+    const firstClosed = closed(first);
+    const second = await connectMqtt(port, { username: "taker", password, clientId: "same-id" });
+    await firstClosed;
+    await Bun.sleep(50);
+    expect(app.core.sessions.countFor(integration.id)).toBe(1);
+    expect(second.connected).toBe(true);
+    await second.endAsync();
+  });
+});
+
+describe("kicks", () => {
+  for (const [change, reconnectCode] of [
+    ["deactivate", 5],
+    ["delete", 4],
+    ["reset password", 4],
+  ] as const) {
+    it(`${change} drops a connected client within a second and refuses its reconnect`, async () => {
+      const { integration, password } = await make("mqtt", `kick-${change.replace(" ", "-")}`);
+      const c = await connectMqtt(port, { username: integration.username, password });
+      const gone = closed(c);
+      const t0 = performance.now();
+      if (change === "deactivate") app.core.credentials.setActive(integration.id, false);
+      if (change === "delete") app.core.credentials.remove(integration.id);
+      if (change === "reset password") await app.core.credentials.resetPassword(integration.id);
+      await gone;
+      expect(performance.now() - t0).toBeLessThan(1000);
+      expect(await refusalCode(port, { username: integration.username, password })).toBe(reconnectCode);
+    });
+  }
+
+  it("disconnects one session from the API", async () => {
+    const { integration, password } = await make("mqtt", "one-of-two");
+    const a = await connectMqtt(port, { username: "one-of-two", password, clientId: "a" });
+    const b = await connectMqtt(port, { username: "one-of-two", password, clientId: "b" });
+    const sessionA = app.core.sessions.list({ integrationId: integration.id }).find((s) => s.clientId === "a")!;
+    const gone = closed(a);
+    expect(app.core.sessions.kickSession(sessionA.id)).toBe(true);
+    await gone;
+    expect(b.connected).toBe(true);
+    expect(app.core.sessions.countFor(integration.id)).toBe(1);
+    await b.endAsync();
+  });
+});
+
+describe("topic permissions", () => {
+  it("grants and refuses subscriptions and publishes as configured", async () => {
+    const line = await make("mqtt", "line-1");
+    app.core.credentials.update(line.integration.id, { publishAcl: ["plant/line1/#"], subscribeAcl: ["plant/+/status"] });
+    const watcher = await make("mqtt", "watcher");
+    const w = await connectMqtt(port, { username: "watcher", password: watcher.password });
+    await w.subscribeAsync("#");
+    const c = await connectMqtt(port, { username: "line-1", password: line.password });
+
+    expect(await subackCodes(c, ["plant/line2/status", "plant/#", "other/x"])).toEqual([0, 128, 128]);
+
+    let got = nextMessage(w, 500);
+    await c.publishAsync("plant/line2/x", "no", { qos: 1 }); // acknowledged, not forwarded
+    expect(await got).toBeUndefined();
+    got = nextMessage(w);
+    await c.publishAsync("plant/line1/speed", "yes", { qos: 1 });
+    expect(await got).toEqual({ topic: "plant/line1/speed", payload: "yes" });
+    expect(c.connected).toBe(true);
+    await c.endAsync();
+    await w.endAsync();
+  });
+
+  it("never lets an MQTT integration publish $SYS or the VRPC info topics", async () => {
+    const m = await make("mqtt", "impostor");
+    const watcher = await make("mqtt", "watcher-2");
+    app.core.credentials.update(watcher.integration.id, { subscribeAcl: ["#", "$SYS/#"] });
+    const w = await connectMqtt(port, { username: "watcher-2", password: watcher.password });
+    await w.subscribeAsync(["#", "$SYS/#"]);
+    const c = await connectMqtt(port, { username: "impostor", password: m.password });
+    const seen: string[] = [];
+    w.on("message", (topic) => seen.push(topic));
+    await c.publishAsync("$SYS/fake", "x", { qos: 1 });
+    await c.publishAsync("vrpc/agent1/__agentInfo__", '{"status":"online"}', { qos: 1, retain: true });
+    await c.publishAsync("vrpc/agent1/Foo/__classInfo__", "{}", { qos: 1 });
+    await c.publishAsync("plain/topic", "allowed", { qos: 1 });
+    await Bun.sleep(300);
+    expect(seen).toContain("plain/topic");
+    expect(seen.filter((t) => t === "$SYS/fake" || t.includes("__"))).toEqual([]);
+    await c.endAsync();
+    await w.endAsync();
+  });
+
+  it("applies a permission change by reconnecting the client", async () => {
+    const { integration, password } = await make("mqtt", "re-scoped");
+    const c = await connectMqtt(port, { username: "re-scoped", password });
+    const gone = closed(c);
+    app.core.credentials.update(integration.id, { subscribeAcl: ["a/#"] });
+    await gone;
+  });
+});
+
+describe("hostile bytes", () => {
+  const rawSend = (bytes: Uint8Array) =>
+    new Promise<void>((resolve) => {
+      const s = tcpConnect(port, "127.0.0.1", () => s.write(bytes));
+      s.on("error", () => resolve());
+      s.on("close", () => resolve());
+      setTimeout(() => (s.destroy(), resolve()), 500);
+    });
+
+  it("random bytes, truncated and oversize packets close that connection and nothing else", async () => {
+    const { password } = await make("mqtt", "bystander");
+    const c = await connectMqtt(port, { username: "bystander", password });
+    await c.subscribeAsync("still/#");
+    await rawSend(crypto.getRandomValues(new Uint8Array(512)));
+    await rawSend(new Uint8Array([0x10, 0xff, 0xff, 0xff, 0x7f])); // CONNECT claiming 256 MB
+    await rawSend(new Uint8Array([0x10, 0x20, 0x00, 0x04, 0x4d])); // truncated CONNECT
+    const big = await connectMqtt(port, { username: "bystander", password, clientId: "big" });
+    const bigGone = closed(big);
+    big.publish("still/big", Buffer.alloc(8192)); // over --mqtt-max-packet 4096
+    await bigGone;
+    const got = nextMessage(c);
+    await c.publishAsync("still/here", "ok");
+    expect(await got).toEqual({ topic: "still/here", payload: "ok" });
+    await c.endAsync();
+  });
+});
