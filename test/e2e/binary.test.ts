@@ -3,6 +3,7 @@ import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { cleanupTempDirs, tempDir } from "../helpers/app.ts";
 import { buildBinary, runBinary } from "../helpers/binary.ts";
+import { connectMqtt, nextMessage, refusalCode } from "../helpers/mqtt.ts";
 
 let binary: string;
 beforeAll(async () => {
@@ -46,6 +47,17 @@ describe("the compiled binary, alone in an empty folder", () => {
     expect(created.status).toBe(201);
     const { password } = await created.json();
     expect(password).toBeString();
+
+    // An MQTT client gets in with the credentials just created over HTTP, and the page sees it online.
+    const client = await connectMqtt(first.ports.mqtt!, { username: "e2e-press", password });
+    const got = nextMessage(client);
+    await client.subscribeAsync("e2e/#");
+    await client.publishAsync("e2e/ping", "pong");
+    expect(await got).toEqual({ topic: "e2e/ping", payload: "pong" });
+    const seen = await (await fetch(`${base}/api/v1/integrations?q=e2e-press`, { headers: { cookie } })).json();
+    expect(seen.items[0].status).toBe("online");
+    expect(await refusalCode(first.ports.mqtt!, { username: "e2e-press", password: "wrong-password" })).toBe(4);
+    await client.endAsync();
 
     const oversize = await fetch(`${base}/api/v1/integrations`, { method: "POST", headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" }, body: "x".repeat(200_000) });
     expect(oversize.status).toBe(413);

@@ -3,6 +3,7 @@ import type { Browser, Page } from "playwright-core";
 import type { App } from "../../src/app.ts";
 import { adminPassword, cleanupTempDirs, testApp } from "../helpers/app.ts";
 import { launchBrowser } from "../helpers/browser.ts";
+import { closed, connectMqtt } from "../helpers/mqtt.ts";
 
 let browser: Browser;
 let app: App;
@@ -91,6 +92,41 @@ describe("the Integrations page in a real browser", () => {
     expect(await page.inputValue('tr.editing input[name="description"]')).toBe(evil);
     await page.waitForTimeout(200);
     expect(dialogs).toEqual([]);
+    await page.close();
+  }, 60_000);
+
+  it("shows a client going online live, lists its session and disconnects it", async () => {
+    const { integration, password } = await app.core.credentials.create({ type: "mqtt", username: "live-one" });
+    const page = await browser.newPage();
+    await signIn(page);
+    const row = page.locator('tr[data-username="live-one"]');
+    await row.locator(".badge.offline").waitFor();
+    const client = await connectMqtt(app.address("mqtt")!.port, { username: "live-one", password, clientId: "plc-live" });
+    await row.locator(".badge.online").waitFor({ timeout: 10_000 });
+    await row.locator("td.status summary").click();
+    expect(await row.locator("ul.sessions").textContent()).toContain("plc-live");
+    const gone = closed(client);
+    await row.getByRole("button", { name: "Disconnect" }).click();
+    await gone;
+    await page.locator('tr[data-username="live-one"] .badge.offline').waitFor();
+    expect(app.core.sessions.countFor(integration.id)).toBe(0);
+    await page.close();
+  }, 60_000);
+
+  it("edits topic permissions in the row", async () => {
+    const { integration } = await app.core.credentials.create({ type: "mqtt", username: "scoped-in-browser" });
+    const page = await browser.newPage();
+    await signIn(page);
+    await page.locator('tr[data-username="scoped-in-browser"]').locator("text=Edit").click();
+    await page.fill('tr.editing input[name="publishAcl"]', "plant/line1/# plant/line2/+");
+    await page.fill('tr.editing input[name="subscribeAcl"]', "plant/#");
+    await page.click("tr.editing >> text=Save");
+    await page.locator('tr[data-username="scoped-in-browser"] .acl').waitFor();
+    expect(app.core.credentials.get(integration.id)).toMatchObject({ publishAcl: ["plant/line1/#", "plant/line2/+"], subscribeAcl: ["plant/#"] });
+    await page.locator('tr[data-username="scoped-in-browser"]').locator("text=Edit").click();
+    await page.fill('tr.editing input[name="publishAcl"]', "bad/#/topic");
+    await page.click("tr.editing >> text=Save");
+    expect(await page.locator("tr.editing .field-error").textContent()).toContain("valid MQTT topic filter");
     await page.close();
   }, 60_000);
 
