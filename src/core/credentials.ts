@@ -242,6 +242,11 @@ export class CredentialStore {
     return r && publicView(r);
   }
 
+  /** peek: the live record without a copy, for per-packet checks; callers must not change it. */
+  peek(id: number): Readonly<Integration> | undefined {
+    return this.#byId.get(id);
+  }
+
   findByUsername(username: string): Integration | undefined {
     const id = this.#byUsername.get(username);
     return id === undefined ? undefined : this.get(id);

@@ -5,6 +5,7 @@
 /** topicMatches: does a topic name match a filter? [MQTT-4.7.2-1] `#` and `+` never match a `$` topic's first level. */
 export function topicMatches(filter: string, topic: string): boolean {
   if (topic.startsWith("$") && (filter.startsWith("#") || filter.startsWith("+"))) return false;
+  if (filter === "#") return true; // the default permission: no split on the per-message path
   const f = filter.split("/");
   const t = topic.split("/");
   for (let i = 0; i < f.length; i++) {
@@ -46,3 +47,8 @@ export function anyCovers(filters: readonly string[], requested: string): boolea
 
 /** vrpcInfoTopics: retained discovery topics only VRPC agents may publish. */
 export const vrpcInfoTopics = ["+/+/__agentInfo__", "+/+/+/__classInfo__", "+/+/+/__classInfoConcise__"];
+
+/** isVrpcInfoTopic: cheap test first, since it runs for every published message. */
+export function isVrpcInfoTopic(topic: string): boolean {
+  return topic.includes("__") && anyMatches(vrpcInfoTopics, topic);
+}

@@ -2,7 +2,7 @@ import { Aedes, type AuthenticateError, type Client, type Subscription } from "a
 import { createServer, type Server, type Socket } from "node:net";
 import type { CredentialStore } from "../../core/credentials.ts";
 import type { SessionHandle, SessionRegistry } from "../../core/sessions.ts";
-import { anyCovers, anyMatches, vrpcInfoTopics } from "../../core/topics.ts";
+import { anyCovers, anyMatches, isVrpcInfoTopic } from "../../core/topics.ts";
 import type { Integration, VerifyFailure } from "../../core/types.ts";
 import type { Logger } from "../../lib/logger.ts";
 import type { Listener } from "../listener.ts";
@@ -65,7 +65,15 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions): MqttListe
   const current = (client: Client | null) => {
     if (!client) return undefined;
     const who = identities.get(client);
-    return who ? credentials.get(who.integration.id) : undefined;
+    return who ? credentials.peek(who.integration.id) : undefined;
+  };
+
+  /** refused: a client hammering a forbidden topic must not flood the journal: log the 1st, 10th, 100th, ... */
+  const refusals = new WeakMap<Client, number>();
+  const logRefusal = (client: Client, what: string, fields: Record<string, unknown>) => {
+    const n = (refusals.get(client) ?? 0) + 1;
+    refusals.set(client, n);
+    if (Number.isInteger(Math.log10(n))) log.warn(what, { ...fields, clientId: client.id, refusals: n });
   };
 
   const hooks = {
@@ -92,11 +100,11 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions): MqttListe
       const allowed =
         integration !== undefined &&
         !topic.startsWith("$") &&
-        !(integration.type !== "vrpc" && anyMatches(vrpcInfoTopics, topic)) &&
+        !(integration.type !== "vrpc" && isVrpcInfoTopic(topic)) &&
         anyMatches(integration.publishAcl, topic);
       if (allowed) return done(null);
       // [MQTT-3.3.5-2] acknowledge as usual and do not forward: the message goes where nobody listens.
-      log.warn("publish refused", { username: integration?.username, clientId: client.id, topic: topic.slice(0, 256) });
+      logRefusal(client, "publish refused", { username: integration?.username, topic: topic.slice(0, 256) });
       packet.topic = refusedTopic;
       packet.retain = false;
       done(null);
@@ -105,7 +113,7 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions): MqttListe
     authorizeSubscribe(client: Client, sub: Subscription, done: (err: Error | null, sub?: Subscription | null) => void) {
       const integration = current(client);
       if (integration && !sub.topic.startsWith("$gatehouse") && anyCovers(integration.subscribeAcl, sub.topic)) return done(null, sub);
-      log.warn("subscribe refused", { username: integration?.username, clientId: client.id, topic: sub.topic.slice(0, 256) });
+      logRefusal(client, "subscribe refused", { username: integration?.username, topic: sub.topic.slice(0, 256) });
       done(null, null); // SUBACK 0x80 for this filter
     },
   };

@@ -1,0 +1,42 @@
+/**
+ * bench/broker.ts MODE: one broker in its own process, so the load generator's CPU is not counted.
+ *   baseline  - aedes with its defaults (no authentication at all)
+ *   gatehouse - the Gatehouse MQTT listener with the credential core, production argon2 cost
+ * Prints `ready <port>`; answers `cpu` on stdin with `cpu <user+system microseconds>`.
+ */
+import { Aedes } from "aedes";
+import { mkdtempSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { openDataDir } from "../src/app.ts";
+import { createCore } from "../src/core/index.ts";
+import { silentLogger } from "../src/lib/logger.ts";
+import { createMqttListener } from "../src/listeners/mqtt/index.ts";
+
+const mode = process.argv[2];
+const credentials = Number(process.argv[3] ?? 50);
+let port: number;
+
+if (mode === "baseline") {
+  const broker = await Aedes.createBroker();
+  const server = createServer(broker.handle);
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  port = (server.address() as { port: number }).port;
+} else {
+  const db = openDataDir(mkdtempSync(join(tmpdir(), "gatehouse-bench-")));
+  const core = createCore(db, silentLogger);
+  core.start();
+  for (let i = 0; i < credentials; i++) await core.credentials.create({ type: "mqtt", username: `bench-${i}`, password: `bench-password-${i}` });
+  const listener = createMqttListener({ credentials: core.credentials, sessions: core.sessions, log: silentLogger }, { host: "127.0.0.1", port: 0, maxConnections: 100_000 });
+  await listener.start();
+  port = listener.address()!.port;
+}
+
+console.log(`ready ${port}`);
+for await (const line of console) {
+  if (line.trim() === "cpu") {
+    const u = process.cpuUsage();
+    console.log(`cpu ${u.user + u.system}`);
+  }
+}
