@@ -2,7 +2,26 @@
  * build: `bun run build` -> dist/gatehouse, one executable carrying views, htmx, css and migrations.
  * It does not auto-load .env or bunfig.toml from wherever it is started (an appliance should not).
  */
-import { chmodSync, mkdirSync } from "node:fs";
+import type { BunPlugin } from "bun";
+import { chmodSync, mkdirSync, readFileSync } from "node:fs";
+
+/**
+ * node-opcua-server reads its own package.json at load time (for the version it advertises):
+ * inside the binary that file does not exist. The read is replaced by the version itself, and
+ * the build fails loudly if the pattern ever stops matching.
+ */
+const inlineOpcuaServerVersion: BunPlugin = {
+  name: "inline-node-opcua-server-version",
+  setup(build) {
+    build.onLoad({ filter: /node-opcua-server[\\/]dist[\\/]opcua_server\.js$/ }, async ({ path }) => {
+      const source = await Bun.file(path).text();
+      const read = /JSON\.parse\(fs\.readFileSync\(path\.join\(here, "\.\.", "package\.json"\), "utf8"\)\)/;
+      if (!read.test(source)) throw new Error(`build: the package.json read in ${path} changed; update scripts/build.ts`);
+      const version = JSON.parse(readFileSync(new URL("../node_modules/node-opcua-server/package.json", import.meta.url), "utf8")).version;
+      return { contents: source.replace(read, JSON.stringify({ version })), loader: "js" };
+    });
+  },
+};
 
 mkdirSync("dist", { recursive: true });
 const started = performance.now();
@@ -15,7 +34,7 @@ const result = await Bun.build({
   },
   minify: true,
   sourcemap: "inline",
-  plugins: [],
+  plugins: [inlineOpcuaServerVersion],
 });
 if (!result.success) {
   for (const log of result.logs) console.error(log);

@@ -7,6 +7,7 @@ import { migrate } from "./db/migrate.ts";
 import type { Logger } from "./lib/logger.ts";
 import { createHttpListener } from "./listeners/http/index.ts";
 import { createMqttListener } from "./listeners/mqtt/index.ts";
+import { createOpcuaListener, type OpcuaListener } from "./listeners/opcua/index.ts";
 import type { Listener } from "./listeners/listener.ts";
 import { createWebApp, defaultMaxBodyBytes } from "./web/app.tsx";
 import pkg from "../package.json";
@@ -53,12 +54,24 @@ export interface App {
 export function createApp(config: Config, log: Logger, coreOptions: CoreOptions = {}): App {
   const db = openDataDir(config.dataDir);
   const core = createCore(db, log, { sessionTtlMs: config.sessionTtlSeconds * 1000, ...coreOptions });
-  const web = createWebApp(core, log, { version });
+  let opcua: OpcuaListener | undefined;
+  const web = createWebApp(core, log, { version, certificates: () => opcua?.certificates });
   const mqtt = createMqttListener(
     { credentials: core.credentials, sessions: core.sessions, log: log.child({ listener: "mqtt" }) },
     { host: config.bind, port: config.mqttPort, maxConnections: config.mqttMaxConnections, maxPacketBytes: config.mqttMaxPacketBytes },
   );
-  const listeners: Listener[] = [createHttpListener(web, { host: config.bind, port: config.httpPort, maxBodyBytes: defaultMaxBodyBytes }), mqtt];
+  opcua = createOpcuaListener(
+    {
+      credentials: core.credentials,
+      sessions: core.sessions,
+      log: log.child({ listener: "opcua" }),
+      bus: () => mqtt.bus,
+      status: { integrations: () => core.credentials.count(), onlineByType: () => core.sessions.onlineCountByType(), startedAt: Date.now() },
+    },
+    { host: config.bind, port: config.opcuaPort, dataDir: config.dataDir, version, autoAcceptCertificates: config.opcuaTrustAll },
+  );
+  // Order matters: HTTP and MQTT serve while OPC UA (the slow one, ~1 s) is still starting.
+  const listeners: Listener[] = [createHttpListener(web, { host: config.bind, port: config.httpPort, maxBodyBytes: defaultMaxBodyBytes }), mqtt, opcua];
   const started: Listener[] = [];
   let stopped = false;
 

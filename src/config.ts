@@ -9,6 +9,8 @@ export interface Config {
   readonly mqttPort: number;
   readonly opcuaPort: number;
   readonly mqttMaxConnections: number;
+  /** labs only: trust every OPC UA client certificate on first contact */
+  readonly opcuaTrustAll: boolean;
   readonly mqttMaxPacketBytes: number;
   readonly logLevel: LogLevel;
   /** GATEHOUSE_ADMIN_PASSWORD: creates admin `admin` on first start (env only: flags show up in `ps`). */
@@ -39,6 +41,7 @@ export const serveOptions: Record<string, OptionSpec> = {
   "opcua-port": { flag: "--opcua-port N", env: "GATEHOUSE_OPCUA_PORT", help: "OPC UA server (0 = any free port)", default: "4840" },
   "mqtt-max-connections": { flag: "--mqtt-max-connections N", env: "GATEHOUSE_MQTT_MAX_CONNECTIONS", help: "open MQTT connections at most", default: "10000" },
   "mqtt-max-packet": { flag: "--mqtt-max-packet BYTES", env: "GATEHOUSE_MQTT_MAX_PACKET", help: "largest MQTT packet accepted", default: "1048576" },
+  "opcua-trust-all": { flag: "--opcua-trust-all BOOL", env: "GATEHOUSE_OPCUA_TRUST_ALL", help: "labs only: accept unknown OPC UA client certificates", default: "false" },
   "log-level": { flag: "--log-level L", env: "GATEHOUSE_LOG_LEVEL", help: "debug | info | warn | error", default: "info" },
   "public-url": { flag: "--public-url URL", env: "GATEHOUSE_PUBLIC_URL", help: "base URL shown in the setup link" },
   "session-ttl": { flag: "--session-ttl SECONDS", env: "GATEHOUSE_SESSION_TTL", help: "admin sign-in lifetime", default: "43200" },
@@ -101,6 +104,8 @@ export function parseServeConfig(argv: string[], env: Record<string, string | un
   if (!["debug", "info", "warn", "error"].includes(logLevel)) {
     throw new ConfigError(`--log-level must be debug, info, warn or error, got "${logLevel}"`);
   }
+  const trustAll = get("opcua-trust-all")!;
+  if (!["true", "false"].includes(trustAll)) throw new ConfigError(`--opcua-trust-all must be true or false, got "${trustAll}"`);
   const ttl = get("session-ttl")!;
   if (!/^\d+$/.test(ttl) || Number(ttl) < 60) throw new ConfigError(`--session-ttl must be at least 60 seconds`);
   const publicUrl = get("public-url");
@@ -115,6 +120,7 @@ export function parseServeConfig(argv: string[], env: Record<string, string | un
     httpPort: parsePort("http-port", get("http-port")!),
     mqttPort: parsePort("mqtt-port", get("mqtt-port")!),
     opcuaPort: parsePort("opcua-port", get("opcua-port")!),
+    opcuaTrustAll: trustAll === "true",
     mqttMaxConnections: parseCount("mqtt-max-connections", get("mqtt-max-connections")!, 1, 1_000_000),
     mqttMaxPacketBytes: parseCount("mqtt-max-packet", get("mqtt-max-packet")!, 64, 268_435_455),
     logLevel: logLevel as LogLevel,

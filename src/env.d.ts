@@ -11,3 +11,7 @@ declare module "*.js" {
   const path: string;
   export default path;
 }
+declare module "*.gz" {
+  const path: string;
+  export default path;
+}

@@ -107,10 +107,11 @@ export class SessionRegistry {
     return new Set(this.#byIntegration.keys());
   }
 
+  /** onlineCountByType: integrations with at least one session, per protocol they are connected over. */
   onlineCountByType(): Record<IntegrationType, number> {
-    const counts = { mqtt: 0, opcua: 0, http: 0, vrpc: 0 };
-    for (const s of this.#sessions.values()) counts[s.type]++;
-    return counts;
+    const seen = { mqtt: new Set<number>(), opcua: new Set<number>(), http: new Set<number>(), vrpc: new Set<number>() };
+    for (const s of this.#sessions.values()) seen[s.type].add(s.integrationId);
+    return { mqtt: seen.mqtt.size, opcua: seen.opcua.size, http: seen.http.size, vrpc: seen.vrpc.size };
   }
 
   get size(): number {

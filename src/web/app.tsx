@@ -1,6 +1,7 @@
 import { html } from "@elysiajs/html";
 import { openapi } from "@elysiajs/openapi";
 import { Elysia } from "elysia";
+import type { CertificateTrust } from "../core/certificates.ts";
 import type { Core } from "../core/index.ts";
 import { AppError, httpStatusOf } from "../lib/errors.ts";
 import { htmlResponse, isHtmx, jsonResponse } from "../lib/http.ts";
@@ -10,12 +11,15 @@ import { apiRoutes } from "./api.ts";
 import { assetRoutes } from "./assets.ts";
 import { authGuard, authRoutes, Denied } from "./auth.tsx";
 import { integrationPages } from "./integrations.tsx";
+import { certificatePages } from "./certificates.tsx";
 import { tokenPages } from "./tokens.tsx";
 
 export interface WebOptions {
   /** requests with a larger declared body are refused before parsing (Bun.serve enforces it too) */
   maxBodyBytes?: number;
   version?: string;
+  /** the OPC UA trust list, once that listener runs */
+  certificates?: () => CertificateTrust | undefined;
 }
 
 export const defaultMaxBodyBytes = 64 * 1024;
@@ -98,6 +102,7 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
     .use(authRoutes(core))
     .use(integrationPages(core))
     .use(tokenPages(core))
+    .use(certificatePages(opts.certificates ?? (() => undefined)))
     .use(apiRoutes(core));
 }
 

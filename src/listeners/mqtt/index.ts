@@ -22,9 +22,19 @@ export interface MqttOptions {
   connectTimeoutMs?: number;
 }
 
+/** TopicBus: what other listeners (OPC UA Topics) may do with the broker, in process. */
+export interface TopicBus {
+  /** every message published from now on (not `$` topics); returns an unsubscribe function */
+  onMessage(handler: (topic: string, payload: Buffer, retain: boolean) => void): () => void;
+  /** the retained messages stored now */
+  retained(): AsyncIterable<{ topic: string; payload: Buffer }>;
+  /** publish as the broker itself; the caller has checked permissions */
+  publish(topic: string, payload: Buffer, retain: boolean): Promise<void>;
+}
+
 export interface MqttListener extends Listener {
-  /** the broker, for in-process publishers (OPC UA Topics) once started */
-  readonly broker: Aedes | undefined;
+  /** in-process access to the broker once started */
+  readonly bus: TopicBus;
 }
 
 /** CONNACK return codes of MQTT 3.1.1 §3.2.2.3 for each refusal reason. */
@@ -118,11 +128,33 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions): MqttListe
     },
   };
 
+  const requireBroker = () => {
+    if (!broker) throw new Error("mqtt broker is not running");
+    return broker;
+  };
+  const bus: TopicBus = {
+    onMessage(handler) {
+      const b = requireBroker();
+      const deliver = (packet: { topic: string; payload: Buffer | string; retain?: boolean }, cb: () => void) => {
+        if (packet.topic !== refusedTopic) handler(packet.topic, Buffer.from(packet.payload), packet.retain === true);
+        cb();
+      };
+      b.subscribe("#", deliver as never, () => {});
+      return () => b.unsubscribe("#", deliver as never, () => {});
+    },
+    async *retained() {
+      const b = requireBroker() as unknown as { persistence: { createRetainedStream(p: string): AsyncIterable<{ topic: string; payload: Buffer }> } };
+      for await (const packet of b.persistence.createRetainedStream("#")) yield { topic: packet.topic, payload: Buffer.from(packet.payload) };
+    },
+    publish(topic, payload, retain) {
+      const b = requireBroker();
+      return new Promise((resolve, reject) => b.publish({ cmd: "publish", topic, payload, qos: 0, retain, dup: false } as never, (err) => (err ? reject(err) : resolve())));
+    },
+  };
+
   return {
     name: "mqtt",
-    get broker() {
-      return broker;
-    },
+    bus,
     async start() {
       broker = await Aedes.createBroker({
         ...hooks,
