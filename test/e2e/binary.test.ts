@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
-import { readdirSync } from "node:fs";
+import { mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { cleanupTempDirs, tempDir } from "../helpers/app.ts";
 import { buildBinary, runBinary } from "../helpers/binary.ts";
 import { connectMqtt, nextMessage, refusalCode } from "../helpers/mqtt.ts";
+import { connectOpcua, readValue } from "../helpers/opcua.ts";
 
 let binary: string;
 beforeAll(async () => {
@@ -34,7 +35,8 @@ async function signIn(base: string) {
 describe("the compiled binary, alone in an empty folder", () => {
   it("serves, keeps data across a SIGTERM restart, and writes only its data dir", async () => {
     const dir = tempDir("gatehouse-e2e-");
-    const first = await runBinary(binary, dir, args(dir), env);
+    mkdirSync(join(dir, "home"));
+    const first = await runBinary(binary, dir, args(dir), { ...env, HOME: join(dir, "home") });
     const base = `http://127.0.0.1:${first.ports.http}`;
     expect((await fetch(`${base}/assets/htmx.min.js`)).status).toBe(200);
 
@@ -57,7 +59,17 @@ describe("the compiled binary, alone in an empty folder", () => {
     const seen = await (await fetch(`${base}/api/v1/integrations?q=e2e-press`, { headers: { cookie } })).json();
     expect(seen.items[0].status).toBe("online");
     expect(await refusalCode(first.ports.mqtt!, { username: "e2e-press", password: "wrong-password" })).toBe(4);
+    await client.publishAsync("e2e/temp", "19.5", { retain: true, qos: 1 });
     await client.endAsync();
+
+    // OPC UA from the binary: the embedded nodeset, the PKI in the data dir, a username login.
+    const scada = await (
+      await fetch(`${base}/api/v1/integrations`, { method: "POST", headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" }, body: JSON.stringify({ type: "opcua", username: "e2e-scada" }) })
+    ).json();
+    const ua = await connectOpcua(first.ports.opcua!, { userName: "e2e-scada", password: scada.password });
+    expect((await readValue(ua.session, "ns=1;s=Gatehouse/Status/Version")).value.value).toBe("0.1.0");
+    expect((await readValue(ua.session, "ns=1;s=Topics/e2e/temp")).value.value).toBe(19.5);
+    await ua.close();
 
     const oversize = await fetch(`${base}/api/v1/integrations`, { method: "POST", headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" }, body: "x".repeat(200_000) });
     expect(oversize.status).toBe(413);
@@ -65,13 +77,15 @@ describe("the compiled binary, alone in an empty folder", () => {
     expect(await first.stop("SIGTERM")).toBe(0);
     expect(first.lines.some((l) => l.startsWith("info stopped"))).toBe(true);
 
-    const second = await runBinary(binary, dir, args(dir), env);
+    const second = await runBinary(binary, dir, args(dir), { ...env, HOME: join(dir, "home") });
     const again = await signIn(`http://127.0.0.1:${second.ports.http}`);
     const list = await (await fetch(`http://127.0.0.1:${second.ports.http}/api/v1/integrations`, { headers: { cookie: again.cookie } })).json();
-    expect(list.items.map((i: { username: string }) => i.username)).toEqual(["e2e-press"]);
+    expect(list.items.map((i: { username: string }) => i.username).sort()).toEqual(["e2e-press", "e2e-scada"]);
     expect(await second.stop("SIGINT")).toBe(0);
 
-    expect(readdirSync(dir).sort()).toEqual(["data", "gatehouse"]);
+    expect(readdirSync(dir).sort()).toEqual(["data", "gatehouse", "home"]);
+    expect(readdirSync(join(dir, "home"))).toEqual([]); // nothing under ~ (node-opcua's default PKI lives there)
+    expect(readdirSync(join(dir, "data")).sort()).toEqual(expect.arrayContaining(["gatehouse.db", "pki"]));
   }, 60_000);
 
   it("exits 2 with a clear message on a bad flag or an unusable data dir", async () => {

@@ -81,12 +81,10 @@ describe("kicks", () => {
       const { integration, password } = await make("mqtt", `kick-${change.replace(" ", "-")}`);
       const c = await connectMqtt(port, { username: integration.username, password });
       const gone = closed(c);
-      const t0 = performance.now();
       if (change === "deactivate") app.core.credentials.setActive(integration.id, false);
       if (change === "delete") app.core.credentials.remove(integration.id);
       if (change === "reset password") await app.core.credentials.resetPassword(integration.id);
-      await gone;
-      expect(performance.now() - t0).toBeLessThan(1000);
+      await gone; // the kick is synchronous: no timer, no polling
       expect(await refusalCode(port, { username: integration.username, password })).toBe(reconnectCode);
     });
   }

@@ -1,5 +1,7 @@
 import type { AddressSpace, ISessionContext, UAObject, UAVariable } from "node-opcua-address-space";
 import { DataValue } from "node-opcua-data-value";
+import { resolveNodeId, type NodeId } from "node-opcua-nodeid";
+import { PermissionType } from "node-opcua-types";
 import { StatusCodes } from "node-opcua-status-code";
 import { DataType, Variant } from "node-opcua-variant";
 import { anyMatches, isVrpcInfoTopic } from "../../core/topics.ts";
@@ -70,6 +72,8 @@ export async function buildAddressSpace(addressSpace: AddressSpace, ctx: Context
 
   const topicsFolder = ns.addObject({ componentOf: gatehouse, typeDefinition: "FolderType", browseName: "Topics", nodeId: "s=Gatehouse/Topics" });
   const nodes = new Map<string, { variable: UAVariable; value: DataValue }>();
+  const booleanType = resolveNodeId("Boolean");
+  const anyType = resolveNodeId("BaseDataType");
 
   const may = (context: ISessionContext | null | undefined, topic: string, action: "read" | "write") => {
     const integration = ctx.integrationOf(context?.session);
@@ -104,8 +108,13 @@ export async function buildAddressSpace(addressSpace: AddressSpace, ctx: Context
         },
       },
     });
-    variable.isUserReadable = (context) => may(context, topic, "read");
-    variable.isUserWritable = (context) => may(context, topic, "write");
+    // Topic permissions as OPC UA permissions, so a refusal is BadUserAccessDenied (Part 4 §7.34).
+    const checkPermission = (variable as unknown as { checkPermissionPrivate(c: ISessionContext | null, p: PermissionType): boolean }).checkPermissionPrivate.bind(variable);
+    (variable as unknown as { checkPermissionPrivate: typeof checkPermission }).checkPermissionPrivate = (context, permission) => {
+      if (permission === PermissionType.Read) return may(context, topic, "read");
+      if (permission === PermissionType.Write) return may(context, topic, "write");
+      return checkPermission(context, permission);
+    };
     entry.variable = variable;
     nodes.set(topic, entry);
     return entry;
@@ -116,7 +125,12 @@ export async function buildAddressSpace(addressSpace: AddressSpace, ctx: Context
     if (topic.length > 1024 || topic.split("/").length > 32) return; // keep the address space bounded
     const entry = nodeFor(topic);
     const now = new Date();
-    entry.value = new DataValue({ value: payloadToVariant(payload), statusCode: StatusCodes.Good, sourceTimestamp: now, serverTimestamp: now });
+    const value = payloadToVariant(payload);
+    // node-opcua accepts a Boolean only in a Boolean-typed variable; a topic's payload type can
+    // change, so its variable's DataType follows the value it holds now.
+    const dataType = value.dataType === DataType.Boolean ? booleanType : anyType;
+    if (entry.variable.dataType.toString() !== dataType.toString()) (entry.variable as { dataType: NodeId }).dataType = dataType;
+    entry.value = new DataValue({ value, statusCode: StatusCodes.Good, sourceTimestamp: now, serverTimestamp: now });
     entry.variable.touchValue?.();
   };
 

@@ -178,8 +178,8 @@ export function createOpcuaListener(deps: OpcuaDeps, opts: OpcuaOptions): OpcuaL
             kick: (reason) => {
               log.info("opc ua session closed", { username: integration.username, reason });
               handles.delete(session);
+              // Part 4 §5.6.4: the session ends; the client's next request gets BadSessionIdInvalid.
               s.engine.closeSession(session.authenticationToken, true, "Forcing");
-              session.channel?.abruptlyInterrupt();
             },
           }),
         );

@@ -1,0 +1,150 @@
+import { afterAll, beforeAll, describe, expect, it } from "bun:test";
+import type { App } from "../../src/app.ts";
+import { cleanupTempDirs, tempDir, testApp } from "../helpers/app.ts";
+import { connectMqtt, nextMessage } from "../helpers/mqtt.ts";
+import { connectOpcua, DataType, MessageSecurityMode, readValue, SecurityPolicy } from "../helpers/opcua.ts";
+
+let app: App;
+let port: number;
+beforeAll(async () => {
+  ({ app } = await testApp());
+  port = app.address("opcua")!.port;
+}, 60_000);
+afterAll(async () => {
+  await app.stop();
+  cleanupTempDirs();
+});
+
+const status = (name: string) => `ns=1;s=Gatehouse/Status/${name}`;
+const topic = (t: string) => `ns=1;s=Topics/${t}`;
+
+async function refusal(user: { userName: string; password: string } | "anonymous") {
+  try {
+    const c = await connectOpcua(port, user);
+    await c.close();
+    return "Good";
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+describe("OPC UA authentication", () => {
+  it("logs in with a username token over None and reads Status", async () => {
+    const { integration, password } = await app.core.credentials.create({ type: "opcua", username: "scada-1" });
+    const c = await connectOpcua(port, { userName: "scada-1", password });
+    expect((await readValue(c.session, status("Version"))).value.value).toBe("0.1.0");
+    expect((await readValue(c.session, status("IntegrationsCount"))).value.value).toBe(app.core.credentials.count());
+    expect((await readValue(c.session, status("OnlineOpcUa"))).value.value).toBeGreaterThanOrEqual(1);
+    expect(app.core.sessions.countFor(integration.id)).toBe(1);
+    expect(app.core.credentials.get(integration.id)!.lastLoginAt).toBeNumber();
+    await c.close();
+    await Bun.sleep(100);
+    expect(app.core.sessions.countFor(integration.id)).toBe(0);
+  }, 30_000);
+
+  it("refuses every other case with BadUserAccessDenied, and anonymous outright", async () => {
+    await app.core.credentials.create({ type: "opcua", username: "scada-2", password: "right-password" });
+    const off = await app.core.credentials.create({ type: "opcua", username: "scada-off", password: "right-password" });
+    app.core.credentials.setActive(off.integration.id, false);
+    await app.core.credentials.create({ type: "mqtt", username: "mqtt-not-opcua", password: "right-password" });
+    for (const user of [
+      { userName: "scada-2", password: "wrong-password" },
+      { userName: "nobody-here", password: "right-password" },
+      { userName: "scada-off", password: "right-password" },
+      { userName: "mqtt-not-opcua", password: "right-password" },
+    ]) {
+      expect([user.userName, await refusal(user)]).toEqual([user.userName, expect.stringContaining("BadUserAccessDenied")]);
+    }
+    expect(await refusal("anonymous")).not.toBe("Good");
+  }, 60_000);
+
+  it("closes a live session when the integration is deactivated", async () => {
+    const { integration, password } = await app.core.credentials.create({ type: "opcua", username: "scada-kick" });
+    const c = await connectOpcua(port, { userName: "scada-kick", password });
+    expect((await readValue(c.session, status("Version"))).statusCode.name).toBe("Good");
+    app.core.credentials.setActive(integration.id, false);
+    // Closed on the server at once: the registry is empty and the client's session is gone.
+    expect(app.core.sessions.countFor(integration.id)).toBe(0);
+    const after = await Promise.race([
+      readValue(c.session, status("Version")).then((v) => v.statusCode.name, (err: Error) => err.message),
+      Bun.sleep(2000).then(() => "no answer: the client is trying to re-activate and is refused"),
+    ]);
+    expect(after).not.toBe("Good");
+    await c.client.disconnect();
+  }, 30_000);
+});
+
+describe("client certificates", () => {
+  it("rejects an unknown certificate over SignAndEncrypt, lists it, and lets it in once trusted", async () => {
+    const { password } = await app.core.credentials.create({ type: "opcua", username: "secure-scada" });
+    const pkiDir = tempDir("gatehouse-opcua-client-");
+    const secure = { mode: MessageSecurityMode.SignAndEncrypt, policy: SecurityPolicy.Basic256Sha256, pkiDir };
+    const first = await connectOpcua(port, { userName: "secure-scada", password }, secure).then(
+      async (c) => (await c.close(), "connected"),
+      (err: Error) => err.message,
+    );
+    expect(first).not.toBe("connected");
+    const rejected = await trustList().list();
+    const mine = rejected.find((c) => c.applicationUri.endsWith(pkiDir.split("/").pop()!));
+    expect(mine?.status).toBe("rejected");
+    expect(mine?.subject).toContain("GatehouseTestClient");
+    await trustList().trust(mine!.thumbprint);
+    const c = await connectOpcua(port, { userName: "secure-scada", password }, secure);
+    expect((await readValue(c.session, status("Version"))).value.value).toBe("0.1.0");
+    await c.close();
+    await trustList().revoke(mine!.thumbprint);
+    expect((await trustList().list()).find((x) => x.thumbprint === mine!.thumbprint)?.status).toBe("rejected");
+  }, 60_000);
+});
+
+function trustList() {
+  const opcua = app.listeners.find((l) => l.name === "opcua") as unknown as { certificates: import("../../src/core/certificates.ts").CertificateTrust };
+  return opcua.certificates;
+}
+
+describe("Topics mirror the broker", () => {
+  it("an MQTT retained value is readable under Topics, and an OPC UA write reaches an MQTT subscriber", async () => {
+    const machine = await app.core.credentials.create({ type: "mqtt", username: "plc-topics" });
+    const scada = await app.core.credentials.create({ type: "opcua", username: "scada-topics" });
+    const m = await connectMqtt(app.address("mqtt")!.port, { username: "plc-topics", password: machine.password });
+    await m.publishAsync("plant/line1/temp", "21.5", { retain: true, qos: 1 });
+    await m.publishAsync("plant/line1/running", "true", { retain: true, qos: 1 });
+    await m.publishAsync("plant/line1/setpoint", "10", { retain: true, qos: 1 });
+    await m.publishAsync("plant/line1/name", "press #7", { retain: true, qos: 1 });
+    await Bun.sleep(100);
+    const c = await connectOpcua(port, { userName: "scada-topics", password: scada.password });
+    const temp = await readValue(c.session, topic("plant/line1/temp"));
+    expect(temp.value.dataType).toBe(DataType.Double);
+    expect(temp.value.value).toBe(21.5);
+    expect(temp.sourceTimestamp).toBeInstanceOf(Date);
+    expect((await readValue(c.session, topic("plant/line1/running"))).value.value).toBe(true);
+    expect((await readValue(c.session, topic("plant/line1/name"))).value.value).toBe("press #7");
+
+    await m.subscribeAsync("plant/line1/setpoint");
+    await nextMessage(m, 300); // the retained copy on subscribe
+    const got = nextMessage(m);
+    const res = await c.session.write({ nodeId: topic("plant/line1/setpoint"), attributeId: 13, value: { value: { dataType: DataType.Double, value: 42 } } });
+    expect(res.name).toBe("Good");
+    expect(await got).toEqual({ topic: "plant/line1/setpoint", payload: "42" });
+    expect((await readValue(c.session, topic("plant/line1/setpoint"))).value.value).toBe(42);
+    await c.close();
+    await m.endAsync();
+  }, 30_000);
+
+  it("follows the integration's topic permissions for reading and writing", async () => {
+    const machine = await app.core.credentials.create({ type: "mqtt", username: "plc-perm" });
+    const scada = await app.core.credentials.create({ type: "opcua", username: "scada-perm" });
+    app.core.credentials.update(scada.integration.id, { subscribeAcl: ["area1/#"], publishAcl: ["area1/cmd/#"] });
+    const m = await connectMqtt(app.address("mqtt")!.port, { username: "plc-perm", password: machine.password });
+    for (const t of ["area1/temp", "area1/cmd/speed", "area2/temp"]) await m.publishAsync(t, "1", { retain: true, qos: 1 });
+    await Bun.sleep(100);
+    const c = await connectOpcua(port, { userName: "scada-perm", password: scada.password });
+    expect((await readValue(c.session, topic("area1/temp"))).statusCode.name).toBe("Good");
+    expect((await readValue(c.session, topic("area2/temp"))).statusCode.name).toBe("BadUserAccessDenied");
+    const write = (t: string) => c.session.write({ nodeId: topic(t), attributeId: 13, value: { value: { dataType: DataType.Double, value: 5 } } }).then((s) => s.name);
+    expect(await write("area1/cmd/speed")).toBe("Good");
+    expect(await write("area1/temp")).toBe("BadUserAccessDenied");
+    await c.close();
+    await m.endAsync();
+  }, 30_000);
+});
