@@ -1,3 +1,7 @@
+// tsyringe (inside @peculiar/x509, used by node-opcua-crypto) needs the Reflect polyfill loaded before
+// it. node-opcua is loaded lazily, and in the compiled binary only a module of the main chunk (this
+// one, before any listener starts) guarantees that order; an import in the lazy chunk did not.
+import "reflect-metadata";
 import { accessSync, chmodSync, constants, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Config } from "./config.ts";
@@ -56,22 +60,32 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
   const core = createCore(db, log, { sessionTtlMs: config.sessionTtlSeconds * 1000, ...coreOptions });
   let opcua: OpcuaListener | undefined;
   const web = createWebApp(core, log, { version, certificates: () => opcua?.certificates });
-  const mqtt = createMqttListener(
-    { credentials: core.credentials, sessions: core.sessions, log: log.child({ listener: "mqtt" }) },
-    { host: config.bind, port: config.mqttPort, maxConnections: config.mqttMaxConnections, maxPacketBytes: config.mqttMaxPacketBytes },
-  );
-  opcua = createOpcuaListener(
-    {
-      credentials: core.credentials,
-      sessions: core.sessions,
-      log: log.child({ listener: "opcua" }),
-      bus: () => mqtt.bus,
-      status: { integrations: () => core.credentials.count(), onlineByType: () => core.sessions.onlineCountByType(), startedAt: Date.now() },
-    },
-    { host: config.bind, port: config.opcuaPort, dataDir: config.dataDir, version, autoAcceptCertificates: config.opcuaTrustAll },
-  );
-  // Order matters: HTTP and MQTT serve while OPC UA (the slow one, ~1 s) is still starting.
-  const listeners: Listener[] = [createHttpListener(web, { host: config.bind, port: config.httpPort, maxBodyBytes: defaultMaxBodyBytes }), mqtt, opcua];
+  const mqtt =
+    config.mqttPort === null
+      ? undefined
+      : createMqttListener(
+          { credentials: core.credentials, sessions: core.sessions, log: log.child({ listener: "mqtt" }) },
+          { host: config.bind, port: config.mqttPort, maxConnections: config.mqttMaxConnections, maxPacketBytes: config.mqttMaxPacketBytes },
+        );
+  opcua =
+    config.opcuaPort === null
+      ? undefined
+      : createOpcuaListener(
+          {
+            credentials: core.credentials,
+            sessions: core.sessions,
+            log: log.child({ listener: "opcua" }),
+            bus: mqtt && (() => mqtt.bus),
+            status: { integrations: () => core.credentials.count(), onlineByType: () => core.sessions.onlineCountByType(), startedAt: Date.now() },
+          },
+          { host: config.bind, port: config.opcuaPort, dataDir: config.dataDir, version, autoAcceptCertificates: config.opcuaTrustAll },
+        );
+  // Order matters: HTTP and MQTT serve while OPC UA (the slow one, ~1 s) is still loading and starting.
+  const listeners: Listener[] = [
+    createHttpListener(web, { host: config.bind, port: config.httpPort, maxBodyBytes: defaultMaxBodyBytes }),
+    ...(mqtt ? [mqtt] : []),
+    ...(opcua ? [opcua] : []),
+  ];
   const started: Listener[] = [];
   let stopped = false;
 

@@ -6,8 +6,9 @@ export interface Config {
   readonly dataDir: string;
   readonly bind: string;
   readonly httpPort: number;
-  readonly mqttPort: number;
-  readonly opcuaPort: number;
+  /** null: the listener is off */
+  readonly mqttPort: number | null;
+  readonly opcuaPort: number | null;
   readonly mqttMaxConnections: number;
   /** labs only: trust every OPC UA client certificate on first contact */
   readonly opcuaTrustAll: boolean;
@@ -37,8 +38,8 @@ export const serveOptions: Record<string, OptionSpec> = {
   "data-dir": { flag: "--data-dir DIR", env: "GATEHOUSE_DATA_DIR", help: "database, PKI and state", default: "./data" },
   bind: { flag: "--bind ADDR", env: "GATEHOUSE_BIND", help: "address every listener binds to", default: "0.0.0.0" },
   "http-port": { flag: "--http-port N", env: "GATEHOUSE_HTTP_PORT", help: "admin page and HTTP API (0 = any free port)", default: "8080" },
-  "mqtt-port": { flag: "--mqtt-port N", env: "GATEHOUSE_MQTT_PORT", help: "MQTT broker (0 = any free port)", default: "1883" },
-  "opcua-port": { flag: "--opcua-port N", env: "GATEHOUSE_OPCUA_PORT", help: "OPC UA server (0 = any free port)", default: "4840" },
+  "mqtt-port": { flag: "--mqtt-port N", env: "GATEHOUSE_MQTT_PORT", help: "MQTT broker (0 = any free port, off = none)", default: "1883" },
+  "opcua-port": { flag: "--opcua-port N", env: "GATEHOUSE_OPCUA_PORT", help: "OPC UA server (0 = any free port, off = none)", default: "4840" },
   "mqtt-max-connections": { flag: "--mqtt-max-connections N", env: "GATEHOUSE_MQTT_MAX_CONNECTIONS", help: "open MQTT connections at most", default: "10000" },
   "mqtt-max-packet": { flag: "--mqtt-max-packet BYTES", env: "GATEHOUSE_MQTT_MAX_PACKET", help: "largest MQTT packet accepted", default: "1048576" },
   "opcua-trust-all": { flag: "--opcua-trust-all BOOL", env: "GATEHOUSE_OPCUA_TRUST_ALL", help: "labs only: accept unknown OPC UA client certificates", default: "false" },
@@ -118,8 +119,8 @@ export function parseServeConfig(argv: string[], env: Record<string, string | un
     dataDir: get("data-dir")!,
     bind: get("bind")!,
     httpPort: parsePort("http-port", get("http-port")!),
-    mqttPort: parsePort("mqtt-port", get("mqtt-port")!),
-    opcuaPort: parsePort("opcua-port", get("opcua-port")!),
+    mqttPort: get("mqtt-port") === "off" ? null : parsePort("mqtt-port", get("mqtt-port")!),
+    opcuaPort: get("opcua-port") === "off" ? null : parsePort("opcua-port", get("opcua-port")!),
     opcuaTrustAll: trustAll === "true",
     mqttMaxConnections: parseCount("mqtt-max-connections", get("mqtt-max-connections")!, 1, 1_000_000),
     mqttMaxPacketBytes: parseCount("mqtt-max-packet", get("mqtt-max-packet")!, 64, 268_435_455),

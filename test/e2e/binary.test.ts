@@ -3,6 +3,7 @@ import { mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { cleanupTempDirs, tempDir } from "../helpers/app.ts";
 import { buildBinary, runBinary } from "../helpers/binary.ts";
+import { signIn } from "../helpers/http.ts";
 import { connectMqtt, nextMessage, refusalCode } from "../helpers/mqtt.ts";
 import { connectOpcua, readValue } from "../helpers/opcua.ts";
 
@@ -15,23 +16,6 @@ afterAll(cleanupTempDirs);
 const env = { GATEHOUSE_ADMIN_PASSWORD: "e2e-admin-pass" };
 const args = (dir: string) => ["serve", "--data-dir", join(dir, "data"), "--bind", "127.0.0.1", "--http-port", "0", "--mqtt-port", "0", "--opcua-port", "0"];
 
-/** signIn: the browser's way, through the sign-in form; returns the cookie and page CSRF token. */
-async function signIn(base: string) {
-  const form = await fetch(`${base}/login`);
-  const pre = form.headers.get("set-cookie")!.split(";")[0]!;
-  const csrf = (await form.text()).match(/name="_csrf" value="([^"]+)"/)![1]!;
-  const res = await fetch(`${base}/login`, {
-    method: "POST",
-    redirect: "manual",
-    headers: { cookie: pre, "content-type": "application/x-www-form-urlencoded" },
-    body: new URLSearchParams({ _csrf: csrf, username: "admin", password: env.GATEHOUSE_ADMIN_PASSWORD }),
-  });
-  expect(res.status).toBe(303);
-  const cookie = res.headers.getSetCookie().find((c) => c.startsWith("gh_session="))!.split(";")[0]!;
-  const page = await (await fetch(`${base}/integrations`, { headers: { cookie } })).text();
-  return { cookie, csrf: page.match(/name="_csrf" value="([^"]+)"/)![1]! };
-}
-
 describe("the compiled binary, alone in an empty folder", () => {
   it("serves, keeps data across a SIGTERM restart, and writes only its data dir", async () => {
     const dir = tempDir("gatehouse-e2e-");
@@ -40,7 +24,7 @@ describe("the compiled binary, alone in an empty folder", () => {
     const base = `http://127.0.0.1:${first.ports.http}`;
     expect((await fetch(`${base}/assets/htmx.min.js`)).status).toBe(200);
 
-    const { cookie, csrf } = await signIn(base);
+    const { cookie, csrf } = await signIn(base, "admin", env.GATEHOUSE_ADMIN_PASSWORD);
     const created = await fetch(`${base}/api/v1/integrations`, {
       method: "POST",
       headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" },
@@ -78,7 +62,7 @@ describe("the compiled binary, alone in an empty folder", () => {
     expect(first.lines.some((l) => l.startsWith("info stopped"))).toBe(true);
 
     const second = await runBinary(binary, dir, args(dir), { ...env, HOME: join(dir, "home") });
-    const again = await signIn(`http://127.0.0.1:${second.ports.http}`);
+    const again = await signIn(`http://127.0.0.1:${second.ports.http}`, "admin", env.GATEHOUSE_ADMIN_PASSWORD);
     const list = await (await fetch(`http://127.0.0.1:${second.ports.http}/api/v1/integrations`, { headers: { cookie: again.cookie } })).json();
     expect(list.items.map((i: { username: string }) => i.username).sort()).toEqual(["e2e-press", "e2e-scada"]);
     expect(await second.stop("SIGINT")).toBe(0);

@@ -3,6 +3,7 @@ import { copyFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { cleanupTempDirs, tempDir } from "../helpers/app.ts";
 import { buildBinary, runBinary } from "../helpers/binary.ts";
+import { signIn } from "../helpers/http.ts";
 
 let binary: string;
 beforeAll(async () => {
@@ -56,11 +57,7 @@ describe("CLI verbs on the data dir", () => {
       // The appliance notices the external write (SQLite data_version) and reconciles.
       await running.waitFor(/integration created .*username=cli-made/, 5000);
       const base = `http://127.0.0.1:${running.ports.http}`;
-      const form = await fetch(`${base}/login`);
-      const pre = form.headers.get("set-cookie")!.split(";")[0]!;
-      const csrf = (await form.text()).match(/name="_csrf" value="([^"]+)"/)![1]!;
-      const signedIn = await fetch(`${base}/login`, { method: "POST", redirect: "manual", headers: { cookie: pre, "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ _csrf: csrf, username: "ops", password: "ops-password-1" }) });
-      const cookie = signedIn.headers.getSetCookie().find((c) => c.startsWith("gh_session="))!.split(";")[0]!;
+      const { cookie } = await signIn(base, "ops", "ops-password-1");
       const read = async () => (await (await fetch(`${base}/api/v1/integrations?q=cli-made`, { headers: { cookie } })).json()).items as { active: boolean }[];
       let items = await read();
       for (let i = 0; i < 20 && items.length === 0; i++) (await Bun.sleep(100), (items = await read()));

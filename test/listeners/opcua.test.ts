@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import type { App } from "../../src/app.ts";
 import { cleanupTempDirs, tempDir, testApp } from "../helpers/app.ts";
+import { signIn } from "../helpers/http.ts";
 import { connectMqtt, nextMessage } from "../helpers/mqtt.ts";
 import { connectOpcua, DataType, MessageSecurityMode, readValue, SecurityPolicy } from "../helpers/opcua.ts";
 
@@ -88,7 +89,12 @@ describe("client certificates", () => {
     const mine = rejected.find((c) => c.applicationUri.endsWith(pkiDir.split("/").pop()!));
     expect(mine?.status).toBe("rejected");
     expect(mine?.subject).toContain("GatehouseTestClient");
-    await trustList().trust(mine!.thumbprint);
+    // The admin sees it on the page and presses Trust (a form post with the session's CSRF token).
+    const base = `http://127.0.0.1:${app.address("http")!.port}`;
+    const { cookie, csrf } = await signIn(base);
+    expect(await (await fetch(`${base}/certificates`, { headers: { cookie } })).text()).toContain(mine!.thumbprint);
+    const trusted = await fetch(`${base}/certificates/${mine!.thumbprint}/trust`, { method: "POST", redirect: "manual", headers: { cookie, "content-type": "application/x-www-form-urlencoded" }, body: `_csrf=${csrf}` });
+    expect(trusted.status).toBe(303);
     const c = await connectOpcua(port, { userName: "secure-scada", password }, secure);
     expect((await readValue(c.session, status("Version"))).value.value).toBe("0.1.0");
     await c.close();
