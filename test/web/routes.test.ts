@@ -14,6 +14,9 @@ describe("unauthenticated", () => {
     ["POST", "/api/v1/integrations", 401, null],
     ["DELETE", "/api/v1/integrations/1", 401, null],
     ["GET", "/api/v1/sessions", 401, null],
+    ["GET", "/certificates", 303, "/login?next=%2Fcertificates"],
+    ["POST", "/certificates/0123456789abcdef0123456789abcdef01234567/trust", 303, "/login?next=%2Fcertificates%2F0123456789abcdef0123456789abcdef01234567%2Ftrust"],
+    ["POST", "/sessions/mqtt-1-abc/disconnect", 303, "/login?next=%2Fsessions%2Fmqtt-1-abc%2Fdisconnect"],
   ];
   for (const [method, path, status, location] of cases) {
     it(`${method} ${path} -> ${status}`, async () => {
@@ -47,6 +50,7 @@ describe("CSRF", () => {
     ["POST", "/integrations/{id}/reset-password", {}],
     ["POST", "/integrations/{id}", { username: "renamed" }],
     ["POST", "/settings/tokens", { name: "sneaky" }],
+    ["POST", "/sessions/{session}/disconnect", {}],
     ["POST", "/logout", {}],
   ];
   for (const [method, path, form] of changes) {
@@ -54,13 +58,16 @@ describe("CSRF", () => {
       it(`${method} ${path} with ${variant} token -> 403, nothing changed`, async () => {
         const { core, request, csrf } = await testWeb();
         const { integration } = await core.credentials.create({ type: "mqtt", username: "existing" });
+        let kicked = false;
+        const session = core.sessions.open({ integration, type: "mqtt", clientId: "plc", kick: () => (kicked = true) });
         const before = JSON.stringify(core.credentials.list({}).rows);
         const f = { ...form };
         const headers: Record<string, string> = {};
         if (variant === "wrong") f._csrf = "x".repeat(csrf.length);
         if (variant === "cross-site") (f._csrf = csrf), (headers.origin = "http://evil.example");
-        const res = await request(method, path.replace("{id}", String(integration.id)), { form: f, csrf: false, headers });
+        const res = await request(method, path.replace("{id}", String(integration.id)).replace("{session}", session.id), { form: f, csrf: false, headers });
         expect(res.status).toBe(403);
+        expect(kicked).toBe(false);
         expect(JSON.stringify(core.credentials.list({}).rows)).toBe(before);
         expect(core.admins.listApiTokens()).toHaveLength(0);
       });
@@ -229,6 +236,18 @@ describe("JSON API", () => {
     expect(list.total).toBe(1);
     expect((await request("DELETE", `/api/v1/integrations/${integration.id}`, auth)).status).toBe(204);
     expect(core.credentials.count()).toBe(0);
+  });
+
+  it("lists live sessions and disconnects one", async () => {
+    const { request, core } = await testWeb();
+    const { integration } = await core.credentials.create({ type: "mqtt", username: "has-sessions" });
+    const reasons: string[] = [];
+    const s = core.sessions.open({ integration, type: "mqtt", clientId: "plc-9", remote: "10.0.0.9", kick: (r) => reasons.push(r) });
+    const list = await (await request("GET", `/api/v1/sessions?integrationId=${integration.id}`)).json();
+    expect(list.items).toEqual([expect.objectContaining({ id: s.id, clientId: "plc-9", remote: "10.0.0.9", username: "has-sessions" })]);
+    expect((await request("DELETE", `/api/v1/sessions/${s.id}`)).status).toBe(204);
+    expect(reasons).toEqual(["disconnected by admin"]);
+    expect((await request("DELETE", `/api/v1/sessions/${s.id}`)).status).toBe(404);
   });
 
   it("duplicate username -> 409 with the field", async () => {
