@@ -118,6 +118,8 @@ export class CredentialStore {
   #byUsername = new Map<string, number>();
   #verified = new Map<number, string>();
   #refused = new Map<number, Map<string, number>>();
+  /** unknown username + password pairs already refused (bounded; cleared when any integration is created) */
+  #unknownRefused = new Map<string, number>();
   #pendingLogins = new Map<number, number>();
   #hmacKey = crypto.getRandomValues(new Uint8Array(32));
   #dummyHash: Promise<string>;
@@ -185,10 +187,20 @@ export class CredentialStore {
 
     const r = this.#byUsername.has(username) ? this.#byId.get(this.#byUsername.get(username)!) : undefined;
     if (!r) {
+      // A device with a stale username retries the same pair forever: one hash, then free, and it
+      // does not use up its address's budget (other devices behind the same NAT keep working).
+      const ufp = new Bun.CryptoHasher("sha256", this.#hmacKey).update(`unknown\0${username}\0${password}`).digest("hex");
+      if (this.#unknownRefused.has(ufp)) {
+        this.stats.refusedCacheHits++;
+        return { ok: false, reason: "unknown-user" };
+      }
       if (this.throttle.blocked(userKey)) return { ok: false, reason: "throttled" };
       // Pay one hash anyway so an unknown name takes as long as a wrong password (no user enumeration).
       this.stats.hashVerifies++;
       await Bun.password.verify(password, await this.#dummyHash).catch(() => false);
+      if (this.#byUsername.has(username)) return this.#check(type, username, password, meta); // created meanwhile
+      if (this.#unknownRefused.size >= 10_000) this.#unknownRefused.delete(this.#unknownRefused.keys().next().value!);
+      this.#unknownRefused.set(ufp, this.now());
       this.throttle.fail(userKey);
       if (addressKey) this.throttle.fail(addressKey);
       return { ok: false, reason: "unknown-user" };
@@ -438,6 +450,7 @@ export class CredentialStore {
 
   #index(row: IntegrationRow, previous?: Record_): Record_ {
     if (previous && previous.username !== row.username) this.#byUsername.delete(previous.username);
+    if (!previous || previous.username !== row.username) this.#unknownRefused.clear(); // a name that was unknown may exist now
     const r = toRecord(row);
     // Last login is written behind; keep the newer in-memory value.
     const pending = this.#pendingLogins.get(r.id);

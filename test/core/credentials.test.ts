@@ -70,6 +70,20 @@ describe("verify", () => {
     expect(core.credentials.stats.hashVerifies - before).toBe(1);
   });
 
+  it("a device with a stale username costs one hash and does not block its address", async () => {
+    const { core } = testCore();
+    const neighbour = await core.credentials.create({ type: "mqtt", username: "neighbour" });
+    const before = core.credentials.stats.hashVerifies;
+    for (let i = 0; i < 30; i++) {
+      expect(await core.credentials.verify("mqtt", "renamed-long-ago", "its-old-password", { remote: "10.2.2.2" })).toEqual({ ok: false, reason: "unknown-user" });
+    }
+    expect(core.credentials.stats.hashVerifies - before).toBe(1);
+    expect((await core.credentials.verify("mqtt", "neighbour", neighbour.password, { remote: "10.2.2.2" })).ok).toBe(true);
+    // Once an admin creates that name (onboarding, import), the device gets in on its next retry.
+    await core.credentials.create({ type: "mqtt", username: "renamed-long-ago", password: "its-old-password" });
+    expect((await core.credentials.verify("mqtt", "renamed-long-ago", "its-old-password", { remote: "10.2.2.2" })).ok).toBe(true);
+  });
+
   it("bounds hash work for failures per address, without slowing a valid client elsewhere", async () => {
     const { core } = testCore();
     await core.credentials.create({ type: "mqtt", username: "target", password: "the-real-one" });
