@@ -26,6 +26,11 @@
       try { document.execCommand("copy"); done(); } catch (e) {}
     }
   });
+  // The live status refresh must not snap shut a session list the admin has opened.
+  document.addEventListener("htmx:oobBeforeSwap", function (ev) {
+    var t = ev.detail.target;
+    if (t && t.querySelector && t.querySelector("details[open]")) ev.detail.shouldSwap = false;
+  });
   document.addEventListener("DOMContentLoaded", function () { localize(document); });
   document.addEventListener("htmx:afterSwap", function (ev) { localize(ev.target); });
 })();
