@@ -6,9 +6,10 @@ import { connectMqtt, nextMessage } from "../helpers/mqtt.ts";
 import { connectOpcua, DataType, MessageSecurityMode, readValue, SecurityPolicy } from "../helpers/opcua.ts";
 
 let app: App;
+let dataDir: string;
 let port: number;
 beforeAll(async () => {
-  ({ app } = await testApp());
+  ({ app, dir: dataDir } = await testApp());
   port = app.address("opcua")!.port;
 }, 60_000);
 afterAll(async () => {
@@ -73,6 +74,21 @@ describe("OPC UA authentication", () => {
     expect(after).not.toBe("Good");
     await c.client.disconnect();
   }, 30_000);
+});
+
+describe("the server certificate", () => {
+  it("names Gatehouse and covers the host name and 127.0.0.1", async () => {
+    const { convertPEMtoDER, exploreCertificate } = await import("node-opcua-crypto");
+    const { hostname } = await import("node:os");
+    const pem = await Bun.file(`${dataDir}/pki/own/certs/gatehouse.pem`).text();
+    const cert = exploreCertificate(convertPEMtoDER(pem)).tbsCertificate;
+    expect(cert.subject.commonName).toContain("Gatehouse");
+    expect(cert.subject.organizationName).toBe("Gatehouse");
+    const san = cert.extensions!.subjectAltName!;
+    expect(san.iPAddress).toContain("7f000001"); // 127.0.0.1, as the hex octets X.509 stores
+    expect(san.dNSName).toContain(hostname());
+    expect(san.uniformResourceIdentifier![0]).toBe(`urn:${hostname()}:Gatehouse`);
+  });
 });
 
 describe("client certificates", () => {
