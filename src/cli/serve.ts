@@ -30,16 +30,20 @@ export async function serve(argv: string[], env: Record<string, string | undefin
     }
     throw err;
   }
+  // Handlers first: HTTP serves before OPC UA has started, and a SIGTERM in that window must still
+  // mean a clean stop (exit 0), not the default action (killed, 143).
+  // `on`, not `once`: signal-exit (via proper-lockfile, in node-opcua) re-raises the signal when it
+  // finds itself the only listener left, which a spent `once` handler would leave it to be (exit 143).
+  const stopSignal = new Promise<string>((resolve) => {
+    for (const sig of ["SIGTERM", "SIGINT"] as const) process.on(sig, () => resolve(sig));
+  });
   try {
     await app.start();
   } catch (err) {
     log.error("start failed", { err });
     return exitCodes.failure;
   }
-  const signal = await new Promise<string>((resolve) => {
-    process.once("SIGTERM", () => resolve("SIGTERM"));
-    process.once("SIGINT", () => resolve("SIGINT"));
-  });
+  const signal = await stopSignal;
   log.info("stopping", { signal });
   // A listener that hangs on close must not keep systemd waiting forever.
   const timeout = setTimeout(() => {

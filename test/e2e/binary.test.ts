@@ -72,6 +72,19 @@ describe("the compiled binary, alone in an empty folder", () => {
     expect(readdirSync(join(dir, "data")).sort()).toEqual(expect.arrayContaining(["gatehouse.db", "pki"]));
   }, 60_000);
 
+  it("stops cleanly on a SIGTERM that arrives while OPC UA is still starting", async () => {
+    const dir = tempDir("gatehouse-e2e-");
+    const { copyFileSync } = await import("node:fs");
+    copyFileSync(binary, join(dir, "gatehouse"));
+    const proc = Bun.spawn([join(dir, "gatehouse"), ...args(dir)], { cwd: dir, env: { PATH: process.env.PATH ?? "", HOME: dir, ...env }, stdout: "pipe" });
+    const reader = proc.stdout.getReader();
+    let out = "";
+    while (!out.includes("listener=http")) out += new TextDecoder().decode((await reader.read()).value);
+    expect(out).not.toContain("info ready"); // OPC UA is still on its way
+    proc.kill("SIGTERM");
+    expect(await proc.exited).toBe(0);
+  }, 30_000);
+
   it("exits 2 with a clear message on a bad flag or an unusable data dir", async () => {
     const dir = tempDir("gatehouse-e2e-");
     const { copyFileSync, writeFileSync } = await import("node:fs");
