@@ -9,6 +9,10 @@ export function connectMqtt(port: number, opts: IClientOptions = {}): Promise<Mq
       client.end(true);
       reject(err);
     });
+    // A socket the broker closes before any CONNACK (connection limit) gives no error, only close.
+    client.once("close", () => {
+      if (!client.connected) reject(Object.assign(new Error("closed before CONNACK"), { code: -1 }));
+    });
   });
 }
 

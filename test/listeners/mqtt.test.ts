@@ -180,3 +180,22 @@ describe("hostile bytes", () => {
     await c.endAsync();
   });
 });
+
+describe("connection limit", () => {
+  it("closes connections over --mqtt-max-connections and serves again once one leaves", async () => {
+    const small = await testApp(["--mqtt-max-connections", "2", "--opcua-port", "off"]);
+    try {
+      const p = small.app.address("mqtt")!.port;
+      const { password } = await small.app.core.credentials.create({ type: "mqtt", username: "crowd" });
+      const a = await connectMqtt(p, { username: "crowd", password, clientId: "a" });
+      const b = await connectMqtt(p, { username: "crowd", password, clientId: "b" });
+      expect(await connectMqtt(p, { username: "crowd", password, clientId: "c", connectTimeout: 1000 }).then(() => "in", () => "refused")).toBe("refused");
+      await a.endAsync();
+      await Bun.sleep(100);
+      const c = await connectMqtt(p, { username: "crowd", password, clientId: "c" });
+      await Promise.all([b.endAsync(), c.endAsync()]);
+    } finally {
+      await small.app.stop();
+    }
+  });
+});
