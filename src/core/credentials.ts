@@ -118,6 +118,8 @@ export class CredentialStore {
   #byUsername = new Map<string, number>();
   #verified = new Map<number, string>();
   #refused = new Map<number, Map<string, number>>();
+  /** argon2 verifications under way, by fingerprint */
+  #inflight = new Map<string, Promise<boolean>>();
   /** unknown username + password pairs already refused (bounded; cleared when any integration is created) */
   #unknownRefused = new Map<string, number>();
   #pendingLogins = new Map<number, number>();
@@ -219,11 +221,21 @@ export class CredentialStore {
       // client whose credential is cached got in above without touching it.
       if (this.throttle.blocked(userKey)) return { ok: false, reason: "throttled" };
       const hashAtStart = r.passwordHash;
-      this.stats.hashVerifies++;
-      const ok = await Bun.password.verify(password, hashAtStart).catch(() => false);
+      // A reconnect storm (a line powering up) sends the same credential many times at once: one
+      // hash serves them all; only its first waiter books a failure.
+      let pending = this.#inflight.get(fp);
+      const first = pending === undefined;
+      if (!pending) {
+        this.stats.hashVerifies++;
+        pending = Bun.password.verify(password, hashAtStart).catch(() => false);
+        this.#inflight.set(fp, pending);
+        void pending.finally(() => this.#inflight.delete(fp));
+      }
+      const ok = await pending;
       const current = this.#byId.get(r.id);
       // The integration changed while we hashed: judge again against what is true now.
       if (!current || current.passwordHash !== hashAtStart) return this.#check(type, username, password, meta);
+      if (!ok && !first) return { ok: false, reason: "wrong-password" };
       if (!ok) {
         let refused = this.#refused.get(r.id);
         if (!refused) this.#refused.set(r.id, (refused = new Map()));

@@ -60,6 +60,15 @@ describe("verify", () => {
     expect(await core.credentials.verify("mqtt", "cached-then-off", password)).toEqual({ ok: false, reason: "deactivated" });
   });
 
+  it("a reconnect storm of one credential costs one hash", async () => {
+    const { core } = testCore();
+    const { password } = await core.credentials.create({ type: "mqtt", username: "storm" });
+    const before = core.credentials.stats.hashVerifies;
+    const results = await Promise.all(Array.from({ length: 50 }, (_, i) => core.credentials.verify("mqtt", "storm", password, { remote: `10.3.0.${i}` })));
+    expect(results.every((r) => r.ok)).toBe(true);
+    expect(core.credentials.stats.hashVerifies - before).toBe(1);
+  });
+
   it("a client retrying the same wrong password costs one hash, not one per attempt", async () => {
     const { core } = testCore();
     await core.credentials.create({ type: "mqtt", username: "retrier", password: "the-real-one" });
