@@ -1,4 +1,5 @@
 import { Elysia } from "elysia";
+import { attr } from "../../views/components/attr.ts";
 import type { Core } from "../core/index.ts";
 import { isIntegrationType, type Integration, type IntegrationType } from "../core/types.ts";
 import { AppError, NotFoundError } from "../lib/errors.ts";
@@ -211,7 +212,7 @@ function EditPage({ request, integration, errors = {}, draft = {} }: { request: 
         <input type="hidden" name="_csrf" value={admin.csrfToken} />
         <label>
           Username
-          <input name="username" value={draft.username ?? integration.username} required maxlength="128" />
+          <input name="username" value={attr(draft.username ?? integration.username)} required maxlength="128" />
         </label>
         {errors.username ? (
           <span class="field-error" safe>
@@ -222,7 +223,7 @@ function EditPage({ request, integration, errors = {}, draft = {} }: { request: 
         )}
         <label>
           Description
-          <input name="description" value={draft.description ?? integration.description} maxlength="1024" />
+          <input name="description" value={attr(draft.description ?? integration.description)} maxlength="1024" />
         </label>
         {errors.description ? (
           <span class="field-error" safe>

@@ -92,6 +92,16 @@ describe("the Integrations page in a real browser", () => {
     expect(await page.inputValue('tr.editing input[name="description"]')).toBe(evil);
     await page.waitForTimeout(200);
     expect(dialogs).toEqual([]);
+    // What was typed survives an edit round trip exactly, entities and quotes included.
+    const exact = `a & b &amp; "c" 'd' <e>`;
+    await page.fill('tr.editing input[name="description"]', exact);
+    await page.click("tr.editing >> text=Save");
+    await page.locator('tr[data-username="onboarded-by-attacker"]:not(.editing)').waitFor();
+    await page.locator('tr[data-username="onboarded-by-attacker"]').locator("text=Edit").click();
+    expect(await page.inputValue('tr.editing input[name="description"]')).toBe(exact);
+    await page.click("tr.editing >> text=Save");
+    await page.locator('tr[data-username="onboarded-by-attacker"]:not(.editing)').waitFor();
+    expect(app.core.credentials.findByUsername("onboarded-by-attacker")!.description).toBe(exact);
     await page.close();
   }, 60_000);
 

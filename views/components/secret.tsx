@@ -1,9 +1,10 @@
+import { attr } from "./attr.ts";
 /** Secret: a password shown exactly once, with a copy button (works without JS as selectable text). */
 export function Secret({ label, value }: { label: string; value: string }) {
   return (
     <div class="secret" role="status">
       <span safe>{label}</span> <code class="secret-value" safe>{value}</code>{" "}
-      <button type="button" class="copy" data-copy={value}>
+      <button type="button" class="copy" data-copy={attr(value)}>
         Copy
       </button>
       <small class="muted">Shown once. Only a hash is stored.</small>

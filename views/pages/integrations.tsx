@@ -1,4 +1,5 @@
 import { Layout } from "../layouts/base.tsx";
+import { attr } from "../components/attr.ts";
 import { typeLabels } from "../components/type-label.tsx";
 import { IntegrationTable, type TableProps } from "../partials/integration-table.tsx";
 import type { IntegrationType } from "../../src/core/types.ts";
@@ -33,7 +34,7 @@ export function IntegrationsPage(props: IntegrationsPageProps) {
       {/* panel is rendered JSX from our own partials, already escaped */}
       <div id="panel">{(props.panel ?? "") as "safe"}</div>
       <form class="toolbar" method="get" action="/integrations" hx-get="/integrations" hx-target="#integration-table" hx-swap="outerHTML" hx-push-url="true" hx-trigger="input changed delay:300ms from:input, change from:select, submit">
-        <input type="search" name="q" value={query.q ?? ""} placeholder="Search username" aria-label="Search username" />
+        <input type="search" name="q" value={attr(query.q ?? "")} placeholder="Search username" aria-label="Search username" />
         <select name="type" aria-label="Type">
           <option value="">All types</option>
           {(Object.keys(typeLabels) as IntegrationType[]).map((t) => (

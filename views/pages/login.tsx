@@ -1,4 +1,5 @@
 import { FieldError } from "../components/field-error.tsx";
+import { attr } from "../components/attr.ts";
 import { SimplePage } from "./simple.tsx";
 
 export function LoginPage({ csrfToken, error, username = "", next = "" }: { csrfToken: string; error?: string; username?: string; next?: string }) {
@@ -6,10 +7,10 @@ export function LoginPage({ csrfToken, error, username = "", next = "" }: { csrf
     <SimplePage title="Sign in">
       <form method="post" action="/login" class="stack">
         <input type="hidden" name="_csrf" value={csrfToken} />
-        <input type="hidden" name="next" value={next} />
+        <input type="hidden" name="next" value={attr(next)} />
         <label>
           Username
-          <input name="username" value={username} required autocomplete="username" autofocus />
+          <input name="username" value={attr(username)} required autocomplete="username" autofocus />
         </label>
         <label>
           Password

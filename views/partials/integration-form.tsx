@@ -1,4 +1,5 @@
 import type { IntegrationType } from "../../src/core/types.ts";
+import { attr } from "../components/attr.ts";
 import { CsrfField } from "../components/csrf.tsx";
 import { FieldError } from "../components/field-error.tsx";
 import { typeLabels } from "../components/type-label.tsx";
@@ -32,17 +33,17 @@ export function IntegrationForm({ csrfToken, values, errors = {} }: IntegrationF
         </label>
         <label>
           Username
-          <input name="username" value={values.username} required maxlength="128" pattern="[A-Za-z0-9._\-@/:]{1,128}" autocomplete="off" />
+          <input name="username" value={attr(values.username)} required maxlength="128" pattern="[A-Za-z0-9._\-@/:]{1,128}" autocomplete="off" />
           <FieldError message={errors.username} />
         </label>
         <label>
           Password
-          <input name="password" value={values.password} required minlength="8" maxlength="256" autocomplete="off" spellcheck="false" />
+          <input name="password" value={attr(values.password)} required minlength="8" maxlength="256" autocomplete="off" spellcheck="false" />
           <FieldError message={errors.password} />
         </label>
         <label>
           Description
-          <input name="description" value={values.description} maxlength="1024" placeholder="optional" />
+          <input name="description" value={attr(values.description)} maxlength="1024" placeholder="optional" />
           <FieldError message={errors.description} />
         </label>
       </div>

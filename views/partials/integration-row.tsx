@@ -1,4 +1,5 @@
 import type { SessionInfo } from "../../src/core/sessions.ts";
+import { attr } from "../components/attr.ts";
 import type { Integration } from "../../src/core/types.ts";
 import { typeLabels } from "../components/type-label.tsx";
 import { CsrfField } from "../components/csrf.tsx";
@@ -73,22 +74,22 @@ export function IntegrationRow({ integration: i, sessions, csrfToken, secret, mo
       <tr id={rowId} class="editing">
         <td>
           <label class="sr-only" for={`${rowId}-username`}>Username</label>
-          <input id={`${rowId}-username`} name="username" value={draft.username ?? i.username} required maxlength="128" />
+          <input id={`${rowId}-username`} name="username" value={attr(draft.username ?? i.username)} required maxlength="128" />
           <FieldError message={errors.username} />
         </td>
         <td safe>{typeLabels[i.type]}</td>
         <td colspan="4">
           <label class="sr-only" for={`${rowId}-description`}>Description</label>
-          <input id={`${rowId}-description`} name="description" value={draft.description ?? i.description} maxlength="1024" placeholder="Description" />
+          <input id={`${rowId}-description`} name="description" value={attr(draft.description ?? i.description)} maxlength="1024" placeholder="Description" />
           <FieldError message={errors.description} />
           <label class="acl">
             May publish to (topic filters, space separated)
-            <input name="publishAcl" value={draft.publishAcl ?? aclText(i.publishAcl)} maxlength="4096" />
+            <input name="publishAcl" value={attr(draft.publishAcl ?? aclText(i.publishAcl))} maxlength="4096" />
           </label>
           <FieldError message={errors.publishAcl} />
           <label class="acl">
             May subscribe to
-            <input name="subscribeAcl" value={draft.subscribeAcl ?? aclText(i.subscribeAcl)} maxlength="4096" />
+            <input name="subscribeAcl" value={attr(draft.subscribeAcl ?? aclText(i.subscribeAcl))} maxlength="4096" />
           </label>
           <FieldError message={errors.subscribeAcl} />
         </td>
@@ -105,7 +106,7 @@ export function IntegrationRow({ integration: i, sessions, csrfToken, secret, mo
     );
   }
   return (
-    <tr id={rowId} data-username={i.username}>
+    <tr id={rowId} data-username={attr(i.username)}>
       <td>
         <div class="username" safe>{i.username}</div>
         {i.description ? (
