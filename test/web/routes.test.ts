@@ -258,6 +258,20 @@ describe("JSON API", () => {
     expect((await res.json()).fields.username).toContain("taken");
   });
 
+  it("an admin creates an API token on the page, sees it once, and revokes it", async () => {
+    const { request, core } = await testWeb();
+    const page = await (await request("POST", "/settings/tokens", { form: { name: "provisioning <script>" } })).text();
+    const token = page.match(/class="secret-value">(gh_[A-Za-z0-9_-]+)</)![1]!;
+    expect(page).toContain("provisioning &lt;script&gt;");
+    const bearer = { auth: false, csrf: false, headers: { authorization: `Bearer ${token}` } } as const;
+    expect((await request("GET", "/api/v1/integrations", bearer)).status).toBe(200);
+    expect(await (await request("GET", "/settings/tokens")).text()).not.toContain(token);
+    const [row] = core.admins.listApiTokens();
+    expect(row!.tokenHash).not.toContain(token);
+    expect((await request("POST", `/settings/tokens/${row!.id}/delete`, { form: {} })).status).toBe(303);
+    expect((await request("GET", "/api/v1/integrations", bearer)).status).toBe(401);
+  });
+
   it("publishes an OpenAPI document", async () => {
     const { request } = await testWeb();
     const doc = await (await request("GET", "/api/v1/openapi/json")).json();
