@@ -58,9 +58,10 @@ export async function integrationsCli(argv: string[], env: Record<string, string
     switch (verb) {
       case "list": {
         if (values.type && !isIntegrationType(values.type)) throw new ValidationError({ type: "type must be one of mqtt, opcua, http, vrpc" });
-        const rows = store.list({ type: values.type as Integration["type"] | undefined, pageSize: 200, page: 1 });
-        const all: Integration[] = [];
-        for (let page = 1; page <= rows.pages; page++) all.push(...store.list({ type: values.type as Integration["type"] | undefined, pageSize: 200, page }).rows);
+        const type = values.type as Integration["type"] | undefined;
+        const first = store.list({ type, pageSize: 200, page: 1 });
+        const all: Integration[] = [...first.rows];
+        for (let page = 2; page <= first.pages; page++) all.push(...store.list({ type, pageSize: 200, page }).rows);
         out(
           all,
           all.length === 0

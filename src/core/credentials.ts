@@ -148,8 +148,13 @@ export class CredentialStore {
     return Bun.password.hash(password, { algorithm: "argon2id", ...this.opts.hashCost });
   }
 
+  /** #hmac: cache keys that mean nothing outside this process and never contain a password. */
+  #hmac(text: string): string {
+    return new Bun.CryptoHasher("sha256", this.#hmacKey).update(text).digest("hex");
+  }
+
   #fingerprint(r: Record_, password: string): string {
-    return new Bun.CryptoHasher("sha256", this.#hmacKey).update(`${r.id}\0${r.passwordHash}\0${password}`).digest("hex");
+    return this.#hmac(`${r.id}\0${r.passwordHash}\0${password}`);
   }
 
   #forget(id: number): void {
@@ -191,7 +196,7 @@ export class CredentialStore {
     if (!r) {
       // A device with a stale username retries the same pair forever: one hash, then free, and it
       // does not use up its address's budget (other devices behind the same NAT keep working).
-      const ufp = new Bun.CryptoHasher("sha256", this.#hmacKey).update(`unknown\0${username}\0${password}`).digest("hex");
+      const ufp = this.#hmac(`unknown\0${username}\0${password}`);
       if (this.#unknownRefused.has(ufp)) {
         this.stats.refusedCacheHits++;
         return { ok: false, reason: "unknown-user" };

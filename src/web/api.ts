@@ -32,7 +32,7 @@ export function apiRoutes(core: Core) {
       ({ query }) => {
         const q = parseListQuery(query);
         const pageSize = Number(query.pageSize ?? 50);
-        const result = credentials.list({ ...q, status: q.status as "online" | "offline" | "deactivated" | undefined, pageSize }, sessions.onlineIds());
+        const result = credentials.list({ ...q, pageSize }, sessions.onlineIds());
         return { items: result.rows.map(view), total: result.total, page: result.page, pages: result.pages, pageSize: result.pageSize };
       },
       {

@@ -5,6 +5,7 @@ import { isIntegrationType, type Integration, type IntegrationType } from "../co
 import { AppError, NotFoundError } from "../lib/errors.ts";
 import { field, htmlResponse, isHtmx, redirect } from "../lib/http.ts";
 import { randomPassword, randomUsername } from "../lib/ids.ts";
+import { FieldError } from "../../views/components/field-error.tsx";
 import { Secret } from "../../views/components/secret.tsx";
 import { IntegrationsPage } from "../../views/pages/integrations.tsx";
 import { SimplePage } from "../../views/pages/simple.tsx";
@@ -17,7 +18,7 @@ import { adminOf } from "./auth.tsx";
 const statuses = ["online", "offline", "deactivated"] as const;
 type Status = (typeof statuses)[number];
 
-export function parseListQuery(query: Record<string, string | undefined>): TableQuery & { page: number } {
+export function parseListQuery(query: Record<string, string | undefined>): TableQuery & { status?: Status; page: number } {
   const type = isIntegrationType(query.type) ? query.type : undefined;
   const status = (statuses as readonly string[]).includes(query.status ?? "") ? (query.status as Status) : undefined;
   const page = Number.parseInt(query.page ?? "1", 10);
@@ -39,9 +40,14 @@ export function integrationPages(core: Core) {
     <IntegrationRow integration={integration} sessions={sessionsOf(integration.id)} csrfToken={adminOf(request).csrfToken} {...extra} />
   );
 
-  const fullPage = (request: Request, query: Record<string, string | undefined>, panel?: JSX.Element, flash?: string) => {
+  /** listPage: the query as typed in the URL and the page of integrations it selects. */
+  const listPage = (query: Record<string, string | undefined>) => {
     const q = parseListQuery(query);
-    const result = credentials.list({ ...q, type: q.type, status: q.status as Status | undefined }, sessions.onlineIds());
+    return { q, result: credentials.list(q, sessions.onlineIds()) };
+  };
+
+  const fullPage = (request: Request, query: Record<string, string | undefined>, panel?: JSX.Element, flash?: string) => {
+    const { q, result } = listPage(query);
     return (
       <IntegrationsPage
         admin={adminOf(request)}
@@ -65,8 +71,7 @@ export function integrationPages(core: Core) {
     .get("/", () => redirect("/integrations", 302))
     .get("/integrations", ({ request, query }) => {
       if (isHtmx(request) && request.headers.get("hx-target") === "integration-table") {
-        const q = parseListQuery(query);
-        const result = credentials.list({ ...q, status: q.status as Status | undefined }, sessions.onlineIds());
+        const { q, result } = listPage(query);
         return <IntegrationTable rows={result.rows} total={result.total} page={result.page} pages={result.pages} query={q} sessionsOf={sessionsOf} csrfToken={adminOf(request).csrfToken} />;
       }
       return fullPage(request, query);
@@ -214,24 +219,12 @@ function EditPage({ request, integration, errors = {}, draft = {} }: { request: 
           Username
           <input name="username" value={attr(draft.username ?? integration.username)} required maxlength="128" />
         </label>
-        {errors.username ? (
-          <span class="field-error" safe>
-            {errors.username}
-          </span>
-        ) : (
-          ""
-        )}
+        <FieldError message={errors.username} />
         <label>
           Description
           <input name="description" value={attr(draft.description ?? integration.description)} maxlength="1024" />
         </label>
-        {errors.description ? (
-          <span class="field-error" safe>
-            {errors.description}
-          </span>
-        ) : (
-          ""
-        )}
+        <FieldError message={errors.description} />
         <button type="submit">Save</button>
         <a href="/integrations">Cancel</a>
       </form>
