@@ -9,9 +9,10 @@ import { mkdtempSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { openDataDir } from "../src/app.ts";
+import { openDataDir } from "../src/db/data-dir.ts";
 import { createCore } from "../src/core/index.ts";
 import { silentLogger } from "../src/lib/logger.ts";
+import { acceptsTable } from "../src/listeners/index.ts";
 import { createMqttListener } from "../src/listeners/mqtt/index.ts";
 
 const mode = process.argv[2];
@@ -25,10 +26,10 @@ if (mode === "baseline") {
   port = (server.address() as { port: number }).port;
 } else {
   const db = openDataDir(mkdtempSync(join(tmpdir(), "gatehouse-bench-")));
-  const core = createCore(db, silentLogger);
+  const core = createCore(db, silentLogger, { accepts: acceptsTable() });
   core.start();
   for (let i = 0; i < credentials; i++) await core.credentials.create({ type: "mqtt", username: `bench-${i}`, password: `bench-password-${i}` });
-  const listener = createMqttListener({ credentials: core.credentials, sessions: core.sessions, log: silentLogger }, { host: "127.0.0.1", port: 0, maxConnections: 100_000 });
+  const listener = createMqttListener({ core, log: silentLogger }, { host: "127.0.0.1", port: 0, maxConnections: 100_000 });
   await listener.start();
   port = listener.address()!.port;
 }

@@ -2,91 +2,47 @@
 // it. node-opcua is loaded lazily, and in the compiled binary only a module of the main chunk (this
 // one, before any listener starts) guarantees that order; an import in the lazy chunk did not.
 import "reflect-metadata";
-import { accessSync, chmodSync, constants, mkdirSync } from "node:fs";
-import { join } from "node:path";
 import type { Config } from "./config.ts";
 import { createCore, type Core, type CoreOptions } from "./core/index.ts";
-import { openDatabase, type Db } from "./db/client.ts";
-import { migrate } from "./db/migrate.ts";
+import { openDataDir } from "./db/data-dir.ts";
 import type { Logger } from "./lib/logger.ts";
-import { createHttpListener } from "./listeners/http/index.ts";
-import { createMqttListener } from "./listeners/mqtt/index.ts";
-import { createOpcuaListener, type OpcuaListener } from "./listeners/opcua/index.ts";
+import { acceptsTable } from "./listeners/index.ts";
 import type { Listener } from "./listeners/listener.ts";
+import { version } from "./version.ts";
 import { createWebApp, defaultMaxBodyBytes } from "./web/app.tsx";
-import pkg from "../package.json";
+import { createWebServer } from "./web/server.ts";
 
-export const version = pkg.version;
-
-export class DataDirError extends Error {
-  override name = "DataDirError";
-}
-
-/** openDataDir: creates the folder if needed and proves it is writable before anything else runs. */
-export function openDataDir(dir: string): Db {
-  try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    accessSync(dir, constants.W_OK | constants.R_OK);
-  } catch (err) {
-    throw new DataDirError(`data dir "${dir}" is not usable: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  let db: Db;
-  try {
-    const file = join(dir, "gatehouse.db");
-    db = openDatabase(file);
-    chmodSync(file, 0o600); // password hashes and session digests: owner only (-wal/-shm inherit it)
-  } catch (err) {
-    throw new DataDirError(`cannot open database in "${dir}": ${(err as Error).message}`);
-  }
-  migrate(db);
-  return db;
-}
+export { version } from "./version.ts";
 
 export interface App {
   core: Core;
   listeners: Listener[];
   start(): Promise<void>;
   stop(): Promise<void>;
-  /** the real address of a started listener, by name */
+  /** the real address of the web server ("http") or of a started listener, by type */
   address(name: string): { host: string; port: number } | undefined;
 }
 
 /**
- * createApp: composition root. open db -> migrate -> core -> listeners; `start` binds them in order
- * and, if one fails, stops those already started in reverse before rethrowing; `stop` reverses all.
+ * createApp: composition root. open db -> migrate -> core -> web server and listeners; `start` binds
+ * the web server, then each listener of the registry in order and, if one fails, stops those already
+ * started in reverse before rethrowing (Caddy's run()); `stop` reverses all.
  */
 export function createApp(config: Config, log: Logger, coreOptions: CoreOptions = {}): App {
   const db = openDataDir(config.dataDir);
-  const core = createCore(db, log, { sessionTtlMs: config.sessionTtlSeconds * 1000, ...coreOptions });
-  let opcua: OpcuaListener | undefined;
-  const web = createWebApp(core, log, { version, certificates: () => opcua?.certificates });
-  const mqtt =
-    config.mqttPort === null
-      ? undefined
-      : createMqttListener(
-          { credentials: core.credentials, sessions: core.sessions, log: log.child({ listener: "mqtt" }) },
-          { host: config.bind, port: config.mqttPort, maxConnections: config.mqttMaxConnections, maxPacketBytes: config.mqttMaxPacketBytes },
-        );
-  opcua =
-    config.opcuaPort === null
-      ? undefined
-      : createOpcuaListener(
-          {
-            credentials: core.credentials,
-            sessions: core.sessions,
-            log: log.child({ listener: "opcua" }),
-            bus: mqtt && (() => mqtt.bus),
-            status: { integrations: () => core.credentials.count(), onlineByType: () => core.sessions.onlineCountByType(), startedAt: Date.now() },
-          },
-          { host: config.bind, port: config.opcuaPort, dataDir: config.dataDir, version, autoAcceptCertificates: config.opcuaTrustAll },
-        );
-  // Order matters: HTTP and MQTT serve while OPC UA (the slow one, ~1 s) is still loading and starting.
-  const listeners: Listener[] = [
-    createHttpListener(web, { host: config.bind, port: config.httpPort, maxBodyBytes: defaultMaxBodyBytes }),
-    ...(mqtt ? [mqtt] : []),
-    ...(opcua ? [opcua] : []),
+  const core = createCore(db, log, { sessionTtlMs: config.sessionTtlSeconds * 1000, accepts: acceptsTable(), ...coreOptions });
+  const deps = { core, version, dataDir: config.dataDir, bind: config.bind };
+  const listeners = config.listeners.map(({ module, options }) => module.create({ ...deps, log: log.child({ listener: module.type }) }, options));
+  const mounts = listeners.flatMap((l) => (l.http ? [l.http] : []));
+  const web = createWebApp(core, log, { version, mounts });
+  const maxBodyBytes = Math.max(defaultMaxBodyBytes, ...mounts.map((m) => m.maxBodyBytes ?? 0));
+  const http = createWebServer(web, { host: config.bind, port: config.httpPort, maxBodyBytes });
+  // The web server first: the admin page answers while the listeners (OPC UA: ~1 s) start.
+  const parts: { name: string; start(): Promise<void>; stop(): Promise<void>; address(): { host: string; port: number } | undefined }[] = [
+    { name: "http", ...http },
+    ...listeners.map((l) => ({ name: l.type, start: () => l.start(), stop: () => l.stop(), address: () => l.address() })),
   ];
-  const started: Listener[] = [];
+  const started: typeof parts = [];
   let stopped = false;
 
   const bootstrapAdmin = async () => {
@@ -97,9 +53,9 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
       return;
     }
     const token = core.admins.startSetup();
-    const http = listeners[0]!.address()!;
-    const host = http.host === "0.0.0.0" || http.host === "::" ? "127.0.0.1" : http.host;
-    const base = config.publicUrl?.replace(/\/$/, "") ?? `http://${host}:${http.port}`;
+    const a = http.address()!;
+    const host = a.host === "0.0.0.0" || a.host === "::" ? "127.0.0.1" : a.host;
+    const base = config.publicUrl?.replace(/\/$/, "") ?? `http://${host}:${a.port}`;
     log.warn("no admin yet: open the setup link within 1 hour", { url: `${base}/setup?token=${token}` });
   };
 
@@ -108,17 +64,17 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
     listeners,
     async start() {
       core.start();
-      for (const l of listeners) {
+      for (const part of parts) {
         try {
-          await l.start();
+          await part.start();
         } catch (err) {
-          log.error("listener failed to start", { listener: l.name, err });
+          log.error("listener failed to start", { listener: part.name, err });
           await this.stop();
           throw err;
         }
-        started.push(l);
-        const a = l.address();
-        log.info("listening", { listener: l.name, address: a ? `${a.host}:${a.port}` : undefined });
+        started.push(part);
+        const a = part.address();
+        log.info("listening", { listener: part.name, address: a ? `${a.host}:${a.port}` : "http" });
       }
       await bootstrapAdmin();
       log.info("ready", { version, dataDir: config.dataDir });
@@ -126,18 +82,18 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
     async stop() {
       if (stopped) return;
       stopped = true;
-      for (const l of started.splice(0).reverse()) {
+      for (const part of started.splice(0).reverse()) {
         try {
-          await l.stop();
+          await part.stop();
         } catch (err) {
-          log.error("listener failed to stop", { listener: l.name, err });
+          log.error("listener failed to stop", { listener: part.name, err });
         }
       }
       core.stop();
       db.$client.close();
     },
     address(name) {
-      return listeners.find((l) => l.name === name)?.address();
+      return parts.find((p) => p.name === name)?.address();
     },
   };
 }

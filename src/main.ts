@@ -1,24 +1,23 @@
 #!/usr/bin/env bun
-import { admin } from "./cli/admin.ts";
 import { exitCodes } from "./cli/exit-codes.ts";
-import { integrationsCli } from "./cli/integrations.ts";
-import { serve } from "./cli/serve.ts";
-import { version } from "./app.ts";
-import { usage } from "./config.ts";
+import { version } from "./version.ts";
 
-/** main: picks the verb (default `serve`) and turns its result into the exit code. */
+/**
+ * main: picks the verb (default `serve`) and turns its result into the exit code. Verbs are loaded
+ * on demand: `gatehouse integrations list` needs neither the broker nor the web server.
+ */
 async function main(argv: string[]): Promise<number> {
   const env = process.env;
   const [first, ...rest] = argv;
   switch (first) {
     case undefined:
-      return serve([], env);
+      return (await import("./cli/serve.ts")).serve([], env);
     case "serve":
-      return serve(rest, env);
+      return (await import("./cli/serve.ts")).serve(rest, env);
     case "admin":
-      return admin(rest, env);
+      return (await import("./cli/admin.ts")).admin(rest, env);
     case "integrations":
-      return integrationsCli(rest, env);
+      return (await import("./cli/integrations.ts")).integrationsCli(rest, env);
     case "version":
     case "--version":
       process.stdout.write(`gatehouse ${version}\n`);
@@ -26,11 +25,11 @@ async function main(argv: string[]): Promise<number> {
     case "help":
     case "--help":
     case "-h":
-      process.stdout.write(usage);
+      process.stdout.write((await import("./config.ts")).usage);
       return exitCodes.ok;
     default:
-      if (first.startsWith("-")) return serve(argv, env);
-      process.stderr.write(`gatehouse: unknown command "${first}"\n\n${usage}`);
+      if (first.startsWith("-")) return (await import("./cli/serve.ts")).serve(argv, env);
+      process.stderr.write(`gatehouse: unknown command "${first}"\n\n${(await import("./config.ts")).usage}`);
       return exitCodes.usage;
   }
 }

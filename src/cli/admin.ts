@@ -1,6 +1,5 @@
 import { parseArgs } from "node:util";
-import { DataDirError, openDataDir } from "../app.ts";
-import { dataDirOf } from "../config.ts";
+import { dataDirOf, DataDirError, openDataDir } from "../db/data-dir.ts";
 import { AdminStore } from "../core/admins.ts";
 import { AppError } from "../lib/errors.ts";
 import { exitCodes } from "./exit-codes.ts";

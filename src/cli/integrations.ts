@@ -1,9 +1,8 @@
 import { parseArgs } from "node:util";
-import { DataDirError, openDataDir } from "../app.ts";
-import { dataDirOf } from "../config.ts";
+import { dataDirOf, DataDirError, openDataDir } from "../db/data-dir.ts";
 import { CredentialStore, type NewIntegration } from "../core/credentials.ts";
 import { EventBus } from "../core/events.ts";
-import { isIntegrationType, type Integration } from "../core/types.ts";
+import { isIntegrationType, typeListText, type Integration } from "../core/types.ts";
 import { AppError, NotFoundError, ValidationError } from "../lib/errors.ts";
 import { exitCodes } from "./exit-codes.ts";
 import { readSecretLine } from "./stdin.ts";
@@ -57,7 +56,7 @@ export async function integrationsCli(argv: string[], env: Record<string, string
   try {
     switch (verb) {
       case "list": {
-        if (values.type && !isIntegrationType(values.type)) throw new ValidationError({ type: "type must be one of mqtt, opcua, http, vrpc" });
+        if (values.type && !isIntegrationType(values.type)) throw new ValidationError({ type: `type must be one of ${typeListText}` });
         const type = values.type as Integration["type"] | undefined;
         const first = store.list({ type, pageSize: 200, page: 1 });
         const all: Integration[] = [...first.rows];
@@ -71,7 +70,7 @@ export async function integrationsCli(argv: string[], env: Record<string, string
         return exitCodes.ok;
       }
       case "add": {
-        if (!isIntegrationType(values.type)) throw new ValidationError({ type: "--type must be one of mqtt, opcua, http, vrpc" });
+        if (!isIntegrationType(values.type)) throw new ValidationError({ type: `--type must be one of ${typeListText}` });
         const password = values["password-stdin"] ? await readSecretLine("Password: ") : undefined;
         const { integration, password: pw } = await store.create({ type: values.type, username: values.username, password, description: values.description });
         out(
@@ -127,7 +126,7 @@ export function parseImport(text: string, name: string): NewIntegration[] {
   if (rows.length === 0) throw new ValidationError({ file: "the file holds no entries" });
   if (rows.length > 10_000) throw new ValidationError({ file: "at most 10 000 entries per import" });
   return rows.map((r, i) => {
-    if (!isIntegrationType(r.type)) throw new ValidationError({ type: `entry ${i + 1}: type must be one of mqtt, opcua, http, vrpc` });
+    if (!isIntegrationType(r.type)) throw new ValidationError({ type: `entry ${i + 1}: type must be one of ${typeListText}` });
     const str = (v: unknown) => (typeof v === "string" && v !== "" ? v : undefined);
     return { type: r.type, username: str(r.username), password: str(r.password), description: str(r.description) };
   });

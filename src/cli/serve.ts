@@ -1,4 +1,5 @@
-import { createApp, DataDirError } from "../app.ts";
+import { createApp } from "../app.ts";
+import { DataDirError } from "../db/data-dir.ts";
 import { ConfigError, parseServeConfig, usage } from "../config.ts";
 import { createLogger } from "../lib/logger.ts";
 import { exitCodes } from "./exit-codes.ts";

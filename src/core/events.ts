@@ -1,4 +1,4 @@
-import type { Integration, IntegrationType, LoginMeta, VerifyFailure } from "./types.ts";
+import type { Integration, IntegrationType, LoginFailure, LoginMeta } from "./types.ts";
 import type { SessionInfo } from "./sessions.ts";
 
 /** EventMap: every event of the core, named `noun.pastVerb`. */
@@ -11,7 +11,7 @@ export interface EventMap {
   "session.opened": { session: SessionInfo };
   "session.closed": { session: SessionInfo };
   "login.succeeded": { integration: Integration; type: IntegrationType; meta: LoginMeta };
-  "login.failed": { username: string; type: IntegrationType; reason: VerifyFailure; meta: LoginMeta };
+  "login.failed": { username: string; type: IntegrationType; reason: LoginFailure; meta: LoginMeta };
 }
 
 export type EventName = keyof EventMap;

@@ -1,13 +1,18 @@
 import { dataVersion, type Db } from "../db/client.ts";
 import type { Logger } from "../lib/logger.ts";
+import { Slot } from "../lib/slot.ts";
 import { AdminStore } from "./admins.ts";
-import { CredentialStore, type HashCost } from "./credentials.ts";
+import { TopicBus } from "./bus.ts";
+import type { CertificateTrust } from "./certificates.ts";
+import { CredentialStore, type AcceptsTable, type HashCost } from "./credentials.ts";
 import { EventBus } from "./events.ts";
 import { LoginLog } from "./login-log.ts";
 import { SessionRegistry } from "./sessions.ts";
 
 export interface CoreOptions {
   hashCost?: HashCost;
+  /** which integration types each listener admits besides its own (from the listener registry) */
+  accepts?: AcceptsTable;
   sessionTtlMs?: number;
   /** how often the database is checked for writes by another process (the CLI) */
   watchIntervalMs?: number;
@@ -24,8 +29,8 @@ export type Core = ReturnType<typeof createCore>;
  */
 export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
   const events = new EventBus((event, err) => log.error("event handler failed", { event, err }));
-  const credentials = new CredentialStore(db, events, { hashCost: opts.hashCost });
-  const sessions = new SessionRegistry(events);
+  const credentials = new CredentialStore(db, events, { hashCost: opts.hashCost, accepts: opts.accepts });
+  const sessions = new SessionRegistry(events, (id) => credentials.peek(id));
   const admins = new AdminStore(db, { hashCost: opts.hashCost, sessionTtlMs: opts.sessionTtlMs });
   const loginLog = new LoginLog(events);
 
@@ -72,6 +77,10 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     sessions,
     admins,
     loginLog,
+    /** the topic space of the broker, for every listener (see bus.ts) */
+    bus: new TopicBus(),
+    /** the OPC UA listener's certificate trust list while it runs */
+    certificates: new Slot<CertificateTrust>(),
     syncExternalChanges,
     /** start: background work; stop: flushes what is pending. */
     start() {

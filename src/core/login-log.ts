@@ -1,5 +1,5 @@
 import type { EventBus } from "./events.ts";
-import type { IntegrationType, VerifyFailure } from "./types.ts";
+import type { IntegrationType, LoginFailure } from "./types.ts";
 
 export interface FailedLogin {
   at: number;
@@ -7,7 +7,7 @@ export interface FailedLogin {
   username: string;
   clientId?: string;
   remote?: string;
-  reason: VerifyFailure;
+  reason: LoginFailure;
 }
 
 /** LoginLog: the most recent failed logins, newest first, bounded so a flood cannot grow it. */

@@ -1,5 +1,6 @@
+import { StaleLoginError } from "../lib/errors.ts";
 import type { EventBus } from "./events.ts";
-import type { Integration, IntegrationType } from "./types.ts";
+import { integrationTypes, type Integration, type IntegrationType } from "./types.ts";
 
 /** SessionInfo: one live connection of one client, as the page and the API show it. */
 export interface SessionInfo {
@@ -10,6 +11,9 @@ export interface SessionInfo {
   clientId?: string;
   remote?: string;
   openedAt: number;
+  /** stateless protocols (HTTP): the last request and how many there were */
+  lastSeenAt?: number;
+  requests?: number;
 }
 
 export interface OpenSession {
@@ -24,6 +28,8 @@ export interface OpenSession {
 export interface SessionHandle {
   readonly id: string;
   close(): void;
+  /** touch: one more request of a stateless client (HTTP): counts it and moves `lastSeenAt` */
+  touch(): void;
 }
 
 /**
@@ -36,9 +42,20 @@ export class SessionRegistry {
   #byIntegration = new Map<number, Set<string>>();
   #seq = 0;
 
-  constructor(private readonly events: EventBus) {}
+  constructor(
+    private readonly events: EventBus,
+    /** the integration as it is now, if it still exists (for the revision check and current names) */
+    private readonly current: (id: number) => Readonly<Integration> | undefined,
+  ) {}
 
+  /**
+   * open: registers a live connection, unless the integration changed (password, active flag,
+   * permissions, name) or was deleted since the login was verified: a kick for that change may have
+   * run before this connection existed, so it throws StaleLoginError and the caller drops the client.
+   */
   open(s: OpenSession): SessionHandle {
+    const now = this.current(s.integration.id);
+    if (!now || !now.active || now.revision !== s.integration.revision) throw new StaleLoginError(s.integration.username);
     const id = `${s.type}-${(++this.#seq).toString(36)}-${crypto.randomUUID().slice(0, 8)}`;
     const info: SessionInfo = {
       id,
@@ -54,7 +71,15 @@ export class SessionRegistry {
     if (!set) this.#byIntegration.set(info.integrationId, (set = new Set()));
     set.add(id);
     this.events.emit("session.opened", { session: info });
-    return { id, close: () => this.close(id) };
+    const entry = this.#sessions.get(id)!;
+    return {
+      id,
+      close: () => this.close(id),
+      touch: () => {
+        entry.lastSeenAt = Date.now();
+        entry.requests = (entry.requests ?? 0) + 1;
+      },
+    };
   }
 
   /** close: idempotent; a session closed twice (kick, then socket close) is reported once. */
@@ -94,6 +119,8 @@ export class SessionRegistry {
     const ids = filter.integrationId !== undefined ? (this.#byIntegration.get(filter.integrationId) ?? []) : this.#sessions.keys();
     for (const id of ids) {
       const { kick: _, ...info } = this.#sessions.get(id)!;
+      // a rename shows at once: the name is the integration's, not the one it logged in with
+      info.username = this.current(info.integrationId)?.username ?? info.username;
       if (!filter.type || info.type === filter.type) out.push(info);
     }
     return out;
@@ -109,9 +136,9 @@ export class SessionRegistry {
 
   /** onlineCountByType: integrations with at least one session, per protocol they are connected over. */
   onlineCountByType(): Record<IntegrationType, number> {
-    const seen = { mqtt: new Set<number>(), opcua: new Set<number>(), http: new Set<number>(), vrpc: new Set<number>() };
-    for (const s of this.#sessions.values()) seen[s.type].add(s.integrationId);
-    return { mqtt: seen.mqtt.size, opcua: seen.opcua.size, http: seen.http.size, vrpc: seen.vrpc.size };
+    const seen = new Map<IntegrationType, Set<number>>(integrationTypes.map((t) => [t, new Set()]));
+    for (const s of this.#sessions.values()) seen.get(s.type)!.add(s.integrationId);
+    return Object.fromEntries([...seen].map(([t, ids]) => [t, ids.size])) as Record<IntegrationType, number>;
   }
 
   get size(): number {

@@ -52,3 +52,29 @@ export const vrpcInfoTopics = ["+/+/__agentInfo__", "+/+/+/__classInfo__", "+/+/
 export function isVrpcInfoTopic(topic: string): boolean {
   return topic.includes("__") && anyMatches(vrpcInfoTopics, topic);
 }
+
+/**
+ * filtersOverlap: is there a topic both filters match? Level by level: `#` matches the rest, `+`
+ * any one level, literals must be equal.
+ */
+export function filtersOverlap(a: string, b: string): boolean {
+  if ((a.startsWith("$") && /^[#+]/.test(b)) || (b.startsWith("$") && /^[#+]/.test(a))) return false;
+  const x = a.split("/");
+  const y = b.split("/");
+  for (let i = 0; i < Math.max(x.length, y.length); i++) {
+    const p = x[i];
+    const q = y[i];
+    if (p === "#" || q === "#") return true;
+    if (p === undefined || q === undefined) return false;
+    if (p !== "+" && q !== "+" && p !== q) return false;
+  }
+  return true;
+}
+
+/**
+ * isValidTopicString: [MQTT-1.5.3-1/2] a topic or filter must be well-formed UTF-8 without U+0000. The
+ * packet parser decodes bad UTF-8 to U+FFFD, so that (and any unpaired surrogate) counts as bad.
+ */
+export function isValidTopicString(topic: string): boolean {
+  return topic.length > 0 && topic.length <= 65535 && !/[\u0000\uFFFD]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(topic);
+}

@@ -1,10 +1,26 @@
+/**
+ * integrationTypeInfo: the one definition of the protocol types. Every list, label and counter of
+ * types derives from it; tables that must say something per type are `Record<IntegrationType, …>`,
+ * so adding a type here makes `tsc` point at each of them (test/architecture.test.ts checks that).
+ */
+export const integrationTypeInfo = {
+  /** label: for people; name: for identifiers such as the OPC UA `Online<name>` counters */
+  mqtt: { label: "MQTT", name: "MQTT" },
+  opcua: { label: "OPC UA", name: "OpcUa" },
+  http: { label: "HTTP", name: "HTTP" },
+  vrpc: { label: "VRPC", name: "VRPC" },
+} as const satisfies Record<string, { label: string; name: string }>;
+
 /** IntegrationType: one spelling everywhere (database, API, listeners). */
-export const integrationTypes = ["mqtt", "opcua", "http", "vrpc"] as const;
-export type IntegrationType = (typeof integrationTypes)[number];
+export type IntegrationType = keyof typeof integrationTypeInfo;
+export const integrationTypes = Object.keys(integrationTypeInfo) as [IntegrationType, ...IntegrationType[]];
 
 export function isIntegrationType(v: unknown): v is IntegrationType {
-  return typeof v === "string" && (integrationTypes as readonly string[]).includes(v);
+  return typeof v === "string" && Object.hasOwn(integrationTypeInfo, v);
 }
+
+/** typeListText: "mqtt, opcua, http or vrpc", for error messages. */
+export const typeListText = `${integrationTypes.slice(0, -1).join(", ")} or ${integrationTypes.at(-1)}`;
 
 /** Integration: what the core hands out; never carries the password hash. */
 export interface Integration {
@@ -13,11 +29,20 @@ export interface Integration {
   type: IntegrationType;
   description: string;
   active: boolean;
+  /** topic filters this integration may publish to / subscribe to ... */
   publishAcl: string[];
   subscribeAcl: string[];
+  /** ... unless one of these matches: a deny wins */
+  denyPublishAcl: string[];
+  denySubscribeAcl: string[];
   createdAt: number;
   updatedAt: number;
   lastLoginAt: number | null;
+  /**
+   * revision: changes with every change to the integration (password, active flag, permissions,
+   * name). A login verified at one revision opens a session only while it is still current.
+   */
+  revision: number;
 }
 
 /** LoginMeta: what a listener knows about the connecting client. */
@@ -27,4 +52,6 @@ export interface LoginMeta {
 }
 
 export type VerifyFailure = "unknown-user" | "wrong-password" | "deactivated" | "wrong-type" | "throttled";
+/** LoginFailure: why a login was refused, by the core or by a listener's protocol rules. */
+export type LoginFailure = VerifyFailure | "unsupported-protocol" | "client-id-in-use" | "connection-limit" | "stale";
 export type VerifyResult = { ok: true; integration: Integration; cached: boolean } | { ok: false; reason: VerifyFailure };

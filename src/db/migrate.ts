@@ -1,13 +1,16 @@
 import type { MigrationMeta } from "drizzle-orm/migrator";
 import type { Db } from "./client.ts";
+import { applyMigrations } from "./drizzle-internals.ts";
 import journal from "../../drizzle/meta/_journal.json";
 // Each migration is imported as text so the compiled binary carries it (no runtime file reads).
 // A test checks that every journal entry below has its file here.
 import m0000 from "../../drizzle/0000_init.sql" with { type: "text" };
+import m0001 from "../../drizzle/0001_deny_filters.sql" with { type: "text" };
 
 /** embeddedMigrations: drizzle-kit output, keyed by journal tag. */
 export const embeddedMigrations: Record<string, string> = {
   "0000_init": m0000,
+  "0001_deny_filters": m0001,
 };
 
 /** loadMigrations: the same MigrationMeta drizzle's readMigrationFiles builds, from embedded text. */
@@ -26,10 +29,5 @@ export function loadMigrations(): MigrationMeta[] {
 
 /** migrate: applies pending migrations in one transaction (drizzle's own bookkeeping table). */
 export function migrate(db: Db): void {
-  const migrations = loadMigrations();
-  (db as unknown as { dialect: { migrate: Function }; session: unknown }).dialect.migrate(
-    migrations,
-    (db as unknown as { session: unknown }).session,
-    {},
-  );
+  applyMigrations(db, loadMigrations());
 }

@@ -1,4 +1,6 @@
 import { index, integer, sqliteTable, text } from "drizzle-orm/sqlite-core";
+// Type only: the list of types is the core's; SQLite stores the text as it is.
+import type { IntegrationType } from "../core/types.ts";
 
 /** integrations: one credential per connecting machine or client, of exactly one protocol type. */
 export const integrations = sqliteTable(
@@ -6,13 +8,16 @@ export const integrations = sqliteTable(
   {
     id: integer("id").primaryKey({ autoIncrement: true }),
     username: text("username").notNull().unique(),
-    type: text("type", { enum: ["mqtt", "opcua", "http", "vrpc"] }).notNull(),
+    type: text("type").$type<IntegrationType>().notNull(),
     description: text("description").notNull().default(""),
     passwordHash: text("password_hash").notNull(),
     active: integer("active", { mode: "boolean" }).notNull().default(true),
     /** JSON arrays of MQTT topic filters (`+`/`#`); used by the MQTT and OPC UA listeners. */
     publishAcl: text("publish_acl").notNull().default('["#"]'),
     subscribeAcl: text("subscribe_acl").notNull().default('["#"]'),
+    /** JSON arrays of topic filters that are refused whatever the allow filters say (a deny wins). */
+    denyPublishAcl: text("deny_publish_acl").notNull().default("[]"),
+    denySubscribeAcl: text("deny_subscribe_acl").notNull().default("[]"),
     createdAt: integer("created_at").notNull(),
     updatedAt: integer("updated_at").notNull(),
     lastLoginAt: integer("last_login_at"),

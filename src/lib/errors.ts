@@ -34,6 +34,13 @@ export class NotFoundError extends AppError {
   }
 }
 
+/** StaleLoginError: the integration changed or went away between a login's check and its session. */
+export class StaleLoginError extends AppError {
+  constructor(username: string) {
+    super("conflict", `integration "${username}" changed during login`);
+  }
+}
+
 export const httpStatusOf: Record<ErrorCode, number> = {
   validation: 400,
   conflict: 409,

@@ -36,3 +36,15 @@ export function safeNext(next: string | undefined): string {
 export function clientAddress(server: { requestIP(r: Request): { address: string } | null } | null | undefined, request: Request): string {
   return server?.requestIP(request)?.address ?? "local";
 }
+
+/**
+ * HttpMount: a listener's share of the HTTP port. The web server hands it every request whose path it
+ * claims, before the admin routes and their sign-in guard: device credentials and admin credentials
+ * never open each other's routes.
+ */
+export interface HttpMount {
+  claims(path: string): boolean;
+  fetch(request: Request, remote: string): Response | Promise<Response>;
+  /** the largest request body it accepts (the server's own limit is raised to it) */
+  readonly maxBodyBytes?: number;
+}

@@ -1,14 +1,54 @@
+import type { Core } from "../core/index.ts";
+import type { IntegrationType } from "../core/types.ts";
+import type { HttpMount } from "../lib/http.ts";
+import type { Logger } from "../lib/logger.ts";
+import type { OptionReader, OptionSpec } from "../lib/options.ts";
+
 /**
  * Listener: the contract every protocol adapter satisfies (Caddy's App). An adapter translates its
- * library's callbacks into core calls and nothing more.
+ * library's callbacks into core calls and nothing more: logins to `credentials.verify`, connections to
+ * `sessions.open` (with a kick closure), every topic decision to `core/permissions.ts`.
  */
 export interface Listener {
-  /** protocol name for logs: "http", "mqtt", "opcua" */
-  readonly name: string;
+  readonly type: IntegrationType;
   /** bind sockets; throw to abort boot */
   start(): Promise<void>;
   /** idempotent; safe after a failed start */
   stop(): Promise<void>;
-  /** where it listens, with the real port once started (port 0 picks one) */
+  /** where it listens, with the real port once started (port 0 picks one); none for listeners that share the HTTP port */
   address(): { host: string; port: number } | undefined;
+  /** requests a listener answers on the shared HTTP port (handed to the web server by the composition root) */
+  readonly http?: HttpMount;
+}
+
+/** ListenerDeps: what the composition root hands every listener. */
+export interface ListenerDeps {
+  core: Core;
+  log: Logger;
+  version: string;
+  dataDir: string;
+  bind: string;
+}
+
+/**
+ * ListenerModule: one registry entry (`listeners/index.ts`). `configKeys` are its flags (each with
+ * an environment twin); `parseConfig` validates them (throws ConfigError) and returns null when the
+ * listener is switched off.
+ */
+export interface ListenerModule<O> {
+  readonly type: IntegrationType;
+  /** integration types that may log in through it (its own type first) */
+  readonly accepts: readonly IntegrationType[];
+  readonly configKeys: Record<string, OptionSpec>;
+  parseConfig(get: OptionReader): O | null;
+  create(deps: ListenerDeps, options: O): Listener;
+}
+
+/**
+ * defineListener: keeps each entry's option type tied to its own parse and create, and its `accepts`
+ * list literal, so the registry can prove at compile time that every type is served.
+ * Usage: `defineListener<Options>()({ type, accepts, ... })`.
+ */
+export function defineListener<O>() {
+  return <const A extends readonly IntegrationType[]>(module: ListenerModule<O> & { readonly accepts: A }) => module;
 }

@@ -1,10 +1,9 @@
 import { html } from "@elysiajs/html";
 import { openapi } from "@elysiajs/openapi";
 import { Elysia } from "elysia";
-import type { CertificateTrust } from "../core/certificates.ts";
 import type { Core } from "../core/index.ts";
 import { AppError, httpStatusOf } from "../lib/errors.ts";
-import { htmlResponse, isHtmx, jsonResponse } from "../lib/http.ts";
+import { htmlResponse, isHtmx, jsonResponse, type HttpMount } from "../lib/http.ts";
 import type { Logger } from "../lib/logger.ts";
 import { SimplePage } from "../../views/pages/simple.tsx";
 import { apiRoutes } from "./api.ts";
@@ -18,8 +17,8 @@ export interface WebOptions {
   /** requests with a larger declared body are refused before parsing (Bun.serve enforces it too) */
   maxBodyBytes?: number;
   version?: string;
-  /** the OPC UA trust list, once that listener runs */
-  certificates?: () => CertificateTrust | undefined;
+  /** listeners that share this port (HTTP integrations), with their own authentication */
+  mounts?: HttpMount[];
 }
 
 export const defaultMaxBodyBytes = 64 * 1024;
@@ -55,7 +54,15 @@ function errorResponse(request: Request, status: number, code: string, message: 
 /** createWebApp: the Elysia app (admin pages, JSON API, assets), testable through `app.handle`. */
 export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
   const maxBody = opts.maxBodyBytes ?? defaultMaxBodyBytes;
+  const mounts = opts.mounts ?? [];
   return new Elysia({ name: "gatehouse-web" })
+    // A listener's routes (device data, forward auth) never meet the admin guard, pages or cookies.
+    .onRequest(({ request, server }) => {
+      if (mounts.length === 0) return;
+      const path = new URL(request.url).pathname;
+      const mount = mounts.find((m) => m.claims(path));
+      if (mount) return mount.fetch(request, server?.requestIP(request)?.address ?? "local");
+    })
     // html() gives handlers ctx.html(); its autoDetect would turn any string that looks like HTML
     // into a page, the API's too. Only page routes get text/html here.
     .use(html({ autoDetect: false }))
@@ -102,7 +109,7 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
     .use(authRoutes(core))
     .use(integrationPages(core))
     .use(tokenPages(core))
-    .use(certificatePages(opts.certificates ?? (() => undefined)))
+    .use(certificatePages(() => core.certificates.current))
     .use(apiRoutes(core));
 }
 

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from "bun:test";
-import { openDataDir } from "../../src/app.ts";
+import { openDataDir } from "../../src/db/data-dir.ts";
 import { CredentialStore } from "../../src/core/credentials.ts";
 import { EventBus } from "../../src/core/events.ts";
 import { FailureThrottle } from "../../src/core/throttle.ts";

@@ -1,11 +1,13 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createApp, openDataDir, type App } from "../../src/app.ts";
+import { createApp, type App } from "../../src/app.ts";
+import { openDataDir } from "../../src/db/data-dir.ts";
 import { parseServeConfig } from "../../src/config.ts";
 import { createCore, type Core } from "../../src/core/index.ts";
 import type { Db } from "../../src/db/client.ts";
 import { createLogger, silentLogger, type Logger } from "../../src/lib/logger.ts";
+import { acceptsTable } from "../../src/listeners/index.ts";
 import { createWebApp } from "../../src/web/app.tsx";
 
 /** Real argon2id with small parameters, so suites that create many credentials stay quick. */
@@ -27,7 +29,7 @@ export function cleanupTempDirs(): void {
 export function testCore(opts: { dir?: string; log?: Logger } = {}): { core: Core; db: Db; dir: string } {
   const dir = opts.dir ?? tempDir();
   const db = openDataDir(dir);
-  const core = createCore(db, opts.log ?? silentLogger, { hashCost: testHashCost });
+  const core = createCore(db, opts.log ?? silentLogger, { hashCost: testHashCost, accepts: acceptsTable() });
   return { core, db, dir };
 }
 

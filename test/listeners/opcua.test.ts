@@ -120,8 +120,7 @@ describe("client certificates", () => {
 });
 
 function trustList() {
-  const opcua = app.listeners.find((l) => l.name === "opcua") as unknown as { certificates: import("../../src/core/certificates.ts").CertificateTrust };
-  return opcua.certificates;
+  return app.core.certificates.current!;
 }
 
 describe("Topics mirror the broker", () => {

@@ -1,24 +1,32 @@
-import type { WebApp } from "../../web/app.tsx";
-import type { Listener } from "../listener.ts";
+import { parseCount } from "../../lib/options.ts";
+import { defineListener } from "../listener.ts";
+import { createDeviceApi, type DeviceApiOptions } from "./device-api.ts";
 
-/** createHttpListener: serves the admin page and the JSON API. */
-export function createHttpListener(app: WebApp, opts: { host: string; port: number; maxBodyBytes: number }): Listener {
-  let server: ReturnType<typeof Bun.serve> | undefined;
-  return {
-    name: "http",
-    async start() {
-      app.listen({ hostname: opts.host, port: opts.port, maxRequestBodySize: opts.maxBodyBytes });
-      server = app.server ?? undefined;
-      if (!server) throw new Error(`http: could not listen on ${opts.host}:${opts.port}`);
-    },
-    async stop() {
-      if (!server) return;
-      const s = server;
-      server = undefined;
-      await s.stop(true);
-    },
-    address() {
-      return server ? { host: opts.host, port: server.port ?? opts.port } : undefined;
-    },
-  };
-}
+/** http: HTTP integrations on the admin page's port: device data and forward auth for reverse proxies. */
+export const httpListener = defineListener<DeviceApiOptions>()({
+  type: "http",
+  accepts: ["http"],
+  configKeys: {
+    "http-online-window": { flag: "--http-online-window SECONDS", env: "GATEHOUSE_HTTP_ONLINE_WINDOW", help: "an HTTP integration is online this long after a request", default: "60" },
+    "http-max-body": { flag: "--http-max-body BYTES", env: "GATEHOUSE_HTTP_MAX_BODY", help: "largest body of an HTTP data request", default: "1048576" },
+  },
+  parseConfig: (get) => ({
+    onlineWindowMs: parseCount("http-online-window", get("http-online-window")!, 1, 86_400) * 1000,
+    maxBodyBytes: parseCount("http-max-body", get("http-max-body")!, 64, 64 * 1024 * 1024),
+    maxBatch: 1000,
+  }),
+  create(deps, options) {
+    const api = createDeviceApi(deps.core, deps.log, options);
+    return {
+      type: "http",
+      http: api.mount,
+      async start() {
+        api.start();
+      },
+      async stop() {
+        api.stop();
+      },
+      address: () => undefined,
+    };
+  },
+});

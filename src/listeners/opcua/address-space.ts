@@ -4,10 +4,11 @@ import { resolveNodeId, type NodeId } from "node-opcua-nodeid";
 import { PermissionType } from "node-opcua-types";
 import { StatusCodes } from "node-opcua-status-code";
 import { DataType, Variant } from "node-opcua-variant";
-import { anyMatches, isVrpcInfoTopic } from "../../core/topics.ts";
-import type { Integration, IntegrationType } from "../../core/types.ts";
+import type { TopicBus } from "../../core/bus.ts";
+import { mayRead, mayWrite } from "../../core/permissions.ts";
+import { integrationTypeInfo, integrationTypes, type Integration, type IntegrationType } from "../../core/types.ts";
 import type { Logger } from "../../lib/logger.ts";
-import type { TopicBus } from "../mqtt/index.ts";
+import { overridePermissionCheck } from "./node-opcua-internals.ts";
 
 /** StatusSource: the numbers the read-only Status object shows. */
 export interface StatusSource {
@@ -66,8 +67,8 @@ export async function buildAddressSpace(addressSpace: AddressSpace, ctx: Context
   readOnly("Version", DataType.String, () => ctx.version);
   readOnly("Uptime", DataType.Double, () => (Date.now() - ctx.status.startedAt) / 1000);
   readOnly("IntegrationsCount", DataType.UInt32, () => ctx.status.integrations());
-  for (const [type, label] of [["mqtt", "MQTT"], ["opcua", "OpcUa"], ["http", "HTTP"], ["vrpc", "VRPC"]] as const) {
-    readOnly(`Online${label}`, DataType.UInt32, () => ctx.status.onlineByType()[type]);
+  for (const type of integrationTypes) {
+    readOnly(`Online${integrationTypeInfo[type].name}`, DataType.UInt32, () => ctx.status.onlineByType()[type]);
   }
 
   const topicsFolder = ns.addObject({ componentOf: gatehouse, typeDefinition: "FolderType", browseName: "Topics", nodeId: "s=Gatehouse/Topics" });
@@ -75,12 +76,6 @@ export async function buildAddressSpace(addressSpace: AddressSpace, ctx: Context
   const booleanType = resolveNodeId("Boolean");
   const anyType = resolveNodeId("BaseDataType");
 
-  const may = (context: ISessionContext | null | undefined, topic: string, action: "read" | "write") => {
-    const integration = ctx.integrationOf(context?.session);
-    if (!integration || !integration.active) return false;
-    if (action === "read") return anyMatches(integration.subscribeAcl, topic);
-    return !isVrpcInfoTopic(topic) && anyMatches(integration.publishAcl, topic);
-  };
 
   /** nodeFor: the variable of a topic, creating its parent levels on the way. */
   const nodeFor = (topic: string): { variable: UAVariable; value: DataValue } => {
@@ -101,20 +96,19 @@ export async function buildAddressSpace(addressSpace: AddressSpace, ctx: Context
       value: {
         timestamped_get: () => entry.value,
         timestamped_set: async (dataValue: DataValue) => {
-          if (!ctx.bus) return StatusCodes.BadNotWritable;
-          await ctx.bus.publish(topic, variantToPayload(dataValue.value), true);
+          if (!ctx.bus?.available) return StatusCodes.BadNotWritable;
+          await ctx.bus.publish({ topic, payload: variantToPayload(dataValue.value), retain: true });
           ctx.log.info("opc ua write published", { topic: topic.slice(0, 256) });
           return StatusCodes.Good;
         },
       },
     });
     // Topic permissions as OPC UA permissions, so a refusal is BadUserAccessDenied (Part 4 §7.34).
-    const checkPermission = (variable as unknown as { checkPermissionPrivate(c: ISessionContext | null, p: PermissionType): boolean }).checkPermissionPrivate.bind(variable);
-    (variable as unknown as { checkPermissionPrivate: typeof checkPermission }).checkPermissionPrivate = (context, permission) => {
-      if (permission === PermissionType.Read) return may(context, topic, "read");
-      if (permission === PermissionType.Write) return may(context, topic, "write");
-      return checkPermission(context, permission);
-    };
+    overridePermissionCheck(variable, (context, permission) => {
+      if (permission === PermissionType.Read) return mayRead(ctx.integrationOf(context?.session), topic);
+      if (permission === PermissionType.Write) return mayWrite(ctx.integrationOf(context?.session), topic);
+      return undefined;
+    });
     entry.variable = variable;
     nodes.set(topic, entry);
     return entry;
@@ -135,7 +129,7 @@ export async function buildAddressSpace(addressSpace: AddressSpace, ctx: Context
   };
 
   if (!ctx.bus) return () => {};
-  const stop = ctx.bus.onMessage((topic, payload, retain) => {
+  const stop = ctx.bus.onMessage(({ topic, payload, retain }) => {
     if (retain || nodes.has(topic)) update(topic, payload);
   });
   for await (const { topic, payload } of ctx.bus.retained()) update(topic, payload);

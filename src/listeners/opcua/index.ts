@@ -1,5 +1,6 @@
 import type { CertificateTrust } from "../../core/certificates.ts";
-import type { Listener } from "../listener.ts";
+import { parseBool, parsePortOrOff } from "../../lib/options.ts";
+import { defineListener, type Listener } from "../listener.ts";
 import type { OpcuaDeps, OpcuaOptions, RunningOpcua } from "./server.ts";
 
 export type { OpcuaDeps, OpcuaOptions } from "./server.ts";
@@ -17,7 +18,7 @@ export interface OpcuaListener extends Listener {
 export function createOpcuaListener(deps: OpcuaDeps, opts: OpcuaOptions): OpcuaListener {
   let running: RunningOpcua | undefined;
   return {
-    name: "opcua",
+    type: "opcua",
     get certificates() {
       return running?.certificates;
     },
@@ -35,3 +36,22 @@ export function createOpcuaListener(deps: OpcuaDeps, opts: OpcuaOptions): OpcuaL
     },
   };
 }
+
+/** opcua: the OPC UA server; its Topics folder mirrors the broker through the core's topic bus. */
+export const opcuaListener = defineListener<{ port: number; trustAll: boolean }>()({
+  type: "opcua",
+  accepts: ["opcua"],
+  configKeys: {
+    "opcua-port": { flag: "--opcua-port N", env: "GATEHOUSE_OPCUA_PORT", help: "OPC UA server (0 = any free port, off = none)", default: "4840" },
+    "opcua-trust-all": { flag: "--opcua-trust-all BOOL", env: "GATEHOUSE_OPCUA_TRUST_ALL", help: "labs only: accept unknown OPC UA client certificates", default: "false" },
+  },
+  parseConfig(get) {
+    const port = parsePortOrOff("opcua-port", get("opcua-port")!);
+    return port === null ? null : { port, trustAll: parseBool("opcua-trust-all", get("opcua-trust-all")!) };
+  },
+  create: (deps, o) =>
+    createOpcuaListener(
+      { core: deps.core, log: deps.log },
+      { host: deps.bind, port: o.port, dataDir: deps.dataDir, version: deps.version, autoAcceptCertificates: o.trustAll },
+    ),
+});

@@ -9,23 +9,20 @@ import { OPCUAServer, UAUserManagerBase, type ServerSession } from "node-opcua-s
 import { WellKnownRoles } from "node-opcua-constants";
 import { NodeId } from "node-opcua-nodeid";
 import type { CertificateTrust } from "../../core/certificates.ts";
-import type { CredentialStore } from "../../core/credentials.ts";
-import type { SessionHandle, SessionRegistry } from "../../core/sessions.ts";
+import type { Core } from "../../core/index.ts";
+import type { SessionHandle } from "../../core/sessions.ts";
+import type { Integration } from "../../core/types.ts";
+import { StaleLoginError } from "../../lib/errors.ts";
 import type { Logger } from "../../lib/logger.ts";
-import type { TopicBus } from "../mqtt/index.ts";
-import { buildAddressSpace, type StatusSource } from "./address-space.ts";
+import { buildAddressSpace } from "./address-space.ts";
 import { certificateTrust } from "./certificates.ts";
 // The standard nodeset as a precompiled image, embedded in the binary (the package's own lookup
 // reads files next to itself, which do not exist inside `bun build --compile`).
 import standardNodeset from "../../../node_modules/node-opcua-nodesets/nodesets/Opc.Ua.NodeSet2.ndjson.gz" with { type: "file" };
 
 export interface OpcuaDeps {
-  credentials: CredentialStore;
-  sessions: SessionRegistry;
+  core: Core;
   log: Logger;
-  /** the MQTT broker's in-process bus, for the Topics folder; absent = no Topics mirror */
-  bus?: () => TopicBus | undefined;
-  status: StatusSource;
 }
 
 export interface OpcuaOptions {
@@ -69,14 +66,15 @@ function hostAddresses(bind: string): string[] {
  * and the PKI lives in the data dir. Loaded on demand by ./index.ts (node-opcua is heavy).
  */
 export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Promise<RunningOpcua> {
-  const { credentials, sessions, log } = deps;
+  const { core, log } = deps;
+  const { credentials, sessions } = core;
   /** integration each ServerSession authenticated as (set in isValidUser, read on activation) */
-  const loginOf = new WeakMap<ServerSession, number>();
+  const loginOf = new WeakMap<ServerSession, Integration>();
   const handles = new Map<ServerSession, SessionHandle>();
 
   const integrationOf = (session: unknown) => {
-    const id = loginOf.get(session as ServerSession);
-    return id === undefined ? undefined : credentials.peek(id);
+    const login = loginOf.get(session as ServerSession);
+    return login === undefined ? undefined : credentials.peek(login.id);
   };
 
   // OPC UA Part 4 §5.6.3 ActivateSession: a UserNameIdentityToken is checked here, for every protocol the same way.
@@ -86,7 +84,7 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
         remote: session?.channel?.remoteAddress,
         clientId: session?.clientDescription?.applicationUri?.toString() || session?.sessionName,
       });
-      if (result.ok) loginOf.set(session, result.integration.id);
+      if (result.ok) loginOf.set(session, result.integration);
       return result.ok;
     }
     override getUserRoles(): NodeId[] {
@@ -145,45 +143,53 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
     serverCapabilities: { maxSessions: 1000 },
   });
   await s.initialize();
-  const bus = deps.bus?.();
+  const startedAt = Date.now();
   const stopBridge = await buildAddressSpace(s.engine.addressSpace!, {
     version: opts.version,
-    status: deps.status,
-    bus,
+    status: { integrations: () => credentials.count(), onlineByType: () => sessions.onlineCountByType(), startedAt },
+    bus: core.bus,
     integrationOf,
     log,
   });
 
   s.on("session_activated", (session) => {
-    const id = loginOf.get(session);
-    const integration = id === undefined ? undefined : credentials.get(id);
+    const integration = loginOf.get(session);
     closeHandle(session); // a re-activation replaces the previous identity
     if (!integration) return;
-    handles.set(
-      session,
-      sessions.open({
-        integration,
-        type: "opcua",
-        clientId: session.clientDescription?.applicationUri?.toString() || session.sessionName,
-        remote: session.channel?.remoteAddress,
-        kick: (reason) => {
-          log.info("opc ua session closed", { username: integration.username, reason });
-          handles.delete(session);
-          // Part 4 §5.6.4: the session ends; the client's next request gets BadSessionIdInvalid.
-          s.engine.closeSession(session.authenticationToken, true, "Forcing");
-        },
-      }),
-    );
+    const kick = (reason: string) => {
+      log.info("opc ua session closed", { username: integration.username, reason });
+      handles.delete(session);
+      // Part 4 §5.6.4: the session ends; the client's next request gets BadSessionIdInvalid.
+      s.engine.closeSession(session.authenticationToken, true, "Forcing");
+    };
+    try {
+      handles.set(
+        session,
+        sessions.open({
+          integration,
+          type: "opcua",
+          clientId: session.clientDescription?.applicationUri?.toString() || session.sessionName,
+          remote: session.channel?.remoteAddress,
+          kick,
+        }),
+      );
+    } catch (err) {
+      if (!(err instanceof StaleLoginError)) throw err;
+      kick("integration changed during login"); // changed or deleted while the session was being activated
+    }
   });
   s.on("session_closed", (session) => closeHandle(session));
   s.on("openSecureChannelFailure", (socketData) => log.info("opc ua secure channel refused", { remote: (socketData as { remoteAddress?: string }).remoteAddress }));
 
   await s.start();
   const endpoint = s.endpoints?.[0] as { port?: number } | undefined;
+  const certificates = certificateTrust(cm);
+  const detachTrust = core.certificates.attach(certificates);
   return {
-    certificates: certificateTrust(cm),
+    certificates,
     port: endpoint?.port ?? opts.port,
     async stop() {
+      detachTrust();
       stopBridge();
       for (const session of [...handles.keys()]) closeHandle(session);
       await s.shutdown(0);

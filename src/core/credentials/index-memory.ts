@@ -1,0 +1,100 @@
+import type { IntegrationRow } from "../../db/schema.ts";
+import type { Integration } from "../types.ts";
+import { parseStoredFilters } from "./validation.ts";
+
+/** StoredIntegration: an integration with its password hash, as held in memory; never leaves the core. */
+export interface StoredIntegration extends Integration {
+  passwordHash: string;
+}
+
+/** publicView: a copy without the hash. */
+export function publicView(r: StoredIntegration): Integration {
+  const { passwordHash: _, ...rest } = r;
+  return { ...rest, publishAcl: [...r.publishAcl], subscribeAcl: [...r.subscribeAcl], denyPublishAcl: [...r.denyPublishAcl], denySubscribeAcl: [...r.denySubscribeAcl] };
+}
+
+/** aclKey: every topic permission of an integration as one comparable string. */
+export function aclKey(i: Pick<Integration, "publishAcl" | "subscribeAcl" | "denyPublishAcl" | "denySubscribeAcl">): string {
+  return JSON.stringify([i.publishAcl, i.subscribeAcl, i.denyPublishAcl, i.denySubscribeAcl]);
+}
+
+/** sameRow: does the database row say what memory holds? (last login is written behind and not compared) */
+export function sameRow(r: StoredIntegration, row: IntegrationRow): boolean {
+  return (
+    r.username === row.username &&
+    r.type === row.type &&
+    r.description === row.description &&
+    r.passwordHash === row.passwordHash &&
+    r.active === row.active &&
+    r.updatedAt === row.updatedAt &&
+    JSON.stringify(r.publishAcl) === row.publishAcl &&
+    JSON.stringify(r.subscribeAcl) === row.subscribeAcl &&
+    JSON.stringify(r.denyPublishAcl) === row.denyPublishAcl &&
+    JSON.stringify(r.denySubscribeAcl) === row.denySubscribeAcl
+  );
+}
+
+/**
+ * IntegrationIndex: every integration in memory, by id and by username (10 000 rows are a few MB),
+ * so a login never reads the disk. Each stored version gets a new revision number.
+ */
+export class IntegrationIndex {
+  #byId = new Map<number, StoredIntegration>();
+  #byUsername = new Map<string, number>();
+  #revision = 0;
+
+  get(id: number): StoredIntegration | undefined {
+    return this.#byId.get(id);
+  }
+
+  byUsername(username: string): StoredIntegration | undefined {
+    const id = this.#byUsername.get(username);
+    return id === undefined ? undefined : this.#byId.get(id);
+  }
+
+  ownerOf(username: string): number | undefined {
+    return this.#byUsername.get(username);
+  }
+
+  get size(): number {
+    return this.#byId.size;
+  }
+
+  values(): IterableIterator<StoredIntegration> {
+    return this.#byId.values();
+  }
+
+  ids(): number[] {
+    return [...this.#byId.keys()];
+  }
+
+  /** put: stores a row read from or written to the database; `lastLoginAt` keeps the newer of row and memory. */
+  put(row: IntegrationRow, newerLogin?: number): StoredIntegration {
+    const previous = this.#byId.get(row.id);
+    if (previous && previous.username !== row.username) this.#byUsername.delete(previous.username);
+    const r: StoredIntegration = {
+      id: row.id,
+      username: row.username,
+      type: row.type,
+      description: row.description,
+      active: row.active,
+      publishAcl: parseStoredFilters(row.publishAcl),
+      subscribeAcl: parseStoredFilters(row.subscribeAcl),
+      denyPublishAcl: parseStoredFilters(row.denyPublishAcl),
+      denySubscribeAcl: parseStoredFilters(row.denySubscribeAcl),
+      createdAt: row.createdAt,
+      updatedAt: row.updatedAt,
+      lastLoginAt: newerLogin !== undefined && (row.lastLoginAt ?? 0) < newerLogin ? newerLogin : row.lastLoginAt,
+      revision: ++this.#revision,
+      passwordHash: row.passwordHash,
+    };
+    this.#byId.set(r.id, r);
+    this.#byUsername.set(r.username, r.id);
+    return r;
+  }
+
+  delete(r: StoredIntegration): void {
+    this.#byId.delete(r.id);
+    if (this.#byUsername.get(r.username) === r.id) this.#byUsername.delete(r.username);
+  }
+}

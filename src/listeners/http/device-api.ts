@@ -1,0 +1,280 @@
+import type { Core } from "../../core/index.ts";
+import { mayPublish, mayRead } from "../../core/permissions.ts";
+import type { SessionHandle } from "../../core/sessions.ts";
+import { isValidTopicString } from "../../core/topics.ts";
+import type { Integration, LoginFailure } from "../../core/types.ts";
+import { StaleLoginError } from "../../lib/errors.ts";
+import type { HttpMount } from "../../lib/http.ts";
+import type { Logger } from "../../lib/logger.ts";
+import { clientAddressBehindProxy, parseBasicAuth } from "./basic-auth.ts";
+
+export interface DeviceApiOptions {
+  /** an integration is online while it made an authenticated request this recently */
+  onlineWindowMs: number;
+  /** largest body of a data request */
+  maxBodyBytes: number;
+  /** most messages in one batch */
+  maxBatch: number;
+}
+
+const json = (body: unknown, status = 200, headers: Record<string, string> = {}) =>
+  new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json; charset=utf-8", "cache-control": "no-store", ...headers } });
+const problem = (status: number, error: string, message: string, headers: Record<string, string> = {}) => json({ error, message }, status, headers);
+const challenge = { "www-authenticate": 'Basic realm="gatehouse", charset="UTF-8"' };
+
+/** statusFor: what each refusal tells a device to do. */
+const statusFor: Record<LoginFailure, 401 | 403 | 429 | 503> = {
+  "unknown-user": 401,
+  "wrong-password": 401,
+  deactivated: 403,
+  "wrong-type": 403,
+  stale: 403,
+  throttled: 429,
+  "unsupported-protocol": 401,
+  "client-id-in-use": 403,
+  "connection-limit": 503,
+};
+
+function refusal(reason: LoginFailure): Response {
+  const status = statusFor[reason];
+  if (status === 401) return problem(401, "unauthorized", "missing, unknown or wrong credentials (HTTP Basic auth of an HTTP integration)", challenge);
+  if (status === 429) return problem(429, "rate_limited", "too many failed logins; try again later", { "retry-after": "60" });
+  return problem(status, "forbidden", reason === "deactivated" ? "this integration is deactivated" : "this integration may not use HTTP");
+}
+
+/** topicOfPath: `/api/v1/data/a/b%2Fc` -> `a/b/c`-style topic; undefined when malformed. */
+function topicOf(rest: string): string | undefined {
+  try {
+    const topic = rest.split("/").map(decodeURIComponent).join("/");
+    return isValidTopicString(topic) && !/[#+]/.test(topic) && !topic.startsWith("$") ? topic : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function payloadView(topic: string, payload: Buffer, at: number | undefined) {
+  let text: string | undefined;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(payload);
+  } catch {
+    text = undefined;
+  }
+  return {
+    topic,
+    payload: text ?? payload.toString("base64"),
+    encoding: text === undefined ? "base64" : "utf8",
+    timestamp: at === undefined ? null : new Date(at).toISOString(),
+  };
+}
+
+/**
+ * createDeviceApi: the HTTP integrations' share of the HTTP port. Every request authenticates with
+ * Basic auth through the core's `verify` for type HTTP (a repeat request costs a cached HMAC, not a
+ * hash); every topic and path decision is the core's `mayPublish` / `mayRead`.
+ *
+ * - `POST /api/v1/data/{topic}` publishes the body; `POST /api/v1/data` a JSON batch, all or nothing;
+ * - `GET /api/v1/data/{topic}` the retained value, `?wait=N` long-polls for the next change;
+ * - `/auth/http` answers reverse proxies' forward-auth subrequests for the original URI.
+ *
+ * HTTP has no connections: an integration is online while it made a request within the online
+ * window; a session per (integration, address) counts the requests and ends when the window passes.
+ */
+export function createDeviceApi(core: Core, log: Logger, opts: DeviceApiOptions) {
+  const { credentials, sessions, bus } = core;
+  const live = new Map<string, { handle: SessionHandle; last: number }>();
+  /** when each retained topic last changed (the broker keeps no timestamps) */
+  const retainedAt = new Map<string, number>();
+  const waiters = new Map<string, Set<(m: { payload: Buffer; at: number }) => void>>();
+  let sweeper: ReturnType<typeof setInterval> | undefined;
+  let stopBus: (() => void) | undefined;
+
+  const touch = (integration: Integration, remote: string, agent: string | undefined) => {
+    const key = `${integration.id}\0${remote}`;
+    const now = Date.now();
+    const entry = live.get(key);
+    if (entry) {
+      entry.last = now;
+      entry.handle.touch();
+      return;
+    }
+    try {
+      const handle = sessions.open({
+        integration,
+        type: "http",
+        clientId: agent?.slice(0, 128),
+        remote,
+        kick: () => live.delete(key), // stateless: the next request is refused by verify
+      });
+      handle.touch();
+      live.set(key, { handle, last: now });
+    } catch (err) {
+      if (!(err instanceof StaleLoginError)) throw err;
+    }
+  };
+
+  const authenticate = async (request: Request, remote: string): Promise<Integration | Response> => {
+    const creds = parseBasicAuth(request.headers.get("authorization"));
+    const meta = { remote, clientId: request.headers.get("user-agent")?.slice(0, 128) };
+    if (!creds) {
+      credentials.loginRefused("http", "", "unknown-user", meta);
+      return refusal("unknown-user");
+    }
+    const result = await credentials.verify("http", creds.username, creds.password, meta);
+    if (!result.ok) return refusal(result.reason);
+    touch(result.integration, remote, meta.clientId);
+    return result.integration;
+  };
+
+  const readBody = async (request: Request): Promise<Buffer | Response> => {
+    const declared = Number(request.headers.get("content-length") ?? 0);
+    const tooLarge = () => problem(413, "payload_too_large", `body larger than ${opts.maxBodyBytes} bytes`);
+    if (declared > opts.maxBodyBytes) return tooLarge();
+    const body = Buffer.from(await request.arrayBuffer());
+    return body.length > opts.maxBodyBytes ? tooLarge() : body;
+  };
+
+  const publishOne = async (integration: Integration, topic: string, payload: Buffer, retain: boolean, qos: 0 | 1) => {
+    await bus.publish({ topic, payload, retain, qos });
+    log.debug("http publish", { username: integration.username, topic: topic.slice(0, 256) });
+  };
+
+  const postTopic = async (request: Request, integration: Integration, topic: string, url: URL) => {
+    const retain = url.searchParams.get("retain") === "true";
+    const qos = url.searchParams.get("qos") ?? "0";
+    if (qos !== "0" && qos !== "1") return problem(400, "invalid_request", "qos must be 0 or 1");
+    if (!mayPublish(credentials.peek(integration.id), topic)) return problem(403, "forbidden", "this integration may not publish to this topic");
+    const body = await readBody(request);
+    if (body instanceof Response) return body;
+    await publishOne(integration, topic, body, retain, qos === "1" ? 1 : 0);
+    return json({ published: 1 }, 202);
+  };
+
+  const postBatch = async (request: Request, integration: Integration) => {
+    const body = await readBody(request);
+    if (body instanceof Response) return body;
+    let items: unknown;
+    try {
+      items = JSON.parse(body.toString("utf8"));
+    } catch {
+      return problem(400, "malformed_body", "the body must be a JSON array of {topic, payload, retain?}");
+    }
+    if (!Array.isArray(items) || items.length === 0) return problem(400, "invalid_request", "the body must be a non-empty JSON array of {topic, payload, retain?}");
+    if (items.length > opts.maxBatch) return problem(413, "payload_too_large", `a batch holds at most ${opts.maxBatch} messages`);
+    const messages: { topic: string; payload: Buffer; retain: boolean }[] = [];
+    const current = credentials.peek(integration.id);
+    for (const [i, item] of items.entries()) {
+      const it = item as { topic?: unknown; payload?: unknown; retain?: unknown };
+      const topic = typeof it?.topic === "string" ? topicOf(it.topic.split("/").map(encodeURIComponent).join("/")) : undefined;
+      if (!topic) return problem(400, "invalid_request", `item ${i + 1}: topic must be an MQTT topic name without wildcards`);
+      if (it.payload === undefined) return problem(400, "invalid_request", `item ${i + 1}: payload is missing`);
+      if (it.retain !== undefined && typeof it.retain !== "boolean") return problem(400, "invalid_request", `item ${i + 1}: retain must be true or false`);
+      if (!mayPublish(current, topic)) return problem(403, "forbidden", `item ${i + 1}: this integration may not publish to ${topic}`);
+      const payload = Buffer.from(typeof it.payload === "string" ? it.payload : JSON.stringify(it.payload));
+      messages.push({ topic, payload, retain: it.retain === true });
+    }
+    for (const m of messages) await publishOne(integration, m.topic, m.payload, m.retain, 0);
+    return json({ published: messages.length }, 202);
+  };
+
+  const retainedNow = async (topic: string) => {
+    for await (const m of bus.retained(topic)) if (m.topic === topic && m.payload.length > 0) return m.payload;
+    return undefined;
+  };
+
+  const getTopic = async (request: Request, integration: Integration, topic: string, url: URL) => {
+    if (!mayRead(credentials.peek(integration.id), topic)) return problem(403, "forbidden", "this integration may not read this topic");
+    const wait = url.searchParams.get("wait");
+    if (wait !== null) {
+      if (!/^\d{1,2}$/.test(wait) || Number(wait) > 60) return problem(400, "invalid_request", "wait must be 0-60 seconds");
+      const changed = await new Promise<{ payload: Buffer; at: number } | undefined>((resolve) => {
+        let set = waiters.get(topic);
+        if (!set) waiters.set(topic, (set = new Set()));
+        const done = (m?: { payload: Buffer; at: number }) => {
+          clearTimeout(timer);
+          set!.delete(done);
+          if (set!.size === 0) waiters.delete(topic);
+          resolve(m);
+        };
+        const timer = setTimeout(() => done(), Number(wait) * 1000);
+        request.signal.addEventListener("abort", () => done());
+      });
+      if (changed) return json(payloadView(topic, changed.payload, changed.at));
+    }
+    const payload = await retainedNow(topic);
+    if (!payload) return problem(404, "not_found", "no retained message on this topic");
+    return json(payloadView(topic, payload, retainedAt.get(topic)));
+  };
+
+  /** forwardAuth: nginx `auth_request`, Traefik and Caddy `forward_auth` ask whether to let a request through. */
+  const forwardAuth = async (request: Request, remote: string) => {
+    const result = await authenticate(request, remote);
+    if (result instanceof Response) return result;
+    const uri = request.headers.get("x-original-uri") ?? request.headers.get("x-forwarded-uri") ?? "/";
+    let path: string;
+    try {
+      path = decodeURIComponent(new URL(uri, "http://upstream").pathname);
+    } catch {
+      return problem(400, "invalid_request", "the original URI is malformed");
+    }
+    const method = (request.headers.get("x-original-method") ?? request.headers.get("x-forwarded-method") ?? "GET").toUpperCase();
+    const integration = credentials.peek(result.id);
+    const allowed = ["GET", "HEAD", "OPTIONS"].includes(method) ? mayRead(integration, path) : mayPublish(integration, path);
+    if (!allowed) return problem(403, "forbidden", "this integration may not open this path");
+    return new Response(null, { status: 200, headers: { "x-gatehouse-integration": result.username } });
+  };
+
+  const mount: HttpMount = {
+    maxBodyBytes: opts.maxBodyBytes,
+    claims: (path) => path === "/api/v1/data" || path.startsWith("/api/v1/data/") || path === "/auth/http",
+    async fetch(request, peer) {
+      const remote = clientAddressBehindProxy(request, peer);
+      const url = new URL(request.url);
+      try {
+        if (url.pathname === "/auth/http") return await forwardAuth(request, remote);
+        const method = request.method;
+        const rest = url.pathname === "/api/v1/data" ? undefined : url.pathname.slice("/api/v1/data/".length);
+        if (method !== "GET" && method !== "POST" && method !== "HEAD") return problem(405, "method_not_allowed", "use GET or POST", { allow: "GET, POST" });
+        const who = await authenticate(request, remote);
+        if (who instanceof Response) return who;
+        if (rest === undefined) return method === "POST" ? await postBatch(request, who) : problem(405, "method_not_allowed", "POST a batch here", { allow: "POST" });
+        const topic = topicOf(rest);
+        if (!topic) return problem(400, "invalid_request", "the path must name an MQTT topic without wildcards or a leading $");
+        if (!bus.available) return problem(503, "unavailable", "the MQTT broker is not running");
+        return method === "POST" ? await postTopic(request, who, topic, url) : await getTopic(request, who, topic, url);
+      } catch (err) {
+        log.error("http device request failed", { path: url.pathname.slice(0, 256), err });
+        return problem(500, "internal", "internal error; nothing was published");
+      }
+    },
+  };
+
+  return {
+    mount,
+    start() {
+      stopBus = bus.onMessage(({ topic, payload, retain }) => {
+        const at = Date.now();
+        if (retain) {
+          if (payload.length === 0) retainedAt.delete(topic);
+          else retainedAt.set(topic, at);
+        }
+        for (const w of waiters.get(topic) ?? []) w({ payload, at });
+      });
+      sweeper = setInterval(() => {
+        const cutoff = Date.now() - opts.onlineWindowMs;
+        for (const [key, e] of live) {
+          if (e.last >= cutoff) continue;
+          live.delete(key);
+          e.handle.close();
+        }
+      }, Math.max(100, Math.min(5_000, opts.onlineWindowMs / 4)));
+      sweeper.unref?.();
+    },
+    stop() {
+      stopBus?.();
+      if (sweeper) clearInterval(sweeper);
+      for (const e of live.values()) e.handle.close();
+      live.clear();
+      for (const set of waiters.values()) for (const w of [...set]) w(undefined as never);
+    },
+  };
+}

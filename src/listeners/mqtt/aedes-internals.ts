@@ -1,0 +1,81 @@
+import type { Aedes, Client } from "aedes";
+
+/**
+ * The reaches into aedes' and mqtt-packet's internals, in one place (pinned: aedes 1.2.0,
+ * mqtt-packet 9, aedes-persistence 11). `assertAedesShape` runs when the broker starts and fails loudly
+ * if an upgrade changed what these rely on, instead of silently losing a limit.
+ */
+const pinned = "aedes 1.2.0 (mqtt-packet 9, aedes-persistence 11)";
+
+interface PacketParser {
+  _parseLength(): boolean;
+  packet: { length: number };
+  _emitError(e: Error): void;
+}
+
+interface BrokerInternals {
+  publish(packet: object, client: Client | null, done?: (err?: Error | null) => void): void;
+  persistence: {
+    createRetainedStream(pattern: string): AsyncIterable<{ topic: string; payload: Buffer | string }>;
+    cleanSubscriptions(client: { id: string }): Promise<unknown>;
+  };
+}
+
+function fail(what: string): never {
+  throw new Error(`aedes internals changed: ${what}; written against ${pinned} (see src/listeners/mqtt/aedes-internals.ts)`);
+}
+
+/** assertAedesShape: every internal used below exists on this broker and on a parser of its clients. */
+export function assertAedesShape(broker: Aedes, parser: unknown): void {
+  const b = broker as unknown as Partial<BrokerInternals>;
+  if (typeof b.publish !== "function") fail("broker.publish is missing");
+  if (typeof b.persistence?.createRetainedStream !== "function") fail("persistence.createRetainedStream is missing");
+  if (typeof b.persistence?.cleanSubscriptions !== "function") fail("persistence.cleanSubscriptions is missing");
+  const p = parser as Partial<PacketParser> | undefined;
+  if (typeof p?._parseLength !== "function" || typeof p._emitError !== "function") fail("the client's mqtt-packet parser has no _parseLength/_emitError");
+}
+
+/** parserOf: the client's mqtt-packet parser. */
+export function parserOf(client: Client): unknown {
+  return (client as unknown as { _parser?: unknown })._parser;
+}
+
+/**
+ * limitPacketSize: aedes buffers a packet until its declared length has arrived, so one client could
+ * announce 256 MB. The parser is asked to fail as soon as the remaining length is read.
+ */
+export function limitPacketSize(client: Client, maxBytes: number): void {
+  const parser = parserOf(client) as PacketParser;
+  const parseLength = parser._parseLength.bind(parser);
+  parser._parseLength = () => {
+    const done = parseLength();
+    if (done && parser.packet.length > maxBytes) {
+      parser._emitError(new Error(`packet of ${parser.packet.length} bytes exceeds the limit of ${maxBytes}`));
+      return false;
+    }
+    return done;
+  };
+}
+
+/**
+ * dropPublishes: aedes has no way for `authorizePublish` to refuse a message without closing the
+ * connection, yet [MQTT-3.3.5-2] wants it acknowledged and not forwarded. The packets in `dropped`
+ * are acknowledged by aedes as usual and then never reach routing, retained storage or offline queues.
+ */
+export function dropPublishes(broker: Aedes, dropped: WeakSet<object>): void {
+  const b = broker as unknown as BrokerInternals;
+  const publish = b.publish.bind(broker);
+  b.publish = (packet, client, done) => {
+    if (dropped.has(packet)) return done?.(null);
+    publish(packet, client, done);
+  };
+}
+
+export function retainedStream(broker: Aedes, pattern: string): AsyncIterable<{ topic: string; payload: Buffer | string }> {
+  return (broker as unknown as BrokerInternals).persistence.createRetainedStream(pattern);
+}
+
+/** forgetSession: a stored persistent session's subscriptions go; nothing more is queued for it. */
+export function forgetSession(broker: Aedes, clientId: string): Promise<unknown> {
+  return (broker as unknown as BrokerInternals).persistence.cleanSubscriptions({ id: clientId });
+}

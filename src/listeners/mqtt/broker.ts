@@ -1,0 +1,284 @@
+import { Aedes, type AuthenticateError, type Client, type ConnectPacket, type PublishPacket, type Subscription } from "aedes";
+import { createServer, type Server, type Socket } from "node:net";
+import type { Core } from "../../core/index.ts";
+import { mayPublish, mayRead, maySubscribe } from "../../core/permissions.ts";
+import type { SessionHandle } from "../../core/sessions.ts";
+import { isValidTopicString } from "../../core/topics.ts";
+import type { Integration, IntegrationType, LoginFailure } from "../../core/types.ts";
+import { StaleLoginError } from "../../lib/errors.ts";
+import type { Logger } from "../../lib/logger.ts";
+import type { Listener } from "../listener.ts";
+import { assertAedesShape, dropPublishes, forgetSession, limitPacketSize, parserOf, retainedStream } from "./aedes-internals.ts";
+import { ClientIdOwners } from "./client-ids.ts";
+
+export interface MqttDeps {
+  core: Core;
+  log: Logger;
+}
+
+export interface MqttOptions {
+  host: string;
+  port: number;
+  /** authenticated connections at most (CONNACK 3 past it) */
+  maxConnections?: number;
+  /** sockets that have not logged in yet, at most (closed on accept past it) */
+  maxPending?: number;
+  maxPacketBytes?: number;
+  /** a socket that sends no CONNECT within this time is closed */
+  connectTimeoutMs?: number;
+}
+
+/** CONNACK return codes of MQTT 3.1.1 §3.2.2.3 for each refusal reason. */
+export const connackFor: Record<LoginFailure, 1 | 2 | 3 | 4 | 5> = {
+  "unknown-user": 4,
+  "wrong-password": 4,
+  throttled: 4,
+  deactivated: 5,
+  "wrong-type": 5,
+  stale: 5,
+  "unsupported-protocol": 1,
+  "client-id-in-use": 2,
+  "connection-limit": 3,
+};
+
+function authError(code: number, reason: string): AuthenticateError {
+  const err = new Error(reason) as AuthenticateError;
+  err.returnCode = code as AuthenticateError["returnCode"];
+  return err;
+}
+
+/** Conn: what the listener knows of one authenticated client. */
+interface Conn {
+  integration: Integration;
+  socket: Socket;
+  session?: SessionHandle;
+  /** kicked by the core: its will is not published */
+  revoked: boolean;
+  /** the client asked for a persistent session that had to start clean (its id's old owner is gone) */
+  restorePersistence: boolean;
+}
+
+/**
+ * createMqttListener: an aedes broker whose every hook goes to the core. No anonymous access; the
+ * library's allow-all defaults (authenticate, authorizePublish, authorizeSubscribe, authorizeForward)
+ * are replaced. The session registry follows the sockets: a session opens only for a client still
+ * connected, and the socket's own `close` ends it, whatever order aedes reports events in.
+ */
+export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: IntegrationType }): Listener {
+  const { core, log } = deps;
+  const { credentials, sessions } = core;
+  const type = opts.type ?? "mqtt";
+  const maxPacket = opts.maxPacketBytes ?? 1024 * 1024;
+  const maxConnections = opts.maxConnections ?? 10_000;
+  const maxPending = opts.maxPending ?? 1000;
+  const conns = new WeakMap<Client, Conn>();
+  const connects = new WeakMap<Client, ConnectPacket>();
+  const owners = new ClientIdOwners((id) => credentials.peek(id) !== undefined);
+  const dropped = new WeakSet<object>();
+  const sockets = new Set<Socket>();
+  let authenticated = 0;
+  let broker: Aedes | undefined;
+  let server: Server | undefined;
+  const detach: (() => void)[] = [];
+  const stats = { refusedPublishes: 0 };
+
+  const remoteOf = (client: Client) => (client.conn as Socket).remoteAddress ?? "unknown";
+  /** current: the integration as it is now (permissions may have changed since login) */
+  const current = (client: Client | null) => {
+    const conn = client ? conns.get(client) : undefined;
+    return conn && !conn.revoked ? credentials.peek(conn.integration.id) : undefined;
+  };
+  const refuse = (client: Client, username: string | undefined, reason: LoginFailure) =>
+    credentials.loginRefused(type, username ?? "", reason, { remote: remoteOf(client), clientId: client.id });
+
+  /** a client hammering a forbidden topic must not flood the journal: log the 1st, 10th, 100th, ... */
+  const refusals = new WeakMap<Client, number>();
+  const logRefusal = (client: Client, what: string, fields: Record<string, unknown>) => {
+    const n = (refusals.get(client) ?? 0) + 1;
+    refusals.set(client, n);
+    if (Number.isInteger(Math.log10(n))) log.warn(what, { ...fields, clientId: client.id, refusals: n });
+  };
+
+  const hooks = {
+    preConnect(client: Client, packet: ConnectPacket, done: (err: Error | null, ok: boolean) => void) {
+      const version = packet.protocolVersion;
+      if (version !== 3 && version !== 4) {
+        // aedes answers CONNACK 1 itself; the admin should see why the device cannot connect.
+        log.info("mqtt protocol version not supported", { version, clientId: packet.clientId?.slice(0, 128), remote: remoteOf(client) });
+        refuse(client, packet.username, "unsupported-protocol");
+      }
+      const will = packet.will as { topic: string; qos: number } | undefined;
+      // [MQTT-3.1.2-14] will QoS 3 is a protocol violation; a will topic obeys the topic rules.
+      if (will && (will.qos > 2 || !isValidTopicString(will.topic) || /[#+]/.test(will.topic))) return done(new Error("malformed will"), false);
+      connects.set(client, packet);
+      done(null, true);
+    },
+
+    authenticate(client: Client, username: string | undefined, password: Buffer | undefined, done: (err: AuthenticateError | null, ok: boolean | null) => void) {
+      const packet = connects.get(client);
+      // [MQTT-3.1.3-8] an empty client id needs a clean session (aedes 1.2 would invent an id nobody can resume).
+      if (packet && packet.clientId === "" && !packet.clean) return done(authError(2, "empty client id with a persistent session"), null);
+      if (authenticated >= maxConnections) {
+        log.warn("mqtt connection refused: limit reached", { limit: maxConnections, remote: remoteOf(client) });
+        refuse(client, username, "connection-limit");
+        return done(authError(3, "connection limit"), null);
+      }
+      const meta = { remote: remoteOf(client), clientId: client.id };
+      // No username is an unknown user: refused with 4, logged and throttled like any other.
+      credentials.verify(type, username ?? "", password?.toString("utf8") ?? "", meta).then(
+        (result) => {
+          if (!result.ok) return done(authError(connackFor[result.reason], result.reason), null);
+          const socket = client.conn as Socket;
+          if (client.closed || socket.destroyed) return done(authError(3, "gone"), null);
+          const claim = owners.claim(client.id, result.integration.id, packet?.clean !== false);
+          if (claim === "taken") {
+            refuse(client, username, "client-id-in-use");
+            return done(authError(2, "client id in use by another integration"), null);
+          }
+          const conn: Conn = { integration: result.integration, socket, revoked: false, restorePersistence: false };
+          if (claim === "orphaned" && packet && !packet.clean) {
+            // Another integration's persistent session under this id: start clean, then persist.
+            packet.clean = true;
+            client.clean = true;
+            conn.restorePersistence = true;
+          }
+          conns.set(client, conn);
+          authenticated++;
+          socket.once("close", () => {
+            authenticated--;
+            owners.release(client.id, result.integration.id);
+            conn.session?.close();
+          });
+          done(null, true);
+        },
+        (err) => {
+          log.error("mqtt authenticate failed", { err });
+          done(authError(3, "server error"), null);
+        },
+      );
+    },
+
+    authorizePublish(client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void) {
+      if (!client) return done(null); // the broker's own publishes (in-process bus)
+      // [MQTT-1.5.3-1/2] [MQTT-4.7.3-2] bad UTF-8 or U+0000 in a topic: protocol error, connection closed.
+      if (!isValidTopicString(packet.topic)) return done(new Error("malformed topic"));
+      if (mayPublish(current(client), packet.topic)) return done(null);
+      // [MQTT-3.3.5-2] acknowledged as usual, then dropped: not routed, not retained, not queued.
+      dropped.add(packet);
+      stats.refusedPublishes++;
+      logRefusal(client, "publish refused", { username: conns.get(client)?.integration.username, topic: packet.topic.slice(0, 256) });
+      done(null);
+    },
+
+    authorizeSubscribe(client: Client, sub: Subscription, done: (err: Error | null, sub?: Subscription | null) => void) {
+      if (!isValidTopicString(sub.topic)) return done(new Error("malformed topic filter"));
+      if (maySubscribe(current(client), sub.topic)) return done(null, sub);
+      logRefusal(client, "subscribe refused", { username: conns.get(client)?.integration.username, topic: sub.topic.slice(0, 256) });
+      done(null, null); // SUBACK 0x80 for this filter
+    },
+
+    /** authorizeForward: asked for every delivery, live and queued, so narrowed permissions hold at once. */
+    authorizeForward(client: Client, packet: PublishPacket) {
+      return mayRead(current(client), packet.topic) ? packet : null;
+    },
+  };
+
+  return {
+    type,
+    async start() {
+      broker = await Aedes.createBroker({
+        ...hooks,
+        connectTimeout: opts.connectTimeoutMs ?? 10_000,
+        maxClientsIdLength: 128,
+        heartbeatInterval: 60_000,
+      } as ConstructorParameters<typeof Aedes>[0]);
+      const b = broker;
+      dropPublishes(b, dropped);
+
+      b.on("clientReady", (client) => {
+        const conn = conns.get(client);
+        // aedes (more often under Bun) can report a client ready after it has closed: no session then.
+        if (!conn || client.closed || conn.socket.destroyed) return;
+        if (conn.restorePersistence) client.clean = false;
+        const kick = (reason: string) => {
+          log.info("mqtt client dropped", { username: conn.integration.username, clientId: client.id, reason });
+          conn.revoked = true; // no will for a revoked client
+          client.close();
+        };
+        try {
+          conn.session = sessions.open({ integration: conn.integration, type, clientId: client.id, remote: remoteOf(client), kick });
+        } catch (err) {
+          if (!(err instanceof StaleLoginError)) throw err;
+          // Changed (password, active, permissions) or deleted while the CONNACK was on its way.
+          kick("integration changed during login");
+        }
+      });
+      b.on("clientError", (client, err) => log.debug("mqtt client error", { clientId: client.id, err }));
+      b.on("connectionError", (client, err) => log.debug("mqtt connection error", { remote: remoteOf(client), err }));
+      b.on("publish", (packet, client) => {
+        if (client && core.bus.listening && packet.topic.charCodeAt(0) !== 36) {
+          core.bus.routed({ topic: packet.topic, payload: Buffer.from(packet.payload), retain: packet.retain });
+        }
+      });
+
+      detach.push(
+        core.bus.attach({
+          publish: ({ topic, payload, retain, qos }) =>
+            new Promise((resolve, reject) => {
+              b.publish({ cmd: "publish", topic, payload, qos: qos ?? 0, retain, dup: false } as PublishPacket, (err) => (err ? reject(err) : resolve()));
+              if (core.bus.listening) core.bus.routed({ topic, payload, retain });
+            }),
+          async *retained(filter) {
+            for await (const p of retainedStream(b, filter)) yield { topic: p.topic, payload: Buffer.from(p.payload) };
+          },
+        }),
+        // A deleted integration's persistent sessions go with it: subscriptions now, queue at the next connect.
+        core.events.on("integration.deleted", ({ integration }) => {
+          for (const clientId of owners.orphan(integration.id)) void forgetSession(b, clientId).catch(() => undefined);
+        }),
+      );
+
+      let checked = false;
+      server = createServer((socket) => {
+        if (sockets.size - authenticated >= maxPending) {
+          log.warn("mqtt connection refused: too many sockets waiting to log in", { limit: maxPending, remote: socket.remoteAddress });
+          socket.destroy();
+          return;
+        }
+        sockets.add(socket);
+        socket.on("close", () => sockets.delete(socket));
+        socket.on("error", () => {});
+        const client = b.handle(socket);
+        if (!checked) {
+          assertAedesShape(b, parserOf(client));
+          checked = true;
+        }
+        limitPacketSize(client, maxPacket);
+      });
+      await new Promise<void>((resolve, reject) => {
+        server!.once("error", reject);
+        server!.listen(opts.port, opts.host, () => {
+          server!.off("error", reject);
+          resolve();
+        });
+      });
+    },
+    async stop() {
+      const s = server;
+      const b = broker;
+      server = undefined;
+      broker = undefined;
+      for (const d of detach.splice(0)) d();
+      // Stop accepting, drop every client, then wait for the server (it waits for open sockets).
+      const serverClosed = s ? new Promise<void>((resolve) => s.close(() => resolve())) : Promise.resolve();
+      if (b) await new Promise<void>((resolve) => b.close(() => resolve()));
+      for (const socket of sockets) socket.destroy();
+      sockets.clear();
+      await serverClosed;
+    },
+    address() {
+      const a = server?.address();
+      return a && typeof a === "object" ? { host: opts.host, port: a.port } : undefined;
+    },
+  };
+}
