@@ -22,6 +22,14 @@ export function isIntegrationType(v: unknown): v is IntegrationType {
 /** typeListText: "mqtt, opcua, http or vrpc", for error messages. */
 export const typeListText = `${integrationTypes.slice(0, -1).join(", ")} or ${integrationTypes.at(-1)}`;
 
+/** integrationStatuses: what the page and the API call an integration's state. */
+export const integrationStatuses = ["online", "offline", "deactivated"] as const;
+export type IntegrationStatus = (typeof integrationStatuses)[number];
+
+export function statusOf(active: boolean, online: boolean): IntegrationStatus {
+  return !active ? "deactivated" : online ? "online" : "offline";
+}
+
 /** Integration: what the core hands out; never carries the password hash. */
 export interface Integration {
   id: number;

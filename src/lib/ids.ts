@@ -37,7 +37,7 @@ export function randomUsername(prefix: string): string {
   return `${prefix}-${pick(adjectives)}-${pick(animals)}-${randomString(alnum, 4)}`;
 }
 
-/** randomPassword: 26 symbols of a 58-symbol alphabet = 152 bits (the issue asks for at least 128). */
+/** randomPassword: 26 symbols of a 58-symbol alphabet = 152 bits (at least 128 are needed to resist offline guessing). */
 export function randomPassword(): string {
   return randomString("ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789-_", 26);
 }

@@ -1,10 +1,11 @@
 import { Elysia, t } from "elysia";
 import type { Core } from "../core/index.ts";
-import type { Integration } from "../core/types.ts";
+import { integrationStatuses, integrationTypes, statusOf, type Integration } from "../core/types.ts";
 import { NotFoundError } from "../lib/errors.ts";
 import { parseId, parseListQuery } from "./integrations.tsx";
 
-const IntegrationType = t.Union([t.Literal("mqtt"), t.Literal("opcua"), t.Literal("http"), t.Literal("vrpc")]);
+const IntegrationType = t.Union(integrationTypes.map((type) => t.Literal(type)));
+const filterList = t.Array(t.String({ maxLength: 1024 }), { maxItems: 100 });
 
 /** apiRoutes: the JSON API under /api/v1; same core calls as the page, same auth guard. */
 export function apiRoutes(core: Core) {
@@ -13,7 +14,7 @@ export function apiRoutes(core: Core) {
     const n = sessions.countFor(i.id);
     return {
       ...i,
-      status: (!i.active ? "deactivated" : n > 0 ? "online" : "offline") as "online" | "offline" | "deactivated",
+      status: statusOf(i.active, n > 0),
       sessions: n,
       createdAt: new Date(i.createdAt).toISOString(),
       updatedAt: new Date(i.updatedAt).toISOString(),
@@ -39,7 +40,7 @@ export function apiRoutes(core: Core) {
         query: t.Object({
           q: t.Optional(t.String({ maxLength: 128 })),
           type: t.Optional(IntegrationType),
-          status: t.Optional(t.Union([t.Literal("online"), t.Literal("offline"), t.Literal("deactivated")])),
+          status: t.Optional(t.Union(integrationStatuses.map((s) => t.Literal(s)))),
           page: t.Optional(t.String({ pattern: "^[0-9]{1,9}$" })),
           pageSize: t.Optional(t.String({ pattern: "^[0-9]{1,3}$" })),
         }),
@@ -85,8 +86,10 @@ export function apiRoutes(core: Core) {
             username: t.Optional(t.String({ maxLength: 128 })),
             description: t.Optional(t.String({ maxLength: 1024 })),
             active: t.Optional(t.Boolean()),
-            publishAcl: t.Optional(t.Array(t.String({ maxLength: 1024 }), { maxItems: 100 })),
-            subscribeAcl: t.Optional(t.Array(t.String({ maxLength: 1024 }), { maxItems: 100 })),
+            publishAcl: t.Optional(filterList),
+            subscribeAcl: t.Optional(filterList),
+            denyPublishAcl: t.Optional(filterList),
+            denySubscribeAcl: t.Optional(filterList),
           },
           { additionalProperties: false },
         ),

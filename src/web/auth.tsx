@@ -43,7 +43,7 @@ function cookieOptions(request: Request, maxAge?: number) {
 }
 
 /** crossSite: a browser's Origin header that names another host is refused outright. */
-function crossSite(request: Request): boolean {
+export function crossSite(request: Request): boolean {
   const origin = request.headers.get("origin");
   if (!origin || origin === "null") return origin === "null";
   try {

@@ -1,7 +1,7 @@
 import { Elysia } from "elysia";
 import { attr } from "../../views/components/attr.ts";
 import type { Core } from "../core/index.ts";
-import { isIntegrationType, type Integration, type IntegrationType } from "../core/types.ts";
+import { integrationStatuses, isIntegrationType, type Integration, type IntegrationStatus, type IntegrationType } from "../core/types.ts";
 import { AppError, NotFoundError } from "../lib/errors.ts";
 import { field, htmlResponse, isHtmx, redirect } from "../lib/http.ts";
 import { randomPassword, randomUsername } from "../lib/ids.ts";
@@ -15,12 +15,10 @@ import { IntegrationRow, LastLoginCell, StatusCell, type RowProps } from "../../
 import { IntegrationTable, type TableQuery } from "../../views/partials/integration-table.tsx";
 import { adminOf } from "./auth.tsx";
 
-const statuses = ["online", "offline", "deactivated"] as const;
-type Status = (typeof statuses)[number];
 
-export function parseListQuery(query: Record<string, string | undefined>): TableQuery & { status?: Status; page: number } {
+export function parseListQuery(query: Record<string, string | undefined>): TableQuery & { status?: IntegrationStatus; page: number } {
   const type = isIntegrationType(query.type) ? query.type : undefined;
-  const status = (statuses as readonly string[]).includes(query.status ?? "") ? (query.status as Status) : undefined;
+  const status = (integrationStatuses as readonly string[]).includes(query.status ?? "") ? (query.status as IntegrationStatus) : undefined;
   const page = Number.parseInt(query.page ?? "1", 10);
   return { q: query.q?.slice(0, 128) || undefined, type, status, page: Number.isFinite(page) && page > 0 ? page : 1 };
 }
@@ -141,8 +139,8 @@ export function integrationPages(core: Core) {
         const integration = credentials.update(id, {
           username: draft.username,
           description: draft.description,
-          publishAcl: parseAcl(draft.publishAcl),
-          subscribeAcl: parseAcl(draft.subscribeAcl),
+          publishAcl: parseFilterList(draft.publishAcl),
+          subscribeAcl: parseFilterList(draft.subscribeAcl),
         });
         return isHtmx(request) ? row(request, integration) : redirect("/integrations");
       } catch (err) {
@@ -199,8 +197,8 @@ export function integrationPages(core: Core) {
     });
 }
 
-/** parseAcl: topic filters typed space- or comma-separated; absent means unchanged. */
-function parseAcl(text: string | undefined): string[] | undefined {
+/** parseFilterList: topic filters typed space- or comma-separated; absent means unchanged. */
+function parseFilterList(text: string | undefined): string[] | undefined {
   return text === undefined ? undefined : text.split(/[\s,]+/).filter(Boolean).slice(0, 100);
 }
 

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { cleanupTempDirs, tempDir } from "../helpers/app.ts";
 import { buildBinary, runBinary } from "../helpers/binary.ts";
 import { signIn } from "../helpers/http.ts";
+import { eventually } from "../helpers/wait.ts";
 
 let binary: string;
 beforeAll(async () => {
@@ -59,12 +60,9 @@ describe("CLI verbs on the data dir", () => {
       const base = `http://127.0.0.1:${running.ports.http}`;
       const { cookie } = await signIn(base, "ops", "ops-password-1");
       const read = async () => (await (await fetch(`${base}/api/v1/integrations?q=cli-made`, { headers: { cookie } })).json()).items as { active: boolean }[];
-      let items = await read();
-      for (let i = 0; i < 20 && items.length === 0; i++) (await Bun.sleep(100), (items = await read()));
-      expect(items).toHaveLength(1);
+      await eventually(async () => expect(await read()).toHaveLength(1));
       expect(cli(dir, ["integrations", "disable", "cli-made"]).code).toBe(0);
-      for (let i = 0; i < 20 && items[0]?.active; i++) (await Bun.sleep(100), (items = await read()));
-      expect(items[0]?.active).toBe(false);
+      await eventually(async () => expect((await read())[0]?.active).toBe(false));
     } finally {
       expect(await running.stop()).toBe(0);
     }

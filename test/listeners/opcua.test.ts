@@ -4,6 +4,7 @@ import { cleanupTempDirs, tempDir, testApp } from "../helpers/app.ts";
 import { signIn } from "../helpers/http.ts";
 import { connectMqtt, nextMessage } from "../helpers/mqtt.ts";
 import { connectOpcua, DataType, MessageSecurityMode, readValue, SecurityPolicy } from "../helpers/opcua.ts";
+import { eventually } from "../helpers/wait.ts";
 
 let app: App;
 let dataDir: string;
@@ -40,8 +41,7 @@ describe("OPC UA authentication", () => {
     expect(app.core.sessions.countFor(integration.id)).toBe(1);
     expect(app.core.credentials.get(integration.id)!.lastLoginAt).toBeNumber();
     await c.close();
-    await Bun.sleep(100);
-    expect(app.core.sessions.countFor(integration.id)).toBe(0);
+    await eventually(() => expect(app.core.sessions.countFor(integration.id)).toBe(0));
   }, 30_000);
 
   it("refuses every other case with BadUserAccessDenied, and anonymous outright", async () => {
@@ -57,7 +57,8 @@ describe("OPC UA authentication", () => {
     ]) {
       expect([user.userName, await refusal(user)]).toEqual([user.userName, expect.stringContaining("BadUserAccessDenied")]);
     }
-    expect(await refusal("anonymous")).not.toBe("Good");
+    // Anonymous is not offered at all: the client finds no anonymous token policy.
+    expect(await refusal("anonymous")).toMatch(/BadIdentityTokenInvalid|BadIdentityTokenRejected|BadUserAccessDenied|Cannot find suitable endpoint|anonymous/i);
   }, 60_000);
 
   it("closes a live session when the integration is deactivated", async () => {
@@ -67,11 +68,12 @@ describe("OPC UA authentication", () => {
     app.core.credentials.setActive(integration.id, false);
     // Closed on the server at once: the registry is empty and the client's session is gone.
     expect(app.core.sessions.countFor(integration.id)).toBe(0);
+    // The client's next request finds no session: it gets an error, or hangs re-activating (refused).
     const after = await Promise.race([
       readValue(c.session, status("Version")).then((v) => v.statusCode.name, (err: Error) => err.message),
-      Bun.sleep(2000).then(() => "no answer: the client is trying to re-activate and is refused"),
+      new Promise<string>((r) => setTimeout(() => r("BadSessionIdInvalid (client still re-activating)"), 2000)),
     ]);
-    expect(after).not.toBe("Good");
+    expect(after).toMatch(/BadSession|closed|terminated|re-activat|BadUserAccessDenied/i);
     await c.client.disconnect();
   }, 30_000);
 });
@@ -132,8 +134,9 @@ describe("Topics mirror the broker", () => {
     await m.publishAsync("plant/line1/running", "true", { retain: true, qos: 1 });
     await m.publishAsync("plant/line1/setpoint", "10", { retain: true, qos: 1 });
     await m.publishAsync("plant/line1/name", "press #7", { retain: true, qos: 1 });
-    await Bun.sleep(100);
     const c = await connectOpcua(port, { userName: "scada-topics", password: scada.password });
+    // PUBACK precedes routing in aedes: the last retained value may still be on its way.
+    await eventually(async () => expect((await readValue(c.session, topic("plant/line1/name"))).value.value).toBe("press #7"));
     const temp = await readValue(c.session, topic("plant/line1/temp"));
     expect(temp.value.dataType).toBe(DataType.Double);
     expect(temp.value.value).toBe(21.5);
@@ -158,9 +161,8 @@ describe("Topics mirror the broker", () => {
     app.core.credentials.update(scada.integration.id, { subscribeAcl: ["area1/#"], publishAcl: ["area1/cmd/#"] });
     const m = await connectMqtt(app.address("mqtt")!.port, { username: "plc-perm", password: machine.password });
     for (const t of ["area1/temp", "area1/cmd/speed", "area2/temp"]) await m.publishAsync(t, "1", { retain: true, qos: 1 });
-    await Bun.sleep(100);
     const c = await connectOpcua(port, { userName: "scada-perm", password: scada.password });
-    expect((await readValue(c.session, topic("area1/temp"))).statusCode.name).toBe("Good");
+    await eventually(async () => expect((await readValue(c.session, topic("area1/temp"))).statusCode.name).toBe("Good"));
     expect((await readValue(c.session, topic("area2/temp"))).statusCode.name).toBe("BadUserAccessDenied");
     const write = (t: string) => c.session.write({ nodeId: topic(t), attributeId: 13, value: { value: { dataType: DataType.Double, value: 5 } } }).then((s) => s.name);
     expect(await write("area1/cmd/speed")).toBe("Good");

@@ -1,8 +1,4 @@
-import type { IntegrationType } from "../../src/core/types.ts";
+import { integrationTypeInfo, type IntegrationType } from "../../src/core/types.ts";
 
-export const typeLabels: Record<IntegrationType, string> = {
-  mqtt: "MQTT",
-  opcua: "OPC UA",
-  http: "HTTP",
-  vrpc: "VRPC",
-};
+/** typeLabels: each type's label for people, from the core's one definition of the types. */
+export const typeLabels = Object.fromEntries(Object.entries(integrationTypeInfo).map(([t, info]) => [t, info.label])) as Record<IntegrationType, string>;

@@ -1,5 +1,6 @@
 import { Layout } from "../layouts/base.tsx";
 import { attr } from "../components/attr.ts";
+import { integrationStatuses } from "../../src/core/types.ts";
 import { typeLabels } from "../components/type-label.tsx";
 import { IntegrationTable, type TableProps } from "../partials/integration-table.tsx";
 import type { IntegrationType } from "../../src/core/types.ts";
@@ -45,8 +46,8 @@ export function IntegrationsPage(props: IntegrationsPageProps) {
         </select>
         <select name="status" aria-label="Status">
           <option value="">Any status</option>
-          {["online", "offline", "deactivated"].map((s) => (
-            <option value={s} selected={query.status === s} safe>
+          {integrationStatuses.map((s) => (
+            <option value={s} selected={query.status === s}>
               {s}
             </option>
           ))}

@@ -1,13 +1,5 @@
-import type { Integration, IntegrationType } from "../types.ts";
+import { statusOf, type Integration, type IntegrationStatus, type IntegrationType } from "../types.ts";
 import { publicView, type StoredIntegration } from "./index-memory.ts";
-
-/** integrationStatuses: what the page and the API call an integration's state. */
-export const integrationStatuses = ["online", "offline", "deactivated"] as const;
-export type IntegrationStatus = (typeof integrationStatuses)[number];
-
-export function statusOf(active: boolean, online: boolean): IntegrationStatus {
-  return !active ? "deactivated" : online ? "online" : "offline";
-}
 
 export interface ListQuery {
   q?: string;
