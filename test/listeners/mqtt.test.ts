@@ -117,10 +117,9 @@ describe("topic permissions", () => {
 
     expect(await subackCodes(c, ["plant/line2/status", "plant/#", "other/x"])).toEqual([0, 128, 128]);
 
-    let got = nextMessage(w, 500);
+    // One publisher's messages are routed in order: the first to arrive must be the permitted one.
+    const got = nextMessage(w);
     await c.publishAsync("plant/line2/x", "no", { qos: 1 }); // acknowledged, not forwarded
-    expect(await got).toBeUndefined();
-    got = nextMessage(w);
     await c.publishAsync("plant/line1/speed", "yes", { qos: 1 });
     expect(await got).toEqual({ topic: "plant/line1/speed", payload: "yes" });
     expect(c.connected).toBe(true);

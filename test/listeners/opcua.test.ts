@@ -145,7 +145,7 @@ describe("Topics mirror the broker", () => {
     expect((await readValue(c.session, topic("plant/line1/name"))).value.value).toBe("press #7");
 
     await m.subscribeAsync("plant/line1/setpoint");
-    await nextMessage(m, 300); // the retained copy on subscribe
+    expect(await nextMessage(m)).toEqual({ topic: "plant/line1/setpoint", payload: "10" }); // the retained copy on subscribe
     const got = nextMessage(m);
     const res = await c.session.write({ nodeId: topic("plant/line1/setpoint"), attributeId: 13, value: { value: { dataType: DataType.Double, value: 42 } } });
     expect(res.name).toBe("Good");
