@@ -25,6 +25,10 @@ export async function integrationsCli(argv: string[], env: Record<string, string
         username: { type: "string" },
         description: { type: "string" },
         "password-stdin": { type: "boolean" },
+        publish: { type: "string" },
+        subscribe: { type: "string" },
+        "deny-publish": { type: "string" },
+        "deny-subscribe": { type: "string" },
         json: { type: "boolean" },
       },
     });
@@ -87,6 +91,23 @@ export async function integrationsCli(argv: string[], env: Record<string, string
         out(result, `${verb === "remove" ? "removed" : verb === "enable" ? "enabled" : "disabled"} ${i.username}`);
         return exitCodes.ok;
       }
+      case "permissions": {
+        const i = byUsername(positionals[0]);
+        const list = (v: string | undefined) => (v === undefined ? undefined : v.split(/[\s,]+/).filter(Boolean));
+        const patch = {
+          publishAcl: list(values.publish),
+          subscribeAcl: list(values.subscribe),
+          denyPublishAcl: list(values["deny-publish"]),
+          denySubscribeAcl: list(values["deny-subscribe"]),
+        };
+        const changed = Object.values(patch).some((v) => v !== undefined) ? store.update(i.id, patch) : i;
+        const show = (l: string[]) => (l.length ? l.join(" ") : "(none)");
+        out(
+          { username: changed.username, publish: changed.publishAcl, subscribe: changed.subscribeAcl, denyPublish: changed.denyPublishAcl, denySubscribe: changed.denySubscribeAcl },
+          `${changed.username}\npublish:        ${show(changed.publishAcl)}\nsubscribe:      ${show(changed.subscribeAcl)}\ndeny publish:   ${show(changed.denyPublishAcl)}\ndeny subscribe: ${show(changed.denySubscribeAcl)}`,
+        );
+        return exitCodes.ok;
+      }
       case "import": {
         const file = positionals[0];
         if (!file) throw new ValidationError({ file: "usage: gatehouse integrations import FILE (.csv or .json)" });
@@ -105,7 +126,7 @@ export async function integrationsCli(argv: string[], env: Record<string, string
         return exitCodes.ok;
       }
       default:
-        return fail(`unknown verb "${verb ?? ""}"; use list | add | remove | enable | disable | import`, exitCodes.usage);
+        return fail(`unknown verb "${verb ?? ""}"; use list | add | remove | enable | disable | permissions | import`, exitCodes.usage);
     }
   } catch (err) {
     if (err instanceof AppError) return fail(err.message, exitCodes.usage);

@@ -11,7 +11,7 @@ import { IntegrationsPage } from "../../views/pages/integrations.tsx";
 import { SimplePage } from "../../views/pages/simple.tsx";
 import { IntegrationCreated } from "../../views/partials/integration-created.tsx";
 import { IntegrationForm, type IntegrationFormProps } from "../../views/partials/integration-form.tsx";
-import { IntegrationRow, LastLoginCell, StatusCell, type RowProps } from "../../views/partials/integration-row.tsx";
+import { IntegrationRow, LastLoginCell, PermissionFields, StatusCell, type PermissionDraft, type RowProps } from "../../views/partials/integration-row.tsx";
 import { IntegrationTable, type TableQuery } from "../../views/partials/integration-table.tsx";
 import { adminOf } from "./auth.tsx";
 
@@ -134,13 +134,22 @@ export function integrationPages(core: Core) {
     })
     .post("/integrations/:id", ({ request, params, body }) => {
       const id = parseId(params.id);
-      const draft = { username: field(body, "username"), description: field(body, "description"), publishAcl: field(body, "publishAcl"), subscribeAcl: field(body, "subscribeAcl") };
+      const draft = {
+        username: field(body, "username"),
+        description: field(body, "description"),
+        publishAcl: field(body, "publishAcl"),
+        subscribeAcl: field(body, "subscribeAcl"),
+        denyPublishAcl: field(body, "denyPublishAcl"),
+        denySubscribeAcl: field(body, "denySubscribeAcl"),
+      };
       try {
         const integration = credentials.update(id, {
           username: draft.username,
           description: draft.description,
           publishAcl: parseFilterList(draft.publishAcl),
           subscribeAcl: parseFilterList(draft.subscribeAcl),
+          denyPublishAcl: parseFilterList(draft.denyPublishAcl),
+          denySubscribeAcl: parseFilterList(draft.denySubscribeAcl),
         });
         return isHtmx(request) ? row(request, integration) : redirect("/integrations");
       } catch (err) {
@@ -207,7 +216,7 @@ function withOob(cell: string): string {
   return cell.replace(/^<td /, '<td hx-swap-oob="true" ');
 }
 
-function EditPage({ request, integration, errors = {}, draft = {} }: { request: Request; integration: Integration; errors?: Record<string, string>; draft?: { username?: string; description?: string } }) {
+function EditPage({ request, integration, errors = {}, draft = {} }: { request: Request; integration: Integration; errors?: Record<string, string>; draft?: PermissionDraft & { username?: string; description?: string } }) {
   const admin = adminOf(request);
   return (
     <SimplePage title="Edit integration" admin={admin}>
@@ -223,6 +232,7 @@ function EditPage({ request, integration, errors = {}, draft = {} }: { request: 
           <input name="description" value={attr(draft.description ?? integration.description)} maxlength="1024" />
         </label>
         <FieldError message={errors.description} />
+        <PermissionFields integration={integration} draft={draft} errors={errors} />
         <button type="submit">Save</button>
         <a href="/integrations">Cancel</a>
       </form>

@@ -41,6 +41,12 @@ describe("CLI verbs on the data dir", () => {
     expect(rows[0].password).toBeString();
     expect(rows[1].password).toBeUndefined();
 
+    const perms = cli(dir, ["integrations", "permissions", "line-4", "--publish", "plant/line4/#", "--subscribe", "plant/#", "--deny-subscribe", "plant/secret/#,plant/+/recipe", "--json"]);
+    expect(perms.code).toBe(0);
+    expect(JSON.parse(perms.out)).toEqual({ username: "line-4", publish: ["plant/line4/#"], subscribe: ["plant/#"], denyPublish: [], denySubscribe: ["plant/secret/#", "plant/+/recipe"] });
+    expect(cli(dir, ["integrations", "permissions", "line-4", "--deny-publish", "a/#/b"]).code).toBe(2);
+    expect(cli(dir, ["integrations", "permissions", "line-4"]).out).toContain("deny subscribe: plant/secret/# plant/+/recipe");
+
     expect(cli(dir, ["integrations", "disable", "plc-1"]).code).toBe(0);
     const list = JSON.parse(cli(dir, ["integrations", "list", "--json"]).out);
     expect(list.map((i: { username: string; active: boolean }) => `${i.username}:${i.active}`).sort()).toEqual(["line-4:true", "plc-1:false", "plc-2:true", "scada:true"]);

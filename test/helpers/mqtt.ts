@@ -1,4 +1,6 @@
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import * as mqttPacket from "mqtt-packet";
+import { connect as netConnect } from "node:net";
 
 /** connectMqtt: a real mqtt.js client over TCP; resolves when connected, rejects with the CONNACK code. */
 export function connectMqtt(port: number, opts: IClientOptions = {}): Promise<MqttClient> {
@@ -58,4 +60,83 @@ export function subackCodes(client: MqttClient, filters: string[]): Promise<numb
       resolve((granted ?? []).map((g) => g.qos));
     });
   });
+}
+
+/**
+ * RawMqtt: a bare TCP client that sends packets exactly as given (mqtt-packet encodes them, or raw
+ * bytes), for the shapes a polite client library never produces.
+ */
+export interface RawMqtt {
+  send(packet: Record<string, unknown> | Uint8Array): void;
+  /** the next packet the broker sends, or undefined if the connection closes first */
+  next(): Promise<Record<string, any> | undefined>;
+  closed: Promise<void>;
+  readonly isClosed: boolean;
+  destroy(): void;
+}
+
+export function rawMqtt(port: number, host = "127.0.0.1"): Promise<RawMqtt> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect(port, host);
+    const parser = mqttPacket.parser({ protocolVersion: 4 });
+    const queue: Record<string, any>[] = [];
+    const waiting: ((p: Record<string, any> | undefined) => void)[] = [];
+    let isClosed = false;
+    parser.on("packet", (p: Record<string, any>) => {
+      const w = waiting.shift();
+      if (w) w(p);
+      else queue.push(p);
+    });
+    socket.on("data", (d: Buffer) => parser.parse(d));
+    const closed = new Promise<void>((r) =>
+      socket.on("close", () => {
+        isClosed = true;
+        for (const w of waiting.splice(0)) w(undefined);
+        r();
+      }),
+    );
+    socket.on("error", () => {});
+    socket.once("connect", () =>
+      resolve({
+        send: (packet) => socket.write(packet instanceof Uint8Array ? packet : mqttPacket.generate(packet as never)),
+        next: () => (queue.length ? Promise.resolve(queue.shift()) : isClosed ? Promise.resolve(undefined) : new Promise((r) => waiting.push(r))),
+        closed,
+        get isClosed() {
+          return isClosed;
+        },
+        destroy: () => socket.destroy(),
+      }),
+    );
+    socket.once("error", reject);
+  });
+}
+
+/** connectPacket: a CONNECT for rawMqtt with the usual fields filled in. */
+export function connectPacket(fields: Record<string, unknown>): Record<string, unknown> {
+  return { cmd: "connect", protocolId: "MQTT", protocolVersion: 4, clean: true, keepalive: 30, clientId: "", ...fields };
+}
+
+/**
+ * connectWithInbox: like connectMqtt, but every message is kept from the first byte on: a persistent
+ * session's queue arrives right behind CONNACK, before a listener added after `connect` would see it.
+ */
+export async function connectWithInbox(port: number, opts: IClientOptions = {}) {
+  const inbox: { topic: string; payload: string }[] = [];
+  const waiting: ((m: { topic: string; payload: string }) => void)[] = [];
+  const client = await new Promise<MqttClient>((resolve, reject) => {
+    const c = mqtt.connect({ host: "127.0.0.1", port, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000, ...opts });
+    c.on("message", (topic, payload) => {
+      const m = { topic, payload: payload.toString() };
+      const w = waiting.shift();
+      if (w) w(m);
+      else inbox.push(m);
+    });
+    c.once("connect", () => resolve(c));
+    c.once("error", (err) => (c.end(true), reject(err)));
+  });
+  return {
+    client,
+    /** next: the oldest message not taken yet (waits for one) */
+    next: () => (inbox.length ? Promise.resolve(inbox.shift()!) : new Promise<{ topic: string; payload: string }>((r) => waiting.push(r))),
+  };
 }

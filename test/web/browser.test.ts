@@ -130,9 +130,11 @@ describe("the Integrations page in a real browser", () => {
     await page.locator('tr[data-username="scoped-in-browser"]').locator("text=Edit").click();
     await page.fill('tr.editing input[name="publishAcl"]', "plant/line1/# plant/line2/+");
     await page.fill('tr.editing input[name="subscribeAcl"]', "plant/#");
+    await page.fill('tr.editing input[name="denySubscribeAcl"]', "plant/secret/#");
     await page.click("tr.editing >> text=Save");
     await page.locator('tr[data-username="scoped-in-browser"] .acl').waitFor();
-    expect(app.core.credentials.get(integration.id)).toMatchObject({ publishAcl: ["plant/line1/#", "plant/line2/+"], subscribeAcl: ["plant/#"] });
+    expect(app.core.credentials.get(integration.id)).toMatchObject({ publishAcl: ["plant/line1/#", "plant/line2/+"], subscribeAcl: ["plant/#"], denySubscribeAcl: ["plant/secret/#"] });
+    expect(await page.locator('tr[data-username="scoped-in-browser"] .acl').textContent()).toContain("never receive: plant/secret/#");
     await page.locator('tr[data-username="scoped-in-browser"]').locator("text=Edit").click();
     await page.fill('tr.editing input[name="publishAcl"]', "bad/#/topic");
     await page.click("tr.editing >> text=Save");

@@ -17,7 +17,39 @@ export interface RowProps {
   mode?: "view" | "edit";
   errors?: Record<string, string>;
   /** values typed into the edit form, when re-shown with errors */
-  draft?: { username?: string; description?: string; publishAcl?: string; subscribeAcl?: string };
+  draft?: PermissionDraft & { username?: string; description?: string };
+}
+
+/** PermissionDraft: the four filter lists as typed in a form (space or comma separated). */
+export interface PermissionDraft {
+  publishAcl?: string;
+  subscribeAcl?: string;
+  denyPublishAcl?: string;
+  denySubscribeAcl?: string;
+}
+
+const permissionFields = [
+  ["publishAcl", "May publish to (topic filters, space separated)"],
+  ["subscribeAcl", "May subscribe to"],
+  ["denyPublishAcl", "Never publish to (a deny wins)"],
+  ["denySubscribeAcl", "Never receive"],
+] as const;
+
+/** PermissionFields: the four topic filter lists of an integration, for the row editor and the edit page. */
+export function PermissionFields({ integration: i, draft = {}, errors = {} }: { integration: Integration; draft?: PermissionDraft; errors?: Record<string, string> }) {
+  return (
+    <>
+      {permissionFields.map(([name, label]) => (
+        <>
+          <label class="acl">
+            <span>{label}</span>
+            <input name={name} value={attr(draft[name] ?? aclText(i[name]))} maxlength="4096" />
+          </label>
+          <FieldError message={errors[name]} />
+        </>
+      ))}
+    </>
+  );
 }
 
 export function StatusBadge({ active, online }: { active: boolean; online: number }) {
@@ -82,16 +114,7 @@ export function IntegrationRow({ integration: i, sessions, csrfToken, secret, mo
           <label class="sr-only" for={`${rowId}-description`}>Description</label>
           <input id={`${rowId}-description`} name="description" value={attr(draft.description ?? i.description)} maxlength="1024" placeholder="Description" />
           <FieldError message={errors.description} />
-          <label class="acl">
-            May publish to (topic filters, space separated)
-            <input name="publishAcl" value={attr(draft.publishAcl ?? aclText(i.publishAcl))} maxlength="4096" />
-          </label>
-          <FieldError message={errors.publishAcl} />
-          <label class="acl">
-            May subscribe to
-            <input name="subscribeAcl" value={attr(draft.subscribeAcl ?? aclText(i.subscribeAcl))} maxlength="4096" />
-          </label>
-          <FieldError message={errors.subscribeAcl} />
+          <PermissionFields integration={i} draft={draft} errors={errors} />
         </td>
         <td class="actions">
           <input type="hidden" name="_csrf" value={csrfToken} />
@@ -116,9 +139,11 @@ export function IntegrationRow({ integration: i, sessions, csrfToken, secret, mo
         ) : (
           ""
         )}
-        {aclText(i.publishAcl) !== "#" || aclText(i.subscribeAcl) !== "#" ? (
+        {aclText(i.publishAcl) !== "#" || aclText(i.subscribeAcl) !== "#" || i.denyPublishAcl.length || i.denySubscribeAcl.length ? (
           <div class="acl muted" safe>
-            {`publish: ${aclText(i.publishAcl) || "nothing"} · subscribe: ${aclText(i.subscribeAcl) || "nothing"}`}
+            {`publish: ${aclText(i.publishAcl) || "nothing"} · subscribe: ${aclText(i.subscribeAcl) || "nothing"}` +
+              (i.denyPublishAcl.length ? ` · never publish: ${aclText(i.denyPublishAcl)}` : "") +
+              (i.denySubscribeAcl.length ? ` · never receive: ${aclText(i.denySubscribeAcl)}` : "")}
           </div>
         ) : (
           ""

@@ -58,6 +58,22 @@ export function limitPacketSize(client: Client, maxBytes: number): void {
 }
 
 /**
+ * refuseUnknownProtocolLevels: mqtt-packet rejects a CONNECT of protocol level 6 and up before aedes
+ * sees it, and aedes then closes without an answer. [MQTT-3.1.2-2] asks for CONNACK 1 first.
+ */
+export function refuseUnknownProtocolLevels(client: Client, onRefused: () => void): void {
+  const parser = parserOf(client) as PacketParser;
+  const emitError = parser._emitError.bind(parser);
+  parser._emitError = (err: Error) => {
+    if (err?.message === "Invalid protocol version") {
+      onRefused();
+      (client.conn as { write(b: Uint8Array): void }).write(new Uint8Array([0x20, 0x02, 0x00, 0x01]));
+    }
+    emitError(err);
+  };
+}
+
+/**
  * dropPublishes: aedes has no way for `authorizePublish` to refuse a message without closing the
  * connection, yet [MQTT-3.3.5-2] wants it acknowledged and not forwarded. The packets in `dropped`
  * are acknowledged by aedes as usual and then never reach routing, retained storage or offline queues.

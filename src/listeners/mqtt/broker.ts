@@ -8,7 +8,7 @@ import type { Integration, IntegrationType, LoginFailure } from "../../core/type
 import { StaleLoginError } from "../../lib/errors.ts";
 import type { Logger } from "../../lib/logger.ts";
 import type { Listener } from "../listener.ts";
-import { assertAedesShape, dropPublishes, forgetSession, limitPacketSize, parserOf, retainedStream } from "./aedes-internals.ts";
+import { assertAedesShape, dropPublishes, forgetSession, limitPacketSize, parserOf, refuseUnknownProtocolLevels, retainedStream } from "./aedes-internals.ts";
 import { ClientIdOwners } from "./client-ids.ts";
 
 export interface MqttDeps {
@@ -254,6 +254,10 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
           checked = true;
         }
         limitPacketSize(client, maxPacket);
+        refuseUnknownProtocolLevels(client, () => {
+          log.info("mqtt protocol version not supported", { remote: socket.remoteAddress });
+          credentials.loginRefused(type, "", "unsupported-protocol", { remote: socket.remoteAddress });
+        });
       });
       await new Promise<void>((resolve, reject) => {
         server!.once("error", reject);
