@@ -195,6 +195,7 @@ export function createDeviceApi(core: Core, log: Logger, opts: DeviceApiOptions)
           if (set!.size === 0) waiters.delete(topic);
           resolve(m);
         };
+        set.add(done);
         const timer = setTimeout(() => done(), Number(wait) * 1000);
         request.signal.addEventListener("abort", () => done());
       });
