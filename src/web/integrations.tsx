@@ -35,7 +35,7 @@ export function integrationPages(core: Core) {
   const sessionsOf = (id: number) => sessions.list({ integrationId: id });
 
   const row = (request: Request, integration: Integration, extra: Omit<RowProps, "integration" | "sessions" | "csrfToken"> = {}) => (
-    <IntegrationRow integration={integration} sessions={sessionsOf(integration.id)} csrfToken={adminOf(request).csrfToken} {...extra} />
+    <IntegrationRow integration={integration} sessions={sessionsOf(integration.id)} csrfToken={adminOf(request).csrfToken} baseUrl={new URL(request.url).origin} {...extra} />
   );
 
   /** listPage: the query as typed in the URL and the page of integrations it selects. */
@@ -56,6 +56,7 @@ export function integrationPages(core: Core) {
         query={q}
         sessionsOf={sessionsOf}
         csrfToken={adminOf(request).csrfToken}
+        baseUrl={new URL(request.url).origin}
         failedLogins={core.loginLog.recent(50)}
         panel={panel}
         flash={flash}
@@ -70,7 +71,7 @@ export function integrationPages(core: Core) {
     .get("/integrations", ({ request, query }) => {
       if (isHtmx(request) && request.headers.get("hx-target") === "integration-table") {
         const { q, result } = listPage(query);
-        return <IntegrationTable rows={result.rows} total={result.total} page={result.page} pages={result.pages} query={q} sessionsOf={sessionsOf} csrfToken={adminOf(request).csrfToken} />;
+        return <IntegrationTable rows={result.rows} total={result.total} page={result.page} pages={result.pages} query={q} sessionsOf={sessionsOf} csrfToken={adminOf(request).csrfToken} baseUrl={new URL(request.url).origin} />;
       }
       return fullPage(request, query);
     })

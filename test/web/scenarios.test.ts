@@ -93,6 +93,14 @@ describe("integration routes", () => {
       after: (ctx) => expect(ctx.core.credentials.get(ctx.vars.id as number)!.denySubscribeAcl).toEqual(["test/nosubscribe"]),
     },
     {
+      name: "page: an HTTP integration's row shows copyable curl examples with the appliance's URL",
+      method: "GET",
+      path: "/integrations",
+      before: (ctx) => ctx.core.credentials.create({ type: "http", username: "gw-1" }),
+      status: 200,
+      contains: ["curl -u &#x27;gw-1:PASSWORD&#x27;", "http://localhost/api/v1/data/plant/line1/temp?retain=true", "?wait=30"],
+    },
+    {
       name: "nobody: the API answers 401 and nothing is created",
       method: "POST",
       path: "/api/v1/integrations",

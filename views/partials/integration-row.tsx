@@ -16,6 +16,8 @@ export interface RowProps {
   secret?: string;
   mode?: "view" | "edit";
   errors?: Record<string, string>;
+  /** the appliance's URL as the admin reaches it, for the HTTP integrations' curl examples */
+  baseUrl?: string;
   /** values typed into the edit form, when re-shown with errors */
   draft?: PermissionDraft & { username?: string; description?: string };
 }
@@ -70,7 +72,8 @@ export function StatusCell({ integration: i, sessions, csrfToken }: { integratio
           <ul class="sessions">
             {sessions.map((s) => (
               <li>
-                <code safe>{s.clientId ?? "(no client id)"}</code> <span class="muted" safe>{`${s.type} from ${s.remote ?? "?"}`}</span>{" "}
+                <code safe>{s.clientId ?? "(no client id)"}</code>{" "}
+                <span class="muted" safe>{`${s.type} from ${s.remote ?? "?"}${s.requests !== undefined ? `, ${s.requests} request${s.requests === 1 ? "" : "s"}` : ""}`}</span>{" "}
                 <form method="post" action={`/sessions/${s.id}/disconnect`} class="inline" hx-post={`/sessions/${s.id}/disconnect`} hx-target={`#integration-${i.id}`} hx-swap="outerHTML">
                   <input type="hidden" name="_csrf" value={csrfToken} />
                   <button type="submit" class="link danger">
@@ -99,7 +102,20 @@ export function LastLoginCell({ integration: i }: { integration: Integration }) 
 const aclText = (acl: string[]) => acl.join(" ");
 
 /** IntegrationRow: one table row; every htmx action on it swaps this row only. */
-export function IntegrationRow({ integration: i, sessions, csrfToken, secret, mode = "view", errors = {}, draft = {} }: RowProps) {
+/** CurlExamples: how an HTTP integration's device sends and reads data, ready to copy. */
+export function CurlExamples({ username, baseUrl }: { username: string; baseUrl: string }) {
+  const user = `'${username.replaceAll("'", "'\\''")}:PASSWORD'`;
+  return (
+    <details class="curl">
+      <summary>curl examples</summary>
+      <pre safe>{`curl -u ${user} -H 'content-type: application/json' \\\n  -d '{"value":21.5}' '${baseUrl}/api/v1/data/plant/line1/temp?retain=true'`}</pre>
+      <pre safe>{`curl -u ${user} '${baseUrl}/api/v1/data/plant/line1/temp'`}</pre>
+      <pre safe>{`curl -u ${user} '${baseUrl}/api/v1/data/plant/line1/setpoint?wait=30'`}</pre>
+    </details>
+  );
+}
+
+export function IntegrationRow({ integration: i, sessions, csrfToken, secret, mode = "view", errors = {}, draft = {}, baseUrl }: RowProps) {
   const rowId = `integration-${i.id}`;
   if (mode === "edit") {
     return (
@@ -148,6 +164,7 @@ export function IntegrationRow({ integration: i, sessions, csrfToken, secret, mo
         ) : (
           ""
         )}
+        {i.type === "http" && baseUrl ? <CurlExamples username={i.username} baseUrl={baseUrl} /> : ""}
       </td>
       <td safe>{typeLabels[i.type]}</td>
       <StatusCell integration={i} sessions={sessions} csrfToken={csrfToken} />

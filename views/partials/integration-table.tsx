@@ -11,6 +11,8 @@ export interface TableQuery {
 export interface TableProps {
   rows: Integration[];
   sessionsOf: (id: number) => SessionInfo[];
+  /** the appliance's URL as the admin reaches it */
+  baseUrl?: string;
   csrfToken: string;
   total: number;
   page: number;
@@ -29,7 +31,7 @@ function pageHref(query: TableQuery, page: number): string {
 }
 
 /** IntegrationTable: the list with its pager; the search form swaps this element. */
-export function IntegrationTable({ rows, sessionsOf, csrfToken, total, page, pages, query }: TableProps) {
+export function IntegrationTable({ rows, sessionsOf, csrfToken, total, page, pages, query, baseUrl }: TableProps) {
   return (
     <div id="integration-table">
       <table class="integrations">
@@ -46,7 +48,7 @@ export function IntegrationTable({ rows, sessionsOf, csrfToken, total, page, pag
         </thead>
         <tbody id="integration-rows">
           {rows.map((i) => (
-            <IntegrationRow integration={i} sessions={sessionsOf(i.id)} csrfToken={csrfToken} />
+            <IntegrationRow integration={i} sessions={sessionsOf(i.id)} csrfToken={csrfToken} baseUrl={baseUrl} />
           ))}
         </tbody>
       </table>

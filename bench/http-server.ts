@@ -1,0 +1,20 @@
+/**
+ * bench/http-server.ts: the whole appliance (OPC UA off) on free ports with one HTTP integration,
+ * in its own process so the load generator's CPU is not counted. Prints `ready <httpPort> <user> <pass>`.
+ */
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createApp } from "../src/app.ts";
+import { parseServeConfig } from "../src/config.ts";
+import { silentLogger } from "../src/lib/logger.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "gatehouse-bench-http-"));
+const config = parseServeConfig(["--data-dir", dir, "--bind", "127.0.0.1", "--http-port", "0", "--mqtt-port", "0", "--opcua-port", "off"], { GATEHOUSE_ADMIN_PASSWORD: "bench-admin-password" });
+const app = createApp(config, silentLogger);
+await app.start();
+const { password } = await app.core.credentials.create({ type: "http", username: "bench-device" });
+const dash = await app.core.credentials.create({ type: "http", username: "bench-viewer" });
+app.core.credentials.update(dash.integration.id, { subscribeAcl: ["/dashboard/#"] });
+console.log(`ready ${app.address("http")!.port} bench-device ${password} bench-viewer ${dash.password}`);
+process.on("SIGTERM", () => app.stop().then(() => process.exit(0)));
