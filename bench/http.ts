@@ -61,3 +61,4 @@ for (const [i, [name]] of phases.entries()) {
 console.log("(ratio: requests per second against the unauthenticated route of the same server; goal >= 0.8x)");
 proc.kill("SIGTERM");
 await proc.exited;
+export {};
