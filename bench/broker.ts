@@ -29,6 +29,9 @@ if (mode === "baseline") {
   const core = createCore(db, silentLogger, { accepts: acceptsTable() });
   core.start();
   for (let i = 0; i < credentials; i++) await core.credentials.create({ type: "mqtt", username: `bench-${i}`, password: `bench-password-${i}` });
+  // for bench/vrpc.ts: an agent and a client of domain `bench`
+  await core.credentials.create({ type: "vrpc", username: "bench/agent", password: "bench-agent-password" });
+  await core.credentials.create({ type: "vrpc", username: "bench/client", password: "bench-client-password" });
   const listener = createMqttListener({ core, log: silentLogger }, { host: "127.0.0.1", port: 0, maxConnections: 100_000 });
   await listener.start();
   port = listener.address()!.port;

@@ -4,6 +4,7 @@ import { Slot } from "../lib/slot.ts";
 import { AdminStore } from "./admins.ts";
 import { TopicBus } from "./bus.ts";
 import type { CertificateTrust } from "./certificates.ts";
+import type { VrpcDirectory } from "./vrpc.ts";
 import { CredentialStore, type AcceptsTable, type HashCost } from "./credentials.ts";
 import { EventBus } from "./events.ts";
 import { LoginLog } from "./login-log.ts";
@@ -81,6 +82,8 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     bus: new TopicBus(),
     /** the OPC UA listener's certificate trust list while it runs */
     certificates: new Slot<CertificateTrust>(),
+    /** the VRPC listener's directory of agents while it runs */
+    vrpc: new Slot<VrpcDirectory>(),
     syncExternalChanges,
     /** start: background work; stop: flushes what is pending. */
     start() {

@@ -1,5 +1,6 @@
 import { anyCovers, anyMatches, filterCovers, isVrpcInfoTopic } from "./topics.ts";
 import type { Integration, IntegrationType } from "./types.ts";
+import { vrpcAgentIdentity } from "./vrpc.ts";
 
 /**
  * Permissions: every "may this integration publish / subscribe / read / write this topic" of every
@@ -9,7 +10,8 @@ import type { Integration, IntegrationType } from "./types.ts";
  * - `$SYS` is the broker's own: nobody publishes there;
  * - other `$` topics, and `$SYS` for reading, are reachable only through a filter that names them
  *   ([MQTT-4.7.2-1]: `#` and `+` never match a first level starting with `$`);
- * - each type adds its own rule (`typeRules`): only VRPC integrations publish VRPC discovery topics;
+ * - each type adds its own rule (`typeRules`): only VRPC integrations publish VRPC discovery topics,
+ *   each only its own, inside its domain;
  * - a deny filter that matches wins over every allow filter;
  * - then the integration's allow filters decide.
  *
@@ -23,12 +25,28 @@ type Rule = (integration: Readonly<Integration>, topic: string, action: Action) 
 
 const noVrpcInfo: Rule = (_i, topic, action) => action !== "publish" || !isVrpcInfoTopic(topic);
 
+/**
+ * vrpcRule: a VRPC integration named `<domain>/<agent>` stays inside `<domain>/#` (every topic vrpc 3.5
+ * uses is there: announcements `<domain>/<agent>/...`, calls `<domain>/<agent>/<Class>/...`, client ids
+ * and replies `<domain>/<host>/<id>`, client info `<domain>/<host>/<id>/__clientInfo__`), and announces
+ * only itself. One named without a domain is a client: confined by its filters, and announces nobody.
+ */
+const identities = new WeakMap<Readonly<Integration>, ReturnType<typeof vrpcAgentIdentity> | null>();
+const vrpcRule: Rule = (i, topic, action) => {
+  // asked per message: the identity is parsed once per stored version of the integration
+  let id = identities.get(i);
+  if (id === undefined) identities.set(i, (id = vrpcAgentIdentity(i.username) ?? null));
+  if (!id) return noVrpcInfo(i, topic, action);
+  if (!topic.startsWith(id.domain) || topic.charCodeAt(id.domain.length) !== 47 /* "/" */) return false;
+  return action !== "publish" || !isVrpcInfoTopic(topic) || topic.split("/")[1] === id.agent;
+};
+
 /** typeRules: what a type may never do whatever its filters say. One entry per type. */
 const typeRules: Record<IntegrationType, Rule> = {
   mqtt: noVrpcInfo,
   opcua: noVrpcInfo,
   http: noVrpcInfo,
-  vrpc: () => true,
+  vrpc: vrpcRule,
 };
 
 const isSys = (topic: string) => topic === "$SYS" || topic.startsWith("$SYS/");

@@ -48,9 +48,11 @@ export function anyCovers(filters: readonly string[], requested: string): boolea
 /** vrpcInfoTopics: retained discovery topics only VRPC agents may publish. */
 export const vrpcInfoTopics = ["+/+/__agentInfo__", "+/+/+/__classInfo__", "+/+/+/__classInfoConcise__"];
 
-/** isVrpcInfoTopic: cheap test first, since it runs for every published message. */
+/** isVrpcInfoTopic: cheap test first, since it runs for every published message (and VRPC calls contain `__static__`). */
 export function isVrpcInfoTopic(topic: string): boolean {
-  return topic.includes("__") && anyMatches(vrpcInfoTopics, topic);
+  if (!topic.endsWith("__")) return false;
+  if (!topic.endsWith("/__agentInfo__") && !topic.endsWith("/__classInfo__") && !topic.endsWith("/__classInfoConcise__")) return false;
+  return anyMatches(vrpcInfoTopics, topic);
 }
 
 /**

@@ -4,13 +4,14 @@ import type { ListenerModule } from "./listener.ts";
 import { httpListener } from "./http/index.ts";
 import { mqttListener } from "./mqtt/index.ts";
 import { opcuaListener } from "./opcua/index.ts";
+import { vrpcListener } from "./vrpc/index.ts";
 
 /**
  * listenerRegistry: every protocol, once, in start order (the slow OPC UA last, so the others serve
  * while it loads). A new protocol is one folder plus one line here; `serve` flags, `--help`, boot and
  * the login type rules all loop over this list.
  */
-export const listenerRegistry = [httpListener, mqttListener, opcuaListener] as const satisfies readonly ListenerModule<any>[];
+export const listenerRegistry = [httpListener, mqttListener, vrpcListener, opcuaListener] as const satisfies readonly ListenerModule<any>[];
 
 /** Every integration type must be admitted by some listener: `tsc` fails here when one is not. */
 type Unserved = Exclude<IntegrationType, (typeof listenerRegistry)[number]["accepts"][number]>;

@@ -6,6 +6,7 @@ import { AppError, httpStatusOf } from "../lib/errors.ts";
 import { htmlResponse, isHtmx, jsonResponse, type HttpMount } from "../lib/http.ts";
 import type { Logger } from "../lib/logger.ts";
 import { SimplePage } from "../../views/pages/simple.tsx";
+import { agentRoutes } from "./agents.tsx";
 import { apiRoutes } from "./api.ts";
 import { assetRoutes } from "./assets.ts";
 import { authGuard, authRoutes, Denied } from "./auth.tsx";
@@ -110,6 +111,7 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
     .use(integrationPages(core))
     .use(tokenPages(core))
     .use(certificatePages(() => core.certificates.current))
+    .use(agentRoutes(core, log))
     .use(apiRoutes(core));
 }
 

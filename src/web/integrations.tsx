@@ -1,6 +1,7 @@
 import { Elysia } from "elysia";
 import { attr } from "../../views/components/attr.ts";
 import type { Core } from "../core/index.ts";
+import { vrpcAgentIdentity } from "../core/vrpc.ts";
 import { integrationStatuses, isIntegrationType, type Integration, type IntegrationStatus, type IntegrationType } from "../core/types.ts";
 import { AppError, NotFoundError } from "../lib/errors.ts";
 import { field, htmlResponse, isHtmx, redirect } from "../lib/http.ts";
@@ -33,9 +34,16 @@ export function parseId(raw: string): number {
 export function integrationPages(core: Core) {
   const { credentials, sessions } = core;
   const sessionsOf = (id: number) => sessions.list({ integrationId: id });
+  /** roleOf: a VRPC integration named `<domain>/<agent>` whose agent has announced itself is an Agent (Edge Connector). */
+  const roleOf = (i: Integration) => {
+    if (i.type !== "vrpc") return undefined;
+    const id = vrpcAgentIdentity(i.username);
+    const agent = id && core.vrpc.current?.agent(id.domain, id.agent);
+    return agent ? `Agent (Edge Connector), ${agent.status}` : "Client";
+  };
 
   const row = (request: Request, integration: Integration, extra: Omit<RowProps, "integration" | "sessions" | "csrfToken"> = {}) => (
-    <IntegrationRow integration={integration} sessions={sessionsOf(integration.id)} csrfToken={adminOf(request).csrfToken} baseUrl={new URL(request.url).origin} {...extra} />
+    <IntegrationRow integration={integration} sessions={sessionsOf(integration.id)} csrfToken={adminOf(request).csrfToken} baseUrl={new URL(request.url).origin} role={roleOf(integration)} {...extra} />
   );
 
   /** listPage: the query as typed in the URL and the page of integrations it selects. */
@@ -57,6 +65,7 @@ export function integrationPages(core: Core) {
         sessionsOf={sessionsOf}
         csrfToken={adminOf(request).csrfToken}
         baseUrl={new URL(request.url).origin}
+        roleOf={roleOf}
         failedLogins={core.loginLog.recent(50)}
         panel={panel}
         flash={flash}
@@ -71,7 +80,7 @@ export function integrationPages(core: Core) {
     .get("/integrations", ({ request, query }) => {
       if (isHtmx(request) && request.headers.get("hx-target") === "integration-table") {
         const { q, result } = listPage(query);
-        return <IntegrationTable rows={result.rows} total={result.total} page={result.page} pages={result.pages} query={q} sessionsOf={sessionsOf} csrfToken={adminOf(request).csrfToken} baseUrl={new URL(request.url).origin} />;
+        return <IntegrationTable rows={result.rows} total={result.total} page={result.page} pages={result.pages} query={q} sessionsOf={sessionsOf} csrfToken={adminOf(request).csrfToken} baseUrl={new URL(request.url).origin} roleOf={roleOf} />;
       }
       return fullPage(request, query);
     })

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { cleanupTempDirs, tempDir } from "../helpers/app.ts";
 import { buildBinary, runBinary } from "../helpers/binary.ts";
 import { signIn } from "../helpers/http.ts";
+import { eventually } from "../helpers/wait.ts";
 import { connectMqtt, nextMessage, refusalCode } from "../helpers/mqtt.ts";
 import { connectOpcua, readValue } from "../helpers/opcua.ts";
 
@@ -55,6 +56,34 @@ describe("the compiled binary, alone in an empty folder", () => {
     expect((await readValue(ua.session, "ns=1;s=Topics/e2e/temp")).value.value).toBe(19.5);
     await ua.close();
 
+    // VRPC: a real agent process logs in to the binary's broker; the API lists it and calls it.
+    const agentCred = await (
+      await fetch(`${base}/api/v1/integrations`, { method: "POST", headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" }, body: JSON.stringify({ type: "vrpc", username: "e2e/press-agent" }) })
+    ).json();
+    const agent = Bun.spawn(["bun", join(import.meta.dir, "../fixtures/vrpc-agent.ts")], {
+      env: { ...process.env, BROKER: `mqtt://127.0.0.1:${first.ports.mqtt}`, DOMAIN: "e2e", AGENT: "press-agent", USERNAME: "e2e/press-agent", PASSWORD: agentCred.password },
+      stdout: "ignore",
+      stderr: "inherit",
+    });
+    try {
+      const answer = await eventually(async () => {
+        const res = await fetch(`${base}/api/v1/vrpc/e2e/press-agent/Press/speed`, { method: "POST", headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" }, body: "[50]" });
+        expect(res.status).toBe(200);
+        return res.json();
+      }, 15_000);
+      expect(answer).toEqual({ result: 100 });
+    } finally {
+      agent.kill("SIGKILL");
+    }
+
+    // HTTP integrations: a device posts data with Basic auth; an MQTT-only credential is refused.
+    const gw = await (
+      await fetch(`${base}/api/v1/integrations`, { method: "POST", headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" }, body: JSON.stringify({ type: "http", username: "e2e-gateway" }) })
+    ).json();
+    const device = (user: string, pass: string) => ({ authorization: `Basic ${Buffer.from(`${user}:${pass}`).toString("base64")}` });
+    expect((await fetch(`${base}/api/v1/data/e2e/http`, { method: "POST", headers: device("e2e-gateway", gw.password), body: "42" })).status).toBe(202);
+    expect((await fetch(`${base}/api/v1/data/e2e/http`, { method: "POST", headers: device("e2e-press", password), body: "42" })).status).toBe(403);
+
     const oversize = await fetch(`${base}/api/v1/integrations`, { method: "POST", headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" }, body: "x".repeat(200_000) });
     expect(oversize.status).toBe(413);
 
@@ -64,7 +93,7 @@ describe("the compiled binary, alone in an empty folder", () => {
     const second = await runBinary(binary, dir, args(dir), { ...env, HOME: join(dir, "home") });
     const again = await signIn(`http://127.0.0.1:${second.ports.http}`, "admin", env.GATEHOUSE_ADMIN_PASSWORD);
     const list = await (await fetch(`http://127.0.0.1:${second.ports.http}/api/v1/integrations`, { headers: { cookie: again.cookie } })).json();
-    expect(list.items.map((i: { username: string }) => i.username).sort()).toEqual(["e2e-press", "e2e-scada"]);
+    expect(list.items.map((i: { username: string }) => i.username).sort()).toEqual(["e2e-gateway", "e2e-press", "e2e-scada", "e2e/press-agent"]);
     expect(await second.stop("SIGINT")).toBe(0);
 
     expect(readdirSync(dir).sort()).toEqual(["data", "gatehouse", "home"]);

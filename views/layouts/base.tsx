@@ -4,7 +4,7 @@ export interface LayoutProps {
   title: string;
   /** signed-in admin; absent on the sign-in and setup pages */
   admin?: { username: string; csrfToken: string };
-  active?: "integrations" | "tokens" | "certificates";
+  active?: "integrations" | "agents" | "tokens" | "certificates";
 }
 
 // htmx swaps 400/409 bodies too: they carry the form with its inline errors.
@@ -41,6 +41,7 @@ export function Layout({ title, admin, active, children }: PropsWithChildren<Lay
             {admin ? (
               <nav>
                 <a href="/integrations" class={active === "integrations" ? "active" : undefined}>Integrations</a>
+                <a href="/agents" class={active === "agents" ? "active" : undefined}>VRPC agents</a>
                 <a href="/certificates" class={active === "certificates" ? "active" : undefined}>OPC UA certificates</a>
                 <a href="/settings/tokens" class={active === "tokens" ? "active" : undefined}>API tokens</a>
                 <form method="post" action="/logout" class="inline">

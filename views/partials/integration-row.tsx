@@ -18,6 +18,8 @@ export interface RowProps {
   errors?: Record<string, string>;
   /** the appliance's URL as the admin reaches it, for the HTTP integrations' curl examples */
   baseUrl?: string;
+  /** what a VRPC integration is seen as: "Agent" once it announced itself on the broker, else "Client" */
+  role?: string;
   /** values typed into the edit form, when re-shown with errors */
   draft?: PermissionDraft & { username?: string; description?: string };
 }
@@ -115,7 +117,7 @@ export function CurlExamples({ username, baseUrl }: { username: string; baseUrl:
   );
 }
 
-export function IntegrationRow({ integration: i, sessions, csrfToken, secret, mode = "view", errors = {}, draft = {}, baseUrl }: RowProps) {
+export function IntegrationRow({ integration: i, sessions, csrfToken, secret, mode = "view", errors = {}, draft = {}, baseUrl, role }: RowProps) {
   const rowId = `integration-${i.id}`;
   if (mode === "edit") {
     return (
@@ -166,7 +168,16 @@ export function IntegrationRow({ integration: i, sessions, csrfToken, secret, mo
         )}
         {i.type === "http" && baseUrl ? <CurlExamples username={i.username} baseUrl={baseUrl} /> : ""}
       </td>
-      <td safe>{typeLabels[i.type]}</td>
+      <td>
+        <span safe>{typeLabels[i.type]}</span>
+        {role ? (
+          <span class="muted role" safe>
+            {` · ${role}`}
+          </span>
+        ) : (
+          ""
+        )}
+      </td>
       <StatusCell integration={i} sessions={sessions} csrfToken={csrfToken} />
       <LastLoginCell integration={i} />
       <td>

@@ -13,6 +13,8 @@ export interface TableProps {
   sessionsOf: (id: number) => SessionInfo[];
   /** the appliance's URL as the admin reaches it */
   baseUrl?: string;
+  /** a VRPC integration's role (Agent / Client) */
+  roleOf?: (i: Integration) => string | undefined;
   csrfToken: string;
   total: number;
   page: number;
@@ -31,7 +33,7 @@ function pageHref(query: TableQuery, page: number): string {
 }
 
 /** IntegrationTable: the list with its pager; the search form swaps this element. */
-export function IntegrationTable({ rows, sessionsOf, csrfToken, total, page, pages, query, baseUrl }: TableProps) {
+export function IntegrationTable({ rows, sessionsOf, csrfToken, total, page, pages, query, baseUrl, roleOf }: TableProps) {
   return (
     <div id="integration-table">
       <table class="integrations">
@@ -48,7 +50,7 @@ export function IntegrationTable({ rows, sessionsOf, csrfToken, total, page, pag
         </thead>
         <tbody id="integration-rows">
           {rows.map((i) => (
-            <IntegrationRow integration={i} sessions={sessionsOf(i.id)} csrfToken={csrfToken} baseUrl={baseUrl} />
+            <IntegrationRow integration={i} sessions={sessionsOf(i.id)} csrfToken={csrfToken} baseUrl={baseUrl} role={roleOf?.(i)} />
           ))}
         </tbody>
       </table>

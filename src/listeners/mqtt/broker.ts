@@ -217,7 +217,8 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
       b.on("connectionError", (client, err) => log.debug("mqtt connection error", { remote: remoteOf(client), err }));
       b.on("publish", (packet, client) => {
         if (client && core.bus.listening && packet.topic.charCodeAt(0) !== 36) {
-          core.bus.routed({ topic: packet.topic, payload: Buffer.from(packet.payload), retain: packet.retain });
+          const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload;
+          core.bus.routed({ topic: packet.topic, payload, retain: packet.retain });
         }
       });
 

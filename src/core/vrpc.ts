@@ -1,0 +1,58 @@
+/**
+ * The VRPC directory as the rest of the appliance sees it (the page, the API), without knowing how the
+ * VRPC listener keeps it. VRPC (npm `vrpc` 3.5) is RPC over MQTT: agents announce themselves on
+ * retained topics under `<domain>/<agent>/`, clients call on `<domain>/<agent>/<Class>/...`.
+ */
+export interface VrpcClassInfo {
+  className: string;
+  instances: string[];
+  memberFunctions: string[];
+  staticFunctions: string[];
+}
+
+export interface VrpcAgentInfo {
+  domain: string;
+  agent: string;
+  status: "online" | "offline";
+  hostname?: string;
+  version?: string;
+  /** when its announcement last changed (null: retained from before this start) */
+  lastSeenAt: number | null;
+  classes: VrpcClassInfo[];
+}
+
+export interface VrpcCall {
+  domain: string;
+  agent: string;
+  className: string;
+  functionName: string;
+  /** a member function of this instance; a static function when absent */
+  instance?: string;
+  args: unknown[];
+  timeoutMs?: number;
+}
+
+/** VrpcCallError: `code` says what the caller should do (404 no such agent/function, 504 no answer, 502 the remote threw). */
+export class VrpcCallError extends Error {
+  constructor(
+    readonly code: "not-found" | "offline" | "timeout" | "remote",
+    message: string,
+  ) {
+    super(message);
+    this.name = "VrpcCallError";
+  }
+}
+
+export interface VrpcDirectory {
+  agents(): VrpcAgentInfo[];
+  agent(domain: string, agent: string): VrpcAgentInfo | undefined;
+  call(call: VrpcCall): Promise<unknown>;
+  /** forget an offline agent: its retained announcements are cleared from the broker */
+  remove(domain: string, agent: string): Promise<void>;
+}
+
+/** vrpcAgentIdentity: the `<domain>/<agent>` an integration's username names, if it has that shape. */
+export function vrpcAgentIdentity(username: string): { domain: string; agent: string } | undefined {
+  const m = /^([^/+#$]+)\/([^/+#]+)$/.exec(username);
+  return m ? { domain: m[1]!, agent: m[2]! } : undefined;
+}

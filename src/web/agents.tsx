@@ -1,0 +1,97 @@
+import { Elysia, t } from "elysia";
+import type { Core } from "../core/index.ts";
+import { VrpcCallError, type VrpcDirectory } from "../core/vrpc.ts";
+import { AppError, NotFoundError } from "../lib/errors.ts";
+import { field, htmlResponse, isHtmx, jsonResponse, redirect } from "../lib/http.ts";
+import type { Logger } from "../lib/logger.ts";
+import { AgentList, AgentsPage, CallResult } from "../../views/pages/agents.tsx";
+import { adminOf, authOf } from "./auth.tsx";
+
+const statusOf: Record<VrpcCallError["code"], number> = { "not-found": 404, offline: 504, timeout: 504, remote: 502 };
+
+/** agentRoutes: the VRPC agents page and `/api/v1/vrpc`: list, call, remove. Admin auth like every page. */
+export function agentRoutes(core: Core, log: Logger) {
+  const directory = (): VrpcDirectory => {
+    const d = core.vrpc.current;
+    if (!d) throw new AppError("not_found", "the VRPC listener is not running");
+    return d;
+  };
+  const who = (request: Request) => {
+    const a = authOf(request);
+    return a.kind === "session" ? `admin ${a.session.username}` : `API token ${a.name}`;
+  };
+  /** call: one call, logged with who called what (not the arguments: they may carry secrets). */
+  const call = async (request: Request, c: { domain: string; agent: string; className: string; functionName: string; instance?: string; args: unknown[] }) => {
+    log.info("vrpc call", { by: who(request), agent: `${c.domain}/${c.agent}`, class: c.className, function: c.functionName, instance: c.instance });
+    return directory().call(c);
+  };
+  const parseArgs = (raw: string | undefined): unknown[] => {
+    try {
+      const v = JSON.parse(raw?.trim() || "[]");
+      if (Array.isArray(v)) return v;
+    } catch {
+      // answered below
+    }
+    throw new AppError("validation", "arguments must be a JSON array, e.g. [21] or [\"a\", {\"b\": 1}]", { args: "a JSON array" });
+  };
+
+  return new Elysia({ name: "agent-routes" })
+    .get("/agents", ({ request }) => {
+      const admin = adminOf(request);
+      return <AgentsPage admin={admin} agents={core.vrpc.current?.agents() ?? []} csrfToken={admin.csrfToken} running={core.vrpc.current !== undefined} />;
+    })
+    .get("/agents/list", ({ request }) => <AgentList agents={core.vrpc.current?.agents() ?? []} csrfToken={adminOf(request).csrfToken} running={core.vrpc.current !== undefined} />)
+    .post("/agents/call", async ({ request, body }) => {
+      const c = {
+        domain: field(body, "domain") ?? "",
+        agent: field(body, "agent") ?? "",
+        className: field(body, "className") ?? "",
+        functionName: field(body, "functionName") ?? "",
+        instance: field(body, "instance") || undefined,
+      };
+      let result: { ok: boolean; text: string; status: number };
+      try {
+        const r = await call(request, { ...c, args: parseArgs(field(body, "args")) });
+        result = { ok: true, text: JSON.stringify(r, null, 2) ?? "undefined", status: 200 };
+      } catch (err) {
+        if (err instanceof VrpcCallError) result = { ok: false, text: err.message, status: statusOf[err.code] };
+        else if (err instanceof AppError) result = { ok: false, text: err.message, status: 400 };
+        else throw err;
+      }
+      const fragment = <CallResult ok={result.ok} text={result.text} />;
+      // htmx shows the fragment whatever the outcome; a browser without JS gets a page with it.
+      if (isHtmx(request)) return htmlResponse(fragment, 200);
+      const admin = adminOf(request);
+      return htmlResponse(
+        <AgentsPage admin={admin} agents={core.vrpc.current?.agents() ?? []} csrfToken={admin.csrfToken} running={core.vrpc.current !== undefined} result={fragment} />,
+        result.status,
+      );
+    })
+    .post("/agents/:domain/:agent/remove", async ({ params }) => {
+      try {
+        await directory().remove(params.domain, params.agent);
+      } catch (err) {
+        if (err instanceof VrpcCallError) throw err.code === "not-found" ? new NotFoundError("agent") : new AppError("conflict", err.message);
+        throw err;
+      }
+      return redirect("/agents");
+    })
+    .get("/api/v1/vrpc", () => ({ agents: directory().agents() }), { detail: { summary: "VRPC agents with their classes and functions", tags: ["vrpc"] } })
+    .post(
+      "/api/v1/vrpc/:domain/:agent/:className/:functionName",
+      async ({ request, params, query, body }) => {
+        try {
+          const result = await call(request, { ...params, instance: query.instance, args: body });
+          return jsonResponse({ result: result ?? null });
+        } catch (err) {
+          if (err instanceof VrpcCallError) return jsonResponse({ error: err.code, message: err.message }, statusOf[err.code]);
+          throw err;
+        }
+      },
+      {
+        body: t.Array(t.Unknown(), { maxItems: 100 }),
+        query: t.Object({ instance: t.Optional(t.String({ maxLength: 256 })) }),
+        detail: { summary: "Call a static function (or a member function with ?instance=); the body is the JSON array of arguments", tags: ["vrpc"] },
+      },
+    );
+}
