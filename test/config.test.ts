@@ -20,7 +20,7 @@ describe("serve configuration", () => {
 
   it("`off` leaves a listener out", () => {
     const types = parseServeConfig(["--opcua-port", "off", "--mqtt-port", "off"], {}).listeners.map((l) => l.module.type);
-    expect(types).toEqual(["http"]);
+    expect(types).toEqual(["http", "vrpc"]);
   });
 
   it("refuses bad values with a message naming the flag", () => {
