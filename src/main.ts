@@ -18,6 +18,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import("./cli/admin.ts")).admin(rest, env);
     case "integrations":
       return (await import("./cli/integrations.ts")).integrationsCli(rest, env);
+    case "onboarding":
+      return (await import("./cli/onboarding.ts")).onboardingCli(rest, env);
     case "version":
     case "--version":
       process.stdout.write(`gatehouse ${version}\n`);

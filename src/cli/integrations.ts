@@ -1,5 +1,6 @@
 import { parseArgs } from "node:util";
 import { dataDirOf, DataDirError, openDataDir } from "../db/data-dir.ts";
+import { ActivityLog, enterActor } from "../core/activity.ts";
 import { CredentialStore, type NewIntegration } from "../core/credentials.ts";
 import { EventBus } from "../core/events.ts";
 import { isIntegrationType, typeListText, type Integration } from "../core/types.ts";
@@ -43,7 +44,10 @@ export async function integrationsCli(argv: string[], env: Record<string, string
   let close: () => void;
   try {
     const db = openDataDir(dataDirOf(values["data-dir"], env));
-    store = new CredentialStore(db, new EventBus());
+    const events = new EventBus();
+    new ActivityLog(db).follow(events); // what the CLI changes is in the activity log, by "cli"
+    enterActor("cli");
+    store = new CredentialStore(db, events);
     close = () => db.$client.close();
   } catch (err) {
     if (err instanceof DataDirError) return fail(err.message, exitCodes.usage);

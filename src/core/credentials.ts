@@ -48,6 +48,8 @@ export interface CredentialOptions {
   now?: () => number;
   throttle?: FailureThrottle;
   accepts?: AcceptsTable;
+  /** told of every login refused as an unknown user, with what the client presented (smart onboarding) */
+  onUnknown?: (type: IntegrationType, username: string, password: string, meta: LoginMeta) => void;
 }
 
 function isUniqueViolation(err: unknown): boolean {
@@ -120,6 +122,7 @@ export class CredentialStore {
       this.events.emit("login.succeeded", { integration: result.integration, type, meta });
     } else {
       this.events.emit("login.failed", { username, type, reason: result.reason, meta });
+      if (result.reason === "unknown-user") this.opts.onUnknown?.(type, username, password, meta);
     }
     return result;
   }
@@ -198,6 +201,17 @@ export class CredentialStore {
         updatedAt: t,
       },
     };
+  }
+
+  /** adopt: an integration whose password hash already exists (an approved onboarding request, an import with hashes). */
+  adopt(input: { type: IntegrationType; username: string; passwordHash: string; description?: string }): Integration {
+    const fields = validateFields({ type: input.type, username: input.username, description: input.description ?? "" });
+    if (!input.passwordHash.startsWith("$")) fields.password = "not a password hash";
+    if (Object.keys(fields).length) throw new ValidationError(fields);
+    this.#assertUsernameFree(input.username);
+    const t = this.now();
+    const [integration] = this.#insertAll([{ username: input.username, type: input.type, description: input.description ?? "", passwordHash: input.passwordHash, active: true, createdAt: t, updatedAt: t }]);
+    return integration!;
   }
 
   async create(input: NewIntegration): Promise<{ integration: Integration; password: string }> {

@@ -10,7 +10,11 @@ export interface EventMap {
   "integration.deactivated": { integration: Integration };
   "session.opened": { session: SessionInfo };
   "session.closed": { session: SessionInfo };
+  /** a live session dropped by the core (revocation) or an admin (Disconnect) */
+  "session.kicked": { session: SessionInfo; reason: string };
   "login.succeeded": { integration: Integration; type: IntegrationType; meta: LoginMeta };
+  /** the onboarding window or its requests changed (pages refresh) */
+  "onboarding.changed": Record<string, never>;
   "login.failed": { username: string; type: IntegrationType; reason: LoginFailure; meta: LoginMeta };
 }
 

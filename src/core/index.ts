@@ -1,7 +1,9 @@
 import { dataVersion, type Db } from "../db/client.ts";
 import type { Logger } from "../lib/logger.ts";
 import { Slot } from "../lib/slot.ts";
+import { ActivityLog, actAs } from "./activity.ts";
 import { AdminStore } from "./admins.ts";
+import { Onboarding } from "./onboarding.ts";
 import { TopicBus } from "./bus.ts";
 import type { CertificateTrust } from "./certificates.ts";
 import type { VrpcDirectory } from "./vrpc.ts";
@@ -30,7 +32,16 @@ export type Core = ReturnType<typeof createCore>;
  */
 export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
   const events = new EventBus((event, err) => log.error("event handler failed", { event, err }));
-  const credentials = new CredentialStore(db, events, { hashCost: opts.hashCost, accepts: opts.accepts });
+  const activity = new ActivityLog(db);
+  const credentials = new CredentialStore(db, events, {
+    hashCost: opts.hashCost,
+    accepts: opts.accepts,
+    onUnknown: (type, username, password, meta) => {
+      onboarding.consider(type, username, password, meta).catch((err) => log.error("onboarding request failed", { err }));
+    },
+  });
+  const onboarding = new Onboarding(db, credentials, events, activity, log.child({ part: "onboarding" }));
+  activity.follow(events);
   const sessions = new SessionRegistry(events, (id) => credentials.peek(id));
   const admins = new AdminStore(db, { hashCost: opts.hashCost, sessionTtlMs: opts.sessionTtlMs });
   const loginLog = new LoginLog(events);
@@ -66,7 +77,11 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     const v = dataVersion(db);
     if (v === lastVersion) return false;
     lastVersion = v;
-    credentials.reload();
+    // Attributed to the other process, which records its own activity.
+    actAs("external", () => {
+      credentials.reload();
+      onboarding.reload();
+    });
     return true;
   };
 
@@ -78,6 +93,8 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     sessions,
     admins,
     loginLog,
+    activity,
+    onboarding,
     /** the topic space of the broker, for every listener (see bus.ts) */
     bus: new TopicBus(),
     /** the OPC UA listener's certificate trust list while it runs */
@@ -87,6 +104,7 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     syncExternalChanges,
     /** start: background work; stop: flushes what is pending. */
     start() {
+      onboarding.start();
       timers.push(
         setInterval(() => {
           try {
@@ -98,6 +116,7 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
         setInterval(() => {
           try {
             credentials.flushLastLogins();
+            onboarding.flush();
           } catch (err) {
             log.error("last-login flush failed", { err });
           }
@@ -108,6 +127,7 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     stop() {
       for (const t of timers.splice(0)) clearInterval(t);
       credentials.flushLastLogins();
+      onboarding.stop();
     },
   };
 }

@@ -99,6 +99,8 @@ export class SessionRegistry {
     const s = this.#sessions.get(id);
     if (!s) return false;
     this.close(id);
+    const { kick: _, ...info } = s;
+    this.events.emit("session.kicked", { session: info, reason });
     try {
       s.kick(reason);
     } catch {

@@ -61,3 +61,50 @@ export const apiTokens = sqliteTable("api_tokens", {
 export type IntegrationRow = typeof integrations.$inferSelect;
 export type AdminRow = typeof admins.$inferSelect;
 export type ApiTokenRow = typeof apiTokens.$inferSelect;
+
+/** activity: who changed what, when (page, API token, CLI, onboarding); bounded by age and count. */
+export const activity = sqliteTable(
+  "activity",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    at: integer("at").notNull(),
+    /** `admin:<name>`, `token:<name>`, `cli`, `system` */
+    actor: text("actor").notNull(),
+    /** `integration.created`, `onboarding.approved`, `session.kicked`, ... */
+    action: text("action").notNull(),
+    /** what it was done to: usually a username */
+    subject: text("subject").notNull().default(""),
+    detail: text("detail").notNull().default(""),
+  },
+  (t) => [index("activity_at_idx").on(t.at), index("activity_action_idx").on(t.action)],
+);
+
+/**
+ * onboardingWindow: one row while an admin has onboarding open (the appliance and the CLI both read and
+ * write it); a restart closes it.
+ */
+export const onboardingWindow = sqliteTable("onboarding_window", {
+  id: integer("id").primaryKey(),
+  openUntil: integer("open_until").notNull(),
+  /** JSON array of integration types, or null for all */
+  types: text("types"),
+  openedBy: text("opened_by").notNull(),
+});
+
+/** onboardingRequests: unknown clients that tried to log in while the window was open. */
+export const onboardingRequests = sqliteTable("onboarding_requests", {
+  id: integer("id").primaryKey({ autoIncrement: true }),
+  type: text("type").$type<IntegrationType>().notNull(),
+  username: text("username").notNull().unique(),
+  /** argon2id of the password the client presented (never the password) */
+  passwordHash: text("password_hash").notNull(),
+  clientId: text("client_id").notNull().default(""),
+  remote: text("remote").notNull().default(""),
+  fingerprint: text("fingerprint").notNull(),
+  firstSeen: integer("first_seen").notNull(),
+  lastSeen: integer("last_seen").notNull(),
+  attempts: integer("attempts").notNull().default(1),
+});
+
+export type ActivityRow = typeof activity.$inferSelect;
+export type OnboardingRequestRow = typeof onboardingRequests.$inferSelect;

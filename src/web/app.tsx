@@ -8,6 +8,7 @@ import type { Logger } from "../lib/logger.ts";
 import { SimplePage } from "../../views/pages/simple.tsx";
 import { agentRoutes } from "./agents.tsx";
 import { apiRoutes } from "./api.ts";
+import { onboardingRoutes } from "./onboarding.tsx";
 import { assetRoutes } from "./assets.ts";
 import { authGuard, authRoutes, Denied } from "./auth.tsx";
 import { integrationPages } from "./integrations.tsx";
@@ -112,6 +113,7 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
     .use(tokenPages(core))
     .use(certificatePages(() => core.certificates.current))
     .use(agentRoutes(core, log))
+    .use(onboardingRoutes(core))
     .use(apiRoutes(core));
 }
 

@@ -1,5 +1,6 @@
 import { timingSafeEqual } from "node:crypto";
 import { Elysia } from "elysia";
+import { enterActor } from "../core/activity.ts";
 import type { AdminSession } from "../core/admins.ts";
 import type { Core } from "../core/index.ts";
 import { AppError } from "../lib/errors.ts";
@@ -90,6 +91,7 @@ export function authGuard(core: Core) {
       const token = core.admins.resolveApiToken(bearer);
       if (!token) return deny(request, 401, "invalid API token");
       authByRequest.set(request, { kind: "token", name: token.name });
+      enterActor(`token:${token.name}`); // the activity log attributes what this request changes
       return;
     }
     const token = cookie[sessionCookie]?.value;
@@ -102,6 +104,7 @@ export function authGuard(core: Core) {
       }
     }
     authByRequest.set(request, { kind: "session", token, session });
+    enterActor(`admin:${session.username}`);
   });
 }
 

@@ -14,6 +14,7 @@ import { IntegrationCreated } from "../../views/partials/integration-created.tsx
 import { IntegrationForm, type IntegrationFormProps } from "../../views/partials/integration-form.tsx";
 import { IntegrationRow, LastLoginCell, PermissionFields, StatusCell, type PermissionDraft, type RowProps } from "../../views/partials/integration-row.tsx";
 import { IntegrationTable, type TableQuery } from "../../views/partials/integration-table.tsx";
+import { OnboardingPanel } from "../../views/partials/onboarding-panel.tsx";
 import { adminOf } from "./auth.tsx";
 
 
@@ -67,6 +68,7 @@ export function integrationPages(core: Core) {
         baseUrl={new URL(request.url).origin}
         roleOf={roleOf}
         failedLogins={core.loginLog.recent(50)}
+        onboarding={<OnboardingPanel status={core.onboarding.status()} requests={core.onboarding.list()} csrfToken={adminOf(request).csrfToken} now={Date.now()} />}
         panel={panel}
         flash={flash}
       />

@@ -2,10 +2,17 @@ import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import * as mqttPacket from "mqtt-packet";
 import { connect as netConnect } from "node:net";
 
-/** connectMqtt: a real mqtt.js client over TCP; resolves when connected, rejects with the CONNACK code. */
-export function connectMqtt(port: number, opts: IClientOptions = {}): Promise<MqttClient> {
+/**
+ * connectMqtt: a real mqtt.js client over TCP; resolves when connected, rejects with the CONNACK code.
+ * `localAddress` binds it to another loopback address (127.0.0.2, ...), as a second device would be.
+ */
+export function connectMqtt(port: number, opts: IClientOptions & { localAddress?: string } = {}): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
-    const client = mqtt.connect({ host: "127.0.0.1", port, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000, ...opts });
+    const { localAddress, ...rest } = opts;
+    const options = { host: "127.0.0.1", port, protocolVersion: 4 as const, reconnectPeriod: 0, connectTimeout: 5000, ...rest };
+    const client = localAddress
+      ? new mqtt.MqttClient(() => netConnect({ host: options.host, port, localAddress }), options)
+      : mqtt.connect(options);
     client.once("connect", () => resolve(client));
     client.once("error", (err) => {
       client.end(true);

@@ -31,10 +31,11 @@
     var t = ev.detail.target;
     if (t && t.querySelector && t.querySelector("details[open]")) ev.detail.shouldSwap = false;
   });
-  // The agents list refreshes itself, but not while the admin is reading a class or typing arguments.
+  // Self-refreshing parts (agents, onboarding) hold still while the admin reads, ticks or types in them.
   document.addEventListener("htmx:beforeRequest", function (ev) {
     var el = ev.detail.elt;
-    if (el && el.id === "agent-list" && el.querySelector("details[open], :focus")) ev.preventDefault();
+    if (el && el.hasAttribute && el.hasAttribute("data-keep-while-editing") &&
+        el.querySelector("details[open], :focus, input[type=checkbox]:checked")) ev.preventDefault();
   });
   document.addEventListener("DOMContentLoaded", function () { localize(document); });
   document.addEventListener("htmx:afterSwap", function (ev) { localize(ev.target); });

@@ -4,7 +4,7 @@ export interface LayoutProps {
   title: string;
   /** signed-in admin; absent on the sign-in and setup pages */
   admin?: { username: string; csrfToken: string };
-  active?: "integrations" | "agents" | "tokens" | "certificates";
+  active?: "integrations" | "agents" | "activity" | "tokens" | "certificates";
 }
 
 // htmx swaps 400/409 bodies too: they carry the form with its inline errors.
@@ -43,6 +43,7 @@ export function Layout({ title, admin, active, children }: PropsWithChildren<Lay
                 <a href="/integrations" class={active === "integrations" ? "active" : undefined}>Integrations</a>
                 <a href="/agents" class={active === "agents" ? "active" : undefined}>VRPC agents</a>
                 <a href="/certificates" class={active === "certificates" ? "active" : undefined}>OPC UA certificates</a>
+                <a href="/activity" class={active === "activity" ? "active" : undefined}>Activity</a>
                 <a href="/settings/tokens" class={active === "tokens" ? "active" : undefined}>API tokens</a>
                 <form method="post" action="/logout" class="inline">
                   <input type="hidden" name="_csrf" value={admin.csrfToken} />

@@ -94,7 +94,7 @@ export function AgentsPage({ admin, result, ...props }: AgentsProps & { admin: {
       </p>
       {/* result is rendered JSX from CallResult, already escaped */}
       {(result ?? "") as "safe"}
-      <div id="agent-list" hx-get="/agents/list" hx-trigger="every 2s" hx-swap="innerHTML">
+      <div id="agent-list" hx-get="/agents/list" hx-trigger="every 2s" hx-swap="innerHTML" data-keep-while-editing="true">
         <AgentList {...props} />
       </div>
     </Layout>

@@ -9,6 +9,8 @@ import { LocalTime } from "../components/local-time.tsx";
 
 export interface IntegrationsPageProps extends TableProps {
   admin: { username: string; csrfToken: string };
+  /** the smart onboarding panel (window and pending requests) */
+  onboarding: JSX.Element;
   /** the add form or the one-time password panel, when the page is rendered around one */
   panel?: JSX.Element;
   flash?: string;
@@ -32,8 +34,11 @@ export function IntegrationsPage(props: IntegrationsPageProps) {
       ) : (
         ""
       )}
-      {/* panel is rendered JSX from our own partials, already escaped */}
+      {/* panel and onboarding are rendered JSX from our own partials, already escaped */}
       <div id="panel">{(props.panel ?? "") as "safe"}</div>
+      <div id="onboarding" hx-get="/onboarding/panel" hx-trigger="every 2s" hx-swap="innerHTML" data-keep-while-editing="true">
+        {props.onboarding as "safe"}
+      </div>
       <form class="toolbar" method="get" action="/integrations" hx-get="/integrations" hx-target="#integration-table" hx-swap="outerHTML" hx-push-url="true" hx-trigger="input changed delay:300ms from:input, change from:select, submit">
         <input type="search" name="q" value={attr(query.q ?? "")} placeholder="Search username" aria-label="Search username" />
         <select name="type" aria-label="Type">

@@ -2,7 +2,8 @@ import type { Core } from "../../core/index.ts";
 import { mayPublish, mayRead } from "../../core/permissions.ts";
 import type { SessionHandle } from "../../core/sessions.ts";
 import { isValidTopicString } from "../../core/topics.ts";
-import type { Integration, LoginFailure } from "../../core/types.ts";
+import { fingerprintOf } from "../../core/onboarding.ts";
+import { integrationTypes, isIntegrationType, type Integration, type LoginFailure } from "../../core/types.ts";
 import { StaleLoginError } from "../../lib/errors.ts";
 import type { HttpMount } from "../../lib/http.ts";
 import type { Logger } from "../../lib/logger.ts";
@@ -74,7 +75,8 @@ function payloadView(topic: string, payload: Buffer, at: number | undefined) {
  *
  * - `POST /api/v1/data/{topic}` publishes the body; `POST /api/v1/data` a JSON batch, all or nothing;
  * - `GET /api/v1/data/{topic}` the retained value, `?wait=N` long-polls for the next change;
- * - `/auth/http` answers reverse proxies' forward-auth subrequests for the original URI.
+ * - `/auth/http` answers reverse proxies' forward-auth subrequests for the original URI;
+ * - `POST /api/v1/register` lets a device ask for onboarding explicitly.
  *
  * HTTP has no connections: an integration is online while it made a request within the online
  * window; a session per (integration, address) counts the requests and ends when the window passes.
@@ -224,14 +226,60 @@ export function createDeviceApi(core: Core, log: Logger, opts: DeviceApiOptions)
     return new Response(null, { status: 200, headers: { "x-gatehouse-integration": result.username } });
   };
 
+  /**
+   * register: explicit registration for devices that prefer asking to guessing: 423 while onboarding is
+   * closed, 202 while the request is pending (poll again), 201 once approved, 409 when the username
+   * belongs to an integration with another password.
+   */
+  const register = async (request: Request, remote: string) => {
+    if (request.method !== "POST") return problem(405, "method_not_allowed", "POST {username, password, type}", { allow: "POST" });
+    const body = await readBody(request);
+    if (body instanceof Response) return body;
+    let input: { username?: unknown; password?: unknown; type?: unknown };
+    try {
+      input = JSON.parse(body.toString("utf8"));
+    } catch {
+      return problem(400, "malformed_body", "the body must be JSON: {username, password, type}");
+    }
+    const { username, password, type } = input ?? {};
+    if (typeof username !== "string" || typeof password !== "string" || typeof type !== "string" || !isIntegrationType(type)) {
+      return problem(400, "invalid_request", `username and password are strings; type is one of ${integrationTypes.join(", ")}`);
+    }
+    const meta = { remote, clientId: request.headers.get("user-agent")?.slice(0, 128) };
+    if (credentials.findByUsername(username)) {
+      const result = await credentials.verify(type, username, password, meta);
+      if (result.ok) return json({ status: "approved", username }, 201);
+      if (result.reason === "throttled") return refusal("throttled");
+      return problem(409, "conflict", "this username belongs to an integration already");
+    }
+    const outcome = await core.onboarding.consider(type, username, password, meta, type);
+    switch (outcome) {
+      case "recorded":
+      case "pending":
+        return json({ status: "pending", username, fingerprint: fingerprintOf(username, password) }, 202);
+      case "closed":
+      case "type-not-open":
+        return problem(423, "locked", "onboarding is closed; ask the admin to open it and try again");
+      case "rejected":
+        return problem(403, "forbidden", "this request was rejected");
+      case "conflict":
+        return problem(409, "conflict", "a request for this username with another password is pending");
+      case "invalid":
+        return problem(400, "invalid_request", "the username or password cannot become an integration");
+      default:
+        return problem(429, "rate_limited", "too many requests pending; try again later", { "retry-after": "30" });
+    }
+  };
+
   const mount: HttpMount = {
     maxBodyBytes: opts.maxBodyBytes,
-    claims: (path) => path === "/api/v1/data" || path.startsWith("/api/v1/data/") || path === "/auth/http",
+    claims: (path) => path === "/api/v1/data" || path.startsWith("/api/v1/data/") || path === "/auth/http" || path === "/api/v1/register",
     async fetch(request, peer) {
       const remote = clientAddressBehindProxy(request, peer);
       const url = new URL(request.url);
       try {
         if (url.pathname === "/auth/http") return await forwardAuth(request, remote);
+        if (url.pathname === "/api/v1/register") return await register(request, remote);
         const method = request.method;
         const rest = url.pathname === "/api/v1/data" ? undefined : url.pathname.slice("/api/v1/data/".length);
         if (method !== "GET" && method !== "POST" && method !== "HEAD") return problem(405, "method_not_allowed", "use GET or POST", { allow: "GET, POST" });

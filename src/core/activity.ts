@@ -1,0 +1,89 @@
+import { AsyncLocalStorage } from "node:async_hooks";
+import { and, desc, eq, like, lt, or, sql, type SQL } from "drizzle-orm";
+import type { Db } from "../db/client.ts";
+import { activity, type ActivityRow } from "../db/schema.ts";
+import type { EventBus } from "./events.ts";
+
+/** Actor: who a change is attributed to: `admin:<name>`, `token:<name>`, `cli`, `system`. */
+export type Actor = string;
+
+const actors = new AsyncLocalStorage<Actor>();
+
+/** actAs: everything `fn` changes (synchronously or in its awaits) is attributed to `actor`. */
+export function actAs<T>(actor: Actor, fn: () => T): T {
+  return actors.run(actor, fn);
+}
+
+/** enterActor: the same for the rest of the current request (the web guard calls it once it knows who). */
+export function enterActor(actor: Actor): void {
+  actors.enterWith(actor);
+}
+
+export function currentActor(): Actor {
+  return actors.getStore() ?? "system";
+}
+
+export interface ActivityQuery {
+  action?: string;
+  actor?: string;
+  q?: string;
+  before?: number;
+  limit?: number;
+}
+
+/**
+ * ActivityLog: every integration change, onboarding decision and kick, in the database, attributed to
+ * who made it. Bounded: entries older than `maxAgeMs` and beyond `maxRows` are pruned as new ones come.
+ * Changes another process made (reconciled under actor "external") are recorded by that process, not twice.
+ */
+export class ActivityLog {
+  #inserted = 0;
+
+  constructor(
+    private readonly db: Db,
+    readonly opts: { maxAgeMs?: number; maxRows?: number; now?: () => number } = {},
+  ) {}
+
+  record(action: string, subject: string, detail = "", actor: Actor = currentActor()): void {
+    const at = this.opts.now?.() ?? Date.now();
+    this.db.insert(activity).values({ at, actor: actor.slice(0, 200), action, subject: subject.slice(0, 256), detail: detail.slice(0, 1024) }).run();
+    if (++this.#inserted % 500 === 1) this.prune(at);
+  }
+
+  prune(now = Date.now()): void {
+    const maxAge = this.opts.maxAgeMs ?? 90 * 86_400_000;
+    const maxRows = this.opts.maxRows ?? 100_000;
+    this.db.delete(activity).where(lt(activity.at, now - maxAge)).run();
+    this.db.run(sql`DELETE FROM activity WHERE id <= (SELECT id FROM activity ORDER BY id DESC LIMIT 1 OFFSET ${maxRows})`);
+  }
+
+  list(query: ActivityQuery = {}): ActivityRow[] {
+    const where: SQL[] = [];
+    if (query.action) where.push(like(activity.action, `${query.action.replace(/[%_]/g, "")}%`));
+    if (query.actor) where.push(eq(activity.actor, query.actor));
+    if (query.q) where.push(or(like(activity.subject, `%${query.q.replace(/[%_]/g, "")}%`), like(activity.detail, `%${query.q.replace(/[%_]/g, "")}%`))!);
+    if (query.before) where.push(lt(activity.id, query.before));
+    return this.db
+      .select()
+      .from(activity)
+      .where(where.length ? and(...where) : undefined)
+      .orderBy(desc(activity.id))
+      .limit(Math.min(Math.max(query.limit ?? 100, 1), 500))
+      .all();
+  }
+
+  /** follow: records the core's events as they happen, attributed to the current actor. */
+  follow(events: EventBus): void {
+    // A change another process wrote (the CLI) is recorded by that process; its kicks here are ours.
+    const ours = () => currentActor() !== "external";
+    for (const name of ["integration.created", "integration.deleted", "integration.activated", "integration.deactivated"] as const) {
+      events.on(name, ({ integration: i }) => ours() && this.record(name, i.username, `type ${i.type}`));
+    }
+    events.on(
+      "integration.updated",
+      ({ integration: i, passwordChanged, aclChanged }) =>
+        ours() && this.record(passwordChanged ? "integration.password-reset" : aclChanged ? "integration.permissions-changed" : "integration.updated", i.username),
+    );
+    events.on("session.kicked", ({ session: s, reason }) => this.record("session.kicked", s.username, `${s.type} ${s.clientId ?? ""} from ${s.remote ?? "?"}: ${reason}`));
+  }
+}
