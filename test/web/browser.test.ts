@@ -3,6 +3,8 @@ import type { Browser, Page } from "playwright-core";
 import type { App } from "../../src/app.ts";
 import { adminPassword, cleanupTempDirs, testApp } from "../helpers/app.ts";
 import { launchBrowser } from "../helpers/browser.ts";
+import mqtt from "mqtt";
+import { fingerprintOf } from "../../src/core/onboarding.ts";
 import { closed, connectMqtt } from "../helpers/mqtt.ts";
 
 let browser: Browser;
@@ -153,5 +155,43 @@ describe("the Integrations page in a real browser", () => {
     expect(await page.textContent(".secret-value")).toBeTruthy();
     expect(app.core.credentials.findByUsername(username)).toBeDefined();
     await context.close();
+  }, 60_000);
+});
+
+describe("smart onboarding in a real browser", () => {
+  it("a request appears live with its fingerprint, an attacker's name shows as text, approve lets the device in", async () => {
+    const page = await browser.newPage();
+    const dialogs: string[] = [];
+    page.on("dialog", (d) => {
+      dialogs.push(d.message());
+      void d.dismiss();
+    });
+    await signIn(page);
+    await page.click("text=Open onboarding");
+    await page.locator("#onboarding .window-open").waitFor();
+    const port = app.address("mqtt")!.port;
+    const retrying = { host: "127.0.0.1", port, reconnectPeriod: 200, reconnectOnConnackError: true, connectTimeout: 2000 };
+    const device = mqtt.connect({ ...retrying, username: "press-42", password: "press-42-own-secret", clientId: "press-42" });
+    const hostile = mqtt.connect({ ...retrying, username: "<img src=x onerror=alert(1)>", password: "whatever-password" });
+    try {
+      const row = page.locator('#onboarding tr[data-username="press-42"]');
+      await row.waitFor({ timeout: 10_000 }); // no reload: the panel refreshes itself
+      expect((await row.locator(".fingerprint").textContent())?.trim()).toBe(fingerprintOf("press-42", "press-42-own-secret"));
+      const evil = page.locator("#onboarding td.username", { hasText: "<img src=x onerror=alert(1)>" });
+      await evil.waitFor({ timeout: 10_000 });
+      expect(await page.locator("#onboarding img").count()).toBe(0);
+      const connected = new Promise<void>((r) => device.once("connect", () => r()));
+      await row.locator("button", { hasText: "Approve" }).click();
+      await page.locator("#onboarding .flash", { hasText: "Approved press-42" }).waitFor();
+      await connected;
+      await page.goto(`${url}/integrations?q=press-42`);
+      await page.locator('tr[data-username="press-42"] .badge.online').waitFor();
+      expect(dialogs).toEqual([]);
+    } finally {
+      device.end(true);
+      hostile.end(true);
+      app.core.onboarding.close();
+      await page.close();
+    }
   }, 60_000);
 });
