@@ -124,10 +124,13 @@ describe("HTTP integrations: data", () => {
     const pending = get("/api/v1/data/plant/line3/state?wait=20", dev.auth);
     const machine = await make("changer", "mqtt");
     const m = await connectMqtt(mqttPort, { username: "changer", password: machine.password });
-    // The poll is registered once the request reached the listener; publish until it answers.
+    // The poll is registered once the request reached the listener: publish until it answers.
     let answered = false;
     void pending.then(() => (answered = true));
-    for (let i = 0; !answered && i < 100; i++) await m.publishAsync("plant/line3/state", "running", { qos: 1 }).then(() => new Promise((r) => setTimeout(r, 20)));
+    await eventually(async () => {
+      await m.publishAsync("plant/line3/state", "running", { qos: 1 });
+      expect(answered).toBe(true);
+    });
     const res = await pending;
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ topic: "plant/line3/state", payload: "running" });
