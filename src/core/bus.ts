@@ -15,6 +15,16 @@ export interface BusProvider {
   publish(message: TopicMessage & { qos?: 0 | 1 }): Promise<void>;
   /** retained messages matching a filter, now */
   retained(filter: string): AsyncIterable<{ topic: string; payload: Buffer }>;
+  /** the largest payload the broker takes from its own clients; the same holds for every listener */
+  readonly maxPayloadBytes: number;
+}
+
+/** PayloadTooLargeError: larger than the broker accepts from its own clients (`--mqtt-max-packet`). */
+export class PayloadTooLargeError extends Error {
+  override name = "PayloadTooLargeError";
+  constructor(readonly limit: number) {
+    super(`payload larger than ${limit} bytes`);
+  }
 }
 
 export class BusUnavailableError extends Error {
@@ -40,6 +50,11 @@ export class TopicBus {
     return this.#provider !== undefined;
   }
 
+  /** maxPayloadBytes: what a message published through the bus (OPC UA write, HTTP post) may carry. */
+  get maxPayloadBytes(): number {
+    return this.#provider?.maxPayloadBytes ?? 1024 * 1024;
+  }
+
   /** routed: the provider reports a message it delivered (never `$` topics, never refused ones). */
   routed(message: TopicMessage): void {
     for (const h of this.#handlers) h(message);
@@ -57,6 +72,7 @@ export class TopicBus {
 
   publish(message: TopicMessage & { qos?: 0 | 1 }): Promise<void> {
     if (!this.#provider) return Promise.reject(new BusUnavailableError());
+    if (message.payload.length > this.#provider.maxPayloadBytes) return Promise.reject(new PayloadTooLargeError(this.#provider.maxPayloadBytes));
     return this.#provider.publish(message);
   }
 

@@ -61,5 +61,16 @@ export interface LoginMeta {
 
 export type VerifyFailure = "unknown-user" | "wrong-password" | "deactivated" | "wrong-type" | "throttled";
 /** LoginFailure: why a login was refused, by the core or by a listener's protocol rules. */
-export type LoginFailure = VerifyFailure | "unsupported-protocol" | "client-id-in-use" | "connection-limit" | "stale";
+export type LoginFailure =
+  | VerifyFailure
+  | "unsupported-protocol"
+  | "client-id-in-use"
+  | "connection-limit"
+  | "stale"
+  /** OPC UA: no user token, an X509 user token, a token the endpoint does not accept (a password in the clear) */
+  | "anonymous"
+  | "certificate-user"
+  | "insecure-token"
+  /** OPC UA: a client application certificate that is not trusted */
+  | "certificate-rejected";
 export type VerifyResult = { ok: true; integration: Integration; cached: boolean } | { ok: false; reason: VerifyFailure };

@@ -34,6 +34,10 @@ const statusFor: Record<LoginFailure, 401 | 403 | 429 | 503> = {
   "unsupported-protocol": 401,
   "client-id-in-use": 403,
   "connection-limit": 503,
+  anonymous: 401,
+  "certificate-user": 401,
+  "insecure-token": 401,
+  "certificate-rejected": 403,
 };
 
 function refusal(reason: LoginFailure): Response {

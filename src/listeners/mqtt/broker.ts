@@ -39,6 +39,10 @@ export const connackFor: Record<LoginFailure, 1 | 2 | 3 | 4 | 5> = {
   "unsupported-protocol": 1,
   "client-id-in-use": 2,
   "connection-limit": 3,
+  anonymous: 4,
+  "certificate-user": 4,
+  "insecure-token": 4,
+  "certificate-rejected": 5,
 };
 
 function authError(code: number, reason: string): AuthenticateError {
@@ -229,6 +233,8 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
               b.publish({ cmd: "publish", topic, payload, qos: qos ?? 0, retain, dup: false } as PublishPacket, (err) => (err ? reject(err) : resolve()));
               if (core.bus.listening) core.bus.routed({ topic, payload, retain });
             }),
+          // a PUBLISH is its payload plus topic and header: keep a little room for those
+          maxPayloadBytes: Math.max(0, maxPacket - 1024),
           async *retained(filter) {
             for await (const p of retainedStream(b, filter)) yield { topic: p.topic, payload: Buffer.from(p.payload) };
           },

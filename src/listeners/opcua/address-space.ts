@@ -10,6 +10,13 @@ import { integrationTypeInfo, integrationTypes, type Integration, type Integrati
 import type { Logger } from "../../lib/logger.ts";
 import { overridePermissionCheck } from "./node-opcua-internals.ts";
 
+interface TopicNode {
+  variable: UAVariable;
+  value: DataValue;
+  /** fixed by the first payload */
+  kind?: TopicKind;
+}
+
 /** StatusSource: the numbers the read-only Status object shows. */
 export interface StatusSource {
   integrations(): number;
@@ -33,9 +40,36 @@ export function payloadToVariant(payload: Buffer): Variant {
   return new Variant({ dataType: DataType.String, value: text });
 }
 
+/** TopicKind: the one DataType a topic's variable keeps once it has a value (the first payload's). */
+export type TopicKind = "Double" | "Boolean" | "String";
+
+/**
+ * coercePayload: a payload as the variable's kind, by a fixed rule: numbers stay numbers and `true` /
+ * `false` count as 1 / 0 in a Double; a Boolean takes `true`, `false`, `1`, `0`; a String takes any
+ * text; anything else is BadTypeMismatch (the variable keeps its type; the value is withheld).
+ */
+export function coercePayload(kind: TopicKind, payload: Buffer): Variant | undefined {
+  const v = payloadToVariant(payload);
+  const text = payload.toString("utf8").trim();
+  switch (kind) {
+    case "String":
+      return new Variant({ dataType: DataType.String, value: payload.toString("utf8") });
+    case "Double":
+      if (v.dataType === DataType.Double) return v;
+      if (v.dataType === DataType.Boolean) return new Variant({ dataType: DataType.Double, value: v.value ? 1 : 0 });
+      return undefined;
+    case "Boolean":
+      if (text === "true" || text === "1") return new Variant({ dataType: DataType.Boolean, value: true });
+      if (text === "false" || text === "0") return new Variant({ dataType: DataType.Boolean, value: false });
+      return undefined;
+  }
+}
+
 export function variantToPayload(v: Variant): Buffer {
   const value = v.value;
   if (value === null || value === undefined) return Buffer.alloc(0);
+  // A Float holds 1.1 as 1.100000023841858: publish the shortest text that reads back as the same Float.
+  if (v.dataType === DataType.Float && typeof value === "number") return Buffer.from(String(Number(value.toPrecision(7))));
   if (Buffer.isBuffer(value)) return value;
   if (value instanceof Date) return Buffer.from(value.toISOString());
   return Buffer.from(typeof value === "object" ? JSON.stringify(value) : String(value));
@@ -72,19 +106,20 @@ export async function buildAddressSpace(addressSpace: AddressSpace, ctx: Context
   }
 
   const topicsFolder = ns.addObject({ componentOf: gatehouse, typeDefinition: "FolderType", browseName: "Topics", nodeId: "s=Gatehouse/Topics" });
-  const nodes = new Map<string, { variable: UAVariable; value: DataValue }>();
-  const booleanType = resolveNodeId("Boolean");
-  const anyType = resolveNodeId("BaseDataType");
+  const nodes = new Map<string, TopicNode>();
+  // Numbers are published as Double; a numeric topic's variable is typed Number (abstract) so a client
+  // may also write a Float or an integer to it. A Boolean is not a Number: refused (BadTypeMismatch).
+  const dataTypeOf: Record<TopicKind, NodeId> = { Double: resolveNodeId("Number"), Boolean: resolveNodeId("Boolean"), String: resolveNodeId("String") };
 
 
   /** nodeFor: the variable of a topic, creating its parent levels on the way. */
-  const nodeFor = (topic: string): { variable: UAVariable; value: DataValue } => {
+  const nodeFor = (topic: string): TopicNode => {
     const existing = nodes.get(topic);
     if (existing) return existing;
     const levels = topic.split("/");
     const parentTopic = levels.slice(0, -1).join("/");
     const parent: UAObject | UAVariable = levels.length > 1 ? nodeFor(parentTopic).variable : topicsFolder;
-    const entry = { value: new DataValue({ statusCode: StatusCodes.UncertainInitialValue, value: new Variant({ dataType: DataType.Null }) }) } as { variable: UAVariable; value: DataValue };
+    const entry = { value: new DataValue({ statusCode: StatusCodes.UncertainInitialValue, value: new Variant({ dataType: DataType.Null }) }) } as TopicNode;
     const variable = ns.addVariable({
       ...(levels.length > 1 ? { componentOf: parent } : { organizedBy: parent }),
       browseName: levels.at(-1) || "(empty)",
@@ -92,12 +127,15 @@ export async function buildAddressSpace(addressSpace: AddressSpace, ctx: Context
       dataType: "BaseDataType",
       accessLevel: "CurrentRead | CurrentWrite",
       userAccessLevel: "CurrentRead | CurrentWrite",
-      minimumSamplingInterval: 0, // values change on publish; touchValue() notifies subscriptions
+      minimumSamplingInterval: 0, // exception-based: every publish is a change (setValueFromSource notifies)
       value: {
         timestamped_get: () => entry.value,
         timestamped_set: async (dataValue: DataValue) => {
           if (!ctx.bus?.available) return StatusCodes.BadNotWritable;
-          await ctx.bus.publish({ topic, payload: variantToPayload(dataValue.value), retain: true });
+          const payload = variantToPayload(dataValue.value);
+          // the broker's packet limit holds for every way in (node-opcua's transport caps the message too)
+          if (payload.length > ctx.bus.maxPayloadBytes) return StatusCodes.BadEncodingLimitsExceeded;
+          await ctx.bus.publish({ topic, payload, retain: true });
           ctx.log.info("opc ua write published", { topic: topic.slice(0, 256) });
           return StatusCodes.Good;
         },
@@ -119,13 +157,26 @@ export async function buildAddressSpace(addressSpace: AddressSpace, ctx: Context
     if (topic.length > 1024 || topic.split("/").length > 32) return; // keep the address space bounded
     const entry = nodeFor(topic);
     const now = new Date();
-    const value = payloadToVariant(payload);
-    // node-opcua accepts a Boolean only in a Boolean-typed variable; a topic's payload type can
-    // change, so its variable's DataType follows the value it holds now.
-    const dataType = value.dataType === DataType.Boolean ? booleanType : anyType;
-    if (entry.variable.dataType.toString() !== dataType.toString()) (entry.variable as { dataType: NodeId }).dataType = dataType;
-    entry.value = new DataValue({ value, statusCode: StatusCodes.Good, sourceTimestamp: now, serverTimestamp: now });
-    entry.variable.touchValue?.();
+    if (payload.length === 0) return setValue(entry, new Variant({ dataType: DataType.Null }), StatusCodes.UncertainNoCommunicationLastUsableValue, now);
+    if (!entry.kind) {
+      // The first payload fixes the variable's DataType for good (a parent level had none until now).
+      const first = payloadToVariant(payload);
+      entry.kind = first.dataType === DataType.Double ? "Double" : first.dataType === DataType.Boolean ? "Boolean" : "String";
+      (entry.variable as { dataType: NodeId }).dataType = dataTypeOf[entry.kind];
+    }
+    const value = coercePayload(entry.kind, payload);
+    if (value) setValue(entry, value, StatusCodes.Good, now);
+    else setValue(entry, new Variant({ dataType: DataType.Null }), StatusCodes.BadTypeMismatch, now);
+  };
+
+  /** setValue: the new value, announced to monitored items (exception-based ones included). */
+  const setValue = (entry: TopicNode, value: Variant, status: typeof StatusCodes.Good, at: Date) => {
+    entry.value = new DataValue({ value, statusCode: status, sourceTimestamp: at, serverTimestamp: at });
+    try {
+      entry.variable.setValueFromSource(value, status, at);
+    } catch {
+      // node-opcua refused the variant for this DataType: readers still get entry.value and its status
+    }
   };
 
   if (!ctx.bus) return () => {};

@@ -26,9 +26,7 @@ async function readFolder(folder: string, status: CertificateInfo["status"]): Pr
       const der = name.toLowerCase().endsWith(".pem") ? convertPEMtoDER(raw.toString("utf8")) : raw;
       const info = exploreCertificate(der);
       const tbs = info.tbsCertificate;
-      const subject = Object.entries(tbs.subject ?? {})
-        .map(([k, v]) => `${k}=${v}`)
-        .join(", ");
+      const subject = formatSubject(tbs.subject as unknown as Record<string, unknown>);
       const uri = tbs.extensions?.subjectAltName?.uniformResourceIdentifier?.[0] ?? "";
       out.push({
         file,
@@ -47,8 +45,31 @@ async function readFolder(folder: string, status: CertificateInfo["status"]): Pr
   return out;
 }
 
+/** subjectKeys: X.500 attribute names as people read them in a certificate subject. */
+const subjectKeys: [string, string][] = [
+  ["commonName", "CN"],
+  ["organizationName", "O"],
+  ["organizationalUnitName", "OU"],
+  ["localityName", "L"],
+  ["stateOrProvinceName", "ST"],
+  ["countryName", "C"],
+  ["domainComponent", "DC"],
+];
+
+/** formatSubject: `CN=…, O=…` from node-opcua-crypto's subject object (which also carries raw `entries`). */
+export function formatSubject(subject: Record<string, unknown> | undefined): string {
+  if (!subject) return "";
+  const parts: string[] = [];
+  for (const [key, short] of subjectKeys) {
+    const v = subject[key];
+    if (typeof v === "string" && v) parts.push(`${short}=${v}`);
+    else if (Array.isArray(v)) for (const x of v) if (typeof x === "string") parts.push(`${short}=${x}`);
+  }
+  return parts.join(", ");
+}
+
 /** certificateTrust: the page's view of node-opcua's PKI folders under the data dir. */
-export function certificateTrust(cm: OPCUACertificateManager): CertificateTrust {
+export function certificateTrust(cm: OPCUACertificateManager, onRevoked: (thumbprint: string) => void = () => {}): CertificateTrust {
   const all = async () => [...(await readFolder(cm.rejectedFolder, "rejected")), ...(await readFolder(cm.trustedFolder, "trusted"))];
   const find = async (thumbprint: string, status: CertificateInfo["status"]) => {
     const e = (await all()).find((c) => c.thumbprint === thumbprint.toLowerCase() && c.status === status);
@@ -63,7 +84,9 @@ export function certificateTrust(cm: OPCUACertificateManager): CertificateTrust 
       await cm.trustCertificate((await find(thumbprint, "rejected")).der);
     },
     async revoke(thumbprint) {
-      await cm.rejectCertificate((await find(thumbprint, "trusted")).der);
+      const e = await find(thumbprint, "trusted");
+      await cm.rejectCertificate(e.der);
+      onRevoked(e.thumbprint); // channels already open with it end now, like sessions on a deactivate
     },
     async remove(thumbprint) {
       await rm((await find(thumbprint, "rejected")).file, { force: true });

@@ -14,7 +14,11 @@ import type { SessionHandle } from "../../core/sessions.ts";
 import type { Integration } from "../../core/types.ts";
 import { StaleLoginError } from "../../lib/errors.ts";
 import type { Logger } from "../../lib/logger.ts";
+import { mayRead } from "../../core/permissions.ts";
+import { UserTokenType } from "node-opcua-types";
+import { makeSHA1Thumbprint } from "node-opcua-crypto";
 import { buildAddressSpace } from "./address-space.ts";
+import { guardMonitoredItems, interruptChannelsOf, offerOnlyUserTokens, onCertificateRefused, onIdentityRefused, onSecureChannelRefused } from "./node-opcua-internals.ts";
 import { certificateTrust } from "./certificates.ts";
 // The standard nodeset as a precompiled image, embedded in the binary (the package's own lookup
 // reads files next to itself, which do not exist inside `bun build --compile`).
@@ -32,6 +36,8 @@ export interface OpcuaOptions {
   version: string;
   /** labs only: trust every client application certificate on first contact */
   autoAcceptCertificates?: boolean;
+  /** sessions at most; secure channels are capped to match (node-opcua's own default is 10 channels) */
+  maxSessions?: number;
 }
 
 export interface RunningOpcua {
@@ -46,6 +52,31 @@ function routeLibraryLogs(log: Logger): void {
   setWarningLogger((...args: unknown[]) => log.warn("node-opcua", { detail: line(args) }));
   setErrorLogger((...args: unknown[]) => log.error("node-opcua", { detail: line(args) }));
   setDebugLogger(() => {});
+}
+
+interface TransportHello {
+  receiveBufferSize: number;
+  sendBufferSize: number;
+  maxMessageSize: number;
+  maxChunkCount: number;
+}
+
+/** maxMessageBytes: an OPC UA message may carry one payload the broker accepts, plus encoding overhead. */
+function maxMessageBytes(maxPayload: number): number {
+  return Math.max(256 * 1024, maxPayload * 2 + 64 * 1024);
+}
+
+/**
+ * transportLimits: the limits agreed in HEL/ACK (Part 6 §7.1.2.3), with the message size capped so a
+ * huge write is refused by the transport before it is buffered, not after.
+ */
+function transportLimits(hello: TransportHello, maxMessage: number): TransportHello {
+  const clamp = (v: number, lo: number, hi: number) => Math.min(Math.max(v, lo), hi);
+  const receiveBufferSize = clamp(hello.receiveBufferSize || 65536, 8192, 524288);
+  const sendBufferSize = clamp(hello.sendBufferSize || 65536, 8192, 524288);
+  const maxMessageSize = hello.maxMessageSize ? Math.min(hello.maxMessageSize, maxMessage) : maxMessage;
+  const maxChunkCount = Math.max(1, Math.ceil(maxMessageSize / Math.min(receiveBufferSize, sendBufferSize)) + 1);
+  return { receiveBufferSize, sendBufferSize, maxMessageSize, maxChunkCount };
 }
 
 /** Offered policies: None for username tokens (encrypted by the token policy) and the current secure ones; deprecated ones stay off. */
@@ -68,6 +99,7 @@ function hostAddresses(bind: string): string[] {
 export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Promise<RunningOpcua> {
   const { core, log } = deps;
   const { credentials, sessions } = core;
+  const maxSessions = opts.maxSessions ?? 100;
   /** integration each ServerSession authenticated as (set in isValidUser, read on activation) */
   const loginOf = new WeakMap<ServerSession, Integration>();
   const handles = new Map<ServerSession, SessionHandle>();
@@ -140,7 +172,12 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
     serverInfo: { applicationUri, productUri: "urn:gatehouse", applicationName: { text: "Gatehouse", locale: "en" } },
     buildInfo: { productName: "Gatehouse", manufacturerName: "Gatehouse", softwareVersion: opts.version, productUri: "urn:gatehouse" },
     disableDiscovery: true,
-    serverCapabilities: { maxSessions: 1000 },
+    // minSupportedSampleRate 0: a monitored item asking for sampling 0 on a Topics variable is served
+    // exception-based and gets every change; sampled items stay floored at node-opcua's 50 ms.
+    serverCapabilities: { maxSessions, minSupportedSampleRate: 0 },
+    // A channel per session, plus a few for clients that are connecting or discovering endpoints.
+    maxConnectionsPerEndpoint: maxSessions + 5,
+    transportSettings: { adjustTransportLimits: (hello: TransportHello) => transportLimits(hello, maxMessageBytes(core.bus.maxPayloadBytes)) },
   });
   await s.initialize();
   const startedAt = Date.now();
@@ -152,10 +189,36 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
     log,
   });
 
+  // Only username tokens: anonymous is off, and X509 user tokens would bypass the integrations.
+  offerOnlyUserTokens(s, [UserTokenType.UserName]);
+  const refusedIdentity = (session: ServerSession, token: unknown, status: string) => {
+    const kind = token && typeof token === "object" ? token.constructor.name : "none";
+    const reason = kind === "AnonymousIdentityToken" ? "anonymous" : kind === "X509IdentityToken" ? "certificate-user" : "insecure-token";
+    const username = (token as { userName?: string } | null)?.userName ?? "";
+    log.info("opc ua identity refused", { reason, username: username.slice(0, 128) || undefined, status, remote: session?.channel?.remoteAddress });
+    credentials.loginRefused("opcua", username, reason, { remote: session?.channel?.remoteAddress, clientId: session?.clientDescription?.applicationUri?.toString() });
+  };
+  onIdentityRefused(s, refusedIdentity);
+  onSecureChannelRefused(s, (remote, reason) => log.info("opc ua secure channel refused", { remote, reason: reason?.slice(0, 200) }));
+  // One line (and one failed-login entry) per refused certificate a minute: an untrusted client retries.
+  const certificateReported = new Map<string, number>();
+  onCertificateRefused(cm, (thumbprint, status) => {
+    const now = Date.now();
+    if ((certificateReported.get(thumbprint) ?? 0) > now - 60_000) return;
+    if (certificateReported.size > 1000) certificateReported.clear();
+    certificateReported.set(thumbprint, now);
+    log.info("opc ua client certificate refused", { thumbprint, status });
+    credentials.loginRefused("opcua", "", "certificate-rejected", { clientId: `certificate ${thumbprint}` });
+  });
+
   s.on("session_activated", (session) => {
     const integration = loginOf.get(session);
     closeHandle(session); // a re-activation replaces the previous identity
     if (!integration) return;
+    guardMonitoredItems(session, (owner, nodeIdValue) => {
+      if (typeof nodeIdValue !== "string" || !nodeIdValue.startsWith("Topics/")) return true; // Status: any signed-in session
+      return mayRead(integrationOf(owner), nodeIdValue.slice("Topics/".length));
+    });
     const kick = (reason: string) => {
       log.info("opc ua session closed", { username: integration.username, reason });
       handles.delete(session);
@@ -179,11 +242,18 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
     }
   });
   s.on("session_closed", (session) => closeHandle(session));
-  s.on("openSecureChannelFailure", (socketData) => log.info("opc ua secure channel refused", { remote: (socketData as { remoteAddress?: string }).remoteAddress }));
 
   await s.start();
   const endpoint = s.endpoints?.[0] as { port?: number } | undefined;
-  const certificates = certificateTrust(cm);
+  const certificates = certificateTrust(cm, (thumbprint) => {
+    // Sessions opened over a channel with that certificate end like on a deactivate; then the channels.
+    for (const [session, handle] of [...handles]) {
+      const cert = session.channel?.clientCertificate;
+      if (cert && makeSHA1Thumbprint(cert).toString("hex") === thumbprint) sessions.kickSession(handle.id, "client certificate revoked");
+    }
+    const n = interruptChannelsOf(s, thumbprint);
+    log.info("opc ua certificate revoked", { thumbprint, channelsClosed: n });
+  });
   const detachTrust = core.certificates.attach(certificates);
   return {
     certificates,
