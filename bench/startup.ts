@@ -51,3 +51,8 @@ console.log(
   `OPC UA share: ${(median(on.map((r) => r.readyMs)) - median(off.map((r) => r.readyMs))).toFixed(0)} ms of start-up, ` +
     `${(median(on.map((r) => r.rss)) - median(off.map((r) => r.rss))).toFixed(0)} MB of idle RSS (median of ${runs}, first start: certificate created)`,
 );
+
+// Where OPC UA's memory goes, stage by stage (from source, in a fresh process: a breakdown, not the binary's figure).
+console.log("\nwhere the memory goes (bun bench/opcua-memory.ts):");
+const stages = Bun.spawnSync(["bun", join(import.meta.dir, "opcua-memory.ts")], { stdout: "pipe", stderr: "inherit" });
+process.stdout.write(stages.stdout.toString().replace(/^/gm, "  "));

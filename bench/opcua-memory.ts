@@ -1,0 +1,41 @@
+/**
+ * bench/opcua-memory.ts: where the OPC UA listener's memory goes, stage by stage, in a fresh process
+ * (run by bench/startup.ts; also on its own: `bun bench/opcua-memory.ts`). Prints RSS and JS heap after
+ * each stage, with a full GC before each reading.
+ */
+import "reflect-metadata";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const mb = (n: number) => (n / 1024 / 1024).toFixed(1).padStart(6);
+let last = 0;
+function stage(name: string) {
+  Bun.gc(true);
+  const { rss, heapUsed } = process.memoryUsage();
+  console.log(`${name.padEnd(44)} RSS ${mb(rss)} MB (+${mb(rss - last)})   JS heap ${mb(heapUsed)} MB`);
+  last = rss;
+}
+
+stage("bun, nothing loaded");
+const { createApp } = await import("../src/app.ts");
+const { parseServeConfig } = await import("../src/config.ts");
+const { silentLogger } = await import("../src/lib/logger.ts");
+stage("appliance code loaded (aedes, Elysia, core)");
+const dir = mkdtempSync(join(tmpdir(), "gatehouse-opcua-mem-"));
+const off = createApp(parseServeConfig(["--data-dir", join(dir, "a"), "--bind", "127.0.0.1", "--http-port", "0", "--mqtt-port", "0", "--opcua-port", "off"], { GATEHOUSE_ADMIN_PASSWORD: "bench-password" }), silentLogger);
+await off.start();
+stage("HTTP + MQTT + VRPC listening (OPC UA off)");
+await Promise.all([import("node-opcua-server"), import("node-opcua-certificate-manager"), import("node-opcua-address-space")]);
+stage("node-opcua modules imported");
+const { OPCUACertificateManager } = await import("node-opcua-certificate-manager");
+const cm = new OPCUACertificateManager({ rootFolder: join(dir, "pki"), automaticallyAcceptUnknownCertificate: false });
+await cm.initialize();
+await cm.createSelfSignedCertificate({ applicationUri: "urn:x", dns: ["localhost"], ip: ["127.0.0.1"], subject: "/CN=x", startDate: new Date(), validity: 365, outputFile: join(dir, "pki", "own", "certs", "x.pem") });
+stage("PKI: certificate manager + key pair + certificate");
+await off.stop();
+const on = createApp(parseServeConfig(["--data-dir", join(dir, "b"), "--bind", "127.0.0.1", "--http-port", "0", "--mqtt-port", "0", "--opcua-port", "0"], { GATEHOUSE_ADMIN_PASSWORD: "bench-password" }), silentLogger);
+await on.start();
+stage("whole appliance with OPC UA (nodeset address space, endpoints)");
+await on.stop();
+process.exit(0);
