@@ -5,7 +5,7 @@ import { adminSessions, admins, apiTokens, type ApiTokenRow } from "../db/schema
 import { AppError, NotFoundError, ValidationError } from "../lib/errors.ts";
 import { randomToken, sha256Hex } from "../lib/ids.ts";
 import type { HashCost } from "./credentials.ts";
-import { FailureThrottle } from "./throttle.ts";
+import { FailureThrottle, pairKey } from "./throttle.ts";
 
 export interface AdminSession {
   adminId: number;
@@ -23,13 +23,26 @@ export const adminUsernamePattern = /^[A-Za-z0-9._\-@]{1,64}$/;
  */
 export class AdminStore {
   #setup: { token: string; expiresAt: number } | undefined;
+  /** per (address, name): the hard limit */
   readonly throttle: FailureThrottle;
+  #addressThrottle = new FailureThrottle(20, 60_000);
+  /** per name: only a growing wait */
+  #nameFailures = new FailureThrottle(Number.MAX_SAFE_INTEGER, 60_000);
+  /** bumped when a name's password is set: its old pair windows no longer apply */
+  #generations = new Map<string, number>();
+  #updatedAt = new Map<string, number>();
 
   constructor(
     private readonly db: Db,
-    private readonly opts: { sessionTtlMs?: number; hashCost?: HashCost; throttle?: FailureThrottle } = {},
+    private readonly opts: {
+      sessionTtlMs?: number;
+      hashCost?: HashCost;
+      throttle?: FailureThrottle;
+      onAttempt?: (a: { username: string; remote: string; outcome: "signed-in" | "failed" | "rate-limited" }) => void;
+    } = {},
   ) {
     this.throttle = opts.throttle ?? new FailureThrottle(5, 60_000);
+    this.syncExternal();
   }
 
   get sessionTtlMs(): number {
@@ -52,6 +65,8 @@ export class AdminStore {
         tx.update(admins).set({ passwordHash, updatedAt: t }).where(eq(admins.id, existing.id)).run();
         tx.delete(adminSessions).where(eq(adminSessions.adminId, existing.id)).run();
       });
+      this.unlock(username);
+      this.#updatedAt.set(username, t);
       return { created: false };
     }
     this.db.insert(admins).values({ username, passwordHash, createdAt: t, updatedAt: t }).run();
@@ -59,23 +74,58 @@ export class AdminStore {
   }
 
   /**
-   * signIn: checks the password and opens a session. Failures are counted per address and per
-   * username; past the limit the answer is `rate_limited` without hashing.
+   * signIn: checks the password and opens a session. The throttling rule for admins:
+   * - refused outright (`rate_limited`) per (address, name) pair after 5 failures a minute, and per
+   *   address after 20 (an address guessing many names); attempts count when they start, so a burst
+   *   gets no more password checks than the limit, and the right password inside it is refused too;
+   * - a name alone, guessed from many addresses, is only slowed (a growing wait before the check, up
+   *   to 2 s), never refused: the real admin signs in from an address that is not guessing;
+   * - `gatehouse admin set-password` (or any password change) ends that name's lock-outs.
+   * Every attempt is reported to `onAttempt` (the activity log and the journal).
    */
   async signIn(username: string, password: string, remote = "unknown"): Promise<{ token: string; session: AdminSession }> {
-    const keys = [`a:${remote}`, `u:${username}`];
-    if (keys.some((k) => this.throttle.blocked(k))) {
+    const name = username.slice(0, 64);
+    const generation = this.#generations.get(name) ?? 0;
+    const settlePair = this.throttle.reserve(pairKey(remote, `${name}\0${generation}`));
+    const settleAddress = settlePair && this.#addressThrottle.reserve(`a:${remote}`);
+    if (!settlePair || !settleAddress) {
+      settlePair?.(false);
+      this.opts.onAttempt?.({ username: name, remote, outcome: "rate-limited" });
       throw new AppError("rate_limited", "too many failed sign-ins; wait a minute and try again");
     }
-    const admin = this.db.select().from(admins).where(eq(admins.username, username)).get();
-    const ok = admin
-      ? await Bun.password.verify(password, admin.passwordHash).catch(() => false)
-      : (await Bun.password.hash(password, { algorithm: "argon2id", ...this.opts.hashCost }), false);
-    if (!admin || !ok) {
-      for (const k of keys) this.throttle.fail(k);
-      throw new AppError("unauthorized", "wrong username or password");
+    let ok = false;
+    try {
+      const failures = this.#nameFailures.failures(`n:${name}`);
+      if (failures >= 5) await new Promise((r) => setTimeout(r, Math.min(2_000, 100 * 2 ** (failures - 5))));
+      const admin = this.db.select().from(admins).where(eq(admins.username, name)).get();
+      // An unknown name costs no hash; it waits about as long as one, so timing tells nothing.
+      ok = admin ? await Bun.password.verify(password, admin.passwordHash).catch(() => false) : (await new Promise((r) => setTimeout(r, 100)), false);
+      if (!admin || !ok) {
+        this.#nameFailures.fail(`n:${name}`);
+        this.opts.onAttempt?.({ username: name, remote, outcome: "failed" });
+        throw new AppError("unauthorized", "wrong username or password");
+      }
+      this.opts.onAttempt?.({ username: name, remote, outcome: "signed-in" });
+      return this.#openSession(admin.id, admin.username);
+    } finally {
+      settlePair(!ok);
+      settleAddress(!ok);
     }
-    return this.#openSession(admin.id, admin.username);
+  }
+
+  /** unlock: a name's lock-outs end (its password was just set). */
+  unlock(username: string): void {
+    this.#generations.set(username, (this.#generations.get(username) ?? 0) + 1);
+    this.#nameFailures.clear(`n:${username}`);
+  }
+
+  /** syncExternal: another process (the CLI) wrote: a password it changed ends that name's lock-outs. */
+  syncExternal(): void {
+    for (const a of this.db.select({ username: admins.username, updatedAt: admins.updatedAt }).from(admins).all()) {
+      const seen = this.#updatedAt.get(a.username);
+      if (seen !== undefined && seen !== a.updatedAt) this.unlock(a.username);
+      this.#updatedAt.set(a.username, a.updatedAt);
+    }
   }
 
   #openSession(adminId: number, username: string): { token: string; session: AdminSession } {

@@ -77,7 +77,6 @@ export class CredentialStore {
     const accepts = opts.accepts ?? {};
     this.#verifier = new LoginVerifier(
       this.#index,
-      (p) => this.hash(p),
       (listener, type) => listener === type || (accepts[listener]?.includes(type) ?? false),
       opts.throttle ?? new FailureThrottle(),
       () => this.now(),

@@ -43,7 +43,14 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
   const onboarding = new Onboarding(db, credentials, events, activity, log.child({ part: "onboarding" }));
   activity.follow(events);
   const sessions = new SessionRegistry(events, (id) => credentials.peek(id));
-  const admins = new AdminStore(db, { hashCost: opts.hashCost, sessionTtlMs: opts.sessionTtlMs });
+  const admins = new AdminStore(db, {
+    hashCost: opts.hashCost,
+    sessionTtlMs: opts.sessionTtlMs,
+    onAttempt: ({ username, remote, outcome }) => {
+      (outcome === "signed-in" ? log.info : log.warn)(`admin ${outcome === "signed-in" ? "signed in" : outcome === "failed" ? "sign-in failed" : "sign-in refused: throttled"}`, { username, remote });
+      activity.record(`admin.${outcome}`, username, `from ${remote}`, outcome === "signed-in" ? `admin:${username}` : `address:${remote}`);
+    },
+  });
   const loginLog = new LoginLog(events);
 
   const kick = (reason: string) => ({ integration }: { integration: { id: number; username: string } }) => {
@@ -81,6 +88,7 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     actAs("external", () => {
       credentials.reload();
       onboarding.reload();
+      admins.syncExternal();
     });
     return true;
   };

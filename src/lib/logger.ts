@@ -15,36 +15,60 @@ export interface Logger {
 
 const order: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
+/** maxValueChars: a logged value is cut here (a client chooses its name, and a name can be 64 KB). */
+const maxValueChars = 256;
+
+function bounded(text: string): string {
+  return text.length <= maxValueChars ? text : `${text.slice(0, maxValueChars)}…(+${text.length - maxValueChars} chars)`;
+}
+
 function formatValue(value: unknown): string {
-  if (value instanceof Error) return JSON.stringify(value.message);
-  if (typeof value === "string") return /^[\w.:/@+-]*$/.test(value) && value !== "" ? value : JSON.stringify(value);
-  return JSON.stringify(value) ?? "undefined";
+  if (value instanceof Error) return JSON.stringify(bounded(value.message));
+  if (typeof value === "string") return /^[\w.:/@+-]*$/.test(value) && value !== "" && value.length <= maxValueChars ? value : JSON.stringify(bounded(value));
+  return bounded(JSON.stringify(value) ?? "undefined");
 }
 
 export function formatLine(level: LogLevel, msg: string, fields: LogFields): string {
   // Newlines in a message would split one event into two journald entries.
-  let line = `${level} ${msg.replace(/[\r\n]+/g, " ")}`;
+  let line = `${level} ${bounded(msg.replace(/[\r\n]+/g, " "))}`;
   for (const [k, v] of Object.entries(fields)) if (v !== undefined) line += ` ${k}=${formatValue(v)}`;
   return line;
 }
 
 /** createLogger: `write` defaults to stdout; tests pass an array sink. */
+/**
+ * RateLimit: at most `perSecond` lines a second for one message (a flood of failed logins from a
+ * sprayer is one message); what is held back is counted and reported once the second is over.
+ */
+function rateLimited(write: (line: string) => void, perSecond: number): (level: LogLevel, msg: string, line: string) => void {
+  const seconds = new Map<string, { second: number; count: number; suppressed: number }>();
+  return (level, msg, line) => {
+    const second = Math.floor(Date.now() / 1000);
+    let s = seconds.get(msg);
+    if (!s || s.second !== second) {
+      if (s?.suppressed) write(formatLine("warn", "log lines suppressed", { message: msg, count: s.suppressed }));
+      if (!s && seconds.size > 1000) seconds.clear();
+      seconds.set(msg, (s = { second, count: 0, suppressed: 0 }));
+    }
+    if (++s.count > perSecond && level !== "error") s.suppressed++;
+    else write(line);
+  };
+}
+
 export function createLogger(
-  opts: { level?: LogLevel; write?: (line: string) => void; base?: LogFields } = {},
+  opts: { level?: LogLevel; write?: (line: string) => void; base?: LogFields; perSecond?: number } = {},
 ): Logger {
   const min = order[opts.level ?? "info"];
   const write = opts.write ?? ((line: string) => process.stdout.write(line + "\n"));
   const base = opts.base ?? {};
-  const emit = (level: LogLevel) => (msg: string, fields: LogFields = {}) => {
-    if (order[level] >= min) write(formatLine(level, msg, { ...base, ...fields }));
+  const limited = rateLimited(write, opts.perSecond ?? 50);
+  const build = (fields: LogFields): Logger => {
+    const emit = (level: LogLevel) => (msg: string, more: LogFields = {}) => {
+      if (order[level] >= min) limited(level, msg, formatLine(level, msg, { ...fields, ...more }));
+    };
+    return { debug: emit("debug"), info: emit("info"), warn: emit("warn"), error: emit("error"), child: (f) => build({ ...fields, ...f }) };
   };
-  return {
-    debug: emit("debug"),
-    info: emit("info"),
-    warn: emit("warn"),
-    error: emit("error"),
-    child: (fields) => createLogger({ level: opts.level, write, base: { ...base, ...fields } }),
-  };
+  return build(base);
 }
 
 /** silentLogger: for tests that do not read the log. */

@@ -1,16 +1,29 @@
-import { FailureThrottle } from "../throttle.ts";
+import { FailureThrottle, FairScheduler, pairKey } from "../throttle.ts";
 import type { IntegrationType, LoginMeta, VerifyResult } from "../types.ts";
 import { publicView, type IntegrationIndex, type StoredIntegration } from "./index-memory.ts";
 
 /**
  * LoginVerifier: the hot path of every login on every protocol.
  *
- * A correct repeat login skips argon2: the verified-credential cache maps an integration id to an
- * HMAC (per-process random key) of id, stored hash and password. The plaintext is never kept, a
- * password change alters the stored hash so an old entry cannot match, and every change to the
- * integration drops its entries anyway (`forget`). Wrong passwords get the same treatment in a small
- * negative cache, so a client retrying a wrong password costs one hash, not one per attempt. Hash
- * work for failures is bounded per username and per address by a FailureThrottle.
+ * Caches. A correct repeat login skips argon2: the verified-credential cache maps an integration id
+ * to an HMAC (per-process random key) of id, stored hash and password. Wrong passwords and unknown
+ * username+password pairs get the same treatment in small negative caches, so a client retrying a
+ * stale credential costs one check, not one per attempt. The plaintext is never kept, and every change
+ * to an integration drops its entries (`forget`).
+ *
+ * The throttling rule (what an attacker can and cannot cause):
+ * - the caches answer only for a password already judged by a hash: a new guess always costs a
+ *   scheduled hash, so the caches are no oracle, and a client whose credential is cached gets in
+ *   whatever else happens;
+ * - the only outright refusal is per (address, username) pair: `limit` failed or running attempts a
+ *   window. Attempts count when they start, so a burst sent at once gets no more hashes than the
+ *   same attempts sent one by one, and the right password inside such a burst is refused like the rest;
+ * - an address spraying many usernames, or a username sprayed from many addresses, is only slowed:
+ *   hashes run a few at a time (bounded memory: each argon2id holds 64 MiB), round robin over
+ *   addresses, attempts from a pair with no failures first; so a device whose own pair is clean gets
+ *   in at the next free slot even while others hammer its address or its name;
+ * - an unknown username costs no hash at all: the refusal waits about as long as a hash takes, so the
+ *   timing does not tell names that exist from names that do not.
  */
 export class LoginVerifier {
   #verified = new Map<number, string>();
@@ -20,18 +33,20 @@ export class LoginVerifier {
   /** unknown username + password pairs already refused (bounded; cleared when a username appears) */
   #unknownRefused = new Map<string, number>();
   #hmacKey = crypto.getRandomValues(new Uint8Array(32));
-  #dummyHash: Promise<string>;
+  /** recent hash duration (ms), for the answer to an unknown username */
+  #hashMs = 100;
+  readonly scheduler: FairScheduler;
   readonly stats = { hashVerifies: 0, cacheHits: 0, refusedCacheHits: 0, throttled: 0 };
 
   constructor(
     private readonly index: IntegrationIndex,
-    private readonly hash: (password: string) => Promise<string>,
     /** which integration types each listener admits (VRPC agents are MQTT clients of our broker) */
     private readonly accepts: (listener: IntegrationType, integration: IntegrationType) => boolean,
     readonly throttle: FailureThrottle,
     private readonly now: () => number,
+    hashConcurrency = 2,
   ) {
-    this.#dummyHash = hash(crypto.randomUUID());
+    this.scheduler = new FairScheduler(hashConcurrency);
   }
 
   /** #hmac: cache keys that mean nothing outside this process and never contain a password. */
@@ -65,14 +80,8 @@ export class LoginVerifier {
   }
 
   async #check(type: IntegrationType, username: string, password: string, meta: LoginMeta): Promise<VerifyResult> {
-    const addressKey = meta.remote ? `a:${meta.remote}` : undefined;
-    const userKey = `u:${username}`;
-    // An address that has used up its budget gets nothing, not even the cheap cache lookup:
-    // otherwise it could test guesses against the cache at network speed.
-    if (addressKey && this.throttle.blocked(addressKey)) return { ok: false, reason: "throttled" };
-
     const r = this.index.byUsername(username);
-    if (!r) return this.#unknown(type, username, password, meta, userKey, addressKey);
+    if (!r) return this.#unknown(type, username, password, meta);
 
     const fp = this.#fingerprint(r, password);
     let cached = false;
@@ -83,21 +92,28 @@ export class LoginVerifier {
       this.stats.refusedCacheHits++;
       return { ok: false, reason: "wrong-password" };
     } else {
-      // The username's budget protects the CPU from a spray across many addresses; a legitimate
-      // client whose credential is cached got in above without touching it.
-      if (this.throttle.blocked(userKey)) return { ok: false, reason: "throttled" };
+      const pair = pairKey(meta.remote, username);
+      const settle = this.throttle.reserve(pair);
+      if (!settle) return { ok: false, reason: "throttled" };
+      const priority = this.throttle.failures(pair) === 0;
       const hashAtStart = r.passwordHash;
-      const { ok, first } = await this.#argon2(fp, password, hashAtStart);
+      let ok = false;
+      let first = false;
+      try {
+        ({ ok, first } = await this.#argon2(fp, password, hashAtStart, meta.remote ?? "local", priority));
+      } finally {
+        settle(!ok && first);
+      }
       const current = this.index.get(r.id);
       // The integration changed while we hashed: judge again against what is true now.
       if (!current || current.passwordHash !== hashAtStart) return this.#check(type, username, password, meta);
-      if (!ok && !first) return { ok: false, reason: "wrong-password" };
       if (!ok) {
-        let refused = this.#refused.get(r.id);
-        if (!refused) this.#refused.set(r.id, (refused = new Map()));
-        if (refused.size >= 16) refused.delete(refused.keys().next().value!);
-        refused.set(fp, this.now());
-        this.#failed(userKey, addressKey);
+        if (first) {
+          let refused = this.#refused.get(r.id);
+          if (!refused) this.#refused.set(r.id, (refused = new Map()));
+          if (refused.size >= 16) refused.delete(refused.keys().next().value!);
+          refused.set(fp, this.now());
+        }
         return { ok: false, reason: "wrong-password" };
       }
       this.#verified.set(r.id, fp);
@@ -111,23 +127,25 @@ export class LoginVerifier {
   }
 
   /**
-   * #unknown: a device with a stale username retries the same pair forever: one hash, then free, and
-   * it does not use up its address's budget (other devices behind the same NAT keep working).
+   * #unknown: no hash for a name that does not exist (a spray of made-up names costs no CPU), but the
+   * same wait; a device with a stale username retries the same pair forever: answered from the cache.
    */
-  async #unknown(type: IntegrationType, username: string, password: string, meta: LoginMeta, userKey: string, addressKey?: string): Promise<VerifyResult> {
+  async #unknown(type: IntegrationType, username: string, password: string, meta: LoginMeta): Promise<VerifyResult> {
     const ufp = this.#hmac(`unknown\0${username}\0${password}`);
     if (this.#unknownRefused.has(ufp)) {
       this.stats.refusedCacheHits++;
       return { ok: false, reason: "unknown-user" };
     }
-    if (this.throttle.blocked(userKey)) return { ok: false, reason: "throttled" };
-    // Pay one hash anyway so an unknown name takes as long as a wrong password (no user enumeration).
-    this.stats.hashVerifies++;
-    await Bun.password.verify(password, await this.#dummyHash).catch(() => false);
-    if (this.index.byUsername(username)) return this.#check(type, username, password, meta); // created meanwhile
+    const settle = this.throttle.reserve(pairKey(meta.remote, username));
+    if (!settle) return { ok: false, reason: "throttled" };
+    await new Promise((r) => setTimeout(r, this.#hashMs * (0.8 + Math.random() * 0.4)));
+    if (this.index.byUsername(username)) {
+      settle(false);
+      return this.#check(type, username, password, meta); // created meanwhile
+    }
+    settle(true);
     if (this.#unknownRefused.size >= 10_000) this.#unknownRefused.delete(this.#unknownRefused.keys().next().value!);
     this.#unknownRefused.set(ufp, this.now());
-    this.#failed(userKey, addressKey);
     return { ok: false, reason: "unknown-user" };
   }
 
@@ -135,20 +153,20 @@ export class LoginVerifier {
    * #argon2: a reconnect storm (a line powering up) sends the same credential many times at once:
    * one hash serves them all; only its first waiter books a failure.
    */
-  async #argon2(fp: string, password: string, hash: string): Promise<{ ok: boolean; first: boolean }> {
+  async #argon2(fp: string, password: string, hash: string, lane: string, priority: boolean): Promise<{ ok: boolean; first: boolean }> {
     let pending = this.#inflight.get(fp);
     const first = pending === undefined;
     if (!pending) {
-      this.stats.hashVerifies++;
-      pending = Bun.password.verify(password, hash).catch(() => false);
+      pending = this.scheduler.run(lane, priority, async () => {
+        this.stats.hashVerifies++;
+        const t = performance.now();
+        const ok = await Bun.password.verify(password, hash).catch(() => false);
+        this.#hashMs = this.#hashMs * 0.8 + (performance.now() - t) * 0.2;
+        return ok;
+      });
       this.#inflight.set(fp, pending);
       void pending.finally(() => this.#inflight.delete(fp));
     }
     return { ok: await pending, first };
-  }
-
-  #failed(userKey: string, addressKey?: string): void {
-    this.throttle.fail(userKey);
-    if (addressKey) this.throttle.fail(addressKey);
   }
 }
