@@ -92,8 +92,9 @@ export class LoginVerifier {
       this.stats.refusedCacheHits++;
       return { ok: false, reason: "wrong-password" };
     } else {
+      // Joining a hash of the same credential already under way costs nothing: no reservation.
       const pair = pairKey(meta.remote, username);
-      const settle = this.throttle.reserve(pair);
+      const settle = this.#inflight.has(fp) ? () => {} : this.throttle.reserve(pair);
       if (!settle) return { ok: false, reason: "throttled" };
       const priority = this.throttle.failures(pair) === 0;
       const hashAtStart = r.passwordHash;
