@@ -29,7 +29,9 @@ export interface App {
  * started in reverse before rethrowing (Caddy's run()); `stop` reverses all.
  */
 export function createApp(config: Config, log: Logger, coreOptions: CoreOptions = {}): App {
-  const db = openDataDir(config.dataDir);
+  // A short busy timeout: bun:sqlite waits synchronously, so a CLI holding the lock must not stall the
+  // event loop (every listener) for seconds; write-behind retries later, an admin's write answers 503.
+  const db = openDataDir(config.dataDir, { busyTimeoutMs: 250 });
   const core = createCore(db, log, { sessionTtlMs: config.sessionTtlSeconds * 1000, accepts: acceptsTable(), ...coreOptions });
   const deps = { core, version, dataDir: config.dataDir, bind: config.bind };
   const listeners = config.listeners.map(({ module, options }) => module.create({ ...deps, log: log.child({ listener: module.type }) }, options));

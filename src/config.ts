@@ -93,6 +93,9 @@ export function parseServeConfig(argv: string[], env: Record<string, string | un
   const publicUrl = get("public-url");
   if (publicUrl !== undefined && !URL.canParse(publicUrl)) throw new ConfigError(`--public-url is not a URL: "${publicUrl}"`);
   const adminPassword = env.GATEHOUSE_ADMIN_PASSWORD || undefined;
+  // Taken, not copied: used once for the first admin, it must not linger in the environment that
+  // code (and any child process) can read later.
+  delete env.GATEHOUSE_ADMIN_PASSWORD;
   if (adminPassword !== undefined && adminPassword.length < 8) {
     throw new ConfigError("GATEHOUSE_ADMIN_PASSWORD must have at least 8 characters");
   }

@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { and, desc, eq, like, lt, or, sql, type SQL } from "drizzle-orm";
-import type { Db } from "../db/client.ts";
+import { isBusy, type Db } from "../db/client.ts";
 import { activity, type ActivityRow } from "../db/schema.ts";
 import type { EventBus } from "./events.ts";
 
@@ -38,6 +38,8 @@ export interface ActivityQuery {
  */
 export class ActivityLog {
   #inserted = 0;
+  /** rows that met a locked database, written at the next flush (bounded) */
+  #pending: (typeof activity.$inferInsert)[] = [];
 
   constructor(
     private readonly db: Db,
@@ -46,8 +48,28 @@ export class ActivityLog {
 
   record(action: string, subject: string, detail = "", actor: Actor = currentActor()): void {
     const at = this.opts.now?.() ?? Date.now();
-    this.db.insert(activity).values({ at, actor: actor.slice(0, 200), action, subject: subject.slice(0, 256), detail: detail.slice(0, 1024) }).run();
+    const row = { at, actor: actor.slice(0, 200), action, subject: subject.slice(0, 256), detail: detail.slice(0, 1024) };
+    try {
+      this.db.insert(activity).values(row).run();
+    } catch (err) {
+      if (!isBusy(err)) throw err;
+      if (this.#pending.length < 10_000) this.#pending.push(row); // another process holds the lock: later
+      return;
+    }
     if (++this.#inserted % 500 === 1) this.prune(at);
+  }
+
+  /** flush: rows that met a locked database. */
+  flush(): void {
+    if (this.#pending.length === 0) return;
+    try {
+      this.db.transaction((tx) => {
+        for (const row of this.#pending) tx.insert(activity).values(row).run();
+      });
+      this.#pending = [];
+    } catch (err) {
+      if (!isBusy(err)) throw err;
+    }
   }
 
   prune(now = Date.now()): void {

@@ -1,6 +1,6 @@
 import { timingSafeEqual } from "node:crypto";
 import { and, eq, gt, lt } from "drizzle-orm";
-import type { Db } from "../db/client.ts";
+import { isBusy, relaxed, type Db } from "../db/client.ts";
 import { adminSessions, admins, apiTokens, type ApiTokenRow } from "../db/schema.ts";
 import { AppError, NotFoundError, ValidationError } from "../lib/errors.ts";
 import { randomToken, sha256Hex } from "../lib/ids.ts";
@@ -177,8 +177,15 @@ export class AdminStore {
 
   async completeSetup(token: string, username: string, password: string): Promise<{ token: string; session: AdminSession }> {
     if (!this.setupTokenValid(token)) throw new AppError("forbidden", "this setup link is invalid or has expired");
-    await this.setPassword(username, password);
+    // Used up now, before the password is hashed: two requests at once cannot both create an admin.
+    const setup = this.#setup;
     this.#setup = undefined;
+    try {
+      await this.setPassword(username, password);
+    } catch (err) {
+      if (err instanceof ValidationError) this.#setup = setup; // a typo in the form: the link still works
+      throw err;
+    }
     const admin = this.db.select().from(admins).where(eq(admins.username, username)).get()!;
     return this.#openSession(admin.id, admin.username);
   }
@@ -209,7 +216,14 @@ export class AdminStore {
   resolveApiToken(secret: string | undefined): ApiTokenRow | undefined {
     if (!secret?.startsWith("gh_") || secret.length > 128) return undefined;
     const row = this.db.select().from(apiTokens).where(eq(apiTokens.tokenHash, sha256Hex(secret))).get();
-    if (row) this.db.update(apiTokens).set({ lastUsedAt: Date.now() }).where(eq(apiTokens.id, row.id)).run();
+    if (row && (row.lastUsedAt ?? 0) < Date.now() - 60_000) {
+      // "last used" to the minute is enough: no synchronous write (and fsync) per API request
+      try {
+        relaxed(this.db, () => this.db.update(apiTokens).set({ lastUsedAt: Date.now() }).where(eq(apiTokens.id, row.id)).run());
+      } catch (err) {
+        if (!isBusy(err)) throw err;
+      }
+    }
     return row;
   }
 }

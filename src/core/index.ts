@@ -125,6 +125,7 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
           try {
             credentials.flushLastLogins();
             onboarding.flush();
+            activity.flush();
           } catch (err) {
             log.error("last-login flush failed", { err });
           }

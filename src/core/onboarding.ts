@@ -1,5 +1,5 @@
 import { eq } from "drizzle-orm";
-import type { Db } from "../db/client.ts";
+import { isBusy, relaxed, type Db } from "../db/client.ts";
 import { onboardingRequests, onboardingWindow, type OnboardingRequestRow } from "../db/schema.ts";
 import { AppError, ConflictError, NotFoundError, ValidationError } from "../lib/errors.ts";
 import type { Logger } from "../lib/logger.ts";
@@ -288,10 +288,16 @@ export class Onboarding {
   flush(): void {
     if (this.#dirty.size === 0) return;
     const rows = [...this.#dirty].map((u) => this.#requests.get(u)).filter((r): r is OnboardingRequestRow => r !== undefined);
-    this.#dirty.clear();
-    this.db.transaction((tx) => {
-      for (const r of rows) tx.update(onboardingRequests).set({ attempts: r.attempts, lastSeen: r.lastSeen, clientId: r.clientId, remote: r.remote }).where(eq(onboardingRequests.id, r.id)).run();
-    });
+    try {
+      relaxed(this.db, () =>
+        this.db.transaction((tx) => {
+          for (const r of rows) tx.update(onboardingRequests).set({ attempts: r.attempts, lastSeen: r.lastSeen, clientId: r.clientId, remote: r.remote }).where(eq(onboardingRequests.id, r.id)).run();
+        }),
+      );
+      this.#dirty.clear();
+    } catch (err) {
+      if (!isBusy(err)) throw err; // locked by another process: written at the next flush
+    }
   }
 
   /** reload: the window and requests as the database has them (another process, the CLI, may have written). */

@@ -2,19 +2,36 @@ import { Database } from "bun:sqlite";
 import { drizzle, type BunSQLiteDatabase } from "drizzle-orm/bun-sqlite";
 import * as schema from "./schema.ts";
 
+export { isBusy } from "../lib/errors.ts";
+
 export type Db = BunSQLiteDatabase<typeof schema> & { $client: Database };
 
 /**
  * openDatabase: opens (or creates) the SQLite file with the pragmas an appliance wants.
  * busy_timeout comes first so that a second process (the CLI) waits instead of failing.
  */
-export function openDatabase(path: string): Db {
+export function openDatabase(path: string, opts: { busyTimeoutMs?: number } = {}): Db {
   const sqlite = new Database(path, { create: true, strict: true });
-  sqlite.run("PRAGMA busy_timeout = 5000");
+  sqlite.run(`PRAGMA busy_timeout = ${Math.floor(opts.busyTimeoutMs ?? 5000)}`);
   sqlite.run("PRAGMA journal_mode = WAL");
-  sqlite.run("PRAGMA synchronous = NORMAL");
+  // FULL: an acknowledged change of an integration, admin, token or onboarding decision survives a
+  // power cut (an edge device's most common fault). Hot counters are written with `relaxed` below.
+  sqlite.run("PRAGMA synchronous = FULL");
   sqlite.run("PRAGMA foreign_keys = ON");
   return drizzle({ client: sqlite, schema }) as Db;
+}
+
+/**
+ * relaxed: runs a write-behind batch (last logins, attempt counts) with synchronous=NORMAL: losing
+ * the last seconds of those in a power cut costs nothing, and they need no fsync per batch.
+ */
+export function relaxed<T>(db: Db, fn: () => T): T {
+  db.$client.run("PRAGMA synchronous = NORMAL");
+  try {
+    return fn();
+  } finally {
+    db.$client.run("PRAGMA synchronous = FULL");
+  }
 }
 
 /** dataVersion: changes whenever another connection commits (SQLite PRAGMA data_version). */

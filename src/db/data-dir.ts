@@ -11,7 +11,7 @@ export class DataDirError extends Error {
  * openDataDir: creates the folder if needed, proves it is writable, opens `gatehouse.db` and applies
  * pending migrations. Used by `serve` and by the offline CLI verbs alike.
  */
-export function openDataDir(dir: string): Db {
+export function openDataDir(dir: string, opts: { busyTimeoutMs?: number } = {}): Db {
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     accessSync(dir, constants.W_OK | constants.R_OK);
@@ -21,7 +21,7 @@ export function openDataDir(dir: string): Db {
   let db: Db;
   try {
     const file = join(dir, "gatehouse.db");
-    db = openDatabase(file);
+    db = openDatabase(file, opts);
     chmodSync(file, 0o600); // password hashes and session digests: owner only (-wal/-shm inherit it)
   } catch (err) {
     throw new DataDirError(`cannot open database in "${dir}": ${(err as Error).message}`);

@@ -2,7 +2,7 @@
  * AppError: every failure the core reports on purpose. Each edge maps `code` once
  * (web: status + message, MQTT: CONNACK, OPC UA: StatusCode).
  */
-export type ErrorCode = "validation" | "conflict" | "not_found" | "unauthorized" | "forbidden" | "rate_limited";
+export type ErrorCode = "validation" | "conflict" | "not_found" | "unauthorized" | "forbidden" | "rate_limited" | "unavailable";
 
 export class AppError extends Error {
   constructor(
@@ -41,6 +41,12 @@ export class StaleLoginError extends AppError {
   }
 }
 
+/** isBusy: SQLite answered that another process holds the database lock. */
+export function isBusy(err: unknown): boolean {
+  const e = err as { code?: string; message?: string };
+  return e?.code === "SQLITE_BUSY" || /database is locked/i.test(e?.message ?? "");
+}
+
 export const httpStatusOf: Record<ErrorCode, number> = {
   validation: 400,
   conflict: 409,
@@ -48,4 +54,5 @@ export const httpStatusOf: Record<ErrorCode, number> = {
   unauthorized: 401,
   forbidden: 403,
   rate_limited: 429,
+  unavailable: 503,
 };

@@ -2,7 +2,7 @@ import { html } from "@elysiajs/html";
 import { openapi } from "@elysiajs/openapi";
 import { Elysia } from "elysia";
 import type { Core } from "../core/index.ts";
-import { AppError, httpStatusOf } from "../lib/errors.ts";
+import { AppError, httpStatusOf, isBusy } from "../lib/errors.ts";
 import { htmlResponse, isHtmx, jsonResponse, type HttpMount } from "../lib/http.ts";
 import type { Logger } from "../lib/logger.ts";
 import { SimplePage } from "../../views/pages/simple.tsx";
@@ -58,6 +58,12 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
   const maxBody = opts.maxBodyBytes ?? defaultMaxBodyBytes;
   const mounts = opts.mounts ?? [];
   return new Elysia({ name: "gatehouse-web" })
+    // 8 KB of request headers is plenty for devices, proxies and this page; more is a probe or an attack.
+    .onRequest(({ request }) => {
+      let headerBytes = 0;
+      request.headers.forEach((v, k) => void (headerBytes += k.length + v.length + 4));
+      if (headerBytes > 8 * 1024) return jsonResponse({ error: "headers_too_large", message: "request headers larger than 8 KB" }, 431);
+    })
     // A listener's routes (device data, forward auth) never meet the admin guard, pages or cookies.
     .onRequest(({ request, server }) => {
       if (mounts.length === 0) return;
@@ -81,6 +87,10 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
     .onError(({ code, error, request }) => {
       if (error instanceof Denied) return error.response;
       if (error instanceof AppError) return errorResponse(request, httpStatusOf[error.code], error.code, error.message, error.fields);
+      if (isBusy(error)) {
+        log.warn("database busy", { method: request.method, path: new URL(request.url).pathname });
+        return errorResponse(request, 503, "unavailable", "the database is locked by another process (a CLI command?); nothing was changed, try again in a moment");
+      }
       switch (code) {
         case "VALIDATION":
           return errorResponse(request, 400, "invalid_request", `invalid request: ${summarizeValidation(error)}`);

@@ -13,7 +13,7 @@ const assets: Record<string, { path: string; type: string }> = {
 /** assetRoutes: htmx, css and page script from inside the binary; never a CDN. */
 export function assetRoutes() {
   return new Elysia({ name: "assets" }).get("/assets/:name", async ({ params }) => {
-    const asset = assets[params.name];
+    const asset = Object.hasOwn(assets, params.name) ? assets[params.name] : undefined; // not `__proto__`, `constructor`, ...
     if (!asset) return new Response("not found", { status: 404 });
     return new Response(await Bun.file(asset.path).arrayBuffer(), {
       headers: { "content-type": asset.type, "cache-control": "public, max-age=3600" },

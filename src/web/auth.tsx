@@ -88,6 +88,9 @@ export function authGuard(core: Core) {
     const unsafe = !safeMethods.has(request.method);
     const bearer = request.headers.get("authorization")?.match(/^Bearer\s+(\S+)$/i)?.[1];
     if (bearer) {
+      // Tokens are for the API: a page route refuses one before it acts (and tokens cannot manage
+      // tokens or trust certificates, which live on pages only).
+      if (!path.startsWith("/api/")) return deny(request, 403, "API tokens work on /api/ routes only");
       const token = core.admins.resolveApiToken(bearer);
       if (!token) return deny(request, 401, "invalid API token");
       authByRequest.set(request, { kind: "token", name: token.name });

@@ -1,4 +1,4 @@
-import type { Db } from "../../db/client.ts";
+import { isBusy, relaxed, type Db } from "../../db/client.ts";
 
 /**
  * LastLogins: last-login times are a hot counter (every login), so they are kept in memory and
@@ -25,11 +25,18 @@ export class LastLogins {
   flush(): number {
     if (this.#pending.size === 0) return 0;
     const pending = [...this.#pending];
-    this.#pending.clear();
     const stmt = this.db.$client.prepare("UPDATE integrations SET last_login_at = ?1 WHERE id = ?2 AND (last_login_at IS NULL OR last_login_at < ?1)");
-    this.db.$client.transaction(() => {
-      for (const [id, at] of pending) stmt.run(at, id);
-    })();
+    try {
+      relaxed(this.db, () =>
+        this.db.$client.transaction(() => {
+          for (const [id, at] of pending) stmt.run(at, id);
+        })(),
+      );
+    } catch (err) {
+      if (isBusy(err)) return 0; // another process holds the lock: kept, written at the next flush
+      throw err;
+    }
+    for (const [id, at] of pending) if (this.#pending.get(id) === at) this.#pending.delete(id);
     return pending.length;
   }
 }

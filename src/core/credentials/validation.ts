@@ -3,6 +3,7 @@ import { isIntegrationType, typeListText } from "../types.ts";
 export const usernamePattern = /^[A-Za-z0-9._\-@/:]{1,128}$/;
 export const usernameRule = "1-128 characters: letters, digits and . _ - @ / :";
 export const maxDescription = 1024;
+const unsafeText = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F\u202A-\u202E\u2066-\u2069]/;
 
 /** validateFields: every field rule, collected so a form can show them all at once. */
 export function validateFields(input: { username?: unknown; password?: unknown; description?: unknown; type?: unknown }) {
@@ -18,6 +19,10 @@ export function validateFields(input: { username?: unknown; password?: unknown; 
   }
   if (input.description !== undefined && (typeof input.description !== "string" || input.description.length > maxDescription)) {
     fields.description = `description must be at most ${maxDescription} characters`;
+  } else if (typeof input.description === "string" && unsafeText.test(input.description)) {
+    // NUL and control characters (ANSI escapes in a terminal listing), bidi overrides (text that reads
+    // differently from what it is)
+    fields.description = "description must not contain control characters or bidirectional overrides";
   }
   return fields;
 }

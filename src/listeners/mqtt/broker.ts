@@ -23,6 +23,8 @@ export interface MqttOptions {
   maxConnections?: number;
   /** sockets that have not logged in yet, at most (closed on accept past it) */
   maxPending?: number;
+  /** the same, per address */
+  maxPendingPerAddress?: number;
   maxPacketBytes?: number;
   /** a socket that sends no CONNECT within this time is closed */
   connectTimeoutMs?: number;
@@ -80,6 +82,8 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
   const owners = new ClientIdOwners((id) => credentials.peek(id) !== undefined);
   const dropped = new WeakSet<object>();
   const sockets = new Set<Socket>();
+  /** a socket's "no longer waiting to log in" hook */
+  const loggedInHooks = new WeakMap<Socket, () => void>();
   let authenticated = 0;
   let broker: Aedes | undefined;
   let server: Server | undefined;
@@ -148,6 +152,7 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
           }
           conns.set(client, conn);
           authenticated++;
+          loggedInHooks.get(socket)?.();
           socket.once("close", () => {
             authenticated--;
             owners.release(client.id, result.integration.id);
@@ -246,14 +251,33 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
       );
 
       let checked = false;
+      /** sockets that have not logged in yet, per address: one address cannot hold every slot */
+      const pendingByAddress = new Map<string, number>();
+      const perAddress = Math.max(1, Math.min(maxPending, opts.maxPendingPerAddress ?? 256));
+      const connectTimeout = opts.connectTimeoutMs ?? 10_000;
       server = createServer((socket) => {
-        if (sockets.size - authenticated >= maxPending) {
-          log.warn("mqtt connection refused: too many sockets waiting to log in", { limit: maxPending, remote: socket.remoteAddress });
+        const address = socket.remoteAddress ?? "unknown";
+        const waiting = sockets.size - authenticated;
+        if (waiting >= maxPending || (pendingByAddress.get(address) ?? 0) >= perAddress) {
+          log.warn("mqtt connection refused: too many sockets waiting to log in", { limit: waiting >= maxPending ? maxPending : perAddress, remote: address });
           socket.destroy();
           return;
         }
         sockets.add(socket);
+        pendingByAddress.set(address, (pendingByAddress.get(address) ?? 0) + 1);
+        let pending = true;
+        const loggedIn = () => {
+          if (!pending) return;
+          pending = false;
+          const n = (pendingByAddress.get(address) ?? 1) - 1;
+          if (n > 0) pendingByAddress.set(address, n);
+          else pendingByAddress.delete(address);
+        };
+        // Under pressure (half the waiting slots taken) a silent socket gets 2 s instead of the full timeout.
+        const timer = setTimeout(() => pending && socket.destroy(), waiting >= maxPending / 2 ? Math.min(2_000, connectTimeout) : connectTimeout);
+        socket.once("close", () => (clearTimeout(timer), loggedIn()));
         socket.on("close", () => sockets.delete(socket));
+        loggedInHooks.set(socket, () => (clearTimeout(timer), loggedIn()));
         socket.on("error", () => {});
         const client = b.handle(socket);
         if (!checked) {

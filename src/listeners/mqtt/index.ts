@@ -12,6 +12,7 @@ export const mqttListener = defineListener<Omit<MqttOptions, "host">>()({
     "mqtt-port": { flag: "--mqtt-port N", env: "GATEHOUSE_MQTT_PORT", help: "MQTT broker (0 = any free port, off = none)", default: "1883" },
     "mqtt-max-connections": { flag: "--mqtt-max-connections N", env: "GATEHOUSE_MQTT_MAX_CONNECTIONS", help: "logged-in MQTT connections at most", default: "10000" },
     "mqtt-max-pending": { flag: "--mqtt-max-pending N", env: "GATEHOUSE_MQTT_MAX_PENDING", help: "MQTT sockets not yet logged in, at most", default: "1000" },
+    "mqtt-max-pending-per-address": { flag: "--mqtt-max-pending-per-address N", env: "GATEHOUSE_MQTT_MAX_PENDING_PER_ADDRESS", help: "the same, per client address", default: "256" },
     "mqtt-max-packet": { flag: "--mqtt-max-packet BYTES", env: "GATEHOUSE_MQTT_MAX_PACKET", help: "largest MQTT packet accepted", default: "1048576" },
   },
   parseConfig(get) {
@@ -21,6 +22,7 @@ export const mqttListener = defineListener<Omit<MqttOptions, "host">>()({
       port,
       maxConnections: parseCount("mqtt-max-connections", get("mqtt-max-connections")!, 1, 1_000_000),
       maxPending: parseCount("mqtt-max-pending", get("mqtt-max-pending")!, 1, 1_000_000),
+      maxPendingPerAddress: parseCount("mqtt-max-pending-per-address", get("mqtt-max-pending-per-address")!, 1, 1_000_000),
       maxPacketBytes: parseCount("mqtt-max-packet", get("mqtt-max-packet")!, 64, 268_435_455),
     };
   },

@@ -45,6 +45,25 @@ async function readFolder(folder: string, status: CertificateInfo["status"]): Pr
   return out;
 }
 
+/**
+ * trimFolder: keeps the newest `max` certificate files of a folder (node-opcua files every refused
+ * client certificate in `rejected/`; anonymous scanners would fill the disk). Returns how many went.
+ */
+export async function trimFolder(folder: string, max: number): Promise<number> {
+  let names: string[];
+  try {
+    names = (await readdir(folder)).filter((n) => /\.(pem|der)$/i.test(n));
+  } catch {
+    return 0;
+  }
+  if (names.length <= max) return 0;
+  const dated = await Promise.all(names.map(async (n) => ({ n, t: (await stat(join(folder, n)).catch(() => undefined))?.mtimeMs ?? 0 })));
+  dated.sort((a, b) => b.t - a.t);
+  const old = dated.slice(max);
+  await Promise.all(old.map(({ n }) => rm(join(folder, n), { force: true })));
+  return old.length;
+}
+
 /** subjectKeys: X.500 attribute names as people read them in a certificate subject. */
 const subjectKeys: [string, string][] = [
   ["commonName", "CN"],

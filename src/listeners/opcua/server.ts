@@ -19,7 +19,7 @@ import { UserTokenType } from "node-opcua-types";
 import { makeSHA1Thumbprint } from "node-opcua-crypto";
 import { buildAddressSpace } from "./address-space.ts";
 import { guardMonitoredItems, interruptChannelsOf, offerOnlyUserTokens, onCertificateRefused, onIdentityRefused, onSecureChannelRefused } from "./node-opcua-internals.ts";
-import { certificateTrust } from "./certificates.ts";
+import { certificateTrust, trimFolder } from "./certificates.ts";
 // The standard nodeset as a precompiled image, embedded in the binary (the package's own lookup
 // reads files next to itself, which do not exist inside `bun build --compile`).
 import standardNodeset from "../../../node_modules/node-opcua-nodesets/nodesets/Opc.Ua.NodeSet2.ndjson.gz" with { type: "file" };
@@ -38,6 +38,8 @@ export interface OpcuaOptions {
   autoAcceptCertificates?: boolean;
   /** sessions at most; secure channels are capped to match (node-opcua's own default is 10 channels) */
   maxSessions?: number;
+  /** refused client certificates kept for the admin to trust, newest first */
+  maxRejectedCertificates?: number;
 }
 
 export interface RunningOpcua {
@@ -208,6 +210,7 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
     if (certificateReported.size > 1000) certificateReported.clear();
     certificateReported.set(thumbprint, now);
     log.info("opc ua client certificate refused", { thumbprint, status });
+    void trimFolder(cm.rejectedFolder, opts.maxRejectedCertificates ?? 200).then((n) => n && log.info("opc ua rejected certificates trimmed", { removed: n }));
     credentials.loginRefused("opcua", "", "certificate-rejected", { clientId: `certificate ${thumbprint}` });
   });
 
