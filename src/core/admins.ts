@@ -49,6 +49,11 @@ export class AdminStore {
     return this.opts.sessionTtlMs ?? 12 * 3600_000;
   }
 
+  /** list: every admin, without its hash. */
+  list(): { username: string; createdAt: number }[] {
+    return this.db.select({ username: admins.username, createdAt: admins.createdAt }).from(admins).orderBy(admins.username).all();
+  }
+
   hasAdmin(): boolean {
     return this.db.select({ id: admins.id }).from(admins).limit(1).get() !== undefined;
   }

@@ -10,6 +10,7 @@ import { reconcile } from "./credentials/reconcile.ts";
 import { isValidTopicFilter, validateFields } from "./credentials/validation.ts";
 import { LoginVerifier } from "./credentials/verifier.ts";
 import type { EventBus } from "./events.ts";
+import { defaultPermissions } from "./settings.ts";
 import { FailureThrottle } from "./throttle.ts";
 import { integrationTypes, type Integration, type IntegrationType, type LoginFailure, type LoginMeta, type VerifyResult } from "./types.ts";
 
@@ -188,12 +189,15 @@ export class CredentialStore {
     if (Object.keys(fields).length) throw new ValidationError(fields);
     this.#assertUsernameFree(username);
     const t = this.now();
+    const acl = defaultPermissions(this.db, input.type);
     return {
       password,
       row: {
         username,
         type: input.type,
         description: input.description ?? "",
+        publishAcl: JSON.stringify(acl.publishAcl),
+        subscribeAcl: JSON.stringify(acl.subscribeAcl),
         passwordHash: await this.hash(password),
         active: input.active ?? true,
         createdAt: t,
@@ -209,7 +213,10 @@ export class CredentialStore {
     if (Object.keys(fields).length) throw new ValidationError(fields);
     this.#assertUsernameFree(input.username);
     const t = this.now();
-    const [integration] = this.#insertAll([{ username: input.username, type: input.type, description: input.description ?? "", passwordHash: input.passwordHash, active: true, createdAt: t, updatedAt: t }]);
+    const acl = defaultPermissions(this.db, input.type);
+    const [integration] = this.#insertAll([
+      { username: input.username, type: input.type, description: input.description ?? "", passwordHash: input.passwordHash, publishAcl: JSON.stringify(acl.publishAcl), subscribeAcl: JSON.stringify(acl.subscribeAcl), active: true, createdAt: t, updatedAt: t },
+    ]);
     return integration!;
   }
 

@@ -108,3 +108,10 @@ export const onboardingRequests = sqliteTable("onboarding_requests", {
 
 export type ActivityRow = typeof activity.$inferSelect;
 export type OnboardingRequestRow = typeof onboardingRequests.$inferSelect;
+
+/** settings: small appliance-wide choices an admin makes on the page (key -> JSON value). */
+export const settings = sqliteTable("settings", {
+  key: text("key").primaryKey(),
+  value: text("value").notNull(),
+  updatedAt: integer("updated_at").notNull(),
+});

@@ -9,6 +9,7 @@ import { SimplePage } from "../../views/pages/simple.tsx";
 import { agentRoutes } from "./agents.tsx";
 import { apiRoutes } from "./api.ts";
 import { onboardingRoutes } from "./onboarding.tsx";
+import { settingsPages } from "./settings.tsx";
 import { assetRoutes } from "./assets.ts";
 import { authGuard, authRoutes, Denied } from "./auth.tsx";
 import { integrationPages } from "./integrations.tsx";
@@ -124,6 +125,7 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
     .use(certificatePages(() => core.certificates.current))
     .use(agentRoutes(core, log))
     .use(onboardingRoutes(core))
+    .use(settingsPages(core))
     .use(apiRoutes(core));
 }
 

@@ -142,6 +142,16 @@ describe("permissions at every delivery", () => {
   });
 });
 
+describe("bursts", () => {
+  it("200 wrong passwords for one username sent at once over MQTT get at most the limit's hashes", async () => {
+    await make("burst-target");
+    const before = app.core.credentials.stats.hashVerifies;
+    const codes = await Promise.all(Array.from({ length: 200 }, (_, i) => refusalCode(port, { username: "burst-target", password: `wrong-${i}` })));
+    expect(codes.every((c) => c === 4)).toBe(true);
+    expect(app.core.credentials.stats.hashVerifies - before).toBeLessThanOrEqual(app.core.credentials.throttle.limit);
+  }, 30_000);
+});
+
 describe("kicks are exact", () => {
   it("a login verified with the old password while a reset is written does not stay connected", async () => {
     const { integration, password } = await make("racing");

@@ -94,3 +94,28 @@ describe("smaller holes", () => {
     expect(env).toEqual({ GATEHOUSE_HTTP_PORT: "9000" });
   });
 });
+
+describe("retained topics", () => {
+  it("are listed on the Topics page and an admin clears what a removed device left behind", async () => {
+    const { app, url } = await testApp(["--opcua-port", "off"]);
+    try {
+      const dev = await app.core.credentials.create({ type: "mqtt", username: "leaving-device" });
+      const c = await connectMqtt(app.address("mqtt")!.port, { username: "leaving-device", password: dev.password });
+      await c.publishAsync("line9/<b>state</b>", "running", { retain: true, qos: 1 });
+      await c.endAsync();
+      app.core.credentials.remove(dev.integration.id);
+      const { cookie, csrf } = await signIn(url);
+      const page = await (await fetch(`${url}/topics?q=line9`, { headers: { cookie } })).text();
+      expect(page).toContain("line9/&lt;b&gt;state&lt;/b&gt;");
+      expect(page).not.toContain("<b>state</b>");
+      const cleared = await fetch(`${url}/topics/clear`, { method: "POST", redirect: "manual", headers: { cookie, "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ _csrf: csrf, topic: "line9/<b>state</b>" }) });
+      expect(cleared.status).toBe(303);
+      const retained: string[] = [];
+      for await (const m of app.core.bus.retained("#")) retained.push(m.topic);
+      expect(retained.filter((t) => t.startsWith("line9"))).toEqual([]);
+      expect(app.core.activity.list({ action: "topic.cleared" })[0]).toMatchObject({ subject: "line9/<b>state</b>", actor: "admin:admin" });
+    } finally {
+      await app.stop();
+    }
+  });
+});

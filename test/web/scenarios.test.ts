@@ -101,6 +101,36 @@ describe("integration routes", () => {
       contains: ["curl -u &#x27;gw-1:PASSWORD&#x27;", "http://localhost/api/v1/data/plant/line1/temp?retain=true", "?wait=30"],
     },
     {
+      name: "settings: default permissions per type apply to the next new integration",
+      method: "POST",
+      path: "/settings/defaults",
+      form: { "mqtt.publishAcl": "plant/+/telemetry/#", "mqtt.subscribeAcl": "plant/+/cmd/#", "opcua.publishAcl": "#", "opcua.subscribeAcl": "#", "http.publishAcl": "#", "http.subscribeAcl": "#", "vrpc.publishAcl": "#", "vrpc.subscribeAcl": "#" },
+      status: 303,
+      after: async (ctx) => {
+        const { integration } = await ctx.core.credentials.create({ type: "mqtt" });
+        expect(integration).toMatchObject({ publishAcl: ["plant/+/telemetry/#"], subscribeAcl: ["plant/+/cmd/#"] });
+        expect((await ctx.core.credentials.create({ type: "opcua" })).integration.publishAcl).toEqual(["#"]);
+        const page = await (await ctx.request("GET", "/settings")).text();
+        expect(page).toContain('value="plant/+/telemetry/#"');
+      },
+    },
+    {
+      name: "settings: an invalid default is refused with the field named",
+      method: "POST",
+      path: "/settings/defaults",
+      form: { "mqtt.publishAcl": "a/#/b", "mqtt.subscribeAcl": "#" },
+      status: 400,
+      contains: ["valid MQTT topic filter"],
+    },
+    {
+      name: "page: a row with # says it is unrestricted",
+      method: "GET",
+      path: "/integrations",
+      before: withIntegration,
+      status: 200,
+      contains: ["badge unrestricted", "all topics"],
+    },
+    {
       name: "nobody: the API answers 401 and nothing is created",
       method: "POST",
       path: "/api/v1/integrations",

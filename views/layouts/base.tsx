@@ -4,7 +4,7 @@ export interface LayoutProps {
   title: string;
   /** signed-in admin; absent on the sign-in and setup pages */
   admin?: { username: string; csrfToken: string };
-  active?: "integrations" | "agents" | "activity" | "tokens" | "certificates";
+  active?: "integrations" | "agents" | "activity" | "tokens" | "certificates" | "settings" | "topics";
 }
 
 // htmx swaps 400/409 bodies too: they carry the form with its inline errors.
@@ -43,7 +43,9 @@ export function Layout({ title, admin, active, children }: PropsWithChildren<Lay
                 <a href="/integrations" class={active === "integrations" ? "active" : undefined}>Integrations</a>
                 <a href="/agents" class={active === "agents" ? "active" : undefined}>VRPC agents</a>
                 <a href="/certificates" class={active === "certificates" ? "active" : undefined}>OPC UA certificates</a>
+                <a href="/topics" class={active === "topics" ? "active" : undefined}>Topics</a>
                 <a href="/activity" class={active === "activity" ? "active" : undefined}>Activity</a>
+                <a href="/settings" class={active === "settings" ? "active" : undefined}>Settings</a>
                 <a href="/settings/tokens" class={active === "tokens" ? "active" : undefined}>API tokens</a>
                 <form method="post" action="/logout" class="inline">
                   <input type="hidden" name="_csrf" value={admin.csrfToken} />

@@ -166,6 +166,13 @@ export function IntegrationRow({ integration: i, sessions, csrfToken, secret, mo
         ) : (
           ""
         )}
+        {i.publishAcl.includes("#") || i.subscribeAcl.includes("#") ? (
+          <span class="badge unrestricted" title="its permissions include #: every topic but $ ones">
+            {i.publishAcl.includes("#") && i.subscribeAcl.includes("#") ? "all topics" : i.publishAcl.includes("#") ? "publishes anywhere" : "reads everything"}
+          </span>
+        ) : (
+          ""
+        )}
         {i.type === "http" && baseUrl ? <CurlExamples username={i.username} baseUrl={baseUrl} /> : ""}
       </td>
       <td>

@@ -1,0 +1,65 @@
+import { attr } from "../components/attr.ts";
+import { CsrfField } from "../components/csrf.tsx";
+import { Layout } from "../layouts/base.tsx";
+
+export interface TopicsPageProps {
+  admin: { username: string; csrfToken: string };
+  topics: { topic: string; bytes: number; preview: string }[];
+  q?: string;
+  truncated: boolean;
+}
+
+/** TopicsPage: the retained messages on the broker, to find and clear what a removed device left behind. */
+export function TopicsPage({ admin, topics, q, truncated }: TopicsPageProps) {
+  return (
+    <Layout title="Retained topics" admin={admin} active="topics">
+      <h1>Retained topics</h1>
+      <p class="muted">Messages the broker keeps for every new subscriber. Clearing one publishes an empty retained message on its topic.</p>
+      <form class="toolbar" method="get" action="/topics">
+        <input type="search" name="q" value={attr(q ?? "")} placeholder="Topic contains" aria-label="Topic contains" />
+        <button type="submit">Filter</button>
+      </form>
+      {topics.length === 0 ? (
+        <p class="muted">No retained messages{q ? " match" : ""}.</p>
+      ) : (
+        <table>
+          <thead>
+            <tr>
+              <th>Topic</th>
+              <th>Size</th>
+              <th>Payload</th>
+              <th>
+                <span class="sr-only">Actions</span>
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {topics.map((t) => (
+              <tr>
+                <td>
+                  <code safe>{t.topic}</code>
+                </td>
+                <td safe>{`${t.bytes} B`}</td>
+                <td>
+                  <code class="muted" safe>
+                    {t.preview}
+                  </code>
+                </td>
+                <td>
+                  <form method="post" action="/topics/clear" class="inline">
+                    <CsrfField token={admin.csrfToken} />
+                    <input type="hidden" name="topic" value={attr(t.topic)} />
+                    <button type="submit" class="link danger">
+                      Clear <span class="sr-only" safe>{t.topic}</span>
+                    </button>
+                  </form>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {truncated ? <p class="muted">Only the first 500 are shown; filter to find others.</p> : ""}
+    </Layout>
+  );
+}
