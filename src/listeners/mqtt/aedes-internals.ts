@@ -1,11 +1,11 @@
 import type { Aedes, Client } from "aedes";
 
 /**
- * The reaches into aedes' and mqtt-packet's internals, in one place (pinned: aedes 1.2.0,
+ * The reaches into aedes' and mqtt-packet's internals, in one place (pinned: aedes 2.0.0-beta.1,
  * mqtt-packet 9, aedes-persistence 11). `assertAedesShape` runs when the broker starts and fails loudly
  * if an upgrade changed what these rely on, instead of silently losing a limit.
  */
-const pinned = "aedes 1.2.0 (mqtt-packet 9, aedes-persistence 11)";
+const pinned = "aedes 2.0.0-beta.1 (mqtt-packet 9, aedes-persistence 10)";
 
 interface PacketParser {
   _parseLength(): boolean;

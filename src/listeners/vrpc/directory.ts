@@ -110,6 +110,8 @@ export function createVrpcDirectory(bus: TopicBus, log: Logger, defaultTimeoutMs
         }, timeoutMs);
         pending.set(id, { resolve, reject, timer });
       });
+      // The answer can come back before the publish below has settled: mark it handled now.
+      answer.catch(() => {});
       const topic = `${c.domain}/${c.agent}/${c.className}/${c.instance ?? "__static__"}/${c.functionName}`;
       const json = { c: c.instance ?? c.className, f: c.functionName, a: c.args, i: id, s: `${c.domain}/__gatehouse__/${replyId}`, v: 3 };
       await bus.publish({ topic, payload: Buffer.from(JSON.stringify(json)), retain: false, qos: 1 });
