@@ -7,6 +7,7 @@ export interface FailedLogin {
   username: string;
   clientId?: string;
   remote?: string;
+  protocol?: string;
   reason: LoginFailure;
 }
 
@@ -22,6 +23,7 @@ export class LoginLog {
         username: e.username.slice(0, 256),
         clientId: e.meta.clientId?.slice(0, 256),
         remote: e.meta.remote,
+        protocol: e.meta.protocol,
         reason: e.reason,
       });
       if (this.#entries.length > capacity) this.#entries.length = capacity;

@@ -10,6 +10,8 @@ export interface SessionInfo {
   type: IntegrationType;
   clientId?: string;
   remote?: string;
+  /** the protocol level ("MQTT 5", "MQTT 3.1.1") where a listener has several */
+  protocol?: string;
   openedAt: number;
   /** stateless protocols (HTTP): the last request and how many there were */
   lastSeenAt?: number;
@@ -21,6 +23,7 @@ export interface OpenSession {
   type: IntegrationType;
   clientId?: string;
   remote?: string;
+  protocol?: string;
   /** kick: drops the connection; the listener's close path then calls `close`. */
   kick: (reason: string) => void;
 }
@@ -64,6 +67,7 @@ export class SessionRegistry {
       type: s.type,
       clientId: s.clientId,
       remote: s.remote,
+      protocol: s.protocol,
       openedAt: Date.now(),
     };
     this.#sessions.set(id, { ...info, kick: s.kick });

@@ -57,6 +57,8 @@ export interface Integration {
 export interface LoginMeta {
   remote?: string;
   clientId?: string;
+  /** the protocol level, where a listener has several ("MQTT 5", "MQTT 3.1.1") */
+  protocol?: string;
 }
 
 export type VerifyFailure = "unknown-user" | "wrong-password" | "deactivated" | "wrong-type" | "throttled";

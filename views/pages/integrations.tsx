@@ -82,7 +82,7 @@ export function IntegrationsPage(props: IntegrationsPageProps) {
                   <td>
                     <LocalTime at={f.at} />
                   </td>
-                  <td>{f.type}</td>
+                  <td safe>{f.protocol ?? f.type}</td>
                   <td safe>{f.username}</td>
                   <td safe>{f.clientId ?? ""}</td>
                   <td safe>{f.remote ?? ""}</td>

@@ -75,7 +75,7 @@ export function StatusCell({ integration: i, sessions, csrfToken }: { integratio
             {sessions.map((s) => (
               <li>
                 <code safe>{s.clientId ?? "(no client id)"}</code>{" "}
-                <span class="muted" safe>{`${s.type} from ${s.remote ?? "?"}${s.requests !== undefined ? `, ${s.requests} request${s.requests === 1 ? "" : "s"}` : ""}`}</span>{" "}
+                <span class="muted" safe>{`${s.protocol ?? s.type} from ${s.remote ?? "?"}${s.requests !== undefined ? `, ${s.requests} request${s.requests === 1 ? "" : "s"}` : ""}`}</span>{" "}
                 <form method="post" action={`/sessions/${s.id}/disconnect`} class="inline" hx-post={`/sessions/${s.id}/disconnect`} hx-target={`#integration-${i.id}`} hx-swap="outerHTML">
                   <input type="hidden" name="_csrf" value={csrfToken} />
                   <button type="submit" class="link danger">

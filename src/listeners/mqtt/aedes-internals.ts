@@ -1,8 +1,9 @@
 import type { Aedes, Client } from "aedes";
+import { generate } from "mqtt-packet";
 
 /**
  * The reaches into aedes' and mqtt-packet's internals, in one place (pinned: aedes 2.0.0-beta.1,
- * mqtt-packet 9, aedes-persistence 11). `assertAedesShape` runs when the broker starts and fails loudly
+ * mqtt-packet 9, aedes-persistence 10). `assertAedesShape` runs when the broker starts and fails loudly
  * if an upgrade changed what these rely on, instead of silently losing a limit.
  */
 const pinned = "aedes 2.0.0-beta.1 (mqtt-packet 9, aedes-persistence 10)";
@@ -71,6 +72,16 @@ export function refuseUnknownProtocolLevels(client: Client, onRefused: () => voi
     }
     emitError(err);
   };
+}
+
+/**
+ * refuseV5: aedes' authenticate hook maps only return codes 2-5 to MQTT 5 reason codes; a refusal it
+ * cannot express (0x9F connection rate exceeded) is written here, and the client closed before aedes
+ * answers (its authenticate callback then sees a closed client and writes nothing more).
+ */
+export function refuseV5(client: Client, reasonCode: number): void {
+  (client.conn as { write(b: Uint8Array): void }).write(generate({ cmd: "connack", reasonCode, sessionPresent: false } as never, { protocolVersion: 5 }));
+  client.close();
 }
 
 /**

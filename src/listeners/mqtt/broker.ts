@@ -8,7 +8,7 @@ import type { Integration, IntegrationType, LoginFailure } from "../../core/type
 import { StaleLoginError } from "../../lib/errors.ts";
 import type { Logger } from "../../lib/logger.ts";
 import type { Listener } from "../listener.ts";
-import { assertAedesShape, dropPublishes, forgetSession, limitPacketSize, parserOf, refuseUnknownProtocolLevels, retainedStream } from "./aedes-internals.ts";
+import { assertAedesShape, dropPublishes, forgetSession, limitPacketSize, parserOf, refuseUnknownProtocolLevels, refuseV5, retainedStream } from "./aedes-internals.ts";
 import { ClientIdOwners } from "./client-ids.ts";
 
 export interface MqttDeps {
@@ -28,6 +28,10 @@ export interface MqttOptions {
   maxPacketBytes?: number;
   /** a socket that sends no CONNECT within this time is closed */
   connectTimeoutMs?: number;
+  /** MQTT 5: the longest session expiry a client may ask for */
+  maxSessionExpirySeconds?: number;
+  /** MQTT 5: sessions (and delayed wills) waiting after their connection ended, at most */
+  maxPendingSessions?: number;
 }
 
 /** CONNACK return codes of MQTT 3.1.1 §3.2.2.3 for each refusal reason. */
@@ -46,6 +50,18 @@ export const connackFor: Record<LoginFailure, 1 | 2 | 3 | 4 | 5> = {
   "insecure-token": 4,
   "certificate-rejected": 5,
 };
+
+/** protocolOf: how a session and a failed login name the protocol level. */
+function protocolOf(version: number | undefined): string | undefined {
+  return version === 5 ? "MQTT 5" : version === 4 ? "MQTT 3.1.1" : version === 3 ? "MQTT 3.1" : undefined;
+}
+
+/** keepsSession: the session outlives the connection (3.1.1 clean session off; 5 a session expiry). */
+function keepsSession(packet: ConnectPacket | undefined): boolean {
+  if (!packet) return false;
+  if (packet.protocolVersion === 5) return ((packet.properties as { sessionExpiryInterval?: number } | undefined)?.sessionExpiryInterval ?? 0) > 0;
+  return !packet.clean;
+}
 
 function authError(code: number, reason: string): AuthenticateError {
   const err = new Error(reason) as AuthenticateError;
@@ -110,7 +126,7 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
   const hooks = {
     preConnect(client: Client, packet: ConnectPacket, done: (err: Error | null, ok: boolean) => void) {
       const version = packet.protocolVersion;
-      if (version !== 3 && version !== 4) {
+      if (version !== 3 && version !== 4 && version !== 5) {
         // aedes answers CONNACK 1 itself; the admin should see why the device cannot connect.
         log.info("mqtt protocol version not supported", { version, clientId: packet.clientId?.slice(0, 128), remote: remoteOf(client) });
         refuse(client, packet.username, "unsupported-protocol");
@@ -131,20 +147,24 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
         refuse(client, username, "connection-limit");
         return done(authError(3, "connection limit"), null);
       }
-      const meta = { remote: remoteOf(client), clientId: client.id };
+      const meta = { remote: remoteOf(client), clientId: client.id, protocol: protocolOf(packet?.protocolVersion) };
       // No username is an unknown user: refused with 4, logged and throttled like any other.
       credentials.verify(type, username ?? "", password?.toString("utf8") ?? "", meta).then(
         (result) => {
-          if (!result.ok) return done(authError(connackFor[result.reason], result.reason), null);
+          if (!result.ok) {
+            // MQTT 5 hears "connection rate exceeded" (0x9F) for a throttled login; 3.1.1 has only 4
+            if (result.reason === "throttled" && client.version === 5) refuseV5(client, 0x9f);
+            return done(authError(connackFor[result.reason], result.reason), null);
+          }
           const socket = client.conn as Socket;
           if (client.closed || socket.destroyed) return done(authError(3, "gone"), null);
-          const claim = owners.claim(client.id, result.integration.id, packet?.clean !== false);
+          const claim = owners.claim(client.id, result.integration.id, !keepsSession(packet));
           if (claim === "taken") {
             refuse(client, username, "client-id-in-use");
             return done(authError(2, "client id in use by another integration"), null);
           }
           const conn: Conn = { integration: result.integration, socket, revoked: false, restorePersistence: false };
-          if (claim === "orphaned" && packet && !packet.clean) {
+          if (claim === "orphaned" && packet && keepsSession(packet)) {
             // Another integration's persistent session under this id: start clean, then persist.
             packet.clean = true;
             client.clean = true;
@@ -170,8 +190,18 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
     authorizePublish(client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void) {
       if (!client) return done(null); // the broker's own publishes (in-process bus)
       // [MQTT-1.5.3-1/2] [MQTT-4.7.3-2] bad UTF-8 or U+0000 in a topic: protocol error, connection closed.
-      if (!isValidTopicString(packet.topic)) return done(new Error("malformed topic"));
+      if (!isValidTopicString(packet.topic)) {
+        if (client.version === 5) client.close(); // aedes would answer v5 with 0x87 and carry on
+        return done(new Error("malformed topic"));
+      }
       if (mayPublish(current(client), packet.topic)) return done(null);
+      if (client.version === 5) {
+        // MQTT 5: PUBACK/PUBREC 0x87 (Not authorized) with this reason string if the client asked for
+        // problem information; aedes drops the message. QoS 0 has no acknowledgement to carry it.
+        stats.refusedPublishes++;
+        logRefusal(client, "publish refused", { username: conns.get(client)?.integration.username, topic: packet.topic.slice(0, 256) });
+        return done(new Error(`not authorized to publish to ${packet.topic.slice(0, 128)}`));
+      }
       // [MQTT-3.3.5-2] acknowledged as usual, then dropped: not routed, not retained, not queued.
       dropped.add(packet);
       stats.refusedPublishes++;
@@ -200,6 +230,11 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
         connectTimeout: opts.connectTimeoutMs ?? 10_000,
         maxClientsIdLength: 128,
         heartbeatInterval: 60_000,
+        // MQTT 5: a session outlives its connection at most this long, and only so many may wait
+        sessionExpiryIntervalLimit: opts.maxSessionExpirySeconds ?? 86_400,
+        pendingSessionsLimit: opts.maxPendingSessions ?? 10_000,
+        topicAliasMaximum: 16, // aliases a v5 client may set up per connection
+        maximumPacketSize: maxPacket, // advertised to v5 clients (enforced for all as the length is read)
       } as ConstructorParameters<typeof Aedes>[0]);
       const b = broker;
       dropPublishes(b, dropped);
@@ -212,10 +247,12 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
         const kick = (reason: string) => {
           log.info("mqtt client dropped", { username: conn.integration.username, clientId: client.id, reason });
           conn.revoked = true; // no will for a revoked client
-          client.close();
+          // MQTT 5 hears why: 0x98 an admin's Disconnect, 0x87 a revocation; 3.1.1 just loses the socket
+          if (client.version === 5) client.disconnect({ reasonCode: reason === "disconnected by admin" ? 0x98 : 0x87 }, () => {});
+          else client.close();
         };
         try {
-          conn.session = sessions.open({ integration: conn.integration, type, clientId: client.id, remote: remoteOf(client), kick });
+          conn.session = sessions.open({ integration: conn.integration, type, clientId: client.id, remote: remoteOf(client), protocol: protocolOf(client.version), kick });
         } catch (err) {
           if (!(err instanceof StaleLoginError)) throw err;
           // Changed (password, active, permissions) or deleted while the CONNACK was on its way.
@@ -247,6 +284,10 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
         // A deleted integration's persistent sessions go with it: subscriptions now, queue at the next connect.
         core.events.on("integration.deleted", ({ integration }) => {
           for (const clientId of owners.orphan(integration.id)) void forgetSession(b, clientId).catch(() => undefined);
+        }),
+        // A deactivated integration's stored sessions end too, whatever expiry a v5 client asked for.
+        core.events.on("integration.deactivated", ({ integration }) => {
+          for (const clientId of owners.endSessions(integration.id)) void forgetSession(b, clientId).catch(() => undefined);
         }),
       );
 

@@ -49,6 +49,18 @@ export class ClientIdOwners {
     if (o.live === 0 && !o.persistent) this.#owners.delete(clientId);
   }
 
+  /** endSessions: the integration was deactivated: its stored sessions go, its client ids stay its own. */
+  endSessions(integrationId: number): string[] {
+    const ids: string[] = [];
+    for (const [clientId, o] of this.#owners) {
+      if (o.integrationId !== integrationId || !o.persistent) continue;
+      o.persistent = false;
+      if (o.live === 0) this.#owners.delete(clientId);
+      ids.push(clientId);
+    }
+    return ids;
+  }
+
   /** orphan: the integration was deleted; returns its client ids whose persistent sessions must go. */
   orphan(integrationId: number): string[] {
     const ids: string[] = [];
