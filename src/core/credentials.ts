@@ -7,6 +7,7 @@ import { aclKey, IntegrationIndex, publicView, type StoredIntegration } from "./
 import { LastLogins } from "./credentials/last-logins.ts";
 import { countByType, listIntegrations, type ListPage, type ListQuery } from "./credentials/query.ts";
 import { reconcile } from "./credentials/reconcile.ts";
+import { hashFor, isFastHash, needsRehash, type HashScheme } from "./credentials/hashing.ts";
 import { isValidTopicFilter, validateFields } from "./credentials/validation.ts";
 import { LoginVerifier } from "./credentials/verifier.ts";
 import type { EventBus } from "./events.ts";
@@ -81,6 +82,9 @@ export class CredentialStore {
       (listener, type) => listener === type || (accepts[listener]?.includes(type) ?? false),
       opts.throttle ?? new FailureThrottle(),
       () => this.now(),
+      (r, password) => {
+        if (needsRehash(r.passwordHash, this.opts.hashCost)) void this.#rehash(r.id, r.passwordHash, password).catch(() => undefined);
+      },
     );
     this.#lastLogins = new LastLogins(db);
     this.reload();
@@ -99,8 +103,9 @@ export class CredentialStore {
     return this.#verifier.stats;
   }
 
-  hash(password: string): Promise<string> {
-    return Bun.password.hash(password, { algorithm: "argon2id", ...this.opts.hashCost });
+  /** hash: argon2id by default; "fast" only for a password the appliance generated (see credentials/hashing.ts). */
+  hash(password: string, scheme: HashScheme = "argon2id"): Promise<string> {
+    return hashFor(password, scheme, this.opts.hashCost);
   }
 
   /** cachedEntries: how many verified credentials are held for an integration (0 or 1). */
@@ -184,6 +189,7 @@ export class CredentialStore {
   /** prepare: validates and hashes without writing; used by create and bulk import. */
   async prepare(input: NewIntegration): Promise<{ row: typeof integrations.$inferInsert; password: string }> {
     const username = input.username?.trim() || randomUsername(input.type);
+    const generated = input.password === undefined;
     const password = input.password ?? randomPassword();
     const fields = validateFields({ type: input.type, username, password, description: input.description ?? "" });
     if (Object.keys(fields).length) throw new ValidationError(fields);
@@ -198,7 +204,7 @@ export class CredentialStore {
         description: input.description ?? "",
         publishAcl: JSON.stringify(acl.publishAcl),
         subscribeAcl: JSON.stringify(acl.subscribeAcl),
-        passwordHash: await this.hash(password),
+        passwordHash: await this.hash(password, generated ? "fast" : "argon2id"),
         active: input.active ?? true,
         createdAt: t,
         updatedAt: t,
@@ -307,11 +313,12 @@ export class CredentialStore {
     return integration;
   }
 
-  async resetPassword(id: number, password: string = randomPassword()): Promise<{ integration: Integration; password: string }> {
+  async resetPassword(id: number, given?: string): Promise<{ integration: Integration; password: string }> {
     this.#require(id);
+    const password = given ?? randomPassword();
     const fields = validateFields({ password });
     if (Object.keys(fields).length) throw new ValidationError(fields);
-    const passwordHash = await this.hash(password);
+    const passwordHash = await this.hash(password, given === undefined ? "fast" : "argon2id");
     const integration = this.#store(id, { passwordHash, updatedAt: this.now() });
     this.events.emit("integration.updated", { integration, passwordChanged: true });
     return { integration, password };
@@ -341,6 +348,19 @@ export class CredentialStore {
     const r = this.#index.put(row, this.#lastLogins.pendingFor(id));
     this.#verifier.forget(id);
     return publicView(r);
+  }
+
+  /**
+   * #rehash: the stored hash's parameters are not the policy's (older argon2 cost, other iterations):
+   * the password just checked is hashed again in the same family. Not a password change: no event,
+   * no new revision, no kick; written only if nobody changed the hash meanwhile.
+   */
+  async #rehash(id: number, oldHash: string, password: string): Promise<void> {
+    const next = await this.hash(password, isFastHash(oldHash) ? "fast" : "argon2id");
+    const r = this.#index.get(id);
+    if (!r || r.passwordHash !== oldHash) return;
+    const res = this.db.$client.prepare("UPDATE integrations SET password_hash = ?1 WHERE id = ?2 AND password_hash = ?3").run(next, id, oldHash);
+    if (res.changes === 1) r.passwordHash = next;
   }
 
   // ---------------------------------------------------------------- persistence of hot counters

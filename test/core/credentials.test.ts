@@ -62,7 +62,7 @@ describe("verify", () => {
 
   it("a reconnect storm of one credential costs one hash", async () => {
     const { core } = testCore();
-    const { password } = await core.credentials.create({ type: "mqtt", username: "storm" });
+    const { password } = await core.credentials.create({ type: "mqtt", username: "storm", password: "a-chosen-password" }); // argon2id
     const before = core.credentials.stats.hashVerifies;
     const results = await Promise.all(Array.from({ length: 50 }, (_, i) => core.credentials.verify("mqtt", "storm", password, { remote: `10.3.0.${i}` })));
     expect(results.every((r) => r.ok)).toBe(true);
@@ -127,12 +127,16 @@ describe("verify", () => {
 });
 
 describe("writes", () => {
-  it("stores only an argon2id hash", async () => {
+  it("stores only a hash: argon2id for a chosen password, a fast salted one for a generated password", async () => {
     const { core, db } = testCore();
-    const { password } = await core.credentials.create({ type: "http", username: "hashed" });
-    const row = db.$client.query("SELECT password_hash FROM integrations WHERE username = 'hashed'").get() as { password_hash: string };
-    expect(row.password_hash.startsWith("$argon2id$")).toBe(true);
-    expect(row.password_hash).not.toContain(password);
+    const hashOf = (u: string) => (db.$client.query("SELECT password_hash FROM integrations WHERE username = ?").get(u) as { password_hash: string }).password_hash;
+    await core.credentials.create({ type: "http", username: "chosen", password: "a-person-chose-this" });
+    expect(hashOf("chosen").startsWith("$argon2id$")).toBe(true);
+    const { password } = await core.credentials.create({ type: "http", username: "generated" });
+    expect(hashOf("generated").startsWith("$gh-pbkdf2-sha256$i=1000$")).toBe(true);
+    expect(hashOf("generated")).not.toContain(password);
+    expect((await core.credentials.verify("http", "generated", password)).ok).toBe(true);
+    expect((await core.credentials.verify("http", "generated", `${password}x`)).ok).toBe(false);
   });
 
   it("generates a readable username and a password of at least 128 bits", async () => {

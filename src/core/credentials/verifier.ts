@@ -1,5 +1,6 @@
 import { FailureThrottle, FairScheduler, pairKey } from "../throttle.ts";
 import type { IntegrationType, LoginMeta, VerifyResult } from "../types.ts";
+import { isFastHash, verifyFast } from "./hashing.ts";
 import { publicView, type IntegrationIndex, type StoredIntegration } from "./index-memory.ts";
 
 /**
@@ -44,6 +45,8 @@ export class LoginVerifier {
     private readonly accepts: (listener: IntegrationType, integration: IntegrationType) => boolean,
     readonly throttle: FailureThrottle,
     private readonly now: () => number,
+    /** told of every password a real check (not the cache) found right: the store may rehash it */
+    private readonly onVerified: (r: StoredIntegration, password: string) => void = () => {},
     hashConcurrency = 2,
   ) {
     this.scheduler = new FairScheduler(hashConcurrency);
@@ -118,6 +121,7 @@ export class LoginVerifier {
         return { ok: false, reason: "wrong-password" };
       }
       this.#verified.set(r.id, fp);
+      this.onVerified(current, password);
     }
     // Active and type are read fresh on every login, after the password, so these reasons are
     // only ever told to a client that knows the password.
@@ -155,6 +159,11 @@ export class LoginVerifier {
    * one hash serves them all; only its first waiter books a failure.
    */
   async #argon2(fp: string, password: string, hash: string, lane: string, priority: boolean): Promise<{ ok: boolean; first: boolean }> {
+    // A hash of a generated password is cheap and synchronous: no queue, no memory to bound.
+    if (isFastHash(hash)) {
+      this.stats.hashVerifies++;
+      return { ok: verifyFast(password, hash), first: true };
+    }
     let pending = this.#inflight.get(fp);
     const first = pending === undefined;
     if (!pending) {

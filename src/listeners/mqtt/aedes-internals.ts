@@ -85,6 +85,17 @@ export function refuseV5(client: Client, reasonCode: number): void {
 }
 
 /**
+ * disconnectV5: DISCONNECT with a reason code, then close. aedes' own `disconnect` only writes it once
+ * the connect sequence is over; a kick can come right behind the CONNACK, before that.
+ */
+export function disconnectV5(client: Client, reasonCode: number): void {
+  const c = client as unknown as { connected: boolean; disconnect(opts: { reasonCode: number }, done: () => void): void };
+  if (c.connected) return c.disconnect({ reasonCode }, () => {});
+  (client.conn as { write(b: Uint8Array): void }).write(generate({ cmd: "disconnect", reasonCode } as never, { protocolVersion: 5 }));
+  client.close();
+}
+
+/**
  * dropPublishes: aedes has no way for `authorizePublish` to refuse a message without closing the
  * connection, yet [MQTT-3.3.5-2] wants it acknowledged and not forwarded. The packets in `dropped`
  * are acknowledged by aedes as usual and then never reach routing, retained storage or offline queues.

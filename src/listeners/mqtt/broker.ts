@@ -8,7 +8,7 @@ import type { Integration, IntegrationType, LoginFailure } from "../../core/type
 import { StaleLoginError } from "../../lib/errors.ts";
 import type { Logger } from "../../lib/logger.ts";
 import type { Listener } from "../listener.ts";
-import { assertAedesShape, dropPublishes, forgetSession, limitPacketSize, parserOf, refuseUnknownProtocolLevels, refuseV5, retainedStream } from "./aedes-internals.ts";
+import { assertAedesShape, disconnectV5, dropPublishes, forgetSession, limitPacketSize, parserOf, refuseUnknownProtocolLevels, refuseV5, retainedStream } from "./aedes-internals.ts";
 import { ClientIdOwners } from "./client-ids.ts";
 
 export interface MqttDeps {
@@ -178,6 +178,23 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
             owners.release(client.id, result.integration.id);
             conn.session?.close();
           });
+          // The session opens with the login and ends with the socket: online as soon as the CONNACK
+          // is out, and never a ghost, whatever order aedes reports its events in.
+          const kick = (reason: string) => {
+            log.info("mqtt client dropped", { username: conn.integration.username, clientId: client.id, reason });
+            conn.revoked = true; // no will for a revoked client
+            // MQTT 5 hears why: 0x98 an admin's Disconnect, 0x87 a revocation; 3.1.1 just loses the socket
+            if (client.version === 5) disconnectV5(client, reason === "disconnected by admin" ? 0x98 : 0x87);
+            else client.close();
+          };
+          try {
+            conn.session = sessions.open({ integration: conn.integration, type, clientId: client.id, remote: remoteOf(client), protocol: protocolOf(packet?.protocolVersion), kick });
+          } catch (err) {
+            if (!(err instanceof StaleLoginError)) throw err;
+            // Changed (password, active, permissions) or deleted while the password was checked.
+            owners.release(client.id, result.integration.id);
+            return done(authError(5, "integration changed during login"), null);
+          }
           done(null, true);
         },
         (err) => {
@@ -239,25 +256,10 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
       const b = broker;
       dropPublishes(b, dropped);
 
+      // A persistent session that had to start clean (its id's old owner is gone) persists from now on.
       b.on("clientReady", (client) => {
         const conn = conns.get(client);
-        // aedes (more often under Bun) can report a client ready after it has closed: no session then.
-        if (!conn || client.closed || conn.socket.destroyed) return;
-        if (conn.restorePersistence) client.clean = false;
-        const kick = (reason: string) => {
-          log.info("mqtt client dropped", { username: conn.integration.username, clientId: client.id, reason });
-          conn.revoked = true; // no will for a revoked client
-          // MQTT 5 hears why: 0x98 an admin's Disconnect, 0x87 a revocation; 3.1.1 just loses the socket
-          if (client.version === 5) client.disconnect({ reasonCode: reason === "disconnected by admin" ? 0x98 : 0x87 }, () => {});
-          else client.close();
-        };
-        try {
-          conn.session = sessions.open({ integration: conn.integration, type, clientId: client.id, remote: remoteOf(client), protocol: protocolOf(client.version), kick });
-        } catch (err) {
-          if (!(err instanceof StaleLoginError)) throw err;
-          // Changed (password, active, permissions) or deleted while the CONNACK was on its way.
-          kick("integration changed during login");
-        }
+        if (conn?.restorePersistence && !client.closed) client.clean = false;
       });
       b.on("clientError", (client, err) => log.debug("mqtt client error", { clientId: client.id, err }));
       b.on("connectionError", (client, err) => log.debug("mqtt connection error", { remote: remoteOf(client), err }));

@@ -1,0 +1,56 @@
+import { pbkdf2Sync, randomBytes, timingSafeEqual } from "node:crypto";
+import type { HashCost } from "../credentials.ts";
+
+/**
+ * Password hashing, one scheme per credential, recorded in the hash itself:
+ *
+ * - A password the appliance generated (152 random bits, see lib/ids.ts) cannot be guessed offline
+ *   whatever the hash, so it gets a fast salted one: PBKDF2-SHA256, 1 000 iterations (about 0.3 ms;
+ *   Mosquitto uses PBKDF2-SHA512 with 101). A line of 1 000 devices powering up with the appliance costs
+ *   a fraction of a second, not a minute of argon2.
+ * - A password a person chose, or a device brought through onboarding (strength unknown), gets
+ *   argon2id (memory-hard; ~100 ms and 64 MiB with Bun's defaults).
+ *
+ * `needsRehash` tells a successful login that its stored hash is not what the policy says now (other
+ * argon2 parameters, other iterations); the store then rehashes with the password it just checked.
+ */
+export const fastIterations = 1000;
+const fastPrefix = "$gh-pbkdf2-sha256$";
+
+export type HashScheme = "fast" | "argon2id";
+
+export function hashFast(password: string, iterations = fastIterations): string {
+  const salt = randomBytes(16);
+  const hash = pbkdf2Sync(password, salt, iterations, 32, "sha256");
+  return `${fastPrefix}i=${iterations}$${salt.toString("base64")}$${hash.toString("base64")}`;
+}
+
+export function isFastHash(stored: string): boolean {
+  return stored.startsWith(fastPrefix);
+}
+
+/** verifyFast: synchronous (it is cheap); false for anything malformed. */
+export function verifyFast(password: string, stored: string): boolean {
+  const m = /^\$gh-pbkdf2-sha256\$i=(\d{1,7})\$([A-Za-z0-9+/=]{1,64})\$([A-Za-z0-9+/=]{1,128})$/.exec(stored);
+  if (!m) return false;
+  const expected = Buffer.from(m[3]!, "base64");
+  const actual = pbkdf2Sync(password, Buffer.from(m[2]!, "base64"), Number(m[1]), expected.length, "sha256");
+  return expected.length === actual.length && timingSafeEqual(expected, actual);
+}
+
+export function hashArgon2(password: string, cost: HashCost = {}): Promise<string> {
+  return Bun.password.hash(password, { algorithm: "argon2id", ...cost });
+}
+
+/** hashFor: the hash the policy asks for. */
+export function hashFor(password: string, scheme: HashScheme, cost: HashCost = {}): Promise<string> {
+  return scheme === "fast" ? Promise.resolve(hashFast(password)) : hashArgon2(password, cost);
+}
+
+/** needsRehash: the stored hash's parameters are not the policy's any more. */
+export function needsRehash(stored: string, cost: HashCost = {}): boolean {
+  if (isFastHash(stored)) return !stored.startsWith(`${fastPrefix}i=${fastIterations}$`);
+  const m = /^\$argon2id\$v=\d+\$m=(\d+),t=(\d+)/.exec(stored);
+  if (!m) return false; // another algorithm Bun verifies (bcrypt): left as it is
+  return Number(m[1]) !== (cost.memoryCost ?? 65536) || Number(m[2]) !== (cost.timeCost ?? 2);
+}
