@@ -118,7 +118,21 @@ export async function integrationsCli(argv: string[], env: Record<string, string
         const f = Bun.file(file);
         if (!(await f.exists())) throw new ValidationError({ file: `no such file: ${file}` });
         const entries = parseImport(await f.text(), file);
-        const created = await store.createMany(entries);
+        const started = performance.now();
+        // A progress line on a terminal (rows done, rate, time left); nothing in a pipe or --json.
+        let shown = 0;
+        const progress = process.stderr.isTTY && !json
+          ? (done: number, total: number) => {
+              const now = performance.now();
+              if (now - shown < 250 && done < total) return;
+              shown = now;
+              const rate = done / Math.max(0.001, (now - started) / 1000);
+              process.stderr.write(`\r${done}/${total} rows, ${rate.toFixed(0)}/s, ${Math.ceil((total - done) / Math.max(rate, 1))} s left   `);
+            }
+          : undefined;
+        const created = await store.createMany(entries, Math.max(4, navigator.hardwareConcurrency ?? 4), progress);
+        if (progress) process.stderr.write("\n");
+        if (!json) process.stderr.write(`imported ${created.length} in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
         out(
           created.map((c, i) => ({ username: c.integration.username, type: c.integration.type, password: entries[i]!.password ? undefined : c.password })),
           `imported ${created.length} integration(s)` +

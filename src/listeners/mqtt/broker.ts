@@ -98,8 +98,9 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
   const owners = new ClientIdOwners((id) => credentials.peek(id) !== undefined);
   const dropped = new WeakSet<object>();
   const sockets = new Set<Socket>();
-  /** a socket's "no longer waiting to log in" hook */
+  /** a socket's "no longer waiting to log in" hook, and its "CONNECT arrived" hook */
   const loggedInHooks = new WeakMap<Socket, () => void>();
+  const connectSeen = new WeakMap<Socket, () => void>();
   let authenticated = 0;
   let broker: Aedes | undefined;
   let server: Server | undefined;
@@ -125,6 +126,7 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
 
   const hooks = {
     preConnect(client: Client, packet: ConnectPacket, done: (err: Error | null, ok: boolean) => void) {
+      connectSeen.get(client.conn as Socket)?.();
       const version = packet.protocolVersion;
       if (version !== 3 && version !== 4 && version !== 5) {
         // aedes answers CONNACK 1 itself; the admin should see why the device cannot connect.
@@ -316,10 +318,12 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
           if (n > 0) pendingByAddress.set(address, n);
           else pendingByAddress.delete(address);
         };
-        // Under pressure (half the waiting slots taken) a silent socket gets 2 s instead of the full timeout.
+        // Under pressure (half the waiting slots taken) a socket that stays silent gets 2 s instead of the
+        // full timeout to send its CONNECT; one whose password is being checked is not silent.
         const timer = setTimeout(() => pending && socket.destroy(), waiting >= maxPending / 2 ? Math.min(2_000, connectTimeout) : connectTimeout);
         socket.once("close", () => (clearTimeout(timer), loggedIn()));
         socket.on("close", () => sockets.delete(socket));
+        connectSeen.set(socket, () => clearTimeout(timer));
         loggedInHooks.set(socket, () => (clearTimeout(timer), loggedIn()));
         socket.on("error", () => {});
         const client = b.handle(socket);
