@@ -10,7 +10,7 @@ import { parseServeConfig } from "../src/config.ts";
 import { silentLogger } from "../src/lib/logger.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "gatehouse-bench-http-"));
-const config = parseServeConfig(["--data-dir", dir, "--bind", "127.0.0.1", "--http-port", "0", "--mqtt-port", "0", "--opcua-port", "off"], { GATEHOUSE_ADMIN_PASSWORD: "bench-admin-password" });
+const config = parseServeConfig(["--data-dir", dir, "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "off", "--mqtt-port", "0", "--mqtts-port", "off", "--opcua-port", "off"], { GATEHOUSE_ADMIN_PASSWORD: "bench-admin-password" });
 const app = createApp(config, silentLogger);
 await app.start();
 const { password } = await app.core.credentials.create({ type: "http", username: "bench-device" });

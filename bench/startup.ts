@@ -13,7 +13,7 @@ const binary = join(import.meta.dir, "..", "dist", "gatehouse");
 
 async function once(opcua: boolean) {
   const dir = mkdtempSync(join(tmpdir(), "gatehouse-startup-"));
-  const args = ["--data-dir", join(dir, "data"), "--bind", "127.0.0.1", "--http-port", "0", "--mqtt-port", "0", "--opcua-port", opcua ? "0" : "off"];
+  const args = ["--data-dir", join(dir, "data"), "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "0", "--mqtt-port", "0", "--mqtts-port", "0", "--opcua-port", opcua ? "0" : "off"];
   const t0 = performance.now();
   const proc = Bun.spawn([binary, ...args], { cwd: dir, env: { PATH: process.env.PATH ?? "", HOME: dir, GATEHOUSE_ADMIN_PASSWORD: "bench-password" }, stdout: "pipe" });
   const reader = proc.stdout.getReader();

@@ -10,6 +10,7 @@ import { acceptsTable } from "./listeners/index.ts";
 import type { Listener } from "./listeners/listener.ts";
 import { version } from "./version.ts";
 import { createWebApp, defaultMaxBodyBytes } from "./web/app.tsx";
+import { TlsSource } from "./lib/tls.ts";
 import { createWebServer } from "./web/server.ts";
 
 export { version } from "./version.ts";
@@ -19,8 +20,10 @@ export interface App {
   listeners: Listener[];
   start(): Promise<void>;
   stop(): Promise<void>;
-  /** the real address of the web server ("http") or of a started listener, by type */
+  /** the real address of the web server ("http", "https") or of a started listener, by type */
   address(name: string): { host: string; port: number } | undefined;
+  /** SIGHUP: re-read the TLS certificate and key */
+  reloadTls(): void;
 }
 
 /**
@@ -33,15 +36,40 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
   // event loop (every listener) for seconds; write-behind retries later, an admin's write answers 503.
   const db = openDataDir(config.dataDir, { busyTimeoutMs: 250 });
   const core = createCore(db, log, { sessionTtlMs: config.sessionTtlSeconds * 1000, accepts: acceptsTable(), ...coreOptions });
-  const deps = { core, version, dataDir: config.dataDir, bind: config.bind };
+  // One TLS configuration for HTTPS and MQTT over TLS (made or read when the appliance starts).
+  const tls = new TlsSource({ dataDir: config.dataDir, certFile: config.tlsCertFile, keyFile: config.tlsKeyFile });
+  const deps = { core, version, dataDir: config.dataDir, bind: config.bind, tls };
   const listeners = config.listeners.map(({ module, options }) => module.create({ ...deps, log: log.child({ listener: module.type }) }, options));
   const mounts = listeners.flatMap((l) => (l.http ? [l.http] : []));
   const web = createWebApp(core, log, { version, mounts });
   const maxBodyBytes = Math.max(defaultMaxBodyBytes, ...mounts.map((m) => m.maxBodyBytes ?? 0));
-  const http = createWebServer(web, { host: config.bind, port: config.httpPort, maxBodyBytes });
+  const http = createWebServer(web, {
+    host: config.bind,
+    httpPort: config.httpPort,
+    httpsPort: config.httpsPort,
+    tls,
+    redirect: config.httpRedirect,
+    maxBodyBytes,
+    websockets: mounts.flatMap((m) => (m.websocket ? [m.websocket] : [])),
+  });
+  const tlsNeeded = config.httpsPort !== null || listeners.some((l) => l.needsTls);
   // The web server first: the admin page answers while the listeners (OPC UA: ~1 s) start.
   const parts: { name: string; start(): Promise<void>; stop(): Promise<void>; address(): { host: string; port: number } | undefined }[] = [
-    { name: "http", ...http },
+    {
+      name: "tls",
+      async start() {
+        if (!tlsNeeded) return;
+        const m = await tls.load();
+        log.info("tls certificate", { source: m.source, fingerprint: m.fingerprint, file: m.certFile });
+        tls.watch((err) => log.error("tls reload failed; the previous certificate stays", { err }));
+      },
+      async stop() {
+        tls.close();
+      },
+      address: () => undefined,
+    },
+    { name: "http", start: () => http.start(), stop: () => http.stop(), address: () => http.address("http") },
+    { name: "https", start: async () => {}, stop: async () => {}, address: () => http.address("https") },
     ...listeners.map((l) => ({ name: l.type, start: () => l.start(), stop: () => l.stop(), address: () => l.address() })),
   ];
   const started: typeof parts = [];
@@ -76,7 +104,7 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
         }
         started.push(part);
         const a = part.address();
-        log.info("listening", { listener: part.name, address: a ? `${a.host}:${a.port}` : "http" });
+        if (part.name !== "tls" && (a || part.name !== "https")) log.info("listening", { listener: part.name, address: a ? `${a.host}:${a.port}` : "shared http port" });
       }
       await bootstrapAdmin();
       // Start-up leaves parse garbage behind (node-opcua's nodeset above all): collect it once, so
@@ -99,6 +127,15 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
     },
     address(name) {
       return parts.find((p) => p.name === name)?.address();
+    },
+    reloadTls() {
+      if (!tlsNeeded) return;
+      try {
+        const m = tls.reload();
+        log.info("tls certificate reloaded", { fingerprint: m.fingerprint });
+      } catch (err) {
+        log.error("tls reload failed; the previous certificate stays", { err });
+      }
     },
   };
 }

@@ -1,6 +1,6 @@
 import { parseArgs } from "node:util";
 import type { LogLevel } from "./lib/logger.ts";
-import { ConfigError, parseCount, parsePort, type OptionReader, type OptionSpec } from "./lib/options.ts";
+import { ConfigError, parseBool, parseCount, parsePortOrOff, type OptionReader, type OptionSpec } from "./lib/options.ts";
 import { listenerRegistry } from "./listeners/index.ts";
 import type { ListenerModule } from "./listeners/listener.ts";
 
@@ -16,8 +16,16 @@ export interface ListenerConfig {
 export interface Config {
   readonly dataDir: string;
   readonly bind: string;
-  /** the admin page, the JSON API and the HTTP integrations share this port */
-  readonly httpPort: number;
+  /** the admin page, the JSON API and the HTTP integrations share this port (null: off) */
+  readonly httpPort: number | null;
+  /** the same over TLS (null: off) */
+  readonly httpsPort: number | null;
+  /** plain HTTP answers with a redirect to HTTPS */
+  readonly httpRedirect: boolean;
+  /** PEM files for every TLS listener; absent: a self-signed pair made in the data dir */
+  readonly tlsCertFile?: string;
+  readonly tlsKeyFile?: string;
+  readonly logFormat: "text" | "json";
   readonly logLevel: LogLevel;
   /** GATEHOUSE_ADMIN_PASSWORD: creates admin `admin` on first start (env only: flags show up in `ps`). */
   readonly adminPassword?: string;
@@ -33,7 +41,12 @@ export interface Config {
 const commonOptions: Record<string, OptionSpec> = {
   "data-dir": { flag: "--data-dir DIR", env: "GATEHOUSE_DATA_DIR", help: "database, PKI and state", default: "./data" },
   bind: { flag: "--bind ADDR", env: "GATEHOUSE_BIND", help: "address every listener binds to", default: "0.0.0.0" },
-  "http-port": { flag: "--http-port N", env: "GATEHOUSE_HTTP_PORT", help: "admin page, JSON API and HTTP integrations (0 = any free port)", default: "8080" },
+  "http-port": { flag: "--http-port N", env: "GATEHOUSE_HTTP_PORT", help: "admin page, JSON API and HTTP integrations (0 = any free port, off = none)", default: "8080" },
+  "https-port": { flag: "--https-port N", env: "GATEHOUSE_HTTPS_PORT", help: "the same over TLS (off = none)", default: "8443" },
+  "http-redirect": { flag: "--http-redirect BOOL", env: "GATEHOUSE_HTTP_REDIRECT", help: "plain HTTP redirects to HTTPS", default: "false" },
+  "tls-cert": { flag: "--tls-cert FILE", env: "GATEHOUSE_TLS_CERT", help: "PEM certificate (chain) for MQTT over TLS and HTTPS; reloaded on SIGHUP" },
+  "tls-key": { flag: "--tls-key FILE", env: "GATEHOUSE_TLS_KEY", help: "its PEM private key (without both: self-signed in the data dir)" },
+  "log-format": { flag: "--log-format F", env: "GATEHOUSE_LOG_FORMAT", help: "text | json (one object per line)", default: "text" },
   "log-level": { flag: "--log-level L", env: "GATEHOUSE_LOG_LEVEL", help: "debug | info | warn | error", default: "info" },
   "public-url": { flag: "--public-url URL", env: "GATEHOUSE_PUBLIC_URL", help: "base URL shown in the setup link" },
   "session-ttl": { flag: "--session-ttl SECONDS", env: "GATEHOUSE_SESSION_TTL", help: "admin sign-in lifetime", default: "43200" },
@@ -90,6 +103,11 @@ export function parseServeConfig(argv: string[], env: Record<string, string | un
   if (!["debug", "info", "warn", "error"].includes(logLevel)) {
     throw new ConfigError(`--log-level must be debug, info, warn or error, got "${logLevel}"`);
   }
+  const tlsCert = get("tls-cert");
+  const tlsKey = get("tls-key");
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new ConfigError("--tls-cert and --tls-key go together");
+  const logFormat = get("log-format")!;
+  if (logFormat !== "text" && logFormat !== "json") throw new ConfigError(`--log-format must be text or json, got "${logFormat}"`);
   const publicUrl = get("public-url");
   if (publicUrl !== undefined && !URL.canParse(publicUrl)) throw new ConfigError(`--public-url is not a URL: "${publicUrl}"`);
   const adminPassword = env.GATEHOUSE_ADMIN_PASSWORD || undefined;
@@ -107,7 +125,12 @@ export function parseServeConfig(argv: string[], env: Record<string, string | un
   return Object.freeze({
     dataDir: get("data-dir")!,
     bind: get("bind")!,
-    httpPort: parsePort("http-port", get("http-port")!),
+    httpPort: parsePortOrOff("http-port", get("http-port")!),
+    httpsPort: parsePortOrOff("https-port", get("https-port")!),
+    httpRedirect: parseBool("http-redirect", get("http-redirect")!),
+    tlsCertFile: tlsCert,
+    tlsKeyFile: tlsKey,
+    logFormat: logFormat as "text" | "json",
     logLevel: logLevel as LogLevel,
     adminPassword,
     publicUrl,

@@ -20,7 +20,7 @@ export async function serve(argv: string[], env: Record<string, string | undefin
     }
     throw err;
   }
-  const log = createLogger({ level: config.logLevel });
+  const log = createLogger({ level: config.logLevel, format: config.logFormat });
   let app;
   try {
     app = createApp(config, log);
@@ -38,6 +38,7 @@ export async function serve(argv: string[], env: Record<string, string | undefin
   const stopSignal = new Promise<string>((resolve) => {
     for (const sig of ["SIGTERM", "SIGINT"] as const) process.on(sig, () => resolve(sig));
   });
+  process.on("SIGHUP", () => app.reloadTls()); // a renewed certificate, like Mosquitto and nginx
   try {
     await app.start();
   } catch (err) {

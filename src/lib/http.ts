@@ -33,8 +33,16 @@ export function safeNext(next: string | undefined): string {
   return next && /^\/(?![/\\])[\w\-./?=&%]*$/.test(next) ? next : "/integrations";
 }
 
-export function clientAddress(server: { requestIP(r: Request): { address: string } | null } | null | undefined, request: Request): string {
-  return server?.requestIP(request)?.address ?? "local";
+const remotes = new WeakMap<Request, string>();
+
+/** setRemote: the web server records each request's peer address as it accepts it. */
+export function setRemote(request: Request, address: string): void {
+  remotes.set(request, address);
+}
+
+/** remoteOf: the peer address of a request ("local" for one built in process, e.g. by a test). */
+export function remoteOf(request: Request): string {
+  return remotes.get(request) ?? "local";
 }
 
 /**
@@ -47,4 +55,25 @@ export interface HttpMount {
   fetch(request: Request, remote: string): Response | Promise<Response>;
   /** the largest request body it accepts (the server's own limit is raised to it) */
   readonly maxBodyBytes?: number;
+  /** a WebSocket endpoint on the same port (MQTT over WebSockets at /mqtt) */
+  readonly websocket?: WsMount;
+}
+
+/** WsMount: one WebSocket path; the web server upgrades requests to it and hands over the sockets. */
+export interface WsMount {
+  readonly path: string;
+  /** the subprotocol it answers with when the client offers it (`mqtt`) */
+  readonly protocol?: string;
+  open(ws: WsPeer): void;
+  message(ws: WsPeer, data: Buffer): void;
+  close(ws: WsPeer): void;
+}
+
+/** WsPeer: what a WebSocket mount sees of one connection. */
+export interface WsPeer {
+  readonly remote: string;
+  /** per-connection state of the mount */
+  state?: unknown;
+  send(data: Uint8Array): void;
+  close(): void;
 }

@@ -36,6 +36,21 @@ export function formatLine(level: LogLevel, msg: string, fields: LogFields): str
 }
 
 /** createLogger: `write` defaults to stdout; tests pass an array sink. */
+/** eventOf: the stable name of a log message (`login failed` -> `login_failed`), for log pipelines. */
+export function eventOf(msg: string): string {
+  return msg.toLowerCase().replace(/[^a-z0-9]+/g, "_").replace(/^_|_$/g, "").slice(0, 64);
+}
+
+/** formatJson: one JSON object per line (journald, Loki, Elastic), values bounded like the text form. */
+export function formatJson(level: LogLevel, msg: string, fields: LogFields): string {
+  const out: Record<string, unknown> = { level, event: eventOf(msg), msg: bounded(msg) };
+  for (const [k, v] of Object.entries(fields)) {
+    if (v === undefined || k === "level" || k === "event" || k === "msg") continue;
+    out[k] = v instanceof Error ? bounded(v.message) : typeof v === "string" ? bounded(v) : typeof v === "object" && v !== null ? bounded(JSON.stringify(v)) : v;
+  }
+  return JSON.stringify(out);
+}
+
 /**
  * RateLimit: at most `perSecond` lines a second for one message (a flood of failed logins from a
  * sprayer is one message); what is held back is counted and reported once the second is over.
@@ -56,7 +71,7 @@ function rateLimited(write: (line: string) => void, perSecond: number): (level: 
 }
 
 export function createLogger(
-  opts: { level?: LogLevel; write?: (line: string) => void; base?: LogFields; perSecond?: number } = {},
+  opts: { level?: LogLevel; write?: (line: string) => void; base?: LogFields; perSecond?: number; format?: "text" | "json" } = {},
 ): Logger {
   const min = order[opts.level ?? "info"];
   const write = opts.write ?? ((line: string) => process.stdout.write(line + "\n"));
@@ -64,7 +79,7 @@ export function createLogger(
   const limited = rateLimited(write, opts.perSecond ?? 50);
   const build = (fields: LogFields): Logger => {
     const emit = (level: LogLevel) => (msg: string, more: LogFields = {}) => {
-      if (order[level] >= min) limited(level, msg, formatLine(level, msg, { ...fields, ...more }));
+      if (order[level] >= min) limited(level, msg, (opts.format === "json" ? formatJson : formatLine)(level, msg, { ...fields, ...more }));
     };
     return { debug: emit("debug"), info: emit("info"), warn: emit("warn"), error: emit("error"), child: (f) => build({ ...fields, ...f }) };
   };

@@ -3,6 +3,7 @@ import type { IntegrationType } from "../core/types.ts";
 import type { HttpMount } from "../lib/http.ts";
 import type { Logger } from "../lib/logger.ts";
 import type { OptionReader, OptionSpec } from "../lib/options.ts";
+import type { TlsSource } from "../lib/tls.ts";
 
 /**
  * Listener: the contract every protocol adapter satisfies (Caddy's App). An adapter translates its
@@ -19,6 +20,8 @@ export interface Listener {
   address(): { host: string; port: number } | undefined;
   /** requests a listener answers on the shared HTTP port (handed to the web server by the composition root) */
   readonly http?: HttpMount;
+  /** it serves TLS (the appliance then loads or makes the certificate before it starts) */
+  readonly needsTls?: boolean;
 }
 
 /** ListenerDeps: what the composition root hands every listener. */
@@ -28,6 +31,8 @@ export interface ListenerDeps {
   version: string;
   dataDir: string;
   bind: string;
+  /** the TLS certificate and key (loaded before any listener starts, if one needs them) */
+  tls: TlsSource;
 }
 
 /**

@@ -3,7 +3,7 @@ import { openapi } from "@elysiajs/openapi";
 import { Elysia } from "elysia";
 import type { Core } from "../core/index.ts";
 import { AppError, httpStatusOf, isBusy } from "../lib/errors.ts";
-import { htmlResponse, isHtmx, jsonResponse, type HttpMount } from "../lib/http.ts";
+import { htmlResponse, isHtmx, jsonResponse, remoteOf, type HttpMount } from "../lib/http.ts";
 import type { Logger } from "../lib/logger.ts";
 import { SimplePage } from "../../views/pages/simple.tsx";
 import { agentRoutes } from "./agents.tsx";
@@ -66,11 +66,11 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
       if (headerBytes > 8 * 1024) return jsonResponse({ error: "headers_too_large", message: "request headers larger than 8 KB" }, 431);
     })
     // A listener's routes (device data, forward auth) never meet the admin guard, pages or cookies.
-    .onRequest(({ request, server }) => {
+    .onRequest(({ request }) => {
       if (mounts.length === 0) return;
       const path = new URL(request.url).pathname;
       const mount = mounts.find((m) => m.claims(path));
-      if (mount) return mount.fetch(request, server?.requestIP(request)?.address ?? "local");
+      if (mount) return mount.fetch(request, remoteOf(request));
     })
     // html() gives handlers ctx.html(); its autoDetect would turn any string that looks like HTML
     // into a page, the API's too. Only page routes get text/html here.

@@ -4,7 +4,7 @@ import { enterActor } from "../core/activity.ts";
 import type { AdminSession } from "../core/admins.ts";
 import type { Core } from "../core/index.ts";
 import { AppError } from "../lib/errors.ts";
-import { clientAddress, field, htmlResponse, isHtmx, jsonResponse, redirect, safeNext } from "../lib/http.ts";
+import { field, htmlResponse, isHtmx, jsonResponse, redirect, remoteOf, safeNext } from "../lib/http.ts";
 import { randomToken } from "../lib/ids.ts";
 import { LoginPage, SetupPage } from "../../views/pages/login.tsx";
 
@@ -137,11 +137,11 @@ export function authRoutes(core: Core) {
       }
       return <LoginPage csrfToken={issuePreauth(request, cookie)} next={safeNext(query.next)} />;
     })
-    .post("/login", async ({ request, cookie, body, server }) => {
+    .post("/login", async ({ request, cookie, body }) => {
       checkPreauth(request, cookie, body);
       const username = field(body, "username") ?? "";
       try {
-        const { token } = await core.admins.signIn(username, field(body, "password") ?? "", clientAddress(server, request));
+        const { token } = await core.admins.signIn(username, field(body, "password") ?? "", remoteOf(request));
         startSession(request, cookie, token);
         return redirect(safeNext(field(body, "next")));
       } catch (err) {

@@ -1,28 +1,99 @@
+import type { ServerWebSocket } from "bun";
+import { setRemote, type WsMount, type WsPeer } from "../lib/http.ts";
+import type { TlsSource } from "../lib/tls.ts";
 import type { WebApp } from "./app.tsx";
 
 export interface WebServer {
   start(): Promise<void>;
   stop(): Promise<void>;
-  address(): { host: string; port: number } | undefined;
+  /** "http" or "https": where that port listens, once started */
+  address(scheme?: "http" | "https"): { host: string; port: number } | undefined;
 }
 
-/** createWebServer: serves the admin page, the JSON API and the routes of HTTP-based listeners on one port. */
-export function createWebServer(app: WebApp, opts: { host: string; port: number; maxBodyBytes: number }): WebServer {
-  let server: ReturnType<typeof Bun.serve> | undefined;
+interface WsData {
+  mount: WsMount;
+  peer: WsPeer;
+}
+
+/**
+ * createWebServer: the admin page, the JSON API, the HTTP integrations and MQTT over WebSockets, on
+ * the HTTP port and the HTTPS port (one TLS configuration for all; a reloaded certificate takes
+ * effect for new connections, open ones stay). Each request's peer address is recorded for the
+ * throttles; `redirect` sends plain HTTP to HTTPS instead.
+ */
+export function createWebServer(
+  app: WebApp,
+  opts: { host: string; httpPort: number | null; httpsPort: number | null; tls?: TlsSource; redirect?: boolean; maxBodyBytes: number; websockets?: WsMount[] },
+): WebServer {
+  const servers: { scheme: "http" | "https"; server: ReturnType<typeof Bun.serve<WsData, never>> }[] = [];
+  let detachTls: (() => void) | undefined;
+  const websockets = opts.websockets ?? [];
+
+  const handler = (scheme: "http" | "https") => (request: Request, server: ReturnType<typeof Bun.serve<WsData, never>>) => {
+    const remote = server.requestIP(request)?.address ?? "local";
+    setRemote(request, remote);
+    const url = new URL(request.url);
+    if (scheme === "http" && opts.redirect && opts.httpsPort !== null) {
+      const https = servers.find((s) => s.scheme === "https")?.server.port ?? opts.httpsPort;
+      return Response.redirect(`https://${url.hostname}:${https}${url.pathname}${url.search}`, 308);
+    }
+    const ws = websockets.find((w) => w.path === url.pathname);
+    if (ws && request.headers.get("upgrade")?.toLowerCase() === "websocket") {
+      const offered = (request.headers.get("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim());
+      const headers = ws.protocol && offered.includes(ws.protocol) ? { "sec-websocket-protocol": ws.protocol } : undefined;
+      const peer: WsPeer = { remote, send: () => {}, close: () => {} };
+      if (server.upgrade(request, { data: { mount: ws, peer }, headers })) return undefined as unknown as Response;
+      return new Response("a WebSocket upgrade was expected", { status: 400 });
+    }
+    return app.handle(request);
+  };
+
+  const websocket = {
+    open(ws: ServerWebSocket<WsData>) {
+      const { peer, mount } = ws.data;
+      peer.send = (data) => void ws.sendBinary(data);
+      peer.close = () => ws.close();
+      mount.open(peer);
+    },
+    message(ws: ServerWebSocket<WsData>, data: string | Buffer) {
+      ws.data.mount.message(ws.data.peer, typeof data === "string" ? Buffer.from(data) : Buffer.from(data));
+    },
+    close(ws: ServerWebSocket<WsData>) {
+      ws.data.mount.close(ws.data.peer);
+    },
+    maxPayloadLength: opts.maxBodyBytes * 16,
+  };
+
+  const serve = (scheme: "http" | "https", port: number) => {
+    const tls = scheme === "https" ? { cert: opts.tls!.current.cert, key: opts.tls!.current.key } : undefined;
+    const server = Bun.serve<WsData, never>({ hostname: opts.host, port, maxRequestBodySize: opts.maxBodyBytes, tls, fetch: handler(scheme), websocket });
+    servers.push({ scheme, server });
+  };
+
   return {
     async start() {
-      app.listen({ hostname: opts.host, port: opts.port, maxRequestBodySize: opts.maxBodyBytes });
-      server = app.server ?? undefined;
-      if (!server) throw new Error(`http: could not listen on ${opts.host}:${opts.port}`);
+      try {
+        if (opts.httpPort !== null) serve("http", opts.httpPort);
+        if (opts.httpsPort !== null) {
+          if (!opts.tls) throw new Error("https: no TLS material");
+          serve("https", opts.httpsPort);
+          detachTls = opts.tls.onChange((m) => {
+            const s = servers.find((x) => x.scheme === "https")?.server;
+            s?.reload({ tls: { cert: m.cert, key: m.key } } as never);
+          });
+        }
+      } catch (err) {
+        await this.stop();
+        throw new Error(`http: could not listen: ${(err as Error).message}`);
+      }
     },
     async stop() {
-      if (!server) return;
-      const s = server;
-      server = undefined;
-      await s.stop(true);
+      detachTls?.();
+      for (const { server } of servers.splice(0)) await server.stop(true);
     },
-    address() {
-      return server ? { host: opts.host, port: server.port ?? opts.port } : undefined;
+    address(scheme = "http") {
+      const s = servers.find((x) => x.scheme === scheme) ?? (scheme === "http" ? servers[0] : undefined);
+      return s ? { host: opts.host, port: s.server.port ?? 0 } : undefined;
     },
   };
 }

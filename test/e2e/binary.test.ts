@@ -15,7 +15,7 @@ beforeAll(async () => {
 afterAll(cleanupTempDirs);
 
 const env = { GATEHOUSE_ADMIN_PASSWORD: "e2e-admin-pass" };
-const args = (dir: string) => ["serve", "--data-dir", join(dir, "data"), "--bind", "127.0.0.1", "--http-port", "0", "--mqtt-port", "0", "--opcua-port", "0"];
+const args = (dir: string) => ["serve", "--data-dir", join(dir, "data"), "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "0", "--mqtt-port", "0", "--mqtts-port", "0", "--opcua-port", "0"];
 
 describe("the compiled binary, alone in an empty folder", () => {
   it("serves, keeps data across a SIGTERM restart, and writes only its data dir", async () => {

@@ -56,7 +56,7 @@ describe("CLI verbs on the data dir", () => {
 
   it("a change by the CLI takes effect in the running appliance at once", async () => {
     const dir = tempDir("gatehouse-cli-");
-    const running = await runBinary(binary, dir, ["--data-dir", join(dir, "data"), "--bind", "127.0.0.1", "--http-port", "0", "--mqtt-port", "0", "--opcua-port", "0"], { GATEHOUSE_ADMIN_PASSWORD: "cli-admin-pass" });
+    const running = await runBinary(binary, dir, ["--data-dir", join(dir, "data"), "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "0", "--mqtt-port", "0", "--mqtts-port", "0", "--opcua-port", "0"], { GATEHOUSE_ADMIN_PASSWORD: "cli-admin-pass" });
     try {
       // A second admin made by the CLI while the appliance runs can sign in there.
       expect(cli(dir, ["admin", "set-password", "--username", "ops"], "ops-password-1\n").code).toBe(0);

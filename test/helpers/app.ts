@@ -76,7 +76,7 @@ export async function testWeb() {
 export async function testApp(extraArgs: string[] = [], env: Record<string, string> = {}): Promise<{ app: App; dir: string; url: string; lines: string[] }> {
   const dir = tempDir();
   const config = parseServeConfig(
-    ["--data-dir", dir, "--bind", "127.0.0.1", "--http-port", "0", "--mqtt-port", "0", "--opcua-port", "0", ...extraArgs],
+    ["--data-dir", dir, "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "off", "--mqtt-port", "0", "--mqtts-port", "off", "--opcua-port", "0", ...extraArgs],
     { GATEHOUSE_ADMIN_PASSWORD: adminPassword, ...env },
   );
   const { log, lines } = memoryLog();

@@ -1,12 +1,16 @@
 import { Aedes, type AuthenticateError, type Client, type ConnectPacket, type PublishPacket, type Subscription } from "aedes";
 import { createServer, type Server, type Socket } from "node:net";
+import { Duplex } from "node:stream";
+import { createServer as createTlsServer, type Server as TlsServer } from "node:tls";
 import type { Core } from "../../core/index.ts";
 import { mayPublish, mayRead, maySubscribe } from "../../core/permissions.ts";
 import type { SessionHandle } from "../../core/sessions.ts";
 import { isValidTopicString } from "../../core/topics.ts";
 import type { Integration, IntegrationType, LoginFailure } from "../../core/types.ts";
 import { StaleLoginError } from "../../lib/errors.ts";
+import type { WsPeer } from "../../lib/http.ts";
 import type { Logger } from "../../lib/logger.ts";
+import type { TlsSource } from "../../lib/tls.ts";
 import type { Listener } from "../listener.ts";
 import { assertAedesShape, disconnectV5, dropPublishes, forgetSession, limitPacketSize, parserOf, refuseUnknownProtocolLevels, refuseV5, retainedStream } from "./aedes-internals.ts";
 import { ClientIdOwners } from "./client-ids.ts";
@@ -14,6 +18,8 @@ import { ClientIdOwners } from "./client-ids.ts";
 export interface MqttDeps {
   core: Core;
   log: Logger;
+  /** the certificate for MQTT over TLS, when `tlsPort` is set */
+  tls?: TlsSource;
 }
 
 export interface MqttOptions {
@@ -28,6 +34,10 @@ export interface MqttOptions {
   maxPacketBytes?: number;
   /** a socket that sends no CONNECT within this time is closed */
   connectTimeoutMs?: number;
+  /** MQTT over TLS on this port (null/absent: none) */
+  tlsPort?: number | null;
+  /** MQTT over WebSockets at this path of the web server's ports (absent: none) */
+  websocketPath?: string;
   /** MQTT 5: the longest session expiry a client may ask for */
   maxSessionExpirySeconds?: number;
   /** MQTT 5: sessions (and delayed wills) waiting after their connection ended, at most */
@@ -50,6 +60,24 @@ export const connackFor: Record<LoginFailure, 1 | 2 | 3 | 4 | 5> = {
   "insecure-token": 4,
   "certificate-rejected": 5,
 };
+
+/** WsStream: a WebSocket connection as the byte stream aedes reads MQTT from (one frame = bytes). */
+class WsStream extends Duplex {
+  readonly remoteAddress: string;
+  constructor(private readonly peer: WsPeer) {
+    super();
+    this.remoteAddress = peer.remote;
+  }
+  override _read(): void {}
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
+    this.peer.send(chunk);
+    done();
+  }
+  override _destroy(err: Error | null, done: (err: Error | null) => void): void {
+    this.peer.close();
+    done(err);
+  }
+}
 
 /** protocolOf: how a session and a failed login name the protocol level. */
 function protocolOf(version: number | undefined): string | undefined {
@@ -86,7 +114,7 @@ interface Conn {
  * are replaced. The session registry follows the sockets: a session opens only for a client still
  * connected, and the socket's own `close` ends it, whatever order aedes reports events in.
  */
-export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: IntegrationType }): Listener {
+export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: IntegrationType }): Listener & { tlsAddress(): { host: string; port: number } | undefined } {
   const { core, log } = deps;
   const { credentials, sessions } = core;
   const type = opts.type ?? "mqtt";
@@ -104,6 +132,8 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
   let authenticated = 0;
   let broker: Aedes | undefined;
   let server: Server | undefined;
+  let tlsServer: TlsServer | undefined;
+  let websocketAccept: ((peer: WsPeer) => void) | undefined;
   const detach: (() => void)[] = [];
   const stats = { refusedPublishes: 0 };
 
@@ -300,7 +330,8 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
       const pendingByAddress = new Map<string, number>();
       const perAddress = Math.max(1, Math.min(maxPending, opts.maxPendingPerAddress ?? 256));
       const connectTimeout = opts.connectTimeoutMs ?? 10_000;
-      server = createServer((socket) => {
+      /** accept: one new connection, over TCP, TLS or a WebSocket: the same limits, hooks and kicks. */
+      const accept = (socket: Socket) => {
         const address = socket.remoteAddress ?? "unknown";
         const waiting = sockets.size - authenticated;
         if (waiting >= maxPending || (pendingByAddress.get(address) ?? 0) >= perAddress) {
@@ -336,23 +367,45 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
           log.info("mqtt protocol version not supported", { remote: socket.remoteAddress });
           credentials.loginRefused(type, "", "unsupported-protocol", { remote: socket.remoteAddress });
         });
-      });
-      await new Promise<void>((resolve, reject) => {
-        server!.once("error", reject);
-        server!.listen(opts.port, opts.host, () => {
-          server!.off("error", reject);
-          resolve();
+      };
+      server = createServer(accept);
+      const listen = (srv: Server, port: number) =>
+        new Promise<void>((resolve, reject) => {
+          srv.once("error", reject);
+          srv.listen(port, opts.host, () => {
+            srv.off("error", reject);
+            resolve();
+          });
         });
-      });
+      if (opts.tlsPort !== undefined && opts.tlsPort !== null) {
+        const material = deps.tls!.current;
+        const secure = createTlsServer({ cert: material.cert, key: material.key }, (socket) => accept(socket as unknown as Socket));
+        secure.on("tlsClientError", (err, socket) => log.debug("mqtt tls handshake failed", { remote: socket.remoteAddress, err }));
+        tlsServer = secure;
+        // a renewed certificate: new connections get it, open ones keep theirs
+        detach.push(deps.tls!.onChange((m) => secure.setSecureContext({ cert: m.cert, key: m.key })));
+        await listen(secure, opts.tlsPort);
+        const a = secure.address();
+        if (a && typeof a === "object") log.info("listening", { listener: "mqtts", address: `${opts.host}:${a.port}` });
+      }
+      websocketAccept = (peer) => {
+        const stream = new WsStream(peer);
+        peer.state = stream;
+        accept(stream as unknown as Socket);
+      };
+      await listen(server, opts.port);
     },
     async stop() {
       const s = server;
+      const t = tlsServer;
       const b = broker;
       server = undefined;
+      tlsServer = undefined;
       broker = undefined;
+      websocketAccept = undefined;
       for (const d of detach.splice(0)) d();
-      // Stop accepting, drop every client, then wait for the server (it waits for open sockets).
-      const serverClosed = s ? new Promise<void>((resolve) => s.close(() => resolve())) : Promise.resolve();
+      // Stop accepting, drop every client, then wait for the servers (they wait for open sockets).
+      const serverClosed = Promise.all([s, t].map((x) => (x ? new Promise<void>((resolve) => x.close(() => resolve())) : undefined)));
       if (b) await new Promise<void>((resolve) => b.close(() => resolve()));
       for (const socket of sockets) socket.destroy();
       sockets.clear();
@@ -362,5 +415,25 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
       const a = server?.address();
       return a && typeof a === "object" ? { host: opts.host, port: a.port } : undefined;
     },
+    /** where MQTT over TLS listens, once started */
+    tlsAddress() {
+      const a = tlsServer?.address();
+      return a && typeof a === "object" ? { host: opts.host, port: a.port } : undefined;
+    },
+    needsTls: opts.tlsPort !== undefined && opts.tlsPort !== null,
+    // MQTT over WebSockets on the web server's ports (browser dashboards, vrpc in the browser)
+    http: opts.websocketPath
+      ? {
+          claims: () => false,
+          fetch: () => new Response(null, { status: 404 }),
+          websocket: {
+            path: opts.websocketPath,
+            protocol: "mqtt",
+            open: (peer) => websocketAccept?.(peer),
+            message: (peer, data) => (peer.state as WsStream | undefined)?.push(data),
+            close: (peer) => (peer.state as WsStream | undefined)?.destroy(),
+          },
+        }
+      : undefined,
   };
 }
