@@ -67,6 +67,7 @@ Usage:
   gatehouse integrations permissions USERNAME [--publish F,...] [--subscribe F,...]
                                            [--deny-publish F,...] [--deny-subscribe F,...] [--json]
   gatehouse integrations import FILE [--json]   CSV (username,type,password,description) or JSON array
+  gatehouse integrations import --mosquitto-passwd FILE [--mosquitto-acl FILE] [--type T]
   gatehouse onboarding open [--minutes N] [--type T ...] | close | list | approve ID [ID ...] [--json]
   gatehouse version
 

@@ -6,6 +6,7 @@ import { EventBus } from "../core/events.ts";
 import { isIntegrationType, typeListText, type Integration } from "../core/types.ts";
 import { AppError, NotFoundError, ValidationError } from "../lib/errors.ts";
 import { exitCodes } from "./exit-codes.ts";
+import { mapMosquittoAcl, parseMosquittoPasswd } from "./mosquitto.ts";
 import { readSecretLine } from "./stdin.ts";
 
 /**
@@ -26,6 +27,8 @@ export async function integrationsCli(argv: string[], env: Record<string, string
         username: { type: "string" },
         description: { type: "string" },
         "password-stdin": { type: "boolean" },
+        "mosquitto-passwd": { type: "string" },
+        "mosquitto-acl": { type: "string" },
         publish: { type: "string" },
         subscribe: { type: "string" },
         "deny-publish": { type: "string" },
@@ -113,6 +116,24 @@ export async function integrationsCli(argv: string[], env: Record<string, string
         return exitCodes.ok;
       }
       case "import": {
+        if (values["mosquitto-passwd"]) {
+          // Migrating from Mosquitto: every user keeps its password (its hash is verified as it is and
+          // rehashed at the next login); ACL lines map to topic permissions, the rest is listed.
+          const read = async (path: string) => {
+            const f = Bun.file(path);
+            if (!(await f.exists())) throw new ValidationError({ file: `no such file: ${path}` });
+            return f.text();
+          };
+          const users = parseMosquittoPasswd(await read(values["mosquitto-passwd"]));
+          const mapped = values["mosquitto-acl"] ? mapMosquittoAcl(await read(values["mosquitto-acl"]), users.map((u) => u.username)) : undefined;
+          const type = isIntegrationType(values.type) ? values.type : "mqtt";
+          const created = store.adoptMany(users.map((u) => ({ type, username: u.username, passwordHash: u.passwordHash, description: "imported from Mosquitto", ...(mapped?.acl.get(u.username) ?? {}) })));
+          out(
+            { imported: created.map((i) => i.username), unmapped: mapped?.unmapped ?? [] },
+            `imported ${created.length} Mosquitto user(s) as ${type} integrations` + (mapped?.unmapped.length ? `\nnot mapped (no equivalent; check them by hand):\n  ${mapped.unmapped.join("\n  ")}` : ""),
+          );
+          return exitCodes.ok;
+        }
         const file = positionals[0];
         if (!file) throw new ValidationError({ file: "usage: gatehouse integrations import FILE (.csv or .json)" });
         const f = Bun.file(file);

@@ -37,6 +37,19 @@ export interface IntegrationPatch {
 
 const aclFields = ["publishAcl", "subscribeAcl", "denyPublishAcl", "denySubscribeAcl"] as const;
 
+/** AdoptedIntegration: an integration brought with its hash (and, optionally, its permissions). */
+export interface AdoptedIntegration {
+  type: IntegrationType;
+  username: string;
+  passwordHash: string;
+  description?: string;
+  active?: boolean;
+  publishAcl?: string[];
+  subscribeAcl?: string[];
+  denyPublishAcl?: string[];
+  denySubscribeAcl?: string[];
+}
+
 export interface HashCost {
   memoryCost?: number;
   timeCost?: number;
@@ -213,17 +226,38 @@ export class CredentialStore {
   }
 
   /** adopt: an integration whose password hash already exists (an approved onboarding request, an import with hashes). */
-  adopt(input: { type: IntegrationType; username: string; passwordHash: string; description?: string }): Integration {
-    const fields = validateFields({ type: input.type, username: input.username, description: input.description ?? "" });
-    if (!input.passwordHash.startsWith("$")) fields.password = "not a password hash";
-    if (Object.keys(fields).length) throw new ValidationError(fields);
-    this.#assertUsernameFree(input.username);
+  adopt(input: AdoptedIntegration): Integration {
+    return this.adoptMany([input])[0]!;
+  }
+
+  /** adoptMany: the same for many, all or nothing (a Mosquitto password file, an export of another appliance). */
+  adoptMany(inputs: AdoptedIntegration[]): Integration[] {
     const t = this.now();
-    const acl = defaultPermissions(this.db, input.type);
-    const [integration] = this.#insertAll([
-      { username: input.username, type: input.type, description: input.description ?? "", passwordHash: input.passwordHash, publishAcl: JSON.stringify(acl.publishAcl), subscribeAcl: JSON.stringify(acl.subscribeAcl), active: true, createdAt: t, updatedAt: t },
-    ]);
-    return integration!;
+    const seen = new Set<string>();
+    const rows = inputs.map((input, i) => {
+      const fields = validateFields({ type: input.type, username: input.username, description: input.description ?? "" });
+      if (!/^\$(argon2id|gh-pbkdf2-sha256|6|7)\$/.test(input.passwordHash)) fields.password = "not a password hash this appliance can check";
+      for (const key of aclFields) if (input[key] && !input[key]!.every(isValidTopicFilter)) fields[key] = "each entry must be a valid MQTT topic filter";
+      if (Object.keys(fields).length) throw Object.assign(new ValidationError(fields), inputs.length > 1 ? { message: `entry ${i + 1} (${input.username}): ${Object.values(fields).join("; ")}` } : {});
+      this.#assertUsernameFree(input.username);
+      if (seen.has(input.username)) throw new ConflictError(`username "${input.username}" appears twice`);
+      seen.add(input.username);
+      const acl = defaultPermissions(this.db, input.type);
+      return {
+        username: input.username,
+        type: input.type,
+        description: input.description ?? "",
+        passwordHash: input.passwordHash,
+        publishAcl: JSON.stringify(input.publishAcl ?? acl.publishAcl),
+        subscribeAcl: JSON.stringify(input.subscribeAcl ?? acl.subscribeAcl),
+        denyPublishAcl: JSON.stringify(input.denyPublishAcl ?? []),
+        denySubscribeAcl: JSON.stringify(input.denySubscribeAcl ?? []),
+        active: input.active ?? true,
+        createdAt: t,
+        updatedAt: t,
+      };
+    });
+    return this.#insertAll(rows);
   }
 
   async create(input: NewIntegration): Promise<{ integration: Integration; password: string }> {
@@ -359,7 +393,7 @@ export class CredentialStore {
    * no new revision, no kick; written only if nobody changed the hash meanwhile.
    */
   async #rehash(id: number, oldHash: string, password: string): Promise<void> {
-    const next = await this.hash(password, isFastHash(oldHash) ? "fast" : "argon2id");
+    const next = await this.hash(password, isFastHash(oldHash) ? "fast" : "argon2id"); // Mosquitto's: argon2id
     const r = this.#index.get(id);
     if (!r || r.passwordHash !== oldHash) return;
     const res = this.db.$client.prepare("UPDATE integrations SET password_hash = ?1 WHERE id = ?2 AND password_hash = ?3").run(next, id, oldHash);

@@ -1,4 +1,4 @@
-import { pbkdf2Sync, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHash, pbkdf2Sync, randomBytes, timingSafeEqual } from "node:crypto";
 import type { HashCost } from "../credentials.ts";
 
 /**
@@ -52,8 +52,33 @@ export function hashFor(password: string, scheme: HashScheme, cost: HashCost = {
   return scheme === "fast" ? Promise.resolve(hashFast(password)) : hashArgon2(password, cost);
 }
 
-/** needsRehash: the stored hash's parameters are not the policy's any more. */
+/**
+ * Mosquitto password file hashes, verified as they are after `integrations import --mosquitto-passwd`
+ * and rehashed (argon2id) on the next successful login: `$7$<iterations>$<salt>$<hash>` is
+ * PBKDF2-SHA512 (mosquitto_passwd 2.x), `$6$<salt>$<hash>` SHA-512 of password and salt (1.x).
+ */
+export function isMosquittoHash(stored: string): boolean {
+  return /^\$[67]\$/.test(stored);
+}
+
+export function verifyMosquitto(password: string, stored: string): boolean {
+  let expected: Buffer;
+  let actual: Buffer;
+  const m7 = /^\$7\$(\d{1,7})\$([A-Za-z0-9+/=]{1,64})\$([A-Za-z0-9+/=]{1,256})$/.exec(stored);
+  const m6 = /^\$6\$([A-Za-z0-9+/=]{1,64})\$([A-Za-z0-9+/=]{1,256})$/.exec(stored);
+  if (m7) {
+    expected = Buffer.from(m7[3]!, "base64");
+    actual = pbkdf2Sync(password, Buffer.from(m7[2]!, "base64"), Number(m7[1]), expected.length, "sha512");
+  } else if (m6) {
+    expected = Buffer.from(m6[2]!, "base64");
+    actual = createHash("sha512").update(password).update(Buffer.from(m6[1]!, "base64")).digest();
+  } else return false;
+  return expected.length === actual.length && timingSafeEqual(expected, actual);
+}
+
+/** needsRehash: the stored hash's parameters are not the policy's any more (or it is Mosquitto's). */
 export function needsRehash(stored: string, cost: HashCost = {}): boolean {
+  if (isMosquittoHash(stored)) return true;
   if (isFastHash(stored)) return !stored.startsWith(`${fastPrefix}i=${fastIterations}$`);
   const m = /^\$argon2id\$v=\d+\$m=(\d+),t=(\d+)/.exec(stored);
   if (!m) return false; // another algorithm Bun verifies (bcrypt): left as it is

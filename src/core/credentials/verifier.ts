@@ -1,6 +1,6 @@
 import { FailureThrottle, FairScheduler, pairKey } from "../throttle.ts";
 import type { IntegrationType, LoginMeta, VerifyResult } from "../types.ts";
-import { isFastHash, verifyFast } from "./hashing.ts";
+import { isFastHash, isMosquittoHash, verifyFast, verifyMosquitto } from "./hashing.ts";
 import { publicView, type IntegrationIndex, type StoredIntegration } from "./index-memory.ts";
 
 /**
@@ -160,9 +160,9 @@ export class LoginVerifier {
    */
   async #argon2(fp: string, password: string, hash: string, lane: string, priority: boolean): Promise<{ ok: boolean; first: boolean }> {
     // A hash of a generated password is cheap and synchronous: no queue, no memory to bound.
-    if (isFastHash(hash)) {
+    if (isFastHash(hash) || isMosquittoHash(hash)) {
       this.stats.hashVerifies++;
-      return { ok: verifyFast(password, hash), first: true };
+      return { ok: isFastHash(hash) ? verifyFast(password, hash) : verifyMosquitto(password, hash), first: true };
     }
     let pending = this.#inflight.get(fp);
     const first = pending === undefined;
