@@ -69,6 +69,7 @@ Usage:
   gatehouse integrations import FILE [--json]   CSV (username,type,password,description) or JSON array
   gatehouse integrations import --mosquitto-passwd FILE [--mosquitto-acl FILE] [--type T]
   gatehouse onboarding open [--minutes N] [--type T ...] | close | list | approve ID [ID ...] [--json]
+  gatehouse backup FILE | restore FILE | export [FILE] | import --full FILE   [--data-dir DIR]
   gatehouse version
 
 Options of serve (each also read from its environment variable; flags win):

@@ -18,6 +18,11 @@ async function main(argv: string[]): Promise<number> {
       return (await import("./cli/admin.ts")).admin(rest, env);
     case "integrations":
       return (await import("./cli/integrations.ts")).integrationsCli(rest, env);
+    case "backup":
+    case "restore":
+    case "export":
+    case "import":
+      return (await import("./cli/backup.ts")).dataCli(first, rest, env);
     case "onboarding":
       return (await import("./cli/onboarding.ts")).onboardingCli(rest, env);
     case "version":

@@ -1,4 +1,7 @@
+import { rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { createApp } from "../app.ts";
+import { pidFileName } from "./backup.ts";
 import { DataDirError } from "../db/data-dir.ts";
 import { ConfigError, parseServeConfig, usage } from "../config.ts";
 import { createLogger } from "../lib/logger.ts";
@@ -45,6 +48,9 @@ export async function serve(argv: string[], env: Record<string, string | undefin
     log.error("start failed", { err });
     return exitCodes.failure;
   }
+  // `gatehouse restore` refuses to replace the database while this process runs.
+  const pidFile = join(config.dataDir, pidFileName);
+  writeFileSync(pidFile, `${process.pid}\n`, { mode: 0o600 });
   const signal = await stopSignal;
   log.info("stopping", { signal });
   // A listener that hangs on close must not keep systemd waiting forever.
@@ -53,6 +59,7 @@ export async function serve(argv: string[], env: Record<string, string | undefin
     process.exit(exitCodes.failure);
   }, 8000);
   await app.stop();
+  rmSync(pidFile, { force: true });
   clearTimeout(timeout);
   log.info("stopped");
   return exitCodes.ok;

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { cleanupTempDirs, tempDir } from "../helpers/app.ts";
 import { buildBinary, runBinary } from "../helpers/binary.ts";
 import { signIn } from "../helpers/http.ts";
+import { connectMqtt } from "../helpers/mqtt.ts";
 import { eventually } from "../helpers/wait.ts";
 
 let binary: string;
@@ -73,4 +74,46 @@ describe("CLI verbs on the data dir", () => {
       expect(await running.stop()).toBe(0);
     }
   }, 30_000);
+});
+
+describe("backup, restore, export and import between appliances", () => {
+  it("a second appliance takes over with every device's credentials; a backup taken while running restores", async () => {
+    const a = tempDir("gatehouse-a-");
+    const b = tempDir("gatehouse-b-");
+    copyFileSync(binary, join(a, "gatehouse"));
+    copyFileSync(binary, join(b, "gatehouse"));
+    const serveArgs = (dir: string) => ["--data-dir", join(dir, "data"), "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "off", "--mqtt-port", "0", "--mqtts-port", "off", "--opcua-port", "off"];
+    const first = await runBinary(binary, a, serveArgs(a), { GATEHOUSE_ADMIN_PASSWORD: "a-admin-password" });
+    let exported: string;
+    let device: { username: string; password: string };
+    try {
+      const added = JSON.parse(cli(a, ["integrations", "add", "--type", "mqtt", "--username", "line-9", "--json"]).out);
+      device = { username: "line-9", password: added.password };
+      expect(cli(a, ["integrations", "add", "--type", "opcua", "--username", "scada-9", "--password-stdin"], "a-chosen-password\n").code).toBe(0);
+      // while it runs: a consistent backup and an export
+      expect(cli(a, ["backup", join(a, "backup.db")]).code).toBe(0);
+      exported = join(a, "export.json");
+      expect(cli(a, ["export", exported]).code).toBe(0);
+      const restoreWhileRunning = cli(a, ["restore", join(a, "backup.db")]);
+      expect(restoreWhileRunning.code).toBe(2);
+      expect(restoreWhileRunning.err).toContain("stop it first");
+    } finally {
+      expect(await first.stop()).toBe(0);
+    }
+    expect(cli(b, ["import", "--full", exported]).code).toBe(0);
+    const second = await runBinary(binary, b, serveArgs(b), { GATEHOUSE_ADMIN_PASSWORD: "b-admin-password" });
+    try {
+      const c = await connectMqtt(second.ports.mqtt!, device);
+      expect(c.connected).toBe(true);
+      await c.endAsync();
+    } finally {
+      expect(await second.stop()).toBe(0);
+    }
+    // restore the backup into a third data dir: the same integrations
+    const c3 = tempDir("gatehouse-c-");
+    copyFileSync(binary, join(c3, "gatehouse"));
+    expect(cli(c3, ["restore", join(a, "backup.db")]).code).toBe(0);
+    const list = JSON.parse(cli(c3, ["integrations", "list", "--json"]).out) as { username: string }[];
+    expect(list.map((i) => i.username).sort()).toEqual(["line-9", "scada-9"]);
+  }, 60_000);
 });
