@@ -41,7 +41,20 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
   const deps = { core, version, dataDir: config.dataDir, bind: config.bind, tls };
   const listeners = config.listeners.map(({ module, options }) => module.create({ ...deps, log: log.child({ listener: module.type }) }, options));
   const mounts = listeners.flatMap((l) => (l.http ? [l.http] : []));
-  const web = createWebApp(core, log, { version, mounts });
+  let ready = false;
+  const readiness = () => {
+    const reasons: string[] = [];
+    if (!ready) reasons.push("starting or stopping");
+    for (const p of parts) if (p.name !== "tls" && p.name !== "https" && !started.includes(p)) reasons.push(`${p.name} not listening`);
+    try {
+      db.$client.run("BEGIN IMMEDIATE");
+      db.$client.run("ROLLBACK");
+    } catch (err) {
+      reasons.push(`database not writable: ${(err as Error).message}`);
+    }
+    return { ready: reasons.length === 0, reasons };
+  };
+  const web = createWebApp(core, log, { version, mounts, readiness });
   const maxBodyBytes = Math.max(defaultMaxBodyBytes, ...mounts.map((m) => m.maxBodyBytes ?? 0));
   const http = createWebServer(web, {
     host: config.bind,
@@ -51,6 +64,7 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
     redirect: config.httpRedirect,
     maxBodyBytes,
     websockets: mounts.flatMap((m) => (m.websocket ? [m.websocket] : [])),
+    requests: core.metrics.counter("gatehouse_http_requests_total", "HTTP requests by route class and status"),
   });
   const tlsNeeded = config.httpsPort !== null || listeners.some((l) => l.needsTls);
   // The web server first: the admin page answers while the listeners (OPC UA: ~1 s) start.
@@ -110,11 +124,13 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
       // Start-up leaves parse garbage behind (node-opcua's nodeset above all): collect it once, so
       // the idle footprint is what the appliance holds, not what it passed through.
       Bun.gc(true);
+      ready = true;
       log.info("ready", { version, dataDir: config.dataDir });
     },
     async stop() {
       if (stopped) return;
       stopped = true;
+      ready = false;
       for (const part of started.splice(0).reverse()) {
         try {
           await part.stop();

@@ -1,6 +1,7 @@
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createApp } from "../app.ts";
+import { notify, startWatchdog } from "../lib/systemd.ts";
 import { pidFileName } from "./backup.ts";
 import { DataDirError } from "../db/data-dir.ts";
 import { ConfigError, parseServeConfig, usage } from "../config.ts";
@@ -51,8 +52,13 @@ export async function serve(argv: string[], env: Record<string, string | undefin
   // `gatehouse restore` refuses to replace the database while this process runs.
   const pidFile = join(config.dataDir, pidFileName);
   writeFileSync(pidFile, `${process.pid}\n`, { mode: 0o600 });
+  // systemd (Type=notify): ready only now that every listener is bound; then the watchdog pings.
+  notify(`READY=1\nSTATUS=serving\nMAINPID=${process.pid}`);
+  const stopWatchdog = startWatchdog();
   const signal = await stopSignal;
   log.info("stopping", { signal });
+  notify("STOPPING=1");
+  stopWatchdog?.();
   // A listener that hangs on close must not keep systemd waiting forever.
   const timeout = setTimeout(() => {
     log.error("stop timed out; exiting");

@@ -404,8 +404,14 @@ export class CredentialStore {
 
   /** flushLastLogins: writes the last-login times gathered since the previous flush in one transaction. */
   flushLastLogins(): number {
-    return this.#lastLogins.flush();
+    const t = performance.now();
+    const n = this.#lastLogins.flush();
+    if (n > 0) this.lastFlushSeconds = (performance.now() - t) / 1000;
+    return n;
   }
+
+  /** lastFlushSeconds: how long the last write-behind flush took (a slow disk shows here) */
+  lastFlushSeconds = 0;
 
   // ---------------------------------------------------------------- external changes
 

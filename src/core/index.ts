@@ -3,11 +3,13 @@ import type { Logger } from "../lib/logger.ts";
 import { Slot } from "../lib/slot.ts";
 import { ActivityLog, actAs } from "./activity.ts";
 import { AdminStore } from "./admins.ts";
+import { Metrics } from "./metrics.ts";
 import { Onboarding } from "./onboarding.ts";
 import { TopicBus } from "./bus.ts";
 import type { CertificateTrust } from "./certificates.ts";
 import type { VrpcDirectory } from "./vrpc.ts";
 import { CredentialStore, type AcceptsTable, type HashCost } from "./credentials.ts";
+import { statusOf, type IntegrationType } from "./types.ts";
 import { EventBus } from "./events.ts";
 import { LoginLog } from "./login-log.ts";
 import { SessionRegistry } from "./sessions.ts";
@@ -43,6 +45,7 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
   const onboarding = new Onboarding(db, credentials, events, activity, log.child({ part: "onboarding" }));
   activity.follow(events);
   const sessions = new SessionRegistry(events, (id) => credentials.peek(id));
+  const metrics = coreMetrics(credentials, sessions, onboarding, events);
   const admins = new AdminStore(db, {
     hashCost: opts.hashCost,
     sessionTtlMs: opts.sessionTtlMs,
@@ -103,6 +106,8 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     loginLog,
     activity,
     onboarding,
+    /** Prometheus metrics: the core's own, and what listeners add */
+    metrics,
     /** the topic space of the broker, for every listener (see bus.ts) */
     bus: new TopicBus(),
     /** the OPC UA listener's certificate trust list while it runs */
@@ -139,4 +144,46 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
       onboarding.stop();
     },
   };
+}
+
+/** coreMetrics: integrations, sessions, logins and onboarding, plus the process's own figures. */
+function coreMetrics(credentials: CredentialStore, sessions: SessionRegistry, onboarding: Onboarding, events: EventBus): Metrics {
+  const m = new Metrics();
+  const logins = m.counter("gatehouse_logins_total", "Logins by protocol and result (ok or the refusal reason)");
+  events.on("login.succeeded", (e) => logins.inc({ protocol: e.type, result: "ok" }));
+  events.on("login.failed", (e) => logins.inc({ protocol: e.type, result: e.reason }));
+  m.gauge({
+    name: "gatehouse_integrations",
+    help: "Integrations by type and status",
+    read: () => {
+      const online = sessions.onlineIds();
+      const counts = new Map<string, number>();
+      for (const id of credentials.ids()) {
+        const i = credentials.peek(id)!;
+        const key = `${i.type}\0${statusOf(i.active, online.has(i.id))}`;
+        counts.set(key, (counts.get(key) ?? 0) + 1);
+      }
+      return [...counts].map(([k, v]) => {
+        const [type, status] = k.split("\0") as [string, string];
+        return [{ type, status }, v];
+      });
+    },
+  });
+  m.gauge({ name: "gatehouse_sessions", help: "Live sessions by protocol", read: () => Object.entries(sessions.onlineCountByType()).map(([type]) => [{ type }, sessions.list({ type: type as IntegrationType }).length]) });
+  m.gauge({ name: "gatehouse_onboarding_requests", help: "Pending onboarding requests", read: () => [[{}, onboarding.status().pending]] });
+  m.gauge({ name: "gatehouse_onboarding_open", help: "1 while the onboarding window is open", read: () => [[{}, onboarding.status().open ? 1 : 0]] });
+  m.gauge({ name: "process_resident_memory_bytes", help: "Resident memory", read: () => [[{}, process.memoryUsage().rss]] });
+  m.gauge({ name: "process_cpu_seconds_total", help: "User and system CPU time", type: "counter", read: () => [[{}, (process.cpuUsage().user + process.cpuUsage().system) / 1e6]] });
+  // event-loop lag: how late a 500 ms timer fires (a blocked loop shows here before anywhere else)
+  let lag = 0;
+  let expected = performance.now() + 500;
+  const timer = setInterval(() => {
+    const now = performance.now();
+    lag = Math.max(0, now - expected) / 1000;
+    expected = now + 500;
+  }, 500);
+  timer.unref?.();
+  m.gauge({ name: "gatehouse_event_loop_lag_seconds", help: "How late the last 500 ms timer fired", read: () => [[{}, lag]] });
+  m.gauge({ name: "gatehouse_db_write_seconds", help: "Duration of the last write-behind flush", read: () => [[{}, credentials.lastFlushSeconds]] });
+  return m;
 }

@@ -22,6 +22,8 @@ export interface WebOptions {
   version?: string;
   /** listeners that share this port (HTTP integrations), with their own authentication */
   mounts?: HttpMount[];
+  /** /readyz: every listener serving and the database writable */
+  readiness?: () => { ready: boolean; reasons: string[] };
 }
 
 export const defaultMaxBodyBytes = 64 * 1024;
@@ -105,6 +107,11 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
       }
     })
     .get("/healthz", () => jsonResponse({ status: "ok", version: opts.version ?? "dev" }))
+    .get("/readyz", () => {
+      const r = opts.readiness?.() ?? { ready: true, reasons: [] };
+      return jsonResponse({ status: r.ready ? "ready" : "not ready", reasons: r.reasons }, r.ready ? 200 : 503);
+    })
+
     .use(assetRoutes())
     .use(
       openapi({
@@ -119,6 +126,9 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
       }),
     )
     .use(authGuard(core))
+    // Prometheus: an API token (Authorization: Bearer) or a signed-in admin. After the guard: a route
+    // registered before it is not guarded (Elysia applies hooks to the routes that follow them).
+    .get("/metrics", async () => new Response(await core.metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } }))
     .use(authRoutes(core))
     .use(integrationPages(core))
     .use(tokenPages(core))

@@ -30,7 +30,7 @@ export function adminOf(request: Request): { username: string; csrfToken: string
   return { username: auth.session.username, csrfToken: auth.session.csrfToken };
 }
 
-const publicPaths = [/^\/login$/, /^\/setup$/, /^\/assets\//, /^\/healthz$/, /^\/favicon\.ico$/];
+const publicPaths = [/^\/login$/, /^\/setup$/, /^\/assets\//, /^\/healthz$/, /^\/readyz$/, /^\/favicon\.ico$/];
 const safeMethods = new Set(["GET", "HEAD", "OPTIONS"]);
 
 function equalTokens(a: string | undefined, b: string | undefined): boolean {
@@ -90,7 +90,7 @@ export function authGuard(core: Core) {
     if (bearer) {
       // Tokens are for the API: a page route refuses one before it acts (and tokens cannot manage
       // tokens or trust certificates, which live on pages only).
-      if (!path.startsWith("/api/")) return deny(request, 403, "API tokens work on /api/ routes only");
+      if (!path.startsWith("/api/") && path !== "/metrics") return deny(request, 403, "API tokens work on /api/ routes and /metrics only");
       const token = core.admins.resolveApiToken(bearer);
       if (!token) return deny(request, 401, "invalid API token");
       authByRequest.set(request, { kind: "token", name: token.name });

@@ -1,6 +1,16 @@
 import type { ServerWebSocket } from "bun";
 import { setRemote, type WsMount, type WsPeer } from "../lib/http.ts";
 import type { TlsSource } from "../lib/tls.ts";
+import type { Counter } from "../core/metrics.ts";
+
+/** routeClass: what kind of route a path is, for the request counter (bounded label values). */
+function routeClass(path: string): string {
+  if (path.startsWith("/api/v1/data") || path === "/auth/http" || path === "/api/v1/register") return "device";
+  if (path.startsWith("/api/")) return "api";
+  if (path.startsWith("/assets/")) return "asset";
+  if (path === "/healthz" || path === "/readyz" || path === "/metrics") return "ops";
+  return "page";
+}
 import type { WebApp } from "./app.tsx";
 
 export interface WebServer {
@@ -23,7 +33,7 @@ interface WsData {
  */
 export function createWebServer(
   app: WebApp,
-  opts: { host: string; httpPort: number | null; httpsPort: number | null; tls?: TlsSource; redirect?: boolean; maxBodyBytes: number; websockets?: WsMount[] },
+  opts: { host: string; httpPort: number | null; httpsPort: number | null; tls?: TlsSource; redirect?: boolean; maxBodyBytes: number; websockets?: WsMount[]; requests?: Counter },
 ): WebServer {
   const servers: { scheme: "http" | "https"; server: ReturnType<typeof Bun.serve<WsData, never>> }[] = [];
   let detachTls: (() => void) | undefined;
@@ -45,7 +55,10 @@ export function createWebServer(
       if (server.upgrade(request, { data: { mount: ws, peer }, headers })) return undefined as unknown as Response;
       return new Response("a WebSocket upgrade was expected", { status: 400 });
     }
-    return app.handle(request);
+    const answer = app.handle(request);
+    if (!opts.requests) return answer;
+    const counter = opts.requests;
+    return answer.then((res) => (counter.inc({ class: routeClass(url.pathname), status: String(res.status) }), res));
   };
 
   const websocket = {

@@ -136,6 +136,13 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
   let websocketAccept: ((peer: WsPeer) => void) | undefined;
   const detach: (() => void)[] = [];
   const stats = { refusedPublishes: 0 };
+  const metric = {
+    messagesIn: core.metrics.counter("gatehouse_mqtt_messages_in_total", "MQTT messages accepted from clients"),
+    bytesIn: core.metrics.counter("gatehouse_mqtt_bytes_in_total", "Payload bytes of those messages"),
+    messagesOut: core.metrics.counter("gatehouse_mqtt_messages_out_total", "MQTT messages delivered to clients"),
+    bytesOut: core.metrics.counter("gatehouse_mqtt_bytes_out_total", "Payload bytes of those deliveries"),
+    refused: core.metrics.counter("gatehouse_mqtt_refused_publishes_total", "Publishes refused by the topic permissions (acknowledged, dropped)"),
+  };
 
   const remoteOf = (client: Client) => (client.conn as Socket).remoteAddress ?? "unknown";
   /** current: the integration as it is now (permissions may have changed since login) */
@@ -248,12 +255,14 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
         // MQTT 5: PUBACK/PUBREC 0x87 (Not authorized) with this reason string if the client asked for
         // problem information; aedes drops the message. QoS 0 has no acknowledgement to carry it.
         stats.refusedPublishes++;
+        metric.refused.inc();
         logRefusal(client, "publish refused", { username: conns.get(client)?.integration.username, topic: packet.topic.slice(0, 256) });
         return done(new Error(`not authorized to publish to ${packet.topic.slice(0, 128)}`));
       }
       // [MQTT-3.3.5-2] acknowledged as usual, then dropped: not routed, not retained, not queued.
       dropped.add(packet);
       stats.refusedPublishes++;
+      metric.refused.inc();
       logRefusal(client, "publish refused", { username: conns.get(client)?.integration.username, topic: packet.topic.slice(0, 256) });
       done(null);
     },
@@ -267,7 +276,10 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
 
     /** authorizeForward: asked for every delivery, live and queued, so narrowed permissions hold at once. */
     authorizeForward(client: Client, packet: PublishPacket) {
-      return mayRead(current(client), packet.topic) ? packet : null;
+      if (!mayRead(current(client), packet.topic)) return null;
+      metric.messagesOut.inc();
+      metric.bytesOut.inc({}, packet.payload?.length ?? 0);
+      return packet;
     },
   };
 
@@ -296,6 +308,10 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
       b.on("clientError", (client, err) => log.debug("mqtt client error", { clientId: client.id, err }));
       b.on("connectionError", (client, err) => log.debug("mqtt connection error", { remote: remoteOf(client), err }));
       b.on("publish", (packet, client) => {
+        if (client) {
+          metric.messagesIn.inc();
+          metric.bytesIn.inc({}, packet.payload?.length ?? 0);
+        }
         if (client && core.bus.listening && packet.topic.charCodeAt(0) !== 36) {
           const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload;
           core.bus.routed({ topic: packet.topic, payload, retain: packet.retain });
@@ -303,6 +319,15 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
       });
 
       detach.push(
+        core.metrics.gauge({
+          name: "gatehouse_mqtt_retained_messages",
+          help: "Retained messages held by the broker",
+          read: async () => {
+            let n = 0;
+            for await (const _ of retainedStream(b, "#")) n++;
+            return [[{}, n]];
+          },
+        }),
         core.bus.attach({
           publish: ({ topic, payload, retain, qos }) =>
             new Promise((resolve, reject) => {

@@ -258,11 +258,13 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
     log.info("opc ua certificate revoked", { thumbprint, channelsClosed: n });
   });
   const detachTrust = core.certificates.attach(certificates);
+  const detachMetrics = core.metrics.gauge({ name: "gatehouse_opcua_subscriptions", help: "OPC UA subscriptions", read: () => [[{}, s.currentSubscriptionCount]] });
   return {
     certificates,
     port: endpoint?.port ?? opts.port,
     async stop() {
       detachTrust();
+      detachMetrics();
       stopBridge();
       for (const session of [...handles.keys()]) closeHandle(session);
       await s.shutdown(0);
