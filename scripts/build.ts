@@ -23,12 +23,23 @@ const inlineOpcuaServerVersion: BunPlugin = {
   },
 };
 
+// `bun run build -- --target linux-arm64` (or linux-x64): a binary for that machine, named after it;
+// Bun fetches that platform's runtime from the npm registry. Without --target: dist/gatehouse for this one.
+const targetArg = process.argv.indexOf("--target");
+const target = targetArg > 0 ? process.argv[targetArg + 1] : undefined;
+if (target !== undefined && !/^linux-(x64|arm64)$/.test(target)) {
+  console.error(`build: --target must be linux-x64 or linux-arm64, got "${target}"`);
+  process.exit(2);
+}
+const outfile = target ? `dist/gatehouse-${target}` : "dist/gatehouse";
+
 mkdirSync("dist", { recursive: true });
 const started = performance.now();
 const result = await Bun.build({
   entrypoints: ["./src/main.ts"],
   compile: {
-    outfile: "dist/gatehouse",
+    outfile,
+    ...(target ? { target: `bun-${target}` as "bun-linux-x64" } : {}),
     autoloadDotenv: false,
     autoloadBunfig: false,
   },
@@ -42,6 +53,6 @@ if (!result.success) {
   for (const log of result.logs) console.error(log);
   process.exit(1);
 }
-chmodSync("dist/gatehouse", 0o755);
-const size = Bun.file("dist/gatehouse").size;
-console.log(`built dist/gatehouse (${(size / 1e6).toFixed(1)} MB) in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+chmodSync(outfile, 0o755);
+const size = Bun.file(outfile).size;
+console.log(`built ${outfile} (${(size / 1e6).toFixed(1)} MB) in ${((performance.now() - started) / 1000).toFixed(1)} s`);

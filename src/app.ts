@@ -75,6 +75,8 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
         if (!tlsNeeded) return;
         const m = await tls.load();
         log.info("tls certificate", { source: m.source, fingerprint: m.fingerprint, file: m.certFile });
+        core.tlsInfo.attach({ fingerprint: m.fingerprint, source: m.source, certFile: m.certFile });
+        tls.onChange((n) => core.tlsInfo.attach({ fingerprint: n.fingerprint, source: n.source, certFile: n.certFile }));
         tls.watch((err) => log.error("tls reload failed; the previous certificate stays", { err }));
       },
       async stop() {

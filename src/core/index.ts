@@ -112,6 +112,8 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     bus: new TopicBus(),
     /** the OPC UA listener's certificate trust list while it runs */
     certificates: new Slot<CertificateTrust>(),
+    /** the TLS certificate in use (for the Settings page), once loaded */
+    tlsInfo: new Slot<{ fingerprint: string; source: string; certFile: string }>(),
     /** the VRPC listener's directory of agents while it runs */
     vrpc: new Slot<VrpcDirectory>(),
     syncExternalChanges,

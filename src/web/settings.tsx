@@ -18,6 +18,7 @@ export function settingsPages(core: Core) {
       admins={core.admins.list()}
       signIns={core.activity.list({ action: "admin.", limit: 30 })}
       defaults={allDefaultPermissions(core.db)}
+      tls={core.tlsInfo.current}
       {...extra}
     />
   );

@@ -4,6 +4,13 @@ import { join } from "node:path";
 const root = join(import.meta.dir, "..", "..");
 let built: Promise<string> | undefined;
 
+/** buildFor: `bun run build -- --target T` (another machine's binary, e.g. linux-arm64); returns its path. */
+export async function buildFor(target: "linux-arm64" | "linux-x64"): Promise<string> {
+  const proc = Bun.spawn(["bun", "run", "build", "--", "--target", target], { cwd: root, stdout: "pipe", stderr: "pipe" });
+  if ((await proc.exited) !== 0) throw new Error(`build for ${target} failed: ${await new Response(proc.stderr).text()}`);
+  return join(root, "dist", `gatehouse-${target}`);
+}
+
 /** buildBinary: runs `bun run build` once per test process; returns dist/gatehouse. */
 export function buildBinary(): Promise<string> {
   built ??= (async () => {
@@ -27,10 +34,10 @@ export interface RunningBinary {
 }
 
 /** runBinary: starts the copied binary with `cwd` as its only folder and collects its log lines. */
-export async function runBinary(binary: string, cwd: string, args: string[], env: Record<string, string> = {}): Promise<RunningBinary> {
+export async function runBinary(binary: string, cwd: string, args: string[], env: Record<string, string> = {}, opts: { prefix?: string[]; readyTimeoutMs?: number } = {}): Promise<RunningBinary> {
   const local = join(cwd, "gatehouse");
   if (!existsSync(local)) copyFileSync(binary, local);
-  const proc = Bun.spawn([local, ...args], { cwd, env: { PATH: process.env.PATH ?? "", ...env }, stdout: "pipe", stderr: "pipe" });
+  const proc = Bun.spawn([...(opts.prefix ?? []), local, ...args], { cwd, env: { PATH: process.env.PATH ?? "", ...env }, stdout: "pipe", stderr: "pipe" });
   const lines: string[] = [];
   const waiters: { pattern: RegExp; resolve: (l: string) => void }[] = [];
   const pump = async (stream: ReadableStream<Uint8Array>) => {
@@ -61,7 +68,7 @@ export async function runBinary(binary: string, cwd: string, args: string[], env
       proc.exited.then((code) => setTimeout(() => reject(new Error(`exited ${code} before ${pattern}; log:\n${lines.join("\n")}`)), 50));
     });
   const ports: Record<string, number> = {};
-  await waitFor(/^info ready /);
+  await waitFor(/^info ready /, opts.readyTimeoutMs);
   for (const l of lines) {
     const m = l.match(/^info listening listener=(\w+) address=[^ ]*:(\d+)/);
     if (m) ports[m[1]!] = Number(m[2]);

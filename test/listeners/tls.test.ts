@@ -54,12 +54,27 @@ describe("TLS", () => {
     await w.endAsync();
   });
 
-  it("HTTPS serves the page and the API with the same certificate", async () => {
+  it("HTTPS serves the page and the API with the same certificate; the fingerprint is on the Settings page", async () => {
     const https = app.address("https")!;
     const res = await fetch(`https://localhost:${https.port}/healthz`, { tls: { ca } });
     expect(res.status).toBe(200);
     expect((await fetch(`https://localhost:${https.port}/login`, { tls: { ca } })).status).toBe(200);
+    const { signIn } = await import("../helpers/http.ts");
+    const { cookie } = await signIn(`http://127.0.0.1:${app.address("http")!.port}`);
+    const page = await (await fetch(`http://127.0.0.1:${app.address("http")!.port}/settings`, { headers: { cookie } })).text();
+    expect(page).toContain(new X509Certificate(ca).fingerprint256);
   });
+
+  it("--http-redirect sends plain HTTP to HTTPS", async () => {
+    const own = await testApp(["--opcua-port", "off", "--mqtt-port", "off", "--https-port", "0", "--http-redirect", "true"]);
+    try {
+      const res = await fetch(`${own.url}/integrations?x=1`, { redirect: "manual" });
+      expect(res.status).toBe(308);
+      expect(res.headers.get("location")).toBe(`https://127.0.0.1:${own.app.address("https")!.port}/integrations?x=1`);
+    } finally {
+      await own.app.stop();
+    }
+  }, 60_000);
 
   it("a reloaded certificate serves new connections; open ones stay", async () => {
     const a = tempDir();

@@ -14,13 +14,29 @@ export interface SettingsPageProps {
   defaults: Record<IntegrationType, DefaultPermissions>;
   errors?: Record<string, string>;
   saved?: boolean;
+  /** the TLS certificate MQTT over TLS and HTTPS serve */
+  tls?: { fingerprint: string; source: string; certFile: string };
 }
 
 /** SettingsPage: admins and their recent sign-ins, and the permissions new integrations start with. */
-export function SettingsPage({ admin, admins, signIns, defaults, errors = {}, saved }: SettingsPageProps) {
+export function SettingsPage({ admin, admins, signIns, defaults, errors = {}, saved, tls }: SettingsPageProps) {
   return (
     <Layout title="Settings" admin={admin} active="settings">
       <h1>Settings</h1>
+      <section class="card">
+        <h2>TLS certificate</h2>
+        {tls ? (
+          <p>
+            <span>{tls.source === "self-signed" ? "Self-signed, made by the appliance" : "From the files you named"}</span> (
+            <code safe>{tls.certFile}</code>). SHA-256 fingerprint, to compare on a client:{" "}
+            <code class="fingerprint" safe>
+              {tls.fingerprint}
+            </code>
+          </p>
+        ) : (
+          <p class="muted">TLS is off (no HTTPS or MQTT over TLS port).</p>
+        )}
+      </section>
       <section class="card">
         <h2>Permissions of new integrations</h2>
         <p class="muted">
