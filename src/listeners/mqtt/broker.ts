@@ -230,8 +230,8 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
             conn.session = sessions.open({ integration: conn.integration, type, clientId: client.id, remote: remoteOf(client), protocol: protocolOf(packet?.protocolVersion), kick });
           } catch (err) {
             if (!(err instanceof StaleLoginError)) throw err;
-            // Changed (password, active, permissions) or deleted while the password was checked.
-            owners.release(client.id, result.integration.id);
+            // Changed (password, active, permissions) or deleted while the password was checked; the
+            // socket's close (aedes closes it after this CONNACK) releases the client id.
             return done(authError(5, "integration changed during login"), null);
           }
           done(null, true);
