@@ -12,7 +12,7 @@ import { onboardingRoutes } from "./onboarding.tsx";
 import { settingsPages } from "./settings.tsx";
 import { assetRoutes } from "./assets.ts";
 import { authGuard, authRoutes, Denied } from "./auth.tsx";
-import { integrationPages } from "./integrations.tsx";
+import { eventStream, integrationPages } from "./integrations.tsx";
 import { certificatePages } from "./certificates.tsx";
 import { tokenPages } from "./tokens.tsx";
 
@@ -131,6 +131,7 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
     .get("/metrics", async () => new Response(await core.metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } }))
     .use(authRoutes(core))
     .use(integrationPages(core))
+    .use(eventStream(core))
     .use(tokenPages(core))
     .use(certificatePages(() => core.certificates.current))
     .use(agentRoutes(core, log))

@@ -251,3 +251,57 @@ function EditPage({ request, integration, errors = {}, draft = {} }: { request: 
     </SimplePage>
   );
 }
+
+/**
+ * eventStream: `/events`, server-sent events for the open pages: `changed` (debounced) whenever an
+ * integration, a session, a failed login or onboarding changes; a comment every 20 s keeps proxies
+ * from closing it. The page decides what to reload.
+ */
+export function eventStream(core: Core) {
+  return new Elysia({ name: "event-stream" }).get("/events", ({ request }) => {
+    const encoder = new TextEncoder();
+    let cleanup = () => {};
+    const stream = new ReadableStream<Uint8Array>({
+      start(controller) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const send = (text: string) => {
+          try {
+            controller.enqueue(encoder.encode(text));
+          } catch {
+            cleanup();
+          }
+        };
+        const changed = () => {
+          if (timer) return;
+          timer = setTimeout(() => {
+            timer = undefined;
+            send("event: changed\ndata: {}\n\n");
+          }, 300);
+        };
+        const offs = (
+          ["integration.created", "integration.updated", "integration.deleted", "integration.activated", "integration.deactivated", "session.opened", "session.closed", "login.failed", "onboarding.changed"] as const
+        ).map((name) => core.events.on(name, changed));
+        const ping = setInterval(() => send(": ping\n\n"), 20_000);
+        send("retry: 2000\n\n");
+        cleanup = () => {
+          for (const off of offs) off();
+          clearInterval(ping);
+          if (timer) clearTimeout(timer);
+          cleanup = () => {};
+        };
+        request.signal.addEventListener("abort", () => {
+          cleanup();
+          try {
+            controller.close();
+          } catch {
+            // already closed
+          }
+        });
+      },
+      cancel() {
+        cleanup();
+      },
+    });
+    return new Response(stream, { headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-store", "x-accel-buffering": "no" } });
+  });
+}

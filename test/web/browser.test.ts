@@ -72,8 +72,9 @@ describe("the Integrations page in a real browser", () => {
     await page.locator(`tr[data-username="${username}"]`).locator("text=Delete").click();
     await page.locator(`tr[data-username="${username}"]`).waitFor({ state: "detached" });
     expect(app.core.credentials.findByUsername(username)).toBeUndefined();
-    expect(dialogs.some((d) => d.startsWith("Reset the password?"))).toBe(true);
-    expect(dialogs.some((d) => d.startsWith("Delete this integration?"))).toBe(true);
+    // every destructive confirmation names its target
+    expect(dialogs.some((d) => d.startsWith(`Reset the password of "${username}"?`))).toBe(true);
+    expect(dialogs.some((d) => d.startsWith(`Delete "${username}"?`))).toBe(true);
     await page.close();
   }, 60_000);
 
@@ -193,5 +194,36 @@ describe("smart onboarding in a real browser", () => {
       app.core.onboarding.close();
       await page.close();
     }
+  }, 60_000);
+});
+
+describe("a live page", () => {
+  it("a row added elsewhere appears and goes online without a reload; a failed action says so", async () => {
+    const page = await browser.newPage();
+    const streaming = page.waitForResponse((r) => r.url().endsWith("/events"));
+    await signIn(page);
+    await streaming; // the page listens before anything changes
+    const { password } = await app.core.credentials.create({ type: "mqtt", username: "pushed-row" });
+    const row = page.locator('tr[data-username="pushed-row"]');
+    await row.waitFor({ timeout: 10_000 }); // pushed over /events: no reload
+    const c = await connectMqtt(app.address("mqtt")!.port, { username: "pushed-row", password });
+    await row.locator(".badge.online").waitFor({ timeout: 10_000 });
+    await c.endAsync();
+    await row.locator(".badge.online").waitFor({ state: "detached", timeout: 10_000 });
+    // deleted elsewhere: the row goes away by itself
+    const doomed = await app.core.credentials.create({ type: "mqtt", username: "deleted-elsewhere" });
+    const doomedRow = page.locator('tr[data-username="deleted-elsewhere"]');
+    await doomedRow.waitFor({ timeout: 10_000 });
+    app.core.credentials.remove(doomed.integration.id);
+    await doomedRow.waitFor({ state: "detached", timeout: 10_000 });
+    // a refused action (a stale CSRF token, as after signing in again elsewhere) says so in a toast
+    await page.evaluate(() => document.body.setAttribute("hx-headers", JSON.stringify({ "X-CSRF-Token": "stale" })));
+    page.on("dialog", (d) => void d.accept());
+    await row.locator("button", { hasText: "Deactivate" }).click();
+    const toast = page.locator("#toast:not([hidden])");
+    await toast.waitFor({ timeout: 10_000 });
+    expect(await toast.textContent()).toContain("Not allowed");
+    expect(app.core.credentials.findByUsername("pushed-row")?.active).toBe(true);
+    await page.close();
   }, 60_000);
 });

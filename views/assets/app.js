@@ -35,8 +35,43 @@
   document.addEventListener("htmx:beforeRequest", function (ev) {
     var el = ev.detail.elt;
     if (el && el.hasAttribute && el.hasAttribute("data-keep-while-editing") &&
-        el.querySelector("details[open], :focus, input[type=checkbox]:checked")) ev.preventDefault();
+        el.querySelector("details[open], :focus, input[type=checkbox]:checked, .secret, tr.editing")) ev.preventDefault();
   });
-  document.addEventListener("DOMContentLoaded", function () { localize(document); });
+  // The status poll covers the rows on the page now, including ones added since it loaded.
+  document.addEventListener("htmx:configRequest", function (ev) {
+    if (ev.detail.elt.id !== "live-status") return;
+    var ids = [];
+    document.querySelectorAll("#integration-table tr[id^='integration-']").forEach(function (tr) {
+      var id = tr.id.slice("integration-".length);
+      if (/^\d+$/.test(id)) ids.push(id);
+    });
+    ev.detail.path = "/integrations/live?ids=" + ids.join(",");
+  });
+  // Every failed action says so, with what to do (htmx keeps the page as it was).
+  function toast(text) {
+    var t = document.getElementById("toast");
+    if (!t) return;
+    t.textContent = text;
+    t.hidden = false;
+    clearTimeout(t._timer);
+    t._timer = setTimeout(function () { t.hidden = true; }, 8000);
+  }
+  document.addEventListener("htmx:responseError", function (ev) {
+    var xhr = ev.detail.xhr;
+    var text = (xhr.responseText || "").replace(/<[^>]*>/g, " ").replace(/\s+/g, " ").trim();
+    if (xhr.status === 403) text = "Not allowed (" + (text || "forbidden") + "). If you signed in again in another tab, reload this page.";
+    else if (xhr.status === 404) text = (text || "Not found") + ": it was changed or deleted elsewhere; the list is refreshed.";
+    else if (!text) text = "The appliance answered " + xhr.status + "; nothing was changed. Try again.";
+    toast(text);
+    document.body.dispatchEvent(new CustomEvent("gatehouse:changed"));
+  });
+  document.addEventListener("htmx:sendError", function () { toast("The appliance cannot be reached; check the connection and try again."); });
+  // Live by push: one event stream per page; the browser reconnects by itself after a restart.
+  function listen() {
+    if (!document.getElementById("integration-table") || !window.EventSource) return;
+    var source = new EventSource("/events");
+    source.addEventListener("changed", function () { document.body.dispatchEvent(new CustomEvent("gatehouse:changed")); });
+  }
+  document.addEventListener("DOMContentLoaded", function () { localize(document); listen(); });
   document.addEventListener("htmx:afterSwap", function (ev) { localize(ev.target); });
 })();

@@ -58,6 +58,7 @@ export function Layout({ title, admin, active, children }: PropsWithChildren<Lay
             )}
           </header>
           <main>{children}</main>
+          <div id="toast" class="toast" role="alert" aria-live="assertive" hidden></div>
         </body>
       </html>
     </>

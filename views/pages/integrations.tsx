@@ -36,7 +36,7 @@ export function IntegrationsPage(props: IntegrationsPageProps) {
       )}
       {/* panel and onboarding are rendered JSX from our own partials, already escaped */}
       <div id="panel">{(props.panel ?? "") as "safe"}</div>
-      <div id="onboarding" hx-get="/onboarding/panel" hx-trigger="every 2s" hx-swap="innerHTML" data-keep-while-editing="true">
+      <div id="onboarding" hx-get="/onboarding/panel" hx-trigger="every 2s, gatehouse:changed from:body" hx-swap="innerHTML" data-keep-while-editing="true">
         {props.onboarding as "safe"}
       </div>
       <form class="toolbar" method="get" action="/integrations" hx-get="/integrations" hx-target="#integration-table" hx-swap="outerHTML" hx-push-url="true" hx-trigger="input changed delay:300ms from:input, change from:select, submit">

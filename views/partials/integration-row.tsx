@@ -210,7 +210,7 @@ export function IntegrationRow({ integration: i, sessions, csrfToken, secret, mo
           hx-post={`/integrations/${i.id}/reset-password`}
           hx-target="closest tr"
           hx-swap="outerHTML"
-          hx-confirm="Reset the password? Connected clients of this integration are disconnected."
+          hx-confirm={attr(`Reset the password of "${i.username}"? Its connected clients are disconnected and the old password stops working.`)}
         >
           <CsrfField token={csrfToken} />
           <button type="submit" class="link">
@@ -223,7 +223,7 @@ export function IntegrationRow({ integration: i, sessions, csrfToken, secret, mo
           hx-post={`/integrations/${i.id}/delete`}
           hx-target="closest tr"
           hx-swap="outerHTML"
-          hx-confirm={`Delete this integration? Its clients are disconnected at once.`}
+          hx-confirm={attr(`Delete "${i.username}"? Its clients are disconnected at once and it cannot log in again.`)}
         >
           Delete
         </a>
