@@ -113,6 +113,9 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
     })
 
     .use(assetRoutes())
+    .use(authGuard(core))
+    // The API's description needs what the API needs (a token or a signed-in admin): it tells an
+    // unauthenticated stranger nothing, and the README says every /api/ route is guarded.
     .use(
       openapi({
         path: "/api/v1/openapi",
@@ -125,7 +128,6 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
         exclude: { paths: [/^\/(?!api\/v1\/)/] },
       }),
     )
-    .use(authGuard(core))
     // Prometheus: an API token (Authorization: Bearer) or a signed-in admin. After the guard: a route
     // registered before it is not guarded (Elysia applies hooks to the routes that follow them).
     .get("/metrics", async () => new Response(await core.metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } }))

@@ -227,3 +227,17 @@ describe("a live page", () => {
     await page.close();
   }, 60_000);
 });
+
+describe("client-side validation", () => {
+  it("the username pattern compiles under Chromium's v flag, so a bad name is caught before sending", async () => {
+    const page = await browser.newPage();
+    await signIn(page);
+    await page.click("text=Add integration");
+    const input = page.locator('#integration-form input[name="username"]');
+    await input.fill("line 3");
+    expect(await input.evaluate((el) => (el as HTMLInputElement).validity.patternMismatch)).toBe(true);
+    await input.fill("plant/line-3:press@hall_2");
+    expect(await input.evaluate((el) => (el as HTMLInputElement).validity.valid)).toBe(true);
+    await page.close();
+  }, 30_000);
+});

@@ -272,8 +272,9 @@ describe("JSON API", () => {
     expect((await request("GET", "/api/v1/integrations", bearer)).status).toBe(401);
   });
 
-  it("publishes an OpenAPI document", async () => {
-    const { request } = await testWeb();
+  it("publishes an OpenAPI document to whoever may call the API, and to nobody else", async () => {
+    const { request, web } = await testWeb();
+    expect((await web.handle(new Request("http://localhost/api/v1/openapi/json"))).status).toBe(401);
     const doc = await (await request("GET", "/api/v1/openapi/json")).json();
     expect(Object.keys(doc.paths)).toContain("/api/v1/integrations");
     expect(Object.keys(doc.paths).every((p: string) => p.startsWith("/api/v1/"))).toBe(true);

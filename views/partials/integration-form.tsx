@@ -33,7 +33,7 @@ export function IntegrationForm({ csrfToken, values, errors = {} }: IntegrationF
         </label>
         <label>
           Username
-          <input name="username" value={attr(values.username)} required maxlength="128" pattern="[A-Za-z0-9._\-@/:]{1,128}" autocomplete="off" />
+          <input name="username" value={attr(values.username)} required maxlength="128" pattern="[A-Za-z0-9._\-@\/:]{1,128}" autocomplete="off" />
           <FieldError message={errors.username} />
         </label>
         <label>
