@@ -241,3 +241,29 @@ describe("client-side validation", () => {
     await page.close();
   }, 30_000);
 });
+
+describe("confirmations without htmx", () => {
+  it("revoking an API token names it and asks first; dismissing keeps it", async () => {
+    const page = await browser.newPage();
+    await signIn(page);
+    for (const t of app.core.admins.listApiTokens()) app.core.admins.revokeApiToken(t.id);
+    await page.goto(`${url}/settings/tokens`);
+    expect(await page.textContent("table")).toContain("No API tokens yet");
+    app.core.admins.createApiToken("provisioning script");
+    await page.reload();
+    const dialogs: string[] = [];
+    let accept = false;
+    page.on("dialog", (d) => {
+      dialogs.push(d.message());
+      void (accept ? d.accept() : d.dismiss());
+    });
+    await page.getByRole("button", { name: "Revoke" }).click();
+    await Bun.sleep(300);
+    expect(dialogs).toEqual(['Revoke the API token "provisioning script"? Scripts using it are refused at once.']);
+    expect(await page.textContent("table")).toContain("provisioning script");
+    accept = true;
+    await Promise.all([page.waitForNavigation(), page.getByRole("button", { name: "Revoke" }).click()]);
+    expect(await page.textContent("table")).toContain("No API tokens yet");
+    await page.close();
+  }, 30_000);
+});

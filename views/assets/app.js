@@ -47,6 +47,11 @@
     });
     ev.detail.path = "/integrations/live?ids=" + ids.join(",");
   });
+  // Destructive plain forms (no htmx) name their target before they are sent.
+  document.addEventListener("submit", function (ev) {
+    var f = ev.target;
+    if (f && f.getAttribute && f.getAttribute("data-confirm") && !window.confirm(f.getAttribute("data-confirm"))) ev.preventDefault();
+  }, true);
   // Every failed action says so, with what to do (htmx keeps the page as it was).
   function toast(text) {
     var t = document.getElementById("toast");

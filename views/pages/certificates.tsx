@@ -1,3 +1,4 @@
+import { attr } from "../components/attr.ts";
 import type { CertificateInfo } from "../../src/core/certificates.ts";
 import { CsrfField } from "../components/csrf.tsx";
 import { LocalTime } from "../components/local-time.tsx";
@@ -11,7 +12,12 @@ export interface CertificatesPageProps {
 
 function Action({ c, action, label, csrf, danger }: { c: CertificateInfo; action: string; label: string; csrf: string; danger?: boolean }) {
   return (
-    <form method="post" action={`/certificates/${c.thumbprint}/${action}`} class="inline">
+    <form
+      method="post"
+      action={`/certificates/${c.thumbprint}/${action}`}
+      class="inline"
+      data-confirm={danger ? attr(`${label} the certificate of "${c.applicationUri || c.subject}"? Its client is refused from its next connection.`) : undefined}
+    >
       <CsrfField token={csrf} />
       <button type="submit" class={danger ? "link danger" : "link"} safe>
         {label}

@@ -1,3 +1,4 @@
+import { attr } from "../components/attr.ts";
 import type { ApiTokenRow } from "../../src/db/schema.ts";
 import { CsrfField } from "../components/csrf.tsx";
 import { FieldError } from "../components/field-error.tsx";
@@ -40,6 +41,15 @@ export function TokensPage({ admin, tokens, created, error }: TokensPageProps) {
           </tr>
         </thead>
         <tbody>
+          {tokens.length === 0 ? (
+            <tr>
+              <td colspan="5" class="muted">
+                No API tokens yet. Create one above for a provisioning script or Prometheus; it is shown once.
+              </td>
+            </tr>
+          ) : (
+            ""
+          )}
           {tokens.map((t) => (
             <tr>
               <td safe>{t.name}</td>
@@ -53,7 +63,7 @@ export function TokensPage({ admin, tokens, created, error }: TokensPageProps) {
                 <LocalTime at={t.lastUsedAt} />
               </td>
               <td>
-                <form method="post" action={`/settings/tokens/${t.id}/delete`} class="inline">
+                <form method="post" action={`/settings/tokens/${t.id}/delete`} class="inline" data-confirm={attr(`Revoke the API token "${t.name}"? Scripts using it are refused at once.`)}>
                   <CsrfField token={admin.csrfToken} />
                   <button type="submit" class="link danger">
                     Revoke
