@@ -15,6 +15,7 @@ import { authGuard, authRoutes, Denied } from "./auth.tsx";
 import { eventStream, integrationPages } from "./integrations.tsx";
 import { certificatePages } from "./certificates.tsx";
 import { tokenPages } from "./tokens.tsx";
+import { OneTimeSecrets, oneTimePages } from "./once.tsx";
 
 export interface WebOptions {
   /** requests with a larger declared body are refused before parsing (Bun.serve enforces it too) */
@@ -60,6 +61,7 @@ function errorResponse(request: Request, status: number, code: string, message: 
 export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
   const maxBody = opts.maxBodyBytes ?? defaultMaxBodyBytes;
   const mounts = opts.mounts ?? [];
+  const secrets = new OneTimeSecrets();
   return new Elysia({ name: "gatehouse-web" })
     // 8 KB of request headers is plenty for devices, proxies and this page; more is a probe or an attack.
     .onRequest(({ request }) => {
@@ -132,9 +134,10 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
     // registered before it is not guarded (Elysia applies hooks to the routes that follow them).
     .get("/metrics", async () => new Response(await core.metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } }))
     .use(authRoutes(core))
-    .use(integrationPages(core))
+    .use(integrationPages(core, secrets))
+    .use(oneTimePages(secrets))
     .use(eventStream(core))
-    .use(tokenPages(core))
+    .use(tokenPages(core, secrets))
     .use(certificatePages(() => core.certificates.current))
     .use(agentRoutes(core, log))
     .use(onboardingRoutes(core))

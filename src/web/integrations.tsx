@@ -7,7 +7,8 @@ import { AppError, NotFoundError } from "../lib/errors.ts";
 import { field, htmlResponse, isHtmx, redirect } from "../lib/http.ts";
 import { randomPassword, randomUsername } from "../lib/ids.ts";
 import { FieldError } from "../../views/components/field-error.tsx";
-import { Secret } from "../../views/components/secret.tsx";
+import { typeLabels } from "../../views/components/type-label.tsx";
+import type { OneTimeSecrets } from "./once.tsx";
 import { IntegrationsPage } from "../../views/pages/integrations.tsx";
 import { SimplePage } from "../../views/pages/simple.tsx";
 import { IntegrationCreated } from "../../views/partials/integration-created.tsx";
@@ -32,7 +33,7 @@ export function parseId(raw: string): number {
 }
 
 /** integrationPages: the admin page; each action answers htmx with one row, browsers with a page. */
-export function integrationPages(core: Core) {
+export function integrationPages(core: Core, secrets: OneTimeSecrets) {
   const { credentials, sessions } = core;
   const sessionsOf = (id: number) => sessions.list({ integrationId: id });
   /** roleOf: a VRPC integration named `<domain>/<agent>` whose agent has announced itself is an Agent (Edge Connector). */
@@ -103,7 +104,17 @@ export function integrationPages(core: Core) {
         if (!isIntegrationType(rawType)) throw new AppError("validation", "type", { type: "choose a type: MQTT, OPC UA, HTTP or VRPC" });
         const { integration, password } = await credentials.create(values);
         const created = <IntegrationCreated integration={integration} password={password} />;
-        if (!isHtmx(request)) return fullPage(request, {}, created);
+        if (!isHtmx(request)) {
+          // post/redirect/get: a reload of the answer cannot create or reveal anything twice
+          return secrets.answer(request, {
+            title: "Integration saved",
+            subject: `${integration.username} (${typeLabels[integration.type]})`,
+            label: "Password:",
+            secret: password,
+            back: { href: "/integrations", text: "Done" },
+            more: { href: "/integrations/new", text: "Add another" },
+          });
+        }
         // The new row goes to the top of the table out of band; the form becomes the password panel.
         // Table parts cannot stand alone in HTML; htmx 2 takes OOB swaps out of a <template>.
         return htmlResponse(`${created}<template><tbody hx-swap-oob="afterbegin:#integration-rows">${row(request, integration)}</tbody></template>`, 201);
@@ -181,18 +192,36 @@ export function integrationPages(core: Core) {
       const integration = credentials.setActive(id, !current.active);
       return isHtmx(request) ? row(request, integration) : redirect("/integrations");
     })
-    .post("/integrations/:id/reset-password", async ({ request, params }) => {
+    .post("/integrations/:id/reset-password", async ({ request, params, body }) => {
+      if (!isHtmx(request) && field(body, "confirm") !== "yes") {
+        // without JS there is no confirm(): the first POST only asks, naming the target
+        const target = credentials.get(parseId(params.id));
+        if (!target) throw new NotFoundError("integration");
+        return (
+          <SimplePage title="Reset password?" admin={adminOf(request)}>
+            <p>
+              <strong safe>{target.username}</strong> gets a new password; its connected clients are disconnected and the old password stops working.
+            </p>
+            <form method="post" action={`/integrations/${target.id}/reset-password`}>
+              <input type="hidden" name="_csrf" value={adminOf(request).csrfToken} />
+              <input type="hidden" name="confirm" value="yes" />
+              <button type="submit" class="danger">
+                Reset password
+              </button>{" "}
+              <a href="/integrations">Cancel</a>
+            </form>
+          </SimplePage>
+        );
+      }
       const { integration, password } = await credentials.resetPassword(parseId(params.id));
       if (isHtmx(request)) return row(request, integration, { secret: password });
-      return (
-        <SimplePage title="Password reset" admin={adminOf(request)}>
-          <p safe>{integration.username}</p>
-          <Secret label="New password:" value={password} />
-          <p>
-            <a href="/integrations">Back to integrations</a>
-          </p>
-        </SimplePage>
-      );
+      return secrets.answer(request, {
+        title: "Password reset",
+        subject: integration.username,
+        label: "New password:",
+        secret: password,
+        back: { href: `/integrations?q=${encodeURIComponent(integration.username)}`, text: "Back to integrations" },
+      });
     })
     .get("/integrations/:id/delete", ({ request, params }) => {
       const integration = credentials.get(parseId(params.id));

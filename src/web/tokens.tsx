@@ -5,15 +5,22 @@ import { field, htmlResponse, redirect } from "../lib/http.ts";
 import { TokensPage } from "../../views/pages/tokens.tsx";
 import { adminOf } from "./auth.tsx";
 import { parseId } from "./integrations.tsx";
+import type { OneTimeSecrets } from "./once.tsx";
 
 /** tokenPages: API tokens for automation; a token's secret is shown once. */
-export function tokenPages(core: Core) {
+export function tokenPages(core: Core, secrets: OneTimeSecrets) {
   return new Elysia({ name: "token-pages" })
     .get("/settings/tokens", ({ request }) => <TokensPage admin={adminOf(request)} tokens={core.admins.listApiTokens()} />)
     .post("/settings/tokens", ({ request, body }) => {
       try {
-        const { token } = core.admins.createApiToken(field(body, "name") ?? "");
-        return <TokensPage admin={adminOf(request)} tokens={core.admins.listApiTokens()} created={token} />;
+        const { token, row } = core.admins.createApiToken(field(body, "name") ?? "");
+        return secrets.answer(request, {
+          title: "API token created",
+          subject: row.name,
+          label: "New token:",
+          secret: token,
+          back: { href: "/settings/tokens", text: "Back to API tokens" },
+        });
       } catch (err) {
         if (!(err instanceof AppError)) throw err;
         return htmlResponse(<TokensPage admin={adminOf(request)} tokens={core.admins.listApiTokens()} error={err.message} />, 400);

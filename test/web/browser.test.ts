@@ -155,6 +155,20 @@ describe("the Integrations page in a real browser", () => {
     await page.click("text=Save integration");
     expect(await page.textContent(".secret-value")).toBeTruthy();
     expect(app.core.credentials.findByUsername(username)).toBeDefined();
+    // a reload of the answer neither creates again nor shows the password again
+    expect((await page.reload())!.status()).toBe(410);
+    expect(app.core.credentials.list({ q: username }).total).toBe(1);
+    // reset: asks first, naming the target; the answer shows the new password once; a reload resets nothing
+    const before = JSON.stringify(app.core.credentials.findByUsername(username));
+    await page.goto(`${url}/integrations?q=${encodeURIComponent(username)}`);
+    await page.locator(`tr[data-username="${username}"]`).getByRole("button", { name: "Reset password" }).click();
+    expect(await page.textContent("main")).toContain(username);
+    expect(JSON.stringify(app.core.credentials.findByUsername(username))).toBe(before); // asked, changed nothing
+    await page.getByRole("button", { name: "Reset password" }).click();
+    const fresh = (await page.textContent(".secret-value"))!;
+    expect((await app.core.credentials.verify(app.core.credentials.findByUsername(username)!.type, username, fresh)).ok).toBe(true);
+    expect((await page.reload())!.status()).toBe(410);
+    expect((await app.core.credentials.verify(app.core.credentials.findByUsername(username)!.type, username, fresh)).ok).toBe(true);
     await context.close();
   }, 60_000);
 });

@@ -260,7 +260,12 @@ describe("JSON API", () => {
 
   it("an admin creates an API token on the page, sees it once, and revokes it", async () => {
     const { request, core } = await testWeb();
-    const page = await (await request("POST", "/settings/tokens", { form: { name: "provisioning <script>" } })).text();
+    const made = await request("POST", "/settings/tokens", { form: { name: "provisioning <script>" } });
+    expect(made.status).toBe(303); // post/redirect/get: a reload of the answer cannot make a second token
+    const once = made.headers.get("location")!;
+    const page = await (await request("GET", once)).text();
+    expect((await request("GET", once)).status).toBe(410); // shown once
+    expect(core.admins.listApiTokens()).toHaveLength(1);
     const token = page.match(/class="secret-value">(gh_[A-Za-z0-9_-]+)</)![1]!;
     expect(page).toContain("provisioning &lt;script&gt;");
     const bearer = { auth: false, csrf: false, headers: { authorization: `Bearer ${token}` } } as const;

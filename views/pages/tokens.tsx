@@ -3,17 +3,15 @@ import type { ApiTokenRow } from "../../src/db/schema.ts";
 import { CsrfField } from "../components/csrf.tsx";
 import { FieldError } from "../components/field-error.tsx";
 import { LocalTime } from "../components/local-time.tsx";
-import { Secret } from "../components/secret.tsx";
 import { Layout } from "../layouts/base.tsx";
 
 export interface TokensPageProps {
   admin: { username: string; csrfToken: string };
   tokens: ApiTokenRow[];
-  created?: string;
   error?: string;
 }
 
-export function TokensPage({ admin, tokens, created, error }: TokensPageProps) {
+export function TokensPage({ admin, tokens, error }: TokensPageProps) {
   return (
     <Layout title="API tokens" admin={admin} active="tokens">
       <h1>API tokens</h1>
@@ -21,7 +19,6 @@ export function TokensPage({ admin, tokens, created, error }: TokensPageProps) {
         For scripts and automation: send <code>Authorization: Bearer &lt;token&gt;</code> to <code>/api/v1</code>. The OpenAPI
         document is at <a href="/api/v1/openapi/json">/api/v1/openapi/json</a>.
       </p>
-      {created ? <Secret label="New token:" value={created} /> : ""}
       <form method="post" action="/settings/tokens" class="card inline-form">
         <CsrfField token={admin.csrfToken} />
         <label>
