@@ -281,3 +281,35 @@ describe("confirmations without htmx", () => {
     await page.close();
   }, 30_000);
 });
+
+describe("on a phone (390 × 844)", () => {
+  it("no signed-in page scrolls sideways, and row actions are at least 44 px tall touch targets", async () => {
+    const context = await browser.newContext({ viewport: { width: 390, height: 844 }, hasTouch: true, isMobile: true });
+    const page = await context.newPage();
+    await signIn(page);
+    const { integration } = await app.core.credentials.create({ type: "opcua", username: "a-rather-long-username-for-a-plc-gateway-in-hall-7", description: "press line 3, cabinet 12, left side" });
+    const wide: string[] = [];
+    for (const path of ["/integrations", "/integrations/new", `/integrations/${integration.id}/edit`, "/agents", "/certificates", "/topics", "/activity", "/settings", "/settings/tokens"]) {
+      await page.goto(`${url}${path}`);
+      const { scroll, client } = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth }));
+      if (scroll > client) wide.push(`${path}: ${scroll} > ${client}`);
+    }
+    expect(wide).toEqual([]);
+    await page.goto(`${url}/integrations?q=a-rather-long`);
+    if (process.env.SHOT) await page.screenshot({ path: process.env.SHOT, fullPage: true });
+    const row = page.locator(`tr[data-username="a-rather-long-username-for-a-plc-gateway-in-hall-7"]`);
+    for (const name of ["Deactivate", "Reset password"]) {
+      const box = (await row.getByRole("button", { name }).boundingBox())!;
+      expect(box.height).toBeGreaterThanOrEqual(44);
+      expect(box.x + box.width).toBeLessThanOrEqual(390);
+    }
+    const del = (await row.getByRole("link", { name: "Delete" }).boundingBox())!;
+    expect(del.height).toBeGreaterThanOrEqual(44);
+    expect(del.x + del.width).toBeLessThanOrEqual(390);
+    // the signed-in name and Sign out stay inside the dark header
+    const header = (await page.locator("header.top").boundingBox())!;
+    const signOut = (await page.getByRole("button", { name: "Sign out" }).boundingBox())!;
+    expect(signOut.y + signOut.height).toBeLessThanOrEqual(header.y + header.height);
+    await context.close();
+  }, 60_000);
+});
