@@ -92,6 +92,20 @@ export function integrationPages(core: Core, secrets: OneTimeSecrets) {
       const form = <IntegrationForm csrfToken={adminOf(request).csrfToken} values={newFormValues(type)} />;
       return isHtmx(request) ? form : fullPage(request, {}, form);
     })
+    .post("/integrations/new", ({ request, body }) => {
+      // The type changed in the add form: what the admin typed stays; a still-generated username
+      // takes the new type's prefix (its words stay). A POST so a typed password never lands in a URL.
+      const type = isIntegrationType(field(body, "type")) ? (field(body, "type") as IntegrationType) : "mqtt";
+      const typed = field(body, "username") ?? "";
+      const generated = /^(mqtt|opcua|http|vrpc)-([a-z]+-[a-z]+-[A-Za-z0-9]{4})$/.exec(typed);
+      const values = {
+        type,
+        username: generated ? `${type}-${generated[2]}` : typed || randomUsername(type),
+        password: field(body, "password") || randomPassword(),
+        description: field(body, "description") ?? "",
+      };
+      return <IntegrationForm csrfToken={adminOf(request).csrfToken} values={values} />;
+    })
     .post("/integrations", async ({ request, body }) => {
       const rawType = field(body, "type");
       const values = {

@@ -42,10 +42,28 @@ describe("the Integrations page in a real browser", () => {
 
     await page.click("text=Add integration");
     await page.waitForSelector("#integration-form");
-    await page.selectOption('#integration-form select[name="type"]', "opcua");
-    await page.waitForFunction(() => (document.querySelector('#integration-form input[name="username"]') as HTMLInputElement)?.value.startsWith("opcua-"));
-    const username = await page.inputValue('#integration-form input[name="username"]');
+    const suggested = await page.inputValue('#integration-form input[name="username"]');
     await page.fill('#integration-form input[name="description"]', "SCADA in hall 2");
+    await page.fill('#integration-form input[name="password"]', "chosen-by-the-admin-42");
+    const chooseType = async (type: string) => {
+      const swapped = page.waitForResponse((r) => r.url().endsWith("/integrations/new") && r.request().method() === "POST");
+      await page.selectOption('#integration-form select[name="type"]', type);
+      await swapped;
+      await page.waitForTimeout(100); // the swap settles
+    };
+    await chooseType("opcua");
+    const username = await page.inputValue('#integration-form input[name="username"]');
+    // changing the type keeps what was typed; the suggested name only changes its prefix
+    expect(username).toBe(suggested.replace(/^mqtt-/, "opcua-"));
+    expect(await page.inputValue('#integration-form input[name="description"]')).toBe("SCADA in hall 2");
+    expect(await page.inputValue('#integration-form input[name="password"]')).toBe("chosen-by-the-admin-42");
+    await page.fill('#integration-form input[name="password"]', "");
+    await page.fill('#integration-form input[name="username"]', "typed-by-hand");
+    await chooseType("http");
+    expect(await page.inputValue('#integration-form input[name="username"]')).toBe("typed-by-hand");
+    expect((await page.inputValue('#integration-form input[name="password"]')).length).toBeGreaterThanOrEqual(22); // emptied: a fresh one
+    await chooseType("opcua");
+    await page.fill('#integration-form input[name="username"]', username);
     await page.click("text=Save integration");
     const password = (await page.textContent("#integration-form .secret-value"))!;
     expect(password.length).toBeGreaterThanOrEqual(22);

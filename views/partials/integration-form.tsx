@@ -12,7 +12,7 @@ export interface IntegrationFormProps {
 
 /**
  * IntegrationForm: pre-filled with a generated username and password, both editable. Changing the
- * type asks the server for a fresh username with that type's prefix (plain GET without JS).
+ * type keeps what was typed; a still-generated username takes the new type's prefix.
  */
 export function IntegrationForm({ csrfToken, values, errors = {} }: IntegrationFormProps) {
   return (
@@ -22,7 +22,7 @@ export function IntegrationForm({ csrfToken, values, errors = {} }: IntegrationF
       <div class="grid">
         <label>
           Type
-          <select name="type" hx-get="/integrations/new" hx-target="#integration-form" hx-swap="outerHTML" hx-include="this" hx-trigger="change">
+          <select name="type" hx-post="/integrations/new" hx-target="#integration-form" hx-swap="outerHTML" hx-include="closest form" hx-trigger="change">
             {(Object.keys(typeLabels) as IntegrationType[]).map((t) => (
               <option value={t} selected={t === values.type} safe>
                 {typeLabels[t]}
