@@ -331,3 +331,33 @@ describe("on a phone (390 × 844)", () => {
     await context.close();
   }, 60_000);
 });
+
+describe("by keyboard", () => {
+  it("Enter saves the edited row, Escape cancels it, and focus stays on the row after an action", async () => {
+    const page = await browser.newPage();
+    await signIn(page);
+    await app.core.credentials.create({ type: "mqtt", username: "kbd-press-1", description: "old" });
+    await page.goto(`${url}/integrations?q=kbd-press-1`);
+    const row = page.locator("#integration-table tbody tr").first();
+    await row.getByRole("link", { name: "Edit" }).click();
+    const description = page.locator("tr.editing input[name=description]");
+    await description.fill("changed, then abandoned");
+    await description.press("Escape");
+    await page.locator("tr.editing").waitFor({ state: "detached" });
+    expect(app.core.credentials.findByUsername("kbd-press-1")!.description).toBe("old");
+    await page.waitForFunction(() => document.activeElement?.textContent?.trim() === "Edit", undefined, { timeout: 5_000 });
+    await page.keyboard.press("Enter"); // the focused Edit link opens the editor again
+    await description.waitFor();
+    expect(await page.evaluate(() => (document.activeElement as HTMLInputElement).name)).toBe("username");
+    await description.fill("saved with Enter");
+    await description.press("Enter");
+    await page.locator("tr.editing").waitFor({ state: "detached" });
+    expect(app.core.credentials.findByUsername("kbd-press-1")!.description).toBe("saved with Enter");
+    await row.getByRole("button", { name: "Deactivate" }).click();
+    await row.getByRole("button", { name: "Activate", exact: true }).waitFor();
+    await page.waitForFunction(() => document.activeElement?.textContent?.trim() === "Activate", undefined, { timeout: 5_000 });
+    await Bun.sleep(600); // the live refresh that follows (debounced 300 ms) keeps it there
+    expect(await page.evaluate(() => document.activeElement?.textContent?.trim())).toBe("Activate");
+    await page.close();
+  }, 30_000);
+});

@@ -35,7 +35,7 @@
   document.addEventListener("htmx:beforeRequest", function (ev) {
     var el = ev.detail.elt;
     if (el && el.hasAttribute && el.hasAttribute("data-keep-while-editing") &&
-        el.querySelector("details[open], :focus, input[type=checkbox]:checked, .secret, tr.editing")) ev.preventDefault();
+        el.querySelector("details[open], input:focus:not([type=checkbox]), select:focus, textarea:focus, input[type=checkbox]:checked, .secret, tr.editing")) ev.preventDefault();
   });
   // The status poll covers the rows on the page now, including ones added since it loaded.
   document.addEventListener("htmx:configRequest", function (ev) {
@@ -52,6 +52,52 @@
     var f = ev.target;
     if (f && f.getAttribute && f.getAttribute("data-confirm") && !window.confirm(f.getAttribute("data-confirm"))) ev.preventDefault();
   }, true);
+  // Keyboard: Enter saves the row being edited, Escape cancels it (or the add form); after a row
+  // action the focus returns to that row instead of falling to the page's top.
+  document.addEventListener("keydown", function (ev) {
+    var t = ev.target;
+    if (!t || !t.closest) return;
+    var editing = t.closest("tr.editing");
+    if (editing && ev.key === "Enter" && t.tagName === "INPUT") {
+      ev.preventDefault();
+      var save = editing.querySelector("button.save");
+      if (save) save.click();
+    } else if (ev.key === "Escape") {
+      var cancel = editing ? editing.querySelector("button.cancel") : t.closest("#integration-form") ? document.querySelector("#integration-form a.link[href='/integrations']") : null;
+      if (cancel) { ev.preventDefault(); cancel.click(); }
+    }
+  });
+  var focusRow = null, focusSlot = -1;
+  document.addEventListener("htmx:beforeRequest", function (ev) {
+    var elt = ev.detail.elt;
+    // a live refresh of the whole table keeps the focus where it was, too
+    if (elt && elt.id === "integration-table" && elt.contains(document.activeElement)) elt = document.activeElement;
+    var tr = elt && elt.closest && elt.closest("tr[id^='integration-']");
+    if (!tr || !tr.id) return;
+    focusRow = tr.id;
+    var slot = elt.closest("td.actions > *");
+    focusSlot = tr.matches("tr.editing") ? 0 : slot ? Array.prototype.indexOf.call(slot.parentNode.children, slot) : -1;
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    if (!focusRow) return;
+    var row = document.getElementById(focusRow);
+    focusRow = null;
+    var target = null;
+    if (!row) target = document.querySelector(".toolbar input[type=search]"); // deleted: back to the list
+    else if (row.matches("tr.editing")) target = row.querySelector("input:not([type=hidden])");
+    else target = row.querySelector(".secret button.copy");
+    if (row && !target) {
+      var slots = row.querySelectorAll("td.actions > *");
+      var slot = slots[focusSlot] || slots[0];
+      if (slot) target = slot.matches("a, button") ? slot : slot.querySelector("a, button");
+    }
+    if (target) target.focus();
+  });
+  // Back and forward: the search fields show the filter of the list they belong to.
+  document.addEventListener("htmx:historyRestore", function () {
+    var params = new URLSearchParams(location.search);
+    document.querySelectorAll("form.toolbar [name]").forEach(function (f) { f.value = params.get(f.name) || ""; });
+  });
   // Every failed action says so, with what to do (htmx keeps the page as it was).
   function toast(text) {
     var t = document.getElementById("toast");

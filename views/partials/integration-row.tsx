@@ -103,7 +103,6 @@ export function LastLoginCell({ integration: i }: { integration: Integration }) 
 
 const aclText = (acl: string[]) => acl.join(" ");
 
-/** IntegrationRow: one table row; every htmx action on it swaps this row only. */
 /** CurlExamples: how an HTTP integration's device sends and reads data, ready to copy. */
 export function CurlExamples({ username, baseUrl }: { username: string; baseUrl: string }) {
   const user = `'${username.replaceAll("'", "'\\''")}:PASSWORD'`;
@@ -117,6 +116,7 @@ export function CurlExamples({ username, baseUrl }: { username: string; baseUrl:
   );
 }
 
+/** IntegrationRow: one table row; every htmx action on it swaps this row only. */
 export function IntegrationRow({ integration: i, sessions, csrfToken, secret, mode = "view", errors = {}, draft = {}, baseUrl, role }: RowProps) {
   const rowId = `integration-${i.id}`;
   if (mode === "edit") {
@@ -124,7 +124,7 @@ export function IntegrationRow({ integration: i, sessions, csrfToken, secret, mo
       <tr id={rowId} class="editing">
         <td>
           <label class="sr-only" for={`${rowId}-username`}>Username</label>
-          <input id={`${rowId}-username`} name="username" value={attr(draft.username ?? i.username)} required maxlength="128" />
+          <input id={`${rowId}-username`} name="username" value={attr(draft.username ?? i.username)} required maxlength="128" pattern="[A-Za-z0-9._\-@\/:]{1,128}" />
           <FieldError message={errors.username} />
         </td>
         <td safe>{typeLabels[i.type]}</td>
@@ -136,10 +136,10 @@ export function IntegrationRow({ integration: i, sessions, csrfToken, secret, mo
         </td>
         <td class="actions">
           <input type="hidden" name="_csrf" value={csrfToken} />
-          <button type="button" hx-post={`/integrations/${i.id}`} hx-include="closest tr" hx-target="closest tr" hx-swap="outerHTML">
+          <button type="button" class="save" hx-post={`/integrations/${i.id}`} hx-include="closest tr" hx-target="closest tr" hx-swap="outerHTML">
             Save
           </button>
-          <button type="button" class="link" hx-get={`/integrations/${i.id}`} hx-target="closest tr" hx-swap="outerHTML">
+          <button type="button" class="link cancel" hx-get={`/integrations/${i.id}`} hx-target="closest tr" hx-swap="outerHTML">
             Cancel
           </button>
         </td>
