@@ -232,19 +232,25 @@ describe("smart onboarding in a real browser", () => {
 describe("a live page", () => {
   it("a row added elsewhere appears and goes online without a reload; a failed action says so", async () => {
     const page = await browser.newPage();
-    const streaming = page.waitForResponse((r) => r.url().endsWith("/events"));
     await signIn(page);
+    const streaming = page.waitForResponse((r) => r.url().endsWith("/events"));
+    await page.goto(`${url}/integrations?q=pushed-row`);
     await streaming; // the page listens before anything changes
+    expect(await page.locator("#integration-table").textContent()).toContain("0 integrations");
     const { password } = await app.core.credentials.create({ type: "mqtt", username: "pushed-row" });
     const row = page.locator('tr[data-username="pushed-row"]');
     await row.waitFor({ timeout: 10_000 }); // pushed over /events: no reload
+    expect(await page.locator("#integration-table").textContent()).toContain("1 integration ·");
     const c = await connectMqtt(app.address("mqtt")!.port, { username: "pushed-row", password });
     await row.locator(".badge.online").waitFor({ timeout: 10_000 });
+    // times are relative, the exact local time on hover
+    expect(await row.locator("time").first().textContent()).toMatch(/just now|minute/);
+    expect(await row.locator("time").first().getAttribute("title")).toBeTruthy();
     await c.endAsync();
     await row.locator(".badge.online").waitFor({ state: "detached", timeout: 10_000 });
     // deleted elsewhere: the row goes away by itself
-    const doomed = await app.core.credentials.create({ type: "mqtt", username: "deleted-elsewhere" });
-    const doomedRow = page.locator('tr[data-username="deleted-elsewhere"]');
+    const doomed = await app.core.credentials.create({ type: "mqtt", username: "pushed-row-deleted-elsewhere" });
+    const doomedRow = page.locator('tr[data-username="pushed-row-deleted-elsewhere"]');
     await doomedRow.waitFor({ timeout: 10_000 });
     app.core.credentials.remove(doomed.integration.id);
     await doomedRow.waitFor({ state: "detached", timeout: 10_000 });

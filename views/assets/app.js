@@ -1,11 +1,25 @@
 // Gatehouse page helpers; loaded as a file so the Content-Security-Policy can forbid inline script.
 (function () {
+  // Times: relative ("3 min ago") within a week, the exact local time on hover; older ones as a local date.
+  var rtf = window.Intl && Intl.RelativeTimeFormat ? new Intl.RelativeTimeFormat(undefined, { numeric: "auto" }) : null;
+  function relative(d) {
+    var s = (d.getTime() - Date.now()) / 1000, a = Math.abs(s);
+    if (!rtf || a >= 7 * 86400) return d.toLocaleString();
+    if (a < 45) return s < 0 ? "just now" : "in a few seconds";
+    if (a < 3600) return rtf.format(Math.round(s / 60), "minute");
+    if (a < 86400) return rtf.format(Math.round(s / 3600), "hour");
+    return rtf.format(Math.round(s / 86400), "day");
+  }
   function localize(root) {
-    root.querySelectorAll("time[data-local]").forEach(function (el) {
+    (root.querySelectorAll ? root : document).querySelectorAll("time[data-local]").forEach(function (el) {
       var d = new Date(el.getAttribute("datetime"));
-      if (!isNaN(d)) el.textContent = d.toLocaleString();
+      if (isNaN(d)) return;
+      el.textContent = relative(d);
+      el.title = d.toLocaleString();
     });
   }
+  setInterval(function () { localize(document); }, 30000);
+  document.addEventListener("htmx:oobAfterSwap", function (ev) { localize(ev.detail.target || document); });
   document.addEventListener("click", function (ev) {
     var btn = ev.target.closest && ev.target.closest("button[data-copy]");
     if (!btn) return;
