@@ -8,6 +8,7 @@ import { field, htmlResponse, isHtmx, redirect } from "../lib/http.ts";
 import { randomPassword, randomUsername } from "../lib/ids.ts";
 import { FieldError } from "../../views/components/field-error.tsx";
 import { typeLabels } from "../../views/components/type-label.tsx";
+import { FailedLogins } from "../../views/partials/failed-logins.tsx";
 import type { OneTimeSecrets } from "./once.tsx";
 import { IntegrationsPage } from "../../views/pages/integrations.tsx";
 import { SimplePage } from "../../views/pages/simple.tsx";
@@ -33,6 +34,9 @@ export function parseId(raw: string): number {
 }
 
 /** integrationPages: the admin page; each action answers htmx with one row, browsers with a page. */
+/** how many failed logins the page lists (the README promises the last 200) */
+const failedLoginsShown = 200;
+
 export function integrationPages(core: Core, secrets: OneTimeSecrets) {
   const { credentials, sessions } = core;
   const sessionsOf = (id: number) => sessions.list({ integrationId: id });
@@ -68,7 +72,7 @@ export function integrationPages(core: Core, secrets: OneTimeSecrets) {
         csrfToken={adminOf(request).csrfToken}
         baseUrl={new URL(request.url).origin}
         roleOf={roleOf}
-        failedLogins={core.loginLog.recent(50)}
+        failedLogins={core.loginLog.recent(failedLoginsShown)}
         onboarding={<OnboardingPanel status={core.onboarding.status()} requests={core.onboarding.list()} csrfToken={adminOf(request).csrfToken} now={Date.now()} />}
         panel={panel}
         flash={flash}
@@ -139,6 +143,7 @@ export function integrationPages(core: Core, secrets: OneTimeSecrets) {
         return htmlResponse(isHtmx(request) ? form : await fullPage(request, {}, form), status);
       }
     })
+    .get("/integrations/failed-logins", ({ query }) => <FailedLogins entries={core.loginLog.recent(failedLoginsShown)} open={query.open === "1"} />)
     .get("/integrations/live", ({ request, query }) => {
       // Out-of-band swaps of the status and last-login cells of the rows on screen.
       const ids = (query.ids ?? "").split(",").slice(0, 200).map(Number).filter((n) => Number.isSafeInteger(n) && n > 0);

@@ -248,6 +248,10 @@ describe("a live page", () => {
     expect(await row.locator("time").first().getAttribute("title")).toBeTruthy();
     await c.endAsync();
     await row.locator(".badge.online").waitFor({ state: "detached", timeout: 10_000 });
+    // a failed login shows up live in the open failed-logins list, which stays open
+    await page.locator("#failed-logins summary").click();
+    await connectMqtt(app.address("mqtt")!.port, { username: "pushed-row", password: "wrong-password", clientId: "live-failure-probe" }).catch(() => undefined);
+    await page.locator("#failed-logins[open] td", { hasText: "live-failure-probe" }).waitFor({ timeout: 10_000 });
     // deleted elsewhere: the row goes away by itself
     const doomed = await app.core.credentials.create({ type: "mqtt", username: "pushed-row-deleted-elsewhere" });
     const doomedRow = page.locator('tr[data-username="pushed-row-deleted-elsewhere"]');

@@ -53,6 +53,7 @@
   });
   // The status poll covers the rows on the page now, including ones added since it loaded.
   document.addEventListener("htmx:configRequest", function (ev) {
+    if (ev.detail.elt.id === "failed-logins" && ev.detail.elt.open) ev.detail.parameters.open = "1";
     if (ev.detail.elt.id !== "live-status") return;
     var ids = [];
     document.querySelectorAll("#integration-table tr[id^='integration-']").forEach(function (tr) {

@@ -5,7 +5,7 @@ import { typeLabels } from "../components/type-label.tsx";
 import { IntegrationTable, type TableProps } from "../partials/integration-table.tsx";
 import type { IntegrationType } from "../../src/core/types.ts";
 import type { FailedLogin } from "../../src/core/login-log.ts";
-import { LocalTime } from "../components/local-time.tsx";
+import { FailedLogins } from "../partials/failed-logins.tsx";
 
 export interface IntegrationsPageProps extends TableProps {
   admin: { username: string; csrfToken: string };
@@ -60,39 +60,7 @@ export function IntegrationsPage(props: IntegrationsPageProps) {
         <button type="submit">Filter</button>
       </form>
       <IntegrationTable {...props} />
-      <details class="card failed-logins">
-        <summary>Recent failed logins ({props.failedLogins.length})</summary>
-        {props.failedLogins.length === 0 ? (
-          <p class="muted">None since the appliance started.</p>
-        ) : (
-          <table>
-            <thead>
-              <tr>
-                <th>Time</th>
-                <th>Protocol</th>
-                <th>Username</th>
-                <th>Client id</th>
-                <th>Address</th>
-                <th>Reason</th>
-              </tr>
-            </thead>
-            <tbody>
-              {props.failedLogins.map((f) => (
-                <tr>
-                  <td>
-                    <LocalTime at={f.at} />
-                  </td>
-                  <td safe>{f.protocol ?? f.type}</td>
-                  <td safe>{f.username}</td>
-                  <td safe>{f.clientId ?? ""}</td>
-                  <td safe>{f.remote ?? ""}</td>
-                  <td>{f.reason}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        )}
-      </details>
+      <FailedLogins entries={props.failedLogins} />
     </Layout>
   );
 }
