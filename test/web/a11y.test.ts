@@ -1,0 +1,86 @@
+import { afterAll, beforeAll, describe, expect, it } from "bun:test";
+import type { Browser, Page } from "playwright-core";
+import type { App } from "../../src/app.ts";
+import { adminPassword, cleanupTempDirs, testApp } from "../helpers/app.ts";
+import { launchBrowser } from "../helpers/browser.ts";
+
+// axe-core in a real Chromium: every page, signed in and first-start, on a desktop and on a phone.
+const axeSource = await Bun.file(require.resolve("axe-core/axe.min.js")).text();
+
+let browser: Browser;
+let app: App;
+let url: string;
+
+beforeAll(async () => {
+  browser = await launchBrowser();
+  ({ app, url } = await testApp());
+  // content that could trip contrast or naming rules: a row in every state, a pending secret, a token
+  const { integration } = await app.core.credentials.create({ type: "opcua", username: "plc-hall-7", description: "press line 3" });
+  await app.core.credentials.create({ type: "mqtt", username: "sensor-off" }).then(({ integration: i }) => app.core.credentials.setActive(i.id, false));
+  app.core.admins.createApiToken("prometheus");
+  void integration;
+}, 60_000);
+afterAll(async () => {
+  await browser?.close();
+  await app?.stop();
+  cleanupTempDirs();
+});
+
+type Violation = { id: string; impact: string | null; help: string; nodes: { target: string[] }[] };
+
+async function seriousViolations(page: Page): Promise<string[]> {
+  await page.addScriptTag({ content: axeSource });
+  const violations = await page.evaluate(async () => {
+    const r = await (window as unknown as { axe: { run(): Promise<{ violations: Violation[] }> } }).axe.run();
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => ({ target: n.target })) }));
+  });
+  return violations.filter((v) => v.impact === "serious" || v.impact === "critical").map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(" ")).slice(0, 3).join(", ")}`);
+}
+
+const signedInPages = (id: number) => ["/integrations", "/integrations/new", `/integrations/${id}/edit`, `/integrations/${id}/delete`, "/agents", "/certificates", "/topics", "/activity", "/settings", "/settings/tokens"];
+
+for (const [label, viewport] of [
+  ["desktop", { width: 1366, height: 900 }],
+  ["phone", { width: 390, height: 844 }],
+] as const) {
+  describe(`axe-core on a ${label}`, () => {
+    it("no serious or critical violations on the sign-in page and every signed-in page", async () => {
+      // the CSP forbids inline script, as it should; axe is injected by the test, not by the page
+      const context = await browser.newContext({ viewport, bypassCSP: true });
+      const page = await context.newPage();
+      const found: string[] = [];
+      await page.goto(`${url}/login`);
+      found.push(...(await seriousViolations(page)).map((v) => `/login: ${v}`));
+      await page.fill('input[name="username"]', "admin");
+      await page.fill('input[name="password"]', adminPassword);
+      await page.click('button[type="submit"]');
+      await page.waitForURL(`${url}/integrations`);
+      const id = app.core.credentials.findByUsername("plc-hall-7")!.id;
+      for (const path of signedInPages(id)) {
+        await page.goto(`${url}${path}`);
+        found.push(...(await seriousViolations(page)).map((v) => `${path}: ${v}`));
+      }
+      expect(found).toEqual([]);
+      await context.close();
+    }, 90_000);
+  });
+}
+
+describe("axe-core on the first-start page", () => {
+  it("the setup page has no serious or critical violations", async () => {
+    const fresh = await testApp();
+    try {
+      fresh.app.core.db.$client.run("DELETE FROM admins");
+      const token = fresh.app.core.admins.startSetup();
+      const context = await browser.newContext({ bypassCSP: true });
+      const page = await context.newPage();
+      await page.goto(`${fresh.url}/setup?token=${token}`);
+      expect(await page.locator("main").count()).toBe(1);
+      expect(await page.getAttribute("html", "lang")).toBe("en");
+      expect(await seriousViolations(page)).toEqual([]);
+      await context.close();
+    } finally {
+      await fresh.app.stop();
+    }
+  }, 60_000);
+});
