@@ -9,6 +9,7 @@ import { randomPassword, randomUsername } from "../lib/ids.ts";
 import { FieldError } from "../../views/components/field-error.tsx";
 import { typeLabels } from "../../views/components/type-label.tsx";
 import { FailedLogins } from "../../views/partials/failed-logins.tsx";
+import { Summary, type SummaryCounts } from "../../views/partials/summary.tsx";
 import type { OneTimeSecrets } from "./once.tsx";
 import { IntegrationsPage } from "../../views/pages/integrations.tsx";
 import { SimplePage } from "../../views/pages/simple.tsx";
@@ -39,6 +40,17 @@ const failedLoginsShown = 200;
 
 export function integrationPages(core: Core, secrets: OneTimeSecrets) {
   const { credentials, sessions } = core;
+  const summaryCounts = (): SummaryCounts => {
+    const byType = Object.fromEntries(Object.entries(credentials.countByType()).map(([t, total]) => [t, { total, online: 0 }])) as SummaryCounts["byType"];
+    for (const id of sessions.onlineIds()) {
+      const i = credentials.peek(id);
+      if (i) byType[i.type].online++;
+    }
+    const recent = core.loginLog.recent(failedLoginsShown);
+    const hourAgo = Date.now() - 3_600_000;
+    const failedLastHour = recent.filter((f) => f.at >= hourAgo).length;
+    return { byType, failedLastHour, capped: failedLastHour === failedLoginsShown };
+  };
   const sessionsOf = (id: number) => sessions.list({ integrationId: id });
   /** roleOf: a VRPC integration named `<domain>/<agent>` whose agent has announced itself is an Agent (Edge Connector). */
   const roleOf = (i: Integration) => {
@@ -73,6 +85,7 @@ export function integrationPages(core: Core, secrets: OneTimeSecrets) {
         baseUrl={new URL(request.url).origin}
         roleOf={roleOf}
         failedLogins={core.loginLog.recent(failedLoginsShown)}
+        summary={summaryCounts()}
         onboarding={<OnboardingPanel status={core.onboarding.status()} requests={core.onboarding.list()} csrfToken={adminOf(request).csrfToken} now={Date.now()} />}
         panel={panel}
         flash={flash}
@@ -143,6 +156,7 @@ export function integrationPages(core: Core, secrets: OneTimeSecrets) {
         return htmlResponse(isHtmx(request) ? form : await fullPage(request, {}, form), status);
       }
     })
+    .get("/integrations/summary", () => <Summary counts={summaryCounts()} />)
     .get("/integrations/failed-logins", ({ query }) => <FailedLogins entries={core.loginLog.recent(failedLoginsShown)} open={query.open === "1"} />)
     .get("/integrations/live", ({ request, query }) => {
       // Out-of-band swaps of the status and last-login cells of the rows on screen.

@@ -243,6 +243,10 @@ describe("a live page", () => {
     expect(await page.locator("#integration-table").textContent()).toContain("1 integration ·");
     const c = await connectMqtt(app.address("mqtt")!.port, { username: "pushed-row", password });
     await row.locator(".badge.online").waitFor({ timeout: 10_000 });
+    // the summary counts it, linked to the filtered list
+    const mqttOnline = String([...app.core.sessions.onlineIds()].filter((id) => app.core.credentials.peek(id)?.type === "mqtt").length);
+    await page.waitForFunction((n) => document.querySelector('#summary a[href="/integrations?type=mqtt&status=online"]')?.textContent?.trim() === n, mqttOnline, { timeout: 10_000 });
+    expect(Number(mqttOnline)).toBeGreaterThanOrEqual(1);
     // times are relative, the exact local time on hover
     expect(await row.locator("time").first().textContent()).toMatch(/just now|minute/);
     expect(await row.locator("time").first().getAttribute("title")).toBeTruthy();
@@ -252,6 +256,7 @@ describe("a live page", () => {
     await page.locator("#failed-logins summary").click();
     await connectMqtt(app.address("mqtt")!.port, { username: "pushed-row", password: "wrong-password", clientId: "live-failure-probe" }).catch(() => undefined);
     await page.locator("#failed-logins[open] td", { hasText: "live-failure-probe" }).waitFor({ timeout: 10_000 });
+    expect(Number((await page.locator('#summary a[href="#failed-logins"]').textContent())!.replace("+", ""))).toBeGreaterThanOrEqual(1);
     // deleted elsewhere: the row goes away by itself
     const doomed = await app.core.credentials.create({ type: "mqtt", username: "pushed-row-deleted-elsewhere" });
     const doomedRow = page.locator('tr[data-username="pushed-row-deleted-elsewhere"]');

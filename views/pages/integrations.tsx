@@ -6,6 +6,7 @@ import { IntegrationTable, type TableProps } from "../partials/integration-table
 import type { IntegrationType } from "../../src/core/types.ts";
 import type { FailedLogin } from "../../src/core/login-log.ts";
 import { FailedLogins } from "../partials/failed-logins.tsx";
+import { Summary, type SummaryCounts } from "../partials/summary.tsx";
 
 export interface IntegrationsPageProps extends TableProps {
   admin: { username: string; csrfToken: string };
@@ -15,6 +16,7 @@ export interface IntegrationsPageProps extends TableProps {
   panel?: JSX.Element;
   flash?: string;
   failedLogins: FailedLogin[];
+  summary: SummaryCounts;
 }
 
 export function IntegrationsPage(props: IntegrationsPageProps) {
@@ -27,6 +29,7 @@ export function IntegrationsPage(props: IntegrationsPageProps) {
           Add integration
         </a>
       </div>
+      <Summary counts={props.summary} />
       {props.flash ? (
         <p class="flash" role="status" safe>
           {props.flash}
