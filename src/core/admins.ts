@@ -118,6 +118,55 @@ export class AdminStore {
     }
   }
 
+  /**
+   * changeOwnPassword: the signed-in admin proves the current password (throttled like a sign-in),
+   * every session of that admin ends, and a fresh one is opened for the page that asked.
+   */
+  async changeOwnPassword(username: string, current: string, next: string, remote = "unknown"): Promise<{ token: string; session: AdminSession }> {
+    try {
+      await this.signIn(username, current, remote);
+    } catch (err) {
+      if (err instanceof AppError && err.code === "unauthorized") throw new ValidationError({ current: "the current password is wrong" });
+      throw err;
+    }
+    await this.setPassword(username, next);
+    const admin = this.db.select().from(admins).where(eq(admins.username, username)).get()!;
+    return this.#openSession(admin.id, admin.username);
+  }
+
+  /** addAdmin: a new admin; an existing name is a conflict, never a silent password change. */
+  async addAdmin(username: string, password: string): Promise<void> {
+    if (this.db.select({ id: admins.id }).from(admins).where(eq(admins.username, username)).get()) {
+      throw new AppError("conflict", `an admin named ${username} exists`, { username: "this admin exists" });
+    }
+    await this.setPassword(username, password);
+  }
+
+  /** removeAdmin: not oneself (sign in as another admin for that), never the last one. Its sessions end. */
+  removeAdmin(username: string, actor: string): void {
+    if (username === actor) throw new AppError("validation", "you cannot remove yourself", { admin: "sign in as another admin to remove this one" });
+    const all = this.list();
+    if (!all.some((a) => a.username === username)) throw new AppError("not_found", "no such admin");
+    if (all.length <= 1) throw new AppError("validation", "the last admin cannot be removed", { admin: "the last admin cannot be removed" });
+    this.db.delete(admins).where(eq(admins.username, username)).run(); // sessions cascade
+  }
+
+  /** sessions: every open admin session (no tokens: only when it started and ends). */
+  sessions(): { id: string; username: string; createdAt: number; expiresAt: number }[] {
+    return this.db
+      .select({ id: adminSessions.id, username: admins.username, createdAt: adminSessions.createdAt, expiresAt: adminSessions.expiresAt })
+      .from(adminSessions)
+      .innerJoin(admins, eq(admins.id, adminSessions.adminId))
+      .where(gt(adminSessions.expiresAt, Date.now()))
+      .orderBy(adminSessions.createdAt)
+      .all();
+  }
+
+  /** endSession: by its stored id (the token's hash). */
+  endSession(id: string): void {
+    this.db.delete(adminSessions).where(eq(adminSessions.id, id)).run();
+  }
+
   /** unlock: a name's lock-outs end (its password was just set). */
   unlock(username: string): void {
     this.#generations.set(username, (this.#generations.get(username) ?? 0) + 1);

@@ -1,3 +1,4 @@
+import { SimplePage } from "../../views/pages/simple.tsx";
 import { timingSafeEqual } from "node:crypto";
 import { Elysia } from "elysia";
 import { enterActor } from "../core/activity.ts";
@@ -38,7 +39,8 @@ function equalTokens(a: string | undefined, b: string | undefined): boolean {
   return timingSafeEqual(Buffer.from(a), Buffer.from(b));
 }
 
-function cookieOptions(request: Request, maxAge?: number) {
+/** cookieOptions: the session cookie's flags (Secure behind HTTPS or a TLS-terminating proxy). */
+export function cookieOptions(request: Request, maxAge?: number) {
   const secure = new URL(request.url).protocol === "https:" || request.headers.get("x-forwarded-proto") === "https";
   return { httpOnly: true, sameSite: "strict" as const, path: "/", secure, ...(maxAge !== undefined ? { maxAge } : {}) };
 }
@@ -131,8 +133,13 @@ export function authRoutes(core: Core) {
   return new Elysia({ name: "auth-routes" })
     .get("/login", ({ request, cookie, query }) => {
       if (!core.admins.hasAdmin()) {
-        return htmlResponse(
-          `<!doctype html><title>Gatehouse</title><p>No admin exists yet. Open the setup link printed in the appliance's log, or run <code>gatehouse admin set-password</code>.</p>`,
+        return (
+          <SimplePage title="No admin yet">
+            <p>
+              No admin exists yet. Open the setup link printed in the appliance's log (<code>journalctl -u gatehouse</code>), or run{" "}
+              <code>gatehouse admin set-password --username NAME</code> on the device.
+            </p>
+          </SimplePage>
         );
       }
       return <LoginPage csrfToken={issuePreauth(request, cookie)} next={safeNext(query.next)} />;

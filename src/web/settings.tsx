@@ -2,20 +2,36 @@ import { Elysia } from "elysia";
 import type { Core } from "../core/index.ts";
 import { allDefaultPermissions, setDefaultPermissions } from "../core/settings.ts";
 import { integrationTypes } from "../core/types.ts";
-import { AppError } from "../lib/errors.ts";
-import { field, htmlResponse, redirect } from "../lib/http.ts";
+import { AppError, ValidationError } from "../lib/errors.ts";
+import { field, htmlResponse, redirect, remoteOf } from "../lib/http.ts";
 import { SettingsPage } from "../../views/pages/settings.tsx";
 import { TopicsPage } from "../../views/pages/topics.tsx";
-import { adminOf } from "./auth.tsx";
+import { adminOf, authOf, cookieOptions, sessionCookie } from "./auth.tsx";
+import { sha256Hex } from "../lib/ids.ts";
+
+const adminNotices: Record<string, string> = {
+  password: "Your password is changed; your other sessions are signed out.",
+  added: "Admin added.",
+  removed: "Admin removed; its sessions ended.",
+  ended: "Session ended.",
+};
+
+/** currentSessionId: the stored id of the session this request came with (to mark "this browser"). */
+function currentSessionId(request: Request): string | undefined {
+  const auth = authOf(request);
+  return auth.kind === "session" ? sha256Hex(auth.token) : undefined;
+}
 
 const filters = (text: string | undefined) => (text ?? "").split(/[\s,]+/).filter(Boolean);
 
 /** settingsPages: default permissions per type, admins and their sign-ins, and the retained topics. */
 export function settingsPages(core: Core) {
-  const page = (request: Request, extra: { errors?: Record<string, string>; saved?: boolean } = {}) => (
+  const page = (request: Request, extra: { errors?: Record<string, string>; saved?: boolean; done?: string } = {}) => (
     <SettingsPage
       admin={adminOf(request)}
       admins={core.admins.list()}
+      adminSessions={core.admins.sessions()}
+      currentSession={currentSessionId(request)}
       signIns={core.activity.list({ action: "admin.", limit: 30 })}
       defaults={allDefaultPermissions(core.db)}
       tls={core.tlsInfo.current}
@@ -23,7 +39,49 @@ export function settingsPages(core: Core) {
     />
   );
   return new Elysia({ name: "settings-pages" })
-    .get("/settings", ({ request, query }) => page(request, { saved: query.saved === "1" }))
+    .get("/settings", ({ request, query }) => page(request, { saved: query.saved === "1", done: adminNotices[query.done ?? ""] }))
+    // Admins: each answer redirects (post/redirect/get); a form error re-renders with the message.
+    .post("/settings/password", async ({ request, body, cookie }) => {
+      const me = adminOf(request).username;
+      const next = field(body, "password") ?? "";
+      try {
+        if (next !== (field(body, "confirm") ?? "")) throw new ValidationError({ password: "the two new passwords differ" });
+        const { token } = await core.admins.changeOwnPassword(me, field(body, "current") ?? "", next, remoteOf(request));
+        cookie[sessionCookie]!.set({ value: token, ...cookieOptions(request, Math.floor(core.admins.sessionTtlMs / 1000)) });
+      } catch (err) {
+        if (!(err instanceof AppError) || err.code === "rate_limited") throw err;
+        return htmlResponse(page(request, { errors: err.fields }), 400);
+      }
+      core.activity.record("admin.password-changed", me, "on the page; its other sessions ended");
+      return redirect("/settings?done=password#admins");
+    })
+    .post("/settings/admins", async ({ request, body }) => {
+      const username = (field(body, "username") ?? "").trim();
+      try {
+        await core.admins.addAdmin(username, field(body, "password") ?? "");
+      } catch (err) {
+        if (!(err instanceof AppError)) throw err;
+        return htmlResponse(page(request, { errors: Object.fromEntries(Object.entries(err.fields).map(([k, v]) => [`new.${k}`, v])) }), err.code === "conflict" ? 409 : 400);
+      }
+      core.activity.record("admin.added", username, `by ${adminOf(request).username}`);
+      return redirect("/settings?done=added#admins");
+    })
+    .post("/settings/admins/remove", ({ request, body }) => {
+      const username = field(body, "username") ?? "";
+      try {
+        core.admins.removeAdmin(username, adminOf(request).username);
+      } catch (err) {
+        if (!(err instanceof AppError) || err.code === "not_found") throw err;
+        return htmlResponse(page(request, { errors: { admin: err.fields.admin ?? err.message } }), 400);
+      }
+      core.activity.record("admin.removed", username, `by ${adminOf(request).username}`);
+      return redirect("/settings?done=removed#admins");
+    })
+    .post("/settings/sessions/end", ({ request, body }) => {
+      core.admins.endSession(field(body, "id") ?? "");
+      core.activity.record("admin.session-ended", adminOf(request).username, "an admin session was ended on the page");
+      return redirect("/settings?done=ended#admins");
+    })
     .post("/settings/defaults", ({ request, body }) => {
       try {
         core.db.transaction(() => {

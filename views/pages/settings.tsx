@@ -10,6 +10,11 @@ import { Layout } from "../layouts/base.tsx";
 export interface SettingsPageProps {
   admin: { username: string; csrfToken: string };
   admins: { username: string; createdAt: number }[];
+  /** open admin sessions; `currentSession` marks this browser's */
+  adminSessions: { id: string; username: string; createdAt: number; expiresAt: number }[];
+  currentSession?: string;
+  /** what the last admin action did */
+  done?: string;
   signIns: ActivityRow[];
   defaults: Record<IntegrationType, DefaultPermissions>;
   errors?: Record<string, string>;
@@ -19,7 +24,7 @@ export interface SettingsPageProps {
 }
 
 /** SettingsPage: admins and their recent sign-ins, and the permissions new integrations start with. */
-export function SettingsPage({ admin, admins, signIns, defaults, errors = {}, saved, tls }: SettingsPageProps) {
+export function SettingsPage({ admin, admins, adminSessions, currentSession, done, signIns, defaults, errors = {}, saved, tls }: SettingsPageProps) {
   return (
     <Layout title="Settings" admin={admin} active="settings">
       <h1>Settings</h1>
@@ -79,18 +84,134 @@ export function SettingsPage({ admin, admins, signIns, defaults, errors = {}, sa
           <button type="submit">Save defaults</button>
         </form>
       </section>
-      <section class="card">
+      <section class="card" id="admins">
         <h2>Admins</h2>
-        <ul>
-          {admins.map((a) => (
-            <li>
-              <strong safe>{a.username}</strong> <span class="muted">since </span>
-              <LocalTime at={a.createdAt} />
-            </li>
-          ))}
-        </ul>
+        {done ? (
+          <p class="flash" role="status" safe>
+            {done}
+          </p>
+        ) : (
+          ""
+        )}
+        <FieldError message={errors.admin} />
+        <table>
+          <thead>
+            <tr>
+              <th>Name</th>
+              <th>Since</th>
+              <th>
+                <span class="sr-only">Actions</span>
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {admins.map((a) => (
+              <tr>
+                <td>
+                  <strong safe>{a.username}</strong>
+                  {a.username === admin.username ? <span class="muted"> (you)</span> : ""}
+                </td>
+                <td>
+                  <LocalTime at={a.createdAt} />
+                </td>
+                <td>
+                  {a.username !== admin.username && admins.length > 1 ? (
+                    <form method="post" action="/settings/admins/remove" class="inline" data-confirm={attr(`Remove the admin "${a.username}"? Its sessions end at once.`)}>
+                      <CsrfField token={admin.csrfToken} />
+                      <input type="hidden" name="username" value={attr(a.username)} />
+                      <button type="submit" class="link danger">
+                        Remove
+                      </button>
+                    </form>
+                  ) : (
+                    ""
+                  )}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+        <div class="grid admin-forms">
+          <form method="post" action="/settings/password" class="stack">
+            <h3>Change your password</h3>
+            <CsrfField token={admin.csrfToken} />
+            <input type="text" name="username" value={attr(admin.username)} autocomplete="username" hidden />
+            <label>
+              Current password
+              <input type="password" name="current" required autocomplete="current-password" />
+              <FieldError message={errors.current} />
+            </label>
+            <label>
+              New password
+              <input type="password" name="password" required minlength="8" maxlength="256" autocomplete="new-password" />
+              <FieldError message={errors.password} />
+            </label>
+            <label>
+              New password again
+              <input type="password" name="confirm" required minlength="8" maxlength="256" autocomplete="new-password" />
+            </label>
+            <button type="submit">Change password</button>
+          </form>
+          <form method="post" action="/settings/admins" class="stack">
+            <h3>Add an admin</h3>
+            <CsrfField token={admin.csrfToken} />
+            <label>
+              Name
+              <input name="username" required maxlength="64" pattern="[A-Za-z0-9._\-@]{1,64}" autocomplete="off" />
+              <FieldError message={errors["new.username"]} />
+            </label>
+            <label>
+              Password
+              <input type="password" name="password" required minlength="8" maxlength="256" autocomplete="new-password" />
+              <FieldError message={errors["new.password"]} />
+            </label>
+            <button type="submit">Add admin</button>
+          </form>
+        </div>
+        <h3>Signed-in sessions</h3>
+        <table>
+          <thead>
+            <tr>
+              <th>Admin</th>
+              <th>Signed in</th>
+              <th>Expires</th>
+              <th>
+                <span class="sr-only">Actions</span>
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {adminSessions.map((x) => (
+              <tr>
+                <td>
+                  <span safe>{x.username}</span>
+                  {x.id === currentSession ? <span class="muted"> (this browser)</span> : ""}
+                </td>
+                <td>
+                  <LocalTime at={x.createdAt} />
+                </td>
+                <td>
+                  <LocalTime at={x.expiresAt} />
+                </td>
+                <td>
+                  {x.id === currentSession ? (
+                    ""
+                  ) : (
+                    <form method="post" action="/settings/sessions/end" class="inline" data-confirm={attr(`Sign out this session of "${x.username}"?`)}>
+                      <CsrfField token={admin.csrfToken} />
+                      <input type="hidden" name="id" value={attr(x.id)} />
+                      <button type="submit" class="link danger">
+                        Sign out
+                      </button>
+                    </form>
+                  )}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
         <p class="muted">
-          Add one or set a password with <code>gatehouse admin set-password --username NAME</code>.
+          From the device: <code>gatehouse admin set-password --username NAME</code>.
         </p>
         <h3>Recent sign-ins</h3>
         {signIns.length === 0 ? (
