@@ -8,6 +8,8 @@ import { field, htmlResponse, isHtmx, redirect } from "../lib/http.ts";
 import { randomPassword, randomUsername } from "../lib/ids.ts";
 import { FieldError } from "../../views/components/field-error.tsx";
 import { typeLabels } from "../../views/components/type-label.tsx";
+import { listSorts, type ListSort } from "../core/credentials/query.ts";
+import { pageSizes } from "../../views/partials/integration-table.tsx";
 import { FailedLogins } from "../../views/partials/failed-logins.tsx";
 import { Summary, type SummaryCounts } from "../../views/partials/summary.tsx";
 import type { OneTimeSecrets } from "./once.tsx";
@@ -21,11 +23,14 @@ import { OnboardingPanel } from "../../views/partials/onboarding-panel.tsx";
 import { adminOf } from "./auth.tsx";
 
 
-export function parseListQuery(query: Record<string, string | undefined>): TableQuery & { status?: IntegrationStatus; page: number } {
+export function parseListQuery(query: Record<string, string | undefined>): TableQuery & { status?: IntegrationStatus; page: number; pageSize?: number } {
   const type = isIntegrationType(query.type) ? query.type : undefined;
   const status = (integrationStatuses as readonly string[]).includes(query.status ?? "") ? (query.status as IntegrationStatus) : undefined;
   const page = Number.parseInt(query.page ?? "1", 10);
-  return { q: query.q?.slice(0, 128) || undefined, type, status, page: Number.isFinite(page) && page > 0 ? page : 1 };
+  const sort = (listSorts as readonly string[]).includes(query.sort ?? "") ? (query.sort as ListSort) : undefined;
+  const dir = query.dir === "asc" || query.dir === "desc" ? query.dir : undefined;
+  const size = pageSizes.includes(Number(query.size)) ? Number(query.size) : undefined;
+  return { q: query.q?.slice(0, 128) || undefined, type, status, page: Number.isFinite(page) && page > 0 ? page : 1, sort, dir, size, pageSize: size };
 }
 
 export function parseId(raw: string): number {
@@ -34,10 +39,10 @@ export function parseId(raw: string): number {
   return id;
 }
 
-/** integrationPages: the admin page; each action answers htmx with one row, browsers with a page. */
 /** how many failed logins the page lists (the README promises the last 200) */
 const failedLoginsShown = 200;
 
+/** integrationPages: the admin page; each action answers htmx with one row, browsers with a page. */
 export function integrationPages(core: Core, secrets: OneTimeSecrets) {
   const { credentials, sessions } = core;
   const summaryCounts = (): SummaryCounts => {

@@ -172,6 +172,28 @@ describe("integrations page", () => {
     expect(deactivated).toContain("No integrations match.");
   });
 
+  it("sorts by a column (a second click turns it round), pages first/last, and keeps both across the pager", async () => {
+    const { request, core } = await testWeb();
+    await core.credentials.createMany(Array.from({ length: 60 }, (_, i) => ({ type: i % 3 ? "mqtt" : "http", username: `node-${String((i * 37) % 60).padStart(2, "0")}`, password: "long-enough-pw" }) as const));
+    expect((await core.credentials.verify(core.credentials.findByUsername("node-42")!.type, "node-42", "long-enough-pw")).ok).toBe(true);
+    const names = (html: string) => [...html.matchAll(/data-username="([^"]+)"/g)].map((m) => m[1]);
+    const byName = await (await request("GET", "/integrations?sort=username")).text();
+    expect(names(byName).slice(0, 3)).toEqual(["node-00", "node-01", "node-02"]);
+    expect(byName.includes('aria-sort="ascending"')).toBe(true);
+    expect(byName.includes('href="/integrations?sort=username&dir=desc"')).toBe(true); // the header turns it round
+    expect(byName.includes('href="/integrations?sort=username&page=3"')).toBe(true); // Last keeps the order
+    const reversed = await (await request("GET", "/integrations?sort=username&dir=desc&size=50")).text();
+    expect(names(reversed)).toHaveLength(50);
+    expect(names(reversed)[0]).toBe("node-59");
+    const byLogin = await (await request("GET", "/integrations?sort=lastLogin")).text();
+    expect(names(byLogin)[0]).toBe("node-42"); // most recent login first
+    const byType = await (await request("GET", "/integrations?sort=type&size=25")).text();
+    expect(names(byType).map((n) => core.credentials.findByUsername(n!)!.type)).toEqual([...Array(20).fill("http"), ...Array(5).fill("mqtt")]);
+    const junk = await request("GET", "/integrations?sort=password_hash&dir=sideways&size=100000");
+    expect(junk.status).toBe(200); // unknown values fall back to the defaults
+    expect(names(await junk.text())).toHaveLength(25);
+  });
+
   it("stays quick with 10 000 integrations (renders one page, not all)", async () => {
     const { request, core, db } = await testWeb();
     const hash = await core.credentials.hash("same-password");

@@ -111,7 +111,7 @@
   // Back and forward: the search fields show the filter of the list they belong to.
   document.addEventListener("htmx:historyRestore", function () {
     var params = new URLSearchParams(location.search);
-    document.querySelectorAll("form.toolbar [name]").forEach(function (f) { f.value = params.get(f.name) || ""; });
+    document.querySelectorAll("form.toolbar [name]").forEach(function (f) { f.value = params.get(f.name) || (f.tagName === "SELECT" && f.options.length ? f.options[0].value : ""); });
   });
   // Every failed action says so, with what to do (htmx keeps the page as it was).
   function toast(text) {

@@ -2,7 +2,7 @@ import { Layout } from "../layouts/base.tsx";
 import { attr } from "../components/attr.ts";
 import { integrationStatuses } from "../../src/core/types.ts";
 import { typeLabels } from "../components/type-label.tsx";
-import { IntegrationTable, type TableProps } from "../partials/integration-table.tsx";
+import { IntegrationTable, pageSizes, type TableProps } from "../partials/integration-table.tsx";
 import type { IntegrationType } from "../../src/core/types.ts";
 import type { FailedLogin } from "../../src/core/login-log.ts";
 import { FailedLogins } from "../partials/failed-logins.tsx";
@@ -57,6 +57,16 @@ export function IntegrationsPage(props: IntegrationsPageProps) {
           {integrationStatuses.map((s) => (
             <option value={s} selected={query.status === s}>
               {s}
+            </option>
+          ))}
+        </select>
+        {/* the chosen order survives a new search */}
+        {query.sort ? <input type="hidden" name="sort" value={attr(query.sort)} /> : ""}
+        {query.dir ? <input type="hidden" name="dir" value={attr(query.dir)} /> : ""}
+        <select name="size" aria-label="Rows per page">
+          {pageSizes.map((n) => (
+            <option value={String(n)} selected={(query.size ?? 25) === n} safe>
+              {`${n} per page`}
             </option>
           ))}
         </select>

@@ -1,12 +1,20 @@
 import type { SessionInfo } from "../../src/core/sessions.ts";
 import type { Integration, IntegrationType } from "../../src/core/types.ts";
 import { IntegrationRow } from "./integration-row.tsx";
+import { defaultDir, type ListSort } from "../../src/core/credentials/query.ts";
 
 export interface TableQuery {
   q?: string;
   type?: IntegrationType;
   status?: string;
+  sort?: ListSort;
+  dir?: "asc" | "desc";
+  /** rows per page, one of `pageSizes` (25 when absent) */
+  size?: number;
 }
+
+/** pageSizes: what the page-size choice offers. */
+export const pageSizes = [25, 50, 100, 200];
 
 export interface TableProps {
   rows: Integration[];
@@ -22,14 +30,42 @@ export interface TableProps {
   query: TableQuery;
 }
 
-function pageHref(query: TableQuery, page: number): string {
+export function pageHref(query: TableQuery, page: number): string {
   const p = new URLSearchParams();
   if (query.q) p.set("q", query.q);
   if (query.type) p.set("type", query.type);
   if (query.status) p.set("status", query.status);
+  if (query.sort) p.set("sort", query.sort);
+  if (query.dir) p.set("dir", query.dir);
+  if (query.size) p.set("size", String(query.size));
   if (page > 1) p.set("page", String(page));
   const s = p.toString();
   return s ? `/integrations?${s}` : "/integrations";
+}
+
+function PageLink({ query, page, label }: { query: TableQuery; page: number; label: string }) {
+  const href = pageHref(query, page);
+  return (
+    <a href={href} hx-get={href} hx-target="#integration-table" hx-swap="outerHTML" hx-push-url="true" safe>
+      {label}
+    </a>
+  );
+}
+
+/** SortHeader: a column title that sorts by it; a second click turns the direction round. */
+function SortHeader({ query, sort, label }: { query: TableQuery; sort: ListSort; label: string }) {
+  const current = (query.sort ?? "created") === sort;
+  const dir = query.dir ?? defaultDir[query.sort ?? "created"];
+  const next = current ? (dir === "asc" ? "desc" : "asc") : defaultDir[sort];
+  const href = pageHref({ ...query, sort, dir: next }, 1);
+  return (
+    <th aria-sort={current ? (dir === "asc" ? "ascending" : "descending") : undefined}>
+      <a href={href} hx-get={href} hx-target="#integration-table" hx-swap="outerHTML" hx-push-url="true" class="sort">
+        <span safe>{label}</span>
+        {current ? (dir === "asc" ? " ▲" : " ▼") : ""}
+      </a>
+    </th>
+  );
 }
 
 /** IntegrationTable: the list with its pager; the search form swaps this element. */
@@ -41,11 +77,11 @@ export function IntegrationTable({ rows, sessionsOf, csrfToken, total, page, pag
       <table class="integrations">
         <thead>
           <tr>
-            <th>Username</th>
-            <th>Type</th>
-            <th>Status</th>
-            <th>Last login</th>
-            <th>Created</th>
+            <SortHeader query={query} sort="username" label="Username" />
+            <SortHeader query={query} sort="type" label="Type" />
+            <SortHeader query={query} sort="status" label="Status" />
+            <SortHeader query={query} sort="lastLogin" label="Last login" />
+            <SortHeader query={query} sort="created" label="Created" />
             <th>Password</th>
             <th class="actions">Actions</th>
           </tr>
@@ -64,20 +100,10 @@ export function IntegrationTable({ rows, sessionsOf, csrfToken, total, page, pag
         <span class="muted">
           {total} integration{total === 1 ? "" : "s"} · page {page} of {pages}
         </span>
-        {page > 1 ? (
-          <a href={pageHref(query, page - 1)} hx-get={pageHref(query, page - 1)} hx-target="#integration-table" hx-swap="outerHTML" hx-push-url="true">
-            ← Previous
-          </a>
-        ) : (
-          ""
-        )}
-        {page < pages ? (
-          <a href={pageHref(query, page + 1)} hx-get={pageHref(query, page + 1)} hx-target="#integration-table" hx-swap="outerHTML" hx-push-url="true">
-            Next →
-          </a>
-        ) : (
-          ""
-        )}
+        {page > 1 ? <PageLink query={query} page={1} label="« First" /> : ""}
+        {page > 1 ? <PageLink query={query} page={page - 1} label="← Previous" /> : ""}
+        {page < pages ? <PageLink query={query} page={page + 1} label="Next →" /> : ""}
+        {page < pages ? <PageLink query={query} page={pages} label="Last »" /> : ""}
       </nav>
     </div>
   );
