@@ -4,11 +4,11 @@ import type { Core } from "../core/index.ts";
 import { vrpcAgentIdentity } from "../core/vrpc.ts";
 import { integrationStatuses, isIntegrationType, type Integration, type IntegrationStatus, type IntegrationType } from "../core/types.ts";
 import { AppError, NotFoundError } from "../lib/errors.ts";
-import { field, htmlResponse, isHtmx, redirect } from "../lib/http.ts";
+import { field, htmlResponse, isHtmx, redirect, safeNext } from "../lib/http.ts";
 import { randomPassword, randomUsername } from "../lib/ids.ts";
 import { FieldError } from "../../views/components/field-error.tsx";
 import { typeLabels } from "../../views/components/type-label.tsx";
-import { listSorts, type ListSort } from "../core/credentials/query.ts";
+import { listSorts, type ListSort } from "../core/types.ts";
 import { pageSizes } from "../../views/partials/integration-table.tsx";
 import { FailedLogins } from "../../views/partials/failed-logins.tsx";
 import { Summary, type SummaryCounts } from "../../views/partials/summary.tsx";
@@ -31,6 +31,29 @@ export function parseListQuery(query: Record<string, string | undefined>): Table
   const dir = query.dir === "asc" || query.dir === "desc" ? query.dir : undefined;
   const size = pageSizes.includes(Number(query.size)) ? Number(query.size) : undefined;
   return { q: query.q?.slice(0, 128) || undefined, type, status, page: Number.isFinite(page) && page > 0 ? page : 1, sort, dir, size, pageSize: size };
+}
+
+/**
+ * listReturn: where a no-JS action goes back to: the list as the admin left it (filters, sort, page),
+ * from the form's `back` field or the Referer; anything else is the plain list.
+ */
+export function listReturn(request: Request, body?: unknown): string {
+  const candidates = [field(body, "back"), request.headers.get("referer") ?? undefined];
+  for (const c of candidates) {
+    if (!c) continue;
+    try {
+      const u = new URL(c, "http://x");
+      if (u.pathname === "/integrations" && (u.host === "x" || u.host === new URL(request.url).host)) return safeNext(u.pathname + u.search);
+    } catch {
+      // not a URL: ignored
+    }
+  }
+  return "/integrations";
+}
+
+/** BackField: carries the list's address through a no-JS confirmation or edit page. */
+function BackField({ request }: { request: Request }) {
+  return <input type="hidden" name="back" value={attr(listReturn(request))} />;
 }
 
 export function parseId(raw: string): number {
@@ -180,7 +203,7 @@ export function integrationPages(core: Core, secrets: OneTimeSecrets) {
       if (!session) throw new NotFoundError("session");
       sessions.kickSession(session.id);
       const integration = credentials.get(session.integrationId);
-      return isHtmx(request) && integration ? row(request, integration) : redirect("/integrations");
+      return isHtmx(request) && integration ? row(request, integration) : redirect(listReturn(request));
     })
     .get("/integrations/:id", ({ request, params }) => {
       const integration = credentials.get(parseId(params.id));
@@ -212,7 +235,7 @@ export function integrationPages(core: Core, secrets: OneTimeSecrets) {
           denyPublishAcl: parseFilterList(draft.denyPublishAcl),
           denySubscribeAcl: parseFilterList(draft.denySubscribeAcl),
         });
-        return isHtmx(request) ? row(request, integration) : redirect("/integrations");
+        return isHtmx(request) ? row(request, integration) : redirect(listReturn(request, body));
       } catch (err) {
         if (!(err instanceof AppError) || (err.code !== "validation" && err.code !== "conflict")) throw err;
         const integration = credentials.get(id)!;
@@ -228,7 +251,7 @@ export function integrationPages(core: Core, secrets: OneTimeSecrets) {
       const current = credentials.get(id);
       if (!current) throw new NotFoundError("integration");
       const integration = credentials.setActive(id, !current.active);
-      return isHtmx(request) ? row(request, integration) : redirect("/integrations");
+      return isHtmx(request) ? row(request, integration) : redirect(listReturn(request));
     })
     .post("/integrations/:id/reset-password", async ({ request, params, body }) => {
       if (!isHtmx(request) && field(body, "confirm") !== "yes") {
@@ -242,6 +265,7 @@ export function integrationPages(core: Core, secrets: OneTimeSecrets) {
             </p>
             <form method="post" action={`/integrations/${target.id}/reset-password`}>
               <input type="hidden" name="_csrf" value={adminOf(request).csrfToken} />
+              <BackField request={request} />
               <input type="hidden" name="confirm" value="yes" />
               <button type="submit" class="danger">
                 Reset password
@@ -258,7 +282,7 @@ export function integrationPages(core: Core, secrets: OneTimeSecrets) {
         subject: integration.username,
         label: "New password:",
         secret: password,
-        back: { href: `/integrations?q=${encodeURIComponent(integration.username)}`, text: "Back to integrations" },
+        back: { href: listReturn(request, body), text: "Back to integrations" },
       });
     })
     .get("/integrations/:id/delete", ({ request, params }) => {
@@ -271,6 +295,7 @@ export function integrationPages(core: Core, secrets: OneTimeSecrets) {
           </p>
           <form method="post" action={`/integrations/${integration.id}/delete`}>
             <input type="hidden" name="_csrf" value={adminOf(request).csrfToken} />
+            <BackField request={request} />
             <button type="submit" class="danger">
               Delete
             </button>{" "}
@@ -279,9 +304,9 @@ export function integrationPages(core: Core, secrets: OneTimeSecrets) {
         </SimplePage>
       );
     })
-    .post("/integrations/:id/delete", ({ request, params }) => {
+    .post("/integrations/:id/delete", ({ request, params, body }) => {
       credentials.remove(parseId(params.id));
-      return isHtmx(request) ? htmlResponse("") : redirect("/integrations");
+      return isHtmx(request) ? htmlResponse("") : redirect(listReturn(request, body));
     });
 }
 
@@ -301,6 +326,7 @@ function EditPage({ request, integration, errors = {}, draft = {} }: { request: 
     <SimplePage title="Edit integration" admin={admin}>
       <form method="post" action={`/integrations/${integration.id}`} class="stack">
         <input type="hidden" name="_csrf" value={admin.csrfToken} />
+        <BackField request={request} />
         <label>
           Username
           <input name="username" value={attr(draft.username ?? integration.username)} required maxlength="128" />

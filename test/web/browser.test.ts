@@ -187,6 +187,16 @@ describe("the Integrations page in a real browser", () => {
     expect((await app.core.credentials.verify(app.core.credentials.findByUsername(username)!.type, username, fresh)).ok).toBe(true);
     expect((await page.reload())!.status()).toBe(410);
     expect((await app.core.credentials.verify(app.core.credentials.findByUsername(username)!.type, username, fresh)).ok).toBe(true);
+    // every action comes back to the list as it was left: filter, order, page size
+    const listed = `${url}/integrations?q=${encodeURIComponent(username)}&sort=username&dir=desc&size=50`;
+    await page.goto(listed);
+    await page.locator(`tr[data-username="${username}"]`).getByRole("button", { name: "Deactivate" }).click();
+    expect(page.url()).toBe(listed);
+    expect(app.core.credentials.findByUsername(username)!.active).toBe(false);
+    await page.locator(`tr[data-username="${username}"]`).getByRole("link", { name: "Delete" }).click();
+    await page.getByRole("button", { name: "Delete" }).click();
+    expect(page.url()).toBe(listed);
+    expect(app.core.credentials.findByUsername(username)).toBeUndefined();
     await context.close();
   }, 60_000);
 });

@@ -1,7 +1,7 @@
 import type { SessionInfo } from "../../src/core/sessions.ts";
 import type { Integration, IntegrationType } from "../../src/core/types.ts";
 import { IntegrationRow } from "./integration-row.tsx";
-import { defaultDir, type ListSort } from "../../src/core/credentials/query.ts";
+import { defaultDir, type ListSort } from "../../src/core/types.ts";
 
 export interface TableQuery {
   q?: string;

@@ -1,11 +1,5 @@
-import { statusOf, type Integration, type IntegrationStatus, type IntegrationType } from "../types.ts";
+import { defaultDir, statusOf, type Integration, type IntegrationStatus, type IntegrationType, type ListSort } from "../types.ts";
 import { publicView, type StoredIntegration } from "./index-memory.ts";
-
-/** listSorts: the columns the list sorts by; `created` (newest first) is the default. */
-export const listSorts = ["created", "username", "type", "status", "lastLogin"] as const;
-export type ListSort = (typeof listSorts)[number];
-/** the direction a column sorts in when first chosen: newest first for times, A-Z otherwise */
-export const defaultDir: Record<ListSort, "asc" | "desc"> = { created: "desc", lastLogin: "desc", username: "asc", type: "asc", status: "asc" };
 
 export interface ListQuery {
   q?: string;
