@@ -20,7 +20,7 @@ import { IntegrationForm, type IntegrationFormProps } from "../../views/partials
 import { IntegrationRow, LastLoginCell, PermissionFields, StatusCell, type PermissionDraft, type RowProps } from "../../views/partials/integration-row.tsx";
 import { IntegrationTable, type TableQuery } from "../../views/partials/integration-table.tsx";
 import { OnboardingPanel } from "../../views/partials/onboarding-panel.tsx";
-import { adminOf } from "./auth.tsx";
+import { adminOf, authOf } from "./auth.tsx";
 
 
 export function parseListQuery(query: Record<string, string | undefined>): TableQuery & { status?: IntegrationStatus; page: number; pageSize?: number } {
@@ -357,7 +357,18 @@ export function eventStream(core: Core) {
     const stream = new ReadableStream<Uint8Array>({
       start(controller) {
         let timer: ReturnType<typeof setTimeout> | undefined;
+        const auth = authOf(request);
         const send = (text: string) => {
+          // a signed-out, removed or expired admin's stream ends with its session
+          if (auth.kind === "session" && !core.admins.resolveSession(auth.token)) {
+            cleanup();
+            try {
+              controller.close();
+            } catch {
+              // already closed
+            }
+            return;
+          }
           try {
             controller.enqueue(encoder.encode(text));
           } catch {

@@ -55,3 +55,24 @@ describe("admins on the settings page", () => {
     expect((await request("GET", "/settings")).status).toBe(200); // this browser is still signed in
   });
 });
+
+describe("the page's event stream", () => {
+  it("tells an open page about changes, and ends when that admin's session ends", async () => {
+    const { request, core, cookie } = await testWeb();
+    const res = await request("GET", "/events");
+    expect(res.headers.get("content-type")).toContain("text/event-stream");
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    const next = async () => {
+      const r = await reader.read();
+      return r.done ? null : decoder.decode(r.value);
+    };
+    expect(await next()).toContain("retry:");
+    await core.credentials.create({ type: "mqtt", username: "streamed" });
+    expect(await next()).toContain("event: changed");
+    core.admins.signOut(cookie.replace("gh_session=", ""));
+    await core.credentials.create({ type: "mqtt", username: "after-sign-out" });
+    expect(await next()).toBeNull(); // closed, nothing more said
+    expect((await request("GET", "/events")).status).not.toBe(200);
+  });
+});
