@@ -69,13 +69,17 @@ export function StatusCell({ integration: i, sessions, csrfToken }: { integratio
       {i.active && sessions.length > 0 ? (
         <details>
           <summary>
-            <StatusBadge active={i.active} online={sessions.length} />
+            <StatusBadge active={i.active} online={sessions.length} />{" "}
+            <span class="sessions-toggle" safe>{`${sessions.length} session${sessions.length === 1 ? "" : "s"}`}</span>
           </summary>
           <ul class="sessions">
             {sessions.map((s) => (
               <li>
                 <code safe>{s.clientId ?? "(no client id)"}</code>{" "}
                 <span class="muted" safe>{`${s.protocol ?? s.type} from ${s.remote ?? "?"}${s.requests !== undefined ? `, ${s.requests} request${s.requests === 1 ? "" : "s"}` : ""}`}</span>{" "}
+                <span class="muted">
+                  since <LocalTime at={s.openedAt} />
+                </span>{" "}
                 <form method="post" action={`/sessions/${s.id}/disconnect`} class="inline" hx-post={`/sessions/${s.id}/disconnect`} hx-target={`#integration-${i.id}`} hx-swap="outerHTML">
                   <input type="hidden" name="_csrf" value={csrfToken} />
                   <button type="submit" class="link danger">
