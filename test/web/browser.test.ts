@@ -386,3 +386,22 @@ describe("by keyboard", () => {
     await page.close();
   }, 30_000);
 });
+
+describe("back and forward", () => {
+  it("the search box shows the filter of the list it belongs to", async () => {
+    const page = await browser.newPage();
+    await signIn(page);
+    await app.core.credentials.create({ type: "mqtt", username: "history-probe" });
+    await app.core.credentials.create({ type: "mqtt", username: "history-other" });
+    await page.goto(`${url}/integrations`);
+    const search = page.locator('form.toolbar input[name="q"]');
+    await search.fill("history-probe");
+    await page.waitForURL(/q=history-probe/);
+    await page.locator("#integration-table").getByText("1 integration ·").waitFor();
+    await page.goBack();
+    await page.waitForURL(`${url}/integrations`);
+    await page.waitForFunction(() => (document.querySelector('form.toolbar input[name="q"]') as HTMLInputElement).value === "", undefined, { timeout: 5_000 });
+    await page.locator('tr[data-username="history-other"]').waitFor({ timeout: 5_000 }); // the unfiltered list
+    await page.close();
+  }, 30_000);
+});

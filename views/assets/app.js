@@ -109,10 +109,13 @@
     if (target) target.focus();
   });
   // Back and forward: the search fields show the filter of the list they belong to.
-  document.addEventListener("htmx:historyRestore", function () {
+  function syncToolbar() {
     var params = new URLSearchParams(location.search);
     document.querySelectorAll("form.toolbar [name]").forEach(function (f) { f.value = params.get(f.name) || (f.tagName === "SELECT" && f.options.length ? f.options[0].value : ""); });
-  });
+  }
+  document.addEventListener("htmx:historyRestore", syncToolbar);
+  // the browser's back-forward cache and form autofill can also bring back typed text
+  window.addEventListener("pageshow", syncToolbar);
   // Every failed action says so, with what to do (htmx keeps the page as it was).
   function toast(text) {
     var t = document.getElementById("toast");
