@@ -1,6 +1,5 @@
-import { attr } from "../components/attr.ts";
 import type { CertificateInfo } from "../../src/core/certificates.ts";
-import { CsrfField } from "../components/csrf.tsx";
+import { PostButton } from "../components/post-button.tsx";
 import { LocalTime } from "../components/local-time.tsx";
 import { Layout } from "../layouts/base.tsx";
 
@@ -12,17 +11,14 @@ export interface CertificatesPageProps {
 
 function Action({ c, action, label, csrf, danger }: { c: CertificateInfo; action: string; label: string; csrf: string; danger?: boolean }) {
   return (
-    <form
-      method="post"
+    <PostButton
       action={`/certificates/${c.thumbprint}/${action}`}
-      class="inline"
-      data-confirm={danger ? attr(`${label} the certificate of "${c.applicationUri || c.subject}"? Its client is refused from its next connection.`) : undefined}
+      csrfToken={csrf}
+      danger={danger ?? false}
+      confirm={danger ? `${label} the certificate of "${c.applicationUri || c.subject}"? Its client is refused from its next connection.` : undefined}
     >
-      <CsrfField token={csrf} />
-      <button type="submit" class={danger ? "link danger" : "link"} safe>
-        {label}
-      </button>
-    </form>
+      <span safe>{label}</span>
+    </PostButton>
   );
 }
 

@@ -3,6 +3,7 @@ import { integrationTypeInfo, integrationTypes, type IntegrationType } from "../
 import type { ActivityRow } from "../../src/db/schema.ts";
 import { attr } from "../components/attr.ts";
 import { CsrfField } from "../components/csrf.tsx";
+import { PostButton } from "../components/post-button.tsx";
 import { FieldError } from "../components/field-error.tsx";
 import { LocalTime } from "../components/local-time.tsx";
 import { Layout } from "../layouts/base.tsx";
@@ -116,13 +117,9 @@ export function SettingsPage({ admin, admins, adminSessions, currentSession, don
                 </td>
                 <td>
                   {a.username !== admin.username && admins.length > 1 ? (
-                    <form method="post" action="/settings/admins/remove" class="inline" data-confirm={attr(`Remove the admin "${a.username}"? Its sessions end at once.`)}>
-                      <CsrfField token={admin.csrfToken} />
-                      <input type="hidden" name="username" value={attr(a.username)} />
-                      <button type="submit" class="link danger">
-                        Remove
-                      </button>
-                    </form>
+                    <PostButton action="/settings/admins/remove" csrfToken={admin.csrfToken} fields={{ username: a.username }} confirm={`Remove the admin "${a.username}"? Its sessions end at once.`}>
+                      Remove
+                    </PostButton>
                   ) : (
                     ""
                   )}
@@ -197,13 +194,9 @@ export function SettingsPage({ admin, admins, adminSessions, currentSession, don
                   {x.id === currentSession ? (
                     ""
                   ) : (
-                    <form method="post" action="/settings/sessions/end" class="inline" data-confirm={attr(`Sign out this session of "${x.username}"?`)}>
-                      <CsrfField token={admin.csrfToken} />
-                      <input type="hidden" name="id" value={attr(x.id)} />
-                      <button type="submit" class="link danger">
-                        Sign out
-                      </button>
-                    </form>
+                    <PostButton action="/settings/sessions/end" csrfToken={admin.csrfToken} fields={{ id: x.id }} confirm={`Sign out this session of "${x.username}"?`}>
+                      Sign out
+                    </PostButton>
                   )}
                 </td>
               </tr>

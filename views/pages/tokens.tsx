@@ -1,6 +1,6 @@
-import { attr } from "../components/attr.ts";
 import type { ApiTokenRow } from "../../src/db/schema.ts";
 import { CsrfField } from "../components/csrf.tsx";
+import { PostButton } from "../components/post-button.tsx";
 import { FieldError } from "../components/field-error.tsx";
 import { LocalTime } from "../components/local-time.tsx";
 import { Layout } from "../layouts/base.tsx";
@@ -60,12 +60,9 @@ export function TokensPage({ admin, tokens, error }: TokensPageProps) {
                 <LocalTime at={t.lastUsedAt} />
               </td>
               <td>
-                <form method="post" action={`/settings/tokens/${t.id}/delete`} class="inline" data-confirm={attr(`Revoke the API token "${t.name}"? Scripts using it are refused at once.`)}>
-                  <CsrfField token={admin.csrfToken} />
-                  <button type="submit" class="link danger">
-                    Revoke
-                  </button>
-                </form>
+                <PostButton action={`/settings/tokens/${t.id}/delete`} csrfToken={admin.csrfToken} confirm={`Revoke the API token "${t.name}"? Scripts using it are refused at once.`}>
+                  Revoke
+                </PostButton>
               </td>
             </tr>
           ))}

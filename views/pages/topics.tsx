@@ -1,5 +1,5 @@
 import { attr } from "../components/attr.ts";
-import { CsrfField } from "../components/csrf.tsx";
+import { PostButton } from "../components/post-button.tsx";
 import { Layout } from "../layouts/base.tsx";
 
 export interface TopicsPageProps {
@@ -46,13 +46,9 @@ export function TopicsPage({ admin, topics, q, truncated }: TopicsPageProps) {
                   </code>
                 </td>
                 <td>
-                  <form method="post" action="/topics/clear" class="inline">
-                    <CsrfField token={admin.csrfToken} />
-                    <input type="hidden" name="topic" value={attr(t.topic)} />
-                    <button type="submit" class="link danger">
-                      Clear <span class="sr-only" safe>{t.topic}</span>
-                    </button>
-                  </form>
+                  <PostButton action="/topics/clear" csrfToken={admin.csrfToken} fields={{ topic: t.topic }}>
+                    Clear <span class="sr-only" safe>{t.topic}</span>
+                  </PostButton>
                 </td>
               </tr>
             ))}
