@@ -43,4 +43,5 @@ for await (const line of console) {
     const u = process.cpuUsage();
     console.log(`cpu ${u.user + u.system}`);
   }
+  if (line.trim() === "exit") process.exit(0); // lets --cpu-prof write its profile
 }

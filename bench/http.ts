@@ -3,6 +3,8 @@
  * server in the same run (ratio), with p50/p99 latency; forward-auth checks per second.
  * Keep-alive, a fixed number of requests in flight, each phase alternated and best of 3.
  */
+import { fmt, report } from "./lib/report.ts";
+
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 6000);
 
@@ -58,7 +60,17 @@ for (const [i, [name]] of phases.entries()) {
   const b = best[i]!;
   console.log(`${name.padEnd(42)} ${b.rate.toFixed(0).padStart(7)} req/s  p50 ${b.p50.toFixed(2)} ms  p99 ${b.p99.toFixed(2)} ms  ratio ${(b.rate / baseline.rate).toFixed(2)}x`);
 }
-console.log("(ratio: requests per second against the unauthenticated route of the same server; goal >= 0.8x)");
+console.log("(ratio: requests per second against the unauthenticated route of the same server; goal >= 0.8x)\n");
+report(
+  phases.slice(1).map(([name], i) => ({
+    bench: "HTTP",
+    measure: `${name}, ${CONCURRENCY} in flight`,
+    baselineName: "GET /healthz, same server",
+    baseline: `${fmt(baseline.rate)} req/s`,
+    gatehouse: `${fmt(best[i + 1]!.rate)} req/s, p99 ${fmt(best[i + 1]!.p99, 2)} ms`,
+    ratio: best[i + 1]!.rate / baseline.rate,
+    goal: ">= 0.8x",
+  })),
+);
 proc.kill("SIGTERM");
 await proc.exited;
-export {};

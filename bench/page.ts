@@ -3,6 +3,7 @@
  * 30 ms), against GET /healthz of the same app in the same run (ratio). In-process (`app.handle`):
  * what is measured is our routing, query and rendering, not the socket.
  */
+import { fmt, report } from "./lib/report.ts";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -61,6 +62,17 @@ console.log(`| request (${N} integrations, ${RUNS} runs) | p50 ms | p99 ms | p50
 console.log("| --- | --- | --- | --- |");
 for (const r of results) console.log(`| ${r.name} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${(r.p50 / base).toFixed(1)}x |`);
 const first = results[1]!;
-console.log(`\nfirst page p50 ${first.p50.toFixed(1)} ms: goal < 30 ms ${first.p50 < 30 ? "met" : "NOT met"}`);
+console.log(`\nfirst page p50 ${first.p50.toFixed(1)} ms: goal < 30 ms ${first.p50 < 30 ? "met" : "NOT met"}\n`);
+report(
+  results.slice(1).map((r, i) => ({
+    bench: "page",
+    measure: r.name,
+    baselineName: "GET /healthz, same app",
+    baseline: `${fmt(base, 2)} ms`,
+    gatehouse: `${fmt(r.p50, 2)} ms p50, ${fmt(r.p99, 1)} ms p99`,
+    ratio: base / r.p50,
+    goal: i === 0 ? "< 30 ms" : undefined,
+  })),
+);
 
 rmSync(dir, { recursive: true, force: true });

@@ -5,6 +5,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fmt, median, report } from "./lib/report.ts";
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
 const build = Bun.spawnSync(["bun", "run", "build"], { stdout: "ignore", stderr: "inherit" });
@@ -34,7 +35,6 @@ async function once(opcua: boolean) {
   return { readyMs, httpMs: httpAt, rss, code };
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const results: Record<string, { readyMs: number; httpMs: number; rss: number; code: number }[]> = { without: [], with: [] };
 for (let i = 0; i < runs; i++) {
   results.without!.push(await once(false));
@@ -51,6 +51,11 @@ console.log(
   `OPC UA share: ${(median(on.map((r) => r.readyMs)) - median(off.map((r) => r.readyMs))).toFixed(0)} ms of start-up, ` +
     `${(median(on.map((r) => r.rss)) - median(off.map((r) => r.rss))).toFixed(0)} MB of idle RSS (median of ${runs}, first start: certificate created)`,
 );
+
+report([
+  { bench: "start-up", measure: "compiled binary: all listeners ready", baselineName: "same binary, OPC UA off", baseline: `${fmt(median(off.map((r) => r.readyMs)))} ms`, gatehouse: `${fmt(median(on.map((r) => r.readyMs)))} ms`, ratio: median(off.map((r) => r.readyMs)) / median(on.map((r) => r.readyMs)), goal: "< 1 200 ms" },
+  { bench: "start-up", measure: "compiled binary: idle RSS", baselineName: "same binary, OPC UA off", baseline: `${fmt(median(off.map((r) => r.rss)))} MB`, gatehouse: `${fmt(median(on.map((r) => r.rss)))} MB`, ratio: median(off.map((r) => r.rss)) / median(on.map((r) => r.rss)), goal: "< 110 MB" },
+]);
 
 // Where OPC UA's memory goes, stage by stage (from source, in a fresh process: a breakdown, not the binary's figure).
 console.log("\nwhere the memory goes (bun bench/opcua-memory.ts):");

@@ -10,8 +10,10 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fmt, report, type Row } from "./lib/report.ts";
 
 const N = Number(process.env.BENCH_DEVICES ?? 1000);
+const IMPORT = Number(process.env.BENCH_IMPORT ?? 10_000);
 
 async function freePort(): Promise<number> {
   const s = createServer();
@@ -56,8 +58,14 @@ async function storm(port: number, creds: { username: string; password: string }
 }
 
 const results: string[] = [];
-const row = (name: string, r: { all: number; p99: number }, rss: number, importMs: number) =>
+const measured: Record<string, { all: number; p99: number; rss: number; importMs: number }> = {};
+const row = (name: string, r: { all: number; p99: number }, rss: number, importMs: number) => {
+  measured[name] = { ...r, rss, importMs };
   results.push(`| ${name} | ${(r.all / 1000).toFixed(2)} s | ${r.p99.toFixed(0)} ms | ${rss.toFixed(0)} MiB | ${(importMs / 1000).toFixed(2)} s |`);
+};
+const GENERATED = "Gatehouse, generated passwords (fast hash)";
+const CHOSEN = "Gatehouse, chosen passwords (argon2id)";
+const MOSQUITTO = "Mosquitto 2, password file (PBKDF2-SHA512)";
 
 for (const mode of ["generated", "chosen"] as const) {
   const dir = mkdtempSync(join(tmpdir(), "gatehouse-storm-"));
@@ -71,7 +79,7 @@ for (const mode of ["generated", "chosen"] as const) {
   const proc = Bun.spawn(["bun", "bench/storm-server.ts", join(dir, "data")], { stdout: "pipe", stderr: "inherit" });
   const port = Number((await readyLine(proc, /ready (\d+)/)).split(" ")[1]);
   const r = await storm(port, creds);
-  row(`Gatehouse, ${mode === "generated" ? "generated passwords (fast hash)" : "chosen passwords (argon2id)"}`, r, await peakRss(proc.pid), importMs);
+  row(mode === "generated" ? GENERATED : CHOSEN, r, await peakRss(proc.pid), importMs);
   proc.kill("SIGTERM");
   await proc.exited;
 }
@@ -95,7 +103,7 @@ if (Bun.which("mosquitto") && Bun.which("mosquitto_passwd")) {
     await new Promise((r) => setTimeout(r, 50));
   }
   const r = await storm(port, creds);
-  row("Mosquitto 2, password file (PBKDF2-SHA512)", r, await peakRss(proc.pid), importMs);
+  row(MOSQUITTO, r, await peakRss(proc.pid), importMs);
   proc.kill("SIGTERM");
   await proc.exited;
 }
@@ -104,4 +112,38 @@ console.log(`restart storm: ${N} devices, each its own credential, connect at on
 console.log("| broker | all connected | p99 CONNACK | peak RSS | import of the credentials |");
 console.log("| --- | --- | --- | --- | --- |");
 for (const r of results) console.log(r);
+
+// A fleet imported: IMPORT integrations with generated passwords, against mosquitto_passwd -U on as many.
+const dir = mkdtempSync(join(tmpdir(), "gatehouse-import-"));
+writeFileSync(join(dir, "fleet.json"), JSON.stringify(Array.from({ length: IMPORT }, (_, i) => ({ username: `dev-${i}`, type: "mqtt" }))));
+let t = performance.now();
+const imported = Bun.spawnSync(["bun", "src/main.ts", "integrations", "import", join(dir, "fleet.json"), "--data-dir", join(dir, "data"), "--json"], { stdout: "pipe", stderr: "inherit" });
+const importMs = performance.now() - t;
+if (imported.exitCode !== 0) throw new Error("import failed");
+let passwdMs = NaN;
+if (Bun.which("mosquitto_passwd")) {
+  writeFileSync(join(dir, "passwd"), Array.from({ length: IMPORT }, (_, i) => `dev-${i}:mosquitto-password-${i}`).join("\n") + "\n");
+  t = performance.now();
+  Bun.spawnSync(["mosquitto_passwd", "-U", join(dir, "passwd")]);
+  passwdMs = performance.now() - t;
+}
+console.log(`\nimport of ${IMPORT} integrations with generated passwords: ${(importMs / 1000).toFixed(2)} s (mosquitto_passwd -U: ${(passwdMs / 1000).toFixed(2)} s)\n`);
+
+const rows: Row[] = [];
+const g = measured[GENERATED]!;
+const c = measured[CHOSEN]!;
+const m = measured[MOSQUITTO];
+const secs = (ms: number) => `${fmt(ms / 1000, 2)} s`;
+if (m) {
+  const vs = "Mosquitto 2, password file";
+  rows.push(
+    { bench: "restart storm", measure: `${N} devices at once after a start, generated passwords: all connected`, baselineName: vs, baseline: secs(m.all), gatehouse: secs(g.all), ratio: m.all / g.all, goal: "<= 2x Mosquitto (ratio >= 0.5)" },
+    { bench: "restart storm", measure: "the same: peak RSS", baselineName: vs, baseline: `${fmt(m.rss)} MiB`, gatehouse: `${fmt(g.rss)} MiB`, ratio: m.rss / g.rss, goal: "< 150 MiB" },
+    { bench: "restart storm", measure: `${N} devices, chosen passwords (argon2id): all connected`, baselineName: vs, baseline: secs(m.all), gatehouse: secs(c.all), ratio: m.all / c.all, goal: "< 30 s" },
+    { bench: "import", measure: `${fmt(IMPORT)} integrations, generated passwords`, baselineName: "mosquitto_passwd -U", baseline: secs(passwdMs), gatehouse: secs(importMs), ratio: passwdMs / importMs, goal: "< 10 s" },
+  );
+} else {
+  rows.push({ bench: "restart storm", measure: `${N} devices: generated vs chosen passwords, all connected`, baselineName: "chosen passwords", baseline: secs(c.all), gatehouse: secs(g.all), ratio: c.all / g.all });
+}
+report(rows);
 process.exit(0);

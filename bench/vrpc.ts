@@ -5,6 +5,7 @@
  */
 // @ts-expect-error vrpc is CommonJS without types
 import { VrpcAdapter, VrpcAgent, VrpcClient } from "vrpc";
+import { fmt, report } from "./lib/report.ts";
 
 const CALLS = Number(process.env.BENCH_CALLS ?? 2000);
 const WIDTH = Number(process.env.BENCH_WIDTH ?? 20);
@@ -69,5 +70,9 @@ const { baseline: b, gatehouse: g } = best;
 console.log(`calls per second        baseline ${b.rate.toFixed(0).padStart(6)}  gatehouse ${g.rate.toFixed(0).padStart(6)}  ratio ${(g.rate / b.rate).toFixed(2)}x`);
 console.log(`call latency p50 (ms)   baseline ${b.p50.toFixed(2).padStart(6)}  gatehouse ${g.p50.toFixed(2).padStart(6)}  ratio ${(b.p50 / g.p50).toFixed(2)}x`);
 console.log(`call latency p99 (ms)   baseline ${b.p99.toFixed(2).padStart(6)}  gatehouse ${g.p99.toFixed(2).padStart(6)}  ratio ${(b.p99 / g.p99).toFixed(2)}x`);
-console.log("(ratio > 1 means Gatehouse is faster; goal for calls per second >= 0.9x)");
+console.log("(ratio > 1 means Gatehouse is faster; goal for calls per second >= 0.9x)\n");
+report([
+  { bench: "VRPC", measure: `calls, ${WIDTH} in flight`, baselineName: "bare aedes, no auth", baseline: `${fmt(b.rate)}/s`, gatehouse: `${fmt(g.rate)}/s`, ratio: g.rate / b.rate, goal: ">= 0.9x" },
+  { bench: "VRPC", measure: "call latency p50 / p99", baselineName: "bare aedes, no auth", baseline: `${fmt(b.p50, 2)} / ${fmt(b.p99, 2)} ms`, gatehouse: `${fmt(g.p50, 2)} / ${fmt(g.p99, 2)} ms`, ratio: b.p50 / g.p50 },
+]);
 process.exit(0);

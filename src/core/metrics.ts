@@ -17,6 +17,17 @@ export class Counter {
     readonly help: string,
   ) {}
 
+  #plain?: { labels: Labels; value: number };
+
+  /** add: the series without labels; asked per message, so no label text is built. */
+  add(by = 1): void {
+    if (!this.#plain) {
+      this.#plain = this.#values.get("") ?? { labels: {}, value: 0 };
+      this.#values.set("", this.#plain);
+    }
+    this.#plain.value += by;
+  }
+
   inc(labels: Labels = {}, by = 1): void {
     const key = labelText(labels);
     const e = this.#values.get(key);

@@ -38,7 +38,9 @@ export function filterCovers(allowed: string, requested: string): boolean {
 }
 
 export function anyMatches(filters: readonly string[], topic: string): boolean {
-  return filters.some((f) => topicMatches(f, topic));
+  // a plain loop: asked twice per message and delivery
+  for (let i = 0; i < filters.length; i++) if (topicMatches(filters[i]!, topic)) return true;
+  return false;
 }
 
 export function anyCovers(filters: readonly string[], requested: string): boolean {

@@ -255,14 +255,14 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
         // MQTT 5: PUBACK/PUBREC 0x87 (Not authorized) with this reason string if the client asked for
         // problem information; aedes drops the message. QoS 0 has no acknowledgement to carry it.
         stats.refusedPublishes++;
-        metric.refused.inc();
+        metric.refused.add();
         logRefusal(client, "publish refused", { username: conns.get(client)?.integration.username, topic: packet.topic.slice(0, 256) });
         return done(new Error(`not authorized to publish to ${packet.topic.slice(0, 128)}`));
       }
       // [MQTT-3.3.5-2] acknowledged as usual, then dropped: not routed, not retained, not queued.
       dropped.add(packet);
       stats.refusedPublishes++;
-      metric.refused.inc();
+      metric.refused.add();
       logRefusal(client, "publish refused", { username: conns.get(client)?.integration.username, topic: packet.topic.slice(0, 256) });
       done(null);
     },
@@ -277,8 +277,8 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
     /** authorizeForward: asked for every delivery, live and queued, so narrowed permissions hold at once. */
     authorizeForward(client: Client, packet: PublishPacket) {
       if (!mayRead(current(client), packet.topic)) return null;
-      metric.messagesOut.inc();
-      metric.bytesOut.inc({}, packet.payload?.length ?? 0);
+      metric.messagesOut.add();
+      metric.bytesOut.add(packet.payload?.length ?? 0);
       return packet;
     },
   };
@@ -309,8 +309,8 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
       b.on("connectionError", (client, err) => log.debug("mqtt connection error", { remote: remoteOf(client), err }));
       b.on("publish", (packet, client) => {
         if (client) {
-          metric.messagesIn.inc();
-          metric.bytesIn.inc({}, packet.payload?.length ?? 0);
+          metric.messagesIn.add();
+          metric.bytesIn.add(packet.payload?.length ?? 0);
         }
         if (client && core.bus.listening && packet.topic.charCodeAt(0) !== 36) {
           const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload;
