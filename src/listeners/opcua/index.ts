@@ -38,23 +38,42 @@ export function createOpcuaListener(deps: OpcuaDeps, opts: OpcuaOptions): OpcuaL
 }
 
 /** opcua: the OPC UA server; its Topics folder mirrors the broker through the core's topic bus. */
-export const opcuaListener = defineListener<{ port: number; trustAll: boolean; maxSessions: number }>()({
+export const opcuaListener = defineListener<{ port: number; trustAll: boolean; maxSessions: number; fullNodeset: boolean }>()({
   type: "opcua",
   accepts: ["opcua"],
   configKeys: {
     "opcua-port": { flag: "--opcua-port N", env: "GATEHOUSE_OPCUA_PORT", help: "OPC UA server (0 = any free port, off = none)", default: "4840" },
     "opcua-max-sessions": { flag: "--opcua-max-sessions N", env: "GATEHOUSE_OPCUA_MAX_SESSIONS", help: "OPC UA sessions at most (secure channels to match)", default: "100" },
+    "opcua-full-nodeset": {
+      flag: "--opcua-full-nodeset BOOL",
+      env: "GATEHOUSE_OPCUA_FULL_NODESET",
+      help: "the whole OPC UA standard nodeset (PubSub, GDS, alarm types; ~25 MB more memory) instead of the data-access one",
+      default: "false",
+    },
     "opcua-trust-all": { flag: "--opcua-trust-all BOOL", env: "GATEHOUSE_OPCUA_TRUST_ALL", help: "labs only: accept unknown OPC UA client certificates", default: "false" },
   },
   parseConfig(get) {
     const port = parsePortOrOff("opcua-port", get("opcua-port")!);
     return port === null
       ? null
-      : { port, trustAll: parseBool("opcua-trust-all", get("opcua-trust-all")!), maxSessions: parseCount("opcua-max-sessions", get("opcua-max-sessions")!, 1, 10_000) };
+      : {
+          port,
+          trustAll: parseBool("opcua-trust-all", get("opcua-trust-all")!),
+          maxSessions: parseCount("opcua-max-sessions", get("opcua-max-sessions")!, 1, 10_000),
+          fullNodeset: parseBool("opcua-full-nodeset", get("opcua-full-nodeset")!),
+        };
   },
   create: (deps, o) =>
     createOpcuaListener(
       { core: deps.core, log: deps.log },
-      { host: deps.bind, port: o.port, dataDir: deps.dataDir, version: deps.version, autoAcceptCertificates: o.trustAll, maxSessions: o.maxSessions },
+      {
+        host: deps.bind,
+        port: o.port,
+        dataDir: deps.dataDir,
+        version: deps.version,
+        autoAcceptCertificates: o.trustAll,
+        maxSessions: o.maxSessions,
+        fullNodeset: o.fullNodeset,
+      },
     ),
 });

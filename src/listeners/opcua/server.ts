@@ -8,6 +8,8 @@ import { MessageSecurityMode, SecurityPolicy } from "node-opcua-secure-channel";
 import { OPCUAServer, UAUserManagerBase, type ServerSession } from "node-opcua-server";
 import { WellKnownRoles } from "node-opcua-constants";
 import { NodeId } from "node-opcua-nodeid";
+import type { UAVariable } from "node-opcua-address-space";
+import { DataType, Variant } from "node-opcua-variant";
 import type { CertificateTrust } from "../../core/certificates.ts";
 import type { Core } from "../../core/index.ts";
 import type { SessionHandle } from "../../core/sessions.ts";
@@ -20,9 +22,12 @@ import { makeSHA1Thumbprint } from "node-opcua-crypto";
 import { buildAddressSpace } from "./address-space.ts";
 import { guardMonitoredItems, interruptChannelsOf, offerOnlyUserTokens, onCertificateRefused, onIdentityRefused, onSecureChannelRefused } from "./node-opcua-internals.ts";
 import { certificateTrust, trimFolder } from "./certificates.ts";
-// The standard nodeset as a precompiled image, embedded in the binary (the package's own lookup
-// reads files next to itself, which do not exist inside `bun build --compile`).
-import standardNodeset from "../../../node_modules/node-opcua-nodesets/nodesets/Opc.Ua.NodeSet2.ndjson.gz" with { type: "file" };
+// The standard nodeset as precompiled images, embedded in the binary (the package's own lookup
+// reads files next to itself, which do not exist inside `bun build --compile`): by default the one
+// trimmed to a data-access server by scripts/trim-nodeset.ts (~25 MB less resident memory), the
+// whole one with `--opcua-full-nodeset true`.
+import fullNodeset from "../../../node_modules/node-opcua-nodesets/nodesets/Opc.Ua.NodeSet2.ndjson.gz" with { type: "file" };
+import trimmedNodeset from "./Opc.Ua.Gatehouse.ndjson.gz" with { type: "file" };
 
 export interface OpcuaDeps {
   core: Core;
@@ -38,6 +43,8 @@ export interface OpcuaOptions {
   autoAcceptCertificates?: boolean;
   /** sessions at most; secure channels are capped to match (node-opcua's own default is 10 channels) */
   maxSessions?: number;
+  /** the whole standard nodeset (PubSub, GDS, alarms and conditions types) instead of the trimmed one */
+  fullNodeset?: boolean;
   /** refused client certificates kept for the admin to trust, newest first */
   maxRejectedCertificates?: number;
 }
@@ -162,7 +169,7 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
     port: opts.port,
     host: opts.host === "0.0.0.0" || opts.host === "::" ? undefined : opts.host,
     hostname: opts.host === "0.0.0.0" || opts.host === "::" ? host : opts.host,
-    nodeset_filename: [standardNodeset],
+    nodeset_filename: [opts.fullNodeset ? fullNodeset : trimmedNodeset],
     allowAnonymous: false,
     securityPolicies,
     securityModes,
@@ -182,6 +189,10 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
     transportSettings: { adjustTransportLimits: (hello: TransportHello) => transportLimits(hello, maxMessageBytes(core.bus.maxPayloadBytes)) },
   });
   await s.initialize();
+  // node-opcua publishes max(configured, 100) in ServerCapabilities/MinSupportedSampleRate; this
+  // server does serve sampling 0 (exception-based) on Topics variables, so it says so.
+  const minSampleRate = s.engine.addressSpace!.findNode("i=2272") as UAVariable | null;
+  minSampleRate?.bindVariable({ get: () => new Variant({ dataType: DataType.Double, value: 0 }) }, true);
   const startedAt = Date.now();
   const stopBridge = await buildAddressSpace(s.engine.addressSpace!, {
     version: opts.version,

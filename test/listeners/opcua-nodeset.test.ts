@@ -1,0 +1,83 @@
+import { afterAll, describe, expect, it } from "bun:test";
+import { gunzipSync } from "node:zlib";
+import { BrowseDirection } from "node-opcua-client";
+import { trimNodeset } from "../../scripts/trim-nodeset.ts";
+import type { App } from "../../src/app.ts";
+import { cleanupTempDirs, testApp } from "../helpers/app.ts";
+import { AttributeIds, connectOpcua, type OpcuaConnection } from "../helpers/opcua.ts";
+
+const full = new URL("../../node_modules/node-opcua-nodesets/nodesets/Opc.Ua.NodeSet2.ndjson.gz", import.meta.url);
+const trimmed = new URL("../../src/listeners/opcua/Opc.Ua.Gatehouse.ndjson.gz", import.meta.url);
+const lines = (gz: Uint8Array) => gunzipSync(gz).toString("utf8").split("\n").filter(Boolean);
+type ImageNode = { nodeId: number; references: [number, number, number][] };
+const nodesOf = (gz: Uint8Array) => new Map(lines(gz).slice(1, -1).map((l) => JSON.parse(l) as ImageNode).map((n) => [n.nodeId, n]));
+
+const apps: App[] = [];
+afterAll(async () => {
+  for (const app of apps) await app.stop();
+  cleanupTempDirs();
+});
+
+async function scada(args: string[] = []): Promise<OpcuaConnection> {
+  const { app } = await testApp(["--mqtt-port", "off", ...args]);
+  apps.push(app);
+  const { password } = await app.core.credentials.create({ type: "opcua", username: "nodeset-reader" });
+  return connectOpcua(app.address("opcua")!.port, { userName: "nodeset-reader", password });
+}
+
+/** the Server object's subtree (i=2253 down its hierarchical forward references) of an image */
+function serverSubtree(nodes: Map<number, ImageNode>): Set<number> {
+  const seen = new Set<number>();
+  const todo = [2253];
+  while (todo.length) {
+    const id = todo.pop()!;
+    if (seen.has(id) || !nodes.has(id)) continue;
+    seen.add(id);
+    for (const [fwd, type, to] of nodes.get(id)!.references) if (fwd && [46, 47, 49].includes(type)) todo.push(to);
+  }
+  return seen;
+}
+
+describe("the trimmed standard nodeset", () => {
+  it("is exactly what scripts/trim-nodeset.ts makes of node-opcua's image (run it after a node-opcua upgrade)", async () => {
+    const made = trimNodeset(new Uint8Array(await Bun.file(full).arrayBuffer()));
+    expect(lines(made)).toEqual(lines(new Uint8Array(await Bun.file(trimmed).arrayBuffer())));
+  });
+
+  it("keeps the whole Server object of the standard, with no reference to a node it left out", async () => {
+    const whole = nodesOf(new Uint8Array(await Bun.file(full).arrayBuffer()));
+    const cut = nodesOf(new Uint8Array(await Bun.file(trimmed).arrayBuffer()));
+    expect(cut.size).toBeLessThan(whole.size / 3);
+    expect([...serverSubtree(whole)].filter((id) => !cut.has(id))).toEqual([]);
+    const dangling = [...cut.values()].flatMap((n) => n.references.filter(([, type, to]) => !cut.has(to) || !cut.has(type)).map(() => n.nodeId));
+    expect(dangling).toEqual([]);
+  });
+
+  it("serves a client the mandatory Server nodes and the type system it reads; PubSub types only with --opcua-full-nodeset", async () => {
+    const c = await scada();
+    const read = (nodeId: string, attributeId = AttributeIds.Value) => c.session.read({ nodeId, attributeId });
+    for (const nodeId of [
+      "i=2255", // NamespaceArray
+      "i=2256", // ServerStatus
+      "i=2269", // ServerCapabilities/ServerProfileArray
+      "i=2271", // ServerCapabilities/LocaleIdArray
+      "i=2272", // ServerCapabilities/MinSupportedSampleRate
+      "i=2735", // ServerCapabilities/MaxBrowseContinuationPoints
+      "i=11705", // OperationLimits/MaxNodesPerRead
+      "i=2275", // ServerDiagnostics/ServerDiagnosticsSummary
+    ]) {
+      expect([nodeId, (await read(nodeId)).statusCode.name]).toEqual([nodeId, "Good"]);
+    }
+    expect((await read("i=2272")).value.value).toBe(0); // exception-based monitored items are served
+    // the data types a client walks to learn what a Topics variable holds
+    for (const nodeId of ["i=1", "i=11", "i=12", "i=26", "i=24"]) expect((await read(nodeId, AttributeIds.BrowseName)).statusCode.name).toBe("Good");
+    const server = await c.session.browse({ nodeId: "i=2253", browseDirection: BrowseDirection.Forward, resultMask: 63 });
+    expect(server.references!.map((r) => r.browseName.name)).toEqual(expect.arrayContaining(["ServerCapabilities", "ServerDiagnostics", "ServerStatus", "NamespaceArray", "GetMonitoredItems"]));
+    expect((await read("i=14209", AttributeIds.BrowseName)).statusCode.name).toBe("BadNodeIdUnknown"); // PubSubConnectionType
+    await c.close();
+
+    const whole = await scada(["--opcua-full-nodeset", "true"]);
+    expect((await whole.session.read({ nodeId: "i=14209", attributeId: AttributeIds.BrowseName })).value.value.name).toBe("PubSubConnectionType");
+    await whole.close();
+  }, 60_000);
+});
