@@ -68,7 +68,7 @@ report(
     bench: "page",
     measure: r.name,
     baselineName: "GET /healthz, same app",
-    baseline: `${fmt(base, 2)} ms`,
+    baseline: `${fmt(base, 3)} ms`,
     gatehouse: `${fmt(r.p50, 2)} ms p50, ${fmt(r.p99, 1)} ms p99`,
     ratio: base / r.p50,
     goal: i === 0 ? "< 30 ms" : undefined,
