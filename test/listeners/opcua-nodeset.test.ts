@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from "bun:test";
 import { gunzipSync } from "node:zlib";
-import { BrowseDirection } from "node-opcua-client";
+import { BrowseDirection, constructEventFilter, TimestampsToReturn } from "node-opcua-client";
 import { trimNodeset } from "../../scripts/trim-nodeset.ts";
 import type { App } from "../../src/app.ts";
 import { cleanupTempDirs, testApp } from "../helpers/app.ts";
@@ -79,5 +79,37 @@ describe("the trimmed standard nodeset", () => {
     const whole = await scada(["--opcua-full-nodeset", "true"]);
     expect((await whole.session.read({ nodeId: "i=14209", attributeId: AttributeIds.BrowseName })).value.value.name).toBe("PubSubConnectionType");
     await whole.close();
+  }, 60_000);
+
+  it("has no node a client can trip over: a crawl from Root reads every node; event subscriptions, condition fields included, are created", async () => {
+    const c = await scada();
+    const seen = new Set<string>();
+    const todo = ["i=84"];
+    const statuses = new Set<string>();
+    while (todo.length) {
+      const batch = [...new Set(todo.splice(0, 50))].filter((n) => !seen.has(n));
+      for (const n of batch) seen.add(n);
+      if (!batch.length) continue;
+      const browsed = await c.session.browse(batch.map((nodeId) => ({ nodeId, browseDirection: BrowseDirection.Forward, referenceTypeId: "i=33", includeSubtypes: true, resultMask: 63 })));
+      for (const r of browsed) {
+        expect(r.statusCode.name).toBe("Good");
+        for (const ref of r.references ?? []) todo.push(ref.nodeId.toString());
+      }
+      const attributes = [AttributeIds.NodeClass, AttributeIds.BrowseName, AttributeIds.DisplayName, AttributeIds.Value, AttributeIds.DataType];
+      for (const v of await c.session.read(batch.flatMap((nodeId) => attributes.map((attributeId) => ({ nodeId, attributeId }))))) statuses.add(v.statusCode.name);
+    }
+    expect(seen.size).toBeGreaterThan(1000);
+    // security-sensitive values over None, values not produced yet, attributes a node class lacks: fine
+    expect([...statuses].filter((s) => !["Good", "BadAttributeIdInvalid", "BadSecurityModeInsufficient", "BadWaitingForInitialData"].includes(s))).toEqual([]);
+
+    const sub = await c.session.createSubscription2({ requestedPublishingInterval: 100, publishingEnabled: true });
+    const base = constructEventFilter(["EventId", "EventType", "SourceName", "Time", "Message", "Severity"]);
+    const conditions = constructEventFilter(["EventId", "ConditionName", "EnabledState/Id"]);
+    for (const filter of [base, conditions]) {
+      const item = await sub.monitor({ nodeId: "i=2253", attributeId: AttributeIds.EventNotifier }, { samplingInterval: 0, queueSize: 10, filter }, TimestampsToReturn.Both);
+      expect(item.statusCode.name).toBe("Good");
+    }
+    await sub.terminate();
+    await c.close();
   }, 60_000);
 });
