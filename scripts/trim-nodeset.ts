@@ -7,8 +7,9 @@
  *
  * Kept, with everything they need (closure below): the Server object and its whole subtree (every
  * mandatory and optional child a client or a conformance tool may read), the standard folders, every
- * ReferenceType, the modelling rules, the event types other than conditions, the base types, and each
- * DataType reachable from what is kept, with its encodings. References to nodes left out are dropped,
+ * ReferenceType, the modelling rules, the event types other than conditions, the base types, every
+ * DataType that is not a structure, and each structure reachable from what is kept, with its
+ * encodings. References to nodes left out are dropped,
  * so nothing dangles. test/listeners/opcua-nodeset.test.ts checks the committed file is this
  * script's output and that a client sees a complete Server object.
  */

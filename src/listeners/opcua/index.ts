@@ -47,7 +47,7 @@ export const opcuaListener = defineListener<{ port: number; trustAll: boolean; m
     "opcua-full-nodeset": {
       flag: "--opcua-full-nodeset BOOL",
       env: "GATEHOUSE_OPCUA_FULL_NODESET",
-      help: "the whole OPC UA standard nodeset (PubSub, GDS, alarm types; ~25 MB more memory) instead of the data-access one",
+      help: "the whole OPC UA standard nodeset (PubSub, GDS, alarm types; ~22 MB more memory) instead of the data-access one",
       default: "false",
     },
     "opcua-trust-all": { flag: "--opcua-trust-all BOOL", env: "GATEHOUSE_OPCUA_TRUST_ALL", help: "labs only: accept unknown OPC UA client certificates", default: "false" },

@@ -24,7 +24,7 @@ import { guardMonitoredItems, interruptChannelsOf, offerOnlyUserTokens, onCertif
 import { certificateTrust, trimFolder } from "./certificates.ts";
 // The standard nodeset as precompiled images, embedded in the binary (the package's own lookup
 // reads files next to itself, which do not exist inside `bun build --compile`): by default the one
-// trimmed to a data-access server by scripts/trim-nodeset.ts (~25 MB less resident memory), the
+// trimmed to a data-access server by scripts/trim-nodeset.ts (~22 MB less resident memory), the
 // whole one with `--opcua-full-nodeset true`.
 import fullNodeset from "../../../node_modules/node-opcua-nodesets/nodesets/Opc.Ua.NodeSet2.ndjson.gz" with { type: "file" };
 import trimmedNodeset from "./Opc.Ua.Gatehouse.ndjson.gz" with { type: "file" };
