@@ -6,9 +6,9 @@
  * with 1 000 idle clients. Mosquitto is skipped when it is not installed. Loopback only.
  */
 import { mkdtempSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freePort } from "./lib/ports.ts";
 import { RawClient, publishPacket } from "./lib/raw-mqtt.ts";
 import { fmt, median, report, type Row } from "./lib/report.ts";
 
@@ -26,14 +26,6 @@ interface Broker {
   port: number;
   creds: { username: string; password: string }[];
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", () => r()));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 async function waitFor(proc: Bun.Subprocess<"ignore", "pipe", "inherit">, pattern: RegExp): Promise<RegExpMatchArray> {

@@ -7,21 +7,13 @@
  */
 import mqtt from "mqtt";
 import { mkdtempSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freePort } from "./lib/ports.ts";
 import { fmt, report, type Row } from "./lib/report.ts";
 
 const N = Number(process.env.BENCH_DEVICES ?? 1000);
 const IMPORT = Number(process.env.BENCH_IMPORT ?? 10_000);
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", () => r()));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 async function readyLine(proc: ReturnType<typeof Bun.spawn>, pattern: RegExp): Promise<string> {
   const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
