@@ -4,10 +4,11 @@
  * into the README. Each benchmark also prints its own details as it goes. NAME picks some: e.g.
  * `bun run bench mqtt opcua`. Takes ~6 minutes on a 2-core machine.
  */
-import { mkdtempSync, readFileSync } from "node:fs";
-import { cpus, tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
+import { cpus } from "node:os";
 import { join } from "node:path";
 import { markdown, type Row } from "./lib/report.ts";
+import { scratchDir } from "./lib/scratch.ts";
 
 const benches: [name: string, file: string][] = [
   ["mqtt", "brokers.ts"],
@@ -26,7 +27,7 @@ if (unknown.length) {
   process.exit(2);
 }
 
-const rowsFile = join(mkdtempSync(join(tmpdir(), "gatehouse-bench-")), "rows.jsonl");
+const rowsFile = join(scratchDir("gatehouse-bench-"), "rows.jsonl");
 const root = join(import.meta.dir, "..");
 const started = performance.now();
 const failed: string[] = [];

@@ -5,15 +5,14 @@
  * Prints `ready <port>`; answers `cpu` on stdin with `cpu <user+system microseconds>`.
  */
 import { Aedes } from "aedes";
-import { mkdtempSync } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openDataDir } from "../src/db/data-dir.ts";
 import { createCore } from "../src/core/index.ts";
 import { silentLogger } from "../src/lib/logger.ts";
 import { acceptsTable } from "../src/listeners/index.ts";
 import { createMqttListener } from "../src/listeners/mqtt/index.ts";
+import { scratchDir } from "./lib/scratch.ts";
 
 const mode = process.argv[2];
 const credentials = Number(process.argv[3] ?? 50);
@@ -25,7 +24,7 @@ if (mode === "baseline") {
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
   port = (server.address() as { port: number }).port;
 } else {
-  const db = openDataDir(mkdtempSync(join(tmpdir(), "gatehouse-bench-")));
+  const db = openDataDir(scratchDir("gatehouse-bench-"));
   const core = createCore(db, silentLogger, { accepts: acceptsTable() });
   core.start();
   for (let i = 0; i < credentials; i++) await core.credentials.create({ type: "mqtt", username: `bench-${i}`, password: `bench-password-${i}` });

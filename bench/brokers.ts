@@ -5,12 +5,12 @@
  * once), QoS 0 fan-in and fan-out, publish latency at 1 000 msg/s, broker CPU per connect, RSS idle and
  * with 1 000 idle clients. Mosquitto is skipped when it is not installed. Loopback only.
  */
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { freePort } from "./lib/ports.ts";
 import { RawClient, publishPacket } from "./lib/raw-mqtt.ts";
 import { fmt, median, report, type Row } from "./lib/report.ts";
+import { scratchDir } from "./lib/scratch.ts";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const CONNECTS = Number(process.env.BENCH_CONNECTS ?? 1000);
@@ -62,7 +62,7 @@ const stopper = (proc: Bun.Subprocess) => async () => {
 };
 
 async function mosquitto(): Promise<Broker> {
-  const dir = mkdtempSync(join(tmpdir(), "bench-mosquitto-"));
+  const dir = scratchDir("bench-mosquitto-");
   const creds = Array.from({ length: CREDS }, (_, i) => ({ username: `dev-${i}`, password: `mosquitto-password-${i}` }));
   writeFileSync(join(dir, "passwd"), creds.map((c) => `${c.username}:${c.password}`).join("\n") + "\n");
   Bun.spawnSync(["mosquitto_passwd", "-U", join(dir, "passwd")]);
@@ -73,7 +73,7 @@ async function mosquitto(): Promise<Broker> {
   return { name: "Mosquitto 2", pid: proc.pid, port, creds, stop: stopper(proc) };
 }
 
-const bareAedes = join(mkdtempSync(join(tmpdir(), "bench-aedes-")), "bare-aedes");
+const bareAedes = join(scratchDir("bench-aedes-"), "bare-aedes");
 async function aedes(): Promise<Broker> {
   const proc = Bun.spawn([bareAedes], { stdin: "ignore", stdout: "pipe", stderr: "inherit" });
   const port = Number((await waitFor(proc, /ready (\d+)/))[1]);
@@ -86,7 +86,7 @@ let gatehouseData: { dir: string; creds: { username: string; password: string }[
 
 async function gatehouse(): Promise<Broker> {
   if (!gatehouseData) {
-    const dir = mkdtempSync(join(tmpdir(), "bench-gatehouse-"));
+    const dir = scratchDir("bench-gatehouse-");
     writeFileSync(join(dir, "fleet.json"), JSON.stringify(Array.from({ length: CREDS }, (_, i) => ({ username: `dev-${i}`, type: "mqtt" }))));
     const imp = Bun.spawnSync([binary, "integrations", "import", join(dir, "fleet.json"), "--data-dir", join(dir, "data"), "--json"], { stdout: "pipe", stderr: "inherit" });
     if (imp.exitCode !== 0) throw new Error("import failed");

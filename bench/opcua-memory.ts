@@ -4,9 +4,8 @@
  * each stage, with a full GC before each reading.
  */
 import "reflect-metadata";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { scratchDir } from "./lib/scratch.ts";
 
 const mb = (n: number) => (n / 1024 / 1024).toFixed(1).padStart(6);
 let last = 0;
@@ -22,7 +21,7 @@ const { createApp } = await import("../src/app.ts");
 const { parseServeConfig } = await import("../src/config.ts");
 const { silentLogger } = await import("../src/lib/logger.ts");
 stage("appliance code loaded (aedes, Elysia, core)");
-const dir = mkdtempSync(join(tmpdir(), "gatehouse-opcua-mem-"));
+const dir = scratchDir("gatehouse-opcua-mem-");
 const off = createApp(parseServeConfig(["--data-dir", join(dir, "a"), "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "off", "--mqtt-port", "0", "--mqtts-port", "off", "--opcua-port", "off"], { GATEHOUSE_ADMIN_PASSWORD: "bench-password" }), silentLogger);
 await off.start();
 stage("HTTP + MQTT + VRPC listening (OPC UA off)");

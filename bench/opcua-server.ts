@@ -8,12 +8,11 @@
  * the value N times at RATE per second (the baseline through setValueFromSource, Gatehouse by a publish
  * on the topic, as an MQTT device would) and answers `pumped`; `exit` ends the process.
  */
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { scratchDir } from "./lib/scratch.ts";
 
 const mode = process.argv[2];
-const dir = mkdtempSync(join(tmpdir(), `bench-opcua-${mode}-`));
+const dir = scratchDir(`bench-opcua-${mode}-`);
 let set: (value: number) => Promise<void>;
 let port: number;
 

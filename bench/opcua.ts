@@ -6,8 +6,6 @@
  * CPU per read and per change. Gatehouse logs in with a username token and checks the read permission
  * on every value it serves; the baseline does neither. Loopback only.
  */
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { OPCUACertificateManager } from "node-opcua-certificate-manager";
 import {
@@ -22,6 +20,7 @@ import {
   UserTokenType,
 } from "node-opcua-client";
 import { fmt, median, report, type Row } from "./lib/report.ts";
+import { scratchDir } from "./lib/scratch.ts";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const READS = Number(process.env.BENCH_READS ?? 5000);
@@ -70,7 +69,7 @@ async function startServer(mode: "baseline" | "gatehouse") {
 
 async function measure(mode: "baseline" | "gatehouse") {
   const server = await startServer(mode);
-  const pki = mkdtempSync(join(tmpdir(), "bench-opcua-client-"));
+  const pki = scratchDir("bench-opcua-client-");
   const client = OPCUAClient.create({
     applicationName: "GatehouseBench",
     applicationUri: `urn:gatehouse-bench:${mode}`,

@@ -4,19 +4,19 @@
  * what is measured is our routing, query and rendering, not the socket.
  */
 import { fmt, report } from "./lib/report.ts";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { openDataDir } from "../src/db/data-dir.ts";
 import { createCore } from "../src/core/index.ts";
 import { silentLogger } from "../src/lib/logger.ts";
 import { acceptsTable } from "../src/listeners/index.ts";
 import { createWebApp } from "../src/web/app.tsx";
+import { scratchDir } from "./lib/scratch.ts";
 
 const N = Number(process.env.BENCH_INTEGRATIONS ?? 10_000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 200);
 
-const dir = mkdtempSync(join(tmpdir(), "gatehouse-bench-page-"));
+const dir = scratchDir("gatehouse-bench-page-");
 const db = openDataDir(dir);
 const core = createCore(db, silentLogger, { hashCost: { memoryCost: 1024, timeCost: 1 }, accepts: acceptsTable() });
 const hash = await core.credentials.hash("same-password");

@@ -4,10 +4,10 @@
  * data dir (every later start), with OPC UA off (its share), on, and on with the whole standard
  * nodeset (`--opcua-full-nodeset true`, what the trimmed one saves), in one run.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { fmt, median, report } from "./lib/report.ts";
+import { scratchDir } from "./lib/scratch.ts";
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
 const build = Bun.spawnSync(["bun", "run", "build"], { stdout: "ignore", stderr: "inherit" });
@@ -46,7 +46,7 @@ const results = new Map<string, Start[]>();
 const push = (key: string, r: Start) => results.set(key, [...(results.get(key) ?? []), r]);
 for (let i = 0; i < runs; i++) {
   for (const [name, extra] of Object.entries(configs)) {
-    const dir = mkdtempSync(join(tmpdir(), "gatehouse-startup-"));
+    const dir = scratchDir("gatehouse-startup-");
     push(`${name}|first`, await start(dir, [...extra]));
     push(`${name}|restart`, await start(dir, [...extra]));
     rmSync(dir, { recursive: true, force: true });

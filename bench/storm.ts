@@ -6,11 +6,11 @@
  * importing the N credentials. Loopback only; every process is stopped at the end.
  */
 import mqtt from "mqtt";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { freePort } from "./lib/ports.ts";
 import { fmt, report, type Row } from "./lib/report.ts";
+import { scratchDir } from "./lib/scratch.ts";
 
 const N = Number(process.env.BENCH_DEVICES ?? 1000);
 const IMPORT = Number(process.env.BENCH_IMPORT ?? 10_000);
@@ -60,7 +60,7 @@ const CHOSEN = "Gatehouse, chosen passwords (argon2id)";
 const MOSQUITTO = "Mosquitto 2, password file (PBKDF2-SHA512)";
 
 for (const mode of ["generated", "chosen"] as const) {
-  const dir = mkdtempSync(join(tmpdir(), "gatehouse-storm-"));
+  const dir = scratchDir("gatehouse-storm-");
   const rows = Array.from({ length: N }, (_, i) => ({ username: `dev-${i}`, type: "mqtt", ...(mode === "chosen" ? { password: `chosen-password-${i}` } : {}) }));
   writeFileSync(join(dir, "fleet.json"), JSON.stringify(rows));
   const t = performance.now();
@@ -77,7 +77,7 @@ for (const mode of ["generated", "chosen"] as const) {
 }
 
 if (Bun.which("mosquitto") && Bun.which("mosquitto_passwd")) {
-  const dir = mkdtempSync(join(tmpdir(), "gatehouse-storm-mosq-"));
+  const dir = scratchDir("gatehouse-storm-mosq-");
   const creds = Array.from({ length: N }, (_, i) => ({ username: `dev-${i}`, password: `mosquitto-password-${i}` }));
   writeFileSync(join(dir, "passwd"), creds.map((c) => `${c.username}:${c.password}`).join("\n") + "\n");
   const t = performance.now();
@@ -106,7 +106,7 @@ console.log("| --- | --- | --- | --- | --- |");
 for (const r of results) console.log(r);
 
 // A fleet imported: IMPORT integrations with generated passwords, against mosquitto_passwd -U on as many.
-const dir = mkdtempSync(join(tmpdir(), "gatehouse-import-"));
+const dir = scratchDir("gatehouse-import-");
 writeFileSync(join(dir, "fleet.json"), JSON.stringify(Array.from({ length: IMPORT }, (_, i) => ({ username: `dev-${i}`, type: "mqtt" }))));
 let t = performance.now();
 const imported = Bun.spawnSync(["bun", "src/main.ts", "integrations", "import", join(dir, "fleet.json"), "--data-dir", join(dir, "data"), "--json"], { stdout: "pipe", stderr: "inherit" });
