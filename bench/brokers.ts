@@ -7,7 +7,7 @@
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { freePort } from "./lib/ports.ts";
+import { hasMosquitto, lineReader, startMosquitto, statusMiB, stop } from "./lib/procs.ts";
 import { RawClient, publishPacket } from "./lib/raw-mqtt.ts";
 import { fmt, median, report, type Row } from "./lib/report.ts";
 import { scratchDir } from "./lib/scratch.ts";
@@ -28,57 +28,26 @@ interface Broker {
   stop(): Promise<void>;
 }
 
-async function waitFor(proc: Bun.Subprocess<"ignore", "pipe", "inherit">, pattern: RegExp): Promise<RegExpMatchArray> {
-  const reader = proc.stdout.getReader();
-  let text = "";
-  for (;;) {
-    const m = text.match(pattern);
-    if (m) {
-      reader.releaseLock();
-      void proc.stdout.pipeTo(new WritableStream());
-      return m;
-    }
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`exited before ready:\n${text}`);
-    text += new TextDecoder().decode(value);
-  }
-}
-
-async function portOpen(port: number) {
-  for (let i = 0; i < 200; i++) {
-    try {
-      (await RawClient.open(port)).close();
-      return;
-    } catch {
-      await Bun.sleep(25);
-    }
-  }
-  throw new Error(`port ${port} never opened`);
-}
-
-const stopper = (proc: Bun.Subprocess) => async () => {
-  proc.kill("SIGTERM");
-  await proc.exited;
-};
-
 async function mosquitto(): Promise<Broker> {
-  const dir = scratchDir("bench-mosquitto-");
   const creds = Array.from({ length: CREDS }, (_, i) => ({ username: `dev-${i}`, password: `mosquitto-password-${i}` }));
-  writeFileSync(join(dir, "passwd"), creds.map((c) => `${c.username}:${c.password}`).join("\n") + "\n");
-  Bun.spawnSync(["mosquitto_passwd", "-U", join(dir, "passwd")]);
-  const port = await freePort();
-  writeFileSync(join(dir, "mosquitto.conf"), `listener ${port} 127.0.0.1\nallow_anonymous false\npassword_file ${join(dir, "passwd")}\nmax_connections -1\nuser root\n`);
-  const proc = Bun.spawn(["mosquitto", "-c", join(dir, "mosquitto.conf")], { stdout: "ignore", stderr: "ignore" });
-  await portOpen(port);
-  return { name: "Mosquitto 2", pid: proc.pid, port, creds, stop: stopper(proc) };
+  const m = await startMosquitto(creds);
+  return { name: "Mosquitto 2", pid: m.pid, port: m.port, creds, stop: m.stop };
+}
+
+/** readyPort: the port a started broker announces on stdout; the rest of its output is drained. */
+async function readyPort(proc: Bun.Subprocess<"ignore", "pipe", "inherit">, pattern: RegExp): Promise<number> {
+  const out = lineReader(proc.stdout);
+  const port = Number((await out.until(pattern))[1]);
+  out.drain();
+  return port;
 }
 
 const bareAedes = join(scratchDir("bench-aedes-"), "bare-aedes");
 async function aedes(): Promise<Broker> {
   const proc = Bun.spawn([bareAedes], { stdin: "ignore", stdout: "pipe", stderr: "inherit" });
-  const port = Number((await waitFor(proc, /ready (\d+)/))[1]);
+  const port = await readyPort(proc, /ready (\d+)\n/);
   const creds = Array.from({ length: CREDS }, (_, i) => ({ username: `dev-${i}`, password: "no-auth" }));
-  return { name: "bare aedes", pid: proc.pid, port, creds, stop: stopper(proc) };
+  return { name: "bare aedes", pid: proc.pid, port, creds, stop: () => stop(proc) };
 }
 
 const binary = join(root, "dist", "gatehouse");
@@ -95,17 +64,14 @@ async function gatehouse(): Promise<Broker> {
   const args = ["--data-dir", join(gatehouseData.dir, "data"), "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "off", "--mqtt-port", "0", "--mqtts-port", "off", "--opcua-port", "off"];
   const env = { PATH: process.env.PATH ?? "", HOME: gatehouseData.dir, GATEHOUSE_ADMIN_PASSWORD: "bench-admin-password" };
   const proc = Bun.spawn([binary, ...args], { cwd: gatehouseData.dir, env, stdin: "ignore", stdout: "pipe", stderr: "inherit" });
-  const port = Number((await waitFor(proc, /listener=mqtt address=127\.0\.0\.1:(\d+)[\s\S]*info ready/))[1]);
-  return { name: "Gatehouse", pid: proc.pid, port, creds: gatehouseData.creds, stop: stopper(proc) };
+  const port = await readyPort(proc, /listener=mqtt address=127\.0\.0\.1:(\d+)[\s\S]*info ready/);
+  return { name: "Gatehouse", pid: proc.pid, port, creds: gatehouseData.creds, stop: () => stop(proc) };
 }
 
 const TICK_MS = 1000 / 100; // USER_HZ
 async function cpuMs(pid: number) {
   const f = (await Bun.file(`/proc/${pid}/stat`).text()).split(") ")[1]!.split(" ");
   return (Number(f[11]) + Number(f[12])) * TICK_MS;
-}
-async function rssMiB(pid: number) {
-  return Number((await Bun.file(`/proc/${pid}/status`).text()).match(/VmRSS:\s+(\d+)/)![1]) / 1024;
 }
 
 let seq = 0;
@@ -181,11 +147,11 @@ async function latency(b: Broker, count = 3000, rate = 1000) {
 
 async function idleRss(b: Broker) {
   await Bun.sleep(1500);
-  const idle = await rssMiB(b.pid);
+  const idle = await statusMiB(b.pid, "VmRSS");
   const clients: RawClient[] = [];
   for (let i = 0; i < IDLE; i += 50) clients.push(...(await Promise.all(Array.from({ length: Math.min(50, IDLE - i) }, (_, k) => login(b, i + k)))));
   await Bun.sleep(2000);
-  const loaded = await rssMiB(b.pid);
+  const loaded = await statusMiB(b.pid, "VmRSS");
   await Promise.all(clients.map((c) => c.disconnect()));
   return { idle, loaded };
 }
@@ -222,7 +188,7 @@ async function measure(start: () => Promise<Broker>): Promise<Result> {
 if (!Bun.spawnSync(["bun", "run", "build"], { cwd: root, stdout: "ignore", stderr: "inherit" }).success) process.exit(1);
 if (!Bun.spawnSync(["bun", "build", "--compile", "--minify", join(root, "bench/bare-aedes.ts"), "--outfile", bareAedes], { cwd: root, stdout: "ignore", stderr: "inherit" }).success) process.exit(1);
 const contenders: [string, () => Promise<Broker>][] = [["bare aedes", aedes], ["Gatehouse", gatehouse]];
-if (Bun.which("mosquitto") && Bun.which("mosquitto_passwd")) contenders.unshift(["Mosquitto 2", mosquitto]);
+if (hasMosquitto()) contenders.unshift(["Mosquitto 2", mosquitto]);
 else console.log("(Mosquitto not installed: apt-get install mosquitto; its column is left out)");
 
 const runs: Record<string, Result[]> = {};

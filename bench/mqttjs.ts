@@ -5,6 +5,7 @@
  * costs. Each broker runs in a child process; this process is the load. Not part of the test run.
  */
 import mqtt, { type MqttClient } from "mqtt";
+import { lineReader } from "./lib/procs.ts";
 import { fmt, report } from "./lib/report.ts";
 
 const CREDS = 50;
@@ -18,28 +19,13 @@ interface Broker {
 
 async function startBroker(mode: "baseline" | "gatehouse"): Promise<Broker> {
   const proc = Bun.spawn(["bun", "bench/broker.ts", mode, String(CREDS)], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
-  const reader = proc.stdout.getReader();
-  const decoder = new TextDecoder();
-  let buf = "";
-  const nextLine = async (): Promise<string> => {
-    for (;;) {
-      const i = buf.indexOf("\n");
-      if (i >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        return line;
-      }
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`${mode} broker exited`);
-      buf += decoder.decode(value);
-    }
-  };
-  const port = Number((await nextLine()).split(" ")[1]);
+  const out = lineReader(proc.stdout);
+  const port = Number((await out.next()).split(" ")[1]);
   return {
     port,
     async cpu() {
       proc.stdin.write("cpu\n");
-      return Number((await nextLine()).split(" ")[1]) / 1000;
+      return Number((await out.next()).split(" ")[1]) / 1000;
     },
     stop: () => proc.kill(),
   };

@@ -19,6 +19,7 @@ import {
   TimestampsToReturn,
   UserTokenType,
 } from "node-opcua-client";
+import { lineReader } from "./lib/procs.ts";
 import { fmt, median, report, type Row } from "./lib/report.ts";
 import { scratchDir } from "./lib/scratch.ts";
 
@@ -30,36 +31,17 @@ const nodeId = "ns=1;s=Topics/bench/value";
 
 async function startServer(mode: "baseline" | "gatehouse") {
   const proc = Bun.spawn(["bun", join(import.meta.dir, "opcua-server.ts"), mode], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
-  const reader = proc.stdout.getReader();
-  let buf = "";
-  const line = async () => {
-    for (;;) {
-      const i = buf.indexOf("\n");
-      if (i >= 0) {
-        const l = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        return l;
-      }
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`${mode} OPC UA server exited`);
-      buf += new TextDecoder().decode(value);
-    }
-  };
+  const out = lineReader(proc.stdout);
   /** ask: a command, then its answer (node-opcua's own log lines on stdout are skipped) */
-  const ask = async (cmd: string, answer: string) => {
+  const ask = async (cmd: string, answer: RegExp) => {
     proc.stdin.write(`${cmd}\n`);
-    for (;;) {
-      const l = await line();
-      if (l.startsWith(answer)) return l;
-    }
+    return out.until(answer);
   };
-  let ready = "";
-  while (!ready.startsWith("ready ")) ready = await line();
-  const port = Number(ready.split(" ")[1]);
+  const port = Number((await out.until(/^ready (\d+)\n/m))[1]);
   return {
     port,
-    cpuMs: async () => Number((await ask("cpu", "cpu ")).split(" ")[1]) / 1000,
-    pump: (n: number, rate: number) => ask(`pump ${n} ${rate}`, "pumped"),
+    cpuMs: async () => Number((await ask("cpu", /^cpu (\d+)\n/m))[1]) / 1000,
+    pump: (n: number, rate: number) => ask(`pump ${n} ${rate}`, /^pumped\n/m),
     stop: async () => {
       proc.stdin.write("exit\n");
       await proc.exited;

@@ -8,26 +8,12 @@
 import mqtt from "mqtt";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { freePort } from "./lib/ports.ts";
+import { hasMosquitto, lineReader, mosquittoPasswordFile, startMosquitto, statusMiB, stop } from "./lib/procs.ts";
 import { fmt, report, type Row } from "./lib/report.ts";
 import { scratchDir } from "./lib/scratch.ts";
 
 const N = Number(process.env.BENCH_DEVICES ?? 1000);
 const IMPORT = Number(process.env.BENCH_IMPORT ?? 10_000);
-
-async function readyLine(proc: ReturnType<typeof Bun.spawn>, pattern: RegExp): Promise<string> {
-  const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
-  let text = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`exited before ready: ${text}`);
-    text += new TextDecoder().decode(value);
-    const m = text.match(pattern);
-    if (m) return m[0];
-  }
-}
-
-const peakRss = async (pid: number) => Number((await Bun.file(`/proc/${pid}/status`).text()).match(/VmHWM:\s+(\d+)/)?.[1] ?? 0) / 1024;
 
 async function storm(port: number, creds: { username: string; password: string }[]) {
   const t0 = performance.now();
@@ -69,35 +55,18 @@ for (const mode of ["generated", "chosen"] as const) {
   const imported = JSON.parse(imp.stdout.toString()) as { username: string; password?: string }[];
   const creds = imported.map((r, i) => ({ username: r.username, password: r.password ?? `chosen-password-${i}` }));
   const proc = Bun.spawn(["bun", "bench/storm-server.ts", join(dir, "data")], { stdout: "pipe", stderr: "inherit" });
-  const port = Number((await readyLine(proc, /ready (\d+)/)).split(" ")[1]);
+  const port = Number((await lineReader(proc.stdout).until(/ready (\d+)\n/))[1]);
   const r = await storm(port, creds);
-  row(mode === "generated" ? GENERATED : CHOSEN, r, await peakRss(proc.pid), importMs);
-  proc.kill("SIGTERM");
-  await proc.exited;
+  row(mode === "generated" ? GENERATED : CHOSEN, r, await statusMiB(proc.pid, "VmHWM"), importMs);
+  await stop(proc);
 }
 
-if (Bun.which("mosquitto") && Bun.which("mosquitto_passwd")) {
-  const dir = scratchDir("gatehouse-storm-mosq-");
+if (hasMosquitto()) {
   const creds = Array.from({ length: N }, (_, i) => ({ username: `dev-${i}`, password: `mosquitto-password-${i}` }));
-  writeFileSync(join(dir, "passwd"), creds.map((c) => `${c.username}:${c.password}`).join("\n") + "\n");
-  const t = performance.now();
-  Bun.spawnSync(["mosquitto_passwd", "-U", join(dir, "passwd")]);
-  const importMs = performance.now() - t;
-  const port = await freePort();
-  writeFileSync(join(dir, "mosquitto.conf"), `listener ${port} 127.0.0.1\nallow_anonymous false\npassword_file ${join(dir, "passwd")}\nmax_connections -1\nuser root\n`);
-  const proc = Bun.spawn(["mosquitto", "-c", join(dir, "mosquitto.conf")], { stdout: "ignore", stderr: "pipe" });
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise<boolean>((r) => {
-      const s = require("node:net").connect(port, "127.0.0.1", () => (s.destroy(), r(true)));
-      s.on("error", () => r(false));
-    });
-    if (ok) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  const r = await storm(port, creds);
-  row(MOSQUITTO, r, await peakRss(proc.pid), importMs);
-  proc.kill("SIGTERM");
-  await proc.exited;
+  const m = await startMosquitto(creds);
+  const r = await storm(m.port, creds);
+  row(MOSQUITTO, r, await statusMiB(m.pid, "VmHWM"), m.passwdMs);
+  await m.stop();
 }
 
 console.log(`restart storm: ${N} devices, each its own credential, connect at once right after the broker starts\n`);
@@ -108,17 +77,13 @@ for (const r of results) console.log(r);
 // A fleet imported: IMPORT integrations with generated passwords, against mosquitto_passwd -U on as many.
 const dir = scratchDir("gatehouse-import-");
 writeFileSync(join(dir, "fleet.json"), JSON.stringify(Array.from({ length: IMPORT }, (_, i) => ({ username: `dev-${i}`, type: "mqtt" }))));
-let t = performance.now();
+const t = performance.now();
 const imported = Bun.spawnSync(["bun", "src/main.ts", "integrations", "import", join(dir, "fleet.json"), "--data-dir", join(dir, "data"), "--json"], { stdout: "pipe", stderr: "inherit" });
 const importMs = performance.now() - t;
 if (imported.exitCode !== 0) throw new Error("import failed");
-let passwdMs = NaN;
-if (Bun.which("mosquitto_passwd")) {
-  writeFileSync(join(dir, "passwd"), Array.from({ length: IMPORT }, (_, i) => `dev-${i}:mosquitto-password-${i}`).join("\n") + "\n");
-  t = performance.now();
-  Bun.spawnSync(["mosquitto_passwd", "-U", join(dir, "passwd")]);
-  passwdMs = performance.now() - t;
-}
+const passwdMs = Bun.which("mosquitto_passwd")
+  ? mosquittoPasswordFile(Array.from({ length: IMPORT }, (_, i) => ({ username: `dev-${i}`, password: `mosquitto-password-${i}` }))).passwdMs
+  : NaN;
 console.log(`\nimport of ${IMPORT} integrations with generated passwords: ${(importMs / 1000).toFixed(2)} s (mosquitto_passwd -U: ${(passwdMs / 1000).toFixed(2)} s)\n`);
 
 const rows: Row[] = [];

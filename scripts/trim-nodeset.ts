@@ -32,9 +32,13 @@ interface Node {
 const source = new URL("../node_modules/node-opcua-nodesets/nodesets/Opc.Ua.NodeSet2.ndjson.gz", import.meta.url);
 const target = new URL("../src/listeners/opcua/Opc.Ua.Gatehouse.ndjson.gz", import.meta.url);
 
-const NodeClass = { Object: 1, Variable: 2, Method: 4, ObjectType: 8, VariableType: 16, ReferenceType: 32, DataType: 64 } as const;
-const Ref = { Organizes: 35, HasEventSource: 36, HasModellingRule: 37, HasEncoding: 38, HasTypeDefinition: 40, HasSubtype: 45, HasProperty: 46, HasComponent: 47, HasNotifier: 48, HasOrderedComponent: 49 } as const;
+const NodeClass = { ReferenceType: 32, DataType: 64 } as const;
+const Ref = { Organizes: 35, HasModellingRule: 37, HasEncoding: 38, HasTypeDefinition: 40, HasSubtype: 45, HasProperty: 46, HasComponent: 47, HasOrderedComponent: 49 } as const;
 const children: Set<number> = new Set([Ref.HasComponent, Ref.HasProperty, Ref.HasOrderedComponent, Ref.Organizes]);
+const Structure = 22;
+const BaseEventType = 2041;
+/** the folders of the type system: they organize every type, so only what is otherwise kept stays listed */
+const typeFolders = new Set([86, 88, 89, 90, 91]);
 
 /** the nodes every server keeps whatever it serves */
 const seeds = [
@@ -48,20 +52,31 @@ const seeds = [
   91, // ReferenceTypes
   2253, // Server
   77, // ModellingRules
-  2041, // BaseEventType (its subtypes are added below, conditions excepted)
+  BaseEventType, // with its subtypes, conditions excepted
 ];
 /** event types left out with their subtypes: alarms and conditions (this server raises none) */
 const droppedEventTypes = new Set([2782 /* ConditionType */]);
 
+/** imageNodes: the node lines of a node-opcua nodeset image, by numeric id (namespace 0) */
+export function imageNodes(image: Uint8Array): Map<number, Node> {
+  const lines = gunzipSync(image).toString("utf8").split("\n").filter(Boolean);
+  return new Map(lines.slice(1, -1).map((l) => JSON.parse(l) as Node).map((n) => [n.nodeId, n]));
+}
+
 export function trimNodeset(image: Uint8Array): Uint8Array {
   const lines = gunzipSync(image).toString("utf8").split("\n").filter(Boolean);
-  const header = JSON.parse(lines[0]!) as { kind: string; sourceLength?: number };
-  const trailer = JSON.parse(lines.at(-1)!) as { kind: string; nodes: number; sourceDigest: string };
+  const header = JSON.parse(lines[0]!) as { kind: string };
+  const trailer = JSON.parse(lines.at(-1)!) as { kind: string; nodes: number };
   if (header.kind !== "header" || trailer.kind !== "trailer") throw new Error("trim-nodeset: not a node-opcua nodeset image");
-  const nodes = new Map<number, Node>();
-  for (const line of lines.slice(1, -1)) {
-    const n = JSON.parse(line) as Node;
-    nodes.set(n.nodeId, n);
+  const nodes = imageNodes(image);
+  const supertypeOf = new Map<number, number>();
+  const subtypesOf = new Map<number, number[]>();
+  for (const n of nodes.values()) {
+    for (const [fwd, type, to] of n.references) {
+      if (fwd || type !== Ref.HasSubtype) continue;
+      supertypeOf.set(n.nodeId, to);
+      subtypesOf.set(to, [...(subtypesOf.get(to) ?? []), n.nodeId]);
+    }
   }
 
   const keep = new Set<number>();
@@ -71,51 +86,36 @@ export function trimNodeset(image: Uint8Array): Uint8Array {
     keep.add(id);
     queue.push(id);
   };
-  for (const n of nodes.values()) if (n.nodeClass === NodeClass.ReferenceType) add(n.nodeId);
   // every DataType that is not a Structure: the built-in, simple and enumerated types a client may
   // write or a type check walks (a Boolean written to a Double is judged against this hierarchy)
-  const supertype = (n: Node) => n.references.find(([fwd, type]) => !fwd && type === Ref.HasSubtype)?.[2];
-  const isStructure = (n: Node): boolean => {
-    for (let id: number | undefined = n.nodeId; id !== undefined; id = supertype(nodes.get(id)!)) if (id === 22) return true;
-    return false;
-  };
-  for (const n of nodes.values()) if (n.nodeClass === NodeClass.DataType && !isStructure(n)) add(n.nodeId);
+  const isStructure = (id: number | undefined): boolean => id !== undefined && (id === Structure || isStructure(supertypeOf.get(id)));
+  for (const n of nodes.values()) {
+    if (n.nodeClass === NodeClass.ReferenceType || (n.nodeClass === NodeClass.DataType && !isStructure(n.nodeId))) add(n.nodeId);
+  }
   for (const id of seeds) add(id);
   // every event type but conditions: a server that audits or reports model changes raises them
-  const subtypes = (id: number) => [...nodes.values()].filter((n) => n.references.some(([fwd, type, to]) => !fwd && type === Ref.HasSubtype && to === id)).map((n) => n.nodeId);
-  const events = [2041];
+  const events = [BaseEventType];
   while (events.length) {
-    for (const sub of subtypes(events.pop()!)) {
+    for (const sub of subtypesOf.get(events.pop()!) ?? []) {
       if (droppedEventTypes.has(sub)) continue;
       add(sub);
       events.push(sub);
     }
   }
+  // the type-system folders list their roots (BaseObjectType, BaseDataType, References, ...)
+  for (const id of typeFolders) for (const [fwd, type, to] of nodes.get(id)!.references) if (fwd && type === Ref.Organizes) add(to);
 
   while (queue.length) {
     const n = nodes.get(queue.pop()!)!;
     for (const [fwd, type, to] of n.references) {
-      if (fwd && type === Ref.HasTypeDefinition) add(to);
-      else if (!fwd && type === Ref.HasSubtype) add(to); // the supertype
-      else if (fwd && type === Ref.HasModellingRule) add(to);
-      else if (fwd && type === Ref.HasEncoding) add(to);
+      if (fwd ? type === Ref.HasTypeDefinition || type === Ref.HasModellingRule || type === Ref.HasEncoding : type === Ref.HasSubtype) add(to);
       // an instance's children (the Server subtree), and a type's instance declarations
-      else if (fwd && children.has(type) && n.nodeClass !== NodeClass.DataType && n.nodeClass !== NodeClass.ReferenceType) {
-        // folders of the type system organize every type: only what is otherwise kept stays listed
-        if (type === Ref.Organizes && n.nodeId >= 86 && n.nodeId <= 91) continue;
-        add(to);
-      }
+      else if (fwd && children.has(type) && n.nodeClass !== NodeClass.DataType && n.nodeClass !== NodeClass.ReferenceType && !typeFolders.has(n.nodeId)) add(to);
     }
     add(n.dataType);
     add(n.methodDeclarationId);
     for (const p of n.rolePermissions ?? []) add(p.roleId);
     for (const f of n.definition?.fields ?? []) add(f.dataType);
-  }
-  // the type-system folders list their roots (BaseObjectType, BaseDataType, References, ...)
-  for (const id of [88, 89, 90, 91]) for (const [fwd, type, to] of nodes.get(id)!.references) if (fwd && type === Ref.Organizes) add(to);
-  while (queue.length) {
-    const n = nodes.get(queue.pop()!)!;
-    for (const [fwd, type, to] of n.references) if ((fwd && type === Ref.HasTypeDefinition) || (!fwd && type === Ref.HasSubtype)) add(to);
   }
 
   const out = [lines[0]!];
@@ -131,6 +131,5 @@ export function trimNodeset(image: Uint8Array): Uint8Array {
 if (import.meta.main) {
   const trimmed = trimNodeset(new Uint8Array(await Bun.file(source).arrayBuffer()));
   await Bun.write(target, trimmed);
-  const count = gunzipSync(trimmed).toString("utf8").split("\n").filter(Boolean).length - 2;
-  console.log(`trim-nodeset: ${target.pathname.split("/").slice(-4).join("/")}: ${count} nodes, ${(trimmed.length / 1024).toFixed(0)} KB`);
+  console.log(`trim-nodeset: ${target.pathname.split("/").slice(-4).join("/")}: ${imageNodes(trimmed).size} nodes, ${(trimmed.length / 1024).toFixed(0)} KB`);
 }

@@ -10,6 +10,8 @@ const labelText = (labels: Labels) => {
   return entries.length ? `{${entries.map(([k, v]) => `${k}="${escape(v)}"`).join(",")}}` : "";
 };
 
+const noLabels: Labels = Object.freeze({});
+
 export class Counter {
   #values = new Map<string, { labels: Labels; value: number }>();
   constructor(
@@ -17,19 +19,16 @@ export class Counter {
     readonly help: string,
   ) {}
 
-  #plain?: { labels: Labels; value: number };
-
   /** add: the series without labels; asked per message, so no label text is built. */
   add(by = 1): void {
-    if (!this.#plain) {
-      this.#plain = this.#values.get("") ?? { labels: {}, value: 0 };
-      this.#values.set("", this.#plain);
-    }
-    this.#plain.value += by;
+    this.#bump("", noLabels, by);
   }
 
   inc(labels: Labels = {}, by = 1): void {
-    const key = labelText(labels);
+    this.#bump(labelText(labels), labels, by);
+  }
+
+  #bump(key: string, labels: Labels, by: number): void {
     const e = this.#values.get(key);
     if (e) e.value += by;
     else if (this.#values.size < 1000) this.#values.set(key, { labels, value: by }); // bounded label sets

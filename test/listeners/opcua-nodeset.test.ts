@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from "bun:test";
 import { gunzipSync } from "node:zlib";
 import { BrowseDirection, constructEventFilter, TimestampsToReturn } from "node-opcua-client";
-import { trimNodeset } from "../../scripts/trim-nodeset.ts";
+import { imageNodes, trimNodeset } from "../../scripts/trim-nodeset.ts";
 import type { App } from "../../src/app.ts";
 import { cleanupTempDirs, testApp } from "../helpers/app.ts";
 import { AttributeIds, connectOpcua, type OpcuaConnection } from "../helpers/opcua.ts";
@@ -9,8 +9,6 @@ import { AttributeIds, connectOpcua, type OpcuaConnection } from "../helpers/opc
 const full = new URL("../../node_modules/node-opcua-nodesets/nodesets/Opc.Ua.NodeSet2.ndjson.gz", import.meta.url);
 const trimmed = new URL("../../src/listeners/opcua/Opc.Ua.Gatehouse.ndjson.gz", import.meta.url);
 const lines = (gz: Uint8Array) => gunzipSync(gz).toString("utf8").split("\n").filter(Boolean);
-type ImageNode = { nodeId: number; references: [number, number, number][] };
-const nodesOf = (gz: Uint8Array) => new Map(lines(gz).slice(1, -1).map((l) => JSON.parse(l) as ImageNode).map((n) => [n.nodeId, n]));
 
 const apps: App[] = [];
 afterAll(async () => {
@@ -26,7 +24,7 @@ async function scada(args: string[] = []): Promise<OpcuaConnection> {
 }
 
 /** the Server object's subtree (i=2253 down its hierarchical forward references) of an image */
-function serverSubtree(nodes: Map<number, ImageNode>): Set<number> {
+function serverSubtree(nodes: ReturnType<typeof imageNodes>): Set<number> {
   const seen = new Set<number>();
   const todo = [2253];
   while (todo.length) {
@@ -45,8 +43,8 @@ describe("the trimmed standard nodeset", () => {
   });
 
   it("keeps the whole Server object of the standard, with no reference to a node it left out", async () => {
-    const whole = nodesOf(new Uint8Array(await Bun.file(full).arrayBuffer()));
-    const cut = nodesOf(new Uint8Array(await Bun.file(trimmed).arrayBuffer()));
+    const whole = imageNodes(new Uint8Array(await Bun.file(full).arrayBuffer()));
+    const cut = imageNodes(new Uint8Array(await Bun.file(trimmed).arrayBuffer()));
     expect(cut.size).toBeLessThan(whole.size / 3);
     expect([...serverSubtree(whole)].filter((id) => !cut.has(id))).toEqual([]);
     const dangling = [...cut.values()].flatMap((n) => n.references.filter(([, type, to]) => !cut.has(to) || !cut.has(type)).map(() => n.nodeId));
