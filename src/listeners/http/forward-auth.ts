@@ -43,9 +43,10 @@ const standardFamilies = ["original", "forwarded"] as const;
 
 const readMethods = new Set(["GET", "HEAD", "OPTIONS"]);
 
-/** ForwardAuthDecision: what the device API answers (statuses chosen so nginx passes them on: 2xx, 401, 403). */
+/** ForwardAuthRefusal: why a check was refused before credentials were looked at (the metric's `reason` label). */
 export type ForwardAuthRefusal = PathRefusal | "proxy-not-named" | "foreign-header" | "missing-uri" | "missing-method";
 
+/** Responses: the device API's JSON problem answers, so both speak one format. */
 interface Responses {
   problem(status: number, error: string, message: string, headers?: Record<string, string>): Response;
 }
