@@ -20,7 +20,7 @@ type Req = () => Promise<Response>;
 const phases: [string, Req][] = [
   ["unauthenticated GET /healthz (baseline)", () => fetch(`${base}/healthz`)],
   ["authenticated POST /api/v1/data/...", () => fetch(`${base}/api/v1/data/bench/line1/temp`, { method: "POST", headers: { authorization: basic(user!, pass!) }, body: "21.5" })],
-  ["forward auth GET /auth/http", () => fetch(`${base}/auth/http`, { headers: { authorization: basic(viewer!, viewerPass!), "x-original-uri": "/dashboard/line1" } })],
+  ["forward auth GET /auth/http", () => fetch(`${base}/auth/http`, { headers: { authorization: basic(viewer!, viewerPass!), "x-original-uri": "/dashboard/line1", "x-original-method": "GET" } })],
 ];
 
 async function run(req: Req): Promise<{ rate: number; p50: number; p99: number }> {

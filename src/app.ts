@@ -62,6 +62,7 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
     httpsPort: config.httpsPort,
     tls,
     redirect: config.httpRedirect,
+    trustedProxies: config.trustedProxies,
     maxBodyBytes,
     websockets: mounts.flatMap((m) => (m.websocket ? [m.websocket] : [])),
     requests: core.metrics.counter("gatehouse_http_requests_total", "HTTP requests by route class and status"),

@@ -1,4 +1,5 @@
 import { parseArgs } from "node:util";
+import { parseTrustedProxies, type TrustedProxies } from "./lib/client-address.ts";
 import type { LogLevel } from "./lib/logger.ts";
 import { ConfigError, parseBool, parseCount, parsePortOrOff, type OptionReader, type OptionSpec } from "./lib/options.ts";
 import { listenerRegistry } from "./listeners/index.ts";
@@ -33,6 +34,8 @@ export interface Config {
   readonly publicUrl?: string;
   /** Admin session lifetime in seconds. */
   readonly sessionTtlSeconds: number;
+  /** peers whose X-Forwarded-For names the client (reverse proxies); none by default */
+  readonly trustedProxies: TrustedProxies;
   /** the enabled listeners, in registry order */
   readonly listeners: readonly ListenerConfig[];
 }
@@ -50,6 +53,7 @@ const commonOptions: Record<string, OptionSpec> = {
   "log-level": { flag: "--log-level L", env: "GATEHOUSE_LOG_LEVEL", help: "debug | info | warn | error", default: "info" },
   "public-url": { flag: "--public-url URL", env: "GATEHOUSE_PUBLIC_URL", help: "base URL shown in the setup link" },
   "session-ttl": { flag: "--session-ttl SECONDS", env: "GATEHOUSE_SESSION_TTL", help: "admin sign-in lifetime", default: "43200" },
+  "trusted-proxies": { flag: "--trusted-proxies LIST", env: "GATEHOUSE_TRUSTED_PROXIES", help: "reverse proxies (ADDR or CIDR, comma-separated) whose X-Forwarded-For names the client; none by default" },
 };
 
 /** serveOptions: every flag of `serve` with its environment twin; `--help` is generated from this. */
@@ -137,6 +141,7 @@ export function parseServeConfig(argv: string[], env: Record<string, string | un
     adminPassword,
     publicUrl,
     sessionTtlSeconds: parseCount("session-ttl", get("session-ttl")!, 60, 10 * 365 * 86400),
+    trustedProxies: parseTrustedProxies(get("trusted-proxies")),
     listeners: Object.freeze(listeners),
   });
 }

@@ -31,10 +31,23 @@ describe("serve configuration", () => {
       [["--session-ttl", "5"], "--session-ttl"],
       [["--log-level", "loud"], "--log-level"],
       [["--no-such-flag"], "no-such-flag"],
+      [["--forward-auth-proxy", "apache"], "--forward-auth-proxy"],
+      [["--forward-auth-proxy", "NGINX"], "--forward-auth-proxy"],
+      [["--trusted-proxies", "localhost"], "--trusted-proxies"],
+      [["--trusted-proxies", "10.0.0.0/40"], "--trusted-proxies"],
     ] as const) {
       expect(() => parseServeConfig([...argv], {})).toThrow(ConfigError);
       expect(() => parseServeConfig([...argv], {})).toThrow(flag);
     }
+  });
+
+  it("names no proxy and trusts no proxy unless told", () => {
+    const plain = parseServeConfig([], {});
+    expect(optionsOf(plain, "http")).toMatchObject({ forwardAuthProxy: "off" });
+    expect(plain.trustedProxies.text).toEqual([]);
+    const named = parseServeConfig(["--forward-auth-proxy", "caddy"], { GATEHOUSE_TRUSTED_PROXIES: "127.0.0.1, 10.0.0.0/8" });
+    expect(optionsOf(named, "http")).toMatchObject({ forwardAuthProxy: "caddy" });
+    expect(named.trustedProxies.text).toEqual(["127.0.0.1", "10.0.0.0/8"]);
   });
 
   it("--help lists every registered listener's flags with their environment twins", () => {

@@ -1,4 +1,5 @@
 import type { ServerWebSocket } from "bun";
+import { clientAddress, type TrustedProxies } from "../lib/client-address.ts";
 import { setRemote, type WsMount, type WsPeer } from "../lib/http.ts";
 import type { TlsSource } from "../lib/tls.ts";
 import type { Counter } from "../core/metrics.ts";
@@ -28,19 +29,21 @@ interface WsData {
 /**
  * createWebServer: the admin page, the JSON API, the HTTP integrations and MQTT over WebSockets, on
  * the HTTP port and the HTTPS port (one TLS configuration for all; a reloaded certificate takes
- * effect for new connections, open ones stay). Each request's peer address is recorded for the
- * throttles; `redirect` sends plain HTTP to HTTPS instead.
+ * effect for new connections, open ones stay). Each request's client address is resolved once here
+ * (the peer, or behind a trusted proxy its X-Forwarded-For) and recorded for every throttle and log
+ * (admin sign-in, device API, forward auth); `redirect` sends plain HTTP to HTTPS instead.
  */
 export function createWebServer(
   app: WebApp,
-  opts: { host: string; httpPort: number | null; httpsPort: number | null; tls?: TlsSource; redirect?: boolean; maxBodyBytes: number; websockets?: WsMount[]; requests?: Counter },
+  opts: { host: string; httpPort: number | null; httpsPort: number | null; tls?: TlsSource; redirect?: boolean; trustedProxies?: TrustedProxies; maxBodyBytes: number; websockets?: WsMount[]; requests?: Counter },
 ): WebServer {
   const servers: { scheme: "http" | "https"; server: ReturnType<typeof Bun.serve<WsData, never>> }[] = [];
   let detachTls: (() => void) | undefined;
   const websockets = opts.websockets ?? [];
 
   const handler = (scheme: "http" | "https") => (request: Request, server: ReturnType<typeof Bun.serve<WsData, never>>) => {
-    const remote = server.requestIP(request)?.address ?? "local";
+    const peer = server.requestIP(request)?.address ?? "local";
+    const remote = opts.trustedProxies ? clientAddress(peer, request.headers.get("x-forwarded-for"), opts.trustedProxies) : peer;
     setRemote(request, remote);
     const url = new URL(request.url);
     if (scheme === "http" && opts.redirect && opts.httpsPort !== null) {

@@ -16,10 +16,3 @@ export function parseBasicAuth(header: string | null): { username: string; passw
   if (colon <= 0) return undefined;
   return { username: text.slice(0, colon), password: text.slice(colon + 1) };
 }
-
-/** clientAddressBehindProxy: a loopback peer is a reverse proxy on this device; its X-Forwarded-For names the client. */
-export function clientAddressBehindProxy(request: Request, peer: string): string {
-  if (!/^(127\.|::1$|::ffff:127\.)/.test(peer)) return peer;
-  const forwarded = request.headers.get("x-forwarded-for")?.split(",").at(-1)?.trim() || request.headers.get("x-real-ip")?.trim();
-  return forwarded && forwarded.length <= 64 && /^[0-9a-fA-F.:]+$/.test(forwarded) ? forwarded : peer;
-}

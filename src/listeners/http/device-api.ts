@@ -7,7 +7,8 @@ import { integrationTypes, isIntegrationType, type Integration, type LoginFailur
 import { StaleLoginError } from "../../lib/errors.ts";
 import type { HttpMount } from "../../lib/http.ts";
 import type { Logger } from "../../lib/logger.ts";
-import { clientAddressBehindProxy, parseBasicAuth } from "./basic-auth.ts";
+import { parseBasicAuth } from "./basic-auth.ts";
+import { createForwardAuth, type ForwardAuthProxy } from "./forward-auth.ts";
 
 export interface DeviceApiOptions {
   /** an integration is online while it made an authenticated request this recently */
@@ -16,6 +17,8 @@ export interface DeviceApiOptions {
   maxBodyBytes: number;
   /** most messages in one batch */
   maxBatch: number;
+  /** the reverse proxy that asks `/auth/http` (its headers are the only ones read); off: every check is 403 */
+  forwardAuthProxy: ForwardAuthProxy | "off";
 }
 
 const json = (body: unknown, status = 200, headers: Record<string, string> = {}) =>
@@ -212,23 +215,8 @@ export function createDeviceApi(core: Core, log: Logger, opts: DeviceApiOptions)
     return json(payloadView(topic, payload, retainedAt.get(topic)));
   };
 
-  /** forwardAuth: nginx `auth_request`, Traefik and Caddy `forward_auth` ask whether to let a request through. */
-  const forwardAuth = async (request: Request, remote: string) => {
-    const result = await authenticate(request, remote);
-    if (result instanceof Response) return result;
-    const uri = request.headers.get("x-original-uri") ?? request.headers.get("x-forwarded-uri") ?? "/";
-    let path: string;
-    try {
-      path = decodeURIComponent(new URL(uri, "http://upstream").pathname);
-    } catch {
-      return problem(400, "invalid_request", "the original URI is malformed");
-    }
-    const method = (request.headers.get("x-original-method") ?? request.headers.get("x-forwarded-method") ?? "GET").toUpperCase();
-    const integration = credentials.peek(result.id);
-    const allowed = ["GET", "HEAD", "OPTIONS"].includes(method) ? mayRead(integration, path) : mayPublish(integration, path);
-    if (!allowed) return problem(403, "forbidden", "this integration may not open this path");
-    return new Response(null, { status: 200, headers: { "x-gatehouse-integration": result.username } });
-  };
+  /** forwardAuth: nginx `auth_request`, Caddy `forward_auth`, Traefik `forwardAuth`, Envoy `ext_authz` (forward-auth.ts). */
+  const forwardAuth = createForwardAuth(core, log, { proxy: opts.forwardAuthProxy, authenticate, responses: { problem } });
 
   /**
    * register: explicit registration for devices that prefer asking to guessing: 423 while onboarding is
@@ -278,8 +266,8 @@ export function createDeviceApi(core: Core, log: Logger, opts: DeviceApiOptions)
   const mount: HttpMount = {
     maxBodyBytes: opts.maxBodyBytes,
     claims: (path) => path === "/api/v1/data" || path.startsWith("/api/v1/data/") || path === "/auth/http" || path === "/api/v1/register",
-    async fetch(request, peer) {
-      const remote = clientAddressBehindProxy(request, peer);
+    // `remote` is the client as the web server resolved it (behind a trusted proxy, its X-Forwarded-For)
+    async fetch(request, remote) {
       const url = new URL(request.url);
       try {
         if (url.pathname === "/auth/http") return await forwardAuth(request, remote);
