@@ -12,7 +12,7 @@ import { CredentialStore, type AcceptsTable, type HashCost } from "./credentials
 import { statusOf, type IntegrationType } from "./types.ts";
 import { EventBus } from "./events.ts";
 import { LoginLog } from "./login-log.ts";
-import { SessionRegistry } from "./sessions.ts";
+import { kickReasons, SessionRegistry } from "./sessions.ts";
 
 export interface CoreOptions {
   hashCost?: HashCost;
@@ -60,12 +60,12 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     const n = sessions.kickIntegration(integration.id, reason);
     if (n > 0) log.info("sessions dropped", { integration: integration.username, count: n, reason });
   };
-  events.on("integration.deactivated", kick("integration deactivated"));
-  events.on("integration.deleted", kick("integration deleted"));
+  events.on("integration.deactivated", kick(kickReasons.deactivated));
+  events.on("integration.deleted", kick(kickReasons.deleted));
   events.on("integration.updated", (e) => {
-    if (e.passwordChanged) kick("password changed")(e);
+    if (e.passwordChanged) kick(kickReasons.passwordChanged)(e);
     // Subscriptions were granted under the old permissions: reconnecting applies the new ones.
-    else if (e.aclChanged) kick("permissions changed")(e);
+    else if (e.aclChanged) kick(kickReasons.permissionsChanged)(e);
   });
   // An audit trail of every change, whoever made it (page, API, CLI through the database).
   for (const name of ["integration.created", "integration.deleted", "integration.activated", "integration.deactivated"] as const) {

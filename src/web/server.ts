@@ -1,5 +1,5 @@
 import type { ServerWebSocket } from "bun";
-import { setRemote, type WsMount, type WsPeer } from "../lib/http.ts";
+import { setHoldControl, setRemote, type WsMount, type WsPeer } from "../lib/http.ts";
 import type { TlsSource } from "../lib/tls.ts";
 import type { Counter } from "../core/metrics.ts";
 
@@ -42,6 +42,7 @@ export function createWebServer(
   const handler = (scheme: "http" | "https") => (request: Request, server: ReturnType<typeof Bun.serve<WsData, never>>) => {
     const remote = server.requestIP(request)?.address ?? "local";
     setRemote(request, remote);
+    setHoldControl(request, (seconds) => server.timeout(request, seconds));
     const url = new URL(request.url);
     if (scheme === "http" && opts.redirect && opts.httpsPort !== null) {
       const https = servers.find((s) => s.scheme === "https")?.server.port ?? opts.httpsPort;
