@@ -20,7 +20,16 @@ import { mayRead } from "../../core/permissions.ts";
 import { UserTokenType } from "node-opcua-types";
 import { makeSHA1Thumbprint } from "node-opcua-crypto";
 import { buildAddressSpace } from "./address-space.ts";
-import { guardMonitoredItems, interruptChannelsOf, offerOnlyUserTokens, onCertificateRefused, onIdentityRefused, onSecureChannelRefused } from "./node-opcua-internals.ts";
+import {
+  guardMonitoredItems,
+  hideFromRegistration,
+  hideNodes,
+  interruptChannelsOf,
+  offerOnlyUserTokens,
+  onCertificateRefused,
+  onIdentityRefused,
+  onSecureChannelRefused,
+} from "./node-opcua-internals.ts";
 import { certificateTrust, trimFolder } from "./certificates.ts";
 // The standard nodeset as precompiled images, embedded in the binary (the package's own lookup
 // reads files next to itself, which do not exist inside `bun build --compile`): by default the one
@@ -194,13 +203,17 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
   const minSampleRate = s.engine.addressSpace!.findNode("i=2272") as UAVariable | null;
   minSampleRate?.bindVariable({ get: () => new Variant({ dataType: DataType.Double, value: 0 }) }, true);
   const startedAt = Date.now();
-  const stopBridge = await buildAddressSpace(s.engine.addressSpace!, {
+  const topicSpace = await buildAddressSpace(s.engine.addressSpace!, {
     version: opts.version,
     status: { integrations: () => credentials.count(), onlineByType: () => sessions.onlineCountByType(), startedAt },
     bus: core.bus,
     integrationOf,
     log,
   });
+  // A topic a session may not read is absent to it in every service that names nodes.
+  hideNodes(s, topicSpace.isHidden);
+  /** sessions whose per-session guards are installed (a re-activation keeps them: they ask who it is now) */
+  const guarded = new WeakSet<ServerSession>();
 
   // Only username tokens: anonymous is off, and X509 user tokens would bypass the integrations.
   offerOnlyUserTokens(s, [UserTokenType.UserName]);
@@ -229,10 +242,18 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
     const integration = loginOf.get(session);
     closeHandle(session); // a re-activation replaces the previous identity
     if (!integration) return;
-    guardMonitoredItems(session, (owner, nodeIdValue) => {
-      if (typeof nodeIdValue !== "string" || !nodeIdValue.startsWith("Topics/")) return true; // Status: any signed-in session
-      return mayRead(integrationOf(owner), nodeIdValue.slice("Topics/".length));
-    });
+    if (!guarded.has(session)) {
+      guarded.add(session);
+      guardMonitoredItems(
+        session,
+        (owner, nodeIdValue) => {
+          if (typeof nodeIdValue !== "string" || !nodeIdValue.startsWith("Topics/")) return true; // Status: any signed-in session
+          return mayRead(integrationOf(owner), nodeIdValue.slice("Topics/".length));
+        },
+        topicSpace.isHidden,
+      );
+      hideFromRegistration(session, topicSpace.isHidden);
+    }
     const kick = (reason: string) => {
       log.info("opc ua session closed", { username: integration.username, reason });
       handles.delete(session);
@@ -276,7 +297,7 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
     async stop() {
       detachTrust();
       detachMetrics();
-      stopBridge();
+      topicSpace.stop();
       for (const session of [...handles.keys()]) closeHandle(session);
       await s.shutdown(0);
     },
