@@ -312,6 +312,9 @@ export function createDeviceApi(core: Core, log: Logger, opts: DeviceApiOptions)
       return problem(400, "invalid_request", `username and password are strings; type is one of ${integrationTypes.join(", ")}`);
     }
     const meta = { remote, clientId: request.headers.get("user-agent")?.slice(0, 128) };
+    // the window or the name may have just been opened or made by the CLI
+    const catchingUp = core.fresh();
+    if (catchingUp) await catchingUp;
     if (credentials.findByUsername(username)) {
       const result = await credentials.verify(type, username, password, meta);
       if (result.ok) return json({ status: "approved", username }, 201);
