@@ -309,3 +309,25 @@ export function hideFromRegistration(session: ServerSession, hidden: HiddenNode)
   const register = s.registerNode.bind(session);
   s.registerNode = (nodeId) => (hidden(session, nodeId) ? nodeId : register(nodeId));
 }
+
+/**
+ * reclaimAtSessionLimit: when CreateSession meets the session limit, node-opcua closes the oldest
+ * session that was never activated (Part 4 §5.6.2), found by `engine.getOldestInactiveSession`. When
+ * it finds none, `pick` offers one this server counts as unused: an activated session whose secure
+ * channel is gone (its client died or lost the network), which the library would otherwise keep, and
+ * count, until its timeout. The library closes it its usual way (subscriptions kept for a transfer
+ * until their lifetime ends).
+ */
+export function reclaimAtSessionLimit(server: OPCUAServer, pick: () => ServerSession | undefined): void {
+  const engine = server.engine as unknown as { getOldestInactiveSession?: () => ServerSession | null };
+  if (typeof engine.getOldestInactiveSession !== "function") fail("ServerEngine.getOldestInactiveSession is missing");
+  const oldestInactive = engine.getOldestInactiveSession.bind(engine);
+  engine.getOldestInactiveSession = () => oldestInactive() ?? pick() ?? null;
+}
+
+/** onChannelLost: the session's secure channel ended (closed or broken) while the session lives on. */
+export function onChannelLost(session: ServerSession, handler: () => void): void {
+  const s = session as unknown as { on(event: "channel_aborted", h: () => void): void; status?: unknown };
+  if (typeof s.on !== "function" || typeof s.status !== "string") fail("ServerSession changed shape (on / status)");
+  s.on("channel_aborted", handler);
+}
