@@ -25,12 +25,12 @@ import {
   hideFromRegistration,
   hideNodes,
   interruptChannelsOf,
-  onChannelLost,
-  reclaimAtSessionLimit,
   offerOnlyUserTokens,
   onCertificateRefused,
+  onChannelLost,
   onIdentityRefused,
   onSecureChannelRefused,
+  reclaimAtSessionLimit,
 } from "./node-opcua-internals.ts";
 import { certificateTrust, trimFolder } from "./certificates.ts";
 // The standard nodeset as precompiled images, embedded in the binary (the package's own lookup
