@@ -63,6 +63,11 @@ export interface CredentialOptions {
   now?: () => number;
   throttle?: FailureThrottle;
   accepts?: AcceptsTable;
+  /**
+   * fresh: before each login, memory catches up with what another process (the CLI) committed; false
+   * when it is current (see external-sync.ts)
+   */
+  fresh?: () => false | Promise<unknown>;
   /** told of every login refused as an unknown user, with what the client presented (smart onboarding) */
   onUnknown?: (type: IntegrationType, username: string, password: string, meta: LoginMeta) => void;
 }
@@ -130,6 +135,10 @@ export class CredentialStore {
 
   /** verify: may this username+password log in over the listener of `type`? Records the outcome. */
   async verify(type: IntegrationType, username: string, password: string, meta: LoginMeta = {}): Promise<VerifyResult> {
+    // A credential the CLI added, re-enabled or changed counts the moment the CLI exits; one it
+    // disabled or removed is refused as soon: every login first looks for such writes (one PRAGMA).
+    const catchingUp = this.opts.fresh?.();
+    if (catchingUp) await catchingUp;
     const result = await this.#verifier.check(type, username, password, meta);
     if (result.ok) {
       const t = this.now();

@@ -11,8 +11,9 @@ import type { VrpcDirectory } from "./vrpc.ts";
 import { CredentialStore, type AcceptsTable, type HashCost } from "./credentials.ts";
 import { statusOf, type IntegrationType } from "./types.ts";
 import { EventBus } from "./events.ts";
+import { ExternalSync } from "./external-sync.ts";
 import { LoginLog } from "./login-log.ts";
-import { SessionRegistry } from "./sessions.ts";
+import { kickReasons, SessionRegistry } from "./sessions.ts";
 
 export interface CoreOptions {
   hashCost?: HashCost;
@@ -38,6 +39,7 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
   const credentials = new CredentialStore(db, events, {
     hashCost: opts.hashCost,
     accepts: opts.accepts,
+    fresh: () => external.fresh(),
     onUnknown: (type, username, password, meta) => {
       onboarding.consider(type, username, password, meta).catch((err) => log.error("onboarding request failed", { err }));
     },
@@ -60,12 +62,12 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     const n = sessions.kickIntegration(integration.id, reason);
     if (n > 0) log.info("sessions dropped", { integration: integration.username, count: n, reason });
   };
-  events.on("integration.deactivated", kick("integration deactivated"));
-  events.on("integration.deleted", kick("integration deleted"));
+  events.on("integration.deactivated", kick(kickReasons.deactivated));
+  events.on("integration.deleted", kick(kickReasons.deleted));
   events.on("integration.updated", (e) => {
-    if (e.passwordChanged) kick("password changed")(e);
+    if (e.passwordChanged) kick(kickReasons.passwordChanged)(e);
     // Subscriptions were granted under the old permissions: reconnecting applies the new ones.
-    else if (e.aclChanged) kick("permissions changed")(e);
+    else if (e.aclChanged) kick(kickReasons.permissionsChanged)(e);
   });
   // An audit trail of every change, whoever made it (page, API, CLI through the database).
   for (const name of ["integration.created", "integration.deleted", "integration.activated", "integration.deactivated"] as const) {
@@ -81,20 +83,19 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     log.debug("session opened", { type: s.type, username: s.username, clientId: s.clientId, remote: s.remote }),
   );
 
-  let lastVersion = dataVersion(db);
-  /** syncExternalChanges: cheap when nothing changed (one PRAGMA); reconciles when the CLI wrote. */
-  const syncExternalChanges = () => {
-    const v = dataVersion(db);
-    if (v === lastVersion) return false;
-    lastVersion = v;
+  const external = new ExternalSync(
+    () => dataVersion(db),
     // Attributed to the other process, which records its own activity.
-    actAs("external", () => {
-      credentials.reload();
-      onboarding.reload();
-      admins.syncExternal();
-    });
-    return true;
-  };
+    () =>
+      actAs("external", () => {
+        credentials.reload();
+        onboarding.reload();
+        admins.syncExternal();
+      }),
+    (err) => log.error("external change sync failed", { err }),
+  );
+  /** syncExternalChanges: cheap when nothing changed (one PRAGMA); reconciles when the CLI wrote. */
+  const syncExternalChanges = () => external.now();
 
   const timers: ReturnType<typeof setInterval>[] = [];
   return {
@@ -117,6 +118,11 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     /** the VRPC listener's directory of agents while it runs */
     vrpc: new Slot<VrpcDirectory>(),
     syncExternalChanges,
+    /**
+     * fresh: before a decision that must see every change another process has committed (a login
+     * does this itself): `false` when memory is current, else a promise (see external-sync.ts).
+     */
+    fresh: () => external.fresh(),
     /** start: background work; stop: flushes what is pending. */
     start() {
       onboarding.start();

@@ -2,6 +2,18 @@ import { StaleLoginError } from "../lib/errors.ts";
 import type { EventBus } from "./events.ts";
 import { integrationTypes, type Integration, type IntegrationType } from "./types.ts";
 
+/**
+ * kickReasons: why the core drops every session of an integration. A listener that must answer a
+ * request in flight (an HTTP long poll) tells a password change (the credentials it carried are no
+ * longer valid: 401) from the others, which it judges again against the integration as it is now.
+ */
+export const kickReasons = {
+  deactivated: "integration deactivated",
+  deleted: "integration deleted",
+  passwordChanged: "password changed",
+  permissionsChanged: "permissions changed",
+} as const;
+
 /** SessionInfo: one live connection of one client, as the page and the API show it. */
 export interface SessionInfo {
   id: string;

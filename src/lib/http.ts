@@ -45,6 +45,18 @@ export function remoteOf(request: Request): string {
   return remotes.get(request) ?? "local";
 }
 
+const holds = new WeakMap<Request, (seconds: number) => void>();
+
+/** setHoldControl: the web server says how a request may outlive the idle timeout (Bun's default is ~10 s). */
+export function setHoldControl(request: Request, hold: (seconds: number) => void): void {
+  holds.set(request, hold);
+}
+
+/** holdOpen: a response that is meant to take a while (a long poll) keeps its connection that long. */
+export function holdOpen(request: Request, seconds: number): void {
+  holds.get(request)?.(seconds);
+}
+
 /**
  * HttpMount: a listener's share of the HTTP port. The web server hands it every request whose path it
  * claims, before the admin routes and their sign-in guard: device credentials and admin credentials

@@ -1,6 +1,6 @@
 import type { ServerWebSocket } from "bun";
 import { clientAddress, type TrustedProxies } from "../lib/client-address.ts";
-import { setRemote, type WsMount, type WsPeer } from "../lib/http.ts";
+import { setHoldControl, setRemote, type WsMount, type WsPeer } from "../lib/http.ts";
 import type { TlsSource } from "../lib/tls.ts";
 import type { Counter } from "../core/metrics.ts";
 
@@ -45,6 +45,7 @@ export function createWebServer(
     const peer = server.requestIP(request)?.address ?? "local";
     const remote = opts.trustedProxies ? clientAddress(peer, request.headers.get("x-forwarded-for"), opts.trustedProxies) : peer;
     setRemote(request, remote);
+    setHoldControl(request, (seconds) => server.timeout(request, seconds));
     const url = new URL(request.url);
     if (scheme === "http" && opts.redirect && opts.httpsPort !== null) {
       const https = servers.find((s) => s.scheme === "https")?.server.port ?? opts.httpsPort;

@@ -2,6 +2,8 @@ import { afterAll, describe, expect, it } from "bun:test";
 import { openDataDir } from "../../src/db/data-dir.ts";
 import { CredentialStore } from "../../src/core/credentials.ts";
 import { EventBus } from "../../src/core/events.ts";
+import { ExternalSync } from "../../src/core/external-sync.ts";
+import { dataVersion } from "../../src/db/client.ts";
 import { FailureThrottle } from "../../src/core/throttle.ts";
 import { ConflictError, ValidationError } from "../../src/lib/errors.ts";
 import { cleanupTempDirs, testCore, testHashCost } from "../helpers/app.ts";
@@ -230,6 +232,52 @@ describe("another process writing the database", () => {
     expect(core.credentials.cachedEntries(integration.id)).toBe(0);
     expect(await core.credentials.verify("mqtt", "remote-off", password)).toEqual({ ok: false, reason: "deactivated" });
     expect(core.syncExternalChanges()).toBe(false);
+  });
+});
+
+describe("a login sees what another process committed before it", () => {
+  it("a name the CLI added, a password it reset, an integration it re-enabled: at once, no poll needed", async () => {
+    const { core, dir } = testCore(); // the core's poller is not started: only the login can notice
+    const cliDb = openDataDir(dir);
+    const cli = new CredentialStore(cliDb, new EventBus(), { hashCost: testHashCost });
+    try {
+      const made = await cli.create({ type: "mqtt", username: "from-cli" });
+      expect((await core.credentials.verify("mqtt", "from-cli", made.password)).ok).toBe(true);
+      const reset = await cli.resetPassword(made.integration.id);
+      expect((await core.credentials.verify("mqtt", "from-cli", reset.password)).ok).toBe(true);
+      expect(await core.credentials.verify("mqtt", "from-cli", made.password)).toEqual({ ok: false, reason: "wrong-password" });
+      cli.setActive(made.integration.id, false);
+      expect(await core.credentials.verify("mqtt", "from-cli", reset.password)).toEqual({ ok: false, reason: "deactivated" });
+      cli.setActive(made.integration.id, true);
+      expect((await core.credentials.verify("mqtt", "from-cli", reset.password)).ok).toBe(true);
+    } finally {
+      cliDb.$client.close();
+    }
+  });
+
+  it("a spray of logins reloads nothing while nothing changed, and once for one change however many ask", async () => {
+    const { db, dir } = testCore();
+    const cliDb = openDataDir(dir);
+    let reloads = 0;
+    const sync = new ExternalSync(() => dataVersion(db), () => reloads++, (err) => { throw err; });
+    try {
+      for (let i = 0; i < 1000; i++) expect(sync.fresh()).toBe(false);
+      expect(reloads).toBe(0);
+      const cli = new CredentialStore(cliDb, new EventBus(), { hashCost: testHashCost });
+      await cli.create({ type: "mqtt", username: "one-change" });
+      const asked = Array.from({ length: 100 }, () => sync.fresh());
+      expect(await Promise.all(asked)).toContain(true);
+      expect(reloads).toBe(1);
+      // a second change right after: the next reload waits out the gap, and all who ask share it
+      await cli.create({ type: "mqtt", username: "second-change" });
+      const second = Array.from({ length: 100 }, () => sync.fresh());
+      expect(new Set(second).size).toBe(1);
+      expect(await second[0]).toBe(true);
+      expect(reloads).toBe(2);
+      expect(sync.fresh()).toBe(false);
+    } finally {
+      cliDb.$client.close();
+    }
   });
 });
 

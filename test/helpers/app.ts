@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { createApp, type App } from "../../src/app.ts";
 import { openDataDir } from "../../src/db/data-dir.ts";
 import { parseServeConfig } from "../../src/config.ts";
-import { createCore, type Core } from "../../src/core/index.ts";
+import { createCore, type Core, type CoreOptions } from "../../src/core/index.ts";
 import type { Db } from "../../src/db/client.ts";
 import { createLogger, silentLogger, type Logger } from "../../src/lib/logger.ts";
 import { acceptsTable } from "../../src/listeners/index.ts";
@@ -72,15 +72,19 @@ export async function testWeb() {
   return { core, db, dir, web, cookie, csrf, request };
 }
 
-/** testApp: the whole appliance on 127.0.0.1 with every port 0. */
-export async function testApp(extraArgs: string[] = [], env: Record<string, string> = {}): Promise<{ app: App; dir: string; url: string; lines: string[] }> {
+/** testApp: the whole appliance on 127.0.0.1 with every port 0 (`coreOptions` override the test defaults). */
+export async function testApp(
+  extraArgs: string[] = [],
+  env: Record<string, string> = {},
+  coreOptions: CoreOptions = {},
+): Promise<{ app: App; dir: string; url: string; lines: string[] }> {
   const dir = tempDir();
   const config = parseServeConfig(
     ["--data-dir", dir, "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "off", "--mqtt-port", "0", "--mqtts-port", "off", "--opcua-port", "0", ...extraArgs],
     { GATEHOUSE_ADMIN_PASSWORD: adminPassword, ...env },
   );
   const { log, lines } = memoryLog();
-  const app = createApp(config, log, { hashCost: testHashCost, watchIntervalMs: 100 });
+  const app = createApp(config, log, { hashCost: testHashCost, watchIntervalMs: 100, ...coreOptions });
   await app.start();
   const http = app.address("http")!;
   return { app, dir, url: `http://127.0.0.1:${http.port}`, lines };

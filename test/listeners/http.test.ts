@@ -137,6 +137,61 @@ describe("HTTP integrations: data", () => {
     await m.endAsync();
   });
 
+  // HOSTILE.md "ask at delivery": a poll started before a revoke must answer with the refusal, at once,
+  // and never with the value published after it.
+  const revokes: [string, (id: number) => unknown, number][] = [
+    ["deactivated", (id) => app.core.credentials.setActive(id, false), 403],
+    ["read permission narrowed", (id) => app.core.credentials.update(id, { subscribeAcl: ["elsewhere/#"] }), 403],
+    ["topic denied", (id) => app.core.credentials.update(id, { denySubscribeAcl: ["plant/+/secret"] }), 403],
+    ["password changed", (id) => app.core.credentials.resetPassword(id), 401],
+    ["deleted", (id) => app.core.credentials.remove(id), 401],
+  ];
+  for (const [name, revoke, status] of revokes) {
+    it(`a long poll across a revoke (${name}) answers ${status} at once, not the next value`, async () => {
+      const slug = name.replace(/\W+/g, "-");
+      const dev = await make(`poll-${slug}`);
+      const topics = [`plant/${slug}/secret`, `plant/${slug}-2/secret`];
+      // two waiters of the same integration: the kick ends both
+      const polls = topics.map((t) => get(`/api/v1/data/${t}?wait=60`, dev.auth));
+      await eventually(() => expect(app.core.sessions.list({ integrationId: dev.integration.id })[0]?.requests).toBe(2));
+      await revoke(dev.integration.id);
+      const machine = await make(`poll-pub-${slug}`, "mqtt");
+      const m = await connectMqtt(mqttPort, { username: `poll-pub-${slug}`, password: machine.password });
+      for (const t of topics) await m.publishAsync(t, "next-value", { qos: 1 });
+      for (const res of await Promise.all(polls)) {
+        const body = await res.text();
+        expect([name, res.status]).toEqual([name, status]);
+        expect(body).not.toContain("next-value");
+        if (status === 401) expect(res.headers.get("www-authenticate")).toStartWith("Basic");
+      }
+      await m.endAsync();
+    }, 20_000);
+  }
+
+  it("a long poll outlives the server's idle timeout (Bun's ~10 s) and ends with what a timeout answers", async () => {
+    const dev = await make("poll-patient");
+    const res = await get("/api/v1/data/plant/patient/state?wait=11", dev.auth);
+    expect(res.status).toBe(404);
+  }, 20_000);
+
+  it("a kick ends every long poll of the integration at once, with no value published", async () => {
+    const dev = await make("poll-kicked");
+    const polls = ["a", "b", "c"].map((t) => get(`/api/v1/data/plant/kicked/${t}?wait=60`, dev.auth));
+    await eventually(() => expect(app.core.sessions.list({ integrationId: dev.integration.id })[0]?.requests).toBe(3));
+    app.core.credentials.setActive(dev.integration.id, false);
+    expect((await Promise.all(polls)).map((r) => r.status)).toEqual([403, 403, 403]);
+    // the session is gone with them: nothing keeps the integration online
+    expect(app.core.sessions.countFor(dev.integration.id)).toBe(0);
+  }, 20_000);
+
+  it("a long poll whose topic stays readable after a permission change ends like a timeout", async () => {
+    const dev = await make("poll-widened");
+    const poll = get("/api/v1/data/plant/widened/state?wait=60", dev.auth);
+    await eventually(() => expect(app.core.sessions.countFor(dev.integration.id)).toBe(1));
+    app.core.credentials.update(dev.integration.id, { subscribeAcl: ["#", "elsewhere/#"] });
+    expect((await poll).status).toBe(404); // nothing retained there: what the timeout answers
+  }, 20_000);
+
   it("a batch is all or nothing", async () => {
     const dev = await make("batcher", "http", { publishAcl: ["batch/ok/#"] });
     const watcher = await make("batch-watcher", "mqtt");

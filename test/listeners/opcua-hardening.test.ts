@@ -49,9 +49,13 @@ describe("OPC UA values follow the read permission everywhere", () => {
       const m = await publisher(`secret-pub-${sampling}`);
       const t = `secret${sampling}/recipe`;
       await m.publishAsync(t, "secret-initial", { retain: true, qos: 1 });
-      const denied = await opcuaUser(`nosy-${sampling}`, { subscribeAcl: ["nothing/#"] });
+      // The session may read a topic below `t`, so `t` is there for it (a level on the way), but its
+      // own value is not readable. (A topic with nothing readable below is absent: opcua-visibility.)
+      await m.publishAsync(`${t}/public`, "1", { retain: true, qos: 1 });
+      const denied = await opcuaUser(`nosy-${sampling}`, { subscribeAcl: [`${t}/public`] });
       const allowed = await opcuaUser(`entitled-${sampling}`, { subscribeAcl: [`secret${sampling}/#`] });
       await eventually(async () => expect((await readValue(allowed.session, topic(t))).value.value).toBe("secret-initial"));
+      await eventually(async () => expect((await readValue(denied.session, topic(`${t}/public`))).value.value).toBe(1));
       const nosy = await watch(denied, topic(t), sampling);
       const entitled = await watch(allowed, topic(t), sampling);
       for (const v of ["secret-alpha", "secret-beta", "secret-gamma"]) await m.publishAsync(t, v, { retain: true, qos: 1 });

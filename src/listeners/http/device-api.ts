@@ -1,11 +1,11 @@
 import type { Core } from "../../core/index.ts";
 import { mayPublish, mayRead } from "../../core/permissions.ts";
-import type { SessionHandle } from "../../core/sessions.ts";
+import { kickReasons, type SessionHandle } from "../../core/sessions.ts";
 import { isValidTopicString } from "../../core/topics.ts";
 import { fingerprintOf } from "../../core/onboarding.ts";
 import { integrationTypes, isIntegrationType, type Integration, type LoginFailure } from "../../core/types.ts";
 import { StaleLoginError } from "../../lib/errors.ts";
-import type { HttpMount } from "../../lib/http.ts";
+import { holdOpen, type HttpMount } from "../../lib/http.ts";
 import type { Logger } from "../../lib/logger.ts";
 import { parseBasicAuth } from "./basic-auth.ts";
 import { createForwardAuth, type ForwardAuthProxy } from "./forward-auth.ts";
@@ -75,6 +75,22 @@ function payloadView(topic: string, payload: Buffer, at: number | undefined) {
   };
 }
 
+/** PollEnd: why a long poll stopped waiting (a value, a refusal decided by a kick, or its time is over). */
+type PollEnd = { kind: "value"; payload: Buffer; at: number } | { kind: "refused"; response: () => Response } | { kind: "over" };
+
+/** Waiter: one long poll in flight, found by its topic (a value) and by its session (a kick). */
+interface Waiter {
+  topic: string;
+  end(e: PollEnd): void;
+}
+
+/** LiveSession: an HTTP integration's session from one address, and the long polls it has in flight. */
+interface LiveSession {
+  handle: SessionHandle;
+  last: number;
+  waiters: Set<Waiter>;
+}
+
 /**
  * createDeviceApi: the HTTP integrations' share of the HTTP port. Every request authenticates with
  * Basic auth through the core's `verify` for type HTTP (a repeat request costs a cached HMAC, not a
@@ -90,32 +106,42 @@ function payloadView(topic: string, payload: Buffer, at: number | undefined) {
  */
 export function createDeviceApi(core: Core, log: Logger, opts: DeviceApiOptions) {
   const { credentials, sessions, bus } = core;
-  const live = new Map<string, { handle: SessionHandle; last: number }>();
+  const live = new Map<string, LiveSession>();
   /** when each retained topic last changed (the broker keeps no timestamps) */
   const retainedAt = new Map<string, number>();
-  const waiters = new Map<string, Set<(m: { payload: Buffer; at: number }) => void>>();
+  /** long polls by topic; each is also in its session's `waiters`, where a kick finds it */
+  const waiters = new Map<string, Set<Waiter>>();
+  const sessionKey = (integrationId: number, remote: string) => `${integrationId}\0${remote}`;
   let sweeper: ReturnType<typeof setInterval> | undefined;
   let stopBus: (() => void) | undefined;
 
   const touch = (integration: Integration, remote: string, agent: string | undefined) => {
-    const key = `${integration.id}\0${remote}`;
+    const key = sessionKey(integration.id, remote);
     const now = Date.now();
-    const entry = live.get(key);
-    if (entry) {
-      entry.last = now;
-      entry.handle.touch();
+    const existing = live.get(key);
+    if (existing) {
+      existing.last = now;
+      existing.handle.touch();
       return;
     }
     try {
+      const polls = new Set<Waiter>();
       const handle = sessions.open({
         integration,
         type: "http",
         clientId: agent?.slice(0, 128),
         remote,
-        kick: () => live.delete(key), // stateless: the next request is refused by verify
+        // Stateless: the next request is refused by verify. A long poll in flight is a request that
+        // already passed: it ends now, with a password change's 401 or, once it is judged again, what
+        // the integration may do now (see getTopic).
+        kick: (reason) => {
+          if (live.get(key)?.waiters === polls) live.delete(key);
+          const end: PollEnd = reason === kickReasons.passwordChanged ? { kind: "refused", response: () => refusal("wrong-password") } : { kind: "over" };
+          for (const w of [...polls]) w.end(end);
+        },
       });
       handle.touch();
-      live.set(key, { handle, last: now });
+      live.set(key, { handle, last: now, waiters: polls });
     } catch (err) {
       if (!(err instanceof StaleLoginError)) throw err;
     }
@@ -190,27 +216,63 @@ export function createDeviceApi(core: Core, log: Logger, opts: DeviceApiOptions)
     return undefined;
   };
 
-  const getTopic = async (request: Request, integration: Integration, topic: string, url: URL) => {
-    if (!mayRead(credentials.peek(integration.id), topic)) return problem(403, "forbidden", "this integration may not read this topic");
+  /**
+   * readRefusal: what a read of `topic` by this integration gets now, if not the value: the integration
+   * as it is at this moment (deleted: 401 like an unknown user; deactivated: 403; the topic no longer
+   * readable: 403), whatever it was when the request authenticated.
+   */
+  const readRefusal = (integrationId: number, topic: string): Response | undefined => {
+    const now = credentials.peek(integrationId);
+    if (!now) return refusal("unknown-user");
+    if (!now.active) return refusal("deactivated");
+    if (!mayRead(now, topic)) return problem(403, "forbidden", "this integration may not read this topic");
+    return undefined;
+  };
+
+  /**
+   * getTopic: the retained value, or with `?wait=N` the next one. A long poll is asked the core's read
+   * decision again at the moment it answers (HOSTILE.md "ask at delivery"), and its session's kick
+   * (deactivate, delete, password change, permission change, an admin's disconnect) ends it at once.
+   */
+  const getTopic = async (request: Request, integration: Integration, topic: string, url: URL, remote: string) => {
+    const refused = readRefusal(integration.id, topic);
+    if (refused) return refused;
     const wait = url.searchParams.get("wait");
     if (wait !== null) {
       if (!/^\d{1,2}$/.test(wait) || Number(wait) > 60) return problem(400, "invalid_request", "wait must be 0-60 seconds");
-      const changed = await new Promise<{ payload: Buffer; at: number } | undefined>((resolve) => {
+      // No session means the integration changed between its login check and now (StaleLoginError):
+      // a kick for that change ran before this poll existed and could not end it.
+      const session = live.get(sessionKey(integration.id, remote));
+      if (!session) return readRefusal(integration.id, topic) ?? refusal("wrong-password");
+      holdOpen(request, Number(wait) + 5);
+      const end = await new Promise<PollEnd>((resolve) => {
         let set = waiters.get(topic);
         if (!set) waiters.set(topic, (set = new Set()));
-        const done = (m?: { payload: Buffer; at: number }) => {
-          clearTimeout(timer);
-          set!.delete(done);
-          if (set!.size === 0) waiters.delete(topic);
-          resolve(m);
+        const waiter: Waiter = {
+          topic,
+          end: (e) => {
+            clearTimeout(timer);
+            set!.delete(waiter);
+            if (set!.size === 0 && waiters.get(topic) === set) waiters.delete(topic);
+            if (!session.waiters.delete(waiter)) return; // ended already
+            session.last = Date.now(); // online until the window passes after its last poll
+            resolve(e);
+          },
         };
-        set.add(done);
-        const timer = setTimeout(() => done(), Number(wait) * 1000);
-        request.signal.addEventListener("abort", () => done());
+        set.add(waiter);
+        session.waiters.add(waiter);
+        const timer = setTimeout(() => waiter.end({ kind: "over" }), Number(wait) * 1000);
+        request.signal.addEventListener("abort", () => waiter.end({ kind: "over" }), { once: true });
       });
-      if (changed) return json(payloadView(topic, changed.payload, changed.at));
+      if (end.kind === "refused") return end.response();
+      const now = readRefusal(integration.id, topic);
+      if (now) return now;
+      if (end.kind === "value") return json(payloadView(topic, end.payload, end.at));
     }
     const payload = await retainedNow(topic);
+    // asked again after the read of the retained store, which may have waited on the broker
+    const now = readRefusal(integration.id, topic);
+    if (now) return now;
     if (!payload) return problem(404, "not_found", "no retained message on this topic");
     return json(payloadView(topic, payload, retainedAt.get(topic)));
   };
@@ -238,6 +300,9 @@ export function createDeviceApi(core: Core, log: Logger, opts: DeviceApiOptions)
       return problem(400, "invalid_request", `username and password are strings; type is one of ${integrationTypes.join(", ")}`);
     }
     const meta = { remote, clientId: request.headers.get("user-agent")?.slice(0, 128) };
+    // the window or the name may have just been opened or made by the CLI
+    const catchingUp = core.fresh();
+    if (catchingUp) await catchingUp;
     if (credentials.findByUsername(username)) {
       const result = await credentials.verify(type, username, password, meta);
       if (result.ok) return json({ status: "approved", username }, 201);
@@ -281,7 +346,7 @@ export function createDeviceApi(core: Core, log: Logger, opts: DeviceApiOptions)
         const topic = topicOf(rest);
         if (!topic) return problem(400, "invalid_request", "the path must name an MQTT topic without wildcards or a leading $");
         if (!bus.available) return problem(503, "unavailable", "the MQTT broker is not running");
-        return method === "POST" ? await postTopic(request, who, topic, url) : await getTopic(request, who, topic, url);
+        return method === "POST" ? await postTopic(request, who, topic, url) : await getTopic(request, who, topic, url, remote);
       } catch (err) {
         log.error("http device request failed", { path: url.pathname.slice(0, 256), err });
         return problem(500, "internal", "internal error; nothing was published");
@@ -298,12 +363,13 @@ export function createDeviceApi(core: Core, log: Logger, opts: DeviceApiOptions)
           if (payload.length === 0) retainedAt.delete(topic);
           else retainedAt.set(topic, at);
         }
-        for (const w of waiters.get(topic) ?? []) w({ payload, at });
+        for (const w of [...(waiters.get(topic) ?? [])]) w.end({ kind: "value", payload, at });
       });
       sweeper = setInterval(() => {
         const cutoff = Date.now() - opts.onlineWindowMs;
         for (const [key, e] of live) {
-          if (e.last >= cutoff) continue;
+          // A session with a long poll in flight is online: its kick must still reach that poll.
+          if (e.last >= cutoff || e.waiters.size > 0) continue;
           live.delete(key);
           e.handle.close();
         }
@@ -313,9 +379,12 @@ export function createDeviceApi(core: Core, log: Logger, opts: DeviceApiOptions)
     stop() {
       stopBus?.();
       if (sweeper) clearInterval(sweeper);
-      for (const e of live.values()) e.handle.close();
+      const stopping: PollEnd = { kind: "refused", response: () => problem(503, "unavailable", "the appliance is stopping") };
+      for (const e of live.values()) {
+        e.handle.close();
+        for (const w of [...e.waiters]) w.end(stopping);
+      }
       live.clear();
-      for (const set of waiters.values()) for (const w of [...set]) w(undefined as never);
     },
   };
 }

@@ -1,6 +1,6 @@
 import type { AddressSpace, ISessionContext, UAObject, UAVariable } from "node-opcua-address-space";
 import { DataValue } from "node-opcua-data-value";
-import { resolveNodeId, type NodeId } from "node-opcua-nodeid";
+import { NodeIdType, resolveNodeId, type NodeId } from "node-opcua-nodeid";
 import { PermissionType } from "node-opcua-types";
 import { StatusCodes } from "node-opcua-status-code";
 import { DataType, Variant } from "node-opcua-variant";
@@ -11,10 +11,24 @@ import type { Logger } from "../../lib/logger.ts";
 import { overridePermissionCheck } from "./node-opcua-internals.ts";
 
 interface TopicNode {
+  topic: string;
   variable: UAVariable;
   value: DataValue;
   /** fixed by the first payload */
   kind?: TopicKind;
+  /** the next level's nodes (`a/b` under `a`) */
+  children: TopicNode[];
+}
+
+/** TopicSpace: the Topics mirror, as the server needs it beyond the address space. */
+export interface TopicSpace {
+  /** stop: detaches from the broker */
+  stop(): void;
+  /**
+   * isHidden: the node is a topic node this session may not see (HOSTILE.md "names can be secrets"):
+   * neither it nor any topic below it is readable by the session's integration as it is now.
+   */
+  isHidden(session: unknown, nodeId: NodeId): boolean;
 }
 
 /** StatusSource: the numbers the read-only Status object shows. */
@@ -79,9 +93,10 @@ export function variantToPayload(v: Variant): Buffer {
  * buildAddressSpace: `Objects/Gatehouse` with a read-only `Status` and a `Topics` folder mirroring
  * the broker's retained messages (one variable per topic level). Reading a topic needs the
  * session's integration to be allowed to subscribe to it, writing to publish to it: the same
- * permissions as over MQTT. Returns a function that detaches from the broker.
+ * permissions as over MQTT. A topic node (and a level above topics) that a session may not read is
+ * absent to that session: `isHidden` tells the server which, for every service that names nodes.
  */
-export async function buildAddressSpace(addressSpace: AddressSpace, ctx: Context): Promise<() => void> {
+export async function buildAddressSpace(addressSpace: AddressSpace, ctx: Context): Promise<TopicSpace> {
   const ns = addressSpace.getOwnNamespace();
   const objects = addressSpace.rootFolder.objects;
   const gatehouse = ns.addObject({ organizedBy: objects, browseName: "Gatehouse", nodeId: "s=Gatehouse" });
@@ -119,7 +134,7 @@ export async function buildAddressSpace(addressSpace: AddressSpace, ctx: Context
     const levels = topic.split("/");
     const parentTopic = levels.slice(0, -1).join("/");
     const parent: UAObject | UAVariable = levels.length > 1 ? nodeFor(parentTopic).variable : topicsFolder;
-    const entry = { value: new DataValue({ statusCode: StatusCodes.UncertainInitialValue, value: new Variant({ dataType: DataType.Null }) }) } as TopicNode;
+    const entry = { topic, children: [], value: new DataValue({ statusCode: StatusCodes.UncertainInitialValue, value: new Variant({ dataType: DataType.Null }) }) } as unknown as TopicNode;
     const variable = ns.addVariable({
       ...(levels.length > 1 ? { componentOf: parent } : { organizedBy: parent }),
       browseName: levels.at(-1) || "(empty)",
@@ -149,7 +164,34 @@ export async function buildAddressSpace(addressSpace: AddressSpace, ctx: Context
     });
     entry.variable = variable;
     nodes.set(topic, entry);
+    if (levels.length > 1) nodes.get(parentTopic)!.children.push(entry);
+    generation++;
     return entry;
+  };
+
+  // Visibility, per integration as stored now (a changed integration is a new object, so its answers
+  // are recomputed) and per generation of the tree (a new topic may make a level visible).
+  let generation = 0;
+  const visibility = new WeakMap<Readonly<Integration>, { generation: number; seen: Map<TopicNode, boolean> }>();
+  const visibleTo = (integration: Readonly<Integration>, node: TopicNode): boolean => {
+    let memo = visibility.get(integration);
+    if (!memo || memo.generation !== generation) visibility.set(integration, (memo = { generation, seen: new Map() }));
+    const seen = memo.seen;
+    const walk = (n: TopicNode): boolean => {
+      let v = seen.get(n);
+      if (v === undefined) seen.set(n, (v = mayRead(integration, n.topic) || n.children.some(walk)));
+      return v;
+    };
+    return walk(node);
+  };
+  const isHidden = (session: unknown, nodeId: NodeId): boolean => {
+    if (nodeId.namespace !== ns.index || nodeId.identifierType !== NodeIdType.STRING) return false;
+    const id = nodeId.value as string;
+    if (!id.startsWith("Topics/")) return false;
+    const node = nodes.get(id.slice("Topics/".length));
+    if (!node) return false; // absent for everyone: the library says so itself
+    const integration = ctx.integrationOf(session);
+    return !integration || !visibleTo(integration, node);
   };
 
   const update = (topic: string, payload: Buffer) => {
@@ -179,10 +221,10 @@ export async function buildAddressSpace(addressSpace: AddressSpace, ctx: Context
     }
   };
 
-  if (!ctx.bus) return () => {};
+  if (!ctx.bus) return { stop: () => {}, isHidden };
   const stop = ctx.bus.onMessage(({ topic, payload, retain }) => {
     if (retain || nodes.has(topic)) update(topic, payload);
   });
   for await (const { topic, payload } of ctx.bus.retained()) update(topic, payload);
-  return stop;
+  return { stop, isHidden };
 }

@@ -4,7 +4,19 @@ import { makeSHA1Thumbprint } from "node-opcua-crypto";
 import { DataValue } from "node-opcua-data-value";
 import type { OPCUAServer, ServerSession } from "node-opcua-server";
 import { StatusCodes } from "node-opcua-status-code";
-import { PermissionType, UserTokenType } from "node-opcua-types";
+import { resolveNodeId, type NodeId } from "node-opcua-nodeid";
+import {
+  BrowsePathResult,
+  BrowseResult,
+  CallMethodResult,
+  HistoryReadResult,
+  MonitoredItemCreateResult,
+  PermissionType,
+  TranslateBrowsePathsToNodeIdsResponse,
+  UserTokenType,
+  type BrowsePath,
+  type TranslateBrowsePathsToNodeIdsRequest,
+} from "node-opcua-types";
 import { DataType } from "node-opcua-variant";
 
 /**
@@ -39,18 +51,47 @@ export function overridePermissionCheck(variable: UAVariable, decide: (context: 
   };
 }
 
+type PreCreate = (addressSpace: unknown, timestampsToReturn: unknown, request: { itemToMonitor: { nodeId: NodeId } }) => { createResult: MonitoredItemCreateResult };
+
 interface SubscriptionLike {
   $session?: ServerSession;
+  preCreateMonitoredItem?: PreCreate;
   on(event: "monitoredItem", handler: (item: { recordValue: (dv: DataValue, ...rest: unknown[]) => unknown; node?: { nodeId?: { value?: unknown } } }, itemToMonitor: { nodeId: { value: unknown } }) => void): void;
+}
+
+/** HiddenNode: is this node absent for this session (see address-space.ts `isHidden`)? */
+export type HiddenNode = (session: unknown, nodeId: NodeId) => boolean;
+
+/** hiddenFrom: `hidden` for a node id as a request carries it (a NodeId, or text); garbage is not hidden (the library refuses it). */
+function hiddenFrom(hidden: HiddenNode, session: unknown, nodeId: unknown): boolean {
+  if (nodeId === undefined || nodeId === null) return false;
+  let id: NodeId;
+  try {
+    id = resolveNodeId(nodeId as NodeId);
+  } catch {
+    return false;
+  }
+  return hidden(session, id);
 }
 
 /**
  * guardMonitoredItems: node-opcua checks permissions on Read, not on the values a monitored item
  * reports later (sampled or exception-based). Every value recorded for a session's monitored item
- * passes `mayRead(session, nodeIdValue)` first; a refused one becomes BadUserAccessDenied.
+ * passes `mayRead(session, nodeIdValue)` first; a refused one becomes BadUserAccessDenied. A monitored
+ * item on a node hidden from the session is refused at creation with BadNodeIdUnknown, as for a node
+ * that does not exist (the library's `preCreateMonitoredItem` has no session to ask).
  */
-export function guardMonitoredItems(session: ServerSession, mayRead: (session: ServerSession, nodeIdValue: unknown) => boolean): void {
+export function guardMonitoredItems(session: ServerSession, mayRead: (session: ServerSession, nodeIdValue: unknown) => boolean, hidden: HiddenNode): void {
   (session as unknown as { on(e: "new_subscription", h: (s: SubscriptionLike) => void): void }).on("new_subscription", (subscription) => {
+    if (typeof subscription.preCreateMonitoredItem !== "function") fail("Subscription.preCreateMonitoredItem is missing");
+    const preCreate = subscription.preCreateMonitoredItem.bind(subscription);
+    subscription.preCreateMonitoredItem = (addressSpace, timestampsToReturn, request) => {
+      const owner = subscription.$session ?? session;
+      if (hiddenFrom(hidden, owner, request?.itemToMonitor?.nodeId)) {
+        return { createResult: new MonitoredItemCreateResult({ statusCode: StatusCodes.BadNodeIdUnknown }), monitoredItemCreateRequest: request } as ReturnType<PreCreate>;
+      }
+      return preCreate(addressSpace, timestampsToReturn, request);
+    };
     subscription.on("monitoredItem", (item, itemToMonitor) => {
       if (typeof item.recordValue !== "function") fail("MonitoredItem.recordValue is missing");
       const record = item.recordValue.bind(item);
@@ -146,4 +187,147 @@ export function onCertificateRefused(cm: OPCUACertificateManager, handler: (thum
     if (callback) return original(chain, (err, status) => (report(chain, status), callback(err, status)));
     return (original(chain) as Promise<StatusLike>).then((status) => (report(chain, status), status));
   };
+}
+
+type Context = { session?: unknown } | null | undefined;
+
+interface AccessorLike {
+  browseNode(description: { nodeId?: unknown }, context: Context): Promise<BrowseResult>;
+  readNode(context: Context, nodeToRead: { nodeId?: unknown }, ...rest: unknown[]): Promise<DataValue>;
+  writeNode(context: Context, writeValue: { nodeId?: unknown }): Promise<unknown>;
+  historyReadNode(context: Context, nodeToRead: { nodeId?: unknown }, ...rest: unknown[]): Promise<HistoryReadResult>;
+  callMethod(context: Context, methodToCall: { objectId?: unknown; methodId?: unknown }): Promise<CallMethodResult>;
+}
+
+interface AddressSpaceLike {
+  findNode(nodeId: unknown): { nodeId: NodeId } | null;
+  browsePath(browsePath: BrowsePath): BrowsePathResult;
+}
+
+type SessionAction = (session: ServerSession, sendResponse: (response: unknown) => void, sendError: (status: unknown) => void) => Promise<void>;
+
+/** translatingFor: while one TranslateBrowsePath is computed (synchronously), the session it is for. */
+let translatingFor: { session: unknown; hidden: HiddenNode } | undefined;
+
+/**
+ * hideNodes: every service that names a node answers a node hidden from the session as if it did not
+ * exist (Part 4 §7.34 BadNodeIdUnknown), and lists none (HOSTILE.md "names can be secrets"):
+ *
+ * - Browse and BrowseNext, Read (any attribute), Write, HistoryRead, Call: the server's
+ *   AddressSpaceAccessor is where each node of those requests meets the session's context; a hidden
+ *   starting node is BadNodeIdUnknown and hidden targets are left out of browse results before the
+ *   continuation points are cut, so BrowseNext is filtered too;
+ * - TranslateBrowsePathsToNodeIds: node-opcua resolves paths without a session; this server's handler
+ *   resolves each path with hidden nodes absent from `findNode` (so a path cannot pass through one and
+ *   come back) and drops hidden targets;
+ * - RegisterNodes: a hidden node gets no alias, like a node that does not exist (`hideFromRegistration`);
+ * - CreateMonitoredItems: `guardMonitoredItems`.
+ */
+export function hideNodes(server: OPCUAServer, hidden: HiddenNode): void {
+  const engine = server.engine as unknown as {
+    addressSpaceAccessor?: AccessorLike;
+    addressSpace?: AddressSpaceLike;
+    serverCapabilities?: { operationLimits?: { maxNodesPerTranslateBrowsePathsToNodeIds?: number } };
+  };
+  const accessor = engine.addressSpaceAccessor;
+  if (!accessor) fail("ServerEngine.addressSpaceAccessor is missing");
+  for (const m of ["browseNode", "readNode", "writeNode", "historyReadNode", "callMethod"] as const) {
+    if (typeof accessor[m] !== "function") fail(`AddressSpaceAccessor.${m} is missing`);
+  }
+  const is = (context: Context, nodeId: unknown) => hiddenFrom(hidden, context?.session, nodeId);
+
+  const browseNode = accessor.browseNode.bind(accessor);
+  accessor.browseNode = async (description, context) => {
+    if (is(context, description.nodeId)) return new BrowseResult({ statusCode: StatusCodes.BadNodeIdUnknown });
+    const result = await browseNode(description, context);
+    if (result.references?.length) result.references = result.references.filter((r) => !is(context, r.nodeId));
+    return result;
+  };
+  const readNode = accessor.readNode.bind(accessor);
+  accessor.readNode = (context, nodeToRead, ...rest) =>
+    is(context, nodeToRead.nodeId) ? Promise.resolve(new DataValue({ statusCode: StatusCodes.BadNodeIdUnknown })) : readNode(context, nodeToRead, ...rest);
+  const writeNode = accessor.writeNode.bind(accessor);
+  accessor.writeNode = (context, writeValue) => (is(context, writeValue.nodeId) ? Promise.resolve(StatusCodes.BadNodeIdUnknown) : writeNode(context, writeValue));
+  const historyReadNode = accessor.historyReadNode.bind(accessor);
+  accessor.historyReadNode = (context, nodeToRead, ...rest) =>
+    is(context, nodeToRead.nodeId) ? Promise.resolve(new HistoryReadResult({ statusCode: StatusCodes.BadNodeIdUnknown })) : historyReadNode(context, nodeToRead, ...rest);
+  const callMethod = accessor.callMethod.bind(accessor);
+  accessor.callMethod = (context, call) =>
+    is(context, call.objectId) || is(context, call.methodId) ? Promise.resolve(new CallMethodResult({ statusCode: StatusCodes.BadNodeIdUnknown })) : callMethod(context, call);
+
+  // TranslateBrowsePathsToNodeIds, with the session node-opcua does not pass down.
+  const addressSpace = engine.addressSpace;
+  if (!addressSpace || typeof addressSpace.findNode !== "function" || typeof addressSpace.browsePath !== "function") fail("AddressSpace.findNode / browsePath is missing");
+  const findNode = addressSpace.findNode.bind(addressSpace);
+  // An own property on this address space instance: browsePath looks up `this.findNode` for the
+  // starting node and every intermediate one. Outside a translation it is the library's.
+  addressSpace.findNode = (nodeId) => {
+    const node = findNode(nodeId);
+    return node && translatingFor && translatingFor.hidden(translatingFor.session, node.nodeId) ? null : node;
+  };
+  const s = server as unknown as {
+    _on_TranslateBrowsePathsToNodeIdsRequest?: (message: { request: TranslateBrowsePathsToNodeIdsRequest }, channel: unknown) => void;
+    _apply_on_SessionObject?: (responseClass: unknown, message: unknown, channel: unknown, action: SessionAction) => Promise<void>;
+  };
+  if (typeof s._on_TranslateBrowsePathsToNodeIdsRequest !== "function") fail("OPCUAServer._on_TranslateBrowsePathsToNodeIdsRequest is missing");
+  if (typeof s._apply_on_SessionObject !== "function") fail("OPCUAServer._apply_on_SessionObject is missing");
+  const apply = s._apply_on_SessionObject.bind(server);
+  s._on_TranslateBrowsePathsToNodeIdsRequest = (message, channel) => {
+    const request = message.request;
+    void apply(TranslateBrowsePathsToNodeIdsResponse, message, channel, async (session, sendResponse, sendError) => {
+      const paths = request.browsePaths ?? [];
+      if (paths.length === 0) return sendError(StatusCodes.BadNothingToDo);
+      const limit = engine.serverCapabilities?.operationLimits?.maxNodesPerTranslateBrowsePathsToNodeIds ?? 0;
+      if (limit > 0 && paths.length > limit) return sendError(StatusCodes.BadTooManyOperations);
+      try {
+        const results = paths.map((path) => {
+          translatingFor = { session, hidden };
+          let result: BrowsePathResult;
+          try {
+            result = addressSpace.browsePath(path);
+          } finally {
+            translatingFor = undefined;
+          }
+          if (result.targets?.length) {
+            result.targets = result.targets.filter((t) => !hiddenFrom(hidden, session, t.targetId));
+            if (result.targets.length === 0) result.statusCode = StatusCodes.BadNoMatch;
+          }
+          return result;
+        });
+        sendResponse(new TranslateBrowsePathsToNodeIdsResponse({ results }));
+      } catch {
+        sendError(StatusCodes.BadInternalError);
+      }
+    }).catch(() => undefined);
+  };
+}
+
+/** hideFromRegistration: RegisterNodes gives a hidden node no alias, exactly like a node that does not exist. */
+export function hideFromRegistration(session: ServerSession, hidden: HiddenNode): void {
+  const s = session as unknown as { registerNode?: (nodeId: NodeId) => NodeId };
+  if (typeof s.registerNode !== "function") fail("ServerSession.registerNode is missing");
+  const register = s.registerNode.bind(session);
+  s.registerNode = (nodeId) => (hidden(session, nodeId) ? nodeId : register(nodeId));
+}
+
+/**
+ * reclaimAtSessionLimit: when CreateSession meets the session limit, node-opcua closes the oldest
+ * session that was never activated (Part 4 §5.6.2), found by `engine.getOldestInactiveSession`. When
+ * it finds none, `pick` offers one this server counts as unused: an activated session whose secure
+ * channel is gone (its client died or lost the network), which the library would otherwise keep, and
+ * count, until its timeout. The library closes it its usual way (subscriptions kept for a transfer
+ * until their lifetime ends).
+ */
+export function reclaimAtSessionLimit(server: OPCUAServer, pick: () => ServerSession | undefined): void {
+  const engine = server.engine as unknown as { getOldestInactiveSession?: () => ServerSession | null };
+  if (typeof engine.getOldestInactiveSession !== "function") fail("ServerEngine.getOldestInactiveSession is missing");
+  const oldestInactive = engine.getOldestInactiveSession.bind(engine);
+  engine.getOldestInactiveSession = () => oldestInactive() ?? pick() ?? null;
+}
+
+/** onChannelLost: the session's secure channel ended (closed or broken) while the session lives on. */
+export function onChannelLost(session: ServerSession, handler: () => void): void {
+  const s = session as unknown as { on(event: "channel_aborted", h: () => void): void; status?: unknown };
+  if (typeof s.on !== "function" || typeof s.status !== "string") fail("ServerSession changed shape (on / status)");
+  s.on("channel_aborted", handler);
 }

@@ -20,7 +20,18 @@ import { mayRead } from "../../core/permissions.ts";
 import { UserTokenType } from "node-opcua-types";
 import { makeSHA1Thumbprint } from "node-opcua-crypto";
 import { buildAddressSpace } from "./address-space.ts";
-import { guardMonitoredItems, interruptChannelsOf, offerOnlyUserTokens, onCertificateRefused, onIdentityRefused, onSecureChannelRefused } from "./node-opcua-internals.ts";
+import {
+  guardMonitoredItems,
+  hideFromRegistration,
+  hideNodes,
+  interruptChannelsOf,
+  offerOnlyUserTokens,
+  onCertificateRefused,
+  onChannelLost,
+  onIdentityRefused,
+  onSecureChannelRefused,
+  reclaimAtSessionLimit,
+} from "./node-opcua-internals.ts";
 import { certificateTrust, trimFolder } from "./certificates.ts";
 // The standard nodeset as precompiled images, embedded in the binary (the package's own lookup
 // reads files next to itself, which do not exist inside `bun build --compile`): by default the one
@@ -88,6 +99,14 @@ function transportLimits(hello: TransportHello, maxMessage: number): TransportHe
   return { receiveBufferSize, sendBufferSize, maxMessageSize, maxChunkCount };
 }
 
+/**
+ * orphanGraceMs: how long a session whose secure channel ended keeps its subscriptions for the client
+ * to re-activate it on a new channel (Part 4 §5.6.3; node-opcua-client does so after a network break).
+ * Meanwhile it does not count: the integration shows offline, and a CreateSession at
+ * `--opcua-max-sessions` closes the oldest such session first. Then it is closed.
+ */
+const orphanGraceMs = 30_000;
+
 /** Offered policies: None for username tokens (encrypted by the token policy) and the current secure ones; deprecated ones stay off. */
 const securityPolicies = [SecurityPolicy.None, SecurityPolicy.Basic256Sha256, SecurityPolicy.Aes128_Sha256_RsaOaep, SecurityPolicy.Aes256_Sha256_RsaPss];
 const securityModes = [MessageSecurityMode.None, MessageSecurityMode.Sign, MessageSecurityMode.SignAndEncrypt];
@@ -139,6 +158,13 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
   const closeHandle = (session: ServerSession) => {
     handles.get(session)?.close();
     handles.delete(session);
+  };
+
+  /** sessions whose secure channel ended, oldest first, each with the timer that closes it */
+  const orphans = new Map<ServerSession, ReturnType<typeof setTimeout>>();
+  const adopt = (session: ServerSession) => {
+    clearTimeout(orphans.get(session));
+    orphans.delete(session);
   };
 
   routeLibraryLogs(log);
@@ -194,13 +220,34 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
   const minSampleRate = s.engine.addressSpace!.findNode("i=2272") as UAVariable | null;
   minSampleRate?.bindVariable({ get: () => new Variant({ dataType: DataType.Double, value: 0 }) }, true);
   const startedAt = Date.now();
-  const stopBridge = await buildAddressSpace(s.engine.addressSpace!, {
+  const topicSpace = await buildAddressSpace(s.engine.addressSpace!, {
     version: opts.version,
     status: { integrations: () => credentials.count(), onlineByType: () => sessions.onlineCountByType(), startedAt },
     bus: core.bus,
     integrationOf,
     log,
   });
+  // A topic a session may not read is absent to it in every service that names nodes.
+  hideNodes(s, topicSpace.isHidden);
+  // A session whose client is gone does not hold a place under --opcua-max-sessions.
+  reclaimAtSessionLimit(s, () => orphans.keys().next().value);
+  const orphaned = (session: ServerSession) => {
+    if (orphans.has(session) || session.status !== "active") return;
+    closeHandle(session); // nobody is on the other end: offline now
+    const timer = setTimeout(() => {
+      orphans.delete(session);
+      if (session.status !== "active") return;
+      try {
+        s.engine.closeSession(session.authenticationToken, true, "Terminated");
+      } catch {
+        // closed meanwhile
+      }
+    }, orphanGraceMs);
+    timer.unref?.();
+    orphans.set(session, timer);
+  };
+  /** sessions whose per-session guards are installed (a re-activation keeps them: they ask who it is now) */
+  const guarded = new WeakSet<ServerSession>();
 
   // Only username tokens: anonymous is off, and X509 user tokens would bypass the integrations.
   offerOnlyUserTokens(s, [UserTokenType.UserName]);
@@ -228,11 +275,23 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
   s.on("session_activated", (session) => {
     const integration = loginOf.get(session);
     closeHandle(session); // a re-activation replaces the previous identity
+    adopt(session); // re-activated on a new channel within its grace
     if (!integration) return;
-    guardMonitoredItems(session, (owner, nodeIdValue) => {
-      if (typeof nodeIdValue !== "string" || !nodeIdValue.startsWith("Topics/")) return true; // Status: any signed-in session
-      return mayRead(integrationOf(owner), nodeIdValue.slice("Topics/".length));
-    });
+    if (!guarded.has(session)) {
+      guarded.add(session);
+      guardMonitoredItems(
+        session,
+        (owner, nodeIdValue) => {
+          if (typeof nodeIdValue !== "string" || !nodeIdValue.startsWith("Topics/")) return true; // Status: any signed-in session
+          return mayRead(integrationOf(owner), nodeIdValue.slice("Topics/".length));
+        },
+        topicSpace.isHidden,
+      );
+      hideFromRegistration(session, topicSpace.isHidden);
+      // OPC UA keeps a session when its channel ends, for a re-activation on a new one; node-opcua
+      // counts it until its timeout (the client's choice, often an hour). Here it waits orphanGraceMs.
+      onChannelLost(session, () => orphaned(session));
+    }
     const kick = (reason: string) => {
       log.info("opc ua session closed", { username: integration.username, reason });
       handles.delete(session);
@@ -255,7 +314,10 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
       kick("integration changed during login"); // changed or deleted while the session was being activated
     }
   });
-  s.on("session_closed", (session) => closeHandle(session));
+  s.on("session_closed", (session) => {
+    closeHandle(session);
+    adopt(session);
+  });
 
   await s.start();
   const endpoint = s.endpoints?.[0] as { port?: number } | undefined;
@@ -276,8 +338,10 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
     async stop() {
       detachTrust();
       detachMetrics();
-      stopBridge();
+      topicSpace.stop();
       for (const session of [...handles.keys()]) closeHandle(session);
+      for (const timer of orphans.values()) clearTimeout(timer);
+      orphans.clear();
       await s.shutdown(0);
     },
   };
