@@ -159,8 +159,10 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
         // database has taken every integration, so a refusal leaves neither.
         const trusted = join(dataDir, "pki", "trusted", "certs");
         const staged: [string, string][] = [];
+        let madeFolder: string | undefined;
+        let done = false;
         try {
-          if (certs.length) mkdirSync(trusted, { recursive: true, mode: 0o700 });
+          if (certs.length) madeFolder = mkdirSync(trusted, { recursive: true, mode: 0o700 });
           for (const [name, bytes] of certs) {
             const temp = tempPathBeside(join(trusted, name));
             writePrivateFile(temp, bytes, { replace: false });
@@ -180,9 +182,11 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
           // Checked by parseExport: these writes can fail only on I/O.
           for (const t of integrationTypes) if (doc.defaultPermissions[t]) setDefaultPermissions(db, t, doc.defaultPermissions[t]);
           for (const [temp, final] of staged.splice(0)) publishFile(temp, final, { replace: true });
+          done = true;
           process.stdout.write(`imported ${created.length} integration(s) and ${certs.length} trusted certificate(s); every device logs in with its old password\n`);
         } finally {
           for (const [temp] of staged) rmSync(temp, { force: true });
+          if (!done && madeFolder) rmSync(madeFolder, { recursive: true, force: true }); // only what this import created
           db.$client.close();
         }
         return exitCodes.ok;

@@ -1,6 +1,6 @@
 import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
-import { copyFileSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createApp } from "../../src/app.ts";
 import { parseServeConfig } from "../../src/config.ts";
@@ -197,5 +197,53 @@ describe("files holding hashes are 0600 from the start (umask 022)", () => {
     // a backup never replaces a file; no temp file is left beside it
     expect(gatehouse(["backup", join(dir, "b.db"), "--data-dir", data])).toMatchObject({ code: 2, err: expect.stringContaining("exists") });
     expect(readdirSync(dir).sort()).toEqual(["b.db", "data", "e.json", "old.json"]);
+  });
+});
+
+describe("import --full treats the export as hostile", () => {
+  it("refuses a file with a bad hash, shape or certificate, listing each problem; nothing is imported", async () => {
+    const dir = tempDir();
+    const source = join(dir, "source");
+    const { core, db } = testCore({ dir: source });
+    await core.credentials.create({ type: "mqtt", username: "line-1" });
+    core.stop();
+    db.$client.close();
+    mkdirSync(join(source, "pki", "trusted", "certs"), { recursive: true });
+    writeFileSync(join(source, "pki", "trusted", "certs", "client.pem"), "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+    const exported = join(dir, "export.json");
+    expect(gatehouse(["export", exported, "--data-dir", source]).code).toBe(0);
+    const good = JSON.parse(readFileSync(exported, "utf8"));
+    const target = join(dir, "target");
+    const variant = (name: string, change: (doc: typeof good) => void) => {
+      const doc = structuredClone(good);
+      change(doc);
+      writeFileSync(join(dir, name), JSON.stringify(doc));
+      return gatehouse(["import", "--full", join(dir, name), "--data-dir", target]);
+    };
+    const hugeIterations = variant("huge.json", (d) => d.integrations.push({ ...d.integrations[0], username: "huge", passwordHash: "$7$9999999$c29tZXNhbHRzYWx0$" + "A".repeat(86) + "==" }));
+    expect(hugeIterations.code).toBe(2);
+    expect(hugeIterations.err).toContain('entry 2 ("huge"): password hash: iteration count 9999999 exceeds the maximum of 100000');
+    const shapes = variant("shapes.json", (d) => {
+      d.integrations.push({ type: "mqtt", username: "x", passwordHash: 7, publishAcl: "#" });
+      d.defaultPermissions.mqtt = { publishAcl: ["a/#/b"], subscribeAcl: [] };
+      d.trustedCertificates["../../escape.pem"] = "AAAA";
+      d.trustedCertificates["ok.pem"] = "not base64!";
+    });
+    expect(shapes.code).toBe(2);
+    for (const expected of [
+      "integration 2: passwordHash must be a string",
+      "integration 2: publishAcl must be a list",
+      "defaultPermissions mqtt.publishAcl",
+      'trusted certificate "../../escape.pem": the name must end in .pem or .der',
+      'trusted certificate "ok.pem": not base64',
+    ]) expect(shapes.err).toContain(expected);
+    // nothing of either file arrived: no integration, no certificate, no temp file
+    expect(JSON.parse(gatehouse(["integrations", "list", "--json", "--data-dir", target]).out)).toEqual([]);
+    expect(existsSync(join(target, "pki"))).toBe(false);
+    expect(existsSync(join(dir, "escape.pem"))).toBe(false);
+    // the untouched export imports, with its certificate
+    const ok = gatehouse(["import", "--full", exported, "--data-dir", target]);
+    expect(ok.code).toBe(0);
+    expect(readdirSync(join(target, "pki", "trusted", "certs"))).toEqual(["client.pem"]);
   });
 });
