@@ -104,7 +104,8 @@ export class AdminStore {
       const failures = this.#nameFailures.failures(`n:${name}`);
       if (failures >= 5) await new Promise((r) => setTimeout(r, Math.min(2_000, 100 * 2 ** (failures - 5))));
       const admin = this.db.select().from(admins).where(eq(admins.username, name)).get();
-      // An unknown name costs no hash; it waits about as long as one, so timing tells nothing.
+      // An unknown name costs no hash; it waits about as long as one, so timing tells nothing. A stored
+      // hash above `hashLimits` (a restored or hand-edited database) is refused, never computed.
       ok = admin ? await verifyHash(password, admin.passwordHash) : (await new Promise((r) => setTimeout(r, 100)), false);
       if (!admin || !ok) {
         this.#nameFailures.fail(`n:${name}`);
