@@ -52,10 +52,13 @@ interface ExportDocument {
 /**
  * backup / restore / export / import --full: the appliance's data, safely.
  * - backup FILE: a consistent copy while the appliance runs (SQLite `VACUUM INTO`, no lock held long);
- * - restore FILE: the appliance stopped; a backup made by a newer release (unknown migrations) is refused;
+ * - restore FILE: the appliance stopped; the file is hostile until `db/restore.ts` has checked it (and a
+ *   newer release's backup is refused); a refusal changes nothing and exits 2;
  * - export [FILE]: integrations with their password hashes and permissions, default permissions and
  *   trusted OPC UA certificates, as one JSON document (stdout without FILE);
- * - import --full FILE: that document into another appliance: every device's credentials work unchanged.
+ * - import --full FILE: that document into another appliance: every device's credentials work unchanged;
+ *   every field is checked before anything is written (`parseExport`).
+ * Backups and exports hold hashes: they are 0600 from creation and appear only when complete (lib/files.ts).
  */
 export async function dataCli(verb: string, argv: string[], env: Record<string, string | undefined>): Promise<number> {
   let parsed;

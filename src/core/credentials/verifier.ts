@@ -20,7 +20,8 @@ import { publicView, type IntegrationIndex, type StoredIntegration } from "./ind
  *   window. Attempts count when they start, so a burst sent at once gets no more hashes than the
  *   same attempts sent one by one, and the right password inside such a burst is refused like the rest;
  * - an address spraying many usernames, or a username sprayed from many addresses, is only slowed:
- *   hashes run a few at a time (bounded memory: each argon2id holds 64 MiB), round robin over
+ *   hashes (every kind, off the event loop) run a few at a time (bounded memory: each argon2id holds
+ *   64 MiB; a stored hash above `hashLimits` is never computed), round robin over
  *   addresses, attempts from a pair with no failures first; so a device whose own pair is clean gets
  *   in at the next free slot even while others hammer its address or its name;
  * - an unknown username costs no hash at all: the refusal waits about as long as a hash takes, so the
