@@ -146,6 +146,26 @@ describe("restore treats the backup as hostile", () => {
     }
   }, 30_000);
 
+  it("an old database left with a full write-ahead log (a kill -9) keeps it in .previous, and the log never reaches the new one", async () => {
+    const crashed = tempDir();
+    const { core, db } = testCore({ dir: crashed });
+    db.$client.run("PRAGMA wal_autocheckpoint = 0");
+    await core.credentials.create({ type: "http", username: "only-in-the-log" });
+    // the files as a SIGKILL leaves them: the row is in -wal only
+    const target = tempDir();
+    for (const f of ["gatehouse.db", "gatehouse.db-wal"]) copyFileSync(join(crashed, f), join(target, f));
+    core.stop();
+    db.$client.close();
+    expect(statSync(join(target, "gatehouse.db-wal")).size).toBeGreaterThan(0);
+    expect(gatehouse(["restore", backup, "--data-dir", target]).code).toBe(0);
+    expect(existsSync(join(target, "gatehouse.db-wal"))).toBe(false);
+    const restored = JSON.parse(gatehouse(["integrations", "list", "--json", "--data-dir", target]).out) as { username: string }[];
+    expect(restored.map((i) => i.username).sort()).toEqual(["line-1", "scada"]);
+    const previous = new Database(join(target, "gatehouse.db.previous"), { readonly: true });
+    expect(previous.query("SELECT username FROM integrations").all()).toEqual([{ username: "only-in-the-log" }]);
+    previous.close();
+  });
+
   it("refuses a backup made by a newer release, and what is not a Gatehouse backup", () => {
     const dir = tempDir();
     const newer = join(dir, "newer.db");
