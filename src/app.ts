@@ -96,7 +96,7 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
     if (core.admins.hasAdmin()) return;
     if (config.adminPassword) {
       await core.admins.setPassword("admin", config.adminPassword);
-      log.info("admin created from GATEHOUSE_ADMIN_PASSWORD", { username: "admin" });
+      log.info(`admin created from ${config.adminPasswordSource ?? "GATEHOUSE_ADMIN_PASSWORD"}`, { username: "admin" });
       return;
     }
     const token = core.admins.startSetup();

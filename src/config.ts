@@ -1,3 +1,5 @@
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { parseTrustedProxies, type TrustedProxies } from "./lib/client-address.ts";
 import type { LogLevel } from "./lib/logger.ts";
@@ -28,8 +30,15 @@ export interface Config {
   readonly tlsKeyFile?: string;
   readonly logFormat: "text" | "json";
   readonly logLevel: LogLevel;
-  /** GATEHOUSE_ADMIN_PASSWORD: creates admin `admin` on first start (env only: flags show up in `ps`). */
+  /**
+   * The first admin's password (admin `admin`, created on first start only): from a file
+   * (`--admin-password-file`, or the systemd credential `admin-password` in $CREDENTIALS_DIRECTORY),
+   * else from GATEHOUSE_ADMIN_PASSWORD (env only: flags show up in `ps`; see README for what the
+   * environment keeps).
+   */
   readonly adminPassword?: string;
+  /** where adminPassword came from, for the log (never the password) */
+  readonly adminPasswordSource?: string;
   /** Public base URL used in the logged setup link; defaults to http://<bind>:<port>. */
   readonly publicUrl?: string;
   /** Admin session lifetime in seconds. */
@@ -51,6 +60,11 @@ const commonOptions: Record<string, OptionSpec> = {
   "tls-key": { flag: "--tls-key FILE", env: "GATEHOUSE_TLS_KEY", help: "its PEM private key (without both: self-signed in the data dir)" },
   "log-format": { flag: "--log-format F", env: "GATEHOUSE_LOG_FORMAT", help: "text | json (one object per line)", default: "text" },
   "log-level": { flag: "--log-level L", env: "GATEHOUSE_LOG_LEVEL", help: "debug | info | warn | error", default: "info" },
+  "admin-password-file": {
+    flag: "--admin-password-file FILE",
+    env: "GATEHOUSE_ADMIN_PASSWORD_FILE",
+    help: "first start: admin \"admin\" gets the password in FILE (0600; default: systemd credential admin-password)",
+  },
   "public-url": { flag: "--public-url URL", env: "GATEHOUSE_PUBLIC_URL", help: "base URL shown in the setup link" },
   "session-ttl": { flag: "--session-ttl SECONDS", env: "GATEHOUSE_SESSION_TTL", help: "admin sign-in lifetime", default: "43200" },
   "trusted-proxies": { flag: "--trusted-proxies LIST", env: "GATEHOUSE_TRUSTED_PROXIES", help: "reverse proxies (ADDR or CIDR, comma-separated) whose X-Forwarded-For names the client; none by default" },
@@ -80,7 +94,7 @@ Options of serve (each also read from its environment variable; flags win):
 ${Object.values(serveOptions)
   .map((o) => `  ${o.flag.padEnd(26)} ${o.env.padEnd(31)} ${o.help}${o.default ? ` (default ${o.default})` : ""}`)
   .join("\n")}
-  ${"".padEnd(26)} ${"GATEHOUSE_ADMIN_PASSWORD".padEnd(31)} creates admin "admin" on first start
+  ${"".padEnd(26)} ${"GATEHOUSE_ADMIN_PASSWORD".padEnd(31)} the same from the environment (prefer the file: see README)
   -h, --help                                   this text
 
 Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration.
@@ -116,13 +130,7 @@ export function parseServeConfig(argv: string[], env: Record<string, string | un
   if (logFormat !== "text" && logFormat !== "json") throw new ConfigError(`--log-format must be text or json, got "${logFormat}"`);
   const publicUrl = get("public-url");
   if (publicUrl !== undefined && !URL.canParse(publicUrl)) throw new ConfigError(`--public-url is not a URL: "${publicUrl}"`);
-  const adminPassword = env.GATEHOUSE_ADMIN_PASSWORD || undefined;
-  // Taken, not copied: used once for the first admin, it must not linger in the environment that
-  // code (and any child process) can read later.
-  delete env.GATEHOUSE_ADMIN_PASSWORD;
-  if (adminPassword !== undefined && adminPassword.length < 8) {
-    throw new ConfigError("GATEHOUSE_ADMIN_PASSWORD must have at least 8 characters");
-  }
+  const { password: adminPassword, source: adminPasswordSource } = firstAdminPassword(get("admin-password-file"), env);
   const listeners: ListenerConfig[] = [];
   for (const module of listenerRegistry as readonly ListenerModule<unknown>[]) {
     const options = module.parseConfig(get);
@@ -139,9 +147,77 @@ export function parseServeConfig(argv: string[], env: Record<string, string | un
     logFormat: logFormat as "text" | "json",
     logLevel: logLevel as LogLevel,
     adminPassword,
+    adminPasswordSource,
     publicUrl,
     sessionTtlSeconds: parseCount("session-ttl", get("session-ttl")!, 60, 10 * 365 * 86400),
     trustedProxies: parseTrustedProxies(get("trusted-proxies")),
     listeners: Object.freeze(listeners),
   });
+}
+
+/** adminCredentialName: the systemd credential (`LoadCredential=admin-password:FILE`) read from $CREDENTIALS_DIRECTORY. */
+export const adminCredentialName = "admin-password";
+const maxPasswordFileBytes = 4096;
+
+/**
+ * firstAdminPassword: the password for the first admin, from the first of: --admin-password-file /
+ * GATEHOUSE_ADMIN_PASSWORD_FILE, the systemd credential `admin-password`, GATEHOUSE_ADMIN_PASSWORD.
+ *
+ * A file keeps the password out of the process's environment: the kernel keeps the environment a
+ * process was started with readable in /proc/<pid>/environ for its whole life (by root and the same
+ * user), and `delete process.env.X` does not change that copy. GATEHOUSE_ADMIN_PASSWORD is still taken
+ * out of `process.env` (nothing started later inherits it), but it stays in /proc. A file that others
+ * may read (any group or other permission bit) is refused: a password it holds is not the admin's
+ * alone. The credential is systemd's private copy (mode 0400, readable by the service only).
+ */
+function firstAdminPassword(file: string | undefined, env: Record<string, string | undefined>): { password?: string; source?: string } {
+  const fromEnv = env.GATEHOUSE_ADMIN_PASSWORD || undefined;
+  delete env.GATEHOUSE_ADMIN_PASSWORD;
+  let path = file;
+  let source = file === undefined ? undefined : "--admin-password-file";
+  const credentials = env.CREDENTIALS_DIRECTORY;
+  if (path === undefined && credentials && existsSync(join(credentials, adminCredentialName))) {
+    path = join(credentials, adminCredentialName);
+    source = `systemd credential ${adminCredentialName}`;
+  }
+  if (path !== undefined && fromEnv !== undefined) {
+    throw new ConfigError(`GATEHOUSE_ADMIN_PASSWORD and ${source} are both set; keep the file and remove the variable`);
+  }
+  let password = fromEnv;
+  if (path !== undefined) {
+    password = readPasswordFile(path, source!, file !== undefined);
+    // An empty credential is the unit's `SetCredential=admin-password:` fallback: no password given.
+    if (password === undefined) source = undefined;
+  } else if (password !== undefined) source = "GATEHOUSE_ADMIN_PASSWORD";
+  if (password !== undefined && (password.length < 8 || password.length > 256)) {
+    throw new ConfigError(`the admin password from ${source} must have 8 to 256 characters`);
+  }
+  return { password, source };
+}
+
+function readPasswordFile(path: string, source: string, explicit: boolean): string | undefined {
+  let st;
+  try {
+    st = statSync(path);
+  } catch (err) {
+    throw new ConfigError(`${source}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  if (!st.isFile()) throw new ConfigError(`${source}: ${path} is not a regular file`);
+  if (explicit && (st.mode & 0o077) !== 0) {
+    throw new ConfigError(`${source}: ${path} can be read or written by others (mode ${(st.mode & 0o777).toString(8).padStart(4, "0")}); chmod 600 it`);
+  }
+  if (st.size > maxPasswordFileBytes) throw new ConfigError(`${source}: ${path} has ${st.size} bytes; a password file has one line`);
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(readFileSync(path));
+  } catch (err) {
+    throw new ConfigError(`${source}: cannot read ${path}: ${err instanceof TypeError ? "not UTF-8 text" : ((err as NodeJS.ErrnoException).code ?? (err as Error).message)}`);
+  }
+  const password = text.replace(/\r?\n$/, "");
+  if (/[\r\n]/.test(password)) throw new ConfigError(`${source}: ${path} has more than one line`);
+  if (password === "") {
+    if (explicit) throw new ConfigError(`${source}: ${path} is empty`);
+    return undefined;
+  }
+  return password;
 }

@@ -1,4 +1,7 @@
-import { describe, expect, it } from "bun:test";
+import { afterAll, describe, expect, it } from "bun:test";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { ConfigError, parseServeConfig, usage } from "../src/config.ts";
 import { listenerRegistry } from "../src/listeners/index.ts";
 
@@ -52,5 +55,52 @@ describe("serve configuration", () => {
 
   it("--help lists every registered listener's flags with their environment twins", () => {
     for (const m of listenerRegistry) for (const spec of Object.values(m.configKeys)) expect(usage).toContain(spec.env);
+  });
+});
+
+describe("the first admin's password from a file", () => {
+  const dir = mkdtempSync(join(tmpdir(), "gatehouse-config-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const file = (name: string, text: string, mode = 0o600) => {
+    const path = join(dir, name);
+    writeFileSync(path, text, { mode });
+    chmodSync(path, mode);
+    return path;
+  };
+
+  it("reads --admin-password-file / GATEHOUSE_ADMIN_PASSWORD_FILE (one trailing newline dropped)", () => {
+    const path = file("pw", "from-a-file-password\n");
+    expect(parseServeConfig(["--admin-password-file", path], {})).toMatchObject({ adminPassword: "from-a-file-password", adminPasswordSource: "--admin-password-file" });
+    expect(parseServeConfig([], { GATEHOUSE_ADMIN_PASSWORD_FILE: path }).adminPassword).toBe("from-a-file-password");
+  });
+
+  it("reads the systemd credential admin-password from $CREDENTIALS_DIRECTORY; a lone newline there means none", () => {
+    const creds = join(dir, "creds");
+    mkdirSync(creds);
+    writeFileSync(join(creds, "admin-password"), "from-a-credential\n", { mode: 0o400 });
+    expect(parseServeConfig([], { CREDENTIALS_DIRECTORY: creds })).toMatchObject({ adminPassword: "from-a-credential", adminPasswordSource: "systemd credential admin-password" });
+    const fallback = join(dir, "fallback");
+    mkdirSync(fallback);
+    writeFileSync(join(fallback, "admin-password"), "\n", { mode: 0o400 }); // the unit's SetCredential=admin-password:\n
+    expect(parseServeConfig([], { CREDENTIALS_DIRECTORY: fallback }).adminPassword).toBeUndefined();
+    expect(parseServeConfig([], { CREDENTIALS_DIRECTORY: join(dir, "none") }).adminPassword).toBeUndefined();
+  });
+
+  it("refuses a file others may read, an empty or multi-line one, a short password, and a file beside the variable", () => {
+    for (const [path, message] of [
+      [file("world", "world-readable-password\n", 0o644), "mode 0644"],
+      [file("group", "group-readable-password\n", 0o640), "mode 0640"],
+      [file("empty", ""), "is empty"],
+      [file("lines", "first-line-password\nsecond\n"), "more than one line"],
+      [file("short", "short\n"), "8 to 256 characters"],
+      [join(dir, "missing"), "ENOENT"],
+      [dir, "not a regular file"],
+    ] as const) {
+      expect(() => parseServeConfig(["--admin-password-file", path], {})).toThrow(ConfigError);
+      expect(() => parseServeConfig(["--admin-password-file", path], {})).toThrow(message);
+    }
+    const env: Record<string, string | undefined> = { GATEHOUSE_ADMIN_PASSWORD: "from-the-environment" };
+    expect(() => parseServeConfig(["--admin-password-file", file("both", "from-a-file-password\n")], env)).toThrow("both set");
+    expect(env.GATEHOUSE_ADMIN_PASSWORD).toBeUndefined();
   });
 });

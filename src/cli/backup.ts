@@ -1,16 +1,18 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { Database } from "bun:sqlite";
+import { closeSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { ActivityLog, enterActor } from "../core/activity.ts";
-import { CredentialStore } from "../core/credentials.ts";
+import { CredentialStore, type AdoptedIntegration } from "../core/credentials.ts";
 import { EventBus } from "../core/events.ts";
-import { allDefaultPermissions, setDefaultPermissions, type DefaultPermissions } from "../core/settings.ts";
+import { createCore } from "../core/index.ts";
+import { allDefaultPermissions, defaultPermissionsProblems, setDefaultPermissions, type DefaultPermissions } from "../core/settings.ts";
 import { integrationTypes, isIntegrationType } from "../core/types.ts";
 import { dataDirOf, DataDirError, openDataDir } from "../db/data-dir.ts";
-import { embeddedMigrations, loadMigrations } from "../db/migrate.ts";
+import { restoreDatabase, RestoreRefused } from "../db/restore.ts";
 import { integrations } from "../db/schema.ts";
 import { AppError, ValidationError } from "../lib/errors.ts";
+import { assertNewTarget, createPrivateFile, fsyncPath, publishFile, readBounded, TargetError, tempPathBeside, writePrivateFile } from "../lib/files.ts";
+import { silentLogger } from "../lib/logger.ts";
 import { exitCodes } from "./exit-codes.ts";
 
 /** pidFile: `serve` writes it while it runs; restore refuses to replace a database in use. */
@@ -50,10 +52,13 @@ interface ExportDocument {
 /**
  * backup / restore / export / import --full: the appliance's data, safely.
  * - backup FILE: a consistent copy while the appliance runs (SQLite `VACUUM INTO`, no lock held long);
- * - restore FILE: the appliance stopped; a backup made by a newer release (unknown migrations) is refused;
+ * - restore FILE: the appliance stopped; the file is hostile until `db/restore.ts` has checked it (and a
+ *   newer release's backup is refused); a refusal changes nothing and exits 2;
  * - export [FILE]: integrations with their password hashes and permissions, default permissions and
  *   trusted OPC UA certificates, as one JSON document (stdout without FILE);
- * - import --full FILE: that document into another appliance: every device's credentials work unchanged.
+ * - import --full FILE: that document into another appliance: every device's credentials work unchanged;
+ *   every field is checked before anything is written (`parseExport`).
+ * Backups and exports hold hashes: they are 0600 from creation and appear only when complete (lib/files.ts).
  */
 export async function dataCli(verb: string, argv: string[], env: Record<string, string | undefined>): Promise<number> {
   let parsed;
@@ -69,38 +74,41 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
     switch (verb) {
       case "backup": {
         if (!file) return fail(verb, "usage: gatehouse backup FILE");
-        if (existsSync(file)) return fail(verb, `${file} exists; choose a new file`);
-        const db = openDataDir(dataDir, { busyTimeoutMs: 10_000 });
+        assertNewTarget(file);
+        // VACUUM INTO writes into an existing empty file as well: the temp file is ours, 0600, before
+        // SQLite writes a byte of hashes into it; it gets the backup's name only once complete.
+        const temp = tempPathBeside(file);
+        closeSync(createPrivateFile(temp));
         try {
-          db.$client.run("VACUUM INTO ?", [file]);
+          const db = openDataDir(dataDir, { busyTimeoutMs: 10_000 });
+          try {
+            db.$client.run("VACUUM INTO ?", [temp]);
+          } finally {
+            db.$client.close();
+          }
+          fsyncPath(temp);
+          publishFile(temp, file, { replace: false });
         } finally {
-          db.$client.close();
+          rmSync(temp, { force: true });
         }
         process.stdout.write(`backed up ${join(dataDir, "gatehouse.db")} to ${file} (${statSync(file).size} bytes)\n`);
         return exitCodes.ok;
       }
       case "restore": {
-        if (!file || !existsSync(file)) return fail(verb, "usage: gatehouse restore FILE (a file made by gatehouse backup)");
+        if (!file) return fail(verb, "usage: gatehouse restore FILE (a file made by gatehouse backup)");
         const pid = servePid(dataDir);
         if (pid) return fail(verb, `the appliance runs (pid ${pid}) on ${dataDir}: stop it first (systemctl stop gatehouse)`);
-        const known = new Set(loadMigrations().map((m) => m.hash));
-        const backup = new Database(file, { readonly: true });
-        let applied: { hash: string }[];
+        let result;
         try {
-          applied = backup.query("SELECT hash FROM __drizzle_migrations").all() as { hash: string }[];
-          backup.query("SELECT count(*) FROM integrations").get();
-        } catch {
-          return fail(verb, `${file} is not a Gatehouse backup`);
-        } finally {
-          backup.close();
+          // The probe: the core loads everything on the checked, migrated copy, as `serve` would.
+          result = restoreDatabase(dataDir, file, (db) => createCore(db, silentLogger).stop());
+        } catch (err) {
+          if (err instanceof RestoreRefused) return fail(verb, `${file} refused, nothing changed: ${err.message}`);
+          throw err;
         }
-        const unknown = applied.filter((m) => !known.has(m.hash));
-        if (unknown.length) return fail(verb, `${file} was made by a newer release (${unknown.length} unknown schema change(s)); restore it with that release`);
-        mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-        for (const suffix of ["", "-wal", "-shm"]) rmSync(join(dataDir, `gatehouse.db${suffix}`), { force: true });
-        writeFileSync(join(dataDir, "gatehouse.db"), readFileSync(file), { mode: 0o600 });
-        openDataDir(dataDir).$client.close(); // applies this release's newer migrations, if any
-        process.stdout.write(`restored ${file} into ${dataDir} (${Object.keys(embeddedMigrations).length} schema changes known)\n`);
+        const migrated = result.level < result.latest ? `, migrated from schema ${result.level} to ${result.latest}` : "";
+        const kept = result.previous ? `; the database it replaced is kept as ${result.previous} until the appliance has started on this one` : "";
+        process.stdout.write(`restored ${file} into ${dataDir} (checked${migrated})${kept}\n`);
         return exitCodes.ok;
       }
       case "export": {
@@ -130,7 +138,7 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
           };
           const text = JSON.stringify(doc, null, 1) + "\n";
           if (file) {
-            writeFileSync(file, text, { mode: 0o600 }); // password hashes: owner only
+            writePrivateFile(file, text, { replace: true }); // password hashes: 0600 from the first byte
             process.stderr.write(`exported ${doc.integrations.length} integration(s) and ${Object.keys(doc.trustedCertificates).length} trusted certificate(s) to ${file}\n`);
           } else process.stdout.write(text);
         } finally {
@@ -141,31 +149,47 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
       case "import": {
         if (!values.full || !file) return fail(verb, "usage: gatehouse import --full FILE (made by gatehouse export)");
         let doc: ExportDocument;
+        let certs: [string, Buffer][];
         try {
-          doc = JSON.parse(readFileSync(file, "utf8"));
-        } catch {
-          return fail(verb, `${file} is not JSON`);
+          ({ doc, certs } = parseExport(readBounded(file, maxExportBytes), file));
+        } catch (err) {
+          if (err instanceof TargetError || err instanceof ValidationError) return fail(verb, `${file} refused, nothing imported: ${err.message}`);
+          if ((err as NodeJS.ErrnoException).code) return fail(verb, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code}`);
+          throw err;
         }
-        if (doc?.format !== "gatehouse-export" || doc.version !== 1 || !Array.isArray(doc.integrations)) return fail(verb, `${file} is not a Gatehouse export`);
         const db = openDataDir(dataDir);
+        // Certificates are written beside their final names first; they get those names only once the
+        // database has taken every integration, so a refusal leaves neither.
+        const trusted = join(dataDir, "pki", "trusted", "certs");
+        const staged: [string, string][] = [];
+        let madeFolder: string | undefined;
+        let done = false;
         try {
+          if (certs.length) madeFolder = mkdirSync(trusted, { recursive: true, mode: 0o700 });
+          for (const [name, bytes] of certs) {
+            const temp = tempPathBeside(join(trusted, name));
+            writePrivateFile(temp, bytes, { replace: false });
+            staged.push([temp, join(trusted, name)]);
+          }
           const events = new EventBus();
           new ActivityLog(db).follow(events);
           enterActor("cli");
           const store = new CredentialStore(db, events);
-          const created = store.adoptMany(
-            doc.integrations.map((i) => {
-              if (!isIntegrationType(i.type)) throw new ValidationError({ type: `integration ${i.username}: unknown type ${i.type}` });
-              return { ...i, type: i.type };
-            }),
-          );
-          for (const t of integrationTypes) if (doc.defaultPermissions?.[t]) setDefaultPermissions(db, t, doc.defaultPermissions[t]);
-          const trusted = join(dataDir, "pki", "trusted", "certs");
-          const certs = Object.entries(doc.trustedCertificates ?? {}).filter(([n]) => /^[\w.\-\[\]]+\.(pem|der)$/i.test(n));
-          if (certs.length) mkdirSync(trusted, { recursive: true, mode: 0o700 });
-          for (const [name, b64] of certs) writeFileSync(join(trusted, name), Buffer.from(b64, "base64"));
+          let created;
+          try {
+            created = store.adoptMany(doc.integrations as AdoptedIntegration[]);
+          } catch (err) {
+            if (err instanceof AppError) return fail(verb, `${file} refused, nothing imported: ${err.message}`);
+            throw err;
+          }
+          // Checked by parseExport: these writes can fail only on I/O.
+          for (const t of integrationTypes) if (doc.defaultPermissions[t]) setDefaultPermissions(db, t, doc.defaultPermissions[t]);
+          for (const [temp, final] of staged.splice(0)) publishFile(temp, final, { replace: true });
+          done = true;
           process.stdout.write(`imported ${created.length} integration(s) and ${certs.length} trusted certificate(s); every device logs in with its old password\n`);
         } finally {
+          for (const [temp] of staged) rmSync(temp, { force: true });
+          if (!done && madeFolder) rmSync(madeFolder, { recursive: true, force: true }); // only what this import created
           db.$client.close();
         }
         return exitCodes.ok;
@@ -174,9 +198,77 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
         return fail(verb, "unknown verb");
     }
   } catch (err) {
-    if (err instanceof AppError || err instanceof DataDirError) return fail(verb, err.message);
+    if (err instanceof AppError || err instanceof DataDirError || err instanceof TargetError) return fail(verb, err.message);
     throw err;
   }
+}
+
+/** maxExportBytes: an export larger than this is refused unread (256 MiB: several hundred thousand integrations). */
+export const maxExportBytes = 256 * 1024 * 1024;
+const maxCertificates = 1000;
+const maxCertificateBytes = 64 * 1024;
+const aclKeys = ["publishAcl", "subscribeAcl", "denyPublishAcl", "denySubscribeAcl"] as const;
+
+/**
+ * parseExport: an export is a file from outside: its shape is checked field by field before anything
+ * is written (the integrations' names, hashes and permissions are checked again by adoptMany, hash costs
+ * included); every problem is listed, and any refuses the whole file.
+ */
+export function parseExport(bytes: Buffer, file: string): { doc: ExportDocument; certs: [string, Buffer][] } {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+  } catch {
+    throw new ValidationError({ file: `${file} is not UTF-8 JSON` });
+  }
+  const doc = parsed as Partial<ExportDocument> | null;
+  if (typeof doc !== "object" || doc === null || doc.format !== "gatehouse-export" || doc.version !== 1 || !Array.isArray(doc.integrations)) {
+    throw new ValidationError({ file: "not a Gatehouse export (format gatehouse-export, version 1)" });
+  }
+  const problems: string[] = [];
+  const isStrings = (v: unknown) => Array.isArray(v) && v.length <= 1000 && v.every((x) => typeof x === "string");
+  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+  for (const [i, e] of (doc.integrations as unknown[]).entries()) {
+    const at = `integration ${i + 1}`;
+    if (!isObject(e)) {
+      problems.push(`${at}: not an object`);
+      continue;
+    }
+    if (!isIntegrationType(e.type)) problems.push(`${at}: type must be one of ${integrationTypes.join(", ")}`);
+    if (typeof e.username !== "string") problems.push(`${at}: username must be a string`);
+    if (typeof e.passwordHash !== "string") problems.push(`${at}: passwordHash must be a string`);
+    if (e.description !== undefined && typeof e.description !== "string") problems.push(`${at}: description must be a string`);
+    if (e.active !== undefined && typeof e.active !== "boolean") problems.push(`${at}: active must be true or false`);
+    for (const k of aclKeys) if (e[k] !== undefined && !isStrings(e[k])) problems.push(`${at}: ${k} must be a list of at most 1000 topic filters`);
+  }
+  const defaults = doc.defaultPermissions ?? {};
+  if (!isObject(defaults)) problems.push("defaultPermissions must be an object");
+  else {
+    for (const [type, p] of Object.entries(defaults)) {
+      if (!isIntegrationType(type)) problems.push(`defaultPermissions: unknown type ${JSON.stringify(type.slice(0, 32))}`);
+      else problems.push(...Object.entries(defaultPermissionsProblems(type, p as DefaultPermissions)).map(([k, m]) => `defaultPermissions ${k}: ${m}`));
+    }
+  }
+  const certs: [string, Buffer][] = [];
+  const trusted = doc.trustedCertificates ?? {};
+  if (!isObject(trusted)) problems.push("trustedCertificates must be an object");
+  else {
+    const entries = Object.entries(trusted);
+    if (entries.length > maxCertificates) problems.push(`trustedCertificates: ${entries.length} certificates, at most ${maxCertificates}`);
+    for (const [name, b64] of entries.slice(0, maxCertificates)) {
+      const at = `trusted certificate ${JSON.stringify(name.slice(0, 64))}`;
+      if (!/^[\w\-\[\]][\w.\-\[\]]{0,200}\.(pem|der)$/i.test(name)) problems.push(`${at}: the name must end in .pem or .der and hold only letters, digits and . - _ [ ]`);
+      const bytes = typeof b64 === "string" && /^[A-Za-z0-9+/]*={0,2}$/.test(b64) ? Buffer.from(b64, "base64") : undefined;
+      if (!bytes || bytes.toString("base64") !== b64 || bytes.length === 0) problems.push(`${at}: not base64`);
+      else if (bytes.length > maxCertificateBytes) problems.push(`${at}: ${bytes.length} bytes, at most ${maxCertificateBytes}`);
+      else certs.push([name, bytes]);
+    }
+  }
+  if (problems.length) {
+    const more = problems.length > 50 ? `; and ${problems.length - 50} more` : "";
+    throw new ValidationError({ file: `${problems.length} problem(s): ${problems.slice(0, 50).join("; ")}${more}` });
+  }
+  return { doc: { ...(doc as ExportDocument), defaultPermissions: defaults as Record<string, DefaultPermissions>, trustedCertificates: trusted as Record<string, string> }, certs };
 }
 
 function fail(verb: string, message: string): number {

@@ -6,7 +6,8 @@ import { EventBus } from "../core/events.ts";
 import { isIntegrationType, typeListText, type Integration } from "../core/types.ts";
 import { AppError, NotFoundError, ValidationError } from "../lib/errors.ts";
 import { exitCodes } from "./exit-codes.ts";
-import { mapMosquittoAcl, parseMosquittoPasswd } from "./mosquitto.ts";
+import { mapMosquittoAcl, maxMosquittoFileBytes, parseMosquittoPasswd } from "./mosquitto.ts";
+import { readBounded } from "../lib/files.ts";
 import { readSecretLine } from "./stdin.ts";
 
 /**
@@ -120,9 +121,12 @@ export async function integrationsCli(argv: string[], env: Record<string, string
           // Migrating from Mosquitto: every user keeps its password (its hash is verified as it is and
           // rehashed at the next login); ACL lines map to topic permissions, the rest is listed.
           const read = async (path: string) => {
-            const f = Bun.file(path);
-            if (!(await f.exists())) throw new ValidationError({ file: `no such file: ${path}` });
-            return f.text();
+            try {
+              return new TextDecoder("utf-8", { fatal: true }).decode(readBounded(path, maxMosquittoFileBytes));
+            } catch (err) {
+              const code = (err as NodeJS.ErrnoException).code;
+              throw new ValidationError({ file: code === "ENOENT" ? `no such file: ${path}` : err instanceof TypeError ? `${path} is not UTF-8 text` : (err as Error).message });
+            }
           };
           const users = parseMosquittoPasswd(await read(values["mosquitto-passwd"]));
           const mapped = values["mosquitto-acl"] ? mapMosquittoAcl(await read(values["mosquitto-acl"]), users.map((u) => u.username)) : undefined;

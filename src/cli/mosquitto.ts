@@ -1,3 +1,5 @@
+import { hashProblem, isMosquittoHash } from "../core/credentials/hashing.ts";
+import { validateFields } from "../core/credentials/validation.ts";
 import { ValidationError } from "../lib/errors.ts";
 
 /** MosquittoUser: one line of a Mosquitto password file, with what its ACL file grants it. */
@@ -10,18 +12,50 @@ export interface MosquittoUser {
   denySubscribeAcl: string[];
 }
 
-/** parseMosquittoPasswd: `user:$7$...` lines (mosquitto_passwd 2.x) or `$6$` (1.x); comments and blanks skipped. */
-export function parseMosquittoPasswd(text: string): { username: string; passwordHash: string }[] {
-  const out: { username: string; passwordHash: string }[] = [];
+/** maxMosquittoFileBytes: a password or ACL file larger than this is refused unread (16 MiB: some 100 000 users). */
+export const maxMosquittoFileBytes = 16 * 1024 * 1024;
+
+/** shown: a name from a file as it may appear in a message: quoted and escaped (no terminal escapes), bounded. */
+const shown = (text: string) => JSON.stringify(text.length > 64 ? `${text.slice(0, 64)}…` : text);
+
+/**
+ * parseMosquittoPasswd: `user:$7$...` lines (mosquitto_passwd 2.x) or `$6$` (1.x); comments and blanks
+ * skipped. A file from outside: every line is checked (name, hash format, salt and hash lengths, an
+ * iteration count within `hashLimits`, no name twice) and any refusal refuses the whole file, listing
+ * each bad line by number, so nothing is imported from a file that is partly wrong.
+ */
+export function parseMosquittoPasswd(text: string): { username: string; passwordHash: string; line: number }[] {
+  const out: { username: string; passwordHash: string; line: number }[] = [];
+  const problems: string[] = [];
+  const seen = new Map<string, number>();
   for (const [n, raw] of text.split(/\r?\n/).entries()) {
     const line = raw.trim();
     if (!line || line.startsWith("#")) continue;
+    const at = `line ${n + 1}`;
     const i = line.indexOf(":");
+    if (i <= 0) {
+      problems.push(`${at}: expected user:$7$... (hashed with mosquitto_passwd)`);
+      continue;
+    }
     const username = line.slice(0, i);
     const passwordHash = line.slice(i + 1);
-    if (i <= 0 || !/^\$[67]\$/.test(passwordHash)) throw new ValidationError({ file: `password file line ${n + 1}: expected user:$7$... (hashed with mosquitto_passwd)` });
-    out.push({ username, passwordHash });
+    const nameProblem = validateFields({ username }).username;
+    if (nameProblem) problems.push(`${at}: ${shown(username)}: ${nameProblem}`);
+    if (!isMosquittoHash(passwordHash)) problems.push(`${at}: ${shown(username)}: not a $7$ or $6$ hash (a plain-text file? hash it with mosquitto_passwd -U first)`);
+    else {
+      const problem = hashProblem(passwordHash);
+      if (problem) problems.push(`${at}: ${shown(username)}: ${problem}`);
+    }
+    const before = seen.get(username);
+    if (before !== undefined) problems.push(`${at}: ${shown(username)} is already on line ${before}`);
+    else seen.set(username, n + 1);
+    out.push({ username, passwordHash, line: n + 1 });
   }
+  if (problems.length) {
+    const more = problems.length > 50 ? `\n  and ${problems.length - 50} more` : "";
+    throw new ValidationError({ file: `password file refused, nothing imported (${problems.length} problem(s)):\n  ${problems.slice(0, 50).join("\n  ")}${more}` });
+  }
+  if (out.length === 0) throw new ValidationError({ file: "the password file holds no users" });
   return out;
 }
 

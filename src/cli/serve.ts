@@ -1,9 +1,11 @@
-import { rmSync, writeFileSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { createApp } from "../app.ts";
 import { notify, startWatchdog } from "../lib/systemd.ts";
 import { pidFileName } from "./backup.ts";
 import { DataDirError } from "../db/data-dir.ts";
+import { discardPrevious, previousName } from "../db/restore.ts";
+import { writePrivateFile } from "../lib/files.ts";
 import { ConfigError, parseServeConfig, usage } from "../config.ts";
 import { createLogger } from "../lib/logger.ts";
 import { exitCodes } from "./exit-codes.ts";
@@ -51,7 +53,9 @@ export async function serve(argv: string[], env: Record<string, string | undefin
   }
   // `gatehouse restore` refuses to replace the database while this process runs.
   const pidFile = join(config.dataDir, pidFileName);
-  writeFileSync(pidFile, `${process.pid}\n`, { mode: 0o600 });
+  writePrivateFile(pidFile, `${process.pid}\n`, { replace: true });
+  // Started on a restored database: the one it replaced (kept by `gatehouse restore`) can go now.
+  if (discardPrevious(config.dataDir)) log.info("removed the database kept from before the restore", { file: previousName });
   // systemd (Type=notify): ready only now that every listener is bound; then the watchdog pings.
   notify(`READY=1\nSTATUS=serving\nMAINPID=${process.pid}`);
   const stopWatchdog = startWatchdog();

@@ -5,6 +5,7 @@ import { adminSessions, admins, apiTokens, type ApiTokenRow } from "../db/schema
 import { AppError, NotFoundError, ValidationError } from "../lib/errors.ts";
 import { randomToken, sha256Hex } from "../lib/ids.ts";
 import type { HashCost } from "./credentials.ts";
+import { verifyHash } from "./credentials/hashing.ts";
 import { FailureThrottle, pairKey } from "./throttle.ts";
 
 export interface AdminSession {
@@ -103,8 +104,9 @@ export class AdminStore {
       const failures = this.#nameFailures.failures(`n:${name}`);
       if (failures >= 5) await new Promise((r) => setTimeout(r, Math.min(2_000, 100 * 2 ** (failures - 5))));
       const admin = this.db.select().from(admins).where(eq(admins.username, name)).get();
-      // An unknown name costs no hash; it waits about as long as one, so timing tells nothing.
-      ok = admin ? await Bun.password.verify(password, admin.passwordHash).catch(() => false) : (await new Promise((r) => setTimeout(r, 100)), false);
+      // An unknown name costs no hash; it waits about as long as one, so timing tells nothing. A stored
+      // hash above `hashLimits` (a restored or hand-edited database) is refused, never computed.
+      ok = admin ? await verifyHash(password, admin.passwordHash) : (await new Promise((r) => setTimeout(r, 100)), false);
       if (!admin || !ok) {
         this.#nameFailures.fail(`n:${name}`);
         this.opts.onAttempt?.({ username: name, remote, outcome: "failed" });

@@ -7,7 +7,7 @@ import { aclKey, IntegrationIndex, publicView, type StoredIntegration } from "./
 import { LastLogins } from "./credentials/last-logins.ts";
 import { countByType, listIntegrations, type ListPage, type ListQuery } from "./credentials/query.ts";
 import { reconcile } from "./credentials/reconcile.ts";
-import { hashFor, isFastHash, needsRehash, type HashScheme } from "./credentials/hashing.ts";
+import { hashFor, hashProblem, isFastHash, needsRehash, type HashScheme } from "./credentials/hashing.ts";
 import { isValidTopicFilter, validateFields } from "./credentials/validation.ts";
 import { LoginVerifier } from "./credentials/verifier.ts";
 import type { EventBus } from "./events.ts";
@@ -70,6 +70,8 @@ export interface CredentialOptions {
   fresh?: () => false | Promise<unknown>;
   /** told of every login refused as an unknown user, with what the client presented (smart onboarding) */
   onUnknown?: (type: IntegrationType, username: string, password: string, meta: LoginMeta) => void;
+  /** told of a login refused because the stored hash cannot be checked at a bounded cost (see hashLimits) */
+  onUnusableHash?: (username: string, problem: string) => void;
 }
 
 function isUniqueViolation(err: unknown): boolean {
@@ -103,6 +105,8 @@ export class CredentialStore {
       (r, password) => {
         if (needsRehash(r.passwordHash, this.opts.hashCost)) void this.#rehash(r.id, r.passwordHash, password).catch(() => undefined);
       },
+      undefined,
+      (r, problem) => this.opts.onUnusableHash?.(r.username, problem),
     );
     this.#lastLogins = new LastLogins(db);
     this.reload();
@@ -245,9 +249,10 @@ export class CredentialStore {
     const seen = new Set<string>();
     const rows = inputs.map((input, i) => {
       const fields = validateFields({ type: input.type, username: input.username, description: input.description ?? "" });
-      if (!/^\$(argon2id|gh-pbkdf2-sha256|6|7)\$/.test(input.passwordHash)) fields.password = "not a password hash this appliance can check";
+      const problem = /^\$(argon2id|gh-pbkdf2-sha256|6|7)\$/.test(input.passwordHash) ? hashProblem(input.passwordHash) : "not a password hash this appliance can check";
+      if (problem) fields.password = `password hash: ${problem}`;
       for (const key of aclFields) if (input[key] && !input[key]!.every(isValidTopicFilter)) fields[key] = "each entry must be a valid MQTT topic filter";
-      if (Object.keys(fields).length) throw Object.assign(new ValidationError(fields), inputs.length > 1 ? { message: `entry ${i + 1} (${input.username}): ${Object.values(fields).join("; ")}` } : {});
+      if (Object.keys(fields).length) throw Object.assign(new ValidationError(fields), inputs.length > 1 ? { message: `entry ${i + 1} (${JSON.stringify(String(input.username).slice(0, 64))}): ${Object.values(fields).join("; ")}` } : {});
       this.#assertUsernameFree(input.username);
       if (seen.has(input.username)) throw new ConflictError(`username "${input.username}" appears twice`);
       seen.add(input.username);

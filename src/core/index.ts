@@ -43,6 +43,8 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     onUnknown: (type, username, password, meta) => {
       onboarding.consider(type, username, password, meta).catch((err) => log.error("onboarding request failed", { err }));
     },
+    onUnusableHash: (username, problem) =>
+      log.warn("login refused: the stored password hash cannot be checked at a bounded cost; set a new password", { username, problem }),
   });
   const onboarding = new Onboarding(db, credentials, events, activity, log.child({ part: "onboarding" }));
   activity.follow(events);

@@ -31,11 +31,20 @@ export function allDefaultPermissions(db: Db): Record<IntegrationType, DefaultPe
   return Object.fromEntries(integrationTypes.map((t) => [t, defaultPermissions(db, t)])) as Record<IntegrationType, DefaultPermissions>;
 }
 
-export function setDefaultPermissions(db: Db, type: IntegrationType, p: DefaultPermissions): void {
+/** defaultPermissionsProblems: field -> message for what setDefaultPermissions would refuse (empty: none). */
+export function defaultPermissionsProblems(type: IntegrationType, p: DefaultPermissions): Record<string, string> {
   const fields: Record<string, string> = {};
   for (const k of ["publishAcl", "subscribeAcl"] as const) {
-    if (p[k].length > 100 || !p[k].every(isValidTopicFilter)) fields[`${type}.${k}`] = "each entry must be a valid MQTT topic filter (at most 100)";
+    const list: unknown = p?.[k];
+    if (!Array.isArray(list) || list.length > 100 || !list.every((f) => typeof f === "string" && isValidTopicFilter(f))) {
+      fields[`${type}.${k}`] = "each entry must be a valid MQTT topic filter (at most 100)";
+    }
   }
+  return fields;
+}
+
+export function setDefaultPermissions(db: Db, type: IntegrationType, p: DefaultPermissions): void {
+  const fields = defaultPermissionsProblems(type, p);
   if (Object.keys(fields).length) throw new ValidationError(fields);
   const row = { key: key(type), value: JSON.stringify(p), updatedAt: Date.now() };
   db.insert(settings).values(row).onConflictDoUpdate({ target: settings.key, set: row }).run();

@@ -1,4 +1,5 @@
-import { accessSync, chmodSync, constants, mkdirSync } from "node:fs";
+import { accessSync, chmodSync, closeSync, constants, existsSync, mkdirSync, statSync } from "node:fs";
+import { createPrivateFile } from "../lib/files.ts";
 import { join } from "node:path";
 import { openDatabase, type Db } from "./client.ts";
 import { migrate } from "./migrate.ts";
@@ -21,8 +22,16 @@ export function openDataDir(dir: string, opts: { busyTimeoutMs?: number } = {}):
   let db: Db;
   try {
     const file = join(dir, "gatehouse.db");
+    // Password hashes and session digests: owner only. A new database file is made 0600 before SQLite
+    // writes to it (SQLite gives its -wal and -shm the database's mode); one left by an older release
+    // is narrowed.
+    try {
+      closeSync(createPrivateFile(file));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      for (const suffix of ["", "-wal", "-shm"]) if (existsSync(file + suffix) && (statSync(file + suffix).mode & 0o077) !== 0) chmodSync(file + suffix, 0o600);
+    }
     db = openDatabase(file, opts);
-    chmodSync(file, 0o600); // password hashes and session digests: owner only (-wal/-shm inherit it)
   } catch (err) {
     throw new DataDirError(`cannot open database in "${dir}": ${(err as Error).message}`);
   }

@@ -1,6 +1,6 @@
 import { FailureThrottle, FairScheduler, pairKey } from "../throttle.ts";
 import type { IntegrationType, LoginMeta, VerifyResult } from "../types.ts";
-import { isFastHash, isMosquittoHash, verifyFast, verifyMosquitto } from "./hashing.ts";
+import { hashProblem, isFastHash, isMosquittoHash, verifyHash } from "./hashing.ts";
 import { publicView, type IntegrationIndex, type StoredIntegration } from "./index-memory.ts";
 
 /**
@@ -20,7 +20,8 @@ import { publicView, type IntegrationIndex, type StoredIntegration } from "./ind
  *   window. Attempts count when they start, so a burst sent at once gets no more hashes than the
  *   same attempts sent one by one, and the right password inside such a burst is refused like the rest;
  * - an address spraying many usernames, or a username sprayed from many addresses, is only slowed:
- *   hashes run a few at a time (bounded memory: each argon2id holds 64 MiB), round robin over
+ *   hashes (every kind, off the event loop) run a few at a time (bounded memory: each argon2id holds
+ *   64 MiB; a stored hash above `hashLimits` is never computed), round robin over
  *   addresses, attempts from a pair with no failures first; so a device whose own pair is clean gets
  *   in at the next free slot even while others hammer its address or its name;
  * - an unknown username costs no hash at all: the refusal waits about as long as a hash takes, so the
@@ -48,6 +49,8 @@ export class LoginVerifier {
     /** told of every password a real check (not the cache) found right: the store may rehash it */
     private readonly onVerified: (r: StoredIntegration, password: string) => void = () => {},
     hashConcurrency = 2,
+    /** told of a stored hash that is refused without being computed (malformed, or above `hashLimits`) */
+    private readonly onUnusableHash: (r: StoredIntegration, problem: string) => void = () => {},
   ) {
     this.scheduler = new FairScheduler(hashConcurrency);
   }
@@ -104,7 +107,7 @@ export class LoginVerifier {
       let ok = false;
       let first = false;
       try {
-        ({ ok, first } = await this.#argon2(fp, password, hashAtStart, meta.remote ?? "local", priority));
+        ({ ok, first } = await this.#hash(r, fp, password, hashAtStart, meta.remote ?? "local", priority));
       } finally {
         settle(!ok && first);
       }
@@ -155,23 +158,28 @@ export class LoginVerifier {
   }
 
   /**
-   * #argon2: a reconnect storm (a line powering up) sends the same credential many times at once:
-   * one hash serves them all; only its first waiter books a failure.
+   * #hash: every password hash runs through the scheduler, off the event loop (argon2 and bcrypt in
+   * Bun.password, PBKDF2 in Node's async pbkdf2), a few at a time. A reconnect storm (a line powering
+   * up) sends the same credential many times at once: one hash serves them all; only its first waiter
+   * books a failure. A stored hash whose cost is above `hashLimits` (or that is malformed) is never
+   * computed: the login is refused as a wrong password and the store is told, so it can be logged.
    */
-  async #argon2(fp: string, password: string, hash: string, lane: string, priority: boolean): Promise<{ ok: boolean; first: boolean }> {
-    // A hash of a generated password is cheap and synchronous: no queue, no memory to bound.
-    if (isFastHash(hash) || isMosquittoHash(hash)) {
-      this.stats.hashVerifies++;
-      return { ok: isFastHash(hash) ? verifyFast(password, hash) : verifyMosquitto(password, hash), first: true };
+  async #hash(r: StoredIntegration, fp: string, password: string, hash: string, lane: string, priority: boolean): Promise<{ ok: boolean; first: boolean }> {
+    const problem = hashProblem(hash);
+    if (problem) {
+      this.onUnusableHash(r, problem);
+      return { ok: false, first: true };
     }
     let pending = this.#inflight.get(fp);
     const first = pending === undefined;
     if (!pending) {
+      // Only argon2's duration is what an unknown username's answer imitates (see #unknown).
+      const timed = !isFastHash(hash) && !isMosquittoHash(hash);
       pending = this.scheduler.run(lane, priority, async () => {
         this.stats.hashVerifies++;
         const t = performance.now();
-        const ok = await Bun.password.verify(password, hash).catch(() => false);
-        this.#hashMs = this.#hashMs * 0.8 + (performance.now() - t) * 0.2;
+        const ok = await verifyHash(password, hash);
+        if (timed) this.#hashMs = this.#hashMs * 0.8 + (performance.now() - t) * 0.2;
         return ok;
       });
       this.#inflight.set(fp, pending);
