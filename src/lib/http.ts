@@ -45,6 +45,33 @@ export function remoteOf(request: Request): string {
   return remotes.get(request) ?? "local";
 }
 
+const idleHooks = new WeakMap<Request, (seconds?: number) => void>();
+
+/**
+ * setIdleHook: the web server lets the routes of a request change that connection's idle timeout
+ * (`undefined`: back to the server's short one).
+ */
+export function setIdleHook(request: Request, hook: (seconds?: number) => void): void {
+  idleHooks.set(request, hook);
+}
+
+/**
+ * allowIdle: a long-lived answer (a long poll, an event stream) asks that its connection may stay
+ * silent for `seconds` (at most 255) instead of the server's short default; traffic on it starts the
+ * count again. Does nothing for a request that did not come through the web server (`app.handle`).
+ */
+export function allowIdle(request: Request, seconds: number): void {
+  idleHooks.get(request)?.(Math.min(255, Math.max(0, Math.ceil(seconds))));
+}
+
+/**
+ * endIdle: the long wait is over (the answer is ready): the connection goes back to the server's
+ * short idle timeout, which a kept-alive connection would otherwise keep for its next requests.
+ */
+export function endIdle(request: Request): void {
+  idleHooks.get(request)?.();
+}
+
 /**
  * HttpMount: a listener's share of the HTTP port. The web server hands it every request whose path it
  * claims, before the admin routes and their sign-in guard: device credentials and admin credentials

@@ -4,7 +4,7 @@ import type { Core } from "../core/index.ts";
 import { vrpcAgentIdentity } from "../core/vrpc.ts";
 import { integrationStatuses, isIntegrationType, type Integration, type IntegrationStatus, type IntegrationType } from "../core/types.ts";
 import { AppError, NotFoundError } from "../lib/errors.ts";
-import { field, htmlResponse, isHtmx, redirect, safeNext } from "../lib/http.ts";
+import { allowIdle, field, htmlResponse, isHtmx, redirect, safeNext } from "../lib/http.ts";
 import { randomPassword, randomUsername } from "../lib/ids.ts";
 import { FieldError } from "../../views/components/field-error.tsx";
 import { typeLabels } from "../../views/components/type-label.tsx";
@@ -348,13 +348,19 @@ function EditPage({ request, integration, errors = {}, draft = {} }: { request: 
   );
 }
 
+/** how often /events sends a comment when nothing happens, and how long its connection may be silent */
+const pingSeconds = 20;
+const streamIdleSeconds = 3 * pingSeconds;
+
 /**
  * eventStream: `/events`, server-sent events for the open pages: `changed` (debounced) whenever an
- * integration, a session, a failed login or onboarding changes; a comment every 20 s keeps proxies
- * from closing it. The page decides what to reload.
+ * integration, a session, a failed login or onboarding changes; a comment every 20 s keeps the server's
+ * idle timeout (60 s for this route: a stream whose comments stop going out is closed) and proxies
+ * (nginx's proxy_read_timeout is 60 s) from closing it. The page decides what to reload.
  */
 export function eventStream(core: Core) {
   return new Elysia({ name: "event-stream" }).get("/events", ({ request }) => {
+    allowIdle(request, streamIdleSeconds);
     const encoder = new TextEncoder();
     let cleanup = () => {};
     const stream = new ReadableStream<Uint8Array>({
@@ -388,7 +394,7 @@ export function eventStream(core: Core) {
         const offs = (
           ["integration.created", "integration.updated", "integration.deleted", "integration.activated", "integration.deactivated", "session.opened", "session.closed", "login.failed", "onboarding.changed"] as const
         ).map((name) => core.events.on(name, changed));
-        const ping = setInterval(() => send(": ping\n\n"), 20_000);
+        const ping = setInterval(() => send(": ping\n\n"), pingSeconds * 1000);
         send("retry: 2000\n\n");
         cleanup = () => {
           for (const off of offs) off();

@@ -5,7 +5,7 @@ import { isValidTopicString } from "../../core/topics.ts";
 import { fingerprintOf } from "../../core/onboarding.ts";
 import { integrationTypes, isIntegrationType, type Integration, type LoginFailure } from "../../core/types.ts";
 import { StaleLoginError } from "../../lib/errors.ts";
-import type { HttpMount } from "../../lib/http.ts";
+import { allowIdle, endIdle, type HttpMount } from "../../lib/http.ts";
 import type { Logger } from "../../lib/logger.ts";
 import { clientAddressBehindProxy, parseBasicAuth } from "./basic-auth.ts";
 
@@ -192,6 +192,7 @@ export function createDeviceApi(core: Core, log: Logger, opts: DeviceApiOptions)
     const wait = url.searchParams.get("wait");
     if (wait !== null) {
       if (!/^\d{1,2}$/.test(wait) || Number(wait) > 60) return problem(400, "invalid_request", "wait must be 0-60 seconds");
+      allowIdle(request, Number(wait) + 10); // silent until the answer, which comes at `wait` at the latest
       const changed = await new Promise<{ payload: Buffer; at: number } | undefined>((resolve) => {
         let set = waiters.get(topic);
         if (!set) waiters.set(topic, (set = new Set()));
@@ -205,6 +206,7 @@ export function createDeviceApi(core: Core, log: Logger, opts: DeviceApiOptions)
         const timer = setTimeout(() => done(), Number(wait) * 1000);
         request.signal.addEventListener("abort", () => done());
       });
+      endIdle(request);
       if (changed) return json(payloadView(topic, changed.payload, changed.at));
     }
     const payload = await retainedNow(topic);
