@@ -149,7 +149,7 @@ export function authRoutes(core: Core) {
       checkPreauth(request, cookie, body);
       const username = field(body, "username") ?? "";
       try {
-        const { token } = await core.admins.signIn(username, field(body, "password") ?? "", remoteOf(request));
+        const { token } = await core.admins.signIn(username, field(body, "password") ?? "", remoteOf(request), request.signal);
         startSession(request, cookie, token);
         return redirect(safeNext(field(body, "next")));
       } catch (err) {
