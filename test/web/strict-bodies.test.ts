@@ -113,6 +113,37 @@ describe("request bodies through the real server", () => {
   });
 });
 
+describe("the device routes' JSON bodies (a listener's mount: not in the app's route list)", () => {
+  it("a batch item or a registration with a field the route does not take is a 400 naming it; nothing is published or recorded", async () => {
+    const { app, url } = await testApp(["--opcua-port", "off"]);
+    try {
+      const { password } = await app.core.credentials.create({ type: "http", username: "batcher" });
+      const basic = `Basic ${Buffer.from(`batcher:${password}`).toString("base64")}`;
+      const published: string[] = [];
+      const off = app.core.bus.onMessage((m) => void published.push(m.topic));
+      const batch = await fetch(`${url}/api/v1/data`, {
+        method: "POST",
+        headers: { authorization: basic, "content-type": "application/json" },
+        body: JSON.stringify([{ topic: "plant/a", payload: 1 }, { topic: "plant/b", payload: 2, qos: 1 }]),
+      });
+      expect(batch.status).toBe(400);
+      expect((await batch.json()).message).toContain("item 2: unknown field qos");
+      app.core.onboarding.open({ minutes: 5, by: "test" });
+      const register = await fetch(`${url}/api/v1/register`, { method: "POST", body: JSON.stringify({ username: "new-device", password: "a-device-password", type: "http", [unknown]: 1 }) });
+      expect(register.status).toBe(400);
+      expect((await register.json()).message).toContain(unknown);
+      expect(app.core.onboarding.list()).toEqual([]);
+      // the same without the extra field works (so the 400 was for the field)
+      const ok = await fetch(`${url}/api/v1/data`, { method: "POST", headers: { authorization: basic }, body: JSON.stringify([{ topic: "plant/a", payload: 1, retain: false }]) });
+      expect(ok.status).toBe(202);
+      off();
+      expect(published).toEqual(["plant/a"]);
+    } finally {
+      await app.stop();
+    }
+  });
+});
+
 /** rawPost: node:http, so the body goes chunked without a Content-Length. */
 function rawPost(base: string, path: string, headers: Record<string, string>, body: string): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {

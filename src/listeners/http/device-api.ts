@@ -57,6 +57,14 @@ function topicOf(rest: string): string | undefined {
   }
 }
 
+/** unknownKeys: the keys of a JSON object a route does not take (named in its 400, at most 10, each cut to 64). */
+function unknownKeys(value: object, allowed: readonly string[]): string | undefined {
+  const extra = Object.keys(value).filter((k) => !allowed.includes(k));
+  if (extra.length === 0) return undefined;
+  const names = extra.slice(0, 10).map((k) => (k.length > 64 ? `${k.slice(0, 64)}…` : k));
+  return `${names.join(", ")}${extra.length > 10 ? " and more" : ""}`;
+}
+
 function payloadView(topic: string, payload: Buffer, at: number | undefined) {
   let text: string | undefined;
   try {
@@ -174,6 +182,9 @@ export function createDeviceApi(core: Core, log: Logger, opts: DeviceApiOptions)
       if (!topic) return problem(400, "invalid_request", `item ${i + 1}: topic must be an MQTT topic name without wildcards`);
       if (it.payload === undefined) return problem(400, "invalid_request", `item ${i + 1}: payload is missing`);
       if (it.retain !== undefined && typeof it.retain !== "boolean") return problem(400, "invalid_request", `item ${i + 1}: retain must be true or false`);
+      // a field it does not take (`qos`, a misspelt `retained`) is refused, not silently dropped
+      const extra = unknownKeys(it, ["topic", "payload", "retain"]);
+      if (extra) return problem(400, "invalid_request", `item ${i + 1}: unknown field ${extra}; an item takes topic, payload, retain`);
       if (!mayPublish(current, topic)) return problem(403, "forbidden", `item ${i + 1}: this integration may not publish to ${topic}`);
       const payload = Buffer.from(typeof it.payload === "string" ? it.payload : JSON.stringify(it.payload));
       messages.push({ topic, payload, retain: it.retain === true });
@@ -247,6 +258,8 @@ export function createDeviceApi(core: Core, log: Logger, opts: DeviceApiOptions)
     } catch {
       return problem(400, "malformed_body", "the body must be JSON: {username, password, type}");
     }
+    const extra = input && typeof input === "object" ? unknownKeys(input, ["username", "password", "type"]) : undefined;
+    if (extra) return problem(400, "invalid_request", `unknown field ${extra}; this route takes username, password, type`);
     const { username, password, type } = input ?? {};
     if (typeof username !== "string" || typeof password !== "string" || typeof type !== "string" || !isIntegrationType(type)) {
       return problem(400, "invalid_request", `username and password are strings; type is one of ${integrationTypes.join(", ")}`);
