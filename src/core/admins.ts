@@ -6,7 +6,7 @@ import { AppError, NotFoundError, ValidationError } from "../lib/errors.ts";
 import { randomToken, sha256Hex } from "../lib/ids.ts";
 import type { HashCost } from "./credentials.ts";
 import { verifyHash } from "./credentials/hashing.ts";
-import { FailureThrottle, pairKey } from "./throttle.ts";
+import { FailureThrottle, FairScheduler, QueueFullError, pairKey } from "./throttle.ts";
 
 export interface AdminSession {
   adminId: number;
@@ -18,6 +18,20 @@ export interface AdminSession {
 export const adminUsernamePattern = /^[A-Za-z0-9._\-@]{1,64}$/;
 
 /**
+ * Admin password checks have their own scheduler, not the devices' (core/credentials/verifier.ts):
+ * - a device storm (a line of 1 000 devices with chosen passwords reconnecting after a power cut, each
+ *   from its own address, all clean) would put the admin's lane behind every device lane of the round
+ *   robin: the admin must get in precisely when the devices misbehave; and a spray against the admin
+ *   must not slow device logins;
+ * - memory stays bounded by the sum: 2 device hashes + 1 admin hash in flight, 3 x 64 MiB of argon2id;
+ * - one at a time is enough for people: a sign-in waits for at most the check running now, ~0.1 s.
+ * The waiting line is bounded too: beyond 64, an attempt that ranks no better than the worst waiting
+ * one is refused at once (429, no hash), and a better one (a clean address) takes that one's place.
+ */
+export const adminHashConcurrency = 1;
+export const adminMaxQueued = 64;
+
+/**
  * AdminStore: admin accounts, their sign-in sessions, the first-start setup token and API tokens.
  * Cookies and API tokens are 256-bit random values; the database keeps only their SHA-256, so a
  * copied database file does not sign anybody in.
@@ -27,8 +41,12 @@ export class AdminStore {
   /** per (address, name): the hard limit */
   readonly throttle: FailureThrottle;
   #addressThrottle = new FailureThrottle(20, 60_000);
-  /** per name: only a growing wait */
-  #nameFailures = new FailureThrottle(Number.MAX_SAFE_INTEGER, 60_000);
+  /** per address: every sign-in attempt of the last minute, refused ones too (a person sends one at a time) */
+  #addressAttempts = new FailureThrottle(Number.MAX_SAFE_INTEGER, 60_000);
+  /** admin password checks: one at a time, clean addresses first, lanes with one attempt before busy ones */
+  readonly scheduler = new FairScheduler(adminHashConcurrency, { maxQueued: adminMaxQueued, busyLanesLast: true });
+  /** recent check duration (ms), for the answer to an unknown name */
+  #hashMs = 100;
   /** bumped when a name's password is set: its old pair windows no longer apply */
   #generations = new Map<string, number>();
   #updatedAt = new Map<string, number>();
@@ -84,15 +102,23 @@ export class AdminStore {
    * - refused outright (`rate_limited`) per (address, name) pair after 5 failures a minute, and per
    *   address after 20 (an address guessing many names); attempts count when they start, so a burst
    *   gets no more password checks than the limit, and the right password inside it is refused too;
-   * - a name alone, guessed from many addresses, is only slowed (a growing wait before the check, up
-   *   to 2 s), never refused: the real admin signs in from an address that is not guessing;
+   * - a name alone, guessed from many addresses, is never refused: its guesses wait in the scheduler's
+   *   line (one check at a time, at most 64 waiting). The next check is a clean attempt (its pair and
+   *   address have no failure, and its address sent no other attempt this minute), then one from an
+   *   address with nothing else under way, round robin among equals: the real admin, signing in from an
+   *   address that is not guessing, goes ahead of every waiting guess of addresses that sent several or
+   *   failed already. What it cannot tell apart: a fresh address's very first guess (it ties with the
+   *   admin; an attacker with more addresses than the line holds can make the admin wait up to 64 checks);
    * - `gatehouse admin set-password` (or any password change) ends that name's lock-outs.
-   * Every attempt is reported to `onAttempt` (the activity log and the journal).
+   * Every attempt is reported to `onAttempt` (the activity log and the journal). `signal` (the
+   * request's) drops an attempt still waiting when its client goes away.
    */
-  async signIn(username: string, password: string, remote = "unknown"): Promise<{ token: string; session: AdminSession }> {
+  async signIn(username: string, password: string, remote = "unknown", signal?: AbortSignal): Promise<{ token: string; session: AdminSession }> {
     const name = username.slice(0, 64);
     const generation = this.#generations.get(name) ?? 0;
-    const settlePair = this.throttle.reserve(pairKey(remote, `${name}\0${generation}`));
+    const pair = pairKey(remote, `${name}\0${generation}`);
+    this.#addressAttempts.fail(`a:${remote}`);
+    const settlePair = this.throttle.reserve(pair);
     const settleAddress = settlePair && this.#addressThrottle.reserve(`a:${remote}`);
     if (!settlePair || !settleAddress) {
       settlePair?.(false);
@@ -100,23 +126,45 @@ export class AdminStore {
       throw new AppError("rate_limited", "too many failed sign-ins; wait a minute and try again");
     }
     let ok = false;
+    /** the password was checked (a refusal from a full line or an abandoned wait books no failure) */
+    let checked = false;
     try {
-      const failures = this.#nameFailures.failures(`n:${name}`);
-      if (failures >= 5) await new Promise((r) => setTimeout(r, Math.min(2_000, 100 * 2 ** (failures - 5))));
       const admin = this.db.select().from(admins).where(eq(admins.username, name)).get();
-      // An unknown name costs no hash; it waits about as long as one, so timing tells nothing. A stored
-      // hash above `hashLimits` (a restored or hand-edited database) is refused, never computed.
-      ok = admin ? await verifyHash(password, admin.passwordHash) : (await new Promise((r) => setTimeout(r, 100)), false);
+      // Clean, asked when a slot frees: no failure for this pair or address, and no other attempt from
+      // this address this minute. A spray sending several guesses per address is never clean, nor is an
+      // address once its first guess has failed.
+      const clean = () =>
+        this.throttle.failures(pair) === 0 && this.#addressThrottle.failures(`a:${remote}`) === 0 && this.#addressAttempts.failures(`a:${remote}`) <= 1;
+      // An unknown name costs no hash; it waits in the same line and about as long as one, so timing
+      // tells nothing.
+      const check = async () => {
+        if (!admin) return (await new Promise((r) => setTimeout(r, this.#hashMs)), false);
+        const t = performance.now();
+        // A stored hash above `hashLimits` (a restored or hand-edited database) is refused, never computed.
+          const right = await verifyHash(password, admin.passwordHash);
+        this.#hashMs = this.#hashMs * 0.8 + (performance.now() - t) * 0.2;
+        return right;
+      };
+      try {
+        ok = await this.scheduler.run(remote, clean, check, signal);
+        checked = true;
+      } catch (err) {
+        if (err instanceof QueueFullError) {
+          this.opts.onAttempt?.({ username: name, remote, outcome: "rate-limited" });
+          throw new AppError("rate_limited", "too many sign-ins waiting; try again in a moment");
+        }
+        if (signal?.aborted) throw new AppError("unavailable", "the sign-in was abandoned by its client");
+        throw err;
+      }
       if (!admin || !ok) {
-        this.#nameFailures.fail(`n:${name}`);
         this.opts.onAttempt?.({ username: name, remote, outcome: "failed" });
         throw new AppError("unauthorized", "wrong username or password");
       }
       this.opts.onAttempt?.({ username: name, remote, outcome: "signed-in" });
       return this.#openSession(admin.id, admin.username);
     } finally {
-      settlePair(!ok);
-      settleAddress(!ok);
+      settlePair(checked && !ok);
+      settleAddress(checked && !ok);
     }
   }
 
@@ -172,7 +220,6 @@ export class AdminStore {
   /** unlock: a name's lock-outs end (its password was just set). */
   unlock(username: string): void {
     this.#generations.set(username, (this.#generations.get(username) ?? 0) + 1);
-    this.#nameFailures.clear(`n:${username}`);
   }
 
   /** syncExternal: another process (the CLI) wrote: a password it changed ends that name's lock-outs. */

@@ -24,6 +24,11 @@ export interface NewIntegration {
   password?: string;
   description?: string;
   active?: boolean;
+  /** topic permissions; one left out is the type's default (allow lists) or empty (deny lists) */
+  publishAcl?: string[];
+  subscribeAcl?: string[];
+  denyPublishAcl?: string[];
+  denySubscribeAcl?: string[];
 }
 
 export interface IntegrationPatch {
@@ -36,6 +41,16 @@ export interface IntegrationPatch {
 }
 
 const aclFields = ["publishAcl", "subscribeAcl", "denyPublishAcl", "denySubscribeAcl"] as const;
+
+/** aclErrors: each permission list given must hold at most 100 valid MQTT topic filters. */
+function aclErrors(input: Partial<Record<(typeof aclFields)[number], string[]>>): Record<string, string> {
+  const fields: Record<string, string> = {};
+  for (const key of aclFields) {
+    const acl = input[key];
+    if (acl && (acl.length > 100 || !acl.every(isValidTopicFilter))) fields[key] = "each entry must be a valid MQTT topic filter (at most 100)";
+  }
+  return fields;
+}
 
 /** AdoptedIntegration: an integration brought with its hash (and, optionally, its permissions). */
 export interface AdoptedIntegration {
@@ -218,6 +233,7 @@ export class CredentialStore {
     const generated = input.password === undefined;
     const password = input.password ?? randomPassword();
     const fields = validateFields({ type: input.type, username, password, description: input.description ?? "" });
+    Object.assign(fields, aclErrors(input));
     if (Object.keys(fields).length) throw new ValidationError(fields);
     this.#assertUsernameFree(username);
     const t = this.now();
@@ -228,8 +244,10 @@ export class CredentialStore {
         username,
         type: input.type,
         description: input.description ?? "",
-        publishAcl: JSON.stringify(acl.publishAcl),
-        subscribeAcl: JSON.stringify(acl.subscribeAcl),
+        publishAcl: JSON.stringify(input.publishAcl ?? acl.publishAcl),
+        subscribeAcl: JSON.stringify(input.subscribeAcl ?? acl.subscribeAcl),
+        denyPublishAcl: JSON.stringify(input.denyPublishAcl ?? []),
+        denySubscribeAcl: JSON.stringify(input.denySubscribeAcl ?? []),
         passwordHash: await this.hash(password, generated ? "fast" : "argon2id"),
         active: input.active ?? true,
         createdAt: t,
@@ -337,11 +355,7 @@ export class CredentialStore {
   update(id: number, patch: IntegrationPatch): Integration {
     const r = this.#require(id);
     const username = patch.username?.trim();
-    const fields = validateFields({ username, description: patch.description });
-    for (const key of aclFields) {
-      const acl = patch[key];
-      if (acl && (acl.length > 100 || !acl.every(isValidTopicFilter))) fields[key] = "each entry must be a valid MQTT topic filter (at most 100)";
-    }
+    const fields = { ...validateFields({ username, description: patch.description }), ...aclErrors(patch) };
     if (Object.keys(fields).length) throw new ValidationError(fields);
     if (username !== undefined) this.#assertUsernameFree(username, id);
     const set: Partial<typeof integrations.$inferInsert> = { updatedAt: this.now() };

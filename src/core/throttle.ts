@@ -92,50 +92,159 @@ export function pairKey(address: string | undefined, name: string): string {
   return boundedKey(`p:${address ?? "local"}\0${name}`);
 }
 
+/** QueueFullError: the scheduler's waiting line is full and this attempt ranks no better than those in it. */
+export class QueueFullError extends Error {
+  constructor() {
+    super("too many attempts waiting");
+    this.name = "QueueFullError";
+  }
+}
+
+export interface FairSchedulerOptions {
+  /**
+   * most attempts waiting (default: no bound). A newcomer that ranks better than the worst waiting
+   * attempt takes its place (that one is refused with QueueFullError); otherwise the newcomer is.
+   */
+  maxQueued?: number;
+  /**
+   * a lane with more than one attempt under way (waiting or running) waits behind lanes with one:
+   * a person types one password at a time; an address with five guesses in flight is not a person.
+   */
+  busyLanesLast?: boolean;
+}
+
+interface Waiting {
+  lane: string;
+  start: () => void;
+  clean: () => boolean;
+  refuse: (err: Error) => void;
+}
+
 /**
- * FairScheduler: password hashes run a few at a time (each argon2id holds 64 MiB and ~0.1 s of a core),
- * in two tiers (attempts with a clean record first) and, within a tier, round robin over lanes (the
- * client's address): a flood from one address waits in its own line and slows only itself.
+ * FairScheduler: password hashes run a few at a time (each argon2id holds 64 MiB and ~0.1 s of a core).
+ * The next to run is chosen when a slot frees, by what is true then: attempts with a clean record first
+ * (`clean` is asked at that moment, so an address whose earlier guesses have failed meanwhile drops
+ * back), optionally lanes with a single attempt before busy ones, and round robin over lanes (the
+ * client's address) among equals: a flood from one address waits in its own line and slows only itself.
  */
 export class FairScheduler {
-  #tiers: Map<string, (() => void)[]>[] = [new Map(), new Map()];
+  /** lanes with waiting attempts, in round-robin order (a lane that takes a turn goes to the back) */
+  #lanes = new Map<string, Waiting[]>();
+  /** attempts under way (waiting or running) per lane */
+  #depth = new Map<string, number>();
   #running = 0;
   #queued = 0;
+  readonly stats = { started: 0, peakRunning: 0, refused: 0 };
 
-  constructor(readonly concurrency = 2) {}
+  constructor(
+    readonly concurrency = 2,
+    private readonly opts: FairSchedulerOptions = {},
+  ) {}
 
-  run<T>(lane: string, priority: boolean, task: () => Promise<T>): Promise<T> {
+  /**
+   * run: `task` when its turn comes. `clean` (or a fixed boolean) says whether the attempt has a clean
+   * record; `signal` drops a waiting attempt whose client has gone (it rejects with the signal's reason).
+   */
+  run<T>(lane: string, clean: boolean | (() => boolean), task: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     return new Promise<T>((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason);
+      const isClean = typeof clean === "function" ? clean : () => clean;
+      this.#depth.set(lane, (this.#depth.get(lane) ?? 0) + 1);
       const start = () => {
+        signal?.removeEventListener("abort", onAbort);
         this.#running++;
-        task().then(resolve, reject).finally(() => {
-          this.#running--;
-          this.#next();
-        });
+        this.stats.started++;
+        this.stats.peakRunning = Math.max(this.stats.peakRunning, this.#running);
+        task()
+          .then(resolve, reject)
+          .finally(() => {
+            this.#running--;
+            this.#leave(lane);
+            this.#next();
+          });
+      };
+      const entry: Waiting = { lane, start, clean: isClean, refuse: (err) => (signal?.removeEventListener("abort", onAbort), this.#leave(lane), reject(err)) };
+      const onAbort = () => {
+        if (this.#remove(entry)) entry.refuse(signal!.reason);
       };
       if (this.#running < this.concurrency && this.#queued === 0) return start();
-      const tier = this.#tiers[priority ? 0 : 1]!;
-      let q = tier.get(lane);
-      if (!q) tier.set(lane, (q = []));
-      q.push(start);
+      if (this.#queued >= (this.opts.maxQueued ?? Infinity)) {
+        const worst = this.#worst();
+        if (!worst || this.#rank(worst) <= this.#rank(entry)) {
+          this.stats.refused++;
+          return entry.refuse(new QueueFullError());
+        }
+        this.#remove(worst);
+        this.stats.refused++;
+        worst.refuse(new QueueFullError());
+      }
+      let q = this.#lanes.get(lane);
+      if (!q) this.#lanes.set(lane, (q = []));
+      q.push(entry);
       this.#queued++;
+      signal?.addEventListener("abort", onAbort, { once: true });
     });
+  }
+
+  /** #rank: 0 runs first: clean and (with busyLanesLast) alone in its lane. */
+  #rank(w: Waiting): number {
+    const busy = this.opts.busyLanesLast && (this.#depth.get(w.lane) ?? 0) > 1 ? 2 : 0;
+    return busy + (w.clean() ? 0 : 1);
   }
 
   #next(): void {
     while (this.#running < this.concurrency && this.#queued > 0) {
-      const tier = this.#tiers.find((t) => t.size > 0)!;
-      // Round robin: the first lane takes one turn, then goes to the back of the line.
-      const [lane, q] = tier.entries().next().value!;
-      const start = q.shift()!;
-      tier.delete(lane);
-      if (q.length) tier.set(lane, q);
-      this.#queued--;
-      start();
+      let best: Waiting | undefined;
+      let bestRank = Infinity;
+      for (const q of this.#lanes.values()) {
+        const r = this.#rank(q[0]!);
+        if (r < bestRank) [best, bestRank] = [q[0]!, r];
+        if (r === 0) break;
+      }
+      this.#remove(best!);
+      // Round robin: the lane took its turn and goes to the back of the line.
+      const q = this.#lanes.get(best!.lane);
+      if (q) {
+        this.#lanes.delete(best!.lane);
+        this.#lanes.set(best!.lane, q);
+      }
+      best!.start();
     }
+  }
+
+  /** #worst: the waiting attempt to refuse first: the worst rank, the newest attempt of the busiest lane. */
+  #worst(): Waiting | undefined {
+    let worst: Waiting | undefined;
+    let key = -Infinity;
+    for (const q of this.#lanes.values()) {
+      const w = q[q.length - 1]!;
+      const k = this.#rank(w) * 1e9 + (this.#depth.get(w.lane) ?? 0);
+      if (k > key) [worst, key] = [w, k];
+    }
+    return worst;
+  }
+
+  #remove(w: Waiting): boolean {
+    const q = this.#lanes.get(w.lane);
+    const i = q ? q.indexOf(w) : -1;
+    if (i < 0) return false;
+    q!.splice(i, 1);
+    if (q!.length === 0) this.#lanes.delete(w.lane);
+    this.#queued--;
+    return true;
+  }
+
+  #leave(lane: string): void {
+    const d = (this.#depth.get(lane) ?? 1) - 1;
+    if (d > 0) this.#depth.set(lane, d);
+    else this.#depth.delete(lane);
   }
 
   get queued(): number {
     return this.#queued;
+  }
+
+  get running(): number {
+    return this.#running;
   }
 }

@@ -45,16 +45,31 @@ export function remoteOf(request: Request): string {
   return remotes.get(request) ?? "local";
 }
 
-const holds = new WeakMap<Request, (seconds: number) => void>();
+const idleHooks = new WeakMap<Request, (seconds?: number) => void>();
 
-/** setHoldControl: the web server says how a request may outlive the idle timeout (Bun's default is ~10 s). */
-export function setHoldControl(request: Request, hold: (seconds: number) => void): void {
-  holds.set(request, hold);
+/**
+ * setIdleHook: the web server lets the routes of a request change that connection's idle timeout
+ * (`undefined`: back to the server's short one).
+ */
+export function setIdleHook(request: Request, hook: (seconds?: number) => void): void {
+  idleHooks.set(request, hook);
 }
 
-/** holdOpen: a response that is meant to take a while (a long poll) keeps its connection that long. */
-export function holdOpen(request: Request, seconds: number): void {
-  holds.get(request)?.(seconds);
+/**
+ * allowIdle: a long-lived answer (a long poll, an event stream) asks that its connection may stay
+ * silent for `seconds` (at most 255) instead of the server's short default; traffic on it starts the
+ * count again. Does nothing for a request that did not come through the web server (`app.handle`).
+ */
+export function allowIdle(request: Request, seconds: number): void {
+  idleHooks.get(request)?.(Math.min(255, Math.max(0, Math.ceil(seconds))));
+}
+
+/**
+ * endIdle: the long wait is over (the answer is ready): the connection goes back to the server's
+ * short idle timeout, which a kept-alive connection would otherwise keep for its next requests.
+ */
+export function endIdle(request: Request): void {
+  idleHooks.get(request)?.();
 }
 
 /**

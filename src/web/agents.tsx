@@ -6,6 +6,7 @@ import { field, htmlResponse, isHtmx, jsonResponse, redirect } from "../lib/http
 import type { Logger } from "../lib/logger.ts";
 import { AgentList, AgentsPage, CallResult } from "../../views/pages/agents.tsx";
 import { adminOf, authOf } from "./auth.tsx";
+import { formFields } from "./bodies.ts";
 
 const statusOf: Record<VrpcCallError["code"], number> = { "not-found": 404, offline: 504, timeout: 504, remote: 502 };
 
@@ -66,7 +67,7 @@ export function agentRoutes(core: Core, log: Logger) {
         <AgentsPage admin={admin} agents={core.vrpc.current?.agents() ?? []} csrfToken={admin.csrfToken} running={core.vrpc.current !== undefined} result={fragment} />,
         result.status,
       );
-    })
+    }, { body: formFields("domain", "agent", "className", "functionName", "instance", "args") })
     .post("/agents/:domain/:agent/remove", async ({ params }) => {
       try {
         await directory().remove(params.domain, params.agent);
@@ -75,7 +76,7 @@ export function agentRoutes(core: Core, log: Logger) {
         throw err;
       }
       return redirect("/agents");
-    })
+    }, { body: formFields() })
     .get("/api/v1/vrpc", () => ({ agents: directory().agents() }), { detail: { summary: "VRPC agents with their classes and functions", tags: ["vrpc"] } })
     .post(
       "/api/v1/vrpc/:domain/:agent/:className/:functionName",

@@ -2,10 +2,18 @@ import { Elysia, t } from "elysia";
 import type { Core } from "../core/index.ts";
 import { integrationStatuses, integrationTypes, statusOf, type Integration } from "../core/types.ts";
 import { NotFoundError } from "../lib/errors.ts";
+import { noFields } from "./bodies.ts";
 import { parseId, parseListQuery } from "./integrations.tsx";
 
 const IntegrationType = t.Union(integrationTypes.map((type) => t.Literal(type)));
 const filterList = t.Array(t.String({ maxLength: 1024 }), { maxItems: 100 });
+/** the topic permissions an integration is created or changed with (left out: the type's defaults, or unchanged) */
+const permissionFields = {
+  publishAcl: t.Optional(filterList),
+  subscribeAcl: t.Optional(filterList),
+  denyPublishAcl: t.Optional(filterList),
+  denySubscribeAcl: t.Optional(filterList),
+};
 
 /** apiRoutes: the JSON API under /api/v1; same core calls as the page, same auth guard. */
 export function apiRoutes(core: Core) {
@@ -62,10 +70,11 @@ export function apiRoutes(core: Core) {
             password: t.Optional(t.String({ maxLength: 256 })),
             description: t.Optional(t.String({ maxLength: 1024 })),
             active: t.Optional(t.Boolean()),
+            ...permissionFields,
           },
           { additionalProperties: false },
         ),
-        detail: { summary: "Create an integration; the password is returned once", tags: ["integrations"] },
+        detail: { summary: "Create an integration (topic permissions left out: the type's defaults); the password is returned once", tags: ["integrations"] },
       },
     )
     .get("/integrations/:id", ({ params }) => view(require(params.id)), {
@@ -86,10 +95,7 @@ export function apiRoutes(core: Core) {
             username: t.Optional(t.String({ maxLength: 128 })),
             description: t.Optional(t.String({ maxLength: 1024 })),
             active: t.Optional(t.Boolean()),
-            publishAcl: t.Optional(filterList),
-            subscribeAcl: t.Optional(filterList),
-            denyPublishAcl: t.Optional(filterList),
-            denySubscribeAcl: t.Optional(filterList),
+            ...permissionFields,
           },
           { additionalProperties: false },
         ),
@@ -103,7 +109,7 @@ export function apiRoutes(core: Core) {
         set.status = 204;
         return "";
       },
-      { detail: { summary: "Delete an integration and drop its sessions", tags: ["integrations"] } },
+      { body: noFields, detail: { summary: "Delete an integration and drop its sessions", tags: ["integrations"] } },
     )
     .post(
       "/integrations/:id/reset-password",
@@ -127,7 +133,7 @@ export function apiRoutes(core: Core) {
         set.status = 204;
         return "";
       },
-      { detail: { summary: "Disconnect one session now", tags: ["sessions"] } },
+      { body: noFields, detail: { summary: "Disconnect one session now", tags: ["sessions"] } },
     )
     .get("/login-failures", () => ({ items: core.loginLog.recent(200) }), {
       detail: { summary: "Recent failed logins (bounded)", tags: ["sessions"] },

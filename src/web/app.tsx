@@ -11,6 +11,7 @@ import { apiRoutes } from "./api.ts";
 import { onboardingRoutes } from "./onboarding.tsx";
 import { settingsPages } from "./settings.tsx";
 import { assetRoutes } from "./assets.ts";
+import { unknownFields } from "./bodies.ts";
 import { authGuard, authRoutes, Denied } from "./auth.tsx";
 import { eventStream, integrationPages } from "./integrations.tsx";
 import { certificatePages } from "./certificates.tsx";
@@ -62,7 +63,8 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
   const maxBody = opts.maxBodyBytes ?? defaultMaxBodyBytes;
   const mounts = opts.mounts ?? [];
   const secrets = new OneTimeSecrets();
-  return new Elysia({ name: "gatehouse-web" })
+  // normalize: false: a field a route does not declare is a 400 naming it, never silently dropped (bodies.ts).
+  return new Elysia({ name: "gatehouse-web", normalize: false })
     // 8 KB of request headers is plenty for devices, proxies and this page; more is a probe or an attack.
     .onRequest(({ request }) => {
       let headerBytes = 0;
@@ -88,6 +90,10 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
       Object.assign(set.headers, securityHeaders);
       const length = Number(request.headers.get("content-length") ?? 0);
       if (length > maxBody) return errorResponse(request, 413, "payload_too_large", `request body larger than ${maxBody} bytes`);
+      // A body without a declared length (chunked) would be read whole, up to the server's limit (the
+      // device routes' 1 MB), before anything could judge it: these routes want it declared. Browsers,
+      // htmx, curl and every HTTP library send Content-Length for a body they hold.
+      if (request.headers.has("transfer-encoding")) return errorResponse(request, 411, "length_required", "send the body with a Content-Length (not chunked)");
     })
     .onError(({ code, error, request }) => {
       if (error instanceof Denied) return error.response;
@@ -97,8 +103,16 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
         return errorResponse(request, 503, "unavailable", "the database is locked by another process (a CLI command?); nothing was changed, try again in a moment");
       }
       switch (code) {
-        case "VALIDATION":
+        case "VALIDATION": {
+          const extra = unknownFields(error);
+          if (extra) {
+            const names = `${extra.unknown.join(", ")}${extra.more ? " and more" : ""}`;
+            const takes = extra.accepted.length ? `; it takes ${extra.accepted.join(", ")}` : "; it takes no fields";
+            const fields = Object.fromEntries(extra.unknown.map((n) => [n, "unknown field"]));
+            return errorResponse(request, 400, "invalid_request", `invalid request: this route does not take ${names}${takes}`, fields);
+          }
           return errorResponse(request, 400, "invalid_request", `invalid request: ${summarizeValidation(error)}`);
+        }
         case "PARSE":
           return errorResponse(request, 400, "malformed_body", "the request body could not be parsed");
         case "NOT_FOUND":

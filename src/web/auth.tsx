@@ -6,6 +6,7 @@ import type { AdminSession } from "../core/admins.ts";
 import type { Core } from "../core/index.ts";
 import { AppError } from "../lib/errors.ts";
 import { field, htmlResponse, isHtmx, jsonResponse, redirect, remoteOf, safeNext } from "../lib/http.ts";
+import { formFields } from "./bodies.ts";
 import { randomToken } from "../lib/ids.ts";
 import { LoginPage, SetupPage } from "../../views/pages/login.tsx";
 
@@ -148,7 +149,7 @@ export function authRoutes(core: Core) {
       checkPreauth(request, cookie, body);
       const username = field(body, "username") ?? "";
       try {
-        const { token } = await core.admins.signIn(username, field(body, "password") ?? "", remoteOf(request));
+        const { token } = await core.admins.signIn(username, field(body, "password") ?? "", remoteOf(request), request.signal);
         startSession(request, cookie, token);
         return redirect(safeNext(field(body, "next")));
       } catch (err) {
@@ -156,13 +157,13 @@ export function authRoutes(core: Core) {
         const status = err.code === "rate_limited" ? 429 : 401;
         return htmlResponse(<LoginPage csrfToken={issuePreauth(request, cookie)} error={err.message} username={username} next={safeNext(field(body, "next"))} />, status);
       }
-    })
+    }, { body: formFields("next", "username", "password") })
     .post("/logout", ({ request, cookie }) => {
       const auth = authOf(request);
       if (auth.kind === "session") core.admins.signOut(auth.token);
       cookie[sessionCookie]?.remove();
       return isHtmx(request) ? new Response(null, { headers: { "hx-redirect": "/login" } }) : redirect("/login");
-    })
+    }, { body: formFields() })
     .get("/setup", ({ request, cookie, query }) => {
       if (!core.admins.setupTokenValid(query.token)) {
         return htmlResponse(`<!doctype html><title>Setup</title><p>This setup link is invalid, used or expired. Restart the appliance for a new one or run <code>gatehouse admin set-password</code>.</p>`, 403);
@@ -183,5 +184,5 @@ export function authRoutes(core: Core) {
         if (err instanceof AppError) return again(err.message, err.code === "forbidden" ? 403 : 400);
         throw err;
       }
-    });
+    }, { body: formFields("token", "username", "password", "confirm") });
 }

@@ -4,6 +4,7 @@ import { AppError } from "../lib/errors.ts";
 import { redirect } from "../lib/http.ts";
 import { CertificatesPage } from "../../views/pages/certificates.tsx";
 import { adminOf } from "./auth.tsx";
+import { formFields } from "./bodies.ts";
 
 /** certificatePages: OPC UA client application certificates: rejected ones to trust or remove, trusted ones to revoke. */
 export function certificatePages(trust: () => CertificateTrust | undefined) {
@@ -21,13 +22,13 @@ export function certificatePages(trust: () => CertificateTrust | undefined) {
     .post("/certificates/:thumbprint/trust", async ({ params }) => {
       await store().trust(thumbprint(params.thumbprint));
       return redirect("/certificates");
-    })
+    }, { body: formFields() })
     .post("/certificates/:thumbprint/revoke", async ({ params }) => {
       await store().revoke(thumbprint(params.thumbprint));
       return redirect("/certificates");
-    })
+    }, { body: formFields() })
     .post("/certificates/:thumbprint/remove", async ({ params }) => {
       await store().remove(thumbprint(params.thumbprint));
       return redirect("/certificates");
-    });
+    }, { body: formFields() });
 }

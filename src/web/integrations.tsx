@@ -4,7 +4,7 @@ import type { Core } from "../core/index.ts";
 import { vrpcAgentIdentity } from "../core/vrpc.ts";
 import { integrationStatuses, isIntegrationType, type Integration, type IntegrationStatus, type IntegrationType } from "../core/types.ts";
 import { AppError, NotFoundError } from "../lib/errors.ts";
-import { field, htmlResponse, isHtmx, redirect, safeNext } from "../lib/http.ts";
+import { allowIdle, field, htmlResponse, isHtmx, redirect, safeNext } from "../lib/http.ts";
 import { randomPassword, randomUsername } from "../lib/ids.ts";
 import { FieldError } from "../../views/components/field-error.tsx";
 import { typeLabels } from "../../views/components/type-label.tsx";
@@ -21,6 +21,7 @@ import { IntegrationRow, LastLoginCell, PermissionFields, StatusCell, type Permi
 import { IntegrationTable, type TableQuery } from "../../views/partials/integration-table.tsx";
 import { OnboardingPanel } from "../../views/partials/onboarding-panel.tsx";
 import { adminOf, authOf } from "./auth.tsx";
+import { formFields } from "./bodies.ts";
 
 
 export function parseListQuery(query: Record<string, string | undefined>): TableQuery & { status?: IntegrationStatus; page: number; pageSize?: number } {
@@ -121,6 +122,8 @@ export function integrationPages(core: Core, secrets: OneTimeSecrets) {
     );
   };
 
+  /** the add form's fields (a type change posts the same form to /integrations/new) */
+  const addForm = formFields("type", "username", "password", "description");
   const newFormValues = (type: IntegrationType): IntegrationFormProps["values"] => ({ type, username: randomUsername(type), password: randomPassword(), description: "" });
 
   return new Elysia({ name: "integration-pages" })
@@ -150,7 +153,7 @@ export function integrationPages(core: Core, secrets: OneTimeSecrets) {
         description: field(body, "description") ?? "",
       };
       return <IntegrationForm csrfToken={adminOf(request).csrfToken} values={values} />;
-    })
+    }, { body: addForm })
     .post("/integrations", async ({ request, body }) => {
       const rawType = field(body, "type");
       const values = {
@@ -183,7 +186,7 @@ export function integrationPages(core: Core, secrets: OneTimeSecrets) {
         const status = err.code === "conflict" ? 409 : 400;
         return htmlResponse(isHtmx(request) ? form : await fullPage(request, {}, form), status);
       }
-    })
+    }, { body: addForm })
     .get("/integrations/summary", () => <Summary counts={summaryCounts()} />)
     .get("/integrations/failed-logins", ({ query }) => <FailedLogins entries={core.loginLog.recent(failedLoginsShown)} open={query.open === "1"} />)
     .get("/integrations/live", ({ request, query }) => {
@@ -204,7 +207,7 @@ export function integrationPages(core: Core, secrets: OneTimeSecrets) {
       sessions.kickSession(session.id);
       const integration = credentials.get(session.integrationId);
       return isHtmx(request) && integration ? row(request, integration) : redirect(listReturn(request));
-    })
+    }, { body: formFields("back") })
     .get("/integrations/:id", ({ request, params }) => {
       const integration = credentials.get(parseId(params.id));
       if (!integration) throw new NotFoundError("integration");
@@ -245,14 +248,14 @@ export function integrationPages(core: Core, secrets: OneTimeSecrets) {
           : <EditPage request={request} integration={integration} errors={err.fields} draft={draft} />;
         return htmlResponse(body_ as string, status);
       }
-    })
+    }, { body: formFields("back", "username", "description", "publishAcl", "subscribeAcl", "denyPublishAcl", "denySubscribeAcl") })
     .post("/integrations/:id/toggle", ({ request, params }) => {
       const id = parseId(params.id);
       const current = credentials.get(id);
       if (!current) throw new NotFoundError("integration");
       const integration = credentials.setActive(id, !current.active);
       return isHtmx(request) ? row(request, integration) : redirect(listReturn(request));
-    })
+    }, { body: formFields("back") })
     .post("/integrations/:id/reset-password", async ({ request, params, body }) => {
       if (!isHtmx(request) && field(body, "confirm") !== "yes") {
         // without JS there is no confirm(): the first POST only asks, naming the target
@@ -284,7 +287,7 @@ export function integrationPages(core: Core, secrets: OneTimeSecrets) {
         secret: password,
         back: { href: listReturn(request, body), text: "Back to integrations" },
       });
-    })
+    }, { body: formFields("back", "confirm") })
     .get("/integrations/:id/delete", ({ request, params }) => {
       const integration = credentials.get(parseId(params.id));
       if (!integration) throw new NotFoundError("integration");
@@ -307,7 +310,7 @@ export function integrationPages(core: Core, secrets: OneTimeSecrets) {
     .post("/integrations/:id/delete", ({ request, params, body }) => {
       credentials.remove(parseId(params.id));
       return isHtmx(request) ? htmlResponse("") : redirect(listReturn(request, body));
-    });
+    }, { body: formFields("back") });
 }
 
 /** parseFilterList: topic filters typed space- or comma-separated; absent means unchanged. */
@@ -345,13 +348,19 @@ function EditPage({ request, integration, errors = {}, draft = {} }: { request: 
   );
 }
 
+/** how often /events sends a comment when nothing happens, and how long its connection may be silent */
+const pingSeconds = 20;
+const streamIdleSeconds = 3 * pingSeconds;
+
 /**
  * eventStream: `/events`, server-sent events for the open pages: `changed` (debounced) whenever an
- * integration, a session, a failed login or onboarding changes; a comment every 20 s keeps proxies
- * from closing it. The page decides what to reload.
+ * integration, a session, a failed login or onboarding changes; a comment every 20 s keeps the server's
+ * idle timeout (60 s for this route: a stream whose comments stop going out is closed) and proxies
+ * (nginx's proxy_read_timeout is 60 s) from closing it. The page decides what to reload.
  */
 export function eventStream(core: Core) {
   return new Elysia({ name: "event-stream" }).get("/events", ({ request }) => {
+    allowIdle(request, streamIdleSeconds);
     const encoder = new TextEncoder();
     let cleanup = () => {};
     const stream = new ReadableStream<Uint8Array>({
@@ -385,7 +394,7 @@ export function eventStream(core: Core) {
         const offs = (
           ["integration.created", "integration.updated", "integration.deleted", "integration.activated", "integration.deactivated", "session.opened", "session.closed", "login.failed", "onboarding.changed"] as const
         ).map((name) => core.events.on(name, changed));
-        const ping = setInterval(() => send(": ping\n\n"), 20_000);
+        const ping = setInterval(() => send(": ping\n\n"), pingSeconds * 1000);
         send("retry: 2000\n\n");
         cleanup = () => {
           for (const off of offs) off();

@@ -5,6 +5,7 @@ import { htmlResponse, isHtmx, redirect } from "../lib/http.ts";
 import { ActivityPage } from "../../views/pages/activity.tsx";
 import { OnboardingPanel } from "../../views/partials/onboarding-panel.tsx";
 import { adminOf, authOf } from "./auth.tsx";
+import { formFields, noFields } from "./bodies.ts";
 
 /** list: a form field that may come once, several times, or not at all. */
 function list(body: unknown, name: string): string[] {
@@ -24,6 +25,7 @@ export function onboardingRoutes(core: Core) {
   const panel = (request: Request, message?: string) => (
     <OnboardingPanel status={onboarding.status()} requests={onboarding.list()} csrfToken={adminOf(request).csrfToken} now={Date.now()} message={message} />
   );
+  const approveForm = formFields("ids", "description", "publishAcl", "subscribeAcl");
   /** answer: htmx gets the panel in place; a browser without JS is sent back to the page (post/redirect/get). */
   const answer = (request: Request, message?: string) => (isHtmx(request) ? panel(request, message) : redirect("/integrations"));
 
@@ -33,11 +35,11 @@ export function onboardingRoutes(core: Core) {
       const minutes = Number((body as Record<string, unknown>)?.minutes ?? 10);
       onboarding.open({ minutes, types: list(body, "types"), by: by(request) });
       return answer(request, `Onboarding is open for ${minutes} minutes.`);
-    })
+    }, { body: formFields("minutes", "types") })
     .post("/onboarding/close", ({ request }) => {
       onboarding.close("closed");
       return answer(request, "Onboarding is closed.");
-    })
+    }, { body: formFields() })
     .post("/onboarding/approve", ({ request, body }) => {
       const ids = list(body, "ids").map(Number).filter(Number.isSafeInteger);
       if (ids.length === 0) return answer(request, "Select a request to approve.");
@@ -45,11 +47,12 @@ export function onboardingRoutes(core: Core) {
       const { approved, failed } = onboarding.approve(ids, { description: b.description || undefined, publishAcl: filters(b.publishAcl), subscribeAcl: filters(b.subscribeAcl) });
       const message = [approved.length ? `Approved ${approved.map((i) => i.username).join(", ")}: its next retry gets in.` : "", ...failed.map((f) => f.message)].filter(Boolean).join(" ");
       return answer(request, message);
-    })
+    }, { body: approveForm })
+    // Reject is a button inside the approve form (formaction / hx-post): it posts that form's fields.
     .post("/onboarding/:id/reject", ({ request, params }) => {
       onboarding.reject(Number(params.id));
       return answer(request, "Rejected; that username is ignored until the window closes.");
-    })
+    }, { body: approveForm })
     .get("/activity", ({ request, query }) => {
       const q = { action: query.action || undefined, actor: query.actor || undefined, q: query.q?.slice(0, 128) || undefined };
       return <ActivityPage admin={adminOf(request)} rows={activity.list({ ...q, limit: 200 })} query={q} />;
@@ -63,7 +66,7 @@ export function onboardingRoutes(core: Core) {
         detail: { summary: "Open onboarding for 1-60 minutes (default 10), optionally for some types", tags: ["onboarding"] },
       },
     )
-    .post("/api/v1/onboarding/close", () => (onboarding.close("closed"), onboarding.status()), { detail: { summary: "Close onboarding; pending requests are dropped", tags: ["onboarding"] } })
+    .post("/api/v1/onboarding/close", () => (onboarding.close("closed"), onboarding.status()), { body: noFields, detail: { summary: "Close onboarding; pending requests are dropped", tags: ["onboarding"] } })
     .post(
       "/api/v1/onboarding/approve",
       ({ body, set }) => {
@@ -91,7 +94,7 @@ export function onboardingRoutes(core: Core) {
         set.status = 204;
         return "";
       },
-      { detail: { summary: "Reject a request; its username is ignored until the window closes", tags: ["onboarding"] } },
+      { body: noFields, detail: { summary: "Reject a request; its username is ignored until the window closes", tags: ["onboarding"] } },
     )
     .get(
       "/api/v1/activity",

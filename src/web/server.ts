@@ -1,6 +1,6 @@
 import type { ServerWebSocket } from "bun";
 import { clientAddress, type TrustedProxies } from "../lib/client-address.ts";
-import { setHoldControl, setRemote, type WsMount, type WsPeer } from "../lib/http.ts";
+import { setIdleHook, setRemote, type WsMount, type WsPeer } from "../lib/http.ts";
 import type { TlsSource } from "../lib/tls.ts";
 import type { Counter } from "../core/metrics.ts";
 
@@ -13,6 +13,12 @@ function routeClass(path: string): string {
   return "page";
 }
 import type { WebApp } from "./app.tsx";
+
+/**
+ * shortIdleSeconds: a connection silent this long is closed (Bun's default, said here). Routes that
+ * answer late on purpose ask for more with `allowIdle` (lib/http.ts): `?wait=` long polls and /events.
+ */
+const shortIdleSeconds = 10;
 
 export interface WebServer {
   start(): Promise<void>;
@@ -45,7 +51,7 @@ export function createWebServer(
     const peer = server.requestIP(request)?.address ?? "local";
     const remote = opts.trustedProxies ? clientAddress(peer, request.headers.get("x-forwarded-for"), opts.trustedProxies) : peer;
     setRemote(request, remote);
-    setHoldControl(request, (seconds) => server.timeout(request, seconds));
+    setIdleHook(request, (seconds) => server.timeout(request, seconds ?? shortIdleSeconds));
     const url = new URL(request.url);
     if (scheme === "http" && opts.redirect && opts.httpsPort !== null) {
       const https = servers.find((s) => s.scheme === "https")?.server.port ?? opts.httpsPort;
@@ -79,11 +85,17 @@ export function createWebServer(
       ws.data.mount.close(ws.data.peer);
     },
     maxPayloadLength: opts.maxBodyBytes * 16,
+    // A WebSocket (MQTT over WebSockets) is quiet between messages; MQTT's own keep-alive is aedes'
+    // business (it closes a client silent for 1.5 x its keep-alive). Bun pings a connection quiet for
+    // `idleTimeout` and closes it only when no pong comes: a live client with keep-alive 0 or longer
+    // than this stays, a vanished one (power cut, no FIN) is closed after about 2 minutes.
+    idleTimeout: 120,
+    sendPings: true,
   };
 
   const serve = (scheme: "http" | "https", port: number) => {
     const tls = scheme === "https" ? { cert: opts.tls!.current.cert, key: opts.tls!.current.key } : undefined;
-    const server = Bun.serve<WsData, never>({ hostname: opts.host, port, maxRequestBodySize: opts.maxBodyBytes, tls, fetch: handler(scheme), websocket });
+    const server = Bun.serve<WsData, never>({ hostname: opts.host, port, maxRequestBodySize: opts.maxBodyBytes, idleTimeout: shortIdleSeconds, tls, fetch: handler(scheme), websocket });
     servers.push({ scheme, server });
   };
 

@@ -8,6 +8,7 @@ import { SettingsPage } from "../../views/pages/settings.tsx";
 import { TopicsPage } from "../../views/pages/topics.tsx";
 import { adminOf, authOf, cookieOptions, sessionCookie } from "./auth.tsx";
 import { sha256Hex } from "../lib/ids.ts";
+import { formFields } from "./bodies.ts";
 
 const adminNotices: Record<string, string> = {
   password: "Your password is changed; your other sessions are signed out.",
@@ -54,7 +55,7 @@ export function settingsPages(core: Core) {
       }
       core.activity.record("admin.password-changed", me, "on the page; its other sessions ended");
       return redirect("/settings?done=password#admins");
-    })
+    }, { body: formFields("username", "current", "password", "confirm") })
     .post("/settings/admins", async ({ request, body }) => {
       const username = (field(body, "username") ?? "").trim();
       try {
@@ -65,7 +66,7 @@ export function settingsPages(core: Core) {
       }
       core.activity.record("admin.added", username, `by ${adminOf(request).username}`);
       return redirect("/settings?done=added#admins");
-    })
+    }, { body: formFields("username", "password") })
     .post("/settings/admins/remove", ({ request, body }) => {
       const username = field(body, "username") ?? "";
       try {
@@ -76,12 +77,12 @@ export function settingsPages(core: Core) {
       }
       core.activity.record("admin.removed", username, `by ${adminOf(request).username}`);
       return redirect("/settings?done=removed#admins");
-    })
+    }, { body: formFields("username") })
     .post("/settings/sessions/end", ({ request, body }) => {
       core.admins.endSession(field(body, "id") ?? "");
       core.activity.record("admin.session-ended", adminOf(request).username, "an admin session was ended on the page");
       return redirect("/settings?done=ended#admins");
-    })
+    }, { body: formFields("id") })
     .post("/settings/defaults", ({ request, body }) => {
       try {
         core.db.transaction(() => {
@@ -95,7 +96,7 @@ export function settingsPages(core: Core) {
       }
       core.activity.record("settings.default-permissions", "", "changed");
       return redirect("/settings?saved=1");
-    })
+    }, { body: formFields(...integrationTypes.flatMap((t) => [`${t}.publishAcl`, `${t}.subscribeAcl`])) })
     .get("/topics", async ({ request, query }) => {
       const q = query.q?.slice(0, 256) || undefined;
       const topics: { topic: string; bytes: number; preview: string }[] = [];
@@ -118,5 +119,5 @@ export function settingsPages(core: Core) {
       await core.bus.publish({ topic, payload: Buffer.alloc(0), retain: true });
       core.activity.record("topic.cleared", topic);
       return redirect("/topics");
-    });
+    }, { body: formFields("topic") });
 }

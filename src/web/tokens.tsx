@@ -6,6 +6,7 @@ import { TokensPage } from "../../views/pages/tokens.tsx";
 import { adminOf } from "./auth.tsx";
 import { parseId } from "./integrations.tsx";
 import type { OneTimeSecrets } from "./once.tsx";
+import { formFields } from "./bodies.ts";
 
 /** tokenPages: API tokens for automation; a token's secret is shown once. */
 export function tokenPages(core: Core, secrets: OneTimeSecrets) {
@@ -25,9 +26,9 @@ export function tokenPages(core: Core, secrets: OneTimeSecrets) {
         if (!(err instanceof AppError)) throw err;
         return htmlResponse(<TokensPage admin={adminOf(request)} tokens={core.admins.listApiTokens()} error={err.message} />, 400);
       }
-    })
+    }, { body: formFields("name") })
     .post("/settings/tokens/:id/delete", ({ params }) => {
       core.admins.revokeApiToken(parseId(params.id));
       return redirect("/settings/tokens");
-    });
+    }, { body: formFields() });
 }

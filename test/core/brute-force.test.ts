@@ -1,6 +1,8 @@
 import { afterAll, describe, expect, it } from "bun:test";
-import { FairScheduler, FailureThrottle, boundedKey } from "../../src/core/throttle.ts";
+import { adminHashConcurrency } from "../../src/core/admins.ts";
+import { FairScheduler, FailureThrottle, QueueFullError, boundedKey } from "../../src/core/throttle.ts";
 import { cleanupTempDirs, memoryLog, testCore } from "../helpers/app.ts";
+import { eventually } from "../helpers/wait.ts";
 
 afterAll(cleanupTempDirs);
 
@@ -65,6 +67,52 @@ describe("FairScheduler", () => {
     expect(order).toEqual(["first", "c-clean", "a1", "b1", "a2"]);
   });
 
+  it("asks `clean` when a slot frees; busy lanes wait behind lanes with one attempt; a full line refuses the worst", async () => {
+    const s = new FairScheduler(1, { maxQueued: 4, busyLanesLast: true });
+    const order: string[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const failed = new Set<string>();
+    const job = (name: string) => async () => {
+      order.push(name);
+      if (name === "first") await gate;
+    };
+    const outcome = (p: Promise<unknown>) => p.then(() => "ran", (e) => (e instanceof QueueFullError ? "refused" : "error"));
+    const runs = [
+      outcome(s.run("x", true, job("first"))),
+      outcome(s.run("busy", true, job("busy-1"))),
+      outcome(s.run("busy", true, job("busy-2"))),
+      outcome(s.run("busy", true, job("busy-3"))),
+      outcome(s.run("failing", () => !failed.has("failing"), job("failing-1"))),
+      // the line is full (4): this one ranks no better than the worst waiting (the busy lane's): refused
+      outcome(s.run("busy", true, job("busy-4"))),
+      // a clean lane with one attempt ranks better: it takes the place of the busy lane's newest
+      outcome(s.run("person", true, job("person"))),
+    ];
+    failed.add("failing"); // its record changed while it waited: asked again when the slot frees
+    release();
+    expect(await Promise.all(runs)).toEqual(["ran", "ran", "ran", "refused", "ran", "refused", "ran"]);
+    // busy-2 runs last: by then its lane holds only it
+    expect(order).toEqual(["first", "person", "failing-1", "busy-1", "busy-2"]);
+    expect(s.stats.peakRunning).toBe(1);
+  });
+
+  it("drops a waiting attempt whose client went away, without running it", async () => {
+    const s = new FairScheduler(1);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const ran: string[] = [];
+    const first = s.run("a", true, async () => void (ran.push("first"), await gate));
+    const gone = new AbortController();
+    const waiting = s.run("b", true, async () => void ran.push("gone"), gone.signal);
+    gone.abort(new Error("client closed"));
+    await expect(waiting).rejects.toThrow("client closed");
+    release();
+    await first;
+    expect(ran).toEqual(["first"]);
+    expect(s.queued).toBe(0);
+  });
+
   it("FailureThrottle reserves when an attempt starts and settles once", () => {
     const t = new FailureThrottle(2, 60_000);
     const a = t.reserve("k")!;
@@ -94,6 +142,44 @@ describe("admin sign-in", () => {
     expect(outcomes.filter((o) => o === "unauthorized").length).toBeLessThanOrEqual(5);
     expect(core.activity.list({ action: "admin.failed" }).length).toBeLessThanOrEqual(5);
   });
+
+  it("the real admin from a clean address is answered ahead of a spray from 50 addresses (250 guesses); checks run one at a time", async () => {
+    const core = await setup();
+    const failures = () => core.activity.list({ action: "admin.failed", limit: 1_000 }).length;
+    // 50 addresses, 5 guesses each (their pair limit), all sent at once
+    const spray = Array.from({ length: 250 }, (_, i) =>
+      core.admins.signIn("admin", `guess-${i}`, `10.66.0.${i % 50}`).then(() => "in", (e: { code: string }) => e.code),
+    );
+    // the admin signs in right behind the spray, then again from another clean address once some
+    // guesses have been answered: each time only the check already running finishes before the admin's
+    for (const [address, answeredFirst] of [["10.0.0.1", 0], ["10.0.0.2", 5]] as const) {
+      await eventually(() => failures() >= answeredFirst);
+      const waitingAtArrival = core.admins.scheduler?.queued ?? 0;
+      const failedAtArrival = failures();
+      const { session } = await core.admins.signIn("admin", "the-admin-password", address);
+      const failedBeforeAdmin = failures() - failedAtArrival;
+      expect(session.username).toBe("admin");
+      expect({ address, failedBeforeAdmin: failedBeforeAdmin <= 2 * adminHashConcurrency }).toEqual({ address, failedBeforeAdmin: true });
+      expect(waitingAtArrival).toBeGreaterThanOrEqual(40); // ahead of a long line, not after it
+      expect(core.admins.scheduler.queued).toBeGreaterThan(0);
+    }
+    const outcomes = await Promise.all(spray);
+    expect(outcomes.filter((o) => o === "in")).toEqual([]);
+    expect(new Set(outcomes)).toEqual(new Set(["unauthorized", "rate_limited"]));
+    // bounded: one argon2id at a time, whatever the spray
+    expect(core.admins.scheduler.stats.peakRunning).toBeLessThanOrEqual(adminHashConcurrency);
+  }, 60_000);
+
+  it("admins and devices wait in separate lines: a device storm does not hold up the admin", async () => {
+    const core = await setup();
+    await core.credentials.create({ type: "mqtt", username: "press-1", password: "press-1-chosen-password" });
+    // 300 devices' worth of wrong chosen-password logins from 300 clean addresses (one hash each)
+    const storm = Array.from({ length: 300 }, (_, i) => core.credentials.verify("mqtt", "press-1", `wrong-${i}`, { remote: `10.77.${i >> 8}.${i & 255}` }));
+    await eventually(() => core.credentials.stats.hashVerifies >= 2);
+    await core.admins.signIn("admin", "the-admin-password", "10.0.0.1");
+    expect(core.credentials.stats.hashVerifies).toBeLessThan(300); // the devices' line was still long
+    await Promise.all(storm);
+  }, 60_000);
 
   it("nobody locks the real admin out from another address; set-password ends a lock-out", async () => {
     const core = await setup();

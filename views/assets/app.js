@@ -45,11 +45,18 @@
     var t = ev.detail.target;
     if (t && t.querySelector && t.querySelector("details[open]")) ev.detail.shouldSwap = false;
   });
-  // Self-refreshing parts (agents, onboarding) hold still while the admin reads, ticks or types in them.
+  // Self-refreshing parts (agents, onboarding, the table) hold still while the admin reads, ticks or types
+  // in them, or while an action of one of their rows is under way (htmx marks its element .htmx-request):
+  // asked when the refresh is sent and again when its answer arrives, so a refresh that left before a row
+  // action cannot swap the row away under it (the action's answer, a reset's new password, would land in
+  // a detached row).
+  var keep = "details[open], input:focus:not([type=checkbox]), select:focus, textarea:focus, input[type=checkbox]:checked, .secret, tr.editing, tr .htmx-request";
+  var held = function (el) { return el && el.hasAttribute && el.hasAttribute("data-keep-while-editing") && el.querySelector(keep); };
   document.addEventListener("htmx:beforeRequest", function (ev) {
-    var el = ev.detail.elt;
-    if (el && el.hasAttribute && el.hasAttribute("data-keep-while-editing") &&
-        el.querySelector("details[open], input:focus:not([type=checkbox]), select:focus, textarea:focus, input[type=checkbox]:checked, .secret, tr.editing")) ev.preventDefault();
+    if (held(ev.detail.elt)) ev.preventDefault();
+  });
+  document.addEventListener("htmx:beforeSwap", function (ev) {
+    if (held(ev.detail.elt)) ev.detail.shouldSwap = false;
   });
   // The status poll covers the rows on the page now, including ones added since it loaded.
   document.addEventListener("htmx:configRequest", function (ev) {

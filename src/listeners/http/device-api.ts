@@ -5,7 +5,7 @@ import { isValidTopicString } from "../../core/topics.ts";
 import { fingerprintOf } from "../../core/onboarding.ts";
 import { integrationTypes, isIntegrationType, type Integration, type LoginFailure } from "../../core/types.ts";
 import { StaleLoginError } from "../../lib/errors.ts";
-import { holdOpen, type HttpMount } from "../../lib/http.ts";
+import { allowIdle, endIdle, type HttpMount } from "../../lib/http.ts";
 import type { Logger } from "../../lib/logger.ts";
 import { parseBasicAuth } from "./basic-auth.ts";
 import { createForwardAuth, type ForwardAuthProxy } from "./forward-auth.ts";
@@ -58,6 +58,14 @@ function topicOf(rest: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** unknownKeys: the keys of a JSON object a route does not take (named in its 400, at most 10, each cut to 64). */
+function unknownKeys(value: object, allowed: readonly string[]): string | undefined {
+  const extra = Object.keys(value).filter((k) => !allowed.includes(k));
+  if (extra.length === 0) return undefined;
+  const names = extra.slice(0, 10).map((k) => (k.length > 64 ? `${k.slice(0, 64)}…` : k));
+  return `${names.join(", ")}${extra.length > 10 ? " and more" : ""}`;
 }
 
 function payloadView(topic: string, payload: Buffer, at: number | undefined) {
@@ -203,6 +211,9 @@ export function createDeviceApi(core: Core, log: Logger, opts: DeviceApiOptions)
       if (!topic) return problem(400, "invalid_request", `item ${i + 1}: topic must be an MQTT topic name without wildcards`);
       if (it.payload === undefined) return problem(400, "invalid_request", `item ${i + 1}: payload is missing`);
       if (it.retain !== undefined && typeof it.retain !== "boolean") return problem(400, "invalid_request", `item ${i + 1}: retain must be true or false`);
+      // a field it does not take (`qos`, a misspelt `retained`) is refused, not silently dropped
+      const extra = unknownKeys(it, ["topic", "payload", "retain"]);
+      if (extra) return problem(400, "invalid_request", `item ${i + 1}: unknown field ${extra}; an item takes topic, payload, retain`);
       if (!mayPublish(current, topic)) return problem(403, "forbidden", `item ${i + 1}: this integration may not publish to ${topic}`);
       const payload = Buffer.from(typeof it.payload === "string" ? it.payload : JSON.stringify(it.payload));
       messages.push({ topic, payload, retain: it.retain === true });
@@ -244,7 +255,7 @@ export function createDeviceApi(core: Core, log: Logger, opts: DeviceApiOptions)
       // a kick for that change ran before this poll existed and could not end it.
       const session = live.get(sessionKey(integration.id, remote));
       if (!session) return readRefusal(integration.id, topic) ?? refusal("wrong-password");
-      holdOpen(request, Number(wait) + 5);
+      allowIdle(request, Number(wait) + 10); // silent until the answer, which comes at `wait` at the latest
       const end = await new Promise<PollEnd>((resolve) => {
         let set = waiters.get(topic);
         if (!set) waiters.set(topic, (set = new Set()));
@@ -264,6 +275,7 @@ export function createDeviceApi(core: Core, log: Logger, opts: DeviceApiOptions)
         const timer = setTimeout(() => waiter.end({ kind: "over" }), Number(wait) * 1000);
         request.signal.addEventListener("abort", () => waiter.end({ kind: "over" }), { once: true });
       });
+      endIdle(request);
       if (end.kind === "refused") return end.response();
       const now = readRefusal(integration.id, topic);
       if (now) return now;
@@ -295,6 +307,8 @@ export function createDeviceApi(core: Core, log: Logger, opts: DeviceApiOptions)
     } catch {
       return problem(400, "malformed_body", "the body must be JSON: {username, password, type}");
     }
+    const extra = input && typeof input === "object" ? unknownKeys(input, ["username", "password", "type"]) : undefined;
+    if (extra) return problem(400, "invalid_request", `unknown field ${extra}; this route takes username, password, type`);
     const { username, password, type } = input ?? {};
     if (typeof username !== "string" || typeof password !== "string" || typeof type !== "string" || !isIntegrationType(type)) {
       return problem(400, "invalid_request", `username and password are strings; type is one of ${integrationTypes.join(", ")}`);
