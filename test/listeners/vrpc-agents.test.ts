@@ -120,7 +120,7 @@ describe("VRPC topic rules", () => {
   it("an agent's integration announces only itself and stays in its domain", async () => {
     const a = await app.core.credentials.create({ type: "vrpc", username: "plant/agent-a" });
     const watcher = await app.core.credentials.create({ type: "mqtt", username: "vrpc-watcher" });
-    app.core.credentials.update(watcher.integration.id, { subscribeAcl: ["#"] });
+    app.core.credentials.update(watcher.integration.id, { subscribeAcl: ["plant/#", "other/#"] }); // `#` does not reach into a VRPC domain
     const w = await connectMqtt(app.address("mqtt")!.port, { username: "vrpc-watcher", password: watcher.password });
     const seen: string[] = [];
     w.on("message", (t) => seen.push(t));

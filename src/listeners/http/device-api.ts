@@ -148,7 +148,7 @@ export function createDeviceApi(core: Core, log: Logger, opts: DeviceApiOptions)
     const retain = url.searchParams.get("retain") === "true";
     const qos = url.searchParams.get("qos") ?? "0";
     if (qos !== "0" && qos !== "1") return problem(400, "invalid_request", "qos must be 0 or 1");
-    if (!mayPublish(credentials.peek(integration.id), topic)) return problem(403, "forbidden", "this integration may not publish to this topic");
+    if (!mayPublish(credentials.peek(integration.id), topic, core.topicSpace)) return problem(403, "forbidden", "this integration may not publish to this topic");
     const body = await readBody(request);
     if (body instanceof Response) return body;
     await publishOne(integration, topic, body, retain, qos === "1" ? 1 : 0);
@@ -174,7 +174,7 @@ export function createDeviceApi(core: Core, log: Logger, opts: DeviceApiOptions)
       if (!topic) return problem(400, "invalid_request", `item ${i + 1}: topic must be an MQTT topic name without wildcards`);
       if (it.payload === undefined) return problem(400, "invalid_request", `item ${i + 1}: payload is missing`);
       if (it.retain !== undefined && typeof it.retain !== "boolean") return problem(400, "invalid_request", `item ${i + 1}: retain must be true or false`);
-      if (!mayPublish(current, topic)) return problem(403, "forbidden", `item ${i + 1}: this integration may not publish to ${topic}`);
+      if (!mayPublish(current, topic, core.topicSpace)) return problem(403, "forbidden", `item ${i + 1}: this integration may not publish to ${topic}`);
       const payload = Buffer.from(typeof it.payload === "string" ? it.payload : JSON.stringify(it.payload));
       messages.push({ topic, payload, retain: it.retain === true });
     }
@@ -188,7 +188,7 @@ export function createDeviceApi(core: Core, log: Logger, opts: DeviceApiOptions)
   };
 
   const getTopic = async (request: Request, integration: Integration, topic: string, url: URL) => {
-    if (!mayRead(credentials.peek(integration.id), topic)) return problem(403, "forbidden", "this integration may not read this topic");
+    if (!mayRead(credentials.peek(integration.id), topic, core.topicSpace)) return problem(403, "forbidden", "this integration may not read this topic");
     const wait = url.searchParams.get("wait");
     if (wait !== null) {
       if (!/^\d{1,2}$/.test(wait) || Number(wait) > 60) return problem(400, "invalid_request", "wait must be 0-60 seconds");
@@ -225,7 +225,7 @@ export function createDeviceApi(core: Core, log: Logger, opts: DeviceApiOptions)
     }
     const method = (request.headers.get("x-original-method") ?? request.headers.get("x-forwarded-method") ?? "GET").toUpperCase();
     const integration = credentials.peek(result.id);
-    const allowed = ["GET", "HEAD", "OPTIONS"].includes(method) ? mayRead(integration, path) : mayPublish(integration, path);
+    const allowed = ["GET", "HEAD", "OPTIONS"].includes(method) ? mayRead(integration, path, core.topicSpace) : mayPublish(integration, path, core.topicSpace);
     if (!allowed) return problem(403, "forbidden", "this integration may not open this path");
     return new Response(null, { status: 200, headers: { "x-gatehouse-integration": result.username } });
   };

@@ -5,7 +5,7 @@ import { PermissionType } from "node-opcua-types";
 import { StatusCodes } from "node-opcua-status-code";
 import { DataType, Variant } from "node-opcua-variant";
 import type { TopicBus } from "../../core/bus.ts";
-import { mayRead, mayWrite } from "../../core/permissions.ts";
+import { mayRead, mayWrite, type TopicSpace } from "../../core/permissions.ts";
 import { integrationTypeInfo, integrationTypes, type Integration, type IntegrationType } from "../../core/types.ts";
 import type { Logger } from "../../lib/logger.ts";
 import { overridePermissionCheck } from "./node-opcua-internals.ts";
@@ -29,6 +29,8 @@ interface Context {
   status: StatusSource;
   bus?: TopicBus;
   integrationOf(session: unknown): Readonly<Integration> | undefined;
+  /** the VRPC domains the permissions shield */
+  topicSpace: TopicSpace;
   log: Logger;
 }
 
@@ -143,8 +145,8 @@ export async function buildAddressSpace(addressSpace: AddressSpace, ctx: Context
     });
     // Topic permissions as OPC UA permissions, so a refusal is BadUserAccessDenied (Part 4 §7.34).
     overridePermissionCheck(variable, (context, permission) => {
-      if (permission === PermissionType.Read) return mayRead(ctx.integrationOf(context?.session), topic);
-      if (permission === PermissionType.Write) return mayWrite(ctx.integrationOf(context?.session), topic);
+      if (permission === PermissionType.Read) return mayRead(ctx.integrationOf(context?.session), topic, ctx.topicSpace);
+      if (permission === PermissionType.Write) return mayWrite(ctx.integrationOf(context?.session), topic, ctx.topicSpace);
       return undefined;
     });
     entry.variable = variable;

@@ -199,6 +199,7 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
     status: { integrations: () => credentials.count(), onlineByType: () => sessions.onlineCountByType(), startedAt },
     bus: core.bus,
     integrationOf,
+    topicSpace: core.topicSpace,
     log,
   });
 
@@ -231,7 +232,7 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
     if (!integration) return;
     guardMonitoredItems(session, (owner, nodeIdValue) => {
       if (typeof nodeIdValue !== "string" || !nodeIdValue.startsWith("Topics/")) return true; // Status: any signed-in session
-      return mayRead(integrationOf(owner), nodeIdValue.slice("Topics/".length));
+      return mayRead(integrationOf(owner), nodeIdValue.slice("Topics/".length), core.topicSpace);
     });
     const kick = (reason: string) => {
       log.info("opc ua session closed", { username: integration.username, reason });
