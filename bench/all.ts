@@ -16,6 +16,7 @@ const benches: [name: string, file: string][] = [
   ["opcua", "opcua.ts"],
   ["http", "http.ts"],
   ["vrpc", "vrpc.ts"],
+  ["permissions", "permissions.ts"],
   ["page", "page.ts"],
   ["storm", "storm.ts"],
   ["admin", "admin-spray.ts"],

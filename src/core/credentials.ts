@@ -2,7 +2,7 @@ import { eq } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { integrations, type IntegrationRow } from "../db/schema.ts";
 import { ConflictError, NotFoundError, ValidationError } from "../lib/errors.ts";
-import { randomPassword, randomUsername } from "../lib/ids.ts";
+import { randomName, randomPassword, randomUsername } from "../lib/ids.ts";
 import { aclKey, IntegrationIndex, publicView, type StoredIntegration } from "./credentials/index-memory.ts";
 import { LastLogins } from "./credentials/last-logins.ts";
 import { countByType, listIntegrations, type ListPage, type ListQuery } from "./credentials/query.ts";
@@ -88,6 +88,9 @@ export interface CredentialOptions {
   /** told of a login refused because the stored hash cannot be checked at a bounded cost (see hashLimits) */
   onUnusableHash?: (username: string, problem: string) => void;
 }
+
+/** defaultVrpcDomain: vrpc 3.5's own default domain (VrpcAgent and VrpcClient `domain = 'vrpc'`). */
+const defaultVrpcDomain = "vrpc";
 
 function isUniqueViolation(err: unknown): boolean {
   return err instanceof Error && /UNIQUE constraint failed/.test(err.message + String((err as { cause?: unknown }).cause ?? ""));
@@ -218,6 +221,24 @@ export class CredentialStore {
     return this.#index.ids();
   }
 
+  /** vrpcDomainOf: the VRPC domain `topic` lies in (the TopicSpace of core/permissions.ts). */
+  vrpcDomainOf(topic: string): string | undefined {
+    return this.#index.vrpcDomainOf(topic);
+  }
+
+  /**
+   * suggestUsername: what a new integration is called unless the admin names it. VRPC ones are
+   * `<domain>/<agent>`-shaped, so an agent started with them may announce itself: the domain most VRPC
+   * integrations already use, else `vrpc` (the domain a VrpcAgent or VrpcClient uses when given none).
+   */
+  suggestUsername(type: IntegrationType): string {
+    if (type !== "vrpc") return randomUsername(type);
+    let domain = defaultVrpcDomain;
+    let most = 0;
+    for (const [d, n] of this.#index.vrpcDomains()) if (n > most || (n === most && d < domain)) [domain, most] = [d, n];
+    return `${domain}/${randomName()}`;
+  }
+
   // ---------------------------------------------------------------- writes
 
   #assertUsernameFree(username: string, exceptId?: number): void {
@@ -229,7 +250,7 @@ export class CredentialStore {
 
   /** prepare: validates and hashes without writing; used by create and bulk import. */
   async prepare(input: NewIntegration): Promise<{ row: typeof integrations.$inferInsert; password: string }> {
-    const username = input.username?.trim() || randomUsername(input.type);
+    const username = input.username?.trim() || this.suggestUsername(input.type);
     const generated = input.password === undefined;
     const password = input.password ?? randomPassword();
     const fields = validateFields({ type: input.type, username, password, description: input.description ?? "" });

@@ -16,6 +16,8 @@ export interface EventMap {
   /** the onboarding window or its requests changed (pages refresh) */
   "onboarding.changed": Record<string, never>;
   "login.failed": { username: string; type: IntegrationType; reason: LoginFailure; meta: LoginMeta };
+  /** a listener refused a client's publish by the topic permissions (the client may repeat it often) */
+  "publish.refused": { integration: Readonly<Integration>; topic: string };
 }
 
 export type EventName = keyof EventMap;

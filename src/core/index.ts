@@ -2,12 +2,14 @@ import { dataVersion, type Db } from "../db/client.ts";
 import type { Logger } from "../lib/logger.ts";
 import { Slot } from "../lib/slot.ts";
 import { ActivityLog, actAs } from "./activity.ts";
+import { AnnouncementRefusals } from "./announcements.ts";
 import { AdminStore } from "./admins.ts";
 import { Metrics } from "./metrics.ts";
 import { Onboarding } from "./onboarding.ts";
 import { TopicBus } from "./bus.ts";
 import type { CertificateTrust } from "./certificates.ts";
 import type { VrpcDirectory } from "./vrpc.ts";
+import type { TopicSpace } from "./permissions.ts";
 import { CredentialStore, type AcceptsTable, type HashCost } from "./credentials.ts";
 import { statusOf, type IntegrationType } from "./types.ts";
 import { EventBus } from "./events.ts";
@@ -59,6 +61,9 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     },
   });
   const loginLog = new LoginLog(events);
+  /** the VRPC domains every permission decision shields (core/permissions.ts) */
+  const topicSpace: TopicSpace = { vrpcDomainOf: (topic) => credentials.vrpcDomainOf(topic) };
+  const refusedAnnouncements = new AnnouncementRefusals(events, topicSpace);
 
   const kick = (reason: string) => ({ integration }: { integration: { id: number; username: string } }) => {
     const n = sessions.kickIntegration(integration.id, reason);
@@ -113,6 +118,10 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     metrics,
     /** the topic space of the broker, for every listener (see bus.ts) */
     bus: new TopicBus(),
+    /** what every call of core/permissions.ts needs besides the integration: the VRPC domains */
+    topicSpace,
+    /** VRPC announcements the topic rules refused, last per integration (its row, the agents page) */
+    refusedAnnouncements,
     /** the OPC UA listener's certificate trust list while it runs */
     certificates: new Slot<CertificateTrust>(),
     /** the TLS certificate in use (for the Settings page), once loaded */

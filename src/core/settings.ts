@@ -50,7 +50,7 @@ export function setDefaultPermissions(db: Db, type: IntegrationType, p: DefaultP
   db.insert(settings).values(row).onConflictDoUpdate({ target: settings.key, set: row }).run();
 }
 
-/** isUnrestricted: `#` among the filters: every topic but `$` ones. */
+/** isUnrestricted: `#` among the filters: every topic but `$` ones and those in VRPC domains (core/permissions.ts). */
 export function isUnrestricted(filters: readonly string[]): boolean {
   return filters.includes("#");
 }

@@ -43,10 +43,6 @@ export function anyMatches(filters: readonly string[], topic: string): boolean {
   return false;
 }
 
-export function anyCovers(filters: readonly string[], requested: string): boolean {
-  return filters.some((f) => filterCovers(f, requested));
-}
-
 /** vrpcInfoTopics: retained discovery topics only VRPC agents may publish. */
 export const vrpcInfoTopics = ["+/+/__agentInfo__", "+/+/+/__classInfo__", "+/+/+/__classInfoConcise__"];
 

@@ -32,10 +32,14 @@ export interface VrpcCall {
   timeoutMs?: number;
 }
 
-/** VrpcCallError: `code` says what the caller should do (404 no such agent/function, 504 no answer, 502 the remote threw). */
+/**
+ * VrpcCallError: `code` says what the caller should do: 404 no such agent/function, 403 a vrpc internal,
+ * 400 arguments vrpc would take for callbacks, 504 offline or no answer, 502 the remote threw, 503 too
+ * many calls waiting.
+ */
 export class VrpcCallError extends Error {
   constructor(
-    readonly code: "not-found" | "offline" | "timeout" | "remote",
+    readonly code: "not-found" | "forbidden" | "invalid" | "offline" | "timeout" | "remote" | "busy",
     message: string,
   ) {
     super(message);
@@ -47,8 +51,19 @@ export interface VrpcDirectory {
   agents(): VrpcAgentInfo[];
   agent(domain: string, agent: string): VrpcAgentInfo | undefined;
   call(call: VrpcCall): Promise<unknown>;
+  /** calls waiting for their answer now (an answer after the timeout must not leave one behind) */
+  pendingCalls(): number;
   /** forget an offline agent: its retained announcements are cleared from the broker */
   remove(domain: string, agent: string): Promise<void>;
+}
+
+/**
+ * isVrpcInternal: vrpc's own reserved names (`__createIsolated__`, `__createShared__`, `__callAll__`,
+ * `__delete__`, `__getNamed__`, `__static__`, ... : anything `__*__`): lifecycle machinery of its
+ * clients, never offered or called from the appliance.
+ */
+export function isVrpcInternal(name: string): boolean {
+  return name.length > 4 && name.startsWith("__") && name.endsWith("__");
 }
 
 /** vrpcAgentIdentity: the `<domain>/<agent>` an integration's username names, if it has that shape. */

@@ -32,9 +32,19 @@ function randomString(alphabet: string, length: number): string {
   return s;
 }
 
-/** randomUsername: readable and unlikely to collide, e.g. `mqtt-brave-otter-7f3k`. */
+/** randomName: readable and unlikely to collide, e.g. `brave-otter-7f3k`. */
+export function randomName(): string {
+  return `${pick(adjectives)}-${pick(animals)}-${randomString(alnum, 4)}`;
+}
+
+/** randomUsername: a random name behind a prefix, e.g. `mqtt-brave-otter-7f3k`. */
 export function randomUsername(prefix: string): string {
-  return `${prefix}-${pick(adjectives)}-${pick(animals)}-${randomString(alnum, 4)}`;
+  return `${prefix}-${randomName()}`;
+}
+
+/** generatedName: the random part of a username this module made (`mqtt-brave-otter-7f3k`, `plant/brave-otter-7f3k`). */
+export function generatedName(username: string): string | undefined {
+  return /^(?:[a-z]+-|[^/+#$]+\/)([a-z]+-[a-z]+-[a-z2-9]{4})$/.exec(username)?.[1];
 }
 
 /** randomPassword: 26 symbols of a 58-symbol alphabet = 152 bits (at least 128 are needed to resist offline guessing). */

@@ -4,11 +4,12 @@ import { VrpcCallError, type VrpcDirectory } from "../core/vrpc.ts";
 import { AppError, NotFoundError } from "../lib/errors.ts";
 import { field, htmlResponse, isHtmx, jsonResponse, redirect } from "../lib/http.ts";
 import type { Logger } from "../lib/logger.ts";
-import { AgentList, AgentsPage, CallResult } from "../../views/pages/agents.tsx";
+import { AgentList, AgentsPage, CallResult, RemoveAgentConfirm } from "../../views/pages/agents.tsx";
+import { SimplePage } from "../../views/pages/simple.tsx";
 import { adminOf, authOf } from "./auth.tsx";
 import { formFields } from "./bodies.ts";
 
-const statusOf: Record<VrpcCallError["code"], number> = { "not-found": 404, offline: 504, timeout: 504, remote: 502 };
+const statusOf: Record<VrpcCallError["code"], number> = { "not-found": 404, forbidden: 403, invalid: 400, offline: 504, timeout: 504, remote: 502, busy: 503 };
 
 /** agentRoutes: the VRPC agents page and `/api/v1/vrpc`: list, call, remove. Admin auth like every page. */
 export function agentRoutes(core: Core, log: Logger) {
@@ -36,12 +37,17 @@ export function agentRoutes(core: Core, log: Logger) {
     throw new AppError("validation", "arguments must be a JSON array, e.g. [21] or [\"a\", {\"b\": 1}]", { args: "a JSON array" });
   };
 
+  /** listProps: what the page and its refreshing list show: the agents, and the announcements refused. */
+  const listProps = (request: Request) => ({
+    agents: core.vrpc.current?.agents() ?? [],
+    refused: core.refusedAnnouncements.list(),
+    csrfToken: adminOf(request).csrfToken,
+    running: core.vrpc.current !== undefined,
+  });
+
   return new Elysia({ name: "agent-routes" })
-    .get("/agents", ({ request }) => {
-      const admin = adminOf(request);
-      return <AgentsPage admin={admin} agents={core.vrpc.current?.agents() ?? []} csrfToken={admin.csrfToken} running={core.vrpc.current !== undefined} />;
-    })
-    .get("/agents/list", ({ request }) => <AgentList agents={core.vrpc.current?.agents() ?? []} csrfToken={adminOf(request).csrfToken} running={core.vrpc.current !== undefined} />)
+    .get("/agents", ({ request }) => <AgentsPage admin={adminOf(request)} {...listProps(request)} />)
+    .get("/agents/list", ({ request }) => <AgentList {...listProps(request)} />)
     .post("/agents/call", async ({ request, body }) => {
       const c = {
         domain: field(body, "domain") ?? "",
@@ -62,13 +68,18 @@ export function agentRoutes(core: Core, log: Logger) {
       const fragment = <CallResult ok={result.ok} text={result.text} />;
       // htmx shows the fragment whatever the outcome; a browser without JS gets a page with it.
       if (isHtmx(request)) return htmlResponse(fragment, 200);
-      const admin = adminOf(request);
-      return htmlResponse(
-        <AgentsPage admin={admin} agents={core.vrpc.current?.agents() ?? []} csrfToken={admin.csrfToken} running={core.vrpc.current !== undefined} result={fragment} />,
-        result.status,
-      );
+      return htmlResponse(<AgentsPage admin={adminOf(request)} {...listProps(request)} result={fragment} />, result.status);
     }, { body: formFields("domain", "agent", "className", "functionName", "instance", "args") })
-    .post("/agents/:domain/:agent/remove", async ({ params }) => {
+    .post("/agents/:domain/:agent/remove", async ({ request, params, body }) => {
+      if (field(body, "confirmed") !== "yes") {
+        // app.js confirms (naming the agent) and marks the form; without JS this page asks instead.
+        const admin = adminOf(request);
+        return (
+          <SimplePage title="Remove agent?" admin={admin} active="agents">
+            <RemoveAgentConfirm a={params} csrfToken={admin.csrfToken} />
+          </SimplePage>
+        );
+      }
       try {
         await directory().remove(params.domain, params.agent);
       } catch (err) {
@@ -76,7 +87,7 @@ export function agentRoutes(core: Core, log: Logger) {
         throw err;
       }
       return redirect("/agents");
-    }, { body: formFields() })
+    }, { body: formFields("confirmed") })
     .get("/api/v1/vrpc", () => ({ agents: directory().agents() }), { detail: { summary: "VRPC agents with their classes and functions", tags: ["vrpc"] } })
     .post(
       "/api/v1/vrpc/:domain/:agent/:className/:functionName",

@@ -5,7 +5,7 @@ import { vrpcAgentIdentity } from "../core/vrpc.ts";
 import { integrationStatuses, isIntegrationType, type Integration, type IntegrationStatus, type IntegrationType } from "../core/types.ts";
 import { AppError, NotFoundError } from "../lib/errors.ts";
 import { allowIdle, field, htmlResponse, isHtmx, redirect, safeNext } from "../lib/http.ts";
-import { randomPassword, randomUsername } from "../lib/ids.ts";
+import { generatedName, randomPassword } from "../lib/ids.ts";
 import { FieldError } from "../../views/components/field-error.tsx";
 import { typeLabels } from "../../views/components/type-label.tsx";
 import { listSorts, type ListSort } from "../core/types.ts";
@@ -17,7 +17,7 @@ import { IntegrationsPage } from "../../views/pages/integrations.tsx";
 import { SimplePage } from "../../views/pages/simple.tsx";
 import { IntegrationCreated } from "../../views/partials/integration-created.tsx";
 import { IntegrationForm, type IntegrationFormProps } from "../../views/partials/integration-form.tsx";
-import { IntegrationRow, LastLoginCell, PermissionFields, StatusCell, type PermissionDraft, type RowProps } from "../../views/partials/integration-row.tsx";
+import { IntegrationRow, LastLoginCell, PermissionFields, StatusCell, type PermissionDraft, type RoleInfo, type RowProps } from "../../views/partials/integration-row.tsx";
 import { IntegrationTable, type TableQuery } from "../../views/partials/integration-table.tsx";
 import { OnboardingPanel } from "../../views/partials/onboarding-panel.tsx";
 import { adminOf, authOf } from "./auth.tsx";
@@ -81,12 +81,17 @@ export function integrationPages(core: Core, secrets: OneTimeSecrets) {
     return { byType, failedLastHour, capped: failedLastHour === failedLoginsShown };
   };
   const sessionsOf = (id: number) => sessions.list({ integrationId: id });
-  /** roleOf: a VRPC integration named `<domain>/<agent>` whose agent has announced itself is an Agent (Edge Connector). */
-  const roleOf = (i: Integration) => {
-    if (i.type !== "vrpc") return undefined;
+  /**
+   * roleOf: a VRPC integration named `<domain>/<agent>` whose agent has announced itself is an Agent
+   * (Edge Connector), another a Client; an announcement the topic rules refused is said on any row.
+   */
+  const roleOf = (i: Integration): RoleInfo | undefined => {
+    const refused = core.refusedAnnouncements.of(i.id);
+    const warning = refused && `Agent announcement refused (${refused.agent.slice(0, 128)}): ${refused.reason}`;
+    if (i.type !== "vrpc") return warning ? { warning } : undefined;
     const id = vrpcAgentIdentity(i.username);
     const agent = id && core.vrpc.current?.agent(id.domain, id.agent);
-    return agent ? `Agent (Edge Connector), ${agent.status}` : "Client";
+    return { text: agent ? `Agent (Edge Connector), ${agent.status}` : "Client", warning };
   };
 
   const row = (request: Request, integration: Integration, extra: Omit<RowProps, "integration" | "sessions" | "csrfToken"> = {}) => (
@@ -124,7 +129,7 @@ export function integrationPages(core: Core, secrets: OneTimeSecrets) {
 
   /** the add form's fields (a type change posts the same form to /integrations/new) */
   const addForm = formFields("type", "username", "password", "description");
-  const newFormValues = (type: IntegrationType): IntegrationFormProps["values"] => ({ type, username: randomUsername(type), password: randomPassword(), description: "" });
+  const newFormValues = (type: IntegrationType): IntegrationFormProps["values"] => ({ type, username: credentials.suggestUsername(type), password: randomPassword(), description: "" });
 
   return new Elysia({ name: "integration-pages" })
     .get("/", () => redirect("/integrations", 302))
@@ -142,13 +147,15 @@ export function integrationPages(core: Core, secrets: OneTimeSecrets) {
     })
     .post("/integrations/new", ({ request, body }) => {
       // The type changed in the add form: what the admin typed stays; a still-generated username
-      // takes the new type's prefix (its words stay). A POST so a typed password never lands in a URL.
+      // takes the new type's shape (`mqtt-<words>`, VRPC `<domain>/<words>`; its words stay). A POST so a
+      // typed password never lands in a URL.
       const type = isIntegrationType(field(body, "type")) ? (field(body, "type") as IntegrationType) : "mqtt";
       const typed = field(body, "username") ?? "";
-      const generated = /^(mqtt|opcua|http|vrpc)-([a-z]+-[a-z]+-[A-Za-z0-9]{4})$/.exec(typed);
+      const words = generatedName(typed);
+      const reshaped = (suggested: string) => (words ? suggested.replace(/[a-z]+-[a-z]+-[a-z2-9]{4}$/, words) : suggested);
       const values = {
         type,
-        username: generated ? `${type}-${generated[2]}` : typed || randomUsername(type),
+        username: words || !typed ? reshaped(credentials.suggestUsername(type)) : typed,
         password: field(body, "password") || randomPassword(),
         description: field(body, "description") ?? "",
       };

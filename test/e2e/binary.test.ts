@@ -56,18 +56,19 @@ describe("the compiled binary, alone in an empty folder", () => {
     expect((await readValue(ua.session, "ns=1;s=Topics/e2e/temp")).value.value).toBe(19.5);
     await ua.close();
 
-    // VRPC: a real agent process logs in to the binary's broker; the API lists it and calls it.
+    // VRPC: a real agent process logs in to the binary's broker; the API lists it and calls it. Its own
+    // domain: a VRPC domain is out of reach of the `#` of the other integrations here.
     const agentCred = await (
-      await fetch(`${base}/api/v1/integrations`, { method: "POST", headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" }, body: JSON.stringify({ type: "vrpc", username: "e2e/press-agent" }) })
+      await fetch(`${base}/api/v1/integrations`, { method: "POST", headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" }, body: JSON.stringify({ type: "vrpc", username: "e2e-vrpc/press-agent" }) })
     ).json();
     const agent = Bun.spawn(["bun", join(import.meta.dir, "../fixtures/vrpc-agent.ts")], {
-      env: { ...process.env, BROKER: `mqtt://127.0.0.1:${first.ports.mqtt}`, DOMAIN: "e2e", AGENT: "press-agent", USERNAME: "e2e/press-agent", PASSWORD: agentCred.password },
+      env: { ...process.env, BROKER: `mqtt://127.0.0.1:${first.ports.mqtt}`, DOMAIN: "e2e-vrpc", AGENT: "press-agent", USERNAME: "e2e-vrpc/press-agent", PASSWORD: agentCred.password },
       stdout: "ignore",
       stderr: "inherit",
     });
     try {
       const answer = await eventually(async () => {
-        const res = await fetch(`${base}/api/v1/vrpc/e2e/press-agent/Press/speed`, { method: "POST", headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" }, body: "[50]" });
+        const res = await fetch(`${base}/api/v1/vrpc/e2e-vrpc/press-agent/Press/speed`, { method: "POST", headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" }, body: "[50]" });
         expect(res.status).toBe(200);
         return res.json();
       }, 15_000);
@@ -93,7 +94,7 @@ describe("the compiled binary, alone in an empty folder", () => {
     const second = await runBinary(binary, dir, args(dir), { ...env, HOME: join(dir, "home") });
     const again = await signIn(`http://127.0.0.1:${second.ports.http}`, "admin", env.GATEHOUSE_ADMIN_PASSWORD);
     const list = await (await fetch(`http://127.0.0.1:${second.ports.http}/api/v1/integrations`, { headers: { cookie: again.cookie } })).json();
-    expect(list.items.map((i: { username: string }) => i.username).sort()).toEqual(["e2e-gateway", "e2e-press", "e2e-scada", "e2e/press-agent"]);
+    expect(list.items.map((i: { username: string }) => i.username).sort()).toEqual(["e2e-gateway", "e2e-press", "e2e-scada", "e2e-vrpc/press-agent"]);
     expect(await second.stop("SIGINT")).toBe(0);
 
     expect(readdirSync(dir).sort()).toEqual(["data", "gatehouse", "home"]);

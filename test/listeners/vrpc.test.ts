@@ -28,12 +28,12 @@ afterAll(async () => {
 });
 
 describe("VRPC over the broker", () => {
-  it("an agent with a VRPC integration serves, a client with another integration calls it", async () => {
+  it("an agent with a VRPC integration serves, a client with another integration of its domain calls it", async () => {
     const agentCred = await app.core.credentials.create({ type: "vrpc", username: "plant/press-agent" });
-    const clientCred = await app.core.credentials.create({ type: "vrpc", username: "mes-client" });
+    const clientCred = await app.core.credentials.create({ type: "vrpc", username: "plant/mes-client" });
     const agent = new VrpcAgent({ broker, domain: "plant", agent: "press-agent", username: "plant/press-agent", password: agentCred.password, log: quiet });
     await agent.serve();
-    const client = new VrpcClient({ broker, domain: "plant", username: "mes-client", password: clientCred.password, log: quiet, timeout: 5000 });
+    const client = new VrpcClient({ broker, domain: "plant", username: "plant/mes-client", password: clientCred.password, log: quiet, timeout: 5000 });
     await client.connect();
     expect(await client.callStatic({ agent: "press-agent", className: "Press", functionName: "speed", args: [21] })).toBe(42);
     expect(app.core.sessions.countFor(agentCred.integration.id)).toBe(1);

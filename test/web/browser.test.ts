@@ -325,6 +325,36 @@ describe("confirmations without htmx", () => {
   }, 30_000);
 });
 
+describe("removing an offline VRPC agent", () => {
+  it("names the agent and asks first; dismissing keeps it, accepting removes it in one step", async () => {
+    const announce = (payload: string) => app.core.bus.publish({ topic: "plant/ghost-agent/__agentInfo__", payload: Buffer.from(payload), retain: true });
+    await announce(JSON.stringify({ status: "offline", hostname: "hall-7", version: "" }));
+    const page = await browser.newPage();
+    await signIn(page);
+    await page.goto(`${url}/agents`);
+    const dialogs: string[] = [];
+    let accept = false;
+    const asked = () => new Promise<void>((resolve) => page.once("dialog", (d) => (dialogs.push(d.message()), void (accept ? d.accept() : d.dismiss()).then(() => resolve()))));
+    const button = page.getByRole("button", { name: "Remove plant/ghost-agent" });
+    const first = asked();
+    await button.click();
+    await first;
+    expect(dialogs).toEqual(['Remove the agent "plant/ghost-agent"? Its retained announcements are cleared; it reappears when it announces itself again.']);
+    expect(app.core.vrpc.current!.agent("plant", "ghost-agent")).toBeDefined();
+    accept = true;
+    const second = asked();
+    const posted = page.waitForResponse((r) => r.url().endsWith("/agents/plant/ghost-agent/remove") && r.request().method() === "POST");
+    await Promise.all([button.click(), second]);
+    expect((await posted).status()).toBe(303);
+    await page.waitForURL(`${url}/agents`);
+    await page.waitForLoadState();
+    expect(dialogs.length).toBe(2); // the confirmed form is not asked again by a confirmation page
+    expect(app.core.vrpc.current!.agent("plant", "ghost-agent")).toBeUndefined();
+    expect(await page.textContent("main")).not.toContain("plant/ghost-agent");
+    await page.close();
+  }, 30_000);
+});
+
 describe("on a phone (390 × 844)", () => {
   it("no signed-in page scrolls sideways, and row actions are at least 44 px tall touch targets", async () => {
     const context = await browser.newContext({ viewport: { width: 390, height: 844 }, hasTouch: true, isMobile: true });

@@ -99,7 +99,7 @@ describe("integrations page", () => {
   it("pre-fills the add form with a generated username and password", async () => {
     const { request } = await testWeb();
     const html = await (await request("GET", "/integrations/new?type=vrpc", { headers: { "hx-request": "true" } })).text();
-    expect(html).toMatch(/name="username" value="vrpc-[a-z]+-[a-z]+-[a-z0-9]{4}"/);
+    expect(html).toMatch(/name="username"\s+value="vrpc\/[a-z]+-[a-z]+-[a-z0-9]{4}"/); // `<domain>/<agent>`: vrpc's own default domain while there is no other
     expect(html).toMatch(/name="password" value="[A-Za-z0-9_-]{26}"/);
   });
 

@@ -69,10 +69,19 @@
     });
     ev.detail.path = "/integrations/live?ids=" + ids.join(",");
   });
-  // Destructive plain forms (no htmx) name their target before they are sent.
+  // Destructive plain forms (no htmx) name their target before they are sent; a confirmed one says so
+  // (`confirmed=yes`), so a route that asks again without JS (removing an agent) does not ask twice.
   document.addEventListener("submit", function (ev) {
     var f = ev.target;
-    if (f && f.getAttribute && f.getAttribute("data-confirm") && !window.confirm(f.getAttribute("data-confirm"))) ev.preventDefault();
+    if (!f || !f.getAttribute || !f.getAttribute("data-confirm")) return;
+    if (!window.confirm(f.getAttribute("data-confirm"))) return ev.preventDefault();
+    if (!f.querySelector("input[name=confirmed]")) {
+      var yes = document.createElement("input");
+      yes.type = "hidden";
+      yes.name = "confirmed";
+      yes.value = "yes";
+      f.appendChild(yes);
+    }
   }, true);
   // Keyboard: Enter saves the row being edited, Escape cancels it (or the add form); after a row
   // action the focus returns to that row instead of falling to the page's top.

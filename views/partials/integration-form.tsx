@@ -10,9 +10,22 @@ export interface IntegrationFormProps {
   errors?: Record<string, string>;
 }
 
+/** VrpcUsernameHint: what each shape of a VRPC username does (core/permissions.ts decides by it). */
+function VrpcUsernameHint() {
+  return (
+    <small id="vrpc-username-hint" class="hint muted">
+      <code>&lt;domain&gt;/&lt;agent&gt;</code> (e.g. <code>plant/press-1</code>): an agent (edge connector) that announces itself as{" "}
+      <code>&lt;agent&gt;</code> in <code>&lt;domain&gt;</code>, or a client of that domain; either reaches only{" "}
+      <code>&lt;domain&gt;/…</code>. Start the agent with this domain and agent name. A name without <code>/</code> is a client: it
+      announces no agent and reaches a VRPC domain only through a topic filter that names the domain.
+    </small>
+  );
+}
+
 /**
  * IntegrationForm: pre-filled with a generated username and password, both editable. Changing the
- * type keeps what was typed; a still-generated username takes the new type's prefix.
+ * type keeps what was typed; a still-generated username takes the new type's shape (VRPC ones are
+ * `<domain>/<agent>`, so the agent started with them may announce itself).
  */
 export function IntegrationForm({ csrfToken, values, errors = {} }: IntegrationFormProps) {
   return (
@@ -33,8 +46,17 @@ export function IntegrationForm({ csrfToken, values, errors = {} }: IntegrationF
         </label>
         <label>
           Username
-          <input name="username" value={attr(values.username)} required maxlength="128" pattern="[A-Za-z0-9._\-@\/:]{1,128}" autocomplete="off" />
+          <input
+            name="username"
+            value={attr(values.username)}
+            required
+            maxlength="128"
+            pattern="[A-Za-z0-9._\-@\/:]{1,128}"
+            autocomplete="off"
+            aria-describedby={values.type === "vrpc" ? "vrpc-username-hint" : undefined}
+          />
           <FieldError message={errors.username} />
+          {values.type === "vrpc" ? <VrpcUsernameHint /> : ""}
         </label>
         <label>
           Password

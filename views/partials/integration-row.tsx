@@ -18,10 +18,16 @@ export interface RowProps {
   errors?: Record<string, string>;
   /** the appliance's URL as the admin reaches it, for the HTTP integrations' curl examples */
   baseUrl?: string;
-  /** what a VRPC integration is seen as: "Agent" once it announced itself on the broker, else "Client" */
-  role?: string;
+  /** what a VRPC integration is seen as, and a refused announcement of it */
+  role?: RoleInfo;
   /** values typed into the edit form, when re-shown with errors */
   draft?: PermissionDraft & { username?: string; description?: string };
+}
+
+/** RoleInfo: "Agent (Edge Connector), online" once a VRPC integration's agent announced itself, else "Client"; `warning` says why an announcement was refused. */
+export interface RoleInfo {
+  text?: string;
+  warning?: string;
 }
 
 /** PermissionDraft: the four filter lists as typed in a form (space or comma separated). */
@@ -171,7 +177,7 @@ export function IntegrationRow({ integration: i, sessions, csrfToken, secret, mo
           ""
         )}
         {i.publishAcl.includes("#") || i.subscribeAcl.includes("#") ? (
-          <span class="badge unrestricted" title="its permissions include #: every topic but $ ones">
+          <span class="badge unrestricted" title="its permissions include #: every topic but $ ones and VRPC domains">
             {i.publishAcl.includes("#") && i.subscribeAcl.includes("#") ? "all topics" : i.publishAcl.includes("#") ? "publishes anywhere" : "reads everything"}
           </span>
         ) : (
@@ -181,10 +187,17 @@ export function IntegrationRow({ integration: i, sessions, csrfToken, secret, mo
       </td>
       <td>
         <span safe>{typeLabels[i.type]}</span>
-        {role ? (
+        {role?.text ? (
           <span class="muted role" safe>
-            {` · ${role}`}
+            {` · ${role.text}`}
           </span>
+        ) : (
+          ""
+        )}
+        {role?.warning ? (
+          <div class="field-error refused" role="note" safe>
+            {role.warning}
+          </div>
         ) : (
           ""
         )}

@@ -1,6 +1,6 @@
 import type { SessionInfo } from "../../src/core/sessions.ts";
 import type { Integration, IntegrationType } from "../../src/core/types.ts";
-import { IntegrationRow } from "./integration-row.tsx";
+import { IntegrationRow, type RoleInfo } from "./integration-row.tsx";
 import { defaultDir, type ListSort } from "../../src/core/types.ts";
 
 export interface TableQuery {
@@ -21,8 +21,8 @@ export interface TableProps {
   sessionsOf: (id: number) => SessionInfo[];
   /** the appliance's URL as the admin reaches it */
   baseUrl?: string;
-  /** a VRPC integration's role (Agent / Client) */
-  roleOf?: (i: Integration) => string | undefined;
+  /** a VRPC integration's role (Agent / Client), and a refused announcement of any integration */
+  roleOf?: (i: Integration) => RoleInfo | undefined;
   csrfToken: string;
   total: number;
   page: number;

@@ -1,5 +1,6 @@
 import type { IntegrationRow } from "../../db/schema.ts";
 import type { Integration } from "../types.ts";
+import { vrpcAgentIdentity } from "../vrpc.ts";
 import { parseStoredFilters } from "./validation.ts";
 
 /** StoredIntegration: an integration with its password hash, as held in memory; never leaves the core. */
@@ -41,6 +42,9 @@ export function sameRow(r: StoredIntegration, row: IntegrationRow): boolean {
 export class IntegrationIndex {
   #byId = new Map<number, StoredIntegration>();
   #byUsername = new Map<string, number>();
+  /** how many VRPC integrations are named `<domain>/<name>`, per domain (the VRPC domains) */
+  #vrpcDomains = new Map<string, number>();
+  #vrpcDomainList: string[] = [];
   #revision = 0;
 
   get(id: number): StoredIntegration | undefined {
@@ -68,10 +72,45 @@ export class IntegrationIndex {
     return [...this.#byId.keys()];
   }
 
+  /**
+   * vrpcDomainOf: the first level of `topic` if some VRPC integration (active or not) is named
+   * `<level>/<name>`. Asked per message: with a few domains (the usual case) it compares in place
+   * instead of cutting a new string to look up.
+   */
+  vrpcDomainOf(topic: string): string | undefined {
+    const n = this.#vrpcDomainList.length;
+    if (n === 0) return undefined;
+    if (n <= 8) {
+      for (let k = 0; k < n; k++) {
+        const d = this.#vrpcDomainList[k]!;
+        if (topic.startsWith(d) && (topic.length === d.length || topic.charCodeAt(d.length) === 47 /* "/" */)) return d;
+      }
+      return undefined;
+    }
+    const cut = topic.indexOf("/");
+    const level = cut < 0 ? topic : topic.slice(0, cut);
+    return this.#vrpcDomains.has(level) ? level : undefined;
+  }
+
+  /** vrpcDomains: every VRPC domain with how many VRPC integrations it has. */
+  vrpcDomains(): ReadonlyMap<string, number> {
+    return this.#vrpcDomains;
+  }
+
+  #countDomain(r: Pick<Integration, "type" | "username">, by: 1 | -1): void {
+    const domain = r.type === "vrpc" ? vrpcAgentIdentity(r.username)?.domain : undefined;
+    if (domain === undefined) return;
+    const n = (this.#vrpcDomains.get(domain) ?? 0) + by;
+    if (n > 0) this.#vrpcDomains.set(domain, n);
+    else this.#vrpcDomains.delete(domain);
+    if (n <= 1) this.#vrpcDomainList = [...this.#vrpcDomains.keys()]; // a domain came or went
+  }
+
   /** put: stores a row read from or written to the database; `lastLoginAt` keeps the newer of row and memory. */
   put(row: IntegrationRow, newerLogin?: number): StoredIntegration {
     const previous = this.#byId.get(row.id);
     if (previous && previous.username !== row.username) this.#byUsername.delete(previous.username);
+    if (previous) this.#countDomain(previous, -1);
     const r: StoredIntegration = {
       id: row.id,
       username: row.username,
@@ -90,10 +129,12 @@ export class IntegrationIndex {
     };
     this.#byId.set(r.id, r);
     this.#byUsername.set(r.username, r.id);
+    this.#countDomain(r, 1);
     return r;
   }
 
   delete(r: StoredIntegration): void {
+    if (this.#byId.get(r.id) === r) this.#countDomain(r, -1);
     this.#byId.delete(r.id);
     if (this.#byUsername.get(r.username) === r.id) this.#byUsername.delete(r.username);
   }

@@ -185,7 +185,7 @@ export function createDeviceApi(core: Core, log: Logger, opts: DeviceApiOptions)
     const retain = url.searchParams.get("retain") === "true";
     const qos = url.searchParams.get("qos") ?? "0";
     if (qos !== "0" && qos !== "1") return problem(400, "invalid_request", "qos must be 0 or 1");
-    if (!mayPublish(credentials.peek(integration.id), topic)) return problem(403, "forbidden", "this integration may not publish to this topic");
+    if (!mayPublish(credentials.peek(integration.id), topic, core.topicSpace)) return problem(403, "forbidden", "this integration may not publish to this topic");
     const body = await readBody(request);
     if (body instanceof Response) return body;
     await publishOne(integration, topic, body, retain, qos === "1" ? 1 : 0);
@@ -214,7 +214,7 @@ export function createDeviceApi(core: Core, log: Logger, opts: DeviceApiOptions)
       // a field it does not take (`qos`, a misspelt `retained`) is refused, not silently dropped
       const extra = unknownKeys(it, ["topic", "payload", "retain"]);
       if (extra) return problem(400, "invalid_request", `item ${i + 1}: unknown field ${extra}; an item takes topic, payload, retain`);
-      if (!mayPublish(current, topic)) return problem(403, "forbidden", `item ${i + 1}: this integration may not publish to ${topic}`);
+      if (!mayPublish(current, topic, core.topicSpace)) return problem(403, "forbidden", `item ${i + 1}: this integration may not publish to ${topic}`);
       const payload = Buffer.from(typeof it.payload === "string" ? it.payload : JSON.stringify(it.payload));
       messages.push({ topic, payload, retain: it.retain === true });
     }
@@ -236,7 +236,7 @@ export function createDeviceApi(core: Core, log: Logger, opts: DeviceApiOptions)
     const now = credentials.peek(integrationId);
     if (!now) return refusal("unknown-user");
     if (!now.active) return refusal("deactivated");
-    if (!mayRead(now, topic)) return problem(403, "forbidden", "this integration may not read this topic");
+    if (!mayRead(now, topic, core.topicSpace)) return problem(403, "forbidden", "this integration may not read this topic");
     return undefined;
   };
 

@@ -139,7 +139,7 @@ export function createForwardAuth(
     }
     // Methods are case-sensitive (RFC 9110 §9.1): only these exact spellings are reads; `get` is judged as a write.
     const integration = core.credentials.peek(who.id);
-    const allowed = readMethods.has(asked.method) ? mayRead(integration, canonical.path) : mayPublish(integration, canonical.path);
+    const allowed = readMethods.has(asked.method) ? mayRead(integration, canonical.path, core.topicSpace) : mayPublish(integration, canonical.path, core.topicSpace);
     if (!allowed) return problem(403, "forbidden", "this integration may not open this path");
     return new Response(null, { status: 200, headers: { "x-gatehouse-integration": who.username, "cache-control": "no-store" } });
   };

@@ -116,7 +116,7 @@ interface Conn {
  */
 export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: IntegrationType }): Listener & { tlsAddress(): { host: string; port: number } | undefined } {
   const { core, log } = deps;
-  const { credentials, sessions } = core;
+  const { credentials, sessions, topicSpace } = core;
   const type = opts.type ?? "mqtt";
   const maxPacket = opts.maxPacketBytes ?? 1024 * 1024;
   const maxConnections = opts.maxConnections ?? 10_000;
@@ -227,7 +227,9 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
             else client.close();
           };
           try {
-            conn.session = sessions.open({ integration: conn.integration, type, clientId: client.id, remote: remoteOf(client), protocol: protocolOf(packet?.protocolVersion), kick });
+            // a VRPC integration logging in over the broker is a VRPC session (OnlineVRPC, gatehouse_sessions{type="vrpc"})
+            const sessionType = conn.integration.type === "vrpc" ? "vrpc" : type;
+            conn.session = sessions.open({ integration: conn.integration, type: sessionType, clientId: client.id, remote: remoteOf(client), protocol: protocolOf(packet?.protocolVersion), kick });
           } catch (err) {
             if (!(err instanceof StaleLoginError)) throw err;
             // Changed (password, active, permissions) or deleted while the password was checked; the
@@ -250,33 +252,30 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
         if (client.version === 5) client.close(); // aedes would answer v5 with 0x87 and carry on
         return done(new Error("malformed topic"));
       }
-      if (mayPublish(current(client), packet.topic)) return done(null);
-      if (client.version === 5) {
-        // MQTT 5: PUBACK/PUBREC 0x87 (Not authorized) with this reason string if the client asked for
-        // problem information; aedes drops the message. QoS 0 has no acknowledgement to carry it.
-        stats.refusedPublishes++;
-        metric.refused.add();
-        logRefusal(client, "publish refused", { username: conns.get(client)?.integration.username, topic: packet.topic.slice(0, 256) });
-        return done(new Error(`not authorized to publish to ${packet.topic.slice(0, 128)}`));
-      }
-      // [MQTT-3.3.5-2] acknowledged as usual, then dropped: not routed, not retained, not queued.
-      dropped.add(packet);
+      const integration = current(client);
+      if (mayPublish(integration, packet.topic, topicSpace)) return done(null);
       stats.refusedPublishes++;
       metric.refused.add();
       logRefusal(client, "publish refused", { username: conns.get(client)?.integration.username, topic: packet.topic.slice(0, 256) });
+      if (integration) core.events.emit("publish.refused", { integration, topic: packet.topic });
+      // MQTT 5: PUBACK/PUBREC 0x87 (Not authorized) with this reason string if the client asked for
+      // problem information; aedes drops the message. QoS 0 has no acknowledgement to carry it.
+      if (client.version === 5) return done(new Error(`not authorized to publish to ${packet.topic.slice(0, 128)}`));
+      // [MQTT-3.3.5-2] acknowledged as usual, then dropped: not routed, not retained, not queued.
+      dropped.add(packet);
       done(null);
     },
 
     authorizeSubscribe(client: Client, sub: Subscription, done: (err: Error | null, sub?: Subscription | null) => void) {
       if (!isValidTopicString(sub.topic)) return done(new Error("malformed topic filter"));
-      if (maySubscribe(current(client), sub.topic)) return done(null, sub);
+      if (maySubscribe(current(client), sub.topic, topicSpace)) return done(null, sub);
       logRefusal(client, "subscribe refused", { username: conns.get(client)?.integration.username, topic: sub.topic.slice(0, 256) });
       done(null, null); // SUBACK 0x80 for this filter
     },
 
     /** authorizeForward: asked for every delivery, live and queued, so narrowed permissions hold at once. */
     authorizeForward(client: Client, packet: PublishPacket) {
-      if (!mayRead(current(client), packet.topic)) return null;
+      if (!mayRead(current(client), packet.topic, topicSpace)) return null;
       metric.messagesOut.add();
       metric.bytesOut.add(packet.payload?.length ?? 0);
       return packet;

@@ -5,7 +5,7 @@ import { PermissionType } from "node-opcua-types";
 import { StatusCodes } from "node-opcua-status-code";
 import { DataType, Variant } from "node-opcua-variant";
 import type { TopicBus } from "../../core/bus.ts";
-import { mayRead, mayWrite } from "../../core/permissions.ts";
+import { mayRead, mayWrite, type TopicSpace } from "../../core/permissions.ts";
 import { integrationTypeInfo, integrationTypes, type Integration, type IntegrationType } from "../../core/types.ts";
 import type { Logger } from "../../lib/logger.ts";
 import { overridePermissionCheck } from "./node-opcua-internals.ts";
@@ -20,10 +20,12 @@ interface TopicNode {
   children: TopicNode[];
 }
 
-/** TopicSpace: the Topics mirror, as the server needs it beyond the address space. */
-export interface TopicSpace {
+/** TopicMirror: the Topics mirror, as the server needs it beyond the address space. */
+export interface TopicMirror {
   /** stop: detaches from the broker */
   stop(): void;
+  /** invalidate: what a session may see must be worked out again (an integration or a VRPC domain changed) */
+  invalidate(): void;
   /**
    * isHidden: the node is a topic node this session may not see (HOSTILE.md "names can be secrets"):
    * neither it nor any topic below it is readable by the session's integration as it is now.
@@ -43,6 +45,8 @@ interface Context {
   status: StatusSource;
   bus?: TopicBus;
   integrationOf(session: unknown): Readonly<Integration> | undefined;
+  /** the VRPC domains the permissions shield */
+  topicSpace: TopicSpace;
   log: Logger;
 }
 
@@ -96,7 +100,7 @@ export function variantToPayload(v: Variant): Buffer {
  * permissions as over MQTT. A topic node (and a level above topics) that a session may not read is
  * absent to that session: `isHidden` tells the server which, for every service that names nodes.
  */
-export async function buildAddressSpace(addressSpace: AddressSpace, ctx: Context): Promise<TopicSpace> {
+export async function buildAddressSpace(addressSpace: AddressSpace, ctx: Context): Promise<TopicMirror> {
   const ns = addressSpace.getOwnNamespace();
   const objects = addressSpace.rootFolder.objects;
   const gatehouse = ns.addObject({ organizedBy: objects, browseName: "Gatehouse", nodeId: "s=Gatehouse" });
@@ -158,8 +162,8 @@ export async function buildAddressSpace(addressSpace: AddressSpace, ctx: Context
     });
     // Topic permissions as OPC UA permissions, so a refusal is BadUserAccessDenied (Part 4 §7.34).
     overridePermissionCheck(variable, (context, permission) => {
-      if (permission === PermissionType.Read) return mayRead(ctx.integrationOf(context?.session), topic);
-      if (permission === PermissionType.Write) return mayWrite(ctx.integrationOf(context?.session), topic);
+      if (permission === PermissionType.Read) return mayRead(ctx.integrationOf(context?.session), topic, ctx.topicSpace);
+      if (permission === PermissionType.Write) return mayWrite(ctx.integrationOf(context?.session), topic, ctx.topicSpace);
       return undefined;
     });
     entry.variable = variable;
@@ -179,7 +183,7 @@ export async function buildAddressSpace(addressSpace: AddressSpace, ctx: Context
     const seen = memo.seen;
     const walk = (n: TopicNode): boolean => {
       let v = seen.get(n);
-      if (v === undefined) seen.set(n, (v = mayRead(integration, n.topic) || n.children.some(walk)));
+      if (v === undefined) seen.set(n, (v = mayRead(integration, n.topic, ctx.topicSpace) || n.children.some(walk)));
       return v;
     };
     return walk(node);
@@ -221,10 +225,11 @@ export async function buildAddressSpace(addressSpace: AddressSpace, ctx: Context
     }
   };
 
-  if (!ctx.bus) return { stop: () => {}, isHidden };
+  const invalidate = () => void generation++;
+  if (!ctx.bus) return { stop: () => {}, isHidden, invalidate };
   const stop = ctx.bus.onMessage(({ topic, payload, retain }) => {
     if (retain || nodes.has(topic)) update(topic, payload);
   });
   for await (const { topic, payload } of ctx.bus.retained()) update(topic, payload);
-  return { stop, isHidden };
+  return { stop, isHidden, invalidate };
 }

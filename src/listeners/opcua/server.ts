@@ -220,15 +220,23 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
   const minSampleRate = s.engine.addressSpace!.findNode("i=2272") as UAVariable | null;
   minSampleRate?.bindVariable({ get: () => new Variant({ dataType: DataType.Double, value: 0 }) }, true);
   const startedAt = Date.now();
-  const topicSpace = await buildAddressSpace(s.engine.addressSpace!, {
+  const mirror = await buildAddressSpace(s.engine.addressSpace!, {
     version: opts.version,
     status: { integrations: () => credentials.count(), onlineByType: () => sessions.onlineCountByType(), startedAt },
     bus: core.bus,
     integrationOf,
+    topicSpace: core.topicSpace,
     log,
   });
   // A topic a session may not read is absent to it in every service that names nodes.
-  hideNodes(s, topicSpace.isHidden);
+  hideNodes(s, mirror.isHidden);
+  // A new, renamed or deleted VRPC integration moves a domain's shield: visibility is worked out again.
+  const vrpcChanged = ({ integration }: { integration: { type: string } }) => void (integration.type === "vrpc" && mirror.invalidate());
+  const stopInvalidating = [
+    core.events.on("integration.created", vrpcChanged),
+    core.events.on("integration.updated", vrpcChanged),
+    core.events.on("integration.deleted", vrpcChanged),
+  ];
   // A session whose client is gone does not hold a place under --opcua-max-sessions.
   reclaimAtSessionLimit(s, () => orphans.keys().next().value);
   const orphaned = (session: ServerSession) => {
@@ -283,11 +291,11 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
         session,
         (owner, nodeIdValue) => {
           if (typeof nodeIdValue !== "string" || !nodeIdValue.startsWith("Topics/")) return true; // Status: any signed-in session
-          return mayRead(integrationOf(owner), nodeIdValue.slice("Topics/".length));
+          return mayRead(integrationOf(owner), nodeIdValue.slice("Topics/".length), core.topicSpace);
         },
-        topicSpace.isHidden,
+        mirror.isHidden,
       );
-      hideFromRegistration(session, topicSpace.isHidden);
+      hideFromRegistration(session, mirror.isHidden);
       // OPC UA keeps a session when its channel ends, for a re-activation on a new one; node-opcua
       // counts it until its timeout (the client's choice, often an hour). Here it waits orphanGraceMs.
       onChannelLost(session, () => orphaned(session));
@@ -338,7 +346,8 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
     async stop() {
       detachTrust();
       detachMetrics();
-      topicSpace.stop();
+      mirror.stop();
+      for (const off of stopInvalidating) off();
       for (const session of [...handles.keys()]) closeHandle(session);
       for (const timer of orphans.values()) clearTimeout(timer);
       orphans.clear();
