@@ -82,3 +82,19 @@ export const listSorts = ["created", "username", "type", "status", "lastLogin"] 
 export type ListSort = (typeof listSorts)[number];
 /** the direction a column sorts in when first chosen: newest first for times, A-Z otherwise */
 export const defaultDir: Record<ListSort, "asc" | "desc"> = { created: "desc", lastLogin: "desc", username: "asc", type: "asc", status: "asc" };
+
+/** SessionInfo: one live connection of one client, as the page and the API show it. */
+export interface SessionInfo {
+  id: string;
+  integrationId: number;
+  username: string;
+  type: IntegrationType;
+  clientId?: string;
+  remote?: string;
+  /** the protocol level ("MQTT 5", "MQTT 3.1.1") where a listener has several */
+  protocol?: string;
+  openedAt: number;
+  /** stateless protocols (HTTP): the last request and how many there were */
+  lastSeenAt?: number;
+  requests?: number;
+}

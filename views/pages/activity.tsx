@@ -1,4 +1,4 @@
-import type { ActivityRow } from "../../src/db/schema.ts";
+import type { ActivityRow } from "../../src/core/activity.ts";
 import { attr } from "../components/attr.ts";
 import { LocalTime } from "../components/local-time.tsx";
 import { Layout } from "../layouts/base.tsx";

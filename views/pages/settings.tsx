@@ -1,6 +1,6 @@
 import type { DefaultPermissions } from "../../src/core/settings.ts";
 import { integrationTypeInfo, integrationTypes, type IntegrationType } from "../../src/core/types.ts";
-import type { ActivityRow } from "../../src/db/schema.ts";
+import type { ActivityRow } from "../../src/core/activity.ts";
 import { attr } from "../components/attr.ts";
 import { CsrfField } from "../components/csrf.tsx";
 import { PostButton } from "../components/post-button.tsx";

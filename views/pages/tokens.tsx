@@ -1,4 +1,4 @@
-import type { ApiTokenRow } from "../../src/db/schema.ts";
+import type { ApiTokenRow } from "../../src/core/admins.ts";
 import { CsrfField } from "../components/csrf.tsx";
 import { PostButton } from "../components/post-button.tsx";
 import { FieldError } from "../components/field-error.tsx";
