@@ -22,7 +22,7 @@ export interface App {
   stop(): Promise<void>;
   /** the real address of the web server ("http", "https") or of a started listener, by type */
   address(name: string): { host: string; port: number } | undefined;
-  /** SIGHUP: re-read the TLS certificate and key */
+  /** reloadTls: SIGHUP; re-read the TLS certificate and key */
   reloadTls(): void;
 }
 

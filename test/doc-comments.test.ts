@@ -23,9 +23,9 @@ export function misnamedDocComments(file: string, text: string): string[] {
     return undefined;
   };
   const visit = (node: ts.Node) => {
-    const docs = (node as { jsDoc?: ts.JSDoc[] }).jsDoc;
-    const doc = docs?.at(-1);
-    if (doc) {
+    // Every doc comment right above a declaration is checked: one left stacked above another names
+    // a declaration that has moved away.
+    for (const doc of (node as { jsDoc?: ts.JSDoc[] }).jsDoc ?? []) {
       const c = doc.comment;
       const text = typeof c === "string" ? c : (c ?? []).map((p) => p.text).join("");
       const opened = /^\s*([A-Za-z_$][\w$]*(?:\.[\w$]+)?):(\s|$)/.exec(text)?.[1];
@@ -57,5 +57,6 @@ describe("doc comments", () => {
     expect(misnamedDocComments("a.ts", "/** Does things: well. */\nexport function newName() {}\n")).toEqual([]);
     expect(misnamedDocComments("a.ts", "/** does things well */\nexport const newName = 1;\n")).toEqual([]);
     expect(misnamedDocComments("a.ts", "class A {\n  /** A.run: goes */\n  run() {}\n}\n")).toEqual([]);
+    expect(misnamedDocComments("a.ts", "/** moved: gone */\n/** here: stays */\nexport function here() {}\n")).toHaveLength(1);
   });
 });

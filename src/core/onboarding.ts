@@ -15,7 +15,7 @@ export type OnboardingRequest = Omit<OnboardingRequestRow, "passwordHash">;
 export interface OnboardingStatus {
   open: boolean;
   openUntil: number | null;
-  /** null: every type */
+  /** the types the window is open for (null: every type) */
   types: IntegrationType[] | null;
   openedBy: string | null;
   pending: number;

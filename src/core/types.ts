@@ -4,7 +4,7 @@
  * so adding a type here makes `tsc` point at each of them (test/architecture.test.ts checks that).
  */
 export const integrationTypeInfo = {
-  /** label: for people; name: for identifiers such as the OPC UA `Online<name>` counters */
+  /** its label is for people, its name for identifiers such as the OPC UA `Online<name>` counters */
   mqtt: { label: "MQTT", name: "MQTT" },
   opcua: { label: "OPC UA", name: "OpcUa" },
   http: { label: "HTTP", name: "HTTP" },

@@ -1,4 +1,4 @@
-/** Options: how a flag is spelled, its environment twin and its default; parsers with clear errors. */
+/** OptionSpec: how a flag is spelled, its environment twin and its default. */
 export interface OptionSpec {
   flag: string;
   env: string;

@@ -50,7 +50,7 @@ function refusal(reason: LoginFailure): Response {
   return problem(status, "forbidden", reason === "deactivated" ? "this integration is deactivated" : "this integration may not use HTTP");
 }
 
-/** topicOfPath: `/api/v1/data/a/b%2Fc` -> `a/b/c`-style topic; undefined when malformed. */
+/** topicOf: a data path's rest `/api/v1/data/a/b%2Fc` -> `a/b/c`-style topic; undefined when malformed. */
 function topicOf(rest: string): string | undefined {
   try {
     const topic = rest.split("/").map(decodeURIComponent).join("/");

@@ -8,7 +8,7 @@ function parseProxy(raw: string): ForwardAuthProxy | "off" {
   throw new ConfigError(`--forward-auth-proxy must be off, ${forwardAuthProxies.join(", ")}, got "${raw}"`);
 }
 
-/** http: HTTP integrations on the admin page's port: device data and forward auth for reverse proxies. */
+/** httpListener: HTTP integrations on the admin page's port: device data and forward auth for reverse proxies. */
 export const httpListener = defineListener<DeviceApiOptions>()({
   type: "http",
   accepts: ["http"],

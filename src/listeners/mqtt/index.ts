@@ -4,7 +4,7 @@ import { createMqttListener, type MqttOptions } from "./broker.ts";
 
 export { connackFor, createMqttListener } from "./broker.ts";
 
-/** mqtt: the broker; VRPC agents and clients are MQTT clients of it, so it admits VRPC integrations too. */
+/** mqttListener: the broker; VRPC agents and clients are MQTT clients of it, so it admits VRPC integrations too. */
 export const mqttListener = defineListener<Omit<MqttOptions, "host">>()({
   type: "mqtt",
   accepts: ["mqtt", "vrpc"],

@@ -37,7 +37,7 @@ export function createOpcuaListener(deps: OpcuaDeps, opts: OpcuaOptions): OpcuaL
   };
 }
 
-/** opcua: the OPC UA server; its Topics folder mirrors the broker through the core's topic bus. */
+/** opcuaListener: the OPC UA server; its Topics folder mirrors the broker through the core's topic bus. */
 export const opcuaListener = defineListener<{ port: number; trustAll: boolean; maxSessions: number; fullNodeset: boolean }>()({
   type: "opcua",
   accepts: ["opcua"],

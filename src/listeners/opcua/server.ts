@@ -111,7 +111,7 @@ const orphanGraceMs = 30_000;
 const securityPolicies = [SecurityPolicy.None, SecurityPolicy.Basic256Sha256, SecurityPolicy.Aes128_Sha256_RsaOaep, SecurityPolicy.Aes256_Sha256_RsaPss];
 const securityModes = [MessageSecurityMode.None, MessageSecurityMode.Sign, MessageSecurityMode.SignAndEncrypt];
 
-/** addresses: every address of this host, loopback included, for the certificate's SAN. */
+/** hostAddresses: every address of this host, loopback included, for the certificate's SAN. */
 function hostAddresses(bind: string): string[] {
   const ips = new Set<string>(["127.0.0.1"]);
   for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) ips.add(a.address.replace(/%.*$/, ""));

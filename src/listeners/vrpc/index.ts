@@ -3,7 +3,7 @@ import { defineListener } from "../listener.ts";
 import { createVrpcDirectory } from "./directory.ts";
 
 /**
- * vrpc: VRPC agents and clients log in through the MQTT broker (it admits VRPC integrations); this
+ * vrpcListener: VRPC agents and clients log in through the MQTT broker (it admits VRPC integrations); this
  * listener is the appliance's own view of them: the directory of agents and the calls from the page.
  */
 export const vrpcListener = defineListener<{ callTimeoutMs: number }>()({
