@@ -6,7 +6,7 @@ import type { Config } from "./config.ts";
 import { createCore, type Core, type CoreOptions } from "./core/index.ts";
 import { openDataDir } from "./db/data-dir.ts";
 import type { Logger } from "./lib/logger.ts";
-import { acceptsTable } from "./listeners/index.ts";
+import { acceptsTable, requestTypeOf } from "./listeners/index.ts";
 import type { Listener } from "./listeners/listener.ts";
 import { version } from "./version.ts";
 import { createWebApp, defaultMaxBodyBytes } from "./web/app.tsx";
@@ -35,7 +35,7 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
   // A short busy timeout: bun:sqlite waits synchronously, so a CLI holding the lock must not stall the
   // event loop (every listener) for seconds; write-behind retries later, an admin's write answers 503.
   const db = openDataDir(config.dataDir, { busyTimeoutMs: 250 });
-  const core = createCore(db, log, { sessionTtlMs: config.sessionTtlSeconds * 1000, accepts: acceptsTable(), ...coreOptions });
+  const core = createCore(db, log, { sessionTtlMs: config.sessionTtlSeconds * 1000, accepts: acceptsTable(), requestTypeOf, ...coreOptions });
   // One TLS configuration for HTTPS and MQTT over TLS (made or read when the appliance starts).
   const tls = new TlsSource({ dataDir: config.dataDir, certFile: config.tlsCertFile, keyFile: config.tlsKeyFile });
   const deps = { core, version, dataDir: config.dataDir, bind: config.bind, tls };
@@ -54,7 +54,19 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
     }
     return { ready: reasons.length === 0, reasons };
   };
-  const web = createWebApp(core, log, { version, mounts, readiness });
+  const web = createWebApp(core, log, {
+    version,
+    mounts,
+    readiness,
+    pages: listeners.flatMap((l) => (l.pages ? [l.pages] : [])),
+    describe: (i) => {
+      for (const l of listeners) {
+        const note = l.describe?.(i);
+        if (note) return note;
+      }
+      return undefined;
+    },
+  });
   const maxBodyBytes = Math.max(defaultMaxBodyBytes, ...mounts.map((m) => m.maxBodyBytes ?? 0));
   const http = createWebServer(web, {
     host: config.bind,

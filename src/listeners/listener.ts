@@ -1,7 +1,8 @@
 import type { Core } from "../core/index.ts";
-import type { IntegrationType } from "../core/types.ts";
+import type { Integration, IntegrationType } from "../core/types.ts";
 import type { HttpMount } from "../lib/http.ts";
 import type { Logger } from "../lib/logger.ts";
+import type { AdminPages, IntegrationNote } from "../lib/pages.ts";
 import type { OptionReader, OptionSpec } from "../lib/options.ts";
 import type { TlsSource } from "../lib/tls.ts";
 
@@ -22,6 +23,10 @@ export interface Listener {
   readonly http?: HttpMount;
   /** it serves TLS (the appliance then loads or makes the certificate before it starts) */
   readonly needsTls?: boolean;
+  /** its pages on the admin page: a nav entry and routes (mounted behind the admin guard) */
+  readonly pages?: AdminPages;
+  /** describe: what this listener adds to an integration's row (a VRPC agent's role), if anything */
+  describe?(integration: Integration): IntegrationNote | undefined;
 }
 
 /** ListenerDeps: what the composition root hands every listener. */
@@ -45,6 +50,11 @@ export interface ListenerModule<O> {
   /** integration types that may log in through it (its own type first) */
   readonly accepts: readonly IntegrationType[];
   readonly configKeys: Record<string, OptionSpec>;
+  /**
+   * claimsRequest: an unknown login that arrived through another listener is this part's during
+   * onboarding (VRPC agents log in through the MQTT broker).
+   */
+  claimsRequest?(via: IntegrationType, username: string, clientId?: string): boolean;
   parseConfig(get: OptionReader): O | null;
   create(deps: ListenerDeps, options: O): Listener;
 }

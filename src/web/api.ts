@@ -2,7 +2,7 @@ import { Elysia, t } from "elysia";
 import type { Core } from "../core/index.ts";
 import { integrationStatuses, integrationTypes, statusOf, type Integration } from "../core/types.ts";
 import { NotFoundError } from "../lib/errors.ts";
-import { noFields } from "./bodies.ts";
+import { noFields } from "../lib/bodies.ts";
 import { parseId, parseListQuery } from "./integrations.tsx";
 
 const IntegrationType = t.Union(integrationTypes.map((type) => t.Literal(type)));

@@ -1,11 +1,11 @@
 import { Elysia } from "elysia";
 import { attr } from "../../views/components/attr.ts";
 import type { Core } from "../core/index.ts";
-import { vrpcAgentIdentity } from "../core/vrpc.ts";
-import { integrationStatuses, isIntegrationType, type Integration, type IntegrationStatus, type IntegrationType } from "../core/types.ts";
+import { integrationStatuses, integrationTypeInfo, integrationTypes, isIntegrationType, type Integration, type IntegrationStatus, type IntegrationType } from "../core/types.ts";
 import { AppError, NotFoundError } from "../lib/errors.ts";
 import { allowIdle, field, htmlResponse, isHtmx, redirect, safeNext } from "../lib/http.ts";
 import { generatedName, randomPassword } from "../lib/ids.ts";
+import type { IntegrationNote } from "../lib/pages.ts";
 import { FieldError } from "../../views/components/field-error.tsx";
 import { typeLabels } from "../../views/components/type-label.tsx";
 import { listSorts, type ListSort } from "../core/types.ts";
@@ -21,7 +21,7 @@ import { IntegrationRow, LastLoginCell, PermissionFields, StatusCell, type Permi
 import { IntegrationTable, type TableQuery } from "../../views/partials/integration-table.tsx";
 import { OnboardingPanel } from "../../views/partials/onboarding-panel.tsx";
 import { adminOf, authOf } from "./auth.tsx";
-import { formFields } from "./bodies.ts";
+import { formFields } from "../lib/bodies.ts";
 
 
 export function parseListQuery(query: Record<string, string | undefined>): TableQuery & { status?: IntegrationStatus; page: number; pageSize?: number } {
@@ -67,7 +67,10 @@ export function parseId(raw: string): number {
 const failedLoginsShown = 200;
 
 /** integrationPages: the admin page; each action answers htmx with one row, browsers with a page. */
-export function integrationPages(core: Core, secrets: OneTimeSecrets) {
+/** typeList: "MQTT, OPC UA, HTTP or VRPC", from the one definition of the types. */
+const typeList = ((labels: string[]) => `${labels.slice(0, -1).join(", ")} or ${labels.at(-1)}`)(integrationTypes.map((t) => integrationTypeInfo[t].label));
+
+export function integrationPages(core: Core, secrets: OneTimeSecrets, describe: (i: Integration) => IntegrationNote | undefined) {
   const { credentials, sessions } = core;
   const summaryCounts = (): SummaryCounts => {
     const byType = Object.fromEntries(Object.entries(credentials.countByType()).map(([t, total]) => [t, { total, online: 0 }])) as SummaryCounts["byType"];
@@ -81,18 +84,8 @@ export function integrationPages(core: Core, secrets: OneTimeSecrets) {
     return { byType, failedLastHour, capped: failedLastHour === failedLoginsShown };
   };
   const sessionsOf = (id: number) => sessions.list({ integrationId: id });
-  /**
-   * roleOf: a VRPC integration named `<domain>/<agent>` whose agent has announced itself is an Agent
-   * (Edge Connector), another a Client; an announcement the topic rules refused is said on any row.
-   */
-  const roleOf = (i: Integration): RoleInfo | undefined => {
-    const refused = core.refusedAnnouncements.of(i.id);
-    const warning = refused && `Agent announcement refused (${refused.agent.slice(0, 128)}): ${refused.reason}`;
-    if (i.type !== "vrpc") return warning ? { warning } : undefined;
-    const id = vrpcAgentIdentity(i.username);
-    const agent = id && core.vrpc.current?.agent(id.domain, id.agent);
-    return { text: agent ? `Agent (Edge Connector), ${agent.status}` : "Client", warning };
-  };
+  /** roleOf: what the parts say of an integration (a VRPC agent's role, a refused announcement) */
+  const roleOf = (i: Integration): RoleInfo | undefined => describe(i);
 
   const row = (request: Request, integration: Integration, extra: Omit<RowProps, "integration" | "sessions" | "csrfToken"> = {}) => (
     <IntegrationRow integration={integration} sessions={sessionsOf(integration.id)} csrfToken={adminOf(request).csrfToken} baseUrl={new URL(request.url).origin} role={roleOf(integration)} {...extra} />
@@ -141,7 +134,7 @@ export function integrationPages(core: Core, secrets: OneTimeSecrets) {
       return fullPage(request, query);
     })
     .get("/integrations/new", ({ request, query }) => {
-      const type = isIntegrationType(query.type) ? query.type : "mqtt";
+      const type = isIntegrationType(query.type) ? query.type : integrationTypes[0];
       const form = <IntegrationForm csrfToken={adminOf(request).csrfToken} values={newFormValues(type)} />;
       return isHtmx(request) ? form : fullPage(request, {}, form);
     })
@@ -149,7 +142,7 @@ export function integrationPages(core: Core, secrets: OneTimeSecrets) {
       // The type changed in the add form: what the admin typed stays; a still-generated username
       // takes the new type's shape (`mqtt-<words>`, VRPC `<domain>/<words>`; its words stay). A POST so a
       // typed password never lands in a URL.
-      const type = isIntegrationType(field(body, "type")) ? (field(body, "type") as IntegrationType) : "mqtt";
+      const type = isIntegrationType(field(body, "type")) ? (field(body, "type") as IntegrationType) : integrationTypes[0];
       const typed = field(body, "username") ?? "";
       const words = generatedName(typed);
       const reshaped = (suggested: string) => (words ? suggested.replace(/[a-z]+-[a-z]+-[a-z2-9]{4}$/, words) : suggested);
@@ -164,13 +157,13 @@ export function integrationPages(core: Core, secrets: OneTimeSecrets) {
     .post("/integrations", async ({ request, body }) => {
       const rawType = field(body, "type");
       const values = {
-        type: (isIntegrationType(rawType) ? rawType : "mqtt") as IntegrationType,
+        type: (isIntegrationType(rawType) ? rawType : integrationTypes[0]) as IntegrationType,
         username: field(body, "username") ?? "",
         password: field(body, "password") ?? "",
         description: field(body, "description") ?? "",
       };
       try {
-        if (!isIntegrationType(rawType)) throw new AppError("validation", "type", { type: "choose a type: MQTT, OPC UA, HTTP or VRPC" });
+        if (!isIntegrationType(rawType)) throw new AppError("validation", "type", { type: `choose a type: ${typeList}` });
         const { integration, password } = await credentials.create(values);
         const created = <IntegrationCreated integration={integration} password={password} />;
         if (!isHtmx(request)) {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import type { App } from "../../src/app.ts";
-import { cleanupTempDirs, tempDir, testApp } from "../helpers/app.ts";
+import { cleanupTempDirs, tempDir, testApp, trustOf } from "../helpers/app.ts";
 import { signIn } from "../helpers/http.ts";
 import { connectMqtt, nextMessage } from "../helpers/mqtt.ts";
 import { connectOpcua, DataType, MessageSecurityMode, readValue, SecurityPolicy } from "../helpers/opcua.ts";
@@ -122,7 +122,7 @@ describe("client certificates", () => {
 });
 
 function trustList() {
-  return app.core.certificates.current!;
+  return trustOf(app);
 }
 
 describe("Topics mirror the broker", () => {

@@ -1,6 +1,7 @@
-import type { CertificateTrust } from "../../core/certificates.ts";
+import type { CertificateTrust } from "./trust.ts";
 import { parseBool, parseCount, parsePortOrOff } from "../../lib/options.ts";
 import { defineListener, type Listener } from "../listener.ts";
+import { certificatePages } from "./pages.tsx";
 import type { OpcuaDeps, OpcuaOptions, RunningOpcua } from "./server.ts";
 
 export type { OpcuaDeps, OpcuaOptions } from "./server.ts";
@@ -21,6 +22,10 @@ export function createOpcuaListener(deps: OpcuaDeps, opts: OpcuaOptions): OpcuaL
     type: "opcua",
     get certificates() {
       return running?.certificates;
+    },
+    pages: {
+      nav: { href: "/certificates", label: "OPC UA certificates" },
+      routes: (kit) => certificatePages(kit, () => running?.certificates),
     },
     async start() {
       const { startOpcuaServer } = await import("./server.ts");

@@ -10,7 +10,7 @@ import { WellKnownRoles } from "node-opcua-constants";
 import { NodeId } from "node-opcua-nodeid";
 import type { UAVariable } from "node-opcua-address-space";
 import { DataType, Variant } from "node-opcua-variant";
-import type { CertificateTrust } from "../../core/certificates.ts";
+import type { CertificateTrust } from "./trust.ts";
 import type { Core } from "../../core/index.ts";
 import type { SessionHandle } from "../../core/sessions.ts";
 import type { Integration } from "../../core/types.ts";
@@ -338,13 +338,11 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
     const n = interruptChannelsOf(s, thumbprint);
     log.info("opc ua certificate revoked", { thumbprint, channelsClosed: n });
   });
-  const detachTrust = core.certificates.attach(certificates);
   const detachMetrics = core.metrics.gauge({ name: "gatehouse_opcua_subscriptions", help: "OPC UA subscriptions", read: () => [[{}, s.currentSubscriptionCount]] });
   return {
     certificates,
     port: endpoint?.port ?? opts.port,
     async stop() {
-      detachTrust();
       detachMetrics();
       mirror.stop();
       for (const off of stopInvalidating) off();
