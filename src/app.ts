@@ -78,6 +78,7 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
     maxBodyBytes,
     websockets: mounts.flatMap((m) => (m.websocket ? [m.websocket] : [])),
     requests: core.metrics.counter("gatehouse_http_requests_total", "HTTP requests by route class and status"),
+    routeClassOf: (path) => mounts.find((m) => m.routeClass && m.claims(path))?.routeClass,
   });
   const tlsNeeded = config.httpsPort !== null || listeners.some((l) => l.needsTls);
   // The web server first: the admin page answers while the listeners (OPC UA: ~1 s) start.

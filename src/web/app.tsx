@@ -3,7 +3,7 @@ import { openapi } from "@elysiajs/openapi";
 import { Elysia } from "elysia";
 import type { Core } from "../core/index.ts";
 import { AppError, httpStatusOf, isBusy } from "../lib/errors.ts";
-import { htmlResponse, isHtmx, jsonResponse, remoteOf, type HttpMount } from "../lib/http.ts";
+import { htmlResponse, isHtmx, jsonResponse, problem, remoteOf, type HttpMount } from "../lib/http.ts";
 import type { Logger } from "../lib/logger.ts";
 import type { AdminPages, IntegrationNote, NavItem, PageKit } from "../lib/pages.ts";
 import type { Integration } from "../core/types.ts";
@@ -45,9 +45,7 @@ const securityHeaders: Record<string, string> = {
 };
 
 function errorResponse(request: Request, status: number, code: string, message: string, fields?: Record<string, string>): Response | Promise<Response> {
-  if (new URL(request.url).pathname.startsWith("/api/")) {
-    return jsonResponse({ error: code, message, ...(fields && Object.keys(fields).length ? { fields } : {}) }, status);
-  }
+  if (new URL(request.url).pathname.startsWith("/api/")) return problem(status, code, message, {}, fields);
   if (isHtmx(request)) {
     return htmlResponse(`<p class="field-error" role="alert">${Bun.escapeHTML(message)}</p>`, status, { "hx-reswap": "none" });
   }
@@ -84,7 +82,7 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
     .onRequest(({ request }) => {
       let headerBytes = 0;
       request.headers.forEach((v, k) => void (headerBytes += k.length + v.length + 4));
-      if (headerBytes > 8 * 1024) return jsonResponse({ error: "headers_too_large", message: "request headers larger than 8 KB" }, 431);
+      if (headerBytes > 8 * 1024) return problem(431, "headers_too_large", "request headers larger than 8 KB");
     })
     // A listener's routes (device data, forward auth) never meet the admin guard, pages or cookies.
     .onRequest(({ request }) => {

@@ -5,7 +5,7 @@ import { enterActor } from "../core/activity.ts";
 import type { AdminSession } from "../core/admins.ts";
 import type { Core } from "../core/index.ts";
 import { AppError } from "../lib/errors.ts";
-import { field, htmlResponse, isHtmx, jsonResponse, redirect, remoteOf, safeNext } from "../lib/http.ts";
+import { field, htmlResponse, isHtmx, jsonResponse, problem, redirect, remoteOf, safeNext } from "../lib/http.ts";
 import { formFields } from "../lib/bodies.ts";
 import { randomToken } from "../lib/ids.ts";
 import type { NavItem, PageAdmin } from "../lib/pages.ts";
@@ -69,7 +69,7 @@ function deny(request: Request, status: 401 | 403, message: string): never {
 }
 
 function denial(request: Request, status: 401 | 403, message: string): Response {
-  if (new URL(request.url).pathname.startsWith("/api/")) return jsonResponse({ error: status === 401 ? "unauthorized" : "forbidden", message }, status);
+  if (new URL(request.url).pathname.startsWith("/api/")) return problem(status, status === 401 ? "unauthorized" : "forbidden", message);
   if (status === 401) {
     const next = new URL(request.url);
     const login = `/login?next=${encodeURIComponent(next.pathname + next.search)}`;

@@ -66,10 +66,10 @@ export function parseId(raw: string): number {
 /** how many failed logins the page lists (the README promises the last 200) */
 const failedLoginsShown = 200;
 
-/** integrationPages: the admin page; each action answers htmx with one row, browsers with a page. */
 /** typeList: "MQTT, OPC UA, HTTP or VRPC", from the one definition of the types. */
 const typeList = ((labels: string[]) => `${labels.slice(0, -1).join(", ")} or ${labels.at(-1)}`)(integrationTypes.map((t) => integrationTypeInfo[t].label));
 
+/** integrationPages: the admin page; each action answers htmx with one row, browsers with a page. */
 export function integrationPages(core: Core, secrets: OneTimeSecrets, describe: (i: Integration) => IntegrationNote | undefined) {
   const { credentials, sessions } = core;
   const summaryCounts = (): SummaryCounts => {

@@ -4,9 +4,13 @@ import { setIdleHook, setRemote, type WsMount, type WsPeer } from "../lib/http.t
 import type { TlsSource } from "../lib/tls.ts";
 import type { Counter } from "../core/metrics.ts";
 
-/** routeClass: what kind of route a path is, for the request counter (bounded label values). */
-function routeClass(path: string): string {
-  if (path.startsWith("/api/v1/data") || path === "/auth/http" || path === "/api/v1/register") return "device";
+/**
+ * routeClass: what kind of route a path is, for the request counter (bounded label values); a part's
+ * mount names its own (`mountClass`), the rest are the web layer's.
+ */
+function routeClass(path: string, mountClass?: (path: string) => string | undefined): string {
+  const own = mountClass?.(path);
+  if (own) return own;
   if (path.startsWith("/api/")) return "api";
   if (path.startsWith("/assets/")) return "asset";
   if (path === "/healthz" || path === "/readyz" || path === "/metrics") return "ops";
@@ -41,7 +45,7 @@ interface WsData {
  */
 export function createWebServer(
   app: WebApp,
-  opts: { host: string; httpPort: number | null; httpsPort: number | null; tls?: TlsSource; redirect?: boolean; trustedProxies?: TrustedProxies; maxBodyBytes: number; websockets?: WsMount[]; requests?: Counter },
+  opts: { host: string; httpPort: number | null; httpsPort: number | null; tls?: TlsSource; redirect?: boolean; trustedProxies?: TrustedProxies; maxBodyBytes: number; websockets?: WsMount[]; requests?: Counter; routeClassOf?: (path: string) => string | undefined },
 ): WebServer {
   const servers: { scheme: "http" | "https"; server: ReturnType<typeof Bun.serve<WsData, never>> }[] = [];
   let detachTls: (() => void) | undefined;
@@ -68,7 +72,7 @@ export function createWebServer(
     const answer = app.handle(request);
     if (!opts.requests) return answer;
     const counter = opts.requests;
-    return answer.then((res) => (counter.inc({ class: routeClass(url.pathname), status: String(res.status) }), res));
+    return answer.then((res) => (counter.inc({ class: routeClass(url.pathname, opts.routeClassOf), status: String(res.status) }), res));
   };
 
   const websocket = {

@@ -2,7 +2,7 @@ import { Elysia, t } from "elysia";
 import type { RefusedAnnouncement } from "../../core/announcements.ts";
 import { VrpcCallError, type VrpcDirectory } from "./types.ts";
 import { AppError, NotFoundError } from "../../lib/errors.ts";
-import { field, htmlResponse, isHtmx, jsonResponse, redirect } from "../../lib/http.ts";
+import { field, htmlResponse, isHtmx, jsonResponse, problem, redirect } from "../../lib/http.ts";
 import type { Logger } from "../../lib/logger.ts";
 import { AgentList, AgentsPage, CallResult, RemoveAgentConfirm } from "./views/agents.tsx";
 import { SimplePage } from "../../../views/pages/simple.tsx";
@@ -107,7 +107,7 @@ export function agentRoutes(kit: PageKit, source: AgentSource) {
           const result = await call(request, { ...params, instance: query.instance, args: body });
           return jsonResponse({ result: result ?? null });
         } catch (err) {
-          if (err instanceof VrpcCallError) return jsonResponse({ error: err.code, message: err.message }, statusOf[err.code]);
+          if (err instanceof VrpcCallError) return problem(statusOf[err.code], err.code, err.message);
           throw err;
         }
       },
