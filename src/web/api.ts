@@ -3,7 +3,7 @@ import type { Core } from "../core/index.ts";
 import { integrationStatuses, integrationTypes, statusOf, type Integration } from "../core/types.ts";
 import { NotFoundError } from "../lib/errors.ts";
 import { noFields } from "../lib/bodies.ts";
-import { parseId, parseListQuery } from "./integrations.tsx";
+import { parseId, parseListQuery } from "./integrations/index.ts";
 
 const IntegrationType = t.Union(integrationTypes.map((type) => t.Literal(type)));
 const filterList = t.Array(t.String({ maxLength: 1024 }), { maxItems: 100 });

@@ -14,7 +14,7 @@ import { settingsPages } from "./settings.tsx";
 import { assetRoutes } from "./assets.ts";
 import { unknownFields } from "../lib/bodies.ts";
 import { actorOf, adminOf, authGuard, authRoutes, Denied } from "./auth.tsx";
-import { eventStream, integrationPages } from "./integrations.tsx";
+import { eventStream, integrationPages } from "./integrations/index.ts";
 import { tokenPages } from "./tokens.tsx";
 import { OneTimeSecrets, oneTimePages } from "./once.tsx";
 

@@ -4,7 +4,7 @@ import { AppError } from "../lib/errors.ts";
 import { field, htmlResponse, redirect } from "../lib/http.ts";
 import { TokensPage } from "../../views/pages/tokens.tsx";
 import { adminOf } from "./auth.tsx";
-import { parseId } from "./integrations.tsx";
+import { parseId } from "./integrations/index.ts";
 import type { OneTimeSecrets } from "./once.tsx";
 import { formFields } from "../lib/bodies.ts";
 
