@@ -72,6 +72,8 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
     maxBodyBytes,
     websockets: mounts.flatMap((m) => (m.websocket ? [m.websocket] : [])),
     requests: core.metrics.counter("gatehouse_http_requests_total", "HTTP requests by route class and status"),
+    pool,
+    maxConnections: config.httpMaxConnections,
   });
   const tlsNeeded = config.httpsPort !== null || listeners.some((l) => l.needsTls);
   // The web server first: the admin page answers while the listeners (OPC UA: ~1 s) start.

@@ -33,6 +33,8 @@ export interface Config {
   readonly publicUrl?: string;
   /** Admin session lifetime in seconds. */
   readonly sessionTtlSeconds: number;
+  /** HTTP(S) connections per port past their first request, at most */
+  readonly httpMaxConnections: number;
   /** sockets of every listener that have not logged in yet, at most (the accept pool) */
   readonly maxPending: number;
   /** seconds a silent socket may wait while the pool is at most half full (less as it fills) */
@@ -56,6 +58,12 @@ const commonOptions: Record<string, OptionSpec> = {
   "log-level": { flag: "--log-level L", env: "GATEHOUSE_LOG_LEVEL", help: "debug | info | warn | error", default: "info" },
   "public-url": { flag: "--public-url URL", env: "GATEHOUSE_PUBLIC_URL", help: "base URL shown in the setup link" },
   "session-ttl": { flag: "--session-ttl SECONDS", env: "GATEHOUSE_SESSION_TTL", help: "admin sign-in lifetime", default: "43200" },
+  "http-max-connections": {
+    flag: "--http-max-connections N",
+    env: "GATEHOUSE_HTTP_MAX_CONNECTIONS",
+    help: "HTTP(S) connections per port after their first request (the one quiet longest makes room)",
+    default: "2048",
+  },
   "max-pending": {
     flag: "--max-pending N",
     env: "GATEHOUSE_MAX_PENDING",
@@ -187,6 +195,7 @@ export function parseServeConfig(argv: string[], env: Record<string, string | un
     adminPassword,
     publicUrl,
     sessionTtlSeconds: parseCount("session-ttl", get("session-ttl")!, 60, 10 * 365 * 86400),
+    httpMaxConnections: parseCount("http-max-connections", get("http-max-connections")!, 1, 1_000_000),
     maxPending,
     pendingTimeoutSeconds: parseCount("pending-timeout", get("pending-timeout")!, 1, 300),
     listeners: Object.freeze(listeners),

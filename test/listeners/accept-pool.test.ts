@@ -109,17 +109,24 @@ const mqttsPort = (app: App) => (app.listeners.find((l) => l.type === "mqtt") as
 const closedFor = (app: App, reason: string) => app.core.metrics.counter("gatehouse_pending_closed_total", "").get({ reason });
 
 describe("every listener counts sockets from accept", () => {
-  it("idle MQTT, MQTT over TLS (before and after the handshake), WebSocket and OPC UA sockets are counted and closed by the server at the deadline", async () => {
-    const { app } = await testApp(["--pending-timeout", "1", "--mqtts-port", "0"]);
+  it("idle MQTT, MQTT over TLS (before and after the handshake), WebSocket, OPC UA, HTTP and HTTPS sockets are counted and closed by the server at the deadline", async () => {
+    const { app } = await testApp(["--pending-timeout", "1", "--mqtts-port", "0", "--https-port", "0"]);
     try {
-      const mqtt = await idle(app.address("mqtt")!.port, { localAddress: "127.0.0.2" });
-      const tlsRaw = await idle(mqttsPort(app), { localAddress: "127.0.0.3" }); // not even a ClientHello
-      const tlsDone = await idle(mqttsPort(app), { localAddress: "127.0.0.4", tls: true }); // handshake done, no CONNECT
-      const opcua = await idle(app.address("opcua")!.port, { localAddress: "127.0.0.5" });
+      const sockets = await Promise.all([
+        idle(app.address("mqtt")!.port, { localAddress: "127.0.0.2" }),
+        idle(mqttsPort(app), { localAddress: "127.0.0.3" }), // not even a ClientHello
+        idle(mqttsPort(app), { localAddress: "127.0.0.4", tls: true }), // handshake done, no CONNECT
+        idle(app.address("opcua")!.port, { localAddress: "127.0.0.5" }),
+        idle(app.address("http")!.port, { localAddress: "127.0.0.6" }),
+        idle(app.address("https")!.port, { localAddress: "127.0.0.7" }),
+        idle(app.address("https")!.port, { localAddress: "127.0.0.8", tls: true }), // handshake done, no request
+      ]);
+      const slowloris = await idle(app.address("http")!.port, { localAddress: "127.0.0.9" });
+      slowloris.socket.write("GET /healthz HTTP/1.1\r\nHost: x\r\n"); // never finishes its headers
       const ws = await idleWebSocket(app.address("http")!.port);
-      await Promise.all([mqtt.closedByServer, tlsRaw.closedByServer, tlsDone.closedByServer, opcua.closedByServer, ws.closedByServer]);
+      await Promise.all([...sockets.map((s) => s.closedByServer), slowloris.closedByServer, ws.closedByServer]);
       // each was counted in the pool from accept (only a counted socket has a deadline to miss)
-      expect(closedFor(app, "deadline")).toBe(5);
+      expect(closedFor(app, "deadline")).toBe(9);
       expect(app.pool.size).toBe(0);
     } finally {
       await app.stop();
@@ -133,6 +140,38 @@ describe("every listener counts sockets from accept", () => {
       const c = await connectMqtt(app.address("mqtt")!.port, { username: "slow-network-device", password });
       expect(app.pool.size).toBe(0);
       await c.endAsync();
+    } finally {
+      await app.stop();
+    }
+  });
+});
+
+describe("HTTP through the accept front", () => {
+  it("a request carries the client's own address, and leaves the pool; past --http-max-connections the connection quiet longest is closed", async () => {
+    const { app, url } = await testApp(["--http-max-connections", "2", "--opcua-port", "off"]);
+    try {
+      const port = app.address("http")!.port;
+      await app.core.credentials.create({ type: "http", username: "http-device", password: "right password" });
+      const raw = (localAddress: string, request: string) =>
+        new Promise<{ socket: Socket; answer: string; closed: Promise<void> }>((resolve, reject) => {
+          const socket = netConnect({ host: "127.0.0.1", port, localAddress }, () => socket.write(request));
+          const closed = new Promise<void>((r) => socket.once("close", () => r()));
+          socket.once("data", (d) => resolve({ socket, answer: d.toString(), closed }));
+          socket.once("error", reject);
+        });
+      const basic = Buffer.from("http-device:wrong password").toString("base64");
+      const first = await raw("127.0.0.3", `GET /auth/http HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic ${basic}\r\n\r\n`);
+      expect(first.answer).toStartWith("HTTP/1.1 401");
+      expect(app.core.loginLog.recent(1)[0]).toMatchObject({ username: "http-device", remote: "127.0.0.3" });
+      expect(app.pool.size).toBe(0);
+      const second = await raw("127.0.0.4", "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+      expect(second.answer).toStartWith("HTTP/1.1 200");
+      const third = await raw("127.0.0.5", "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+      expect(third.answer).toStartWith("HTTP/1.1 200");
+      await first.closed; // the quietest of three keep-alive connections, past a cap of two
+      expect((await fetch(`${url}/healthz`)).status).toBe(200);
+      second.socket.destroy();
+      third.socket.destroy();
     } finally {
       await app.stop();
     }
