@@ -13,7 +13,7 @@ import type { WsPeer } from "../../lib/http.ts";
 import type { Logger } from "../../lib/logger.ts";
 import type { TlsSource } from "../../lib/tls.ts";
 import type { Listener } from "../listener.ts";
-import { assertAedesShape, disconnectV5, dropPublishes, forgetSession, limitPacketSize, parserOf, refuseUnknownProtocolLevels, refuseV5, retainedStream } from "./aedes-internals.ts";
+import { assertAedesShape, disconnectV5, handleOnFirstBytes, dropPublishes, forgetSession, limitPacketSize, parserOf, refuseUnknownProtocolLevels, refuseV5, retainedStream } from "./aedes-internals.ts";
 import { ClientIdOwners } from "./client-ids.ts";
 
 export interface MqttDeps {
@@ -368,15 +368,17 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
       const accept = (socket: Socket) => {
         sockets.add(socket);
         socket.once("close", () => sockets.delete(socket));
-        const client = b.handle(socket);
-        if (!checked) {
-          assertAedesShape(b, parserOf(client));
-          checked = true;
-        }
-        limitPacketSize(client, maxPacket);
-        refuseUnknownProtocolLevels(client, () => {
-          log.info("mqtt protocol version not supported", { remote: socket.remoteAddress });
-          credentials.loginRefused(type, "", "unsupported-protocol", { remote: socket.remoteAddress });
+        // an aedes client only for a socket that sends something: a silent one stays cheap
+        handleOnFirstBytes(b, socket, (client) => {
+          if (!checked) {
+            assertAedesShape(b, parserOf(client));
+            checked = true;
+          }
+          limitPacketSize(client, maxPacket);
+          refuseUnknownProtocolLevels(client, () => {
+            log.info("mqtt protocol version not supported", { remote: socket.remoteAddress });
+            credentials.loginRefused(type, "", "unsupported-protocol", { remote: socket.remoteAddress });
+          });
         });
       };
       server = createServer((socket) => {
