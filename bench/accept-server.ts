@@ -29,16 +29,15 @@ console.log(
     fleet: fleet.map((f) => ({ username: f.integration.username, password: f.password })),
   })}`,
 );
-const closed = app.core.metrics.counter("gatehouse_pending_closed_total", "");
 for await (const line of console) {
   if (line.trim() === "stats") {
     console.log(
       `stats ${JSON.stringify({
         size: app.pool.size,
         silent: app.pool.silentCount,
-        evicted: closed.get({ reason: "evicted" }),
-        deadline: closed.get({ reason: "deadline" }),
-        refused: closed.get({ reason: "refused" }),
+        evicted: app.pool.closed("evicted"),
+        deadline: app.pool.closed("deadline"),
+        refused: app.pool.closed("refused"),
         sessions: app.core.sessions.size,
       })}`,
     );

@@ -66,7 +66,8 @@ export class AcceptPool {
   #speaking = new Set<Entry>();
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #log?: Logger;
-  #closed?: ReturnType<Metrics["counter"]>;
+  /** sockets closed before logging in, by why (a counter, read when scraped: bumped per socket under attack) */
+  #closedBy: Record<PendingCloseReason | "refused", number> = { deadline: 0, evicted: 0, refused: 0 };
   #fullSince = 0;
 
   constructor(opts: AcceptPoolOptions) {
@@ -76,7 +77,12 @@ export class AcceptPool {
     this.minTimeoutMs = Math.min(opts.minTimeoutMs ?? 2_000, opts.timeoutMs);
     this.#log = opts.log;
     if (opts.metrics) {
-      this.#closed = opts.metrics.counter("gatehouse_pending_closed_total", "Sockets closed before logging in: at the deadline, evicted, or refused when the pool was full of sockets that spoke");
+      opts.metrics.gauge({
+        name: "gatehouse_pending_closed_total",
+        help: "Sockets closed before logging in: at the deadline, evicted, or refused when the pool was full of sockets that spoke",
+        type: "counter",
+        read: () => Object.entries(this.#closedBy).map(([reason, n]) => [{ reason }, n]),
+      });
       opts.metrics.gauge({
         name: "gatehouse_pending_sockets",
         help: "Sockets not logged in yet, by listener and state (silent: sent nothing meaningful yet)",
@@ -102,6 +108,11 @@ export class AcceptPool {
     return this.#silent.size;
   }
 
+  /** closed: sockets closed before logging in so far, by why */
+  closed(reason: PendingCloseReason | "refused"): number {
+    return this.#closedBy[reason];
+  }
+
   /** share: how many silent sockets one address may hold now (shrinks as the pool fills). */
   share(): number {
     return Math.max(Math.ceil(this.capacity / 100), this.capacity - this.size);
@@ -123,7 +134,7 @@ export class AcceptPool {
     if (this.size >= this.capacity) {
       const victim = this.#victim();
       if (!victim) {
-        this.#closed?.inc({ reason: "refused" });
+        this.#closedBy.refused++;
         this.#warnFull();
         return undefined;
       }
@@ -187,7 +198,7 @@ export class AcceptPool {
 
   #drop(entry: Entry, reason: PendingCloseReason): void {
     entry.leave();
-    this.#closed?.inc({ reason });
+    this.#closedBy[reason]++;
     try {
       entry.close(reason);
     } catch (err) {

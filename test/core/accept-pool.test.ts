@@ -28,7 +28,7 @@ describe("accept pool", () => {
     pool.stop();
   });
 
-  it("refuses a newcomer only when every socket in the pool has spoken", () => {
+  it("refuses a newcomer only when every socket in the pool has spoken", async () => {
     const metrics = new Metrics();
     const pool = new AcceptPool({ capacity: 3, timeoutMs: 10_000, metrics });
     const { entries } = fill(pool, ["a", "a", "a"]);
@@ -36,7 +36,8 @@ describe("accept pool", () => {
     expect(pool.admit("mqtt", "b", () => {})).toBeUndefined();
     entries[0]!.leave(); // one logged in
     expect(pool.admit("mqtt", "b", () => {})).toBeDefined();
-    expect(metrics.counter("gatehouse_pending_closed_total", "").get({ reason: "refused" })).toBe(1);
+    expect(pool.closed("refused")).toBe(1);
+    expect(await metrics.render()).toContain('gatehouse_pending_closed_total{reason="refused"} 1');
     pool.stop();
   });
 

@@ -106,7 +106,7 @@ function churn(ports: number[], addresses: string[], perAddress: number) {
 }
 
 const mqttsPort = (app: App) => (app.listeners.find((l) => l.type === "mqtt") as unknown as { tlsAddress(): { port: number } }).tlsAddress().port;
-const closedFor = (app: App, reason: string) => app.core.metrics.counter("gatehouse_pending_closed_total", "").get({ reason });
+const closedFor = (app: App, reason: "deadline" | "evicted" | "refused") => app.pool.closed(reason);
 
 describe("every listener counts sockets from accept", () => {
   it("idle MQTT, MQTT over TLS (before and after the handshake), WebSocket, OPC UA, HTTP and HTTPS sockets are counted and closed by the server at the deadline", async () => {

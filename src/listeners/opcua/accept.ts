@@ -7,6 +7,7 @@ import { takeOverAccept, type OpcuaAccept } from "./node-opcua-internals.ts";
  * admitThroughPool: every socket of the OPC UA endpoints counts in the accept pool from accept until
  * its secure channel is open (HEL/ACK and OpenSecureChannel, what a real client sends at once); the
  * pool's deadline closes an idle one (node-opcua alone gives it 30 s) and evicts it for a newcomer.
+ * node-opcua sees a socket once it has sent its first bytes: a silent one never costs a channel.
  *
  * node-opcua has its own limit of channels per endpoint (pending ones included). A newcomer that finds
  * it reached waits (in the pool, under its deadline) while the oldest socket still opening its channel
@@ -32,7 +33,15 @@ export function admitThroughPool(server: OPCUAServer, pool: AcceptPool): void {
         state.forget(socket);
         if (byPeer.get(peer)?.socket === socket) byPeer.delete(peer);
       });
-      state.enqueue(socket, pending);
+      // node-opcua makes a channel (timers, buffers: ~200 KiB, ~300 µs) only for a socket that sends
+      // something: its first bytes are read here and put back for node-opcua's transport, which
+      // resumes the socket and reads on `data`.
+      socket.once("data", (first: Buffer) => {
+        socket.pause();
+        socket.unshift(first);
+        state.enqueue(socket, pending);
+      });
+      socket.resume();
     },
     (remote, port) => {
       const entry = byPeer.get(`${remote}:${port}`);
@@ -48,15 +57,15 @@ class EndpointState {
   #opening = new Map<Socket, PendingSocket>();
   /** handed this turn of the event loop (node-opcua makes the channel on the next) */
   #handing = 0;
-  /** admitted, waiting for a channel to end */
-  #waiting: { socket: Socket; pending: PendingSocket }[] = [];
+  /** admitted, waiting for a channel to end, oldest first (a socket leaves it when it closes) */
+  #waiting = new Map<Socket, PendingSocket>();
   /** closed to make room, their channels not ended yet */
   #closing = 0;
 
   constructor(private readonly endpoint: OpcuaAccept) {}
 
   enqueue(socket: Socket, pending: PendingSocket): void {
-    this.#waiting.push({ socket, pending });
+    this.#waiting.set(socket, pending);
     this.#serve();
   }
 
@@ -66,8 +75,9 @@ class EndpointState {
   }
 
   forget(socket: Socket): void {
+    this.#waiting.delete(socket);
     // a channel that ends by itself (closed by the client or the pool) makes room too, a turn later
-    if (this.#opening.delete(socket) && this.#waiting.length) setImmediate(() => this.#serve());
+    if (this.#opening.delete(socket) && this.#waiting.size) setImmediate(() => this.#serve());
   }
 
   #hand(socket: Socket, pending: PendingSocket): void {
@@ -81,13 +91,13 @@ class EndpointState {
   }
 
   #serve(): void {
-    this.#waiting = this.#waiting.filter((w) => !w.socket.destroyed);
-    while (this.#waiting.length && this.endpoint.room() > 0) {
-      const next = this.#waiting.shift()!;
-      this.#hand(next.socket, next.pending);
+    for (const [socket, pending] of this.#waiting) {
+      if (this.endpoint.room() <= 0) break;
+      this.#waiting.delete(socket);
+      if (!socket.destroyed) this.#hand(socket, pending);
     }
     // each socket still waiting needs a channel to end: close as many of the oldest still opening
-    while (this.#waiting.length > this.#closing) {
+    while (this.#waiting.size > this.#closing) {
       const victim = this.#opening.keys().next().value;
       if (!victim) break;
       this.#opening.delete(victim);
@@ -103,7 +113,8 @@ class EndpointState {
     }
     // Nothing is opening, closing or being handed: every channel is open. node-opcua decides.
     if (this.#closing === 0 && this.#handing === 0 && this.#opening.size === 0) {
-      for (const next of this.#waiting.splice(0)) this.#hand(next.socket, next.pending);
+      for (const [socket, pending] of this.#waiting) if (!socket.destroyed) this.#hand(socket, pending);
+      this.#waiting.clear();
     }
   }
 }
