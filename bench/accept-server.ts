@@ -2,7 +2,7 @@
  * bench/accept-server.ts DIR: the whole appliance (MQTT, MQTT/TLS, HTTP, HTTPS, OPC UA) on free
  * loopback ports with the default accept pool, one device credential and a fleet of 1 000, in its
  * own process (its fds and memory are its own). Prints one JSON line `ready {...}` with the ports
- * and credentials; answers `stats` on stdin with the pool's counters, `gc` with its RSS after a full collection.
+ * and credentials; answers `stats` on stdin with the pool's counters, `gc` with its RSS and JS heap after a full collection.
  */
 import { createApp } from "../src/app.ts";
 import { parseServeConfig } from "../src/config.ts";
@@ -32,7 +32,8 @@ console.log(
 for await (const line of console) {
   if (line.trim() === "gc") {
     Bun.gc(true);
-    console.log(`gc ${process.memoryUsage().rss}`);
+    const m = process.memoryUsage();
+    console.log(`gc ${m.rss} ${m.heapUsed}`);
   }
   if (line.trim() === "stats") {
     console.log(

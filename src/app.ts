@@ -72,7 +72,7 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
     maxBodyBytes,
     websockets: mounts.flatMap((m) => (m.websocket ? [m.websocket] : [])),
     requests: core.metrics.counter("gatehouse_http_requests_total", "HTTP requests by route class and status"),
-    pool,
+    pool: config.httpAcceptFront ? pool : undefined,
     maxConnections: config.httpMaxConnections,
   });
   const tlsNeeded = config.httpsPort !== null || listeners.some((l) => l.needsTls);

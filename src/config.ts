@@ -35,6 +35,8 @@ export interface Config {
   readonly sessionTtlSeconds: number;
   /** HTTP(S) connections per port past their first request, at most */
   readonly httpMaxConnections: number;
+  /** the accept front counts HTTP(S) sockets in the accept pool (off: Bun.serve binds the ports itself) */
+  readonly httpAcceptFront: boolean;
   /** sockets of every listener that have not logged in yet, at most (the accept pool) */
   readonly maxPending: number;
   /** seconds a silent socket may wait while the pool is at most half full (less as it fills) */
@@ -63,6 +65,12 @@ const commonOptions: Record<string, OptionSpec> = {
     env: "GATEHOUSE_HTTP_MAX_CONNECTIONS",
     help: "HTTP(S) connections per port after their first request (the one quiet longest makes room)",
     default: "2048",
+  },
+  "http-accept-front": {
+    flag: "--http-accept-front BOOL",
+    env: "GATEHOUSE_HTTP_ACCEPT_FRONT",
+    help: "count HTTP(S) sockets in the accept pool from accept (false: Bun.serve alone, e.g. behind a reverse proxy)",
+    default: "true",
   },
   "max-pending": {
     flag: "--max-pending N",
@@ -196,6 +204,7 @@ export function parseServeConfig(argv: string[], env: Record<string, string | un
     publicUrl,
     sessionTtlSeconds: parseCount("session-ttl", get("session-ttl")!, 60, 10 * 365 * 86400),
     httpMaxConnections: parseCount("http-max-connections", get("http-max-connections")!, 1, 1_000_000),
+    httpAcceptFront: parseBool("http-accept-front", get("http-accept-front")!),
     maxPending,
     pendingTimeoutSeconds: parseCount("pending-timeout", get("pending-timeout")!, 1, 300),
     listeners: Object.freeze(listeners),

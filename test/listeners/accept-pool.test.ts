@@ -176,6 +176,21 @@ describe("HTTP through the accept front", () => {
       await app.stop();
     }
   });
+
+  it("--http-accept-front false: Bun.serve binds the port itself, HTTP sockets are not counted, requests keep the client's address", async () => {
+    const { app, url } = await testApp(["--http-accept-front", "false", "--opcua-port", "off"]);
+    try {
+      const silent = await idle(app.address("http")!.port, { localAddress: "127.0.0.3" });
+      await app.core.credentials.create({ type: "http", username: "direct-device", password: "right password" });
+      const res = await fetch(`${url}/auth/http`, { headers: { authorization: `Basic ${Buffer.from("direct-device:wrong").toString("base64")}` } });
+      expect(res.status).toBe(401);
+      expect(app.core.loginLog.recent(1)[0]).toMatchObject({ username: "direct-device", remote: "127.0.0.1" });
+      expect(app.pool.size).toBe(0); // the idle socket is Bun.serve's alone (it closes it after ~12 s)
+      silent.destroy();
+    } finally {
+      await app.stop();
+    }
+  });
 });
 
 describe("eviction", () => {
