@@ -105,6 +105,8 @@ interface Conn {
   closed: boolean;
   /** it sent its first request (out of the pool, among the connections) */
   entered: boolean;
+  /** the backend has closed; the front ends after the last bytes */
+  finishing: boolean;
 }
 
 /** startAcceptFront: binds the public port; throws like Bun.serve when it cannot. */
@@ -130,6 +132,14 @@ export function startAcceptFront(opts: AcceptFrontOptions): AcceptFront {
     c.backend?.terminate();
   };
 
+  /** finish: the backend is done; the front ends once what waits for it is written (5 s at most) */
+  const finish = (c: Conn) => {
+    if (c.closed || c.finishing) return;
+    c.finishing = true;
+    c.down.end();
+    setTimeout(() => close(c), 5_000).unref();
+  };
+
   const connectBackend = (c: Conn) => {
     c.connecting = true;
     Bun.connect<Conn>({
@@ -149,8 +159,10 @@ export function startAcceptFront(opts: AcceptFrontOptions): AcceptFront {
           c.down.write(data);
         },
         drain: () => c.up.drain(),
-        end: () => c.down.end(),
-        close: () => (c.down.idle ? close(c) : c.down.end()),
+        // Bun.serve closed it (idle timeout, `Connection: close`): the client gets what was sent, then
+        // a FIN, not a reset that could cut the response's tail; its own close ends the rest.
+        end: () => finish(c),
+        close: () => finish(c),
         error: () => close(c),
         connectError: () => close(c),
       },
@@ -179,6 +191,7 @@ export function startAcceptFront(opts: AcceptFrontOptions): AcceptFront {
           ),
           closed: false,
           entered: false,
+          finishing: false,
         };
         front.data = c;
         if (!pending) close(c);

@@ -177,6 +177,46 @@ describe("HTTP through the accept front", () => {
     }
   });
 
+  it("a response the server ends with `Connection: close` arrives whole through the front", async () => {
+    const { app } = await testApp(["--opcua-port", "off"]);
+    try {
+      const port = app.address("http")!.port;
+      const direct = await (await fetch(`http://127.0.0.1:${port}/assets/htmx.min.js`)).arrayBuffer();
+      const raw = await new Promise<Buffer>((resolve, reject) => {
+        const chunks: Buffer[] = [];
+        const socket = netConnect({ host: "127.0.0.1", port }, () => socket.write("GET /assets/htmx.min.js HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"));
+        socket.on("data", (d: Buffer) => chunks.push(d));
+        socket.once("close", () => resolve(Buffer.concat(chunks)));
+        socket.once("error", reject);
+      });
+      const body = raw.subarray(raw.indexOf("\r\n\r\n") + 4);
+      expect(direct.byteLength).toBeGreaterThan(10_000);
+      expect(body.length).toBe(direct.byteLength);
+    } finally {
+      await app.stop();
+    }
+  });
+
+  it("a 900 KB body goes up and comes back down whole through the front", async () => {
+    const { app, url } = await testApp(["--opcua-port", "off"]);
+    try {
+      const { password } = await app.core.credentials.create({ type: "http", username: "big-sender", password: "big sender password" });
+      const auth = { authorization: `Basic ${Buffer.from(`big-sender:${password}`).toString("base64")}` };
+      const payload = "0123456789abcdef".repeat(900 * 64); // 921 600 bytes
+      const put = await fetch(`${url}/api/v1/data/big/blob?retain=true`, { method: "POST", headers: auth, body: payload });
+      expect(put.status).toBe(202);
+      const got = await eventually(async () => {
+        const res = await fetch(`${url}/api/v1/data/big/blob`, { headers: auth });
+        expect(res.status).toBe(200);
+        return (await res.json()) as { payload: string };
+      });
+      expect(got.payload.length).toBe(payload.length);
+      expect(got.payload === payload).toBe(true);
+    } finally {
+      await app.stop();
+    }
+  });
+
   it("--http-accept-front false: Bun.serve binds the port itself, HTTP sockets are not counted, requests keep the client's address", async () => {
     const { app, url } = await testApp(["--http-accept-front", "false", "--opcua-port", "off"]);
     try {
