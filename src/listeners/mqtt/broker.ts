@@ -361,13 +361,13 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
           return undefined;
         }
         pendingOf.set(socket, pending);
-        socket.once("close", () => pending.leave());
+        // tracked from accept, so a stop also ends a TLS handshake in progress
+        sockets.add(socket);
+        socket.once("close", () => (pending.leave(), sockets.delete(socket)));
         return pending;
       };
       /** accept: one admitted connection, over TCP, TLS or a WebSocket: the same limits, hooks and kicks. */
       const accept = (socket: Socket) => {
-        sockets.add(socket);
-        socket.once("close", () => sockets.delete(socket));
         // an aedes client only for a socket that sends something: a silent one stays cheap
         handleOnFirstBytes(b, socket, (client) => {
           if (!checked) {
