@@ -2,7 +2,7 @@
  * bun run bench [NAME...]: every benchmark in one command, then one Markdown table of all their rows,
  * each a ratio against the baseline measured in the same run (> 1: Gatehouse better), ready to paste
  * into the README. Each benchmark also prints its own details as it goes. NAME picks some: e.g.
- * `bun run bench mqtt opcua`. Takes ~6 minutes on a 2-core machine.
+ * `bun run bench mqtt opcua`. Takes ~9 minutes on a 2-core machine.
  */
 import { readFileSync } from "node:fs";
 import { cpus } from "node:os";
@@ -20,6 +20,7 @@ const benches: [name: string, file: string][] = [
   ["page", "page.ts"],
   ["storm", "storm.ts"],
   ["admin", "admin-spray.ts"],
+  ["accept", "accept.ts"],
   ["startup", "startup.ts"],
 ];
 const wanted = process.argv.slice(2);

@@ -8,6 +8,7 @@ import { Aedes } from "aedes";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { openDataDir } from "../src/db/data-dir.ts";
+import { AcceptPool } from "../src/core/accept-pool.ts";
 import { createCore } from "../src/core/index.ts";
 import { silentLogger } from "../src/lib/logger.ts";
 import { acceptsTable } from "../src/listeners/index.ts";
@@ -31,7 +32,9 @@ if (mode === "baseline") {
   // for bench/vrpc.ts: an agent and a client of domain `bench`
   await core.credentials.create({ type: "vrpc", username: "bench/agent", password: "bench-agent-password" });
   await core.credentials.create({ type: "vrpc", username: "bench/client", password: "bench-client-password" });
-  const listener = createMqttListener({ core, log: silentLogger }, { host: "127.0.0.1", port: 0, maxConnections: 100_000 });
+  // the appliance's default pool (a benchmark connects far fewer at once)
+  const pool = new AcceptPool({ capacity: 2000, timeoutMs: 10_000 });
+  const listener = createMqttListener({ core, log: silentLogger, pool }, { host: "127.0.0.1", port: 0, maxConnections: 100_000 });
   await listener.start();
   port = listener.address()!.port;
 }

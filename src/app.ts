@@ -3,6 +3,7 @@
 // one, before any listener starts) guarantees that order; an import in the lazy chunk did not.
 import "reflect-metadata";
 import type { Config } from "./config.ts";
+import { AcceptPool } from "./core/accept-pool.ts";
 import { createCore, type Core, type CoreOptions } from "./core/index.ts";
 import { openDataDir } from "./db/data-dir.ts";
 import type { Logger } from "./lib/logger.ts";
@@ -18,6 +19,8 @@ export { version } from "./version.ts";
 export interface App {
   core: Core;
   listeners: Listener[];
+  /** every socket of every listener that has not logged in yet */
+  pool: AcceptPool;
   start(): Promise<void>;
   stop(): Promise<void>;
   /** the real address of the web server ("http", "https") or of a started listener, by type */
@@ -38,7 +41,11 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
   const core = createCore(db, log, { sessionTtlMs: config.sessionTtlSeconds * 1000, accepts: acceptsTable(), requestTypeOf, ...coreOptions });
   // One TLS configuration for HTTPS and MQTT over TLS (made or read when the appliance starts).
   const tls = new TlsSource({ dataDir: config.dataDir, certFile: config.tlsCertFile, keyFile: config.tlsKeyFile });
-  const deps = { core, version, dataDir: config.dataDir, bind: config.bind, tls };
+  // One pool for the sockets of every listener that have not logged in: strangers holding sockets on
+  // one port take room from all, so they are counted together (src/core/accept-pool.ts).
+  const pool = new AcceptPool({ capacity: config.maxPending, timeoutMs: config.pendingTimeoutSeconds * 1000, log: log.child({ part: "accept-pool" }), metrics: core.metrics });
+  for (const warning of config.warnings) log.warn(warning);
+  const deps = { core, version, dataDir: config.dataDir, bind: config.bind, tls, pool };
   const listeners = config.listeners.map(({ module, options }) => module.create({ ...deps, log: log.child({ listener: module.type }) }, options));
   const mounts = listeners.flatMap((l) => (l.http ? [l.http] : []));
   let ready = false;
@@ -79,6 +86,8 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
     websockets: mounts.flatMap((m) => (m.websocket ? [m.websocket] : [])),
     requests: core.metrics.counter("gatehouse_http_requests_total", "HTTP requests by route class and status"),
     routeClassOf: (path) => mounts.find((m) => m.routeClass && m.claims(path))?.routeClass,
+    pool: config.httpAcceptFront ? pool : undefined,
+    maxConnections: config.httpMaxConnections,
   });
   const tlsNeeded = config.httpsPort !== null || listeners.some((l) => l.needsTls);
   // The web server first: the admin page answers while the listeners (OPC UA: ~1 s) start.
@@ -122,6 +131,7 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
   return {
     core,
     listeners,
+    pool,
     async start() {
       core.start();
       for (const part of parts) {
@@ -154,6 +164,7 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
           log.error("listener failed to stop", { listener: part.name, err });
         }
       }
+      pool.stop();
       core.stop();
       db.$client.close();
     },

@@ -45,8 +45,18 @@ export interface Config {
   readonly sessionTtlSeconds: number;
   /** peers whose X-Forwarded-For names the client (reverse proxies); none by default */
   readonly trustedProxies: TrustedProxies;
+  /** HTTP(S) connections per port past their first request, at most */
+  readonly httpMaxConnections: number;
+  /** the accept front counts HTTP(S) sockets in the accept pool (off: Bun.serve binds the ports itself) */
+  readonly httpAcceptFront: boolean;
+  /** sockets of every listener that have not logged in yet, at most (the accept pool) */
+  readonly maxPending: number;
+  /** seconds a silent socket may wait while the pool is at most half full (less as it fills) */
+  readonly pendingTimeoutSeconds: number;
   /** the enabled listeners, in registry order */
   readonly listeners: readonly ListenerConfig[];
+  /** what the appliance logs at start about the configuration (deprecated options given) */
+  readonly warnings: readonly string[];
 }
 
 /** commonOptions: the flags of `serve` that belong to no single listener. */
@@ -68,6 +78,44 @@ const commonOptions: Record<string, OptionSpec> = {
   "public-url": { flag: "--public-url URL", env: "GATEHOUSE_PUBLIC_URL", help: "base URL shown in the setup link" },
   "session-ttl": { flag: "--session-ttl SECONDS", env: "GATEHOUSE_SESSION_TTL", help: "admin sign-in lifetime", default: "43200" },
   "trusted-proxies": { flag: "--trusted-proxies LIST", env: "GATEHOUSE_TRUSTED_PROXIES", help: "reverse proxies (ADDR or CIDR, comma-separated) whose X-Forwarded-For names the client; none by default" },
+  "http-max-connections": {
+    flag: "--http-max-connections N",
+    env: "GATEHOUSE_HTTP_MAX_CONNECTIONS",
+    help: "HTTP(S) connections per port after their first request (the one quiet longest makes room)",
+    default: "2048",
+  },
+  "http-accept-front": {
+    flag: "--http-accept-front BOOL",
+    env: "GATEHOUSE_HTTP_ACCEPT_FRONT",
+    help: "count HTTP(S) sockets in the accept pool from accept (false: Bun.serve alone, e.g. behind a reverse proxy)",
+    default: "true",
+  },
+  "max-pending": {
+    flag: "--max-pending N",
+    env: "GATEHOUSE_MAX_PENDING",
+    help: "sockets not logged in yet on all ports together (the oldest silent one makes room)",
+    default: "2000",
+  },
+  "pending-timeout": {
+    flag: "--pending-timeout SECONDS",
+    env: "GATEHOUSE_PENDING_TIMEOUT",
+    help: "a silent socket's deadline (TLS handshake, CONNECT, request); shrinks to 2 s as the pool fills",
+    default: "10",
+  },
+  // Names of releases before the shared accept pool: a unit file that sets them still starts.
+  "mqtt-max-pending": {
+    flag: "--mqtt-max-pending N",
+    env: "GATEHOUSE_MQTT_MAX_PENDING",
+    help: "deprecated: read as --max-pending",
+    deprecated: "--mqtt-max-pending (GATEHOUSE_MQTT_MAX_PENDING) is deprecated: read as --max-pending, which now counts every port",
+  },
+  "mqtt-max-pending-per-address": {
+    flag: "--mqtt-max-pending-per-address N",
+    env: "GATEHOUSE_MQTT_MAX_PENDING_PER_ADDRESS",
+    help: "deprecated, ignored: an address's share of --max-pending shrinks as the pool fills",
+    deprecated:
+      "--mqtt-max-pending-per-address (GATEHOUSE_MQTT_MAX_PENDING_PER_ADDRESS) is ignored: an address's share of --max-pending now shrinks as the pool fills",
+  },
 };
 
 /** serveOptions: every flag of `serve` with its environment twin; `--help` is generated from this. */
@@ -92,10 +140,17 @@ Usage:
 
 Options of serve (each also read from its environment variable; flags win):
 ${Object.values(serveOptions)
+  .filter((o) => !o.deprecated)
   .map((o) => `  ${o.flag.padEnd(26)} ${o.env.padEnd(31)} ${o.help}${o.default ? ` (default ${o.default})` : ""}`)
   .join("\n")}
   ${"".padEnd(26)} ${"GATEHOUSE_ADMIN_PASSWORD".padEnd(31)} the same from the environment (prefer the file: see README)
   -h, --help                                   this text
+
+Deprecated names (still accepted, so an old unit file starts; a warning is logged at start):
+${Object.values(serveOptions)
+  .filter((o) => o.deprecated)
+  .map((o) => `  ${o.flag.padEnd(26)} ${o.env.padEnd(31)} ${o.help}`)
+  .join("\n")}
 
 Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration.
 `;
@@ -113,12 +168,14 @@ export function parseServeConfig(argv: string[], env: Record<string, string | un
   } catch (err) {
     throw new ConfigError((err as Error).message);
   }
-  const get: OptionReader = (key) => {
+  /** given: the value set by flag or environment, if any (no default) */
+  const given = (key: string) => {
     const spec = serveOptions[key];
     if (!spec) throw new Error(`option ${key} is not declared`);
     const v = values[key] ?? env[spec.env];
-    return typeof v === "string" && v !== "" ? v : spec.default;
+    return typeof v === "string" && v !== "" ? v : undefined;
   };
+  const get: OptionReader = (key) => given(key) ?? serveOptions[key]!.default;
   const logLevel = get("log-level")!;
   if (!["debug", "info", "warn", "error"].includes(logLevel)) {
     throw new ConfigError(`--log-level must be debug, info, warn or error, got "${logLevel}"`);
@@ -131,6 +188,15 @@ export function parseServeConfig(argv: string[], env: Record<string, string | un
   const publicUrl = get("public-url");
   if (publicUrl !== undefined && !URL.canParse(publicUrl)) throw new ConfigError(`--public-url is not a URL: "${publicUrl}"`);
   const { password: adminPassword, source: adminPasswordSource } = firstAdminPassword(get("admin-password-file"), env);
+  const warnings: string[] = [];
+  for (const [key, spec] of Object.entries(serveOptions)) if (spec.deprecated && given(key) !== undefined) warnings.push(spec.deprecated);
+  const oldMaxPending = given("mqtt-max-pending");
+  const maxPending =
+    given("max-pending") === undefined && oldMaxPending !== undefined
+      ? parseCount("mqtt-max-pending", oldMaxPending, 1, 1_000_000)
+      : parseCount("max-pending", get("max-pending")!, 1, 1_000_000);
+  const oldPerAddress = given("mqtt-max-pending-per-address");
+  if (oldPerAddress !== undefined) parseCount("mqtt-max-pending-per-address", oldPerAddress, 1, 1_000_000);
   const listeners: ListenerConfig[] = [];
   for (const module of listenerRegistry as readonly ListenerModule<unknown>[]) {
     const options = module.parseConfig(get);
@@ -151,7 +217,12 @@ export function parseServeConfig(argv: string[], env: Record<string, string | un
     publicUrl,
     sessionTtlSeconds: parseCount("session-ttl", get("session-ttl")!, 60, 10 * 365 * 86400),
     trustedProxies: parseTrustedProxies(get("trusted-proxies")),
+    httpMaxConnections: parseCount("http-max-connections", get("http-max-connections")!, 1, 1_000_000),
+    httpAcceptFront: parseBool("http-accept-front", get("http-accept-front")!),
+    maxPending,
+    pendingTimeoutSeconds: parseCount("pending-timeout", get("pending-timeout")!, 1, 300),
     listeners: Object.freeze(listeners),
+    warnings: Object.freeze(warnings),
   });
 }
 

@@ -53,6 +53,22 @@ describe("serve configuration", () => {
     expect(named.trustedProxies.text).toEqual(["127.0.0.1", "10.0.0.0/8"]);
   });
 
+  it("the accept pool: --max-pending and --pending-timeout, with defaults", () => {
+    expect(parseServeConfig([], {})).toMatchObject({ maxPending: 2000, pendingTimeoutSeconds: 10, warnings: [] });
+    expect(parseServeConfig(["--max-pending", "300", "--pending-timeout", "5"], {})).toMatchObject({ maxPending: 300, pendingTimeoutSeconds: 5 });
+    expect(() => parseServeConfig(["--pending-timeout", "0"], {})).toThrow("--pending-timeout");
+  });
+
+  it("a unit file of an earlier release still starts: the old pending flags parse, with a warning saying what they mean now", () => {
+    const old = parseServeConfig(["--mqtt-max-pending", "700"], { GATEHOUSE_MQTT_MAX_PENDING_PER_ADDRESS: "64" });
+    expect(old.maxPending).toBe(700);
+    expect(old.warnings.join("\n")).toContain("--mqtt-max-pending (GATEHOUSE_MQTT_MAX_PENDING) is deprecated: read as --max-pending");
+    expect(old.warnings.join("\n")).toContain("--mqtt-max-pending-per-address (GATEHOUSE_MQTT_MAX_PENDING_PER_ADDRESS) is ignored");
+    expect(parseServeConfig(["--mqtt-max-pending", "700", "--max-pending", "900"], {}).maxPending).toBe(900); // the new name wins
+    expect(() => parseServeConfig(["--mqtt-max-pending-per-address", "lots"], {})).toThrow("--mqtt-max-pending-per-address");
+    expect(usage).toMatch(/Deprecated names[^]*--mqtt-max-pending N[^]*--mqtt-max-pending-per-address N/);
+  });
+
   it("--help lists every registered listener's flags with their environment twins", () => {
     for (const m of listenerRegistry) for (const spec of Object.values(m.configKeys)) expect(usage).toContain(spec.env);
   });

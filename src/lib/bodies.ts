@@ -12,12 +12,14 @@ import { t } from "elysia";
 export const noFields = t.Optional(t.Object({}, { additionalProperties: false }));
 
 /**
- * formFields: the fields a page's form posts (and the CSRF field `_csrf`), nothing else. The values
+ * formFields: the fields a page's form posts, nothing else, plus the two every form may carry: the CSRF
+ * field `_csrf`, and `confirmed`, which app.js adds to a destructive form the admin confirmed (so a
+ * route that asks again without JavaScript does not ask twice). The values
  * are left to the handler, which reads them with `field()` as before (a form sends strings, a repeated
  * name an array); only the names are checked here. An htmx request may come with no body at all.
  */
 export function formFields(...names: string[]) {
-  return t.Optional(t.Object(Object.fromEntries(["_csrf", ...names].map((n) => [n, t.Optional(t.Unknown())])), { additionalProperties: false }));
+  return t.Optional(t.Object(Object.fromEntries(["_csrf", "confirmed", ...names].map((n) => [n, t.Optional(t.Unknown())])), { additionalProperties: false }));
 }
 
 /** TypeBox's ValueErrorType.ObjectAdditionalProperties: a property the schema does not declare. */
@@ -46,7 +48,7 @@ export function unknownFields(error: unknown): { unknown: string[]; more: boolea
   return {
     unknown: [...new Set(names.slice(0, namesShown).map(cut))],
     more: extra.length > namesShown,
-    accepted: Object.keys(extra[0]!.schema?.properties ?? {}).filter((n) => n !== "_csrf"),
+    accepted: Object.keys(extra[0]!.schema?.properties ?? {}).filter((n) => n !== "_csrf" && n !== "confirmed"),
   };
 }
 

@@ -4,6 +4,11 @@ export interface OptionSpec {
   env: string;
   help: string;
   default?: string;
+  /**
+   * an old name kept so that a unit file written for an earlier release still starts: the option
+   * parses, and the appliance logs this sentence at start (`--help` lists it as deprecated)
+   */
+  deprecated?: string;
 }
 
 export class ConfigError extends Error {

@@ -1,3 +1,4 @@
+import type { AcceptPool } from "../core/accept-pool.ts";
 import type { Core } from "../core/index.ts";
 import type { Integration, IntegrationType } from "../core/types.ts";
 import type { HttpMount } from "../lib/http.ts";
@@ -38,6 +39,8 @@ export interface ListenerDeps {
   bind: string;
   /** the TLS certificate and key (loaded before any listener starts, if one needs them) */
   tls: TlsSource;
+  /** the one pool every listener counts its sockets in, from accept until they have logged in */
+  pool: AcceptPool;
 }
 
 /**

@@ -2,7 +2,9 @@ import type { ServerWebSocket } from "bun";
 import { clientAddress, type TrustedProxies } from "../lib/client-address.ts";
 import { setIdleHook, setRemote, type WsMount, type WsPeer } from "../lib/http.ts";
 import type { TlsSource } from "../lib/tls.ts";
+import type { AcceptPool } from "../core/accept-pool.ts";
 import type { Counter } from "../core/metrics.ts";
+import { startAcceptFront, type AcceptFront } from "./front.ts";
 
 /**
  * routeClass: what kind of route a path is, for the request counter (bounded label values); a part's
@@ -45,21 +47,47 @@ interface WsData {
  */
 export function createWebServer(
   app: WebApp,
-  opts: { host: string; httpPort: number | null; httpsPort: number | null; tls?: TlsSource; redirect?: boolean; trustedProxies?: TrustedProxies; maxBodyBytes: number; websockets?: WsMount[]; requests?: Counter; routeClassOf?: (path: string) => string | undefined },
+  opts: {
+    host: string;
+    httpPort: number | null;
+    httpsPort: number | null;
+    tls?: TlsSource;
+    redirect?: boolean;
+    trustedProxies?: TrustedProxies;
+    maxBodyBytes: number;
+    websockets?: WsMount[];
+    requests?: Counter;
+    /** how the request counter labels a part's own routes */
+    routeClassOf?: (path: string) => string | undefined;
+    /** count each socket from accept in this pool (through an accept front, ./front.ts); absent: Bun.serve binds the ports itself */
+    pool?: AcceptPool;
+    /** with a pool: connections per port past their first request, at most */
+    maxConnections?: number;
+  },
 ): WebServer {
-  const servers: { scheme: "http" | "https"; server: ReturnType<typeof Bun.serve<WsData, never>> }[] = [];
+  const servers: { scheme: "http" | "https"; server: ReturnType<typeof Bun.serve<WsData, never>>; front?: AcceptFront }[] = [];
   let detachTls: (() => void) | undefined;
   const websockets = opts.websockets ?? [];
 
   const handler = (scheme: "http" | "https") => (request: Request, server: ReturnType<typeof Bun.serve<WsData, never>>) => {
-    const peer = server.requestIP(request)?.address ?? "local";
-    const remote = opts.trustedProxies ? clientAddress(peer, request.headers.get("x-forwarded-for"), opts.trustedProxies) : peer;
+    const ip = server.requestIP(request);
+    let remote = ip?.address ?? "local";
+    const front = servers.find((s) => s.server === server)?.front;
+    if (front) {
+      // through the accept front: the client is the one behind this loopback connection
+      const peer = ip ? front.peer(ip.port) : undefined;
+      if (!peer) return new Response("connect through the public port", { status: 403 });
+      peer.entered();
+      remote = peer.remote;
+    }
+    if (opts.trustedProxies) remote = clientAddress(remote, request.headers.get("x-forwarded-for"), opts.trustedProxies);
     setRemote(request, remote);
     setIdleHook(request, (seconds) => server.timeout(request, seconds ?? shortIdleSeconds));
     const url = new URL(request.url);
     if (scheme === "http" && opts.redirect && opts.httpsPort !== null) {
-      const https = servers.find((s) => s.scheme === "https")?.server.port ?? opts.httpsPort;
-      return Response.redirect(`https://${url.hostname}:${https}${url.pathname}${url.search}`, 308);
+      const https = servers.find((s) => s.scheme === "https");
+      const httpsPort = https?.front?.port ?? https?.server.port ?? opts.httpsPort;
+      return Response.redirect(`https://${url.hostname}:${httpsPort}${url.pathname}${url.search}`, 308);
     }
     const ws = websockets.find((w) => w.path === url.pathname);
     if (ws && request.headers.get("upgrade")?.toLowerCase() === "websocket") {
@@ -99,8 +127,16 @@ export function createWebServer(
 
   const serve = (scheme: "http" | "https", port: number) => {
     const tls = scheme === "https" ? { cert: opts.tls!.current.cert, key: opts.tls!.current.key } : undefined;
-    const server = Bun.serve<WsData, never>({ hostname: opts.host, port, maxRequestBodySize: opts.maxBodyBytes, idleTimeout: shortIdleSeconds, tls, fetch: handler(scheme), websocket });
-    servers.push({ scheme, server });
+    if (!opts.pool) {
+      const server = Bun.serve<WsData, never>({ hostname: opts.host, port, maxRequestBodySize: opts.maxBodyBytes, idleTimeout: shortIdleSeconds, tls, fetch: handler(scheme), websocket });
+      servers.push({ scheme, server });
+      return;
+    }
+    // Bun.serve on a loopback port behind the accept front, which owns the public one
+    const server = Bun.serve<WsData, never>({ hostname: "127.0.0.1", port: 0, maxRequestBodySize: opts.maxBodyBytes, idleTimeout: shortIdleSeconds, tls, fetch: handler(scheme), websocket });
+    const entry: (typeof servers)[number] = { scheme, server };
+    servers.push(entry);
+    entry.front = startAcceptFront({ host: opts.host, port, backendPort: server.port!, pool: opts.pool, listener: scheme, maxConnections: opts.maxConnections ?? 2048 });
   };
 
   return {
@@ -122,11 +158,14 @@ export function createWebServer(
     },
     async stop() {
       detachTls?.();
-      for (const { server } of servers.splice(0)) await server.stop(true);
+      for (const { server, front } of servers.splice(0)) {
+        front?.stop();
+        await server.stop(true);
+      }
     },
     address(scheme = "http") {
       const s = servers.find((x) => x.scheme === scheme) ?? (scheme === "http" ? servers[0] : undefined);
-      return s ? { host: opts.host, port: s.server.port ?? 0 } : undefined;
+      return s ? { host: opts.host, port: s.front?.port ?? s.server.port ?? 0 } : undefined;
     },
   };
 }

@@ -1,6 +1,7 @@
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import * as mqttPacket from "mqtt-packet";
 import { connect as netConnect } from "node:net";
+import { connect as tlsConnect } from "node:tls";
 
 /**
  * connectMqtt: a real mqtt.js client over TCP; resolves when connected, rejects with the CONNACK code.
@@ -10,8 +11,15 @@ export function connectMqtt(port: number, opts: IClientOptions & { localAddress?
   return new Promise((resolve, reject) => {
     const { localAddress, ...rest } = opts;
     const options = { host: "127.0.0.1", port, protocolVersion: 4 as const, reconnectPeriod: 0, connectTimeout: 5000, ...rest };
+    const tls = (rest as { protocol?: string }).protocol === "mqtts";
     const client = localAddress
-      ? new mqtt.MqttClient(() => netConnect({ host: options.host, port, localAddress }), options)
+      ? new mqtt.MqttClient(
+          () =>
+            tls
+              ? tlsConnect({ host: options.host, port, rejectUnauthorized: options.rejectUnauthorized, ca: options.ca, servername: options.servername, ...({ localAddress } as object) })
+              : netConnect({ host: options.host, port, localAddress }),
+          options,
+        )
       : mqtt.connect(options);
     client.once("connect", () => resolve(client));
     client.once("error", (err) => {

@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, it } from "bun:test";
+import { AcceptPool } from "../../src/core/accept-pool.ts";
 import { silentLogger } from "../../src/lib/logger.ts";
 import { createOpcuaListener } from "../../src/listeners/opcua/index.ts";
 import { cleanupTempDirs, testWeb } from "../helpers/app.ts";
@@ -6,7 +7,7 @@ import { cleanupTempDirs, testWeb } from "../helpers/app.ts";
 /** withOpcuaPages: the web app with the OPC UA part's pages (not started: the page says so). */
 const withOpcuaPages = {
   pages: (core: Parameters<typeof createOpcuaListener>[0]["core"], dir: string) => [
-    createOpcuaListener({ core, log: silentLogger }, { host: "127.0.0.1", port: 0, dataDir: dir, version: "test" }).pages!,
+    createOpcuaListener({ core, log: silentLogger, pool: new AcceptPool({ capacity: 10, timeoutMs: 10_000 }) }, { host: "127.0.0.1", port: 0, dataDir: dir, version: "test" }).pages!,
   ],
 };
 

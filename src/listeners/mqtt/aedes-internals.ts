@@ -117,3 +117,20 @@ export function retainedStream(broker: Aedes, pattern: string): AsyncIterable<{ 
 export function forgetSession(broker: Aedes, clientId: string): Promise<unknown> {
   return (broker as unknown as BrokerInternals).persistence.cleanSubscriptions({ id: clientId });
 }
+
+/**
+ * handleOnFirstBytes: the socket goes to aedes once it has sent something, not on accept. An aedes
+ * client (parser, timers, listeners; ~5 KiB and ~100 µs to make and tear down) is then made only for
+ * a peer that speaks: a silent socket costs the accept pool's entry and the socket alone. aedes reads
+ * a connection on `readable` (`conn.read(null)` in its client's constructor-installed listener); the
+ * bytes that woke this one are still buffered, so that listener is called once by hand.
+ */
+export function handleOnFirstBytes(broker: Aedes, socket: NodeJS.ReadableStream, onClient: (client: Client) => void): void {
+  socket.once("readable", () => {
+    const before = socket.listenerCount("readable");
+    const client = broker.handle(socket as never);
+    if (socket.listenerCount("readable") <= before) fail("aedes no longer reads its connection on `readable`");
+    onClient(client);
+    socket.emit("readable");
+  });
+}

@@ -2,6 +2,7 @@ import { Aedes, type AuthenticateError, type Client, type ConnectPacket, type Pu
 import { createServer, type Server, type Socket } from "node:net";
 import { Duplex } from "node:stream";
 import { createServer as createTlsServer, type Server as TlsServer } from "node:tls";
+import type { AcceptPool, PendingSocket } from "../../core/accept-pool.ts";
 import type { Core } from "../../core/index.ts";
 import { mayPublish, mayRead, maySubscribe } from "../../core/permissions.ts";
 import type { SessionHandle } from "../../core/sessions.ts";
@@ -12,7 +13,7 @@ import type { WsPeer } from "../../lib/http.ts";
 import type { Logger } from "../../lib/logger.ts";
 import type { TlsSource } from "../../lib/tls.ts";
 import type { Listener } from "../listener.ts";
-import { assertAedesShape, disconnectV5, dropPublishes, forgetSession, limitPacketSize, parserOf, refuseUnknownProtocolLevels, refuseV5, retainedStream } from "./aedes-internals.ts";
+import { assertAedesShape, disconnectV5, handleOnFirstBytes, dropPublishes, forgetSession, limitPacketSize, parserOf, refuseUnknownProtocolLevels, refuseV5, retainedStream } from "./aedes-internals.ts";
 import { ClientIdOwners } from "./client-ids.ts";
 
 export interface MqttDeps {
@@ -20,6 +21,8 @@ export interface MqttDeps {
   log: Logger;
   /** the certificate for MQTT over TLS, when `tlsPort` is set */
   tls?: TlsSource;
+  /** the pool every socket is counted in from accept until it has logged in (shared by all listeners) */
+  pool: AcceptPool;
 }
 
 export interface MqttOptions {
@@ -27,13 +30,7 @@ export interface MqttOptions {
   port: number;
   /** authenticated connections at most (CONNACK 3 past it) */
   maxConnections?: number;
-  /** sockets that have not logged in yet, at most (closed on accept past it) */
-  maxPending?: number;
-  /** the same, per address */
-  maxPendingPerAddress?: number;
   maxPacketBytes?: number;
-  /** a socket that sends no CONNECT within this time is closed */
-  connectTimeoutMs?: number;
   /** MQTT over TLS on this port (null/absent: none) */
   tlsPort?: number | null;
   /** MQTT over WebSockets at this path of the web server's ports (absent: none) */
@@ -120,15 +117,14 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
   const type = opts.type ?? "mqtt";
   const maxPacket = opts.maxPacketBytes ?? 1024 * 1024;
   const maxConnections = opts.maxConnections ?? 10_000;
-  const maxPending = opts.maxPending ?? 1000;
+  const { pool } = deps;
   const conns = new WeakMap<Client, Conn>();
   const connects = new WeakMap<Client, ConnectPacket>();
   const owners = new ClientIdOwners((id) => credentials.peek(id) !== undefined);
   const dropped = new WeakSet<object>();
   const sockets = new Set<Socket>();
-  /** a socket's "no longer waiting to log in" hook, and its "CONNECT arrived" hook */
-  const loggedInHooks = new WeakMap<Socket, () => void>();
-  const connectSeen = new WeakMap<Socket, () => void>();
+  /** each socket's place in the accept pool, until it has logged in */
+  const pendingOf = new WeakMap<object, PendingSocket>();
   let authenticated = 0;
   let broker: Aedes | undefined;
   let server: Server | undefined;
@@ -163,7 +159,7 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
 
   const hooks = {
     preConnect(client: Client, packet: ConnectPacket, done: (err: Error | null, ok: boolean) => void) {
-      connectSeen.get(client.conn as Socket)?.();
+      pendingOf.get(client.conn)?.spoke(); // a whole CONNECT: a real client, no longer silent
       const version = packet.protocolVersion;
       if (version !== 3 && version !== 4 && version !== 5) {
         // aedes answers CONNACK 1 itself; the admin should see why the device cannot connect.
@@ -211,7 +207,7 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
           }
           conns.set(client, conn);
           authenticated++;
-          loggedInHooks.get(socket)?.();
+          pendingOf.get(socket)?.leave();
           socket.once("close", () => {
             authenticated--;
             owners.release(client.id, result.integration.id);
@@ -287,7 +283,8 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
     async start() {
       broker = await Aedes.createBroker({
         ...hooks,
-        connectTimeout: opts.connectTimeoutMs ?? 10_000,
+        // a backstop: the pool's deadline (shorter under pressure) closes a socket without CONNECT first
+        connectTimeout: pool.timeoutMs + 5_000,
         maxClientsIdLength: 128,
         heartbeatInterval: 60_000,
         // MQTT 5: a session outlives its connection at most this long, and only so many may wait
@@ -350,49 +347,42 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
       );
 
       let checked = false;
-      /** sockets that have not logged in yet, per address: one address cannot hold every slot */
-      const pendingByAddress = new Map<string, number>();
-      const perAddress = Math.max(1, Math.min(maxPending, opts.maxPendingPerAddress ?? 256));
-      const connectTimeout = opts.connectTimeoutMs ?? 10_000;
-      /** accept: one new connection, over TCP, TLS or a WebSocket: the same limits, hooks and kicks. */
-      const accept = (socket: Socket) => {
-        const address = socket.remoteAddress ?? "unknown";
-        const waiting = sockets.size - authenticated;
-        if (waiting >= maxPending || (pendingByAddress.get(address) ?? 0) >= perAddress) {
-          log.warn("mqtt connection refused: too many sockets waiting to log in", { limit: waiting >= maxPending ? maxPending : perAddress, remote: address });
-          socket.destroy();
-          return;
-        }
-        sockets.add(socket);
-        pendingByAddress.set(address, (pendingByAddress.get(address) ?? 0) + 1);
-        let pending = true;
-        const loggedIn = () => {
-          if (!pending) return;
-          pending = false;
-          const n = (pendingByAddress.get(address) ?? 1) - 1;
-          if (n > 0) pendingByAddress.set(address, n);
-          else pendingByAddress.delete(address);
-        };
-        // Under pressure (half the waiting slots taken) a socket that stays silent gets 2 s instead of the
-        // full timeout to send its CONNECT; one whose password is being checked is not silent.
-        const timer = setTimeout(() => pending && socket.destroy(), waiting >= maxPending / 2 ? Math.min(2_000, connectTimeout) : connectTimeout);
-        socket.once("close", () => (clearTimeout(timer), loggedIn()));
-        socket.on("close", () => sockets.delete(socket));
-        connectSeen.set(socket, () => clearTimeout(timer));
-        loggedInHooks.set(socket, () => (clearTimeout(timer), loggedIn()));
+      /**
+       * admit: a new socket enters the accept pool, or is closed at once when the pool is full of
+       * sockets that have all spoken. TLS sockets enter at the raw `connection`, before the handshake.
+       */
+      const admit = (socket: Socket, listener: string): PendingSocket | undefined => {
         socket.on("error", () => {});
-        const client = b.handle(socket);
-        if (!checked) {
-          assertAedesShape(b, parserOf(client));
-          checked = true;
+        const pending = pool.admit(listener, socket.remoteAddress ?? "unknown", () => socket.destroy());
+        if (!pending) {
+          log.debug("mqtt connection refused: every waiting slot holds a client that is logging in", { remote: socket.remoteAddress });
+          socket.destroy();
+          return undefined;
         }
-        limitPacketSize(client, maxPacket);
-        refuseUnknownProtocolLevels(client, () => {
-          log.info("mqtt protocol version not supported", { remote: socket.remoteAddress });
-          credentials.loginRefused(type, "", "unsupported-protocol", { remote: socket.remoteAddress });
+        pendingOf.set(socket, pending);
+        // tracked from accept, so a stop also ends a TLS handshake in progress
+        sockets.add(socket);
+        socket.once("close", () => (pending.leave(), sockets.delete(socket)));
+        return pending;
+      };
+      /** accept: one admitted connection, over TCP, TLS or a WebSocket: the same limits, hooks and kicks. */
+      const accept = (socket: Socket) => {
+        // an aedes client only for a socket that sends something: a silent one stays cheap
+        handleOnFirstBytes(b, socket, (client) => {
+          if (!checked) {
+            assertAedesShape(b, parserOf(client));
+            checked = true;
+          }
+          limitPacketSize(client, maxPacket);
+          refuseUnknownProtocolLevels(client, () => {
+            log.info("mqtt protocol version not supported", { remote: socket.remoteAddress });
+            credentials.loginRefused(type, "", "unsupported-protocol", { remote: socket.remoteAddress });
+          });
         });
       };
-      server = createServer(accept);
+      server = createServer((socket) => {
+        if (admit(socket, "mqtt")) accept(socket);
+      });
       const listen = (srv: Server, port: number) =>
         new Promise<void>((resolve, reject) => {
           srv.once("error", reject);
@@ -403,8 +393,26 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
         });
       if (opts.tlsPort !== undefined && opts.tlsPort !== null) {
         const material = deps.tls!.current;
-        const secure = createTlsServer({ cert: material.cert, key: material.key }, (socket) => accept(socket as unknown as Socket));
-        secure.on("tlsClientError", (err, socket) => log.debug("mqtt tls handshake failed", { remote: socket.remoteAddress, err }));
+        // The pool's deadline (shorter under pressure) closes a silent handshake; Node's own timeout
+        // (120 s by default) only backs it up. Bun 1.4.4 reports it as a tlsClientError and leaves the
+        // socket open, so that handler closes it.
+        const secure = createTlsServer({ cert: material.cert, key: material.key, handshakeTimeout: pool.timeoutMs + 5_000 }, (socket) => {
+          // Bun hands the same TLSSocket to `connection` and here; Node wraps the raw socket it admitted.
+          const tlsSocket = socket as unknown as Socket;
+          const raw = (socket as unknown as { _parent?: Socket })._parent;
+          if (!pendingOf.has(tlsSocket)) {
+            const pending = raw ? pendingOf.get(raw) : undefined;
+            if (!pending) return void socket.destroy(); // closed by the pool meanwhile
+            pendingOf.set(tlsSocket, pending);
+          }
+          accept(tlsSocket);
+        });
+        // Counted from the raw connection, before the handshake: an idle TLS socket is a pending one.
+        secure.on("connection", (socket: Socket) => void admit(socket, "mqtts"));
+        secure.on("tlsClientError", (err, socket) => {
+          log.debug("mqtt tls handshake failed", { remote: socket.remoteAddress, err });
+          socket.destroy();
+        });
         tlsServer = secure;
         // a renewed certificate: new connections get it, open ones keep theirs
         detach.push(deps.tls!.onChange((m) => secure.setSecureContext({ cert: m.cert, key: m.key })));
@@ -415,7 +423,7 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
       websocketAccept = (peer) => {
         const stream = new WsStream(peer);
         peer.state = stream;
-        accept(stream as unknown as Socket);
+        if (admit(stream as unknown as Socket, "mqtt-ws")) accept(stream as unknown as Socket);
       };
       await listen(server, opts.port);
     },

@@ -13,8 +13,6 @@ export const mqttListener = defineListener<Omit<MqttOptions, "host">>()({
     "mqtts-port": { flag: "--mqtts-port N", env: "GATEHOUSE_MQTTS_PORT", help: "MQTT over TLS (off = none)", default: "8883" },
     "mqtt-ws": { flag: "--mqtt-ws BOOL", env: "GATEHOUSE_MQTT_WS", help: "MQTT over WebSockets at /mqtt on the HTTP(S) ports", default: "true" },
     "mqtt-max-connections": { flag: "--mqtt-max-connections N", env: "GATEHOUSE_MQTT_MAX_CONNECTIONS", help: "logged-in MQTT connections at most", default: "10000" },
-    "mqtt-max-pending": { flag: "--mqtt-max-pending N", env: "GATEHOUSE_MQTT_MAX_PENDING", help: "MQTT sockets not yet logged in, at most", default: "1000" },
-    "mqtt-max-pending-per-address": { flag: "--mqtt-max-pending-per-address N", env: "GATEHOUSE_MQTT_MAX_PENDING_PER_ADDRESS", help: "the same, per client address", default: "256" },
     "mqtt-max-session-expiry": { flag: "--mqtt-max-session-expiry SECONDS", env: "GATEHOUSE_MQTT_MAX_SESSION_EXPIRY", help: "MQTT 5: longest session expiry granted", default: "86400" },
     "mqtt-max-packet": { flag: "--mqtt-max-packet BYTES", env: "GATEHOUSE_MQTT_MAX_PACKET", help: "largest MQTT packet accepted", default: "1048576" },
   },
@@ -26,11 +24,9 @@ export const mqttListener = defineListener<Omit<MqttOptions, "host">>()({
       tlsPort: parsePortOrOff("mqtts-port", get("mqtts-port")!),
       websocketPath: parseBool("mqtt-ws", get("mqtt-ws")!) ? "/mqtt" : undefined,
       maxConnections: parseCount("mqtt-max-connections", get("mqtt-max-connections")!, 1, 1_000_000),
-      maxPending: parseCount("mqtt-max-pending", get("mqtt-max-pending")!, 1, 1_000_000),
-      maxPendingPerAddress: parseCount("mqtt-max-pending-per-address", get("mqtt-max-pending-per-address")!, 1, 1_000_000),
       maxPacketBytes: parseCount("mqtt-max-packet", get("mqtt-max-packet")!, 64, 268_435_455),
       maxSessionExpirySeconds: parseCount("mqtt-max-session-expiry", get("mqtt-max-session-expiry")!, 0, 4_294_967_295),
     };
   },
-  create: (deps, options) => createMqttListener({ core: deps.core, log: deps.log, tls: deps.tls }, { ...options, host: deps.bind }),
+  create: (deps, options) => createMqttListener({ core: deps.core, log: deps.log, tls: deps.tls, pool: deps.pool }, { ...options, host: deps.bind }),
 });

@@ -70,7 +70,7 @@ export const opcuaListener = defineListener<{ port: number; trustAll: boolean; m
   },
   create: (deps, o) =>
     createOpcuaListener(
-      { core: deps.core, log: deps.log },
+      { core: deps.core, log: deps.log, pool: deps.pool },
       {
         host: deps.bind,
         port: o.port,

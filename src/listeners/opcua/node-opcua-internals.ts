@@ -1,3 +1,4 @@
+import type { Server, Socket } from "node:net";
 import type { ISessionContext, UAVariable } from "node-opcua-address-space";
 import type { OPCUACertificateManager } from "node-opcua-certificate-manager";
 import { makeSHA1Thumbprint } from "node-opcua-crypto";
@@ -110,7 +111,14 @@ interface EndpointLike {
   endpointDescriptions(): { userIdentityTokens?: { tokenType: UserTokenType }[] | null }[];
   getChannels(): { clientCertificate?: Buffer | null; abruptlyInterrupt(): void }[];
   on(event: "openSecureChannelFailure", handler: (socketData: { remoteAddress?: string; reason?: string }, channelData?: unknown) => void): void;
+  on(event: "channelSecured", handler: (channel: { remoteAddress?: string; remotePort?: number }) => void): void;
   maxConnections: number;
+  /** channels, pending (HEL/OpenSecureChannel not done) ones included */
+  readonly activeChannelCount: number;
+  _started?: boolean;
+  _prevent_DDOS_Attack?: (establish: () => void, deny: () => void) => void;
+  /** its TCP server (`net.createServer({ pauseOnConnect: true }, this._on_client_connection)`) */
+  _server?: Server;
 }
 
 function endpointsOf(server: OPCUAServer): EndpointLike[] {
@@ -330,4 +338,64 @@ export function onChannelLost(session: ServerSession, handler: () => void): void
   const s = session as unknown as { on(event: "channel_aborted", h: () => void): void; status?: unknown };
   if (typeof s.on !== "function" || typeof s.status !== "string") fail("ServerSession changed shape (on / status)");
   s.on("channel_aborted", handler);
+}
+
+/** OpcuaAccept: what `takeOverAccept` gives the listener for one endpoint. */
+export interface OpcuaAccept {
+  /** secure channels (pending ones included) the endpoint can still open before its own limit */
+  room(): number;
+  /** hand an accepted socket to node-opcua (HEL/ACK, OpenSecureChannel, ...) */
+  hand(socket: Socket): void;
+}
+
+/**
+ * takeOverAccept: every socket an endpoint accepts goes to `onSocket` instead of node-opcua, which
+ * hands it on (or drops it). node-opcua's own handler is the net server's first `connection`
+ * listener (`net.createServer({ pauseOnConnect: true }, this._on_client_connection)`); it is moved
+ * behind `onSocket`. The net server's cap (`maxConnections + 1`, which drops newcomers without a
+ * word while idle sockets hold it) is raised by `room`: the accept pool decides who waits, and past
+ * its channel limit node-opcua still closes the oldest channel without a session (Part 4 §5.5.2).
+ * `secured` hears each channel whose OpenSecureChannel succeeded (its socket's address and port).
+ */
+export function takeOverAccept(server: OPCUAServer, onSocket: (socket: Socket, endpoint: OpcuaAccept) => void, secured: (remote: string, port: number) => void, room: number): void {
+  for (const ep of endpointsOf(server)) {
+    const net = ep._server;
+    if (!net || typeof net.listeners !== "function") fail("OPCUAServerEndPoint._server (its net.Server) is missing");
+    if (typeof ep.activeChannelCount !== "number") fail("OPCUAServerEndPoint.activeChannelCount is missing");
+    const [onConnection, ...rest] = net.listeners("connection") as ((socket: Socket) => void)[];
+    if (typeof onConnection !== "function" || onConnection.name !== "bound _on_client_connection") fail("the endpoint's first connection listener is not _on_client_connection");
+    // node-opcua opens a socket's channel one turn of the event loop later (setImmediate): those
+    // handed over meanwhile count as taken.
+    let handing = 0;
+    /** the socket being handed over (node-opcua's handler runs synchronously up to its setImmediate) */
+    let current: Socket | undefined;
+    const endpoint: OpcuaAccept = {
+      room: () => ep.maxConnections - ep.activeChannelCount - handing,
+      hand(socket) {
+        handing++;
+        current = socket;
+        try {
+          onConnection(socket);
+        } finally {
+          current = undefined;
+        }
+        setImmediate(() => handing--);
+      },
+    };
+    net.removeListener("connection", onConnection);
+    net.prependListener("connection", (socket: Socket) => onSocket(socket, endpoint));
+    if (net.listeners("connection").length !== rest.length + 1) fail("could not replace the endpoint's connection listener");
+    net.maxConnections = ep.maxConnections + 1 + room;
+    // node-opcua opens the newcomer's channel a turn later (after closing its oldest channel without a
+    // session, past its limit), even when the endpoint has stopped meanwhile (an assertion then throws
+    // from a socket callback and ends the process) or the socket has closed (its channel would wait 30 s
+    // for a HEL, holding a slot): then no channel is opened.
+    if (typeof ep._prevent_DDOS_Attack !== "function") fail("OPCUAServerEndPoint._prevent_DDOS_Attack is missing");
+    const prevent = ep._prevent_DDOS_Attack.bind(ep);
+    ep._prevent_DDOS_Attack = (establish, deny) => {
+      const socket = current;
+      prevent(() => (ep._started && !socket?.destroyed ? establish() : socket?.destroy()), deny);
+    };
+    ep.on("channelSecured", (channel) => secured(channel.remoteAddress ?? "", channel.remotePort ?? 0));
+  }
 }

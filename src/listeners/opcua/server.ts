@@ -11,6 +11,7 @@ import { NodeId } from "node-opcua-nodeid";
 import type { UAVariable } from "node-opcua-address-space";
 import { DataType, Variant } from "node-opcua-variant";
 import type { CertificateTrust } from "./trust.ts";
+import type { AcceptPool } from "../../core/accept-pool.ts";
 import type { Core } from "../../core/index.ts";
 import type { SessionHandle } from "../../core/sessions.ts";
 import type { Integration } from "../../core/types.ts";
@@ -19,6 +20,7 @@ import type { Logger } from "../../lib/logger.ts";
 import { mayRead } from "../../core/permissions.ts";
 import { UserTokenType } from "node-opcua-types";
 import { makeSHA1Thumbprint } from "node-opcua-crypto";
+import { admitThroughPool } from "./accept.ts";
 import { buildAddressSpace } from "./address-space.ts";
 import {
   guardMonitoredItems,
@@ -43,6 +45,8 @@ import trimmedNodeset from "./Opc.Ua.Gatehouse.ndjson.gz" with { type: "file" };
 export interface OpcuaDeps {
   core: Core;
   log: Logger;
+  /** the pool every socket is counted in from accept until its secure channel is open */
+  pool: AcceptPool;
 }
 
 export interface OpcuaOptions {
@@ -259,6 +263,8 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
 
   // Only username tokens: anonymous is off, and X509 user tokens would bypass the integrations.
   offerOnlyUserTokens(s, [UserTokenType.UserName]);
+  // Every socket counts in the accept pool from accept until its secure channel is open.
+  admitThroughPool(s, deps.pool);
   const refusedIdentity = (session: ServerSession, token: unknown, status: string) => {
     const kind = token && typeof token === "object" ? token.constructor.name : "none";
     const reason = kind === "AnonymousIdentityToken" ? "anonymous" : kind === "X509IdentityToken" ? "certificate-user" : "insecure-token";

@@ -1,0 +1,320 @@
+import { afterAll, describe, expect, it } from "bun:test";
+import { connect as netConnect, type Socket } from "node:net";
+import { connect as tlsConnect } from "node:tls";
+import type { App } from "../../src/app.ts";
+import { cleanupTempDirs, testApp } from "../helpers/app.ts";
+import { connectMqtt } from "../helpers/mqtt.ts";
+import { eventually } from "../helpers/wait.ts";
+
+/**
+ * Strangers before login, with real sockets: every listener counts a socket from accept in one pool,
+ * closes a silent one at the deadline, and evicts the oldest silent one for a newcomer; a device still
+ * gets in on its first attempt while a few addresses churn idle sockets, and a fleet behind one address
+ * gets in all at once. Loopback has all of 127/8: 127.0.0.2..9 are "other addresses".
+ */
+afterAll(() => cleanupTempDirs());
+
+interface Idle {
+  socket: Socket;
+  /** resolves when the socket closes without this side having closed it */
+  closedByServer: Promise<void>;
+  readonly isClosed: boolean;
+  destroy(): void;
+}
+
+/** idle: a socket that connects and then sends nothing (optionally after a TLS handshake). */
+function idle(port: number, opts: { localAddress?: string; tls?: boolean } = {}): Promise<Idle> {
+  return new Promise((resolve, reject) => {
+    let byUs = false;
+    let isClosed = false;
+    const socket = opts.tls
+      ? tlsConnect({ host: "127.0.0.1", port, rejectUnauthorized: false, ...({ localAddress: opts.localAddress } as object) })
+      : netConnect({ host: "127.0.0.1", port, localAddress: opts.localAddress });
+    const closedByServer = new Promise<void>((res, rej) =>
+      socket.once("close", () => {
+        isClosed = true;
+        if (byUs) rej(new Error("closed by the test, not the server"));
+        else res();
+      }),
+    );
+    closedByServer.catch(() => {});
+    socket.on("error", () => {});
+    socket.once(opts.tls ? "secureConnect" : "connect", () =>
+      resolve({
+        socket,
+        closedByServer,
+        get isClosed() {
+          return isClosed;
+        },
+        destroy: () => {
+          byUs = true;
+          socket.destroy();
+        },
+      }),
+    );
+    socket.once("error", reject);
+  });
+}
+
+/** idleWebSocket: MQTT over WebSockets, upgraded, and then no CONNECT. */
+function idleWebSocket(port: number): Promise<{ closedByServer: Promise<number> }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/mqtt`, "mqtt");
+    const closedByServer = new Promise<number>((res) => ws.addEventListener("close", (e) => res(e.code)));
+    ws.addEventListener("open", () => resolve({ closedByServer }));
+    ws.addEventListener("error", reject);
+  });
+}
+
+/**
+ * churn: each address keeps `perAddress` idle sockets open on each port, opening a new one whenever
+ * the server closes one (what the issue's strangers did).
+ */
+function churn(ports: number[], addresses: string[], perAddress: number) {
+  let stopped = false;
+  let opened = 0;
+  const live = new Set<Idle>();
+  const keep = (port: number, localAddress: string): void => {
+    if (stopped) return;
+    idle(port, { localAddress }).then(
+      (s) => {
+        if (stopped) return s.destroy();
+        opened++;
+        live.add(s);
+        s.closedByServer.then(
+          () => {
+            live.delete(s);
+            setImmediate(() => keep(port, localAddress));
+          },
+          () => live.delete(s),
+        );
+      },
+      () => setTimeout(() => keep(port, localAddress), 10),
+    );
+  };
+  for (const port of ports) for (const a of addresses) for (let i = 0; i < perAddress; i++) keep(port, a);
+  return {
+    get opened() {
+      return opened;
+    },
+    stop() {
+      stopped = true;
+      for (const s of live) s.destroy();
+      live.clear();
+    },
+  };
+}
+
+const mqttsPort = (app: App) => (app.listeners.find((l) => l.type === "mqtt") as unknown as { tlsAddress(): { port: number } }).tlsAddress().port;
+const closedFor = (app: App, reason: "deadline" | "evicted" | "refused") => app.pool.closed(reason);
+
+describe("every listener counts sockets from accept", () => {
+  it("idle MQTT, MQTT over TLS (before and after the handshake), WebSocket, OPC UA, HTTP and HTTPS sockets are counted and closed by the server at the deadline", async () => {
+    const { app } = await testApp(["--pending-timeout", "1", "--mqtts-port", "0", "--https-port", "0"]);
+    try {
+      const sockets = await Promise.all([
+        idle(app.address("mqtt")!.port, { localAddress: "127.0.0.2" }),
+        idle(mqttsPort(app), { localAddress: "127.0.0.3" }), // not even a ClientHello
+        idle(mqttsPort(app), { localAddress: "127.0.0.4", tls: true }), // handshake done, no CONNECT
+        idle(app.address("opcua")!.port, { localAddress: "127.0.0.5" }),
+        idle(app.address("http")!.port, { localAddress: "127.0.0.6" }),
+        idle(app.address("https")!.port, { localAddress: "127.0.0.7" }),
+        idle(app.address("https")!.port, { localAddress: "127.0.0.8", tls: true }), // handshake done, no request
+      ]);
+      const slowloris = await idle(app.address("http")!.port, { localAddress: "127.0.0.9" });
+      slowloris.socket.write("GET /healthz HTTP/1.1\r\nHost: x\r\n"); // never finishes its headers
+      const ws = await idleWebSocket(app.address("http")!.port);
+      await Promise.all([...sockets.map((s) => s.closedByServer), slowloris.closedByServer, ws.closedByServer]);
+      // each was counted in the pool from accept (only a counted socket has a deadline to miss)
+      expect(closedFor(app, "deadline")).toBe(9);
+      expect(app.pool.size).toBe(0);
+    } finally {
+      await app.stop();
+    }
+  }, 30_000);
+
+  it("a device that sends its CONNECT is not closed at the deadline while its login is checked, and leaves the pool when in", async () => {
+    const { app } = await testApp(["--pending-timeout", "1", "--opcua-port", "off"]);
+    try {
+      const { password } = await app.core.credentials.create({ type: "mqtt", username: "slow-network-device", password: "a chosen password" });
+      const c = await connectMqtt(app.address("mqtt")!.port, { username: "slow-network-device", password });
+      expect(app.pool.size).toBe(0);
+      await c.endAsync();
+    } finally {
+      await app.stop();
+    }
+  });
+});
+
+describe("HTTP through the accept front", () => {
+  it("a request carries the client's own address, and leaves the pool; past --http-max-connections the connection quiet longest is closed", async () => {
+    const { app, url } = await testApp(["--http-max-connections", "2", "--opcua-port", "off"]);
+    try {
+      const port = app.address("http")!.port;
+      await app.core.credentials.create({ type: "http", username: "http-device", password: "right password" });
+      const raw = (localAddress: string, request: string) =>
+        new Promise<{ socket: Socket; answer: string; closed: Promise<void> }>((resolve, reject) => {
+          const socket = netConnect({ host: "127.0.0.1", port, localAddress }, () => socket.write(request));
+          const closed = new Promise<void>((r) => socket.once("close", () => r()));
+          socket.once("data", (d) => resolve({ socket, answer: d.toString(), closed }));
+          socket.once("error", reject);
+        });
+      const basic = Buffer.from("http-device:wrong password").toString("base64");
+      const first = await raw("127.0.0.3", `GET /auth/http HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic ${basic}\r\n\r\n`);
+      expect(first.answer).toStartWith("HTTP/1.1 401");
+      expect(app.core.loginLog.recent(1)[0]).toMatchObject({ username: "http-device", remote: "127.0.0.3" });
+      expect(app.pool.size).toBe(0);
+      const second = await raw("127.0.0.4", "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+      expect(second.answer).toStartWith("HTTP/1.1 200");
+      const third = await raw("127.0.0.5", "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+      expect(third.answer).toStartWith("HTTP/1.1 200");
+      await first.closed; // the quietest of three keep-alive connections, past a cap of two
+      expect((await fetch(`${url}/healthz`)).status).toBe(200);
+      second.socket.destroy();
+      third.socket.destroy();
+    } finally {
+      await app.stop();
+    }
+  });
+
+  it("a response the server ends with `Connection: close` arrives whole through the front", async () => {
+    const { app } = await testApp(["--opcua-port", "off"]);
+    try {
+      const port = app.address("http")!.port;
+      const direct = await (await fetch(`http://127.0.0.1:${port}/assets/htmx.min.js`)).arrayBuffer();
+      const raw = await new Promise<Buffer>((resolve, reject) => {
+        const chunks: Buffer[] = [];
+        const socket = netConnect({ host: "127.0.0.1", port }, () => socket.write("GET /assets/htmx.min.js HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"));
+        socket.on("data", (d: Buffer) => chunks.push(d));
+        socket.once("close", () => resolve(Buffer.concat(chunks)));
+        socket.once("error", reject);
+      });
+      const body = raw.subarray(raw.indexOf("\r\n\r\n") + 4);
+      expect(direct.byteLength).toBeGreaterThan(10_000);
+      expect(body.length).toBe(direct.byteLength);
+    } finally {
+      await app.stop();
+    }
+  });
+
+  it("a 900 KB body goes up and comes back down whole through the front", async () => {
+    const { app, url } = await testApp(["--opcua-port", "off"]);
+    try {
+      const { password } = await app.core.credentials.create({ type: "http", username: "big-sender", password: "big sender password" });
+      const auth = { authorization: `Basic ${Buffer.from(`big-sender:${password}`).toString("base64")}` };
+      const payload = "0123456789abcdef".repeat(900 * 64); // 921 600 bytes
+      const put = await fetch(`${url}/api/v1/data/big/blob?retain=true`, { method: "POST", headers: auth, body: payload });
+      expect(put.status).toBe(202);
+      const got = await eventually(async () => {
+        const res = await fetch(`${url}/api/v1/data/big/blob`, { headers: auth });
+        expect(res.status).toBe(200);
+        return (await res.json()) as { payload: string };
+      });
+      expect(got.payload.length).toBe(payload.length);
+      expect(got.payload === payload).toBe(true);
+    } finally {
+      await app.stop();
+    }
+  });
+
+  it("--http-accept-front false: Bun.serve binds the port itself, HTTP sockets are not counted, requests keep the client's address", async () => {
+    const { app, url } = await testApp(["--http-accept-front", "false", "--opcua-port", "off"]);
+    try {
+      const silent = await idle(app.address("http")!.port, { localAddress: "127.0.0.3" });
+      await app.core.credentials.create({ type: "http", username: "direct-device", password: "right password" });
+      const res = await fetch(`${url}/auth/http`, { headers: { authorization: `Basic ${Buffer.from("direct-device:wrong").toString("base64")}` } });
+      expect(res.status).toBe(401);
+      expect(app.core.loginLog.recent(1)[0]).toMatchObject({ username: "direct-device", remote: "127.0.0.1" });
+      expect(app.pool.size).toBe(0); // the idle socket is Bun.serve's alone (it closes it after ~12 s)
+      silent.destroy();
+    } finally {
+      await app.stop();
+    }
+  });
+});
+
+describe("eviction", () => {
+  it("a newcomer to a full pool evicts the oldest silent socket; logged-in clients are never touched", async () => {
+    const { app } = await testApp(["--max-pending", "4", "--opcua-port", "off"]);
+    try {
+      const port = app.address("mqtt")!.port;
+      const { password } = await app.core.credentials.create({ type: "mqtt", username: "in-already" });
+      const device = await connectMqtt(port, { username: "in-already", password });
+      const sockets: Idle[] = [];
+      // one per address: no address is over its share, so age alone decides
+      for (const n of [2, 3, 4, 5]) {
+        sockets.push(await idle(port, { localAddress: `127.0.0.${n}` }));
+        await eventually(() => expect(app.pool.size).toBe(sockets.length));
+      }
+      sockets.push(await idle(port, { localAddress: "127.0.0.6" }));
+      await sockets[0]!.closedByServer;
+      expect(sockets.map((s) => s.isClosed)).toEqual([true, false, false, false, false]);
+      sockets.push(await idle(port, { localAddress: "127.0.0.7" }));
+      await sockets[1]!.closedByServer;
+      expect(sockets.map((s) => s.isClosed)).toEqual([true, true, false, false, false, false]);
+      expect(closedFor(app, "evicted")).toBe(2);
+      expect(device.connected).toBe(true);
+      for (const s of sockets) s.destroy();
+      await device.endAsync();
+    } finally {
+      await app.stop();
+    }
+  });
+});
+
+describe("strangers holding sockets and a fleet behind one address are told apart by what they do", () => {
+  it("while 8 addresses churn idle sockets on the MQTT, MQTT/TLS and OPC UA ports, a device gets in on every first attempt", async () => {
+    const { app } = await testApp(["--mqtts-port", "0", "--max-pending", "500"]);
+    const strangers = churn(
+      [app.address("mqtt")!.port, mqttsPort(app), app.address("opcua")!.port],
+      Array.from({ length: 8 }, (_, i) => `127.0.0.${i + 2}`),
+      25, // 600 sockets held against a pool of 500
+    );
+    try {
+      const { password } = await app.core.credentials.create({ type: "mqtt", username: "plant-device" });
+      await eventually(() => expect(closedFor(app, "evicted")).toBeGreaterThan(0), 20_000); // the pool is full
+      const attempts = 10;
+      let firstTry = 0;
+      for (let i = 0; i < attempts; i++) {
+        const tls = i % 2 === 1;
+        const c = await connectMqtt(tls ? mqttsPort(app) : app.address("mqtt")!.port, {
+          username: "plant-device",
+          password,
+          localAddress: "127.0.0.10",
+          ...(tls ? { protocol: "mqtts", rejectUnauthorized: false } : {}),
+        }).catch(() => undefined);
+        if (c) {
+          firstTry++;
+          await c.endAsync();
+        }
+      }
+      expect(firstTry).toBe(attempts);
+      expect(strangers.opened).toBeGreaterThan(600); // they did churn
+    } finally {
+      strangers.stop();
+      await app.stop();
+    }
+  }, 60_000);
+
+  it("1 000 devices behind one address (a NAT after a restart) connecting at once all get CONNACK 0 on their first attempt", async () => {
+    const { app } = await testApp(["--opcua-port", "off"]);
+    try {
+      const port = app.address("mqtt")!.port;
+      const fleet = await app.core.credentials.createMany(Array.from({ length: 1000 }, (_, i) => ({ type: "mqtt" as const, username: `nat-device-${i}` })));
+      const results = await Promise.all(
+        fleet.map(({ integration, password }) =>
+          connectMqtt(port, { username: integration.username, password, clientId: integration.username, localAddress: "127.0.0.2", connectTimeout: 30_000 }).then(
+            (c) => c,
+            (err: { code?: number }) => err.code ?? -1,
+          ),
+        ),
+      );
+      const refused = results.filter((r) => typeof r === "number");
+      expect(refused).toEqual([]);
+      expect(app.core.sessions.size).toBe(1000);
+      await Promise.all(results.map((c) => (typeof c === "number" ? undefined : c.endAsync())));
+    } finally {
+      await app.stop();
+    }
+  }, 60_000);
+});
