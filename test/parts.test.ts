@@ -8,7 +8,7 @@ afterAll(cleanupTempDirs);
 
 /** The fake protocol's folder: a listener with one flag, an admin page and a nav entry, nothing else. */
 const modbusPart = `import { Elysia } from "elysia";
-import { parsePortOrOff } from "../../lib/options.ts";
+import { option } from "../../lib/options.ts";
 import { Layout } from "../../../views/layouts/base.tsx";
 import { defineListener } from "../listener.ts";
 
@@ -16,11 +16,8 @@ import { defineListener } from "../listener.ts";
 export const modbusListener = defineListener<{ port: number }>()({
   type: "modbus",
   accepts: ["modbus"],
-  configKeys: { "modbus-port": { flag: "--modbus-port N", env: "GATEHOUSE_MODBUS_PORT", help: "Modbus/TCP (off = none)", default: "off" } },
-  parseConfig(get) {
-    const port = parsePortOrOff("modbus-port", get("modbus-port")!);
-    return port === null ? null : { port };
-  },
+  options: { modbusPort: option.port("Modbus/TCP", "off") },
+  parseConfig: (o) => (o.modbusPort === null ? null : { port: o.modbusPort }),
   create: () => ({
     type: "modbus",
     async start() {},

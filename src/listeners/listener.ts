@@ -4,7 +4,7 @@ import type { Integration, IntegrationType } from "../core/types.ts";
 import type { HttpMount } from "../lib/http.ts";
 import type { Logger } from "../lib/logger.ts";
 import type { AdminPages, IntegrationNote } from "../lib/pages.ts";
-import type { OptionReader, OptionSpec } from "../lib/options.ts";
+import type { OptionSet, OptionValues } from "../lib/options.ts";
 import type { TlsSource } from "../lib/tls.ts";
 
 /**
@@ -44,21 +44,21 @@ export interface ListenerDeps {
 }
 
 /**
- * ListenerModule: one registry entry (`listeners/index.ts`). `configKeys` are its flags (each with
- * an environment twin); `parseConfig` validates them (throws ConfigError) and returns null when the
- * listener is switched off.
+ * ListenerModule: one registry entry (`listeners/index.ts`). `options` are its options, each declared
+ * once (its flag, environment variable, `--help` line and parse derive from it); `parseConfig` turns
+ * their values into the listener's options (throws ConfigError) or null when it is switched off.
  */
-export interface ListenerModule<O> {
+export interface ListenerModule<O, S extends OptionSet = OptionSet> {
   readonly type: IntegrationType;
   /** integration types that may log in through it (its own type first) */
   readonly accepts: readonly IntegrationType[];
-  readonly configKeys: Record<string, OptionSpec>;
+  readonly options: S;
   /**
    * claimsRequest: an unknown login that arrived through another listener is this part's during
    * onboarding (VRPC agents log in through the MQTT broker).
    */
   claimsRequest?(via: IntegrationType, username: string, clientId?: string): boolean;
-  parseConfig(get: OptionReader): O | null;
+  parseConfig(values: OptionValues<S>): O | null;
   create(deps: ListenerDeps, options: O): Listener;
 }
 
@@ -68,5 +68,5 @@ export interface ListenerModule<O> {
  * Usage: `defineListener<Options>()({ type, accepts, ... })`.
  */
 export function defineListener<O>() {
-  return <const A extends readonly IntegrationType[]>(module: ListenerModule<O> & { readonly accepts: A }) => module;
+  return <const A extends readonly IntegrationType[], S extends OptionSet>(module: ListenerModule<O, S> & { readonly accepts: A }) => module;
 }

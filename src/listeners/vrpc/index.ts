@@ -1,4 +1,4 @@
-import { parseCount } from "../../lib/options.ts";
+import { option } from "../../lib/options.ts";
 import { defineListener } from "../listener.ts";
 import { vrpcAgentIdentity } from "../../core/vrpc.ts";
 import type { Listener } from "../listener.ts";
@@ -20,10 +20,10 @@ export const vrpcListener = defineListener<{ callTimeoutMs: number }>()({
   accepts: [],
   // An MQTT login named `<domain>/<agent>`, or with a VrpcAgent's client id (`va3...`), is an agent.
   claimsRequest: (via, username, clientId) => via === "mqtt" && (vrpcAgentIdentity(username) !== undefined || clientId?.startsWith("va3") === true),
-  configKeys: {
-    "vrpc-call-timeout": { flag: "--vrpc-call-timeout SECONDS", env: "GATEHOUSE_VRPC_CALL_TIMEOUT", help: "how long a call from the page waits for its agent", default: "10" },
+  options: {
+    vrpcCallTimeout: option.count("how long a call from the page waits for its agent", "10", 1, 600, "SECONDS"),
   },
-  parseConfig: (get) => ({ callTimeoutMs: parseCount("vrpc-call-timeout", get("vrpc-call-timeout")!, 1, 600) * 1000 }),
+  parseConfig: (o) => ({ callTimeoutMs: o.vrpcCallTimeout * 1000 }),
   create(deps, options) {
     const { core, log } = deps;
     const vrpc = createVrpcDirectory(core.bus, log, options.callTimeoutMs);
