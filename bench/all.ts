@@ -18,6 +18,7 @@ const benches: [name: string, file: string][] = [
   ["vrpc", "vrpc.ts"],
   ["page", "page.ts"],
   ["storm", "storm.ts"],
+  ["pipeline", "pipeline.ts"],
   ["startup", "startup.ts"],
 ];
 const wanted = process.argv.slice(2);
