@@ -90,10 +90,11 @@ export interface RawMqtt {
   destroy(): void;
 }
 
-export function rawMqtt(port: number, host = "127.0.0.1"): Promise<RawMqtt> {
+/** rawMqtt: `protocolVersion` is how packets are encoded and the broker's packets parsed (5: properties, reason codes). */
+export function rawMqtt(port: number, host = "127.0.0.1", protocolVersion: 3 | 4 | 5 = 4): Promise<RawMqtt> {
   return new Promise((resolve, reject) => {
     const socket = netConnect(port, host);
-    const parser = mqttPacket.parser({ protocolVersion: 4 });
+    const parser = mqttPacket.parser({ protocolVersion });
     const queue: Record<string, any>[] = [];
     const waiting: ((p: Record<string, any> | undefined) => void)[] = [];
     let isClosed = false;
@@ -113,7 +114,7 @@ export function rawMqtt(port: number, host = "127.0.0.1"): Promise<RawMqtt> {
     socket.on("error", () => {});
     socket.once("connect", () =>
       resolve({
-        send: (packet) => socket.write(packet instanceof Uint8Array ? packet : mqttPacket.generate(packet as never)),
+        send: (packet) => socket.write(packet instanceof Uint8Array ? packet : mqttPacket.generate(packet as never, { protocolVersion })),
         next: () => (queue.length ? Promise.resolve(queue.shift()) : isClosed ? Promise.resolve(undefined) : new Promise((r) => waiting.push(r))),
         closed,
         get isClosed() {

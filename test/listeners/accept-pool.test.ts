@@ -160,7 +160,7 @@ describe("HTTP through the accept front", () => {
           socket.once("error", reject);
         });
       const basic = Buffer.from("http-device:wrong password").toString("base64");
-      const first = await raw("127.0.0.3", `GET /auth/http HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic ${basic}\r\n\r\n`);
+      const first = await raw("127.0.0.3", `GET /api/v1/data/plant/x HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic ${basic}\r\n\r\n`);
       expect(first.answer).toStartWith("HTTP/1.1 401");
       expect(app.core.loginLog.recent(1)[0]).toMatchObject({ username: "http-device", remote: "127.0.0.3" });
       expect(app.pool.size).toBe(0);
@@ -222,7 +222,7 @@ describe("HTTP through the accept front", () => {
     try {
       const silent = await idle(app.address("http")!.port, { localAddress: "127.0.0.3" });
       await app.core.credentials.create({ type: "http", username: "direct-device", password: "right password" });
-      const res = await fetch(`${url}/auth/http`, { headers: { authorization: `Basic ${Buffer.from("direct-device:wrong").toString("base64")}` } });
+      const res = await fetch(`${url}/api/v1/data/plant/x`, { headers: { authorization: `Basic ${Buffer.from("direct-device:wrong").toString("base64")}` } });
       expect(res.status).toBe(401);
       expect(app.core.loginLog.recent(1)[0]).toMatchObject({ username: "direct-device", remote: "127.0.0.1" });
       expect(app.pool.size).toBe(0); // the idle socket is Bun.serve's alone (it closes it after ~12 s)

@@ -314,8 +314,9 @@ describe("confirmations without htmx", () => {
       dialogs.push(d.message());
       void (accept ? d.accept() : d.dismiss());
     });
+    const asked = page.waitForEvent("dialog");
     await page.getByRole("button", { name: "Revoke" }).click();
-    await Bun.sleep(300);
+    await asked;
     expect(dialogs).toEqual(['Revoke the API token "provisioning script"? Scripts using it are refused at once.']);
     expect(await page.textContent("table")).toContain("provisioning script");
     accept = true;
@@ -408,10 +409,18 @@ describe("by keyboard", () => {
     await description.press("Enter");
     await page.locator("tr.editing").waitFor({ state: "detached" });
     expect(app.core.credentials.findByUsername("kbd-press-1")!.description).toBe("saved with Enter");
+    // The deactivation is pushed to the page, whose table then refreshes: the focus stays on the row.
+    await page.evaluate(() => {
+      const w = window as unknown as { tableSettled: boolean };
+      w.tableSettled = false;
+      document.addEventListener("htmx:afterSettle", (e) => {
+        if ((e as CustomEvent).detail.requestConfig?.headers?.["HX-Target"] === "integration-table") w.tableSettled = true;
+      });
+    });
     await row.getByRole("button", { name: "Deactivate" }).click();
     await row.getByRole("button", { name: "Activate", exact: true }).waitFor();
     await page.waitForFunction(() => document.activeElement?.textContent?.trim() === "Activate", undefined, { timeout: 5_000 });
-    await Bun.sleep(600); // the live refresh that follows (debounced 300 ms) keeps it there
+    await page.waitForFunction(() => (window as unknown as { tableSettled: boolean }).tableSettled, undefined, { timeout: 10_000 });
     expect(await page.evaluate(() => document.activeElement?.textContent?.trim())).toBe("Activate");
     await page.close();
   }, 30_000);

@@ -98,13 +98,15 @@
       if (cancel) { ev.preventDefault(); cancel.click(); }
     }
   });
+  // Where the focus is when a swap happens (not when its request left: a live refresh sent before a row
+  // action and answered after it would otherwise forget the action's row), so it can be put back.
   var focusRow = null, focusSlot = -1;
-  document.addEventListener("htmx:beforeRequest", function (ev) {
-    var elt = ev.detail.elt;
-    // a live refresh of the whole table keeps the focus where it was, too
-    if (elt && elt.id === "integration-table" && elt.contains(document.activeElement)) elt = document.activeElement;
+  document.addEventListener("htmx:beforeSwap", function (ev) {
+    if (!ev.detail.shouldSwap) return;
+    var target = ev.detail.target, active = document.activeElement;
+    var elt = target && active && active !== document.body && target.contains(active) ? active : ev.detail.elt;
     var tr = elt && elt.closest && elt.closest("tr[id^='integration-']");
-    if (!tr || !tr.id) return;
+    if (!tr || !tr.id || !(target && (target.contains(tr) || tr.contains(target)))) return;
     focusRow = tr.id;
     var slot = elt.closest("td.actions > *");
     focusSlot = tr.matches("tr.editing") ? 0 : slot ? Array.prototype.indexOf.call(slot.parentNode.children, slot) : -1;

@@ -1,5 +1,7 @@
 import type { Aedes, Client } from "aedes";
 import { generate } from "mqtt-packet";
+import { Readable } from "node:stream";
+import { deliverable } from "./properties.ts";
 
 /**
  * The reaches into aedes' and mqtt-packet's internals, in one place (pinned: aedes 2.0.0-beta.1,
@@ -9,16 +11,36 @@ import { generate } from "mqtt-packet";
 const pinned = "aedes 2.0.0-beta.1 (mqtt-packet 9, aedes-persistence 10)";
 
 interface PacketParser {
+  _parseHeader(): boolean;
   _parseLength(): boolean;
   packet: { length: number };
   _emitError(e: Error): void;
+  parse(buf: Buffer): number;
+  /** bytes received and not parsed yet */
+  _list: { length: number; append(buf: Buffer): void };
+  /** aedes: packets parsed before the CONNACK went out, handled once it has (null from then on) */
+  _queue: unknown[] | null;
+  removeAllListeners(event: "packet"): void;
+}
+
+interface ClientInternals {
+  _parser: PacketParser;
+  /** aedes: a CONNECT is being handled (login, session, CONNACK, queued messages) */
+  connecting: boolean;
+  connackSent: boolean;
+  connected: boolean;
+  pause(): void;
+  resume(): void;
+  disconnect(opts: { reasonCode?: number }, done?: () => void): void;
 }
 
 interface BrokerInternals {
   publish(packet: object, client: Client | null, done?: (err?: Error | null) => void): void;
+  handle(conn: unknown, req?: unknown): Client;
   persistence: {
     createRetainedStream(pattern: string): AsyncIterable<{ topic: string; payload: Buffer | string }>;
     cleanSubscriptions(client: { id: string }): Promise<unknown>;
+    outgoingStream(client: Client): Readable;
   };
 }
 
@@ -34,6 +56,27 @@ export function assertAedesShape(broker: Aedes, parser: unknown): void {
   if (typeof b.persistence?.cleanSubscriptions !== "function") fail("persistence.cleanSubscriptions is missing");
   const p = parser as Partial<PacketParser> | undefined;
   if (typeof p?._parseLength !== "function" || typeof p._emitError !== "function") fail("the client's mqtt-packet parser has no _parseLength/_emitError");
+}
+
+/** assertBrokerShape: what the broker-wide patches below rely on, checked before they are installed. */
+export function assertBrokerShape(broker: Aedes): void {
+  const b = broker as unknown as Partial<BrokerInternals>;
+  if (typeof b.publish !== "function") fail("broker.publish is missing");
+  if (typeof b.persistence?.outgoingStream !== "function") fail("persistence.outgoingStream is missing");
+  if (typeof b.handle !== "function") fail("broker.handle is missing");
+}
+
+/** assertClientShape: what the per-client patches below rely on, checked on a client before it has read a byte. */
+export function assertClientShape(client: Client): void {
+  const c = client as unknown as Partial<ClientInternals>;
+  const p = c._parser as Partial<PacketParser> | undefined;
+  if (typeof p?._parseHeader !== "function" || typeof p.parse !== "function" || typeof p._list?.append !== "function") {
+    fail("the client's mqtt-packet parser has no _parseHeader/parse/_list");
+  }
+  if (!Array.isArray(p._queue)) fail("client._parser._queue (packets before CONNACK) is missing");
+  if (typeof c.disconnect !== "function") fail("client.disconnect is missing");
+  if (c.connecting !== false || c.connackSent !== false) fail("client.connecting/connackSent is missing");
+  if (typeof c.pause !== "function" || typeof c.resume !== "function") fail("client.pause/resume is missing");
 }
 
 /** parserOf: the client's mqtt-packet parser. */
@@ -106,6 +149,121 @@ export function dropPublishes(broker: Aedes, dropped: WeakSet<object>): void {
   b.publish = (packet, client, done) => {
     if (dropped.has(packet)) return done?.(null);
     publish(packet, client, done);
+  };
+}
+
+/**
+ * deliverOnlyPublishProperties: every message the broker publishes (a client's, a will, the core's)
+ * keeps only the properties a PUBLISH may carry. A will arrives with its Will Properties, and aedes
+ * published them as they were, Will Delay Interval (0x18) included. Install before `dropPublishes`,
+ * which must see the packet aedes handed over.
+ */
+export function deliverOnlyPublishProperties(broker: Aedes): void {
+  const b = broker as unknown as BrokerInternals;
+  const publish = b.publish.bind(broker);
+  b.publish = (packet, client, done) => publish(deliverable(packet as { properties?: Record<string, unknown> }), client, done);
+}
+
+/**
+ * markRedeliveries: [MQTT-3.3.1-1] a PUBLISH sent again after a reconnect carries DUP=1. aedes resends a
+ * persistent session's queue from `outgoingStream` with the flag as it was stored (0). A queued message
+ * that already has a packet identifier was handed to an earlier connection and not acknowledged; one
+ * without was queued while the client was away and goes out for the first time (DUP=0, as Mosquitto).
+ */
+export function markRedeliveries(broker: Aedes): void {
+  const persistence = (broker as unknown as BrokerInternals).persistence;
+  const outgoingStream = persistence.outgoingStream.bind(persistence);
+  persistence.outgoingStream = (client) => {
+    const stored = outgoingStream(client);
+    return Readable.from(
+      (async function* () {
+        for await (const packet of stored as AsyncIterable<{ cmd?: string; messageId?: number; dup?: boolean }>) {
+          yield packet.cmd === "publish" && packet.messageId !== undefined && packet.messageId !== null ? { ...packet, dup: true } : packet;
+        }
+      })(),
+    );
+  };
+}
+
+/** eachClient: `patch` runs on every client aedes makes, before it reads a byte. */
+export function eachClient(broker: Aedes, patch: (client: Client) => void): void {
+  const b = broker as unknown as BrokerInternals;
+  const handle = b.handle.bind(broker);
+  b.handle = (conn, req) => {
+    const client = handle(conn, req);
+    patch(client);
+    return client;
+  };
+}
+
+/**
+ * holdUntilConnack: MQTT lets a client send right behind its CONNECT (3.1.1 §3.1.4), before the CONNACK.
+ * aedes parses whatever has arrived, queues the packets until the CONNACK is out and closes the connection
+ * once `queueLimit` (42) are queued; a larger limit is no cure: the queue is handled in one synchronous
+ * loop, and 30 000+ queued QoS 1 publishes crashed the process ("Maximum call stack size exceeded" in
+ * mqemitter). Here the parser stops after the CONNECT and the client stops reading until the CONNACK is
+ * written: what follows stays unparsed bytes (what one read brought) and then waits in TCP on the client's
+ * side. aedes resumes reading right after the CONNACK; the held bytes are parsed then, before anything read
+ * later, and handled as any later data. aedes' own queue stays empty.
+ */
+export function holdUntilConnack(client: Client): void {
+  const c = client as unknown as ClientInternals;
+  const parser = c._parser;
+  const parseHeader = parser._parseHeader.bind(parser);
+  // `connecting`: from the CONNECT's handling to the end of the connect sequence; `connackSent`: once written
+  parser._parseHeader = () => {
+    if (!c.connecting || c.connackSent) return parseHeader();
+    c.pause(); // aedes' authenticate pauses too, a little later; its resume comes right after the CONNACK
+    return false;
+  };
+  // A packet handled at once can end aedes' batch while its parse loop runs, and aedes then reads and
+  // parses the next data from inside that loop: mqtt-packet's parser is not re-entrant, and the stream
+  // was misread ("Not supported", "Invalid header flag bits" on a well-formed stream). Bytes that arrive
+  // so are appended for the running loop, which parses them in order.
+  const parse = parser.parse.bind(parser);
+  let parsing = false;
+  parser.parse = (buf) => {
+    if (parsing) {
+      parser._list.append(buf);
+      return parser._list.length;
+    }
+    parsing = true;
+    try {
+      return parse(buf);
+    } finally {
+      parsing = false;
+    }
+  };
+  // aedes' resume reads what arrived meanwhile (parsed behind the held bytes); when nothing did, the held
+  // bytes are parsed here
+  const resume = c.resume.bind(client);
+  c.resume = () => {
+    resume();
+    if (!client.closed && c.connackSent && parser._list.length > 0) parser.parse(Buffer.alloc(0));
+  };
+}
+
+/**
+ * stopAtDisconnect: after the server's DISCONNECT nothing more is handled or sent on that connection
+ * [MQTT-3.14.4-1]. aedes closes the connection a tick after writing it and went on meanwhile: a PUBLISH
+ * behind an invalid Topic Alias was still published and acknowledged after the DISCONNECT 0x94, and a
+ * refused one got its PUBACK 0x87 after a DISCONNECT 0x81. So the parser's packets stop reaching aedes and
+ * later writes are dropped. And aedes writes its DISCONNECT only once the connect sequence is over; a client
+ * that answers the CONNACK at once (an invalid alias, ...) lost the connection without one: written here.
+ */
+export function stopAtDisconnect(client: Client): void {
+  const c = client as unknown as ClientInternals;
+  const conn = client.conn as { write(b: Uint8Array): boolean };
+  const disconnect = c.disconnect.bind(client);
+  c.disconnect = (opts, done) => {
+    c._parser.removeAllListeners("packet");
+    if (client.version === 5 && c.connackSent && !c.connected && !client.closed && opts?.reasonCode !== undefined) {
+      conn.write(generate({ cmd: "disconnect", reasonCode: opts.reasonCode } as never, { protocolVersion: 5 }));
+      conn.write = () => true;
+      return client.close(done);
+    }
+    disconnect(opts, done); // writes its DISCONNECT now (the close follows a tick later)
+    conn.write = () => true;
   };
 }
 

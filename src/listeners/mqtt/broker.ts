@@ -13,8 +13,27 @@ import type { WsPeer } from "../../lib/http.ts";
 import type { Logger } from "../../lib/logger.ts";
 import type { TlsSource } from "../../lib/tls.ts";
 import type { Listener } from "../listener.ts";
-import { assertAedesShape, disconnectV5, handleOnFirstBytes, dropPublishes, forgetSession, limitPacketSize, parserOf, refuseUnknownProtocolLevels, refuseV5, retainedStream } from "./aedes-internals.ts";
+import {
+  assertAedesShape,
+  assertBrokerShape,
+  assertClientShape,
+  deliverOnlyPublishProperties,
+  disconnectV5,
+  dropPublishes,
+  eachClient,
+  forgetSession,
+  handleOnFirstBytes,
+  holdUntilConnack,
+  limitPacketSize,
+  markRedeliveries,
+  parserOf,
+  refuseUnknownProtocolLevels,
+  refuseV5,
+  retainedStream,
+  stopAtDisconnect,
+} from "./aedes-internals.ts";
 import { ClientIdOwners } from "./client-ids.ts";
+import { foreignPublishProperty, foreignWillProperty } from "./properties.ts";
 
 export interface MqttDeps {
   core: Core;
@@ -166,17 +185,25 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
         log.info("mqtt protocol version not supported", { version, clientId: packet.clientId?.slice(0, 128), remote: remoteOf(client) });
         refuse(client, packet.username, "unsupported-protocol");
       }
-      const will = packet.will as { topic: string; qos: number } | undefined;
-      // [MQTT-3.1.2-14] will QoS 3 is a protocol violation; a will topic obeys the topic rules.
-      if (will && (will.qos > 2 || !isValidTopicString(will.topic) || /[#+]/.test(will.topic))) return done(new Error("malformed will"), false);
+      // [MQTT-3.1.2-22] 3.1.1 (and 3.1): no password without a user name; a CONNECT that breaks §3.1 is
+      // closed without CONNACK [MQTT-3.1.4-1], as Mosquitto 2 does. MQTT 5 allows a password alone.
+      if (version !== 5 && packet.password !== undefined && packet.username === undefined) {
+        return done(new Error("password without user name"), false);
+      }
+      const will = packet.will as { topic: string; qos: number; properties?: Record<string, unknown> } | undefined;
+      // [MQTT-3.1.2-14] will QoS 3 is a protocol violation; a will topic obeys the topic rules; a will
+      // carries Will Properties only (§3.1.3.2).
+      const badWill = will && (will.qos > 2 || !isValidTopicString(will.topic) || /[#+]/.test(will.topic) || foreignWillProperty(will.properties));
+      if (badWill) return done(new Error("malformed will"), false);
       connects.set(client, packet);
       done(null, true);
     },
 
     authenticate(client: Client, username: string | undefined, password: Buffer | undefined, done: (err: AuthenticateError | null, ok: boolean | null) => void) {
       const packet = connects.get(client);
-      // [MQTT-3.1.3-8] an empty client id needs a clean session (aedes 1.2 would invent an id nobody can resume).
-      if (packet && packet.clientId === "" && !packet.clean) return done(authError(2, "empty client id with a persistent session"), null);
+      // [MQTT-3.1.3-8] an empty client id needs a clean session (aedes 1.2 would invent an id nobody can resume);
+      // MQTT 3.1 (§3.1 Client Identifier) needs 1 to 23 characters: CONNACK 2 as Mosquitto (longer ids pass there).
+      if (packet?.clientId === "" && (!packet.clean || packet.protocolVersion === 3)) return done(authError(2, "empty client id"), null);
       if (authenticated >= maxConnections) {
         log.warn("mqtt connection refused: limit reached", { limit: maxConnections, remote: remoteOf(client) });
         refuse(client, username, "connection-limit");
@@ -243,6 +270,13 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
 
     authorizePublish(client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void) {
       if (!client) return done(null); // the broker's own publishes (in-process bus)
+      // MQTT 5 §3.3.2.3: a property PUBLISH cannot carry (a Will Delay Interval, a Subscription Identifier
+      // [MQTT-3.3.4-6]) is a malformed packet: DISCONNECT 0x81 as Mosquitto, never forwarded. A will is
+      // asked here too (no `cmd`); its properties were checked at CONNECT.
+      if (client.version === 5 && packet.cmd === "publish" && foreignPublishProperty(packet.properties as Record<string, unknown> | undefined)) {
+        disconnectV5(client, 0x81);
+        return done(new Error("malformed publish properties"));
+      }
       // [MQTT-1.5.3-1/2] [MQTT-4.7.3-2] bad UTF-8 or U+0000 in a topic: protocol error, connection closed.
       if (!isValidTopicString(packet.topic)) {
         if (client.version === 5) client.close(); // aedes would answer v5 with 0x87 and carry on
@@ -294,7 +328,17 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
         maximumPacketSize: maxPacket, // advertised to v5 clients (enforced for all as the length is read)
       } as ConstructorParameters<typeof Aedes>[0]);
       const b = broker;
+      assertBrokerShape(b);
+      deliverOnlyPublishProperties(b);
       dropPublishes(b, dropped);
+      markRedeliveries(b);
+      let clientChecked = false;
+      eachClient(b, (client) => {
+        if (!clientChecked) assertClientShape(client);
+        clientChecked = true;
+        holdUntilConnack(client);
+        stopAtDisconnect(client);
+      });
 
       // A persistent session that had to start clean (its id's old owner is gone) persists from now on.
       b.on("clientReady", (client) => {
