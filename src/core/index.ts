@@ -51,7 +51,8 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
   const onboarding = new Onboarding(db, credentials, events, activity, log.child({ part: "onboarding" }), { requestTypeOf: opts.requestTypeOf });
   activity.follow(events);
   const sessions = new SessionRegistry(events, (id) => credentials.peek(id));
-  const metrics = coreMetrics(credentials, sessions, onboarding, events);
+  const timers: ReturnType<typeof setInterval>[] = [];
+  const metrics = coreMetrics(credentials, sessions, onboarding, events, timers);
   const admins = new AdminStore(db, {
     hashCost: opts.hashCost,
     sessionTtlMs: opts.sessionTtlMs,
@@ -104,7 +105,6 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
   /** syncExternalChanges: cheap when nothing changed (one PRAGMA); reconciles when the CLI wrote. */
   const syncExternalChanges = () => external.now();
 
-  const timers: ReturnType<typeof setInterval>[] = [];
   return {
     db,
     events,
@@ -162,7 +162,7 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
 }
 
 /** coreMetrics: integrations, sessions, logins and onboarding, plus the process's own figures. */
-function coreMetrics(credentials: CredentialStore, sessions: SessionRegistry, onboarding: Onboarding, events: EventBus): Metrics {
+function coreMetrics(credentials: CredentialStore, sessions: SessionRegistry, onboarding: Onboarding, events: EventBus, timers: ReturnType<typeof setInterval>[]): Metrics {
   const m = new Metrics();
   const logins = m.counter("gatehouse_logins_total", "Logins by protocol and result (ok or the refusal reason)");
   events.on("login.succeeded", (e) => logins.inc({ protocol: e.type, result: "ok" }));
@@ -198,6 +198,7 @@ function coreMetrics(credentials: CredentialStore, sessions: SessionRegistry, on
     expected = now + 500;
   }, 500);
   timer.unref?.();
+  timers.push(timer); // cleared by the core's stop
   m.gauge({ name: "gatehouse_event_loop_lag_seconds", help: "How late the last 500 ms timer fired", read: () => [[{}, lag]] });
   m.gauge({ name: "gatehouse_db_write_seconds", help: "Duration of the last write-behind flush", read: () => [[{}, credentials.lastFlushSeconds]] });
   return m;
