@@ -7,7 +7,7 @@ import { AcceptPool } from "./core/accept-pool.ts";
 import { createCore, type Core, type CoreOptions } from "./core/index.ts";
 import { openDataDir } from "./db/data-dir.ts";
 import type { Logger } from "./lib/logger.ts";
-import { acceptsTable } from "./listeners/index.ts";
+import { acceptsTable, requestTypeOf } from "./listeners/index.ts";
 import type { Listener } from "./listeners/listener.ts";
 import { version } from "./version.ts";
 import { createWebApp, defaultMaxBodyBytes } from "./web/app.tsx";
@@ -23,9 +23,9 @@ export interface App {
   pool: AcceptPool;
   start(): Promise<void>;
   stop(): Promise<void>;
-  /** the real address of the web server ("http", "https") or of a started listener, by type */
+  /** the real address of the web server's ports ("http", "https") or of a started listener, by type */
   address(name: string): { host: string; port: number } | undefined;
-  /** SIGHUP: re-read the TLS certificate and key */
+  /** reloadTls: SIGHUP; re-read the TLS certificate and key */
   reloadTls(): void;
 }
 
@@ -38,7 +38,7 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
   // A short busy timeout: bun:sqlite waits synchronously, so a CLI holding the lock must not stall the
   // event loop (every listener) for seconds; write-behind retries later, an admin's write answers 503.
   const db = openDataDir(config.dataDir, { busyTimeoutMs: 250 });
-  const core = createCore(db, log, { sessionTtlMs: config.sessionTtlSeconds * 1000, accepts: acceptsTable(), ...coreOptions });
+  const core = createCore(db, log, { sessionTtlMs: config.sessionTtlSeconds * 1000, accepts: acceptsTable(), requestTypeOf, ...coreOptions });
   // One TLS configuration for HTTPS and MQTT over TLS (made or read when the appliance starts).
   const tls = new TlsSource({ dataDir: config.dataDir, certFile: config.tlsCertFile, keyFile: config.tlsKeyFile });
   // One pool for the sockets of every listener that have not logged in: strangers holding sockets on
@@ -52,7 +52,7 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
   const readiness = () => {
     const reasons: string[] = [];
     if (!ready) reasons.push("starting or stopping");
-    for (const p of parts) if (p.name !== "tls" && p.name !== "https" && !started.includes(p)) reasons.push(`${p.name} not listening`);
+    for (const p of parts) if (p.name !== "tls" && !started.includes(p)) reasons.push(`${p.name} not listening`);
     try {
       db.$client.run("BEGIN IMMEDIATE");
       db.$client.run("ROLLBACK");
@@ -61,7 +61,19 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
     }
     return { ready: reasons.length === 0, reasons };
   };
-  const web = createWebApp(core, log, { version, mounts, readiness });
+  const web = createWebApp(core, log, {
+    version,
+    mounts,
+    readiness,
+    pages: listeners.flatMap((l) => (l.pages ? [l.pages] : [])),
+    describe: (i) => {
+      for (const l of listeners) {
+        const note = l.describe?.(i);
+        if (note) return note;
+      }
+      return undefined;
+    },
+  });
   const maxBodyBytes = Math.max(defaultMaxBodyBytes, ...mounts.map((m) => m.maxBodyBytes ?? 0));
   const http = createWebServer(web, {
     host: config.bind,
@@ -73,12 +85,15 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
     maxBodyBytes,
     websockets: mounts.flatMap((m) => (m.websocket ? [m.websocket] : [])),
     requests: core.metrics.counter("gatehouse_http_requests_total", "HTTP requests by route class and status"),
+    routeClassOf: (path) => mounts.find((m) => m.routeClass && m.claims(path))?.routeClass,
     pool: config.httpAcceptFront ? pool : undefined,
     maxConnections: config.httpMaxConnections,
   });
   const tlsNeeded = config.httpsPort !== null || listeners.some((l) => l.needsTls);
   // The web server first: the admin page answers while the listeners (OPC UA: ~1 s) start.
-  const parts: { name: string; start(): Promise<void>; stop(): Promise<void>; address(): { host: string; port: number } | undefined }[] = [
+  // Each part's addresses by name: the web server has one per scheme; a listener that shares another's
+  // port (HTTP integrations on the web port, VRPC in the broker) has none.
+  const parts: { name: string; start(): Promise<void>; stop(): Promise<void>; addresses(): Record<string, { host: string; port: number } | undefined> }[] = [
     {
       name: "tls",
       async start() {
@@ -92,11 +107,10 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
       async stop() {
         tls.close();
       },
-      address: () => undefined,
+      addresses: () => ({}),
     },
-    { name: "http", start: () => http.start(), stop: () => http.stop(), address: () => http.address("http") },
-    { name: "https", start: async () => {}, stop: async () => {}, address: () => http.address("https") },
-    ...listeners.map((l) => ({ name: l.type, start: () => l.start(), stop: () => l.stop(), address: () => l.address() })),
+    { name: "web", start: () => http.start(), stop: () => http.stop(), addresses: () => ({ http: http.address("http"), https: http.address("https") }) },
+    ...listeners.map((l) => ({ name: l.type, start: () => l.start(), stop: () => l.stop(), addresses: () => ({ [l.type]: l.address() }) })),
   ];
   const started: typeof parts = [];
   let stopped = false;
@@ -130,8 +144,9 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
           throw err;
         }
         started.push(part);
-        const a = part.address();
-        if (part.name !== "tls" && (a || part.name !== "https")) log.info("listening", { listener: part.name, address: a ? `${a.host}:${a.port}` : "shared http port" });
+        const bound = Object.entries(part.addresses()).filter(([, a]) => a !== undefined);
+        for (const [name, a] of bound) log.info("listening", { listener: name, address: `${a!.host}:${a!.port}`, part: part.name });
+        if (bound.length === 0 && part.name !== "tls") log.info("started", { part: part.name });
       }
       await bootstrapAdmin();
       // Start-up leaves parse garbage behind (node-opcua's nodeset above all): collect it once, so
@@ -156,7 +171,11 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
       db.$client.close();
     },
     address(name) {
-      return parts.find((p) => p.name === name)?.address();
+      for (const p of parts) {
+        const a = p.addresses()[name];
+        if (a) return a;
+      }
+      return undefined;
     },
     reloadTls() {
       if (!tlsNeeded) return;

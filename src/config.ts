@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { parseTrustedProxies, type TrustedProxies } from "./lib/client-address.ts";
 import type { LogLevel } from "./lib/logger.ts";
-import { ConfigError, parseBool, parseCount, parsePortOrOff, type OptionReader, type OptionSpec } from "./lib/options.ts";
+import { ConfigError, envOf, flagOf, helpLine, option, readOptions, type Given, type OptionSet } from "./lib/options.ts";
 import { listenerRegistry } from "./listeners/index.ts";
 import type { ListenerModule } from "./listeners/listener.ts";
 
@@ -59,67 +59,43 @@ export interface Config {
   readonly warnings: readonly string[];
 }
 
-/** commonOptions: the flags of `serve` that belong to no single listener. */
-const commonOptions: Record<string, OptionSpec> = {
-  "data-dir": { flag: "--data-dir DIR", env: "GATEHOUSE_DATA_DIR", help: "database, PKI and state", default: "./data" },
-  bind: { flag: "--bind ADDR", env: "GATEHOUSE_BIND", help: "address every listener binds to", default: "0.0.0.0" },
-  "http-port": { flag: "--http-port N", env: "GATEHOUSE_HTTP_PORT", help: "admin page, JSON API and HTTP integrations (0 = any free port, off = none)", default: "8080" },
-  "https-port": { flag: "--https-port N", env: "GATEHOUSE_HTTPS_PORT", help: "the same over TLS (off = none)", default: "8443" },
-  "http-redirect": { flag: "--http-redirect BOOL", env: "GATEHOUSE_HTTP_REDIRECT", help: "plain HTTP redirects to HTTPS", default: "false" },
-  "tls-cert": { flag: "--tls-cert FILE", env: "GATEHOUSE_TLS_CERT", help: "PEM certificate (chain) for MQTT over TLS and HTTPS; reloaded on SIGHUP" },
-  "tls-key": { flag: "--tls-key FILE", env: "GATEHOUSE_TLS_KEY", help: "its PEM private key (without both: self-signed in the data dir)" },
-  "log-format": { flag: "--log-format F", env: "GATEHOUSE_LOG_FORMAT", help: "text | json (one object per line)", default: "text" },
-  "log-level": { flag: "--log-level L", env: "GATEHOUSE_LOG_LEVEL", help: "debug | info | warn | error", default: "info" },
-  "admin-password-file": {
-    flag: "--admin-password-file FILE",
-    env: "GATEHOUSE_ADMIN_PASSWORD_FILE",
-    help: "first start: admin \"admin\" gets the password in FILE (0600; default: systemd credential admin-password)",
-  },
-  "public-url": { flag: "--public-url URL", env: "GATEHOUSE_PUBLIC_URL", help: "base URL shown in the setup link" },
-  "session-ttl": { flag: "--session-ttl SECONDS", env: "GATEHOUSE_SESSION_TTL", help: "admin sign-in lifetime", default: "43200" },
-  "trusted-proxies": { flag: "--trusted-proxies LIST", env: "GATEHOUSE_TRUSTED_PROXIES", help: "reverse proxies (ADDR or CIDR, comma-separated) whose X-Forwarded-For names the client; none by default" },
-  "http-max-connections": {
-    flag: "--http-max-connections N",
-    env: "GATEHOUSE_HTTP_MAX_CONNECTIONS",
-    help: "HTTP(S) connections per port after their first request (the one quiet longest makes room)",
-    default: "2048",
-  },
-  "http-accept-front": {
-    flag: "--http-accept-front BOOL",
-    env: "GATEHOUSE_HTTP_ACCEPT_FRONT",
-    help: "count HTTP(S) sockets in the accept pool from accept (false: Bun.serve alone, e.g. behind a reverse proxy)",
-    default: "true",
-  },
-  "max-pending": {
-    flag: "--max-pending N",
-    env: "GATEHOUSE_MAX_PENDING",
-    help: "sockets not logged in yet on all ports together (the oldest silent one makes room)",
-    default: "2000",
-  },
-  "pending-timeout": {
-    flag: "--pending-timeout SECONDS",
-    env: "GATEHOUSE_PENDING_TIMEOUT",
-    help: "a silent socket's deadline (TLS handshake, CONNECT, request); shrinks to 2 s as the pool fills",
-    default: "10",
-  },
+/** commonOptions: the options of `serve` that belong to no single listener. */
+const commonOptions = {
+  dataDir: option.text("database, PKI and state", "DIR", "./data"),
+  bind: option.text("address every listener binds to", "ADDR", "0.0.0.0"),
+  httpPort: option.port("admin page, JSON API and HTTP integrations", "8080"),
+  httpsPort: option.port("the same over TLS", "8443"),
+  httpRedirect: option.bool("plain HTTP redirects to HTTPS", "false"),
+  tlsCert: option.text("PEM certificate (chain) for MQTT over TLS and HTTPS; reloaded on SIGHUP", "FILE"),
+  tlsKey: option.text("its PEM private key (without both: self-signed in the data dir)", "FILE"),
+  logFormat: option.oneOf("one line per event", ["text", "json"] as const, "text"),
+  logLevel: option.oneOf("the least important lines logged", ["debug", "info", "warn", "error"] as const, "info"),
+  adminPasswordFile: option.text('first start: admin "admin" gets the password in FILE (0600; default: systemd credential admin-password)', "FILE"),
+  publicUrl: option.custom("base URL shown in the setup link", "URL", (raw, flag) => {
+    if (raw !== undefined && !URL.canParse(raw)) throw new ConfigError(`${flag} is not a URL: "${raw}"`);
+    return raw;
+  }),
+  sessionTtl: option.count("admin sign-in lifetime", "43200", 60, 10 * 365 * 86400, "SECONDS"),
+  trustedProxies: option.custom("reverse proxies (ADDR or CIDR, comma-separated) whose X-Forwarded-For names the client; none by default", "LIST", (raw) => parseTrustedProxies(raw)),
+  httpMaxConnections: option.count("HTTP(S) connections per port after their first request (the one quiet longest makes room)", "2048", 1, 1_000_000),
+  httpAcceptFront: option.bool("count HTTP(S) sockets in the accept pool from accept (false: Bun.serve alone, e.g. behind a reverse proxy)", "true"),
+  maxPending: option.count("sockets not logged in yet on all ports together (the oldest silent one makes room)", "2000", 1, 1_000_000),
+  pendingTimeout: option.count("a silent socket's deadline (TLS handshake, CONNECT, request); shrinks to 2 s as the pool fills", "10", 1, 300, "SECONDS"),
   // Names of releases before the shared accept pool: a unit file that sets them still starts.
-  "mqtt-max-pending": {
-    flag: "--mqtt-max-pending N",
-    env: "GATEHOUSE_MQTT_MAX_PENDING",
-    help: "deprecated: read as --max-pending",
-    deprecated: "--mqtt-max-pending (GATEHOUSE_MQTT_MAX_PENDING) is deprecated: read as --max-pending, which now counts every port",
-  },
-  "mqtt-max-pending-per-address": {
-    flag: "--mqtt-max-pending-per-address N",
-    env: "GATEHOUSE_MQTT_MAX_PENDING_PER_ADDRESS",
-    help: "deprecated, ignored: an address's share of --max-pending shrinks as the pool fills",
-    deprecated:
-      "--mqtt-max-pending-per-address (GATEHOUSE_MQTT_MAX_PENDING_PER_ADDRESS) is ignored: an address's share of --max-pending now shrinks as the pool fills",
-  },
-};
+  mqttMaxPending: option.deprecated(
+    option.count("", undefined, 1, 1_000_000),
+    "deprecated: read as --max-pending",
+    "--mqtt-max-pending (GATEHOUSE_MQTT_MAX_PENDING) is deprecated: read as --max-pending, which now counts every port",
+  ),
+  mqttMaxPendingPerAddress: option.deprecated(
+    option.count("", undefined, 1, 1_000_000),
+    "deprecated, ignored: an address's share of --max-pending shrinks as the pool fills",
+    "--mqtt-max-pending-per-address (GATEHOUSE_MQTT_MAX_PENDING_PER_ADDRESS) is ignored: an address's share of --max-pending now shrinks as the pool fills",
+  ),
+} satisfies OptionSet;
 
-/** serveOptions: every flag of `serve` with its environment twin; `--help` is generated from this. */
-export const serveOptions: Record<string, OptionSpec> = Object.assign({}, commonOptions, ...listenerRegistry.map((m) => m.configKeys));
+/** serveOptions: every option of `serve`, the common ones and each listener's; `--help` is generated from this. */
+export const serveOptions: OptionSet = Object.assign({}, commonOptions, ...listenerRegistry.map((m) => m.options));
 
 export const usage = `gatehouse — who may connect to this device (MQTT, OPC UA, HTTP, VRPC)
 
@@ -139,17 +115,19 @@ Usage:
   gatehouse version
 
 Options of serve (each also read from its environment variable; flags win):
-${Object.values(serveOptions)
-  .filter((o) => !o.deprecated)
-  .map((o) => `  ${o.flag.padEnd(26)} ${o.env.padEnd(31)} ${o.help}${o.default ? ` (default ${o.default})` : ""}`)
+${Object.entries(serveOptions)
+  .filter(([, o]) => !o.deprecated)
+  .map(([name, o]) => helpLine(name, o))
   .join("\n")}
-  ${"".padEnd(26)} ${"GATEHOUSE_ADMIN_PASSWORD".padEnd(31)} the same from the environment (prefer the file: see README)
-  -h, --help                                   this text
+  GATEHOUSE_ADMIN_PASSWORD (environment only)
+      the same from the environment (prefer the file: see README)
+  -h, --help
+      this text
 
 Deprecated names (still accepted, so an old unit file starts; a warning is logged at start):
-${Object.values(serveOptions)
-  .filter((o) => o.deprecated)
-  .map((o) => `  ${o.flag.padEnd(26)} ${o.env.padEnd(31)} ${o.help}`)
+${Object.entries(serveOptions)
+  .filter(([, o]) => o.deprecated)
+  .map(([name, o]) => helpLine(name, o))
   .join("\n")}
 
 Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration.
@@ -157,70 +135,55 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration.
 
 /** parseServeConfig: flags win over environment, environment over defaults. Throws ConfigError. */
 export function parseServeConfig(argv: string[], env: Record<string, string | undefined>): Config {
+  const names = new Map(Object.keys(serveOptions).map((name) => [flagOf(name).slice(2), name]));
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({
       args: argv,
-      options: Object.fromEntries(Object.keys(serveOptions).map((k) => [k, { type: "string" as const }])),
+      options: Object.fromEntries([...names.keys()].map((flag) => [flag, { type: "string" as const }])),
       strict: true,
       allowPositionals: false,
     }));
   } catch (err) {
     throw new ConfigError((err as Error).message);
   }
+  const fromFlags = new Map(Object.entries(values).map(([flag, v]) => [names.get(flag)!, v]));
   /** given: the value set by flag or environment, if any (no default) */
-  const given = (key: string) => {
-    const spec = serveOptions[key];
-    if (!spec) throw new Error(`option ${key} is not declared`);
-    const v = values[key] ?? env[spec.env];
+  const given: Given = (name) => {
+    const v = fromFlags.get(name) ?? env[envOf(name)];
     return typeof v === "string" && v !== "" ? v : undefined;
   };
-  const get: OptionReader = (key) => given(key) ?? serveOptions[key]!.default;
-  const logLevel = get("log-level")!;
-  if (!["debug", "info", "warn", "error"].includes(logLevel)) {
-    throw new ConfigError(`--log-level must be debug, info, warn or error, got "${logLevel}"`);
-  }
-  const tlsCert = get("tls-cert");
-  const tlsKey = get("tls-key");
-  if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new ConfigError("--tls-cert and --tls-key go together");
-  const logFormat = get("log-format")!;
-  if (logFormat !== "text" && logFormat !== "json") throw new ConfigError(`--log-format must be text or json, got "${logFormat}"`);
-  const publicUrl = get("public-url");
-  if (publicUrl !== undefined && !URL.canParse(publicUrl)) throw new ConfigError(`--public-url is not a URL: "${publicUrl}"`);
-  const { password: adminPassword, source: adminPasswordSource } = firstAdminPassword(get("admin-password-file"), env);
+  const o = readOptions(commonOptions, given);
+  if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new ConfigError("--tls-cert and --tls-key go together");
+  const { password: adminPassword, source: adminPasswordSource } = firstAdminPassword(o.adminPasswordFile, env);
   const warnings: string[] = [];
-  for (const [key, spec] of Object.entries(serveOptions)) if (spec.deprecated && given(key) !== undefined) warnings.push(spec.deprecated);
-  const oldMaxPending = given("mqtt-max-pending");
-  const maxPending =
-    given("max-pending") === undefined && oldMaxPending !== undefined
-      ? parseCount("mqtt-max-pending", oldMaxPending, 1, 1_000_000)
-      : parseCount("max-pending", get("max-pending")!, 1, 1_000_000);
-  const oldPerAddress = given("mqtt-max-pending-per-address");
-  if (oldPerAddress !== undefined) parseCount("mqtt-max-pending-per-address", oldPerAddress, 1, 1_000_000);
+  for (const [name, spec] of Object.entries(serveOptions)) if (spec.deprecated && given(name) !== undefined) warnings.push(spec.deprecated);
+  // the old name counts only when the new one is not given
+  const maxPending = given("maxPending") === undefined && o.mqttMaxPending !== undefined ? o.mqttMaxPending : o.maxPending;
   const listeners: ListenerConfig[] = [];
   for (const module of listenerRegistry as readonly ListenerModule<unknown>[]) {
-    const options = module.parseConfig(get);
+    const options = module.parseConfig(readOptions(module.options, given));
     if (options !== null) listeners.push({ module, options });
   }
   return Object.freeze({
-    dataDir: get("data-dir")!,
-    bind: get("bind")!,
-    httpPort: parsePortOrOff("http-port", get("http-port")!),
-    httpsPort: parsePortOrOff("https-port", get("https-port")!),
-    httpRedirect: parseBool("http-redirect", get("http-redirect")!),
-    tlsCertFile: tlsCert,
-    tlsKeyFile: tlsKey,
-    logFormat: logFormat as "text" | "json",
-    logLevel: logLevel as LogLevel,
+    dataDir: o.dataDir,
+    bind: o.bind,
+    httpPort: o.httpPort,
+    httpsPort: o.httpsPort,
+    httpRedirect: o.httpRedirect,
+    tlsCertFile: o.tlsCert,
+    tlsKeyFile: o.tlsKey,
+    logFormat: o.logFormat,
+    logLevel: o.logLevel,
     adminPassword,
     adminPasswordSource,
-    publicUrl,
-    sessionTtlSeconds: parseCount("session-ttl", get("session-ttl")!, 60, 10 * 365 * 86400),
-    trustedProxies: parseTrustedProxies(get("trusted-proxies")),
-    httpMaxConnections: parseCount("http-max-connections", get("http-max-connections")!, 1, 1_000_000),
-    httpAcceptFront: parseBool("http-accept-front", get("http-accept-front")!),
+    publicUrl: o.publicUrl,
+    sessionTtlSeconds: o.sessionTtl,
+    trustedProxies: o.trustedProxies,
+    httpMaxConnections: o.httpMaxConnections,
+    httpAcceptFront: o.httpAcceptFront,
     maxPending,
-    pendingTimeoutSeconds: parseCount("pending-timeout", get("pending-timeout")!, 1, 300),
+    pendingTimeoutSeconds: o.pendingTimeout,
     listeners: Object.freeze(listeners),
     warnings: Object.freeze(warnings),
   });

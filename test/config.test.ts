@@ -1,3 +1,4 @@
+import { envOf } from "../src/lib/options.ts";
 import { afterAll, describe, expect, it } from "bun:test";
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -70,7 +71,7 @@ describe("serve configuration", () => {
   });
 
   it("--help lists every registered listener's flags with their environment twins", () => {
-    for (const m of listenerRegistry) for (const spec of Object.values(m.configKeys)) expect(usage).toContain(spec.env);
+    for (const m of listenerRegistry) for (const name of Object.keys(m.options)) expect(usage).toContain(envOf(name));
   });
 });
 

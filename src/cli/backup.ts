@@ -15,7 +15,7 @@ import { assertNewTarget, createPrivateFile, fsyncPath, publishFile, readBounded
 import { silentLogger } from "../lib/logger.ts";
 import { exitCodes } from "./exit-codes.ts";
 
-/** pidFile: `serve` writes it while it runs; restore refuses to replace a database in use. */
+/** pidFileName: `serve` writes it while it runs; restore refuses to replace a database in use. */
 export const pidFileName = "gatehouse.pid";
 
 export function servePid(dataDir: string): number | undefined {

@@ -11,7 +11,7 @@ import { readBounded } from "../lib/files.ts";
 import { readSecretLine } from "./stdin.ts";
 
 /**
- * integrations: offline CRUD on the data dir. The running appliance polls SQLite's data_version
+ * integrationsCli: offline CRUD on the data dir. The running appliance polls SQLite's data_version
  * and reconciles within half a second, so a change here drops sessions there exactly like the page.
  */
 export async function integrationsCli(argv: string[], env: Record<string, string | undefined>): Promise<number> {

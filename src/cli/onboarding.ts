@@ -11,7 +11,7 @@ import { exitCodes } from "./exit-codes.ts";
 const usage = "use: gatehouse onboarding open [--minutes N] [--type T ...] | close | list | approve ID [ID ...] [--description D]";
 
 /**
- * onboarding: opens, closes, lists and approves on the data dir. The running appliance notices the
+ * onboardingCli: opens, closes, lists and approves on the data dir. The running appliance notices the
  * write (SQLite data_version) within half a second; its window then closes on time by itself.
  */
 export async function onboardingCli(argv: string[], env: Record<string, string | undefined>): Promise<number> {

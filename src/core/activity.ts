@@ -2,6 +2,9 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { and, desc, eq, like, lt, or, sql, type SQL } from "drizzle-orm";
 import { isBusy, type Db } from "../db/client.ts";
 import { activity, type ActivityRow } from "../db/schema.ts";
+
+// The activity and settings pages show these rows: views take the core's types, never the schema's.
+export type { ActivityRow } from "../db/schema.ts";
 import type { EventBus } from "./events.ts";
 
 /** Actor: who a change is attributed to: `admin:<name>`, `token:<name>`, `cli`, `system`. */

@@ -2,6 +2,9 @@ import { timingSafeEqual } from "node:crypto";
 import { and, eq, gt, lt } from "drizzle-orm";
 import { isBusy, relaxed, type Db } from "../db/client.ts";
 import { adminSessions, admins, apiTokens, type ApiTokenRow } from "../db/schema.ts";
+
+// The tokens page shows these rows: views take the core's types, never the schema's.
+export type { ApiTokenRow } from "../db/schema.ts";
 import { AppError, NotFoundError, ValidationError } from "../lib/errors.ts";
 import { randomToken, sha256Hex } from "../lib/ids.ts";
 import type { HashCost } from "./credentials.ts";

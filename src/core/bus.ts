@@ -1,9 +1,3 @@
-/**
- * TopicBus: the topic space MQTT provides and the other listeners (OPC UA Topics, HTTP data) use, in
- * process. The core owns it so that no adapter imports another: the MQTT listener attaches a
- * provider while it runs and reports every routed message; consumers subscribe here whether or not
- * the provider is up yet. Callers check permissions (core/permissions.ts) before they publish.
- */
 export interface TopicMessage {
   topic: string;
   payload: Buffer;
@@ -34,6 +28,12 @@ export class BusUnavailableError extends Error {
   }
 }
 
+/**
+ * TopicBus: the topic space MQTT provides and the other listeners (OPC UA Topics, HTTP data) use, in
+ * process. The core owns it so that no adapter imports another: the MQTT listener attaches a
+ * provider while it runs and reports every routed message; consumers subscribe here whether or not
+ * the provider is up yet. Callers check permissions (core/permissions.ts) before they publish.
+ */
 export class TopicBus {
   #provider: BusProvider | undefined;
   #handlers = new Set<(m: TopicMessage) => void>();

@@ -7,7 +7,7 @@ import { aclKey, IntegrationIndex, publicView, type StoredIntegration } from "./
 import { LastLogins } from "./credentials/last-logins.ts";
 import { countByType, listIntegrations, type ListPage, type ListQuery } from "./credentials/query.ts";
 import { reconcile } from "./credentials/reconcile.ts";
-import { hashFor, hashProblem, isFastHash, needsRehash, type HashScheme } from "./credentials/hashing.ts";
+import { hashFor, hashProblem, isFastHash, needsRehash, type HashCost, type HashScheme } from "./credentials/hashing.ts";
 import { isValidTopicFilter, validateFields } from "./credentials/validation.ts";
 import { LoginVerifier } from "./credentials/verifier.ts";
 import type { EventBus } from "./events.ts";
@@ -65,10 +65,7 @@ export interface AdoptedIntegration {
   denySubscribeAcl?: string[];
 }
 
-export interface HashCost {
-  memoryCost?: number;
-  timeCost?: number;
-}
+export type { HashCost } from "./credentials/hashing.ts";
 
 /** AcceptsTable: which integration types a listener admits, by listener type (default: its own type only). */
 export type AcceptsTable = Partial<Record<IntegrationType, readonly IntegrationType[]>>;

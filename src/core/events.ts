@@ -1,5 +1,4 @@
-import type { Integration, IntegrationType, LoginFailure, LoginMeta } from "./types.ts";
-import type { SessionInfo } from "./sessions.ts";
+import type { Integration, IntegrationType, LoginFailure, LoginMeta, SessionInfo } from "./types.ts";
 
 /** EventMap: every event of the core, named `noun.pastVerb`. */
 export interface EventMap {

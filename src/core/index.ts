@@ -5,10 +5,8 @@ import { ActivityLog, actAs } from "./activity.ts";
 import { AnnouncementRefusals } from "./announcements.ts";
 import { AdminStore } from "./admins.ts";
 import { Metrics } from "./metrics.ts";
-import { Onboarding } from "./onboarding.ts";
+import { Onboarding, type RequestTypeOf } from "./onboarding.ts";
 import { TopicBus } from "./bus.ts";
-import type { CertificateTrust } from "./certificates.ts";
-import type { VrpcDirectory } from "./vrpc.ts";
 import type { TopicSpace } from "./permissions.ts";
 import { CredentialStore, type AcceptsTable, type HashCost } from "./credentials.ts";
 import { statusOf, type IntegrationType } from "./types.ts";
@@ -21,6 +19,8 @@ export interface CoreOptions {
   hashCost?: HashCost;
   /** which integration types each listener admits besides its own (from the listener registry) */
   accepts?: AcceptsTable;
+  /** which type an unknown login becomes as an onboarding request (from the listener registry) */
+  requestTypeOf?: RequestTypeOf;
   sessionTtlMs?: number;
   /** how often the database is checked for writes by another process (the CLI) */
   watchIntervalMs?: number;
@@ -48,10 +48,11 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     onUnusableHash: (username, problem) =>
       log.warn("login refused: the stored password hash cannot be checked at a bounded cost; set a new password", { username, problem }),
   });
-  const onboarding = new Onboarding(db, credentials, events, activity, log.child({ part: "onboarding" }));
+  const onboarding = new Onboarding(db, credentials, events, activity, log.child({ part: "onboarding" }), { requestTypeOf: opts.requestTypeOf });
   activity.follow(events);
   const sessions = new SessionRegistry(events, (id) => credentials.peek(id));
-  const metrics = coreMetrics(credentials, sessions, onboarding, events);
+  const timers: ReturnType<typeof setInterval>[] = [];
+  const metrics = coreMetrics(credentials, sessions, onboarding, events, timers);
   const admins = new AdminStore(db, {
     hashCost: opts.hashCost,
     sessionTtlMs: opts.sessionTtlMs,
@@ -104,7 +105,6 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
   /** syncExternalChanges: cheap when nothing changed (one PRAGMA); reconciles when the CLI wrote. */
   const syncExternalChanges = () => external.now();
 
-  const timers: ReturnType<typeof setInterval>[] = [];
   return {
     db,
     events,
@@ -122,12 +122,8 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     topicSpace,
     /** VRPC announcements the topic rules refused, last per integration (its row, the agents page) */
     refusedAnnouncements,
-    /** the OPC UA listener's certificate trust list while it runs */
-    certificates: new Slot<CertificateTrust>(),
     /** the TLS certificate in use (for the Settings page), once loaded */
     tlsInfo: new Slot<{ fingerprint: string; source: string; certFile: string }>(),
-    /** the VRPC listener's directory of agents while it runs */
-    vrpc: new Slot<VrpcDirectory>(),
     syncExternalChanges,
     /**
      * fresh: before a decision that must see every change another process has committed (a login
@@ -166,7 +162,7 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
 }
 
 /** coreMetrics: integrations, sessions, logins and onboarding, plus the process's own figures. */
-function coreMetrics(credentials: CredentialStore, sessions: SessionRegistry, onboarding: Onboarding, events: EventBus): Metrics {
+function coreMetrics(credentials: CredentialStore, sessions: SessionRegistry, onboarding: Onboarding, events: EventBus, timers: ReturnType<typeof setInterval>[]): Metrics {
   const m = new Metrics();
   const logins = m.counter("gatehouse_logins_total", "Logins by protocol and result (ok or the refusal reason)");
   events.on("login.succeeded", (e) => logins.inc({ protocol: e.type, result: "ok" }));
@@ -202,6 +198,7 @@ function coreMetrics(credentials: CredentialStore, sessions: SessionRegistry, on
     expected = now + 500;
   }, 500);
   timer.unref?.();
+  timers.push(timer); // cleared by the core's stop
   m.gauge({ name: "gatehouse_event_loop_lag_seconds", help: "How late the last 500 ms timer fired", read: () => [[{}, lag]] });
   m.gauge({ name: "gatehouse_db_write_seconds", help: "Duration of the last write-behind flush", read: () => [[{}, credentials.lastFlushSeconds]] });
   return m;

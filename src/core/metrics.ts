@@ -1,7 +1,3 @@
-/**
- * Metrics: Prometheus text exposition (format 0.0.4), hand-written and small: counters a listener
- * bumps, and gauges read when scraped. Label values are escaped as the format asks.
- */
 type Labels = Record<string, string>;
 
 const escape = (v: string) => v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
@@ -52,6 +48,10 @@ export interface Gauge {
   read(): [Labels, number][] | Promise<[Labels, number][]>;
 }
 
+/**
+ * Metrics: Prometheus text exposition (format 0.0.4), hand-written and small: counters a listener
+ * bumps, and gauges read when scraped. Label values are escaped as the format asks.
+ */
 export class Metrics {
   #counters = new Map<string, Counter>();
   #gauges: Gauge[] = [];

@@ -15,7 +15,7 @@ export type OnboardingRequest = Omit<OnboardingRequestRow, "passwordHash">;
 export interface OnboardingStatus {
   open: boolean;
   openUntil: number | null;
-  /** null: every type */
+  /** the types the window is open for (null: every type) */
   types: IntegrationType[] | null;
   openedBy: string | null;
   pending: number;
@@ -31,11 +31,11 @@ export function fingerprintOf(username: string, password: string): string {
   return `${hex.slice(0, 4)} ${hex.slice(4)}`;
 }
 
-/** requestTypeOf: VRPC when the username is `<domain>/<agent>` or the MQTT client id is a VrpcAgent's (`va3...`). */
-export function requestTypeOf(listener: IntegrationType, username: string, clientId?: string): IntegrationType {
-  if (listener === "mqtt" && (vrpcAgentIdentity(username) || clientId?.startsWith("va3"))) return "vrpc";
-  return listener;
-}
+/**
+ * RequestTypeOf: the type an unknown login becomes as a request: the listener's own, unless another
+ * part claims it (the VRPC part claims MQTT logins that look like its agents). From the registry.
+ */
+export type RequestTypeOf = (listener: IntegrationType, username: string, clientId?: string) => IntegrationType;
 
 interface OpenWindow {
   openUntil: number;
@@ -44,6 +44,8 @@ interface OpenWindow {
 }
 
 export interface OnboardingOptions {
+  /** which type a request is (default: the listener's own) */
+  requestTypeOf?: RequestTypeOf;
   maxPending?: number;
   /** new requests one address may cause per minute */
   newPerAddressPerMinute?: number;
@@ -171,7 +173,7 @@ export class Onboarding {
   async consider(listener: IntegrationType, username: string, password: string, meta: LoginMeta, explicitType?: IntegrationType): Promise<ConsiderOutcome> {
     const w = this.#openWindow();
     if (!w) return "closed";
-    const type = explicitType ?? requestTypeOf(listener, username, meta.clientId);
+    const type = explicitType ?? (this.opts.requestTypeOf?.(listener, username, meta.clientId) ?? listener);
     if (w.types && !w.types.includes(type)) return "type-not-open";
     // Listed even when the name could not become an integration (the admin sees who knocks; approving
     // it fails with the reason); bounded either way.

@@ -2,7 +2,7 @@ import { anyMatches, filterCovers, isVrpcInfoTopic, topicMatches } from "./topic
 import type { Integration, IntegrationType } from "./types.ts";
 import { vrpcAgentIdentity } from "./vrpc.ts";
 
-/**
+/*
  * Permissions: every "may this integration publish / subscribe / read / write this topic" of every
  * listener. Adapters ask here, per message and per delivery, and never decide themselves. The rules:
  *
@@ -47,7 +47,7 @@ export interface TopicSpace {
 
 const noVrpcInfo: Rule = (_i, topic, action) => action !== "publish" || !isVrpcInfoTopic(topic);
 
-/** identityOf: the `<domain>/<agent>` of a VRPC integration, parsed once per stored version of it. */
+/** identities: the `<domain>/<agent>` of each VRPC integration, parsed once per stored version of it. */
 const identities = new WeakMap<Readonly<Integration>, ReturnType<typeof vrpcAgentIdentity> | null>();
 function identityOf(i: Readonly<Integration>) {
   if (i.type !== "vrpc") return undefined;

@@ -1,6 +1,8 @@
 import { StaleLoginError } from "../lib/errors.ts";
 import type { EventBus } from "./events.ts";
-import { integrationTypes, type Integration, type IntegrationType } from "./types.ts";
+import { integrationTypes, type Integration, type IntegrationType, type SessionInfo } from "./types.ts";
+
+export type { SessionInfo } from "./types.ts";
 
 /**
  * kickReasons: why the core drops every session of an integration. A listener that must answer a
@@ -14,21 +16,6 @@ export const kickReasons = {
   permissionsChanged: "permissions changed",
 } as const;
 
-/** SessionInfo: one live connection of one client, as the page and the API show it. */
-export interface SessionInfo {
-  id: string;
-  integrationId: number;
-  username: string;
-  type: IntegrationType;
-  clientId?: string;
-  remote?: string;
-  /** the protocol level ("MQTT 5", "MQTT 3.1.1") where a listener has several */
-  protocol?: string;
-  openedAt: number;
-  /** stateless protocols (HTTP): the last request and how many there were */
-  lastSeenAt?: number;
-  requests?: number;
-}
 
 export interface OpenSession {
   integration: Integration;

@@ -4,7 +4,7 @@
  * so adding a type here makes `tsc` point at each of them (test/architecture.test.ts checks that).
  */
 export const integrationTypeInfo = {
-  /** label: for people; name: for identifiers such as the OPC UA `Online<name>` counters */
+  /** its label is for people, its name for identifiers such as the OPC UA `Online<name>` counters */
   mqtt: { label: "MQTT", name: "MQTT" },
   opcua: { label: "OPC UA", name: "OpcUa" },
   http: { label: "HTTP", name: "HTTP" },
@@ -82,3 +82,19 @@ export const listSorts = ["created", "username", "type", "status", "lastLogin"] 
 export type ListSort = (typeof listSorts)[number];
 /** the direction a column sorts in when first chosen: newest first for times, A-Z otherwise */
 export const defaultDir: Record<ListSort, "asc" | "desc"> = { created: "desc", lastLogin: "desc", username: "asc", type: "asc", status: "asc" };
+
+/** SessionInfo: one live connection of one client, as the page and the API show it. */
+export interface SessionInfo {
+  id: string;
+  integrationId: number;
+  username: string;
+  type: IntegrationType;
+  clientId?: string;
+  remote?: string;
+  /** the protocol level ("MQTT 5", "MQTT 3.1.1") where a listener has several */
+  protocol?: string;
+  openedAt: number;
+  /** stateless protocols (HTTP): the last request and how many there were */
+  lastSeenAt?: number;
+  requests?: number;
+}

@@ -1,5 +1,6 @@
 import { index, integer, sqliteTable, text } from "drizzle-orm/sqlite-core";
-// Type only: the list of types is the core's; SQLite stores the text as it is.
+// layer-exception: type only (erased at build): the column's type is the core's one list of types;
+// SQLite stores the text as it is.
 import type { IntegrationType } from "../core/types.ts";
 
 /** integrations: one credential per connecting machine or client, of exactly one protocol type. */

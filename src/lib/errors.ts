@@ -1,9 +1,9 @@
+export type ErrorCode = "validation" | "conflict" | "not_found" | "unauthorized" | "forbidden" | "rate_limited" | "unavailable";
+
 /**
  * AppError: every failure the core reports on purpose. Each edge maps `code` once
  * (web: status + message, MQTT: CONNACK, OPC UA: StatusCode).
  */
-export type ErrorCode = "validation" | "conflict" | "not_found" | "unauthorized" | "forbidden" | "rate_limited" | "unavailable";
-
 export class AppError extends Error {
   constructor(
     readonly code: ErrorCode,

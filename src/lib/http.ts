@@ -24,6 +24,14 @@ export function jsonResponse(body: unknown, status = 200, headers: Record<string
   return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json; charset=utf-8", ...headers } });
 }
 
+/**
+ * problem: the one error answer of every JSON route (the admin API and the device routes alike):
+ * `{error, message}` with a stable code, and `fields` naming what was wrong with the input.
+ */
+export function problem(status: number, error: string, message: string, headers: Record<string, string> = {}, fields?: Record<string, string>): Response {
+  return jsonResponse({ error, message, ...(fields && Object.keys(fields).length ? { fields } : {}) }, status, { "cache-control": "no-store", ...headers });
+}
+
 export function redirect(location: string, status = 303): Response {
   return new Response(null, { status, headers: { location } });
 }
@@ -80,6 +88,8 @@ export function endIdle(request: Request): void {
 export interface HttpMount {
   claims(path: string): boolean;
   fetch(request: Request, remote: string): Response | Promise<Response>;
+  /** how the request counter labels its requests (`device`); absent: counted with the admin routes */
+  readonly routeClass?: string;
   /** the largest request body it accepts (the server's own limit is raised to it) */
   readonly maxBodyBytes?: number;
   /** a WebSocket endpoint on the same port (MQTT over WebSockets at /mqtt) */

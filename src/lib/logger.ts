@@ -1,10 +1,10 @@
+export type LogLevel = "debug" | "info" | "warn" | "error";
+export type LogFields = Record<string, unknown>;
+
 /**
  * Logger: one line per event on stdout (journald adds time and unit), `level msg key=value ...`.
  * Values are JSON-encoded when they contain spaces or quotes so a line can always be parsed back.
  */
-export type LogLevel = "debug" | "info" | "warn" | "error";
-export type LogFields = Record<string, unknown>;
-
 export interface Logger {
   debug(msg: string, fields?: LogFields): void;
   info(msg: string, fields?: LogFields): void;
@@ -35,7 +35,6 @@ export function formatLine(level: LogLevel, msg: string, fields: LogFields): str
   return line;
 }
 
-/** createLogger: `write` defaults to stdout; tests pass an array sink. */
 /** eventOf: the stable name of a log message (`login failed` -> `login_failed`), for log pipelines. */
 export function eventOf(msg: string): string {
   return msg.toLowerCase().replace(/[^a-z0-9]+/g, "_").replace(/^_|_$/g, "").slice(0, 64);
@@ -52,7 +51,7 @@ export function formatJson(level: LogLevel, msg: string, fields: LogFields): str
 }
 
 /**
- * RateLimit: at most `perSecond` lines a second for one message (a flood of failed logins from a
+ * rateLimited: at most `perSecond` lines a second for one message (a flood of failed logins from a
  * sprayer is one message); what is held back is counted and reported once the second is over.
  */
 function rateLimited(write: (line: string) => void, perSecond: number): (level: LogLevel, msg: string, line: string) => void {
@@ -70,6 +69,7 @@ function rateLimited(write: (line: string) => void, perSecond: number): (level: 
   };
 }
 
+/** createLogger: `write` defaults to stdout; tests pass an array sink. */
 export function createLogger(
   opts: { level?: LogLevel; write?: (line: string) => void; base?: LogFields; perSecond?: number; format?: "text" | "json" } = {},
 ): Logger {

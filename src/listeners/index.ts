@@ -1,4 +1,5 @@
 import type { AcceptsTable } from "../core/credentials.ts";
+import type { RequestTypeOf } from "../core/onboarding.ts";
 import type { IntegrationType } from "../core/types.ts";
 import type { ListenerModule } from "./listener.ts";
 import { httpListener } from "./http/index.ts";
@@ -21,3 +22,7 @@ export const everyTypeIsServed: [Unserved] extends [never] ? true : { unserved: 
 export function acceptsTable(): AcceptsTable {
   return Object.fromEntries(listenerRegistry.map((m) => [m.type, m.accepts]));
 }
+
+/** requestTypeOf: the type of an onboarding request: the listener's own unless a part claims it. */
+export const requestTypeOf: RequestTypeOf = (listener, username, clientId) =>
+  (listenerRegistry as readonly ListenerModule<unknown>[]).find((m) => m.type !== listener && m.claimsRequest?.(listener, username, clientId))?.type ?? listener;

@@ -1,9 +1,10 @@
 import type { AcceptPool } from "../core/accept-pool.ts";
 import type { Core } from "../core/index.ts";
-import type { IntegrationType } from "../core/types.ts";
+import type { Integration, IntegrationType } from "../core/types.ts";
 import type { HttpMount } from "../lib/http.ts";
 import type { Logger } from "../lib/logger.ts";
-import type { OptionReader, OptionSpec } from "../lib/options.ts";
+import type { AdminPages, IntegrationNote } from "../lib/pages.ts";
+import type { OptionSet, OptionValues } from "../lib/options.ts";
 import type { TlsSource } from "../lib/tls.ts";
 
 /**
@@ -23,6 +24,10 @@ export interface Listener {
   readonly http?: HttpMount;
   /** it serves TLS (the appliance then loads or makes the certificate before it starts) */
   readonly needsTls?: boolean;
+  /** its pages on the admin page: a nav entry and routes (mounted behind the admin guard) */
+  readonly pages?: AdminPages;
+  /** describe: what this listener adds to an integration's row (a VRPC agent's role), if anything */
+  describe?(integration: Integration): IntegrationNote | undefined;
 }
 
 /** ListenerDeps: what the composition root hands every listener. */
@@ -39,16 +44,21 @@ export interface ListenerDeps {
 }
 
 /**
- * ListenerModule: one registry entry (`listeners/index.ts`). `configKeys` are its flags (each with
- * an environment twin); `parseConfig` validates them (throws ConfigError) and returns null when the
- * listener is switched off.
+ * ListenerModule: one registry entry (`listeners/index.ts`). `options` are its options, each declared
+ * once (its flag, environment variable, `--help` line and parse derive from it); `parseConfig` turns
+ * their values into the listener's options (throws ConfigError) or null when it is switched off.
  */
-export interface ListenerModule<O> {
+export interface ListenerModule<O, S extends OptionSet = OptionSet> {
   readonly type: IntegrationType;
   /** integration types that may log in through it (its own type first) */
   readonly accepts: readonly IntegrationType[];
-  readonly configKeys: Record<string, OptionSpec>;
-  parseConfig(get: OptionReader): O | null;
+  readonly options: S;
+  /**
+   * claimsRequest: an unknown login that arrived through another listener is this part's during
+   * onboarding (VRPC agents log in through the MQTT broker).
+   */
+  claimsRequest?(via: IntegrationType, username: string, clientId?: string): boolean;
+  parseConfig(values: OptionValues<S>): O | null;
   create(deps: ListenerDeps, options: O): Listener;
 }
 
@@ -58,5 +68,5 @@ export interface ListenerModule<O> {
  * Usage: `defineListener<Options>()({ type, accepts, ... })`.
  */
 export function defineListener<O>() {
-  return <const A extends readonly IntegrationType[]>(module: ListenerModule<O> & { readonly accepts: A }) => module;
+  return <const A extends readonly IntegrationType[], S extends OptionSet>(module: ListenerModule<O, S> & { readonly accepts: A }) => module;
 }

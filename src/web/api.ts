@@ -2,8 +2,8 @@ import { Elysia, t } from "elysia";
 import type { Core } from "../core/index.ts";
 import { integrationStatuses, integrationTypes, statusOf, type Integration } from "../core/types.ts";
 import { NotFoundError } from "../lib/errors.ts";
-import { noFields } from "./bodies.ts";
-import { parseId, parseListQuery } from "./integrations.tsx";
+import { noFields } from "../lib/bodies.ts";
+import { parseId, parseListQuery } from "./integrations/index.ts";
 
 const IntegrationType = t.Union(integrationTypes.map((type) => t.Literal(type)));
 const filterList = t.Array(t.String({ maxLength: 1024 }), { maxItems: 100 });
@@ -29,7 +29,7 @@ export function apiRoutes(core: Core) {
       lastLoginAt: i.lastLoginAt === null ? null : new Date(i.lastLoginAt).toISOString(),
     };
   };
-  const require = (rawId: string) => {
+  const integrationOr404 = (rawId: string) => {
     const i = credentials.get(parseId(rawId));
     if (!i) throw new NotFoundError("integration");
     return i;
@@ -77,13 +77,13 @@ export function apiRoutes(core: Core) {
         detail: { summary: "Create an integration (topic permissions left out: the type's defaults); the password is returned once", tags: ["integrations"] },
       },
     )
-    .get("/integrations/:id", ({ params }) => view(require(params.id)), {
+    .get("/integrations/:id", ({ params }) => view(integrationOr404(params.id)), {
       detail: { summary: "Get one integration", tags: ["integrations"] },
     })
     .patch(
       "/integrations/:id",
       ({ params, body }) => {
-        let i = require(params.id);
+        let i = integrationOr404(params.id);
         const { active, ...patch } = body;
         if (Object.keys(patch).length) i = credentials.update(i.id, patch);
         if (active !== undefined) i = credentials.setActive(i.id, active);
@@ -105,7 +105,7 @@ export function apiRoutes(core: Core) {
     .delete(
       "/integrations/:id",
       ({ params, set }) => {
-        credentials.remove(require(params.id).id);
+        credentials.remove(integrationOr404(params.id).id);
         set.status = 204;
         return "";
       },
@@ -114,7 +114,7 @@ export function apiRoutes(core: Core) {
     .post(
       "/integrations/:id/reset-password",
       async ({ params, body }) => {
-        const { integration, password } = await credentials.resetPassword(require(params.id).id, body?.password);
+        const { integration, password } = await credentials.resetPassword(integrationOr404(params.id).id, body?.password);
         return { integration: view(integration), password };
       },
       {

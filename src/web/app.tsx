@@ -3,18 +3,18 @@ import { openapi } from "@elysiajs/openapi";
 import { Elysia } from "elysia";
 import type { Core } from "../core/index.ts";
 import { AppError, httpStatusOf, isBusy } from "../lib/errors.ts";
-import { htmlResponse, isHtmx, jsonResponse, remoteOf, type HttpMount } from "../lib/http.ts";
+import { htmlResponse, isHtmx, jsonResponse, problem, remoteOf, type HttpMount } from "../lib/http.ts";
 import type { Logger } from "../lib/logger.ts";
+import type { AdminPages, IntegrationNote, NavItem, PageKit } from "../lib/pages.ts";
+import type { Integration } from "../core/types.ts";
 import { SimplePage } from "../../views/pages/simple.tsx";
-import { agentRoutes } from "./agents.tsx";
 import { apiRoutes } from "./api.ts";
 import { onboardingRoutes } from "./onboarding.tsx";
 import { settingsPages } from "./settings.tsx";
 import { assetRoutes } from "./assets.ts";
-import { unknownFields } from "./bodies.ts";
-import { authGuard, authRoutes, Denied } from "./auth.tsx";
-import { eventStream, integrationPages } from "./integrations.tsx";
-import { certificatePages } from "./certificates.tsx";
+import { unknownFields } from "../lib/bodies.ts";
+import { actorOf, adminOf, authGuard, authRoutes, Denied } from "./auth.tsx";
+import { eventStream, integrationPages } from "./integrations/index.ts";
 import { tokenPages } from "./tokens.tsx";
 import { OneTimeSecrets, oneTimePages } from "./once.tsx";
 
@@ -26,6 +26,10 @@ export interface WebOptions {
   mounts?: HttpMount[];
   /** /readyz: every listener serving and the database writable */
   readiness?: () => { ready: boolean; reasons: string[] };
+  /** the parts' admin pages (a nav entry and routes each), mounted behind the admin guard */
+  pages?: AdminPages[];
+  /** what the parts add to an integration's row */
+  describe?: (integration: Integration) => IntegrationNote | undefined;
 }
 
 export const defaultMaxBodyBytes = 64 * 1024;
@@ -41,9 +45,7 @@ const securityHeaders: Record<string, string> = {
 };
 
 function errorResponse(request: Request, status: number, code: string, message: string, fields?: Record<string, string>): Response | Promise<Response> {
-  if (new URL(request.url).pathname.startsWith("/api/")) {
-    return jsonResponse({ error: code, message, ...(fields && Object.keys(fields).length ? { fields } : {}) }, status);
-  }
+  if (new URL(request.url).pathname.startsWith("/api/")) return problem(status, code, message, {}, fields);
   if (isHtmx(request)) {
     return htmlResponse(`<p class="field-error" role="alert">${Bun.escapeHTML(message)}</p>`, status, { "hx-reswap": "none" });
   }
@@ -62,6 +64,17 @@ function errorResponse(request: Request, status: number, code: string, message: 
 export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
   const maxBody = opts.maxBodyBytes ?? defaultMaxBodyBytes;
   const mounts = opts.mounts ?? [];
+  const pages = opts.pages ?? [];
+  // The navigation: the core's pages around the parts' own (a protocol's page arrives with its part).
+  const nav: NavItem[] = [
+    { href: "/integrations", label: "Integrations" },
+    ...pages.flatMap((p) => (p.nav ? [p.nav] : [])),
+    { href: "/topics", label: "Topics" },
+    { href: "/activity", label: "Activity" },
+    { href: "/settings", label: "Settings" },
+    { href: "/settings/tokens", label: "API tokens" },
+  ];
+  const kit: PageKit = { adminOf, actorOf };
   const secrets = new OneTimeSecrets();
   // normalize: false: a field a route does not declare is a 400 naming it, never silently dropped (bodies.ts).
   return new Elysia({ name: "gatehouse-web", normalize: false })
@@ -69,7 +82,7 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
     .onRequest(({ request }) => {
       let headerBytes = 0;
       request.headers.forEach((v, k) => void (headerBytes += k.length + v.length + 4));
-      if (headerBytes > 8 * 1024) return jsonResponse({ error: "headers_too_large", message: "request headers larger than 8 KB" }, 431);
+      if (headerBytes > 8 * 1024) return problem(431, "headers_too_large", "request headers larger than 8 KB");
     })
     // A listener's routes (device data, forward auth) never meet the admin guard, pages or cookies.
     .onRequest(({ request }) => {
@@ -129,7 +142,7 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
     })
 
     .use(assetRoutes())
-    .use(authGuard(core))
+    .use(authGuard(core, nav))
     // The API's description needs what the API needs (a token or a signed-in admin): it tells an
     // unauthenticated stranger nothing, and the README says every /api/ route is guarded.
     .use(
@@ -148,15 +161,21 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
     // registered before it is not guarded (Elysia applies hooks to the routes that follow them).
     .get("/metrics", async () => new Response(await core.metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } }))
     .use(authRoutes(core))
-    .use(integrationPages(core, secrets))
+    .use(integrationPages(core, secrets, opts.describe ?? (() => undefined)))
     .use(oneTimePages(secrets))
     .use(eventStream(core))
     .use(tokenPages(core, secrets))
-    .use(certificatePages(() => core.certificates.current))
-    .use(agentRoutes(core, log))
+    .use(partRoutes(pages, kit))
     .use(onboardingRoutes(core))
     .use(settingsPages(core))
     .use(apiRoutes(core));
+}
+
+/** partRoutes: every part's pages and API routes as one plugin, in registry order. */
+function partRoutes(pages: AdminPages[], kit: PageKit) {
+  const all = new Elysia({ name: "part-routes" });
+  for (const p of pages) all.use(p.routes(kit));
+  return all;
 }
 
 function summarizeValidation(error: unknown): string {

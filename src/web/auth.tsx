@@ -5,16 +5,17 @@ import { enterActor } from "../core/activity.ts";
 import type { AdminSession } from "../core/admins.ts";
 import type { Core } from "../core/index.ts";
 import { AppError } from "../lib/errors.ts";
-import { field, htmlResponse, isHtmx, jsonResponse, redirect, remoteOf, safeNext } from "../lib/http.ts";
-import { formFields } from "./bodies.ts";
+import { field, htmlResponse, isHtmx, jsonResponse, problem, redirect, remoteOf, safeNext } from "../lib/http.ts";
+import { formFields } from "../lib/bodies.ts";
 import { randomToken } from "../lib/ids.ts";
+import type { NavItem, PageAdmin } from "../lib/pages.ts";
 import { LoginPage, SetupPage } from "../../views/pages/login.tsx";
 
 export const sessionCookie = "gh_session";
 /** preauthCookie: double-submit CSRF token for the two forms used before there is a session. */
 const preauthCookie = "gh_preauth";
 
-export type Auth = { kind: "session"; token: string; session: AdminSession } | { kind: "token"; name: string };
+export type Auth = { kind: "session"; token: string; session: AdminSession; nav: readonly NavItem[] } | { kind: "token"; name: string };
 
 const authByRequest = new WeakMap<Request, Auth>();
 
@@ -26,10 +27,16 @@ export function authOf(request: Request): Auth {
 }
 
 /** adminOf: the signed-in admin for page rendering (API-token requests have no page identity). */
-export function adminOf(request: Request): { username: string; csrfToken: string } {
+export function adminOf(request: Request): PageAdmin {
   const auth = authOf(request);
   if (auth.kind !== "session") throw new AppError("forbidden", "pages need a signed-in admin, not an API token");
-  return { username: auth.session.username, csrfToken: auth.session.csrfToken };
+  return { username: auth.session.username, csrfToken: auth.session.csrfToken, nav: auth.nav };
+}
+
+/** actorOf: who made a request that passed the guard, as the log names it. */
+export function actorOf(request: Request): string {
+  const a = authOf(request);
+  return a.kind === "session" ? `admin ${a.session.username}` : `API token ${a.name}`;
 }
 
 const publicPaths = [/^\/login$/, /^\/setup$/, /^\/assets\//, /^\/healthz$/, /^\/readyz$/, /^\/favicon\.ico$/];
@@ -62,7 +69,7 @@ function deny(request: Request, status: 401 | 403, message: string): never {
 }
 
 function denial(request: Request, status: 401 | 403, message: string): Response {
-  if (new URL(request.url).pathname.startsWith("/api/")) return jsonResponse({ error: status === 401 ? "unauthorized" : "forbidden", message }, status);
+  if (new URL(request.url).pathname.startsWith("/api/")) return problem(status, status === 401 ? "unauthorized" : "forbidden", message);
   if (status === 401) {
     const next = new URL(request.url);
     const login = `/login?next=${encodeURIComponent(next.pathname + next.search)}`;
@@ -83,7 +90,7 @@ export class Denied extends Error {
  * state-changing request with a session cookie needs the session's CSRF token (form field `_csrf`
  * or header `X-CSRF-Token`). Bearer tokens are not sent by browsers on their own, so they need none.
  */
-export function authGuard(core: Core) {
+export function authGuard(core: Core, nav: readonly NavItem[] = []) {
   // onTransform runs after parsing and before schema validation: an anonymous client learns nothing
   // about a route's schema, and the CSRF field of a form body is already readable.
   return new Elysia({ name: "auth-guard" }).onTransform({ as: "global" }, ({ request, cookie, body, path }) => {
@@ -109,7 +116,7 @@ export function authGuard(core: Core) {
         return deny(request, 403, "missing or invalid CSRF token; reload the page and try again");
       }
     }
-    authByRequest.set(request, { kind: "session", token, session });
+    authByRequest.set(request, { kind: "session", token, session, nav });
     enterActor(`admin:${session.username}`);
   });
 }

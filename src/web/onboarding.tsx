@@ -5,7 +5,7 @@ import { htmlResponse, isHtmx, redirect } from "../lib/http.ts";
 import { ActivityPage } from "../../views/pages/activity.tsx";
 import { OnboardingPanel } from "../../views/partials/onboarding-panel.tsx";
 import { adminOf, authOf } from "./auth.tsx";
-import { formFields, noFields } from "./bodies.ts";
+import { formFields, noFields } from "../lib/bodies.ts";
 
 /** list: a form field that may come once, several times, or not at all. */
 function list(body: unknown, name: string): string[] {

@@ -6,9 +6,13 @@ import type { AcceptPool } from "../core/accept-pool.ts";
 import type { Counter } from "../core/metrics.ts";
 import { startAcceptFront, type AcceptFront } from "./front.ts";
 
-/** routeClass: what kind of route a path is, for the request counter (bounded label values). */
-function routeClass(path: string): string {
-  if (path.startsWith("/api/v1/data") || path === "/auth/http" || path === "/api/v1/register") return "device";
+/**
+ * routeClass: what kind of route a path is, for the request counter (bounded label values); a part's
+ * mount names its own (`mountClass`), the rest are the web layer's.
+ */
+function routeClass(path: string, mountClass?: (path: string) => string | undefined): string {
+  const own = mountClass?.(path);
+  if (own) return own;
   if (path.startsWith("/api/")) return "api";
   if (path.startsWith("/assets/")) return "asset";
   if (path === "/healthz" || path === "/readyz" || path === "/metrics") return "ops";
@@ -53,6 +57,8 @@ export function createWebServer(
     maxBodyBytes: number;
     websockets?: WsMount[];
     requests?: Counter;
+    /** how the request counter labels a part's own routes */
+    routeClassOf?: (path: string) => string | undefined;
     /** count each socket from accept in this pool (through an accept front, ./front.ts); absent: Bun.serve binds the ports itself */
     pool?: AcceptPool;
     /** with a pool: connections per port past their first request, at most */
@@ -94,7 +100,7 @@ export function createWebServer(
     const answer = app.handle(request);
     if (!opts.requests) return answer;
     const counter = opts.requests;
-    return answer.then((res) => (counter.inc({ class: routeClass(url.pathname), status: String(res.status) }), res));
+    return answer.then((res) => (counter.inc({ class: routeClass(url.pathname, opts.routeClassOf), status: String(res.status) }), res));
   };
 
   const websocket = {

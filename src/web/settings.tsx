@@ -8,7 +8,7 @@ import { SettingsPage } from "../../views/pages/settings.tsx";
 import { TopicsPage } from "../../views/pages/topics.tsx";
 import { adminOf, authOf, cookieOptions, sessionCookie } from "./auth.tsx";
 import { sha256Hex } from "../lib/ids.ts";
-import { formFields } from "./bodies.ts";
+import { formFields } from "../lib/bodies.ts";
 
 const adminNotices: Record<string, string> = {
   password: "Your password is changed; your other sessions are signed out.",

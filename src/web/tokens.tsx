@@ -4,9 +4,9 @@ import { AppError } from "../lib/errors.ts";
 import { field, htmlResponse, redirect } from "../lib/http.ts";
 import { TokensPage } from "../../views/pages/tokens.tsx";
 import { adminOf } from "./auth.tsx";
-import { parseId } from "./integrations.tsx";
+import { parseId } from "./integrations/index.ts";
 import type { OneTimeSecrets } from "./once.tsx";
-import { formFields } from "./bodies.ts";
+import { formFields } from "../lib/bodies.ts";
 
 /** tokenPages: API tokens for automation; a token's secret is shown once. */
 export function tokenPages(core: Core, secrets: OneTimeSecrets) {

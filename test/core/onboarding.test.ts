@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from "bun:test";
-import { fingerprintOf, Onboarding, requestTypeOf } from "../../src/core/onboarding.ts";
+import { fingerprintOf, Onboarding } from "../../src/core/onboarding.ts";
+import { requestTypeOf } from "../../src/listeners/index.ts";
 import { silentLogger } from "../../src/lib/logger.ts";
 import { cleanupTempDirs, testCore } from "../helpers/app.ts";
 import { eventually } from "../helpers/wait.ts";

@@ -7,7 +7,12 @@ import { parseServeConfig } from "../../src/config.ts";
 import { createCore, type Core, type CoreOptions } from "../../src/core/index.ts";
 import type { Db } from "../../src/db/client.ts";
 import { createLogger, silentLogger, type Logger } from "../../src/lib/logger.ts";
-import { acceptsTable } from "../../src/listeners/index.ts";
+import { acceptsTable, requestTypeOf } from "../../src/listeners/index.ts";
+import type { AdminPages } from "../../src/lib/pages.ts";
+import type { OpcuaListener } from "../../src/listeners/opcua/index.ts";
+import type { CertificateTrust } from "../../src/listeners/opcua/trust.ts";
+import type { VrpcListener } from "../../src/listeners/vrpc/index.ts";
+import type { VrpcDirectory } from "../../src/listeners/vrpc/types.ts";
 import { createWebApp } from "../../src/web/app.tsx";
 
 /** Real argon2id with small parameters, so suites that create many credentials stay quick. */
@@ -29,7 +34,7 @@ export function cleanupTempDirs(): void {
 export function testCore(opts: { dir?: string; log?: Logger } = {}): { core: Core; db: Db; dir: string } {
   const dir = opts.dir ?? tempDir();
   const db = openDataDir(dir);
-  const core = createCore(db, opts.log ?? silentLogger, { hashCost: testHashCost, accepts: acceptsTable() });
+  const core = createCore(db, opts.log ?? silentLogger, { hashCost: testHashCost, accepts: acceptsTable(), requestTypeOf });
   return { core, db, dir };
 }
 
@@ -42,9 +47,9 @@ export function memoryLog(): { log: Logger; lines: string[] } {
 export const adminPassword = "correct-horse-battery";
 
 /** testWeb: the Elysia app plus a signed-in admin's cookie and CSRF token, for `app.handle`. */
-export async function testWeb() {
+export async function testWeb(opts: { pages?: (core: Core, dir: string) => AdminPages[] } = {}) {
   const { core, db, dir } = testCore();
-  const web = createWebApp(core, silentLogger);
+  const web = createWebApp(core, silentLogger, { pages: opts.pages?.(core, dir) });
   await core.admins.setPassword("admin", adminPassword);
   const { token, session } = await core.admins.signIn("admin", adminPassword, "test");
   const cookie = `gh_session=${token}`;
@@ -88,4 +93,18 @@ export async function testApp(
   await app.start();
   const http = app.address("http")!;
   return { app, dir, url: `http://127.0.0.1:${http.port}`, lines };
+}
+
+/** vrpcOf: the running VRPC listener's directory of agents (a part keeps its own, the core has none). */
+export function vrpcOf(app: App): VrpcDirectory {
+  const l = app.listeners.find((x) => x.type === "vrpc") as VrpcListener | undefined;
+  if (!l?.directory) throw new Error("the VRPC listener is not running");
+  return l.directory;
+}
+
+/** trustOf: the running OPC UA listener's certificate trust list. */
+export function trustOf(app: App): CertificateTrust {
+  const l = app.listeners.find((x) => x.type === "opcua") as OpcuaListener | undefined;
+  if (!l?.certificates) throw new Error("the OPC UA listener is not running");
+  return l.certificates;
 }

@@ -71,7 +71,7 @@ async function watch(filter: string) {
   };
 }
 
-/** paho: Paho Python v5 subscribed to `filter`, as its own process; `event()` is its next JSON line. */
+/** pahoSubscriber: Paho Python v5 subscribed to `filter`, as its own process; `event()` is its next JSON line. */
 function pahoSubscriber(username: string, password: string, filter: string) {
   const p = Bun.spawn(["/usr/bin/python3", `${import.meta.dir}/../fixtures/paho5-receive.py`, String(port), username, password, filter], { stdout: "pipe", stderr: "pipe" });
   const reader = p.stdout.getReader();

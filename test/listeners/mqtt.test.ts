@@ -161,21 +161,26 @@ describe("topic permissions", () => {
 });
 
 describe("hostile bytes", () => {
-  const rawSend = (bytes: Uint8Array) =>
-    new Promise<void>((resolve) => {
-      const s = tcpConnect(port, "127.0.0.1", () => s.write(bytes));
-      s.on("error", () => resolve());
-      s.on("close", () => resolve());
-      setTimeout(() => (s.destroy(), resolve()), 500);
+  /**
+   * rawSend: sends bytes on a socket of its own and resolves once the server has closed it (this side
+   * never closes it; `halfClose` ends this side's writing, as a client whose packet was cut would).
+   */
+  const rawSend = (bytes: Uint8Array, halfClose = false) =>
+    new Promise<"closed by the server">((resolve) => {
+      const s = tcpConnect(port, "127.0.0.1", () => (halfClose ? s.end(bytes) : s.write(bytes)));
+      s.on("error", () => {});
+      s.on("close", () => resolve("closed by the server"));
     });
 
   it("random bytes, truncated and oversize packets close that connection and nothing else", async () => {
     const { password } = await make("mqtt", "bystander");
     const c = await connectMqtt(port, { username: "bystander", password });
     await c.subscribeAsync("still/#");
-    await rawSend(crypto.getRandomValues(new Uint8Array(512)));
-    await rawSend(new Uint8Array([0x10, 0xff, 0xff, 0xff, 0x7f])); // CONNECT claiming 256 MB
-    await rawSend(new Uint8Array([0x10, 0x20, 0x00, 0x04, 0x4d])); // truncated CONNECT
+    const noise = crypto.getRandomValues(new Uint8Array(512));
+    noise[0] = 0x00; // packet type 0 is reserved: whatever follows, the first byte is already a protocol error
+    expect(await rawSend(noise)).toBe("closed by the server");
+    expect(await rawSend(new Uint8Array([0x10, 0xff, 0xff, 0xff, 0x7f]))).toBe("closed by the server"); // CONNECT claiming 256 MB
+    expect(await rawSend(new Uint8Array([0x10, 0x20, 0x00, 0x04, 0x4d]), true)).toBe("closed by the server"); // truncated CONNECT, then EOF
     const big = await connectMqtt(port, { username: "bystander", password, clientId: "big" });
     const bigGone = closed(big);
     big.publish("still/big", Buffer.alloc(8192)); // over --mqtt-max-packet 4096

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import { AttributeIds, ClientMonitoredItem, ClientSubscription, TimestampsToReturn, UserTokenType, type DataValue } from "node-opcua-client";
 import type { App } from "../../src/app.ts";
 import { formatSubject } from "../../src/listeners/opcua/certificates.ts";
-import { cleanupTempDirs, tempDir, testApp } from "../helpers/app.ts";
+import { cleanupTempDirs, tempDir, testApp, trustOf } from "../helpers/app.ts";
 import { connectMqtt } from "../helpers/mqtt.ts";
 import { connectOpcua, DataType, MessageSecurityMode, readValue, SecurityPolicy, type OpcuaConnection } from "../helpers/opcua.ts";
 import { eventually } from "../helpers/wait.ts";
@@ -150,11 +150,11 @@ describe("OPC UA identities and certificates", () => {
     const pkiDir = tempDir("gatehouse-opcua-client-");
     const secure = { mode: MessageSecurityMode.SignAndEncrypt, policy: SecurityPolicy.Basic256Sha256, pkiDir };
     await connectOpcua(port, { userName: "revoked-scada", password }, secure).catch(() => undefined);
-    const mine = (await app.core.certificates.current!.list()).find((c) => c.applicationUri.endsWith(pkiDir.split("/").pop()!))!;
-    await app.core.certificates.current!.trust(mine.thumbprint);
+    const mine = (await trustOf(app).list()).find((c) => c.applicationUri.endsWith(pkiDir.split("/").pop()!))!;
+    await trustOf(app).trust(mine.thumbprint);
     const c = await connectOpcua(port, { userName: "revoked-scada", password }, secure);
     expect(app.core.sessions.countFor(integration.id)).toBe(1);
-    await app.core.certificates.current!.revoke(mine.thumbprint);
+    await trustOf(app).revoke(mine.thumbprint);
     expect(app.core.sessions.countFor(integration.id)).toBe(0);
     const after = await Promise.race([
       readValue(c.session, "ns=1;s=Gatehouse/Status/Version").then((v) => v.statusCode.name, (e: Error) => e.message),

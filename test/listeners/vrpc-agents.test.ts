@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "bun:test";
 import { join } from "node:path";
 import type { App } from "../../src/app.ts";
-import { cleanupTempDirs, testApp } from "../helpers/app.ts";
+import { cleanupTempDirs, testApp, vrpcOf } from "../helpers/app.ts";
 import { signIn } from "../helpers/http.ts";
 import { connectMqtt } from "../helpers/mqtt.ts";
 import { eventually } from "../helpers/wait.ts";
@@ -99,27 +99,27 @@ describe("VRPC agents on the page and the API", () => {
     const asked = await remove({});
     expect(asked.status).toBe(200);
     expect(await asked.text()).toContain("Remove agent?");
-    expect(app.core.vrpc.current!.agent("plant", "press-agent")).toBeDefined();
+    expect(vrpcOf(app).agent("plant", "press-agent")).toBeDefined();
     const removed = await remove({ confirmed: "yes" });
     expect(removed.status).toBe(303);
     const retained: string[] = [];
     for await (const m of app.core.bus.retained("plant/press-agent/#")) retained.push(m.topic);
     expect(retained).toEqual([]);
-    expect(app.core.vrpc.current!.agent("plant", "press-agent")).toBeUndefined();
+    expect(vrpcOf(app).agent("plant", "press-agent")).toBeUndefined();
   }, 30_000);
 
   it("an agent with only a token connects as <domain>/<agent> and is admitted by that integration", async () => {
     await app.core.credentials.create({ type: "vrpc", username: "plant/token-agent", password: "the-agent-token-123" });
     const { first } = await startAgent({ AGENT: "token-agent", TOKEN: "the-agent-token-123" });
     expect(first).toBe("serving");
-    await eventually(() => expect(app.core.vrpc.current!.agent("plant", "token-agent")?.status).toBe("online"));
+    await eventually(() => expect(vrpcOf(app).agent("plant", "token-agent")?.status).toBe("online"));
   }, 30_000);
 
   it("an agent with wrong credentials is refused and never shows online", async () => {
     await app.core.credentials.create({ type: "vrpc", username: "plant/wrong-agent", password: "the-right-password" });
     const { first } = await startAgent({ AGENT: "wrong-agent", USERNAME: "plant/wrong-agent", PASSWORD: "not-the-password" });
     expect(first).toContain("error");
-    expect(app.core.vrpc.current!.agent("plant", "wrong-agent")).toBeUndefined();
+    expect(vrpcOf(app).agent("plant", "wrong-agent")).toBeUndefined();
   }, 30_000);
 
   it("the appliance's own VRPC client is no integration and leaves console.debug alone", () => {
@@ -141,7 +141,7 @@ describe("VRPC calls as edge connectors make them", () => {
     const cred = await app.core.credentials.create({ type: "vrpc", username: "plant/async-agent" });
     const { first } = await startAgent({ AGENT: "async-agent", USERNAME: "plant/async-agent", PASSWORD: cred.password });
     expect(first).toBe("serving");
-    await eventually(() => expect(app.core.vrpc.current!.agent("plant", "async-agent")?.classes[0]?.staticFunctions).toContain("later"));
+    await eventually(() => expect(vrpcOf(app).agent("plant", "async-agent")?.classes[0]?.staticFunctions).toContain("later"));
 
     const ok = await api("POST", "/api/v1/vrpc/plant/async-agent/Press/later", [21]);
     expect([ok.status, await ok.json()]).toEqual([200, { result: 42 }]);
@@ -167,9 +167,9 @@ describe("VRPC calls as edge connectors make them", () => {
     const late = new Promise<string>((resolve) => w.on("message", (_t, p) => p.toString().includes('"r":"late"') && resolve(p.toString())));
     const slow = await api("POST", "/api/v1/vrpc/plant/async-agent/Press/slow", [3000]);
     expect(slow.status).toBe(504);
-    expect(app.core.vrpc.current!.pendingCalls()).toBe(0);
+    expect(vrpcOf(app).pendingCalls()).toBe(0);
     await late;
-    expect(app.core.vrpc.current!.pendingCalls()).toBe(0);
+    expect(vrpcOf(app).pendingCalls()).toBe(0);
     // ... and the next call is answered as usual
     expect(await (await api("POST", "/api/v1/vrpc/plant/async-agent/Press/later", [1])).json()).toEqual({ result: 2 });
     await w.endAsync();
@@ -179,7 +179,7 @@ describe("VRPC calls as edge connectors make them", () => {
     const cred = await app.core.credentials.create({ type: "vrpc", username: "plant/inner-agent" });
     const { first } = await startAgent({ AGENT: "inner-agent", USERNAME: "plant/inner-agent", PASSWORD: cred.password });
     expect(first).toBe("serving");
-    await eventually(() => expect(app.core.vrpc.current!.agent("plant", "inner-agent")?.classes[0]?.instances).toContain("press-1"));
+    await eventually(() => expect(vrpcOf(app).agent("plant", "inner-agent")?.classes[0]?.instances).toContain("press-1"));
 
     const fragment = await listFragment();
     const listed = JSON.stringify(await (await api("GET", "/api/v1/vrpc")).json());
@@ -194,7 +194,7 @@ describe("VRPC calls as edge connectors make them", () => {
     expect(form.status).toBe(403);
     // `__e__<topic>` would make the agent publish events to a topic of the caller's choice from now on
     expect((await api("POST", "/api/v1/vrpc/plant/inner-agent/Press/speed", ["__e__plant/inner-agent/x"])).status).toBe(400);
-    expect(app.core.vrpc.current!.agent("plant", "inner-agent")!.classes[0]!.instances).toEqual(["press-1"]);
+    expect(vrpcOf(app).agent("plant", "inner-agent")!.classes[0]!.instances).toEqual(["press-1"]);
   }, 30_000);
 
   it("names an agent chooses are shown escaped and bounded", async () => {
@@ -204,7 +204,7 @@ describe("VRPC calls as edge connectors make them", () => {
     const info = { className: "<img src=x>", instances: ["<b>i</b>"], memberFunctions: ["<script>m</script>"], staticFunctions: ["<svg onload=1>", "f".repeat(300)] };
     await c.publishAsync("plant/odd-agent/<img src=x>/__classInfo__", JSON.stringify(info), { qos: 1, retain: true });
     await c.publishAsync(`plant/odd-agent/${"C".repeat(300)}/__classInfo__`, JSON.stringify({ ...info, className: "C" }), { qos: 1, retain: true });
-    await eventually(() => expect(app.core.vrpc.current!.agent("plant", "odd-agent")?.classes.length).toBe(1));
+    await eventually(() => expect(vrpcOf(app).agent("plant", "odd-agent")?.classes.length).toBe(1));
     const fragment = await listFragment();
     expect(fragment).toContain("&lt;img src=x&gt;");
     expect(fragment).toContain("&lt;i&gt;host&lt;/i&gt;");

@@ -6,7 +6,7 @@ import { VrpcAdapter, VrpcAgent, VrpcClient } from "vrpc";
 // @ts-expect-error no type declarations
 import parsePrometheus from "parse-prometheus-text-format";
 import type { App } from "../../src/app.ts";
-import { cleanupTempDirs, testApp } from "../helpers/app.ts";
+import { cleanupTempDirs, testApp, vrpcOf } from "../helpers/app.ts";
 import { connectMqtt, subackCodes } from "../helpers/mqtt.ts";
 import { connectOpcua, readValue } from "../helpers/opcua.ts";
 import { eventually } from "../helpers/wait.ts";
@@ -41,7 +41,7 @@ beforeAll(async () => {
   const cred = await app.core.credentials.create({ type: "vrpc", username: "plant/valve-agent" });
   agent = new VrpcAgent({ broker, domain: "plant", agent: "valve-agent", username: "plant/valve-agent", password: cred.password, log: quiet });
   await agent.serve();
-  await eventually(() => expect(app.core.vrpc.current!.agent("plant", "valve-agent")?.status).toBe("online"));
+  await eventually(() => expect(vrpcOf(app).agent("plant", "valve-agent")?.status).toBe("online"));
 }, 60_000);
 afterAll(async () => {
   await Promise.all(opened.map((c) => c.endAsync()));

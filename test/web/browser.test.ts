@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import type { Browser, Page } from "playwright-core";
 import type { App } from "../../src/app.ts";
-import { adminPassword, cleanupTempDirs, testApp } from "../helpers/app.ts";
+import { adminPassword, cleanupTempDirs, testApp, vrpcOf } from "../helpers/app.ts";
 import { launchBrowser } from "../helpers/browser.ts";
 import mqtt from "mqtt";
 import { fingerprintOf } from "../../src/core/onboarding.ts";
@@ -341,7 +341,7 @@ describe("removing an offline VRPC agent", () => {
     await button.click();
     await first;
     expect(dialogs).toEqual(['Remove the agent "plant/ghost-agent"? Its retained announcements are cleared; it reappears when it announces itself again.']);
-    expect(app.core.vrpc.current!.agent("plant", "ghost-agent")).toBeDefined();
+    expect(vrpcOf(app).agent("plant", "ghost-agent")).toBeDefined();
     accept = true;
     const second = asked();
     const posted = page.waitForResponse((r) => r.url().endsWith("/agents/plant/ghost-agent/remove") && r.request().method() === "POST");
@@ -350,7 +350,7 @@ describe("removing an offline VRPC agent", () => {
     await page.waitForURL(`${url}/agents`);
     await page.waitForLoadState();
     expect(dialogs.length).toBe(2); // the confirmed form is not asked again by a confirmation page
-    expect(app.core.vrpc.current!.agent("plant", "ghost-agent")).toBeUndefined();
+    expect(vrpcOf(app).agent("plant", "ghost-agent")).toBeUndefined();
     expect(await page.textContent("main")).not.toContain("plant/ghost-agent");
     await page.close();
   }, 30_000);

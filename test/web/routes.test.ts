@@ -1,5 +1,15 @@
 import { afterAll, describe, expect, it } from "bun:test";
+import { AcceptPool } from "../../src/core/accept-pool.ts";
+import { silentLogger } from "../../src/lib/logger.ts";
+import { createOpcuaListener } from "../../src/listeners/opcua/index.ts";
 import { cleanupTempDirs, testWeb } from "../helpers/app.ts";
+
+/** withOpcuaPages: the web app with the OPC UA part's pages (not started: the page says so). */
+const withOpcuaPages = {
+  pages: (core: Parameters<typeof createOpcuaListener>[0]["core"], dir: string) => [
+    createOpcuaListener({ core, log: silentLogger, pool: new AcceptPool({ capacity: 10, timeoutMs: 10_000 }) }, { host: "127.0.0.1", port: 0, dataDir: dir, version: "test" }).pages!,
+  ],
+};
 
 afterAll(cleanupTempDirs);
 
@@ -20,7 +30,7 @@ describe("unauthenticated", () => {
   ];
   for (const [method, path, status, location] of cases) {
     it(`${method} ${path} -> ${status}`, async () => {
-      const { request } = await testWeb();
+      const { request } = await testWeb(withOpcuaPages);
       const res = await request(method, path, { auth: false, csrf: false });
       expect(res.status).toBe(status);
       expect(res.headers.get("location")).toBe(location);

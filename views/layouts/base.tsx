@@ -2,10 +2,14 @@ import type { PropsWithChildren } from "@kitajs/html";
 
 export interface LayoutProps {
   title: string;
-  /** signed-in admin; absent on the sign-in and setup pages */
-  admin?: { username: string; csrfToken: string };
-  active?: "integrations" | "agents" | "activity" | "tokens" | "certificates" | "settings" | "topics";
+  /** signed-in admin, with the navigation of this appliance's parts; absent on the sign-in and setup pages */
+  admin?: { username: string; csrfToken: string; nav?: readonly { href: string; label: string }[] };
+  /** the nav entry this page belongs to, by its href */
+  active?: string;
 }
+
+/** LayoutAdmin: the signed-in admin a page passes on to the layout. */
+export type LayoutAdmin = NonNullable<LayoutProps["admin"]>;
 
 // htmx swaps 400/409 bodies too: they carry the form with its inline errors.
 // Indicator styles are off so the Content-Security-Policy needs no inline style.
@@ -40,13 +44,11 @@ export function Layout({ title, admin, active, children }: PropsWithChildren<Lay
             <a class="brand" href="/">Gatehouse</a>
             {admin ? (
               <nav>
-                <a href="/integrations" class={active === "integrations" ? "active" : undefined}>Integrations</a>
-                <a href="/agents" class={active === "agents" ? "active" : undefined}>VRPC agents</a>
-                <a href="/certificates" class={active === "certificates" ? "active" : undefined}>OPC UA certificates</a>
-                <a href="/topics" class={active === "topics" ? "active" : undefined}>Topics</a>
-                <a href="/activity" class={active === "activity" ? "active" : undefined}>Activity</a>
-                <a href="/settings" class={active === "settings" ? "active" : undefined}>Settings</a>
-                <a href="/settings/tokens" class={active === "tokens" ? "active" : undefined}>API tokens</a>
+                {(admin.nav ?? []).map((item) => (
+                  <a href={item.href} class={active === item.href ? "active" : undefined} aria-current={active === item.href ? "page" : undefined} safe>
+                    {item.label}
+                  </a>
+                ))}
                 <form method="post" action="/logout" class="inline">
                   <input type="hidden" name="_csrf" value={admin.csrfToken} />
                   <span class="who" safe>{admin.username}</span>

@@ -1,10 +1,10 @@
-import type { ActivityRow } from "../../src/db/schema.ts";
+import type { ActivityRow } from "../../src/core/activity.ts";
 import { attr } from "../components/attr.ts";
 import { LocalTime } from "../components/local-time.tsx";
-import { Layout } from "../layouts/base.tsx";
+import { Layout, type LayoutAdmin } from "../layouts/base.tsx";
 
 export interface ActivityPageProps {
-  admin: { username: string; csrfToken: string };
+  admin: LayoutAdmin;
   rows: ActivityRow[];
   query: { action?: string; actor?: string; q?: string };
 }
@@ -14,7 +14,7 @@ const actions = ["integration", "onboarding", "session.kicked"];
 /** ActivityPage: who changed what, newest first, with filters. */
 export function ActivityPage({ admin, rows, query }: ActivityPageProps) {
   return (
-    <Layout title="Activity" admin={admin} active="activity">
+    <Layout title="Activity" admin={admin} active="/activity">
       <h1>Activity</h1>
       <form class="toolbar" method="get" action="/activity">
         <input type="search" name="q" value={attr(query.q ?? "")} placeholder="Username or detail" aria-label="Search" />

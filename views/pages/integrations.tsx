@@ -1,4 +1,4 @@
-import { Layout } from "../layouts/base.tsx";
+import { Layout, type LayoutAdmin } from "../layouts/base.tsx";
 import { attr } from "../components/attr.ts";
 import { integrationStatuses } from "../../src/core/types.ts";
 import { typeLabels } from "../components/type-label.tsx";
@@ -9,7 +9,7 @@ import { FailedLogins } from "../partials/failed-logins.tsx";
 import { Summary, type SummaryCounts } from "../partials/summary.tsx";
 
 export interface IntegrationsPageProps extends TableProps {
-  admin: { username: string; csrfToken: string };
+  admin: LayoutAdmin;
   /** the smart onboarding panel (window and pending requests) */
   onboarding: JSX.Element;
   /** the add form or the one-time password panel, when the page is rendered around one */
@@ -22,7 +22,7 @@ export interface IntegrationsPageProps extends TableProps {
 export function IntegrationsPage(props: IntegrationsPageProps) {
   const { query } = props;
   return (
-    <Layout title="Integrations" admin={props.admin} active="integrations">
+    <Layout title="Integrations" admin={props.admin} active="/integrations">
       <div class="page-head">
         <h1>Integrations</h1>
         <a class="button" href="/integrations/new" hx-get="/integrations/new" hx-target="#panel" hx-swap="innerHTML">

@@ -1,15 +1,15 @@
 import type { DefaultPermissions } from "../../src/core/settings.ts";
 import { integrationTypeInfo, integrationTypes, type IntegrationType } from "../../src/core/types.ts";
-import type { ActivityRow } from "../../src/db/schema.ts";
+import type { ActivityRow } from "../../src/core/activity.ts";
 import { attr } from "../components/attr.ts";
 import { CsrfField } from "../components/csrf.tsx";
 import { PostButton } from "../components/post-button.tsx";
 import { FieldError } from "../components/field-error.tsx";
 import { LocalTime } from "../components/local-time.tsx";
-import { Layout } from "../layouts/base.tsx";
+import { Layout, type LayoutAdmin } from "../layouts/base.tsx";
 
 export interface SettingsPageProps {
-  admin: { username: string; csrfToken: string };
+  admin: LayoutAdmin;
   admins: { username: string; createdAt: number }[];
   /** open admin sessions; `currentSession` marks this browser's */
   adminSessions: { id: string; username: string; createdAt: number; expiresAt: number }[];
@@ -27,7 +27,7 @@ export interface SettingsPageProps {
 /** SettingsPage: admins and their recent sign-ins, and the permissions new integrations start with. */
 export function SettingsPage({ admin, admins, adminSessions, currentSession, done, signIns, defaults, errors = {}, saved, tls }: SettingsPageProps) {
   return (
-    <Layout title="Settings" admin={admin} active="settings">
+    <Layout title="Settings" admin={admin} active="/settings">
       <h1>Settings</h1>
       <section class="card">
         <h2>TLS certificate</h2>

@@ -1,19 +1,19 @@
-import type { ApiTokenRow } from "../../src/db/schema.ts";
+import type { ApiTokenRow } from "../../src/core/admins.ts";
 import { CsrfField } from "../components/csrf.tsx";
 import { PostButton } from "../components/post-button.tsx";
 import { FieldError } from "../components/field-error.tsx";
 import { LocalTime } from "../components/local-time.tsx";
-import { Layout } from "../layouts/base.tsx";
+import { Layout, type LayoutAdmin } from "../layouts/base.tsx";
 
 export interface TokensPageProps {
-  admin: { username: string; csrfToken: string };
+  admin: LayoutAdmin;
   tokens: ApiTokenRow[];
   error?: string;
 }
 
 export function TokensPage({ admin, tokens, error }: TokensPageProps) {
   return (
-    <Layout title="API tokens" admin={admin} active="tokens">
+    <Layout title="API tokens" admin={admin} active="/settings/tokens">
       <h1>API tokens</h1>
       <p class="muted">
         For scripts and automation: send <code>Authorization: Bearer &lt;token&gt;</code> to <code>/api/v1</code>. The OpenAPI

@@ -1,9 +1,9 @@
 import { attr } from "../components/attr.ts";
 import { PostButton } from "../components/post-button.tsx";
-import { Layout } from "../layouts/base.tsx";
+import { Layout, type LayoutAdmin } from "../layouts/base.tsx";
 
 export interface TopicsPageProps {
-  admin: { username: string; csrfToken: string };
+  admin: LayoutAdmin;
   topics: { topic: string; bytes: number; preview: string }[];
   q?: string;
   truncated: boolean;
@@ -12,7 +12,7 @@ export interface TopicsPageProps {
 /** TopicsPage: the retained messages on the broker, to find and clear what a removed device left behind. */
 export function TopicsPage({ admin, topics, q, truncated }: TopicsPageProps) {
   return (
-    <Layout title="Retained topics" admin={admin} active="topics">
+    <Layout title="Retained topics" admin={admin} active="/topics">
       <h1>Retained topics</h1>
       <p class="muted">Messages the broker keeps for every new subscriber. Clearing one publishes an empty retained message on its topic.</p>
       <form class="toolbar" method="get" action="/topics">

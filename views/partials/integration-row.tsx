@@ -69,9 +69,9 @@ export function StatusBadge({ active, online }: { active: boolean; online: numbe
 }
 
 /** StatusCell: badge plus, when online, the live sessions with a disconnect button each. */
-export function StatusCell({ integration: i, sessions, csrfToken }: { integration: Integration; sessions: SessionInfo[]; csrfToken: string }) {
+export function StatusCell({ integration: i, sessions, csrfToken, oob }: { integration: Integration; sessions: SessionInfo[]; csrfToken: string; oob?: boolean }) {
   return (
-    <td id={`status-${i.id}`} class="status">
+    <td id={`status-${i.id}`} class="status" hx-swap-oob={oob ? "true" : undefined}>
       {i.active && sessions.length > 0 ? (
         <details>
           <summary>
@@ -103,9 +103,9 @@ export function StatusCell({ integration: i, sessions, csrfToken }: { integratio
   );
 }
 
-export function LastLoginCell({ integration: i }: { integration: Integration }) {
+export function LastLoginCell({ integration: i, oob }: { integration: Integration; oob?: boolean }) {
   return (
-    <td id={`last-login-${i.id}`}>
+    <td id={`last-login-${i.id}`} hx-swap-oob={oob ? "true" : undefined}>
       <LocalTime at={i.lastLoginAt} />
     </td>
   );

@@ -1,6 +1,11 @@
 import { createHash, pbkdf2, pbkdf2Sync, randomBytes, timingSafeEqual } from "node:crypto";
 import { promisify } from "node:util";
-import type { HashCost } from "../credentials.ts";
+
+/** HashCost: argon2id parameters (tests use small ones; admins get Bun's default). */
+export interface HashCost {
+  memoryCost?: number;
+  timeCost?: number;
+}
 
 /**
  * Password hashing, one scheme per credential, recorded in the hash itself:

@@ -19,7 +19,7 @@ const headerFamilies = {
   original: { uri: "x-original-uri", method: "x-original-method" },
   /** Caddy `forward_auth` and Traefik `forwardAuth` set these themselves, replacing the client's */
   forwarded: { uri: "x-forwarded-uri", method: "x-forwarded-method" },
-  /** generic: names no proxy sets on its own, so only a deliberate `set header` line can produce them */
+  /** the `generic` proxy's: names no proxy sets on its own, so only a deliberate `set header` line can produce them */
   gatehouse: { uri: "x-gatehouse-uri", method: "x-gatehouse-method" },
 } as const;
 

@@ -18,14 +18,14 @@ interface PacketParser {
   parse(buf: Buffer): number;
   /** bytes received and not parsed yet */
   _list: { length: number; append(buf: Buffer): void };
-  /** aedes: packets parsed before the CONNACK went out, handled once it has (null from then on) */
+  /** packets (aedes) parsed before the CONNACK went out, handled once it has (null from then on) */
   _queue: unknown[] | null;
   removeAllListeners(event: "packet"): void;
 }
 
 interface ClientInternals {
   _parser: PacketParser;
-  /** aedes: a CONNECT is being handled (login, session, CONNACK, queued messages) */
+  /** a CONNECT is being handled by aedes (login, session, CONNACK, queued messages) */
   connecting: boolean;
   connackSent: boolean;
   connected: boolean;

@@ -1,9 +1,3 @@
-/**
- * ClientIdOwners: which integration a client id belongs to, while it has a live connection or a
- * persistent session. MQTT ties sessions to client ids, not users; Gatehouse ties them to
- * integrations: a takeover [MQTT-3.1.4-2] happens only within one integration, and a persistent
- * session is never handed to another integration's client.
- */
 interface Owner {
   integrationId: number;
   live: number;
@@ -13,6 +7,12 @@ interface Owner {
 
 export type Claim = "ok" | "taken" | "orphaned";
 
+/**
+ * ClientIdOwners: which integration a client id belongs to, while it has a live connection or a
+ * persistent session. MQTT ties sessions to client ids, not users; Gatehouse ties them to
+ * integrations: a takeover [MQTT-3.1.4-2] happens only within one integration, and a persistent
+ * session is never handed to another integration's client.
+ */
 export class ClientIdOwners {
   #owners = new Map<string, Owner>();
   /** client ids whose stored session belonged to an integration that no longer exists */

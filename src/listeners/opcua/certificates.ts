@@ -2,7 +2,7 @@ import type { OPCUACertificateManager } from "node-opcua-certificate-manager";
 import { convertPEMtoDER, exploreCertificate, makeSHA1Thumbprint } from "node-opcua-crypto";
 import { readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import type { CertificateInfo, CertificateTrust } from "../../core/certificates.ts";
+import type { CertificateInfo, CertificateTrust } from "./trust.ts";
 import { NotFoundError } from "../../lib/errors.ts";
 
 interface Entry extends CertificateInfo {

@@ -1,6 +1,7 @@
-import type { CertificateTrust } from "../../core/certificates.ts";
-import { parseBool, parseCount, parsePortOrOff } from "../../lib/options.ts";
+import type { CertificateTrust } from "./trust.ts";
+import { option } from "../../lib/options.ts";
 import { defineListener, type Listener } from "../listener.ts";
+import { certificatePages } from "./pages.tsx";
 import type { OpcuaDeps, OpcuaOptions, RunningOpcua } from "./server.ts";
 
 export type { OpcuaDeps, OpcuaOptions } from "./server.ts";
@@ -22,6 +23,10 @@ export function createOpcuaListener(deps: OpcuaDeps, opts: OpcuaOptions): OpcuaL
     get certificates() {
       return running?.certificates;
     },
+    pages: {
+      nav: { href: "/certificates", label: "OPC UA certificates" },
+      routes: (kit) => certificatePages(kit, () => running?.certificates),
+    },
     async start() {
       const { startOpcuaServer } = await import("./server.ts");
       running = await startOpcuaServer(deps, opts);
@@ -37,32 +42,18 @@ export function createOpcuaListener(deps: OpcuaDeps, opts: OpcuaOptions): OpcuaL
   };
 }
 
-/** opcua: the OPC UA server; its Topics folder mirrors the broker through the core's topic bus. */
+/** opcuaListener: the OPC UA server; its Topics folder mirrors the broker through the core's topic bus. */
 export const opcuaListener = defineListener<{ port: number; trustAll: boolean; maxSessions: number; fullNodeset: boolean }>()({
   type: "opcua",
   accepts: ["opcua"],
-  configKeys: {
-    "opcua-port": { flag: "--opcua-port N", env: "GATEHOUSE_OPCUA_PORT", help: "OPC UA server (0 = any free port, off = none)", default: "4840" },
-    "opcua-max-sessions": { flag: "--opcua-max-sessions N", env: "GATEHOUSE_OPCUA_MAX_SESSIONS", help: "OPC UA sessions at most (secure channels to match)", default: "100" },
-    "opcua-full-nodeset": {
-      flag: "--opcua-full-nodeset BOOL",
-      env: "GATEHOUSE_OPCUA_FULL_NODESET",
-      help: "the whole OPC UA standard nodeset (PubSub, GDS, alarm types; ~22 MB more memory) instead of the data-access one",
-      default: "false",
-    },
-    "opcua-trust-all": { flag: "--opcua-trust-all BOOL", env: "GATEHOUSE_OPCUA_TRUST_ALL", help: "labs only: accept unknown OPC UA client certificates", default: "false" },
+  options: {
+    opcuaPort: option.port("OPC UA server", "4840"),
+    opcuaMaxSessions: option.count("OPC UA sessions at most (secure channels to match)", "100", 1, 10_000),
+    opcuaFullNodeset: option.bool("the whole OPC UA standard nodeset (PubSub, GDS, alarm types; ~22 MB more memory) instead of the data-access one", "false"),
+    opcuaTrustAll: option.bool("labs only: accept unknown OPC UA client certificates", "false"),
   },
-  parseConfig(get) {
-    const port = parsePortOrOff("opcua-port", get("opcua-port")!);
-    return port === null
-      ? null
-      : {
-          port,
-          trustAll: parseBool("opcua-trust-all", get("opcua-trust-all")!),
-          maxSessions: parseCount("opcua-max-sessions", get("opcua-max-sessions")!, 1, 10_000),
-          fullNodeset: parseBool("opcua-full-nodeset", get("opcua-full-nodeset")!),
-        };
-  },
+  parseConfig: (o) =>
+    o.opcuaPort === null ? null : { port: o.opcuaPort, trustAll: o.opcuaTrustAll, maxSessions: o.opcuaMaxSessions, fullNodeset: o.opcuaFullNodeset },
   create: (deps, o) =>
     createOpcuaListener(
       { core: deps.core, log: deps.log, pool: deps.pool },

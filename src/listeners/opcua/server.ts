@@ -10,7 +10,7 @@ import { WellKnownRoles } from "node-opcua-constants";
 import { NodeId } from "node-opcua-nodeid";
 import type { UAVariable } from "node-opcua-address-space";
 import { DataType, Variant } from "node-opcua-variant";
-import type { CertificateTrust } from "../../core/certificates.ts";
+import type { CertificateTrust } from "./trust.ts";
 import type { AcceptPool } from "../../core/accept-pool.ts";
 import type { Core } from "../../core/index.ts";
 import type { SessionHandle } from "../../core/sessions.ts";
@@ -115,7 +115,7 @@ const orphanGraceMs = 30_000;
 const securityPolicies = [SecurityPolicy.None, SecurityPolicy.Basic256Sha256, SecurityPolicy.Aes128_Sha256_RsaOaep, SecurityPolicy.Aes256_Sha256_RsaPss];
 const securityModes = [MessageSecurityMode.None, MessageSecurityMode.Sign, MessageSecurityMode.SignAndEncrypt];
 
-/** addresses: every address of this host, loopback included, for the certificate's SAN. */
+/** hostAddresses: every address of this host, loopback included, for the certificate's SAN. */
 function hostAddresses(bind: string): string[] {
   const ips = new Set<string>(["127.0.0.1"]);
   for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) ips.add(a.address.replace(/%.*$/, ""));
@@ -344,13 +344,11 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
     const n = interruptChannelsOf(s, thumbprint);
     log.info("opc ua certificate revoked", { thumbprint, channelsClosed: n });
   });
-  const detachTrust = core.certificates.attach(certificates);
   const detachMetrics = core.metrics.gauge({ name: "gatehouse_opcua_subscriptions", help: "OPC UA subscriptions", read: () => [[{}, s.currentSubscriptionCount]] });
   return {
     certificates,
     port: endpoint?.port ?? opts.port,
     async stop() {
-      detachTrust();
       detachMetrics();
       mirror.stop();
       for (const off of stopInvalidating) off();

@@ -1,5 +1,5 @@
 import type { TopicBus, TopicMessage } from "../../core/bus.ts";
-import { isVrpcInternal, VrpcCallError, type VrpcAgentInfo, type VrpcCall, type VrpcClassInfo, type VrpcDirectory } from "../../core/vrpc.ts";
+import { isVrpcInternal, VrpcCallError, type VrpcAgentInfo, type VrpcCall, type VrpcClassInfo, type VrpcDirectory } from "./types.ts";
 import { randomToken } from "../../lib/ids.ts";
 import type { Logger } from "../../lib/logger.ts";
 

@@ -1,27 +1,38 @@
 import { Elysia, t } from "elysia";
-import type { Core } from "../core/index.ts";
-import { VrpcCallError, type VrpcDirectory } from "../core/vrpc.ts";
-import { AppError, NotFoundError } from "../lib/errors.ts";
-import { field, htmlResponse, isHtmx, jsonResponse, redirect } from "../lib/http.ts";
-import type { Logger } from "../lib/logger.ts";
-import { AgentList, AgentsPage, CallResult, RemoveAgentConfirm } from "../../views/pages/agents.tsx";
-import { SimplePage } from "../../views/pages/simple.tsx";
-import { adminOf, authOf } from "./auth.tsx";
-import { formFields } from "./bodies.ts";
+import type { RefusedAnnouncement } from "../../core/announcements.ts";
+import { VrpcCallError, type VrpcDirectory } from "./types.ts";
+import { AppError, NotFoundError } from "../../lib/errors.ts";
+import { field, htmlResponse, isHtmx, jsonResponse, problem, redirect } from "../../lib/http.ts";
+import type { Logger } from "../../lib/logger.ts";
+import { AgentList, AgentsPage, CallResult, RemoveAgentConfirm } from "./views/agents.tsx";
+import { SimplePage } from "../../../views/pages/simple.tsx";
+import type { PageKit } from "../../lib/pages.ts";
+import { formFields } from "../../lib/bodies.ts";
 
 const statusOf: Record<VrpcCallError["code"], number> = { "not-found": 404, forbidden: 403, invalid: 400, offline: 504, timeout: 504, remote: 502, busy: 503 };
 
-/** agentRoutes: the VRPC agents page and `/api/v1/vrpc`: list, call, remove. Admin auth like every page. */
-export function agentRoutes(core: Core, log: Logger) {
+/** AgentSource: what the pages read of the running listener. */
+export interface AgentSource {
+  /** the directory while the listener runs */
+  current(): VrpcDirectory | undefined;
+  /** announcements the topic rules refused, newest first */
+  refused(): RefusedAnnouncement[];
+  log: Logger;
+}
+
+/**
+ * agentRoutes: the VRPC agents page and `/api/v1/vrpc`: list, call, remove. The web layer mounts them
+ * behind the admin guard like every page; `kit` says who is asking.
+ */
+export function agentRoutes(kit: PageKit, source: AgentSource) {
+  const { adminOf } = kit;
+  const { log } = source;
   const directory = (): VrpcDirectory => {
-    const d = core.vrpc.current;
+    const d = source.current();
     if (!d) throw new AppError("not_found", "the VRPC listener is not running");
     return d;
   };
-  const who = (request: Request) => {
-    const a = authOf(request);
-    return a.kind === "session" ? `admin ${a.session.username}` : `API token ${a.name}`;
-  };
+  const who = (request: Request) => kit.actorOf(request);
   /** call: one call, logged with who called what (not the arguments: they may carry secrets). */
   const call = async (request: Request, c: { domain: string; agent: string; className: string; functionName: string; instance?: string; args: unknown[] }) => {
     log.info("vrpc call", { by: who(request), agent: `${c.domain}/${c.agent}`, class: c.className, function: c.functionName, instance: c.instance });
@@ -39,10 +50,10 @@ export function agentRoutes(core: Core, log: Logger) {
 
   /** listProps: what the page and its refreshing list show: the agents, and the announcements refused. */
   const listProps = (request: Request) => ({
-    agents: core.vrpc.current?.agents() ?? [],
-    refused: core.refusedAnnouncements.list(),
+    agents: source.current()?.agents() ?? [],
+    refused: source.refused(),
     csrfToken: adminOf(request).csrfToken,
-    running: core.vrpc.current !== undefined,
+    running: source.current() !== undefined,
   });
 
   return new Elysia({ name: "agent-routes" })
@@ -75,7 +86,7 @@ export function agentRoutes(core: Core, log: Logger) {
         // app.js confirms (naming the agent) and marks the form; without JS this page asks instead.
         const admin = adminOf(request);
         return (
-          <SimplePage title="Remove agent?" admin={admin} active="agents">
+          <SimplePage title="Remove agent?" admin={admin} active="/agents">
             <RemoveAgentConfirm a={params} csrfToken={admin.csrfToken} />
           </SimplePage>
         );
@@ -96,7 +107,7 @@ export function agentRoutes(core: Core, log: Logger) {
           const result = await call(request, { ...params, instance: query.instance, args: body });
           return jsonResponse({ result: result ?? null });
         } catch (err) {
-          if (err instanceof VrpcCallError) return jsonResponse({ error: err.code, message: err.message }, statusOf[err.code]);
+          if (err instanceof VrpcCallError) return problem(statusOf[err.code], err.code, err.message);
           throw err;
         }
       },

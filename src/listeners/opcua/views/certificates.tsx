@@ -1,10 +1,10 @@
-import type { CertificateInfo } from "../../src/core/certificates.ts";
-import { PostButton } from "../components/post-button.tsx";
-import { LocalTime } from "../components/local-time.tsx";
-import { Layout } from "../layouts/base.tsx";
+import type { CertificateInfo } from "../trust.ts";
+import { PostButton } from "../../../../views/components/post-button.tsx";
+import { LocalTime } from "../../../../views/components/local-time.tsx";
+import { Layout, type LayoutAdmin } from "../../../../views/layouts/base.tsx";
 
 export interface CertificatesPageProps {
-  admin: { username: string; csrfToken: string };
+  admin: LayoutAdmin;
   certificates: CertificateInfo[];
   running: boolean;
 }
@@ -25,7 +25,7 @@ function Action({ c, action, label, csrf, danger }: { c: CertificateInfo; action
 /** CertificatesPage: OPC UA client application certificates seen by the server. */
 export function CertificatesPage({ admin, certificates, running }: CertificatesPageProps) {
   return (
-    <Layout title="OPC UA certificates" admin={admin} active="certificates">
+    <Layout title="OPC UA certificates" admin={admin} active="/certificates">
       <h1>OPC UA client certificates</h1>
       <p class="muted">
         A client that opens a signed or encrypted channel with an unknown application certificate is refused and listed here as

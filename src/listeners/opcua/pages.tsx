@@ -1,13 +1,13 @@
 import { Elysia } from "elysia";
-import type { CertificateTrust } from "../core/certificates.ts";
-import { AppError } from "../lib/errors.ts";
-import { redirect } from "../lib/http.ts";
-import { CertificatesPage } from "../../views/pages/certificates.tsx";
-import { adminOf } from "./auth.tsx";
-import { formFields } from "./bodies.ts";
+import type { CertificateTrust } from "./trust.ts";
+import { AppError } from "../../lib/errors.ts";
+import { redirect } from "../../lib/http.ts";
+import { CertificatesPage } from "./views/certificates.tsx";
+import type { PageKit } from "../../lib/pages.ts";
+import { formFields } from "../../lib/bodies.ts";
 
 /** certificatePages: OPC UA client application certificates: rejected ones to trust or remove, trusted ones to revoke. */
-export function certificatePages(trust: () => CertificateTrust | undefined) {
+export function certificatePages({ adminOf }: PageKit, trust: () => CertificateTrust | undefined) {
   const store = () => {
     const t = trust();
     if (!t) throw new AppError("not_found", "the OPC UA listener is not running");

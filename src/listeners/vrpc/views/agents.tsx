@@ -1,10 +1,10 @@
-import type { RefusedAnnouncement } from "../../src/core/announcements.ts";
-import type { VrpcAgentInfo, VrpcClassInfo } from "../../src/core/vrpc.ts";
-import { attr } from "../components/attr.ts";
-import { CsrfField } from "../components/csrf.tsx";
-import { LocalTime } from "../components/local-time.tsx";
-import { PostButton } from "../components/post-button.tsx";
-import { Layout } from "../layouts/base.tsx";
+import type { RefusedAnnouncement } from "../../../core/announcements.ts";
+import type { VrpcAgentInfo, VrpcClassInfo } from "../types.ts";
+import { attr } from "../../../../views/components/attr.ts";
+import { CsrfField } from "../../../../views/components/csrf.tsx";
+import { LocalTime } from "../../../../views/components/local-time.tsx";
+import { PostButton } from "../../../../views/components/post-button.tsx";
+import { Layout, type LayoutAdmin } from "../../../../views/layouts/base.tsx";
 
 export interface AgentsProps {
   agents: VrpcAgentInfo[];
@@ -157,9 +157,9 @@ export function RemoveAgentConfirm({ a, csrfToken }: { a: { domain: string; agen
 }
 
 /** AgentsPage: the VRPC agents on the broker (Heisenware's edge connectors), live, callable. */
-export function AgentsPage({ admin, result, ...props }: AgentsProps & { admin: { username: string; csrfToken: string }; result?: JSX.Element }) {
+export function AgentsPage({ admin, result, ...props }: AgentsProps & { admin: LayoutAdmin; result?: JSX.Element }) {
   return (
-    <Layout title="VRPC agents" admin={admin} active="agents">
+    <Layout title="VRPC agents" admin={admin} active="/agents">
       <h1>VRPC agents</h1>
       <p class="muted">
         Agents announce themselves on the broker (retained <code>__agentInfo__</code> and <code>__classInfo__</code> topics); the appliance

@@ -1,0 +1,189 @@
+import type { AuthenticateError, Client, ConnectPacket, PublishPacket, Subscription } from "aedes";
+import type { Socket } from "node:net";
+import { mayPublish, mayRead, maySubscribe } from "../../core/permissions.ts";
+import { isValidTopicString } from "../../core/topics.ts";
+import type { LoginFailure } from "../../core/types.ts";
+import { StaleLoginError } from "../../lib/errors.ts";
+import { disconnectV5, refuseV5 } from "./aedes-internals.ts";
+import { foreignPublishProperty, foreignWillProperty } from "./properties.ts";
+import type { Conn, MqttState } from "./state.ts";
+
+/** CONNACK return codes of MQTT 3.1.1 §3.2.2.3 for each refusal reason. */
+export const connackFor: Record<LoginFailure, 1 | 2 | 3 | 4 | 5> = {
+  "unknown-user": 4,
+  "wrong-password": 4,
+  throttled: 4,
+  deactivated: 5,
+  "wrong-type": 5,
+  stale: 5,
+  "unsupported-protocol": 1,
+  "client-id-in-use": 2,
+  "connection-limit": 3,
+  anonymous: 4,
+  "certificate-user": 4,
+  "insecure-token": 4,
+  "certificate-rejected": 5,
+};
+
+/** protocolOf: how a session and a failed login name the protocol level. */
+function protocolOf(version: number | undefined): string | undefined {
+  return version === 5 ? "MQTT 5" : version === 4 ? "MQTT 3.1.1" : version === 3 ? "MQTT 3.1" : undefined;
+}
+
+/** keepsSession: the session outlives the connection (3.1.1 clean session off; 5 a session expiry). */
+function keepsSession(packet: ConnectPacket | undefined): boolean {
+  if (!packet) return false;
+  if (packet.protocolVersion === 5) return ((packet.properties as { sessionExpiryInterval?: number } | undefined)?.sessionExpiryInterval ?? 0) > 0;
+  return !packet.clean;
+}
+
+function authError(code: number, reason: string): AuthenticateError {
+  const err = new Error(reason) as AuthenticateError;
+  err.returnCode = code as AuthenticateError["returnCode"];
+  return err;
+}
+
+/**
+ * createHooks: aedes' hooks, each a step that asks the core (aedes' own defaults allow everything):
+ * `preConnect` checks the CONNECT, `authenticate` the credential (and opens the session), and
+ * `authorizePublish`, `authorizeSubscribe`, `authorizeForward` ask core/permissions.ts at every
+ * message and every delivery, so a narrowed permission holds at once.
+ */
+export function createHooks(s: MqttState, maxConnections: number) {
+  const { credentials, sessions, topicSpace } = s.core;
+  return {
+    preConnect(client: Client, packet: ConnectPacket, done: (err: Error | null, ok: boolean) => void) {
+      s.pendingOf.get(client.conn)?.spoke(); // a whole CONNECT: a real client, no longer silent
+      const version = packet.protocolVersion;
+      if (version !== 3 && version !== 4 && version !== 5) {
+        // aedes answers CONNACK 1 itself; the admin should see why the device cannot connect.
+        s.log.info("mqtt protocol version not supported", { version, clientId: packet.clientId?.slice(0, 128), remote: s.remoteOf(client) });
+        s.refuse(client, packet.username, "unsupported-protocol");
+      }
+      // [MQTT-3.1.2-22] 3.1.1 (and 3.1): no password without a user name; a CONNECT that breaks §3.1 is
+      // closed without CONNACK [MQTT-3.1.4-1], as Mosquitto 2 does. MQTT 5 allows a password alone.
+      if (version !== 5 && packet.password !== undefined && packet.username === undefined) {
+        return done(new Error("password without user name"), false);
+      }
+      const will = packet.will as { topic: string; qos: number; properties?: Record<string, unknown> } | undefined;
+      // [MQTT-3.1.2-14] will QoS 3 is a protocol violation; a will topic obeys the topic rules; a will
+      // carries Will Properties only (§3.1.3.2).
+      const badWill = will && (will.qos > 2 || !isValidTopicString(will.topic) || /[#+]/.test(will.topic) || foreignWillProperty(will.properties));
+      if (badWill) return done(new Error("malformed will"), false);
+      s.connects.set(client, packet);
+      done(null, true);
+    },
+
+    authenticate(client: Client, username: string | undefined, password: Buffer | undefined, done: (err: AuthenticateError | null, ok: boolean | null) => void) {
+      const packet = s.connects.get(client);
+      // [MQTT-3.1.3-8] an empty client id needs a clean session (aedes 1.2 would invent an id nobody can resume);
+      // MQTT 3.1 (§3.1 Client Identifier) needs 1 to 23 characters: CONNACK 2 as Mosquitto (longer ids pass there).
+      if (packet?.clientId === "" && (!packet.clean || packet.protocolVersion === 3)) return done(authError(2, "empty client id"), null);
+      if (s.authenticated >= maxConnections) {
+        s.log.warn("mqtt connection refused: limit reached", { limit: maxConnections, remote: s.remoteOf(client) });
+        s.refuse(client, username, "connection-limit");
+        return done(authError(3, "connection limit"), null);
+      }
+      const meta = { remote: s.remoteOf(client), clientId: client.id, protocol: protocolOf(packet?.protocolVersion) };
+      // No username is an unknown user: refused with 4, logged and throttled like any other.
+      credentials.verify(s.type, username ?? "", password?.toString("utf8") ?? "", meta).then(
+        (result) => {
+          if (!result.ok) {
+            // MQTT 5 hears "connection rate exceeded" (0x9F) for a throttled login; 3.1.1 has only 4
+            if (result.reason === "throttled" && client.version === 5) refuseV5(client, 0x9f);
+            return done(authError(connackFor[result.reason], result.reason), null);
+          }
+          const socket = client.conn as Socket;
+          if (client.closed || socket.destroyed) return done(authError(3, "gone"), null);
+          const claim = s.owners.claim(client.id, result.integration.id, !keepsSession(packet));
+          if (claim === "taken") {
+            s.refuse(client, username, "client-id-in-use");
+            return done(authError(2, "client id in use by another integration"), null);
+          }
+          const conn: Conn = { integration: result.integration, socket, revoked: false, restorePersistence: false };
+          if (claim === "orphaned" && packet && keepsSession(packet)) {
+            // Another integration's persistent session under this id: start clean, then persist.
+            packet.clean = true;
+            client.clean = true;
+            conn.restorePersistence = true;
+          }
+          s.conns.set(client, conn);
+          s.authenticated++;
+          s.pendingOf.get(socket)?.leave();
+          socket.once("close", () => {
+            s.authenticated--;
+            s.owners.release(client.id, result.integration.id);
+            conn.session?.close();
+          });
+          // The session opens with the login and ends with the socket: online as soon as the CONNACK
+          // is out, and never a ghost, whatever order aedes reports its events in.
+          const kick = (reason: string) => {
+            s.log.info("mqtt client dropped", { username: conn.integration.username, clientId: client.id, reason });
+            conn.revoked = true; // no will for a revoked client
+            // MQTT 5 hears why: 0x98 an admin's Disconnect, 0x87 a revocation; 3.1.1 just loses the socket
+            if (client.version === 5) disconnectV5(client, reason === "disconnected by admin" ? 0x98 : 0x87);
+            else client.close();
+          };
+          try {
+            // a VRPC integration logging in over the broker is a VRPC session (OnlineVRPC, gatehouse_sessions{type="vrpc"})
+            const sessionType = conn.integration.type === "vrpc" ? "vrpc" : s.type;
+            conn.session = sessions.open({ integration: conn.integration, type: sessionType, clientId: client.id, remote: s.remoteOf(client), protocol: protocolOf(packet?.protocolVersion), kick });
+          } catch (err) {
+            if (!(err instanceof StaleLoginError)) throw err;
+            // Changed (password, active, permissions) or deleted while the password was checked; the
+            // socket's close (aedes closes it after this CONNACK) releases the client id.
+            return done(authError(5, "integration changed during login"), null);
+          }
+          done(null, true);
+        },
+        (err) => {
+          s.log.error("mqtt authenticate failed", { err });
+          done(authError(3, "server error"), null);
+        },
+      );
+    },
+
+    authorizePublish(client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void) {
+      if (!client) return done(null); // the broker's own publishes (in-process bus)
+      // MQTT 5 §3.3.2.3: a property PUBLISH cannot carry (a Will Delay Interval, a Subscription Identifier
+      // [MQTT-3.3.4-6]) is a malformed packet: DISCONNECT 0x81 as Mosquitto, never forwarded. A will is
+      // asked here too (no `cmd`); its properties were checked at CONNECT.
+      if (client.version === 5 && packet.cmd === "publish" && foreignPublishProperty(packet.properties as Record<string, unknown> | undefined)) {
+        disconnectV5(client, 0x81);
+        return done(new Error("malformed publish properties"));
+      }
+      // [MQTT-1.5.3-1/2] [MQTT-4.7.3-2] bad UTF-8 or U+0000 in a topic: protocol error, connection closed.
+      if (!isValidTopicString(packet.topic)) {
+        if (client.version === 5) client.close(); // aedes would answer v5 with 0x87 and carry on
+        return done(new Error("malformed topic"));
+      }
+      const integration = s.current(client);
+      if (mayPublish(integration, packet.topic, topicSpace)) return done(null);
+      s.stats.refusedPublishes++;
+      s.metric.refused.add();
+      s.logRefusal(client, "publish refused", { username: s.conns.get(client)?.integration.username, topic: packet.topic.slice(0, 256) });
+      if (integration) s.core.events.emit("publish.refused", { integration, topic: packet.topic });
+      // MQTT 5: PUBACK/PUBREC 0x87 (Not authorized) with this reason string if the client asked for
+      // problem information; aedes drops the message. QoS 0 has no acknowledgement to carry it.
+      if (client.version === 5) return done(new Error(`not authorized to publish to ${packet.topic.slice(0, 128)}`));
+      // [MQTT-3.3.5-2] acknowledged as usual, then dropped: not routed, not retained, not queued.
+      s.dropped.add(packet);
+      done(null);
+    },
+
+    authorizeSubscribe(client: Client, sub: Subscription, done: (err: Error | null, sub?: Subscription | null) => void) {
+      if (!isValidTopicString(sub.topic)) return done(new Error("malformed topic filter"));
+      if (maySubscribe(s.current(client), sub.topic, topicSpace)) return done(null, sub);
+      s.logRefusal(client, "subscribe refused", { username: s.conns.get(client)?.integration.username, topic: sub.topic.slice(0, 256) });
+      done(null, null); // SUBACK 0x80 for this filter
+    },
+
+    /** authorizeForward: asked for every delivery, live and queued, so narrowed permissions hold at once. */
+    authorizeForward(client: Client, packet: PublishPacket) {
+      if (!mayRead(s.current(client), packet.topic, topicSpace)) return null;
+      s.metric.messagesOut.add();
+      s.metric.bytesOut.add(packet.payload?.length ?? 0);
+      return packet;
+    },
+  };
+}
