@@ -253,7 +253,7 @@ if (hasMosquitto()) {
   theirs = await fleet(m.port, ready.fleet);
   await m.stop();
 }
-console.log(`\n${ready.fleet.length} devices behind one address at once: Gatehouse ${ours.ok} in after ${(ours.all / 1000).toFixed(2)} s` + (theirs ? `; Mosquitto 2 ${theirs.ok} in after ${(theirs.all / 1000).toFixed(2)} s` : ""));
+console.log(`\n${ready.fleet.length} devices behind one address at once: Gatehouse ${ours.ok} in after ${(ours.all / 1000).toFixed(2)} s${theirs ? `; Mosquitto 2 ${theirs.ok} in after ${(theirs.all / 1000).toFixed(2)} s` : ""}`);
 rows.push({
   bench,
   measure: `${ready.fleet.length} devices behind one address at once: CONNACK 0 on the first attempt, all in after`,

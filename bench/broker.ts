@@ -6,7 +6,6 @@
  */
 import { Aedes } from "aedes";
 import { createServer } from "node:net";
-import { join } from "node:path";
 import { openDataDir } from "../src/db/data-dir.ts";
 import { AcceptPool } from "../src/core/accept-pool.ts";
 import { createCore } from "../src/core/index.ts";

@@ -2,7 +2,6 @@
  * bench/http-server.ts: the whole appliance (OPC UA off) on free ports with one HTTP integration,
  * in its own process so the load generator's CPU is not counted. Prints `ready <httpPort> <user> <pass>`.
  */
-import { join } from "node:path";
 import { createApp } from "../src/app.ts";
 import { parseServeConfig } from "../src/config.ts";
 import { silentLogger } from "../src/lib/logger.ts";

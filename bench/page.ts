@@ -5,7 +5,6 @@
  */
 import { fmt, report } from "./lib/report.ts";
 import { rmSync } from "node:fs";
-import { join } from "node:path";
 import { openDataDir } from "../src/db/data-dir.ts";
 import { createCore } from "../src/core/index.ts";
 import { silentLogger } from "../src/lib/logger.ts";

@@ -125,7 +125,7 @@ export function trimNodeset(image: Uint8Array): Uint8Array {
     out.push(JSON.stringify({ ...n, references }));
   }
   out.push(JSON.stringify({ ...trailer, nodes: out.length - 1 }));
-  return gzipSync(out.join("\n") + "\n", { level: 9 });
+  return gzipSync(`${out.join("\n")}\n`, { level: 9 });
 }
 
 if (import.meta.main) {

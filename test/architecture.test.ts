@@ -21,7 +21,7 @@ function repoTree(): Tree {
   return new Map([...sourceFiles("src"), ...sourceFiles("views")].map((f) => [f, readFileSync(join(root, f), "utf8")]));
 }
 
-const inside = (p: string, prefix: string) => p === prefix || p.startsWith(prefix + "/");
+const inside = (p: string, prefix: string) => p === prefix || p.startsWith(`${prefix}/`);
 /** layer: the first folder (or file) under src/, or "views". */
 const layer = (p: string) => (inside(p, "views") ? "views" : p.replace(/^src\//, "").split("/")[0]!.replace(/\.tsx?$/, ""));
 
@@ -167,15 +167,15 @@ describe("architecture", () => {
 
     it("reports a circle made of type imports", () => {
       const tree = repoTree();
-      tree.set("src/core/bus.ts", 'import type { Core } from "./index.ts";\n' + tree.get("src/core/bus.ts")!);
+      tree.set("src/core/bus.ts", `import type { Core } from "./index.ts";\n${tree.get("src/core/bus.ts")!}`);
       expect(circles(tree).some((c) => c.includes("src/core/bus.ts") && c.includes("src/core/index.ts"))).toBe(true);
     });
 
     it("accepts an exception only with a reason written above it", () => {
       const tree = repoTree();
-      tree.set("src/db/client.ts", '// layer-exception:\nimport type { Core } from "../core/index.ts";\n' + tree.get("src/db/client.ts")!);
+      tree.set("src/db/client.ts", `// layer-exception:\nimport type { Core } from "../core/index.ts";\n${tree.get("src/db/client.ts")!}`);
       expect(layerViolations(tree).some((v) => v.startsWith("src/db/client.ts:"))).toBe(true);
-      tree.set("src/db/client.ts", '// layer-exception: a test of the exception rule\nimport type { Core } from "../core/index.ts";\n' + repoTree().get("src/db/client.ts")!);
+      tree.set("src/db/client.ts", `// layer-exception: a test of the exception rule\nimport type { Core } from "../core/index.ts";\n${repoTree().get("src/db/client.ts")!}`);
       expect(layerViolations(tree).some((v) => v.startsWith("src/db/client.ts:"))).toBe(false);
     });
   });

@@ -67,7 +67,7 @@ describe("serve configuration", () => {
     expect(old.warnings.join("\n")).toContain("--mqtt-max-pending-per-address (GATEHOUSE_MQTT_MAX_PENDING_PER_ADDRESS) is ignored");
     expect(parseServeConfig(["--mqtt-max-pending", "700", "--max-pending", "900"], {}).maxPending).toBe(900); // the new name wins
     expect(() => parseServeConfig(["--mqtt-max-pending-per-address", "lots"], {})).toThrow("--mqtt-max-pending-per-address");
-    expect(usage).toMatch(/Deprecated names[^]*--mqtt-max-pending N[^]*--mqtt-max-pending-per-address N/);
+    expect(usage).toMatch(/Deprecated names[\s\S]*--mqtt-max-pending N[\s\S]*--mqtt-max-pending-per-address N/);
   });
 
   it("--help lists every registered listener's flags with their environment twins", () => {

@@ -74,7 +74,7 @@ export const hasMosquitto = () => Bun.which("mosquitto") !== null && Bun.which("
 /** mosquittoPasswordFile: these users in a Mosquitto password file, hashed by `mosquitto_passwd -U` (timed) */
 export function mosquittoPasswordFile(creds: { username: string; password: string }[]): { file: string; passwdMs: number } {
   const file = join(scratchDir("bench-mosquitto-"), "passwd");
-  writeFileSync(file, creds.map((c) => `${c.username}:${c.password}`).join("\n") + "\n");
+  writeFileSync(file, `${creds.map((c) => `${c.username}:${c.password}`).join("\n")}\n`);
   const t = performance.now();
   Bun.spawnSync(["mosquitto_passwd", "-U", file]);
   return { file, passwdMs: performance.now() - t };

@@ -37,5 +37,5 @@ export function markdown(rows: Row[], withBench = false): string {
 export function report(rows: Row[]) {
   console.log(markdown(rows));
   const file = process.env.BENCH_ROWS;
-  if (file) appendFileSync(file, rows.map((r) => JSON.stringify(r)).join("\n") + "\n");
+  if (file) appendFileSync(file, `${rows.map((r) => JSON.stringify(r)).join("\n")}\n`);
 }

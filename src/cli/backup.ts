@@ -136,7 +136,7 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
               (existsSync(trusted) ? readdirSync(trusted) : []).filter((n) => /\.(pem|der)$/i.test(n)).map((n) => [n, readFileSync(join(trusted, n)).toString("base64")]),
             ),
           };
-          const text = JSON.stringify(doc, null, 1) + "\n";
+          const text = `${JSON.stringify(doc, null, 1)}\n`;
           if (file) {
             writePrivateFile(file, text, { replace: true }); // password hashes: 0600 from the first byte
             process.stderr.write(`exported ${doc.integrations.length} integration(s) and ${Object.keys(doc.trustedCertificates).length} trusted certificate(s) to ${file}\n`);
@@ -257,7 +257,7 @@ export function parseExport(bytes: Buffer, file: string): { doc: ExportDocument;
     if (entries.length > maxCertificates) problems.push(`trustedCertificates: ${entries.length} certificates, at most ${maxCertificates}`);
     for (const [name, b64] of entries.slice(0, maxCertificates)) {
       const at = `trusted certificate ${JSON.stringify(name.slice(0, 64))}`;
-      if (!/^[\w\-\[\]][\w.\-\[\]]{0,200}\.(pem|der)$/i.test(name)) problems.push(`${at}: the name must end in .pem or .der and hold only letters, digits and . - _ [ ]`);
+      if (!/^[\w\-[\]][\w.\-[\]]{0,200}\.(pem|der)$/i.test(name)) problems.push(`${at}: the name must end in .pem or .der and hold only letters, digits and . - _ [ ]`);
       const bytes = typeof b64 === "string" && /^[A-Za-z0-9+/]*={0,2}$/.test(b64) ? Buffer.from(b64, "base64") : undefined;
       if (!bytes || bytes.toString("base64") !== b64 || bytes.length === 0) problems.push(`${at}: not base64`);
       else if (bytes.length > maxCertificateBytes) problems.push(`${at}: ${bytes.length} bytes, at most ${maxCertificateBytes}`);

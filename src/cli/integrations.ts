@@ -42,7 +42,7 @@ export async function integrationsCli(argv: string[], env: Record<string, string
   }
   const { values, positionals } = parsed;
   const json = values.json === true;
-  const out = (data: unknown, text: string) => process.stdout.write(json ? JSON.stringify(data) + "\n" : text + "\n");
+  const out = (data: unknown, text: string) => process.stdout.write(json ? `${JSON.stringify(data)}\n` : `${text}\n`);
 
   let store: CredentialStore;
   let close: () => void;
@@ -59,7 +59,7 @@ export async function integrationsCli(argv: string[], env: Record<string, string
   }
 
   const byUsername = (name: string | undefined): Integration => {
-    if (!name) throw new ValidationError({ username: "name the integration: gatehouse integrations " + verb + " USERNAME" });
+    if (!name) throw new ValidationError({ username: `name the integration: gatehouse integrations ${verb} USERNAME` });
     const i = store.findByUsername(name);
     if (!i) throw new NotFoundError(`integration "${name}"`);
     return i;
@@ -87,7 +87,7 @@ export async function integrationsCli(argv: string[], env: Record<string, string
         const { integration, password: pw } = await store.create({ type: values.type, username: values.username, password, description: values.description });
         out(
           { integration, password: values["password-stdin"] ? undefined : pw },
-          `created ${integration.type} integration\nusername: ${integration.username}` + (values["password-stdin"] ? "" : `\npassword: ${pw}\n(the password is shown once; only its hash is stored)`),
+          `created ${integration.type} integration\nusername: ${integration.username}${values["password-stdin"] ? "" : `\npassword: ${pw}\n(the password is shown once; only its hash is stored)`}`,
         );
         return exitCodes.ok;
       }
@@ -134,7 +134,7 @@ export async function integrationsCli(argv: string[], env: Record<string, string
           const created = store.adoptMany(users.map((u) => ({ type, username: u.username, passwordHash: u.passwordHash, description: "imported from Mosquitto", ...(mapped?.acl.get(u.username) ?? {}) })));
           out(
             { imported: created.map((i) => i.username), unmapped: mapped?.unmapped ?? [] },
-            `imported ${created.length} Mosquitto user(s) as ${type} integrations` + (mapped?.unmapped.length ? `\nnot mapped (no equivalent; check them by hand):\n  ${mapped.unmapped.join("\n  ")}` : ""),
+            `imported ${created.length} Mosquitto user(s) as ${type} integrations${mapped?.unmapped.length ? `\nnot mapped (no equivalent; check them by hand):\n  ${mapped.unmapped.join("\n  ")}` : ""}`,
           );
           return exitCodes.ok;
         }

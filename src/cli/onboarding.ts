@@ -28,7 +28,7 @@ export async function onboardingCli(argv: string[], env: Record<string, string |
     return fail((err as Error).message);
   }
   const { values, positionals } = parsed;
-  const out = (data: unknown, text: string) => process.stdout.write(values.json ? JSON.stringify(data) + "\n" : text + "\n");
+  const out = (data: unknown, text: string) => process.stdout.write(values.json ? `${JSON.stringify(data)}\n` : `${text}\n`);
   let db;
   try {
     db = openDataDir(dataDirOf(values["data-dir"], env));
@@ -39,7 +39,7 @@ export async function onboardingCli(argv: string[], env: Record<string, string |
   const events = new EventBus();
   const activity = new ActivityLog(db);
   activity.follow(events);
-  const log = createLogger({ level: "warn", write: (l) => process.stderr.write(l + "\n") });
+  const log = createLogger({ level: "warn", write: (l) => process.stderr.write(`${l}\n`) });
   const onboarding = new Onboarding(db, new CredentialStore(db, events), events, activity, log);
   try {
     return await actAs("cli", async () => {

@@ -7,7 +7,6 @@ import type { ActivityLog } from "./activity.ts";
 import type { CredentialStore } from "./credentials.ts";
 import type { EventBus } from "./events.ts";
 import { integrationTypes, isIntegrationType, type Integration, type IntegrationType, type LoginMeta } from "./types.ts";
-import { vrpcAgentIdentity } from "./vrpc.ts";
 
 /** OnboardingRequest: a client that tried to log in with credentials we do not know; never its password. */
 export type OnboardingRequest = Omit<OnboardingRequestRow, "passwordHash">;

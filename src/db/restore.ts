@@ -265,7 +265,7 @@ function setAside(live: string, previous: string): void {
     copyFileSync(live, previous, constants.COPYFILE_EXCL);
   }
   for (const suffix of ["-wal", "-journal"] as const) if (existsSync(live + suffix)) renameSync(live + suffix, previous + suffix);
-  rmSync(live + "-shm", { force: true });
+  rmSync(`${live}-shm`, { force: true });
 }
 
 export interface RestoreResult {

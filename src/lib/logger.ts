@@ -74,7 +74,7 @@ export function createLogger(
   opts: { level?: LogLevel; write?: (line: string) => void; base?: LogFields; perSecond?: number; format?: "text" | "json" } = {},
 ): Logger {
   const min = order[opts.level ?? "info"];
-  const write = opts.write ?? ((line: string) => process.stdout.write(line + "\n"));
+  const write = opts.write ?? ((line: string) => process.stdout.write(`${line}\n`));
   const base = opts.base ?? {};
   const limited = rateLimited(write, opts.perSecond ?? 50);
   const build = (fields: LogFields): Logger => {

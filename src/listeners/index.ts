@@ -12,6 +12,7 @@ import { vrpcListener } from "./vrpc/index.ts";
  * while it loads). A new protocol is one folder plus one line here; `serve` flags, `--help`, boot and
  * the login type rules all loop over this list.
  */
+// biome-ignore lint/suspicious/noExplicitAny: each entry keeps its own option type; the list only checks their shape
 export const listenerRegistry = [httpListener, mqttListener, vrpcListener, opcuaListener] as const satisfies readonly ListenerModule<any>[];
 
 /** Every integration type must be admitted by some listener: `tsc` fails here when one is not. */

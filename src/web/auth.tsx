@@ -5,13 +5,17 @@ import { enterActor } from "../core/activity.ts";
 import type { AdminSession } from "../core/admins.ts";
 import type { Core } from "../core/index.ts";
 import { AppError } from "../lib/errors.ts";
-import { field, htmlResponse, isHtmx, jsonResponse, problem, redirect, remoteOf, safeNext } from "../lib/http.ts";
+import { field, htmlResponse, isHtmx, problem, redirect, remoteOf, safeNext } from "../lib/http.ts";
 import { formFields } from "../lib/bodies.ts";
 import { randomToken } from "../lib/ids.ts";
 import type { NavItem, PageAdmin } from "../lib/pages.ts";
 import { LoginPage, SetupPage } from "../../views/pages/login.tsx";
 
 export const sessionCookie = "gh_session";
+
+/** Cookies: the request's cookie jar as Elysia hands it to a handler. */
+// biome-ignore lint/suspicious/noExplicitAny: Elysia's jar type is generic over the route's schema
+type Cookies = Record<string, any>;
 /** preauthCookie: double-submit CSRF token for the two forms used before there is a session. */
 const preauthCookie = "gh_preauth";
 
@@ -123,17 +127,17 @@ export function authGuard(core: Core, nav: readonly NavItem[] = []) {
 
 /** authRoutes: sign-in, sign-out and first-admin setup. */
 export function authRoutes(core: Core) {
-  const issuePreauth = (request: Request, cookie: Record<string, any>) => {
+  const issuePreauth = (request: Request, cookie: Cookies) => {
     const t = randomToken();
     cookie[preauthCookie].set({ value: t, ...cookieOptions(request, 3600) });
     return t;
   };
-  const checkPreauth = (request: Request, cookie: Record<string, any>, body: unknown) => {
+  const checkPreauth = (request: Request, cookie: Cookies, body: unknown) => {
     if (crossSite(request) || !equalTokens(field(body, "_csrf"), cookie[preauthCookie]?.value)) {
       throw new AppError("forbidden", "the form expired or came from another site; reload the page and try again");
     }
   };
-  const startSession = (request: Request, cookie: Record<string, any>, token: string) => {
+  const startSession = (request: Request, cookie: Cookies, token: string) => {
     cookie[sessionCookie].set({ value: token, ...cookieOptions(request, Math.floor((core.admins.sessionTtlMs) / 1000)) });
     cookie[preauthCookie].remove();
   };

@@ -1,7 +1,7 @@
 import { Elysia, t } from "elysia";
 import type { Core } from "../core/index.ts";
 import { integrationTypes } from "../core/types.ts";
-import { htmlResponse, isHtmx, redirect } from "../lib/http.ts";
+import { isHtmx, redirect } from "../lib/http.ts";
 import { ActivityPage } from "../../views/pages/activity.tsx";
 import { OnboardingPanel } from "../../views/partials/onboarding-panel.tsx";
 import { adminOf, authOf } from "./auth.tsx";

@@ -239,7 +239,7 @@ describe("import --full treats the export as hostile", () => {
       writeFileSync(join(dir, name), JSON.stringify(doc));
       return gatehouse(["import", "--full", join(dir, name), "--data-dir", target]);
     };
-    const hugeIterations = variant("huge.json", (d) => d.integrations.push({ ...d.integrations[0], username: "huge", passwordHash: "$7$9999999$c29tZXNhbHRzYWx0$" + "A".repeat(86) + "==" }));
+    const hugeIterations = variant("huge.json", (d) => d.integrations.push({ ...d.integrations[0], username: "huge", passwordHash: `$7$9999999$c29tZXNhbHRzYWx0$${"A".repeat(86)}==` }));
     expect(hugeIterations.code).toBe(2);
     expect(hugeIterations.err).toContain('entry 2 ("huge"): password hash: iteration count 9999999 exceeds the maximum of 100000');
     const shapes = variant("shapes.json", (d) => {

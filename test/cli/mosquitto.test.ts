@@ -68,7 +68,7 @@ describe("migrating from Mosquitto", () => {
       "no colon here",
       `bad\u001b[31m:$7$101$${salt}$${hash}`,
     ];
-    writeFileSync(passwd, lines.join("\n") + "\n");
+    writeFileSync(passwd, `${lines.join("\n")}\n`);
     const r = importPasswd(dir, passwd);
     expect(r.code).toBe(2);
     expect(r.err).toContain("nothing imported");

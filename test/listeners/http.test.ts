@@ -53,7 +53,7 @@ describe("HTTP integrations: logins and status codes", () => {
   });
 
   it("malformed Authorization headers are 401, never 500", async () => {
-    for (const header of ["Basic !!!!", "Basic " + btoa("no-colon"), "Basic " + "A".repeat(5000), "Bearer x", "Basic " + Buffer.from([0x61, 0x3a, 0xff, 0xfe]).toString("base64"), "Basic"]) {
+    for (const header of ["Basic !!!!", `Basic ${btoa("no-colon")}`, `Basic ${"A".repeat(5000)}`, "Bearer x", `Basic ${Buffer.from([0x61, 0x3a, 0xff, 0xfe]).toString("base64")}`, "Basic"]) {
       const res = await post("/api/v1/data/plant/x", header, "1");
       expect([header.slice(0, 20), res.status]).toEqual([header.slice(0, 20), 401]);
     }

@@ -13,7 +13,7 @@
   function localize(root) {
     (root.querySelectorAll ? root : document).querySelectorAll("time[data-local]").forEach(function (el) {
       var d = new Date(el.getAttribute("datetime"));
-      if (isNaN(d)) return;
+      if (isNaN(d.getTime())) return;
       el.textContent = relative(d);
       el.title = d.toLocaleString();
     });
@@ -37,7 +37,7 @@
       var sel = window.getSelection();
       sel.removeAllRanges();
       sel.addRange(range);
-      try { document.execCommand("copy"); done(); } catch (e) {}
+      try { document.execCommand("copy"); done(); } catch (_) {}
     }
   });
   // The live status refresh must not snap shut a session list the admin has opened.
@@ -67,7 +67,7 @@
       var id = tr.id.slice("integration-".length);
       if (/^\d+$/.test(id)) ids.push(id);
     });
-    ev.detail.path = "/integrations/live?ids=" + ids.join(",");
+    ev.detail.path = `/integrations/live?ids=${ids.join(",")}`;
   });
   // Destructive plain forms (no htmx) name their target before they are sent; a confirmed one says so
   // (`confirmed=yes`), so a route that asks again without JS (removing an agent) does not ask twice.
@@ -146,9 +146,9 @@
   document.addEventListener("htmx:responseError", function (ev) {
     var xhr = ev.detail.xhr;
     var text = (xhr.responseText || "").replace(/<[^>]*>/g, " ").replace(/\s+/g, " ").trim();
-    if (xhr.status === 403) text = "Not allowed (" + (text || "forbidden") + "). If you signed in again in another tab, reload this page.";
-    else if (xhr.status === 404) text = (text || "Not found") + ": it was changed or deleted elsewhere; the list is refreshed.";
-    else if (!text) text = "The appliance answered " + xhr.status + "; nothing was changed. Try again.";
+    if (xhr.status === 403) text = `Not allowed (${text || "forbidden"}). If you signed in again in another tab, reload this page.`;
+    else if (xhr.status === 404) text = `${text || "Not found"}: it was changed or deleted elsewhere; the list is refreshed.`;
+    else if (!text) text = `The appliance answered ${xhr.status}; nothing was changed. Try again.`;
     toast(text);
     document.body.dispatchEvent(new CustomEvent("gatehouse:changed"));
   });

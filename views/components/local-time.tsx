@@ -4,7 +4,7 @@ export function LocalTime({ at, never = "never" }: { at: number | null | undefin
   const iso = new Date(at).toISOString();
   return (
     <time datetime={iso} data-local safe>
-      {iso.slice(0, 16).replace("T", " ") + " UTC"}
+      {`${iso.slice(0, 16).replace("T", " ")} UTC`}
     </time>
   );
 }

@@ -51,7 +51,7 @@ export function TokensPage({ admin, tokens, error }: TokensPageProps) {
             <tr>
               <td safe>{t.name}</td>
               <td>
-                <code safe>{t.prefix + "…"}</code>
+                <code safe>{`${t.prefix}…`}</code>
               </td>
               <td>
                 <LocalTime at={t.createdAt} />

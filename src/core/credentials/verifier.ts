@@ -1,4 +1,4 @@
-import { FailureThrottle, FairScheduler, pairKey } from "../throttle.ts";
+import { type FailureThrottle, FairScheduler, pairKey } from "../throttle.ts";
 import type { IntegrationType, LoginMeta, VerifyResult } from "../types.ts";
 import { hashProblem, isFastHash, isMosquittoHash, verifyHash } from "./hashing.ts";
 import { publicView, type IntegrationIndex, type StoredIntegration } from "./index-memory.ts";

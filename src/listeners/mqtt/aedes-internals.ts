@@ -133,7 +133,10 @@ export function refuseV5(client: Client, reasonCode: number): void {
  */
 export function disconnectV5(client: Client, reasonCode: number): void {
   const c = client as unknown as { connected: boolean; disconnect(opts: { reasonCode: number }, done: () => void): void };
-  if (c.connected) return c.disconnect({ reasonCode }, () => {});
+  if (c.connected) {
+    c.disconnect({ reasonCode }, () => {});
+    return;
+  }
   (client.conn as { write(b: Uint8Array): void }).write(generate({ cmd: "disconnect", reasonCode } as never, { protocolVersion: 5 }));
   client.close();
 }

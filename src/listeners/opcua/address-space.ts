@@ -1,4 +1,4 @@
-import type { AddressSpace, ISessionContext, UAObject, UAVariable } from "node-opcua-address-space";
+import type { AddressSpace, UAObject, UAVariable } from "node-opcua-address-space";
 import { DataValue } from "node-opcua-data-value";
 import { NodeIdType, resolveNodeId, type NodeId } from "node-opcua-nodeid";
 import { PermissionType } from "node-opcua-types";

@@ -7,14 +7,14 @@ import type { OPCUAServer, ServerSession } from "node-opcua-server";
 import { StatusCodes } from "node-opcua-status-code";
 import { resolveNodeId, type NodeId } from "node-opcua-nodeid";
 import {
-  BrowsePathResult,
+  type BrowsePathResult,
   BrowseResult,
   CallMethodResult,
   HistoryReadResult,
   MonitoredItemCreateResult,
   PermissionType,
   TranslateBrowsePathsToNodeIdsResponse,
-  UserTokenType,
+  type UserTokenType,
   type BrowsePath,
   type TranslateBrowsePathsToNodeIdsRequest,
 } from "node-opcua-types";
@@ -181,7 +181,7 @@ export function onIdentityRefused(server: OPCUAServer, handler: (session: Server
  * certificate's thumbprint. The manager's own result is unchanged.
  */
 export function onCertificateRefused(cm: OPCUACertificateManager, handler: (thumbprint: string, status: string) => void): void {
-  type Check = (chain: Buffer | Buffer[], callback?: (err: Error | null, status?: StatusLike) => void) => Promise<StatusLike> | void;
+  type Check = (chain: Buffer | Buffer[], callback?: (err: Error | null, status?: StatusLike) => void) => Promise<StatusLike> | undefined;
   type StatusLike = { isNotGood(): boolean; name?: string };
   const m = cm as unknown as { checkCertificate?: Check };
   if (typeof m.checkCertificate !== "function") fail("OPCUACertificateManager.checkCertificate is missing");
