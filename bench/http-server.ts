@@ -8,7 +8,27 @@ import { silentLogger } from "../src/lib/logger.ts";
 import { scratchDir } from "./lib/scratch.ts";
 
 const dir = scratchDir("gatehouse-bench-http-");
-const config = parseServeConfig(["--data-dir", dir, "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "off", "--mqtt-port", "0", "--mqtts-port", "off", "--opcua-port", "off", "--forward-auth-proxy", "nginx"], { GATEHOUSE_ADMIN_PASSWORD: "bench-admin-password" });
+const config = parseServeConfig(
+  [
+    "--data-dir",
+    dir,
+    "--bind",
+    "127.0.0.1",
+    "--http-port",
+    "0",
+    "--https-port",
+    "off",
+    "--mqtt-port",
+    "0",
+    "--mqtts-port",
+    "off",
+    "--opcua-port",
+    "off",
+    "--forward-auth-proxy",
+    "nginx",
+  ],
+  { GATEHOUSE_ADMIN_PASSWORD: "bench-admin-password" },
+);
 const app = createApp(config, silentLogger);
 await app.start();
 const { password } = await app.core.credentials.create({ type: "http", username: "bench-device" });

@@ -17,7 +17,8 @@ export interface Row {
   goal?: string;
 }
 
-export const fmt = (n: number, digits = 0) => n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits }).replace(/,/g, " ");
+export const fmt = (n: number, digits = 0) =>
+  n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits }).replace(/,/g, " ");
 
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -25,7 +26,9 @@ export function median(xs: number[]): number {
 }
 
 export function markdown(rows: Row[], withBench = false): string {
-  const head = withBench ? "| bench | measure | baseline | Gatehouse | ratio | goal |" : "| measure | baseline | Gatehouse | ratio | goal |";
+  const head = withBench
+    ? "| bench | measure | baseline | Gatehouse | ratio | goal |"
+    : "| measure | baseline | Gatehouse | ratio | goal |";
   const lines = [head, head.replace(/[^|]+/g, " --- ")];
   for (const r of rows) {
     const cells = [r.measure, `${r.baseline} (${r.baselineName})`, r.gatehouse, `${r.ratio.toFixed(2)}x`, r.goal ?? ""];

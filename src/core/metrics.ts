@@ -73,7 +73,13 @@ export class Metrics {
     const parts = [...this.#counters.values()].map((c) => c.render());
     for (const g of this.#gauges) {
       const values = await g.read();
-      parts.push([`# HELP ${g.name} ${g.help}`, `# TYPE ${g.name} ${g.type ?? "gauge"}`, ...values.map(([l, v]) => `${g.name}${labelText(l)} ${v}`)].join("\n"));
+      parts.push(
+        [
+          `# HELP ${g.name} ${g.help}`,
+          `# TYPE ${g.name} ${g.type ?? "gauge"}`,
+          ...values.map(([l, v]) => `${g.name}${labelText(l)} ${v}`),
+        ].join("\n"),
+      );
     }
     return `${parts.join("\n")}\n`;
   }

@@ -13,7 +13,12 @@ import { vrpcListener } from "./vrpc/index.ts";
  * the login type rules all loop over this list.
  */
 // biome-ignore lint/suspicious/noExplicitAny: each entry keeps its own option type; the list only checks their shape
-export const listenerRegistry = [httpListener, mqttListener, vrpcListener, opcuaListener] as const satisfies readonly ListenerModule<any>[];
+export const listenerRegistry = [
+  httpListener,
+  mqttListener,
+  vrpcListener,
+  opcuaListener,
+] as const satisfies readonly ListenerModule<any>[];
 
 /** Every integration type must be admitted by some listener: `tsc` fails here when one is not. */
 type Unserved = Exclude<IntegrationType, (typeof listenerRegistry)[number]["accepts"][number]>;
@@ -26,4 +31,6 @@ export function acceptsTable(): AcceptsTable {
 
 /** requestTypeOf: the type of an onboarding request: the listener's own unless a part claims it. */
 export const requestTypeOf: RequestTypeOf = (listener, username, clientId) =>
-  (listenerRegistry as readonly ListenerModule<unknown>[]).find((m) => m.type !== listener && m.claimsRequest?.(listener, username, clientId))?.type ?? listener;
+  (listenerRegistry as readonly ListenerModule<unknown>[]).find(
+    (m) => m.type !== listener && m.claimsRequest?.(listener, username, clientId),
+  )?.type ?? listener;

@@ -164,7 +164,14 @@ export class LoginVerifier {
    * books a failure. A stored hash whose cost is above `hashLimits` (or that is malformed) is never
    * computed: the login is refused as a wrong password and the store is told, so it can be logged.
    */
-  async #hash(r: StoredIntegration, fp: string, password: string, hash: string, lane: string, priority: boolean): Promise<{ ok: boolean; first: boolean }> {
+  async #hash(
+    r: StoredIntegration,
+    fp: string,
+    password: string,
+    hash: string,
+    lane: string,
+    priority: boolean,
+  ): Promise<{ ok: boolean; first: boolean }> {
     const problem = hashProblem(hash);
     if (problem) {
       this.onUnusableHash(r, problem);
