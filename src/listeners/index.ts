@@ -7,18 +7,20 @@ import { mqttListener } from "./mqtt/index.ts";
 import { opcuaListener } from "./opcua/index.ts";
 import { vrpcListener } from "./vrpc/index.ts";
 
+// biome-ignore lint/suspicious/noExplicitAny: each entry keeps its own option type; the list only checks their shape
+type AnyListenerModule = ListenerModule<any>;
+
 /**
  * listenerRegistry: every protocol, once, in start order (the slow OPC UA last, so the others serve
  * while it loads). A new protocol is one folder plus one line here; `serve` flags, `--help`, boot and
  * the login type rules all loop over this list.
  */
-// biome-ignore lint/suspicious/noExplicitAny: each entry keeps its own option type; the list only checks their shape
 export const listenerRegistry = [
   httpListener,
   mqttListener,
   vrpcListener,
   opcuaListener,
-] as const satisfies readonly ListenerModule<any>[];
+] as const satisfies readonly AnyListenerModule[];
 
 /** Every integration type must be admitted by some listener: `tsc` fails here when one is not. */
 type Unserved = Exclude<IntegrationType, (typeof listenerRegistry)[number]["accepts"][number]>;
