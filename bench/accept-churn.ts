@@ -7,7 +7,12 @@
  */
 import { connect } from "node:net";
 
-const { ports, addresses, perAddress, reopen } = JSON.parse(process.argv[2]!) as { ports: number[]; addresses: string[]; perAddress: number; reopen: boolean };
+const { ports, addresses, perAddress, reopen } = JSON.parse(process.argv[2]!) as {
+  ports: number[];
+  addresses: string[];
+  perAddress: number;
+  reopen: boolean;
+};
 let opened = 0;
 let closedByServer = 0;
 let failed = 0;

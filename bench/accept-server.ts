@@ -10,14 +10,33 @@ import { silentLogger } from "../src/lib/logger.ts";
 
 const FLEET = Number(process.env.BENCH_FLEET ?? 1000);
 const config = parseServeConfig(
-  ["--data-dir", process.argv[2]!, "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "0", "--mqtt-port", "0", "--mqtts-port", "0", "--opcua-port", "0"],
+  [
+    "--data-dir",
+    process.argv[2]!,
+    "--bind",
+    "127.0.0.1",
+    "--http-port",
+    "0",
+    "--https-port",
+    "0",
+    "--mqtt-port",
+    "0",
+    "--mqtts-port",
+    "0",
+    "--opcua-port",
+    "0",
+  ],
   { GATEHOUSE_ADMIN_PASSWORD: "bench-admin-password" },
 );
 const app = createApp(config, silentLogger);
 await app.start();
 const device = await app.core.credentials.create({ type: "mqtt", username: "bench-device" });
-const fleet = await app.core.credentials.createMany(Array.from({ length: FLEET }, (_, i) => ({ type: "mqtt" as const, username: `fleet-${i}` })));
-const mqtts = (app.listeners.find((l) => l.type === "mqtt") as unknown as { tlsAddress(): { port: number } }).tlsAddress().port;
+const fleet = await app.core.credentials.createMany(
+  Array.from({ length: FLEET }, (_, i) => ({ type: "mqtt" as const, username: `fleet-${i}` })),
+);
+const mqtts = (
+  app.listeners.find((l) => l.type === "mqtt") as unknown as { tlsAddress(): { port: number } }
+).tlsAddress().port;
 console.log(
   `ready ${JSON.stringify({
     mqtt: app.address("mqtt")!.port,

@@ -15,7 +15,11 @@ import { scratchDir } from "./lib/scratch.ts";
 const front = process.argv[2] === "front";
 const core = createCore(openDataDir(scratchDir("gatehouse-bench-front-")), silentLogger, { accepts: acceptsTable() });
 core.start();
-const web = createWebApp(core, silentLogger, { version: "bench", mounts: [], readiness: () => ({ ready: true, reasons: [] }) });
+const web = createWebApp(core, silentLogger, {
+  version: "bench",
+  mounts: [],
+  readiness: () => ({ ready: true, reasons: [] }),
+});
 const server = createWebServer(web, {
   host: "127.0.0.1",
   httpPort: 0,

@@ -52,7 +52,9 @@ const pct = (xs: number[], p: number) => {
 function healthz(port: number): Promise<number> {
   return new Promise((resolve) => {
     const t = performance.now();
-    const s = netConnect({ host: "127.0.0.1", port }, () => s.write("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"));
+    const s = netConnect({ host: "127.0.0.1", port }, () =>
+      s.write("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"),
+    );
     const timer = setTimeout(() => (s.destroy(), resolve(Infinity)), 5000);
     s.once("data", (d) => {
       clearTimeout(timer);
@@ -64,14 +66,29 @@ function healthz(port: number): Promise<number> {
 }
 
 /** device: one mqtt.js connect from `localAddress`; its latency if CONNACK 0 came, else undefined */
-function device(port: number, creds: { username: string; password: string }, opts: { tls?: boolean; localAddress: string; clientId?: string; keep?: boolean }): Promise<{ ms?: number; client?: MqttClient }> {
+function device(
+  port: number,
+  creds: { username: string; password: string },
+  opts: { tls?: boolean; localAddress: string; clientId?: string; keep?: boolean },
+): Promise<{ ms?: number; client?: MqttClient }> {
   return new Promise((resolve) => {
     const t = performance.now();
-    const options = { ...creds, clientId: opts.clientId, protocolVersion: 4 as const, reconnectPeriod: 0, connectTimeout: 10_000 };
+    const options = {
+      ...creds,
+      clientId: opts.clientId,
+      protocolVersion: 4 as const,
+      reconnectPeriod: 0,
+      connectTimeout: 10_000,
+    };
     const client = new mqtt.MqttClient(
       () =>
         opts.tls
-          ? tlsConnect({ host: "127.0.0.1", port, rejectUnauthorized: false, ...({ localAddress: opts.localAddress } as object) })
+          ? tlsConnect({
+              host: "127.0.0.1",
+              port,
+              rejectUnauthorized: false,
+              ...({ localAddress: opts.localAddress } as object),
+            })
           : netConnect({ host: "127.0.0.1", port, localAddress: opts.localAddress }),
       options,
     );
@@ -92,13 +109,25 @@ function device(port: number, creds: { username: string; password: string }, opt
 
 async function startServer(fleet = true) {
   const env = { ...process.env, ...(fleet ? {} : { BENCH_FLEET: "0" }) };
-  const proc = Bun.spawn(["bun", "bench/accept-server.ts", join(scratchDir("gatehouse-accept-"), "data")], { env, stdin: "pipe", stdout: "pipe", stderr: "inherit" });
+  const proc = Bun.spawn(["bun", "bench/accept-server.ts", join(scratchDir("gatehouse-accept-"), "data")], {
+    env,
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "inherit",
+  });
   const lines = lineReader(proc.stdout);
   const ready = JSON.parse((await lines.until(/ready (\{.*\})\n/))[1]!) as Ready;
   const stats = async () => {
     proc.stdin.write("stats\n");
     proc.stdin.flush();
-    return JSON.parse((await lines.until(/stats (\{.*\})\n/))[1]!) as { size: number; silent: number; evicted: number; deadline: number; refused: number; sessions: number };
+    return JSON.parse((await lines.until(/stats (\{.*\})\n/))[1]!) as {
+      size: number;
+      silent: number;
+      evicted: number;
+      deadline: number;
+      refused: number;
+      sessions: number;
+    };
   };
   /** memory: RSS and JS heap after a full collection, MiB */
   const memory = async () => {
@@ -111,7 +140,10 @@ async function startServer(fleet = true) {
 }
 
 function startChurn(ports: number[], addresses: string[], perAddress: number, reopen: boolean) {
-  const proc = Bun.spawn(["bun", "bench/accept-churn.ts", JSON.stringify({ ports, addresses, perAddress, reopen })], { stdout: "pipe", stderr: "inherit" });
+  const proc = Bun.spawn(["bun", "bench/accept-churn.ts", JSON.stringify({ ports, addresses, perAddress, reopen })], {
+    stdout: "pipe",
+    stderr: "inherit",
+  });
   const lines = lineReader(proc.stdout);
   let last = { opened: 0, closed: 0, failed: 0 };
   void (async () => {
@@ -121,7 +153,12 @@ function startChurn(ports: number[], addresses: string[], perAddress: number, re
       last = { opened: Number(m[1]), closed: Number(m[2]), failed: Number(m[3]) };
     }
   })();
-  return { proc, get last() { return last; } };
+  return {
+    proc,
+    get last() {
+      return last;
+    },
+  };
 }
 
 /** idleSockets: n sockets that connect and send nothing, from the given addresses */
@@ -177,13 +214,28 @@ async function deviceAndHealthz(seconds: number) {
   })();
   // a device that reconnects every 200 ms (the bench process's own load must not be what is measured)
   for (let i = 0; performance.now() < until; i++) {
-    const r = await device(i % 2 ? ready.mqtts : ready.mqtt, ready.device, { tls: i % 2 === 1, localAddress: "127.0.0.20" });
+    const r = await device(i % 2 ? ready.mqtts : ready.mqtt, ready.device, {
+      tls: i % 2 === 1,
+      localAddress: "127.0.0.20",
+    });
     connects.push(r.ms);
     await Bun.sleep(200);
   }
   await Promise.all([prober, sampler]);
   const ok = connects.filter((c) => c !== undefined) as number[];
-  return { attempts: connects.length, ok: ok.length, connectP50: pct(ok, 0.5), connectP99: pct(ok, 0.99), healthzP50: pct(probes, 0.5), healthzP99: pct(probes, 0.99), healthzMax: Math.max(...probes), probes: probes.length, failedProbes: probes.filter((p) => p === Infinity).length, peakFds, peakRss };
+  return {
+    attempts: connects.length,
+    ok: ok.length,
+    connectP50: pct(ok, 0.5),
+    connectP99: pct(ok, 0.99),
+    healthzP50: pct(probes, 0.5),
+    healthzP99: pct(probes, 0.99),
+    healthzMax: Math.max(...probes),
+    probes: probes.length,
+    failedProbes: probes.filter((p) => p === Infinity).length,
+    peakFds,
+    peakRss,
+  };
 }
 
 const quiet = await deviceAndHealthz(5);
@@ -200,9 +252,16 @@ const churnRate = (churners.reduce((a, c) => a + c.last.opened, 0) - openedBefor
 await Promise.all(churners.map((c) => stop(c.proc)));
 await waitFor(async () => (await server.stats()).size === 0, 20_000);
 
-console.log(`\nstrangers: 8 addresses x ${PER_ADDRESS} idle sockets x 5 ports (${8 * PER_ADDRESS * 5} against a pool of 2 000), re-opened when closed`);
-console.log(`  churn: ${fmt(churnRate)} sockets/s opened; ${fmt(after.evicted - before.evicted)} evicted, ${fmt(after.deadline - before.deadline)} closed at the deadline, ${fmt(after.refused - before.refused)} refused in ${churnSecs.toFixed(0)} s`);
-for (const [name, r] of [["without strangers", quiet], ["with strangers", underChurn]] as const) {
+console.log(
+  `\nstrangers: 8 addresses x ${PER_ADDRESS} idle sockets x 5 ports (${8 * PER_ADDRESS * 5} against a pool of 2 000), re-opened when closed`,
+);
+console.log(
+  `  churn: ${fmt(churnRate)} sockets/s opened; ${fmt(after.evicted - before.evicted)} evicted, ${fmt(after.deadline - before.deadline)} closed at the deadline, ${fmt(after.refused - before.refused)} refused in ${churnSecs.toFixed(0)} s`,
+);
+for (const [name, r] of [
+  ["without strangers", quiet],
+  ["with strangers", underChurn],
+] as const) {
   console.log(
     `  ${name.padEnd(18)} device: ${r.ok}/${r.attempts} first attempts in (p50 ${r.connectP50.toFixed(1)} ms, p99 ${r.connectP99.toFixed(1)} ms); ` +
       `/healthz (new connection): p50 ${r.healthzP50.toFixed(1)} ms, p99 ${r.healthzP99.toFixed(1)} ms, max ${r.healthzMax.toFixed(1)} ms, ${r.failedProbes} of ${r.probes} failed; server peak ${fmt(r.peakFds)} fds, ${r.peakRss.toFixed(0)} MiB`,
@@ -211,7 +270,8 @@ for (const [name, r] of [["without strangers", quiet], ["with strangers", underC
 const share = (r: typeof quiet) => (100 * r.ok) / Math.max(1, r.attempts);
 rows.push({
   bench,
-  measure: "device first attempts that got CONNACK 0 (MQTT and MQTT/TLS) while 8 addresses churn idle sockets on every port",
+  measure:
+    "device first attempts that got CONNACK 0 (MQTT and MQTT/TLS) while 8 addresses churn idle sockets on every port",
   baselineName: "same device, no strangers",
   baseline: `${share(quiet).toFixed(1)} %`,
   gatehouse: `${share(underChurn).toFixed(1)} % (${underChurn.ok}/${underChurn.attempts}), p99 ${underChurn.connectP99.toFixed(0)} ms`,
@@ -240,7 +300,9 @@ rows.push({
 // 2. 1 000 devices behind one address at once (a NAT after a restart).
 async function fleet(port: number, creds: { username: string; password: string }[]) {
   const t = performance.now();
-  const results = await Promise.all(creds.map((c) => device(port, c, { localAddress: "127.0.0.30", clientId: c.username, keep: true })));
+  const results = await Promise.all(
+    creds.map((c) => device(port, c, { localAddress: "127.0.0.30", clientId: c.username, keep: true })),
+  );
   const all = performance.now() - t;
   const ok = results.filter((r) => r.ms !== undefined).length;
   await Promise.all(results.map((r) => r.client?.endAsync()));
@@ -253,7 +315,9 @@ if (hasMosquitto()) {
   theirs = await fleet(m.port, ready.fleet);
   await m.stop();
 }
-console.log(`\n${ready.fleet.length} devices behind one address at once: Gatehouse ${ours.ok} in after ${(ours.all / 1000).toFixed(2)} s` + (theirs ? `; Mosquitto 2 ${theirs.ok} in after ${(theirs.all / 1000).toFixed(2)} s` : ""));
+console.log(
+  `\n${ready.fleet.length} devices behind one address at once: Gatehouse ${ours.ok} in after ${(ours.all / 1000).toFixed(2)} s${theirs ? `; Mosquitto 2 ${theirs.ok} in after ${(theirs.all / 1000).toFixed(2)} s` : ""}`,
+);
 rows.push({
   bench,
   measure: `${ready.fleet.length} devices behind one address at once: CONNACK 0 on the first attempt, all in after`,
@@ -277,16 +341,30 @@ async function idleCost(target: (r: Ready) => number) {
   await Bun.sleep(1000);
   const rss1 = await statusMiB(fresh.proc.pid, "VmRSS");
   const m1 = await fresh.memory();
-  const cost = { fds: (fds(fresh.proc.pid) - fd0) / N, rssKiB: ((rss1 - rss0) * 1024) / N, heapKiB: ((m1.heap - m0.heap) * 1024) / N };
+  const cost = {
+    fds: (fds(fresh.proc.pid) - fd0) / N,
+    rssKiB: ((rss1 - rss0) * 1024) / N,
+    heapKiB: ((m1.heap - m0.heap) * 1024) / N,
+  };
   for (const s of sockets) s.destroy();
   await stop(fresh.proc);
   return cost;
 }
-console.log(`\nwhat one idle socket costs the server (${N} open at once on a fresh server, no bytes sent; RSS, and JS heap after a full GC):`);
+console.log(
+  `\nwhat one idle socket costs the server (${N} open at once on a fresh server, no bytes sent; RSS, and JS heap after a full GC):`,
+);
 const costs: Record<string, { fds: number; rssKiB: number; heapKiB: number }> = {};
-for (const [name, port] of [["MQTT", (r: Ready) => r.mqtt], ["MQTT/TLS (no handshake)", (r: Ready) => r.mqtts], ["HTTP", (r: Ready) => r.http], ["HTTPS (no handshake)", (r: Ready) => r.https], ["OPC UA", (r: Ready) => r.opcua]] as const) {
+for (const [name, port] of [
+  ["MQTT", (r: Ready) => r.mqtt],
+  ["MQTT/TLS (no handshake)", (r: Ready) => r.mqtts],
+  ["HTTP", (r: Ready) => r.http],
+  ["HTTPS (no handshake)", (r: Ready) => r.https],
+  ["OPC UA", (r: Ready) => r.opcua],
+] as const) {
   costs[name] = await idleCost(port);
-  console.log(`  ${name.padEnd(24)} ${costs[name]!.fds.toFixed(2)} fd, RSS ${costs[name]!.rssKiB.toFixed(1)} KiB, heap ${costs[name]!.heapKiB.toFixed(1)} KiB`);
+  console.log(
+    `  ${name.padEnd(24)} ${costs[name]!.fds.toFixed(2)} fd, RSS ${costs[name]!.rssKiB.toFixed(1)} KiB, heap ${costs[name]!.heapKiB.toFixed(1)} KiB`,
+  );
 }
 let mosquittoCost: { fds: number; rssKiB: number } | undefined;
 if (hasMosquitto()) {
@@ -297,7 +375,9 @@ if (hasMosquitto()) {
   await Bun.sleep(1000);
   mosquittoCost = { fds: (fds(m.pid) - fd0) / N, rssKiB: (((await statusMiB(m.pid, "VmRSS")) - rss0) * 1024) / N };
   for (const s of sockets) s.destroy();
-  console.log(`  ${"Mosquitto 2 (MQTT)".padEnd(24)} ${mosquittoCost.fds.toFixed(2)} fd, RSS ${mosquittoCost.rssKiB.toFixed(1)} KiB`);
+  console.log(
+    `  ${"Mosquitto 2 (MQTT)".padEnd(24)} ${mosquittoCost.fds.toFixed(2)} fd, RSS ${mosquittoCost.rssKiB.toFixed(1)} KiB`,
+  );
   await m.stop();
 }
 const kib = (c: { rssKiB: number }) => c.rssKiB.toFixed(1);
@@ -314,11 +394,17 @@ rows.push({
 async function flood(ports: number[], p: number) {
   const fd0 = fds(p);
   const perAddress = Math.ceil(IDLE / (8 * ports.length));
-  const workers = [startChurn(ports, addresses.slice(0, 4), perAddress, false), startChurn(ports, addresses.slice(4), perAddress, false)];
+  const workers = [
+    startChurn(ports, addresses.slice(0, 4), perAddress, false),
+    startChurn(ports, addresses.slice(4), perAddress, false),
+  ];
   let peakFds = 0;
   let peakRss = 0;
   const end = performance.now() + 30_000;
-  while (performance.now() < end && workers.reduce((a, w) => a + w.last.opened + w.last.failed, 0) < 8 * perAddress * ports.length) {
+  while (
+    performance.now() < end &&
+    workers.reduce((a, w) => a + w.last.opened + w.last.failed, 0) < 8 * perAddress * ports.length
+  ) {
     peakFds = Math.max(peakFds, fds(p));
     peakRss = Math.max(peakRss, await statusMiB(p, "VmRSS"));
     await Bun.sleep(250);
@@ -341,7 +427,9 @@ if (hasMosquitto()) {
 }
 console.log(
   `\n${fmt(IDLE)} idle sockets opened at once: Gatehouse accepted ${fmt(floodOurs.opened)} (every port), held at most ${fmt(floodOurs.fdsAdded)} more fds, RSS ${rssBefore.toFixed(0)} -> ${floodOurs.peakRss.toFixed(0)} MiB, /healthz right after: ${healthzAfter.toFixed(1)} ms` +
-    (floodTheirs ? `; Mosquitto 2 accepted ${fmt(floodTheirs.opened)}, held ${fmt(floodTheirs.fdsAdded)} more fds, ${floodTheirs.peakRss.toFixed(0)} MiB` : ""),
+    (floodTheirs
+      ? `; Mosquitto 2 accepted ${fmt(floodTheirs.opened)}, held ${fmt(floodTheirs.fdsAdded)} more fds, ${floodTheirs.peakRss.toFixed(0)} MiB`
+      : ""),
 );
 rows.push({
   bench,
@@ -374,7 +462,7 @@ async function load(port: number, p: number) {
       while (next++ < REQ) await (await fetch(`http://127.0.0.1:${port}/healthz`)).arrayBuffer();
     }),
   );
-  return { rate: REQ / ((performance.now() - t) / 1000), cpuUs: ((await cpuMs(p)) - c0) * 1000 / REQ };
+  return { rate: REQ / ((performance.now() - t) / 1000), cpuUs: (((await cpuMs(p)) - c0) * 1000) / REQ };
 }
 const direct = await webServer("direct");
 const fronted = await webServer("front");
@@ -391,8 +479,24 @@ const dRate = Math.max(...d.map((x) => x.rate));
 const fRate = Math.max(...f.map((x) => x.rate));
 const dCpu = median(d.map((x) => x.cpuUs));
 const fCpu = median(f.map((x) => x.cpuUs));
-console.log(`\nHTTP accept front: /healthz, 16 in flight, keep-alive: ${fmt(fRate)} req/s (${fCpu.toFixed(0)} us CPU each) through it, ${fmt(dRate)} req/s (${dCpu.toFixed(0)} us) with Bun.serve on the port itself\n`);
-rows.push({ bench, measure: "HTTP /healthz through the accept front, 16 in flight", baselineName: "Bun.serve on the port itself", baseline: `${fmt(dRate)} req/s`, gatehouse: `${fmt(fRate)} req/s`, ratio: fRate / dRate });
-rows.push({ bench, measure: "server CPU per /healthz through the accept front", baselineName: "Bun.serve on the port itself", baseline: `${dCpu.toFixed(0)} us`, gatehouse: `${fCpu.toFixed(0)} us`, ratio: dCpu / fCpu });
+console.log(
+  `\nHTTP accept front: /healthz, 16 in flight, keep-alive: ${fmt(fRate)} req/s (${fCpu.toFixed(0)} us CPU each) through it, ${fmt(dRate)} req/s (${dCpu.toFixed(0)} us) with Bun.serve on the port itself\n`,
+);
+rows.push({
+  bench,
+  measure: "HTTP /healthz through the accept front, 16 in flight",
+  baselineName: "Bun.serve on the port itself",
+  baseline: `${fmt(dRate)} req/s`,
+  gatehouse: `${fmt(fRate)} req/s`,
+  ratio: fRate / dRate,
+});
+rows.push({
+  bench,
+  measure: "server CPU per /healthz through the accept front",
+  baselineName: "Bun.serve on the port itself",
+  baseline: `${dCpu.toFixed(0)} us`,
+  gatehouse: `${fCpu.toFixed(0)} us`,
+  ratio: dCpu / fCpu,
+});
 
 report(rows);

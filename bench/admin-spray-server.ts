@@ -8,7 +8,22 @@ import { parseServeConfig } from "../src/config.ts";
 import { silentLogger } from "../src/lib/logger.ts";
 
 const config = parseServeConfig(
-  ["--data-dir", process.argv[2]!, "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "off", "--mqtt-port", "0", "--mqtts-port", "off", "--opcua-port", "off"],
+  [
+    "--data-dir",
+    process.argv[2]!,
+    "--bind",
+    "127.0.0.1",
+    "--http-port",
+    "0",
+    "--https-port",
+    "off",
+    "--mqtt-port",
+    "0",
+    "--mqtts-port",
+    "off",
+    "--opcua-port",
+    "off",
+  ],
   { GATEHOUSE_ADMIN_PASSWORD: "bench-admin-password" },
 );
 const app = createApp(config, silentLogger);

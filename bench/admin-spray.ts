@@ -15,20 +15,40 @@ const ADDRESSES = Number(process.env.BENCH_GUESSERS ?? 50);
 const GUESSES = 5;
 const ADMIN_PASSWORD = "bench-admin-password";
 
-const proc = Bun.spawn(["bun", "bench/admin-spray-server.ts", join(scratchDir("gatehouse-admin-spray-"), "data")], { stdout: "pipe", stderr: "inherit" });
+const proc = Bun.spawn(["bun", "bench/admin-spray-server.ts", join(scratchDir("gatehouse-admin-spray-"), "data")], {
+  stdout: "pipe",
+  stderr: "inherit",
+});
 const out = lineReader(proc.stdout);
 const port = Number((await out.until(/ready (\d+)\n/))[1]);
 out.drain();
 
 type Answer = { status: number; headers: IncomingHttpHeaders; body: string };
 /** http: one request from a chosen local address (fetch cannot pick one); a cut connection is status 0. */
-function http(from: string, method: string, path: string, headers: Record<string, string> = {}, body?: string): Promise<Answer> {
+function http(
+  from: string,
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+  body?: string,
+): Promise<Answer> {
   return new Promise((resolve) => {
-    const req = request({ host: "127.0.0.1", port, path, method, localAddress: from, headers: body ? { ...headers, "content-length": String(Buffer.byteLength(body)) } : headers, agent: false }, (res) => {
-      let text = "";
-      res.on("data", (c) => (text += c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
-    });
+    const req = request(
+      {
+        host: "127.0.0.1",
+        port,
+        path,
+        method,
+        localAddress: from,
+        headers: body ? { ...headers, "content-length": String(Buffer.byteLength(body)) } : headers,
+        agent: false,
+      },
+      (res) => {
+        let text = "";
+        res.on("data", (c) => (text += c));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+      },
+    );
     req.on("error", () => resolve({ status: 0, headers: {}, body: "" }));
     req.end(body);
   });
@@ -44,7 +64,13 @@ async function loginForm(from: string) {
 
 function post(from: string, form: { cookie: string; csrf: string }, password: string, username = "admin") {
   const body = new URLSearchParams({ _csrf: form.csrf, username, password }).toString();
-  return http(from, "POST", "/login", { cookie: form.cookie, "content-type": "application/x-www-form-urlencoded" }, body);
+  return http(
+    from,
+    "POST",
+    "/login",
+    { cookie: form.cookie, "content-type": "application/x-www-form-urlencoded" },
+    body,
+  );
 }
 
 /** adminSignIn: the form and the POST, timed from the POST; 303 is signed in. */
@@ -88,14 +114,18 @@ await stop(proc);
 
 const count = (s: number) => statuses.filter((x) => x === s).length;
 const q = median(quiet);
-console.log(`admin sign-in while ${ADDRESSES} addresses send ${ADDRESSES * GUESSES} guesses at once (default argon2id, 64 MiB)\n`);
+console.log(
+  `admin sign-in while ${ADDRESSES} addresses send ${ADDRESSES * GUESSES} guesses at once (default argon2id, 64 MiB)\n`,
+);
 console.log(`| measure | value |\n| --- | --- |`);
 console.log(`| admin sign-in, nobody guessing (median of 5) | ${fmt(q)} ms |`);
 console.log(`| admin sign-in during the spray (from a clean address) | ${fmt(during)} ms |`);
 console.log(`| guesses answered before the admin arrived / while it signed in | ${arrivedAfter} |`);
 console.log(`| guesses: 401 wrong / 429 line full or limit / cut | ${count(401)} / ${count(429)} / ${count(0)} |`);
 console.log(`| the whole spray answered after | ${fmt(sprayMs / 1000, 1)} s |`);
-console.log(`| server RSS before / after the spray, peak | ${fmt(rssBefore)} / ${fmt(rssAfter)} MiB, ${fmt(peak)} MiB |\n`);
+console.log(
+  `| server RSS before / after the spray, peak | ${fmt(rssBefore)} / ${fmt(rssAfter)} MiB, ${fmt(peak)} MiB |\n`,
+);
 report([
   {
     bench: "admin spray",
@@ -106,6 +136,13 @@ report([
     ratio: q / during,
     goal: "< 1 s",
   },
-  { bench: "admin spray", measure: "the same: server peak RSS", baselineName: "RSS before the spray", baseline: `${fmt(rssBefore)} MiB`, gatehouse: `${fmt(peak)} MiB`, ratio: rssBefore / peak },
+  {
+    bench: "admin spray",
+    measure: "the same: server peak RSS",
+    baselineName: "RSS before the spray",
+    baseline: `${fmt(rssBefore)} MiB`,
+    gatehouse: `${fmt(peak)} MiB`,
+    ratio: rssBefore / peak,
+  },
 ]);
 process.exit(0);

@@ -38,18 +38,31 @@ const failed: string[] = [];
 for (const [name, file] of benches) {
   if (wanted.length && !wanted.includes(name)) continue;
   console.log(`\n## bench ${name} (bench/${file})\n`);
-  const proc = Bun.spawn(["bun", join(import.meta.dir, file)], { cwd: root, env: { ...process.env, BENCH_ROWS: rowsFile }, stdout: "inherit", stderr: "inherit" });
+  const proc = Bun.spawn(["bun", join(import.meta.dir, file)], {
+    cwd: root,
+    env: { ...process.env, BENCH_ROWS: rowsFile },
+    stdout: "inherit",
+    stderr: "inherit",
+  });
   if ((await proc.exited) !== 0) failed.push(name);
 }
 
 const rows: Row[] = (() => {
   try {
-    return readFileSync(rowsFile, "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l) as Row);
+    return readFileSync(rowsFile, "utf8")
+      .trim()
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Row);
   } catch {
     return [];
   }
 })();
-const mosquitto = Bun.which("mosquitto") ? Bun.spawnSync(["mosquitto", "-h"]).stdout.toString().match(/mosquitto version (\S+)/)?.[1] : undefined;
+const mosquitto = Bun.which("mosquitto")
+  ? Bun.spawnSync(["mosquitto", "-h"])
+      .stdout.toString()
+      .match(/mosquitto version (\S+)/)?.[1]
+  : undefined;
 console.log(`\n## All benchmarks (${((performance.now() - started) / 60_000).toFixed(1)} min)\n`);
 console.log(
   `\`bun run bench\` on ${cpus().length} × ${cpus()[0]?.model.trim() ?? "unknown CPU"}, Bun ${Bun.version}` +

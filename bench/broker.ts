@@ -6,7 +6,6 @@
  */
 import { Aedes } from "aedes";
 import { createServer } from "node:net";
-import { join } from "node:path";
 import { openDataDir } from "../src/db/data-dir.ts";
 import { AcceptPool } from "../src/core/accept-pool.ts";
 import { createCore } from "../src/core/index.ts";
@@ -28,13 +27,17 @@ if (mode === "baseline") {
   const db = openDataDir(scratchDir("gatehouse-bench-"));
   const core = createCore(db, silentLogger, { accepts: acceptsTable() });
   core.start();
-  for (let i = 0; i < credentials; i++) await core.credentials.create({ type: "mqtt", username: `bench-${i}`, password: `bench-password-${i}` });
+  for (let i = 0; i < credentials; i++)
+    await core.credentials.create({ type: "mqtt", username: `bench-${i}`, password: `bench-password-${i}` });
   // for bench/vrpc.ts: an agent and a client of domain `bench`
   await core.credentials.create({ type: "vrpc", username: "bench/agent", password: "bench-agent-password" });
   await core.credentials.create({ type: "vrpc", username: "bench/client", password: "bench-client-password" });
   // the appliance's default pool (a benchmark connects far fewer at once)
   const pool = new AcceptPool({ capacity: 2000, timeoutMs: 10_000 });
-  const listener = createMqttListener({ core, log: silentLogger, pool }, { host: "127.0.0.1", port: 0, maxConnections: 100_000 });
+  const listener = createMqttListener(
+    { core, log: silentLogger, pool },
+    { host: "127.0.0.1", port: 0, maxConnections: 100_000 },
+  );
   await listener.start();
   port = listener.address()!.port;
 }

@@ -29,7 +29,10 @@ interface Broker {
 }
 
 async function mosquitto(): Promise<Broker> {
-  const creds = Array.from({ length: CREDS }, (_, i) => ({ username: `dev-${i}`, password: `mosquitto-password-${i}` }));
+  const creds = Array.from({ length: CREDS }, (_, i) => ({
+    username: `dev-${i}`,
+    password: `mosquitto-password-${i}`,
+  }));
   const m = await startMosquitto(creds);
   return { name: "Mosquitto 2", pid: m.pid, port: m.port, creds, stop: m.stop };
 }
@@ -56,14 +59,45 @@ let gatehouseData: { dir: string; creds: { username: string; password: string }[
 async function gatehouse(): Promise<Broker> {
   if (!gatehouseData) {
     const dir = scratchDir("bench-gatehouse-");
-    writeFileSync(join(dir, "fleet.json"), JSON.stringify(Array.from({ length: CREDS }, (_, i) => ({ username: `dev-${i}`, type: "mqtt" }))));
-    const imp = Bun.spawnSync([binary, "integrations", "import", join(dir, "fleet.json"), "--data-dir", join(dir, "data"), "--json"], { stdout: "pipe", stderr: "inherit" });
+    writeFileSync(
+      join(dir, "fleet.json"),
+      JSON.stringify(Array.from({ length: CREDS }, (_, i) => ({ username: `dev-${i}`, type: "mqtt" }))),
+    );
+    const imp = Bun.spawnSync(
+      [binary, "integrations", "import", join(dir, "fleet.json"), "--data-dir", join(dir, "data"), "--json"],
+      { stdout: "pipe", stderr: "inherit" },
+    );
     if (imp.exitCode !== 0) throw new Error("import failed");
     gatehouseData = { dir, creds: JSON.parse(imp.stdout.toString()) };
   }
-  const args = ["--data-dir", join(gatehouseData.dir, "data"), "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "off", "--mqtt-port", "0", "--mqtts-port", "off", "--opcua-port", "off"];
-  const env = { PATH: process.env.PATH ?? "", HOME: gatehouseData.dir, GATEHOUSE_ADMIN_PASSWORD: "bench-admin-password" };
-  const proc = Bun.spawn([binary, ...args], { cwd: gatehouseData.dir, env, stdin: "ignore", stdout: "pipe", stderr: "inherit" });
+  const args = [
+    "--data-dir",
+    join(gatehouseData.dir, "data"),
+    "--bind",
+    "127.0.0.1",
+    "--http-port",
+    "0",
+    "--https-port",
+    "off",
+    "--mqtt-port",
+    "0",
+    "--mqtts-port",
+    "off",
+    "--opcua-port",
+    "off",
+  ];
+  const env = {
+    PATH: process.env.PATH ?? "",
+    HOME: gatehouseData.dir,
+    GATEHOUSE_ADMIN_PASSWORD: "bench-admin-password",
+  };
+  const proc = Bun.spawn([binary, ...args], {
+    cwd: gatehouseData.dir,
+    env,
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "inherit",
+  });
   const port = await readyPort(proc, /listener=mqtt address=127\.0\.0\.1:(\d+)[\s\S]*info ready/);
   return { name: "Gatehouse", pid: proc.pid, port, creds: gatehouseData.creds, stop: () => stop(proc) };
 }
@@ -75,7 +109,8 @@ async function cpuMs(pid: number) {
 }
 
 let seq = 0;
-const login = (b: Broker, i: number) => RawClient.connect(b.port, `c-${seq++}`, b.creds[i % CREDS]!.username, b.creds[i % CREDS]!.password);
+const login = (b: Broker, i: number) =>
+  RawClient.connect(b.port, `c-${seq++}`, b.creds[i % CREDS]!.username, b.creds[i % CREDS]!.password);
 
 async function connects(b: Broker, count: number, width: number) {
   let next = 0;
@@ -149,7 +184,8 @@ async function idleRss(b: Broker) {
   await Bun.sleep(1500);
   const idle = await statusMiB(b.pid, "VmRSS");
   const clients: RawClient[] = [];
-  for (let i = 0; i < IDLE; i += 50) clients.push(...(await Promise.all(Array.from({ length: Math.min(50, IDLE - i) }, (_, k) => login(b, i + k)))));
+  for (let i = 0; i < IDLE; i += 50)
+    clients.push(...(await Promise.all(Array.from({ length: Math.min(50, IDLE - i) }, (_, k) => login(b, i + k)))));
   await Bun.sleep(2000);
   const loaded = await statusMiB(b.pid, "VmRSS");
   await Promise.all(clients.map((c) => c.disconnect()));
@@ -185,9 +221,20 @@ async function measure(start: () => Promise<Broker>): Promise<Result> {
 }
 
 // Both compiled the same way: the appliance by its build, bare aedes with `bun build --compile --minify`.
-if (!Bun.spawnSync(["bun", "run", "build"], { cwd: root, stdout: "ignore", stderr: "inherit" }).success) process.exit(1);
-if (!Bun.spawnSync(["bun", "build", "--compile", "--minify", join(root, "bench/bare-aedes.ts"), "--outfile", bareAedes], { cwd: root, stdout: "ignore", stderr: "inherit" }).success) process.exit(1);
-const contenders: [string, () => Promise<Broker>][] = [["bare aedes", aedes], ["Gatehouse", gatehouse]];
+if (!Bun.spawnSync(["bun", "run", "build"], { cwd: root, stdout: "ignore", stderr: "inherit" }).success)
+  process.exit(1);
+if (
+  !Bun.spawnSync(["bun", "build", "--compile", "--minify", join(root, "bench/bare-aedes.ts"), "--outfile", bareAedes], {
+    cwd: root,
+    stdout: "ignore",
+    stderr: "inherit",
+  }).success
+)
+  process.exit(1);
+const contenders: [string, () => Promise<Broker>][] = [
+  ["bare aedes", aedes],
+  ["Gatehouse", gatehouse],
+];
 if (hasMosquitto()) contenders.unshift(["Mosquitto 2", mosquitto]);
 else console.log("(Mosquitto not installed: apt-get install mosquitto; its column is left out)");
 
@@ -197,27 +244,74 @@ for (let round = 0; round < ROUNDS; round++) {
 }
 const med = (name: string, key: string) => median(runs[name]!.map((r) => r[key]!));
 
-console.log(`\nMQTT side by side: raw-socket load, ${CONNECTS} connects, ${MESSAGES} messages, ${IDLE} idle clients; medians of ${ROUNDS} interleaved rounds\n`);
-const measures: { key: string; label: string; unit: string; digits: number; higher: boolean; goals?: Record<string, string> }[] = [
-  { key: "seq", label: "repeat connect, sequential", unit: "/s", digits: 0, higher: true, goals: { "Mosquitto 2": ">= 0.9x" } },
-  { key: "conc", label: "repeat connect, 50 at once", unit: "/s", digits: 0, higher: true, goals: { "Mosquitto 2": ">= 1.0x" } },
+console.log(
+  `\nMQTT side by side: raw-socket load, ${CONNECTS} connects, ${MESSAGES} messages, ${IDLE} idle clients; medians of ${ROUNDS} interleaved rounds\n`,
+);
+const measures: {
+  key: string;
+  label: string;
+  unit: string;
+  digits: number;
+  higher: boolean;
+  goals?: Record<string, string>;
+}[] = [
+  {
+    key: "seq",
+    label: "repeat connect, sequential",
+    unit: "/s",
+    digits: 0,
+    higher: true,
+    goals: { "Mosquitto 2": ">= 0.9x" },
+  },
+  {
+    key: "conc",
+    label: "repeat connect, 50 at once",
+    unit: "/s",
+    digits: 0,
+    higher: true,
+    goals: { "Mosquitto 2": ">= 1.0x" },
+  },
   { key: "cpuPerConnect", label: "broker CPU per connect", unit: " ms", digits: 3, higher: false },
   { key: "fanIn", label: "QoS 0 fan-in, 10 -> 1", unit: " msg/s", digits: 0, higher: true },
   { key: "fanOut", label: "QoS 0 fan-out, 1 -> 100", unit: " deliveries/s", digits: 0, higher: true },
-  { key: "p50", label: "latency p50 at 1 000 msg/s", unit: " ms", digits: 3, higher: false, goals: { "bare aedes": "<= 1.2x (ratio >= 0.83)" } },
+  {
+    key: "p50",
+    label: "latency p50 at 1 000 msg/s",
+    unit: " ms",
+    digits: 3,
+    higher: false,
+    goals: { "bare aedes": "<= 1.2x (ratio >= 0.83)" },
+  },
   { key: "p99", label: "latency p99 at 1 000 msg/s", unit: " ms", digits: 3, higher: false },
   { key: "rssIdle", label: "RSS idle", unit: " MiB", digits: 1, higher: false },
-  { key: "rssLoaded", label: `RSS with ${fmt(IDLE)} idle clients`, unit: " MiB", digits: 1, higher: false, goals: { "bare aedes": "<= aedes + 10 MiB" } },
+  {
+    key: "rssLoaded",
+    label: `RSS with ${fmt(IDLE)} idle clients`,
+    unit: " MiB",
+    digits: 1,
+    higher: false,
+    goals: { "bare aedes": "<= aedes + 10 MiB" },
+  },
 ];
 const rows: Row[] = [];
 for (const m of measures) {
   const g = med("Gatehouse", m.key);
   for (const [name] of contenders.filter(([n]) => n !== "Gatehouse")) {
     const b = med(name, m.key);
-    rows.push({ bench: "MQTT", measure: m.label, baselineName: name, baseline: fmt(b, m.digits) + m.unit, gatehouse: fmt(g, m.digits) + m.unit, ratio: m.higher ? g / b : b / g, goal: m.goals?.[name] });
+    rows.push({
+      bench: "MQTT",
+      measure: m.label,
+      baselineName: name,
+      baseline: fmt(b, m.digits) + m.unit,
+      gatehouse: fmt(g, m.digits) + m.unit,
+      ratio: m.higher ? g / b : b / g,
+      goal: m.goals?.[name],
+    });
   }
 }
 const loadedGap = med("Gatehouse", "rssLoaded") - med("bare aedes", "rssLoaded");
 report(rows);
-console.log(`\nRSS with ${IDLE} idle clients: Gatehouse is ${fmt(loadedGap, 1)} MiB above bare aedes (goal <= 10 MiB); ratio > 1 means Gatehouse is better.`);
+console.log(
+  `\nRSS with ${IDLE} idle clients: Gatehouse is ${fmt(loadedGap, 1)} MiB above bare aedes (goal <= 10 MiB); ratio > 1 means Gatehouse is better.`,
+);
 process.exit(0);

@@ -17,7 +17,10 @@ const db = openDataDir(dir);
 const cliDb = openDataDir(dir);
 const cli = new CredentialStore(cliDb, new EventBus(), { hashCost: { memoryCost: 1024, timeCost: 1 } });
 const n = 10_000;
-await cli.createMany(Array.from({ length: n }, (_, i) => ({ type: "mqtt" as const, username: `device-${i}` })), 4);
+await cli.createMany(
+  Array.from({ length: n }, (_, i) => ({ type: "mqtt" as const, username: `device-${i}` })),
+  4,
+);
 const core = createCore(db, silentLogger, { hashCost: { memoryCost: 1024, timeCost: 1 } });
 
 /** per: the best of `runs` rounds of `count` calls (the machine may be shared: the minimum is the cost). */
@@ -28,7 +31,9 @@ const per = (label: string, count: number, runs: number, f: () => void) => {
     for (let i = 0; i < count; i++) f();
     best = Math.min(best, ((performance.now() - t) * 1000) / count);
   }
-  console.log(`${label}: ${best < 1000 ? `${best.toFixed(1)} us` : `${(best / 1000).toFixed(1)} ms`} (best of ${runs})`);
+  console.log(
+    `${label}: ${best < 1000 ? `${best.toFixed(1)} us` : `${(best / 1000).toFixed(1)} ms`} (best of ${runs})`,
+  );
 };
 
 per("PRAGMA data_version", 10_000, 10, () => dataVersion(db));
@@ -48,12 +53,20 @@ async function spray(seconds: number, label: string) {
   const t = performance.now();
   let logins = 0;
   while (performance.now() - t < seconds * 1000) {
-    await Promise.all(Array.from({ length: 50 }, () => core.credentials.verify("mqtt", `nobody-${logins}`, "some-password", { remote: `10.1.${(logins >> 8) & 255}.${logins++ & 255}` })));
+    await Promise.all(
+      Array.from({ length: 50 }, () =>
+        core.credentials.verify("mqtt", `nobody-${logins}`, "some-password", {
+          remote: `10.1.${(logins >> 8) & 255}.${logins++ & 255}`,
+        }),
+      ),
+    );
   }
   const s = (performance.now() - t) / 1000;
   const used = process.cpuUsage(cpu);
   core.credentials.reload = original;
-  console.log(`${label}: ${logins} unknown-name logins in ${s.toFixed(1)} s, ${reloads} reloads (${(reloads / s).toFixed(1)}/s), ${((used.user + used.system) / 1000 / s / 10).toFixed(0)}% of a core`);
+  console.log(
+    `${label}: ${logins} unknown-name logins in ${s.toFixed(1)} s, ${reloads} reloads (${(reloads / s).toFixed(1)}/s), ${((used.user + used.system) / 1000 / s / 10).toFixed(0)}% of a core`,
+  );
 }
 
 await spray(3, "spray, nothing else writing");

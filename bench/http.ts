@@ -19,8 +19,26 @@ const basic = (u: string, p: string) => `Basic ${Buffer.from(`${u}:${p}`).toStri
 type Req = () => Promise<Response>;
 const phases: [string, Req][] = [
   ["unauthenticated GET /healthz (baseline)", () => fetch(`${base}/healthz`)],
-  ["authenticated POST /api/v1/data/...", () => fetch(`${base}/api/v1/data/bench/line1/temp`, { method: "POST", headers: { authorization: basic(user!, pass!) }, body: "21.5" })],
-  ["forward auth GET /auth/http", () => fetch(`${base}/auth/http`, { headers: { authorization: basic(viewer!, viewerPass!), "x-original-uri": "/dashboard/line1", "x-original-method": "GET" } })],
+  [
+    "authenticated POST /api/v1/data/...",
+    () =>
+      fetch(`${base}/api/v1/data/bench/line1/temp`, {
+        method: "POST",
+        headers: { authorization: basic(user!, pass!) },
+        body: "21.5",
+      }),
+  ],
+  [
+    "forward auth GET /auth/http",
+    () =>
+      fetch(`${base}/auth/http`, {
+        headers: {
+          authorization: basic(viewer!, viewerPass!),
+          "x-original-uri": "/dashboard/line1",
+          "x-original-method": "GET",
+        },
+      }),
+  ],
 ];
 
 async function run(req: Req): Promise<{ rate: number; p50: number; p99: number }> {
@@ -40,7 +58,11 @@ async function run(req: Req): Promise<{ rate: number; p50: number; p99: number }
   );
   const secs = (performance.now() - start) / 1000;
   latencies.sort((a, b) => a - b);
-  return { rate: REQUESTS / secs, p50: latencies[Math.floor(latencies.length / 2)]!, p99: latencies[Math.floor(latencies.length * 0.99)]! };
+  return {
+    rate: REQUESTS / secs,
+    p50: latencies[Math.floor(latencies.length / 2)]!,
+    p99: latencies[Math.floor(latencies.length * 0.99)]!,
+  };
 }
 
 for (const [, req] of phases) await run(req); // warm up (the first login pays one argon2id)
@@ -58,7 +80,9 @@ console.log(`HTTP: ${REQUESTS} requests x 3 rounds per phase, ${CONCURRENCY} in 
 const baseline = best[0]!;
 for (const [i, [name]] of phases.entries()) {
   const b = best[i]!;
-  console.log(`${name.padEnd(42)} ${b.rate.toFixed(0).padStart(7)} req/s  p50 ${b.p50.toFixed(2)} ms  p99 ${b.p99.toFixed(2)} ms  ratio ${(b.rate / baseline.rate).toFixed(2)}x`);
+  console.log(
+    `${name.padEnd(42)} ${b.rate.toFixed(0).padStart(7)} req/s  p50 ${b.p50.toFixed(2)} ms  p99 ${b.p99.toFixed(2)} ms  ratio ${(b.rate / baseline.rate).toFixed(2)}x`,
+  );
 }
 console.log("(ratio: requests per second against the unauthenticated route of the same server; goal >= 0.8x)\n");
 report(

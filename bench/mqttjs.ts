@@ -18,7 +18,11 @@ interface Broker {
 }
 
 async function startBroker(mode: "baseline" | "gatehouse"): Promise<Broker> {
-  const proc = Bun.spawn(["bun", "bench/broker.ts", mode, String(CREDS)], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
+  const proc = Bun.spawn(["bun", "bench/broker.ts", mode, String(CREDS)], {
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "inherit",
+  });
   const out = lineReader(proc.stdout);
   const port = Number((await out.next()).split(" ")[1]);
   return {
@@ -61,12 +65,14 @@ async function fanIn(port: number, qos: 0 | 1, publishers = 10) {
   let received = 0;
   const all = new Promise<void>((resolve) => sub.on("message", () => ++received === per * publishers && resolve()));
   const ms = await timed(async () => {
-    await Promise.all(pubs.map(async (p, i) => {
-      for (let k = 0; k < per; k++) {
-        if (qos === 1) await p.publishAsync(`fan/${i}`, "x".repeat(64), { qos });
-        else p.publish(`fan/${i}`, "x".repeat(64), { qos });
-      }
-    }));
+    await Promise.all(
+      pubs.map(async (p, i) => {
+        for (let k = 0; k < per; k++) {
+          if (qos === 1) await p.publishAsync(`fan/${i}`, "x".repeat(64), { qos });
+          else p.publish(`fan/${i}`, "x".repeat(64), { qos });
+        }
+      }),
+    );
     await Promise.race([all, Bun.sleep(60_000)]);
   });
   await Promise.all([sub, ...pubs].map((c) => c.endAsync()));
@@ -77,7 +83,10 @@ async function fanIn(port: number, qos: 0 | 1, publishers = 10) {
 async function wrongPasswordCpu(b: Broker, seconds = 5) {
   // The first wrong attempt pays one argon2id; measured apart, then the steady state.
   const firstStart = await b.cpu();
-  await connect(b.port, 0, { password: "definitely-wrong" }).then((c) => c.endAsync(), () => undefined);
+  await connect(b.port, 0, { password: "definitely-wrong" }).then(
+    (c) => c.endAsync(),
+    () => undefined,
+  );
   await Bun.sleep(300);
   const firstMs = (await b.cpu()) - firstStart;
   const idleStart = await b.cpu();
@@ -88,7 +97,10 @@ async function wrongPasswordCpu(b: Broker, seconds = 5) {
   const until = performance.now() + seconds * 1000;
   while (performance.now() < until) {
     attempts++;
-    await connect(b.port, 0, { password: "definitely-wrong" }).then((c) => c.endAsync(), () => undefined);
+    await connect(b.port, 0, { password: "definitely-wrong" }).then(
+      (c) => c.endAsync(),
+      () => undefined,
+    );
     await Bun.sleep(100);
   }
   const busy = (await b.cpu()) - start;
@@ -112,17 +124,22 @@ async function measure(mode: "baseline" | "gatehouse") {
   return r;
 }
 
-const hashCost = await timed(async () => {
-  const h = await Bun.password.hash("x-password-123", { algorithm: "argon2id" });
-  for (let i = 0; i < 5; i++) await Bun.password.verify("x-password-123", h);
-}) / 6;
+const hashCost =
+  (await timed(async () => {
+    const h = await Bun.password.hash("x-password-123", { algorithm: "argon2id" });
+    for (let i = 0; i < 5; i++) await Bun.password.verify("x-password-123", h);
+  })) / 6;
 
-console.log(`credentials=${CREDS} messages=${MESSAGES}; brokers alternate, each in its own process; best of ${process.env.BENCH_ROUNDS ?? 2} rounds\n`);
+console.log(
+  `credentials=${CREDS} messages=${MESSAGES}; brokers alternate, each in its own process; best of ${process.env.BENCH_ROUNDS ?? 2} rounds\n`,
+);
 // Alternate the two brokers and keep each one's best figure: this 2-core machine is shared and noisy.
 const rounds = Number(process.env.BENCH_ROUNDS ?? 2);
 const lowerIsBetter = new Set(["coldSeqMs", "wrongCpuMsPerAttempt", "wrongFirstMs", "cpuPerMessageUs"]);
 const best = (runs: Record<string, number>[]) =>
-  Object.fromEntries(Object.keys(runs[0]!).map((k) => [k, (lowerIsBetter.has(k) ? Math.min : Math.max)(...runs.map((r) => r[k]!))]));
+  Object.fromEntries(
+    Object.keys(runs[0]!).map((k) => [k, (lowerIsBetter.has(k) ? Math.min : Math.max)(...runs.map((r) => r[k]!))]),
+  );
 const baseRuns: Record<string, number>[] = [];
 const ghRuns: Record<string, number>[] = [];
 for (let i = 0; i < rounds; i++) {
@@ -140,7 +157,13 @@ const row = (measure: string, key: string, unit: string, digits: number, higher:
   ratio: higher ? gh[key]! / base[key]! : base[key]! / gh[key]!,
 });
 report([
-  row(`first login of ${CREDS} credentials (chosen passwords: argon2id), one after another`, "coldSeqMs", "ms", 0, false),
+  row(
+    `first login of ${CREDS} credentials (chosen passwords: argon2id), one after another`,
+    "coldSeqMs",
+    "ms",
+    0,
+    false,
+  ),
   row("fan-in QoS 1, 10 -> 1", "qos1", "msg/s", 0, true),
   row("broker CPU per QoS 1 message", "cpuPerMessageUs", "us", 1, false),
   row("CPU of the first wrong password", "wrongFirstMs", "ms", 1, false),

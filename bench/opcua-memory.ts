@@ -22,18 +22,72 @@ const { parseServeConfig } = await import("../src/config.ts");
 const { silentLogger } = await import("../src/lib/logger.ts");
 stage("appliance code loaded (aedes, Elysia, core)");
 const dir = scratchDir("gatehouse-opcua-mem-");
-const off = createApp(parseServeConfig(["--data-dir", join(dir, "a"), "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "off", "--mqtt-port", "0", "--mqtts-port", "off", "--opcua-port", "off"], { GATEHOUSE_ADMIN_PASSWORD: "bench-password" }), silentLogger);
+const off = createApp(
+  parseServeConfig(
+    [
+      "--data-dir",
+      join(dir, "a"),
+      "--bind",
+      "127.0.0.1",
+      "--http-port",
+      "0",
+      "--https-port",
+      "off",
+      "--mqtt-port",
+      "0",
+      "--mqtts-port",
+      "off",
+      "--opcua-port",
+      "off",
+    ],
+    { GATEHOUSE_ADMIN_PASSWORD: "bench-password" },
+  ),
+  silentLogger,
+);
 await off.start();
 stage("HTTP + MQTT + VRPC listening (OPC UA off)");
-await Promise.all([import("node-opcua-server"), import("node-opcua-certificate-manager"), import("node-opcua-address-space")]);
+await Promise.all([
+  import("node-opcua-server"),
+  import("node-opcua-certificate-manager"),
+  import("node-opcua-address-space"),
+]);
 stage("node-opcua modules imported");
 const { OPCUACertificateManager } = await import("node-opcua-certificate-manager");
 const cm = new OPCUACertificateManager({ rootFolder: join(dir, "pki"), automaticallyAcceptUnknownCertificate: false });
 await cm.initialize();
-await cm.createSelfSignedCertificate({ applicationUri: "urn:x", dns: ["localhost"], ip: ["127.0.0.1"], subject: "/CN=x", startDate: new Date(), validity: 365, outputFile: join(dir, "pki", "own", "certs", "x.pem") });
+await cm.createSelfSignedCertificate({
+  applicationUri: "urn:x",
+  dns: ["localhost"],
+  ip: ["127.0.0.1"],
+  subject: "/CN=x",
+  startDate: new Date(),
+  validity: 365,
+  outputFile: join(dir, "pki", "own", "certs", "x.pem"),
+});
 stage("PKI: certificate manager + key pair + certificate");
 await off.stop();
-const on = createApp(parseServeConfig(["--data-dir", join(dir, "b"), "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "off", "--mqtt-port", "0", "--mqtts-port", "off", "--opcua-port", "0"], { GATEHOUSE_ADMIN_PASSWORD: "bench-password" }), silentLogger);
+const on = createApp(
+  parseServeConfig(
+    [
+      "--data-dir",
+      join(dir, "b"),
+      "--bind",
+      "127.0.0.1",
+      "--http-port",
+      "0",
+      "--https-port",
+      "off",
+      "--mqtt-port",
+      "0",
+      "--mqtts-port",
+      "off",
+      "--opcua-port",
+      "0",
+    ],
+    { GATEHOUSE_ADMIN_PASSWORD: "bench-password" },
+  ),
+  silentLogger,
+);
 await on.start();
 stage("whole appliance with OPC UA (nodeset address space, endpoints)");
 await on.stop();

@@ -21,8 +21,17 @@ if (mode === "baseline") {
   const { DataType, Variant } = await import("node-opcua-variant");
   const { nodesets } = await import("node-opcua-nodesets");
   const { OPCUACertificateManager } = await import("node-opcua-certificate-manager");
-  const serverCertificateManager = new OPCUACertificateManager({ rootFolder: join(dir, "pki"), automaticallyAcceptUnknownCertificate: true });
-  const server = new OPCUAServer({ port: 0, host: "127.0.0.1", nodeset_filename: [nodesets.standard], serverCertificateManager, serverCapabilities: { minSupportedSampleRate: 0 } });
+  const serverCertificateManager = new OPCUACertificateManager({
+    rootFolder: join(dir, "pki"),
+    automaticallyAcceptUnknownCertificate: true,
+  });
+  const server = new OPCUAServer({
+    port: 0,
+    host: "127.0.0.1",
+    nodeset_filename: [nodesets.standard],
+    serverCertificateManager,
+    serverCapabilities: { minSupportedSampleRate: 0 },
+  });
   await server.initialize();
   const ns = server.engine.addressSpace!.getOwnNamespace();
   const variable = ns.addVariable({
@@ -41,7 +50,22 @@ if (mode === "baseline") {
   const { parseServeConfig } = await import("../src/config.ts");
   const { silentLogger } = await import("../src/lib/logger.ts");
   const config = parseServeConfig(
-    ["--data-dir", join(dir, "data"), "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "off", "--mqtt-port", "0", "--mqtts-port", "off", "--opcua-port", "0"],
+    [
+      "--data-dir",
+      join(dir, "data"),
+      "--bind",
+      "127.0.0.1",
+      "--http-port",
+      "0",
+      "--https-port",
+      "off",
+      "--mqtt-port",
+      "0",
+      "--mqtts-port",
+      "off",
+      "--opcua-port",
+      "0",
+    ],
     {},
   );
   const app = createApp(config, silentLogger);

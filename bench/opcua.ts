@@ -30,7 +30,11 @@ const RATE = 1000;
 const nodeId = "ns=1;s=Topics/bench/value";
 
 async function startServer(mode: "baseline" | "gatehouse") {
-  const proc = Bun.spawn(["bun", join(import.meta.dir, "opcua-server.ts"), mode], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
+  const proc = Bun.spawn(["bun", join(import.meta.dir, "opcua-server.ts"), mode], {
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "inherit",
+  });
   const out = lineReader(proc.stdout);
   /** ask: a command, then its answer (node-opcua's own log lines on stdout are skipped) */
   const ask = async (cmd: string, answer: RegExp) => {
@@ -59,12 +63,17 @@ async function measure(mode: "baseline" | "gatehouse") {
     securityMode: MessageSecurityMode.None,
     securityPolicy: SecurityPolicy.None,
     connectionStrategy: { maxRetry: 0 },
-    clientCertificateManager: new OPCUACertificateManager({ rootFolder: join(pki, "pki"), automaticallyAcceptUnknownCertificate: true }),
+    clientCertificateManager: new OPCUACertificateManager({
+      rootFolder: join(pki, "pki"),
+      automaticallyAcceptUnknownCertificate: true,
+    }),
   });
   try {
     await client.connect(`opc.tcp://127.0.0.1:${server.port}`);
     const session = await client.createSession(
-      mode === "gatehouse" ? { type: UserTokenType.UserName, userName: "bench-scada", password: "bench-scada-password" } : { type: UserTokenType.Anonymous },
+      mode === "gatehouse"
+        ? { type: UserTokenType.UserName, userName: "bench-scada", password: "bench-scada-password" }
+        : { type: UserTokenType.Anonymous },
     );
     const read = () => session.read({ nodeId, attributeId: AttributeIds.Value });
     for (let i = 0; i < 500; i++) await read(); // warm
@@ -82,8 +91,18 @@ async function measure(mode: "baseline" | "gatehouse") {
     const readsPerSec = (READS / (performance.now() - t0)) * 1000;
     const cpuPerRead = ((await server.cpuMs()) - cpu0) / READS;
 
-    const sub = ClientSubscription.create(session, { requestedPublishingInterval: 50, requestedMaxKeepAliveCount: 20, publishingEnabled: true, maxNotificationsPerPublish: 1000 });
-    const item = ClientMonitoredItem.create(sub, { nodeId, attributeId: AttributeIds.Value }, { samplingInterval: 0, discardOldest: false, queueSize: 10_000 }, TimestampsToReturn.Both);
+    const sub = ClientSubscription.create(session, {
+      requestedPublishingInterval: 50,
+      requestedMaxKeepAliveCount: 20,
+      publishingEnabled: true,
+      maxNotificationsPerPublish: 1000,
+    });
+    const item = ClientMonitoredItem.create(
+      sub,
+      { nodeId, attributeId: AttributeIds.Value },
+      { samplingInterval: 0, discardOldest: false, queueSize: 10_000 },
+      TimestampsToReturn.Both,
+    );
     const arrived = new Set<number>();
     const lag: number[] = [];
     item.on("changed", (dv: DataValue) => {
@@ -103,7 +122,13 @@ async function measure(mode: "baseline" | "gatehouse") {
     await sub.terminate();
     await session.close();
     lag.sort((a, b) => a - b);
-    return { readsPerSec, cpuPerRead, delivered: arrived.size / CHANGES, cpuPerChange, lagP50: lag[Math.floor(lag.length / 2)] ?? NaN };
+    return {
+      readsPerSec,
+      cpuPerRead,
+      delivered: arrived.size / CHANGES,
+      cpuPerChange,
+      lagP50: lag[Math.floor(lag.length / 2)] ?? NaN,
+    };
   } finally {
     await client.disconnect().catch(() => undefined);
     await server.stop();
@@ -118,8 +143,22 @@ for (let round = 0; round < ROUNDS; round++) {
 const med = (mode: "baseline" | "gatehouse", k: keyof Result) => median(runs[mode].map((r) => r[k]));
 const base = "node-opcua server, anonymous";
 const rows: Row[] = [
-  { bench: "OPC UA", measure: "reads of one variable, 10 in flight", baselineName: base, baseline: `${fmt(med("baseline", "readsPerSec"))}/s`, gatehouse: `${fmt(med("gatehouse", "readsPerSec"))}/s`, ratio: med("gatehouse", "readsPerSec") / med("baseline", "readsPerSec") },
-  { bench: "OPC UA", measure: "server CPU per read", baselineName: base, baseline: `${fmt(med("baseline", "cpuPerRead") * 1000)} us`, gatehouse: `${fmt(med("gatehouse", "cpuPerRead") * 1000)} us`, ratio: med("baseline", "cpuPerRead") / med("gatehouse", "cpuPerRead") },
+  {
+    bench: "OPC UA",
+    measure: "reads of one variable, 10 in flight",
+    baselineName: base,
+    baseline: `${fmt(med("baseline", "readsPerSec"))}/s`,
+    gatehouse: `${fmt(med("gatehouse", "readsPerSec"))}/s`,
+    ratio: med("gatehouse", "readsPerSec") / med("baseline", "readsPerSec"),
+  },
+  {
+    bench: "OPC UA",
+    measure: "server CPU per read",
+    baselineName: base,
+    baseline: `${fmt(med("baseline", "cpuPerRead") * 1000)} us`,
+    gatehouse: `${fmt(med("gatehouse", "cpuPerRead") * 1000)} us`,
+    ratio: med("baseline", "cpuPerRead") / med("gatehouse", "cpuPerRead"),
+  },
   {
     bench: "OPC UA",
     measure: `monitored item, sampling 0, ${fmt(RATE)} changes/s: changes delivered`,
@@ -129,9 +168,25 @@ const rows: Row[] = [
     ratio: med("gatehouse", "delivered") / med("baseline", "delivered"),
     goal: "every change",
   },
-  { bench: "OPC UA", measure: "server CPU per change (to one monitored item)", baselineName: base, baseline: `${fmt(med("baseline", "cpuPerChange") * 1000)} us`, gatehouse: `${fmt(med("gatehouse", "cpuPerChange") * 1000)} us`, ratio: med("baseline", "cpuPerChange") / med("gatehouse", "cpuPerChange") },
-  { bench: "OPC UA", measure: "change -> client, p50 (50 ms publishing interval)", baselineName: base, baseline: `${fmt(med("baseline", "lagP50"))} ms`, gatehouse: `${fmt(med("gatehouse", "lagP50"))} ms`, ratio: med("baseline", "lagP50") / med("gatehouse", "lagP50") },
+  {
+    bench: "OPC UA",
+    measure: "server CPU per change (to one monitored item)",
+    baselineName: base,
+    baseline: `${fmt(med("baseline", "cpuPerChange") * 1000)} us`,
+    gatehouse: `${fmt(med("gatehouse", "cpuPerChange") * 1000)} us`,
+    ratio: med("baseline", "cpuPerChange") / med("gatehouse", "cpuPerChange"),
+  },
+  {
+    bench: "OPC UA",
+    measure: "change -> client, p50 (50 ms publishing interval)",
+    baselineName: base,
+    baseline: `${fmt(med("baseline", "lagP50"))} ms`,
+    gatehouse: `${fmt(med("gatehouse", "lagP50"))} ms`,
+    ratio: med("baseline", "lagP50") / med("gatehouse", "lagP50"),
+  },
 ];
-console.log(`\nOPC UA: ${fmt(READS)} reads, ${fmt(CHANGES)} changes at ${fmt(RATE)}/s; medians of ${ROUNDS} interleaved rounds; Gatehouse's values come from MQTT topics through its bus\n`);
+console.log(
+  `\nOPC UA: ${fmt(READS)} reads, ${fmt(CHANGES)} changes at ${fmt(RATE)}/s; medians of ${ROUNDS} interleaved rounds; Gatehouse's values come from MQTT topics through its bus\n`,
+);
 report(rows);
 process.exit(0);

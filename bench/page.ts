@@ -5,7 +5,6 @@
  */
 import { fmt, report } from "./lib/report.ts";
 import { rmSync } from "node:fs";
-import { join } from "node:path";
 import { openDataDir } from "../src/db/data-dir.ts";
 import { createCore } from "../src/core/index.ts";
 import { silentLogger } from "../src/lib/logger.ts";
@@ -20,7 +19,9 @@ const dir = scratchDir("gatehouse-bench-page-");
 const db = openDataDir(dir);
 const core = createCore(db, silentLogger, { hashCost: { memoryCost: 1024, timeCost: 1 }, accepts: acceptsTable() });
 const hash = await core.credentials.hash("same-password");
-const insert = db.$client.prepare("INSERT INTO integrations (username, type, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?)");
+const insert = db.$client.prepare(
+  "INSERT INTO integrations (username, type, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+);
 const types = ["mqtt", "opcua", "http", "vrpc"];
 db.$client.transaction(() => {
   for (let i = 0; i < N; i++) insert.run(`device-${i}`, types[i % 4]!, hash, i, i);
@@ -60,7 +61,8 @@ for (const [name, path] of phases) {
 const base = results[0]!.p50;
 console.log(`| request (${N} integrations, ${RUNS} runs) | p50 ms | p99 ms | p50 / baseline |`);
 console.log("| --- | --- | --- | --- |");
-for (const r of results) console.log(`| ${r.name} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${(r.p50 / base).toFixed(1)}x |`);
+for (const r of results)
+  console.log(`| ${r.name} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${(r.p50 / base).toFixed(1)}x |`);
 const first = results[1]!;
 console.log(`\nfirst page p50 ${first.p50.toFixed(1)} ms: goal < 30 ms ${first.p50 < 30 ? "met" : "NOT met"}\n`);
 report(

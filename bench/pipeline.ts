@@ -23,27 +23,43 @@ const MAX_PAYLOAD = 1024 * 1024 - 64;
 
 const connectFor = (clientId: string, password: string) =>
   mqttPacket.generate({
-    cmd: "connect", protocolId: "MQTT", protocolVersion: 4, clean: true, keepalive: 60, clientId, username: "pipe-dev", password: Buffer.from(password),
+    cmd: "connect",
+    protocolId: "MQTT",
+    protocolVersion: 4,
+    clean: true,
+    keepalive: 60,
+    clientId,
+    username: "pipe-dev",
+    password: Buffer.from(password),
   } as never);
 
 /** strangers: sockets pushing max-size PUBLISHes behind a refused CONNECT; the peak RSS of `pid` above its start */
 async function strangers(port: number, pid: number) {
   const idle = await statusMiB(pid, "VmRSS");
-  const big = mqttPacket.generate({ cmd: "publish", topic: "flood/x", payload: Buffer.alloc(MAX_PAYLOAD), qos: 0 } as never);
+  const big = mqttPacket.generate({
+    cmd: "publish",
+    topic: "flood/x",
+    payload: Buffer.alloc(MAX_PAYLOAD),
+    qos: 0,
+  } as never);
   let refused = 0;
   const sockets = await Promise.all(
-    Array.from({ length: STRANGERS }, (_, i) => new Promise<ReturnType<typeof connect>>((resolve) => {
-      const s = connect(port, "127.0.0.1");
-      let sent = 0;
-      s.on("error", () => {});
-      s.on("data", (d) => d[0] === 0x20 && refused++);
-      const pump = () => {
-        for (let n = 0; n < 4; n++) if (s.destroyed || sent++ >= 1000 || !s.write(big)) return; // wait for drain
-        setImmediate(pump);
-      };
-      s.on("drain", pump);
-      s.once("connect", () => (s.write(connectFor(`stranger-${i}`, "not-the-password")), pump(), resolve(s)));
-    })),
+    Array.from(
+      { length: STRANGERS },
+      (_, i) =>
+        new Promise<ReturnType<typeof connect>>((resolve) => {
+          const s = connect(port, "127.0.0.1");
+          let sent = 0;
+          s.on("error", () => {});
+          s.on("data", (d) => d[0] === 0x20 && refused++);
+          const pump = () => {
+            for (let n = 0; n < 4; n++) if (s.destroyed || sent++ >= 1000 || !s.write(big)) return; // wait for drain
+            setImmediate(pump);
+          };
+          s.on("drain", pump);
+          s.once("connect", () => (s.write(connectFor(`stranger-${i}`, "not-the-password")), pump(), resolve(s)));
+        }),
+    ),
   );
   let peak = idle;
   const end = Date.now() + SECONDS * 1000;
@@ -60,7 +76,15 @@ async function strangers(port: number, pid: number) {
 async function device(port: number) {
   const packets = [connectFor("pipe-device", PASSWORD)];
   for (let i = 0; i < PIPELINE; i++) {
-    packets.push(mqttPacket.generate({ cmd: "publish", topic: "pipe/x", payload: String(i), qos: 1, messageId: (i % 65535) + 1 } as never));
+    packets.push(
+      mqttPacket.generate({
+        cmd: "publish",
+        topic: "pipe/x",
+        payload: String(i),
+        qos: 1,
+        messageId: (i % 65535) + 1,
+      } as never),
+    );
   }
   return new Promise<{ ms: number; acked: number }>((resolve) => {
     const s = connect(port, "127.0.0.1");
@@ -78,10 +102,13 @@ async function device(port: number) {
 
 const dir = scratchDir("gatehouse-pipeline-");
 writeFileSync(join(dir, "fleet.json"), JSON.stringify([{ username: "pipe-dev", type: "mqtt", password: PASSWORD }]));
-const imported = Bun.spawnSync(["bun", "src/main.ts", "integrations", "import", join(dir, "fleet.json"), "--data-dir", join(dir, "data"), "--json"], {
-  stdout: "pipe",
-  stderr: "inherit",
-});
+const imported = Bun.spawnSync(
+  ["bun", "src/main.ts", "integrations", "import", join(dir, "fleet.json"), "--data-dir", join(dir, "data"), "--json"],
+  {
+    stdout: "pipe",
+    stderr: "inherit",
+  },
+);
 if (imported.exitCode !== 0) throw new Error("import failed");
 // the appliance in its own process (MQTT only), so its RSS is its own
 const proc = Bun.spawn(["bun", "bench/storm-server.ts", join(dir, "data")], { stdout: "pipe", stderr: "inherit" });
@@ -95,13 +122,22 @@ if (hasMosquitto()) {
   await mosq.stop();
 }
 
-console.log(`\n${STRANGERS} strangers, each a wrong-password CONNECT and up to 1 000 x 1 MB PUBLISHes behind it, for ${SECONDS} s; a device with ${fmt(PIPELINE)} QoS 1 PUBLISHes behind its CONNECT\n`);
-console.log("| broker | strangers: peak RSS growth | taken by TCP | CONNACKs | device: last PUBACK after | acknowledged |");
+console.log(
+  `\n${STRANGERS} strangers, each a wrong-password CONNECT and up to 1 000 x 1 MB PUBLISHes behind it, for ${SECONDS} s; a device with ${fmt(PIPELINE)} QoS 1 PUBLISHes behind its CONNECT\n`,
+);
+console.log(
+  "| broker | strangers: peak RSS growth | taken by TCP | CONNACKs | device: last PUBACK after | acknowledged |",
+);
 console.log("| --- | --- | --- | --- | --- | --- |");
-for (const [name, r] of [["Gatehouse", g], ["Mosquitto 2", m]] as const) {
+for (const [name, r] of [
+  ["Gatehouse", g],
+  ["Mosquitto 2", m],
+] as const) {
   if (!r) continue;
   const s = r.strangers;
-  console.log(`| ${name} | ${fmt(s.grew)} MiB | ${fmt(s.takenMiB)} MiB | ${s.refused} | ${fmt(r.device.ms)} ms | ${fmt(r.device.acked)} |`);
+  console.log(
+    `| ${name} | ${fmt(s.grew)} MiB | ${fmt(s.takenMiB)} MiB | ${s.refused} | ${fmt(r.device.ms)} ms | ${fmt(r.device.acked)} |`,
+  );
 }
 const rows: Row[] = [];
 if (m) {

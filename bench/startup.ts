@@ -16,9 +16,27 @@ const binary = join(import.meta.dir, "..", "dist", "gatehouse");
 
 type Start = { readyMs: number; httpMs: number; rss: number; code: number };
 async function start(dir: string, extra: string[]): Promise<Start> {
-  const args = ["--data-dir", join(dir, "data"), "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "0", "--mqtt-port", "0", "--mqtts-port", "0", ...extra];
+  const args = [
+    "--data-dir",
+    join(dir, "data"),
+    "--bind",
+    "127.0.0.1",
+    "--http-port",
+    "0",
+    "--https-port",
+    "0",
+    "--mqtt-port",
+    "0",
+    "--mqtts-port",
+    "0",
+    ...extra,
+  ];
   const t0 = performance.now();
-  const proc = Bun.spawn([binary, ...args], { cwd: dir, env: { PATH: process.env.PATH ?? "", HOME: dir, GATEHOUSE_ADMIN_PASSWORD: "bench-password" }, stdout: "pipe" });
+  const proc = Bun.spawn([binary, ...args], {
+    cwd: dir,
+    env: { PATH: process.env.PATH ?? "", HOME: dir, GATEHOUSE_ADMIN_PASSWORD: "bench-password" },
+    stdout: "pipe",
+  });
   const reader = proc.stdout.getReader();
   let text = "";
   let httpAt = 0;
@@ -52,7 +70,8 @@ for (let i = 0; i < runs; i++) {
     rmSync(dir, { recursive: true, force: true });
   }
 }
-const med = (config: Config, when: "first" | "restart", k: keyof Start) => median(results.get(`${config}|${when}`)!.map((r) => r[k]));
+const med = (config: Config, when: "first" | "restart", k: keyof Start) =>
+  median(results.get(`${config}|${when}`)!.map((r) => r[k]));
 for (const when of ["first", "restart"] as const) {
   for (const config of Object.keys(configs) as Config[]) {
     const rs = results.get(`${config}|${when}`)!;
@@ -73,12 +92,51 @@ const row = (measure: string, baselineName: string, base: number, gh: number, un
   goal,
 });
 report([
-  row("compiled binary, restart: all listeners ready", "same binary, OPC UA off", med("OPC UA off", "restart", "readyMs"), med("OPC UA on", "restart", "readyMs"), "ms", "< 1 200 ms"),
-  row("compiled binary, restart: idle RSS", "same binary, OPC UA off", med("OPC UA off", "restart", "rss"), med("OPC UA on", "restart", "rss"), "MB", "< 110 MB"),
-  row("compiled binary, first start (certificates made): all ready", "same binary, OPC UA off", med("OPC UA off", "first", "readyMs"), med("OPC UA on", "first", "readyMs"), "ms", "< 1 200 ms"),
-  row("compiled binary, first start: idle RSS", "same binary, OPC UA off", med("OPC UA off", "first", "rss"), med("OPC UA on", "first", "rss"), "MB"),
-  row("OPC UA trimmed nodeset, restart: idle RSS", "--opcua-full-nodeset true", med("OPC UA on, full nodeset", "restart", "rss"), med("OPC UA on", "restart", "rss"), "MB"),
-  row("OPC UA trimmed nodeset, restart: all ready", "--opcua-full-nodeset true", med("OPC UA on, full nodeset", "restart", "readyMs"), med("OPC UA on", "restart", "readyMs"), "ms"),
+  row(
+    "compiled binary, restart: all listeners ready",
+    "same binary, OPC UA off",
+    med("OPC UA off", "restart", "readyMs"),
+    med("OPC UA on", "restart", "readyMs"),
+    "ms",
+    "< 1 200 ms",
+  ),
+  row(
+    "compiled binary, restart: idle RSS",
+    "same binary, OPC UA off",
+    med("OPC UA off", "restart", "rss"),
+    med("OPC UA on", "restart", "rss"),
+    "MB",
+    "< 110 MB",
+  ),
+  row(
+    "compiled binary, first start (certificates made): all ready",
+    "same binary, OPC UA off",
+    med("OPC UA off", "first", "readyMs"),
+    med("OPC UA on", "first", "readyMs"),
+    "ms",
+    "< 1 200 ms",
+  ),
+  row(
+    "compiled binary, first start: idle RSS",
+    "same binary, OPC UA off",
+    med("OPC UA off", "first", "rss"),
+    med("OPC UA on", "first", "rss"),
+    "MB",
+  ),
+  row(
+    "OPC UA trimmed nodeset, restart: idle RSS",
+    "--opcua-full-nodeset true",
+    med("OPC UA on, full nodeset", "restart", "rss"),
+    med("OPC UA on", "restart", "rss"),
+    "MB",
+  ),
+  row(
+    "OPC UA trimmed nodeset, restart: all ready",
+    "--opcua-full-nodeset true",
+    med("OPC UA on, full nodeset", "restart", "readyMs"),
+    med("OPC UA on", "restart", "readyMs"),
+    "ms",
+  ),
 ]);
 
 // Where OPC UA's memory goes, stage by stage (from source, in a fresh process: a breakdown, not the binary's figure).

@@ -29,9 +29,23 @@ async function startBroker(mode: "baseline" | "gatehouse") {
 async function measure(mode: "baseline" | "gatehouse") {
   const broker = await startBroker(mode);
   const url = `mqtt://127.0.0.1:${broker.port}`;
-  const agent = new VrpcAgent({ broker: url, domain: "bench", agent: "agent", username: "bench/agent", password: "bench-agent-password", log: quiet });
+  const agent = new VrpcAgent({
+    broker: url,
+    domain: "bench",
+    agent: "agent",
+    username: "bench/agent",
+    password: "bench-agent-password",
+    log: quiet,
+  });
   await agent.serve();
-  const client = new VrpcClient({ broker: url, domain: "bench", username: "bench/client", password: "bench-client-password", log: quiet, timeout: 10_000 });
+  const client = new VrpcClient({
+    broker: url,
+    domain: "bench",
+    username: "bench/client",
+    password: "bench-client-password",
+    log: quiet,
+    timeout: 10_000,
+  });
   await client.connect();
   const call = () => client.callStatic({ agent: "agent", className: "Adder", functionName: "add", args: [1, 2] });
   for (let i = 0; i < 100; i++) await call(); // warm up
@@ -52,10 +66,17 @@ async function measure(mode: "baseline" | "gatehouse") {
   await client.end();
   await agent.end();
   broker.stop();
-  return { rate, p50: latencies[Math.floor(latencies.length / 2)]!, p99: latencies[Math.floor(latencies.length * 0.99)]! };
+  return {
+    rate,
+    p50: latencies[Math.floor(latencies.length / 2)]!,
+    p99: latencies[Math.floor(latencies.length * 0.99)]!,
+  };
 }
 
-const best = { baseline: { rate: 0, p50: Infinity, p99: Infinity }, gatehouse: { rate: 0, p50: Infinity, p99: Infinity } };
+const best = {
+  baseline: { rate: 0, p50: Infinity, p99: Infinity },
+  gatehouse: { rate: 0, p50: Infinity, p99: Infinity },
+};
 for (let round = 0; round < 3; round++) {
   for (const mode of ["baseline", "gatehouse"] as const) {
     const r = await measure(mode);
@@ -65,14 +86,37 @@ for (let round = 0; round < 3; round++) {
     b.p99 = Math.min(b.p99, r.p99);
   }
 }
-console.log(`VRPC: ${CALLS} calls, ${WIDTH} in flight, VrpcClient -> broker -> VrpcAgent; brokers alternate; best of 3\n`);
+console.log(
+  `VRPC: ${CALLS} calls, ${WIDTH} in flight, VrpcClient -> broker -> VrpcAgent; brokers alternate; best of 3\n`,
+);
 const { baseline: b, gatehouse: g } = best;
-console.log(`calls per second        baseline ${b.rate.toFixed(0).padStart(6)}  gatehouse ${g.rate.toFixed(0).padStart(6)}  ratio ${(g.rate / b.rate).toFixed(2)}x`);
-console.log(`call latency p50 (ms)   baseline ${b.p50.toFixed(2).padStart(6)}  gatehouse ${g.p50.toFixed(2).padStart(6)}  ratio ${(b.p50 / g.p50).toFixed(2)}x`);
-console.log(`call latency p99 (ms)   baseline ${b.p99.toFixed(2).padStart(6)}  gatehouse ${g.p99.toFixed(2).padStart(6)}  ratio ${(b.p99 / g.p99).toFixed(2)}x`);
+console.log(
+  `calls per second        baseline ${b.rate.toFixed(0).padStart(6)}  gatehouse ${g.rate.toFixed(0).padStart(6)}  ratio ${(g.rate / b.rate).toFixed(2)}x`,
+);
+console.log(
+  `call latency p50 (ms)   baseline ${b.p50.toFixed(2).padStart(6)}  gatehouse ${g.p50.toFixed(2).padStart(6)}  ratio ${(b.p50 / g.p50).toFixed(2)}x`,
+);
+console.log(
+  `call latency p99 (ms)   baseline ${b.p99.toFixed(2).padStart(6)}  gatehouse ${g.p99.toFixed(2).padStart(6)}  ratio ${(b.p99 / g.p99).toFixed(2)}x`,
+);
 console.log("(ratio > 1 means Gatehouse is faster; goal for calls per second >= 0.9x)\n");
 report([
-  { bench: "VRPC", measure: `calls, ${WIDTH} in flight`, baselineName: "bare aedes, no auth", baseline: `${fmt(b.rate)}/s`, gatehouse: `${fmt(g.rate)}/s`, ratio: g.rate / b.rate, goal: ">= 0.9x" },
-  { bench: "VRPC", measure: "call latency p50 / p99", baselineName: "bare aedes, no auth", baseline: `${fmt(b.p50, 2)} / ${fmt(b.p99, 2)} ms`, gatehouse: `${fmt(g.p50, 2)} / ${fmt(g.p99, 2)} ms`, ratio: b.p50 / g.p50 },
+  {
+    bench: "VRPC",
+    measure: `calls, ${WIDTH} in flight`,
+    baselineName: "bare aedes, no auth",
+    baseline: `${fmt(b.rate)}/s`,
+    gatehouse: `${fmt(g.rate)}/s`,
+    ratio: g.rate / b.rate,
+    goal: ">= 0.9x",
+  },
+  {
+    bench: "VRPC",
+    measure: "call latency p50 / p99",
+    baselineName: "bare aedes, no auth",
+    baseline: `${fmt(b.p50, 2)} / ${fmt(b.p99, 2)} ms`,
+    gatehouse: `${fmt(g.p50, 2)} / ${fmt(g.p99, 2)} ms`,
+    ratio: b.p50 / g.p50,
+  },
 ]);
 process.exit(0);

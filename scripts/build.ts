@@ -16,8 +16,11 @@ const inlineOpcuaServerVersion: BunPlugin = {
     build.onLoad({ filter: /node-opcua-server[\\/]dist[\\/]opcua_server\.js$/ }, async ({ path }) => {
       const source = await Bun.file(path).text();
       const read = /JSON\.parse\(fs\.readFileSync\(path\.join\(here, "\.\.", "package\.json"\), "utf8"\)\)/;
-      if (!read.test(source)) throw new Error(`build: the package.json read in ${path} changed; update scripts/build.ts`);
-      const version = JSON.parse(readFileSync(new URL("../node_modules/node-opcua-server/package.json", import.meta.url), "utf8")).version;
+      if (!read.test(source))
+        throw new Error(`build: the package.json read in ${path} changed; update scripts/build.ts`);
+      const version = JSON.parse(
+        readFileSync(new URL("../node_modules/node-opcua-server/package.json", import.meta.url), "utf8"),
+      ).version;
       return { contents: source.replace(read, JSON.stringify({ version })), loader: "js" };
     });
   },
@@ -55,4 +58,6 @@ if (!result.success) {
 }
 chmodSync(outfile, 0o755);
 const size = Bun.file(outfile).size;
-console.log(`built ${outfile} (${(size / 1e6).toFixed(1)} MB) in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+console.log(
+  `built ${outfile} (${(size / 1e6).toFixed(1)} MB) in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+);

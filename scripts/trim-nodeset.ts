@@ -33,7 +33,16 @@ const source = new URL("../node_modules/node-opcua-nodesets/nodesets/Opc.Ua.Node
 const target = new URL("../src/listeners/opcua/Opc.Ua.Gatehouse.ndjson.gz", import.meta.url);
 
 const NodeClass = { ReferenceType: 32, DataType: 64 } as const;
-const Ref = { Organizes: 35, HasModellingRule: 37, HasEncoding: 38, HasTypeDefinition: 40, HasSubtype: 45, HasProperty: 46, HasComponent: 47, HasOrderedComponent: 49 } as const;
+const Ref = {
+  Organizes: 35,
+  HasModellingRule: 37,
+  HasEncoding: 38,
+  HasTypeDefinition: 40,
+  HasSubtype: 45,
+  HasProperty: 46,
+  HasComponent: 47,
+  HasOrderedComponent: 49,
+} as const;
 const children: Set<number> = new Set([Ref.HasComponent, Ref.HasProperty, Ref.HasOrderedComponent, Ref.Organizes]);
 const Structure = 22;
 const BaseEventType = 2041;
@@ -60,14 +69,20 @@ const droppedEventTypes = new Set([2782 /* ConditionType */]);
 /** imageNodes: the node lines of a node-opcua nodeset image, by numeric id (namespace 0) */
 export function imageNodes(image: Uint8Array): Map<number, Node> {
   const lines = gunzipSync(image).toString("utf8").split("\n").filter(Boolean);
-  return new Map(lines.slice(1, -1).map((l) => JSON.parse(l) as Node).map((n) => [n.nodeId, n]));
+  return new Map(
+    lines
+      .slice(1, -1)
+      .map((l) => JSON.parse(l) as Node)
+      .map((n) => [n.nodeId, n]),
+  );
 }
 
 export function trimNodeset(image: Uint8Array): Uint8Array {
   const lines = gunzipSync(image).toString("utf8").split("\n").filter(Boolean);
   const header = JSON.parse(lines[0]!) as { kind: string };
   const trailer = JSON.parse(lines.at(-1)!) as { kind: string; nodes: number };
-  if (header.kind !== "header" || trailer.kind !== "trailer") throw new Error("trim-nodeset: not a node-opcua nodeset image");
+  if (header.kind !== "header" || trailer.kind !== "trailer")
+    throw new Error("trim-nodeset: not a node-opcua nodeset image");
   const nodes = imageNodes(image);
   const supertypeOf = new Map<number, number>();
   const subtypesOf = new Map<number, number[]>();
@@ -88,9 +103,11 @@ export function trimNodeset(image: Uint8Array): Uint8Array {
   };
   // every DataType that is not a Structure: the built-in, simple and enumerated types a client may
   // write or a type check walks (a Boolean written to a Double is judged against this hierarchy)
-  const isStructure = (id: number | undefined): boolean => id !== undefined && (id === Structure || isStructure(supertypeOf.get(id)));
+  const isStructure = (id: number | undefined): boolean =>
+    id !== undefined && (id === Structure || isStructure(supertypeOf.get(id)));
   for (const n of nodes.values()) {
-    if (n.nodeClass === NodeClass.ReferenceType || (n.nodeClass === NodeClass.DataType && !isStructure(n.nodeId))) add(n.nodeId);
+    if (n.nodeClass === NodeClass.ReferenceType || (n.nodeClass === NodeClass.DataType && !isStructure(n.nodeId)))
+      add(n.nodeId);
   }
   for (const id of seeds) add(id);
   // every event type but conditions: a server that audits or reports model changes raises them
@@ -103,14 +120,27 @@ export function trimNodeset(image: Uint8Array): Uint8Array {
     }
   }
   // the type-system folders list their roots (BaseObjectType, BaseDataType, References, ...)
-  for (const id of typeFolders) for (const [fwd, type, to] of nodes.get(id)!.references) if (fwd && type === Ref.Organizes) add(to);
+  for (const id of typeFolders)
+    for (const [fwd, type, to] of nodes.get(id)!.references) if (fwd && type === Ref.Organizes) add(to);
 
   while (queue.length) {
     const n = nodes.get(queue.pop()!)!;
     for (const [fwd, type, to] of n.references) {
-      if (fwd ? type === Ref.HasTypeDefinition || type === Ref.HasModellingRule || type === Ref.HasEncoding : type === Ref.HasSubtype) add(to);
+      if (
+        fwd
+          ? type === Ref.HasTypeDefinition || type === Ref.HasModellingRule || type === Ref.HasEncoding
+          : type === Ref.HasSubtype
+      )
+        add(to);
       // an instance's children (the Server subtree), and a type's instance declarations
-      else if (fwd && children.has(type) && n.nodeClass !== NodeClass.DataType && n.nodeClass !== NodeClass.ReferenceType && !typeFolders.has(n.nodeId)) add(to);
+      else if (
+        fwd &&
+        children.has(type) &&
+        n.nodeClass !== NodeClass.DataType &&
+        n.nodeClass !== NodeClass.ReferenceType &&
+        !typeFolders.has(n.nodeId)
+      )
+        add(to);
     }
     add(n.dataType);
     add(n.methodDeclarationId);
@@ -125,11 +155,13 @@ export function trimNodeset(image: Uint8Array): Uint8Array {
     out.push(JSON.stringify({ ...n, references }));
   }
   out.push(JSON.stringify({ ...trailer, nodes: out.length - 1 }));
-  return gzipSync(out.join("\n") + "\n", { level: 9 });
+  return gzipSync(`${out.join("\n")}\n`, { level: 9 });
 }
 
 if (import.meta.main) {
   const trimmed = trimNodeset(new Uint8Array(await Bun.file(source).arrayBuffer()));
   await Bun.write(target, trimmed);
-  console.log(`trim-nodeset: ${target.pathname.split("/").slice(-4).join("/")}: ${imageNodes(trimmed).size} nodes, ${(trimmed.length / 1024).toFixed(0)} KB`);
+  console.log(
+    `trim-nodeset: ${target.pathname.split("/").slice(-4).join("/")}: ${imageNodes(trimmed).size} nodes, ${(trimmed.length / 1024).toFixed(0)} KB`,
+  );
 }

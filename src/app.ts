@@ -38,15 +38,27 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
   // A short busy timeout: bun:sqlite waits synchronously, so a CLI holding the lock must not stall the
   // event loop (every listener) for seconds; write-behind retries later, an admin's write answers 503.
   const db = openDataDir(config.dataDir, { busyTimeoutMs: 250 });
-  const core = createCore(db, log, { sessionTtlMs: config.sessionTtlSeconds * 1000, accepts: acceptsTable(), requestTypeOf, ...coreOptions });
+  const core = createCore(db, log, {
+    sessionTtlMs: config.sessionTtlSeconds * 1000,
+    accepts: acceptsTable(),
+    requestTypeOf,
+    ...coreOptions,
+  });
   // One TLS configuration for HTTPS and MQTT over TLS (made or read when the appliance starts).
   const tls = new TlsSource({ dataDir: config.dataDir, certFile: config.tlsCertFile, keyFile: config.tlsKeyFile });
   // One pool for the sockets of every listener that have not logged in: strangers holding sockets on
   // one port take room from all, so they are counted together (src/core/accept-pool.ts).
-  const pool = new AcceptPool({ capacity: config.maxPending, timeoutMs: config.pendingTimeoutSeconds * 1000, log: log.child({ part: "accept-pool" }), metrics: core.metrics });
+  const pool = new AcceptPool({
+    capacity: config.maxPending,
+    timeoutMs: config.pendingTimeoutSeconds * 1000,
+    log: log.child({ part: "accept-pool" }),
+    metrics: core.metrics,
+  });
   for (const warning of config.warnings) log.warn(warning);
   const deps = { core, version, dataDir: config.dataDir, bind: config.bind, tls, pool };
-  const listeners = config.listeners.map(({ module, options }) => module.create({ ...deps, log: log.child({ listener: module.type }) }, options));
+  const listeners = config.listeners.map(({ module, options }) =>
+    module.create({ ...deps, log: log.child({ listener: module.type }) }, options),
+  );
   const mounts = listeners.flatMap((l) => (l.http ? [l.http] : []));
   let ready = false;
   const readiness = () => {
@@ -93,7 +105,12 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
   // The web server first: the admin page answers while the listeners (OPC UA: ~1 s) start.
   // Each part's addresses by name: the web server has one per scheme; a listener that shares another's
   // port (HTTP integrations on the web port, VRPC in the broker) has none.
-  const parts: { name: string; start(): Promise<void>; stop(): Promise<void>; addresses(): Record<string, { host: string; port: number } | undefined> }[] = [
+  const parts: {
+    name: string;
+    start(): Promise<void>;
+    stop(): Promise<void>;
+    addresses(): Record<string, { host: string; port: number } | undefined>;
+  }[] = [
     {
       name: "tls",
       async start() {
@@ -101,7 +118,9 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
         const m = await tls.load();
         log.info("tls certificate", { source: m.source, fingerprint: m.fingerprint, file: m.certFile });
         core.tlsInfo.attach({ fingerprint: m.fingerprint, source: m.source, certFile: m.certFile });
-        tls.onChange((n) => core.tlsInfo.attach({ fingerprint: n.fingerprint, source: n.source, certFile: n.certFile }));
+        tls.onChange((n) =>
+          core.tlsInfo.attach({ fingerprint: n.fingerprint, source: n.source, certFile: n.certFile }),
+        );
         tls.watch((err) => log.error("tls reload failed; the previous certificate stays", { err }));
       },
       async stop() {
@@ -109,8 +128,18 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
       },
       addresses: () => ({}),
     },
-    { name: "web", start: () => http.start(), stop: () => http.stop(), addresses: () => ({ http: http.address("http"), https: http.address("https") }) },
-    ...listeners.map((l) => ({ name: l.type, start: () => l.start(), stop: () => l.stop(), addresses: () => ({ [l.type]: l.address() }) })),
+    {
+      name: "web",
+      start: () => http.start(),
+      stop: () => http.stop(),
+      addresses: () => ({ http: http.address("http"), https: http.address("https") }),
+    },
+    ...listeners.map((l) => ({
+      name: l.type,
+      start: () => l.start(),
+      stop: () => l.stop(),
+      addresses: () => ({ [l.type]: l.address() }),
+    })),
   ];
   const started: typeof parts = [];
   let stopped = false;
@@ -145,7 +174,8 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
         }
         started.push(part);
         const bound = Object.entries(part.addresses()).filter(([, a]) => a !== undefined);
-        for (const [name, a] of bound) log.info("listening", { listener: name, address: `${a!.host}:${a!.port}`, part: part.name });
+        for (const [name, a] of bound)
+          log.info("listening", { listener: name, address: `${a!.host}:${a!.port}`, part: part.name });
         if (bound.length === 0 && part.name !== "tls") log.info("started", { part: part.name });
       }
       await bootstrapAdmin();

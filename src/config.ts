@@ -3,7 +3,16 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { parseTrustedProxies, type TrustedProxies } from "./lib/client-address.ts";
 import type { LogLevel } from "./lib/logger.ts";
-import { ConfigError, envOf, flagOf, helpLine, option, readOptions, type Given, type OptionSet } from "./lib/options.ts";
+import {
+  ConfigError,
+  envOf,
+  flagOf,
+  helpLine,
+  option,
+  readOptions,
+  type Given,
+  type OptionSet,
+} from "./lib/options.ts";
 import { listenerRegistry } from "./listeners/index.ts";
 import type { ListenerModule } from "./listeners/listener.ts";
 
@@ -70,17 +79,43 @@ const commonOptions = {
   tlsKey: option.text("its PEM private key (without both: self-signed in the data dir)", "FILE"),
   logFormat: option.oneOf("one line per event", ["text", "json"] as const, "text"),
   logLevel: option.oneOf("the least important lines logged", ["debug", "info", "warn", "error"] as const, "info"),
-  adminPasswordFile: option.text('first start: admin "admin" gets the password in FILE (0600; default: systemd credential admin-password)', "FILE"),
+  adminPasswordFile: option.text(
+    'first start: admin "admin" gets the password in FILE (0600; default: systemd credential admin-password)',
+    "FILE",
+  ),
   publicUrl: option.custom("base URL shown in the setup link", "URL", (raw, flag) => {
     if (raw !== undefined && !URL.canParse(raw)) throw new ConfigError(`${flag} is not a URL: "${raw}"`);
     return raw;
   }),
   sessionTtl: option.count("admin sign-in lifetime", "43200", 60, 10 * 365 * 86400, "SECONDS"),
-  trustedProxies: option.custom("reverse proxies (ADDR or CIDR, comma-separated) whose X-Forwarded-For names the client; none by default", "LIST", (raw) => parseTrustedProxies(raw)),
-  httpMaxConnections: option.count("HTTP(S) connections per port after their first request (the one quiet longest makes room)", "2048", 1, 1_000_000),
-  httpAcceptFront: option.bool("count HTTP(S) sockets in the accept pool from accept (false: Bun.serve alone, e.g. behind a reverse proxy)", "true"),
-  maxPending: option.count("sockets not logged in yet on all ports together (the oldest silent one makes room)", "2000", 1, 1_000_000),
-  pendingTimeout: option.count("a silent socket's deadline (TLS handshake, CONNECT, request); shrinks to 2 s as the pool fills", "10", 1, 300, "SECONDS"),
+  trustedProxies: option.custom(
+    "reverse proxies (ADDR or CIDR, comma-separated) whose X-Forwarded-For names the client; none by default",
+    "LIST",
+    (raw) => parseTrustedProxies(raw),
+  ),
+  httpMaxConnections: option.count(
+    "HTTP(S) connections per port after their first request (the one quiet longest makes room)",
+    "2048",
+    1,
+    1_000_000,
+  ),
+  httpAcceptFront: option.bool(
+    "count HTTP(S) sockets in the accept pool from accept (false: Bun.serve alone, e.g. behind a reverse proxy)",
+    "true",
+  ),
+  maxPending: option.count(
+    "sockets not logged in yet on all ports together (the oldest silent one makes room)",
+    "2000",
+    1,
+    1_000_000,
+  ),
+  pendingTimeout: option.count(
+    "a silent socket's deadline (TLS handshake, CONNECT, request); shrinks to 2 s as the pool fills",
+    "10",
+    1,
+    300,
+    "SECONDS",
+  ),
   // Names of releases before the shared accept pool: a unit file that sets them still starts.
   mqttMaxPending: option.deprecated(
     option.count("", undefined, 1, 1_000_000),
@@ -154,12 +189,15 @@ export function parseServeConfig(argv: string[], env: Record<string, string | un
     return typeof v === "string" && v !== "" ? v : undefined;
   };
   const o = readOptions(commonOptions, given);
-  if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new ConfigError("--tls-cert and --tls-key go together");
+  if ((o.tlsCert === undefined) !== (o.tlsKey === undefined))
+    throw new ConfigError("--tls-cert and --tls-key go together");
   const { password: adminPassword, source: adminPasswordSource } = firstAdminPassword(o.adminPasswordFile, env);
   const warnings: string[] = [];
-  for (const [name, spec] of Object.entries(serveOptions)) if (spec.deprecated && given(name) !== undefined) warnings.push(spec.deprecated);
+  for (const [name, spec] of Object.entries(serveOptions))
+    if (spec.deprecated && given(name) !== undefined) warnings.push(spec.deprecated);
   // the old name counts only when the new one is not given
-  const maxPending = given("maxPending") === undefined && o.mqttMaxPending !== undefined ? o.mqttMaxPending : o.maxPending;
+  const maxPending =
+    given("maxPending") === undefined && o.mqttMaxPending !== undefined ? o.mqttMaxPending : o.maxPending;
   const listeners: ListenerConfig[] = [];
   for (const module of listenerRegistry as readonly ListenerModule<unknown>[]) {
     const options = module.parseConfig(readOptions(module.options, given));
@@ -204,7 +242,10 @@ const maxPasswordFileBytes = 4096;
  * may read (any group or other permission bit) is refused: a password it holds is not the admin's
  * alone. The credential is systemd's private copy (mode 0400, readable by the service only).
  */
-function firstAdminPassword(file: string | undefined, env: Record<string, string | undefined>): { password?: string; source?: string } {
+function firstAdminPassword(
+  file: string | undefined,
+  env: Record<string, string | undefined>,
+): { password?: string; source?: string } {
   const fromEnv = env.GATEHOUSE_ADMIN_PASSWORD || undefined;
   delete env.GATEHOUSE_ADMIN_PASSWORD;
   let path = file;
@@ -234,18 +275,25 @@ function readPasswordFile(path: string, source: string, explicit: boolean): stri
   try {
     st = statSync(path);
   } catch (err) {
-    throw new ConfigError(`${source}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new ConfigError(
+      `${source}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
   }
   if (!st.isFile()) throw new ConfigError(`${source}: ${path} is not a regular file`);
   if (explicit && (st.mode & 0o077) !== 0) {
-    throw new ConfigError(`${source}: ${path} can be read or written by others (mode ${(st.mode & 0o777).toString(8).padStart(4, "0")}); chmod 600 it`);
+    throw new ConfigError(
+      `${source}: ${path} can be read or written by others (mode ${(st.mode & 0o777).toString(8).padStart(4, "0")}); chmod 600 it`,
+    );
   }
-  if (st.size > maxPasswordFileBytes) throw new ConfigError(`${source}: ${path} has ${st.size} bytes; a password file has one line`);
+  if (st.size > maxPasswordFileBytes)
+    throw new ConfigError(`${source}: ${path} has ${st.size} bytes; a password file has one line`);
   let text: string;
   try {
     text = new TextDecoder("utf-8", { fatal: true }).decode(readFileSync(path));
   } catch (err) {
-    throw new ConfigError(`${source}: cannot read ${path}: ${err instanceof TypeError ? "not UTF-8 text" : ((err as NodeJS.ErrnoException).code ?? (err as Error).message)}`);
+    throw new ConfigError(
+      `${source}: cannot read ${path}: ${err instanceof TypeError ? "not UTF-8 text" : ((err as NodeJS.ErrnoException).code ?? (err as Error).message)}`,
+    );
   }
   const password = text.replace(/\r?\n$/, "");
   if (/[\r\n]/.test(password)) throw new ConfigError(`${source}: ${path} has more than one line`);

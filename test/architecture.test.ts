@@ -21,9 +21,15 @@ function repoTree(): Tree {
   return new Map([...sourceFiles("src"), ...sourceFiles("views")].map((f) => [f, readFileSync(join(root, f), "utf8")]));
 }
 
-const inside = (p: string, prefix: string) => p === prefix || p.startsWith(prefix + "/");
+const inside = (p: string, prefix: string) => p === prefix || p.startsWith(`${prefix}/`);
 /** layer: the first folder (or file) under src/, or "views". */
-const layer = (p: string) => (inside(p, "views") ? "views" : p.replace(/^src\//, "").split("/")[0]!.replace(/\.tsx?$/, ""));
+const layer = (p: string) =>
+  inside(p, "views")
+    ? "views"
+    : p
+        .replace(/^src\//, "")
+        .split("/")[0]!
+        .replace(/\.tsx?$/, "");
 
 /**
  * allowed: the house's layers, `lib <- db <- core <- {listeners, web} <- app <- cli <- main`, type imports
@@ -43,7 +49,11 @@ function allowed(from: string, edge: ImportEdge): boolean {
   const partView = /^src\/listeners\/([^/]+)\/views\//.exec(from);
   if (partView) {
     const ownPart = inside(to, `src/listeners/${partView[1]}`);
-    return t === "views" || ((inside(to, "src/core") || ownPart) && (edge.typeOnly || to === "src/core/types.ts" || inside(to, `src/listeners/${partView[1]}/views`)));
+    return (
+      t === "views" ||
+      ((inside(to, "src/core") || ownPart) &&
+        (edge.typeOnly || to === "src/core/types.ts" || inside(to, `src/listeners/${partView[1]}/views`)))
+    );
   }
   if (f === t && f !== "listeners") return true;
   switch (f) {
@@ -150,10 +160,22 @@ describe("architecture", () => {
       ["a dynamic import", "src/core/bus.ts", 'export const later = () => import("../web/app.tsx");\n'],
       ["a re-export", "src/core/bus.ts", 'export * from "../listeners/index.ts";\n'],
       ["a side-effect import", "src/db/client.ts", 'import "../core/index.ts";\n'],
-      ["a type import from views into db", "views/components/csrf.tsx", 'import type { ActivityRow } from "../../src/db/schema.ts";\n'],
+      [
+        "a type import from views into db",
+        "views/components/csrf.tsx",
+        'import type { ActivityRow } from "../../src/db/schema.ts";\n',
+      ],
       ["an import type reference", "src/lib/http.ts", 'export type C = import("../core/index.ts").Core;\n'],
-      ["an adapter importing another", "src/listeners/opcua/certificates.ts", "import { connackFor } from '../mqtt/broker.ts';\n"],
-      ["a computed module name", "src/core/bus.ts", 'const name = "../web/app.tsx";\nexport const later = () => import(name);\n'],
+      [
+        "an adapter importing another",
+        "src/listeners/opcua/certificates.ts",
+        "import { connackFor } from '../mqtt/broker.ts';\n",
+      ],
+      [
+        "a computed module name",
+        "src/core/bus.ts",
+        'const name = "../web/app.tsx";\nexport const later = () => import(name);\n',
+      ],
       ["a multi-line import", "src/lib/ids.ts", 'import {\n  createApp,\n} from\n  "../app.ts";\n'],
     ];
     for (const [name, file, line] of mutations) {
@@ -167,15 +189,21 @@ describe("architecture", () => {
 
     it("reports a circle made of type imports", () => {
       const tree = repoTree();
-      tree.set("src/core/bus.ts", 'import type { Core } from "./index.ts";\n' + tree.get("src/core/bus.ts")!);
+      tree.set("src/core/bus.ts", `import type { Core } from "./index.ts";\n${tree.get("src/core/bus.ts")!}`);
       expect(circles(tree).some((c) => c.includes("src/core/bus.ts") && c.includes("src/core/index.ts"))).toBe(true);
     });
 
     it("accepts an exception only with a reason written above it", () => {
       const tree = repoTree();
-      tree.set("src/db/client.ts", '// layer-exception:\nimport type { Core } from "../core/index.ts";\n' + tree.get("src/db/client.ts")!);
+      tree.set(
+        "src/db/client.ts",
+        `// layer-exception:\nimport type { Core } from "../core/index.ts";\n${tree.get("src/db/client.ts")!}`,
+      );
       expect(layerViolations(tree).some((v) => v.startsWith("src/db/client.ts:"))).toBe(true);
-      tree.set("src/db/client.ts", '// layer-exception: a test of the exception rule\nimport type { Core } from "../core/index.ts";\n' + repoTree().get("src/db/client.ts")!);
+      tree.set(
+        "src/db/client.ts",
+        `// layer-exception: a test of the exception rule\nimport type { Core } from "../core/index.ts";\n${repoTree().get("src/db/client.ts")!}`,
+      );
       expect(layerViolations(tree).some((v) => v.startsWith("src/db/client.ts:"))).toBe(false);
     });
   });
@@ -190,7 +218,8 @@ describe("architecture", () => {
     };
     walk("src/cli/integrations.ts");
     walk("src/cli/admin.ts");
-    expect([...seen].filter((f) => f.startsWith("src/listeners/") || f.startsWith("src/web/") || f === "src/app.ts")).toEqual([]);
+    expect(
+      [...seen].filter((f) => f.startsWith("src/listeners/") || f.startsWith("src/web/") || f === "src/app.ts"),
+    ).toEqual([]);
   });
 });
-

@@ -6,7 +6,8 @@ import { join } from "node:path";
 import { ConfigError, parseServeConfig, usage } from "../src/config.ts";
 import { listenerRegistry } from "../src/listeners/index.ts";
 
-const optionsOf = (config: ReturnType<typeof parseServeConfig>, type: string) => config.listeners.find((l) => l.module.type === type)?.options as Record<string, unknown> | undefined;
+const optionsOf = (config: ReturnType<typeof parseServeConfig>, type: string) =>
+  config.listeners.find((l) => l.module.type === type)?.options as Record<string, unknown> | undefined;
 
 describe("serve configuration", () => {
   it("takes defaults, then the environment, then flags", () => {
@@ -15,7 +16,9 @@ describe("serve configuration", () => {
     expect(parseServeConfig(["--http-port", "9100"], { GATEHOUSE_HTTP_PORT: "9000" }).httpPort).toBe(9100);
     expect(optionsOf(parseServeConfig([], {}), "mqtt")).toMatchObject({ port: 1883 });
     expect(optionsOf(parseServeConfig([], { GATEHOUSE_MQTT_PORT: "1884" }), "mqtt")).toMatchObject({ port: 1884 });
-    expect(optionsOf(parseServeConfig(["--mqtt-port", "1885"], { GATEHOUSE_MQTT_PORT: "1884" }), "mqtt")).toMatchObject({ port: 1885 });
+    expect(optionsOf(parseServeConfig(["--mqtt-port", "1885"], { GATEHOUSE_MQTT_PORT: "1884" }), "mqtt")).toMatchObject(
+      { port: 1885 },
+    );
   });
 
   it("an empty environment variable counts as unset", () => {
@@ -23,7 +26,9 @@ describe("serve configuration", () => {
   });
 
   it("`off` leaves a listener out", () => {
-    const types = parseServeConfig(["--opcua-port", "off", "--mqtt-port", "off"], {}).listeners.map((l) => l.module.type);
+    const types = parseServeConfig(["--opcua-port", "off", "--mqtt-port", "off"], {}).listeners.map(
+      (l) => l.module.type,
+    );
     expect(types).toEqual(["http", "vrpc"]);
   });
 
@@ -49,25 +54,36 @@ describe("serve configuration", () => {
     const plain = parseServeConfig([], {});
     expect(optionsOf(plain, "http")).toMatchObject({ forwardAuthProxy: "off" });
     expect(plain.trustedProxies.text).toEqual([]);
-    const named = parseServeConfig(["--forward-auth-proxy", "caddy"], { GATEHOUSE_TRUSTED_PROXIES: "127.0.0.1, 10.0.0.0/8" });
+    const named = parseServeConfig(["--forward-auth-proxy", "caddy"], {
+      GATEHOUSE_TRUSTED_PROXIES: "127.0.0.1, 10.0.0.0/8",
+    });
     expect(optionsOf(named, "http")).toMatchObject({ forwardAuthProxy: "caddy" });
     expect(named.trustedProxies.text).toEqual(["127.0.0.1", "10.0.0.0/8"]);
   });
 
   it("the accept pool: --max-pending and --pending-timeout, with defaults", () => {
     expect(parseServeConfig([], {})).toMatchObject({ maxPending: 2000, pendingTimeoutSeconds: 10, warnings: [] });
-    expect(parseServeConfig(["--max-pending", "300", "--pending-timeout", "5"], {})).toMatchObject({ maxPending: 300, pendingTimeoutSeconds: 5 });
+    expect(parseServeConfig(["--max-pending", "300", "--pending-timeout", "5"], {})).toMatchObject({
+      maxPending: 300,
+      pendingTimeoutSeconds: 5,
+    });
     expect(() => parseServeConfig(["--pending-timeout", "0"], {})).toThrow("--pending-timeout");
   });
 
   it("a unit file of an earlier release still starts: the old pending flags parse, with a warning saying what they mean now", () => {
     const old = parseServeConfig(["--mqtt-max-pending", "700"], { GATEHOUSE_MQTT_MAX_PENDING_PER_ADDRESS: "64" });
     expect(old.maxPending).toBe(700);
-    expect(old.warnings.join("\n")).toContain("--mqtt-max-pending (GATEHOUSE_MQTT_MAX_PENDING) is deprecated: read as --max-pending");
-    expect(old.warnings.join("\n")).toContain("--mqtt-max-pending-per-address (GATEHOUSE_MQTT_MAX_PENDING_PER_ADDRESS) is ignored");
+    expect(old.warnings.join("\n")).toContain(
+      "--mqtt-max-pending (GATEHOUSE_MQTT_MAX_PENDING) is deprecated: read as --max-pending",
+    );
+    expect(old.warnings.join("\n")).toContain(
+      "--mqtt-max-pending-per-address (GATEHOUSE_MQTT_MAX_PENDING_PER_ADDRESS) is ignored",
+    );
     expect(parseServeConfig(["--mqtt-max-pending", "700", "--max-pending", "900"], {}).maxPending).toBe(900); // the new name wins
-    expect(() => parseServeConfig(["--mqtt-max-pending-per-address", "lots"], {})).toThrow("--mqtt-max-pending-per-address");
-    expect(usage).toMatch(/Deprecated names[^]*--mqtt-max-pending N[^]*--mqtt-max-pending-per-address N/);
+    expect(() => parseServeConfig(["--mqtt-max-pending-per-address", "lots"], {})).toThrow(
+      "--mqtt-max-pending-per-address",
+    );
+    expect(usage).toMatch(/Deprecated names[\s\S]*--mqtt-max-pending N[\s\S]*--mqtt-max-pending-per-address N/);
   });
 
   it("--help lists every registered listener's flags with their environment twins", () => {
@@ -87,7 +103,10 @@ describe("the first admin's password from a file", () => {
 
   it("reads --admin-password-file / GATEHOUSE_ADMIN_PASSWORD_FILE (one trailing newline dropped)", () => {
     const path = file("pw", "from-a-file-password\n");
-    expect(parseServeConfig(["--admin-password-file", path], {})).toMatchObject({ adminPassword: "from-a-file-password", adminPasswordSource: "--admin-password-file" });
+    expect(parseServeConfig(["--admin-password-file", path], {})).toMatchObject({
+      adminPassword: "from-a-file-password",
+      adminPasswordSource: "--admin-password-file",
+    });
     expect(parseServeConfig([], { GATEHOUSE_ADMIN_PASSWORD_FILE: path }).adminPassword).toBe("from-a-file-password");
   });
 
@@ -95,7 +114,10 @@ describe("the first admin's password from a file", () => {
     const creds = join(dir, "creds");
     mkdirSync(creds);
     writeFileSync(join(creds, "admin-password"), "from-a-credential\n", { mode: 0o400 });
-    expect(parseServeConfig([], { CREDENTIALS_DIRECTORY: creds })).toMatchObject({ adminPassword: "from-a-credential", adminPasswordSource: "systemd credential admin-password" });
+    expect(parseServeConfig([], { CREDENTIALS_DIRECTORY: creds })).toMatchObject({
+      adminPassword: "from-a-credential",
+      adminPasswordSource: "systemd credential admin-password",
+    });
     const fallback = join(dir, "fallback");
     mkdirSync(fallback);
     writeFileSync(join(fallback, "admin-password"), "\n", { mode: 0o400 }); // the unit's SetCredential=admin-password:\n
@@ -117,7 +139,9 @@ describe("the first admin's password from a file", () => {
       expect(() => parseServeConfig(["--admin-password-file", path], {})).toThrow(message);
     }
     const env: Record<string, string | undefined> = { GATEHOUSE_ADMIN_PASSWORD: "from-the-environment" };
-    expect(() => parseServeConfig(["--admin-password-file", file("both", "from-a-file-password\n")], env)).toThrow("both set");
+    expect(() => parseServeConfig(["--admin-password-file", file("both", "from-a-file-password\n")], env)).toThrow(
+      "both set",
+    );
     expect(env.GATEHOUSE_ADMIN_PASSWORD).toBeUndefined();
   });
 });

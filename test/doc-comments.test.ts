@@ -11,11 +11,18 @@ const root = resolve(import.meta.dir, "..");
  * A comment that opens with prose is not checked.
  */
 export function misnamedDocComments(file: string, text: string): string[] {
-  const source = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true, file.endsWith("x") ? ts.ScriptKind.TSX : ts.ScriptKind.TS);
+  const source = ts.createSourceFile(
+    file,
+    text,
+    ts.ScriptTarget.Latest,
+    true,
+    file.endsWith("x") ? ts.ScriptKind.TSX : ts.ScriptKind.TS,
+  );
   const out: string[] = [];
   const nameOf = (node: ts.Node): string | undefined => {
     const name = (node as { name?: ts.Node }).name;
-    if (name && (ts.isIdentifier(name) || ts.isStringLiteral(name) || ts.isPrivateIdentifier(name))) return name.text.replace(/^#/, "");
+    if (name && (ts.isIdentifier(name) || ts.isStringLiteral(name) || ts.isPrivateIdentifier(name)))
+      return name.text.replace(/^#/, "");
     if (ts.isVariableStatement(node)) {
       const first = node.declarationList.declarations[0];
       if (first && ts.isIdentifier(first.name)) return first.name.text;
@@ -31,7 +38,9 @@ export function misnamedDocComments(file: string, text: string): string[] {
       const opened = /^\s*([A-Za-z_$][\w$]*(?:\.[\w$]+)?):(\s|$)/.exec(text)?.[1];
       const name = nameOf(node);
       if (opened && name && opened !== name && !opened.endsWith(`.${name}`)) {
-        out.push(`${file}:${source.getLineAndCharacterOfPosition(doc.getStart(source)).line + 1} "${opened}:" documents ${name}`);
+        out.push(
+          `${file}:${source.getLineAndCharacterOfPosition(doc.getStart(source)).line + 1} "${opened}:" documents ${name}`,
+        );
       }
     }
     ts.forEachChild(node, visit);
@@ -47,7 +56,9 @@ const files = (dir: string) =>
 
 describe("doc comments", () => {
   it("each one that names something sits on what it names", () => {
-    const wrong = ["src", "views", "bench", "scripts", "test"].flatMap(files).flatMap((f) => misnamedDocComments(f, readFileSync(join(root, f), "utf8")));
+    const wrong = ["src", "views", "bench", "scripts", "test"]
+      .flatMap(files)
+      .flatMap((f) => misnamedDocComments(f, readFileSync(join(root, f), "utf8")));
     expect(wrong).toEqual([]);
   }, 30_000);
 
@@ -57,6 +68,8 @@ describe("doc comments", () => {
     expect(misnamedDocComments("a.ts", "/** Does things: well. */\nexport function newName() {}\n")).toEqual([]);
     expect(misnamedDocComments("a.ts", "/** does things well */\nexport const newName = 1;\n")).toEqual([]);
     expect(misnamedDocComments("a.ts", "class A {\n  /** A.run: goes */\n  run() {}\n}\n")).toEqual([]);
-    expect(misnamedDocComments("a.ts", "/** moved: gone */\n/** here: stays */\nexport function here() {}\n")).toHaveLength(1);
+    expect(
+      misnamedDocComments("a.ts", "/** moved: gone */\n/** here: stays */\nexport function here() {}\n"),
+    ).toHaveLength(1);
   });
 });

@@ -82,14 +82,22 @@ describe("a part is one folder and one registry line", () => {
     // Its folder, its registry line and its rule: nothing else.
     mkdirSync(join(dir, "src/listeners/modbus"));
     writeFileSync(join(dir, "src/listeners/modbus/index.tsx"), modbusPart);
-    edit("src/listeners/index.ts", 'import { vrpcListener } from "./vrpc/index.ts";', 'import { vrpcListener } from "./vrpc/index.ts";\nimport { modbusListener } from "./modbus/index.tsx";');
+    edit(
+      "src/listeners/index.ts",
+      'import { vrpcListener } from "./vrpc/index.ts";',
+      'import { vrpcListener } from "./vrpc/index.ts";\nimport { modbusListener } from "./modbus/index.tsx";',
+    );
     edit("src/listeners/index.ts", "vrpcListener, opcuaListener]", "vrpcListener, opcuaListener, modbusListener]");
     edit("src/core/permissions.ts", /(\n\s*vrpc: vrpcRule,)/, "$1\n  modbus: noVrpcInfo,");
     const second = tsc();
     expect(second.stdout.toString()).toBe("");
     expect(second.exitCode).toBe(0);
 
-    const run = Bun.spawn(["bun", join(dir, "probe.ts"), tempDir("gatehouse-part-data-")], { cwd: dir, stdout: "pipe", stderr: "pipe" });
+    const run = Bun.spawn(["bun", join(dir, "probe.ts"), tempDir("gatehouse-part-data-")], {
+      cwd: dir,
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     const [out, err] = await Promise.all([new Response(run.stdout).text(), new Response(run.stderr).text()]);
     expect(await run.exited, err).toBe(0);
     const seen = JSON.parse(out.trim().split("\n").at(-1)!);

@@ -72,9 +72,12 @@ async function portOpen(port: number): Promise<void> {
 export const hasMosquitto = () => Bun.which("mosquitto") !== null && Bun.which("mosquitto_passwd") !== null;
 
 /** mosquittoPasswordFile: these users in a Mosquitto password file, hashed by `mosquitto_passwd -U` (timed) */
-export function mosquittoPasswordFile(creds: { username: string; password: string }[]): { file: string; passwdMs: number } {
+export function mosquittoPasswordFile(creds: { username: string; password: string }[]): {
+  file: string;
+  passwdMs: number;
+} {
   const file = join(scratchDir("bench-mosquitto-"), "passwd");
-  writeFileSync(file, creds.map((c) => `${c.username}:${c.password}`).join("\n") + "\n");
+  writeFileSync(file, `${creds.map((c) => `${c.username}:${c.password}`).join("\n")}\n`);
   const t = performance.now();
   Bun.spawnSync(["mosquitto_passwd", "-U", file]);
   return { file, passwdMs: performance.now() - t };
@@ -88,7 +91,10 @@ export async function startMosquitto(creds: { username: string; password: string
   const { file, passwdMs } = mosquittoPasswordFile(creds);
   const port = await freePort();
   const conf = join(scratchDir("bench-mosquitto-"), "mosquitto.conf");
-  writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous false\npassword_file ${file}\nmax_connections -1\nuser root\n`);
+  writeFileSync(
+    conf,
+    `listener ${port} 127.0.0.1\nallow_anonymous false\npassword_file ${file}\nmax_connections -1\nuser root\n`,
+  );
   const proc = Bun.spawn(["mosquitto", "-c", conf], { stdout: "ignore", stderr: "ignore" });
   await portOpen(port);
   return { port, pid: proc.pid, passwdMs, stop: () => stop(proc) };

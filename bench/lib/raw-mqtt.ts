@@ -28,7 +28,16 @@ function packet(first: number, body: number[]): Uint8Array {
 }
 
 export function connectPacket(clientId: string, username: string, password: string, keepalive = 60): Uint8Array {
-  return packet(0x10, [...str("MQTT"), 4, 0xc2, keepalive >> 8, keepalive & 0xff, ...str(clientId), ...str(username), ...str(password)]);
+  return packet(0x10, [
+    ...str("MQTT"),
+    4,
+    0xc2,
+    keepalive >> 8,
+    keepalive & 0xff,
+    ...str(clientId),
+    ...str(username),
+    ...str(password),
+  ]);
 }
 
 export const disconnectPacket = Uint8Array.from([0xe0, 0]);

@@ -17,7 +17,8 @@ export interface Row {
   goal?: string;
 }
 
-export const fmt = (n: number, digits = 0) => n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits }).replace(/,/g, " ");
+export const fmt = (n: number, digits = 0) =>
+  n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits }).replace(/,/g, " ");
 
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -25,7 +26,9 @@ export function median(xs: number[]): number {
 }
 
 export function markdown(rows: Row[], withBench = false): string {
-  const head = withBench ? "| bench | measure | baseline | Gatehouse | ratio | goal |" : "| measure | baseline | Gatehouse | ratio | goal |";
+  const head = withBench
+    ? "| bench | measure | baseline | Gatehouse | ratio | goal |"
+    : "| measure | baseline | Gatehouse | ratio | goal |";
   const lines = [head, head.replace(/[^|]+/g, " --- ")];
   for (const r of rows) {
     const cells = [r.measure, `${r.baseline} (${r.baselineName})`, r.gatehouse, `${r.ratio.toFixed(2)}x`, r.goal ?? ""];
@@ -37,5 +40,5 @@ export function markdown(rows: Row[], withBench = false): string {
 export function report(rows: Row[]) {
   console.log(markdown(rows));
   const file = process.env.BENCH_ROWS;
-  if (file) appendFileSync(file, rows.map((r) => JSON.stringify(r)).join("\n") + "\n");
+  if (file) appendFileSync(file, `${rows.map((r) => JSON.stringify(r)).join("\n")}\n`);
 }

@@ -9,12 +9,18 @@ import { readSecretLine } from "./stdin.ts";
 export async function admin(argv: string[], env: Record<string, string | undefined>): Promise<number> {
   const [verb, ...rest] = argv;
   if (verb !== "set-password") {
-    process.stderr.write(`gatehouse admin: unknown verb "${verb ?? ""}"; use: gatehouse admin set-password [--username NAME]\n`);
+    process.stderr.write(
+      `gatehouse admin: unknown verb "${verb ?? ""}"; use: gatehouse admin set-password [--username NAME]\n`,
+    );
     return exitCodes.usage;
   }
   let values;
   try {
-    ({ values } = parseArgs({ args: rest, options: { username: { type: "string" }, "data-dir": { type: "string" } }, strict: true }));
+    ({ values } = parseArgs({
+      args: rest,
+      options: { username: { type: "string" }, "data-dir": { type: "string" } },
+      strict: true,
+    }));
   } catch (err) {
     process.stderr.write(`gatehouse admin: ${(err as Error).message}\n`);
     return exitCodes.usage;
@@ -24,7 +30,9 @@ export async function admin(argv: string[], env: Record<string, string | undefin
     const password = await readSecretLine("New admin password: ");
     const { created } = await new AdminStore(db).setPassword(values.username ?? "admin", password);
     db.$client.close();
-    process.stdout.write(`${created ? "created" : "updated"} admin "${values.username ?? "admin"}"${created ? "" : "; its sessions were signed out"}\n`);
+    process.stdout.write(
+      `${created ? "created" : "updated"} admin "${values.username ?? "admin"}"${created ? "" : "; its sessions were signed out"}\n`,
+    );
     return exitCodes.ok;
   } catch (err) {
     if (err instanceof AppError || err instanceof DataDirError) {

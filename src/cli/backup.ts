@@ -5,13 +5,27 @@ import { ActivityLog, enterActor } from "../core/activity.ts";
 import { CredentialStore, type AdoptedIntegration } from "../core/credentials.ts";
 import { EventBus } from "../core/events.ts";
 import { createCore } from "../core/index.ts";
-import { allDefaultPermissions, defaultPermissionsProblems, setDefaultPermissions, type DefaultPermissions } from "../core/settings.ts";
+import {
+  allDefaultPermissions,
+  defaultPermissionsProblems,
+  setDefaultPermissions,
+  type DefaultPermissions,
+} from "../core/settings.ts";
 import { integrationTypes, isIntegrationType } from "../core/types.ts";
 import { dataDirOf, DataDirError, openDataDir } from "../db/data-dir.ts";
 import { restoreDatabase, RestoreRefused } from "../db/restore.ts";
 import { integrations } from "../db/schema.ts";
 import { AppError, ValidationError } from "../lib/errors.ts";
-import { assertNewTarget, createPrivateFile, fsyncPath, publishFile, readBounded, TargetError, tempPathBeside, writePrivateFile } from "../lib/files.ts";
+import {
+  assertNewTarget,
+  createPrivateFile,
+  fsyncPath,
+  publishFile,
+  readBounded,
+  TargetError,
+  tempPathBeside,
+  writePrivateFile,
+} from "../lib/files.ts";
 import { silentLogger } from "../lib/logger.ts";
 import { exitCodes } from "./exit-codes.ts";
 
@@ -63,7 +77,12 @@ interface ExportDocument {
 export async function dataCli(verb: string, argv: string[], env: Record<string, string | undefined>): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, strict: true, options: { "data-dir": { type: "string" }, full: { type: "boolean" } } });
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: { "data-dir": { type: "string" }, full: { type: "boolean" } },
+    });
   } catch (err) {
     return fail(verb, (err as Error).message);
   }
@@ -97,7 +116,8 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
       case "restore": {
         if (!file) return fail(verb, "usage: gatehouse restore FILE (a file made by gatehouse backup)");
         const pid = servePid(dataDir);
-        if (pid) return fail(verb, `the appliance runs (pid ${pid}) on ${dataDir}: stop it first (systemctl stop gatehouse)`);
+        if (pid)
+          return fail(verb, `the appliance runs (pid ${pid}) on ${dataDir}: stop it first (systemctl stop gatehouse)`);
         let result;
         try {
           // The probe: the core loads everything on the checked, migrated copy, as `serve` would.
@@ -106,8 +126,11 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
           if (err instanceof RestoreRefused) return fail(verb, `${file} refused, nothing changed: ${err.message}`);
           throw err;
         }
-        const migrated = result.level < result.latest ? `, migrated from schema ${result.level} to ${result.latest}` : "";
-        const kept = result.previous ? `; the database it replaced is kept as ${result.previous} until the appliance has started on this one` : "";
+        const migrated =
+          result.level < result.latest ? `, migrated from schema ${result.level} to ${result.latest}` : "";
+        const kept = result.previous
+          ? `; the database it replaced is kept as ${result.previous} until the appliance has started on this one`
+          : "";
         process.stdout.write(`restored ${file} into ${dataDir} (checked${migrated})${kept}\n`);
         return exitCodes.ok;
       }
@@ -133,13 +156,17 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
             })),
             defaultPermissions: allDefaultPermissions(db),
             trustedCertificates: Object.fromEntries(
-              (existsSync(trusted) ? readdirSync(trusted) : []).filter((n) => /\.(pem|der)$/i.test(n)).map((n) => [n, readFileSync(join(trusted, n)).toString("base64")]),
+              (existsSync(trusted) ? readdirSync(trusted) : [])
+                .filter((n) => /\.(pem|der)$/i.test(n))
+                .map((n) => [n, readFileSync(join(trusted, n)).toString("base64")]),
             ),
           };
-          const text = JSON.stringify(doc, null, 1) + "\n";
+          const text = `${JSON.stringify(doc, null, 1)}\n`;
           if (file) {
             writePrivateFile(file, text, { replace: true }); // password hashes: 0600 from the first byte
-            process.stderr.write(`exported ${doc.integrations.length} integration(s) and ${Object.keys(doc.trustedCertificates).length} trusted certificate(s) to ${file}\n`);
+            process.stderr.write(
+              `exported ${doc.integrations.length} integration(s) and ${Object.keys(doc.trustedCertificates).length} trusted certificate(s) to ${file}\n`,
+            );
           } else process.stdout.write(text);
         } finally {
           db.$client.close();
@@ -153,8 +180,10 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
         try {
           ({ doc, certs } = parseExport(readBounded(file, maxExportBytes), file));
         } catch (err) {
-          if (err instanceof TargetError || err instanceof ValidationError) return fail(verb, `${file} refused, nothing imported: ${err.message}`);
-          if ((err as NodeJS.ErrnoException).code) return fail(verb, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code}`);
+          if (err instanceof TargetError || err instanceof ValidationError)
+            return fail(verb, `${file} refused, nothing imported: ${err.message}`);
+          if ((err as NodeJS.ErrnoException).code)
+            return fail(verb, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code}`);
           throw err;
         }
         const db = openDataDir(dataDir);
@@ -183,10 +212,13 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
             throw err;
           }
           // Checked by parseExport: these writes can fail only on I/O.
-          for (const t of integrationTypes) if (doc.defaultPermissions[t]) setDefaultPermissions(db, t, doc.defaultPermissions[t]);
+          for (const t of integrationTypes)
+            if (doc.defaultPermissions[t]) setDefaultPermissions(db, t, doc.defaultPermissions[t]);
           for (const [temp, final] of staged.splice(0)) publishFile(temp, final, { replace: true });
           done = true;
-          process.stdout.write(`imported ${created.length} integration(s) and ${certs.length} trusted certificate(s); every device logs in with its old password\n`);
+          process.stdout.write(
+            `imported ${created.length} integration(s) and ${certs.length} trusted certificate(s); every device logs in with its old password\n`,
+          );
         } finally {
           for (const [temp] of staged) rmSync(temp, { force: true });
           if (!done && madeFolder) rmSync(madeFolder, { recursive: true, force: true }); // only what this import created
@@ -198,7 +230,8 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
         return fail(verb, "unknown verb");
     }
   } catch (err) {
-    if (err instanceof AppError || err instanceof DataDirError || err instanceof TargetError) return fail(verb, err.message);
+    if (err instanceof AppError || err instanceof DataDirError || err instanceof TargetError)
+      return fail(verb, err.message);
     throw err;
   }
 }
@@ -222,12 +255,19 @@ export function parseExport(bytes: Buffer, file: string): { doc: ExportDocument;
     throw new ValidationError({ file: `${file} is not UTF-8 JSON` });
   }
   const doc = parsed as Partial<ExportDocument> | null;
-  if (typeof doc !== "object" || doc === null || doc.format !== "gatehouse-export" || doc.version !== 1 || !Array.isArray(doc.integrations)) {
+  if (
+    typeof doc !== "object" ||
+    doc === null ||
+    doc.format !== "gatehouse-export" ||
+    doc.version !== 1 ||
+    !Array.isArray(doc.integrations)
+  ) {
     throw new ValidationError({ file: "not a Gatehouse export (format gatehouse-export, version 1)" });
   }
   const problems: string[] = [];
   const isStrings = (v: unknown) => Array.isArray(v) && v.length <= 1000 && v.every((x) => typeof x === "string");
-  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+  const isObject = (v: unknown): v is Record<string, unknown> =>
+    typeof v === "object" && v !== null && !Array.isArray(v);
   for (const [i, e] of (doc.integrations as unknown[]).entries()) {
     const at = `integration ${i + 1}`;
     if (!isObject(e)) {
@@ -237,16 +277,25 @@ export function parseExport(bytes: Buffer, file: string): { doc: ExportDocument;
     if (!isIntegrationType(e.type)) problems.push(`${at}: type must be one of ${integrationTypes.join(", ")}`);
     if (typeof e.username !== "string") problems.push(`${at}: username must be a string`);
     if (typeof e.passwordHash !== "string") problems.push(`${at}: passwordHash must be a string`);
-    if (e.description !== undefined && typeof e.description !== "string") problems.push(`${at}: description must be a string`);
+    if (e.description !== undefined && typeof e.description !== "string")
+      problems.push(`${at}: description must be a string`);
     if (e.active !== undefined && typeof e.active !== "boolean") problems.push(`${at}: active must be true or false`);
-    for (const k of aclKeys) if (e[k] !== undefined && !isStrings(e[k])) problems.push(`${at}: ${k} must be a list of at most 1000 topic filters`);
+    for (const k of aclKeys)
+      if (e[k] !== undefined && !isStrings(e[k]))
+        problems.push(`${at}: ${k} must be a list of at most 1000 topic filters`);
   }
   const defaults = doc.defaultPermissions ?? {};
   if (!isObject(defaults)) problems.push("defaultPermissions must be an object");
   else {
     for (const [type, p] of Object.entries(defaults)) {
-      if (!isIntegrationType(type)) problems.push(`defaultPermissions: unknown type ${JSON.stringify(type.slice(0, 32))}`);
-      else problems.push(...Object.entries(defaultPermissionsProblems(type, p as DefaultPermissions)).map(([k, m]) => `defaultPermissions ${k}: ${m}`));
+      if (!isIntegrationType(type))
+        problems.push(`defaultPermissions: unknown type ${JSON.stringify(type.slice(0, 32))}`);
+      else
+        problems.push(
+          ...Object.entries(defaultPermissionsProblems(type, p as DefaultPermissions)).map(
+            ([k, m]) => `defaultPermissions ${k}: ${m}`,
+          ),
+        );
     }
   }
   const certs: [string, Buffer][] = [];
@@ -254,13 +303,17 @@ export function parseExport(bytes: Buffer, file: string): { doc: ExportDocument;
   if (!isObject(trusted)) problems.push("trustedCertificates must be an object");
   else {
     const entries = Object.entries(trusted);
-    if (entries.length > maxCertificates) problems.push(`trustedCertificates: ${entries.length} certificates, at most ${maxCertificates}`);
+    if (entries.length > maxCertificates)
+      problems.push(`trustedCertificates: ${entries.length} certificates, at most ${maxCertificates}`);
     for (const [name, b64] of entries.slice(0, maxCertificates)) {
       const at = `trusted certificate ${JSON.stringify(name.slice(0, 64))}`;
-      if (!/^[\w\-\[\]][\w.\-\[\]]{0,200}\.(pem|der)$/i.test(name)) problems.push(`${at}: the name must end in .pem or .der and hold only letters, digits and . - _ [ ]`);
-      const bytes = typeof b64 === "string" && /^[A-Za-z0-9+/]*={0,2}$/.test(b64) ? Buffer.from(b64, "base64") : undefined;
+      if (!/^[\w\-[\]][\w.\-[\]]{0,200}\.(pem|der)$/i.test(name))
+        problems.push(`${at}: the name must end in .pem or .der and hold only letters, digits and . - _ [ ]`);
+      const bytes =
+        typeof b64 === "string" && /^[A-Za-z0-9+/]*={0,2}$/.test(b64) ? Buffer.from(b64, "base64") : undefined;
       if (!bytes || bytes.toString("base64") !== b64 || bytes.length === 0) problems.push(`${at}: not base64`);
-      else if (bytes.length > maxCertificateBytes) problems.push(`${at}: ${bytes.length} bytes, at most ${maxCertificateBytes}`);
+      else if (bytes.length > maxCertificateBytes)
+        problems.push(`${at}: ${bytes.length} bytes, at most ${maxCertificateBytes}`);
       else certs.push([name, bytes]);
     }
   }
@@ -268,7 +321,14 @@ export function parseExport(bytes: Buffer, file: string): { doc: ExportDocument;
     const more = problems.length > 50 ? `; and ${problems.length - 50} more` : "";
     throw new ValidationError({ file: `${problems.length} problem(s): ${problems.slice(0, 50).join("; ")}${more}` });
   }
-  return { doc: { ...(doc as ExportDocument), defaultPermissions: defaults as Record<string, DefaultPermissions>, trustedCertificates: trusted as Record<string, string> }, certs };
+  return {
+    doc: {
+      ...(doc as ExportDocument),
+      defaultPermissions: defaults as Record<string, DefaultPermissions>,
+      trustedCertificates: trusted as Record<string, string>,
+    },
+    certs,
+  };
 }
 
 function fail(verb: string, message: string): number {

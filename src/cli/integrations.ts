@@ -42,7 +42,7 @@ export async function integrationsCli(argv: string[], env: Record<string, string
   }
   const { values, positionals } = parsed;
   const json = values.json === true;
-  const out = (data: unknown, text: string) => process.stdout.write(json ? JSON.stringify(data) + "\n" : text + "\n");
+  const out = (data: unknown, text: string) => process.stdout.write(json ? `${JSON.stringify(data)}\n` : `${text}\n`);
 
   let store: CredentialStore;
   let close: () => void;
@@ -59,7 +59,7 @@ export async function integrationsCli(argv: string[], env: Record<string, string
   }
 
   const byUsername = (name: string | undefined): Integration => {
-    if (!name) throw new ValidationError({ username: "name the integration: gatehouse integrations " + verb + " USERNAME" });
+    if (!name) throw new ValidationError({ username: `name the integration: gatehouse integrations ${verb} USERNAME` });
     const i = store.findByUsername(name);
     if (!i) throw new NotFoundError(`integration "${name}"`);
     return i;
@@ -68,7 +68,8 @@ export async function integrationsCli(argv: string[], env: Record<string, string
   try {
     switch (verb) {
       case "list": {
-        if (values.type && !isIntegrationType(values.type)) throw new ValidationError({ type: `type must be one of ${typeListText}` });
+        if (values.type && !isIntegrationType(values.type))
+          throw new ValidationError({ type: `type must be one of ${typeListText}` });
         const type = values.type as Integration["type"] | undefined;
         const first = store.list({ type, pageSize: 200, page: 1 });
         const all: Integration[] = [...first.rows];
@@ -77,17 +78,28 @@ export async function integrationsCli(argv: string[], env: Record<string, string
           all,
           all.length === 0
             ? "no integrations"
-            : all.map((i) => `${i.username}\t${i.type}\t${i.active ? "active" : "deactivated"}\t${i.lastLoginAt ? new Date(i.lastLoginAt).toISOString() : "never"}`).join("\n"),
+            : all
+                .map(
+                  (i) =>
+                    `${i.username}\t${i.type}\t${i.active ? "active" : "deactivated"}\t${i.lastLoginAt ? new Date(i.lastLoginAt).toISOString() : "never"}`,
+                )
+                .join("\n"),
         );
         return exitCodes.ok;
       }
       case "add": {
-        if (!isIntegrationType(values.type)) throw new ValidationError({ type: `--type must be one of ${typeListText}` });
+        if (!isIntegrationType(values.type))
+          throw new ValidationError({ type: `--type must be one of ${typeListText}` });
         const password = values["password-stdin"] ? await readSecretLine("Password: ") : undefined;
-        const { integration, password: pw } = await store.create({ type: values.type, username: values.username, password, description: values.description });
+        const { integration, password: pw } = await store.create({
+          type: values.type,
+          username: values.username,
+          password,
+          description: values.description,
+        });
         out(
           { integration, password: values["password-stdin"] ? undefined : pw },
-          `created ${integration.type} integration\nusername: ${integration.username}` + (values["password-stdin"] ? "" : `\npassword: ${pw}\n(the password is shown once; only its hash is stored)`),
+          `created ${integration.type} integration\nusername: ${integration.username}${values["password-stdin"] ? "" : `\npassword: ${pw}\n(the password is shown once; only its hash is stored)`}`,
         );
         return exitCodes.ok;
       }
@@ -111,7 +123,13 @@ export async function integrationsCli(argv: string[], env: Record<string, string
         const changed = Object.values(patch).some((v) => v !== undefined) ? store.update(i.id, patch) : i;
         const show = (l: string[]) => (l.length ? l.join(" ") : "(none)");
         out(
-          { username: changed.username, publish: changed.publishAcl, subscribe: changed.subscribeAcl, denyPublish: changed.denyPublishAcl, denySubscribe: changed.denySubscribeAcl },
+          {
+            username: changed.username,
+            publish: changed.publishAcl,
+            subscribe: changed.subscribeAcl,
+            denyPublish: changed.denyPublishAcl,
+            denySubscribe: changed.denySubscribeAcl,
+          },
           `${changed.username}\npublish:        ${show(changed.publishAcl)}\nsubscribe:      ${show(changed.subscribeAcl)}\ndeny publish:   ${show(changed.denyPublishAcl)}\ndeny subscribe: ${show(changed.denySubscribeAcl)}`,
         );
         return exitCodes.ok;
@@ -125,16 +143,36 @@ export async function integrationsCli(argv: string[], env: Record<string, string
               return new TextDecoder("utf-8", { fatal: true }).decode(readBounded(path, maxMosquittoFileBytes));
             } catch (err) {
               const code = (err as NodeJS.ErrnoException).code;
-              throw new ValidationError({ file: code === "ENOENT" ? `no such file: ${path}` : err instanceof TypeError ? `${path} is not UTF-8 text` : (err as Error).message });
+              throw new ValidationError({
+                file:
+                  code === "ENOENT"
+                    ? `no such file: ${path}`
+                    : err instanceof TypeError
+                      ? `${path} is not UTF-8 text`
+                      : (err as Error).message,
+              });
             }
           };
           const users = parseMosquittoPasswd(await read(values["mosquitto-passwd"]));
-          const mapped = values["mosquitto-acl"] ? mapMosquittoAcl(await read(values["mosquitto-acl"]), users.map((u) => u.username)) : undefined;
+          const mapped = values["mosquitto-acl"]
+            ? mapMosquittoAcl(
+                await read(values["mosquitto-acl"]),
+                users.map((u) => u.username),
+              )
+            : undefined;
           const type = isIntegrationType(values.type) ? values.type : "mqtt";
-          const created = store.adoptMany(users.map((u) => ({ type, username: u.username, passwordHash: u.passwordHash, description: "imported from Mosquitto", ...(mapped?.acl.get(u.username) ?? {}) })));
+          const created = store.adoptMany(
+            users.map((u) => ({
+              type,
+              username: u.username,
+              passwordHash: u.passwordHash,
+              description: "imported from Mosquitto",
+              ...(mapped?.acl.get(u.username) ?? {}),
+            })),
+          );
           out(
             { imported: created.map((i) => i.username), unmapped: mapped?.unmapped ?? [] },
-            `imported ${created.length} Mosquitto user(s) as ${type} integrations` + (mapped?.unmapped.length ? `\nnot mapped (no equivalent; check them by hand):\n  ${mapped.unmapped.join("\n  ")}` : ""),
+            `imported ${created.length} Mosquitto user(s) as ${type} integrations${mapped?.unmapped.length ? `\nnot mapped (no equivalent; check them by hand):\n  ${mapped.unmapped.join("\n  ")}` : ""}`,
           );
           return exitCodes.ok;
         }
@@ -146,20 +184,30 @@ export async function integrationsCli(argv: string[], env: Record<string, string
         const started = performance.now();
         // A progress line on a terminal (rows done, rate, time left); nothing in a pipe or --json.
         let shown = 0;
-        const progress = process.stderr.isTTY && !json
-          ? (done: number, total: number) => {
-              const now = performance.now();
-              if (now - shown < 250 && done < total) return;
-              shown = now;
-              const rate = done / Math.max(0.001, (now - started) / 1000);
-              process.stderr.write(`\r${done}/${total} rows, ${rate.toFixed(0)}/s, ${Math.ceil((total - done) / Math.max(rate, 1))} s left   `);
-            }
-          : undefined;
+        const progress =
+          process.stderr.isTTY && !json
+            ? (done: number, total: number) => {
+                const now = performance.now();
+                if (now - shown < 250 && done < total) return;
+                shown = now;
+                const rate = done / Math.max(0.001, (now - started) / 1000);
+                process.stderr.write(
+                  `\r${done}/${total} rows, ${rate.toFixed(0)}/s, ${Math.ceil((total - done) / Math.max(rate, 1))} s left   `,
+                );
+              }
+            : undefined;
         const created = await store.createMany(entries, Math.max(4, navigator.hardwareConcurrency ?? 4), progress);
         if (progress) process.stderr.write("\n");
-        if (!json) process.stderr.write(`imported ${created.length} in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
+        if (!json)
+          process.stderr.write(
+            `imported ${created.length} in ${((performance.now() - started) / 1000).toFixed(1)} s\n`,
+          );
         out(
-          created.map((c, i) => ({ username: c.integration.username, type: c.integration.type, password: entries[i]!.password ? undefined : c.password })),
+          created.map((c, i) => ({
+            username: c.integration.username,
+            type: c.integration.type,
+            password: entries[i]!.password ? undefined : c.password,
+          })),
           `imported ${created.length} integration(s)` +
             created
               .filter((_, i) => !entries[i]!.password)
@@ -169,7 +217,10 @@ export async function integrationsCli(argv: string[], env: Record<string, string
         return exitCodes.ok;
       }
       default:
-        return fail(`unknown verb "${verb ?? ""}"; use list | add | remove | enable | disable | permissions | import`, exitCodes.usage);
+        return fail(
+          `unknown verb "${verb ?? ""}"; use list | add | remove | enable | disable | permissions | import`,
+          exitCodes.usage,
+        );
     }
   } catch (err) {
     if (err instanceof AppError) return fail(err.message, exitCodes.usage);
@@ -186,11 +237,13 @@ function fail(message: string, code: number): number {
 
 /** parseImport: a JSON array of objects, or CSV with a header naming username,type,password,description. */
 export function parseImport(text: string, name: string): NewIntegration[] {
-  const rows: Record<string, unknown>[] = name.toLowerCase().endsWith(".json") || text.trimStart().startsWith("[") ? parseJsonRows(text) : parseCsv(text);
+  const rows: Record<string, unknown>[] =
+    name.toLowerCase().endsWith(".json") || text.trimStart().startsWith("[") ? parseJsonRows(text) : parseCsv(text);
   if (rows.length === 0) throw new ValidationError({ file: "the file holds no entries" });
   if (rows.length > 10_000) throw new ValidationError({ file: "at most 10 000 entries per import" });
   return rows.map((r, i) => {
-    if (!isIntegrationType(r.type)) throw new ValidationError({ type: `entry ${i + 1}: type must be one of ${typeListText}` });
+    if (!isIntegrationType(r.type))
+      throw new ValidationError({ type: `entry ${i + 1}: type must be one of ${typeListText}` });
     const str = (v: unknown) => (typeof v === "string" && v !== "" ? v : undefined);
     return { type: r.type, username: str(r.username), password: str(r.password), description: str(r.description) };
   });
@@ -203,7 +256,8 @@ function parseJsonRows(text: string): Record<string, unknown>[] {
   } catch (err) {
     throw new ValidationError({ file: `not valid JSON: ${(err as Error).message}` });
   }
-  if (!Array.isArray(data) || !data.every((x) => x && typeof x === "object")) throw new ValidationError({ file: "JSON must be an array of objects" });
+  if (!Array.isArray(data) || !data.every((x) => x && typeof x === "object"))
+    throw new ValidationError({ file: "JSON must be an array of objects" });
   return data as Record<string, unknown>[];
 }
 
@@ -233,6 +287,9 @@ export function parseCsv(text: string): Record<string, string>[] {
   const [header, ...body] = records;
   if (!header) return [];
   const names = header.map((h) => h.trim().toLowerCase());
-  if (!names.includes("type")) throw new ValidationError({ file: "CSV header must name at least: type (and optionally username, password, description)" });
+  if (!names.includes("type"))
+    throw new ValidationError({
+      file: "CSV header must name at least: type (and optionally username, password, description)",
+    });
   return body.map((cols) => Object.fromEntries(names.map((n, i) => [n, cols[i] ?? ""])));
 }

@@ -41,7 +41,10 @@ export function parseMosquittoPasswd(text: string): { username: string; password
     const passwordHash = line.slice(i + 1);
     const nameProblem = validateFields({ username }).username;
     if (nameProblem) problems.push(`${at}: ${shown(username)}: ${nameProblem}`);
-    if (!isMosquittoHash(passwordHash)) problems.push(`${at}: ${shown(username)}: not a $7$ or $6$ hash (a plain-text file? hash it with mosquitto_passwd -U first)`);
+    if (!isMosquittoHash(passwordHash))
+      problems.push(
+        `${at}: ${shown(username)}: not a $7$ or $6$ hash (a plain-text file? hash it with mosquitto_passwd -U first)`,
+      );
     else {
       const problem = hashProblem(passwordHash);
       if (problem) problems.push(`${at}: ${shown(username)}: ${problem}`);
@@ -53,7 +56,9 @@ export function parseMosquittoPasswd(text: string): { username: string; password
   }
   if (problems.length) {
     const more = problems.length > 50 ? `\n  and ${problems.length - 50} more` : "";
-    throw new ValidationError({ file: `password file refused, nothing imported (${problems.length} problem(s)):\n  ${problems.slice(0, 50).join("\n  ")}${more}` });
+    throw new ValidationError({
+      file: `password file refused, nothing imported (${problems.length} problem(s)):\n  ${problems.slice(0, 50).join("\n  ")}${more}`,
+    });
   }
   if (out.length === 0) throw new ValidationError({ file: "the password file holds no users" });
   return out;
@@ -64,15 +69,28 @@ export function parseMosquittoPasswd(text: string): { username: string; password
  * lines with `%u` applied to every user. What has no Gatehouse equivalent (topics for anonymous
  * clients, `%c` client-id patterns) is returned in `unmapped` with its line, never dropped silently.
  */
-export function mapMosquittoAcl(text: string, usernames: string[]): { acl: Map<string, Omit<MosquittoUser, "username" | "passwordHash">>; unmapped: string[] } {
-  const acl = new Map(usernames.map((u) => [u, { publishAcl: [] as string[], subscribeAcl: [] as string[], denyPublishAcl: [] as string[], denySubscribeAcl: [] as string[] }]));
+export function mapMosquittoAcl(
+  text: string,
+  usernames: string[],
+): { acl: Map<string, Omit<MosquittoUser, "username" | "passwordHash">>; unmapped: string[] } {
+  const acl = new Map(
+    usernames.map((u) => [
+      u,
+      {
+        publishAcl: [] as string[],
+        subscribeAcl: [] as string[],
+        denyPublishAcl: [] as string[],
+        denySubscribeAcl: [] as string[],
+      },
+    ]),
+  );
   const unmapped: string[] = [];
   let user: string | undefined;
   let anonymous = true;
   const grant = (target: typeof acl extends Map<string, infer V> ? V : never, access: string, filter: string) => {
     if (access === "read" || access === "readwrite") target.subscribeAcl.push(filter);
     if (access === "write" || access === "readwrite") target.publishAcl.push(filter);
-    if (access === "deny") (target.denyPublishAcl.push(filter), target.denySubscribeAcl.push(filter));
+    if (access === "deny") target.denyPublishAcl.push(filter), target.denySubscribeAcl.push(filter);
   };
   for (const [n, raw] of text.split(/\r?\n/).entries()) {
     const line = raw.trim();

@@ -8,7 +8,8 @@ import { AppError } from "../lib/errors.ts";
 import { createLogger } from "../lib/logger.ts";
 import { exitCodes } from "./exit-codes.ts";
 
-const usage = "use: gatehouse onboarding open [--minutes N] [--type T ...] | close | list | approve ID [ID ...] [--description D]";
+const usage =
+  "use: gatehouse onboarding open [--minutes N] [--type T ...] | close | list | approve ID [ID ...] [--description D]";
 
 /**
  * onboardingCli: opens, closes, lists and approves on the data dir. The running appliance notices the
@@ -22,13 +23,20 @@ export async function onboardingCli(argv: string[], env: Record<string, string |
       args: rest,
       allowPositionals: true,
       strict: true,
-      options: { "data-dir": { type: "string" }, minutes: { type: "string" }, type: { type: "string", multiple: true }, description: { type: "string" }, json: { type: "boolean" } },
+      options: {
+        "data-dir": { type: "string" },
+        minutes: { type: "string" },
+        type: { type: "string", multiple: true },
+        description: { type: "string" },
+        json: { type: "boolean" },
+      },
     });
   } catch (err) {
     return fail((err as Error).message);
   }
   const { values, positionals } = parsed;
-  const out = (data: unknown, text: string) => process.stdout.write(values.json ? JSON.stringify(data) + "\n" : text + "\n");
+  const out = (data: unknown, text: string) =>
+    process.stdout.write(values.json ? `${JSON.stringify(data)}\n` : `${text}\n`);
   let db;
   try {
     db = openDataDir(dataDirOf(values["data-dir"], env));
@@ -39,7 +47,7 @@ export async function onboardingCli(argv: string[], env: Record<string, string |
   const events = new EventBus();
   const activity = new ActivityLog(db);
   activity.follow(events);
-  const log = createLogger({ level: "warn", write: (l) => process.stderr.write(l + "\n") });
+  const log = createLogger({ level: "warn", write: (l) => process.stderr.write(`${l}\n`) });
   const onboarding = new Onboarding(db, new CredentialStore(db, events), events, activity, log);
   try {
     return await actAs("cli", async () => {
@@ -47,7 +55,10 @@ export async function onboardingCli(argv: string[], env: Record<string, string |
         case "open": {
           const minutes = values.minutes === undefined ? 10 : Number(values.minutes);
           const s = onboarding.open({ minutes, types: values.type ?? null, by: "cli" });
-          out(s, `onboarding open until ${new Date(s.openUntil!).toISOString()} for ${s.types?.join(", ") ?? "all types"}`);
+          out(
+            s,
+            `onboarding open until ${new Date(s.openUntil!).toISOString()} for ${s.types?.join(", ") ?? "all types"}`,
+          );
           return exitCodes.ok;
         }
         case "close":
@@ -61,16 +72,28 @@ export async function onboardingCli(argv: string[], env: Record<string, string |
             { ...s, requests },
             `onboarding ${s.open ? `open until ${new Date(s.openUntil!).toISOString()}` : "closed"}\n` +
               (requests.length
-                ? requests.map((r) => `${r.id}\t${r.type}\t${r.username}\t${r.clientId}\t${r.remote}\t${r.attempts} attempts\t${r.fingerprint}`).join("\n")
+                ? requests
+                    .map(
+                      (r) =>
+                        `${r.id}\t${r.type}\t${r.username}\t${r.clientId}\t${r.remote}\t${r.attempts} attempts\t${r.fingerprint}`,
+                    )
+                    .join("\n")
                 : "no pending requests"),
           );
           return exitCodes.ok;
         }
         case "approve": {
           const ids = positionals.map(Number);
-          if (ids.length === 0 || !ids.every(Number.isSafeInteger)) return fail("name the request ids to approve (see: gatehouse onboarding list)");
+          if (ids.length === 0 || !ids.every(Number.isSafeInteger))
+            return fail("name the request ids to approve (see: gatehouse onboarding list)");
           const { approved, failed } = onboarding.approve(ids, { description: values.description });
-          out({ approved, failed }, [...approved.map((i) => `approved ${i.username} (${i.type})`), ...failed.map((f) => `request ${f.id}: ${f.message}`)].join("\n"));
+          out(
+            { approved, failed },
+            [
+              ...approved.map((i) => `approved ${i.username} (${i.type})`),
+              ...failed.map((f) => `request ${f.id}: ${f.message}`),
+            ].join("\n"),
+          );
           return failed.length ? exitCodes.usage : exitCodes.ok;
         }
         default:

@@ -55,7 +55,8 @@ export async function serve(argv: string[], env: Record<string, string | undefin
   const pidFile = join(config.dataDir, pidFileName);
   writePrivateFile(pidFile, `${process.pid}\n`, { replace: true });
   // Started on a restored database: the one it replaced (kept by `gatehouse restore`) can go now.
-  if (discardPrevious(config.dataDir)) log.info("removed the database kept from before the restore", { file: previousName });
+  if (discardPrevious(config.dataDir))
+    log.info("removed the database kept from before the restore", { file: previousName });
   // systemd (Type=notify): ready only now that every listener is bound; then the watchdog pings.
   notify(`READY=1\nSTATUS=serving\nMAINPID=${process.pid}`);
   const stopWatchdog = startWatchdog();

@@ -88,8 +88,10 @@ export class AcceptPool {
         help: "Sockets not logged in yet, by listener and state (silent: sent nothing meaningful yet)",
         read: () => {
           const counts = new Map<string, number>();
-          for (const e of this.#silent) counts.set(`${e.listener}\0silent`, (counts.get(`${e.listener}\0silent`) ?? 0) + 1);
-          for (const e of this.#speaking) counts.set(`${e.listener}\0spoke`, (counts.get(`${e.listener}\0spoke`) ?? 0) + 1);
+          for (const e of this.#silent)
+            counts.set(`${e.listener}\0silent`, (counts.get(`${e.listener}\0silent`) ?? 0) + 1);
+          for (const e of this.#speaking)
+            counts.set(`${e.listener}\0spoke`, (counts.get(`${e.listener}\0spoke`) ?? 0) + 1);
           return [...counts].map(([k, n]) => {
             const [listener, state] = k.split("\0") as [string, string];
             return [{ listener, state }, n];

@@ -51,7 +51,13 @@ export class ActivityLog {
 
   record(action: string, subject: string, detail = "", actor: Actor = currentActor()): void {
     const at = this.opts.now?.() ?? Date.now();
-    const row = { at, actor: actor.slice(0, 200), action, subject: subject.slice(0, 256), detail: detail.slice(0, 1024) };
+    const row = {
+      at,
+      actor: actor.slice(0, 200),
+      action,
+      subject: subject.slice(0, 256),
+      detail: detail.slice(0, 1024),
+    };
     try {
       this.db.insert(activity).values(row).run();
     } catch (err) {
@@ -78,15 +84,26 @@ export class ActivityLog {
   prune(now = Date.now()): void {
     const maxAge = this.opts.maxAgeMs ?? 90 * 86_400_000;
     const maxRows = this.opts.maxRows ?? 100_000;
-    this.db.delete(activity).where(lt(activity.at, now - maxAge)).run();
-    this.db.run(sql`DELETE FROM activity WHERE id <= (SELECT id FROM activity ORDER BY id DESC LIMIT 1 OFFSET ${maxRows})`);
+    this.db
+      .delete(activity)
+      .where(lt(activity.at, now - maxAge))
+      .run();
+    this.db.run(
+      sql`DELETE FROM activity WHERE id <= (SELECT id FROM activity ORDER BY id DESC LIMIT 1 OFFSET ${maxRows})`,
+    );
   }
 
   list(query: ActivityQuery = {}): ActivityRow[] {
     const where: SQL[] = [];
     if (query.action) where.push(like(activity.action, `${query.action.replace(/[%_]/g, "")}%`));
     if (query.actor) where.push(eq(activity.actor, query.actor));
-    if (query.q) where.push(or(like(activity.subject, `%${query.q.replace(/[%_]/g, "")}%`), like(activity.detail, `%${query.q.replace(/[%_]/g, "")}%`))!);
+    if (query.q)
+      where.push(
+        or(
+          like(activity.subject, `%${query.q.replace(/[%_]/g, "")}%`),
+          like(activity.detail, `%${query.q.replace(/[%_]/g, "")}%`),
+        )!,
+      );
     if (query.before) where.push(lt(activity.id, query.before));
     return this.db
       .select()
@@ -101,14 +118,29 @@ export class ActivityLog {
   follow(events: EventBus): void {
     // A change another process wrote (the CLI) is recorded by that process; its kicks here are ours.
     const ours = () => currentActor() !== "external";
-    for (const name of ["integration.created", "integration.deleted", "integration.activated", "integration.deactivated"] as const) {
+    for (const name of [
+      "integration.created",
+      "integration.deleted",
+      "integration.activated",
+      "integration.deactivated",
+    ] as const) {
       events.on(name, ({ integration: i }) => ours() && this.record(name, i.username, `type ${i.type}`));
     }
     events.on(
       "integration.updated",
       ({ integration: i, passwordChanged, aclChanged }) =>
-        ours() && this.record(passwordChanged ? "integration.password-reset" : aclChanged ? "integration.permissions-changed" : "integration.updated", i.username),
+        ours() &&
+        this.record(
+          passwordChanged
+            ? "integration.password-reset"
+            : aclChanged
+              ? "integration.permissions-changed"
+              : "integration.updated",
+          i.username,
+        ),
     );
-    events.on("session.kicked", ({ session: s, reason }) => this.record("session.kicked", s.username, `${s.type} ${s.clientId ?? ""} from ${s.remote ?? "?"}: ${reason}`));
+    events.on("session.kicked", ({ session: s, reason }) =>
+      this.record("session.kicked", s.username, `${s.type} ${s.clientId ?? ""} from ${s.remote ?? "?"}: ${reason}`),
+    );
   }
 }

@@ -73,7 +73,11 @@ export class AdminStore {
 
   /** list: every admin, without its hash. */
   list(): { username: string; createdAt: number }[] {
-    return this.db.select({ username: admins.username, createdAt: admins.createdAt }).from(admins).orderBy(admins.username).all();
+    return this.db
+      .select({ username: admins.username, createdAt: admins.createdAt })
+      .from(admins)
+      .orderBy(admins.username)
+      .all();
   }
 
   hasAdmin(): boolean {
@@ -82,8 +86,10 @@ export class AdminStore {
 
   /** setPassword: creates the admin if it does not exist; signs out its existing sessions. */
   async setPassword(username: string, password: string): Promise<{ created: boolean }> {
-    if (!adminUsernamePattern.test(username)) throw new ValidationError({ username: "admin name must be 1-64 letters, digits or . _ - @" });
-    if (password.length < 8 || password.length > 256) throw new ValidationError({ password: "password must be 8-256 characters" });
+    if (!adminUsernamePattern.test(username))
+      throw new ValidationError({ username: "admin name must be 1-64 letters, digits or . _ - @" });
+    if (password.length < 8 || password.length > 256)
+      throw new ValidationError({ password: "password must be 8-256 characters" });
     const passwordHash = await Bun.password.hash(password, { algorithm: "argon2id", ...this.opts.hashCost });
     const t = Date.now();
     const existing = this.db.select().from(admins).where(eq(admins.username, username)).get();
@@ -116,7 +122,12 @@ export class AdminStore {
    * Every attempt is reported to `onAttempt` (the activity log and the journal). `signal` (the
    * request's) drops an attempt still waiting when its client goes away.
    */
-  async signIn(username: string, password: string, remote = "unknown", signal?: AbortSignal): Promise<{ token: string; session: AdminSession }> {
+  async signIn(
+    username: string,
+    password: string,
+    remote = "unknown",
+    signal?: AbortSignal,
+  ): Promise<{ token: string; session: AdminSession }> {
     const name = username.slice(0, 64);
     const generation = this.#generations.get(name) ?? 0;
     const pair = pairKey(remote, `${name}\0${generation}`);
@@ -137,14 +148,16 @@ export class AdminStore {
       // this address this minute. A spray sending several guesses per address is never clean, nor is an
       // address once its first guess has failed.
       const clean = () =>
-        this.throttle.failures(pair) === 0 && this.#addressThrottle.failures(`a:${remote}`) === 0 && this.#addressAttempts.failures(`a:${remote}`) <= 1;
+        this.throttle.failures(pair) === 0 &&
+        this.#addressThrottle.failures(`a:${remote}`) === 0 &&
+        this.#addressAttempts.failures(`a:${remote}`) <= 1;
       // An unknown name costs no hash; it waits in the same line and about as long as one, so timing
       // tells nothing.
       const check = async () => {
         if (!admin) return (await new Promise((r) => setTimeout(r, this.#hashMs)), false);
         const t = performance.now();
         // A stored hash above `hashLimits` (a restored or hand-edited database) is refused, never computed.
-          const right = await verifyHash(password, admin.passwordHash);
+        const right = await verifyHash(password, admin.passwordHash);
         this.#hashMs = this.#hashMs * 0.8 + (performance.now() - t) * 0.2;
         return right;
       };
@@ -175,11 +188,17 @@ export class AdminStore {
    * changeOwnPassword: the signed-in admin proves the current password (throttled like a sign-in),
    * every session of that admin ends, and a fresh one is opened for the page that asked.
    */
-  async changeOwnPassword(username: string, current: string, next: string, remote = "unknown"): Promise<{ token: string; session: AdminSession }> {
+  async changeOwnPassword(
+    username: string,
+    current: string,
+    next: string,
+    remote = "unknown",
+  ): Promise<{ token: string; session: AdminSession }> {
     try {
       await this.signIn(username, current, remote);
     } catch (err) {
-      if (err instanceof AppError && err.code === "unauthorized") throw new ValidationError({ current: "the current password is wrong" });
+      if (err instanceof AppError && err.code === "unauthorized")
+        throw new ValidationError({ current: "the current password is wrong" });
       throw err;
     }
     await this.setPassword(username, next);
@@ -197,17 +216,28 @@ export class AdminStore {
 
   /** removeAdmin: not oneself (sign in as another admin for that), never the last one. Its sessions end. */
   removeAdmin(username: string, actor: string): void {
-    if (username === actor) throw new AppError("validation", "you cannot remove yourself", { admin: "sign in as another admin to remove this one" });
+    if (username === actor)
+      throw new AppError("validation", "you cannot remove yourself", {
+        admin: "sign in as another admin to remove this one",
+      });
     const all = this.list();
     if (!all.some((a) => a.username === username)) throw new AppError("not_found", "no such admin");
-    if (all.length <= 1) throw new AppError("validation", "the last admin cannot be removed", { admin: "the last admin cannot be removed" });
+    if (all.length <= 1)
+      throw new AppError("validation", "the last admin cannot be removed", {
+        admin: "the last admin cannot be removed",
+      });
     this.db.delete(admins).where(eq(admins.username, username)).run(); // sessions cascade
   }
 
   /** sessions: every open admin session (no tokens: only when it started and ends). */
   sessions(): { id: string; username: string; createdAt: number; expiresAt: number }[] {
     return this.db
-      .select({ id: adminSessions.id, username: admins.username, createdAt: adminSessions.createdAt, expiresAt: adminSessions.expiresAt })
+      .select({
+        id: adminSessions.id,
+        username: admins.username,
+        createdAt: adminSessions.createdAt,
+        expiresAt: adminSessions.expiresAt,
+      })
       .from(adminSessions)
       .innerJoin(admins, eq(admins.id, adminSessions.adminId))
       .where(gt(adminSessions.expiresAt, Date.now()))
@@ -246,7 +276,13 @@ export class AdminStore {
     this.db.delete(adminSessions).where(lt(adminSessions.expiresAt, t)).run();
     this.db
       .insert(adminSessions)
-      .values({ id: sha256Hex(token), adminId, csrfToken: session.csrfToken, createdAt: t, expiresAt: session.expiresAt })
+      .values({
+        id: sha256Hex(token),
+        adminId,
+        csrfToken: session.csrfToken,
+        createdAt: t,
+        expiresAt: session.expiresAt,
+      })
       .run();
     return { token, session };
   }
@@ -254,7 +290,12 @@ export class AdminStore {
   resolveSession(token: string | undefined): AdminSession | undefined {
     if (!token || token.length > 128) return undefined;
     const row = this.db
-      .select({ adminId: adminSessions.adminId, csrfToken: adminSessions.csrfToken, expiresAt: adminSessions.expiresAt, username: admins.username })
+      .select({
+        adminId: adminSessions.adminId,
+        csrfToken: adminSessions.csrfToken,
+        expiresAt: adminSessions.expiresAt,
+        username: admins.username,
+      })
       .from(adminSessions)
       .innerJoin(admins, eq(admins.id, adminSessions.adminId))
       .where(and(eq(adminSessions.id, sha256Hex(token)), gt(adminSessions.expiresAt, Date.now())))
@@ -263,7 +304,11 @@ export class AdminStore {
   }
 
   signOut(token: string | undefined): void {
-    if (token) this.db.delete(adminSessions).where(eq(adminSessions.id, sha256Hex(token))).run();
+    if (token)
+      this.db
+        .delete(adminSessions)
+        .where(eq(adminSessions.id, sha256Hex(token)))
+        .run();
   }
 
   // ---------------------------------------------------------------- first start
@@ -281,7 +326,11 @@ export class AdminStore {
     return token.length === s.token.length && timingSafeEqual(Buffer.from(token), Buffer.from(s.token));
   }
 
-  async completeSetup(token: string, username: string, password: string): Promise<{ token: string; session: AdminSession }> {
+  async completeSetup(
+    token: string,
+    username: string,
+    password: string,
+  ): Promise<{ token: string; session: AdminSession }> {
     if (!this.setupTokenValid(token)) throw new AppError("forbidden", "this setup link is invalid or has expired");
     // Used up now, before the password is hashed: two requests at once cannot both create an admin.
     const setup = this.#setup;
@@ -300,7 +349,8 @@ export class AdminStore {
 
   createApiToken(name: string): { token: string; row: ApiTokenRow } {
     const trimmed = name.trim();
-    if (trimmed.length < 1 || trimmed.length > 64) throw new ValidationError({ name: "token name must be 1-64 characters" });
+    if (trimmed.length < 1 || trimmed.length > 64)
+      throw new ValidationError({ name: "token name must be 1-64 characters" });
     const secret = `gh_${randomToken()}`;
     const row = this.db
       .insert(apiTokens)
@@ -321,11 +371,17 @@ export class AdminStore {
 
   resolveApiToken(secret: string | undefined): ApiTokenRow | undefined {
     if (!secret?.startsWith("gh_") || secret.length > 128) return undefined;
-    const row = this.db.select().from(apiTokens).where(eq(apiTokens.tokenHash, sha256Hex(secret))).get();
+    const row = this.db
+      .select()
+      .from(apiTokens)
+      .where(eq(apiTokens.tokenHash, sha256Hex(secret)))
+      .get();
     if (row && (row.lastUsedAt ?? 0) < Date.now() - 60_000) {
       // "last used" to the minute is enough: no synchronous write (and fsync) per API request
       try {
-        relaxed(this.db, () => this.db.update(apiTokens).set({ lastUsedAt: Date.now() }).where(eq(apiTokens.id, row.id)).run());
+        relaxed(this.db, () =>
+          this.db.update(apiTokens).set({ lastUsedAt: Date.now() }).where(eq(apiTokens.id, row.id)).run(),
+        );
       } catch (err) {
         if (!isBusy(err)) throw err;
       }

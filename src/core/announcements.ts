@@ -36,7 +36,8 @@ export class AnnouncementRefusals {
         count: (previous?.count ?? 0) + 1,
       });
     });
-    const forget = ({ integration }: { integration: { id: number } }) => void this.#byIntegration.delete(integration.id);
+    const forget = ({ integration }: { integration: { id: number } }) =>
+      void this.#byIntegration.delete(integration.id);
     events.on("login.succeeded", forget);
     events.on("integration.updated", forget);
     events.on("integration.deleted", forget);

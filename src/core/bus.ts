@@ -72,7 +72,8 @@ export class TopicBus {
 
   publish(message: TopicMessage & { qos?: 0 | 1 }): Promise<void> {
     if (!this.#provider) return Promise.reject(new BusUnavailableError());
-    if (message.payload.length > this.#provider.maxPayloadBytes) return Promise.reject(new PayloadTooLargeError(this.#provider.maxPayloadBytes));
+    if (message.payload.length > this.#provider.maxPayloadBytes)
+      return Promise.reject(new PayloadTooLargeError(this.#provider.maxPayloadBytes));
     return this.#provider.publish(message);
   }
 

@@ -7,13 +7,27 @@ import { aclKey, IntegrationIndex, publicView, type StoredIntegration } from "./
 import { LastLogins } from "./credentials/last-logins.ts";
 import { countByType, listIntegrations, type ListPage, type ListQuery } from "./credentials/query.ts";
 import { reconcile } from "./credentials/reconcile.ts";
-import { hashFor, hashProblem, isFastHash, needsRehash, type HashCost, type HashScheme } from "./credentials/hashing.ts";
+import {
+  hashFor,
+  hashProblem,
+  isFastHash,
+  needsRehash,
+  type HashCost,
+  type HashScheme,
+} from "./credentials/hashing.ts";
 import { isValidTopicFilter, validateFields } from "./credentials/validation.ts";
 import { LoginVerifier } from "./credentials/verifier.ts";
 import type { EventBus } from "./events.ts";
 import { defaultPermissions } from "./settings.ts";
 import { FailureThrottle } from "./throttle.ts";
-import { integrationTypes, type Integration, type IntegrationType, type LoginFailure, type LoginMeta, type VerifyResult } from "./types.ts";
+import {
+  integrationTypes,
+  type Integration,
+  type IntegrationType,
+  type LoginFailure,
+  type LoginMeta,
+  type VerifyResult,
+} from "./types.ts";
 
 export { isValidTopicFilter, usernamePattern, usernameRule, validateFields } from "./credentials/validation.ts";
 export type { ListQuery } from "./credentials/query.ts";
@@ -47,7 +61,8 @@ function aclErrors(input: Partial<Record<(typeof aclFields)[number], string[]>>)
   const fields: Record<string, string> = {};
   for (const key of aclFields) {
     const acl = input[key];
-    if (acl && (acl.length > 100 || !acl.every(isValidTopicFilter))) fields[key] = "each entry must be a valid MQTT topic filter (at most 100)";
+    if (acl && (acl.length > 100 || !acl.every(isValidTopicFilter)))
+      fields[key] = "each entry must be a valid MQTT topic filter (at most 100)";
   }
   return fields;
 }
@@ -90,7 +105,10 @@ export interface CredentialOptions {
 const defaultVrpcDomain = "vrpc";
 
 function isUniqueViolation(err: unknown): boolean {
-  return err instanceof Error && /UNIQUE constraint failed/.test(err.message + String((err as { cause?: unknown }).cause ?? ""));
+  return (
+    err instanceof Error &&
+    /UNIQUE constraint failed/.test(err.message + String((err as { cause?: unknown }).cause ?? ""))
+  );
 }
 
 /**
@@ -118,7 +136,8 @@ export class CredentialStore {
       opts.throttle ?? new FailureThrottle(),
       () => this.now(),
       (r, password) => {
-        if (needsRehash(r.passwordHash, this.opts.hashCost)) void this.#rehash(r.id, r.passwordHash, password).catch(() => undefined);
+        if (needsRehash(r.passwordHash, this.opts.hashCost))
+          void this.#rehash(r.id, r.passwordHash, password).catch(() => undefined);
       },
       undefined,
       (r, problem) => this.opts.onUnusableHash?.(r.username, problem),
@@ -241,7 +260,9 @@ export class CredentialStore {
   #assertUsernameFree(username: string, exceptId?: number): void {
     const owner = this.#index.ownerOf(username);
     if (owner !== undefined && owner !== exceptId) {
-      throw new ConflictError(`username "${username}" is already taken`, { username: "this username is already taken" });
+      throw new ConflictError(`username "${username}" is already taken`, {
+        username: "this username is already taken",
+      });
     }
   }
 
@@ -284,11 +305,27 @@ export class CredentialStore {
     const t = this.now();
     const seen = new Set<string>();
     const rows = inputs.map((input, i) => {
-      const fields = validateFields({ type: input.type, username: input.username, description: input.description ?? "" });
-      const problem = /^\$(argon2id|gh-pbkdf2-sha256|6|7)\$/.test(input.passwordHash) ? hashProblem(input.passwordHash) : "not a password hash this appliance can check";
+      const fields = validateFields({
+        type: input.type,
+        username: input.username,
+        description: input.description ?? "",
+      });
+      const problem = /^\$(argon2id|gh-pbkdf2-sha256|6|7)\$/.test(input.passwordHash)
+        ? hashProblem(input.passwordHash)
+        : "not a password hash this appliance can check";
       if (problem) fields.password = `password hash: ${problem}`;
-      for (const key of aclFields) if (input[key] && !input[key]!.every(isValidTopicFilter)) fields[key] = "each entry must be a valid MQTT topic filter";
-      if (Object.keys(fields).length) throw Object.assign(new ValidationError(fields), inputs.length > 1 ? { message: `entry ${i + 1} (${JSON.stringify(String(input.username).slice(0, 64))}): ${Object.values(fields).join("; ")}` } : {});
+      for (const key of aclFields)
+        if (input[key] && !input[key]!.every(isValidTopicFilter))
+          fields[key] = "each entry must be a valid MQTT topic filter";
+      if (Object.keys(fields).length)
+        throw Object.assign(
+          new ValidationError(fields),
+          inputs.length > 1
+            ? {
+                message: `entry ${i + 1} (${JSON.stringify(String(input.username).slice(0, 64))}): ${Object.values(fields).join("; ")}`,
+              }
+            : {},
+        );
       this.#assertUsernameFree(input.username);
       if (seen.has(input.username)) throw new ConflictError(`username "${input.username}" appears twice`);
       seen.add(input.username);
@@ -321,7 +358,11 @@ export class CredentialStore {
    * ~30 ms each), so a few run at once on libuv's thread pool (one per core and then some); generated
    * passwords hash in well under a millisecond. Nothing is written until every entry has passed.
    */
-  async createMany(inputs: NewIntegration[], concurrency = 4, onProgress?: (done: number, total: number) => void): Promise<{ integration: Integration; password: string }[]> {
+  async createMany(
+    inputs: NewIntegration[],
+    concurrency = 4,
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<{ integration: Integration; password: string }[]> {
     const prepared: Awaited<ReturnType<CredentialStore["prepare"]>>[] = new Array(inputs.length);
     let next = 0;
     let done = 0;
@@ -332,7 +373,8 @@ export class CredentialStore {
           prepared[i] = await this.prepare(inputs[i]!);
           onProgress?.(++done, inputs.length);
         } catch (err) {
-          if (err instanceof ValidationError || err instanceof ConflictError) (err as Error).message = `entry ${i + 1}: ${(err as Error).message}`;
+          if (err instanceof ValidationError || err instanceof ConflictError)
+            (err as Error).message = `entry ${i + 1}: ${(err as Error).message}`;
           next = inputs.length; // stop the other workers early
           throw err;
         }
@@ -341,7 +383,8 @@ export class CredentialStore {
     await Promise.all(Array.from({ length: Math.min(concurrency, inputs.length) }, worker));
     const seen = new Set<string>();
     for (const [i, p] of prepared.entries()) {
-      if (seen.has(p.row.username)) throw new ConflictError(`entry ${i + 1}: username "${p.row.username}" appears twice`);
+      if (seen.has(p.row.username))
+        throw new ConflictError(`entry ${i + 1}: username "${p.row.username}" appears twice`);
       seen.add(p.row.username);
     }
     const created = this.#insertAll(prepared.map((p) => p.row));
@@ -353,7 +396,8 @@ export class CredentialStore {
     try {
       inserted = this.db.transaction((tx) => rows.map((row) => tx.insert(integrations).values(row).returning().get()));
     } catch (err) {
-      if (isUniqueViolation(err)) throw new ConflictError("username is already taken", { username: "this username is already taken" });
+      if (isUniqueViolation(err))
+        throw new ConflictError("username is already taken", { username: "this username is already taken" });
       throw err;
     }
     this.#verifier.usernamesChanged();
@@ -424,7 +468,8 @@ export class CredentialStore {
     try {
       row = this.db.update(integrations).set(set).where(eq(integrations.id, id)).returning().get();
     } catch (err) {
-      if (isUniqueViolation(err)) throw new ConflictError("username is already taken", { username: "this username is already taken" });
+      if (isUniqueViolation(err))
+        throw new ConflictError("username is already taken", { username: "this username is already taken" });
       throw err;
     }
     if (!row) throw new NotFoundError("integration");
@@ -442,7 +487,9 @@ export class CredentialStore {
     const next = await this.hash(password, isFastHash(oldHash) ? "fast" : "argon2id"); // Mosquitto's: argon2id
     const r = this.#index.get(id);
     if (!r || r.passwordHash !== oldHash) return;
-    const res = this.db.$client.prepare("UPDATE integrations SET password_hash = ?1 WHERE id = ?2 AND password_hash = ?3").run(next, id, oldHash);
+    const res = this.db.$client
+      .prepare("UPDATE integrations SET password_hash = ?1 WHERE id = ?2 AND password_hash = ?3")
+      .run(next, id, oldHash);
     if (res.changes === 1) r.passwordHash = next;
   }
 

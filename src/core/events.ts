@@ -24,6 +24,7 @@ type Handler<K extends EventName> = (payload: EventMap[K]) => void;
 
 /** EventBus: synchronous, typed; a throwing handler is reported and does not stop the others. */
 export class EventBus {
+  // biome-ignore lint/suspicious/noExplicitAny: one map holds every event's handlers; `on` and `emit` keep them typed
   #handlers = new Map<EventName, Set<Handler<any>>>();
   constructor(private readonly onHandlerError: (event: EventName, err: unknown) => void = () => {}) {}
 

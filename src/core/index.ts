@@ -43,12 +43,19 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     accepts: opts.accepts,
     fresh: () => external.fresh(),
     onUnknown: (type, username, password, meta) => {
-      onboarding.consider(type, username, password, meta).catch((err) => log.error("onboarding request failed", { err }));
+      onboarding
+        .consider(type, username, password, meta)
+        .catch((err) => log.error("onboarding request failed", { err }));
     },
     onUnusableHash: (username, problem) =>
-      log.warn("login refused: the stored password hash cannot be checked at a bounded cost; set a new password", { username, problem }),
+      log.warn("login refused: the stored password hash cannot be checked at a bounded cost; set a new password", {
+        username,
+        problem,
+      }),
   });
-  const onboarding = new Onboarding(db, credentials, events, activity, log.child({ part: "onboarding" }), { requestTypeOf: opts.requestTypeOf });
+  const onboarding = new Onboarding(db, credentials, events, activity, log.child({ part: "onboarding" }), {
+    requestTypeOf: opts.requestTypeOf,
+  });
   activity.follow(events);
   const sessions = new SessionRegistry(events, (id) => credentials.peek(id));
   const timers: ReturnType<typeof setInterval>[] = [];
@@ -57,8 +64,16 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     hashCost: opts.hashCost,
     sessionTtlMs: opts.sessionTtlMs,
     onAttempt: ({ username, remote, outcome }) => {
-      (outcome === "signed-in" ? log.info : log.warn)(`admin ${outcome === "signed-in" ? "signed in" : outcome === "failed" ? "sign-in failed" : "sign-in refused: throttled"}`, { username, remote });
-      activity.record(`admin.${outcome}`, username, `from ${remote}`, outcome === "signed-in" ? `admin:${username}` : `address:${remote}`);
+      (outcome === "signed-in" ? log.info : log.warn)(
+        `admin ${outcome === "signed-in" ? "signed in" : outcome === "failed" ? "sign-in failed" : "sign-in refused: throttled"}`,
+        { username, remote },
+      );
+      activity.record(
+        `admin.${outcome}`,
+        username,
+        `from ${remote}`,
+        outcome === "signed-in" ? `admin:${username}` : `address:${remote}`,
+      );
     },
   });
   const loginLog = new LoginLog(events);
@@ -66,10 +81,12 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
   const topicSpace: TopicSpace = { vrpcDomainOf: (topic) => credentials.vrpcDomainOf(topic) };
   const refusedAnnouncements = new AnnouncementRefusals(events, topicSpace);
 
-  const kick = (reason: string) => ({ integration }: { integration: { id: number; username: string } }) => {
-    const n = sessions.kickIntegration(integration.id, reason);
-    if (n > 0) log.info("sessions dropped", { integration: integration.username, count: n, reason });
-  };
+  const kick =
+    (reason: string) =>
+    ({ integration }: { integration: { id: number; username: string } }) => {
+      const n = sessions.kickIntegration(integration.id, reason);
+      if (n > 0) log.info("sessions dropped", { integration: integration.username, count: n, reason });
+    };
   events.on("integration.deactivated", kick(kickReasons.deactivated));
   events.on("integration.deleted", kick(kickReasons.deleted));
   events.on("integration.updated", (e) => {
@@ -78,14 +95,27 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     else if (e.aclChanged) kick(kickReasons.permissionsChanged)(e);
   });
   // An audit trail of every change, whoever made it (page, API, CLI through the database).
-  for (const name of ["integration.created", "integration.deleted", "integration.activated", "integration.deactivated"] as const) {
-    events.on(name, ({ integration: i }) => log.info(name.replace(".", " "), { id: i.id, username: i.username, type: i.type }));
+  for (const name of [
+    "integration.created",
+    "integration.deleted",
+    "integration.activated",
+    "integration.deactivated",
+  ] as const) {
+    events.on(name, ({ integration: i }) =>
+      log.info(name.replace(".", " "), { id: i.id, username: i.username, type: i.type }),
+    );
   }
   events.on("integration.updated", ({ integration: i, passwordChanged }) =>
     log.info("integration updated", { id: i.id, username: i.username, passwordChanged }),
   );
   events.on("login.failed", (e) =>
-    log.info("login failed", { type: e.type, username: e.username, reason: e.reason, clientId: e.meta.clientId, remote: e.meta.remote }),
+    log.info("login failed", {
+      type: e.type,
+      username: e.username,
+      reason: e.reason,
+      clientId: e.meta.clientId,
+      remote: e.meta.remote,
+    }),
   );
   events.on("session.opened", ({ session: s }) =>
     log.debug("session opened", { type: s.type, username: s.username, clientId: s.clientId, remote: s.remote }),
@@ -162,7 +192,13 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
 }
 
 /** coreMetrics: integrations, sessions, logins and onboarding, plus the process's own figures. */
-function coreMetrics(credentials: CredentialStore, sessions: SessionRegistry, onboarding: Onboarding, events: EventBus, timers: ReturnType<typeof setInterval>[]): Metrics {
+function coreMetrics(
+  credentials: CredentialStore,
+  sessions: SessionRegistry,
+  onboarding: Onboarding,
+  events: EventBus,
+  timers: ReturnType<typeof setInterval>[],
+): Metrics {
   const m = new Metrics();
   const logins = m.counter("gatehouse_logins_total", "Logins by protocol and result (ok or the refusal reason)");
   events.on("login.succeeded", (e) => logins.inc({ protocol: e.type, result: "ok" }));
@@ -184,11 +220,36 @@ function coreMetrics(credentials: CredentialStore, sessions: SessionRegistry, on
       });
     },
   });
-  m.gauge({ name: "gatehouse_sessions", help: "Live sessions by protocol", read: () => Object.entries(sessions.onlineCountByType()).map(([type]) => [{ type }, sessions.list({ type: type as IntegrationType }).length]) });
-  m.gauge({ name: "gatehouse_onboarding_requests", help: "Pending onboarding requests", read: () => [[{}, onboarding.status().pending]] });
-  m.gauge({ name: "gatehouse_onboarding_open", help: "1 while the onboarding window is open", read: () => [[{}, onboarding.status().open ? 1 : 0]] });
-  m.gauge({ name: "process_resident_memory_bytes", help: "Resident memory", read: () => [[{}, process.memoryUsage().rss]] });
-  m.gauge({ name: "process_cpu_seconds_total", help: "User and system CPU time", type: "counter", read: () => [[{}, (process.cpuUsage().user + process.cpuUsage().system) / 1e6]] });
+  m.gauge({
+    name: "gatehouse_sessions",
+    help: "Live sessions by protocol",
+    read: () =>
+      Object.entries(sessions.onlineCountByType()).map(([type]) => [
+        { type },
+        sessions.list({ type: type as IntegrationType }).length,
+      ]),
+  });
+  m.gauge({
+    name: "gatehouse_onboarding_requests",
+    help: "Pending onboarding requests",
+    read: () => [[{}, onboarding.status().pending]],
+  });
+  m.gauge({
+    name: "gatehouse_onboarding_open",
+    help: "1 while the onboarding window is open",
+    read: () => [[{}, onboarding.status().open ? 1 : 0]],
+  });
+  m.gauge({
+    name: "process_resident_memory_bytes",
+    help: "Resident memory",
+    read: () => [[{}, process.memoryUsage().rss]],
+  });
+  m.gauge({
+    name: "process_cpu_seconds_total",
+    help: "User and system CPU time",
+    type: "counter",
+    read: () => [[{}, (process.cpuUsage().user + process.cpuUsage().system) / 1e6]],
+  });
   // event-loop lag: how late a 500 ms timer fires (a blocked loop shows here before anywhere else)
   let lag = 0;
   let expected = performance.now() + 500;
@@ -199,7 +260,15 @@ function coreMetrics(credentials: CredentialStore, sessions: SessionRegistry, on
   }, 500);
   timer.unref?.();
   timers.push(timer); // cleared by the core's stop
-  m.gauge({ name: "gatehouse_event_loop_lag_seconds", help: "How late the last 500 ms timer fired", read: () => [[{}, lag]] });
-  m.gauge({ name: "gatehouse_db_write_seconds", help: "Duration of the last write-behind flush", read: () => [[{}, credentials.lastFlushSeconds]] });
+  m.gauge({
+    name: "gatehouse_event_loop_lag_seconds",
+    help: "How late the last 500 ms timer fired",
+    read: () => [[{}, lag]],
+  });
+  m.gauge({
+    name: "gatehouse_db_write_seconds",
+    help: "Duration of the last write-behind flush",
+    read: () => [[{}, credentials.lastFlushSeconds]],
+  });
   return m;
 }

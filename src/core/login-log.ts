@@ -15,7 +15,10 @@ export interface FailedLogin {
 export class LoginLog {
   #entries: FailedLogin[] = [];
 
-  constructor(events: EventBus, readonly capacity = 200) {
+  constructor(
+    events: EventBus,
+    readonly capacity = 200,
+  ) {
     events.on("login.failed", (e) => {
       this.#entries.unshift({
         at: Date.now(),

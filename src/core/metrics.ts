@@ -1,9 +1,9 @@
 type Labels = Record<string, string>;
 
-const escape = (v: string) => v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
+const escapeLabel = (v: string) => v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
 const labelText = (labels: Labels) => {
   const entries = Object.entries(labels);
-  return entries.length ? `{${entries.map(([k, v]) => `${k}="${escape(v)}"`).join(",")}}` : "";
+  return entries.length ? `{${entries.map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(",")}}` : "";
 };
 
 const noLabels: Labels = Object.freeze({});
@@ -73,8 +73,14 @@ export class Metrics {
     const parts = [...this.#counters.values()].map((c) => c.render());
     for (const g of this.#gauges) {
       const values = await g.read();
-      parts.push([`# HELP ${g.name} ${g.help}`, `# TYPE ${g.name} ${g.type ?? "gauge"}`, ...values.map(([l, v]) => `${g.name}${labelText(l)} ${v}`)].join("\n"));
+      parts.push(
+        [
+          `# HELP ${g.name} ${g.help}`,
+          `# TYPE ${g.name} ${g.type ?? "gauge"}`,
+          ...values.map(([l, v]) => `${g.name}${labelText(l)} ${v}`),
+        ].join("\n"),
+      );
     }
-    return parts.join("\n") + "\n";
+    return `${parts.join("\n")}\n`;
   }
 }

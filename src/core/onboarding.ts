@@ -6,8 +6,13 @@ import type { Logger } from "../lib/logger.ts";
 import type { ActivityLog } from "./activity.ts";
 import type { CredentialStore } from "./credentials.ts";
 import type { EventBus } from "./events.ts";
-import { integrationTypes, isIntegrationType, type Integration, type IntegrationType, type LoginMeta } from "./types.ts";
-import { vrpcAgentIdentity } from "./vrpc.ts";
+import {
+  integrationTypes,
+  isIntegrationType,
+  type Integration,
+  type IntegrationType,
+  type LoginMeta,
+} from "./types.ts";
 
 /** OnboardingRequest: a client that tried to log in with credentials we do not know; never its password. */
 export type OnboardingRequest = Omit<OnboardingRequestRow, "passwordHash">;
@@ -23,7 +28,17 @@ export interface OnboardingStatus {
   refused: number;
 }
 
-export type ConsiderOutcome = "recorded" | "pending" | "closed" | "type-not-open" | "rejected" | "full" | "rate-limited" | "busy" | "invalid" | "conflict";
+export type ConsiderOutcome =
+  | "recorded"
+  | "pending"
+  | "closed"
+  | "type-not-open"
+  | "rejected"
+  | "full"
+  | "rate-limited"
+  | "busy"
+  | "invalid"
+  | "conflict";
 
 /** fingerprintOf: what a device owner checks against the device: SHA-256(username ":" password), 8 hex digits, grouped `3f2a 9c1d`. */
 export function fingerprintOf(username: string, password: string): string {
@@ -99,7 +114,14 @@ export class Onboarding {
 
   status(): OnboardingStatus {
     const w = this.#openWindow();
-    return { open: w !== undefined, openUntil: w?.openUntil ?? null, types: w?.types ?? null, openedBy: w?.openedBy ?? null, pending: this.#requests.size, refused: this.#refused };
+    return {
+      open: w !== undefined,
+      openUntil: w?.openUntil ?? null,
+      types: w?.types ?? null,
+      openedBy: w?.openedBy ?? null,
+      pending: this.#requests.size,
+      refused: this.#refused,
+    };
   }
 
   #openWindow() {
@@ -114,9 +136,11 @@ export class Onboarding {
   /** open: for `minutes` (1-60, default 10), optionally for some types only. */
   open(opts: { minutes?: number; types?: string[] | null; by: string }): OnboardingStatus {
     const minutes = opts.minutes ?? 10;
-    if (!Number.isInteger(minutes) || minutes < 1 || minutes > 60) throw new ValidationError({ minutes: "onboarding opens for 1 to 60 minutes" });
+    if (!Number.isInteger(minutes) || minutes < 1 || minutes > 60)
+      throw new ValidationError({ minutes: "onboarding opens for 1 to 60 minutes" });
     const types = opts.types && opts.types.length ? opts.types : null;
-    if (types && !types.every(isIntegrationType)) throw new ValidationError({ types: `types must be among ${integrationTypes.join(", ")}` });
+    if (types && !types.every(isIntegrationType))
+      throw new ValidationError({ types: `types must be among ${integrationTypes.join(", ")}` });
     const openUntil = this.#now() + minutes * 60_000;
     const row = { id: 1, openUntil, types: types ? JSON.stringify(types) : null, openedBy: opts.by };
     this.db.insert(onboardingWindow).values(row).onConflictDoUpdate({ target: onboardingWindow.id, set: row }).run();
@@ -141,9 +165,15 @@ export class Onboarding {
     this.#rejected.clear();
     this.#newByAddress.clear();
     this.#refused = 0;
-    for (const r of pending) this.activity.record("onboarding.expired", r.username, `${r.type} request, ${r.attempts} attempts`, "system");
+    for (const r of pending)
+      this.activity.record("onboarding.expired", r.username, `${r.type} request, ${r.attempts} attempts`, "system");
     if (wasOpen) {
-      this.activity.record(reason === "expired" ? "onboarding.window-expired" : "onboarding.closed", "", `${pending.length} pending dropped`, reason === "expired" ? "system" : undefined);
+      this.activity.record(
+        reason === "expired" ? "onboarding.window-expired" : "onboarding.closed",
+        "",
+        `${pending.length} pending dropped`,
+        reason === "expired" ? "system" : undefined,
+      );
       this.log.info("onboarding closed", { reason, dropped: pending.length });
       this.events.emit("onboarding.changed", {});
     }
@@ -170,14 +200,21 @@ export class Onboarding {
    * consider: a login with an unknown username (or an explicit registration). Records or updates its
    * request while the window is open; says what happened for the HTTP registration route.
    */
-  async consider(listener: IntegrationType, username: string, password: string, meta: LoginMeta, explicitType?: IntegrationType): Promise<ConsiderOutcome> {
+  async consider(
+    listener: IntegrationType,
+    username: string,
+    password: string,
+    meta: LoginMeta,
+    explicitType?: IntegrationType,
+  ): Promise<ConsiderOutcome> {
     const w = this.#openWindow();
     if (!w) return "closed";
-    const type = explicitType ?? (this.opts.requestTypeOf?.(listener, username, meta.clientId) ?? listener);
+    const type = explicitType ?? this.opts.requestTypeOf?.(listener, username, meta.clientId) ?? listener;
     if (w.types && !w.types.includes(type)) return "type-not-open";
     // Listed even when the name could not become an integration (the admin sees who knocks; approving
     // it fails with the reason); bounded either way.
-    if (username.length === 0 || username.length > 128 || password.length < 1 || password.length > 256) return "invalid";
+    if (username.length === 0 || username.length > 128 || password.length < 1 || password.length > 256)
+      return "invalid";
     if (this.#rejected.has(username)) return "rejected";
     const now = this.#now();
     const existing = this.#requests.get(username);
@@ -213,7 +250,8 @@ export class Onboarding {
       this.#hashing--;
     }
     // The window may have closed, or another attempt recorded it, while we hashed.
-    if (!this.#openWindow() || this.#requests.has(username) || this.credentials.findByUsername(username)) return this.#requests.has(username) ? "pending" : "closed";
+    if (!this.#openWindow() || this.#requests.has(username) || this.credentials.findByUsername(username))
+      return this.#requests.has(username) ? "pending" : "closed";
     const row = this.db
       .insert(onboardingRequests)
       .values({
@@ -233,7 +271,12 @@ export class Onboarding {
     if (!row) return "pending";
     this.#requests.set(username, row);
     this.#tags.set(username, this.#tag(password));
-    this.log.info("onboarding request", { type, username, clientId: row.clientId || undefined, remote: row.remote || undefined });
+    this.log.info("onboarding request", {
+      type,
+      username,
+      clientId: row.clientId || undefined,
+      remote: row.remote || undefined,
+    });
     this.events.emit("onboarding.changed", {});
     return "recorded";
   }
@@ -247,7 +290,10 @@ export class Onboarding {
    * approve: each request becomes an integration of its type with the presented password's hash, so
    * the device's next retry gets in. Fails per request when its username was taken meanwhile.
    */
-  approve(ids: number[], settings: { description?: string; publishAcl?: string[]; subscribeAcl?: string[] } = {}): { approved: Integration[]; failed: { id: number; message: string }[] } {
+  approve(
+    ids: number[],
+    settings: { description?: string; publishAcl?: string[]; subscribeAcl?: string[] } = {},
+  ): { approved: Integration[]; failed: { id: number; message: string }[] } {
     const approved: Integration[] = [];
     const failed: { id: number; message: string }[] = [];
     for (const id of ids) {
@@ -256,10 +302,23 @@ export class Onboarding {
         if (this.credentials.findByUsername(r.username)) {
           throw new ConflictError(`username "${r.username}" already belongs to an integration; reject this request`);
         }
-        let integration = this.credentials.adopt({ type: r.type, username: r.username, passwordHash: r.passwordHash, description: settings.description || `onboarded ${r.type} client ${r.clientId}`.trim().slice(0, 1024) });
-        if (settings.publishAcl || settings.subscribeAcl) integration = this.credentials.update(integration.id, { publishAcl: settings.publishAcl, subscribeAcl: settings.subscribeAcl });
+        let integration = this.credentials.adopt({
+          type: r.type,
+          username: r.username,
+          passwordHash: r.passwordHash,
+          description: settings.description || `onboarded ${r.type} client ${r.clientId}`.trim().slice(0, 1024),
+        });
+        if (settings.publishAcl || settings.subscribeAcl)
+          integration = this.credentials.update(integration.id, {
+            publishAcl: settings.publishAcl,
+            subscribeAcl: settings.subscribeAcl,
+          });
         this.#remove(r);
-        this.activity.record("onboarding.approved", r.username, `${r.type} from ${r.remote || "?"}, fingerprint ${r.fingerprint}`);
+        this.activity.record(
+          "onboarding.approved",
+          r.username,
+          `${r.type} from ${r.remote || "?"}, fingerprint ${r.fingerprint}`,
+        );
         approved.push(integration);
       } catch (err) {
         if (!(err instanceof AppError)) throw err;
@@ -289,11 +348,17 @@ export class Onboarding {
   /** flush: attempt counts and last-seen times are written behind, like last logins. */
   flush(): void {
     if (this.#dirty.size === 0) return;
-    const rows = [...this.#dirty].map((u) => this.#requests.get(u)).filter((r): r is OnboardingRequestRow => r !== undefined);
+    const rows = [...this.#dirty]
+      .map((u) => this.#requests.get(u))
+      .filter((r): r is OnboardingRequestRow => r !== undefined);
     try {
       relaxed(this.db, () =>
         this.db.transaction((tx) => {
-          for (const r of rows) tx.update(onboardingRequests).set({ attempts: r.attempts, lastSeen: r.lastSeen, clientId: r.clientId, remote: r.remote }).where(eq(onboardingRequests.id, r.id)).run();
+          for (const r of rows)
+            tx.update(onboardingRequests)
+              .set({ attempts: r.attempts, lastSeen: r.lastSeen, clientId: r.clientId, remote: r.remote })
+              .where(eq(onboardingRequests.id, r.id))
+              .run();
         }),
       );
       this.#dirty.clear();
@@ -305,7 +370,14 @@ export class Onboarding {
   /** reload: the window and requests as the database has them (another process, the CLI, may have written). */
   reload(): void {
     const w = this.db.select().from(onboardingWindow).get();
-    const next = w && w.openUntil > this.#now() ? { openUntil: w.openUntil, types: w.types ? (JSON.parse(w.types) as IntegrationType[]) : null, openedBy: w.openedBy } : undefined;
+    const next =
+      w && w.openUntil > this.#now()
+        ? {
+            openUntil: w.openUntil,
+            types: w.types ? (JSON.parse(w.types) as IntegrationType[]) : null,
+            openedBy: w.openedBy,
+          }
+        : undefined;
     if (JSON.stringify(next) !== JSON.stringify(this.#window)) this.#setWindow(next);
     const rows = this.db.select().from(onboardingRequests).all();
     const seen = new Set(rows.map((r) => r.username));

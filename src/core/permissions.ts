@@ -125,7 +125,11 @@ export function mayPublish(integration: Readonly<Integration> | undefined, topic
 export const mayWrite = mayPublish;
 
 /** maySubscribe: a subscription to `filter` may be granted (it can deliver something this integration may read). */
-export function maySubscribe(integration: Readonly<Integration> | undefined, filter: string, space: TopicSpace): boolean {
+export function maySubscribe(
+  integration: Readonly<Integration> | undefined,
+  filter: string,
+  space: TopicSpace,
+): boolean {
   if (integration === undefined || !integration.active) return false;
   if (!typeRules[integration.type](integration, filter, "subscribe")) return false;
   if (integration.denySubscribeAcl.some((deny) => filterCovers(deny, filter))) return false;
@@ -148,7 +152,11 @@ export function mayRead(integration: Readonly<Integration> | undefined, topic: s
  * whyPublishRefused: what a person should be told when `mayPublish` said no (the integration's row and
  * the agents page show it for refused VRPC announcements). Follows mayPublish's order of rules.
  */
-export function whyPublishRefused(integration: Readonly<Integration> | undefined, topic: string, space: TopicSpace): string {
+export function whyPublishRefused(
+  integration: Readonly<Integration> | undefined,
+  topic: string,
+  space: TopicSpace,
+): string {
   if (!integration) return "the integration no longer exists";
   if (!integration.active) return "the integration is deactivated";
   if (isSys(topic)) return "$SYS is the broker's own";

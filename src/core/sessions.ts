@@ -16,7 +16,6 @@ export const kickReasons = {
   permissionsChanged: "permissions changed",
 } as const;
 
-
 export interface OpenSession {
   integration: Integration;
   type: IntegrationType;
@@ -57,7 +56,8 @@ export class SessionRegistry {
    */
   open(s: OpenSession): SessionHandle {
     const now = this.current(s.integration.id);
-    if (!now || !now.active || now.revision !== s.integration.revision) throw new StaleLoginError(s.integration.username);
+    if (!now || !now.active || now.revision !== s.integration.revision)
+      throw new StaleLoginError(s.integration.username);
     const id = `${s.type}-${(++this.#seq).toString(36)}-${crypto.randomUUID().slice(0, 8)}`;
     const info: SessionInfo = {
       id,
@@ -121,7 +121,10 @@ export class SessionRegistry {
 
   list(filter: { integrationId?: number; type?: IntegrationType } = {}): SessionInfo[] {
     const out: SessionInfo[] = [];
-    const ids = filter.integrationId !== undefined ? (this.#byIntegration.get(filter.integrationId) ?? []) : this.#sessions.keys();
+    const ids =
+      filter.integrationId !== undefined
+        ? (this.#byIntegration.get(filter.integrationId) ?? [])
+        : this.#sessions.keys();
     for (const id of ids) {
       const { kick: _, ...info } = this.#sessions.get(id)!;
       // a rename shows at once: the name is the integration's, not the one it logged in with

@@ -17,18 +17,28 @@ const key = (type: IntegrationType) => `defaultPermissions.${type}`;
 
 /** defaultPermissions: the topic permissions a new integration of this type starts with. */
 export function defaultPermissions(db: Db, type: IntegrationType): DefaultPermissions {
-  const row = db.select().from(settings).where(eq(settings.key, key(type))).get();
+  const row = db
+    .select()
+    .from(settings)
+    .where(eq(settings.key, key(type)))
+    .get();
   if (!row) return { ...unrestricted };
   try {
     const v = JSON.parse(row.value) as DefaultPermissions;
-    return { publishAcl: v.publishAcl.filter(isValidTopicFilter), subscribeAcl: v.subscribeAcl.filter(isValidTopicFilter) };
+    return {
+      publishAcl: v.publishAcl.filter(isValidTopicFilter),
+      subscribeAcl: v.subscribeAcl.filter(isValidTopicFilter),
+    };
   } catch {
     return { publishAcl: [], subscribeAcl: [] }; // unreadable: deny rather than allow
   }
 }
 
 export function allDefaultPermissions(db: Db): Record<IntegrationType, DefaultPermissions> {
-  return Object.fromEntries(integrationTypes.map((t) => [t, defaultPermissions(db, t)])) as Record<IntegrationType, DefaultPermissions>;
+  return Object.fromEntries(integrationTypes.map((t) => [t, defaultPermissions(db, t)])) as Record<
+    IntegrationType,
+    DefaultPermissions
+  >;
 }
 
 /** defaultPermissionsProblems: field -> message for what setDefaultPermissions would refuse (empty: none). */
@@ -36,7 +46,11 @@ export function defaultPermissionsProblems(type: IntegrationType, p: DefaultPerm
   const fields: Record<string, string> = {};
   for (const k of ["publishAcl", "subscribeAcl"] as const) {
     const list: unknown = p?.[k];
-    if (!Array.isArray(list) || list.length > 100 || !list.every((f) => typeof f === "string" && isValidTopicFilter(f))) {
+    if (
+      !Array.isArray(list) ||
+      list.length > 100 ||
+      !list.every((f) => typeof f === "string" && isValidTopicFilter(f))
+    ) {
       fields[`${type}.${k}`] = "each entry must be a valid MQTT topic filter (at most 100)";
     }
   }

@@ -163,7 +163,12 @@ export class FairScheduler {
             this.#next();
           });
       };
-      const entry: Waiting = { lane, start, clean: isClean, refuse: (err) => (signal?.removeEventListener("abort", onAbort), this.#leave(lane), reject(err)) };
+      const entry: Waiting = {
+        lane,
+        start,
+        clean: isClean,
+        refuse: (err) => (signal?.removeEventListener("abort", onAbort), this.#leave(lane), reject(err)),
+      };
       const onAbort = () => {
         if (this.#remove(entry)) entry.refuse(signal!.reason);
       };

@@ -49,7 +49,12 @@ export const vrpcInfoTopics = ["+/+/__agentInfo__", "+/+/+/__classInfo__", "+/+/
 /** isVrpcInfoTopic: cheap test first, since it runs for every published message (and VRPC calls contain `__static__`). */
 export function isVrpcInfoTopic(topic: string): boolean {
   if (!topic.endsWith("__")) return false;
-  if (!topic.endsWith("/__agentInfo__") && !topic.endsWith("/__classInfo__") && !topic.endsWith("/__classInfoConcise__")) return false;
+  if (
+    !topic.endsWith("/__agentInfo__") &&
+    !topic.endsWith("/__classInfo__") &&
+    !topic.endsWith("/__classInfoConcise__")
+  )
+    return false;
   return anyMatches(vrpcInfoTopics, topic);
 }
 
@@ -76,5 +81,9 @@ export function filtersOverlap(a: string, b: string): boolean {
  * packet parser decodes bad UTF-8 to U+FFFD, so that (and any unpaired surrogate) counts as bad.
  */
 export function isValidTopicString(topic: string): boolean {
-  return topic.length > 0 && topic.length <= 65535 && !/[\u0000\uFFFD]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(topic);
+  return (
+    topic.length > 0 &&
+    topic.length <= 65535 &&
+    !/[\u0000\uFFFD]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(topic)
+  );
 }

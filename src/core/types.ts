@@ -75,13 +75,21 @@ export type LoginFailure =
   | "insecure-token"
   /** OPC UA: a client application certificate that is not trusted */
   | "certificate-rejected";
-export type VerifyResult = { ok: true; integration: Integration; cached: boolean } | { ok: false; reason: VerifyFailure };
+export type VerifyResult =
+  | { ok: true; integration: Integration; cached: boolean }
+  | { ok: false; reason: VerifyFailure };
 
 /** listSorts: the columns the list sorts by; `created` (newest first) is the default. */
 export const listSorts = ["created", "username", "type", "status", "lastLogin"] as const;
 export type ListSort = (typeof listSorts)[number];
 /** the direction a column sorts in when first chosen: newest first for times, A-Z otherwise */
-export const defaultDir: Record<ListSort, "asc" | "desc"> = { created: "desc", lastLogin: "desc", username: "asc", type: "asc", status: "asc" };
+export const defaultDir: Record<ListSort, "asc" | "desc"> = {
+  created: "desc",
+  lastLogin: "desc",
+  username: "asc",
+  type: "asc",
+  status: "asc",
+};
 
 /** SessionInfo: one live connection of one client, as the page and the API show it. */
 export interface SessionInfo {

@@ -17,7 +17,9 @@ export function openDataDir(dir: string, opts: { busyTimeoutMs?: number } = {}):
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     accessSync(dir, constants.W_OK | constants.R_OK);
   } catch (err) {
-    throw new DataDirError(`data dir "${dir}" is not usable: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new DataDirError(
+      `data dir "${dir}" is not usable: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
   }
   let db: Db;
   try {
@@ -29,7 +31,8 @@ export function openDataDir(dir: string, opts: { busyTimeoutMs?: number } = {}):
       closeSync(createPrivateFile(file));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-      for (const suffix of ["", "-wal", "-shm"]) if (existsSync(file + suffix) && (statSync(file + suffix).mode & 0o077) !== 0) chmodSync(file + suffix, 0o600);
+      for (const suffix of ["", "-wal", "-shm"])
+        if (existsSync(file + suffix) && (statSync(file + suffix).mode & 0o077) !== 0) chmodSync(file + suffix, 0o600);
     }
     db = openDatabase(file, opts);
   } catch (err) {

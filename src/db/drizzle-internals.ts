@@ -16,7 +16,9 @@ interface DialectMigrator {
 function assertShape(db: unknown): asserts db is DialectMigrator {
   const d = db as Partial<DialectMigrator> | undefined;
   if (typeof d?.dialect?.migrate !== "function" || d.session === undefined) {
-    throw new Error(`drizzle's internal dialect.migrate(migrations, session) is missing: written against ${pinned}; check src/db/drizzle-internals.ts after an upgrade`);
+    throw new Error(
+      `drizzle's internal dialect.migrate(migrations, session) is missing: written against ${pinned}; check src/db/drizzle-internals.ts after an upgrade`,
+    );
   }
 }
 

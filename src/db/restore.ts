@@ -1,5 +1,20 @@
 import { Database } from "bun:sqlite";
-import { closeSync, existsSync, fstatSync, fsyncSync, linkSync, copyFileSync, constants, mkdirSync, openSync, readSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  fsyncSync,
+  linkSync,
+  copyFileSync,
+  constants,
+  mkdirSync,
+  openSync,
+  readSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from "node:fs";
 import { join } from "node:path";
 import { createPrivateFile, fsyncFolder, fsyncPath, tempPathBeside } from "../lib/files.ts";
 import { openDatabase, type Db } from "./client.ts";
@@ -106,7 +121,8 @@ export function schemaDifferences(actual: Map<string, SchemaObject>, expected: M
   for (const [key, o] of actual) {
     const e = expected.get(key);
     if (!e) out.push(`extra ${describe(o)}`);
-    else if (e.tbl_name !== o.tbl_name || normalisedSql(e.sql) !== normalisedSql(o.sql)) out.push(`${describe(o)} differs from this release's definition`);
+    else if (e.tbl_name !== o.tbl_name || normalisedSql(e.sql) !== normalisedSql(o.sql))
+      out.push(`${describe(o)} differs from this release's definition`);
   }
   for (const [key, e] of expected) if (!actual.has(key)) out.push(`missing ${describe(e)}`);
   return out;
@@ -114,17 +130,24 @@ export function schemaDifferences(actual: Map<string, SchemaObject>, expected: M
 
 /** checkHeader: the first 100 bytes and the size of a SQLite database file (sqlite.org/fileformat.html §1.3). */
 function checkHeader(header: Buffer, size: number): void {
-  if (header.length < 100 || header.subarray(0, 16).toString("latin1") !== "SQLite format 3\0") throw new RestoreRefused("not a SQLite database (no SQLite header)");
+  if (header.length < 100 || header.subarray(0, 16).toString("latin1") !== "SQLite format 3\0")
+    throw new RestoreRefused("not a SQLite database (no SQLite header)");
   const raw = header.readUInt16BE(16);
   const pageSize = raw === 1 ? 65536 : raw;
-  if (pageSize < 512 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0) throw new RestoreRefused(`damaged SQLite header (page size ${raw})`);
-  if (![1, 2].includes(header[18]!) || ![1, 2].includes(header[19]!)) throw new RestoreRefused("damaged SQLite header (file format version)");
-  if (header[21] !== 64 || header[22] !== 32 || header[23] !== 32) throw new RestoreRefused("damaged SQLite header (payload fractions)");
-  if (size % pageSize !== 0) throw new RestoreRefused(`truncated or padded: ${size} bytes is not a whole number of ${pageSize}-byte pages`);
+  if (pageSize < 512 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0)
+    throw new RestoreRefused(`damaged SQLite header (page size ${raw})`);
+  if (![1, 2].includes(header[18]!) || ![1, 2].includes(header[19]!))
+    throw new RestoreRefused("damaged SQLite header (file format version)");
+  if (header[21] !== 64 || header[22] !== 32 || header[23] !== 32)
+    throw new RestoreRefused("damaged SQLite header (payload fractions)");
+  if (size % pageSize !== 0)
+    throw new RestoreRefused(`truncated or padded: ${size} bytes is not a whole number of ${pageSize}-byte pages`);
   // The page count in the header is valid when its "version valid for" equals the change counter.
   const pages = header.readUInt32BE(28);
   if (pages !== 0 && header.readUInt32BE(92) === header.readUInt32BE(24) && pages * pageSize !== size) {
-    throw new RestoreRefused(`truncated or padded: the header says ${pages} pages of ${pageSize} bytes, the file has ${size} bytes`);
+    throw new RestoreRefused(
+      `truncated or padded: the header says ${pages} pages of ${pageSize} bytes, the file has ${size} bytes`,
+    );
   }
   if (header.readUInt32BE(56) !== 1) throw new RestoreRefused("not UTF-8 (every Gatehouse database is)");
 }
@@ -170,8 +193,12 @@ function copyBounded(file: string, to: string, max: number): { header: Buffer; s
 
 /** migrationLevel: how many of this release's migrations the history records; refuses any other history. */
 function migrationLevel(sqlite: Database, schema: Map<string, SchemaObject>): number {
-  if (!schema.has("table __drizzle_migrations")) throw new RestoreRefused("not a Gatehouse backup (no migration history)");
-  const rows = sqlite.query("SELECT hash, created_at FROM __drizzle_migrations ORDER BY rowid").all() as { hash: unknown; created_at: unknown }[];
+  if (!schema.has("table __drizzle_migrations"))
+    throw new RestoreRefused("not a Gatehouse backup (no migration history)");
+  const rows = sqlite.query("SELECT hash, created_at FROM __drizzle_migrations ORDER BY rowid").all() as {
+    hash: unknown;
+    created_at: unknown;
+  }[];
   const known = loadMigrations();
   const knownHashes = new Set(known.map((m) => m.hash));
   for (const [i, row] of rows.entries()) {
@@ -179,9 +206,13 @@ function migrationLevel(sqlite: Database, schema: Map<string, SchemaObject>): nu
     if (m && row.hash === m.hash && Number(row.created_at) === m.folderMillis) continue;
     // Our history, then only changes this release does not know: a newer release made it.
     if (rows.slice(i).every((r) => typeof r.hash === "string" && !knownHashes.has(r.hash))) {
-      throw new RestoreRefused(`made by a newer release (${rows.length - i} unknown schema change(s)); restore it with that release`);
+      throw new RestoreRefused(
+        `made by a newer release (${rows.length - i} unknown schema change(s)); restore it with that release`,
+      );
     }
-    throw new RestoreRefused(`not a Gatehouse backup: its migration history differs from this release's at entry ${i + 1}`);
+    throw new RestoreRefused(
+      `not a Gatehouse backup: its migration history differs from this release's at entry ${i + 1}`,
+    );
   }
   if (rows.length === 0) throw new RestoreRefused("not a Gatehouse backup (empty migration history)");
   return rows.length;
@@ -214,23 +245,30 @@ function checkCopy(path: string): number {
     }
     const differences = schemaDifferences(schema, referenceSchema(level));
     if (differences.length) {
-      const shown = differences.slice(0, 10).join("; ") + (differences.length > 10 ? `; and ${differences.length - 10} more` : "");
+      const shown =
+        differences.slice(0, 10).join("; ") + (differences.length > 10 ? `; and ${differences.length - 10} more` : "");
       throw new RestoreRefused(`its schema is not the one Gatehouse's migrations make: ${shown}`);
     }
     let problems: string[];
     try {
-      problems = (sqlite.query("PRAGMA integrity_check(20)").all() as { integrity_check: string }[]).map((r) => r.integrity_check);
+      problems = (sqlite.query("PRAGMA integrity_check(20)").all() as { integrity_check: string }[]).map(
+        (r) => r.integrity_check,
+      );
     } catch (err) {
       problems = [(err as Error).message];
     }
-    if (problems.length !== 1 || problems[0] !== "ok") throw new RestoreRefused(`damaged: integrity check failed: ${problems.slice(0, 3).join("; ")}`);
+    if (problems.length !== 1 || problems[0] !== "ok")
+      throw new RestoreRefused(`damaged: integrity check failed: ${problems.slice(0, 3).join("; ")}`);
     let orphans: { table: string }[];
     try {
       orphans = sqlite.query("PRAGMA foreign_key_check").all() as { table: string }[];
     } catch (err) {
       throw new RestoreRefused(`damaged: foreign key check failed: ${(err as Error).message}`);
     }
-    if (orphans.length) throw new RestoreRefused(`damaged: ${orphans.length} row(s) refer to rows that do not exist (in ${[...new Set(orphans.map((o) => o.table))].join(", ")})`);
+    if (orphans.length)
+      throw new RestoreRefused(
+        `damaged: ${orphans.length} row(s) refer to rows that do not exist (in ${[...new Set(orphans.map((o) => o.table))].join(", ")})`,
+      );
     return level;
   } finally {
     sqlite.close();
@@ -264,8 +302,9 @@ function setAside(live: string, previous: string): void {
   } catch {
     copyFileSync(live, previous, constants.COPYFILE_EXCL);
   }
-  for (const suffix of ["-wal", "-journal"] as const) if (existsSync(live + suffix)) renameSync(live + suffix, previous + suffix);
-  rmSync(live + "-shm", { force: true });
+  for (const suffix of ["-wal", "-journal"] as const)
+    if (existsSync(live + suffix)) renameSync(live + suffix, previous + suffix);
+  rmSync(`${live}-shm`, { force: true });
 }
 
 export interface RestoreResult {
@@ -282,7 +321,12 @@ export interface RestoreResult {
  * every check (see the top of this file), was migrated to this release and opened by `probe`. Throws
  * RestoreRefused (nothing changed) or an I/O error. The caller makes sure the appliance is stopped.
  */
-export function restoreDatabase(dataDir: string, file: string, probe: (db: Db) => void = () => {}, maxBytes = maxBackupBytes): RestoreResult {
+export function restoreDatabase(
+  dataDir: string,
+  file: string,
+  probe: (db: Db) => void = () => {},
+  maxBytes = maxBackupBytes,
+): RestoreResult {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const live = join(dataDir, liveName);
   const temp = tempPathBeside(live, "restore");
@@ -306,9 +350,13 @@ export function restoreDatabase(dataDir: string, file: string, probe: (db: Db) =
     try {
       migrate(db);
       const after = schemaDifferences(readSchema(db.$client), referenceSchema(latest));
-      if (after.length) throw new RestoreRefused(`migrating it to this release left a schema that differs: ${after.slice(0, 5).join("; ")}`);
+      if (after.length)
+        throw new RestoreRefused(
+          `migrating it to this release left a schema that differs: ${after.slice(0, 5).join("; ")}`,
+        );
       const quick = db.$client.query("PRAGMA quick_check").all() as { quick_check: string }[];
-      if (quick.length !== 1 || quick[0]!.quick_check !== "ok") throw new RestoreRefused(`damaged after migration: ${quick.map((q) => q.quick_check).join("; ")}`);
+      if (quick.length !== 1 || quick[0]!.quick_check !== "ok")
+        throw new RestoreRefused(`damaged after migration: ${quick.map((q) => q.quick_check).join("; ")}`);
       try {
         probe(db);
       } catch (err) {

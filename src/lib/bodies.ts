@@ -19,7 +19,11 @@ export const noFields = t.Optional(t.Object({}, { additionalProperties: false })
  * name an array); only the names are checked here. An htmx request may come with no body at all.
  */
 export function formFields(...names: string[]) {
-  return t.Optional(t.Object(Object.fromEntries(["_csrf", "confirmed", ...names].map((n) => [n, t.Optional(t.Unknown())])), { additionalProperties: false }));
+  return t.Optional(
+    t.Object(Object.fromEntries(["_csrf", "confirmed", ...names].map((n) => [n, t.Optional(t.Unknown())])), {
+      additionalProperties: false,
+    }),
+  );
 }
 
 /** TypeBox's ValueErrorType.ObjectAdditionalProperties: a property the schema does not declare. */

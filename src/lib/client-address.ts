@@ -37,11 +37,12 @@ export function ipBytes(text: string): Uint8Array | undefined {
   if (kind === 4) return Uint8Array.from(address.split(".").map(Number));
   if (kind !== 6) return undefined;
   // isIP vouched for the syntax: expand `::`, turn a trailing dotted quad into two words
-  const words = (part: string) => (part === "" ? [] : part.split(":")).flatMap((w) => {
-    if (!w.includes(".")) return [w];
-    const b = w.split(".").map(Number);
-    return [((b[0]! << 8) | b[1]!).toString(16), ((b[2]! << 8) | b[3]!).toString(16)];
-  });
+  const words = (part: string) =>
+    (part === "" ? [] : part.split(":")).flatMap((w) => {
+      if (!w.includes(".")) return [w];
+      const b = w.split(".").map(Number);
+      return [((b[0]! << 8) | b[1]!).toString(16), ((b[2]! << 8) | b[3]!).toString(16)];
+    });
   const [head, tail] = address.split("::");
   const left = words(head!);
   const right = tail === undefined ? [] : words(tail);
@@ -93,12 +94,15 @@ export function parseTrustedProxies(raw: string | undefined): TrustedProxies {
     const m = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(entry);
     const bytes = m ? ipBytes(m[1]!) : undefined;
     if (!m || !bytes || m[1]!.includes("%")) {
-      throw new ConfigError(`--trusted-proxies: "${entry}" is not an IP address or CIDR block (example: 127.0.0.1,10.0.0.0/8,::1)`);
+      throw new ConfigError(
+        `--trusted-proxies: "${entry}" is not an IP address or CIDR block (example: 127.0.0.1,10.0.0.0/8,::1)`,
+      );
     }
     const max = bytes.length * 8;
     // a mapped IPv6 block (::ffff:10.0.0.0/104) becomes its IPv4 block (/8)
     const given = m[2] === undefined ? max : Number(m[2]) - (isIP(m[1]!) === 6 && bytes.length === 4 ? 96 : 0);
-    if (!Number.isInteger(given) || given < 0 || given > max) throw new ConfigError(`--trusted-proxies: "${entry}" has a prefix length outside 0-${max}`);
+    if (!Number.isInteger(given) || given < 0 || given > max)
+      throw new ConfigError(`--trusted-proxies: "${entry}" has a prefix length outside 0-${max}`);
     ranges.push({ bytes, prefix: given });
     text.push(given === max ? formatIp(bytes) : `${formatIp(bytes)}/${given}`);
   }

@@ -1,4 +1,11 @@
-export type ErrorCode = "validation" | "conflict" | "not_found" | "unauthorized" | "forbidden" | "rate_limited" | "unavailable";
+export type ErrorCode =
+  | "validation"
+  | "conflict"
+  | "not_found"
+  | "unauthorized"
+  | "forbidden"
+  | "rate_limited"
+  | "unavailable";
 
 /**
  * AppError: every failure the core reports on purpose. Each edge maps `code` once

@@ -1,5 +1,17 @@
 import { randomBytes } from "node:crypto";
-import { closeSync, constants, fstatSync, fsyncSync, linkSync, lstatSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  fsyncSync,
+  linkSync,
+  lstatSync,
+  openSync,
+  readSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
 import { basename, dirname, join } from "node:path";
 
 /**
@@ -55,7 +67,10 @@ export function assertReplaceableTarget(path: string): void {
   } catch {
     return;
   }
-  if (!st.isFile()) throw new TargetError(`${path} exists and is not a regular file (a symlink, folder, device or pipe); choose another name`);
+  if (!st.isFile())
+    throw new TargetError(
+      `${path} exists and is not a regular file (a symlink, folder, device or pipe); choose another name`,
+    );
 }
 
 /**

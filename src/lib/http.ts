@@ -14,22 +14,42 @@ export function field(body: unknown, name: string): string | undefined {
 
 /** htmlResponse: JSX renders to a string, or to a promise of one when a component is async. */
 export function htmlResponse(body: string, status?: number, headers?: Record<string, string>): Response;
-export function htmlResponse(body: string | Promise<string>, status?: number, headers?: Record<string, string>): Response | Promise<Response>;
-export function htmlResponse(body: string | Promise<string>, status = 200, headers: Record<string, string> = {}): Response | Promise<Response> {
+export function htmlResponse(
+  body: string | Promise<string>,
+  status?: number,
+  headers?: Record<string, string>,
+): Response | Promise<Response>;
+export function htmlResponse(
+  body: string | Promise<string>,
+  status = 200,
+  headers: Record<string, string> = {},
+): Response | Promise<Response> {
   if (typeof body !== "string") return body.then((b) => htmlResponse(b, status, headers));
   return new Response(body, { status, headers: { "content-type": "text/html; charset=utf-8", ...headers } });
 }
 
 export function jsonResponse(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
-  return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json; charset=utf-8", ...headers } });
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json; charset=utf-8", ...headers },
+  });
 }
 
 /**
  * problem: the one error answer of every JSON route (the admin API and the device routes alike):
  * `{error, message}` with a stable code, and `fields` naming what was wrong with the input.
  */
-export function problem(status: number, error: string, message: string, headers: Record<string, string> = {}, fields?: Record<string, string>): Response {
-  return jsonResponse({ error, message, ...(fields && Object.keys(fields).length ? { fields } : {}) }, status, { "cache-control": "no-store", ...headers });
+export function problem(
+  status: number,
+  error: string,
+  message: string,
+  headers: Record<string, string> = {},
+  fields?: Record<string, string>,
+): Response {
+  return jsonResponse({ error, message, ...(fields && Object.keys(fields).length ? { fields } : {}) }, status, {
+    "cache-control": "no-store",
+    ...headers,
+  });
 }
 
 export function redirect(location: string, status = 303): Response {

@@ -19,12 +19,17 @@ const order: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 
 const maxValueChars = 256;
 
 function bounded(text: string): string {
-  return text.length <= maxValueChars ? text : `${text.slice(0, maxValueChars)}…(+${text.length - maxValueChars} chars)`;
+  return text.length <= maxValueChars
+    ? text
+    : `${text.slice(0, maxValueChars)}…(+${text.length - maxValueChars} chars)`;
 }
 
 function formatValue(value: unknown): string {
   if (value instanceof Error) return JSON.stringify(bounded(value.message));
-  if (typeof value === "string") return /^[\w.:/@+-]*$/.test(value) && value !== "" && value.length <= maxValueChars ? value : JSON.stringify(bounded(value));
+  if (typeof value === "string")
+    return /^[\w.:/@+-]*$/.test(value) && value !== "" && value.length <= maxValueChars
+      ? value
+      : JSON.stringify(bounded(value));
   return bounded(JSON.stringify(value) ?? "undefined");
 }
 
@@ -37,7 +42,11 @@ export function formatLine(level: LogLevel, msg: string, fields: LogFields): str
 
 /** eventOf: the stable name of a log message (`login failed` -> `login_failed`), for log pipelines. */
 export function eventOf(msg: string): string {
-  return msg.toLowerCase().replace(/[^a-z0-9]+/g, "_").replace(/^_|_$/g, "").slice(0, 64);
+  return msg
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, "_")
+    .replace(/^_|_$/g, "")
+    .slice(0, 64);
 }
 
 /** formatJson: one JSON object per line (journald, Loki, Elastic), values bounded like the text form. */
@@ -45,7 +54,14 @@ export function formatJson(level: LogLevel, msg: string, fields: LogFields): str
   const out: Record<string, unknown> = { level, event: eventOf(msg), msg: bounded(msg) };
   for (const [k, v] of Object.entries(fields)) {
     if (v === undefined || k === "level" || k === "event" || k === "msg") continue;
-    out[k] = v instanceof Error ? bounded(v.message) : typeof v === "string" ? bounded(v) : typeof v === "object" && v !== null ? bounded(JSON.stringify(v)) : v;
+    out[k] =
+      v instanceof Error
+        ? bounded(v.message)
+        : typeof v === "string"
+          ? bounded(v)
+          : typeof v === "object" && v !== null
+            ? bounded(JSON.stringify(v))
+            : v;
   }
   return JSON.stringify(out);
 }
@@ -54,7 +70,10 @@ export function formatJson(level: LogLevel, msg: string, fields: LogFields): str
  * rateLimited: at most `perSecond` lines a second for one message (a flood of failed logins from a
  * sprayer is one message); what is held back is counted and reported once the second is over.
  */
-function rateLimited(write: (line: string) => void, perSecond: number): (level: LogLevel, msg: string, line: string) => void {
+function rateLimited(
+  write: (line: string) => void,
+  perSecond: number,
+): (level: LogLevel, msg: string, line: string) => void {
   const seconds = new Map<string, { second: number; count: number; suppressed: number }>();
   return (level, msg, line) => {
     const second = Math.floor(Date.now() / 1000);
@@ -71,17 +90,32 @@ function rateLimited(write: (line: string) => void, perSecond: number): (level: 
 
 /** createLogger: `write` defaults to stdout; tests pass an array sink. */
 export function createLogger(
-  opts: { level?: LogLevel; write?: (line: string) => void; base?: LogFields; perSecond?: number; format?: "text" | "json" } = {},
+  opts: {
+    level?: LogLevel;
+    write?: (line: string) => void;
+    base?: LogFields;
+    perSecond?: number;
+    format?: "text" | "json";
+  } = {},
 ): Logger {
   const min = order[opts.level ?? "info"];
-  const write = opts.write ?? ((line: string) => process.stdout.write(line + "\n"));
+  const write = opts.write ?? ((line: string) => process.stdout.write(`${line}\n`));
   const base = opts.base ?? {};
   const limited = rateLimited(write, opts.perSecond ?? 50);
   const build = (fields: LogFields): Logger => {
-    const emit = (level: LogLevel) => (msg: string, more: LogFields = {}) => {
-      if (order[level] >= min) limited(level, msg, (opts.format === "json" ? formatJson : formatLine)(level, msg, { ...fields, ...more }));
+    const emit =
+      (level: LogLevel) =>
+      (msg: string, more: LogFields = {}) => {
+        if (order[level] >= min)
+          limited(level, msg, (opts.format === "json" ? formatJson : formatLine)(level, msg, { ...fields, ...more }));
+      };
+    return {
+      debug: emit("debug"),
+      info: emit("info"),
+      warn: emit("warn"),
+      error: emit("error"),
+      child: (f) => build({ ...fields, ...f }),
     };
-    return { debug: emit("debug"), info: emit("info"), warn: emit("warn"), error: emit("error"), child: (f) => build({ ...fields, ...f }) };
   };
   return build(base);
 }

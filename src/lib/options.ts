@@ -43,7 +43,8 @@ const required = (raw: string | undefined, flag: string) => {
 };
 
 function portValue(raw: string, flag: string): number {
-  if (!/^\d+$/.test(raw) || Number(raw) > 65535) throw new ConfigError(`${flag} must be a port number 0-65535, got "${raw}"`);
+  if (!/^\d+$/.test(raw) || Number(raw) > 65535)
+    throw new ConfigError(`${flag} must be a port number 0-65535, got "${raw}"`);
   return Number(raw);
 }
 
@@ -64,7 +65,8 @@ export const option = {
     parse(raw, flag) {
       const text = required(raw, flag);
       const n = Number(text);
-      if (!/^\d+$/.test(text) || n < min || n > max) throw new ConfigError(`${flag} must be a whole number ${min}-${max}, got "${text}"`);
+      if (!/^\d+$/.test(text) || n < min || n > max)
+        throw new ConfigError(`${flag} must be a whole number ${min}-${max}, got "${text}"`);
       return n;
     },
   }),
@@ -85,19 +87,29 @@ export const option = {
     default: def,
     parse(raw, flag) {
       const text = required(raw, flag);
-      if (!choices.includes(text)) throw new ConfigError(`${flag} must be ${choices.slice(0, -1).join(", ")} or ${choices.at(-1)}, got "${text}"`);
+      if (!choices.includes(text))
+        throw new ConfigError(`${flag} must be ${choices.slice(0, -1).join(", ")} or ${choices.at(-1)}, got "${text}"`);
       return text as C[number];
     },
   }),
   /** free text (a path, an address); undefined when not given and without default */
-  text: <D extends string | undefined = undefined>(help: string, metavar: string, def?: D): Option<D extends string ? string : string | undefined> => ({
+  text: <D extends string | undefined = undefined>(
+    help: string,
+    metavar: string,
+    def?: D,
+  ): Option<D extends string ? string : string | undefined> => ({
     help,
     metavar,
     default: def,
     parse: (raw) => raw as D extends string ? string : string | undefined,
   }),
   /** anything else: the parse is the option's own */
-  custom: <T>(help: string, metavar: string, parse: (raw: string | undefined, flag: string) => T, def?: string): Option<T> => ({ help, metavar, default: def, parse }),
+  custom: <T>(
+    help: string,
+    metavar: string,
+    parse: (raw: string | undefined, flag: string) => T,
+    def?: string,
+  ): Option<T> => ({ help, metavar, default: def, parse }),
   /** an old name, parsed like `like`, that logs `sentence` when given */
   deprecated: <T>(like: Option<T>, help: string, sentence: string): Option<T | undefined> => ({
     help,

@@ -9,13 +9,22 @@ const AF_UNIX = 1;
 const SOCK_DGRAM = 2;
 const SOCK_CLOEXEC = 0o2000000;
 
-type Libc = { symbols: { socket(d: number, t: number, p: number): number; sendto(fd: number, buf: unknown, len: number, flags: number, addr: unknown, alen: number): number | bigint; close(fd: number): number } };
+type Libc = {
+  symbols: {
+    socket(d: number, t: number, p: number): number;
+    sendto(fd: number, buf: unknown, len: number, flags: number, addr: unknown, alen: number): number | bigint;
+    close(fd: number): number;
+  };
+};
 let libc: Libc | undefined;
 
 function open(): Libc {
   libc ??= dlopen("libc.so.6", {
     socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
-    sendto: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i64 },
+    sendto: {
+      args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32, FFIType.ptr, FFIType.u32],
+      returns: FFIType.i64,
+    },
     close: { args: [FFIType.i32], returns: FFIType.i32 },
   }) as unknown as Libc;
   return libc;

@@ -35,7 +35,8 @@ export class TlsSource {
 
   /** load: reads the configured files, or makes (once) and reads the self-signed pair. */
   async load(): Promise<TlsMaterial> {
-    if (this.opts.certFile && this.opts.keyFile) return (this.#material = read(this.opts.certFile, this.opts.keyFile, "files"));
+    if (this.opts.certFile && this.opts.keyFile)
+      return (this.#material = read(this.opts.certFile, this.opts.keyFile, "files"));
     const dir = join(this.opts.dataDir, "tls");
     const certFile = join(dir, "gatehouse.crt");
     const keyFile = join(dir, "gatehouse.key");
@@ -96,11 +97,14 @@ function read(certFile: string, keyFile: string, source: TlsMaterial["source"]):
 async function makeSelfSigned(dir: string, certFile: string, keyFile: string): Promise<void> {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   // node-opcua-crypto makes keys and certificates in JavaScript: no openssl binary on the device.
-  const { generateKeyPair, privateKeyToPEM, createSelfSignedCertificate, CertificatePurpose } = await import("node-opcua-crypto");
+  const { generateKeyPair, privateKeyToPEM, createSelfSignedCertificate, CertificatePurpose } = await import(
+    "node-opcua-crypto"
+  );
   const { privateKey } = await generateKeyPair(2048);
   const host = hostname();
   const ips = new Set<string>(["127.0.0.1"]);
-  for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) if (a.family === "IPv4") ips.add(a.address);
+  for (const list of Object.values(networkInterfaces()))
+    for (const a of list ?? []) if (a.family === "IPv4") ips.add(a.address);
   const { cert } = await createSelfSignedCertificate({
     privateKey,
     subject: `/CN=${host}/O=Gatehouse`,

@@ -7,12 +7,20 @@ import { mqttListener } from "./mqtt/index.ts";
 import { opcuaListener } from "./opcua/index.ts";
 import { vrpcListener } from "./vrpc/index.ts";
 
+// biome-ignore lint/suspicious/noExplicitAny: each entry keeps its own option type; the list only checks their shape
+type AnyListenerModule = ListenerModule<any>;
+
 /**
  * listenerRegistry: every protocol, once, in start order (the slow OPC UA last, so the others serve
  * while it loads). A new protocol is one folder plus one line here; `serve` flags, `--help`, boot and
  * the login type rules all loop over this list.
  */
-export const listenerRegistry = [httpListener, mqttListener, vrpcListener, opcuaListener] as const satisfies readonly ListenerModule<any>[];
+export const listenerRegistry = [
+  httpListener,
+  mqttListener,
+  vrpcListener,
+  opcuaListener,
+] as const satisfies readonly AnyListenerModule[];
 
 /** Every integration type must be admitted by some listener: `tsc` fails here when one is not. */
 type Unserved = Exclude<IntegrationType, (typeof listenerRegistry)[number]["accepts"][number]>;
@@ -25,4 +33,6 @@ export function acceptsTable(): AcceptsTable {
 
 /** requestTypeOf: the type of an onboarding request: the listener's own unless a part claims it. */
 export const requestTypeOf: RequestTypeOf = (listener, username, clientId) =>
-  (listenerRegistry as readonly ListenerModule<unknown>[]).find((m) => m.type !== listener && m.claimsRequest?.(listener, username, clientId))?.type ?? listener;
+  (listenerRegistry as readonly ListenerModule<unknown>[]).find(
+    (m) => m.type !== listener && m.claimsRequest?.(listener, username, clientId),
+  )?.type ?? listener;

@@ -68,5 +68,7 @@ export interface ListenerModule<O, S extends OptionSet = OptionSet> {
  * Usage: `defineListener<Options>()({ type, accepts, ... })`.
  */
 export function defineListener<O>() {
-  return <const A extends readonly IntegrationType[], S extends OptionSet>(module: ListenerModule<O, S> & { readonly accepts: A }) => module;
+  return <const A extends readonly IntegrationType[], S extends OptionSet>(
+    module: ListenerModule<O, S> & { readonly accepts: A },
+  ) => module;
 }

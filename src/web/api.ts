@@ -42,7 +42,13 @@ export function apiRoutes(core: Core) {
         const q = parseListQuery(query);
         const pageSize = Number(query.pageSize ?? 50);
         const result = credentials.list({ ...q, pageSize }, sessions.onlineIds());
-        return { items: result.rows.map(view), total: result.total, page: result.page, pages: result.pages, pageSize: result.pageSize };
+        return {
+          items: result.rows.map(view),
+          total: result.total,
+          page: result.page,
+          pages: result.pages,
+          pageSize: result.pageSize,
+        };
       },
       {
         query: t.Object({
@@ -74,7 +80,11 @@ export function apiRoutes(core: Core) {
           },
           { additionalProperties: false },
         ),
-        detail: { summary: "Create an integration (topic permissions left out: the type's defaults); the password is returned once", tags: ["integrations"] },
+        detail: {
+          summary:
+            "Create an integration (topic permissions left out: the type's defaults); the password is returned once",
+          tags: ["integrations"],
+        },
       },
     )
     .get("/integrations/:id", ({ params }) => view(integrationOr404(params.id)), {
@@ -114,18 +124,29 @@ export function apiRoutes(core: Core) {
     .post(
       "/integrations/:id/reset-password",
       async ({ params, body }) => {
-        const { integration, password } = await credentials.resetPassword(integrationOr404(params.id).id, body?.password);
+        const { integration, password } = await credentials.resetPassword(
+          integrationOr404(params.id).id,
+          body?.password,
+        );
         return { integration: view(integration), password };
       },
       {
-        body: t.Optional(t.Object({ password: t.Optional(t.String({ maxLength: 256 })) }, { additionalProperties: false })),
+        body: t.Optional(
+          t.Object({ password: t.Optional(t.String({ maxLength: 256 })) }, { additionalProperties: false }),
+        ),
         detail: { summary: "Set a new (random unless given) password; sessions are dropped", tags: ["integrations"] },
       },
     )
-    .get("/sessions", ({ query }) => ({ items: sessions.list({ integrationId: query.integrationId ? Number(query.integrationId) : undefined }) }), {
-      query: t.Object({ integrationId: t.Optional(t.String({ pattern: "^[0-9]{1,12}$" })) }),
-      detail: { summary: "Live sessions", tags: ["sessions"] },
-    })
+    .get(
+      "/sessions",
+      ({ query }) => ({
+        items: sessions.list({ integrationId: query.integrationId ? Number(query.integrationId) : undefined }),
+      }),
+      {
+        query: t.Object({ integrationId: t.Optional(t.String({ pattern: "^[0-9]{1,12}$" })) }),
+        detail: { summary: "Live sessions", tags: ["sessions"] },
+      },
+    )
     .delete(
       "/sessions/:id",
       ({ params, set }) => {

@@ -44,10 +44,18 @@ const securityHeaders: Record<string, string> = {
   "cache-control": "no-store",
 };
 
-function errorResponse(request: Request, status: number, code: string, message: string, fields?: Record<string, string>): Response | Promise<Response> {
+function errorResponse(
+  request: Request,
+  status: number,
+  code: string,
+  message: string,
+  fields?: Record<string, string>,
+): Response | Promise<Response> {
   if (new URL(request.url).pathname.startsWith("/api/")) return problem(status, code, message, {}, fields);
   if (isHtmx(request)) {
-    return htmlResponse(`<p class="field-error" role="alert">${Bun.escapeHTML(message)}</p>`, status, { "hx-reswap": "none" });
+    return htmlResponse(`<p class="field-error" role="alert">${Bun.escapeHTML(message)}</p>`, status, {
+      "hx-reswap": "none",
+    });
   }
   return htmlResponse(
     <SimplePage title={status === 404 ? "Not found" : "Something went wrong"}>
@@ -77,98 +85,130 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
   const kit: PageKit = { adminOf, actorOf };
   const secrets = new OneTimeSecrets();
   // normalize: false: a field a route does not declare is a 400 naming it, never silently dropped (bodies.ts).
-  return new Elysia({ name: "gatehouse-web", normalize: false })
-    // 8 KB of request headers is plenty for devices, proxies and this page; more is a probe or an attack.
-    .onRequest(({ request }) => {
-      let headerBytes = 0;
-      request.headers.forEach((v, k) => void (headerBytes += k.length + v.length + 4));
-      if (headerBytes > 8 * 1024) return problem(431, "headers_too_large", "request headers larger than 8 KB");
-    })
-    // A listener's routes (device data, forward auth) never meet the admin guard, pages or cookies.
-    .onRequest(({ request }) => {
-      if (mounts.length === 0) return;
-      const path = new URL(request.url).pathname;
-      const mount = mounts.find((m) => m.claims(path));
-      if (mount) return mount.fetch(request, remoteOf(request));
-    })
-    // html() gives handlers ctx.html(); its autoDetect would turn any string that looks like HTML
-    // into a page, the API's too. Only page routes get text/html here.
-    .use(html({ autoDetect: false }))
-    .mapResponse({ as: "global" }, ({ responseValue, path, set }) => {
-      if (typeof responseValue === "string" && !path.startsWith("/api/")) {
-        return htmlResponse(responseValue, typeof set.status === "number" ? set.status : 200);
-      }
-    })
-    .onRequest(({ request, set }) => {
-      Object.assign(set.headers, securityHeaders);
-      const length = Number(request.headers.get("content-length") ?? 0);
-      if (length > maxBody) return errorResponse(request, 413, "payload_too_large", `request body larger than ${maxBody} bytes`);
-      // A body without a declared length (chunked) would be read whole, up to the server's limit (the
-      // device routes' 1 MB), before anything could judge it: these routes want it declared. Browsers,
-      // htmx, curl and every HTTP library send Content-Length for a body they hold.
-      if (request.headers.has("transfer-encoding")) return errorResponse(request, 411, "length_required", "send the body with a Content-Length (not chunked)");
-    })
-    .onError(({ code, error, request }) => {
-      if (error instanceof Denied) return error.response;
-      if (error instanceof AppError) return errorResponse(request, httpStatusOf[error.code], error.code, error.message, error.fields);
-      if (isBusy(error)) {
-        log.warn("database busy", { method: request.method, path: new URL(request.url).pathname });
-        return errorResponse(request, 503, "unavailable", "the database is locked by another process (a CLI command?); nothing was changed, try again in a moment");
-      }
-      switch (code) {
-        case "VALIDATION": {
-          const extra = unknownFields(error);
-          if (extra) {
-            const names = `${extra.unknown.join(", ")}${extra.more ? " and more" : ""}`;
-            const takes = extra.accepted.length ? `; it takes ${extra.accepted.join(", ")}` : "; it takes no fields";
-            const fields = Object.fromEntries(extra.unknown.map((n) => [n, "unknown field"]));
-            return errorResponse(request, 400, "invalid_request", `invalid request: this route does not take ${names}${takes}`, fields);
-          }
-          return errorResponse(request, 400, "invalid_request", `invalid request: ${summarizeValidation(error)}`);
+  return (
+    new Elysia({ name: "gatehouse-web", normalize: false })
+      // 8 KB of request headers is plenty for devices, proxies and this page; more is a probe or an attack.
+      .onRequest(({ request }) => {
+        let headerBytes = 0;
+        request.headers.forEach((v, k) => void (headerBytes += k.length + v.length + 4));
+        if (headerBytes > 8 * 1024) return problem(431, "headers_too_large", "request headers larger than 8 KB");
+      })
+      // A listener's routes (device data, forward auth) never meet the admin guard, pages or cookies.
+      .onRequest(({ request }) => {
+        if (mounts.length === 0) return;
+        const path = new URL(request.url).pathname;
+        const mount = mounts.find((m) => m.claims(path));
+        if (mount) return mount.fetch(request, remoteOf(request));
+      })
+      // html() gives handlers ctx.html(); its autoDetect would turn any string that looks like HTML
+      // into a page, the API's too. Only page routes get text/html here.
+      .use(html({ autoDetect: false }))
+      .mapResponse({ as: "global" }, ({ responseValue, path, set }) => {
+        if (typeof responseValue === "string" && !path.startsWith("/api/")) {
+          return htmlResponse(responseValue, typeof set.status === "number" ? set.status : 200);
         }
-        case "PARSE":
-          return errorResponse(request, 400, "malformed_body", "the request body could not be parsed");
-        case "NOT_FOUND":
-          return errorResponse(request, 404, "not_found", "no such page");
-        default:
-          log.error("request failed", { method: request.method, path: new URL(request.url).pathname, err: error });
-          return errorResponse(request, 500, "internal", "internal error; the appliance keeps running and nothing was changed");
-      }
-    })
-    .get("/healthz", () => jsonResponse({ status: "ok", version: opts.version ?? "dev" }))
-    .get("/readyz", () => {
-      const r = opts.readiness?.() ?? { ready: true, reasons: [] };
-      return jsonResponse({ status: r.ready ? "ready" : "not ready", reasons: r.reasons }, r.ready ? 200 : 503);
-    })
+      })
+      .onRequest(({ request, set }) => {
+        Object.assign(set.headers, securityHeaders);
+        const length = Number(request.headers.get("content-length") ?? 0);
+        if (length > maxBody)
+          return errorResponse(request, 413, "payload_too_large", `request body larger than ${maxBody} bytes`);
+        // A body without a declared length (chunked) would be read whole, up to the server's limit (the
+        // device routes' 1 MB), before anything could judge it: these routes want it declared. Browsers,
+        // htmx, curl and every HTTP library send Content-Length for a body they hold.
+        if (request.headers.has("transfer-encoding"))
+          return errorResponse(request, 411, "length_required", "send the body with a Content-Length (not chunked)");
+      })
+      .onError(({ code, error, request }) => {
+        if (error instanceof Denied) return error.response;
+        if (error instanceof AppError)
+          return errorResponse(request, httpStatusOf[error.code], error.code, error.message, error.fields);
+        if (isBusy(error)) {
+          log.warn("database busy", { method: request.method, path: new URL(request.url).pathname });
+          return errorResponse(
+            request,
+            503,
+            "unavailable",
+            "the database is locked by another process (a CLI command?); nothing was changed, try again in a moment",
+          );
+        }
+        switch (code) {
+          case "VALIDATION": {
+            const extra = unknownFields(error);
+            if (extra) {
+              const names = `${extra.unknown.join(", ")}${extra.more ? " and more" : ""}`;
+              const takes = extra.accepted.length ? `; it takes ${extra.accepted.join(", ")}` : "; it takes no fields";
+              const fields = Object.fromEntries(extra.unknown.map((n) => [n, "unknown field"]));
+              return errorResponse(
+                request,
+                400,
+                "invalid_request",
+                `invalid request: this route does not take ${names}${takes}`,
+                fields,
+              );
+            }
+            return errorResponse(request, 400, "invalid_request", `invalid request: ${summarizeValidation(error)}`);
+          }
+          case "PARSE":
+            return errorResponse(request, 400, "malformed_body", "the request body could not be parsed");
+          case "NOT_FOUND":
+            return errorResponse(request, 404, "not_found", "no such page");
+          default:
+            log.error("request failed", { method: request.method, path: new URL(request.url).pathname, err: error });
+            return errorResponse(
+              request,
+              500,
+              "internal",
+              "internal error; the appliance keeps running and nothing was changed",
+            );
+        }
+      })
+      .get("/healthz", () => jsonResponse({ status: "ok", version: opts.version ?? "dev" }))
+      .get("/readyz", () => {
+        const r = opts.readiness?.() ?? { ready: true, reasons: [] };
+        return jsonResponse({ status: r.ready ? "ready" : "not ready", reasons: r.reasons }, r.ready ? 200 : 503);
+      })
 
-    .use(assetRoutes())
-    .use(authGuard(core, nav))
-    // The API's description needs what the API needs (a token or a signed-in admin): it tells an
-    // unauthenticated stranger nothing, and the README says every /api/ route is guarded.
-    .use(
-      openapi({
-        path: "/api/v1/openapi",
-        provider: null, // the UI would load from a CDN; the JSON document is what tools need
-        documentation: {
-          info: { title: "Gatehouse API", version: opts.version ?? "dev", description: "Integrations and sessions. Authenticate with `Authorization: Bearer <token>` (create one under API tokens)." },
-          components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
-          security: [{ bearer: [] }],
-        },
-        exclude: { paths: [/^\/(?!api\/v1\/)/] },
-      }),
-    )
-    // Prometheus: an API token (Authorization: Bearer) or a signed-in admin. After the guard: a route
-    // registered before it is not guarded (Elysia applies hooks to the routes that follow them).
-    .get("/metrics", async () => new Response(await core.metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } }))
-    .use(authRoutes(core))
-    .use(integrationPages(core, secrets, opts.describe ?? (() => undefined)))
-    .use(oneTimePages(secrets))
-    .use(eventStream(core))
-    .use(tokenPages(core, secrets))
-    .use(partRoutes(pages, kit))
-    .use(onboardingRoutes(core))
-    .use(settingsPages(core))
-    .use(apiRoutes(core));
+      .use(assetRoutes())
+      .use(authGuard(core, nav))
+      // The API's description needs what the API needs (a token or a signed-in admin): it tells an
+      // unauthenticated stranger nothing, and the README says every /api/ route is guarded.
+      .use(
+        openapi({
+          path: "/api/v1/openapi",
+          provider: null, // the UI would load from a CDN; the JSON document is what tools need
+          documentation: {
+            info: {
+              title: "Gatehouse API",
+              version: opts.version ?? "dev",
+              description:
+                "Integrations and sessions. Authenticate with `Authorization: Bearer <token>` (create one under API tokens).",
+            },
+            components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
+            security: [{ bearer: [] }],
+          },
+          exclude: { paths: [/^\/(?!api\/v1\/)/] },
+        }),
+      )
+      // Prometheus: an API token (Authorization: Bearer) or a signed-in admin. After the guard: a route
+      // registered before it is not guarded (Elysia applies hooks to the routes that follow them).
+      .get(
+        "/metrics",
+        async () =>
+          new Response(await core.metrics.render(), {
+            headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+          }),
+      )
+      .use(authRoutes(core))
+      .use(integrationPages(core, secrets, opts.describe ?? (() => undefined)))
+      .use(oneTimePages(secrets))
+      .use(eventStream(core))
+      .use(tokenPages(core, secrets))
+      .use(partRoutes(pages, kit))
+      .use(onboardingRoutes(core))
+      .use(settingsPages(core))
+      .use(apiRoutes(core))
+  );
 }
 
 /** partRoutes: every part's pages and API routes as one plugin, in registry order. */

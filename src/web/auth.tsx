@@ -5,17 +5,23 @@ import { enterActor } from "../core/activity.ts";
 import type { AdminSession } from "../core/admins.ts";
 import type { Core } from "../core/index.ts";
 import { AppError } from "../lib/errors.ts";
-import { field, htmlResponse, isHtmx, jsonResponse, problem, redirect, remoteOf, safeNext } from "../lib/http.ts";
+import { field, htmlResponse, isHtmx, problem, redirect, remoteOf, safeNext } from "../lib/http.ts";
 import { formFields } from "../lib/bodies.ts";
 import { randomToken } from "../lib/ids.ts";
 import type { NavItem, PageAdmin } from "../lib/pages.ts";
 import { LoginPage, SetupPage } from "../../views/pages/login.tsx";
 
 export const sessionCookie = "gh_session";
+
+/** Cookies: the request's cookie jar as Elysia hands it to a handler. */
+// biome-ignore lint/suspicious/noExplicitAny: Elysia's jar type is generic over the route's schema
+type Cookies = Record<string, any>;
 /** preauthCookie: double-submit CSRF token for the two forms used before there is a session. */
 const preauthCookie = "gh_preauth";
 
-export type Auth = { kind: "session"; token: string; session: AdminSession; nav: readonly NavItem[] } | { kind: "token"; name: string };
+export type Auth =
+  | { kind: "session"; token: string; session: AdminSession; nav: readonly NavItem[] }
+  | { kind: "token"; name: string };
 
 const authByRequest = new WeakMap<Request, Auth>();
 
@@ -50,7 +56,13 @@ function equalTokens(a: string | undefined, b: string | undefined): boolean {
 /** cookieOptions: the session cookie's flags (Secure behind HTTPS or a TLS-terminating proxy). */
 export function cookieOptions(request: Request, maxAge?: number) {
   const secure = new URL(request.url).protocol === "https:" || request.headers.get("x-forwarded-proto") === "https";
-  return { httpOnly: true, sameSite: "strict" as const, path: "/", secure, ...(maxAge !== undefined ? { maxAge } : {}) };
+  return {
+    httpOnly: true,
+    sameSite: "strict" as const,
+    path: "/",
+    secure,
+    ...(maxAge !== undefined ? { maxAge } : {}),
+  };
 }
 
 /** crossSite: a browser's Origin header that names another host is refused outright. */
@@ -69,13 +81,19 @@ function deny(request: Request, status: 401 | 403, message: string): never {
 }
 
 function denial(request: Request, status: 401 | 403, message: string): Response {
-  if (new URL(request.url).pathname.startsWith("/api/")) return problem(status, status === 401 ? "unauthorized" : "forbidden", message);
+  if (new URL(request.url).pathname.startsWith("/api/"))
+    return problem(status, status === 401 ? "unauthorized" : "forbidden", message);
   if (status === 401) {
     const next = new URL(request.url);
     const login = `/login?next=${encodeURIComponent(next.pathname + next.search)}`;
-    return isHtmx(request) ? new Response(null, { status: 401, headers: { "hx-redirect": "/login" } }) : redirect(login);
+    return isHtmx(request)
+      ? new Response(null, { status: 401, headers: { "hx-redirect": "/login" } })
+      : redirect(login);
   }
-  return htmlResponse(`<!doctype html><title>Forbidden</title><p>${message}</p><p><a href="/integrations">Back</a></p>`, 403);
+  return htmlResponse(
+    `<!doctype html><title>Forbidden</title><p>${message}</p><p><a href="/integrations">Back</a></p>`,
+    403,
+  );
 }
 
 /** Denied: thrown by the guard (transform hooks cannot answer); the app's onError returns `response`. */
@@ -100,7 +118,8 @@ export function authGuard(core: Core, nav: readonly NavItem[] = []) {
     if (bearer) {
       // Tokens are for the API: a page route refuses one before it acts (and tokens cannot manage
       // tokens or trust certificates, which live on pages only).
-      if (!path.startsWith("/api/") && path !== "/metrics") return deny(request, 403, "API tokens work on /api/ routes and /metrics only");
+      if (!path.startsWith("/api/") && path !== "/metrics")
+        return deny(request, 403, "API tokens work on /api/ routes and /metrics only");
       const token = core.admins.resolveApiToken(bearer);
       if (!token) return deny(request, 401, "invalid API token");
       authByRequest.set(request, { kind: "token", name: token.name });
@@ -123,18 +142,18 @@ export function authGuard(core: Core, nav: readonly NavItem[] = []) {
 
 /** authRoutes: sign-in, sign-out and first-admin setup. */
 export function authRoutes(core: Core) {
-  const issuePreauth = (request: Request, cookie: Record<string, any>) => {
+  const issuePreauth = (request: Request, cookie: Cookies) => {
     const t = randomToken();
     cookie[preauthCookie].set({ value: t, ...cookieOptions(request, 3600) });
     return t;
   };
-  const checkPreauth = (request: Request, cookie: Record<string, any>, body: unknown) => {
+  const checkPreauth = (request: Request, cookie: Cookies, body: unknown) => {
     if (crossSite(request) || !equalTokens(field(body, "_csrf"), cookie[preauthCookie]?.value)) {
       throw new AppError("forbidden", "the form expired or came from another site; reload the page and try again");
     }
   };
-  const startSession = (request: Request, cookie: Record<string, any>, token: string) => {
-    cookie[sessionCookie].set({ value: token, ...cookieOptions(request, Math.floor((core.admins.sessionTtlMs) / 1000)) });
+  const startSession = (request: Request, cookie: Cookies, token: string) => {
+    cookie[sessionCookie].set({ value: token, ...cookieOptions(request, Math.floor(core.admins.sessionTtlMs / 1000)) });
     cookie[preauthCookie].remove();
   };
 
@@ -144,52 +163,86 @@ export function authRoutes(core: Core) {
         return (
           <SimplePage title="No admin yet">
             <p>
-              No admin exists yet. Open the setup link printed in the appliance's log (<code>journalctl -u gatehouse</code>), or run{" "}
-              <code>gatehouse admin set-password --username NAME</code> on the device.
+              No admin exists yet. Open the setup link printed in the appliance's log (
+              <code>journalctl -u gatehouse</code>), or run <code>gatehouse admin set-password --username NAME</code> on
+              the device.
             </p>
           </SimplePage>
         );
       }
       return <LoginPage csrfToken={issuePreauth(request, cookie)} next={safeNext(query.next)} />;
     })
-    .post("/login", async ({ request, cookie, body }) => {
-      checkPreauth(request, cookie, body);
-      const username = field(body, "username") ?? "";
-      try {
-        const { token } = await core.admins.signIn(username, field(body, "password") ?? "", remoteOf(request), request.signal);
-        startSession(request, cookie, token);
-        return redirect(safeNext(field(body, "next")));
-      } catch (err) {
-        if (!(err instanceof AppError)) throw err;
-        const status = err.code === "rate_limited" ? 429 : 401;
-        return htmlResponse(<LoginPage csrfToken={issuePreauth(request, cookie)} error={err.message} username={username} next={safeNext(field(body, "next"))} />, status);
-      }
-    }, { body: formFields("next", "username", "password") })
-    .post("/logout", ({ request, cookie }) => {
-      const auth = authOf(request);
-      if (auth.kind === "session") core.admins.signOut(auth.token);
-      cookie[sessionCookie]?.remove();
-      return isHtmx(request) ? new Response(null, { headers: { "hx-redirect": "/login" } }) : redirect("/login");
-    }, { body: formFields() })
+    .post(
+      "/login",
+      async ({ request, cookie, body }) => {
+        checkPreauth(request, cookie, body);
+        const username = field(body, "username") ?? "";
+        try {
+          const { token } = await core.admins.signIn(
+            username,
+            field(body, "password") ?? "",
+            remoteOf(request),
+            request.signal,
+          );
+          startSession(request, cookie, token);
+          return redirect(safeNext(field(body, "next")));
+        } catch (err) {
+          if (!(err instanceof AppError)) throw err;
+          const status = err.code === "rate_limited" ? 429 : 401;
+          return htmlResponse(
+            <LoginPage
+              csrfToken={issuePreauth(request, cookie)}
+              error={err.message}
+              username={username}
+              next={safeNext(field(body, "next"))}
+            />,
+            status,
+          );
+        }
+      },
+      { body: formFields("next", "username", "password") },
+    )
+    .post(
+      "/logout",
+      ({ request, cookie }) => {
+        const auth = authOf(request);
+        if (auth.kind === "session") core.admins.signOut(auth.token);
+        cookie[sessionCookie]?.remove();
+        return isHtmx(request) ? new Response(null, { headers: { "hx-redirect": "/login" } }) : redirect("/login");
+      },
+      { body: formFields() },
+    )
     .get("/setup", ({ request, cookie, query }) => {
       if (!core.admins.setupTokenValid(query.token)) {
-        return htmlResponse(`<!doctype html><title>Setup</title><p>This setup link is invalid, used or expired. Restart the appliance for a new one or run <code>gatehouse admin set-password</code>.</p>`, 403);
+        return htmlResponse(
+          `<!doctype html><title>Setup</title><p>This setup link is invalid, used or expired. Restart the appliance for a new one or run <code>gatehouse admin set-password</code>.</p>`,
+          403,
+        );
       }
       return <SetupPage csrfToken={issuePreauth(request, cookie)} token={query.token!} />;
     })
-    .post("/setup", async ({ request, cookie, body }) => {
-      checkPreauth(request, cookie, body);
-      const token = field(body, "token") ?? "";
-      const password = field(body, "password") ?? "";
-      const again = (error: string, status = 400) => htmlResponse(<SetupPage csrfToken={issuePreauth(request, cookie)} token={token} error={error} />, status);
-      if (password !== field(body, "confirm")) return again("the two passwords differ");
-      try {
-        const { token: sessionToken } = await core.admins.completeSetup(token, field(body, "username") ?? "", password);
-        startSession(request, cookie, sessionToken);
-        return redirect("/integrations");
-      } catch (err) {
-        if (err instanceof AppError) return again(err.message, err.code === "forbidden" ? 403 : 400);
-        throw err;
-      }
-    }, { body: formFields("token", "username", "password", "confirm") });
+    .post(
+      "/setup",
+      async ({ request, cookie, body }) => {
+        checkPreauth(request, cookie, body);
+        const token = field(body, "token") ?? "";
+        const password = field(body, "password") ?? "";
+        const again = (error: string, status = 400) =>
+          htmlResponse(<SetupPage csrfToken={issuePreauth(request, cookie)} token={token} error={error} />, status);
+        if (password !== field(body, "confirm")) return again("the two passwords differ");
+        try {
+          const { token: sessionToken } = await core.admins.completeSetup(
+            token,
+            field(body, "username") ?? "",
+            password,
+          );
+          startSession(request, cookie, sessionToken);
+          return redirect("/integrations");
+        } catch (err) {
+          if (err instanceof AppError) return again(err.message, err.code === "forbidden" ? 403 : 400);
+          throw err;
+        }
+      },
+      { body: formFields("token", "username", "password", "confirm") },
+    );
 }

@@ -59,7 +59,9 @@ export function oneTimePages(secrets: OneTimeSecrets) {
       return htmlResponse(
         <SimplePage title="Already shown" admin={admin}>
           <p>This page showed a password or token once and will not show it again; nothing was changed now.</p>
-          <p>If it was not copied, reset the password (or create a new token) and copy it from the page that follows.</p>
+          <p>
+            If it was not copied, reset the password (or create a new token) and copy it from the page that follows.
+          </p>
           <p>
             <a href="/integrations">Back to integrations</a>
           </p>

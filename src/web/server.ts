@@ -65,43 +65,52 @@ export function createWebServer(
     maxConnections?: number;
   },
 ): WebServer {
-  const servers: { scheme: "http" | "https"; server: ReturnType<typeof Bun.serve<WsData, never>>; front?: AcceptFront }[] = [];
+  const servers: {
+    scheme: "http" | "https";
+    server: ReturnType<typeof Bun.serve<WsData, never>>;
+    front?: AcceptFront;
+  }[] = [];
   let detachTls: (() => void) | undefined;
   const websockets = opts.websockets ?? [];
 
-  const handler = (scheme: "http" | "https") => (request: Request, server: ReturnType<typeof Bun.serve<WsData, never>>) => {
-    const ip = server.requestIP(request);
-    let remote = ip?.address ?? "local";
-    const front = servers.find((s) => s.server === server)?.front;
-    if (front) {
-      // through the accept front: the client is the one behind this loopback connection
-      const peer = ip ? front.peer(ip.port) : undefined;
-      if (!peer) return new Response("connect through the public port", { status: 403 });
-      peer.entered();
-      remote = peer.remote;
-    }
-    if (opts.trustedProxies) remote = clientAddress(remote, request.headers.get("x-forwarded-for"), opts.trustedProxies);
-    setRemote(request, remote);
-    setIdleHook(request, (seconds) => server.timeout(request, seconds ?? shortIdleSeconds));
-    const url = new URL(request.url);
-    if (scheme === "http" && opts.redirect && opts.httpsPort !== null) {
-      const https = servers.find((s) => s.scheme === "https");
-      const httpsPort = https?.front?.port ?? https?.server.port ?? opts.httpsPort;
-      return Response.redirect(`https://${url.hostname}:${httpsPort}${url.pathname}${url.search}`, 308);
-    }
-    const ws = websockets.find((w) => w.path === url.pathname);
-    if (ws && request.headers.get("upgrade")?.toLowerCase() === "websocket") {
-      const offered = (request.headers.get("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim());
-      const headers = ws.protocol && offered.includes(ws.protocol) ? { "sec-websocket-protocol": ws.protocol } : undefined;
-      const peer: WsPeer = { remote, send: () => {}, close: () => {} };
-      if (server.upgrade(request, { data: { mount: ws, peer }, headers })) return undefined as unknown as Response;
-      return new Response("a WebSocket upgrade was expected", { status: 400 });
-    }
-    const answer = app.handle(request);
-    if (!opts.requests) return answer;
-    const counter = opts.requests;
-    return answer.then((res) => (counter.inc({ class: routeClass(url.pathname, opts.routeClassOf), status: String(res.status) }), res));
-  };
+  const handler =
+    (scheme: "http" | "https") => (request: Request, server: ReturnType<typeof Bun.serve<WsData, never>>) => {
+      const ip = server.requestIP(request);
+      let remote = ip?.address ?? "local";
+      const front = servers.find((s) => s.server === server)?.front;
+      if (front) {
+        // through the accept front: the client is the one behind this loopback connection
+        const peer = ip ? front.peer(ip.port) : undefined;
+        if (!peer) return new Response("connect through the public port", { status: 403 });
+        peer.entered();
+        remote = peer.remote;
+      }
+      if (opts.trustedProxies)
+        remote = clientAddress(remote, request.headers.get("x-forwarded-for"), opts.trustedProxies);
+      setRemote(request, remote);
+      setIdleHook(request, (seconds) => server.timeout(request, seconds ?? shortIdleSeconds));
+      const url = new URL(request.url);
+      if (scheme === "http" && opts.redirect && opts.httpsPort !== null) {
+        const https = servers.find((s) => s.scheme === "https");
+        const httpsPort = https?.front?.port ?? https?.server.port ?? opts.httpsPort;
+        return Response.redirect(`https://${url.hostname}:${httpsPort}${url.pathname}${url.search}`, 308);
+      }
+      const ws = websockets.find((w) => w.path === url.pathname);
+      if (ws && request.headers.get("upgrade")?.toLowerCase() === "websocket") {
+        const offered = (request.headers.get("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim());
+        const headers =
+          ws.protocol && offered.includes(ws.protocol) ? { "sec-websocket-protocol": ws.protocol } : undefined;
+        const peer: WsPeer = { remote, send: () => {}, close: () => {} };
+        if (server.upgrade(request, { data: { mount: ws, peer }, headers })) return undefined as unknown as Response;
+        return new Response("a WebSocket upgrade was expected", { status: 400 });
+      }
+      const answer = app.handle(request);
+      if (!opts.requests) return answer;
+      const counter = opts.requests;
+      return answer.then(
+        (res) => (counter.inc({ class: routeClass(url.pathname, opts.routeClassOf), status: String(res.status) }), res),
+      );
+    };
 
   const websocket = {
     open(ws: ServerWebSocket<WsData>) {
@@ -128,15 +137,38 @@ export function createWebServer(
   const serve = (scheme: "http" | "https", port: number) => {
     const tls = scheme === "https" ? { cert: opts.tls!.current.cert, key: opts.tls!.current.key } : undefined;
     if (!opts.pool) {
-      const server = Bun.serve<WsData, never>({ hostname: opts.host, port, maxRequestBodySize: opts.maxBodyBytes, idleTimeout: shortIdleSeconds, tls, fetch: handler(scheme), websocket });
+      const server = Bun.serve<WsData, never>({
+        hostname: opts.host,
+        port,
+        maxRequestBodySize: opts.maxBodyBytes,
+        idleTimeout: shortIdleSeconds,
+        tls,
+        fetch: handler(scheme),
+        websocket,
+      });
       servers.push({ scheme, server });
       return;
     }
     // Bun.serve on a loopback port behind the accept front, which owns the public one
-    const server = Bun.serve<WsData, never>({ hostname: "127.0.0.1", port: 0, maxRequestBodySize: opts.maxBodyBytes, idleTimeout: shortIdleSeconds, tls, fetch: handler(scheme), websocket });
+    const server = Bun.serve<WsData, never>({
+      hostname: "127.0.0.1",
+      port: 0,
+      maxRequestBodySize: opts.maxBodyBytes,
+      idleTimeout: shortIdleSeconds,
+      tls,
+      fetch: handler(scheme),
+      websocket,
+    });
     const entry: (typeof servers)[number] = { scheme, server };
     servers.push(entry);
-    entry.front = startAcceptFront({ host: opts.host, port, backendPort: server.port!, pool: opts.pool, listener: scheme, maxConnections: opts.maxConnections ?? 2048 });
+    entry.front = startAcceptFront({
+      host: opts.host,
+      port,
+      backendPort: server.port!,
+      pool: opts.pool,
+      listener: scheme,
+      maxConnections: opts.maxConnections ?? 2048,
+    });
   };
 
   return {

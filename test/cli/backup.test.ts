@@ -21,12 +21,32 @@ const gatehouse = (args: string[]) => {
 
 /** snapshot: every file of a data dir with its bytes' digest: "unchanged" means this is equal. */
 function snapshot(dir: string): Record<string, string> {
-  return Object.fromEntries(readdirSync(dir).map((f) => [f, new Bun.CryptoHasher("sha256").update(readFileSync(join(dir, f))).digest("hex")]));
+  return Object.fromEntries(
+    readdirSync(dir).map((f) => [f, new Bun.CryptoHasher("sha256").update(readFileSync(join(dir, f))).digest("hex")]),
+  );
 }
 
 /** startAndStop: the appliance starts on the data dir (the whole app, OPC UA left out for speed). */
 async function startAndStop(dir: string): Promise<void> {
-  const config = parseServeConfig(["--data-dir", dir, "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "off", "--mqtt-port", "0", "--mqtts-port", "off", "--opcua-port", "off"], {});
+  const config = parseServeConfig(
+    [
+      "--data-dir",
+      dir,
+      "--bind",
+      "127.0.0.1",
+      "--http-port",
+      "0",
+      "--https-port",
+      "off",
+      "--mqtt-port",
+      "0",
+      "--mqtts-port",
+      "off",
+      "--opcua-port",
+      "off",
+    ],
+    {},
+  );
   const app = createApp(config, silentLogger, { hashCost: testHashCost });
   await app.start();
   await app.stop();
@@ -66,15 +86,38 @@ describe("restore treats the backup as hostile", () => {
   it.each([
     [
       "a trigger on integrations (resets the admin password on the next insert)",
-      (db: Database) => db.run("CREATE TRIGGER takeover AFTER INSERT ON integrations BEGIN UPDATE admins SET password_hash = 'attacker'; END"),
+      (db: Database) =>
+        db.run(
+          "CREATE TRIGGER takeover AFTER INSERT ON integrations BEGIN UPDATE admins SET password_hash = 'attacker'; END",
+        ),
       'extra trigger "takeover" on integrations',
     ],
-    ["a view", (db: Database) => db.run("CREATE VIEW everything AS SELECT username, password_hash FROM integrations"), 'extra view "everything"'],
+    [
+      "a view",
+      (db: Database) => db.run("CREATE VIEW everything AS SELECT username, password_hash FROM integrations"),
+      'extra view "everything"',
+    ],
     ["an extra table", (db: Database) => db.run("CREATE TABLE notes (x TEXT)"), 'extra table "notes"'],
-    ["an extra index", (db: Database) => db.run("CREATE INDEX integrations_hash_idx ON integrations (password_hash)"), 'extra index "integrations_hash_idx" on integrations'],
-    ["a changed table", (db: Database) => db.run("ALTER TABLE settings ADD COLUMN extra TEXT"), 'table "settings" differs'],
-    ["a dropped index", (db: Database) => db.run("DROP INDEX integrations_type_idx"), 'missing index "integrations_type_idx"'],
-    ["a forged migration timestamp", (db: Database) => db.run("UPDATE __drizzle_migrations SET created_at = created_at + 1"), "migration history differs"],
+    [
+      "an extra index",
+      (db: Database) => db.run("CREATE INDEX integrations_hash_idx ON integrations (password_hash)"),
+      'extra index "integrations_hash_idx" on integrations',
+    ],
+    [
+      "a changed table",
+      (db: Database) => db.run("ALTER TABLE settings ADD COLUMN extra TEXT"),
+      'table "settings" differs',
+    ],
+    [
+      "a dropped index",
+      (db: Database) => db.run("DROP INDEX integrations_type_idx"),
+      'missing index "integrations_type_idx"',
+    ],
+    [
+      "a forged migration timestamp",
+      (db: Database) => db.run("UPDATE __drizzle_migrations SET created_at = created_at + 1"),
+      "migration history differs",
+    ],
   ])("refuses %s with exit 2; the live database is untouched", (_, change, reason) => {
     const file = tampered(`tampered-${reason.replace(/\W+/g, "-")}.db`, change);
     const r = gatehouse(["restore", file, "--data-dir", live]);
@@ -110,7 +153,10 @@ describe("restore treats the backup as hostile", () => {
     const truncated = readFileSync(backup).subarray(0, 4096 * 3 + 100);
     writeFileSync(join(work, "truncated.db"), truncated);
     expect(gatehouse(["restore", join(work, "truncated.db"), "--data-dir", live]).err).toContain("truncated");
-    expect(gatehouse(["restore", "/dev/zero", "--data-dir", live])).toMatchObject({ code: 2, err: expect.stringContaining("not a regular file") });
+    expect(gatehouse(["restore", "/dev/zero", "--data-dir", live])).toMatchObject({
+      code: 2,
+      err: expect.stringContaining("not a regular file"),
+    });
     // the size bound (1 GiB in the CLI), here at 64 KiB
     expect(() => restoreDatabase(live, backup, () => {}, 64 * 1024)).toThrow(/at most 65536/);
     expect(snapshot(live)).toEqual(before);
@@ -127,10 +173,33 @@ describe("restore treats the backup as hostile", () => {
     expect(r.out).toContain("gatehouse.db.previous");
     expect(statSync(join(target, "gatehouse.db")).mode & 0o777).toBe(0o600);
     expect(existsSync(join(target, "gatehouse.db.previous"))).toBe(true);
-    const list = JSON.parse(gatehouse(["integrations", "list", "--json", "--data-dir", target]).out) as { username: string }[];
+    const list = JSON.parse(gatehouse(["integrations", "list", "--json", "--data-dir", target]).out) as {
+      username: string;
+    }[];
     expect(list.map((i) => i.username).sort()).toEqual(["line-1", "scada"]);
     // `serve` removes it once it is up on the restored one
-    const proc = Bun.spawn(["bun", main, "serve", "--data-dir", target, "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "off", "--mqtt-port", "off", "--mqtts-port", "off", "--opcua-port", "off"], { stdout: "pipe", stderr: "pipe" });
+    const proc = Bun.spawn(
+      [
+        "bun",
+        main,
+        "serve",
+        "--data-dir",
+        target,
+        "--bind",
+        "127.0.0.1",
+        "--http-port",
+        "0",
+        "--https-port",
+        "off",
+        "--mqtt-port",
+        "off",
+        "--mqtts-port",
+        "off",
+        "--opcua-port",
+        "off",
+      ],
+      { stdout: "pipe", stderr: "pipe" },
+    );
     try {
       const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
       let text = "";
@@ -159,7 +228,9 @@ describe("restore treats the backup as hostile", () => {
     expect(statSync(join(target, "gatehouse.db-wal")).size).toBeGreaterThan(0);
     expect(gatehouse(["restore", backup, "--data-dir", target]).code).toBe(0);
     expect(existsSync(join(target, "gatehouse.db-wal"))).toBe(false);
-    const restored = JSON.parse(gatehouse(["integrations", "list", "--json", "--data-dir", target]).out) as { username: string }[];
+    const restored = JSON.parse(gatehouse(["integrations", "list", "--json", "--data-dir", target]).out) as {
+      username: string;
+    }[];
     expect(restored.map((i) => i.username).sort()).toEqual(["line-1", "scada"]);
     const previous = new Database(join(target, "gatehouse.db.previous"), { readonly: true });
     expect(previous.query("SELECT username FROM integrations").all()).toEqual([{ username: "only-in-the-log" }]);
@@ -211,10 +282,14 @@ describe("files holding hashes are 0600 from the start (umask 022)", () => {
     expect(gatehouse(["export", join(dir, "e.json"), "--data-dir", data]).code).toBe(0);
     writeFileSync(join(dir, "old.json"), "{}", { mode: 0o644 });
     expect(gatehouse(["export", join(dir, "old.json"), "--data-dir", data]).code).toBe(0);
-    for (const f of ["b.db", "e.json", "old.json", "data/gatehouse.db"]) expect([f, statSync(join(dir, f)).mode & 0o777]).toEqual([f, 0o600]);
+    for (const f of ["b.db", "e.json", "old.json", "data/gatehouse.db"])
+      expect([f, statSync(join(dir, f)).mode & 0o777]).toEqual([f, 0o600]);
     expect(readFileSync(join(dir, "old.json"), "utf8")).toContain('"m1"');
     // a backup never replaces a file; no temp file is left beside it
-    expect(gatehouse(["backup", join(dir, "b.db"), "--data-dir", data])).toMatchObject({ code: 2, err: expect.stringContaining("exists") });
+    expect(gatehouse(["backup", join(dir, "b.db"), "--data-dir", data])).toMatchObject({
+      code: 2,
+      err: expect.stringContaining("exists"),
+    });
     expect(readdirSync(dir).sort()).toEqual(["b.db", "data", "e.json", "old.json"]);
   });
 });
@@ -228,7 +303,10 @@ describe("import --full treats the export as hostile", () => {
     core.stop();
     db.$client.close();
     mkdirSync(join(source, "pki", "trusted", "certs"), { recursive: true });
-    writeFileSync(join(source, "pki", "trusted", "certs", "client.pem"), "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+    writeFileSync(
+      join(source, "pki", "trusted", "certs", "client.pem"),
+      "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    );
     const exported = join(dir, "export.json");
     expect(gatehouse(["export", exported, "--data-dir", source]).code).toBe(0);
     const good = JSON.parse(readFileSync(exported, "utf8"));
@@ -239,9 +317,17 @@ describe("import --full treats the export as hostile", () => {
       writeFileSync(join(dir, name), JSON.stringify(doc));
       return gatehouse(["import", "--full", join(dir, name), "--data-dir", target]);
     };
-    const hugeIterations = variant("huge.json", (d) => d.integrations.push({ ...d.integrations[0], username: "huge", passwordHash: "$7$9999999$c29tZXNhbHRzYWx0$" + "A".repeat(86) + "==" }));
+    const hugeIterations = variant("huge.json", (d) =>
+      d.integrations.push({
+        ...d.integrations[0],
+        username: "huge",
+        passwordHash: `$7$9999999$c29tZXNhbHRzYWx0$${"A".repeat(86)}==`,
+      }),
+    );
     expect(hugeIterations.code).toBe(2);
-    expect(hugeIterations.err).toContain('entry 2 ("huge"): password hash: iteration count 9999999 exceeds the maximum of 100000');
+    expect(hugeIterations.err).toContain(
+      'entry 2 ("huge"): password hash: iteration count 9999999 exceeds the maximum of 100000',
+    );
     const shapes = variant("shapes.json", (d) => {
       d.integrations.push({ type: "mqtt", username: "x", passwordHash: 7, publishAcl: "#" });
       d.defaultPermissions.mqtt = { publishAcl: ["a/#/b"], subscribeAcl: [] };
@@ -255,7 +341,8 @@ describe("import --full treats the export as hostile", () => {
       "defaultPermissions mqtt.publishAcl",
       'trusted certificate "../../escape.pem": the name must end in .pem or .der',
       'trusted certificate "ok.pem": not base64',
-    ]) expect(shapes.err).toContain(expected);
+    ])
+      expect(shapes.err).toContain(expected);
     // nothing of either file arrived: no integration, no certificate, no temp file
     expect(JSON.parse(gatehouse(["integrations", "list", "--json", "--data-dir", target]).out)).toEqual([]);
     expect(existsSync(join(target, "pki"))).toBe(false);

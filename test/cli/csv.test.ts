@@ -10,7 +10,9 @@ describe("parseCsv (RFC 4180)", () => {
   });
 
   it("keeps quoted commas, doubled quotes and line breaks; accepts CRLF", () => {
-    expect(parseCsv('type,username,description\r\nmqtt,"a","Hall 3, ""north"" door"\r\nmqtt,b,"two\nlines"\r\n')).toEqual([
+    expect(
+      parseCsv('type,username,description\r\nmqtt,"a","Hall 3, ""north"" door"\r\nmqtt,b,"two\nlines"\r\n'),
+    ).toEqual([
       { type: "mqtt", username: "a", description: 'Hall 3, "north" door' },
       { type: "mqtt", username: "b", description: "two\nlines" },
     ]);

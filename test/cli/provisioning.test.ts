@@ -34,7 +34,11 @@ describe("credentials the moment the CLI says they exist", () => {
       const added = await cli("integrations", "add", "--type", "mqtt", "--username", `provisioned-${i}`, "--json");
       expect(added.code).toBe(0);
       const { password } = JSON.parse(added.out) as { password: string };
-      const code = await refusalCode(mqttPort, { username: `provisioned-${i}`, password, clientId: `provisioned-${i}` });
+      const code = await refusalCode(mqttPort, {
+        username: `provisioned-${i}`,
+        password,
+        clientId: `provisioned-${i}`,
+      });
       if (code !== 0) refused.push(`provisioned-${i}: CONNACK ${code}`);
     }
     expect(refused).toEqual([]);
@@ -69,7 +73,10 @@ describe("credentials the moment the CLI says they exist", () => {
 
   it("onboarding: CLI open, then an immediate registration is recorded, not told the window is closed", async () => {
     expect((await cli("onboarding", "open", "--minutes", "5")).code).toBe(0);
-    const res = await fetch(`${base}/api/v1/register`, { method: "POST", body: JSON.stringify({ username: "fresh-device", password: "fresh-device-password-1", type: "http" }) });
+    const res = await fetch(`${base}/api/v1/register`, {
+      method: "POST",
+      body: JSON.stringify({ username: "fresh-device", password: "fresh-device-password-1", type: "http" }),
+    });
     expect(res.status).toBe(202);
     expect((await cli("onboarding", "close")).code).toBe(0);
   }, 30_000);

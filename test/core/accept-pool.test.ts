@@ -55,13 +55,22 @@ describe("accept pool", () => {
     const pool = new AcceptPool({ capacity: 100, timeoutMs: 10_000, minTimeoutMs: 2_000 });
     expect(pool.share()).toBe(100);
     expect(pool.timeoutNow()).toBe(10_000);
-    const { entries } = fill(pool, Array.from({ length: 50 }, (_, i) => `addr-${i}`));
+    const { entries } = fill(
+      pool,
+      Array.from({ length: 50 }, (_, i) => `addr-${i}`),
+    );
     expect(pool.share()).toBe(50);
     expect(pool.timeoutNow()).toBe(10_000);
-    fill(pool, Array.from({ length: 25 }, (_, i) => `more-${i}`));
+    fill(
+      pool,
+      Array.from({ length: 25 }, (_, i) => `more-${i}`),
+    );
     expect(pool.share()).toBe(25);
     expect(pool.timeoutNow()).toBe(6_000);
-    fill(pool, Array.from({ length: 25 }, (_, i) => `full-${i}`));
+    fill(
+      pool,
+      Array.from({ length: 25 }, (_, i) => `full-${i}`),
+    );
     expect(pool.share()).toBe(1);
     expect(pool.timeoutNow()).toBe(2_000);
     for (const e of entries) e.leave();

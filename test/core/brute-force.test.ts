@@ -11,21 +11,33 @@ describe("login throttling under bursts", () => {
     const { core } = testCore();
     await core.credentials.create({ type: "mqtt", username: "target", password: "the-right-password" });
     const before = core.credentials.stats.hashVerifies;
-    const attempts = Array.from({ length: 200 }, (_, i) => core.credentials.verify("mqtt", "target", i === 150 ? "the-right-password" : `guess-${i}-x`, { remote: "10.6.6.6" }));
+    const attempts = Array.from({ length: 200 }, (_, i) =>
+      core.credentials.verify("mqtt", "target", i === 150 ? "the-right-password" : `guess-${i}-x`, {
+        remote: "10.6.6.6",
+      }),
+    );
     const results = await Promise.all(attempts);
     expect(core.credentials.stats.hashVerifies - before).toBeLessThanOrEqual(core.credentials.throttle.limit);
     expect(results[150]).toEqual({ ok: false, reason: "throttled" });
-    expect(results.filter((r) => !r.ok && r.reason === "throttled").length).toBeGreaterThanOrEqual(190 - core.credentials.throttle.limit);
+    expect(results.filter((r) => !r.ok && r.reason === "throttled").length).toBeGreaterThanOrEqual(
+      190 - core.credentials.throttle.limit,
+    );
   });
 
   it("a device gets in while its own address sprays 1000 other names, and while 1000 attempts on its name come from elsewhere", async () => {
     const { core, dir } = testCore();
     const device = await core.credentials.create({ type: "mqtt", username: "press-7", password: "press-7-password" });
-    const spray = Array.from({ length: 1000 }, (_, i) => core.credentials.verify("mqtt", `made-up-${i}`, "guess", { remote: "10.1.1.1" }));
-    const onName = Array.from({ length: 1000 }, (_, i) => core.credentials.verify("mqtt", "press-7", `guess-${i}`, { remote: `10.2.${Math.floor(i / 250)}.${i % 250}` }));
+    const spray = Array.from({ length: 1000 }, (_, i) =>
+      core.credentials.verify("mqtt", `made-up-${i}`, "guess", { remote: "10.1.1.1" }),
+    );
+    const onName = Array.from({ length: 1000 }, (_, i) =>
+      core.credentials.verify("mqtt", "press-7", `guess-${i}`, { remote: `10.2.${Math.floor(i / 250)}.${i % 250}` }),
+    );
     // right after a restart: nothing cached for the device
     const { core: fresh } = testCore({ dir });
-    const sprayFresh = Array.from({ length: 1000 }, (_, i) => fresh.credentials.verify("mqtt", `made-up-${i}`, "guess", { remote: "10.1.1.1" }));
+    const sprayFresh = Array.from({ length: 1000 }, (_, i) =>
+      fresh.credentials.verify("mqtt", `made-up-${i}`, "guess", { remote: "10.1.1.1" }),
+    );
     expect((await fresh.credentials.verify("mqtt", "press-7", device.password, { remote: "10.1.1.1" })).ok).toBe(true);
     expect((await core.credentials.verify("mqtt", "press-7", device.password, { remote: "10.1.1.1" })).ok).toBe(true);
     await Promise.all([...spray, ...onName, ...sprayFresh]);
@@ -40,7 +52,11 @@ describe("login throttling under bursts", () => {
     const heapBefore = process.memoryUsage().heapUsed;
     const big = (i: number) => `${i}-${"n".repeat(65_536)}`;
     for (let batch = 0; batch < 10; batch++) {
-      await Promise.all(Array.from({ length: 1000 }, (_, i) => core.credentials.verify("mqtt", big(batch * 1000 + i), "guess", { remote: `10.8.${batch}.${i % 250}` })));
+      await Promise.all(
+        Array.from({ length: 1000 }, (_, i) =>
+          core.credentials.verify("mqtt", big(batch * 1000 + i), "guess", { remote: `10.8.${batch}.${i % 250}` }),
+        ),
+      );
     }
     Bun.gc(true);
     const heapGrowth = process.memoryUsage().heapUsed - heapBefore;
@@ -61,7 +77,13 @@ describe("FairScheduler", () => {
       order.push(name);
       if (name === "first") await gate;
     };
-    const runs = [s.run("a", false, job("first")), s.run("a", false, job("a1")), s.run("a", false, job("a2")), s.run("b", false, job("b1")), s.run("c", true, job("c-clean"))];
+    const runs = [
+      s.run("a", false, job("first")),
+      s.run("a", false, job("a1")),
+      s.run("a", false, job("a2")),
+      s.run("b", false, job("b1")),
+      s.run("c", true, job("c-clean")),
+    ];
     release();
     await Promise.all(runs);
     expect(order).toEqual(["first", "c-clean", "a1", "b1", "a2"]);
@@ -77,7 +99,11 @@ describe("FairScheduler", () => {
       order.push(name);
       if (name === "first") await gate;
     };
-    const outcome = (p: Promise<unknown>) => p.then(() => "ran", (e) => (e instanceof QueueFullError ? "refused" : "error"));
+    const outcome = (p: Promise<unknown>) =>
+      p.then(
+        () => "ran",
+        (e) => (e instanceof QueueFullError ? "refused" : "error"),
+      );
     const runs = [
       outcome(s.run("x", true, job("first"))),
       outcome(s.run("busy", true, job("busy-1"))),
@@ -136,7 +162,12 @@ describe("admin sign-in", () => {
   it("a burst of 200 from one address gets at most 5 checks, and the right password inside it is refused", async () => {
     const core = await setup();
     const outcomes = await Promise.all(
-      Array.from({ length: 200 }, (_, i) => core.admins.signIn("admin", i === 100 ? "the-admin-password" : `guess-${i}`, "10.6.6.6").then(() => "in", (e: { code: string }) => e.code)),
+      Array.from({ length: 200 }, (_, i) =>
+        core.admins.signIn("admin", i === 100 ? "the-admin-password" : `guess-${i}`, "10.6.6.6").then(
+          () => "in",
+          (e: { code: string }) => e.code,
+        ),
+      ),
     );
     expect(outcomes[100]).toBe("rate_limited");
     expect(outcomes.filter((o) => o === "unauthorized").length).toBeLessThanOrEqual(5);
@@ -148,18 +179,27 @@ describe("admin sign-in", () => {
     const failures = () => core.activity.list({ action: "admin.failed", limit: 1_000 }).length;
     // 50 addresses, 5 guesses each (their pair limit), all sent at once
     const spray = Array.from({ length: 250 }, (_, i) =>
-      core.admins.signIn("admin", `guess-${i}`, `10.66.0.${i % 50}`).then(() => "in", (e: { code: string }) => e.code),
+      core.admins.signIn("admin", `guess-${i}`, `10.66.0.${i % 50}`).then(
+        () => "in",
+        (e: { code: string }) => e.code,
+      ),
     );
     // the admin signs in right behind the spray, then again from another clean address once some
     // guesses have been answered: each time only the check already running finishes before the admin's
-    for (const [address, answeredFirst] of [["10.0.0.1", 0], ["10.0.0.2", 5]] as const) {
+    for (const [address, answeredFirst] of [
+      ["10.0.0.1", 0],
+      ["10.0.0.2", 5],
+    ] as const) {
       await eventually(() => failures() >= answeredFirst);
       const waitingAtArrival = core.admins.scheduler?.queued ?? 0;
       const failedAtArrival = failures();
       const { session } = await core.admins.signIn("admin", "the-admin-password", address);
       const failedBeforeAdmin = failures() - failedAtArrival;
       expect(session.username).toBe("admin");
-      expect({ address, failedBeforeAdmin: failedBeforeAdmin <= 2 * adminHashConcurrency }).toEqual({ address, failedBeforeAdmin: true });
+      expect({ address, failedBeforeAdmin: failedBeforeAdmin <= 2 * adminHashConcurrency }).toEqual({
+        address,
+        failedBeforeAdmin: true,
+      });
       expect(waitingAtArrival).toBeGreaterThanOrEqual(40); // ahead of a long line, not after it
       expect(core.admins.scheduler.queued).toBeGreaterThan(0);
     }
@@ -174,7 +214,9 @@ describe("admin sign-in", () => {
     const core = await setup();
     await core.credentials.create({ type: "mqtt", username: "press-1", password: "press-1-chosen-password" });
     // 300 devices' worth of wrong chosen-password logins from 300 clean addresses (one hash each)
-    const storm = Array.from({ length: 300 }, (_, i) => core.credentials.verify("mqtt", "press-1", `wrong-${i}`, { remote: `10.77.${i >> 8}.${i & 255}` }));
+    const storm = Array.from({ length: 300 }, (_, i) =>
+      core.credentials.verify("mqtt", "press-1", `wrong-${i}`, { remote: `10.77.${i >> 8}.${i & 255}` }),
+    );
     await eventually(() => core.credentials.stats.hashVerifies >= 2);
     await core.admins.signIn("admin", "the-admin-password", "10.0.0.1");
     expect(core.credentials.stats.hashVerifies).toBeLessThan(300); // the devices' line was still long
@@ -183,13 +225,21 @@ describe("admin sign-in", () => {
 
   it("nobody locks the real admin out from another address; set-password ends a lock-out", async () => {
     const core = await setup();
-    await Promise.all(Array.from({ length: 4 }, async (_, a) => {
-      for (let i = 0; i < 6; i++) await core.admins.signIn("admin", `guess-${i}`, `10.9.0.${a}`).catch(() => undefined);
-    }));
+    await Promise.all(
+      Array.from({ length: 4 }, async (_, a) => {
+        for (let i = 0; i < 6; i++)
+          await core.admins.signIn("admin", `guess-${i}`, `10.9.0.${a}`).catch(() => undefined);
+      }),
+    );
     expect((await core.admins.signIn("admin", "the-admin-password", "10.0.0.1")).session.username).toBe("admin");
-    await expect(core.admins.signIn("admin", "the-admin-password", "10.9.0.1")).rejects.toMatchObject({ code: "rate_limited" });
+    await expect(core.admins.signIn("admin", "the-admin-password", "10.9.0.1")).rejects.toMatchObject({
+      code: "rate_limited",
+    });
     await core.admins.setPassword("admin", "a-new-admin-password");
     expect((await core.admins.signIn("admin", "a-new-admin-password", "10.9.0.1")).session.username).toBe("admin");
-    expect(core.activity.list({ action: "admin.signed-in" })[0]).toMatchObject({ subject: "admin", detail: "from 10.9.0.1" });
+    expect(core.activity.list({ action: "admin.signed-in" })[0]).toMatchObject({
+      subject: "admin",
+      detail: "from 10.9.0.1",
+    });
   }, 60_000);
 });

@@ -13,23 +13,42 @@ afterAll(cleanupTempDirs);
 describe("verify", () => {
   it("returns the integration for the right password, and each refusal reason", async () => {
     const { core } = testCore();
-    const { integration, password } = await core.credentials.create({ type: "mqtt", username: "press-7", password: "s3cret-pass" });
+    const { integration, password } = await core.credentials.create({
+      type: "mqtt",
+      username: "press-7",
+      password: "s3cret-pass",
+    });
     const off = await core.credentials.create({ type: "mqtt", username: "old-line", password: "s3cret-pass" });
     core.credentials.setActive(off.integration.id, false);
 
     const ok = await core.credentials.verify("mqtt", "press-7", password, { remote: "10.0.0.1" });
     expect(ok.ok && ok.integration.id).toBe(integration.id);
-    expect(await core.credentials.verify("mqtt", "nobody", "whatever-pass", { remote: "10.0.0.2" })).toEqual({ ok: false, reason: "unknown-user" });
-    expect(await core.credentials.verify("mqtt", "press-7", "wrong-pass", { remote: "10.0.0.3" })).toEqual({ ok: false, reason: "wrong-password" });
-    expect(await core.credentials.verify("mqtt", "old-line", "s3cret-pass", { remote: "10.0.0.4" })).toEqual({ ok: false, reason: "deactivated" });
-    expect(await core.credentials.verify("opcua", "press-7", password, { remote: "10.0.0.5" })).toEqual({ ok: false, reason: "wrong-type" });
+    expect(await core.credentials.verify("mqtt", "nobody", "whatever-pass", { remote: "10.0.0.2" })).toEqual({
+      ok: false,
+      reason: "unknown-user",
+    });
+    expect(await core.credentials.verify("mqtt", "press-7", "wrong-pass", { remote: "10.0.0.3" })).toEqual({
+      ok: false,
+      reason: "wrong-password",
+    });
+    expect(await core.credentials.verify("mqtt", "old-line", "s3cret-pass", { remote: "10.0.0.4" })).toEqual({
+      ok: false,
+      reason: "deactivated",
+    });
+    expect(await core.credentials.verify("opcua", "press-7", password, { remote: "10.0.0.5" })).toEqual({
+      ok: false,
+      reason: "wrong-type",
+    });
   });
 
   it("never reveals deactivated or wrong type to a client that lacks the password", async () => {
     const { core } = testCore();
     const { integration } = await core.credentials.create({ type: "mqtt", username: "quiet", password: "right-pass" });
     core.credentials.setActive(integration.id, false);
-    expect(await core.credentials.verify("opcua", "quiet", "wrong-pass")).toEqual({ ok: false, reason: "wrong-password" });
+    expect(await core.credentials.verify("opcua", "quiet", "wrong-pass")).toEqual({
+      ok: false,
+      reason: "wrong-password",
+    });
   });
 
   it("takes the fast path on a repeat login: no second argon2 verify", async () => {
@@ -50,7 +69,10 @@ describe("verify", () => {
     expect(core.credentials.cachedEntries(integration.id)).toBe(1);
     const { password: next } = await core.credentials.resetPassword(integration.id);
     expect(core.credentials.cachedEntries(integration.id)).toBe(0);
-    expect(await core.credentials.verify("mqtt", "rotating", password)).toEqual({ ok: false, reason: "wrong-password" });
+    expect(await core.credentials.verify("mqtt", "rotating", password)).toEqual({
+      ok: false,
+      reason: "wrong-password",
+    });
     expect((await core.credentials.verify("mqtt", "rotating", next)).ok).toBe(true);
   });
 
@@ -59,14 +81,25 @@ describe("verify", () => {
     const { integration, password } = await core.credentials.create({ type: "mqtt", username: "cached-then-off" });
     await core.credentials.verify("mqtt", "cached-then-off", password);
     core.credentials.setActive(integration.id, false);
-    expect(await core.credentials.verify("mqtt", "cached-then-off", password)).toEqual({ ok: false, reason: "deactivated" });
+    expect(await core.credentials.verify("mqtt", "cached-then-off", password)).toEqual({
+      ok: false,
+      reason: "deactivated",
+    });
   });
 
   it("a reconnect storm of one credential costs one hash", async () => {
     const { core } = testCore();
-    const { password } = await core.credentials.create({ type: "mqtt", username: "storm", password: "a-chosen-password" }); // argon2id
+    const { password } = await core.credentials.create({
+      type: "mqtt",
+      username: "storm",
+      password: "a-chosen-password",
+    }); // argon2id
     const before = core.credentials.stats.hashVerifies;
-    const results = await Promise.all(Array.from({ length: 50 }, (_, i) => core.credentials.verify("mqtt", "storm", password, { remote: `10.3.0.${i}` })));
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        core.credentials.verify("mqtt", "storm", password, { remote: `10.3.0.${i}` }),
+      ),
+    );
     expect(results.every((r) => r.ok)).toBe(true);
     expect(core.credentials.stats.hashVerifies - before).toBe(1);
   });
@@ -76,7 +109,9 @@ describe("verify", () => {
     await core.credentials.create({ type: "mqtt", username: "retrier", password: "the-real-one" });
     const before = core.credentials.stats.hashVerifies;
     for (let i = 0; i < 20; i++) {
-      expect((await core.credentials.verify("mqtt", "retrier", "an-old-password", { remote: "10.1.1.1" })).ok).toBe(false);
+      expect((await core.credentials.verify("mqtt", "retrier", "an-old-password", { remote: "10.1.1.1" })).ok).toBe(
+        false,
+      );
     }
     expect(core.credentials.stats.hashVerifies - before).toBe(1);
   });
@@ -86,13 +121,19 @@ describe("verify", () => {
     const neighbour = await core.credentials.create({ type: "mqtt", username: "neighbour" });
     const before = core.credentials.stats.hashVerifies;
     for (let i = 0; i < 30; i++) {
-      expect(await core.credentials.verify("mqtt", "renamed-long-ago", "its-old-password", { remote: "10.2.2.2" })).toEqual({ ok: false, reason: "unknown-user" });
+      expect(
+        await core.credentials.verify("mqtt", "renamed-long-ago", "its-old-password", { remote: "10.2.2.2" }),
+      ).toEqual({ ok: false, reason: "unknown-user" });
     }
     expect(core.credentials.stats.hashVerifies - before).toBe(0); // an unknown name is answered after a wait, not a hash
-    expect((await core.credentials.verify("mqtt", "neighbour", neighbour.password, { remote: "10.2.2.2" })).ok).toBe(true);
+    expect((await core.credentials.verify("mqtt", "neighbour", neighbour.password, { remote: "10.2.2.2" })).ok).toBe(
+      true,
+    );
     // Once an admin creates that name (onboarding, import), the device gets in on its next retry.
     await core.credentials.create({ type: "mqtt", username: "renamed-long-ago", password: "its-old-password" });
-    expect((await core.credentials.verify("mqtt", "renamed-long-ago", "its-old-password", { remote: "10.2.2.2" })).ok).toBe(true);
+    expect(
+      (await core.credentials.verify("mqtt", "renamed-long-ago", "its-old-password", { remote: "10.2.2.2" })).ok,
+    ).toBe(true);
   });
 
   it("bounds hash work for failures per address, without slowing a valid client elsewhere", async () => {
@@ -100,10 +141,14 @@ describe("verify", () => {
     await core.credentials.create({ type: "mqtt", username: "target", password: "the-real-one" });
     const good = await core.credentials.create({ type: "mqtt", username: "bystander" });
     const before = core.credentials.stats.hashVerifies;
-    for (let i = 0; i < 40; i++) await core.credentials.verify("mqtt", "target", `guess-${i}-xx`, { remote: "10.6.6.6" });
+    for (let i = 0; i < 40; i++)
+      await core.credentials.verify("mqtt", "target", `guess-${i}-xx`, { remote: "10.6.6.6" });
     const spent = core.credentials.stats.hashVerifies - before;
     expect(spent).toBe(core.credentials.throttle.limit);
-    expect(await core.credentials.verify("mqtt", "target", "the-real-one", { remote: "10.6.6.6" })).toEqual({ ok: false, reason: "throttled" });
+    expect(await core.credentials.verify("mqtt", "target", "the-real-one", { remote: "10.6.6.6" })).toEqual({
+      ok: false,
+      reason: "throttled",
+    });
     expect((await core.credentials.verify("mqtt", "bystander", good.password, { remote: "10.7.7.7" })).ok).toBe(true);
   });
 
@@ -111,11 +156,13 @@ describe("verify", () => {
     const { core, dir } = testCore();
     const { password } = await core.credentials.create({ type: "mqtt", username: "sprayed" });
     await core.credentials.verify("mqtt", "sprayed", password, { remote: "10.0.0.10" });
-    for (let i = 0; i < 30; i++) await core.credentials.verify("mqtt", "sprayed", `guess-${i}-xx`, { remote: `10.9.0.${i}` });
+    for (let i = 0; i < 30; i++)
+      await core.credentials.verify("mqtt", "sprayed", `guess-${i}-xx`, { remote: `10.9.0.${i}` });
     expect((await core.credentials.verify("mqtt", "sprayed", password, { remote: "10.0.0.10" })).ok).toBe(true);
     // right after a restart (nothing cached) the same holds: a name alone is never locked
     const { core: restarted } = testCore({ dir });
-    for (let i = 0; i < 30; i++) await restarted.credentials.verify("mqtt", "sprayed", `guess-${i}-xx`, { remote: `10.9.1.${i}` });
+    for (let i = 0; i < 30; i++)
+      await restarted.credentials.verify("mqtt", "sprayed", `guess-${i}-xx`, { remote: `10.9.1.${i}` });
     expect((await restarted.credentials.verify("mqtt", "sprayed", password, { remote: "10.0.0.10" })).ok).toBe(true);
   });
 
@@ -124,14 +171,22 @@ describe("verify", () => {
     const agent = await core.credentials.create({ type: "vrpc", username: "agent-1" });
     const machine = await core.credentials.create({ type: "mqtt", username: "machine-1" });
     expect((await core.credentials.verify("mqtt", "agent-1", agent.password)).ok).toBe(true);
-    expect(await core.credentials.verify("vrpc", "machine-1", machine.password)).toEqual({ ok: false, reason: "wrong-type" });
+    expect(await core.credentials.verify("vrpc", "machine-1", machine.password)).toEqual({
+      ok: false,
+      reason: "wrong-type",
+    });
   });
 });
 
 describe("writes", () => {
   it("stores only a hash: argon2id for a chosen password, a fast salted one for a generated password", async () => {
     const { core, db } = testCore();
-    const hashOf = (u: string) => (db.$client.query("SELECT password_hash FROM integrations WHERE username = ?").get(u) as { password_hash: string }).password_hash;
+    const hashOf = (u: string) =>
+      (
+        db.$client.query("SELECT password_hash FROM integrations WHERE username = ?").get(u) as {
+          password_hash: string;
+        }
+      ).password_hash;
     await core.credentials.create({ type: "http", username: "chosen", password: "a-person-chose-this" });
     expect(hashOf("chosen").startsWith("$argon2id$")).toBe(true);
     const { password } = await core.credentials.create({ type: "http", username: "generated" });
@@ -159,7 +214,8 @@ describe("writes", () => {
     ];
     for (const c of cases) {
       const made = core.credentials.create({ type: "mqtt", username: c.username, password: c.password });
-      if (c.expect === "ok") expect((await made).integration.username).toMatch(/^mqtt-[a-z]+-[a-z]+-[a-z0-9]{4}$/); // empty: a generated name
+      if (c.expect === "ok")
+        expect((await made).integration.username).toMatch(/^mqtt-[a-z]+-[a-z]+-[a-z0-9]{4}$/); // empty: a generated name
       else await expect(made).rejects.toBeInstanceOf(ValidationError);
     }
     expect(core.credentials.count()).toBe(1);
@@ -174,9 +230,17 @@ describe("writes", () => {
   it("imports all or nothing", async () => {
     const { core } = testCore();
     await core.credentials.create({ type: "mqtt", username: "exists" });
-    await expect(core.credentials.createMany([{ type: "mqtt", username: "new-1" }, { type: "mqtt", username: "exists" }])).rejects.toBeInstanceOf(ConflictError);
+    await expect(
+      core.credentials.createMany([
+        { type: "mqtt", username: "new-1" },
+        { type: "mqtt", username: "exists" },
+      ]),
+    ).rejects.toBeInstanceOf(ConflictError);
     expect(core.credentials.findByUsername("new-1")).toBeUndefined();
-    const made = await core.credentials.createMany([{ type: "mqtt", username: "new-1" }, { type: "vrpc", username: "new-2", password: "given-password" }]);
+    const made = await core.credentials.createMany([
+      { type: "mqtt", username: "new-1" },
+      { type: "vrpc", username: "new-2", password: "given-password" },
+    ]);
     expect(made.map((m) => m.integration.username)).toEqual(["new-1", "new-2"]);
     expect(made[1]!.password).toBe("given-password");
   });
@@ -188,7 +252,12 @@ describe("sessions and kicks", () => {
     const kicked: string[] = [];
     const open = async (username: string) => {
       const { integration } = await core.credentials.create({ type: "mqtt", username });
-      core.sessions.open({ integration, type: "mqtt", clientId: username, kick: (reason) => kicked.push(`${username}: ${reason}`) });
+      core.sessions.open({
+        integration,
+        type: "mqtt",
+        clientId: username,
+        kick: (reason) => kicked.push(`${username}: ${reason}`),
+      });
       return integration;
     };
     const a = await open("a");
@@ -245,9 +314,15 @@ describe("a login sees what another process committed before it", () => {
       expect((await core.credentials.verify("mqtt", "from-cli", made.password)).ok).toBe(true);
       const reset = await cli.resetPassword(made.integration.id);
       expect((await core.credentials.verify("mqtt", "from-cli", reset.password)).ok).toBe(true);
-      expect(await core.credentials.verify("mqtt", "from-cli", made.password)).toEqual({ ok: false, reason: "wrong-password" });
+      expect(await core.credentials.verify("mqtt", "from-cli", made.password)).toEqual({
+        ok: false,
+        reason: "wrong-password",
+      });
       cli.setActive(made.integration.id, false);
-      expect(await core.credentials.verify("mqtt", "from-cli", reset.password)).toEqual({ ok: false, reason: "deactivated" });
+      expect(await core.credentials.verify("mqtt", "from-cli", reset.password)).toEqual({
+        ok: false,
+        reason: "deactivated",
+      });
       cli.setActive(made.integration.id, true);
       expect((await core.credentials.verify("mqtt", "from-cli", reset.password)).ok).toBe(true);
     } finally {
@@ -259,7 +334,13 @@ describe("a login sees what another process committed before it", () => {
     const { db, dir } = testCore();
     const cliDb = openDataDir(dir);
     let reloads = 0;
-    const sync = new ExternalSync(() => dataVersion(db), () => reloads++, (err) => { throw err; });
+    const sync = new ExternalSync(
+      () => dataVersion(db),
+      () => reloads++,
+      (err) => {
+        throw err;
+      },
+    );
     try {
       for (let i = 0; i < 1000; i++) expect(sync.fresh()).toBe(false);
       expect(reloads).toBe(0);
@@ -287,7 +368,12 @@ describe("last login", () => {
     const { integration, password } = await core.credentials.create({ type: "mqtt", username: "seen" });
     await core.credentials.verify("mqtt", "seen", password);
     expect(core.credentials.get(integration.id)!.lastLoginAt).toBeNumber();
-    const read = () => (db.$client.query("SELECT last_login_at FROM integrations WHERE id = ?").get(integration.id) as { last_login_at: number | null }).last_login_at;
+    const read = () =>
+      (
+        db.$client.query("SELECT last_login_at FROM integrations WHERE id = ?").get(integration.id) as {
+          last_login_at: number | null;
+        }
+      ).last_login_at;
     expect(read()).toBeNull();
     expect(core.credentials.flushLastLogins()).toBe(1);
     expect(read()).toBe(core.credentials.get(integration.id)!.lastLoginAt!);

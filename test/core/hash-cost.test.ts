@@ -19,11 +19,16 @@ describe("stored hash costs at login", () => {
   it("a hash above the cap is refused without being computed; hashes at the cap run off the event loop", async () => {
     const { log, lines } = memoryLog();
     const { core, db } = testCore({ log });
-    const insert = db.$client.prepare("INSERT INTO integrations (username, type, password_hash, created_at, updated_at) VALUES (?, 'mqtt', ?, 0, 0)");
+    const insert = db.$client.prepare(
+      "INSERT INTO integrations (username, type, password_hash, created_at, updated_at) VALUES (?, 'mqtt', ?, 0, 0)",
+    );
     // Written directly, as an older release or a hand-edited database would hold them (imports refuse them).
     const fakeHash = randomBytes(64).toString("base64");
     insert.run("huge-mosquitto", `$7$9999999$${randomBytes(12).toString("base64")}$${fakeHash}`);
-    insert.run("huge-ours", `$gh-pbkdf2-sha256$i=9999999$${randomBytes(16).toString("base64")}$${randomBytes(32).toString("base64")}`);
+    insert.run(
+      "huge-ours",
+      `$gh-pbkdf2-sha256$i=9999999$${randomBytes(16).toString("base64")}$${randomBytes(32).toString("base64")}`,
+    );
     const atCap = Array.from({ length: 6 }, (_, i) => ({ username: `at-cap-${i}`, password: `at-cap-password-${i}` }));
     for (const u of atCap) insert.run(u.username, mosquitto7(u.password, hashLimits.pbkdf2Iterations));
     core.credentials.reload();
@@ -44,7 +49,9 @@ describe("stored hash costs at login", () => {
     expect(results.slice(2).every((r) => r.ok)).toBe(true);
     // The timer kept firing while six PBKDF2 hashes at the cap ran: they did not hold the loop.
     expect(ticks).toBeGreaterThan(0);
-    expect(lines.filter((l) => l.includes("login refused: the stored password hash cannot be checked")).join("\n")).toContain("iteration count 9999999 exceeds the maximum of 100000");
+    expect(
+      lines.filter((l) => l.includes("login refused: the stored password hash cannot be checked")).join("\n"),
+    ).toContain("iteration count 9999999 exceeds the maximum of 100000");
     expect(lines.some((l) => l.includes("username=huge-ours"))).toBe(true);
     core.stop();
   });
@@ -62,9 +69,19 @@ describe("stored hash costs at login", () => {
   it("hashProblem names what is wrong with a hash, within the documented limits", () => {
     expect(hashProblem(mosquitto7("pw", 101))).toBeUndefined();
     expect(hashProblem(mosquitto7("pw", 100_001))).toBe("iteration count 100001 exceeds the maximum of 100000");
-    expect(hashProblem("$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g")).toBeUndefined();
-    expect(hashProblem("$argon2id$v=19$m=4194304,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g")).toContain("exceeds the maximum of 262144");
-    expect(hashProblem("$argon2id$v=19$m=19456,t=100,p=1$c29tZXNhbHRzb21lc2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g")).toContain("time cost");
+    expect(
+      hashProblem("$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"),
+    ).toBeUndefined();
+    expect(
+      hashProblem(
+        "$argon2id$v=19$m=4194304,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
+      ),
+    ).toContain("exceeds the maximum of 262144");
+    expect(
+      hashProblem(
+        "$argon2id$v=19$m=19456,t=100,p=1$c29tZXNhbHRzb21lc2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
+      ),
+    ).toContain("time cost");
     expect(hashProblem(`$2b$31$${"a".repeat(53)}`)).toBe("bcrypt cost 31 exceeds the maximum of 14");
     expect(hashProblem("$7$101$!!!$@@@")).toBe("the salt is not base64");
     expect(hashProblem("plain")).toBe("not a password hash Gatehouse can check");

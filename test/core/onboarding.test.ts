@@ -18,13 +18,23 @@ describe("onboarding in the core", () => {
     expect(await core.onboarding.consider("mqtt", "press-9", "its-own-password", meta())).toBe("pending");
     expect(await core.onboarding.consider("mqtt", "press-9", "another-password", meta())).toBe("conflict");
     const [r] = core.onboarding.list();
-    expect(r).toMatchObject({ type: "mqtt", username: "press-9", clientId: "dev-1", remote: "10.0.0.1", attempts: 2, fingerprint: fingerprintOf("press-9", "its-own-password") });
+    expect(r).toMatchObject({
+      type: "mqtt",
+      username: "press-9",
+      clientId: "dev-1",
+      remote: "10.0.0.1",
+      attempts: 2,
+      fingerprint: fingerprintOf("press-9", "its-own-password"),
+    });
     expect(JSON.stringify(core.onboarding.list())).not.toContain("$argon2");
     const { approved } = core.onboarding.approve([r!.id], { description: "hall 2" });
     expect(approved[0]).toMatchObject({ username: "press-9", type: "mqtt", description: "hall 2" });
     expect((await core.credentials.verify("mqtt", "press-9", "its-own-password")).ok).toBe(true);
     expect(core.onboarding.list()).toEqual([]);
-    expect(core.activity.list({ action: "onboarding.approved" })[0]).toMatchObject({ subject: "press-9", actor: "system" });
+    expect(core.activity.list({ action: "onboarding.approved" })[0]).toMatchObject({
+      subject: "press-9",
+      actor: "system",
+    });
   });
 
   it("a known username with a wrong password is never a request; the login path feeds unknown ones", async () => {
@@ -46,7 +56,9 @@ describe("onboarding in the core", () => {
     expect(await core.onboarding.consider("opcua", "scada-x", "password-x", meta())).toBe("rejected");
     core.onboarding.close();
     expect(core.onboarding.list()).toEqual([]);
-    expect(core.activity.list().map((a) => a.action)).toEqual(expect.arrayContaining(["onboarding.rejected", "onboarding.expired", "onboarding.closed"]));
+    expect(core.activity.list().map((a) => a.action)).toEqual(
+      expect.arrayContaining(["onboarding.rejected", "onboarding.expired", "onboarding.closed"]),
+    );
   });
 
   it("types: VRPC by the <domain>/<agent> name or a VrpcAgent's client id; a window for some types only", async () => {
@@ -64,7 +76,10 @@ describe("onboarding in the core", () => {
     const { core } = testCore();
     core.onboarding.open({ by: "test" });
     const outcomes: string[] = [];
-    for (let i = 0; i < 300; i++) outcomes.push(await core.onboarding.consider("mqtt", `dev-${i}`, "password", meta(`10.1.${Math.floor(i / 10)}.${i % 10}`)));
+    for (let i = 0; i < 300; i++)
+      outcomes.push(
+        await core.onboarding.consider("mqtt", `dev-${i}`, "password", meta(`10.1.${Math.floor(i / 10)}.${i % 10}`)),
+      );
     expect(core.onboarding.list()).toHaveLength(100);
     expect(outcomes.filter((o) => o === "full")).toHaveLength(200);
     expect(core.onboarding.status().refused).toBe(200);
@@ -78,7 +93,14 @@ describe("onboarding in the core", () => {
   it("a window opens for 1 to 60 minutes, closes by itself, and a restart leaves it closed", async () => {
     let now = Date.now();
     const clocked = testCore();
-    const onboarding = new Onboarding(clocked.db, clocked.core.credentials, clocked.core.events, clocked.core.activity, silentLogger, { now: () => now });
+    const onboarding = new Onboarding(
+      clocked.db,
+      clocked.core.credentials,
+      clocked.core.events,
+      clocked.core.activity,
+      silentLogger,
+      { now: () => now },
+    );
     onboarding.open({ minutes: 2, by: "test" });
     await onboarding.consider("mqtt", "late-device", "password", meta());
     now += 119_000;

@@ -16,7 +16,8 @@ describe("topicMatches", () => {
     ["a/b", "a/b", true],
     ["a/b", "a/bc", false],
   ];
-  for (const [filter, topic, expected] of cases) it(`${filter} ~ ${topic} = ${expected}`, () => expect(topicMatches(filter, topic)).toBe(expected));
+  for (const [filter, topic, expected] of cases)
+    it(`${filter} ~ ${topic} = ${expected}`, () => expect(topicMatches(filter, topic)).toBe(expected));
 });
 
 describe("filterCovers", () => {
@@ -32,5 +33,6 @@ describe("filterCovers", () => {
     ["a/+/c", "a/x/c", true],
     ["a/+/c", "a/x/#", false],
   ];
-  for (const [allowed, requested, expected] of cases) it(`${allowed} covers ${requested} = ${expected}`, () => expect(filterCovers(allowed, requested)).toBe(expected));
+  for (const [allowed, requested, expected] of cases)
+    it(`${allowed} covers ${requested} = ${expected}`, () => expect(filterCovers(allowed, requested)).toBe(expected));
 });

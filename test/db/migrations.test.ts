@@ -6,7 +6,9 @@ import { embeddedMigrations, loadMigrations } from "../../src/db/migrate.ts";
 
 describe("embedded migrations", () => {
   it("embed every migration drizzle-kit wrote, and nothing else", () => {
-    const onDisk = readdirSync(join(import.meta.dir, "../../drizzle")).filter((f) => f.endsWith(".sql")).map((f) => f.replace(/\.sql$/, ""));
+    const onDisk = readdirSync(join(import.meta.dir, "../../drizzle"))
+      .filter((f) => f.endsWith(".sql"))
+      .map((f) => f.replace(/\.sql$/, ""));
     expect(Object.keys(embeddedMigrations).sort()).toEqual(onDisk.sort());
     expect(journal.entries.map((e) => e.tag).sort()).toEqual(onDisk.sort());
   });

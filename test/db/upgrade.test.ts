@@ -36,7 +36,10 @@ describe("upgrade in place from 0.1.0", () => {
     expect(plc.subscribeAcl).toEqual(["plant/line1/cmd/#", "plant/+/status"]);
     expect((await core.credentials.verify("mqtt", "line-1-plc", "line-1-password")).ok).toBe(true);
     expect((await core.credentials.verify("opcua", "scada-client", "scada-password")).ok).toBe(true);
-    expect(await core.credentials.verify("http", "webhook", "webhook-password")).toMatchObject({ ok: false, reason: "deactivated" });
+    expect(await core.credentials.verify("http", "webhook", "webhook-password")).toMatchObject({
+      ok: false,
+      reason: "deactivated",
+    });
     expect((await core.admins.signIn("admin", "old-admin-password")).session.username).toBe("admin");
     expect((await core.admins.signIn("operator", "operator-password")).session.username).toBe("operator");
     expect(core.admins.resolveApiToken("gh_biUDSpZhCOz9qPyA4QRbhr2-1efu6QUxtFkYL_LK8Y4")?.name).toBe("ci-token");

@@ -18,7 +18,22 @@ describe("the linux-arm64 binary under qemu", () => {
     const running = await runBinary(
       binary,
       dir,
-      ["--data-dir", `${dir}/data`, "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "off", "--mqtt-port", "0", "--mqtts-port", "off", "--opcua-port", "off"],
+      [
+        "--data-dir",
+        `${dir}/data`,
+        "--bind",
+        "127.0.0.1",
+        "--http-port",
+        "0",
+        "--https-port",
+        "off",
+        "--mqtt-port",
+        "0",
+        "--mqtts-port",
+        "off",
+        "--opcua-port",
+        "off",
+      ],
       { HOME: dir, GATEHOUSE_ADMIN_PASSWORD: "arm64-admin-pass" },
       { prefix: ["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"], readyTimeoutMs: 60_000 },
     );
@@ -26,9 +41,17 @@ describe("the linux-arm64 binary under qemu", () => {
       const base = `http://127.0.0.1:${running.ports.http}`;
       const { cookie, csrf } = await signIn(base, "admin", "arm64-admin-pass");
       const created = await (
-        await fetch(`${base}/api/v1/integrations`, { method: "POST", headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" }, body: JSON.stringify({ type: "mqtt", username: "arm-device" }) })
+        await fetch(`${base}/api/v1/integrations`, {
+          method: "POST",
+          headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" },
+          body: JSON.stringify({ type: "mqtt", username: "arm-device" }),
+        })
       ).json();
-      const c = await connectMqtt(running.ports.mqtt!, { username: "arm-device", password: created.password, connectTimeout: 30_000 });
+      const c = await connectMqtt(running.ports.mqtt!, {
+        username: "arm-device",
+        password: created.password,
+        connectTimeout: 30_000,
+      });
       expect(c.connected).toBe(true);
       await c.endAsync();
     } finally {

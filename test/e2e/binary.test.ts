@@ -15,7 +15,23 @@ beforeAll(async () => {
 afterAll(cleanupTempDirs);
 
 const env = { GATEHOUSE_ADMIN_PASSWORD: "e2e-admin-pass" };
-const args = (dir: string) => ["serve", "--data-dir", join(dir, "data"), "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "0", "--mqtt-port", "0", "--mqtts-port", "0", "--opcua-port", "0"];
+const args = (dir: string) => [
+  "serve",
+  "--data-dir",
+  join(dir, "data"),
+  "--bind",
+  "127.0.0.1",
+  "--http-port",
+  "0",
+  "--https-port",
+  "0",
+  "--mqtt-port",
+  "0",
+  "--mqtts-port",
+  "0",
+  "--opcua-port",
+  "0",
+];
 
 describe("the compiled binary, alone in an empty folder", () => {
   it("serves, keeps data across a SIGTERM restart, and writes only its data dir", async () => {
@@ -49,7 +65,11 @@ describe("the compiled binary, alone in an empty folder", () => {
 
     // OPC UA from the binary: the embedded nodeset, the PKI in the data dir, a username login.
     const scada = await (
-      await fetch(`${base}/api/v1/integrations`, { method: "POST", headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" }, body: JSON.stringify({ type: "opcua", username: "e2e-scada" }) })
+      await fetch(`${base}/api/v1/integrations`, {
+        method: "POST",
+        headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" },
+        body: JSON.stringify({ type: "opcua", username: "e2e-scada" }),
+      })
     ).json();
     const ua = await connectOpcua(first.ports.opcua!, { userName: "e2e-scada", password: scada.password });
     expect((await readValue(ua.session, "ns=1;s=Gatehouse/Status/Version")).value.value).toBe("0.1.0");
@@ -59,16 +79,31 @@ describe("the compiled binary, alone in an empty folder", () => {
     // VRPC: a real agent process logs in to the binary's broker; the API lists it and calls it. Its own
     // domain: a VRPC domain is out of reach of the `#` of the other integrations here.
     const agentCred = await (
-      await fetch(`${base}/api/v1/integrations`, { method: "POST", headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" }, body: JSON.stringify({ type: "vrpc", username: "e2e-vrpc/press-agent" }) })
+      await fetch(`${base}/api/v1/integrations`, {
+        method: "POST",
+        headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" },
+        body: JSON.stringify({ type: "vrpc", username: "e2e-vrpc/press-agent" }),
+      })
     ).json();
     const agent = Bun.spawn(["bun", join(import.meta.dir, "../fixtures/vrpc-agent.ts")], {
-      env: { ...process.env, BROKER: `mqtt://127.0.0.1:${first.ports.mqtt}`, DOMAIN: "e2e-vrpc", AGENT: "press-agent", USERNAME: "e2e-vrpc/press-agent", PASSWORD: agentCred.password },
+      env: {
+        ...process.env,
+        BROKER: `mqtt://127.0.0.1:${first.ports.mqtt}`,
+        DOMAIN: "e2e-vrpc",
+        AGENT: "press-agent",
+        USERNAME: "e2e-vrpc/press-agent",
+        PASSWORD: agentCred.password,
+      },
       stdout: "ignore",
       stderr: "inherit",
     });
     try {
       const answer = await eventually(async () => {
-        const res = await fetch(`${base}/api/v1/vrpc/e2e-vrpc/press-agent/Press/speed`, { method: "POST", headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" }, body: "[50]" });
+        const res = await fetch(`${base}/api/v1/vrpc/e2e-vrpc/press-agent/Press/speed`, {
+          method: "POST",
+          headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" },
+          body: "[50]",
+        });
         expect(res.status).toBe(200);
         return res.json();
       }, 15_000);
@@ -79,13 +114,39 @@ describe("the compiled binary, alone in an empty folder", () => {
 
     // HTTP integrations: a device posts data with Basic auth; an MQTT-only credential is refused.
     const gw = await (
-      await fetch(`${base}/api/v1/integrations`, { method: "POST", headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" }, body: JSON.stringify({ type: "http", username: "e2e-gateway" }) })
+      await fetch(`${base}/api/v1/integrations`, {
+        method: "POST",
+        headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" },
+        body: JSON.stringify({ type: "http", username: "e2e-gateway" }),
+      })
     ).json();
-    const device = (user: string, pass: string) => ({ authorization: `Basic ${Buffer.from(`${user}:${pass}`).toString("base64")}` });
-    expect((await fetch(`${base}/api/v1/data/e2e/http`, { method: "POST", headers: device("e2e-gateway", gw.password), body: "42" })).status).toBe(202);
-    expect((await fetch(`${base}/api/v1/data/e2e/http`, { method: "POST", headers: device("e2e-press", password), body: "42" })).status).toBe(403);
+    const device = (user: string, pass: string) => ({
+      authorization: `Basic ${Buffer.from(`${user}:${pass}`).toString("base64")}`,
+    });
+    expect(
+      (
+        await fetch(`${base}/api/v1/data/e2e/http`, {
+          method: "POST",
+          headers: device("e2e-gateway", gw.password),
+          body: "42",
+        })
+      ).status,
+    ).toBe(202);
+    expect(
+      (
+        await fetch(`${base}/api/v1/data/e2e/http`, {
+          method: "POST",
+          headers: device("e2e-press", password),
+          body: "42",
+        })
+      ).status,
+    ).toBe(403);
 
-    const oversize = await fetch(`${base}/api/v1/integrations`, { method: "POST", headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" }, body: "x".repeat(200_000) });
+    const oversize = await fetch(`${base}/api/v1/integrations`, {
+      method: "POST",
+      headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" },
+      body: "x".repeat(200_000),
+    });
     expect(oversize.status).toBe(413);
 
     expect(await first.stop("SIGTERM")).toBe(0);
@@ -93,8 +154,15 @@ describe("the compiled binary, alone in an empty folder", () => {
 
     const second = await runBinary(binary, dir, args(dir), { ...env, HOME: join(dir, "home") });
     const again = await signIn(`http://127.0.0.1:${second.ports.http}`, "admin", env.GATEHOUSE_ADMIN_PASSWORD);
-    const list = await (await fetch(`http://127.0.0.1:${second.ports.http}/api/v1/integrations`, { headers: { cookie: again.cookie } })).json();
-    expect(list.items.map((i: { username: string }) => i.username).sort()).toEqual(["e2e-gateway", "e2e-press", "e2e-scada", "e2e-vrpc/press-agent"]);
+    const list = await (
+      await fetch(`http://127.0.0.1:${second.ports.http}/api/v1/integrations`, { headers: { cookie: again.cookie } })
+    ).json();
+    expect(list.items.map((i: { username: string }) => i.username).sort()).toEqual([
+      "e2e-gateway",
+      "e2e-press",
+      "e2e-scada",
+      "e2e-vrpc/press-agent",
+    ]);
     expect(await second.stop("SIGINT")).toBe(0);
 
     expect(readdirSync(dir).sort()).toEqual(["data", "gatehouse", "home"]);
@@ -106,7 +174,11 @@ describe("the compiled binary, alone in an empty folder", () => {
     const dir = tempDir("gatehouse-e2e-");
     const { copyFileSync } = await import("node:fs");
     copyFileSync(binary, join(dir, "gatehouse"));
-    const proc = Bun.spawn([join(dir, "gatehouse"), ...args(dir)], { cwd: dir, env: { PATH: process.env.PATH ?? "", HOME: dir, ...env }, stdout: "pipe" });
+    const proc = Bun.spawn([join(dir, "gatehouse"), ...args(dir)], {
+      cwd: dir,
+      env: { PATH: process.env.PATH ?? "", HOME: dir, ...env },
+      stdout: "pipe",
+    });
     const reader = proc.stdout.getReader();
     let out = "";
     while (!out.includes("listener=http")) out += new TextDecoder().decode((await reader.read()).value);
@@ -123,11 +195,15 @@ describe("the compiled binary, alone in an empty folder", () => {
     expect(bad.exitCode).toBe(2);
     expect(bad.stderr.toString()).toContain("--http-port must be a port number");
     writeFileSync(join(dir, "file"), "not a folder");
-    const unusable = Bun.spawnSync([join(dir, "gatehouse"), "--data-dir", join(dir, "file", "data"), "--http-port", "0"], { cwd: dir });
+    const unusable = Bun.spawnSync(
+      [join(dir, "gatehouse"), "--data-dir", join(dir, "file", "data"), "--http-port", "0"],
+      { cwd: dir },
+    );
     expect(unusable.exitCode).toBe(2);
     expect(unusable.stdout.toString()).toContain("is not usable");
     const help = Bun.spawnSync([join(dir, "gatehouse"), "--help"], { cwd: dir });
     expect(help.exitCode).toBe(0);
-    for (const flag of ["--data-dir", "--bind", "--http-port", "--mqtt-port", "--opcua-port", "GATEHOUSE_HTTP_PORT"]) expect(help.stdout.toString()).toContain(flag);
+    for (const flag of ["--data-dir", "--bind", "--http-port", "--mqtt-port", "--opcua-port", "GATEHOUSE_HTTP_PORT"])
+      expect(help.stdout.toString()).toContain(flag);
   }, 30_000);
 });

@@ -14,7 +14,10 @@ beforeAll(async () => {
 afterAll(cleanupTempDirs);
 
 function cli(dir: string, args: string[], stdin?: string) {
-  const res = Bun.spawnSync([join(dir, "gatehouse"), ...args, "--data-dir", join(dir, "data")], { cwd: dir, stdin: stdin === undefined ? "ignore" : new TextEncoder().encode(stdin) });
+  const res = Bun.spawnSync([join(dir, "gatehouse"), ...args, "--data-dir", join(dir, "data")], {
+    cwd: dir,
+    stdin: stdin === undefined ? "ignore" : new TextEncoder().encode(stdin),
+  });
   return { code: res.exitCode, out: res.stdout.toString(), err: res.stderr.toString() };
 }
 
@@ -28,36 +31,87 @@ describe("CLI verbs on the data dir", () => {
     expect(integration.username).toBe("line-4");
     expect(password.length).toBeGreaterThanOrEqual(22);
 
-    const given = cli(dir, ["integrations", "add", "--type", "opcua", "--username", "scada", "--password-stdin"], "chosen-password\n");
+    const given = cli(
+      dir,
+      ["integrations", "add", "--type", "opcua", "--username", "scada", "--password-stdin"],
+      "chosen-password\n",
+    );
     expect(given.code).toBe(0);
     expect(given.out).not.toContain("chosen-password");
 
     expect(cli(dir, ["integrations", "add", "--type", "modbus"]).code).toBe(2);
     expect(cli(dir, ["integrations", "add", "--type", "mqtt", "--username", "line-4"]).err).toContain("already taken");
 
-    writeFileSync(join(dir, "fleet.csv"), 'username,type,password,description\nplc-1,mqtt,,"hall 1, left"\nplc-2,vrpc,given-password-2,\n');
+    writeFileSync(
+      join(dir, "fleet.csv"),
+      'username,type,password,description\nplc-1,mqtt,,"hall 1, left"\nplc-2,vrpc,given-password-2,\n',
+    );
     const imported = cli(dir, ["integrations", "import", join(dir, "fleet.csv"), "--json"]);
     expect(imported.code).toBe(0);
     const rows = JSON.parse(imported.out);
     expect(rows[0].password).toBeString();
     expect(rows[1].password).toBeUndefined();
 
-    const perms = cli(dir, ["integrations", "permissions", "line-4", "--publish", "plant/line4/#", "--subscribe", "plant/#", "--deny-subscribe", "plant/secret/#,plant/+/recipe", "--json"]);
+    const perms = cli(dir, [
+      "integrations",
+      "permissions",
+      "line-4",
+      "--publish",
+      "plant/line4/#",
+      "--subscribe",
+      "plant/#",
+      "--deny-subscribe",
+      "plant/secret/#,plant/+/recipe",
+      "--json",
+    ]);
     expect(perms.code).toBe(0);
-    expect(JSON.parse(perms.out)).toEqual({ username: "line-4", publish: ["plant/line4/#"], subscribe: ["plant/#"], denyPublish: [], denySubscribe: ["plant/secret/#", "plant/+/recipe"] });
+    expect(JSON.parse(perms.out)).toEqual({
+      username: "line-4",
+      publish: ["plant/line4/#"],
+      subscribe: ["plant/#"],
+      denyPublish: [],
+      denySubscribe: ["plant/secret/#", "plant/+/recipe"],
+    });
     expect(cli(dir, ["integrations", "permissions", "line-4", "--deny-publish", "a/#/b"]).code).toBe(2);
-    expect(cli(dir, ["integrations", "permissions", "line-4"]).out).toContain("deny subscribe: plant/secret/# plant/+/recipe");
+    expect(cli(dir, ["integrations", "permissions", "line-4"]).out).toContain(
+      "deny subscribe: plant/secret/# plant/+/recipe",
+    );
 
     expect(cli(dir, ["integrations", "disable", "plc-1"]).code).toBe(0);
     const list = JSON.parse(cli(dir, ["integrations", "list", "--json"]).out);
-    expect(list.map((i: { username: string; active: boolean }) => `${i.username}:${i.active}`).sort()).toEqual(["line-4:true", "plc-1:false", "plc-2:true", "scada:true"]);
+    expect(list.map((i: { username: string; active: boolean }) => `${i.username}:${i.active}`).sort()).toEqual([
+      "line-4:true",
+      "plc-1:false",
+      "plc-2:true",
+      "scada:true",
+    ]);
     expect(cli(dir, ["integrations", "remove", "nobody"]).code).toBe(2);
     expect(cli(dir, ["integrations", "remove", "plc-2"]).code).toBe(0);
   }, 30_000);
 
   it("a change by the CLI takes effect in the running appliance at once", async () => {
     const dir = tempDir("gatehouse-cli-");
-    const running = await runBinary(binary, dir, ["--data-dir", join(dir, "data"), "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "0", "--mqtt-port", "0", "--mqtts-port", "0", "--opcua-port", "0"], { GATEHOUSE_ADMIN_PASSWORD: "cli-admin-pass" });
+    const running = await runBinary(
+      binary,
+      dir,
+      [
+        "--data-dir",
+        join(dir, "data"),
+        "--bind",
+        "127.0.0.1",
+        "--http-port",
+        "0",
+        "--https-port",
+        "0",
+        "--mqtt-port",
+        "0",
+        "--mqtts-port",
+        "0",
+        "--opcua-port",
+        "0",
+      ],
+      { GATEHOUSE_ADMIN_PASSWORD: "cli-admin-pass" },
+    );
     try {
       // A second admin made by the CLI while the appliance runs can sign in there.
       expect(cli(dir, ["admin", "set-password", "--username", "ops"], "ops-password-1\n").code).toBe(0);
@@ -66,7 +120,10 @@ describe("CLI verbs on the data dir", () => {
       await running.waitFor(/integration created .*username=cli-made/, 5000);
       const base = `http://127.0.0.1:${running.ports.http}`;
       const { cookie } = await signIn(base, "ops", "ops-password-1");
-      const read = async () => (await (await fetch(`${base}/api/v1/integrations?q=cli-made`, { headers: { cookie } })).json()).items as { active: boolean }[];
+      const read = async () =>
+        (await (await fetch(`${base}/api/v1/integrations?q=cli-made`, { headers: { cookie } })).json()).items as {
+          active: boolean;
+        }[];
       await eventually(async () => expect(await read()).toHaveLength(1));
       expect(cli(dir, ["integrations", "disable", "cli-made"]).code).toBe(0);
       await eventually(async () => expect((await read())[0]?.active).toBe(false));
@@ -82,14 +139,35 @@ describe("backup, restore, export and import between appliances", () => {
     const b = tempDir("gatehouse-b-");
     copyFileSync(binary, join(a, "gatehouse"));
     copyFileSync(binary, join(b, "gatehouse"));
-    const serveArgs = (dir: string) => ["--data-dir", join(dir, "data"), "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "off", "--mqtt-port", "0", "--mqtts-port", "off", "--opcua-port", "off"];
+    const serveArgs = (dir: string) => [
+      "--data-dir",
+      join(dir, "data"),
+      "--bind",
+      "127.0.0.1",
+      "--http-port",
+      "0",
+      "--https-port",
+      "off",
+      "--mqtt-port",
+      "0",
+      "--mqtts-port",
+      "off",
+      "--opcua-port",
+      "off",
+    ];
     const first = await runBinary(binary, a, serveArgs(a), { GATEHOUSE_ADMIN_PASSWORD: "a-admin-password" });
     let exported: string;
     let device: { username: string; password: string };
     try {
       const added = JSON.parse(cli(a, ["integrations", "add", "--type", "mqtt", "--username", "line-9", "--json"]).out);
       device = { username: "line-9", password: added.password };
-      expect(cli(a, ["integrations", "add", "--type", "opcua", "--username", "scada-9", "--password-stdin"], "a-chosen-password\n").code).toBe(0);
+      expect(
+        cli(
+          a,
+          ["integrations", "add", "--type", "opcua", "--username", "scada-9", "--password-stdin"],
+          "a-chosen-password\n",
+        ).code,
+      ).toBe(0);
       // while it runs: a consistent backup and an export
       expect(cli(a, ["backup", join(a, "backup.db")]).code).toBe(0);
       exported = join(a, "export.json");

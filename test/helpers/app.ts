@@ -34,7 +34,11 @@ export function cleanupTempDirs(): void {
 export function testCore(opts: { dir?: string; log?: Logger } = {}): { core: Core; db: Db; dir: string } {
   const dir = opts.dir ?? tempDir();
   const db = openDataDir(dir);
-  const core = createCore(db, opts.log ?? silentLogger, { hashCost: testHashCost, accepts: acceptsTable(), requestTypeOf });
+  const core = createCore(db, opts.log ?? silentLogger, {
+    hashCost: testHashCost,
+    accepts: acceptsTable(),
+    requestTypeOf,
+  });
   return { core, db, dir };
 }
 
@@ -56,7 +60,18 @@ export async function testWeb(opts: { pages?: (core: Core, dir: string) => Admin
   const csrf = session.csrfToken;
   const base = "http://localhost";
 
-  const request = (method: string, path: string, init: { form?: Record<string, string>; json?: unknown; body?: string; headers?: Record<string, string>; auth?: boolean; csrf?: boolean } = {}) => {
+  const request = (
+    method: string,
+    path: string,
+    init: {
+      form?: Record<string, string>;
+      json?: unknown;
+      body?: string;
+      headers?: Record<string, string>;
+      auth?: boolean;
+      csrf?: boolean;
+    } = {},
+  ) => {
     const headers: Record<string, string> = { ...init.headers };
     if (init.auth !== false) headers.cookie = cookie;
     let body: string | undefined = init.body;
@@ -85,7 +100,23 @@ export async function testApp(
 ): Promise<{ app: App; dir: string; url: string; lines: string[] }> {
   const dir = tempDir();
   const config = parseServeConfig(
-    ["--data-dir", dir, "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "off", "--mqtt-port", "0", "--mqtts-port", "off", "--opcua-port", "0", ...extraArgs],
+    [
+      "--data-dir",
+      dir,
+      "--bind",
+      "127.0.0.1",
+      "--http-port",
+      "0",
+      "--https-port",
+      "off",
+      "--mqtt-port",
+      "0",
+      "--mqtts-port",
+      "off",
+      "--opcua-port",
+      "0",
+      ...extraArgs,
+    ],
     { GATEHOUSE_ADMIN_PASSWORD: adminPassword, ...env },
   );
   const { log, lines } = memoryLog();

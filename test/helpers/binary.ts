@@ -6,8 +6,13 @@ let built: Promise<string> | undefined;
 
 /** buildFor: `bun run build -- --target T` (another machine's binary, e.g. linux-arm64); returns its path. */
 export async function buildFor(target: "linux-arm64" | "linux-x64"): Promise<string> {
-  const proc = Bun.spawn(["bun", "run", "build", "--", "--target", target], { cwd: root, stdout: "pipe", stderr: "pipe" });
-  if ((await proc.exited) !== 0) throw new Error(`build for ${target} failed: ${await new Response(proc.stderr).text()}`);
+  const proc = Bun.spawn(["bun", "run", "build", "--", "--target", target], {
+    cwd: root,
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  if ((await proc.exited) !== 0)
+    throw new Error(`build for ${target} failed: ${await new Response(proc.stderr).text()}`);
   return join(root, "dist", `gatehouse-${target}`);
 }
 
@@ -34,10 +39,21 @@ export interface RunningBinary {
 }
 
 /** runBinary: starts the copied binary with `cwd` as its only folder and collects its log lines. */
-export async function runBinary(binary: string, cwd: string, args: string[], env: Record<string, string> = {}, opts: { prefix?: string[]; readyTimeoutMs?: number } = {}): Promise<RunningBinary> {
+export async function runBinary(
+  binary: string,
+  cwd: string,
+  args: string[],
+  env: Record<string, string> = {},
+  opts: { prefix?: string[]; readyTimeoutMs?: number } = {},
+): Promise<RunningBinary> {
   const local = join(cwd, "gatehouse");
   if (!existsSync(local)) copyFileSync(binary, local);
-  const proc = Bun.spawn([...(opts.prefix ?? []), local, ...args], { cwd, env: { PATH: process.env.PATH ?? "", ...env }, stdout: "pipe", stderr: "pipe" });
+  const proc = Bun.spawn([...(opts.prefix ?? []), local, ...args], {
+    cwd,
+    env: { PATH: process.env.PATH ?? "", ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
   const lines: string[] = [];
   const waiters: { pattern: RegExp; resolve: (l: string) => void }[] = [];
   const pump = async (stream: ReadableStream<Uint8Array>) => {
@@ -53,7 +69,7 @@ export async function runBinary(binary: string, cwd: string, args: string[], env
         const line = buf.slice(0, i);
         buf = buf.slice(i + 1);
         lines.push(line);
-        for (const w of waiters.splice(0)) (w.pattern.test(line) ? w.resolve(line) : waiters.push(w));
+        for (const w of waiters.splice(0)) w.pattern.test(line) ? w.resolve(line) : waiters.push(w);
       }
     }
   };
@@ -63,9 +79,14 @@ export async function runBinary(binary: string, cwd: string, args: string[], env
     new Promise<string>((resolve, reject) => {
       const hit = lines.find((l) => pattern.test(l));
       if (hit) return resolve(hit);
-      const timer = setTimeout(() => reject(new Error(`no log line ${pattern} within ${timeoutMs} ms; got:\n${lines.join("\n")}`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`no log line ${pattern} within ${timeoutMs} ms; got:\n${lines.join("\n")}`)),
+        timeoutMs,
+      );
       waiters.push({ pattern, resolve: (l) => (clearTimeout(timer), resolve(l)) });
-      proc.exited.then((code) => setTimeout(() => reject(new Error(`exited ${code} before ${pattern}; log:\n${lines.join("\n")}`)), 50));
+      proc.exited.then((code) =>
+        setTimeout(() => reject(new Error(`exited ${code} before ${pattern}; log:\n${lines.join("\n")}`)), 50),
+      );
     });
   const ports: Record<string, number> = {};
   await waitFor(/^info ready /, opts.readyTimeoutMs);

@@ -12,7 +12,10 @@ export async function signIn(base: string, username = "admin", password = "corre
     body: new URLSearchParams({ _csrf: csrf, username, password }),
   });
   expect(res.status).toBe(303);
-  const cookie = res.headers.getSetCookie().find((c) => c.startsWith("gh_session="))!.split(";")[0]!;
+  const cookie = res.headers
+    .getSetCookie()
+    .find((c) => c.startsWith("gh_session="))!
+    .split(";")[0]!;
   const page = await (await fetch(`${base}/integrations`, { headers: { cookie } })).text();
   return { cookie, csrf: page.match(/name="_csrf" value="([^"]+)"/)![1]! };
 }

@@ -22,14 +22,24 @@ export interface ImportEdge {
  * string literal (a computed `import(expr)`) is reported with target `<computed>`.
  */
 export function scanImports(root: string, file: string, text: string): ImportEdge[] {
-  const source = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true, file.endsWith("x") ? ts.ScriptKind.TSX : ts.ScriptKind.TS);
+  const source = ts.createSourceFile(
+    file,
+    text,
+    ts.ScriptTarget.Latest,
+    true,
+    file.endsWith("x") ? ts.ScriptKind.TSX : ts.ScriptKind.TS,
+  );
   const out: ImportEdge[] = [];
-  const resolveTarget = (spec: string) => (spec.startsWith(".") ? relative(root, resolve(root, dirname(file), spec)) : spec);
+  const resolveTarget = (spec: string) =>
+    spec.startsWith(".") ? relative(root, resolve(root, dirname(file), spec)) : spec;
   const add = (node: ts.Node, specNode: ts.Expression | undefined, kind: ImportEdge["kind"], typeOnly: boolean) => {
     const stmt = statementOf(node);
-    const comment = (ts.getLeadingCommentRanges(text, stmt.getFullStart()) ?? []).map((r) => text.slice(r.pos, r.end)).join("\n");
+    const comment = (ts.getLeadingCommentRanges(text, stmt.getFullStart()) ?? [])
+      .map((r) => text.slice(r.pos, r.end))
+      .join("\n");
     const line = source.getLineAndCharacterOfPosition(node.getStart(source)).line + 1;
-    if (specNode && ts.isStringLiteralLike(specNode)) out.push({ spec: specNode.text, target: resolveTarget(specNode.text), typeOnly, kind, line, comment });
+    if (specNode && ts.isStringLiteralLike(specNode))
+      out.push({ spec: specNode.text, target: resolveTarget(specNode.text), typeOnly, kind, line, comment });
     else out.push({ spec: "<computed>", target: "<computed>", typeOnly, kind, line, comment });
   };
   const visit = (node: ts.Node): void => {
@@ -47,13 +57,17 @@ export function scanImports(root: string, file: string, text: string): ImportEdg
     } else if (ts.isExportDeclaration(node) && node.moduleSpecifier) {
       const allTypes =
         node.isTypeOnly ||
-        (node.exportClause !== undefined && ts.isNamedExports(node.exportClause) && node.exportClause.elements.length > 0 && node.exportClause.elements.every((e) => e.isTypeOnly));
+        (node.exportClause !== undefined &&
+          ts.isNamedExports(node.exportClause) &&
+          node.exportClause.elements.length > 0 &&
+          node.exportClause.elements.every((e) => e.isTypeOnly));
       add(node, node.moduleSpecifier, "export", allTypes);
     } else if (ts.isImportEqualsDeclaration(node) && ts.isExternalModuleReference(node.moduleReference)) {
       add(node, node.moduleReference.expression, "require", node.isTypeOnly);
     } else if (ts.isCallExpression(node)) {
       if (node.expression.kind === ts.SyntaxKind.ImportKeyword) add(node, node.arguments[0], "dynamic", false);
-      else if (ts.isIdentifier(node.expression) && node.expression.text === "require") add(node, node.arguments[0], "require", false);
+      else if (ts.isIdentifier(node.expression) && node.expression.text === "require")
+        add(node, node.arguments[0], "require", false);
     } else if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument)) {
       add(node, node.argument.literal as ts.Expression, "import-type", true);
     }

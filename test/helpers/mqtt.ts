@@ -10,13 +10,27 @@ import { connect as tlsConnect } from "node:tls";
 export function connectMqtt(port: number, opts: IClientOptions & { localAddress?: string } = {}): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
     const { localAddress, ...rest } = opts;
-    const options = { host: "127.0.0.1", port, protocolVersion: 4 as const, reconnectPeriod: 0, connectTimeout: 5000, ...rest };
+    const options = {
+      host: "127.0.0.1",
+      port,
+      protocolVersion: 4 as const,
+      reconnectPeriod: 0,
+      connectTimeout: 5000,
+      ...rest,
+    };
     const tls = (rest as { protocol?: string }).protocol === "mqtts";
     const client = localAddress
       ? new mqtt.MqttClient(
           () =>
             tls
-              ? tlsConnect({ host: options.host, port, rejectUnauthorized: options.rejectUnauthorized, ca: options.ca, servername: options.servername, ...({ localAddress } as object) })
+              ? tlsConnect({
+                  host: options.host,
+                  port,
+                  rejectUnauthorized: options.rejectUnauthorized,
+                  ca: options.ca,
+                  servername: options.servername,
+                  ...({ localAddress } as object),
+                })
               : netConnect({ host: options.host, port, localAddress }),
           options,
         )
@@ -114,8 +128,16 @@ export function rawMqtt(port: number, host = "127.0.0.1", protocolVersion: 3 | 4
     socket.on("error", () => {});
     socket.once("connect", () =>
       resolve({
-        send: (packet) => socket.write(packet instanceof Uint8Array ? packet : mqttPacket.generate(packet as never, { protocolVersion })),
-        next: () => (queue.length ? Promise.resolve(queue.shift()) : isClosed ? Promise.resolve(undefined) : new Promise((r) => waiting.push(r))),
+        send: (packet) =>
+          socket.write(
+            packet instanceof Uint8Array ? packet : mqttPacket.generate(packet as never, { protocolVersion }),
+          ),
+        next: () =>
+          queue.length
+            ? Promise.resolve(queue.shift())
+            : isClosed
+              ? Promise.resolve(undefined)
+              : new Promise((r) => waiting.push(r)),
         closed,
         get isClosed() {
           return isClosed;
@@ -129,7 +151,15 @@ export function rawMqtt(port: number, host = "127.0.0.1", protocolVersion: 3 | 4
 
 /** connectPacket: a CONNECT for rawMqtt with the usual fields filled in. */
 export function connectPacket(fields: Record<string, unknown>): Record<string, unknown> {
-  return { cmd: "connect", protocolId: "MQTT", protocolVersion: 4, clean: true, keepalive: 30, clientId: "", ...fields };
+  return {
+    cmd: "connect",
+    protocolId: "MQTT",
+    protocolVersion: 4,
+    clean: true,
+    keepalive: 30,
+    clientId: "",
+    ...fields,
+  };
 }
 
 /**
@@ -140,7 +170,14 @@ export async function connectWithInbox(port: number, opts: IClientOptions = {}) 
   const inbox: { topic: string; payload: string }[] = [];
   const waiting: ((m: { topic: string; payload: string }) => void)[] = [];
   const client = await new Promise<MqttClient>((resolve, reject) => {
-    const c = mqtt.connect({ host: "127.0.0.1", port, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000, ...opts });
+    const c = mqtt.connect({
+      host: "127.0.0.1",
+      port,
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+      connectTimeout: 5000,
+      ...opts,
+    });
     c.on("message", (topic, payload) => {
       const m = { topic, payload: payload.toString() };
       const w = waiting.shift();
@@ -153,6 +190,9 @@ export async function connectWithInbox(port: number, opts: IClientOptions = {}) 
   return {
     client,
     /** next: the oldest message not taken yet (waits for one) */
-    next: () => (inbox.length ? Promise.resolve(inbox.shift()!) : new Promise<{ topic: string; payload: string }>((r) => waiting.push(r))),
+    next: () =>
+      inbox.length
+        ? Promise.resolve(inbox.shift()!)
+        : new Promise<{ topic: string; payload: string }>((r) => waiting.push(r)),
   };
 }

@@ -1,6 +1,15 @@
 import { join } from "node:path";
 import { OPCUACertificateManager } from "node-opcua-certificate-manager";
-import { AttributeIds, type ClientSession, DataType, MessageSecurityMode, OPCUAClient, SecurityPolicy, UserTokenType, type UserIdentityInfo } from "node-opcua-client";
+import {
+  AttributeIds,
+  type ClientSession,
+  DataType,
+  MessageSecurityMode,
+  OPCUAClient,
+  SecurityPolicy,
+  UserTokenType,
+  type UserIdentityInfo,
+} from "node-opcua-client";
 import { tempDir } from "./app.ts";
 
 export { AttributeIds, DataType, MessageSecurityMode, SecurityPolicy };
@@ -21,7 +30,10 @@ export async function connectOpcua(
   security: { mode?: MessageSecurityMode; policy?: SecurityPolicy; pkiDir?: string } = {},
 ): Promise<OpcuaConnection> {
   const pkiDir = security.pkiDir ?? tempDir("gatehouse-opcua-client-");
-  const clientCertificateManager = new OPCUACertificateManager({ rootFolder: join(pkiDir, "pki"), automaticallyAcceptUnknownCertificate: true });
+  const clientCertificateManager = new OPCUACertificateManager({
+    rootFolder: join(pkiDir, "pki"),
+    automaticallyAcceptUnknownCertificate: true,
+  });
   const client = OPCUAClient.create({
     applicationName: "GatehouseTestClient",
     applicationUri: `urn:gatehouse-test:${pkiDir.split("/").pop()}`,
@@ -33,7 +45,8 @@ export async function connectOpcua(
   });
   await client.connect(`opc.tcp://127.0.0.1:${port}`);
   try {
-    const identity: UserIdentityInfo = user === "anonymous" ? { type: UserTokenType.Anonymous } : { type: UserTokenType.UserName, ...user };
+    const identity: UserIdentityInfo =
+      user === "anonymous" ? { type: UserTokenType.Anonymous } : { type: UserTokenType.UserName, ...user };
     const session = await client.createSession(identity);
     return {
       client,

@@ -41,7 +41,13 @@ export function runScenarios(make: () => ReturnType<typeof testWeb>, scenarios: 
       const path = typeof s.path === "function" ? await s.path(ctx) : s.path;
       const auth = s.auth ?? "admin";
       const headers = { ...s.headers, ...(auth === "token" ? { authorization: `Bearer ${ctx.token}` } : {}) };
-      const res = await ctx.request(s.method, path, { form: s.form, json: s.json, headers, auth: auth === "admin", csrf: auth === "admin" });
+      const res = await ctx.request(s.method, path, {
+        form: s.form,
+        json: s.json,
+        headers,
+        auth: auth === "admin",
+        csrf: auth === "admin",
+      });
       const body = await res.text();
       expect({ status: res.status, body: body.slice(0, 300) }).toMatchObject({ status: s.status });
       for (const text of s.contains ?? []) expect(body).toContain(text);

@@ -21,7 +21,12 @@ export async function eventually<T>(check: () => T | Promise<T>, timeoutMs = 5_0
 }
 
 /** waitFor: the next `name` event whose payload satisfies `predicate` (registered before the action you await). */
-export function waitFor<K extends EventName>(events: EventBus, name: K, predicate: (payload: EventMap[K]) => boolean = () => true, timeoutMs = 5_000): Promise<EventMap[K]> {
+export function waitFor<K extends EventName>(
+  events: EventBus,
+  name: K,
+  predicate: (payload: EventMap[K]) => boolean = () => true,
+  timeoutMs = 5_000,
+): Promise<EventMap[K]> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       off();

@@ -1,5 +1,11 @@
 import { describe, expect, it } from "bun:test";
-import { clientAddress, ipBytes, formatIp, noTrustedProxies, parseTrustedProxies } from "../../src/lib/client-address.ts";
+import {
+  clientAddress,
+  ipBytes,
+  formatIp,
+  noTrustedProxies,
+  parseTrustedProxies,
+} from "../../src/lib/client-address.ts";
 import { ConfigError } from "../../src/lib/options.ts";
 
 describe("trusted proxies and the client address", () => {
@@ -10,7 +16,17 @@ describe("trusted proxies and the client address", () => {
     expect(parseTrustedProxies("::ffff:192.168.0.0/112").text).toEqual(["192.168.0.0/16"]);
     expect(parseTrustedProxies(undefined)).toBe(noTrustedProxies);
     expect(parseTrustedProxies("none")).toBe(noTrustedProxies);
-    for (const bad of ["localhost", "10.0.0.0/33", "::1/129", "1.2.3", "10.0.0.1:80", "[::1]", "127.0.0.1,,10.0.0.1", "fe80::1%eth0", "10.0.0.0/-1"]) {
+    for (const bad of [
+      "localhost",
+      "10.0.0.0/33",
+      "::1/129",
+      "1.2.3",
+      "10.0.0.1:80",
+      "[::1]",
+      "127.0.0.1,,10.0.0.1",
+      "fe80::1%eth0",
+      "10.0.0.0/-1",
+    ]) {
       expect(() => parseTrustedProxies(bad)).toThrow(ConfigError);
     }
   });
@@ -48,7 +64,9 @@ describe("trusted proxies and the client address", () => {
     expect(clientAddress("127.0.0.1", "garbage, 10.0.0.9", trusted)).toBe("10.0.0.9");
     expect(clientAddress("127.0.0.1", "", trusted)).toBe("127.0.0.1");
     expect(clientAddress("127.0.0.1", `${"1".repeat(70_000)}`, trusted)).toBe("127.0.0.1");
-    expect(clientAddress("127.0.0.1", `198.51.100.1, ${Array(40).fill("10.0.0.1").join(", ")}`, trusted)).toBe("10.0.0.1");
+    expect(clientAddress("127.0.0.1", `198.51.100.1, ${Array(40).fill("10.0.0.1").join(", ")}`, trusted)).toBe(
+      "10.0.0.1",
+    );
     // every entry a trusted proxy: the leftmost one looked at
     expect(clientAddress("127.0.0.1", "10.0.0.5, 10.0.0.6", trusted)).toBe("10.0.0.5");
   });

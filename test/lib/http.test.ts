@@ -21,7 +21,10 @@ describe("safeNext", () => {
 
 describe("crossSite", () => {
   const req = (origin: string | null, host = "gate.local:8080") =>
-    new Request(`http://${host}/integrations`, { method: "POST", headers: { host, ...(origin === null ? {} : { origin }) } });
+    new Request(`http://${host}/integrations`, {
+      method: "POST",
+      headers: { host, ...(origin === null ? {} : { origin }) },
+    });
   for (const [origin, expected] of [
     [null, false], // no Origin (curl, old browsers): the CSRF token decides
     ["http://gate.local:8080", false],
@@ -30,6 +33,7 @@ describe("crossSite", () => {
     ["null", true], // sandboxed frames and some redirects
     ["not a url", true],
   ] as const) {
-    it(`Origin ${origin} -> ${expected ? "refused" : "same site"}`, () => expect(crossSite(req(origin))).toBe(expected));
+    it(`Origin ${origin} -> ${expected ? "refused" : "same site"}`, () =>
+      expect(crossSite(req(origin))).toBe(expected));
   }
 });

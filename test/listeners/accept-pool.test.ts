@@ -28,7 +28,12 @@ function idle(port: number, opts: { localAddress?: string; tls?: boolean } = {})
     let byUs = false;
     let isClosed = false;
     const socket = opts.tls
-      ? tlsConnect({ host: "127.0.0.1", port, rejectUnauthorized: false, ...({ localAddress: opts.localAddress } as object) })
+      ? tlsConnect({
+          host: "127.0.0.1",
+          port,
+          rejectUnauthorized: false,
+          ...({ localAddress: opts.localAddress } as object),
+        })
       : netConnect({ host: "127.0.0.1", port, localAddress: opts.localAddress });
     const closedByServer = new Promise<void>((res, rej) =>
       socket.once("close", () => {
@@ -105,7 +110,8 @@ function churn(ports: number[], addresses: string[], perAddress: number) {
   };
 }
 
-const mqttsPort = (app: App) => (app.listeners.find((l) => l.type === "mqtt") as unknown as { tlsAddress(): { port: number } }).tlsAddress().port;
+const mqttsPort = (app: App) =>
+  (app.listeners.find((l) => l.type === "mqtt") as unknown as { tlsAddress(): { port: number } }).tlsAddress().port;
 const closedFor = (app: App, reason: "deadline" | "evicted" | "refused") => app.pool.closed(reason);
 
 describe("every listener counts sockets from accept", () => {
@@ -136,7 +142,11 @@ describe("every listener counts sockets from accept", () => {
   it("a device that sends its CONNECT is not closed at the deadline while its login is checked, and leaves the pool when in", async () => {
     const { app } = await testApp(["--pending-timeout", "1", "--opcua-port", "off"]);
     try {
-      const { password } = await app.core.credentials.create({ type: "mqtt", username: "slow-network-device", password: "a chosen password" });
+      const { password } = await app.core.credentials.create({
+        type: "mqtt",
+        username: "slow-network-device",
+        password: "a chosen password",
+      });
       const c = await connectMqtt(app.address("mqtt")!.port, { username: "slow-network-device", password });
       expect(app.pool.size).toBe(0);
       await c.endAsync();
@@ -160,7 +170,10 @@ describe("HTTP through the accept front", () => {
           socket.once("error", reject);
         });
       const basic = Buffer.from("http-device:wrong password").toString("base64");
-      const first = await raw("127.0.0.3", `GET /api/v1/data/plant/x HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic ${basic}\r\n\r\n`);
+      const first = await raw(
+        "127.0.0.3",
+        `GET /api/v1/data/plant/x HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic ${basic}\r\n\r\n`,
+      );
       expect(first.answer).toStartWith("HTTP/1.1 401");
       expect(app.core.loginLog.recent(1)[0]).toMatchObject({ username: "http-device", remote: "127.0.0.3" });
       expect(app.pool.size).toBe(0);
@@ -184,7 +197,9 @@ describe("HTTP through the accept front", () => {
       const direct = await (await fetch(`http://127.0.0.1:${port}/assets/htmx.min.js`)).arrayBuffer();
       const raw = await new Promise<Buffer>((resolve, reject) => {
         const chunks: Buffer[] = [];
-        const socket = netConnect({ host: "127.0.0.1", port }, () => socket.write("GET /assets/htmx.min.js HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"));
+        const socket = netConnect({ host: "127.0.0.1", port }, () =>
+          socket.write("GET /assets/htmx.min.js HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"),
+        );
         socket.on("data", (d: Buffer) => chunks.push(d));
         socket.once("close", () => resolve(Buffer.concat(chunks)));
         socket.once("error", reject);
@@ -200,10 +215,18 @@ describe("HTTP through the accept front", () => {
   it("a 900 KB body goes up and comes back down whole through the front", async () => {
     const { app, url } = await testApp(["--opcua-port", "off"]);
     try {
-      const { password } = await app.core.credentials.create({ type: "http", username: "big-sender", password: "big sender password" });
+      const { password } = await app.core.credentials.create({
+        type: "http",
+        username: "big-sender",
+        password: "big sender password",
+      });
       const auth = { authorization: `Basic ${Buffer.from(`big-sender:${password}`).toString("base64")}` };
       const payload = "0123456789abcdef".repeat(900 * 64); // 921 600 bytes
-      const put = await fetch(`${url}/api/v1/data/big/blob?retain=true`, { method: "POST", headers: auth, body: payload });
+      const put = await fetch(`${url}/api/v1/data/big/blob?retain=true`, {
+        method: "POST",
+        headers: auth,
+        body: payload,
+      });
       expect(put.status).toBe(202);
       const got = await eventually(async () => {
         const res = await fetch(`${url}/api/v1/data/big/blob`, { headers: auth });
@@ -222,7 +245,9 @@ describe("HTTP through the accept front", () => {
     try {
       const silent = await idle(app.address("http")!.port, { localAddress: "127.0.0.3" });
       await app.core.credentials.create({ type: "http", username: "direct-device", password: "right password" });
-      const res = await fetch(`${url}/api/v1/data/plant/x`, { headers: { authorization: `Basic ${Buffer.from("direct-device:wrong").toString("base64")}` } });
+      const res = await fetch(`${url}/api/v1/data/plant/x`, {
+        headers: { authorization: `Basic ${Buffer.from("direct-device:wrong").toString("base64")}` },
+      });
       expect(res.status).toBe(401);
       expect(app.core.loginLog.recent(1)[0]).toMatchObject({ username: "direct-device", remote: "127.0.0.1" });
       expect(app.pool.size).toBe(0); // the idle socket is Bun.serve's alone (it closes it after ~12 s)
@@ -300,10 +325,18 @@ describe("strangers holding sockets and a fleet behind one address are told apar
     const { app } = await testApp(["--opcua-port", "off"]);
     try {
       const port = app.address("mqtt")!.port;
-      const fleet = await app.core.credentials.createMany(Array.from({ length: 1000 }, (_, i) => ({ type: "mqtt" as const, username: `nat-device-${i}` })));
+      const fleet = await app.core.credentials.createMany(
+        Array.from({ length: 1000 }, (_, i) => ({ type: "mqtt" as const, username: `nat-device-${i}` })),
+      );
       const results = await Promise.all(
         fleet.map(({ integration, password }) =>
-          connectMqtt(port, { username: integration.username, password, clientId: integration.username, localAddress: "127.0.0.2", connectTimeout: 30_000 }).then(
+          connectMqtt(port, {
+            username: integration.username,
+            password,
+            clientId: integration.username,
+            localAddress: "127.0.0.2",
+            connectTimeout: 30_000,
+          }).then(
             (c) => c,
             (err: { code?: number }) => err.code ?? -1,
           ),

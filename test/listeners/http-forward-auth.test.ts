@@ -26,13 +26,25 @@ interface RawResponse {
 }
 
 /** send: one request written as typed (no URL parsing on our side), `Connection: close`, from `from`. */
-function send(port: number, opts: { target: string; method?: string; headers?: Record<string, string>; from?: string; body?: string }): Promise<RawResponse> {
+function send(
+  port: number,
+  opts: { target: string; method?: string; headers?: Record<string, string>; from?: string; body?: string },
+): Promise<RawResponse> {
   const body = opts.body ?? "";
-  const headers = { host: `127.0.0.1:${port}`, connection: "close", ...(body || opts.method === "POST" ? { "content-length": String(Buffer.byteLength(body)) } : {}), ...opts.headers };
-  const head = `${opts.method ?? "GET"} ${opts.target} HTTP/1.1\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join("")}\r\n`;
+  const headers = {
+    host: `127.0.0.1:${port}`,
+    connection: "close",
+    ...(body || opts.method === "POST" ? { "content-length": String(Buffer.byteLength(body)) } : {}),
+    ...opts.headers,
+  };
+  const head = `${opts.method ?? "GET"} ${opts.target} HTTP/1.1\r\n${Object.entries(headers)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join("")}\r\n`;
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
-    const socket = connect({ host: "127.0.0.1", port, localAddress: opts.from ?? "127.0.0.1" }, () => socket.write(Buffer.concat([Buffer.from(head, "latin1"), Buffer.from(body)])));
+    const socket = connect({ host: "127.0.0.1", port, localAddress: opts.from ?? "127.0.0.1" }, () =>
+      socket.write(Buffer.concat([Buffer.from(head, "latin1"), Buffer.from(body)])),
+    );
     socket.on("data", (c) => chunks.push(Buffer.from(c)));
     socket.on("error", reject);
     socket.on("close", () => {
@@ -86,10 +98,16 @@ async function echoUpstream() {
       const length = Number(head.find((l) => /^content-length:/i.test(l))?.split(":")[1] ?? 0);
       if (buf.length < end + 4 + length) return; // read the whole body before answering
       const target = head[0]!.split(" ")[1]!;
-      const integration = head.find((l) => /^x-gatehouse-integration:/i.test(l))?.split(":")[1]?.trim() ?? null;
+      const integration =
+        head
+          .find((l) => /^x-gatehouse-integration:/i.test(l))
+          ?.split(":")[1]
+          ?.trim() ?? null;
       seen.push(target);
       const body = JSON.stringify({ target, integration });
-      socket.end(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      socket.end(
+        `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
     });
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
@@ -184,9 +202,13 @@ function startNginx(gatehouse: string, sites: Site[]) {
       proxy_set_header Content-Length "";
       proxy_set_header X-Original-URI $request_uri;
       proxy_set_header X-Original-Method $request_method;
-      proxy_set_header X-Forwarded-For $remote_addr;${strip ? `
+      proxy_set_header X-Forwarded-For $remote_addr;${
+        strip
+          ? `
       proxy_set_header X-Forwarded-Uri "";
-      proxy_set_header X-Forwarded-Method "";` : ""}
+      proxy_set_header X-Forwarded-Method "";`
+          : ""
+      }
     }
   }`,
     );
@@ -203,7 +225,10 @@ ${servers.join("\n")}
 }
 `,
     );
-    const proc = Bun.spawn([Bun.which("nginx") ?? "/usr/sbin/nginx", "-c", join(dir, "nginx.conf"), "-p", dir], { stdout: "ignore", stderr: "pipe" });
+    const proc = Bun.spawn([Bun.which("nginx") ?? "/usr/sbin/nginx", "-c", join(dir, "nginx.conf"), "-p", dir], {
+      stdout: "ignore",
+      stderr: "pipe",
+    });
     return { proc, ports, errorLog: join(dir, "error.log") };
   })();
 }
@@ -218,16 +243,24 @@ function startCaddy(gatehouse: string, sites: Site[]) {
       ({ upstream, strip }, i) => `http://127.0.0.1:${ports[i]} {
   forward_auth ${gh.host} {
     uri /auth/http
-    copy_headers X-Gatehouse-Integration${strip ? `
+    copy_headers X-Gatehouse-Integration${
+      strip
+        ? `
     header_up -X-Original-URI
-    header_up -X-Original-Method` : ""}
+    header_up -X-Original-Method`
+        : ""
+    }
   }
   reverse_proxy 127.0.0.1:${upstream}
 }`,
     );
     writeFileSync(join(dir, "Caddyfile"), `{\n  admin off\n  auto_https off\n}\n${blocks.join("\n")}\n`);
     const env = { ...process.env, HOME: dir, XDG_DATA_HOME: join(dir, "data"), XDG_CONFIG_HOME: join(dir, "config") };
-    const proc = Bun.spawn(["caddy", "run", "--config", join(dir, "Caddyfile"), "--adapter", "caddyfile"], { stdout: "ignore", stderr: "ignore", env });
+    const proc = Bun.spawn(["caddy", "run", "--config", join(dir, "Caddyfile"), "--adapter", "caddyfile"], {
+      stdout: "ignore",
+      stderr: "ignore",
+      env,
+    });
     return { proc, ports, errorLog: undefined };
   })();
 }
@@ -240,7 +273,12 @@ async function seed(app: App) {
   const dash = await credentials.create({ type: "http", username: "dash-viewer", password: "dash-viewer-pass" });
   credentials.update(dash.integration.id, { subscribeAcl: ["/dashboard/#"], publishAcl: [] });
   const most = await credentials.create({ type: "http", username: "all-but-admin", password: "all-but-admin-pass" });
-  credentials.update(most.integration.id, { subscribeAcl: ["#"], publishAcl: ["#"], denySubscribeAcl: ["/admin/#"], denyPublishAcl: ["/admin/#"] });
+  credentials.update(most.integration.id, {
+    subscribeAcl: ["#"],
+    publishAcl: ["#"],
+    denySubscribeAcl: ["/admin/#"],
+    denyPublishAcl: ["/admin/#"],
+  });
 }
 
 const as = {
@@ -302,15 +340,30 @@ for (const proxyName of ["nginx", "caddy"] as const) {
 
     beforeAll(async () => {
       let url: string;
-      ({ app, url, lines } = await testApp(["--opcua-port", "off", "--mqtt-port", "off", "--forward-auth-proxy", proxyName, "--trusted-proxies", "127.0.0.1"]));
+      ({ app, url, lines } = await testApp([
+        "--opcua-port",
+        "off",
+        "--mqtt-port",
+        "off",
+        "--forward-auth-proxy",
+        proxyName,
+        "--trusted-proxies",
+        "127.0.0.1",
+      ]));
       await seed(app);
       echo = await echoUpstream();
       python = await pythonUpstream();
       const sites = [echo.port, python.port, echo.port].map((upstream, i) => ({ upstream, strip: i < 2 }));
       proxy = await (proxyName === "nginx" ? startNginx : startCaddy)(url, sites);
       [toEcho, toPython, unstripped] = proxy.ports as [number, number, number];
-      await eventually(async () => expect((await send(toEcho, { target: "/dashboard/line1", headers: as.dash })).status).toBe(200), 15_000);
-      await eventually(async () => expect((await send(toPython, { target: "/dashboard/line1", headers: as.dash })).status).toBe(200), 15_000);
+      await eventually(
+        async () => expect((await send(toEcho, { target: "/dashboard/line1", headers: as.dash })).status).toBe(200),
+        15_000,
+      );
+      await eventually(
+        async () => expect((await send(toPython, { target: "/dashboard/line1", headers: as.dash })).status).toBe(200),
+        15_000,
+      );
     }, 30_000);
     afterAll(async () => {
       proxy?.proc.kill();
@@ -326,7 +379,10 @@ for (const proxyName of ["nginx", "caddy"] as const) {
       expect(JSON.parse(ok.body)).toEqual({ target: "/dashboard/line1?x=1", integration: "dash-viewer" });
       const py = await send(toPython, { target: "/dashboard/line1", headers: as.dash });
       expect([py.status, py.body]).toEqual([200, "dashboard line1"]);
-      const wrong = await send(toEcho, { target: "/dashboard/line1", headers: { authorization: basic("dash-viewer", "not-the-password") } });
+      const wrong = await send(toEcho, {
+        target: "/dashboard/line1",
+        headers: { authorization: basic("dash-viewer", "not-the-password") },
+      });
       expect(wrong.status).toBe(401);
       expect(wrong.headers["www-authenticate"]).toContain('Basic realm="gatehouse"');
       expect((await send(toEcho, { target: "/dashboard/line1" })).status).toBe(401);
@@ -334,8 +390,12 @@ for (const proxyName of ["nginx", "caddy"] as const) {
       expect((await send(toEcho, { target: "/admin/secret", headers: as.most })).status).toBe(403);
       expect((await send(toEcho, { target: "/other/x", headers: as.most })).status).toBe(200);
       // a write needs a publish filter; dash-viewer has none
-      expect((await send(toEcho, { target: "/dashboard/line1", method: "POST", body: "x", headers: as.dash })).status).toBe(403);
-      expect((await send(toEcho, { target: "/other/x", method: "POST", body: "x", headers: as.most })).status).toBe(200);
+      expect(
+        (await send(toEcho, { target: "/dashboard/line1", method: "POST", body: "x", headers: as.dash })).status,
+      ).toBe(403);
+      expect((await send(toEcho, { target: "/other/x", method: "POST", body: "x", headers: as.most })).status).toBe(
+        200,
+      );
     });
 
     it("refuses every path trick with 403 before either upstream sees it", async () => {
@@ -344,7 +404,11 @@ for (const proxyName of ["nginx", "caddy"] as const) {
       for (const [target, who] of pathTricks) {
         for (const port of [toEcho, toPython]) {
           const res = await send(port, { target, headers: as[who] });
-          expect({ target, port: port === toEcho ? "echo" : "python", status: res.status }).toEqual({ target, port: port === toEcho ? "echo" : "python", status: 403 });
+          expect({ target, port: port === toEcho ? "echo" : "python", status: res.status }).toEqual({
+            target,
+            port: port === toEcho ? "echo" : "python",
+            status: 403,
+          });
           expect(res.body).not.toContain("SECRET");
         }
       }
@@ -366,7 +430,12 @@ for (const proxyName of ["nginx", "caddy"] as const) {
       const before = echo.seen.length;
       for (const extra of clientHeaders) {
         for (const r of requests) {
-          const res = await send(toEcho, { target: r.target, method: r.method, body: r.method === "POST" ? "x" : undefined, headers: { ...as.dash, ...extra } });
+          const res = await send(toEcho, {
+            target: r.target,
+            method: r.method,
+            body: r.method === "POST" ? "x" : undefined,
+            headers: { ...as.dash, ...extra },
+          });
           expect({ extra, ...r, status: res.status }).toEqual({ extra, ...r, status: r.expected });
           if (res.status === 200) expect(JSON.parse(res.body).target).toBe(r.target);
         }
@@ -375,9 +444,19 @@ for (const proxyName of ["nginx", "caddy"] as const) {
       // configured without the stripping lines, a client's header can get its own request refused, never let one through
       for (const extra of clientHeaders) {
         for (const r of requests) {
-          const res = await send(unstripped, { target: r.target, method: r.method, body: r.method === "POST" ? "x" : undefined, headers: { ...as.dash, ...extra } });
+          const res = await send(unstripped, {
+            target: r.target,
+            method: r.method,
+            body: r.method === "POST" ? "x" : undefined,
+            headers: { ...as.dash, ...extra },
+          });
           const acceptable = r.expected === 403 ? [403] : [200, 403];
-          expect({ extra, ...r, status: res.status, acceptable: acceptable.includes(res.status) }).toEqual({ extra, ...r, status: res.status, acceptable: true });
+          expect({ extra, ...r, status: res.status, acceptable: acceptable.includes(res.status) }).toEqual({
+            extra,
+            ...r,
+            status: res.status,
+            acceptable: true,
+          });
         }
       }
     });
@@ -393,7 +472,11 @@ for (const proxyName of ["nginx", "caddy"] as const) {
             send(toEcho, {
               target: "/dashboard/line1",
               from: "127.0.0.2",
-              headers: { authorization: basic(victim, `guess-${batch}-${i}`), "x-forwarded-for": `203.0.113.${batch * 20 + i}`, "x-real-ip": `198.51.100.${i}` },
+              headers: {
+                authorization: basic(victim, `guess-${batch}-${i}`),
+                "x-forwarded-for": `203.0.113.${batch * 20 + i}`,
+                "x-real-ip": `198.51.100.${i}`,
+              },
             }),
           ),
         );
@@ -405,11 +488,32 @@ for (const proxyName of ["nginx", "caddy"] as const) {
       expect(statuses.filter((s) => s === 401).length).toBe(10);
       expect(statuses.filter((s) => s === 403).length).toBe(190);
       expect([...retryAfter]).toEqual(["60"]);
-      const remotes = new Set(app.core.loginLog.recent(200).filter((f) => f.username === victim).map((f) => f.remote));
+      const remotes = new Set(
+        app.core.loginLog
+          .recent(200)
+          .filter((f) => f.username === victim)
+          .map((f) => f.remote),
+      );
       expect([...remotes]).toEqual(["127.0.0.2"]); // no made-up address in the failed-logins list
       // the throttle is the pair's: the same address with the right password waits too, another does not
-      expect((await send(toEcho, { target: "/dashboard/line1", from: "127.0.0.2", headers: { authorization: basic(victim, "the-real-password") } })).status).toBe(403);
-      expect((await send(toEcho, { target: "/other/x", from: "127.0.0.3", headers: { authorization: basic(victim, "the-real-password") } })).status).toBe(200);
+      expect(
+        (
+          await send(toEcho, {
+            target: "/dashboard/line1",
+            from: "127.0.0.2",
+            headers: { authorization: basic(victim, "the-real-password") },
+          })
+        ).status,
+      ).toBe(403);
+      expect(
+        (
+          await send(toEcho, {
+            target: "/other/x",
+            from: "127.0.0.3",
+            headers: { authorization: basic(victim, "the-real-password") },
+          })
+        ).status,
+      ).toBe(200);
       expect(lines.some((l) => l.includes("ERROR") || l.startsWith("error"))).toBe(false);
       // nginx logs any auth status it cannot pass on ("auth request unexpected status: 429") and answers 500
       if (proxy.errorLog) expect(readFileSync(proxy.errorLog, "utf8")).not.toContain("unexpected status");
@@ -419,22 +523,57 @@ for (const proxyName of ["nginx", "caddy"] as const) {
       const device = `line-panel-${proxyName}`;
       await app.core.credentials.create({ type: "http", username: device, password: "panel-password" });
       const neighbour: number[] = [];
-      for (let i = 0; i < 20; i++) neighbour.push((await send(toEcho, { target: "/x", from: "127.0.0.4", headers: { authorization: basic(device, `wrong-${i}`) } })).status);
+      for (let i = 0; i < 20; i++)
+        neighbour.push(
+          (
+            await send(toEcho, {
+              target: "/x",
+              from: "127.0.0.4",
+              headers: { authorization: basic(device, `wrong-${i}`) },
+            })
+          ).status,
+        );
       expect(neighbour.filter((s) => s === 403).length).toBe(10); // the neighbour's own pair is locked
       // never logged in since start: nothing cached, the device's own (address, name) pair is clean
-      expect((await send(toEcho, { target: "/x", from: "127.0.0.5", headers: { authorization: basic(device, "panel-password") } })).status).toBe(200);
+      expect(
+        (
+          await send(toEcho, {
+            target: "/x",
+            from: "127.0.0.5",
+            headers: { authorization: basic(device, "panel-password") },
+          })
+        ).status,
+      ).toBe(200);
 
       const sprayed = `sprayed-${proxyName}`;
       await app.core.credentials.create({ type: "http", username: sprayed, password: "sprayed-password" });
       const spray = await Promise.all(
-        Array.from({ length: 100 }, (_, i) => send(toEcho, { target: "/x", from: `127.0.1.${i + 1}`, headers: { authorization: basic(sprayed, `spray-${i}`) } })),
+        Array.from({ length: 100 }, (_, i) =>
+          send(toEcho, {
+            target: "/x",
+            from: `127.0.1.${i + 1}`,
+            headers: { authorization: basic(sprayed, `spray-${i}`) },
+          }),
+        ),
       );
       expect(spray.every((r) => r.status === 401)).toBe(true); // slowed, never locked: each address is its own pair
-      expect((await send(toEcho, { target: "/x", from: "127.0.0.6", headers: { authorization: basic(sprayed, "sprayed-password") } })).status).toBe(200);
+      expect(
+        (
+          await send(toEcho, {
+            target: "/x",
+            from: "127.0.0.6",
+            headers: { authorization: basic(sprayed, "sprayed-password") },
+          })
+        ).status,
+      ).toBe(200);
     }, 60_000);
 
     it("takes a burst of 200 allowed requests at once", async () => {
-      const answers = await Promise.all(Array.from({ length: 200 }, (_, i) => send(toEcho, { target: `/dashboard/burst/${i}`, from: `127.0.2.${(i % 50) + 1}`, headers: as.dash })));
+      const answers = await Promise.all(
+        Array.from({ length: 200 }, (_, i) =>
+          send(toEcho, { target: `/dashboard/burst/${i}`, from: `127.0.2.${(i % 50) + 1}`, headers: as.dash }),
+        ),
+      );
       expect(answers.map((a) => a.status)).toEqual(answers.map(() => 200));
     }, 30_000);
 
@@ -454,7 +593,13 @@ describe("forward auth asked directly", () => {
   const apps: Record<string, { app: App; url: string; lines: string[] }> = {};
   beforeAll(async () => {
     for (const proxy of ["off", "nginx", "caddy", "traefik", "generic", "envoy"]) {
-      const args = ["--opcua-port", "off", "--mqtt-port", "off", ...(proxy === "off" ? [] : ["--forward-auth-proxy", proxy])];
+      const args = [
+        "--opcua-port",
+        "off",
+        "--mqtt-port",
+        "off",
+        ...(proxy === "off" ? [] : ["--forward-auth-proxy", proxy]),
+      ];
       const made = await testApp(args);
       await seed(made.app);
       apps[proxy] = made;
@@ -476,7 +621,15 @@ describe("forward auth asked directly", () => {
       expect(body.message).toContain("--forward-auth-proxy");
     }
     // wrong credentials are not even looked at
-    expect((await get("off", { authorization: basic("dash-viewer", "wrong"), "x-original-uri": "/dashboard/x", "x-original-method": "GET" })).status).toBe(403);
+    expect(
+      (
+        await get("off", {
+          authorization: basic("dash-viewer", "wrong"),
+          "x-original-uri": "/dashboard/x",
+          "x-original-method": "GET",
+        })
+      ).status,
+    ).toBe(403);
     expect(apps.off!.lines.filter((l) => l.includes("forward auth is off")).length).toBe(1);
     expect(apps.off!.app.core.loginLog.recent(10)).toEqual([]);
   });
@@ -485,7 +638,11 @@ describe("forward auth asked directly", () => {
     nginx: { uri: "x-original-uri", method: "x-original-method", foreign: ["x-forwarded-uri", "x-forwarded-method"] },
     caddy: { uri: "x-forwarded-uri", method: "x-forwarded-method", foreign: ["x-original-uri", "x-original-method"] },
     traefik: { uri: "x-forwarded-uri", method: "x-forwarded-method", foreign: ["x-original-uri", "x-original-method"] },
-    generic: { uri: "x-gatehouse-uri", method: "x-gatehouse-method", foreign: ["x-original-uri", "x-original-method", "x-forwarded-uri", "x-forwarded-method"] },
+    generic: {
+      uri: "x-gatehouse-uri",
+      method: "x-gatehouse-method",
+      foreign: ["x-original-uri", "x-original-method", "x-forwarded-uri", "x-forwarded-method"],
+    },
   };
 
   for (const [proxy, f] of Object.entries(families)) {
@@ -497,12 +654,19 @@ describe("forward auth asked directly", () => {
       expect((await get(proxy, { ...as.dash, [f.uri]: "/dashboard/x", [f.method]: "get" })).status).toBe(403); // judged as a write
       expect((await get(proxy, { ...as.dash, [f.uri]: "/admin", [f.method]: "GET" })).status).toBe(403);
       for (const foreign of f.foreign) {
-        const res = await get(proxy, { ...as.dash, [f.uri]: "/dashboard/x", [f.method]: "GET", [foreign]: "/dashboard/x" });
+        const res = await get(proxy, {
+          ...as.dash,
+          [f.uri]: "/dashboard/x",
+          [f.method]: "GET",
+          [foreign]: "/dashboard/x",
+        });
         expect({ foreign, status: res.status }).toEqual({ foreign, status: 403 });
       }
       // the other families' names are never read as the URI
       const elsewhere = Object.values(families).find((o) => o.uri !== f.uri)!;
-      expect((await get(proxy, { ...as.dash, [elsewhere.uri]: "/dashboard/x", [elsewhere.method]: "GET" })).status).toBeOneOf([400, 403]);
+      expect(
+        (await get(proxy, { ...as.dash, [elsewhere.uri]: "/dashboard/x", [elsewhere.method]: "GET" })).status,
+      ).toBeOneOf([400, 403]);
       expect((await get(proxy, { ...as.dash, [f.method]: "GET" })).status).toBe(400);
       expect((await get(proxy, { ...as.dash, [f.uri]: "", [f.method]: "GET" })).status).toBe(400);
       expect((await get(proxy, { ...as.dash, [f.uri]: "/dashboard/x" })).status).toBe(400);
@@ -515,7 +679,8 @@ describe("forward auth asked directly", () => {
 
   it("envoy: the check request's own method and its ?uri= (path_prefix /auth/http?uri=), untouched by URL parsing", async () => {
     const port = new URL(apps.envoy!.url).port;
-    const check = (target: string, method = "GET", headers: Record<string, string> = as.dash) => send(Number(port), { target, method, headers });
+    const check = (target: string, method = "GET", headers: Record<string, string> = as.dash) =>
+      send(Number(port), { target, method, headers });
     expect((await check("/auth/http?uri=/dashboard/x?y=1&z=/admin")).status).toBe(200);
     expect((await check("/auth/http?uri=/dashboard/x", "POST")).status).toBe(403);
     expect((await check("/auth/http?uri=/dashboard/x", "DELETE")).status).toBe(403);
@@ -528,37 +693,69 @@ describe("forward auth asked directly", () => {
     expect((await check("/auth/http")).status).toBe(400);
     expect((await check("/auth/http?x=1&uri=/dashboard/x")).status).toBe(400);
     // a client header Envoy was told to pass on is never read: it fails closed
-    expect((await check("/auth/http?uri=/dashboard/x", "GET", { ...as.dash, "x-original-uri": "/dashboard/x" })).status).toBe(403);
-    expect((await check("/auth/http?uri=/dashboard/x", "GET", { ...as.dash, "x-forwarded-method": "GET" })).status).toBe(403);
+    expect(
+      (await check("/auth/http?uri=/dashboard/x", "GET", { ...as.dash, "x-original-uri": "/dashboard/x" })).status,
+    ).toBe(403);
+    expect(
+      (await check("/auth/http?uri=/dashboard/x", "GET", { ...as.dash, "x-forwarded-method": "GET" })).status,
+    ).toBe(403);
   });
 
   it("counts every refusal by reason and logs each reason at most once in 10 s", async () => {
     const { app, lines } = apps.nginx!;
     const counter = app.core.metrics.counter("gatehouse_forward_auth_refusals_total", "");
     const before = counter.get({ reason: "dot-segment" });
-    const logged = () => lines.filter((l) => l.includes("forward auth refused") && l.includes("reason=dot-segment")).length;
+    const logged = () =>
+      lines.filter((l) => l.includes("forward auth refused") && l.includes("reason=dot-segment")).length;
     const linesBefore = logged();
-    for (let i = 0; i < 50; i++) expect((await get("nginx", { ...as.dash, "x-original-uri": `/dashboard/${i}/../../admin`, "x-original-method": "GET" })).status).toBe(403);
+    for (let i = 0; i < 50; i++)
+      expect(
+        (
+          await get("nginx", {
+            ...as.dash,
+            "x-original-uri": `/dashboard/${i}/../../admin`,
+            "x-original-method": "GET",
+          })
+        ).status,
+      ).toBe(403);
     expect(counter.get({ reason: "dot-segment" }) - before).toBe(50);
     expect(logged() - linesBefore).toBeLessThanOrEqual(1);
     expect(await app.core.metrics.render()).toContain('gatehouse_forward_auth_refusals_total{reason="dot-segment"} ');
   });
 
   it("answers a 64 KB original URI with 431 and a throttled client with 403 and Retry-After", async () => {
-    expect((await get("nginx", { ...as.dash, "x-original-uri": `/dashboard/${"a".repeat(64 * 1024)}`, "x-original-method": "GET" })).status).toBe(431);
+    expect(
+      (
+        await get("nginx", {
+          ...as.dash,
+          "x-original-uri": `/dashboard/${"a".repeat(64 * 1024)}`,
+          "x-original-method": "GET",
+        })
+      ).status,
+    ).toBe(431);
     const { app } = apps.caddy!;
     await app.core.credentials.create({ type: "http", username: "throttled-direct", password: "right-password" });
     const statuses: number[] = [];
     let last: Response | undefined;
     for (let i = 0; i < 12; i++) {
-      last = await get("caddy", { authorization: basic("throttled-direct", `wrong-${i}`), "x-forwarded-uri": "/x", "x-forwarded-method": "GET" });
+      last = await get("caddy", {
+        authorization: basic("throttled-direct", `wrong-${i}`),
+        "x-forwarded-uri": "/x",
+        "x-forwarded-method": "GET",
+      });
       statuses.push(last.status);
     }
     expect(statuses).toEqual([...Array(10).fill(401), 403, 403]);
     expect(last!.headers.get("retry-after")).toBe("60");
     expect((await last!.json()).error).toBe("rate_limited");
     // the device data API keeps its 429
-    expect((await fetch(`${apps.caddy!.url}/api/v1/data/x`, { headers: { authorization: basic("throttled-direct", "again-wrong") } })).status).toBe(429);
+    expect(
+      (
+        await fetch(`${apps.caddy!.url}/api/v1/data/x`, {
+          headers: { authorization: basic("throttled-direct", "again-wrong") },
+        })
+      ).status,
+    ).toBe(429);
   });
 });
 
@@ -575,14 +772,25 @@ describe("the client address, resolved once by the web server", () => {
   });
 
   const failDevice = (url: string, from: string, headers: Record<string, string>) =>
-    send(Number(new URL(url).port), { target: "/api/v1/data/x", from, headers: { authorization: basic("nobody-here", "x"), ...headers } });
+    send(Number(new URL(url).port), {
+      target: "/api/v1/data/x",
+      from,
+      headers: { authorization: basic("nobody-here", "x"), ...headers },
+    });
 
   it("reads X-Forwarded-For only from a trusted proxy, and X-Real-IP never (device API)", async () => {
-    await failDevice(trusting.url, "127.0.0.1", { "x-forwarded-for": "6.6.6.6, 198.51.100.7", "x-real-ip": "10.0.0.1" });
+    await failDevice(trusting.url, "127.0.0.1", {
+      "x-forwarded-for": "6.6.6.6, 198.51.100.7",
+      "x-real-ip": "10.0.0.1",
+    });
     await failDevice(trusting.url, "127.0.0.2", { "x-forwarded-for": "198.51.100.8" });
     await failDevice(trusting.url, "127.0.0.1", { "x-real-ip": "198.51.100.9" });
     await failDevice(plain.url, "127.0.0.1", { "x-forwarded-for": "198.51.100.10" });
-    expect(trusting.app.core.loginLog.recent(3).map((f) => f.remote)).toEqual(["127.0.0.1", "127.0.0.2", "198.51.100.7"]);
+    expect(trusting.app.core.loginLog.recent(3).map((f) => f.remote)).toEqual([
+      "127.0.0.1",
+      "127.0.0.2",
+      "198.51.100.7",
+    ]);
     expect(plain.app.core.loginLog.recent(1).map((f) => f.remote)).toEqual(["127.0.0.1"]);
   });
 
@@ -600,7 +808,9 @@ describe("the client address, resolved once by the web server", () => {
         headers: { cookie, "content-type": "application/x-www-form-urlencoded", "x-forwarded-for": "198.51.100.20" },
         body: new URLSearchParams({ _csrf: csrf, username: "admin", password: "not-the-admin-password" }),
       });
-      await eventually(() => expect(target.lines.find((l) => l.includes("admin sign-in failed"))).toContain(`remote=${expected}`));
+      await eventually(() =>
+        expect(target.lines.find((l) => l.includes("admin sign-in failed"))).toContain(`remote=${expected}`),
+      );
     }
   });
 });

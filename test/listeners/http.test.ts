@@ -17,7 +17,11 @@ afterAll(async () => {
 });
 
 const basic = (user: string, pass: string) => `Basic ${Buffer.from(`${user}:${pass}`).toString("base64")}`;
-const make = async (username: string, type: "http" | "mqtt" = "http", acl: { publishAcl?: string[]; subscribeAcl?: string[] } = {}) => {
+const make = async (
+  username: string,
+  type: "http" | "mqtt" = "http",
+  acl: { publishAcl?: string[]; subscribeAcl?: string[] } = {},
+) => {
   const made = await app.core.credentials.create({ type, username });
   if (Object.keys(acl).length) app.core.credentials.update(made.integration.id, acl);
   return { ...made, auth: basic(username, made.password) };
@@ -53,7 +57,14 @@ describe("HTTP integrations: logins and status codes", () => {
   });
 
   it("malformed Authorization headers are 401, never 500", async () => {
-    for (const header of ["Basic !!!!", "Basic " + btoa("no-colon"), "Basic " + "A".repeat(5000), "Bearer x", "Basic " + Buffer.from([0x61, 0x3a, 0xff, 0xfe]).toString("base64"), "Basic"]) {
+    for (const header of [
+      "Basic !!!!",
+      `Basic ${btoa("no-colon")}`,
+      `Basic ${"A".repeat(5000)}`,
+      "Bearer x",
+      `Basic ${Buffer.from([0x61, 0x3a, 0xff, 0xfe]).toString("base64")}`,
+      "Basic",
+    ]) {
       const res = await post("/api/v1/data/plant/x", header, "1");
       expect([header.slice(0, 20), res.status]).toEqual([header.slice(0, 20), 401]);
     }
@@ -71,7 +82,11 @@ describe("HTTP integrations: logins and status codes", () => {
       await other.app.core.credentials.create({ type: "http", username: "guessed" });
       let last: Response | undefined;
       for (let i = 0; i < 15; i++) {
-        last = await fetch(`${other.url}/api/v1/data/plant/x`, { method: "POST", headers: { authorization: basic("guessed", `wrong-guess-${i}`) }, body: "1" });
+        last = await fetch(`${other.url}/api/v1/data/plant/x`, {
+          method: "POST",
+          headers: { authorization: basic("guessed", `wrong-guess-${i}`) },
+          body: "1",
+        });
       }
       expect(last!.status).toBe(429);
       expect(last!.headers.get("retry-after")).toBe("60");
@@ -95,7 +110,9 @@ describe("HTTP integrations: data", () => {
     const w = await connectMqtt(mqttPort, { username: "http-watcher", password: watcher.password });
     await w.subscribeAsync("plant/line1/#");
     const got = nextMessage(w);
-    const res = await post("/api/v1/data/plant/line1/temp?qos=1", dev.auth, JSON.stringify({ value: 21.5 }), { "content-type": "application/json" });
+    const res = await post("/api/v1/data/plant/line1/temp?qos=1", dev.auth, JSON.stringify({ value: 21.5 }), {
+      "content-type": "application/json",
+    });
     expect(res.status).toBe(202);
     expect(await got).toEqual({ topic: "plant/line1/temp", payload: '{"value":21.5}' });
     expect((await post("/api/v1/data/plant/line1/temp?qos=2", dev.auth, "1")).status).toBe(400);
@@ -153,7 +170,9 @@ describe("HTTP integrations: data", () => {
       const topics = [`plant/${slug}/secret`, `plant/${slug}-2/secret`];
       // two waiters of the same integration: the kick ends both
       const polls = topics.map((t) => get(`/api/v1/data/${t}?wait=60`, dev.auth));
-      await eventually(() => expect(app.core.sessions.list({ integrationId: dev.integration.id })[0]?.requests).toBe(2));
+      await eventually(() =>
+        expect(app.core.sessions.list({ integrationId: dev.integration.id })[0]?.requests).toBe(2),
+      );
       await revoke(dev.integration.id);
       const machine = await make(`poll-pub-${slug}`, "mqtt");
       const m = await connectMqtt(mqttPort, { username: `poll-pub-${slug}`, password: machine.password });
@@ -198,11 +217,27 @@ describe("HTTP integrations: data", () => {
     const w = await connectMqtt(mqttPort, { username: "batch-watcher", password: watcher.password });
     await w.subscribeAsync("batch/#");
     const first = nextMessage(w);
-    const refused = await post("/api/v1/data", dev.auth, JSON.stringify([{ topic: "batch/ok/1", payload: 1 }, { topic: "batch/no/1", payload: 2 }]));
+    const refused = await post(
+      "/api/v1/data",
+      dev.auth,
+      JSON.stringify([
+        { topic: "batch/ok/1", payload: 1 },
+        { topic: "batch/no/1", payload: 2 },
+      ]),
+    );
     expect(refused.status).toBe(403);
     expect((await post("/api/v1/data", dev.auth, "not json")).status).toBe(400);
-    expect((await post("/api/v1/data", dev.auth, JSON.stringify([{ topic: "batch/ok/#", payload: 1 }]))).status).toBe(400);
-    const ok = await post("/api/v1/data", dev.auth, JSON.stringify([{ topic: "batch/ok/a", payload: { v: 1 } }, { topic: "batch/ok/b", payload: "two", retain: true }]));
+    expect((await post("/api/v1/data", dev.auth, JSON.stringify([{ topic: "batch/ok/#", payload: 1 }]))).status).toBe(
+      400,
+    );
+    const ok = await post(
+      "/api/v1/data",
+      dev.auth,
+      JSON.stringify([
+        { topic: "batch/ok/a", payload: { v: 1 } },
+        { topic: "batch/ok/b", payload: "two", retain: true },
+      ]),
+    );
     expect(ok.status).toBe(202);
     expect(await ok.json()).toEqual({ published: 2 });
     expect(await first).toEqual({ topic: "batch/ok/a", payload: '{"v":1}' });

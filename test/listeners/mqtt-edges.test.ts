@@ -47,7 +47,14 @@ async function until(c: RawMqtt, match: (p: Record<string, any>) => boolean): Pr
 const rest = (c: RawMqtt) => until(c, () => false);
 
 /** connectBytes: a CONNECT as raw bytes, for the shapes mqtt-packet refuses to encode. */
-function connectBytes(o: { protocol: "MQTT" | "MQIsdp"; level: 3 | 4 | 5; flags: number; clientId: string; username?: string; password?: string }): Uint8Array {
+function connectBytes(o: {
+  protocol: "MQTT" | "MQIsdp";
+  level: 3 | 4 | 5;
+  flags: number;
+  clientId: string;
+  username?: string;
+  password?: string;
+}): Uint8Array {
   const str = (s: string) => [...[Buffer.byteLength(s) >> 8, Buffer.byteLength(s) & 0xff], ...Buffer.from(s)];
   const body = [...str(o.protocol), o.level, o.flags, 0, 30, ...(o.level === 5 ? [0] : []), ...str(o.clientId)];
   if (o.username !== undefined) body.push(...str(o.username));
@@ -73,7 +80,10 @@ async function watch(filter: string) {
 
 /** pahoSubscriber: Paho Python v5 subscribed to `filter`, as its own process; `event()` is its next JSON line. */
 function pahoSubscriber(username: string, password: string, filter: string) {
-  const p = Bun.spawn(["/usr/bin/python3", `${import.meta.dir}/../fixtures/paho5-receive.py`, String(port), username, password, filter], { stdout: "pipe", stderr: "pipe" });
+  const p = Bun.spawn(
+    ["/usr/bin/python3", `${import.meta.dir}/../fixtures/paho5-receive.py`, String(port), username, password, filter],
+    { stdout: "pipe", stderr: "pipe" },
+  );
   const reader = p.stdout.getReader();
   const decoder = new TextDecoder();
   let buffered = "";
@@ -122,7 +132,13 @@ describe("wills: only PUBLISH properties go out (§3.3.2.3)", () => {
         clientId: "will-device-1",
         clean: false,
         properties: { sessionExpiryInterval: 30 },
-        will: { topic: "wills/device-1", payload: Buffer.from("gone"), qos: 1, retain: false, properties: willProperties },
+        will: {
+          topic: "wills/device-1",
+          payload: Buffer.from("gone"),
+          qos: 1,
+          retain: false,
+          properties: willProperties,
+        },
       });
       device.destroy(); // no DISCONNECT: the will goes out after its 1 s delay
       const onWire = await raw.next();
@@ -160,7 +176,13 @@ describe("wills: only PUBLISH properties go out (§3.3.2.3)", () => {
       username: "will-now",
       password: Buffer.from(password),
       clientId: "will-now-1",
-      will: { topic: "wills-now/x", payload: Buffer.from("bye"), qos: 0, retain: false, properties: { willDelayInterval: 0, contentType: "text/plain" } },
+      will: {
+        topic: "wills-now/x",
+        payload: Buffer.from("bye"),
+        qos: 0,
+        retain: false,
+        properties: { willDelayInterval: 0, contentType: "text/plain" },
+      },
     });
     d.destroy();
     const p = await w.next();
@@ -172,8 +194,22 @@ describe("wills: only PUBLISH properties go out (§3.3.2.3)", () => {
   it("a will with a property wills cannot carry is a malformed CONNECT: closed without CONNACK", async () => {
     const password = await make("will-odd");
     const c = await rawMqtt(port, "127.0.0.1", 5);
-    const will = { topic: "w/x", payload: Buffer.from("x"), qos: 0, retain: false, properties: { subscriptionIdentifier: 3 } };
-    c.send(connectPacket({ protocolVersion: 5, username: "will-odd", password: Buffer.from(password), clientId: "will-odd", will }));
+    const will = {
+      topic: "w/x",
+      payload: Buffer.from("x"),
+      qos: 0,
+      retain: false,
+      properties: { subscriptionIdentifier: 3 },
+    };
+    c.send(
+      connectPacket({
+        protocolVersion: 5,
+        username: "will-odd",
+        password: Buffer.from(password),
+        clientId: "will-odd",
+        will,
+      }),
+    );
     expect(await rest(c)).toEqual([]);
   });
 
@@ -181,7 +217,11 @@ describe("wills: only PUBLISH properties go out (§3.3.2.3)", () => {
     const password = await make("odd-publisher");
     const w = await watch("odd/#");
     for (const properties of [{ willDelayInterval: 5 }, { sessionExpiryInterval: 9 }, { subscriptionIdentifier: 4 }]) {
-      const c = await login(5, { username: "odd-publisher", password: Buffer.from(password), clientId: "odd-publisher" });
+      const c = await login(5, {
+        username: "odd-publisher",
+        password: Buffer.from(password),
+        clientId: "odd-publisher",
+      });
       c.send({ cmd: "publish", topic: "odd/x", payload: "p", qos: 1, messageId: 1, properties });
       expect((await rest(c)).map((p) => [p.cmd, p.reasonCode])).toEqual([["disconnect", 0x81]]);
     }
@@ -193,7 +233,12 @@ describe("wills: only PUBLISH properties go out (§3.3.2.3)", () => {
 describe("DUP on redelivery [MQTT-3.3.1-1]", () => {
   it("QoS 1 and 2 sent before the reconnect come again with DUP=1; one queued while away goes out with DUP=0", async () => {
     const password = await make("dup-device");
-    const sub = await login(4, { username: "dup-device", password: Buffer.from(password), clientId: "dup-sub", clean: false });
+    const sub = await login(4, {
+      username: "dup-device",
+      password: Buffer.from(password),
+      clientId: "dup-sub",
+      clean: false,
+    });
     sub.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "dup/#", qos: 2 }] });
     expect((await sub.next())?.cmd).toBe("suback");
     const pub = await login(4, { username: "dup-device", password: Buffer.from(password), clientId: "dup-pub" });
@@ -206,15 +251,28 @@ describe("DUP on redelivery [MQTT-3.3.1-1]", () => {
       ["dup/two", 2, false],
     ]);
     const integrationId = app.core.credentials.findByUsername("dup-device")!.id;
-    const gone = waitFor(app.core.events, "session.closed", (e) => e.session.integrationId === integrationId && e.session.clientId === "dup-sub");
+    const gone = waitFor(
+      app.core.events,
+      "session.closed",
+      (e) => e.session.integrationId === integrationId && e.session.clientId === "dup-sub",
+    );
     sub.destroy();
     await gone;
-    expect(await until(pub, (p) => p.cmd === "pubrec")).toContainEqual(expect.objectContaining({ cmd: "puback", messageId: 11 }));
+    expect(await until(pub, (p) => p.cmd === "pubrec")).toContainEqual(
+      expect.objectContaining({ cmd: "puback", messageId: 11 }),
+    );
     pub.send({ cmd: "pubrel", messageId: 12 });
     pub.send({ cmd: "publish", topic: "dup/three", payload: "3", qos: 1, messageId: 13 });
     await until(pub, (p) => p.cmd === "puback" && p.messageId === 13);
-    const back = await login(4, { username: "dup-device", password: Buffer.from(password), clientId: "dup-sub", clean: false });
-    const again = [(await back.next())!, (await back.next())!, (await back.next())!].sort((a, b) => a.topic.localeCompare(b.topic));
+    const back = await login(4, {
+      username: "dup-device",
+      password: Buffer.from(password),
+      clientId: "dup-sub",
+      clean: false,
+    });
+    const again = [(await back.next())!, (await back.next())!, (await back.next())!].sort((a, b) =>
+      a.topic.localeCompare(b.topic),
+    );
     expect(again.map((p) => [p.topic, p.qos, p.dup, p.messageId])).toEqual([
       ["dup/one", 1, true, first[0]!.messageId],
       ["dup/three", 1, false, expect.any(Number)],
@@ -234,7 +292,13 @@ describe("packets pipelined behind CONNECT (3.1.1 §3.1.4)", () => {
       const packets = [
         connectPacket({ username: `pipeliner-${n}`, password: Buffer.from(password), clientId: `pipeliner-${n}` }),
         { cmd: "subscribe", messageId: 1, subscriptions: [{ topic: `pipe-${n}-self/#`, qos: 0 }] },
-        ...Array.from({ length: n }, (_, i) => ({ cmd: "publish", topic: `pipe-${n}/x`, payload: String(i), qos: 1, messageId: i + 2 })),
+        ...Array.from({ length: n }, (_, i) => ({
+          cmd: "publish",
+          topic: `pipe-${n}/x`,
+          payload: String(i),
+          qos: 1,
+          messageId: i + 2,
+        })),
       ];
       c.send(Buffer.concat(packets.map((p) => mqttPacket.generate(p as never))));
       let pubacks = 0;
@@ -242,7 +306,9 @@ describe("packets pipelined behind CONNECT (3.1.1 §3.1.4)", () => {
       expect(answers[0]).toMatchObject({ cmd: "connack", returnCode: 0 });
       // the SUBACK waits on the subscription store: PUBACKs may overtake it; each kind keeps its order
       if (!answers.some((p) => p.cmd === "suback")) expect((await c.next())?.cmd).toBe("suback");
-      expect(answers.filter((p) => p.cmd === "puback").map((p) => p.messageId)).toEqual(Array.from({ length: n }, (_, i) => i + 2));
+      expect(answers.filter((p) => p.cmd === "puback").map((p) => p.messageId)).toEqual(
+        Array.from({ length: n }, (_, i) => i + 2),
+      );
       const delivered: string[] = [];
       for (let i = 0; i < n; i++) delivered.push((await w.next()).payload);
       expect(delivered).toEqual(Array.from({ length: n }, (_, i) => String(i)));
@@ -256,8 +322,18 @@ describe("packets pipelined behind CONNECT (3.1.1 §3.1.4)", () => {
     const w = await watch("stranger-pipe/#");
     const c = await rawMqtt(port);
     const packets = [
-      connectPacket({ username: "pipe-stranger", password: Buffer.from("not-the-password"), clientId: "pipe-stranger" }),
-      ...Array.from({ length: 1000 }, (_, i) => ({ cmd: "publish", topic: "stranger-pipe/x", payload: String(i), qos: 1, messageId: i + 1 })),
+      connectPacket({
+        username: "pipe-stranger",
+        password: Buffer.from("not-the-password"),
+        clientId: "pipe-stranger",
+      }),
+      ...Array.from({ length: 1000 }, (_, i) => ({
+        cmd: "publish",
+        topic: "stranger-pipe/x",
+        payload: String(i),
+        qos: 1,
+        messageId: i + 1,
+      })),
     ];
     c.send(Buffer.concat(packets.map((p) => mqttPacket.generate(p as never))));
     expect((await rest(c)).map((p) => [p.cmd, p.returnCode])).toEqual([["connack", 4]]);
@@ -284,10 +360,21 @@ describe("malformed and refused CONNECTs", () => {
   it("MQTT 3.1 (MQIsdp) with an empty client id gets CONNACK 2; with one, it connects", async () => {
     const password = await make("old-device");
     const empty = await rawMqtt(port, "127.0.0.1", 3);
-    empty.send(connectBytes({ protocol: "MQIsdp", level: 3, flags: 0xc2, clientId: "", username: "old-device", password }));
+    empty.send(
+      connectBytes({ protocol: "MQIsdp", level: 3, flags: 0xc2, clientId: "", username: "old-device", password }),
+    );
     expect((await rest(empty)).map((p) => [p.cmd, p.returnCode])).toEqual([["connack", 2]]);
     const named = await rawMqtt(port, "127.0.0.1", 3);
-    named.send(connectBytes({ protocol: "MQIsdp", level: 3, flags: 0xc2, clientId: "old-device-1", username: "old-device", password }));
+    named.send(
+      connectBytes({
+        protocol: "MQIsdp",
+        level: 3,
+        flags: 0xc2,
+        clientId: "old-device-1",
+        username: "old-device",
+        password,
+      }),
+    );
     expect(await named.next()).toMatchObject({ cmd: "connack", returnCode: 0 });
     named.destroy();
   });
@@ -302,9 +389,24 @@ describe("MQTT 5 topic aliases", () => {
       const v5 = (p: object) => mqttPacket.generate(p as never, { protocolVersion: 5 });
       c.send(
         Buffer.concat([
-          v5(connectPacket({ protocolVersion: 5, username: `aliaser-${alias}`, password: Buffer.from(password), clientId: `aliaser-${alias}` })),
-          v5({ cmd: "publish", topic: `alias-${alias}/x`, payload: "aliased", qos: 0, properties: { topicAlias: alias } }),
-          ...Array.from({ length: 5 }, (_, i) => v5({ cmd: "publish", topic: `alias-${alias}/after`, payload: String(i), qos: 1, messageId: i + 1 })),
+          v5(
+            connectPacket({
+              protocolVersion: 5,
+              username: `aliaser-${alias}`,
+              password: Buffer.from(password),
+              clientId: `aliaser-${alias}`,
+            }),
+          ),
+          v5({
+            cmd: "publish",
+            topic: `alias-${alias}/x`,
+            payload: "aliased",
+            qos: 0,
+            properties: { topicAlias: alias },
+          }),
+          ...Array.from({ length: 5 }, (_, i) =>
+            v5({ cmd: "publish", topic: `alias-${alias}/after`, payload: String(i), qos: 1, messageId: i + 1 }),
+          ),
           v5({ cmd: "pingreq" }),
         ]),
       );

@@ -1,7 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import type { App } from "../../src/app.ts";
 import { cleanupTempDirs, testApp } from "../helpers/app.ts";
-import { closed, connectMqtt, connectPacket, connectWithInbox, nextMessage, rawMqtt, refusalCode, subackCodes } from "../helpers/mqtt.ts";
+import {
+  closed,
+  connectMqtt,
+  connectPacket,
+  connectWithInbox,
+  nextMessage,
+  rawMqtt,
+  refusalCode,
+  subackCodes,
+} from "../helpers/mqtt.ts";
 import * as mqttPacket from "mqtt-packet";
 import { eventually } from "../helpers/wait.ts";
 
@@ -17,7 +26,10 @@ afterAll(async () => {
   cleanupTempDirs();
 });
 
-const make = async (username: string, acl: { publishAcl?: string[]; subscribeAcl?: string[]; denyPublishAcl?: string[]; denySubscribeAcl?: string[] } = {}) => {
+const make = async (
+  username: string,
+  acl: { publishAcl?: string[]; subscribeAcl?: string[]; denyPublishAcl?: string[]; denySubscribeAcl?: string[] } = {},
+) => {
   const made = await app.core.credentials.create({ type: "mqtt", username });
   if (Object.keys(acl).length) app.core.credentials.update(made.integration.id, acl);
   return made;
@@ -79,16 +91,28 @@ describe("a client id belongs to one integration", () => {
     const y = await make("persist-y");
     const z = await make("persist-z");
     const pub = await make("persist-pub");
-    const c = await connectMqtt(port, { username: "persist-y", password: y.password, clientId: "keeper", clean: false });
+    const c = await connectMqtt(port, {
+      username: "persist-y",
+      password: y.password,
+      clientId: "keeper",
+      clean: false,
+    });
     await c.subscribeAsync("secret/#", { qos: 1 });
     await c.endAsync();
     const p = await connectMqtt(port, { username: "persist-pub", password: pub.password });
     await p.publishAsync("secret/recipe", "queued for Y only", { qos: 1 });
     // While Y's session exists, its id is Y's.
-    expect(await refusalCode(port, { username: "persist-z", password: z.password, clientId: "keeper", clean: false })).toBe(2);
+    expect(
+      await refusalCode(port, { username: "persist-z", password: z.password, clientId: "keeper", clean: false }),
+    ).toBe(2);
     // Y deleted: its session goes with it; Z starts clean and receives nothing of Y's.
     app.core.credentials.remove(y.integration.id);
-    const zc = await connectMqtt(port, { username: "persist-z", password: z.password, clientId: "keeper", clean: false });
+    const zc = await connectMqtt(port, {
+      username: "persist-z",
+      password: z.password,
+      clientId: "keeper",
+      clean: false,
+    });
     const first = nextMessage(zc);
     await zc.subscribeAsync("z/own", { qos: 1 });
     await p.publishAsync("secret/recipe", "live, not for Z's filter", { qos: 1 });
@@ -97,7 +121,12 @@ describe("a client id belongs to one integration", () => {
     await zc.endAsync();
     // Z's own session persists from now on.
     await p.publishAsync("z/own", "while away", { qos: 1 });
-    const back = await connectWithInbox(port, { username: "persist-z", password: z.password, clientId: "keeper", clean: false });
+    const back = await connectWithInbox(port, {
+      username: "persist-z",
+      password: z.password,
+      clientId: "keeper",
+      clean: false,
+    });
     expect(await back.next()).toEqual({ topic: "z/own", payload: "while away" });
     await Promise.all([back.client.endAsync(), p.endAsync()]);
   });
@@ -107,14 +136,24 @@ describe("permissions at every delivery", () => {
   it("a narrowed subscribe permission holds for queued and live messages", async () => {
     const reader = await make("narrowed", { subscribeAcl: ["area/#"] });
     const pub = await make("narrow-pub");
-    const c = await connectMqtt(port, { username: "narrowed", password: reader.password, clientId: "narrowed-1", clean: false });
+    const c = await connectMqtt(port, {
+      username: "narrowed",
+      password: reader.password,
+      clientId: "narrowed-1",
+      clean: false,
+    });
     await c.subscribeAsync("area/#", { qos: 1 });
     await c.endAsync();
     app.core.credentials.update(reader.integration.id, { subscribeAcl: ["area/public/#"] });
     const p = await connectMqtt(port, { username: "narrow-pub", password: pub.password });
     await p.publishAsync("area/secret/1", "no", { qos: 1 });
     await p.publishAsync("area/public/1", "yes", { qos: 1 });
-    const back = await connectWithInbox(port, { username: "narrowed", password: reader.password, clientId: "narrowed-1", clean: false });
+    const back = await connectWithInbox(port, {
+      username: "narrowed",
+      password: reader.password,
+      clientId: "narrowed-1",
+      clean: false,
+    });
     expect(await back.next()).toEqual({ topic: "area/public/1", payload: "yes" });
     // The restored `area/#` was refused under the new permission; a live subscription inside it works.
     expect(await subackCodes(back.client, ["area/#", "area/public/#"])).toEqual([128, 0]);
@@ -127,13 +166,23 @@ describe("permissions at every delivery", () => {
   it("a refused publish reaches nobody: not live, not an offline # subscriber, not the retained store", async () => {
     const spy = await make("hash-spy");
     const limited = await make("limited-pub", { publishAcl: ["allowed/#"] });
-    const s = await connectMqtt(port, { username: "hash-spy", password: spy.password, clientId: "spy-1", clean: false });
+    const s = await connectMqtt(port, {
+      username: "hash-spy",
+      password: spy.password,
+      clientId: "spy-1",
+      clean: false,
+    });
     await s.subscribeAsync("#", { qos: 1 });
     await s.endAsync();
     const p = await connectMqtt(port, { username: "limited-pub", password: limited.password });
     await p.publishAsync("forbidden/x", "leak", { qos: 1, retain: true }); // acknowledged [MQTT-3.3.5-2]
     await p.publishAsync("allowed/x", "fine", { qos: 1 });
-    const back = await connectWithInbox(port, { username: "hash-spy", password: spy.password, clientId: "spy-1", clean: false });
+    const back = await connectWithInbox(port, {
+      username: "hash-spy",
+      password: spy.password,
+      clientId: "spy-1",
+      clean: false,
+    });
     expect(await back.next()).toEqual({ topic: "allowed/x", payload: "fine" });
     const retained: string[] = [];
     for await (const m of app.core.bus.retained("#")) retained.push(m.topic);
@@ -146,7 +195,9 @@ describe("bursts", () => {
   it("200 wrong passwords for one username sent at once over MQTT get at most the limit's hashes", async () => {
     await make("burst-target");
     const before = app.core.credentials.stats.hashVerifies;
-    const codes = await Promise.all(Array.from({ length: 200 }, (_, i) => refusalCode(port, { username: "burst-target", password: `wrong-${i}` })));
+    const codes = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => refusalCode(port, { username: "burst-target", password: `wrong-${i}` })),
+    );
     expect(codes.every((c) => c === 4)).toBe(true);
     expect(app.core.credentials.stats.hashVerifies - before).toBeLessThanOrEqual(app.core.credentials.throttle.limit);
   }, 30_000);
@@ -155,7 +206,12 @@ describe("bursts", () => {
 describe("kicks are exact", () => {
   it("a login verified with the old password while a reset is written does not stay connected", async () => {
     const { integration, password } = await make("racing");
-    const attempts = Array.from({ length: 7 }, () => connectMqtt(port, { username: "racing", password, reconnectPeriod: 0 }).then((c) => c, () => undefined));
+    const attempts = Array.from({ length: 7 }, () =>
+      connectMqtt(port, { username: "racing", password, reconnectPeriod: 0 }).then(
+        (c) => c,
+        () => undefined,
+      ),
+    );
     await app.core.credentials.resetPassword(integration.id);
     const clients = await Promise.all(attempts);
     await Promise.all(clients.map((c) => (c ? closed(c) : undefined)));
@@ -170,7 +226,10 @@ describe("wills", () => {
     ["delete", (id) => app.core.credentials.remove(id)],
     ["password reset", (id) => app.core.credentials.resetPassword(id)],
     ["permission change", (id) => app.core.credentials.update(id, { subscribeAcl: ["other/#"] })],
-    ["the Disconnect button", (id) => app.core.sessions.kickSession(app.core.sessions.list({ integrationId: id })[0]!.id)],
+    [
+      "the Disconnect button",
+      (id) => app.core.sessions.kickSession(app.core.sessions.list({ integrationId: id })[0]!.id),
+    ],
   ];
   for (const [name, revoke] of revocations) {
     it(`a client revoked by ${name} does not get its will published`, async () => {
@@ -179,7 +238,11 @@ describe("wills", () => {
       const w = await connectMqtt(port, { username: watcher.integration.username, password: watcher.password });
       await w.subscribeAsync("wills/#");
       const topic = `wills/${dev.integration.id}`;
-      const d = await connectMqtt(port, { username: dev.integration.username, password: dev.password, will: { topic, payload: Buffer.from("offline"), qos: 0, retain: false } });
+      const d = await connectMqtt(port, {
+        username: dev.integration.username,
+        password: dev.password,
+        will: { topic, payload: Buffer.from("offline"), qos: 0, retain: false },
+      });
       const gone = closed(d);
       await revoke(dev.integration.id);
       await gone;
@@ -196,7 +259,11 @@ describe("wills", () => {
     const dev = await make("will-dev-natural");
     const w = await connectMqtt(port, { username: "will-watcher-natural", password: watcher.password });
     await w.subscribeAsync("wills/#");
-    const d = await connectMqtt(port, { username: "will-dev-natural", password: dev.password, will: { topic: "wills/natural", payload: Buffer.from("offline"), qos: 0, retain: false } });
+    const d = await connectMqtt(port, {
+      username: "will-dev-natural",
+      password: dev.password,
+      will: { topic: "wills/natural", payload: Buffer.from("offline"), qos: 0, retain: false },
+    });
     const got = nextMessage(w);
     (d as unknown as { stream: { destroy(): void } }).stream.destroy();
     expect(await got).toEqual({ topic: "wills/natural", payload: "offline" });
@@ -233,7 +300,11 @@ describe("malformed input closes that connection", () => {
   it("an empty client id with a persistent session gets CONNACK 2 [MQTT-3.1.3-8]", async () => {
     const { password } = await make("no-id");
     const c = await rawMqtt(port);
-    const bytes = new Uint8Array(mqttPacket.generate(connectPacket({ clientId: "", clean: true, username: "no-id", password: Buffer.from(password) }) as never));
+    const bytes = new Uint8Array(
+      mqttPacket.generate(
+        connectPacket({ clientId: "", clean: true, username: "no-id", password: Buffer.from(password) }) as never,
+      ),
+    );
     bytes[9] = bytes[9]! & ~0x02; // clean session off: a packet mqtt-packet itself refuses to write
     c.send(bytes);
     expect((await c.next())?.returnCode).toBe(2);
@@ -244,7 +315,12 @@ describe("malformed input closes that connection", () => {
     const { password } = await make("will-qos3");
     const c = await rawMqtt(port);
     // CONNECT, will flag + will QoS 3 (flags 0xDE: user, password, will QoS 3, will, clean)
-    const fields = connectPacket({ clientId: "w3", username: "will-qos3", password: Buffer.from(password), will: { topic: "w", payload: Buffer.from("x"), qos: 2, retain: false } });
+    const fields = connectPacket({
+      clientId: "w3",
+      username: "will-qos3",
+      password: Buffer.from(password),
+      will: { topic: "w", payload: Buffer.from("x"), qos: 2, retain: false },
+    });
     const bytes = new Uint8Array(mqttPacket.generate(fields as never));
     const flagsAt = 2 + 2 + 4 + 1; // fixed header (2), protocol name (2+4), level (1)
     bytes[flagsAt] = bytes[flagsAt]! | 0x18;
@@ -330,4 +406,3 @@ describe("smaller", () => {
     }
   });
 });
-

@@ -24,7 +24,10 @@ describe("MQTT authentication", () => {
     const { integration, password } = await make("mqtt", "press-1");
     const c = await connectMqtt(port, { username: "press-1", password, clientId: "press-1-a" });
     await eventually(() => expect(app.core.sessions.countFor(integration.id)).toBe(1)); // opens right behind the CONNACK
-    expect(app.core.sessions.list({ integrationId: integration.id })[0]).toMatchObject({ clientId: "press-1-a", remote: expect.stringContaining("127.0.0.1") });
+    expect(app.core.sessions.list({ integrationId: integration.id })[0]).toMatchObject({
+      clientId: "press-1-a",
+      remote: expect.stringContaining("127.0.0.1"),
+    });
     expect(app.core.credentials.get(integration.id)!.lastLoginAt).toBeNumber();
     await c.subscribeAsync("plant/press-1/#");
     const got = nextMessage(c);
@@ -64,7 +67,11 @@ describe("MQTT authentication", () => {
     const { integration, password } = await make("mqtt", "taker");
     const first = await connectMqtt(port, { username: "taker", password, clientId: "same-id" });
     const firstClosed = closed(first);
-    const firstSessionClosed = waitFor(app.core.events, "session.closed", (e) => e.session.integrationId === integration.id);
+    const firstSessionClosed = waitFor(
+      app.core.events,
+      "session.closed",
+      (e) => e.session.integrationId === integration.id,
+    );
     const second = await connectMqtt(port, { username: "taker", password, clientId: "same-id" });
     await firstClosed;
     await firstSessionClosed;
@@ -109,7 +116,10 @@ describe("kicks", () => {
 describe("topic permissions", () => {
   it("grants and refuses subscriptions and publishes as configured", async () => {
     const line = await make("mqtt", "line-1");
-    app.core.credentials.update(line.integration.id, { publishAcl: ["plant/line1/#"], subscribeAcl: ["plant/+/status"] });
+    app.core.credentials.update(line.integration.id, {
+      publishAcl: ["plant/line1/#"],
+      subscribeAcl: ["plant/+/status"],
+    });
     const watcher = await make("mqtt", "watcher");
     const w = await connectMqtt(port, { username: "watcher", password: watcher.password });
     await w.subscribeAsync("#");
@@ -200,7 +210,12 @@ describe("connection limit", () => {
       const { password } = await small.app.core.credentials.create({ type: "mqtt", username: "crowd" });
       const a = await connectMqtt(p, { username: "crowd", password, clientId: "a" });
       const b = await connectMqtt(p, { username: "crowd", password, clientId: "b" });
-      expect(await connectMqtt(p, { username: "crowd", password, clientId: "c", connectTimeout: 1000 }).then(() => "in", () => "refused")).toBe("refused");
+      expect(
+        await connectMqtt(p, { username: "crowd", password, clientId: "c", connectTimeout: 1000 }).then(
+          () => "in",
+          () => "refused",
+        ),
+      ).toBe("refused");
       await a.endAsync();
       await eventually(() => expect(small.app.core.sessions.size).toBe(1));
       const c = await connectMqtt(p, { username: "crowd", password, clientId: "c" });

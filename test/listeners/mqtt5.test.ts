@@ -18,7 +18,11 @@ afterAll(async () => {
 });
 
 const v5 = (opts: IClientOptions = {}) => connectMqtt(port, { protocolVersion: 5, ...opts });
-const make = async (username: string, acl: { publishAcl?: string[]; subscribeAcl?: string[] } = {}, type: "mqtt" | "opcua" = "mqtt") => {
+const make = async (
+  username: string,
+  acl: { publishAcl?: string[]; subscribeAcl?: string[] } = {},
+  type: "mqtt" | "opcua" = "mqtt",
+) => {
   const made = await app.core.credentials.create({ type, username });
   if (Object.keys(acl).length) app.core.credentials.update(made.integration.id, acl);
   return made;
@@ -51,11 +55,17 @@ describe("MQTT 5 logins", () => {
       ["wrong password", { username: "v5-known", password: "not-the-password" }, 0x86],
       ["deactivated", { username: "v5-off", password: off.password }, 0x87],
       ["wrong type", { username: "v5-scada", password: scada.password }, 0x87],
-      ["client id of another integration", { username: "v5-intruder", password: intruder.password, clientId: "v5-held" }, 0x85],
+      [
+        "client id of another integration",
+        { username: "v5-intruder", password: intruder.password, clientId: "v5-held" },
+        0x85,
+      ],
     ];
-    for (const [name, opts, code] of cases) expect([name, await refusalCode(port, { protocolVersion: 5, ...opts })]).toEqual([name, code]);
+    for (const [name, opts, code] of cases)
+      expect([name, await refusalCode(port, { protocolVersion: 5, ...opts })]).toEqual([name, code]);
     // throttled: its own pair has used up its budget
-    for (let i = 0; i < 10; i++) await refusalCode(port, { protocolVersion: 5, username: "v5-known", password: `guess-${i}-x` });
+    for (let i = 0; i < 10; i++)
+      await refusalCode(port, { protocolVersion: 5, username: "v5-known", password: `guess-${i}-x` });
     expect(await refusalCode(port, { protocolVersion: 5, username: "v5-known", password: "another-guess" })).toBe(0x9f);
     expect(app.core.loginLog.recent(10).find((f) => f.username === "v5-known")?.protocol).toBe("MQTT 5");
     await held.endAsync();
@@ -66,11 +76,19 @@ describe("MQTT 5 permissions", () => {
   it("a refused subscription gets SUBACK 0x87; a refused publish gets PUBACK 0x87 with a reason string", async () => {
     const { password } = await make("v5-limited", { publishAcl: ["ok/#"], subscribeAcl: ["ok/#"] });
     const c = await v5({ username: "v5-limited", password, properties: { requestProblemInformation: true } });
-    const suback = new Promise<number[]>((resolve) => c.on("packetreceive", (p) => p.cmd === "suback" && resolve((p as { granted: number[] }).granted)));
+    const suback = new Promise<number[]>((resolve) =>
+      c.on("packetreceive", (p) => p.cmd === "suback" && resolve((p as { granted: number[] }).granted)),
+    );
     c.subscribe(["ok/a", "secret/a"], { qos: 1 }, () => {});
     expect(await suback).toEqual([1, 0x87]);
     const puback = await new Promise<{ reasonCode?: number; properties?: { reasonString?: string } }>((resolve) => {
-      c.publish("secret/x", "no", { qos: 1 }, (err) => resolve(((err as { packet?: unknown } | undefined)?.packet ?? { reasonCode: (err as { code?: number } | undefined)?.code ?? 0 }) as never));
+      c.publish("secret/x", "no", { qos: 1 }, (err) =>
+        resolve(
+          ((err as { packet?: unknown } | undefined)?.packet ?? {
+            reasonCode: (err as { code?: number } | undefined)?.code ?? 0,
+          }) as never,
+        ),
+      );
     });
     expect(puback.reasonCode).toBe(0x87);
     expect(c.connected).toBe(true);
@@ -100,20 +118,45 @@ describe("MQTT 5 sessions and wills", () => {
   it("a session with an expiry is resumed, capped by --mqtt-max-session-expiry, and ends when its integration is deleted", async () => {
     const s = await make("v5-sleeper");
     const pub = await make("v5-waker");
-    const first = await v5({ username: "v5-sleeper", password: s.password, clientId: "sleeper-1", clean: false, properties: { sessionExpiryInterval: 4_000_000 } });
-    expect((first as unknown as { connackPacket?: { properties?: { sessionExpiryInterval?: number } } }).connackPacket?.properties?.sessionExpiryInterval).toBe(3600);
+    const first = await v5({
+      username: "v5-sleeper",
+      password: s.password,
+      clientId: "sleeper-1",
+      clean: false,
+      properties: { sessionExpiryInterval: 4_000_000 },
+    });
+    expect(
+      (first as unknown as { connackPacket?: { properties?: { sessionExpiryInterval?: number } } }).connackPacket
+        ?.properties?.sessionExpiryInterval,
+    ).toBe(3600);
     await first.subscribeAsync("sleep/#", { qos: 1 });
     await first.endAsync();
     const p = await v5({ username: "v5-waker", password: pub.password });
     await p.publishAsync("sleep/alarm", "wake up", { qos: 1 });
-    const back = await connectWithInbox(port, { protocolVersion: 5, username: "v5-sleeper", password: s.password, clientId: "sleeper-1", clean: false, properties: { sessionExpiryInterval: 60 } });
+    const back = await connectWithInbox(port, {
+      protocolVersion: 5,
+      username: "v5-sleeper",
+      password: s.password,
+      clientId: "sleeper-1",
+      clean: false,
+      properties: { sessionExpiryInterval: 60 },
+    });
     expect(await back.next()).toEqual({ topic: "sleep/alarm", payload: "wake up" });
     await back.client.endAsync();
     app.core.credentials.remove(s.integration.id);
     await p.publishAsync("sleep/alarm", "nobody home", { qos: 1 });
     const other = await make("v5-newcomer");
-    const fresh = await connectWithInbox(port, { protocolVersion: 5, username: "v5-newcomer", password: other.password, clientId: "sleeper-1", clean: false, properties: { sessionExpiryInterval: 60 } });
-    expect((fresh.client as unknown as { connackPacket?: { sessionPresent?: boolean } }).connackPacket?.sessionPresent).toBe(false);
+    const fresh = await connectWithInbox(port, {
+      protocolVersion: 5,
+      username: "v5-newcomer",
+      password: other.password,
+      clientId: "sleeper-1",
+      clean: false,
+      properties: { sessionExpiryInterval: 60 },
+    });
+    expect(
+      (fresh.client as unknown as { connackPacket?: { sessionPresent?: boolean } }).connackPacket?.sessionPresent,
+    ).toBe(false);
     await p.publishAsync("sleep/alarm", "after", { qos: 1 });
     await fresh.client.subscribeAsync("check/#", { qos: 1 });
     await p.publishAsync("check/x", "first", { qos: 1 });
@@ -126,7 +169,20 @@ describe("MQTT 5 sessions and wills", () => {
     const watcher = await make("v5-will-watcher");
     const w = await v5({ username: "v5-will-watcher", password: watcher.password });
     await w.subscribeAsync("flaky/#");
-    const opts = { username: "v5-flaky", password: dev.password, clientId: "flaky-1", clean: false, properties: { sessionExpiryInterval: 30 }, will: { topic: "flaky/status", payload: Buffer.from("offline"), qos: 0 as const, retain: false, properties: { willDelayInterval: 3 } } };
+    const opts = {
+      username: "v5-flaky",
+      password: dev.password,
+      clientId: "flaky-1",
+      clean: false,
+      properties: { sessionExpiryInterval: 30 },
+      will: {
+        topic: "flaky/status",
+        payload: Buffer.from("offline"),
+        qos: 0 as const,
+        retain: false,
+        properties: { willDelayInterval: 3 },
+      },
+    };
     const d = await v5(opts);
     (d as unknown as { stream: { destroy(): void } }).stream.destroy();
     d.end(true);
@@ -147,14 +203,26 @@ describe("MQTT 5 features pass through", () => {
     server.on("message", (t, payload, packet) => {
       if (t !== "rpc/requests") return;
       const props = packet.properties ?? {};
-      server.publish(props.responseTopic!, `echo:${payload}`, { qos: 1, properties: { correlationData: props.correlationData, userProperties: { answeredBy: "v5-answerer" } } });
+      server.publish(props.responseTopic!, `echo:${payload}`, {
+        qos: 1,
+        properties: { correlationData: props.correlationData, userProperties: { answeredBy: "v5-answerer" } },
+      });
     });
     const client = await v5({ username: "v5-asker", password: asker.password, autoUseTopicAlias: true });
     await client.subscribeAsync("rpc/replies/asker", { qos: 1 });
     const reply = new Promise<{ payload: string; correlation?: string; by?: unknown }>((resolve) =>
-      client.once("message", (_t, payload, packet) => resolve({ payload: payload.toString(), correlation: packet.properties?.correlationData?.toString(), by: packet.properties?.userProperties?.answeredBy })),
+      client.once("message", (_t, payload, packet) =>
+        resolve({
+          payload: payload.toString(),
+          correlation: packet.properties?.correlationData?.toString(),
+          by: packet.properties?.userProperties?.answeredBy,
+        }),
+      ),
     );
-    await client.publishAsync("rpc/requests", "ping", { qos: 1, properties: { responseTopic: "rpc/replies/asker", correlationData: Buffer.from("req-42") } });
+    await client.publishAsync("rpc/requests", "ping", {
+      qos: 1,
+      properties: { responseTopic: "rpc/replies/asker", correlationData: Buffer.from("req-42") },
+    });
     expect(await reply).toEqual({ payload: "echo:ping", correlation: "req-42", by: "v5-answerer" });
     // topic alias: the second publish carries only the alias
     const aliased: string[] = [];
@@ -171,8 +239,15 @@ describe("MQTT 5 with Paho Python (python3-paho-mqtt)", () => {
   /** paho: runs the client as its own process (async: the broker under test lives in this one). */
   const paho = async (args: string[]) => {
     // Debian's interpreter: python3-paho-mqtt installs there (a pyenv python on PATH would not see it)
-    const p = Bun.spawn(["/usr/bin/python3", `${import.meta.dir}/../fixtures/paho5.py`, String(port), ...args], { stdout: "pipe", stderr: "pipe" });
-    const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+    const p = Bun.spawn(["/usr/bin/python3", `${import.meta.dir}/../fixtures/paho5.py`, String(port), ...args], {
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [out, err, code] = await Promise.all([
+      new Response(p.stdout).text(),
+      new Response(p.stderr).text(),
+      p.exited,
+    ]);
     if (code !== 0) throw new Error(err);
     return JSON.parse(out.trim().split("\n").at(-1)!) as { connect?: number; suback?: number[] };
   };

@@ -30,7 +30,16 @@ const pending = (username: string) => app.core.onboarding.list().find((r) => r.u
 
 describe("onboarding over MQTT", () => {
   it("closed: refused, not listed; open: refused and listed once; approved: the client's own retry gets in", async () => {
-    const opts = { host: "127.0.0.1", port: mqttPort, username: "line-9-plc", password: "device-own-secret", clientId: "line-9", reconnectPeriod: 150, connectTimeout: 2000, reconnectOnConnackError: true };
+    const opts = {
+      host: "127.0.0.1",
+      port: mqttPort,
+      username: "line-9-plc",
+      password: "device-own-secret",
+      clientId: "line-9",
+      reconnectPeriod: 150,
+      connectTimeout: 2000,
+      reconnectOnConnackError: true,
+    };
     const closedTry = mqtt.connect(opts);
     await eventually(() => expect(app.core.loginLog.recent(5).some((f) => f.username === "line-9-plc")).toBe(true));
     expect(pending("line-9-plc")).toBeUndefined();
@@ -43,7 +52,11 @@ describe("onboarding over MQTT", () => {
     await eventually(() => expect(pending("line-9-plc")?.attempts).toBeGreaterThanOrEqual(3));
     expect(app.core.onboarding.list().filter((r) => r.username === "line-9-plc")).toHaveLength(1);
     expect(errors).toContain(4); // refused as usual: CONNACK 4
-    expect(pending("line-9-plc")).toMatchObject({ type: "mqtt", clientId: "line-9", fingerprint: fingerprintOf("line-9-plc", "device-own-secret") });
+    expect(pending("line-9-plc")).toMatchObject({
+      type: "mqtt",
+      clientId: "line-9",
+      fingerprint: fingerprintOf("line-9-plc", "device-own-secret"),
+    });
 
     const connected = new Promise<void>((r) => device.once("connect", () => r()));
     app.core.onboarding.approve([pending("line-9-plc")!.id]);
@@ -64,7 +77,6 @@ describe("onboarding over MQTT", () => {
     await connectMqtt(mqttPort, opts).catch(() => undefined);
     expect(pending("unwanted")).toBeUndefined();
   });
-
 });
 
 describe("onboarding a VRPC agent with no credentials", () => {
@@ -80,7 +92,8 @@ describe("onboarding a VRPC agent with no credentials", () => {
     void (async () => {
       const decoder = new TextDecoder();
       const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
-      for (let r = await reader.read(); !r.done; r = await reader.read()) lines.push(...decoder.decode(r.value).split("\n").filter(Boolean));
+      for (let r = await reader.read(); !r.done; r = await reader.read())
+        lines.push(...decoder.decode(r.value).split("\n").filter(Boolean));
     })();
     await eventually(() => expect(pending("plant/self-made")).toMatchObject({ type: "vrpc" }), 10_000);
     expect(pending("plant/self-made")!.clientId).toStartWith("va3");
@@ -94,9 +107,17 @@ describe("onboarding over OPC UA", () => {
   it("an unknown user is refused and listed with its application URI; approved, the same client gets in", async () => {
     app.core.onboarding.open({ by: "test" });
     const user = { userName: "scada-new", password: "scada-own-password" };
-    const first = await connectOpcua(app.address("opcua")!.port, user).then(() => "in", (e: Error) => e.message);
+    const first = await connectOpcua(app.address("opcua")!.port, user).then(
+      () => "in",
+      (e: Error) => e.message,
+    );
     expect(first).toContain("BadUserAccessDenied");
-    await eventually(() => expect(pending("scada-new")).toMatchObject({ type: "opcua", clientId: expect.stringContaining("urn:gatehouse-test") }));
+    await eventually(() =>
+      expect(pending("scada-new")).toMatchObject({
+        type: "opcua",
+        clientId: expect.stringContaining("urn:gatehouse-test"),
+      }),
+    );
     app.core.onboarding.approve([pending("scada-new")!.id]);
     const c = await connectOpcua(app.address("opcua")!.port, user);
     expect(app.core.sessions.countFor(app.core.credentials.findByUsername("scada-new")!.id)).toBe(1);
@@ -116,12 +137,19 @@ describe("onboarding over HTTP", () => {
 
   it("explicit registration: 423 closed, 202 pending, 201 approved, 409 taken", async () => {
     const register = (username: string, password: string, type = "http") =>
-      fetch(`${base}/api/v1/register`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ username, password, type }) });
+      fetch(`${base}/api/v1/register`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ username, password, type }),
+      });
     expect((await register("reg-device", "reg-device-password")).status).toBe(423);
     app.core.onboarding.open({ by: "test" });
     const asked = await register("reg-device", "reg-device-password");
     expect(asked.status).toBe(202);
-    expect(await asked.json()).toMatchObject({ status: "pending", fingerprint: fingerprintOf("reg-device", "reg-device-password") });
+    expect(await asked.json()).toMatchObject({
+      status: "pending",
+      fingerprint: fingerprintOf("reg-device", "reg-device-password"),
+    });
     expect((await register("reg-device", "reg-device-password")).status).toBe(202);
     app.core.onboarding.approve([pending("reg-device")!.id]);
     expect((await register("reg-device", "reg-device-password")).status).toBe(201);
@@ -133,15 +161,32 @@ describe("onboarding over HTTP", () => {
 describe("activity", () => {
   it("lists approvals with who approved them, over the API", async () => {
     const { token } = app.core.admins.createApiToken("onboarding-bot");
-    const api = (path: string, init: RequestInit = {}) => fetch(`${base}${path}`, { ...init, headers: { authorization: `Bearer ${token}`, "content-type": "application/json" } });
-    expect((await api("/api/v1/onboarding/open", { method: "POST", body: JSON.stringify({ minutes: 3, types: ["http"] }) })).status).toBe(200);
-    await fetch(`${base}/api/v1/register`, { method: "POST", body: JSON.stringify({ username: "via-api", password: "via-api-password", type: "http" }) });
+    const api = (path: string, init: RequestInit = {}) =>
+      fetch(`${base}${path}`, {
+        ...init,
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      });
+    expect(
+      (await api("/api/v1/onboarding/open", { method: "POST", body: JSON.stringify({ minutes: 3, types: ["http"] }) }))
+        .status,
+    ).toBe(200);
+    await fetch(`${base}/api/v1/register`, {
+      method: "POST",
+      body: JSON.stringify({ username: "via-api", password: "via-api-password", type: "http" }),
+    });
     const { requests } = await (await api("/api/v1/onboarding")).json();
     const id = requests.find((r: { username: string }) => r.username === "via-api").id;
-    const approved = await api("/api/v1/onboarding/approve", { method: "POST", body: JSON.stringify({ ids: [id], description: "approved by a bot" }) });
+    const approved = await api("/api/v1/onboarding/approve", {
+      method: "POST",
+      body: JSON.stringify({ ids: [id], description: "approved by a bot" }),
+    });
     expect((await approved.json()).approved[0].username).toBe("via-api");
     const { items } = await (await api("/api/v1/activity?action=onboarding.approved")).json();
-    expect(items[0]).toMatchObject({ action: "onboarding.approved", subject: "via-api", actor: "token:onboarding-bot" });
+    expect(items[0]).toMatchObject({
+      action: "onboarding.approved",
+      subject: "via-api",
+      actor: "token:onboarding-bot",
+    });
     const created = await (await api("/api/v1/activity?action=integration.created&q=via-api")).json();
     expect(created.items[0]).toMatchObject({ actor: "token:onboarding-bot" });
   });

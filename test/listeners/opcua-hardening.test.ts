@@ -1,10 +1,24 @@
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
-import { AttributeIds, ClientMonitoredItem, ClientSubscription, TimestampsToReturn, UserTokenType, type DataValue } from "node-opcua-client";
+import {
+  AttributeIds,
+  ClientMonitoredItem,
+  ClientSubscription,
+  TimestampsToReturn,
+  UserTokenType,
+  type DataValue,
+} from "node-opcua-client";
 import type { App } from "../../src/app.ts";
 import { formatSubject } from "../../src/listeners/opcua/certificates.ts";
 import { cleanupTempDirs, tempDir, testApp, trustOf } from "../helpers/app.ts";
 import { connectMqtt } from "../helpers/mqtt.ts";
-import { connectOpcua, DataType, MessageSecurityMode, readValue, SecurityPolicy, type OpcuaConnection } from "../helpers/opcua.ts";
+import {
+  connectOpcua,
+  DataType,
+  MessageSecurityMode,
+  readValue,
+  SecurityPolicy,
+  type OpcuaConnection,
+} from "../helpers/opcua.ts";
 import { eventually } from "../helpers/wait.ts";
 
 let app: App;
@@ -35,9 +49,19 @@ async function publisher(name: string) {
 
 /** watch: a monitored item on a Topics variable; every value (or status) it reports. */
 async function watch(c: OpcuaConnection, nodeId: string, samplingInterval: number) {
-  const sub = ClientSubscription.create(c.session, { requestedPublishingInterval: 50, requestedMaxKeepAliveCount: 20, publishingEnabled: true, maxNotificationsPerPublish: 100 });
+  const sub = ClientSubscription.create(c.session, {
+    requestedPublishingInterval: 50,
+    requestedMaxKeepAliveCount: 20,
+    publishingEnabled: true,
+    maxNotificationsPerPublish: 100,
+  });
   const seen: DataValue[] = [];
-  const item = ClientMonitoredItem.create(sub, { nodeId, attributeId: AttributeIds.Value }, { samplingInterval, discardOldest: false, queueSize: 100 }, TimestampsToReturn.Both);
+  const item = ClientMonitoredItem.create(
+    sub,
+    { nodeId, attributeId: AttributeIds.Value },
+    { samplingInterval, discardOldest: false, queueSize: 100 },
+    TimestampsToReturn.Both,
+  );
   item.on("changed", (dv: DataValue) => seen.push(dv));
   await new Promise<void>((resolve) => item.once("initialized", () => resolve()));
   return { seen, stop: () => sub.terminate() };
@@ -54,14 +78,20 @@ describe("OPC UA values follow the read permission everywhere", () => {
       await m.publishAsync(`${t}/public`, "1", { retain: true, qos: 1 });
       const denied = await opcuaUser(`nosy-${sampling}`, { subscribeAcl: [`${t}/public`] });
       const allowed = await opcuaUser(`entitled-${sampling}`, { subscribeAcl: [`secret${sampling}/#`] });
-      await eventually(async () => expect((await readValue(allowed.session, topic(t))).value.value).toBe("secret-initial"));
+      await eventually(async () =>
+        expect((await readValue(allowed.session, topic(t))).value.value).toBe("secret-initial"),
+      );
       await eventually(async () => expect((await readValue(denied.session, topic(`${t}/public`))).value.value).toBe(1));
       const nosy = await watch(denied, topic(t), sampling);
       const entitled = await watch(allowed, topic(t), sampling);
-      for (const v of ["secret-alpha", "secret-beta", "secret-gamma"]) await m.publishAsync(t, v, { retain: true, qos: 1 });
+      for (const v of ["secret-alpha", "secret-beta", "secret-gamma"])
+        await m.publishAsync(t, v, { retain: true, qos: 1 });
       await eventually(() => expect(entitled.seen.map((d) => d.value.value)).toContain("secret-gamma"));
       // exception-based (sampling 0): every change reaches the reader, none folded away
-      if (sampling === 0) expect(entitled.seen.map((d) => d.value.value)).toEqual(expect.arrayContaining(["secret-alpha", "secret-beta", "secret-gamma"]));
+      if (sampling === 0)
+        expect(entitled.seen.map((d) => d.value.value)).toEqual(
+          expect.arrayContaining(["secret-alpha", "secret-beta", "secret-gamma"]),
+        );
       expect(nosy.seen.length).toBeGreaterThan(0);
       expect(nosy.seen.every((d) => d.statusCode.name === "BadUserAccessDenied" && d.value.value === null)).toBe(true);
       expect(JSON.stringify(nosy.seen.map((d) => d.value.value))).not.toContain("secret");
@@ -83,13 +113,25 @@ describe("OPC UA values keep one type per topic", () => {
     const c = await opcuaUser("typing-scada");
     await eventually(async () => expect((await readValue(c.session, topic("typed/level"))).value.value).toBe(21.5));
     await m.publishAsync("typed/level", "true", { retain: true, qos: 1 });
-    await eventually(async () => expect((await readValue(c.session, topic("typed/level"))).value).toMatchObject({ dataType: DataType.Double, value: 1 }));
+    await eventually(async () =>
+      expect((await readValue(c.session, topic("typed/level"))).value).toMatchObject({
+        dataType: DataType.Double,
+        value: 1,
+      }),
+    );
     await m.publishAsync("typed/level", "not a number", { retain: true, qos: 1 });
-    await eventually(async () => expect((await readValue(c.session, topic("typed/level"))).statusCode.name).toBe("BadTypeMismatch"));
-    const write = (value: { dataType: DataType; value: unknown }) => c.session.write({ nodeId: topic("typed/level"), attributeId: AttributeIds.Value, value: { value } }).then((s) => s.name);
+    await eventually(async () =>
+      expect((await readValue(c.session, topic("typed/level"))).statusCode.name).toBe("BadTypeMismatch"),
+    );
+    const write = (value: { dataType: DataType; value: unknown }) =>
+      c.session
+        .write({ nodeId: topic("typed/level"), attributeId: AttributeIds.Value, value: { value } })
+        .then((s) => s.name);
     expect(await write({ dataType: DataType.Boolean, value: true })).toBe("BadTypeMismatch");
     await m.subscribeAsync("typed/level");
-    const got = new Promise<string>((r) => m.on("message", (_t, p) => p.toString() !== "not a number" && r(p.toString())));
+    const got = new Promise<string>((r) =>
+      m.on("message", (_t, p) => p.toString() !== "not a number" && r(p.toString())),
+    );
     expect(await write({ dataType: DataType.Float, value: 1.1 })).toBe("Good");
     expect(await got).toBe("1.1");
     await Promise.all([c.close(), m.endAsync()]);
@@ -101,8 +143,15 @@ describe("OPC UA values keep one type per topic", () => {
     const c = await opcuaUser("big-scada");
     await eventually(async () => expect((await readValue(c.session, topic("big/blob"))).value.value).toBe("small"));
     const status = await c.session
-      .write({ nodeId: topic("big/blob"), attributeId: AttributeIds.Value, value: { value: { dataType: DataType.String, value: "x".repeat(10_000) } } })
-      .then((s) => s.name, (e: Error) => e.message);
+      .write({
+        nodeId: topic("big/blob"),
+        attributeId: AttributeIds.Value,
+        value: { value: { dataType: DataType.String, value: "x".repeat(10_000) } },
+      })
+      .then(
+        (s) => s.name,
+        (e: Error) => e.message,
+      );
     expect(status).toMatch(/BadEncodingLimitsExceeded|BadRequestTooLarge|BadTcpMessageTooLarge/);
     expect((await readValue(c.session, topic("big/blob"))).value.value).toBe("small");
     await Promise.all([c.close(), m.endAsync()]);
@@ -140,9 +189,26 @@ describe("OPC UA identities and certificates", () => {
 
   it("a refused client certificate is logged and listed among failed logins", async () => {
     // (an anonymous attempt never leaves node-opcua-client: no anonymous token policy is offered)
-    expect(await connectOpcua(port, "anonymous").then(() => "in", (e: Error) => e.message)).toContain("ANONYMOUS");
-    await connectOpcua(port, { userName: "x", password: "y" }, { mode: MessageSecurityMode.Sign, policy: SecurityPolicy.Basic256Sha256, pkiDir: tempDir("gatehouse-opcua-client-") }).catch(() => undefined);
-    await eventually(() => expect(app.core.loginLog.recent(50).map((f) => f.reason)).toEqual(expect.arrayContaining(["certificate-rejected"])));
+    expect(
+      await connectOpcua(port, "anonymous").then(
+        () => "in",
+        (e: Error) => e.message,
+      ),
+    ).toContain("ANONYMOUS");
+    await connectOpcua(
+      port,
+      { userName: "x", password: "y" },
+      {
+        mode: MessageSecurityMode.Sign,
+        policy: SecurityPolicy.Basic256Sha256,
+        pkiDir: tempDir("gatehouse-opcua-client-"),
+      },
+    ).catch(() => undefined);
+    await eventually(() =>
+      expect(app.core.loginLog.recent(50).map((f) => f.reason)).toEqual(
+        expect.arrayContaining(["certificate-rejected"]),
+      ),
+    );
   }, 60_000);
 
   it("revoking a trusted certificate ends the sessions and channels that use it", async () => {
@@ -157,7 +223,10 @@ describe("OPC UA identities and certificates", () => {
     await trustOf(app).revoke(mine.thumbprint);
     expect(app.core.sessions.countFor(integration.id)).toBe(0);
     const after = await Promise.race([
-      readValue(c.session, "ns=1;s=Gatehouse/Status/Version").then((v) => v.statusCode.name, (e: Error) => e.message),
+      readValue(c.session, "ns=1;s=Gatehouse/Status/Version").then(
+        (v) => v.statusCode.name,
+        (e: Error) => e.message,
+      ),
       new Promise<string>((r) => setTimeout(() => r("no answer (channel gone, reconnect refused)"), 3000)),
     ]);
     expect(after).not.toBe("Good");
@@ -165,6 +234,13 @@ describe("OPC UA identities and certificates", () => {
   }, 60_000);
 
   it("shows certificate subjects as CN=..., O=...", () => {
-    expect(formatSubject({ entries: [{}, {}], commonName: "Press HMI", organizationName: "ACME", countryName: "DE" } as never)).toBe("CN=Press HMI, O=ACME, C=DE");
+    expect(
+      formatSubject({
+        entries: [{}, {}],
+        commonName: "Press HMI",
+        organizationName: "ACME",
+        countryName: "DE",
+      } as never),
+    ).toBe("CN=Press HMI, O=ACME, C=DE");
   });
 });

@@ -47,7 +47,9 @@ describe("the trimmed standard nodeset", () => {
     const cut = imageNodes(new Uint8Array(await Bun.file(trimmed).arrayBuffer()));
     expect(cut.size).toBeLessThan(whole.size / 3);
     expect([...serverSubtree(whole)].filter((id) => !cut.has(id))).toEqual([]);
-    const dangling = [...cut.values()].flatMap((n) => n.references.filter(([, type, to]) => !cut.has(to) || !cut.has(type)).map(() => n.nodeId));
+    const dangling = [...cut.values()].flatMap((n) =>
+      n.references.filter(([, type, to]) => !cut.has(to) || !cut.has(type)).map(() => n.nodeId),
+    );
     expect(dangling).toEqual([]);
   });
 
@@ -68,14 +70,29 @@ describe("the trimmed standard nodeset", () => {
     }
     expect((await read("i=2272")).value.value).toBe(0); // exception-based monitored items are served
     // the data types a client walks to learn what a Topics variable holds
-    for (const nodeId of ["i=1", "i=11", "i=12", "i=26", "i=24"]) expect((await read(nodeId, AttributeIds.BrowseName)).statusCode.name).toBe("Good");
-    const server = await c.session.browse({ nodeId: "i=2253", browseDirection: BrowseDirection.Forward, resultMask: 63 });
-    expect(server.references!.map((r) => r.browseName.name)).toEqual(expect.arrayContaining(["ServerCapabilities", "ServerDiagnostics", "ServerStatus", "NamespaceArray", "GetMonitoredItems"]));
+    for (const nodeId of ["i=1", "i=11", "i=12", "i=26", "i=24"])
+      expect((await read(nodeId, AttributeIds.BrowseName)).statusCode.name).toBe("Good");
+    const server = await c.session.browse({
+      nodeId: "i=2253",
+      browseDirection: BrowseDirection.Forward,
+      resultMask: 63,
+    });
+    expect(server.references!.map((r) => r.browseName.name)).toEqual(
+      expect.arrayContaining([
+        "ServerCapabilities",
+        "ServerDiagnostics",
+        "ServerStatus",
+        "NamespaceArray",
+        "GetMonitoredItems",
+      ]),
+    );
     expect((await read("i=14209", AttributeIds.BrowseName)).statusCode.name).toBe("BadNodeIdUnknown"); // PubSubConnectionType
     await c.close();
 
     const whole = await scada(["--opcua-full-nodeset", "true"]);
-    expect((await whole.session.read({ nodeId: "i=14209", attributeId: AttributeIds.BrowseName })).value.value.name).toBe("PubSubConnectionType");
+    expect(
+      (await whole.session.read({ nodeId: "i=14209", attributeId: AttributeIds.BrowseName })).value.value.name,
+    ).toBe("PubSubConnectionType");
     await whole.close();
   }, 60_000);
 
@@ -88,23 +105,49 @@ describe("the trimmed standard nodeset", () => {
       const batch = [...new Set(todo.splice(0, 50))].filter((n) => !seen.has(n));
       for (const n of batch) seen.add(n);
       if (!batch.length) continue;
-      const browsed = await c.session.browse(batch.map((nodeId) => ({ nodeId, browseDirection: BrowseDirection.Forward, referenceTypeId: "i=33", includeSubtypes: true, resultMask: 63 })));
+      const browsed = await c.session.browse(
+        batch.map((nodeId) => ({
+          nodeId,
+          browseDirection: BrowseDirection.Forward,
+          referenceTypeId: "i=33",
+          includeSubtypes: true,
+          resultMask: 63,
+        })),
+      );
       for (const r of browsed) {
         expect(r.statusCode.name).toBe("Good");
         for (const ref of r.references ?? []) todo.push(ref.nodeId.toString());
       }
-      const attributes = [AttributeIds.NodeClass, AttributeIds.BrowseName, AttributeIds.DisplayName, AttributeIds.Value, AttributeIds.DataType];
-      for (const v of await c.session.read(batch.flatMap((nodeId) => attributes.map((attributeId) => ({ nodeId, attributeId }))))) statuses.add(v.statusCode.name);
+      const attributes = [
+        AttributeIds.NodeClass,
+        AttributeIds.BrowseName,
+        AttributeIds.DisplayName,
+        AttributeIds.Value,
+        AttributeIds.DataType,
+      ];
+      for (const v of await c.session.read(
+        batch.flatMap((nodeId) => attributes.map((attributeId) => ({ nodeId, attributeId }))),
+      ))
+        statuses.add(v.statusCode.name);
     }
     expect(seen.size).toBeGreaterThan(1000);
     // security-sensitive values over None, values not produced yet, attributes a node class lacks: fine
-    expect([...statuses].filter((s) => !["Good", "BadAttributeIdInvalid", "BadSecurityModeInsufficient", "BadWaitingForInitialData"].includes(s))).toEqual([]);
+    expect(
+      [...statuses].filter(
+        (s) =>
+          !["Good", "BadAttributeIdInvalid", "BadSecurityModeInsufficient", "BadWaitingForInitialData"].includes(s),
+      ),
+    ).toEqual([]);
 
     const sub = await c.session.createSubscription2({ requestedPublishingInterval: 100, publishingEnabled: true });
     const base = constructEventFilter(["EventId", "EventType", "SourceName", "Time", "Message", "Severity"]);
     const conditions = constructEventFilter(["EventId", "ConditionName", "EnabledState/Id"]);
     for (const filter of [base, conditions]) {
-      const item = await sub.monitor({ nodeId: "i=2253", attributeId: AttributeIds.EventNotifier }, { samplingInterval: 0, queueSize: 10, filter }, TimestampsToReturn.Both);
+      const item = await sub.monitor(
+        { nodeId: "i=2253", attributeId: AttributeIds.EventNotifier },
+        { samplingInterval: 0, queueSize: 10, filter },
+        TimestampsToReturn.Both,
+      );
       expect(item.statusCode.name).toBe("Good");
     }
     await sub.terminate();

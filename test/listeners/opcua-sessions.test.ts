@@ -12,7 +12,14 @@ afterAll(cleanupTempDirs);
 /** doomedClient: a real node-opcua-client in its own process holding `sessions` sessions; resolves once they are open. */
 async function doomedClient(port: number, user: { userName: string; password: string }, sessions: number) {
   const proc = Bun.spawn(["bun", join(import.meta.dir, "../fixtures/opcua-sessions.ts")], {
-    env: { ...process.env, PORT: String(port), USERNAME: user.userName, PASSWORD: user.password, PKI: tempDir("gatehouse-opcua-doomed-"), SESSIONS: String(sessions) },
+    env: {
+      ...process.env,
+      PORT: String(port),
+      USERNAME: user.userName,
+      PASSWORD: user.password,
+      PKI: tempDir("gatehouse-opcua-doomed-"),
+      SESSIONS: String(sessions),
+    },
     stdout: "pipe",
     stderr: "pipe",
   });
@@ -81,7 +88,10 @@ describe("OPC UA sessions whose network broke", () => {
       securityMode: MessageSecurityMode.None,
       securityPolicy: SecurityPolicy.None,
       connectionStrategy: { maxRetry: 20, initialDelay: 100, maxDelay: 500 },
-      clientCertificateManager: new OPCUACertificateManager({ rootFolder: join(pki, "pki"), automaticallyAcceptUnknownCertificate: true }),
+      clientCertificateManager: new OPCUACertificateManager({
+        rootFolder: join(pki, "pki"),
+        automaticallyAcceptUnknownCertificate: true,
+      }),
     });
     try {
       const { integration, password } = await app.core.credentials.create({ type: "opcua", username: "wanderer" });
@@ -93,7 +103,10 @@ describe("OPC UA sessions whose network broke", () => {
       for (const s of cut) s.destroy();
       await restored;
       expect(session.sessionId.toString()).toBe(sessionId); // the same session, on a new channel
-      expect((await session.read({ nodeId: "ns=1;s=Gatehouse/Status/Version", attributeId: AttributeIds.Value })).statusCode.name).toBe("Good");
+      expect(
+        (await session.read({ nodeId: "ns=1;s=Gatehouse/Status/Version", attributeId: AttributeIds.Value })).statusCode
+          .name,
+      ).toBe("Good");
       await eventually(() => expect(app.core.sessions.countFor(integration.id)).toBe(1));
       await session.close();
     } finally {

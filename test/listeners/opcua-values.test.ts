@@ -24,6 +24,7 @@ describe("payloadToVariant", () => {
   }
 
   it("round-trips through variantToPayload", () => {
-    for (const text of ["21.5", "true", "hello"]) expect(variantToPayload(payloadToVariant(Buffer.from(text))).toString()).toBe(text);
+    for (const text of ["21.5", "true", "hello"])
+      expect(variantToPayload(payloadToVariant(Buffer.from(text))).toString()).toBe(text);
   });
 });

@@ -1,5 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
-import { AttributeIds, BrowseDirection, makeBrowsePath, TimestampsToReturn, type ReferenceDescription } from "node-opcua-client";
+import {
+  AttributeIds,
+  BrowseDirection,
+  makeBrowsePath,
+  TimestampsToReturn,
+  type ReferenceDescription,
+} from "node-opcua-client";
 import type { App } from "../../src/app.ts";
 import { cleanupTempDirs, testApp } from "../helpers/app.ts";
 import { connectMqtt } from "../helpers/mqtt.ts";
@@ -23,7 +29,10 @@ afterAll(async () => {
 const topic = (t: string) => `ns=1;s=Topics/${t}`;
 const topicsFolder = "ns=1;s=Gatehouse/Topics";
 
-async function opcuaUser(username: string, acl: { publishAcl?: string[]; subscribeAcl?: string[]; denySubscribeAcl?: string[] } = {}) {
+async function opcuaUser(
+  username: string,
+  acl: { publishAcl?: string[]; subscribeAcl?: string[]; denySubscribeAcl?: string[] } = {},
+) {
   const made = await app.core.credentials.create({ type: "opcua", username });
   if (Object.keys(acl).length) app.core.credentials.update(made.integration.id, acl);
   return { ...(await connectOpcua(port, { userName: username, password: made.password })), id: made.integration.id };
@@ -33,7 +42,13 @@ async function opcuaUser(username: string, acl: { publishAcl?: string[]; subscri
 async function names(c: OpcuaConnection, nodeId: string): Promise<string[]> {
   const refs: ReferenceDescription[] = [];
   c.session.requestedMaxReferencesPerNode = 1; // BrowseNext must filter as Browse does
-  let result = await c.session.browse({ nodeId, browseDirection: BrowseDirection.Forward, referenceTypeId: "HierarchicalReferences", includeSubtypes: true, resultMask: 63 });
+  let result = await c.session.browse({
+    nodeId,
+    browseDirection: BrowseDirection.Forward,
+    referenceTypeId: "HierarchicalReferences",
+    includeSubtypes: true,
+    resultMask: 63,
+  });
   expect(result.statusCode.name).toBe("Good");
   refs.push(...(result.references ?? []));
   while (result.continuationPoint && result.continuationPoint.length) {
@@ -54,9 +69,13 @@ describe("OPC UA shows a session only the topics it may read", () => {
     const m = await connectMqtt(app.address("mqtt")!.port, { username: "visibility-pub", password: pub.password });
     for (const t of [...secretTopics, ...publicTopics]) await m.publishAsync(t, "21", { retain: true, qos: 1 });
     await m.endAsync();
-    reader = await opcuaUser("visibility-reader", { subscribeAcl: ["shared/public/#", "shared/value"], publishAcl: ["#"] });
+    reader = await opcuaUser("visibility-reader", {
+      subscribeAcl: ["shared/public/#", "shared/value"],
+      publishAcl: ["#"],
+    });
     everything = await opcuaUser("visibility-all");
-    for (const t of [...secretTopics, ...publicTopics]) await eventually(async () => expect((await readValue(everything.session, topic(t))).value.value).toBe(21));
+    for (const t of [...secretTopics, ...publicTopics])
+      await eventually(async () => expect((await readValue(everything.session, topic(t))).value.value).toBe(21));
   }, 30_000);
   afterAll(async () => {
     await reader.close();
@@ -75,29 +94,53 @@ describe("OPC UA shows a session only the topics it may read", () => {
   });
 
   it("every attribute of an unreadable topic node is BadNodeIdUnknown, as for a node that does not exist", async () => {
-    const attributes = [AttributeIds.NodeId, AttributeIds.NodeClass, AttributeIds.BrowseName, AttributeIds.DisplayName, AttributeIds.DataType, AttributeIds.AccessLevel, AttributeIds.UserAccessLevel, AttributeIds.Value];
+    const attributes = [
+      AttributeIds.NodeId,
+      AttributeIds.NodeClass,
+      AttributeIds.BrowseName,
+      AttributeIds.DisplayName,
+      AttributeIds.DataType,
+      AttributeIds.AccessLevel,
+      AttributeIds.UserAccessLevel,
+      AttributeIds.Value,
+    ];
     for (const t of ["vault", "vault/recipe-secret-x", ...secretTopics, "shared/recipe-secret-y"]) {
       const read = await reader.session.read(attributes.map((attributeId) => ({ nodeId: topic(t), attributeId })));
       expect([t, read.map((d) => d.statusCode.name)]).toEqual([t, attributes.map(() => "BadNodeIdUnknown")]);
       expect(JSON.stringify(read.map((d) => d.value.value))).not.toContain("recipe-secret");
     }
-    expect((await reader.session.read({ nodeId: topic("nowhere/at-all"), attributeId: AttributeIds.BrowseName })).statusCode.name).toBe("BadNodeIdUnknown");
+    expect(
+      (await reader.session.read({ nodeId: topic("nowhere/at-all"), attributeId: AttributeIds.BrowseName })).statusCode
+        .name,
+    ).toBe("BadNodeIdUnknown");
     // the levels above a readable topic are there; their own value is not readable
-    expect((await reader.session.read({ nodeId: topic("shared"), attributeId: AttributeIds.BrowseName })).value.value.name).toBe("shared");
+    expect(
+      (await reader.session.read({ nodeId: topic("shared"), attributeId: AttributeIds.BrowseName })).value.value.name,
+    ).toBe("shared");
     expect((await readValue(reader.session, topic("shared/public/temp"))).value.value).toBe(21);
   });
 
   it("Browse from, Write to and HistoryRead of an unreadable topic node are BadNodeIdUnknown", async () => {
-    const browsed = await reader.session.browse({ nodeId: topic("shared/recipe-secret-y"), browseDirection: BrowseDirection.Both, resultMask: 63 });
+    const browsed = await reader.session.browse({
+      nodeId: topic("shared/recipe-secret-y"),
+      browseDirection: BrowseDirection.Both,
+      resultMask: 63,
+    });
     expect(browsed.statusCode.name).toBe("BadNodeIdUnknown");
     expect(browsed.references ?? []).toEqual([]);
     // it may publish anywhere, but a node it cannot see is not there to write to
-    const written = await reader.session.write({ nodeId: topic(secretTopics[0]!), attributeId: AttributeIds.Value, value: { value: { dataType: DataType.Double, value: 1 } } });
+    const written = await reader.session.write({
+      nodeId: topic(secretTopics[0]!),
+      attributeId: AttributeIds.Value,
+      value: { value: { dataType: DataType.Double, value: 1 } },
+    });
     expect(written.name).toBe("BadNodeIdUnknown");
     // (no topic keeps history: what a readable one answers differs from what an absent one does)
     const history = await reader.session.readHistoryValue(topic(secretTopics[0]!), new Date(0), new Date());
     expect(history.statusCode.name).toBe("BadNodeIdUnknown");
-    expect((await everything.session.readHistoryValue(topic(secretTopics[0]!), new Date(0), new Date())).statusCode.name).not.toBe("BadNodeIdUnknown");
+    expect(
+      (await everything.session.readHistoryValue(topic(secretTopics[0]!), new Date(0), new Date())).statusCode.name,
+    ).not.toBe("BadNodeIdUnknown");
   });
 
   it("TranslateBrowsePathsToNodeIds finds no unreadable topic, not even on the way to a readable one", async () => {
@@ -106,25 +149,49 @@ describe("OPC UA shows a session only the topics it may read", () => {
       return { status: r!.statusCode.name, targets: (r!.targets ?? []).map((t) => t.targetId.toString()) };
     };
     expect(await translate(everything, topicsFolder, "/1:shared/1:recipe-secret-y")).toMatchObject({ status: "Good" });
-    expect(await translate(reader, topicsFolder, "/1:shared/1:recipe-secret-y")).toEqual({ status: "BadNoMatch", targets: [] });
+    expect(await translate(reader, topicsFolder, "/1:shared/1:recipe-secret-y")).toEqual({
+      status: "BadNoMatch",
+      targets: [],
+    });
     expect(await translate(reader, topicsFolder, "/1:vault")).toEqual({ status: "BadNoMatch", targets: [] });
-    expect((await translate(reader, topicsFolder, "/1:shared/1:public/1:temp")).targets).toEqual(["ns=1;s=Topics/shared/public/temp"]);
+    expect((await translate(reader, topicsFolder, "/1:shared/1:public/1:temp")).targets).toEqual([
+      "ns=1;s=Topics/shared/public/temp",
+    ]);
     // down into a hidden level and back up: the answer must not tell that the hidden level exists
-    expect(await translate(reader, topic("shared"), "/1:recipe-secret-y<!HierarchicalReferences>1:shared")).toEqual({ status: "BadNoMatch", targets: [] });
-    expect((await translate(everything, topic("shared"), "/1:recipe-secret-y<!HierarchicalReferences>1:shared")).status).toBe("Good");
+    expect(await translate(reader, topic("shared"), "/1:recipe-secret-y<!HierarchicalReferences>1:shared")).toEqual({
+      status: "BadNoMatch",
+      targets: [],
+    });
+    expect(
+      (await translate(everything, topic("shared"), "/1:recipe-secret-y<!HierarchicalReferences>1:shared")).status,
+    ).toBe("Good");
     // starting from a hidden node
     expect((await translate(reader, topic("shared/recipe-secret-y"), "/1:temp")).status).toBe("BadNodeIdUnknown");
   });
 
   it("RegisterNodes gives an unreadable topic node no alias, like a node that does not exist", async () => {
-    const ids = await reader.session.registerNodes([topic(secretTopics[0]!), topic("nowhere/at-all"), topic(publicTopics[0]!)]);
-    expect(ids.map((id) => id.toString())).toEqual([topic(secretTopics[0]!), topic("nowhere/at-all"), expect.stringMatching(/^ns=9999;/)]);
+    const ids = await reader.session.registerNodes([
+      topic(secretTopics[0]!),
+      topic("nowhere/at-all"),
+      topic(publicTopics[0]!),
+    ]);
+    expect(ids.map((id) => id.toString())).toEqual([
+      topic(secretTopics[0]!),
+      topic("nowhere/at-all"),
+      expect.stringMatching(/^ns=9999;/),
+    ]);
   });
 
   it("a monitored item on an unreadable topic node is refused at creation", async () => {
-    const sub = await reader.session.createSubscription2({ requestedPublishingInterval: 100, requestedMaxKeepAliveCount: 10, publishingEnabled: true });
+    const sub = await reader.session.createSubscription2({
+      requestedPublishingInterval: 100,
+      requestedMaxKeepAliveCount: 10,
+      publishingEnabled: true,
+    });
     // the raw service, so each item's own status is seen (ClientSubscription.monitor retries and hides it)
-    const session = reader.session as unknown as { createMonitoredItems(r: unknown): Promise<{ results?: { statusCode: { name: string } }[] }> };
+    const session = reader.session as unknown as {
+      createMonitoredItems(r: unknown): Promise<{ results?: { statusCode: { name: string } }[] }>;
+    };
     const created = await session.createMonitoredItems({
       subscriptionId: sub.subscriptionId,
       timestampsToReturn: TimestampsToReturn.Both,

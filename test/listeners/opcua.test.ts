@@ -55,10 +55,15 @@ describe("OPC UA authentication", () => {
       { userName: "scada-off", password: "right-password" },
       { userName: "mqtt-not-opcua", password: "right-password" },
     ]) {
-      expect([user.userName, await refusal(user)]).toEqual([user.userName, expect.stringContaining("BadUserAccessDenied")]);
+      expect([user.userName, await refusal(user)]).toEqual([
+        user.userName,
+        expect.stringContaining("BadUserAccessDenied"),
+      ]);
     }
     // Anonymous is not offered at all: the client finds no anonymous token policy.
-    expect(await refusal("anonymous")).toMatch(/BadIdentityTokenInvalid|BadIdentityTokenRejected|BadUserAccessDenied|Cannot find suitable endpoint|anonymous/i);
+    expect(await refusal("anonymous")).toMatch(
+      /BadIdentityTokenInvalid|BadIdentityTokenRejected|BadUserAccessDenied|Cannot find suitable endpoint|anonymous/i,
+    );
   }, 60_000);
 
   it("closes a live session when the integration is deactivated", async () => {
@@ -75,7 +80,10 @@ describe("OPC UA authentication", () => {
     expect(app.core.sessions.countFor(integration.id)).toBe(0);
     await eventually(async () => expect(await sessionCount()).toBe(before - 1));
     // The kicked client reads nothing more: its request is refused, or it hangs re-activating (refused).
-    const next = readValue(c.session, status("Version")).then((v) => v.statusCode.name, () => "refused");
+    const next = readValue(c.session, status("Version")).then(
+      (v) => v.statusCode.name,
+      () => "refused",
+    );
     const outcome = await Promise.race([next, Bun.sleep(2_000).then(() => "no answer")]);
     expect(outcome).not.toBe("Good");
     await Promise.all([c.client.disconnect(), w.close()]);
@@ -115,7 +123,12 @@ describe("client certificates", () => {
     const base = `http://127.0.0.1:${app.address("http")!.port}`;
     const { cookie, csrf } = await signIn(base);
     expect(await (await fetch(`${base}/certificates`, { headers: { cookie } })).text()).toContain(mine!.thumbprint);
-    const trusted = await fetch(`${base}/certificates/${mine!.thumbprint}/trust`, { method: "POST", redirect: "manual", headers: { cookie, "content-type": "application/x-www-form-urlencoded" }, body: `_csrf=${csrf}` });
+    const trusted = await fetch(`${base}/certificates/${mine!.thumbprint}/trust`, {
+      method: "POST",
+      redirect: "manual",
+      headers: { cookie, "content-type": "application/x-www-form-urlencoded" },
+      body: `_csrf=${csrf}`,
+    });
     expect(trusted.status).toBe(303);
     const c = await connectOpcua(port, { userName: "secure-scada", password }, secure);
     expect((await readValue(c.session, status("Version"))).value.value).toBe("0.1.0");
@@ -140,7 +153,9 @@ describe("Topics mirror the broker", () => {
     await m.publishAsync("plant/line1/name", "press #7", { retain: true, qos: 1 });
     const c = await connectOpcua(port, { userName: "scada-topics", password: scada.password });
     // PUBACK precedes routing in aedes: the last retained value may still be on its way.
-    await eventually(async () => expect((await readValue(c.session, topic("plant/line1/name"))).value.value).toBe("press #7"));
+    await eventually(async () =>
+      expect((await readValue(c.session, topic("plant/line1/name"))).value.value).toBe("press #7"),
+    );
     const temp = await readValue(c.session, topic("plant/line1/temp"));
     expect(temp.value.dataType).toBe(DataType.Double);
     expect(temp.value.value).toBe(21.5);
@@ -151,7 +166,11 @@ describe("Topics mirror the broker", () => {
     await m.subscribeAsync("plant/line1/setpoint");
     expect(await nextMessage(m)).toEqual({ topic: "plant/line1/setpoint", payload: "10" }); // the retained copy on subscribe
     const got = nextMessage(m);
-    const res = await c.session.write({ nodeId: topic("plant/line1/setpoint"), attributeId: 13, value: { value: { dataType: DataType.Double, value: 42 } } });
+    const res = await c.session.write({
+      nodeId: topic("plant/line1/setpoint"),
+      attributeId: 13,
+      value: { value: { dataType: DataType.Double, value: 42 } },
+    });
     expect(res.name).toBe("Good");
     expect(await got).toEqual({ topic: "plant/line1/setpoint", payload: "42" });
     expect((await readValue(c.session, topic("plant/line1/setpoint"))).value.value).toBe(42);
@@ -164,12 +183,18 @@ describe("Topics mirror the broker", () => {
     const scada = await app.core.credentials.create({ type: "opcua", username: "scada-perm" });
     app.core.credentials.update(scada.integration.id, { subscribeAcl: ["area1/#"], publishAcl: ["area1/cmd/#"] });
     const m = await connectMqtt(app.address("mqtt")!.port, { username: "plc-perm", password: machine.password });
-    for (const t of ["area1/temp", "area1/cmd/speed", "area2/temp"]) await m.publishAsync(t, "1", { retain: true, qos: 1 });
+    for (const t of ["area1/temp", "area1/cmd/speed", "area2/temp"])
+      await m.publishAsync(t, "1", { retain: true, qos: 1 });
     const c = await connectOpcua(port, { userName: "scada-perm", password: scada.password });
-    await eventually(async () => expect((await readValue(c.session, topic("area1/temp"))).statusCode.name).toBe("Good"));
+    await eventually(async () =>
+      expect((await readValue(c.session, topic("area1/temp"))).statusCode.name).toBe("Good"),
+    );
     // a topic it may not read is absent to it (opcua-visibility.test.ts)
     expect((await readValue(c.session, topic("area2/temp"))).statusCode.name).toBe("BadNodeIdUnknown");
-    const write = (t: string) => c.session.write({ nodeId: topic(t), attributeId: 13, value: { value: { dataType: DataType.Double, value: 5 } } }).then((s) => s.name);
+    const write = (t: string) =>
+      c.session
+        .write({ nodeId: topic(t), attributeId: 13, value: { value: { dataType: DataType.Double, value: 5 } } })
+        .then((s) => s.name);
     expect(await write("area1/cmd/speed")).toBe("Good");
     expect(await write("area1/temp")).toBe("BadUserAccessDenied");
     await c.close();

@@ -29,7 +29,11 @@ afterAll(async () => {
 
 /** startAgent: a VRPC agent in its own process; resolves once it serves (or with its first error line). */
 async function startAgent(env: Record<string, string>): Promise<{ proc: ReturnType<typeof Bun.spawn>; first: string }> {
-  const proc = Bun.spawn(["bun", join(import.meta.dir, "../fixtures/vrpc-agent.ts")], { env: { ...process.env, BROKER: broker, ...env }, stdout: "pipe", stderr: "inherit" });
+  const proc = Bun.spawn(["bun", join(import.meta.dir, "../fixtures/vrpc-agent.ts")], {
+    env: { ...process.env, BROKER: broker, ...env },
+    stdout: "pipe",
+    stderr: "inherit",
+  });
   agents.push(proc);
   const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
   const { value } = await reader.read();
@@ -38,7 +42,11 @@ async function startAgent(env: Record<string, string>): Promise<{ proc: ReturnTy
 }
 
 const api = (method: string, path: string, json?: unknown) =>
-  fetch(`${base}${path}`, { method, headers: { cookie, "x-csrf-token": csrf, ...(json !== undefined ? { "content-type": "application/json" } : {}) }, body: json === undefined ? undefined : JSON.stringify(json) });
+  fetch(`${base}${path}`, {
+    method,
+    headers: { cookie, "x-csrf-token": csrf, ...(json !== undefined ? { "content-type": "application/json" } : {}) },
+    body: json === undefined ? undefined : JSON.stringify(json),
+  });
 
 describe("VRPC agents on the page and the API", () => {
   it("lists a real agent with its classes and functions, calls it, reports remote errors, missing functions and offline agents", async () => {
@@ -47,13 +55,24 @@ describe("VRPC agents on the page and the API", () => {
     expect(first).toBe("serving");
 
     const listed = await eventually(async () => {
-      const list = (await (await api("GET", "/api/v1/vrpc")).json()) as { agents: { domain: string; agent: string; status: string; classes: { className: string; staticFunctions: string[]; memberFunctions: string[]; instances: string[] }[] }[] };
+      const list = (await (await api("GET", "/api/v1/vrpc")).json()) as {
+        agents: {
+          domain: string;
+          agent: string;
+          status: string;
+          classes: { className: string; staticFunctions: string[]; memberFunctions: string[]; instances: string[] }[];
+        }[];
+      };
       const a = list.agents.find((x) => x.agent === "press-agent");
       expect(a?.status).toBe("online");
       expect(a?.classes[0]?.instances).toContain("press-1");
       return a!;
     });
-    expect(listed.classes[0]).toMatchObject({ className: "Press", staticFunctions: expect.arrayContaining(["speed", "jam"]), memberFunctions: expect.arrayContaining(["status"]) });
+    expect(listed.classes[0]).toMatchObject({
+      className: "Press",
+      staticFunctions: expect.arrayContaining(["speed", "jam"]),
+      memberFunctions: expect.arrayContaining(["status"]),
+    });
 
     const fragment = await (await fetch(`${base}/agents/list`, { headers: { cookie, "hx-request": "true" } })).text();
     expect(fragment).toContain("plant/press-agent");
@@ -78,13 +97,26 @@ describe("VRPC agents on the page and the API", () => {
     const form = await fetch(`${base}/agents/call`, {
       method: "POST",
       headers: { cookie, "hx-request": "true", "content-type": "application/x-www-form-urlencoded" },
-      body: new URLSearchParams({ _csrf: csrf, domain: "plant", agent: "press-agent", className: "Press", functionName: "speed", args: "[5]" }),
+      body: new URLSearchParams({
+        _csrf: csrf,
+        domain: "plant",
+        agent: "press-agent",
+        className: "Press",
+        functionName: "speed",
+        args: "[5]",
+      }),
     });
     expect(await form.text()).toContain("10");
 
     // Killed: the broker publishes its last will; the agent goes offline and calls get 504.
     proc.kill("SIGKILL");
-    await eventually(async () => expect(((await (await api("GET", "/api/v1/vrpc")).json()) as { agents: { agent: string; status: string }[] }).agents.find((x) => x.agent === "press-agent")?.status).toBe("offline"));
+    await eventually(async () =>
+      expect(
+        (
+          (await (await api("GET", "/api/v1/vrpc")).json()) as { agents: { agent: string; status: string }[] }
+        ).agents.find((x) => x.agent === "press-agent")?.status,
+      ).toBe("offline"),
+    );
     expect((await api("POST", "/api/v1/vrpc/plant/press-agent/Press/speed", [1])).status).toBe(504);
 
     // An offline agent has no call forms: nothing would answer.
@@ -95,7 +127,12 @@ describe("VRPC agents on the page and the API", () => {
 
     // Removing an offline agent needs a confirmation, then clears its retained announcements.
     const remove = (fields: Record<string, string>) =>
-      fetch(`${base}/agents/plant/press-agent/remove`, { method: "POST", redirect: "manual", headers: { cookie, "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ _csrf: csrf, ...fields }) });
+      fetch(`${base}/agents/plant/press-agent/remove`, {
+        method: "POST",
+        redirect: "manual",
+        headers: { cookie, "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ _csrf: csrf, ...fields }),
+      });
     const asked = await remove({});
     expect(asked.status).toBe(200);
     expect(await asked.text()).toContain("Remove agent?");
@@ -117,31 +154,51 @@ describe("VRPC agents on the page and the API", () => {
 
   it("an agent with wrong credentials is refused and never shows online", async () => {
     await app.core.credentials.create({ type: "vrpc", username: "plant/wrong-agent", password: "the-right-password" });
-    const { first } = await startAgent({ AGENT: "wrong-agent", USERNAME: "plant/wrong-agent", PASSWORD: "not-the-password" });
+    const { first } = await startAgent({
+      AGENT: "wrong-agent",
+      USERNAME: "plant/wrong-agent",
+      PASSWORD: "not-the-password",
+    });
     expect(first).toContain("error");
     expect(vrpcOf(app).agent("plant", "wrong-agent")).toBeUndefined();
   }, 30_000);
 
   it("the appliance's own VRPC client is no integration and leaves console.debug alone", () => {
-    expect(app.core.credentials.list({ q: "gatehouse", pageSize: 200 }).rows.filter((i) => i.type === "vrpc")).toEqual([]);
+    expect(app.core.credentials.list({ q: "gatehouse", pageSize: 200 }).rows.filter((i) => i.type === "vrpc")).toEqual(
+      [],
+    );
     expect(console.debug).toBe(debugBefore);
   });
 });
 
-const listFragment = async () => (await fetch(`${base}/agents/list`, { headers: { cookie, "hx-request": "true" } })).text();
+const listFragment = async () =>
+  (await fetch(`${base}/agents/list`, { headers: { cookie, "hx-request": "true" } })).text();
 const pageCall = (fields: Record<string, string>, htmx = true) =>
   fetch(`${base}/agents/call`, {
     method: "POST",
     headers: { cookie, ...(htmx ? { "hx-request": "true" } : {}), "content-type": "application/x-www-form-urlencoded" },
-    body: new URLSearchParams({ _csrf: csrf, domain: "plant", agent: "async-agent", className: "Press", args: "[]", ...fields }),
+    body: new URLSearchParams({
+      _csrf: csrf,
+      domain: "plant",
+      agent: "async-agent",
+      className: "Press",
+      args: "[]",
+      ...fields,
+    }),
   });
 
 describe("VRPC calls as edge connectors make them", () => {
   it("an async function answers its resolved value on the page and the API; a throwing one 502, a slow one 504, its late answer dropped", async () => {
     const cred = await app.core.credentials.create({ type: "vrpc", username: "plant/async-agent" });
-    const { first } = await startAgent({ AGENT: "async-agent", USERNAME: "plant/async-agent", PASSWORD: cred.password });
+    const { first } = await startAgent({
+      AGENT: "async-agent",
+      USERNAME: "plant/async-agent",
+      PASSWORD: cred.password,
+    });
     expect(first).toBe("serving");
-    await eventually(() => expect(vrpcOf(app).agent("plant", "async-agent")?.classes[0]?.staticFunctions).toContain("later"));
+    await eventually(() =>
+      expect(vrpcOf(app).agent("plant", "async-agent")?.classes[0]?.staticFunctions).toContain("later"),
+    );
 
     const ok = await api("POST", "/api/v1/vrpc/plant/async-agent/Press/later", [21]);
     expect([ok.status, await ok.json()]).toEqual([200, { result: 42 }]);
@@ -164,7 +221,9 @@ describe("VRPC calls as edge connectors make them", () => {
     app.core.credentials.update(witness.integration.id, { subscribeAcl: ["plant/__gatehouse__/#"], publishAcl: [] });
     const w = await connectMqtt(app.address("mqtt")!.port, { username: "reply-witness", password: witness.password });
     await w.subscribeAsync("plant/__gatehouse__/#");
-    const late = new Promise<string>((resolve) => w.on("message", (_t, p) => p.toString().includes('"r":"late"') && resolve(p.toString())));
+    const late = new Promise<string>((resolve) =>
+      w.on("message", (_t, p) => p.toString().includes('"r":"late"') && resolve(p.toString())),
+    );
     const slow = await api("POST", "/api/v1/vrpc/plant/async-agent/Press/slow", [3000]);
     expect(slow.status).toBe(504);
     expect(vrpcOf(app).pendingCalls()).toBe(0);
@@ -177,9 +236,15 @@ describe("VRPC calls as edge connectors make them", () => {
 
   it("vrpc's internals are neither offered nor callable; callback arguments are refused", async () => {
     const cred = await app.core.credentials.create({ type: "vrpc", username: "plant/inner-agent" });
-    const { first } = await startAgent({ AGENT: "inner-agent", USERNAME: "plant/inner-agent", PASSWORD: cred.password });
+    const { first } = await startAgent({
+      AGENT: "inner-agent",
+      USERNAME: "plant/inner-agent",
+      PASSWORD: cred.password,
+    });
     expect(first).toBe("serving");
-    await eventually(() => expect(vrpcOf(app).agent("plant", "inner-agent")?.classes[0]?.instances).toContain("press-1"));
+    await eventually(() =>
+      expect(vrpcOf(app).agent("plant", "inner-agent")?.classes[0]?.instances).toContain("press-1"),
+    );
 
     const fragment = await listFragment();
     const listed = JSON.stringify(await (await api("GET", "/api/v1/vrpc")).json());
@@ -193,23 +258,52 @@ describe("VRPC calls as edge connectors make them", () => {
     const form = await pageCall({ agent: "inner-agent", functionName: "__createShared__", args: '["evil"]' }, false);
     expect(form.status).toBe(403);
     // `__e__<topic>` would make the agent publish events to a topic of the caller's choice from now on
-    expect((await api("POST", "/api/v1/vrpc/plant/inner-agent/Press/speed", ["__e__plant/inner-agent/x"])).status).toBe(400);
+    expect((await api("POST", "/api/v1/vrpc/plant/inner-agent/Press/speed", ["__e__plant/inner-agent/x"])).status).toBe(
+      400,
+    );
     expect(vrpcOf(app).agent("plant", "inner-agent")!.classes[0]!.instances).toEqual(["press-1"]);
   }, 30_000);
 
   it("names an agent chooses are shown escaped and bounded", async () => {
     const cred = await app.core.credentials.create({ type: "vrpc", username: "plant/odd-agent" });
     const c = await connectMqtt(app.address("mqtt")!.port, { username: "plant/odd-agent", password: cred.password });
-    await c.publishAsync("plant/odd-agent/__agentInfo__", JSON.stringify({ status: "online", hostname: "<i>host</i>", version: "1" }), { qos: 1, retain: true });
-    const info = { className: "<img src=x>", instances: ["<b>i</b>"], memberFunctions: ["<script>m</script>"], staticFunctions: ["<svg onload=1>", "f".repeat(300)] };
+    await c.publishAsync(
+      "plant/odd-agent/__agentInfo__",
+      JSON.stringify({ status: "online", hostname: "<i>host</i>", version: "1" }),
+      { qos: 1, retain: true },
+    );
+    const info = {
+      className: "<img src=x>",
+      instances: ["<b>i</b>"],
+      memberFunctions: ["<script>m</script>"],
+      staticFunctions: ["<svg onload=1>", "f".repeat(300)],
+    };
     await c.publishAsync("plant/odd-agent/<img src=x>/__classInfo__", JSON.stringify(info), { qos: 1, retain: true });
-    await c.publishAsync(`plant/odd-agent/${"C".repeat(300)}/__classInfo__`, JSON.stringify({ ...info, className: "C" }), { qos: 1, retain: true });
+    await c.publishAsync(
+      `plant/odd-agent/${"C".repeat(300)}/__classInfo__`,
+      JSON.stringify({ ...info, className: "C" }),
+      { qos: 1, retain: true },
+    );
     await eventually(() => expect(vrpcOf(app).agent("plant", "odd-agent")?.classes.length).toBe(1));
     const fragment = await listFragment();
     expect(fragment).toContain("&lt;img src=x&gt;");
     expect(fragment).toContain("&lt;i&gt;host&lt;/i&gt;");
-    for (const raw of ["<img src=x>", "<i>host", "<b>i</b>", "<script>m", "<svg onload", "f".repeat(257), "C".repeat(257)]) expect(fragment).not.toContain(raw);
-    for (const t of ["plant/odd-agent/__agentInfo__", "plant/odd-agent/<img src=x>/__classInfo__", `plant/odd-agent/${"C".repeat(300)}/__classInfo__`]) await c.publishAsync(t, "", { qos: 1, retain: true });
+    for (const raw of [
+      "<img src=x>",
+      "<i>host",
+      "<b>i</b>",
+      "<script>m",
+      "<svg onload",
+      "f".repeat(257),
+      "C".repeat(257),
+    ])
+      expect(fragment).not.toContain(raw);
+    for (const t of [
+      "plant/odd-agent/__agentInfo__",
+      "plant/odd-agent/<img src=x>/__classInfo__",
+      `plant/odd-agent/${"C".repeat(300)}/__classInfo__`,
+    ])
+      await c.publishAsync(t, "", { qos: 1, retain: true });
     await c.endAsync();
   }, 30_000);
 });
@@ -222,7 +316,9 @@ describe("VRPC integrations from the Add form", () => {
 
   it("the default username is <domain>/<agent>; an agent started with the defaults appears on the agents page", async () => {
     await app.core.credentials.create({ type: "vrpc", username: "plant/form-neighbour" }); // `plant` is the domain most used here
-    const form = await (await fetch(`${base}/integrations/new?type=vrpc`, { headers: { cookie, "hx-request": "true" } })).text();
+    const form = await (
+      await fetch(`${base}/integrations/new?type=vrpc`, { headers: { cookie, "hx-request": "true" } })
+    ).text();
     expect(form).toContain("vrpc-username-hint"); // the form says which shape does what
     const { username, password } = formValues(form);
     expect(username).toMatch(/^plant\/[a-z]+-[a-z]+-[a-z2-9]{4}$/); // the domain the other VRPC integrations here use
@@ -230,17 +326,31 @@ describe("VRPC integrations from the Add form", () => {
 
     // Switching the type keeps the generated words in each type's shape.
     const switchTo = async (type: string, name: string) =>
-      formValues(await (await fetch(`${base}/integrations/new`, { method: "POST", headers: { cookie, "hx-request": "true", "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ _csrf: csrf, type, username: name, password }) })).text()).username;
+      formValues(
+        await (
+          await fetch(`${base}/integrations/new`, {
+            method: "POST",
+            headers: { cookie, "hx-request": "true", "content-type": "application/x-www-form-urlencoded" },
+            body: new URLSearchParams({ _csrf: csrf, type, username: name, password }),
+          })
+        ).text(),
+      ).username;
     const asMqtt = await switchTo("mqtt", username);
     expect(asMqtt).toBe(`mqtt-${agent}`);
     expect(await switchTo("vrpc", asMqtt)).toBe(username);
 
-    const saved = await fetch(`${base}/integrations`, { method: "POST", headers: { cookie, "hx-request": "true", "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ _csrf: csrf, type: "vrpc", username, password, description: "" }) });
+    const saved = await fetch(`${base}/integrations`, {
+      method: "POST",
+      headers: { cookie, "hx-request": "true", "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ _csrf: csrf, type: "vrpc", username, password, description: "" }),
+    });
     expect(saved.status).toBe(201);
     const { first } = await startAgent({ DOMAIN: domain, AGENT: agent, USERNAME: username, PASSWORD: password });
     expect(first).toBe("serving");
     await eventually(async () => expect(await listFragment()).toContain(`data-agent="${username}"`));
-    expect(await (await fetch(`${base}/integrations?q=${encodeURIComponent(username)}`, { headers: { cookie } })).text()).toContain("Agent (Edge Connector), online");
+    expect(
+      await (await fetch(`${base}/integrations?q=${encodeURIComponent(username)}`, { headers: { cookie } })).text(),
+    ).toContain("Agent (Edge Connector), online");
   }, 30_000);
 
   it("an integration created without a name over the API gets a <domain>/<agent> name too", async () => {
@@ -250,17 +360,28 @@ describe("VRPC integrations from the Add form", () => {
 
   it("a refused announcement shows on the integration's row and on the agents page", async () => {
     const nodomain = await app.core.credentials.create({ type: "vrpc", username: "vrpc-amber-seal-kxp8" });
-    const { first } = await startAgent({ AGENT: "amber-seal-kxp8", USERNAME: "vrpc-amber-seal-kxp8", PASSWORD: nodomain.password });
+    const { first } = await startAgent({
+      AGENT: "amber-seal-kxp8",
+      USERNAME: "vrpc-amber-seal-kxp8",
+      PASSWORD: nodomain.password,
+    });
     expect(first).toBe("serving"); // it logs in: only its announcements are refused
     const wrong = await app.core.credentials.create({ type: "vrpc", username: "plant/right-name" });
     await startAgent({ AGENT: "wrong-name", USERNAME: "plant/right-name", PASSWORD: wrong.password });
-    await eventually(() => expect(app.core.refusedAnnouncements.of(nodomain.integration.id) && app.core.refusedAnnouncements.of(wrong.integration.id)).toBeDefined());
+    await eventually(() =>
+      expect(
+        app.core.refusedAnnouncements.of(nodomain.integration.id) &&
+          app.core.refusedAnnouncements.of(wrong.integration.id),
+      ).toBeDefined(),
+    );
 
     const row = await (await fetch(`${base}/integrations?q=vrpc-amber-seal-kxp8`, { headers: { cookie } })).text();
     expect(row).toContain("Agent announcement refused");
     expect(row).toContain("its name has no domain");
     const rightRow = await (await fetch(`${base}/integrations?q=plant%2Fright-name`, { headers: { cookie } })).text();
-    expect(rightRow).toContain('it may announce only itself (agent &quot;right-name&quot;), not &quot;wrong-name&quot;');
+    expect(rightRow).toContain(
+      "it may announce only itself (agent &quot;right-name&quot;), not &quot;wrong-name&quot;",
+    );
     const list = await listFragment();
     expect(list).toContain("Refused announcements");
     expect(list).toContain("vrpc-amber-seal-kxp8");
@@ -286,7 +407,12 @@ describe("VRPC topic rules", () => {
     await c.publishAsync("plant/agent-a/__agentInfo__", '{"status":"online"}', { qos: 1, retain: true }); // itself: fine
     await eventually(() => expect(seen).toContain("plant/agent-a/__agentInfo__"));
     expect(seen.filter((t) => t !== "plant/agent-a/__agentInfo__")).toEqual([]);
-    expect(await c.subscribeAsync("other/#").then((g) => g[0]?.qos, () => 128)).toBe(128);
+    expect(
+      await c.subscribeAsync("other/#").then(
+        (g) => g[0]?.qos,
+        () => 128,
+      ),
+    ).toBe(128);
     await c.publishAsync("plant/agent-a/__agentInfo__", "", { qos: 1, retain: true });
     await Promise.all([c.endAsync(), w.endAsync()]);
   });

@@ -31,11 +31,27 @@ describe("VRPC over the broker", () => {
   it("an agent with a VRPC integration serves, a client with another integration of its domain calls it", async () => {
     const agentCred = await app.core.credentials.create({ type: "vrpc", username: "plant/press-agent" });
     const clientCred = await app.core.credentials.create({ type: "vrpc", username: "plant/mes-client" });
-    const agent = new VrpcAgent({ broker, domain: "plant", agent: "press-agent", username: "plant/press-agent", password: agentCred.password, log: quiet });
+    const agent = new VrpcAgent({
+      broker,
+      domain: "plant",
+      agent: "press-agent",
+      username: "plant/press-agent",
+      password: agentCred.password,
+      log: quiet,
+    });
     await agent.serve();
-    const client = new VrpcClient({ broker, domain: "plant", username: "plant/mes-client", password: clientCred.password, log: quiet, timeout: 5000 });
+    const client = new VrpcClient({
+      broker,
+      domain: "plant",
+      username: "plant/mes-client",
+      password: clientCred.password,
+      log: quiet,
+      timeout: 5000,
+    });
     await client.connect();
-    expect(await client.callStatic({ agent: "press-agent", className: "Press", functionName: "speed", args: [21] })).toBe(42);
+    expect(
+      await client.callStatic({ agent: "press-agent", className: "Press", functionName: "speed", args: [21] }),
+    ).toBe(42);
     expect(app.core.sessions.countFor(agentCred.integration.id)).toBe(1);
     await client.end();
     await agent.end();
@@ -43,7 +59,14 @@ describe("VRPC over the broker", () => {
 
   it("an agent whose integration is deactivated is dropped and refused", async () => {
     const cred = await app.core.credentials.create({ type: "vrpc", username: "plant/doomed-agent" });
-    const agent = new VrpcAgent({ broker, domain: "plant", agent: "doomed-agent", username: "plant/doomed-agent", password: cred.password, log: quiet });
+    const agent = new VrpcAgent({
+      broker,
+      domain: "plant",
+      agent: "doomed-agent",
+      username: "plant/doomed-agent",
+      password: cred.password,
+      log: quiet,
+    });
     await agent.serve();
     const errors: string[] = [];
     agent.on("error", (err: Error) => errors.push(err.message));

@@ -15,8 +15,14 @@ beforeAll(async () => {
   browser = await launchBrowser();
   ({ app, url } = await testApp());
   // content that could trip contrast or naming rules: a row in every state, a pending secret, a token
-  const { integration } = await app.core.credentials.create({ type: "opcua", username: "plc-hall-7", description: "press line 3" });
-  await app.core.credentials.create({ type: "mqtt", username: "sensor-off" }).then(({ integration: i }) => app.core.credentials.setActive(i.id, false));
+  const { integration } = await app.core.credentials.create({
+    type: "opcua",
+    username: "plc-hall-7",
+    description: "press line 3",
+  });
+  await app.core.credentials
+    .create({ type: "mqtt", username: "sensor-off" })
+    .then(({ integration: i }) => app.core.credentials.setActive(i.id, false));
   app.core.admins.createApiToken("prometheus");
   void integration;
 }, 60_000);
@@ -32,12 +38,36 @@ async function seriousViolations(page: Page): Promise<string[]> {
   await page.addScriptTag({ content: axeSource });
   const violations = await page.evaluate(async () => {
     const r = await (window as unknown as { axe: { run(): Promise<{ violations: Violation[] }> } }).axe.run();
-    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => ({ target: n.target })) }));
+    return r.violations.map((v) => ({
+      id: v.id,
+      impact: v.impact,
+      help: v.help,
+      nodes: v.nodes.map((n) => ({ target: n.target })),
+    }));
   });
-  return violations.filter((v) => v.impact === "serious" || v.impact === "critical").map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(" ")).slice(0, 3).join(", ")}`);
+  return violations
+    .filter((v) => v.impact === "serious" || v.impact === "critical")
+    .map(
+      (v) =>
+        `${v.id} (${v.impact}): ${v.help} at ${v.nodes
+          .map((n) => n.target.join(" "))
+          .slice(0, 3)
+          .join(", ")}`,
+    );
 }
 
-const signedInPages = (id: number) => ["/integrations", "/integrations/new", `/integrations/${id}/edit`, `/integrations/${id}/delete`, "/agents", "/certificates", "/topics", "/activity", "/settings", "/settings/tokens"];
+const signedInPages = (id: number) => [
+  "/integrations",
+  "/integrations/new",
+  `/integrations/${id}/edit`,
+  `/integrations/${id}/delete`,
+  "/agents",
+  "/certificates",
+  "/topics",
+  "/activity",
+  "/settings",
+  "/settings/tokens",
+];
 
 for (const [label, viewport] of [
   ["desktop", { width: 1366, height: 900 }],

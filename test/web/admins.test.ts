@@ -7,15 +7,21 @@ describe("admins on the settings page", () => {
   it("changing one's own password needs the current one, ends every other session, keeps this browser signed in", async () => {
     const { request, core } = await testWeb();
     const other = await core.admins.signIn("admin", adminPassword, "other-browser");
-    const wrong = await request("POST", "/settings/password", { form: { current: "not-it", password: "a-new-password-1", confirm: "a-new-password-1" } });
+    const wrong = await request("POST", "/settings/password", {
+      form: { current: "not-it", password: "a-new-password-1", confirm: "a-new-password-1" },
+    });
     expect(wrong.status).toBe(400);
     expect(await wrong.text()).toContain("the current password is wrong");
-    const differ = await request("POST", "/settings/password", { form: { current: adminPassword, password: "a-new-password-1", confirm: "a-new-password-2" } });
+    const differ = await request("POST", "/settings/password", {
+      form: { current: adminPassword, password: "a-new-password-1", confirm: "a-new-password-2" },
+    });
     expect(differ.status).toBe(400);
     expect(await differ.text()).toContain("the two new passwords differ");
     expect(core.admins.resolveSession(other.token)).toBeDefined(); // nothing changed yet
 
-    const ok = await request("POST", "/settings/password", { form: { current: adminPassword, password: "a-new-password-1", confirm: "a-new-password-1" } });
+    const ok = await request("POST", "/settings/password", {
+      form: { current: adminPassword, password: "a-new-password-1", confirm: "a-new-password-1" },
+    });
     expect(ok.status).toBe(303);
     const fresh = /gh_session=([^;]+)/.exec(ok.headers.get("set-cookie") ?? "")![1]!;
     expect(core.admins.resolveSession(fresh)?.username).toBe("admin");
@@ -26,11 +32,18 @@ describe("admins on the settings page", () => {
 
   it("adds an admin (a taken name is a conflict), removes another, never oneself or the last one", async () => {
     const { request, core } = await testWeb();
-    expect((await request("POST", "/settings/admins", { form: { username: "night-shift", password: "night-shift-pass" } })).status).toBe(303);
-    const taken = await request("POST", "/settings/admins", { form: { username: "night-shift", password: "overwritten?" } });
+    expect(
+      (await request("POST", "/settings/admins", { form: { username: "night-shift", password: "night-shift-pass" } }))
+        .status,
+    ).toBe(303);
+    const taken = await request("POST", "/settings/admins", {
+      form: { username: "night-shift", password: "overwritten?" },
+    });
     expect(taken.status).toBe(409);
     expect((await core.admins.signIn("night-shift", "night-shift-pass", "t")).session.username).toBe("night-shift"); // not overwritten
-    const hostile = await request("POST", "/settings/admins", { form: { username: "<img src=x onerror=alert(1)>", password: "whatever-123" } });
+    const hostile = await request("POST", "/settings/admins", {
+      form: { username: "<img src=x onerror=alert(1)>", password: "whatever-123" },
+    });
     expect(hostile.status).toBe(400);
     expect(await hostile.text()).not.toContain("<img src=x");
 

@@ -46,7 +46,9 @@ describe("the Integrations page in a real browser", () => {
     await page.fill('#integration-form input[name="description"]', "SCADA in hall 2");
     await page.fill('#integration-form input[name="password"]', "chosen-by-the-admin-42");
     const chooseType = async (type: string) => {
-      const swapped = page.waitForResponse((r) => r.url().endsWith("/integrations/new") && r.request().method() === "POST");
+      const swapped = page.waitForResponse(
+        (r) => r.url().endsWith("/integrations/new") && r.request().method() === "POST",
+      );
       await page.selectOption('#integration-form select[name="type"]', type);
       await swapped;
       await page.waitForTimeout(100); // the swap settles
@@ -75,7 +77,10 @@ describe("the Integrations page in a real browser", () => {
     await row.getByRole("button", { name: "Deactivate" }).click();
     await page.locator(`tr[data-username="${username}"] .badge.deactivated`).waitFor();
     expect(app.core.credentials.findByUsername(username)!.active).toBe(false);
-    await page.locator(`tr[data-username="${username}"]`).getByRole("button", { name: "Activate", exact: true }).click();
+    await page
+      .locator(`tr[data-username="${username}"]`)
+      .getByRole("button", { name: "Activate", exact: true })
+      .click();
     await page.locator(`tr[data-username="${username}"] .badge.offline`).waitFor();
 
     await page.locator(`tr[data-username="${username}"]`).getByRole("button", { name: "Reset password" }).click();
@@ -132,7 +137,11 @@ describe("the Integrations page in a real browser", () => {
     await signIn(page);
     const row = page.locator('tr[data-username="live-one"]');
     await row.locator(".badge.offline").waitFor();
-    const client = await connectMqtt(app.address("mqtt")!.port, { username: "live-one", password, clientId: "plc-live" });
+    const client = await connectMqtt(app.address("mqtt")!.port, {
+      username: "live-one",
+      password,
+      clientId: "plc-live",
+    });
     await row.locator(".badge.online").waitFor({ timeout: 10_000 });
     await row.locator("td.status summary").click();
     expect(await row.locator("ul.sessions").textContent()).toContain("plc-live");
@@ -154,8 +163,14 @@ describe("the Integrations page in a real browser", () => {
     await page.fill('tr.editing input[name="denySubscribeAcl"]', "plant/secret/#");
     await page.click("tr.editing >> text=Save");
     await page.locator('tr[data-username="scoped-in-browser"] .acl').waitFor();
-    expect(app.core.credentials.get(integration.id)).toMatchObject({ publishAcl: ["plant/line1/#", "plant/line2/+"], subscribeAcl: ["plant/#"], denySubscribeAcl: ["plant/secret/#"] });
-    expect(await page.locator('tr[data-username="scoped-in-browser"] .acl').textContent()).toContain("never receive: plant/secret/#");
+    expect(app.core.credentials.get(integration.id)).toMatchObject({
+      publishAcl: ["plant/line1/#", "plant/line2/+"],
+      subscribeAcl: ["plant/#"],
+      denySubscribeAcl: ["plant/secret/#"],
+    });
+    expect(await page.locator('tr[data-username="scoped-in-browser"] .acl').textContent()).toContain(
+      "never receive: plant/secret/#",
+    );
     await page.locator('tr[data-username="scoped-in-browser"]').locator("text=Edit").click();
     await page.fill('tr.editing input[name="publishAcl"]', "bad/#/topic");
     await page.click("tr.editing >> text=Save");
@@ -184,9 +199,13 @@ describe("the Integrations page in a real browser", () => {
     expect(JSON.stringify(app.core.credentials.findByUsername(username))).toBe(before); // asked, changed nothing
     await page.getByRole("button", { name: "Reset password" }).click();
     const fresh = (await page.textContent(".secret-value"))!;
-    expect((await app.core.credentials.verify(app.core.credentials.findByUsername(username)!.type, username, fresh)).ok).toBe(true);
+    expect(
+      (await app.core.credentials.verify(app.core.credentials.findByUsername(username)!.type, username, fresh)).ok,
+    ).toBe(true);
     expect((await page.reload())!.status()).toBe(410);
-    expect((await app.core.credentials.verify(app.core.credentials.findByUsername(username)!.type, username, fresh)).ok).toBe(true);
+    expect(
+      (await app.core.credentials.verify(app.core.credentials.findByUsername(username)!.type, username, fresh)).ok,
+    ).toBe(true);
     // every action comes back to the list as it was left: filter, order, page size
     const listed = `${url}/integrations?q=${encodeURIComponent(username)}&sort=username&dir=desc&size=50`;
     await page.goto(listed);
@@ -213,13 +232,30 @@ describe("smart onboarding in a real browser", () => {
     await page.click("text=Open onboarding");
     await page.locator("#onboarding .window-open").waitFor();
     const port = app.address("mqtt")!.port;
-    const retrying = { host: "127.0.0.1", port, reconnectPeriod: 200, reconnectOnConnackError: true, connectTimeout: 2000 };
-    const device = mqtt.connect({ ...retrying, username: "press-42", password: "press-42-own-secret", clientId: "press-42" });
-    const hostile = mqtt.connect({ ...retrying, username: "<img src=x onerror=alert(1)>", password: "whatever-password" });
+    const retrying = {
+      host: "127.0.0.1",
+      port,
+      reconnectPeriod: 200,
+      reconnectOnConnackError: true,
+      connectTimeout: 2000,
+    };
+    const device = mqtt.connect({
+      ...retrying,
+      username: "press-42",
+      password: "press-42-own-secret",
+      clientId: "press-42",
+    });
+    const hostile = mqtt.connect({
+      ...retrying,
+      username: "<img src=x onerror=alert(1)>",
+      password: "whatever-password",
+    });
     try {
       const row = page.locator('#onboarding tr[data-username="press-42"]');
       await row.waitFor({ timeout: 10_000 }); // no reload: the panel refreshes itself
-      expect((await row.locator(".fingerprint").textContent())?.trim()).toBe(fingerprintOf("press-42", "press-42-own-secret"));
+      expect((await row.locator(".fingerprint").textContent())?.trim()).toBe(
+        fingerprintOf("press-42", "press-42-own-secret"),
+      );
       const evil = page.locator("#onboarding td.username", { hasText: "<img src=x onerror=alert(1)>" });
       await evil.waitFor({ timeout: 10_000 });
       expect(await page.locator("#onboarding img").count()).toBe(0);
@@ -254,8 +290,15 @@ describe("a live page", () => {
     const c = await connectMqtt(app.address("mqtt")!.port, { username: "pushed-row", password });
     await row.locator(".badge.online").waitFor({ timeout: 10_000 });
     // the summary counts it, linked to the filtered list
-    const mqttOnline = String([...app.core.sessions.onlineIds()].filter((id) => app.core.credentials.peek(id)?.type === "mqtt").length);
-    await page.waitForFunction((n) => document.querySelector('#summary a[href="/integrations?type=mqtt&status=online"]')?.textContent?.trim() === n, mqttOnline, { timeout: 10_000 });
+    const mqttOnline = String(
+      [...app.core.sessions.onlineIds()].filter((id) => app.core.credentials.peek(id)?.type === "mqtt").length,
+    );
+    await page.waitForFunction(
+      (n) =>
+        document.querySelector('#summary a[href="/integrations?type=mqtt&status=online"]')?.textContent?.trim() === n,
+      mqttOnline,
+      { timeout: 10_000 },
+    );
     expect(Number(mqttOnline)).toBeGreaterThanOrEqual(1);
     // times are relative, the exact local time on hover
     expect(await row.locator("time").first().textContent()).toMatch(/just now|minute/);
@@ -264,9 +307,15 @@ describe("a live page", () => {
     await row.locator(".badge.online").waitFor({ state: "detached", timeout: 10_000 });
     // a failed login shows up live in the open failed-logins list, which stays open
     await page.locator("#failed-logins summary").click();
-    await connectMqtt(app.address("mqtt")!.port, { username: "pushed-row", password: "wrong-password", clientId: "live-failure-probe" }).catch(() => undefined);
+    await connectMqtt(app.address("mqtt")!.port, {
+      username: "pushed-row",
+      password: "wrong-password",
+      clientId: "live-failure-probe",
+    }).catch(() => undefined);
     await page.locator("#failed-logins[open] td", { hasText: "live-failure-probe" }).waitFor({ timeout: 10_000 });
-    expect(Number((await page.locator('#summary a[href="#failed-logins"]').textContent())!.replace("+", ""))).toBeGreaterThanOrEqual(1);
+    expect(
+      Number((await page.locator('#summary a[href="#failed-logins"]').textContent())!.replace("+", "")),
+    ).toBeGreaterThanOrEqual(1);
     // deleted elsewhere: the row goes away by itself
     const doomed = await app.core.credentials.create({ type: "mqtt", username: "pushed-row-deleted-elsewhere" });
     const doomedRow = page.locator('tr[data-username="pushed-row-deleted-elsewhere"]');
@@ -328,23 +377,34 @@ describe("confirmations without htmx", () => {
 
 describe("removing an offline VRPC agent", () => {
   it("names the agent and asks first; dismissing keeps it, accepting removes it in one step", async () => {
-    const announce = (payload: string) => app.core.bus.publish({ topic: "plant/ghost-agent/__agentInfo__", payload: Buffer.from(payload), retain: true });
+    const announce = (payload: string) =>
+      app.core.bus.publish({ topic: "plant/ghost-agent/__agentInfo__", payload: Buffer.from(payload), retain: true });
     await announce(JSON.stringify({ status: "offline", hostname: "hall-7", version: "" }));
     const page = await browser.newPage();
     await signIn(page);
     await page.goto(`${url}/agents`);
     const dialogs: string[] = [];
     let accept = false;
-    const asked = () => new Promise<void>((resolve) => page.once("dialog", (d) => (dialogs.push(d.message()), void (accept ? d.accept() : d.dismiss()).then(() => resolve()))));
+    const asked = () =>
+      new Promise<void>((resolve) =>
+        page.once(
+          "dialog",
+          (d) => (dialogs.push(d.message()), void (accept ? d.accept() : d.dismiss()).then(() => resolve())),
+        ),
+      );
     const button = page.getByRole("button", { name: "Remove plant/ghost-agent" });
     const first = asked();
     await button.click();
     await first;
-    expect(dialogs).toEqual(['Remove the agent "plant/ghost-agent"? Its retained announcements are cleared; it reappears when it announces itself again.']);
+    expect(dialogs).toEqual([
+      'Remove the agent "plant/ghost-agent"? Its retained announcements are cleared; it reappears when it announces itself again.',
+    ]);
     expect(vrpcOf(app).agent("plant", "ghost-agent")).toBeDefined();
     accept = true;
     const second = asked();
-    const posted = page.waitForResponse((r) => r.url().endsWith("/agents/plant/ghost-agent/remove") && r.request().method() === "POST");
+    const posted = page.waitForResponse(
+      (r) => r.url().endsWith("/agents/plant/ghost-agent/remove") && r.request().method() === "POST",
+    );
     await Promise.all([button.click(), second]);
     expect((await posted).status()).toBe(303);
     await page.waitForURL(`${url}/agents`);
@@ -361,11 +421,28 @@ describe("on a phone (390 × 844)", () => {
     const context = await browser.newContext({ viewport: { width: 390, height: 844 }, hasTouch: true, isMobile: true });
     const page = await context.newPage();
     await signIn(page);
-    const { integration } = await app.core.credentials.create({ type: "opcua", username: "a-rather-long-username-for-a-plc-gateway-in-hall-7", description: "press line 3, cabinet 12, left side" });
+    const { integration } = await app.core.credentials.create({
+      type: "opcua",
+      username: "a-rather-long-username-for-a-plc-gateway-in-hall-7",
+      description: "press line 3, cabinet 12, left side",
+    });
     const wide: string[] = [];
-    for (const path of ["/integrations", "/integrations/new", `/integrations/${integration.id}/edit`, "/agents", "/certificates", "/topics", "/activity", "/settings", "/settings/tokens"]) {
+    for (const path of [
+      "/integrations",
+      "/integrations/new",
+      `/integrations/${integration.id}/edit`,
+      "/agents",
+      "/certificates",
+      "/topics",
+      "/activity",
+      "/settings",
+      "/settings/tokens",
+    ]) {
       await page.goto(`${url}${path}`);
-      const { scroll, client } = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth }));
+      const { scroll, client } = await page.evaluate(() => ({
+        scroll: document.documentElement.scrollWidth,
+        client: document.documentElement.clientWidth,
+      }));
       if (scroll > client) wide.push(`${path}: ${scroll} > ${client}`);
     }
     expect(wide).toEqual([]);
@@ -401,7 +478,9 @@ describe("by keyboard", () => {
     await description.press("Escape");
     await page.locator("tr.editing").waitFor({ state: "detached" });
     expect(app.core.credentials.findByUsername("kbd-press-1")!.description).toBe("old");
-    await page.waitForFunction(() => document.activeElement?.textContent?.trim() === "Edit", undefined, { timeout: 5_000 });
+    await page.waitForFunction(() => document.activeElement?.textContent?.trim() === "Edit", undefined, {
+      timeout: 5_000,
+    });
     await page.keyboard.press("Enter"); // the focused Edit link opens the editor again
     await description.waitFor();
     expect(await page.evaluate(() => (document.activeElement as HTMLInputElement).name)).toBe("username");
@@ -414,13 +493,18 @@ describe("by keyboard", () => {
       const w = window as unknown as { tableSettled: boolean };
       w.tableSettled = false;
       document.addEventListener("htmx:afterSettle", (e) => {
-        if ((e as CustomEvent).detail.requestConfig?.headers?.["HX-Target"] === "integration-table") w.tableSettled = true;
+        if ((e as CustomEvent).detail.requestConfig?.headers?.["HX-Target"] === "integration-table")
+          w.tableSettled = true;
       });
     });
     await row.getByRole("button", { name: "Deactivate" }).click();
     await row.getByRole("button", { name: "Activate", exact: true }).waitFor();
-    await page.waitForFunction(() => document.activeElement?.textContent?.trim() === "Activate", undefined, { timeout: 5_000 });
-    await page.waitForFunction(() => (window as unknown as { tableSettled: boolean }).tableSettled, undefined, { timeout: 10_000 });
+    await page.waitForFunction(() => document.activeElement?.textContent?.trim() === "Activate", undefined, {
+      timeout: 5_000,
+    });
+    await page.waitForFunction(() => (window as unknown as { tableSettled: boolean }).tableSettled, undefined, {
+      timeout: 10_000,
+    });
     expect(await page.evaluate(() => document.activeElement?.textContent?.trim())).toBe("Activate");
     await page.close();
   }, 30_000);
@@ -439,7 +523,11 @@ describe("back and forward", () => {
     await page.locator("#integration-table").getByText("1 integration ·").waitFor();
     await page.goBack();
     await page.waitForURL(`${url}/integrations`);
-    await page.waitForFunction(() => (document.querySelector('form.toolbar input[name="q"]') as HTMLInputElement).value === "", undefined, { timeout: 5_000 });
+    await page.waitForFunction(
+      () => (document.querySelector('form.toolbar input[name="q"]') as HTMLInputElement).value === "",
+      undefined,
+      { timeout: 5_000 },
+    );
     await page.locator('tr[data-username="history-other"]').waitFor({ timeout: 5_000 }); // the unfiltered list
     await page.close();
   }, 30_000);

@@ -19,7 +19,11 @@ describe("a writer holding the database lock", () => {
         expect((await fetch(`${url}/healthz`)).status).toBe(200);
         const c = await connectMqtt(app.address("mqtt")!.port, { username: "during-lock", password });
         expect(app.core.credentials.flushLastLogins()).toBe(0); // kept for later, not lost
-        const create = await fetch(`${url}/api/v1/integrations`, { method: "POST", headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" }, body: JSON.stringify({ type: "mqtt", username: "blocked" }) });
+        const create = await fetch(`${url}/api/v1/integrations`, {
+          method: "POST",
+          headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" },
+          body: JSON.stringify({ type: "mqtt", username: "blocked" }),
+        });
         expect(create.status).toBe(503);
         expect((await create.json()).message).toContain("locked");
         await c.endAsync();
@@ -28,7 +32,9 @@ describe("a writer holding the database lock", () => {
         other.close();
       }
       expect(app.core.credentials.flushLastLogins()).toBe(1);
-      const row = app.core.db.$client.query("SELECT last_login_at FROM integrations WHERE id = ?").get(integration.id) as { last_login_at: number | null };
+      const row = app.core.db.$client
+        .query("SELECT last_login_at FROM integrations WHERE id = ?")
+        .get(integration.id) as { last_login_at: number | null };
       expect(row.last_login_at).toBeNumber();
       // acknowledged changes are synced to disk before the answer (power cuts are the common fault)
       expect(app.core.db.$client.query("PRAGMA synchronous").get()).toEqual({ synchronous: 2 });
@@ -41,17 +47,24 @@ describe("a writer holding the database lock", () => {
 describe("smaller holes", () => {
   it("asset names that are object properties are 404, not 500", async () => {
     const { request } = await testWeb();
-    for (const name of ["__proto__", "constructor", "toString", "hasOwnProperty"]) expect((await request("GET", `/assets/${name}`, { auth: false })).status).toBe(404);
+    for (const name of ["__proto__", "constructor", "toString", "hasOwnProperty"])
+      expect((await request("GET", `/assets/${name}`, { auth: false })).status).toBe(404);
   });
 
   it("an API token on a page route is refused before the route acts", async () => {
     const { core, request } = await testWeb();
     const { integration, password } = await core.credentials.create({ type: "mqtt", username: "keeps-password" });
     const { token } = core.admins.createApiToken("automation");
-    const res = await request("POST", `/integrations/${integration.id}/reset-password`, { auth: false, csrf: false, headers: { authorization: `Bearer ${token}` } });
+    const res = await request("POST", `/integrations/${integration.id}/reset-password`, {
+      auth: false,
+      csrf: false,
+      headers: { authorization: `Bearer ${token}` },
+    });
     expect(res.status).toBe(403);
     expect((await core.credentials.verify("mqtt", "keeps-password", password)).ok).toBe(true);
-    expect((await request("GET", "/settings/tokens", { auth: false, headers: { authorization: `Bearer ${token}` } })).status).toBe(403);
+    expect(
+      (await request("GET", "/settings/tokens", { auth: false, headers: { authorization: `Bearer ${token}` } })).status,
+    ).toBe(403);
   });
 
   it("the one-time setup link creates one admin even when used twice at once", async () => {
@@ -72,7 +85,8 @@ describe("smaller holes", () => {
   it("request headers over 8 KB get 431, on admin and device routes", async () => {
     const { app, url } = await testApp(["--opcua-port", "off", "--mqtt-port", "off"]);
     try {
-      for (const path of ["/healthz", "/api/v1/data/x"]) expect((await fetch(`${url}${path}`, { headers: { "x-big": "a".repeat(16 * 1024) } })).status).toBe(431);
+      for (const path of ["/healthz", "/api/v1/data/x"])
+        expect((await fetch(`${url}${path}`, { headers: { "x-big": "a".repeat(16 * 1024) } })).status).toBe(431);
       expect((await fetch(`${url}/healthz`, { headers: { "x-fine": "a".repeat(4 * 1024) } })).status).toBe(200);
     } finally {
       await app.stop();
@@ -82,14 +96,22 @@ describe("smaller holes", () => {
   it("descriptions refuse NUL, ANSI escapes and bidi overrides", async () => {
     const { core } = await testWeb();
     for (const d of ["a\u0000b", "\u001b[31mred", "admin\u202Etxt.exe"]) {
-      await expect(core.credentials.create({ type: "mqtt", description: d })).rejects.toMatchObject({ code: "validation" });
+      await expect(core.credentials.create({ type: "mqtt", description: d })).rejects.toMatchObject({
+        code: "validation",
+      });
     }
-    expect((await core.credentials.create({ type: "mqtt", description: "Halle 3 – Linie 2, Ofen \"A\"" })).integration.description).toContain("Ofen");
+    expect(
+      (await core.credentials.create({ type: "mqtt", description: 'Halle 3 – Linie 2, Ofen "A"' })).integration
+        .description,
+    ).toContain("Ofen");
   });
 
   it("GATEHOUSE_ADMIN_PASSWORD is taken from the environment, not left in it", async () => {
     const { parseServeConfig } = await import("../../src/config.ts");
-    const env: Record<string, string | undefined> = { GATEHOUSE_ADMIN_PASSWORD: adminPassword, GATEHOUSE_HTTP_PORT: "9000" };
+    const env: Record<string, string | undefined> = {
+      GATEHOUSE_ADMIN_PASSWORD: adminPassword,
+      GATEHOUSE_HTTP_PORT: "9000",
+    };
     expect(parseServeConfig([], env).adminPassword).toBe(adminPassword);
     expect(env).toEqual({ GATEHOUSE_HTTP_PORT: "9000" });
   });
@@ -108,12 +130,20 @@ describe("retained topics", () => {
       const page = await (await fetch(`${url}/topics?q=line9`, { headers: { cookie } })).text();
       expect(page).toContain("line9/&lt;b&gt;state&lt;/b&gt;");
       expect(page).not.toContain("<b>state</b>");
-      const cleared = await fetch(`${url}/topics/clear`, { method: "POST", redirect: "manual", headers: { cookie, "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ _csrf: csrf, topic: "line9/<b>state</b>" }) });
+      const cleared = await fetch(`${url}/topics/clear`, {
+        method: "POST",
+        redirect: "manual",
+        headers: { cookie, "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ _csrf: csrf, topic: "line9/<b>state</b>" }),
+      });
       expect(cleared.status).toBe(303);
       const retained: string[] = [];
       for await (const m of app.core.bus.retained("#")) retained.push(m.topic);
       expect(retained.filter((t) => t.startsWith("line9"))).toEqual([]);
-      expect(app.core.activity.list({ action: "topic.cleared" })[0]).toMatchObject({ subject: "line9/<b>state</b>", actor: "admin:admin" });
+      expect(app.core.activity.list({ action: "topic.cleared" })[0]).toMatchObject({
+        subject: "line9/<b>state</b>",
+        actor: "admin:admin",
+      });
     } finally {
       await app.stop();
     }

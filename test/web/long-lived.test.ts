@@ -22,10 +22,17 @@ describe("long-lived routes through the real server", () => {
       const started = performance.now();
 
       // a long poll nothing answers: 404 at the end of the wait, not a hang-up
-      const quiet = fetch(`${url}/api/v1/data/plant/quiet?wait=60`, { headers: { authorization: basic } }).then(async (r) => ({ status: r.status, body: await r.json(), at: performance.now() - started }));
+      const quiet = fetch(`${url}/api/v1/data/plant/quiet?wait=60`, { headers: { authorization: basic } }).then(
+        async (r) => ({ status: r.status, body: await r.json(), at: performance.now() - started }),
+      );
       // a long poll a value answers late in its wait (after 45 s of silence on the connection)
-      const late = fetch(`${url}/api/v1/data/plant/late?wait=60`, { headers: { authorization: basic } }).then(async (r) => ({ status: r.status, body: await r.json(), at: performance.now() - started }));
-      const publishLate = setTimeout(() => void app.core.bus.publish({ topic: "plant/late", payload: Buffer.from("21.5"), retain: false, qos: 0 }), 45_000);
+      const late = fetch(`${url}/api/v1/data/plant/late?wait=60`, { headers: { authorization: basic } }).then(
+        async (r) => ({ status: r.status, body: await r.json(), at: performance.now() - started }),
+      );
+      const publishLate = setTimeout(
+        () => void app.core.bus.publish({ topic: "plant/late", payload: Buffer.from("21.5"), retain: false, qos: 0 }),
+        45_000,
+      );
 
       // the page's event stream: read what arrives until 65 s have passed
       const events = await fetch(`${url}/events`, { headers: { cookie } });
@@ -43,14 +50,25 @@ describe("long-lived routes through the real server", () => {
 
       // everything else keeps the short idle timeout; so does a kept-alive connection once its long poll
       // is answered (a value ends this one's 55 s wait early)
-      const nudge = setInterval(() => void app.core.bus.publish({ topic: "plant/short", payload: Buffer.from("1"), retain: false, qos: 0 }), 500);
+      const nudge = setInterval(
+        () => void app.core.bus.publish({ topic: "plant/short", payload: Buffer.from("1"), retain: false, qos: 0 }),
+        500,
+      );
       const shortIdle = Promise.all([
         idleConnection(url, "/healthz", {}),
         idleConnection(url, "/api/v1/data/plant/short?wait=55", { authorization: basic }, () => clearInterval(nudge)),
       ]);
 
       // MQTT over WebSocket with no MQTT keep-alive at all: only the WebSocket's own pings keep it
-      const ws = await connectMqtt(0, { protocol: "ws", host: "127.0.0.1", port: app.address("http")!.port, path: "/mqtt", username: "ws-quiet", password: wsUser.password, keepalive: 0 } as never);
+      const ws = await connectMqtt(0, {
+        protocol: "ws",
+        host: "127.0.0.1",
+        port: app.address("http")!.port,
+        path: "/mqtt",
+        username: "ws-quiet",
+        password: wsUser.password,
+        keepalive: 0,
+      } as never);
       let wsClosed = false;
       ws.on("close", () => (wsClosed = true));
 
@@ -90,7 +108,12 @@ describe("long-lived routes through the real server", () => {
 });
 
 /** idleConnection: one request on a kept-alive connection; resolves when the server closes that connection. */
-function idleConnection(base: string, path: string, headers: Record<string, string>, answered = () => {}): Promise<{ status: number; closedAfterMs: number }> {
+function idleConnection(
+  base: string,
+  path: string,
+  headers: Record<string, string>,
+  answered = () => {},
+): Promise<{ status: number; closedAfterMs: number }> {
   return new Promise((resolve, reject) => {
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     let status = 0;
@@ -103,7 +126,9 @@ function idleConnection(base: string, path: string, headers: Record<string, stri
         answered();
       });
     });
-    req.on("socket", (socket) => socket.once("close", () => resolve({ status, closedAfterMs: performance.now() - answeredAt })));
+    req.on("socket", (socket) =>
+      socket.once("close", () => resolve({ status, closedAfterMs: performance.now() - answeredAt })),
+    );
     req.on("error", reject);
     req.end();
   });

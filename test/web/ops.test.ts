@@ -29,7 +29,11 @@ const scrape = async (): Promise<Family[]> => {
   return parsePrometheus(await res.text());
 };
 const value = (families: Family[], name: string, labels: Record<string, string> = {}) =>
-  Number(families.find((f) => f.name === name)?.metrics.find((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v))?.value ?? 0);
+  Number(
+    families
+      .find((f) => f.name === name)
+      ?.metrics.find((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v))?.value ?? 0,
+  );
 
 describe("/metrics", () => {
   it("needs a token or an admin; parses as Prometheus text; values move after logins and messages", async () => {
@@ -41,12 +45,20 @@ describe("/metrics", () => {
     await c.publishAsync("m/x", "12345", { qos: 1, retain: true });
     await connectMqtt(app.address("mqtt")!.port, { username: "metered", password: "wrong-one" }).catch(() => undefined);
     const after = await scrape();
-    expect(value(after, "gatehouse_logins_total", { protocol: "mqtt", result: "ok" })).toBe(value(before, "gatehouse_logins_total", { protocol: "mqtt", result: "ok" }) + 1);
-    expect(value(after, "gatehouse_logins_total", { protocol: "mqtt", result: "wrong-password" })).toBeGreaterThanOrEqual(1);
+    expect(value(after, "gatehouse_logins_total", { protocol: "mqtt", result: "ok" })).toBe(
+      value(before, "gatehouse_logins_total", { protocol: "mqtt", result: "ok" }) + 1,
+    );
+    expect(
+      value(after, "gatehouse_logins_total", { protocol: "mqtt", result: "wrong-password" }),
+    ).toBeGreaterThanOrEqual(1);
     expect(value(after, "gatehouse_sessions", { type: "mqtt" })).toBeGreaterThanOrEqual(1);
     expect(value(after, "gatehouse_integrations", { type: "mqtt", status: "online" })).toBeGreaterThanOrEqual(1);
-    expect(value(after, "gatehouse_mqtt_messages_in_total")).toBeGreaterThan(value(before, "gatehouse_mqtt_messages_in_total"));
-    expect(value(after, "gatehouse_mqtt_bytes_in_total") - value(before, "gatehouse_mqtt_bytes_in_total")).toBeGreaterThanOrEqual(5);
+    expect(value(after, "gatehouse_mqtt_messages_in_total")).toBeGreaterThan(
+      value(before, "gatehouse_mqtt_messages_in_total"),
+    );
+    expect(
+      value(after, "gatehouse_mqtt_bytes_in_total") - value(before, "gatehouse_mqtt_bytes_in_total"),
+    ).toBeGreaterThanOrEqual(5);
     expect(value(after, "gatehouse_mqtt_retained_messages")).toBeGreaterThanOrEqual(1);
     expect(value(after, "process_resident_memory_bytes")).toBeGreaterThan(10_000_000);
     expect(value(after, "gatehouse_http_requests_total", { class: "ops", status: "200" })).toBeGreaterThanOrEqual(1);
@@ -79,7 +91,13 @@ describe("--log-format json", () => {
     const log = createLogger({ format: "json", write: (l) => lines.push(l) });
     log.info("login failed", { username: "x".repeat(1000), reason: "wrong-password", remote: "10.0.0.1" });
     const o = JSON.parse(lines[0]!);
-    expect(o).toMatchObject({ level: "info", event: "login_failed", msg: "login failed", reason: "wrong-password", remote: "10.0.0.1" });
+    expect(o).toMatchObject({
+      level: "info",
+      event: "login_failed",
+      msg: "login failed",
+      reason: "wrong-password",
+      remote: "10.0.0.1",
+    });
     expect(o.username.length).toBeLessThan(300);
     expect(JSON.parse(formatJson("warn", "mqtt client dropped", { clientId: "a\nb" })).clientId).toBe("a\nb");
   });

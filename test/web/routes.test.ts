@@ -7,7 +7,10 @@ import { cleanupTempDirs, testWeb } from "../helpers/app.ts";
 /** withOpcuaPages: the web app with the OPC UA part's pages (not started: the page says so). */
 const withOpcuaPages = {
   pages: (core: Parameters<typeof createOpcuaListener>[0]["core"], dir: string) => [
-    createOpcuaListener({ core, log: silentLogger, pool: new AcceptPool({ capacity: 10, timeoutMs: 10_000 }) }, { host: "127.0.0.1", port: 0, dataDir: dir, version: "test" }).pages!,
+    createOpcuaListener(
+      { core, log: silentLogger, pool: new AcceptPool({ capacity: 10, timeoutMs: 10_000 }) },
+      { host: "127.0.0.1", port: 0, dataDir: dir, version: "test" },
+    ).pages!,
   ],
 };
 
@@ -25,7 +28,12 @@ describe("unauthenticated", () => {
     ["DELETE", "/api/v1/integrations/1", 401, null],
     ["GET", "/api/v1/sessions", 401, null],
     ["GET", "/certificates", 303, "/login?next=%2Fcertificates"],
-    ["POST", "/certificates/0123456789abcdef0123456789abcdef01234567/trust", 303, "/login?next=%2Fcertificates%2F0123456789abcdef0123456789abcdef01234567%2Ftrust"],
+    [
+      "POST",
+      "/certificates/0123456789abcdef0123456789abcdef01234567/trust",
+      303,
+      "/login?next=%2Fcertificates%2F0123456789abcdef0123456789abcdef01234567%2Ftrust",
+    ],
     ["POST", "/sessions/mqtt-1-abc/disconnect", 303, "/login?next=%2Fsessions%2Fmqtt-1-abc%2Fdisconnect"],
   ];
   for (const [method, path, status, location] of cases) {
@@ -39,7 +47,10 @@ describe("unauthenticated", () => {
 
   it("an invalid bearer token gets 401", async () => {
     const { request } = await testWeb();
-    const res = await request("GET", "/api/v1/integrations", { auth: false, headers: { authorization: "Bearer gh_nope" } });
+    const res = await request("GET", "/api/v1/integrations", {
+      auth: false,
+      headers: { authorization: "Bearer gh_nope" },
+    });
     expect(res.status).toBe(401);
   });
 
@@ -75,7 +86,11 @@ describe("CSRF", () => {
         const headers: Record<string, string> = {};
         if (variant === "wrong") f._csrf = "x".repeat(csrf.length);
         if (variant === "cross-site") (f._csrf = csrf), (headers.origin = "http://evil.example");
-        const res = await request(method, path.replace("{id}", String(integration.id)).replace("{session}", session.id), { form: f, csrf: false, headers });
+        const res = await request(
+          method,
+          path.replace("{id}", String(integration.id)).replace("{session}", session.id),
+          { form: f, csrf: false, headers },
+        );
         expect(res.status).toBe(403);
         expect(kicked).toBe(false);
         expect(JSON.stringify(core.credentials.list({}).rows)).toBe(before);
@@ -95,7 +110,10 @@ describe("CSRF", () => {
 describe("integrations page", () => {
   it("creates an integration and shows its password once", async () => {
     const { request, core } = await testWeb();
-    const res = await request("POST", "/integrations", { form: { type: "opcua", username: "scada-1", password: "pa55word-long", description: "hall 2" }, headers: { "hx-request": "true" } });
+    const res = await request("POST", "/integrations", {
+      form: { type: "opcua", username: "scada-1", password: "pa55word-long", description: "hall 2" },
+      headers: { "hx-request": "true" },
+    });
     expect(res.status).toBe(201);
     const body = await res.text();
     expect(body).toContain("pa55word-long");
@@ -108,7 +126,9 @@ describe("integrations page", () => {
 
   it("pre-fills the add form with a generated username and password", async () => {
     const { request } = await testWeb();
-    const html = await (await request("GET", "/integrations/new?type=vrpc", { headers: { "hx-request": "true" } })).text();
+    const html = await (
+      await request("GET", "/integrations/new?type=vrpc", { headers: { "hx-request": "true" } })
+    ).text();
     expect(html).toMatch(/name="username"\s+value="vrpc\/[a-z]+-[a-z]+-[a-z0-9]{4}"/); // `<domain>/<agent>`: vrpc's own default domain while there is no other
     expect(html).toMatch(/name="password" value="[A-Za-z0-9_-]{26}"/);
   });
@@ -116,7 +136,10 @@ describe("integrations page", () => {
   it("shows a duplicate username as an inline error and keeps what was typed", async () => {
     const { request, core } = await testWeb();
     await core.credentials.create({ type: "mqtt", username: "dup" });
-    const res = await request("POST", "/integrations", { form: { type: "http", username: "dup", password: "long-enough-pw", description: "typed" }, headers: { "hx-request": "true" } });
+    const res = await request("POST", "/integrations", {
+      form: { type: "http", username: "dup", password: "long-enough-pw", description: "typed" },
+      headers: { "hx-request": "true" },
+    });
     expect(res.status).toBe(409);
     const html = await res.text();
     expect(html).toContain("this username is already taken");
@@ -126,7 +149,9 @@ describe("integrations page", () => {
 
   it("shows validation errors inline without JS too", async () => {
     const { request, core } = await testWeb();
-    const res = await request("POST", "/integrations", { form: { type: "mqtt", username: "bad name!", password: "short" } });
+    const res = await request("POST", "/integrations", {
+      form: { type: "mqtt", username: "bad name!", password: "short" },
+    });
     expect(res.status).toBe(400);
     const html = await res.text();
     expect(html).toContain("<!doctype html>");
@@ -139,12 +164,19 @@ describe("integrations page", () => {
     const { request, core } = await testWeb();
     const { integration } = await core.credentials.create({ type: "mqtt", username: "row-1" });
     const hx = { "hx-request": "true" };
-    const toggled = await (await request("POST", `/integrations/${integration.id}/toggle`, { form: {}, headers: hx })).text();
+    const toggled = await (
+      await request("POST", `/integrations/${integration.id}/toggle`, { form: {}, headers: hx })
+    ).text();
     expect(toggled.startsWith(`<tr id="integration-${integration.id}"`)).toBe(true);
     expect(toggled).toContain("deactivated");
-    const edited = await request("POST", `/integrations/${integration.id}`, { form: { username: "row-1b", description: "new text" }, headers: hx });
+    const edited = await request("POST", `/integrations/${integration.id}`, {
+      form: { username: "row-1b", description: "new text" },
+      headers: hx,
+    });
     expect(await edited.text()).toContain("row-1b");
-    const reset = await (await request("POST", `/integrations/${integration.id}/reset-password`, { form: {}, headers: hx })).text();
+    const reset = await (
+      await request("POST", `/integrations/${integration.id}/reset-password`, { form: {}, headers: hx })
+    ).text();
     expect(reset).toContain("New password:");
     const del = await request("POST", `/integrations/${integration.id}/delete`, { form: {}, headers: hx });
     expect(del.status).toBe(200);
@@ -172,8 +204,22 @@ describe("integrations page", () => {
 
   it("searches, filters and pages", async () => {
     const { request, core } = await testWeb();
-    await core.credentials.createMany(Array.from({ length: 30 }, (_, i) => ({ type: i % 2 ? "mqtt" : "opcua", username: `dev-${String(i).padStart(2, "0")}`, password: "long-enough-pw" }) as const));
-    const page2 = await (await request("GET", "/integrations?type=mqtt&page=1", { headers: { "hx-request": "true", "hx-target": "integration-table" } })).text();
+    await core.credentials.createMany(
+      Array.from(
+        { length: 30 },
+        (_, i) =>
+          ({
+            type: i % 2 ? "mqtt" : "opcua",
+            username: `dev-${String(i).padStart(2, "0")}`,
+            password: "long-enough-pw",
+          }) as const,
+      ),
+    );
+    const page2 = await (
+      await request("GET", "/integrations?type=mqtt&page=1", {
+        headers: { "hx-request": "true", "hx-target": "integration-table" },
+      })
+    ).text();
     expect(page2).toContain("15 integrations");
     expect(page2).not.toContain(">dev-00<");
     const search = await (await request("GET", "/integrations?q=dev-2")).text();
@@ -184,8 +230,20 @@ describe("integrations page", () => {
 
   it("sorts by a column (a second click turns it round), pages first/last, and keeps both across the pager", async () => {
     const { request, core } = await testWeb();
-    await core.credentials.createMany(Array.from({ length: 60 }, (_, i) => ({ type: i % 3 ? "mqtt" : "http", username: `node-${String((i * 37) % 60).padStart(2, "0")}`, password: "long-enough-pw" }) as const));
-    expect((await core.credentials.verify(core.credentials.findByUsername("node-42")!.type, "node-42", "long-enough-pw")).ok).toBe(true);
+    await core.credentials.createMany(
+      Array.from(
+        { length: 60 },
+        (_, i) =>
+          ({
+            type: i % 3 ? "mqtt" : "http",
+            username: `node-${String((i * 37) % 60).padStart(2, "0")}`,
+            password: "long-enough-pw",
+          }) as const,
+      ),
+    );
+    expect(
+      (await core.credentials.verify(core.credentials.findByUsername("node-42")!.type, "node-42", "long-enough-pw")).ok,
+    ).toBe(true);
     const names = (html: string) => [...html.matchAll(/data-username="([^"]+)"/g)].map((m) => m[1]);
     const byName = await (await request("GET", "/integrations?sort=username")).text();
     expect(names(byName).slice(0, 3)).toEqual(["node-00", "node-01", "node-02"]);
@@ -198,7 +256,10 @@ describe("integrations page", () => {
     const byLogin = await (await request("GET", "/integrations?sort=lastLogin")).text();
     expect(names(byLogin)[0]).toBe("node-42"); // most recent login first
     const byType = await (await request("GET", "/integrations?sort=type&size=25")).text();
-    expect(names(byType).map((n) => core.credentials.findByUsername(n!)!.type)).toEqual([...Array(20).fill("http"), ...Array(5).fill("mqtt")]);
+    expect(names(byType).map((n) => core.credentials.findByUsername(n!)!.type)).toEqual([
+      ...Array(20).fill("http"),
+      ...Array(5).fill("mqtt"),
+    ]);
     const junk = await request("GET", "/integrations?sort=password_hash&dir=sideways&size=100000");
     expect(junk.status).toBe(200); // unknown values fall back to the defaults
     expect(names(await junk.text())).toHaveLength(25);
@@ -207,7 +268,9 @@ describe("integrations page", () => {
   it("stays quick with 10 000 integrations (renders one page, not all)", async () => {
     const { request, core, db } = await testWeb();
     const hash = await core.credentials.hash("same-password");
-    const insert = db.$client.prepare("INSERT INTO integrations (username, type, password_hash, created_at, updated_at) VALUES (?, 'mqtt', ?, ?, ?)");
+    const insert = db.$client.prepare(
+      "INSERT INTO integrations (username, type, password_hash, created_at, updated_at) VALUES (?, 'mqtt', ?, ?, ?)",
+    );
     db.$client.transaction(() => {
       for (let i = 0; i < 10_000; i++) insert.run(`bulk-${i}`, hash, i, i);
     })();
@@ -221,7 +284,10 @@ describe("integrations page", () => {
 describe("bad input", () => {
   it("malformed JSON -> 400 and the appliance still serves", async () => {
     const { request } = await testWeb();
-    const res = await request("POST", "/api/v1/integrations", { body: "{not json", headers: { "content-type": "application/json" } });
+    const res = await request("POST", "/api/v1/integrations", {
+      body: "{not json",
+      headers: { "content-type": "application/json" },
+    });
     expect(res.status).toBe(400);
     expect((await res.json()).error).toBe("malformed_body");
     expect((await request("GET", "/api/v1/integrations")).status).toBe(200);
@@ -237,7 +303,10 @@ describe("bad input", () => {
   it("an oversize body -> 413 before parsing, and the appliance still serves", async () => {
     const { request, core } = await testWeb();
     const body = JSON.stringify({ type: "mqtt", description: "x".repeat(100_000) });
-    const res = await request("POST", "/api/v1/integrations", { body, headers: { "content-type": "application/json", "content-length": String(body.length) } });
+    const res = await request("POST", "/api/v1/integrations", {
+      body,
+      headers: { "content-type": "application/json", "content-length": String(body.length) },
+    });
     expect(res.status).toBe(413);
     expect(core.credentials.count()).toBe(0);
     expect((await request("GET", "/integrations")).status).toBe(200);
@@ -255,14 +324,24 @@ describe("JSON API", () => {
     const { request, core } = await testWeb();
     const { token } = core.admins.createApiToken("ci");
     const auth = { auth: false, csrf: false, headers: { authorization: `Bearer ${token}` } } as const;
-    const created = await request("POST", "/api/v1/integrations", { ...auth, json: { type: "vrpc", username: "agent-7" } });
+    const created = await request("POST", "/api/v1/integrations", {
+      ...auth,
+      json: { type: "vrpc", username: "agent-7" },
+    });
     expect(created.status).toBe(201);
     const { integration, password } = await created.json();
     expect(password).toBeString();
     expect(integration.status).toBe("offline");
-    const patched = await (await request("PATCH", `/api/v1/integrations/${integration.id}`, { ...auth, json: { active: false, description: "spare" } })).json();
+    const patched = await (
+      await request("PATCH", `/api/v1/integrations/${integration.id}`, {
+        ...auth,
+        json: { active: false, description: "spare" },
+      })
+    ).json();
     expect(patched).toMatchObject({ active: false, status: "deactivated", description: "spare" });
-    const reset = await (await request("POST", `/api/v1/integrations/${integration.id}/reset-password`, { ...auth, json: {} })).json();
+    const reset = await (
+      await request("POST", `/api/v1/integrations/${integration.id}/reset-password`, { ...auth, json: {} })
+    ).json();
     expect(reset.password).not.toBe(password);
     const list = await (await request("GET", "/api/v1/integrations?type=vrpc", auth)).json();
     expect(list.total).toBe(1);
@@ -274,9 +353,17 @@ describe("JSON API", () => {
     const { request, core } = await testWeb();
     const { integration } = await core.credentials.create({ type: "mqtt", username: "has-sessions" });
     const reasons: string[] = [];
-    const s = core.sessions.open({ integration, type: "mqtt", clientId: "plc-9", remote: "10.0.0.9", kick: (r) => reasons.push(r) });
+    const s = core.sessions.open({
+      integration,
+      type: "mqtt",
+      clientId: "plc-9",
+      remote: "10.0.0.9",
+      kick: (r) => reasons.push(r),
+    });
     const list = await (await request("GET", `/api/v1/sessions?integrationId=${integration.id}`)).json();
-    expect(list.items).toEqual([expect.objectContaining({ id: s.id, clientId: "plc-9", remote: "10.0.0.9", username: "has-sessions" })]);
+    expect(list.items).toEqual([
+      expect.objectContaining({ id: s.id, clientId: "plc-9", remote: "10.0.0.9", username: "has-sessions" }),
+    ]);
     expect((await request("DELETE", `/api/v1/sessions/${s.id}`)).status).toBe(204);
     expect(reasons).toEqual(["disconnected by admin"]);
     expect((await request("DELETE", `/api/v1/sessions/${s.id}`)).status).toBe(404);
@@ -325,7 +412,11 @@ describe("admin sign-in", () => {
     const csrf = (await res.text()).match(/name="_csrf" value="([^"]+)"/)![1]!;
     return { cookie, csrf };
   };
-  const login = (web: Awaited<ReturnType<typeof testWeb>>["web"], pre: { cookie: string; csrf: string }, password: string) =>
+  const login = (
+    web: Awaited<ReturnType<typeof testWeb>>["web"],
+    pre: { cookie: string; csrf: string },
+    password: string,
+  ) =>
     web.handle(
       new Request("http://localhost/login", {
         method: "POST",
@@ -346,9 +437,17 @@ describe("admin sign-in", () => {
     const page = await web.handle(new Request("http://localhost/integrations", { headers: { cookie: session } }));
     expect(page.status).toBe(200);
     const csrf = (await page.text()).match(/name="_csrf" value="([^"]+)"/)![1]!;
-    const out = await web.handle(new Request("http://localhost/logout", { method: "POST", headers: { cookie: session, "content-type": "application/x-www-form-urlencoded" }, body: `_csrf=${csrf}` }));
+    const out = await web.handle(
+      new Request("http://localhost/logout", {
+        method: "POST",
+        headers: { cookie: session, "content-type": "application/x-www-form-urlencoded" },
+        body: `_csrf=${csrf}`,
+      }),
+    );
     expect(out.status).toBe(303);
-    expect((await web.handle(new Request("http://localhost/integrations", { headers: { cookie: session } }))).status).toBe(303);
+    expect(
+      (await web.handle(new Request("http://localhost/integrations", { headers: { cookie: session } }))).status,
+    ).toBe(303);
   });
 
   it("refuses a sign-in form without its pre-auth token", async () => {
@@ -375,7 +474,13 @@ describe("admin sign-in", () => {
     const cookie = page.headers.get("set-cookie")!.split(";")[0]!;
     const csrf = (await page.text()).match(/name="_csrf" value="([^"]+)"/)![1]!;
     const submit = (password: string, confirm = password) =>
-      web.handle(new Request("http://localhost/setup", { method: "POST", headers: { cookie, "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ _csrf: csrf, token, username: "ops", password, confirm }) }));
+      web.handle(
+        new Request("http://localhost/setup", {
+          method: "POST",
+          headers: { cookie, "content-type": "application/x-www-form-urlencoded" },
+          body: new URLSearchParams({ _csrf: csrf, token, username: "ops", password, confirm }),
+        }),
+      );
     expect((await submit("long-enough-1", "different-2")).status).toBe(400);
     const ok = await submit("long-enough-1");
     expect(ok.status).toBe(303);

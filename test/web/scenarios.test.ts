@@ -4,8 +4,15 @@ import { runScenarios } from "../helpers/scenarios.ts";
 
 afterAll(cleanupTempDirs);
 
-const withIntegration = async (ctx: { core: Awaited<ReturnType<typeof testWeb>>["core"]; vars: Record<string, unknown> }) => {
-  const { integration } = await ctx.core.credentials.create({ type: "mqtt", username: "line-7", password: "line-7-password" });
+const withIntegration = async (ctx: {
+  core: Awaited<ReturnType<typeof testWeb>>["core"];
+  vars: Record<string, unknown>;
+}) => {
+  const { integration } = await ctx.core.credentials.create({
+    type: "mqtt",
+    username: "line-7",
+    password: "line-7-password",
+  });
   ctx.vars.id = integration.id;
 };
 
@@ -87,10 +94,18 @@ describe("integration routes", () => {
       method: "POST",
       path: (ctx) => `/integrations/${ctx.vars.id}`,
       before: withIntegration,
-      form: { username: "line-7", description: "", publishAcl: "#", subscribeAcl: "#", denyPublishAcl: "", denySubscribeAcl: "test/nosubscribe" },
+      form: {
+        username: "line-7",
+        description: "",
+        publishAcl: "#",
+        subscribeAcl: "#",
+        denyPublishAcl: "",
+        denySubscribeAcl: "test/nosubscribe",
+      },
       status: 303,
       events: { "integration.updated": 1 },
-      after: (ctx) => expect(ctx.core.credentials.get(ctx.vars.id as number)!.denySubscribeAcl).toEqual(["test/nosubscribe"]),
+      after: (ctx) =>
+        expect(ctx.core.credentials.get(ctx.vars.id as number)!.denySubscribeAcl).toEqual(["test/nosubscribe"]),
     },
     {
       name: "page: an HTTP integration's row shows copyable curl examples with the appliance's URL",
@@ -98,13 +113,26 @@ describe("integration routes", () => {
       path: "/integrations",
       before: (ctx) => ctx.core.credentials.create({ type: "http", username: "gw-1" }),
       status: 200,
-      contains: ["curl -u &#x27;gw-1:PASSWORD&#x27;", "http://localhost/api/v1/data/plant/line1/temp?retain=true", "?wait=30"],
+      contains: [
+        "curl -u &#x27;gw-1:PASSWORD&#x27;",
+        "http://localhost/api/v1/data/plant/line1/temp?retain=true",
+        "?wait=30",
+      ],
     },
     {
       name: "settings: default permissions per type apply to the next new integration",
       method: "POST",
       path: "/settings/defaults",
-      form: { "mqtt.publishAcl": "plant/+/telemetry/#", "mqtt.subscribeAcl": "plant/+/cmd/#", "opcua.publishAcl": "#", "opcua.subscribeAcl": "#", "http.publishAcl": "#", "http.subscribeAcl": "#", "vrpc.publishAcl": "#", "vrpc.subscribeAcl": "#" },
+      form: {
+        "mqtt.publishAcl": "plant/+/telemetry/#",
+        "mqtt.subscribeAcl": "plant/+/cmd/#",
+        "opcua.publishAcl": "#",
+        "opcua.subscribeAcl": "#",
+        "http.publishAcl": "#",
+        "http.subscribeAcl": "#",
+        "vrpc.publishAcl": "#",
+        "vrpc.subscribeAcl": "#",
+      },
       status: 303,
       after: async (ctx) => {
         const { integration } = await ctx.core.credentials.create({ type: "mqtt" });

@@ -13,7 +13,14 @@ export interface PostButtonProps {
 }
 
 /** PostButton: a one-button form that posts with the CSRF token, for actions in a table row. */
-export function PostButton({ action, csrfToken, fields = {}, confirm, danger = true, children }: PropsWithChildren<PostButtonProps>) {
+export function PostButton({
+  action,
+  csrfToken,
+  fields = {},
+  confirm,
+  danger = true,
+  children,
+}: PropsWithChildren<PostButtonProps>) {
   return (
     <form method="post" action={action} class="inline" data-confirm={confirm ? attr(confirm) : undefined}>
       <CsrfField token={csrfToken} />

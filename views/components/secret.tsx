@@ -3,7 +3,10 @@ import { attr } from "./attr.ts";
 export function Secret({ label, value }: { label: string; value: string }) {
   return (
     <div class="secret" role="status">
-      <span safe>{label}</span> <code class="secret-value" safe>{value}</code>{" "}
+      <span safe>{label}</span>{" "}
+      <code class="secret-value" safe>
+        {value}
+      </code>{" "}
       <button type="button" class="copy" data-copy={attr(value)}>
         Copy
       </button>

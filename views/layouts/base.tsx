@@ -41,18 +41,29 @@ export function Layout({ title, admin, active, children }: PropsWithChildren<Lay
         </head>
         <body hx-headers={admin ? JSON.stringify({ "X-CSRF-Token": admin.csrfToken }) : undefined}>
           <header class="top">
-            <a class="brand" href="/">Gatehouse</a>
+            <a class="brand" href="/">
+              Gatehouse
+            </a>
             {admin ? (
               <nav>
                 {(admin.nav ?? []).map((item) => (
-                  <a href={item.href} class={active === item.href ? "active" : undefined} aria-current={active === item.href ? "page" : undefined} safe>
+                  <a
+                    href={item.href}
+                    class={active === item.href ? "active" : undefined}
+                    aria-current={active === item.href ? "page" : undefined}
+                    safe
+                  >
                     {item.label}
                   </a>
                 ))}
                 <form method="post" action="/logout" class="inline">
                   <input type="hidden" name="_csrf" value={admin.csrfToken} />
-                  <span class="who" safe>{admin.username}</span>
-                  <button type="submit" class="link">Sign out</button>
+                  <span class="who" safe>
+                    {admin.username}
+                  </span>
+                  <button type="submit" class="link">
+                    Sign out
+                  </button>
                 </form>
               </nav>
             ) : (

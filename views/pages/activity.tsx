@@ -17,7 +17,13 @@ export function ActivityPage({ admin, rows, query }: ActivityPageProps) {
     <Layout title="Activity" admin={admin} active="/activity">
       <h1>Activity</h1>
       <form class="toolbar" method="get" action="/activity">
-        <input type="search" name="q" value={attr(query.q ?? "")} placeholder="Username or detail" aria-label="Search" />
+        <input
+          type="search"
+          name="q"
+          value={attr(query.q ?? "")}
+          placeholder="Username or detail"
+          aria-label="Search"
+        />
         <select name="action" aria-label="Action">
           <option value="">All actions</option>
           {actions.map((a) => (
@@ -26,7 +32,12 @@ export function ActivityPage({ admin, rows, query }: ActivityPageProps) {
             </option>
           ))}
         </select>
-        <input name="actor" value={attr(query.actor ?? "")} placeholder="admin:name, token:name, cli" aria-label="Actor" />
+        <input
+          name="actor"
+          value={attr(query.actor ?? "")}
+          placeholder="admin:name, token:name, cli"
+          aria-label="Actor"
+        />
         <button type="submit">Filter</button>
       </form>
       {rows.length === 0 ? (

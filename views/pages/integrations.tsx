@@ -39,11 +39,32 @@ export function IntegrationsPage(props: IntegrationsPageProps) {
       )}
       {/* panel and onboarding are rendered JSX from our own partials, already escaped */}
       <div id="panel">{(props.panel ?? "") as "safe"}</div>
-      <div id="onboarding" hx-get="/onboarding/panel" hx-trigger="every 2s, gatehouse:changed from:body" hx-swap="innerHTML" data-keep-while-editing="true">
+      <div
+        id="onboarding"
+        hx-get="/onboarding/panel"
+        hx-trigger="every 2s, gatehouse:changed from:body"
+        hx-swap="innerHTML"
+        data-keep-while-editing="true"
+      >
         {props.onboarding as "safe"}
       </div>
-      <form class="toolbar" method="get" action="/integrations" hx-get="/integrations" hx-target="#integration-table" hx-swap="outerHTML" hx-push-url="true" hx-trigger="input changed delay:300ms from:input, change from:select, submit">
-        <input type="search" name="q" value={attr(query.q ?? "")} placeholder="Search username" aria-label="Search username" />
+      <form
+        class="toolbar"
+        method="get"
+        action="/integrations"
+        hx-get="/integrations"
+        hx-target="#integration-table"
+        hx-swap="outerHTML"
+        hx-push-url="true"
+        hx-trigger="input changed delay:300ms from:input, change from:select, submit"
+      >
+        <input
+          type="search"
+          name="q"
+          value={attr(query.q ?? "")}
+          placeholder="Search username"
+          aria-label="Search username"
+        />
         <select name="type" aria-label="Type">
           <option value="">All types</option>
           {(Object.keys(typeLabels) as IntegrationType[]).map((t) => (

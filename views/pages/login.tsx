@@ -2,7 +2,17 @@ import { FieldError } from "../components/field-error.tsx";
 import { attr } from "../components/attr.ts";
 import { SimplePage } from "./simple.tsx";
 
-export function LoginPage({ csrfToken, error, username = "", next = "" }: { csrfToken: string; error?: string; username?: string; next?: string }) {
+export function LoginPage({
+  csrfToken,
+  error,
+  username = "",
+  next = "",
+}: {
+  csrfToken: string;
+  error?: string;
+  username?: string;
+  next?: string;
+}) {
   return (
     <SimplePage title="Sign in">
       <form method="post" action="/login" class="stack">

@@ -25,7 +25,18 @@ export interface SettingsPageProps {
 }
 
 /** SettingsPage: admins and their recent sign-ins, and the permissions new integrations start with. */
-export function SettingsPage({ admin, admins, adminSessions, currentSession, done, signIns, defaults, errors = {}, saved, tls }: SettingsPageProps) {
+export function SettingsPage({
+  admin,
+  admins,
+  adminSessions,
+  currentSession,
+  done,
+  signIns,
+  defaults,
+  errors = {},
+  saved,
+  tls,
+}: SettingsPageProps) {
   return (
     <Layout title="Settings" admin={admin} active="/settings">
       <h1>Settings</h1>
@@ -33,8 +44,10 @@ export function SettingsPage({ admin, admins, adminSessions, currentSession, don
         <h2>TLS certificate</h2>
         {tls ? (
           <p>
-            <span>{tls.source === "self-signed" ? "Self-signed, made by the appliance" : "From the files you named"}</span> (
-            <code safe>{tls.certFile}</code>). SHA-256 fingerprint, to compare on a client:{" "}
+            <span>
+              {tls.source === "self-signed" ? "Self-signed, made by the appliance" : "From the files you named"}
+            </span>{" "}
+            (<code safe>{tls.certFile}</code>). SHA-256 fingerprint, to compare on a client:{" "}
             <code class="fingerprint" safe>
               {tls.fingerprint}
             </code>
@@ -46,8 +59,8 @@ export function SettingsPage({ admin, admins, adminSessions, currentSession, don
       <section class="card">
         <h2>Permissions of new integrations</h2>
         <p class="muted">
-          Topic filters (space separated, <code>+</code> and <code>#</code>) each new integration of a type starts with; <code>#</code> is every topic
-          but <code>$</code> ones. Existing integrations keep theirs.
+          Topic filters (space separated, <code>+</code> and <code>#</code>) each new integration of a type starts with;{" "}
+          <code>#</code> is every topic but <code>$</code> ones. Existing integrations keep theirs.
         </p>
         {saved ? (
           <p class="flash" role="status">
@@ -71,11 +84,21 @@ export function SettingsPage({ admin, admins, adminSessions, currentSession, don
                 <tr>
                   <th scope="row">{integrationTypeInfo[t].label}</th>
                   <td>
-                    <input name={`${t}.publishAcl`} value={attr(defaults[t].publishAcl.join(" "))} maxlength="4096" aria-label={`${integrationTypeInfo[t].label}: may publish to`} />
+                    <input
+                      name={`${t}.publishAcl`}
+                      value={attr(defaults[t].publishAcl.join(" "))}
+                      maxlength="4096"
+                      aria-label={`${integrationTypeInfo[t].label}: may publish to`}
+                    />
                     <FieldError message={errors[`${t}.publishAcl`]} />
                   </td>
                   <td>
-                    <input name={`${t}.subscribeAcl`} value={attr(defaults[t].subscribeAcl.join(" "))} maxlength="4096" aria-label={`${integrationTypeInfo[t].label}: may subscribe to`} />
+                    <input
+                      name={`${t}.subscribeAcl`}
+                      value={attr(defaults[t].subscribeAcl.join(" "))}
+                      maxlength="4096"
+                      aria-label={`${integrationTypeInfo[t].label}: may subscribe to`}
+                    />
                     <FieldError message={errors[`${t}.subscribeAcl`]} />
                   </td>
                 </tr>
@@ -117,7 +140,12 @@ export function SettingsPage({ admin, admins, adminSessions, currentSession, don
                 </td>
                 <td>
                   {a.username !== admin.username && admins.length > 1 ? (
-                    <PostButton action="/settings/admins/remove" csrfToken={admin.csrfToken} fields={{ username: a.username }} confirm={`Remove the admin "${a.username}"? Its sessions end at once.`}>
+                    <PostButton
+                      action="/settings/admins/remove"
+                      csrfToken={admin.csrfToken}
+                      fields={{ username: a.username }}
+                      confirm={`Remove the admin "${a.username}"? Its sessions end at once.`}
+                    >
                       Remove
                     </PostButton>
                   ) : (
@@ -140,12 +168,26 @@ export function SettingsPage({ admin, admins, adminSessions, currentSession, don
             </label>
             <label>
               New password
-              <input type="password" name="password" required minlength="8" maxlength="256" autocomplete="new-password" />
+              <input
+                type="password"
+                name="password"
+                required
+                minlength="8"
+                maxlength="256"
+                autocomplete="new-password"
+              />
               <FieldError message={errors.password} />
             </label>
             <label>
               New password again
-              <input type="password" name="confirm" required minlength="8" maxlength="256" autocomplete="new-password" />
+              <input
+                type="password"
+                name="confirm"
+                required
+                minlength="8"
+                maxlength="256"
+                autocomplete="new-password"
+              />
             </label>
             <button type="submit">Change password</button>
           </form>
@@ -159,7 +201,14 @@ export function SettingsPage({ admin, admins, adminSessions, currentSession, don
             </label>
             <label>
               Password
-              <input type="password" name="password" required minlength="8" maxlength="256" autocomplete="new-password" />
+              <input
+                type="password"
+                name="password"
+                required
+                minlength="8"
+                maxlength="256"
+                autocomplete="new-password"
+              />
               <FieldError message={errors["new.password"]} />
             </label>
             <button type="submit">Add admin</button>
@@ -194,7 +243,12 @@ export function SettingsPage({ admin, admins, adminSessions, currentSession, don
                   {x.id === currentSession ? (
                     ""
                   ) : (
-                    <PostButton action="/settings/sessions/end" csrfToken={admin.csrfToken} fields={{ id: x.id }} confirm={`Sign out this session of "${x.username}"?`}>
+                    <PostButton
+                      action="/settings/sessions/end"
+                      csrfToken={admin.csrfToken}
+                      fields={{ id: x.id }}
+                      confirm={`Sign out this session of "${x.username}"?`}
+                    >
                       Sign out
                     </PostButton>
                   )}

@@ -16,8 +16,8 @@ export function TokensPage({ admin, tokens, error }: TokensPageProps) {
     <Layout title="API tokens" admin={admin} active="/settings/tokens">
       <h1>API tokens</h1>
       <p class="muted">
-        For scripts and automation: send <code>Authorization: Bearer &lt;token&gt;</code> to <code>/api/v1</code>. The OpenAPI
-        document is at <a href="/api/v1/openapi/json">/api/v1/openapi/json</a>.
+        For scripts and automation: send <code>Authorization: Bearer &lt;token&gt;</code> to <code>/api/v1</code>. The
+        OpenAPI document is at <a href="/api/v1/openapi/json">/api/v1/openapi/json</a>.
       </p>
       <form method="post" action="/settings/tokens" class="card inline-form">
         <CsrfField token={admin.csrfToken} />
@@ -51,7 +51,7 @@ export function TokensPage({ admin, tokens, error }: TokensPageProps) {
             <tr>
               <td safe>{t.name}</td>
               <td>
-                <code safe>{t.prefix + "…"}</code>
+                <code safe>{`${t.prefix}…`}</code>
               </td>
               <td>
                 <LocalTime at={t.createdAt} />
@@ -60,7 +60,11 @@ export function TokensPage({ admin, tokens, error }: TokensPageProps) {
                 <LocalTime at={t.lastUsedAt} />
               </td>
               <td>
-                <PostButton action={`/settings/tokens/${t.id}/delete`} csrfToken={admin.csrfToken} confirm={`Revoke the API token "${t.name}"? Scripts using it are refused at once.`}>
+                <PostButton
+                  action={`/settings/tokens/${t.id}/delete`}
+                  csrfToken={admin.csrfToken}
+                  confirm={`Revoke the API token "${t.name}"? Scripts using it are refused at once.`}
+                >
                   Revoke
                 </PostButton>
               </td>

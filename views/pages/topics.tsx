@@ -14,7 +14,10 @@ export function TopicsPage({ admin, topics, q, truncated }: TopicsPageProps) {
   return (
     <Layout title="Retained topics" admin={admin} active="/topics">
       <h1>Retained topics</h1>
-      <p class="muted">Messages the broker keeps for every new subscriber. Clearing one publishes an empty retained message on its topic.</p>
+      <p class="muted">
+        Messages the broker keeps for every new subscriber. Clearing one publishes an empty retained message on its
+        topic.
+      </p>
       <form class="toolbar" method="get" action="/topics">
         <input type="search" name="q" value={attr(q ?? "")} placeholder="Topic contains" aria-label="Topic contains" />
         <button type="submit">Filter</button>
@@ -47,7 +50,10 @@ export function TopicsPage({ admin, topics, q, truncated }: TopicsPageProps) {
                 </td>
                 <td>
                   <PostButton action="/topics/clear" csrfToken={admin.csrfToken} fields={{ topic: t.topic }}>
-                    Clear <span class="sr-only" safe>{t.topic}</span>
+                    Clear{" "}
+                    <span class="sr-only" safe>
+                      {t.topic}
+                    </span>
                   </PostButton>
                 </td>
               </tr>

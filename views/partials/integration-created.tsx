@@ -8,7 +8,10 @@ export function IntegrationCreated({ integration, password }: { integration: Int
     <section id="integration-form" class="card created">
       <h2>Integration saved</h2>
       <p>
-        <strong safe>{integration.username}</strong> <span class="muted" safe>({typeLabels[integration.type]})</span>
+        <strong safe>{integration.username}</strong>{" "}
+        <span class="muted" safe>
+          ({typeLabels[integration.type]})
+        </span>
       </p>
       <Secret label="Password:" value={password} />
       <p>

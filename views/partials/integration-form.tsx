@@ -14,10 +14,11 @@ export interface IntegrationFormProps {
 function VrpcUsernameHint() {
   return (
     <small id="vrpc-username-hint" class="hint muted">
-      <code>&lt;domain&gt;/&lt;agent&gt;</code> (e.g. <code>plant/press-1</code>): an agent (edge connector) that announces itself as{" "}
-      <code>&lt;agent&gt;</code> in <code>&lt;domain&gt;</code>, or a client of that domain; either reaches only{" "}
-      <code>&lt;domain&gt;/…</code>. Start the agent with this domain and agent name. A name without <code>/</code> is a client: it
-      announces no agent and reaches a VRPC domain only through a topic filter that names the domain.
+      <code>&lt;domain&gt;/&lt;agent&gt;</code> (e.g. <code>plant/press-1</code>): an agent (edge connector) that
+      announces itself as <code>&lt;agent&gt;</code> in <code>&lt;domain&gt;</code>, or a client of that domain; either
+      reaches only <code>&lt;domain&gt;/…</code>. Start the agent with this domain and agent name. A name without{" "}
+      <code>/</code> is a client: it announces no agent and reaches a VRPC domain only through a topic filter that names
+      the domain.
     </small>
   );
 }
@@ -29,13 +30,28 @@ function VrpcUsernameHint() {
  */
 export function IntegrationForm({ csrfToken, values, errors = {} }: IntegrationFormProps) {
   return (
-    <form id="integration-form" class="card" method="post" action="/integrations" hx-post="/integrations" hx-target="#integration-form" hx-swap="outerHTML">
+    <form
+      id="integration-form"
+      class="card"
+      method="post"
+      action="/integrations"
+      hx-post="/integrations"
+      hx-target="#integration-form"
+      hx-swap="outerHTML"
+    >
       <h2>Add integration</h2>
       <CsrfField token={csrfToken} />
       <div class="grid">
         <label>
           Type
-          <select name="type" hx-post="/integrations/new" hx-target="#integration-form" hx-swap="outerHTML" hx-include="closest form" hx-trigger="change">
+          <select
+            name="type"
+            hx-post="/integrations/new"
+            hx-target="#integration-form"
+            hx-swap="outerHTML"
+            hx-include="closest form"
+            hx-trigger="change"
+          >
             {(Object.keys(typeLabels) as IntegrationType[]).map((t) => (
               <option value={t} selected={t === values.type} safe>
                 {typeLabels[t]}
@@ -60,7 +76,15 @@ export function IntegrationForm({ csrfToken, values, errors = {} }: IntegrationF
         </label>
         <label>
           Password
-          <input name="password" value={attr(values.password)} required minlength="8" maxlength="256" autocomplete="off" spellcheck="false" />
+          <input
+            name="password"
+            value={attr(values.password)}
+            required
+            minlength="8"
+            maxlength="256"
+            autocomplete="off"
+            spellcheck="false"
+          />
           <FieldError message={errors.password} />
         </label>
         <label>

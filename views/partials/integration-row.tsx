@@ -46,7 +46,15 @@ const permissionFields = [
 ] as const;
 
 /** PermissionFields: the four topic filter lists of an integration, for the row editor and the edit page. */
-export function PermissionFields({ integration: i, draft = {}, errors = {} }: { integration: Integration; draft?: PermissionDraft; errors?: Record<string, string> }) {
+export function PermissionFields({
+  integration: i,
+  draft = {},
+  errors = {},
+}: {
+  integration: Integration;
+  draft?: PermissionDraft;
+  errors?: Record<string, string>;
+}) {
   return (
     <>
       {permissionFields.map(([name, label]) => (
@@ -69,7 +77,17 @@ export function StatusBadge({ active, online }: { active: boolean; online: numbe
 }
 
 /** StatusCell: badge plus, when online, the live sessions with a disconnect button each. */
-export function StatusCell({ integration: i, sessions, csrfToken, oob }: { integration: Integration; sessions: SessionInfo[]; csrfToken: string; oob?: boolean }) {
+export function StatusCell({
+  integration: i,
+  sessions,
+  csrfToken,
+  oob,
+}: {
+  integration: Integration;
+  sessions: SessionInfo[];
+  csrfToken: string;
+  oob?: boolean;
+}) {
   return (
     <td id={`status-${i.id}`} class="status" hx-swap-oob={oob ? "true" : undefined}>
       {i.active && sessions.length > 0 ? (
@@ -82,11 +100,21 @@ export function StatusCell({ integration: i, sessions, csrfToken, oob }: { integ
             {sessions.map((s) => (
               <li>
                 <code safe>{s.clientId ?? "(no client id)"}</code>{" "}
-                <span class="muted" safe>{`${s.protocol ?? s.type} from ${s.remote ?? "?"}${s.requests !== undefined ? `, ${s.requests} request${s.requests === 1 ? "" : "s"}` : ""}`}</span>{" "}
+                <span
+                  class="muted"
+                  safe
+                >{`${s.protocol ?? s.type} from ${s.remote ?? "?"}${s.requests !== undefined ? `, ${s.requests} request${s.requests === 1 ? "" : "s"}` : ""}`}</span>{" "}
                 <span class="muted">
                   since <LocalTime at={s.openedAt} />
                 </span>{" "}
-                <form method="post" action={`/sessions/${s.id}/disconnect`} class="inline" hx-post={`/sessions/${s.id}/disconnect`} hx-target={`#integration-${i.id}`} hx-swap="outerHTML">
+                <form
+                  method="post"
+                  action={`/sessions/${s.id}/disconnect`}
+                  class="inline"
+                  hx-post={`/sessions/${s.id}/disconnect`}
+                  hx-target={`#integration-${i.id}`}
+                  hx-swap="outerHTML"
+                >
                   <input type="hidden" name="_csrf" value={csrfToken} />
                   <button type="submit" class="link danger">
                     Disconnect
@@ -119,7 +147,9 @@ export function CurlExamples({ username, baseUrl }: { username: string; baseUrl:
   return (
     <details class="curl">
       <summary>curl examples</summary>
-      <pre safe>{`curl -u ${user} -H 'content-type: application/json' \\\n  -d '{"value":21.5}' '${baseUrl}/api/v1/data/plant/line1/temp?retain=true'`}</pre>
+      <pre
+        safe
+      >{`curl -u ${user} -H 'content-type: application/json' \\\n  -d '{"value":21.5}' '${baseUrl}/api/v1/data/plant/line1/temp?retain=true'`}</pre>
       <pre safe>{`curl -u ${user} '${baseUrl}/api/v1/data/plant/line1/temp'`}</pre>
       <pre safe>{`curl -u ${user} '${baseUrl}/api/v1/data/plant/line1/setpoint?wait=30'`}</pre>
     </details>
@@ -127,29 +157,69 @@ export function CurlExamples({ username, baseUrl }: { username: string; baseUrl:
 }
 
 /** IntegrationRow: one table row; every htmx action on it swaps this row only. */
-export function IntegrationRow({ integration: i, sessions, csrfToken, secret, mode = "view", errors = {}, draft = {}, baseUrl, role }: RowProps) {
+export function IntegrationRow({
+  integration: i,
+  sessions,
+  csrfToken,
+  secret,
+  mode = "view",
+  errors = {},
+  draft = {},
+  baseUrl,
+  role,
+}: RowProps) {
   const rowId = `integration-${i.id}`;
   if (mode === "edit") {
     return (
       <tr id={rowId} class="editing">
         <td>
-          <label class="sr-only" for={`${rowId}-username`}>Username</label>
-          <input id={`${rowId}-username`} name="username" value={attr(draft.username ?? i.username)} required maxlength="128" pattern="[A-Za-z0-9._\-@\/:]{1,128}" />
+          <label class="sr-only" for={`${rowId}-username`}>
+            Username
+          </label>
+          <input
+            id={`${rowId}-username`}
+            name="username"
+            value={attr(draft.username ?? i.username)}
+            required
+            maxlength="128"
+            pattern="[A-Za-z0-9._\-@\/:]{1,128}"
+          />
           <FieldError message={errors.username} />
         </td>
         <td safe>{typeLabels[i.type]}</td>
         <td colspan="4">
-          <label class="sr-only" for={`${rowId}-description`}>Description</label>
-          <input id={`${rowId}-description`} name="description" value={attr(draft.description ?? i.description)} maxlength="1024" placeholder="Description" />
+          <label class="sr-only" for={`${rowId}-description`}>
+            Description
+          </label>
+          <input
+            id={`${rowId}-description`}
+            name="description"
+            value={attr(draft.description ?? i.description)}
+            maxlength="1024"
+            placeholder="Description"
+          />
           <FieldError message={errors.description} />
           <PermissionFields integration={i} draft={draft} errors={errors} />
         </td>
         <td class="actions">
           <input type="hidden" name="_csrf" value={csrfToken} />
-          <button type="button" class="save" hx-post={`/integrations/${i.id}`} hx-include="closest tr" hx-target="closest tr" hx-swap="outerHTML">
+          <button
+            type="button"
+            class="save"
+            hx-post={`/integrations/${i.id}`}
+            hx-include="closest tr"
+            hx-target="closest tr"
+            hx-swap="outerHTML"
+          >
             Save
           </button>
-          <button type="button" class="link cancel" hx-get={`/integrations/${i.id}`} hx-target="closest tr" hx-swap="outerHTML">
+          <button
+            type="button"
+            class="link cancel"
+            hx-get={`/integrations/${i.id}`}
+            hx-target="closest tr"
+            hx-swap="outerHTML"
+          >
             Cancel
           </button>
         </td>
@@ -159,7 +229,9 @@ export function IntegrationRow({ integration: i, sessions, csrfToken, secret, mo
   return (
     <tr id={rowId} data-username={attr(i.username)}>
       <td>
-        <div class="username" safe>{i.username}</div>
+        <div class="username" safe>
+          {i.username}
+        </div>
         {i.description ? (
           <div class="description muted" safe>
             {i.description}
@@ -167,7 +239,10 @@ export function IntegrationRow({ integration: i, sessions, csrfToken, secret, mo
         ) : (
           ""
         )}
-        {aclText(i.publishAcl) !== "#" || aclText(i.subscribeAcl) !== "#" || i.denyPublishAcl.length || i.denySubscribeAcl.length ? (
+        {aclText(i.publishAcl) !== "#" ||
+        aclText(i.subscribeAcl) !== "#" ||
+        i.denyPublishAcl.length ||
+        i.denySubscribeAcl.length ? (
           <div class="acl muted" safe>
             {`publish: ${aclText(i.publishAcl) || "nothing"} · subscribe: ${aclText(i.subscribeAcl) || "nothing"}` +
               (i.denyPublishAcl.length ? ` · never publish: ${aclText(i.denyPublishAcl)}` : "") +
@@ -178,7 +253,11 @@ export function IntegrationRow({ integration: i, sessions, csrfToken, secret, mo
         )}
         {i.publishAcl.includes("#") || i.subscribeAcl.includes("#") ? (
           <span class="badge unrestricted" title="its permissions include #: every topic but $ ones and VRPC domains">
-            {i.publishAcl.includes("#") && i.subscribeAcl.includes("#") ? "all topics" : i.publishAcl.includes("#") ? "publishes anywhere" : "reads everything"}
+            {i.publishAcl.includes("#") && i.subscribeAcl.includes("#")
+              ? "all topics"
+              : i.publishAcl.includes("#")
+                ? "publishes anywhere"
+                : "reads everything"}
           </span>
         ) : (
           ""
@@ -208,13 +287,31 @@ export function IntegrationRow({ integration: i, sessions, csrfToken, secret, mo
         <LocalTime at={i.createdAt} />
       </td>
       <td>
-        {secret ? <Secret label="New password:" value={secret} /> : <span class="masked" title="stored as a hash only">••••••••••</span>}
+        {secret ? (
+          <Secret label="New password:" value={secret} />
+        ) : (
+          <span class="masked" title="stored as a hash only">
+            ••••••••••
+          </span>
+        )}
       </td>
       <td class="actions">
-        <a href={`/integrations/${i.id}/edit`} hx-get={`/integrations/${i.id}/edit`} hx-target="closest tr" hx-swap="outerHTML">
+        <a
+          href={`/integrations/${i.id}/edit`}
+          hx-get={`/integrations/${i.id}/edit`}
+          hx-target="closest tr"
+          hx-swap="outerHTML"
+        >
           Edit
         </a>
-        <form method="post" action={`/integrations/${i.id}/toggle`} class="inline" hx-post={`/integrations/${i.id}/toggle`} hx-target="closest tr" hx-swap="outerHTML">
+        <form
+          method="post"
+          action={`/integrations/${i.id}/toggle`}
+          class="inline"
+          hx-post={`/integrations/${i.id}/toggle`}
+          hx-target="closest tr"
+          hx-swap="outerHTML"
+        >
           <CsrfField token={csrfToken} />
           <button type="submit" class="link">
             {i.active ? "Deactivate" : "Activate"}
@@ -227,7 +324,9 @@ export function IntegrationRow({ integration: i, sessions, csrfToken, secret, mo
           hx-post={`/integrations/${i.id}/reset-password`}
           hx-target="closest tr"
           hx-swap="outerHTML"
-          hx-confirm={attr(`Reset the password of "${i.username}"? Its connected clients are disconnected and the old password stops working.`)}
+          hx-confirm={attr(
+            `Reset the password of "${i.username}"? Its connected clients are disconnected and the old password stops working.`,
+          )}
         >
           <CsrfField token={csrfToken} />
           <button type="submit" class="link">

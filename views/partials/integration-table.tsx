@@ -69,11 +69,27 @@ function SortHeader({ query, sort, label }: { query: TableQuery; sort: ListSort;
 }
 
 /** IntegrationTable: the list with its pager; the search form swaps this element. */
-export function IntegrationTable({ rows, sessionsOf, csrfToken, total, page, pages, query, baseUrl, roleOf }: TableProps) {
+export function IntegrationTable({
+  rows,
+  sessionsOf,
+  csrfToken,
+  total,
+  page,
+  pages,
+  query,
+  baseUrl,
+  roleOf,
+}: TableProps) {
   return (
     // Pushed: the page's event stream fires `gatehouse:changed` (a row added or removed elsewhere, a
     // device online, a count): the table reloads itself for the same query, unless the admin is editing.
-    <div id="integration-table" hx-get={pageHref(query, page)} hx-trigger="gatehouse:changed from:body" hx-swap="outerHTML" data-keep-while-editing="true">
+    <div
+      id="integration-table"
+      hx-get={pageHref(query, page)}
+      hx-trigger="gatehouse:changed from:body"
+      hx-swap="outerHTML"
+      data-keep-while-editing="true"
+    >
       <table class="integrations">
         <thead>
           <tr>
@@ -88,14 +104,25 @@ export function IntegrationTable({ rows, sessionsOf, csrfToken, total, page, pag
         </thead>
         <tbody id="integration-rows">
           {rows.map((i) => (
-            <IntegrationRow integration={i} sessions={sessionsOf(i.id)} csrfToken={csrfToken} baseUrl={baseUrl} role={roleOf?.(i)} />
+            <IntegrationRow
+              integration={i}
+              sessions={sessionsOf(i.id)}
+              csrfToken={csrfToken}
+              baseUrl={baseUrl}
+              role={roleOf?.(i)}
+            />
           ))}
         </tbody>
       </table>
       {rows.length === 0 ? <p class="empty muted">No integrations match.</p> : ""}
       {/* Live status: every few seconds the status and last-login cells of the rows shown are refreshed
           (app.js asks for the rows on the page at that moment, so rows added since load go live too). */}
-      <div id="live-status" hx-get={`/integrations/live?ids=${rows.map((r) => r.id).join(",")}`} hx-trigger="every 3s" hx-swap="none"></div>
+      <div
+        id="live-status"
+        hx-get={`/integrations/live?ids=${rows.map((r) => r.id).join(",")}`}
+        hx-trigger="every 3s"
+        hx-swap="none"
+      ></div>
       <nav class="pager" aria-label="pages">
         <span class="muted">
           {total} integration{total === 1 ? "" : "s"} · page {page} of {pages}

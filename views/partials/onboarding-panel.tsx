@@ -43,7 +43,14 @@ export function OnboardingPanel({ status, requests, csrfToken, now, message }: O
         ""
       )}
       {status.open ? (
-        <form method="post" action="/onboarding/close" class="inline" hx-post="/onboarding/close" hx-target="#onboarding" hx-swap="innerHTML">
+        <form
+          method="post"
+          action="/onboarding/close"
+          class="inline"
+          hx-post="/onboarding/close"
+          hx-target="#onboarding"
+          hx-swap="innerHTML"
+        >
           <CsrfField token={csrfToken} />
           <span class="window-open" safe>
             {`Open for ${timeLeft((status.openUntil ?? now) - now)} more · ${status.types ? status.types.map((t) => integrationTypeInfo[t].label).join(", ") : "all types"}`}
@@ -51,7 +58,14 @@ export function OnboardingPanel({ status, requests, csrfToken, now, message }: O
           <button type="submit">Close onboarding</button>
         </form>
       ) : (
-        <form method="post" action="/onboarding/open" class="inline" hx-post="/onboarding/open" hx-target="#onboarding" hx-swap="innerHTML">
+        <form
+          method="post"
+          action="/onboarding/open"
+          class="inline"
+          hx-post="/onboarding/open"
+          hx-target="#onboarding"
+          hx-swap="innerHTML"
+        >
           <CsrfField token={csrfToken} />
           <span class="muted">Closed. Unknown clients are refused and not listed. </span>
           <label>
@@ -66,10 +80,27 @@ export function OnboardingPanel({ status, requests, csrfToken, now, message }: O
           <button type="submit">Open onboarding</button>
         </form>
       )}
-      {status.open && requests.length === 0 ? <p class="muted">No requests yet: a client that logs in with a username we do not know appears here.</p> : ""}
-      {status.refused > 0 ? <p class="muted" safe>{`${status.refused} further attempts were not listed (the list is full, or an address sent too many).`}</p> : ""}
+      {status.open && requests.length === 0 ? (
+        <p class="muted">No requests yet: a client that logs in with a username we do not know appears here.</p>
+      ) : (
+        ""
+      )}
+      {status.refused > 0 ? (
+        <p
+          class="muted"
+          safe
+        >{`${status.refused} further attempts were not listed (the list is full, or an address sent too many).`}</p>
+      ) : (
+        ""
+      )}
       {requests.length > 0 ? (
-        <form method="post" action="/onboarding/approve" hx-post="/onboarding/approve" hx-target="#onboarding" hx-swap="innerHTML">
+        <form
+          method="post"
+          action="/onboarding/approve"
+          hx-post="/onboarding/approve"
+          hx-target="#onboarding"
+          hx-swap="innerHTML"
+        >
           <CsrfField token={csrfToken} />
           <table class="requests">
             <thead>
@@ -112,10 +143,23 @@ export function OnboardingPanel({ status, requests, csrfToken, now, message }: O
                   </td>
                   <td class="actions">
                     <button type="submit" name="ids" value={String(r.id)} class="link">
-                      Approve <span class="sr-only" safe>{r.username}</span>
+                      Approve{" "}
+                      <span class="sr-only" safe>
+                        {r.username}
+                      </span>
                     </button>{" "}
-                    <button type="submit" formaction={`/onboarding/${r.id}/reject`} hx-post={`/onboarding/${r.id}/reject`} hx-target="#onboarding" hx-swap="innerHTML" class="link danger">
-                      Reject <span class="sr-only" safe>{r.username}</span>
+                    <button
+                      type="submit"
+                      formaction={`/onboarding/${r.id}/reject`}
+                      hx-post={`/onboarding/${r.id}/reject`}
+                      hx-target="#onboarding"
+                      hx-swap="innerHTML"
+                      class="link danger"
+                    >
+                      Reject{" "}
+                      <span class="sr-only" safe>
+                        {r.username}
+                      </span>
                     </button>
                   </td>
                 </tr>

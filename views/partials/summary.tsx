@@ -14,7 +14,14 @@ export interface SummaryCounts {
  */
 export function Summary({ counts }: { counts: SummaryCounts }) {
   return (
-    <section id="summary" class="summary" aria-label="Summary" hx-get="/integrations/summary" hx-trigger="gatehouse:changed from:body" hx-swap="outerHTML">
+    <section
+      id="summary"
+      class="summary"
+      aria-label="Summary"
+      hx-get="/integrations/summary"
+      hx-trigger="gatehouse:changed from:body"
+      hx-swap="outerHTML"
+    >
       {(Object.keys(counts.byType) as IntegrationType[]).map((t) => (
         <div class="stat">
           <span class="stat-label" safe>

@@ -68,7 +68,13 @@ export function isMosquittoHash(stored: string): boolean {
  * - argon2: 256 MiB, t <= 16, p <= 8 (the appliance uses 19 MiB for devices, 64 MiB for admins);
  * - bcrypt: cost 14.
  */
-export const hashLimits = { pbkdf2Iterations: 100_000, argon2MemoryKiB: 262_144, argon2TimeCost: 16, argon2Parallelism: 8, bcryptCost: 14 } as const;
+export const hashLimits = {
+  pbkdf2Iterations: 100_000,
+  argon2MemoryKiB: 262_144,
+  argon2TimeCost: 16,
+  argon2Parallelism: 8,
+  bcryptCost: 14,
+} as const;
 
 type ParsedHash =
   | { scheme: "pbkdf2"; digest: "sha256" | "sha512"; iterations: number; salt: Buffer; hash: Buffer }
@@ -83,7 +89,11 @@ function canonicalBase64(text: string): Buffer | undefined {
   return bytes.toString("base64") === text ? bytes : undefined;
 }
 
-function saltAndHash(salt: string, hash: string, hashBytes: number): { salt: Buffer; hash: Buffer } | { problem: string } {
+function saltAndHash(
+  salt: string,
+  hash: string,
+  hashBytes: number,
+): { salt: Buffer; hash: Buffer } | { problem: string } {
   const s = canonicalBase64(salt);
   if (!s) return { problem: "the salt is not base64" };
   if (s.length < 8 || s.length > 64) return { problem: `the salt has ${s.length} bytes (8 to 64 expected)` };
@@ -94,9 +104,11 @@ function saltAndHash(salt: string, hash: string, hashBytes: number): { salt: Buf
 }
 
 function iterationsOf(text: string): number | { problem: string } {
-  if (!/^[1-9]\d{0,9}$/.test(text)) return { problem: `iteration count "${text.slice(0, 12)}" is not a positive number` };
+  if (!/^[1-9]\d{0,9}$/.test(text))
+    return { problem: `iteration count "${text.slice(0, 12)}" is not a positive number` };
   const n = Number(text);
-  if (n > hashLimits.pbkdf2Iterations) return { problem: `iteration count ${n} exceeds the maximum of ${hashLimits.pbkdf2Iterations}` };
+  if (n > hashLimits.pbkdf2Iterations)
+    return { problem: `iteration count ${n} exceeds the maximum of ${hashLimits.pbkdf2Iterations}` };
   return n;
 }
 
@@ -124,17 +136,26 @@ function parseHash(stored: string): ParsedHash {
     return "problem" in sh ? sh : { scheme: "pbkdf2", digest: "sha256", iterations, ...sh };
   }
   if (stored.startsWith(fastPrefix)) return { problem: `not ${fastPrefix}i=<iterations>$<salt>$<hash>` };
-  m = /^\$argon2(?:id|i|d)\$v=(\d{1,3})\$m=(\d{1,10}),t=(\d{1,10}),p=(\d{1,3})\$[A-Za-z0-9+/]{11,}\$[A-Za-z0-9+/]{16,}$/.exec(stored);
+  m =
+    /^\$argon2(?:id|i|d)\$v=(\d{1,3})\$m=(\d{1,10}),t=(\d{1,10}),p=(\d{1,3})\$[A-Za-z0-9+/]{11,}\$[A-Za-z0-9+/]{16,}$/.exec(
+      stored,
+    );
   if (m) {
     const [memory, time, lanes] = [Number(m[2]), Number(m[3]), Number(m[4])];
-    if (memory > hashLimits.argon2MemoryKiB) return { problem: `argon2 memory m=${memory} KiB exceeds the maximum of ${hashLimits.argon2MemoryKiB}` };
-    if (time < 1 || time > hashLimits.argon2TimeCost) return { problem: `argon2 time cost t=${time} is outside 1 to ${hashLimits.argon2TimeCost}` };
-    if (lanes < 1 || lanes > hashLimits.argon2Parallelism) return { problem: `argon2 parallelism p=${lanes} is outside 1 to ${hashLimits.argon2Parallelism}` };
+    if (memory > hashLimits.argon2MemoryKiB)
+      return { problem: `argon2 memory m=${memory} KiB exceeds the maximum of ${hashLimits.argon2MemoryKiB}` };
+    if (time < 1 || time > hashLimits.argon2TimeCost)
+      return { problem: `argon2 time cost t=${time} is outside 1 to ${hashLimits.argon2TimeCost}` };
+    if (lanes < 1 || lanes > hashLimits.argon2Parallelism)
+      return { problem: `argon2 parallelism p=${lanes} is outside 1 to ${hashLimits.argon2Parallelism}` };
     return { scheme: "bun" };
   }
   if (/^\$argon2/.test(stored)) return { problem: "not an argon2 hash Gatehouse can read" };
   m = /^\$2[abxy]\$(\d\d)\$[./A-Za-z0-9]{53}$/.exec(stored);
-  if (m) return Number(m[1]) > hashLimits.bcryptCost ? { problem: `bcrypt cost ${Number(m[1])} exceeds the maximum of ${hashLimits.bcryptCost}` } : { scheme: "bun" };
+  if (m)
+    return Number(m[1]) > hashLimits.bcryptCost
+      ? { problem: `bcrypt cost ${Number(m[1])} exceeds the maximum of ${hashLimits.bcryptCost}` }
+      : { scheme: "bun" };
   return { problem: "not a password hash Gatehouse can check" };
 }
 
@@ -175,5 +196,8 @@ export function needsRehash(stored: string, cost: HashCost = {}): boolean {
   if (isFastHash(stored)) return !stored.startsWith(`${fastPrefix}i=${fastIterations}$`);
   const m = /^\$argon2id\$v=\d+\$m=(\d+),t=(\d+)/.exec(stored);
   if (!m) return false; // another algorithm Bun verifies (bcrypt): left as it is
-  return Number(m[1]) !== (cost.memoryCost ?? deviceArgon2.memoryCost) || Number(m[2]) !== (cost.timeCost ?? deviceArgon2.timeCost);
+  return (
+    Number(m[1]) !== (cost.memoryCost ?? deviceArgon2.memoryCost) ||
+    Number(m[2]) !== (cost.timeCost ?? deviceArgon2.timeCost)
+  );
 }

@@ -11,11 +11,19 @@ export interface StoredIntegration extends Integration {
 /** publicView: a copy without the hash. */
 export function publicView(r: StoredIntegration): Integration {
   const { passwordHash: _, ...rest } = r;
-  return { ...rest, publishAcl: [...r.publishAcl], subscribeAcl: [...r.subscribeAcl], denyPublishAcl: [...r.denyPublishAcl], denySubscribeAcl: [...r.denySubscribeAcl] };
+  return {
+    ...rest,
+    publishAcl: [...r.publishAcl],
+    subscribeAcl: [...r.subscribeAcl],
+    denyPublishAcl: [...r.denyPublishAcl],
+    denySubscribeAcl: [...r.denySubscribeAcl],
+  };
 }
 
 /** aclKey: every topic permission of an integration as one comparable string. */
-export function aclKey(i: Pick<Integration, "publishAcl" | "subscribeAcl" | "denyPublishAcl" | "denySubscribeAcl">): string {
+export function aclKey(
+  i: Pick<Integration, "publishAcl" | "subscribeAcl" | "denyPublishAcl" | "denySubscribeAcl">,
+): string {
   return JSON.stringify([i.publishAcl, i.subscribeAcl, i.denyPublishAcl, i.denySubscribeAcl]);
 }
 
@@ -83,7 +91,7 @@ export class IntegrationIndex {
     if (n <= 8) {
       for (let k = 0; k < n; k++) {
         const d = this.#vrpcDomainList[k]!;
-        if (topic.startsWith(d) && (topic.length === d.length || topic.charCodeAt(d.length) === 47 /* "/" */)) return d;
+        if (topic.startsWith(d) && (topic.length === d.length || topic.charCodeAt(d.length) === 47) /* "/" */) return d;
       }
       return undefined;
     }

@@ -25,7 +25,9 @@ export class LastLogins {
   flush(): number {
     if (this.#pending.size === 0) return 0;
     const pending = [...this.#pending];
-    const stmt = this.db.$client.prepare("UPDATE integrations SET last_login_at = ?1 WHERE id = ?2 AND (last_login_at IS NULL OR last_login_at < ?1)");
+    const stmt = this.db.$client.prepare(
+      "UPDATE integrations SET last_login_at = ?1 WHERE id = ?2 AND (last_login_at IS NULL OR last_login_at < ?1)",
+    );
     try {
       relaxed(this.db, () =>
         this.db.$client.transaction(() => {

@@ -1,4 +1,11 @@
-import { defaultDir, statusOf, type Integration, type IntegrationStatus, type IntegrationType, type ListSort } from "../types.ts";
+import {
+  defaultDir,
+  statusOf,
+  type Integration,
+  type IntegrationStatus,
+  type IntegrationType,
+  type ListSort,
+} from "../types.ts";
 import { publicView, type StoredIntegration } from "./index-memory.ts";
 
 export interface ListQuery {
@@ -23,14 +30,18 @@ export interface ListPage {
 const statusRank: Record<IntegrationStatus, number> = { online: 0, offline: 1, deactivated: 2 };
 
 /** compareBy: a column's order, ties broken by newest first so pages are stable. */
-function compareBy(sort: ListSort, onlineIds: ReadonlySet<number>): (a: StoredIntegration, b: StoredIntegration) => number {
+function compareBy(
+  sort: ListSort,
+  onlineIds: ReadonlySet<number>,
+): (a: StoredIntegration, b: StoredIntegration) => number {
   switch (sort) {
     case "username":
       return (a, b) => (a.username < b.username ? -1 : a.username > b.username ? 1 : 0);
     case "type":
       return (a, b) => (a.type < b.type ? -1 : a.type > b.type ? 1 : 0);
     case "status":
-      return (a, b) => statusRank[statusOf(a.active, onlineIds.has(a.id))] - statusRank[statusOf(b.active, onlineIds.has(b.id))];
+      return (a, b) =>
+        statusRank[statusOf(a.active, onlineIds.has(a.id))] - statusRank[statusOf(b.active, onlineIds.has(b.id))];
     case "lastLogin":
       // never logged in counts as oldest
       return (a, b) => (a.lastLoginAt ?? 0) - (b.lastLoginAt ?? 0);
@@ -40,7 +51,11 @@ function compareBy(sort: ListSort, onlineIds: ReadonlySet<number>): (a: StoredIn
 }
 
 /** listIntegrations: newest first unless sorted otherwise, filtered in memory (fast for 10 000+ rows, no query per keystroke). */
-export function listIntegrations(all: Iterable<StoredIntegration>, query: ListQuery, onlineIds: ReadonlySet<number>): ListPage {
+export function listIntegrations(
+  all: Iterable<StoredIntegration>,
+  query: ListQuery,
+  onlineIds: ReadonlySet<number>,
+): ListPage {
   const pageSize = Math.min(Math.max(query.pageSize ?? 25, 1), 200);
   const q = query.q?.trim().toLowerCase();
   const matches: StoredIntegration[] = [];
@@ -61,7 +76,10 @@ export function listIntegrations(all: Iterable<StoredIntegration>, query: ListQu
 }
 
 /** countByType: integrations per type, every type present. */
-export function countByType(all: Iterable<{ type: IntegrationType }>, types: readonly IntegrationType[]): Record<IntegrationType, number> {
+export function countByType(
+  all: Iterable<{ type: IntegrationType }>,
+  types: readonly IntegrationType[],
+): Record<IntegrationType, number> {
   const counts = Object.fromEntries(types.map((t) => [t, 0])) as Record<IntegrationType, number>;
   for (const r of all) counts[r.type]++;
   return counts;

@@ -8,7 +8,12 @@ import { aclKey, publicView, sameRow, type IntegrationIndex } from "./index-memo
  * events as a change made in this process (so a CLI write kicks sessions exactly like the page).
  * `initial` fills memory without events. `changed(id)` is told about every id whose row changed.
  */
-export function reconcile(db: Db, index: IntegrationIndex, events: EventBus, opts: { initial: boolean; changed: (id: number) => void; pendingLogin: (id: number) => number | undefined }): void {
+export function reconcile(
+  db: Db,
+  index: IntegrationIndex,
+  events: EventBus,
+  opts: { initial: boolean; changed: (id: number) => void; pendingLogin: (id: number) => number | undefined },
+): void {
   const rows = db.select().from(integrations).all();
   const seen = new Set<number>();
   for (const row of rows) {
@@ -28,7 +33,14 @@ export function reconcile(db: Db, index: IntegrationIndex, events: EventBus, opt
     }
     const passwordChanged = before.passwordHash !== r.passwordHash;
     const aclChanged = aclKey(before) !== aclKey(r);
-    if (passwordChanged || aclChanged || before.username !== r.username || before.description !== r.description || before.type !== r.type || before.updatedAt !== r.updatedAt) {
+    if (
+      passwordChanged ||
+      aclChanged ||
+      before.username !== r.username ||
+      before.description !== r.description ||
+      before.type !== r.type ||
+      before.updatedAt !== r.updatedAt
+    ) {
       events.emit("integration.updated", { integration, passwordChanged, aclChanged });
     }
   }

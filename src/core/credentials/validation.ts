@@ -6,7 +6,12 @@ export const maxDescription = 1024;
 const unsafeText = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F\u202A-\u202E\u2066-\u2069]/;
 
 /** validateFields: every field rule, collected so a form can show them all at once. */
-export function validateFields(input: { username?: unknown; password?: unknown; description?: unknown; type?: unknown }) {
+export function validateFields(input: {
+  username?: unknown;
+  password?: unknown;
+  description?: unknown;
+  type?: unknown;
+}) {
   const fields: Record<string, string> = {};
   if (input.type !== undefined && !isIntegrationType(input.type)) fields.type = `type must be one of ${typeListText}`;
   if (input.username !== undefined && (typeof input.username !== "string" || !usernamePattern.test(input.username))) {
@@ -17,7 +22,10 @@ export function validateFields(input: { username?: unknown; password?: unknown; 
       fields.password = "password must be 8-256 characters";
     }
   }
-  if (input.description !== undefined && (typeof input.description !== "string" || input.description.length > maxDescription)) {
+  if (
+    input.description !== undefined &&
+    (typeof input.description !== "string" || input.description.length > maxDescription)
+  ) {
     fields.description = `description must be at most ${maxDescription} characters`;
   } else if (typeof input.description === "string" && unsafeText.test(input.description)) {
     // NUL and control characters (ANSI escapes in a terminal listing), bidi overrides (text that reads

@@ -1,4 +1,4 @@
-import { FailureThrottle, FairScheduler, pairKey } from "../throttle.ts";
+import { type FailureThrottle, FairScheduler, pairKey } from "../throttle.ts";
 import type { IntegrationType, LoginMeta, VerifyResult } from "../types.ts";
 import { hashProblem, isFastHash, isMosquittoHash, verifyHash } from "./hashing.ts";
 import { publicView, type IntegrationIndex, type StoredIntegration } from "./index-memory.ts";
@@ -164,7 +164,14 @@ export class LoginVerifier {
    * books a failure. A stored hash whose cost is above `hashLimits` (or that is malformed) is never
    * computed: the login is refused as a wrong password and the store is told, so it can be logged.
    */
-  async #hash(r: StoredIntegration, fp: string, password: string, hash: string, lane: string, priority: boolean): Promise<{ ok: boolean; first: boolean }> {
+  async #hash(
+    r: StoredIntegration,
+    fp: string,
+    password: string,
+    hash: string,
+    lane: string,
+    priority: boolean,
+  ): Promise<{ ok: boolean; first: boolean }> {
     const problem = hashProblem(hash);
     if (problem) {
       this.onUnusableHash(r, problem);

@@ -52,29 +52,101 @@ const separatorLike = /[/\\.;%?#]/g;
 
 /** rules: applied in order; the first that matches names the refusal. */
 export const rules: readonly Rule[] = [
-  { reason: "too-long", on: "raw", test: (p) => p.length > maxPathLength, why: `a path longer than ${maxPathLength} characters` },
-  { reason: "not-origin-form", on: "raw", test: (p) => !p.startsWith("/") || p.startsWith("//"), why: "not a path starting with one `/`: absolute URIs, `//host/...`, `*`, relative or empty" },
+  {
+    reason: "too-long",
+    on: "raw",
+    test: (p) => p.length > maxPathLength,
+    why: `a path longer than ${maxPathLength} characters`,
+  },
+  {
+    reason: "not-origin-form",
+    on: "raw",
+    test: (p) => !p.startsWith("/") || p.startsWith("//"),
+    why: "not a path starting with one `/`: absolute URIs, `//host/...`, `*`, relative or empty",
+  },
   { reason: "fragment", on: "uri", test: (u) => u.includes("#"), why: "a `#` (no request line carries a fragment)" },
-  { reason: "raw-character", on: "uri", test: (u) => /[^\x21-\x7e]/.test(u), why: "a space, control or non-ASCII byte sent unencoded, anywhere in the URI" },
-  { reason: "backslash", on: "raw", test: (p) => p.includes("\\"), why: "a `\\` (a path separator to Windows servers)" },
-  { reason: "path-parameter", on: "raw", test: (p) => p.includes(";"), why: "a `;` (path parameters: Tomcat, Jetty and Spring drop what follows)" },
-  { reason: "raw-character", on: "raw", test: (p) => !rawPathChars.test(p), why: "a character outside RFC 3986's path characters sent unencoded (`\"`, `<`, `|`, `{`, ...)" },
-  { reason: "bad-escape", on: "raw", test: (p) => /%(?![0-9A-Fa-f]{2})/.test(p), why: "a `%` not followed by two hex digits" },
-  { reason: "encoded-separator", on: "raw", test: (p) => /%(2f|5c)/i.test(p), why: "an encoded `/` or `\\` (`%2F`, `%5C`): one level to us, two to a service that decodes first" },
-  { reason: "control-character", on: "decoded", test: (d) => /[\u0000-\u001f\u007f-\u009f]/.test(d), why: "NUL or another control character after decoding" },
-  { reason: "double-encoding", on: "decoded", test: (d) => d.includes("%"), why: "a `%` after decoding (`%252e`): a service that decodes twice reads something else" },
+  {
+    reason: "raw-character",
+    on: "uri",
+    test: (u) => /[^\x21-\x7e]/.test(u),
+    why: "a space, control or non-ASCII byte sent unencoded, anywhere in the URI",
+  },
+  {
+    reason: "backslash",
+    on: "raw",
+    test: (p) => p.includes("\\"),
+    why: "a `\\` (a path separator to Windows servers)",
+  },
+  {
+    reason: "path-parameter",
+    on: "raw",
+    test: (p) => p.includes(";"),
+    why: "a `;` (path parameters: Tomcat, Jetty and Spring drop what follows)",
+  },
+  {
+    reason: "raw-character",
+    on: "raw",
+    test: (p) => !rawPathChars.test(p),
+    why: "a character outside RFC 3986's path characters sent unencoded (`\"`, `<`, `|`, `{`, ...)",
+  },
+  {
+    reason: "bad-escape",
+    on: "raw",
+    test: (p) => /%(?![0-9A-Fa-f]{2})/.test(p),
+    why: "a `%` not followed by two hex digits",
+  },
+  {
+    reason: "encoded-separator",
+    on: "raw",
+    test: (p) => /%(2f|5c)/i.test(p),
+    why: "an encoded `/` or `\\` (`%2F`, `%5C`): one level to us, two to a service that decodes first",
+  },
+  {
+    reason: "control-character",
+    on: "decoded",
+    test: (d) => /[\u0000-\u001f\u007f-\u009f]/.test(d),
+    why: "NUL or another control character after decoding",
+  },
+  {
+    reason: "double-encoding",
+    on: "decoded",
+    test: (d) => d.includes("%"),
+    why: "a `%` after decoding (`%252e`): a service that decodes twice reads something else",
+  },
   { reason: "path-parameter", on: "decoded", test: (d) => d.includes(";"), why: "a `;` after decoding (`%3B`)" },
-  { reason: "encoded-delimiter", on: "decoded", test: (d) => d.includes("?") || d.includes("#"), why: "a `?` or `#` after decoding (`%3F`, `%23`): a service that decodes first ends the path there" },
+  {
+    reason: "encoded-delimiter",
+    on: "decoded",
+    test: (d) => d.includes("?") || d.includes("#"),
+    why: "a `?` or `#` after decoding (`%3F`, `%23`): a service that decodes first ends the path there",
+  },
   {
     reason: "lookalike",
     on: "decoded",
     // only non-ASCII text can change under NFKC, so ASCII paths skip the normalisation
-    test: (d) => /[^\x00-\x7f]/.test(d) && (d.normalize("NFKC").match(separatorLike)?.length ?? 0) !== (d.match(separatorLike)?.length ?? 0),
+    test: (d) =>
+      /[^\x00-\x7f]/.test(d) &&
+      (d.normalize("NFKC").match(separatorLike)?.length ?? 0) !== (d.match(separatorLike)?.length ?? 0),
     why: "a character Unicode compatibility folding turns into `/`, `\\`, `.`, `;`, `%`, `?` or `#` (`／`, `．`, `﹔`)",
   },
-  { reason: "empty-segment", on: "segment", test: (s, i, n) => s === "" && i < n - 1, why: "an empty level (`//`) after decoding; a trailing `/` is fine" },
-  { reason: "dot-segment", on: "segment", test: (s) => s === "." || s === "..", why: "a `.` or `..` level after decoding (`%2e%2e` too)" },
-  { reason: "trailing-dot", on: "segment", test: (s) => s.endsWith(".") || s.endsWith(" "), why: "a level ending in `.` or a space (`/admin./x`: Windows drops them)" },
+  {
+    reason: "empty-segment",
+    on: "segment",
+    test: (s, i, n) => s === "" && i < n - 1,
+    why: "an empty level (`//`) after decoding; a trailing `/` is fine",
+  },
+  {
+    reason: "dot-segment",
+    on: "segment",
+    test: (s) => s === "." || s === "..",
+    why: "a `.` or `..` level after decoding (`%2e%2e` too)",
+  },
+  {
+    reason: "trailing-dot",
+    on: "segment",
+    test: (s) => s.endsWith(".") || s.endsWith(" "),
+    why: "a level ending in `.` or a space (`/admin./x`: Windows drops them)",
+  },
 ];
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -106,11 +178,13 @@ export function canonicalPath(uri: string): CanonicalPath {
   }
   const decoded = decodeOnce(raw);
   if (decoded === undefined) return { ok: false, reason: "not-utf8" };
-  for (const rule of rules) if (rule.on === "decoded" && rule.test(decoded, 0, 1)) return { ok: false, reason: rule.reason };
+  for (const rule of rules)
+    if (rule.on === "decoded" && rule.test(decoded, 0, 1)) return { ok: false, reason: rule.reason };
   const segments = decoded.split("/").slice(1);
   for (const rule of rules) {
     if (rule.on !== "segment") continue;
-    for (let i = 0; i < segments.length; i++) if (rule.test(segments[i]!, i, segments.length)) return { ok: false, reason: rule.reason };
+    for (let i = 0; i < segments.length; i++)
+      if (rule.test(segments[i]!, i, segments.length)) return { ok: false, reason: rule.reason };
   }
   return { ok: true, path: decoded };
 }

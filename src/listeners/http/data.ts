@@ -64,7 +64,8 @@ export function createDataRoutes(core: Core, log: Logger, presence: Presence, op
     const retain = url.searchParams.get("retain") === "true";
     const qos = url.searchParams.get("qos") ?? "0";
     if (qos !== "0" && qos !== "1") return problem(400, "invalid_request", "qos must be 0 or 1");
-    if (!mayPublish(credentials.peek(integration.id), topic, core.topicSpace)) return problem(403, "forbidden", "this integration may not publish to this topic");
+    if (!mayPublish(credentials.peek(integration.id), topic, core.topicSpace))
+      return problem(403, "forbidden", "this integration may not publish to this topic");
     const body = await readBody(request);
     if (body instanceof Response) return body;
     await publishOne(integration, topic, body, retain, qos === "1" ? 1 : 0);
@@ -80,20 +81,31 @@ export function createDataRoutes(core: Core, log: Logger, presence: Presence, op
     } catch {
       return problem(400, "malformed_body", "the body must be a JSON array of {topic, payload, retain?}");
     }
-    if (!Array.isArray(items) || items.length === 0) return problem(400, "invalid_request", "the body must be a non-empty JSON array of {topic, payload, retain?}");
-    if (items.length > opts.maxBatch) return problem(413, "payload_too_large", `a batch holds at most ${opts.maxBatch} messages`);
+    if (!Array.isArray(items) || items.length === 0)
+      return problem(400, "invalid_request", "the body must be a non-empty JSON array of {topic, payload, retain?}");
+    if (items.length > opts.maxBatch)
+      return problem(413, "payload_too_large", `a batch holds at most ${opts.maxBatch} messages`);
     const messages: { topic: string; payload: Buffer; retain: boolean }[] = [];
     const current = credentials.peek(integration.id);
     for (const [i, item] of items.entries()) {
       const it = item as { topic?: unknown; payload?: unknown; retain?: unknown };
-      const topic = typeof it?.topic === "string" ? topicOf(it.topic.split("/").map(encodeURIComponent).join("/")) : undefined;
-      if (!topic) return problem(400, "invalid_request", `item ${i + 1}: topic must be an MQTT topic name without wildcards`);
+      const topic =
+        typeof it?.topic === "string" ? topicOf(it.topic.split("/").map(encodeURIComponent).join("/")) : undefined;
+      if (!topic)
+        return problem(400, "invalid_request", `item ${i + 1}: topic must be an MQTT topic name without wildcards`);
       if (it.payload === undefined) return problem(400, "invalid_request", `item ${i + 1}: payload is missing`);
-      if (it.retain !== undefined && typeof it.retain !== "boolean") return problem(400, "invalid_request", `item ${i + 1}: retain must be true or false`);
+      if (it.retain !== undefined && typeof it.retain !== "boolean")
+        return problem(400, "invalid_request", `item ${i + 1}: retain must be true or false`);
       // a field it does not take (`qos`, a misspelt `retained`) is refused, not silently dropped
       const extra = unknownKeys(it, ["topic", "payload", "retain"]);
-      if (extra) return problem(400, "invalid_request", `item ${i + 1}: unknown field ${extra}; an item takes topic, payload, retain`);
-      if (!mayPublish(current, topic, core.topicSpace)) return problem(403, "forbidden", `item ${i + 1}: this integration may not publish to ${topic}`);
+      if (extra)
+        return problem(
+          400,
+          "invalid_request",
+          `item ${i + 1}: unknown field ${extra}; an item takes topic, payload, retain`,
+        );
+      if (!mayPublish(current, topic, core.topicSpace))
+        return problem(403, "forbidden", `item ${i + 1}: this integration may not publish to ${topic}`);
       const payload = Buffer.from(typeof it.payload === "string" ? it.payload : JSON.stringify(it.payload));
       messages.push({ topic, payload, retain: it.retain === true });
     }
@@ -115,7 +127,8 @@ export function createDataRoutes(core: Core, log: Logger, presence: Presence, op
     const now = credentials.peek(integrationId);
     if (!now) return refusal("unknown-user");
     if (!now.active) return refusal("deactivated");
-    if (!mayRead(now, topic, core.topicSpace)) return problem(403, "forbidden", "this integration may not read this topic");
+    if (!mayRead(now, topic, core.topicSpace))
+      return problem(403, "forbidden", "this integration may not read this topic");
     return undefined;
   };
 
@@ -129,7 +142,8 @@ export function createDataRoutes(core: Core, log: Logger, presence: Presence, op
     if (refused) return refused;
     const wait = url.searchParams.get("wait");
     if (wait !== null) {
-      if (!/^\d{1,2}$/.test(wait) || Number(wait) > 60) return problem(400, "invalid_request", "wait must be 0-60 seconds");
+      if (!/^\d{1,2}$/.test(wait) || Number(wait) > 60)
+        return problem(400, "invalid_request", "wait must be 0-60 seconds");
       // No session means the integration changed between its login check and now (StaleLoginError):
       // a kick for that change ran before this poll existed and could not end it.
       const session = presence.sessionOf(integration.id, remote);
@@ -170,13 +184,25 @@ export function createDataRoutes(core: Core, log: Logger, presence: Presence, op
 
   return {
     /** handle: a data request of an authenticated HTTP integration; `rest` is the path after `/api/v1/data/` */
-    async handle(request: Request, who: Integration, rest: string | undefined, url: URL, remote: string): Promise<Response> {
+    async handle(
+      request: Request,
+      who: Integration,
+      rest: string | undefined,
+      url: URL,
+      remote: string,
+    ): Promise<Response> {
       const method = request.method;
-      if (rest === undefined) return method === "POST" ? await postBatch(request, who) : problem(405, "method_not_allowed", "POST a batch here", { allow: "POST" });
+      if (rest === undefined)
+        return method === "POST"
+          ? await postBatch(request, who)
+          : problem(405, "method_not_allowed", "POST a batch here", { allow: "POST" });
       const topic = topicOf(rest);
-      if (!topic) return problem(400, "invalid_request", "the path must name an MQTT topic without wildcards or a leading $");
+      if (!topic)
+        return problem(400, "invalid_request", "the path must name an MQTT topic without wildcards or a leading $");
       if (!bus.available) return problem(503, "unavailable", "the MQTT broker is not running");
-      return method === "POST" ? await postTopic(request, who, topic, url) : await getTopic(request, who, topic, url, remote);
+      return method === "POST"
+        ? await postTopic(request, who, topic, url)
+        : await getTopic(request, who, topic, url, remote);
     },
     start() {
       stopBus = bus.onMessage(({ topic, payload, retain }) => {

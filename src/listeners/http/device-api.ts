@@ -19,7 +19,8 @@ export interface DeviceApiOptions {
 }
 
 /** isDevicePath: what the HTTP listener answers on the shared port, before the admin guard. */
-const isDevicePath = (path: string) => path === "/api/v1/data" || path.startsWith("/api/v1/data/") || path === "/auth/http" || path === "/api/v1/register";
+const isDevicePath = (path: string) =>
+  path === "/api/v1/data" || path.startsWith("/api/v1/data/") || path === "/auth/http" || path === "/api/v1/register";
 
 /**
  * createDeviceApi: the HTTP integrations' share of the HTTP port, put together from its parts:
@@ -29,7 +30,11 @@ const isDevicePath = (path: string) => path === "/api/v1/data" || path.startsWit
 export function createDeviceApi(core: Core, log: Logger, opts: DeviceApiOptions) {
   const presence = createPresence(core, opts.onlineWindowMs);
   const data = createDataRoutes(core, log, presence, opts);
-  const forwardAuth = createForwardAuth(core, log, { proxy: opts.forwardAuthProxy, authenticate: presence.authenticate, responses: { problem } });
+  const forwardAuth = createForwardAuth(core, log, {
+    proxy: opts.forwardAuthProxy,
+    authenticate: presence.authenticate,
+    responses: { problem },
+  });
   const register = createRegistration(core, opts.maxBodyBytes);
 
   const mount: HttpMount = {
@@ -43,7 +48,8 @@ export function createDeviceApi(core: Core, log: Logger, opts: DeviceApiOptions)
         if (url.pathname === "/auth/http") return await forwardAuth(request, remote);
         if (url.pathname === "/api/v1/register") return await register(request, remote);
         const method = request.method;
-        if (method !== "GET" && method !== "POST" && method !== "HEAD") return problem(405, "method_not_allowed", "use GET or POST", { allow: "GET, POST" });
+        if (method !== "GET" && method !== "POST" && method !== "HEAD")
+          return problem(405, "method_not_allowed", "use GET or POST", { allow: "GET, POST" });
         const who = await presence.authenticate(request, remote);
         if (who instanceof Response) return who;
         const rest = url.pathname === "/api/v1/data" ? undefined : url.pathname.slice("/api/v1/data/".length);

@@ -69,30 +69,54 @@ export function createForwardAuth(
   },
 ) {
   const { problem } = opts.responses;
-  const refusals = core.metrics.counter("gatehouse_forward_auth_refusals_total", "forward-auth checks refused before credentials, by reason");
+  const refusals = core.metrics.counter(
+    "gatehouse_forward_auth_refusals_total",
+    "forward-auth checks refused before credentials, by reason",
+  );
   let offLogged = false;
   /** logged at most once per reason every 10 s, with how many were not logged */
   const lastLog = new Map<ForwardAuthRefusal, { at: number; suppressed: number }>();
 
-  const refuse = (reason: ForwardAuthRefusal, remote: string, uri: string | null, status: 400 | 403, message: string) => {
+  const refuse = (
+    reason: ForwardAuthRefusal,
+    remote: string,
+    uri: string | null,
+    status: 400 | 403,
+    message: string,
+  ) => {
     refusals.inc({ reason });
     const now = Date.now();
     const last = lastLog.get(reason);
     if (!last || now - last.at >= 10_000) {
-      log.warn("forward auth refused", { reason, remote, uri: uri ?? undefined, suppressed: last?.suppressed || undefined });
+      log.warn("forward auth refused", {
+        reason,
+        remote,
+        uri: uri ?? undefined,
+        suppressed: last?.suppressed || undefined,
+      });
       lastLog.set(reason, { at: now, suppressed: 0 });
     } else last.suppressed++;
     return problem(status, status === 400 ? "invalid_request" : "forbidden", message);
   };
 
   /** original: the method and URI of the request the proxy asks about, or the refusal. */
-  const original = (request: Request, proxy: ForwardAuthProxy, remote: string): { method: string; uri: string } | Response => {
+  const original = (
+    request: Request,
+    proxy: ForwardAuthProxy,
+    remote: string,
+  ): { method: string; uri: string } | Response => {
     const from = source[proxy];
     for (const family of standardFamilies) {
       if (family === from) continue;
       const { uri, method } = headerFamilies[family];
       if (request.headers.has(uri) || request.headers.has(method)) {
-        return refuse("foreign-header", remote, null, 403, `--forward-auth-proxy is ${proxy}: ${uri} and ${method} are not read and must not be sent (the proxy passed a client's header on)`);
+        return refuse(
+          "foreign-header",
+          remote,
+          null,
+          403,
+          `--forward-auth-proxy is ${proxy}: ${uri} and ${method} are not read and must not be sent (the proxy passed a client's header on)`,
+        );
       }
     }
     let uri: string | null;
@@ -108,10 +132,24 @@ export function createForwardAuth(
       method = request.headers.get(headerFamilies[from].method);
     }
     const where = from === "check-request" ? "the check request's ?uri=" : headerFamilies[from].uri;
-    if (!uri) return refuse("missing-uri", remote, null, 400, `no original URI (${where}); the proxy is not configured as the README shows`);
+    if (!uri)
+      return refuse(
+        "missing-uri",
+        remote,
+        null,
+        400,
+        `no original URI (${where}); the proxy is not configured as the README shows`,
+      );
     const whereMethod = from === "check-request" ? "the check request's method" : headerFamilies[from].method;
     // a method is a token; anything else (two headers joined, a space) is a proxy we do not understand
-    if (!method || !/^[A-Za-z]{1,32}$/.test(method)) return refuse("missing-method", remote, uri.slice(0, 256), 400, `no original method (${whereMethod}), or not a method`);
+    if (!method || !/^[A-Za-z]{1,32}$/.test(method))
+      return refuse(
+        "missing-method",
+        remote,
+        uri.slice(0, 256),
+        400,
+        `no original method (${whereMethod}), or not a method`,
+      );
     return { method, uri };
   };
 
@@ -120,27 +158,48 @@ export function createForwardAuth(
       refusals.inc({ reason: "proxy-not-named" });
       if (!offLogged) {
         offLogged = true;
-        log.warn("forward auth is off: start with --forward-auth-proxy nginx|caddy|traefik|envoy|generic to name the proxy in front; every check answers 403 until then");
+        log.warn(
+          "forward auth is off: start with --forward-auth-proxy nginx|caddy|traefik|envoy|generic to name the proxy in front; every check answers 403 until then",
+        );
       }
-      return problem(403, "forward_auth_off", "forward auth is off: the admin must name the reverse proxy in front (--forward-auth-proxy nginx|caddy|traefik|envoy|generic)");
+      return problem(
+        403,
+        "forward_auth_off",
+        "forward auth is off: the admin must name the reverse proxy in front (--forward-auth-proxy nginx|caddy|traefik|envoy|generic)",
+      );
     }
     const asked = original(request, opts.proxy, remote);
     if (asked instanceof Response) return asked;
     const canonical = canonicalPath(asked.uri);
-    if (!canonical.ok) return refuse(canonical.reason, remote, asked.uri.slice(0, 256), 403, `the original URI is refused (${canonical.reason}): it could name more than one path`);
+    if (!canonical.ok)
+      return refuse(
+        canonical.reason,
+        remote,
+        asked.uri.slice(0, 256),
+        403,
+        `the original URI is refused (${canonical.reason}): it could name more than one path`,
+      );
 
     const who = await opts.authenticate(request, remote);
     if (who instanceof Response) {
       if (who.status === 401) return who;
       // nginx auth_request turns any status but 2xx, 401 and 403 into a 500 for the client: a throttled
       // client gets 403 with Retry-After here (the device data API keeps its 429).
-      if (who.status === 429) return problem(403, "rate_limited", "too many failed logins from this address for this name; try again later", { "retry-after": who.headers.get("retry-after") ?? "60" });
+      if (who.status === 429)
+        return problem(403, "rate_limited", "too many failed logins from this address for this name; try again later", {
+          "retry-after": who.headers.get("retry-after") ?? "60",
+        });
       return who.status === 403 ? who : problem(403, "forbidden", "this integration may not use forward auth now");
     }
     // Methods are case-sensitive (RFC 9110 §9.1): only these exact spellings are reads; `get` is judged as a write.
     const integration = core.credentials.peek(who.id);
-    const allowed = readMethods.has(asked.method) ? mayRead(integration, canonical.path, core.topicSpace) : mayPublish(integration, canonical.path, core.topicSpace);
+    const allowed = readMethods.has(asked.method)
+      ? mayRead(integration, canonical.path, core.topicSpace)
+      : mayPublish(integration, canonical.path, core.topicSpace);
     if (!allowed) return problem(403, "forbidden", "this integration may not open this path");
-    return new Response(null, { status: 200, headers: { "x-gatehouse-integration": who.username, "cache-control": "no-store" } });
+    return new Response(null, {
+      status: 200,
+      headers: { "x-gatehouse-integration": who.username, "cache-control": "no-store" },
+    });
   };
 }

@@ -8,9 +8,19 @@ export const httpListener = defineListener<DeviceApiOptions>()({
   type: "http",
   accepts: ["http"],
   options: {
-    httpOnlineWindow: option.count("an HTTP integration is online this long after a request", "60", 1, 86_400, "SECONDS"),
+    httpOnlineWindow: option.count(
+      "an HTTP integration is online this long after a request",
+      "60",
+      1,
+      86_400,
+      "SECONDS",
+    ),
     httpMaxBody: option.count("largest body of an HTTP data request", "1048576", 64, 64 * 1024 * 1024, "BYTES"),
-    forwardAuthProxy: option.oneOf("the proxy asking /auth/http; only its headers are read (off: 403)", ["off", ...forwardAuthProxies] as const, "off"),
+    forwardAuthProxy: option.oneOf(
+      "the proxy asking /auth/http; only its headers are read (off: 403)",
+      ["off", ...forwardAuthProxies] as const,
+      "off",
+    ),
   },
   parseConfig: (o) => ({
     onlineWindowMs: o.httpOnlineWindow * 1000,

@@ -6,7 +6,10 @@ import { parseBasicAuth } from "./basic-auth.ts";
 import { refusal } from "./responses.ts";
 
 /** PollEnd: why a long poll stopped waiting (a value, a refusal decided by a kick, or its time is over). */
-export type PollEnd = { kind: "value"; payload: Buffer; at: number } | { kind: "refused"; response: () => Response } | { kind: "over" };
+export type PollEnd =
+  | { kind: "value"; payload: Buffer; at: number }
+  | { kind: "refused"; response: () => Response }
+  | { kind: "over" };
 
 /** Waiter: one long poll in flight, found by its topic (a value) and by its session (a kick). */
 export interface Waiter {
@@ -54,7 +57,10 @@ export function createPresence(core: Core, onlineWindowMs: number) {
         // the integration may do now (see data.ts).
         kick: (reason) => {
           if (live.get(key)?.waiters === polls) live.delete(key);
-          const end: PollEnd = reason === kickReasons.passwordChanged ? { kind: "refused", response: () => refusal("wrong-password") } : { kind: "over" };
+          const end: PollEnd =
+            reason === kickReasons.passwordChanged
+              ? { kind: "refused", response: () => refusal("wrong-password") }
+              : { kind: "over" };
           for (const w of [...polls]) w.end(end);
         },
       });
@@ -82,15 +88,18 @@ export function createPresence(core: Core, onlineWindowMs: number) {
     /** sessionOf: the live session of this integration from this address (none: it changed since its login) */
     sessionOf: (integrationId: number, remote: string) => live.get(sessionKey(integrationId, remote)),
     start() {
-      sweeper = setInterval(() => {
-        const cutoff = Date.now() - onlineWindowMs;
-        for (const [key, e] of live) {
-          // A session with a long poll in flight is online: its kick must still reach that poll.
-          if (e.last >= cutoff || e.waiters.size > 0) continue;
-          live.delete(key);
-          e.handle.close();
-        }
-      }, Math.max(100, Math.min(5_000, onlineWindowMs / 4)));
+      sweeper = setInterval(
+        () => {
+          const cutoff = Date.now() - onlineWindowMs;
+          for (const [key, e] of live) {
+            // A session with a long poll in flight is online: its kick must still reach that poll.
+            if (e.last >= cutoff || e.waiters.size > 0) continue;
+            live.delete(key);
+            e.handle.close();
+          }
+        },
+        Math.max(100, Math.min(5_000, onlineWindowMs / 4)),
+      );
       sweeper.unref?.();
     },
     /** stop: every session ends; polls in flight get `last` */

@@ -15,7 +15,8 @@ export function createRegistration(core: Core, maxBodyBytes: number) {
    * belongs to an integration with another password.
    */
   const register = async (request: Request, remote: string) => {
-    if (request.method !== "POST") return problem(405, "method_not_allowed", "POST {username, password, type}", { allow: "POST" });
+    if (request.method !== "POST")
+      return problem(405, "method_not_allowed", "POST {username, password, type}", { allow: "POST" });
     const body = await readBody(request, maxBodyBytes);
     if (body instanceof Response) return body;
     let input: { username?: unknown; password?: unknown; type?: unknown };
@@ -25,10 +26,20 @@ export function createRegistration(core: Core, maxBodyBytes: number) {
       return problem(400, "malformed_body", "the body must be JSON: {username, password, type}");
     }
     const extra = input && typeof input === "object" ? unknownKeys(input, ["username", "password", "type"]) : undefined;
-    if (extra) return problem(400, "invalid_request", `unknown field ${extra}; this route takes username, password, type`);
+    if (extra)
+      return problem(400, "invalid_request", `unknown field ${extra}; this route takes username, password, type`);
     const { username, password, type } = input ?? {};
-    if (typeof username !== "string" || typeof password !== "string" || typeof type !== "string" || !isIntegrationType(type)) {
-      return problem(400, "invalid_request", `username and password are strings; type is one of ${integrationTypes.join(", ")}`);
+    if (
+      typeof username !== "string" ||
+      typeof password !== "string" ||
+      typeof type !== "string" ||
+      !isIntegrationType(type)
+    ) {
+      return problem(
+        400,
+        "invalid_request",
+        `username and password are strings; type is one of ${integrationTypes.join(", ")}`,
+      );
     }
     const meta = { remote, clientId: request.headers.get("user-agent")?.slice(0, 128) };
     // the window or the name may have just been opened or made by the CLI

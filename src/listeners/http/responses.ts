@@ -4,7 +4,8 @@ import { jsonResponse, problem } from "../../lib/http.ts";
 export { problem } from "../../lib/http.ts";
 
 /** json: a device route's answer (never cached: it is about now). */
-export const json = (body: unknown, status = 200, headers: Record<string, string> = {}) => jsonResponse(body, status, { "cache-control": "no-store", ...headers });
+export const json = (body: unknown, status = 200, headers: Record<string, string> = {}) =>
+  jsonResponse(body, status, { "cache-control": "no-store", ...headers });
 
 const challenge = { "www-authenticate": 'Basic realm="gatehouse", charset="UTF-8"' };
 
@@ -28,9 +29,20 @@ const statusFor: Record<LoginFailure, 401 | 403 | 429 | 503> = {
 /** refusal: a refused login as a device hears it (401 with the Basic challenge, 403, 429 with Retry-After). */
 export function refusal(reason: LoginFailure): Response {
   const status = statusFor[reason];
-  if (status === 401) return problem(401, "unauthorized", "missing, unknown or wrong credentials (HTTP Basic auth of an HTTP integration)", challenge);
-  if (status === 429) return problem(429, "rate_limited", "too many failed logins; try again later", { "retry-after": "60" });
-  return problem(status, "forbidden", reason === "deactivated" ? "this integration is deactivated" : "this integration may not use HTTP");
+  if (status === 401)
+    return problem(
+      401,
+      "unauthorized",
+      "missing, unknown or wrong credentials (HTTP Basic auth of an HTTP integration)",
+      challenge,
+    );
+  if (status === 429)
+    return problem(429, "rate_limited", "too many failed logins; try again later", { "retry-after": "60" });
+  return problem(
+    status,
+    "forbidden",
+    reason === "deactivated" ? "this integration is deactivated" : "this integration may not use HTTP",
+  );
 }
 
 /** unknownKeys: the keys of a JSON object a route does not take (named in its 400, at most 10, each cut to 64). */

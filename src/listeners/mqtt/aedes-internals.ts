@@ -45,7 +45,9 @@ interface BrokerInternals {
 }
 
 function fail(what: string): never {
-  throw new Error(`aedes internals changed: ${what}; written against ${pinned} (see src/listeners/mqtt/aedes-internals.ts)`);
+  throw new Error(
+    `aedes internals changed: ${what}; written against ${pinned} (see src/listeners/mqtt/aedes-internals.ts)`,
+  );
 }
 
 /** assertAedesShape: every internal used below exists on this broker and on a parser of its clients. */
@@ -55,7 +57,8 @@ export function assertAedesShape(broker: Aedes, parser: unknown): void {
   if (typeof b.persistence?.createRetainedStream !== "function") fail("persistence.createRetainedStream is missing");
   if (typeof b.persistence?.cleanSubscriptions !== "function") fail("persistence.cleanSubscriptions is missing");
   const p = parser as Partial<PacketParser> | undefined;
-  if (typeof p?._parseLength !== "function" || typeof p._emitError !== "function") fail("the client's mqtt-packet parser has no _parseLength/_emitError");
+  if (typeof p?._parseLength !== "function" || typeof p._emitError !== "function")
+    fail("the client's mqtt-packet parser has no _parseLength/_emitError");
 }
 
 /** assertBrokerShape: what the broker-wide patches below rely on, checked before they are installed. */
@@ -123,7 +126,9 @@ export function refuseUnknownProtocolLevels(client: Client, onRefused: () => voi
  * answers (its authenticate callback then sees a closed client and writes nothing more).
  */
 export function refuseV5(client: Client, reasonCode: number): void {
-  (client.conn as { write(b: Uint8Array): void }).write(generate({ cmd: "connack", reasonCode, sessionPresent: false } as never, { protocolVersion: 5 }));
+  (client.conn as { write(b: Uint8Array): void }).write(
+    generate({ cmd: "connack", reasonCode, sessionPresent: false } as never, { protocolVersion: 5 }),
+  );
   client.close();
 }
 
@@ -132,9 +137,17 @@ export function refuseV5(client: Client, reasonCode: number): void {
  * the connect sequence is over; a kick can come right behind the CONNACK, before that.
  */
 export function disconnectV5(client: Client, reasonCode: number): void {
-  const c = client as unknown as { connected: boolean; disconnect(opts: { reasonCode: number }, done: () => void): void };
-  if (c.connected) return c.disconnect({ reasonCode }, () => {});
-  (client.conn as { write(b: Uint8Array): void }).write(generate({ cmd: "disconnect", reasonCode } as never, { protocolVersion: 5 }));
+  const c = client as unknown as {
+    connected: boolean;
+    disconnect(opts: { reasonCode: number }, done: () => void): void;
+  };
+  if (c.connected) {
+    c.disconnect({ reasonCode }, () => {});
+    return;
+  }
+  (client.conn as { write(b: Uint8Array): void }).write(
+    generate({ cmd: "disconnect", reasonCode } as never, { protocolVersion: 5 }),
+  );
   client.close();
 }
 
@@ -161,7 +174,8 @@ export function dropPublishes(broker: Aedes, dropped: WeakSet<object>): void {
 export function deliverOnlyPublishProperties(broker: Aedes): void {
   const b = broker as unknown as BrokerInternals;
   const publish = b.publish.bind(broker);
-  b.publish = (packet, client, done) => publish(deliverable(packet as { properties?: Record<string, unknown> }), client, done);
+  b.publish = (packet, client, done) =>
+    publish(deliverable(packet as { properties?: Record<string, unknown> }), client, done);
 }
 
 /**
@@ -178,7 +192,9 @@ export function markRedeliveries(broker: Aedes): void {
     return Readable.from(
       (async function* () {
         for await (const packet of stored as AsyncIterable<{ cmd?: string; messageId?: number; dup?: boolean }>) {
-          yield packet.cmd === "publish" && packet.messageId !== undefined && packet.messageId !== null ? { ...packet, dup: true } : packet;
+          yield packet.cmd === "publish" && packet.messageId !== undefined && packet.messageId !== null
+            ? { ...packet, dup: true }
+            : packet;
         }
       })(),
     );
@@ -267,7 +283,10 @@ export function stopAtDisconnect(client: Client): void {
   };
 }
 
-export function retainedStream(broker: Aedes, pattern: string): AsyncIterable<{ topic: string; payload: Buffer | string }> {
+export function retainedStream(
+  broker: Aedes,
+  pattern: string,
+): AsyncIterable<{ topic: string; payload: Buffer | string }> {
   return (broker as unknown as BrokerInternals).persistence.createRetainedStream(pattern);
 }
 
@@ -283,7 +302,11 @@ export function forgetSession(broker: Aedes, clientId: string): Promise<unknown>
  * a connection on `readable` (`conn.read(null)` in its client's constructor-installed listener); the
  * bytes that woke this one are still buffered, so that listener is called once by hand.
  */
-export function handleOnFirstBytes(broker: Aedes, socket: NodeJS.ReadableStream, onClient: (client: Client) => void): void {
+export function handleOnFirstBytes(
+  broker: Aedes,
+  socket: NodeJS.ReadableStream,
+  onClient: (client: Client) => void,
+): void {
   socket.once("readable", () => {
     const before = socket.listenerCount("readable");
     const client = broker.handle(socket as never);

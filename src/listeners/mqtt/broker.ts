@@ -54,7 +54,10 @@ export interface MqttOptions {
  * session registry follows the sockets: a session opens only for a client still connected, and the
  * socket's own `close` ends it, whatever order aedes reports events in.
  */
-export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: IntegrationType }): Listener & { tlsAddress(): { host: string; port: number } | undefined } {
+export function createMqttListener(
+  deps: MqttDeps,
+  opts: MqttOptions & { type?: IntegrationType },
+): Listener & { tlsAddress(): { host: string; port: number } | undefined } {
   const state = createMqttState(deps.core, deps.log, opts.type ?? "mqtt");
   const hooks = createHooks(state, opts.maxConnections ?? 10_000);
   const maxPacket = opts.maxPacketBytes ?? 1024 * 1024;
@@ -92,7 +95,12 @@ export function createMqttListener(deps: MqttDeps, opts: MqttOptions & { type?: 
       });
       unwire = wireBroker(b, state, maxPacket);
       try {
-        transports = await startTransports(b, state, deps.pool, deps.tls, { host: opts.host, port: opts.port, tlsPort: opts.tlsPort, maxPacketBytes: maxPacket });
+        transports = await startTransports(b, state, deps.pool, deps.tls, {
+          host: opts.host,
+          port: opts.port,
+          tlsPort: opts.tlsPort,
+          maxPacketBytes: maxPacket,
+        });
       } catch (err) {
         for (const d of unwire.splice(0)) d();
         broker = undefined;

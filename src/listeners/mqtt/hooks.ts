@@ -33,7 +33,8 @@ function protocolOf(version: number | undefined): string | undefined {
 /** keepsSession: the session outlives the connection (3.1.1 clean session off; 5 a session expiry). */
 function keepsSession(packet: ConnectPacket | undefined): boolean {
   if (!packet) return false;
-  if (packet.protocolVersion === 5) return ((packet.properties as { sessionExpiryInterval?: number } | undefined)?.sessionExpiryInterval ?? 0) > 0;
+  if (packet.protocolVersion === 5)
+    return ((packet.properties as { sessionExpiryInterval?: number } | undefined)?.sessionExpiryInterval ?? 0) > 0;
   return !packet.clean;
 }
 
@@ -57,7 +58,11 @@ export function createHooks(s: MqttState, maxConnections: number) {
       const version = packet.protocolVersion;
       if (version !== 3 && version !== 4 && version !== 5) {
         // aedes answers CONNACK 1 itself; the admin should see why the device cannot connect.
-        s.log.info("mqtt protocol version not supported", { version, clientId: packet.clientId?.slice(0, 128), remote: s.remoteOf(client) });
+        s.log.info("mqtt protocol version not supported", {
+          version,
+          clientId: packet.clientId?.slice(0, 128),
+          remote: s.remoteOf(client),
+        });
         s.refuse(client, packet.username, "unsupported-protocol");
       }
       // [MQTT-3.1.2-22] 3.1.1 (and 3.1): no password without a user name; a CONNECT that breaks §3.1 is
@@ -68,17 +73,28 @@ export function createHooks(s: MqttState, maxConnections: number) {
       const will = packet.will as { topic: string; qos: number; properties?: Record<string, unknown> } | undefined;
       // [MQTT-3.1.2-14] will QoS 3 is a protocol violation; a will topic obeys the topic rules; a will
       // carries Will Properties only (§3.1.3.2).
-      const badWill = will && (will.qos > 2 || !isValidTopicString(will.topic) || /[#+]/.test(will.topic) || foreignWillProperty(will.properties));
+      const badWill =
+        will &&
+        (will.qos > 2 ||
+          !isValidTopicString(will.topic) ||
+          /[#+]/.test(will.topic) ||
+          foreignWillProperty(will.properties));
       if (badWill) return done(new Error("malformed will"), false);
       s.connects.set(client, packet);
       done(null, true);
     },
 
-    authenticate(client: Client, username: string | undefined, password: Buffer | undefined, done: (err: AuthenticateError | null, ok: boolean | null) => void) {
+    authenticate(
+      client: Client,
+      username: string | undefined,
+      password: Buffer | undefined,
+      done: (err: AuthenticateError | null, ok: boolean | null) => void,
+    ) {
       const packet = s.connects.get(client);
       // [MQTT-3.1.3-8] an empty client id needs a clean session (aedes 1.2 would invent an id nobody can resume);
       // MQTT 3.1 (§3.1 Client Identifier) needs 1 to 23 characters: CONNACK 2 as Mosquitto (longer ids pass there).
-      if (packet?.clientId === "" && (!packet.clean || packet.protocolVersion === 3)) return done(authError(2, "empty client id"), null);
+      if (packet?.clientId === "" && (!packet.clean || packet.protocolVersion === 3))
+        return done(authError(2, "empty client id"), null);
       if (s.authenticated >= maxConnections) {
         s.log.warn("mqtt connection refused: limit reached", { limit: maxConnections, remote: s.remoteOf(client) });
         s.refuse(client, username, "connection-limit");
@@ -127,7 +143,14 @@ export function createHooks(s: MqttState, maxConnections: number) {
           try {
             // a VRPC integration logging in over the broker is a VRPC session (OnlineVRPC, gatehouse_sessions{type="vrpc"})
             const sessionType = conn.integration.type === "vrpc" ? "vrpc" : s.type;
-            conn.session = sessions.open({ integration: conn.integration, type: sessionType, clientId: client.id, remote: s.remoteOf(client), protocol: protocolOf(packet?.protocolVersion), kick });
+            conn.session = sessions.open({
+              integration: conn.integration,
+              type: sessionType,
+              clientId: client.id,
+              remote: s.remoteOf(client),
+              protocol: protocolOf(packet?.protocolVersion),
+              kick,
+            });
           } catch (err) {
             if (!(err instanceof StaleLoginError)) throw err;
             // Changed (password, active, permissions) or deleted while the password was checked; the
@@ -148,7 +171,11 @@ export function createHooks(s: MqttState, maxConnections: number) {
       // MQTT 5 §3.3.2.3: a property PUBLISH cannot carry (a Will Delay Interval, a Subscription Identifier
       // [MQTT-3.3.4-6]) is a malformed packet: DISCONNECT 0x81 as Mosquitto, never forwarded. A will is
       // asked here too (no `cmd`); its properties were checked at CONNECT.
-      if (client.version === 5 && packet.cmd === "publish" && foreignPublishProperty(packet.properties as Record<string, unknown> | undefined)) {
+      if (
+        client.version === 5 &&
+        packet.cmd === "publish" &&
+        foreignPublishProperty(packet.properties as Record<string, unknown> | undefined)
+      ) {
         disconnectV5(client, 0x81);
         return done(new Error("malformed publish properties"));
       }
@@ -161,7 +188,10 @@ export function createHooks(s: MqttState, maxConnections: number) {
       if (mayPublish(integration, packet.topic, topicSpace)) return done(null);
       s.stats.refusedPublishes++;
       s.metric.refused.add();
-      s.logRefusal(client, "publish refused", { username: s.conns.get(client)?.integration.username, topic: packet.topic.slice(0, 256) });
+      s.logRefusal(client, "publish refused", {
+        username: s.conns.get(client)?.integration.username,
+        topic: packet.topic.slice(0, 256),
+      });
       if (integration) s.core.events.emit("publish.refused", { integration, topic: packet.topic });
       // MQTT 5: PUBACK/PUBREC 0x87 (Not authorized) with this reason string if the client asked for
       // problem information; aedes drops the message. QoS 0 has no acknowledgement to carry it.
@@ -171,10 +201,17 @@ export function createHooks(s: MqttState, maxConnections: number) {
       done(null);
     },
 
-    authorizeSubscribe(client: Client, sub: Subscription, done: (err: Error | null, sub?: Subscription | null) => void) {
+    authorizeSubscribe(
+      client: Client,
+      sub: Subscription,
+      done: (err: Error | null, sub?: Subscription | null) => void,
+    ) {
       if (!isValidTopicString(sub.topic)) return done(new Error("malformed topic filter"));
       if (maySubscribe(s.current(client), sub.topic, topicSpace)) return done(null, sub);
-      s.logRefusal(client, "subscribe refused", { username: s.conns.get(client)?.integration.username, topic: sub.topic.slice(0, 256) });
+      s.logRefusal(client, "subscribe refused", {
+        username: s.conns.get(client)?.integration.username,
+        topic: sub.topic.slice(0, 256),
+      });
       done(null, null); // SUBACK 0x80 for this filter
     },
 

@@ -27,5 +27,9 @@ export const mqttListener = defineListener<Omit<MqttOptions, "host">>()({
           maxPacketBytes: o.mqttMaxPacket,
           maxSessionExpirySeconds: o.mqttMaxSessionExpiry,
         },
-  create: (deps, options) => createMqttListener({ core: deps.core, log: deps.log, tls: deps.tls, pool: deps.pool }, { ...options, host: deps.bind }),
+  create: (deps, options) =>
+    createMqttListener(
+      { core: deps.core, log: deps.log, tls: deps.tls, pool: deps.pool },
+      { ...options, host: deps.bind },
+    ),
 });

@@ -43,7 +43,8 @@ export const foreignWillProperty = (properties: Properties) => foreign(propertie
 export function deliverable<P extends { properties?: Properties }>(packet: P): P {
   if (!foreign(packet.properties, deliveredProperties)) return packet;
   const properties: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(packet.properties!)) if (value !== undefined && deliveredProperties.has(key)) properties[key] = value;
+  for (const [key, value] of Object.entries(packet.properties!))
+    if (value !== undefined && deliveredProperties.has(key)) properties[key] = value;
   const copy = { ...packet } as P;
   if (Object.keys(properties).length) copy.properties = properties;
   else delete copy.properties;

@@ -39,7 +39,9 @@ export function wireBroker(b: Aedes, s: MqttState, maxPacket: number): (() => vo
     s.core.bus.attach({
       publish: ({ topic, payload, retain, qos }) =>
         new Promise((resolve, reject) => {
-          b.publish({ cmd: "publish", topic, payload, qos: qos ?? 0, retain, dup: false } as PublishPacket, (err) => (err ? reject(err) : resolve()));
+          b.publish({ cmd: "publish", topic, payload, qos: qos ?? 0, retain, dup: false } as PublishPacket, (err) =>
+            err ? reject(err) : resolve(),
+          );
           if (s.core.bus.listening) s.core.bus.routed({ topic, payload, retain });
         }),
       // a PUBLISH is its payload plus topic and header: keep a little room for those
@@ -54,7 +56,8 @@ export function wireBroker(b: Aedes, s: MqttState, maxPacket: number): (() => vo
     }),
     // A deactivated integration's stored sessions end too, whatever expiry a v5 client asked for.
     s.core.events.on("integration.deactivated", ({ integration }) => {
-      for (const clientId of s.owners.endSessions(integration.id)) void forgetSession(b, clientId).catch(() => undefined);
+      for (const clientId of s.owners.endSessions(integration.id))
+        void forgetSession(b, clientId).catch(() => undefined);
     }),
   ];
 }

@@ -46,7 +46,10 @@ export function createMqttState(core: Core, log: Logger, type: IntegrationType) 
       bytesIn: core.metrics.counter("gatehouse_mqtt_bytes_in_total", "Payload bytes of those messages"),
       messagesOut: core.metrics.counter("gatehouse_mqtt_messages_out_total", "MQTT messages delivered to clients"),
       bytesOut: core.metrics.counter("gatehouse_mqtt_bytes_out_total", "Payload bytes of those deliveries"),
-      refused: core.metrics.counter("gatehouse_mqtt_refused_publishes_total", "Publishes refused by the topic permissions (acknowledged, dropped)"),
+      refused: core.metrics.counter(
+        "gatehouse_mqtt_refused_publishes_total",
+        "Publishes refused by the topic permissions (acknowledged, dropped)",
+      ),
     },
     remoteOf: (client: Client) => (client.conn as Socket).remoteAddress ?? "unknown",
     /** current: the integration as it is now (permissions may have changed since login) */

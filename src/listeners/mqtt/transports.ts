@@ -5,7 +5,13 @@ import { createServer as createTlsServer, type Server as TlsServer } from "node:
 import type { AcceptPool, PendingSocket } from "../../core/accept-pool.ts";
 import type { WsPeer } from "../../lib/http.ts";
 import type { TlsSource } from "../../lib/tls.ts";
-import { assertAedesShape, handleOnFirstBytes, limitPacketSize, parserOf, refuseUnknownProtocolLevels } from "./aedes-internals.ts";
+import {
+  assertAedesShape,
+  handleOnFirstBytes,
+  limitPacketSize,
+  parserOf,
+  refuseUnknownProtocolLevels,
+} from "./aedes-internals.ts";
 import type { MqttState } from "./state.ts";
 
 /** WsStream: a WebSocket connection as the byte stream aedes reads MQTT from (one frame = bytes). */
@@ -38,7 +44,13 @@ export interface TransportOptions {
  * startTransports: MQTT over TCP, TLS and WebSockets into one broker, each socket counted in the accept
  * pool from accept (a TLS socket at its raw `connection`, before the handshake) until it has logged in.
  */
-export async function startTransports(b: Aedes, s: MqttState, pool: AcceptPool, tls: TlsSource | undefined, opts: TransportOptions) {
+export async function startTransports(
+  b: Aedes,
+  s: MqttState,
+  pool: AcceptPool,
+  tls: TlsSource | undefined,
+  opts: TransportOptions,
+) {
   const maxPacket = opts.maxPacketBytes;
   const sockets = new Set<Socket>();
   const detach: (() => void)[] = [];
@@ -52,7 +64,9 @@ export async function startTransports(b: Aedes, s: MqttState, pool: AcceptPool, 
     socket.on("error", () => {});
     const pending = pool.admit(listener, socket.remoteAddress ?? "unknown", () => socket.destroy());
     if (!pending) {
-      s.log.debug("mqtt connection refused: every waiting slot holds a client that is logging in", { remote: socket.remoteAddress });
+      s.log.debug("mqtt connection refused: every waiting slot holds a client that is logging in", {
+        remote: socket.remoteAddress,
+      });
       socket.destroy();
       return undefined;
     }
@@ -93,38 +107,46 @@ export async function startTransports(b: Aedes, s: MqttState, pool: AcceptPool, 
     peer.state = stream;
     if (admit(stream as unknown as Socket, "mqtt-ws")) accept(stream as unknown as Socket);
   };
-  const closeAll = () => Promise.all([server, tlsServer].map((x) => (x?.listening ? new Promise<void>((resolve) => x.close(() => resolve())) : undefined)));
+  const closeAll = () =>
+    Promise.all(
+      [server, tlsServer].map((x) =>
+        x?.listening ? new Promise<void>((resolve) => x.close(() => resolve())) : undefined,
+      ),
+    );
   try {
-  if (opts.tlsPort !== undefined && opts.tlsPort !== null) {
-    const material = tls!.current;
-    // The pool's deadline (shorter under pressure) closes a silent handshake; Node's own timeout
-    // (120 s by default) only backs it up. Bun 1.4.4 reports it as a tlsClientError and leaves the
-    // socket open, so that handler closes it.
-    const secure = createTlsServer({ cert: material.cert, key: material.key, handshakeTimeout: pool.timeoutMs + 5_000 }, (socket) => {
-      // Bun hands the same TLSSocket to `connection` and here; Node wraps the raw socket it admitted.
-      const tlsSocket = socket as unknown as Socket;
-      const raw = (socket as unknown as { _parent?: Socket })._parent;
-      if (!s.pendingOf.has(tlsSocket)) {
-        const pending = raw ? s.pendingOf.get(raw) : undefined;
-        if (!pending) return void socket.destroy(); // closed by the pool meanwhile
-        s.pendingOf.set(tlsSocket, pending);
-      }
-      accept(tlsSocket);
-    });
-    // Counted from the raw connection, before the handshake: an idle TLS socket is a pending one.
-    secure.on("connection", (socket: Socket) => void admit(socket, "mqtts"));
-    secure.on("tlsClientError", (err, socket) => {
-      s.log.debug("mqtt tls handshake failed", { remote: socket.remoteAddress, err });
-      socket.destroy();
-    });
-    tlsServer = secure;
-    // a renewed certificate: new connections get it, open ones keep theirs
-    detach.push(tls!.onChange((m) => secure.setSecureContext({ cert: m.cert, key: m.key })));
-    await listen(secure, opts.tlsPort);
-    const a = secure.address();
-    if (a && typeof a === "object") s.log.info("listening", { listener: "mqtts", address: `${opts.host}:${a.port}` });
-  }
-  await listen(server, opts.port);
+    if (opts.tlsPort !== undefined && opts.tlsPort !== null) {
+      const material = tls!.current;
+      // The pool's deadline (shorter under pressure) closes a silent handshake; Node's own timeout
+      // (120 s by default) only backs it up. Bun 1.4.4 reports it as a tlsClientError and leaves the
+      // socket open, so that handler closes it.
+      const secure = createTlsServer(
+        { cert: material.cert, key: material.key, handshakeTimeout: pool.timeoutMs + 5_000 },
+        (socket) => {
+          // Bun hands the same TLSSocket to `connection` and here; Node wraps the raw socket it admitted.
+          const tlsSocket = socket as unknown as Socket;
+          const raw = (socket as unknown as { _parent?: Socket })._parent;
+          if (!s.pendingOf.has(tlsSocket)) {
+            const pending = raw ? s.pendingOf.get(raw) : undefined;
+            if (!pending) return void socket.destroy(); // closed by the pool meanwhile
+            s.pendingOf.set(tlsSocket, pending);
+          }
+          accept(tlsSocket);
+        },
+      );
+      // Counted from the raw connection, before the handshake: an idle TLS socket is a pending one.
+      secure.on("connection", (socket: Socket) => void admit(socket, "mqtts"));
+      secure.on("tlsClientError", (err, socket) => {
+        s.log.debug("mqtt tls handshake failed", { remote: socket.remoteAddress, err });
+        socket.destroy();
+      });
+      tlsServer = secure;
+      // a renewed certificate: new connections get it, open ones keep theirs
+      detach.push(tls!.onChange((m) => secure.setSecureContext({ cert: m.cert, key: m.key })));
+      await listen(secure, opts.tlsPort);
+      const a = secure.address();
+      if (a && typeof a === "object") s.log.info("listening", { listener: "mqtts", address: `${opts.host}:${a.port}` });
+    }
+    await listen(server, opts.port);
   } catch (err) {
     // a port in use: what already listens is closed again, so a failed start leaves nothing bound
     for (const d of detach.splice(0)) d();
@@ -143,7 +165,9 @@ export async function startTransports(b: Aedes, s: MqttState, pool: AcceptPool, 
     /** stop: no new sockets; the open ones are destroyed; resolves when both servers are closed */
     async stop(beforeClose: () => Promise<void>) {
       for (const d of detach.splice(0)) d();
-      const closed = Promise.all([server, tlsServer].map((x) => (x ? new Promise<void>((resolve) => x.close(() => resolve())) : undefined)));
+      const closed = Promise.all(
+        [server, tlsServer].map((x) => (x ? new Promise<void>((resolve) => x.close(() => resolve())) : undefined)),
+      );
       await beforeClose();
       for (const socket of sockets) socket.destroy();
       sockets.clear();

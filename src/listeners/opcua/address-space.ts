@@ -1,4 +1,4 @@
-import type { AddressSpace, ISessionContext, UAObject, UAVariable } from "node-opcua-address-space";
+import type { AddressSpace, UAObject, UAVariable } from "node-opcua-address-space";
 import { DataValue } from "node-opcua-data-value";
 import { NodeIdType, resolveNodeId, type NodeId } from "node-opcua-nodeid";
 import { PermissionType } from "node-opcua-types";
@@ -53,7 +53,8 @@ interface Context {
 /** payloadToVariant: numbers and booleans keep their type; anything else is a string. */
 export function payloadToVariant(payload: Buffer): Variant {
   const text = payload.toString("utf8");
-  if (/^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(text.trim()) && Number.isFinite(Number(text))) return new Variant({ dataType: DataType.Double, value: Number(text) });
+  if (/^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(text.trim()) && Number.isFinite(Number(text)))
+    return new Variant({ dataType: DataType.Double, value: Number(text) });
   if (text === "true" || text === "false") return new Variant({ dataType: DataType.Boolean, value: text === "true" });
   return new Variant({ dataType: DataType.String, value: text });
 }
@@ -87,7 +88,8 @@ export function variantToPayload(v: Variant): Buffer {
   const value = v.value;
   if (value === null || value === undefined) return Buffer.alloc(0);
   // A Float holds 1.1 as 1.100000023841858: publish the shortest text that reads back as the same Float.
-  if (v.dataType === DataType.Float && typeof value === "number") return Buffer.from(String(Number(value.toPrecision(7))));
+  if (v.dataType === DataType.Float && typeof value === "number")
+    return Buffer.from(String(Number(value.toPrecision(7))));
   if (Buffer.isBuffer(value)) return value;
   if (value instanceof Date) return Buffer.from(value.toISOString());
   return Buffer.from(typeof value === "object" ? JSON.stringify(value) : String(value));
@@ -124,12 +126,20 @@ export async function buildAddressSpace(addressSpace: AddressSpace, ctx: Context
     readOnly(`Online${integrationTypeInfo[type].name}`, DataType.UInt32, () => ctx.status.onlineByType()[type]);
   }
 
-  const topicsFolder = ns.addObject({ componentOf: gatehouse, typeDefinition: "FolderType", browseName: "Topics", nodeId: "s=Gatehouse/Topics" });
+  const topicsFolder = ns.addObject({
+    componentOf: gatehouse,
+    typeDefinition: "FolderType",
+    browseName: "Topics",
+    nodeId: "s=Gatehouse/Topics",
+  });
   const nodes = new Map<string, TopicNode>();
   // Numbers are published as Double; a numeric topic's variable is typed Number (abstract) so a client
   // may also write a Float or an integer to it. A Boolean is not a Number: refused (BadTypeMismatch).
-  const dataTypeOf: Record<TopicKind, NodeId> = { Double: resolveNodeId("Number"), Boolean: resolveNodeId("Boolean"), String: resolveNodeId("String") };
-
+  const dataTypeOf: Record<TopicKind, NodeId> = {
+    Double: resolveNodeId("Number"),
+    Boolean: resolveNodeId("Boolean"),
+    String: resolveNodeId("String"),
+  };
 
   /** nodeFor: the variable of a topic, creating its parent levels on the way. */
   const nodeFor = (topic: string): TopicNode => {
@@ -138,7 +148,14 @@ export async function buildAddressSpace(addressSpace: AddressSpace, ctx: Context
     const levels = topic.split("/");
     const parentTopic = levels.slice(0, -1).join("/");
     const parent: UAObject | UAVariable = levels.length > 1 ? nodeFor(parentTopic).variable : topicsFolder;
-    const entry = { topic, children: [], value: new DataValue({ statusCode: StatusCodes.UncertainInitialValue, value: new Variant({ dataType: DataType.Null }) }) } as unknown as TopicNode;
+    const entry = {
+      topic,
+      children: [],
+      value: new DataValue({
+        statusCode: StatusCodes.UncertainInitialValue,
+        value: new Variant({ dataType: DataType.Null }),
+      }),
+    } as unknown as TopicNode;
     const variable = ns.addVariable({
       ...(levels.length > 1 ? { componentOf: parent } : { organizedBy: parent }),
       browseName: levels.at(-1) || "(empty)",
@@ -162,8 +179,10 @@ export async function buildAddressSpace(addressSpace: AddressSpace, ctx: Context
     });
     // Topic permissions as OPC UA permissions, so a refusal is BadUserAccessDenied (Part 4 §7.34).
     overridePermissionCheck(variable, (context, permission) => {
-      if (permission === PermissionType.Read) return mayRead(ctx.integrationOf(context?.session), topic, ctx.topicSpace);
-      if (permission === PermissionType.Write) return mayWrite(ctx.integrationOf(context?.session), topic, ctx.topicSpace);
+      if (permission === PermissionType.Read)
+        return mayRead(ctx.integrationOf(context?.session), topic, ctx.topicSpace);
+      if (permission === PermissionType.Write)
+        return mayWrite(ctx.integrationOf(context?.session), topic, ctx.topicSpace);
       return undefined;
     });
     entry.variable = variable;
@@ -203,11 +222,18 @@ export async function buildAddressSpace(addressSpace: AddressSpace, ctx: Context
     if (topic.length > 1024 || topic.split("/").length > 32) return; // keep the address space bounded
     const entry = nodeFor(topic);
     const now = new Date();
-    if (payload.length === 0) return setValue(entry, new Variant({ dataType: DataType.Null }), StatusCodes.UncertainNoCommunicationLastUsableValue, now);
+    if (payload.length === 0)
+      return setValue(
+        entry,
+        new Variant({ dataType: DataType.Null }),
+        StatusCodes.UncertainNoCommunicationLastUsableValue,
+        now,
+      );
     if (!entry.kind) {
       // The first payload fixes the variable's DataType for good (a parent level had none until now).
       const first = payloadToVariant(payload);
-      entry.kind = first.dataType === DataType.Double ? "Double" : first.dataType === DataType.Boolean ? "Boolean" : "String";
+      entry.kind =
+        first.dataType === DataType.Double ? "Double" : first.dataType === DataType.Boolean ? "Boolean" : "String";
       (entry.variable as { dataType: NodeId }).dataType = dataTypeOf[entry.kind];
     }
     const value = coercePayload(entry.kind, payload);

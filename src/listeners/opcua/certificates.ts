@@ -57,7 +57,9 @@ export async function trimFolder(folder: string, max: number): Promise<number> {
     return 0;
   }
   if (names.length <= max) return 0;
-  const dated = await Promise.all(names.map(async (n) => ({ n, t: (await stat(join(folder, n)).catch(() => undefined))?.mtimeMs ?? 0 })));
+  const dated = await Promise.all(
+    names.map(async (n) => ({ n, t: (await stat(join(folder, n)).catch(() => undefined))?.mtimeMs ?? 0 })),
+  );
   dated.sort((a, b) => b.t - a.t);
   const old = dated.slice(max);
   await Promise.all(old.map(({ n }) => rm(join(folder, n), { force: true })));
@@ -88,8 +90,14 @@ export function formatSubject(subject: Record<string, unknown> | undefined): str
 }
 
 /** certificateTrust: the page's view of node-opcua's PKI folders under the data dir. */
-export function certificateTrust(cm: OPCUACertificateManager, onRevoked: (thumbprint: string) => void = () => {}): CertificateTrust {
-  const all = async () => [...(await readFolder(cm.rejectedFolder, "rejected")), ...(await readFolder(cm.trustedFolder, "trusted"))];
+export function certificateTrust(
+  cm: OPCUACertificateManager,
+  onRevoked: (thumbprint: string) => void = () => {},
+): CertificateTrust {
+  const all = async () => [
+    ...(await readFolder(cm.rejectedFolder, "rejected")),
+    ...(await readFolder(cm.trustedFolder, "trusted")),
+  ];
   const find = async (thumbprint: string, status: CertificateInfo["status"]) => {
     const e = (await all()).find((c) => c.thumbprint === thumbprint.toLowerCase() && c.status === status);
     if (!e) throw new NotFoundError(`${status} certificate`);

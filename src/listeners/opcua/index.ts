@@ -43,17 +43,32 @@ export function createOpcuaListener(deps: OpcuaDeps, opts: OpcuaOptions): OpcuaL
 }
 
 /** opcuaListener: the OPC UA server; its Topics folder mirrors the broker through the core's topic bus. */
-export const opcuaListener = defineListener<{ port: number; trustAll: boolean; maxSessions: number; fullNodeset: boolean }>()({
+export const opcuaListener = defineListener<{
+  port: number;
+  trustAll: boolean;
+  maxSessions: number;
+  fullNodeset: boolean;
+}>()({
   type: "opcua",
   accepts: ["opcua"],
   options: {
     opcuaPort: option.port("OPC UA server", "4840"),
     opcuaMaxSessions: option.count("OPC UA sessions at most (secure channels to match)", "100", 1, 10_000),
-    opcuaFullNodeset: option.bool("the whole OPC UA standard nodeset (PubSub, GDS, alarm types; ~22 MB more memory) instead of the data-access one", "false"),
+    opcuaFullNodeset: option.bool(
+      "the whole OPC UA standard nodeset (PubSub, GDS, alarm types; ~22 MB more memory) instead of the data-access one",
+      "false",
+    ),
     opcuaTrustAll: option.bool("labs only: accept unknown OPC UA client certificates", "false"),
   },
   parseConfig: (o) =>
-    o.opcuaPort === null ? null : { port: o.opcuaPort, trustAll: o.opcuaTrustAll, maxSessions: o.opcuaMaxSessions, fullNodeset: o.opcuaFullNodeset },
+    o.opcuaPort === null
+      ? null
+      : {
+          port: o.opcuaPort,
+          trustAll: o.opcuaTrustAll,
+          maxSessions: o.opcuaMaxSessions,
+          fullNodeset: o.opcuaFullNodeset,
+        },
   create: (deps, o) =>
     createOpcuaListener(
       { core: deps.core, log: deps.log, pool: deps.pool },

@@ -7,14 +7,14 @@ import type { OPCUAServer, ServerSession } from "node-opcua-server";
 import { StatusCodes } from "node-opcua-status-code";
 import { resolveNodeId, type NodeId } from "node-opcua-nodeid";
 import {
-  BrowsePathResult,
+  type BrowsePathResult,
   BrowseResult,
   CallMethodResult,
   HistoryReadResult,
   MonitoredItemCreateResult,
   PermissionType,
   TranslateBrowsePathsToNodeIdsResponse,
-  UserTokenType,
+  type UserTokenType,
   type BrowsePath,
   type TranslateBrowsePathsToNodeIdsRequest,
 } from "node-opcua-types";
@@ -27,7 +27,9 @@ import { DataType } from "node-opcua-variant";
 const pinned = "node-opcua 2.186.4";
 
 function fail(what: string): never {
-  throw new Error(`node-opcua internals changed: ${what}; written against ${pinned} (see src/listeners/opcua/node-opcua-internals.ts)`);
+  throw new Error(
+    `node-opcua internals changed: ${what}; written against ${pinned} (see src/listeners/opcua/node-opcua-internals.ts)`,
+  );
 }
 
 type PermissionCheck = (context: ISessionContext | null, permission: PermissionType) => boolean;
@@ -38,8 +40,14 @@ type PermissionCheck = (context: ISessionContext | null, permission: PermissionT
  * through `_readUserAccessLevel`: both answer `decide` (undefined leaves the library's answer), so a
  * refusal is BadUserAccessDenied (Part 4 §7.34) and UserAccessLevel says what this session may do.
  */
-export function overridePermissionCheck(variable: UAVariable, decide: (context: ISessionContext | null, permission: PermissionType) => boolean | undefined): void {
-  const v = variable as unknown as { checkPermissionPrivate?: PermissionCheck; _readUserAccessLevel?: (context: ISessionContext) => DataValue };
+export function overridePermissionCheck(
+  variable: UAVariable,
+  decide: (context: ISessionContext | null, permission: PermissionType) => boolean | undefined,
+): void {
+  const v = variable as unknown as {
+    checkPermissionPrivate?: PermissionCheck;
+    _readUserAccessLevel?: (context: ISessionContext) => DataValue;
+  };
   if (typeof v.checkPermissionPrivate !== "function") fail("UAVariable.checkPermissionPrivate is missing");
   if (typeof v._readUserAccessLevel !== "function") fail("UAVariable._readUserAccessLevel is missing");
   const original = v.checkPermissionPrivate.bind(variable);
@@ -52,12 +60,22 @@ export function overridePermissionCheck(variable: UAVariable, decide: (context: 
   };
 }
 
-type PreCreate = (addressSpace: unknown, timestampsToReturn: unknown, request: { itemToMonitor: { nodeId: NodeId } }) => { createResult: MonitoredItemCreateResult };
+type PreCreate = (
+  addressSpace: unknown,
+  timestampsToReturn: unknown,
+  request: { itemToMonitor: { nodeId: NodeId } },
+) => { createResult: MonitoredItemCreateResult };
 
 interface SubscriptionLike {
   $session?: ServerSession;
   preCreateMonitoredItem?: PreCreate;
-  on(event: "monitoredItem", handler: (item: { recordValue: (dv: DataValue, ...rest: unknown[]) => unknown; node?: { nodeId?: { value?: unknown } } }, itemToMonitor: { nodeId: { value: unknown } }) => void): void;
+  on(
+    event: "monitoredItem",
+    handler: (
+      item: { recordValue: (dv: DataValue, ...rest: unknown[]) => unknown; node?: { nodeId?: { value?: unknown } } },
+      itemToMonitor: { nodeId: { value: unknown } },
+    ) => void,
+  ): void;
 }
 
 /** HiddenNode: is this node absent for this session (see address-space.ts `isHidden`)? */
@@ -82,35 +100,52 @@ function hiddenFrom(hidden: HiddenNode, session: unknown, nodeId: unknown): bool
  * item on a node hidden from the session is refused at creation with BadNodeIdUnknown, as for a node
  * that does not exist (the library's `preCreateMonitoredItem` has no session to ask).
  */
-export function guardMonitoredItems(session: ServerSession, mayRead: (session: ServerSession, nodeIdValue: unknown) => boolean, hidden: HiddenNode): void {
-  (session as unknown as { on(e: "new_subscription", h: (s: SubscriptionLike) => void): void }).on("new_subscription", (subscription) => {
-    if (typeof subscription.preCreateMonitoredItem !== "function") fail("Subscription.preCreateMonitoredItem is missing");
-    const preCreate = subscription.preCreateMonitoredItem.bind(subscription);
-    subscription.preCreateMonitoredItem = (addressSpace, timestampsToReturn, request) => {
-      const owner = subscription.$session ?? session;
-      if (hiddenFrom(hidden, owner, request?.itemToMonitor?.nodeId)) {
-        return { createResult: new MonitoredItemCreateResult({ statusCode: StatusCodes.BadNodeIdUnknown }), monitoredItemCreateRequest: request } as ReturnType<PreCreate>;
-      }
-      return preCreate(addressSpace, timestampsToReturn, request);
-    };
-    subscription.on("monitoredItem", (item, itemToMonitor) => {
-      if (typeof item.recordValue !== "function") fail("MonitoredItem.recordValue is missing");
-      const record = item.recordValue.bind(item);
-      const nodeIdValue = itemToMonitor.nodeId.value;
-      item.recordValue = (dv: DataValue, ...rest: unknown[]) => {
-        const owner = subscription.$session ?? session; // a transferred subscription answers to its new session
-        if (mayRead(owner, nodeIdValue)) return record(dv, ...rest);
-        const now = new Date();
-        return record(new DataValue({ statusCode: StatusCodes.BadUserAccessDenied, sourceTimestamp: now, serverTimestamp: now }), ...rest);
+export function guardMonitoredItems(
+  session: ServerSession,
+  mayRead: (session: ServerSession, nodeIdValue: unknown) => boolean,
+  hidden: HiddenNode,
+): void {
+  (session as unknown as { on(e: "new_subscription", h: (s: SubscriptionLike) => void): void }).on(
+    "new_subscription",
+    (subscription) => {
+      if (typeof subscription.preCreateMonitoredItem !== "function")
+        fail("Subscription.preCreateMonitoredItem is missing");
+      const preCreate = subscription.preCreateMonitoredItem.bind(subscription);
+      subscription.preCreateMonitoredItem = (addressSpace, timestampsToReturn, request) => {
+        const owner = subscription.$session ?? session;
+        if (hiddenFrom(hidden, owner, request?.itemToMonitor?.nodeId)) {
+          return {
+            createResult: new MonitoredItemCreateResult({ statusCode: StatusCodes.BadNodeIdUnknown }),
+            monitoredItemCreateRequest: request,
+          } as ReturnType<PreCreate>;
+        }
+        return preCreate(addressSpace, timestampsToReturn, request);
       };
-    });
-  });
+      subscription.on("monitoredItem", (item, itemToMonitor) => {
+        if (typeof item.recordValue !== "function") fail("MonitoredItem.recordValue is missing");
+        const record = item.recordValue.bind(item);
+        const nodeIdValue = itemToMonitor.nodeId.value;
+        item.recordValue = (dv: DataValue, ...rest: unknown[]) => {
+          const owner = subscription.$session ?? session; // a transferred subscription answers to its new session
+          if (mayRead(owner, nodeIdValue)) return record(dv, ...rest);
+          const now = new Date();
+          return record(
+            new DataValue({ statusCode: StatusCodes.BadUserAccessDenied, sourceTimestamp: now, serverTimestamp: now }),
+            ...rest,
+          );
+        };
+      });
+    },
+  );
 }
 
 interface EndpointLike {
   endpointDescriptions(): { userIdentityTokens?: { tokenType: UserTokenType }[] | null }[];
   getChannels(): { clientCertificate?: Buffer | null; abruptlyInterrupt(): void }[];
-  on(event: "openSecureChannelFailure", handler: (socketData: { remoteAddress?: string; reason?: string }, channelData?: unknown) => void): void;
+  on(
+    event: "openSecureChannelFailure",
+    handler: (socketData: { remoteAddress?: string; reason?: string }, channelData?: unknown) => void,
+  ): void;
   on(event: "channelSecured", handler: (channel: { remoteAddress?: string; remotePort?: number }) => void): void;
   maxConnections: number;
   /** channels, pending (HEL/OpenSecureChannel not done) ones included */
@@ -124,7 +159,9 @@ interface EndpointLike {
 function endpointsOf(server: OPCUAServer): EndpointLike[] {
   const eps = (server as unknown as { endpoints?: EndpointLike[] }).endpoints;
   if (!Array.isArray(eps)) fail("OPCUAServer.endpoints is missing");
-  for (const ep of eps) if (typeof ep.endpointDescriptions !== "function" || typeof ep.getChannels !== "function") fail("OPCUAServerEndPoint changed shape");
+  for (const ep of eps)
+    if (typeof ep.endpointDescriptions !== "function" || typeof ep.getChannels !== "function")
+      fail("OPCUAServerEndPoint changed shape");
   return eps;
 }
 
@@ -134,13 +171,18 @@ function endpointsOf(server: OPCUAServer): EndpointLike[] {
  */
 export function offerOnlyUserTokens(server: OPCUAServer, types: UserTokenType[]): void {
   for (const ep of endpointsOf(server)) {
-    for (const d of ep.endpointDescriptions()) if (d.userIdentityTokens) d.userIdentityTokens = d.userIdentityTokens.filter((t) => types.includes(t.tokenType));
+    for (const d of ep.endpointDescriptions())
+      if (d.userIdentityTokens) d.userIdentityTokens = d.userIdentityTokens.filter((t) => types.includes(t.tokenType));
   }
 }
 
 /** onSecureChannelRefused: the endpoints' own event (the server does not re-emit it). */
-export function onSecureChannelRefused(server: OPCUAServer, handler: (remote: string | undefined, reason: string | undefined) => void): void {
-  for (const ep of endpointsOf(server)) ep.on("openSecureChannelFailure", (socketData) => handler(socketData?.remoteAddress, socketData?.reason));
+export function onSecureChannelRefused(
+  server: OPCUAServer,
+  handler: (remote: string | undefined, reason: string | undefined) => void,
+): void {
+  for (const ep of endpointsOf(server))
+    ep.on("openSecureChannelFailure", (socketData) => handler(socketData?.remoteAddress, socketData?.reason));
 }
 
 /** interruptChannelsOf: every open secure channel that a client certificate (SHA-1 thumbprint, hex) opened. */
@@ -162,9 +204,19 @@ export function interruptChannelsOf(server: OPCUAServer, thumbprint: string): nu
  * onIdentityRefused: a user identity token node-opcua refuses before asking the user manager
  * (anonymous, a password sent in the clear on a None endpoint, an unknown token policy).
  */
-export function onIdentityRefused(server: OPCUAServer, handler: (session: ServerSession, token: unknown, status: string) => void): void {
+export function onIdentityRefused(
+  server: OPCUAServer,
+  handler: (session: ServerSession, token: unknown, status: string) => void,
+): void {
   type Callback = (err: Error | null, status?: { isNotGood(): boolean; name?: string }) => void;
-  type Check = (channel: unknown, session: unknown, token: unknown, signature: unknown, endpoint: unknown, callback: Callback) => void;
+  type Check = (
+    channel: unknown,
+    session: unknown,
+    token: unknown,
+    signature: unknown,
+    endpoint: unknown,
+    callback: Callback,
+  ) => void;
   const s = server as unknown as { isValidUserIdentityToken?: Check };
   if (typeof s.isValidUserIdentityToken !== "function") fail("OPCUAServer.isValidUserIdentityToken is missing");
   const original = s.isValidUserIdentityToken.bind(server);
@@ -180,8 +232,14 @@ export function onIdentityRefused(server: OPCUAServer, handler: (session: Server
  * (the secure channel layer does not re-emit the verdict); `handler` hears each refusal with the
  * certificate's thumbprint. The manager's own result is unchanged.
  */
-export function onCertificateRefused(cm: OPCUACertificateManager, handler: (thumbprint: string, status: string) => void): void {
-  type Check = (chain: Buffer | Buffer[], callback?: (err: Error | null, status?: StatusLike) => void) => Promise<StatusLike> | void;
+export function onCertificateRefused(
+  cm: OPCUACertificateManager,
+  handler: (thumbprint: string, status: string) => void,
+): void {
+  type Check = (
+    chain: Buffer | Buffer[],
+    callback?: (err: Error | null, status?: StatusLike) => void,
+  ) => Promise<StatusLike> | undefined;
   type StatusLike = { isNotGood(): boolean; name?: string };
   const m = cm as unknown as { checkCertificate?: Check };
   if (typeof m.checkCertificate !== "function") fail("OPCUACertificateManager.checkCertificate is missing");
@@ -212,7 +270,11 @@ interface AddressSpaceLike {
   browsePath(browsePath: BrowsePath): BrowsePathResult;
 }
 
-type SessionAction = (session: ServerSession, sendResponse: (response: unknown) => void, sendError: (status: unknown) => void) => Promise<void>;
+type SessionAction = (
+  session: ServerSession,
+  sendResponse: (response: unknown) => void,
+  sendError: (status: unknown) => void,
+) => Promise<void>;
 
 /** translatingFor: while one TranslateBrowsePath is computed (synchronously), the session it is for. */
 let translatingFor: { session: unknown; hidden: HiddenNode } | undefined;
@@ -253,19 +315,27 @@ export function hideNodes(server: OPCUAServer, hidden: HiddenNode): void {
   };
   const readNode = accessor.readNode.bind(accessor);
   accessor.readNode = (context, nodeToRead, ...rest) =>
-    is(context, nodeToRead.nodeId) ? Promise.resolve(new DataValue({ statusCode: StatusCodes.BadNodeIdUnknown })) : readNode(context, nodeToRead, ...rest);
+    is(context, nodeToRead.nodeId)
+      ? Promise.resolve(new DataValue({ statusCode: StatusCodes.BadNodeIdUnknown }))
+      : readNode(context, nodeToRead, ...rest);
   const writeNode = accessor.writeNode.bind(accessor);
-  accessor.writeNode = (context, writeValue) => (is(context, writeValue.nodeId) ? Promise.resolve(StatusCodes.BadNodeIdUnknown) : writeNode(context, writeValue));
+  accessor.writeNode = (context, writeValue) =>
+    is(context, writeValue.nodeId) ? Promise.resolve(StatusCodes.BadNodeIdUnknown) : writeNode(context, writeValue);
   const historyReadNode = accessor.historyReadNode.bind(accessor);
   accessor.historyReadNode = (context, nodeToRead, ...rest) =>
-    is(context, nodeToRead.nodeId) ? Promise.resolve(new HistoryReadResult({ statusCode: StatusCodes.BadNodeIdUnknown })) : historyReadNode(context, nodeToRead, ...rest);
+    is(context, nodeToRead.nodeId)
+      ? Promise.resolve(new HistoryReadResult({ statusCode: StatusCodes.BadNodeIdUnknown }))
+      : historyReadNode(context, nodeToRead, ...rest);
   const callMethod = accessor.callMethod.bind(accessor);
   accessor.callMethod = (context, call) =>
-    is(context, call.objectId) || is(context, call.methodId) ? Promise.resolve(new CallMethodResult({ statusCode: StatusCodes.BadNodeIdUnknown })) : callMethod(context, call);
+    is(context, call.objectId) || is(context, call.methodId)
+      ? Promise.resolve(new CallMethodResult({ statusCode: StatusCodes.BadNodeIdUnknown }))
+      : callMethod(context, call);
 
   // TranslateBrowsePathsToNodeIds, with the session node-opcua does not pass down.
   const addressSpace = engine.addressSpace;
-  if (!addressSpace || typeof addressSpace.findNode !== "function" || typeof addressSpace.browsePath !== "function") fail("AddressSpace.findNode / browsePath is missing");
+  if (!addressSpace || typeof addressSpace.findNode !== "function" || typeof addressSpace.browsePath !== "function")
+    fail("AddressSpace.findNode / browsePath is missing");
   const findNode = addressSpace.findNode.bind(addressSpace);
   // An own property on this address space instance: browsePath looks up `this.findNode` for the
   // starting node and every intermediate one. Outside a translation it is the library's.
@@ -274,10 +344,19 @@ export function hideNodes(server: OPCUAServer, hidden: HiddenNode): void {
     return node && translatingFor && translatingFor.hidden(translatingFor.session, node.nodeId) ? null : node;
   };
   const s = server as unknown as {
-    _on_TranslateBrowsePathsToNodeIdsRequest?: (message: { request: TranslateBrowsePathsToNodeIdsRequest }, channel: unknown) => void;
-    _apply_on_SessionObject?: (responseClass: unknown, message: unknown, channel: unknown, action: SessionAction) => Promise<void>;
+    _on_TranslateBrowsePathsToNodeIdsRequest?: (
+      message: { request: TranslateBrowsePathsToNodeIdsRequest },
+      channel: unknown,
+    ) => void;
+    _apply_on_SessionObject?: (
+      responseClass: unknown,
+      message: unknown,
+      channel: unknown,
+      action: SessionAction,
+    ) => Promise<void>;
   };
-  if (typeof s._on_TranslateBrowsePathsToNodeIdsRequest !== "function") fail("OPCUAServer._on_TranslateBrowsePathsToNodeIdsRequest is missing");
+  if (typeof s._on_TranslateBrowsePathsToNodeIdsRequest !== "function")
+    fail("OPCUAServer._on_TranslateBrowsePathsToNodeIdsRequest is missing");
   if (typeof s._apply_on_SessionObject !== "function") fail("OPCUAServer._apply_on_SessionObject is missing");
   const apply = s._apply_on_SessionObject.bind(server);
   s._on_TranslateBrowsePathsToNodeIdsRequest = (message, channel) => {
@@ -357,13 +436,19 @@ export interface OpcuaAccept {
  * its channel limit node-opcua still closes the oldest channel without a session (Part 4 §5.5.2).
  * `secured` hears each channel whose OpenSecureChannel succeeded (its socket's address and port).
  */
-export function takeOverAccept(server: OPCUAServer, onSocket: (socket: Socket, endpoint: OpcuaAccept) => void, secured: (remote: string, port: number) => void, room: number): void {
+export function takeOverAccept(
+  server: OPCUAServer,
+  onSocket: (socket: Socket, endpoint: OpcuaAccept) => void,
+  secured: (remote: string, port: number) => void,
+  room: number,
+): void {
   for (const ep of endpointsOf(server)) {
     const net = ep._server;
     if (!net || typeof net.listeners !== "function") fail("OPCUAServerEndPoint._server (its net.Server) is missing");
     if (typeof ep.activeChannelCount !== "number") fail("OPCUAServerEndPoint.activeChannelCount is missing");
     const [onConnection, ...rest] = net.listeners("connection") as ((socket: Socket) => void)[];
-    if (typeof onConnection !== "function" || onConnection.name !== "bound _on_client_connection") fail("the endpoint's first connection listener is not _on_client_connection");
+    if (typeof onConnection !== "function" || onConnection.name !== "bound _on_client_connection")
+      fail("the endpoint's first connection listener is not _on_client_connection");
     // node-opcua opens a socket's channel one turn of the event loop later (setImmediate): those
     // handed over meanwhile count as taken.
     let handing = 0;
@@ -384,7 +469,8 @@ export function takeOverAccept(server: OPCUAServer, onSocket: (socket: Socket, e
     };
     net.removeListener("connection", onConnection);
     net.prependListener("connection", (socket: Socket) => onSocket(socket, endpoint));
-    if (net.listeners("connection").length !== rest.length + 1) fail("could not replace the endpoint's connection listener");
+    if (net.listeners("connection").length !== rest.length + 1)
+      fail("could not replace the endpoint's connection listener");
     net.maxConnections = ep.maxConnections + 1 + room;
     // node-opcua opens the newcomer's channel a turn later (after closing its oldest channel without a
     // session, past its limit), even when the endpoint has stopped meanwhile (an assertion then throws

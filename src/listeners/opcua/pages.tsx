@@ -18,17 +18,35 @@ export function certificatePages({ adminOf }: PageKit, trust: () => CertificateT
     return raw.toLowerCase();
   };
   return new Elysia({ name: "certificate-pages" })
-    .get("/certificates", async ({ request }) => <CertificatesPage admin={adminOf(request)} certificates={(await trust()?.list()) ?? []} running={trust() !== undefined} />)
-    .post("/certificates/:thumbprint/trust", async ({ params }) => {
-      await store().trust(thumbprint(params.thumbprint));
-      return redirect("/certificates");
-    }, { body: formFields() })
-    .post("/certificates/:thumbprint/revoke", async ({ params }) => {
-      await store().revoke(thumbprint(params.thumbprint));
-      return redirect("/certificates");
-    }, { body: formFields() })
-    .post("/certificates/:thumbprint/remove", async ({ params }) => {
-      await store().remove(thumbprint(params.thumbprint));
-      return redirect("/certificates");
-    }, { body: formFields() });
+    .get("/certificates", async ({ request }) => (
+      <CertificatesPage
+        admin={adminOf(request)}
+        certificates={(await trust()?.list()) ?? []}
+        running={trust() !== undefined}
+      />
+    ))
+    .post(
+      "/certificates/:thumbprint/trust",
+      async ({ params }) => {
+        await store().trust(thumbprint(params.thumbprint));
+        return redirect("/certificates");
+      },
+      { body: formFields() },
+    )
+    .post(
+      "/certificates/:thumbprint/revoke",
+      async ({ params }) => {
+        await store().revoke(thumbprint(params.thumbprint));
+        return redirect("/certificates");
+      },
+      { body: formFields() },
+    )
+    .post(
+      "/certificates/:thumbprint/remove",
+      async ({ params }) => {
+        await store().remove(thumbprint(params.thumbprint));
+        return redirect("/certificates");
+      },
+      { body: formFields() },
+    );
 }

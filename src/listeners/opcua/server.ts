@@ -39,7 +39,9 @@ import { certificateTrust, trimFolder } from "./certificates.ts";
 // reads files next to itself, which do not exist inside `bun build --compile`): by default the one
 // trimmed to a data-access server by scripts/trim-nodeset.ts (~22 MB less resident memory), the
 // whole one with `--opcua-full-nodeset true`.
-import fullNodeset from "../../../node_modules/node-opcua-nodesets/nodesets/Opc.Ua.NodeSet2.ndjson.gz" with { type: "file" };
+import fullNodeset from "../../../node_modules/node-opcua-nodesets/nodesets/Opc.Ua.NodeSet2.ndjson.gz" with {
+  type: "file",
+};
 import trimmedNodeset from "./Opc.Ua.Gatehouse.ndjson.gz" with { type: "file" };
 
 export interface OpcuaDeps {
@@ -72,7 +74,10 @@ export interface RunningOpcua {
 
 /** routeLibraryLogs: node-opcua prints multi-line text to the console; journald wants one line per event. */
 function routeLibraryLogs(log: Logger): void {
-  const line = (args: unknown[]) => format(...args).replace(/\s*\n\s*(\.\.\.)?\s*/g, " ").slice(0, 2000);
+  const line = (args: unknown[]) =>
+    format(...args)
+      .replace(/\s*\n\s*(\.\.\.)?\s*/g, " ")
+      .slice(0, 2000);
   setWarningLogger((...args: unknown[]) => log.warn("node-opcua", { detail: line(args) }));
   setErrorLogger((...args: unknown[]) => log.error("node-opcua", { detail: line(args) }));
   setDebugLogger(() => {});
@@ -112,13 +117,19 @@ function transportLimits(hello: TransportHello, maxMessage: number): TransportHe
 const orphanGraceMs = 30_000;
 
 /** Offered policies: None for username tokens (encrypted by the token policy) and the current secure ones; deprecated ones stay off. */
-const securityPolicies = [SecurityPolicy.None, SecurityPolicy.Basic256Sha256, SecurityPolicy.Aes128_Sha256_RsaOaep, SecurityPolicy.Aes256_Sha256_RsaPss];
+const securityPolicies = [
+  SecurityPolicy.None,
+  SecurityPolicy.Basic256Sha256,
+  SecurityPolicy.Aes128_Sha256_RsaOaep,
+  SecurityPolicy.Aes256_Sha256_RsaPss,
+];
 const securityModes = [MessageSecurityMode.None, MessageSecurityMode.Sign, MessageSecurityMode.SignAndEncrypt];
 
 /** hostAddresses: every address of this host, loopback included, for the certificate's SAN. */
 function hostAddresses(bind: string): string[] {
   const ips = new Set<string>(["127.0.0.1"]);
-  for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) ips.add(a.address.replace(/%.*$/, ""));
+  for (const list of Object.values(networkInterfaces()))
+    for (const a of list ?? []) ips.add(a.address.replace(/%.*$/, ""));
   if (bind !== "0.0.0.0" && bind !== "::") ips.add(bind);
   return [...ips].sort();
 }
@@ -173,10 +184,16 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
 
   routeLibraryLogs(log);
   const pki = join(opts.dataDir, "pki");
-  const cm = new OPCUACertificateManager({ rootFolder: pki, automaticallyAcceptUnknownCertificate: opts.autoAcceptCertificates ?? false });
+  const cm = new OPCUACertificateManager({
+    rootFolder: pki,
+    automaticallyAcceptUnknownCertificate: opts.autoAcceptCertificates ?? false,
+  });
   await cm.initialize();
   // X509 user tokens are not offered, but node-opcua would otherwise create this PKI under ~/.config.
-  const userCm = new OPCUACertificateManager({ rootFolder: join(opts.dataDir, "pki-users"), automaticallyAcceptUnknownCertificate: false });
+  const userCm = new OPCUACertificateManager({
+    rootFolder: join(opts.dataDir, "pki-users"),
+    automaticallyAcceptUnknownCertificate: false,
+  });
   await userCm.initialize();
 
   const host = osHostname();
@@ -209,14 +226,22 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
     privateKeyFile: cm.privateKey,
     userManager: new GatehouseUsers(),
     serverInfo: { applicationUri, productUri: "urn:gatehouse", applicationName: { text: "Gatehouse", locale: "en" } },
-    buildInfo: { productName: "Gatehouse", manufacturerName: "Gatehouse", softwareVersion: opts.version, productUri: "urn:gatehouse" },
+    buildInfo: {
+      productName: "Gatehouse",
+      manufacturerName: "Gatehouse",
+      softwareVersion: opts.version,
+      productUri: "urn:gatehouse",
+    },
     disableDiscovery: true,
     // minSupportedSampleRate 0: a monitored item asking for sampling 0 on a Topics variable is served
     // exception-based and gets every change; sampled items stay floored at node-opcua's 50 ms.
     serverCapabilities: { maxSessions, minSupportedSampleRate: 0 },
     // A channel per session, plus a few for clients that are connecting or discovering endpoints.
     maxConnectionsPerEndpoint: maxSessions + 5,
-    transportSettings: { adjustTransportLimits: (hello: TransportHello) => transportLimits(hello, maxMessageBytes(core.bus.maxPayloadBytes)) },
+    transportSettings: {
+      adjustTransportLimits: (hello: TransportHello) =>
+        transportLimits(hello, maxMessageBytes(core.bus.maxPayloadBytes)),
+    },
   });
   await s.initialize();
   // node-opcua publishes max(configured, 100) in ServerCapabilities/MinSupportedSampleRate; this
@@ -235,7 +260,8 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
   // A topic a session may not read is absent to it in every service that names nodes.
   hideNodes(s, mirror.isHidden);
   // A new, renamed or deleted VRPC integration moves a domain's shield: visibility is worked out again.
-  const vrpcChanged = ({ integration }: { integration: { type: string } }) => void (integration.type === "vrpc" && mirror.invalidate());
+  const vrpcChanged = ({ integration }: { integration: { type: string } }) =>
+    void (integration.type === "vrpc" && mirror.invalidate());
   const stopInvalidating = [
     core.events.on("integration.created", vrpcChanged),
     core.events.on("integration.updated", vrpcChanged),
@@ -267,13 +293,28 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
   admitThroughPool(s, deps.pool);
   const refusedIdentity = (session: ServerSession, token: unknown, status: string) => {
     const kind = token && typeof token === "object" ? token.constructor.name : "none";
-    const reason = kind === "AnonymousIdentityToken" ? "anonymous" : kind === "X509IdentityToken" ? "certificate-user" : "insecure-token";
+    const reason =
+      kind === "AnonymousIdentityToken"
+        ? "anonymous"
+        : kind === "X509IdentityToken"
+          ? "certificate-user"
+          : "insecure-token";
     const username = (token as { userName?: string } | null)?.userName ?? "";
-    log.info("opc ua identity refused", { reason, username: username.slice(0, 128) || undefined, status, remote: session?.channel?.remoteAddress });
-    credentials.loginRefused("opcua", username, reason, { remote: session?.channel?.remoteAddress, clientId: session?.clientDescription?.applicationUri?.toString() });
+    log.info("opc ua identity refused", {
+      reason,
+      username: username.slice(0, 128) || undefined,
+      status,
+      remote: session?.channel?.remoteAddress,
+    });
+    credentials.loginRefused("opcua", username, reason, {
+      remote: session?.channel?.remoteAddress,
+      clientId: session?.clientDescription?.applicationUri?.toString(),
+    });
   };
   onIdentityRefused(s, refusedIdentity);
-  onSecureChannelRefused(s, (remote, reason) => log.info("opc ua secure channel refused", { remote, reason: reason?.slice(0, 200) }));
+  onSecureChannelRefused(s, (remote, reason) =>
+    log.info("opc ua secure channel refused", { remote, reason: reason?.slice(0, 200) }),
+  );
   // One line (and one failed-login entry) per refused certificate a minute: an untrusted client retries.
   const certificateReported = new Map<string, number>();
   onCertificateRefused(cm, (thumbprint, status) => {
@@ -282,7 +323,9 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
     if (certificateReported.size > 1000) certificateReported.clear();
     certificateReported.set(thumbprint, now);
     log.info("opc ua client certificate refused", { thumbprint, status });
-    void trimFolder(cm.rejectedFolder, opts.maxRejectedCertificates ?? 200).then((n) => n && log.info("opc ua rejected certificates trimmed", { removed: n }));
+    void trimFolder(cm.rejectedFolder, opts.maxRejectedCertificates ?? 200).then(
+      (n) => n && log.info("opc ua rejected certificates trimmed", { removed: n }),
+    );
     credentials.loginRefused("opcua", "", "certificate-rejected", { clientId: `certificate ${thumbprint}` });
   });
 
@@ -339,12 +382,17 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
     // Sessions opened over a channel with that certificate end like on a deactivate; then the channels.
     for (const [session, handle] of [...handles]) {
       const cert = session.channel?.clientCertificate;
-      if (cert && makeSHA1Thumbprint(cert).toString("hex") === thumbprint) sessions.kickSession(handle.id, "client certificate revoked");
+      if (cert && makeSHA1Thumbprint(cert).toString("hex") === thumbprint)
+        sessions.kickSession(handle.id, "client certificate revoked");
     }
     const n = interruptChannelsOf(s, thumbprint);
     log.info("opc ua certificate revoked", { thumbprint, channelsClosed: n });
   });
-  const detachMetrics = core.metrics.gauge({ name: "gatehouse_opcua_subscriptions", help: "OPC UA subscriptions", read: () => [[{}, s.currentSubscriptionCount]] });
+  const detachMetrics = core.metrics.gauge({
+    name: "gatehouse_opcua_subscriptions",
+    help: "OPC UA subscriptions",
+    read: () => [[{}, s.currentSubscriptionCount]],
+  });
   return {
     certificates,
     port: endpoint?.port ?? opts.port,

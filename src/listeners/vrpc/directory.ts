@@ -1,5 +1,12 @@
 import type { TopicBus, TopicMessage } from "../../core/bus.ts";
-import { isVrpcInternal, VrpcCallError, type VrpcAgentInfo, type VrpcCall, type VrpcClassInfo, type VrpcDirectory } from "./types.ts";
+import {
+  isVrpcInternal,
+  VrpcCallError,
+  type VrpcAgentInfo,
+  type VrpcCall,
+  type VrpcClassInfo,
+  type VrpcDirectory,
+} from "./types.ts";
 import { randomToken } from "../../lib/ids.ts";
 import type { Logger } from "../../lib/logger.ts";
 
@@ -32,7 +39,9 @@ const strip = (fn: string) => fn.split("-")[0]!; // vrpc appends C++-style signa
 /** names: an announced list of names, bounded, without vrpc's internals (never offered from here). */
 const names = (v: unknown, fn = (x: string) => x): string[] =>
   Array.isArray(v)
-    ? [...new Set(v.filter((x): x is string => typeof x === "string").map(fn))].filter((x) => x.length > 0 && x.length <= maxName && !isVrpcInternal(x)).slice(0, maxNames)
+    ? [...new Set(v.filter((x): x is string => typeof x === "string").map(fn))]
+        .filter((x) => x.length > 0 && x.length <= maxName && !isVrpcInternal(x))
+        .slice(0, maxNames)
     : [];
 
 /** callbackMarker: a string argument vrpc's agent turns into a callback or an event listener publishing to a topic of the caller's choice. */
@@ -56,10 +65,14 @@ export function createVrpcDirectory(bus: TopicBus, log: Logger, defaultTimeoutMs
   const key = (domain: string, agent: string) => `${domain}/${agent}`;
   const entry = (domain: string, agent: string) => {
     let e = agents.get(key(domain, agent));
-    if (!e && agents.size < maxAgents) agents.set(key(domain, agent), (e = { domain, agent, status: "offline", lastSeenAt: null, classes: new Map() }));
+    if (!e && agents.size < maxAgents)
+      agents.set(key(domain, agent), (e = { domain, agent, status: "offline", lastSeenAt: null, classes: new Map() }));
     return e;
   };
-  const view = (e: AgentEntry): VrpcAgentInfo => ({ ...e, classes: [...e.classes.values()].sort((a, b) => a.className.localeCompare(b.className)) });
+  const view = (e: AgentEntry): VrpcAgentInfo => ({
+    ...e,
+    classes: [...e.classes.values()].sort((a, b) => a.className.localeCompare(b.className)),
+  });
 
   const handle = ({ topic, payload }: { topic: string; payload: Buffer }, live: boolean) => {
     // Every message on the broker passes here: only announcements (`...__`) and our replies matter.
@@ -131,7 +144,8 @@ export function createVrpcDirectory(bus: TopicBus, log: Logger, defaultTimeoutMs
   };
 
   const directory: VrpcDirectory = {
-    agents: () => [...agents.values()].map(view).sort((a, b) => `${a.domain}/${a.agent}`.localeCompare(`${b.domain}/${b.agent}`)),
+    agents: () =>
+      [...agents.values()].map(view).sort((a, b) => `${a.domain}/${a.agent}`.localeCompare(`${b.domain}/${b.agent}`)),
     pendingCalls: () => pending.size,
     agent: (domain, agent) => {
       const e = agents.get(key(domain, agent));
@@ -139,18 +153,32 @@ export function createVrpcDirectory(bus: TopicBus, log: Logger, defaultTimeoutMs
     },
     async call(c: VrpcCall) {
       for (const name of [c.className, c.functionName, c.instance ?? ""]) {
-        if (isVrpcInternal(name)) throw new VrpcCallError("forbidden", `${name.slice(0, 64)} is vrpc's own machinery, not a function to call from here`);
+        if (isVrpcInternal(name))
+          throw new VrpcCallError(
+            "forbidden",
+            `${name.slice(0, 64)} is vrpc's own machinery, not a function to call from here`,
+          );
       }
-      if (c.args.some(callbackMarker)) throw new VrpcCallError("invalid", "arguments starting with __f__ or __e__ are vrpc callbacks, which a call from here cannot take");
+      if (c.args.some(callbackMarker))
+        throw new VrpcCallError(
+          "invalid",
+          "arguments starting with __f__ or __e__ are vrpc callbacks, which a call from here cannot take",
+        );
       const e = agents.get(key(c.domain, c.agent));
       if (!e) throw new VrpcCallError("not-found", `no agent ${c.domain}/${c.agent}`);
       const cls = e.classes.get(c.className);
       if (!cls) throw new VrpcCallError("not-found", `agent ${c.domain}/${c.agent} has no class ${c.className}`);
-      if (c.instance !== undefined && !cls.instances.includes(c.instance)) throw new VrpcCallError("not-found", `class ${c.className} has no instance ${c.instance}`);
+      if (c.instance !== undefined && !cls.instances.includes(c.instance))
+        throw new VrpcCallError("not-found", `class ${c.className} has no instance ${c.instance}`);
       const functions = c.instance === undefined ? cls.staticFunctions : cls.memberFunctions;
-      if (!functions.includes(c.functionName)) throw new VrpcCallError("not-found", `${c.className} has no ${c.instance === undefined ? "static" : "member"} function ${c.functionName}`);
+      if (!functions.includes(c.functionName))
+        throw new VrpcCallError(
+          "not-found",
+          `${c.className} has no ${c.instance === undefined ? "static" : "member"} function ${c.functionName}`,
+        );
       if (e.status !== "online") throw new VrpcCallError("offline", `agent ${c.domain}/${c.agent} is offline`);
-      if (pending.size >= maxInFlight) throw new VrpcCallError("busy", `${maxInFlight} calls are waiting for their agents; try again shortly`);
+      if (pending.size >= maxInFlight)
+        throw new VrpcCallError("busy", `${maxInFlight} calls are waiting for their agents; try again shortly`);
       const id = `gatehouse-${++seq}`;
       // Its own reply topic (three levels, like a VrpcClient's id `<domain>/<host>/<id>`), inside the
       // domain the agent may publish to.
@@ -173,11 +201,16 @@ export function createVrpcDirectory(bus: TopicBus, log: Logger, defaultTimeoutMs
     async remove(domain, agent) {
       const e = agents.get(key(domain, agent));
       if (!e) throw new VrpcCallError("not-found", `no agent ${domain}/${agent}`);
-      if (e.status === "online") throw new VrpcCallError("offline", `agent ${domain}/${agent} is online; stop it first`);
+      if (e.status === "online")
+        throw new VrpcCallError("offline", `agent ${domain}/${agent} is online; stop it first`);
       const empty = Buffer.alloc(0);
       for (const className of e.classes.keys()) {
         await bus.publish({ topic: `${domain}/${agent}/${className}/__classInfo__`, payload: empty, retain: true });
-        await bus.publish({ topic: `${domain}/${agent}/${className}/__classInfoConcise__`, payload: empty, retain: true });
+        await bus.publish({
+          topic: `${domain}/${agent}/${className}/__classInfoConcise__`,
+          payload: empty,
+          retain: true,
+        });
       }
       await bus.publish({ topic: `${domain}/${agent}/__agentInfo__`, payload: empty, retain: true });
       agents.delete(key(domain, agent));

@@ -19,7 +19,8 @@ export const vrpcListener = defineListener<{ callTimeoutMs: number }>()({
   type: "vrpc",
   accepts: [],
   // An MQTT login named `<domain>/<agent>`, or with a VrpcAgent's client id (`va3...`), is an agent.
-  claimsRequest: (via, username, clientId) => via === "mqtt" && (vrpcAgentIdentity(username) !== undefined || clientId?.startsWith("va3") === true),
+  claimsRequest: (via, username, clientId) =>
+    via === "mqtt" && (vrpcAgentIdentity(username) !== undefined || clientId?.startsWith("va3") === true),
   options: {
     vrpcCallTimeout: option.count("how long a call from the page waits for its agent", "10", 1, 600, "SECONDS"),
   },

@@ -9,7 +9,15 @@ import { SimplePage } from "../../../views/pages/simple.tsx";
 import type { PageKit } from "../../lib/pages.ts";
 import { formFields } from "../../lib/bodies.ts";
 
-const statusOf: Record<VrpcCallError["code"], number> = { "not-found": 404, forbidden: 403, invalid: 400, offline: 504, timeout: 504, remote: 502, busy: 503 };
+const statusOf: Record<VrpcCallError["code"], number> = {
+  "not-found": 404,
+  forbidden: 403,
+  invalid: 400,
+  offline: 504,
+  timeout: 504,
+  remote: 502,
+  busy: 503,
+};
 
 /** AgentSource: what the pages read of the running listener. */
 export interface AgentSource {
@@ -34,8 +42,17 @@ export function agentRoutes(kit: PageKit, source: AgentSource) {
   };
   const who = (request: Request) => kit.actorOf(request);
   /** call: one call, logged with who called what (not the arguments: they may carry secrets). */
-  const call = async (request: Request, c: { domain: string; agent: string; className: string; functionName: string; instance?: string; args: unknown[] }) => {
-    log.info("vrpc call", { by: who(request), agent: `${c.domain}/${c.agent}`, class: c.className, function: c.functionName, instance: c.instance });
+  const call = async (
+    request: Request,
+    c: { domain: string; agent: string; className: string; functionName: string; instance?: string; args: unknown[] },
+  ) => {
+    log.info("vrpc call", {
+      by: who(request),
+      agent: `${c.domain}/${c.agent}`,
+      class: c.className,
+      function: c.functionName,
+      instance: c.instance,
+    });
     return directory().call(c);
   };
   const parseArgs = (raw: string | undefined): unknown[] => {
@@ -45,7 +62,9 @@ export function agentRoutes(kit: PageKit, source: AgentSource) {
     } catch {
       // answered below
     }
-    throw new AppError("validation", "arguments must be a JSON array, e.g. [21] or [\"a\", {\"b\": 1}]", { args: "a JSON array" });
+    throw new AppError("validation", 'arguments must be a JSON array, e.g. [21] or ["a", {"b": 1}]', {
+      args: "a JSON array",
+    });
   };
 
   /** listProps: what the page and its refreshing list show: the agents, and the announcements refused. */
@@ -59,47 +78,61 @@ export function agentRoutes(kit: PageKit, source: AgentSource) {
   return new Elysia({ name: "agent-routes" })
     .get("/agents", ({ request }) => <AgentsPage admin={adminOf(request)} {...listProps(request)} />)
     .get("/agents/list", ({ request }) => <AgentList {...listProps(request)} />)
-    .post("/agents/call", async ({ request, body }) => {
-      const c = {
-        domain: field(body, "domain") ?? "",
-        agent: field(body, "agent") ?? "",
-        className: field(body, "className") ?? "",
-        functionName: field(body, "functionName") ?? "",
-        instance: field(body, "instance") || undefined,
-      };
-      let result: { ok: boolean; text: string; status: number };
-      try {
-        const r = await call(request, { ...c, args: parseArgs(field(body, "args")) });
-        result = { ok: true, text: JSON.stringify(r, null, 2) ?? "undefined", status: 200 };
-      } catch (err) {
-        if (err instanceof VrpcCallError) result = { ok: false, text: err.message, status: statusOf[err.code] };
-        else if (err instanceof AppError) result = { ok: false, text: err.message, status: 400 };
-        else throw err;
-      }
-      const fragment = <CallResult ok={result.ok} text={result.text} />;
-      // htmx shows the fragment whatever the outcome; a browser without JS gets a page with it.
-      if (isHtmx(request)) return htmlResponse(fragment, 200);
-      return htmlResponse(<AgentsPage admin={adminOf(request)} {...listProps(request)} result={fragment} />, result.status);
-    }, { body: formFields("domain", "agent", "className", "functionName", "instance", "args") })
-    .post("/agents/:domain/:agent/remove", async ({ request, params, body }) => {
-      if (field(body, "confirmed") !== "yes") {
-        // app.js confirms (naming the agent) and marks the form; without JS this page asks instead.
-        const admin = adminOf(request);
-        return (
-          <SimplePage title="Remove agent?" admin={admin} active="/agents">
-            <RemoveAgentConfirm a={params} csrfToken={admin.csrfToken} />
-          </SimplePage>
+    .post(
+      "/agents/call",
+      async ({ request, body }) => {
+        const c = {
+          domain: field(body, "domain") ?? "",
+          agent: field(body, "agent") ?? "",
+          className: field(body, "className") ?? "",
+          functionName: field(body, "functionName") ?? "",
+          instance: field(body, "instance") || undefined,
+        };
+        let result: { ok: boolean; text: string; status: number };
+        try {
+          const r = await call(request, { ...c, args: parseArgs(field(body, "args")) });
+          result = { ok: true, text: JSON.stringify(r, null, 2) ?? "undefined", status: 200 };
+        } catch (err) {
+          if (err instanceof VrpcCallError) result = { ok: false, text: err.message, status: statusOf[err.code] };
+          else if (err instanceof AppError) result = { ok: false, text: err.message, status: 400 };
+          else throw err;
+        }
+        const fragment = <CallResult ok={result.ok} text={result.text} />;
+        // htmx shows the fragment whatever the outcome; a browser without JS gets a page with it.
+        if (isHtmx(request)) return htmlResponse(fragment, 200);
+        return htmlResponse(
+          <AgentsPage admin={adminOf(request)} {...listProps(request)} result={fragment} />,
+          result.status,
         );
-      }
-      try {
-        await directory().remove(params.domain, params.agent);
-      } catch (err) {
-        if (err instanceof VrpcCallError) throw err.code === "not-found" ? new NotFoundError("agent") : new AppError("conflict", err.message);
-        throw err;
-      }
-      return redirect("/agents");
-    }, { body: formFields("confirmed") })
-    .get("/api/v1/vrpc", () => ({ agents: directory().agents() }), { detail: { summary: "VRPC agents with their classes and functions", tags: ["vrpc"] } })
+      },
+      { body: formFields("domain", "agent", "className", "functionName", "instance", "args") },
+    )
+    .post(
+      "/agents/:domain/:agent/remove",
+      async ({ request, params, body }) => {
+        if (field(body, "confirmed") !== "yes") {
+          // app.js confirms (naming the agent) and marks the form; without JS this page asks instead.
+          const admin = adminOf(request);
+          return (
+            <SimplePage title="Remove agent?" admin={admin} active="/agents">
+              <RemoveAgentConfirm a={params} csrfToken={admin.csrfToken} />
+            </SimplePage>
+          );
+        }
+        try {
+          await directory().remove(params.domain, params.agent);
+        } catch (err) {
+          if (err instanceof VrpcCallError)
+            throw err.code === "not-found" ? new NotFoundError("agent") : new AppError("conflict", err.message);
+          throw err;
+        }
+        return redirect("/agents");
+      },
+      { body: formFields("confirmed") },
+    )
+    .get("/api/v1/vrpc", () => ({ agents: directory().agents() }), {
+      detail: { summary: "VRPC agents with their classes and functions", tags: ["vrpc"] },
+    })
     .post(
       "/api/v1/vrpc/:domain/:agent/:className/:functionName",
       async ({ request, params, query, body }) => {
@@ -114,7 +147,11 @@ export function agentRoutes(kit: PageKit, source: AgentSource) {
       {
         body: t.Array(t.Unknown(), { maxItems: 100 }),
         query: t.Object({ instance: t.Optional(t.String({ maxLength: 256 })) }),
-        detail: { summary: "Call a static function (or a member function with ?instance=); the body is the JSON array of arguments", tags: ["vrpc"] },
+        detail: {
+          summary:
+            "Call a static function (or a member function with ?instance=); the body is the JSON array of arguments",
+          tags: ["vrpc"],
+        },
       },
     );
 }

@@ -65,4 +65,3 @@ export interface VrpcDirectory {
 export function isVrpcInternal(name: string): boolean {
   return name.length > 4 && name.startsWith("__") && name.endsWith("__");
 }
-

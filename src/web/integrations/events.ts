@@ -47,7 +47,17 @@ export function eventStream(core: Core) {
           }, 300);
         };
         const offs = (
-          ["integration.created", "integration.updated", "integration.deleted", "integration.activated", "integration.deactivated", "session.opened", "session.closed", "login.failed", "onboarding.changed"] as const
+          [
+            "integration.created",
+            "integration.updated",
+            "integration.deleted",
+            "integration.activated",
+            "integration.deactivated",
+            "session.opened",
+            "session.closed",
+            "login.failed",
+            "onboarding.changed",
+          ] as const
         ).map((name) => core.events.on(name, changed));
         const ping = setInterval(() => send(": ping\n\n"), pingSeconds * 1000);
         send("retry: 2000\n\n");
@@ -70,6 +80,12 @@ export function eventStream(core: Core) {
         cleanup();
       },
     });
-    return new Response(stream, { headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-store", "x-accel-buffering": "no" } });
+    return new Response(stream, {
+      headers: {
+        "content-type": "text/event-stream; charset=utf-8",
+        "cache-control": "no-store",
+        "x-accel-buffering": "no",
+      },
+    });
   });
 }

@@ -15,7 +15,14 @@ export { listReturn, parseFilterList, parseId, parseListQuery } from "./query.ts
  * integrationPages: the Integrations page: the list, the add form, each row's actions. Each action
  * answers htmx with one row (or a fragment), a browser without JavaScript with a page.
  */
-export function integrationPages(core: Core, secrets: OneTimeSecrets, describe: (i: Integration) => IntegrationNote | undefined) {
+export function integrationPages(
+  core: Core,
+  secrets: OneTimeSecrets,
+  describe: (i: Integration) => IntegrationNote | undefined,
+) {
   const view = createListView(core, describe);
-  return new Elysia({ name: "integration-pages" }).use(listRoutes(core, view)).use(addRoutes(core, view, secrets)).use(rowRoutes(core, view, secrets));
+  return new Elysia({ name: "integration-pages" })
+    .use(listRoutes(core, view))
+    .use(addRoutes(core, view, secrets))
+    .use(rowRoutes(core, view, secrets));
 }

@@ -17,15 +17,33 @@ export function listRoutes(core: Core, view: ListView) {
     .get("/integrations", ({ request, query }) => {
       if (isHtmx(request) && request.headers.get("hx-target") === "integration-table") {
         const { q, result } = listPage(query);
-        return <IntegrationTable rows={result.rows} total={result.total} page={result.page} pages={result.pages} query={q} sessionsOf={sessionsOf} csrfToken={adminOf(request).csrfToken} baseUrl={new URL(request.url).origin} roleOf={roleOf} />;
+        return (
+          <IntegrationTable
+            rows={result.rows}
+            total={result.total}
+            page={result.page}
+            pages={result.pages}
+            query={q}
+            sessionsOf={sessionsOf}
+            csrfToken={adminOf(request).csrfToken}
+            baseUrl={new URL(request.url).origin}
+            roleOf={roleOf}
+          />
+        );
       }
       return fullPage(request, query);
     })
     .get("/integrations/summary", () => <Summary counts={summaryCounts()} />)
-    .get("/integrations/failed-logins", ({ query }) => <FailedLogins entries={core.loginLog.recent(failedLoginsShown)} open={query.open === "1"} />)
+    .get("/integrations/failed-logins", ({ query }) => (
+      <FailedLogins entries={core.loginLog.recent(failedLoginsShown)} open={query.open === "1"} />
+    ))
     .get("/integrations/live", ({ request, query }) => {
       // Out-of-band swaps of the status and last-login cells of the rows on screen.
-      const ids = (query.ids ?? "").split(",").slice(0, 200).map(Number).filter((n) => Number.isSafeInteger(n) && n > 0);
+      const ids = (query.ids ?? "")
+        .split(",")
+        .slice(0, 200)
+        .map(Number)
+        .filter((n) => Number.isSafeInteger(n) && n > 0);
       const csrfToken = adminOf(request).csrfToken;
       let out = "";
       for (const id of ids) {

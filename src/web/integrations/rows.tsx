@@ -14,17 +14,23 @@ export function rowRoutes(core: Core, view: ListView, secrets: OneTimeSecrets) {
   const { credentials, sessions } = core;
   const { row } = view;
   return new Elysia({ name: "integration-rows" })
-    .post("/sessions/:id/disconnect", ({ request, params }) => {
-      const session = sessions.list().find((s) => s.id === params.id);
-      if (!session) throw new NotFoundError("session");
-      sessions.kickSession(session.id);
-      const integration = credentials.get(session.integrationId);
-      return isHtmx(request) && integration ? row(request, integration) : redirect(listReturn(request));
-    }, { body: formFields("back") })
+    .post(
+      "/sessions/:id/disconnect",
+      ({ request, params }) => {
+        const session = sessions.list().find((s) => s.id === params.id);
+        if (!session) throw new NotFoundError("session");
+        sessions.kickSession(session.id);
+        const integration = credentials.get(session.integrationId);
+        return isHtmx(request) && integration ? row(request, integration) : redirect(listReturn(request));
+      },
+      { body: formFields("back") },
+    )
     .get("/integrations/:id", ({ request, params }) => {
       const integration = credentials.get(parseId(params.id));
       if (!integration) throw new NotFoundError("integration");
-      return isHtmx(request) ? row(request, integration) : redirect(`/integrations?q=${encodeURIComponent(integration.username)}`, 302);
+      return isHtmx(request)
+        ? row(request, integration)
+        : redirect(`/integrations?q=${encodeURIComponent(integration.username)}`, 302);
     })
     .get("/integrations/:id/edit", ({ request, params }) => {
       const integration = credentials.get(parseId(params.id));
@@ -32,70 +38,100 @@ export function rowRoutes(core: Core, view: ListView, secrets: OneTimeSecrets) {
       if (isHtmx(request)) return row(request, integration, { mode: "edit" });
       return <EditPage admin={adminOf(request)} integration={integration} back={listReturn(request)} />;
     })
-    .post("/integrations/:id", ({ request, params, body }) => {
-      const id = parseId(params.id);
-      const draft = {
-        username: field(body, "username"),
-        description: field(body, "description"),
-        publishAcl: field(body, "publishAcl"),
-        subscribeAcl: field(body, "subscribeAcl"),
-        denyPublishAcl: field(body, "denyPublishAcl"),
-        denySubscribeAcl: field(body, "denySubscribeAcl"),
-      };
-      try {
-        const integration = credentials.update(id, {
-          username: draft.username,
-          description: draft.description,
-          publishAcl: parseFilterList(draft.publishAcl),
-          subscribeAcl: parseFilterList(draft.subscribeAcl),
-          denyPublishAcl: parseFilterList(draft.denyPublishAcl),
-          denySubscribeAcl: parseFilterList(draft.denySubscribeAcl),
+    .post(
+      "/integrations/:id",
+      ({ request, params, body }) => {
+        const id = parseId(params.id);
+        const draft = {
+          username: field(body, "username"),
+          description: field(body, "description"),
+          publishAcl: field(body, "publishAcl"),
+          subscribeAcl: field(body, "subscribeAcl"),
+          denyPublishAcl: field(body, "denyPublishAcl"),
+          denySubscribeAcl: field(body, "denySubscribeAcl"),
+        };
+        try {
+          const integration = credentials.update(id, {
+            username: draft.username,
+            description: draft.description,
+            publishAcl: parseFilterList(draft.publishAcl),
+            subscribeAcl: parseFilterList(draft.subscribeAcl),
+            denyPublishAcl: parseFilterList(draft.denyPublishAcl),
+            denySubscribeAcl: parseFilterList(draft.denySubscribeAcl),
+          });
+          return isHtmx(request) ? row(request, integration) : redirect(listReturn(request, body));
+        } catch (err) {
+          if (!(err instanceof AppError) || (err.code !== "validation" && err.code !== "conflict")) throw err;
+          const integration = credentials.get(id)!;
+          const status = err.code === "conflict" ? 409 : 400;
+          const body_ = isHtmx(request) ? (
+            row(request, integration, { mode: "edit", errors: err.fields, draft })
+          ) : (
+            <EditPage
+              admin={adminOf(request)}
+              integration={integration}
+              back={listReturn(request, body)}
+              errors={err.fields}
+              draft={draft}
+            />
+          );
+          return htmlResponse(body_ as string, status);
+        }
+      },
+      {
+        body: formFields(
+          "back",
+          "username",
+          "description",
+          "publishAcl",
+          "subscribeAcl",
+          "denyPublishAcl",
+          "denySubscribeAcl",
+        ),
+      },
+    )
+    .post(
+      "/integrations/:id/toggle",
+      ({ request, params }) => {
+        const id = parseId(params.id);
+        const current = credentials.get(id);
+        if (!current) throw new NotFoundError("integration");
+        const integration = credentials.setActive(id, !current.active);
+        return isHtmx(request) ? row(request, integration) : redirect(listReturn(request));
+      },
+      { body: formFields("back") },
+    )
+    .post(
+      "/integrations/:id/reset-password",
+      async ({ request, params, body }) => {
+        if (!isHtmx(request) && field(body, "confirm") !== "yes") {
+          // without JS there is no confirm(): the first POST only asks, naming the target
+          const target = credentials.get(parseId(params.id));
+          if (!target) throw new NotFoundError("integration");
+          return (
+            <ConfirmIntegrationPage
+              admin={adminOf(request)}
+              title="Reset password?"
+              username={target.username}
+              consequence="gets a new password; its connected clients are disconnected and the old password stops working."
+              action={`/integrations/${target.id}/reset-password`}
+              button="Reset password"
+              back={listReturn(request)}
+            />
+          );
+        }
+        const { integration, password } = await credentials.resetPassword(parseId(params.id));
+        if (isHtmx(request)) return row(request, integration, { secret: password });
+        return secrets.answer(request, {
+          title: "Password reset",
+          subject: integration.username,
+          label: "New password:",
+          secret: password,
+          back: { href: listReturn(request, body), text: "Back to integrations" },
         });
-        return isHtmx(request) ? row(request, integration) : redirect(listReturn(request, body));
-      } catch (err) {
-        if (!(err instanceof AppError) || (err.code !== "validation" && err.code !== "conflict")) throw err;
-        const integration = credentials.get(id)!;
-        const status = err.code === "conflict" ? 409 : 400;
-        const body_ = isHtmx(request)
-          ? row(request, integration, { mode: "edit", errors: err.fields, draft })
-          : <EditPage admin={adminOf(request)} integration={integration} back={listReturn(request, body)} errors={err.fields} draft={draft} />;
-        return htmlResponse(body_ as string, status);
-      }
-    }, { body: formFields("back", "username", "description", "publishAcl", "subscribeAcl", "denyPublishAcl", "denySubscribeAcl") })
-    .post("/integrations/:id/toggle", ({ request, params }) => {
-      const id = parseId(params.id);
-      const current = credentials.get(id);
-      if (!current) throw new NotFoundError("integration");
-      const integration = credentials.setActive(id, !current.active);
-      return isHtmx(request) ? row(request, integration) : redirect(listReturn(request));
-    }, { body: formFields("back") })
-    .post("/integrations/:id/reset-password", async ({ request, params, body }) => {
-      if (!isHtmx(request) && field(body, "confirm") !== "yes") {
-        // without JS there is no confirm(): the first POST only asks, naming the target
-        const target = credentials.get(parseId(params.id));
-        if (!target) throw new NotFoundError("integration");
-        return (
-          <ConfirmIntegrationPage
-            admin={adminOf(request)}
-            title="Reset password?"
-            username={target.username}
-            consequence="gets a new password; its connected clients are disconnected and the old password stops working."
-            action={`/integrations/${target.id}/reset-password`}
-            button="Reset password"
-            back={listReturn(request)}
-          />
-        );
-      }
-      const { integration, password } = await credentials.resetPassword(parseId(params.id));
-      if (isHtmx(request)) return row(request, integration, { secret: password });
-      return secrets.answer(request, {
-        title: "Password reset",
-        subject: integration.username,
-        label: "New password:",
-        secret: password,
-        back: { href: listReturn(request, body), text: "Back to integrations" },
-      });
-    }, { body: formFields("back", "confirm") })
+      },
+      { body: formFields("back", "confirm") },
+    )
     .get("/integrations/:id/delete", ({ request, params }) => {
       const integration = credentials.get(parseId(params.id));
       if (!integration) throw new NotFoundError("integration");
@@ -111,8 +147,12 @@ export function rowRoutes(core: Core, view: ListView, secrets: OneTimeSecrets) {
         />
       );
     })
-    .post("/integrations/:id/delete", ({ request, params, body }) => {
-      credentials.remove(parseId(params.id));
-      return isHtmx(request) ? htmlResponse("") : redirect(listReturn(request, body));
-    }, { body: formFields("back", "confirm") });
+    .post(
+      "/integrations/:id/delete",
+      ({ request, params, body }) => {
+        credentials.remove(parseId(params.id));
+        return isHtmx(request) ? htmlResponse("") : redirect(listReturn(request, body));
+      },
+      { body: formFields("back", "confirm") },
+    );
 }

@@ -18,7 +18,9 @@ export const failedLoginsShown = 200;
 export function createListView(core: Core, describe: (i: Integration) => IntegrationNote | undefined) {
   const { credentials, sessions } = core;
   const summaryCounts = (): SummaryCounts => {
-    const byType = Object.fromEntries(Object.entries(credentials.countByType()).map(([t, total]) => [t, { total, online: 0 }])) as SummaryCounts["byType"];
+    const byType = Object.fromEntries(
+      Object.entries(credentials.countByType()).map(([t, total]) => [t, { total, online: 0 }]),
+    ) as SummaryCounts["byType"];
     for (const id of sessions.onlineIds()) {
       const i = credentials.peek(id);
       if (i) byType[i.type].online++;
@@ -32,8 +34,19 @@ export function createListView(core: Core, describe: (i: Integration) => Integra
   /** roleOf: what the parts say of an integration (a VRPC agent's role, a refused announcement) */
   const roleOf = (i: Integration): RoleInfo | undefined => describe(i);
 
-  const row = (request: Request, integration: Integration, extra: Omit<RowProps, "integration" | "sessions" | "csrfToken"> = {}) => (
-    <IntegrationRow integration={integration} sessions={sessionsOf(integration.id)} csrfToken={adminOf(request).csrfToken} baseUrl={new URL(request.url).origin} role={roleOf(integration)} {...extra} />
+  const row = (
+    request: Request,
+    integration: Integration,
+    extra: Omit<RowProps, "integration" | "sessions" | "csrfToken"> = {},
+  ) => (
+    <IntegrationRow
+      integration={integration}
+      sessions={sessionsOf(integration.id)}
+      csrfToken={adminOf(request).csrfToken}
+      baseUrl={new URL(request.url).origin}
+      role={roleOf(integration)}
+      {...extra}
+    />
   );
 
   /** listPage: the query as typed in the URL and the page of integrations it selects. */
@@ -42,7 +55,12 @@ export function createListView(core: Core, describe: (i: Integration) => Integra
     return { q, result: credentials.list(q, sessions.onlineIds()) };
   };
 
-  const fullPage = (request: Request, query: Record<string, string | undefined>, panel?: JSX.Element, flash?: string) => {
+  const fullPage = (
+    request: Request,
+    query: Record<string, string | undefined>,
+    panel?: JSX.Element,
+    flash?: string,
+  ) => {
     const { q, result } = listPage(query);
     return (
       <IntegrationsPage
@@ -58,7 +76,14 @@ export function createListView(core: Core, describe: (i: Integration) => Integra
         roleOf={roleOf}
         failedLogins={core.loginLog.recent(failedLoginsShown)}
         summary={summaryCounts()}
-        onboarding={<OnboardingPanel status={core.onboarding.status()} requests={core.onboarding.list()} csrfToken={adminOf(request).csrfToken} now={Date.now()} />}
+        onboarding={
+          <OnboardingPanel
+            status={core.onboarding.status()}
+            requests={core.onboarding.list()}
+            csrfToken={adminOf(request).csrfToken}
+            now={Date.now()}
+          />
+        }
         panel={panel}
         flash={flash}
       />

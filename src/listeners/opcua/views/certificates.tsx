@@ -9,13 +9,29 @@ export interface CertificatesPageProps {
   running: boolean;
 }
 
-function Action({ c, action, label, csrf, danger }: { c: CertificateInfo; action: string; label: string; csrf: string; danger?: boolean }) {
+function Action({
+  c,
+  action,
+  label,
+  csrf,
+  danger,
+}: {
+  c: CertificateInfo;
+  action: string;
+  label: string;
+  csrf: string;
+  danger?: boolean;
+}) {
   return (
     <PostButton
       action={`/certificates/${c.thumbprint}/${action}`}
       csrfToken={csrf}
       danger={danger ?? false}
-      confirm={danger ? `${label} the certificate of "${c.applicationUri || c.subject}"? Its client is refused from its next connection.` : undefined}
+      confirm={
+        danger
+          ? `${label} the certificate of "${c.applicationUri || c.subject}"? Its client is refused from its next connection.`
+          : undefined
+      }
     >
       <span safe>{label}</span>
     </PostButton>
@@ -28,8 +44,8 @@ export function CertificatesPage({ admin, certificates, running }: CertificatesP
     <Layout title="OPC UA certificates" admin={admin} active="/certificates">
       <h1>OPC UA client certificates</h1>
       <p class="muted">
-        A client that opens a signed or encrypted channel with an unknown application certificate is refused and listed here as
-        rejected. Trust it and its next attempt gets in; revoke a trusted one to refuse it again.
+        A client that opens a signed or encrypted channel with an unknown application certificate is refused and listed
+        here as rejected. Trust it and its next attempt gets in; revoke a trusted one to refuse it again.
       </p>
       {running ? "" : <p class="flash">The OPC UA listener is not running.</p>}
       <table>

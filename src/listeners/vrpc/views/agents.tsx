@@ -18,7 +18,8 @@ export interface AgentsProps {
 const maxForms = 200;
 
 /** agentPath: `/agents/<domain>/<agent>` with both parts encoded. */
-export const agentPath = (a: { domain: string; agent: string }) => `/agents/${encodeURIComponent(a.domain)}/${encodeURIComponent(a.agent)}`;
+export const agentPath = (a: { domain: string; agent: string }) =>
+  `/agents/${encodeURIComponent(a.domain)}/${encodeURIComponent(a.agent)}`;
 
 /** CallResult: what a call from the page returned, or why it failed. */
 export function CallResult({ ok, text }: { ok: boolean; text: string }) {
@@ -30,10 +31,29 @@ export function CallResult({ ok, text }: { ok: boolean; text: string }) {
   );
 }
 
-function CallForm({ a, className, fn, instance, csrfToken }: { a: VrpcAgentInfo; className: string; fn: string; instance?: string; csrfToken: string }) {
+function CallForm({
+  a,
+  className,
+  fn,
+  instance,
+  csrfToken,
+}: {
+  a: VrpcAgentInfo;
+  className: string;
+  fn: string;
+  instance?: string;
+  csrfToken: string;
+}) {
   const id = `call-${a.domain}-${a.agent}-${className}-${instance ?? "static"}-${fn}`.replace(/[^A-Za-z0-9_-]/g, "_");
   return (
-    <form method="post" action="/agents/call" class="call" hx-post="/agents/call" hx-target={`#${id}-result`} hx-swap="innerHTML">
+    <form
+      method="post"
+      action="/agents/call"
+      class="call"
+      hx-post="/agents/call"
+      hx-target={`#${id}-result`}
+      hx-swap="innerHTML"
+    >
       <CsrfField token={csrfToken} />
       <input type="hidden" name="domain" value={attr(a.domain)} />
       <input type="hidden" name="agent" value={attr(a.agent)} />
@@ -54,12 +74,16 @@ function CallForm({ a, className, fn, instance, csrfToken }: { a: VrpcAgentInfo;
 function ClassFunctions({ a, c, csrfToken }: { a: VrpcAgentInfo; c: VrpcClassInfo; csrfToken: string }) {
   const calls = [
     ...c.staticFunctions.map((fn) => ({ fn, instance: undefined as string | undefined })),
-    ...c.instances.flatMap((instance) => c.memberFunctions.map((fn) => ({ fn, instance: instance as string | undefined }))),
+    ...c.instances.flatMap((instance) =>
+      c.memberFunctions.map((fn) => ({ fn, instance: instance as string | undefined })),
+    ),
   ];
   if (a.status !== "online") {
     return (
       <p class="muted">
-        <span safe>{`Offline: nothing to call. Static: ${c.staticFunctions.join(", ") || "none"}. Member: ${c.memberFunctions.join(", ") || "none"}.`}</span>
+        <span
+          safe
+        >{`Offline: nothing to call. Static: ${c.staticFunctions.join(", ") || "none"}. Member: ${c.memberFunctions.join(", ") || "none"}.`}</span>
       </p>
     );
   }
@@ -68,7 +92,11 @@ function ClassFunctions({ a, c, csrfToken }: { a: VrpcAgentInfo; c: VrpcClassInf
       {calls.slice(0, maxForms).map(({ fn, instance }) => (
         <CallForm a={a} className={c.className} fn={fn} instance={instance} csrfToken={csrfToken} />
       ))}
-      {calls.length > maxForms ? <p class="muted" safe>{`${calls.length - maxForms} more functions not shown; call them through the API.`}</p> : ""}
+      {calls.length > maxForms ? (
+        <p class="muted" safe>{`${calls.length - maxForms} more functions not shown; call them through the API.`}</p>
+      ) : (
+        ""
+      )}
     </>
   );
 }
@@ -79,14 +107,19 @@ function RefusedList({ refused }: { refused: RefusedAnnouncement[] }) {
   return (
     <section class="card refused" aria-label="Refused announcements">
       <h2>Refused announcements</h2>
-      <p class="muted">These integrations tried to announce an agent and were refused, so the agent is not listed above.</p>
+      <p class="muted">
+        These integrations tried to announce an agent and were refused, so the agent is not listed above.
+      </p>
       <ul>
         {refused.map((r) => (
           <li>
             <a href={`/integrations?q=${encodeURIComponent(r.username)}`} safe>
               {r.username}
             </a>{" "}
-            announced the agent <code safe>{r.agent}</code>: <span class="field-error" safe>{r.reason}</span>{" "}
+            announced the agent <code safe>{r.agent}</code>:{" "}
+            <span class="field-error" safe>
+              {r.reason}
+            </span>{" "}
             <span class="muted">
               (<LocalTime at={r.at} />
               {r.count > 1 ? `, ${r.count} times` : ""})
@@ -115,7 +148,11 @@ export function AgentList({ agents, csrfToken, running, refused = [] }: AgentsPr
             {a.status === "online" ? "now" : a.lastSeenAt ? <LocalTime at={a.lastSeenAt} /> : "before this start"}
           </p>
           {a.status === "offline" ? (
-            <PostButton action={`${agentPath(a)}/remove`} csrfToken={csrfToken} confirm={`Remove the agent "${a.domain}/${a.agent}"? Its retained announcements are cleared; it reappears when it announces itself again.`}>
+            <PostButton
+              action={`${agentPath(a)}/remove`}
+              csrfToken={csrfToken}
+              confirm={`Remove the agent "${a.domain}/${a.agent}"? Its retained announcements are cleared; it reappears when it announces itself again.`}
+            >
               Remove <span safe>{`${a.domain}/${a.agent}`}</span>
             </PostButton>
           ) : (
@@ -125,7 +162,10 @@ export function AgentList({ agents, csrfToken, running, refused = [] }: AgentsPr
             <details class="class">
               <summary>
                 <code safe>{c.className}</code>{" "}
-                <span class="muted" safe>{`${c.staticFunctions.length} static, ${c.memberFunctions.length} member functions, ${c.instances.length} instances`}</span>
+                <span
+                  class="muted"
+                  safe
+                >{`${c.staticFunctions.length} static, ${c.memberFunctions.length} member functions, ${c.instances.length} instances`}</span>
               </summary>
               <ClassFunctions a={a} c={c} csrfToken={csrfToken} />
             </details>
@@ -141,8 +181,8 @@ export function RemoveAgentConfirm({ a, csrfToken }: { a: { domain: string; agen
   return (
     <>
       <p>
-        The agent <strong safe>{`${a.domain}/${a.agent}`}</strong> is removed from this list and its retained announcements are cleared; it
-        reappears when it announces itself again.
+        The agent <strong safe>{`${a.domain}/${a.agent}`}</strong> is removed from this list and its retained
+        announcements are cleared; it reappears when it announces itself again.
       </p>
       <form method="post" action={`${agentPath(a)}/remove`}>
         <CsrfField token={csrfToken} />
@@ -162,12 +202,18 @@ export function AgentsPage({ admin, result, ...props }: AgentsProps & { admin: L
     <Layout title="VRPC agents" admin={admin} active="/agents">
       <h1>VRPC agents</h1>
       <p class="muted">
-        Agents announce themselves on the broker (retained <code>__agentInfo__</code> and <code>__classInfo__</code> topics); the appliance
-        reads them in process and can call their functions. The list refreshes by itself.
+        Agents announce themselves on the broker (retained <code>__agentInfo__</code> and <code>__classInfo__</code>{" "}
+        topics); the appliance reads them in process and can call their functions. The list refreshes by itself.
       </p>
       {/* result is rendered JSX from CallResult, already escaped */}
       {(result ?? "") as "safe"}
-      <div id="agent-list" hx-get="/agents/list" hx-trigger="every 2s" hx-swap="innerHTML" data-keep-while-editing="true">
+      <div
+        id="agent-list"
+        hx-get="/agents/list"
+        hx-trigger="every 2s"
+        hx-swap="innerHTML"
+        data-keep-while-editing="true"
+      >
         <AgentList {...props} />
       </div>
     </Layout>
