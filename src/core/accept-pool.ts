@@ -1,16 +1,21 @@
 import type { Logger } from "../lib/logger.ts";
 import type { Metrics } from "./metrics.ts";
 
-/** Why the pool closed a socket: its deadline passed, or it was evicted to admit a newcomer. */
-export type PendingCloseReason = "deadline" | "evicted";
+/**
+ * Why the pool closed a socket: a silent one's deadline passed, it was evicted to admit a newcomer, or
+ * it spoke and its login was not over by the login deadline.
+ */
+export type PendingCloseReason = "deadline" | "evicted" | "login-deadline";
 
 /** PendingSocket: what a listener holds for one socket it admitted. */
 export interface PendingSocket {
   /**
    * spoke: the peer sent what a real client sends at once (a whole MQTT CONNECT): it is no longer
-   * silent, so neither evicted nor closed at the silent deadline; it still counts until it leaves.
+   * silent, so not closed at the silent deadline; it still counts until it leaves, and is closed if its
+   * login is not over by the login deadline. `suspect` (asked when the pool is full): this client's
+   * name or address has failed logins lately; such a socket is evicted for a newcomer before one is refused.
    */
-  spoke(): void;
+  spoke(suspect?: () => boolean): void;
   /** leave: logged in, or closed; idempotent. */
   leave(): void;
 }
@@ -22,6 +27,8 @@ export interface AcceptPoolOptions {
   timeoutMs: number;
   /** the shortest deadline, reached when the pool is full or for an address over its share (ms) */
   minTimeoutMs?: number;
+  /** how long a socket that spoke may wait for its login to be decided (ms; default 30 s) */
+  loginTimeoutMs?: number;
   log?: Logger;
   metrics?: Metrics;
 }
@@ -30,6 +37,8 @@ interface Entry extends PendingSocket {
   readonly listener: string;
   readonly remote: string;
   readonly admittedAt: number;
+  spokeAt: number;
+  suspect?: () => boolean;
   silent: boolean;
   left: boolean;
   close(reason: PendingCloseReason): void;
@@ -37,6 +46,8 @@ interface Entry extends PendingSocket {
 
 /** How many of the oldest silent sockets eviction looks at for one of an address over its share. */
 const evictionScan = 64;
+/** How many of the oldest sockets that spoke eviction asks whether they are suspect, when none is silent. */
+const suspectScan = 256;
 
 /**
  * AcceptPool: every socket of every listener, counted from accept (before a TLS handshake, a CONNECT,
@@ -49,8 +60,12 @@ const evictionScan = 64;
  * - **Share**: an address may hold as many silent sockets as the pool has free slots, and at least 1 %
  *   of it; its silent sockets past that share get the shortest deadline and are evicted first.
  * - **Eviction**: a newcomer to a full pool evicts the oldest silent socket (of an address over its
- *   share if one is among the oldest, else the oldest of all). Only when every socket in the pool has
- *   spoken is the newcomer refused.
+ *   share if one is among the oldest, else the oldest of all). When every socket in the pool has
+ *   spoken, it evicts the oldest one whose client is suspect (its name or address has failed logins
+ *   lately); only when none is does it refuse the newcomer.
+ * - **Login deadline**: a socket that spoke leaves when its login is decided (in, or refused and
+ *   closed); one still waiting after `loginTimeoutMs` is closed (its password check, if still in the
+ *   line, leaves it with the socket). The hash line has its own bound, so this is a backstop.
  *
  * A real device sends its CONNECT at once and is no longer silent; a stranger holding sockets is. So
  * a fleet behind one address gets in while idle sockets from a few addresses churn: they are told
@@ -60,14 +75,21 @@ export class AcceptPool {
   readonly capacity: number;
   readonly timeoutMs: number;
   readonly minTimeoutMs: number;
+  readonly loginTimeoutMs: number;
   /** silent sockets, oldest first (a Set keeps insertion order) */
   #silent = new Set<Entry>();
   #silentByAddress = new Map<string, number>();
+  /** sockets that spoke, by when they spoke, oldest first */
   #speaking = new Set<Entry>();
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #log?: Logger;
   /** sockets closed before logging in, by why (a counter, read when scraped: bumped per socket under attack) */
-  #closedBy: Record<PendingCloseReason | "refused", number> = { deadline: 0, evicted: 0, refused: 0 };
+  #closedBy: Record<PendingCloseReason | "refused", number> = {
+    deadline: 0,
+    evicted: 0,
+    "login-deadline": 0,
+    refused: 0,
+  };
   #fullSince = 0;
 
   constructor(opts: AcceptPoolOptions) {
@@ -75,11 +97,12 @@ export class AcceptPool {
     this.capacity = opts.capacity;
     this.timeoutMs = opts.timeoutMs;
     this.minTimeoutMs = Math.min(opts.minTimeoutMs ?? 2_000, opts.timeoutMs);
+    this.loginTimeoutMs = opts.loginTimeoutMs ?? 30_000;
     this.#log = opts.log;
     if (opts.metrics) {
       opts.metrics.gauge({
         name: "gatehouse_pending_closed_total",
-        help: "Sockets closed before logging in: at the deadline, evicted, or refused when the pool was full of sockets that spoke",
+        help: "Sockets closed before logging in: silent at the deadline, evicted, past the login deadline, or refused when the pool was full of sockets that spoke",
         type: "counter",
         read: () => Object.entries(this.#closedBy).map(([reason, n]) => [{ reason }, n]),
       });
@@ -110,6 +133,11 @@ export class AcceptPool {
     return this.#silent.size;
   }
 
+  /** spokeCount: sockets that spoke and whose login is not decided yet */
+  get spokeCount(): number {
+    return this.#speaking.size;
+  }
+
   /** closed: sockets closed before logging in so far, by why */
   closed(reason: PendingCloseReason | "refused"): number {
     return this.#closedBy[reason];
@@ -129,8 +157,8 @@ export class AcceptPool {
 
   /**
    * admit: one new socket. `close` drops it (the pool has already forgotten it when it is called).
-   * Returns undefined when it must be refused (the pool is full and every socket in it has spoken):
-   * the caller closes it at once.
+   * Returns undefined when it must be refused (the pool is full and every socket in it has spoken,
+   * none of them suspect): the caller closes it at once.
    */
   admit(listener: string, remote: string, close: (reason: PendingCloseReason) => void): PendingSocket | undefined {
     if (this.size >= this.capacity) {
@@ -148,12 +176,15 @@ export class AcceptPool {
       listener,
       remote,
       admittedAt: performance.now(),
+      spokeAt: 0,
       silent: true,
       left: false,
       close,
-      spoke() {
+      spoke(suspect) {
         if (entry.left || !entry.silent) return;
         pool.#unsilence(entry);
+        entry.spokeAt = performance.now();
+        entry.suspect = suspect;
         pool.#speaking.add(entry);
       },
       leave() {
@@ -161,6 +192,7 @@ export class AcceptPool {
         entry.left = true;
         if (entry.silent) pool.#unsilence(entry);
         else pool.#speaking.delete(entry);
+        if (pool.size === 0) pool.stop();
       },
     };
     this.#silent.add(entry);
@@ -182,10 +214,12 @@ export class AcceptPool {
     const n = (this.#silentByAddress.get(entry.remote) ?? 1) - 1;
     if (n > 0) this.#silentByAddress.set(entry.remote, n);
     else this.#silentByAddress.delete(entry.remote);
-    if (this.#silent.size === 0) this.stop();
   }
 
-  /** #victim: the oldest silent socket of an address over its share among the oldest, else the oldest. */
+  /**
+   * #victim: the oldest silent socket of an address over its share among the oldest, else the oldest;
+   * with none silent, the oldest socket that spoke whose client is suspect (among the oldest).
+   */
   #victim(): Entry | undefined {
     const share = this.share();
     let oldest: Entry | undefined;
@@ -195,7 +229,13 @@ export class AcceptPool {
       if ((this.#silentByAddress.get(e.remote) ?? 0) > share) return e;
       if (++looked >= evictionScan) break;
     }
-    return oldest;
+    if (oldest) return oldest;
+    looked = 0;
+    for (const e of this.#speaking) {
+      if (e.suspect?.()) return e;
+      if (++looked >= suspectScan) break;
+    }
+    return undefined;
   }
 
   #drop(entry: Entry, reason: PendingCloseReason): void {
@@ -208,9 +248,18 @@ export class AcceptPool {
     }
   }
 
-  /** #sweep: closes the silent sockets past their deadline (oldest first; stops at the young ones). */
+  /**
+   * #sweep: closes the silent sockets past their deadline and those that spoke past the login deadline
+   * (oldest first; stops at the young ones).
+   */
   #sweep(): void {
     const now = performance.now();
+    const slow: Entry[] = [];
+    for (const e of this.#speaking) {
+      if (now - e.spokeAt < this.loginTimeoutMs) break;
+      slow.push(e);
+    }
+    for (const e of slow) this.#drop(e, "login-deadline");
     const deadline = this.timeoutNow();
     const share = this.share();
     const late: Entry[] = [];
@@ -233,7 +282,7 @@ export class AcceptPool {
     const now = performance.now();
     if (now - this.#fullSince < 60_000 && this.#fullSince !== 0) return;
     this.#fullSince = now;
-    this.#log?.warn("accept pool full: evicting the oldest silent sockets", {
+    this.#log?.warn("accept pool full: evicting the oldest silent sockets, then suspect ones that spoke", {
       capacity: this.capacity,
       silent: this.#silent.size,
       spoke: this.#speaking.size,

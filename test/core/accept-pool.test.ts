@@ -102,4 +102,43 @@ describe("accept pool", () => {
     expect(closed).toBe(0);
     pool.stop();
   });
+
+  it("a socket that spoke is closed at the login deadline if its login is still not decided", async () => {
+    const metrics = new Metrics();
+    const pool = new AcceptPool({ capacity: 10, timeoutMs: 10_000, loginTimeoutMs: 300, metrics });
+    const slow = new Promise<PendingCloseReason>((resolve) => pool.admit("mqtt", "a", resolve)!.spoke());
+    let decidedClosed = false;
+    const decided = pool.admit("mqtt", "b", () => (decidedClosed = true))!;
+    decided.spoke();
+    decided.leave(); // logged in (or refused and closed by its listener)
+    expect(await slow).toBe("login-deadline");
+    expect(decidedClosed).toBe(false);
+    expect(pool.size).toBe(0);
+    expect(pool.closed("login-deadline")).toBe(1);
+    expect(await metrics.render()).toContain('gatehouse_pending_closed_total{reason="login-deadline"} 1');
+    pool.stop();
+  });
+
+  it("full of sockets that spoke, the pool evicts the oldest whose client is suspect before it refuses a newcomer", () => {
+    const pool = new AcceptPool({ capacity: 3, timeoutMs: 10_000 });
+    const { closed, entries } = fill(pool, ["device", "stranger", "stranger"]);
+    const failed = new Set<string>();
+    entries[0]!.spoke(() => failed.has("device"));
+    entries[1]!.spoke(() => failed.has("stranger"));
+    entries[2]!.spoke(() => failed.has("stranger"));
+    // nobody has failed yet: every socket is a login under way, the newcomer is refused
+    expect(pool.admit("mqtt", "newcomer", () => {})).toBeUndefined();
+    expect(closed).toEqual([]);
+    // the stranger's guesses have failed: its oldest socket makes room, the device's is kept
+    failed.add("stranger");
+    let newcomerClosed: PendingCloseReason | undefined;
+    expect(pool.admit("mqtt", "newcomer", (reason) => (newcomerClosed = reason))).toBeDefined();
+    expect(closed).toEqual([{ name: "stranger#1", reason: "evicted" }]);
+    expect(pool.spokeCount).toBe(2);
+    // a silent socket still goes first, before a suspect one that spoke
+    expect(pool.admit("mqtt", "another", () => {})).toBeDefined();
+    expect(newcomerClosed).toBe("evicted");
+    expect(closed.length).toBe(1);
+    pool.stop();
+  });
 });

@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from "bun:test";
 import { adminHashConcurrency } from "../../src/core/admins.ts";
-import { FairScheduler, FailureThrottle, QueueFullError, boundedKey } from "../../src/core/throttle.ts";
-import { cleanupTempDirs, memoryLog, testCore } from "../helpers/app.ts";
+import { FairScheduler, FailureThrottle, QueueFullError, boundedKey, pairKey } from "../../src/core/throttle.ts";
+import { cleanupTempDirs, memoryLog, slowHash, testCore } from "../helpers/app.ts";
 import { eventually } from "../helpers/wait.ts";
 
 afterAll(cleanupTempDirs);
@@ -65,6 +65,84 @@ describe("login throttling under bursts", () => {
     expect(logBytes).toBeLessThan(5 * 1024 * 1024);
     expect(lines.some((l) => l.includes("…(+"))).toBe(true); // values are cut, with a marker
   }, 60_000);
+});
+
+describe("the device password-check line", () => {
+  it("is bounded: a newcomer that ranks no better than the worst waiting is refused unchecked; a clean one takes an unclean one's place and runs next; attempts whose clients left never run", async () => {
+    const { core } = testCore({ options: { maxQueuedLogins: 8 } });
+    const hash = await slowHash("the right one");
+    core.credentials.adoptMany(
+      ["n0", "n1", "n2", "n3"].map((username) => ({ type: "mqtt" as const, username, passwordHash: hash })),
+    );
+    // two addresses guess three times each name, taking turns: 24 attempts, each from a client that can go away
+    const clients: AbortController[] = [];
+    const guesses = [0, 1, 2].flatMap((i) =>
+      ["n0", "n1", "n2", "n3"].flatMap((name) =>
+        ["10.9.0.1", "10.9.0.2"].map((remote) => {
+          const client = new AbortController();
+          clients.push(client);
+          return core.credentials.verify("mqtt", name, `guess ${remote} ${i}`, { remote }, client.signal);
+        }),
+      ),
+    );
+    // 2 run at once, 8 wait: every attempt is clean so far, so each one past the bound is refused
+    const refusedAtOnce = await Promise.all(
+      guesses.map((g) => Promise.race([g.then((r) => !r.ok && r.reason), Bun.sleep(0).then(() => "waiting")])),
+    );
+    expect(refusedAtOnce.filter((r) => r === "busy").length).toBe(24 - 2 - 8);
+    expect(core.credentials.hashLine.queued).toBe(8);
+    // the first guesses of both addresses fail: what they still have in the line is unclean now
+    await eventually(
+      () => core.credentials.suspect("10.9.0.1", "n3") && core.credentials.suspect("10.9.0.2", "n3"),
+      20_000,
+    );
+    // more guesses from them fill the line up again (those past the bound are refused)
+    for (let i = 0; i < 8; i++) {
+      const client = new AbortController();
+      clients.push(client);
+      const remote = `10.9.0.${1 + (i % 2)}`;
+      guesses.push(core.credentials.verify("mqtt", `n${i % 4}`, `more ${i}`, { remote }, client.signal));
+    }
+    expect(core.credentials.hashLine.queued).toBe(8);
+    // another guess from a failed address ranks no better than the worst waiting: refused, unchecked
+    const hashesBefore = core.credentials.stats.hashVerifies;
+    expect(await core.credentials.verify("mqtt", "n1", "one more", { remote: "10.9.0.2" })).toEqual({
+      ok: false,
+      reason: "busy",
+    });
+    // the device from a clean address takes the place of an unclean attempt, and is checked next
+    const device = await core.credentials.verify("mqtt", "n0", "the right one", { remote: "10.9.0.3" });
+    expect(device.ok).toBe(true);
+    expect(core.credentials.hashLine.queued).toBeGreaterThan(0); // the strangers' guesses still wait
+    expect(core.credentials.stats.hashVerifies - hashesBefore).toBeLessThanOrEqual(3); // running ones, then the device's
+    // every stranger goes away: what still waits leaves the line without a hash
+    for (const c of clients) c.abort();
+    const results = await Promise.all(guesses);
+    expect(core.credentials.hashLine.queued).toBe(0);
+    const abandoned = results.filter((r) => !r.ok && r.reason === "abandoned").length;
+    const checked = results.filter((r) => !r.ok && r.reason === "wrong-password").length;
+    expect(abandoned).toBeGreaterThan(0);
+    await eventually(() => core.credentials.hashLine.running === 0);
+    // one hash per guess that got a verdict, plus the device's: none for an abandoned or refused one
+    // (a hash already running when its client left finishes: at most 2 more)
+    const total = core.credentials.stats.hashVerifies;
+    expect(total).toBeGreaterThanOrEqual(checked + 1);
+    expect(total).toBeLessThanOrEqual(checked + 1 + 2);
+  }, 60_000);
+
+  it("a guess is booked against its pair and address when its hash runs, even if the client that sent it first has left", async () => {
+    const { core } = testCore();
+    await core.credentials.create({ type: "mqtt", username: "target", password: "the-right-password" });
+    const first = new AbortController();
+    const a = core.credentials.verify("mqtt", "target", "same guess", { remote: "10.7.0.1" }, first.signal);
+    const b = core.credentials.verify("mqtt", "target", "same guess", { remote: "10.7.0.1" });
+    first.abort();
+    expect(await a).toEqual({ ok: false, reason: "abandoned" });
+    expect(await b).toEqual({ ok: false, reason: "wrong-password" });
+    expect(core.credentials.throttle.failures(pairKey("10.7.0.1", "target"))).toBe(1);
+    expect(core.credentials.suspect("10.7.0.1", "another name")).toBe(true); // the address has failed
+    expect(core.credentials.suspect("10.7.0.2", "target")).toBe(false);
+  });
 });
 
 describe("FairScheduler", () => {

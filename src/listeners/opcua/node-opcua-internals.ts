@@ -4,7 +4,7 @@ import type { OPCUACertificateManager } from "node-opcua-certificate-manager";
 import { makeSHA1Thumbprint } from "node-opcua-crypto";
 import { DataValue } from "node-opcua-data-value";
 import type { OPCUAServer, ServerSession } from "node-opcua-server";
-import { StatusCodes } from "node-opcua-status-code";
+import { type StatusCode, StatusCodes } from "node-opcua-status-code";
 import { resolveNodeId, type NodeId } from "node-opcua-nodeid";
 import {
   type BrowsePathResult,
@@ -225,6 +225,40 @@ export function onIdentityRefused(
       if (!status || status.isNotGood()) handler(session as ServerSession, token, status?.name ?? "Bad");
       callback(err, status);
     });
+}
+
+/** ActivatingChannel: the secure channel an ActivateSession came over (its `abort` is the transport's close). */
+export interface ActivatingChannel {
+  once(event: "abort", handler: () => void): void;
+  removeListener(event: "abort", handler: () => void): void;
+}
+
+/**
+ * checkUserNamesWith: node-opcua asks the user manager with the session alone, and answers any refusal
+ * with BadUserAccessDenied. Around its username check (after it has decrypted the password): `begin`
+ * hears the session and the channel the ActivateSession came over (the channel the session has may
+ * be another one until the activation succeeds), and a refused check is answered with
+ * `refusal(session)` when that gives a status (e.g. BadServerTooBusy) instead of the library's.
+ */
+export function checkUserNamesWith(
+  server: OPCUAServer,
+  begin: (session: ServerSession, channel: ActivatingChannel) => void,
+  refusal: (session: ServerSession) => StatusCode | undefined,
+): void {
+  type Callback = (err: Error | null, ok?: boolean, status?: StatusCode) => void;
+  type Check = (channel: unknown, session: unknown, policy: unknown, token: unknown, callback: Callback) => void;
+  const s = server as unknown as { userNameIdentityTokenAuthenticateUser?: Check };
+  if (typeof s.userNameIdentityTokenAuthenticateUser !== "function")
+    fail("OPCUAServer.userNameIdentityTokenAuthenticateUser is missing");
+  const original = s.userNameIdentityTokenAuthenticateUser.bind(server);
+  s.userNameIdentityTokenAuthenticateUser = (channel, session, policy, token, callback) => {
+    const c = channel as Partial<ActivatingChannel> | null;
+    if (c && typeof c.once === "function" && typeof c.removeListener === "function")
+      begin(session as ServerSession, c as ActivatingChannel);
+    original(channel, session, policy, token, (err, ok, status) =>
+      callback(err, ok, ok || status ? status : refusal(session as ServerSession)),
+    );
+  };
 }
 
 /**
