@@ -6,6 +6,7 @@ import type { LoginFailure } from "../../core/types.ts";
 import { StaleLoginError } from "../../lib/errors.ts";
 import { disconnectV5, refuseV5 } from "./aedes-internals.ts";
 import { foreignPublishProperty, foreignWillProperty } from "./properties.ts";
+import { WsStream } from "./transports.ts";
 import type { Conn, MqttState } from "./state.ts";
 
 /** CONNACK return codes of MQTT 3.1.1 §3.2.2.3 for each refusal reason. */
@@ -142,6 +143,7 @@ export function createHooks(s: MqttState, maxConnections: number) {
           s.conns.set(client, conn);
           s.authenticated++;
           s.pendingOf.get(socket)?.leave();
+          if (socket instanceof WsStream) socket.loggedIn();
           socket.once("close", () => {
             s.authenticated--;
             s.owners.release(client.id, result.integration.id);

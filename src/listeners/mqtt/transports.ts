@@ -21,6 +21,10 @@ export class WsStream extends Duplex {
     super();
     this.remoteAddress = peer.remote;
   }
+  /** loggedIn: the client's login succeeded; its connection is long-lived from now on (see WsPeer) */
+  loggedIn(): void {
+    this.peer.loggedIn?.();
+  }
   override _read(): void {}
   override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
     this.peer.send(chunk);
