@@ -23,9 +23,12 @@ import { publicView, type IntegrationIndex, type StoredIntegration } from "./ind
  *   hashes (every kind, off the event loop) run a few at a time (bounded memory: each argon2id holds
  *   64 MiB; a stored hash above `hashLimits` is never computed), round robin over addresses, clean
  *   attempts first: an attempt is clean while neither its (address, name) pair nor its address has a
- *   failure in the window (asked when a slot frees). An address whose guesses have failed falls behind
- *   every device whose address has not, so a device gets in at one of the next free slots even while
- *   others hammer its name; a fleet behind one address whose passwords are right stays clean;
+ *   failure in the window (asked when a slot frees). Among clean ones (and among unclean ones), an
+ *   address with a single attempt under way goes before one with several: a device sends one CONNECT
+ *   at a time; ten at once from one address are a stranger's, or a fleet behind a NAT, which is served
+ *   round robin with the other busy addresses and never refused while the line has room. An address
+ *   whose guesses have failed falls behind every device whose address has not, so a device gets in at
+ *   one of the next free slots even while others hammer its name;
  * - the line is bounded (`deviceMaxQueued`): past it, an attempt that ranks no better than the worst
  *   waiting one is refused at once (`busy`: CONNACK 3, 503, BadServerTooBusy), a better one takes that
  *   one's place. An attempt whose client has gone (`signal`) leaves the line without a hash
@@ -61,7 +64,7 @@ export class LoginVerifier {
     private readonly onUnusableHash: (r: StoredIntegration, problem: string) => void = () => {},
     maxQueued = deviceMaxQueued,
   ) {
-    this.scheduler = new FairScheduler(hashConcurrency, { maxQueued });
+    this.scheduler = new FairScheduler(hashConcurrency, { maxQueued, busyLanesLast: true });
     this.#addressFailures = new FailureThrottle(Number.MAX_SAFE_INTEGER, throttle.windowMs, throttle.maxKeys);
   }
 
@@ -132,6 +135,9 @@ export class LoginVerifier {
       cached = true;
     } else if (this.#refused.get(r.id)?.has(fp)) {
       this.stats.refusedCacheHits++;
+      // no hash and no pair failure (a stale credential retried costs one check), but its address has
+      // failed a login: its attempts in the line are not clean
+      this.#addressFailures.fail(addressKey(meta.remote));
       return { ok: false, reason: "wrong-password" };
     } else {
       const hashAtStart = r.passwordHash;
@@ -176,6 +182,7 @@ export class LoginVerifier {
     const ufp = this.#hmac(`unknown\0${username}\0${password}`);
     if (this.#unknownRefused.has(ufp)) {
       this.stats.refusedCacheHits++;
+      this.#addressFailures.fail(addressKey(meta.remote));
       return { ok: false, reason: "unknown-user" };
     }
     const settle = this.throttle.reserve(pairKey(meta.remote, username));
