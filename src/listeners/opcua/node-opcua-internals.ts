@@ -5,7 +5,7 @@ import { makeSHA1Thumbprint } from "node-opcua-crypto";
 import { DataValue } from "node-opcua-data-value";
 import type { OPCUAServer, ServerSession } from "node-opcua-server";
 import { type StatusCode, StatusCodes } from "node-opcua-status-code";
-import { resolveNodeId, type NodeId } from "node-opcua-nodeid";
+import { NodeIdType, resolveNodeId, type NodeId } from "node-opcua-nodeid";
 import {
   type BrowsePathResult,
   BrowseResult,
@@ -518,4 +518,43 @@ export function takeOverAccept(
     };
     ep.on("channelSecured", (channel) => secured(channel.remoteAddress ?? "", channel.remotePort ?? 0));
   }
+}
+
+/** ns=0 ids of the server diagnostics that describe sessions (Part 5 §6.3.3, §12.10). */
+const sessionDiagnosticsRoots = new Set([
+  3706, // Server_ServerDiagnostics_SessionsDiagnosticsSummary (each session's object is a component of it)
+  3707, // ..._SessionsDiagnosticsSummary_SessionDiagnosticsArray
+  3708, // ..._SessionsDiagnosticsSummary_SessionSecurityDiagnosticsArray
+  2290, // Server_ServerDiagnostics_SubscriptionDiagnosticsArray (every session's subscriptions, by session id)
+]);
+
+/**
+ * sessionDiagnostics: is this node part of the diagnostics that describe sessions? node-opcua lists
+ * every session under SessionsDiagnosticsSummary (its name, its client's application URI and name with
+ * host names in them, connection times) and every subscription in SubscriptionDiagnosticsArray, to any
+ * session that browses there. Names can be secrets (HOSTILE.md): these nodes are hidden from every
+ * session (its own included) through `hideNodes`. The check walks up the node's parents (the session
+ * objects live in the server's own namespace, below the summary); topic nodes (`Topics/...`) are
+ * answered without the walk. Call it before `hideNodes` wraps the address space's findNode.
+ */
+export function sessionDiagnostics(server: OPCUAServer): (nodeId: NodeId) => boolean {
+  const addressSpace = server.engine.addressSpace as unknown as {
+    findNode(nodeId: NodeId): { nodeId: NodeId; parent: { nodeId: NodeId; parent: unknown } | null } | null;
+    getOwnNamespace(): { index: number };
+  } | null;
+  if (!addressSpace || typeof addressSpace.findNode !== "function") fail("AddressSpace.findNode is missing");
+  const findNode = addressSpace.findNode.bind(addressSpace);
+  const own = addressSpace.getOwnNamespace().index;
+  const isRoot = (id: NodeId) => id.namespace === 0 && sessionDiagnosticsRoots.has(id.value as number);
+  return (nodeId) => {
+    if (isRoot(nodeId)) return true;
+    if (nodeId.namespace !== own) return false;
+    if (nodeId.identifierType === NodeIdType.STRING && (nodeId.value as string).startsWith("Topics/")) return false;
+    let node = findNode(nodeId)?.parent as { nodeId: NodeId; parent: unknown } | null | undefined;
+    for (let depth = 0; node && depth < 16; depth++) {
+      if (isRoot(node.nodeId)) return true;
+      node = node.parent as typeof node;
+    }
+    return false;
+  };
 }

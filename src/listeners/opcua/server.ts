@@ -29,6 +29,7 @@ import {
   guardMonitoredItems,
   hideFromRegistration,
   hideNodes,
+  sessionDiagnostics,
   interruptChannelsOf,
   offerOnlyUserTokens,
   onCertificateRefused,
@@ -286,8 +287,11 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
     topicSpace: core.topicSpace,
     log,
   });
-  // A topic a session may not read is absent to it in every service that names nodes.
-  hideNodes(s, mirror.isHidden);
+  // A topic a session may not read is absent to it in every service that names nodes; so are the
+  // diagnostics that describe sessions (other integrations' names, client URIs and host names).
+  const diagnostics = sessionDiagnostics(s);
+  const isHidden = (session: unknown, nodeId: NodeId) => diagnostics(nodeId) || mirror.isHidden(session, nodeId);
+  hideNodes(s, isHidden);
   // A new, renamed or deleted VRPC integration moves a domain's shield: visibility is worked out again.
   const vrpcChanged = ({ integration }: { integration: { type: string } }) =>
     void (integration.type === "vrpc" && mirror.invalidate());
@@ -376,9 +380,9 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
           if (typeof nodeIdValue !== "string" || !nodeIdValue.startsWith("Topics/")) return true; // Status: any signed-in session
           return mayRead(integrationOf(owner), nodeIdValue.slice("Topics/".length), core.topicSpace);
         },
-        mirror.isHidden,
+        isHidden,
       );
-      hideFromRegistration(session, mirror.isHidden);
+      hideFromRegistration(session, isHidden);
       // OPC UA keeps a session when its channel ends, for a re-activation on a new one; node-opcua
       // counts it until its timeout (the client's choice, often an hour). Here it waits orphanGraceMs.
       onChannelLost(session, () => orphaned(session));
