@@ -273,7 +273,7 @@ export function startAcceptFront(opts: AcceptFrontOptions): AcceptFront {
         const pending = pool.admit(opts.listener, remote, () => close(c));
         const c: Conn = {
           remote,
-          pending: pending ?? { spoke() {}, leave() {} },
+          pending,
           front,
           connecting: false,
           lastActive: performance.now(),

@@ -2,6 +2,7 @@ import { afterAll, describe, expect, it } from "bun:test";
 import { connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import type { App } from "../../src/app.ts";
+import type { PendingCloseReason } from "../../src/core/accept-pool.ts";
 import { cleanupTempDirs, testApp } from "../helpers/app.ts";
 import { connectMqtt } from "../helpers/mqtt.ts";
 import { eventually } from "../helpers/wait.ts";
@@ -112,7 +113,7 @@ function churn(ports: number[], addresses: string[], perAddress: number) {
 
 const mqttsPort = (app: App) =>
   (app.listeners.find((l) => l.type === "mqtt") as unknown as { tlsAddress(): { port: number } }).tlsAddress().port;
-const closedFor = (app: App, reason: "deadline" | "evicted" | "refused") => app.pool.closed(reason);
+const closedFor = (app: App, reason: PendingCloseReason) => app.pool.closed(reason);
 
 describe("every listener counts sockets from accept", () => {
   it("idle MQTT, MQTT over TLS (before and after the handshake), WebSocket, OPC UA, HTTP and HTTPS sockets are counted and closed by the server at the deadline", async () => {

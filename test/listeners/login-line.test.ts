@@ -192,6 +192,40 @@ describe("logins waiting for their password check", () => {
     }
   }, 60_000);
 
+  it("the accept pool full of sockets whose CONNECTs wait for their checks: a newcomer on any port evicts one of them (sockets that spoke hold at most half of the pool), its check leaves the line unrun", async () => {
+    const { app, url } = await lineApp(["--max-pending", `${line}`, "--opcua-port", "off"]);
+    const port = app.address("mqtt")!.port;
+    const device = (username: string, localAddress: string) =>
+      connectMqtt(port, { username, password: "the device password", localAddress, connectTimeout: 30_000 });
+    await (await device("cached-device", "127.0.0.5")).endAsync();
+    await eventually(() => expect(app.pool.size).toBe(0));
+    const releases = await hold(app);
+    // 8 strangers from 8 new addresses, one whole CONNECT each (nothing tells them from devices yet)
+    const sent: Stranger[] = [];
+    try {
+      for (let i = 0; i < line; i++) sent.push(await stranger(app, `127.0.3.${i + 1}`, names[i % names.length]!));
+      await eventually(() => expect(app.core.credentials.hashLine.queued).toBe(line));
+      expect(app.pool.spokeCount).toBe(line);
+      expect(app.pool.size).toBe(line); // full
+      // /healthz over a new connection is answered, and the device with a cached credential gets in
+      const abandoned = app.core.credentials.stats.abandoned;
+      const health = await fetch(`${url}/healthz`, { headers: { connection: "close" } });
+      expect(health.status).toBe(200);
+      const cached = await device("cached-device", "127.0.0.5");
+      await cached.endAsync();
+      // the first made room by closing a stranger's socket that spoke (the pool had room for the
+      // second); that check left the line unrun
+      expect(app.pool.closed("evicted-spoke")).toBe(1);
+      await eventually(() => expect(sent.filter((s) => s.raw.isClosed).length).toBe(1));
+      await eventually(() => expect(app.core.credentials.stats.abandoned).toBe(abandoned + 1));
+      expect(app.core.credentials.hashLine.queued).toBe(line - 1);
+    } finally {
+      for (const s of sent) s.raw.destroy();
+      for (const r of releases) r?.();
+      await app.stop();
+    }
+  }, 60_000);
+
   it("HTTP, forward auth and OPC UA: a login that ranks no better than a full line is told busy (503 with Retry-After; 403 with Retry-After; BadServerTooBusy); one whose client leaves is dropped unchecked", async () => {
     const { app, url } = await lineApp(["--forward-auth-proxy", "generic"]);
     const opcuaPort = app.address("opcua")!.port;
