@@ -113,10 +113,16 @@ export interface FairSchedulerOptions {
   busyLanesLast?: boolean;
 }
 
+/**
+ * Standing: how an attempt's record ranks it, asked when a slot frees: `true` (clean) or a tier, 0
+ * first (`false` is the tier after clean ones, 1).
+ */
+export type Standing = boolean | number;
+
 interface Waiting {
   lane: string;
   start: () => void;
-  clean: () => boolean;
+  clean: () => Standing;
   refuse: (err: Error) => void;
 }
 
@@ -145,7 +151,7 @@ export class FairScheduler {
    * run: `task` when its turn comes. `clean` (or a fixed boolean) says whether the attempt has a clean
    * record; `signal` drops a waiting attempt whose client has gone (it rejects with the signal's reason).
    */
-  run<T>(lane: string, clean: boolean | (() => boolean), task: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  run<T>(lane: string, clean: Standing | (() => Standing), task: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       if (signal?.aborted) return reject(signal.reason);
       const isClean = typeof clean === "function" ? clean : () => clean;
@@ -191,10 +197,12 @@ export class FairScheduler {
     });
   }
 
-  /** #rank: 0 runs first: clean and (with busyLanesLast) alone in its lane. */
+  /** #rank: 0 runs first: clean (tier 0) and (with busyLanesLast) alone in its lane; busy lanes after every tier. */
   #rank(w: Waiting): number {
-    const busy = this.opts.busyLanesLast && (this.#depth.get(w.lane) ?? 0) > 1 ? 2 : 0;
-    return busy + (w.clean() ? 0 : 1);
+    const standing = w.clean();
+    const tier = standing === true ? 0 : standing === false ? 1 : standing;
+    const busy = this.opts.busyLanesLast && (this.#depth.get(w.lane) ?? 0) > 1 ? 100 : 0;
+    return busy + tier;
   }
 
   #next(): void {

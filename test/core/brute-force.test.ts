@@ -120,6 +120,56 @@ describe("the device password-check line", () => {
     expect(core.credentials.stats.hashVerifies - checksAtClose).toBeLessThanOrEqual(runningAtClose);
   }, 30_000);
 
+  it("a new (address, name) pair gets no priority for being new: a line full of strangers' first guesses from new addresses at a name under attack lets in a device whose name is not, and first a device that has logged in before from its address", async () => {
+    const { core } = testCore({ options: { maxQueuedLogins: 8 } });
+    const line = core.credentials.hashLine as unknown as FairScheduler;
+    const hash = await slowHash("right");
+    core.credentials.adoptMany(
+      ["target", "fresh", "returning"].map((username) => ({ type: "mqtt" as const, username, passwordHash: hash })),
+    );
+    // the returning device has logged in from its address before; then its password is reset (no cache)
+    expect((await core.credentials.verify("mqtt", "returning", "right", { remote: "10.1.0.1" })).ok).toBe(true);
+    const returning = core.credentials.findByUsername("returning")!;
+    await core.credentials.resetPassword(returning.id, "right again");
+    // one failed guess at the target from elsewhere: the name is under attack
+    expect((await core.credentials.verify("mqtt", "target", "guess", { remote: "10.9.0.1" })).ok).toBe(false);
+    const releases = [0, 1].map(() => {
+      let release!: () => void;
+      void line.run("held", true, () => new Promise<void>((r) => (release = r)));
+      return release;
+    });
+    // 8 strangers from 8 new addresses, one guess each at the target: new pairs, clean addresses
+    const clients: AbortController[] = [];
+    const guesses = Array.from({ length: 8 }, (_, i) => {
+      const client = new AbortController();
+      clients.push(client);
+      return core.credentials.verify("mqtt", "target", `guess ${i}`, { remote: `10.8.0.${i + 1}` }, client.signal);
+    });
+    expect(line.queued).toBe(8);
+    // one more such guess ranks no better than those waiting: busy, unchecked
+    expect(await core.credentials.verify("mqtt", "target", "one more", { remote: "10.8.1.1" })).toEqual({
+      ok: false,
+      reason: "busy",
+    });
+    // a never-seen device whose name nobody fails on, and the returning one, each take a guess's place
+    const verdicts: string[] = [];
+    core.events.on("login.succeeded", (e) => verdicts.push(e.integration.username));
+    core.events.on("login.failed", (e) => e.reason === "wrong-password" && verdicts.push(e.username));
+    const fresh = core.credentials.verify("mqtt", "fresh", "right", { remote: "10.2.0.1" });
+    const back = core.credentials.verify("mqtt", "returning", "right again", { remote: "10.1.0.1" });
+    expect(line.queued).toBe(8);
+    expect(line.stats.refused).toBe(3);
+    // the returning device runs first, then the new one, before any stranger's guess
+    releases[0]!();
+    expect((await back).ok).toBe(true);
+    expect((await fresh).ok).toBe(true);
+    expect(verdicts.slice(0, 2)).toEqual(["returning", "fresh"]);
+    for (const c of clients) c.abort();
+    releases[1]!();
+    await Promise.all(guesses);
+    await eventually(() => line.running === 0);
+  }, 30_000);
+
   it("a guess is booked against its pair and address when its hash runs, even if the client that sent it first has left", async () => {
     const { core } = testCore();
     await core.credentials.create({ type: "mqtt", username: "target", password: "the-right-password" });

@@ -1,4 +1,4 @@
-import { FailureThrottle, FairScheduler, QueueFullError, pairKey } from "../throttle.ts";
+import { boundedKey, FailureThrottle, FairScheduler, QueueFullError, pairKey } from "../throttle.ts";
 import type { IntegrationType, LoginMeta, VerifyResult } from "../types.ts";
 import { hashProblem, isFastHash, isMosquittoHash, verifyHash } from "./hashing.ts";
 import { publicView, type IntegrationIndex, type StoredIntegration } from "./index-memory.ts";
@@ -23,7 +23,9 @@ import { publicView, type IntegrationIndex, type StoredIntegration } from "./ind
  *   hashes (every kind, off the event loop) run a few at a time (bounded memory: each argon2id holds
  *   64 MiB; a stored hash above `hashLimits` is never computed), round robin over addresses, clean
  *   attempts first: an attempt is clean while neither its (address, name) pair nor its address has a
- *   failure in the window (asked when a slot frees). Among clean ones (and among unclean ones), an
+ *   failure in the window (asked when a slot frees). Among clean ones, a pair that has logged in before
+ *   goes first, then new pairs for names nobody is failing on, then new pairs for names under attack
+ *   (#standing): a new pair gets no priority for being new. Within each tier, an
  *   address with a single attempt under way goes before one with several: a device sends one CONNECT
  *   at a time; ten at once from one address are a stranger's, or a fleet behind a NAT, which is served
  *   round robin with the other busy addresses and never refused while the line has room. An address
@@ -43,6 +45,10 @@ export class LoginVerifier {
   #inflight = new Map<string, Inflight>();
   /** failed logins per address (every name), in the pair throttle's window: what makes an attempt unclean */
   readonly #addressFailures: FailureThrottle;
+  /** failed logins per name (from any address), in the window: a name under attack */
+  readonly #nameFailures: FailureThrottle;
+  /** (address, name) pairs that logged in lately, oldest first (bounded): a device coming back */
+  #known = new Map<string, true>();
   /** unknown username + password pairs already refused (bounded; cleared when a username appears) */
   #unknownRefused = new Map<string, number>();
   #hmacKey = crypto.getRandomValues(new Uint8Array(32));
@@ -66,6 +72,34 @@ export class LoginVerifier {
   ) {
     this.scheduler = new FairScheduler(hashConcurrency, { maxQueued, busyLanesLast: true });
     this.#addressFailures = new FailureThrottle(Number.MAX_SAFE_INTEGER, throttle.windowMs, throttle.maxKeys);
+    this.#nameFailures = new FailureThrottle(Number.MAX_SAFE_INTEGER, throttle.windowMs, throttle.maxKeys);
+  }
+
+  /** #failed: a login from this address for this name failed (the pair's own count is the throttle's). */
+  #failed(remote: string | undefined, username: string): void {
+    this.#addressFailures.fail(addressKey(remote));
+    this.#nameFailures.fail(nameKey(username));
+  }
+
+  /**
+   * #standing: where a waiting attempt ranks, asked when a slot frees. Clean means neither its pair
+   * nor its address has a failure in the window; among clean ones a pair that has logged in before
+   * goes first (tier 0: a device coming back), then a new pair for a name nobody is failing on (1),
+   * then a new pair for a name under attack (2); unclean ones last (3). A new pair gets no priority
+   * for being new: a stranger with many addresses makes one new pair per address for the name it
+   * guesses, and a device whose name is under attack is told apart by having logged in before.
+   */
+  #standing(pair: string, address: string, username: string): number {
+    if (this.throttle.failures(pair) > 0 || this.#addressFailures.failures(address) > 0) return 3;
+    if (this.#known.has(pair)) return 0;
+    return this.#nameFailures.failures(nameKey(username)) > 0 ? 2 : 1;
+  }
+
+  /** #remember: this pair logged in; it ranks first in the line from now on (bounded, least recent dropped). */
+  #remember(pair: string): void {
+    this.#known.delete(pair);
+    this.#known.set(pair, true);
+    if (this.#known.size > knownPairs) this.#known.delete(this.#known.keys().next().value!);
   }
 
   /**
@@ -112,6 +146,7 @@ export class LoginVerifier {
   ): Promise<VerifyResult> {
     if (signal?.aborted) return { ok: false, reason: "abandoned" };
     const result = await this.#check(type, username, password, meta, signal);
+    if (result.ok) this.#remember(pairKey(meta.remote, username));
     if (!result.ok && result.reason === "throttled") this.stats.throttled++;
     if (!result.ok && result.reason === "busy") this.stats.busy++;
     if (!result.ok && result.reason === "abandoned") this.stats.abandoned++;
@@ -137,7 +172,7 @@ export class LoginVerifier {
       this.stats.refusedCacheHits++;
       // no hash and no pair failure (a stale credential retried costs one check), but its address has
       // failed a login: its attempts in the line are not clean
-      this.#addressFailures.fail(addressKey(meta.remote));
+      this.#failed(meta.remote, username);
       return { ok: false, reason: "wrong-password" };
     } else {
       const hashAtStart = r.passwordHash;
@@ -182,7 +217,7 @@ export class LoginVerifier {
     const ufp = this.#hmac(`unknown\0${username}\0${password}`);
     if (this.#unknownRefused.has(ufp)) {
       this.stats.refusedCacheHits++;
-      this.#addressFailures.fail(addressKey(meta.remote));
+      this.#failed(meta.remote, username);
       return { ok: false, reason: "unknown-user" };
     }
     const settle = this.throttle.reserve(pairKey(meta.remote, username));
@@ -193,7 +228,7 @@ export class LoginVerifier {
       return this.#check(type, username, password, meta, signal); // created meanwhile
     }
     settle(true);
-    this.#addressFailures.fail(addressKey(meta.remote));
+    this.#failed(meta.remote, username);
     if (this.#unknownRefused.size >= 10_000) this.#unknownRefused.delete(this.#unknownRefused.keys().next().value!);
     this.#unknownRefused.set(ufp, this.now());
     return { ok: false, reason: "unknown-user" };
@@ -233,14 +268,14 @@ export class LoginVerifier {
         return Promise.resolve({ ok: false, first: true });
       }
       const address = addressKey(remote);
-      // Clean, asked when a slot frees: no failure for this pair nor for this address in the window.
-      const clean = () => this.throttle.failures(pair) === 0 && this.#addressFailures.failures(address) === 0;
+      // Asked when a slot frees (see #standing).
+      const standing = () => this.#standing(pair, address, r.username);
       // Only argon2's duration is what an unknown username's answer imitates (see #unknown).
       const timed = !isFastHash(hash) && !isMosquittoHash(hash);
       const controller = new AbortController();
       const promise = this.scheduler.run(
         remote ?? "local",
-        clean,
+        standing,
         async () => {
           this.stats.hashVerifies++;
           const t = performance.now();
@@ -261,7 +296,7 @@ export class LoginVerifier {
         (ok) => {
           forget();
           settle(!ok);
-          if (!ok) this.#addressFailures.fail(address);
+          if (!ok) this.#failed(remote, r.username);
         },
         () => {
           forget();
@@ -296,6 +331,14 @@ export class LoginVerifier {
 
 /** deviceMaxQueued: the device hash line holds at most this many attempts (a restart storm of 1 000 devices fits). */
 export const deviceMaxQueued = 1024;
+
+/** knownPairs: how many (address, name) pairs that logged in the line remembers (a fleet's worth). */
+const knownPairs = 100_000;
+
+/** nameKey: the per-name key of the failure count that tells a name under attack. */
+function nameKey(username: string): string {
+  return boundedKey(`n:${username}`);
+}
 
 /** addressKey: the per-address key of the failure count that decides whether an attempt is clean. */
 function addressKey(remote: string | undefined): string {
