@@ -107,8 +107,9 @@ export interface FairSchedulerOptions {
    */
   maxQueued?: number;
   /**
-   * a lane with more than one attempt under way (waiting or running) waits behind lanes with one:
-   * a person types one password at a time; an address with five guesses in flight is not a person.
+   * a lane with more than one attempt under way (waiting or running) waits behind lanes with one of
+   * the same standing: a person types one password at a time; an address with five guesses in flight
+   * is not a person (or is a fleet behind a NAT, served round robin with the other busy lanes).
    */
   busyLanesLast?: boolean;
 }
@@ -197,12 +198,17 @@ export class FairScheduler {
     });
   }
 
-  /** #rank: 0 runs first: clean (tier 0) and (with busyLanesLast) alone in its lane; busy lanes after every tier. */
+  /**
+   * #rank: 0 runs first: tier 0 (clean) and (with busyLanesLast) alone in its lane. The tier comes
+   * first: a busy lane of a better tier (a fleet behind one clean address) goes before a single
+   * attempt of a worse one (a stranger's address whose guesses have failed); within a tier, lanes
+   * with one attempt go first.
+   */
   #rank(w: Waiting): number {
     const standing = w.clean();
     const tier = standing === true ? 0 : standing === false ? 1 : standing;
-    const busy = this.opts.busyLanesLast && (this.#depth.get(w.lane) ?? 0) > 1 ? 100 : 0;
-    return busy + tier;
+    const busy = this.opts.busyLanesLast && (this.#depth.get(w.lane) ?? 0) > 1 ? 1 : 0;
+    return tier * 2 + busy;
   }
 
   #next(): void {
