@@ -10,6 +10,7 @@ import { acceptsTable, requestTypeOf } from "../../src/listeners/index.ts";
 import { cleanupTempDirs, tempDir, testHashCost } from "../helpers/app.ts";
 import { type RunningBinary, runSource } from "../helpers/binary.ts";
 import { connectMqtt, rawMqtt, refusalCode } from "../helpers/mqtt.ts";
+import { eventually } from "../helpers/wait.ts";
 
 /**
  * Acknowledged means durable (shared/HOSTILE.md): the appliance as a child process, killed with SIGKILL right
@@ -251,5 +252,57 @@ describe("acknowledged means durable: kill -9 right after the acknowledgement", 
     const db = new Database(file, { readonly: true });
     expect(db.query("PRAGMA user_version").get()).toEqual({ user_version: 1 });
     db.close();
+  }, 60_000);
+});
+
+describe("what a crash cut: wills and session expiry", () => {
+  it("wills of the connections a SIGKILL cut are published at the next start, as far as their integration may", async () => {
+    const f = await prepare();
+    const first = await serve(f);
+    const port = first.ports.mqtt!;
+    const will = (topic: string) => ({ topic, payload: Buffer.from("offline"), qos: 1 as const, retain: true });
+    const a = await connectMqtt(port, as(f, "sensor", { clientId: "dev-a", will: will("status/dev-a") }));
+    const b = await connectMqtt(port, as(f, "other", { clientId: "dev-b", will: will("status/dev-b") }));
+    await crash(first);
+    a.end(true);
+    b.end(true);
+    // while the appliance is down, "other" is deleted (the CLI on a stopped appliance)
+    const db = openDataDir(f.dir);
+    const core = createCore(db, silentLogger, { hashCost: testHashCost, accepts: acceptsTable(), requestTypeOf });
+    core.credentials.remove(core.credentials.findByUsername("other")!.id);
+    db.$client.close();
+
+    const second = await serve(f);
+    const base = `http://127.0.0.1:${second.ports.http}`;
+    const headers = { authorization: basic(f, "gateway") };
+    const res = await fetch(`${base}/api/v1/data/status/dev-a`, { headers });
+    expect(res.status).toBe(200);
+    expect((await res.json()).payload).toBe("offline");
+    expect((await fetch(`${base}/api/v1/data/status/dev-b`, { headers })).status).toBe(404);
+    await second.stop();
+  }, 60_000);
+
+  it("an MQTT 5 session keeps its expiry across a SIGKILL and ends after it", async () => {
+    const f = await prepare();
+    const first = await serve(f);
+    const v5 = {
+      protocolVersion: 5 as const,
+      clientId: "v5-dev",
+      clean: false,
+      properties: { sessionExpiryInterval: 2 },
+    };
+    const c = await connectMqtt(first.ports.mqtt!, as(f, "reader", v5));
+    await c.subscribeAsync("plant/#", { qos: 1 });
+    await crash(first);
+    c.end(true);
+
+    const second = await serve(f);
+    const port = second.ports.mqtt!;
+    expect(await refusalCode(port, as(f, "other", { clientId: "v5-dev" }))).toBe(2); // still reader's
+    await eventually(
+      async () => expect(await refusalCode(port, as(f, "other", { clientId: "v5-dev" }))).toBe(0),
+      10_000,
+    );
+    await second.stop();
   }, 60_000);
 });
