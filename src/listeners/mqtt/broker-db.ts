@@ -86,7 +86,7 @@ export const statements: string[] = [
 /** resetTables: `op.reset` empties every table (the state written right behind it replaces it whole). */
 export const resetTables = ["retained", "sessions", "subscriptions", "messages", "queue", "incoming", "wills"];
 
-/** pragmas: the writer's connection: WAL, and every commit fsynced (FULL) before a batch is reported done. */
+/** writerPragmas: the writer's connection: WAL, and every commit fsynced (FULL) before a batch is reported done. */
 export const writerPragmas = [
   "PRAGMA busy_timeout = 5000",
   "PRAGMA journal_mode = WAL",
