@@ -5,7 +5,7 @@ import { existsSync, readdirSync, writeFileSync, copyFileSync } from "node:fs";
 import { join } from "node:path";
 import type { App } from "../../src/app.ts";
 import { cleanupTempDirs, tempDir, testApp } from "../helpers/app.ts";
-import { connectMqtt, rawMqtt, refusalCode } from "../helpers/mqtt.ts";
+import { connectMqtt, rawMqtt, refusalCode, subackCodes } from "../helpers/mqtt.ts";
 import { eventually } from "../helpers/wait.ts";
 
 /** The broker store's bounds (README: MQTT limits), and broker.db across upgrades. */
@@ -162,7 +162,38 @@ describe("bounds of what one integration can make the broker keep", () => {
     for await (const m of app.core.bus.retained("plant/#")) retained[m.topic] = m.payload.length;
     expect(retained).toEqual({ "plant/state": "second".length });
     expect(await metric(app, "gatehouse_mqtt_dropped_messages_total", '{reason="retained-store-full"}')).toBe(1);
+    // while the store is full a persistent session gets no new filter (a clean one does: nothing to store)
+    const second = await connectMqtt(port, reader({ clientId: "full-2", clean: false }));
+    expect(await subackCodes(second, ["other/#"])).toEqual([128]);
+    second.end(true);
+    const clean = await connectMqtt(port, reader({ clientId: "full-3" }));
+    expect(await subackCodes(clean, ["other/#"])).toEqual([0]);
+    clean.end(true);
     await pub.endAsync();
+  });
+
+  it("QoS 2 messages received and never released are bounded like a queue: past it the connection closes", async () => {
+    const { app, port } = await start(["--mqtt-max-queued", "3"]);
+    const dev = await made(app, "qos2-hoarder");
+    const raw = await rawMqtt(port);
+    const creds = dev();
+    raw.send({
+      cmd: "connect",
+      protocolId: "MQTT",
+      protocolVersion: 4,
+      clean: true,
+      clientId: "hoarder",
+      keepalive: 60,
+      username: creds.username,
+      password: Buffer.from(String(creds.password)),
+    });
+    expect(await raw.next()).toMatchObject({ cmd: "connack", returnCode: 0 });
+    for (const messageId of [1, 2, 3]) {
+      raw.send({ cmd: "publish", topic: "plant/q2", payload: "x", qos: 2, messageId });
+      expect(await raw.next()).toMatchObject({ cmd: "pubrec", messageId });
+    }
+    raw.send({ cmd: "publish", topic: "plant/q2", payload: "x", qos: 2, messageId: 4 });
+    expect(await raw.next()).toBeUndefined(); // closed, no PUBREC
   });
 });
 

@@ -13,21 +13,31 @@ import { createPrivateFile } from "../../lib/files.ts";
 /** brokerDbVersion: this release's schema (PRAGMA user_version); 0 is a file nothing was written to yet. */
 export const brokerDbVersion = 1;
 
+/**
+ * A packet is stored as columns, the same in every table that holds one (retained messages, queued messages,
+ * QoS 2 packets received, wills): reading one back needs no parsing, and a restart with 100 000 queued
+ * messages stays short. `extra` is JSON for what few packets have (MQTT 5 properties, a PUBREL, no-local).
+ */
+const packetColumns = `topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL,
+  broker_id TEXT, broker_counter INTEGER, origin TEXT, expiry INTEGER, extra TEXT`;
+const packetNames = "topic, payload, qos, retain, broker_id, broker_counter, origin, expiry, extra";
+const packetParams = (from: number) => Array.from({ length: 9 }, (_, i) => `?${from + i}`).join(", ");
+
 const schema = `
-CREATE TABLE IF NOT EXISTS retained (topic TEXT PRIMARY KEY, packet BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS retained (${packetColumns}, PRIMARY KEY (topic)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sessions (
   client_id TEXT PRIMARY KEY, integration_id INTEGER NOT NULL, integration_created INTEGER NOT NULL,
   expiry INTEGER, offline_since INTEGER) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS subscriptions (
   client_id TEXT NOT NULL, topic TEXT NOT NULL, options TEXT NOT NULL, PRIMARY KEY (client_id, topic)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY, packet BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY, ${packetColumns});
 CREATE TABLE IF NOT EXISTS queue (
   id INTEGER PRIMARY KEY, client_id TEXT NOT NULL, message INTEGER, packet_id INTEGER, pubrel INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS queue_by_client ON queue (client_id);
 CREATE TABLE IF NOT EXISTS incoming (
-  client_id TEXT NOT NULL, packet_id INTEGER NOT NULL, packet BLOB NOT NULL, PRIMARY KEY (client_id, packet_id)) WITHOUT ROWID;
+  client_id TEXT NOT NULL, packet_id INTEGER NOT NULL, ${packetColumns}, PRIMARY KEY (client_id, packet_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS wills (
-  client_id TEXT PRIMARY KEY, integration_id INTEGER, integration_created INTEGER, packet BLOB NOT NULL) WITHOUT ROWID;
+  client_id TEXT PRIMARY KEY, integration_id INTEGER, integration_created INTEGER, ${packetColumns}) WITHOUT ROWID;
 `;
 
 /**
@@ -62,24 +72,24 @@ export const op = {
 
 /** statements: the SQL of each op code, in code order (the worker prepares them once). */
 export const statements: string[] = [
-  "INSERT OR REPLACE INTO retained (topic, packet) VALUES (?1, ?2)",
+  `INSERT OR REPLACE INTO retained (${packetNames}) VALUES (${packetParams(1)})`,
   "DELETE FROM retained WHERE topic = ?1",
   "INSERT OR REPLACE INTO sessions (client_id, integration_id, integration_created, expiry, offline_since) VALUES (?1, ?2, ?3, ?4, ?5)",
   "DELETE FROM sessions WHERE client_id = ?1",
   "INSERT OR REPLACE INTO subscriptions (client_id, topic, options) VALUES (?1, ?2, ?3)",
   "DELETE FROM subscriptions WHERE client_id = ?1 AND topic = ?2",
   "DELETE FROM subscriptions WHERE client_id = ?1",
-  "INSERT OR REPLACE INTO messages (id, packet) VALUES (?1, ?2)",
+  `INSERT OR REPLACE INTO messages (id, ${packetNames}) VALUES (?1, ${packetParams(2)})`,
   "DELETE FROM messages WHERE id = ?1",
   "INSERT OR REPLACE INTO queue (id, client_id, message, packet_id, pubrel) VALUES (?1, ?2, ?3, ?4, ?5)",
   "UPDATE queue SET packet_id = ?2 WHERE id = ?1",
   "UPDATE queue SET message = NULL, pubrel = 1, packet_id = ?2 WHERE id = ?1",
   "DELETE FROM queue WHERE id = ?1",
   "DELETE FROM queue WHERE client_id = ?1",
-  "INSERT OR REPLACE INTO incoming (client_id, packet_id, packet) VALUES (?1, ?2, ?3)",
+  `INSERT OR REPLACE INTO incoming (client_id, packet_id, ${packetNames}) VALUES (?1, ?2, ${packetParams(3)})`,
   "DELETE FROM incoming WHERE client_id = ?1 AND packet_id = ?2",
   "DELETE FROM incoming WHERE client_id = ?1",
-  "INSERT OR REPLACE INTO wills (client_id, integration_id, integration_created, packet) VALUES (?1, ?2, ?3, ?4)",
+  `INSERT OR REPLACE INTO wills (client_id, integration_id, integration_created, ${packetNames}) VALUES (?1, ?2, ?3, ${packetParams(4)})`,
   "DELETE FROM wills WHERE client_id = ?1",
 ];
 
@@ -102,62 +112,104 @@ export class BrokerDbError extends Error {
 /** StoredPacket: a packet as aedes keeps it (a PUBLISH, a will, a PUBREL) with a Buffer payload. */
 export type StoredPacket = Record<string, unknown> & { topic?: string; payload?: Buffer };
 
-/** The fields of a packet worth keeping; aedes' own helpers (callbacks, client references) are not. */
-const kept = [
-  "cmd",
-  "brokerId",
-  "brokerCounter",
-  "topic",
-  "qos",
-  "retain",
-  "dup",
-  "messageId",
-  "messageExpiry",
-  "clientId",
-  "nl",
-  "reasonCode",
-] as const;
+/** PacketRow: a packet's columns as SQLite gives them back. */
+export interface PacketRow {
+  topic: string;
+  payload: Uint8Array;
+  qos: number;
+  retain: number;
+  broker_id: string | null;
+  broker_counter: number | null;
+  origin: string | null;
+  expiry: number | null;
+  extra: string | null;
+}
+
+/** Cells: a packet's column values, in `packetNames` order. */
+export type Cells = [
+  string,
+  Uint8Array,
+  number,
+  number,
+  string | null,
+  number | null,
+  string | null,
+  number | null,
+  string | null,
+];
 
 /**
- * encodePacket: `[u32 length of the JSON head][JSON head][payload]`. Correlation Data (the one binary
- * property of a PUBLISH or will) travels base64 in its own head field, so no property value can be
- * mistaken for a Buffer when read back.
+ * packetCells: the columns of a packet. MQTT 5 properties go to `extra` as JSON, their one binary value
+ * (Correlation Data) as base64 in a field of its own, so no property can be mistaken for a Buffer.
  */
-export function encodePacket(p: StoredPacket): Uint8Array {
-  const head: Record<string, unknown> = {};
-  for (const k of kept) if (p[k] !== undefined && p[k] !== null) head[k] = p[k];
+export function packetCells(p: StoredPacket): Cells {
+  let extra: Record<string, unknown> | undefined;
   const props = p.properties as Record<string, unknown> | undefined;
   if (props) {
     const { correlationData, ...rest } = props;
-    head.properties = rest;
+    extra = { properties: rest };
     if (correlationData !== undefined)
-      head.correlationData = Buffer.from(correlationData as Uint8Array).toString("base64");
+      extra.correlationData = Buffer.from(correlationData as Uint8Array).toString("base64");
   }
-  const json = Buffer.from(JSON.stringify(head));
+  if (p.cmd !== undefined && p.cmd !== "publish") (extra ??= {}).cmd = p.cmd;
+  if (p.nl !== undefined) (extra ??= {}).nl = p.nl;
   const raw = p.payload as Buffer | string | undefined;
   const payload = raw === undefined ? Buffer.alloc(0) : typeof raw === "string" ? Buffer.from(raw) : raw;
-  const out = Buffer.allocUnsafe(4 + json.length + payload.length);
-  out.writeUInt32LE(json.length, 0);
-  json.copy(out, 4);
-  out.set(payload, 4 + json.length);
-  return out;
+  return [
+    p.topic ?? "",
+    payload,
+    (p.qos as number | undefined) ?? 0,
+    p.retain ? 1 : 0,
+    (p.brokerId as string | undefined) ?? null,
+    (p.brokerCounter as number | undefined) ?? null,
+    (p.clientId as string | undefined) ?? null,
+    (p.messageExpiry as number | undefined) ?? null,
+    extra ? JSON.stringify(extra) : null,
+  ];
 }
 
-/** decodePacket: the packet `encodePacket` wrote (its payload a Buffer over the same memory). */
-export function decodePacket(blob: Uint8Array): StoredPacket {
-  const buf = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
-  const n = buf.readUInt32LE(0);
-  const head = JSON.parse(buf.toString("utf8", 4, 4 + n)) as StoredPacket & { correlationData?: string };
-  const { correlationData, ...packet } = head;
-  if (correlationData !== undefined)
-    packet.properties = { ...(packet.properties as object), correlationData: Buffer.from(correlationData, "base64") };
-  packet.payload = buf.subarray(4 + n);
-  return packet;
+/** cellsBytes: what a stored packet counts for in `--mqtt-store-max-bytes`: its bytes and a row's upkeep. */
+export const cellsBytes = (c: Cells) => c[0].length + c[1].length + (c[8]?.length ?? 0) + rowBytes;
+
+/**
+ * rowBytes: what a stored packet costs beyond its topic, payload and properties, so the budget bounds memory
+ * as well as disk: ~600 bytes a queued message of 64 bytes held in the heap (100 000 queued: 64 MiB after
+ * GC, measured with bench/durable.ts' server); broker.db itself takes ~270 bytes for one.
+ */
+export const rowBytes = 512;
+
+/** packetFromRow: the packet `packetCells` stored (its payload a Buffer over SQLite's bytes). */
+export function packetFromRow(r: PacketRow): StoredPacket {
+  const payload = r.payload;
+  const p: StoredPacket = {
+    cmd: "publish",
+    topic: r.topic,
+    payload: Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength),
+    qos: r.qos,
+    retain: r.retain === 1,
+    dup: false,
+  };
+  if (r.broker_id !== null) {
+    p.brokerId = r.broker_id;
+    p.brokerCounter = r.broker_counter ?? 0;
+  }
+  if (r.origin !== null) p.clientId = r.origin;
+  if (r.expiry !== null) p.messageExpiry = r.expiry;
+  if (r.extra !== null) {
+    const { properties, correlationData, ...rest } = JSON.parse(r.extra) as Record<string, unknown>;
+    Object.assign(p, rest);
+    if (properties || correlationData !== undefined)
+      p.properties = {
+        ...(properties as object),
+        ...(correlationData !== undefined ? { correlationData: Buffer.from(correlationData as string, "base64") } : {}),
+      };
+  }
+  return p;
 }
 
 /** The rows of broker.db, as read at start. */
 export interface BrokerDbSnapshot {
-  retained: { topic: string; packet: Uint8Array }[];
+  retained: PacketRow[];
   sessions: {
     client_id: string;
     integration_id: number;
@@ -166,10 +218,10 @@ export interface BrokerDbSnapshot {
     offline_since: number | null;
   }[];
   subscriptions: { client_id: string; topic: string; options: string }[];
-  messages: { id: number; packet: Uint8Array }[];
+  messages: (PacketRow & { id: number })[];
   queue: { id: number; client_id: string; message: number | null; packet_id: number | null; pubrel: number }[];
-  incoming: { client_id: string; packet_id: number; packet: Uint8Array }[];
-  wills: { client_id: string; integration_id: number | null; integration_created: number | null; packet: Uint8Array }[];
+  incoming: (PacketRow & { client_id: string; packet_id: number })[];
+  wills: (PacketRow & { client_id: string; integration_id: number | null; integration_created: number | null })[];
 }
 
 /**
@@ -219,13 +271,13 @@ function readAll(file: string): BrokerDbSnapshot {
     }
     const all = <T>(sql: string) => db.query(sql).all() as T[];
     return {
-      retained: all("SELECT topic, packet FROM retained"),
+      retained: all(`SELECT ${packetNames} FROM retained`),
       sessions: all("SELECT client_id, integration_id, integration_created, expiry, offline_since FROM sessions"),
       subscriptions: all("SELECT client_id, topic, options FROM subscriptions"),
-      messages: all("SELECT id, packet FROM messages"),
+      messages: all(`SELECT id, ${packetNames} FROM messages`),
       queue: all("SELECT id, client_id, message, packet_id, pubrel FROM queue ORDER BY id"),
-      incoming: all("SELECT client_id, packet_id, packet FROM incoming"),
-      wills: all("SELECT client_id, integration_id, integration_created, packet FROM wills"),
+      incoming: all(`SELECT client_id, packet_id, ${packetNames} FROM incoming`),
+      wills: all(`SELECT client_id, integration_id, integration_created, ${packetNames} FROM wills`),
     };
   } finally {
     db.close();

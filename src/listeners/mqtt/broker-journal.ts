@@ -42,7 +42,7 @@ export interface JournalOptions {
   /** test seam: SQLite's max_page_count on the writer, a full disk without filling one */
   maxPageCount?: number;
   /** every batch's outcome, for the listener's metrics */
-  onCommit?(ok: boolean, ops: number): void;
+  onCommit?(ok: boolean): void;
 }
 
 /**
@@ -183,14 +183,14 @@ export class BrokerJournal {
         this.#needsReset = false;
         this.opts.log.info("broker store writes again: broker.db holds the broker's state once more");
       }
-      this.opts.onCommit?.(true, 0);
+      this.opts.onCommit?.(true);
       batch.done?.resolve();
       batch.settled.resolve();
       if (this.#pending.length > 0) this.#flush();
       return;
     }
     this.#needsReset = true;
-    this.opts.onCommit?.(false, 0);
+    this.opts.onCommit?.(false);
     const now = Date.now();
     if (now - this.#lastErrorLog > 60_000) {
       this.#lastErrorLog = now;

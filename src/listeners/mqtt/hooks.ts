@@ -256,6 +256,11 @@ export function createHooks(s: MqttState, maxConnections: number) {
       done: (err: Error | null, sub?: Subscription | null) => void,
     ) {
       if (!isValidTopicString(sub.topic)) return done(new Error("malformed topic filter"));
+      // broker.db full: a persistent session keeps the filters it has (a restore re-asks for those) and gets no new one
+      if (s.conns.get(client)?.persistent && s.store.full && !s.store.hasSubscription(client.id, sub.topic)) {
+        s.logRefusal(client, "subscribe refused: the broker store is full", { topic: sub.topic.slice(0, 256) });
+        return done(null, null);
+      }
       if (maySubscribe(s.current(client), sub.topic, topicSpace)) return done(null, sub);
       s.logRefusal(client, "subscribe refused", {
         username: s.conns.get(client)?.integration.username,

@@ -3,11 +3,14 @@ import type { Logger } from "../../lib/logger.ts";
 import { memoryCore, type MemoryCore } from "./aedes-internals.ts";
 import {
   type BrokerDbSnapshot,
-  decodePacket,
-  encodePacket,
+  type Cells,
+  cellsBytes,
   loadBrokerDb,
   op,
   type Op,
+  packetCells,
+  packetFromRow,
+  rowBytes,
   type StoredPacket,
 } from "./broker-db.ts";
 import { BrokerJournal } from "./broker-journal.ts";
@@ -54,24 +57,27 @@ export interface StaleWill {
   packet: StoredPacket;
 }
 
+/** Msg: a message queued for one or more sessions: one row, one packet, shared by its queue entries. */
 interface Msg {
   id: number;
   packet: StoredPacket;
   bytes: number;
   refs: number;
-  blob?: Uint8Array;
+  /** its columns, until its row is written */
+  cells?: Cells;
 }
 
+/** Entry: a message in one session's queue (its packet id once sent), or the PUBREL that replaced it. */
 interface Entry {
   id: number;
-  /** what aedes sees: its own copy (aedes sets its packet id on it), or a PUBREL that replaced it */
-  packet: StoredPacket;
   msg: Msg | undefined;
+  messageId: number | undefined;
 }
 
 interface Queue {
   entries: Map<number, Entry>;
-  byBroker: Map<string, Entry>;
+  /** brokerId -> brokerCounter -> entry: how aedes names a message it updates */
+  byBroker: Map<string, Map<number, Entry>>;
   byPacketId: Map<number, Entry>;
   bytes: number;
 }
@@ -81,7 +87,9 @@ interface Sized {
   bytes: number;
 }
 
-const brokerKey = (p: StoredPacket) => `${p.brokerId as string}\u0000${p.brokerCounter as number}`;
+/** packetOf: what aedes reads for an entry (a fresh object: aedes may set fields on what it streams). */
+const packetOf = (e: Entry): StoredPacket =>
+  e.msg ? { ...e.msg.packet, messageId: e.messageId } : { cmd: "pubrel", messageId: e.messageId };
 
 /** copyPacket: what `new Packet(original)` of aedes-packet 4 makes, as the memory persistence stores it. */
 function copyPacket(o: StoredPacket): StoredPacket {
@@ -102,8 +110,10 @@ function copyPacket(o: StoredPacket): StoredPacket {
   return p;
 }
 
-const subscriptionBytes = (topic: string, options: string) => 64 + topic.length + options.length;
-const sessionBytes = (clientId: string) => 64 + clientId.length;
+const subscriptionBytes = (topic: string, options: string) => rowBytes + topic.length + options.length;
+const sessionBytes = (clientId: string) => rowBytes + clientId.length;
+/** entryBytes: a queue entry's upkeep (its row, its object), beside its message's */
+const entryBytes = 64;
 
 /**
  * BrokerStore: aedes' persistence (the promise-based interface aedes 2.0.0-beta.1 calls), kept in memory
@@ -132,6 +142,8 @@ export class BrokerStore {
   #nextMsg = 1;
   #nextEntry = 1;
   #bytes = 0;
+  /** a write was refused for want of room (see `full`) */
+  #refused = false;
   #queued = 0;
   #expiryTimer: ReturnType<typeof setTimeout> | undefined;
   #expiryAt = Number.POSITIVE_INFINITY;
@@ -152,6 +164,8 @@ export class BrokerStore {
     retainedDropped: 0,
     sessionsDropped: 0,
     sessionsExpired: 0,
+    commits: 0,
+    failedCommits: 0,
   };
 
   constructor(opts: BrokerStoreOptions) {
@@ -162,6 +176,7 @@ export class BrokerStore {
       log: opts.log,
       maxPageCount: opts.maxPageCount,
       snapshot: () => this.#snapshot(),
+      onCommit: (ok) => (ok ? this.counts.commits++ : this.counts.failedCommits++),
     });
   }
 
@@ -195,6 +210,20 @@ export class BrokerStore {
   /** failing: broker.db refuses writes (disk full, I/O error) and the gap is not healed yet */
   get failing(): boolean {
     return this.#journal.failing;
+  }
+
+  /**
+   * full: broker.db had no room for a message (or holds `maxStoreBytes`), and has not fallen below 90 % of
+   * it since
+   */
+  get full(): boolean {
+    if (this.#refused && this.#bytes < this.#opts.maxStoreBytes * 0.9) this.#refused = false;
+    return this.#refused || this.#bytes >= this.#opts.maxStoreBytes;
+  }
+
+  /** hasSubscription: the stored session `clientId` keeps the filter `topic` */
+  hasSubscription(clientId: string, topic: string): boolean {
+    return this.#subs.get(clientId)?.has(topic) === true;
   }
 
   get stats() {
@@ -238,31 +267,32 @@ export class BrokerStore {
     }
     for (const [clientId, subs] of subsByClient) await this.#mem.addSubscriptions({ id: clientId }, subs);
     for (const r of rows.retained) {
-      const packet = decodePacket(r.packet);
+      const packet = packetFromRow(r);
       await this.#mem.storeRetained(packet);
-      this.#retained.set(r.topic, { packet, bytes: r.packet.byteLength });
-      this.#bytes += r.packet.byteLength;
+      const bytes = r.topic.length + r.payload.length + (r.extra?.length ?? 0) + rowBytes;
+      this.#retained.set(r.topic, { packet, bytes });
+      this.#bytes += bytes;
     }
     const msgs = new Map<number, Msg>();
     for (const r of rows.messages) {
-      msgs.set(r.id, { id: r.id, packet: decodePacket(r.packet), bytes: r.packet.byteLength, refs: 0, blob: r.packet });
-      this.#nextMsg = Math.max(this.#nextMsg, r.id + 1);
+      const bytes = r.topic.length + r.payload.length + (r.extra?.length ?? 0) + rowBytes;
+      msgs.set(r.id, { id: r.id, packet: packetFromRow(r), bytes, refs: 0 });
+      if (r.id >= this.#nextMsg) this.#nextMsg = r.id + 1;
     }
     for (const r of rows.queue) {
-      this.#nextEntry = Math.max(this.#nextEntry, r.id + 1);
+      if (r.id >= this.#nextEntry) this.#nextEntry = r.id + 1;
       const msg = r.message === null ? undefined : msgs.get(r.message);
       if (!this.#sessions.has(r.client_id) || (r.pubrel === 0 && !msg)) {
         cleanup.push([op.queueDel, r.id]);
         continue;
       }
-      const packet: StoredPacket =
-        r.pubrel === 1
-          ? { cmd: "pubrel", messageId: r.packet_id ?? undefined }
-          : { ...copyPacket(msg!.packet), messageId: r.packet_id ?? undefined };
-      this.#addEntry(r.client_id, { id: r.id, packet, msg: r.pubrel === 1 ? undefined : msg });
+      this.#addEntry(r.client_id, {
+        id: r.id,
+        msg: r.pubrel === 1 ? undefined : msg,
+        messageId: r.packet_id ?? undefined,
+      });
     }
     for (const m of msgs.values()) {
-      m.blob = undefined;
       if (m.refs === 0) cleanup.push([op.messageDel, m.id]);
       else this.#bytes += m.bytes;
     }
@@ -273,24 +303,19 @@ export class BrokerStore {
       }
       let mine = this.#incoming.get(r.client_id);
       if (!mine) this.#incoming.set(r.client_id, (mine = new Map()));
-      mine.set(r.packet_id, { packet: decodePacket(r.packet), bytes: r.packet.byteLength, stored: true });
-      this.#bytes += r.packet.byteLength;
+      const packet = { ...packetFromRow(r), messageId: r.packet_id };
+      const bytes = r.topic.length + r.payload.length + (r.extra?.length ?? 0) + rowBytes;
+      mine.set(r.packet_id, { packet, bytes, stored: true });
+      this.#bytes += bytes;
     }
     // Wills of the previous run: their connections ended with it. The listener publishes (or drops) them.
     for (const r of rows.wills) {
-      this.#stale.push({
-        clientId: r.client_id,
-        integrationId: r.integration_id,
-        integrationCreated: r.integration_created,
-        packet: decodePacket(r.packet),
-      });
-      this.#wills.set(r.client_id, {
-        packet: this.#stale.at(-1)!.packet,
-        bytes: r.packet.byteLength,
-        integrationId: r.integration_id,
-        integrationCreated: r.integration_created,
-      });
-      this.#bytes += r.packet.byteLength;
+      const packet = packetFromRow(r);
+      const bytes = r.topic.length + r.payload.length + (r.extra?.length ?? 0) + rowBytes;
+      const owner = { integrationId: r.integration_id, integrationCreated: r.integration_created };
+      this.#stale.push({ clientId: r.client_id, ...owner, packet });
+      this.#wills.set(r.client_id, { packet, bytes, ...owner });
+      this.#bytes += bytes;
     }
   }
 
@@ -495,18 +520,20 @@ export class BrokerStore {
       this.#journal.write([op.retainedDel, topic]);
       return this.#journal.committed();
     }
-    const blob = encodePacket(packet);
+    const cells = packetCells(packet);
+    const bytes = cellsBytes(cells);
     // A retained topic already stored can always be replaced (it is the plant's current value); a new one
     // is refused once the store is full.
-    if (!old && this.#bytes + blob.length > this.#opts.maxStoreBytes) {
+    if (!old && this.#bytes + bytes > this.#opts.maxStoreBytes) {
+      this.#refused = true;
       this.counts.retainedDropped++;
       this.#dropped("retained", "mqtt store full: a new retained topic was not kept", { topic: topic.slice(0, 256) });
       return;
     }
     await this.#mem.storeRetained(packet);
-    this.#retained.set(topic, { packet, bytes: blob.length });
-    this.#bytes += blob.length - (old?.bytes ?? 0);
-    this.#journal.write([op.retainedPut, topic, blob]);
+    this.#retained.set(topic, { packet, bytes });
+    this.#bytes += bytes - (old?.bytes ?? 0);
+    this.#journal.write([op.retainedPut, ...cells]);
     return this.#journal.committed();
   }
 
@@ -591,10 +618,12 @@ export class BrokerStore {
     for (const sub of subs) {
       if (!this.#sessions.has(sub.clientId)) continue;
       if (!msg) {
-        const blob = encodePacket(packet);
-        msg = { id: 0, packet, bytes: blob.length, refs: 0, blob };
+        // one compact copy (what `new Packet(packet)` keeps), shared by every session it is queued for
+        const cells = packetCells(packet);
+        msg = { id: 0, packet: copyPacket(packet), bytes: cellsBytes(cells), refs: 0, cells };
       }
       if (msg.refs === 0 && this.#bytes + msg.bytes > this.#opts.maxStoreBytes) {
+        this.#refused = true;
         this.counts.storeFullDropped += subs.length;
         this.#dropped("store", "mqtt store full: a message was not queued for persistent sessions", {
           topic: (packet.topic ?? "").slice(0, 256),
@@ -624,10 +653,10 @@ export class BrokerStore {
       if (msg.refs === 0) {
         msg.id = this.#nextMsg++;
         this.#bytes += msg.bytes;
-        this.#journal.write([op.messagePut, msg.id, msg.blob!]);
-        msg.blob = undefined;
+        this.#journal.write([op.messagePut, msg.id, ...msg.cells!]);
+        msg.cells = undefined;
       }
-      const entry: Entry = { id: this.#nextEntry++, packet: copyPacket(packet), msg };
+      const entry: Entry = { id: this.#nextEntry++, msg, messageId: undefined };
       this.#addEntry(sub.clientId, entry);
       this.#journal.write([op.queuePut, entry.id, sub.clientId, msg.id, null, 0]);
       wrote = true;
@@ -640,9 +669,9 @@ export class BrokerStore {
     if (!q) return;
     const messageId = packet.messageId as number;
     if (packet.brokerId) {
-      const e = q.byBroker.get(brokerKey(packet));
+      const e = q.byBroker.get(packet.brokerId as string)?.get(packet.brokerCounter as number);
       if (e) {
-        if (e.packet.messageId !== messageId) {
+        if (e.messageId !== messageId) {
           this.#indexPacketId(q, e, messageId);
           this.#journal.write([op.queuePacketId, e.id, messageId]);
         }
@@ -653,16 +682,12 @@ export class BrokerStore {
     // packet id is replaced. A message this store dropped (its queue was full) is not found: aedes
     // delivers it anyway, where the memory persistence would fail the client.
     const e = q.byPacketId.get(messageId);
-    if (!e || e.packet.brokerId === packet.brokerId) return;
+    if (!e || (e.msg?.packet.brokerId ?? undefined) === packet.brokerId) return;
     if (packet.cmd === "pubrel") {
+      if (e.msg) this.#unindexBroker(q, e);
       if (e.msg) this.#unref(q, e.msg);
       e.msg = undefined;
-      if (e.packet.brokerId) q.byBroker.delete(brokerKey(e.packet));
-      e.packet = packet;
       this.#journal.write([op.queuePubrel, e.id, messageId]);
-    } else {
-      e.packet = packet;
-      this.#journal.write([op.queuePacketId, e.id, messageId]);
     }
   }
 
@@ -672,19 +697,20 @@ export class BrokerStore {
     let e = q.byPacketId.get(packet.messageId as number);
     if (!e) {
       for (const x of q.entries.values())
-        if (x.packet.messageId === packet.messageId) {
+        if (x.messageId === packet.messageId) {
           e = x;
           break;
         }
     }
     if (!e) return undefined;
+    const removed = packetOf(e);
     this.#removeEntry(client.id, q, e);
-    return e.packet;
+    return removed;
   }
 
   outgoingStream(client: { id: string }): Readable {
     const q = this.#queues.get(client.id);
-    return Readable.from(q ? [...q.entries.values()].map((e) => e.packet) : []);
+    return Readable.from(q ? [...q.entries.values()].map(packetOf) : []);
   }
 
   async incomingStorePacket(client: { id: string }, packet: StoredPacket): Promise<void> {
@@ -693,17 +719,25 @@ export class BrokerStore {
     const copy = copyPacket(packet);
     copy.messageId = packet.messageId;
     const messageId = packet.messageId as number;
+    const cells = packetCells(copy);
+    const bytes = cellsBytes(cells);
+    // QoS 2 messages received and not released yet are bounded like a queue: a client holding more is
+    // refused (aedes closes its connection) instead of growing memory and broker.db
+    let held = 0;
+    for (const e of mine.values()) held += e.bytes;
+    if (mine.size >= this.#opts.maxQueuedMessages || held + bytes > this.#opts.maxQueuedBytes)
+      throw new Error("too many QoS 2 messages not released");
     const old = mine.get(messageId);
     if (old?.stored) this.#bytes -= old.bytes;
     // a clean session's QoS 2 state ends with its connection: memory only
     if (!this.#sessions.has(client.id)) {
-      mine.set(messageId, { packet: copy, bytes: 0, stored: false });
+      mine.set(messageId, { packet: copy, bytes, stored: false });
       return;
     }
-    const blob = encodePacket(copy);
-    mine.set(messageId, { packet: copy, bytes: blob.length, stored: true });
-    this.#bytes += blob.length;
-    this.#journal.write([op.incomingPut, client.id, messageId, blob]);
+    if (this.#bytes + bytes > this.#opts.maxStoreBytes) throw new Error("broker store full");
+    mine.set(messageId, { packet: copy, bytes, stored: true });
+    this.#bytes += bytes;
+    this.#journal.write([op.incomingPut, client.id, messageId, ...cells]);
     return this.#journal.committed();
   }
 
@@ -729,17 +763,18 @@ export class BrokerStore {
     packet.brokerId = this.#brokerId;
     packet.clientId = client.id;
     const owner = this.ownerOf(client.id);
-    const blob = encodePacket(packet);
+    const cells = packetCells(packet);
+    const bytes = cellsBytes(cells);
     const old = this.#wills.get(client.id);
     if (old) this.#bytes -= old.bytes;
     this.#wills.set(client.id, {
       packet,
-      bytes: blob.length,
+      bytes,
       integrationId: owner?.id ?? null,
       integrationCreated: owner?.created ?? null,
     });
-    this.#bytes += blob.length;
-    this.#journal.write([op.willPut, client.id, owner?.id ?? null, owner?.created ?? null, blob]);
+    this.#bytes += bytes;
+    this.#journal.write([op.willPut, client.id, owner?.id ?? null, owner?.created ?? null, ...cells]);
     return this.#journal.committed();
   }
 
@@ -784,30 +819,44 @@ export class BrokerStore {
     if (!q)
       this.#queues.set(clientId, (q = { entries: new Map(), byBroker: new Map(), byPacketId: new Map(), bytes: 0 }));
     q.entries.set(e.id, e);
-    if (e.packet.brokerId && e.packet.cmd === "publish") q.byBroker.set(brokerKey(e.packet), e);
-    if (e.packet.messageId !== undefined && e.packet.messageId !== null)
-      q.byPacketId.set(e.packet.messageId as number, e);
+    const brokerId = e.msg?.packet.brokerId as string | undefined;
+    if (brokerId) {
+      let counters = q.byBroker.get(brokerId);
+      if (!counters) q.byBroker.set(brokerId, (counters = new Map()));
+      counters.set(e.msg!.packet.brokerCounter as number, e);
+    }
+    if (e.messageId !== undefined && e.messageId !== null) q.byPacketId.set(e.messageId, e);
     if (e.msg) {
       e.msg.refs++;
       q.bytes += e.msg.bytes;
     }
+    this.#bytes += entryBytes;
     this.#queued++;
   }
 
   #indexPacketId(q: Queue, e: Entry, messageId: number) {
-    const was = e.packet.messageId as number | undefined;
-    if (was !== undefined && q.byPacketId.get(was) === e) q.byPacketId.delete(was);
-    e.packet.messageId = messageId;
+    if (e.messageId !== undefined && q.byPacketId.get(e.messageId) === e) q.byPacketId.delete(e.messageId);
+    e.messageId = messageId;
     q.byPacketId.set(messageId, e);
+  }
+
+  #unindexBroker(q: Queue, e: Entry) {
+    const brokerId = e.msg?.packet.brokerId as string | undefined;
+    if (!brokerId) return;
+    const counters = q.byBroker.get(brokerId);
+    const counter = e.msg!.packet.brokerCounter as number;
+    if (counters?.get(counter) !== e) return;
+    counters.delete(counter);
+    if (counters.size === 0) q.byBroker.delete(brokerId);
   }
 
   #removeEntry(clientId: string, q: Queue, e: Entry, writeRow = true) {
     q.entries.delete(e.id);
-    if (e.packet.brokerId && q.byBroker.get(brokerKey(e.packet)) === e) q.byBroker.delete(brokerKey(e.packet));
-    const pid = e.packet.messageId as number | undefined;
-    if (pid !== undefined && q.byPacketId.get(pid) === e) q.byPacketId.delete(pid);
+    this.#unindexBroker(q, e);
+    if (e.messageId !== undefined && q.byPacketId.get(e.messageId) === e) q.byPacketId.delete(e.messageId);
     if (e.msg) this.#unref(q, e.msg);
     if (writeRow) this.#journal.write([op.queueDel, e.id]);
+    this.#bytes -= entryBytes;
     this.#queued--;
     if (q.entries.size === 0) this.#queues.delete(clientId);
   }
@@ -835,7 +884,7 @@ export class BrokerStore {
   /** #snapshot: the whole state as ops, to write over a file a failed batch left behind. */
   #snapshot(): Op[] {
     const ops: Op[] = [];
-    for (const [topic, r] of this.#retained) ops.push([op.retainedPut, topic, encodePacket(r.packet)]);
+    for (const r of this.#retained.values()) ops.push([op.retainedPut, ...packetCells(r.packet)]);
     for (const s of this.#sessions.values())
       ops.push([op.sessionPut, s.clientId, s.integrationId, s.integrationCreated, s.expiry, s.offlineSince]);
     for (const [clientId, subs] of this.#subs)
@@ -845,15 +894,14 @@ export class BrokerStore {
       for (const e of q.entries.values()) {
         if (e.msg && !written.has(e.msg)) {
           written.add(e.msg);
-          ops.push([op.messagePut, e.msg.id, encodePacket(e.msg.packet)]);
+          ops.push([op.messagePut, e.msg.id, ...packetCells(e.msg.packet)]);
         }
-        const pid = (e.packet.messageId as number | undefined) ?? null;
-        ops.push([op.queuePut, e.id, clientId, e.msg?.id ?? null, pid, e.msg ? 0 : 1]);
+        ops.push([op.queuePut, e.id, clientId, e.msg?.id ?? null, e.messageId ?? null, e.msg ? 0 : 1]);
       }
     for (const [clientId, mine] of this.#incoming)
-      for (const [pid, e] of mine) if (e.stored) ops.push([op.incomingPut, clientId, pid, encodePacket(e.packet)]);
+      for (const [pid, e] of mine) if (e.stored) ops.push([op.incomingPut, clientId, pid, ...packetCells(e.packet)]);
     for (const [clientId, w] of this.#wills)
-      ops.push([op.willPut, clientId, w.integrationId, w.integrationCreated, encodePacket(w.packet)]);
+      ops.push([op.willPut, clientId, w.integrationId, w.integrationCreated, ...packetCells(w.packet)]);
     return ops;
   }
 }

@@ -151,6 +151,10 @@ export function wireBroker(b: Aedes, s: MqttState, maxPacket: number): (() => vo
       [{ reason: "store-full" }, store.counts.storeFullDropped],
       [{ reason: "retained-store-full" }, store.counts.retainedDropped],
     ]),
+    counter("gatehouse_mqtt_store_commits_total", "broker.db transactions (each a batch of writes, fsynced)", () => [
+      [{ result: "ok" }, store.counts.commits],
+      [{ result: "failed" }, store.counts.failedCommits],
+    ]),
     counter("gatehouse_mqtt_sessions_ended_total", "Stored sessions ended by the broker", () => [
       [{ reason: "expired" }, store.counts.sessionsExpired],
       [{ reason: "sessions-limit" }, store.counts.sessionsDropped],
