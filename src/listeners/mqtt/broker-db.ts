@@ -287,7 +287,7 @@ function readAll(file: string): BrokerDbSnapshot {
 /** WorkerRequest / WorkerReply: what the main thread and the writer say to each other. */
 export type WorkerRequest =
   | { t: "open"; file: string; maxPageCount?: number }
-  | { t: "batch"; id: number; ops: Op[] }
+  | { t: "batch"; id: number; ops: ArrayBuffer; length: number }
   | { t: "close" };
 
 export type WorkerReply =
@@ -296,3 +296,87 @@ export type WorkerReply =
   | { t: "done"; id: number; ok: false; error: string; code?: string }
   | { t: "closed" }
   | { t: "failed"; error: string };
+
+const utf8 = new TextEncoder();
+const fromUtf8 = new TextDecoder();
+
+/**
+ * encodeOps: a batch as one buffer, handed to the writer without a copy (transferred). Structured clone of
+ * the ops themselves cost ~20 µs an op, and copied the whole memory behind each payload (mostly a view into
+ * a socket's read). `[u32 count] ([u8 code][u8 n] n × ([u8 tag] value))*`; tags: 0 null, 1 number (f64),
+ * 2 string (u32 length, UTF-8), 3 bytes (u32 length).
+ */
+export function encodeOps(ops: Op[]): { buffer: ArrayBuffer; length: number } {
+  let buf = new Uint8Array(64 * 1024);
+  let view = new DataView(buf.buffer);
+  let at = 0;
+  const room = (n: number) => {
+    if (at + n <= buf.length) return;
+    let size = buf.length * 2;
+    while (size < at + n) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(buf.subarray(0, at));
+    buf = next;
+    view = new DataView(buf.buffer);
+  };
+  view.setUint32(0, ops.length);
+  at = 4;
+  for (const o of ops) {
+    room(2);
+    buf[at++] = o[0];
+    buf[at++] = o.length - 1;
+    for (let i = 1; i < o.length; i++) {
+      const v = o[i];
+      if (v === null || v === undefined) {
+        room(1);
+        buf[at++] = 0;
+      } else if (typeof v === "number" || typeof v === "bigint") {
+        room(9);
+        buf[at++] = 1;
+        view.setFloat64(at, Number(v));
+        at += 8;
+      } else if (typeof v === "string") {
+        room(5 + v.length * 3);
+        buf[at++] = 2;
+        const { written } = utf8.encodeInto(v, buf.subarray(at + 4));
+        view.setUint32(at, written);
+        at += 4 + written;
+      } else {
+        room(5 + v.byteLength);
+        buf[at++] = 3;
+        view.setUint32(at, v.byteLength);
+        buf.set(v, at + 4);
+        at += 4 + v.byteLength;
+      }
+    }
+  }
+  return { buffer: buf.buffer, length: at };
+}
+
+/** decodeOps: the ops `encodeOps` wrote. */
+export function decodeOps(buffer: ArrayBuffer, length: number): Op[] {
+  const buf = new Uint8Array(buffer, 0, length);
+  const view = new DataView(buffer, 0, length);
+  const ops: Op[] = [];
+  const count = view.getUint32(0);
+  let at = 4;
+  for (let k = 0; k < count; k++) {
+    const o: Op = [buf[at++]!];
+    const n = buf[at++]!;
+    for (let i = 0; i < n; i++) {
+      const tag = buf[at++];
+      if (tag === 0) o.push(null);
+      else if (tag === 1) {
+        o.push(view.getFloat64(at));
+        at += 8;
+      } else {
+        const len = view.getUint32(at);
+        at += 4;
+        o.push(tag === 2 ? fromUtf8.decode(buf.subarray(at, at + len)) : buf.slice(at, at + len));
+        at += len;
+      }
+    }
+    ops.push(o);
+  }
+  return ops;
+}

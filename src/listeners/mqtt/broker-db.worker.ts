@@ -5,7 +5,15 @@
  * build (scripts/build.ts takes every `*.worker.ts`), so it imports nothing but its own folder's SQL.
  */
 import { Database, type Statement } from "bun:sqlite";
-import { op, resetTables, statements, writerPragmas, type WorkerReply, type WorkerRequest } from "./broker-db.ts";
+import {
+  decodeOps,
+  op,
+  resetTables,
+  statements,
+  writerPragmas,
+  type WorkerReply,
+  type WorkerRequest,
+} from "./broker-db.ts";
 
 declare const self: Worker;
 
@@ -27,8 +35,9 @@ self.onmessage = (event: MessageEvent<WorkerRequest>) => {
     } else if (m.t === "batch") {
       const d = db!;
       try {
+        const ops = decodeOps(m.ops, m.length);
         d.transaction(() => {
-          for (const o of m.ops) {
+          for (const o of ops) {
             if (o[0] === op.reset) for (const t of resetTables) d.run(`DELETE FROM ${t}`);
             else prepared[o[0]]!.run(...(o.slice(1) as never[]));
           }

@@ -1,6 +1,6 @@
 import type { Logger } from "../../lib/logger.ts";
 import { workerUrl } from "../../lib/workers.ts";
-import { op, type Op, type WorkerReply, type WorkerRequest } from "./broker-db.ts";
+import { encodeOps, op, type Op, type WorkerReply, type WorkerRequest } from "./broker-db.ts";
 
 /** BrokerStoreError: broker.db could not take a write (a full disk, an I/O error, its writer gone). */
 export class BrokerStoreError extends Error {
@@ -167,7 +167,8 @@ export class BrokerJournal {
     this.#pendingDone = undefined;
     const id = this.#nextId++;
     this.#inflight = { id, done, settled: deferred(), reset };
-    this.#send({ t: "batch", id, ops });
+    const { buffer, length } = encodeOps(ops);
+    this.#worker?.postMessage({ t: "batch", id, ops: buffer, length } satisfies WorkerRequest, [buffer]);
   }
 
   #onReply(m: WorkerReply) {
