@@ -306,3 +306,56 @@ describe("what a crash cut: wills and session expiry", () => {
     await second.stop();
   }, 60_000);
 });
+
+describe("with Mosquitto's own clients", () => {
+  it("mosquitto_pub -q 1 to an offline mosquitto_sub -c session, SIGKILL, restart: mosquitto_sub gets every message", async () => {
+    const f = await prepare();
+    const first = await serve(f);
+    const auth = (user: string) => ["-h", "127.0.0.1", "-u", user, "-P", f.creds[user]!, "-V", "mqttv311"];
+    const sub = (port: number, extra: string[]) =>
+      Bun.spawn(
+        [
+          "mosquitto_sub",
+          ...auth("reader"),
+          "-p",
+          String(port),
+          "-c",
+          "-i",
+          "mosq-reader",
+          "-q",
+          "1",
+          "-t",
+          "plant/#",
+          ...extra,
+        ],
+        {
+          stdout: "pipe",
+          stderr: "pipe",
+        },
+      );
+    // the persistent session: subscribed once, then gone (-E: exit right after the SUBACK)
+    expect(await sub(first.ports.mqtt!, ["-E"]).exited).toBe(0);
+    for (const v of ["a", "b", "c"]) {
+      const pub = Bun.spawn([
+        "mosquitto_pub",
+        ...auth("sensor"),
+        "-p",
+        String(first.ports.mqtt!),
+        "-q",
+        "1",
+        "-t",
+        "plant/m",
+        "-m",
+        v,
+      ]);
+      expect(await pub.exited).toBe(0); // it exits once its PUBACK came
+    }
+    await crash(first);
+
+    const second = await serve(f);
+    const back = sub(second.ports.mqtt!, ["-C", "3", "-W", "20"]);
+    expect(await back.exited).toBe(0);
+    expect((await new Response(back.stdout).text()).trim().split("\n")).toEqual(["a", "b", "c"]);
+    await second.stop();
+  }, 60_000);
+});
