@@ -66,7 +66,7 @@ export function createDataRoutes(core: Core, log: Logger, presence: Presence, op
     problem(
       503,
       "not_stored",
-      `the broker could not store the message; ${published ? `the first ${published} of the batch were published, ` : ""}try again later`,
+      `the broker could not store the message; ${published ? `${published} of the batch were published, ` : ""}try again later`,
       { "retry-after": "5" },
     );
 
@@ -125,15 +125,15 @@ export function createDataRoutes(core: Core, log: Logger, presence: Presence, op
       const payload = Buffer.from(typeof it.payload === "string" ? it.payload : JSON.stringify(it.payload));
       messages.push({ topic, payload, retain: it.retain === true });
     }
-    let published = 0;
-    try {
-      for (const m of messages) {
-        await publishOne(integration, m.topic, m.payload, m.retain, 0);
-        published++;
-      }
-    } catch (err) {
-      if (err instanceof BusNotStoredError) return notStored(published);
-      throw err;
+    // all at once, in order: retained values of one batch are stored in one commit, not one each
+    const results = await Promise.allSettled(
+      messages.map((m) => publishOne(integration, m.topic, m.payload, m.retain, 0)),
+    );
+    const failed = results.find((r) => r.status === "rejected");
+    if (failed) {
+      if (failed.reason instanceof BusNotStoredError)
+        return notStored(results.filter((r) => r.status === "fulfilled").length);
+      throw failed.reason;
     }
     return json({ published: messages.length }, 202);
   };

@@ -550,9 +550,10 @@ export class BrokerStore {
     // only a stored session keeps subscriptions (aedes asks for persistent ones only; a session forgotten
     // while its client is still being dropped keeps none)
     if (!this.#sessions.has(id)) return;
-    const kept = subs.filter((s) => this.keepSubscription(id, s.topic));
     let mine = this.#subs.get(id);
     if (!mine) this.#subs.set(id, (mine = new Map()));
+    const full = this.full;
+    const kept = subs.filter((s) => this.keepSubscription(id, s.topic) && (!full || mine.has(s.topic)));
     let wrote = false;
     for (const sub of kept) {
       const record: Record<string, unknown> = { qos: sub.qos, rh: sub.rh, rap: sub.rap, nl: sub.nl };
