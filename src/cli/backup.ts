@@ -111,6 +111,11 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
           rmSync(temp, { force: true });
         }
         process.stdout.write(`backed up ${join(dataDir, "gatehouse.db")} to ${file} (${statSync(file).size} bytes)\n`);
+        // broker.db is left out on purpose: message state restored later would be stale (README: Backup)
+        if (existsSync(join(dataDir, "broker.db")))
+          process.stdout.write(
+            "not included: broker.db (the MQTT broker's retained messages, persistent sessions and queues)\n",
+          );
         return exitCodes.ok;
       }
       case "restore": {

@@ -353,3 +353,17 @@ describe("import --full treats the export as hostile", () => {
     expect(readdirSync(join(target, "pki", "trusted", "certs"))).toEqual(["client.pem"]);
   });
 });
+
+describe("backup and the broker's store", () => {
+  it("says that broker.db (retained messages, sessions, queues) is not in the backup", async () => {
+    const dir = tempDir();
+    await startAndStop(dir);
+    expect(existsSync(join(dir, "broker.db"))).toBe(true);
+    const r = gatehouse(["backup", join(dir, "b.db"), "--data-dir", dir]);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("not included: broker.db");
+    const copy = new Database(join(dir, "b.db"), { readonly: true });
+    expect(copy.query("SELECT name FROM sqlite_master WHERE name = 'retained'").all()).toEqual([]);
+    copy.close();
+  });
+});

@@ -97,8 +97,10 @@ export async function testApp(
   extraArgs: string[] = [],
   env: Record<string, string> = {},
   coreOptions: CoreOptions = {},
+  /** a data dir to start on again (a restart); a fresh one by default */
+  dataDir?: string,
 ): Promise<{ app: App; dir: string; url: string; lines: string[] }> {
-  const dir = tempDir();
+  const dir = dataDir ?? tempDir();
   const config = parseServeConfig(
     [
       "--data-dir",
