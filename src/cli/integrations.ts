@@ -1,9 +1,10 @@
 import { parseArgs } from "node:util";
-import { dataDirOf, DataDirError, openDataDir } from "../db/data-dir.ts";
+import { dataDirOf, DataDirError, openExistingDataDir } from "../db/data-dir.ts";
 import { ActivityLog, enterActor } from "../core/activity.ts";
 import { CredentialStore, type NewIntegration } from "../core/credentials.ts";
 import { EventBus } from "../core/events.ts";
 import { isIntegrationType, typeListText, type Integration } from "../core/types.ts";
+import { closeDatabase } from "../db/client.ts";
 import { AppError, NotFoundError, ValidationError } from "../lib/errors.ts";
 import { exitCodes } from "./exit-codes.ts";
 import { mapMosquittoAcl, maxMosquittoFileBytes, parseMosquittoPasswd } from "./mosquitto.ts";
@@ -47,12 +48,12 @@ export async function integrationsCli(argv: string[], env: Record<string, string
   let store: CredentialStore;
   let close: () => void;
   try {
-    const db = openDataDir(dataDirOf(values["data-dir"], env));
+    const db = openExistingDataDir(dataDirOf(values["data-dir"], env));
     const events = new EventBus();
     new ActivityLog(db).follow(events); // what the CLI changes is in the activity log, by "cli"
     enterActor("cli");
     store = new CredentialStore(db, events);
-    close = () => db.$client.close();
+    close = () => closeDatabase(db);
   } catch (err) {
     if (err instanceof DataDirError) return fail(err.message, exitCodes.usage);
     throw err;
