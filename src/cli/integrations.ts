@@ -73,9 +73,8 @@ export async function integrationsCli(argv: string[], env: Record<string, string
         if (values.type && !isIntegrationType(values.type))
           throw new ValidationError({ type: `type must be one of ${typeListText}` });
         const type = values.type as Integration["type"] | undefined;
-        const first = store.list({ type, pageSize: 200, page: 1 });
-        const all: Integration[] = [...first.rows];
-        for (let page = 2; page <= first.pages; page++) all.push(...store.list({ type, pageSize: 200, page }).rows);
+        // one pass (paging through list() sorted the whole fleet once a page: minutes for 100 000)
+        const all = store.all(type);
         out(
           all,
           all.length === 0

@@ -236,6 +236,13 @@ export class CredentialStore {
     return listIntegrations(this.#index.values(), query, onlineIds);
   }
 
+  /** all: every integration (of `type`), newest first: one pass, for the CLI's list and whole-fleet reads. */
+  all(type?: IntegrationType): Integration[] {
+    const out: Integration[] = [];
+    for (const r of this.#index.values()) if (!type || r.type === type) out.push(publicView(r));
+    return out.sort((a, b) => b.id - a.id);
+  }
+
   /** ids: every integration id, for tests and bulk reads. */
   ids(): number[] {
     return this.#index.ids();
@@ -546,20 +553,21 @@ export class CredentialStore {
 
   // ---------------------------------------------------------------- external changes
 
-  /** reload: reconciles memory with the database (at start, and when another process wrote). */
-  reload(): void {
+  /**
+   * reload: reconciles memory with the database (at start, and when another process wrote). A promise
+   * when many rows changed: they are applied a slice at a time (credentials/reconcile.ts).
+   */
+  reload(): void | Promise<void> {
     const initial = !this.#loaded;
     this.#loaded = true;
-    let renamed = false;
-    reconcile(this.db, this.#index, this.events, {
+    return reconcile(this.db, this.#index, this.events, {
       initial,
       pendingLogin: (id) => this.#lastLogins.pendingFor(id),
       changed: (id) => {
         this.#verifier.forget(id);
         if (!this.#index.get(id)) this.#lastLogins.drop(id);
-        renamed = true;
+        this.#verifier.usernamesChanged(); // a name refused as unknown may exist now (a Set's clear)
       },
     });
-    if (renamed) this.#verifier.usernamesChanged();
   }
 }

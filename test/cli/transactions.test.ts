@@ -4,6 +4,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CredentialStore } from "../../src/core/credentials.ts";
 import { EventBus } from "../../src/core/events.ts";
+import { reconcileSlice } from "../../src/core/credentials/reconcile.ts";
 import { openDataDir } from "../../src/db/data-dir.ts";
 import { dataVersion } from "../../src/db/client.ts";
 import { cleanupTempDirs, newDataDir, tempDir, testCore, testHashCost } from "../helpers/app.ts";
@@ -137,5 +138,47 @@ describe("the appliance's reconcile finds what another process changed", () => {
     core.credentials.reload();
     expect(core.credentials.findByUsername("b")!.revision).toBe(revision); // not reloaded: unchanged
     core.stop();
+  });
+
+  it("many rows are applied a slice at a time: the event loop turns in between, logins wait for all, this process's writes meanwhile are kept", async () => {
+    const { core, dir } = testCore();
+    const n = 3 * reconcileSlice;
+    const fleet = core.credentials.adoptMany(
+      Array.from({ length: n }, (_, i) => ({
+        type: "mqtt" as const,
+        username: `device-${i}`,
+        passwordHash: mosquittoHash,
+      })),
+    );
+    // another process changes every one of them (one transaction) and removes one
+    const cliDb = openDataDir(dir);
+    const cli = new CredentialStore(cliDb, new EventBus(), { hashCost: testHashCost });
+    cliDb.$client.transaction(() => {
+      for (const i of fleet) cli.update(i.id, { description: "changed by the cli" });
+      cli.remove(fleet[0]!.id);
+    })();
+    const last = fleet.at(-1)!; // applied in the last slice
+    let turns = 0;
+    const ticking = setInterval(() => turns++, 0);
+    try {
+      expect(core.syncExternalChanges()).toBe(true);
+      expect(core.credentials.get(last.id)!.description).toBe(""); // not applied yet
+      // this process writes the row before its slice comes: its write is newer and stays
+      core.credentials.update(last.id, { description: "changed here, later" });
+      const madeHere = await core.credentials.create({ type: "http", username: "made-meanwhile" });
+      // a login asks for every change another process made: it waits for all of them
+      const fresh = core.fresh();
+      expect(fresh).toBeInstanceOf(Promise);
+      await fresh;
+      expect(turns).toBeGreaterThan(0);
+      expect(core.credentials.get(last.id)!.description).toBe("changed here, later");
+      expect(core.credentials.get(fleet[1]!.id)!.description).toBe("changed by the cli");
+      expect(core.credentials.get(fleet[0]!.id)).toBeUndefined();
+      expect(core.credentials.get(madeHere.integration.id)).toBeDefined(); // newer than the snapshot: kept
+      expect(core.credentials.count()).toBe(n);
+    } finally {
+      clearInterval(ticking);
+      core.stop();
+    }
   });
 });
