@@ -1,4 +1,4 @@
-import { closeSync, lstatSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
+import { closeSync, existsSync, lstatSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
 import { closeDatabase } from "../db/client.ts";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
