@@ -87,7 +87,7 @@ describe("a part is one folder and one registry line", () => {
       'import { vrpcListener } from "./vrpc/index.ts";',
       'import { vrpcListener } from "./vrpc/index.ts";\nimport { modbusListener } from "./modbus/index.tsx";',
     );
-    edit("src/listeners/index.ts", "vrpcListener, opcuaListener]", "vrpcListener, opcuaListener, modbusListener]");
+    edit("src/listeners/index.ts", /opcuaListener,?(\s*)\]/, "opcuaListener, modbusListener$1]");
     edit("src/core/permissions.ts", /(\n\s*vrpc: vrpcRule,)/, "$1\n  modbus: noVrpcInfo,");
     const second = tsc();
     expect(second.stdout.toString()).toBe("");

@@ -40,11 +40,11 @@ export type Core = ReturnType<typeof createCore>;
 export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
   const events = new EventBus((event, err) => log.error("event handler failed", { event, err }));
   const activity = new ActivityLog(db);
-  const credentials = new CredentialStore(db, events, {
+  const credentials: CredentialStore = new CredentialStore(db, events, {
     hashCost: opts.hashCost,
     accepts: opts.accepts,
     maxQueuedLogins: opts.maxQueuedLogins,
-    fresh: () => external.fresh(),
+    fresh: (): false | Promise<boolean> => external.fresh(),
     onUnknown: (type, username, password, meta) => {
       onboarding
         .consider(type, username, password, meta)
@@ -124,14 +124,15 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     log.debug("session opened", { type: s.type, username: s.username, clientId: s.clientId, remote: s.remote }),
   );
 
-  const external = new ExternalSync(
+  const external: ExternalSync = new ExternalSync(
     () => dataVersion(db),
     // Attributed to the other process, which records its own activity.
-    () =>
+    (): void | Promise<void> =>
       actAs("external", () => {
-        credentials.reload();
+        const applying = credentials.reload(); // a promise when many rows changed (applied in slices)
         onboarding.reload();
         admins.syncExternal();
+        return applying;
       }),
     (err) => log.error("external change sync failed", { err }),
   );
