@@ -21,6 +21,7 @@ const benches: [name: string, file: string][] = [
   ["storm", "storm.ts"],
   ["admin", "admin-spray.ts"],
   ["accept", "accept.ts"],
+  ["flood", "flood.ts"],
   ["pipeline", "pipeline.ts"],
   ["durable", "durable.ts"],
   ["startup", "startup.ts"],

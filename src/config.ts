@@ -94,7 +94,7 @@ const commonOptions = {
     (raw) => parseTrustedProxies(raw),
   ),
   httpMaxConnections: option.count(
-    "HTTP(S) connections per port after their first request (the one quiet longest makes room)",
+    "HTTP(S) connections per port after their first request (past it, the address holding most gives one up)",
     "2048",
     1,
     1_000_000,

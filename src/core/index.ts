@@ -26,6 +26,8 @@ export interface CoreOptions {
   watchIntervalMs?: number;
   /** how often last-login times are written */
   flushIntervalMs?: number;
+  /** device password checks waiting at most (default `deviceMaxQueued`, 1 024; tests use fewer) */
+  maxQueuedLogins?: number;
 }
 
 export type Core = ReturnType<typeof createCore>;
@@ -41,6 +43,7 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
   const credentials: CredentialStore = new CredentialStore(db, events, {
     hashCost: opts.hashCost,
     accepts: opts.accepts,
+    maxQueuedLogins: opts.maxQueuedLogins,
     fresh: (): false | Promise<boolean> => external.fresh(),
     onUnknown: (type, username, password, meta) => {
       onboarding
@@ -229,6 +232,14 @@ function coreMetrics(
         { type },
         sessions.list({ type: type as IntegrationType }).length,
       ]),
+  });
+  m.gauge({
+    name: "gatehouse_password_checks",
+    help: "Device password checks: waiting in the line (bounded; refused past it) and running",
+    read: () => [
+      [{ state: "waiting" }, credentials.hashLine.queued],
+      [{ state: "running" }, credentials.hashLine.running],
+    ],
   });
   m.gauge({
     name: "gatehouse_onboarding_requests",
