@@ -39,7 +39,9 @@ const outfile = target ? `dist/gatehouse-${target}` : "dist/gatehouse";
 mkdirSync("dist", { recursive: true });
 const started = performance.now();
 const result = await Bun.build({
-  entrypoints: ["./src/main.ts"],
+  // the uplinks' outbox writer runs on a thread of its own: a worker is an entry point of the binary
+  // (it sits at /$bunfs/root/connectors/uplink/outbox-worker.js, where outbox.ts looks for it)
+  entrypoints: ["./src/main.ts", "./src/connectors/uplink/outbox-worker.ts"],
   compile: {
     outfile,
     ...(target ? { target: `bun-${target}` as "bun-linux-x64" } : {}),
