@@ -27,6 +27,7 @@ import {
   writePrivateFile,
 } from "../lib/files.ts";
 import { silentLogger } from "../lib/logger.ts";
+import { parseUplinkExport, type UplinkExport, UplinkStore } from "../connectors/uplink/store.ts";
 import { exitCodes } from "./exit-codes.ts";
 
 /** pidFileName: `serve` writes it while it runs; restore refuses to replace a database in use. */
@@ -61,6 +62,8 @@ interface ExportDocument {
   defaultPermissions: Record<string, DefaultPermissions>;
   /** trusted OPC UA client application certificates: file name -> base64 */
   trustedCertificates: Record<string, string>;
+  /** uplinks (their passwords and client keys only with `export --full`) */
+  uplinks?: UplinkExport[];
 }
 
 /**
@@ -68,8 +71,9 @@ interface ExportDocument {
  * - backup FILE: a consistent copy while the appliance runs (SQLite `VACUUM INTO`, no lock held long);
  * - restore FILE: the appliance stopped; the file is hostile until `db/restore.ts` has checked it (and a
  *   newer release's backup is refused); a refusal changes nothing and exits 2;
- * - export [FILE]: integrations with their password hashes and permissions, default permissions and
- *   trusted OPC UA certificates, as one JSON document (stdout without FILE);
+ * - export [--full] [FILE]: integrations with their password hashes and permissions, default permissions,
+ *   trusted OPC UA certificates and uplinks, as one JSON document (stdout without FILE); an uplink's
+ *   password and client key only with --full (they are credentials Gatehouse presents, not hashes);
  * - import --full FILE: that document into another appliance: every device's credentials work unchanged;
  *   every field is checked before anything is written (`parseExport`).
  * Backups and exports hold hashes: they are 0600 from creation and appear only when complete (lib/files.ts).
@@ -160,6 +164,7 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
                 .filter((n) => /\.(pem|der)$/i.test(n))
                 .map((n) => [n, readFileSync(join(trusted, n)).toString("base64")]),
             ),
+            uplinks: new UplinkStore(db, dataDir).exportAll(values.full === true),
           };
           const text = `${JSON.stringify(doc, null, 1)}\n`;
           if (file) {
@@ -204,9 +209,12 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
           new ActivityLog(db).follow(events);
           enterActor("cli");
           const store = new CredentialStore(db, events);
+          const uplinks = new UplinkStore(db, dataDir, new ActivityLog(db));
           let created;
           try {
+            uplinks.checkImport(doc.uplinks ?? []);
             created = store.adoptMany(doc.integrations as AdoptedIntegration[]);
+            uplinks.importAll(doc.uplinks ?? []);
           } catch (err) {
             if (err instanceof AppError) return fail(verb, `${file} refused, nothing imported: ${err.message}`);
             throw err;
@@ -217,7 +225,7 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
           for (const [temp, final] of staged.splice(0)) publishFile(temp, final, { replace: true });
           done = true;
           process.stdout.write(
-            `imported ${created.length} integration(s) and ${certs.length} trusted certificate(s); every device logs in with its old password\n`,
+            `imported ${created.length} integration(s), ${certs.length} trusted certificate(s) and ${doc.uplinks?.length ?? 0} uplink(s); every device logs in with its old password\n`,
           );
         } finally {
           for (const [temp] of staged) rmSync(temp, { force: true });
@@ -317,6 +325,8 @@ export function parseExport(bytes: Buffer, file: string): { doc: ExportDocument;
       else certs.push([name, bytes]);
     }
   }
+  const uplinks = parseUplinkExport(doc.uplinks);
+  problems.push(...uplinks.problems);
   if (problems.length) {
     const more = problems.length > 50 ? `; and ${problems.length - 50} more` : "";
     throw new ValidationError({ file: `${problems.length} problem(s): ${problems.slice(0, 50).join("; ")}${more}` });
@@ -326,6 +336,7 @@ export function parseExport(bytes: Buffer, file: string): { doc: ExportDocument;
       ...(doc as ExportDocument),
       defaultPermissions: defaults as Record<string, DefaultPermissions>,
       trustedCertificates: trusted as Record<string, string>,
+      uplinks: uplinks.items,
     },
     certs,
   };

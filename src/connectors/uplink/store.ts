@@ -369,6 +369,17 @@ export class UplinkStore {
     });
   }
 
+  /** checkImport: would `importAll` take these? Throws what it would refuse; writes nothing. */
+  checkImport(items: UplinkExport[]): void {
+    const names = new Set<string>();
+    for (const item of items) {
+      this.#checked(undefined, item);
+      if (names.has(item.name) || this.db.select().from(uplinks).where(eq(uplinks.name, item.name)).get())
+        throw new ConflictError(`an uplink named "${item.name.slice(0, 64)}" exists`, { name: "taken" });
+      names.add(item.name);
+    }
+  }
+
   /** importAll: uplinks of an export (checked by `parseUplinkExport`); all or nothing. */
   importAll(items: UplinkExport[]): number {
     this.db.transaction(() => {
