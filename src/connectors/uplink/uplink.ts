@@ -102,6 +102,9 @@ interface Unacked extends QueuedMessage {
   again: boolean;
 }
 
+/** inventoryTopic: the retained summary of this appliance's integrations upstream (`--inventory`). */
+export const inventoryTopic = (remotePrefix: string) => `${remotePrefix}$gatehouse/integrations`;
+
 /** every(ms): true at most once per `ms` (rate-limited log lines). */
 function every(ms: number) {
   let last = Number.NEGATIVE_INFINITY;
@@ -423,6 +426,11 @@ export class Uplink {
   #down(packet: IPublishPacket, done: (err?: Error) => void): void {
     const cfg = this.cfg;
     const remote = packet.topic;
+    // its own birth and inventory, back on a subscription that covers them (MQTT 3.1.1 has no No Local)
+    if (remote === statusTopic(cfg.remotePrefix) || remote === inventoryTopic(cfg.remotePrefix)) {
+      done();
+      return;
+    }
     const rest =
       cfg.remotePrefix && remote.startsWith(cfg.remotePrefix) ? remote.slice(cfg.remotePrefix.length) : remote;
     const local = `${cfg.localPrefix}${rest}`;
@@ -565,7 +573,7 @@ export class Uplink {
     if (!this.cfg.inventory || this.#inventoryTimer) return;
     this.#inventoryTimer = setTimeout(() => {
       this.#inventoryTimer = undefined;
-      this.#client?.publish(`${this.cfg.remotePrefix}$gatehouse/integrations`, this.#deps.inventory(), {
+      this.#client?.publish(inventoryTopic(this.cfg.remotePrefix), this.#deps.inventory(), {
         qos: 1,
         retain: true,
       });
