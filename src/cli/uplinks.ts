@@ -6,6 +6,7 @@ import { type UplinkInput, UplinkStore, type UplinkView } from "../connectors/up
 import type { UplinkStatus } from "../connectors/uplink/uplink.ts";
 import { AppError, ValidationError } from "../lib/errors.ts";
 import { readBounded } from "../lib/files.ts";
+import { servePid } from "./backup.ts";
 import { exitCodes } from "./exit-codes.ts";
 import { readSecretLine } from "./stdin.ts";
 
@@ -162,7 +163,7 @@ export async function uplinksCli(argv: string[], env: Record<string, string | un
       case "status": {
         const wanted = positionals[0];
         const uplinks = wanted ? [store.get(wanted)] : store.list();
-        const statuses = readStatuses(dataDir, uplinks);
+        const statuses = readStatuses(dataDir, uplinks, servePid(dataDir) !== undefined);
         if (wanted) out(statuses[0], statusLine(statuses[0]!));
         else out(statuses, statuses.length === 0 ? "no uplinks" : statuses.map(statusLine).join("\n"));
         return exitCodes.ok;

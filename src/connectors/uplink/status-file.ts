@@ -10,10 +10,16 @@ const freshMs = 5_000;
 
 /**
  * readStatuses: each uplink's status as `gatehouse uplinks status` shows it, whether the appliance runs
- * or not: its live status (written into the outbox file every second) while it is fresh, else what the
+ * or not: its live status (written into the outbox file every second) while it runs and that is fresh, else what the
  * outbox holds on disk (queued, bytes, oldest) with the counters the appliance last wrote, disconnected.
  */
-export function readStatuses(dataDir: string, uplinks: UplinkView[], now = Date.now()): UplinkStatus[] {
+export function readStatuses(
+  dataDir: string,
+  uplinks: UplinkView[],
+  /** the appliance runs on this data dir (its pid file names a live process): a killed one left a fresh-looking status */
+  running: boolean,
+  now = Date.now(),
+): UplinkStatus[] {
   const path = join(dataDir, outboxFileName);
   const db = existsSync(path) ? new Database(path, { readwrite: true, create: false }) : undefined;
   try {
@@ -48,7 +54,7 @@ export function readStatuses(dataDir: string, uplinks: UplinkView[], now = Date.
         received: last.received ?? 0,
         at: now,
       };
-      if (row && now - row.at < freshMs) return { ...base, ...last, name: u.name, enabled: u.enabled };
+      if (running && row && now - row.at < freshMs) return { ...base, ...last, name: u.name, enabled: u.enabled };
       if (db && hasTables) {
         const q = db
           .query(
