@@ -166,6 +166,7 @@ export class Uplink {
   #inventoryTimer: ReturnType<typeof setTimeout> | undefined;
   #logDrop = every(10_000);
   #logError = every(10_000);
+  #logOutbox = every(10_000);
   #logRefusedDown = every(10_000);
   #droppedSinceLog = 0;
   /** who the uplink publishes locally as: only inside its local prefix, under the core's topic rules */
@@ -243,7 +244,7 @@ export class Uplink {
     }
     this.#counters.dropped += rows.length;
     this.#lastError = error;
-    if (this.#logError()) this.#deps.log.error("uplink outbox write failed", { uplink: this.cfg.name, error });
+    if (this.#logOutbox()) this.#deps.log.error("uplink outbox write failed", { uplink: this.cfg.name, error });
     this.#deps.changed();
   }
 

@@ -1,0 +1,196 @@
+import { Database } from "bun:sqlite";
+import { afterAll, describe, expect, it } from "bun:test";
+import { copyFileSync, existsSync, symlinkSync } from "node:fs";
+import { join } from "node:path";
+import { createApp } from "../../src/app.ts";
+import { parseServeConfig } from "../../src/config.ts";
+import { delayFor } from "../../src/connectors/uplink/connection.ts";
+import { Outbox } from "../../src/connectors/uplink/outbox.ts";
+import { UplinkStore } from "../../src/connectors/uplink/store.ts";
+import { openDataDir } from "../../src/db/data-dir.ts";
+import type { AppError } from "../../src/lib/errors.ts";
+import { cleanupTempDirs, memoryLog, tempDir, testApp, testHashCost } from "../helpers/app.ts";
+import { connectMqtt } from "../helpers/mqtt.ts";
+import { freePort } from "../helpers/upstream.ts";
+import { eventually } from "../helpers/wait.ts";
+
+afterAll(cleanupTempDirs);
+
+describe("reconnect backoff", () => {
+  it("full jitter: each delay is uniform in [0, min(cap, base * 2^attempt)]", () => {
+    const b = { baseMs: 1000, maxMs: 30_000 };
+    expect([0, 1, 2, 3, 4, 5, 6, 20].map((a) => delayFor(a, b, () => 0.999999))).toEqual([
+      999, 1999, 3999, 7999, 15_999, 29_999, 29_999, 29_999,
+    ]);
+    expect(delayFor(7, b, () => 0)).toBe(0);
+    // a thousand appliances after the same outage spread over the whole window, not in lockstep
+    const delays = Array.from({ length: 1000 }, () => delayFor(5, b));
+    expect(Math.min(...delays)).toBeLessThan(3000);
+    expect(Math.max(...delays)).toBeGreaterThan(27_000);
+    expect(Math.max(...delays)).toBeLessThan(30_000);
+  });
+});
+
+describe("the uplink store", () => {
+  const store = () => {
+    const dir = tempDir();
+    const db = openDataDir(dir);
+    return { dir, db, store: new UplinkStore(db, dir) };
+  };
+  const valid = { name: "cloud", urls: ["mqtts://broker.example:8883"], forward: ["plant/#"] };
+
+  it("refuses what cannot work, naming each field", () => {
+    const { store: s } = store();
+    const problems = (input: Parameters<UplinkStore["create"]>[0]) => {
+      try {
+        s.create(input);
+      } catch (err) {
+        return Object.keys((err as AppError).fields).sort();
+      }
+      return [];
+    };
+    expect(problems({ ...valid, name: "../x" })).toEqual(["name"]);
+    expect(problems({ ...valid, urls: ["http://broker.example"] })).toEqual(["urls"]);
+    expect(problems({ ...valid, urls: ["mqtt://user:secret@broker.example"] })).toEqual(["urls"]);
+    expect(problems({ ...valid, urls: [] })).toEqual(["urls"]);
+    expect(problems({ ...valid, forward: [] })).toEqual(["forward"]);
+    expect(problems({ ...valid, forward: ["a/#/b"] })).toEqual(["forward"]);
+    expect(problems({ ...valid, remotePrefix: "site" })).toEqual(["remotePrefix"]);
+    expect(problems({ ...valid, remotePrefix: "site/+/" })).toEqual(["remotePrefix"]);
+    expect(problems({ ...valid, subscribe: ["cmd/#"] })).toEqual(["localPrefix"]);
+    expect(problems({ ...valid, subscribe: ["cmd/#"], localPrefix: "$SYS/" })).toEqual(["localPrefix"]);
+    expect(problems({ ...valid, qos: 2, protocol: 3, inflight: 0 })).toEqual(["inflight", "protocol", "qos"]);
+    expect(problems({ ...valid, ca: "not a certificate" })).toEqual(["ca"]);
+    expect(problems({ ...valid, clientKey: "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----" })).toEqual([
+      "clientCert",
+      "clientKey",
+    ]);
+    expect(problems(valid)).toEqual([]);
+    expect(() => s.create(valid)).toThrow(/exists/);
+  });
+
+  it("seals the password with the data dir's key: another appliance's copy of the database cannot use it", () => {
+    const { dir, db, store: s } = store();
+    s.create({ ...valid, password: "Needle-in-the-db" });
+    expect(s.configs()[0]!.password).toBe("Needle-in-the-db");
+    expect(s.list()[0]).not.toHaveProperty("password");
+    db.$client.run("PRAGMA wal_checkpoint(TRUNCATE)");
+    const other = tempDir();
+    copyFileSync(join(dir, "gatehouse.db"), join(other, "gatehouse.db"));
+    const copy = new UplinkStore(openDataDir(other), other);
+    const c = copy.configs()[0]!;
+    expect(c.password).toBeUndefined();
+    expect(c.secretProblem).toMatch(/another key/);
+    const row = new Database(join(dir, "gatehouse.db")).query("SELECT password FROM uplinks").get() as {
+      password: string;
+    };
+    expect(row.password).toStartWith("v1:");
+    expect(row.password).not.toContain("Needle");
+  });
+});
+
+describe("the outbox", () => {
+  it("keeps appended messages in order across a close and a reopen; newest retained per topic marked", async () => {
+    const dir = tempDir();
+    const { outbox } = await Outbox.open(dir);
+    for (let i = 0; i < 1000; i++) outbox.append(1, `t/${i % 3}`, Buffer.from(String(i)), i % 3 === 0, null);
+    await outbox.durable();
+    await outbox.close();
+    const again = await Outbox.open(dir);
+    expect(again.stats.get(1)?.count).toBe(1000);
+    const rows = again.outbox.fetch(1, 0, 2000);
+    expect(rows.map((r) => again.outbox.payload(r.id)!.toString())).toEqual([...Array(1000).keys()].map(String));
+    // the bounds may drop any of them but the last retained message of t/0
+    const droppable = again.outbox.oldest(1, 0, 2000);
+    expect(droppable).toHaveLength(999);
+    expect(droppable.map((d) => d.id)).not.toContain(rows[999]!.id);
+    await again.outbox.close();
+  });
+
+  it("a full disk stops the outbox with a clear error: publishers are still answered, the admin database and the listeners go on", async () => {
+    const mnt = tempDir("gatehouse-full-");
+    const mounted = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", mnt]).exitCode === 0;
+    if (!mounted) {
+      console.warn("skipped: mounting a small tmpfs (a disk that fills up) needs root");
+      return;
+    }
+    const dir = tempDir();
+    // the outbox on the small disk, the admin database beside it on the big one
+    symlinkSync(join(mnt, "outbox.db"), join(dir, "uplink-outbox.db"));
+    const { app, url, lines } = await testApp(["--data-dir", dir, "--opcua-port", "off"]);
+    try {
+      const token = app.core.admins.createApiToken("t").token;
+      const nobody = await freePort();
+      await fetch(`${url}/api/v1/uplinks`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: JSON.stringify({ name: "full", urls: [`mqtt://127.0.0.1:${nobody}`], forward: ["big/#"] }),
+      });
+      const { password } = await app.core.credentials.create({ type: "mqtt", username: "plc-full" });
+      const plc = await connectMqtt(app.address("mqtt")!.port, {
+        username: "plc-full",
+        password,
+        clientId: "plc-full",
+      });
+      const payload = Buffer.alloc(16 * 1024, "x");
+      // 400 x 16 KB: far more than 3 MB; every one is answered
+      for (let i = 0; i < 400; i++) await plc.publishAsync("big/x", payload, { qos: 1 });
+      const status = async () =>
+        (await (await fetch(`${url}/api/v1/uplinks/full`, { headers: { authorization: `Bearer ${token}` } })).json())
+          .status;
+      await eventually(async () => expect((await status()).lastError).toMatch(/disk is full/), 10_000);
+      const s = await status();
+      expect(s.dropped).toBeGreaterThan(0);
+      expect(s.queued + s.dropped).toBe(400);
+      expect(lines.some((l) => l.includes("uplink outbox write failed") && l.includes("disk is full"))).toBe(true);
+      // the admin database and the broker are unaffected
+      await app.core.credentials.create({ type: "mqtt", username: "after-full" });
+      await plc.publishAsync("other/x", "still here", { qos: 1 });
+      expect((await fetch(`${url}/readyz`)).status).toBe(200);
+      await plc.endAsync();
+    } finally {
+      await app.stop();
+      Bun.spawnSync(["umount", mnt]);
+    }
+  }, 60_000);
+});
+
+describe("while the appliance starts", () => {
+  it("a message an uplink will take, published before the uplinks started, is held and answered once it is in the outbox", async () => {
+    const dir = tempDir();
+    const db = openDataDir(dir);
+    new UplinkStore(db, dir).create({
+      name: "early",
+      urls: [`mqtt://127.0.0.1:${await freePort()}`],
+      forward: ["early/#"],
+    });
+    db.$client.close();
+    const config = parseServeConfig(
+      ["--data-dir", dir, "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "off", "--mqtt-port", "0"].concat([
+        "--mqtts-port",
+        "off",
+        "--opcua-port",
+        "off",
+      ]),
+      {},
+    );
+    const app = createApp(config, memoryLog().log, { hashCost: testHashCost });
+    // what the broker's authorizePublish asks before the connectors started (they start after the listeners)
+    let answered = false;
+    const held = app.core.bus.tap({ topic: "early/x", payload: Buffer.from("1"), retain: false, qos: 1 }, "mqtt");
+    expect(held).toBeInstanceOf(Promise);
+    void held!.then(() => (answered = true));
+    expect(
+      app.core.bus.tap({ topic: "other/x", payload: Buffer.from("1"), retain: false, qos: 1 }, "mqtt"),
+    ).toBeUndefined();
+    await Bun.sleep(50);
+    expect(answered).toBe(false);
+    await app.start();
+    await held;
+    const file = new Database(join(dir, "uplink-outbox.db"), { readonly: true });
+    expect(file.query("SELECT topic FROM messages").all()).toEqual([{ topic: "early/x" }]);
+    file.close();
+    await app.stop();
+    expect(existsSync(join(dir, "uplink-outbox.db"))).toBe(true);
+  });
+});
