@@ -61,6 +61,9 @@ describe("the uplink store", () => {
     expect(problems({ ...valid, subscribe: ["cmd/#"], localPrefix: "$SYS/" })).toEqual(["localPrefix"]);
     expect(problems({ ...valid, qos: 2, protocol: 3, inflight: 0 })).toEqual(["inflight", "protocol", "qos"]);
     expect(problems({ ...valid, ca: "not a certificate" })).toEqual(["ca"]);
+    // [MQTT-3.1.2-22] a 3.1.1 broker closes a CONNECT with a password and no user name; MQTT 5 allows it
+    expect(problems({ ...valid, password: "pw" })).toEqual(["username"]);
+    expect(problems({ ...valid, name: "v5-pw", password: "pw", protocol: 5 })).toEqual([]);
     expect(problems({ ...valid, clientKey: "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----" })).toEqual([
       "clientCert",
       "clientKey",
@@ -71,7 +74,7 @@ describe("the uplink store", () => {
 
   it("seals the password with the data dir's key: another appliance's copy of the database cannot use it", () => {
     const { dir, db, store: s } = store();
-    s.create({ ...valid, password: "Needle-in-the-db" });
+    s.create({ ...valid, username: "edge", password: "Needle-in-the-db" });
     expect(s.configs()[0]!.password).toBe("Needle-in-the-db");
     expect(s.list()[0]).not.toHaveProperty("password");
     db.$client.run("PRAGMA wal_checkpoint(TRUNCATE)");

@@ -96,6 +96,7 @@ export class UplinkConnection {
       return;
     }
     this.#client = client;
+    let said = false; // this attempt reported why it failed
     client.on("connect", (connack) => {
       if (this.#client !== client) return;
       this.#live = true;
@@ -104,6 +105,7 @@ export class UplinkConnection {
     });
     client.on("error", (err) => {
       if (this.#client !== client) return;
+      said = true;
       this.events.error(`${url}: ${err.message}`);
     });
     client.on("close", () => {
@@ -114,6 +116,7 @@ export class UplinkConnection {
       const wasLive = this.#live;
       this.#live = false;
       if (wasLive) this.events.lost(`connection to ${url} closed`);
+      else if (!said) this.events.error(`${url}: the connection closed before the broker accepted it (CONNACK)`);
       this.#retry();
     });
   }

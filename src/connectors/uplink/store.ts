@@ -268,6 +268,10 @@ export class UplinkStore {
       clientKeySet: keyAfter && input.clientKey !== "",
     };
     const fields = validate(next);
+    const passwordAfter = input.password === undefined ? (old?.passwordSet ?? false) : !!input.password;
+    // [MQTT-3.1.2-22] 3.1.1 has no password without a user name (brokers close such a CONNECT)
+    if (passwordAfter && next.username === null && next.protocol !== 5)
+      fields.username = "a password needs a user name (MQTT 3.1.1)";
     if (input.password != null && (input.password.length > 1024 || input.password.includes("\0")))
       fields.password = "at most 1024 characters";
     if (input.clientKey) {
