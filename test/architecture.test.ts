@@ -225,7 +225,7 @@ describe("architecture", () => {
     });
   });
 
-  it("the CLI verbs for integrations load neither the broker nor the web server", () => {
+  it("the CLI verbs for integrations and uplinks load neither the broker nor the web server (nor mqtt.js)", () => {
     const tree = repoTree();
     const seen = new Set<string>();
     const walk = (file: string) => {
@@ -235,8 +235,12 @@ describe("architecture", () => {
     };
     walk("src/cli/integrations.ts");
     walk("src/cli/admin.ts");
+    walk("src/cli/uplinks.ts");
     expect(
       [...seen].filter((f) => f.startsWith("src/listeners/") || f.startsWith("src/web/") || f === "src/app.ts"),
     ).toEqual([]);
+    // `gatehouse uplinks` reads and writes the table and the outbox file: it never loads mqtt.js
+    const packages = [...seen].flatMap((f) => scanImports(root, f, tree.get(f)!).filter((e) => !e.typeOnly));
+    expect(packages.filter((e) => e.target === "mqtt").map((e) => e.target)).toEqual([]);
   });
 });

@@ -33,6 +33,9 @@ export async function portOpen(port: number, timeoutMs = 20_000): Promise<void> 
   throw new Error(`port ${port} never opened`);
 }
 
+/** sbin: Debian puts the brokers in /usr/sbin, which a user's PATH may lack */
+const sbin = (name: string) => Bun.which(name) ?? `/usr/sbin/${name}`;
+
 const dirs: string[] = [];
 const procs: Bun.Subprocess[] = [];
 
@@ -73,7 +76,7 @@ export async function startMosquitto(
   if (opts.users) {
     const file = join(dir, "passwd");
     writeFileSync(file, `${opts.users.map((u) => `${u.username}:${u.password}`).join("\n")}\n`);
-    Bun.spawnSync(["mosquitto_passwd", "-U", file]);
+    Bun.spawnSync([sbin("mosquitto_passwd"), "-U", file]);
     lines.push("allow_anonymous false", `password_file ${file}`);
   } else lines.push("allow_anonymous true");
   lines.push("persistence true", `persistence_location ${dir}/`);
@@ -81,7 +84,7 @@ export async function startMosquitto(
   writeFileSync(conf, `${lines.join("\n")}\n`);
   let proc: Bun.Subprocess | undefined;
   const launch = async () => {
-    proc = Bun.spawn(["mosquitto", "-c", conf], { stdout: "ignore", stderr: "ignore" });
+    proc = Bun.spawn([sbin("mosquitto"), "-c", conf], { stdout: "ignore", stderr: "ignore" });
     procs.push(proc);
     await portOpen(port);
     if (wsPort) await portOpen(wsPort);
@@ -127,7 +130,7 @@ cluster { name: gatehouse-test, listen: 127.0.0.1:${cluster}, routes: [${routes}
 mqtt { listen: 127.0.0.1:${mqttPort} }
 `,
     );
-    const p = Bun.spawn(["nats-server", "-c", conf], { stdout: "ignore", stderr: "ignore" });
+    const p = Bun.spawn([sbin("nats-server"), "-c", conf], { stdout: "ignore", stderr: "ignore" });
     procs.push(p);
     nodes.push(p);
   }
