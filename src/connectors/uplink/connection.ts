@@ -79,6 +79,7 @@ export class UplinkConnection {
       connectTimeout: 10_000,
       reconnectPeriod: 0, // ours: the next node, with backoff and jitter
       queueQoSZero: false,
+      log: () => {}, // mqtt.js calls its debug logger several times per packet: ~4% of a busy uplink's CPU
       will: { topic: statusTopic(c.remotePrefix), payload: Buffer.from("offline"), qos: 1, retain: true },
     };
   }
@@ -95,6 +96,9 @@ export class UplinkConnection {
       this.#retry();
       return;
     }
+    // Nagle's algorithm holds small PUBLISHes back while earlier ones wait for their TCP ACK: off, as
+    // brokers set it for their clients (the in-flight window already batches writes)
+    (client.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true);
     this.#client = client;
     let said = false; // this attempt reported why it failed
     client.on("connect", (connack) => {

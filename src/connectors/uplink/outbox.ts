@@ -15,7 +15,12 @@ export interface QueuedMessage {
   retain: boolean;
   props: string | null;
   size: number;
+  /** the payload when it is small (fetch reads it with the row), else read when sent */
+  payload?: Buffer;
 }
+
+/** a payload up to this size is read with its row: the fetch's read-ahead (at most 256 rows) stays a few MiB */
+const inlinePayloadBytes = 16 * 1024;
 
 /** OutboxOpened: what the file held when it was opened (after a restart: what still waits). */
 export interface OutboxOpened {
@@ -98,8 +103,10 @@ export class Outbox {
     this.#pending = emptyBatch(1);
     const q = (sql: string) => reader.query(sql);
     this.#queries = {
+      // small payloads come with the row (one query per batch); a large one is read when it is sent
       fetch: q(
-        "SELECT id, at, topic, retain, props, size FROM messages WHERE uplink = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+        `SELECT id, at, topic, retain, props, size, CASE WHEN size <= ${inlinePayloadBytes} THEN payload END AS payload
+         FROM messages WHERE uplink = ?1 AND id > ?2 ORDER BY id LIMIT ?3`,
       ),
       payload: q("SELECT payload FROM messages WHERE id = ?1"),
       droppable: q(
@@ -208,18 +215,24 @@ export class Outbox {
     this.#scheduleLazy();
   }
 
-  /** fetch: the next queued messages of an uplink after `afterId` (on disk: appended and written). */
+  /**
+   * fetch: the next queued messages of an uplink after `afterId` (on disk: appended and written), with
+   * their payloads up to 16 KiB each (a larger one is read by `payload` when it is sent).
+   */
   fetch(uplink: number, afterId: number, limit: number): QueuedMessage[] {
-    return (
-      this.#queries.fetch.all(uplink, afterId, limit) as {
-        id: number;
-        at: number;
-        topic: string;
-        retain: number;
-        props: string | null;
-        size: number;
-      }[]
-    ).map((r) => ({ ...r, retain: r.retain === 1 }));
+    const rows = this.#queries.fetch.all(uplink, afterId, limit) as (Omit<QueuedMessage, "retain" | "payload"> & {
+      retain: number;
+      payload: Uint8Array | null;
+    })[];
+    return rows.map((r) => ({
+      id: r.id,
+      at: r.at,
+      topic: r.topic,
+      retain: r.retain === 1,
+      props: r.props,
+      size: r.size,
+      payload: r.payload ? Buffer.from(r.payload.buffer, r.payload.byteOffset, r.payload.byteLength) : undefined,
+    }));
   }
 
   /** payload: one message's payload, read when it is sent (undefined: no longer queued) */

@@ -475,9 +475,11 @@ export class Uplink {
         if (!this.#client) return;
         if (!u.sent) this.#send(u);
       }
+      // read the disk in batches: once a quarter of the window (at most 16) is free again
+      const batch = Math.min(16, Math.ceil(window / 4));
       while (
         this.#client &&
-        this.#unacked.size < window &&
+        (window - this.#unacked.size >= batch || this.#unacked.size === 0) &&
         (this.#unackedBytes < maxBytes || this.#unacked.size === 0)
       ) {
         this.#pruneDropped();
@@ -509,7 +511,8 @@ export class Uplink {
   #send(u: Unacked): void {
     const client = this.#client!;
     const cfg = this.cfg;
-    const payload = this.#deps.outbox.payload(u.id);
+    const payload = u.payload ?? this.#deps.outbox.payload(u.id);
+    u.payload = undefined; // read again from disk if it must go again: what waits for its PUBACK holds no payload
     if (!payload) {
       this.#settle(u, "gone");
       return;
