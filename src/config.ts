@@ -158,7 +158,8 @@ Usage:
   gatehouse integrations remove|enable|disable USERNAME [--json]
   gatehouse integrations permissions USERNAME [--publish F,...] [--subscribe F,...]
                                            [--deny-publish F,...] [--deny-subscribe F,...] [--json]
-  gatehouse integrations import FILE [--json]   CSV (username,type,password,description) or JSON array
+  gatehouse integrations import FILE [--json]   CSV or JSON array: type, username, password, description,
+                                           active, publishAcl, subscribeAcl, denyPublishAcl, denySubscribeAcl
   gatehouse integrations import --mosquitto-passwd FILE [--mosquitto-acl FILE] [--type T]
   gatehouse onboarding open [--minutes N] [--type T ...] | close | list | approve ID [ID ...] [--json]
   gatehouse uplinks add NAME --url URL[,URL...] --forward FILTER[,...] [--username U] [--password-stdin]
@@ -168,6 +169,9 @@ Usage:
   gatehouse uplinks list | status [NAME] | enable NAME | disable NAME | remove NAME   [--json]
   gatehouse backup FILE | restore FILE | export [--full] [FILE] | import --full FILE   [--data-dir DIR]
   gatehouse version
+
+Every verb but serve works on an existing data dir: --data-dir DIR or GATEHOUSE_DATA_DIR (default
+./data; the systemd service's is /var/lib/gatehouse). restore and import --full need the appliance stopped.
 
 Options of serve (each also read from its environment variable; flags win):
 ${Object.entries(serveOptions)

@@ -1,12 +1,12 @@
 import { parseArgs } from "node:util";
 import { ActivityLog, enterActor } from "../core/activity.ts";
-import { dataDirOf, DataDirError, openDataDir } from "../db/data-dir.ts";
+import { closeDatabase } from "../db/client.ts";
+import { dataDirOf, DataDirError, existingDataDir, openExistingDataDir, servePid } from "../db/data-dir.ts";
 import { readStatuses } from "../connectors/uplink/status-file.ts";
 import { type UplinkInput, UplinkStore, type UplinkView } from "../connectors/uplink/store.ts";
 import type { UplinkStatus } from "../connectors/uplink/uplink.ts";
 import { AppError, ValidationError } from "../lib/errors.ts";
-import { readBounded } from "../lib/files.ts";
-import { servePid } from "./backup.ts";
+import { readBounded, TargetError } from "../lib/files.ts";
 import { exitCodes } from "./exit-codes.ts";
 import { readSecretLine } from "./stdin.ts";
 
@@ -82,15 +82,18 @@ export async function uplinksCli(argv: string[], env: Record<string, string | un
   const { values, positionals } = parsed;
   const json = values.json === true;
   const out = (data: unknown, text: string) => process.stdout.write(json ? `${JSON.stringify(data)}\n` : `${text}\n`);
-  const dataDir = dataDirOf(values["data-dir"], env);
+  let dataDir = dataDirOf(values["data-dir"], env);
 
   let store: UplinkStore;
   let close: () => void;
   try {
-    const db = openDataDir(dataDir);
+    // Like every other verb: an existing data dir (never made here), without its lock (the running
+    // appliance follows the change), its files opened without following a link; its real path from here on.
+    dataDir = existingDataDir(dataDir);
+    const db = openExistingDataDir(dataDir);
     enterActor("cli"); // what the CLI changes is in the activity log, by "cli"
     store = new UplinkStore(db, dataDir, new ActivityLog(db));
-    close = () => db.$client.close();
+    close = () => closeDatabase(db);
   } catch (err) {
     if (err instanceof DataDirError) return fail(err.message, exitCodes.usage);
     throw err;
@@ -183,7 +186,8 @@ export async function uplinksCli(argv: string[], env: Record<string, string | un
         return fail(`unknown verb "${verb ?? ""}"\n${usageText}`, exitCodes.usage);
     }
   } catch (err) {
-    if (err instanceof AppError) return fail(err.message, exitCodes.usage);
+    if (err instanceof AppError || err instanceof DataDirError || err instanceof TargetError)
+      return fail(err.message, exitCodes.usage);
     throw err;
   } finally {
     close();

@@ -38,10 +38,10 @@ export type Core = ReturnType<typeof createCore>;
 export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
   const events = new EventBus((event, err) => log.error("event handler failed", { event, err }));
   const activity = new ActivityLog(db);
-  const credentials = new CredentialStore(db, events, {
+  const credentials: CredentialStore = new CredentialStore(db, events, {
     hashCost: opts.hashCost,
     accepts: opts.accepts,
-    fresh: () => external.fresh(),
+    fresh: (): false | Promise<boolean> => external.fresh(),
     onUnknown: (type, username, password, meta) => {
       onboarding
         .consider(type, username, password, meta)
@@ -123,12 +123,12 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
 
   /** what parts reload when another process wrote the database (a connector's own table) */
   const externalFollowers = new Set<() => void>();
-  const external = new ExternalSync(
+  const external: ExternalSync = new ExternalSync(
     () => dataVersion(db),
     // Attributed to the other process, which records its own activity.
-    () =>
+    (): void | Promise<void> =>
       actAs("external", () => {
-        credentials.reload();
+        const applying = credentials.reload(); // a promise when many rows changed (applied in slices)
         onboarding.reload();
         admins.syncExternal();
         for (const follow of externalFollowers) {
@@ -138,6 +138,7 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
             log.error("external change sync failed", { err });
           }
         }
+        return applying;
       }),
     (err) => log.error("external change sync failed", { err }),
   );

@@ -1,6 +1,6 @@
 import { Database } from "bun:sqlite";
 import { afterAll, describe, expect, it } from "bun:test";
-import { copyFileSync, existsSync, symlinkSync } from "node:fs";
+import { copyFileSync, existsSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createApp } from "../../src/app.ts";
 import { parseServeConfig } from "../../src/config.ts";
@@ -110,18 +110,20 @@ describe("the outbox", () => {
     await again.outbox.close();
   });
 
-  it("a full disk stops the outbox with a clear error: publishers are still answered, the admin database and the listeners go on", async () => {
-    const mnt = tempDir("gatehouse-full-");
-    const mounted = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", mnt]).exitCode === 0;
+  it("a full disk stops the outbox with a clear error: publishers are still answered, the broker and the admin API go on, and it queues again once there is room", async () => {
+    // The data dir on a small disk of its own (the outbox is never reached through a link, so it shares the
+    // admin database's disk): what fills it is the uplink's backlog.
+    const dir = tempDir("gatehouse-full-");
+    const mounted = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=12m,mode=0700", "tmpfs", dir]).exitCode === 0;
     if (!mounted) {
       console.warn("skipped: mounting a small tmpfs (a disk that fills up) needs root");
       return;
     }
-    const dir = tempDir();
-    // the outbox on the small disk, the admin database beside it on the big one
-    symlinkSync(join(mnt, "outbox.db"), join(dir, "uplink-outbox.db"));
-    const { app, url, lines } = await testApp(["--data-dir", dir, "--opcua-port", "off"]);
+    let app: Awaited<ReturnType<typeof testApp>>["app"] | undefined;
     try {
+      const started = await testApp(["--opcua-port", "off"], {}, {}, dir);
+      app = started.app;
+      const { url, lines } = started;
       const token = app.core.admins.createApiToken("t").token;
       const nobody = await freePort();
       await fetch(`${url}/api/v1/uplinks`, {
@@ -135,26 +137,108 @@ describe("the outbox", () => {
         password,
         clientId: "plc-full",
       });
+      const reader = await connectMqtt(app.address("mqtt")!.port, {
+        username: "plc-full",
+        password,
+        clientId: "reader-full",
+      });
+      await reader.subscribeAsync("other/#", { qos: 1 });
       const payload = Buffer.alloc(16 * 1024, "x");
-      // 400 x 16 KB: far more than 3 MB; every one is answered
-      for (let i = 0; i < 400; i++) await plc.publishAsync("big/x", payload, { qos: 1 });
+      // 1 000 x 16 KB: more than the 12 MB disk; every one is answered
+      const n = 1000;
+      for (let i = 0; i < n; i++) await plc.publishAsync("big/x", payload, { qos: 1 });
       const status = async () =>
         (await (await fetch(`${url}/api/v1/uplinks/full`, { headers: { authorization: `Bearer ${token}` } })).json())
           .status;
       await eventually(async () => expect((await status()).lastError).toMatch(/disk is full/), 10_000);
       const s = await status();
       expect(s.dropped).toBeGreaterThan(0);
-      expect(s.queued + s.dropped).toBe(400);
+      expect(s.queued + s.dropped).toBe(n);
       expect(lines.some((l) => l.includes("uplink outbox write failed") && l.includes("disk is full"))).toBe(true);
-      // the admin database and the broker are unaffected
-      await app.core.credentials.create({ type: "mqtt", username: "after-full" });
+      // the broker goes on: a QoS 1 message is answered and delivered; the admin database is read as before
+      const got = new Promise<string>((resolve) => reader.once("message", (_t, p) => resolve(p.toString())));
       await plc.publishAsync("other/x", "still here", { qos: 1 });
-      expect((await fetch(`${url}/readyz`)).status).toBe(200);
+      expect(await got).toBe("still here");
+      const listed = await fetch(`${url}/api/v1/integrations`, { headers: { authorization: `Bearer ${token}` } });
+      expect(listed.status).toBe(200);
+      // /readyz may say the data dir's disk is short of space; an uplink is listed, never a reason
+      const ready = (await (await fetch(`${url}/readyz`)).json()) as { reasons: string[]; connectors: unknown };
+      expect(ready.reasons.join(" ")).not.toMatch(/uplink|outbox/);
+      expect(JSON.stringify(ready.connectors)).toContain("full");
+      // room again (the disk grown): the outbox takes new messages without a restart
+      expect(Bun.spawnSync(["mount", "-o", "remount,size=48m", dir]).exitCode).toBe(0);
+      const before = (await status()).queued;
+      await plc.publishAsync("big/x", payload, { qos: 1 });
+      await eventually(async () => expect((await status()).queued).toBe(before + 1), 10_000);
       await plc.endAsync();
+      await reader.endAsync();
+    } finally {
+      try {
+        await app?.stop();
+      } finally {
+        Bun.spawnSync(["umount", "-l", dir]);
+      }
+    }
+  }, 90_000);
+
+  it("never reaches the outbox or its key through a link planted in the data dir", async () => {
+    const dir = tempDir();
+    const elsewhere = tempDir();
+    const victim = join(elsewhere, "victim");
+    writeFileSync(victim, "not an outbox", { mode: 0o644 });
+    symlinkSync(victim, join(dir, "uplink-outbox.db"));
+    const { app, url } = await testApp(["--opcua-port", "off"], {}, {}, dir);
+    try {
+      const token = app.core.admins.createApiToken("t").token;
+      const made = await fetch(`${url}/api/v1/uplinks`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: JSON.stringify({ name: "linked", urls: [`mqtt://127.0.0.1:${await freePort()}`], forward: ["x/#"] }),
+      });
+      expect(made.status).toBe(201);
+      const status = async () =>
+        (await (await fetch(`${url}/api/v1/uplinks/linked`, { headers: { authorization: `Bearer ${token}` } })).json())
+          .status;
+      await eventually(async () => expect((await status()).lastError).toMatch(/symlink/), 10_000);
     } finally {
       await app.stop();
-      Bun.spawnSync(["umount", mnt]);
     }
+    // the link's target was neither written nor narrowed
+    expect(readFileSync(victim, "utf8")).toBe("not an outbox");
+    expect(statSync(victim).mode & 0o777).toBe(0o644);
+    // the CLI refuses it too, and a linked key file
+    const cli = (...args: string[]) =>
+      Bun.spawnSync(["bun", join(import.meta.dir, "../../src/main.ts"), "uplinks", ...args, "--data-dir", dir], {
+        env: { ...process.env, GATEHOUSE_DATA_DIR: "" },
+      });
+    const st = cli("status", "--json");
+    expect(st.exitCode).toBe(2);
+    expect(st.stderr.toString()).toContain("symlink");
+    const key = join(elsewhere, "key");
+    writeFileSync(key, Buffer.alloc(32, 1), { mode: 0o644 });
+    symlinkSync(key, join(dir, "uplink-secrets.key"));
+    const added = Bun.spawnSync(
+      [
+        "bun",
+        join(import.meta.dir, "../../src/main.ts"),
+        "uplinks",
+        "add",
+        "with-password",
+        "--url",
+        "mqtt://127.0.0.1:1883",
+        "--forward",
+        "#",
+        "--username",
+        "u",
+        "--password-stdin",
+        "--data-dir",
+        dir,
+      ],
+      { stdin: Buffer.from("secret\n"), env: { ...process.env, GATEHOUSE_DATA_DIR: "" } },
+    );
+    expect(added.exitCode).not.toBe(0);
+    expect(added.stderr.toString()).toContain("symlink");
+    expect(statSync(key).mode & 0o777).toBe(0o644);
   }, 60_000);
 });
 

@@ -171,11 +171,9 @@ export class UplinkManager {
   async #sync(): Promise<void> {
     if (this.#state === "stopping") return;
     const configs = this.store.configs();
-    if (
-      !this.#outbox &&
-      !this.#outboxProblem &&
-      (configs.length > 0 || existsSync(join(this.#dataDir, outboxFileName)))
-    )
+    // an outbox that could not be opened (a link planted at its name, an unreadable file) is tried again
+    // at the next change of the uplinks, once someone has seen its error and acted
+    if (!this.#outbox && (configs.length > 0 || existsSync(join(this.#dataDir, outboxFileName))))
       await this.#openOutbox(configs);
     const outbox = this.#outbox;
     if (!outbox) {
@@ -210,6 +208,7 @@ export class UplinkManager {
   async #openOutbox(configs: UplinkConfig[]): Promise<void> {
     try {
       this.#opened = await Outbox.open(this.#dataDir);
+      this.#outboxProblem = undefined;
     } catch (err) {
       this.#outboxProblem = `the outbox could not be opened: ${(err as Error).message}`;
       this.#log.error("uplink outbox could not be opened; uplinks forward nothing", { err });
@@ -298,18 +297,46 @@ export class UplinkManager {
         moved = true;
         this.#lastStatus.set(u.id, text);
       }
-      this.#outbox?.setStatus(u.id, JSON.stringify(s));
+      // with this process's pid: `uplinks status` tells a live appliance's status from one a killed one left
+      this.#outbox?.setStatus(u.id, JSON.stringify({ ...s, pid: process.pid }));
     }
     if (moved) this.changed();
   }
 
   statuses(): UplinkStatus[] {
-    return [...this.#uplinks.values()].sort((a, b) => a.cfg.name.localeCompare(b.cfg.name)).map((u) => u.status());
+    const running = [...this.#uplinks.values()].map((u) => u.status());
+    if (this.#outbox || !this.#outboxProblem) return running.sort((a, b) => a.name.localeCompare(b.name));
+    // no outbox: no uplink runs; each is still shown, with the reason
+    return this.store.list().map((u) => this.#idleStatus(u.name, u.enabled));
   }
 
   status(name: string): UplinkStatus | undefined {
     for (const u of this.#uplinks.values()) if (u.cfg.name === name) return u.status();
-    return undefined;
+    if (this.#outbox || !this.#outboxProblem) return undefined;
+    const u = this.store.list().find((v) => v.name === name);
+    return u ? this.#idleStatus(u.name, u.enabled) : undefined;
+  }
+
+  /** idleStatus: an uplink that cannot run because the outbox could not be opened: disconnected, saying why */
+  #idleStatus(name: string, enabled: boolean): UplinkStatus {
+    return {
+      name,
+      enabled,
+      connected: false,
+      url: null,
+      connectedSince: null,
+      disconnectedSince: null,
+      lastError: this.#outboxProblem ?? null,
+      queued: 0,
+      queuedBytes: 0,
+      oldestQueuedAgeS: 0,
+      forwarded: 0,
+      forwardedPerSecond: 0,
+      dropped: 0,
+      resent: 0,
+      received: 0,
+      at: Date.now(),
+    };
   }
 
   /** outboxProblem: why nothing is queued, if the outbox cannot be used */

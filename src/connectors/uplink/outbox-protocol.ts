@@ -1,8 +1,9 @@
 /**
- * What the outbox (outbox.ts, the event loop's side) and its writer (outbox-worker.ts, a thread of its
+ * What the outbox (outbox.ts, the event loop's side) and its writer (outbox.worker.ts, a thread of its
  * own) say to each other, and the file's schema. One row per (uplink, message): `id` is one sequence for
  * the whole file, so each uplink's rows in `id` order are its FIFO.
  */
+import { constants, Database } from "bun:sqlite";
 export const outboxSchema = `
 CREATE TABLE IF NOT EXISTS messages (
   id INTEGER PRIMARY KEY,
@@ -52,3 +53,15 @@ export type WorkerReply =
   | { op: "written"; batch: number }
   | { op: "failed"; batch: number; error: string; code: string }
   | { op: "closed" };
+
+/**
+ * openOutboxDb: SQLITE_OPEN_NOFOLLOW (a link at the outbox's name is refused; SQLite opens its -wal and
+ * -shm with O_NOFOLLOW in any case). Flags as a number cannot carry `strict`: only positional parameters here.
+ */
+export function openOutboxDb(path: string, mode: "read" | "write"): Database {
+  return new Database(
+    path,
+    (mode === "read" ? constants.SQLITE_OPEN_READONLY : constants.SQLITE_OPEN_READWRITE) |
+      constants.SQLITE_OPEN_NOFOLLOW,
+  );
+}

@@ -1,8 +1,9 @@
-import { Database } from "bun:sqlite";
-import { chmodSync, closeSync, existsSync, statSync } from "node:fs";
+import type { Database } from "bun:sqlite";
+import { closeSync } from "node:fs";
 import { join } from "node:path";
-import { createPrivateFile } from "../../lib/files.ts";
-import type { OutboxRow, WorkerReply, WorkerRequest } from "./outbox-protocol.ts";
+import { createPrivateFile, narrowToPrivate } from "../../lib/files.ts";
+import { workerUrl } from "../../lib/workers.ts";
+import { type OutboxRow, openOutboxDb, type WorkerReply, type WorkerRequest } from "./outbox-protocol.ts";
 
 /** outboxFileName: the uplinks' store-and-forward queue, a SQLite file of its own beside the admin database. */
 export const outboxFileName = "uplink-outbox.db";
@@ -30,13 +31,17 @@ export interface OutboxOpened {
   owners: Map<number, number>;
 }
 
+/** outboxFiles: the outbox and what SQLite keeps beside it */
+export const outboxFiles = ["", "-wal", "-shm", "-journal"].map((suffix) => `${outboxFileName}${suffix}`);
+
 /**
- * workerUrl: the writer's module. In the compiled binary every entry point sits under /$bunfs/root by its
- * path below src/ (scripts/build.ts names this one as an entry point); from source, beside this file.
+ * checkOutboxFiles: the outbox and its -wal, -shm and -journal are regular files (or absent), never
+ * followed through a link, and one left readable by others is narrowed to 0600 through its descriptor
+ * (the data dir's rule, see src/db/data-dir.ts). Throws TargetError naming a link or a non-regular file.
  */
-const workerUrl = import.meta.url.startsWith("file:///$bunfs/")
-  ? "/$bunfs/root/connectors/uplink/outbox-worker.js"
-  : new URL("./outbox-worker.ts", import.meta.url).href;
+export function checkOutboxFiles(dataDir: string): void {
+  for (const name of outboxFiles) narrowToPrivate(join(dataDir, name));
+}
 
 interface Batch {
   batch: number;
@@ -69,6 +74,8 @@ const emptyBatch = (batch: number): Batch => ({
  */
 export class Outbox {
   #worker: Worker;
+  /** writes that failed so far (close stops trying after one) */
+  #failures = 0;
   #reader: Database;
   #nextId: number;
   #pending: Batch;
@@ -122,15 +129,15 @@ export class Outbox {
   /** open: the data dir's outbox (made 0600 on first use), its writer thread, and what it still holds. */
   static async open(dataDir: string, opts: { cacheKiB?: number } = {}): Promise<OutboxOpened> {
     const path = join(dataDir, outboxFileName);
-    // Messages may carry anything a device sent: owner only, from the first byte (as gatehouse.db).
+    // Messages may carry anything a device sent: owner only, from the first byte (as gatehouse.db); made
+    // with O_EXCL (a planted link is not followed), and nothing of it is opened through a link.
     try {
       closeSync(createPrivateFile(path));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-      for (const suffix of ["", "-wal", "-shm"])
-        if (existsSync(path + suffix) && (statSync(path + suffix).mode & 0o077) !== 0) chmodSync(path + suffix, 0o600);
     }
-    const worker = new Worker(workerUrl);
+    checkOutboxFiles(dataDir);
+    const worker = new Worker(workerUrl("connectors/uplink/outbox.worker.ts"));
     const opened = await new Promise<Extract<WorkerReply, { op: "opened" }>>((resolve, reject) => {
       worker.onmessage = (e: MessageEvent<WorkerReply>) =>
         e.data.op === "opened" ? resolve(e.data) : reject(new Error(e.data.op === "failed" ? e.data.error : e.data.op));
@@ -140,7 +147,7 @@ export class Outbox {
       worker.terminate();
       throw err;
     });
-    const reader = new Database(path, { readonly: true, strict: true });
+    const reader = openOutboxDb(path, "read");
     reader.run("PRAGMA cache_size = -2048");
     return {
       outbox: new Outbox(path, worker, reader, opened.maxId),
@@ -309,6 +316,7 @@ export class Outbox {
       this.#lastWritten = b.batch;
       this.onWritten(b.rows);
     } else {
+      this.#failures++;
       if (b.rows.length) this.onFailed(b.rows, error);
       // deletes and status are idempotent: they are tried again with the next write
       this.#pending.deletes.push(...b.deletes);
@@ -341,13 +349,19 @@ export class Outbox {
   /** close: the last write done, the file checkpointed and closed, the writer ended. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      // what is pending is written; a write that fails now (a full disk) is not tried again: the deletes and
+      // status it carried are put back for a next write that would fail the same way, for ever. Its
+      // deletes are lost: those messages go upstream once more after the restart (at least once).
+      let failed = false;
       for (;;) {
         if (this.#lazyTimer) clearTimeout(this.#lazyTimer);
         this.#lazyTimer = undefined;
-        if (!this.#writing) this.#flush();
+        if (!this.#writing && !failed) this.#flush();
         const w = this.#writing;
         if (!w) break;
+        const before = this.#failures;
         await new Promise<void>((resolve) => w.waiters.push(resolve));
+        failed ||= this.#failures !== before;
       }
       this.#closed = true;
       if (this.#lazyTimer) clearTimeout(this.#lazyTimer);

@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
 import { join } from "node:path";
-import { readBounded, TargetError, writePrivateFile } from "../../lib/files.ts";
+import { narrowToPrivate, readBounded, TargetError, writePrivateFile } from "../../lib/files.ts";
 
 /**
  * Secrets Gatehouse presents upstream (an uplink's password, its client key) must be stored usable, unlike
@@ -26,7 +26,9 @@ function keyOf(dataDir: string): Buffer {
   if (known) return known;
   let key: Buffer;
   try {
-    key = readBounded(path, 64);
+    // a file in the data dir: never through a link (root's CLI must not be led to another file), owner only
+    narrowToPrivate(path);
+    key = readBounded(path, 64, { noFollow: true });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
     try {
@@ -34,7 +36,7 @@ function keyOf(dataDir: string): Buffer {
     } catch (made) {
       if (!(made instanceof TargetError)) throw made; // another process made it first: read theirs
     }
-    key = readBounded(path, 64);
+    key = readBounded(path, 64, { noFollow: true });
   }
   if (key.length !== 32) throw new SecretUnreadable(`${path} is not a 32-byte key`);
   keys.set(path, key);

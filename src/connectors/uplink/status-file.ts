@@ -1,7 +1,7 @@
-import { Database } from "bun:sqlite";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { outboxFileName } from "./outbox.ts";
+import { checkOutboxFiles, outboxFileName } from "./outbox.ts";
+import { openOutboxDb } from "./outbox-protocol.ts";
 import type { UplinkView } from "./store.ts";
 import type { UplinkStatus } from "./uplink.ts";
 
@@ -16,12 +16,17 @@ const freshMs = 5_000;
 export function readStatuses(
   dataDir: string,
   uplinks: UplinkView[],
-  /** the appliance runs on this data dir (its pid file names a live process): a killed one left a fresh-looking status */
+  /**
+   * the appliance runs on this data dir (its pid file names a live process): a killed one left a
+   * fresh-looking status. A status row also names the process that wrote it; that one living counts too.
+   */
   running: boolean,
   now = Date.now(),
 ): UplinkStatus[] {
   const path = join(dataDir, outboxFileName);
-  const db = existsSync(path) ? new Database(path, { readwrite: true, create: false }) : undefined;
+  // a file in the data dir: checked and opened without following a link (root's CLI reads it)
+  if (existsSync(path)) checkOutboxFiles(dataDir);
+  const db = existsSync(path) ? openOutboxDb(path, "write") : undefined;
   try {
     db?.run("PRAGMA busy_timeout = 2000");
     const hasTables = db?.query("SELECT 1 FROM sqlite_master WHERE name = 'status'").get() !== null;
@@ -31,8 +36,11 @@ export function readStatuses(
           ? (db.query("SELECT json, at FROM status WHERE uplink = ?").get(u.id) as { json: string; at: number } | null)
           : null;
       let last: Partial<UplinkStatus> = {};
+      let writer: number | undefined;
       try {
-        last = row ? (JSON.parse(row.json) as Partial<UplinkStatus>) : {};
+        const { pid, ...rest } = row ? (JSON.parse(row.json) as Partial<UplinkStatus> & { pid?: unknown }) : {};
+        last = rest;
+        writer = typeof pid === "number" ? pid : undefined;
       } catch {
         last = {};
       }
@@ -54,7 +62,8 @@ export function readStatuses(
         received: last.received ?? 0,
         at: now,
       };
-      if (running && row && now - row.at < freshMs) return { ...base, ...last, name: u.name, enabled: u.enabled };
+      if ((running || alive(writer)) && row && now - row.at < freshMs)
+        return { ...base, ...last, name: u.name, enabled: u.enabled };
       if (db && hasTables) {
         const q = db
           .query(
@@ -69,5 +78,16 @@ export function readStatuses(
     });
   } finally {
     db?.close();
+  }
+}
+
+/** alive: a process with this pid lives (signal 0 checks without sending anything) */
+function alive(pid: number | undefined): boolean {
+  if (pid === undefined || !Number.isSafeInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM"; // it lives, another user's
   }
 }

@@ -384,11 +384,14 @@ export class UplinkStore {
     }
   }
 
-  /** importAll: uplinks of an export (checked by `parseUplinkExport`); all or nothing. */
+  /**
+   * importAll: uplinks of an export (checked by `parseUplinkExport`); all or nothing (bun:sqlite's
+   * transaction: a savepoint inside the import's own transaction).
+   */
   importAll(items: UplinkExport[]): number {
-    this.db.transaction(() => {
+    this.db.$client.transaction(() => {
       for (const item of items) this.create(item);
-    });
+    })();
     return items.length;
   }
 }

@@ -1,19 +1,19 @@
 /**
- * outbox-worker: the outbox's writer, on a thread of its own. Each write (a group commit: every message
+ * outbox.worker: the outbox's writer, on a thread of its own. Each write (a group commit: every message
  * appended while the previous write ran, the acknowledged ones deleted, the uplinks' status) is one
  * transaction with synchronous=FULL: one fsync of the write-ahead log, on this thread, so the event loop
  * that serves devices, logins and the page never waits on the disk. The appliance answers publishers
  * only once the write that holds their message is reported back.
  */
-import { Database } from "bun:sqlite";
-import { outboxSchema, type WorkerReply, type WorkerRequest } from "./outbox-protocol.ts";
+import type { Database } from "bun:sqlite";
+import { openOutboxDb, outboxSchema, type WorkerReply, type WorkerRequest } from "./outbox-protocol.ts";
 
 declare const self: Worker;
 
 let db: Database | undefined;
 
 function open(path: string, cacheKiB: number): WorkerReply {
-  const d = new Database(path, { create: true, strict: true });
+  const d = openOutboxDb(path, "write"); // made 0600 by Outbox.open before (O_EXCL), never through a link
   d.run("PRAGMA busy_timeout = 5000");
   d.run("PRAGMA journal_mode = WAL");
   // FULL: a commit is on disk (the WAL fsynced) before it is reported; that is what a PUBACK promises.
