@@ -13,6 +13,8 @@ import { writeFileSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
 import { join } from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
+import { closeDatabase } from "../src/db/client.ts";
+import { openDataDir } from "../src/db/data-dir.ts";
 import { freePort, hasMosquitto, lineReader, statusMiB, stop } from "./lib/procs.ts";
 import { fmt, report, type Row } from "./lib/report.ts";
 import { scratchDir } from "./lib/scratch.ts";
@@ -320,6 +322,7 @@ const gatehouse = await run(
   upstream.port,
   async (linkPort, prefix) => {
     const dir = join(scratchDir("bench-uplink-gh-"), "data");
+    closeDatabase(openDataDir(dir)); // a data dir as the first start leaves it: every CLI verb needs one
     const cli = (args: string[], stdin?: string) => {
       const p = Bun.spawnSync(["bun", "src/main.ts", ...args, "--data-dir", dir], {
         stdin: stdin === undefined ? "ignore" : Buffer.from(stdin),
