@@ -7,6 +7,8 @@
  * 3. drain: BENCH_DRAIN messages queued while the upstream is cut off (a TCP proxy), then the network
  *    back: messages per second until the last one arrived (goal >= 5 000/s);
  * 4. backlog: BENCH_BACKLOG messages queued during a cut: resident memory over idle (goal < 20 MiB).
+ * Throughput and latency are also measured with the devices publishing straight to the upstream (mqtt.js,
+ * no hop in between): the ceiling either bridge works under.
  * Both bridges get an in-flight window of 100 upstream. Every process is stopped at the end.
  */
 import { writeFileSync } from "node:fs";
@@ -288,11 +290,40 @@ async function run(
   return { rate, p50, p99, drainRate, drained: sub.a.count, idleRss, backlogRss, backlogQueued: BACKLOG };
 }
 
+/**
+ * direct: the ceiling: the same devices publish straight to the upstream with mqtt.js (no appliance, no
+ * bridge in between): throughput and latency measured the same way.
+ */
+async function direct(upstreamPort: number): Promise<{ rate: number; p50: number; p99: number }> {
+  const prefix = "direct/";
+  const sub = await upstreamSubscriber(upstreamPort, prefix);
+  const devices = await Promise.all(
+    Array.from({ length: DEVICES }, (_, i) => client(upstreamPort, { clientId: `direct-dev-${i}` })),
+  );
+  sub.reset();
+  const t0 = performance.now();
+  const acked = await saturate(devices, `${prefix}load/x`);
+  await sub.until(acked, 60_000);
+  const rate = sub.a.count / ((sub.a.last - t0) / 1000);
+  console.log(`  direct: ${fmt(acked)} acknowledged by the upstream, ${fmt(sub.a.count)} delivered, ${fmt(rate)}/s`);
+  sub.reset();
+  const sent = await paced(devices[0]!, `${prefix}latency/x`);
+  await sub.until(sent, 30_000);
+  const p50 = pct(sub.a.latencies, 0.5);
+  const p99 = pct(sub.a.latencies, 0.99);
+  console.log(`  direct: latency at ${RATE}/s: p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms`);
+  for (const d of devices) d.end(true);
+  await sub.end();
+  return { rate, p50, p99 };
+}
+
 const upstream = await mosquitto(["max_queued_messages 0", "max_inflight_messages 0"]);
 
 console.log(
   `\nuplink: ${DEVICES} devices x ${WINDOW} QoS 1 in flight for ${SECONDS} s; latency at ${RATE}/s; drain of ${fmt(DRAIN)}; ${fmt(BACKLOG)} queued\n`,
 );
+
+const straight = await direct(upstream.port);
 
 // Mosquitto 2's bridge: its own broker takes the devices and forwards everything upstream.
 const bridge = await run(
@@ -391,7 +422,18 @@ for (const [name, r] of [
     `| ${name} | ${fmt(r.rate)} msg/s | ${r.p50.toFixed(2)} / ${r.p99.toFixed(2)} ms | ${fmt(r.drained)} of ${fmt(DRAIN)}, ${fmt(r.drainRate)} msg/s | ${r.idleRss.toFixed(1)} -> ${r.backlogRss.toFixed(1)} MiB |`,
   );
 }
+console.log(
+  `| mqtt.js straight to the upstream (no hop) | ${fmt(straight.rate)} msg/s | ${straight.p50.toFixed(2)} / ${straight.p99.toFixed(2)} ms | - | - |`,
+);
 const rows: Row[] = [
+  {
+    bench: "uplink",
+    measure: `forwarded QoS 1 msg/s upstream, ${DEVICES} devices x ${WINDOW} in flight, vs no hop`,
+    baselineName: "mqtt.js straight to the upstream",
+    baseline: fmt(straight.rate),
+    gatehouse: fmt(gatehouse.rate),
+    ratio: gatehouse.rate / straight.rate,
+  },
   {
     bench: "uplink",
     measure: `forwarded QoS 1 msg/s upstream, ${DEVICES} devices x ${WINDOW} in flight`,

@@ -170,6 +170,7 @@ describe("the outbox", () => {
       const before = (await status()).queued;
       await plc.publishAsync("big/x", payload, { qos: 1 });
       await eventually(async () => expect((await status()).queued).toBe(before + 1), 10_000);
+      expect((await status()).lastError ?? "").not.toMatch(/outbox write failed/);
       await plc.endAsync();
       await reader.endAsync();
     } finally {

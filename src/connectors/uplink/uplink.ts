@@ -230,6 +230,8 @@ export class Uplink {
     let i = 0;
     while (i < this.#unwritten.length && this.#unwritten[i]!.id <= last) i++;
     this.#unwritten.splice(0, i);
+    // the outbox writes again (room on the disk): its last failure is no longer the news
+    if (this.#lastError?.startsWith("outbox write failed")) this.#lastError = null;
     if (this.#overBounds()) this.#scheduleTrim();
     this.#pump();
   }
