@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { MqttClient } from "mqtt";
-import { cleanupTempDirs, tempDir } from "../helpers/app.ts";
+import { cleanupTempDirs, newDataDir, tempDir } from "../helpers/app.ts";
 import { buildBinary, type RunningBinary, runBinary } from "../helpers/binary.ts";
 import { connectMqtt } from "../helpers/mqtt.ts";
 import {
@@ -98,6 +98,7 @@ describe("a WAN outage with a power cut in the middle (compiled binary)", () => 
     const mqttPort = await freePort();
     // the CLI of the binary sets it all up before the appliance first runs
     await runBinaryCopy(cwd);
+    newDataDir(dir); // every CLI verb wants an existing database (as the first start leaves it)
     cli(cwd, dir, ["integrations", "add", "--type", "mqtt", "--username", "plc-9", "--password-stdin"], devicePassword);
     cli(cwd, dir, [
       "uplinks",
@@ -187,11 +188,51 @@ describe("a WAN outage with a power cut in the middle (compiled binary)", () => 
     expect(await appliance.stop()).toBe(0);
   }, 240_000);
 
+  it("a retained QoS 1 message is in broker.db and in the outbox once it is acknowledged: both survive kill -9", async () => {
+    const cwd = tempDir("gatehouse-both-");
+    const dir = join(cwd, "data");
+    const mqttPort = await freePort();
+    await runBinaryCopy(cwd);
+    newDataDir(dir);
+    cli(cwd, dir, ["integrations", "add", "--type", "mqtt", "--username", "plc-r", "--password-stdin"], devicePassword);
+    await proxy.cut();
+    cli(cwd, dir, [
+      "uplinks",
+      "add",
+      "both",
+      "--url",
+      `mqtt://127.0.0.1:${proxy.port}`,
+      "--forward",
+      "state/#",
+      "--remote-prefix",
+      "site-9/",
+    ]);
+    let appliance = await start(cwd, dir, mqttPort);
+    const device = await connectMqtt(mqttPort, { username: "plc-r", password: devicePassword, clientId: "plc-r" });
+    await device.publishAsync("state/mode", "auto-7", { qos: 1, retain: true });
+    // acknowledged: the power cut now, before any write-behind could run
+    appliance.proc.kill("SIGKILL");
+    await appliance.proc.exited;
+    device.end(true);
+    appliance = await start(cwd, dir, mqttPort);
+    // the broker's store kept it: a new subscriber gets the retained value
+    const reader = await connectMqtt(mqttPort, { username: "plc-r", password: devicePassword, clientId: "plc-r-read" });
+    const local = new Promise<string>((resolve) => reader.once("message", (_t, p) => resolve(p.toString())));
+    await reader.subscribeAsync("state/mode", { qos: 1 });
+    expect(await local).toBe("auto-7");
+    await reader.endAsync();
+    // the outbox kept it: it goes up once the network is back
+    await proxy.restore();
+    await rx.until((m) => m.some((x) => x.topic === "site-9/state/mode" && x.payload === "auto-7"), 30_000);
+    expect(await appliance.stop()).toBe(0);
+  }, 120_000);
+
   it("memory stays flat while a large backlog waits on disk", async () => {
     const cwd = tempDir("gatehouse-backlog-");
     const dir = join(cwd, "data");
     const mqttPort = await freePort();
     await runBinaryCopy(cwd);
+    newDataDir(dir);
     cli(cwd, dir, ["integrations", "add", "--type", "mqtt", "--username", "plc-b", "--password-stdin"], devicePassword);
     await proxy.cut();
     cli(cwd, dir, ["uplinks", "add", "backlog", "--url", `mqtt://127.0.0.1:${proxy.port}`, "--forward", "b/#"]);
