@@ -9,7 +9,7 @@ import { Outbox } from "../../src/connectors/uplink/outbox.ts";
 import { UplinkStore } from "../../src/connectors/uplink/store.ts";
 import { openDataDir } from "../../src/db/data-dir.ts";
 import type { AppError } from "../../src/lib/errors.ts";
-import { cleanupTempDirs, memoryLog, tempDir, testApp, testHashCost } from "../helpers/app.ts";
+import { cleanupTempDirs, memoryLog, newDataDir, tempDir, testApp, testHashCost } from "../helpers/app.ts";
 import { connectMqtt } from "../helpers/mqtt.ts";
 import { freePort } from "../helpers/upstream.ts";
 import { eventually } from "../helpers/wait.ts";
@@ -90,6 +90,61 @@ describe("the uplink store", () => {
     expect(row.password).toStartWith("v1:");
     expect(row.password).not.toContain("Needle");
   });
+});
+
+describe("export and import --full", () => {
+  it("carries uplinks with their secrets into another data dir (sealed under its key); a name taken refuses the whole file", async () => {
+    const main = join(import.meta.dir, "../../src/main.ts");
+    const run = (args: string[], stdin?: string) =>
+      Bun.spawnSync(["bun", main, ...args], {
+        stdin: stdin === undefined ? "ignore" : Buffer.from(stdin),
+        env: { ...process.env, GATEHOUSE_DATA_DIR: "" },
+      });
+    const from = newDataDir();
+    const add = (dir: string, name: string) =>
+      run(
+        [
+          "uplinks",
+          "add",
+          name,
+          "--url",
+          "mqtt://127.0.0.1:1883",
+          "--forward",
+          "a/#",
+          "--username",
+          "u",
+          "--password-stdin",
+        ].concat(["--data-dir", dir]),
+        "upstream-secret-7\n",
+      );
+    expect(add(from, "carried").exitCode).toBe(0);
+    expect(run(["integrations", "add", "--type", "mqtt", "--username", "dev-1", "--data-dir", from]).exitCode).toBe(0);
+    const file = join(tempDir(), "full.json");
+    expect(run(["export", "--full", file, "--data-dir", from]).exitCode).toBe(0);
+
+    const to = newDataDir();
+    const imported = run(["import", "--full", file, "--data-dir", to]);
+    expect(imported.stderr.toString()).toBe("");
+    expect(imported.stdout.toString()).toContain("1 uplink(s)");
+    const db = openDataDir(to);
+    try {
+      const [u] = new UplinkStore(db, to).configs();
+      expect(u?.name).toBe("carried");
+      expect(u?.password).toBe("upstream-secret-7"); // opened with this data dir's own key
+      expect(readFileSync(join(to, "gatehouse.db")).includes("upstream-secret-7")).toBe(false);
+    } finally {
+      db.$client.close();
+    }
+
+    // a third data dir that has an uplink of that name: refused, and nothing of the file is taken
+    const taken = newDataDir();
+    expect(add(taken, "carried").exitCode).toBe(0);
+    const refused = run(["import", "--full", file, "--data-dir", taken]);
+    expect(refused.exitCode).toBe(2);
+    expect(refused.stderr.toString()).toContain("carried");
+    const list = run(["integrations", "list", "--json", "--data-dir", taken]).stdout.toString();
+    expect(list).not.toContain("dev-1");
+  }, 60_000);
 });
 
 describe("the outbox", () => {
