@@ -37,6 +37,8 @@ import {
   writePrivateFile,
 } from "../lib/files.ts";
 import { silentLogger } from "../lib/logger.ts";
+import { outboxFileName } from "../connectors/uplink/outbox.ts";
+import { secretKeyFile } from "../connectors/uplink/secrets.ts";
 import { parseUplinkExport, type UplinkExport, UplinkStore } from "../connectors/uplink/store.ts";
 import { exitCodes } from "./exit-codes.ts";
 
@@ -116,6 +118,13 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
         if (existsSync(join(dataDir, "broker.db")))
           process.stdout.write(
             "not included: broker.db (the MQTT broker's retained messages, persistent sessions and queues)\n",
+          );
+        // the same for the uplinks' queue; their sealed secrets open only with this data dir's key file
+        if (existsSync(join(dataDir, outboxFileName)))
+          process.stdout.write(`not included: ${outboxFileName} (what the uplinks have not forwarded yet)\n`);
+        if (existsSync(join(dataDir, secretKeyFile)))
+          process.stdout.write(
+            `not included: ${secretKeyFile} (restored elsewhere, the uplinks' passwords and client keys must be entered again)\n`,
           );
         return exitCodes.ok;
       }
