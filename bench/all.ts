@@ -23,6 +23,7 @@ const benches: [name: string, file: string][] = [
   ["accept", "accept.ts"],
   ["flood", "flood.ts"],
   ["pipeline", "pipeline.ts"],
+  ["uplink", "uplink.ts"],
   ["durable", "durable.ts"],
   ["startup", "startup.ts"],
 ];

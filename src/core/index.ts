@@ -124,6 +124,8 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     log.debug("session opened", { type: s.type, username: s.username, clientId: s.clientId, remote: s.remote }),
   );
 
+  /** what parts reload when another process wrote the database (a connector's own table) */
+  const externalFollowers = new Set<() => void>();
   const external: ExternalSync = new ExternalSync(
     () => dataVersion(db),
     // Attributed to the other process, which records its own activity.
@@ -132,6 +134,13 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
         const applying = credentials.reload(); // a promise when many rows changed (applied in slices)
         onboarding.reload();
         admins.syncExternal();
+        for (const follow of externalFollowers) {
+          try {
+            follow();
+          } catch (err) {
+            log.error("external change sync failed", { err });
+          }
+        }
         return applying;
       }),
     (err) => log.error("external change sync failed", { err }),
@@ -159,6 +168,14 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     /** the TLS certificate in use (for the Settings page), once loaded */
     tlsInfo: new Slot<{ fingerprint: string; source: string; certFile: string }>(),
     syncExternalChanges,
+    /**
+     * followExternal: `reload` runs whenever another process (the CLI) has committed to the database,
+     * within the watch interval (half a second); returns the function that stops it.
+     */
+    followExternal(reload: () => void): () => void {
+      externalFollowers.add(reload);
+      return () => externalFollowers.delete(reload);
+    },
     /**
      * fresh: before a decision that must see every change another process has committed (a login
      * does this itself): `false` when memory is current, else a promise (see external-sync.ts).

@@ -1,5 +1,6 @@
 import type { AuthenticateError, Client, ConnectPacket, PublishPacket, Subscription } from "aedes";
 import type { Socket } from "node:net";
+import type { PublishedMessage } from "../../core/bus.ts";
 import { mayPublish, mayRead, maySubscribe } from "../../core/permissions.ts";
 import { isValidTopicString } from "../../core/topics.ts";
 import type { LoginFailure } from "../../core/types.ts";
@@ -253,7 +254,11 @@ export function createHooks(s: MqttState, maxConnections: number) {
         return done(new Error("malformed topic"));
       }
       const integration = s.current(client);
-      if (mayPublish(integration, packet.topic, topicSpace)) return done(null);
+      if (mayPublish(integration, packet.topic, topicSpace)) {
+        // Durable taps (an uplink's outbox) hold a QoS 1/2 message before aedes writes its PUBACK, which follows `done`.
+        const held = s.core.bus.tap(packet as PublishedMessage, "mqtt");
+        return held && packet.qos > 0 ? void held.then(() => done(null)) : done(null);
+      }
       s.stats.refusedPublishes++;
       s.metric.refused.add();
       s.logRefusal(client, "publish refused", {
