@@ -11,6 +11,7 @@ import {
   deliverOnlyPublishProperties,
   dropPublishes,
   eachClient,
+  subackQuotaCodes,
   holdUntilConnack,
   markRedeliveries,
   publishBeforePuback,
@@ -62,6 +63,8 @@ export const defaultStoreLimits: StoreLimits = {
   maxQueuedMessages: 10_000,
   maxQueuedBytes: 16 * 1024 * 1024,
   maxStoreBytes: 256 * 1024 * 1024,
+  maxSubscriptionsPerSession: 1000,
+  maxSubscriptionsPerIntegration: 10_000,
 };
 
 /**
@@ -83,7 +86,7 @@ export function createMqttListener(
     maxSessionExpirySeconds,
     maxClientIdLength,
   });
-  const hooks = createHooks(state, opts.maxConnections ?? 10_000);
+  const { subscribed, ...hooks } = createHooks(state, opts.maxConnections ?? 10_000);
   const maxPacket = opts.maxPacketBytes ?? 1024 * 1024;
   let broker: Aedes | undefined;
   let transports: Awaited<ReturnType<typeof startTransports>> | undefined;
@@ -130,7 +133,17 @@ export function createMqttListener(
         clientChecked = true;
         holdUntilConnack(client);
         stopAtDisconnect(client);
+        subackQuotaCodes(client);
       });
+      b.on(
+        "subscribe",
+        (subs, client) =>
+          client &&
+          subscribed(
+            client,
+            subs.map((x) => x.topic),
+          ),
+      );
       unwire = wireBroker(b, state, maxPacket);
       // What a previous run's end cut: its clients' wills, published now as their integrations may.
       unwire.push(publishStaleWills(b, state));

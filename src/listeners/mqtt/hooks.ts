@@ -5,7 +5,7 @@ import { mayPublish, mayRead, maySubscribe } from "../../core/permissions.ts";
 import { isValidTopicString } from "../../core/topics.ts";
 import type { LoginFailure } from "../../core/types.ts";
 import { StaleLoginError } from "../../lib/errors.ts";
-import { disconnectV5, refuseV5 } from "./aedes-internals.ts";
+import { disconnectV5, grantSubscription, refuseOverQuota, refuseV5 } from "./aedes-internals.ts";
 import { foreignPublishProperty, foreignWillProperty } from "./properties.ts";
 import { WsStream } from "./transports.ts";
 import type { Conn, MqttState } from "./state.ts";
@@ -67,6 +67,37 @@ function authError(code: number, reason: string): AuthenticateError {
  */
 export function createHooks(s: MqttState, maxConnections: number) {
   const { credentials, sessions, topicSpace } = s.core;
+  /**
+   * pendingSubs: filters granted and not yet the client's (`client.subscriptions` gets them only once a
+   * persistent session's are stored), so one SUBSCRIBE of 1000 new filters counts each against the bounds.
+   */
+  const pendingSubs = new WeakMap<Client, Set<string>>();
+  /**
+   * overSubscriptionBounds: would a new filter take the session past `maxSubscriptionsPerSession`, or a
+   * persistent session's integration past `maxSubscriptionsPerIntegration` (its stored sessions together)?
+   * A filter the session holds already is a change of options, never refused. Returns the bound, or undefined.
+   */
+  const overSubscriptionBounds = (client: Client, topic: string): string | undefined => {
+    const held = (client as unknown as { subscriptions: Record<string, unknown> }).subscriptions ?? {};
+    let pending = pendingSubs.get(client);
+    if (Object.hasOwn(held, topic) || pending?.has(topic)) return undefined;
+    const limits = s.store.limits;
+    let extra = 0; // granted, not yet in `held` (a persistent session's wait for their commit)
+    if (pending) for (const t of pending) if (!Object.hasOwn(held, t)) extra++;
+    if (Object.keys(held).length + extra >= limits.maxSubscriptionsPerSession) return "session";
+    const conn = s.conns.get(client);
+    // the store counts a persistent session's filters as it keeps them; those granted and not kept yet count here
+    let unstored = 0;
+    if (pending) for (const t of pending) if (!s.store.hasSubscription(client.id, t)) unstored++;
+    if (
+      conn?.persistent &&
+      s.store.subscriptionsOf(conn.integration.id) + unstored >= limits.maxSubscriptionsPerIntegration
+    )
+      return "integration";
+    if (!pending) pendingSubs.set(client, (pending = new Set()));
+    pending.add(topic);
+    return undefined;
+  };
   return {
     preConnect(client: Client, packet: ConnectPacket, done: (err: Error | null, ok: boolean) => void) {
       // A whole CONNECT: a real client, no longer silent. When the pool is full of such clients, one
@@ -274,6 +305,12 @@ export function createHooks(s: MqttState, maxConnections: number) {
       done(null);
     },
 
+    /** subscribed: a SUBSCRIBE's filters are now the client's (see `pendingSubs`) */
+    subscribed(client: Client, topics: string[]) {
+      const p = pendingSubs.get(client);
+      if (p) for (const t of topics) p.delete(t);
+    },
+
     authorizeSubscribe(
       client: Client,
       sub: Subscription,
@@ -285,7 +322,19 @@ export function createHooks(s: MqttState, maxConnections: number) {
         s.logRefusal(client, "subscribe refused: the broker store is full", { topic: sub.topic.slice(0, 256) });
         return done(null, null);
       }
-      if (maySubscribe(s.current(client), sub.topic, topicSpace)) return done(null, sub);
+      if (maySubscribe(s.current(client), sub.topic, topicSpace)) {
+        const over = overSubscriptionBounds(client, sub.topic);
+        if (!over) {
+          grantSubscription(sub);
+          return done(null, sub);
+        }
+        refuseOverQuota(sub); // SUBACK 0x97 (MQTT 5) / 0x80, and the store does not keep it
+        s.logRefusal(client, "subscribe refused: too many subscriptions", {
+          topic: sub.topic.slice(0, 256),
+          bound: over,
+        });
+        return done(null, null);
+      }
       s.logRefusal(client, "subscribe refused", {
         username: s.conns.get(client)?.integration.username,
         topic: sub.topic.slice(0, 256),
