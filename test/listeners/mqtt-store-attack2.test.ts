@@ -1,8 +1,13 @@
 import { afterAll, describe, expect, it } from "bun:test";
 import type { IClientOptions } from "mqtt";
 import type { App } from "../../src/app.ts";
-import { cleanupTempDirs, testApp } from "../helpers/app.ts";
+import { Database } from "bun:sqlite";
+import { chmodSync, existsSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { StartRefused } from "../../src/lib/errors.ts";
+import { cleanupTempDirs, newDataDir, tempDir, testApp } from "../helpers/app.ts";
 import { connectMqtt, subackCodes } from "../helpers/mqtt.ts";
+import { startServe } from "../helpers/serve.ts";
 
 /** The broker store against what one credential can make it keep, and broker.db files from outside (findings attack2). */
 afterAll(cleanupTempDirs);
@@ -80,3 +85,108 @@ describe("subscriptions are bounded (F1)", () => {
     await other.endAsync();
   });
 });
+
+describe("broker.db and its companions are never followed through a link (F2)", () => {
+  for (const suffix of ["", "-wal", "-shm", "-journal"]) {
+    it(`broker.db${suffix} as a symlink to a file outside: refused, the target neither written nor chmod'ed`, async () => {
+      const dir = newDataDir();
+      if (suffix !== "") {
+        // a real broker.db beside the planted link, so the open gets as far as the companion files
+        const first = await testApp(["--opcua-port", "off"], {}, {}, dir);
+        await first.app.stop();
+      }
+      const victim = join(tempDir(), "victim");
+      writeFileSync(victim, "not yours");
+      chmodSync(victim, 0o644);
+      symlinkSync(victim, join(dir, `broker.db${suffix}`));
+      const started = testApp(["--opcua-port", "off"], {}, {}, dir);
+      await expect(started).rejects.toBeInstanceOf(StartRefused);
+      await expect(started).rejects.toThrow(/symlink/);
+      expect(statSync(victim).mode & 0o777).toBe(0o644);
+      expect(readFileSync(victim, "utf8")).toBe("not yours");
+    });
+  }
+
+  it("a dangling broker.db link makes no file outside the data dir", async () => {
+    const dir = newDataDir();
+    const target = join(tempDir(), "dangling.db");
+    symlinkSync(target, join(dir, "broker.db"));
+    await expect(testApp(["--opcua-port", "off"], {}, {}, dir)).rejects.toBeInstanceOf(StartRefused);
+    expect(existsSync(target)).toBe(false);
+  });
+});
+
+/** withBrokerDb: a data dir whose broker.db holds one retained value, then `edit` done to it with SQLite. */
+async function withBrokerDb(edit: (db: Database) => void): Promise<string> {
+  const { app, port, dir } = await start();
+  const opts = await made(app, "ret");
+  const c = await connectMqtt(port, opts());
+  await c.publishAsync("plant/good", "kept", { qos: 1, retain: true });
+  await c.endAsync();
+  await app.stop();
+  apps.splice(apps.indexOf(app), 1);
+  const db = new Database(join(dir, "broker.db"));
+  edit(db);
+  db.close();
+  return dir;
+}
+
+const retainedRow = (db: Database, topic: string, payload: unknown, qos: number, extra: string | null) =>
+  db
+    .query("INSERT INTO retained (topic, payload, qos, retain, extra) VALUES (?1, ?2, ?3, 1, ?4)")
+    .run(topic, payload as never, qos, extra);
+
+describe("one bad row or a missing table costs that, not the appliance (F3)", () => {
+  it("bad retained rows (bad JSON, TEXT payload, a wildcard topic, QoS 9) are skipped and logged; the good one is served", async () => {
+    const dir = await withBrokerDb((db) => {
+      retainedRow(db, "plant/json", Buffer.from("x"), 0, "{{bad json");
+      retainedRow(db, "plant/text", "text, not bytes", 0, null);
+      retainedRow(db, "plant/#", Buffer.from("wild"), 0, null);
+      retainedRow(db, "plant/qos", Buffer.from("q"), 9, null);
+    });
+    const { app, port, lines } = await start([], dir);
+    expect(lines.some((l) => l.includes("rows this release did not write were skipped"))).toBe(true);
+    const c = await connectMqtt(port, (await made(app, "reader"))());
+    const got: string[] = [];
+    const done = new Promise<void>((resolve) =>
+      c.on("message", (topic, payload) => {
+        got.push(`${topic}=${payload}`);
+        if (topic === "plant/good") resolve();
+      }),
+    );
+    await c.subscribeAsync("plant/#", { qos: 1 });
+    await done;
+    await c.subscribeAsync("plant/good", { qos: 1 }); // a second round trip: nothing else was on its way
+    expect(got).toEqual(["plant/good=kept"]);
+    await c.endAsync();
+    const db = new Database(join(dir, "broker.db"));
+    // deleted from the file too (written behind the load)
+    await stopApp(app);
+    expect((db.query("SELECT topic FROM retained").all() as { topic: string }[]).map((r) => r.topic)).toEqual([
+      "plant/good",
+    ]);
+    db.close();
+  });
+
+  it("a broker.db of this version without a table is moved aside; the broker starts empty", async () => {
+    const dir = await withBrokerDb((db) => db.run("DROP TABLE retained"));
+    const { app, lines } = await start([], dir);
+    expect(lines.some((l) => l.includes("broker.db could not be read: moved aside"))).toBe(true);
+    expect(readdirSync(dir).some((n) => n.startsWith("broker.db.unreadable-"))).toBe(true);
+    await stopApp(app);
+  });
+
+  it("a broker.db of a newer release: serve exits 2 with one clear line, the file left as it is", async () => {
+    const dir = await withBrokerDb((db) => db.run("PRAGMA user_version = 2"));
+    const before = readFileSync(join(dir, "broker.db"));
+    const s = startServe(dir, ["--mqtt-port", "0"]);
+    expect(await s.waitFor(/newer release/)).toMatch(/move the file away/);
+    expect(await s.proc.exited).toBe(2);
+    expect(readFileSync(join(dir, "broker.db")).equals(before)).toBe(true);
+  });
+});
+
+async function stopApp(app: App) {
+  await app.stop();
+  apps.splice(apps.indexOf(app), 1);
+}
