@@ -4,6 +4,7 @@ import { createApp } from "../app.ts";
 import { notify, startWatchdog } from "../lib/systemd.ts";
 import {
   DataDirError,
+  DataDirSystemError,
   type DataDirLock,
   lockDataDir,
   pidFileName,
@@ -47,7 +48,8 @@ export async function serve(argv: string[], env: Record<string, string | undefin
   } catch (err) {
     if (err instanceof DataDirError) {
       log.error(err.message);
-      return exitCodes.usage;
+      // a full disk or an I/O error is the system's failure (1, restarted by the unit), the rest bad configuration
+      return err instanceof DataDirSystemError ? exitCodes.failure : exitCodes.usage;
     }
     throw err;
   }
@@ -60,7 +62,8 @@ export async function serve(argv: string[], env: Record<string, string | undefin
     lock.release();
     if (err instanceof DataDirError) {
       log.error(err.message);
-      return exitCodes.usage;
+      // a full disk or an I/O error is the system's failure (1, restarted by the unit), the rest bad configuration
+      return err instanceof DataDirSystemError ? exitCodes.failure : exitCodes.usage;
     }
     throw err;
   }
