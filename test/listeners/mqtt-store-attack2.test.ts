@@ -6,7 +6,7 @@ import { chmodSync, existsSync, readdirSync, readFileSync, statSync, symlinkSync
 import { join } from "node:path";
 import { StartRefused } from "../../src/lib/errors.ts";
 import { cleanupTempDirs, newDataDir, tempDir, testApp } from "../helpers/app.ts";
-import { connectMqtt, subackCodes } from "../helpers/mqtt.ts";
+import { connectMqtt, rawMqtt, subackCodes } from "../helpers/mqtt.ts";
 import { startServe } from "../helpers/serve.ts";
 
 /** The broker store against what one credential can make it keep, and broker.db files from outside (findings attack2). */
@@ -190,3 +190,43 @@ async function stopApp(app: App) {
   await app.stop();
   apps.splice(apps.indexOf(app), 1);
 }
+
+/** connectBytes: a CONNECT whose client id is `id` as raw bytes (what no client library sends), clean, with a login. */
+function connectBytes(version: 4 | 5, id: Buffer, username: string, password: string): Uint8Array {
+  const str = (b: Buffer) => Buffer.concat([Buffer.from([b.length >> 8, b.length & 255]), b]);
+  const head = Buffer.concat([
+    str(Buffer.from("MQTT")),
+    Buffer.from([version, 0xc2, 0, 30]),
+    version === 5 ? Buffer.from([0]) : Buffer.alloc(0),
+  ]);
+  const body = Buffer.concat([head, str(id), str(Buffer.from(username)), str(Buffer.from(password))]);
+  return Buffer.concat([Buffer.from([0x10, body.length]), body]);
+}
+
+describe("client ids are well-formed UTF-8 [MQTT-1.5.3] (F9)", () => {
+  const bad = {
+    NUL: Buffer.from("zed1\0evil", "latin1"),
+    "invalid UTF-8": Buffer.from([0x7a, 0x65, 0x64, 0xff, 0xfe]),
+    "a surrogate": Buffer.from([0x7a, 0x65, 0x64, 0xed, 0xa0, 0x80]),
+  };
+  for (const [what, id] of Object.entries(bad)) {
+    it(`a client id with ${what}: 3.1.1 closed without CONNACK, MQTT 5 CONNACK 0x85`, async () => {
+      const { app, port } = await start();
+      const { password } = await app.core.credentials.create({ type: "mqtt", username: "zed" });
+      const v4 = await rawMqtt(port, "127.0.0.1", 4);
+      v4.send(connectBytes(4, id, "zed", password));
+      expect(await v4.next()).toBeUndefined();
+      const v5 = await rawMqtt(port, "127.0.0.1", 5);
+      v5.send(connectBytes(5, id, "zed", password));
+      const connack = await v5.next();
+      expect(connack?.cmd).toBe("connack");
+      expect(connack?.reasonCode).toBe(0x85);
+      await v5.closed;
+      // a well-formed id with the same login still gets in
+      const ok = await rawMqtt(port, "127.0.0.1", 4);
+      ok.send(connectBytes(4, Buffer.from("zed-ok"), "zed", password));
+      expect((await ok.next())?.returnCode).toBe(0);
+      ok.destroy();
+    });
+  }
+});

@@ -120,6 +120,15 @@ export function createHooks(s: MqttState, maxConnections: number) {
       if (version !== 5 && packet.password !== undefined && packet.username === undefined) {
         return done(new Error("password without user name"), false);
       }
+      // [MQTT-1.5.3-1/2] a client id or user name with U+0000, bad UTF-8 (decoded to U+FFFD) or a surrogate is a
+      // malformed CONNECT: closed, as Mosquitto does (MQTT 5: CONNACK 0x85 Client Identifier not valid / 0x81
+      // Malformed Packet first). Two different ids on the wire must not become one session id.
+      const badId = packet.clientId !== "" && !isValidTopicString(packet.clientId ?? "");
+      if (badId || (packet.username !== undefined && packet.username !== "" && !isValidTopicString(packet.username))) {
+        s.log.info("mqtt connect refused: malformed UTF-8 in the client id or user name", { remote });
+        if (version === 5) refuseV5(client, badId ? 0x85 : 0x81);
+        return done(new Error("malformed UTF-8 string"), false);
+      }
       const will = packet.will as { topic: string; qos: number; properties?: Record<string, unknown> } | undefined;
       // [MQTT-3.1.2-14] will QoS 3 is a protocol violation; a will topic obeys the topic rules; a will
       // carries Will Properties only (§3.1.3.2).
