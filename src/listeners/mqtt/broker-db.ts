@@ -120,7 +120,7 @@ class UnreadableBrokerDb extends Error {
   override name = "UnreadableBrokerDb";
 }
 
-/** brokerDbFiles: the database and the files SQLite keeps beside it. */
+/** brokerDbSuffixes: the database and the files SQLite keeps beside it. */
 const brokerDbSuffixes = ["", "-wal", "-shm", "-journal"];
 
 /** noFollowFlags: broker.db is opened as gatehouse.db is: a symlink in its path is refused (SQLITE_OPEN_NOFOLLOW). */

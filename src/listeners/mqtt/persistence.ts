@@ -244,7 +244,7 @@ export class BrokerStore {
     return this.#subsByIntegration.get(id) ?? 0;
   }
 
-  /** get limits: the bounds this store was made with */
+  /** limits: the bounds this store was made with */
   get limits(): StoreLimits {
     return this.#opts;
   }
