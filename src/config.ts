@@ -147,6 +147,8 @@ Usage:
                                            active, publishAcl, subscribeAcl, denyPublishAcl, denySubscribeAcl
   gatehouse integrations import --mosquitto-passwd FILE [--mosquitto-acl FILE] [--type T]
   gatehouse onboarding open [--minutes N] [--type T ...] | close | list | approve ID [ID ...] [--json]
+  gatehouse bans list | add --address A|--client-id C|--username U [--minutes N] | remove ID [--json]
+                                           A: an IP address or CIDR block; N: 1-525600 (default 60)
   gatehouse backup FILE | restore FILE | export [FILE] | import --full FILE   [--data-dir DIR]
   gatehouse version
 

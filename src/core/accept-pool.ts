@@ -24,6 +24,8 @@ export interface AcceptPoolOptions {
   minTimeoutMs?: number;
   log?: Logger;
   metrics?: Metrics;
+  /** refuse: an address refused at accept, before the socket is counted or read (a ban, core/bans.ts) */
+  refuse?: (remote: string) => boolean;
 }
 
 interface Entry extends PendingSocket {
@@ -69,6 +71,7 @@ export class AcceptPool {
   /** sockets closed before logging in, by why (a counter, read when scraped: bumped per socket under attack) */
   #closedBy: Record<PendingCloseReason | "refused", number> = { deadline: 0, evicted: 0, refused: 0 };
   #fullSince = 0;
+  #refuse?: (remote: string) => boolean;
 
   constructor(opts: AcceptPoolOptions) {
     if (!(opts.capacity >= 1)) throw new Error("accept pool: capacity must be at least 1");
@@ -76,6 +79,7 @@ export class AcceptPool {
     this.timeoutMs = opts.timeoutMs;
     this.minTimeoutMs = Math.min(opts.minTimeoutMs ?? 2_000, opts.timeoutMs);
     this.#log = opts.log;
+    this.#refuse = opts.refuse;
     if (opts.metrics) {
       opts.metrics.gauge({
         name: "gatehouse_pending_closed_total",
@@ -129,10 +133,11 @@ export class AcceptPool {
 
   /**
    * admit: one new socket. `close` drops it (the pool has already forgotten it when it is called).
-   * Returns undefined when it must be refused (the pool is full and every socket in it has spoken):
-   * the caller closes it at once.
+   * Returns undefined when it must be refused (the pool is full and every socket in it has spoken, or
+   * `refuse` says so): the caller closes it at once.
    */
   admit(listener: string, remote: string, close: (reason: PendingCloseReason) => void): PendingSocket | undefined {
+    if (this.#refuse?.(remote)) return undefined; // banned: closed before a byte is read (counted by the ban list)
     if (this.size >= this.capacity) {
       const victim = this.#victim();
       if (!victim) {

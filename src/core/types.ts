@@ -61,7 +61,8 @@ export interface LoginMeta {
   protocol?: string;
 }
 
-export type VerifyFailure = "unknown-user" | "wrong-password" | "deactivated" | "wrong-type" | "throttled";
+/** VerifyFailure: why the core refused a login; `banned` is decided before any password work (core/bans.ts). */
+export type VerifyFailure = "unknown-user" | "wrong-password" | "deactivated" | "wrong-type" | "throttled" | "banned";
 /** LoginFailure: why a login was refused, by the core or by a listener's protocol rules. */
 export type LoginFailure =
   | VerifyFailure

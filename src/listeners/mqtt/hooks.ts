@@ -13,6 +13,7 @@ export const connackFor: Record<LoginFailure, 1 | 2 | 3 | 4 | 5> = {
   "unknown-user": 4,
   "wrong-password": 4,
   throttled: 4,
+  banned: 5,
   deactivated: 5,
   "wrong-type": 5,
   stale: 5,
@@ -128,6 +129,7 @@ export function createHooks(s: MqttState, maxConnections: number) {
           if (!result.ok) {
             // MQTT 5 hears "connection rate exceeded" (0x9F) for a throttled login; 3.1.1 has only 4
             if (result.reason === "throttled" && client.version === 5) refuseV5(client, 0x9f);
+            if (result.reason === "banned" && client.version === 5) refuseV5(client, 0x8a); // MQTT 5 §3.2.2.2 Banned
             return done(authError(connackFor[result.reason], result.reason), null);
           }
           const socket = client.conn as Socket;
