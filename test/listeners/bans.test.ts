@@ -5,7 +5,7 @@ import { request as httpRequest } from "node:http";
 import { VrpcAgent } from "vrpc";
 import type { App } from "../../src/app.ts";
 import { cleanupTempDirs, testApp } from "../helpers/app.ts";
-import { connectMqtt, refusalCode } from "../helpers/mqtt.ts";
+import { closed, connectMqtt, refusalCode } from "../helpers/mqtt.ts";
 import { connectOpcua } from "../helpers/opcua.ts";
 import { eventually, waitFor } from "../helpers/wait.ts";
 
@@ -110,11 +110,11 @@ describe("a ban refuses the next connect before any password work", () => {
   it("adding a ban drops the matching live MQTT session at once; its reconnect is refused", async () => {
     const { password, integration } = await app.core.credentials.create({ type: "mqtt", username: "mq-live" });
     const client = await connectMqtt(mqttPort, { username: "mq-live", password, clientId: "live-1" });
-    const closed = new Promise((r) => client.once("close", r));
+    const gone = closed(client);
     const kicked = waitFor(app.core.events, "session.kicked", (e) => e.session.clientId === "live-1");
     app.core.bans.add({ kind: "clientId", value: "live-1", minutes: 5 });
     expect((await kicked).reason).toBe("banned (clientId live-1)");
-    await closed;
+    await gone;
     expect(app.core.sessions.countFor(integration.id)).toBe(0);
     expect(await refusalCode(mqttPort, { username: "mq-live", password, clientId: "live-1" })).toBe(5);
     expect(app.core.activity.list({ action: "session.kicked" })[0]?.detail).toContain("banned");

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from "bun:test";
 import { join } from "node:path";
 import { setRemote } from "../../src/lib/http.ts";
 import { cleanupTempDirs, testApp, testWeb } from "../helpers/app.ts";
-import { connectMqtt, refusalCode } from "../helpers/mqtt.ts";
+import { closed, connectMqtt, refusalCode } from "../helpers/mqtt.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 afterAll(cleanupTempDirs);
@@ -208,7 +208,7 @@ describe("gatehouse bans (CLI) beside the running appliance", () => {
       const port = app.address("mqtt")!.port;
       const { password } = await app.core.credentials.create({ type: "mqtt", username: "cli-dev" });
       const live = await connectMqtt(port, { username: "cli-dev", password, clientId: "cli-live" });
-      const closed = new Promise((r) => live.once("close", r));
+      const gone = closed(live);
       const kicked = waitFor(app.core.events, "session.kicked", (e) => e.session.clientId === "cli-live");
 
       const add = cli(dir, "add", "--client-id", "cli-live", "--minutes", "10", "--json");
@@ -219,7 +219,7 @@ describe("gatehouse bans (CLI) beside the running appliance", () => {
       // a login asks for the CLI's writes first: refused at once, no poll to wait for
       expect(await refusalCode(port, { username: "cli-dev", password, clientId: "cli-live" })).toBe(5);
       await kicked;
-      await closed;
+      await gone;
 
       const list = cli(dir, "list");
       expect(list.out).toContain(`${ban.id}\tclientId\tcli-live\tuntil `);

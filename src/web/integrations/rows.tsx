@@ -24,8 +24,11 @@ export function rowRoutes(core: Core, view: ListView, secrets: OneTimeSecrets) {
         const integration = credentials.get(session.integrationId);
         // the client may come back at once: the answer says so and offers Deactivate or Ban
         const csrfToken = adminOf(request).csrfToken;
-        if (isHtmx(request) && integration)
-          return `${row(request, integration)}<div id="panel" hx-swap-oob="innerHTML">${<DisconnectedNotice session={session} integration={integration} csrfToken={csrfToken} />}</div>`;
+        if (isHtmx(request) && integration) {
+          const notice = <DisconnectedNotice session={session} integration={integration} csrfToken={csrfToken} />;
+          // in a <template>: the answer starts with a <tr>, and forms parsed in a table context lose their fields
+          return `${row(request, integration)}<template><div id="panel" hx-swap-oob="innerHTML">${notice}</div></template>`;
+        }
         return (
           <DisconnectedPage
             admin={adminOf(request)}
