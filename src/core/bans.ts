@@ -73,9 +73,15 @@ function maskTo(bytes: Uint8Array, prefix: number): Uint8Array {
   return out;
 }
 
-/** blockKey: one block's key in the address index (length, prefix, masked bytes). */
+/**
+ * blockKey: one block's key in the address index: its length, prefix and the bytes the prefix covers
+ * (masked), as characters. Built without a copy: the accept check asks once per prefix length in use.
+ */
 function blockKey(bytes: Uint8Array, prefix: number): string {
-  return `${bytes.length}/${prefix}/${Buffer.from(bytes).toString("hex")}`;
+  let key = `${bytes.length}/${prefix}/`;
+  for (let i = 0, bits = prefix; bits > 0; i++, bits -= 8)
+    key += String.fromCharCode(bits >= 8 ? bytes[i]! : bytes[i]! & ((0xff << (8 - bits)) & 0xff));
+  return key;
 }
 
 interface Row {
@@ -109,6 +115,7 @@ export class BanList {
   #prefixes = new Map<number, Map<number, number>>();
   #clientIds = new Map<string, Ban>();
   #usernames = new Map<string, Ban>();
+  #parsed = new Map<string, Uint8Array | undefined>();
   /** connects refused, by kind (a counter for /metrics) */
   readonly refused: Record<BanKind, number> = { address: 0, clientId: 0, username: 0 };
 
@@ -294,13 +301,27 @@ export class BanList {
   }
 
   #matchAddress(remote: string): Ban | undefined {
-    const bytes = ipBytes(remote);
+    const bytes = this.#bytesOf(remote);
     if (!bytes) return undefined;
     for (const prefix of this.#prefixes.get(bytes.length)?.keys() ?? []) {
-      const ban = this.#live(this.#addresses.get(blockKey(maskTo(bytes, prefix), prefix)));
+      const ban = this.#live(this.#addresses.get(blockKey(bytes, prefix)));
       if (ban) return ban;
     }
     return undefined;
+  }
+
+  /**
+   * #bytesOf: a peer's address as bytes, remembered: parsing costs microseconds and a device reconnects
+   * from the same address (at most 4 096 remembered; a spray of addresses clears them and pays the parse).
+   */
+  #bytesOf(remote: string): Uint8Array | undefined {
+    let bytes = this.#parsed.get(remote);
+    if (bytes === undefined && !this.#parsed.has(remote)) {
+      bytes = ipBytes(remote);
+      if (this.#parsed.size >= 4096) this.#parsed.clear();
+      this.#parsed.set(remote, bytes);
+    }
+    return bytes;
   }
 
   #live(ban: Ban | undefined): Ban | undefined {
