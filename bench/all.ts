@@ -21,7 +21,9 @@ const benches: [name: string, file: string][] = [
   ["storm", "storm.ts"],
   ["admin", "admin-spray.ts"],
   ["accept", "accept.ts"],
+  ["flood", "flood.ts"],
   ["pipeline", "pipeline.ts"],
+  ["uplink", "uplink.ts"],
   ["durable", "durable.ts"],
   ["startup", "startup.ts"],
 ];

@@ -13,6 +13,8 @@ import {
   type Given,
   type OptionSet,
 } from "./lib/options.ts";
+import type { ConnectorModule } from "./connectors/connector.ts";
+import { connectorRegistry } from "./connectors/index.ts";
 import { listenerRegistry } from "./listeners/index.ts";
 import type { ListenerModule } from "./listeners/listener.ts";
 
@@ -21,6 +23,12 @@ export { ConfigError } from "./lib/options.ts";
 /** ListenerConfig: one enabled listener of the registry with its validated options. */
 export interface ListenerConfig {
   readonly module: ListenerModule<unknown>;
+  readonly options: unknown;
+}
+
+/** ConnectorConfig: one enabled connector of the registry with its validated options. */
+export interface ConnectorConfig {
+  readonly module: ConnectorModule<unknown>;
   readonly options: unknown;
 }
 
@@ -64,6 +72,8 @@ export interface Config {
   readonly pendingTimeoutSeconds: number;
   /** the enabled listeners, in registry order */
   readonly listeners: readonly ListenerConfig[];
+  /** the enabled connectors (outbound parts), in registry order */
+  readonly connectors: readonly ConnectorConfig[];
   /** what the appliance logs at start about the configuration (deprecated options given) */
   readonly warnings: readonly string[];
 }
@@ -94,7 +104,7 @@ const commonOptions = {
     (raw) => parseTrustedProxies(raw),
   ),
   httpMaxConnections: option.count(
-    "HTTP(S) connections per port after their first request (the one quiet longest makes room)",
+    "HTTP(S) connections per port after their first request (past it, the address holding most gives one up)",
     "2048",
     1,
     1_000_000,
@@ -129,8 +139,13 @@ const commonOptions = {
   ),
 } satisfies OptionSet;
 
-/** serveOptions: every option of `serve`, the common ones and each listener's; `--help` is generated from this. */
-export const serveOptions: OptionSet = Object.assign({}, commonOptions, ...listenerRegistry.map((m) => m.options));
+/** serveOptions: every option of `serve`, the common ones and each part's; `--help` is generated from this. */
+export const serveOptions: OptionSet = Object.assign(
+  {},
+  commonOptions,
+  ...listenerRegistry.map((m) => m.options),
+  ...connectorRegistry.map((m) => m.options),
+);
 
 export const usage = `gatehouse — who may connect to this device (MQTT, OPC UA, HTTP, VRPC)
 
@@ -147,9 +162,14 @@ Usage:
                                            active, publishAcl, subscribeAcl, denyPublishAcl, denySubscribeAcl
   gatehouse integrations import --mosquitto-passwd FILE [--mosquitto-acl FILE] [--type T]
   gatehouse onboarding open [--minutes N] [--type T ...] | close | list | approve ID [ID ...] [--json]
+  gatehouse uplinks add NAME --url URL[,URL...] --forward FILTER[,...] [--username U] [--password-stdin]
+                 [--ca FILE] [--client-cert FILE --client-key FILE] [--client-id ID] [--protocol 4|5]
+                 [--remote-prefix P] [--subscribe FILTER[,...] --local-prefix P] [--qos 0|1]
+                 [--inflight N] [--inventory] [--json]
+  gatehouse uplinks list | status [NAME] | enable NAME | disable NAME | remove NAME   [--json]
   gatehouse bans list | add --address A|--client-id C|--username U [--minutes N] | remove ID [--json]
                                            A: an IP address or CIDR block; N: 1-525600 (default 60)
-  gatehouse backup FILE | restore FILE | export [FILE] | import --full FILE   [--data-dir DIR]
+  gatehouse backup FILE | restore FILE | export [--full] [FILE] | import --full FILE   [--data-dir DIR]
   gatehouse version
 
 Every verb but serve works on an existing data dir: --data-dir DIR or GATEHOUSE_DATA_DIR (default
@@ -209,6 +229,11 @@ export function parseServeConfig(argv: string[], env: Record<string, string | un
     const options = module.parseConfig(readOptions(module.options, given));
     if (options !== null) listeners.push({ module, options });
   }
+  const connectors: ConnectorConfig[] = [];
+  for (const module of connectorRegistry as readonly ConnectorModule<unknown>[]) {
+    const options = module.parseConfig(readOptions(module.options, given));
+    if (options !== null) connectors.push({ module, options });
+  }
   return Object.freeze({
     dataDir: o.dataDir,
     bind: o.bind,
@@ -229,6 +254,7 @@ export function parseServeConfig(argv: string[], env: Record<string, string | un
     maxPending,
     pendingTimeoutSeconds: o.pendingTimeout,
     listeners: Object.freeze(listeners),
+    connectors: Object.freeze(connectors),
     warnings: Object.freeze(warnings),
   });
 }
