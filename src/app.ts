@@ -73,6 +73,7 @@ export function createApp(
     timeoutMs: config.pendingTimeoutSeconds * 1000,
     log: log.child({ part: "accept-pool" }),
     metrics: core.metrics,
+    refuse: (remote) => core.bans.addressBanned(remote),
   });
   for (const warning of config.warnings) log.warn(warning);
   const deps = { core, version, dataDir: config.dataDir, bind: config.bind, tls, pool };

@@ -167,6 +167,8 @@ Usage:
                  [--remote-prefix P] [--subscribe FILTER[,...] --local-prefix P] [--qos 0|1]
                  [--inflight N] [--inventory] [--json]
   gatehouse uplinks list | status [NAME] | enable NAME | disable NAME | remove NAME   [--json]
+  gatehouse bans list | add --address A|--client-id C|--username U [--minutes N] | remove ID [--json]
+                                           A: an IP address or CIDR block; N: 1-525600 (default 60)
   gatehouse backup FILE | restore FILE | export [--full] [FILE] | import --full FILE   [--data-dir DIR]
   gatehouse version
 

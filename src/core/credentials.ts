@@ -101,6 +101,8 @@ export interface CredentialOptions {
   fresh?: () => false | Promise<unknown>;
   /** told of every login refused as an unknown user, with what the client presented (smart onboarding) */
   onUnknown?: (type: IntegrationType, username: string, password: string, meta: LoginMeta) => void;
+  /** banned: the ban refusing this client (core/bans.ts), asked before any password work */
+  banned?: (username: string, meta: LoginMeta) => unknown;
   /** told of a login refused because the stored hash cannot be checked at a bounded cost (see hashLimits) */
   onUnusableHash?: (username: string, problem: string) => void;
   /** password checks waiting at most (default `deviceMaxQueued`) */
@@ -207,7 +209,10 @@ export class CredentialStore {
     // disabled or removed is refused as soon: every login first looks for such writes (one PRAGMA).
     const catchingUp = this.opts.fresh?.();
     if (catchingUp) await catchingUp;
-    const result = await this.#verifier.check(type, username, password, meta, signal);
+    // A banned client costs a few map lookups: no hash, no throttle slot, no onboarding request.
+    const result: VerifyResult = this.opts.banned?.(username, meta)
+      ? { ok: false, reason: "banned" }
+      : await this.#verifier.check(type, username, password, meta, signal);
     if (result.ok) {
       const t = this.now();
       const r = this.#index.get(result.integration.id);

@@ -4,6 +4,7 @@ import { Slot } from "../lib/slot.ts";
 import { ActivityLog, actAs } from "./activity.ts";
 import { AnnouncementRefusals } from "./announcements.ts";
 import { AdminStore } from "./admins.ts";
+import { BanList } from "./bans.ts";
 import { Metrics } from "./metrics.ts";
 import { Onboarding, type RequestTypeOf } from "./onboarding.ts";
 import { TopicBus } from "./bus.ts";
@@ -45,6 +46,7 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     accepts: opts.accepts,
     maxQueuedLogins: opts.maxQueuedLogins,
     fresh: (): false | Promise<boolean> => external.fresh(),
+    banned: (username, meta) => bans.match(username, meta),
     onUnknown: (type, username, password, meta) => {
       onboarding
         .consider(type, username, password, meta)
@@ -61,8 +63,24 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
   });
   activity.follow(events);
   const sessions = new SessionRegistry(events, (id) => credentials.peek(id));
+  const bans: BanList = new BanList(db, activity, sessions);
   const timers: ReturnType<typeof setInterval>[] = [];
   const metrics = coreMetrics(credentials, sessions, onboarding, events, timers);
+  metrics.gauge({
+    name: "gatehouse_bans",
+    help: "Live bans by kind",
+    read: () => {
+      const counts = { address: 0, clientId: 0, username: 0 };
+      for (const b of bans.list()) counts[b.kind]++;
+      return Object.entries(counts).map(([kind, n]) => [{ kind }, n]);
+    },
+  });
+  metrics.gauge({
+    name: "gatehouse_ban_refusals_total",
+    help: "Connects refused by a ban (address: at accept or login; clientId, username: at login), by kind",
+    type: "counter",
+    read: () => Object.entries(bans.refused).map(([kind, n]) => [{ kind }, n]),
+  });
   const admins = new AdminStore(db, {
     hashCost: opts.hashCost,
     sessionTtlMs: opts.sessionTtlMs,
@@ -133,6 +151,7 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
       actAs("external", () => {
         const applying = credentials.reload(); // a promise when many rows changed (applied in slices)
         onboarding.reload();
+        bans.reload();
         admins.syncExternal();
         for (const follow of externalFollowers) {
           try {
@@ -153,6 +172,8 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     events,
     credentials,
     sessions,
+    /** banned addresses, client ids and usernames, asked at accept and at every login (bans.ts) */
+    bans,
     admins,
     loginLog,
     activity,
@@ -195,6 +216,7 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
         setInterval(() => {
           try {
             credentials.flushLastLogins();
+            bans.sweep();
             onboarding.flush();
             activity.flush();
           } catch (err) {

@@ -64,7 +64,8 @@ export interface LoginMeta {
 /**
  * VerifyFailure: why the core refused a login. `busy`: the password-check line is full of attempts that
  * rank no worse than this one (the client may retry soon); `abandoned`: the client went away while its
- * attempt waited in that line (its password was never checked).
+ * attempt waited in that line (its password was never checked); `banned`: decided before any password
+ * work (core/bans.ts).
  */
 export type VerifyFailure =
   | "unknown-user"
@@ -73,7 +74,8 @@ export type VerifyFailure =
   | "wrong-type"
   | "throttled"
   | "busy"
-  | "abandoned";
+  | "abandoned"
+  | "banned";
 /** LoginFailure: why a login was refused, by the core or by a listener's protocol rules. */
 export type LoginFailure =
   | VerifyFailure

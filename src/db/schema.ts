@@ -116,3 +116,22 @@ export const settings = sqliteTable("settings", {
   value: text("value").notNull(),
   updatedAt: integer("updated_at").notNull(),
 });
+
+/**
+ * bans: addresses (one or a CIDR block), client ids and usernames refused before any password work,
+ * each until `expires_at` (ms); bounded in count by the core (core/bans.ts).
+ */
+export const bans = sqliteTable(
+  "bans",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    /** "address", "clientId" or "username" */
+    kind: text("kind").notNull(),
+    /** the canonical value: `10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`, a client id or a username */
+    value: text("value").notNull(),
+    createdAt: integer("created_at").notNull(),
+    expiresAt: integer("expires_at").notNull(),
+    createdBy: text("created_by").notNull().default(""),
+  },
+  (t) => [index("bans_expires_idx").on(t.expiresAt)],
+);

@@ -9,6 +9,7 @@ import type { AdminPages, IntegrationNote, NavItem, PageKit } from "../lib/pages
 import type { Integration } from "../core/types.ts";
 import { SimplePage } from "../../views/pages/simple.tsx";
 import { apiRoutes } from "./api.ts";
+import { banRoutes } from "./bans.tsx";
 import { onboardingRoutes } from "./onboarding.tsx";
 import { settingsPages } from "./settings.tsx";
 import { assetRoutes } from "./assets.ts";
@@ -78,6 +79,7 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
     { href: "/integrations", label: "Integrations" },
     ...pages.flatMap((p) => (p.nav ? [p.nav] : [])),
     { href: "/topics", label: "Topics" },
+    { href: "/bans", label: "Bans" },
     { href: "/activity", label: "Activity" },
     { href: "/settings", label: "Settings" },
     { href: "/settings/tokens", label: "API tokens" },
@@ -208,6 +210,7 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
       .use(partRoutes(pages, kit))
       .use(onboardingRoutes(core))
       .use(settingsPages(core))
+      .use(banRoutes(core))
       .use(apiRoutes(core))
   );
 }

@@ -71,6 +71,7 @@ const signedInPages = (id: number) => [
   "/agents",
   "/certificates",
   "/topics",
+  "/bans",
   "/activity",
   "/settings",
   "/settings/tokens",

@@ -312,7 +312,11 @@ describe("a live page", () => {
       password: "wrong-password",
       clientId: "live-failure-probe",
     }).catch(() => undefined);
-    await page.locator("#failed-logins[open] td", { hasText: "live-failure-probe" }).waitFor({ timeout: 10_000 });
+    // .first(): the row's Ban button names the client id too
+    await page
+      .locator("#failed-logins[open] td", { hasText: "live-failure-probe" })
+      .first()
+      .waitFor({ timeout: 10_000 });
     expect(
       Number((await page.locator('#summary a[href="#failed-logins"]').textContent())!.replace("+", "")),
     ).toBeGreaterThanOrEqual(1);

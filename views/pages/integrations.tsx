@@ -94,7 +94,7 @@ export function IntegrationsPage(props: IntegrationsPageProps) {
         <button type="submit">Filter</button>
       </form>
       <IntegrationTable {...props} />
-      <FailedLogins entries={props.failedLogins} />
+      <FailedLogins entries={props.failedLogins} csrfToken={props.admin.csrfToken} />
     </Layout>
   );
 }

@@ -1,11 +1,21 @@
 import type { FailedLogin } from "../../src/core/login-log.ts";
 import { LocalTime } from "../components/local-time.tsx";
+import { BanButton } from "./ban-button.tsx";
 
 /**
  * FailedLogins: the last failed logins, newest first. Live: the page's event stream reloads it (app.js
  * tells the server whether it is open, so a refresh keeps it open).
  */
-export function FailedLogins({ entries, open = false }: { entries: FailedLogin[]; open?: boolean }) {
+export function FailedLogins({
+  entries,
+  open = false,
+  csrfToken,
+}: {
+  entries: FailedLogin[];
+  open?: boolean;
+  /** with it, each row has a one-click Ban button (views/partials/ban-button.tsx) */
+  csrfToken?: string;
+}) {
   return (
     <details
       id="failed-logins"
@@ -28,6 +38,7 @@ export function FailedLogins({ entries, open = false }: { entries: FailedLogin[]
               <th>Client id</th>
               <th>Address</th>
               <th>Reason</th>
+              {csrfToken ? <th>Ban</th> : ""}
             </tr>
           </thead>
           <tbody>
@@ -41,6 +52,13 @@ export function FailedLogins({ entries, open = false }: { entries: FailedLogin[]
                 <td safe>{f.clientId ?? ""}</td>
                 <td safe>{f.remote ?? ""}</td>
                 <td>{f.reason}</td>
+                {csrfToken ? (
+                  <td>
+                    <BanButton csrfToken={csrfToken} remote={f.remote} clientId={f.clientId} username={f.username} />
+                  </td>
+                ) : (
+                  ""
+                )}
               </tr>
             ))}
           </tbody>

@@ -15,6 +15,7 @@ export const connackFor: Record<LoginFailure, 1 | 2 | 3 | 4 | 5> = {
   "unknown-user": 4,
   "wrong-password": 4,
   throttled: 4,
+  banned: 5,
   deactivated: 5,
   "wrong-type": 5,
   stale: 5,
@@ -147,6 +148,7 @@ export function createHooks(s: MqttState, maxConnections: number) {
             // (0x89) when the line is full; 3.1.1 has only 4 and 3
             if (result.reason === "throttled" && client.version === 5) refuseV5(client, 0x9f);
             if (result.reason === "busy" && client.version === 5) refuseV5(client, 0x89);
+            if (result.reason === "banned" && client.version === 5) refuseV5(client, 0x8a); // MQTT 5 §3.2.2.2 Banned
             return done(authError(connackFor[result.reason], result.reason), null);
           }
           if (client.closed || socket.destroyed) return done(authError(3, "gone"), null);

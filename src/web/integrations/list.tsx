@@ -34,8 +34,12 @@ export function listRoutes(core: Core, view: ListView) {
       return fullPage(request, query);
     })
     .get("/integrations/summary", () => <Summary counts={summaryCounts()} />)
-    .get("/integrations/failed-logins", ({ query }) => (
-      <FailedLogins entries={core.loginLog.recent(failedLoginsShown)} open={query.open === "1"} />
+    .get("/integrations/failed-logins", ({ request, query }) => (
+      <FailedLogins
+        entries={core.loginLog.recent(failedLoginsShown)}
+        open={query.open === "1"}
+        csrfToken={adminOf(request).csrfToken}
+      />
     ))
     .get("/integrations/live", ({ request, query }) => {
       // Out-of-band swaps of the status and last-login cells of the rows on screen.

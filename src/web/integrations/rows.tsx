@@ -4,6 +4,7 @@ import { formFields } from "../../lib/bodies.ts";
 import { AppError, NotFoundError } from "../../lib/errors.ts";
 import { field, htmlResponse, isHtmx, redirect } from "../../lib/http.ts";
 import { ConfirmIntegrationPage, EditPage } from "../../../views/pages/integration-edit.tsx";
+import { DisconnectedNotice, DisconnectedPage } from "../../../views/partials/disconnected.tsx";
 import { adminOf } from "../auth.tsx";
 import type { OneTimeSecrets } from "../once.tsx";
 import { listReturn, parseFilterList, parseId } from "./query.ts";
@@ -21,7 +22,21 @@ export function rowRoutes(core: Core, view: ListView, secrets: OneTimeSecrets) {
         if (!session) throw new NotFoundError("session");
         sessions.kickSession(session.id);
         const integration = credentials.get(session.integrationId);
-        return isHtmx(request) && integration ? row(request, integration) : redirect(listReturn(request));
+        // the client may come back at once: the answer says so and offers Deactivate or Ban
+        const csrfToken = adminOf(request).csrfToken;
+        if (isHtmx(request) && integration) {
+          const notice = <DisconnectedNotice session={session} integration={integration} csrfToken={csrfToken} />;
+          // in a <template>: the answer starts with a <tr>, and forms parsed in a table context lose their fields
+          return `${row(request, integration)}<template><div id="panel" hx-swap-oob="innerHTML">${notice}</div></template>`;
+        }
+        return (
+          <DisconnectedPage
+            admin={adminOf(request)}
+            session={session}
+            integration={integration}
+            csrfToken={csrfToken}
+          />
+        );
       },
       { body: formFields("back") },
     )
