@@ -85,43 +85,45 @@ export function SettingsPage({
         ) : (
           ""
         )}
-        <form method="post" action="/settings/defaults" class="stack" hidden={!full}>
+        <form method="post" action="/settings/defaults" class="stack">
           <CsrfField token={admin.csrfToken} />
-          <table>
-            <thead>
-              <tr>
-                <th>Type</th>
-                <th>May publish to</th>
-                <th>May subscribe to</th>
-              </tr>
-            </thead>
-            <tbody>
-              {integrationTypes.map((t) => (
+          <fieldset class="plain" disabled={!full}>
+            <table>
+              <thead>
                 <tr>
-                  <th scope="row">{integrationTypeInfo[t].label}</th>
-                  <td>
-                    <input
-                      name={`${t}.publishAcl`}
-                      value={attr(defaults[t].publishAcl.join(" "))}
-                      maxlength="4096"
-                      aria-label={`${integrationTypeInfo[t].label}: may publish to`}
-                    />
-                    <FieldError message={errors[`${t}.publishAcl`]} />
-                  </td>
-                  <td>
-                    <input
-                      name={`${t}.subscribeAcl`}
-                      value={attr(defaults[t].subscribeAcl.join(" "))}
-                      maxlength="4096"
-                      aria-label={`${integrationTypeInfo[t].label}: may subscribe to`}
-                    />
-                    <FieldError message={errors[`${t}.subscribeAcl`]} />
-                  </td>
+                  <th>Type</th>
+                  <th>May publish to</th>
+                  <th>May subscribe to</th>
                 </tr>
-              ))}
-            </tbody>
-          </table>
-          <button type="submit">Save defaults</button>
+              </thead>
+              <tbody>
+                {integrationTypes.map((t) => (
+                  <tr>
+                    <th scope="row">{integrationTypeInfo[t].label}</th>
+                    <td>
+                      <input
+                        name={`${t}.publishAcl`}
+                        value={attr(defaults[t].publishAcl.join(" "))}
+                        maxlength="4096"
+                        aria-label={`${integrationTypeInfo[t].label}: may publish to`}
+                      />
+                      <FieldError message={errors[`${t}.publishAcl`]} />
+                    </td>
+                    <td>
+                      <input
+                        name={`${t}.subscribeAcl`}
+                        value={attr(defaults[t].subscribeAcl.join(" "))}
+                        maxlength="4096"
+                        aria-label={`${integrationTypeInfo[t].label}: may subscribe to`}
+                      />
+                      <FieldError message={errors[`${t}.subscribeAcl`]} />
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </fieldset>
+          {full ? <button type="submit">Save defaults</button> : ""}
         </form>
       </section>
       <section class="card" id="admins">
@@ -226,31 +228,35 @@ export function SettingsPage({
             </label>
             <button type="submit">Change password</button>
           </form>
-          <form method="post" action="/settings/admins" class="stack" hidden={!full}>
-            <h3>Add an admin</h3>
-            <CsrfField token={admin.csrfToken} />
-            <label>
-              Name
-              <input name="username" required maxlength="64" pattern="[A-Za-z0-9._\-@]{1,64}" autocomplete="off" />
-              <FieldError message={errors["new.username"]} />
-            </label>
-            <label>
-              Password
-              <input
-                type="password"
-                name="password"
-                required
-                minlength="8"
-                maxlength="256"
-                autocomplete="new-password"
-              />
-              <FieldError message={errors["new.password"]} />
-            </label>
-            <label class="check">
-              <input type="checkbox" name="role" value="read-only" /> Read-only (sees everything, changes nothing)
-            </label>
-            <button type="submit">Add admin</button>
-          </form>
+          {full ? (
+            <form method="post" action="/settings/admins" class="stack">
+              <h3>Add an admin</h3>
+              <CsrfField token={admin.csrfToken} />
+              <label>
+                Name
+                <input name="username" required maxlength="64" pattern="[A-Za-z0-9._\-@]{1,64}" autocomplete="off" />
+                <FieldError message={errors["new.username"]} />
+              </label>
+              <label>
+                Password
+                <input
+                  type="password"
+                  name="password"
+                  required
+                  minlength="8"
+                  maxlength="256"
+                  autocomplete="new-password"
+                />
+                <FieldError message={errors["new.password"]} />
+              </label>
+              <label class="check">
+                <input type="checkbox" name="role" value="read-only" /> Read-only (sees everything, changes nothing)
+              </label>
+              <button type="submit">Add admin</button>
+            </form>
+          ) : (
+            ""
+          )}
         </div>
         <h3>Signed-in sessions</h3>
         <table>
