@@ -134,6 +134,11 @@ describe("a read-only admin", () => {
     const who = { cookie: `gh_session=${v.token}`, csrf: v.session.csrfToken };
     const once = await fetch(`${url}/once/abc`, { headers: { cookie: who.cookie }, redirect: "manual" });
     expect(once.status).toBe(403);
+    // API tokens: listed by name, not even their first characters
+    const { token } = app.core.admins.createApiToken("prometheus");
+    const tokens = await (await fetch(`${url}/settings/tokens`, { headers: { cookie: who.cookie } })).text();
+    expect(tokens).toContain("prometheus");
+    expect(tokens).not.toContain(token.slice(0, 7));
     const hash = (
       app.core.db.$client.query("SELECT password_hash FROM integrations").get() as { password_hash: string }
     ).password_hash;
