@@ -40,6 +40,8 @@ export interface App {
   address(name: string): { host: string; port: number } | undefined;
   /** reloadTls: SIGHUP; re-read the TLS certificate and key */
   reloadTls(): void;
+  /** routes: every route of the admin page and API (method, path pattern), for tests that must cover them all */
+  routes(): { method: string; path: string }[];
 }
 
 /**
@@ -218,6 +220,7 @@ export function createApp(
     listeners,
     connectors,
     pool,
+    routes: () => web.routes.map((r) => ({ method: r.method, path: r.path })),
     async start() {
       core.start();
       for (const part of parts) {

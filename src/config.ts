@@ -151,8 +151,9 @@ export const usage = `gatehouse — who may connect to this device (MQTT, OPC UA
 
 Usage:
   gatehouse [serve] [options]              run the appliance (default)
-  gatehouse admin set-password [--username NAME] [--data-dir DIR]
+  gatehouse admin set-password [--username NAME] [--read-only] [--data-dir DIR]
                                            read a new admin password from stdin
+  gatehouse admin list | set-role NAME full|read-only | reset-2fa NAME [--data-dir DIR]
   gatehouse integrations list [--type T] [--json]
   gatehouse integrations add --type T [--username U] [--password-stdin] [--description D] [--json]
   gatehouse integrations remove|enable|disable USERNAME [--json]

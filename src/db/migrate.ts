@@ -10,6 +10,7 @@ import m0002 from "../../drizzle/0002_activity_onboarding.sql" with { type: "tex
 import m0003 from "../../drizzle/0003_settings.sql" with { type: "text" };
 import m0004 from "../../drizzle/0004_uplinks.sql" with { type: "text" };
 import m0005 from "../../drizzle/0005_bans.sql" with { type: "text" };
+import m0006 from "../../drizzle/0006_admin_security.sql" with { type: "text" };
 
 /** embeddedMigrations: drizzle-kit output, keyed by journal tag. */
 export const embeddedMigrations: Record<string, string> = {
@@ -19,6 +20,7 @@ export const embeddedMigrations: Record<string, string> = {
   "0003_settings": m0003,
   "0004_uplinks": m0004,
   "0005_bans": m0005,
+  "0006_admin_security": m0006,
 };
 
 /** loadMigrations: the same MigrationMeta drizzle's readMigrationFiles builds, from embedded text. */

@@ -32,7 +32,28 @@ export const admins = sqliteTable("admins", {
   passwordHash: text("password_hash").notNull(),
   createdAt: integer("created_at").notNull(),
   updatedAt: integer("updated_at").notNull(),
+  /** `full` or `read-only` (sees every page, changes nothing, never sees a secret) */
+  role: text("role").$type<"full" | "read-only">().notNull().default("full"),
+  /** the TOTP key (base32, RFC 6238), null while the admin has no second factor; the server must read it */
+  totpSecret: text("totp_secret"),
+  /** the last 30-second step a code was accepted for: a code is good once (no replay within its window) */
+  totpLastStep: integer("totp_last_step"),
 });
+
+/** adminRecoveryCodes: one-time codes that stand in for a TOTP code; only their SHA-256 is stored. */
+export const adminRecoveryCodes = sqliteTable(
+  "admin_recovery_codes",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    adminId: integer("admin_id")
+      .notNull()
+      .references(() => admins.id, { onDelete: "cascade" }),
+    codeHash: text("code_hash").notNull(),
+    createdAt: integer("created_at").notNull(),
+    usedAt: integer("used_at"),
+  },
+  (t) => [index("admin_recovery_codes_admin_idx").on(t.adminId)],
+);
 
 /** adminSessions: the cookie holds a random token; only its SHA-256 is stored. */
 export const adminSessions = sqliteTable(

@@ -11,6 +11,8 @@ export interface PageAdmin {
   username: string;
   csrfToken: string;
   nav: readonly NavItem[];
+  /** a read-only admin: the page offers no form that changes anything and shows no secret */
+  readOnly?: boolean;
 }
 
 /**

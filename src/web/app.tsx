@@ -18,6 +18,8 @@ import { actorOf, adminOf, authGuard, authRoutes, Denied } from "./auth.tsx";
 import { eventStream, integrationPages } from "./integrations/index.ts";
 import { tokenPages } from "./tokens.tsx";
 import { OneTimeSecrets, oneTimePages } from "./once.tsx";
+import { secondFactorPages } from "./second-factor.tsx";
+import { backupPages } from "./backup.tsx";
 
 export interface WebOptions {
   /** requests with a larger declared body are refused before parsing (Bun.serve enforces it too) */
@@ -211,6 +213,8 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
       .use(onboardingRoutes(core))
       .use(settingsPages(core))
       .use(banRoutes(core))
+      .use(secondFactorPages(core))
+      .use(backupPages(core))
       .use(apiRoutes(core))
   );
 }

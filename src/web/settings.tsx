@@ -1,6 +1,7 @@
 import { Elysia } from "elysia";
 import type { Core } from "../core/index.ts";
 import { allDefaultPermissions, setDefaultPermissions } from "../core/settings.ts";
+import { adminRoles, type AdminRole } from "../core/admins.ts";
 import { integrationTypes } from "../core/types.ts";
 import { AppError, ValidationError } from "../lib/errors.ts";
 import { field, htmlResponse, redirect, remoteOf } from "../lib/http.ts";
@@ -15,6 +16,7 @@ const adminNotices: Record<string, string> = {
   added: "Admin added.",
   removed: "Admin removed; its sessions ended.",
   ended: "Session ended.",
+  role: "Role changed; it applies to that admin's next click.",
 };
 
 /** currentSessionId: the stored id of the session this request came with (to mark "this browser"). */
@@ -31,6 +33,7 @@ export function settingsPages(core: Core) {
     <SettingsPage
       admin={adminOf(request)}
       admins={core.admins.list()}
+      secondFactor={core.admins.secondFactor(adminOf(request).username).enabled}
       adminSessions={core.admins.sessions()}
       currentSession={currentSessionId(request)}
       signIns={core.activity.list({ action: "admin.", limit: 30 })}
@@ -76,8 +79,9 @@ export function settingsPages(core: Core) {
         "/settings/admins",
         async ({ request, body }) => {
           const username = (field(body, "username") ?? "").trim();
+          const role: AdminRole = field(body, "role") === "read-only" ? "read-only" : "full";
           try {
-            await core.admins.addAdmin(username, field(body, "password") ?? "");
+            await core.admins.addAdmin(username, field(body, "password") ?? "", role);
           } catch (err) {
             if (!(err instanceof AppError)) throw err;
             return htmlResponse(
@@ -87,10 +91,30 @@ export function settingsPages(core: Core) {
               err.code === "conflict" ? 409 : 400,
             );
           }
-          core.activity.record("admin.added", username, `by ${adminOf(request).username}`);
+          core.activity.record("admin.added", username, `${role} admin, by ${adminOf(request).username}`);
           return redirect("/settings?done=added#admins");
         },
-        { body: formFields("username", "password") },
+        { body: formFields("username", "password", "role") },
+      )
+      .post(
+        "/settings/admins/role",
+        ({ request, body }) => {
+          const username = field(body, "username") ?? "";
+          const role = field(body, "role") as AdminRole;
+          if (!adminRoles.includes(role))
+            throw new AppError("validation", "role must be full or read-only", { role: "full or read-only" });
+          let changed: boolean;
+          try {
+            ({ changed } = core.admins.setRole(username, role));
+          } catch (err) {
+            if (!(err instanceof AppError) || err.code === "not_found") throw err;
+            return htmlResponse(page(request, { errors: { admin: err.fields.admin ?? err.message } }), 400);
+          }
+          if (changed)
+            core.activity.record("admin.role-changed", username, `to ${role}, by ${adminOf(request).username}`);
+          return redirect("/settings?done=role#admins");
+        },
+        { body: formFields("username", "role") },
       )
       .post(
         "/settings/admins/remove",

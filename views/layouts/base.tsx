@@ -3,7 +3,7 @@ import type { PropsWithChildren } from "@kitajs/html";
 export interface LayoutProps {
   title: string;
   /** signed-in admin, with the navigation of this appliance's parts; absent on the sign-in and setup pages */
-  admin?: { username: string; csrfToken: string; nav?: readonly { href: string; label: string }[] };
+  admin?: { username: string; csrfToken: string; nav?: readonly { href: string; label: string }[]; readOnly?: boolean };
   /** the nav entry this page belongs to, by its href */
   active?: string;
 }
@@ -61,6 +61,7 @@ export function Layout({ title, admin, active, children }: PropsWithChildren<Lay
                   <span class="who" safe>
                     {admin.username}
                   </span>
+                  {admin.readOnly ? <span class="badge">read-only</span> : ""}
                   <button type="submit" class="link">
                     Sign out
                   </button>
