@@ -127,6 +127,8 @@ export class AdminStore {
     password: string,
     remote = "unknown",
     signal?: AbortSignal,
+    /** the browser's User-Agent, kept with the session to tell sessions apart */
+    userAgent = "",
   ): Promise<{ token: string; session: AdminSession }> {
     const name = username.slice(0, 64);
     const generation = this.#generations.get(name) ?? 0;
@@ -177,7 +179,7 @@ export class AdminStore {
         throw new AppError("unauthorized", "wrong username or password");
       }
       this.opts.onAttempt?.({ username: name, remote, outcome: "signed-in" });
-      return this.#openSession(admin.id, admin.username);
+      return this.#openSession(admin.id, admin.username, { remote, userAgent });
     } finally {
       settlePair(checked && !ok);
       settleAddress(checked && !ok);
@@ -193,6 +195,7 @@ export class AdminStore {
     current: string,
     next: string,
     remote = "unknown",
+    userAgent = "",
   ): Promise<{ token: string; session: AdminSession }> {
     try {
       await this.signIn(username, current, remote);
@@ -203,7 +206,7 @@ export class AdminStore {
     }
     await this.setPassword(username, next);
     const admin = this.db.select().from(admins).where(eq(admins.username, username)).get()!;
-    return this.#openSession(admin.id, admin.username);
+    return this.#openSession(admin.id, admin.username, { remote, userAgent });
   }
 
   /** addAdmin: a new admin; an existing name is a conflict, never a silent password change. */
@@ -229,14 +232,23 @@ export class AdminStore {
     this.db.delete(admins).where(eq(admins.username, username)).run(); // sessions cascade
   }
 
-  /** sessions: every open admin session (no tokens: only when it started and ends). */
-  sessions(): { id: string; username: string; createdAt: number; expiresAt: number }[] {
+  /** sessions: every open admin session (no tokens: when it started and ends, and the browser and address it began from). */
+  sessions(): {
+    id: string;
+    username: string;
+    createdAt: number;
+    expiresAt: number;
+    userAgent: string;
+    remote: string;
+  }[] {
     return this.db
       .select({
         id: adminSessions.id,
         username: admins.username,
         createdAt: adminSessions.createdAt,
         expiresAt: adminSessions.expiresAt,
+        userAgent: adminSessions.userAgent,
+        remote: adminSessions.remote,
       })
       .from(adminSessions)
       .innerJoin(admins, eq(admins.id, adminSessions.adminId))
@@ -264,7 +276,11 @@ export class AdminStore {
     }
   }
 
-  #openSession(adminId: number, username: string): { token: string; session: AdminSession } {
+  #openSession(
+    adminId: number,
+    username: string,
+    client: { remote?: string; userAgent?: string } = {},
+  ): { token: string; session: AdminSession } {
     const token = randomToken();
     const t = Date.now();
     const session: AdminSession = {
@@ -282,6 +298,8 @@ export class AdminStore {
         csrfToken: session.csrfToken,
         createdAt: t,
         expiresAt: session.expiresAt,
+        userAgent: (client.userAgent ?? "").slice(0, 256),
+        remote: (client.remote ?? "").slice(0, 64),
       })
       .run();
     return { token, session };
@@ -330,6 +348,7 @@ export class AdminStore {
     token: string,
     username: string,
     password: string,
+    client: { remote?: string; userAgent?: string } = {},
   ): Promise<{ token: string; session: AdminSession }> {
     if (!this.setupTokenValid(token)) throw new AppError("forbidden", "this setup link is invalid or has expired");
     // Used up now, before the password is hashed: two requests at once cannot both create an admin.
@@ -342,7 +361,7 @@ export class AdminStore {
       throw err;
     }
     const admin = this.db.select().from(admins).where(eq(admins.username, username)).get()!;
-    return this.#openSession(admin.id, admin.username);
+    return this.#openSession(admin.id, admin.username, client);
   }
 
   // ---------------------------------------------------------------- API tokens

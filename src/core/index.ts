@@ -43,9 +43,11 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     accepts: opts.accepts,
     fresh: () => external.fresh(),
     onUnknown: (type, username, password, meta) => {
+      if (!onboarding.takes(type, username, password, meta)) return false;
       onboarding
         .consider(type, username, password, meta)
         .catch((err) => log.error("onboarding request failed", { err }));
+      return true;
     },
     onUnusableHash: (username, problem) =>
       log.warn("login refused: the stored password hash cannot be checked at a bounded cost; set a new password", {

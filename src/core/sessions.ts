@@ -134,6 +134,16 @@ export class SessionRegistry {
     return out;
   }
 
+  /** matching: integrations with a live session whose client id or address contains `text` (any case). */
+  matching(text: string): Set<number> {
+    const q = text.trim().toLowerCase();
+    const ids = new Set<number>();
+    if (!q) return ids;
+    for (const s of this.#sessions.values())
+      if (s.clientId?.toLowerCase().includes(q) || s.remote?.toLowerCase().includes(q)) ids.add(s.integrationId);
+    return ids;
+  }
+
   countFor(integrationId: number): number {
     return this.#byIntegration.get(integrationId)?.size ?? 0;
   }

@@ -46,6 +46,9 @@ export interface Integration {
   createdAt: number;
   updatedAt: number;
   lastLoginAt: number | null;
+  /** the client id and address of the last login, where its listener knew them */
+  lastLoginClientId: string | null;
+  lastLoginRemote: string | null;
   /**
    * revision: changes with every change to the integration (password, active flag, permissions,
    * name). A login verified at one revision opens a session only while it is still current.

@@ -3,6 +3,13 @@ import type { Integration } from "../types.ts";
 import { vrpcAgentIdentity } from "../vrpc.ts";
 import { parseStoredFilters } from "./validation.ts";
 
+/** LastLogin: a login's time and origin, held until it is written behind. */
+export interface LastLogin {
+  at: number;
+  clientId?: string;
+  remote?: string;
+}
+
 /** StoredIntegration: an integration with its password hash, as held in memory; never leaves the core. */
 export interface StoredIntegration extends Integration {
   passwordHash: string;
@@ -114,8 +121,8 @@ export class IntegrationIndex {
     if (n <= 1) this.#vrpcDomainList = [...this.#vrpcDomains.keys()]; // a domain came or went
   }
 
-  /** put: stores a row read from or written to the database; `lastLoginAt` keeps the newer of row and memory. */
-  put(row: IntegrationRow, newerLogin?: number): StoredIntegration {
+  /** put: stores a row read from or written to the database; the last login is the newer of row and memory. */
+  put(row: IntegrationRow, newerLogin?: LastLogin): StoredIntegration {
     const previous = this.#byId.get(row.id);
     if (previous && previous.username !== row.username) this.#byUsername.delete(previous.username);
     if (previous) this.#countDomain(previous, -1);
@@ -131,7 +138,17 @@ export class IntegrationIndex {
       denySubscribeAcl: parseStoredFilters(row.denySubscribeAcl),
       createdAt: row.createdAt,
       updatedAt: row.updatedAt,
-      lastLoginAt: newerLogin !== undefined && (row.lastLoginAt ?? 0) < newerLogin ? newerLogin : row.lastLoginAt,
+      ...(newerLogin !== undefined && (row.lastLoginAt ?? 0) < newerLogin.at
+        ? {
+            lastLoginAt: newerLogin.at,
+            lastLoginClientId: newerLogin.clientId ?? null,
+            lastLoginRemote: newerLogin.remote ?? null,
+          }
+        : {
+            lastLoginAt: row.lastLoginAt,
+            lastLoginClientId: row.lastLoginClientId,
+            lastLoginRemote: row.lastLoginRemote,
+          }),
       revision: ++this.#revision,
       passwordHash: row.passwordHash,
     };

@@ -1,7 +1,7 @@
 import type { Db } from "../../db/client.ts";
 import { integrations } from "../../db/schema.ts";
 import type { EventBus } from "../events.ts";
-import { aclKey, publicView, sameRow, type IntegrationIndex } from "./index-memory.ts";
+import { aclKey, publicView, sameRow, type IntegrationIndex, type LastLogin } from "./index-memory.ts";
 
 /**
  * reconcile: reads every integration and brings memory in line with the database, emitting the same
@@ -12,7 +12,7 @@ export function reconcile(
   db: Db,
   index: IntegrationIndex,
   events: EventBus,
-  opts: { initial: boolean; changed: (id: number) => void; pendingLogin: (id: number) => number | undefined },
+  opts: { initial: boolean; changed: (id: number) => void; pendingLogin: (id: number) => LastLogin | undefined },
 ): void {
   const rows = db.select().from(integrations).all();
   const seen = new Set<number>();
