@@ -85,6 +85,9 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
       }
       return undefined;
     },
+    // a type's connection help is its own part's (asked when a page is rendered, after start)
+    help: (type, context) =>
+      listeners.find((l) => l.type === type)?.help?.({ ...context, port: (name) => addressOf(name)?.port }),
   });
   const maxBodyBytes = Math.max(defaultMaxBodyBytes, ...mounts.map((m) => m.maxBodyBytes ?? 0));
   const http = createWebServer(web, {
@@ -142,6 +145,13 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
     })),
   ];
   const started: typeof parts = [];
+  const addressOf = (name: string) => {
+    for (const p of parts) {
+      const a = p.addresses()[name];
+      if (a) return a;
+    }
+    return undefined;
+  };
   let stopped = false;
 
   const bootstrapAdmin = async () => {
@@ -200,13 +210,7 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
       core.stop();
       db.$client.close();
     },
-    address(name) {
-      for (const p of parts) {
-        const a = p.addresses()[name];
-        if (a) return a;
-      }
-      return undefined;
-    },
+    address: addressOf,
     reloadTls() {
       if (!tlsNeeded) return;
       try {

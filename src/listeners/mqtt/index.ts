@@ -1,6 +1,8 @@
 import { option } from "../../lib/options.ts";
 import { defineListener } from "../listener.ts";
+import type { HelpContext } from "../../lib/pages.ts";
 import { createMqttListener, type MqttOptions } from "./broker.ts";
+import { mqttHelp } from "./help.ts";
 
 export { connackFor, createMqttListener } from "./broker.ts";
 
@@ -27,9 +29,18 @@ export const mqttListener = defineListener<Omit<MqttOptions, "host">>()({
           maxPacketBytes: o.mqttMaxPacket,
           maxSessionExpirySeconds: o.mqttMaxSessionExpiry,
         },
-  create: (deps, options) =>
-    createMqttListener(
+  create: (deps, options) => {
+    const listener = createMqttListener(
       { core: deps.core, log: deps.log, tls: deps.tls, pool: deps.pool },
       { ...options, host: deps.bind },
-    ),
+    );
+    return Object.assign(listener, {
+      help: (ctx: HelpContext) =>
+        mqttHelp(ctx, {
+          port: listener.address()?.port,
+          tlsPort: listener.tlsAddress()?.port,
+          websocketPath: options.websocketPath,
+        }),
+    });
+  },
 });
