@@ -41,7 +41,8 @@ export function apiRoutes(core: Core) {
       ({ query }) => {
         const q = parseListQuery(query);
         const pageSize = Number(query.pageSize ?? 50);
-        const result = credentials.list({ ...q, pageSize }, sessions.onlineIds());
+        const live = q.q ? sessions.matching(q.q) : undefined;
+        const result = credentials.list({ ...q, pageSize }, sessions.onlineIds(), live);
         return {
           items: result.rows.map(view),
           total: result.total,
@@ -156,7 +157,11 @@ export function apiRoutes(core: Core) {
       },
       { body: noFields, detail: { summary: "Disconnect one session now", tags: ["sessions"] } },
     )
-    .get("/login-failures", () => ({ items: core.loginLog.recent(200) }), {
-      detail: { summary: "Recent failed logins (bounded)", tags: ["sessions"] },
+    .get("/login-failures", () => ({ items: core.loginLog.recent(200), groups: core.loginLog.grouped() }), {
+      detail: {
+        summary:
+          "Recent failed logins one by one (`items`), and grouped by username, address and reason with count and first/last seen (`groups`); bounded",
+        tags: ["sessions"],
+      },
     });
 }

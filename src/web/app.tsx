@@ -5,8 +5,8 @@ import type { Core } from "../core/index.ts";
 import { AppError, httpStatusOf, isBusy } from "../lib/errors.ts";
 import { htmlResponse, isHtmx, jsonResponse, problem, remoteOf, type HttpMount } from "../lib/http.ts";
 import type { Logger } from "../lib/logger.ts";
-import type { AdminPages, IntegrationNote, NavItem, PageKit } from "../lib/pages.ts";
-import type { Integration } from "../core/types.ts";
+import type { AdminPages, ConnectHelp, HelpContext, IntegrationNote, NavItem, PageKit } from "../lib/pages.ts";
+import type { Integration, IntegrationType } from "../core/types.ts";
 import { SimplePage } from "../../views/pages/simple.tsx";
 import { apiRoutes } from "./api.ts";
 import { onboardingRoutes } from "./onboarding.tsx";
@@ -30,6 +30,8 @@ export interface WebOptions {
   pages?: AdminPages[];
   /** what the parts add to an integration's row */
   describe?: (integration: Integration) => IntegrationNote | undefined;
+  /** how a device of a type connects, from that type's part (none: the page says only what the core knows) */
+  help?: (type: IntegrationType, context: Omit<HelpContext, "port">) => ConnectHelp | undefined;
 }
 
 export const defaultMaxBodyBytes = 64 * 1024;
@@ -200,7 +202,7 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
           }),
       )
       .use(authRoutes(core))
-      .use(integrationPages(core, secrets, opts.describe ?? (() => undefined)))
+      .use(integrationPages(core, secrets, opts.describe ?? (() => undefined), opts.help))
       .use(oneTimePages(secrets))
       .use(eventStream(core))
       .use(tokenPages(core, secrets))

@@ -9,6 +9,7 @@ import { TopicsPage } from "../../views/pages/topics.tsx";
 import { adminOf, authOf, cookieOptions, sessionCookie } from "./auth.tsx";
 import { sha256Hex } from "../lib/ids.ts";
 import { formFields } from "../lib/bodies.ts";
+import { describeUserAgent } from "../lib/user-agent.ts";
 
 const adminNotices: Record<string, string> = {
   password: "Your password is changed; your other sessions are signed out.",
@@ -31,7 +32,9 @@ export function settingsPages(core: Core) {
     <SettingsPage
       admin={adminOf(request)}
       admins={core.admins.list()}
-      adminSessions={core.admins.sessions()}
+      adminSessions={core.admins
+        .sessions()
+        .map(({ userAgent, ...s }) => ({ ...s, client: describeUserAgent(userAgent) }))}
       currentSession={currentSessionId(request)}
       signIns={core.activity.list({ action: "admin.", limit: 30 })}
       defaults={allDefaultPermissions(core.db)}
@@ -58,6 +61,7 @@ export function settingsPages(core: Core) {
               field(body, "current") ?? "",
               next,
               remoteOf(request),
+              request.headers.get("user-agent") ?? "",
             );
             cookie[sessionCookie]!.set({
               value: token,

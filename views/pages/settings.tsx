@@ -11,8 +11,15 @@ import { Layout, type LayoutAdmin } from "../layouts/base.tsx";
 export interface SettingsPageProps {
   admin: LayoutAdmin;
   admins: { username: string; createdAt: number }[];
-  /** open admin sessions; `currentSession` marks this browser's */
-  adminSessions: { id: string; username: string; createdAt: number; expiresAt: number }[];
+  /** open admin sessions (`client`: browser and system, `remote`: address at sign-in); `currentSession` marks this browser's */
+  adminSessions: {
+    id: string;
+    username: string;
+    createdAt: number;
+    expiresAt: number;
+    client: string;
+    remote: string;
+  }[];
   currentSession?: string;
   /** what the last admin action did */
   done?: string;
@@ -219,6 +226,8 @@ export function SettingsPage({
           <thead>
             <tr>
               <th>Admin</th>
+              <th>Browser</th>
+              <th>Address</th>
               <th>Signed in</th>
               <th>Expires</th>
               <th>
@@ -233,6 +242,8 @@ export function SettingsPage({
                   <span safe>{x.username}</span>
                   {x.id === currentSession ? <span class="muted"> (this browser)</span> : ""}
                 </td>
+                <td safe>{x.client}</td>
+                <td safe>{x.remote || "unknown"}</td>
                 <td>
                   <LocalTime at={x.createdAt} />
                 </td>

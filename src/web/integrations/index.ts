@@ -6,7 +6,8 @@ import type { OneTimeSecrets } from "../once.tsx";
 import { addRoutes } from "./add.tsx";
 import { listRoutes } from "./list.tsx";
 import { rowRoutes } from "./rows.tsx";
-import { createListView } from "./view.tsx";
+import { bulkRoutes } from "./bulk.tsx";
+import { createListView, type HelpSource } from "./view.tsx";
 
 export { eventStream } from "./events.ts";
 export { listReturn, parseFilterList, parseId, parseListQuery } from "./query.ts";
@@ -19,10 +20,12 @@ export function integrationPages(
   core: Core,
   secrets: OneTimeSecrets,
   describe: (i: Integration) => IntegrationNote | undefined,
+  help?: HelpSource,
 ) {
-  const view = createListView(core, describe);
+  const view = createListView(core, describe, help);
   return new Elysia({ name: "integration-pages" })
     .use(listRoutes(core, view))
+    .use(bulkRoutes(core))
     .use(addRoutes(core, view, secrets))
     .use(rowRoutes(core, view, secrets));
 }
