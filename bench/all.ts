@@ -22,6 +22,7 @@ const benches: [name: string, file: string][] = [
   ["admin", "admin-spray.ts"],
   ["accept", "accept.ts"],
   ["pipeline", "pipeline.ts"],
+  ["bulk", "bulk.ts"],
   ["startup", "startup.ts"],
 ];
 const wanted = process.argv.slice(2);

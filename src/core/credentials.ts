@@ -3,7 +3,7 @@ import type { Db } from "../db/client.ts";
 import { integrations, type IntegrationRow } from "../db/schema.ts";
 import { ConflictError, NotFoundError, ValidationError } from "../lib/errors.ts";
 import { randomName, randomPassword, randomUsername } from "../lib/ids.ts";
-import { aclKey, IntegrationIndex, publicView, type StoredIntegration } from "./credentials/index-memory.ts";
+import { aclKey, IntegrationIndex, publicView, storedRow, type StoredIntegration } from "./credentials/index-memory.ts";
 import { LastLogins } from "./credentials/last-logins.ts";
 import {
   countByType,
@@ -109,6 +109,9 @@ export interface CredentialOptions {
   /** told of a login refused because the stored hash cannot be checked at a bounded cost (see hashLimits) */
   onUnusableHash?: (username: string, problem: string) => void;
 }
+
+/** BulkSet: what a bulk change may set (the same for every row it changes). */
+type BulkSet = Partial<Pick<IntegrationRow, "active" | (typeof aclFields)[number]>> & { updatedAt: number };
 
 /** bulkChunk: ids per statement in bulk changes (SQLite allows 32 766 parameters per statement). */
 const bulkChunk = 5_000;
@@ -512,7 +515,7 @@ export class CredentialStore {
   setPermissionsMany(ids: readonly number[], patch: Pick<IntegrationPatch, (typeof aclFields)[number]>): Integration[] {
     const fields = aclErrors(patch);
     if (Object.keys(fields).length) throw new ValidationError(fields);
-    const set: Partial<typeof integrations.$inferInsert> = { updatedAt: this.now() };
+    const set: BulkSet = { updatedAt: this.now() };
     for (const key of aclFields) if (patch[key]) set[key] = JSON.stringify(patch[key]);
     const targets = this.#existing(ids).filter((r) =>
       aclFields.some((k) => set[k] !== undefined && set[k] !== JSON.stringify(r[k])),
@@ -557,21 +560,27 @@ export class CredentialStore {
     return out;
   }
 
-  /** #storeMany: one change to many rows in one transaction, then memory (new revisions), caches forgotten. */
-  #storeMany(targets: StoredIntegration[], set: Partial<typeof integrations.$inferInsert>): Integration[] {
+  /**
+   * #storeMany: one change to many rows in one transaction (one prepared statement: for 10 000 rows
+   * drizzle's query building costs more than SQLite), then memory (new revisions), caches forgotten.
+   */
+  #storeMany(targets: StoredIntegration[], set: BulkSet): Integration[] {
     if (targets.length === 0) return [];
-    const rows = this.db.transaction((tx) => {
-      const out: IntegrationRow[] = [];
-      for (let k = 0; k < targets.length; k += bulkChunk) {
-        const chunk = targets.slice(k, k + bulkChunk).map((r) => r.id);
-        out.push(...tx.update(integrations).set(set).where(inArray(integrations.id, chunk)).returning().all());
-      }
-      return out;
+    const keys = Object.keys(set) as (keyof BulkSet)[];
+    const update = this.db.$client.prepare(
+      `UPDATE integrations SET ${keys.map((k, i) => `${integrations[k].name} = ?${i + 2}`).join(", ")} WHERE id = ?1`,
+    );
+    const values = keys.map((k) => {
+      const v = set[k];
+      return typeof v === "boolean" ? Number(v) : (v ?? null);
     });
-    return rows.map((row) => {
-      const r = this.#index.put(row, this.#lastLogins.pendingFor(row.id));
-      this.#verifier.forget(row.id);
-      return publicView(r);
+    this.db.$client.transaction(() => {
+      for (const r of targets) update.run(r.id, ...values);
+    })();
+    return targets.map((r) => {
+      const stored = this.#index.put({ ...storedRow(r), ...set }, this.#lastLogins.pendingFor(r.id));
+      this.#verifier.forget(r.id);
+      return publicView(stored);
     });
   }
 

@@ -60,4 +60,9 @@ export interface ConnectHelp {
   username: string;
   urls: { label: string; url: string }[];
   examples: { label: string; text: string }[];
+  /**
+   * retry: what a device of this type must do to come in after its onboarding request is approved (it
+   * gets in on its own next attempt); the onboarding panel lists every part's
+   */
+  retry?: string;
 }

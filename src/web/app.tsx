@@ -14,7 +14,7 @@ import { settingsPages } from "./settings.tsx";
 import { assetRoutes } from "./assets.ts";
 import { unknownFields } from "../lib/bodies.ts";
 import { actorOf, adminOf, authGuard, authRoutes, Denied } from "./auth.tsx";
-import { eventStream, integrationPages } from "./integrations/index.ts";
+import { eventStream, integrationPages, retryNotesFor } from "./integrations/index.ts";
 import { tokenPages } from "./tokens.tsx";
 import { OneTimeSecrets, oneTimePages } from "./once.tsx";
 
@@ -207,7 +207,7 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
       .use(eventStream(core))
       .use(tokenPages(core, secrets))
       .use(partRoutes(pages, kit))
-      .use(onboardingRoutes(core))
+      .use(onboardingRoutes(core, (request) => retryNotesFor(opts.help ?? (() => undefined), request)))
       .use(settingsPages(core))
       .use(apiRoutes(core))
   );

@@ -11,6 +11,8 @@ export interface OnboardingPanelProps {
   now: number;
   /** what the last action did, shown once */
   message?: string;
+  /** what devices of each type must do to come in after approval (from the parts) */
+  retryNotes?: string[];
 }
 
 function timeLeft(ms: number): string {
@@ -29,15 +31,24 @@ function age(ms: number): string {
   return `${Math.floor(s / 3600)} h ago`;
 }
 
-/** RetryNote: smart onboarding works only with clients that retry after a refusal. */
-function RetryNote() {
+/** RetryNote: smart onboarding works only with clients that retry after a refusal; each part says what its clients do. */
+function RetryNote({ notes = [] }: { notes?: string[] }) {
   return (
-    <p class="muted note">
-      A device gets in on its own next attempt after approval, so it must keep retrying after being refused: mqtt.js
-      with default options and <code>mosquitto_pub</code>/<code>mosquitto_sub</code> stop at the first refusal (use
-      mqtt.js with <code>reconnectOnConnackError: true</code>, or start the device again after approving). VRPC agents
-      retry by themselves.
-    </p>
+    <div class="muted note">
+      <p>
+        A device gets in on its own next attempt after approval, so it must keep trying after being refused; a request
+        whose last attempt is long ago has likely given up.
+      </p>
+      {notes.length ? (
+        <ul>
+          {notes.map((n) => (
+            <li safe>{n}</li>
+          ))}
+        </ul>
+      ) : (
+        ""
+      )}
+    </div>
   );
 }
 
@@ -46,7 +57,7 @@ function RetryNote() {
  * requests with approve / reject, and whether each device is still retrying. Closed, it is one line
  * whose form unfolds when used. Everything shown of a request came from whoever connected: escaped.
  */
-export function OnboardingPanel({ status, requests, csrfToken, now, message }: OnboardingPanelProps) {
+export function OnboardingPanel({ status, requests, csrfToken, now, message, retryNotes }: OnboardingPanelProps) {
   const flash = message ? (
     <p class="flash" role="status" safe>
       {message}
@@ -87,7 +98,7 @@ export function OnboardingPanel({ status, requests, csrfToken, now, message }: O
               <span class="muted">(none ticked: all types)</span>
             </fieldset>
             <button type="submit">Open onboarding</button>
-            <RetryNote />
+            <RetryNote notes={retryNotes} />
           </form>
         </details>
         {flash}
@@ -128,7 +139,7 @@ export function OnboardingPanel({ status, requests, csrfToken, now, message }: O
         )}
       </div>
       {flash}
-      <RetryNote />
+      <RetryNote notes={retryNotes} />
       {status.open && requests.length === 0 ? (
         <p class="muted">No requests yet: a client that logs in with a username we do not know appears here.</p>
       ) : (

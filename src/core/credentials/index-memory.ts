@@ -27,6 +27,27 @@ export function publicView(r: StoredIntegration): Integration {
   };
 }
 
+/** storedRow: the database row an integration in memory stands for (to apply a change to it without reading it back). */
+export function storedRow(r: StoredIntegration): IntegrationRow {
+  return {
+    id: r.id,
+    username: r.username,
+    type: r.type,
+    description: r.description,
+    passwordHash: r.passwordHash,
+    active: r.active,
+    publishAcl: JSON.stringify(r.publishAcl),
+    subscribeAcl: JSON.stringify(r.subscribeAcl),
+    denyPublishAcl: JSON.stringify(r.denyPublishAcl),
+    denySubscribeAcl: JSON.stringify(r.denySubscribeAcl),
+    createdAt: r.createdAt,
+    updatedAt: r.updatedAt,
+    lastLoginAt: r.lastLoginAt,
+    lastLoginClientId: r.lastLoginClientId,
+    lastLoginRemote: r.lastLoginRemote,
+  };
+}
+
 /** aclKey: every topic permission of an integration as one comparable string. */
 export function aclKey(
   i: Pick<Integration, "publishAcl" | "subscribeAcl" | "denyPublishAcl" | "denySubscribeAcl">,

@@ -17,6 +17,9 @@ export function httpHelp(ctx: HelpContext): ConnectHelp {
       "The user name of HTTP Basic auth, sent with every request (curl -u NAME:PASSWORD). Online while it made a " +
       "request lately; reads and writes follow the topic permissions.",
     urls,
+    retry:
+      "HTTP: a device that sends periodically comes in with its next request; one that asks once can poll POST " +
+      "/api/v1/register until it answers 201.",
     examples: [
       {
         label: "Publish a retained value",

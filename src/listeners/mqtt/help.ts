@@ -26,6 +26,9 @@ export function mqttHelp(
       "The user name the device sends in its MQTT CONNECT, with this password. Its client id is its own choice, " +
       "as long as no other integration holds it. What it may publish and read is set by the topic permissions.",
     urls,
+    retry:
+      "MQTT: mqtt.js with default options and mosquitto_pub/mosquitto_sub stop at the first refusal; give mqtt.js " +
+      "reconnectOnConnackError: true, or start the client again after approving.",
     examples: [
       {
         label: "Publish with mosquitto_pub",

@@ -13,6 +13,8 @@ export function opcuaHelp(ctx: HelpContext, port: number | undefined): ConnectHe
       "Username and Password). Anonymous and certificate users are refused. With security None the password " +
       "still travels encrypted; Sign or SignAndEncrypt need the client's certificate trusted under OPC UA certificates.",
     urls: port ? [{ label: "Endpoint URL", url: endpoint }] : [],
+    retry:
+      "OPC UA: UaExpert and most clients do not retry a refused session by themselves: connect again after approving.",
     examples: [
       {
         label: "UaExpert",

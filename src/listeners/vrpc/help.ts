@@ -17,6 +17,7 @@ export function vrpcHelp(ctx: HelpContext): ConnectHelp {
       "agent name. A name without / is a client: it announces no agent and reaches a VRPC domain only through a " +
       "topic filter that names the domain. Agents and clients connect to the MQTT broker.",
     urls: mqtt ? [{ label: "MQTT broker", url: broker }] : [],
+    retry: "VRPC: a VrpcAgent retries by itself and comes in within a second or two.",
     examples: [
       {
         label: "VrpcAgent (npm vrpc 3.5)",

@@ -11,6 +11,7 @@ import { createListView, type HelpSource } from "./view.tsx";
 
 export { eventStream } from "./events.ts";
 export { listReturn, parseFilterList, parseId, parseListQuery } from "./query.ts";
+export { retryNotesFor } from "./view.tsx";
 
 /**
  * integrationPages: the Integrations page: the list, the add form, each row's actions. Each action

@@ -1,5 +1,5 @@
 import type { Core } from "../../core/index.ts";
-import type { Integration, IntegrationType } from "../../core/types.ts";
+import { integrationTypes, type Integration, type IntegrationType } from "../../core/types.ts";
 import type { ConnectHelp, HelpContext, IntegrationNote } from "../../lib/pages.ts";
 import { IntegrationsPage } from "../../../views/pages/integrations.tsx";
 import { OnboardingPanel } from "../../../views/partials/onboarding-panel.tsx";
@@ -20,6 +20,15 @@ const genericHelp = (): ConnectHelp => ({
   urls: [],
   examples: [],
 });
+
+/** retryNotesFor: what each part's clients must do to come in after an onboarding approval. */
+export function retryNotesFor(help: HelpSource, request: Request): string[] {
+  const url = new URL(request.url);
+  return integrationTypes.flatMap((t) => {
+    const note = help(t, { host: url.hostname, baseUrl: url.origin, username: "" })?.retry;
+    return note ? [note] : [];
+  });
+}
 
 /**
  * createListView: what the integrations routes render with: a row as it is now, the list page for a
@@ -50,6 +59,8 @@ export function createListView(
     const url = new URL(request.url);
     return help(type, { host: url.hostname, baseUrl: url.origin, username }) ?? genericHelp();
   };
+
+  const retryNotes = (request: Request) => retryNotesFor(help, request);
 
   const row = (
     request: Request,
@@ -124,6 +135,7 @@ export function createListView(
           requests={core.onboarding.list()}
           csrfToken={adminOf(request).csrfToken}
           now={Date.now()}
+          retryNotes={retryNotes(request)}
         />
       }
       panel={panel}
@@ -131,7 +143,7 @@ export function createListView(
     />
   );
 
-  return { summaryCounts, sessionsOf, roleOf, row, listPage, tableProps, fullPage, helpFor };
+  return { summaryCounts, sessionsOf, roleOf, row, listPage, tableProps, fullPage, helpFor, retryNotes };
 }
 
 export type ListView = ReturnType<typeof createListView>;
