@@ -30,7 +30,7 @@ const types = ["mqtt", "opcua", "http", "vrpc"];
 db.$client.transaction(() => {
   for (let i = 0; i < N; i++) insert.run(`device-${i}`, types[i % 4]!, hash, i, i);
 })();
-core.credentials.reload();
+await core.credentials.reload();
 await core.admins.setPassword("admin", "bench-admin-password");
 const { token, session } = await core.admins.signIn("admin", "bench-admin-password", "bench");
 const web = createWebApp(core, log);

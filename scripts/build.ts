@@ -36,10 +36,14 @@ if (target !== undefined && !/^linux-(x64|arm64)$/.test(target)) {
 }
 const outfile = target ? `dist/gatehouse-${target}` : "dist/gatehouse";
 
+// A worker thread runs its own entry (the broker store's writer): each `src/**/*.worker.ts` is an entrypoint
+// of its own, embedded at its path below src/, where src/lib/workers.ts finds it.
+const workers = [...new Bun.Glob("src/**/*.worker.ts").scanSync(".")].sort().map((f) => `./${f}`);
+
 mkdirSync("dist", { recursive: true });
 const started = performance.now();
 const result = await Bun.build({
-  entrypoints: ["./src/main.ts"],
+  entrypoints: ["./src/main.ts", ...workers],
   compile: {
     outfile,
     ...(target ? { target: `bun-${target}` as "bun-linux-x64" } : {}),

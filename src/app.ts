@@ -2,9 +2,11 @@
 // it. node-opcua is loaded lazily, and in the compiled binary only a module of the main chunk (this
 // one, before any listener starts) guarantees that order; an import in the lazy chunk did not.
 import "reflect-metadata";
+import { statfsSync } from "node:fs";
 import type { Config } from "./config.ts";
 import { AcceptPool } from "./core/accept-pool.ts";
 import { createCore, type Core, type CoreOptions } from "./core/index.ts";
+import { closeDatabase } from "./db/client.ts";
 import { openDataDir } from "./db/data-dir.ts";
 import type { Logger } from "./lib/logger.ts";
 import { acceptsTable, requestTypeOf } from "./listeners/index.ts";
@@ -15,6 +17,14 @@ import { TlsSource } from "./lib/tls.ts";
 import { createWebServer } from "./web/server.ts";
 
 export { version } from "./version.ts";
+/** renderProbe: the pages' rendering of a database, for `restore`'s check of a backup (web/probe.tsx). */
+export { renderProbe } from "./web/probe.tsx";
+
+/**
+ * minFreeBytes: /readyz says "not ready" while the data dir's file system has less free space than this
+ * (16 MiB: a write-ahead log of a large import, a backup's temp copy and the logs' neighbours need room).
+ */
+export const minFreeBytes = 16 * 1024 * 1024;
 
 export interface App {
   core: Core;
@@ -34,7 +44,12 @@ export interface App {
  * the web server, then each listener of the registry in order and, if one fails, stops those already
  * started in reverse before rethrowing (Caddy's run()); `stop` reverses all.
  */
-export function createApp(config: Config, log: Logger, coreOptions: CoreOptions = {}): App {
+export function createApp(
+  config: Config,
+  log: Logger,
+  coreOptions: CoreOptions = {},
+  appOptions: { minFreeBytes?: number } = {},
+): App {
   // A short busy timeout: bun:sqlite waits synchronously, so a CLI holding the lock must not stall the
   // event loop (every listener) for seconds; write-behind retries later, an admin's write answers 503.
   const db = openDataDir(config.dataDir, { busyTimeoutMs: 250 });
@@ -42,6 +57,7 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
     sessionTtlMs: config.sessionTtlSeconds * 1000,
     accepts: acceptsTable(),
     requestTypeOf,
+    metricsPerIntegration: config.metricsPerIntegration,
     ...coreOptions,
   });
   // One TLS configuration for HTTPS and MQTT over TLS (made or read when the appliance starts).
@@ -70,6 +86,19 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
       db.$client.run("ROLLBACK");
     } catch (err) {
       reasons.push(`database not writable: ${(err as Error).message}`);
+    }
+    // BEGIN IMMEDIATE + ROLLBACK writes nothing: on a full disk it succeeds while every sign-in fails
+    // with "database or disk is full". Free space below the floor is not ready, and says so.
+    try {
+      const fs = statfsSync(config.dataDir);
+      const free = fs.bavail * fs.bsize;
+      const floor = appOptions.minFreeBytes ?? minFreeBytes;
+      if (free < floor)
+        reasons.push(
+          `database not writable: ${free} bytes free on the data dir's file system, below the ${floor} the appliance needs`,
+        );
+    } catch (err) {
+      reasons.push(`data dir not readable: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
     return { ready: reasons.length === 0, reasons };
   };
@@ -208,7 +237,7 @@ export function createApp(config: Config, log: Logger, coreOptions: CoreOptions 
       }
       pool.stop();
       core.stop();
-      db.$client.close();
+      closeDatabase(db);
     },
     address: addressOf,
     reloadTls() {

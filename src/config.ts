@@ -62,6 +62,8 @@ export interface Config {
   readonly maxPending: number;
   /** seconds a silent socket may wait while the pool is at most half full (less as it fills) */
   readonly pendingTimeoutSeconds: number;
+  /** /metrics also has a series per integration for its traffic (off: by type only, a bounded label set) */
+  readonly metricsPerIntegration: boolean;
   /** the enabled listeners, in registry order */
   readonly listeners: readonly ListenerConfig[];
   /** what the appliance logs at start about the configuration (deprecated options given) */
@@ -109,6 +111,10 @@ const commonOptions = {
     1,
     1_000_000,
   ),
+  metricsPerIntegration: option.bool(
+    "/metrics also has each integration's traffic, labelled by username (the 1000 busiest); off: by type only",
+    "false",
+  ),
   pendingTimeout: option.count(
     "a silent socket's deadline (TLS handshake, CONNECT, request); shrinks to 2 s as the pool fills",
     "10",
@@ -143,11 +149,15 @@ Usage:
   gatehouse integrations remove|enable|disable USERNAME [--json]
   gatehouse integrations permissions USERNAME [--publish F,...] [--subscribe F,...]
                                            [--deny-publish F,...] [--deny-subscribe F,...] [--json]
-  gatehouse integrations import FILE [--json]   CSV (username,type,password,description) or JSON array
+  gatehouse integrations import FILE [--json]   CSV or JSON array: type, username, password, description,
+                                           active, publishAcl, subscribeAcl, denyPublishAcl, denySubscribeAcl
   gatehouse integrations import --mosquitto-passwd FILE [--mosquitto-acl FILE] [--type T]
   gatehouse onboarding open [--minutes N] [--type T ...] | close | list | approve ID [ID ...] [--json]
   gatehouse backup FILE | restore FILE | export [FILE] | import --full FILE   [--data-dir DIR]
   gatehouse version
+
+Every verb but serve works on an existing data dir: --data-dir DIR or GATEHOUSE_DATA_DIR (default
+./data; the systemd service's is /var/lib/gatehouse). restore and import --full need the appliance stopped.
 
 Options of serve (each also read from its environment variable; flags win):
 ${Object.entries(serveOptions)
@@ -222,6 +232,7 @@ export function parseServeConfig(argv: string[], env: Record<string, string | un
     httpAcceptFront: o.httpAcceptFront,
     maxPending,
     pendingTimeoutSeconds: o.pendingTimeout,
+    metricsPerIntegration: o.metricsPerIntegration,
     listeners: Object.freeze(listeners),
     warnings: Object.freeze(warnings),
   });

@@ -1,5 +1,6 @@
 #!/usr/bin/env bun
 import { exitCodes } from "./cli/exit-codes.ts";
+import { drained, oneLine } from "./cli/output.ts";
 import { version } from "./version.ts";
 
 /**
@@ -41,10 +42,13 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(Bun.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (err) => {
-    process.stdout.write(`error fatal ${JSON.stringify(String(err?.stack ?? err))}\n`);
-    process.exit(exitCodes.failure);
-  },
-);
+const verb = Bun.argv[2];
+main(Bun.argv.slice(2))
+  .catch((err) => {
+    process.stderr.write(`gatehouse${verb && !verb.startsWith("-") ? ` ${verb}` : ""}: ${oneLine(err)}\n`);
+    return exitCodes.failure;
+  })
+  .then(async (code) => {
+    await Promise.all([drained(process.stdout), drained(process.stderr)]);
+    process.exit(code);
+  });

@@ -27,11 +27,17 @@ function packet(first: number, body: number[]): Uint8Array {
   return Uint8Array.from([first, ...remainingLength(body.length), ...body]);
 }
 
-export function connectPacket(clientId: string, username: string, password: string, keepalive = 60): Uint8Array {
+export function connectPacket(
+  clientId: string,
+  username: string,
+  password: string,
+  keepalive = 60,
+  clean = true,
+): Uint8Array {
   return packet(0x10, [
     ...str("MQTT"),
     4,
-    0xc2,
+    clean ? 0xc2 : 0xc0,
     keepalive >> 8,
     keepalive & 0xff,
     ...str(clientId),
@@ -42,8 +48,18 @@ export function connectPacket(clientId: string, username: string, password: stri
 
 export const disconnectPacket = Uint8Array.from([0xe0, 0]);
 
-export function subscribePacket(topic: string, id = 1): Uint8Array {
-  return packet(0x82, [id >> 8, id & 0xff, ...str(topic), 0]);
+export function subscribePacket(topic: string, id = 1, qos = 0): Uint8Array {
+  return packet(0x82, [id >> 8, id & 0xff, ...str(topic), qos]);
+}
+
+/** publishQos1Packet: a QoS 1 PUBLISH with packet identifier `id` (1-65535). */
+export function publishQos1Packet(topic: string, payload: Uint8Array, id: number, retain = false): Uint8Array {
+  return packet(retain ? 0x33 : 0x32, [...str(topic), id >> 8, id & 0xff, ...payload]);
+}
+
+/** pubackPacket: the acknowledgement of a QoS 1 PUBLISH received. */
+export function pubackPacket(id: number): Uint8Array {
+  return Uint8Array.from([0x40, 2, id >> 8, id & 0xff]);
 }
 
 export function publishPacket(topic: string, payload: string): Uint8Array {
@@ -61,6 +77,10 @@ export class RawClient {
   private waiters: { type: number; resolve(p: Received): void }[] = [];
   private pending: Uint8Array[] = [];
   onPublish?: (payload: Uint8Array) => void;
+  /** onQos1: a QoS 1 PUBLISH received, with its packet identifier (the receiver acknowledges it) */
+  onQos1?: (id: number, payload: Uint8Array) => void;
+  /** onPuback: the broker acknowledged the QoS 1 PUBLISH with this packet identifier */
+  onPuback?: (id: number) => void;
   closed: Promise<void>;
   private closedResolve!: () => void;
 
@@ -95,9 +115,15 @@ export class RawClient {
   }
 
   /** connect: CONNECT and wait for CONNACK; returns its return code. */
-  static async connect(port: number, clientId: string, username: string, password: string): Promise<RawClient> {
+  static async connect(
+    port: number,
+    clientId: string,
+    username: string,
+    password: string,
+    clean = true,
+  ): Promise<RawClient> {
     const c = await RawClient.open(port);
-    c.send(connectPacket(clientId, username, password));
+    c.send(connectPacket(clientId, username, password, 60, clean));
     const ack = await c.next(2);
     if (ack.body[1] !== 0) throw new Error(`CONNACK ${ack.body[1]}`);
     return c;
@@ -172,12 +198,24 @@ export class RawClient {
         }
       }
       if (!complete || data.length - i < len) break;
-      const type = data[off]! >> 4;
+      const first = data[off]!;
+      const type = first >> 4;
       const body = data.subarray(i, i + len);
       off = i + len;
-      if (type === 3 && this.onPublish) {
+      if (type === 3) {
         const topicLen = (body[0]! << 8) | body[1]!;
-        this.onPublish(body.subarray(2 + topicLen));
+        const qos = (first >> 1) & 3;
+        if (qos > 0 && this.onQos1) {
+          this.onQos1((body[2 + topicLen]! << 8) | body[3 + topicLen]!, body.subarray(4 + topicLen));
+          continue;
+        }
+        if (this.onPublish) {
+          this.onPublish(body.subarray(2 + topicLen + (qos > 0 ? 2 : 0)));
+          continue;
+        }
+      }
+      if (type === 4 && this.onPuback) {
+        this.onPuback((body[0]! << 8) | body[1]!);
         continue;
       }
       const w = this.waiters.findIndex((x) => x.type === type);

@@ -1,5 +1,6 @@
 import { parseArgs } from "node:util";
-import { dataDirOf, DataDirError, openDataDir } from "../db/data-dir.ts";
+import { closeDatabase } from "../db/client.ts";
+import { dataDirOf, DataDirError, openExistingDataDir } from "../db/data-dir.ts";
 import { AdminStore } from "../core/admins.ts";
 import { AppError } from "../lib/errors.ts";
 import { exitCodes } from "./exit-codes.ts";
@@ -26,10 +27,10 @@ export async function admin(argv: string[], env: Record<string, string | undefin
     return exitCodes.usage;
   }
   try {
-    const db = openDataDir(dataDirOf(values["data-dir"], env));
+    const db = openExistingDataDir(dataDirOf(values["data-dir"], env));
     const password = await readSecretLine("New admin password: ");
     const { created } = await new AdminStore(db).setPassword(values.username ?? "admin", password);
-    db.$client.close();
+    closeDatabase(db);
     process.stdout.write(
       `${created ? "created" : "updated"} admin "${values.username ?? "admin"}"${created ? "" : "; its sessions were signed out"}\n`,
     );

@@ -1,4 +1,5 @@
-import { closeSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { closeSync, existsSync, lstatSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
+import { closeDatabase } from "../db/client.ts";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { ActivityLog, enterActor } from "../core/activity.ts";
@@ -12,12 +13,21 @@ import {
   type DefaultPermissions,
 } from "../core/settings.ts";
 import { integrationTypes, isIntegrationType } from "../core/types.ts";
-import { dataDirOf, DataDirError, openDataDir } from "../db/data-dir.ts";
+import {
+  dataDirOf,
+  DataDirError,
+  type DataDirLock,
+  existingDataDir,
+  lockDataDir,
+  openExistingDataDir,
+  removeStaleTemps,
+} from "../db/data-dir.ts";
 import { restoreDatabase, RestoreRefused } from "../db/restore.ts";
 import { integrations } from "../db/schema.ts";
 import { AppError, ValidationError } from "../lib/errors.ts";
 import {
   assertNewTarget,
+  assertReplaceableTarget,
   createPrivateFile,
   fsyncPath,
   publishFile,
@@ -28,20 +38,6 @@ import {
 } from "../lib/files.ts";
 import { silentLogger } from "../lib/logger.ts";
 import { exitCodes } from "./exit-codes.ts";
-
-/** pidFileName: `serve` writes it while it runs; restore refuses to replace a database in use. */
-export const pidFileName = "gatehouse.pid";
-
-export function servePid(dataDir: string): number | undefined {
-  try {
-    const pid = Number(readFileSync(join(dataDir, pidFileName), "utf8").trim());
-    if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
-    process.kill(pid, 0); // throws when no such process
-    return pid;
-  } catch {
-    return undefined;
-  }
-}
 
 interface ExportDocument {
   format: "gatehouse-export";
@@ -93,17 +89,18 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
     switch (verb) {
       case "backup": {
         if (!file) return fail(verb, "usage: gatehouse backup FILE");
+        existingDataDir(dataDir); // refused before a temp file is made beside FILE
         assertNewTarget(file);
         // VACUUM INTO writes into an existing empty file as well: the temp file is ours, 0600, before
         // SQLite writes a byte of hashes into it; it gets the backup's name only once complete.
         const temp = tempPathBeside(file);
         closeSync(createPrivateFile(temp));
         try {
-          const db = openDataDir(dataDir, { busyTimeoutMs: 10_000 });
+          const db = openExistingDataDir(dataDir, { busyTimeoutMs: 10_000 });
           try {
             db.$client.run("VACUUM INTO ?", [temp]);
           } finally {
-            db.$client.close();
+            closeDatabase(db);
           }
           fsyncPath(temp);
           publishFile(temp, file, { replace: false });
@@ -111,20 +108,39 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
           rmSync(temp, { force: true });
         }
         process.stdout.write(`backed up ${join(dataDir, "gatehouse.db")} to ${file} (${statSync(file).size} bytes)\n`);
+        // broker.db is left out on purpose: message state restored later would be stale (README: Backup)
+        if (existsSync(join(dataDir, "broker.db")))
+          process.stdout.write(
+            "not included: broker.db (the MQTT broker's retained messages, persistent sessions and queues)\n",
+          );
         return exitCodes.ok;
       }
       case "restore": {
         if (!file) return fail(verb, "usage: gatehouse restore FILE (a file made by gatehouse backup)");
-        const pid = servePid(dataDir);
-        if (pid)
-          return fail(verb, `the appliance runs (pid ${pid}) on ${dataDir}: stop it first (systemctl stop gatehouse)`);
+        existingDataDir(dataDir);
+        // The data dir to itself: refused while an appliance runs on it (or starts: it takes the lock
+        // before it opens the database), or another restore or import --full works on it.
+        const lock = lockDataDir(dataDir);
         let result;
         try {
-          // The probe: the core loads everything on the checked, migrated copy, as `serve` would.
-          result = restoreDatabase(dataDir, file, (db) => createCore(db, silentLogger).stop());
+          // Loaded here only: the pages' views are needed by no other verb of this file.
+          const { renderProbe } = await import("../app.ts");
+          removeStaleTemps(dataDir); // an interrupted restore's private copy
+          // The probe: the core loads everything on the checked, migrated copy, as `serve` would, and
+          // renders what the pages show (a value of the wrong kind in a row fails here, not on the page).
+          result = restoreDatabase(dataDir, file, (db) => {
+            const core = createCore(db, silentLogger);
+            try {
+              renderProbe(core);
+            } finally {
+              core.stop();
+            }
+          });
         } catch (err) {
           if (err instanceof RestoreRefused) return fail(verb, `${file} refused, nothing changed: ${err.message}`);
           throw err;
+        } finally {
+          lock.release();
         }
         const migrated =
           result.level < result.latest ? `, migrated from schema ${result.level} to ${result.latest}` : "";
@@ -135,10 +151,10 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
         return exitCodes.ok;
       }
       case "export": {
-        const db = openDataDir(dataDir);
+        const db = openExistingDataDir(dataDir);
         try {
           const rows = db.select().from(integrations).all();
-          const trusted = join(dataDir, "pki", "trusted", "certs");
+          const { certificates, skipped } = readTrustedCertificates(dataDir);
           const doc: ExportDocument = {
             format: "gatehouse-export",
             version: 1,
@@ -155,12 +171,9 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
               denySubscribeAcl: JSON.parse(r.denySubscribeAcl),
             })),
             defaultPermissions: allDefaultPermissions(db),
-            trustedCertificates: Object.fromEntries(
-              (existsSync(trusted) ? readdirSync(trusted) : [])
-                .filter((n) => /\.(pem|der)$/i.test(n))
-                .map((n) => [n, readFileSync(join(trusted, n)).toString("base64")]),
-            ),
+            trustedCertificates: certificates,
           };
+          for (const s of skipped) process.stderr.write(`gatehouse export: skipped ${s}\n`);
           const text = `${JSON.stringify(doc, null, 1)}\n`;
           if (file) {
             writePrivateFile(file, text, { replace: true }); // password hashes: 0600 from the first byte
@@ -169,12 +182,13 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
             );
           } else process.stdout.write(text);
         } finally {
-          db.$client.close();
+          closeDatabase(db);
         }
         return exitCodes.ok;
       }
       case "import": {
         if (!values.full || !file) return fail(verb, "usage: gatehouse import --full FILE (made by gatehouse export)");
+        existingDataDir(dataDir);
         let doc: ExportDocument;
         let certs: [string, Buffer][];
         try {
@@ -186,45 +200,13 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
             return fail(verb, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code}`);
           throw err;
         }
-        const db = openDataDir(dataDir);
-        // Certificates are written beside their final names first; they get those names only once the
-        // database has taken every integration, so a refusal leaves neither.
-        const trusted = join(dataDir, "pki", "trusted", "certs");
-        const staged: [string, string][] = [];
-        let madeFolder: string | undefined;
-        let done = false;
+        // The trusted certificates are files the running OPC UA listener reads: the data dir to itself.
+        const lock: DataDirLock = lockDataDir(dataDir);
         try {
-          if (certs.length) madeFolder = mkdirSync(trusted, { recursive: true, mode: 0o700 });
-          for (const [name, bytes] of certs) {
-            const temp = tempPathBeside(join(trusted, name));
-            writePrivateFile(temp, bytes, { replace: false });
-            staged.push([temp, join(trusted, name)]);
-          }
-          const events = new EventBus();
-          new ActivityLog(db).follow(events);
-          enterActor("cli");
-          const store = new CredentialStore(db, events);
-          let created;
-          try {
-            created = store.adoptMany(doc.integrations as AdoptedIntegration[]);
-          } catch (err) {
-            if (err instanceof AppError) return fail(verb, `${file} refused, nothing imported: ${err.message}`);
-            throw err;
-          }
-          // Checked by parseExport: these writes can fail only on I/O.
-          for (const t of integrationTypes)
-            if (doc.defaultPermissions[t]) setDefaultPermissions(db, t, doc.defaultPermissions[t]);
-          for (const [temp, final] of staged.splice(0)) publishFile(temp, final, { replace: true });
-          done = true;
-          process.stdout.write(
-            `imported ${created.length} integration(s) and ${certs.length} trusted certificate(s); every device logs in with its old password\n`,
-          );
+          return importFull(verb, dataDir, file, doc, certs);
         } finally {
-          for (const [temp] of staged) rmSync(temp, { force: true });
-          if (!done && madeFolder) rmSync(madeFolder, { recursive: true, force: true }); // only what this import created
-          db.$client.close();
+          lock.release();
         }
-        return exitCodes.ok;
       }
       default:
         return fail(verb, "unknown verb");
@@ -233,6 +215,116 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
     if (err instanceof AppError || err instanceof DataDirError || err instanceof TargetError)
       return fail(verb, err.message);
     throw err;
+  }
+}
+
+/** trustedFolder: where the OPC UA listener keeps the client certificates it trusts, under the data dir. */
+const trustedFolder = ["pki", "trusted", "certs"] as const;
+
+/**
+ * trustedPath: the trusted-certificates folder under the data dir's real path, each folder on the way
+ * checked with lstat: a real folder or absent (`undefined` from there on). The data dir belongs to the
+ * service's user: a `pki` or `certs` that is a symlink (to /etc) is refused, not followed by root.
+ */
+function trustedPath(dataDir: string): { path: string; exists: boolean } {
+  let path = existingDataDir(dataDir);
+  let exists = true;
+  for (const part of trustedFolder) {
+    path = join(path, part);
+    if (!exists) continue;
+    let st;
+    try {
+      st = lstatSync(path);
+    } catch {
+      exists = false;
+      continue;
+    }
+    if (!st.isDirectory())
+      throw new TargetError(`${path} is not a folder (a symlink?); refusing to use it for trusted certificates`);
+  }
+  return { path, exists };
+}
+
+/**
+ * readTrustedCertificates: the trusted OPC UA client certificates for an export: only regular files
+ * (lstat, then opened with O_NOFOLLOW) inside the data dir, at most the size an import accepts; what
+ * is skipped is said (a symlink there pointed root's export at /etc/shadow).
+ */
+function readTrustedCertificates(dataDir: string): { certificates: Record<string, string>; skipped: string[] } {
+  const { path, exists } = trustedPath(dataDir);
+  const certificates: Record<string, string> = {};
+  const skipped: string[] = [];
+  if (!exists) return { certificates, skipped };
+  for (const name of readdirSync(path).sort()) {
+    if (!/\.(pem|der)$/i.test(name)) continue;
+    const file = join(path, name);
+    if (!lstatSync(file).isFile()) {
+      skipped.push(`${file}: not a regular file (a symlink?)`);
+      continue;
+    }
+    try {
+      certificates[name] = readBounded(file, maxCertificateBytes, { noFollow: true }).toString("base64");
+    } catch (err) {
+      skipped.push(`${file}: ${(err as Error).message}`);
+    }
+  }
+  return { certificates, skipped };
+}
+
+/**
+ * importFull: the checked export into the data dir (its lock held). Everything that could refuse is
+ * asked before anything is written: every certificate's target must be absent or a regular file. The
+ * integrations, their activity rows and the default permissions are one transaction; certificates are
+ * written beside their final names first and renamed only after it committed, so a refusal leaves
+ * neither.
+ */
+function importFull(
+  verb: string,
+  dataDir: string,
+  file: string,
+  doc: ExportDocument,
+  certs: [string, Buffer][],
+): number {
+  const trusted = trustedPath(dataDir);
+  for (const [name] of certs) assertReplaceableTarget(join(trusted.path, name));
+  const db = openExistingDataDir(dataDir);
+  const staged: [string, string][] = [];
+  let madeFolder: string | undefined;
+  let done = false;
+  try {
+    if (certs.length && !trusted.exists) madeFolder = mkdirSync(trusted.path, { recursive: true, mode: 0o700 });
+    for (const [name, bytes] of certs) {
+      const temp = tempPathBeside(join(trusted.path, name));
+      writePrivateFile(temp, bytes, { replace: false });
+      staged.push([temp, join(trusted.path, name)]);
+    }
+    const events = new EventBus();
+    new ActivityLog(db).follow(events);
+    enterActor("cli");
+    const store = new CredentialStore(db, events);
+    let created;
+    try {
+      created = db.$client.transaction(() => {
+        const made = store.adoptMany(doc.integrations as AdoptedIntegration[]);
+        // Checked by parseExport: these writes can fail only on I/O.
+        for (const t of integrationTypes)
+          if (doc.defaultPermissions[t]) setDefaultPermissions(db, t, doc.defaultPermissions[t]);
+        return made;
+      })();
+    } catch (err) {
+      if (err instanceof AppError) return fail(verb, `${file} refused, nothing imported: ${err.message}`);
+      throw err;
+    }
+    for (const [temp, final] of staged.splice(0)) publishFile(temp, final, { replace: true });
+    done = true;
+    process.stdout.write(
+      `imported ${created.length} integration(s) and ${certs.length} trusted certificate(s); every device logs in with its old password\n`,
+    );
+    return exitCodes.ok;
+  } finally {
+    for (const [temp] of staged) rmSync(temp, { force: true });
+    if (!done && madeFolder) rmSync(madeFolder, { recursive: true, force: true }); // only what this import created
+    closeDatabase(db);
   }
 }
 

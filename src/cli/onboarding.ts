@@ -1,9 +1,10 @@
 import { parseArgs } from "node:util";
+import { closeDatabase } from "../db/client.ts";
 import { ActivityLog, actAs } from "../core/activity.ts";
 import { CredentialStore } from "../core/credentials.ts";
 import { EventBus } from "../core/events.ts";
 import { Onboarding } from "../core/onboarding.ts";
-import { dataDirOf, DataDirError, openDataDir } from "../db/data-dir.ts";
+import { dataDirOf, DataDirError, openExistingDataDir } from "../db/data-dir.ts";
 import { AppError } from "../lib/errors.ts";
 import { createLogger } from "../lib/logger.ts";
 import { exitCodes } from "./exit-codes.ts";
@@ -39,7 +40,7 @@ export async function onboardingCli(argv: string[], env: Record<string, string |
     process.stdout.write(values.json ? `${JSON.stringify(data)}\n` : `${text}\n`);
   let db;
   try {
-    db = openDataDir(dataDirOf(values["data-dir"], env));
+    db = openExistingDataDir(dataDirOf(values["data-dir"], env));
   } catch (err) {
     if (err instanceof DataDirError) return fail(err.message);
     throw err;
@@ -105,7 +106,7 @@ export async function onboardingCli(argv: string[], env: Record<string, string |
     throw err;
   } finally {
     onboarding.stop();
-    db.$client.close();
+    closeDatabase(db);
   }
 }
 

@@ -5,7 +5,10 @@ export interface TopicMessage {
 }
 
 export interface BusProvider {
-  /** publish as the broker itself */
+  /**
+   * publish as the broker itself; resolves once what it needs stored (a retained value, a message queued
+   * for persistent sessions) is on disk, rejects with BusNotStoredError if it could not be
+   */
   publish(message: TopicMessage & { qos?: 0 | 1 }): Promise<void>;
   /** retained messages matching a filter, now */
   retained(filter: string): AsyncIterable<{ topic: string; payload: Buffer }>;
@@ -18,6 +21,17 @@ export class PayloadTooLargeError extends Error {
   override name = "PayloadTooLargeError";
   constructor(readonly limit: number) {
     super(`payload larger than ${limit} bytes`);
+  }
+}
+
+/**
+ * BusNotStoredError: the broker could not make a message durable (its store refused the write: a full disk,
+ * an I/O error). Nothing was acknowledged; the caller may try again.
+ */
+export class BusNotStoredError extends Error {
+  override name = "BusNotStoredError";
+  constructor(readonly reason: string) {
+    super(`the broker could not store the message: ${reason}`);
   }
 }
 

@@ -1,4 +1,4 @@
-import { eq, inArray } from "drizzle-orm";
+import { eq, inArray, sql } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { integrations, type IntegrationRow } from "../db/schema.ts";
 import { ConflictError, NotFoundError, ValidationError } from "../lib/errors.ts";
@@ -13,6 +13,7 @@ import {
   type ListQuery,
 } from "./credentials/query.ts";
 import { reconcile } from "./credentials/reconcile.ts";
+import { insertRow } from "./credentials/rows.ts";
 import {
   hashFor,
   hashProblem,
@@ -24,7 +25,7 @@ import {
 import { isValidTopicFilter, validateFields } from "./credentials/validation.ts";
 import { LoginVerifier } from "./credentials/verifier.ts";
 import type { EventBus } from "./events.ts";
-import { defaultPermissions } from "./settings.ts";
+import { defaultPermissions, type DefaultPermissions } from "./settings.ts";
 import { FailureThrottle } from "./throttle.ts";
 import {
   integrationTypes,
@@ -72,6 +73,9 @@ function aclErrors(input: Partial<Record<(typeof aclFields)[number], string[]>>)
   }
   return fields;
 }
+
+/** NewRow: a row of `integrations` as written by an insert (the database gives the id). */
+type NewRow = Omit<IntegrationRow, "id" | "lastLoginAt" | "lastLoginClientId" | "lastLoginRemote">;
 
 /** AdoptedIntegration: an integration brought with its hash (and, optionally, its permissions). */
 export interface AdoptedIntegration {
@@ -262,6 +266,13 @@ export class CredentialStore {
     return matchingIntegrations(this.#index.values(), query, onlineIds, liveMatches).map((r) => r.id);
   }
 
+  /** all: every integration (of `type`), newest first: one pass, for the CLI's list and whole-fleet reads. */
+  all(type?: IntegrationType): Integration[] {
+    const out: Integration[] = [];
+    for (const r of this.#index.values()) if (!type || r.type === type) out.push(publicView(r));
+    return out.sort((a, b) => b.id - a.id);
+  }
+
   /** ids: every integration id, for tests and bulk reads. */
   ids(): number[] {
     return this.#index.ids();
@@ -297,7 +308,10 @@ export class CredentialStore {
   }
 
   /** prepare: validates and hashes without writing; used by create and bulk import. */
-  async prepare(input: NewIntegration): Promise<{ row: typeof integrations.$inferInsert; password: string }> {
+  async prepare(
+    input: NewIntegration,
+    defaults: Map<IntegrationType, DefaultPermissions> = new Map(),
+  ): Promise<{ row: NewRow; password: string }> {
     const username = input.username?.trim() || this.suggestUsername(input.type);
     const generated = input.password === undefined;
     const password = input.password ?? randomPassword();
@@ -306,7 +320,7 @@ export class CredentialStore {
     if (Object.keys(fields).length) throw new ValidationError(fields);
     this.#assertUsernameFree(username);
     const t = this.now();
-    const acl = defaultPermissions(this.db, input.type);
+    const acl = this.#defaultsFor(input.type, defaults);
     return {
       password,
       row: {
@@ -333,6 +347,7 @@ export class CredentialStore {
   /** adoptMany: the same for many, all or nothing (a Mosquitto password file, an export of another appliance). */
   adoptMany(inputs: AdoptedIntegration[], via?: "onboarding"): Integration[] {
     const t = this.now();
+    const defaults = new Map<IntegrationType, DefaultPermissions>();
     const seen = new Set<string>();
     const rows = inputs.map((input, i) => {
       const fields = validateFields({
@@ -359,7 +374,7 @@ export class CredentialStore {
       this.#assertUsernameFree(input.username);
       if (seen.has(input.username)) throw new ConflictError(`username "${input.username}" appears twice`);
       seen.add(input.username);
-      const acl = defaultPermissions(this.db, input.type);
+      const acl = this.#defaultsFor(input.type, defaults);
       return {
         username: input.username,
         type: input.type,
@@ -375,6 +390,13 @@ export class CredentialStore {
       };
     });
     return this.#insertAll(rows, via);
+  }
+
+  /** #defaultsFor: the type's default permissions, read once per bulk call (`cache`), not once per row. */
+  #defaultsFor(type: IntegrationType, cache: Map<IntegrationType, DefaultPermissions>): DefaultPermissions {
+    let acl = cache.get(type);
+    if (!acl) cache.set(type, (acl = defaultPermissions(this.db, type)));
+    return acl;
   }
 
   async create(input: NewIntegration): Promise<{ integration: Integration; password: string }> {
@@ -394,13 +416,14 @@ export class CredentialStore {
     onProgress?: (done: number, total: number) => void,
   ): Promise<{ integration: Integration; password: string }[]> {
     const prepared: Awaited<ReturnType<CredentialStore["prepare"]>>[] = new Array(inputs.length);
+    const defaults = new Map<IntegrationType, DefaultPermissions>();
     let next = 0;
     let done = 0;
     const worker = async () => {
       while (next < inputs.length) {
         const i = next++;
         try {
-          prepared[i] = await this.prepare(inputs[i]!);
+          prepared[i] = await this.prepare(inputs[i]!, defaults);
           onProgress?.(++done, inputs.length);
         } catch (err) {
           if (err instanceof ValidationError || err instanceof ConflictError)
@@ -421,21 +444,35 @@ export class CredentialStore {
     return created.map((integration, i) => ({ integration, password: prepared[i]!.password }));
   }
 
-  #insertAll(rows: (typeof integrations.$inferInsert)[], via?: "onboarding"): Integration[] {
-    let inserted: IntegrationRow[];
+  /**
+   * #insertAll: the rows, all or nothing. Memory and the `integration.created` events come inside the
+   * transaction, so what follows an event in this process's database (the activity log's row for each)
+   * commits with the rows: one commit, one fsync and one change for every other connection to notice
+   * (PRAGMA data_version) for a 100 000-row import, instead of one per row. If the commit fails, memory
+   * forgets the rows again.
+   */
+  #insertAll(rows: NewRow[], via?: "onboarding"): Integration[] {
+    const put: StoredIntegration[] = [];
+    let created: Integration[];
     try {
-      inserted = this.db.transaction((tx) => rows.map((row) => tx.insert(integrations).values(row).returning().get()));
+      created = this.db.$client.transaction(() =>
+        rows.map((row) => {
+          const r = this.#index.put(insertRow(this.db, row));
+          put.push(r);
+          const integration = publicView(r);
+          this.events.emit("integration.created", via ? { integration, via } : { integration });
+          return integration;
+        }),
+      )();
     } catch (err) {
+      for (const r of put) this.#index.delete(r);
       if (isUniqueViolation(err))
         throw new ConflictError("username is already taken", { username: "this username is already taken" });
       throw err;
+    } finally {
+      if (put.length) this.#verifier.usernamesChanged();
     }
-    this.#verifier.usernamesChanged();
-    return inserted.map((row) => {
-      const integration = publicView(this.#index.put(row));
-      this.events.emit("integration.created", via ? { integration, via } : { integration });
-      return integration;
-    });
+    return created;
   }
 
   #require(id: number): StoredIntegration {
@@ -566,19 +603,29 @@ export class CredentialStore {
    */
   #storeMany(targets: StoredIntegration[], set: BulkSet): Integration[] {
     if (targets.length === 0) return [];
-    const keys = Object.keys(set) as (keyof BulkSet)[];
+    const { updatedAt, ...rest } = set;
+    const keys = Object.keys(rest) as (keyof typeof rest)[];
+    // updated_at always moves, as in #store (another process's reconcile finds changed rows by it)
     const update = this.db.$client.prepare(
-      `UPDATE integrations SET ${keys.map((k, i) => `${integrations[k].name} = ?${i + 2}`).join(", ")} WHERE id = ?1`,
+      `UPDATE integrations SET ${keys.map((k, i) => `${integrations[k].name} = ?${i + 3}, `).join("")}` +
+        `${integrations.updatedAt.name} = max(?2, ${integrations.updatedAt.name} + 1) WHERE id = ?1 ` +
+        `RETURNING ${integrations.updatedAt.name} AS at`,
     );
     const values = keys.map((k) => {
-      const v = set[k];
+      const v = rest[k];
       return typeof v === "boolean" ? Number(v) : (v ?? null);
     });
-    this.db.$client.transaction(() => {
-      for (const r of targets) update.run(r.id, ...values);
-    })();
-    return targets.map((r) => {
-      const stored = this.#index.put({ ...storedRow(r), ...set }, this.#lastLogins.pendingFor(r.id));
+    const stamps: number[] = [];
+    try {
+      this.db.$client.transaction(() => {
+        for (const r of targets) stamps.push((update.get(r.id, updatedAt, ...values) as { at: number }).at);
+      })();
+    } finally {
+      update.finalize();
+    }
+    return targets.map((r, i) => {
+      const row = { ...storedRow(r), ...rest, updatedAt: stamps[i]! };
+      const stored = this.#index.put(row, this.#lastLogins.pendingFor(r.id));
       this.#verifier.forget(r.id);
       return publicView(stored);
     });
@@ -588,7 +635,15 @@ export class CredentialStore {
   #store(id: number, set: Partial<typeof integrations.$inferInsert>): Integration {
     let row: IntegrationRow | undefined;
     try {
-      row = this.db.update(integrations).set(set).where(eq(integrations.id, id)).returning().get();
+      // updated_at always moves, even within the same millisecond as the last write of the row (by
+      // any process): another process's reconcile finds changed rows by it (credentials/reconcile.ts).
+      const updatedAt = sql`max(${set.updatedAt ?? this.now()}, ${integrations.updatedAt} + 1)`;
+      row = this.db
+        .update(integrations)
+        .set({ ...set, updatedAt })
+        .where(eq(integrations.id, id))
+        .returning()
+        .get();
     } catch (err) {
       if (isUniqueViolation(err))
         throw new ConflictError("username is already taken", { username: "this username is already taken" });
@@ -630,20 +685,21 @@ export class CredentialStore {
 
   // ---------------------------------------------------------------- external changes
 
-  /** reload: reconciles memory with the database (at start, and when another process wrote). */
-  reload(): void {
+  /**
+   * reload: reconciles memory with the database (at start, and when another process wrote). A promise
+   * when many rows changed: they are applied a slice at a time (credentials/reconcile.ts).
+   */
+  reload(): void | Promise<void> {
     const initial = !this.#loaded;
     this.#loaded = true;
-    let renamed = false;
-    reconcile(this.db, this.#index, this.events, {
+    return reconcile(this.db, this.#index, this.events, {
       initial,
       pendingLogin: (id) => this.#lastLogins.pendingFor(id),
       changed: (id) => {
         this.#verifier.forget(id);
         if (!this.#index.get(id)) this.#lastLogins.drop(id);
-        renamed = true;
+        this.#verifier.usernamesChanged(); // a name refused as unknown may exist now (a Set's clear)
       },
     });
-    if (renamed) this.#verifier.usernamesChanged();
   }
 }

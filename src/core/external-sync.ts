@@ -11,6 +11,9 @@
  * at most once per gap: `minGapMs`, or ten times what the last reload took if that is longer (10 000
  * integrations take ~35 ms to reconcile: at most ~10% of a core); a decision that finds the database
  * changed meanwhile waits for the next one.
+ *
+ * A reconcile of many rows (another process imported 100 000) returns a promise and applies them a
+ * slice at a time; while it runs no other starts, and every decision that asks waits for it.
  */
 export class ExternalSync {
   #seen: number;
@@ -18,30 +21,53 @@ export class ExternalSync {
   /** how long the last reload took (ms) */
   #lastCost = 0;
   #pending: Promise<boolean> | undefined;
+  /** a reconcile applying its rows in slices */
+  #running: Promise<boolean> | undefined;
 
   constructor(
     private readonly version: () => number,
-    /** brings memory in line with the database (and emits what changed) */
-    private readonly reconcile: () => void,
+    /** brings memory in line with the database (and emits what changed); a promise while it applies in slices */
+    private readonly reconcile: () => void | Promise<void>,
     private readonly onError: (err: unknown) => void,
     private readonly minGapMs = 50,
   ) {
     this.#seen = version();
   }
 
-  /** now: reconciles at once if another process committed since the last look; true if it did. */
+  /**
+   * now: reconciles at once if another process committed since the last look; true if it did (or
+   * started to: `running` then holds the promise of the rest).
+   */
   now(): boolean {
+    if (this.#running) return false;
     const v = this.version();
     if (v === this.#seen) return false;
     this.#seen = v;
     const t = performance.now();
     this.#lastReload = t;
+    let applying: void | Promise<void>;
     try {
-      this.reconcile();
+      applying = this.reconcile();
     } finally {
+      // the cost of its synchronous part (the reads): the slices after it leave the event loop free
       this.#lastCost = performance.now() - t;
     }
+    if (applying) {
+      this.#running = applying
+        .then(
+          () => true,
+          (err) => (this.onError(err), false),
+        )
+        .finally(() => {
+          this.#running = undefined;
+        });
+    }
     return true;
+  }
+
+  /** running: the reconcile applying its rows in slices, if one is. */
+  get running(): Promise<boolean> | undefined {
+    return this.#running;
   }
 
   /**
@@ -50,6 +76,7 @@ export class ExternalSync {
    * reload is reported and the caller decides on what memory holds.
    */
   fresh(): false | Promise<boolean> {
+    if (this.#running) return this.#running;
     if (this.#pending) return this.#pending;
     if (this.version() === this.#seen) return false;
     const wait = this.#lastReload + Math.max(this.minGapMs, 10 * this.#lastCost) - performance.now();
@@ -63,9 +90,10 @@ export class ExternalSync {
     return this.#pending;
   }
 
-  #safeNow(): boolean {
+  #safeNow(): boolean | Promise<boolean> {
     try {
-      return this.now();
+      const did = this.now();
+      return this.#running ?? did;
     } catch (err) {
       this.onError(err);
       return false;

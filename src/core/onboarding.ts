@@ -69,6 +69,9 @@ export interface OnboardingOptions {
   now?: () => number;
 }
 
+/** maxTimerMs: the longest delay a timer takes (a signed 32-bit count of ms). */
+const maxTimerMs = 2 ** 31 - 1;
+
 /**
  * Onboarding: smart onboarding. While an admin has the window open, a login with an unknown username
  * on any listener is refused as usual and listed as a pending request; approving it creates an
@@ -183,11 +186,22 @@ export class Onboarding {
     this.#window = w;
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
-    if (w) {
-      this.#timer = setTimeout(() => this.#openWindow(), Math.max(0, w.openUntil - this.#now()) + 5);
-      this.#timer.unref?.();
-    }
+    if (w) this.#arm(w);
     this.events.emit("onboarding.changed", {});
+  }
+
+  /**
+   * #arm: closes the window on time. A timer waits at most 2^31-1 ms (~24.8 days; a longer delay is
+   * Node's TimeoutOverflowWarning and fires at once): a window until a far-off date (a restored or
+   * hand-written row) waits in such steps.
+   */
+  #arm(w: OpenWindow): void {
+    const wait = Math.min(maxTimerMs, Math.max(0, w.openUntil - this.#now()) + 5);
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      if (this.#openWindow() === w && this.#window === w) this.#arm(w);
+    }, wait);
+    this.#timer.unref?.();
   }
 
   // ---------------------------------------------------------------- requests

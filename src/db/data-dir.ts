@@ -1,18 +1,107 @@
-import { accessSync, chmodSync, closeSync, constants, existsSync, mkdirSync, statSync } from "node:fs";
-import { createPrivateFile } from "../lib/files.ts";
+import { Database, constants as sqliteFlags } from "bun:sqlite";
+import {
+  accessSync,
+  closeSync,
+  constants,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readSync,
+  realpathSync,
+  rmSync,
+  statSync,
+} from "node:fs";
 import { join } from "node:path";
-import { openDatabase, type Db } from "./client.ts";
+import { isBusy } from "../lib/errors.ts";
+import { createPrivateFile, narrowToPrivate, openRegularNoFollow, TargetError } from "../lib/files.ts";
+import { openDatabase, type Db, closeDatabase } from "./client.ts";
 import { migrate } from "./migrate.ts";
 
 export class DataDirError extends Error {
   override name = "DataDirError";
 }
 
+/** DataDirBusy: another process (a serving appliance, a restore, an import --full) holds the data dir's lock. */
+export class DataDirBusy extends DataDirError {
+  override name = "DataDirBusy";
+}
+
+/** databaseName: the appliance's database in the data dir. */
+export const databaseName = "gatehouse.db";
+/** lockName: the file whose lock says "a process has this data dir to itself" (see `lockDataDir`). */
+export const lockName = "gatehouse.lock";
+/** pidFileName: `serve` writes its pid there while it runs, for people and messages; the lock is the safety. */
+export const pidFileName = "gatehouse.pid";
+/** databaseFiles: the database and the files SQLite keeps beside it; each must be a regular file when present. */
+const databaseFiles = ["", "-wal", "-shm", "-journal"].map((suffix) => databaseName + suffix);
+
+/** serviceDataDir: where the systemd unit keeps the data (StateDirectory=gatehouse). */
+export const serviceDataDir = "/var/lib/gatehouse";
+
 /**
- * openDataDir: creates the folder if needed, proves it is writable, opens `gatehouse.db` and applies
- * pending migrations. Used by `serve` and by the offline CLI verbs alike.
+ * noDatabase: what a CLI verb says about a data dir without a database (a typo, the default ./data in
+ * the wrong folder): it never creates one there and reports success on an empty database.
  */
-export function openDataDir(dir: string, opts: { busyTimeoutMs?: number } = {}): Db {
+function noDatabase(dir: string): DataDirError {
+  return new DataDirError(
+    `no Gatehouse database at ${join(dir, databaseName)}: name the appliance's data dir with --data-dir DIR ` +
+      `or GATEHOUSE_DATA_DIR (the systemd service's is ${serviceDataDir}; the default is ./data)`,
+  );
+}
+
+/**
+ * realDataDir: the data dir with every symlink in its path resolved. The path to the data dir is the
+ * admin's (systemd's DynamicUser makes /var/lib/gatehouse a link to /var/lib/private/gatehouse); what is
+ * inside it belongs to the service's user, so every file in it is then opened without following links.
+ */
+function realDataDir(dir: string): string {
+  try {
+    return realpathSync(dir);
+  } catch (err) {
+    throw new DataDirError(`data dir "${dir}" is not usable: ${(err as NodeJS.ErrnoException).code ?? err}`);
+  }
+}
+
+/**
+ * checkDatabaseFiles: the database and its -wal, -shm and -journal are regular files (or absent), and
+ * those others can read are narrowed to 0600 through their descriptor. SQLite itself opens them with
+ * O_NOFOLLOW (and the database with SQLITE_OPEN_NOFOLLOW, see client.ts); this check gives the reason.
+ */
+function checkDatabaseFiles(real: string): void {
+  for (const name of databaseFiles) {
+    const path = join(real, name);
+    try {
+      narrowToPrivate(path);
+    } catch (err) {
+      if (err instanceof TargetError) throw new DataDirError(err.message);
+      throw new DataDirError(`cannot open ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  }
+}
+
+function openChecked(real: string, opts: { busyTimeoutMs?: number }): Db {
+  const file = join(real, databaseName);
+  checkDatabaseFiles(real);
+  let db: Db;
+  try {
+    db = openDatabase(file, { ...opts, noFollow: true });
+  } catch (err) {
+    throw new DataDirError(`cannot open database ${file}: ${(err as Error).message}`);
+  }
+  try {
+    migrate(db);
+  } catch (err) {
+    closeDatabase(db);
+    throw err;
+  }
+  return db;
+}
+
+/**
+ * prepareDataDir: creates the folder if needed (0700) and proves it is readable and writable; returns
+ * its real path. `serve` and the tests' apps start on a new data dir this way.
+ */
+export function prepareDataDir(dir: string): string {
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     accessSync(dir, constants.W_OK | constants.R_OK);
@@ -21,28 +110,169 @@ export function openDataDir(dir: string, opts: { busyTimeoutMs?: number } = {}):
       `data dir "${dir}" is not usable: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
     );
   }
-  let db: Db;
+  return realDataDir(dir);
+}
+
+/**
+ * openDataDir: for `serve`: creates the folder and `gatehouse.db` if needed, opens it and applies
+ * pending migrations. A new database file is made 0600 before SQLite writes to it (SQLite gives its
+ * -wal and -shm the database's mode): password hashes and session digests are the owner's only.
+ */
+export function openDataDir(dir: string, opts: { busyTimeoutMs?: number } = {}): Db {
+  const real = prepareDataDir(dir);
   try {
-    const file = join(dir, "gatehouse.db");
-    // Password hashes and session digests: owner only. A new database file is made 0600 before SQLite
-    // writes to it (SQLite gives its -wal and -shm the database's mode); one left by an older release
-    // is narrowed.
-    try {
-      closeSync(createPrivateFile(file));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-      for (const suffix of ["", "-wal", "-shm"])
-        if (existsSync(file + suffix) && (statSync(file + suffix).mode & 0o077) !== 0) chmodSync(file + suffix, 0o600);
-    }
-    db = openDatabase(file, opts);
+    closeSync(createPrivateFile(join(real, databaseName))); // O_EXCL: a planted symlink is not followed
   } catch (err) {
-    throw new DataDirError(`cannot open database in "${dir}": ${(err as Error).message}`);
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST")
+      throw new DataDirError(`cannot create database in "${dir}": ${(err as NodeJS.ErrnoException).code ?? err}`);
   }
-  migrate(db);
-  return db;
+  return openChecked(real, opts);
+}
+
+/**
+ * openExistingDataDir: for every CLI verb: the data dir must hold a Gatehouse database already; a
+ * missing one is refused (exit 2) instead of made, so a typo or the wrong working folder never
+ * reports success on a new, empty database.
+ */
+export function openExistingDataDir(dir: string, opts: { busyTimeoutMs?: number } = {}): Db {
+  return openChecked(existingDataDir(dir), opts);
+}
+
+/** existingDataDir: the real path of a data dir that holds a database (see openExistingDataDir). */
+export function existingDataDir(dir: string): string {
+  let st;
+  try {
+    st = statSync(dir);
+  } catch {
+    throw noDatabase(dir);
+  }
+  if (!st.isDirectory()) throw new DataDirError(`data dir "${dir}" is not a folder`);
+  const real = realDataDir(dir);
+  try {
+    lstatSync(join(real, databaseName));
+  } catch {
+    throw noDatabase(dir);
+  }
+  return real;
 }
 
 /** dataDirOf: the data dir a CLI verb works on: its flag, then GATEHOUSE_DATA_DIR, then ./data. */
 export function dataDirOf(flag: string | undefined, env: Record<string, string | undefined>): string {
   return flag || env.GATEHOUSE_DATA_DIR || "./data";
+}
+
+// ------------------------------------------------------------------------------ the data dir's lock
+
+/** DataDirLock: held until `release` or the end of the process, however it ends. */
+export interface DataDirLock {
+  release(): void;
+}
+
+/** held: a strong reference to each lock's connection: a collected Database closes its file and drops the lock. */
+const held = new Set<Database>();
+
+/**
+ * lockDataDir: this process has the data dir to itself until `release` or its end, kill -9 included.
+ * `serve` holds it from before it opens the database until it exits; `restore` and `import --full`
+ * hold it while they work; every other CLI verb works beside a running appliance without it.
+ *
+ * The lock is SQLite's own on `gatehouse.lock` (an empty file): an open `BEGIN EXCLUSIVE` holds a
+ * POSIX advisory write lock (fcntl) on it, which the kernel drops when the process ends, however it
+ * ends, so a crash never leaves a stale lock (a pid file did: it was checked by `restore` only once
+ * `serve` had written it, after start-up, and a second `serve` deleted the first one's). With
+ * busy_timeout 0 another process's attempt fails at once. Nothing is written to the file, so no
+ * crash can leave it damaged. POSIX locks belong to the process: nothing in a holding process may
+ * open and close `gatehouse.lock` through node:fs (closing any descriptor of it drops the lock).
+ * Throws DataDirBusy, naming the holder's pid when its pid file says it.
+ */
+export function lockDataDir(dir: string): DataDirLock {
+  const real = realDataDir(dir);
+  const path = join(real, lockName);
+  let sqlite: Database;
+  try {
+    sqlite = new Database(
+      path,
+      sqliteFlags.SQLITE_OPEN_READWRITE | sqliteFlags.SQLITE_OPEN_CREATE | sqliteFlags.SQLITE_OPEN_NOFOLLOW,
+    );
+  } catch (err) {
+    const link = isLink(path) ? " (it is a symlink; remove it)" : "";
+    throw new DataDirError(`cannot open the data dir's lock ${path}${link}: ${(err as Error).message}`);
+  }
+  try {
+    sqlite.run("PRAGMA busy_timeout = 0");
+    sqlite.run("BEGIN EXCLUSIVE");
+  } catch (err) {
+    sqlite.close();
+    if (!isBusy(err)) throw new DataDirError(`cannot lock ${path}: ${(err as Error).message}`);
+    const pid = servePid(real);
+    throw new DataDirBusy(
+      `the data dir ${dir} is in use by another Gatehouse process${pid ? ` (pid ${pid})` : ""}: ` +
+        "a running appliance, a restore or an import --full; stop it first (systemctl stop gatehouse)",
+    );
+  }
+  held.add(sqlite);
+  let released = false;
+  return {
+    release() {
+      if (released) return;
+      released = true;
+      held.delete(sqlite);
+      try {
+        sqlite.run("ROLLBACK");
+      } finally {
+        sqlite.close();
+      }
+    },
+  };
+}
+
+function isLink(path: string): boolean {
+  try {
+    return lstatSync(path).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * servePid: the pid in `gatehouse.pid`, if that process lives (information for messages only: the lock
+ * decides). Read without following a link, at most 32 bytes.
+ */
+export function servePid(dir: string): number | undefined {
+  try {
+    const fd = openRegularNoFollow(join(dir, pidFileName));
+    let text: string;
+    try {
+      const buf = Buffer.alloc(32);
+      text = buf.subarray(0, readSync(fd, buf, 0, 32, 0)).toString("latin1");
+    } finally {
+      closeSync(fd);
+    }
+    const pid = Number(text.trim());
+    if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
+    process.kill(pid, 0); // throws when no such process
+    return pid;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * removeStaleTemps: what an interrupted restore left in the data dir (its private copy
+ * `.gatehouse.db.restore-<hex>` with -wal/-shm/-journal). Called with the lock held (no restore runs).
+ * Returns the names removed. A link among them is removed as a link (unlink never follows).
+ */
+export function removeStaleTemps(dir: string): string[] {
+  const real = realDataDir(dir);
+  const removed: string[] = [];
+  for (const name of readdirSync(real)) {
+    if (!/^\.gatehouse\.db\.restore-[0-9a-f]+(-wal|-shm|-journal)?$/.test(name)) continue;
+    try {
+      rmSync(join(real, name), { force: true });
+      removed.push(name);
+    } catch {
+      // a folder of that name is not ours to remove
+    }
+  }
+  return removed;
 }

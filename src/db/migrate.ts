@@ -33,7 +33,28 @@ export function loadMigrations(): MigrationMeta[] {
   });
 }
 
-/** migrate: applies pending migrations in one transaction (drizzle's own bookkeeping table). */
+/**
+ * migrate: applies pending migrations in one transaction (drizzle's own bookkeeping table). A database
+ * that has them all is only read: drizzle's migrator always runs a `CREATE TABLE IF NOT EXISTS` and a
+ * transaction, which counts as a change to every other connection (PRAGMA data_version), so each CLI
+ * verb, even `list`, made the running appliance reload every integration.
+ */
 export function migrate(db: Db): void {
-  applyMigrations(db, loadMigrations());
+  const migrations = loadMigrations();
+  if (isCurrent(db, migrations)) return;
+  applyMigrations(db, migrations);
+}
+
+/** isCurrent: drizzle's own test (the last recorded timestamp is not older than any migration), read-only. */
+function isCurrent(db: Db, migrations: MigrationMeta[]): boolean {
+  const sqlite = db.$client;
+  const table = sqlite
+    .query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '__drizzle_migrations'")
+    .get();
+  if (!table) return false;
+  const last = sqlite.query("SELECT created_at FROM __drizzle_migrations ORDER BY created_at DESC LIMIT 1").get() as {
+    created_at: unknown;
+  } | null;
+  if (!last) return false;
+  return migrations.every((m) => Number(last.created_at) >= m.folderMillis);
 }

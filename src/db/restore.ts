@@ -1,4 +1,4 @@
-import { Database } from "bun:sqlite";
+import { constants as sqliteFlags, Database } from "bun:sqlite";
 import {
   closeSync,
   existsSync,
@@ -10,6 +10,7 @@ import {
   mkdirSync,
   openSync,
   readSync,
+  realpathSync,
   renameSync,
   rmSync,
   statSync,
@@ -17,7 +18,7 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { createPrivateFile, fsyncFolder, fsyncPath, tempPathBeside } from "../lib/files.ts";
-import { openDatabase, type Db } from "./client.ts";
+import { openDatabase, type Db, closeDatabase } from "./client.ts";
 import { applyMigrations } from "./drizzle-internals.ts";
 import { loadMigrations, migrate } from "./migrate.ts";
 
@@ -65,22 +66,98 @@ function readSchema(sqlite: Database): Map<string, SchemaObject> {
   return new Map(rows.map((r) => [`${r.type} ${r.name}`, r]));
 }
 
-const references = new Map<number, Map<string, SchemaObject>>();
+/** ColumnRule: a column as the reference schema declares it: its type and whether it may hold NULL. */
+interface ColumnRule {
+  name: string;
+  type: string;
+  notNull: boolean;
+}
 
-/** referenceSchema: `sqlite_master` as the first `level` migrations leave an empty database (built in memory, cached). */
-export function referenceSchema(level: number): Map<string, SchemaObject> {
-  let schema = references.get(level);
-  if (!schema) {
+const references = new Map<number, { schema: Map<string, SchemaObject>; columns: Map<string, ColumnRule[]> }>();
+
+function reference(level: number) {
+  let ref = references.get(level);
+  if (!ref) {
     const db = openDatabase(":memory:");
     try {
       applyMigrations(db, loadMigrations().slice(0, level));
-      schema = readSchema(db.$client);
+      const schema = readSchema(db.$client);
+      const columns = new Map<string, ColumnRule[]>();
+      for (const o of schema.values()) {
+        if (o.type !== "table" || o.name.startsWith("sqlite_")) continue;
+        const info = db.$client.query(`PRAGMA table_info(${quoteIdentifier(o.name)})`).all() as {
+          name: string;
+          type: string;
+          notnull: number;
+          pk: number;
+        }[];
+        columns.set(
+          o.name,
+          info.map((c) => ({ name: c.name, type: c.type.toUpperCase(), notNull: c.notnull === 1 })),
+        );
+      }
+      ref = { schema, columns };
     } finally {
-      db.$client.close();
+      closeDatabase(db);
     }
-    references.set(level, schema);
+    references.set(level, ref);
   }
-  return schema;
+  return ref;
+}
+
+/** referenceSchema: `sqlite_master` as the first `level` migrations leave an empty database (built in memory, cached). */
+export function referenceSchema(level: number): Map<string, SchemaObject> {
+  return reference(level).schema;
+}
+
+function quoteIdentifier(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+/**
+ * storageClasses: what `typeof()` may say of a value in a column of this declared type (sqlite.org,
+ * "Datatypes In SQLite" §3.1: affinity by the declared type's name). SQLite stores what it is given
+ * where affinity cannot convert it: a BLOB username, the text "yesterday" in created_at.
+ */
+function storageClasses(type: string): string[] {
+  if (type.includes("INT")) return ["integer"];
+  if (type.includes("CHAR") || type.includes("CLOB") || type.includes("TEXT")) return ["text"];
+  if (type.includes("BLOB") || type === "") return ["blob"];
+  if (type.includes("REAL") || type.includes("FLOA") || type.includes("DOUB")) return ["real"];
+  return ["integer", "real"]; // NUMERIC
+}
+
+/** timeColumn: an integer column holding a time in ms (`created_at`, `last_seen`, `open_until`): a Date must show it. */
+const timeColumn = /(_at|_seen|_until)$/;
+/** maxTime: the largest time a JavaScript Date holds (ECMA-262 §21.4.1.22: ±8.64e15 ms). */
+const maxTime = 8.64e15;
+
+/**
+ * contentProblems: every value of every table the reference schema has, checked in SQL (one scan per
+ * table, no row loaded into JavaScript): its storage class is the one its declared type makes (NULL
+ * only where the column may be NULL), and a time column's value is one a Date can show.
+ */
+function contentProblems(sqlite: Database, level: number): string[] {
+  const problems: string[] = [];
+  for (const [table, columns] of reference(level).columns) {
+    const checks = columns.map((c) => {
+      const id = quoteIdentifier(c.name);
+      const allowed = [...storageClasses(c.type), ...(c.notNull ? [] : ["null"])];
+      const kind = `typeof(${id}) NOT IN (${allowed.map((a) => `'${a}'`).join(", ")})`;
+      const range =
+        timeColumn.test(c.name) && allowed.includes("integer") ? ` OR (${id} NOT BETWEEN 0 AND ${maxTime})` : "";
+      return `coalesce(sum(${kind}${range}), 0)`;
+    });
+    const row = sqlite.query(`SELECT ${checks.join(", ")} FROM ${quoteIdentifier(table)}`).values()[0] ?? [];
+    columns.forEach((c, i) => {
+      const n = Number(row[i] ?? 0);
+      if (n > 0)
+        problems.push(
+          `${table}.${c.name}: ${n} value(s) that are not ${storageClasses(c.type).join(" or ")}${c.notNull ? "" : " or NULL"}${timeColumn.test(c.name) ? " (a time in ms a date can show)" : ""}`,
+        );
+    });
+  }
+  return problems;
 }
 
 /**
@@ -222,7 +299,7 @@ function migrationLevel(sqlite: Database, schema: Map<string, SchemaObject>): nu
 function checkCopy(path: string): number {
   let sqlite: Database;
   try {
-    sqlite = new Database(path, { readonly: true, strict: true });
+    sqlite = new Database(path, sqliteFlags.SQLITE_OPEN_READONLY | sqliteFlags.SQLITE_OPEN_NOFOLLOW);
   } catch (err) {
     throw new RestoreRefused(`not a readable SQLite database: ${(err as Error).message}`);
   }
@@ -269,6 +346,16 @@ function checkCopy(path: string): number {
       throw new RestoreRefused(
         `damaged: ${orphans.length} row(s) refer to rows that do not exist (in ${[...new Set(orphans.map((o) => o.table))].join(", ")})`,
       );
+    let content: string[];
+    try {
+      content = contentProblems(sqlite, level);
+    } catch (err) {
+      content = [(err as Error).message];
+    }
+    if (content.length)
+      throw new RestoreRefused(
+        `values of the wrong kind: ${content.slice(0, 10).join("; ")}${content.length > 10 ? `; and ${content.length - 10} more` : ""}`,
+      );
     return level;
   } finally {
     sqlite.close();
@@ -286,7 +373,7 @@ function removeWithCompanions(path: string): void {
  */
 function setAside(live: string, previous: string): void {
   try {
-    const old = new Database(live);
+    const old = new Database(live, sqliteFlags.SQLITE_OPEN_READWRITE | sqliteFlags.SQLITE_OPEN_NOFOLLOW);
     try {
       old.run("PRAGMA busy_timeout = 5000");
       old.run("PRAGMA wal_checkpoint(TRUNCATE)");
@@ -328,6 +415,9 @@ export function restoreDatabase(
   maxBytes = maxBackupBytes,
 ): RestoreResult {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  // Its real path: every file in it is opened without following links (SQLITE_OPEN_NOFOLLOW refuses
+  // a link anywhere in the path, and the path to the data dir is the admin's own).
+  dataDir = realpathSync(dataDir);
   const live = join(dataDir, liveName);
   const temp = tempPathBeside(live, "restore");
   let swapped = false;
@@ -346,7 +436,7 @@ export function restoreDatabase(
     }
     const level = checkCopy(temp);
     const latest = loadMigrations().length;
-    const db = openDatabase(temp);
+    const db = openDatabase(temp, { noFollow: true });
     try {
       migrate(db);
       const after = schemaDifferences(readSchema(db.$client), referenceSchema(latest));
@@ -366,7 +456,7 @@ export function restoreDatabase(
       db.$client.run("PRAGMA wal_checkpoint(TRUNCATE)");
       db.$client.run("PRAGMA journal_mode = DELETE");
     } finally {
-      db.$client.close();
+      closeDatabase(db);
     }
     fsyncPath(temp);
     let previous: string | undefined;

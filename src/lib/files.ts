@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import {
   closeSync,
   constants,
+  fchmodSync,
   fstatSync,
   fsyncSync,
   linkSync,
@@ -132,11 +133,55 @@ export function writePrivateFile(path: string, data: string | Uint8Array, opts: 
 }
 
 /**
- * readBounded: the content of a regular file of at most `max` bytes (a file from outside: a device or
- * a pipe is refused, and a file that grows while it is read is cut off with an error, not read on).
+ * openRegularNoFollow: a descriptor of the regular file `path`, opened without following a symlink
+ * at its last component (O_NOFOLLOW) and without blocking on a FIFO (O_NONBLOCK); anything else (a
+ * symlink, a folder, a device, a pipe) is refused with a TargetError. For files in the data dir: the
+ * service's user owns that folder, and root's CLI must not be led by a link planted there (a chmod or
+ * a read of /etc/shadow through `gatehouse.db-shm` or a "certificate").
  */
-export function readBounded(path: string, max: number): Buffer {
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+export function openRegularNoFollow(path: string, flags: number = constants.O_RDONLY): number {
+  let fd: number;
+  try {
+    fd = openSync(path, flags | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ELOOP")
+      throw new TargetError(`${path} is a symlink; refusing to follow it (remove it if you did not make it)`);
+    throw err;
+  }
+  if (!fstatSync(fd).isFile()) {
+    closeSync(fd);
+    throw new TargetError(`${path} is not a regular file (a folder, device or pipe); refusing to use it`);
+  }
+  return fd;
+}
+
+/**
+ * narrowToPrivate: a regular file in the data dir left readable by others (by an older release, a
+ * restore by hand) becomes 0600: through its descriptor (fchmod), never by path, so a symlink swapped
+ * in cannot redirect the chmod. A missing file is fine; a symlink or non-regular file is refused.
+ */
+export function narrowToPrivate(path: string): void {
+  let fd: number;
+  try {
+    fd = openRegularNoFollow(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw err;
+  }
+  try {
+    if ((fstatSync(fd).mode & 0o077) !== 0) fchmodSync(fd, privateMode);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * readBounded: the content of a regular file of at most `max` bytes (a file from outside: a device or
+ * a pipe is refused before a byte is read, and a file that grows while it is read is cut off with an
+ * error, not read on). `noFollow`: a symlink is refused too (files in the data dir).
+ */
+export function readBounded(path: string, max: number, opts: { noFollow?: boolean } = {}): Buffer {
+  const fd = opts.noFollow ? openRegularNoFollow(path) : openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
     const st = fstatSync(fd);
     if (!st.isFile()) throw new TargetError(`${path} is not a regular file`);

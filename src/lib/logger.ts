@@ -73,7 +73,7 @@ export function formatJson(level: LogLevel, msg: string, fields: LogFields): str
 function rateLimited(
   write: (line: string) => void,
   perSecond: number,
-): (level: LogLevel, msg: string, line: string) => void {
+): (level: LogLevel, msg: string, line: () => string) => void {
   const seconds = new Map<string, { second: number; count: number; suppressed: number }>();
   return (level, msg, line) => {
     const second = Math.floor(Date.now() / 1000);
@@ -84,7 +84,7 @@ function rateLimited(
       seconds.set(msg, (s = { second, count: 0, suppressed: 0 }));
     }
     if (++s.count > perSecond && level !== "error") s.suppressed++;
-    else write(line);
+    else write(line()); // formatted only when written: a flood of one message costs a counter each
   };
 }
 
@@ -107,7 +107,9 @@ export function createLogger(
       (level: LogLevel) =>
       (msg: string, more: LogFields = {}) => {
         if (order[level] >= min)
-          limited(level, msg, (opts.format === "json" ? formatJson : formatLine)(level, msg, { ...fields, ...more }));
+          limited(level, msg, () =>
+            (opts.format === "json" ? formatJson : formatLine)(level, msg, { ...fields, ...more }),
+          );
       };
     return {
       debug: emit("debug"),

@@ -6,7 +6,7 @@ import { createApp } from "../../src/app.ts";
 import { parseServeConfig } from "../../src/config.ts";
 import { restoreDatabase } from "../../src/db/restore.ts";
 import { silentLogger } from "../../src/lib/logger.ts";
-import { cleanupTempDirs, tempDir, testCore, testHashCost } from "../helpers/app.ts";
+import { cleanupTempDirs, newDataDir, tempDir, testCore, testHashCost } from "../helpers/app.ts";
 
 afterAll(cleanupTempDirs);
 
@@ -19,10 +19,16 @@ const gatehouse = (args: string[]) => {
   return { code: r.exitCode, err: r.stderr.toString(), out: r.stdout.toString() };
 };
 
-/** snapshot: every file of a data dir with its bytes' digest: "unchanged" means this is equal. */
+/**
+ * snapshot: every file of a data dir with its bytes' digest: "unchanged" means this is equal. The lock
+ * file (empty, made by the first restore) is left out: reading it here would also drop a lock held by
+ * this process (POSIX locks end when any descriptor of the file closes).
+ */
 function snapshot(dir: string): Record<string, string> {
   return Object.fromEntries(
-    readdirSync(dir).map((f) => [f, new Bun.CryptoHasher("sha256").update(readFileSync(join(dir, f))).digest("hex")]),
+    readdirSync(dir)
+      .filter((f) => f !== "gatehouse.lock")
+      .map((f) => [f, new Bun.CryptoHasher("sha256").update(readFileSync(join(dir, f))).digest("hex")]),
   );
 }
 
@@ -138,7 +144,7 @@ describe("restore treats the backup as hostile", () => {
     expect(r.err).toMatch(/damaged|not a readable SQLite database/);
     expect(snapshot(live)).toEqual(before);
     // no temp copy left behind
-    expect(readdirSync(live).sort()).toEqual(Object.keys(before).sort());
+    expect(readdirSync(live).sort()).toEqual([...Object.keys(before), "gatehouse.lock"].sort());
     await startAndStop(live);
     const { core, db } = testCore({ dir: live });
     expect((await core.admins.signIn("admin", "the-real-admin-password")).session.username).toBe("admin");
@@ -239,6 +245,7 @@ describe("restore treats the backup as hostile", () => {
 
   it("refuses a backup made by a newer release, and what is not a Gatehouse backup", () => {
     const dir = tempDir();
+    newDataDir(join(dir, "data"));
     const newer = join(dir, "newer.db");
     copyFileSync(backup, newer);
     const db = new Database(newer);
@@ -250,7 +257,7 @@ describe("restore treats the backup as hostile", () => {
     const junk = join(dir, "junk.db");
     new Database(junk).run("CREATE TABLE t (x)");
     expect(gatehouse(["restore", junk, "--data-dir", join(dir, "data")]).err).toContain("not a Gatehouse backup");
-    expect(existsSync(join(dir, "data", "gatehouse.db"))).toBe(false);
+    expect(existsSync(join(dir, "data", "gatehouse.db.previous"))).toBe(false);
   });
 
   it("restores an older release's backup (0.1.0, copied first: the fixture is never opened in place) and migrates it", async () => {
@@ -259,6 +266,7 @@ describe("restore treats the backup as hostile", () => {
     const dir = tempDir();
     const old = join(dir, "gatehouse-0.1.0.db");
     copyFileSync(fixture, old);
+    newDataDir(join(dir, "data"));
     const fixtureBefore = readFileSync(fixture);
     const r = gatehouse(["restore", old, "--data-dir", join(dir, "data")]);
     expect(r.err).toBe("");
@@ -276,7 +284,7 @@ describe("restore treats the backup as hostile", () => {
 describe("files holding hashes are 0600 from the start (umask 022)", () => {
   it("backup, export (new and over an existing 0644 file), and the database", () => {
     const dir = tempDir();
-    const data = join(dir, "data");
+    const data = newDataDir(join(dir, "data"));
     expect(gatehouse(["integrations", "add", "--type", "mqtt", "--username", "m1", "--data-dir", data]).code).toBe(0);
     expect(gatehouse(["backup", join(dir, "b.db"), "--data-dir", data]).code).toBe(0);
     expect(gatehouse(["export", join(dir, "e.json"), "--data-dir", data]).code).toBe(0);
@@ -310,7 +318,7 @@ describe("import --full treats the export as hostile", () => {
     const exported = join(dir, "export.json");
     expect(gatehouse(["export", exported, "--data-dir", source]).code).toBe(0);
     const good = JSON.parse(readFileSync(exported, "utf8"));
-    const target = join(dir, "target");
+    const target = newDataDir(join(dir, "target"));
     const variant = (name: string, change: (doc: typeof good) => void) => {
       const doc = structuredClone(good);
       change(doc);
@@ -351,5 +359,19 @@ describe("import --full treats the export as hostile", () => {
     const ok = gatehouse(["import", "--full", exported, "--data-dir", target]);
     expect(ok.code).toBe(0);
     expect(readdirSync(join(target, "pki", "trusted", "certs"))).toEqual(["client.pem"]);
+  });
+});
+
+describe("backup and the broker's store", () => {
+  it("says that broker.db (retained messages, sessions, queues) is not in the backup", async () => {
+    const dir = tempDir();
+    await startAndStop(dir);
+    expect(existsSync(join(dir, "broker.db"))).toBe(true);
+    const r = gatehouse(["backup", join(dir, "b.db"), "--data-dir", dir]);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("not included: broker.db");
+    const copy = new Database(join(dir, "b.db"), { readonly: true });
+    expect(copy.query("SELECT name FROM sqlite_master WHERE name = 'retained'").all()).toEqual([]);
+    copy.close();
   });
 });

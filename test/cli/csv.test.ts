@@ -1,5 +1,5 @@
 import { describe, expect, it } from "bun:test";
-import { parseCsv } from "../../src/cli/integrations.ts";
+import { parseCsv } from "../../src/cli/import-file.ts";
 
 describe("parseCsv (RFC 4180)", () => {
   it("reads a header and rows", () => {

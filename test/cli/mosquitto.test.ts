@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { mapMosquittoAcl } from "../../src/cli/mosquitto.ts";
-import { cleanupTempDirs, tempDir, testCore } from "../helpers/app.ts";
+import { cleanupTempDirs, newDataDir, tempDir, testCore } from "../helpers/app.ts";
 import { eventually } from "../helpers/wait.ts";
 
 afterAll(cleanupTempDirs);
@@ -10,6 +10,7 @@ afterAll(cleanupTempDirs);
 describe("migrating from Mosquitto", () => {
   it("users from a file written by mosquitto_passwd log in with their old passwords; ACLs become permissions", async () => {
     const dir = tempDir();
+    newDataDir(join(dir, "data"));
     const passwd = join(dir, "passwd");
     for (const [i, [user, pw]] of [
       ["alice", "alice-password"],
@@ -63,6 +64,7 @@ describe("migrating from Mosquitto", () => {
 
   it("refuses a file with a huge iteration count, naming its line; nothing is imported", () => {
     const dir = tempDir();
+    newDataDir(join(dir, "data"));
     const passwd = join(dir, "passwd");
     expect(Bun.spawnSync(["mosquitto_passwd", "-c", "-b", passwd, "good", "good-password"]).exitCode).toBe(0);
     const good = readFileSync(passwd, "utf8").trim();
@@ -77,6 +79,7 @@ describe("migrating from Mosquitto", () => {
 
   it("refuses a file with malformed hashes, listing every bad line; nothing is imported", () => {
     const dir = tempDir();
+    newDataDir(join(dir, "data"));
     const passwd = join(dir, "passwd");
     expect(Bun.spawnSync(["mosquitto_passwd", "-c", "-b", passwd, "good", "good-password"]).exitCode).toBe(0);
     const good = readFileSync(passwd, "utf8").trim();
@@ -117,6 +120,7 @@ describe("migrating from Mosquitto", () => {
 
   it("$6$ hashes (mosquitto_passwd -H sha512, Mosquitto 1.x) log in", async () => {
     const dir = tempDir();
+    newDataDir(join(dir, "data"));
     const passwd = join(dir, "passwd");
     expect(
       Bun.spawnSync(["mosquitto_passwd", "-H", "sha512", "-c", "-b", passwd, "old-style", "old-style-password"])

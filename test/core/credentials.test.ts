@@ -336,7 +336,9 @@ describe("a login sees what another process committed before it", () => {
     let reloads = 0;
     const sync = new ExternalSync(
       () => dataVersion(db),
-      () => reloads++,
+      () => {
+        reloads++;
+      },
       (err) => {
         throw err;
       },

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
-import { copyFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { cleanupTempDirs, tempDir } from "../helpers/app.ts";
+import { cleanupTempDirs, newDataDir, tempDir } from "../helpers/app.ts";
 import { buildBinary, runBinary } from "../helpers/binary.ts";
 import { signIn } from "../helpers/http.ts";
 import { connectMqtt } from "../helpers/mqtt.ts";
@@ -25,6 +25,12 @@ describe("CLI verbs on the data dir", () => {
   it("add, list, disable, enable, remove, import, with --json", () => {
     const dir = tempDir("gatehouse-cli-");
     copyFileSync(binary, join(dir, "gatehouse"));
+    // no database yet: refused, and none is made
+    const none = cli(dir, ["integrations", "list"]);
+    expect(none.code).toBe(2);
+    expect(none.err).toContain("no Gatehouse database at");
+    expect(existsSync(join(dir, "data"))).toBe(false);
+    newDataDir(join(dir, "data")); // as the appliance's first start leaves it
     const added = cli(dir, ["integrations", "add", "--type", "mqtt", "--username", "line-4", "--json"]);
     expect(added.code).toBe(0);
     const { integration, password } = JSON.parse(added.out);
@@ -175,9 +181,21 @@ describe("backup, restore, export and import between appliances", () => {
       const restoreWhileRunning = cli(a, ["restore", join(a, "backup.db")]);
       expect(restoreWhileRunning.code).toBe(2);
       expect(restoreWhileRunning.err).toContain("stop it first");
+      // a second appliance on the same data dir is refused (exit 2, naming the first)
+      const second = Bun.spawnSync([join(a, "gatehouse"), ...serveArgs(a)], { cwd: a });
+      expect(second.exitCode).toBe(2);
+      expect(second.stdout.toString()).toContain(`in use by another Gatehouse process (pid ${first.proc.pid})`);
+      // an export into a reader that starts late arrives whole (the binary waits for the pipe)
+      const piped = Bun.spawnSync([
+        "bash",
+        "-c",
+        `'${join(a, "gatehouse")}' export --data-dir '${join(a, "data")}' | (sleep 1; cat)`,
+      ]);
+      expect((JSON.parse(piped.stdout.toString()) as { integrations: unknown[] }).integrations).toHaveLength(2);
     } finally {
       expect(await first.stop()).toBe(0);
     }
+    newDataDir(join(b, "data"));
     expect(cli(b, ["import", "--full", exported]).code).toBe(0);
     const second = await runBinary(binary, b, serveArgs(b), { GATEHOUSE_ADMIN_PASSWORD: "b-admin-password" });
     try {
@@ -190,6 +208,7 @@ describe("backup, restore, export and import between appliances", () => {
     // restore the backup into a third data dir: the same integrations
     const c3 = tempDir("gatehouse-c-");
     copyFileSync(binary, join(c3, "gatehouse"));
+    newDataDir(join(c3, "data"));
     expect(cli(c3, ["restore", join(a, "backup.db")]).code).toBe(0);
     const list = JSON.parse(cli(c3, ["integrations", "list", "--json"]).out) as { username: string }[];
     expect(list.map((i) => i.username).sort()).toEqual(["line-9", "scada-9"]);

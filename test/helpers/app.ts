@@ -5,7 +5,7 @@ import { createApp, type App } from "../../src/app.ts";
 import { openDataDir } from "../../src/db/data-dir.ts";
 import { parseServeConfig } from "../../src/config.ts";
 import { createCore, type Core, type CoreOptions } from "../../src/core/index.ts";
-import type { Db } from "../../src/db/client.ts";
+import { closeDatabase, type Db } from "../../src/db/client.ts";
 import { createLogger, silentLogger, type Logger } from "../../src/lib/logger.ts";
 import { acceptsTable, requestTypeOf } from "../../src/listeners/index.ts";
 import type { AdminPages } from "../../src/lib/pages.ts";
@@ -28,6 +28,15 @@ export function tempDir(prefix = "gatehouse-test-"): string {
 
 export function cleanupTempDirs(): void {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+}
+
+/**
+ * newDataDir: a data dir with an empty, migrated database, as the appliance's first start leaves it
+ * (every CLI verb refuses a folder without one).
+ */
+export function newDataDir(dir = tempDir()): string {
+  closeDatabase(openDataDir(dir)); // closed for real: its -wal and -shm are gone on return
+  return dir;
 }
 
 /** testCore: a fresh core on a real SQLite file in a throw-away folder. */
@@ -97,8 +106,10 @@ export async function testApp(
   extraArgs: string[] = [],
   env: Record<string, string> = {},
   coreOptions: CoreOptions = {},
+  /** a data dir to start on again (a restart); a fresh one by default */
+  dataDir?: string,
 ): Promise<{ app: App; dir: string; url: string; lines: string[] }> {
-  const dir = tempDir();
+  const dir = dataDir ?? tempDir();
   const config = parseServeConfig(
     [
       "--data-dir",

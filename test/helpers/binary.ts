@@ -48,7 +48,29 @@ export async function runBinary(
 ): Promise<RunningBinary> {
   const local = join(cwd, "gatehouse");
   if (!existsSync(local)) copyFileSync(binary, local);
-  const proc = Bun.spawn([...(opts.prefix ?? []), local, ...args], {
+  return runCommand([...(opts.prefix ?? []), local, ...args], cwd, env, opts);
+}
+
+/**
+ * runSource: `bun src/main.ts ARGS` as a child process (the appliance from the source tree, started in the
+ * repository so Bun finds its tsconfig), like runBinary.
+ */
+export function runSource(
+  args: string[],
+  env: Record<string, string> = {},
+  opts: { readyTimeoutMs?: number } = {},
+): Promise<RunningBinary> {
+  return runCommand([process.execPath, join(root, "src", "main.ts"), ...args], root, env, opts);
+}
+
+/** runCommand: starts `cmd` in `cwd`, collects its log lines and waits for `ready`; the ports it listens on. */
+async function runCommand(
+  cmd: string[],
+  cwd: string,
+  env: Record<string, string>,
+  opts: { readyTimeoutMs?: number },
+): Promise<RunningBinary> {
+  const proc = Bun.spawn(cmd, {
     cwd,
     env: { PATH: process.env.PATH ?? "", ...env },
     stdout: "pipe",

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import type { App } from "../../src/app.ts";
-import { parseCsv } from "../../src/cli/integrations.ts";
+import { parseCsv } from "../../src/cli/import-file.ts";
 import { staleSession } from "../../src/web/auth.tsx";
 import { cleanupTempDirs, testApp, testWeb } from "../helpers/app.ts";
 import { signIn } from "../helpers/http.ts";

@@ -274,7 +274,7 @@ describe("integrations page", () => {
     db.$client.transaction(() => {
       for (let i = 0; i < 10_000; i++) insert.run(`bulk-${i}`, hash, i, i);
     })();
-    core.credentials.reload();
+    await core.credentials.reload();
     const html = await (await request("GET", "/integrations")).text();
     expect(html).toContain("10000 integrations");
     expect(html.match(/<tbody id="integration-/g)?.length).toBe(25);

@@ -1,3 +1,4 @@
+import { BusNotStoredError } from "../../core/bus.ts";
 import type { Core } from "../../core/index.ts";
 import { mayPublish, mayRead } from "../../core/permissions.ts";
 import { isValidTopicString } from "../../core/topics.ts";
@@ -60,6 +61,15 @@ export function createDataRoutes(core: Core, log: Logger, presence: Presence, op
     log.debug("http publish", { username: integration.username, topic: topic.slice(0, 256) });
   };
 
+  /** notStored: the broker's store refused the write (a full disk): nothing more was acknowledged; try later. */
+  const notStored = (published = 0) =>
+    problem(
+      503,
+      "not_stored",
+      `the broker could not store the message; ${published ? `${published} of the batch were published, ` : ""}try again later`,
+      { "retry-after": "5" },
+    );
+
   const postTopic = async (request: Request, integration: Integration, topic: string, url: URL) => {
     const retain = url.searchParams.get("retain") === "true";
     const qos = url.searchParams.get("qos") ?? "0";
@@ -68,7 +78,13 @@ export function createDataRoutes(core: Core, log: Logger, presence: Presence, op
       return problem(403, "forbidden", "this integration may not publish to this topic");
     const body = await readBody(request);
     if (body instanceof Response) return body;
-    await publishOne(integration, topic, body, retain, qos === "1" ? 1 : 0);
+    try {
+      await publishOne(integration, topic, body, retain, qos === "1" ? 1 : 0);
+    } catch (err) {
+      // 202 means stored (a retained value, a message queued for persistent sessions): never when it is not
+      if (err instanceof BusNotStoredError) return notStored();
+      throw err;
+    }
     return json({ published: 1 }, 202);
   };
 
@@ -109,7 +125,16 @@ export function createDataRoutes(core: Core, log: Logger, presence: Presence, op
       const payload = Buffer.from(typeof it.payload === "string" ? it.payload : JSON.stringify(it.payload));
       messages.push({ topic, payload, retain: it.retain === true });
     }
-    for (const m of messages) await publishOne(integration, m.topic, m.payload, m.retain, 0);
+    // all at once, in order: retained values of one batch are stored in one commit, not one each
+    const results = await Promise.allSettled(
+      messages.map((m) => publishOne(integration, m.topic, m.payload, m.retain, 0)),
+    );
+    const failed = results.find((r) => r.status === "rejected");
+    if (failed) {
+      if (failed.reason instanceof BusNotStoredError)
+        return notStored(results.filter((r) => r.status === "fulfilled").length);
+      throw failed.reason;
+    }
     return json({ published: messages.length }, 202);
   };
 

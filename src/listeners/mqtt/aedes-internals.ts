@@ -1,4 +1,5 @@
 import type { Aedes, Client } from "aedes";
+import memory from "aedes-persistence";
 import { generate } from "mqtt-packet";
 import { Readable } from "node:stream";
 import { deliverable } from "./properties.ts";
@@ -36,12 +37,21 @@ interface ClientInternals {
 
 interface BrokerInternals {
   publish(packet: object, client: Client | null, done?: (err?: Error | null) => void): void;
+  authorizePublish(client: Client | null, packet: PublishLike, done: (err?: Error | null) => void): void;
   handle(conn: unknown, req?: unknown): Client;
   persistence: {
     createRetainedStream(pattern: string): AsyncIterable<{ topic: string; payload: Buffer | string }>;
     cleanSubscriptions(client: { id: string }): Promise<unknown>;
     outgoingStream(client: Client): Readable;
   };
+}
+
+interface PublishLike {
+  cmd?: string;
+  qos?: number;
+  messageId?: number;
+  /** aedes (v5): the PUBLISH was answered with a refusal already; it neither acknowledges nor publishes it */
+  _notAuthorized?: boolean;
 }
 
 function fail(what: string): never {
@@ -67,6 +77,7 @@ export function assertBrokerShape(broker: Aedes): void {
   if (typeof b.publish !== "function") fail("broker.publish is missing");
   if (typeof b.persistence?.outgoingStream !== "function") fail("persistence.outgoingStream is missing");
   if (typeof b.handle !== "function") fail("broker.handle is missing");
+  if (typeof b.authorizePublish !== "function") fail("broker.authorizePublish is missing");
 }
 
 /** assertClientShape: what the per-client patches below rely on, checked on a client before it has read a byte. */
@@ -155,14 +166,57 @@ export function disconnectV5(client: Client, reasonCode: number): void {
  * dropPublishes: aedes has no way for `authorizePublish` to refuse a message without closing the
  * connection, yet [MQTT-3.3.5-2] wants it acknowledged and not forwarded. The packets in `dropped`
  * are acknowledged by aedes as usual and then never reach routing, retained storage or offline queues.
+ * Those in `published` were published before their PUBACK (`publishBeforePuback`): not a second time.
  */
-export function dropPublishes(broker: Aedes, dropped: WeakSet<object>): void {
+export function dropPublishes(broker: Aedes, dropped: WeakSet<object>, published: WeakSet<object>): void {
   const b = broker as unknown as BrokerInternals;
   const publish = b.publish.bind(broker);
   b.publish = (packet, client, done) => {
-    if (dropped.has(packet)) return done?.(null);
+    if (dropped.has(packet) || published.has(packet)) return done?.(null);
     publish(packet, client, done);
   };
+}
+
+/**
+ * publishBeforePuback: acknowledged means durable. aedes 2.0.0-beta.1 answers a QoS 1 PUBLISH with its
+ * PUBACK first and publishes it afterwards (lib/handlers/publish.js, `enqueuePublish`, case 1:
+ * `write(client, new PubAck(packet), () => client.broker.publish(packet, client, done))`), so a PUBACK
+ * could go out for a message the store then lost. QoS 2 already has the right order (`incomingStorePacket`,
+ * then `broker.publish`, then PUBREC), and `broker.publish` calls back only after its `storeRetained` and
+ * `enqueueOffline` steps (aedes.js, `publishFuncsQoS`), whose persistence promises the durable store
+ * resolves once the batch holding the write is committed. So a client's QoS 1 PUBLISH is published here,
+ * right after `authorizePublish` allowed it and before aedes writes the PUBACK; aedes' own publish of it is
+ * then skipped (`skip`, see `dropPublishes`). If the store could not take it, nothing is acknowledged:
+ * an MQTT 5 client gets PUBACK 0x97 (quota exceeded: a full disk) or 0x80, a 3.1.1 client (no negative
+ * PUBACK) loses the connection and sends the message again when it reconnects.
+ */
+export function publishBeforePuback(
+  broker: Aedes,
+  skip: WeakSet<object>,
+  refused: (client: Client, err: Error) => void,
+): void {
+  const b = broker as unknown as BrokerInternals;
+  const authorize = b.authorizePublish.bind(broker);
+  b.authorizePublish = (client, packet, done) =>
+    authorize(client, packet, (err) => {
+      if (err || !client || packet.cmd !== "publish" || packet.qos !== 1) return done(err);
+      b.publish(packet, client, (publishErr) => {
+        if (!publishErr) {
+          skip.add(packet);
+          return done(null);
+        }
+        refused(client, publishErr);
+        if (client.version !== 5) return done(publishErr); // aedes closes a 3.1.1 connection on this error
+        const full = (publishErr as { code?: string }).code === "SQLITE_FULL";
+        (client.conn as { write(b: Uint8Array): void }).write(
+          generate({ cmd: "puback", messageId: packet.messageId, reasonCode: full ? 0x97 : 0x80 } as never, {
+            protocolVersion: 5,
+          }),
+        );
+        packet._notAuthorized = true; // answered: aedes writes no PUBACK of its own and does not publish it
+        done(null);
+      });
+    });
 }
 
 /**
@@ -290,9 +344,31 @@ export function retainedStream(
   return (broker as unknown as BrokerInternals).persistence.createRetainedStream(pattern);
 }
 
-/** forgetSession: a stored persistent session's subscriptions go; nothing more is queued for it. */
-export function forgetSession(broker: Aedes, clientId: string): Promise<unknown> {
-  return (broker as unknown as BrokerInternals).persistence.cleanSubscriptions({ id: clientId });
+/**
+ * MemoryCore: the promise-based in-memory persistence inside aedes-persistence 10's callback wrapper. The
+ * durable store keeps retained messages and subscriptions there, so topic matching (qlobber) is exactly
+ * the library's own; it writes them through to broker.db.
+ */
+export interface MemoryCore {
+  setup(broker: unknown): Promise<void>;
+  storeRetained(packet: object): Promise<void>;
+  createRetainedStream(pattern: string): Readable;
+  createRetainedStreamCombi(patterns: string[]): Readable;
+  addSubscriptions(client: { id: string }, subs: object[]): Promise<void>;
+  removeSubscriptions(client: { id: string }, topics: string[]): Promise<void>;
+  subscriptionsByClient(client: { id: string }): Promise<object[]>;
+  subscriptionsByTopic(topic: string): Promise<{ clientId: string; topic: string; qos: number }[]>;
+  cleanSubscriptions(client: { id: string }): Promise<void>;
+  countOffline(): Promise<{ subsCount: number; clientsCount: number }>;
+  getClientList(topic: string): Readable;
+}
+
+/** memoryCore: a fresh in-memory persistence of aedes-persistence, its promise-based core. */
+export function memoryCore(): MemoryCore {
+  const core = (memory() as unknown as { asyncPersistence?: Partial<MemoryCore> }).asyncPersistence;
+  for (const m of ["setup", "storeRetained", "createRetainedStreamCombi", "addSubscriptions", "subscriptionsByTopic"])
+    if (typeof core?.[m as keyof MemoryCore] !== "function") fail(`aedes-persistence's memory core has no ${m}`);
+  return core as MemoryCore;
 }
 
 /**

@@ -13,10 +13,12 @@ import {
   eachClient,
   holdUntilConnack,
   markRedeliveries,
+  publishBeforePuback,
   stopAtDisconnect,
 } from "./aedes-internals.ts";
 import { createHooks } from "./hooks.ts";
-import { wireBroker } from "./provider.ts";
+import { BrokerStore, type StoreLimits } from "./persistence.ts";
+import { publishStaleWills, restoreOwners, wireBroker } from "./provider.ts";
 import { createMqttState } from "./state.ts";
 import { startTransports, type WsStream } from "./transports.ts";
 
@@ -45,7 +47,22 @@ export interface MqttOptions {
   maxSessionExpirySeconds?: number;
   /** MQTT 5: sessions (and delayed wills) waiting after their connection ended, at most */
   maxPendingSessions?: number;
+  /** the longest client id accepted, at every protocol level */
+  maxClientIdLength?: number;
+  /**
+   * where the broker keeps what it acknowledged (`<data-dir>/broker.db`) and its bounds; without `file` the
+   * same store keeps everything in memory only (benchmarks)
+   */
+  store?: Partial<StoreLimits> & { file?: string; maxPageCount?: number };
 }
+
+/** defaultStoreLimits: the bounds of `--mqtt-max-sessions`, `--mqtt-max-queued(-bytes)`, `--mqtt-store-max-bytes`. */
+export const defaultStoreLimits: StoreLimits = {
+  maxSessionsPerIntegration: 100,
+  maxQueuedMessages: 10_000,
+  maxQueuedBytes: 16 * 1024 * 1024,
+  maxStoreBytes: 256 * 1024 * 1024,
+};
 
 /**
  * createMqttListener: an aedes broker whose every hook goes to the core (hooks.ts: no anonymous access;
@@ -58,7 +75,14 @@ export function createMqttListener(
   deps: MqttDeps,
   opts: MqttOptions & { type?: IntegrationType },
 ): Listener & { tlsAddress(): { host: string; port: number } | undefined } {
-  const state = createMqttState(deps.core, deps.log, opts.type ?? "mqtt");
+  const storeLog = deps.log.child({ part: "broker-store" });
+  const maxSessionExpirySeconds = opts.maxSessionExpirySeconds ?? 86_400;
+  const maxClientIdLength = opts.maxClientIdLength ?? 128;
+  let store = new BrokerStore({ ...defaultStoreLimits, ...opts.store, log: storeLog });
+  const state = createMqttState(deps.core, deps.log, opts.type ?? "mqtt", store, {
+    maxSessionExpirySeconds,
+    maxClientIdLength,
+  });
   const hooks = createHooks(state, opts.maxConnections ?? 10_000);
   const maxPacket = opts.maxPacketBytes ?? 1024 * 1024;
   let broker: Aedes | undefined;
@@ -68,23 +92,37 @@ export function createMqttListener(
   return {
     type: state.type,
     async start() {
-      broker = await Aedes.createBroker({
-        ...hooks,
-        // a backstop: the pool's deadline (shorter under pressure) closes a socket without CONNECT first
-        connectTimeout: deps.pool.timeoutMs + 5_000,
-        maxClientsIdLength: 128,
-        heartbeatInterval: 60_000,
-        // MQTT 5: a session outlives its connection at most this long, and only so many may wait
-        sessionExpiryIntervalLimit: opts.maxSessionExpirySeconds ?? 86_400,
-        pendingSessionsLimit: opts.maxPendingSessions ?? 10_000,
-        topicAliasMaximum: 16, // aliases a v5 client may set up per connection
-        maximumPacketSize: maxPacket, // advertised to v5 clients (enforced for all as the length is read)
-      } as ConstructorParameters<typeof Aedes>[0]);
+      // A stopped listener started again gets a fresh store over the same file.
+      if (store.opened) state.store = store = new BrokerStore({ ...defaultStoreLimits, ...opts.store, log: storeLog });
+      await store.open();
+      try {
+        // Whose each stored session is (a restart must not free a client id for another integration).
+        restoreOwners(state);
+        broker = await Aedes.createBroker({
+          ...hooks,
+          persistence: store,
+          // a backstop: the pool's deadline (shorter under pressure) closes a socket without CONNECT first
+          connectTimeout: deps.pool.timeoutMs + 5_000,
+          maxClientsIdLength: maxClientIdLength,
+          heartbeatInterval: 60_000,
+          // MQTT 5: a session outlives its connection at most this long, and only so many may wait
+          sessionExpiryIntervalLimit: maxSessionExpirySeconds,
+          pendingSessionsLimit: opts.maxPendingSessions ?? 10_000,
+          topicAliasMaximum: 16, // aliases a v5 client may set up per connection
+          maximumPacketSize: maxPacket, // advertised to v5 clients (enforced for all as the length is read)
+        } as ConstructorParameters<typeof Aedes>[0]);
+      } catch (err) {
+        await store.close();
+        throw err;
+      }
       const b = broker;
       // aedes as the MQTT specs and Mosquitto have it (aedes-internals.ts: each patch says why)
       assertBrokerShape(b);
       deliverOnlyPublishProperties(b);
-      dropPublishes(b, state.dropped);
+      dropPublishes(b, state.dropped, state.published);
+      publishBeforePuback(b, state.published, (client, err) =>
+        state.logRefusal(client, "mqtt publish not acknowledged: the broker store refused it", { err: err.message }),
+      );
       markRedeliveries(b);
       let clientChecked = false;
       eachClient(b, (client) => {
@@ -94,6 +132,8 @@ export function createMqttListener(
         stopAtDisconnect(client);
       });
       unwire = wireBroker(b, state, maxPacket);
+      // What a previous run's end cut: its clients' wills, published now as their integrations may.
+      unwire.push(publishStaleWills(b, state));
       try {
         transports = await startTransports(b, state, deps.pool, deps.tls, {
           host: opts.host,
@@ -105,6 +145,7 @@ export function createMqttListener(
         for (const d of unwire.splice(0)) d();
         broker = undefined;
         await new Promise<void>((resolve) => b.close(() => resolve()));
+        await store.close();
         throw err;
       }
     },
@@ -118,6 +159,8 @@ export function createMqttListener(
       const closeBroker = () => (b ? new Promise<void>((resolve) => b.close(() => resolve())) : Promise.resolve());
       if (t) await t.stop(closeBroker);
       else await closeBroker();
+      // after the broker: what its closing clients changed (sessions now offline) is written too
+      await store.close();
     },
     address: () => transports?.address(),
     /** where MQTT over TLS listens, once started */

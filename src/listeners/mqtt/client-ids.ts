@@ -41,12 +41,34 @@ export class ClientIdOwners {
     return result;
   }
 
-  /** release: one live connection of the id closed; a clean session leaves nothing behind. */
-  release(clientId: string, integrationId: number): void {
+  /**
+   * release: one live connection of the id closed; a clean session leaves nothing behind. Returns the
+   * connections of the integration still live under this id (a takeover's new one).
+   */
+  release(clientId: string, integrationId: number): number {
     const o = this.#owners.get(clientId);
-    if (!o || o.integrationId !== integrationId) return;
+    if (!o || o.integrationId !== integrationId) return 0;
     o.live = Math.max(0, o.live - 1);
     if (o.live === 0 && !o.persistent) this.#owners.delete(clientId);
+    return o.live;
+  }
+
+  /** restore: a persistent session stored before a restart belongs to its integration again, offline. */
+  restore(clientId: string, integrationId: number): void {
+    this.#owners.set(clientId, { integrationId, live: 0, persistent: true });
+  }
+
+  /** sessionGone: the id's stored session ended (expired, dropped for room): it holds the id no more. */
+  sessionGone(clientId: string): void {
+    const o = this.#owners.get(clientId);
+    if (!o) return;
+    o.persistent = false;
+    if (o.live === 0) this.#owners.delete(clientId);
+  }
+
+  /** ownerOf: the integration the id belongs to now, if any. */
+  ownerOf(clientId: string): number | undefined {
+    return this.#owners.get(clientId)?.integrationId;
   }
 
   /** endSessions: the integration was deactivated: its stored sessions go, its client ids stay its own. */

@@ -38,6 +38,16 @@ function keepsSession(packet: ConnectPacket | undefined): boolean {
   return !packet.clean;
 }
 
+/**
+ * sessionExpiryOf: how long the client's session outlives its connection, in seconds (null: no end). MQTT 5
+ * asks (aedes has clamped it to the limit, and a DISCONNECT may have changed it); a 3.1.1 session with
+ * clean session off asks for ever, and gets the same limit (as Mosquitto's persistent_client_expiration).
+ */
+function sessionExpiryOf(client: Client, maxSeconds: number): number | null {
+  if (client.version !== 5) return maxSeconds === 0 ? null : maxSeconds;
+  return client.sessionExpiryInterval >= 0xffffffff ? null : client.sessionExpiryInterval; // 0: ends now
+}
+
 function authError(code: number, reason: string): AuthenticateError {
   const err = new Error(reason) as AuthenticateError;
   err.returnCode = code as AuthenticateError["returnCode"];
@@ -95,6 +105,17 @@ export function createHooks(s: MqttState, maxConnections: number) {
       // MQTT 3.1 (§3.1 Client Identifier) needs 1 to 23 characters: CONNACK 2 as Mosquitto (longer ids pass there).
       if (packet?.clientId === "" && (!packet.clean || packet.protocolVersion === 3))
         return done(authError(2, "empty client id"), null);
+      // A client id is held in memory, in broker.db and on the sessions page: bounded for every protocol level
+      // (aedes checks only 3.1's). CONNACK 2, 0x85 (Client Identifier not valid) in MQTT 5.
+      if (packet && packet.clientId.length > s.limits.maxClientIdLength) {
+        s.log.info("mqtt client id too long", {
+          length: packet.clientId.length,
+          limit: s.limits.maxClientIdLength,
+          clientId: packet.clientId.slice(0, 64),
+          remote: s.remoteOf(client),
+        });
+        return done(authError(2, "client id too long"), null);
+      }
       if (s.authenticated >= maxConnections) {
         s.log.warn("mqtt connection refused: limit reached", { limit: maxConnections, remote: s.remoteOf(client) });
         s.refuse(client, username, "connection-limit");
@@ -111,24 +132,52 @@ export function createHooks(s: MqttState, maxConnections: number) {
           }
           const socket = client.conn as Socket;
           if (client.closed || socket.destroyed) return done(authError(3, "gone"), null);
-          const claim = s.owners.claim(client.id, result.integration.id, !keepsSession(packet));
+          const integration = result.integration;
+          const persistent = keepsSession(packet);
+          // Stored sessions per integration are bounded; one offline makes room, live ones do not.
+          if (persistent && !s.store.roomFor(integration.id, client.id)) {
+            s.log.warn("mqtt persistent session refused: the integration's sessions are all connected", {
+              username: integration.username,
+              clientId: client.id.slice(0, 128),
+            });
+            s.refuse(client, username, "connection-limit");
+            if (client.version === 5) refuseV5(client, 0x97); // quota exceeded
+            return done(authError(3, "persistent sessions limit"), null);
+          }
+          const claim = s.owners.claim(client.id, integration.id, !persistent);
           if (claim === "taken") {
             s.refuse(client, username, "client-id-in-use");
             return done(authError(2, "client id in use by another integration"), null);
           }
-          const conn: Conn = { integration: result.integration, socket, revoked: false, restorePersistence: false };
-          if (claim === "orphaned" && packet && keepsSession(packet)) {
+          const conn: Conn = { integration, socket, revoked: false, restorePersistence: false, persistent };
+          if (claim === "orphaned" && packet && persistent) {
             // Another integration's persistent session under this id: start clean, then persist.
             packet.clean = true;
             client.clean = true;
             conn.restorePersistence = true;
+          }
+          if (persistent) {
+            // Whose the session is goes to broker.db with it: after a restart the id is still this integration's.
+            s.store.openSession({
+              clientId: client.id,
+              integrationId: integration.id,
+              integrationCreated: integration.createdAt,
+              expiry: sessionExpiryOf(client, s.limits.maxSessionExpirySeconds),
+              cleanStart: packet?.clean === true || claim === "orphaned",
+            });
+          } else if (s.store.session(client.id)) {
+            s.store.forget(client.id); // a clean session discards the one stored under its id [MQTT-3.1.2-6]
           }
           s.conns.set(client, conn);
           s.authenticated++;
           s.pendingOf.get(socket)?.leave();
           socket.once("close", () => {
             s.authenticated--;
-            s.owners.release(client.id, result.integration.id);
+            const live = s.owners.release(client.id, integration.id);
+            // the session's last connection: it is offline from now, and ends after its expiry
+            if (live === 0 && conn.persistent)
+              s.store.closeSession(client.id, sessionExpiryOf(client, s.limits.maxSessionExpirySeconds));
+            if (live === 0 && !conn.persistent) s.store.dropVolatile(client.id);
             conn.session?.close();
           });
           // The session opens with the login and ends with the socket: online as soon as the CONNACK
@@ -207,6 +256,11 @@ export function createHooks(s: MqttState, maxConnections: number) {
       done: (err: Error | null, sub?: Subscription | null) => void,
     ) {
       if (!isValidTopicString(sub.topic)) return done(new Error("malformed topic filter"));
+      // broker.db full: a persistent session keeps the filters it has (a restore re-asks for those) and gets no new one
+      if (s.conns.get(client)?.persistent && s.store.full && !s.store.hasSubscription(client.id, sub.topic)) {
+        s.logRefusal(client, "subscribe refused: the broker store is full", { topic: sub.topic.slice(0, 256) });
+        return done(null, null);
+      }
       if (maySubscribe(s.current(client), sub.topic, topicSpace)) return done(null, sub);
       s.logRefusal(client, "subscribe refused", {
         username: s.conns.get(client)?.integration.username,

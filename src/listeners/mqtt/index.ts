@@ -1,10 +1,13 @@
+import { join } from "node:path";
 import { option } from "../../lib/options.ts";
 import { defineListener } from "../listener.ts";
 import type { HelpContext } from "../../lib/pages.ts";
-import { createMqttListener, type MqttOptions } from "./broker.ts";
+import { createMqttListener, defaultStoreLimits, type MqttOptions } from "./broker.ts";
 import { mqttHelp } from "./help.ts";
 
 export { connackFor, createMqttListener } from "./broker.ts";
+
+const d = defaultStoreLimits;
 
 /** mqttListener: the broker; VRPC agents and clients are MQTT clients of it, so it admits VRPC integrations too. */
 export const mqttListener = defineListener<Omit<MqttOptions, "host">>()({
@@ -15,8 +18,49 @@ export const mqttListener = defineListener<Omit<MqttOptions, "host">>()({
     mqttsPort: option.port("MQTT over TLS", "8883"),
     mqttWs: option.bool("MQTT over WebSockets at /mqtt on the HTTP(S) ports", "true"),
     mqttMaxConnections: option.count("logged-in MQTT connections at most", "10000", 1, 1_000_000),
-    mqttMaxSessionExpiry: option.count("MQTT 5: longest session expiry granted", "86400", 0, 4_294_967_295, "SECONDS"),
+    mqttMaxSessionExpiry: option.count(
+      "longest a persistent session outlives its connection: MQTT 5 session expiry granted, and the expiry of " +
+        "a 3.1.1 session with clean session off (0 = no limit)",
+      "86400",
+      0,
+      4_294_967_295,
+      "SECONDS",
+    ),
     mqttMaxPacket: option.count("largest MQTT packet accepted", "1048576", 64, 268_435_455, "BYTES"),
+    mqttMaxClientId: option.count(
+      "longest client id accepted, every protocol level (CONNACK 2, MQTT 5: 0x85)",
+      "128",
+      23,
+      65_535,
+      "CHARS",
+    ),
+    mqttMaxSessions: option.count(
+      "persistent sessions stored per integration; past it the one offline longest is dropped",
+      String(d.maxSessionsPerIntegration),
+      1,
+      1_000_000,
+    ),
+    mqttMaxQueued: option.count(
+      "messages queued per persistent session; past it the oldest is dropped",
+      String(d.maxQueuedMessages),
+      1,
+      100_000_000,
+    ),
+    mqttMaxQueuedBytes: option.count(
+      "bytes queued per persistent session; past it the oldest messages are dropped",
+      String(d.maxQueuedBytes),
+      1024,
+      2 ** 40,
+      "BYTES",
+    ),
+    mqttStoreMaxBytes: option.count(
+      "what broker.db holds at most (retained messages, sessions, queues); past it new queued messages and " +
+        "new retained topics are dropped",
+      String(d.maxStoreBytes),
+      1024 * 1024,
+      2 ** 44,
+      "BYTES",
+    ),
   },
   parseConfig: (o) =>
     o.mqttPort === null
@@ -28,11 +72,19 @@ export const mqttListener = defineListener<Omit<MqttOptions, "host">>()({
           maxConnections: o.mqttMaxConnections,
           maxPacketBytes: o.mqttMaxPacket,
           maxSessionExpirySeconds: o.mqttMaxSessionExpiry,
+          maxClientIdLength: o.mqttMaxClientId,
+          store: {
+            maxSessionsPerIntegration: o.mqttMaxSessions,
+            maxQueuedMessages: o.mqttMaxQueued,
+            maxQueuedBytes: o.mqttMaxQueuedBytes,
+            maxStoreBytes: o.mqttStoreMaxBytes,
+          },
         },
   create: (deps, options) => {
     const listener = createMqttListener(
       { core: deps.core, log: deps.log, tls: deps.tls, pool: deps.pool },
-      { ...options, host: deps.bind },
+      // what the broker acknowledged lives in its own file beside gatehouse.db (broker-db.ts says why)
+      { ...options, host: deps.bind, store: { ...options.store, file: join(deps.dataDir, "broker.db") } },
     );
     return Object.assign(listener, {
       help: (ctx: HelpContext) =>

@@ -1,11 +1,95 @@
 import type { Aedes, PublishPacket } from "aedes";
-import { forgetSession, retainedStream } from "./aedes-internals.ts";
+import { BusNotStoredError } from "../../core/bus.ts";
+import { mayPublish, maySubscribe } from "../../core/permissions.ts";
+import { retainedStream } from "./aedes-internals.ts";
+import type { StaleWill } from "./persistence.ts";
 import type { MqttState } from "./state.ts";
 
 /**
+ * restoreOwners: the store's stored sessions belong to their integrations again (a restart must not free a
+ * client id for another integration's client). A session whose integration is gone (deleted, or its id
+ * reused by another after a restore: the creation time tells) or deactivated while the appliance was down
+ * is forgotten, as it would have been while running. Also wires the store's questions to this listener.
+ */
+export function restoreOwners(s: MqttState): void {
+  const { store, owners, core } = s;
+  const ownerOf = (clientId: string) => {
+    const id = owners.ownerOf(clientId);
+    return id === undefined ? undefined : core.credentials.peek(id);
+  };
+  store.ownerOf = (clientId) => {
+    const i = ownerOf(clientId);
+    return i && { id: i.id, created: i.createdAt };
+  };
+  store.keepSubscription = (clientId, topic) => maySubscribe(ownerOf(clientId), topic, core.topicSpace);
+  store.onForget = (clientId) => owners.sessionGone(clientId);
+  for (const session of store.sessions()) {
+    const i = core.credentials.peek(session.integrationId);
+    if (i && i.createdAt === session.integrationCreated && i.active) {
+      owners.restore(session.clientId, i.id);
+      continue;
+    }
+    s.log.info("mqtt stored session forgotten: its integration is gone or deactivated", {
+      clientId: session.clientId.slice(0, 128),
+      integrationId: session.integrationId,
+    });
+    store.forget(session.clientId);
+  }
+}
+
+/**
+ * publishStaleWills: the wills a previous run stored were never published when it ended (a crash, a power
+ * cut; a clean stop publishes them as it closes each client): their connections ended then, so they are
+ * published now, before any client can connect, if their integration still exists and may publish the
+ * topic; a Will Delay Interval counts from now, and the client coming back within it cancels the will, as
+ * [MQTT-3.1.3-9] has it. Returns what cancels the delayed ones.
+ */
+export function publishStaleWills(b: Aedes, s: MqttState): () => void {
+  const timers = new Set<ReturnType<typeof setTimeout>>();
+  const publish = (will: StaleWill) => {
+    if (!s.store.holdsWill(will)) return; // its client came back: it stored its own will, or none
+    s.store.dropStaleWill(will);
+    const i = will.integrationId === null ? undefined : s.core.credentials.peek(will.integrationId);
+    const owner = i && i.createdAt === will.integrationCreated ? i : undefined;
+    const p = will.packet;
+    if (!mayPublish(owner, p.topic ?? "", s.core.topicSpace)) return;
+    // as a will is published: its Will Properties pass `deliverOnlyPublishProperties` on the way
+    const packet = { cmd: "publish", topic: p.topic, payload: p.payload, qos: p.qos ?? 0, retain: p.retain === true };
+    b.publish(
+      { ...packet, dup: false, ...(p.properties ? { properties: p.properties } : {}) } as PublishPacket,
+      (err) => {
+        if (err)
+          s.log.warn("mqtt will of the previous run not published", { clientId: will.clientId.slice(0, 128), err });
+      },
+    );
+  };
+  for (const will of s.store.staleWills()) {
+    const delay = Number(
+      (will.packet.properties as { willDelayInterval?: number } | undefined)?.willDelayInterval ?? 0,
+    );
+    if (!(delay > 0)) {
+      publish(will);
+      continue;
+    }
+    const t = setTimeout(
+      () => {
+        timers.delete(t);
+        publish(will);
+      },
+      Math.min(delay * 1000, 2 ** 31 - 1),
+    );
+    timers.add(t);
+  }
+  return () => {
+    for (const t of timers) clearTimeout(t);
+    timers.clear();
+  };
+}
+
+/**
  * wireBroker: what the broker does for the rest of the appliance while it runs: it provides the core's
- * topic bus (OPC UA Topics, HTTP data), counts messages, reports retained messages, and ends the stored
- * sessions of an integration that is deleted or deactivated. Returns what undoes it.
+ * topic bus (OPC UA Topics, HTTP data), counts messages, reports its store, and ends the stored sessions
+ * of an integration that is deleted or deactivated. Returns what undoes it.
  */
 export function wireBroker(b: Aedes, s: MqttState, maxPacket: number): (() => void)[] {
   // A persistent session that had to start clean (its id's old owner is gone) persists from now on.
@@ -15,6 +99,10 @@ export function wireBroker(b: Aedes, s: MqttState, maxPacket: number): (() => vo
   });
   b.on("clientError", (client, err) => s.log.debug("mqtt client error", { clientId: client.id, err }));
   b.on("connectionError", (client, err) => s.log.debug("mqtt connection error", { remote: s.remoteOf(client), err }));
+  // MQTT 5: aedes ended a session at once because too many wait (`--mqtt-max-pending-sessions`)
+  b.on("sessionLimitReached", (client) => {
+    if (s.store.session(client.id)?.offlineSince !== null) s.store.forget(client.id);
+  });
   b.on("publish", (packet, client) => {
     if (client) {
       s.metric.messagesIn.add();
@@ -26,23 +114,60 @@ export function wireBroker(b: Aedes, s: MqttState, maxPacket: number): (() => vo
     }
   });
 
+  const store = s.store;
+  const counter = (name: string, help: string, read: () => [Record<string, string>, number][]) =>
+    s.core.metrics.gauge({ name, help, type: "counter", read });
   return [
     s.core.metrics.gauge({
       name: "gatehouse_mqtt_retained_messages",
       help: "Retained messages held by the broker",
-      read: async () => {
-        let n = 0;
-        for await (const _ of retainedStream(b, "#")) n++;
-        return [[{}, n]];
-      },
+      read: () => [[{}, store.stats.retained]],
     }),
+    s.core.metrics.gauge({
+      name: "gatehouse_mqtt_store_bytes",
+      help: "broker.db: what it holds (data, bounded by --mqtt-store-max-bytes) and its file's size in use (file)",
+      read: () => [
+        [{ kind: "data" }, store.stats.bytes],
+        [{ kind: "file" }, store.stats.fileBytes],
+      ],
+    }),
+    s.core.metrics.gauge({
+      name: "gatehouse_mqtt_store_failing",
+      help: "1 while broker.db refuses writes (a full disk, an I/O error): nothing that needs it is acknowledged",
+      read: () => [[{}, store.failing ? 1 : 0]],
+    }),
+    s.core.metrics.gauge({
+      name: "gatehouse_mqtt_stored_sessions",
+      help: "Persistent sessions stored, connected or not",
+      read: () => [[{}, store.stats.sessions]],
+    }),
+    s.core.metrics.gauge({
+      name: "gatehouse_mqtt_queued_messages",
+      help: "Messages queued for persistent sessions (sent and not acknowledged yet, or waiting)",
+      read: () => [[{}, store.stats.queued]],
+    }),
+    counter("gatehouse_mqtt_dropped_messages_total", "Messages the broker's bounds dropped", () => [
+      [{ reason: "queue-full" }, store.counts.queueDropped],
+      [{ reason: "store-full" }, store.counts.storeFullDropped],
+      [{ reason: "retained-store-full" }, store.counts.retainedDropped],
+    ]),
+    counter("gatehouse_mqtt_store_commits_total", "broker.db transactions (each a batch of writes, fsynced)", () => [
+      [{ result: "ok" }, store.counts.commits],
+      [{ result: "failed" }, store.counts.failedCommits],
+    ]),
+    counter("gatehouse_mqtt_sessions_ended_total", "Stored sessions ended by the broker", () => [
+      [{ reason: "expired" }, store.counts.sessionsExpired],
+      [{ reason: "sessions-limit" }, store.counts.sessionsDropped],
+    ]),
     s.core.bus.attach({
       publish: ({ topic, payload, retain, qos }) =>
         new Promise((resolve, reject) => {
-          b.publish({ cmd: "publish", topic, payload, qos: qos ?? 0, retain, dup: false } as PublishPacket, (err) =>
-            err ? reject(err) : resolve(),
-          );
-          if (s.core.bus.listening) s.core.bus.routed({ topic, payload, retain });
+          b.publish({ cmd: "publish", topic, payload, qos: qos ?? 0, retain, dup: false } as PublishPacket, (err) => {
+            if (err) return reject(err.name === "BrokerStoreError" ? new BusNotStoredError(err.message) : err);
+            // the bus hears of it once it is stored (a long poll never answers with a value lost later)
+            if (s.core.bus.listening) s.core.bus.routed({ topic, payload, retain });
+            resolve();
+          });
         }),
       // a PUBLISH is its payload plus topic and header: keep a little room for those
       maxPayloadBytes: Math.max(0, maxPacket - 1024),
@@ -50,14 +175,13 @@ export function wireBroker(b: Aedes, s: MqttState, maxPacket: number): (() => vo
         for await (const p of retainedStream(b, filter)) yield { topic: p.topic, payload: Buffer.from(p.payload) };
       },
     }),
-    // A deleted integration's persistent sessions go with it: subscriptions now, queue at the next connect.
+    // A deleted integration's persistent sessions go with it, from memory and from broker.db.
     s.core.events.on("integration.deleted", ({ integration }) => {
-      for (const clientId of s.owners.orphan(integration.id)) void forgetSession(b, clientId).catch(() => undefined);
+      for (const clientId of s.owners.orphan(integration.id)) s.store.forget(clientId);
     }),
     // A deactivated integration's stored sessions end too, whatever expiry a v5 client asked for.
     s.core.events.on("integration.deactivated", ({ integration }) => {
-      for (const clientId of s.owners.endSessions(integration.id))
-        void forgetSession(b, clientId).catch(() => undefined);
+      for (const clientId of s.owners.endSessions(integration.id)) s.store.forget(clientId);
     }),
   ];
 }

@@ -6,6 +6,7 @@ import type { SessionHandle } from "../../core/sessions.ts";
 import type { Integration, IntegrationType, LoginFailure } from "../../core/types.ts";
 import type { Logger } from "../../lib/logger.ts";
 import { ClientIdOwners } from "./client-ids.ts";
+import type { BrokerStore } from "./persistence.ts";
 
 /** Conn: what the listener knows of one authenticated client. */
 export interface Conn {
@@ -16,13 +17,28 @@ export interface Conn {
   revoked: boolean;
   /** the client asked for a persistent session that had to start clean (its id's old owner is gone) */
   restorePersistence: boolean;
+  /** its session outlives the connection (stored in broker.db) */
+  persistent: boolean;
+}
+
+/** SessionLimits: how long a persistent session outlives its connection, and how long a client id may be. */
+export interface SessionLimits {
+  /** seconds; 0: no limit (MQTT 5 as asked, 3.1.1 never ends) */
+  maxSessionExpirySeconds: number;
+  maxClientIdLength: number;
 }
 
 /**
  * createMqttState: what the broker's steps share: the clients it knows (their login, their CONNECT,
  * their place in the accept pool), who owns which client id, and its counters.
  */
-export function createMqttState(core: Core, log: Logger, type: IntegrationType) {
+export function createMqttState(
+  core: Core,
+  log: Logger,
+  type: IntegrationType,
+  store: BrokerStore,
+  limits: SessionLimits,
+) {
   const { credentials } = core;
   const conns = new WeakMap<Client, Conn>();
   /** a client's logins and refusals counted against its own metrics */
@@ -31,11 +47,15 @@ export function createMqttState(core: Core, log: Logger, type: IntegrationType) 
     core,
     log,
     type,
+    store,
+    limits,
     conns,
     connects: new WeakMap<Client, ConnectPacket>(),
     owners: new ClientIdOwners((id) => credentials.peek(id) !== undefined),
     /** publishes acknowledged and then dropped (3.1.1 has no refusal in a PUBACK) */
     dropped: new WeakSet<object>(),
+    /** QoS 1 publishes published (and stored) before their PUBACK: aedes must not publish them again */
+    published: new WeakSet<object>(),
     /** each socket's place in the accept pool, until it has logged in */
     pendingOf: new WeakMap<object, PendingSocket>(),
     /** logged-in connections now */

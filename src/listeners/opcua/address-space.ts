@@ -4,7 +4,7 @@ import { NodeIdType, resolveNodeId, type NodeId } from "node-opcua-nodeid";
 import { PermissionType } from "node-opcua-types";
 import { StatusCodes } from "node-opcua-status-code";
 import { DataType, Variant } from "node-opcua-variant";
-import type { TopicBus } from "../../core/bus.ts";
+import { BusNotStoredError, type TopicBus } from "../../core/bus.ts";
 import { mayRead, mayWrite, type TopicSpace } from "../../core/permissions.ts";
 import { integrationTypeInfo, integrationTypes, type Integration, type IntegrationType } from "../../core/types.ts";
 import type { Logger } from "../../lib/logger.ts";
@@ -171,7 +171,13 @@ export async function buildAddressSpace(addressSpace: AddressSpace, ctx: Context
           const payload = variantToPayload(dataValue.value);
           // the broker's packet limit holds for every way in (node-opcua's transport caps the message too)
           if (payload.length > ctx.bus.maxPayloadBytes) return StatusCodes.BadEncodingLimitsExceeded;
-          await ctx.bus.publish({ topic, payload, retain: true });
+          try {
+            await ctx.bus.publish({ topic, payload, retain: true });
+          } catch (err) {
+            // Good means stored: the broker's store refused it (a full disk), so the write did not happen
+            if (err instanceof BusNotStoredError) return StatusCodes.BadResourceUnavailable;
+            throw err;
+          }
           ctx.log.info("opc ua write published", { topic: topic.slice(0, 256) });
           return StatusCodes.Good;
         },

@@ -1,0 +1,382 @@
+import { Database } from "bun:sqlite";
+import { chmodSync, closeSync, existsSync, renameSync, statSync } from "node:fs";
+import { createPrivateFile } from "../../lib/files.ts";
+
+/*
+ * The broker's own database, broker.db: what the MQTT broker has acknowledged (retained messages, persistent sessions with their
+ * subscriptions and queues, QoS 2 packets received, wills), in its own SQLite file beside gatehouse.db so
+ * that its write rate never holds the lock admins and logins write under. The main thread reads it once at
+ * start (`loadBrokerDb`); from then on a worker (`broker-db.worker.ts`) writes it, a batch of operations
+ * per transaction (`BrokerJournal`), so no fsync ever stops the event loop.
+ */
+
+/** brokerDbVersion: this release's schema (PRAGMA user_version); 0 is a file nothing was written to yet. */
+export const brokerDbVersion = 1;
+
+/**
+ * A packet is stored as columns, the same in every table that holds one (retained messages, queued messages,
+ * QoS 2 packets received, wills): reading one back needs no parsing, and a restart with 100 000 queued
+ * messages stays short. `extra` is JSON for what few packets have (MQTT 5 properties, a PUBREL, no-local).
+ */
+const packetColumns = `topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL,
+  broker_id TEXT, broker_counter INTEGER, origin TEXT, expiry INTEGER, extra TEXT`;
+const packetNames = "topic, payload, qos, retain, broker_id, broker_counter, origin, expiry, extra";
+const packetParams = (from: number) => Array.from({ length: 9 }, (_, i) => `?${from + i}`).join(", ");
+
+const schema = `
+CREATE TABLE IF NOT EXISTS retained (${packetColumns}, PRIMARY KEY (topic)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sessions (
+  client_id TEXT PRIMARY KEY, integration_id INTEGER NOT NULL, integration_created INTEGER NOT NULL,
+  expiry INTEGER, offline_since INTEGER) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS subscriptions (
+  client_id TEXT NOT NULL, topic TEXT NOT NULL, options TEXT NOT NULL, PRIMARY KEY (client_id, topic)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY, ${packetColumns});
+CREATE TABLE IF NOT EXISTS queue (
+  id INTEGER PRIMARY KEY, client_id TEXT NOT NULL, message INTEGER, packet_id INTEGER, pubrel INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS queue_by_client ON queue (client_id);
+CREATE TABLE IF NOT EXISTS incoming (
+  client_id TEXT NOT NULL, packet_id INTEGER NOT NULL, ${packetColumns}, PRIMARY KEY (client_id, packet_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS wills (
+  client_id TEXT PRIMARY KEY, integration_id INTEGER, integration_created INTEGER, ${packetColumns}) WITHOUT ROWID;
+`;
+
+/**
+ * Op: one write, `[code, ...parameters]`; `statements[code]` is its SQL. Every op is idempotent (rows
+ * carry their keys, inserts replace), so a batch written again over a state that already has it
+ * changes nothing: that is what lets a failed batch be healed by writing the whole state (`Op.reset`).
+ */
+export type Op = [number, ...(string | number | bigint | Uint8Array | null)[]];
+
+export const op = {
+  retainedPut: 0,
+  retainedDel: 1,
+  sessionPut: 2,
+  sessionDel: 3,
+  subPut: 4,
+  subDel: 5,
+  subsClear: 6,
+  messagePut: 7,
+  messageDel: 8,
+  queuePut: 9,
+  queuePacketId: 10,
+  queuePubrel: 11,
+  queueDel: 12,
+  queueClear: 13,
+  incomingPut: 14,
+  incomingDel: 15,
+  incomingClear: 16,
+  willPut: 17,
+  willDel: 18,
+  reset: 19,
+} as const;
+
+/** statements: the SQL of each op code, in code order (the worker prepares them once). */
+export const statements: string[] = [
+  `INSERT OR REPLACE INTO retained (${packetNames}) VALUES (${packetParams(1)})`,
+  "DELETE FROM retained WHERE topic = ?1",
+  "INSERT OR REPLACE INTO sessions (client_id, integration_id, integration_created, expiry, offline_since) VALUES (?1, ?2, ?3, ?4, ?5)",
+  "DELETE FROM sessions WHERE client_id = ?1",
+  "INSERT OR REPLACE INTO subscriptions (client_id, topic, options) VALUES (?1, ?2, ?3)",
+  "DELETE FROM subscriptions WHERE client_id = ?1 AND topic = ?2",
+  "DELETE FROM subscriptions WHERE client_id = ?1",
+  `INSERT OR REPLACE INTO messages (id, ${packetNames}) VALUES (?1, ${packetParams(2)})`,
+  "DELETE FROM messages WHERE id = ?1",
+  "INSERT OR REPLACE INTO queue (id, client_id, message, packet_id, pubrel) VALUES (?1, ?2, ?3, ?4, ?5)",
+  "UPDATE queue SET packet_id = ?2 WHERE id = ?1",
+  "UPDATE queue SET message = NULL, pubrel = 1, packet_id = ?2 WHERE id = ?1",
+  "DELETE FROM queue WHERE id = ?1",
+  "DELETE FROM queue WHERE client_id = ?1",
+  `INSERT OR REPLACE INTO incoming (client_id, packet_id, ${packetNames}) VALUES (?1, ?2, ${packetParams(3)})`,
+  "DELETE FROM incoming WHERE client_id = ?1 AND packet_id = ?2",
+  "DELETE FROM incoming WHERE client_id = ?1",
+  `INSERT OR REPLACE INTO wills (client_id, integration_id, integration_created, ${packetNames}) VALUES (?1, ?2, ?3, ${packetParams(4)})`,
+  "DELETE FROM wills WHERE client_id = ?1",
+];
+
+/** resetTables: `op.reset` empties every table (the state written right behind it replaces it whole). */
+export const resetTables = ["retained", "sessions", "subscriptions", "messages", "queue", "incoming", "wills"];
+
+/** writerPragmas: the writer's connection: WAL, and every commit fsynced (FULL) before a batch is reported done. */
+export const writerPragmas = [
+  "PRAGMA busy_timeout = 5000",
+  "PRAGMA journal_mode = WAL",
+  "PRAGMA synchronous = FULL",
+  // a burst leaves a long WAL behind; after each checkpoint it is cut back to this
+  "PRAGMA journal_size_limit = 16777216",
+];
+
+export class BrokerDbError extends Error {
+  override name = "BrokerDbError";
+}
+
+/** StoredPacket: a packet as aedes keeps it (a PUBLISH, a will, a PUBREL) with a Buffer payload. */
+export type StoredPacket = Record<string, unknown> & { topic?: string; payload?: Buffer };
+
+/** PacketRow: a packet's columns as SQLite gives them back. */
+export interface PacketRow {
+  topic: string;
+  payload: Uint8Array;
+  qos: number;
+  retain: number;
+  broker_id: string | null;
+  broker_counter: number | null;
+  origin: string | null;
+  expiry: number | null;
+  extra: string | null;
+}
+
+/** Cells: a packet's column values, in `packetNames` order. */
+export type Cells = [
+  string,
+  Uint8Array,
+  number,
+  number,
+  string | null,
+  number | null,
+  string | null,
+  number | null,
+  string | null,
+];
+
+/**
+ * packetCells: the columns of a packet. MQTT 5 properties go to `extra` as JSON, their one binary value
+ * (Correlation Data) as base64 in a field of its own, so no property can be mistaken for a Buffer.
+ */
+export function packetCells(p: StoredPacket): Cells {
+  let extra: Record<string, unknown> | undefined;
+  const props = p.properties as Record<string, unknown> | undefined;
+  if (props) {
+    const { correlationData, ...rest } = props;
+    extra = { properties: rest };
+    if (correlationData !== undefined)
+      extra.correlationData = Buffer.from(correlationData as Uint8Array).toString("base64");
+  }
+  if (p.cmd !== undefined && p.cmd !== "publish") (extra ??= {}).cmd = p.cmd;
+  if (p.nl !== undefined) (extra ??= {}).nl = p.nl;
+  const raw = p.payload as Buffer | string | undefined;
+  const payload = raw === undefined ? Buffer.alloc(0) : typeof raw === "string" ? Buffer.from(raw) : raw;
+  return [
+    p.topic ?? "",
+    payload,
+    (p.qos as number | undefined) ?? 0,
+    p.retain ? 1 : 0,
+    (p.brokerId as string | undefined) ?? null,
+    (p.brokerCounter as number | undefined) ?? null,
+    (p.clientId as string | undefined) ?? null,
+    (p.messageExpiry as number | undefined) ?? null,
+    extra ? JSON.stringify(extra) : null,
+  ];
+}
+
+/** cellsBytes: what a stored packet counts for in `--mqtt-store-max-bytes`: its bytes and a row's upkeep. */
+export const cellsBytes = (c: Cells) => c[0].length + c[1].length + (c[8]?.length ?? 0) + rowBytes;
+
+/**
+ * rowBytes: what a stored packet costs beyond its topic, payload and properties, so the budget bounds memory
+ * as well as disk: ~600 bytes a queued message of 64 bytes held in the heap (100 000 queued: 64 MiB after
+ * GC, measured with bench/durable.ts' server); broker.db itself takes ~270 bytes for one.
+ */
+export const rowBytes = 512;
+
+/** packetFromRow: the packet `packetCells` stored (its payload a Buffer over SQLite's bytes). */
+export function packetFromRow(r: PacketRow): StoredPacket {
+  const payload = r.payload;
+  const p: StoredPacket = {
+    cmd: "publish",
+    topic: r.topic,
+    payload: Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength),
+    qos: r.qos,
+    retain: r.retain === 1,
+    dup: false,
+  };
+  if (r.broker_id !== null) {
+    p.brokerId = r.broker_id;
+    p.brokerCounter = r.broker_counter ?? 0;
+  }
+  if (r.origin !== null) p.clientId = r.origin;
+  if (r.expiry !== null) p.messageExpiry = r.expiry;
+  if (r.extra !== null) {
+    const { properties, correlationData, ...rest } = JSON.parse(r.extra) as Record<string, unknown>;
+    Object.assign(p, rest);
+    if (properties || correlationData !== undefined)
+      p.properties = {
+        ...(properties as object),
+        ...(correlationData !== undefined ? { correlationData: Buffer.from(correlationData as string, "base64") } : {}),
+      };
+  }
+  return p;
+}
+
+/** The rows of broker.db, as read at start. */
+export interface BrokerDbSnapshot {
+  retained: PacketRow[];
+  sessions: {
+    client_id: string;
+    integration_id: number;
+    integration_created: number;
+    expiry: number | null;
+    offline_since: number | null;
+  }[];
+  subscriptions: { client_id: string; topic: string; options: string }[];
+  messages: (PacketRow & { id: number })[];
+  queue: { id: number; client_id: string; message: number | null; packet_id: number | null; pubrel: number }[];
+  incoming: (PacketRow & { client_id: string; packet_id: number })[];
+  wills: (PacketRow & { client_id: string; integration_id: number | null; integration_created: number | null })[];
+}
+
+/**
+ * loadBrokerDb: opens `file` (made 0600 first if new: retained values and queued messages are plant data),
+ * brings its schema to this release's and reads every row. A file of a newer release is refused (its data
+ * stays as it is); one SQLite cannot read is moved aside as `broker.db.unreadable-<time>` and the broker
+ * starts empty, saying so, because a damaged message store must not keep the appliance from starting.
+ */
+export function loadBrokerDb(
+  file: string,
+  warn: (msg: string, fields: Record<string, unknown>) => void,
+): BrokerDbSnapshot {
+  try {
+    return readAll(file);
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code !== "SQLITE_CORRUPT" && code !== "SQLITE_NOTADB") throw err;
+    const aside = `${file}.unreadable-${Date.now()}`;
+    for (const suffix of ["", "-wal", "-shm"]) if (existsSync(file + suffix)) renameSync(file + suffix, aside + suffix);
+    warn("broker.db could not be read: moved aside, the broker starts without stored messages", { aside, err });
+    return readAll(file);
+  }
+}
+
+function readAll(file: string): BrokerDbSnapshot {
+  try {
+    closeSync(createPrivateFile(file));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    for (const suffix of ["", "-wal", "-shm"])
+      if (existsSync(file + suffix) && (statSync(file + suffix).mode & 0o077) !== 0) chmodSync(file + suffix, 0o600);
+  }
+  const db = new Database(file, { strict: true });
+  try {
+    for (const p of writerPragmas) db.run(p);
+    const { user_version: version } = db.query("PRAGMA user_version").get() as { user_version: number };
+    if (version > brokerDbVersion)
+      throw new BrokerDbError(
+        `broker.db has schema ${version}, this release knows ${brokerDbVersion}: it was written by a newer release`,
+      );
+    if (version < brokerDbVersion) {
+      // 0: new (or left by a release without a broker store). Later versions migrate here, in order.
+      db.transaction(() => {
+        db.run(schema);
+        db.run(`PRAGMA user_version = ${brokerDbVersion}`);
+      }).immediate();
+    }
+    const all = <T>(sql: string) => db.query(sql).all() as T[];
+    return {
+      retained: all(`SELECT ${packetNames} FROM retained`),
+      sessions: all("SELECT client_id, integration_id, integration_created, expiry, offline_since FROM sessions"),
+      subscriptions: all("SELECT client_id, topic, options FROM subscriptions"),
+      messages: all(`SELECT id, ${packetNames} FROM messages`),
+      queue: all("SELECT id, client_id, message, packet_id, pubrel FROM queue ORDER BY id"),
+      incoming: all(`SELECT client_id, packet_id, ${packetNames} FROM incoming`),
+      wills: all(`SELECT client_id, integration_id, integration_created, ${packetNames} FROM wills`),
+    };
+  } finally {
+    db.close();
+  }
+}
+
+/** WorkerRequest / WorkerReply: what the main thread and the writer say to each other. */
+export type WorkerRequest =
+  | { t: "open"; file: string; maxPageCount?: number }
+  | { t: "batch"; id: number; ops: ArrayBuffer; length: number }
+  | { t: "close" };
+
+export type WorkerReply =
+  | { t: "opened" }
+  | { t: "done"; id: number; ok: true; fileBytes: number }
+  | { t: "done"; id: number; ok: false; error: string; code?: string }
+  | { t: "closed" }
+  | { t: "failed"; error: string };
+
+const utf8 = new TextEncoder();
+const fromUtf8 = new TextDecoder();
+
+/**
+ * encodeOps: a batch as one buffer, handed to the writer without a copy (transferred). Structured clone of
+ * the ops themselves cost ~20 µs an op, and copied the whole memory behind each payload (mostly a view into
+ * a socket's read). `[u32 count] ([u8 code][u8 n] n × ([u8 tag] value))*`; tags: 0 null, 1 number (f64),
+ * 2 string (u32 length, UTF-8), 3 bytes (u32 length).
+ */
+export function encodeOps(ops: Op[]): { buffer: ArrayBuffer; length: number } {
+  let buf = new Uint8Array(64 * 1024);
+  let view = new DataView(buf.buffer);
+  let at = 0;
+  const room = (n: number) => {
+    if (at + n <= buf.length) return;
+    let size = buf.length * 2;
+    while (size < at + n) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(buf.subarray(0, at));
+    buf = next;
+    view = new DataView(buf.buffer);
+  };
+  view.setUint32(0, ops.length);
+  at = 4;
+  for (const o of ops) {
+    room(2);
+    buf[at++] = o[0];
+    buf[at++] = o.length - 1;
+    for (let i = 1; i < o.length; i++) {
+      const v = o[i];
+      if (v === null || v === undefined) {
+        room(1);
+        buf[at++] = 0;
+      } else if (typeof v === "number" || typeof v === "bigint") {
+        room(9);
+        buf[at++] = 1;
+        view.setFloat64(at, Number(v));
+        at += 8;
+      } else if (typeof v === "string") {
+        room(5 + v.length * 3);
+        buf[at++] = 2;
+        const { written } = utf8.encodeInto(v, buf.subarray(at + 4));
+        view.setUint32(at, written);
+        at += 4 + written;
+      } else {
+        room(5 + v.byteLength);
+        buf[at++] = 3;
+        view.setUint32(at, v.byteLength);
+        buf.set(v, at + 4);
+        at += 4 + v.byteLength;
+      }
+    }
+  }
+  return { buffer: buf.buffer, length: at };
+}
+
+/** decodeOps: the ops `encodeOps` wrote. */
+export function decodeOps(buffer: ArrayBuffer, length: number): Op[] {
+  const buf = new Uint8Array(buffer, 0, length);
+  const view = new DataView(buffer, 0, length);
+  const ops: Op[] = [];
+  const count = view.getUint32(0);
+  let at = 4;
+  for (let k = 0; k < count; k++) {
+    const o: Op = [buf[at++]!];
+    const n = buf[at++]!;
+    for (let i = 0; i < n; i++) {
+      const tag = buf[at++];
+      if (tag === 0) o.push(null);
+      else if (tag === 1) {
+        o.push(view.getFloat64(at));
+        at += 8;
+      } else {
+        const len = view.getUint32(at);
+        at += 4;
+        o.push(tag === 2 ? fromUtf8.decode(buf.subarray(at, at + len)) : buf.slice(at, at + len));
+        at += len;
+      }
+    }
+    ops.push(o);
+  }
+  return ops;
+}

@@ -1,0 +1,908 @@
+import { Readable } from "node:stream";
+import type { Logger } from "../../lib/logger.ts";
+import { memoryCore, type MemoryCore } from "./aedes-internals.ts";
+import {
+  type BrokerDbSnapshot,
+  type Cells,
+  cellsBytes,
+  loadBrokerDb,
+  op,
+  type Op,
+  packetCells,
+  packetFromRow,
+  rowBytes,
+  type StoredPacket,
+} from "./broker-db.ts";
+import { BrokerJournal } from "./broker-journal.ts";
+
+export { BrokerStoreError } from "./broker-journal.ts";
+
+/** StoreLimits: what one integration's devices may make the broker keep (README: MQTT limits). */
+export interface StoreLimits {
+  /** queued messages per persistent session; past it the oldest is dropped */
+  maxQueuedMessages: number;
+  /** payload bytes (with topic and properties) queued per persistent session; past it the oldest are dropped */
+  maxQueuedBytes: number;
+  /** everything broker.db holds; past it new queued messages and new retained topics are dropped */
+  maxStoreBytes: number;
+  /** stored persistent sessions per integration; past it the one offline longest is dropped */
+  maxSessionsPerIntegration: number;
+}
+
+export interface BrokerStoreOptions extends StoreLimits {
+  /** `<data-dir>/broker.db`; undefined: the same store without a file (benchmarks) */
+  file?: string;
+  log: Logger;
+  /** test seam: SQLite's max_page_count on the writer, a full disk without filling one */
+  maxPageCount?: number;
+}
+
+/** StoredSession: a persistent session, whose it is and when it ends. */
+export interface StoredSession {
+  clientId: string;
+  integrationId: number;
+  /** the integration's creation time: with its id, who it is (an id can be reused after a restore) */
+  integrationCreated: number;
+  /** seconds it outlives its connection; null: never ends by itself */
+  expiry: number | null;
+  /** when its last connection closed (ms); null while connected */
+  offlineSince: number | null;
+}
+
+/** StaleWill: a will stored by a previous run of the appliance, whose connection that run's end cut. */
+export interface StaleWill {
+  clientId: string;
+  integrationId: number | null;
+  integrationCreated: number | null;
+  packet: StoredPacket;
+}
+
+/** Msg: a message queued for one or more sessions: one row, one packet, shared by its queue entries. */
+interface Msg {
+  id: number;
+  packet: StoredPacket;
+  bytes: number;
+  refs: number;
+  /** its columns, until its row is written */
+  cells?: Cells;
+}
+
+/** Entry: a message in one session's queue (its packet id once sent), or the PUBREL that replaced it. */
+interface Entry {
+  id: number;
+  msg: Msg | undefined;
+  messageId: number | undefined;
+}
+
+interface Queue {
+  entries: Map<number, Entry>;
+  /** brokerId -> brokerCounter -> entry: how aedes names a message it updates */
+  byBroker: Map<string, Map<number, Entry>>;
+  byPacketId: Map<number, Entry>;
+  bytes: number;
+}
+
+interface Sized {
+  packet: StoredPacket;
+  bytes: number;
+}
+
+/** packetOf: what aedes reads for an entry (a fresh object: aedes may set fields on what it streams). */
+const packetOf = (e: Entry): StoredPacket =>
+  e.msg ? { ...e.msg.packet, messageId: e.messageId } : { cmd: "pubrel", messageId: e.messageId };
+
+/** copyPacket: what `new Packet(original)` of aedes-packet 4 makes, as the memory persistence stores it. */
+function copyPacket(o: StoredPacket): StoredPacket {
+  const p: StoredPacket = {};
+  if (Object.hasOwn(o, "clientId")) p.clientId = o.clientId;
+  if (Object.hasOwn(o, "nl")) p.nl = o.nl;
+  if (Object.hasOwn(o, "properties")) p.properties = o.properties;
+  if (Object.hasOwn(o, "messageExpiry")) p.messageExpiry = o.messageExpiry;
+  p.cmd = o.cmd || "publish";
+  p.brokerId = o.brokerId;
+  p.brokerCounter = o.brokerCounter || 0;
+  p.topic = o.topic;
+  p.payload = o.payload || Buffer.alloc(0);
+  p.qos = o.qos || 0;
+  p.retain = o.retain || false;
+  p.dup = o.dup || false;
+  if ((p.qos as number) > 0 || p.cmd !== "publish") p.messageId = undefined;
+  return p;
+}
+
+const subscriptionBytes = (topic: string, options: string) => rowBytes + topic.length + options.length;
+const sessionBytes = (clientId: string) => rowBytes + clientId.length;
+/** entryBytes: a queue entry's upkeep (its row, its object), beside its message's */
+const entryBytes = 64;
+
+/**
+ * BrokerStore: aedes' persistence (the promise-based interface aedes 2.0.0-beta.1 calls), kept in memory
+ * for every read and written through to broker.db (`BrokerJournal`, group commit): the promise of a write
+ * that an acknowledgement depends on (a retained message, a message queued for a persistent session, a
+ * QoS 2 packet received, a subscription, a will) resolves only once the batch holding it is on disk.
+ * Retained messages and subscriptions live in aedes-persistence's own memory core, so topic matching is
+ * the library's; queues, QoS 2 packets and wills are kept here, where each entry knows its row.
+ * It also keeps what MQTT leaves to the broker and the appliance needs across restarts: whose each
+ * persistent session is, and when it ends, with the bounds of `StoreLimits`.
+ */
+export class BrokerStore {
+  readonly #opts: BrokerStoreOptions;
+  readonly #log: Logger;
+  readonly #mem: MemoryCore = memoryCore();
+  readonly #journal: BrokerJournal;
+  #brokerId = "";
+  #retained = new Map<string, Sized>();
+  #sessions = new Map<string, StoredSession>();
+  #byIntegration = new Map<number, Set<string>>();
+  #subs = new Map<string, Map<string, string>>();
+  #queues = new Map<string, Queue>();
+  #incoming = new Map<string, Map<number, Sized & { stored: boolean }>>();
+  #wills = new Map<string, Sized & { integrationId: number | null; integrationCreated: number | null }>();
+  #stale: StaleWill[] = [];
+  #nextMsg = 1;
+  #nextEntry = 1;
+  #bytes = 0;
+  /** a write was refused for want of room (see `full`) */
+  #refused = false;
+  #queued = 0;
+  #expiryTimer: ReturnType<typeof setTimeout> | undefined;
+  #expiryAt = Number.POSITIVE_INFINITY;
+  #lastDropLog = new Map<string, number>();
+  #dropsSinceLog = new Map<string, number>();
+
+  /** ownerOf: the integration (id, creation time) a client id belongs to now; set by the listener */
+  ownerOf: (clientId: string) => { id: number; created: number } | undefined = () => undefined;
+  /** keepSubscription: may this session keep the filter (aedes stores a SUBSCRIBE's refused filters too) */
+  keepSubscription: (clientId: string, topic: string) => boolean = () => true;
+  /** onForget: a stored session ended (expired, dropped for room, forgotten); set by the listener */
+  onForget: (clientId: string) => void = () => undefined;
+
+  /** counts: what the bounds dropped, for the listener's metrics */
+  readonly counts = {
+    queueDropped: 0,
+    storeFullDropped: 0,
+    retainedDropped: 0,
+    sessionsDropped: 0,
+    sessionsExpired: 0,
+    commits: 0,
+    failedCommits: 0,
+  };
+
+  constructor(opts: BrokerStoreOptions) {
+    this.#opts = opts;
+    this.#log = opts.log;
+    this.#journal = new BrokerJournal({
+      file: opts.file,
+      log: opts.log,
+      maxPageCount: opts.maxPageCount,
+      snapshot: () => this.#snapshot(),
+      onCommit: (ok) => (ok ? this.counts.commits++ : this.counts.failedCommits++),
+    });
+  }
+
+  /** opened: `open` was called (a store is opened once; a listener started again makes a new one) */
+  opened = false;
+
+  /** open: reads broker.db into memory (made empty if it is new) and starts its writer. */
+  async open(): Promise<void> {
+    this.opened = true;
+    const cleanup: Op[] = [];
+    if (this.#opts.file) {
+      const rows = loadBrokerDb(this.#opts.file, (msg, fields) => this.#log.error(msg, fields));
+      await this.#load(rows, cleanup);
+    }
+    await this.#journal.open();
+    for (const o of cleanup) this.#journal.write(o);
+    this.#armExpiry();
+  }
+
+  /** close: what is pending is written; the writer closes broker.db. */
+  async close(): Promise<void> {
+    if (this.#expiryTimer) clearTimeout(this.#expiryTimer);
+    this.#expiryTimer = undefined;
+    await this.#journal.close();
+  }
+
+  get durable(): boolean {
+    return this.#journal.durable;
+  }
+
+  /** failing: broker.db refuses writes (disk full, I/O error) and the gap is not healed yet */
+  get failing(): boolean {
+    return this.#journal.failing;
+  }
+
+  /**
+   * full: broker.db had no room for a message (or holds `maxStoreBytes`), and has not fallen below 90 % of
+   * it since
+   */
+  get full(): boolean {
+    if (this.#refused && this.#bytes < this.#opts.maxStoreBytes * 0.9) this.#refused = false;
+    return this.#refused || this.#bytes >= this.#opts.maxStoreBytes;
+  }
+
+  /** hasSubscription: the stored session `clientId` keeps the filter `topic` */
+  hasSubscription(clientId: string, topic: string): boolean {
+    return this.#subs.get(clientId)?.has(topic) === true;
+  }
+
+  get stats() {
+    return {
+      bytes: this.#bytes,
+      fileBytes: this.#journal.fileBytes,
+      retained: this.#retained.size,
+      sessions: this.#sessions.size,
+      queued: this.#queued,
+    };
+  }
+
+  // ---- loading -------------------------------------------------------------------------------------
+
+  async #load(rows: BrokerDbSnapshot, cleanup: Op[]): Promise<void> {
+    const now = Date.now();
+    for (const r of rows.sessions) {
+      // A session whose connection a crash cut is offline from now: it gets its whole expiry again.
+      const s: StoredSession = {
+        clientId: r.client_id,
+        integrationId: r.integration_id,
+        integrationCreated: r.integration_created,
+        expiry: r.expiry,
+        offlineSince: r.offline_since ?? now,
+      };
+      this.#addSession(s);
+    }
+    const subsByClient = new Map<string, object[]>();
+    for (const r of rows.subscriptions) {
+      if (!this.#sessions.has(r.client_id)) {
+        cleanup.push([op.subDel, r.client_id, r.topic]);
+        continue;
+      }
+      let mine = this.#subs.get(r.client_id);
+      if (!mine) this.#subs.set(r.client_id, (mine = new Map()));
+      mine.set(r.topic, r.options);
+      this.#bytes += subscriptionBytes(r.topic, r.options);
+      let list = subsByClient.get(r.client_id);
+      if (!list) subsByClient.set(r.client_id, (list = []));
+      list.push({ topic: r.topic, ...(JSON.parse(r.options) as object) });
+    }
+    for (const [clientId, subs] of subsByClient) await this.#mem.addSubscriptions({ id: clientId }, subs);
+    for (const r of rows.retained) {
+      const packet = packetFromRow(r);
+      await this.#mem.storeRetained(packet);
+      const bytes = r.topic.length + r.payload.length + (r.extra?.length ?? 0) + rowBytes;
+      this.#retained.set(r.topic, { packet, bytes });
+      this.#bytes += bytes;
+    }
+    const msgs = new Map<number, Msg>();
+    for (const r of rows.messages) {
+      const bytes = r.topic.length + r.payload.length + (r.extra?.length ?? 0) + rowBytes;
+      msgs.set(r.id, { id: r.id, packet: packetFromRow(r), bytes, refs: 0 });
+      if (r.id >= this.#nextMsg) this.#nextMsg = r.id + 1;
+    }
+    for (const r of rows.queue) {
+      if (r.id >= this.#nextEntry) this.#nextEntry = r.id + 1;
+      const msg = r.message === null ? undefined : msgs.get(r.message);
+      if (!this.#sessions.has(r.client_id) || (r.pubrel === 0 && !msg)) {
+        cleanup.push([op.queueDel, r.id]);
+        continue;
+      }
+      this.#addEntry(r.client_id, {
+        id: r.id,
+        msg: r.pubrel === 1 ? undefined : msg,
+        messageId: r.packet_id ?? undefined,
+      });
+    }
+    for (const m of msgs.values()) {
+      if (m.refs === 0) cleanup.push([op.messageDel, m.id]);
+      else this.#bytes += m.bytes;
+    }
+    for (const r of rows.incoming) {
+      if (!this.#sessions.has(r.client_id)) {
+        cleanup.push([op.incomingDel, r.client_id, r.packet_id]);
+        continue;
+      }
+      let mine = this.#incoming.get(r.client_id);
+      if (!mine) this.#incoming.set(r.client_id, (mine = new Map()));
+      const packet = { ...packetFromRow(r), messageId: r.packet_id };
+      const bytes = r.topic.length + r.payload.length + (r.extra?.length ?? 0) + rowBytes;
+      mine.set(r.packet_id, { packet, bytes, stored: true });
+      this.#bytes += bytes;
+    }
+    // Wills of the previous run: their connections ended with it. The listener publishes (or drops) them.
+    for (const r of rows.wills) {
+      const packet = packetFromRow(r);
+      const bytes = r.topic.length + r.payload.length + (r.extra?.length ?? 0) + rowBytes;
+      const owner = { integrationId: r.integration_id, integrationCreated: r.integration_created };
+      this.#stale.push({ clientId: r.client_id, ...owner, packet });
+      this.#wills.set(r.client_id, { packet, bytes, ...owner });
+      this.#bytes += bytes;
+    }
+  }
+
+  /** staleWills: the wills a previous run stored (each still stored until published or dropped: `dropStaleWill`). */
+  staleWills(): StaleWill[] {
+    return this.#stale.splice(0);
+  }
+
+  /** holdsWill: the stale will is still the one stored for its client id (its client has not come back). */
+  holdsWill(will: StaleWill): boolean {
+    return this.#wills.get(will.clientId)?.packet === will.packet;
+  }
+
+  /** dropStaleWill: the will is done with (published, or not allowed any more), unless its client stored a new one. */
+  dropStaleWill(will: StaleWill): void {
+    if (this.#wills.get(will.clientId)?.packet === will.packet) this.#dropWill(will.clientId);
+  }
+
+  // ---- sessions ------------------------------------------------------------------------------------
+
+  sessions(): StoredSession[] {
+    return [...this.#sessions.values()];
+  }
+
+  session(clientId: string): StoredSession | undefined {
+    return this.#sessions.get(clientId);
+  }
+
+  /**
+   * roomFor: may the integration store the session `clientId` now: it has one under that id already, or
+   * fewer than the limit, or one offline that can make room.
+   */
+  roomFor(integrationId: number, clientId: string): boolean {
+    const mine = this.#byIntegration.get(integrationId);
+    if (!mine || mine.has(clientId) || mine.size < this.#opts.maxSessionsPerIntegration) return true;
+    for (const id of mine) if (this.#sessions.get(id)?.offlineSince !== null) return true;
+    return false;
+  }
+
+  /**
+   * openSession: a client logged in asking for a persistent session. `cleanStart` (3.1.1 clean session
+   * off never has it; MQTT 5 Clean Start, or an id whose earlier owner is gone) discards what was stored.
+   * Past the integration's limit, its session offline longest is dropped.
+   */
+  openSession(s: {
+    clientId: string;
+    integrationId: number;
+    integrationCreated: number;
+    expiry: number | null;
+    cleanStart: boolean;
+  }) {
+    const old = this.#sessions.get(s.clientId);
+    if (old && (s.cleanStart || old.integrationId !== s.integrationId)) this.#dropState(s.clientId);
+    if (old && old.integrationId !== s.integrationId) this.#unindex(old);
+    const mine = this.#byIntegration.get(s.integrationId);
+    if (mine && !mine.has(s.clientId) && mine.size >= this.#opts.maxSessionsPerIntegration) {
+      let oldest: StoredSession | undefined;
+      for (const id of mine) {
+        const o = this.#sessions.get(id)!;
+        if (o.offlineSince !== null && (!oldest || o.offlineSince < oldest.offlineSince!)) oldest = o;
+      }
+      if (oldest) {
+        this.counts.sessionsDropped++;
+        this.#log.warn("mqtt session dropped: the integration has its most persistent sessions", {
+          clientId: oldest.clientId.slice(0, 128),
+          integrationId: s.integrationId,
+          limit: this.#opts.maxSessionsPerIntegration,
+        });
+        this.forget(oldest.clientId);
+      }
+    }
+    const session: StoredSession = {
+      clientId: s.clientId,
+      integrationId: s.integrationId,
+      integrationCreated: s.integrationCreated,
+      expiry: s.expiry,
+      offlineSince: null,
+    };
+    if (!old) this.#bytes += sessionBytes(s.clientId);
+    this.#addSession(session);
+    this.#writeSession(session);
+  }
+
+  /** closeSession: the session's last connection closed; it ends after `expiry` seconds (null: never, 0: now). */
+  closeSession(clientId: string, expiry: number | null): void {
+    const s = this.#sessions.get(clientId);
+    if (!s) return;
+    if (expiry === 0) {
+      this.forget(clientId);
+      return;
+    }
+    s.offlineSince = Date.now();
+    s.expiry = expiry;
+    this.#writeSession(s);
+    // the timer already runs for an earlier end: nothing to rearm
+    if (expiry !== null && (!this.#expiryTimer || s.offlineSince + expiry * 1000 < this.#expiryAt)) this.#armExpiry();
+  }
+
+  /**
+   * forget: the stored session goes, with its subscriptions, its queue and its QoS 2 state (not its will:
+   * that one belongs to the connection and is published or deleted with it).
+   */
+  forget(clientId: string): void {
+    const s = this.#sessions.get(clientId);
+    this.#dropState(clientId);
+    if (!s) return;
+    this.#unindex(s);
+    this.#sessions.delete(clientId);
+    this.#bytes -= sessionBytes(clientId);
+    this.#journal.write([op.sessionDel, clientId]);
+    this.onForget(clientId);
+  }
+
+  /** dropVolatile: a clean session's connection closed: its QoS 2 state (kept in memory only) goes. */
+  dropVolatile(clientId: string): void {
+    if (this.#sessions.has(clientId)) return;
+    const mine = this.#incoming.get(clientId);
+    if (!mine) return;
+    for (const e of mine.values()) if (e.stored) this.#bytes -= e.bytes;
+    this.#incoming.delete(clientId);
+  }
+
+  #addSession(s: StoredSession) {
+    this.#sessions.set(s.clientId, s);
+    let mine = this.#byIntegration.get(s.integrationId);
+    if (!mine) this.#byIntegration.set(s.integrationId, (mine = new Set()));
+    mine.add(s.clientId);
+  }
+
+  #unindex(s: StoredSession) {
+    const mine = this.#byIntegration.get(s.integrationId);
+    mine?.delete(s.clientId);
+    if (mine?.size === 0) this.#byIntegration.delete(s.integrationId);
+  }
+
+  #writeSession(s: StoredSession) {
+    this.#journal.write([op.sessionPut, s.clientId, s.integrationId, s.integrationCreated, s.expiry, s.offlineSince]);
+  }
+
+  /** #dropState: subscriptions, queue and QoS 2 state of a client id, in memory and on disk. */
+  #dropState(clientId: string) {
+    const subs = this.#subs.get(clientId);
+    if (subs) {
+      for (const [topic, options] of subs) this.#bytes -= subscriptionBytes(topic, options);
+      this.#subs.delete(clientId);
+      this.#journal.write([op.subsClear, clientId]);
+    }
+    void this.#mem.cleanSubscriptions({ id: clientId });
+    const q = this.#queues.get(clientId);
+    if (q) {
+      for (const e of [...q.entries.values()]) this.#removeEntry(clientId, q, e, false);
+      this.#journal.write([op.queueClear, clientId]);
+    }
+    const incoming = this.#incoming.get(clientId);
+    if (incoming) {
+      for (const e of incoming.values()) if (e.stored) this.#bytes -= e.bytes;
+      this.#incoming.delete(clientId);
+      this.#journal.write([op.incomingClear, clientId]);
+    }
+  }
+
+  /** #armExpiry: one timer, at the next session's end. */
+  #armExpiry() {
+    let next = Number.POSITIVE_INFINITY;
+    for (const s of this.#sessions.values())
+      if (s.offlineSince !== null && s.expiry !== null) next = Math.min(next, s.offlineSince + s.expiry * 1000);
+    if (next === this.#expiryAt && this.#expiryTimer) return;
+    if (this.#expiryTimer) clearTimeout(this.#expiryTimer);
+    this.#expiryTimer = undefined;
+    this.#expiryAt = next;
+    if (next === Number.POSITIVE_INFINITY) return;
+    const delay = Math.min(Math.max(0, next - Date.now()), 2 ** 31 - 1);
+    this.#expiryTimer = setTimeout(() => {
+      this.#expiryTimer = undefined;
+      this.#expiryAt = Number.POSITIVE_INFINITY;
+      const now = Date.now();
+      for (const s of [...this.#sessions.values()]) {
+        if (s.offlineSince === null || s.expiry === null || s.offlineSince + s.expiry * 1000 > now) continue;
+        this.counts.sessionsExpired++;
+        this.forget(s.clientId);
+      }
+      this.#armExpiry();
+    }, delay);
+    this.#expiryTimer.unref?.();
+  }
+
+  // ---- aedes' persistence interface ----------------------------------------------------------------
+
+  async setup(broker: { id: string }): Promise<void> {
+    this.#brokerId = broker.id;
+    await this.#mem.setup(broker);
+  }
+
+  async storeRetained(packet: StoredPacket): Promise<void> {
+    const topic = packet.topic!;
+    const old = this.#retained.get(topic);
+    if (!packet.payload || packet.payload.length === 0) {
+      await this.#mem.storeRetained(packet);
+      if (!old) return;
+      this.#retained.delete(topic);
+      this.#bytes -= old.bytes;
+      this.#journal.write([op.retainedDel, topic]);
+      return this.#journal.committed();
+    }
+    const cells = packetCells(packet);
+    const bytes = cellsBytes(cells);
+    // A retained topic already stored can always be replaced (it is the plant's current value); a new one
+    // is refused once the store is full.
+    if (!old && this.#bytes + bytes > this.#opts.maxStoreBytes) {
+      this.#refused = true;
+      this.counts.retainedDropped++;
+      this.#dropped("retained", "mqtt store full: a new retained topic was not kept", { topic: topic.slice(0, 256) });
+      return;
+    }
+    await this.#mem.storeRetained(packet);
+    this.#retained.set(topic, { packet, bytes });
+    this.#bytes += bytes - (old?.bytes ?? 0);
+    this.#journal.write([op.retainedPut, ...cells]);
+    return this.#journal.committed();
+  }
+
+  createRetainedStream(pattern: string): Readable {
+    return this.#mem.createRetainedStream(pattern);
+  }
+
+  createRetainedStreamCombi(patterns: string[]): Readable {
+    return this.#mem.createRetainedStreamCombi(patterns);
+  }
+
+  async addSubscriptions(client: { id: string }, subs: (StoredPacket & { topic: string })[]): Promise<void> {
+    const id = client.id;
+    // only a stored session keeps subscriptions (aedes asks for persistent ones only; a session forgotten
+    // while its client is still being dropped keeps none)
+    if (!this.#sessions.has(id)) return;
+    let mine = this.#subs.get(id);
+    if (!mine) this.#subs.set(id, (mine = new Map()));
+    const full = this.full;
+    const kept = subs.filter((s) => this.keepSubscription(id, s.topic) && (!full || mine.has(s.topic)));
+    let wrote = false;
+    for (const sub of kept) {
+      const record: Record<string, unknown> = { qos: sub.qos, rh: sub.rh, rap: sub.rap, nl: sub.nl };
+      if (sub.subscriptionIdentifier !== undefined) record.subscriptionIdentifier = sub.subscriptionIdentifier;
+      const options = JSON.stringify(record);
+      const old = mine.get(sub.topic);
+      if (old === options) continue;
+      if (old !== undefined) this.#bytes -= subscriptionBytes(sub.topic, old);
+      mine.set(sub.topic, options);
+      this.#bytes += subscriptionBytes(sub.topic, options);
+      this.#journal.write([op.subPut, id, sub.topic, options]);
+      wrote = true;
+    }
+    await this.#mem.addSubscriptions(client, kept);
+    if (wrote) return this.#journal.committed();
+  }
+
+  async removeSubscriptions(client: { id: string }, topics: string[]): Promise<void> {
+    const mine = this.#subs.get(client.id);
+    let wrote = false;
+    for (const topic of topics) {
+      const old = mine?.get(topic);
+      if (old === undefined) continue;
+      mine!.delete(topic);
+      this.#bytes -= subscriptionBytes(topic, old);
+      this.#journal.write([op.subDel, client.id, topic]);
+      wrote = true;
+    }
+    if (mine?.size === 0) this.#subs.delete(client.id);
+    await this.#mem.removeSubscriptions(client, topics);
+    if (wrote) return this.#journal.committed();
+  }
+
+  subscriptionsByClient(client: { id: string }) {
+    return this.#mem.subscriptionsByClient(client);
+  }
+
+  countOffline() {
+    return this.#mem.countOffline();
+  }
+
+  subscriptionsByTopic(topic: string) {
+    return this.#mem.subscriptionsByTopic(topic);
+  }
+
+  async cleanSubscriptions(client: { id: string }): Promise<void> {
+    const mine = this.#subs.get(client.id);
+    if (mine) {
+      for (const [topic, options] of mine) this.#bytes -= subscriptionBytes(topic, options);
+      this.#subs.delete(client.id);
+      this.#journal.write([op.subsClear, client.id]);
+    }
+    await this.#mem.cleanSubscriptions(client);
+  }
+
+  async outgoingEnqueue(sub: { clientId: string }, packet: StoredPacket): Promise<void> {
+    return this.outgoingEnqueueCombi([sub], packet);
+  }
+
+  async outgoingEnqueueCombi(subs: { clientId: string }[], packet: StoredPacket): Promise<void> {
+    let msg: Msg | undefined;
+    let wrote = false;
+    for (const sub of subs) {
+      if (!this.#sessions.has(sub.clientId)) continue;
+      if (!msg) {
+        // one compact copy (what `new Packet(packet)` keeps), shared by every session it is queued for
+        const cells = packetCells(packet);
+        msg = { id: 0, packet: copyPacket(packet), bytes: cellsBytes(cells), refs: 0, cells };
+      }
+      if (msg.refs === 0 && this.#bytes + msg.bytes > this.#opts.maxStoreBytes) {
+        this.#refused = true;
+        this.counts.storeFullDropped += subs.length;
+        this.#dropped("store", "mqtt store full: a message was not queued for persistent sessions", {
+          topic: (packet.topic ?? "").slice(0, 256),
+          sessions: subs.length,
+          limit: this.#opts.maxStoreBytes,
+        });
+        break;
+      }
+      let q = this.#queues.get(sub.clientId);
+      if (msg.bytes > this.#opts.maxQueuedBytes) {
+        this.counts.queueDropped++;
+        this.#dropped("queue", "mqtt queue full: message larger than a session's queue", { clientId: sub.clientId });
+        continue;
+      }
+      // drop-oldest: the newest values matter most to a device coming back
+      while (q && (q.entries.size >= this.#opts.maxQueuedMessages || q.bytes + msg.bytes > this.#opts.maxQueuedBytes)) {
+        const oldest = q.entries.values().next().value as Entry;
+        this.#removeEntry(sub.clientId, q, oldest);
+        this.counts.queueDropped++;
+        this.#dropped("queue", "mqtt queue full: the oldest queued message was dropped", {
+          clientId: sub.clientId.slice(0, 128),
+          limit: this.#opts.maxQueuedMessages,
+          limitBytes: this.#opts.maxQueuedBytes,
+        });
+        q = this.#queues.get(sub.clientId);
+      }
+      if (msg.refs === 0) {
+        msg.id = this.#nextMsg++;
+        this.#bytes += msg.bytes;
+        this.#journal.write([op.messagePut, msg.id, ...msg.cells!]);
+        msg.cells = undefined;
+      }
+      const entry: Entry = { id: this.#nextEntry++, msg, messageId: undefined };
+      this.#addEntry(sub.clientId, entry);
+      this.#journal.write([op.queuePut, entry.id, sub.clientId, msg.id, null, 0]);
+      wrote = true;
+    }
+    if (wrote) return this.#journal.committed();
+  }
+
+  async outgoingUpdate(client: { id: string }, packet: StoredPacket): Promise<void> {
+    const q = this.#queues.get(client.id);
+    if (!q) return;
+    const messageId = packet.messageId as number;
+    if (packet.brokerId) {
+      const e = q.byBroker.get(packet.brokerId as string)?.get(packet.brokerCounter as number);
+      if (e) {
+        if (e.messageId !== messageId) {
+          this.#indexPacketId(q, e, messageId);
+          this.#journal.write([op.queuePacketId, e.id, messageId]);
+        }
+        return;
+      }
+    }
+    // The memory persistence's other rule: an entry of another broker (a PUBREL has none) with this
+    // packet id is replaced. A message this store dropped (its queue was full) is not found: aedes
+    // delivers it anyway, where the memory persistence would fail the client.
+    const e = q.byPacketId.get(messageId);
+    if (!e || (e.msg?.packet.brokerId ?? undefined) === packet.brokerId) return;
+    if (packet.cmd === "pubrel") {
+      if (e.msg) this.#unindexBroker(q, e);
+      if (e.msg) this.#unref(q, e.msg);
+      e.msg = undefined;
+      this.#journal.write([op.queuePubrel, e.id, messageId]);
+    }
+  }
+
+  async outgoingClearMessageId(client: { id: string }, packet: StoredPacket): Promise<StoredPacket | undefined> {
+    const q = this.#queues.get(client.id);
+    if (!q) return undefined;
+    let e = q.byPacketId.get(packet.messageId as number);
+    if (!e) {
+      for (const x of q.entries.values())
+        if (x.messageId === packet.messageId) {
+          e = x;
+          break;
+        }
+    }
+    if (!e) return undefined;
+    const removed = packetOf(e);
+    this.#removeEntry(client.id, q, e);
+    return removed;
+  }
+
+  outgoingStream(client: { id: string }): Readable {
+    const q = this.#queues.get(client.id);
+    return Readable.from(q ? [...q.entries.values()].map(packetOf) : []);
+  }
+
+  async incomingStorePacket(client: { id: string }, packet: StoredPacket): Promise<void> {
+    let mine = this.#incoming.get(client.id);
+    if (!mine) this.#incoming.set(client.id, (mine = new Map()));
+    const copy = copyPacket(packet);
+    copy.messageId = packet.messageId;
+    const messageId = packet.messageId as number;
+    const cells = packetCells(copy);
+    const bytes = cellsBytes(cells);
+    // QoS 2 messages received and not released yet are bounded like a queue: a client holding more is
+    // refused (aedes closes its connection) instead of growing memory and broker.db
+    let held = 0;
+    for (const e of mine.values()) held += e.bytes;
+    if (mine.size >= this.#opts.maxQueuedMessages || held + bytes > this.#opts.maxQueuedBytes)
+      throw new Error("too many QoS 2 messages not released");
+    const old = mine.get(messageId);
+    if (old?.stored) this.#bytes -= old.bytes;
+    // a clean session's QoS 2 state ends with its connection: memory only
+    if (!this.#sessions.has(client.id)) {
+      mine.set(messageId, { packet: copy, bytes, stored: false });
+      return;
+    }
+    if (this.#bytes + bytes > this.#opts.maxStoreBytes) throw new Error("broker store full");
+    mine.set(messageId, { packet: copy, bytes, stored: true });
+    this.#bytes += bytes;
+    this.#journal.write([op.incomingPut, client.id, messageId, ...cells]);
+    return this.#journal.committed();
+  }
+
+  async incomingGetPacket(client: { id: string }, packet: StoredPacket): Promise<StoredPacket> {
+    const e = this.#incoming.get(client.id)?.get(packet.messageId as number);
+    if (!e) throw new Error("no such packet");
+    return e.packet;
+  }
+
+  async incomingDelPacket(client: { id: string }, packet: StoredPacket): Promise<void> {
+    const mine = this.#incoming.get(client.id);
+    const messageId = packet.messageId as number;
+    const e = mine?.get(messageId);
+    if (!e) throw new Error("no such packet");
+    mine!.delete(messageId);
+    if (mine!.size === 0) this.#incoming.delete(client.id);
+    if (!e.stored) return;
+    this.#bytes -= e.bytes;
+    this.#journal.write([op.incomingDel, client.id, messageId]);
+  }
+
+  async putWill(client: { id: string }, packet: StoredPacket): Promise<void> {
+    packet.brokerId = this.#brokerId;
+    packet.clientId = client.id;
+    const owner = this.ownerOf(client.id);
+    const cells = packetCells(packet);
+    const bytes = cellsBytes(cells);
+    const old = this.#wills.get(client.id);
+    if (old) this.#bytes -= old.bytes;
+    this.#wills.set(client.id, {
+      packet,
+      bytes,
+      integrationId: owner?.id ?? null,
+      integrationCreated: owner?.created ?? null,
+    });
+    this.#bytes += bytes;
+    this.#journal.write([op.willPut, client.id, owner?.id ?? null, owner?.created ?? null, ...cells]);
+    return this.#journal.committed();
+  }
+
+  async getWill(client: { id: string }): Promise<StoredPacket | undefined> {
+    return this.#wills.get(client.id)?.packet;
+  }
+
+  async delWill(client: { id: string }): Promise<StoredPacket | undefined> {
+    return this.#dropWill(client.id);
+  }
+
+  #dropWill(clientId: string): StoredPacket | undefined {
+    const w = this.#wills.get(clientId);
+    if (!w) return undefined;
+    this.#wills.delete(clientId);
+    this.#bytes -= w.bytes;
+    this.#journal.write([op.willDel, clientId]);
+    return w.packet;
+  }
+
+  /**
+   * streamWill: aedes' sweep for wills of brokers that stopped, meant for a cluster. This appliance is one
+   * broker: a previous run's wills are published by the listener at start (`staleWills`), asked against
+   * their integration's permissions; the sweep would publish them as the broker, asking nobody.
+   */
+  streamWill(_brokers?: unknown): Readable {
+    return Readable.from([]);
+  }
+
+  getClientList(topic: string): Readable {
+    return this.#mem.getClientList(topic);
+  }
+
+  async destroy(): Promise<void> {
+    await this.close();
+  }
+
+  // ---- queues --------------------------------------------------------------------------------------
+
+  #addEntry(clientId: string, e: Entry) {
+    let q = this.#queues.get(clientId);
+    if (!q)
+      this.#queues.set(clientId, (q = { entries: new Map(), byBroker: new Map(), byPacketId: new Map(), bytes: 0 }));
+    q.entries.set(e.id, e);
+    const brokerId = e.msg?.packet.brokerId as string | undefined;
+    if (brokerId) {
+      let counters = q.byBroker.get(brokerId);
+      if (!counters) q.byBroker.set(brokerId, (counters = new Map()));
+      counters.set(e.msg!.packet.brokerCounter as number, e);
+    }
+    if (e.messageId !== undefined && e.messageId !== null) q.byPacketId.set(e.messageId, e);
+    if (e.msg) {
+      e.msg.refs++;
+      q.bytes += e.msg.bytes;
+    }
+    this.#bytes += entryBytes;
+    this.#queued++;
+  }
+
+  #indexPacketId(q: Queue, e: Entry, messageId: number) {
+    if (e.messageId !== undefined && q.byPacketId.get(e.messageId) === e) q.byPacketId.delete(e.messageId);
+    e.messageId = messageId;
+    q.byPacketId.set(messageId, e);
+  }
+
+  #unindexBroker(q: Queue, e: Entry) {
+    const brokerId = e.msg?.packet.brokerId as string | undefined;
+    if (!brokerId) return;
+    const counters = q.byBroker.get(brokerId);
+    const counter = e.msg!.packet.brokerCounter as number;
+    if (counters?.get(counter) !== e) return;
+    counters.delete(counter);
+    if (counters.size === 0) q.byBroker.delete(brokerId);
+  }
+
+  #removeEntry(clientId: string, q: Queue, e: Entry, writeRow = true) {
+    q.entries.delete(e.id);
+    this.#unindexBroker(q, e);
+    if (e.messageId !== undefined && q.byPacketId.get(e.messageId) === e) q.byPacketId.delete(e.messageId);
+    if (e.msg) this.#unref(q, e.msg);
+    if (writeRow) this.#journal.write([op.queueDel, e.id]);
+    this.#bytes -= entryBytes;
+    this.#queued--;
+    if (q.entries.size === 0) this.#queues.delete(clientId);
+  }
+
+  #unref(q: Queue, msg: Msg) {
+    q.bytes -= msg.bytes;
+    if (--msg.refs > 0) return;
+    this.#bytes -= msg.bytes;
+    this.#journal.write([op.messageDel, msg.id]);
+  }
+
+  /** #dropped: a bound dropped something: counted always, logged at most once a minute per kind. */
+  #dropped(kind: string, msg: string, fields: Record<string, unknown>) {
+    const n = (this.#dropsSinceLog.get(kind) ?? 0) + 1;
+    const now = Date.now();
+    if (now - (this.#lastDropLog.get(kind) ?? 0) < 60_000) {
+      this.#dropsSinceLog.set(kind, n);
+      return;
+    }
+    this.#lastDropLog.set(kind, now);
+    this.#dropsSinceLog.set(kind, 0);
+    this.#log.warn(msg, { ...fields, dropped: n });
+  }
+
+  /** #snapshot: the whole state as ops, to write over a file a failed batch left behind. */
+  #snapshot(): Op[] {
+    const ops: Op[] = [];
+    for (const r of this.#retained.values()) ops.push([op.retainedPut, ...packetCells(r.packet)]);
+    for (const s of this.#sessions.values())
+      ops.push([op.sessionPut, s.clientId, s.integrationId, s.integrationCreated, s.expiry, s.offlineSince]);
+    for (const [clientId, subs] of this.#subs)
+      for (const [topic, options] of subs) ops.push([op.subPut, clientId, topic, options]);
+    const written = new Set<Msg>();
+    for (const [clientId, q] of this.#queues)
+      for (const e of q.entries.values()) {
+        if (e.msg && !written.has(e.msg)) {
+          written.add(e.msg);
+          ops.push([op.messagePut, e.msg.id, ...packetCells(e.msg.packet)]);
+        }
+        ops.push([op.queuePut, e.id, clientId, e.msg?.id ?? null, e.messageId ?? null, e.msg ? 0 : 1]);
+      }
+    for (const [clientId, mine] of this.#incoming)
+      for (const [pid, e] of mine) if (e.stored) ops.push([op.incomingPut, clientId, pid, ...packetCells(e.packet)]);
+    for (const [clientId, w] of this.#wills)
+      ops.push([op.willPut, clientId, w.integrationId, w.integrationCreated, ...packetCells(w.packet)]);
+    return ops;
+  }
+}

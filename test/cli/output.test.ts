@@ -1,0 +1,79 @@
+import { Database } from "bun:sqlite";
+import { afterAll, beforeAll, describe, expect, it } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { CredentialStore } from "../../src/core/credentials.ts";
+import { EventBus } from "../../src/core/events.ts";
+import { openDataDir } from "../../src/db/data-dir.ts";
+import { cleanupTempDirs, newDataDir, tempDir } from "../helpers/app.ts";
+import { runCli } from "../helpers/serve.ts";
+
+const main = join(import.meta.dir, "../../src/main.ts");
+const root = join(import.meta.dir, "../..");
+const fleet = 20_000;
+let dir: string;
+
+beforeAll(() => {
+  dir = newDataDir();
+  const db = openDataDir(dir);
+  // a Mosquitto-style hash: adopted as it is, no hashing per row
+  const passwordHash = `$7$101$c29tZXNhbHRzYWx0c2FsdA==$${"A".repeat(86)}==`;
+  new CredentialStore(db, new EventBus()).adoptMany(
+    Array.from({ length: fleet }, (_, i) => ({ type: "mqtt" as const, username: `device-${i}`, passwordHash })),
+  );
+  db.$client.close();
+});
+afterAll(cleanupTempDirs);
+
+/** piped: `gatehouse ARGS | READER > out`, the shell's pipe; returns the exit codes and what reached `out`. */
+function piped(args: string[], reader: string): { codes: string; text: string } {
+  const out = join(tempDir(), "out");
+  const quoted = ["bun", main, ...args].map((a) => `'${a}'`).join(" ");
+  const r = Bun.spawnSync(["bash", "-c", `${quoted} | ${reader} > '${out}'; echo "\${PIPESTATUS[@]}"`], { cwd: root });
+  return { codes: r.stdout.toString().trim(), text: readFileSync(out, "utf8") };
+}
+
+describe("output to a pipe arrives whole", () => {
+  // The reader starts a second late: the pipe (64 KiB) is full long before the CLI has written all;
+  // it must wait for the reader instead of exiting with the rest unwritten.
+  it(`export of ${fleet} integrations into a slow reader: every byte, valid JSON, exit 0`, () => {
+    const { codes, text } = piped(["export", "--data-dir", dir], "(sleep 1; cat)");
+    expect(codes).toBe("0 0");
+    const doc = JSON.parse(text) as { integrations: unknown[] };
+    expect(doc.integrations).toHaveLength(fleet);
+  }, 60_000);
+
+  it("integrations list --json into a slow reader; gzip gets a whole stream", () => {
+    const listed = piped(["integrations", "list", "--json", "--data-dir", dir], "(sleep 1; cat)");
+    expect(listed.codes).toBe("0 0");
+    expect(JSON.parse(listed.text)).toHaveLength(fleet);
+    const zipped = piped(["export", "--data-dir", dir], "gzip | gzip -d");
+    expect(zipped.codes).toBe("0 0 0");
+    expect((JSON.parse(zipped.text) as { integrations: unknown[] }).integrations).toHaveLength(fleet);
+  }, 60_000);
+});
+
+describe("every CLI error is one line on stderr, nothing on stdout", () => {
+  it("the database busy past the wait: exit 1 and what to do", async () => {
+    const other = new Database(join(dir, "gatehouse.db"));
+    other.run("BEGIN IMMEDIATE"); // another process writing, for longer than the CLI waits (5 s)
+    try {
+      const r = await runCli(["integrations", "disable", "device-1", "--json", "--data-dir", dir]);
+      expect(r).toEqual({
+        code: 1,
+        out: "",
+        err: "gatehouse integrations: the database is busy (the appliance is writing); try again\n",
+      });
+    } finally {
+      other.run("ROLLBACK");
+      other.close();
+    }
+  }, 30_000);
+
+  it("a failure of the system (a folder that does not exist): exit 1, one line", async () => {
+    const r = await runCli(["backup", join(tempDir(), "no", "such", "folder", "b.db"), "--data-dir", dir]);
+    expect(r.code).toBe(1);
+    expect(r.out).toBe("");
+    expect(r.err).toMatch(/^gatehouse backup: ENOENT[^\n]*\n$/);
+  });
+});
