@@ -321,7 +321,10 @@ function trafficMetrics(m: Metrics, credentials: CredentialStore, sessions: Sess
       name,
       help,
       type: "counter",
-      read: () => [...byType()].flatMap(([type, t]) => pick(t).map(([l, v]): [Record<string, string>, number] => [{ type, ...l }, v])),
+      read: () =>
+        [...byType()].flatMap(([type, t]) =>
+          pick(t).map(([l, v]): [Record<string, string>, number] => [{ type, ...l }, v]),
+        ),
     });
     // its own family, so a sum over `gatehouse_traffic_*` never counts a message twice
     if (perIntegration)
@@ -330,13 +333,19 @@ function trafficMetrics(m: Metrics, credentials: CredentialStore, sessions: Sess
         help: `${help}, per integration (the ${perIntegrationSeries} busiest)`,
         type: "counter",
         read: () =>
-          busiest().flatMap(({ username, t }) => pick(t).map(([l, v]): [Record<string, string>, number] => [{ integration: username, ...l }, v])),
+          busiest().flatMap(({ username, t }) =>
+            pick(t).map(([l, v]): [Record<string, string>, number] => [{ integration: username, ...l }, v]),
+          ),
       });
   };
-  series("gatehouse_traffic_messages_total", "Messages integrations sent (in) and were delivered (out), since start", (t) => [
-    [{ direction: "in" }, t.messagesIn],
-    [{ direction: "out" }, t.messagesOut],
-  ]);
+  series(
+    "gatehouse_traffic_messages_total",
+    "Messages integrations sent (in) and were delivered (out), since start",
+    (t) => [
+      [{ direction: "in" }, t.messagesIn],
+      [{ direction: "out" }, t.messagesOut],
+    ],
+  );
   series("gatehouse_traffic_bytes_total", "Payload bytes of those messages", (t) => [
     [{ direction: "in" }, t.bytesIn],
     [{ direction: "out" }, t.bytesOut],

@@ -88,9 +88,26 @@ export function apiRoutes(core: Core) {
         },
       },
     )
-    .get("/integrations/:id", ({ params }) => view(integrationOr404(params.id)), {
-      detail: { summary: "Get one integration", tags: ["integrations"] },
-    })
+    .get(
+      "/integrations/:id",
+      ({ params }) => {
+        const i = integrationOr404(params.id);
+        const t = sessions.trafficOf(i.id);
+        // what its sessions moved since the appliance started (memory only: a restart starts from zero)
+        const traffic = {
+          ...t,
+          lastMessageAt: t.lastMessageAt === null ? null : new Date(t.lastMessageAt).toISOString(),
+        };
+        return { ...view(i), traffic };
+      },
+      {
+        detail: {
+          summary:
+            "Get one integration, with its traffic since start (messages and bytes in and out, refused publishes)",
+          tags: ["integrations"],
+        },
+      },
+    )
     .patch(
       "/integrations/:id",
       ({ params, body }) => {

@@ -1,5 +1,5 @@
 import type { SessionInfo } from "../../src/core/sessions.ts";
-import type { Integration } from "../../src/core/types.ts";
+import type { Integration, Traffic } from "../../src/core/types.ts";
 import { attr } from "../components/attr.ts";
 import type { HelpProps } from "../components/connect-help.tsx";
 import { FieldError } from "../components/field-error.tsx";
@@ -108,6 +108,7 @@ export function IntegrationPage({
   admin,
   integration: i,
   sessions,
+  traffic,
   help,
   role,
   back,
@@ -115,6 +116,8 @@ export function IntegrationPage({
   admin: LayoutAdmin;
   integration: Integration;
   sessions: SessionInfo[];
+  /** what its sessions moved since the appliance started */
+  traffic?: Traffic;
   help?: HelpProps;
   role?: RoleInfo;
   back: string;
@@ -152,7 +155,14 @@ export function IntegrationPage({
         <a href={attr(back)}>Back to integrations</a>
       </div>
       <section class="card">
-        <IntegrationDetail integration={i} sessions={sessions} csrfToken={admin.csrfToken} help={help} role={role} />
+        <IntegrationDetail
+          integration={i}
+          sessions={sessions}
+          traffic={traffic}
+          csrfToken={admin.csrfToken}
+          help={help}
+          role={role}
+        />
       </section>
     </Layout>
   );

@@ -1,6 +1,7 @@
 import type { SessionInfo } from "../../src/core/sessions.ts";
 import { attr } from "../components/attr.ts";
-import type { Integration } from "../../src/core/types.ts";
+import type { Integration, Traffic } from "../../src/core/types.ts";
+import { TrafficBrief, TrafficFacts, trafficLine } from "../components/traffic.tsx";
 import { typeLabels } from "../components/type-label.tsx";
 import { CsrfField } from "../components/csrf.tsx";
 import { ConnectHelp, type HelpProps } from "../components/connect-help.tsx";
@@ -12,6 +13,8 @@ export interface RowProps {
   integration: Integration;
   /** live sessions of this integration */
   sessions: SessionInfo[];
+  /** what its sessions moved since the appliance started */
+  traffic?: Traffic;
   csrfToken: string;
   /** a new password to show once (after a reset); it opens the detail */
   secret?: string;
@@ -94,17 +97,19 @@ export function StatusBadge({ active, online }: { active: boolean; online: numbe
 export function StatusCell({
   integration: i,
   sessions,
+  traffic,
   oob,
 }: {
   integration: Integration;
   sessions: SessionInfo[];
+  traffic?: Traffic;
   /** kept for the live refresh's callers; the cell has no form */
   csrfToken?: string;
   oob?: boolean;
 }) {
   return (
     <td id={`status-${i.id}`} class="status" data-label="Status" hx-swap-oob={oob ? "true" : undefined}>
-      <StatusBadge active={i.active} online={sessions.length} />
+      <StatusBadge active={i.active} online={sessions.length} /> <TrafficBrief traffic={traffic} />
     </td>
   );
 }
@@ -152,12 +157,13 @@ const longName = 24;
 export function IntegrationDetail({
   integration: i,
   sessions,
+  traffic,
   csrfToken,
   secret,
   help,
   role,
   target,
-}: Pick<RowProps, "integration" | "sessions" | "csrfToken" | "secret" | "help" | "role"> & {
+}: Pick<RowProps, "integration" | "sessions" | "traffic" | "csrfToken" | "secret" | "help" | "role"> & {
   /** where a Disconnect's answer goes: the row (htmx), or nowhere (the detail page posts plainly) */
   target?: string;
 }) {
@@ -212,6 +218,14 @@ export function IntegrationDetail({
           )}
         </dl>
       </section>
+      {traffic ? (
+        <section aria-label="Traffic since start">
+          <h3>Traffic since start</h3>
+          <TrafficFacts traffic={traffic} />
+        </section>
+      ) : (
+        ""
+      )}
       <section aria-label="Live sessions">
         <h3 safe>{`Live sessions (${sessions.length})`}</h3>
         {sessions.length === 0 ? (
@@ -228,6 +242,14 @@ export function IntegrationDetail({
                 <span class="muted">
                   since <LocalTime at={s.openedAt} />
                 </span>{" "}
+                {s.traffic ? (
+                  <span class="muted session-traffic" safe>
+                    {`· ${trafficLine(s.traffic)}`}
+                  </span>
+                ) : (
+                  ""
+                )}{" "}
+                {s.subscriptions ? <Subscriptions topics={s.subscriptions} /> : ""}
                 <form
                   method="post"
                   action={`/sessions/${s.id}/disconnect`}
@@ -262,6 +284,26 @@ export function IntegrationDetail({
   );
 }
 
+/** shownSubscriptions: a session's filters listed at most; the count says how many more. */
+const shownSubscriptions = 50;
+
+/** Subscriptions: the topic filters a live session subscribes to now (what a device typed: escaped). */
+function Subscriptions({ topics }: { topics: string[] }) {
+  if (topics.length === 0) return <span class="muted subscriptions">· no subscriptions</span>;
+  const more = topics.length - shownSubscriptions;
+  return (
+    <span class="subscriptions">
+      <span class="muted" safe>{`· subscribes to ${topics.length}: `}</span>
+      {topics.slice(0, shownSubscriptions).map((t) => (
+        <>
+          <code safe>{t}</code>{" "}
+        </>
+      ))}
+      {more > 0 ? <span class="muted" safe>{`and ${more} more`}</span> : ""}
+    </span>
+  );
+}
+
 /**
  * IntegrationRow: one integration as a `<tbody>`: its one-line row, and the detail under it when open.
  * Every htmx action on it swaps this `<tbody>` only. Long text is cut to keep one line per row; the
@@ -270,6 +312,7 @@ export function IntegrationDetail({
 export function IntegrationRow({
   integration: i,
   sessions,
+  traffic,
   csrfToken,
   secret,
   mode = "view",
@@ -417,7 +460,7 @@ export function IntegrationRow({
             {perms.text}
           </span>
         </td>
-        <StatusCell integration={i} sessions={sessions} />
+        <StatusCell integration={i} sessions={sessions} traffic={traffic} />
         <LastLoginCell integration={i} />
         <td class="time" data-label="Created">
           <LocalTime at={i.createdAt} />
@@ -483,6 +526,7 @@ export function IntegrationRow({
             <IntegrationDetail
               integration={i}
               sessions={sessions}
+              traffic={traffic}
               csrfToken={csrfToken}
               secret={secret}
               help={help}

@@ -1,5 +1,5 @@
 import type { SessionInfo } from "../../src/core/sessions.ts";
-import type { Integration, IntegrationType } from "../../src/core/types.ts";
+import type { Integration, IntegrationType, Traffic } from "../../src/core/types.ts";
 import { attr } from "../components/attr.ts";
 import type { HelpProps } from "../components/connect-help.tsx";
 import { CsrfField } from "../components/csrf.tsx";
@@ -32,6 +32,8 @@ export const bulkActions = [
 export interface TableProps {
   rows: Integration[];
   sessionsOf: (id: number) => SessionInfo[];
+  /** what an integration's sessions moved since start */
+  trafficOf?: (id: number) => Traffic;
   /** a VRPC integration's role (Agent / Client), and a refused announcement of any integration */
   roleOf?: (i: Integration) => RoleInfo | undefined;
   /** how a device of a type connects (for the rows opened) */
@@ -181,6 +183,7 @@ function Pager({ query, page, pages, total }: Pick<TableProps, "query" | "page" 
 export function IntegrationTable({
   rows,
   sessionsOf,
+  trafficOf,
   csrfToken,
   total,
   page,
@@ -238,6 +241,7 @@ export function IntegrationTable({
               <IntegrationRow
                 integration={i}
                 sessions={sessionsOf(i.id)}
+                traffic={trafficOf?.(i.id)}
                 csrfToken={csrfToken}
                 role={roleOf?.(i)}
                 open={openIds?.has(i.id)}

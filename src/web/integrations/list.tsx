@@ -36,7 +36,7 @@ export function listRoutes(core: Core, view: ListView) {
       for (const id of ids) {
         const i = credentials.get(id);
         if (!i) continue;
-        out += `<template>${<StatusCell integration={i} sessions={sessionsOf(id)} oob />}${<LastLoginCell integration={i} oob />}</template>`;
+        out += `<template>${<StatusCell integration={i} sessions={sessionsOf(id)} traffic={core.sessions.trafficOf(id)} oob />}${<LastLoginCell integration={i} oob />}</template>`;
       }
       return htmlResponse(out);
     });

@@ -38,6 +38,7 @@ export function rowRoutes(core: Core, view: ListView, secrets: OneTimeSecrets) {
           admin={adminOf(request)}
           integration={integration}
           sessions={sessionsOf(integration.id)}
+          traffic={core.sessions.trafficOf(integration.id)}
           help={helpFor(request, integration.type, integration.username)}
           role={roleOf(integration)}
           back={listReturn(request)}

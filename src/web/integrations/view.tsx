@@ -72,6 +72,7 @@ export function createListView(
       <IntegrationRow
         integration={integration}
         sessions={sessionsOf(integration.id)}
+        traffic={sessions.trafficOf(integration.id)}
         csrfToken={adminOf(request).csrfToken}
         role={roleOf(integration)}
         help={open ? helpFor(request, integration.type, integration.username) : undefined}
@@ -111,6 +112,7 @@ export function createListView(
       pastEnd: result.pastEnd,
       query: q,
       sessionsOf,
+      trafficOf: (id: number) => sessions.trafficOf(id),
       csrfToken: adminOf(request).csrfToken,
       roleOf,
       helpOf: (i: Integration) => helpFor(request, i.type, i.username),
