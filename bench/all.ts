@@ -23,6 +23,7 @@ const benches: [name: string, file: string][] = [
   ["accept", "accept.ts"],
   ["pipeline", "pipeline.ts"],
   ["bulk", "bulk.ts"],
+  ["traffic", "traffic.ts"],
   ["durable", "durable.ts"],
   ["startup", "startup.ts"],
 ];

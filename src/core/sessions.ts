@@ -1,6 +1,6 @@
 import { StaleLoginError } from "../lib/errors.ts";
 import type { EventBus } from "./events.ts";
-import { newTraffic, TrafficMeter } from "./traffic.ts";
+import { type Clock, newTraffic, systemClock, TrafficMeter } from "./traffic.ts";
 import { integrationTypes, type Integration, type IntegrationType, type SessionInfo, type Traffic } from "./types.ts";
 
 export type { SessionInfo } from "./types.ts";
@@ -56,6 +56,8 @@ export class SessionRegistry {
     private readonly events: EventBus,
     /** the integration as it is now, if it still exists (for the revision check and current names) */
     private readonly current: (id: number) => Readonly<Integration> | undefined,
+    /** where traffic meters read a message's time (the core's coarse clock) */
+    private readonly clock: Clock = systemClock,
   ) {}
 
   /**
@@ -80,7 +82,7 @@ export class SessionRegistry {
     };
     let total = this.#traffic.get(info.integrationId);
     if (!total) this.#traffic.set(info.integrationId, (total = newTraffic()));
-    const meter = new TrafficMeter(newTraffic(), total);
+    const meter = new TrafficMeter(newTraffic(), total, this.clock);
     this.#sessions.set(id, { ...info, kick: s.kick, meter, subs: s.subscriptions });
     let set = this.#byIntegration.get(info.integrationId);
     if (!set) this.#byIntegration.set(info.integrationId, (set = new Set()));
