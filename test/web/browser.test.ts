@@ -268,8 +268,10 @@ describe("smart onboarding in a real browser", () => {
       await evil.waitFor({ timeout: 10_000 });
       expect(await page.locator("#onboarding img").count()).toBe(0);
       const connected = new Promise<void>((r) => device.once("connect", () => r()));
+      // the answer carries the flash; the panel's 2 s refresh may replace it before a loaded machine looks
+      const approved = page.waitForResponse((r) => r.url().endsWith("/onboarding/approve"));
       await row.locator("button", { hasText: "Approve" }).click();
-      await page.locator("#onboarding .flash", { hasText: "Approved press-42" }).waitFor();
+      expect(await (await approved).text()).toContain("Approved press-42");
       await connected;
       await page.goto(`${url}/integrations?q=press-42`);
       await page.locator('tr[data-username="press-42"] .badge.online').waitFor();

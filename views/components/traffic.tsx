@@ -45,7 +45,7 @@ export function TrafficBrief({ traffic: t }: { traffic?: Traffic }) {
 /** TrafficFacts: an integration's (or a session's) traffic as labelled facts, for its detail and its page. */
 export function TrafficFacts({ traffic: t }: { traffic: Traffic }) {
   return (
-    <dl class="facts traffic-facts">
+    <dl class="traffic-facts">
       <dt>Messages in</dt>
       <dd safe>{`${t.messagesIn} (${bytes(t.bytesIn)})`}</dd>
       <dt>Messages out</dt>
