@@ -61,7 +61,7 @@ for await (const line of console) {
         silent: app.pool.silentCount,
         evicted: app.pool.closed("evicted"),
         deadline: app.pool.closed("deadline"),
-        refused: app.pool.closed("refused"),
+        refused: app.pool.closed("evicted-spoke"),
         sessions: app.core.sessions.size,
       })}`,
     );

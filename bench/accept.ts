@@ -256,7 +256,7 @@ console.log(
   `\nstrangers: 8 addresses x ${PER_ADDRESS} idle sockets x 5 ports (${8 * PER_ADDRESS * 5} against a pool of 2 000), re-opened when closed`,
 );
 console.log(
-  `  churn: ${fmt(churnRate)} sockets/s opened; ${fmt(after.evicted - before.evicted)} evicted, ${fmt(after.deadline - before.deadline)} closed at the deadline, ${fmt(after.refused - before.refused)} refused in ${churnSecs.toFixed(0)} s`,
+  `  churn: ${fmt(churnRate)} sockets/s opened; ${fmt(after.evicted - before.evicted)} evicted, ${fmt(after.deadline - before.deadline)} closed at the deadline, ${fmt(after.refused - before.refused)} that spoke evicted in ${churnSecs.toFixed(0)} s`,
 );
 for (const [name, r] of [
   ["without strangers", quiet],

@@ -21,9 +21,11 @@ const benches: [name: string, file: string][] = [
   ["storm", "storm.ts"],
   ["admin", "admin-spray.ts"],
   ["accept", "accept.ts"],
+  ["flood", "flood.ts"],
   ["pipeline", "pipeline.ts"],
   ["bulk", "bulk.ts"],
   ["traffic", "traffic.ts"],
+  ["uplink", "uplink.ts"],
   ["durable", "durable.ts"],
   ["startup", "startup.ts"],
 ];

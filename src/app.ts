@@ -11,6 +11,7 @@ import { openDataDir } from "./db/data-dir.ts";
 import type { Logger } from "./lib/logger.ts";
 import { acceptsTable, requestTypeOf } from "./listeners/index.ts";
 import type { Listener } from "./listeners/listener.ts";
+import type { Connector } from "./connectors/connector.ts";
 import { version } from "./version.ts";
 import { createWebApp, defaultMaxBodyBytes } from "./web/app.tsx";
 import { TlsSource } from "./lib/tls.ts";
@@ -29,6 +30,8 @@ export const minFreeBytes = 16 * 1024 * 1024;
 export interface App {
   core: Core;
   listeners: Listener[];
+  /** the outbound parts (uplinks), started after the listeners and stopped before them */
+  connectors: Connector[];
   /** every socket of every listener that has not logged in yet */
   pool: AcceptPool;
   start(): Promise<void>;
@@ -40,9 +43,11 @@ export interface App {
 }
 
 /**
- * createApp: composition root. open db -> migrate -> core -> web server and listeners; `start` binds
- * the web server, then each listener of the registry in order and, if one fails, stops those already
- * started in reverse before rethrowing (Caddy's run()); `stop` reverses all.
+ * createApp: composition root. open db -> migrate -> core -> web server, listeners and connectors;
+ * `start` binds the web server, then each listener of the registry in order, then each connector (an
+ * uplink forwards what the listeners take in) and, if one fails, stops those already started in reverse
+ * before rethrowing (Caddy's run()); `stop` reverses all: connectors first, so an uplink's last words
+ * still go out while the broker runs.
  */
 export function createApp(
   config: Config,
@@ -75,12 +80,25 @@ export function createApp(
   const listeners = config.listeners.map(({ module, options }) =>
     module.create({ ...deps, log: log.child({ listener: module.type }) }, options),
   );
+  const connectors = config.connectors.map(({ module, options }) =>
+    module.create({ core, version, dataDir: config.dataDir, log: log.child({ part: module.name }) }, options),
+  );
   const mounts = listeners.flatMap((l) => (l.http ? [l.http] : []));
   let ready = false;
   const readiness = () => {
     const reasons: string[] = [];
     if (!ready) reasons.push("starting or stopping");
-    for (const p of parts) if (p.name !== "tls" && !started.includes(p)) reasons.push(`${p.name} not listening`);
+    for (const p of parts)
+      if (p.name !== "tls" && !started.includes(p))
+        reasons.push(`${p.name} not ${p.connector ? "started" : "listening"}`);
+    // A connector says how its far end is; only its own `ready: false` makes the appliance unready.
+    const detail: Record<string, unknown> = {};
+    for (const c of connectors) {
+      const r = c.readiness?.();
+      if (!r) continue;
+      detail[c.name] = r.detail;
+      if (!r.ready) reasons.push(`${c.name} not ready`);
+    }
     try {
       db.$client.run("BEGIN IMMEDIATE");
       db.$client.run("ROLLBACK");
@@ -100,13 +118,13 @@ export function createApp(
     } catch (err) {
       reasons.push(`data dir not readable: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
-    return { ready: reasons.length === 0, reasons };
+    return { ready: reasons.length === 0, reasons, connectors: detail };
   };
   const web = createWebApp(core, log, {
     version,
     mounts,
     readiness,
-    pages: listeners.flatMap((l) => (l.pages ? [l.pages] : [])),
+    pages: [...listeners, ...connectors].flatMap((p) => (p.pages ? [p.pages] : [])),
     describe: (i) => {
       for (const l of listeners) {
         const note = l.describe?.(i);
@@ -139,6 +157,7 @@ export function createApp(
   // port (HTTP integrations on the web port, VRPC in the broker) has none.
   const parts: {
     name: string;
+    connector?: boolean;
     start(): Promise<void>;
     stop(): Promise<void>;
     addresses(): Record<string, { host: string; port: number } | undefined>;
@@ -172,6 +191,13 @@ export function createApp(
       stop: () => l.stop(),
       addresses: () => ({ [l.type]: l.address() }),
     })),
+    ...connectors.map((c) => ({
+      name: c.name,
+      connector: true,
+      start: () => c.start(),
+      stop: () => c.stop(),
+      addresses: () => ({}),
+    })),
   ];
   const started: typeof parts = [];
   const addressOf = (name: string) => {
@@ -200,6 +226,7 @@ export function createApp(
   return {
     core,
     listeners,
+    connectors,
     pool,
     async start() {
       core.start();

@@ -13,6 +13,8 @@ import {
   type Given,
   type OptionSet,
 } from "./lib/options.ts";
+import type { ConnectorModule } from "./connectors/connector.ts";
+import { connectorRegistry } from "./connectors/index.ts";
 import { listenerRegistry } from "./listeners/index.ts";
 import type { ListenerModule } from "./listeners/listener.ts";
 
@@ -21,6 +23,12 @@ export { ConfigError } from "./lib/options.ts";
 /** ListenerConfig: one enabled listener of the registry with its validated options. */
 export interface ListenerConfig {
   readonly module: ListenerModule<unknown>;
+  readonly options: unknown;
+}
+
+/** ConnectorConfig: one enabled connector of the registry with its validated options. */
+export interface ConnectorConfig {
+  readonly module: ConnectorModule<unknown>;
   readonly options: unknown;
 }
 
@@ -66,6 +74,8 @@ export interface Config {
   readonly metricsPerIntegration: boolean;
   /** the enabled listeners, in registry order */
   readonly listeners: readonly ListenerConfig[];
+  /** the enabled connectors (outbound parts), in registry order */
+  readonly connectors: readonly ConnectorConfig[];
   /** what the appliance logs at start about the configuration (deprecated options given) */
   readonly warnings: readonly string[];
 }
@@ -96,7 +106,7 @@ const commonOptions = {
     (raw) => parseTrustedProxies(raw),
   ),
   httpMaxConnections: option.count(
-    "HTTP(S) connections per port after their first request (the one quiet longest makes room)",
+    "HTTP(S) connections per port after their first request (past it, the address holding most gives one up)",
     "2048",
     1,
     1_000_000,
@@ -135,8 +145,13 @@ const commonOptions = {
   ),
 } satisfies OptionSet;
 
-/** serveOptions: every option of `serve`, the common ones and each listener's; `--help` is generated from this. */
-export const serveOptions: OptionSet = Object.assign({}, commonOptions, ...listenerRegistry.map((m) => m.options));
+/** serveOptions: every option of `serve`, the common ones and each part's; `--help` is generated from this. */
+export const serveOptions: OptionSet = Object.assign(
+  {},
+  commonOptions,
+  ...listenerRegistry.map((m) => m.options),
+  ...connectorRegistry.map((m) => m.options),
+);
 
 export const usage = `gatehouse — who may connect to this device (MQTT, OPC UA, HTTP, VRPC)
 
@@ -153,7 +168,12 @@ Usage:
                                            active, publishAcl, subscribeAcl, denyPublishAcl, denySubscribeAcl
   gatehouse integrations import --mosquitto-passwd FILE [--mosquitto-acl FILE] [--type T]
   gatehouse onboarding open [--minutes N] [--type T ...] | close | list | approve ID [ID ...] [--json]
-  gatehouse backup FILE | restore FILE | export [FILE] | import --full FILE   [--data-dir DIR]
+  gatehouse uplinks add NAME --url URL[,URL...] --forward FILTER[,...] [--username U] [--password-stdin]
+                 [--ca FILE] [--client-cert FILE --client-key FILE] [--client-id ID] [--protocol 4|5]
+                 [--remote-prefix P] [--subscribe FILTER[,...] --local-prefix P] [--qos 0|1]
+                 [--inflight N] [--inventory] [--json]
+  gatehouse uplinks list | status [NAME] | enable NAME | disable NAME | remove NAME   [--json]
+  gatehouse backup FILE | restore FILE | export [--full] [FILE] | import --full FILE   [--data-dir DIR]
   gatehouse version
 
 Every verb but serve works on an existing data dir: --data-dir DIR or GATEHOUSE_DATA_DIR (default
@@ -213,6 +233,11 @@ export function parseServeConfig(argv: string[], env: Record<string, string | un
     const options = module.parseConfig(readOptions(module.options, given));
     if (options !== null) listeners.push({ module, options });
   }
+  const connectors: ConnectorConfig[] = [];
+  for (const module of connectorRegistry as readonly ConnectorModule<unknown>[]) {
+    const options = module.parseConfig(readOptions(module.options, given));
+    if (options !== null) connectors.push({ module, options });
+  }
   return Object.freeze({
     dataDir: o.dataDir,
     bind: o.bind,
@@ -234,6 +259,7 @@ export function parseServeConfig(argv: string[], env: Record<string, string | un
     pendingTimeoutSeconds: o.pendingTimeout,
     metricsPerIntegration: o.metricsPerIntegration,
     listeners: Object.freeze(listeners),
+    connectors: Object.freeze(connectors),
     warnings: Object.freeze(warnings),
   });
 }

@@ -26,6 +26,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import("./cli/backup.ts")).dataCli(first, rest, env);
     case "onboarding":
       return (await import("./cli/onboarding.ts")).onboardingCli(rest, env);
+    case "uplinks":
+      return (await import("./cli/uplinks.ts")).uplinksCli(rest, env);
     case "version":
     case "--version":
       process.stdout.write(`gatehouse ${version}\n`);

@@ -32,11 +32,13 @@ const layer = (p: string) =>
         .replace(/\.tsx?$/, "");
 
 /**
- * allowed: the house's layers, `lib <- db <- core <- {listeners, web} <- app <- cli <- main`, type imports
- * included. Views take plain props: they import views and the core's types (values only from
- * core/types.ts, the one definition of the type lists), never db, lib or anything that runs; a part's
- * own views (src/listeners/<part>/views/) likewise, plus their part's types. A part's pages (its routes)
- * may use the shared views; `web/` names no part.
+ * allowed: the house's layers, `lib <- db <- core <- {listeners, connectors, web} <- app <- cli <- main`,
+ * type imports included. Views take plain props: they import views and the core's types (values only
+ * from core/types.ts, the one definition of the type lists), never db, lib or anything that runs; a
+ * part's own views (src/listeners/<part>/views/, src/connectors/<part>/views/) likewise, plus their
+ * part's types. A part's pages (its routes) may use the shared views; `web/` names no part. Connectors
+ * (outbound parts) follow the listeners' rule: lib, core, views and their own folder, never a listener,
+ * another connector or web/; the CLI may reach a connector's store (`gatehouse uplinks`), never a listener.
  */
 function allowed(from: string, edge: ImportEdge): boolean {
   const to = edge.target;
@@ -45,17 +47,17 @@ function allowed(from: string, edge: ImportEdge): boolean {
   const f = layer(from);
   const t = layer(to);
   if (f === "views") return t === "views" || (inside(to, "src/core") && (edge.typeOnly || to === "src/core/types.ts"));
-  // A part's own views (src/listeners/<part>/views/) follow the views' rule, plus their part's types.
-  const partView = /^src\/listeners\/([^/]+)\/views\//.exec(from);
+  // A part's own views (src/<listeners|connectors>/<part>/views/) follow the views' rule, plus their part's types.
+  const partView = /^src\/(listeners|connectors)\/([^/]+)\/views\//.exec(from);
   if (partView) {
-    const ownPart = inside(to, `src/listeners/${partView[1]}`);
+    const part = `src/${partView[1]}/${partView[2]}`;
     return (
       t === "views" ||
-      ((inside(to, "src/core") || ownPart) &&
-        (edge.typeOnly || to === "src/core/types.ts" || inside(to, `src/listeners/${partView[1]}/views`)))
+      ((inside(to, "src/core") || inside(to, part)) &&
+        (edge.typeOnly || to === "src/core/types.ts" || inside(to, `${part}/views`)))
     );
   }
-  if (f === t && f !== "listeners") return true;
+  if (f === t && f !== "listeners" && f !== "connectors") return true;
   switch (f) {
     case "lib":
       return false;
@@ -63,24 +65,25 @@ function allowed(from: string, edge: ImportEdge): boolean {
       return t === "lib";
     case "core":
       return t === "lib" || t === "db";
-    case "listeners": {
+    case "listeners":
+    case "connectors": {
       // a part's pages render with the shared layout and components
       if (t === "lib" || t === "core" || t === "views") return true;
-      if (t !== "listeners") return false;
+      if (t !== f) return false; // a listener never reaches a connector, nor a connector a listener
       const [, fp] = from.split("/").slice(1);
       const [, tp] = to.split("/").slice(1);
-      const own = (x: string | undefined) => (x?.endsWith(".ts") ? undefined : x); // listener.ts / index.ts sit at the top
-      if (own(fp) === undefined) return true; // the contract and the registry see every listener
-      return own(tp) === undefined ? tp === "listener.ts" : tp === fp; // never another adapter
+      const own = (x: string | undefined) => (x?.endsWith(".ts") ? undefined : x); // the contract / index.ts sit at the top
+      if (own(fp) === undefined) return true; // the contract and the registry see every part of their kind
+      return own(tp) === undefined ? tp === "listener.ts" || tp === "connector.ts" : tp === fp; // never another part
     }
     case "web":
       return t === "lib" || t === "core" || t === "views";
     case "app":
     case "config":
     case "version":
-      return ["lib", "db", "core", "listeners", "web", "app", "config", "version"].includes(t);
+      return ["lib", "db", "core", "listeners", "connectors", "web", "app", "config", "version"].includes(t);
     case "cli":
-      return ["lib", "db", "core", "app", "config", "version", "cli"].includes(t);
+      return ["lib", "db", "core", "connectors", "app", "config", "version", "cli"].includes(t);
     case "main":
       return ["cli", "version", "config"].includes(t);
     default:
@@ -144,7 +147,7 @@ function circles(tree: Tree): string[] {
 }
 
 describe("architecture", () => {
-  it("imports point one way: lib <- db <- core <- {listeners, web} <- app <- cli <- main; views take types; no adapter imports another", () => {
+  it("imports point one way: lib <- db <- core <- {listeners, connectors, web} <- app <- cli <- main; views take types; no part imports another", () => {
     expect(layerViolations(repoTree())).toEqual([]);
   });
 
@@ -177,6 +180,20 @@ describe("architecture", () => {
         'const name = "../web/app.tsx";\nexport const later = () => import(name);\n',
       ],
       ["a multi-line import", "src/lib/ids.ts", 'import {\n  createApp,\n} from\n  "../app.ts";\n'],
+      [
+        "a connector importing a listener",
+        "src/connectors/uplink/index.ts",
+        'import { mqttListener } from "../../listeners/mqtt/index.ts";\n',
+      ],
+      ["a connector importing the web layer", "src/connectors/uplink/index.ts", 'import "../../web/app.tsx";\n'],
+      ["a connector importing the database layer", "src/connectors/uplink/index.ts", 'import "../../db/client.ts";\n'],
+      [
+        "a listener importing a connector",
+        "src/listeners/mqtt/hooks.ts",
+        'import { uplinkConnector } from "../../connectors/uplink/index.ts";\n',
+      ],
+      ["the core naming a connector", "src/core/bus.ts", 'import "../connectors/index.ts";\n'],
+      ["the web layer naming a connector", "src/web/app.tsx", 'import "../connectors/uplink/index.ts";\n'],
     ];
     for (const [name, file, line] of mutations) {
       it(`reports ${name}`, () => {
@@ -208,7 +225,7 @@ describe("architecture", () => {
     });
   });
 
-  it("the CLI verbs for integrations load neither the broker nor the web server", () => {
+  it("the CLI verbs for integrations and uplinks load neither the broker nor the web server (nor mqtt.js)", () => {
     const tree = repoTree();
     const seen = new Set<string>();
     const walk = (file: string) => {
@@ -218,8 +235,12 @@ describe("architecture", () => {
     };
     walk("src/cli/integrations.ts");
     walk("src/cli/admin.ts");
+    walk("src/cli/uplinks.ts");
     expect(
       [...seen].filter((f) => f.startsWith("src/listeners/") || f.startsWith("src/web/") || f === "src/app.ts"),
     ).toEqual([]);
+    // `gatehouse uplinks` reads and writes the table and the outbox file: it never loads mqtt.js
+    const packages = [...seen].flatMap((f) => scanImports(root, f, tree.get(f)!).filter((e) => !e.typeOnly));
+    expect(packages.filter((e) => e.target === "mqtt").map((e) => e.target)).toEqual([]);
   });
 });

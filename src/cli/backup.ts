@@ -37,6 +37,9 @@ import {
   writePrivateFile,
 } from "../lib/files.ts";
 import { silentLogger } from "../lib/logger.ts";
+import { outboxFileName } from "../connectors/uplink/outbox.ts";
+import { secretKeyFile } from "../connectors/uplink/secrets.ts";
+import { parseUplinkExport, type UplinkExport, UplinkStore } from "../connectors/uplink/store.ts";
 import { exitCodes } from "./exit-codes.ts";
 
 interface ExportDocument {
@@ -57,6 +60,8 @@ interface ExportDocument {
   defaultPermissions: Record<string, DefaultPermissions>;
   /** trusted OPC UA client application certificates: file name -> base64 */
   trustedCertificates: Record<string, string>;
+  /** uplinks (their passwords and client keys only with `export --full`) */
+  uplinks?: UplinkExport[];
 }
 
 /**
@@ -64,8 +69,9 @@ interface ExportDocument {
  * - backup FILE: a consistent copy while the appliance runs (SQLite `VACUUM INTO`, no lock held long);
  * - restore FILE: the appliance stopped; the file is hostile until `db/restore.ts` has checked it (and a
  *   newer release's backup is refused); a refusal changes nothing and exits 2;
- * - export [FILE]: integrations with their password hashes and permissions, default permissions and
- *   trusted OPC UA certificates, as one JSON document (stdout without FILE);
+ * - export [--full] [FILE]: integrations with their password hashes and permissions, default permissions,
+ *   trusted OPC UA certificates and uplinks, as one JSON document (stdout without FILE); an uplink's
+ *   password and client key only with --full (they are credentials Gatehouse presents, not hashes);
  * - import --full FILE: that document into another appliance: every device's credentials work unchanged;
  *   every field is checked before anything is written (`parseExport`).
  * Backups and exports hold hashes: they are 0600 from creation and appear only when complete (lib/files.ts).
@@ -112,6 +118,13 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
         if (existsSync(join(dataDir, "broker.db")))
           process.stdout.write(
             "not included: broker.db (the MQTT broker's retained messages, persistent sessions and queues)\n",
+          );
+        // the same for the uplinks' queue; their sealed secrets open only with this data dir's key file
+        if (existsSync(join(dataDir, outboxFileName)))
+          process.stdout.write(`not included: ${outboxFileName} (what the uplinks have not forwarded yet)\n`);
+        if (existsSync(join(dataDir, secretKeyFile)))
+          process.stdout.write(
+            `not included: ${secretKeyFile} (restored elsewhere, the uplinks' passwords and client keys must be entered again)\n`,
           );
         return exitCodes.ok;
       }
@@ -172,6 +185,7 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
             })),
             defaultPermissions: allDefaultPermissions(db),
             trustedCertificates: certificates,
+            uplinks: new UplinkStore(db, dataDir).exportAll(values.full === true),
           };
           for (const s of skipped) process.stderr.write(`gatehouse export: skipped ${s}\n`);
           const text = `${JSON.stringify(doc, null, 1)}\n`;
@@ -302,13 +316,16 @@ function importFull(
     new ActivityLog(db).follow(events);
     enterActor("cli");
     const store = new CredentialStore(db, events);
+    const uplinks = new UplinkStore(db, dataDir, new ActivityLog(db));
     let created;
     try {
+      uplinks.checkImport(doc.uplinks ?? []);
       created = db.$client.transaction(() => {
         const made = store.adoptMany(doc.integrations as AdoptedIntegration[]);
         // Checked by parseExport: these writes can fail only on I/O.
         for (const t of integrationTypes)
           if (doc.defaultPermissions[t]) setDefaultPermissions(db, t, doc.defaultPermissions[t]);
+        uplinks.importAll(doc.uplinks ?? []);
         return made;
       })();
     } catch (err) {
@@ -318,7 +335,7 @@ function importFull(
     for (const [temp, final] of staged.splice(0)) publishFile(temp, final, { replace: true });
     done = true;
     process.stdout.write(
-      `imported ${created.length} integration(s) and ${certs.length} trusted certificate(s); every device logs in with its old password\n`,
+      `imported ${created.length} integration(s), ${certs.length} trusted certificate(s) and ${doc.uplinks?.length ?? 0} uplink(s); every device logs in with its old password\n`,
     );
     return exitCodes.ok;
   } finally {
@@ -409,6 +426,8 @@ export function parseExport(bytes: Buffer, file: string): { doc: ExportDocument;
       else certs.push([name, bytes]);
     }
   }
+  const uplinks = parseUplinkExport(doc.uplinks);
+  problems.push(...uplinks.problems);
   if (problems.length) {
     const more = problems.length > 50 ? `; and ${problems.length - 50} more` : "";
     throw new ValidationError({ file: `${problems.length} problem(s): ${problems.slice(0, 50).join("; ")}${more}` });
@@ -418,6 +437,7 @@ export function parseExport(bytes: Buffer, file: string): { doc: ExportDocument;
       ...(doc as ExportDocument),
       defaultPermissions: defaults as Record<string, DefaultPermissions>,
       trustedCertificates: trusted as Record<string, string>,
+      uplinks: uplinks.items,
     },
     certs,
   };

@@ -4,6 +4,33 @@ export interface TopicMessage {
   retain: boolean;
 }
 
+/**
+ * PublishedMessage: a message as its publisher handed it in, before the broker routes it: its QoS,
+ * and its MQTT 5 PUBLISH properties (message expiry, content type, user properties, ...) if any.
+ */
+export interface PublishedMessage extends TopicMessage {
+  qos: 0 | 1 | 2;
+  properties?: Record<string, unknown>;
+}
+
+/**
+ * Origin: where a message came in: a listener's type (`mqtt`, `http`, `opcua`, `vrpc`), `core` for the
+ * appliance's own publishes, or `connector:<name>` for what a connector brought down from elsewhere (an
+ * uplink never sends such a message back up: no loops).
+ */
+export type Origin = string;
+
+/** isFromConnector: the message came down through a connector (an uplink's subscription). */
+export const isFromConnector = (origin: Origin) => origin.startsWith("connector:");
+
+/**
+ * DurableTap: a part that must hold a message before its publisher is acknowledged (an uplink's on-disk
+ * outbox). It takes the message synchronously, in the order publishes arrive, and returns a promise that
+ * resolves once the message is durable, or undefined when it holds nothing for which a publisher must
+ * wait. It must not reject (a failing store reports its failure its own way and lets the message go).
+ */
+export type DurableTap = (message: PublishedMessage, origin: Origin) => Promise<void> | undefined;
+
 export interface BusProvider {
   /**
    * publish as the broker itself; resolves once what it needs stored (a retained value, a message queued
@@ -47,10 +74,16 @@ export class BusUnavailableError extends Error {
  * process. The core owns it so that no adapter imports another: the MQTT listener attaches a
  * provider while it runs and reports every routed message; consumers subscribe here whether or not
  * the provider is up yet. Callers check permissions (core/permissions.ts) before they publish.
+ *
+ * Durable taps: every way a message comes in acknowledges its publisher only after `tap` has settled:
+ * `publish` (HTTP's 202, an OPC UA write's answer, the appliance's own) awaits it itself, and the MQTT
+ * broker awaits it in its authorizePublish step, before aedes writes the PUBACK. So a part that must
+ * not lose what a device was told is safe (an uplink's outbox) holds it before the device hears yes.
  */
 export class TopicBus {
   #provider: BusProvider | undefined;
   #handlers = new Set<(m: TopicMessage) => void>();
+  #taps: DurableTap[] = [];
 
   /** attach: the broker is up (one provider at a time); returns the detach function. */
   attach(provider: BusProvider): () => void {
@@ -84,11 +117,37 @@ export class TopicBus {
     return this.#handlers.size > 0;
   }
 
-  publish(message: TopicMessage & { qos?: 0 | 1 }): Promise<void> {
-    if (!this.#provider) return Promise.reject(new BusUnavailableError());
-    if (message.payload.length > this.#provider.maxPayloadBytes)
-      return Promise.reject(new PayloadTooLargeError(this.#provider.maxPayloadBytes));
-    return this.#provider.publish(message);
+  /** addTap: a durable tap from now on; returns the function that removes it. */
+  addTap(tap: DurableTap): () => void {
+    this.#taps = [...this.#taps, tap];
+    return () => {
+      this.#taps = this.#taps.filter((t) => t !== tap);
+    };
+  }
+
+  /**
+   * tap: hands a message that was accepted for routing to every durable tap; the publisher's
+   * acknowledgement waits for the promise, if any (undefined: nothing to wait for, the common case).
+   */
+  tap(message: PublishedMessage, origin: Origin): Promise<void> | undefined {
+    const taps = this.#taps;
+    if (taps.length === 0) return undefined;
+    if (taps.length === 1) return taps[0]!(message, origin);
+    const waits = taps.map((t) => t(message, origin)).filter((w) => w !== undefined);
+    return waits.length === 0 ? undefined : Promise.all(waits).then(() => undefined);
+  }
+
+  /**
+   * publish: as the broker itself, on behalf of `origin` (HTTP, OPC UA, the appliance, a connector);
+   * resolves once the message is held by every durable tap and handed to the broker.
+   */
+  publish(message: TopicMessage & { qos?: 0 | 1 }, origin: Origin = "core"): Promise<void> {
+    const provider = this.#provider;
+    if (!provider) return Promise.reject(new BusUnavailableError());
+    if (message.payload.length > provider.maxPayloadBytes)
+      return Promise.reject(new PayloadTooLargeError(provider.maxPayloadBytes));
+    const held = this.tap({ ...message, qos: message.qos ?? 0 }, origin);
+    return held ? held.then(() => provider.publish(message)) : provider.publish(message);
   }
 
   async *retained(filter = "#"): AsyncIterable<{ topic: string; payload: Buffer }> {

@@ -112,6 +112,8 @@ export interface CredentialOptions {
   onUnknown?: (type: IntegrationType, username: string, password: string, meta: LoginMeta) => boolean | undefined;
   /** told of a login refused because the stored hash cannot be checked at a bounded cost (see hashLimits) */
   onUnusableHash?: (username: string, problem: string) => void;
+  /** password checks waiting at most (default `deviceMaxQueued`) */
+  maxQueuedLogins?: number;
 }
 
 /** BulkSet: what a bulk change may set (the same for every row it changes). */
@@ -160,6 +162,7 @@ export class CredentialStore {
       },
       undefined,
       (r, problem) => this.opts.onUnusableHash?.(r.username, problem),
+      opts.maxQueuedLogins,
     );
     this.#lastLogins = new LastLogins(db);
     this.reload();
@@ -178,6 +181,19 @@ export class CredentialStore {
     return this.#verifier.stats;
   }
 
+  /** hashLine: the device password-check line now (attempts waiting, hashes running, started so far), for tests and metrics. */
+  get hashLine(): { readonly queued: number; readonly running: number; readonly stats: { readonly started: number } } {
+    return this.#verifier.scheduler;
+  }
+
+  /**
+   * suspect: this (address, name) pair or this address has a failed login in the throttle's window;
+   * the accept pool closes such a client first when it is full of clients whose logins are under way.
+   */
+  suspect(remote: string | undefined, username: string): boolean {
+    return this.#verifier.suspect(remote, username);
+  }
+
   /** hash: argon2id by default; "fast" only for a password the appliance generated (see credentials/hashing.ts). */
   hash(password: string, scheme: HashScheme = "argon2id"): Promise<string> {
     return hashFor(password, scheme, this.opts.hashCost);
@@ -190,13 +206,23 @@ export class CredentialStore {
 
   // ---------------------------------------------------------------- verify (hot path)
 
-  /** verify: may this username+password log in over the listener of `type`? Records the outcome. */
-  async verify(type: IntegrationType, username: string, password: string, meta: LoginMeta = {}): Promise<VerifyResult> {
+  /**
+   * verify: may this username+password log in over the listener of `type`? Records the outcome.
+   * `signal`: the client's connection; when it aborts (the socket closed, the request was abandoned)
+   * an attempt still waiting for its password check leaves the line unchecked (`abandoned`).
+   */
+  async verify(
+    type: IntegrationType,
+    username: string,
+    password: string,
+    meta: LoginMeta = {},
+    signal?: AbortSignal,
+  ): Promise<VerifyResult> {
     // A credential the CLI added, re-enabled or changed counts the moment the CLI exits; one it
     // disabled or removed is refused as soon: every login first looks for such writes (one PRAGMA).
     const catchingUp = this.opts.fresh?.();
     if (catchingUp) await catchingUp;
-    const result = await this.#verifier.check(type, username, password, meta);
+    const result = await this.#verifier.check(type, username, password, meta, signal);
     if (result.ok) {
       const t = this.now();
       const r = this.#index.get(result.integration.id);

@@ -25,6 +25,8 @@ export interface EventMap {
   };
   /** a listener refused a client's publish by the topic permissions (the client may repeat it often) */
   "publish.refused": { integration: Readonly<Integration>; topic: string };
+  /** a connector's state changed (connected, disconnected, its queue, its configuration): open pages refresh */
+  "connector.changed": { connector: string };
 }
 
 export type EventName = keyof EventMap;

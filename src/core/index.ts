@@ -29,6 +29,8 @@ export interface CoreOptions {
   flushIntervalMs?: number;
   /** /metrics has a traffic series per integration (username label, the busiest `perIntegrationSeries`) */
   metricsPerIntegration?: boolean;
+  /** device password checks waiting at most (default `deviceMaxQueued`, 1 024; tests use fewer) */
+  maxQueuedLogins?: number;
 }
 
 export type Core = ReturnType<typeof createCore>;
@@ -44,6 +46,7 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
   const credentials: CredentialStore = new CredentialStore(db, events, {
     hashCost: opts.hashCost,
     accepts: opts.accepts,
+    maxQueuedLogins: opts.maxQueuedLogins,
     fresh: (): false | Promise<boolean> => external.fresh(),
     onUnknown: (type, username, password, meta) => {
       if (!onboarding.takes(type, username, password, meta)) return false;
@@ -130,6 +133,8 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     log.debug("session opened", { type: s.type, username: s.username, clientId: s.clientId, remote: s.remote }),
   );
 
+  /** what parts reload when another process wrote the database (a connector's own table) */
+  const externalFollowers = new Set<() => void>();
   const external: ExternalSync = new ExternalSync(
     () => dataVersion(db),
     // Attributed to the other process, which records its own activity.
@@ -138,6 +143,13 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
         const applying = credentials.reload(); // a promise when many rows changed (applied in slices)
         onboarding.reload();
         admins.syncExternal();
+        for (const follow of externalFollowers) {
+          try {
+            follow();
+          } catch (err) {
+            log.error("external change sync failed", { err });
+          }
+        }
         return applying;
       }),
     (err) => log.error("external change sync failed", { err }),
@@ -165,6 +177,14 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     /** the TLS certificate in use (for the Settings page), once loaded */
     tlsInfo: new Slot<{ fingerprint: string; source: string; certFile: string }>(),
     syncExternalChanges,
+    /**
+     * followExternal: `reload` runs whenever another process (the CLI) has committed to the database,
+     * within the watch interval (half a second); returns the function that stops it.
+     */
+    followExternal(reload: () => void): () => void {
+      externalFollowers.add(reload);
+      return () => externalFollowers.delete(reload);
+    },
     /**
      * fresh: before a decision that must see every change another process has committed (a login
      * does this itself): `false` when memory is current, else a promise (see external-sync.ts).
@@ -238,6 +258,14 @@ function coreMetrics(
         { type },
         sessions.list({ type: type as IntegrationType }).length,
       ]),
+  });
+  m.gauge({
+    name: "gatehouse_password_checks",
+    help: "Device password checks: waiting in the line (bounded; refused past it) and running",
+    read: () => [
+      [{ state: "waiting" }, credentials.hashLine.queued],
+      [{ state: "running" }, credentials.hashLine.running],
+    ],
   });
   m.gauge({
     name: "gatehouse_onboarding_requests",

@@ -107,16 +107,23 @@ export interface FairSchedulerOptions {
    */
   maxQueued?: number;
   /**
-   * a lane with more than one attempt under way (waiting or running) waits behind lanes with one:
-   * a person types one password at a time; an address with five guesses in flight is not a person.
+   * a lane with more than one attempt under way (waiting or running) waits behind lanes with one of
+   * the same standing: a person types one password at a time; an address with five guesses in flight
+   * is not a person (or is a fleet behind a NAT, served round robin with the other busy lanes).
    */
   busyLanesLast?: boolean;
 }
 
+/**
+ * Standing: how an attempt's record ranks it, asked when a slot frees: `true` (clean) or a tier, 0
+ * first (`false` is the tier after clean ones, 1).
+ */
+export type Standing = boolean | number;
+
 interface Waiting {
   lane: string;
   start: () => void;
-  clean: () => boolean;
+  clean: () => Standing;
   refuse: (err: Error) => void;
 }
 
@@ -145,7 +152,7 @@ export class FairScheduler {
    * run: `task` when its turn comes. `clean` (or a fixed boolean) says whether the attempt has a clean
    * record; `signal` drops a waiting attempt whose client has gone (it rejects with the signal's reason).
    */
-  run<T>(lane: string, clean: boolean | (() => boolean), task: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  run<T>(lane: string, clean: Standing | (() => Standing), task: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       if (signal?.aborted) return reject(signal.reason);
       const isClean = typeof clean === "function" ? clean : () => clean;
@@ -191,10 +198,17 @@ export class FairScheduler {
     });
   }
 
-  /** #rank: 0 runs first: clean and (with busyLanesLast) alone in its lane. */
+  /**
+   * #rank: 0 runs first: tier 0 (clean) and (with busyLanesLast) alone in its lane. The tier comes
+   * first: a busy lane of a better tier (a fleet behind one clean address) goes before a single
+   * attempt of a worse one (a stranger's address whose guesses have failed); within a tier, lanes
+   * with one attempt go first.
+   */
   #rank(w: Waiting): number {
-    const busy = this.opts.busyLanesLast && (this.#depth.get(w.lane) ?? 0) > 1 ? 2 : 0;
-    return busy + (w.clean() ? 0 : 1);
+    const standing = w.clean();
+    const tier = standing === true ? 0 : standing === false ? 1 : standing;
+    const busy = this.opts.busyLanesLast && (this.#depth.get(w.lane) ?? 0) > 1 ? 1 : 0;
+    return tier * 2 + busy;
   }
 
   #next(): void {

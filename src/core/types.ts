@@ -64,7 +64,19 @@ export interface LoginMeta {
   protocol?: string;
 }
 
-export type VerifyFailure = "unknown-user" | "wrong-password" | "deactivated" | "wrong-type" | "throttled";
+/**
+ * VerifyFailure: why the core refused a login. `busy`: the password-check line is full of attempts that
+ * rank no worse than this one (the client may retry soon); `abandoned`: the client went away while its
+ * attempt waited in that line (its password was never checked).
+ */
+export type VerifyFailure =
+  | "unknown-user"
+  | "wrong-password"
+  | "deactivated"
+  | "wrong-type"
+  | "throttled"
+  | "busy"
+  | "abandoned";
 /** LoginFailure: why a login was refused, by the core or by a listener's protocol rules. */
 export type LoginFailure =
   | VerifyFailure

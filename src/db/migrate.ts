@@ -8,7 +8,9 @@ import m0000 from "../../drizzle/0000_init.sql" with { type: "text" };
 import m0001 from "../../drizzle/0001_deny_filters.sql" with { type: "text" };
 import m0002 from "../../drizzle/0002_activity_onboarding.sql" with { type: "text" };
 import m0003 from "../../drizzle/0003_settings.sql" with { type: "text" };
-import m0004 from "../../drizzle/0004_login_origin_admin_clients.sql" with { type: "text" };
+import m0004 from "../../drizzle/0004_uplinks.sql" with { type: "text" };
+// page26's migration, numbered 0004 on its branch beside uplink's 0004 (the lead renumbers at merge)
+import m0004b from "../../drizzle/0004_login_origin_admin_clients.sql" with { type: "text" };
 
 /** embeddedMigrations: drizzle-kit output, keyed by journal tag. */
 export const embeddedMigrations: Record<string, string> = {
@@ -16,7 +18,8 @@ export const embeddedMigrations: Record<string, string> = {
   "0001_deny_filters": m0001,
   "0002_activity_onboarding": m0002,
   "0003_settings": m0003,
-  "0004_login_origin_admin_clients": m0004,
+  "0004_uplinks": m0004,
+  "0004_login_origin_admin_clients": m0004b,
 };
 
 /** loadMigrations: the same MigrationMeta drizzle's readMigrationFiles builds, from embedded text. */

@@ -133,4 +133,9 @@ export interface WsPeer {
   state?: unknown;
   send(data: Uint8Array): void;
   close(): void;
+  /**
+   * loggedIn: the mount's client has logged in (MQTT CONNACK 0): the connection is long-lived, and a
+   * newcomer past the connection cap closes an ordinary one before it
+   */
+  loggedIn?(): void;
 }

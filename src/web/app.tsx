@@ -24,8 +24,8 @@ export interface WebOptions {
   version?: string;
   /** listeners that share this port (HTTP integrations), with their own authentication */
   mounts?: HttpMount[];
-  /** /readyz: every listener serving and the database writable */
-  readiness?: () => { ready: boolean; reasons: string[] };
+  /** /readyz: every listener serving and the database writable; what each connector says of its far end */
+  readiness?: () => { ready: boolean; reasons: string[]; connectors?: Record<string, unknown> };
   /** the parts' admin pages (a nav entry and routes each), mounted behind the admin guard */
   pages?: AdminPages[];
   /** what the parts add to an integration's row */
@@ -168,7 +168,8 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
       .get("/healthz", () => jsonResponse({ status: "ok", version: opts.version ?? "dev" }))
       .get("/readyz", () => {
         const r = opts.readiness?.() ?? { ready: true, reasons: [] };
-        return jsonResponse({ status: r.ready ? "ready" : "not ready", reasons: r.reasons }, r.ready ? 200 : 503);
+        const body = { status: r.ready ? "ready" : "not ready", reasons: r.reasons, connectors: r.connectors };
+        return jsonResponse(body, r.ready ? 200 : 503);
       })
 
       .use(assetRoutes())

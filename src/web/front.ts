@@ -7,23 +7,34 @@ import type { AcceptPool, PendingSocket } from "../core/accept-pool.ts";
  * nowhere, so idle sockets on the web ports could use every file descriptor of the process. The
  * front owns the public port (Bun.listen), counts each socket in the accept pool from accept, and
  * passes its bytes (TLS included, untouched) to Bun.serve on a loopback port once the client sends
- * some. The socket leaves the pool when Bun.serve sees its first request (`peer(port).entered()`),
- * and the request's address is the client's, looked up by the loopback connection's port.
+ * some. The socket leaves the pool when Bun.serve sees its first request (`peer(...).entered()`),
+ * and the request's address is the client's, looked up by the loopback connection's source address
+ * and port: the kernel never gives two live connections to one destination the same source address
+ * and port, so only the front's own connection matches; any other connection to Bun.serve's port (a
+ * local process, from 127.0.0.2 or from another port) matches nothing and is refused (403).
  *
  * After that an HTTP connection is bounded by Bun.serve's idle timeout and by `maxConnections` per
- * port: a newcomer past it closes the connection that has been quiet (no bytes either way) longest.
+ * port. A newcomer past it closes one, chosen per address: the address holding the most connections
+ * gives one up, its quietest (no bytes either way for longest). A connection with a long-lived
+ * request in flight (a long poll, /events, a logged-in WebSocket) is never chosen while an ordinary
+ * one exists: a stranger polling /healthz on many connections cannot cut a dashboard's stream.
  */
 export interface AcceptFront {
   readonly port: number;
-  /** the front connection behind a loopback connection of Bun.serve (by that connection's port) */
-  peer(backendPort: number): FrontPeer | undefined;
+  /** the front connection behind a loopback connection of Bun.serve (by that connection's source address and port) */
+  peer(address: string, port: number): FrontPeer | undefined;
   stop(): void;
 }
 
 export interface FrontPeer {
   readonly remote: string;
-  /** a whole request arrived: the socket leaves the accept pool */
+  /** a whole request arrived: the socket leaves the accept pool; the one before it on this connection is over */
   entered(): void;
+  /**
+   * longLived: the request in flight answers late on purpose (a long poll, an event stream) or the
+   * connection became a logged-in WebSocket (true); or that answer is ready (false)
+   */
+  longLived(on: boolean): void;
 }
 
 export interface AcceptFrontOptions {
@@ -99,7 +110,12 @@ interface Conn {
   front: Socket<Conn>;
   backend?: Socket<Conn>;
   connecting: boolean;
-  backendPort?: number;
+  /** the backend connection's source, `address:port` (what Bun.serve sees as its peer) */
+  backendPeer?: string;
+  /** when bytes last went either way */
+  lastActive: number;
+  /** a long-lived request is in flight (see FrontPeer.longLived) */
+  longLived: boolean;
   up: Pipe;
   down: Pipe;
   closed: boolean;
@@ -109,27 +125,106 @@ interface Conn {
   finishing: boolean;
 }
 
+/** AddressConns: one address's connections past their first request, each kind least recently active first. */
+interface AddressConns {
+  ordinary: Map<Conn, true>;
+  longLived: Map<Conn, true>;
+}
+
+/**
+ * victimAmong: the connection to close past the cap: among ordinary connections if there are any
+ * (else long-lived ones), the quietest of the address holding the most of them (ties: the address
+ * whose candidate has been quiet longest). Long-lived connections do not count while ordinary ones are
+ * chosen from: a dashboard's address with two streams open is not "the address holding the most"
+ * against strangers holding one ordinary connection each.
+ */
+function victimAmong(byAddress: Map<string, AddressConns>, anyOrdinary: boolean): Conn | undefined {
+  let victim: Conn | undefined;
+  let most = 0;
+  for (const conns of byAddress.values()) {
+    const candidates = anyOrdinary ? conns.ordinary : conns.longLived;
+    const quietest = candidates.keys().next().value;
+    if (!quietest) continue;
+    const held = candidates.size;
+    if (held > most || (held === most && victim && quietest.lastActive < victim.lastActive)) {
+      victim = quietest;
+      most = held;
+    }
+  }
+  return victim;
+}
+
 /** startAcceptFront: binds the public port; throws like Bun.serve when it cannot. */
 export function startAcceptFront(opts: AcceptFrontOptions): AcceptFront {
   const { pool } = opts;
-  const byBackendPort = new Map<number, Conn>();
-  /** connections past their first request, least recently active first */
-  const established = new Map<Conn, true>();
+  /** front connections by their backend connection's source (`address:port`) */
+  const byBackendPeer = new Map<string, Conn>();
+  /** connections past their first request, by client address */
+  const byAddress = new Map<string, AddressConns>();
+  let established = 0;
+  let ordinary = 0;
+
+  const kindOf = (c: Conn) => {
+    const conns = byAddress.get(c.remote)!;
+    return c.longLived ? conns.longLived : conns.ordinary;
+  };
 
   const touch = (c: Conn) => {
+    c.lastActive = performance.now();
+    if (!c.entered || c.closed) return;
+    const kind = kindOf(c);
+    kind.delete(c);
+    kind.set(c, true);
+  };
+
+  /** forget: the connection no longer counts among those past their first request */
+  const forget = (c: Conn) => {
     if (!c.entered) return;
-    established.delete(c);
-    established.set(c, true);
+    const conns = byAddress.get(c.remote);
+    if (!conns) return;
+    if (conns.ordinary.delete(c)) ordinary--;
+    conns.longLived.delete(c);
+    established--;
+    if (conns.ordinary.size === 0 && conns.longLived.size === 0) byAddress.delete(c.remote);
   };
 
   const close = (c: Conn) => {
     if (c.closed) return;
+    forget(c);
     c.closed = true;
     c.pending.leave();
-    established.delete(c);
-    if (c.backendPort !== undefined && byBackendPort.get(c.backendPort) === c) byBackendPort.delete(c.backendPort);
+    if (c.backendPeer !== undefined && byBackendPeer.get(c.backendPeer) === c) byBackendPeer.delete(c.backendPeer);
     c.front.terminate();
     c.backend?.terminate();
+  };
+
+  /**
+   * mark: the connection's kind changes (ordinary <-> long-lived). It counts as active now: a long
+   * poll that has just been answered was silent for its whole wait, and its answer is being written.
+   */
+  const mark = (c: Conn, longLived: boolean) => {
+    if (c.closed || c.longLived === longLived) return;
+    c.lastActive = performance.now();
+    if (!c.entered) return void (c.longLived = longLived);
+    const conns = byAddress.get(c.remote)!;
+    (c.longLived ? conns.longLived : conns.ordinary).delete(c);
+    ordinary += longLived ? -1 : 1;
+    c.longLived = longLived;
+    (longLived ? conns.longLived : conns.ordinary).set(c, true);
+  };
+
+  /** enter: the connection's first request; past the cap another makes room (it reconnects if it needs to) */
+  const enter = (c: Conn) => {
+    if (established >= opts.maxConnections) {
+      const victim = victimAmong(byAddress, ordinary > 0);
+      if (victim) close(victim);
+    }
+    c.entered = true;
+    let conns = byAddress.get(c.remote);
+    if (!conns) byAddress.set(c.remote, (conns = { ordinary: new Map(), longLived: new Map() }));
+    (c.longLived ? conns.longLived : conns.ordinary).set(c, true);
+    if (!c.longLived) ordinary++;
+    established++;
   };
 
   /** finish: the backend is done; the front ends once what waits for it is written (5 s at most) */
@@ -150,8 +245,8 @@ export function startAcceptFront(opts: AcceptFrontOptions): AcceptFront {
         open(b) {
           if (c.closed) return b.terminate();
           c.backend = b;
-          c.backendPort = b.localPort;
-          byBackendPort.set(b.localPort, c);
+          c.backendPeer = `${b.localAddress}:${b.localPort}`;
+          byBackendPeer.set(c.backendPeer, c);
           c.up.drain();
         },
         data(_b, data) {
@@ -178,9 +273,11 @@ export function startAcceptFront(opts: AcceptFrontOptions): AcceptFront {
         const pending = pool.admit(opts.listener, remote, () => close(c));
         const c: Conn = {
           remote,
-          pending: pending ?? { spoke() {}, leave() {} },
+          pending,
           front,
           connecting: false,
+          lastActive: performance.now(),
+          longLived: false,
           up: new Pipe(
             () => c.front,
             () => c.backend,
@@ -212,27 +309,25 @@ export function startAcceptFront(opts: AcceptFrontOptions): AcceptFront {
 
   return {
     port: listener.port,
-    peer(backendPort) {
-      const c = byBackendPort.get(backendPort);
-      if (!c) return undefined;
+    peer(address, port) {
+      const c = byBackendPeer.get(`${address}:${port}`);
+      if (!c || c.closed) return undefined;
       return {
         remote: c.remote,
         entered() {
-          if (c.entered || c.closed) return;
-          c.entered = true;
+          if (c.closed) return;
+          if (c.entered) return mark(c, false); // the request before this one on the connection is over
           c.pending.leave();
-          // past the cap, the connection quiet the longest makes room (it reconnects if it needs to)
-          if (established.size >= opts.maxConnections) {
-            const quiet = established.keys().next().value;
-            if (quiet) close(quiet);
-          }
-          established.set(c, true);
+          enter(c);
         },
+        longLived: (on) => mark(c, on),
       };
     },
     stop() {
       listener.stop(true);
-      for (const c of [...byBackendPort.values(), ...established.keys()]) close(c);
+      const all = [...byBackendPeer.values()];
+      for (const conns of byAddress.values()) all.push(...conns.ordinary.keys(), ...conns.longLived.keys());
+      for (const c of all) close(c);
     },
   };
 }

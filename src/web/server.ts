@@ -78,17 +78,24 @@ export function createWebServer(
       const ip = server.requestIP(request);
       let remote = ip?.address ?? "local";
       const front = servers.find((s) => s.server === server)?.front;
+      // through the accept front: the client is the one behind this loopback connection, found by its
+      // source address and port (see front.ts); a connection that is not the front's own is refused
+      const frontPeer = front && ip ? front.peer(ip.address, ip.port) : undefined;
       if (front) {
-        // through the accept front: the client is the one behind this loopback connection
-        const peer = ip ? front.peer(ip.port) : undefined;
-        if (!peer) return new Response("connect through the public port", { status: 403 });
-        peer.entered();
-        remote = peer.remote;
+        if (!frontPeer)
+          return new Response("connect through the public port", { status: 403, headers: { connection: "close" } });
+        frontPeer.entered();
+        remote = frontPeer.remote;
       }
       if (opts.trustedProxies)
         remote = clientAddress(remote, request.headers.get("x-forwarded-for"), opts.trustedProxies);
       setRemote(request, remote);
-      setIdleHook(request, (seconds) => server.timeout(request, seconds ?? shortIdleSeconds));
+      // A route that answers late on purpose (allowIdle) also marks its connection long-lived for the
+      // front, so a newcomer past --http-max-connections closes an ordinary connection before it.
+      setIdleHook(request, (seconds) => {
+        server.timeout(request, seconds ?? shortIdleSeconds);
+        frontPeer?.longLived(seconds !== undefined);
+      });
       const url = new URL(request.url);
       if (scheme === "http" && opts.redirect && opts.httpsPort !== null) {
         const https = servers.find((s) => s.scheme === "https");
@@ -100,7 +107,12 @@ export function createWebServer(
         const offered = (request.headers.get("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim());
         const headers =
           ws.protocol && offered.includes(ws.protocol) ? { "sec-websocket-protocol": ws.protocol } : undefined;
-        const peer: WsPeer = { remote, send: () => {}, close: () => {} };
+        const peer: WsPeer = {
+          remote,
+          send: () => {},
+          close: () => {},
+          loggedIn: () => frontPeer?.longLived(true),
+        };
         if (server.upgrade(request, { data: { mount: ws, peer }, headers })) return undefined as unknown as Response;
         return new Response("a WebSocket upgrade was expected", { status: 400 });
       }

@@ -28,16 +28,29 @@ describe("accept pool", () => {
     pool.stop();
   });
 
-  it("refuses a newcomer only when every socket in the pool has spoken", async () => {
+  it("sockets that spoke keep at most half of the pool: past it a newcomer evicts one of those that spoke, never refuses (finding F1)", async () => {
     const metrics = new Metrics();
-    const pool = new AcceptPool({ capacity: 3, timeoutMs: 10_000, metrics });
-    const { entries } = fill(pool, ["a", "a", "a"]);
-    for (const e of entries) e.spoke();
-    expect(pool.admit("mqtt", "b", () => {})).toBeUndefined();
-    entries[0]!.leave(); // one logged in
-    expect(pool.admit("mqtt", "b", () => {})).toBeDefined();
-    expect(pool.closed("refused")).toBe(1);
-    expect(await metrics.render()).toContain('gatehouse_pending_closed_total{reason="refused"} 1');
+    const pool = new AcceptPool({ capacity: 4, timeoutMs: 10_000, metrics });
+    expect(pool.spokeShare()).toBe(2);
+    // a stranger's three CONNECTs wait for their checks, a device's one too: the pool is full
+    const { closed, entries } = fill(pool, ["stranger", "stranger", "device", "stranger"]);
+    for (const e of entries) e.spoke(() => false);
+    const probe = (i: number) => pool.admit("mqtt", "probe", (reason) => closed.push({ name: `probe#${i}`, reason }));
+    // a newcomer is admitted: the address holding the most sockets that spoke gives up its oldest
+    expect(probe(1)).toBeDefined();
+    expect(closed).toEqual([{ name: "stranger#0", reason: "evicted-spoke" }]);
+    // 3 spoke, 1 silent: still past the share, the stranger gives up the next
+    expect(probe(2)).toBeDefined();
+    // within the share now (2 spoke, 2 silent): the oldest silent socket goes, those that spoke stay
+    expect(probe(3)).toBeDefined();
+    expect(closed).toEqual([
+      { name: "stranger#0", reason: "evicted-spoke" },
+      { name: "stranger#1", reason: "evicted-spoke" },
+      { name: "probe#1", reason: "evicted" },
+    ]);
+    expect(pool.spokeCount).toBe(2);
+    expect(pool.closed("evicted-spoke")).toBe(2);
+    expect(await metrics.render()).toContain('gatehouse_pending_closed_total{reason="evicted-spoke"} 2');
     pool.stop();
   });
 
@@ -100,6 +113,40 @@ describe("accept pool", () => {
     pool.admit("mqtt", "b", () => {});
     pool.admit("mqtt", "c", () => {});
     expect(closed).toBe(0);
+    pool.stop();
+  });
+
+  it("a socket that spoke is closed at the login deadline if its login is still not decided", async () => {
+    const metrics = new Metrics();
+    const pool = new AcceptPool({ capacity: 10, timeoutMs: 10_000, loginTimeoutMs: 300, metrics });
+    const slow = new Promise<PendingCloseReason>((resolve) => pool.admit("mqtt", "a", resolve)!.spoke());
+    let decidedClosed = false;
+    const decided = pool.admit("mqtt", "b", () => (decidedClosed = true))!;
+    decided.spoke();
+    decided.leave(); // logged in (or refused and closed by its listener)
+    expect(await slow).toBe("login-deadline");
+    expect(decidedClosed).toBe(false);
+    expect(pool.size).toBe(0);
+    expect(pool.closed("login-deadline")).toBe(1);
+    expect(await metrics.render()).toContain('gatehouse_pending_closed_total{reason="login-deadline"} 1');
+    pool.stop();
+  });
+
+  it("full of sockets that spoke, the pool evicts the oldest whose client is suspect first, else from the address holding the most", () => {
+    const pool = new AcceptPool({ capacity: 3, timeoutMs: 10_000 });
+    const { closed, entries } = fill(pool, ["device", "stranger", "stranger"]);
+    const failed = new Set<string>();
+    entries[0]!.spoke(() => failed.has("device"));
+    entries[1]!.spoke(() => failed.has("stranger"));
+    entries[2]!.spoke(() => failed.has("stranger"));
+    // the device's socket is the oldest, but its CONNECT was its address's only one: the stranger's goes
+    expect(pool.admit("mqtt", "newcomer", () => {})).toBeDefined();
+    expect(closed).toEqual([{ name: "stranger#1", reason: "evicted-spoke" }]);
+    // the device's name or address has failed lately: suspect, it goes before the stranger's
+    failed.add("device");
+    const last = pool.admit("mqtt", "newcomer", () => {});
+    expect(closed.map((c) => c.name)).toEqual(["stranger#1", "device#0"]);
+    expect(last).toBeDefined();
     pool.stop();
   });
 });

@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from "bun:test";
 import { adminHashConcurrency } from "../../src/core/admins.ts";
-import { FairScheduler, FailureThrottle, QueueFullError, boundedKey } from "../../src/core/throttle.ts";
-import { cleanupTempDirs, memoryLog, testCore } from "../helpers/app.ts";
+import { FairScheduler, FailureThrottle, QueueFullError, boundedKey, pairKey } from "../../src/core/throttle.ts";
+import { cleanupTempDirs, memoryLog, slowHash, testCore } from "../helpers/app.ts";
 import { eventually } from "../helpers/wait.ts";
 
 afterAll(cleanupTempDirs);
@@ -67,6 +67,124 @@ describe("login throttling under bursts", () => {
   }, 60_000);
 });
 
+describe("the device password-check line", () => {
+  it("is bounded: a newcomer that ranks no better than the worst waiting is refused unchecked; a clean one takes an unclean one's place and runs next; attempts whose clients left never run", async () => {
+    const { core } = testCore({ options: { maxQueuedLogins: 8 } });
+    const line = core.credentials.hashLine as unknown as FairScheduler;
+    const hash = await slowHash("the right one");
+    core.credentials.adoptMany(
+      ["n0", "n1", "n2", "n3"].map((username) => ({ type: "mqtt" as const, username, passwordHash: hash })),
+    );
+    const strangers = ["10.9.0.1", "10.9.0.2"];
+    // each stranger's first guess is checked and fails: its address is unclean from now on
+    for (const remote of strangers)
+      expect(await core.credentials.verify("mqtt", "n0", "first guess", { remote })).toEqual({
+        ok: false,
+        reason: "wrong-password",
+      });
+    // both check slots held by checks that end when the test says (a CPU busy with two slow hashes)
+    const releases = [0, 1].map(() => {
+      let release!: () => void;
+      void line.run("held", true, () => new Promise<void>((r) => (release = r)));
+      return release;
+    });
+    // 12 more guesses, each from a client that can go away: 8 wait, the rest rank no better and are refused
+    const clients: AbortController[] = [];
+    const guesses = Array.from({ length: 12 }, (_, i) => {
+      const client = new AbortController();
+      clients.push(client);
+      const remote = strangers[i % 2]!;
+      return core.credentials.verify("mqtt", `n${i % 4}`, `guess ${i}`, { remote }, client.signal);
+    });
+    expect(line.queued).toBe(8);
+    expect(await Promise.all(guesses.slice(8))).toEqual(Array(4).fill({ ok: false, reason: "busy" }));
+    // the device from a clean address takes the place of a waiting guess, and is checked next
+    const verdicts: string[] = [];
+    core.events.on("login.succeeded", (e) => verdicts.push(e.integration.username));
+    core.events.on("login.failed", (e) => e.reason === "wrong-password" && verdicts.push(e.username));
+    const device = core.credentials.verify("mqtt", "n0", "the right one", { remote: "10.9.0.3" });
+    expect(line.queued).toBe(8);
+    expect(line.stats.refused).toBe(5); // the four, and the guess the device replaced
+    releases[0]!();
+    expect((await device).ok).toBe(true);
+    expect(verdicts[0]).toBe("n0");
+    // every stranger goes away: what still waits leaves the line without a hash
+    const checksAtClose = core.credentials.stats.hashVerifies;
+    const runningAtClose = line.running;
+    for (const c of clients) c.abort();
+    releases[1]!();
+    const results = await Promise.all(guesses);
+    expect(line.queued).toBe(0);
+    expect(results.filter((r) => !r.ok && r.reason === "abandoned").length).toBeGreaterThanOrEqual(6);
+    await eventually(() => line.running === 0);
+    expect(core.credentials.stats.hashVerifies - checksAtClose).toBeLessThanOrEqual(runningAtClose);
+  }, 30_000);
+
+  it("a new (address, name) pair gets no priority for being new: a line full of strangers' first guesses from new addresses at a name under attack lets in a device whose name is not, and first a device that has logged in before from its address", async () => {
+    const { core } = testCore({ options: { maxQueuedLogins: 8 } });
+    const line = core.credentials.hashLine as unknown as FairScheduler;
+    const hash = await slowHash("right");
+    core.credentials.adoptMany(
+      ["target", "fresh", "returning"].map((username) => ({ type: "mqtt" as const, username, passwordHash: hash })),
+    );
+    // the returning device has logged in from its address before; then its password is reset (no cache)
+    expect((await core.credentials.verify("mqtt", "returning", "right", { remote: "10.1.0.1" })).ok).toBe(true);
+    const returning = core.credentials.findByUsername("returning")!;
+    await core.credentials.resetPassword(returning.id, "right again");
+    // one failed guess at the target from elsewhere: the name is under attack
+    expect((await core.credentials.verify("mqtt", "target", "guess", { remote: "10.9.0.1" })).ok).toBe(false);
+    const releases = [0, 1].map(() => {
+      let release!: () => void;
+      void line.run("held", true, () => new Promise<void>((r) => (release = r)));
+      return release;
+    });
+    // 8 strangers from 8 new addresses, one guess each at the target: new pairs, clean addresses
+    const clients: AbortController[] = [];
+    const guesses = Array.from({ length: 8 }, (_, i) => {
+      const client = new AbortController();
+      clients.push(client);
+      return core.credentials.verify("mqtt", "target", `guess ${i}`, { remote: `10.8.0.${i + 1}` }, client.signal);
+    });
+    expect(line.queued).toBe(8);
+    // one more such guess ranks no better than those waiting: busy, unchecked
+    expect(await core.credentials.verify("mqtt", "target", "one more", { remote: "10.8.1.1" })).toEqual({
+      ok: false,
+      reason: "busy",
+    });
+    // a never-seen device whose name nobody fails on, and the returning one, each take a guess's place
+    const verdicts: string[] = [];
+    core.events.on("login.succeeded", (e) => verdicts.push(e.integration.username));
+    core.events.on("login.failed", (e) => e.reason === "wrong-password" && verdicts.push(e.username));
+    const fresh = core.credentials.verify("mqtt", "fresh", "right", { remote: "10.2.0.1" });
+    const back = core.credentials.verify("mqtt", "returning", "right again", { remote: "10.1.0.1" });
+    expect(line.queued).toBe(8);
+    expect(line.stats.refused).toBe(3);
+    // the returning device runs first, then the new one, before any stranger's guess
+    releases[0]!();
+    expect((await back).ok).toBe(true);
+    expect((await fresh).ok).toBe(true);
+    expect(verdicts.slice(0, 2)).toEqual(["returning", "fresh"]);
+    for (const c of clients) c.abort();
+    releases[1]!();
+    await Promise.all(guesses);
+    await eventually(() => line.running === 0);
+  }, 30_000);
+
+  it("a guess is booked against its pair and address when its hash runs, even if the client that sent it first has left", async () => {
+    const { core } = testCore();
+    await core.credentials.create({ type: "mqtt", username: "target", password: "the-right-password" });
+    const first = new AbortController();
+    const a = core.credentials.verify("mqtt", "target", "same guess", { remote: "10.7.0.1" }, first.signal);
+    const b = core.credentials.verify("mqtt", "target", "same guess", { remote: "10.7.0.1" });
+    first.abort();
+    expect(await a).toEqual({ ok: false, reason: "abandoned" });
+    expect(await b).toEqual({ ok: false, reason: "wrong-password" });
+    expect(core.credentials.throttle.failures(pairKey("10.7.0.1", "target"))).toBe(1);
+    expect(core.credentials.suspect("10.7.0.1", "another name")).toBe(true); // the address has failed
+    expect(core.credentials.suspect("10.7.0.2", "target")).toBe(false);
+  });
+});
+
 describe("FairScheduler", () => {
   it("runs a few at a time, round robin over lanes, the clean tier first", async () => {
     const s = new FairScheduler(1);
@@ -89,7 +207,7 @@ describe("FairScheduler", () => {
     expect(order).toEqual(["first", "c-clean", "a1", "b1", "a2"]);
   });
 
-  it("asks `clean` when a slot frees; busy lanes wait behind lanes with one attempt; a full line refuses the worst", async () => {
+  it("asks `clean` when a slot frees; busy lanes wait behind lanes with one attempt of the same standing; a full line refuses the worst", async () => {
     const s = new FairScheduler(1, { maxQueued: 4, busyLanesLast: true });
     const order: string[] = [];
     let release!: () => void;
@@ -118,8 +236,8 @@ describe("FairScheduler", () => {
     failed.add("failing"); // its record changed while it waited: asked again when the slot frees
     release();
     expect(await Promise.all(runs)).toEqual(["ran", "ran", "ran", "refused", "ran", "refused", "ran"]);
-    // busy-2 runs last: by then its lane holds only it
-    expect(order).toEqual(["first", "person", "failing-1", "busy-1", "busy-2"]);
+    // the failing lane's record went bad while it waited: it runs after the clean busy lane
+    expect(order).toEqual(["first", "person", "busy-1", "busy-2", "failing-1"]);
     expect(s.stats.peakRunning).toBe(1);
   });
 

@@ -18,6 +18,21 @@ import { createWebApp } from "../../src/web/app.tsx";
 /** Real argon2id with small parameters, so suites that create many credentials stay quick. */
 export const testHashCost = { memoryCost: 1024, timeCost: 1 };
 
+const slowHashes = new Map<string, Promise<string>>();
+/**
+ * slowHash: a real argon2id hash of `password` that takes a while to check (64 MiB, 3 passes: a few
+ * hundred ms), for tests where logins must wait in the password-check line. Made once per password.
+ */
+export function slowHash(password: string): Promise<string> {
+  let h = slowHashes.get(password);
+  if (!h)
+    slowHashes.set(
+      password,
+      (h = Bun.password.hash(password, { algorithm: "argon2id", memoryCost: 65_536, timeCost: 3 })),
+    );
+  return h;
+}
+
 const dirs: string[] = [];
 
 export function tempDir(prefix = "gatehouse-test-"): string {
@@ -39,14 +54,19 @@ export function newDataDir(dir = tempDir()): string {
   return dir;
 }
 
-/** testCore: a fresh core on a real SQLite file in a throw-away folder. */
-export function testCore(opts: { dir?: string; log?: Logger } = {}): { core: Core; db: Db; dir: string } {
+/** testCore: a fresh core on a real SQLite file in a throw-away folder (`options` override the test defaults). */
+export function testCore(opts: { dir?: string; log?: Logger; options?: CoreOptions } = {}): {
+  core: Core;
+  db: Db;
+  dir: string;
+} {
   const dir = opts.dir ?? tempDir();
   const db = openDataDir(dir);
   const core = createCore(db, opts.log ?? silentLogger, {
     hashCost: testHashCost,
     accepts: acceptsTable(),
     requestTypeOf,
+    ...opts.options,
   });
   return { core, db, dir };
 }

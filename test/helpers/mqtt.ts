@@ -104,10 +104,18 @@ export interface RawMqtt {
   destroy(): void;
 }
 
-/** rawMqtt: `protocolVersion` is how packets are encoded and the broker's packets parsed (5: properties, reason codes). */
-export function rawMqtt(port: number, host = "127.0.0.1", protocolVersion: 3 | 4 | 5 = 4): Promise<RawMqtt> {
+/**
+ * rawMqtt: `protocolVersion` is how packets are encoded and the broker's packets parsed (5: properties,
+ * reason codes); `localAddress` binds it to another loopback address, as another client would be.
+ */
+export function rawMqtt(
+  port: number,
+  host = "127.0.0.1",
+  protocolVersion: 3 | 4 | 5 = 4,
+  localAddress?: string,
+): Promise<RawMqtt> {
   return new Promise((resolve, reject) => {
-    const socket = netConnect(port, host);
+    const socket = netConnect({ port, host, localAddress });
     const parser = mqttPacket.parser({ protocolVersion });
     const queue: Record<string, any>[] = [];
     const waiting: ((p: Record<string, any> | undefined) => void)[] = [];

@@ -2,6 +2,7 @@ import { afterAll, describe, expect, it } from "bun:test";
 import { connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import type { App } from "../../src/app.ts";
+import type { PendingCloseReason } from "../../src/core/accept-pool.ts";
 import { cleanupTempDirs, testApp } from "../helpers/app.ts";
 import { connectMqtt } from "../helpers/mqtt.ts";
 import { eventually } from "../helpers/wait.ts";
@@ -112,7 +113,7 @@ function churn(ports: number[], addresses: string[], perAddress: number) {
 
 const mqttsPort = (app: App) =>
   (app.listeners.find((l) => l.type === "mqtt") as unknown as { tlsAddress(): { port: number } }).tlsAddress().port;
-const closedFor = (app: App, reason: "deadline" | "evicted" | "refused") => app.pool.closed(reason);
+const closedFor = (app: App, reason: PendingCloseReason) => app.pool.closed(reason);
 
 describe("every listener counts sockets from accept", () => {
   it("idle MQTT, MQTT over TLS (before and after the handshake), WebSocket, OPC UA, HTTP and HTTPS sockets are counted and closed by the server at the deadline", async () => {
@@ -256,6 +257,160 @@ describe("HTTP through the accept front", () => {
       await app.stop();
     }
   });
+});
+
+/**
+ * keepAlive: a keep-alive HTTP connection from `localAddress` that asks GET /healthz (no credentials)
+ * and reads its answer; `closed` resolves when the server closes it.
+ */
+function keepAlive(port: number, localAddress: string) {
+  return new Promise<{ socket: Socket; closed: Promise<void> }>((resolve, reject) => {
+    const socket = netConnect({ host: "127.0.0.1", port, localAddress }, () =>
+      socket.write("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"),
+    );
+    const closed = new Promise<void>((r) => socket.once("close", () => r()));
+    socket.once("data", (d) => (d.toString().startsWith("HTTP/1.1 200") ? resolve({ socket, closed }) : reject(d)));
+    socket.once("error", reject);
+  });
+}
+
+/** listening: the loopback TCP ports this process listens on (`ss`), to find Bun.serve's own behind the front */
+async function listening(): Promise<number[]> {
+  const out = await new Response(Bun.spawn(["ss", "-Htlnp"], { stdout: "pipe" }).stdout).text();
+  return out
+    .split("\n")
+    .filter((l) => l.includes(`pid=${process.pid},`))
+    .map((l) => Number(/127\.0\.0\.1:(\d+)/.exec(l)?.[1]))
+    .filter((p) => p > 0);
+}
+
+describe("Bun.serve behind the front serves only the front's own connections", () => {
+  it("a local process connecting to Bun.serve's loopback port, from another address with a front connection's source port or from an unused port, gets 403 and is closed", async () => {
+    const { app } = await testApp(["--opcua-port", "off", "--mqtt-port", "off"]);
+    const sockets: Socket[] = [];
+    try {
+      const front = app.address("http")!.port;
+      const [backend] = (await listening()).filter((p) => p !== front);
+      expect(backend).toBeGreaterThan(0);
+      // a client of the front, mid-request: the front has opened its own connection to Bun.serve
+      const victim = netConnect({ host: "127.0.0.1", port: front, localAddress: "127.0.0.9" }, () =>
+        victim.write("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"),
+      );
+      sockets.push(victim);
+      const sourcePort = await eventually(async () => {
+        const out = await new Response(
+          Bun.spawn(["ss", "-Htn", "state", "established"], { stdout: "pipe" }).stdout,
+        ).text();
+        const m = new RegExp(`127\\.0\\.0\\.1:(\\d+)\\s+127\\.0\\.0\\.1:${backend}\\b`).exec(out);
+        expect(m).not.toBeNull();
+        return Number(m![1]);
+      });
+      const direct = (localAddress: string, localPort?: number) =>
+        new Promise<{ answer: string; closed: boolean }>((resolve, reject) => {
+          const s = netConnect({ host: "127.0.0.1", port: backend!, localAddress, localPort }, () =>
+            s.write(
+              `GET /api/v1/data/plant/x HTTP/1.1\r\nHost: x\r\nAuthorization: Basic ${Buffer.from("someone:wrong").toString("base64")}\r\n\r\n`,
+            ),
+          );
+          sockets.push(s);
+          let answer = "";
+          s.on("data", (d) => (answer += d.toString()));
+          s.once("close", () => resolve({ answer, closed: true }));
+          s.once("error", reject);
+        });
+      // the attack of finding F6: the front connection's source port, from another loopback address
+      const spoofed = await direct("127.0.0.2", sourcePort);
+      expect(spoofed.answer).toStartWith("HTTP/1.1 403");
+      expect(spoofed.closed).toBe(true);
+      const unmapped = await direct("127.0.0.1");
+      expect(unmapped.answer).toStartWith("HTTP/1.1 403");
+      // nothing was judged as anybody's login
+      expect(app.core.loginLog.recent(5)).toEqual([]);
+      // the real client is still served
+      victim.write("\r\n");
+      const answer = await new Promise<string>((r) => victim.once("data", (d) => r(d.toString())));
+      expect(answer).toStartWith("HTTP/1.1 200");
+    } finally {
+      for (const s of sockets) s.destroy();
+      await app.stop();
+    }
+  });
+});
+
+describe("past --http-max-connections, who gives a connection up", () => {
+  /** victims: a logged-in MQTT-over-WebSocket client and a ?wait=20 long poll, from 127.0.0.1 */
+  const victims = async (app: App, url: string) => {
+    const poller = await app.core.credentials.create({ type: "http", username: "dashboard" });
+    const wsUser = await app.core.credentials.create({ type: "mqtt", username: "ws-panel" });
+    const ws = await connectMqtt(0, {
+      protocol: "ws",
+      host: "127.0.0.1",
+      port: app.address("http")!.port,
+      path: "/mqtt",
+      username: "ws-panel",
+      password: wsUser.password,
+    } as never);
+    let wsClosed = false;
+    ws.on("close", () => (wsClosed = true));
+    const basic = `Basic ${Buffer.from(`dashboard:${poller.password}`).toString("base64")}`;
+    const poll = fetch(`${url}/api/v1/data/plant/line?wait=20`, { headers: { authorization: basic } }).then(
+      async (r) => ({ status: r.status, body: (await r.json()) as { payload?: string } }),
+      (err: Error) => ({ status: 0, body: { payload: err.message } }),
+    );
+    // the long poll is waiting (its session is online) before the strangers come
+    await eventually(() => expect(app.core.sessions.list({ type: "http" }).length).toBe(1));
+    return {
+      ws,
+      poll,
+      get wsClosed() {
+        return wsClosed;
+      },
+    };
+  };
+
+  it("one address holding the cap's connections and polling /healthz cannot cut another address's long poll or MQTT-over-WebSocket client", async () => {
+    const { app, url } = await testApp(["--http-max-connections", "4", "--opcua-port", "off"]);
+    const held: Socket[] = [];
+    try {
+      const v = await victims(app, url);
+      // 12 keep-alive connections from one address against a cap of 4: it gives up its own quietest
+      const port = app.address("http")!.port;
+      const theirs = [];
+      for (let i = 0; i < 12; i++) theirs.push(await keepAlive(port, "127.0.0.3"));
+      held.push(...theirs.map((t) => t.socket));
+      await Promise.all(theirs.slice(0, 12 - 2).map((t) => t.closed)); // its oldest ones were closed
+      expect(v.wsClosed).toBe(false);
+      await app.core.bus.publish({ topic: "plant/line", payload: Buffer.from("42"), retain: false, qos: 0 });
+      expect(await v.poll).toEqual({ status: 200, body: expect.objectContaining({ payload: "42" }) });
+      expect(v.ws.connected).toBe(true);
+      await v.ws.endAsync();
+    } finally {
+      for (const s of held) s.destroy();
+      await app.stop();
+    }
+  }, 30_000);
+
+  it("strangers from many addresses, one connection each: a connection with a long-lived request in flight is never closed while an ordinary one exists", async () => {
+    const { app, url } = await testApp(["--http-max-connections", "4", "--opcua-port", "off"]);
+    const held: Socket[] = [];
+    try {
+      const v = await victims(app, url);
+      // 127.0.0.1 now holds two connections, each stranger one: the long-lived ones are not on the table
+      const port = app.address("http")!.port;
+      const theirs = [];
+      for (let i = 0; i < 12; i++) theirs.push(await keepAlive(port, `127.0.1.${i + 1}`));
+      held.push(...theirs.map((t) => t.socket));
+      await Promise.all(theirs.slice(0, 12 - 2).map((t) => t.closed)); // the strangers' quietest went
+      expect(v.wsClosed).toBe(false);
+      await app.core.bus.publish({ topic: "plant/line", payload: Buffer.from("43"), retain: false, qos: 0 });
+      expect(await v.poll).toEqual({ status: 200, body: expect.objectContaining({ payload: "43" }) });
+      expect(v.ws.connected).toBe(true);
+      await v.ws.endAsync();
+    } finally {
+      for (const s of held) s.destroy();
+      await app.stop();
+    }
+  }, 30_000);
 });
 
 describe("eviction", () => {

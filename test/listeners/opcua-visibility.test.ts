@@ -205,3 +205,68 @@ describe("OPC UA shows a session only the topics it may read", () => {
     await sub.terminate();
   });
 });
+
+// Finding F7: server diagnostics named every other session (its name, its client's application URI and
+// name, host names in them, connection times). A session sees none of them.
+describe("OPC UA server diagnostics do not show other sessions", () => {
+  const summary = "ns=0;i=3706"; // Server_ServerDiagnostics_SessionsDiagnosticsSummary
+  const sessionArray = "ns=0;i=3707"; // ..._SessionDiagnosticsArray
+  const securityArray = "ns=0;i=3708"; // ..._SessionSecurityDiagnosticsArray
+  const subscriptionArray = "ns=0;i=2290"; // Server_ServerDiagnostics_SubscriptionDiagnosticsArray
+  let looker: Awaited<ReturnType<typeof opcuaUser>>;
+  let other: Awaited<ReturnType<typeof opcuaUser>>;
+  beforeAll(async () => {
+    other = await opcuaUser("diagnostics-other");
+    await other.session.createSubscription2({ requestedPublishingInterval: 1000, publishingEnabled: true });
+    looker = await opcuaUser("diagnostics-looker");
+  }, 30_000);
+  afterAll(async () => {
+    await looker.close();
+    await other.close();
+  });
+
+  it("the sessions summary, its arrays, each session's object and the subscription array are absent in every service", async () => {
+    const otherSession = other.session.sessionId.toString();
+    // Browse of ServerDiagnostics lists no summary; Browse of the summary and of the other session's object fail
+    expect(await names(looker, "ns=0;i=2274")).not.toContain("SessionsDiagnosticsSummary");
+    for (const nodeId of [summary, otherSession]) {
+      const r = await looker.session.browse({ nodeId, browseDirection: BrowseDirection.Forward, resultMask: 63 });
+      expect(r.statusCode.name).toBe("BadNodeIdUnknown");
+    }
+    // Read of the arrays and of the other session's object: BadNodeIdUnknown, nothing of the other client
+    const read = await looker.session.read(
+      [sessionArray, securityArray, subscriptionArray, otherSession, summary].map((nodeId) => ({
+        nodeId,
+        attributeId: AttributeIds.Value,
+      })),
+    );
+    for (const r of read) expect(r.statusCode.name).toBe("BadNodeIdUnknown");
+    expect(JSON.stringify(read)).not.toContain("urn:gatehouse-test:"); // the clients' application URIs
+    // TranslateBrowsePathsToNodeIds does not find the summary either
+    const [path] = await looker.session.translateBrowsePath([
+      makeBrowsePath("i=2253", "/ServerDiagnostics/SessionsDiagnosticsSummary/SessionDiagnosticsArray"),
+    ]);
+    expect(path!.statusCode.name).not.toBe("Good");
+    // a monitored item on the session array is refused
+    const sub = await looker.session.createSubscription2({
+      requestedPublishingInterval: 1000,
+      publishingEnabled: true,
+    });
+    const session = looker.session as unknown as {
+      createMonitoredItems(r: unknown): Promise<{ results?: { statusCode: { name: string } }[] }>;
+    };
+    const created = await session.createMonitoredItems({
+      subscriptionId: sub.subscriptionId,
+      timestampsToReturn: TimestampsToReturn.Both,
+      itemsToCreate: [
+        {
+          itemToMonitor: { nodeId: sessionArray, attributeId: AttributeIds.Value },
+          monitoringMode: 2,
+          requestedParameters: { clientHandle: 1, samplingInterval: 0, queueSize: 10, discardOldest: true },
+        },
+      ],
+    });
+    expect(created.results!.map((r) => r.statusCode.name)).toEqual(["BadNodeIdUnknown"]);
+    await sub.terminate();
+  });
+});

@@ -24,8 +24,15 @@ beforeAll(async () => {
   await app.core.credentials
     .create({ type: "mqtt", username: "sensor-off" })
     .then(({ integration: i }) => app.core.credentials.setActive(i.id, false));
-  app.core.admins.createApiToken("prometheus");
   await app.core.admins.addAdmin("night-shift", "night-shift-password"); // its Remove button is a target too
+  const token = app.core.admins.createApiToken("prometheus").token;
+  // an uplink whose upstream refuses: a row with its state and last error
+  const uplink = await fetch(`${url}/api/v1/uplinks`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: JSON.stringify({ name: "a11y-cloud", urls: ["mqtt://127.0.0.1:9"], forward: ["#"] }),
+  });
+  expect(uplink.status).toBe(201);
   void integration;
   // a pending onboarding request, so its table (checkboxes, buttons) is on the page
   app.core.onboarding.open({ minutes: 30, by: "test" });
@@ -83,6 +90,9 @@ const signedInPages = (id: number) => [
   "/activity",
   "/settings",
   "/settings/tokens",
+  "/uplinks",
+  "/uplinks/new",
+  "/uplinks/a11y-cloud/edit",
 ];
 
 for (const [label, viewport] of [

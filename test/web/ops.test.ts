@@ -70,7 +70,11 @@ describe("/metrics", () => {
 describe("/healthz and /readyz", () => {
   it("ready when every listener serves and the database is writable; not ready while another process holds the lock", async () => {
     expect((await fetch(`${url}/healthz`)).status).toBe(200);
-    expect(await (await fetch(`${url}/readyz`)).json()).toEqual({ status: "ready", reasons: [] });
+    expect(await (await fetch(`${url}/readyz`)).json()).toEqual({
+      status: "ready",
+      reasons: [],
+      connectors: { uplink: { uplinks: [] } },
+    });
     const other = new Database(join(dir, "gatehouse.db"));
     other.run("BEGIN IMMEDIATE");
     try {

@@ -228,10 +228,14 @@
   });
   // Live by push: one event stream per page; the browser reconnects by itself after a restart.
   function listen() {
-    if (!document.getElementById("integration-table") || !window.EventSource) return;
+    if (!(document.getElementById("integration-table") || document.querySelector("[data-live]")) || !window.EventSource)
+      return;
     var source = new EventSource("/events");
     source.addEventListener("changed", function () {
       document.body.dispatchEvent(new CustomEvent("gatehouse:changed"));
+    });
+    source.addEventListener("connector", function () {
+      document.body.dispatchEvent(new CustomEvent("gatehouse:connector"));
     });
   }
   document.addEventListener("DOMContentLoaded", function () {

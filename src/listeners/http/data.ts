@@ -137,7 +137,8 @@ export function createDataRoutes(core: Core, log: Logger, presence: Presence, op
       const payload = Buffer.from(typeof it.payload === "string" ? it.payload : JSON.stringify(it.payload));
       messages.push({ topic, payload, retain: it.retain === true });
     }
-    // all at once, in order: retained values of one batch are stored in one commit, not one each
+    // all at once, in order: retained values of one batch are stored in one commit, not one each, and a
+    // durable tap (an uplink's outbox) holds the batch in one write; acknowledged together
     const results = await Promise.allSettled(
       messages.map((m) => publishOne(integration, m.topic, m.payload, m.retain, 0)),
     );

@@ -184,10 +184,15 @@ export function createForwardAuth(
     if (who instanceof Response) {
       if (who.status === 401) return who;
       // nginx auth_request turns any status but 2xx, 401 and 403 into a 500 for the client: a throttled
-      // client gets 403 with Retry-After here (the device data API keeps its 429).
+      // client, or one refused because the password-check line is full, gets 403 with Retry-After here
+      // (the device data API keeps its 429 and 503).
       if (who.status === 429)
         return problem(403, "rate_limited", "too many failed logins from this address for this name; try again later", {
           "retry-after": who.headers.get("retry-after") ?? "60",
+        });
+      if (who.status === 503)
+        return problem(403, "unavailable", "too many logins are being checked now; try again in a moment", {
+          "retry-after": who.headers.get("retry-after") ?? "10",
         });
       return who.status === 403 ? who : problem(403, "forbidden", "this integration may not use forward auth now");
     }

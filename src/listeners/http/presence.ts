@@ -80,7 +80,8 @@ export function createPresence(core: Core, onlineWindowMs: number) {
         credentials.loginRefused("http", "", "unknown-user", meta);
         return refusal("unknown-user");
       }
-      const result = await credentials.verify("http", creds.username, creds.password, meta);
+      // the request's signal: a client that gives up waiting takes its password check out of the line
+      const result = await credentials.verify("http", creds.username, creds.password, meta, request.signal);
       if (!result.ok) return refusal(result.reason);
       touch(result.integration, remote, meta.clientId);
       return result.integration;

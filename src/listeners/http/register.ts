@@ -46,9 +46,10 @@ export function createRegistration(core: Core, maxBodyBytes: number) {
     const catchingUp = core.fresh();
     if (catchingUp) await catchingUp;
     if (credentials.findByUsername(username)) {
-      const result = await credentials.verify(type, username, password, meta);
+      const result = await credentials.verify(type, username, password, meta, request.signal);
       if (result.ok) return json({ status: "approved", username }, 201);
-      if (result.reason === "throttled") return refusal("throttled");
+      if (result.reason === "throttled" || result.reason === "busy" || result.reason === "abandoned")
+        return refusal(result.reason);
       return problem(409, "conflict", "this username belongs to an integration already");
     }
     const outcome = await core.onboarding.consider(type, username, password, meta, type);

@@ -20,13 +20,18 @@ const statusFor: Record<LoginFailure, 401 | 403 | 429 | 503> = {
   "unsupported-protocol": 401,
   "client-id-in-use": 403,
   "connection-limit": 503,
+  busy: 503,
+  abandoned: 503, // the client has gone; nobody reads it
   anonymous: 401,
   "certificate-user": 401,
   "insecure-token": 401,
   "certificate-rejected": 403,
 };
 
-/** refusal: a refused login as a device hears it (401 with the Basic challenge, 403, 429 with Retry-After). */
+/** busyRetrySeconds: what a 503 for a full password-check line tells the device to wait before it tries again. */
+export const busyRetrySeconds = 10;
+
+/** refusal: a refused login as a device hears it (401 with the Basic challenge, 403, 429 and 503 with Retry-After). */
 export function refusal(reason: LoginFailure): Response {
   const status = statusFor[reason];
   if (status === 401)
@@ -38,6 +43,10 @@ export function refusal(reason: LoginFailure): Response {
     );
   if (status === 429)
     return problem(429, "rate_limited", "too many failed logins; try again later", { "retry-after": "60" });
+  if (status === 503)
+    return problem(503, "unavailable", "too many logins are being checked now; try again in a moment", {
+      "retry-after": String(busyRetrySeconds),
+    });
   return problem(
     status,
     "forbidden",

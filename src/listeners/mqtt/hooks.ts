@@ -1,11 +1,13 @@
 import type { AuthenticateError, Client, ConnectPacket, PublishPacket, Subscription } from "aedes";
 import type { Socket } from "node:net";
+import type { PublishedMessage } from "../../core/bus.ts";
 import { mayPublish, mayRead, maySubscribe } from "../../core/permissions.ts";
 import { isValidTopicString } from "../../core/topics.ts";
 import type { LoginFailure } from "../../core/types.ts";
 import { StaleLoginError } from "../../lib/errors.ts";
 import { disconnectV5, refuseV5 } from "./aedes-internals.ts";
 import { foreignPublishProperty, foreignWillProperty } from "./properties.ts";
+import { WsStream } from "./transports.ts";
 import type { Conn, MqttState } from "./state.ts";
 
 /** CONNACK return codes of MQTT 3.1.1 §3.2.2.3 for each refusal reason. */
@@ -19,6 +21,9 @@ export const connackFor: Record<LoginFailure, 1 | 2 | 3 | 4 | 5> = {
   "unsupported-protocol": 1,
   "client-id-in-use": 2,
   "connection-limit": 3,
+  // [MQTT-3.2.2.3] 3: server unavailable (MQTT 5 hears 0x89 Server busy): the password-check line is full
+  busy: 3,
+  abandoned: 3, // the client has gone; nothing is sent
   anonymous: 4,
   "certificate-user": 4,
   "insecure-token": 4,
@@ -64,7 +69,11 @@ export function createHooks(s: MqttState, maxConnections: number) {
   const { credentials, sessions, topicSpace } = s.core;
   return {
     preConnect(client: Client, packet: ConnectPacket, done: (err: Error | null, ok: boolean) => void) {
-      s.pendingOf.get(client.conn)?.spoke(); // a whole CONNECT: a real client, no longer silent
+      // A whole CONNECT: a real client, no longer silent. When the pool is full of such clients, one
+      // whose name or address has failed logins lately is closed first to make room.
+      const remote = s.remoteOf(client);
+      const name = packet.username ?? "";
+      s.pendingOf.get(client.conn)?.spoke(() => credentials.suspect(remote, name));
       const version = packet.protocolVersion;
       if (version !== 3 && version !== 4 && version !== 5) {
         // aedes answers CONNACK 1 itself; the admin should see why the device cannot connect.
@@ -122,15 +131,24 @@ export function createHooks(s: MqttState, maxConnections: number) {
         return done(authError(3, "connection limit"), null);
       }
       const meta = { remote: s.remoteOf(client), clientId: client.id, protocol: protocolOf(packet?.protocolVersion) };
+      // The socket's close ends the attempt if it still waits for its password check: a client that
+      // has gone costs no hash.
+      const socket = client.conn as Socket;
+      const gone = new AbortController();
+      const abort = () => gone.abort();
+      if (socket.destroyed) abort();
+      else socket.once("close", abort);
       // No username is an unknown user: refused with 4, logged and throttled like any other.
-      credentials.verify(s.type, username ?? "", password?.toString("utf8") ?? "", meta).then(
+      credentials.verify(s.type, username ?? "", password?.toString("utf8") ?? "", meta, gone.signal).then(
         (result) => {
+          socket.off("close", abort);
           if (!result.ok) {
-            // MQTT 5 hears "connection rate exceeded" (0x9F) for a throttled login; 3.1.1 has only 4
+            // MQTT 5 hears "connection rate exceeded" (0x9F) for a throttled login and "server busy"
+            // (0x89) when the line is full; 3.1.1 has only 4 and 3
             if (result.reason === "throttled" && client.version === 5) refuseV5(client, 0x9f);
+            if (result.reason === "busy" && client.version === 5) refuseV5(client, 0x89);
             return done(authError(connackFor[result.reason], result.reason), null);
           }
-          const socket = client.conn as Socket;
           if (client.closed || socket.destroyed) return done(authError(3, "gone"), null);
           const integration = result.integration;
           const persistent = keepsSession(packet);
@@ -171,6 +189,7 @@ export function createHooks(s: MqttState, maxConnections: number) {
           s.conns.set(client, conn);
           s.authenticated++;
           s.pendingOf.get(socket)?.leave();
+          if (socket instanceof WsStream) socket.loggedIn();
           socket.once("close", () => {
             s.authenticated--;
             const live = s.owners.release(client.id, integration.id);
@@ -211,6 +230,7 @@ export function createHooks(s: MqttState, maxConnections: number) {
           done(null, true);
         },
         (err) => {
+          socket.off("close", abort);
           s.log.error("mqtt authenticate failed", { err });
           done(authError(3, "server error"), null);
         },
@@ -236,7 +256,11 @@ export function createHooks(s: MqttState, maxConnections: number) {
         return done(new Error("malformed topic"));
       }
       const integration = s.current(client);
-      if (mayPublish(integration, packet.topic, topicSpace)) return done(null);
+      if (mayPublish(integration, packet.topic, topicSpace)) {
+        // Durable taps (an uplink's outbox) hold a QoS 1/2 message before aedes writes its PUBACK, which follows `done`.
+        const held = s.core.bus.tap(packet as PublishedMessage, "mqtt");
+        return held && packet.qos > 0 ? void held.then(() => done(null)) : done(null);
+      }
       s.stats.refusedPublishes++;
       s.metric.refused.add();
       s.conns.get(client)?.session?.traffic.refused();

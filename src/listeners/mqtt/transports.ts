@@ -21,6 +21,10 @@ export class WsStream extends Duplex {
     super();
     this.remoteAddress = peer.remote;
   }
+  /** loggedIn: the client's login succeeded; its connection is long-lived from now on (see WsPeer) */
+  loggedIn(): void {
+    this.peer.loggedIn?.();
+  }
   override _read(): void {}
   override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
     this.peer.send(chunk);
@@ -57,19 +61,12 @@ export async function startTransports(
   let tlsServer: TlsServer | undefined;
   let checked = false;
   /**
-   * admit: a new socket enters the accept pool, or is closed at once when the pool is full of
-   * sockets that have all spoken. TLS sockets enter at the raw `connection`, before the handshake.
+   * admit: a new socket enters the accept pool (a full pool makes room first). TLS sockets enter at
+   * the raw `connection`, before the handshake.
    */
-  const admit = (socket: Socket, listener: string): PendingSocket | undefined => {
+  const admit = (socket: Socket, listener: string): PendingSocket => {
     socket.on("error", () => {});
     const pending = pool.admit(listener, socket.remoteAddress ?? "unknown", () => socket.destroy());
-    if (!pending) {
-      s.log.debug("mqtt connection refused: every waiting slot holds a client that is logging in", {
-        remote: socket.remoteAddress,
-      });
-      socket.destroy();
-      return undefined;
-    }
     s.pendingOf.set(socket, pending);
     // tracked from accept, so a stop also ends a TLS handshake in progress
     sockets.add(socket);
@@ -92,7 +89,8 @@ export async function startTransports(
     });
   };
   const server = createServer((socket) => {
-    if (admit(socket, "mqtt")) accept(socket);
+    admit(socket, "mqtt");
+    accept(socket);
   });
   const listen = (srv: Server, port: number) =>
     new Promise<void>((resolve, reject) => {
@@ -105,7 +103,8 @@ export async function startTransports(
   const websocketAccept = (peer: WsPeer) => {
     const stream = new WsStream(peer);
     peer.state = stream;
-    if (admit(stream as unknown as Socket, "mqtt-ws")) accept(stream as unknown as Socket);
+    admit(stream as unknown as Socket, "mqtt-ws");
+    accept(stream as unknown as Socket);
   };
   const closeAll = () =>
     Promise.all(

@@ -25,7 +25,6 @@ export function admitThroughPool(server: OPCUAServer, pool: AcceptPool): void {
       if (!state) states.set(endpoint, (state = new EndpointState(endpoint)));
       const remote = socket.remoteAddress ?? "unknown";
       const pending = pool.admit("opcua", remote, () => socket.destroy());
-      if (!pending) return void socket.destroy();
       const peer = `${remote}:${socket.remotePort}`;
       byPeer.set(peer, { socket, state });
       socket.once("close", () => {

@@ -4,8 +4,8 @@ import type { OPCUACertificateManager } from "node-opcua-certificate-manager";
 import { makeSHA1Thumbprint } from "node-opcua-crypto";
 import { DataValue } from "node-opcua-data-value";
 import type { OPCUAServer, ServerSession } from "node-opcua-server";
-import { StatusCodes } from "node-opcua-status-code";
-import { resolveNodeId, type NodeId } from "node-opcua-nodeid";
+import { type StatusCode, StatusCodes } from "node-opcua-status-code";
+import { NodeIdType, resolveNodeId, type NodeId } from "node-opcua-nodeid";
 import {
   type BrowsePathResult,
   BrowseResult,
@@ -225,6 +225,40 @@ export function onIdentityRefused(
       if (!status || status.isNotGood()) handler(session as ServerSession, token, status?.name ?? "Bad");
       callback(err, status);
     });
+}
+
+/** ActivatingChannel: the secure channel an ActivateSession came over (its `abort` is the transport's close). */
+export interface ActivatingChannel {
+  once(event: "abort", handler: () => void): void;
+  removeListener(event: "abort", handler: () => void): void;
+}
+
+/**
+ * checkUserNamesWith: node-opcua asks the user manager with the session alone, and answers any refusal
+ * with BadUserAccessDenied. Around its username check (after it has decrypted the password): `begin`
+ * hears the session and the channel the ActivateSession came over (the channel the session has may
+ * be another one until the activation succeeds), and a refused check is answered with
+ * `refusal(session)` when that gives a status (e.g. BadServerTooBusy) instead of the library's.
+ */
+export function checkUserNamesWith(
+  server: OPCUAServer,
+  begin: (session: ServerSession, channel: ActivatingChannel) => void,
+  refusal: (session: ServerSession) => StatusCode | undefined,
+): void {
+  type Callback = (err: Error | null, ok?: boolean, status?: StatusCode) => void;
+  type Check = (channel: unknown, session: unknown, policy: unknown, token: unknown, callback: Callback) => void;
+  const s = server as unknown as { userNameIdentityTokenAuthenticateUser?: Check };
+  if (typeof s.userNameIdentityTokenAuthenticateUser !== "function")
+    fail("OPCUAServer.userNameIdentityTokenAuthenticateUser is missing");
+  const original = s.userNameIdentityTokenAuthenticateUser.bind(server);
+  s.userNameIdentityTokenAuthenticateUser = (channel, session, policy, token, callback) => {
+    const c = channel as Partial<ActivatingChannel> | null;
+    if (c && typeof c.once === "function" && typeof c.removeListener === "function")
+      begin(session as ServerSession, c as ActivatingChannel);
+    original(channel, session, policy, token, (err, ok, status) =>
+      callback(err, ok, ok || status ? status : refusal(session as ServerSession)),
+    );
+  };
 }
 
 /**
@@ -484,4 +518,43 @@ export function takeOverAccept(
     };
     ep.on("channelSecured", (channel) => secured(channel.remoteAddress ?? "", channel.remotePort ?? 0));
   }
+}
+
+/** ns=0 ids of the server diagnostics that describe sessions (Part 5 §6.3.3, §12.10). */
+const sessionDiagnosticsRoots = new Set([
+  3706, // Server_ServerDiagnostics_SessionsDiagnosticsSummary (each session's object is a component of it)
+  3707, // ..._SessionsDiagnosticsSummary_SessionDiagnosticsArray
+  3708, // ..._SessionsDiagnosticsSummary_SessionSecurityDiagnosticsArray
+  2290, // Server_ServerDiagnostics_SubscriptionDiagnosticsArray (every session's subscriptions, by session id)
+]);
+
+/**
+ * sessionDiagnostics: is this node part of the diagnostics that describe sessions? node-opcua lists
+ * every session under SessionsDiagnosticsSummary (its name, its client's application URI and name with
+ * host names in them, connection times) and every subscription in SubscriptionDiagnosticsArray, to any
+ * session that browses there. Names can be secrets (HOSTILE.md): these nodes are hidden from every
+ * session (its own included) through `hideNodes`. The check walks up the node's parents (the session
+ * objects live in the server's own namespace, below the summary); topic nodes (`Topics/...`) are
+ * answered without the walk. Call it before `hideNodes` wraps the address space's findNode.
+ */
+export function sessionDiagnostics(server: OPCUAServer): (nodeId: NodeId) => boolean {
+  const addressSpace = server.engine.addressSpace as unknown as {
+    findNode(nodeId: NodeId): { nodeId: NodeId; parent: { nodeId: NodeId; parent: unknown } | null } | null;
+    getOwnNamespace(): { index: number };
+  } | null;
+  if (!addressSpace || typeof addressSpace.findNode !== "function") fail("AddressSpace.findNode is missing");
+  const findNode = addressSpace.findNode.bind(addressSpace);
+  const own = addressSpace.getOwnNamespace().index;
+  const isRoot = (id: NodeId) => id.namespace === 0 && sessionDiagnosticsRoots.has(id.value as number);
+  return (nodeId) => {
+    if (isRoot(nodeId)) return true;
+    if (nodeId.namespace !== own) return false;
+    if (nodeId.identifierType === NodeIdType.STRING && (nodeId.value as string).startsWith("Topics/")) return false;
+    let node = findNode(nodeId)?.parent as { nodeId: NodeId; parent: unknown } | null | undefined;
+    for (let depth = 0; node && depth < 16; depth++) {
+      if (isRoot(node.nodeId)) return true;
+      node = node.parent as typeof node;
+    }
+    return false;
+  };
 }

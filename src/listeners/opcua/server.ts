@@ -5,6 +5,7 @@ import { hostname as osHostname, networkInterfaces } from "node:os";
 import { join } from "node:path";
 import { OPCUACertificateManager } from "node-opcua-certificate-manager";
 import { MessageSecurityMode, SecurityPolicy } from "node-opcua-secure-channel";
+import { type StatusCode, StatusCodes } from "node-opcua-status-code";
 import { OPCUAServer, UAUserManagerBase, type ServerSession } from "node-opcua-server";
 import { WellKnownRoles } from "node-opcua-constants";
 import { NodeId } from "node-opcua-nodeid";
@@ -23,9 +24,12 @@ import { makeSHA1Thumbprint } from "node-opcua-crypto";
 import { admitThroughPool } from "./accept.ts";
 import { buildAddressSpace } from "./address-space.ts";
 import {
+  type ActivatingChannel,
+  checkUserNamesWith,
   guardMonitoredItems,
   hideFromRegistration,
   hideNodes,
+  sessionDiagnostics,
   interruptChannelsOf,
   offerOnlyUserTokens,
   onCertificateRefused,
@@ -152,14 +156,40 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
     return login === undefined ? undefined : credentials.peek(login.id);
   };
 
+  /** the channel each ActivateSession came over, while its username is checked (its close abandons the check) */
+  const activatingOver = new WeakMap<ServerSession, ActivatingChannel>();
+  /** a refusal that is not "access denied": the password-check line was full */
+  const refusedWith = new WeakMap<ServerSession, StatusCode>();
+
   // OPC UA Part 4 §5.6.3 ActivateSession: a UserNameIdentityToken is checked here, for every protocol the same way.
   class GatehouseUsers extends UAUserManagerBase {
     override async isValidUser(session: ServerSession, username: string, password: string): Promise<boolean> {
-      const result = await credentials.verify("opcua", username, password, {
-        remote: session?.channel?.remoteAddress,
-        clientId: session?.clientDescription?.applicationUri?.toString() || session?.sessionName,
-      });
+      refusedWith.delete(session);
+      // The channel's close (the client went away) takes a check still waiting out of the line.
+      const channel = activatingOver.get(session);
+      activatingOver.delete(session);
+      const gone = new AbortController();
+      const abort = () => gone.abort();
+      channel?.once("abort", abort);
+      let result: Awaited<ReturnType<typeof credentials.verify>>;
+      try {
+        result = await credentials.verify(
+          "opcua",
+          username,
+          password,
+          {
+            remote: session?.channel?.remoteAddress,
+            clientId: session?.clientDescription?.applicationUri?.toString() || session?.sessionName,
+          },
+          gone.signal,
+        );
+      } finally {
+        channel?.removeListener("abort", abort);
+      }
       if (result.ok) loginOf.set(session, result.integration);
+      // Part 4 §7.34: BadServerTooBusy, "the server does not have the resources to process the request
+      // at this time": the client may try again (BadUserAccessDenied would tell it the password is wrong).
+      else if (result.reason === "busy") refusedWith.set(session, StatusCodes.BadServerTooBusy);
       return result.ok;
     }
     override getUserRoles(): NodeId[] {
@@ -257,8 +287,11 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
     topicSpace: core.topicSpace,
     log,
   });
-  // A topic a session may not read is absent to it in every service that names nodes.
-  hideNodes(s, mirror.isHidden);
+  // A topic a session may not read is absent to it in every service that names nodes; so are the
+  // diagnostics that describe sessions (other integrations' names, client URIs and host names).
+  const diagnostics = sessionDiagnostics(s);
+  const isHidden = (session: unknown, nodeId: NodeId) => diagnostics(nodeId) || mirror.isHidden(session, nodeId);
+  hideNodes(s, isHidden);
   // A new, renamed or deleted VRPC integration moves a domain's shield: visibility is worked out again.
   const vrpcChanged = ({ integration }: { integration: { type: string } }) =>
     void (integration.type === "vrpc" && mirror.invalidate());
@@ -289,6 +322,11 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
 
   // Only username tokens: anonymous is off, and X509 user tokens would bypass the integrations.
   offerOnlyUserTokens(s, [UserTokenType.UserName]);
+  checkUserNamesWith(
+    s,
+    (session, channel) => activatingOver.set(session, channel),
+    (session) => refusedWith.get(session),
+  );
   // Every socket counts in the accept pool from accept until its secure channel is open.
   admitThroughPool(s, deps.pool);
   const refusedIdentity = (session: ServerSession, token: unknown, status: string) => {
@@ -342,9 +380,9 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
           if (typeof nodeIdValue !== "string" || !nodeIdValue.startsWith("Topics/")) return true; // Status: any signed-in session
           return mayRead(integrationOf(owner), nodeIdValue.slice("Topics/".length), core.topicSpace);
         },
-        mirror.isHidden,
+        isHidden,
       );
-      hideFromRegistration(session, mirror.isHidden);
+      hideFromRegistration(session, isHidden);
       // OPC UA keeps a session when its channel ends, for a re-activation on a new one; node-opcua
       // counts it until its timeout (the client's choice, often an hour). Here it waits orphanGraceMs.
       onChannelLost(session, () => orphaned(session));

@@ -9,7 +9,8 @@ const streamIdleSeconds = 3 * pingSeconds;
 
 /**
  * eventStream: `/events`, server-sent events for the open pages: `changed` (debounced) whenever an
- * integration, a session, a failed login or onboarding changes; a comment every 20 s keeps the server's
+ * integration, a session, a failed login or onboarding changes; `connector` (debounced) when a
+ * connector's state does (an uplink connects, its queue grows); a comment every 20 s keeps the server's
  * idle timeout (60 s for this route: a stream whose comments stop going out is closed) and proxies
  * (nginx's proxy_read_timeout is 60 s) from closing it. The page decides what to reload.
  */
@@ -46,6 +47,15 @@ export function eventStream(core: Core) {
             send("event: changed\ndata: {}\n\n");
           }, 300);
         };
+        // A connector's page (uplinks) refreshes on its own event, so its counters do not reload the table.
+        let connectorTimer: ReturnType<typeof setTimeout> | undefined;
+        const connectorChanged = () => {
+          if (connectorTimer) return;
+          connectorTimer = setTimeout(() => {
+            connectorTimer = undefined;
+            send("event: connector\ndata: {}\n\n");
+          }, 300);
+        };
         const offs = (
           [
             "integration.created",
@@ -59,12 +69,14 @@ export function eventStream(core: Core) {
             "onboarding.changed",
           ] as const
         ).map((name) => core.events.on(name, changed));
+        offs.push(core.events.on("connector.changed", connectorChanged));
         const ping = setInterval(() => send(": ping\n\n"), pingSeconds * 1000);
         send("retry: 2000\n\n");
         cleanup = () => {
           for (const off of offs) off();
           clearInterval(ping);
           if (timer) clearTimeout(timer);
+          if (connectorTimer) clearTimeout(connectorTimer);
           cleanup = () => {};
         };
         request.signal.addEventListener("abort", () => {

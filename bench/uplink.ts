@@ -1,0 +1,482 @@
+/**
+ * bun run bench:uplink: Gatehouse's uplink against Mosquitto 2's bridge (`cleansession false`,
+ * `topic # out 1`), side by side, the same upstream (a local Mosquitto 2), the same device load:
+ * 1. throughput: BENCH_DEVICES mqtt.js devices publish QoS 1 as fast as they are acknowledged (BENCH_WINDOW
+ *    unacknowledged each) for BENCH_SECONDS: messages per second that reach a subscriber upstream;
+ * 2. latency: one device at BENCH_RATE msg/s: p50 / p99 from the device's publish to the upstream subscriber;
+ * 3. drain: BENCH_DRAIN messages queued while the upstream is cut off (a TCP proxy), then the network
+ *    back: messages per second until the last one arrived (goal >= 5 000/s);
+ * 4. backlog: BENCH_BACKLOG messages queued during a cut: resident memory over idle (goal < 20 MiB).
+ * Throughput and latency are also measured with the devices publishing straight to the upstream (mqtt.js,
+ * no hop in between): the ceiling either bridge works under.
+ * Both bridges get an in-flight window of 100 upstream. Every process is stopped at the end.
+ */
+import { writeFileSync } from "node:fs";
+import { connect, createServer, type Socket } from "node:net";
+import { join } from "node:path";
+import mqtt, { type MqttClient } from "mqtt";
+import { closeDatabase } from "../src/db/client.ts";
+import { openDataDir } from "../src/db/data-dir.ts";
+import { freePort, hasMosquitto, lineReader, statusMiB, stop } from "./lib/procs.ts";
+import { fmt, report, type Row } from "./lib/report.ts";
+import { scratchDir } from "./lib/scratch.ts";
+
+const DEVICES = Number(process.env.BENCH_DEVICES ?? 4);
+const WINDOW = Number(process.env.BENCH_WINDOW ?? 50);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const RATE = Number(process.env.BENCH_RATE ?? 1000);
+const DRAIN = Number(process.env.BENCH_DRAIN ?? 100_000);
+const BACKLOG = Number(process.env.BENCH_BACKLOG ?? 1_000_000);
+const INFLIGHT = 100;
+const PASSWORD = "bench-device-password";
+
+if (!hasMosquitto()) {
+  console.log("uplink: Mosquitto is not installed; nothing to compare with");
+  process.exit(0);
+}
+
+async function portOpen(port: number): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    const open = await new Promise<boolean>((resolve) => {
+      const s = connect(port, "127.0.0.1", () => (s.destroy(), resolve(true)));
+      s.on("error", () => resolve(false));
+    });
+    if (open) return;
+    await Bun.sleep(25);
+  }
+  throw new Error(`port ${port} never opened`);
+}
+
+/** mosquitto: Mosquitto 2 with these config lines; its process and port. */
+async function mosquitto(lines: string[]) {
+  const dir = scratchDir("bench-uplink-mosq-");
+  const port = await freePort();
+  const conf = join(dir, "mosquitto.conf");
+  writeFileSync(
+    conf,
+    [`listener ${port} 127.0.0.1`, "allow_anonymous true", "user root", "max_connections -1", ...lines].join("\n") +
+      "\n",
+  );
+  const proc = Bun.spawn([Bun.which("mosquitto") ?? "/usr/sbin/mosquitto", "-c", conf], {
+    stdout: "ignore",
+    stderr: "ignore",
+  });
+  await portOpen(port);
+  return { port, proc, dir };
+}
+
+/** proxy: loopback port -> target; `cut` drops and refuses, `restore` passes again. */
+async function proxy(target: number) {
+  const port = await freePort();
+  const sockets = new Set<Socket>();
+  let server: ReturnType<typeof createServer> | undefined;
+  const listen = () =>
+    new Promise<void>((resolve) => {
+      server = createServer((down) => {
+        const up = connect(target, "127.0.0.1");
+        for (const s of [down, up]) {
+          sockets.add(s);
+          s.on("error", () => {});
+          s.on("close", () => (down.destroy(), up.destroy(), sockets.delete(s)));
+        }
+        down.pipe(up);
+        up.pipe(down);
+      });
+      server.listen(port, "127.0.0.1", () => resolve());
+    });
+  await listen();
+  return {
+    port,
+    cut: () =>
+      new Promise<void>((resolve) => {
+        const s = server;
+        server = undefined;
+        for (const so of sockets) so.destroy();
+        if (s) s.close(() => resolve());
+        else resolve();
+      }),
+    restore: () => (server ? Promise.resolve() : listen()),
+  };
+}
+
+function client(port: number, opts: mqtt.IClientOptions = {}): Promise<MqttClient> {
+  return new Promise((resolve, reject) => {
+    const c = mqtt.connect({ host: "127.0.0.1", port, reconnectPeriod: 0, ...opts });
+    c.once("connect", () => resolve(c));
+    c.once("error", reject);
+  });
+}
+
+/** Arrivals: what the subscriber upstream saw of one run: count, and one-way times (ms) */
+interface Arrivals {
+  count: number;
+  latencies: number[];
+  last: number;
+}
+
+/** upstreamSubscriber: counts every message under `prefix`; payloads carry their send time. */
+async function upstreamSubscriber(port: number, prefix: string) {
+  const sub = await client(port, { clientId: `bench-sub-${prefix.replace(/\W/g, "")}`, clean: true });
+  const a: Arrivals = { count: 0, latencies: [], last: 0 };
+  let waiting: { n: number; resolve: () => void } | undefined;
+  sub.on("message", (_t, payload) => {
+    const now = performance.now();
+    a.count++;
+    a.last = now;
+    const sent = Number(payload.toString("utf8", 0, payload.indexOf(32) < 0 ? payload.length : payload.indexOf(32)));
+    if (sent > 0) a.latencies.push(now - sent);
+    if (waiting && a.count >= waiting.n) waiting.resolve();
+  });
+  await sub.subscribeAsync(`${prefix}#`, { qos: 1 });
+  return {
+    a,
+    reset() {
+      a.count = 0;
+      a.latencies = [];
+    },
+    until: (n: number, ms: number) =>
+      new Promise<boolean>((resolve) => {
+        if (a.count >= n) return resolve(true);
+        const t = setTimeout(() => resolve(false), ms);
+        waiting = { n, resolve: () => (clearTimeout(t), resolve(true)) };
+      }),
+    end: () => sub.endAsync(),
+  };
+}
+
+const stamp = (pad: number) => {
+  const s = String(performance.now());
+  return Buffer.from(s.padEnd(Math.max(pad, s.length + 1), " "));
+};
+
+/** saturate: DEVICES devices, WINDOW unacknowledged QoS 1 publishes each, for SECONDS; returns how many were acknowledged */
+async function saturate(devices: MqttClient[], topic: string): Promise<number> {
+  let acked = 0;
+  const end = performance.now() + SECONDS * 1000;
+  await Promise.all(
+    devices.map(
+      (d) =>
+        new Promise<void>((resolve) => {
+          let inflight = 0;
+          const next = () => {
+            while (inflight < WINDOW && performance.now() < end) {
+              inflight++;
+              d.publish(topic, stamp(64), { qos: 1 }, () => {
+                inflight--;
+                acked++;
+                if (performance.now() < end) next();
+                else if (inflight === 0) resolve();
+              });
+            }
+            if (inflight === 0) resolve();
+          };
+          next();
+        }),
+    ),
+  );
+  return acked;
+}
+
+/** paced: one device at RATE msg/s for 5 s */
+async function paced(device: MqttClient, topic: string): Promise<number> {
+  const total = RATE * 5;
+  const t0 = performance.now();
+  for (let i = 0; i < total; i++) {
+    const due = t0 + (i * 1000) / RATE;
+    const wait = due - performance.now();
+    if (wait > 1) await Bun.sleep(wait);
+    device.publish(topic, stamp(64), { qos: 1 });
+  }
+  return total;
+}
+
+/** flood: `n` QoS 1 messages of 64 bytes from one device, 1 000 unacknowledged at a time */
+async function flood(device: MqttClient, topic: string, n: number): Promise<void> {
+  const payload = Buffer.alloc(64, "x");
+  for (let i = 0; i < n; i += 1000)
+    await Promise.all(
+      Array.from({ length: Math.min(1000, n - i) }, () => device.publishAsync(topic, payload, { qos: 1 })),
+    );
+}
+
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(s.length * p))] ?? 0;
+};
+
+/** settledRss: resident memory once the process has been quiet a while (the lowest of 10 s of samples) */
+async function settledRss(pid: number): Promise<number> {
+  let low = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < 20; i++) {
+    await Bun.sleep(500);
+    low = Math.min(low, await statusMiB(pid, "VmRSS"));
+  }
+  return low;
+}
+
+interface Result {
+  rate: number;
+  p50: number;
+  p99: number;
+  drainRate: number;
+  drained: number;
+  idleRss: number;
+  backlogRss: number;
+  backlogQueued: number;
+}
+
+/**
+ * run: one side: `start` gives the local broker's port (devices publish there) and its pid, with the
+ * bridge pointing at `link` (a proxy in front of the upstream); every figure measured the same way.
+ */
+async function run(
+  name: string,
+  upstreamPort: number,
+  start: (linkPort: number, prefix: string) => Promise<{ port: number; pid: number; stop(): Promise<void> }>,
+  auth: mqtt.IClientOptions,
+): Promise<Result> {
+  const prefix = `${name}/`;
+  const link = await proxy(upstreamPort);
+  const local = await start(link.port, prefix);
+  const sub = await upstreamSubscriber(upstreamPort, prefix);
+  const devices = await Promise.all(
+    Array.from({ length: DEVICES }, (_, i) => client(local.port, { ...auth, clientId: `${name}-dev-${i}` })),
+  );
+  await Bun.sleep(1000); // the bridge connected
+
+  // 1. throughput
+  sub.reset();
+  const t0 = performance.now();
+  const acked = await saturate(devices, "load/x");
+  await sub.until(acked, 60_000);
+  const rate = sub.a.count / ((sub.a.last - t0) / 1000);
+  console.log(`  ${name}: ${fmt(acked)} acknowledged to the devices, ${fmt(sub.a.count)} upstream, ${fmt(rate)}/s`);
+
+  // 2. latency at a fixed rate
+  sub.reset();
+  const sent = await paced(devices[0]!, "latency/x");
+  await sub.until(sent, 30_000);
+  const p50 = pct(sub.a.latencies, 0.5);
+  const p99 = pct(sub.a.latencies, 0.99);
+  console.log(`  ${name}: latency at ${RATE}/s: p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms`);
+
+  // 3. drain after an outage
+  await link.cut();
+  await Bun.sleep(500);
+  await flood(devices[0]!, "drain/x", DRAIN);
+  await Bun.sleep(1000);
+  sub.reset();
+  const r0 = performance.now();
+  await link.restore();
+  const all = await sub.until(DRAIN, 120_000);
+  const drainRate = sub.a.count / ((sub.a.last - r0) / 1000);
+  console.log(
+    `  ${name}: ${fmt(DRAIN)} queued during a cut, ${fmt(sub.a.count)} arrived after it${all ? "" : " (the rest lost)"}, ${fmt(drainRate)}/s`,
+  );
+
+  // 4. memory with a large backlog
+  await Bun.sleep(2000);
+  const idleRss = await settledRss(local.pid);
+  await link.cut();
+  await flood(devices[0]!, "backlog/x", BACKLOG);
+  const backlogRss = await settledRss(local.pid);
+  console.log(
+    `  ${name}: RSS idle ${idleRss.toFixed(1)} MiB, with ${fmt(BACKLOG)} queued ${backlogRss.toFixed(1)} MiB (+${(backlogRss - idleRss).toFixed(1)})`,
+  );
+  for (const d of devices) d.end(true);
+  await sub.end();
+  await local.stop();
+  await link.cut();
+  return { rate, p50, p99, drainRate, drained: sub.a.count, idleRss, backlogRss, backlogQueued: BACKLOG };
+}
+
+/**
+ * direct: the ceiling: the same devices publish straight to the upstream with mqtt.js (no appliance, no
+ * bridge in between): throughput and latency measured the same way.
+ */
+async function direct(upstreamPort: number): Promise<{ rate: number; p50: number; p99: number }> {
+  const prefix = "direct/";
+  const sub = await upstreamSubscriber(upstreamPort, prefix);
+  const devices = await Promise.all(
+    Array.from({ length: DEVICES }, (_, i) => client(upstreamPort, { clientId: `direct-dev-${i}` })),
+  );
+  sub.reset();
+  const t0 = performance.now();
+  const acked = await saturate(devices, `${prefix}load/x`);
+  await sub.until(acked, 60_000);
+  const rate = sub.a.count / ((sub.a.last - t0) / 1000);
+  console.log(`  direct: ${fmt(acked)} acknowledged by the upstream, ${fmt(sub.a.count)} delivered, ${fmt(rate)}/s`);
+  sub.reset();
+  const sent = await paced(devices[0]!, `${prefix}latency/x`);
+  await sub.until(sent, 30_000);
+  const p50 = pct(sub.a.latencies, 0.5);
+  const p99 = pct(sub.a.latencies, 0.99);
+  console.log(`  direct: latency at ${RATE}/s: p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms`);
+  for (const d of devices) d.end(true);
+  await sub.end();
+  return { rate, p50, p99 };
+}
+
+const upstream = await mosquitto(["max_queued_messages 0", "max_inflight_messages 0"]);
+
+console.log(
+  `\nuplink: ${DEVICES} devices x ${WINDOW} QoS 1 in flight for ${SECONDS} s; latency at ${RATE}/s; drain of ${fmt(DRAIN)}; ${fmt(BACKLOG)} queued\n`,
+);
+
+const straight = await direct(upstream.port);
+
+// Mosquitto 2's bridge: its own broker takes the devices and forwards everything upstream.
+const bridge = await run(
+  "mosquitto-bridge",
+  upstream.port,
+  async (linkPort, prefix) => {
+    const m = await mosquitto([
+      "persistence true",
+      `persistence_location ${scratchDir("bench-uplink-bridge-")}/`,
+      `max_inflight_messages ${INFLIGHT}`,
+      "max_queued_messages 0",
+      "connection upstream",
+      `address 127.0.0.1:${linkPort}`,
+      "cleansession false",
+      "clientid bench-bridge",
+      "restart_timeout 1 2",
+      `topic # out 1 "" ${prefix}`,
+    ]);
+    return { port: m.port, pid: m.proc.pid, stop: () => stop(m.proc) };
+  },
+  {},
+);
+
+// Gatehouse: the appliance in its own process, the uplink added with the CLI.
+const gatehouse = await run(
+  "gatehouse",
+  upstream.port,
+  async (linkPort, prefix) => {
+    const dir = join(scratchDir("bench-uplink-gh-"), "data");
+    closeDatabase(openDataDir(dir)); // a data dir as the first start leaves it: every CLI verb needs one
+    const cli = (args: string[], stdin?: string) => {
+      const p = Bun.spawnSync(["bun", "src/main.ts", ...args, "--data-dir", dir], {
+        stdin: stdin === undefined ? "ignore" : Buffer.from(stdin),
+        stderr: "inherit",
+      });
+      if (p.exitCode !== 0) throw new Error(`gatehouse ${args.join(" ")} failed`);
+    };
+    cli(["integrations", "add", "--type", "mqtt", "--username", "bench-dev", "--password-stdin"], PASSWORD);
+    cli([
+      "uplinks",
+      "add",
+      "bench",
+      "--url",
+      `mqtt://127.0.0.1:${linkPort}`,
+      "--forward",
+      "#",
+      "--remote-prefix",
+      prefix,
+      "--inflight",
+      String(INFLIGHT),
+    ]);
+    const proc = Bun.spawn(
+      [
+        "bun",
+        "src/main.ts",
+        "serve",
+        "--data-dir",
+        dir,
+        "--bind",
+        "127.0.0.1",
+        "--http-port",
+        "0",
+        "--https-port",
+        "off",
+        "--mqtt-port",
+        "0",
+        "--mqtts-port",
+        "off",
+        "--opcua-port",
+        "off",
+        "--uplink-reconnect-max",
+        "2",
+        "--uplink-max-queue-messages",
+        String(Math.max(BACKLOG * 2, 5_000_000)),
+      ],
+      { stdout: "pipe", stderr: "inherit", env: { ...process.env, GATEHOUSE_ADMIN_PASSWORD: "bench-admin-password" } },
+    );
+    const lines = lineReader(proc.stdout);
+    const port = Number((await lines.until(/listener=mqtt address=127\.0\.0\.1:(\d+)/))[1]);
+    await lines.until(/info ready/);
+    lines.drain();
+    return { port, pid: proc.pid, stop: () => stop(proc) };
+  },
+  { username: "bench-dev", password: PASSWORD },
+);
+
+await stop(upstream.proc);
+
+console.log("\n| | throughput upstream | latency p50 / p99 | drain after a cut | RSS idle -> backlog |");
+console.log("| --- | --- | --- | --- | --- |");
+for (const [name, r] of [
+  ["Mosquitto 2 bridge", bridge],
+  ["Gatehouse uplink", gatehouse],
+] as const) {
+  console.log(
+    `| ${name} | ${fmt(r.rate)} msg/s | ${r.p50.toFixed(2)} / ${r.p99.toFixed(2)} ms | ${fmt(r.drained)} of ${fmt(DRAIN)}, ${fmt(r.drainRate)} msg/s | ${r.idleRss.toFixed(1)} -> ${r.backlogRss.toFixed(1)} MiB |`,
+  );
+}
+console.log(
+  `| mqtt.js straight to the upstream (no hop) | ${fmt(straight.rate)} msg/s | ${straight.p50.toFixed(2)} / ${straight.p99.toFixed(2)} ms | - | - |`,
+);
+const rows: Row[] = [
+  {
+    bench: "uplink",
+    measure: `forwarded QoS 1 msg/s upstream, ${DEVICES} devices x ${WINDOW} in flight, vs no hop`,
+    baselineName: "mqtt.js straight to the upstream",
+    baseline: fmt(straight.rate),
+    gatehouse: fmt(gatehouse.rate),
+    ratio: gatehouse.rate / straight.rate,
+  },
+  {
+    bench: "uplink",
+    measure: `forwarded QoS 1 msg/s upstream, ${DEVICES} devices x ${WINDOW} in flight`,
+    baselineName: "Mosquitto 2 bridge",
+    baseline: fmt(bridge.rate),
+    gatehouse: fmt(gatehouse.rate),
+    ratio: gatehouse.rate / bridge.rate,
+    goal: ">= 1.0x",
+  },
+  {
+    bench: "uplink",
+    measure: `end-to-end latency p50 / p99 at ${fmt(RATE)} msg/s`,
+    baselineName: "Mosquitto 2 bridge",
+    baseline: `${bridge.p50.toFixed(2)} / ${bridge.p99.toFixed(2)} ms`,
+    gatehouse: `${gatehouse.p50.toFixed(2)} / ${gatehouse.p99.toFixed(2)} ms`,
+    ratio: bridge.p99 / gatehouse.p99,
+  },
+  {
+    bench: "uplink",
+    measure: `drain of ${fmt(DRAIN)} messages queued during an outage`,
+    baselineName: "Mosquitto 2 bridge",
+    baseline: `${fmt(bridge.drainRate)} msg/s (${fmt(bridge.drained)} arrived)`,
+    gatehouse: `${fmt(gatehouse.drainRate)} msg/s (${fmt(gatehouse.drained)} arrived)`,
+    ratio: gatehouse.drainRate / bridge.drainRate,
+    goal: ">= 5 000 msg/s",
+  },
+  {
+    bench: "uplink",
+    measure: `RSS over idle with ${fmt(BACKLOG)} messages queued`,
+    baselineName: "Mosquitto 2 bridge",
+    baseline: `+${(bridge.backlogRss - bridge.idleRss).toFixed(1)} MiB`,
+    gatehouse: `+${(gatehouse.backlogRss - gatehouse.idleRss).toFixed(1)} MiB`,
+    ratio: Math.max(1, bridge.backlogRss - bridge.idleRss) / Math.max(1, gatehouse.backlogRss - gatehouse.idleRss),
+    goal: "< 20 MiB",
+  },
+];
+report(rows);
+const met = [
+  gatehouse.rate >= bridge.rate,
+  gatehouse.drainRate >= 5000 && gatehouse.drained >= DRAIN,
+  gatehouse.backlogRss - gatehouse.idleRss < 20,
+];
+console.log(
+  `\ngoals: throughput >= 1.0x bridge ${met[0] ? "met" : "NOT met"}; drain >= 5 000/s ${met[1] ? "met" : "NOT met"}; backlog < 20 MiB over idle ${met[2] ? "met" : "NOT met"}`,
+);
+process.exit(0);

@@ -1,0 +1,164 @@
+import { rootCertificates } from "node:tls";
+import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import type { Logger } from "../../lib/logger.ts";
+import type { UplinkConfig } from "./store.ts";
+
+/** Backoff: the first retry waits up to `baseMs`, each next one up to twice as long, at most `maxMs`. */
+export interface Backoff {
+  baseMs: number;
+  maxMs: number;
+}
+
+export interface ConnectionEvents {
+  /** a CONNACK from `url`: `client` is the live connection until `lost` */
+  connected(client: MqttClient, url: string, sessionPresent: boolean): void;
+  /** the live connection ended (`connected` was called before) */
+  lost(reason: string): void;
+  /** an attempt failed or the connection reported an error (never holds a password) */
+  error(message: string): void;
+}
+
+/** statusTopic: the retained birth (`online`) and will (`offline`) of this appliance upstream. */
+export const statusTopic = (remotePrefix: string) => `${remotePrefix}$gatehouse/status`;
+
+/** delayFor: exponential backoff with full jitter: uniformly random in [0, min(max, base * 2^attempt)]. */
+export function delayFor(attempt: number, b: Backoff, random = Math.random): number {
+  return Math.floor(random() * Math.min(b.maxMs, b.baseMs * 2 ** Math.min(attempt, 30)));
+}
+
+/**
+ * UplinkConnection: one MQTT client session upstream, over the cluster's nodes. It connects to the first
+ * URL; when a connection fails or is lost it tries the next URL after a delay with exponential backoff
+ * and full jitter (capped), so a thousand appliances coming back after a WAN outage spread their
+ * reconnects instead of hitting the cluster in lockstep. Each attempt is a fresh mqtt.js client with the
+ * same client id and a persistent session (clean session off; MQTT 5: a session expiry of a week), a
+ * retained will `offline` on `<remote-prefix>$gatehouse/status`; mqtt.js' own reconnect is off.
+ */
+export class UplinkConnection {
+  #client: MqttClient | undefined;
+  #live = false;
+  #index = 0;
+  #attempt = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #stopped = true;
+
+  constructor(
+    private readonly cfg: UplinkConfig,
+    private readonly backoff: Backoff,
+    private readonly log: Logger,
+    private readonly events: ConnectionEvents,
+  ) {}
+
+  start(): void {
+    if (!this.#stopped) return;
+    this.#stopped = false;
+    this.#index = 0;
+    this.#attempt = 0;
+    this.#connect();
+  }
+
+  #options(): IClientOptions {
+    const c = this.cfg;
+    const tls: IClientOptions = {};
+    // the system's CAs plus the uplink's own (Node's `ca` alone would replace the system's)
+    if (c.ca) tls.ca = [...rootCertificates, c.ca];
+    if (c.clientCert && c.clientKey) {
+      tls.cert = c.clientCert;
+      tls.key = c.clientKey;
+    }
+    return {
+      ...tls,
+      rejectUnauthorized: true,
+      clientId: c.clientId,
+      protocolVersion: c.protocol,
+      clean: false,
+      ...(c.protocol === 5 ? { properties: { sessionExpiryInterval: 7 * 86_400 } } : {}),
+      username: c.username ?? undefined,
+      password: c.password,
+      keepalive: 30,
+      connectTimeout: 10_000,
+      reconnectPeriod: 0, // ours: the next node, with backoff and jitter
+      queueQoSZero: false,
+      log: () => {}, // mqtt.js calls its debug logger several times per packet: ~4% of a busy uplink's CPU
+      will: { topic: statusTopic(c.remotePrefix), payload: Buffer.from("offline"), qos: 1, retain: true },
+    };
+  }
+
+  #connect(): void {
+    this.#timer = undefined;
+    if (this.#stopped) return;
+    const url = this.cfg.urls[this.#index % this.cfg.urls.length]!;
+    let client: MqttClient;
+    try {
+      client = mqtt.connect(url, this.#options());
+    } catch (err) {
+      this.events.error(`${url}: ${(err as Error).message}`);
+      this.#retry();
+      return;
+    }
+    // Nagle's algorithm holds small PUBLISHes back while earlier ones wait for their TCP ACK: off, as
+    // brokers set it for their clients (the in-flight window already batches writes)
+    (client.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true);
+    this.#client = client;
+    let said = false; // this attempt reported why it failed
+    client.on("connect", (connack) => {
+      if (this.#client !== client) return;
+      this.#live = true;
+      this.#attempt = 0;
+      this.events.connected(client, url, connack.sessionPresent);
+    });
+    client.on("error", (err) => {
+      if (this.#client !== client) return;
+      said = true;
+      this.events.error(`${url}: ${err.message}`);
+    });
+    client.on("close", () => {
+      if (this.#client !== client) return;
+      this.#client = undefined;
+      client.removeAllListeners("connect");
+      client.end(true);
+      const wasLive = this.#live;
+      this.#live = false;
+      if (wasLive) this.events.lost(`connection to ${url} closed`);
+      else if (!said) this.events.error(`${url}: the connection closed before the broker accepted it (CONNACK)`);
+      this.#retry();
+    });
+  }
+
+  /** retry: the next node, after the backoff's jittered delay. */
+  #retry(): void {
+    if (this.#stopped) return;
+    this.#index = (this.#index + 1) % this.cfg.urls.length;
+    const delay = delayFor(this.#attempt++, this.backoff);
+    this.log.debug("uplink reconnect scheduled", { uplink: this.cfg.name, next: this.cfg.urls[this.#index], delay });
+    this.#timer = setTimeout(() => this.#connect(), delay);
+  }
+
+  /**
+   * stop: a clean goodbye: the retained status `offline` (a DISCONNECT discards the will), then the
+   * DISCONNECT; bounded, so a dead upstream cannot hold the appliance's stop.
+   */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const client = this.#client;
+    this.#client = undefined;
+    const wasLive = this.#live;
+    this.#live = false;
+    if (!client) return;
+    client.removeAllListeners("close");
+    client.removeAllListeners("connect");
+    client.on("error", () => {});
+    if (wasLive && client.connected) {
+      const bye = new Promise<void>((resolve) =>
+        client.publish(statusTopic(this.cfg.remotePrefix), "offline", { qos: 1, retain: true }, () => resolve()),
+      );
+      await Promise.race([bye, Bun.sleep(2000)]);
+      await Promise.race([new Promise<void>((resolve) => client.end(false, {}, () => resolve())), Bun.sleep(2000)]);
+    }
+    client.end(true);
+    if (wasLive) this.events.lost("stopped");
+  }
+}

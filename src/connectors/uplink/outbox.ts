@@ -1,0 +1,392 @@
+import type { Database } from "bun:sqlite";
+import { closeSync } from "node:fs";
+import { join } from "node:path";
+import { createPrivateFile, narrowToPrivate } from "../../lib/files.ts";
+import { workerUrl } from "../../lib/workers.ts";
+import { type OutboxRow, openOutboxDb, type WorkerReply, type WorkerRequest } from "./outbox-protocol.ts";
+
+/** outboxFileName: the uplinks' store-and-forward queue, a SQLite file of its own beside the admin database. */
+export const outboxFileName = "uplink-outbox.db";
+
+/** QueuedMessage: a queued message as the forwarder reads it (its payload is read when it is sent). */
+export interface QueuedMessage {
+  id: number;
+  at: number;
+  topic: string;
+  retain: boolean;
+  props: string | null;
+  size: number;
+  /** the payload when it is small (fetch reads it with the row), else read when sent */
+  payload?: Buffer;
+}
+
+/** a payload up to this size is read with its row: the fetch's read-ahead (at most 256 rows) stays a few MiB */
+const inlinePayloadBytes = 16 * 1024;
+
+/** OutboxOpened: what the file held when it was opened (after a restart: what still waits). */
+export interface OutboxOpened {
+  outbox: Outbox;
+  stats: Map<number, { count: number; bytes: number; firstId: number }>;
+  status: Map<number, string>;
+  owners: Map<number, number>;
+}
+
+/** outboxFiles: the outbox and what SQLite keeps beside it */
+export const outboxFiles = ["", "-wal", "-shm", "-journal"].map((suffix) => `${outboxFileName}${suffix}`);
+
+/**
+ * checkOutboxFiles: the outbox and its -wal, -shm and -journal are regular files (or absent), never
+ * followed through a link, and one left readable by others is narrowed to 0600 through its descriptor
+ * (the data dir's rule, see src/db/data-dir.ts). Throws TargetError naming a link or a non-regular file.
+ */
+export function checkOutboxFiles(dataDir: string): void {
+  for (const name of outboxFiles) narrowToPrivate(join(dataDir, name));
+}
+
+interface Batch {
+  batch: number;
+  rows: OutboxRow[];
+  deletes: number[];
+  purge: number[];
+  owners: [number, number][];
+  status: Map<number, string>;
+  waiters: (() => void)[];
+  promise?: Promise<void>;
+}
+
+const emptyBatch = (batch: number): Batch => ({
+  batch,
+  rows: [],
+  deletes: [],
+  purge: [],
+  owners: [],
+  status: new Map(),
+  waiters: [],
+});
+
+/**
+ * Outbox: the on-disk queue of every uplink, with group commit. `append` takes a message at once (in
+ * publish order, with the next id); `durable()` resolves when the write holding it is on disk. One write
+ * runs at a time on the writer's thread; everything appended meanwhile goes into the next one, so a burst
+ * costs one fsync per few milliseconds however many devices publish, and a quiet appliance writes at once.
+ * Deletes (acknowledged upstream, dropped by the bounds) ride along with the next write. The event loop
+ * reads the queue through a read-only connection of its own (WAL: reads never wait for the writer).
+ */
+export class Outbox {
+  #worker: Worker;
+  /** writes that failed so far (close stops trying after one) */
+  #failures = 0;
+  #reader: Database;
+  #nextId: number;
+  #pending: Batch;
+  #writing: Batch | undefined;
+  #scheduled = false;
+  #lazyTimer: ReturnType<typeof setTimeout> | undefined;
+  #broken: string | undefined;
+  #closing: Promise<void> | undefined;
+  #closed = false;
+  #lastWritten = 0;
+  #queries: {
+    fetch: ReturnType<Database["query"]>;
+    payload: ReturnType<Database["query"]>;
+    droppable: ReturnType<Database["query"]>;
+    anyOldest: ReturnType<Database["query"]>;
+    oldestAt: ReturnType<Database["query"]>;
+  };
+  /** rows now on disk (after a write) */
+  onWritten: (rows: OutboxRow[]) => void = () => {};
+  /** a write failed (a full disk): its rows are not queued; the publishers were answered anyway */
+  onFailed: (rows: OutboxRow[], error: string) => void = () => {};
+
+  private constructor(
+    readonly path: string,
+    worker: Worker,
+    reader: Database,
+    maxId: number,
+  ) {
+    this.#worker = worker;
+    this.#reader = reader;
+    this.#nextId = maxId + 1;
+    this.#pending = emptyBatch(1);
+    const q = (sql: string) => reader.query(sql);
+    this.#queries = {
+      // small payloads come with the row (one query per batch); a large one is read when it is sent
+      fetch: q(
+        `SELECT id, at, topic, retain, props, size, CASE WHEN size <= ${inlinePayloadBytes} THEN payload END AS payload
+         FROM messages WHERE uplink = ?1 AND id > ?2 ORDER BY id LIMIT ?3`,
+      ),
+      payload: q("SELECT payload FROM messages WHERE id = ?1"),
+      droppable: q(
+        "SELECT id, size FROM messages WHERE uplink = ?1 AND id > ?2 AND (retain = 0 OR superseded = 1) ORDER BY id LIMIT ?3",
+      ),
+      anyOldest: q("SELECT id, size FROM messages WHERE uplink = ?1 AND id > ?2 ORDER BY id LIMIT ?3"),
+      oldestAt: q("SELECT at FROM messages WHERE uplink = ?1 AND id >= ?2 ORDER BY id LIMIT 1"),
+    };
+    worker.onmessage = (e: MessageEvent<WorkerReply>) => this.#reply(e.data);
+    worker.onerror = (e) => this.#fail(`outbox writer stopped: ${e.message}`);
+  }
+
+  /** open: the data dir's outbox (made 0600 on first use), its writer thread, and what it still holds. */
+  static async open(dataDir: string, opts: { cacheKiB?: number } = {}): Promise<OutboxOpened> {
+    const path = join(dataDir, outboxFileName);
+    // Messages may carry anything a device sent: owner only, from the first byte (as gatehouse.db); made
+    // with O_EXCL (a planted link is not followed), and nothing of it is opened through a link.
+    try {
+      closeSync(createPrivateFile(path));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+    checkOutboxFiles(dataDir);
+    const worker = new Worker(workerUrl("connectors/uplink/outbox.worker.ts"));
+    const opened = await new Promise<Extract<WorkerReply, { op: "opened" }>>((resolve, reject) => {
+      worker.onmessage = (e: MessageEvent<WorkerReply>) =>
+        e.data.op === "opened" ? resolve(e.data) : reject(new Error(e.data.op === "failed" ? e.data.error : e.data.op));
+      worker.onerror = (e) => reject(new Error(e.message));
+      worker.postMessage({ op: "open", path, cacheKiB: opts.cacheKiB ?? 2048 } satisfies WorkerRequest);
+    }).catch((err) => {
+      worker.terminate();
+      throw err;
+    });
+    const reader = openOutboxDb(path, "read");
+    reader.run("PRAGMA cache_size = -2048");
+    return {
+      outbox: new Outbox(path, worker, reader, opened.maxId),
+      stats: new Map(opened.stats.map((s) => [s.uplink, { count: s.count, bytes: s.bytes, firstId: s.firstId }])),
+      status: new Map(opened.status.map((s) => [s.uplink, s.json])),
+      owners: new Map(opened.owners.map((o) => [o.uplink, o.createdAt])),
+    };
+  }
+
+  /** pendingBatch: the number of the write that what is appended or removed now goes in */
+  get pendingBatch(): number {
+    return this.#pending.batch;
+  }
+
+  /** lastWritten: the number of the last write that reached the disk */
+  get lastWritten(): number {
+    return this.#lastWritten;
+  }
+
+  /** broken: why the outbox can no longer write, if it cannot (its writer died) */
+  get broken(): string | undefined {
+    return this.#broken;
+  }
+
+  /** append: queues a message for an uplink now (in call order); on disk with the next write. */
+  append(uplink: number, topic: string, payload: Uint8Array, retain: boolean, props: string | null): OutboxRow {
+    const row: OutboxRow = [
+      this.#nextId++,
+      uplink,
+      Date.now(),
+      topic,
+      payload,
+      retain ? 1 : 0,
+      Buffer.byteLength(topic) + payload.length,
+      props,
+    ];
+    this.#pending.rows.push(row);
+    this.#schedule();
+    return row;
+  }
+
+  /** durable: resolves when everything appended so far is on disk (or its write failed: see onFailed). */
+  durable(): Promise<void> {
+    const b = this.#pending.rows.length ? this.#pending : this.#writing;
+    if (!b) return Promise.resolve();
+    b.promise ??= new Promise<void>((resolve) => b.waiters.push(resolve));
+    return b.promise;
+  }
+
+  /** remove: rows acknowledged upstream or dropped (deleted with the next write). */
+  remove(ids: readonly number[]): void {
+    for (const id of ids) this.#pending.deletes.push(id);
+    this.#scheduleLazy();
+  }
+
+  /** own: rows of `uplink` belong to the uplink created at `createdAt`. */
+  own(uplink: number, createdAt: number): void {
+    this.#pending.owners.push([uplink, createdAt]);
+    this.#scheduleLazy();
+  }
+
+  /** purge: an uplink removed: all of its rows go. */
+  purge(uplink: number): void {
+    this.#pending.rows = this.#pending.rows.filter((r) => r[1] !== uplink);
+    this.#pending.purge.push(uplink);
+    this.#scheduleLazy();
+  }
+
+  /** setStatus: what `gatehouse uplinks status` reads of an uplink while the appliance runs. */
+  setStatus(uplink: number, json: string): void {
+    this.#pending.status.set(uplink, json);
+    this.#scheduleLazy();
+  }
+
+  /**
+   * fetch: the next queued messages of an uplink after `afterId` (on disk: appended and written), with
+   * their payloads up to 16 KiB each (a larger one is read by `payload` when it is sent).
+   */
+  fetch(uplink: number, afterId: number, limit: number): QueuedMessage[] {
+    const rows = this.#queries.fetch.all(uplink, afterId, limit) as (Omit<QueuedMessage, "retain" | "payload"> & {
+      retain: number;
+      payload: Uint8Array | null;
+    })[];
+    return rows.map((r) => ({
+      id: r.id,
+      at: r.at,
+      topic: r.topic,
+      retain: r.retain === 1,
+      props: r.props,
+      size: r.size,
+      payload: r.payload ? Buffer.from(r.payload.buffer, r.payload.byteOffset, r.payload.byteLength) : undefined,
+    }));
+  }
+
+  /** payload: one message's payload, read when it is sent (undefined: no longer queued) */
+  payload(id: number): Buffer | undefined {
+    const r = this.#queries.payload.get(id) as { payload: Uint8Array } | null;
+    return r ? Buffer.from(r.payload.buffer, r.payload.byteOffset, r.payload.byteLength) : undefined;
+  }
+
+  /**
+   * oldest: the oldest queued messages of an uplink after `afterId` that the bounds may drop: anything
+   * but the newest retained message of its topic; `anyKind` also those (when nothing else is left).
+   */
+  oldest(uplink: number, afterId: number, limit: number, anyKind = false): { id: number; size: number }[] {
+    return (anyKind ? this.#queries.anyOldest : this.#queries.droppable).all(uplink, afterId, limit) as {
+      id: number;
+      size: number;
+    }[];
+  }
+
+  /** oldestAt: when the first message of an uplink from `fromId` on was queued, if any is on disk. */
+  oldestAt(uplink: number, fromId: number): number | undefined {
+    return (this.#queries.oldestAt.get(uplink, fromId) as { at: number } | null)?.at;
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#writing) return;
+    this.#scheduled = true;
+    // after the I/O callbacks of this turn of the loop: every publish parsed from one read goes in one write
+    setImmediate(() => {
+      this.#scheduled = false;
+      this.#flush();
+    });
+  }
+
+  /** deletes and status need no fsync of their own: they go with the next write, or after 20 ms */
+  #scheduleLazy(): void {
+    if (this.#lazyTimer || this.#writing || this.#scheduled) return;
+    this.#lazyTimer = setTimeout(() => {
+      this.#lazyTimer = undefined;
+      this.#flush();
+    }, 20);
+  }
+
+  #flush(): void {
+    if (this.#writing || this.#closed) return;
+    const b = this.#pending;
+    if (!b.rows.length && !b.deletes.length && !b.purge.length && !b.owners.length && !b.status.size) return;
+    if (this.#lazyTimer) clearTimeout(this.#lazyTimer);
+    this.#lazyTimer = undefined;
+    this.#pending = emptyBatch(b.batch + 1);
+    if (this.#broken) {
+      this.#settle(b, this.#broken);
+      return;
+    }
+    this.#writing = b;
+    try {
+      this.#worker.postMessage({
+        op: "write",
+        batch: b.batch,
+        rows: b.rows,
+        deletes: b.deletes,
+        purge: b.purge,
+        owners: b.owners,
+        status: [...b.status],
+      } satisfies WorkerRequest);
+    } catch (err) {
+      this.#fail(`outbox writer unreachable: ${(err as Error).message}`);
+    }
+  }
+
+  /** settle: a batch is done (written, or failed with `error`): its publishers are answered either way. */
+  #settle(b: Batch, error?: string): void {
+    if (error === undefined) {
+      this.#lastWritten = b.batch;
+      this.onWritten(b.rows);
+    } else {
+      this.#failures++;
+      if (b.rows.length) this.onFailed(b.rows, error);
+      // deletes and status are idempotent: they are tried again with the next write
+      this.#pending.deletes.push(...b.deletes);
+      this.#pending.purge.push(...b.purge);
+      this.#pending.owners.push(...b.owners);
+      for (const [k, v] of b.status) if (!this.#pending.status.has(k)) this.#pending.status.set(k, v);
+    }
+    for (const w of b.waiters) w();
+  }
+
+  #reply(r: WorkerReply): void {
+    if (r.op === "closed") return;
+    const b = this.#writing;
+    if (!b || (r.op !== "written" && r.op !== "failed") || r.batch !== b.batch) return;
+    this.#writing = undefined;
+    this.#settle(b, r.op === "failed" ? describeFailure(r.error, r.code) : undefined);
+    if (this.#pending.rows.length) this.#flush();
+    else this.#scheduleLazy();
+  }
+
+  #fail(why: string): void {
+    if (this.#broken) return;
+    this.#broken = why;
+    const b = this.#writing;
+    this.#writing = undefined;
+    if (b) this.#settle(b, why);
+    this.#flush();
+  }
+
+  /** close: the last write done, the file checkpointed and closed, the writer ended. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      // what is pending is written; a write that fails now (a full disk) is not tried again: the deletes and
+      // status it carried are put back for a next write that would fail the same way, for ever. Its
+      // deletes are lost: those messages go upstream once more after the restart (at least once).
+      let failed = false;
+      for (;;) {
+        if (this.#lazyTimer) clearTimeout(this.#lazyTimer);
+        this.#lazyTimer = undefined;
+        if (!this.#writing && !failed) this.#flush();
+        const w = this.#writing;
+        if (!w) break;
+        const before = this.#failures;
+        await new Promise<void>((resolve) => w.waiters.push(resolve));
+        failed ||= this.#failures !== before;
+      }
+      this.#closed = true;
+      if (this.#lazyTimer) clearTimeout(this.#lazyTimer);
+      this.#reader.close();
+      if (!this.#broken) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, 2000);
+          this.#worker.onmessage = (e: MessageEvent<WorkerReply>) => {
+            if (e.data.op === "closed" || e.data.op === "failed") {
+              clearTimeout(timer);
+              resolve();
+            }
+          };
+          this.#worker.postMessage({ op: "close" } satisfies WorkerRequest);
+        });
+      }
+      this.#worker.terminate();
+    })();
+    return this.#closing;
+  }
+}
+
+/** describeFailure: what the page and the log say when a write fails (a full disk above all). */
+function describeFailure(error: string, code: string): string {
+  if (code === "SQLITE_FULL" || /disk is full|no space/i.test(error))
+    return "outbox write failed: the disk is full; new messages are not queued until there is room";
+  return `outbox write failed: ${error}`;
+}

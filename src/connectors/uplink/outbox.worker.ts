@@ -1,0 +1,102 @@
+/**
+ * outbox.worker: the outbox's writer, on a thread of its own. Each write (a group commit: every message
+ * appended while the previous write ran, the acknowledged ones deleted, the uplinks' status) is one
+ * transaction with synchronous=FULL: one fsync of the write-ahead log, on this thread, so the event loop
+ * that serves devices, logins and the page never waits on the disk. The appliance answers publishers
+ * only once the write that holds their message is reported back.
+ */
+import type { Database } from "bun:sqlite";
+import { openOutboxDb, outboxSchema, type WorkerReply, type WorkerRequest } from "./outbox-protocol.ts";
+
+declare const self: Worker;
+
+let db: Database | undefined;
+
+function open(path: string, cacheKiB: number): WorkerReply {
+  const d = openOutboxDb(path, "write"); // made 0600 by Outbox.open before (O_EXCL), never through a link
+  d.run("PRAGMA busy_timeout = 5000");
+  d.run("PRAGMA journal_mode = WAL");
+  // FULL: a commit is on disk (the WAL fsynced) before it is reported; that is what a PUBACK promises.
+  d.run("PRAGMA synchronous = FULL");
+  d.run(`PRAGMA cache_size = -${Math.max(256, Math.floor(cacheKiB))}`);
+  d.run("PRAGMA temp_store = MEMORY");
+  d.exec(outboxSchema);
+  db = d;
+  const stats = d
+    .query(
+      "SELECT uplink, COUNT(*) AS count, COALESCE(SUM(size), 0) AS bytes, MIN(id) AS firstId FROM messages GROUP BY uplink",
+    )
+    .all() as { uplink: number; count: number; bytes: number; firstId: number }[];
+  const maxId = (d.query("SELECT COALESCE(MAX(id), 0) AS m FROM messages").get() as { m: number }).m;
+  const status = d.query("SELECT uplink, json FROM status").all() as { uplink: number; json: string }[];
+  const owners = d.query("SELECT uplink, created_at AS createdAt FROM owners").all() as {
+    uplink: number;
+    createdAt: number;
+  }[];
+  return { op: "opened", maxId, stats, status, owners };
+}
+
+function write(req: Extract<WorkerRequest, { op: "write" }>): void {
+  const d = db!;
+  const insert = d.prepare(
+    "INSERT INTO messages (id, uplink, at, topic, payload, retain, size, props) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+  );
+  // the newest retained message per topic is never dropped by the bounds; an older one may be
+  const supersede = d.prepare(
+    "UPDATE messages SET superseded = 1 WHERE uplink = ? AND topic = ? AND retain = 1 AND superseded = 0",
+  );
+  const remove = d.prepare("DELETE FROM messages WHERE id = ?");
+  const purge = d.prepare("DELETE FROM messages WHERE uplink = ?");
+  const status = d.prepare("INSERT OR REPLACE INTO status (uplink, json, at) VALUES (?, ?, ?)");
+  const forget = d.prepare("DELETE FROM status WHERE uplink = ?");
+  const own = d.prepare("INSERT OR REPLACE INTO owners (uplink, created_at) VALUES (?, ?)");
+  const disown = d.prepare("DELETE FROM owners WHERE uplink = ?");
+  d.transaction(() => {
+    for (const u of req.purge) {
+      purge.run(u);
+      forget.run(u);
+      disown.run(u);
+    }
+    for (const [u, createdAt] of req.owners) own.run(u, createdAt);
+    for (const id of req.deletes) remove.run(id);
+    for (const [id, uplink, at, topic, payload, retain, size, props] of req.rows) {
+      if (retain) supersede.run(uplink, topic);
+      insert.run(id, uplink, at, topic, payload, retain, size, props);
+    }
+    const now = Date.now();
+    for (const [u, json] of req.status) status.run(u, json, now);
+  })();
+}
+
+self.onmessage = (event: MessageEvent<WorkerRequest>) => {
+  const req = event.data;
+  try {
+    switch (req.op) {
+      case "open":
+        postMessage(open(req.path, req.cacheKiB));
+        break;
+      case "write":
+        write(req);
+        postMessage({ op: "written", batch: req.batch } satisfies WorkerReply);
+        break;
+      case "close":
+        try {
+          db?.run("PRAGMA wal_checkpoint(TRUNCATE)");
+        } catch {
+          // a busy reader: the next open checkpoints
+        }
+        db?.close();
+        db = undefined;
+        postMessage({ op: "closed" } satisfies WorkerReply);
+        break;
+    }
+  } catch (err) {
+    const e = err as { message?: string; code?: string };
+    postMessage({
+      op: "failed",
+      batch: req.op === "write" ? req.batch : -1,
+      error: e.message ?? String(err),
+      code: e.code ?? "",
+    } satisfies WorkerReply);
+  }
+};

@@ -1,0 +1,93 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { checkOutboxFiles, outboxFileName } from "./outbox.ts";
+import { openOutboxDb } from "./outbox-protocol.ts";
+import type { UplinkView } from "./store.ts";
+import type { UplinkStatus } from "./uplink.ts";
+
+/** a running appliance writes each uplink's status every second; older than this, it does not run */
+const freshMs = 5_000;
+
+/**
+ * readStatuses: each uplink's status as `gatehouse uplinks status` shows it, whether the appliance runs
+ * or not: its live status (written into the outbox file every second) while it runs and that is fresh, else what the
+ * outbox holds on disk (queued, bytes, oldest) with the counters the appliance last wrote, disconnected.
+ */
+export function readStatuses(
+  dataDir: string,
+  uplinks: UplinkView[],
+  /**
+   * the appliance runs on this data dir (its pid file names a live process): a killed one left a
+   * fresh-looking status. A status row also names the process that wrote it; that one living counts too.
+   */
+  running: boolean,
+  now = Date.now(),
+): UplinkStatus[] {
+  const path = join(dataDir, outboxFileName);
+  // a file in the data dir: checked and opened without following a link (root's CLI reads it)
+  if (existsSync(path)) checkOutboxFiles(dataDir);
+  const db = existsSync(path) ? openOutboxDb(path, "write") : undefined;
+  try {
+    db?.run("PRAGMA busy_timeout = 2000");
+    const hasTables = db?.query("SELECT 1 FROM sqlite_master WHERE name = 'status'").get() !== null;
+    return uplinks.map((u) => {
+      const row =
+        db && hasTables
+          ? (db.query("SELECT json, at FROM status WHERE uplink = ?").get(u.id) as { json: string; at: number } | null)
+          : null;
+      let last: Partial<UplinkStatus> = {};
+      let writer: number | undefined;
+      try {
+        const { pid, ...rest } = row ? (JSON.parse(row.json) as Partial<UplinkStatus> & { pid?: unknown }) : {};
+        last = rest;
+        writer = typeof pid === "number" ? pid : undefined;
+      } catch {
+        last = {};
+      }
+      const base: UplinkStatus = {
+        name: u.name,
+        enabled: u.enabled,
+        connected: false,
+        url: null,
+        connectedSince: null,
+        disconnectedSince: null,
+        lastError: last.lastError ?? null,
+        queued: 0,
+        queuedBytes: 0,
+        oldestQueuedAgeS: 0,
+        forwarded: last.forwarded ?? 0,
+        forwardedPerSecond: 0,
+        dropped: last.dropped ?? 0,
+        resent: last.resent ?? 0,
+        received: last.received ?? 0,
+        at: now,
+      };
+      if ((running || alive(writer)) && row && now - row.at < freshMs)
+        return { ...base, ...last, name: u.name, enabled: u.enabled };
+      if (db && hasTables) {
+        const q = db
+          .query(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes, MIN(at) AS oldest FROM messages WHERE uplink = ?",
+          )
+          .get(u.id) as { n: number; bytes: number; oldest: number | null };
+        base.queued = q.n;
+        base.queuedBytes = q.bytes;
+        base.oldestQueuedAgeS = q.oldest === null ? 0 : Math.max(0, Math.round((now - q.oldest) / 1000));
+      }
+      return base;
+    });
+  } finally {
+    db?.close();
+  }
+}
+
+/** alive: a process with this pid lives (signal 0 checks without sending anything) */
+function alive(pid: number | undefined): boolean {
+  if (pid === undefined || !Number.isSafeInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM"; // it lives, another user's
+  }
+}

@@ -1,0 +1,632 @@
+import type { IPublishPacket, MqttClient } from "mqtt";
+import type { PublishedMessage } from "../../core/bus.ts";
+import type { Core } from "../../core/index.ts";
+import { mayPublish, type TopicSpace } from "../../core/permissions.ts";
+import { isValidTopicString, topicMatches } from "../../core/topics.ts";
+import type { Integration } from "../../core/types.ts";
+import type { Logger } from "../../lib/logger.ts";
+import { type Backoff, statusTopic, UplinkConnection } from "./connection.ts";
+import type { Outbox, QueuedMessage } from "./outbox.ts";
+import type { OutboxRow } from "./outbox-protocol.ts";
+import type { UplinkConfig } from "./store.ts";
+
+/** Bounds: an uplink's queue on disk holds at most this much; past it the oldest go (counted). */
+export interface Bounds {
+  maxMessages: number;
+  maxBytes: number;
+}
+
+/** UplinkStatus: what the page, the API, /metrics, /readyz and `gatehouse uplinks status` show of an uplink. */
+export interface UplinkStatus {
+  name: string;
+  enabled: boolean;
+  connected: boolean;
+  /** the node in use while connected */
+  url: string | null;
+  connectedSince: number | null;
+  disconnectedSince: number | null;
+  lastError: string | null;
+  queued: number;
+  queuedBytes: number;
+  oldestQueuedAgeS: number;
+  forwarded: number;
+  forwardedPerSecond: number;
+  dropped: number;
+  resent: number;
+  /** messages brought down (subscriptions) and published locally */
+  received: number;
+  /** when this status was taken (the CLI tells a running appliance's from a stale one) */
+  at: number;
+}
+
+/** the counters that survive a restart (kept with the status in the outbox file) */
+type Counters = Pick<UplinkStatus, "forwarded" | "dropped" | "resent" | "received">;
+
+/** PUBLISH properties that travel upstream (MQTT 5); aliases and subscription ids are the hop's own. */
+const forwardedProperties = [
+  "payloadFormatIndicator",
+  "messageExpiryInterval",
+  "contentType",
+  "responseTopic",
+  "correlationData",
+  "userProperties",
+] as const;
+
+/** propsText: the forwardable properties of a message as stored in the outbox (JSON; bytes as base64). */
+export function propsText(properties: Record<string, unknown> | undefined): string | null {
+  if (!properties) return null;
+  const kept: Record<string, unknown> = {};
+  for (const k of forwardedProperties) {
+    const v = properties[k];
+    if (v === undefined) continue;
+    kept[k] = Buffer.isBuffer(v) || v instanceof Uint8Array ? { base64: Buffer.from(v).toString("base64") } : v;
+  }
+  return Object.keys(kept).length ? JSON.stringify(kept) : null;
+}
+
+function propsOf(text: string | null): Record<string, unknown> | undefined {
+  if (!text) return undefined;
+  try {
+    const p = JSON.parse(text) as Record<string, unknown>;
+    const c = p.correlationData as { base64?: string } | undefined;
+    if (c?.base64 !== undefined) p.correlationData = Buffer.from(c.base64, "base64");
+    return p;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * forwards: does a local publish on `topic` match an uplink's forward filters? With the core's shields:
+ * `#` and `+` never reach `$` topics [MQTT-4.7.2-1] nor into a VRPC domain; a filter naming them does.
+ */
+export function forwards(filters: readonly string[], topic: string, space: TopicSpace): boolean {
+  let shielded = -1;
+  for (let i = 0; i < filters.length; i++) {
+    const f = filters[i]!;
+    const c = f.charCodeAt(0);
+    if (c === 35 /* # */ || c === 43 /* + */) {
+      if (shielded < 0) shielded = space.vrpcDomainOf(topic) === undefined ? 0 : 1;
+      if (shielded === 1) continue;
+    }
+    if (topicMatches(f, topic)) return true;
+  }
+  return false;
+}
+
+/** Unacked: a message handed to the connection and not yet acknowledged upstream. */
+interface Unacked extends QueuedMessage {
+  /** sent on the current connection (false: to be sent again after a reconnect) */
+  sent: boolean;
+  /** sent before, on an earlier connection: goes again with DUP set */
+  again: boolean;
+}
+
+/** inventoryTopic: the retained summary of this appliance's integrations upstream (`--inventory`). */
+export const inventoryTopic = (remotePrefix: string) => `${remotePrefix}$gatehouse/integrations`;
+
+/** every(ms): true at most once per `ms` (rate-limited log lines). */
+function every(ms: number) {
+  let last = Number.NEGATIVE_INFINITY;
+  return () => {
+    const now = performance.now();
+    if (now - last < ms) return false;
+    last = now;
+    return true;
+  };
+}
+
+export interface UplinkDeps {
+  core: Core;
+  log: Logger;
+  outbox: Outbox;
+  bounds: Bounds;
+  backoff: Backoff;
+  /** the uplink's visible state changed (connected, disconnected, configuration): pages refresh */
+  changed(): void;
+  /** the retained summary of every integration (`--inventory`) */
+  inventory(): string;
+}
+
+/**
+ * Uplink: one upstream broker (a cluster of nodes). Messages its forward filters match are appended to
+ * its part of the outbox as they are published (the durable tap); once on disk they are read in order
+ * and sent with the uplink's QoS, at most `inflight` unacknowledged at once, and deleted when the
+ * upstream acknowledges them. After a reconnect what was unacknowledged goes again first (DUP set), so
+ * delivery is at least once and first arrivals are in order; after a restart the forwarder starts at the
+ * head of what is still on disk. Messages its subscriptions bring down are published locally under its
+ * local prefix, through the core's bus and permissions, and never go back up.
+ */
+export class Uplink {
+  cfg: UplinkConfig;
+  #deps: UplinkDeps;
+  #connection: UplinkConnection | undefined;
+  #client: MqttClient | undefined;
+  /** bumped per connection: acknowledgements of an earlier connection's sends are judged as such */
+  #generation = 0;
+  #queued: number;
+  #queuedBytes: number;
+  /** the last id read from disk into the send pipeline */
+  #cursor = 0;
+  #unacked = new Map<number, Unacked>();
+  #unackedBytes = 0;
+  /** ids dropped by the bounds whose delete is not on disk yet (with the write they go in) */
+  #droppedPending = new Map<number, number>();
+  /** ids appended and not yet on disk, with their time: the oldest queued before a write lands */
+  #unwritten: { id: number; at: number }[] = [];
+  #counters: Counters;
+  #lastError: string | null = null;
+  #url: string | null = null;
+  #connectedSince: number | null = null;
+  #disconnectedSince: number | null = Date.now();
+  #pumping = false;
+  #pumpScheduled = false;
+  #trimScheduled = false;
+  #rate = { at: performance.now(), forwarded: 0, perSecond: 0 };
+  #inventoryTimer: ReturnType<typeof setTimeout> | undefined;
+  #logDrop = every(10_000);
+  #logError = every(10_000);
+  #logOutbox = every(10_000);
+  #logRefusedDown = every(10_000);
+  #droppedSinceLog = 0;
+  /** who the uplink publishes locally as: only inside its local prefix, under the core's topic rules */
+  #downlinkAs: Integration;
+
+  constructor(deps: UplinkDeps, cfg: UplinkConfig, queue: { count: number; bytes: number }, counters?: Counters) {
+    this.#deps = deps;
+    this.cfg = cfg;
+    this.#queued = queue.count;
+    this.#queuedBytes = queue.bytes;
+    this.#counters = counters ?? { forwarded: 0, dropped: 0, resent: 0, received: 0 };
+    this.#rate.forwarded = this.#counters.forwarded;
+    this.#downlinkAs = this.#identity(cfg);
+  }
+
+  #identity(cfg: UplinkConfig): Integration {
+    const now = Date.now();
+    return {
+      id: -cfg.id,
+      username: `uplink:${cfg.name}`,
+      type: "mqtt",
+      description: "",
+      active: true,
+      publishAcl: cfg.localPrefix ? [`${cfg.localPrefix}#`] : [],
+      subscribeAcl: [],
+      denyPublishAcl: [],
+      denySubscribeAcl: [],
+      createdAt: now,
+      updatedAt: now,
+      lastLoginAt: null,
+      lastLoginClientId: null,
+      lastLoginRemote: null,
+      revision: 0,
+    };
+  }
+
+  get id(): number {
+    return this.cfg.id;
+  }
+
+  get origin(): string {
+    return `connector:uplink/${this.cfg.name}`;
+  }
+
+  /** matches: does a local publish on `topic` go up this uplink? (see `forwards`) */
+  matches(topic: string): boolean {
+    return forwards(this.cfg.forward, topic, this.#deps.core.topicSpace);
+  }
+
+  /** append: the durable tap's share: the message into this uplink's queue, in publish order. */
+  append(m: PublishedMessage, props: string | null): void {
+    const payload = typeof m.payload === "string" ? Buffer.from(m.payload) : m.payload;
+    const row = this.#deps.outbox.append(this.cfg.id, m.topic, payload, m.retain, props);
+    this.#queued++;
+    this.#queuedBytes += row[6];
+    this.#unwritten.push({ id: row[0], at: row[2] });
+    if (this.#overBounds()) this.#scheduleTrim();
+  }
+
+  /** written: rows of this uplink are on disk: they can be sent, or dropped by the bounds. */
+  written(rows: OutboxRow[]): void {
+    const last = rows[rows.length - 1]![0];
+    let i = 0;
+    while (i < this.#unwritten.length && this.#unwritten[i]!.id <= last) i++;
+    this.#unwritten.splice(0, i);
+    // the outbox writes again (room on the disk): its last failure is no longer the news
+    if (this.#lastError?.startsWith("outbox write failed")) this.#lastError = null;
+    if (this.#overBounds()) this.#scheduleTrim();
+    this.#pump();
+  }
+
+  /** failed: a write that held rows of this uplink failed (a full disk): they are not queued; said and counted. */
+  failed(rows: OutboxRow[], error: string): void {
+    const ids = new Set(rows.map((r) => r[0]));
+    this.#unwritten = this.#unwritten.filter((u) => !ids.has(u.id));
+    for (const r of rows) {
+      this.#queued--;
+      this.#queuedBytes -= r[6];
+    }
+    this.#counters.dropped += rows.length;
+    this.#lastError = error;
+    if (this.#logOutbox()) this.#deps.log.error("uplink outbox write failed", { uplink: this.cfg.name, error });
+    this.#deps.changed();
+  }
+
+  #overBounds(): boolean {
+    return this.#queued > this.#deps.bounds.maxMessages || this.#queuedBytes > this.#deps.bounds.maxBytes;
+  }
+
+  #scheduleTrim(): void {
+    if (this.#trimScheduled) return;
+    this.#trimScheduled = true;
+    setImmediate(() => {
+      this.#trimScheduled = false;
+      this.#trim();
+    });
+  }
+
+  /**
+   * trim: past a bound the oldest queued messages that were not sent yet go, down to 99% of it (so one
+   * read drops a batch, not one message per publish): never the newest retained message of a topic
+   * while anything else can go; counted, and logged at most every 10 s.
+   */
+  #trim(): void {
+    const { maxMessages, maxBytes } = this.#deps.bounds;
+    const outbox = this.#deps.outbox;
+    let needCount = this.#queued > maxMessages ? this.#queued - Math.floor(maxMessages * 0.99) : 0;
+    let needBytes = this.#queuedBytes > maxBytes ? this.#queuedBytes - Math.floor(maxBytes * 0.99) : 0;
+    let after = this.#cursor;
+    for (const id of this.#droppedPending.keys()) after = Math.max(after, id);
+    let anyKind = false;
+    const drop: number[] = [];
+    while (needCount > 0 || needBytes > 0) {
+      const rows = outbox.oldest(this.cfg.id, after, Math.min(10_000, Math.max(needCount, 256)), anyKind);
+      if (rows.length === 0) {
+        if (anyKind) break; // the rest is not on disk yet: the next write trims again
+        anyKind = true;
+        continue;
+      }
+      for (const r of rows) {
+        after = r.id;
+        if (needCount <= 0 && needBytes <= 0) break;
+        drop.push(r.id);
+        needCount--;
+        needBytes -= r.size;
+        this.#queued--;
+        this.#queuedBytes -= r.size;
+      }
+    }
+    if (drop.length === 0) return;
+    const batch = outbox.pendingBatch;
+    for (const id of drop) this.#droppedPending.set(id, batch);
+    outbox.remove(drop);
+    this.#counters.dropped += drop.length;
+    this.#droppedSinceLog += drop.length;
+    if (this.#logDrop()) {
+      this.#deps.log.warn("uplink queue full: oldest messages dropped", {
+        uplink: this.cfg.name,
+        dropped: this.#droppedSinceLog,
+        queued: this.#queued,
+        queuedBytes: this.#queuedBytes,
+        maxMessages,
+        maxBytes,
+      });
+      this.#droppedSinceLog = 0;
+    }
+    this.#deps.changed();
+  }
+
+  start(): void {
+    if (this.#connection || !this.cfg.enabled) return;
+    if (this.cfg.secretProblem) {
+      this.#lastError = this.cfg.secretProblem;
+      return;
+    }
+    this.#connection = new UplinkConnection(this.cfg, this.#deps.backoff, this.#deps.log, {
+      connected: (client, url) => this.#connected(client, url),
+      lost: (reason) => this.#lost(reason),
+      error: (message) => {
+        this.#lastError = message;
+        if (this.#logError()) this.#deps.log.warn("uplink error", { uplink: this.cfg.name, error: message });
+        this.#deps.changed();
+      },
+    });
+    this.#connection.start();
+  }
+
+  async stop(): Promise<void> {
+    const c = this.#connection;
+    this.#connection = undefined;
+    if (this.#inventoryTimer) clearTimeout(this.#inventoryTimer);
+    this.#inventoryTimer = undefined;
+    await c?.stop();
+  }
+
+  /** reconfigure: a changed configuration; the connection starts again if anything it uses changed. */
+  async reconfigure(cfg: UplinkConfig): Promise<void> {
+    const old = this.cfg;
+    this.cfg = cfg;
+    this.#downlinkAs = this.#identity(cfg);
+    const same = (k: keyof UplinkConfig) => JSON.stringify(old[k]) === JSON.stringify(cfg[k]);
+    const reconnect = (
+      [
+        "urls",
+        "username",
+        "password",
+        "ca",
+        "clientCert",
+        "clientKey",
+        "clientId",
+        "protocol",
+        "remotePrefix",
+        "subscribe",
+        "localPrefix",
+        "enabled",
+        "secretProblem",
+      ] as const
+    ).some((k) => !same(k));
+    if (reconnect) {
+      await this.stop();
+      this.start();
+    } else this.#pump(); // a larger window
+    if (!cfg.secretProblem && old.secretProblem) this.#lastError = null;
+    this.#deps.changed();
+  }
+
+  #connected(client: MqttClient, url: string): void {
+    this.#client = client;
+    this.#generation++;
+    this.#url = url;
+    this.#connectedSince = Date.now();
+    this.#disconnectedSince = null;
+    this.#lastError = null;
+    const cfg = this.cfg;
+    this.#deps.log.info("uplink connected", { uplink: cfg.name, url });
+    this.#deps.core.activity.record("uplink.connected", cfg.name, `node ${url}`, "system");
+    client.publish(statusTopic(cfg.remotePrefix), "online", { qos: 1, retain: true });
+    // Down: what the upstream sends on our subscriptions is published here before we acknowledge it.
+    client.handleMessage = (packet, done) => this.#down(packet, done);
+    if (cfg.subscribe.length)
+      client.subscribe(
+        // MQTT 5: No Local, so what this uplink sends up never comes back on its own subscriptions
+        Object.fromEntries(
+          cfg.subscribe.map((f) => [f, { qos: 1 as const, ...(cfg.protocol === 5 ? { nl: true } : {}) }]),
+        ),
+        (err, granted) => {
+          const refused = (granted ?? []).filter((g) => g.qos === 128).map((g) => g.topic);
+          if (err || refused.length) {
+            this.#lastError = `upstream refused the subscription ${err ? err.message : refused.join(", ")}`;
+            this.#deps.changed();
+          }
+        },
+      );
+    if (cfg.inventory) this.publishInventory(0);
+    this.#deps.changed();
+    this.#pump();
+  }
+
+  #lost(reason: string): void {
+    if (!this.#client) return;
+    this.#client = undefined;
+    this.#url = null;
+    this.#connectedSince = null;
+    this.#disconnectedSince = Date.now();
+    // what was in flight goes again first on the next connection, DUP set
+    for (const u of this.#unacked.values()) {
+      if (u.sent) u.again = true;
+      u.sent = false;
+    }
+    this.#deps.log.info("uplink disconnected", { uplink: this.cfg.name, reason });
+    this.#deps.core.activity.record("uplink.disconnected", this.cfg.name, reason, "system");
+    this.#deps.changed();
+  }
+
+  /**
+   * down: a message from upstream, published locally under the local prefix (the remote prefix, where
+   * the topic has it, replaced) as this uplink: `mayPublish` keeps it inside the prefix and away from
+   * what no client may publish ($SYS, VRPC announcements); local subscribers get it under their own read
+   * permissions. The upstream's PUBACK waits for the local publish; one that cannot ever be delivered
+   * is acknowledged and dropped (logged), one the local broker could not take is not (it comes again).
+   */
+  #down(packet: IPublishPacket, done: (err?: Error) => void): void {
+    const cfg = this.cfg;
+    const remote = packet.topic;
+    // its own birth and inventory, back on a subscription that covers them (MQTT 3.1.1 has no No Local)
+    if (remote === statusTopic(cfg.remotePrefix) || remote === inventoryTopic(cfg.remotePrefix)) {
+      done();
+      return;
+    }
+    const rest =
+      cfg.remotePrefix && remote.startsWith(cfg.remotePrefix) ? remote.slice(cfg.remotePrefix.length) : remote;
+    const local = `${cfg.localPrefix}${rest}`;
+    if (
+      !cfg.localPrefix ||
+      !isValidTopicString(local) ||
+      !mayPublish(this.#downlinkAs, local, this.#deps.core.topicSpace)
+    ) {
+      if (this.#logRefusedDown())
+        this.#deps.log.warn("uplink message from upstream refused", { uplink: cfg.name, topic: local.slice(0, 256) });
+      done();
+      return;
+    }
+    const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload;
+    this.#deps.core.bus
+      .publish({ topic: local, payload, retain: packet.retain, qos: packet.qos > 0 ? 1 : 0 }, this.origin)
+      .then(
+        () => {
+          this.#counters.received++;
+          done();
+        },
+        (err) => {
+          this.#lastError = `could not publish ${local.slice(0, 128)} locally: ${(err as Error).message}`;
+          // not acknowledged: the persistent session upstream delivers it again on the next connection
+          this.#client?.end(true);
+        },
+      );
+  }
+
+  /**
+   * pump: sends while the window has room: first what an earlier connection left unacknowledged, then
+   * the next messages on disk, in id order (one uplink's FIFO).
+   */
+  #pump(): void {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      const window = this.cfg.inflight;
+      const maxBytes = 4 * 1024 * 1024;
+      for (const u of this.#unacked.values()) {
+        if (!this.#client) return;
+        if (!u.sent) this.#send(u);
+      }
+      // read the disk in batches: once a quarter of the window (at most 16) is free again
+      const batch = Math.min(16, Math.ceil(window / 4));
+      while (
+        this.#client &&
+        (window - this.#unacked.size >= batch || this.#unacked.size === 0) &&
+        (this.#unackedBytes < maxBytes || this.#unacked.size === 0)
+      ) {
+        this.#pruneDropped();
+        const rows = this.#deps.outbox.fetch(this.cfg.id, this.#cursor, Math.min(256, window - this.#unacked.size));
+        if (rows.length === 0) break;
+        for (const r of rows) {
+          this.#cursor = r.id;
+          if (this.#droppedPending.has(r.id)) continue;
+          const u: Unacked = { ...r, sent: false, again: false };
+          this.#unacked.set(r.id, u);
+          this.#unackedBytes += r.size;
+          this.#send(u);
+          if (!this.#client) break;
+        }
+      }
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  /** pruneDropped: drops whose delete is on disk can no longer be read back: forget them. */
+  #pruneDropped(): void {
+    if (this.#droppedPending.size === 0) return;
+    const written = this.#deps.outbox.lastWritten;
+    for (const [id, batch] of this.#droppedPending)
+      if (batch <= written || id <= this.#cursor) this.#droppedPending.delete(id);
+  }
+
+  #send(u: Unacked): void {
+    const client = this.#client!;
+    const cfg = this.cfg;
+    const payload = u.payload ?? this.#deps.outbox.payload(u.id);
+    u.payload = undefined; // read again from disk if it must go again: what waits for its PUBACK holds no payload
+    if (!payload) {
+      this.#settle(u, "gone");
+      return;
+    }
+    let properties = cfg.protocol === 5 ? propsOf(u.props) : undefined;
+    const expiry = properties?.messageExpiryInterval;
+    if (typeof expiry === "number") {
+      // MQTT 5 §3.3.2.3.3: the time it waited here counts; an expired message is not sent
+      const left = expiry - Math.floor((Date.now() - u.at) / 1000);
+      if (left <= 0) {
+        this.#settle(u, "expired");
+        return;
+      }
+      properties = { ...properties, messageExpiryInterval: left };
+    }
+    const dup = u.again;
+    if (dup) this.#counters.resent++;
+    u.sent = true;
+    const generation = this.#generation;
+    client.publish(
+      `${cfg.remotePrefix}${u.topic}`,
+      payload,
+      { qos: cfg.qos, retain: u.retain, dup: dup && cfg.qos > 0, properties },
+      (err) => {
+        if (!err) return this.#settle(u, "acked");
+        const code = (err as { code?: number }).code;
+        // a reason code is the upstream's answer (MQTT 5: not authorized, quota, ...); else the connection went
+        if (typeof code === "number" && code >= 0x80) return this.#settle(u, "refused", err.message);
+        if (generation === this.#generation && this.#client === client) client.end(true);
+      },
+    );
+  }
+
+  /** settle: a message leaves the queue: acknowledged upstream, refused by it, expired or gone. */
+  #settle(u: Unacked, how: "acked" | "refused" | "expired" | "gone", why?: string): void {
+    if (this.#unacked.get(u.id) !== u) return;
+    this.#unacked.delete(u.id);
+    this.#unackedBytes -= u.size;
+    this.#queued--;
+    this.#queuedBytes -= u.size;
+    if (how === "acked") this.#counters.forwarded++;
+    else {
+      this.#counters.dropped++;
+      if (how === "refused") {
+        this.#lastError = `upstream refused ${u.topic.slice(0, 128)}: ${why}`;
+        if (this.#logError())
+          this.#deps.log.warn("uplink message refused upstream", { uplink: this.cfg.name, topic: u.topic, why });
+      }
+    }
+    if (how !== "gone") this.#deps.outbox.remove([u.id]);
+    // acknowledgements come in bursts: one read of the queue for all of them
+    if (this.#pumpScheduled) return;
+    this.#pumpScheduled = true;
+    setImmediate(() => {
+      this.#pumpScheduled = false;
+      this.#pump();
+    });
+  }
+
+  /** publishInventory: the retained summary of integrations, after `delayMs` (changes come in bursts). */
+  publishInventory(delayMs = 2000): void {
+    if (!this.cfg.inventory || this.#inventoryTimer) return;
+    this.#inventoryTimer = setTimeout(() => {
+      this.#inventoryTimer = undefined;
+      this.#client?.publish(inventoryTopic(this.cfg.remotePrefix), this.#deps.inventory(), {
+        qos: 1,
+        retain: true,
+      });
+    }, delayMs);
+  }
+
+  /** purge: the uplink is removed: its queue goes. */
+  purge(): void {
+    this.#deps.outbox.purge(this.cfg.id);
+    this.#queued = 0;
+    this.#queuedBytes = 0;
+    this.#unacked.clear();
+  }
+
+  status(): UplinkStatus {
+    const now = Date.now();
+    const first = this.#unacked.values().next().value as Unacked | undefined;
+    const oldestAt =
+      this.#queued === 0
+        ? undefined
+        : (first?.at ?? this.#deps.outbox.oldestAt(this.cfg.id, this.#cursor + 1) ?? this.#unwritten[0]?.at);
+    return {
+      name: this.cfg.name,
+      enabled: this.cfg.enabled,
+      connected: this.#client !== undefined,
+      url: this.#url,
+      connectedSince: this.#connectedSince,
+      disconnectedSince: this.cfg.enabled ? this.#disconnectedSince : null,
+      lastError: this.#lastError,
+      queued: this.#queued,
+      queuedBytes: this.#queuedBytes,
+      oldestQueuedAgeS: oldestAt === undefined ? 0 : Math.max(0, Math.round((now - oldestAt) / 1000)),
+      ...this.#counters,
+      forwardedPerSecond: this.#rate.perSecond,
+      at: now,
+    };
+  }
+
+  /** tick: once a second: the forwarding rate. */
+  tick(): void {
+    const now = performance.now();
+    const dt = (now - this.#rate.at) / 1000;
+    if (dt <= 0) return;
+    this.#rate.perSecond = Math.round((this.#counters.forwarded - this.#rate.forwarded) / dt);
+    this.#rate.forwarded = this.#counters.forwarded;
+    this.#rate.at = now;
+  }
+}

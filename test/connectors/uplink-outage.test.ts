@@ -1,0 +1,268 @@
+import { afterAll, beforeAll, describe, expect, it } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { MqttClient } from "mqtt";
+import { cleanupTempDirs, newDataDir, tempDir } from "../helpers/app.ts";
+import { buildBinary, type RunningBinary, runBinary } from "../helpers/binary.ts";
+import { connectMqtt } from "../helpers/mqtt.ts";
+import {
+  collect,
+  freePort,
+  type Mosquitto,
+  mqttClient,
+  type Received,
+  startMosquitto,
+  stopUpstreams,
+  type TcpProxy,
+  tcpProxy,
+} from "../helpers/upstream.ts";
+import { eventually } from "../helpers/wait.ts";
+
+/**
+ * The compiled binary (mqtt.js and the outbox's writer thread inside it) forwarding to Mosquitto through
+ * a TCP proxy that the test cuts: the network goes away for more than 20 s while a device keeps
+ * publishing, the appliance is killed with SIGKILL during the cut and started again on the same data
+ * dir, then the network comes back. Every message the device got a PUBACK for must arrive upstream.
+ */
+let binary: string;
+let up: Mosquitto;
+let proxy: TcpProxy;
+let sub: MqttClient;
+let rx: Received;
+const running: RunningBinary[] = [];
+
+beforeAll(async () => {
+  binary = await buildBinary();
+  up = await startMosquitto();
+  proxy = await tcpProxy(up.port);
+  sub = await mqttClient(up.port, { clientId: "wan-sub" });
+  rx = await collect(sub, "site-9/#");
+}, 300_000);
+
+afterAll(async () => {
+  for (const r of running) r.proc.kill("SIGKILL");
+  await sub?.endAsync().catch(() => undefined);
+  await proxy?.close();
+  await stopUpstreams();
+  cleanupTempDirs();
+});
+
+const devicePassword = "line-9-device-password";
+
+/** the binary's CLI on the data dir (works whether the appliance runs or not) */
+function cli(cwd: string, dir: string, args: string[], stdin?: string) {
+  const p = Bun.spawnSync([join(cwd, "gatehouse"), ...args, "--data-dir", dir], {
+    cwd,
+    stdin: stdin === undefined ? "ignore" : Buffer.from(stdin),
+    env: { PATH: process.env.PATH ?? "" },
+  });
+  if (p.exitCode !== 0) throw new Error(`gatehouse ${args.join(" ")}: ${p.stderr.toString()}`);
+  return p.stdout.toString();
+}
+
+async function start(cwd: string, dir: string, mqttPort: number): Promise<RunningBinary> {
+  const r = await runBinary(
+    binary,
+    cwd,
+    [
+      "--data-dir",
+      dir,
+      "--bind",
+      "127.0.0.1",
+      "--http-port",
+      "0",
+      "--https-port",
+      "off",
+      "--mqtt-port",
+      String(mqttPort),
+      "--mqtts-port",
+      "off",
+      "--opcua-port",
+      "off",
+      "--uplink-reconnect-max",
+      "2",
+    ],
+    { GATEHOUSE_ADMIN_PASSWORD: "correct-horse-battery" },
+  );
+  running.push(r);
+  return r;
+}
+
+const rssMiB = (pid: number) =>
+  Number(readFileSync(`/proc/${pid}/status`, "utf8").match(/VmRSS:\s+(\d+)/)?.[1] ?? 0) / 1024;
+
+describe("a WAN outage with a power cut in the middle (compiled binary)", () => {
+  it("every message acknowledged to the device arrives after the network returns, first arrivals in order", async () => {
+    const cwd = tempDir("gatehouse-wan-");
+    const dir = join(cwd, "data");
+    const mqttPort = await freePort();
+    // the CLI of the binary sets it all up before the appliance first runs
+    await runBinaryCopy(cwd);
+    newDataDir(dir); // every CLI verb wants an existing database (as the first start leaves it)
+    cli(cwd, dir, ["integrations", "add", "--type", "mqtt", "--username", "plc-9", "--password-stdin"], devicePassword);
+    cli(cwd, dir, [
+      "uplinks",
+      "add",
+      "wan",
+      "--url",
+      `mqtt://127.0.0.1:${proxy.port}`,
+      "--forward",
+      "line/#",
+      "--remote-prefix",
+      "site-9/",
+    ]);
+    let appliance = await start(cwd, dir, mqttPort);
+    await appliance.waitFor(/uplink connected/);
+
+    const acked: number[] = [];
+    let n = 0;
+    let publishing = true;
+    let device: MqttClient | undefined;
+    let gone: Promise<unknown> = Promise.resolve();
+    const publisher = (async () => {
+      while (publishing) {
+        try {
+          if (!device) {
+            const d = await connectMqtt(mqttPort, { username: "plc-9", password: devicePassword, clientId: "plc-9" });
+            // mqtt.js keeps a QoS 1 message for its own reconnect when the connection dies: a close is a failure here
+            gone = new Promise((_, reject) => d.once("close", () => reject(new Error("closed"))));
+            gone.catch(() => undefined);
+            device = d;
+          }
+          const i = n++;
+          await Promise.race([device.publishAsync("line/count", String(i), { qos: 1 }), gone]);
+          acked.push(i);
+        } catch {
+          device?.end(true);
+          device = undefined;
+          await Bun.sleep(200); // the appliance is down: try again
+        }
+      }
+    })();
+    const count = () => rx.messages.filter((m) => m.topic === "site-9/line/count").length;
+    await eventually(() => expect(count()).toBeGreaterThan(200), 20_000);
+
+    const cutAt = performance.now();
+    await proxy.cut();
+    await eventually(() => expect(acked.length).toBeGreaterThan(count() + 500), 20_000);
+    await eventually(() => {
+      const s = JSON.parse(cli(cwd, dir, ["uplinks", "status", "wan", "--json"]));
+      expect(s.connected).toBe(false);
+      expect(s.queued).toBeGreaterThan(0);
+    }, 10_000);
+    await Bun.sleep(5000);
+    // the power cut: no goodbye, no flush
+    appliance.proc.kill("SIGKILL");
+    await appliance.proc.exited;
+    const ackedBeforeKill = acked.length;
+    // on disk while it is down (the CLI reads the outbox file)
+    const down = JSON.parse(cli(cwd, dir, ["uplinks", "status", "wan", "--json"]));
+    expect(down.connected).toBe(false);
+    expect(down.queued).toBeGreaterThanOrEqual(ackedBeforeKill - count());
+    appliance = await start(cwd, dir, mqttPort);
+    await eventually(() => expect(acked.length).toBeGreaterThan(ackedBeforeKill + 300), 30_000);
+    const left = 21_000 - (performance.now() - cutAt);
+    if (left > 0) await Bun.sleep(left);
+    publishing = false;
+    await publisher;
+    await proxy.restore();
+
+    const want = new Set(acked);
+    await rx.until((m) => {
+      const seen = new Set(m.filter((x) => x.topic === "site-9/line/count").map((x) => Number(x.payload)));
+      for (const a of want) if (!seen.has(a)) return false;
+      return true;
+    }, 90_000);
+    const got = rx.messages.filter((m) => m.topic === "site-9/line/count").map((m) => Number(m.payload));
+    const first = got.filter((v, i) => got.indexOf(v) === i);
+    expect(first).toEqual([...first].sort((a, b) => a - b));
+    for (const a of acked) expect(first.includes(a)).toBe(true);
+    expect(acked.length).toBeGreaterThan(1000);
+    device?.end(true);
+    const s = await eventually(() => {
+      const st = JSON.parse(cli(cwd, dir, ["uplinks", "status", "wan", "--json"]));
+      expect(st.queued).toBe(0);
+      return st;
+    }, 30_000);
+    expect(s.connected).toBe(true);
+    expect(await appliance.stop()).toBe(0);
+  }, 240_000);
+
+  it("a retained QoS 1 message is in broker.db and in the outbox once it is acknowledged: both survive kill -9", async () => {
+    const cwd = tempDir("gatehouse-both-");
+    const dir = join(cwd, "data");
+    const mqttPort = await freePort();
+    await runBinaryCopy(cwd);
+    newDataDir(dir);
+    cli(cwd, dir, ["integrations", "add", "--type", "mqtt", "--username", "plc-r", "--password-stdin"], devicePassword);
+    await proxy.cut();
+    cli(cwd, dir, [
+      "uplinks",
+      "add",
+      "both",
+      "--url",
+      `mqtt://127.0.0.1:${proxy.port}`,
+      "--forward",
+      "state/#",
+      "--remote-prefix",
+      "site-9/",
+    ]);
+    let appliance = await start(cwd, dir, mqttPort);
+    const device = await connectMqtt(mqttPort, { username: "plc-r", password: devicePassword, clientId: "plc-r" });
+    await device.publishAsync("state/mode", "auto-7", { qos: 1, retain: true });
+    // acknowledged: the power cut now, before any write-behind could run
+    appliance.proc.kill("SIGKILL");
+    await appliance.proc.exited;
+    device.end(true);
+    appliance = await start(cwd, dir, mqttPort);
+    // the broker's store kept it: a new subscriber gets the retained value
+    const reader = await connectMqtt(mqttPort, { username: "plc-r", password: devicePassword, clientId: "plc-r-read" });
+    const local = new Promise<string>((resolve) => reader.once("message", (_t, p) => resolve(p.toString())));
+    await reader.subscribeAsync("state/mode", { qos: 1 });
+    expect(await local).toBe("auto-7");
+    await reader.endAsync();
+    // the outbox kept it: it goes up once the network is back
+    await proxy.restore();
+    await rx.until((m) => m.some((x) => x.topic === "site-9/state/mode" && x.payload === "auto-7"), 30_000);
+    expect(await appliance.stop()).toBe(0);
+  }, 120_000);
+
+  it("memory stays flat while a large backlog waits on disk", async () => {
+    const cwd = tempDir("gatehouse-backlog-");
+    const dir = join(cwd, "data");
+    const mqttPort = await freePort();
+    await runBinaryCopy(cwd);
+    newDataDir(dir);
+    cli(cwd, dir, ["integrations", "add", "--type", "mqtt", "--username", "plc-b", "--password-stdin"], devicePassword);
+    await proxy.cut();
+    cli(cwd, dir, ["uplinks", "add", "backlog", "--url", `mqtt://127.0.0.1:${proxy.port}`, "--forward", "b/#"]);
+    const appliance = await start(cwd, dir, mqttPort);
+    const device = await connectMqtt(mqttPort, { username: "plc-b", password: devicePassword, clientId: "plc-b" });
+    const payload = Buffer.alloc(100, "x");
+    const send = async (count: number) => {
+      for (let i = 0; i < count; i += 1000)
+        await Promise.all(Array.from({ length: 1000 }, () => device.publishAsync("b/reading", payload, { qos: 1 })));
+    };
+    await send(50_000);
+    await Bun.sleep(2000);
+    const at50k = rssMiB(appliance.proc.pid);
+    await send(200_000);
+    await Bun.sleep(2000);
+    const at250k = rssMiB(appliance.proc.pid);
+    const s = JSON.parse(cli(cwd, dir, ["uplinks", "status", "backlog", "--json"]));
+    expect(s.queued).toBe(250_000);
+    console.log(`RSS with 50 000 queued: ${at50k.toFixed(1)} MiB; with 250 000: ${at250k.toFixed(1)} MiB`);
+    // 200 000 more messages of 100 bytes are ~20 MB of payload alone (~50 MB as objects): they wait on disk
+    expect(at250k - at50k).toBeLessThan(24);
+    await device.endAsync();
+    expect(await appliance.stop()).toBe(0);
+    await proxy.restore();
+  }, 240_000);
+});
+
+/** runBinaryCopy: the binary alone in the test's folder, as on a device. */
+async function runBinaryCopy(cwd: string) {
+  const local = join(cwd, "gatehouse");
+  await Bun.write(local, Bun.file(binary));
+  Bun.spawnSync(["chmod", "755", local]);
+}

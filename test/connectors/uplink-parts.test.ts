@@ -1,0 +1,339 @@
+import { Database } from "bun:sqlite";
+import { afterAll, describe, expect, it } from "bun:test";
+import { copyFileSync, existsSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { createApp } from "../../src/app.ts";
+import { parseServeConfig } from "../../src/config.ts";
+import { delayFor } from "../../src/connectors/uplink/connection.ts";
+import { Outbox } from "../../src/connectors/uplink/outbox.ts";
+import { UplinkStore } from "../../src/connectors/uplink/store.ts";
+import { openDataDir } from "../../src/db/data-dir.ts";
+import type { AppError } from "../../src/lib/errors.ts";
+import { cleanupTempDirs, memoryLog, newDataDir, tempDir, testApp, testHashCost } from "../helpers/app.ts";
+import { connectMqtt } from "../helpers/mqtt.ts";
+import { freePort } from "../helpers/upstream.ts";
+import { eventually } from "../helpers/wait.ts";
+
+afterAll(cleanupTempDirs);
+
+describe("reconnect backoff", () => {
+  it("full jitter: each delay is uniform in [0, min(cap, base * 2^attempt)]", () => {
+    const b = { baseMs: 1000, maxMs: 30_000 };
+    expect([0, 1, 2, 3, 4, 5, 6, 20].map((a) => delayFor(a, b, () => 0.999999))).toEqual([
+      999, 1999, 3999, 7999, 15_999, 29_999, 29_999, 29_999,
+    ]);
+    expect(delayFor(7, b, () => 0)).toBe(0);
+    // a thousand appliances after the same outage spread over the whole window, not in lockstep
+    const delays = Array.from({ length: 1000 }, () => delayFor(5, b));
+    expect(Math.min(...delays)).toBeLessThan(3000);
+    expect(Math.max(...delays)).toBeGreaterThan(27_000);
+    expect(Math.max(...delays)).toBeLessThan(30_000);
+  });
+});
+
+describe("the uplink store", () => {
+  const store = () => {
+    const dir = tempDir();
+    const db = openDataDir(dir);
+    return { dir, db, store: new UplinkStore(db, dir) };
+  };
+  const valid = { name: "cloud", urls: ["mqtts://broker.example:8883"], forward: ["plant/#"] };
+
+  it("refuses what cannot work, naming each field", () => {
+    const { store: s } = store();
+    const problems = (input: Parameters<UplinkStore["create"]>[0]) => {
+      try {
+        s.create(input);
+      } catch (err) {
+        return Object.keys((err as AppError).fields).sort();
+      }
+      return [];
+    };
+    expect(problems({ ...valid, name: "../x" })).toEqual(["name"]);
+    expect(problems({ ...valid, urls: ["http://broker.example"] })).toEqual(["urls"]);
+    expect(problems({ ...valid, urls: ["mqtt://user:secret@broker.example"] })).toEqual(["urls"]);
+    expect(problems({ ...valid, urls: [] })).toEqual(["urls"]);
+    expect(problems({ ...valid, forward: [] })).toEqual(["forward"]);
+    expect(problems({ ...valid, forward: ["a/#/b"] })).toEqual(["forward"]);
+    expect(problems({ ...valid, remotePrefix: "site" })).toEqual(["remotePrefix"]);
+    expect(problems({ ...valid, remotePrefix: "site/+/" })).toEqual(["remotePrefix"]);
+    expect(problems({ ...valid, subscribe: ["cmd/#"] })).toEqual(["localPrefix"]);
+    expect(problems({ ...valid, subscribe: ["cmd/#"], localPrefix: "$SYS/" })).toEqual(["localPrefix"]);
+    expect(problems({ ...valid, qos: 2, protocol: 3, inflight: 0 })).toEqual(["inflight", "protocol", "qos"]);
+    expect(problems({ ...valid, ca: "not a certificate" })).toEqual(["ca"]);
+    // [MQTT-3.1.2-22] a 3.1.1 broker closes a CONNECT with a password and no user name; MQTT 5 allows it
+    expect(problems({ ...valid, password: "pw" })).toEqual(["username"]);
+    expect(problems({ ...valid, name: "v5-pw", password: "pw", protocol: 5 })).toEqual([]);
+    expect(problems({ ...valid, clientKey: "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----" })).toEqual([
+      "clientCert",
+      "clientKey",
+    ]);
+    expect(problems(valid)).toEqual([]);
+    expect(() => s.create(valid)).toThrow(/exists/);
+  });
+
+  it("seals the password with the data dir's key: another appliance's copy of the database cannot use it", () => {
+    const { dir, db, store: s } = store();
+    s.create({ ...valid, username: "edge", password: "Needle-in-the-db" });
+    expect(s.configs()[0]!.password).toBe("Needle-in-the-db");
+    expect(s.list()[0]).not.toHaveProperty("password");
+    db.$client.run("PRAGMA wal_checkpoint(TRUNCATE)");
+    const other = tempDir();
+    copyFileSync(join(dir, "gatehouse.db"), join(other, "gatehouse.db"));
+    const copy = new UplinkStore(openDataDir(other), other);
+    const c = copy.configs()[0]!;
+    expect(c.password).toBeUndefined();
+    expect(c.secretProblem).toMatch(/another key/);
+    const row = new Database(join(dir, "gatehouse.db")).query("SELECT password FROM uplinks").get() as {
+      password: string;
+    };
+    expect(row.password).toStartWith("v1:");
+    expect(row.password).not.toContain("Needle");
+  });
+});
+
+describe("export and import --full", () => {
+  it("carries uplinks with their secrets into another data dir (sealed under its key); a name taken refuses the whole file", async () => {
+    const main = join(import.meta.dir, "../../src/main.ts");
+    const run = (args: string[], stdin?: string) =>
+      Bun.spawnSync(["bun", main, ...args], {
+        stdin: stdin === undefined ? "ignore" : Buffer.from(stdin),
+        env: { ...process.env, GATEHOUSE_DATA_DIR: "" },
+      });
+    const from = newDataDir();
+    const add = (dir: string, name: string) =>
+      run(
+        [
+          "uplinks",
+          "add",
+          name,
+          "--url",
+          "mqtt://127.0.0.1:1883",
+          "--forward",
+          "a/#",
+          "--username",
+          "u",
+          "--password-stdin",
+        ].concat(["--data-dir", dir]),
+        "upstream-secret-7\n",
+      );
+    expect(add(from, "carried").exitCode).toBe(0);
+    expect(run(["integrations", "add", "--type", "mqtt", "--username", "dev-1", "--data-dir", from]).exitCode).toBe(0);
+    const file = join(tempDir(), "full.json");
+    expect(run(["export", "--full", file, "--data-dir", from]).exitCode).toBe(0);
+
+    const to = newDataDir();
+    const imported = run(["import", "--full", file, "--data-dir", to]);
+    expect(imported.stderr.toString()).toBe("");
+    expect(imported.stdout.toString()).toContain("1 uplink(s)");
+    const db = openDataDir(to);
+    try {
+      const [u] = new UplinkStore(db, to).configs();
+      expect(u?.name).toBe("carried");
+      expect(u?.password).toBe("upstream-secret-7"); // opened with this data dir's own key
+      expect(readFileSync(join(to, "gatehouse.db")).includes("upstream-secret-7")).toBe(false);
+    } finally {
+      db.$client.close();
+    }
+
+    // a third data dir that has an uplink of that name: refused, and nothing of the file is taken
+    const taken = newDataDir();
+    expect(add(taken, "carried").exitCode).toBe(0);
+    const refused = run(["import", "--full", file, "--data-dir", taken]);
+    expect(refused.exitCode).toBe(2);
+    expect(refused.stderr.toString()).toContain("carried");
+    const list = run(["integrations", "list", "--json", "--data-dir", taken]).stdout.toString();
+    expect(list).not.toContain("dev-1");
+  }, 60_000);
+});
+
+describe("the outbox", () => {
+  it("keeps appended messages in order across a close and a reopen; newest retained per topic marked", async () => {
+    const dir = tempDir();
+    const { outbox } = await Outbox.open(dir);
+    for (let i = 0; i < 1000; i++) outbox.append(1, `t/${i % 3}`, Buffer.from(String(i)), i % 3 === 0, null);
+    await outbox.durable();
+    await outbox.close();
+    const again = await Outbox.open(dir);
+    expect(again.stats.get(1)?.count).toBe(1000);
+    const rows = again.outbox.fetch(1, 0, 2000);
+    expect(rows.map((r) => again.outbox.payload(r.id)!.toString())).toEqual([...Array(1000).keys()].map(String));
+    // the bounds may drop any of them but the last retained message of t/0
+    const droppable = again.outbox.oldest(1, 0, 2000);
+    expect(droppable).toHaveLength(999);
+    expect(droppable.map((d) => d.id)).not.toContain(rows[999]!.id);
+    await again.outbox.close();
+  });
+
+  it("a full disk stops the outbox with a clear error: publishers are still answered, the broker and the admin API go on, and it queues again once there is room", async () => {
+    // The data dir on a small disk of its own (the outbox is never reached through a link, so it shares the
+    // admin database's disk): what fills it is the uplink's backlog.
+    const dir = tempDir("gatehouse-full-");
+    const mounted = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=12m,mode=0700", "tmpfs", dir]).exitCode === 0;
+    if (!mounted) {
+      console.warn("skipped: mounting a small tmpfs (a disk that fills up) needs root");
+      return;
+    }
+    let app: Awaited<ReturnType<typeof testApp>>["app"] | undefined;
+    try {
+      const started = await testApp(["--opcua-port", "off"], {}, {}, dir);
+      app = started.app;
+      const { url, lines } = started;
+      const token = app.core.admins.createApiToken("t").token;
+      const nobody = await freePort();
+      await fetch(`${url}/api/v1/uplinks`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: JSON.stringify({ name: "full", urls: [`mqtt://127.0.0.1:${nobody}`], forward: ["big/#"] }),
+      });
+      const { password } = await app.core.credentials.create({ type: "mqtt", username: "plc-full" });
+      const plc = await connectMqtt(app.address("mqtt")!.port, {
+        username: "plc-full",
+        password,
+        clientId: "plc-full",
+      });
+      const reader = await connectMqtt(app.address("mqtt")!.port, {
+        username: "plc-full",
+        password,
+        clientId: "reader-full",
+      });
+      await reader.subscribeAsync("other/#", { qos: 1 });
+      const payload = Buffer.alloc(16 * 1024, "x");
+      // 1 000 x 16 KB: more than the 12 MB disk; every one is answered
+      const n = 1000;
+      for (let i = 0; i < n; i++) await plc.publishAsync("big/x", payload, { qos: 1 });
+      const status = async () =>
+        (await (await fetch(`${url}/api/v1/uplinks/full`, { headers: { authorization: `Bearer ${token}` } })).json())
+          .status;
+      await eventually(async () => expect((await status()).lastError).toMatch(/disk is full/), 10_000);
+      const s = await status();
+      expect(s.dropped).toBeGreaterThan(0);
+      expect(s.queued + s.dropped).toBe(n);
+      expect(lines.some((l) => l.includes("uplink outbox write failed") && l.includes("disk is full"))).toBe(true);
+      // the broker goes on: a QoS 1 message is answered and delivered; the admin database is read as before
+      const got = new Promise<string>((resolve) => reader.once("message", (_t, p) => resolve(p.toString())));
+      await plc.publishAsync("other/x", "still here", { qos: 1 });
+      expect(await got).toBe("still here");
+      const listed = await fetch(`${url}/api/v1/integrations`, { headers: { authorization: `Bearer ${token}` } });
+      expect(listed.status).toBe(200);
+      // /readyz may say the data dir's disk is short of space; an uplink is listed, never a reason
+      const ready = (await (await fetch(`${url}/readyz`)).json()) as { reasons: string[]; connectors: unknown };
+      expect(ready.reasons.join(" ")).not.toMatch(/uplink|outbox/);
+      expect(JSON.stringify(ready.connectors)).toContain("full");
+      // room again (the disk grown): the outbox takes new messages without a restart
+      expect(Bun.spawnSync(["mount", "-o", "remount,size=48m", dir]).exitCode).toBe(0);
+      const before = (await status()).queued;
+      await plc.publishAsync("big/x", payload, { qos: 1 });
+      await eventually(async () => expect((await status()).queued).toBe(before + 1), 10_000);
+      expect((await status()).lastError ?? "").not.toMatch(/outbox write failed/);
+      await plc.endAsync();
+      await reader.endAsync();
+    } finally {
+      try {
+        await app?.stop();
+      } finally {
+        Bun.spawnSync(["umount", "-l", dir]);
+      }
+    }
+  }, 90_000);
+
+  it("never reaches the outbox or its key through a link planted in the data dir", async () => {
+    const dir = tempDir();
+    const elsewhere = tempDir();
+    const victim = join(elsewhere, "victim");
+    writeFileSync(victim, "not an outbox", { mode: 0o644 });
+    symlinkSync(victim, join(dir, "uplink-outbox.db"));
+    const { app, url } = await testApp(["--opcua-port", "off"], {}, {}, dir);
+    try {
+      const token = app.core.admins.createApiToken("t").token;
+      const made = await fetch(`${url}/api/v1/uplinks`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: JSON.stringify({ name: "linked", urls: [`mqtt://127.0.0.1:${await freePort()}`], forward: ["x/#"] }),
+      });
+      expect(made.status).toBe(201);
+      const status = async () =>
+        (await (await fetch(`${url}/api/v1/uplinks/linked`, { headers: { authorization: `Bearer ${token}` } })).json())
+          .status;
+      await eventually(async () => expect((await status()).lastError).toMatch(/symlink/), 10_000);
+    } finally {
+      await app.stop();
+    }
+    // the link's target was neither written nor narrowed
+    expect(readFileSync(victim, "utf8")).toBe("not an outbox");
+    expect(statSync(victim).mode & 0o777).toBe(0o644);
+    // the CLI refuses it too, and a linked key file
+    const cli = (...args: string[]) =>
+      Bun.spawnSync(["bun", join(import.meta.dir, "../../src/main.ts"), "uplinks", ...args, "--data-dir", dir], {
+        env: { ...process.env, GATEHOUSE_DATA_DIR: "" },
+      });
+    const st = cli("status", "--json");
+    expect(st.exitCode).toBe(2);
+    expect(st.stderr.toString()).toContain("symlink");
+    const key = join(elsewhere, "key");
+    writeFileSync(key, Buffer.alloc(32, 1), { mode: 0o644 });
+    symlinkSync(key, join(dir, "uplink-secrets.key"));
+    const added = Bun.spawnSync(
+      [
+        "bun",
+        join(import.meta.dir, "../../src/main.ts"),
+        "uplinks",
+        "add",
+        "with-password",
+        "--url",
+        "mqtt://127.0.0.1:1883",
+        "--forward",
+        "#",
+        "--username",
+        "u",
+        "--password-stdin",
+        "--data-dir",
+        dir,
+      ],
+      { stdin: Buffer.from("secret\n"), env: { ...process.env, GATEHOUSE_DATA_DIR: "" } },
+    );
+    expect(added.exitCode).not.toBe(0);
+    expect(added.stderr.toString()).toContain("symlink");
+    expect(statSync(key).mode & 0o777).toBe(0o644);
+  }, 60_000);
+});
+
+describe("while the appliance starts", () => {
+  it("a message an uplink will take, published before the uplinks started, is held and answered once it is in the outbox", async () => {
+    const dir = tempDir();
+    const db = openDataDir(dir);
+    new UplinkStore(db, dir).create({
+      name: "early",
+      urls: [`mqtt://127.0.0.1:${await freePort()}`],
+      forward: ["early/#"],
+    });
+    db.$client.close();
+    const config = parseServeConfig(
+      ["--data-dir", dir, "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "off", "--mqtt-port", "0"].concat([
+        "--mqtts-port",
+        "off",
+        "--opcua-port",
+        "off",
+      ]),
+      {},
+    );
+    const app = createApp(config, memoryLog().log, { hashCost: testHashCost });
+    // what the broker's authorizePublish asks before the connectors started (they start after the listeners)
+    let answered = false;
+    const held = app.core.bus.tap({ topic: "early/x", payload: Buffer.from("1"), retain: false, qos: 1 }, "mqtt");
+    expect(held).toBeInstanceOf(Promise);
+    void held!.then(() => (answered = true));
+    expect(
+      app.core.bus.tap({ topic: "other/x", payload: Buffer.from("1"), retain: false, qos: 1 }, "mqtt"),
+    ).toBeUndefined();
+    await Bun.sleep(50);
+    expect(answered).toBe(false);
+    await app.start();
+    await held;
+    const file = new Database(join(dir, "uplink-outbox.db"), { readonly: true });
+    expect(file.query("SELECT topic FROM messages").all()).toEqual([{ topic: "early/x" }]);
+    file.close();
+    await app.stop();
+    expect(existsSync(join(dir, "uplink-outbox.db"))).toBe(true);
+  });
+});

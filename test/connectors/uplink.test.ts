@@ -1,0 +1,513 @@
+import { Database } from "bun:sqlite";
+import { afterAll, beforeAll, describe, expect, it } from "bun:test";
+import { readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import type { App } from "../../src/app.ts";
+import { cleanupTempDirs, testApp } from "../helpers/app.ts";
+import { connectMqtt, nextMessage } from "../helpers/mqtt.ts";
+import { connectOpcua, DataType } from "../helpers/opcua.ts";
+import { eventually } from "../helpers/wait.ts";
+import {
+  collect,
+  freePort,
+  mqttClient,
+  type Mosquitto,
+  type Received,
+  startMosquitto,
+  stopUpstreams,
+  tcpProxy,
+} from "../helpers/upstream.ts";
+
+const root = join(import.meta.dir, "../..");
+let up: Mosquitto;
+let app: App;
+let url: string;
+let dir: string;
+let lines: string[];
+let token: string;
+let watcher: Awaited<ReturnType<typeof mqttClient>>;
+let upstream: Received;
+
+/** api: the JSON API with an API token (no CSRF needed). */
+async function api(method: string, path: string, body?: unknown, base = url, bearer = token) {
+  const res = await fetch(`${base}${path}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${bearer}`,
+      ...(body === undefined ? {} : { "content-type": "application/json" }),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, text, json: text ? JSON.parse(text) : undefined };
+}
+
+/** device: an MQTT integration and its connected mqtt.js client. */
+async function device(
+  a: App,
+  username: string,
+  acl: { publishAcl?: string[]; subscribeAcl?: string[] } = {},
+  v: 4 | 5 = 4,
+) {
+  const { integration, password } = await a.core.credentials.create({ type: "mqtt", username, ...acl });
+  const client = await connectMqtt(a.address("mqtt")!.port, {
+    username,
+    password,
+    clientId: username,
+    protocolVersion: v,
+  });
+  return { integration, password, client };
+}
+
+const statusOf = async (name: string, base = url, bearer = token) =>
+  (await api("GET", `/api/v1/uplinks/${name}`, undefined, base, bearer)).json.status;
+const connected = (name: string, base = url, bearer = token) =>
+  eventually(async () => expect((await statusOf(name, base, bearer))?.connected).toBe(true), 15_000);
+
+beforeAll(async () => {
+  up = await startMosquitto();
+  ({ app, url, dir, lines } = await testApp(["--uplink-reconnect-max", "1"]));
+  token = app.core.admins.createApiToken("uplink-tests").token;
+  watcher = await mqttClient(up.port, { clientId: "watcher" });
+  upstream = await collect(watcher, "#");
+}, 60_000);
+
+afterAll(async () => {
+  await watcher?.endAsync();
+  await app?.stop();
+  await stopUpstreams();
+  cleanupTempDirs();
+});
+
+const arrived = (prefix: string) => upstream.messages.filter((m) => m.topic.startsWith(prefix));
+
+describe("uplink to Mosquitto", () => {
+  it("forwards a device's numbered QoS 1 messages upstream under the remote prefix, in order, after a retained birth", async () => {
+    const created = await api("POST", "/api/v1/uplinks", {
+      name: "mosq",
+      urls: [`mqtt://127.0.0.1:${up.port}`],
+      forward: ["line1/#"],
+      remotePrefix: "site-a/",
+    });
+    expect(created.status).toBe(201);
+    await connected("mosq");
+    const { client } = await device(app, "plc-order", { publishAcl: ["line1/#"] });
+    for (let i = 0; i < 500; i++) await client.publishAsync("line1/count", String(i), { qos: 1 });
+    await upstream.until((m) => m.filter((x) => x.topic === "site-a/line1/count").length >= 500);
+    expect(arrived("site-a/line1/count").map((m) => Number(m.payload))).toEqual([...Array(500).keys()]);
+    // the birth is retained: a late subscriber sees the appliance online
+    const late = await mqttClient(up.port, { clientId: "late" });
+    await late.subscribeAsync("site-a/$gatehouse/status", { qos: 1 });
+    expect(await nextMessage(late, 5000)).toEqual({ topic: "site-a/$gatehouse/status", payload: "online" });
+    await late.endAsync();
+    await eventually(async () => expect((await statusOf("mosq")).forwarded).toBe(500));
+    expect((await statusOf("mosq")).queued).toBe(0);
+    await client.endAsync();
+  }, 60_000);
+
+  it("forwards what comes in over every protocol (MQTT, HTTP, OPC UA writes); $ topics only when a filter names them", async () => {
+    expect(
+      (
+        await api("POST", "/api/v1/uplinks", {
+          name: "every",
+          urls: [`mqtt://127.0.0.1:${up.port}`],
+          forward: ["multi/#", "$app/#"],
+          remotePrefix: "site-b/",
+        })
+      ).status,
+    ).toBe(201);
+    await connected("every");
+    const { client } = await device(app, "plc-multi", { publishAcl: ["multi/#", "$app/#", "$other/#"] });
+    await client.publishAsync("multi/mqtt", "m", { qos: 1 });
+    await client.publishAsync("$app/named", "d", { qos: 1 });
+    await client.publishAsync("$other/unnamed", "x", { qos: 1 });
+    const http = await app.core.credentials.create({ type: "http", username: "http-multi", publishAcl: ["multi/#"] });
+    const auth = `Basic ${btoa(`http-multi:${http.password}`)}`;
+    expect(
+      (await fetch(`${url}/api/v1/data/multi/http`, { method: "POST", headers: { authorization: auth }, body: "h" }))
+        .status,
+    ).toBe(202);
+    const batch = await fetch(`${url}/api/v1/data`, {
+      method: "POST",
+      headers: { authorization: auth, "content-type": "application/json" },
+      body: JSON.stringify([
+        { topic: "multi/batch", payload: "b1" },
+        { topic: "multi/batch", payload: "b2" },
+      ]),
+    });
+    expect(batch.status).toBe(202);
+    const scada = await app.core.credentials.create({
+      type: "opcua",
+      username: "scada-multi",
+      publishAcl: ["multi/#"],
+      subscribeAcl: ["multi/#"],
+    });
+    await client.publishAsync("multi/opcua", "1", { qos: 1, retain: true });
+    const c = await connectOpcua(app.address("opcua")!.port, { userName: "scada-multi", password: scada.password });
+    await eventually(async () => {
+      const res = await c.session.write({
+        nodeId: "ns=1;s=Topics/multi/opcua",
+        attributeId: 13,
+        value: { value: { dataType: DataType.Double, value: 42 } },
+      });
+      expect(res.name).toBe("Good");
+    });
+    await c.close();
+    await upstream.until((m) => m.some((x) => x.topic === "site-b/multi/opcua" && x.payload === "42"));
+    await upstream.until((m) => m.filter((x) => x.topic === "site-b/multi/batch").length === 2);
+    const got = arrived("site-b/").map((m) => `${m.topic}=${m.payload}`);
+    expect(got).toContain("site-b/multi/mqtt=m");
+    expect(got).toContain("site-b/$app/named=d");
+    expect(got).toContain("site-b/multi/http=h");
+    expect(got.filter((g) => g.startsWith("site-b/multi/batch"))).toEqual([
+      "site-b/multi/batch=b1",
+      "site-b/multi/batch=b2",
+    ]);
+    expect(got.some((g) => g.includes("$other"))).toBe(false);
+    await client.endAsync();
+  }, 60_000);
+
+  it("MQTT 5: the retain flag and the PUBLISH properties travel upstream", async () => {
+    await api("POST", "/api/v1/uplinks", {
+      name: "v5",
+      urls: [`mqtt://127.0.0.1:${up.port}`],
+      forward: ["five/#"],
+      remotePrefix: "site-c/",
+      protocol: 5,
+    });
+    await connected("v5");
+    const sub = await mqttClient(up.port, { clientId: "sub-v5", protocolVersion: 5 });
+    const got = new Promise<{ retain: boolean; properties: Record<string, unknown> | undefined }>((resolve) =>
+      sub.on("message", (_t, _p, packet) => resolve({ retain: packet.retain, properties: packet.properties })),
+    );
+    await sub.subscribeAsync("site-c/five/#", { qos: 1, rap: true });
+    const { client } = await device(app, "plc-five", { publishAcl: ["five/#"] }, 5);
+    await client.publishAsync("five/x", "{}", {
+      qos: 1,
+      retain: true,
+      properties: {
+        contentType: "application/json",
+        userProperties: { line: "1" },
+        correlationData: Buffer.from("c0ffee"),
+        responseTopic: "five/reply",
+      },
+    });
+    const m = await got;
+    expect(m.retain).toBe(true);
+    expect(m.properties?.contentType).toBe("application/json");
+    expect(m.properties?.userProperties).toEqual({ line: "1" });
+    expect(Buffer.from(m.properties?.correlationData as Buffer).toString()).toBe("c0ffee");
+    expect(m.properties?.responseTopic).toBe("five/reply");
+    await sub.endAsync();
+    await client.endAsync();
+  }, 30_000);
+
+  it("a matched QoS 1 message is in the outbox file before its device's PUBACK, and before HTTP's 202", async () => {
+    const nobody = await freePort(); // upstream unreachable: nothing leaves the outbox
+    await api("POST", "/api/v1/uplinks", { name: "down", urls: [`mqtt://127.0.0.1:${nobody}`], forward: ["held/#"] });
+    const file = new Database(join(dir, "uplink-outbox.db"), { readonly: true });
+    const count = file.query("SELECT COUNT(*) AS n FROM messages WHERE topic = ?");
+    const { client } = await device(app, "plc-held", { publishAcl: ["held/#"] });
+    for (let i = 1; i <= 20; i++) {
+      await client.publishAsync("held/mqtt", String(i), { qos: 1 });
+      expect((count.get("held/mqtt") as { n: number }).n).toBe(i);
+    }
+    const http = await app.core.credentials.create({ type: "http", username: "http-held", publishAcl: ["held/#"] });
+    const res = await fetch(`${url}/api/v1/data/held/http`, {
+      method: "POST",
+      headers: { authorization: `Basic ${btoa(`http-held:${http.password}`)}` },
+      body: "x",
+    });
+    expect(res.status).toBe(202);
+    expect((count.get("held/http") as { n: number }).n).toBe(1);
+    file.close();
+    expect(statSync(join(dir, "uplink-outbox.db")).mode & 0o777).toBe(0o600);
+    expect((await statusOf("down")).queued).toBe(21);
+    // /readyz lists it, and an upstream that is down leaves the appliance ready
+    const ready = await fetch(`${url}/readyz`);
+    expect(ready.status).toBe(200);
+    const body = await ready.json();
+    expect(body.connectors.uplink.uplinks.find((u: { name: string }) => u.name === "down")).toMatchObject({
+      connected: false,
+      queued: 21,
+    });
+    await client.endAsync();
+    expect((await api("DELETE", "/api/v1/uplinks/down")).status).toBe(204);
+    await eventually(() => {
+      const f = new Database(join(dir, "uplink-outbox.db"), { readonly: true });
+      try {
+        expect((f.query("SELECT COUNT(*) AS n FROM messages WHERE topic LIKE 'held/%'").get() as { n: number }).n).toBe(
+          0,
+        );
+      } finally {
+        f.close();
+      }
+    });
+  }, 30_000);
+
+  it("brings subscribed remote topics down under the local prefix, to local subscribers under their own read permissions", async () => {
+    await api("POST", "/api/v1/uplinks", {
+      name: "down-link",
+      urls: [`mqtt://127.0.0.1:${up.port}`],
+      forward: ["unused/#"],
+      remotePrefix: "hq/",
+      subscribe: ["hq/#"],
+      localPrefix: "from-hq/",
+    });
+    await connected("down-link");
+    const reader = await device(app, "reader-hq", { subscribeAcl: ["from-hq/#"] });
+    // may read everything but the setpoint: withheld at delivery, as for any local publisher's message
+    const outsider = await device(app, "outsider-hq", { subscribeAcl: ["#"] });
+    app.core.credentials.update(outsider.integration.id, { denySubscribeAcl: ["from-hq/cmd/setpoint"] });
+    const outsiderClient = await connectMqtt(app.address("mqtt")!.port, {
+      username: "outsider-hq",
+      password: outsider.password,
+      clientId: "outsider-hq-2",
+    });
+    await reader.client.subscribeAsync("from-hq/#", { qos: 1 });
+    await outsiderClient.subscribeAsync("#", { qos: 1 });
+    const readerGot: string[] = [];
+    const outsiderGot: string[] = [];
+    reader.client.on("message", (t, p) => readerGot.push(`${t}=${p}`));
+    outsiderClient.on("message", (t, p) => outsiderGot.push(`${t}=${p}`));
+    const cloud = await mqttClient(up.port, { clientId: "hq-cloud" });
+    // a remote topic that would land on a VRPC announcement: no client may publish those
+    await cloud.publishAsync("hq/x/__agentInfo__", '{"status":"online"}', { qos: 1 });
+    await cloud.publishAsync("hq/cmd/setpoint", "42", { qos: 1 });
+    await cloud.publishAsync("hq/cmd/secret/key", "k", { qos: 1 });
+    await eventually(() => expect(readerGot).toContain("from-hq/cmd/secret/key=k"), 10_000);
+    expect(readerGot).toContain("from-hq/cmd/setpoint=42");
+    expect(readerGot.some((g) => g.includes("__agentInfo__"))).toBe(false);
+    await eventually(() =>
+      expect(outsiderGot.filter((g) => g.startsWith("from-hq/"))).toEqual(["from-hq/cmd/secret/key=k"]),
+    );
+    expect(lines.some((l) => l.includes("uplink message from upstream refused") && l.includes("__agentInfo__"))).toBe(
+      true,
+    );
+    await eventually(async () => expect((await statusOf("down-link")).received).toBe(2));
+    await cloud.endAsync();
+    await reader.client.endAsync();
+    await outsiderClient.endAsync();
+  }, 30_000);
+
+  it("never sends back up what came down, when forward and subscribe filters overlap", async () => {
+    await api("POST", "/api/v1/uplinks", {
+      name: "loop",
+      urls: [`mqtt://127.0.0.1:${up.port}`],
+      forward: ["loop/#"],
+      remotePrefix: "loop-up/",
+      subscribe: ["loop-up/#"],
+      localPrefix: "loop/",
+    });
+    await connected("loop");
+    const local = await device(app, "plc-loop", { publishAcl: ["loop/#"], subscribeAcl: ["loop/#"] });
+    const seen: string[] = [];
+    local.client.on("message", (t) => seen.push(t));
+    await local.client.subscribeAsync("loop/#", { qos: 1 });
+    await local.client.publishAsync("loop/x", "1", { qos: 1 });
+    // up as loop-up/loop/x, down again as loop/loop/x, and there it stops
+    await eventually(() => expect(seen).toContain("loop/loop/x"), 10_000);
+    await Bun.sleep(1000); // a loop would have gone round many times by now
+    expect(arrived("loop-up/").map((m) => m.topic)).toEqual(["loop-up/$gatehouse/status", "loop-up/loop/x"]);
+    expect(seen.filter((t) => t === "loop/loop/x")).toHaveLength(1);
+    await local.client.endAsync();
+  }, 30_000);
+
+  it("publishes a retained, debounced summary of the integrations (never a password or hash) with --inventory", async () => {
+    const sub = await mqttClient(up.port, { clientId: "fleet" });
+    const got: string[] = [];
+    sub.on("message", (_t, p) => got.push(p.toString()));
+    await sub.subscribeAsync("fleet-1/$gatehouse/integrations", { qos: 1 });
+    await api("POST", "/api/v1/uplinks", {
+      name: "fleet",
+      urls: [`mqtt://127.0.0.1:${up.port}`],
+      forward: ["fleet-none/#"],
+      remotePrefix: "fleet-1/",
+      inventory: true,
+    });
+    await eventually(() => expect(got.length).toBeGreaterThan(0), 10_000);
+    const first = JSON.parse(got.at(-1)!);
+    expect(first.integrations.some((i: { username: string }) => i.username === "plc-order")).toBe(true);
+    const { password } = await app.core.credentials.create({ type: "mqtt", username: "fleet-new" });
+    await app.core.credentials.create({ type: "mqtt", username: "fleet-new-2" });
+    await eventually(
+      () =>
+        expect(
+          JSON.parse(got.at(-1)!).integrations.some((i: { username: string }) => i.username === "fleet-new-2"),
+        ).toBe(true),
+      10_000,
+    );
+    const text = got.join("\n");
+    expect(text).not.toContain(password);
+    expect(text).not.toMatch(/hash|argon2|password/i);
+    const entry = JSON.parse(got.at(-1)!).integrations.find((i: { username: string }) => i.username === "fleet-new");
+    expect(Object.keys(entry).sort()).toEqual(["active", "lastLogin", "online", "status", "type", "username"]);
+    await sub.endAsync();
+  }, 30_000);
+
+  it("keeps the upstream password out of logs, API answers, the page and a plain export (only export --full has it)", async () => {
+    const secret = "Upstream-Needle-7f3k9q";
+    const guarded = await startMosquitto({ users: [{ username: "gh-site", password: secret }] });
+    const created = await api("POST", "/api/v1/uplinks", {
+      name: "guarded",
+      urls: [`mqtt://127.0.0.1:${guarded.port}`],
+      forward: ["guarded/#"],
+      username: "gh-site",
+      password: secret,
+    });
+    expect(created.status).toBe(201);
+    expect(created.text).not.toContain(secret);
+    expect(created.json.uplink.passwordSet).toBe(true);
+    await connected("guarded"); // Gatehouse presents it: it is stored usable
+    const answers = [
+      (await api("GET", "/api/v1/uplinks")).text,
+      (await api("GET", "/api/v1/uplinks/guarded")).text,
+      (await api("PATCH", "/api/v1/uplinks/guarded", { inflight: 50 })).text,
+    ];
+    const cookie = `gh_session=${(await app.core.admins.signIn("admin", "correct-horse-battery", "t")).token}`;
+    for (const page of ["/uplinks", "/uplinks/list", "/uplinks/guarded/edit"])
+      answers.push(await (await fetch(`${url}${page}`, { headers: { cookie } })).text());
+    for (const a of answers) expect(a).not.toContain(secret);
+    expect(answers[5]).toContain('name="password"');
+    await eventually(async () => expect((await statusOf("guarded")).connected).toBe(true), 15_000);
+    expect(lines.join("\n")).not.toContain(secret);
+    // at rest: sealed in the database, under a key file of the data dir (0600)
+    expect(readFileSync(join(dir, "gatehouse.db")).includes(secret)).toBe(false);
+    expect(statSync(join(dir, "uplink-secrets.key")).mode & 0o777).toBe(0o600);
+    const exported = (full: boolean) =>
+      Bun.spawnSync(["bun", join(root, "src/main.ts"), "export", ...(full ? ["--full"] : []), "--data-dir", dir], {
+        env: { ...process.env, GATEHOUSE_DATA_DIR: "" },
+      }).stdout.toString();
+    const plain = exported(false);
+    expect(plain).toContain('"name": "guarded"');
+    expect(plain).not.toContain(secret);
+    expect(exported(true)).toContain(secret);
+    await api("DELETE", "/api/v1/uplinks/guarded");
+    await guarded.stop();
+  }, 60_000);
+
+  it("is listed in /metrics and the activity log; strict API bodies; 404 for an unknown uplink", async () => {
+    const metrics = await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
+    expect(metrics).toMatch(/gatehouse_uplink_connected\{uplink="mosq"\} 1/);
+    expect(metrics).toMatch(/gatehouse_uplink_forwarded_total\{uplink="mosq"\} 500/);
+    expect(metrics).toContain('gatehouse_uplink_queued_messages{uplink="mosq"} 0');
+    const actions = app.core.activity.list({ action: "uplink." }).map((r) => `${r.action} ${r.subject}`);
+    expect(actions).toContain("uplink.created mosq");
+    expect(actions).toContain("uplink.connected mosq");
+    expect(actions).toContain("uplink.removed down");
+    const unknown = await api("POST", "/api/v1/uplinks", {
+      name: "x",
+      urls: [`mqtt://127.0.0.1:${up.port}`],
+      forward: ["#"],
+      passwd: "typo",
+    });
+    expect(unknown.status).toBe(400);
+    expect(unknown.json.message).toContain("passwd");
+    expect((await api("PATCH", "/api/v1/uplinks/mosq", { qos: 2 })).status).toBe(400);
+    expect((await api("GET", "/api/v1/uplinks/nope")).status).toBe(404);
+    expect((await api("DELETE", "/api/v1/uplinks/nope")).status).toBe(404);
+    const bad = await api("POST", "/api/v1/uplinks", {
+      name: "bad",
+      urls: ["mqtt://user:pw@127.0.0.1:1883"],
+      forward: ["a/#/b"],
+      subscribe: ["x/#"],
+    });
+    expect(bad.status).toBe(400);
+    expect(Object.keys(bad.json.fields).sort()).toEqual(["forward", "localPrefix", "urls"]);
+    const dup = await api("POST", "/api/v1/uplinks", {
+      name: "mosq",
+      urls: [`mqtt://127.0.0.1:${up.port}`],
+      forward: ["#"],
+    });
+    expect(dup.status).toBe(409);
+  });
+
+  it("follows the CLI within a second: added, disabled (offline upstream) and removed while the appliance runs", async () => {
+    const cli = (...args: string[]) =>
+      Bun.spawnSync(["bun", join(root, "src/main.ts"), "uplinks", ...args, "--data-dir", dir], {
+        env: { ...process.env, GATEHOUSE_DATA_DIR: "" },
+      });
+    const added = cli(
+      "add",
+      "from-cli",
+      "--url",
+      `mqtt://127.0.0.1:${up.port}`,
+      "--forward",
+      "cli/#",
+      "--remote-prefix",
+      "cli-site/",
+    );
+    expect(added.exitCode).toBe(0);
+    await connected("from-cli");
+    // the running appliance writes its status every second; the CLI reads it
+    const status = await eventually(() => {
+      const s = JSON.parse(cli("status", "from-cli", "--json").stdout.toString());
+      expect(s).toMatchObject({ name: "from-cli", connected: true, url: `mqtt://127.0.0.1:${up.port}`, queued: 0 });
+      return s;
+    });
+    for (const k of ["queuedBytes", "oldestQueuedAgeS", "forwarded", "dropped", "resent", "lastError"])
+      expect(status).toHaveProperty(k);
+    expect(cli("disable", "from-cli").exitCode).toBe(0);
+    await upstream.until(
+      (m) => m.some((x) => x.topic === "cli-site/$gatehouse/status" && x.payload === "offline"),
+      5000,
+    );
+    await eventually(async () => expect((await statusOf("from-cli")).enabled).toBe(false));
+    expect(cli("remove", "from-cli").exitCode).toBe(0);
+    await eventually(async () => expect((await api("GET", "/api/v1/uplinks/from-cli")).status).toBe(404));
+    expect(app.core.activity.list({ action: "uplink.", actor: "cli" }).map((r) => r.action)).toEqual([
+      "uplink.removed",
+      "uplink.disabled",
+      "uplink.created",
+    ]);
+  }, 30_000);
+});
+
+describe("bounds", () => {
+  it("past --uplink-max-queue-messages the oldest go, counted and logged, the newest retained message per topic stays; then the rest arrives in order", async () => {
+    const proxy = await tcpProxy(up.port);
+    await proxy.cut();
+    const small = await testApp([
+      "--opcua-port",
+      "off",
+      "--uplink-max-queue-messages",
+      "100",
+      "--uplink-reconnect-max",
+      "1",
+    ]);
+    const t = small.app.core.admins.createApiToken("t").token;
+    await api(
+      "POST",
+      "/api/v1/uplinks",
+      { name: "small", urls: [`mqtt://127.0.0.1:${proxy.port}`], forward: ["b/#"], remotePrefix: "small/" },
+      small.url,
+      t,
+    );
+    const { client } = await device(small.app, "plc-bounds", { publishAcl: ["b/#"] });
+    await client.publishAsync("b/setting", "kept", { qos: 1, retain: true });
+    await client.publishAsync("b/old-retained", "superseded", { qos: 1, retain: true });
+    await client.publishAsync("b/old-retained", "newest", { qos: 1, retain: true });
+    for (let i = 0; i < 300; i++) await client.publishAsync("b/n", String(i), { qos: 1 });
+    await eventually(async () => {
+      const s = await statusOf("small", small.url, t);
+      expect(s.queued).toBeLessThanOrEqual(100);
+      expect(s.dropped).toBeGreaterThanOrEqual(203);
+    });
+    expect(small.lines.some((l) => l.includes("uplink queue full: oldest messages dropped"))).toBe(true);
+    const s = await statusOf("small", small.url, t);
+    expect(s.queued + s.dropped).toBe(303);
+    await proxy.restore();
+    await upstream.until((m) => m.filter((x) => x.topic.startsWith("small/b/")).length >= s.queued, 20_000);
+    const got = upstream.messages.filter((m) => m.topic.startsWith("small/b/"));
+    expect(got.map((m) => `${m.topic}=${m.payload}`)).toContain("small/b/setting=kept");
+    expect(got.map((m) => `${m.topic}=${m.payload}`)).toContain("small/b/old-retained=newest");
+    expect(got.map((m) => m.payload)).not.toContain("superseded");
+    const numbers = got.filter((m) => m.topic === "small/b/n").map((m) => Number(m.payload));
+    expect(numbers.at(-1)).toBe(299); // the newest are kept
+    expect(numbers).toEqual([...numbers].sort((a, b) => a - b)); // in order
+    expect(numbers.length).toBe(s.queued - 2);
+    await client.endAsync();
+    await small.app.stop();
+    await proxy.close();
+  }, 60_000);
+});
