@@ -64,6 +64,7 @@ export function createApp(
     sessionTtlMs: config.sessionTtlSeconds * 1000,
     accepts: acceptsTable(),
     requestTypeOf,
+    metricsPerIntegration: config.metricsPerIntegration,
     ...coreOptions,
   });
   // One TLS configuration for HTTPS and MQTT over TLS (made or read when the appliance starts).
@@ -134,6 +135,9 @@ export function createApp(
       }
       return undefined;
     },
+    // a type's connection help is its own part's (asked when a page is rendered, after start)
+    help: (type, context) =>
+      listeners.find((l) => l.type === type)?.help?.({ ...context, port: (name) => addressOf(name)?.port }),
   });
   const maxBodyBytes = Math.max(defaultMaxBodyBytes, ...mounts.map((m) => m.maxBodyBytes ?? 0));
   const http = createWebServer(web, {
@@ -199,6 +203,13 @@ export function createApp(
     })),
   ];
   const started: typeof parts = [];
+  const addressOf = (name: string) => {
+    for (const p of parts) {
+      const a = p.addresses()[name];
+      if (a) return a;
+    }
+    return undefined;
+  };
   let stopped = false;
 
   const bootstrapAdmin = async () => {
@@ -259,13 +270,7 @@ export function createApp(
       core.stop();
       closeDatabase(db);
     },
-    address(name) {
-      for (const p of parts) {
-        const a = p.addresses()[name];
-        if (a) return a;
-      }
-      return undefined;
-    },
+    address: addressOf,
     reloadTls() {
       if (!tlsNeeded) return;
       try {

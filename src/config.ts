@@ -70,6 +70,8 @@ export interface Config {
   readonly maxPending: number;
   /** seconds a silent socket may wait while the pool is at most half full (less as it fills) */
   readonly pendingTimeoutSeconds: number;
+  /** /metrics also has a series per integration for its traffic (off: by type only, a bounded label set) */
+  readonly metricsPerIntegration: boolean;
   /** the enabled listeners, in registry order */
   readonly listeners: readonly ListenerConfig[];
   /** the enabled connectors (outbound parts), in registry order */
@@ -118,6 +120,10 @@ const commonOptions = {
     "2000",
     1,
     1_000_000,
+  ),
+  metricsPerIntegration: option.bool(
+    "/metrics also has each integration's traffic, labelled by username (the 1000 busiest); off: by type only",
+    "false",
   ),
   pendingTimeout: option.count(
     "a silent socket's deadline (TLS handshake, CONNECT, request); shrinks to 2 s as the pool fills",
@@ -254,6 +260,7 @@ export function parseServeConfig(argv: string[], env: Record<string, string | un
     httpAcceptFront: o.httpAcceptFront,
     maxPending,
     pendingTimeoutSeconds: o.pendingTimeout,
+    metricsPerIntegration: o.metricsPerIntegration,
     listeners: Object.freeze(listeners),
     connectors: Object.freeze(connectors),
     warnings: Object.freeze(warnings),

@@ -88,7 +88,10 @@ export class AdminStore {
   #generations = new Map<string, number>();
   #updatedAt = new Map<string, number>();
   /** sign-ins that passed the password and wait for a code: SHA-256 of the form's token -> who */
-  #pending = new Map<string, { adminId: number; username: string; expiresAt: number; codes: number }>();
+  #pending = new Map<
+    string,
+    { adminId: number; username: string; expiresAt: number; codes: number; userAgent: string }
+  >();
   /** per name: wrong codes of the last minute from any address (10; a code has only a million values) */
   #codeThrottle = new FailureThrottle(10, 60_000);
   /** TOTP keys shown as a QR code and not yet confirmed, per admin id */
@@ -172,11 +175,18 @@ export class AdminStore {
    * Every attempt is reported to `onAttempt` (the activity log and the journal). `signal` (the
    * request's) drops an attempt still waiting when its client goes away.
    */
-  async beginSignIn(username: string, password: string, remote = "unknown", signal?: AbortSignal): Promise<SignInStep> {
+  async beginSignIn(
+    username: string,
+    password: string,
+    remote = "unknown",
+    signal?: AbortSignal,
+    /** the browser's User-Agent, kept with the session to tell sessions apart */
+    userAgent = "",
+  ): Promise<SignInStep> {
     const admin = await this.#checkPassword(username, password, remote, signal);
-    if (admin.totpSecret !== null) return this.#startPending(admin);
+    if (admin.totpSecret !== null) return this.#startPending(admin, userAgent);
     this.opts.onAttempt?.({ username: admin.username, remote, outcome: "signed-in" });
-    return this.#openSession(admin.id, admin.username, roleOf(admin.role));
+    return this.#openSession(admin.id, admin.username, roleOf(admin.role), { remote, userAgent });
   }
 
   /**
@@ -188,8 +198,10 @@ export class AdminStore {
     password: string,
     remote = "unknown",
     signal?: AbortSignal,
+    /** the browser's User-Agent, kept with the session to tell sessions apart */
+    userAgent = "",
   ): Promise<{ token: string; session: AdminSession }> {
-    const step = await this.beginSignIn(username, password, remote, signal);
+    const step = await this.beginSignIn(username, password, remote, signal, userAgent);
     if ("pending" in step) {
       this.#pending.delete(sha256Hex(step.pending));
       throw new AppError("forbidden", "this admin signs in with a code as well: use the sign-in page");
@@ -263,6 +275,7 @@ export class AdminStore {
     current: string,
     next: string,
     remote = "unknown",
+    userAgent = "",
   ): Promise<{ token: string; session: AdminSession }> {
     try {
       await this.#checkPassword(username, current, remote);
@@ -273,7 +286,7 @@ export class AdminStore {
     }
     await this.setPassword(username, next);
     const admin = this.db.select().from(admins).where(eq(admins.username, username)).get()!;
-    return this.#openSession(admin.id, admin.username, roleOf(admin.role));
+    return this.#openSession(admin.id, admin.username, roleOf(admin.role), { remote, userAgent });
   }
 
   /** addAdmin: a new admin; an existing name is a conflict, never a silent password change. */
@@ -323,14 +336,23 @@ export class AdminStore {
     this.db.delete(admins).where(eq(admins.username, username)).run(); // sessions cascade
   }
 
-  /** sessions: every open admin session (no tokens: only when it started and ends). */
-  sessions(): { id: string; username: string; createdAt: number; expiresAt: number }[] {
+  /** sessions: every open admin session (no tokens: when it started and ends, and the browser and address it began from). */
+  sessions(): {
+    id: string;
+    username: string;
+    createdAt: number;
+    expiresAt: number;
+    userAgent: string;
+    remote: string;
+  }[] {
     return this.db
       .select({
         id: adminSessions.id,
         username: admins.username,
         createdAt: adminSessions.createdAt,
         expiresAt: adminSessions.expiresAt,
+        userAgent: adminSessions.userAgent,
+        remote: adminSessions.remote,
       })
       .from(adminSessions)
       .innerJoin(admins, eq(admins.id, adminSessions.adminId))
@@ -358,7 +380,12 @@ export class AdminStore {
     }
   }
 
-  #openSession(adminId: number, username: string, role: AdminRole): { token: string; session: AdminSession } {
+  #openSession(
+    adminId: number,
+    username: string,
+    role: AdminRole,
+    client: { remote?: string; userAgent?: string } = {},
+  ): { token: string; session: AdminSession } {
     const token = randomToken();
     const t = Date.now();
     const session: AdminSession = {
@@ -377,6 +404,8 @@ export class AdminStore {
         csrfToken: session.csrfToken,
         createdAt: t,
         expiresAt: session.expiresAt,
+        userAgent: (client.userAgent ?? "").slice(0, 256),
+        remote: (client.remote ?? "").slice(0, 64),
       })
       .run();
     return { token, session };
@@ -426,6 +455,7 @@ export class AdminStore {
     token: string,
     username: string,
     password: string,
+    client: { remote?: string; userAgent?: string } = {},
   ): Promise<{ token: string; session: AdminSession }> {
     if (!this.setupTokenValid(token)) throw new AppError("forbidden", "this setup link is invalid or has expired");
     // Used up now, before the password is hashed: two requests at once cannot both create an admin.
@@ -438,12 +468,12 @@ export class AdminStore {
       throw err;
     }
     const admin = this.db.select().from(admins).where(eq(admins.username, username)).get()!;
-    return this.#openSession(admin.id, admin.username, roleOf(admin.role));
+    return this.#openSession(admin.id, admin.username, roleOf(admin.role), client);
   }
 
   // ---------------------------------------------------------------- second factor (TOTP, RFC 6238)
 
-  #startPending(admin: AdminRow): SignInStep {
+  #startPending(admin: AdminRow, userAgent: string): SignInStep {
     const t = Date.now();
     for (const [k, p] of this.#pending)
       if (p.expiresAt <= t || this.#pending.size >= pendingMax) this.#pending.delete(k);
@@ -453,6 +483,7 @@ export class AdminStore {
       username: admin.username,
       expiresAt: t + pendingTtlMs,
       codes: 0,
+      userAgent,
     });
     return { pending, username: admin.username };
   }
@@ -511,7 +542,7 @@ export class AdminStore {
       }
       this.#pending.delete(key);
       this.opts.onAttempt?.({ username: admin.username, remote, outcome: "signed-in" });
-      return this.#openSession(admin.id, admin.username, roleOf(admin.role));
+      return this.#openSession(admin.id, admin.username, roleOf(admin.role), { remote, userAgent: p.userAgent });
     } finally {
       settlePair(!ok);
       settleAddress(!ok);

@@ -22,6 +22,9 @@ export const integrations = sqliteTable(
     createdAt: integer("created_at").notNull(),
     updatedAt: integer("updated_at").notNull(),
     lastLoginAt: integer("last_login_at"),
+    /** where the last login came from, as its listener saw it (written behind with the time) */
+    lastLoginClientId: text("last_login_client_id"),
+    lastLoginRemote: text("last_login_remote"),
   },
   (t) => [index("integrations_type_idx").on(t.type), index("integrations_created_idx").on(t.createdAt)],
 );
@@ -66,6 +69,9 @@ export const adminSessions = sqliteTable(
     csrfToken: text("csrf_token").notNull(),
     createdAt: integer("created_at").notNull(),
     expiresAt: integer("expires_at").notNull(),
+    /** the browser's User-Agent and address at sign-in, to tell sessions apart on the Settings page */
+    userAgent: text("user_agent").notNull().default(""),
+    remote: text("remote").notNull().default(""),
   },
   (t) => [index("admin_sessions_expires_idx").on(t.expiresAt)],
 );

@@ -129,11 +129,29 @@ function denial(request: Request, status: 401 | 403, message: string): Response 
       ? new Response(null, { status: 401, headers: { "hx-redirect": "/login" } })
       : redirect(login);
   }
-  return htmlResponse(
-    `<!doctype html><title>Forbidden</title><p>${message}</p><p><a href="/integrations">Back</a></p>`,
-    403,
-  );
+  // htmx shows the message in its toast (app.js): a short fragment, no page around it
+  if (isHtmx(request))
+    return htmlResponse(`<p class="field-error" role="alert">${Bun.escapeHTML(message)}</p>`, 403, {
+      "hx-reswap": "none",
+    });
+  // no async component inside: the page renders to a string
+  const page = (
+    <SimplePage title="Not allowed">
+      <p safe>{message}</p>
+      <p>
+        <a href="/integrations">Reload the Integrations page</a>
+      </p>
+    </SimplePage>
+  ) as string;
+  return htmlResponse(page, 403);
 }
+
+/**
+ * staleSession: what a page's request with an out-of-date CSRF token is told: the usual cause is a
+ * sign-in since the page loaded (another tab, or after the session expired), which gave a new token.
+ */
+export const staleSession =
+  "This page is from an earlier sign-in (you signed in again, perhaps in another tab): nothing was changed. Reload the page and try again.";
 
 /** Denied: thrown by the guard (transform hooks cannot answer); the app's onError returns `response`. */
 export class Denied extends Error {
@@ -171,7 +189,7 @@ export function authGuard(core: Core, nav: readonly NavItem[] = []) {
     if (unsafe) {
       const sent = request.headers.get("x-csrf-token") ?? field(body, "_csrf");
       if (crossSite(request) || !equalTokens(sent ?? undefined, session.csrfToken)) {
-        return deny(request, 403, "missing or invalid CSRF token; reload the page and try again");
+        return deny(request, 403, staleSession);
       }
     }
     if (session.role !== "full") {
@@ -227,6 +245,7 @@ export function authRoutes(core: Core) {
               field(body, "password") ?? "",
               remoteOf(request),
               request.signal,
+              request.headers.get("user-agent") ?? "",
             );
             if ("pending" in step) {
               cookie[pendingCookie]!.set({ value: step.pending, ...cookieOptions(request, 300) });
@@ -304,7 +323,13 @@ export function authRoutes(core: Core) {
       .get("/setup", ({ request, cookie, query }) => {
         if (!core.admins.setupTokenValid(query.token)) {
           return htmlResponse(
-            `<!doctype html><title>Setup</title><p>This setup link is invalid, used or expired. Restart the appliance for a new one or run <code>gatehouse admin set-password</code>.</p>`,
+            <SimplePage title="Setup link not valid">
+              <p>
+                This setup link is invalid, used or expired. If an admin exists, <a href="/login">sign in</a>; otherwise
+                restart the appliance for a new link, or run <code>gatehouse admin set-password --username NAME</code>{" "}
+                on the device.
+              </p>
+            </SimplePage>,
             403,
           );
         }
@@ -324,6 +349,7 @@ export function authRoutes(core: Core) {
               token,
               field(body, "username") ?? "",
               password,
+              { remote: remoteOf(request), userAgent: request.headers.get("user-agent") ?? "" },
             );
             startSession(request, cookie, sessionToken);
             return redirect("/integrations");

@@ -10,6 +10,7 @@ import { TopicsPage } from "../../views/pages/topics.tsx";
 import { adminOf, authOf, cookieOptions, sessionCookie } from "./auth.tsx";
 import { sha256Hex } from "../lib/ids.ts";
 import { formFields } from "../lib/bodies.ts";
+import { describeUserAgent } from "../lib/user-agent.ts";
 
 const adminNotices: Record<string, string> = {
   password: "Your password is changed; your other sessions are signed out.",
@@ -34,7 +35,9 @@ export function settingsPages(core: Core) {
       admin={adminOf(request)}
       admins={core.admins.list()}
       secondFactor={core.admins.secondFactor(adminOf(request).username).enabled}
-      adminSessions={core.admins.sessions()}
+      adminSessions={core.admins
+        .sessions()
+        .map(({ userAgent, ...s }) => ({ ...s, client: describeUserAgent(userAgent) }))}
       currentSession={currentSessionId(request)}
       signIns={core.activity.list({ action: "admin.", limit: 30 })}
       defaults={allDefaultPermissions(core.db)}
@@ -61,6 +64,7 @@ export function settingsPages(core: Core) {
               field(body, "current") ?? "",
               next,
               remoteOf(request),
+              request.headers.get("user-agent") ?? "",
             );
             cookie[sessionCookie]!.set({
               value: token,

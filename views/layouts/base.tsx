@@ -35,6 +35,7 @@ export function Layout({ title, admin, active, children }: PropsWithChildren<Lay
           <meta name="viewport" content="width=device-width, initial-scale=1" />
           <meta name="htmx-config" content={htmxConfig} />
           <title safe>{title} · Gatehouse</title>
+          <link rel="icon" href="/assets/favicon.svg" type="image/svg+xml" />
           <link rel="stylesheet" href="/assets/app.css" />
           <script src="/assets/htmx.min.js" defer></script>
           <script src="/assets/app.js" defer></script>

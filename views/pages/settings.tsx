@@ -13,8 +13,15 @@ export interface SettingsPageProps {
   admins: { username: string; createdAt: number; role: "full" | "read-only"; secondFactor: boolean }[];
   /** whether the signed-in admin has two-step sign-in on */
   secondFactor?: boolean;
-  /** open admin sessions; `currentSession` marks this browser's */
-  adminSessions: { id: string; username: string; createdAt: number; expiresAt: number }[];
+  /** open admin sessions (`client`: browser and system, `remote`: address at sign-in); `currentSession` marks this browser's */
+  adminSessions: {
+    id: string;
+    username: string;
+    createdAt: number;
+    expiresAt: number;
+    client: string;
+    remote: string;
+  }[];
   currentSession?: string;
   /** what the last admin action did */
   done?: string;
@@ -263,6 +270,8 @@ export function SettingsPage({
           <thead>
             <tr>
               <th>Admin</th>
+              <th>Browser</th>
+              <th>Address</th>
               <th>Signed in</th>
               <th>Expires</th>
               <th>
@@ -277,6 +286,8 @@ export function SettingsPage({
                   <span safe>{x.username}</span>
                   {x.id === currentSession ? <span class="muted"> (this browser)</span> : ""}
                 </td>
+                <td safe>{x.client}</td>
+                <td safe>{x.remote || "unknown"}</td>
                 <td>
                   <LocalTime at={x.createdAt} />
                 </td>

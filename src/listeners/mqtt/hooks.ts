@@ -220,6 +220,8 @@ export function createHooks(s: MqttState, maxConnections: number) {
               remote: s.remoteOf(client),
               protocol: protocolOf(packet?.protocolVersion),
               kick,
+              // the filters aedes granted (a refused one never enters `client.subscriptions`)
+              subscriptions: () => Object.keys((client as unknown as { subscriptions?: object }).subscriptions ?? {}),
             });
           } catch (err) {
             if (!(err instanceof StaleLoginError)) throw err;
@@ -263,6 +265,7 @@ export function createHooks(s: MqttState, maxConnections: number) {
       }
       s.stats.refusedPublishes++;
       s.metric.refused.add();
+      s.conns.get(client)?.session?.traffic.refused();
       s.logRefusal(client, "publish refused", {
         username: s.conns.get(client)?.integration.username,
         topic: packet.topic.slice(0, 256),
@@ -298,8 +301,10 @@ export function createHooks(s: MqttState, maxConnections: number) {
     /** authorizeForward: asked for every delivery, live and queued, so narrowed permissions hold at once. */
     authorizeForward(client: Client, packet: PublishPacket) {
       if (!mayRead(s.current(client), packet.topic, topicSpace)) return null;
+      const bytes = packet.payload?.length ?? 0;
       s.metric.messagesOut.add();
-      s.metric.bytesOut.add(packet.payload?.length ?? 0);
+      s.metric.bytesOut.add(bytes);
+      s.conns.get(client)?.session?.traffic.delivered(bytes);
       return packet;
     },
   };

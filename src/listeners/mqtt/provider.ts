@@ -105,8 +105,11 @@ export function wireBroker(b: Aedes, s: MqttState, maxPacket: number): (() => vo
   });
   b.on("publish", (packet, client) => {
     if (client) {
+      const bytes = packet.payload?.length ?? 0;
       s.metric.messagesIn.add();
-      s.metric.bytesIn.add(packet.payload?.length ?? 0);
+      s.metric.bytesIn.add(bytes);
+      // its integration's traffic (the page, the API): a WeakMap lookup and a few increments a message
+      s.conns.get(client)?.session?.traffic.received(bytes);
     }
     if (client && s.core.bus.listening && packet.topic.charCodeAt(0) !== 36) {
       const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload;
