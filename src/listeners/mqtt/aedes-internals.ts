@@ -391,3 +391,34 @@ export function handleOnFirstBytes(
     socket.emit("readable");
   });
 }
+
+/**
+ * deliverResumedQueue: an MQTT 5 client that resumes its session (Clean Start 0) but asks for Session
+ * Expiry 0 gets what was queued for it while it was away; the session then ends with this connection
+ * (§3.1.2.4, §3.1.2.11.2). aedes 2.0.0-beta.1 (and its upstream MQTT 5 branch) takes `client.clean` (set
+ * from the expiry) to mean "nothing to deliver" in its `emptyQueue` step and drops the queue. So the
+ * client counts as not clean until the connect sequence, queue included, is over.
+ */
+export function deliverResumedQueue(client: Client): void {
+  const c = client as unknown as { clean: boolean };
+  if (!c.clean) return;
+  c.clean = false;
+  client.once("connected", () => {
+    c.clean = true;
+  });
+}
+
+/**
+ * reasonStringsOnRequest: reason strings on PUBACK/PUBREC only for an MQTT 5 client that sent Request
+ * Problem Information 1 itself. Absent, the property means 1 (§3.1.2.11.7) and aedes adds its error text,
+ * which is legal, but strict embedded clients (the Eclipse Paho test client among them: "Puback packet is
+ * wrong length 45") take an acknowledgement longer than 4 bytes for a broken one; Mosquitto sends none.
+ * The reason code alone (0x87) says what happened.
+ */
+export function reasonStringsOnRequest(
+  client: Client,
+  packet: { properties?: { requestProblemInformation?: boolean } },
+) {
+  (client as unknown as { _requestProblemInformation: boolean })._requestProblemInformation =
+    packet.properties?.requestProblemInformation === true;
+}

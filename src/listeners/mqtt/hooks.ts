@@ -4,7 +4,7 @@ import { mayPublish, mayRead, maySubscribe } from "../../core/permissions.ts";
 import { isValidTopicString } from "../../core/topics.ts";
 import type { LoginFailure } from "../../core/types.ts";
 import { StaleLoginError } from "../../lib/errors.ts";
-import { disconnectV5, refuseV5 } from "./aedes-internals.ts";
+import { deliverResumedQueue, disconnectV5, reasonStringsOnRequest, refuseV5 } from "./aedes-internals.ts";
 import { foreignPublishProperty, foreignWillProperty } from "./properties.ts";
 import type { Conn, MqttState } from "./state.ts";
 
@@ -133,7 +133,13 @@ export function createHooks(s: MqttState, maxConnections: number) {
           const socket = client.conn as Socket;
           if (client.closed || socket.destroyed) return done(authError(3, "gone"), null);
           const integration = result.integration;
-          const persistent = keepsSession(packet);
+          // MQTT 5 Clean Start 0 resumes the integration's stored session even when this connection asks for
+          // no expiry (§3.1.2.4): its subscriptions and queue are the client's, and it ends with this connection.
+          const stored = s.store.session(client.id);
+          const resumes = packet?.protocolVersion === 5 && !packet.clean && stored?.integrationId === integration.id;
+          const persistent = keepsSession(packet) || resumes;
+          if (resumes && !keepsSession(packet)) deliverResumedQueue(client);
+          if (packet?.protocolVersion === 5) reasonStringsOnRequest(client, packet);
           // Stored sessions per integration are bounded; one offline makes room, live ones do not.
           if (persistent && !s.store.roomFor(integration.id, client.id)) {
             s.log.warn("mqtt persistent session refused: the integration's sessions are all connected", {
