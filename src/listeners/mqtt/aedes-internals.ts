@@ -1,6 +1,6 @@
 import type { Aedes, Client } from "aedes";
 import memory from "aedes-persistence";
-import { generate } from "mqtt-packet";
+import mqttPacket, { generate } from "mqtt-packet";
 import { Readable } from "node:stream";
 import { deliverable } from "./properties.ts";
 
@@ -22,6 +22,7 @@ interface PacketParser {
   /** packets (aedes) parsed before the CONNACK went out, handled once it has (null from then on) */
   _queue: unknown[] | null;
   removeAllListeners(event: "packet"): void;
+  on(event: "packet", listener: (packet: { cmd: string; messageId?: number; reasonCode?: number }) => void): void;
 }
 
 interface ClientInternals {
@@ -421,4 +422,123 @@ export function reasonStringsOnRequest(
 ) {
   (client as unknown as { _requestProblemInformation: boolean })._requestProblemInformation =
     packet.properties?.requestProblemInformation === true;
+}
+
+/**
+ * exceedsClientMaximum: the PUBLISH would be larger than the Maximum Packet Size the MQTT 5 client
+ * declared in its CONNECT. The server must not send it [MQTT-3.1.2-24]; it is discarded as if it had
+ * been delivered (§3.1.2.11.4). aedes 2.0.0-beta.1 stores the value and sends anyway. Measured as it
+ * will be written: its properties (the subscription identifier included) and a packet identifier for
+ * QoS 1 and 2 (2 bytes more than a QoS 0 delivery of a downgraded message needs: never too lenient).
+ */
+export function exceedsClientMaximum(
+  client: Client,
+  packet: { topic: string; payload?: Buffer | string; qos?: number; properties?: object },
+): boolean {
+  const max = (client as unknown as { maximumPacketSize?: number }).maximumPacketSize;
+  if (client.version !== 5 || !max) return false;
+  const payloadBytes = packet.payload?.length ?? 0;
+  // the topic is at most 3 bytes a character, the fixed header at most 5 bytes, the rest 5 more
+  if (!packet.properties && payloadBytes + packet.topic.length * 3 + 16 <= max) return false;
+  const size = generate(
+    {
+      cmd: "publish",
+      topic: packet.topic,
+      payload: packet.payload ?? "",
+      qos: packet.qos ?? 0,
+      messageId: 1,
+      properties: packet.properties,
+      retain: false,
+      dup: false,
+    } as never,
+    { protocolVersion: 5 },
+  ).length;
+  return size > max;
+}
+
+interface Flow {
+  /** an MQTT 5 connection (3.1.1 has no Receive Maximum) */
+  active(): boolean;
+  /** the client's Receive Maximum (read once its CONNECT is handled) */
+  max(): number;
+  /** packet identifiers of QoS 1 and 2 PUBLISHes sent and not acknowledged yet */
+  inflight: Set<number>;
+  /** PUBLISHes waiting for a free slot, in order */
+  held: { packet: { messageId: number }; opts: object }[];
+  maxHeld: number;
+  onDrop(): void;
+}
+
+type WriteToStream = (
+  packet: { cmd: string; qos?: number; messageId?: number },
+  stream: object,
+  opts: object,
+) => boolean;
+
+/** flows: each MQTT 5 connection's flow control, by the stream aedes writes to. */
+const flows = new WeakMap<object, Flow>();
+let writeToStream: WriteToStream | undefined;
+
+/**
+ * installFlowControl: every QoS 1 and 2 PUBLISH aedes writes (live, queued, retained) goes through
+ * mqtt-packet's `writeToStream`; one wrapper there keeps an MQTT 5 client's unacknowledged PUBLISHes at
+ * its Receive Maximum [MQTT-3.3.4-9]: the next waits, in order, until a PUBACK, PUBCOMP or failed PUBREC
+ * frees a slot. aedes 2.0.0-beta.1 stores the Receive Maximum and does not enforce it. QoS 0 is not
+ * counted (§4.9). Installed once per process; connections without a flow (3.1.1) pass untouched.
+ */
+function installFlowControl(): WriteToStream {
+  if (writeToStream) return writeToStream;
+  const mp = mqttPacket as unknown as { writeToStream?: WriteToStream };
+  const original = mp.writeToStream;
+  if (typeof original !== "function") fail("mqtt-packet has no writeToStream");
+  mp.writeToStream = (packet, stream, opts) => {
+    const flow = flows.get(stream);
+    if (!flow?.active() || packet.cmd !== "publish" || !packet.qos || packet.messageId === undefined)
+      return original(packet, stream, opts);
+    // a PUBLISH sent again (DUP) keeps its slot
+    if (flow.inflight.has(packet.messageId) || flow.inflight.size < flow.max()) {
+      flow.inflight.add(packet.messageId);
+      return original(packet, stream, opts);
+    }
+    if (flow.held.length >= flow.maxHeld) {
+      flow.onDrop();
+      return true;
+    }
+    flow.held.push({ packet: packet as { messageId: number }, opts });
+    return true; // aedes goes on as if written (a persistent session's queue still holds it until acknowledged)
+  };
+  writeToStream = original;
+  return original;
+}
+
+/**
+ * limitInflight: flow control by the client's Receive Maximum (see `installFlowControl`), for MQTT 5
+ * clients. At most `maxHeld` PUBLISHes wait for a slot; past that a new one is dropped (`onDrop`), as
+ * Mosquitto's max_queued_messages does: a client that never acknowledges cannot make the broker grow.
+ */
+export function limitInflight(client: Client, maxHeld: number, onDrop: () => void): void {
+  const write = installFlowControl();
+  const c = client as unknown as ClientInternals & { receiveMaximum?: number };
+  const stream = client.conn as unknown as object & { destroyed?: boolean };
+  const flow: Flow = {
+    active: () => client.version === 5,
+    max: () => c.receiveMaximum ?? 65_535,
+    inflight: new Set(),
+    held: [],
+    maxHeld,
+    onDrop,
+  };
+  flows.set(stream, flow);
+  c._parser.on("packet", (packet) => {
+    const acked =
+      packet.cmd === "puback" ||
+      packet.cmd === "pubcomp" ||
+      (packet.cmd === "pubrec" && (packet.reasonCode ?? 0) >= 0x80);
+    if (!acked || packet.messageId === undefined || !flow.inflight.delete(packet.messageId)) return;
+    while (flow.held.length > 0 && flow.inflight.size < flow.max() && !client.closed && !stream.destroyed) {
+      const next = flow.held.shift()!;
+      flow.inflight.add(next.packet.messageId);
+      write(next.packet as never, stream, next.opts);
+    }
+  });
 }

@@ -12,6 +12,7 @@ import {
   dropPublishes,
   eachClient,
   holdUntilConnack,
+  limitInflight,
   markRedeliveries,
   publishBeforePuback,
   stopAtDisconnect,
@@ -85,6 +86,7 @@ export function createMqttListener(
   });
   const hooks = createHooks(state, opts.maxConnections ?? 10_000);
   const maxPacket = opts.maxPacketBytes ?? 1024 * 1024;
+  const maxQueued = opts.store?.maxQueuedMessages ?? defaultStoreLimits.maxQueuedMessages;
   let broker: Aedes | undefined;
   let transports: Awaited<ReturnType<typeof startTransports>> | undefined;
   let unwire: (() => void)[] = [];
@@ -129,6 +131,8 @@ export function createMqttListener(
         if (!clientChecked) assertClientShape(client);
         clientChecked = true;
         holdUntilConnack(client);
+        // MQTT 5 Receive Maximum; what waits for a slot is bounded as a session's queue (ids wrap at 65 535)
+        limitInflight(client, Math.min(maxQueued, 50_000), () => state.flowDropped(client));
         stopAtDisconnect(client);
       });
       unwire = wireBroker(b, state, maxPacket);

@@ -4,7 +4,13 @@ import { mayPublish, mayRead, maySubscribe } from "../../core/permissions.ts";
 import { isValidTopicString } from "../../core/topics.ts";
 import type { LoginFailure } from "../../core/types.ts";
 import { StaleLoginError } from "../../lib/errors.ts";
-import { deliverResumedQueue, disconnectV5, reasonStringsOnRequest, refuseV5 } from "./aedes-internals.ts";
+import {
+  deliverResumedQueue,
+  disconnectV5,
+  exceedsClientMaximum,
+  reasonStringsOnRequest,
+  refuseV5,
+} from "./aedes-internals.ts";
 import { foreignPublishProperty, foreignWillProperty } from "./properties.ts";
 import type { Conn, MqttState } from "./state.ts";
 
@@ -278,6 +284,8 @@ export function createHooks(s: MqttState, maxConnections: number) {
     /** authorizeForward: asked for every delivery, live and queued, so narrowed permissions hold at once. */
     authorizeForward(client: Client, packet: PublishPacket) {
       if (!mayRead(s.current(client), packet.topic, topicSpace)) return null;
+      // [MQTT-3.1.2-24] larger than the client's Maximum Packet Size: discarded, as Mosquitto does
+      if (exceedsClientMaximum(client, packet)) return null;
       s.metric.messagesOut.add();
       s.metric.bytesOut.add(packet.payload?.length ?? 0);
       return packet;

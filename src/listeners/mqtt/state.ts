@@ -70,6 +70,10 @@ export function createMqttState(
         "gatehouse_mqtt_refused_publishes_total",
         "Publishes refused by the topic permissions (acknowledged, dropped)",
       ),
+      flowDropped: core.metrics.counter(
+        "gatehouse_mqtt_flow_dropped_total",
+        "QoS 1/2 messages dropped for an MQTT 5 client at its Receive Maximum with its waiting room full",
+      ),
     },
     remoteOf: (client: Client) => (client.conn as Socket).remoteAddress ?? "unknown",
     /** current: the integration as it is now (permissions may have changed since login) */
@@ -79,6 +83,13 @@ export function createMqttState(
     },
     refuse(client: Client, username: string | undefined, reason: LoginFailure) {
       credentials.loginRefused(type, username ?? "", reason, { remote: state.remoteOf(client), clientId: client.id });
+    },
+    /** flowDropped: a message for a client at its Receive Maximum found no room to wait (logged 1st, 10th, ...) */
+    flowDropped(client: Client) {
+      state.metric.flowDropped.add();
+      state.logRefusal(client, "mqtt message dropped: the client acknowledges nothing and its waiting room is full", {
+        username: conns.get(client)?.integration.username,
+      });
     },
     /** logRefusal: a client hammering a forbidden topic must not flood the journal: the 1st, 10th, 100th, ... */
     logRefusal(client: Client, what: string, fields: Record<string, unknown>) {
