@@ -492,6 +492,10 @@ function installFlowControl(): WriteToStream {
   const original = mp.writeToStream;
   if (typeof original !== "function") fail("mqtt-packet has no writeToStream");
   mp.writeToStream = (packet, stream, opts) => {
+    // shared subscriptions are available (shared.ts); aedes' CONNACK says otherwise
+    const props = (packet as { properties?: { sharedSubscriptionAvailable?: boolean } }).properties;
+    if (packet.cmd === "connack" && props?.sharedSubscriptionAvailable === false)
+      delete props.sharedSubscriptionAvailable;
     const flow = flows.get(stream);
     if (!flow?.active() || packet.cmd !== "publish" || !packet.qos || packet.messageId === undefined)
       return original(packet, stream, opts);

@@ -20,6 +20,7 @@ import {
 import { createHooks } from "./hooks.ts";
 import { BrokerStore, type StoreLimits } from "./persistence.ts";
 import { publishStaleWills, restoreOwners, wireBroker } from "./provider.ts";
+import { createSharedGroups, renameSharedFilters } from "./shared.ts";
 import { createMqttState } from "./state.ts";
 import { startTransports, type WsStream } from "./transports.ts";
 
@@ -126,11 +127,13 @@ export function createMqttListener(
         state.logRefusal(client, "mqtt publish not acknowledged: the broker store refused it", { err: err.message }),
       );
       markRedeliveries(b);
+      state.shared = createSharedGroups(b);
       let clientChecked = false;
       eachClient(b, (client) => {
         if (!clientChecked) assertClientShape(client);
         clientChecked = true;
         holdUntilConnack(client);
+        renameSharedFilters(client);
         // MQTT 5 Receive Maximum; what waits for a slot is bounded as a session's queue (ids wrap at 65 535)
         limitInflight(client, Math.min(maxQueued, 50_000), () => state.flowDropped(client));
         stopAtDisconnect(client);

@@ -12,6 +12,7 @@ import {
   refuseV5,
 } from "./aedes-internals.ts";
 import { foreignPublishProperty, foreignWillProperty } from "./properties.ts";
+import { filterOf, isShared, isSharedName } from "./shared.ts";
 import type { Conn, MqttState } from "./state.ts";
 
 /** CONNACK return codes of MQTT 3.1.1 §3.2.2.3 for each refusal reason. */
@@ -246,7 +247,8 @@ export function createHooks(s: MqttState, maxConnections: number) {
         return done(new Error("malformed topic"));
       }
       const integration = s.current(client);
-      if (mayPublish(integration, packet.topic, topicSpace)) return done(null);
+      // a shared subscription's name is no topic: nobody publishes to it
+      if (!isSharedName(packet.topic) && mayPublish(integration, packet.topic, topicSpace)) return done(null);
       s.stats.refusedPublishes++;
       s.metric.refused.add();
       s.logRefusal(client, "publish refused", {
@@ -267,13 +269,20 @@ export function createHooks(s: MqttState, maxConnections: number) {
       sub: Subscription,
       done: (err: Error | null, sub?: Subscription | null) => void,
     ) {
+      // `$share/g/f` arrives renamed `$SHARE/g/f` (shared.ts); a client's own `$SHARE/...` as "\u0000": refused
+      if (sub.topic === "\u0000") return done(null, null);
       if (!isValidTopicString(sub.topic)) return done(new Error("malformed topic filter"));
+      // the core's permissions judge a shared subscription's filter
+      const filter = filterOf(sub.topic);
       // broker.db full: a persistent session keeps the filters it has (a restore re-asks for those) and gets no new one
       if (s.conns.get(client)?.persistent && s.store.full && !s.store.hasSubscription(client.id, sub.topic)) {
         s.logRefusal(client, "subscribe refused: the broker store is full", { topic: sub.topic.slice(0, 256) });
         return done(null, null);
       }
-      if (maySubscribe(s.current(client), sub.topic, topicSpace)) return done(null, sub);
+      if (maySubscribe(s.current(client), filter, topicSpace)) {
+        if (isShared(sub.topic)) s.shared?.join(client, sub.topic);
+        return done(null, sub);
+      }
       s.logRefusal(client, "subscribe refused", {
         username: s.conns.get(client)?.integration.username,
         topic: sub.topic.slice(0, 256),

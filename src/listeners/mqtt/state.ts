@@ -7,6 +7,7 @@ import type { Integration, IntegrationType, LoginFailure } from "../../core/type
 import type { Logger } from "../../lib/logger.ts";
 import { ClientIdOwners } from "./client-ids.ts";
 import type { BrokerStore } from "./persistence.ts";
+import type { SharedGroups } from "./shared.ts";
 
 /** Conn: what the listener knows of one authenticated client. */
 export interface Conn {
@@ -58,6 +59,8 @@ export function createMqttState(
     published: new WeakSet<object>(),
     /** each socket's place in the accept pool, until it has logged in */
     pendingOf: new WeakMap<object, PendingSocket>(),
+    /** the shared subscriptions' groups (set once the broker exists) */
+    shared: undefined as SharedGroups | undefined,
     /** logged-in connections now */
     authenticated: 0,
     stats: { refusedPublishes: 0 },
