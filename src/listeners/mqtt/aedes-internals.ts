@@ -464,8 +464,11 @@ interface Flow {
   /** packet identifiers of QoS 1 and 2 PUBLISHes sent and not acknowledged yet */
   inflight: Set<number>;
   /** PUBLISHes waiting for a free slot, in order */
-  held: { packet: { messageId: number }; opts: object }[];
+  held: { packet: { messageId: number }; opts: object; bytes: number }[];
   maxHeld: number;
+  /** payload bytes waiting, and their bound */
+  heldBytes: number;
+  maxHeldBytes: number;
   onDrop(): void;
 }
 
@@ -504,11 +507,13 @@ function installFlowControl(): WriteToStream {
       flow.inflight.add(packet.messageId);
       return original(packet, stream, opts);
     }
-    if (flow.held.length >= flow.maxHeld) {
+    const bytes = (packet as { payload?: { length: number } }).payload?.length ?? 0;
+    if (flow.held.length >= flow.maxHeld || flow.heldBytes + bytes > flow.maxHeldBytes) {
       flow.onDrop();
       return true;
     }
-    flow.held.push({ packet: packet as { messageId: number }, opts });
+    flow.heldBytes += bytes;
+    flow.held.push({ packet: packet as { messageId: number }, opts, bytes });
     return true; // aedes goes on as if written (a persistent session's queue still holds it until acknowledged)
   };
   writeToStream = original;
@@ -517,10 +522,10 @@ function installFlowControl(): WriteToStream {
 
 /**
  * limitInflight: flow control by the client's Receive Maximum (see `installFlowControl`), for MQTT 5
- * clients. At most `maxHeld` PUBLISHes wait for a slot; past that a new one is dropped (`onDrop`), as
+ * clients. At most `maxHeld` PUBLISHes (`maxHeldBytes` of payload) wait for a slot; past that a new one is dropped (`onDrop`), as
  * Mosquitto's max_queued_messages does: a client that never acknowledges cannot make the broker grow.
  */
-export function limitInflight(client: Client, maxHeld: number, onDrop: () => void): void {
+export function limitInflight(client: Client, maxHeld: number, maxHeldBytes: number, onDrop: () => void): void {
   const write = installFlowControl();
   const c = client as unknown as ClientInternals & { receiveMaximum?: number };
   const stream = client.conn as unknown as object & { destroyed?: boolean };
@@ -530,6 +535,8 @@ export function limitInflight(client: Client, maxHeld: number, onDrop: () => voi
     inflight: new Set(),
     held: [],
     maxHeld,
+    heldBytes: 0,
+    maxHeldBytes,
     onDrop,
   };
   flows.set(stream, flow);
@@ -541,6 +548,7 @@ export function limitInflight(client: Client, maxHeld: number, onDrop: () => voi
     if (!acked || packet.messageId === undefined || !flow.inflight.delete(packet.messageId)) return;
     while (flow.held.length > 0 && flow.inflight.size < flow.max() && !client.closed && !stream.destroyed) {
       const next = flow.held.shift()!;
+      flow.heldBytes -= next.bytes;
       flow.inflight.add(next.packet.messageId);
       write(next.packet as never, stream, next.opts);
     }

@@ -88,6 +88,7 @@ export function createMqttListener(
   const hooks = createHooks(state, opts.maxConnections ?? 10_000);
   const maxPacket = opts.maxPacketBytes ?? 1024 * 1024;
   const maxQueued = opts.store?.maxQueuedMessages ?? defaultStoreLimits.maxQueuedMessages;
+  const maxQueuedBytes = opts.store?.maxQueuedBytes ?? defaultStoreLimits.maxQueuedBytes;
   let broker: Aedes | undefined;
   let transports: Awaited<ReturnType<typeof startTransports>> | undefined;
   let unwire: (() => void)[] = [];
@@ -135,7 +136,7 @@ export function createMqttListener(
         holdUntilConnack(client);
         renameSharedFilters(client);
         // MQTT 5 Receive Maximum; what waits for a slot is bounded as a session's queue (ids wrap at 65 535)
-        limitInflight(client, Math.min(maxQueued, 50_000), () => state.flowDropped(client));
+        limitInflight(client, Math.min(maxQueued, 50_000), maxQueuedBytes, () => state.flowDropped(client));
         stopAtDisconnect(client);
       });
       unwire = wireBroker(b, state, maxPacket);
