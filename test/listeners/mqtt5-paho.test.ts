@@ -150,6 +150,37 @@ describe("MQTT 5 on the wire", () => {
     await tx.endAsync();
   });
 
+  it("sends one copy for overlapping subscriptions, with all their Subscription Identifiers [MQTT-3.3.4-4]", async () => {
+    const user = await make(all);
+    const rx = await v5raw(user);
+    rx.send({
+      cmd: "subscribe",
+      messageId: 1,
+      subscriptions: [{ topic: "si/t", qos: 1 }],
+      properties: { subscriptionIdentifier: 2 },
+    });
+    expect((await rx.next())?.cmd).toBe("suback");
+    rx.send({
+      cmd: "subscribe",
+      messageId: 2,
+      subscriptions: [{ topic: "si/#", qos: 1 }],
+      properties: { subscriptionIdentifier: 3 },
+    });
+    expect((await rx.next())?.cmd).toBe("suback");
+    const tx = await connectMqtt(port, { protocolVersion: 5, ...user });
+    await tx.publishAsync("si/t", "both", { qos: 1 });
+    await tx.publishAsync("si/other", "marker", { qos: 1 });
+    const first = await nextOf(rx, "publish");
+    rx.send({ cmd: "puback", messageId: first!.messageId });
+    expect(first?.payload.toString()).toBe("both");
+    expect([first?.properties?.subscriptionIdentifier].flat().sort()).toEqual([2, 3]);
+    // one copy: the next message is the marker, with the identifier of the one subscription it matches
+    const second = await nextOf(rx, "publish");
+    expect([second?.payload.toString(), second?.properties?.subscriptionIdentifier]).toEqual(["marker", 3]);
+    rx.destroy();
+    await tx.endAsync();
+  });
+
   it("answers a Topic Alias of 0 or above the maximum with DISCONNECT 0x94, and forgets aliases at reconnect", async () => {
     const user = await make(all);
     for (const alias of [0, 17]) {

@@ -554,3 +554,24 @@ export function limitInflight(client: Client, maxHeld: number, maxHeldBytes: num
     }
   });
 }
+
+/**
+ * allSubscriptionIdentifiers: a message matching several subscriptions of one client goes out once (aedes
+ * delivers one copy) and then must carry the identifiers of all of them [MQTT-3.3.4-4]; aedes 2.0.0-beta.1
+ * puts only the first one's. Asked only for a message that carries an identifier, and not for a retained
+ * message sent because of one new subscription (that one's identifier alone, §3.3.4).
+ */
+export function allSubscriptionIdentifiers<
+  P extends { topic: string; retain?: boolean; properties?: { subscriptionIdentifier?: number | number[] } },
+>(client: Client, packet: P, matches: (filter: string, topic: string) => boolean): P {
+  const first = packet.properties?.subscriptionIdentifier;
+  if (client.version !== 5 || typeof first !== "number" || packet.retain) return packet;
+  const subs = (client as unknown as { subscriptions: Record<string, { si?: number } | undefined> }).subscriptions;
+  const ids = new Set<number>([first]);
+  for (const filter in subs) {
+    const si = subs[filter]?.si;
+    if (si !== undefined && !ids.has(si) && matches(filter, packet.topic)) ids.add(si);
+  }
+  if (ids.size === 1) return packet;
+  return { ...packet, properties: { ...packet.properties, subscriptionIdentifier: [...ids] } };
+}

@@ -1,10 +1,11 @@
 import type { AuthenticateError, Client, ConnectPacket, PublishPacket, Subscription } from "aedes";
 import type { Socket } from "node:net";
 import { mayPublish, mayRead, maySubscribe } from "../../core/permissions.ts";
-import { isValidTopicString } from "../../core/topics.ts";
+import { isValidTopicString, topicMatches } from "../../core/topics.ts";
 import type { LoginFailure } from "../../core/types.ts";
 import { StaleLoginError } from "../../lib/errors.ts";
 import {
+  allSubscriptionIdentifiers,
   deliverResumedQueue,
   disconnectV5,
   exceedsClientMaximum,
@@ -293,11 +294,12 @@ export function createHooks(s: MqttState, maxConnections: number) {
     /** authorizeForward: asked for every delivery, live and queued, so narrowed permissions hold at once. */
     authorizeForward(client: Client, packet: PublishPacket) {
       if (!mayRead(s.current(client), packet.topic, topicSpace)) return null;
+      const out = allSubscriptionIdentifiers(client, packet, topicMatches);
       // [MQTT-3.1.2-24] larger than the client's Maximum Packet Size: discarded, as Mosquitto does
-      if (exceedsClientMaximum(client, packet)) return null;
+      if (exceedsClientMaximum(client, out)) return null;
       s.metric.messagesOut.add();
       s.metric.bytesOut.add(packet.payload?.length ?? 0);
-      return packet;
+      return out;
     },
   };
 }
