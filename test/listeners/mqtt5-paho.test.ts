@@ -181,6 +181,37 @@ describe("MQTT 5 on the wire", () => {
     await tx.endAsync();
   });
 
+  it("gives topic aliases to a client that accepts them, up to its Topic Alias Maximum, and none otherwise", async () => {
+    const user = await make(all);
+    const withAliases = await v5raw(user, { topicAliasMaximum: 2 });
+    const without = await v5raw(user);
+    for (const c of [withAliases, without]) {
+      c.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "ta/#", qos: 0 }] });
+      expect((await c.next())?.cmd).toBe("suback");
+    }
+    const tx = await connectMqtt(port, { protocolVersion: 5, ...user });
+    for (const t of ["ta/a", "ta/a", "ta/b", "ta/c", "ta/b"]) await tx.publishAsync(t, t, { qos: 1 });
+    const seen = async (c: RawMqtt) => {
+      const out: [string, string, number | undefined][] = [];
+      while (out.length < 5) {
+        const p = await nextOf(c, "publish");
+        out.push([p!.topic, p!.payload.toString(), p!.properties?.topicAlias]);
+      }
+      return out;
+    };
+    expect(await seen(withAliases)).toEqual([
+      ["ta/a", "ta/a", 1],
+      ["", "ta/a", 1],
+      ["ta/b", "ta/b", 2],
+      ["ta/c", "ta/c", undefined], // both aliases taken
+      ["", "ta/b", 2],
+    ]);
+    expect((await seen(without)).map((m) => m[2])).toEqual([undefined, undefined, undefined, undefined, undefined]);
+    withAliases.destroy();
+    without.destroy();
+    await tx.endAsync();
+  });
+
   it("answers a Topic Alias of 0 or above the maximum with DISCONNECT 0x94, and forgets aliases at reconnect", async () => {
     const user = await make(all);
     for (const alias of [0, 17]) {

@@ -470,6 +470,9 @@ interface Flow {
   heldBytes: number;
   maxHeldBytes: number;
   onDrop(): void;
+  /** server-assigned topic aliases: the client's Topic Alias Maximum (capped), and those given so far */
+  aliasMax: number;
+  aliases: Map<string, number>;
 }
 
 type WriteToStream = (
@@ -494,6 +497,7 @@ function installFlowControl(): WriteToStream {
   const mp = mqttPacket as unknown as { writeToStream?: WriteToStream };
   const original = mp.writeToStream;
   if (typeof original !== "function") fail("mqtt-packet has no writeToStream");
+  const send: WriteToStream = (packet, stream, opts) => original(withAlias(packet, flows.get(stream)), stream, opts);
   mp.writeToStream = (packet, stream, opts) => {
     // shared subscriptions are available (shared.ts); aedes' CONNACK says otherwise
     const props = (packet as { properties?: { sharedSubscriptionAvailable?: boolean } }).properties;
@@ -501,11 +505,11 @@ function installFlowControl(): WriteToStream {
       delete props.sharedSubscriptionAvailable;
     const flow = flows.get(stream);
     if (!flow?.active() || packet.cmd !== "publish" || !packet.qos || packet.messageId === undefined)
-      return original(packet, stream, opts);
+      return send(packet, stream, opts);
     // a PUBLISH sent again (DUP) keeps its slot
     if (flow.inflight.has(packet.messageId) || flow.inflight.size < flow.max()) {
       flow.inflight.add(packet.messageId);
-      return original(packet, stream, opts);
+      return send(packet, stream, opts);
     }
     const bytes = (packet as { payload?: { length: number } }).payload?.length ?? 0;
     if (flow.held.length >= flow.maxHeld || flow.heldBytes + bytes > flow.maxHeldBytes) {
@@ -516,8 +520,29 @@ function installFlowControl(): WriteToStream {
     flow.held.push({ packet: packet as { messageId: number }, opts, bytes });
     return true; // aedes goes on as if written (a persistent session's queue still holds it until acknowledged)
   };
-  writeToStream = original;
-  return original;
+  writeToStream = send;
+  return send;
+}
+
+/** aliasesPerConnection: topic aliases the broker gives one connection at most (the topics it names first). */
+const aliasesPerConnection = 16;
+
+/**
+ * withAlias: a PUBLISH to an MQTT 5 client that accepts topic aliases (Topic Alias Maximum > 0 in its
+ * CONNECT) names its topic once with an alias, then the alias alone (§3.3.2.3.4; a MAY that aedes lacks and
+ * Mosquitto skips). Applied as the packet is written, so the order on the wire is the order aliases are set.
+ */
+function withAlias<P extends { cmd: string; topic?: string; properties?: object }>(
+  packet: P,
+  flow: Flow | undefined,
+): P {
+  if (!flow?.active() || flow.aliasMax === 0 || packet.cmd !== "publish" || !packet.topic) return packet;
+  const known = flow.aliases.get(packet.topic);
+  if (known !== undefined) return { ...packet, topic: "", properties: { ...packet.properties, topicAlias: known } };
+  if (flow.aliases.size >= flow.aliasMax) return packet;
+  const alias = flow.aliases.size + 1;
+  flow.aliases.set(packet.topic, alias);
+  return { ...packet, properties: { ...packet.properties, topicAlias: alias } };
 }
 
 /**
@@ -538,9 +563,16 @@ export function limitInflight(client: Client, maxHeld: number, maxHeldBytes: num
     heldBytes: 0,
     maxHeldBytes,
     onDrop,
+    aliasMax: 0,
+    aliases: new Map(),
   };
   flows.set(stream, flow);
   c._parser.on("packet", (packet) => {
+    if (packet.cmd === "connect") {
+      const asked = (packet as { properties?: { topicAliasMaximum?: number } }).properties?.topicAliasMaximum ?? 0;
+      flow.aliasMax = Math.min(asked, aliasesPerConnection);
+      return;
+    }
     const acked =
       packet.cmd === "puback" ||
       packet.cmd === "pubcomp" ||
