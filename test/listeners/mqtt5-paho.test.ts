@@ -150,6 +150,39 @@ describe("MQTT 5 on the wire", () => {
     await tx.endAsync();
   });
 
+  it("bounds what waits for a Receive Maximum slot (--mqtt-max-queued): past it a message is dropped and counted", async () => {
+    const { app: small } = await testApp(["--opcua-port", "off", "--mqtt-max-queued", "2"]);
+    try {
+      const smallPort = small.address("mqtt")!.port;
+      const made = await small.core.credentials.create({ type: "mqtt", username: "flow-bound" });
+      const user = { username: "flow-bound", password: made.password };
+      const rx = await rawMqtt(smallPort, "127.0.0.1", 5);
+      rx.send(
+        connectPacket({ protocolVersion: 5, clientId: "flow-bound", ...user, properties: { receiveMaximum: 1 } }),
+      );
+      expect((await rx.next())?.reasonCode).toBe(0);
+      rx.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "bound/#", qos: 1 }] });
+      expect((await rx.next())?.cmd).toBe("suback");
+      const tx = await connectMqtt(smallPort, { protocolVersion: 5, ...user });
+      // one in flight, two wait, two find no room
+      for (const m of ["1", "2", "3", "4", "5"]) await tx.publishAsync("bound/t", m, { qos: 1 });
+      const got: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const p = await nextOf(rx, "publish");
+        got.push(p!.payload.toString());
+        rx.send({ cmd: "puback", messageId: p!.messageId });
+      }
+      await tx.publishAsync("bound/t", "after", { qos: 1 });
+      got.push((await nextOf(rx, "publish"))!.payload.toString());
+      expect(got).toEqual(["1", "2", "3", "after"]);
+      expect(small.core.metrics.counter("gatehouse_mqtt_flow_dropped_total", "").get()).toBe(2);
+      rx.destroy();
+      await tx.endAsync();
+    } finally {
+      await small.stop();
+    }
+  });
+
   it("sends one copy for overlapping subscriptions, with all their Subscription Identifiers [MQTT-3.3.4-4]", async () => {
     const user = await make(all);
     const rx = await v5raw(user);
