@@ -135,7 +135,7 @@ describe("the appliance's reconcile finds what another process changed", () => {
     expect(core.credentials.findByUsername("b")!.description).toBe("moved");
     expect(core.credentials.findByUsername("c")!.type).toBe("http");
     const revision = core.credentials.findByUsername("b")!.revision;
-    core.credentials.reload();
+    await core.credentials.reload();
     expect(core.credentials.findByUsername("b")!.revision).toBe(revision); // not reloaded: unchanged
     core.stop();
   });

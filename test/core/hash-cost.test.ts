@@ -31,7 +31,7 @@ describe("stored hash costs at login", () => {
     );
     const atCap = Array.from({ length: 6 }, (_, i) => ({ username: `at-cap-${i}`, password: `at-cap-password-${i}` }));
     for (const u of atCap) insert.run(u.username, mosquitto7(u.password, hashLimits.pbkdf2Iterations));
-    core.credentials.reload();
+    await core.credentials.reload();
 
     let ticks = 0;
     const timer = setInterval(() => ticks++, 10);
