@@ -23,6 +23,8 @@ const benches: [name: string, file: string][] = [
   ["accept", "accept.ts"],
   ["flood", "flood.ts"],
   ["pipeline", "pipeline.ts"],
+  ["bulk", "bulk.ts"],
+  ["traffic", "traffic.ts"],
   ["uplink", "uplink.ts"],
   ["durable", "durable.ts"],
   ["startup", "startup.ts"],

@@ -40,6 +40,8 @@ export interface App {
   address(name: string): { host: string; port: number } | undefined;
   /** reloadTls: SIGHUP; re-read the TLS certificate and key */
   reloadTls(): void;
+  /** routes: every route of the admin page and API (method, path pattern), for tests that must cover them all */
+  routes(): { method: string; path: string }[];
 }
 
 /**
@@ -62,6 +64,7 @@ export function createApp(
     sessionTtlMs: config.sessionTtlSeconds * 1000,
     accepts: acceptsTable(),
     requestTypeOf,
+    metricsPerIntegration: config.metricsPerIntegration,
     ...coreOptions,
   });
   // One TLS configuration for HTTPS and MQTT over TLS (made or read when the appliance starts).
@@ -73,6 +76,7 @@ export function createApp(
     timeoutMs: config.pendingTimeoutSeconds * 1000,
     log: log.child({ part: "accept-pool" }),
     metrics: core.metrics,
+    refuse: (remote) => core.bans.addressBanned(remote),
   });
   for (const warning of config.warnings) log.warn(warning);
   const deps = { core, version, dataDir: config.dataDir, bind: config.bind, tls, pool };
@@ -131,6 +135,9 @@ export function createApp(
       }
       return undefined;
     },
+    // a type's connection help is its own part's (asked when a page is rendered, after start)
+    help: (type, context) =>
+      listeners.find((l) => l.type === type)?.help?.({ ...context, port: (name) => addressOf(name)?.port }),
   });
   const maxBodyBytes = Math.max(defaultMaxBodyBytes, ...mounts.map((m) => m.maxBodyBytes ?? 0));
   const http = createWebServer(web, {
@@ -196,6 +203,13 @@ export function createApp(
     })),
   ];
   const started: typeof parts = [];
+  const addressOf = (name: string) => {
+    for (const p of parts) {
+      const a = p.addresses()[name];
+      if (a) return a;
+    }
+    return undefined;
+  };
   let stopped = false;
 
   const bootstrapAdmin = async () => {
@@ -217,6 +231,7 @@ export function createApp(
     listeners,
     connectors,
     pool,
+    routes: () => web.routes.map((r) => ({ method: r.method, path: r.path })),
     async start() {
       core.start();
       for (const part of parts) {
@@ -255,13 +270,7 @@ export function createApp(
       core.stop();
       closeDatabase(db);
     },
-    address(name) {
-      for (const p of parts) {
-        const a = p.addresses()[name];
-        if (a) return a;
-      }
-      return undefined;
-    },
+    address: addressOf,
     reloadTls() {
       if (!tlsNeeded) return;
       try {

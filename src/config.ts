@@ -70,6 +70,8 @@ export interface Config {
   readonly maxPending: number;
   /** seconds a silent socket may wait while the pool is at most half full (less as it fills) */
   readonly pendingTimeoutSeconds: number;
+  /** /metrics also has a series per integration for its traffic (off: by type only, a bounded label set) */
+  readonly metricsPerIntegration: boolean;
   /** the enabled listeners, in registry order */
   readonly listeners: readonly ListenerConfig[];
   /** the enabled connectors (outbound parts), in registry order */
@@ -119,6 +121,10 @@ const commonOptions = {
     1,
     1_000_000,
   ),
+  metricsPerIntegration: option.bool(
+    "/metrics also has each integration's traffic, labelled by username (the 1000 busiest); off: by type only",
+    "false",
+  ),
   pendingTimeout: option.count(
     "a silent socket's deadline (TLS handshake, CONNECT, request); shrinks to 2 s as the pool fills",
     "10",
@@ -151,8 +157,9 @@ export const usage = `gatehouse — who may connect to this device (MQTT, OPC UA
 
 Usage:
   gatehouse [serve] [options]              run the appliance (default)
-  gatehouse admin set-password [--username NAME] [--data-dir DIR]
+  gatehouse admin set-password [--username NAME] [--read-only] [--data-dir DIR]
                                            read a new admin password from stdin
+  gatehouse admin list | set-role NAME full|read-only | reset-2fa NAME [--data-dir DIR]
   gatehouse integrations list [--type T] [--json]
   gatehouse integrations add --type T [--username U] [--password-stdin] [--description D] [--json]
   gatehouse integrations remove|enable|disable USERNAME [--json]
@@ -167,6 +174,8 @@ Usage:
                  [--remote-prefix P] [--subscribe FILTER[,...] --local-prefix P] [--qos 0|1]
                  [--inflight N] [--inventory] [--json]
   gatehouse uplinks list | status [NAME] | enable NAME | disable NAME | remove NAME   [--json]
+  gatehouse bans list | add --address A|--client-id C|--username U [--minutes N] | remove ID [--json]
+                                           A: an IP address or CIDR block; N: 1-525600 (default 60)
   gatehouse backup FILE | restore FILE | export [--full] [FILE] | import --full FILE   [--data-dir DIR]
   gatehouse version
 
@@ -251,6 +260,7 @@ export function parseServeConfig(argv: string[], env: Record<string, string | un
     httpAcceptFront: o.httpAcceptFront,
     maxPending,
     pendingTimeoutSeconds: o.pendingTimeout,
+    metricsPerIntegration: o.metricsPerIntegration,
     listeners: Object.freeze(listeners),
     connectors: Object.freeze(connectors),
     warnings: Object.freeze(warnings),

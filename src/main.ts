@@ -24,6 +24,8 @@ async function main(argv: string[]): Promise<number> {
     case "export":
     case "import":
       return (await import("./cli/backup.ts")).dataCli(first, rest, env);
+    case "bans":
+      return (await import("./cli/bans.ts")).bansCli(rest, env);
     case "onboarding":
       return (await import("./cli/onboarding.ts")).onboardingCli(rest, env);
     case "uplinks":

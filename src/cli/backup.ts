@@ -1,4 +1,4 @@
-import { closeSync, existsSync, lstatSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, rmSync, statSync } from "node:fs";
 import { closeDatabase } from "../db/client.ts";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -41,6 +41,7 @@ import { outboxFileName } from "../connectors/uplink/outbox.ts";
 import { secretKeyFile } from "../connectors/uplink/secrets.ts";
 import { parseUplinkExport, type UplinkExport, UplinkStore } from "../connectors/uplink/store.ts";
 import { exitCodes } from "./exit-codes.ts";
+import { maxCertificateBytes, readTrustedCertificates, trustedPath } from "../core/export.ts";
 
 interface ExportDocument {
   format: "gatehouse-export";
@@ -232,59 +233,6 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
   }
 }
 
-/** trustedFolder: where the OPC UA listener keeps the client certificates it trusts, under the data dir. */
-const trustedFolder = ["pki", "trusted", "certs"] as const;
-
-/**
- * trustedPath: the trusted-certificates folder under the data dir's real path, each folder on the way
- * checked with lstat: a real folder or absent (`undefined` from there on). The data dir belongs to the
- * service's user: a `pki` or `certs` that is a symlink (to /etc) is refused, not followed by root.
- */
-function trustedPath(dataDir: string): { path: string; exists: boolean } {
-  let path = existingDataDir(dataDir);
-  let exists = true;
-  for (const part of trustedFolder) {
-    path = join(path, part);
-    if (!exists) continue;
-    let st;
-    try {
-      st = lstatSync(path);
-    } catch {
-      exists = false;
-      continue;
-    }
-    if (!st.isDirectory())
-      throw new TargetError(`${path} is not a folder (a symlink?); refusing to use it for trusted certificates`);
-  }
-  return { path, exists };
-}
-
-/**
- * readTrustedCertificates: the trusted OPC UA client certificates for an export: only regular files
- * (lstat, then opened with O_NOFOLLOW) inside the data dir, at most the size an import accepts; what
- * is skipped is said (a symlink there pointed root's export at /etc/shadow).
- */
-function readTrustedCertificates(dataDir: string): { certificates: Record<string, string>; skipped: string[] } {
-  const { path, exists } = trustedPath(dataDir);
-  const certificates: Record<string, string> = {};
-  const skipped: string[] = [];
-  if (!exists) return { certificates, skipped };
-  for (const name of readdirSync(path).sort()) {
-    if (!/\.(pem|der)$/i.test(name)) continue;
-    const file = join(path, name);
-    if (!lstatSync(file).isFile()) {
-      skipped.push(`${file}: not a regular file (a symlink?)`);
-      continue;
-    }
-    try {
-      certificates[name] = readBounded(file, maxCertificateBytes, { noFollow: true }).toString("base64");
-    } catch (err) {
-      skipped.push(`${file}: ${(err as Error).message}`);
-    }
-  }
-  return { certificates, skipped };
-}
-
 /**
  * importFull: the checked export into the data dir (its lock held). Everything that could refuse is
  * asked before anything is written: every certificate's target must be absent or a regular file. The
@@ -348,7 +296,6 @@ function importFull(
 /** maxExportBytes: an export larger than this is refused unread (256 MiB: several hundred thousand integrations). */
 export const maxExportBytes = 256 * 1024 * 1024;
 const maxCertificates = 1000;
-const maxCertificateBytes = 64 * 1024;
 const aclKeys = ["publishAcl", "subscribeAcl", "denyPublishAcl", "denySubscribeAcl"] as const;
 
 /**

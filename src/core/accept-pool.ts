@@ -4,9 +4,9 @@ import type { Metrics } from "./metrics.ts";
 /**
  * Why the pool closed a socket: a silent one's deadline passed, it was evicted to admit a newcomer
  * (`evicted-spoke`: one that spoke, past the share of those), or it spoke and its login was not over by
- * the login deadline.
+ * the login deadline; `banned`: its address is banned (core/bans.ts), closed at accept.
  */
-export type PendingCloseReason = "deadline" | "evicted" | "evicted-spoke" | "login-deadline";
+export type PendingCloseReason = "deadline" | "evicted" | "evicted-spoke" | "login-deadline" | "banned";
 
 /** PendingSocket: what a listener holds for one socket it admitted. */
 export interface PendingSocket {
@@ -32,6 +32,8 @@ export interface AcceptPoolOptions {
   loginTimeoutMs?: number;
   log?: Logger;
   metrics?: Metrics;
+  /** refuse: an address refused at accept, before the socket is counted or read (a ban, core/bans.ts) */
+  refuse?: (remote: string) => boolean;
 }
 
 interface Entry extends PendingSocket {
@@ -96,8 +98,10 @@ export class AcceptPool {
     evicted: 0,
     "evicted-spoke": 0,
     "login-deadline": 0,
+    banned: 0,
   };
   #fullSince = 0;
+  #refuse?: (remote: string) => boolean;
 
   constructor(opts: AcceptPoolOptions) {
     if (!(opts.capacity >= 1)) throw new Error("accept pool: capacity must be at least 1");
@@ -106,6 +110,7 @@ export class AcceptPool {
     this.minTimeoutMs = Math.min(opts.minTimeoutMs ?? 2_000, opts.timeoutMs);
     this.loginTimeoutMs = opts.loginTimeoutMs ?? 30_000;
     this.#log = opts.log;
+    this.#refuse = opts.refuse;
     if (opts.metrics) {
       opts.metrics.gauge({
         name: "gatehouse_pending_closed_total",
@@ -167,8 +172,23 @@ export class AcceptPool {
     return Math.round(this.timeoutMs - (this.timeoutMs - this.minTimeoutMs) * Math.min(1, (fill - 0.5) / 0.5));
   }
 
-  /** admit: one new socket; a full pool makes room first. `close` drops it (the pool has already forgotten it then). */
+  /**
+   * admit: one new socket; a full pool makes room first. `close` drops it (the pool has already forgotten
+   * it then). An address `refuse` names (a ban) is never counted: it is closed once the caller has set the
+   * socket up (a microtask, before any I/O callback, so before a byte is read).
+   */
   admit(listener: string, remote: string, close: (reason: PendingCloseReason) => void): PendingSocket {
+    if (this.#refuse?.(remote)) {
+      this.#closedBy.banned++;
+      queueMicrotask(() => {
+        try {
+          close("banned");
+        } catch (err) {
+          this.#log?.error("accept pool: closing a socket failed", { listener, err });
+        }
+      });
+      return { spoke() {}, leave() {} };
+    }
     if (this.size >= this.capacity) {
       const victim = this.#victim();
       this.#drop(victim, victim.silent ? "evicted" : "evicted-spoke");

@@ -49,6 +49,48 @@ export class ActivityLog {
     readonly opts: { maxAgeMs?: number; maxRows?: number; now?: () => number } = {},
   ) {}
 
+  /** rows recorded inside `batch`, written together when it ends */
+  #batch: (typeof activity.$inferInsert)[] | undefined;
+
+  /**
+   * batch: what `fn` records (a bulk change: one entry per integration) is written in one transaction
+   * when it returns, instead of one transaction per entry.
+   */
+  batch<T>(fn: () => T): T {
+    if (this.#batch) return fn();
+    const rows: (typeof activity.$inferInsert)[] = [];
+    this.#batch = rows;
+    let result: T;
+    try {
+      result = fn();
+    } finally {
+      this.#batch = undefined;
+    }
+    // written after `fn` returned (a change that threw wrote nothing: its entries are dropped with it)
+    this.#writeBatch(rows);
+    return result;
+  }
+
+  #writeBatch(rows: (typeof activity.$inferInsert)[]): void {
+    if (rows.length === 0) return;
+    try {
+      // one prepared statement in one transaction: drizzle's query building costs more than SQLite here
+      // (10 000 entries: ~0.1 s instead of ~0.4 s on a 2-core machine)
+      const c = activity;
+      const insert = this.db.$client.prepare(
+        `INSERT INTO activity (${c.at.name}, ${c.actor.name}, ${c.action.name}, ${c.subject.name}, ${c.detail.name}) VALUES (?, ?, ?, ?, ?)`,
+      );
+      this.db.$client.transaction(() => {
+        for (const r of rows) insert.run(r.at, r.actor, r.action, r.subject ?? "", r.detail ?? "");
+      })();
+      this.#inserted += rows.length;
+      this.prune(rows.at(-1)!.at);
+    } catch (err) {
+      if (!isBusy(err)) throw err;
+      this.#pending.push(...rows.slice(0, Math.max(0, 10_000 - this.#pending.length)));
+    }
+  }
+
   record(action: string, subject: string, detail = "", actor: Actor = currentActor()): void {
     const at = this.opts.now?.() ?? Date.now();
     const row = {
@@ -58,6 +100,10 @@ export class ActivityLog {
       subject: subject.slice(0, 256),
       detail: detail.slice(0, 1024),
     };
+    if (this.#batch) {
+      this.#batch.push(row);
+      return;
+    }
     try {
       // A statement prepared once (bun:sqlite's cache): an import records one row per integration.
       this.db.$client
@@ -121,12 +167,13 @@ export class ActivityLog {
   follow(events: EventBus): void {
     // A change another process wrote (the CLI) is recorded by that process; its kicks here are ours.
     const ours = () => currentActor() !== "external";
-    for (const name of [
+    // an approved onboarding request is recorded once, as `onboarding.approved`
+    events.on(
       "integration.created",
-      "integration.deleted",
-      "integration.activated",
-      "integration.deactivated",
-    ] as const) {
+      ({ integration: i, via }) =>
+        ours() && via === undefined && this.record("integration.created", i.username, `type ${i.type}`),
+    );
+    for (const name of ["integration.deleted", "integration.activated", "integration.deactivated"] as const) {
       events.on(name, ({ integration: i }) => ours() && this.record(name, i.username, `type ${i.type}`));
     }
     events.on(

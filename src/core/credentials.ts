@@ -1,11 +1,17 @@
-import { eq, sql } from "drizzle-orm";
+import { eq, inArray, sql } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { integrations, type IntegrationRow } from "../db/schema.ts";
 import { ConflictError, NotFoundError, ValidationError } from "../lib/errors.ts";
 import { randomName, randomPassword, randomUsername } from "../lib/ids.ts";
-import { aclKey, IntegrationIndex, publicView, type StoredIntegration } from "./credentials/index-memory.ts";
+import { aclKey, IntegrationIndex, publicView, storedRow, type StoredIntegration } from "./credentials/index-memory.ts";
 import { LastLogins } from "./credentials/last-logins.ts";
-import { countByType, listIntegrations, type ListPage, type ListQuery } from "./credentials/query.ts";
+import {
+  countByType,
+  listIntegrations,
+  matchingIntegrations,
+  type ListPage,
+  type ListQuery,
+} from "./credentials/query.ts";
 import { reconcile } from "./credentials/reconcile.ts";
 import { insertRow } from "./credentials/rows.ts";
 import {
@@ -69,7 +75,7 @@ function aclErrors(input: Partial<Record<(typeof aclFields)[number], string[]>>)
 }
 
 /** NewRow: a row of `integrations` as written by an insert (the database gives the id). */
-type NewRow = Omit<IntegrationRow, "id" | "lastLoginAt">;
+type NewRow = Omit<IntegrationRow, "id" | "lastLoginAt" | "lastLoginClientId" | "lastLoginRemote">;
 
 /** AdoptedIntegration: an integration brought with its hash (and, optionally, its permissions). */
 export interface AdoptedIntegration {
@@ -99,13 +105,24 @@ export interface CredentialOptions {
    * when it is current (see external-sync.ts)
    */
   fresh?: () => false | Promise<unknown>;
-  /** told of every login refused as an unknown user, with what the client presented (smart onboarding) */
-  onUnknown?: (type: IntegrationType, username: string, password: string, meta: LoginMeta) => void;
+  /**
+   * told of every login refused as an unknown user, with what the client presented (smart onboarding);
+   * answers true when it took the attempt as an onboarding request (then it is no failed login to show)
+   */
+  onUnknown?: (type: IntegrationType, username: string, password: string, meta: LoginMeta) => boolean | undefined;
+  /** banned: the ban refusing this client (core/bans.ts), asked before any password work */
+  banned?: (username: string, meta: LoginMeta) => unknown;
   /** told of a login refused because the stored hash cannot be checked at a bounded cost (see hashLimits) */
   onUnusableHash?: (username: string, problem: string) => void;
   /** password checks waiting at most (default `deviceMaxQueued`) */
   maxQueuedLogins?: number;
 }
+
+/** BulkSet: what a bulk change may set (the same for every row it changes). */
+type BulkSet = Partial<Pick<IntegrationRow, "active" | (typeof aclFields)[number]>> & { updatedAt: number };
+
+/** bulkChunk: ids per statement in bulk changes (SQLite allows 32 766 parameters per statement). */
+const bulkChunk = 5_000;
 
 /** defaultVrpcDomain: vrpc 3.5's own default domain (VrpcAgent and VrpcClient `domain = 'vrpc'`). */
 const defaultVrpcDomain = "vrpc";
@@ -207,17 +224,25 @@ export class CredentialStore {
     // disabled or removed is refused as soon: every login first looks for such writes (one PRAGMA).
     const catchingUp = this.opts.fresh?.();
     if (catchingUp) await catchingUp;
-    const result = await this.#verifier.check(type, username, password, meta, signal);
+    // A banned client costs a few map lookups: no hash, no throttle slot, no onboarding request.
+    const result: VerifyResult = this.opts.banned?.(username, meta)
+      ? { ok: false, reason: "banned" }
+      : await this.#verifier.check(type, username, password, meta, signal);
     if (result.ok) {
       const t = this.now();
       const r = this.#index.get(result.integration.id);
-      if (r) r.lastLoginAt = t;
-      result.integration.lastLoginAt = t;
-      this.#lastLogins.record(result.integration.id, t);
+      const login = { at: t, clientId: meta.clientId?.slice(0, 256), remote: meta.remote?.slice(0, 64) };
+      for (const x of r ? [r, result.integration] : [result.integration]) {
+        x.lastLoginAt = t;
+        x.lastLoginClientId = login.clientId ?? null;
+        x.lastLoginRemote = login.remote ?? null;
+      }
+      this.#lastLogins.record(result.integration.id, login);
       this.events.emit("login.succeeded", { integration: result.integration, type, meta });
     } else {
-      this.events.emit("login.failed", { username, type, reason: result.reason, meta });
-      if (result.reason === "unknown-user") this.opts.onUnknown?.(type, username, password, meta);
+      const onboarding =
+        result.reason === "unknown-user" && this.opts.onUnknown?.(type, username, password, meta) === true;
+      this.events.emit("login.failed", { username, type, reason: result.reason, meta, onboarding });
     }
     return result;
   }
@@ -258,8 +283,18 @@ export class CredentialStore {
     return countByType(this.#index.values(), integrationTypes);
   }
 
-  list(query: ListQuery, onlineIds: ReadonlySet<number> = new Set()): ListPage {
-    return listIntegrations(this.#index.values(), query, onlineIds);
+  /** list: one page; `liveMatches` are integrations whose live sessions match the search text. */
+  list(query: ListQuery, onlineIds: ReadonlySet<number> = new Set(), liveMatches?: ReadonlySet<number>): ListPage {
+    return listIntegrations(this.#index.values(), query, onlineIds, liveMatches);
+  }
+
+  /** matchingIds: every integration a list query selects (all its pages), for bulk work. */
+  matchingIds(
+    query: ListQuery,
+    onlineIds: ReadonlySet<number> = new Set(),
+    liveMatches?: ReadonlySet<number>,
+  ): number[] {
+    return matchingIntegrations(this.#index.values(), query, onlineIds, liveMatches).map((r) => r.id);
   }
 
   /** all: every integration (of `type`), newest first: one pass, for the CLI's list and whole-fleet reads. */
@@ -336,12 +371,12 @@ export class CredentialStore {
   }
 
   /** adopt: an integration whose password hash already exists (an approved onboarding request, an import with hashes). */
-  adopt(input: AdoptedIntegration): Integration {
-    return this.adoptMany([input])[0]!;
+  adopt(input: AdoptedIntegration, via?: "onboarding"): Integration {
+    return this.adoptMany([input], via)[0]!;
   }
 
   /** adoptMany: the same for many, all or nothing (a Mosquitto password file, an export of another appliance). */
-  adoptMany(inputs: AdoptedIntegration[]): Integration[] {
+  adoptMany(inputs: AdoptedIntegration[], via?: "onboarding"): Integration[] {
     const t = this.now();
     const defaults = new Map<IntegrationType, DefaultPermissions>();
     const seen = new Set<string>();
@@ -385,7 +420,7 @@ export class CredentialStore {
         updatedAt: t,
       };
     });
-    return this.#insertAll(rows);
+    return this.#insertAll(rows, via);
   }
 
   /** #defaultsFor: the type's default permissions, read once per bulk call (`cache`), not once per row. */
@@ -447,7 +482,7 @@ export class CredentialStore {
    * (PRAGMA data_version) for a 100 000-row import, instead of one per row. If the commit fails, memory
    * forgets the rows again.
    */
-  #insertAll(rows: NewRow[]): Integration[] {
+  #insertAll(rows: NewRow[], via?: "onboarding"): Integration[] {
     const put: StoredIntegration[] = [];
     let created: Integration[];
     try {
@@ -456,7 +491,7 @@ export class CredentialStore {
           const r = this.#index.put(insertRow(this.db, row));
           put.push(r);
           const integration = publicView(r);
-          this.events.emit("integration.created", { integration });
+          this.events.emit("integration.created", via ? { integration, via } : { integration });
           return integration;
         }),
       )();
@@ -523,6 +558,108 @@ export class CredentialStore {
     const integration = publicView(r);
     this.events.emit("integration.deleted", { integration });
     return integration;
+  }
+
+  // ---------------------------------------------------------------- bulk
+
+  /**
+   * setActiveMany: activates or deactivates many integrations in one transaction; then, per integration
+   * that changed, the same event as `setActive` (a deactivation drops its sessions). Unknown ids and
+   * integrations already in that state are skipped; returns the ones changed.
+   */
+  setActiveMany(ids: readonly number[], active: boolean): Integration[] {
+    const targets = this.#existing(ids).filter((r) => r.active !== active);
+    const changed = this.#storeMany(targets, { active, updatedAt: this.now() });
+    for (const integration of changed)
+      this.events.emit(active ? "integration.activated" : "integration.deactivated", { integration });
+    return changed;
+  }
+
+  /**
+   * setPermissionsMany: sets the topic permission lists given (the others stay) on many integrations in
+   * one transaction; each whose permissions changed gets `integration.updated` (its sessions reconnect
+   * under the new ones).
+   */
+  setPermissionsMany(ids: readonly number[], patch: Pick<IntegrationPatch, (typeof aclFields)[number]>): Integration[] {
+    const fields = aclErrors(patch);
+    if (Object.keys(fields).length) throw new ValidationError(fields);
+    const set: BulkSet = { updatedAt: this.now() };
+    for (const key of aclFields) if (patch[key]) set[key] = JSON.stringify(patch[key]);
+    const targets = this.#existing(ids).filter((r) =>
+      aclFields.some((k) => set[k] !== undefined && set[k] !== JSON.stringify(r[k])),
+    );
+    const changed = this.#storeMany(targets, set);
+    for (const integration of changed)
+      this.events.emit("integration.updated", { integration, passwordChanged: false, aclChanged: true });
+    return changed;
+  }
+
+  /** removeMany: deletes many integrations in one transaction, then `integration.deleted` for each. */
+  removeMany(ids: readonly number[]): Integration[] {
+    const targets = this.#existing(ids);
+    this.db.transaction((tx) => {
+      for (let k = 0; k < targets.length; k += bulkChunk)
+        tx.delete(integrations)
+          .where(
+            inArray(
+              integrations.id,
+              targets.slice(k, k + bulkChunk).map((r) => r.id),
+            ),
+          )
+          .run();
+    });
+    const removed = targets.map((r) => {
+      this.#index.delete(r);
+      this.#lastLogins.drop(r.id);
+      this.#verifier.forget(r.id);
+      return publicView(r);
+    });
+    for (const integration of removed) this.events.emit("integration.deleted", { integration });
+    return removed;
+  }
+
+  /** #existing: the stored integrations among `ids`, each once. */
+  #existing(ids: readonly number[]): StoredIntegration[] {
+    const out: StoredIntegration[] = [];
+    for (const id of new Set(ids)) {
+      const r = this.#index.get(id);
+      if (r) out.push(r);
+    }
+    return out;
+  }
+
+  /**
+   * #storeMany: one change to many rows in one transaction (one prepared statement: for 10 000 rows
+   * drizzle's query building costs more than SQLite), then memory (new revisions), caches forgotten.
+   */
+  #storeMany(targets: StoredIntegration[], set: BulkSet): Integration[] {
+    if (targets.length === 0) return [];
+    const { updatedAt, ...rest } = set;
+    const keys = Object.keys(rest) as (keyof typeof rest)[];
+    // updated_at always moves, as in #store (another process's reconcile finds changed rows by it)
+    const update = this.db.$client.prepare(
+      `UPDATE integrations SET ${keys.map((k, i) => `${integrations[k].name} = ?${i + 3}, `).join("")}` +
+        `${integrations.updatedAt.name} = max(?2, ${integrations.updatedAt.name} + 1) WHERE id = ?1 ` +
+        `RETURNING ${integrations.updatedAt.name} AS at`,
+    );
+    const values = keys.map((k) => {
+      const v = rest[k];
+      return typeof v === "boolean" ? Number(v) : (v ?? null);
+    });
+    const stamps: number[] = [];
+    try {
+      this.db.$client.transaction(() => {
+        for (const r of targets) stamps.push((update.get(r.id, updatedAt, ...values) as { at: number }).at);
+      })();
+    } finally {
+      update.finalize();
+    }
+    return targets.map((r, i) => {
+      const row = { ...storedRow(r), ...rest, updatedAt: stamps[i]! };
+      const stored = this.#index.put(row, this.#lastLogins.pendingFor(r.id));
+      this.#verifier.forget(r.id);
+      return publicView(stored);
+    });
   }
 
   /** #store: writes a change, then memory (a new revision), and forgets what was cached for it. */

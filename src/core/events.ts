@@ -2,7 +2,8 @@ import type { Integration, IntegrationType, LoginFailure, LoginMeta, SessionInfo
 
 /** EventMap: every event of the core, named `noun.pastVerb`. */
 export interface EventMap {
-  "integration.created": { integration: Integration };
+  /** `via`: what made it, when that records its own activity entry (an approved onboarding request) */
+  "integration.created": { integration: Integration; via?: "onboarding" };
   "integration.updated": { integration: Integration; passwordChanged: boolean; aclChanged?: boolean };
   "integration.deleted": { integration: Integration };
   "integration.activated": { integration: Integration };
@@ -14,7 +15,14 @@ export interface EventMap {
   "login.succeeded": { integration: Integration; type: IntegrationType; meta: LoginMeta };
   /** the onboarding window or its requests changed (pages refresh) */
   "onboarding.changed": Record<string, never>;
-  "login.failed": { username: string; type: IntegrationType; reason: LoginFailure; meta: LoginMeta };
+  /** `onboarding`: an unknown name the open onboarding window took as a request (not a failure to show) */
+  "login.failed": {
+    username: string;
+    type: IntegrationType;
+    reason: LoginFailure;
+    meta: LoginMeta;
+    onboarding?: boolean;
+  };
   /** a listener refused a client's publish by the topic permissions (the client may repeat it often) */
   "publish.refused": { integration: Readonly<Integration>; topic: string };
   /** a connector's state changed (connected, disconnected, its queue, its configuration): open pages refresh */

@@ -4,16 +4,18 @@ import { Slot } from "../lib/slot.ts";
 import { ActivityLog, actAs } from "./activity.ts";
 import { AnnouncementRefusals } from "./announcements.ts";
 import { AdminStore } from "./admins.ts";
+import { BanList } from "./bans.ts";
 import { Metrics } from "./metrics.ts";
 import { Onboarding, type RequestTypeOf } from "./onboarding.ts";
 import { TopicBus } from "./bus.ts";
 import type { TopicSpace } from "./permissions.ts";
 import { CredentialStore, type AcceptsTable, type HashCost } from "./credentials.ts";
-import { statusOf, type IntegrationType } from "./types.ts";
+import { statusOf, type IntegrationType, type Traffic } from "./types.ts";
 import { EventBus } from "./events.ts";
 import { ExternalSync } from "./external-sync.ts";
 import { LoginLog } from "./login-log.ts";
 import { kickReasons, SessionRegistry } from "./sessions.ts";
+import { CoarseClock, newTraffic } from "./traffic.ts";
 
 export interface CoreOptions {
   hashCost?: HashCost;
@@ -26,6 +28,8 @@ export interface CoreOptions {
   watchIntervalMs?: number;
   /** how often last-login times are written */
   flushIntervalMs?: number;
+  /** /metrics has a traffic series per integration (username label, the busiest `perIntegrationSeries`) */
+  metricsPerIntegration?: boolean;
   /** device password checks waiting at most (default `deviceMaxQueued`, 1 024; tests use fewer) */
   maxQueuedLogins?: number;
 }
@@ -45,10 +49,13 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     accepts: opts.accepts,
     maxQueuedLogins: opts.maxQueuedLogins,
     fresh: (): false | Promise<boolean> => external.fresh(),
+    banned: (username, meta) => bans.match(username, meta),
     onUnknown: (type, username, password, meta) => {
+      if (!onboarding.takes(type, username, password, meta)) return false;
       onboarding
         .consider(type, username, password, meta)
         .catch((err) => log.error("onboarding request failed", { err }));
+      return true;
     },
     onUnusableHash: (username, problem) =>
       log.warn("login refused: the stored password hash cannot be checked at a bounded cost; set a new password", {
@@ -60,9 +67,28 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     requestTypeOf: opts.requestTypeOf,
   });
   activity.follow(events);
-  const sessions = new SessionRegistry(events, (id) => credentials.peek(id));
-  const timers: ReturnType<typeof setInterval>[] = [];
+  // a message's time for the traffic counters, read as a field (traffic.ts says why)
+  const clock = new CoarseClock();
+  const sessions = new SessionRegistry(events, (id) => credentials.peek(id), clock);
+  const bans: BanList = new BanList(db, activity, sessions);
+  const timers: ReturnType<typeof setInterval>[] = [clock.start()];
   const metrics = coreMetrics(credentials, sessions, onboarding, events, timers);
+  trafficMetrics(metrics, credentials, sessions, opts.metricsPerIntegration === true);
+  metrics.gauge({
+    name: "gatehouse_bans",
+    help: "Live bans by kind",
+    read: () => {
+      const counts = { address: 0, clientId: 0, username: 0 };
+      for (const b of bans.list()) counts[b.kind]++;
+      return Object.entries(counts).map(([kind, n]) => [{ kind }, n]);
+    },
+  });
+  metrics.gauge({
+    name: "gatehouse_ban_refusals_total",
+    help: "Connects refused by a ban (address: at accept or login; clientId, username: at login), by kind",
+    type: "counter",
+    read: () => Object.entries(bans.refused).map(([kind, n]) => [{ kind }, n]),
+  });
   const admins = new AdminStore(db, {
     hashCost: opts.hashCost,
     sessionTtlMs: opts.sessionTtlMs,
@@ -92,6 +118,7 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     };
   events.on("integration.deactivated", kick(kickReasons.deactivated));
   events.on("integration.deleted", kick(kickReasons.deleted));
+  events.on("integration.deleted", ({ integration }) => sessions.forgetTraffic(integration.id));
   events.on("integration.updated", (e) => {
     if (e.passwordChanged) kick(kickReasons.passwordChanged)(e);
     // Subscriptions were granted under the old permissions: reconnecting applies the new ones.
@@ -133,6 +160,7 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
       actAs("external", () => {
         const applying = credentials.reload(); // a promise when many rows changed (applied in slices)
         onboarding.reload();
+        bans.reload();
         admins.syncExternal();
         for (const follow of externalFollowers) {
           try {
@@ -153,6 +181,8 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     events,
     credentials,
     sessions,
+    /** banned addresses, client ids and usernames, asked at accept and at every login (bans.ts) */
+    bans,
     admins,
     loginLog,
     activity,
@@ -195,6 +225,7 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
         setInterval(() => {
           try {
             credentials.flushLastLogins();
+            bans.sweep();
             onboarding.flush();
             activity.flush();
           } catch (err) {
@@ -300,4 +331,78 @@ function coreMetrics(
     read: () => [[{}, credentials.lastFlushSeconds]],
   });
   return m;
+}
+
+/** perIntegrationSeries: integrations given their own traffic series when asked (the busiest first). */
+export const perIntegrationSeries = 1000;
+
+/**
+ * trafficMetrics: what the integrations' sessions moved since start, by integration type (a bounded label
+ * set: 4 types, 2 directions), read from the session registry when scraped. A series per integration (its
+ * username as label) only when asked (`--metrics-per-integration`), and then for the
+ * `perIntegrationSeries` busiest, so a fleet of 10 000 does not become 60 000 series.
+ */
+function trafficMetrics(m: Metrics, credentials: CredentialStore, sessions: SessionRegistry, perIntegration: boolean) {
+  const byType = () => {
+    const sums = new Map<string, Traffic>();
+    for (const [id, t] of sessions.trafficTotals()) {
+      const type = credentials.peek(id)?.type;
+      if (!type) continue;
+      let sum = sums.get(type);
+      if (!sum) sums.set(type, (sum = newTraffic()));
+      sum.messagesIn += t.messagesIn;
+      sum.messagesOut += t.messagesOut;
+      sum.bytesIn += t.bytesIn;
+      sum.bytesOut += t.bytesOut;
+      sum.refused += t.refused;
+    }
+    return sums;
+  };
+  const busiest = () =>
+    [...sessions.trafficTotals()]
+      .map(([id, t]) => ({ username: credentials.peek(id)?.username, t }))
+      .filter((x): x is { username: string; t: Readonly<Traffic> } => x.username !== undefined)
+      .sort((a, b) => b.t.messagesIn + b.t.messagesOut - (a.t.messagesIn + a.t.messagesOut))
+      .slice(0, perIntegrationSeries);
+  const series = (
+    name: string,
+    help: string,
+    pick: (t: Readonly<Traffic>) => [Record<string, string>, number][],
+  ): void => {
+    m.gauge({
+      name,
+      help,
+      type: "counter",
+      read: () =>
+        [...byType()].flatMap(([type, t]) =>
+          pick(t).map(([l, v]): [Record<string, string>, number] => [{ type, ...l }, v]),
+        ),
+    });
+    // its own family, so a sum over `gatehouse_traffic_*` never counts a message twice
+    if (perIntegration)
+      m.gauge({
+        name: name.replace("gatehouse_", "gatehouse_integration_"),
+        help: `${help}, per integration (the ${perIntegrationSeries} busiest)`,
+        type: "counter",
+        read: () =>
+          busiest().flatMap(({ username, t }) =>
+            pick(t).map(([l, v]): [Record<string, string>, number] => [{ integration: username, ...l }, v]),
+          ),
+      });
+  };
+  series(
+    "gatehouse_traffic_messages_total",
+    "Messages integrations sent (in) and were delivered (out), since start",
+    (t) => [
+      [{ direction: "in" }, t.messagesIn],
+      [{ direction: "out" }, t.messagesOut],
+    ],
+  );
+  series("gatehouse_traffic_bytes_total", "Payload bytes of those messages", (t) => [
+    [{ direction: "in" }, t.bytesIn],
+    [{ direction: "out" }, t.bytesOut],
+  ]);
+  series("gatehouse_traffic_refused_publishes_total", "Publishes the topic permissions refused, since start", (t) => [
+    [{}, t.refused],
+  ]);
 }

@@ -206,6 +206,21 @@ export class Onboarding {
 
   // ---------------------------------------------------------------- requests
 
+  /**
+   * takes: would `consider` take this unknown login as a request (the window is open for its type, the
+   * name was not rejected, the fields fit)? Asked synchronously by the login path, so an attempt that
+   * becomes a request is not shown as a failed login; whether it is listed (the list may be full, the
+   * address over its rate) is `consider`'s to say.
+   */
+  takes(listener: IntegrationType, username: string, password: string, meta: LoginMeta): boolean {
+    const w = this.#openWindow();
+    if (!w) return false;
+    const type = this.opts.requestTypeOf?.(listener, username, meta.clientId) ?? listener;
+    if (w.types && !w.types.includes(type)) return false;
+    if (username.length === 0 || username.length > 128 || password.length < 1 || password.length > 256) return false;
+    return !this.#rejected.has(username);
+  }
+
   list(): OnboardingRequest[] {
     return [...this.#requests.values()].sort((a, b) => a.id - b.id).map(({ passwordHash: _, ...r }) => r);
   }
@@ -316,22 +331,28 @@ export class Onboarding {
         if (this.credentials.findByUsername(r.username)) {
           throw new ConflictError(`username "${r.username}" already belongs to an integration; reject this request`);
         }
-        let integration = this.credentials.adopt({
-          type: r.type,
-          username: r.username,
-          passwordHash: r.passwordHash,
-          description: settings.description || `onboarded ${r.type} client ${r.clientId}`.trim().slice(0, 1024),
-        });
-        if (settings.publishAcl || settings.subscribeAcl)
-          integration = this.credentials.update(integration.id, {
+        // One activity entry per approval (this one): the integration is created with its permissions
+        // at once, and its own `integration.created` entry is left out (`via`).
+        const integration = this.credentials.adopt(
+          {
+            type: r.type,
+            username: r.username,
+            passwordHash: r.passwordHash,
+            description: settings.description || `onboarded ${r.type} client ${r.clientId}`.trim().slice(0, 1024),
             publishAcl: settings.publishAcl,
             subscribeAcl: settings.subscribeAcl,
-          });
+          },
+          "onboarding",
+        );
         this.#remove(r);
+        const acl =
+          settings.publishAcl || settings.subscribeAcl
+            ? `; may publish to ${integration.publishAcl.join(" ") || "nothing"}, subscribe to ${integration.subscribeAcl.join(" ") || "nothing"}`
+            : "";
         this.activity.record(
           "onboarding.approved",
           r.username,
-          `${r.type} from ${r.remote || "?"}, fingerprint ${r.fingerprint}`,
+          `${r.type} from ${r.remote || "?"}, fingerprint ${r.fingerprint}${acl}`,
         );
         approved.push(integration);
       } catch (err) {

@@ -1,6 +1,7 @@
 import { StaleLoginError } from "../lib/errors.ts";
 import type { EventBus } from "./events.ts";
-import { integrationTypes, type Integration, type IntegrationType, type SessionInfo } from "./types.ts";
+import { type Clock, newTraffic, systemClock, TrafficMeter } from "./traffic.ts";
+import { integrationTypes, type Integration, type IntegrationType, type SessionInfo, type Traffic } from "./types.ts";
 
 export type { SessionInfo } from "./types.ts";
 
@@ -24,6 +25,8 @@ export interface OpenSession {
   protocol?: string;
   /** kick: drops the connection; the listener's close path then calls `close`. */
   kick: (reason: string) => void;
+  /** subscriptions: the topic filters the connection subscribes to now (asked when sessions are listed) */
+  subscriptions?: () => string[];
 }
 
 export interface SessionHandle {
@@ -31,7 +34,11 @@ export interface SessionHandle {
   close(): void;
   /** touch: one more request of a stateless client (HTTP): counts it and moves `lastSeenAt` */
   touch(): void;
+  /** traffic: what the listener counts per message for this session (and its integration's total) */
+  readonly traffic: TrafficMeter;
 }
+
+type Entry = SessionInfo & { kick: OpenSession["kick"]; meter: TrafficMeter; subs?: OpenSession["subscriptions"] };
 
 /**
  * SessionRegistry: who is connected now, per protocol. Online status is derived from it; nothing
@@ -39,14 +46,18 @@ export interface SessionHandle {
  * clients of an integration that was deactivated, deleted or given a new password.
  */
 export class SessionRegistry {
-  #sessions = new Map<string, SessionInfo & { kick: OpenSession["kick"] }>();
+  #sessions = new Map<string, Entry>();
   #byIntegration = new Map<number, Set<string>>();
+  /** each integration's traffic since start, over every session it had (dropped when it is deleted) */
+  #traffic = new Map<number, Traffic>();
   #seq = 0;
 
   constructor(
     private readonly events: EventBus,
     /** the integration as it is now, if it still exists (for the revision check and current names) */
     private readonly current: (id: number) => Readonly<Integration> | undefined,
+    /** where traffic meters read a message's time (the core's coarse clock) */
+    private readonly clock: Clock = systemClock,
   ) {}
 
   /**
@@ -69,7 +80,10 @@ export class SessionRegistry {
       protocol: s.protocol,
       openedAt: Date.now(),
     };
-    this.#sessions.set(id, { ...info, kick: s.kick });
+    let total = this.#traffic.get(info.integrationId);
+    if (!total) this.#traffic.set(info.integrationId, (total = newTraffic()));
+    const meter = new TrafficMeter(newTraffic(), total, this.clock);
+    this.#sessions.set(id, { ...info, kick: s.kick, meter, subs: s.subscriptions });
     let set = this.#byIntegration.get(info.integrationId);
     if (!set) this.#byIntegration.set(info.integrationId, (set = new Set()));
     set.add(id);
@@ -77,6 +91,7 @@ export class SessionRegistry {
     const entry = this.#sessions.get(id)!;
     return {
       id,
+      traffic: meter,
       close: () => this.close(id),
       touch: () => {
         entry.lastSeenAt = Date.now();
@@ -93,8 +108,7 @@ export class SessionRegistry {
     const set = this.#byIntegration.get(s.integrationId);
     set?.delete(id);
     if (set?.size === 0) this.#byIntegration.delete(s.integrationId);
-    const { kick: _, ...info } = s;
-    this.events.emit("session.closed", { session: info });
+    this.events.emit("session.closed", { session: infoOf(s) });
   }
 
   /** kickSession: drops one session (the "disconnect now" button). */
@@ -102,8 +116,7 @@ export class SessionRegistry {
     const s = this.#sessions.get(id);
     if (!s) return false;
     this.close(id);
-    const { kick: _, ...info } = s;
-    this.events.emit("session.kicked", { session: info, reason });
+    this.events.emit("session.kicked", { session: infoOf(s), reason });
     try {
       s.kick(reason);
     } catch {
@@ -126,12 +139,41 @@ export class SessionRegistry {
         ? (this.#byIntegration.get(filter.integrationId) ?? [])
         : this.#sessions.keys();
     for (const id of ids) {
-      const { kick: _, ...info } = this.#sessions.get(id)!;
+      const entry = this.#sessions.get(id)!;
+      const info = infoOf(entry);
+      info.traffic = { ...entry.meter.session };
+      if (entry.subs) info.subscriptions = entry.subs();
       // a rename shows at once: the name is the integration's, not the one it logged in with
       info.username = this.current(info.integrationId)?.username ?? info.username;
       if (!filter.type || info.type === filter.type) out.push(info);
     }
     return out;
+  }
+
+  /** matching: integrations with a live session whose client id or address contains `text` (any case). */
+  matching(text: string): Set<number> {
+    const q = text.trim().toLowerCase();
+    const ids = new Set<number>();
+    if (!q) return ids;
+    for (const s of this.#sessions.values())
+      if (s.clientId?.toLowerCase().includes(q) || s.remote?.toLowerCase().includes(q)) ids.add(s.integrationId);
+    return ids;
+  }
+
+  /** trafficOf: what an integration's sessions moved since start, all of them together (zeros if none). */
+  trafficOf(integrationId: number): Traffic {
+    const t = this.#traffic.get(integrationId);
+    return t ? { ...t } : newTraffic();
+  }
+
+  /** trafficTotals: every integration's traffic since start (live records: read, do not keep). */
+  trafficTotals(): ReadonlyMap<number, Readonly<Traffic>> {
+    return this.#traffic;
+  }
+
+  /** forgetTraffic: a deleted integration's counters go with it (the map stays as large as the fleet). */
+  forgetTraffic(integrationId: number): void {
+    this.#traffic.delete(integrationId);
   }
 
   countFor(integrationId: number): number {
@@ -152,4 +194,10 @@ export class SessionRegistry {
   get size(): number {
     return this.#sessions.size;
   }
+}
+
+/** infoOf: what a session entry shows outside the registry (no kick, no meter). */
+function infoOf(e: Entry): SessionInfo {
+  const { kick: _k, meter: _m, subs: _s, ...info } = e;
+  return info;
 }

@@ -46,6 +46,9 @@ export interface Integration {
   createdAt: number;
   updatedAt: number;
   lastLoginAt: number | null;
+  /** the client id and address of the last login, where its listener knew them */
+  lastLoginClientId: string | null;
+  lastLoginRemote: string | null;
   /**
    * revision: changes with every change to the integration (password, active flag, permissions,
    * name). A login verified at one revision opens a session only while it is still current.
@@ -64,7 +67,8 @@ export interface LoginMeta {
 /**
  * VerifyFailure: why the core refused a login. `busy`: the password-check line is full of attempts that
  * rank no worse than this one (the client may retry soon); `abandoned`: the client went away while its
- * attempt waited in that line (its password was never checked).
+ * attempt waited in that line (its password was never checked); `banned`: decided before any password
+ * work (core/bans.ts).
  */
 export type VerifyFailure =
   | "unknown-user"
@@ -73,7 +77,8 @@ export type VerifyFailure =
   | "wrong-type"
   | "throttled"
   | "busy"
-  | "abandoned";
+  | "abandoned"
+  | "banned";
 /** LoginFailure: why a login was refused, by the core or by a listener's protocol rules. */
 export type LoginFailure =
   | VerifyFailure
@@ -103,6 +108,21 @@ export const defaultDir: Record<ListSort, "asc" | "desc"> = {
   status: "asc",
 };
 
+/**
+ * Traffic: what one session, or one integration over all its sessions, moved since the appliance started:
+ * messages and payload bytes received from the device (in) and delivered to it (out), publishes the topic
+ * permissions refused, and when the last message went either way (epoch ms; null: none yet). Kept in
+ * memory only: a restart starts from zero, as EMQX's per-client counters do.
+ */
+export interface Traffic {
+  messagesIn: number;
+  messagesOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  refused: number;
+  lastMessageAt: number | null;
+}
+
 /** SessionInfo: one live connection of one client, as the page and the API show it. */
 export interface SessionInfo {
   id: string;
@@ -117,4 +137,8 @@ export interface SessionInfo {
   /** stateless protocols (HTTP): the last request and how many there were */
   lastSeenAt?: number;
   requests?: number;
+  /** what this connection moved so far (a copy, taken when listed) */
+  traffic?: Traffic;
+  /** the topic filters it subscribes to now, where its protocol has them (MQTT, VRPC) */
+  subscriptions?: string[];
 }

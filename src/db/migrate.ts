@@ -9,6 +9,9 @@ import m0001 from "../../drizzle/0001_deny_filters.sql" with { type: "text" };
 import m0002 from "../../drizzle/0002_activity_onboarding.sql" with { type: "text" };
 import m0003 from "../../drizzle/0003_settings.sql" with { type: "text" };
 import m0004 from "../../drizzle/0004_uplinks.sql" with { type: "text" };
+import m0005 from "../../drizzle/0005_bans.sql" with { type: "text" };
+import m0006 from "../../drizzle/0006_admin_security.sql" with { type: "text" };
+import m0007 from "../../drizzle/0007_login_origin_admin_clients.sql" with { type: "text" };
 
 /** embeddedMigrations: drizzle-kit output, keyed by journal tag. */
 export const embeddedMigrations: Record<string, string> = {
@@ -17,6 +20,9 @@ export const embeddedMigrations: Record<string, string> = {
   "0002_activity_onboarding": m0002,
   "0003_settings": m0003,
   "0004_uplinks": m0004,
+  "0005_bans": m0005,
+  "0006_admin_security": m0006,
+  "0007_login_origin_admin_clients": m0007,
 };
 
 /** loadMigrations: the same MigrationMeta drizzle's readMigrationFiles builds, from embedded text. */

@@ -22,6 +22,9 @@ export const integrations = sqliteTable(
     createdAt: integer("created_at").notNull(),
     updatedAt: integer("updated_at").notNull(),
     lastLoginAt: integer("last_login_at"),
+    /** where the last login came from, as its listener saw it (written behind with the time) */
+    lastLoginClientId: text("last_login_client_id"),
+    lastLoginRemote: text("last_login_remote"),
   },
   (t) => [index("integrations_type_idx").on(t.type), index("integrations_created_idx").on(t.createdAt)],
 );
@@ -32,7 +35,28 @@ export const admins = sqliteTable("admins", {
   passwordHash: text("password_hash").notNull(),
   createdAt: integer("created_at").notNull(),
   updatedAt: integer("updated_at").notNull(),
+  /** `full` or `read-only` (sees every page, changes nothing, never sees a secret) */
+  role: text("role").$type<"full" | "read-only">().notNull().default("full"),
+  /** the TOTP key (base32, RFC 6238), null while the admin has no second factor; the server must read it */
+  totpSecret: text("totp_secret"),
+  /** the last 30-second step a code was accepted for: a code is good once (no replay within its window) */
+  totpLastStep: integer("totp_last_step"),
 });
+
+/** adminRecoveryCodes: one-time codes that stand in for a TOTP code; only their SHA-256 is stored. */
+export const adminRecoveryCodes = sqliteTable(
+  "admin_recovery_codes",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    adminId: integer("admin_id")
+      .notNull()
+      .references(() => admins.id, { onDelete: "cascade" }),
+    codeHash: text("code_hash").notNull(),
+    createdAt: integer("created_at").notNull(),
+    usedAt: integer("used_at"),
+  },
+  (t) => [index("admin_recovery_codes_admin_idx").on(t.adminId)],
+);
 
 /** adminSessions: the cookie holds a random token; only its SHA-256 is stored. */
 export const adminSessions = sqliteTable(
@@ -45,6 +69,9 @@ export const adminSessions = sqliteTable(
     csrfToken: text("csrf_token").notNull(),
     createdAt: integer("created_at").notNull(),
     expiresAt: integer("expires_at").notNull(),
+    /** the browser's User-Agent and address at sign-in, to tell sessions apart on the Settings page */
+    userAgent: text("user_agent").notNull().default(""),
+    remote: text("remote").notNull().default(""),
   },
   (t) => [index("admin_sessions_expires_idx").on(t.expiresAt)],
 );
@@ -116,3 +143,22 @@ export const settings = sqliteTable("settings", {
   value: text("value").notNull(),
   updatedAt: integer("updated_at").notNull(),
 });
+
+/**
+ * bans: addresses (one or a CIDR block), client ids and usernames refused before any password work,
+ * each until `expires_at` (ms); bounded in count by the core (core/bans.ts).
+ */
+export const bans = sqliteTable(
+  "bans",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    /** "address", "clientId" or "username" */
+    kind: text("kind").notNull(),
+    /** the canonical value: `10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`, a client id or a username */
+    value: text("value").notNull(),
+    createdAt: integer("created_at").notNull(),
+    expiresAt: integer("expires_at").notNull(),
+    createdBy: text("created_by").notNull().default(""),
+  },
+  (t) => [index("bans_expires_idx").on(t.expiresAt)],
+);

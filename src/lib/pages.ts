@@ -11,6 +11,8 @@ export interface PageAdmin {
   username: string;
   csrfToken: string;
   nav: readonly NavItem[];
+  /** a read-only admin: the page offers no form that changes anything and shows no secret */
+  readOnly?: boolean;
 }
 
 /**
@@ -37,4 +39,32 @@ export interface AdminPages {
 export interface IntegrationNote {
   text?: string;
   warning?: string;
+}
+
+/** HelpContext: what a part needs to write its connection help for one integration. */
+export interface HelpContext {
+  /** the host name the admin reached the appliance by (devices on the same network likely reach it so too) */
+  host: string;
+  /** the admin page's origin, `scheme://host:port` */
+  baseUrl: string;
+  /** the username to put into the examples */
+  username: string;
+  /** the port a started listener or the web server has, by name ("mqtt", "http", "https", ...) */
+  port(name: string): number | undefined;
+}
+
+/**
+ * ConnectHelp: how a device of a part's type connects: what its username means, where it connects to,
+ * and ready examples (`PASSWORD` where the password goes). Shown by the Add form and an integration's
+ * detail; plain text, escaped where shown.
+ */
+export interface ConnectHelp {
+  username: string;
+  urls: { label: string; url: string }[];
+  examples: { label: string; text: string }[];
+  /**
+   * retry: what a device of this type must do to come in after its onboarding request is approved (it
+   * gets in on its own next attempt); the onboarding panel lists every part's
+   */
+  retry?: string;
 }

@@ -3,7 +3,7 @@ import type { Core } from "../core/index.ts";
 import type { Integration, IntegrationType } from "../core/types.ts";
 import type { HttpMount } from "../lib/http.ts";
 import type { Logger } from "../lib/logger.ts";
-import type { AdminPages, IntegrationNote } from "../lib/pages.ts";
+import type { AdminPages, ConnectHelp, HelpContext, IntegrationNote } from "../lib/pages.ts";
 import type { OptionSet, OptionValues } from "../lib/options.ts";
 import type { TlsSource } from "../lib/tls.ts";
 
@@ -28,6 +28,8 @@ export interface Listener {
   readonly pages?: AdminPages;
   /** describe: what this listener adds to an integration's row (a VRPC agent's role), if anything */
   describe?(integration: Integration): IntegrationNote | undefined;
+  /** help: how a device of this listener's own type connects (the Add form, an integration's detail) */
+  help?(context: HelpContext): ConnectHelp | undefined;
 }
 
 /** ListenerDeps: what the composition root hands every listener. */

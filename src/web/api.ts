@@ -41,7 +41,8 @@ export function apiRoutes(core: Core) {
       ({ query }) => {
         const q = parseListQuery(query);
         const pageSize = Number(query.pageSize ?? 50);
-        const result = credentials.list({ ...q, pageSize }, sessions.onlineIds());
+        const live = q.q ? sessions.matching(q.q) : undefined;
+        const result = credentials.list({ ...q, pageSize }, sessions.onlineIds(), live);
         return {
           items: result.rows.map(view),
           total: result.total,
@@ -87,9 +88,26 @@ export function apiRoutes(core: Core) {
         },
       },
     )
-    .get("/integrations/:id", ({ params }) => view(integrationOr404(params.id)), {
-      detail: { summary: "Get one integration", tags: ["integrations"] },
-    })
+    .get(
+      "/integrations/:id",
+      ({ params }) => {
+        const i = integrationOr404(params.id);
+        const t = sessions.trafficOf(i.id);
+        // what its sessions moved since the appliance started (memory only: a restart starts from zero)
+        const traffic = {
+          ...t,
+          lastMessageAt: t.lastMessageAt === null ? null : new Date(t.lastMessageAt).toISOString(),
+        };
+        return { ...view(i), traffic };
+      },
+      {
+        detail: {
+          summary:
+            "Get one integration, with its traffic since start (messages and bytes in and out, refused publishes)",
+          tags: ["integrations"],
+        },
+      },
+    )
     .patch(
       "/integrations/:id",
       ({ params, body }) => {
@@ -156,7 +174,11 @@ export function apiRoutes(core: Core) {
       },
       { body: noFields, detail: { summary: "Disconnect one session now", tags: ["sessions"] } },
     )
-    .get("/login-failures", () => ({ items: core.loginLog.recent(200) }), {
-      detail: { summary: "Recent failed logins (bounded)", tags: ["sessions"] },
+    .get("/login-failures", () => ({ items: core.loginLog.recent(200), groups: core.loginLog.grouped() }), {
+      detail: {
+        summary:
+          "Recent failed logins one by one (`items`), and grouped by username, address and reason with count and first/last seen (`groups`); bounded",
+        tags: ["sessions"],
+      },
     });
 }

@@ -5,18 +5,21 @@ import type { Core } from "../core/index.ts";
 import { AppError, httpStatusOf, isBusy } from "../lib/errors.ts";
 import { htmlResponse, isHtmx, jsonResponse, problem, remoteOf, type HttpMount } from "../lib/http.ts";
 import type { Logger } from "../lib/logger.ts";
-import type { AdminPages, IntegrationNote, NavItem, PageKit } from "../lib/pages.ts";
-import type { Integration } from "../core/types.ts";
+import type { AdminPages, ConnectHelp, HelpContext, IntegrationNote, NavItem, PageKit } from "../lib/pages.ts";
+import type { Integration, IntegrationType } from "../core/types.ts";
 import { SimplePage } from "../../views/pages/simple.tsx";
 import { apiRoutes } from "./api.ts";
+import { banRoutes } from "./bans.tsx";
 import { onboardingRoutes } from "./onboarding.tsx";
 import { settingsPages } from "./settings.tsx";
 import { assetRoutes } from "./assets.ts";
 import { unknownFields } from "../lib/bodies.ts";
 import { actorOf, adminOf, authGuard, authRoutes, Denied } from "./auth.tsx";
-import { eventStream, integrationPages } from "./integrations/index.ts";
+import { eventStream, integrationPages, retryNotesFor } from "./integrations/index.ts";
 import { tokenPages } from "./tokens.tsx";
 import { OneTimeSecrets, oneTimePages } from "./once.tsx";
+import { secondFactorPages } from "./second-factor.tsx";
+import { backupPages } from "./backup.tsx";
 
 export interface WebOptions {
   /** requests with a larger declared body are refused before parsing (Bun.serve enforces it too) */
@@ -30,6 +33,8 @@ export interface WebOptions {
   pages?: AdminPages[];
   /** what the parts add to an integration's row */
   describe?: (integration: Integration) => IntegrationNote | undefined;
+  /** how a device of a type connects, from that type's part (none: the page says only what the core knows) */
+  help?: (type: IntegrationType, context: Omit<HelpContext, "port">) => ConnectHelp | undefined;
 }
 
 export const defaultMaxBodyBytes = 64 * 1024;
@@ -78,6 +83,7 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
     { href: "/integrations", label: "Integrations" },
     ...pages.flatMap((p) => (p.nav ? [p.nav] : [])),
     { href: "/topics", label: "Topics" },
+    { href: "/bans", label: "Bans" },
     { href: "/activity", label: "Activity" },
     { href: "/settings", label: "Settings" },
     { href: "/settings/tokens", label: "API tokens" },
@@ -201,13 +207,16 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
           }),
       )
       .use(authRoutes(core))
-      .use(integrationPages(core, secrets, opts.describe ?? (() => undefined)))
+      .use(integrationPages(core, secrets, opts.describe ?? (() => undefined), opts.help))
       .use(oneTimePages(secrets))
       .use(eventStream(core))
       .use(tokenPages(core, secrets))
       .use(partRoutes(pages, kit))
-      .use(onboardingRoutes(core))
+      .use(onboardingRoutes(core, (request) => retryNotesFor(opts.help ?? (() => undefined), request)))
       .use(settingsPages(core))
+      .use(banRoutes(core))
+      .use(secondFactorPages(core))
+      .use(backupPages(core))
       .use(apiRoutes(core))
   );
 }

@@ -9,7 +9,7 @@ import { field, htmlResponse, isHtmx, problem, redirect, remoteOf, safeNext } fr
 import { formFields } from "../lib/bodies.ts";
 import { randomToken } from "../lib/ids.ts";
 import type { NavItem, PageAdmin } from "../lib/pages.ts";
-import { LoginPage, SetupPage } from "../../views/pages/login.tsx";
+import { CodePage, LoginPage, SetupPage } from "../../views/pages/login.tsx";
 
 export const sessionCookie = "gh_session";
 
@@ -18,6 +18,8 @@ export const sessionCookie = "gh_session";
 type Cookies = Record<string, any>;
 /** preauthCookie: double-submit CSRF token for the two forms used before there is a session. */
 const preauthCookie = "gh_preauth";
+/** pendingCookie: the sign-in that passed the password and waits for a code (httpOnly, this path's form only). */
+const pendingCookie = "gh_2fa";
 
 export type Auth =
   | { kind: "session"; token: string; session: AdminSession; nav: readonly NavItem[] }
@@ -36,7 +38,18 @@ export function authOf(request: Request): Auth {
 export function adminOf(request: Request): PageAdmin {
   const auth = authOf(request);
   if (auth.kind !== "session") throw new AppError("forbidden", "pages need a signed-in admin, not an API token");
-  return { username: auth.session.username, csrfToken: auth.session.csrfToken, nav: auth.nav };
+  return {
+    username: auth.session.username,
+    csrfToken: auth.session.csrfToken,
+    nav: auth.nav,
+    readOnly: auth.session.role !== "full",
+  };
+}
+
+/** isReadOnly: a read-only admin's session (API tokens are made by full admins and act as one). */
+export function isReadOnly(request: Request): boolean {
+  const auth = authOf(request);
+  return auth.kind === "session" && auth.session.role !== "full";
 }
 
 /** actorOf: who made a request that passed the guard, as the log names it. */
@@ -45,8 +58,34 @@ export function actorOf(request: Request): string {
   return a.kind === "session" ? `admin ${a.session.username}` : `API token ${a.name}`;
 }
 
-const publicPaths = [/^\/login$/, /^\/setup$/, /^\/assets\//, /^\/healthz$/, /^\/readyz$/, /^\/favicon\.ico$/];
+const publicPaths = [
+  /^\/login(?:\/code)?$/,
+  /^\/setup$/,
+  /^\/assets\//,
+  /^\/healthz$/,
+  /^\/readyz$/,
+  /^\/favicon\.ico$/,
+];
 const safeMethods = new Set(["GET", "HEAD", "OPTIONS"]);
+
+/**
+ * readOnlyMayPost: the only state-changing routes a read-only admin may call: its own sign-in (sign out,
+ * its password, its second factor) and the JSON export without secrets (a POST only for its CSRF token;
+ * the handler refuses the secrets). Everything else that is not GET/HEAD/OPTIONS is refused (403) in
+ * the guard, before the route runs: deny by default, so a route added later is refused too until it is
+ * named here. test/web/read-only.test.ts enumerates every route of the app to hold this.
+ */
+export const readOnlyMayPost: ReadonlySet<string> = new Set([
+  "/logout",
+  "/settings/password",
+  "/settings/2fa/start",
+  "/settings/2fa/confirm",
+  "/settings/2fa/disable",
+  "/settings/backup/export",
+]);
+
+/** readOnlyHidden: GET routes that show a secret (a one-time password or token): never to a read-only admin. */
+const readOnlyHidden = [/^\/once\//];
 
 function equalTokens(a: string | undefined, b: string | undefined): boolean {
   if (!a || !b || a.length !== b.length) return false;
@@ -90,11 +129,29 @@ function denial(request: Request, status: 401 | 403, message: string): Response 
       ? new Response(null, { status: 401, headers: { "hx-redirect": "/login" } })
       : redirect(login);
   }
-  return htmlResponse(
-    `<!doctype html><title>Forbidden</title><p>${message}</p><p><a href="/integrations">Back</a></p>`,
-    403,
-  );
+  // htmx shows the message in its toast (app.js): a short fragment, no page around it
+  if (isHtmx(request))
+    return htmlResponse(`<p class="field-error" role="alert">${Bun.escapeHTML(message)}</p>`, 403, {
+      "hx-reswap": "none",
+    });
+  // no async component inside: the page renders to a string
+  const page = (
+    <SimplePage title="Not allowed">
+      <p safe>{message}</p>
+      <p>
+        <a href="/integrations">Reload the Integrations page</a>
+      </p>
+    </SimplePage>
+  ) as string;
+  return htmlResponse(page, 403);
 }
+
+/**
+ * staleSession: what a page's request with an out-of-date CSRF token is told: the usual cause is a
+ * sign-in since the page loaded (another tab, or after the session expired), which gave a new token.
+ */
+export const staleSession =
+  "This page is from an earlier sign-in (you signed in again, perhaps in another tab): nothing was changed. Reload the page and try again.";
 
 /** Denied: thrown by the guard (transform hooks cannot answer); the app's onError returns `response`. */
 export class Denied extends Error {
@@ -132,8 +189,12 @@ export function authGuard(core: Core, nav: readonly NavItem[] = []) {
     if (unsafe) {
       const sent = request.headers.get("x-csrf-token") ?? field(body, "_csrf");
       if (crossSite(request) || !equalTokens(sent ?? undefined, session.csrfToken)) {
-        return deny(request, 403, "missing or invalid CSRF token; reload the page and try again");
+        return deny(request, 403, staleSession);
       }
+    }
+    if (session.role !== "full") {
+      if (unsafe ? !readOnlyMayPost.has(path) : readOnlyHidden.some((p) => p.test(path)))
+        return deny(request, 403, "a read-only admin changes nothing and sees no secrets");
     }
     authByRequest.set(request, { kind: "session", token, session, nav });
     enterActor(`admin:${session.username}`);
@@ -157,92 +218,147 @@ export function authRoutes(core: Core) {
     cookie[preauthCookie].remove();
   };
 
-  return new Elysia({ name: "auth-routes" })
-    .get("/login", ({ request, cookie, query }) => {
-      if (!core.admins.hasAdmin()) {
-        return (
-          <SimplePage title="No admin yet">
-            <p>
-              No admin exists yet. Open the setup link printed in the appliance's log (
-              <code>journalctl -u gatehouse</code>), or run <code>gatehouse admin set-password --username NAME</code> on
-              the device.
-            </p>
-          </SimplePage>
-        );
-      }
-      return <LoginPage csrfToken={issuePreauth(request, cookie)} next={safeNext(query.next)} />;
-    })
-    .post(
-      "/login",
-      async ({ request, cookie, body }) => {
-        checkPreauth(request, cookie, body);
-        const username = field(body, "username") ?? "";
-        try {
-          const { token } = await core.admins.signIn(
-            username,
-            field(body, "password") ?? "",
-            remoteOf(request),
-            request.signal,
+  return (
+    new Elysia({ name: "auth-routes" })
+      .get("/login", ({ request, cookie, query }) => {
+        if (!core.admins.hasAdmin()) {
+          return (
+            <SimplePage title="No admin yet">
+              <p>
+                No admin exists yet. Open the setup link printed in the appliance's log (
+                <code>journalctl -u gatehouse</code>), or run <code>gatehouse admin set-password --username NAME</code>{" "}
+                on the device.
+              </p>
+            </SimplePage>
           );
-          startSession(request, cookie, token);
-          return redirect(safeNext(field(body, "next")));
-        } catch (err) {
-          if (!(err instanceof AppError)) throw err;
-          const status = err.code === "rate_limited" ? 429 : 401;
+        }
+        return <LoginPage csrfToken={issuePreauth(request, cookie)} next={safeNext(query.next)} />;
+      })
+      .post(
+        "/login",
+        async ({ request, cookie, body }) => {
+          checkPreauth(request, cookie, body);
+          const username = field(body, "username") ?? "";
+          try {
+            const step = await core.admins.beginSignIn(
+              username,
+              field(body, "password") ?? "",
+              remoteOf(request),
+              request.signal,
+              request.headers.get("user-agent") ?? "",
+            );
+            if ("pending" in step) {
+              cookie[pendingCookie]!.set({ value: step.pending, ...cookieOptions(request, 300) });
+              return <CodePage csrfToken={issuePreauth(request, cookie)} next={safeNext(field(body, "next"))} />;
+            }
+            startSession(request, cookie, step.token);
+            return redirect(safeNext(field(body, "next")));
+          } catch (err) {
+            if (!(err instanceof AppError)) throw err;
+            const status = err.code === "rate_limited" ? 429 : 401;
+            return htmlResponse(
+              <LoginPage
+                csrfToken={issuePreauth(request, cookie)}
+                error={err.message}
+                username={username}
+                next={safeNext(field(body, "next"))}
+              />,
+              status,
+            );
+          }
+        },
+        { body: formFields("next", "username", "password") },
+      )
+      // The second step: a code from the authenticator app or a recovery code, for the sign-in in the
+      // pending cookie (set only by a right password). Throttled in the core like the password.
+      .post(
+        "/login/code",
+        ({ request, cookie, body }) => {
+          checkPreauth(request, cookie, body);
+          const next = safeNext(field(body, "next"));
+          const pending = cookie[pendingCookie]?.value;
+          let result;
+          try {
+            result = core.admins.completeSignIn(
+              typeof pending === "string" ? pending : undefined,
+              field(body, "code") ?? "",
+              remoteOf(request),
+            );
+          } catch (err) {
+            if (!(err instanceof AppError) || err.code !== "rate_limited") throw err;
+            return htmlResponse(
+              <CodePage csrfToken={issuePreauth(request, cookie)} next={next} error={err.message} />,
+              429,
+            );
+          }
+          if ("token" in result) {
+            cookie[pendingCookie]!.remove();
+            startSession(request, cookie, result.token);
+            return redirect(next);
+          }
+          if (!result.retry) {
+            cookie[pendingCookie]!.remove();
+            return htmlResponse(
+              <LoginPage csrfToken={issuePreauth(request, cookie)} error={result.message} next={next} />,
+              401,
+            );
+          }
           return htmlResponse(
-            <LoginPage
-              csrfToken={issuePreauth(request, cookie)}
-              error={err.message}
-              username={username}
-              next={safeNext(field(body, "next"))}
-            />,
-            status,
+            <CodePage csrfToken={issuePreauth(request, cookie)} next={next} error={result.message} />,
+            401,
+          );
+        },
+        { body: formFields("next", "code") },
+      )
+      .post(
+        "/logout",
+        ({ request, cookie }) => {
+          const auth = authOf(request);
+          if (auth.kind === "session") core.admins.signOut(auth.token);
+          cookie[sessionCookie]?.remove();
+          return isHtmx(request) ? new Response(null, { headers: { "hx-redirect": "/login" } }) : redirect("/login");
+        },
+        { body: formFields() },
+      )
+      .get("/setup", ({ request, cookie, query }) => {
+        if (!core.admins.setupTokenValid(query.token)) {
+          return htmlResponse(
+            <SimplePage title="Setup link not valid">
+              <p>
+                This setup link is invalid, used or expired. If an admin exists, <a href="/login">sign in</a>; otherwise
+                restart the appliance for a new link, or run <code>gatehouse admin set-password --username NAME</code>{" "}
+                on the device.
+              </p>
+            </SimplePage>,
+            403,
           );
         }
-      },
-      { body: formFields("next", "username", "password") },
-    )
-    .post(
-      "/logout",
-      ({ request, cookie }) => {
-        const auth = authOf(request);
-        if (auth.kind === "session") core.admins.signOut(auth.token);
-        cookie[sessionCookie]?.remove();
-        return isHtmx(request) ? new Response(null, { headers: { "hx-redirect": "/login" } }) : redirect("/login");
-      },
-      { body: formFields() },
-    )
-    .get("/setup", ({ request, cookie, query }) => {
-      if (!core.admins.setupTokenValid(query.token)) {
-        return htmlResponse(
-          `<!doctype html><title>Setup</title><p>This setup link is invalid, used or expired. Restart the appliance for a new one or run <code>gatehouse admin set-password</code>.</p>`,
-          403,
-        );
-      }
-      return <SetupPage csrfToken={issuePreauth(request, cookie)} token={query.token!} />;
-    })
-    .post(
-      "/setup",
-      async ({ request, cookie, body }) => {
-        checkPreauth(request, cookie, body);
-        const token = field(body, "token") ?? "";
-        const password = field(body, "password") ?? "";
-        const again = (error: string, status = 400) =>
-          htmlResponse(<SetupPage csrfToken={issuePreauth(request, cookie)} token={token} error={error} />, status);
-        if (password !== field(body, "confirm")) return again("the two passwords differ");
-        try {
-          const { token: sessionToken } = await core.admins.completeSetup(
-            token,
-            field(body, "username") ?? "",
-            password,
-          );
-          startSession(request, cookie, sessionToken);
-          return redirect("/integrations");
-        } catch (err) {
-          if (err instanceof AppError) return again(err.message, err.code === "forbidden" ? 403 : 400);
-          throw err;
-        }
-      },
-      { body: formFields("token", "username", "password", "confirm") },
-    );
+        return <SetupPage csrfToken={issuePreauth(request, cookie)} token={query.token!} />;
+      })
+      .post(
+        "/setup",
+        async ({ request, cookie, body }) => {
+          checkPreauth(request, cookie, body);
+          const token = field(body, "token") ?? "";
+          const password = field(body, "password") ?? "";
+          const again = (error: string, status = 400) =>
+            htmlResponse(<SetupPage csrfToken={issuePreauth(request, cookie)} token={token} error={error} />, status);
+          if (password !== field(body, "confirm")) return again("the two passwords differ");
+          try {
+            const { token: sessionToken } = await core.admins.completeSetup(
+              token,
+              field(body, "username") ?? "",
+              password,
+              { remote: remoteOf(request), userAgent: request.headers.get("user-agent") ?? "" },
+            );
+            startSession(request, cookie, sessionToken);
+            return redirect("/integrations");
+          } catch (err) {
+            if (err instanceof AppError) return again(err.message, err.code === "forbidden" ? 403 : 400);
+            throw err;
+          }
+        },
+        { body: formFields("token", "username", "password", "confirm") },
+      )
+  );
 }

@@ -22,7 +22,7 @@ const filters = (text: string | undefined) =>
         .slice(0, 100);
 
 /** onboardingRoutes: the onboarding panel's actions, the Activity page, and their JSON API. */
-export function onboardingRoutes(core: Core) {
+export function onboardingRoutes(core: Core, retryNotes: (request: Request) => string[] = () => []) {
   const { onboarding, activity } = core;
   const by = (request: Request) => {
     const a = authOf(request);
@@ -35,6 +35,7 @@ export function onboardingRoutes(core: Core) {
       csrfToken={adminOf(request).csrfToken}
       now={Date.now()}
       message={message}
+      retryNotes={retryNotes(request)}
     />
   );
   const approveForm = formFields("ids", "description", "publishAcl", "subscribeAcl");

@@ -34,7 +34,6 @@ export function renderProbe(core: Core): void {
         query={{ size: pageSize }}
         sessionsOf={() => []}
         csrfToken={admin.csrfToken}
-        baseUrl="http://probe"
       />,
     );
   }

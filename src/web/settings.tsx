@@ -1,6 +1,7 @@
 import { Elysia } from "elysia";
 import type { Core } from "../core/index.ts";
 import { allDefaultPermissions, setDefaultPermissions } from "../core/settings.ts";
+import { adminRoles, type AdminRole } from "../core/admins.ts";
 import { integrationTypes } from "../core/types.ts";
 import { AppError, ValidationError } from "../lib/errors.ts";
 import { field, htmlResponse, redirect, remoteOf } from "../lib/http.ts";
@@ -9,12 +10,14 @@ import { TopicsPage } from "../../views/pages/topics.tsx";
 import { adminOf, authOf, cookieOptions, sessionCookie } from "./auth.tsx";
 import { sha256Hex } from "../lib/ids.ts";
 import { formFields } from "../lib/bodies.ts";
+import { describeUserAgent } from "../lib/user-agent.ts";
 
 const adminNotices: Record<string, string> = {
   password: "Your password is changed; your other sessions are signed out.",
   added: "Admin added.",
   removed: "Admin removed; its sessions ended.",
   ended: "Session ended.",
+  role: "Role changed; it applies to that admin's next click.",
 };
 
 /** currentSessionId: the stored id of the session this request came with (to mark "this browser"). */
@@ -31,7 +34,10 @@ export function settingsPages(core: Core) {
     <SettingsPage
       admin={adminOf(request)}
       admins={core.admins.list()}
-      adminSessions={core.admins.sessions()}
+      secondFactor={core.admins.secondFactor(adminOf(request).username).enabled}
+      adminSessions={core.admins
+        .sessions()
+        .map(({ userAgent, ...s }) => ({ ...s, client: describeUserAgent(userAgent) }))}
       currentSession={currentSessionId(request)}
       signIns={core.activity.list({ action: "admin.", limit: 30 })}
       defaults={allDefaultPermissions(core.db)}
@@ -58,6 +64,7 @@ export function settingsPages(core: Core) {
               field(body, "current") ?? "",
               next,
               remoteOf(request),
+              request.headers.get("user-agent") ?? "",
             );
             cookie[sessionCookie]!.set({
               value: token,
@@ -76,8 +83,9 @@ export function settingsPages(core: Core) {
         "/settings/admins",
         async ({ request, body }) => {
           const username = (field(body, "username") ?? "").trim();
+          const role: AdminRole = field(body, "role") === "read-only" ? "read-only" : "full";
           try {
-            await core.admins.addAdmin(username, field(body, "password") ?? "");
+            await core.admins.addAdmin(username, field(body, "password") ?? "", role);
           } catch (err) {
             if (!(err instanceof AppError)) throw err;
             return htmlResponse(
@@ -87,10 +95,30 @@ export function settingsPages(core: Core) {
               err.code === "conflict" ? 409 : 400,
             );
           }
-          core.activity.record("admin.added", username, `by ${adminOf(request).username}`);
+          core.activity.record("admin.added", username, `${role} admin, by ${adminOf(request).username}`);
           return redirect("/settings?done=added#admins");
         },
-        { body: formFields("username", "password") },
+        { body: formFields("username", "password", "role") },
+      )
+      .post(
+        "/settings/admins/role",
+        ({ request, body }) => {
+          const username = field(body, "username") ?? "";
+          const role = field(body, "role") as AdminRole;
+          if (!adminRoles.includes(role))
+            throw new AppError("validation", "role must be full or read-only", { role: "full or read-only" });
+          let changed: boolean;
+          try {
+            ({ changed } = core.admins.setRole(username, role));
+          } catch (err) {
+            if (!(err instanceof AppError) || err.code === "not_found") throw err;
+            return htmlResponse(page(request, { errors: { admin: err.fields.admin ?? err.message } }), 400);
+          }
+          if (changed)
+            core.activity.record("admin.role-changed", username, `to ${role}, by ${adminOf(request).username}`);
+          return redirect("/settings?done=role#admins");
+        },
+        { body: formFields("username", "role") },
       )
       .post(
         "/settings/admins/remove",

@@ -1,8 +1,9 @@
 import { Elysia } from "elysia";
 import type { Core } from "../core/index.ts";
-import { AppError } from "../lib/errors.ts";
+import { AppError, NotFoundError } from "../lib/errors.ts";
 import { field, htmlResponse, redirect } from "../lib/http.ts";
 import { TokensPage } from "../../views/pages/tokens.tsx";
+import { ConfirmPage } from "../../views/pages/simple.tsx";
 import { adminOf } from "./auth.tsx";
 import { parseId } from "./integrations/index.ts";
 import type { OneTimeSecrets } from "./once.tsx";
@@ -38,8 +39,25 @@ export function tokenPages(core: Core, secrets: OneTimeSecrets) {
     )
     .post(
       "/settings/tokens/:id/delete",
-      ({ params }) => {
-        core.admins.revokeApiToken(parseId(params.id));
+      ({ request, params, body }) => {
+        const id = parseId(params.id);
+        if (field(body, "confirmed") !== "yes") {
+          // without JavaScript there is no confirm() (app.js adds `confirmed=yes`): ask on a page naming it
+          const token = core.admins.listApiTokens().find((t) => t.id === id);
+          if (!token) throw new NotFoundError("API token");
+          return (
+            <ConfirmPage
+              admin={adminOf(request)}
+              title="Revoke API token?"
+              subject={token.name}
+              consequence="is revoked: scripts using it are refused at once."
+              action={`/settings/tokens/${id}/delete`}
+              button="Revoke"
+              back="/settings/tokens"
+            />
+          );
+        }
+        core.admins.revokeApiToken(id);
         return redirect("/settings/tokens");
       },
       { body: formFields() },

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { cleanupTempDirs, tempDir } from "../helpers/app.ts";
 import { buildBinary, runBinary } from "../helpers/binary.ts";
 import { signIn } from "../helpers/http.ts";
+import { totpCode } from "../../src/core/second-factor.ts";
 import { eventually } from "../helpers/wait.ts";
 import { connectMqtt, nextMessage, refusalCode } from "../helpers/mqtt.ts";
 import { connectOpcua, readValue } from "../helpers/opcua.ts";
@@ -169,6 +170,61 @@ describe("the compiled binary, alone in an empty folder", () => {
     expect(readdirSync(join(dir, "home"))).toEqual([]); // nothing under ~ (node-opcua's default PKI lives there)
     expect(readdirSync(join(dir, "data")).sort()).toEqual(expect.arrayContaining(["gatehouse.db", "pki"]));
   }, 60_000);
+
+  it("two-step sign-in (otpauth, the QR code's SVG) and the backup download work inside the binary", async () => {
+    const dir = tempDir("gatehouse-e2e-");
+    const run = await runBinary(binary, dir, [...args(dir), "--opcua-port", "off"], env);
+    try {
+      const base = `http://127.0.0.1:${run.ports.http}`;
+      const { cookie, csrf } = await signIn(base, "admin", env.GATEHOUSE_ADMIN_PASSWORD);
+      const post = (path: string, form: Record<string, string> = {}) =>
+        fetch(`${base}${path}`, {
+          method: "POST",
+          redirect: "manual",
+          headers: { cookie, "content-type": "application/x-www-form-urlencoded" },
+          body: new URLSearchParams({ _csrf: csrf, ...form }),
+        });
+      expect((await post("/settings/2fa/start")).status).toBe(303);
+      const setup = await (await fetch(`${base}/settings/2fa`, { headers: { cookie } })).text();
+      expect(setup).toContain("<svg");
+      const secret = setup.match(/class="secret-value">\s*([A-Z2-7]{32})/)![1]!;
+      const on = await post("/settings/2fa/confirm", { code: totpCode(secret) });
+      expect(on.status).toBe(200);
+      expect(new Set((await on.text()).match(/[a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4}/g)).size).toBe(10);
+      // the password now leads to the code form; the next step's code opens a session
+      const form = await fetch(`${base}/login`);
+      const pre = form.headers.get("set-cookie")!.split(";")[0]!;
+      const preCsrf = (await form.text()).match(/name="_csrf" value="([^"]+)"/)![1]!;
+      const step1 = await fetch(`${base}/login`, {
+        method: "POST",
+        redirect: "manual",
+        headers: { cookie: pre, "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ _csrf: preCsrf, username: "admin", password: env.GATEHOUSE_ADMIN_PASSWORD }),
+      });
+      expect(step1.status).toBe(200);
+      const cookies = step1.headers.getSetCookie().map((c) => c.split(";")[0]!);
+      expect(cookies.some((c) => c.startsWith("gh_session="))).toBe(false);
+      const codeCsrf = (await step1.text()).match(/name="_csrf" value="([^"]+)"/)![1]!;
+      const step2 = await fetch(`${base}/login/code`, {
+        method: "POST",
+        redirect: "manual",
+        headers: { cookie: cookies.join("; "), "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ _csrf: codeCsrf, code: totpCode(secret, Date.now() + 30_000) }),
+      });
+      expect(step2.status).toBe(303);
+      expect(step2.headers.getSetCookie().some((c) => c.startsWith("gh_session="))).toBe(true);
+      // the backup, streamed from the binary: a SQLite file
+      const backup = await post("/settings/backup/database");
+      expect(backup.status).toBe(200);
+      expect(
+        Buffer.from(await backup.arrayBuffer())
+          .subarray(0, 15)
+          .toString(),
+      ).toBe("SQLite format 3");
+    } finally {
+      await run.stop("SIGTERM");
+    }
+  }, 120_000);
 
   it("stops cleanly on a SIGTERM that arrives while OPC UA is still starting", async () => {
     const dir = tempDir("gatehouse-e2e-");

@@ -187,8 +187,9 @@ describe("activity", () => {
       subject: "via-api",
       actor: "token:onboarding-bot",
     });
+    // one approval, one entry (issue 26): no `integration.created` beside it
     const created = await (await api("/api/v1/activity?action=integration.created&q=via-api")).json();
-    expect(created.items[0]).toMatchObject({ actor: "token:onboarding-bot" });
+    expect(created.items).toEqual([]);
   });
 });
 

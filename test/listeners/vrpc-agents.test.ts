@@ -91,7 +91,7 @@ describe("VRPC agents on the page and the API", () => {
 
     // The row says what the integration is.
     const page = await (await fetch(`${base}/integrations?q=press-agent`, { headers: { cookie } })).text();
-    expect(page).toContain("Agent (Edge Connector), online");
+    expect(page).toContain("Agent, online"); // one line: the role in short; the detail says it whole
 
     // The page's call form, with htmx.
     const form = await fetch(`${base}/agents/call`, {
@@ -319,7 +319,8 @@ describe("VRPC integrations from the Add form", () => {
     const form = await (
       await fetch(`${base}/integrations/new?type=vrpc`, { headers: { cookie, "hx-request": "true" } })
     ).text();
-    expect(form).toContain("vrpc-username-hint"); // the form says which shape does what
+    expect(form).toContain('id="integration-username-hint"'); // the form says which shape does what
+    expect(form).toContain("&lt;domain&gt;/&lt;agent&gt;");
     const { username, password } = formValues(form);
     expect(username).toMatch(/^plant\/[a-z]+-[a-z]+-[a-z2-9]{4}$/); // the domain the other VRPC integrations here use
     const [domain, agent] = username.split("/") as [string, string];
@@ -350,7 +351,7 @@ describe("VRPC integrations from the Add form", () => {
     await eventually(async () => expect(await listFragment()).toContain(`data-agent="${username}"`));
     expect(
       await (await fetch(`${base}/integrations?q=${encodeURIComponent(username)}`, { headers: { cookie } })).text(),
-    ).toContain("Agent (Edge Connector), online");
+    ).toContain("Agent, online");
   }, 30_000);
 
   it("an integration created without a name over the API gets a <domain>/<agent> name too", async () => {

@@ -118,7 +118,7 @@ describe("integrations page", () => {
     expect(res.status).toBe(201);
     const body = await res.text();
     expect(body).toContain("pa55word-long");
-    expect(body).toContain('hx-swap-oob="afterbegin:#integration-rows"');
+    expect(body).toContain('hx-swap-oob="afterend:#integration-head"');
     expect(core.credentials.findByUsername("scada-1")?.type).toBe("opcua");
     const page = await (await request("GET", "/integrations")).text();
     expect(page).toContain("scada-1");
@@ -168,7 +168,7 @@ describe("integrations page", () => {
     const toggled = await (
       await request("POST", `/integrations/${integration.id}/toggle`, { form: {}, headers: hx })
     ).text();
-    expect(toggled.startsWith(`<tr id="integration-${integration.id}"`)).toBe(true);
+    expect(toggled.startsWith(`<tbody id="integration-${integration.id}"`)).toBe(true);
     expect(toggled).toContain("deactivated");
     const edited = await request("POST", `/integrations/${integration.id}`, {
       form: { username: "row-1b", description: "new text" },
@@ -279,7 +279,7 @@ describe("integrations page", () => {
     await actAs("external", () => core.credentials.reload());
     const html = await (await request("GET", "/integrations")).text();
     expect(html).toContain("10000 integrations");
-    expect(html.match(/<tr id="integration-/g)?.length).toBe(25);
+    expect(html.match(/<tbody id="integration-/g)?.length).toBe(25);
   });
 });
 
@@ -394,7 +394,14 @@ describe("JSON API", () => {
     expect(await (await request("GET", "/settings/tokens")).text()).not.toContain(token);
     const [row] = core.admins.listApiTokens();
     expect(row!.tokenHash).not.toContain(token);
-    expect((await request("POST", `/settings/tokens/${row!.id}/delete`, { form: {} })).status).toBe(303);
+    // without JavaScript the first post asks on a page naming the token, and revokes nothing
+    const asked = await request("POST", `/settings/tokens/${row!.id}/delete`, { form: {} });
+    expect(asked.status).toBe(200);
+    expect(await asked.text()).toContain("provisioning &lt;script&gt;");
+    expect((await request("GET", "/api/v1/integrations", bearer)).status).toBe(200);
+    expect((await request("POST", `/settings/tokens/${row!.id}/delete`, { form: { confirmed: "yes" } })).status).toBe(
+      303,
+    );
     expect((await request("GET", "/api/v1/integrations", bearer)).status).toBe(401);
   });
 

@@ -108,18 +108,6 @@ describe("integration routes", () => {
         expect(ctx.core.credentials.get(ctx.vars.id as number)!.denySubscribeAcl).toEqual(["test/nosubscribe"]),
     },
     {
-      name: "page: an HTTP integration's row shows copyable curl examples with the appliance's URL",
-      method: "GET",
-      path: "/integrations",
-      before: (ctx) => ctx.core.credentials.create({ type: "http", username: "gw-1" }),
-      status: 200,
-      contains: [
-        "curl -u &#x27;gw-1:PASSWORD&#x27;",
-        "http://localhost/api/v1/data/plant/line1/temp?retain=true",
-        "?wait=30",
-      ],
-    },
-    {
       name: "settings: default permissions per type apply to the next new integration",
       method: "POST",
       path: "/settings/defaults",

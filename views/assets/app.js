@@ -62,6 +62,15 @@
   // a detached row).
   var keep =
     "details[open], input:focus:not([type=checkbox]), select:focus, textarea:focus, input[type=checkbox]:checked, .secret, tr.editing, tr .htmx-request";
+  /** rowIds: the integrations on the page now (each is a <tbody id="integration-N">), by a selector's extra */
+  function rowIds(extra) {
+    var ids = [];
+    document.querySelectorAll(`#integration-table tbody[id^='integration-']${extra || ""}`).forEach(function (tb) {
+      var id = tb.id.slice("integration-".length);
+      if (/^\d+$/.test(id)) ids.push(id);
+    });
+    return ids;
+  }
   var held = function (el) {
     return el && el.hasAttribute && el.hasAttribute("data-keep-while-editing") && el.querySelector(keep);
   };
@@ -69,18 +78,21 @@
     if (held(ev.detail.elt)) ev.preventDefault();
   });
   document.addEventListener("htmx:beforeSwap", function (ev) {
+    // only refreshes (GETs) hold: the answer to the admin's own action (a POST) always lands
+    var config = ev.detail.requestConfig;
+    if (config && config.verb && config.verb !== "get") return;
     if (held(ev.detail.elt)) ev.detail.shouldSwap = false;
   });
-  // The status poll covers the rows on the page now, including ones added since it loaded.
+  // The status poll covers the rows on the page now, including ones added since it loaded; the table's
+  // own refresh keeps the rows whose detail is open, open.
   document.addEventListener("htmx:configRequest", function (ev) {
     if (ev.detail.elt.id === "failed-logins" && ev.detail.elt.open) ev.detail.parameters.open = "1";
+    if (ev.detail.elt.id === "integration-table") {
+      var open = rowIds(".open");
+      if (open.length) ev.detail.parameters.open = open.join(",");
+    }
     if (ev.detail.elt.id !== "live-status") return;
-    var ids = [];
-    document.querySelectorAll("#integration-table tr[id^='integration-']").forEach(function (tr) {
-      var id = tr.id.slice("integration-".length);
-      if (/^\d+$/.test(id)) ids.push(id);
-    });
-    ev.detail.path = `/integrations/live?ids=${ids.join(",")}`;
+    ev.detail.path = `/integrations/live?ids=${rowIds().join(",")}`;
   });
   // Destructive plain forms (no htmx) name their target before they are sent; a confirmed one says so
   // (`confirmed=yes`), so a route that asks again without JS (removing an agent) does not ask twice.
@@ -111,16 +123,33 @@
       var save = editing.querySelector("button.save");
       if (save) save.click();
     } else if (ev.key === "Escape") {
-      var cancel = editing
-        ? editing.querySelector("button.cancel")
-        : t.closest("#integration-form")
-          ? document.querySelector("#integration-form a.link[href='/integrations']")
-          : null;
-      if (cancel) {
+      if (editing) {
+        var cancel = editing.querySelector("button.cancel");
+        if (cancel) {
+          ev.preventDefault();
+          cancel.click();
+        }
+      } else if (t.closest("#panel #integration-form")) {
         ev.preventDefault();
-        cancel.click();
+        closePanel();
       }
     }
+  });
+  // The add form (or its password panel) in the page closes in place; the focus goes back to the
+  // button that opened it. Without JavaScript, Cancel is a link back to the list.
+  function closePanel() {
+    var panel = document.getElementById("panel");
+    if (!panel) return;
+    panel.innerHTML = "";
+    if (location.pathname !== "/integrations") history.replaceState(null, "", "/integrations");
+    var add = document.querySelector(".page-head a.add");
+    if (add) add.focus();
+  }
+  document.addEventListener("click", function (ev) {
+    var a = ev.target.closest && ev.target.closest("#panel #integration-form a.cancel");
+    if (!a) return;
+    ev.preventDefault();
+    closePanel();
   });
   // Where the focus is when a swap happens (not when its request left: a live refresh sent before a row
   // action and answered after it would otherwise forget the action's row), so it can be put back.
@@ -131,11 +160,17 @@
     var target = ev.detail.target,
       active = document.activeElement;
     var elt = target && active && active !== document.body && target.contains(active) ? active : ev.detail.elt;
-    var tr = elt && elt.closest && elt.closest("tr[id^='integration-']");
-    if (!tr || !tr.id || !(target && (target.contains(tr) || tr.contains(target)))) return;
-    focusRow = tr.id;
-    var slot = elt.closest("td.actions > *");
-    focusSlot = tr.matches("tr.editing") ? 0 : slot ? Array.prototype.indexOf.call(slot.parentNode.children, slot) : -1;
+    var tb = elt && elt.closest && elt.closest("tbody[id^='integration-']");
+    if (!tb || !tb.id || !(target && (target.contains(tb) || tb.contains(target)))) return;
+    focusRow = tb.id;
+    var slot = elt.closest(".row-actions > *");
+    focusSlot = tb.matches(".editing")
+      ? 0
+      : elt.closest("a.expand")
+        ? -2
+        : slot
+          ? Array.prototype.indexOf.call(slot.parentNode.children, slot)
+          : -1;
   });
   document.addEventListener("htmx:afterSettle", function () {
     if (!focusRow) return;
@@ -144,10 +179,11 @@
     var target = null;
     if (!row)
       target = document.querySelector(".toolbar input[type=search]"); // deleted: back to the list
-    else if (row.matches("tr.editing")) target = row.querySelector("input:not([type=hidden])");
+    else if (row.matches(".editing")) target = row.querySelector("input:not([type=hidden])");
+    else if (focusSlot === -2) target = row.querySelector("a.expand");
     else target = row.querySelector(".secret button.copy");
     if (row && !target) {
-      var slots = row.querySelectorAll("td.actions > *");
+      var slots = row.querySelectorAll("td.actions .row-actions > *");
       var slot = slots[focusSlot] || slots[0];
       if (slot) target = slot.matches("a, button") ? slot : slot.querySelector("a, button");
     }
@@ -176,12 +212,11 @@
   }
   document.addEventListener("htmx:responseError", function (ev) {
     var xhr = ev.detail.xhr;
-    var text = (xhr.responseText || "")
-      .replace(/<[^>]*>/g, " ")
-      .replace(/\s+/g, " ")
-      .trim();
-    if (xhr.status === 403)
-      text = `Not allowed (${text || "forbidden"}). If you signed in again in another tab, reload this page.`;
+    // the server's message: the alert of an htmx answer, else the text of whatever came
+    var doc = new DOMParser().parseFromString(xhr.responseText || "", "text/html");
+    var alert = doc.querySelector("[role=alert], main p");
+    var text = ((alert || doc.body || doc.documentElement).textContent || "").replace(/\s+/g, " ").trim();
+    if (xhr.status === 403) text = text || "Not allowed. Reload the page and try again.";
     else if (xhr.status === 404)
       text = `${text || "Not found"}: it was changed or deleted elsewhere; the list is refreshed.`;
     else if (!text) text = `The appliance answered ${xhr.status}; nothing was changed. Try again.`;
@@ -206,8 +241,63 @@
   document.addEventListener("DOMContentLoaded", function () {
     localize(document);
     listen();
+    showSelectPage(document);
   });
+  // Bulk: the head's checkbox ticks every row on the page (it needs JavaScript, so it shows only with it).
+  function showSelectPage(root) {
+    (root.querySelectorAll ? root : document).querySelectorAll("input.select-page").forEach(function (c) {
+      c.hidden = false;
+    });
+  }
+  document.addEventListener("change", function (ev) {
+    var t = ev.target;
+    if (!t || !t.matches) return;
+    if (t.matches("input.select-page"))
+      document.querySelectorAll("#integration-table input[name=ids][form=bulk]").forEach(function (c) {
+        c.checked = t.checked;
+      });
+  });
+  // One confirmation naming the count; it posts `confirmed=yes` so the server does not ask again.
+  // Permissions are asked for on the page the form leads to; exports need no confirmation.
+  var bulkVerbs = {
+    activate: ["Activate", "They may log in again."],
+    deactivate: ["Deactivate", "Their connected clients are disconnected at once."],
+    delete: ["Delete", "Their clients are disconnected at once and they cannot log in again."],
+  };
+  document.addEventListener(
+    "submit",
+    function (ev) {
+      var f = ev.target;
+      if (!f || !f.matches || !f.matches("form[data-bulk]")) return;
+      var action = f.elements.action.value;
+      var all = f.elements.all.checked;
+      var n = all
+        ? Number(f.getAttribute("data-bulk"))
+        : document.querySelectorAll("#integration-table input[name=ids][form=bulk]:checked").length;
+      if (!action) {
+        ev.preventDefault();
+        return toast("Choose what to do with the selected integrations.");
+      }
+      if (n === 0) {
+        ev.preventDefault();
+        return toast(`Select integrations first: tick rows, or "All ${f.getAttribute("data-bulk")} matching".`);
+      }
+      var verb = bulkVerbs[action];
+      if (!verb) return;
+      if (!window.confirm(`${verb[0]} ${n} integration${n === 1 ? "" : "s"}? ${verb[1]}`)) return ev.preventDefault();
+      var yes = f.querySelector("input[name=confirmed]");
+      if (!yes) {
+        yes = document.createElement("input");
+        yes.type = "hidden";
+        yes.name = "confirmed";
+        f.appendChild(yes);
+      }
+      yes.value = "yes";
+    },
+    true,
+  );
   document.addEventListener("htmx:afterSwap", function (ev) {
     localize(ev.target);
+    showSelectPage(document);
   });
 })();

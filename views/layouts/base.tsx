@@ -3,7 +3,7 @@ import type { PropsWithChildren } from "@kitajs/html";
 export interface LayoutProps {
   title: string;
   /** signed-in admin, with the navigation of this appliance's parts; absent on the sign-in and setup pages */
-  admin?: { username: string; csrfToken: string; nav?: readonly { href: string; label: string }[] };
+  admin?: { username: string; csrfToken: string; nav?: readonly { href: string; label: string }[]; readOnly?: boolean };
   /** the nav entry this page belongs to, by its href */
   active?: string;
 }
@@ -35,6 +35,7 @@ export function Layout({ title, admin, active, children }: PropsWithChildren<Lay
           <meta name="viewport" content="width=device-width, initial-scale=1" />
           <meta name="htmx-config" content={htmxConfig} />
           <title safe>{title} · Gatehouse</title>
+          <link rel="icon" href="/assets/favicon.svg" type="image/svg+xml" />
           <link rel="stylesheet" href="/assets/app.css" />
           <script src="/assets/htmx.min.js" defer></script>
           <script src="/assets/app.js" defer></script>
@@ -61,6 +62,7 @@ export function Layout({ title, admin, active, children }: PropsWithChildren<Lay
                   <span class="who" safe>
                     {admin.username}
                   </span>
+                  {admin.readOnly ? <span class="badge">read-only</span> : ""}
                   <button type="submit" class="link">
                     Sign out
                   </button>

@@ -9,7 +9,7 @@ export interface ActivityPageProps {
   query: { action?: string; actor?: string; q?: string };
 }
 
-const actions = ["integration", "onboarding", "session.kicked"];
+const actions = ["integration", "onboarding", "session.kicked", "ban"];
 
 /** ActivityPage: who changed what, newest first, with filters. */
 export function ActivityPage({ admin, rows, query }: ActivityPageProps) {

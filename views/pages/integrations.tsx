@@ -4,7 +4,7 @@ import { integrationStatuses } from "../../src/core/types.ts";
 import { typeLabels } from "../components/type-label.tsx";
 import { IntegrationTable, pageSizes, type TableProps } from "../partials/integration-table.tsx";
 import type { IntegrationType } from "../../src/core/types.ts";
-import type { FailedLogin } from "../../src/core/login-log.ts";
+import type { FailedLoginGroup } from "../../src/core/login-log.ts";
 import { FailedLogins } from "../partials/failed-logins.tsx";
 import { Summary, type SummaryCounts } from "../partials/summary.tsx";
 
@@ -15,21 +15,31 @@ export interface IntegrationsPageProps extends TableProps {
   /** the add form or the one-time password panel, when the page is rendered around one */
   panel?: JSX.Element;
   flash?: string;
-  failedLogins: FailedLogin[];
+  failedLogins: FailedLoginGroup[];
   summary: SummaryCounts;
 }
 
+/**
+ * IntegrationsPage: dense on purpose: a heading line with the counts, onboarding as one line while
+ * closed, the filters, then one line per integration (at 1366×768 at least 15 rows show at once).
+ */
 export function IntegrationsPage(props: IntegrationsPageProps) {
   const { query } = props;
   return (
     <Layout title="Integrations" admin={props.admin} active="/integrations">
       <div class="page-head">
         <h1>Integrations</h1>
-        <a class="button" href="/integrations/new" hx-get="/integrations/new" hx-target="#panel" hx-swap="innerHTML">
+        <Summary counts={props.summary} />
+        <a
+          class="button add"
+          href="/integrations/new"
+          hx-get="/integrations/new"
+          hx-target="#panel"
+          hx-swap="innerHTML"
+        >
           Add integration
         </a>
       </div>
-      <Summary counts={props.summary} />
       {props.flash ? (
         <p class="flash" role="status" safe>
           {props.flash}
@@ -62,8 +72,8 @@ export function IntegrationsPage(props: IntegrationsPageProps) {
           type="search"
           name="q"
           value={attr(query.q ?? "")}
-          placeholder="Search username"
-          aria-label="Search username"
+          placeholder="Search username, description, client id, address"
+          aria-label="Search by username, description, client id or address"
         />
         <select name="type" aria-label="Type">
           <option value="">All types</option>
@@ -91,10 +101,12 @@ export function IntegrationsPage(props: IntegrationsPageProps) {
             </option>
           ))}
         </select>
-        <button type="submit">Filter</button>
+        <button type="submit" class="secondary">
+          Filter
+        </button>
       </form>
       <IntegrationTable {...props} />
-      <FailedLogins entries={props.failedLogins} />
+      <FailedLogins groups={props.failedLogins} csrfToken={props.admin.csrfToken} />
     </Layout>
   );
 }

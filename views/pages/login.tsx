@@ -58,3 +58,36 @@ export function SetupPage({ csrfToken, token, error }: { csrfToken: string; toke
     </SimplePage>
   );
 }
+
+/** CodePage: the second step of a sign-in, for an admin with an authenticator app. */
+export function CodePage({ csrfToken, error, next = "" }: { csrfToken: string; error?: string; next?: string }) {
+  return (
+    <SimplePage title="Enter your code">
+      <p>
+        Open your authenticator app and type the 6-digit code it shows for Gatehouse, or one of your recovery codes.
+      </p>
+      <form method="post" action="/login/code" class="stack">
+        <input type="hidden" name="_csrf" value={csrfToken} />
+        <input type="hidden" name="next" value={attr(next)} />
+        <label>
+          Code
+          <input
+            name="code"
+            required
+            maxlength="32"
+            autocomplete="one-time-code"
+            inputmode="text"
+            spellcheck="false"
+            autocapitalize="off"
+            autofocus
+          />
+        </label>
+        <FieldError message={error} />
+        <button type="submit">Sign in</button>
+      </form>
+      <p class="muted">
+        Lost the phone and the recovery codes? On the device: <code>gatehouse admin reset-2fa NAME</code>.
+      </p>
+    </SimplePage>
+  );
+}

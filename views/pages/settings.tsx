@@ -10,9 +10,18 @@ import { Layout, type LayoutAdmin } from "../layouts/base.tsx";
 
 export interface SettingsPageProps {
   admin: LayoutAdmin;
-  admins: { username: string; createdAt: number }[];
-  /** open admin sessions; `currentSession` marks this browser's */
-  adminSessions: { id: string; username: string; createdAt: number; expiresAt: number }[];
+  admins: { username: string; createdAt: number; role: "full" | "read-only"; secondFactor: boolean }[];
+  /** whether the signed-in admin has two-step sign-in on */
+  secondFactor?: boolean;
+  /** open admin sessions (`client`: browser and system, `remote`: address at sign-in); `currentSession` marks this browser's */
+  adminSessions: {
+    id: string;
+    username: string;
+    createdAt: number;
+    expiresAt: number;
+    client: string;
+    remote: string;
+  }[];
   currentSession?: string;
   /** what the last admin action did */
   done?: string;
@@ -28,6 +37,7 @@ export interface SettingsPageProps {
 export function SettingsPage({
   admin,
   admins,
+  secondFactor,
   adminSessions,
   currentSession,
   done,
@@ -37,9 +47,22 @@ export function SettingsPage({
   saved,
   tls,
 }: SettingsPageProps) {
+  const full = !admin.readOnly;
   return (
     <Layout title="Settings" admin={admin} active="/settings">
       <h1>Settings</h1>
+      <section class="card">
+        <h2>Your sign-in and backups</h2>
+        <ul class="links">
+          <li>
+            <a href="/settings/2fa">Two-step sign-in</a> (authenticator app): {secondFactor ? "on" : "off"}
+          </li>
+          <li>
+            <a href="/settings/backup">Backup, export and restore</a>
+          </li>
+        </ul>
+        {full ? "" : <p class="muted">You are a read-only admin: you see every page and change nothing.</p>}
+      </section>
       <section class="card">
         <h2>TLS certificate</h2>
         {tls ? (
@@ -71,41 +94,43 @@ export function SettingsPage({
         )}
         <form method="post" action="/settings/defaults" class="stack">
           <CsrfField token={admin.csrfToken} />
-          <table>
-            <thead>
-              <tr>
-                <th>Type</th>
-                <th>May publish to</th>
-                <th>May subscribe to</th>
-              </tr>
-            </thead>
-            <tbody>
-              {integrationTypes.map((t) => (
+          <fieldset class="plain" disabled={!full}>
+            <table>
+              <thead>
                 <tr>
-                  <th scope="row">{integrationTypeInfo[t].label}</th>
-                  <td>
-                    <input
-                      name={`${t}.publishAcl`}
-                      value={attr(defaults[t].publishAcl.join(" "))}
-                      maxlength="4096"
-                      aria-label={`${integrationTypeInfo[t].label}: may publish to`}
-                    />
-                    <FieldError message={errors[`${t}.publishAcl`]} />
-                  </td>
-                  <td>
-                    <input
-                      name={`${t}.subscribeAcl`}
-                      value={attr(defaults[t].subscribeAcl.join(" "))}
-                      maxlength="4096"
-                      aria-label={`${integrationTypeInfo[t].label}: may subscribe to`}
-                    />
-                    <FieldError message={errors[`${t}.subscribeAcl`]} />
-                  </td>
+                  <th>Type</th>
+                  <th>May publish to</th>
+                  <th>May subscribe to</th>
                 </tr>
-              ))}
-            </tbody>
-          </table>
-          <button type="submit">Save defaults</button>
+              </thead>
+              <tbody>
+                {integrationTypes.map((t) => (
+                  <tr>
+                    <th scope="row">{integrationTypeInfo[t].label}</th>
+                    <td>
+                      <input
+                        name={`${t}.publishAcl`}
+                        value={attr(defaults[t].publishAcl.join(" "))}
+                        maxlength="4096"
+                        aria-label={`${integrationTypeInfo[t].label}: may publish to`}
+                      />
+                      <FieldError message={errors[`${t}.publishAcl`]} />
+                    </td>
+                    <td>
+                      <input
+                        name={`${t}.subscribeAcl`}
+                        value={attr(defaults[t].subscribeAcl.join(" "))}
+                        maxlength="4096"
+                        aria-label={`${integrationTypeInfo[t].label}: may subscribe to`}
+                      />
+                      <FieldError message={errors[`${t}.subscribeAcl`]} />
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </fieldset>
+          {full ? <button type="submit">Save defaults</button> : ""}
         </form>
       </section>
       <section class="card" id="admins">
@@ -123,6 +148,8 @@ export function SettingsPage({
             <tr>
               <th>Name</th>
               <th>Since</th>
+              <th>Role</th>
+              <th>Two-step</th>
               <th>
                 <span class="sr-only">Actions</span>
               </th>
@@ -139,7 +166,24 @@ export function SettingsPage({
                   <LocalTime at={a.createdAt} />
                 </td>
                 <td>
-                  {a.username !== admin.username && admins.length > 1 ? (
+                  {a.role === "full" ? "full" : "read-only"}
+                  {full && a.username !== admin.username ? (
+                    <PostButton
+                      action="/settings/admins/role"
+                      csrfToken={admin.csrfToken}
+                      fields={{ username: a.username, role: a.role === "full" ? "read-only" : "full" }}
+                      confirm={`Make "${a.username}" ${a.role === "full" ? "read-only" : "a full admin"}?`}
+                      danger={false}
+                    >
+                      {a.role === "full" ? "Make read-only" : "Make full"}
+                    </PostButton>
+                  ) : (
+                    ""
+                  )}
+                </td>
+                <td>{a.secondFactor ? "on" : "off"}</td>
+                <td>
+                  {full && a.username !== admin.username && admins.length > 1 ? (
                     <PostButton
                       action="/settings/admins/remove"
                       csrfToken={admin.csrfToken}
@@ -191,34 +235,43 @@ export function SettingsPage({
             </label>
             <button type="submit">Change password</button>
           </form>
-          <form method="post" action="/settings/admins" class="stack">
-            <h3>Add an admin</h3>
-            <CsrfField token={admin.csrfToken} />
-            <label>
-              Name
-              <input name="username" required maxlength="64" pattern="[A-Za-z0-9._\-@]{1,64}" autocomplete="off" />
-              <FieldError message={errors["new.username"]} />
-            </label>
-            <label>
-              Password
-              <input
-                type="password"
-                name="password"
-                required
-                minlength="8"
-                maxlength="256"
-                autocomplete="new-password"
-              />
-              <FieldError message={errors["new.password"]} />
-            </label>
-            <button type="submit">Add admin</button>
-          </form>
+          {full ? (
+            <form method="post" action="/settings/admins" class="stack">
+              <h3>Add an admin</h3>
+              <CsrfField token={admin.csrfToken} />
+              <label>
+                Name
+                <input name="username" required maxlength="64" pattern="[A-Za-z0-9._\-@]{1,64}" autocomplete="off" />
+                <FieldError message={errors["new.username"]} />
+              </label>
+              <label>
+                Password
+                <input
+                  type="password"
+                  name="password"
+                  required
+                  minlength="8"
+                  maxlength="256"
+                  autocomplete="new-password"
+                />
+                <FieldError message={errors["new.password"]} />
+              </label>
+              <label class="check">
+                <input type="checkbox" name="role" value="read-only" /> Read-only (sees everything, changes nothing)
+              </label>
+              <button type="submit">Add admin</button>
+            </form>
+          ) : (
+            ""
+          )}
         </div>
         <h3>Signed-in sessions</h3>
         <table>
           <thead>
             <tr>
               <th>Admin</th>
+              <th>Browser</th>
+              <th>Address</th>
               <th>Signed in</th>
               <th>Expires</th>
               <th>
@@ -233,6 +286,8 @@ export function SettingsPage({
                   <span safe>{x.username}</span>
                   {x.id === currentSession ? <span class="muted"> (this browser)</span> : ""}
                 </td>
+                <td safe>{x.client}</td>
+                <td safe>{x.remote || "unknown"}</td>
                 <td>
                   <LocalTime at={x.createdAt} />
                 </td>
@@ -240,7 +295,7 @@ export function SettingsPage({
                   <LocalTime at={x.expiresAt} />
                 </td>
                 <td>
-                  {x.id === currentSession ? (
+                  {x.id === currentSession || !full ? (
                     ""
                   ) : (
                     <PostButton
@@ -258,7 +313,8 @@ export function SettingsPage({
           </tbody>
         </table>
         <p class="muted">
-          From the device: <code>gatehouse admin set-password --username NAME</code>.
+          From the device: <code>gatehouse admin set-password --username NAME [--read-only]</code>,{" "}
+          <code>gatehouse admin set-role NAME full|read-only</code>, <code>gatehouse admin reset-2fa NAME</code>.
         </p>
         <h3>Recent sign-ins</h3>
         {signIns.length === 0 ? (

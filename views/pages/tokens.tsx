@@ -12,6 +12,8 @@ export interface TokensPageProps {
 }
 
 export function TokensPage({ admin, tokens, error }: TokensPageProps) {
+  // A read-only admin sees which tokens exist, not even their first characters, and no forms.
+  const full = !admin.readOnly;
   return (
     <Layout title="API tokens" admin={admin} active="/settings/tokens">
       <h1>API tokens</h1>
@@ -19,14 +21,18 @@ export function TokensPage({ admin, tokens, error }: TokensPageProps) {
         For scripts and automation: send <code>Authorization: Bearer &lt;token&gt;</code> to <code>/api/v1</code>. The
         OpenAPI document is at <a href="/api/v1/openapi/json">/api/v1/openapi/json</a>.
       </p>
-      <form method="post" action="/settings/tokens" class="card inline-form">
-        <CsrfField token={admin.csrfToken} />
-        <label>
-          Name <input name="name" required maxlength="64" placeholder="e.g. provisioning script" />
-        </label>
-        <button type="submit">Create token</button>
-        <FieldError message={error} />
-      </form>
+      {full ? (
+        <form method="post" action="/settings/tokens" class="card inline-form">
+          <CsrfField token={admin.csrfToken} />
+          <label>
+            Name <input name="name" required maxlength="64" placeholder="e.g. provisioning script" />
+          </label>
+          <button type="submit">Create token</button>
+          <FieldError message={error} />
+        </form>
+      ) : (
+        ""
+      )}
       <table>
         <thead>
           <tr>
@@ -50,9 +56,7 @@ export function TokensPage({ admin, tokens, error }: TokensPageProps) {
           {tokens.map((t) => (
             <tr>
               <td safe>{t.name}</td>
-              <td>
-                <code safe>{`${t.prefix}…`}</code>
-              </td>
+              <td>{full ? <code safe>{`${t.prefix}…`}</code> : <span class="muted">hidden</span>}</td>
               <td>
                 <LocalTime at={t.createdAt} />
               </td>
@@ -60,13 +64,17 @@ export function TokensPage({ admin, tokens, error }: TokensPageProps) {
                 <LocalTime at={t.lastUsedAt} />
               </td>
               <td>
-                <PostButton
-                  action={`/settings/tokens/${t.id}/delete`}
-                  csrfToken={admin.csrfToken}
-                  confirm={`Revoke the API token "${t.name}"? Scripts using it are refused at once.`}
-                >
-                  Revoke
-                </PostButton>
+                {full ? (
+                  <PostButton
+                    action={`/settings/tokens/${t.id}/delete`}
+                    csrfToken={admin.csrfToken}
+                    confirm={`Revoke the API token "${t.name}"? Scripts using it are refused at once.`}
+                  >
+                    Revoke
+                  </PostButton>
+                ) : (
+                  ""
+                )}
               </td>
             </tr>
           ))}

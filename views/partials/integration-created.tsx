@@ -13,12 +13,15 @@ export function IntegrationCreated({ integration, password }: { integration: Int
           ({typeLabels[integration.type]})
         </span>
       </p>
-      <Secret label="Password:" value={password} />
+      <Secret label="Password:" value={password} autofocus />
       <p>
         <a href="/integrations/new" hx-get="/integrations/new" hx-target="#integration-form" hx-swap="outerHTML">
           Add another
         </a>{" "}
-        · <a href="/integrations">Done</a>
+        ·{" "}
+        <a href="/integrations" class="cancel">
+          Done
+        </a>
       </p>
     </section>
   );

@@ -1,34 +1,36 @@
 import type { IntegrationType } from "../../src/core/types.ts";
 import { attr } from "../components/attr.ts";
+import { ConnectHelp, type HelpProps } from "../components/connect-help.tsx";
 import { CsrfField } from "../components/csrf.tsx";
 import { FieldError } from "../components/field-error.tsx";
 import { typeLabels } from "../components/type-label.tsx";
 
 export interface IntegrationFormProps {
   csrfToken: string;
-  values: { type: IntegrationType; username: string; password: string; description: string };
+  values: {
+    type: IntegrationType;
+    username: string;
+    password: string;
+    description: string;
+    /** the username as the appliance suggested it, while the admin has not changed it */
+    suggested?: string;
+  };
   errors?: Record<string, string>;
-}
-
-/** VrpcUsernameHint: what each shape of a VRPC username does (core/permissions.ts decides by it). */
-function VrpcUsernameHint() {
-  return (
-    <small id="vrpc-username-hint" class="hint muted">
-      <code>&lt;domain&gt;/&lt;agent&gt;</code> (e.g. <code>plant/press-1</code>): an agent (edge connector) that
-      announces itself as <code>&lt;agent&gt;</code> in <code>&lt;domain&gt;</code>, or a client of that domain; either
-      reaches only <code>&lt;domain&gt;/…</code>. Start the agent with this domain and agent name. A name without{" "}
-      <code>/</code> is a client: it announces no agent and reaches a VRPC domain only through a topic filter that names
-      the domain.
-    </small>
-  );
+  /** how a device of the chosen type connects, from that type's part */
+  help?: HelpProps;
 }
 
 /**
  * IntegrationForm: pre-filled with a generated username and password, both editable. Changing the
  * type keeps what was typed; a still-generated username takes the new type's shape (VRPC ones are
- * `<domain>/<agent>`, so the agent started with them may announce itself).
+ * `<domain>/<agent>`, so the agent started with them may announce itself), with JavaScript at once,
+ * without it when saved (the untouched suggestion travels in `suggested`). Under the fields: what the
+ * username means for this type, where devices connect, and a ready example. The fields have ids, so
+ * htmx gives the focus back to the Type select after a type change swaps the form.
  */
-export function IntegrationForm({ csrfToken, values, errors = {} }: IntegrationFormProps) {
+export function IntegrationForm({ csrfToken, values, errors = {}, help }: IntegrationFormProps) {
+  // the focus goes to the first field with an error, else to the Type select (htmx honours autofocus on a swap)
+  const focus = (["username", "password", "description"] as const).find((f) => errors[f]) ?? "type";
   return (
     <form
       id="integration-form"
@@ -41,11 +43,14 @@ export function IntegrationForm({ csrfToken, values, errors = {} }: IntegrationF
     >
       <h2>Add integration</h2>
       <CsrfField token={csrfToken} />
+      {values.suggested ? <input type="hidden" name="suggested" value={attr(values.suggested)} /> : ""}
       <div class="grid">
-        <label>
+        <label for="integration-type">
           Type
           <select
+            id="integration-type"
             name="type"
+            autofocus={focus === "type"}
             hx-post="/integrations/new"
             hx-target="#integration-form"
             hx-swap="outerHTML"
@@ -60,24 +65,27 @@ export function IntegrationForm({ csrfToken, values, errors = {} }: IntegrationF
           </select>
           <FieldError message={errors.type} />
         </label>
-        <label>
+        <label for="integration-username">
           Username
           <input
+            id="integration-username"
             name="username"
+            autofocus={focus === "username"}
             value={attr(values.username)}
             required
             maxlength="128"
             pattern="[A-Za-z0-9._\-@\/:]{1,128}"
             autocomplete="off"
-            aria-describedby={values.type === "vrpc" ? "vrpc-username-hint" : undefined}
+            aria-describedby={help ? "integration-username-hint" : undefined}
           />
           <FieldError message={errors.username} />
-          {values.type === "vrpc" ? <VrpcUsernameHint /> : ""}
         </label>
-        <label>
+        <label for="integration-password">
           Password
           <input
+            id="integration-password"
             name="password"
+            autofocus={focus === "password"}
             value={attr(values.password)}
             required
             minlength="8"
@@ -87,9 +95,16 @@ export function IntegrationForm({ csrfToken, values, errors = {} }: IntegrationF
           />
           <FieldError message={errors.password} />
         </label>
-        <label>
+        <label for="integration-description">
           Description
-          <input name="description" value={attr(values.description)} maxlength="1024" placeholder="optional" />
+          <input
+            id="integration-description"
+            name="description"
+            autofocus={focus === "description"}
+            value={attr(values.description)}
+            maxlength="1024"
+            placeholder="optional"
+          />
           <FieldError message={errors.description} />
         </label>
       </div>
@@ -100,10 +115,20 @@ export function IntegrationForm({ csrfToken, values, errors = {} }: IntegrationF
       ) : (
         ""
       )}
-      <button type="submit">Save integration</button>{" "}
-      <a href="/integrations" class="link">
-        Cancel
-      </a>
+      <div class="row-actions">
+        <button type="submit">Save integration</button>
+        <a href="/integrations" class="link cancel">
+          Cancel
+        </a>
+      </div>
+      {help ? (
+        <details class="type-help" open>
+          <summary safe>{`How a ${typeLabels[values.type]} device connects`}</summary>
+          <ConnectHelp help={help} hintId="integration-username-hint" />
+        </details>
+      ) : (
+        ""
+      )}
     </form>
   );
 }

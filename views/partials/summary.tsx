@@ -3,9 +3,8 @@ import { typeLabels } from "../components/type-label.tsx";
 
 export interface SummaryCounts {
   byType: Record<IntegrationType, { total: number; online: number }>;
-  /** failed logins in the last hour (`capped`: the log holds no more, there may be more) */
+  /** failed logins in the last hour (onboarding requests are not failures) */
   failedLastHour: number;
-  capped: boolean;
 }
 
 /**
@@ -26,7 +25,7 @@ export function Summary({ counts }: { counts: SummaryCounts }) {
         <div class="stat">
           <span class="stat-label" safe>
             {typeLabels[t]}
-          </span>
+          </span>{" "}
           <span class="stat-value">
             <a href={`/integrations?type=${t}&status=online`} title={`${typeLabels[t]} integrations online now`}>
               {counts.byType[t].online}
@@ -35,18 +34,17 @@ export function Summary({ counts }: { counts: SummaryCounts }) {
             <a href={`/integrations?type=${t}`} title={`all ${typeLabels[t]} integrations`}>
               {counts.byType[t].total}
             </a>
-          </span>
+          </span>{" "}
           <span class="stat-label">online</span>
         </div>
       ))}
       <div class={counts.failedLastHour ? "stat bad" : "stat"}>
-        <span class="stat-label">Failed logins</span>
+        <span class="stat-label">Failed logins</span>{" "}
         <span class="stat-value">
           <a href="#failed-logins" title="failed logins in the last hour">
             {counts.failedLastHour}
-            {counts.capped ? "+" : ""}
           </a>
-        </span>
+        </span>{" "}
         <span class="stat-label">last hour</span>
       </div>
     </section>

@@ -197,6 +197,8 @@ export class Uplink {
       createdAt: now,
       updatedAt: now,
       lastLoginAt: null,
+      lastLoginClientId: null,
+      lastLoginRemote: null,
       revision: 0,
     };
   }

@@ -3,6 +3,13 @@ import type { Integration } from "../types.ts";
 import { vrpcAgentIdentity } from "../vrpc.ts";
 import { parseStoredFilters } from "./validation.ts";
 
+/** LastLogin: a login's time and origin, held until it is written behind. */
+export interface LastLogin {
+  at: number;
+  clientId?: string;
+  remote?: string;
+}
+
 /** StoredIntegration: an integration with its password hash, as held in memory; never leaves the core. */
 export interface StoredIntegration extends Integration {
   passwordHash: string;
@@ -17,6 +24,27 @@ export function publicView(r: StoredIntegration): Integration {
     subscribeAcl: [...r.subscribeAcl],
     denyPublishAcl: [...r.denyPublishAcl],
     denySubscribeAcl: [...r.denySubscribeAcl],
+  };
+}
+
+/** storedRow: the database row an integration in memory stands for (to apply a change to it without reading it back). */
+export function storedRow(r: StoredIntegration): IntegrationRow {
+  return {
+    id: r.id,
+    username: r.username,
+    type: r.type,
+    description: r.description,
+    passwordHash: r.passwordHash,
+    active: r.active,
+    publishAcl: JSON.stringify(r.publishAcl),
+    subscribeAcl: JSON.stringify(r.subscribeAcl),
+    denyPublishAcl: JSON.stringify(r.denyPublishAcl),
+    denySubscribeAcl: JSON.stringify(r.denySubscribeAcl),
+    createdAt: r.createdAt,
+    updatedAt: r.updatedAt,
+    lastLoginAt: r.lastLoginAt,
+    lastLoginClientId: r.lastLoginClientId,
+    lastLoginRemote: r.lastLoginRemote,
   };
 }
 
@@ -131,8 +159,8 @@ export class IntegrationIndex {
     if (n <= 1) this.#vrpcDomainList = [...this.#vrpcDomains.keys()]; // a domain came or went
   }
 
-  /** put: stores a row read from or written to the database; `lastLoginAt` keeps the newer of row and memory. */
-  put(row: IntegrationRow, newerLogin?: number): StoredIntegration {
+  /** put: stores a row read from or written to the database; the last login is the newer of row and memory. */
+  put(row: IntegrationRow, newerLogin?: LastLogin): StoredIntegration {
     const previous = this.#byId.get(row.id);
     if (previous && previous.username !== row.username) this.#byUsername.delete(previous.username);
     if (previous) this.#countDomain(previous, -1);
@@ -148,7 +176,17 @@ export class IntegrationIndex {
       denySubscribeAcl: filtersOf(row.denySubscribeAcl),
       createdAt: row.createdAt,
       updatedAt: row.updatedAt,
-      lastLoginAt: newerLogin !== undefined && (row.lastLoginAt ?? 0) < newerLogin ? newerLogin : row.lastLoginAt,
+      ...(newerLogin !== undefined && (row.lastLoginAt ?? 0) < newerLogin.at
+        ? {
+            lastLoginAt: newerLogin.at,
+            lastLoginClientId: newerLogin.clientId ?? null,
+            lastLoginRemote: newerLogin.remote ?? null,
+          }
+        : {
+            lastLoginAt: row.lastLoginAt,
+            lastLoginClientId: row.lastLoginClientId,
+            lastLoginRemote: row.lastLoginRemote,
+          }),
       revision: ++this.#revision,
       passwordHash: row.passwordHash,
     };

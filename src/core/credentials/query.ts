@@ -25,6 +25,8 @@ export interface ListPage {
   page: number;
   pageSize: number;
   pages: number;
+  /** the page asked for, when it was past the last one */
+  pastEnd?: number;
 }
 
 const statusRank: Record<IntegrationStatus, number> = { online: 0, offline: 1, deactivated: 2 };
@@ -50,21 +52,51 @@ function compareBy(
   }
 }
 
-/** listIntegrations: newest first unless sorted otherwise, filtered in memory (fast for 10 000+ rows, no query per keystroke). */
-export function listIntegrations(
+/**
+ * matchesText: does the search text occur (any case) in the username, the description, or the client id
+ * or address of the last login?
+ */
+export function matchesText(r: StoredIntegration, q: string): boolean {
+  return (
+    r.username.toLowerCase().includes(q) ||
+    (r.description !== "" && r.description.toLowerCase().includes(q)) ||
+    (r.lastLoginClientId?.toLowerCase().includes(q) ?? false) ||
+    (r.lastLoginRemote?.toLowerCase().includes(q) ?? false)
+  );
+}
+
+/** matchingIntegrations: every integration the query's filters select, in no order. */
+export function matchingIntegrations(
   all: Iterable<StoredIntegration>,
   query: ListQuery,
   onlineIds: ReadonlySet<number>,
-): ListPage {
-  const pageSize = Math.min(Math.max(query.pageSize ?? 25, 1), 200);
+  /** integrations a live session of which matches the text (its client id or address) */
+  liveMatches: ReadonlySet<number> = new Set(),
+): StoredIntegration[] {
   const q = query.q?.trim().toLowerCase();
   const matches: StoredIntegration[] = [];
   for (const r of all) {
     if (query.type && r.type !== query.type) continue;
-    if (q && !r.username.toLowerCase().includes(q)) continue;
+    if (q && !matchesText(r, q) && !liveMatches.has(r.id)) continue;
     if (query.status && statusOf(r.active, onlineIds.has(r.id)) !== query.status) continue;
     matches.push(r);
   }
+  return matches;
+}
+
+/**
+ * listIntegrations: newest first unless sorted otherwise, filtered in memory (fast for 10 000+ rows, no
+ * query per keystroke). A page past the last gives the last one, and `pastEnd` names the page that was
+ * asked for, so the admin page can say so.
+ */
+export function listIntegrations(
+  all: Iterable<StoredIntegration>,
+  query: ListQuery,
+  onlineIds: ReadonlySet<number>,
+  liveMatches?: ReadonlySet<number>,
+): ListPage {
+  const pageSize = Math.min(Math.max(query.pageSize ?? 25, 1), 200);
+  const matches = matchingIntegrations(all, query, onlineIds, liveMatches);
   const sort = query.sort ?? "created";
   const sign = (query.dir ?? defaultDir[sort]) === "asc" ? 1 : -1;
   const by = compareBy(sort, onlineIds);
@@ -72,7 +104,8 @@ export function listIntegrations(
   const pages = Math.max(1, Math.ceil(matches.length / pageSize));
   const page = Math.min(Math.max(query.page ?? 1, 1), pages);
   const rows = matches.slice((page - 1) * pageSize, page * pageSize).map(publicView);
-  return { rows, total: matches.length, page, pageSize, pages };
+  const asked = query.page ?? 1;
+  return { rows, total: matches.length, page, pageSize, pages, ...(asked > pages ? { pastEnd: asked } : {}) };
 }
 
 /** countByType: integrations per type, every type present. */

@@ -1,7 +1,7 @@
 import type { Db } from "../../db/client.ts";
 import type { IntegrationRow } from "../../db/schema.ts";
 import type { EventBus } from "../events.ts";
-import { aclKey, publicView, sameRow, type IntegrationIndex } from "./index-memory.ts";
+import { aclKey, publicView, sameRow, type IntegrationIndex, type LastLogin } from "./index-memory.ts";
 import { allRows, rowsById, versions } from "./rows.ts";
 
 /**
@@ -19,7 +19,7 @@ export function reconcile(
   db: Db,
   index: IntegrationIndex,
   events: EventBus,
-  opts: { initial: boolean; changed: (id: number) => void; pendingLogin: (id: number) => number | undefined },
+  opts: { initial: boolean; changed: (id: number) => void; pendingLogin: (id: number) => LastLogin | undefined },
 ): void | Promise<void> {
   const { ids, updatedAts } = versions(db);
   const stale: number[] = [];

@@ -23,6 +23,8 @@ type RawRow = {
   created_at: number;
   updated_at: number;
   last_login_at: number | null;
+  last_login_client_id: string | null;
+  last_login_remote: string | null;
 };
 
 /** rowOf: a raw `integrations` row as drizzle maps it (`active` as drizzle's boolean mode reads it). */
@@ -41,11 +43,16 @@ export function rowOf(raw: RawRow): IntegrationRow {
     createdAt: raw.created_at,
     updatedAt: raw.updated_at,
     lastLoginAt: raw.last_login_at,
+    lastLoginClientId: raw.last_login_client_id,
+    lastLoginRemote: raw.last_login_remote,
   };
 }
 
 /** insertRow: one new integration; returns it as stored (its id). */
-export function insertRow(db: Db, row: Omit<IntegrationRow, "id" | "lastLoginAt">): IntegrationRow {
+export function insertRow(
+  db: Db,
+  row: Omit<IntegrationRow, "id" | "lastLoginAt" | "lastLoginClientId" | "lastLoginRemote">,
+): IntegrationRow {
   const raw = db.$client
     .query(
       `INSERT INTO integrations (username, type, description, password_hash, active, publish_acl, subscribe_acl,

@@ -2,6 +2,7 @@ import { BusNotStoredError } from "../../core/bus.ts";
 import type { Core } from "../../core/index.ts";
 import { mayPublish, mayRead } from "../../core/permissions.ts";
 import { isValidTopicString } from "../../core/topics.ts";
+import type { TrafficMeter } from "../../core/traffic.ts";
 import type { Integration } from "../../core/types.ts";
 import { allowIdle, endIdle } from "../../lib/http.ts";
 import type { Logger } from "../../lib/logger.ts";
@@ -70,12 +71,20 @@ export function createDataRoutes(core: Core, log: Logger, presence: Presence, op
       { "retry-after": "5" },
     );
 
-  const postTopic = async (request: Request, integration: Integration, topic: string, url: URL) => {
+  const postTopic = async (
+    request: Request,
+    integration: Integration,
+    topic: string,
+    url: URL,
+    meter?: TrafficMeter,
+  ) => {
     const retain = url.searchParams.get("retain") === "true";
     const qos = url.searchParams.get("qos") ?? "0";
     if (qos !== "0" && qos !== "1") return problem(400, "invalid_request", "qos must be 0 or 1");
-    if (!mayPublish(credentials.peek(integration.id), topic, core.topicSpace))
+    if (!mayPublish(credentials.peek(integration.id), topic, core.topicSpace)) {
+      meter?.refused();
       return problem(403, "forbidden", "this integration may not publish to this topic");
+    }
     const body = await readBody(request);
     if (body instanceof Response) return body;
     try {
@@ -85,10 +94,11 @@ export function createDataRoutes(core: Core, log: Logger, presence: Presence, op
       if (err instanceof BusNotStoredError) return notStored();
       throw err;
     }
+    meter?.received(body.length);
     return json({ published: 1 }, 202);
   };
 
-  const postBatch = async (request: Request, integration: Integration) => {
+  const postBatch = async (request: Request, integration: Integration, meter?: TrafficMeter) => {
     const body = await readBody(request);
     if (body instanceof Response) return body;
     let items: unknown;
@@ -120,8 +130,10 @@ export function createDataRoutes(core: Core, log: Logger, presence: Presence, op
           "invalid_request",
           `item ${i + 1}: unknown field ${extra}; an item takes topic, payload, retain`,
         );
-      if (!mayPublish(current, topic, core.topicSpace))
+      if (!mayPublish(current, topic, core.topicSpace)) {
+        meter?.refused(); // the batch is refused whole: one refused publish
         return problem(403, "forbidden", `item ${i + 1}: this integration may not publish to ${topic}`);
+      }
       const payload = Buffer.from(typeof it.payload === "string" ? it.payload : JSON.stringify(it.payload));
       messages.push({ topic, payload, retain: it.retain === true });
     }
@@ -130,6 +142,7 @@ export function createDataRoutes(core: Core, log: Logger, presence: Presence, op
     const results = await Promise.allSettled(
       messages.map((m) => publishOne(integration, m.topic, m.payload, m.retain, 0)),
     );
+    for (const [i, r] of results.entries()) if (r.status === "fulfilled") meter?.received(messages[i]!.payload.length);
     const failed = results.find((r) => r.status === "rejected");
     if (failed) {
       if (failed.reason instanceof BusNotStoredError)
@@ -163,7 +176,14 @@ export function createDataRoutes(core: Core, log: Logger, presence: Presence, op
    * decision again at the moment it answers (HOSTILE.md "ask at delivery"), and its session's kick
    * (deactivate, delete, password change, permission change, an admin's disconnect) ends it at once.
    */
-  const getTopic = async (request: Request, integration: Integration, topic: string, url: URL, remote: string) => {
+  const getTopic = async (
+    request: Request,
+    integration: Integration,
+    topic: string,
+    url: URL,
+    remote: string,
+    meter?: TrafficMeter,
+  ) => {
     const refused = readRefusal(integration.id, topic);
     if (refused) return refused;
     const wait = url.searchParams.get("wait");
@@ -198,13 +218,17 @@ export function createDataRoutes(core: Core, log: Logger, presence: Presence, op
       if (end.kind === "refused") return end.response();
       const now = readRefusal(integration.id, topic);
       if (now) return now;
-      if (end.kind === "value") return json(payloadView(topic, end.payload, end.at));
+      if (end.kind === "value") {
+        meter?.delivered(end.payload.length);
+        return json(payloadView(topic, end.payload, end.at));
+      }
     }
     const payload = await retainedNow(topic);
     // asked again after the read of the retained store, which may have waited on the broker
     const now = readRefusal(integration.id, topic);
     if (now) return now;
     if (!payload) return problem(404, "not_found", "no retained message on this topic");
+    meter?.delivered(payload.length);
     return json(payloadView(topic, payload, retainedAt.get(topic)));
   };
 
@@ -218,17 +242,19 @@ export function createDataRoutes(core: Core, log: Logger, presence: Presence, op
       remote: string,
     ): Promise<Response> {
       const method = request.method;
+      // its session's traffic (the page, the API): the request authenticated, so the session is open
+      const meter = presence.sessionOf(who.id, remote)?.handle.traffic;
       if (rest === undefined)
         return method === "POST"
-          ? await postBatch(request, who)
+          ? await postBatch(request, who, meter)
           : problem(405, "method_not_allowed", "POST a batch here", { allow: "POST" });
       const topic = topicOf(rest);
       if (!topic)
         return problem(400, "invalid_request", "the path must name an MQTT topic without wildcards or a leading $");
       if (!bus.available) return problem(503, "unavailable", "the MQTT broker is not running");
       return method === "POST"
-        ? await postTopic(request, who, topic, url)
-        : await getTopic(request, who, topic, url, remote);
+        ? await postTopic(request, who, topic, url, meter)
+        : await getTopic(request, who, topic, url, remote, meter);
     },
     start() {
       stopBus = bus.onMessage(({ topic, payload, retain }) => {

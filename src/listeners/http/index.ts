@@ -2,6 +2,7 @@ import { option } from "../../lib/options.ts";
 import { defineListener } from "../listener.ts";
 import { createDeviceApi, type DeviceApiOptions } from "./device-api.ts";
 import { forwardAuthProxies, type ForwardAuthProxy } from "./forward-auth.ts";
+import { httpHelp } from "./help.ts";
 
 /** httpListener: HTTP integrations on the admin page's port: device data and forward auth for reverse proxies. */
 export const httpListener = defineListener<DeviceApiOptions>()({
@@ -40,6 +41,7 @@ export const httpListener = defineListener<DeviceApiOptions>()({
         api.stop();
       },
       address: () => undefined,
+      help: httpHelp,
     };
   },
 });

@@ -45,6 +45,11 @@ export function createRegistration(core: Core, maxBodyBytes: number) {
     // the window or the name may have just been opened or made by the CLI
     const catchingUp = core.fresh();
     if (catchingUp) await catchingUp;
+    // a banned client may not ask for onboarding either (verify below refuses it as well)
+    if (core.bans.match(username, meta)) {
+      credentials.loginRefused(type, username, "banned", meta);
+      return refusal("banned");
+    }
     if (credentials.findByUsername(username)) {
       const result = await credentials.verify(type, username, password, meta, request.signal);
       if (result.ok) return json({ status: "approved", username }, 201);

@@ -17,6 +17,7 @@ const statusFor: Record<LoginFailure, 401 | 403 | 429 | 503> = {
   "wrong-type": 403,
   stale: 403,
   throttled: 429,
+  banned: 403,
   "unsupported-protocol": 401,
   "client-id-in-use": 403,
   "connection-limit": 503,
@@ -50,7 +51,11 @@ export function refusal(reason: LoginFailure): Response {
   return problem(
     status,
     "forbidden",
-    reason === "deactivated" ? "this integration is deactivated" : "this integration may not use HTTP",
+    reason === "deactivated"
+      ? "this integration is deactivated"
+      : reason === "banned"
+        ? "this client is banned"
+        : "this integration may not use HTTP",
   );
 }
 

@@ -23,6 +23,7 @@ interface PacketParser {
   _queue: unknown[] | null;
   removeAllListeners(event: "packet"): void;
   prependListener(event: "packet", fn: (packet: { cmd: string; messageId?: number }) => void): void;
+  on(event: "packet", listener: (packet: { cmd: string; messageId?: number; reasonCode?: number }) => void): void;
 }
 
 interface ClientInternals {
@@ -391,6 +392,221 @@ export function handleOnFirstBytes(
     onClient(client);
     socket.emit("readable");
   });
+}
+
+/**
+ * deliverResumedQueue: an MQTT 5 client that resumes its session (Clean Start 0) but asks for Session
+ * Expiry 0 gets what was queued for it while it was away; the session then ends with this connection
+ * (§3.1.2.4, §3.1.2.11.2). aedes 2.0.0-beta.1 (and its upstream MQTT 5 branch) takes `client.clean` (set
+ * from the expiry) to mean "nothing to deliver" in its `emptyQueue` step and drops the queue. So the
+ * client counts as not clean until the connect sequence, queue included, is over.
+ */
+export function deliverResumedQueue(client: Client): void {
+  const c = client as unknown as { clean: boolean };
+  if (!c.clean) return;
+  c.clean = false;
+  client.once("connected", () => {
+    c.clean = true;
+  });
+}
+
+/**
+ * reasonStringsOnRequest: reason strings on PUBACK/PUBREC only for an MQTT 5 client that sent Request
+ * Problem Information 1 itself. Absent, the property means 1 (§3.1.2.11.7) and aedes adds its error text,
+ * which is legal, but strict embedded clients (the Eclipse Paho test client among them: "Puback packet is
+ * wrong length 45") take an acknowledgement longer than 4 bytes for a broken one; Mosquitto sends none.
+ * The reason code alone (0x87) says what happened.
+ */
+export function reasonStringsOnRequest(
+  client: Client,
+  packet: { properties?: { requestProblemInformation?: boolean } },
+) {
+  (client as unknown as { _requestProblemInformation: boolean })._requestProblemInformation =
+    packet.properties?.requestProblemInformation === true;
+}
+
+/**
+ * exceedsClientMaximum: the PUBLISH would be larger than the Maximum Packet Size the MQTT 5 client
+ * declared in its CONNECT. The server must not send it [MQTT-3.1.2-24]; it is discarded as if it had
+ * been delivered (§3.1.2.11.4). aedes 2.0.0-beta.1 stores the value and sends anyway. Measured as it
+ * will be written: its properties (the subscription identifier included) and a packet identifier for
+ * QoS 1 and 2 (2 bytes more than a QoS 0 delivery of a downgraded message needs: never too lenient).
+ */
+export function exceedsClientMaximum(
+  client: Client,
+  packet: { topic: string; payload?: Buffer | string; qos?: number; properties?: object },
+): boolean {
+  const max = (client as unknown as { maximumPacketSize?: number }).maximumPacketSize;
+  if (client.version !== 5 || !max) return false;
+  const payloadBytes = packet.payload?.length ?? 0;
+  // the topic is at most 3 bytes a character, the fixed header at most 5 bytes, the rest 5 more
+  if (!packet.properties && payloadBytes + packet.topic.length * 3 + 16 <= max) return false;
+  const size = generate(
+    {
+      cmd: "publish",
+      topic: packet.topic,
+      payload: packet.payload ?? "",
+      qos: packet.qos ?? 0,
+      messageId: 1,
+      properties: packet.properties,
+      retain: false,
+      dup: false,
+    } as never,
+    { protocolVersion: 5 },
+  ).length;
+  return size > max;
+}
+
+interface Flow {
+  /** an MQTT 5 connection (3.1.1 has no Receive Maximum) */
+  active(): boolean;
+  /** the client's Receive Maximum (read once its CONNECT is handled) */
+  max(): number;
+  /** packet identifiers of QoS 1 and 2 PUBLISHes sent and not acknowledged yet */
+  inflight: Set<number>;
+  /** PUBLISHes waiting for a free slot, in order */
+  held: { packet: { messageId: number }; opts: object; bytes: number }[];
+  maxHeld: number;
+  /** payload bytes waiting, and their bound */
+  heldBytes: number;
+  maxHeldBytes: number;
+  onDrop(): void;
+  /** server-assigned topic aliases: the client's Topic Alias Maximum (capped), and those given so far */
+  aliasMax: number;
+  aliases: Map<string, number>;
+}
+
+type WriteToStream = (
+  packet: { cmd: string; qos?: number; messageId?: number },
+  stream: object,
+  opts: object,
+) => boolean;
+
+/** flows: each MQTT 5 connection's flow control, by the stream aedes writes to. */
+const flows = new WeakMap<object, Flow>();
+let writeToStream: WriteToStream | undefined;
+
+/**
+ * installFlowControl: every QoS 1 and 2 PUBLISH aedes writes (live, queued, retained) goes through
+ * mqtt-packet's `writeToStream`; one wrapper there keeps an MQTT 5 client's unacknowledged PUBLISHes at
+ * its Receive Maximum [MQTT-3.3.4-9]: the next waits, in order, until a PUBACK, PUBCOMP or failed PUBREC
+ * frees a slot. aedes 2.0.0-beta.1 stores the Receive Maximum and does not enforce it. QoS 0 is not
+ * counted (§4.9). Installed once per process; connections without a flow (3.1.1) pass untouched.
+ */
+function installFlowControl(): WriteToStream {
+  if (writeToStream) return writeToStream;
+  const mp = mqttPacket as unknown as { writeToStream?: WriteToStream };
+  const original = mp.writeToStream;
+  if (typeof original !== "function") fail("mqtt-packet has no writeToStream");
+  const send: WriteToStream = (packet, stream, opts) => original(withAlias(packet, flows.get(stream)), stream, opts);
+  mp.writeToStream = (packet, stream, opts) => {
+    // shared subscriptions are available (shared.ts); aedes' CONNACK says otherwise
+    const props = (packet as { properties?: { sharedSubscriptionAvailable?: boolean } }).properties;
+    if (packet.cmd === "connack" && props?.sharedSubscriptionAvailable === false)
+      delete props.sharedSubscriptionAvailable;
+    const flow = flows.get(stream);
+    if (!flow?.active() || packet.cmd !== "publish" || !packet.qos || packet.messageId === undefined)
+      return send(packet, stream, opts);
+    // a PUBLISH sent again (DUP) keeps its slot
+    if (flow.inflight.has(packet.messageId) || flow.inflight.size < flow.max()) {
+      flow.inflight.add(packet.messageId);
+      return send(packet, stream, opts);
+    }
+    const bytes = (packet as { payload?: { length: number } }).payload?.length ?? 0;
+    if (flow.held.length >= flow.maxHeld || flow.heldBytes + bytes > flow.maxHeldBytes) {
+      flow.onDrop();
+      return true;
+    }
+    flow.heldBytes += bytes;
+    flow.held.push({ packet: packet as { messageId: number }, opts, bytes });
+    return true; // aedes goes on as if written (a persistent session's queue still holds it until acknowledged)
+  };
+  writeToStream = send;
+  return send;
+}
+
+/** aliasesPerConnection: topic aliases the broker gives one connection at most (the topics it names first). */
+const aliasesPerConnection = 16;
+
+/**
+ * withAlias: a PUBLISH to an MQTT 5 client that accepts topic aliases (Topic Alias Maximum > 0 in its
+ * CONNECT) names its topic once with an alias, then the alias alone (§3.3.2.3.4; a MAY that aedes lacks and
+ * Mosquitto skips). Applied as the packet is written, so the order on the wire is the order aliases are set.
+ */
+function withAlias<P extends { cmd: string; topic?: string; properties?: object }>(
+  packet: P,
+  flow: Flow | undefined,
+): P {
+  if (!flow?.active() || flow.aliasMax === 0 || packet.cmd !== "publish" || !packet.topic) return packet;
+  const known = flow.aliases.get(packet.topic);
+  if (known !== undefined) return { ...packet, topic: "", properties: { ...packet.properties, topicAlias: known } };
+  if (flow.aliases.size >= flow.aliasMax) return packet;
+  const alias = flow.aliases.size + 1;
+  flow.aliases.set(packet.topic, alias);
+  return { ...packet, properties: { ...packet.properties, topicAlias: alias } };
+}
+
+/**
+ * limitInflight: flow control by the client's Receive Maximum (see `installFlowControl`), for MQTT 5
+ * clients. At most `maxHeld` PUBLISHes (`maxHeldBytes` of payload) wait for a slot; past that a new one is dropped (`onDrop`), as
+ * Mosquitto's max_queued_messages does: a client that never acknowledges cannot make the broker grow.
+ */
+export function limitInflight(client: Client, maxHeld: number, maxHeldBytes: number, onDrop: () => void): void {
+  const write = installFlowControl();
+  const c = client as unknown as ClientInternals & { receiveMaximum?: number };
+  const stream = client.conn as unknown as object & { destroyed?: boolean };
+  const flow: Flow = {
+    active: () => client.version === 5,
+    max: () => c.receiveMaximum ?? 65_535,
+    inflight: new Set(),
+    held: [],
+    maxHeld,
+    heldBytes: 0,
+    maxHeldBytes,
+    onDrop,
+    aliasMax: 0,
+    aliases: new Map(),
+  };
+  flows.set(stream, flow);
+  c._parser.on("packet", (packet) => {
+    if (packet.cmd === "connect") {
+      const asked = (packet as { properties?: { topicAliasMaximum?: number } }).properties?.topicAliasMaximum ?? 0;
+      flow.aliasMax = Math.min(asked, aliasesPerConnection);
+      return;
+    }
+    const acked =
+      packet.cmd === "puback" ||
+      packet.cmd === "pubcomp" ||
+      (packet.cmd === "pubrec" && (packet.reasonCode ?? 0) >= 0x80);
+    if (!acked || packet.messageId === undefined || !flow.inflight.delete(packet.messageId)) return;
+    while (flow.held.length > 0 && flow.inflight.size < flow.max() && !client.closed && !stream.destroyed) {
+      const next = flow.held.shift()!;
+      flow.heldBytes -= next.bytes;
+      flow.inflight.add(next.packet.messageId);
+      write(next.packet as never, stream, next.opts);
+    }
+  });
+}
+
+/**
+ * allSubscriptionIdentifiers: a message matching several subscriptions of one client goes out once (aedes
+ * delivers one copy) and then must carry the identifiers of all of them [MQTT-3.3.4-4]; aedes 2.0.0-beta.1
+ * puts only the first one's. Asked only for a message that carries an identifier, and not for a retained
+ * message sent because of one new subscription (that one's identifier alone, §3.3.4).
+ */
+export function allSubscriptionIdentifiers<
+  P extends { topic: string; retain?: boolean; properties?: { subscriptionIdentifier?: number | number[] } },
+>(client: Client, packet: P, matches: (filter: string, topic: string) => boolean): P {
+  const first = packet.properties?.subscriptionIdentifier;
+  if (client.version !== 5 || typeof first !== "number" || packet.retain) return packet;
+  const subs = (client as unknown as { subscriptions: Record<string, { si?: number } | undefined> }).subscriptions;
+  const ids = new Set<number>([first]);
+  for (const filter in subs) {
+    const si = subs[filter]?.si;
+    if (si !== undefined && !ids.has(si) && matches(filter, packet.topic)) ids.add(si);
+  }
+  if (ids.size === 1) return packet;
+  return { ...packet, properties: { ...packet.properties, subscriptionIdentifier: [...ids] } };
 }
 
 /** overQuota: the filters of a SUBSCRIBE refused for the subscription bounds (not for permissions). */

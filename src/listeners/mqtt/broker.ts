@@ -13,6 +13,7 @@ import {
   eachClient,
   subackQuotaCodes,
   holdUntilConnack,
+  limitInflight,
   markRedeliveries,
   publishBeforePuback,
   stopAtDisconnect,
@@ -20,6 +21,7 @@ import {
 import { createHooks } from "./hooks.ts";
 import { BrokerStore, type StoreLimits } from "./persistence.ts";
 import { publishStaleWills, restoreOwners, wireBroker } from "./provider.ts";
+import { createSharedGroups, renameSharedFilters } from "./shared.ts";
 import { createMqttState } from "./state.ts";
 import { startTransports, type WsStream } from "./transports.ts";
 
@@ -88,6 +90,8 @@ export function createMqttListener(
   });
   const { subscribed, ...hooks } = createHooks(state, opts.maxConnections ?? 10_000);
   const maxPacket = opts.maxPacketBytes ?? 1024 * 1024;
+  const maxQueued = opts.store?.maxQueuedMessages ?? defaultStoreLimits.maxQueuedMessages;
+  const maxQueuedBytes = opts.store?.maxQueuedBytes ?? defaultStoreLimits.maxQueuedBytes;
   let broker: Aedes | undefined;
   let transports: Awaited<ReturnType<typeof startTransports>> | undefined;
   let unwire: (() => void)[] = [];
@@ -127,11 +131,15 @@ export function createMqttListener(
         state.logRefusal(client, "mqtt publish not acknowledged: the broker store refused it", { err: err.message }),
       );
       markRedeliveries(b);
+      state.shared = createSharedGroups(b);
       let clientChecked = false;
       eachClient(b, (client) => {
         if (!clientChecked) assertClientShape(client);
         clientChecked = true;
         holdUntilConnack(client);
+        renameSharedFilters(client);
+        // MQTT 5 Receive Maximum; what waits for a slot is bounded as a session's queue (ids wrap at 65 535)
+        limitInflight(client, Math.min(maxQueued, 50_000), maxQueuedBytes, () => state.flowDropped(client));
         stopAtDisconnect(client);
         subackQuotaCodes(client);
       });

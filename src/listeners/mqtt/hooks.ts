@@ -2,12 +2,22 @@ import type { AuthenticateError, Client, ConnectPacket, PublishPacket, Subscript
 import type { Socket } from "node:net";
 import type { PublishedMessage } from "../../core/bus.ts";
 import { mayPublish, mayRead, maySubscribe } from "../../core/permissions.ts";
-import { isValidTopicString } from "../../core/topics.ts";
+import { isValidTopicString, topicMatches } from "../../core/topics.ts";
 import type { LoginFailure } from "../../core/types.ts";
 import { StaleLoginError } from "../../lib/errors.ts";
-import { disconnectV5, grantSubscription, refuseOverQuota, refuseV5 } from "./aedes-internals.ts";
+import {
+  allSubscriptionIdentifiers,
+  deliverResumedQueue,
+  disconnectV5,
+  exceedsClientMaximum,
+  grantSubscription,
+  reasonStringsOnRequest,
+  refuseOverQuota,
+  refuseV5,
+} from "./aedes-internals.ts";
 import { foreignPublishProperty, foreignWillProperty } from "./properties.ts";
 import { WsStream } from "./transports.ts";
+import { filterOf, isShared, isSharedName } from "./shared.ts";
 import type { Conn, MqttState } from "./state.ts";
 
 /** CONNACK return codes of MQTT 3.1.1 §3.2.2.3 for each refusal reason. */
@@ -15,6 +25,7 @@ export const connackFor: Record<LoginFailure, 1 | 2 | 3 | 4 | 5> = {
   "unknown-user": 4,
   "wrong-password": 4,
   throttled: 4,
+  banned: 5,
   deactivated: 5,
   "wrong-type": 5,
   stale: 5,
@@ -187,11 +198,18 @@ export function createHooks(s: MqttState, maxConnections: number) {
             // (0x89) when the line is full; 3.1.1 has only 4 and 3
             if (result.reason === "throttled" && client.version === 5) refuseV5(client, 0x9f);
             if (result.reason === "busy" && client.version === 5) refuseV5(client, 0x89);
+            if (result.reason === "banned" && client.version === 5) refuseV5(client, 0x8a); // MQTT 5 §3.2.2.2 Banned
             return done(authError(connackFor[result.reason], result.reason), null);
           }
           if (client.closed || socket.destroyed) return done(authError(3, "gone"), null);
           const integration = result.integration;
-          const persistent = keepsSession(packet);
+          // MQTT 5 Clean Start 0 resumes the integration's stored session even when this connection asks for
+          // no expiry (§3.1.2.4): its subscriptions and queue are the client's, and it ends with this connection.
+          const stored = s.store.session(client.id);
+          const resumes = packet?.protocolVersion === 5 && !packet.clean && stored?.integrationId === integration.id;
+          const persistent = keepsSession(packet) || resumes;
+          if (resumes && !keepsSession(packet)) deliverResumedQueue(client);
+          if (packet?.protocolVersion === 5) reasonStringsOnRequest(client, packet);
           // Stored sessions per integration are bounded; one offline makes room, live ones do not.
           if (persistent && !s.store.roomFor(integration.id, client.id)) {
             s.log.warn("mqtt persistent session refused: the integration's sessions are all connected", {
@@ -258,6 +276,8 @@ export function createHooks(s: MqttState, maxConnections: number) {
               remote: s.remoteOf(client),
               protocol: protocolOf(packet?.protocolVersion),
               kick,
+              // the filters aedes granted (a refused one never enters `client.subscriptions`)
+              subscriptions: () => Object.keys((client as unknown as { subscriptions?: object }).subscriptions ?? {}),
             });
           } catch (err) {
             if (!(err instanceof StaleLoginError)) throw err;
@@ -294,13 +314,15 @@ export function createHooks(s: MqttState, maxConnections: number) {
         return done(new Error("malformed topic"));
       }
       const integration = s.current(client);
-      if (mayPublish(integration, packet.topic, topicSpace)) {
+      // a shared subscription's name is no topic: nobody publishes to it
+      if (!isSharedName(packet.topic) && mayPublish(integration, packet.topic, topicSpace)) {
         // Durable taps (an uplink's outbox) hold a QoS 1/2 message before aedes writes its PUBACK, which follows `done`.
         const held = s.core.bus.tap(packet as PublishedMessage, "mqtt");
         return held && packet.qos > 0 ? void held.then(() => done(null)) : done(null);
       }
       s.stats.refusedPublishes++;
       s.metric.refused.add();
+      s.conns.get(client)?.session?.traffic.refused();
       s.logRefusal(client, "publish refused", {
         username: s.conns.get(client)?.integration.username,
         topic: packet.topic.slice(0, 256),
@@ -325,24 +347,29 @@ export function createHooks(s: MqttState, maxConnections: number) {
       sub: Subscription,
       done: (err: Error | null, sub?: Subscription | null) => void,
     ) {
+      // `$share/g/f` arrives renamed `$SHARE/g/f` (shared.ts); a client's own `$SHARE/...` as "\u0000": refused
+      if (sub.topic === "\u0000") return done(null, null);
       if (!isValidTopicString(sub.topic)) return done(new Error("malformed topic filter"));
+      // the core's permissions judge a shared subscription's filter
+      const filter = filterOf(sub.topic);
       // broker.db full: a persistent session keeps the filters it has (a restore re-asks for those) and gets no new one
       if (s.conns.get(client)?.persistent && s.store.full && !s.store.hasSubscription(client.id, sub.topic)) {
         s.logRefusal(client, "subscribe refused: the broker store is full", { topic: sub.topic.slice(0, 256) });
         return done(null, null);
       }
-      if (maySubscribe(s.current(client), sub.topic, topicSpace)) {
+      if (maySubscribe(s.current(client), filter, topicSpace)) {
         const over = overSubscriptionBounds(client, sub.topic);
-        if (!over) {
-          grantSubscription(sub);
-          return done(null, sub);
+        if (over) {
+          refuseOverQuota(sub); // SUBACK 0x97 (MQTT 5) / 0x80, and the store does not keep it
+          s.logRefusal(client, "subscribe refused: too many subscriptions", {
+            topic: sub.topic.slice(0, 256),
+            bound: over,
+          });
+          return done(null, null);
         }
-        refuseOverQuota(sub); // SUBACK 0x97 (MQTT 5) / 0x80, and the store does not keep it
-        s.logRefusal(client, "subscribe refused: too many subscriptions", {
-          topic: sub.topic.slice(0, 256),
-          bound: over,
-        });
-        return done(null, null);
+        grantSubscription(sub);
+        if (isShared(sub.topic)) s.shared?.join(client, sub.topic);
+        return done(null, sub);
       }
       s.logRefusal(client, "subscribe refused", {
         username: s.conns.get(client)?.integration.username,
@@ -354,9 +381,14 @@ export function createHooks(s: MqttState, maxConnections: number) {
     /** authorizeForward: asked for every delivery, live and queued, so narrowed permissions hold at once. */
     authorizeForward(client: Client, packet: PublishPacket) {
       if (!mayRead(s.current(client), packet.topic, topicSpace)) return null;
+      const out = allSubscriptionIdentifiers(client, packet, topicMatches);
+      // [MQTT-3.1.2-24] larger than the client's Maximum Packet Size: discarded, as Mosquitto does
+      if (exceedsClientMaximum(client, out)) return null;
+      const bytes = packet.payload?.length ?? 0;
       s.metric.messagesOut.add();
-      s.metric.bytesOut.add(packet.payload?.length ?? 0);
-      return packet;
+      s.metric.bytesOut.add(bytes);
+      s.conns.get(client)?.session?.traffic.delivered(bytes);
+      return out;
     },
   };
 }

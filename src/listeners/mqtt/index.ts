@@ -1,7 +1,9 @@
 import { join } from "node:path";
 import { option } from "../../lib/options.ts";
 import { defineListener } from "../listener.ts";
+import type { HelpContext } from "../../lib/pages.ts";
 import { createMqttListener, defaultStoreLimits, type MqttOptions } from "./broker.ts";
+import { mqttHelp } from "./help.ts";
 
 export { connackFor, createMqttListener } from "./broker.ts";
 
@@ -93,10 +95,19 @@ export const mqttListener = defineListener<Omit<MqttOptions, "host">>()({
             maxSubscriptionsPerIntegration: o.mqttMaxIntegrationSubscriptions,
           },
         },
-  create: (deps, options) =>
-    createMqttListener(
+  create: (deps, options) => {
+    const listener = createMqttListener(
       { core: deps.core, log: deps.log, tls: deps.tls, pool: deps.pool },
       // what the broker acknowledged lives in its own file beside gatehouse.db (broker-db.ts says why)
       { ...options, host: deps.bind, store: { ...options.store, file: join(deps.dataDir, "broker.db") } },
-    ),
+    );
+    return Object.assign(listener, {
+      help: (ctx: HelpContext) =>
+        mqttHelp(ctx, {
+          port: listener.address()?.port,
+          tlsPort: listener.tlsAddress()?.port,
+          websocketPath: options.websocketPath,
+        }),
+    });
+  },
 });

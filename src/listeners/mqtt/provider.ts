@@ -3,6 +3,7 @@ import { BusNotStoredError } from "../../core/bus.ts";
 import { mayPublish, maySubscribe } from "../../core/permissions.ts";
 import { retainedStream } from "./aedes-internals.ts";
 import type { StaleWill } from "./persistence.ts";
+import { filterOf } from "./shared.ts";
 import type { MqttState } from "./state.ts";
 
 /**
@@ -21,7 +22,7 @@ export function restoreOwners(s: MqttState): void {
     const i = ownerOf(clientId);
     return i && { id: i.id, created: i.createdAt };
   };
-  store.keepSubscription = (clientId, topic) => maySubscribe(ownerOf(clientId), topic, core.topicSpace);
+  store.keepSubscription = (clientId, topic) => maySubscribe(ownerOf(clientId), filterOf(topic), core.topicSpace);
   store.onForget = (clientId) => owners.sessionGone(clientId);
   for (const session of store.sessions()) {
     const i = core.credentials.peek(session.integrationId);
@@ -105,8 +106,11 @@ export function wireBroker(b: Aedes, s: MqttState, maxPacket: number): (() => vo
   });
   b.on("publish", (packet, client) => {
     if (client) {
+      const bytes = packet.payload?.length ?? 0;
       s.metric.messagesIn.add();
-      s.metric.bytesIn.add(packet.payload?.length ?? 0);
+      s.metric.bytesIn.add(bytes);
+      // its integration's traffic (the page, the API): a WeakMap lookup and a few increments a message
+      s.conns.get(client)?.session?.traffic.received(bytes);
     }
     if (client && s.core.bus.listening && packet.topic.charCodeAt(0) !== 36) {
       const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload;

@@ -7,6 +7,7 @@ import type { Integration, IntegrationType, LoginFailure } from "../../core/type
 import type { Logger } from "../../lib/logger.ts";
 import { ClientIdOwners } from "./client-ids.ts";
 import type { BrokerStore } from "./persistence.ts";
+import type { SharedGroups } from "./shared.ts";
 
 /** Conn: what the listener knows of one authenticated client. */
 export interface Conn {
@@ -58,6 +59,8 @@ export function createMqttState(
     published: new WeakSet<object>(),
     /** each socket's place in the accept pool, until it has logged in */
     pendingOf: new WeakMap<object, PendingSocket>(),
+    /** the shared subscriptions' groups (set once the broker exists) */
+    shared: undefined as SharedGroups | undefined,
     /** logged-in connections now */
     authenticated: 0,
     stats: { refusedPublishes: 0 },
@@ -70,6 +73,10 @@ export function createMqttState(
         "gatehouse_mqtt_refused_publishes_total",
         "Publishes refused by the topic permissions (acknowledged, dropped)",
       ),
+      flowDropped: core.metrics.counter(
+        "gatehouse_mqtt_flow_dropped_total",
+        "QoS 1/2 messages dropped for an MQTT 5 client at its Receive Maximum with its waiting room full",
+      ),
     },
     remoteOf: (client: Client) => (client.conn as Socket).remoteAddress ?? "unknown",
     /** current: the integration as it is now (permissions may have changed since login) */
@@ -79,6 +86,13 @@ export function createMqttState(
     },
     refuse(client: Client, username: string | undefined, reason: LoginFailure) {
       credentials.loginRefused(type, username ?? "", reason, { remote: state.remoteOf(client), clientId: client.id });
+    },
+    /** flowDropped: a message for a client at its Receive Maximum found no room to wait (logged 1st, 10th, ...) */
+    flowDropped(client: Client) {
+      state.metric.flowDropped.add();
+      state.logRefusal(client, "mqtt message dropped: the client acknowledges nothing and its waiting room is full", {
+        username: conns.get(client)?.integration.username,
+      });
     },
     /** logRefusal: a client hammering a forbidden topic must not flood the journal: the 1st, 10th, 100th, ... */
     logRefusal(client: Client, what: string, fields: Record<string, unknown>) {

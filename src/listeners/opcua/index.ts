@@ -1,6 +1,7 @@
 import type { CertificateTrust } from "./trust.ts";
 import { option } from "../../lib/options.ts";
 import { defineListener, type Listener } from "../listener.ts";
+import { opcuaHelp } from "./help.ts";
 import { certificatePages } from "./pages.tsx";
 import type { OpcuaDeps, OpcuaOptions, RunningOpcua } from "./server.ts";
 
@@ -39,6 +40,7 @@ export function createOpcuaListener(deps: OpcuaDeps, opts: OpcuaOptions): OpcuaL
     address() {
       return running ? { host: opts.host, port: running.port } : undefined;
     },
+    help: (ctx) => opcuaHelp(ctx, running?.port),
   };
 }
 

@@ -3,6 +3,7 @@ import { defineListener } from "../listener.ts";
 import { vrpcAgentIdentity } from "../../core/vrpc.ts";
 import type { Listener } from "../listener.ts";
 import { createVrpcDirectory } from "./directory.ts";
+import { vrpcHelp } from "./help.ts";
 import { agentRoutes } from "./pages.tsx";
 import type { VrpcDirectory } from "./types.ts";
 
@@ -44,6 +45,7 @@ export const vrpcListener = defineListener<{ callTimeoutMs: number }>()({
         vrpc.stop();
       },
       address: () => undefined,
+      help: vrpcHelp,
       pages: {
         nav: { href: "/agents", label: "VRPC agents" },
         routes: (kit) => agentRoutes(kit, { current, refused: () => core.refusedAnnouncements.list(), log }),

@@ -3,7 +3,8 @@ import type { Core } from "../../core/index.ts";
 import { formFields } from "../../lib/bodies.ts";
 import { AppError, NotFoundError } from "../../lib/errors.ts";
 import { field, htmlResponse, isHtmx, redirect } from "../../lib/http.ts";
-import { ConfirmIntegrationPage, EditPage } from "../../../views/pages/integration-edit.tsx";
+import { ConfirmIntegrationPage, EditPage, IntegrationPage } from "../../../views/pages/integration-edit.tsx";
+import { DisconnectedNotice, DisconnectedPage } from "../../../views/partials/disconnected.tsx";
 import { adminOf } from "../auth.tsx";
 import type { OneTimeSecrets } from "../once.tsx";
 import { listReturn, parseFilterList, parseId } from "./query.ts";
@@ -12,7 +13,9 @@ import type { ListView } from "./view.tsx";
 /** rowRoutes: one integration's row: show, edit, save, activate or deactivate, reset its password, delete; disconnect a session. */
 export function rowRoutes(core: Core, view: ListView, secrets: OneTimeSecrets) {
   const { credentials, sessions } = core;
-  const { row } = view;
+  const { row, helpFor, roleOf, sessionsOf } = view;
+  /** open: the row's detail was open when the action was sent (its forms carry `detail=1`) */
+  const open = (body: unknown) => field(body, "detail") === "1";
   return new Elysia({ name: "integration-rows" })
     .post(
       "/sessions/:id/disconnect",
@@ -21,16 +24,40 @@ export function rowRoutes(core: Core, view: ListView, secrets: OneTimeSecrets) {
         if (!session) throw new NotFoundError("session");
         sessions.kickSession(session.id);
         const integration = credentials.get(session.integrationId);
-        return isHtmx(request) && integration ? row(request, integration) : redirect(listReturn(request));
+        // the client may come back at once: the answer says so and offers Deactivate or Ban; the
+        // Disconnect buttons are in an integration's detail, so its row comes back open
+        const csrfToken = adminOf(request).csrfToken;
+        if (isHtmx(request) && integration) {
+          const notice = <DisconnectedNotice session={session} integration={integration} csrfToken={csrfToken} />;
+          // in a <template>: the answer starts with a <tr>, and forms parsed in a table context lose their fields
+          return `${row(request, integration, { open: true })}<template><div id="panel" hx-swap-oob="innerHTML">${notice}</div></template>`;
+        }
+        return (
+          <DisconnectedPage
+            admin={adminOf(request)}
+            session={session}
+            integration={integration}
+            csrfToken={csrfToken}
+          />
+        );
       },
-      { body: formFields("back") },
+      { body: formFields("back", "detail") },
     )
-    .get("/integrations/:id", ({ request, params }) => {
+    .get("/integrations/:id", ({ request, params, query }) => {
       const integration = credentials.get(parseId(params.id));
       if (!integration) throw new NotFoundError("integration");
-      return isHtmx(request)
-        ? row(request, integration)
-        : redirect(`/integrations?q=${encodeURIComponent(integration.username)}`, 302);
+      if (isHtmx(request)) return row(request, integration, { open: query.detail === "1" });
+      return (
+        <IntegrationPage
+          admin={adminOf(request)}
+          integration={integration}
+          sessions={sessionsOf(integration.id)}
+          traffic={core.sessions.trafficOf(integration.id)}
+          help={helpFor(request, integration.type, integration.username)}
+          role={roleOf(integration)}
+          back={listReturn(request)}
+        />
+      );
     })
     .get("/integrations/:id/edit", ({ request, params }) => {
       const integration = credentials.get(parseId(params.id));
@@ -92,14 +119,15 @@ export function rowRoutes(core: Core, view: ListView, secrets: OneTimeSecrets) {
     )
     .post(
       "/integrations/:id/toggle",
-      ({ request, params }) => {
+      ({ request, params, body }) => {
         const id = parseId(params.id);
         const current = credentials.get(id);
         if (!current) throw new NotFoundError("integration");
         const integration = credentials.setActive(id, !current.active);
-        return isHtmx(request) ? row(request, integration) : redirect(listReturn(request));
+        if (isHtmx(request)) return row(request, integration, { open: open(body) });
+        return redirect(listReturn(request, body));
       },
-      { body: formFields("back") },
+      { body: formFields("back", "detail") },
     )
     .post(
       "/integrations/:id/reset-password",

@@ -1,0 +1,96 @@
+import { parseArgs } from "node:util";
+import { closeDatabase } from "../db/client.ts";
+import { dataDirOf, DataDirError, openExistingDataDir } from "../db/data-dir.ts";
+import { ActivityLog, actAs } from "../core/activity.ts";
+import { BanList, type Ban, type BanKind } from "../core/bans.ts";
+import { AppError, ValidationError } from "../lib/errors.ts";
+import { exitCodes } from "./exit-codes.ts";
+
+const usage =
+  "use: gatehouse bans list | add --address A|--client-id C|--username U [--minutes N] | remove ID [--json] [--data-dir D]";
+
+/**
+ * bansCli: lists, adds and lifts bans on the data dir, beside the running appliance or without it. The
+ * appliance notices the write (SQLite data_version): a login asks first, so a new ban refuses the next
+ * login at once; the accept check and dropping matching live sessions follow within half a second.
+ */
+export async function bansCli(argv: string[], env: Record<string, string | undefined>): Promise<number> {
+  const [verb, ...rest] = argv;
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: rest,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        "data-dir": { type: "string" },
+        address: { type: "string" },
+        "client-id": { type: "string" },
+        username: { type: "string" },
+        minutes: { type: "string" },
+        json: { type: "boolean" },
+      },
+    });
+  } catch (err) {
+    return fail((err as Error).message);
+  }
+  const { values, positionals } = parsed;
+  const out = (data: unknown, text: string) =>
+    process.stdout.write(values.json ? `${JSON.stringify(data)}\n` : `${text}\n`);
+  let db;
+  try {
+    db = openExistingDataDir(dataDirOf(values["data-dir"], env));
+  } catch (err) {
+    if (err instanceof DataDirError) return fail(err.message);
+    throw err;
+  }
+  const line = (b: Ban) => `${b.id}\t${b.kind}\t${b.value}\tuntil ${new Date(b.expiresAt).toISOString()}`;
+  try {
+    return actAs("cli", () => {
+      const bans = new BanList(db, new ActivityLog(db));
+      switch (verb) {
+        case "list": {
+          const all = bans.list();
+          out(all, all.length ? all.map(line).join("\n") : "no bans");
+          return exitCodes.ok;
+        }
+        case "add": {
+          const given: [BanKind, string | undefined][] = [
+            ["address", values.address],
+            ["clientId", values["client-id"]],
+            ["username", values.username],
+          ];
+          const named = given.filter(([, v]) => v !== undefined);
+          if (named.length !== 1) return fail(`name exactly one of --address, --client-id or --username; ${usage}`);
+          const minutesText = values.minutes ?? "60";
+          if (!/^[0-9]{1,6}$/.test(minutesText))
+            throw new ValidationError({ minutes: "--minutes: a whole number of minutes" });
+          const [kind, value] = named[0]!;
+          const ban = bans.add({ kind, value: value!, minutes: Number(minutesText) });
+          out(ban, `banned ${line(ban)}`);
+          return exitCodes.ok;
+        }
+        case "remove": {
+          const id = Number(positionals[0]);
+          if (positionals.length !== 1 || !Number.isSafeInteger(id) || id <= 0)
+            return fail("name the ban id to remove (see: gatehouse bans list)");
+          const ban = bans.remove(id);
+          out(ban, `removed ${line(ban)}`);
+          return exitCodes.ok;
+        }
+        default:
+          return fail(`unknown verb "${verb ?? ""}"; ${usage}`);
+      }
+    });
+  } catch (err) {
+    if (err instanceof AppError) return fail(err.message);
+    throw err;
+  } finally {
+    closeDatabase(db);
+  }
+}
+
+function fail(message: string): number {
+  process.stderr.write(`gatehouse bans: ${message}\n`);
+  return exitCodes.usage;
+}
