@@ -219,10 +219,15 @@ export function createApp(
       log.info(`admin created from ${config.adminPasswordSource ?? "GATEHOUSE_ADMIN_PASSWORD"}`, { username: "admin" });
       return;
     }
+    const a = http.address();
+    if (!a && !config.publicUrl) {
+      // --http-port off: no setup link could be opened here (a crash here once ended the start)
+      log.warn("no admin yet and no HTTP port for a setup link: run gatehouse admin set-password --username NAME");
+      return;
+    }
     const token = core.admins.startSetup();
-    const a = http.address()!;
-    const host = a.host === "0.0.0.0" || a.host === "::" ? "127.0.0.1" : a.host;
-    const base = config.publicUrl?.replace(/\/$/, "") ?? `http://${host}:${a.port}`;
+    const host = !a || a.host === "0.0.0.0" || a.host === "::" ? "127.0.0.1" : a.host;
+    const base = config.publicUrl?.replace(/\/$/, "") ?? `http://${host}:${a?.port}`;
     log.warn("no admin yet: open the setup link within 1 hour", { url: `${base}/setup?token=${token}` });
   };
 

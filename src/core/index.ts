@@ -237,7 +237,12 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
     },
     stop() {
       for (const t of timers.splice(0)) clearInterval(t);
-      credentials.flushLastLogins();
+      try {
+        credentials.flushLastLogins();
+      } catch (err) {
+        // a full disk: last-login times are informational (write-behind); the stop goes on and exits clean
+        log.error("last-login flush failed at stop; the times since the last flush are lost", { err });
+      }
       onboarding.stop();
     },
   };

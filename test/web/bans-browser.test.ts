@@ -125,9 +125,11 @@ describe("bans in the browser", () => {
     await signIn(page);
     const row = page.locator('tr[data-username="sticky"]');
     await row.locator(".badge.online").waitFor({ timeout: 10_000 });
-    await row.locator("td.status summary").click();
+    // the sessions are in the row's detail, opened from the name
+    await row.locator("a.expand").click();
+    const detail = page.locator('tbody.integration:has(> tr[data-username="sticky"]) tr.detail');
     const gone = closed(client);
-    await row.getByRole("button", { name: "Disconnect" }).click();
+    await detail.getByRole("button", { name: "Disconnect" }).click();
     await gone;
     const notice = page.locator("#panel #disconnected-notice");
     await notice.waitFor();
