@@ -46,3 +46,13 @@ describe("output that cannot be written is a failure (F4)", () => {
     expect(shell(["export", "--data-dir", dir], "> /dev/null").code).toBe(0);
   });
 });
+
+describe("backup into a folder that does not exist (F10)", () => {
+  it("exits 2 with one line naming the folder", () => {
+    const dir = dataDir();
+    const r = shell(["backup", "--data-dir", dir, join(dir, "no-such-folder", "x.db")], "");
+    expect(r.code).toBe(2);
+    expect(r.err.trim().split("\n")).toHaveLength(1);
+    expect(r.err).toMatch(/no-such-folder does not exist/);
+  });
+});
