@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 import { exitCodes } from "./cli/exit-codes.ts";
-import { drained, oneLine } from "./cli/output.ts";
+import { drained, oneLine, watchWrites } from "./cli/output.ts";
 import { version } from "./version.ts";
 
 /**
@@ -47,12 +47,23 @@ async function main(argv: string[]): Promise<number> {
 }
 
 const verb = Bun.argv[2];
+watchWrites(process.stdout);
+watchWrites(process.stderr);
 main(Bun.argv.slice(2))
   .catch((err) => {
     process.stderr.write(`gatehouse${verb && !verb.startsWith("-") ? ` ${verb}` : ""}: ${oneLine(err)}\n`);
     return exitCodes.failure;
   })
   .then(async (code) => {
-    await Promise.all([drained(process.stdout), drained(process.stderr)]);
+    const failed = await drained(process.stdout);
+    // Output that did not reach its reader whole (a full disk, /dev/full, a reader that went away: EPIPE) is a
+    // failure of the system: exit 1, so `gatehouse export > /backup/fleet.json && echo ok` cannot say ok.
+    // (`serve`'s log lines are not its output: a lost one does not make its clean stop a failure)
+    const isServe = verb === undefined || verb === "serve" || verb.startsWith("-");
+    if (failed && code === exitCodes.ok && !isServe) {
+      process.stderr.write(`gatehouse${verb ? ` ${verb}` : ""}: cannot write the output: ${oneLine(failed)}\n`);
+      code = exitCodes.failure;
+    }
+    await drained(process.stderr);
     process.exit(code);
   });

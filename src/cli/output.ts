@@ -12,17 +12,35 @@ export function oneLine(err: unknown): string {
   return `${text}${code}`.replace(/\s+/g, " ").trim();
 }
 
+/** writeErrors: the first write error of each stream `watchWrites` watches. */
+const writeErrors = new WeakMap<NodeJS.WriteStream, Error>();
+
 /**
- * drained: resolves once everything written to `stream` has reached its reader. Bun hands a pipe's
- * writes to the kernel as the reader takes them; `process.exit` right after a large write (an export
- * to `| gzip`, `list --json | jq`) cut the output at 64 KiB with exit 0. Ending the stream and waiting
- * for `finish` waits for the last byte (or an error: a reader that went away, EPIPE).
+ * watchWrites: remembers the first write error of `stream` (stdout on a full disk or /dev/full: ENOSPC; a
+ * reader that went away: EPIPE). Bun reports it as an `error` event after the stream has finished, so
+ * without this `export > /backup/fleet.json` on a full disk exited 0 with an empty file. Call before writing.
  */
-export function drained(stream: NodeJS.WriteStream): Promise<void> {
-  return new Promise((resolve) => {
+export function watchWrites(stream: NodeJS.WriteStream): void {
+  stream.on("error", (err) => {
+    if (!writeErrors.has(stream)) writeErrors.set(stream, err);
+  });
+}
+
+/**
+ * drained: resolves once everything written to `stream` has reached its reader, with the write error if one
+ * occurred (see `watchWrites`). Bun hands a pipe's writes to the kernel as the reader takes them;
+ * `process.exit` right after a large write (an export to `| gzip`, `list --json | jq`) cut the output at
+ * 64 KiB with exit 0. Ending the stream and waiting for `finish` waits for the last byte; the error of a
+ * failed write arrives a turn of the event loop after `finish`, so that turn is waited for too.
+ */
+export async function drained(stream: NodeJS.WriteStream): Promise<Error | undefined> {
+  await new Promise<void>((resolve) => {
     stream.once("finish", () => resolve());
     stream.once("error", () => resolve());
     stream.once("close", () => resolve());
     stream.end();
   });
+  await new Promise((resolve) => setImmediate(resolve));
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  return writeErrors.get(stream);
 }

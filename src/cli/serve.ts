@@ -4,6 +4,7 @@ import { createApp } from "../app.ts";
 import { notify, startWatchdog } from "../lib/systemd.ts";
 import {
   DataDirError,
+  DataDirSystemError,
   type DataDirLock,
   lockDataDir,
   pidFileName,
@@ -16,6 +17,7 @@ import { writePrivateFile } from "../lib/files.ts";
 import type { Logger } from "../lib/logger.ts";
 import { ConfigError, parseServeConfig, usage } from "../config.ts";
 import { createLogger } from "../lib/logger.ts";
+import { StartRefused } from "../lib/errors.ts";
 import { exitCodes } from "./exit-codes.ts";
 
 /** serve: runs until SIGTERM/SIGINT, then stops listeners and database and exits 0. */
@@ -46,7 +48,8 @@ export async function serve(argv: string[], env: Record<string, string | undefin
   } catch (err) {
     if (err instanceof DataDirError) {
       log.error(err.message);
-      return exitCodes.usage;
+      // a full disk or an I/O error is the system's failure (1, restarted by the unit), the rest bad configuration
+      return err instanceof DataDirSystemError ? exitCodes.failure : exitCodes.usage;
     }
     throw err;
   }
@@ -59,7 +62,8 @@ export async function serve(argv: string[], env: Record<string, string | undefin
     lock.release();
     if (err instanceof DataDirError) {
       log.error(err.message);
-      return exitCodes.usage;
+      // a full disk or an I/O error is the system's failure (1, restarted by the unit), the rest bad configuration
+      return err instanceof DataDirSystemError ? exitCodes.failure : exitCodes.usage;
     }
     throw err;
   }
@@ -76,7 +80,8 @@ export async function serve(argv: string[], env: Record<string, string | undefin
   } catch (err) {
     log.error("start failed", { err });
     lock.release();
-    return exitCodes.failure;
+    // a part that will not start until a person acts: 2, which the shipped unit does not restart on
+    return err instanceof StartRefused ? exitCodes.usage : exitCodes.failure;
   }
   // Who holds the lock, for people and messages (`restore` names the pid); the lock is the safety.
   const pidFile = join(config.dataDir, pidFileName);

@@ -21,6 +21,26 @@ export class DataDirError extends Error {
   override name = "DataDirError";
 }
 
+/**
+ * DataDirSystemError: the data dir cannot be used for a failure of the system (a full disk, an I/O error), not
+ * for its configuration: `serve` exits 1 on it, which the shipped unit restarts on (a boot on a disk that logs
+ * filled must come back once space is freed), where a DataDirError is 2 (a person must act).
+ */
+export class DataDirSystemError extends DataDirError {
+  override name = "DataDirSystemError";
+}
+
+const systemCodes = /^(SQLITE_FULL|SQLITE_IOERR.*|ENOSPC|EIO|EDQUOT|ENOMEM)$/;
+
+/** dataDirError: a DataDirError for `err`, a DataDirSystemError when `err` is a failure of the system. */
+function dataDirError(message: string, err: unknown): DataDirError {
+  const e = err as { code?: unknown; errno?: unknown; message?: unknown };
+  const code = typeof e?.code === "string" ? e.code : "";
+  const text = typeof e?.message === "string" ? e.message : "";
+  const system = systemCodes.test(code) || /disk is full|disk I\/O error|no space left/i.test(text);
+  return system ? new DataDirSystemError(message) : new DataDirError(message);
+}
+
 /** DataDirBusy: another process (a serving appliance, a restore, an import --full) holds the data dir's lock. */
 export class DataDirBusy extends DataDirError {
   override name = "DataDirBusy";
@@ -74,7 +94,7 @@ function checkDatabaseFiles(real: string): void {
       narrowToPrivate(path);
     } catch (err) {
       if (err instanceof TargetError) throw new DataDirError(err.message);
-      throw new DataDirError(`cannot open ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw dataDirError(`cannot open ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, err);
     }
   }
 }
@@ -86,7 +106,7 @@ function openChecked(real: string, opts: { busyTimeoutMs?: number }): Db {
   try {
     db = openDatabase(file, { ...opts, noFollow: true });
   } catch (err) {
-    throw new DataDirError(`cannot open database ${file}: ${(err as Error).message}`);
+    throw dataDirError(`cannot open database ${file}: ${(err as Error).message}`, err);
   }
   try {
     migrate(db);
@@ -106,8 +126,9 @@ export function prepareDataDir(dir: string): string {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     accessSync(dir, constants.W_OK | constants.R_OK);
   } catch (err) {
-    throw new DataDirError(
+    throw dataDirError(
       `data dir "${dir}" is not usable: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      err,
     );
   }
   return realDataDir(dir);
@@ -124,7 +145,7 @@ export function openDataDir(dir: string, opts: { busyTimeoutMs?: number } = {}):
     closeSync(createPrivateFile(join(real, databaseName))); // O_EXCL: a planted symlink is not followed
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "EEXIST")
-      throw new DataDirError(`cannot create database in "${dir}": ${(err as NodeJS.ErrnoException).code ?? err}`);
+      throw dataDirError(`cannot create database in "${dir}": ${(err as NodeJS.ErrnoException).code ?? err}`, err);
   }
   return openChecked(real, opts);
 }
@@ -196,14 +217,18 @@ export function lockDataDir(dir: string): DataDirLock {
     );
   } catch (err) {
     const link = isLink(path) ? " (it is a symlink; remove it)" : "";
-    throw new DataDirError(`cannot open the data dir's lock ${path}${link}: ${(err as Error).message}`);
+    throw dataDirError(`cannot open the data dir's lock ${path}${link}: ${(err as Error).message}`, err);
   }
   try {
     sqlite.run("PRAGMA busy_timeout = 0");
+    // the rollback journal in memory: the lock writes nothing (BEGIN EXCLUSIVE wrote gatehouse.lock-journal's
+    // header, so taking the lock needed free disk and a boot on a full disk failed here, SQLITE_FULL). OFF is
+    // refused by Bun's SQLite (defensive mode) and stays "delete"; MEMORY takes (measured on a full tmpfs).
+    sqlite.run("PRAGMA journal_mode = MEMORY");
     sqlite.run("BEGIN EXCLUSIVE");
   } catch (err) {
     sqlite.close();
-    if (!isBusy(err)) throw new DataDirError(`cannot lock ${path}: ${(err as Error).message}`);
+    if (!isBusy(err)) throw dataDirError(`cannot lock ${path}: ${(err as Error).message}`, err);
     const pid = servePid(real);
     throw new DataDirBusy(
       `the data dir ${dir} is in use by another Gatehouse process${pid ? ` (pid ${pid})` : ""}: ` +

@@ -63,3 +63,12 @@ export const httpStatusOf: Record<ErrorCode, number> = {
   rate_limited: 429,
   unavailable: 503,
 };
+
+/**
+ * StartRefused: a part refuses to start until a person acts (a file it must not touch: a symlink, a newer
+ * release's store). `serve` exits 2 on it (bad configuration), so the service manager does not restart it in a
+ * loop; any other start failure is 1.
+ */
+export class StartRefused extends Error {
+  override name = "StartRefused";
+}

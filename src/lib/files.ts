@@ -11,6 +11,7 @@ import {
   readSync,
   renameSync,
   rmSync,
+  statSync,
   writeSync,
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
@@ -98,11 +99,19 @@ export function publishFile(temp: string, path: string, opts: { replace: boolean
   fsyncFolder(dirname(path));
 }
 
-/** assertNewTarget: nothing (no file, no symlink) has that name yet. */
+/** assertNewTarget: nothing (no file, no symlink) has that name yet, in a folder that exists. */
 export function assertNewTarget(path: string): void {
   try {
     lstatSync(path);
   } catch {
+    // a missing folder is the caller's mistake, said in one line (it was a raw ENOENT on the temp file, exit 1)
+    let folder;
+    try {
+      folder = statSync(dirname(path));
+    } catch {
+      throw new TargetError(`the folder ${dirname(path)} does not exist; create it or choose another`);
+    }
+    if (!folder.isDirectory()) throw new TargetError(`${dirname(path)} is not a folder`);
     return;
   }
   throw new TargetError(`${path} exists; choose a new file`);

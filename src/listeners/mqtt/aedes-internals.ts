@@ -22,6 +22,7 @@ interface PacketParser {
   /** packets (aedes) parsed before the CONNACK went out, handled once it has (null from then on) */
   _queue: unknown[] | null;
   removeAllListeners(event: "packet"): void;
+  prependListener(event: "packet", fn: (packet: { cmd: string; messageId?: number }) => void): void;
   on(event: "packet", listener: (packet: { cmd: string; messageId?: number; reasonCode?: number }) => void): void;
 }
 
@@ -606,4 +607,71 @@ export function allSubscriptionIdentifiers<
   }
   if (ids.size === 1) return packet;
   return { ...packet, properties: { ...packet.properties, subscriptionIdentifier: [...ids] } };
+}
+
+/** overQuota: the filters of a SUBSCRIBE refused for the subscription bounds (not for permissions). */
+const overQuota = new WeakSet<object>();
+/** subscribesOf: a connection's SUBSCRIBE packets by packet id, until their SUBACK is written */
+const subscribesOf = new WeakMap<object, Map<number, { subscriptions: object[] }>>();
+let subackPatched = false;
+
+/** refuseOverQuota: `sub` (an entry of a SUBSCRIBE's subscriptions) is refused for want of room. */
+export function refuseOverQuota(sub: object): void {
+  overQuota.add(sub);
+}
+
+/** grantedSubs: the filters `authorizeSubscribe` allowed (see `isGranted`). */
+const grantedSubs = new WeakSet<object>();
+
+/** grantSubscription: `authorizeSubscribe` allowed `sub`. */
+export function grantSubscription(sub: object): void {
+  grantedSubs.add(sub);
+}
+
+/**
+ * isGranted: the store keeps only filters `authorizeSubscribe` allowed. aedes hands a persistent session's
+ * whole SUBSCRIBE to `addSubscriptions` as each filter is allowed, the first time before the later filters
+ * were even asked about (lib/handlers/subscribe.js, `storeSubscriptions`), and refused ones with them.
+ */
+export function isGranted(sub: object): boolean {
+  return grantedSubs.has(sub);
+}
+
+/**
+ * subackQuotaCodes: a filter refused for the subscription bounds gets SUBACK 0x97 (Quota exceeded) from MQTT 5
+ * clients' point of view; aedes answers every refusal of `authorizeSubscribe` with 0x87 (Not authorized, 0x80
+ * at 3.1.1, which stays). The client's SUBSCRIBE packets are remembered by packet id as the parser hands them
+ * over (aedes may dedupe their subscriptions in place: the packet, not the array, is kept), and the SUBACK is
+ * rewritten as mqtt-packet's `writeToStream` (which aedes calls through the module object) writes it.
+ */
+export function subackQuotaCodes(client: Client): void {
+  const c = client as unknown as ClientInternals;
+  const conn = client.conn as object;
+  c._parser.prependListener("packet", (packet) => {
+    if (packet.cmd !== "subscribe" || packet.messageId === undefined) return;
+    let mine = subscribesOf.get(conn);
+    if (!mine) subscribesOf.set(conn, (mine = new Map()));
+    if (mine.size < 1024) mine.set(packet.messageId, packet as unknown as { subscriptions: object[] });
+  });
+  if (subackPatched) return;
+  subackPatched = true;
+  const m = mqttPacket as unknown as {
+    writeToStream(p: unknown, stream: object, opts?: { protocolVersion?: number }): boolean;
+  };
+  const write = m.writeToStream;
+  m.writeToStream = (p, stream, opts) => {
+    const ack = p as { cmd?: string; messageId?: number; granted?: number[] };
+    if (ack.cmd === "suback" && ack.messageId !== undefined && Array.isArray(ack.granted)) {
+      const mine = subscribesOf.get(stream);
+      const sub = mine?.get(ack.messageId);
+      if (sub) {
+        mine!.delete(ack.messageId);
+        if (opts?.protocolVersion === 5)
+          sub.subscriptions.forEach((s, i) => {
+            if (overQuota.has(s) && ack.granted![i]! >= 0x80) ack.granted![i] = 0x97;
+          });
+      }
+    }
+    return write(p, stream, opts);
+  };
 }

@@ -1,6 +1,8 @@
-import { Database } from "bun:sqlite";
-import { chmodSync, closeSync, existsSync, renameSync, statSync } from "node:fs";
-import { createPrivateFile } from "../../lib/files.ts";
+import { constants as sqliteFlags, Database } from "bun:sqlite";
+import { closeSync, lstatSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import { StartRefused } from "../../lib/errors.ts";
+import { createPrivateFile, narrowToPrivate, TargetError } from "../../lib/files.ts";
 
 /*
  * The broker's own database, broker.db: what the MQTT broker has acknowledged (retained messages, persistent sessions with their
@@ -105,9 +107,25 @@ export const writerPragmas = [
   "PRAGMA journal_size_limit = 16777216",
 ];
 
-export class BrokerDbError extends Error {
+/**
+ * BrokerDbError: broker.db cannot be used as it is and must not be touched (a newer release's file, a link):
+ * `serve` refuses to start with exit 2 (bad configuration: a person must act) instead of a restart loop.
+ */
+export class BrokerDbError extends StartRefused {
   override name = "BrokerDbError";
 }
+
+/** UnreadableBrokerDb: broker.db is an SQLite file without this release's tables: moved aside like a damaged one. */
+class UnreadableBrokerDb extends Error {
+  override name = "UnreadableBrokerDb";
+}
+
+/** brokerDbSuffixes: the database and the files SQLite keeps beside it. */
+const brokerDbSuffixes = ["", "-wal", "-shm", "-journal"];
+
+/** noFollowFlags: broker.db is opened as gatehouse.db is: a symlink in its path is refused (SQLITE_OPEN_NOFOLLOW). */
+export const noFollowFlags =
+  sqliteFlags.SQLITE_OPEN_READWRITE | sqliteFlags.SQLITE_OPEN_CREATE | sqliteFlags.SQLITE_OPEN_NOFOLLOW;
 
 /** StoredPacket: a packet as aedes keeps it (a PUBLISH, a will, a PUBREL) with a Buffer payload. */
 export type StoredPacket = Record<string, unknown> & { topic?: string; payload?: Buffer };
@@ -226,9 +244,12 @@ export interface BrokerDbSnapshot {
 
 /**
  * loadBrokerDb: opens `file` (made 0600 first if new: retained values and queued messages are plant data),
- * brings its schema to this release's and reads every row. A file of a newer release is refused (its data
- * stays as it is); one SQLite cannot read is moved aside as `broker.db.unreadable-<time>` and the broker
- * starts empty, saying so, because a damaged message store must not keep the appliance from starting.
+ * brings its schema to this release's and reads every row. Like gatehouse.db, neither it nor its -wal, -shm
+ * and -journal is followed through a link or narrowed by path (fchmod on the descriptor): a link, or a file of
+ * a newer release, is refused with a BrokerDbError (`serve` exits 2, the file stays as it is). One SQLite cannot
+ * read, or without this release's tables, is moved aside as `broker.db.unreadable-<time>` and the broker starts
+ * empty, saying so, because a damaged message store must not keep the appliance from starting; of those moved
+ * aside, the newest `keepUnreadable` are kept. Bad rows are skipped at load (`BrokerStore`), not fatal.
  */
 export function loadBrokerDb(
   file: string,
@@ -238,29 +259,71 @@ export function loadBrokerDb(
     return readAll(file);
   } catch (err) {
     const code = (err as { code?: string }).code;
-    if (code !== "SQLITE_CORRUPT" && code !== "SQLITE_NOTADB") throw err;
+    if (code !== "SQLITE_CORRUPT" && code !== "SQLITE_NOTADB" && !(err instanceof UnreadableBrokerDb)) throw err;
     const aside = `${file}.unreadable-${Date.now()}`;
-    for (const suffix of ["", "-wal", "-shm"]) if (existsSync(file + suffix)) renameSync(file + suffix, aside + suffix);
+    for (const suffix of brokerDbSuffixes) if (exists(file + suffix)) renameSync(file + suffix, aside + suffix);
     warn("broker.db could not be read: moved aside, the broker starts without stored messages", { aside, err });
+    pruneUnreadable(file, warn);
     return readAll(file);
   }
 }
 
+/** keepUnreadable: how many broker.db files moved aside are kept (the newest); older ones are removed. */
+export const keepUnreadable = 3;
+
+function exists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function pruneUnreadable(file: string, warn: (msg: string, fields: Record<string, unknown>) => void): void {
+  const prefix = `${basename(file)}.unreadable-`;
+  const stamps = new Set<number>();
+  for (const name of readdirSync(dirname(file))) {
+    const m = name.startsWith(prefix) ? /^(\d+)(-wal|-shm|-journal)?$/.exec(name.slice(prefix.length)) : null;
+    if (m) stamps.add(Number(m[1]));
+  }
+  const old = [...stamps].sort((a, b) => b - a).slice(keepUnreadable);
+  for (const t of old)
+    for (const suffix of brokerDbSuffixes) {
+      try {
+        rmSync(join(dirname(file), `${prefix}${t}${suffix}`), { force: true });
+      } catch (err) {
+        warn("cannot remove an old unreadable broker.db", { err });
+      }
+    }
+}
+
 function readAll(file: string): BrokerDbSnapshot {
   try {
-    closeSync(createPrivateFile(file));
+    try {
+      closeSync(createPrivateFile(file)); // O_EXCL: a planted link is not followed
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+    // each present one a regular file, not a link; one others can read narrowed through its descriptor
+    for (const suffix of brokerDbSuffixes) narrowToPrivate(file + suffix);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-    for (const suffix of ["", "-wal", "-shm"])
-      if (existsSync(file + suffix) && (statSync(file + suffix).mode & 0o077) !== 0) chmodSync(file + suffix, 0o600);
+    if (err instanceof TargetError) throw new BrokerDbError(`broker.db: ${err.message}`);
+    throw err;
   }
-  const db = new Database(file, { strict: true });
+  let db: Database;
+  try {
+    db = new Database(file, noFollowFlags);
+  } catch (err) {
+    throw new BrokerDbError(`cannot open ${file}: ${(err as Error).message}`);
+  }
   try {
     for (const p of writerPragmas) db.run(p);
     const { user_version: version } = db.query("PRAGMA user_version").get() as { user_version: number };
     if (version > brokerDbVersion)
       throw new BrokerDbError(
-        `broker.db has schema ${version}, this release knows ${brokerDbVersion}: it was written by a newer release`,
+        `${file} has schema ${version}, this release knows ${brokerDbVersion}: it was written by a newer release. ` +
+          "Start that release again, or move the file away to start this one without stored MQTT messages",
       );
     if (version < brokerDbVersion) {
       // 0: new (or left by a release without a broker store). Later versions migrate here, in order.
@@ -269,7 +332,15 @@ function readAll(file: string): BrokerDbSnapshot {
         db.run(`PRAGMA user_version = ${brokerDbVersion}`);
       }).immediate();
     }
-    const all = <T>(sql: string) => db.query(sql).all() as T[];
+    const all = <T>(sql: string) => {
+      try {
+        return db.query(sql).all() as T[];
+      } catch (err) {
+        // a table or column missing (a file of this version someone changed): unreadable, like a damaged one
+        if ((err as { code?: string }).code === "SQLITE_ERROR") throw new UnreadableBrokerDb((err as Error).message);
+        throw err;
+      }
+    };
     return {
       retained: all(`SELECT ${packetNames} FROM retained`),
       sessions: all("SELECT client_id, integration_id, integration_created, expiry, offline_since FROM sessions"),
@@ -379,4 +450,80 @@ export function decodeOps(buffer: ArrayBuffer, length: number): Op[] {
     ops.push(o);
   }
   return ops;
+}
+
+const isInt = (v: unknown, min = Number.MIN_SAFE_INTEGER, max = Number.MAX_SAFE_INTEGER): v is number =>
+  typeof v === "number" && Number.isInteger(v) && v >= min && v <= max;
+const isText = (v: unknown): v is string => typeof v === "string";
+const isNum = (v: unknown) => typeof v === "number" && Number.isFinite(v);
+const isNullOr = (v: unknown, test: (v: unknown) => boolean) => v === null || test(v);
+
+/**
+ * badText: a topic or client id MQTT would not have carried: not text, empty, longer than 65 535, with
+ * U+0000, U+FFFD (what the parser makes of bad UTF-8) or an unpaired surrogate [MQTT-1.5.3].
+ */
+function badText(v: unknown): boolean {
+  return (
+    !isText(v) ||
+    v.length === 0 ||
+    v.length > 65535 ||
+    /[\u0000\uFFFD]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(v)
+  );
+}
+
+/**
+ * packetOfRow: the packet a row holds, or a reason it is not one this release wrote: every column's type, a
+ * topic a PUBLISH may carry (no wildcard), QoS 0-2, `extra` JSON of an object. broker.db is the appliance's
+ * own file, yet a damaged or hand-edited row must cost that row (skipped, counted, logged), not the start.
+ */
+export function packetOfRow(r: PacketRow): StoredPacket | string {
+  if (badText(r.topic) || r.topic.includes("+") || r.topic.includes("#")) return "topic";
+  if (!(r.payload instanceof Uint8Array)) return "payload";
+  if (!isInt(r.qos, 0, 2)) return "qos";
+  if (r.retain !== 0 && r.retain !== 1) return "retain";
+  if (!isNullOr(r.broker_id, isText) || !isNullOr(r.broker_counter, (v) => isInt(v, 0))) return "broker";
+  if (!isNullOr(r.origin, isText) || !isNullOr(r.expiry, isNum)) return "origin";
+  if (r.extra !== null) {
+    if (!isText(r.extra)) return "extra";
+    try {
+      const x = JSON.parse(r.extra) as unknown;
+      if (typeof x !== "object" || x === null || Array.isArray(x)) return "extra";
+      const { properties, correlationData } = x as Record<string, unknown>;
+      if (properties !== undefined && (typeof properties !== "object" || properties === null)) return "extra";
+      if (correlationData !== undefined && !isText(correlationData)) return "extra";
+    } catch {
+      return "extra";
+    }
+  }
+  return packetFromRow(r);
+}
+
+/** badSessionRow: why a `sessions` row is not one this release wrote (undefined: it is). */
+export function badSessionRow(r: BrokerDbSnapshot["sessions"][number]): string | undefined {
+  if (badText(r.client_id)) return "client_id";
+  if (!isInt(r.integration_id, 1) || !isNum(r.integration_created)) return "integration";
+  if (!isNullOr(r.expiry, isNum) || !isNullOr(r.offline_since, isNum)) return "expiry";
+  return undefined;
+}
+
+/** subscriptionOfRow: a `subscriptions` row's options, or why it is not one this release wrote. */
+export function subscriptionOfRow(r: BrokerDbSnapshot["subscriptions"][number]): Record<string, unknown> | string {
+  if (badText(r.client_id) || badText(r.topic)) return "topic";
+  if (!isText(r.options)) return "options";
+  try {
+    const o = JSON.parse(r.options) as unknown;
+    if (typeof o !== "object" || o === null || Array.isArray(o)) return "options";
+    if (!isInt((o as { qos?: unknown }).qos, 0, 2)) return "qos";
+    return o as Record<string, unknown>;
+  } catch {
+    return "options";
+  }
+}
+
+/** badQueueRow: why a `queue` row is not one this release wrote. */
+export function badQueueRow(r: BrokerDbSnapshot["queue"][number]): string | undefined {
+  if (!isInt(r.id, 1) || badText(r.client_id)) return "id";
+  if (!isNullOr(r.message, (v) => isInt(v, 1)) || !isNullOr(r.packet_id, (v) => isInt(v, 1, 65535))) return "message";
+  if (r.pubrel !== 0 && r.pubrel !== 1) return "pubrel";
+  return undefined;
 }

@@ -2,11 +2,12 @@
  * The writer of broker.db, on its own thread. Each batch of ops the main thread sends is
  * one transaction, committed with fsync (WAL, synchronous=FULL) before the batch is reported done; the
  * main thread acknowledges what the batch held (PUBACK, HTTP 202) only then. It is an entrypoint of the
- * build (scripts/build.ts takes every `*.worker.ts`), so it imports nothing but its own folder's SQL.
+ * build (scripts/build.ts takes every `*.worker.ts`), so it imports little beyond its own folder's SQL.
  */
 import { Database, type Statement } from "bun:sqlite";
 import {
   decodeOps,
+  noFollowFlags,
   op,
   resetTables,
   statements,
@@ -26,7 +27,7 @@ self.onmessage = (event: MessageEvent<WorkerRequest>) => {
   const m = event.data;
   try {
     if (m.t === "open") {
-      db = new Database(m.file, { strict: true });
+      db = new Database(m.file, noFollowFlags); // a link swapped in since the load is not followed either
       for (const p of writerPragmas) db.run(p);
       // a test seam for a full disk: SQLite answers SQLITE_FULL past this many pages, as on a full disk
       if (m.maxPageCount !== undefined) db.run(`PRAGMA max_page_count = ${Math.floor(m.maxPageCount)}`);

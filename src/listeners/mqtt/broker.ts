@@ -11,6 +11,7 @@ import {
   deliverOnlyPublishProperties,
   dropPublishes,
   eachClient,
+  subackQuotaCodes,
   holdUntilConnack,
   limitInflight,
   markRedeliveries,
@@ -64,6 +65,8 @@ export const defaultStoreLimits: StoreLimits = {
   maxQueuedMessages: 10_000,
   maxQueuedBytes: 16 * 1024 * 1024,
   maxStoreBytes: 256 * 1024 * 1024,
+  maxSubscriptionsPerSession: 1000,
+  maxSubscriptionsPerIntegration: 10_000,
 };
 
 /**
@@ -85,7 +88,7 @@ export function createMqttListener(
     maxSessionExpirySeconds,
     maxClientIdLength,
   });
-  const hooks = createHooks(state, opts.maxConnections ?? 10_000);
+  const { subscribed, ...hooks } = createHooks(state, opts.maxConnections ?? 10_000);
   const maxPacket = opts.maxPacketBytes ?? 1024 * 1024;
   const maxQueued = opts.store?.maxQueuedMessages ?? defaultStoreLimits.maxQueuedMessages;
   const maxQueuedBytes = opts.store?.maxQueuedBytes ?? defaultStoreLimits.maxQueuedBytes;
@@ -138,7 +141,17 @@ export function createMqttListener(
         // MQTT 5 Receive Maximum; what waits for a slot is bounded as a session's queue (ids wrap at 65 535)
         limitInflight(client, Math.min(maxQueued, 50_000), maxQueuedBytes, () => state.flowDropped(client));
         stopAtDisconnect(client);
+        subackQuotaCodes(client);
       });
+      b.on(
+        "subscribe",
+        (subs, client) =>
+          client &&
+          subscribed(
+            client,
+            subs.map((x) => x.topic),
+          ),
+      );
       unwire = wireBroker(b, state, maxPacket);
       // What a previous run's end cut: its clients' wills, published now as their integrations may.
       unwire.push(publishStaleWills(b, state));

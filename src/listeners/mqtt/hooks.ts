@@ -10,7 +10,9 @@ import {
   deliverResumedQueue,
   disconnectV5,
   exceedsClientMaximum,
+  grantSubscription,
   reasonStringsOnRequest,
+  refuseOverQuota,
   refuseV5,
 } from "./aedes-internals.ts";
 import { foreignPublishProperty, foreignWillProperty } from "./properties.ts";
@@ -76,6 +78,37 @@ function authError(code: number, reason: string): AuthenticateError {
  */
 export function createHooks(s: MqttState, maxConnections: number) {
   const { credentials, sessions, topicSpace } = s.core;
+  /**
+   * pendingSubs: filters granted and not yet the client's (`client.subscriptions` gets them only once a
+   * persistent session's are stored), so one SUBSCRIBE of 1000 new filters counts each against the bounds.
+   */
+  const pendingSubs = new WeakMap<Client, Set<string>>();
+  /**
+   * overSubscriptionBounds: would a new filter take the session past `maxSubscriptionsPerSession`, or a
+   * persistent session's integration past `maxSubscriptionsPerIntegration` (its stored sessions together)?
+   * A filter the session holds already is a change of options, never refused. Returns the bound, or undefined.
+   */
+  const overSubscriptionBounds = (client: Client, topic: string): string | undefined => {
+    const held = (client as unknown as { subscriptions: Record<string, unknown> }).subscriptions ?? {};
+    let pending = pendingSubs.get(client);
+    if (Object.hasOwn(held, topic) || pending?.has(topic)) return undefined;
+    const limits = s.store.limits;
+    let extra = 0; // granted, not yet in `held` (a persistent session's wait for their commit)
+    if (pending) for (const t of pending) if (!Object.hasOwn(held, t)) extra++;
+    if (Object.keys(held).length + extra >= limits.maxSubscriptionsPerSession) return "session";
+    const conn = s.conns.get(client);
+    // the store counts a persistent session's filters as it keeps them; those granted and not kept yet count here
+    let unstored = 0;
+    if (pending) for (const t of pending) if (!s.store.hasSubscription(client.id, t)) unstored++;
+    if (
+      conn?.persistent &&
+      s.store.subscriptionsOf(conn.integration.id) + unstored >= limits.maxSubscriptionsPerIntegration
+    )
+      return "integration";
+    if (!pending) pendingSubs.set(client, (pending = new Set()));
+    pending.add(topic);
+    return undefined;
+  };
   return {
     preConnect(client: Client, packet: ConnectPacket, done: (err: Error | null, ok: boolean) => void) {
       // A whole CONNECT: a real client, no longer silent. When the pool is full of such clients, one
@@ -97,6 +130,15 @@ export function createHooks(s: MqttState, maxConnections: number) {
       // closed without CONNACK [MQTT-3.1.4-1], as Mosquitto 2 does. MQTT 5 allows a password alone.
       if (version !== 5 && packet.password !== undefined && packet.username === undefined) {
         return done(new Error("password without user name"), false);
+      }
+      // [MQTT-1.5.3-1/2] a client id or user name with U+0000, bad UTF-8 (decoded to U+FFFD) or a surrogate is a
+      // malformed CONNECT: closed, as Mosquitto does (MQTT 5: CONNACK 0x85 Client Identifier not valid / 0x81
+      // Malformed Packet first). Two different ids on the wire must not become one session id.
+      const badId = packet.clientId !== "" && !isValidTopicString(packet.clientId ?? "");
+      if (badId || (packet.username !== undefined && packet.username !== "" && !isValidTopicString(packet.username))) {
+        s.log.info("mqtt connect refused: malformed UTF-8 in the client id or user name", { remote });
+        if (version === 5) refuseV5(client, badId ? 0x85 : 0x81);
+        return done(new Error("malformed UTF-8 string"), false);
       }
       const will = packet.will as { topic: string; qos: number; properties?: Record<string, unknown> } | undefined;
       // [MQTT-3.1.2-14] will QoS 3 is a protocol violation; a will topic obeys the topic rules; a will
@@ -294,6 +336,12 @@ export function createHooks(s: MqttState, maxConnections: number) {
       done(null);
     },
 
+    /** subscribed: a SUBSCRIBE's filters are now the client's (see `pendingSubs`) */
+    subscribed(client: Client, topics: string[]) {
+      const p = pendingSubs.get(client);
+      if (p) for (const t of topics) p.delete(t);
+    },
+
     authorizeSubscribe(
       client: Client,
       sub: Subscription,
@@ -310,6 +358,16 @@ export function createHooks(s: MqttState, maxConnections: number) {
         return done(null, null);
       }
       if (maySubscribe(s.current(client), filter, topicSpace)) {
+        const over = overSubscriptionBounds(client, sub.topic);
+        if (over) {
+          refuseOverQuota(sub); // SUBACK 0x97 (MQTT 5) / 0x80, and the store does not keep it
+          s.logRefusal(client, "subscribe refused: too many subscriptions", {
+            topic: sub.topic.slice(0, 256),
+            bound: over,
+          });
+          return done(null, null);
+        }
+        grantSubscription(sub);
         if (isShared(sub.topic)) s.shared?.join(client, sub.topic);
         return done(null, sub);
       }

@@ -53,6 +53,19 @@ export const mqttListener = defineListener<Omit<MqttOptions, "host">>()({
       2 ** 40,
       "BYTES",
     ),
+    mqttMaxSubscriptions: option.count(
+      "subscriptions one MQTT session holds at most; past it SUBACK 0x97 (MQTT 5) / 0x80",
+      String(d.maxSubscriptionsPerSession),
+      1,
+      1_000_000,
+    ),
+    mqttMaxIntegrationSubscriptions: option.count(
+      "subscriptions the stored (persistent) sessions of one integration hold together at most; past it SUBACK " +
+        "0x97 (MQTT 5) / 0x80",
+      String(d.maxSubscriptionsPerIntegration),
+      1,
+      100_000_000,
+    ),
     mqttStoreMaxBytes: option.count(
       "what broker.db holds at most (retained messages, sessions, queues); past it new queued messages and " +
         "new retained topics are dropped",
@@ -78,6 +91,8 @@ export const mqttListener = defineListener<Omit<MqttOptions, "host">>()({
             maxQueuedMessages: o.mqttMaxQueued,
             maxQueuedBytes: o.mqttMaxQueuedBytes,
             maxStoreBytes: o.mqttStoreMaxBytes,
+            maxSubscriptionsPerSession: o.mqttMaxSubscriptions,
+            maxSubscriptionsPerIntegration: o.mqttMaxIntegrationSubscriptions,
           },
         },
   create: (deps, options) => {

@@ -1,0 +1,61 @@
+import { afterAll, describe, expect, it } from "bun:test";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { closeDatabase } from "../../src/db/client.ts";
+import { DataDirSystemError, lockDataDir, openDataDir } from "../../src/db/data-dir.ts";
+import { cleanupTempDirs, tempDir } from "../helpers/app.ts";
+import { startServe } from "../helpers/serve.ts";
+
+afterAll(cleanupTempDirs);
+
+/** fullDisk: a 4 MiB tmpfs (root only: mount) holding a data dir, then filled to the last byte. */
+function fullDisk(): { dir: string; fill(): void; unmount(): void } {
+  const mnt = tempDir("gatehouse-full-");
+  const r = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", mnt]);
+  if (r.exitCode !== 0) throw new Error(`mount: ${r.stderr}`);
+  const dir = join(mnt, "data");
+  mkdirSync(dir);
+  return {
+    dir,
+    fill() {
+      // dd stops at ENOSPC: big blocks first, then what is left, to the last byte
+      Bun.spawnSync(["dd", "if=/dev/zero", `of=${join(mnt, "fill")}`, "bs=64k"]);
+      Bun.spawnSync(["dd", "if=/dev/zero", `of=${join(mnt, "fill2")}`, "bs=512"]);
+    },
+    unmount: () => void Bun.spawnSync(["umount", "-l", mnt]),
+  };
+}
+
+const root = process.getuid?.() === 0;
+
+describe("starting on a full disk (F5)", () => {
+  it.skipIf(!root)("the data dir's lock needs no free disk; the database that cannot open is a system failure", () => {
+    const disk = fullDisk();
+    try {
+      closeDatabase(openDataDir(disk.dir)); // a clean stop: no -wal, -shm left
+      disk.fill();
+      const lock = lockDataDir(disk.dir); // wrote gatehouse.lock-journal before: SQLITE_FULL
+      try {
+        expect(() => openDataDir(disk.dir)).toThrow(DataDirSystemError);
+      } finally {
+        lock.release();
+      }
+    } finally {
+      disk.unmount();
+    }
+  });
+
+  it.skipIf(!root)("serve on a full disk exits 1 (the unit restarts it once space is back), not 2", async () => {
+    const disk = fullDisk();
+    try {
+      closeDatabase(openDataDir(disk.dir)); // a clean stop: no -wal, -shm left
+      disk.fill();
+      const s = startServe(disk.dir);
+      const code = await Promise.race([s.proc.exited, s.waitFor(/listening/).then(() => "started")]);
+      if (code === "started") s.proc.kill();
+      expect(code).toBe(1);
+    } finally {
+      disk.unmount();
+    }
+  });
+});
