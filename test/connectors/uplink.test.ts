@@ -437,6 +437,33 @@ describe("uplink to Mosquitto", () => {
     await guarded.stop();
   }, 60_000);
 
+  it("sends a stored password only to the hosts it was given for: a URL naming another host needs it again", async () => {
+    expect(
+      (
+        await api("POST", "/api/v1/uplinks", {
+          name: "moving",
+          enabled: false,
+          urls: ["mqtt://127.0.0.1:1"],
+          username: "u",
+          password: "stored-secret",
+          forward: ["moving/#"],
+        })
+      ).status,
+    ).toBe(201);
+    const elsewhere = await api("PATCH", "/api/v1/uplinks/moving", { urls: ["mqtt://attacker.example:1883"] });
+    expect(elsewhere.status).toBe(400);
+    expect(elsewhere.json.fields.password).toContain("attacker.example");
+    // the same host on another port, or another host with the password given again: fine
+    expect((await api("PATCH", "/api/v1/uplinks/moving", { urls: ["mqtt://127.0.0.1:2"] })).status).toBe(200);
+    const given = await api("PATCH", "/api/v1/uplinks/moving", {
+      urls: ["mqtt://attacker.example:1883"],
+      password: "a-new-one",
+    });
+    expect(given.status).toBe(200);
+    expect(given.text).not.toContain("a-new-one");
+    expect((await api("DELETE", "/api/v1/uplinks/moving")).status).toBeLessThan(300);
+  });
+
   it("is listed in /metrics and the activity log; strict API bodies; 404 for an unknown uplink", async () => {
     const metrics = await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
     expect(metrics).toMatch(/gatehouse_uplink_connected\{uplink="mosq"\} 1/);

@@ -274,6 +274,16 @@ export class UplinkStore {
       fields.username = "a password needs a user name (MQTT 3.1.1)";
     if (input.password != null && (input.password.length > 1024 || input.password.includes("\0")))
       fields.password = "at most 1024 characters";
+    // A stored secret goes only to the hosts it was given for (found from outside: changing the URL alone
+    // sent the stored password to any host an admin or token named, so it could be read back there).
+    if (old && input.urls !== undefined && !fields.urls) {
+      const hostsOf = (urls: string[]) => urls.map((u) => URL.parse(u)?.hostname ?? u);
+      const known = new Set(hostsOf(old.urls));
+      const moved = hostsOf(next.urls).filter((h) => !known.has(h));
+      const again = `give it again: ${moved.join(", ")} is a host the stored one was not given for`;
+      if (moved.length && old.passwordSet && input.password === undefined) fields.password = again;
+      if (moved.length && old.clientKeySet && input.clientKey === undefined) fields.clientKey = again;
+    }
     if (input.clientKey) {
       const p = pemProblem(input.clientKey, "key");
       if (p) fields.clientKey = p;
