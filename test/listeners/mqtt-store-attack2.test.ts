@@ -5,6 +5,7 @@ import { Database } from "bun:sqlite";
 import { chmodSync, existsSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { StartRefused } from "../../src/lib/errors.ts";
+import { brokerDbVersion } from "../../src/listeners/mqtt/broker-db.ts";
 import { cleanupTempDirs, newDataDir, tempDir, testApp } from "../helpers/app.ts";
 import { connectMqtt, rawMqtt, subackCodes } from "../helpers/mqtt.ts";
 import { startServe } from "../helpers/serve.ts";
@@ -177,7 +178,7 @@ describe("one bad row or a missing table costs that, not the appliance (F3)", ()
   });
 
   it("a broker.db of a newer release: serve exits 2 with one clear line, the file left as it is", async () => {
-    const dir = await withBrokerDb((db) => db.run("PRAGMA user_version = 2"));
+    const dir = await withBrokerDb((db) => db.run(`PRAGMA user_version = ${brokerDbVersion + 1}`));
     const before = readFileSync(join(dir, "broker.db"));
     const s = startServe(dir, ["--mqtt-port", "0"]);
     expect(await s.waitFor(/newer release/)).toMatch(/move the file away/);

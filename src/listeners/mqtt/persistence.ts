@@ -50,6 +50,12 @@ export interface StoredSession {
   integrationId: number;
   /** the integration's creation time: with its id, who it is (an id can be reused after a restore) */
   integrationCreated: number;
+  /**
+   * integrationStamp: the integration's `updatedAt` as this store last saw it; a different one at start means it
+   * was changed while the appliance was down (deactivated and reactivated, a new password): the session is
+   * forgotten. null: stored by a release before the stamp.
+   */
+  integrationStamp: number | null;
   /** seconds it outlives its connection; null: never ends by itself */
   expiry: number | null;
   /** when its last connection closed (ms); null while connected */
@@ -295,6 +301,7 @@ export class BrokerStore {
         clientId: r.client_id,
         integrationId: r.integration_id,
         integrationCreated: r.integration_created,
+        integrationStamp: r.integration_updated ?? null,
         expiry: r.expiry,
         offlineSince: r.offline_since ?? now,
       };
@@ -449,6 +456,7 @@ export class BrokerStore {
     clientId: string;
     integrationId: number;
     integrationCreated: number;
+    integrationStamp: number;
     expiry: number | null;
     cleanStart: boolean;
   }) {
@@ -476,12 +484,26 @@ export class BrokerStore {
       clientId: s.clientId,
       integrationId: s.integrationId,
       integrationCreated: s.integrationCreated,
+      integrationStamp: s.integrationStamp,
       expiry: s.expiry,
       offlineSince: null,
     };
     if (!old) this.#bytes += sessionBytes(s.clientId);
     this.#addSession(session);
     this.#writeSession(session);
+  }
+
+  /**
+   * restamp: the integration was changed while running (permissions, password, activated): its stored sessions
+   * carry its new `updatedAt`, so the next start keeps them (only a change made while it was down forgets them).
+   */
+  restamp(integrationId: number, stamp: number): void {
+    for (const clientId of this.#byIntegration.get(integrationId) ?? []) {
+      const s = this.#sessions.get(clientId)!;
+      if (s.integrationStamp === stamp) continue;
+      s.integrationStamp = stamp;
+      this.#writeSession(s);
+    }
   }
 
   /** closeSession: the session's last connection closed; it ends after `expiry` seconds (null: never, 0: now). */
@@ -537,7 +559,7 @@ export class BrokerStore {
   }
 
   #writeSession(s: StoredSession) {
-    this.#journal.write([op.sessionPut, s.clientId, s.integrationId, s.integrationCreated, s.expiry, s.offlineSince]);
+    this.#journal.write(sessionOp(s));
   }
 
   /** #dropState: subscriptions, queue and QoS 2 state of a client id, in memory and on disk. */
@@ -975,8 +997,7 @@ export class BrokerStore {
   #snapshot(): Op[] {
     const ops: Op[] = [];
     for (const r of this.#retained.values()) ops.push([op.retainedPut, ...packetCells(r.packet)]);
-    for (const s of this.#sessions.values())
-      ops.push([op.sessionPut, s.clientId, s.integrationId, s.integrationCreated, s.expiry, s.offlineSince]);
+    for (const s of this.#sessions.values()) ops.push(sessionOp(s));
     for (const [clientId, subs] of this.#subs)
       for (const [topic, options] of subs) ops.push([op.subPut, clientId, topic, options]);
     const written = new Set<Msg>();
@@ -994,4 +1015,17 @@ export class BrokerStore {
       ops.push([op.willPut, clientId, w.integrationId, w.integrationCreated, ...packetCells(w.packet)]);
     return ops;
   }
+}
+
+/** sessionOp: the write of a stored session's row. */
+function sessionOp(s: StoredSession): Op {
+  return [
+    op.sessionPut,
+    s.clientId,
+    s.integrationId,
+    s.integrationCreated,
+    s.expiry,
+    s.offlineSince,
+    s.integrationStamp,
+  ];
 }
