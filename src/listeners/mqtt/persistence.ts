@@ -152,6 +152,8 @@ export class BrokerStore {
   readonly #journal: BrokerJournal;
   #brokerId = "";
   #retained = new Map<string, Sized>();
+  /** values answered "not stored", each with the one it replaced (see `#unretain`) */
+  #refusedRetained = new WeakMap<Sized, Sized | undefined>();
   #sessions = new Map<string, StoredSession>();
   #byIntegration = new Map<number, Set<string>>();
   #subs = new Map<string, Map<string, string>>();
@@ -639,10 +641,40 @@ export class BrokerStore {
       return;
     }
     await this.#mem.storeRetained(packet);
-    this.#retained.set(topic, { packet, bytes });
+    const mine = { packet, bytes };
+    this.#retained.set(topic, mine);
     this.#bytes += bytes - (old?.bytes ?? 0);
     this.#journal.write([op.retainedPut, ...cells]);
-    return this.#journal.committed();
+    return this.#orUndo(() => this.#unretain(topic, mine, old));
+  }
+
+  /**
+   * #unretain: a retained value answered "not stored" is not kept either (attack2 F8: the heal after a full
+   * disk wrote it, and it was served later): the value before it comes back, unless a newer one replaced it;
+   * one before it that was refused too is skipped.
+   */
+  async #unretain(topic: string, mine: Sized, old: Sized | undefined) {
+    this.#refusedRetained.set(mine, old);
+    if (this.#retained.get(topic) !== mine) return;
+    let back = old;
+    while (back && this.#refusedRetained.has(back)) back = this.#refusedRetained.get(back);
+    this.#bytes -= mine.bytes - (back?.bytes ?? 0);
+    if (back) {
+      this.#retained.set(topic, back);
+      this.#journal.write([op.retainedPut, ...packetCells(back.packet)]);
+    } else {
+      this.#retained.delete(topic);
+      this.#journal.write([op.retainedDel, topic]);
+    }
+    await this.#mem.storeRetained(back?.packet ?? { ...mine.packet, payload: Buffer.alloc(0) });
+  }
+
+  /** #orUndo: the batch's promise; when it fails, `undo` takes back from memory what this write added. */
+  #orUndo(undo: () => void | Promise<void>): Promise<void> {
+    return this.#journal.committed().catch(async (err) => {
+      await undo();
+      throw err;
+    });
   }
 
   createRetainedStream(pattern: string): Readable {
@@ -726,7 +758,7 @@ export class BrokerStore {
 
   async outgoingEnqueueCombi(subs: { clientId: string }[], packet: StoredPacket): Promise<void> {
     let msg: Msg | undefined;
-    let wrote = false;
+    const added: [string, Entry][] = [];
     for (const sub of subs) {
       if (!this.#sessions.has(sub.clientId)) continue;
       if (!msg) {
@@ -771,9 +803,16 @@ export class BrokerStore {
       const entry: Entry = { id: this.#nextEntry++, msg, messageId: undefined };
       this.#addEntry(sub.clientId, entry);
       this.#journal.write([op.queuePut, entry.id, sub.clientId, msg.id, null, 0]);
-      wrote = true;
+      added.push([sub.clientId, entry]);
     }
-    if (wrote) return this.#journal.committed();
+    if (added.length === 0) return;
+    // answered "not stored": not delivered later either (attack2 F8), so its queue entries go
+    return this.#orUndo(() => {
+      for (const [clientId, e] of added) {
+        const q = this.#queues.get(clientId);
+        if (q?.entries.get(e.id) === e) this.#removeEntry(clientId, q, e);
+      }
+    });
   }
 
   async outgoingUpdate(client: { id: string }, packet: StoredPacket): Promise<void> {
@@ -847,10 +886,19 @@ export class BrokerStore {
       return;
     }
     if (this.#bytes + bytes > this.#opts.maxStoreBytes) throw new Error("broker store full");
-    mine.set(messageId, { packet: copy, bytes, stored: true });
+    const entry = { packet: copy, bytes, stored: true };
+    mine.set(messageId, entry);
     this.#bytes += bytes;
     this.#journal.write([op.incomingPut, client.id, messageId, ...cells]);
-    return this.#journal.committed();
+    // not acknowledged (no PUBREC): the client sends it again, so the copy held here goes
+    return this.#orUndo(() => {
+      const now = this.#incoming.get(client.id);
+      if (now?.get(messageId) !== entry) return;
+      now.delete(messageId);
+      if (now.size === 0) this.#incoming.delete(client.id);
+      this.#bytes -= bytes;
+      this.#journal.write([op.incomingDel, client.id, messageId]);
+    });
   }
 
   async incomingGetPacket(client: { id: string }, packet: StoredPacket): Promise<StoredPacket> {
