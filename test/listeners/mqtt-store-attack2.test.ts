@@ -231,3 +231,22 @@ describe("client ids are well-formed UTF-8 [MQTT-1.5.3] (F9)", () => {
     });
   }
 });
+
+describe("the store cap holds under a burst (F6)", () => {
+  it("1500 new retained topics of 1000 bytes published at once stay within --mqtt-store-max-bytes", async () => {
+    const cap = 1024 * 1024; // the smallest allowed
+    const { app, port } = await start(["--mqtt-store-max-bytes", String(cap)]);
+    const c = await connectMqtt(port, (await made(app, "burst"))());
+    const payload = Buffer.alloc(1000, 7);
+    // not awaited one by one: aedes handles them together, as fillret.js's burst was
+    await Promise.all(
+      Array.from({ length: 1500 }, (_, i) => c.publishAsync(`fill/${i}`, payload, { qos: 1, retain: true })),
+    );
+    await c.endAsync();
+    const text = await app.core.metrics.render();
+    const line = text.split("\n").find((l) => l.startsWith('gatehouse_mqtt_store_bytes{kind="data"} '))!;
+    const data = Number(line.split(" ")[1]);
+    expect(data).toBeGreaterThan(cap / 2);
+    expect(data).toBeLessThanOrEqual(cap);
+  });
+});
