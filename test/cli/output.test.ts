@@ -70,10 +70,10 @@ describe("every CLI error is one line on stderr, nothing on stdout", () => {
     }
   }, 30_000);
 
-  it("a failure of the system (a folder that does not exist): exit 1, one line", async () => {
+  it("a target folder that does not exist is the caller's mistake: exit 2, one line naming it", async () => {
     const r = await runCli(["backup", join(tempDir(), "no", "such", "folder", "b.db"), "--data-dir", dir]);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.out).toBe("");
-    expect(r.err).toMatch(/^gatehouse backup: ENOENT[^\n]*\n$/);
+    expect(r.err).toMatch(/^gatehouse backup: the folder [^\n]* does not exist[^\n]*\n$/);
   });
 });
