@@ -1,7 +1,9 @@
 import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import { readFileSync, statSync } from "node:fs";
+import { type AddressInfo, createServer, type Socket } from "node:net";
 import { join } from "node:path";
+import * as mqttPacket from "mqtt-packet";
 import type { App } from "../../src/app.ts";
 import { cleanupTempDirs, testApp } from "../helpers/app.ts";
 import { connectMqtt, nextMessage } from "../helpers/mqtt.ts";
@@ -288,6 +290,55 @@ describe("uplink to Mosquitto", () => {
     await cloud.endAsync();
     await reader.client.endAsync();
     await outsiderClient.endAsync();
+  }, 30_000);
+
+  it("takes from a lying upstream only what it subscribed to, as topics a client could publish", async () => {
+    // found from outside with a hostile broker: topics never subscribed to, wildcards and an empty name came
+    // down, and a retained `.../#` stayed that no local client could clear. A fake upstream sends them here.
+    const sockets: Socket[] = [];
+    const fake = createServer((socket) => {
+      sockets.push(socket);
+      const parser = mqttPacket.parser({ protocolVersion: 4 });
+      const send = (p: object) => socket.write(mqttPacket.generate(p as mqttPacket.Packet));
+      parser.on("packet", (p) => {
+        if (p.cmd === "connect") send({ cmd: "connack", returnCode: 0, sessionPresent: false });
+        if (p.cmd === "pingreq") send({ cmd: "pingresp" });
+        if (p.cmd === "subscribe") {
+          send({ cmd: "suback", messageId: p.messageId, granted: p.subscriptions.map(() => 0) });
+          for (const topic of ["secret/boom", "hq/cmd/#", "hq/cmd/+/z", "hq/", "hq/ok"])
+            send({ cmd: "publish", topic, payload: Buffer.from("x"), qos: 0, retain: true, dup: false });
+        }
+      });
+      socket.on("data", (d: Buffer) => parser.parse(d));
+      socket.on("error", () => {});
+    });
+    await new Promise<void>((resolve) => fake.listen(0, "127.0.0.1", resolve));
+    const fakePort = (fake.address() as AddressInfo).port;
+    const reader = await device(app, "reader-liar", { subscribeAcl: ["#"] });
+    const got: string[] = [];
+    reader.client.on("message", (t) => got.push(t));
+    await reader.client.subscribeAsync("from-liar/#", { qos: 0 });
+    await api("POST", "/api/v1/uplinks", {
+      name: "liar",
+      urls: [`mqtt://127.0.0.1:${fakePort}`],
+      forward: ["unused-liar/#"],
+      remotePrefix: "hq/",
+      subscribe: ["hq/cmd/+", "hq/ok"],
+      localPrefix: "from-liar/",
+    });
+    await eventually(() => expect(got).toContain("from-liar/ok"), 10_000);
+    expect(got).toEqual(["from-liar/ok"]);
+    // nothing else was kept as retained either: a new subscriber gets only the one
+    const late = await device(app, "late-liar", { subscribeAcl: ["#"] });
+    const retained: string[] = [];
+    late.client.on("message", (t) => retained.push(t));
+    await late.client.subscribeAsync("from-liar/#", { qos: 0 });
+    await eventually(() => expect(retained).toEqual(["from-liar/ok"]));
+    await api("DELETE", "/api/v1/uplinks/liar");
+    for (const s of sockets) s.destroy();
+    fake.close();
+    await reader.client.endAsync();
+    await late.client.endAsync();
   }, 30_000);
 
   it("never sends back up what came down, when forward and subscribe filters overlap", async () => {

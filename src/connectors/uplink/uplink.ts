@@ -439,8 +439,14 @@ export class Uplink {
     const rest =
       cfg.remotePrefix && remote.startsWith(cfg.remotePrefix) ? remote.slice(cfg.remotePrefix.length) : remote;
     const local = `${cfg.localPrefix}${rest}`;
+    // The upstream may lie (found from outside with a hostile broker): only what this uplink subscribed
+    // to comes down, and only as a topic a client could publish (no wildcard, not empty), so nothing
+    // lands locally that no local client could then clear (a retained `.../#`).
     if (
       !cfg.localPrefix ||
+      rest === "" ||
+      /[+#]/.test(remote) ||
+      !cfg.subscribe.some((filter) => topicMatches(filter, remote)) ||
       !isValidTopicString(local) ||
       !mayPublish(this.#downlinkAs, local, this.#deps.core.topicSpace)
     ) {

@@ -2,6 +2,7 @@ import { Aedes } from "aedes";
 import type { AcceptPool } from "../../core/accept-pool.ts";
 import type { Core } from "../../core/index.ts";
 import type { IntegrationType } from "../../core/types.ts";
+import { mayRead } from "../../core/permissions.ts";
 import type { Logger } from "../../lib/logger.ts";
 import type { TlsSource } from "../../lib/tls.ts";
 import type { Listener } from "../listener.ts";
@@ -131,7 +132,10 @@ export function createMqttListener(
         state.logRefusal(client, "mqtt publish not acknowledged: the broker store refused it", { err: err.message }),
       );
       markRedeliveries(b);
-      state.shared = createSharedGroups(b);
+      // the member asked before it is chosen; its delivery (authorizeForward) asks again
+      state.shared = createSharedGroups(b, (client, topic) =>
+        mayRead(state.current(client), topic, deps.core.topicSpace),
+      );
       let clientChecked = false;
       eachClient(b, (client) => {
         if (!clientChecked) assertClientShape(client);

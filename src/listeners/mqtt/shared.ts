@@ -87,9 +87,11 @@ interface ClientSubs {
 /**
  * createSharedGroups: the groups, each a broker subscription on its filter. `join` is called once the
  * core allowed a client's shared subscription; a member leaves when it unsubscribes or disconnects (seen
- * at the next message, and at once on close).
+ * at the next message, and at once on close). `mayRead` (the core's read decision for the member, now)
+ * picks the member: a member allowed the filter but not this topic is passed over, so it cannot make
+ * a share of the group's messages vanish (handed to it and refused at delivery, found from outside).
  */
-export function createSharedGroups(broker: Aedes) {
+export function createSharedGroups(broker: Aedes, mayRead: (client: Client, topic: string) => boolean) {
   const groups = new Map<string, Group>();
   const joined = new WeakMap<Client, Set<string>>();
 
@@ -125,6 +127,7 @@ export function createSharedGroups(broker: Aedes) {
                 drop(name, g, member); // unsubscribed or gone
                 continue;
               }
+              if (!mayRead(member, packet.topic)) continue; // the next member that may read it
               g.next = (g.next + i + 1) % members.length;
               return (member as unknown as ClientSubs).subscriptions[name]!.func(packet, cb);
             }
