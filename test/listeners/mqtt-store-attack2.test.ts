@@ -5,6 +5,7 @@ import { Database } from "bun:sqlite";
 import { chmodSync, existsSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { StartRefused } from "../../src/lib/errors.ts";
+import { brokerDbVersion } from "../../src/listeners/mqtt/broker-db.ts";
 import { cleanupTempDirs, newDataDir, tempDir, testApp } from "../helpers/app.ts";
 import { connectMqtt, rawMqtt, subackCodes } from "../helpers/mqtt.ts";
 import { startServe } from "../helpers/serve.ts";
@@ -177,7 +178,7 @@ describe("one bad row or a missing table costs that, not the appliance (F3)", ()
   });
 
   it("a broker.db of a newer release: serve exits 2 with one clear line, the file left as it is", async () => {
-    const dir = await withBrokerDb((db) => db.run("PRAGMA user_version = 2"));
+    const dir = await withBrokerDb((db) => db.run(`PRAGMA user_version = ${brokerDbVersion + 1}`));
     const before = readFileSync(join(dir, "broker.db"));
     const s = startServe(dir, ["--mqtt-port", "0"]);
     expect(await s.waitFor(/newer release/)).toMatch(/move the file away/);
@@ -229,4 +230,23 @@ describe("client ids are well-formed UTF-8 [MQTT-1.5.3] (F9)", () => {
       ok.destroy();
     });
   }
+});
+
+describe("the store cap holds under a burst (F6)", () => {
+  it("1500 new retained topics of 1000 bytes published at once stay within --mqtt-store-max-bytes", async () => {
+    const cap = 1024 * 1024; // the smallest allowed
+    const { app, port } = await start(["--mqtt-store-max-bytes", String(cap)]);
+    const c = await connectMqtt(port, (await made(app, "burst"))());
+    const payload = Buffer.alloc(1000, 7);
+    // not awaited one by one: aedes handles them together, as fillret.js's burst was
+    await Promise.all(
+      Array.from({ length: 1500 }, (_, i) => c.publishAsync(`fill/${i}`, payload, { qos: 1, retain: true })),
+    );
+    await c.endAsync();
+    const text = await app.core.metrics.render();
+    const line = text.split("\n").find((l) => l.startsWith('gatehouse_mqtt_store_bytes{kind="data"} '))!;
+    const data = Number(line.split(" ")[1]);
+    expect(data).toBeGreaterThan(cap / 2);
+    expect(data).toBeLessThanOrEqual(cap);
+  });
 });

@@ -157,3 +157,116 @@ describe("broker.db full (SQLITE_FULL)", () => {
     raw.destroy();
   });
 });
+
+describe("what was answered 'not stored' is not kept (attack2 F8)", () => {
+  it("after room returns, a persistent subscriber gets none of the refused messages and no refused retained value is kept", async () => {
+    const t = testCore();
+    t.core.start();
+    const f8file = join(t.dir, "broker.db");
+    const l = createMqttListener(
+      { core: t.core, log: silentLogger, pool },
+      { host: "127.0.0.1", port: 0, store: { file: f8file, maxPageCount: 48 } },
+    );
+    await l.start();
+    const p8 = l.address()!.port;
+    const made = async (username: string) => ({
+      username,
+      ...(await t.core.credentials.create({ type: "mqtt", username })),
+    });
+    try {
+      const bob = await made("f8-bob");
+      const sub = await connectMqtt(p8, {
+        username: bob.username,
+        password: bob.password,
+        clientId: "f8-bob",
+        clean: false,
+      });
+      await sub.subscribeAsync("q/#", { qos: 1 });
+      await sub.endAsync();
+      const filler = await made("f8-filler");
+      const fsub = await connectMqtt(p8, {
+        username: filler.username,
+        password: filler.password,
+        clientId: "f8-f",
+        clean: false,
+      });
+      await fsub.subscribeAsync("fill/#", { qos: 1 });
+      await fsub.endAsync();
+      // fill broker.db until a PUBLISH is refused
+      const pubber = await made("f8-pub");
+      const raw = async (v: 4 | 5, clientId: string) => {
+        const r = await rawMqtt(p8, "127.0.0.1", v);
+        r.send({
+          cmd: "connect",
+          protocolId: "MQTT",
+          protocolVersion: v,
+          clean: true,
+          clientId,
+          keepalive: 60,
+          username: pubber.username,
+          password: Buffer.from(pubber.password),
+        });
+        expect(await r.next()).toMatchObject({ cmd: "connack" });
+        return r;
+      };
+      const fill = await raw(4, "f8-fill");
+      for (let id = 1; id <= 500; id++) {
+        fill.send({ cmd: "publish", topic: "fill/x", payload: Buffer.alloc(8 * 1024, 1), qos: 1, messageId: id });
+        if ((await fill.next()) === undefined) break;
+      }
+      expect(fill.isClosed).toBe(true);
+      // 3.1.1: no PUBACK; MQTT 5: 0x97; the bus (HTTP): not stored (each larger than the room left: the store
+      // heals at once when the refused message is taken back, so a small one would fit)
+      const v4 = await raw(4, "f8-v4");
+      v4.send({ cmd: "publish", topic: "q/full311", payload: Buffer.alloc(8 * 1024, 2), qos: 1, messageId: 1 });
+      expect(await v4.next()).toBeUndefined();
+      const v5 = await raw(5, "f8-v5");
+      v5.send({
+        cmd: "publish",
+        topic: "q/full5",
+        payload: Buffer.alloc(8 * 1024, 3),
+        qos: 1,
+        retain: true,
+        messageId: 2,
+      });
+      expect(await v5.next()).toMatchObject({ cmd: "puback", messageId: 2, reasonCode: 0x97 });
+      v5.destroy();
+      await expect(
+        t.core.bus.publish({ topic: "q/http", payload: Buffer.alloc(64 * 1024, 4), retain: true, qos: 1 }),
+      ).rejects.toBeInstanceOf(BusNotStoredError);
+      // room again: the filler goes, the store heals
+      t.core.credentials.remove(t.core.credentials.findByUsername("f8-filler")!.id);
+      const failing = async () =>
+        Number(
+          (await t.core.metrics.render())
+            .split("\n")
+            .find((x) => x.startsWith("gatehouse_mqtt_store_failing "))
+            ?.split(" ")[1],
+        );
+      await eventually(async () => expect(await failing()).toBe(0), 10_000);
+      const ok = await raw(4, "f8-after");
+      ok.send({ cmd: "publish", topic: "q/after", payload: "stored", qos: 1, messageId: 3 });
+      expect(await ok.next()).toMatchObject({ cmd: "puback", messageId: 3 });
+      ok.destroy();
+      const db = new Database(f8file, { readonly: true });
+      expect(db.query("SELECT topic FROM retained WHERE topic LIKE 'q/%'").all()).toEqual([]);
+      expect(db.query("SELECT topic FROM messages WHERE topic LIKE 'q/%' ORDER BY id").all()).toEqual([
+        { topic: "q/after" },
+      ]);
+      db.close();
+      // bob's queue holds only what was acknowledged: the first message he gets is q/after
+      const back = await connectMqtt(p8, {
+        username: bob.username,
+        password: bob.password,
+        clientId: "f8-bob",
+        clean: false,
+      });
+      const first = nextMessage(back, 10_000);
+      expect(await first).toEqual({ topic: "q/after", payload: "stored" });
+      await back.endAsync();
+    } finally {
+      await l.stop();
+      t.core.stop();
+    }
+  });
+});

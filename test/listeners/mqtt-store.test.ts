@@ -6,6 +6,7 @@ import { join } from "node:path";
 import type { App } from "../../src/app.ts";
 import { cleanupTempDirs, tempDir, testApp } from "../helpers/app.ts";
 import { connectMqtt, rawMqtt, refusalCode, subackCodes } from "../helpers/mqtt.ts";
+import { runCli } from "../helpers/serve.ts";
 import { eventually } from "../helpers/wait.ts";
 
 /** The broker store's bounds (README: MQTT limits), and broker.db across upgrades. */
@@ -240,6 +241,75 @@ describe("stored sessions and their integration", () => {
   });
 });
 
+/** changedWhileStopped: a persistent session with one queued message, the appliance stopped, then `change` done. */
+async function changedWhileStopped(name: string, change: (dir: string) => Promise<void>) {
+  const { app, port, dir } = await start();
+  const reader = await made(app, name);
+  await offlineSubscriber(port, reader({ clientId: `${name}-1` }));
+  const pub = await connectMqtt(port, (await made(app, `${name}-pub`))());
+  await pub.publishAsync("plant/x", "queued", { qos: 1 });
+  await pub.endAsync();
+  await stop(app);
+  await change(dir);
+  const again = await start([], dir);
+  return { ...again, back: () => session(again.port, reader({ clientId: `${name}-1`, clean: false })) };
+}
+
+describe("an integration changed while the appliance was stopped (attack2 F7)", () => {
+  const cli = async (...args: string[]) => expect((await runCli(args)).code).toBe(0);
+
+  it("deactivated and reactivated with the CLI: its stored session and queue are forgotten at start", async () => {
+    const { app, back } = await changedWhileStopped("f7-off-on", async (dir) => {
+      await cli("integrations", "disable", "f7-off-on", "--data-dir", dir);
+      await cli("integrations", "enable", "f7-off-on", "--data-dir", dir);
+    });
+    expect(await metric(app, "gatehouse_mqtt_stored_sessions")).toBe(0);
+    const s = await back();
+    expect(s.sessionPresent).toBe(false);
+    await s.client.endAsync();
+  });
+
+  it("any edit while stopped, permissions only too, forgets them (the store cannot tell what changed)", async () => {
+    const { back } = await changedWhileStopped("f7-acl", async (dir) => {
+      await cli("integrations", "permissions", "f7-acl", "--subscribe", "plant/#", "--data-dir", dir);
+    });
+    const s = await back();
+    expect(s.sessionPresent).toBe(false);
+    await s.client.endAsync();
+  });
+
+  it("unchanged, or changed while running (then restarted): resumed with its queue", async () => {
+    const { app, dir, back } = await changedWhileStopped("f7-same", async () => undefined);
+    const s = await back();
+    expect(s.sessionPresent).toBe(true);
+    expect(await s.take(1)).toEqual(["queued"]);
+    await s.client.endAsync();
+    // a permissions edit and a deactivate/activate pair while running: the sessions carry the new stamp
+    const id = app.core.credentials.findByUsername("f7-same")!.id;
+    app.core.credentials.update(id, { description: "moved to line 2" });
+    app.core.credentials.setActive(id, false);
+    app.core.credentials.setActive(id, true);
+    await offlineSubscriber(app.address("mqtt")!.port, (await made(app, "f7-same-2"))({ clientId: "f7-same-2" }));
+    app.core.credentials.update(app.core.credentials.findByUsername("f7-same-2")!.id, { subscribeAcl: ["plant/#"] });
+    await stop(app);
+    const third = await start([], dir);
+    expect(await metric(third.app, "gatehouse_mqtt_stored_sessions")).toBe(1);
+  });
+
+  it("a broker.db of version 1 (no stamp) opens with its sessions kept, upgraded to 2", async () => {
+    const { back } = await changedWhileStopped("f7-v1", async (dir) => {
+      const db = new Database(join(dir, "broker.db"));
+      db.run("ALTER TABLE sessions DROP COLUMN integration_updated");
+      db.run("PRAGMA user_version = 1");
+      db.close();
+    });
+    const s = await back();
+    expect(s.sessionPresent).toBe(true);
+    expect(await s.take(1)).toEqual(["queued"]);
+    await s.client.endAsync();
+  });
+});
+
 describe("broker.db across releases", () => {
   it("a data dir of the previous release (no broker.db) starts, with an empty broker.db made 0600", async () => {
     const dir = tempDir();
@@ -249,7 +319,7 @@ describe("broker.db across releases", () => {
     expect(existsSync(join(dir, "broker.db"))).toBe(true);
     await stop(app);
     const db = new Database(join(dir, "broker.db"), { readonly: true });
-    expect(db.query("PRAGMA user_version").get()).toEqual({ user_version: 1 });
+    expect(db.query("PRAGMA user_version").get()).toEqual({ user_version: 2 });
     db.close();
   });
 

@@ -12,8 +12,12 @@ import { createPrivateFile, narrowToPrivate, TargetError } from "../../lib/files
  * per transaction (`BrokerJournal`), so no fsync ever stops the event loop.
  */
 
-/** brokerDbVersion: this release's schema (PRAGMA user_version); 0 is a file nothing was written to yet. */
-export const brokerDbVersion = 1;
+/**
+ * brokerDbVersion: this release's schema (PRAGMA user_version); 0 is a file nothing was written to yet.
+ * 2: a session carries `integration_updated`, its integration's `updated_at` when it was stored (see
+ * `restoreOwners`); a file of 1 gains the column, null in its rows (kept, stamped at the next start).
+ */
+export const brokerDbVersion = 2;
 
 /**
  * A packet is stored as columns, the same in every table that holds one (retained messages, queued messages,
@@ -29,7 +33,7 @@ const schema = `
 CREATE TABLE IF NOT EXISTS retained (${packetColumns}, PRIMARY KEY (topic)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sessions (
   client_id TEXT PRIMARY KEY, integration_id INTEGER NOT NULL, integration_created INTEGER NOT NULL,
-  expiry INTEGER, offline_since INTEGER) WITHOUT ROWID;
+  expiry INTEGER, offline_since INTEGER, integration_updated INTEGER) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS subscriptions (
   client_id TEXT NOT NULL, topic TEXT NOT NULL, options TEXT NOT NULL, PRIMARY KEY (client_id, topic)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY, ${packetColumns});
@@ -76,7 +80,8 @@ export const op = {
 export const statements: string[] = [
   `INSERT OR REPLACE INTO retained (${packetNames}) VALUES (${packetParams(1)})`,
   "DELETE FROM retained WHERE topic = ?1",
-  "INSERT OR REPLACE INTO sessions (client_id, integration_id, integration_created, expiry, offline_since) VALUES (?1, ?2, ?3, ?4, ?5)",
+  "INSERT OR REPLACE INTO sessions (client_id, integration_id, integration_created, expiry, offline_since, integration_updated) " +
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
   "DELETE FROM sessions WHERE client_id = ?1",
   "INSERT OR REPLACE INTO subscriptions (client_id, topic, options) VALUES (?1, ?2, ?3)",
   "DELETE FROM subscriptions WHERE client_id = ?1 AND topic = ?2",
@@ -234,6 +239,8 @@ export interface BrokerDbSnapshot {
     integration_created: number;
     expiry: number | null;
     offline_since: number | null;
+    /** null in a row a file of version 1 holds */
+    integration_updated: number | null;
   }[];
   subscriptions: { client_id: string; topic: string; options: string }[];
   messages: (PacketRow & { id: number })[];
@@ -326,11 +333,18 @@ function readAll(file: string): BrokerDbSnapshot {
           "Start that release again, or move the file away to start this one without stored MQTT messages",
       );
     if (version < brokerDbVersion) {
-      // 0: new (or left by a release without a broker store). Later versions migrate here, in order.
-      db.transaction(() => {
-        db.run(schema);
-        db.run(`PRAGMA user_version = ${brokerDbVersion}`);
-      }).immediate();
+      // 0: new (or left by a release without a broker store); 1: sessions gain their integration's stamp
+      try {
+        db.transaction(() => {
+          if (version === 0) db.run(schema);
+          if (version === 1) db.run("ALTER TABLE sessions ADD COLUMN integration_updated INTEGER");
+          db.run(`PRAGMA user_version = ${brokerDbVersion}`);
+        }).immediate();
+      } catch (err) {
+        // a file of 1 without its sessions table (someone changed it): unreadable, like a damaged one
+        if ((err as { code?: string }).code === "SQLITE_ERROR") throw new UnreadableBrokerDb((err as Error).message);
+        throw err;
+      }
     }
     const all = <T>(sql: string) => {
       try {
@@ -343,7 +357,9 @@ function readAll(file: string): BrokerDbSnapshot {
     };
     return {
       retained: all(`SELECT ${packetNames} FROM retained`),
-      sessions: all("SELECT client_id, integration_id, integration_created, expiry, offline_since FROM sessions"),
+      sessions: all(
+        "SELECT client_id, integration_id, integration_created, expiry, offline_since, integration_updated FROM sessions",
+      ),
       subscriptions: all("SELECT client_id, topic, options FROM subscriptions"),
       messages: all(`SELECT id, ${packetNames} FROM messages`),
       queue: all("SELECT id, client_id, message, packet_id, pubrel FROM queue ORDER BY id"),
@@ -503,6 +519,7 @@ export function badSessionRow(r: BrokerDbSnapshot["sessions"][number]): string |
   if (badText(r.client_id)) return "client_id";
   if (!isInt(r.integration_id, 1) || !isNum(r.integration_created)) return "integration";
   if (!isNullOr(r.expiry, isNum) || !isNullOr(r.offline_since, isNum)) return "expiry";
+  if (!isNullOr(r.integration_updated, isNum)) return "integration";
   return undefined;
 }
 

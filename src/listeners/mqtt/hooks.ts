@@ -238,6 +238,7 @@ export function createHooks(s: MqttState, maxConnections: number) {
               clientId: client.id,
               integrationId: integration.id,
               integrationCreated: integration.createdAt,
+              integrationStamp: integration.updatedAt,
               expiry: sessionExpiryOf(client, s.limits.maxSessionExpirySeconds),
               cleanStart: packet?.clean === true || claim === "orphaned",
             });

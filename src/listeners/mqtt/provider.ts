@@ -24,18 +24,23 @@ export function restoreOwners(s: MqttState): void {
   };
   store.keepSubscription = (clientId, topic) => maySubscribe(ownerOf(clientId), filterOf(topic), core.topicSpace);
   store.onForget = (clientId) => owners.sessionGone(clientId);
+  const stamped = new Set<number>();
   for (const session of store.sessions()) {
     const i = core.credentials.peek(session.integrationId);
-    if (i && i.createdAt === session.integrationCreated && i.active) {
+    // a stamp of a release before it (null) is taken as current; any other moved: changed while down
+    const same = session.integrationStamp === null || session.integrationStamp === i?.updatedAt;
+    if (i && i.createdAt === session.integrationCreated && i.active && same) {
       owners.restore(session.clientId, i.id);
+      if (session.integrationStamp === null && !stamped.has(i.id)) stamped.add(i.id);
       continue;
     }
-    s.log.info("mqtt stored session forgotten: its integration is gone or deactivated", {
+    s.log.info("mqtt stored session forgotten: its integration is gone, deactivated or changed while stopped", {
       clientId: session.clientId.slice(0, 128),
       integrationId: session.integrationId,
     });
     store.forget(session.clientId);
   }
+  for (const id of stamped) store.restamp(id, core.credentials.peek(id)!.updatedAt);
 }
 
 /**
@@ -183,6 +188,13 @@ export function wireBroker(b: Aedes, s: MqttState, maxPacket: number): (() => vo
     s.core.events.on("integration.deleted", ({ integration }) => {
       for (const clientId of s.owners.orphan(integration.id)) s.store.forget(clientId);
     }),
+    // A change while running keeps the sessions (they are asked at delivery): they carry the new stamp.
+    s.core.events.on("integration.updated", ({ integration }) =>
+      s.store.restamp(integration.id, integration.updatedAt),
+    ),
+    s.core.events.on("integration.activated", ({ integration }) =>
+      s.store.restamp(integration.id, integration.updatedAt),
+    ),
     // A deactivated integration's stored sessions end too, whatever expiry a v5 client asked for.
     s.core.events.on("integration.deactivated", ({ integration }) => {
       for (const clientId of s.owners.endSessions(integration.id)) s.store.forget(clientId);
