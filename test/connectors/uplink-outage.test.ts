@@ -168,11 +168,15 @@ describe("a WAN outage with a power cut in the middle (compiled binary)", () => 
     await proxy.restore();
 
     const want = new Set(acked);
-    await rx.until((m) => {
-      const seen = new Set(m.filter((x) => x.topic === "site-9/line/count").map((x) => Number(x.payload)));
-      for (const a of want) if (!seen.has(a)) return false;
-      return true;
-    }, 90_000);
+    await rx
+      .until((m) => {
+        const seen = new Set(m.filter((x) => x.topic === "site-9/line/count").map((x) => Number(x.payload)));
+        for (const a of want) if (!seen.has(a)) return false;
+        return true;
+      }, 300_000)
+      .catch((err) => {
+        throw new Error(`${(err as Error).message}; ${want.size} were acknowledged`);
+      });
     const got = rx.messages.filter((m) => m.topic === "site-9/line/count").map((m) => Number(m.payload));
     const first = got.filter((v, i) => got.indexOf(v) === i);
     expect(first).toEqual([...first].sort((a, b) => a - b));
@@ -186,7 +190,7 @@ describe("a WAN outage with a power cut in the middle (compiled binary)", () => 
     }, 30_000);
     expect(s.connected).toBe(true);
     expect(await appliance.stop()).toBe(0);
-  }, 240_000);
+  }, 450_000);
 
   it("a retained QoS 1 message is in broker.db and in the outbox once it is acknowledged: both survive kill -9", async () => {
     const cwd = tempDir("gatehouse-both-");
