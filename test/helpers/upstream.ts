@@ -190,7 +190,8 @@ export function mqttClient(port: number, opts: mqtt.IClientOptions = {}): Promis
 /** Received: what a subscriber upstream got, in arrival order. */
 export interface Received {
   messages: { topic: string; payload: string; retain: boolean }[];
-  /** resolves once `pred` holds for what arrived (checked at each arrival) */
+  /** resolves once `pred` holds for what arrived (checked at most every 25 ms while messages arrive, so a
+   * predicate that walks every message stays linear in a long drain, not quadratic) */
   until(pred: (m: Received["messages"]) => boolean, timeoutMs?: number): Promise<void>;
 }
 
@@ -198,9 +199,14 @@ export interface Received {
 export async function collect(client: MqttClient, filter: string, qos: 0 | 1 = 1): Promise<Received> {
   const messages: Received["messages"] = [];
   const waiters: { pred: (m: Received["messages"]) => boolean; resolve: () => void }[] = [];
+  let check: ReturnType<typeof setTimeout> | undefined;
+  const checkWaiters = () => {
+    check = undefined;
+    for (const w of waiters.splice(0)) w.pred(messages) ? w.resolve() : waiters.push(w);
+  };
   client.on("message", (topic, payload, packet) => {
     messages.push({ topic, payload: payload.toString(), retain: packet.retain });
-    for (const w of waiters.splice(0)) w.pred(messages) ? w.resolve() : waiters.push(w);
+    if (waiters.length > 0 && !check) check = setTimeout(checkWaiters, 25);
   });
   await client.subscribeAsync(filter, { qos });
   return {
