@@ -1,4 +1,4 @@
-import type { Aedes, PublishPacket } from "aedes";
+import type { Aedes, Client, PublishPacket } from "aedes";
 import { BusNotStoredError } from "../../core/bus.ts";
 import { mayPublish, maySubscribe } from "../../core/permissions.ts";
 import { attributePublishes, retainedStream } from "./aedes-internals.ts";
@@ -129,11 +129,28 @@ export function wireBroker(b: Aedes, s: MqttState, maxPacket: number): (() => vo
   });
 
   const store = s.store;
-  // whose publish the store keeps: the client's integration (a QoS 0 one has no acknowledgement to refuse with)
+  // whose publish the store keeps: the client's integration (a QoS 0 one has no acknowledgement to refuse with);
+  // made once a connection, not once a message
+  const publishers = new WeakMap<object, [Publisher, Publisher]>();
+  const publisherOf = (client: Client, qos: number | undefined): Publisher | undefined => {
+    const conn = s.conns.get(client);
+    if (!conn) return undefined;
+    let both = publishers.get(conn);
+    if (!both) {
+      const { id, createdAt: created } = conn.integration;
+      publishers.set(
+        conn,
+        (both = [
+          { id, created, unacknowledged: true },
+          { id, created, unacknowledged: false },
+        ]),
+      );
+    }
+    return both[qos! > 0 ? 1 : 0];
+  };
   attributePublishes(b, (packet, client) => {
     const before = store.publisher;
-    const i = client ? s.conns.get(client)?.integration : undefined;
-    if (client) store.publisher = i && { id: i.id, created: i.createdAt, unacknowledged: !(packet.qos! > 0) };
+    if (client) store.publisher = publisherOf(client, packet.qos);
     return () => {
       store.publisher = before;
     };
