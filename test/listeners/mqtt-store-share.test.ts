@@ -5,6 +5,7 @@ import { copyFileSync } from "node:fs";
 import { join } from "node:path";
 import type { App } from "../../src/app.ts";
 import { cleanupTempDirs, tempDir, testApp } from "../helpers/app.ts";
+import { runCli } from "../helpers/serve.ts";
 import { closed, connectMqtt, connectWithInbox, nextMessage, subackCodes } from "../helpers/mqtt.ts";
 
 /**
@@ -246,6 +247,25 @@ describe("one integration fills its share, not the store (attack2 F6)", () => {
 });
 
 describe("charges come back from broker.db", () => {
+  it("an integration removed while the appliance was stopped: its values stay, nobody's; its id is charged nothing", async () => {
+    const { app, port, dir } = await start();
+    const gone = await made(app, "stopped-gone");
+    const a = await connectMqtt(port, gone.opts(v5));
+    const { kept } = await fill(a, "plant/gone", 200);
+    await a.endAsync();
+    expect(await charge(app, gone.id)).toBeGreaterThan(share / 2);
+    await stop(app);
+    const cli = await runCli(["integrations", "remove", "stopped-gone", "--data-dir", dir]);
+    expect(cli.code).toBe(0);
+    const back = await start([], dir);
+    expect(await charge(back.app, gone.id)).toBe(0);
+    expect((await retainedUnder(back.app, "plant/gone/#")).size).toBe(kept.length);
+    await stop(back.app);
+    const db = new Database(join(dir, "broker.db"), { readonly: true });
+    expect(db.query("SELECT count(*) AS n FROM retained WHERE owner IS NOT NULL").get()).toEqual({ n: 0 });
+    db.close();
+  });
+
   it("after a restart each integration is charged as before: alice is still at her share, clearing still frees it", async () => {
     const { app, port, dir } = await start();
     const alice = await made(app, "restart-alice");
