@@ -359,19 +359,19 @@ export function createHooks(s: MqttState, maxConnections: number) {
         s.logRefusal(client, "subscribe refused: the broker store is full", { topic: sub.topic.slice(0, 256) });
         return done(null, null);
       }
-      // nor when its integration holds its share of broker.db (SUBACK 0x97 quota exceeded, 3.1.1 0x80)
-      if (
-        conn?.persistent &&
-        !s.store.hasSubscription(client.id, sub.topic) &&
-        s.store.subscriptionOverShare(conn.integration.id, sub.topic)
-      ) {
-        refuseOverQuota(sub);
-        s.logRefusal(client, "subscribe refused: the integration holds its share of the broker store", {
-          topic: sub.topic.slice(0, 256),
-        });
-        return done(null, null);
-      }
       if (maySubscribe(s.current(client), filter, topicSpace)) {
+        // nor when its integration holds its share of broker.db (SUBACK 0x97 quota exceeded, 3.1.1 0x80)
+        if (
+          conn?.persistent &&
+          !s.store.hasSubscription(client.id, sub.topic) &&
+          s.store.subscriptionOverShare(conn.integration.id, sub.topic)
+        ) {
+          refuseOverQuota(sub);
+          s.logRefusal(client, "subscribe refused: the integration holds its share of the broker store", {
+            topic: sub.topic.slice(0, 256),
+          });
+          return done(null, null);
+        }
         const over = overSubscriptionBounds(client, sub.topic);
         if (over) {
           refuseOverQuota(sub); // SUBACK 0x97 (MQTT 5) / 0x80, and the store does not keep it
