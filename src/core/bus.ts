@@ -31,12 +31,25 @@ export const isFromConnector = (origin: Origin) => origin.startsWith("connector:
  */
 export type DurableTap = (message: PublishedMessage, origin: Origin) => Promise<void> | undefined;
 
+/**
+ * PublishedFor: the integration a message is published for (an HTTP integration's post): the broker charges
+ * what it stores for it to that integration's share of its store, and refuses it past that share.
+ */
+export interface PublishedFor {
+  id: number;
+  /** the integration's creation time: with its id, who it is */
+  created: number;
+}
+
+/** BusMessage: what is handed to the bus to publish. */
+export type BusMessage = TopicMessage & { qos?: 0 | 1; by?: PublishedFor };
+
 export interface BusProvider {
   /**
    * publish as the broker itself; resolves once what it needs stored (a retained value, a message queued
    * for persistent sessions) is on disk, rejects with BusNotStoredError if it could not be
    */
-  publish(message: TopicMessage & { qos?: 0 | 1 }): Promise<void>;
+  publish(message: BusMessage): Promise<void>;
   /** retained messages matching a filter, now */
   retained(filter: string): AsyncIterable<{ topic: string; payload: Buffer }>;
   /** the largest payload the broker takes from its own clients; the same holds for every listener */
@@ -141,7 +154,7 @@ export class TopicBus {
    * publish: as the broker itself, on behalf of `origin` (HTTP, OPC UA, the appliance, a connector);
    * resolves once the message is held by every durable tap and handed to the broker.
    */
-  publish(message: TopicMessage & { qos?: 0 | 1 }, origin: Origin = "core"): Promise<void> {
+  publish(message: BusMessage, origin: Origin = "core"): Promise<void> {
     const provider = this.#provider;
     if (!provider) return Promise.reject(new BusUnavailableError());
     if (message.payload.length > provider.maxPayloadBytes)

@@ -58,7 +58,8 @@ export function createDataRoutes(core: Core, log: Logger, presence: Presence, op
   const readBody = (request: Request) => readBodyUpTo(request, opts.maxBodyBytes);
 
   const publishOne = async (integration: Integration, topic: string, payload: Buffer, retain: boolean, qos: 0 | 1) => {
-    await bus.publish({ topic, payload, retain, qos });
+    // charged to this integration's share of the broker's store
+    await bus.publish({ topic, payload, retain, qos, by: { id: integration.id, created: integration.createdAt } });
     log.debug("http publish", { username: integration.username, topic: topic.slice(0, 256) });
   };
 

@@ -2,6 +2,7 @@ import type { Aedes, Client } from "aedes";
 import memory from "aedes-persistence";
 import mqttPacket, { generate } from "mqtt-packet";
 import { Readable } from "node:stream";
+import { quotaExceeded } from "./broker-journal.ts";
 import { deliverable } from "./properties.ts";
 
 /**
@@ -189,7 +190,7 @@ export function dropPublishes(broker: Aedes, dropped: WeakSet<object>, published
  * resolves once the batch holding the write is committed. So a client's QoS 1 PUBLISH is published here,
  * right after `authorizePublish` allowed it and before aedes writes the PUBACK; aedes' own publish of it is
  * then skipped (`skip`, see `dropPublishes`). If the store could not take it, nothing is acknowledged:
- * an MQTT 5 client gets PUBACK 0x97 (quota exceeded: a full disk) or 0x80, a 3.1.1 client (no negative
+ * an MQTT 5 client gets PUBACK 0x97 (quota exceeded: a full disk, its integration's share) or 0x80, a 3.1.1 client (no negative
  * PUBACK) loses the connection and sends the message again when it reconnects.
  */
 export function publishBeforePuback(
@@ -209,7 +210,9 @@ export function publishBeforePuback(
         }
         refused(client, publishErr);
         if (client.version !== 5) return done(publishErr); // aedes closes a 3.1.1 connection on this error
-        const full = (publishErr as { code?: string }).code === "SQLITE_FULL";
+        // a full disk, or the integration's share of the store (persistence.ts `shareBytes`): quota exceeded
+        const code = (publishErr as { code?: string }).code;
+        const full = code === "SQLITE_FULL" || code === quotaExceeded;
         (client.conn as { write(b: Uint8Array): void }).write(
           generate({ cmd: "puback", messageId: packet.messageId, reasonCode: full ? 0x97 : 0x80 } as never, {
             protocolVersion: 5,
@@ -219,6 +222,28 @@ export function publishBeforePuback(
         done(null);
       });
     });
+}
+
+/**
+ * attributePublishes: `around(client)` runs right before aedes handles a publish (a client's, one of its wills;
+ * null: the broker's own) and the function it returns right after that call's first turn. aedes' `publish` runs
+ * its steps in series from there (`runSeries`), and the first, `storeRetained`, calls the persistence at once:
+ * so the store can tell whose retained value it keeps (persistence.ts `publisher`). Install last: outermost.
+ */
+export function attributePublishes(
+  broker: Aedes,
+  around: (packet: { qos?: number }, client: Client | null) => () => void,
+): void {
+  const b = broker as unknown as BrokerInternals;
+  const publish = b.publish.bind(broker);
+  b.publish = (packet, client, done) => {
+    const after = around(packet, typeof client === "function" ? null : client);
+    try {
+      publish(packet, client, done);
+    } finally {
+      after();
+    }
+  };
 }
 
 /**
