@@ -630,7 +630,8 @@ export class BrokerStore {
       this.#journal.write([op.retainedDel, topic]);
       return this.#journal.committed();
     }
-    const cells = packetCells(packet);
+    const stored = { ...packet, retainedAt: Date.now() }; // our copy carries the time; aedes' packet stays its own
+    const cells = packetCells(stored);
     const bytes = cellsBytes(cells);
     // A retained topic already stored can always be replaced (it is the plant's current value); a new one
     // is refused once the store is full.
@@ -642,7 +643,7 @@ export class BrokerStore {
     }
     // counted before the first await: publishes handled at once each see the others' bytes (attack2 F6:
     // checked first and counted after, a burst of new topics passed the check together, 54 % over the cap)
-    const mine = { packet, bytes };
+    const mine = { packet: stored, bytes };
     this.#retained.set(topic, mine);
     this.#bytes += bytes - (old?.bytes ?? 0);
     this.#journal.write([op.retainedPut, ...cells]);
@@ -678,6 +679,12 @@ export class BrokerStore {
       await undo();
       throw err;
     });
+  }
+
+  /** retainedAt: when the retained value of `topic` now held was stored (ms; kept across restarts in broker.db). */
+  retainedAt(topic: string): number | undefined {
+    const at = this.#retained.get(topic)?.packet.retainedAt;
+    return typeof at === "number" ? at : undefined;
   }
 
   createRetainedStream(pattern: string): Readable {
