@@ -113,6 +113,26 @@ describe("the browser's database backup over HTTP", () => {
     expect(leftovers()).toEqual([]);
   }, 60_000);
 
+  it("needs the page's Origin (or a same-site Referer) besides the CSRF token: attack3 F4's post without one is 403", async () => {
+    const post = (headers: Record<string, string>) =>
+      fetch(`${url}/settings/backup/database`, {
+        method: "POST",
+        headers: { cookie, "content-type": "application/x-www-form-urlencoded", ...headers },
+        body: `_csrf=${encodeURIComponent(csrf)}`,
+      });
+    for (const headers of [
+      {},
+      { origin: "null" },
+      { origin: "http://evil.example" },
+      { referer: "http://evil.example/" },
+    ])
+      expect([headers, (await post(headers)).status]).toEqual([headers, 403]);
+    const byReferer = await post({ referer: `${url}/settings/backup` });
+    expect(byReferer.status).toBe(200);
+    await byReferer.arrayBuffer();
+    await eventually(() => copies().length === 0);
+  }, 60_000);
+
   it(`holds at most ${maxDownloads} copies at once, each 0600; an aborted one frees its place; none is left behind`, async () => {
     const held = Array.from({ length: maxDownloads }, () => download());
     for (const d of held) expect((await d.head).status).toBe(200);

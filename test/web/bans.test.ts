@@ -113,7 +113,7 @@ describe("/api/v1/bans", () => {
     const post = (body: unknown) => {
       const req = new Request("http://localhost/api/v1/bans", {
         method: "POST",
-        headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" },
+        headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json", origin: "http://localhost" },
         body: JSON.stringify(body),
       });
       setRemote(req, "::ffff:192.0.2.9");
