@@ -121,7 +121,7 @@ describe("the browser's database backup over HTTP", () => {
         body: `_csrf=${encodeURIComponent(csrf)}`,
       });
     for (const headers of [
-      {},
+      {} as Record<string, string>,
       { origin: "null" },
       { origin: "http://evil.example" },
       { referer: "http://evil.example/" },
