@@ -216,11 +216,11 @@ describe("the compiled binary, alone in an empty folder", () => {
       // the backup, streamed from the binary: a SQLite file
       const backup = await post("/settings/backup/database");
       expect(backup.status).toBe(200);
-      expect(
-        Buffer.from(await backup.arrayBuffer())
-          .subarray(0, 15)
-          .toString(),
-      ).toBe("SQLite format 3");
+      const bytes = Buffer.from(await backup.arrayBuffer());
+      expect(bytes.subarray(0, 15).toString()).toBe("SQLite format 3");
+      // sent as a file, with its length (attack3 F4 saw none from the binary)
+      expect(backup.headers.get("transfer-encoding")).toBeNull();
+      expect(Number(backup.headers.get("content-length"))).toBe(bytes.length);
     } finally {
       await run.stop("SIGTERM");
     }
