@@ -22,7 +22,8 @@ const stamp = () => new Date().toISOString().replace(/[-:]/g, "").replace("T", "
 /**
  * openCopies: the download copies this process holds open, by name, read from /proc/self/fd: the one
  * measure of "copies on disk" that stays true whoever holds the descriptor (Bun.serve, once it sends the
- * file) and however the download ended (sent, aborted, the connection reset). Linux only, like the appliance.
+ * file) and however the download ended (sent, aborted, the connection reset). Linux only, like the appliance;
+ * one readlink per open descriptor, paid only when an admin asks for a backup.
  */
 function openCopies(dataDir: string): Set<string> {
   const names = new Set<string>();
@@ -43,8 +44,8 @@ function openCopies(dataDir: string): Set<string> {
  * backupPages: Settings → Backup. The database backup is `gatehouse backup`'s: SQLite `VACUUM INTO` a
  * temp file created 0600 in the data dir (before SQLite writes a byte of hashes), sent as a file body
  * (so with its Content-Length) and unlinked as soon as the server holds it open (the descriptor keeps
- * the bytes until the download ends; nothing is left behind if the client or the appliance goes away). The JSON export is `gatehouse export`'s document, made
- * row by row (core/export.ts). Both are POST forms (CSRF token). A read-only admin gets the export
+ * the bytes until the download ends; nothing is left behind if the client or the appliance goes away).
+ * The JSON export is `gatehouse export`'s document, made row by row (core/export.ts). Both are POST forms (CSRF token). A read-only admin gets the export
  * without secrets only: a backup holds password hashes and TOTP keys.
  */
 export function backupPages(core: Core) {
