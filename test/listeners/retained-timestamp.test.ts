@@ -1,4 +1,6 @@
 import { afterAll, describe, expect, it } from "bun:test";
+import { Database } from "bun:sqlite";
+import { join } from "node:path";
 import type { App } from "../../src/app.ts";
 import { cleanupTempDirs, tempDir, testApp } from "../helpers/app.ts";
 import { connectMqtt } from "../helpers/mqtt.ts";
@@ -65,5 +67,33 @@ describe("a retained value's timestamp", () => {
     expect(now.payload).toBe("new");
     expect(Date.parse(now.timestamp!)).toBeGreaterThanOrEqual(Date.parse(before["plant/replaced"]!));
     expect(now.timestamp).not.toBe(before["plant/replaced"]);
+  }, 60_000);
+
+  it("a stored time that is not a number costs its row at load, not the start", async () => {
+    const dir = tempDir();
+    const first = await start(dir);
+    const reader = await first.app.core.credentials.create({ type: "http", username: "reader" });
+    const auth = basic("reader", reader.password);
+    for (const topic of ["plant/good", "plant/bad"])
+      expect(
+        (
+          await fetch(`${first.url}/api/v1/data/${topic}?retain=true&qos=1`, {
+            method: "POST",
+            headers: { authorization: auth },
+            body: "1",
+          })
+        ).status,
+      ).toBe(202);
+    await first.app.stop();
+    apps.splice(apps.indexOf(first.app), 1);
+    const db = new Database(join(dir, "broker.db"));
+    db.run(`UPDATE retained SET extra = '{"at":"yesterday"}' WHERE topic = 'plant/bad'`);
+    db.close();
+    const second = await start(dir);
+    const get = (topic: string) => fetch(`${second.url}/api/v1/data/${topic}`, { headers: { authorization: auth } });
+    expect((await get("plant/bad")).status).toBe(404);
+    const good = await get("plant/good");
+    expect(good.status).toBe(200);
+    expect((await good.json()).timestamp).not.toBeNull();
   }, 60_000);
 });
