@@ -44,14 +44,21 @@ export interface PublishedFor {
 /** BusMessage: what is handed to the bus to publish. */
 export type BusMessage = TopicMessage & { qos?: 0 | 1; by?: PublishedFor };
 
+/** RetainedMessage: a retained value as the bus reads it back. */
+export interface RetainedMessage {
+  topic: string;
+  payload: Buffer;
+  at?: number;
+}
+
 export interface BusProvider {
   /**
    * publish as the broker itself; resolves once what it needs stored (a retained value, a message queued
    * for persistent sessions) is on disk, rejects with BusNotStoredError if it could not be
    */
   publish(message: BusMessage): Promise<void>;
-  /** retained messages matching a filter, now */
-  retained(filter: string): AsyncIterable<{ topic: string; payload: Buffer }>;
+  /** retained messages matching a filter, now, each with the time it was stored if the provider keeps it (ms) */
+  retained(filter: string): AsyncIterable<RetainedMessage>;
   /** the largest payload the broker takes from its own clients; the same holds for every listener */
   readonly maxPayloadBytes: number;
 }
@@ -163,7 +170,7 @@ export class TopicBus {
     return held ? held.then(() => provider.publish(message)) : provider.publish(message);
   }
 
-  async *retained(filter = "#"): AsyncIterable<{ topic: string; payload: Buffer }> {
+  async *retained(filter = "#"): AsyncIterable<RetainedMessage> {
     if (!this.#provider) return;
     yield* this.#provider.retained(filter);
   }

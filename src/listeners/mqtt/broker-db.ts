@@ -24,7 +24,8 @@ export const brokerDbVersion = 3;
 /**
  * A packet is stored as columns, the same in every table that holds one (retained messages, queued messages,
  * QoS 2 packets received, wills): reading one back needs no parsing, and a restart with 100 000 queued
- * messages stays short. `extra` is JSON for what few packets have (MQTT 5 properties, a PUBREL, no-local).
+ * messages stays short. `extra` is JSON for what few packets have (MQTT 5 properties, a PUBREL, no-local), and
+ * for a retained value the time it was stored (`at`, ms; `retainedAt` on the packet in memory).
  */
 const packetColumns = `topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL,
   broker_id TEXT, broker_counter INTEGER, origin TEXT, expiry INTEGER, extra TEXT`;
@@ -181,6 +182,8 @@ export function packetCells(p: StoredPacket): Cells {
   }
   if (p.cmd !== undefined && p.cmd !== "publish") (extra ??= {}).cmd = p.cmd;
   if (p.nl !== undefined) (extra ??= {}).nl = p.nl;
+  // a retained value's time, as the HTTP data API shows it: kept in `extra` (no schema change for it)
+  if (typeof p.retainedAt === "number") (extra ??= {}).at = p.retainedAt;
   const raw = p.payload as Buffer | string | undefined;
   const payload = raw === undefined ? Buffer.alloc(0) : typeof raw === "string" ? Buffer.from(raw) : raw;
   return [
@@ -224,8 +227,9 @@ export function packetFromRow(r: PacketRow): StoredPacket {
   if (r.origin !== null) p.clientId = r.origin;
   if (r.expiry !== null) p.messageExpiry = r.expiry;
   if (r.extra !== null) {
-    const { properties, correlationData, ...rest } = JSON.parse(r.extra) as Record<string, unknown>;
+    const { properties, correlationData, at, ...rest } = JSON.parse(r.extra) as Record<string, unknown>;
     Object.assign(p, rest);
+    if (typeof at === "number") p.retainedAt = at;
     if (properties || correlationData !== undefined)
       p.properties = {
         ...(properties as object),
@@ -518,6 +522,8 @@ export function packetOfRow(r: PacketRow): StoredPacket | string {
       const { properties, correlationData } = x as Record<string, unknown>;
       if (properties !== undefined && (typeof properties !== "object" || properties === null)) return "extra";
       if (correlationData !== undefined && !isText(correlationData)) return "extra";
+      const { at } = x as Record<string, unknown>;
+      if (at !== undefined && !isNum(at)) return "extra";
     } catch {
       return "extra";
     }

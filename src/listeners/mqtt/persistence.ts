@@ -784,7 +784,8 @@ export class BrokerStore {
       this.#journal.write([op.retainedDel, topic]);
       return this.#journal.committed();
     }
-    const cells = packetCells(packet);
+    const stored = { ...packet, retainedAt: Date.now() }; // our copy carries the time; aedes' packet stays its own
+    const cells = packetCells(stored);
     const bytes = cellsBytes(cells);
     // A retained topic already stored can always be replaced (it is the plant's current value); a new one
     // is refused once the store is full.
@@ -806,7 +807,7 @@ export class BrokerStore {
     }
     // counted before the first await: publishes handled at once each see the others' bytes (attack2 F6:
     // checked first and counted after, a burst of new topics passed the check together, 54 % over the cap)
-    const mine: Retained = { packet, bytes, owner };
+    const mine: Retained = { packet: stored, bytes, owner };
     this.#retained.set(topic, mine);
     this.#bytes += bytes - (old?.bytes ?? 0);
     this.#charge(old?.owner?.id, -(old?.bytes ?? 0));
@@ -846,6 +847,12 @@ export class BrokerStore {
       await undo();
       throw err;
     });
+  }
+
+  /** retainedAt: when the retained value of `topic` now held was stored (ms; kept across restarts in broker.db). */
+  retainedAt(topic: string): number | undefined {
+    const at = this.#retained.get(topic)?.packet.retainedAt;
+    return typeof at === "number" ? at : undefined;
   }
 
   createRetainedStream(pattern: string): Readable {

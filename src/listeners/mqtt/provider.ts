@@ -234,7 +234,8 @@ export function wireBroker(b: Aedes, s: MqttState, maxPacket: number): (() => vo
       // a PUBLISH is its payload plus topic and header: keep a little room for those
       maxPayloadBytes: Math.max(0, maxPacket - 1024),
       async *retained(filter) {
-        for await (const p of retainedStream(b, filter)) yield { topic: p.topic, payload: Buffer.from(p.payload) };
+        for await (const p of retainedStream(b, filter))
+          yield { topic: p.topic, payload: Buffer.from(p.payload), at: s.store.retainedAt(p.topic) };
       },
     }),
     // A deleted integration's persistent sessions go with it, from memory and from broker.db.
