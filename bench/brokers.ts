@@ -52,6 +52,8 @@ let gatehouseData: { dir: string; creds: { username: string; password: string }[
 async function gatehouse(): Promise<Broker> {
   if (!gatehouseData) {
     const dir = scratchDir("bench-gatehouse-");
+    // the CLI works on an existing database only: a first start makes it, then the fleet is imported
+    await (await launchAppliance({ binary, dataDir: join(dir, "data"), cwd: dir })).stop();
     writeFileSync(
       join(dir, "fleet.json"),
       JSON.stringify(Array.from({ length: CREDS }, (_, i) => ({ username: `dev-${i}`, type: "mqtt" }))),
