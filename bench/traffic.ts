@@ -3,8 +3,10 @@
  * (every message counted for its session and integration) against bare aedes on Bun (no auth, no
  * counting) in QoS 0 fan-in 10 -> 1 and fan-out 1 -> 100, as bench/brokers.ts measures them; the ratio is
  * to be read beside the fan-in ratio recorded in the README before counting (0.89x). With
- * BENCH_BASELINE_BINARY=path/to/gatehouse (a build of the release before, e.g. `git archive main`),
- * that build runs in the same interleaved rounds: the difference is the counting alone. Also the meter
+ * BENCH_BASELINE_BINARY=path/to/gatehouse (the same commit built with the three counting calls commented
+ * out: `traffic.refused()` and `traffic.delivered()` in listeners/mqtt/hooks.ts, `traffic.received()` in
+ * listeners/mqtt/provider.ts), that build runs in the same interleaved rounds: the difference is the
+ * counting alone (a build of the release before would also differ in everything else merged since). Also the meter
  * by itself, in process: nanoseconds per message counted. Loopback only; medians of ROUNDS rounds.
  */
 import { writeFileSync } from "node:fs";

@@ -680,14 +680,21 @@ export class AdminStore {
 
   // ---------------------------------------------------------------- API tokens
 
-  createApiToken(name: string): { token: string; row: ApiTokenRow } {
+  /** createApiToken: a new token (its secret returned once); a read-only one may only read (monitoring, /metrics). */
+  createApiToken(name: string, role: AdminRole = "full"): { token: string; row: ApiTokenRow } {
     const trimmed = name.trim();
     if (trimmed.length < 1 || trimmed.length > 64)
       throw new ValidationError({ name: "token name must be 1-64 characters" });
     const secret = `gh_${randomToken()}`;
     const row = this.db
       .insert(apiTokens)
-      .values({ name: trimmed, tokenHash: sha256Hex(secret), prefix: secret.slice(0, 7), createdAt: Date.now() })
+      .values({
+        name: trimmed,
+        tokenHash: sha256Hex(secret),
+        prefix: secret.slice(0, 7),
+        createdAt: Date.now(),
+        role,
+      })
       .returning()
       .get();
     return { token: secret, row };

@@ -12,6 +12,7 @@ import m0004 from "../../drizzle/0004_uplinks.sql" with { type: "text" };
 import m0005 from "../../drizzle/0005_bans.sql" with { type: "text" };
 import m0006 from "../../drizzle/0006_admin_security.sql" with { type: "text" };
 import m0007 from "../../drizzle/0007_login_origin_admin_clients.sql" with { type: "text" };
+import m0008 from "../../drizzle/0008_api_token_role.sql" with { type: "text" };
 
 /** embeddedMigrations: drizzle-kit output, keyed by journal tag. */
 export const embeddedMigrations: Record<string, string> = {
@@ -23,6 +24,7 @@ export const embeddedMigrations: Record<string, string> = {
   "0005_bans": m0005,
   "0006_admin_security": m0006,
   "0007_login_origin_admin_clients": m0007,
+  "0008_api_token_role": m0008,
 };
 
 /** loadMigrations: the same MigrationMeta drizzle's readMigrationFiles builds, from embedded text. */

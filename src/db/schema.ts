@@ -84,6 +84,8 @@ export const apiTokens = sqliteTable("api_tokens", {
   prefix: text("prefix").notNull(),
   createdAt: integer("created_at").notNull(),
   lastUsedAt: integer("last_used_at"),
+  /** what the token may do: full (the API as a full admin) or read-only (GETs: monitoring, /metrics) */
+  role: text("role").$type<"full" | "read-only">().notNull().default("full"),
 });
 
 export type IntegrationRow = typeof integrations.$inferSelect;

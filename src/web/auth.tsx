@@ -2,7 +2,7 @@ import { SimplePage } from "../../views/pages/simple.tsx";
 import { timingSafeEqual } from "node:crypto";
 import { Elysia } from "elysia";
 import { enterActor } from "../core/activity.ts";
-import type { AdminSession } from "../core/admins.ts";
+import type { AdminRole, AdminSession } from "../core/admins.ts";
 import type { Core } from "../core/index.ts";
 import { AppError } from "../lib/errors.ts";
 import { field, htmlResponse, isHtmx, problem, redirect, remoteOf, safeNext } from "../lib/http.ts";
@@ -23,7 +23,7 @@ const pendingCookie = "gh_2fa";
 
 export type Auth =
   | { kind: "session"; token: string; session: AdminSession; nav: readonly NavItem[] }
-  | { kind: "token"; name: string };
+  | { kind: "token"; name: string; role: AdminRole };
 
 const authByRequest = new WeakMap<Request, Auth>();
 
@@ -46,10 +46,10 @@ export function adminOf(request: Request): PageAdmin {
   };
 }
 
-/** isReadOnly: a read-only admin's session (API tokens are made by full admins and act as one). */
+/** isReadOnly: a read-only admin's session or a read-only API token. */
 export function isReadOnly(request: Request): boolean {
   const auth = authOf(request);
-  return auth.kind === "session" && auth.session.role !== "full";
+  return (auth.kind === "session" ? auth.session.role : auth.role) !== "full";
 }
 
 /** actorOf: who made a request that passed the guard, as the log names it. */
@@ -179,7 +179,9 @@ export function authGuard(core: Core, nav: readonly NavItem[] = []) {
         return deny(request, 403, "API tokens work on /api/ routes and /metrics only");
       const token = core.admins.resolveApiToken(bearer);
       if (!token) return deny(request, 401, "invalid API token");
-      authByRequest.set(request, { kind: "token", name: token.name });
+      // a read-only token (monitoring, Prometheus) reads everything the API shows and changes nothing
+      if (token.role !== "full" && unsafe) return deny(request, 403, "a read-only API token changes nothing");
+      authByRequest.set(request, { kind: "token", name: token.name, role: token.role });
       enterActor(`token:${token.name}`); // the activity log attributes what this request changes
       return;
     }

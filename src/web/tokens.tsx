@@ -19,7 +19,8 @@ export function tokenPages(core: Core, secrets: OneTimeSecrets) {
       "/settings/tokens",
       ({ request, body }) => {
         try {
-          const { token, row } = core.admins.createApiToken(field(body, "name") ?? "");
+          const role = field(body, "role") === "read-only" ? "read-only" : "full";
+          const { token, row } = core.admins.createApiToken(field(body, "name") ?? "", role);
           return secrets.answer(request, {
             title: "API token created",
             subject: row.name,
@@ -35,7 +36,7 @@ export function tokenPages(core: Core, secrets: OneTimeSecrets) {
           );
         }
       },
-      { body: formFields("name") },
+      { body: formFields("name", "role") },
     )
     .post(
       "/settings/tokens/:id/delete",

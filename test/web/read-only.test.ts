@@ -163,3 +163,56 @@ describe("a read-only admin", () => {
     expect(app.core.admins.list().find((a) => a.username === "second")?.role).toBe("read-only");
   }, 60_000);
 });
+
+describe("a read-only API token", () => {
+  it("reads the API and /metrics, and is refused on every state-changing API route (all enumerated); nothing changes", async () => {
+    const { token: reader } = app.core.admins.createApiToken("prometheus-ro", "read-only");
+    const { token: writer } = app.core.admins.createApiToken("provisioning");
+    const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
+    for (const path of ["/api/v1/integrations", "/api/v1/sessions", "/api/v1/bans", "/metrics"]) {
+      const res = await fetch(`${url}${path}`, { headers: bearer(reader) });
+      expect(`${path} ${res.status}`).toBe(`${path} 200`);
+    }
+    const routes = app.routes().filter((r) => !safe.has(r.method) && r.path.startsWith("/api/"));
+    expect(routes.length).toBeGreaterThan(8);
+    const before = snapshot();
+    const answered: string[] = [];
+    for (const r of routes) {
+      const res = await fetch(`${url}${concrete(r.path)}`, {
+        method: r.method,
+        headers: { ...bearer(reader), "content-type": "application/json" },
+        body: JSON.stringify({ type: "mqtt", username: "ro-made", active: false, address: "10.9.9.9", minutes: 5 }),
+      });
+      const text = await res.text();
+      answered.push(`${r.method} ${r.path} -> ${res.status}${/read-only API token/.test(text) ? "" : " (other)"}`);
+    }
+    expect(answered.filter((a) => !/ -> 403$/.test(a))).toEqual([]);
+    expect(snapshot()).toBe(before);
+    // the same request with a full token is not refused (the 403s above are the role's)
+    const made = await fetch(`${url}/api/v1/integrations`, {
+      method: "POST",
+      headers: { ...bearer(writer), "content-type": "application/json" },
+      body: JSON.stringify({ type: "mqtt", username: "rw-made" }),
+    });
+    expect(made.status).toBe(201);
+  }, 60_000);
+
+  it("is made on the tokens page, which shows each token's access", async () => {
+    const f = await app.core.admins.signIn("admin", "correct-horse-battery", "test");
+    const who = { cookie: `gh_session=${f.token}`, csrf: f.session.csrfToken };
+    const res = await send(who, "POST", "/settings/tokens", { name: "grafana", role: "read-only" });
+    expect(res.status).toBe(303); // to the one-time page that shows the secret
+    const shown = await fetch(`${url}${res.headers.get("location")}`, { headers: { cookie: who.cookie } });
+    const secret = (await shown.text()).match(/gh_[A-Za-z0-9_-]{20,}/)?.[0];
+    expect(secret).toBeDefined();
+    expect(app.core.admins.resolveApiToken(secret)?.role).toBe("read-only");
+    const denied = await fetch(`${url}/api/v1/integrations`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" },
+      body: JSON.stringify({ type: "mqtt", username: "grafana-made" }),
+    });
+    expect(denied.status).toBe(403);
+    const page = await (await fetch(`${url}/settings/tokens`, { headers: { cookie: who.cookie } })).text();
+    expect(page).toMatch(/grafana<\/td>\s*<td>[\s\S]*?<\/td>\s*<td>read-only<\/td>/);
+  }, 60_000);
+});

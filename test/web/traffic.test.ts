@@ -5,6 +5,8 @@ import type { App } from "../../src/app.ts";
 import { adminPassword, cleanupTempDirs, testApp } from "../helpers/app.ts";
 import { launchBrowser } from "../helpers/browser.ts";
 import { connectMqtt } from "../helpers/mqtt.ts";
+import { AttributeIds, connectOpcua, DataType, readValue } from "../helpers/opcua.ts";
+import { eventually } from "../helpers/wait.ts";
 
 /**
  * Per-integration traffic (issue 26): what real clients sent and received, counted by the listeners and
@@ -187,6 +189,76 @@ describe("per-integration traffic over HTTP", () => {
     const t = ((await (await api(`/api/v1/integrations/${integration.id}`)).json()) as { traffic: object }).traffic;
     expect(t).toMatchObject({ messagesIn: 2, bytesIn: 5, messagesOut: 1, bytesOut: 4, refused: 1 });
   }, 30_000);
+});
+
+describe("per-integration traffic over OPC UA", () => {
+  it("counts Reads answered with a value and monitored-item values as out, Writes as in, refused Writes as refused", async () => {
+    const opcPort = app.address("opcua")!.port;
+    const topic = (t: string) => `ns=1;s=Topics/${t}`;
+    const feeder = await app.core.credentials.create({ type: "mqtt", username: "ua-feeder" });
+    const m = await connectMqtt(app.address("mqtt")!.port, { username: "ua-feeder", password: feeder.password });
+    await m.publishAsync("plant/ua/temp", "21.5", { qos: 1, retain: true });
+    await m.publishAsync("plant/other/valve", "open", { qos: 1, retain: true });
+    // an observer (not counted below) waits until the mirror has both values
+    const observer = await app.core.credentials.create({ type: "opcua", username: "ua-observer" });
+    const o = await connectOpcua(opcPort, { userName: "ua-observer", password: observer.password });
+    await eventually(async () => expect((await readValue(o.session, topic("plant/ua/temp"))).value.value).toBe(21.5));
+    await eventually(async () =>
+      expect((await readValue(o.session, topic("plant/other/valve"))).value.value).toBe("open"),
+    );
+    await o.close();
+
+    const { integration, password } = await app.core.credentials.create({
+      type: "opcua",
+      username: "scada-ua",
+      subscribeAcl: ["plant/#"],
+      publishAcl: ["plant/ua/#"],
+    });
+    const c = await connectOpcua(opcPort, { userName: "scada-ua", password });
+    // 2 Reads answered with a value (4 + 4 bytes: "21.5", "open")
+    expect((await readValue(c.session, topic("plant/ua/temp"))).value.value).toBe(21.5);
+    expect((await readValue(c.session, topic("plant/other/valve"))).value.value).toBe("open");
+    // reading another attribute (the DataType) is not a message
+    await c.session.read({ nodeId: topic("plant/ua/temp"), attributeId: AttributeIds.DataType });
+    // a Write it may make (published as "22", 2 bytes), one it may not (refused)
+    const write = (nodeId: string, value: { dataType: DataType; value: unknown }) =>
+      c.session.write({ nodeId, attributeId: AttributeIds.Value, value: { value } }).then((st) => st.name);
+    expect(await write(topic("plant/ua/temp"), { dataType: DataType.Double, value: 22 })).toBe("Good");
+    expect(await write(topic("plant/other/valve"), { dataType: DataType.String, value: "shut" })).toBe(
+      "BadUserAccessDenied",
+    );
+    // a monitored item: its first value and each change are messages out
+    const sub = await c.session.createSubscription2({
+      requestedPublishingInterval: 50,
+      requestedMaxKeepAliveCount: 20,
+      publishingEnabled: true,
+    });
+    const item = await sub.monitor(
+      { nodeId: topic("plant/ua/temp"), attributeId: AttributeIds.Value },
+      { samplingInterval: 0, queueSize: 10, discardOldest: false },
+      2, // TimestampsToReturn.Both
+    );
+    const seen: unknown[] = [];
+    item.on("changed", (dv) => seen.push(dv.value.value));
+    await eventually(() => expect(seen[0]).toBe(22));
+    await m.publishAsync("plant/ua/temp", "23.25", { qos: 1, retain: true });
+    await eventually(() => expect(seen.at(-1)).toBe(23.25));
+    await sub.terminate();
+    // its own write comes back as a change too, if the mirror had not taken it before the item began
+    expect(seen.filter((v) => v === 22).length).toBeLessThanOrEqual(2);
+    const bytesSeen = seen.reduce<number>((n, v) => n + String(v).length, 0);
+
+    const t = ((await (await api(`/api/v1/integrations/${integration.id}`)).json()) as { traffic: object }).traffic;
+    expect(t).toMatchObject({
+      messagesIn: 1,
+      bytesIn: 2,
+      messagesOut: 2 + seen.length,
+      bytesOut: 4 + 4 + bytesSeen,
+      refused: 1,
+    });
+    await c.close();
+    await m.endAsync();
+  }, 60_000);
 });
 
 describe("/metrics per integration, when asked", () => {

@@ -27,6 +27,13 @@ export function TokensPage({ admin, tokens, error }: TokensPageProps) {
           <label>
             Name <input name="name" required maxlength="64" placeholder="e.g. provisioning script" />
           </label>
+          <label>
+            Access{" "}
+            <select name="role">
+              <option value="full">Full: reads and changes</option>
+              <option value="read-only">Read-only: monitoring, /metrics</option>
+            </select>
+          </label>
           <button type="submit">Create token</button>
           <FieldError message={error} />
         </form>
@@ -38,6 +45,7 @@ export function TokensPage({ admin, tokens, error }: TokensPageProps) {
           <tr>
             <th>Name</th>
             <th>Token</th>
+            <th>Access</th>
             <th>Created</th>
             <th>Last used</th>
             <th></th>
@@ -46,8 +54,9 @@ export function TokensPage({ admin, tokens, error }: TokensPageProps) {
         <tbody>
           {tokens.length === 0 ? (
             <tr>
-              <td colspan="5" class="muted">
-                No API tokens yet. Create one above for a provisioning script or Prometheus; it is shown once.
+              <td colspan="6" class="muted">
+                No API tokens yet. Create one above for a provisioning script (full) or Prometheus (read-only); it is
+                shown once.
               </td>
             </tr>
           ) : (
@@ -57,6 +66,7 @@ export function TokensPage({ admin, tokens, error }: TokensPageProps) {
             <tr>
               <td safe>{t.name}</td>
               <td>{full ? <code safe>{`${t.prefix}…`}</code> : <span class="muted">hidden</span>}</td>
+              <td>{t.role === "full" ? "full" : "read-only"}</td>
               <td>
                 <LocalTime at={t.createdAt} />
               </td>

@@ -7,8 +7,9 @@ import { DataType, Variant } from "node-opcua-variant";
 import { BusNotStoredError, type TopicBus } from "../../core/bus.ts";
 import { mayRead, mayWrite, type TopicSpace } from "../../core/permissions.ts";
 import { integrationTypeInfo, integrationTypes, type Integration, type IntegrationType } from "../../core/types.ts";
+import type { TrafficMeter } from "../../core/traffic.ts";
 import type { Logger } from "../../lib/logger.ts";
-import { overridePermissionCheck } from "./node-opcua-internals.ts";
+import { meterValueAccess, overridePermissionCheck } from "./node-opcua-internals.ts";
 
 interface TopicNode {
   topic: string;
@@ -45,6 +46,8 @@ interface Context {
   status: StatusSource;
   bus?: TopicBus;
   integrationOf(session: unknown): Readonly<Integration> | undefined;
+  /** meterOf: the session's traffic meter (its integration's traffic on the page, the API, /metrics) */
+  meterOf(session: unknown): TrafficMeter | undefined;
   /** the VRPC domains the permissions shield */
   topicSpace: TopicSpace;
   log: Logger;
@@ -190,6 +193,18 @@ export async function buildAddressSpace(addressSpace: AddressSpace, ctx: Context
       if (permission === PermissionType.Write)
         return mayWrite(ctx.integrationOf(context?.session), topic, ctx.topicSpace);
       return undefined;
+    });
+    // Each integration's traffic: a Read answered with the value is a message out, a Write that
+    // published a message in, a Write the permissions refused a refused publish (as over MQTT).
+    meterValueAccess(variable, {
+      read: (context, dv) => {
+        if (!dv.statusCode.isBad()) ctx.meterOf(context?.session)?.delivered(variantToPayload(dv.value).length);
+      },
+      write: (context, dv, status) => {
+        const meter = ctx.meterOf(context?.session);
+        if (status === StatusCodes.Good) meter?.received(dv ? variantToPayload(dv.value).length : 0);
+        else if (status === StatusCodes.BadUserAccessDenied) meter?.refused();
+      },
     });
     entry.variable = variable;
     nodes.set(topic, entry);

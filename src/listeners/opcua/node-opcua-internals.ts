@@ -60,6 +60,45 @@ export function overridePermissionCheck(
   };
 }
 
+/** ValueMeter: hears each Value read and write a session makes on a variable, with its outcome. */
+export interface ValueMeter {
+  /** read: a Read service answered this session the value (its status says whether it was given) */
+  read(context: ISessionContext | null, dataValue: DataValue): void;
+  /** write: a Write of `dataValue` by this session ended with `status` */
+  write(context: ISessionContext | null, dataValue: DataValue | undefined, status: StatusCode | undefined): void;
+}
+
+const valueAttribute = 13; // AttributeIds.Value (Part 6 A.1; node-opcua-data-model is not a dependency of ours)
+
+/**
+ * meterValueAccess: the Read and Write services reach a variable's Value through `readAttribute` and
+ * `writeAttribute` (with the session's context); sampling and the monitored items' first value go
+ * around them (`readValue` / `readValueAsync`), so only what a session asked for is heard here.
+ */
+export function meterValueAccess(variable: UAVariable, meter: ValueMeter): void {
+  if (typeof variable.readAttribute !== "function") fail("UAVariable.readAttribute is missing");
+  if (typeof variable.writeAttribute !== "function") fail("UAVariable.writeAttribute is missing");
+  const read = variable.readAttribute.bind(variable);
+  const write = variable.writeAttribute.bind(variable) as (
+    context: ISessionContext | null,
+    writeValue: { attributeId?: number; value?: DataValue },
+    callback: (err: Error | null, status?: StatusCode) => void,
+  ) => void;
+  variable.readAttribute = (context, attributeId, ...rest) => {
+    const dv = read(context, attributeId, ...rest);
+    if (attributeId === valueAttribute && context?.session) meter.read(context, dv);
+    return dv;
+  };
+  (variable as { writeAttribute: typeof write }).writeAttribute = (context, writeValue, callback) => {
+    if (writeValue?.attributeId !== valueAttribute || !context?.session || typeof callback !== "function")
+      return write(context, writeValue, callback);
+    write(context, writeValue, (err, status) => {
+      if (!err) meter.write(context, writeValue.value, status);
+      callback(err, status);
+    });
+  };
+}
+
 type PreCreate = (
   addressSpace: unknown,
   timestampsToReturn: unknown,
@@ -104,6 +143,8 @@ export function guardMonitoredItems(
   session: ServerSession,
   mayRead: (session: ServerSession, nodeIdValue: unknown) => boolean,
   hidden: HiddenNode,
+  /** delivered: a value the session may read was recorded for it (it goes out in the next publish) */
+  delivered?: (session: ServerSession, nodeIdValue: unknown, dv: DataValue) => void,
 ): void {
   (session as unknown as { on(e: "new_subscription", h: (s: SubscriptionLike) => void): void }).on(
     "new_subscription",
@@ -127,7 +168,10 @@ export function guardMonitoredItems(
         const nodeIdValue = itemToMonitor.nodeId.value;
         item.recordValue = (dv: DataValue, ...rest: unknown[]) => {
           const owner = subscription.$session ?? session; // a transferred subscription answers to its new session
-          if (mayRead(owner, nodeIdValue)) return record(dv, ...rest);
+          if (mayRead(owner, nodeIdValue)) {
+            delivered?.(owner, nodeIdValue, dv);
+            return record(dv, ...rest);
+          }
           const now = new Date();
           return record(
             new DataValue({ statusCode: StatusCodes.BadUserAccessDenied, sourceTimestamp: now, serverTimestamp: now }),

@@ -22,7 +22,7 @@ import { mayRead } from "../../core/permissions.ts";
 import { UserTokenType } from "node-opcua-types";
 import { makeSHA1Thumbprint } from "node-opcua-crypto";
 import { admitThroughPool } from "./accept.ts";
-import { buildAddressSpace } from "./address-space.ts";
+import { buildAddressSpace, variantToPayload } from "./address-space.ts";
 import {
   type ActivatingChannel,
   checkUserNamesWith,
@@ -284,6 +284,7 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
     status: { integrations: () => credentials.count(), onlineByType: () => sessions.onlineCountByType(), startedAt },
     bus: core.bus,
     integrationOf,
+    meterOf: (session) => handles.get(session as ServerSession)?.traffic,
     topicSpace: core.topicSpace,
     log,
   });
@@ -381,6 +382,11 @@ export async function startOpcuaServer(deps: OpcuaDeps, opts: OpcuaOptions): Pro
           return mayRead(integrationOf(owner), nodeIdValue.slice("Topics/".length), core.topicSpace);
         },
         isHidden,
+        (owner, nodeIdValue, dv) => {
+          // a topic's value to a monitored item is a message out (the Status object's are not traffic)
+          if (typeof nodeIdValue === "string" && nodeIdValue.startsWith("Topics/") && dv.value)
+            handles.get(owner)?.traffic.delivered(variantToPayload(dv.value).length);
+        },
       );
       hideFromRegistration(session, isHidden);
       // OPC UA keeps a session when its channel ends, for a re-activation on a new one; node-opcua
