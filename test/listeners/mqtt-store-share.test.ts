@@ -7,6 +7,8 @@ import type { App } from "../../src/app.ts";
 import { cleanupTempDirs, tempDir, testApp } from "../helpers/app.ts";
 import { runCli } from "../helpers/serve.ts";
 import { closed, connectMqtt, connectWithInbox, nextMessage, subackCodes } from "../helpers/mqtt.ts";
+import { AttributeIds, connectOpcua, DataType } from "../helpers/opcua.ts";
+import { eventually } from "../helpers/wait.ts";
 
 /**
  * Each integration's share of broker.db (attack2 F6): one device credential filling the store must not turn off
@@ -296,6 +298,38 @@ describe("charges come back from broker.db", () => {
     await again.publishAsync("plant/restart/new", value, { qos: 1, retain: true });
     await again.endAsync();
   });
+
+  it("an OPC UA Write of a retained value is charged to the writing session's integration and refused past its share", async () => {
+    const { app, port } = await start(["--opcua-port", "0"]);
+    const feeder = await made(app, "ua-feeder");
+    const f = await connectMqtt(port, feeder.opts());
+    const topics = Array.from({ length: 200 }, (_, i) => `ua/tag/${i}`);
+    for (const t of topics) await f.publishAsync(t, "x", { qos: 1, retain: true });
+    const { integration, password } = await app.core.credentials.create({ type: "opcua", username: "ua-writer" });
+    const c = await connectOpcua(app.address("opcua")!.port, { userName: "ua-writer", password });
+    const write = (t: string) =>
+      c.session
+        .write({
+          nodeId: `ns=1;s=Topics/${t}`,
+          attributeId: AttributeIds.Value,
+          value: { value: { dataType: DataType.String, value: "w".repeat(1000) } },
+        })
+        .then((st) => st.name);
+    await eventually(async () => expect(await write(topics.at(-1)!)).toBe("Good")); // the mirror has them all
+    const results: string[] = [];
+    for (const t of topics.slice(0, -1)) results.push(await write(t));
+    // 200 values of 1000 bytes do not fit in a 128 KiB share: the later ones are refused, none half-kept
+    expect(results.filter((r) => r === "Good").length).toBeGreaterThan(50);
+    expect(results.filter((r) => r === "Good").length).toBeLessThan(199);
+    expect(new Set(results)).toEqual(new Set(["Good", "BadResourceUnavailable"]));
+    expect(await charge(app, integration.id)).toBeGreaterThan(share / 2);
+    expect(await charge(app, integration.id)).toBeLessThanOrEqual(share);
+    // another integration still stores its own value
+    expect(await f.publishAsync("ua/other", "fine", { qos: 1, retain: true }).then(() => "ok")).toBe("ok");
+    await c.close();
+    await f.endAsync();
+    await stop(app);
+  }, 60_000);
 
   it("a broker.db of version 2 (the release before) opens as version 3 with every row: values nobody's, sessions resumed", async () => {
     const dir = tempDir();
