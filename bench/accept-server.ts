@@ -4,32 +4,14 @@
  * own process (its fds and memory are its own). Prints one JSON line `ready {...}` with the ports
  * and credentials; answers `stats` on stdin with the pool's counters, `gc` with its RSS and JS heap after a full collection.
  */
-import { createApp } from "../src/app.ts";
-import { parseServeConfig } from "../src/config.ts";
-import { silentLogger } from "../src/lib/logger.ts";
+import { benchAdminEnv, startApplianceHere } from "./lib/appliance.ts";
 
 const FLEET = Number(process.env.BENCH_FLEET ?? 1000);
-const config = parseServeConfig(
-  [
-    "--data-dir",
-    process.argv[2]!,
-    "--bind",
-    "127.0.0.1",
-    "--http-port",
-    "0",
-    "--https-port",
-    "0",
-    "--mqtt-port",
-    "0",
-    "--mqtts-port",
-    "0",
-    "--opcua-port",
-    "0",
-  ],
-  { GATEHOUSE_ADMIN_PASSWORD: "bench-admin-password" },
-);
-const app = createApp(config, silentLogger);
-await app.start();
+const app = await startApplianceHere({
+  dataDir: process.argv[2]!,
+  ports: { https: 0, mqtts: 0, opcua: 0 },
+  env: benchAdminEnv,
+});
 const device = await app.core.credentials.create({ type: "mqtt", username: "bench-device" });
 const fleet = await app.core.credentials.createMany(
   Array.from({ length: FLEET }, (_, i) => ({ type: "mqtt" as const, username: `fleet-${i}` })),

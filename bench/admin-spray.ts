@@ -68,7 +68,7 @@ function post(from: string, form: { cookie: string; csrf: string }, password: st
     from,
     "POST",
     "/login",
-    { cookie: form.cookie, "content-type": "application/x-www-form-urlencoded" },
+    { cookie: form.cookie, "content-type": "application/x-www-form-urlencoded", origin: `http://127.0.0.1:${port}` },
     body,
   );
 }

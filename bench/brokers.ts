@@ -7,7 +7,8 @@
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { hasMosquitto, lineReader, startMosquitto, statusMiB, stop } from "./lib/procs.ts";
+import { launchAppliance } from "./lib/appliance.ts";
+import { hasMosquitto, readyPort, startMosquitto, statusMiB, stop } from "./lib/procs.ts";
 import { RawClient, publishPacket } from "./lib/raw-mqtt.ts";
 import { fmt, median, report, type Row } from "./lib/report.ts";
 import { scratchDir } from "./lib/scratch.ts";
@@ -37,14 +38,6 @@ async function mosquitto(): Promise<Broker> {
   return { name: "Mosquitto 2", pid: m.pid, port: m.port, creds, stop: m.stop };
 }
 
-/** readyPort: the port a started broker announces on stdout; the rest of its output is drained. */
-async function readyPort(proc: Bun.Subprocess<"ignore", "pipe", "inherit">, pattern: RegExp): Promise<number> {
-  const out = lineReader(proc.stdout);
-  const port = Number((await out.until(pattern))[1]);
-  out.drain();
-  return port;
-}
-
 const bareAedes = join(scratchDir("bench-aedes-"), "bare-aedes");
 async function aedes(): Promise<Broker> {
   const proc = Bun.spawn([bareAedes], { stdin: "ignore", stdout: "pipe", stderr: "inherit" });
@@ -59,6 +52,8 @@ let gatehouseData: { dir: string; creds: { username: string; password: string }[
 async function gatehouse(): Promise<Broker> {
   if (!gatehouseData) {
     const dir = scratchDir("bench-gatehouse-");
+    // the CLI works on an existing database only: a first start makes it, then the fleet is imported
+    await (await launchAppliance({ binary, dataDir: join(dir, "data"), cwd: dir })).stop();
     writeFileSync(
       join(dir, "fleet.json"),
       JSON.stringify(Array.from({ length: CREDS }, (_, i) => ({ username: `dev-${i}`, type: "mqtt" }))),
@@ -70,36 +65,14 @@ async function gatehouse(): Promise<Broker> {
     if (imp.exitCode !== 0) throw new Error("import failed");
     gatehouseData = { dir, creds: JSON.parse(imp.stdout.toString()) };
   }
-  const args = [
-    "--data-dir",
-    join(gatehouseData.dir, "data"),
-    "--bind",
-    "127.0.0.1",
-    "--http-port",
-    "0",
-    "--https-port",
-    "off",
-    "--mqtt-port",
-    "0",
-    "--mqtts-port",
-    "off",
-    "--opcua-port",
-    "off",
-  ];
-  const env = {
-    PATH: process.env.PATH ?? "",
-    HOME: gatehouseData.dir,
-    GATEHOUSE_ADMIN_PASSWORD: "bench-admin-password",
+  const app = await launchAppliance({ binary, dataDir: join(gatehouseData.dir, "data"), cwd: gatehouseData.dir });
+  return {
+    name: "Gatehouse",
+    pid: app.pid,
+    port: app.ports.mqtt!,
+    creds: gatehouseData.creds,
+    stop: () => stop(app.proc),
   };
-  const proc = Bun.spawn([binary, ...args], {
-    cwd: gatehouseData.dir,
-    env,
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "inherit",
-  });
-  const port = await readyPort(proc, /listener=mqtt address=127\.0\.0\.1:(\d+)[\s\S]*info ready/);
-  return { name: "Gatehouse", pid: proc.pid, port, creds: gatehouseData.creds, stop: () => stop(proc) };
 }
 
 const TICK_MS = 1000 / 100; // USER_HZ

@@ -34,7 +34,12 @@ await core.credentials.reload();
 await core.admins.setPassword("admin", "bench-admin-password");
 const { token, session } = await core.admins.signIn("admin", "bench-admin-password", "bench");
 const web = createWebApp(core, log);
-const headers = { cookie: `gh_session=${token}`, "content-type": "application/x-www-form-urlencoded" };
+// a browser's POST carries its page's Origin (the guard refuses a session-cookie POST without one)
+const headers = {
+  cookie: `gh_session=${token}`,
+  "content-type": "application/x-www-form-urlencoded",
+  origin: "http://localhost",
+};
 
 let kicked = 0;
 for (const id of core.credentials.ids().slice(0, LIVE))

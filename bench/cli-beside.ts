@@ -11,6 +11,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { closeDatabase } from "../src/db/client.ts";
 import { openDataDir } from "../src/db/data-dir.ts";
+import { serveArgs } from "./lib/appliance.ts";
 import { scratchDir } from "./lib/scratch.ts";
 
 const users = Number(process.env.BENCH_USERS ?? 100_000);
@@ -56,16 +57,7 @@ async function probed(base: string, args: string[]) {
 
 const dir = newDataDir("running");
 const serve = Bun.spawn(
-  ["bun", main, "serve", "--data-dir", dir, "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "off"].concat([
-    "--mqtt-port",
-    "off",
-    "--mqtts-port",
-    "off",
-    "--opcua-port",
-    "off",
-    "--log-level",
-    "warn",
-  ]),
+  ["bun", main, "serve", ...serveArgs({ dataDir: dir, ports: { mqtt: "off" }, args: ["--log-level", "warn"] })],
   { cwd: root, stdout: "pipe", stderr: "inherit" },
 );
 // the port: at warn level nothing is logged, so ask the OS which port the process listens on

@@ -7,32 +7,10 @@
  * a long poll) and `ws-device` (MQTT over WebSockets). Prints one JSON line `ready {...}`; answers
  * `stats` on stdin with the accept pool's and the hash line's counters.
  */
-import { createApp } from "../src/app.ts";
-import { parseServeConfig } from "../src/config.ts";
-import { silentLogger } from "../src/lib/logger.ts";
+import { benchAdminEnv, startApplianceHere } from "./lib/appliance.ts";
 
 const FRESH = Number(process.env.BENCH_FRESH_DEVICES ?? 60);
-const config = parseServeConfig(
-  [
-    "--data-dir",
-    process.argv[2]!,
-    "--bind",
-    "127.0.0.1",
-    "--http-port",
-    "0",
-    "--https-port",
-    "off",
-    "--mqtt-port",
-    "0",
-    "--mqtts-port",
-    "off",
-    "--opcua-port",
-    "0",
-  ],
-  { GATEHOUSE_ADMIN_PASSWORD: "bench-admin-password" },
-);
-const app = createApp(config, silentLogger);
-await app.start();
+const app = await startApplianceHere({ dataDir: process.argv[2]!, ports: { opcua: 0 }, env: benchAdminEnv });
 const password = (name: string) => `${name}-chosen-password`;
 const names = [
   "flood-target",

@@ -17,34 +17,12 @@ function stage(name: string) {
 }
 
 stage("bun, nothing loaded");
-const { createApp } = await import("../src/app.ts");
-const { parseServeConfig } = await import("../src/config.ts");
-const { silentLogger } = await import("../src/lib/logger.ts");
+// the launcher imports the appliance's code when it starts one: loaded here, so this stage shows it alone
+const { startApplianceHere } = await import("./lib/appliance.ts");
+await Promise.all([import("../src/app.ts"), import("../src/config.ts"), import("../src/lib/logger.ts")]);
 stage("appliance code loaded (aedes, Elysia, core)");
 const dir = scratchDir("gatehouse-opcua-mem-");
-const off = createApp(
-  parseServeConfig(
-    [
-      "--data-dir",
-      join(dir, "a"),
-      "--bind",
-      "127.0.0.1",
-      "--http-port",
-      "0",
-      "--https-port",
-      "off",
-      "--mqtt-port",
-      "0",
-      "--mqtts-port",
-      "off",
-      "--opcua-port",
-      "off",
-    ],
-    { GATEHOUSE_ADMIN_PASSWORD: "bench-password" },
-  ),
-  silentLogger,
-);
-await off.start();
+const off = await startApplianceHere({ dataDir: join(dir, "a"), env: { GATEHOUSE_ADMIN_PASSWORD: "bench-password" } });
 stage("HTTP + MQTT + VRPC listening (OPC UA off)");
 await Promise.all([
   import("node-opcua-server"),
@@ -66,29 +44,11 @@ await cm.createSelfSignedCertificate({
 });
 stage("PKI: certificate manager + key pair + certificate");
 await off.stop();
-const on = createApp(
-  parseServeConfig(
-    [
-      "--data-dir",
-      join(dir, "b"),
-      "--bind",
-      "127.0.0.1",
-      "--http-port",
-      "0",
-      "--https-port",
-      "off",
-      "--mqtt-port",
-      "0",
-      "--mqtts-port",
-      "off",
-      "--opcua-port",
-      "0",
-    ],
-    { GATEHOUSE_ADMIN_PASSWORD: "bench-password" },
-  ),
-  silentLogger,
-);
-await on.start();
+const on = await startApplianceHere({
+  dataDir: join(dir, "b"),
+  ports: { opcua: 0 },
+  env: { GATEHOUSE_ADMIN_PASSWORD: "bench-password" },
+});
 stage("whole appliance with OPC UA (nodeset address space, endpoints)");
 await on.stop();
 process.exit(0);

@@ -46,30 +46,8 @@ if (mode === "baseline") {
   await server.start();
   port = server.endpoints[0]!.port;
 } else {
-  const { createApp } = await import("../src/app.ts");
-  const { parseServeConfig } = await import("../src/config.ts");
-  const { silentLogger } = await import("../src/lib/logger.ts");
-  const config = parseServeConfig(
-    [
-      "--data-dir",
-      join(dir, "data"),
-      "--bind",
-      "127.0.0.1",
-      "--http-port",
-      "0",
-      "--https-port",
-      "off",
-      "--mqtt-port",
-      "0",
-      "--mqtts-port",
-      "off",
-      "--opcua-port",
-      "0",
-    ],
-    {},
-  );
-  const app = createApp(config, silentLogger);
-  await app.start();
+  const { startApplianceHere } = await import("./lib/appliance.ts");
+  const app = await startApplianceHere({ dataDir: join(dir, "data"), ports: { opcua: 0 } });
   await app.core.credentials.create({ type: "opcua", username: "bench-scada", password: "bench-scada-password" });
   set = (value) => app.core.bus.publish({ topic: "bench/value", payload: Buffer.from(String(value)), retain: true });
   await set(0);

@@ -6,6 +6,8 @@
  */
 import { rmSync } from "node:fs";
 import { join } from "node:path";
+import { launchAppliance, type PortSetting } from "./lib/appliance.ts";
+import { statusMiB } from "./lib/procs.ts";
 import { fmt, median, report } from "./lib/report.ts";
 import { scratchDir } from "./lib/scratch.ts";
 
@@ -15,58 +17,34 @@ if (build.exitCode !== 0) process.exit(1);
 const binary = join(import.meta.dir, "..", "dist", "gatehouse");
 
 type Start = { readyMs: number; httpMs: number; rss: number; code: number };
-async function start(dir: string, extra: string[]): Promise<Start> {
-  const args = [
-    "--data-dir",
-    join(dir, "data"),
-    "--bind",
-    "127.0.0.1",
-    "--http-port",
-    "0",
-    "--https-port",
-    "0",
-    "--mqtt-port",
-    "0",
-    "--mqtts-port",
-    "0",
-    ...extra,
-  ];
-  const t0 = performance.now();
-  const proc = Bun.spawn([binary, ...args], {
+async function start(dir: string, config: { opcua: PortSetting; args?: string[] }): Promise<Start> {
+  const app = await launchAppliance({
+    binary,
+    dataDir: join(dir, "data"),
+    ports: { https: 0, mqtts: 0, opcua: config.opcua },
+    args: config.args,
     cwd: dir,
-    env: { PATH: process.env.PATH ?? "", HOME: dir, GATEHOUSE_ADMIN_PASSWORD: "bench-password" },
-    stdout: "pipe",
+    env: { GATEHOUSE_ADMIN_PASSWORD: "bench-password" },
   });
-  const reader = proc.stdout.getReader();
-  let text = "";
-  let httpAt = 0;
-  while (!text.includes("info ready")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`exited early:\n${text}`);
-    text += new TextDecoder().decode(value);
-    if (!httpAt && text.includes("listener=http")) httpAt = performance.now() - t0;
-  }
-  const readyMs = performance.now() - t0;
   await Bun.sleep(3000);
-  const rss = Number((await Bun.file(`/proc/${proc.pid}/status`).text()).match(/VmRSS:\s+(\d+)/)![1]) / 1024;
-  proc.kill("SIGTERM");
-  const code = await proc.exited;
-  return { readyMs, httpMs: httpAt, rss, code };
+  const rss = await statusMiB(app.pid, "VmRSS");
+  const code = await app.stop();
+  return { readyMs: app.readyMs, httpMs: app.listenedMs.http ?? 0, rss, code };
 }
 
 const configs = {
-  "OPC UA off": ["--opcua-port", "off"],
-  "OPC UA on": ["--opcua-port", "0"],
-  "OPC UA on, full nodeset": ["--opcua-port", "0", "--opcua-full-nodeset", "true"],
-} as const;
+  "OPC UA off": { opcua: "off" },
+  "OPC UA on": { opcua: 0 },
+  "OPC UA on, full nodeset": { opcua: 0, args: ["--opcua-full-nodeset", "true"] },
+} satisfies Record<string, { opcua: PortSetting; args?: string[] }>;
 type Config = keyof typeof configs;
 const results = new Map<string, Start[]>();
 const push = (key: string, r: Start) => results.set(key, [...(results.get(key) ?? []), r]);
 for (let i = 0; i < runs; i++) {
-  for (const [name, extra] of Object.entries(configs)) {
+  for (const [name, config] of Object.entries(configs)) {
     const dir = scratchDir("gatehouse-startup-");
-    push(`${name}|first`, await start(dir, [...extra]));
-    push(`${name}|restart`, await start(dir, [...extra]));
+    push(`${name}|first`, await start(dir, config));
+    push(`${name}|restart`, await start(dir, config));
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -8,6 +8,7 @@
 import mqtt from "mqtt";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { launchAppliance } from "./lib/appliance.ts";
 import { hasMosquitto, lineReader, mosquittoPasswordFile, startMosquitto, statusMiB, stop } from "./lib/procs.ts";
 import { fmt, report, type Row } from "./lib/report.ts";
 import { scratchDir } from "./lib/scratch.ts";
@@ -63,6 +64,8 @@ for (const mode of ["generated", "chosen"] as const) {
     ...(mode === "chosen" ? { password: `chosen-password-${i}` } : {}),
   }));
   writeFileSync(join(dir, "fleet.json"), JSON.stringify(rows));
+  // the CLI works on an existing database only: a first start makes it (not timed), then the fleet is imported
+  await (await launchAppliance({ dataDir: join(dir, "data") })).stop();
   const t = performance.now();
   const imp = Bun.spawnSync(
     [
@@ -106,6 +109,7 @@ writeFileSync(
   join(dir, "fleet.json"),
   JSON.stringify(Array.from({ length: IMPORT }, (_, i) => ({ username: `dev-${i}`, type: "mqtt" }))),
 );
+await (await launchAppliance({ dataDir: join(dir, "data") })).stop(); // the database the CLI needs (not timed)
 const t = performance.now();
 const imported = Bun.spawnSync(
   ["bun", "src/main.ts", "integrations", "import", join(dir, "fleet.json"), "--data-dir", join(dir, "data"), "--json"],

@@ -12,7 +12,8 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CoarseClock, TrafficMeter, newTraffic } from "../src/core/traffic.ts";
-import { lineReader, stop } from "./lib/procs.ts";
+import { launchAppliance } from "./lib/appliance.ts";
+import { readyPort, stop } from "./lib/procs.ts";
 import { RawClient, publishPacket } from "./lib/raw-mqtt.ts";
 import { fmt, median, report, type Row } from "./lib/report.ts";
 import { scratchDir } from "./lib/scratch.ts";
@@ -30,13 +31,6 @@ interface Broker {
   stop(): Promise<void>;
 }
 
-async function readyPort(proc: Bun.Subprocess<"ignore", "pipe", "inherit">, pattern: RegExp): Promise<number> {
-  const out = lineReader(proc.stdout);
-  const port = Number((await out.until(pattern))[1]);
-  out.drain();
-  return port;
-}
-
 const bareAedes = join(scratchDir("bench-aedes-"), "bare-aedes");
 async function aedes(): Promise<Broker> {
   const proc = Bun.spawn([bareAedes], { stdin: "ignore", stdout: "pipe", stderr: "inherit" });
@@ -49,19 +43,7 @@ async function aedes(): Promise<Broker> {
 function gatehouse(name: string, binary: string): () => Promise<Broker> {
   const dir = scratchDir("bench-traffic-");
   let creds: Broker["creds"] | undefined;
-  const run = async (): Promise<{ proc: Bun.Subprocess; port: number }> => {
-    const args = ["--data-dir", join(dir, "data"), "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "off"];
-    args.push("--mqtt-port", "0", "--mqtts-port", "off", "--opcua-port", "off");
-    const proc = Bun.spawn([binary, ...args], {
-      cwd: dir,
-      env: { PATH: process.env.PATH ?? "", HOME: dir, GATEHOUSE_ADMIN_PASSWORD: "bench-admin-password" },
-      stdin: "ignore",
-      stdout: "pipe",
-      stderr: "inherit",
-    });
-    const port = await readyPort(proc, /listener=mqtt address=127\.0\.0\.1:(\d+)[\s\S]*info ready/);
-    return { proc, port };
-  };
+  const run = () => launchAppliance({ binary, dataDir: join(dir, "data"), cwd: dir });
   return async () => {
     if (!creds) {
       // the CLI works on an existing database only: the first start makes it, then the fleet is imported
@@ -77,8 +59,8 @@ function gatehouse(name: string, binary: string): () => Promise<Broker> {
       if (imp.exitCode !== 0) throw new Error(`${name}: import failed`);
       creds = JSON.parse(imp.stdout.toString()) as Broker["creds"];
     }
-    const { proc, port } = await run();
-    return { name, pid: proc.pid, port, creds, stop: () => stop(proc) };
+    const app = await run();
+    return { name, pid: app.pid, port: app.ports.mqtt!, creds, stop: () => stop(app.proc) };
   };
 }
 

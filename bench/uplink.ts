@@ -17,7 +17,8 @@ import { join } from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
 import { closeDatabase } from "../src/db/client.ts";
 import { openDataDir } from "../src/db/data-dir.ts";
-import { freePort, hasMosquitto, lineReader, statusMiB, stop } from "./lib/procs.ts";
+import { benchAdminEnv, launchAppliance } from "./lib/appliance.ts";
+import { freePort, hasMosquitto, statusMiB, stop } from "./lib/procs.ts";
 import { fmt, report, type Row } from "./lib/report.ts";
 import { scratchDir } from "./lib/scratch.ts";
 
@@ -375,37 +376,12 @@ const gatehouse = await run(
       "--inflight",
       String(INFLIGHT),
     ]);
-    const proc = Bun.spawn(
-      [
-        "bun",
-        "src/main.ts",
-        "serve",
-        "--data-dir",
-        dir,
-        "--bind",
-        "127.0.0.1",
-        "--http-port",
-        "0",
-        "--https-port",
-        "off",
-        "--mqtt-port",
-        "0",
-        "--mqtts-port",
-        "off",
-        "--opcua-port",
-        "off",
-        "--uplink-reconnect-max",
-        "2",
-        "--uplink-max-queue-messages",
-        String(Math.max(BACKLOG * 2, 5_000_000)),
-      ],
-      { stdout: "pipe", stderr: "inherit", env: { ...process.env, GATEHOUSE_ADMIN_PASSWORD: "bench-admin-password" } },
-    );
-    const lines = lineReader(proc.stdout);
-    const port = Number((await lines.until(/listener=mqtt address=127\.0\.0\.1:(\d+)/))[1]);
-    await lines.until(/info ready/);
-    lines.drain();
-    return { port, pid: proc.pid, stop: () => stop(proc) };
+    const app = await launchAppliance({
+      dataDir: dir,
+      args: ["--uplink-reconnect-max", "2", "--uplink-max-queue-messages", String(Math.max(BACKLOG * 2, 5_000_000))],
+      env: { ...process.env, ...benchAdminEnv },
+    });
+    return { port: app.ports.mqtt!, pid: app.pid, stop: () => stop(app.proc) };
   },
   { username: "bench-dev", password: PASSWORD },
 );

@@ -48,6 +48,14 @@ export function lineReader(stdout: ReadableStream<Uint8Array>) {
   };
 }
 
+/** readyPort: the port a started process announces on stdout (`pattern`'s first group); the rest is drained. */
+export async function readyPort(proc: Bun.Subprocess<"ignore", "pipe", "inherit">, pattern: RegExp): Promise<number> {
+  const out = lineReader(proc.stdout);
+  const port = Number((await out.until(pattern))[1]);
+  out.drain();
+  return port;
+}
+
 /** freePort: a loopback port nothing listens on now, for a server started by its own config. */
 export async function freePort(): Promise<number> {
   const s = createServer();

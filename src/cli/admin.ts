@@ -1,9 +1,9 @@
-import { parseArgs } from "node:util";
 import { closeDatabase } from "../db/client.ts";
 import { dataDirOf, DataDirError, openExistingDataDir } from "../db/data-dir.ts";
 import { ActivityLog } from "../core/activity.ts";
 import { AdminStore, type AdminRole } from "../core/admins.ts";
 import { AppError } from "../lib/errors.ts";
+import { usageError, verbArgs } from "./args.ts";
 import { exitCodes } from "./exit-codes.ts";
 import { readSecretLine } from "./stdin.ts";
 
@@ -25,35 +25,26 @@ const usage =
 export async function admin(argv: string[], env: Record<string, string | undefined>): Promise<number> {
   const [verb, ...rest] = argv;
   if (!verb || !["set-password", "list", "set-role", "reset-2fa"].includes(verb)) {
-    process.stderr.write(`gatehouse admin: unknown verb "${verb ?? ""}"; ${usage}\n`);
-    return exitCodes.usage;
+    return usageError("admin", `unknown verb "${verb ?? ""}"; ${usage}`);
   }
-  let values;
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: rest,
-      allowPositionals: verb === "set-role" || verb === "reset-2fa",
-      options: {
-        username: { type: "string" },
-        "data-dir": { type: "string" },
-        ...(verb === "set-password" ? { "read-only": { type: "boolean" as const } } : {}),
-      },
-      strict: true,
-    }));
-  } catch (err) {
-    process.stderr.write(`gatehouse admin: ${(err as Error).message}\n`);
-    return exitCodes.usage;
-  }
+  const args = verbArgs(
+    "admin",
+    rest,
+    {
+      username: { type: "string" },
+      ...(verb === "set-password" ? { "read-only": { type: "boolean" as const } } : {}),
+    },
+    { allowPositionals: verb === "set-role" || verb === "reset-2fa", json: false },
+  );
+  if (typeof args === "number") return args;
+  const { values, positionals } = args;
   const name = positionals[0] ?? values.username;
   if ((verb === "set-role" || verb === "reset-2fa") && !name) {
-    process.stderr.write(`gatehouse admin ${verb}: name the admin; ${usage}\n`);
-    return exitCodes.usage;
+    return usageError(`admin ${verb}`, `name the admin; ${usage}`);
   }
   const role = positionals[1];
   if (verb === "set-role" && role !== "full" && role !== "read-only") {
-    process.stderr.write(`gatehouse admin set-role: the role is full or read-only; ${usage}\n`);
-    return exitCodes.usage;
+    return usageError("admin set-role", `the role is full or read-only; ${usage}`);
   }
   try {
     const db = openExistingDataDir(dataDirOf(values["data-dir"], env));
@@ -87,10 +78,10 @@ export async function admin(argv: string[], env: Record<string, string | undefin
           const username = values.username ?? "admin";
           const readOnly = values["read-only"] === true;
           if (readOnly && store.list().some((a) => a.username === username)) {
-            process.stderr.write(
-              `gatehouse admin: "${username}" exists; change its role with: gatehouse admin set-role ${username} read-only\n`,
+            return usageError(
+              "admin",
+              `"${username}" exists; change its role with: gatehouse admin set-role ${username} read-only`,
             );
-            return exitCodes.usage;
           }
           const password = await readSecretLine("New admin password: ");
           const { created } = await store.setPassword(username, password, readOnly ? "read-only" : "full");
@@ -104,10 +95,7 @@ export async function admin(argv: string[], env: Record<string, string | undefin
       closeDatabase(db);
     }
   } catch (err) {
-    if (err instanceof AppError || err instanceof DataDirError) {
-      process.stderr.write(`gatehouse admin: ${err.message}\n`);
-      return exitCodes.usage;
-    }
+    if (err instanceof AppError || err instanceof DataDirError) return usageError("admin", err.message);
     throw err;
   }
 }

@@ -1,7 +1,6 @@
 import { closeSync, existsSync, mkdirSync, rmSync, statSync } from "node:fs";
 import { closeDatabase } from "../db/client.ts";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { ActivityLog, enterActor } from "../core/activity.ts";
 import { CredentialStore, type AdoptedIntegration } from "../core/credentials.ts";
 import { EventBus } from "../core/events.ts";
@@ -40,6 +39,7 @@ import { silentLogger } from "../lib/logger.ts";
 import { outboxFileName } from "../connectors/uplink/outbox.ts";
 import { secretKeyFile } from "../connectors/uplink/secrets.ts";
 import { parseUplinkExport, type UplinkExport, UplinkStore } from "../connectors/uplink/store.ts";
+import { usageError, verbArgs } from "./args.ts";
 import { exitCodes } from "./exit-codes.ts";
 import { maxCertificateBytes, readTrustedCertificates, trustedPath } from "../core/export.ts";
 
@@ -78,18 +78,9 @@ interface ExportDocument {
  * Backups and exports hold hashes: they are 0600 from creation and appear only when complete (lib/files.ts).
  */
 export async function dataCli(verb: string, argv: string[], env: Record<string, string | undefined>): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      strict: true,
-      options: { "data-dir": { type: "string" }, full: { type: "boolean" } },
-    });
-  } catch (err) {
-    return fail(verb, (err as Error).message);
-  }
-  const { values, positionals } = parsed;
+  const args = verbArgs(verb, argv, { full: { type: "boolean" } }, { json: false });
+  if (typeof args === "number") return args;
+  const { values, positionals } = args;
   const dataDir = dataDirOf(values["data-dir"], env);
   const file = positionals[0];
   try {
@@ -390,7 +381,4 @@ export function parseExport(bytes: Buffer, file: string): { doc: ExportDocument;
   };
 }
 
-function fail(verb: string, message: string): number {
-  process.stderr.write(`gatehouse ${verb}: ${message}\n`);
-  return exitCodes.usage;
-}
+const fail = (verb: string, message: string) => usageError(verb, message);

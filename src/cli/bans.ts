@@ -1,9 +1,8 @@
-import { parseArgs } from "node:util";
 import { closeDatabase } from "../db/client.ts";
-import { dataDirOf, DataDirError, openExistingDataDir } from "../db/data-dir.ts";
 import { ActivityLog, actAs } from "../core/activity.ts";
 import { BanList, type Ban, type BanKind } from "../core/bans.ts";
 import { AppError, ValidationError } from "../lib/errors.ts";
+import { dataVerbArgs, usageError } from "./args.ts";
 import { exitCodes } from "./exit-codes.ts";
 
 const usage =
@@ -16,34 +15,14 @@ const usage =
  */
 export async function bansCli(argv: string[], env: Record<string, string | undefined>): Promise<number> {
   const [verb, ...rest] = argv;
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: rest,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        "data-dir": { type: "string" },
-        address: { type: "string" },
-        "client-id": { type: "string" },
-        username: { type: "string" },
-        minutes: { type: "string" },
-        json: { type: "boolean" },
-      },
-    });
-  } catch (err) {
-    return fail((err as Error).message);
-  }
-  const { values, positionals } = parsed;
-  const out = (data: unknown, text: string) =>
-    process.stdout.write(values.json ? `${JSON.stringify(data)}\n` : `${text}\n`);
-  let db;
-  try {
-    db = openExistingDataDir(dataDirOf(values["data-dir"], env));
-  } catch (err) {
-    if (err instanceof DataDirError) return fail(err.message);
-    throw err;
-  }
+  const args = dataVerbArgs("bans", rest, env, {
+    address: { type: "string" },
+    "client-id": { type: "string" },
+    username: { type: "string" },
+    minutes: { type: "string" },
+  });
+  if (typeof args === "number") return args;
+  const { values, positionals, out, db } = args;
   const line = (b: Ban) => `${b.id}\t${b.kind}\t${b.value}\tuntil ${new Date(b.expiresAt).toISOString()}`;
   try {
     return actAs("cli", () => {
@@ -90,7 +69,4 @@ export async function bansCli(argv: string[], env: Record<string, string | undef
   }
 }
 
-function fail(message: string): number {
-  process.stderr.write(`gatehouse bans: ${message}\n`);
-  return exitCodes.usage;
-}
+const fail = (message: string) => usageError("bans", message);

@@ -1,11 +1,10 @@
-import { parseArgs } from "node:util";
 import { closeDatabase } from "../db/client.ts";
-import { dataDirOf, DataDirError, openExistingDataDir } from "../db/data-dir.ts";
 import { ActivityLog, enterActor } from "../core/activity.ts";
 import { CredentialStore } from "../core/credentials.ts";
 import { EventBus } from "../core/events.ts";
 import { isIntegrationType, typeListText, type Integration } from "../core/types.ts";
 import { AppError, NotFoundError, ValidationError } from "../lib/errors.ts";
+import { dataVerbArgs, usageError } from "./args.ts";
 import { exitCodes } from "./exit-codes.ts";
 import { mapMosquittoAcl, maxMosquittoFileBytes, parseMosquittoPasswd } from "./mosquitto.ts";
 import { readBounded } from "../lib/files.ts";
@@ -18,47 +17,25 @@ import { readSecretLine } from "./stdin.ts";
  */
 export async function integrationsCli(argv: string[], env: Record<string, string | undefined>): Promise<number> {
   const [verb, ...rest] = argv;
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: rest,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        "data-dir": { type: "string" },
-        type: { type: "string" },
-        username: { type: "string" },
-        description: { type: "string" },
-        "password-stdin": { type: "boolean" },
-        "mosquitto-passwd": { type: "string" },
-        "mosquitto-acl": { type: "string" },
-        publish: { type: "string" },
-        subscribe: { type: "string" },
-        "deny-publish": { type: "string" },
-        "deny-subscribe": { type: "string" },
-        json: { type: "boolean" },
-      },
-    });
-  } catch (err) {
-    return fail(`${(err as Error).message}`, exitCodes.usage);
-  }
-  const { values, positionals } = parsed;
-  const json = values.json === true;
-  const out = (data: unknown, text: string) => process.stdout.write(json ? `${JSON.stringify(data)}\n` : `${text}\n`);
-
-  let store: CredentialStore;
-  let close: () => void;
-  try {
-    const db = openExistingDataDir(dataDirOf(values["data-dir"], env));
-    const events = new EventBus();
-    new ActivityLog(db).follow(events); // what the CLI changes is in the activity log, by "cli"
-    enterActor("cli");
-    store = new CredentialStore(db, events);
-    close = () => closeDatabase(db);
-  } catch (err) {
-    if (err instanceof DataDirError) return fail(err.message, exitCodes.usage);
-    throw err;
-  }
+  const args = dataVerbArgs("integrations", rest, env, {
+    type: { type: "string" },
+    username: { type: "string" },
+    description: { type: "string" },
+    "password-stdin": { type: "boolean" },
+    "mosquitto-passwd": { type: "string" },
+    "mosquitto-acl": { type: "string" },
+    publish: { type: "string" },
+    subscribe: { type: "string" },
+    "deny-publish": { type: "string" },
+    "deny-subscribe": { type: "string" },
+  });
+  if (typeof args === "number") return args;
+  const { values, positionals, json, out, db } = args;
+  const events = new EventBus();
+  new ActivityLog(db).follow(events); // what the CLI changes is in the activity log, by "cli"
+  enterActor("cli");
+  const store = new CredentialStore(db, events);
+  const close = () => closeDatabase(db);
 
   const byUsername = (name: string | undefined): Integration => {
     if (!name) throw new ValidationError({ username: `name the integration: gatehouse integrations ${verb} USERNAME` });
@@ -232,7 +209,4 @@ export async function integrationsCli(argv: string[], env: Record<string, string
   }
 }
 
-function fail(message: string, code: number): number {
-  process.stderr.write(`gatehouse integrations: ${message}\n`);
-  return code;
-}
+const fail = (message: string, code: number) => usageError("integrations", message, code);

@@ -1,12 +1,11 @@
-import { parseArgs } from "node:util";
 import { closeDatabase } from "../db/client.ts";
 import { ActivityLog, actAs } from "../core/activity.ts";
 import { CredentialStore } from "../core/credentials.ts";
 import { EventBus } from "../core/events.ts";
 import { Onboarding } from "../core/onboarding.ts";
-import { dataDirOf, DataDirError, openExistingDataDir } from "../db/data-dir.ts";
 import { AppError } from "../lib/errors.ts";
 import { createLogger } from "../lib/logger.ts";
+import { dataVerbArgs, usageError } from "./args.ts";
 import { exitCodes } from "./exit-codes.ts";
 
 const usage =
@@ -18,33 +17,13 @@ const usage =
  */
 export async function onboardingCli(argv: string[], env: Record<string, string | undefined>): Promise<number> {
   const [verb, ...rest] = argv;
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: rest,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        "data-dir": { type: "string" },
-        minutes: { type: "string" },
-        type: { type: "string", multiple: true },
-        description: { type: "string" },
-        json: { type: "boolean" },
-      },
-    });
-  } catch (err) {
-    return fail((err as Error).message);
-  }
-  const { values, positionals } = parsed;
-  const out = (data: unknown, text: string) =>
-    process.stdout.write(values.json ? `${JSON.stringify(data)}\n` : `${text}\n`);
-  let db;
-  try {
-    db = openExistingDataDir(dataDirOf(values["data-dir"], env));
-  } catch (err) {
-    if (err instanceof DataDirError) return fail(err.message);
-    throw err;
-  }
+  const args = dataVerbArgs("onboarding", rest, env, {
+    minutes: { type: "string" },
+    type: { type: "string", multiple: true },
+    description: { type: "string" },
+  });
+  if (typeof args === "number") return args;
+  const { values, positionals, out, db } = args;
   const events = new EventBus();
   const activity = new ActivityLog(db);
   activity.follow(events);
@@ -110,7 +89,4 @@ export async function onboardingCli(argv: string[], env: Record<string, string |
   }
 }
 
-function fail(message: string): number {
-  process.stderr.write(`gatehouse onboarding: ${message}\n`);
-  return exitCodes.usage;
-}
+const fail = (message: string) => usageError("onboarding", message);

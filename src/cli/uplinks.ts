@@ -1,12 +1,12 @@
-import { parseArgs } from "node:util";
 import { ActivityLog, enterActor } from "../core/activity.ts";
 import { closeDatabase } from "../db/client.ts";
-import { dataDirOf, DataDirError, existingDataDir, openExistingDataDir, servePid } from "../db/data-dir.ts";
+import { DataDirError, servePid } from "../db/data-dir.ts";
 import { readStatuses } from "../connectors/uplink/status-file.ts";
 import { type UplinkInput, UplinkStore, type UplinkView } from "../connectors/uplink/store.ts";
 import type { UplinkStatus } from "../connectors/uplink/uplink.ts";
 import { AppError, ValidationError } from "../lib/errors.ts";
 import { readBounded, TargetError } from "../lib/files.ts";
+import { dataVerbArgs, usageError } from "./args.ts";
 import { exitCodes } from "./exit-codes.ts";
 import { readSecretLine } from "./stdin.ts";
 
@@ -50,54 +50,36 @@ function statusLine(s: UplinkStatus): string {
  */
 export async function uplinksCli(argv: string[], env: Record<string, string | undefined>): Promise<number> {
   const [verb, ...rest] = argv;
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: rest,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        "data-dir": { type: "string" },
-        url: { type: "string" },
-        username: { type: "string" },
-        "password-stdin": { type: "boolean" },
-        ca: { type: "string" },
-        "client-cert": { type: "string" },
-        "client-key": { type: "string" },
-        "client-id": { type: "string" },
-        protocol: { type: "string" },
-        forward: { type: "string" },
-        "remote-prefix": { type: "string" },
-        subscribe: { type: "string" },
-        "local-prefix": { type: "string" },
-        qos: { type: "string" },
-        inflight: { type: "string" },
-        inventory: { type: "boolean" },
-        json: { type: "boolean" },
-      },
-    });
-  } catch (err) {
-    return fail(`${(err as Error).message}\n${usageText}`, exitCodes.usage);
-  }
-  const { values, positionals } = parsed;
-  const json = values.json === true;
-  const out = (data: unknown, text: string) => process.stdout.write(json ? `${JSON.stringify(data)}\n` : `${text}\n`);
-  let dataDir = dataDirOf(values["data-dir"], env);
-
-  let store: UplinkStore;
-  let close: () => void;
-  try {
-    // Like every other verb: an existing data dir (never made here), without its lock (the running
-    // appliance follows the change), its files opened without following a link; its real path from here on.
-    dataDir = existingDataDir(dataDir);
-    const db = openExistingDataDir(dataDir);
-    enterActor("cli"); // what the CLI changes is in the activity log, by "cli"
-    store = new UplinkStore(db, dataDir, new ActivityLog(db));
-    close = () => closeDatabase(db);
-  } catch (err) {
-    if (err instanceof DataDirError) return fail(err.message, exitCodes.usage);
-    throw err;
-  }
+  const args = dataVerbArgs(
+    "uplinks",
+    rest,
+    env,
+    {
+      url: { type: "string" },
+      username: { type: "string" },
+      "password-stdin": { type: "boolean" },
+      ca: { type: "string" },
+      "client-cert": { type: "string" },
+      "client-key": { type: "string" },
+      "client-id": { type: "string" },
+      protocol: { type: "string" },
+      forward: { type: "string" },
+      "remote-prefix": { type: "string" },
+      subscribe: { type: "string" },
+      "local-prefix": { type: "string" },
+      qos: { type: "string" },
+      inflight: { type: "string" },
+      inventory: { type: "boolean" },
+    },
+    { usage: usageText },
+  );
+  if (typeof args === "number") return args;
+  // Like every other verb: an existing data dir (never made here), without its lock (the running
+  // appliance follows the change), its files opened without following a link; its real path from here on.
+  const { values, positionals, out, db, dataDir } = args;
+  enterActor("cli"); // what the CLI changes is in the activity log, by "cli"
+  const store = new UplinkStore(db, dataDir, new ActivityLog(db));
+  const close = () => closeDatabase(db);
   const name = () => {
     const n = positionals[0];
     if (!n) throw new ValidationError({ name: `name the uplink: gatehouse uplinks ${verb} NAME` });
@@ -194,7 +176,4 @@ export async function uplinksCli(argv: string[], env: Record<string, string | un
   }
 }
 
-function fail(message: string, code: number): number {
-  process.stderr.write(`gatehouse uplinks: ${message}\n`);
-  return code;
-}
+const fail = (message: string, code: number) => usageError("uplinks", message, code);

@@ -65,6 +65,24 @@ export function parseBanAddress(text: string): AddressBan & { text: string } {
   return { bytes: masked, prefix, text: prefix === max ? formatIp(masked) : `${formatIp(masked)}/${prefix}` };
 }
 
+/**
+ * mappedPrefix: an IPv6 block of this prefix length or shorter may contain the IPv4-mapped range
+ * (`::ffff:0:0/96`); a longer one in that range is written as its IPv4 block (parseBanAddress).
+ */
+const mappedPrefix = 96;
+
+/**
+ * asMapped: an IPv4 address as its IPv4-mapped IPv6 address, so an IPv6 block that contains the mapped
+ * range (`::/0`, `::/80`, `::ffff:0:0/96` itself) covers the IPv4 clients in it, as the mathematics says.
+ */
+function asMapped(v4: Uint8Array): Uint8Array {
+  const out = new Uint8Array(16);
+  out[10] = 0xff;
+  out[11] = 0xff;
+  out.set(v4, 12);
+  return out;
+}
+
 function maskTo(bytes: Uint8Array, prefix: number): Uint8Array {
   const out = new Uint8Array(bytes.length);
   let bits = prefix;
@@ -102,7 +120,8 @@ interface Row {
  *
  * Lookups cost no scan: exact names are a Map; address blocks are a Map keyed by the masked address,
  * looked up once per prefix length in use (at most 33 for IPv4, 129 for IPv6). An IPv4-mapped IPv6
- * address (`::ffff:192.0.2.7`) is the IPv4 address. A ban ends by itself at `expiresAt` (memory checks
+ * address (`::ffff:192.0.2.7`) is the IPv4 address, and an IPv6 block that contains the mapped range
+ * (`::/0`, `::/80`) covers every IPv4 client too (asked once more per IPv6 prefix length up to /96 in use). A ban ends by itself at `expiresAt` (memory checks
  * the time; `sweep` deletes the row and records it). At most `maxBans` live at once.
  *
  * Another process (the CLI) writes the same table: `reload` follows it, and drops the live sessions a
@@ -279,7 +298,8 @@ export class BanList {
     if (ban.kind === "clientId") return s.clientId === ban.value;
     if (!s.remote) return false;
     const block = parseBanAddress(ban.value);
-    const bytes = ipBytes(s.remote);
+    let bytes = ipBytes(s.remote);
+    if (bytes?.length === 4 && block.bytes.length === 16) bytes = asMapped(bytes);
     return (
       bytes !== undefined &&
       bytes.length === block.bytes.length &&
@@ -306,6 +326,16 @@ export class BanList {
     for (const prefix of this.#prefixes.get(bytes.length)?.keys() ?? []) {
       const ban = this.#live(this.#addresses.get(blockKey(bytes, prefix)));
       if (ban) return ban;
+    }
+    // an IPv4 client is also inside an IPv6 block that contains the whole mapped range (`::/0`)
+    if (bytes.length === 4) {
+      let mapped: Uint8Array | undefined;
+      for (const prefix of this.#prefixes.get(16)?.keys() ?? []) {
+        if (prefix > mappedPrefix) continue;
+        mapped ??= asMapped(bytes);
+        const ban = this.#live(this.#addresses.get(blockKey(mapped, prefix)));
+        if (ban) return ban;
+      }
     }
     return undefined;
   }

@@ -31,14 +31,34 @@ export const isFromConnector = (origin: Origin) => origin.startsWith("connector:
  */
 export type DurableTap = (message: PublishedMessage, origin: Origin) => Promise<void> | undefined;
 
+/**
+ * PublishedFor: the integration a message is published for (an HTTP integration's post): the broker charges
+ * what it stores for it to that integration's share of its store, and refuses it past that share.
+ */
+export interface PublishedFor {
+  id: number;
+  /** the integration's creation time: with its id, who it is */
+  created: number;
+}
+
+/** BusMessage: what is handed to the bus to publish. */
+export type BusMessage = TopicMessage & { qos?: 0 | 1; by?: PublishedFor };
+
+/** RetainedMessage: a retained value as the bus reads it back. */
+export interface RetainedMessage {
+  topic: string;
+  payload: Buffer;
+  at?: number;
+}
+
 export interface BusProvider {
   /**
    * publish as the broker itself; resolves once what it needs stored (a retained value, a message queued
    * for persistent sessions) is on disk, rejects with BusNotStoredError if it could not be
    */
-  publish(message: TopicMessage & { qos?: 0 | 1 }): Promise<void>;
-  /** retained messages matching a filter, now */
-  retained(filter: string): AsyncIterable<{ topic: string; payload: Buffer }>;
+  publish(message: BusMessage): Promise<void>;
+  /** retained messages matching a filter, now, each with the time it was stored if the provider keeps it (ms) */
+  retained(filter: string): AsyncIterable<RetainedMessage>;
   /** the largest payload the broker takes from its own clients; the same holds for every listener */
   readonly maxPayloadBytes: number;
 }
@@ -141,7 +161,7 @@ export class TopicBus {
    * publish: as the broker itself, on behalf of `origin` (HTTP, OPC UA, the appliance, a connector);
    * resolves once the message is held by every durable tap and handed to the broker.
    */
-  publish(message: TopicMessage & { qos?: 0 | 1 }, origin: Origin = "core"): Promise<void> {
+  publish(message: BusMessage, origin: Origin = "core"): Promise<void> {
     const provider = this.#provider;
     if (!provider) return Promise.reject(new BusUnavailableError());
     if (message.payload.length > provider.maxPayloadBytes)
@@ -150,7 +170,7 @@ export class TopicBus {
     return held ? held.then(() => provider.publish(message)) : provider.publish(message);
   }
 
-  async *retained(filter = "#"): AsyncIterable<{ topic: string; payload: Buffer }> {
+  async *retained(filter = "#"): AsyncIterable<RetainedMessage> {
     if (!this.#provider) return;
     yield* this.#provider.retained(filter);
   }

@@ -104,16 +104,29 @@ export function cookieOptions(request: Request, maxAge?: number) {
   };
 }
 
-/** crossSite: a browser's Origin header that names another host is refused outright. */
+/**
+ * crossSite: a state-changing request with a session or sign-in cookie that does not show it comes from
+ * this appliance's own pages. Its `Origin` must name this host (browsers send Origin with every POST,
+ * form or fetch, since 2020: Chromium, Firefox, Safari; `null` from a sandboxed frame is refused); with no
+ * Origin at all, a `Referer` naming this host is taken instead (OWASP's fallback: the pages send
+ * `Referrer-Policy: same-origin`, so their own requests carry one); with neither, the request is refused.
+ * API tokens (Bearer) need none of this: browsers never send one on their own.
+ */
 export function crossSite(request: Request): boolean {
   const origin = request.headers.get("origin");
-  if (!origin || origin === "null") return origin === "null";
+  const from = origin ?? request.headers.get("referer");
+  if (!from || from === "null") return true;
   try {
-    return new URL(origin).host !== new URL(request.url).host && new URL(origin).host !== request.headers.get("host");
+    const host = new URL(from).host;
+    return host !== new URL(request.url).host && host !== request.headers.get("host");
   } catch {
     return true;
   }
 }
+
+/** notFromHere: what a cookie request without an Origin or Referer of this host is told. */
+const notFromHere =
+  "This request did not come from the appliance's own page (no Origin or Referer header naming this host): nothing was changed. Use the page in a browser, or an API token.";
 
 function deny(request: Request, status: 401 | 403, message: string): never {
   throw new Denied(denial(request, status, message));
@@ -190,9 +203,8 @@ export function authGuard(core: Core, nav: readonly NavItem[] = []) {
     if (!session || typeof token !== "string") return deny(request, 401, "sign in first");
     if (unsafe) {
       const sent = request.headers.get("x-csrf-token") ?? field(body, "_csrf");
-      if (crossSite(request) || !equalTokens(sent ?? undefined, session.csrfToken)) {
-        return deny(request, 403, staleSession);
-      }
+      if (!equalTokens(sent ?? undefined, session.csrfToken)) return deny(request, 403, staleSession);
+      if (crossSite(request)) return deny(request, 403, notFromHere);
     }
     if (session.role !== "full") {
       if (unsafe ? !readOnlyMayPost.has(path) : readOnlyHidden.some((p) => p.test(path)))

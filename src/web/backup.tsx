@@ -1,4 +1,4 @@
-import { closeSync, openSync, readdirSync, readSync, rmSync, fstatSync } from "node:fs";
+import { closeSync, readdirSync, readlinkSync, realpathSync, rmSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { Elysia } from "elysia";
 import type { Core } from "../core/index.ts";
@@ -11,53 +11,65 @@ import { randomToken } from "../lib/ids.ts";
 import { BackupPage } from "../../views/pages/backup.tsx";
 import { adminOf, isReadOnly } from "./auth.tsx";
 
-/** maxDownloads: backups streaming at once; each holds an unlinked copy of the database on disk until sent. */
+/** maxDownloads: backups downloading at once; each holds a copy of the database on disk until sent. */
 export const maxDownloads = 2;
-/** downloadPrefix: the temp copy's name in the data dir (unlinked as soon as it is open). */
+/** downloadPrefix: the temp copy's name in the data dir (unlinked as soon as the server holds it open). */
 const downloadPrefix = ".gatehouse.db.download-";
-const chunkBytes = 64 * 1024;
 
 /** stamp: a file name's time, UTC, `20261206-043000`. */
 const stamp = () => new Date().toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15);
 
 /**
- * streamFd: a file descriptor's bytes as a response body, read 64 KB per pull (never whole in memory);
- * the descriptor is closed at the end or when the client goes away.
+ * openCopies: the download copies this process holds open, by name, read from /proc/self/fd: the one
+ * measure of "copies on disk" that stays true whoever holds the descriptor (Bun.serve, once it sends the
+ * file) and however the download ended (sent, aborted, the connection reset). Linux only, like the appliance;
+ * one readlink per open descriptor, paid only when an admin asks for a backup.
  */
-function streamFd(fd: number, onClose: () => void): ReadableStream<Uint8Array> {
-  let closed = false;
-  const close = () => {
-    if (closed) return;
-    closed = true;
-    closeSync(fd);
-    onClose();
-  };
-  return new ReadableStream<Uint8Array>({
-    pull(controller) {
-      const buf = Buffer.allocUnsafe(chunkBytes);
-      const n = readSync(fd, buf, 0, chunkBytes, null);
-      if (n === 0) {
-        close();
-        controller.close();
-      } else controller.enqueue(buf.subarray(0, n));
-    },
-    cancel: close,
-  });
+function openCopies(dataDir: string): Set<string> {
+  const names = new Set<string>();
+  const prefix = join(dataDir, downloadPrefix);
+  for (const fd of readdirSync("/proc/self/fd")) {
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      continue; // closed while listed
+    }
+    if (target.startsWith(prefix)) names.add(target.replace(/ \(deleted\)$/, ""));
+  }
+  return names;
 }
 
 /**
  * backupPages: Settings → Backup. The database backup is `gatehouse backup`'s: SQLite `VACUUM INTO` a
- * temp file created 0600 in the data dir (before SQLite writes a byte of hashes), opened, unlinked at
- * once (the open descriptor keeps the bytes until the download ends, and nothing is left behind if the
- * client or the appliance goes away), streamed. The JSON export is `gatehouse export`'s document, made
- * row by row (core/export.ts). Both are POST forms (CSRF token). A read-only admin gets the export
+ * temp file created 0600 in the data dir (before SQLite writes a byte of hashes), sent as a file body
+ * (so with its Content-Length) and unlinked as soon as the server holds it open (the descriptor keeps
+ * the bytes until the download ends; nothing is left behind if the client or the appliance goes away).
+ * The JSON export is `gatehouse export`'s document, made row by row (core/export.ts). Both are POST forms (CSRF token). A read-only admin gets the export
  * without secrets only: a backup holds password hashes and TOTP keys.
  */
 export function backupPages(core: Core) {
-  const dataDir = dirname(core.db.$client.filename);
-  let downloads = 0;
+  const shownDir = dirname(core.db.$client.filename);
+  // the real path: /proc/self/fd names files by it
+  const dataDir = realpathSync(shownDir);
+  /** copies written and not unlinked yet (named in the data dir meanwhile) */
+  const handingOff = new Set<string>();
+  /**
+   * handOff: unlinks the copy once the server holds it open: Bun.serve opens a file body when it takes
+   * the response, which reaches it through promise reactions only (microtasks), so by the next timer it
+   * has the file open (or has already sent a small one whole and closed it); from then on its descriptor
+   * keeps the bytes and nothing stays behind. Had it not opened it yet, the download would fail (file
+   * not found): never a wrong file. test/web/backup-download.test.ts holds both sizes.
+   */
+  const handOff = (temp: string) => {
+    handingOff.add(temp);
+    setTimeout(() => {
+      handingOff.delete(temp);
+      rmSync(temp, { force: true });
+    }, 0);
+  };
   const page = (request: Request, errors?: Record<string, string>) => (
-    <BackupPage admin={adminOf(request)} dataDir={dataDir} errors={errors} />
+    <BackupPage admin={adminOf(request)} dataDir={shownDir} errors={errors} />
   );
   return new Elysia({ name: "backup-pages" })
     .get("/settings/backup", ({ request }) => page(request))
@@ -65,12 +77,14 @@ export function backupPages(core: Core) {
       "/settings/backup/database",
       ({ request }) => {
         if (isReadOnly(request)) throw new AppError("forbidden", "read-only admins cannot download backups");
-        if (downloads >= maxDownloads)
+        const held = openCopies(dataDir);
+        for (const name of handingOff) held.add(name);
+        if (held.size >= maxDownloads)
           throw new AppError("rate_limited", `${maxDownloads} backups are downloading; try again when one is done`);
-        // A copy left by an appliance that died mid-VACUUM is stale: VACUUM runs synchronously, so no other
-        // download's file exists under that name now (each is unlinked before this handler returns).
+        // A copy left by an appliance that died before handing it off is stale; one open or being handed off is not.
         for (const name of readdirSync(dataDir))
-          if (name.startsWith(downloadPrefix)) rmSync(join(dataDir, name), { force: true });
+          if (name.startsWith(downloadPrefix) && !held.has(join(dataDir, name)))
+            rmSync(join(dataDir, name), { force: true });
         const temp = join(
           dataDir,
           `${downloadPrefix}${randomToken()
@@ -78,27 +92,24 @@ export function backupPages(core: Core) {
             .replace(/[^A-Za-z0-9]/g, "x")}`,
         );
         closeSync(createPrivateFile(temp));
-        let fd: number;
         try {
           core.db.$client.run("VACUUM INTO ?", [temp]);
-          fd = openSync(temp, "r");
-        } finally {
+        } catch (err) {
           rmSync(temp, { force: true });
+          throw err;
         }
-        const size = fstatSync(fd).size;
-        downloads++;
+        const size = statSync(temp).size;
+        handOff(temp);
         core.activity.record("backup.downloaded", "", `database backup, ${size} bytes`);
-        return new Response(
-          streamFd(fd, () => void downloads--),
-          {
-            headers: {
-              "content-type": "application/vnd.sqlite3",
-              "content-length": String(size),
-              "content-disposition": `attachment; filename="gatehouse-${stamp()}.db"`,
-              "cache-control": "no-store",
-            },
+        // A file body is the one Bun.serve sends with its Content-Length (a stream goes chunked, whatever
+        // header it carries: oven-sh/bun#10507); the server opens it itself and closes it when done.
+        return new Response(Bun.file(temp), {
+          headers: {
+            "content-type": "application/vnd.sqlite3",
+            "content-disposition": `attachment; filename="gatehouse-${stamp()}.db"`,
+            "cache-control": "no-store",
           },
-        );
+        });
       },
       { body: formFields() },
     )
@@ -111,7 +122,7 @@ export function backupPages(core: Core) {
         if (secrets && (field(body, "confirm") ?? "").trim() !== "include hashes")
           return htmlResponse(page(request, { confirm: 'type "include hashes" to include the password hashes' }), 400);
         core.activity.record("backup.exported", "", secrets ? "JSON export with password hashes" : "JSON export");
-        const chunks = snapshotExport(core.db.$client.filename, dataDir, secrets);
+        const chunks = snapshotExport(core.db.$client.filename, shownDir, secrets);
         const encoder = new TextEncoder();
         const stream = new ReadableStream<Uint8Array>({
           pull(controller) {

@@ -136,7 +136,7 @@ describe("the data dir's lock: one process has it to itself", () => {
         const { cookie, csrf } = await signIn(base, "admin", adminPassword);
         const api = await fetch(`${base}/api/v1/integrations`, {
           method: "POST",
-          headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" },
+          headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json", origin: base },
           body: JSON.stringify({ type: "mqtt", username: `acknowledged-${round}` }),
         });
         expect(api.status).toBe(201);

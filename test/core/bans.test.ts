@@ -68,6 +68,40 @@ describe("ban addresses", () => {
     expect(core.bans.addressBanned("::ffff:203.0.113.1")).toBe(true);
     expect(core.bans.addressBanned("2001:db8::1")).toBe(false);
   });
+
+  it("an IPv6 block that contains the IPv4-mapped range (::/0, ::/80) covers every IPv4 client too", () => {
+    const { core } = testCore();
+    const all = core.bans.add({ kind: "address", value: "::/0", minutes: 1 });
+    for (const remote of ["203.0.113.1", "::ffff:127.0.0.1", "127.0.0.1", "2001:db8::1", "::1"])
+      expect([remote, core.bans.addressBanned(remote)]).toEqual([remote, true]);
+    expect(core.bans.match("anyone", { remote: "10.0.0.1" })?.value).toBe("::/0");
+    core.bans.remove(all.id);
+    core.bans.add({ kind: "address", value: "::/80", minutes: 1 });
+    expect(core.bans.addressBanned("198.51.100.4")).toBe(true);
+    expect(core.bans.addressBanned("::1")).toBe(true);
+    expect(core.bans.addressBanned("2001:db8::1")).toBe(false);
+    // blocks beside the mapped range leave IPv4 alone
+    const { core: other } = testCore();
+    other.bans.add({ kind: "address", value: "::/81", minutes: 1 });
+    other.bans.add({ kind: "address", value: "64:ff9b::/96", minutes: 1 });
+    expect(other.bans.addressBanned("198.51.100.4")).toBe(false);
+    expect(other.bans.addressBanned("64:ff9b::1")).toBe(true);
+  });
+
+  it("covers (the own-address check) and live sessions judge an IPv4 client inside ::/0 the same way", () => {
+    for (const [block, remote, covered] of [
+      ["::/0", "127.0.0.1", true],
+      ["::/0", "::ffff:127.0.0.1", true],
+      ["::/80", "192.0.2.9", true],
+      ["::/81", "192.0.2.9", false],
+      ["2001:db8::/32", "192.0.2.9", false],
+      ["0.0.0.0/0", "::1", false],
+    ] as const)
+      expect([block, remote, BanList.covers(block, remote)]).toEqual([block, remote, covered]);
+    expect(BanList.matchesSession({ kind: "address", value: "::/0" }, { username: "u", remote: "10.1.2.3" })).toBe(
+      true,
+    );
+  });
 });
 
 describe("the ban list", () => {

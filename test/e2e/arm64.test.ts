@@ -43,7 +43,7 @@ describe("the linux-arm64 binary under qemu", () => {
       const created = await (
         await fetch(`${base}/api/v1/integrations`, {
           method: "POST",
-          headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" },
+          headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json", origin: base },
           body: JSON.stringify({ type: "mqtt", username: "arm-device" }),
         })
       ).json();

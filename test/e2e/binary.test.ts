@@ -45,7 +45,7 @@ describe("the compiled binary, alone in an empty folder", () => {
     const { cookie, csrf } = await signIn(base, "admin", env.GATEHOUSE_ADMIN_PASSWORD);
     const created = await fetch(`${base}/api/v1/integrations`, {
       method: "POST",
-      headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" },
+      headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json", origin: base },
       body: JSON.stringify({ type: "mqtt", username: "e2e-press" }),
     });
     expect(created.status).toBe(201);
@@ -68,7 +68,7 @@ describe("the compiled binary, alone in an empty folder", () => {
     const scada = await (
       await fetch(`${base}/api/v1/integrations`, {
         method: "POST",
-        headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" },
+        headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json", origin: base },
         body: JSON.stringify({ type: "opcua", username: "e2e-scada" }),
       })
     ).json();
@@ -82,7 +82,7 @@ describe("the compiled binary, alone in an empty folder", () => {
     const agentCred = await (
       await fetch(`${base}/api/v1/integrations`, {
         method: "POST",
-        headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" },
+        headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json", origin: base },
         body: JSON.stringify({ type: "vrpc", username: "e2e-vrpc/press-agent" }),
       })
     ).json();
@@ -102,7 +102,7 @@ describe("the compiled binary, alone in an empty folder", () => {
       const answer = await eventually(async () => {
         const res = await fetch(`${base}/api/v1/vrpc/e2e-vrpc/press-agent/Press/speed`, {
           method: "POST",
-          headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" },
+          headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json", origin: base },
           body: "[50]",
         });
         expect(res.status).toBe(200);
@@ -117,7 +117,7 @@ describe("the compiled binary, alone in an empty folder", () => {
     const gw = await (
       await fetch(`${base}/api/v1/integrations`, {
         method: "POST",
-        headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" },
+        headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json", origin: base },
         body: JSON.stringify({ type: "http", username: "e2e-gateway" }),
       })
     ).json();
@@ -145,7 +145,7 @@ describe("the compiled binary, alone in an empty folder", () => {
 
     const oversize = await fetch(`${base}/api/v1/integrations`, {
       method: "POST",
-      headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" },
+      headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json", origin: base },
       body: "x".repeat(200_000),
     });
     expect(oversize.status).toBe(413);
@@ -181,7 +181,7 @@ describe("the compiled binary, alone in an empty folder", () => {
         fetch(`${base}${path}`, {
           method: "POST",
           redirect: "manual",
-          headers: { cookie, "content-type": "application/x-www-form-urlencoded" },
+          headers: { cookie, "content-type": "application/x-www-form-urlencoded", origin: base },
           body: new URLSearchParams({ _csrf: csrf, ...form }),
         });
       expect((await post("/settings/2fa/start")).status).toBe(303);
@@ -198,7 +198,7 @@ describe("the compiled binary, alone in an empty folder", () => {
       const step1 = await fetch(`${base}/login`, {
         method: "POST",
         redirect: "manual",
-        headers: { cookie: pre, "content-type": "application/x-www-form-urlencoded" },
+        headers: { cookie: pre, "content-type": "application/x-www-form-urlencoded", origin: base },
         body: new URLSearchParams({ _csrf: preCsrf, username: "admin", password: env.GATEHOUSE_ADMIN_PASSWORD }),
       });
       expect(step1.status).toBe(200);
@@ -208,7 +208,7 @@ describe("the compiled binary, alone in an empty folder", () => {
       const step2 = await fetch(`${base}/login/code`, {
         method: "POST",
         redirect: "manual",
-        headers: { cookie: cookies.join("; "), "content-type": "application/x-www-form-urlencoded" },
+        headers: { cookie: cookies.join("; "), "content-type": "application/x-www-form-urlencoded", origin: base },
         body: new URLSearchParams({ _csrf: codeCsrf, code: totpCode(secret, Date.now() + 30_000) }),
       });
       expect(step2.status).toBe(303);
@@ -216,11 +216,11 @@ describe("the compiled binary, alone in an empty folder", () => {
       // the backup, streamed from the binary: a SQLite file
       const backup = await post("/settings/backup/database");
       expect(backup.status).toBe(200);
-      expect(
-        Buffer.from(await backup.arrayBuffer())
-          .subarray(0, 15)
-          .toString(),
-      ).toBe("SQLite format 3");
+      const bytes = Buffer.from(await backup.arrayBuffer());
+      expect(bytes.subarray(0, 15).toString()).toBe("SQLite format 3");
+      // sent as a file, with its length (attack3 F4 saw none from the binary)
+      expect(backup.headers.get("transfer-encoding")).toBeNull();
+      expect(Number(backup.headers.get("content-length"))).toBe(bytes.length);
     } finally {
       await run.stop("SIGTERM");
     }

@@ -101,7 +101,9 @@ export async function testWeb(opts: { pages?: (core: Core, dir: string) => Admin
       csrf?: boolean;
     } = {},
   ) => {
-    const headers: Record<string, string> = { ...init.headers };
+    // a browser sends its page's Origin with every state-changing request (`origin: ""` in headers: none)
+    const headers: Record<string, string> = { ...(method !== "GET" ? { origin: base } : {}), ...init.headers };
+    if (headers.origin === "") delete headers.origin;
     if (init.auth !== false) headers.cookie = cookie;
     let body: string | undefined = init.body;
     if (init.form) {

@@ -8,7 +8,7 @@ export async function signIn(base: string, username = "admin", password = "corre
   const res = await fetch(`${base}/login`, {
     method: "POST",
     redirect: "manual",
-    headers: { cookie: pre, "content-type": "application/x-www-form-urlencoded" },
+    headers: { cookie: pre, "content-type": "application/x-www-form-urlencoded", origin: base },
     body: new URLSearchParams({ _csrf: csrf, username, password }),
   });
   expect(res.status).toBe(303);

@@ -20,13 +20,13 @@ describe("safeNext", () => {
 });
 
 describe("crossSite", () => {
-  const req = (origin: string | null, host = "gate.local:8080") =>
+  const req = (origin: string | null, host = "gate.local:8080", referer?: string) =>
     new Request(`http://${host}/integrations`, {
       method: "POST",
-      headers: { host, ...(origin === null ? {} : { origin }) },
+      headers: { host, ...(origin === null ? {} : { origin }), ...(referer ? { referer } : {}) },
     });
   for (const [origin, expected] of [
-    [null, false], // no Origin (curl, old browsers): the CSRF token decides
+    [null, true], // neither Origin nor Referer: not shown to come from this site (browsers send Origin on POST)
     ["http://gate.local:8080", false],
     ["https://evil.example", true],
     ["http://gate.local:9090", true],
@@ -35,5 +35,15 @@ describe("crossSite", () => {
   ] as const) {
     it(`Origin ${origin} -> ${expected ? "refused" : "same site"}`, () =>
       expect(crossSite(req(origin))).toBe(expected));
+  }
+  for (const [origin, referer, expected] of [
+    [null, "http://gate.local:8080/integrations?page=2", false], // OWASP: no Origin, the Referer decides
+    [null, "https://evil.example/gate.local:8080/", true],
+    [null, "not a url", true],
+    ["https://evil.example", "http://gate.local:8080/integrations", true], // an Origin is never overruled
+    ["null", "http://gate.local:8080/integrations", true],
+  ] as const) {
+    it(`Origin ${origin}, Referer ${referer} -> ${expected ? "refused" : "same site"}`, () =>
+      expect(crossSite(req(origin, "gate.local:8080", referer))).toBe(expected));
   }
 });

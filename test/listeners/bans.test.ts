@@ -107,6 +107,25 @@ describe("a ban refuses the next connect before any password work", () => {
     await ok.endAsync();
   });
 
+  it("MQTT and HTTP: a ::/0 ban closes an IPv4 client at accept too (it contains every IPv4-mapped address)", async () => {
+    const { password } = await app.core.credentials.create({ type: "mqtt", username: "mq-all6" });
+    const ban = app.core.bans.add({ kind: "address", value: "::/0", minutes: 5 });
+    try {
+      const refused = app.core.bans.refused.address;
+      const err = await connectMqtt(mqttPort, { username: "mq-all6", password, localAddress: "127.0.0.6" }).then(
+        (c) => (c.end(true), "connected"),
+        (e: { code?: number }) => e.code,
+      );
+      expect(err).toBe(-1); // closed before any CONNACK
+      expect(await get("/healthz", {}, "127.0.0.6")).toHaveProperty("error");
+      expect(app.core.bans.refused.address).toBe(refused + 2);
+    } finally {
+      app.core.bans.remove(ban.id);
+    }
+    const ok = await connectMqtt(mqttPort, { username: "mq-all6", password, localAddress: "127.0.0.6" });
+    await ok.endAsync();
+  });
+
   it("adding a ban drops the matching live MQTT session at once; its reconnect is refused", async () => {
     const { password, integration } = await app.core.credentials.create({ type: "mqtt", username: "mq-live" });
     const client = await connectMqtt(mqttPort, { username: "mq-live", password, clientId: "live-1" });

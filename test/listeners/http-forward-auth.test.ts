@@ -805,7 +805,12 @@ describe("the client address, resolved once by the web server", () => {
       await fetch(`${target.url}/login`, {
         method: "POST",
         redirect: "manual",
-        headers: { cookie, "content-type": "application/x-www-form-urlencoded", "x-forwarded-for": "198.51.100.20" },
+        headers: {
+          cookie,
+          "content-type": "application/x-www-form-urlencoded",
+          "x-forwarded-for": "198.51.100.20",
+          origin: target.url,
+        },
         body: new URLSearchParams({ _csrf: csrf, username: "admin", password: "not-the-admin-password" }),
       });
       await eventually(() =>

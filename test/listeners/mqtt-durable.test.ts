@@ -250,7 +250,7 @@ describe("acknowledged means durable: kill -9 right after the acknowledgement", 
     const file = join(f.dir, "broker.db");
     expect(statSync(file).mode & 0o777).toBe(0o600);
     const db = new Database(file, { readonly: true });
-    expect(db.query("PRAGMA user_version").get()).toEqual({ user_version: 2 });
+    expect(db.query("PRAGMA user_version").get()).toEqual({ user_version: 3 });
     db.close();
   }, 60_000);
 });

@@ -146,7 +146,9 @@ describe("bounds of what one integration can make the broker keep", () => {
   });
 
   it("past --mqtt-store-max-bytes new queued messages and new retained topics are dropped and counted; a retained value is still replaced", async () => {
-    const { app, port } = await start(["--mqtt-store-max-bytes", String(1024 * 1024)]);
+    // the whole store: one integration may hold all of it here (its share is mqtt-store-share.test.ts')
+    const cap = String(1024 * 1024);
+    const { app, port } = await start(["--mqtt-store-max-bytes", cap, "--mqtt-store-max-integration-bytes", cap]);
     const reader = await made(app, "full-reader");
     const pub = await connectMqtt(port, (await made(app, "full-pub"))());
     await pub.publishAsync("plant/state", "first", { qos: 1, retain: true });
@@ -296,10 +298,13 @@ describe("an integration changed while the appliance was stopped (attack2 F7)", 
     expect(await metric(third.app, "gatehouse_mqtt_stored_sessions")).toBe(1);
   });
 
-  it("a broker.db of version 1 (no stamp) opens with its sessions kept, upgraded to 2", async () => {
+  it("a broker.db of version 1 (no stamp) opens with its sessions kept, upgraded to 3", async () => {
     const { back } = await changedWhileStopped("f7-v1", async (dir) => {
       const db = new Database(join(dir, "broker.db"));
       db.run("ALTER TABLE sessions DROP COLUMN integration_updated");
+      // nor the owners of retained values (version 3)
+      db.run("ALTER TABLE retained DROP COLUMN owner");
+      db.run("ALTER TABLE retained DROP COLUMN owner_created");
       db.run("PRAGMA user_version = 1");
       db.close();
     });
@@ -319,7 +324,7 @@ describe("broker.db across releases", () => {
     expect(existsSync(join(dir, "broker.db"))).toBe(true);
     await stop(app);
     const db = new Database(join(dir, "broker.db"), { readonly: true });
-    expect(db.query("PRAGMA user_version").get()).toEqual({ user_version: 2 });
+    expect(db.query("PRAGMA user_version").get()).toEqual({ user_version: 3 });
     db.close();
   });
 

@@ -126,7 +126,7 @@ describe("client certificates", () => {
     const trusted = await fetch(`${base}/certificates/${mine!.thumbprint}/trust`, {
       method: "POST",
       redirect: "manual",
-      headers: { cookie, "content-type": "application/x-www-form-urlencoded" },
+      headers: { cookie, "content-type": "application/x-www-form-urlencoded", origin: base },
       body: `_csrf=${csrf}`,
     });
     expect(trusted.status).toBe(303);

@@ -44,7 +44,12 @@ async function startAgent(env: Record<string, string>): Promise<{ proc: ReturnTy
 const api = (method: string, path: string, json?: unknown) =>
   fetch(`${base}${path}`, {
     method,
-    headers: { cookie, "x-csrf-token": csrf, ...(json !== undefined ? { "content-type": "application/json" } : {}) },
+    headers: {
+      cookie,
+      "x-csrf-token": csrf,
+      origin: base,
+      ...(json !== undefined ? { "content-type": "application/json" } : {}),
+    },
     body: json === undefined ? undefined : JSON.stringify(json),
   });
 
@@ -96,7 +101,7 @@ describe("VRPC agents on the page and the API", () => {
     // The page's call form, with htmx.
     const form = await fetch(`${base}/agents/call`, {
       method: "POST",
-      headers: { cookie, "hx-request": "true", "content-type": "application/x-www-form-urlencoded" },
+      headers: { cookie, "hx-request": "true", "content-type": "application/x-www-form-urlencoded", origin: base },
       body: new URLSearchParams({
         _csrf: csrf,
         domain: "plant",
@@ -130,7 +135,7 @@ describe("VRPC agents on the page and the API", () => {
       fetch(`${base}/agents/plant/press-agent/remove`, {
         method: "POST",
         redirect: "manual",
-        headers: { cookie, "content-type": "application/x-www-form-urlencoded" },
+        headers: { cookie, "content-type": "application/x-www-form-urlencoded", origin: base },
         body: new URLSearchParams({ _csrf: csrf, ...fields }),
       });
     const asked = await remove({});
@@ -176,7 +181,12 @@ const listFragment = async () =>
 const pageCall = (fields: Record<string, string>, htmx = true) =>
   fetch(`${base}/agents/call`, {
     method: "POST",
-    headers: { cookie, ...(htmx ? { "hx-request": "true" } : {}), "content-type": "application/x-www-form-urlencoded" },
+    headers: {
+      cookie,
+      ...(htmx ? { "hx-request": "true" } : {}),
+      "content-type": "application/x-www-form-urlencoded",
+      origin: base,
+    },
     body: new URLSearchParams({
       _csrf: csrf,
       domain: "plant",
@@ -331,7 +341,12 @@ describe("VRPC integrations from the Add form", () => {
         await (
           await fetch(`${base}/integrations/new`, {
             method: "POST",
-            headers: { cookie, "hx-request": "true", "content-type": "application/x-www-form-urlencoded" },
+            headers: {
+              cookie,
+              "hx-request": "true",
+              "content-type": "application/x-www-form-urlencoded",
+              origin: base,
+            },
             body: new URLSearchParams({ _csrf: csrf, type, username: name, password }),
           })
         ).text(),
@@ -342,7 +357,7 @@ describe("VRPC integrations from the Add form", () => {
 
     const saved = await fetch(`${base}/integrations`, {
       method: "POST",
-      headers: { cookie, "hx-request": "true", "content-type": "application/x-www-form-urlencoded" },
+      headers: { cookie, "hx-request": "true", "content-type": "application/x-www-form-urlencoded", origin: base },
       body: new URLSearchParams({ _csrf: csrf, type: "vrpc", username, password, description: "" }),
     });
     expect(saved.status).toBe(201);

@@ -113,7 +113,7 @@ describe("/api/v1/bans", () => {
     const post = (body: unknown) => {
       const req = new Request("http://localhost/api/v1/bans", {
         method: "POST",
-        headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" },
+        headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json", origin: "http://localhost" },
         body: JSON.stringify(body),
       });
       setRemote(req, "::ffff:192.0.2.9");
@@ -125,6 +125,32 @@ describe("/api/v1/bans", () => {
     expect(core.bans.size).toBe(0);
     expect((await post({ address: "198.51.100.0/24", minutes: 5 })).status).toBe(201);
     expect((await post({ address: "192.0.2.0/24", minutes: 5, confirmOwnAddress: true })).status).toBe(201);
+  });
+
+  it("::/0 covers an IPv4 admin's own address too: it needs confirmOwnAddress, like 0.0.0.0/0", async () => {
+    const { web, cookie, csrf, core } = await testWeb();
+    const post = (body: unknown, remote: string) => {
+      const req = new Request("http://localhost/api/v1/bans", {
+        method: "POST",
+        headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json", origin: "http://localhost" },
+        body: JSON.stringify(body),
+      });
+      setRemote(req, remote);
+      return web.handle(req);
+    };
+    for (const [address, remote] of [
+      ["::/0", "192.0.2.9"],
+      ["::/0", "::ffff:192.0.2.9"],
+      ["::/64", "127.0.0.1"],
+      ["0.0.0.0/0", "::ffff:127.0.0.1"],
+    ]) {
+      const refused = await post({ address, minutes: 5 }, remote!);
+      expect([address, remote, refused.status]).toEqual([address, remote, 409]);
+      expect((await refused.json()).message).toContain("your own address");
+    }
+    expect(core.bans.size).toBe(0);
+    expect((await post({ address: "::/0", minutes: 5, confirmOwnAddress: true }, "192.0.2.9")).status).toBe(201);
+    expect(core.bans.addressBanned("192.0.2.9")).toBe(true);
   });
 
   it("10 000 bans: the 10 001st is a 409 naming the bound, listing stays one answer", async () => {

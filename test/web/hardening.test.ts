@@ -21,7 +21,7 @@ describe("a writer holding the database lock", () => {
         expect(app.core.credentials.flushLastLogins()).toBe(0); // kept for later, not lost
         const create = await fetch(`${url}/api/v1/integrations`, {
           method: "POST",
-          headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" },
+          headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json", origin: url },
           body: JSON.stringify({ type: "mqtt", username: "blocked" }),
         });
         expect(create.status).toBe(503);
@@ -133,7 +133,7 @@ describe("retained topics", () => {
       const cleared = await fetch(`${url}/topics/clear`, {
         method: "POST",
         redirect: "manual",
-        headers: { cookie, "content-type": "application/x-www-form-urlencoded" },
+        headers: { cookie, "content-type": "application/x-www-form-urlencoded", origin: url },
         body: new URLSearchParams({ _csrf: csrf, topic: "line9/<b>state</b>" }),
       });
       expect(cleared.status).toBe(303);

@@ -345,7 +345,12 @@ describe("with the parts running", () => {
     await fetch(`${url}/login`, {
       method: "POST",
       redirect: "manual",
-      headers: { cookie: preCookie, "content-type": "application/x-www-form-urlencoded", "user-agent": firefox },
+      headers: {
+        cookie: preCookie,
+        "content-type": "application/x-www-form-urlencoded",
+        "user-agent": firefox,
+        origin: url,
+      },
       body: new URLSearchParams({ _csrf: csrf, username: "admin", password: "correct-horse-battery" }),
     });
     const settings = await get("/settings");

@@ -66,6 +66,7 @@ async function send(
       cookie: who.cookie,
       "x-csrf-token": who.csrf,
       "content-type": "application/x-www-form-urlencoded",
+      origin: url,
       "content-length": String(body.length),
     },
     body,

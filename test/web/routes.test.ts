@@ -76,7 +76,7 @@ describe("CSRF", () => {
     ["POST", "/logout", {}],
   ];
   for (const [method, path, form] of changes) {
-    for (const variant of ["missing", "wrong", "cross-site"] as const) {
+    for (const variant of ["missing", "wrong", "cross-site", "no-origin"] as const) {
       it(`${method} ${path} with ${variant} token -> 403, nothing changed`, async () => {
         const { core, request, csrf } = await testWeb();
         const { integration } = await core.credentials.create({ type: "mqtt", username: "existing" });
@@ -87,6 +87,7 @@ describe("CSRF", () => {
         const headers: Record<string, string> = {};
         if (variant === "wrong") f._csrf = "x".repeat(csrf.length);
         if (variant === "cross-site") (f._csrf = csrf), (headers.origin = "http://evil.example");
+        if (variant === "no-origin") (f._csrf = csrf), (headers.origin = ""); // the right token, no Origin nor Referer
         const res = await request(
           method,
           path.replace("{id}", String(integration.id)).replace("{session}", session.id),
@@ -99,6 +100,35 @@ describe("CSRF", () => {
       });
     }
   }
+
+  it("without Origin, a same-site Referer is taken (OWASP's fallback); an API token needs neither", async () => {
+    const { request, core } = await testWeb();
+    const form = { type: "mqtt", username: "by-referer", password: "long-enough-pw" };
+    const res = await request("POST", "/integrations", {
+      form,
+      headers: { origin: "", referer: "http://localhost/integrations" },
+    });
+    expect(res.status).toBe(303); // created; the page follows
+    const other = await request("POST", "/integrations", {
+      form: { ...form, username: "by-other-referer" },
+      headers: { origin: "", referer: "http://evil.example/integrations" },
+    });
+    expect(other.status).toBe(403);
+    const { token } = core.admins.createApiToken("ci");
+    const api = await request("POST", "/api/v1/integrations", {
+      json: { type: "mqtt", username: "by-token" },
+      auth: false,
+      csrf: false,
+      headers: { origin: "", authorization: `Bearer ${token}` },
+    });
+    expect(api.status).toBe(201);
+    expect(
+      core.credentials
+        .list({})
+        .rows.map((r) => r.username)
+        .sort(),
+    ).toEqual(["by-referer", "by-token"]);
+  });
 
   it("a JSON API call with the session cookie needs the header too", async () => {
     const { request, core } = await testWeb();
@@ -429,7 +459,11 @@ describe("admin sign-in", () => {
     web.handle(
       new Request("http://localhost/login", {
         method: "POST",
-        headers: { cookie: pre.cookie, "content-type": "application/x-www-form-urlencoded" },
+        headers: {
+          cookie: pre.cookie,
+          "content-type": "application/x-www-form-urlencoded",
+          origin: "http://localhost",
+        },
         body: new URLSearchParams({ _csrf: pre.csrf, username: "admin", password, next: "/settings/tokens" }),
       }),
     );
@@ -449,7 +483,7 @@ describe("admin sign-in", () => {
     const out = await web.handle(
       new Request("http://localhost/logout", {
         method: "POST",
-        headers: { cookie: session, "content-type": "application/x-www-form-urlencoded" },
+        headers: { cookie: session, "content-type": "application/x-www-form-urlencoded", origin: "http://localhost" },
         body: `_csrf=${csrf}`,
       }),
     );
@@ -486,7 +520,7 @@ describe("admin sign-in", () => {
       web.handle(
         new Request("http://localhost/setup", {
           method: "POST",
-          headers: { cookie, "content-type": "application/x-www-form-urlencoded" },
+          headers: { cookie, "content-type": "application/x-www-form-urlencoded", origin: "http://localhost" },
           body: new URLSearchParams({ _csrf: csrf, token, username: "ops", password, confirm }),
         }),
       );

@@ -130,7 +130,7 @@ describe("request bodies through the real server", () => {
       const big = JSON.stringify({ type: "mqtt", description: "x".repeat(1_000_000) });
       const declared = await fetch(`${url}/api/v1/integrations`, {
         method: "POST",
-        headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" },
+        headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json", origin: url },
         body: big,
       });
       expect(declared.status).toBe(413);
@@ -138,7 +138,13 @@ describe("request bodies through the real server", () => {
       const chunked = await rawPost(
         url,
         "/api/v1/integrations",
-        { cookie, "x-csrf-token": csrf, "content-type": "application/json", "transfer-encoding": "chunked" },
+        {
+          cookie,
+          "x-csrf-token": csrf,
+          "content-type": "application/json",
+          "transfer-encoding": "chunked",
+          origin: url,
+        },
         big,
       );
       expect(chunked.status).toBe(411);

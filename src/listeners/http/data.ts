@@ -58,7 +58,8 @@ export function createDataRoutes(core: Core, log: Logger, presence: Presence, op
   const readBody = (request: Request) => readBodyUpTo(request, opts.maxBodyBytes);
 
   const publishOne = async (integration: Integration, topic: string, payload: Buffer, retain: boolean, qos: 0 | 1) => {
-    await bus.publish({ topic, payload, retain, qos });
+    // charged to this integration's share of the broker's store
+    await bus.publish({ topic, payload, retain, qos, by: { id: integration.id, created: integration.createdAt } });
     log.debug("http publish", { username: integration.username, topic: topic.slice(0, 256) });
   };
 
@@ -153,7 +154,7 @@ export function createDataRoutes(core: Core, log: Logger, presence: Presence, op
   };
 
   const retainedNow = async (topic: string) => {
-    for await (const m of bus.retained(topic)) if (m.topic === topic && m.payload.length > 0) return m.payload;
+    for await (const m of bus.retained(topic)) if (m.topic === topic && m.payload.length > 0) return m;
     return undefined;
   };
 
@@ -223,13 +224,14 @@ export function createDataRoutes(core: Core, log: Logger, presence: Presence, op
         return json(payloadView(topic, end.payload, end.at));
       }
     }
-    const payload = await retainedNow(topic);
+    const retained = await retainedNow(topic);
     // asked again after the read of the retained store, which may have waited on the broker
     const now = readRefusal(integration.id, topic);
     if (now) return now;
-    if (!payload) return problem(404, "not_found", "no retained message on this topic");
-    meter?.delivered(payload.length);
-    return json(payloadView(topic, payload, retainedAt.get(topic)));
+    if (!retained) return problem(404, "not_found", "no retained message on this topic");
+    meter?.delivered(retained.payload.length);
+    // the broker's stored time (kept across restarts) where it has one; else when this part saw it change
+    return json(payloadView(topic, retained.payload, retained.at ?? retainedAt.get(topic)));
   };
 
   return {

@@ -2,6 +2,7 @@ import type { Aedes, Client } from "aedes";
 import memory from "aedes-persistence";
 import mqttPacket, { generate } from "mqtt-packet";
 import { Readable } from "node:stream";
+import { quotaExceeded } from "./broker-journal.ts";
 import { deliverable } from "./properties.ts";
 
 /**
@@ -189,7 +190,7 @@ export function dropPublishes(broker: Aedes, dropped: WeakSet<object>, published
  * resolves once the batch holding the write is committed. So a client's QoS 1 PUBLISH is published here,
  * right after `authorizePublish` allowed it and before aedes writes the PUBACK; aedes' own publish of it is
  * then skipped (`skip`, see `dropPublishes`). If the store could not take it, nothing is acknowledged:
- * an MQTT 5 client gets PUBACK 0x97 (quota exceeded: a full disk) or 0x80, a 3.1.1 client (no negative
+ * an MQTT 5 client gets PUBACK 0x97 (quota exceeded: a full disk, its integration's share) or 0x80, a 3.1.1 client (no negative
  * PUBACK) loses the connection and sends the message again when it reconnects.
  */
 export function publishBeforePuback(
@@ -209,7 +210,9 @@ export function publishBeforePuback(
         }
         refused(client, publishErr);
         if (client.version !== 5) return done(publishErr); // aedes closes a 3.1.1 connection on this error
-        const full = (publishErr as { code?: string }).code === "SQLITE_FULL";
+        // a full disk, or the integration's share of the store (persistence.ts `shareBytes`): quota exceeded
+        const code = (publishErr as { code?: string }).code;
+        const full = code === "SQLITE_FULL" || code === quotaExceeded;
         (client.conn as { write(b: Uint8Array): void }).write(
           generate({ cmd: "puback", messageId: packet.messageId, reasonCode: full ? 0x97 : 0x80 } as never, {
             protocolVersion: 5,
@@ -219,6 +222,28 @@ export function publishBeforePuback(
         done(null);
       });
     });
+}
+
+/**
+ * attributePublishes: `around(client)` runs right before aedes handles a publish (a client's, one of its wills;
+ * null: the broker's own) and the function it returns right after that call's first turn. aedes' `publish` runs
+ * its steps in series from there (`runSeries`), and the first, `storeRetained`, calls the persistence at once:
+ * so the store can tell whose retained value it keeps (persistence.ts `publisher`). Install last: outermost.
+ */
+export function attributePublishes(
+  broker: Aedes,
+  around: (packet: { qos?: number }, client: Client | null) => () => void,
+): void {
+  const b = broker as unknown as BrokerInternals;
+  const publish = b.publish.bind(broker);
+  b.publish = (packet, client, done) => {
+    const after = around(packet, typeof client === "function" ? null : client);
+    try {
+      publish(packet, client, done);
+    } finally {
+      after();
+    }
+  };
 }
 
 /**
@@ -487,13 +512,17 @@ const flows = new WeakMap<object, Flow>();
 let writeToStream: WriteToStream | undefined;
 
 /**
- * installFlowControl: every QoS 1 and 2 PUBLISH aedes writes (live, queued, retained) goes through
- * mqtt-packet's `writeToStream`; one wrapper there keeps an MQTT 5 client's unacknowledged PUBLISHes at
- * its Receive Maximum [MQTT-3.3.4-9]: the next waits, in order, until a PUBACK, PUBCOMP or failed PUBREC
- * frees a slot. aedes 2.0.0-beta.1 stores the Receive Maximum and does not enforce it. QoS 0 is not
- * counted (§4.9). Installed once per process; connections without a flow (3.1.1) pass untouched.
+ * installWriteHook: every packet aedes writes goes through mqtt-packet's `writeToStream` (called through the
+ * module object); the one wrapper there, installed once per process, does three things:
+ * - the CONNACK does not say shared subscriptions are unavailable (they are: shared.ts);
+ * - a SUBACK says 0x97 for a filter refused for the subscription bounds (`subackQuotaCodes`);
+ * - every QoS 1 and 2 PUBLISH (live, queued, retained) to an MQTT 5 client is held at its Receive Maximum
+ *   [MQTT-3.3.4-9]: the next waits, in order, until a PUBACK, PUBCOMP or failed PUBREC frees a slot (aedes
+ *   2.0.0-beta.1 stores the Receive Maximum and does not enforce it). QoS 0 is not counted (§4.9);
+ *   connections without a flow (3.1.1) pass untouched.
+ * It returns the write that goes past the flow control (for the held PUBLISHes when a slot frees).
  */
-function installFlowControl(): WriteToStream {
+function installWriteHook(): WriteToStream {
   if (writeToStream) return writeToStream;
   const mp = mqttPacket as unknown as { writeToStream?: WriteToStream };
   const original = mp.writeToStream;
@@ -504,6 +533,7 @@ function installFlowControl(): WriteToStream {
     const props = (packet as { properties?: { sharedSubscriptionAvailable?: boolean } }).properties;
     if (packet.cmd === "connack" && props?.sharedSubscriptionAvailable === false)
       delete props.sharedSubscriptionAvailable;
+    if (packet.cmd === "suback") quotaCodes(packet, stream, opts as { protocolVersion?: number });
     const flow = flows.get(stream);
     if (!flow?.active() || packet.cmd !== "publish" || !packet.qos || packet.messageId === undefined)
       return send(packet, stream, opts);
@@ -547,12 +577,12 @@ function withAlias<P extends { cmd: string; topic?: string; properties?: object 
 }
 
 /**
- * limitInflight: flow control by the client's Receive Maximum (see `installFlowControl`), for MQTT 5
+ * limitInflight: flow control by the client's Receive Maximum (see `installWriteHook`), for MQTT 5
  * clients. At most `maxHeld` PUBLISHes (`maxHeldBytes` of payload) wait for a slot; past that a new one is dropped (`onDrop`), as
  * Mosquitto's max_queued_messages does: a client that never acknowledges cannot make the broker grow.
  */
 export function limitInflight(client: Client, maxHeld: number, maxHeldBytes: number, onDrop: () => void): void {
-  const write = installFlowControl();
+  const write = installWriteHook();
   const c = client as unknown as ClientInternals & { receiveMaximum?: number };
   const stream = client.conn as unknown as object & { destroyed?: boolean };
   const flow: Flow = {
@@ -613,7 +643,6 @@ export function allSubscriptionIdentifiers<
 const overQuota = new WeakSet<object>();
 /** subscribesOf: a connection's SUBSCRIBE packets by packet id, until their SUBACK is written */
 const subscribesOf = new WeakMap<object, Map<number, { subscriptions: object[] }>>();
-let subackPatched = false;
 
 /** refuseOverQuota: `sub` (an entry of a SUBSCRIBE's subscriptions) is refused for want of room. */
 export function refuseOverQuota(sub: object): void {
@@ -642,7 +671,7 @@ export function isGranted(sub: object): boolean {
  * clients' point of view; aedes answers every refusal of `authorizeSubscribe` with 0x87 (Not authorized, 0x80
  * at 3.1.1, which stays). The client's SUBSCRIBE packets are remembered by packet id as the parser hands them
  * over (aedes may dedupe their subscriptions in place: the packet, not the array, is kept), and the SUBACK is
- * rewritten as mqtt-packet's `writeToStream` (which aedes calls through the module object) writes it.
+ * rewritten as it is written (`installWriteHook`).
  */
 export function subackQuotaCodes(client: Client): void {
   const c = client as unknown as ClientInternals;
@@ -653,25 +682,19 @@ export function subackQuotaCodes(client: Client): void {
     if (!mine) subscribesOf.set(conn, (mine = new Map()));
     if (mine.size < 1024) mine.set(packet.messageId, packet as unknown as { subscriptions: object[] });
   });
-  if (subackPatched) return;
-  subackPatched = true;
-  const m = mqttPacket as unknown as {
-    writeToStream(p: unknown, stream: object, opts?: { protocolVersion?: number }): boolean;
-  };
-  const write = m.writeToStream;
-  m.writeToStream = (p, stream, opts) => {
-    const ack = p as { cmd?: string; messageId?: number; granted?: number[] };
-    if (ack.cmd === "suback" && ack.messageId !== undefined && Array.isArray(ack.granted)) {
-      const mine = subscribesOf.get(stream);
-      const sub = mine?.get(ack.messageId);
-      if (sub) {
-        mine!.delete(ack.messageId);
-        if (opts?.protocolVersion === 5)
-          sub.subscriptions.forEach((s, i) => {
-            if (overQuota.has(s) && ack.granted![i]! >= 0x80) ack.granted![i] = 0x97;
-          });
-      }
-    }
-    return write(p, stream, opts);
-  };
+  installWriteHook();
+}
+
+/** quotaCodes: a SUBACK to an MQTT 5 client says 0x97 for each of its filters refused for want of room. */
+function quotaCodes(p: object, stream: object, opts: { protocolVersion?: number } | undefined): void {
+  const ack = p as { messageId?: number; granted?: number[] };
+  if (ack.messageId === undefined || !Array.isArray(ack.granted)) return;
+  const mine = subscribesOf.get(stream);
+  const sub = mine?.get(ack.messageId);
+  if (!sub) return;
+  mine!.delete(ack.messageId);
+  if (opts?.protocolVersion === 5)
+    sub.subscriptions.forEach((s, i) => {
+      if (overQuota.has(s) && ack.granted![i]! >= 0x80) ack.granted![i] = 0x97;
+    });
 }

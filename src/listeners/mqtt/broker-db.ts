@@ -16,13 +16,16 @@ import { createPrivateFile, narrowToPrivate, TargetError } from "../../lib/files
  * brokerDbVersion: this release's schema (PRAGMA user_version); 0 is a file nothing was written to yet.
  * 2: a session carries `integration_updated`, its integration's `updated_at` when it was stored (see
  * `restoreOwners`); a file of 1 gains the column, null in its rows (kept, stamped at the next start).
+ * 3: a retained message carries `owner` and `owner_created`, the integration that published it (charged for it
+ * in `--mqtt-store-max-integration-bytes`); a file of 1 or 2 gains the columns, null in its rows: nobody's.
  */
-export const brokerDbVersion = 2;
+export const brokerDbVersion = 3;
 
 /**
  * A packet is stored as columns, the same in every table that holds one (retained messages, queued messages,
  * QoS 2 packets received, wills): reading one back needs no parsing, and a restart with 100 000 queued
- * messages stays short. `extra` is JSON for what few packets have (MQTT 5 properties, a PUBREL, no-local).
+ * messages stays short. `extra` is JSON for what few packets have (MQTT 5 properties, a PUBREL, no-local), and
+ * for a retained value the time it was stored (`at`, ms; `retainedAt` on the packet in memory).
  */
 const packetColumns = `topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL,
   broker_id TEXT, broker_counter INTEGER, origin TEXT, expiry INTEGER, extra TEXT`;
@@ -30,7 +33,8 @@ const packetNames = "topic, payload, qos, retain, broker_id, broker_counter, ori
 const packetParams = (from: number) => Array.from({ length: 9 }, (_, i) => `?${from + i}`).join(", ");
 
 const schema = `
-CREATE TABLE IF NOT EXISTS retained (${packetColumns}, PRIMARY KEY (topic)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS retained (
+  ${packetColumns}, owner INTEGER, owner_created INTEGER, PRIMARY KEY (topic)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sessions (
   client_id TEXT PRIMARY KEY, integration_id INTEGER NOT NULL, integration_created INTEGER NOT NULL,
   expiry INTEGER, offline_since INTEGER, integration_updated INTEGER) WITHOUT ROWID;
@@ -73,12 +77,13 @@ export const op = {
   incomingClear: 16,
   willPut: 17,
   willDel: 18,
-  reset: 19,
+  retainedDisown: 19,
+  reset: 20,
 } as const;
 
 /** statements: the SQL of each op code, in code order (the worker prepares them once). */
 export const statements: string[] = [
-  `INSERT OR REPLACE INTO retained (${packetNames}) VALUES (${packetParams(1)})`,
+  `INSERT OR REPLACE INTO retained (${packetNames}, owner, owner_created) VALUES (${packetParams(1)}, ?10, ?11)`,
   "DELETE FROM retained WHERE topic = ?1",
   "INSERT OR REPLACE INTO sessions (client_id, integration_id, integration_created, expiry, offline_since, integration_updated) " +
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -98,6 +103,7 @@ export const statements: string[] = [
   "DELETE FROM incoming WHERE client_id = ?1",
   `INSERT OR REPLACE INTO wills (client_id, integration_id, integration_created, ${packetNames}) VALUES (?1, ?2, ?3, ${packetParams(4)})`,
   "DELETE FROM wills WHERE client_id = ?1",
+  "UPDATE retained SET owner = NULL, owner_created = NULL WHERE owner = ?1",
 ];
 
 /** resetTables: `op.reset` empties every table (the state written right behind it replaces it whole). */
@@ -176,6 +182,8 @@ export function packetCells(p: StoredPacket): Cells {
   }
   if (p.cmd !== undefined && p.cmd !== "publish") (extra ??= {}).cmd = p.cmd;
   if (p.nl !== undefined) (extra ??= {}).nl = p.nl;
+  // a retained value's time, as the HTTP data API shows it: kept in `extra` (no schema change for it)
+  if (typeof p.retainedAt === "number") (extra ??= {}).at = p.retainedAt;
   const raw = p.payload as Buffer | string | undefined;
   const payload = raw === undefined ? Buffer.alloc(0) : typeof raw === "string" ? Buffer.from(raw) : raw;
   return [
@@ -219,8 +227,9 @@ export function packetFromRow(r: PacketRow): StoredPacket {
   if (r.origin !== null) p.clientId = r.origin;
   if (r.expiry !== null) p.messageExpiry = r.expiry;
   if (r.extra !== null) {
-    const { properties, correlationData, ...rest } = JSON.parse(r.extra) as Record<string, unknown>;
+    const { properties, correlationData, at, ...rest } = JSON.parse(r.extra) as Record<string, unknown>;
     Object.assign(p, rest);
+    if (typeof at === "number") p.retainedAt = at;
     if (properties || correlationData !== undefined)
       p.properties = {
         ...(properties as object),
@@ -232,7 +241,8 @@ export function packetFromRow(r: PacketRow): StoredPacket {
 
 /** The rows of broker.db, as read at start. */
 export interface BrokerDbSnapshot {
-  retained: PacketRow[];
+  /** retained: each with its owner, the integration that published it (null: nobody's, a row of a file before 3) */
+  retained: (PacketRow & { owner: number | null; owner_created: number | null })[];
   sessions: {
     client_id: string;
     integration_id: number;
@@ -333,15 +343,20 @@ function readAll(file: string): BrokerDbSnapshot {
           "Start that release again, or move the file away to start this one without stored MQTT messages",
       );
     if (version < brokerDbVersion) {
-      // 0: new (or left by a release without a broker store); 1: sessions gain their integration's stamp
+      // 0: new (or left by a release without a broker store); 1: sessions gain their integration's stamp;
+      // 1 and 2: retained messages gain their owner (every row kept, nobody's)
       try {
         db.transaction(() => {
           if (version === 0) db.run(schema);
           if (version === 1) db.run("ALTER TABLE sessions ADD COLUMN integration_updated INTEGER");
+          if (version === 1 || version === 2) {
+            db.run("ALTER TABLE retained ADD COLUMN owner INTEGER");
+            db.run("ALTER TABLE retained ADD COLUMN owner_created INTEGER");
+          }
           db.run(`PRAGMA user_version = ${brokerDbVersion}`);
         }).immediate();
       } catch (err) {
-        // a file of 1 without its sessions table (someone changed it): unreadable, like a damaged one
+        // a file of 1 or 2 without its sessions or retained table (someone changed it): unreadable, like a damaged one
         if ((err as { code?: string }).code === "SQLITE_ERROR") throw new UnreadableBrokerDb((err as Error).message);
         throw err;
       }
@@ -356,7 +371,7 @@ function readAll(file: string): BrokerDbSnapshot {
       }
     };
     return {
-      retained: all(`SELECT ${packetNames} FROM retained`),
+      retained: all(`SELECT ${packetNames}, owner, owner_created FROM retained`),
       sessions: all(
         "SELECT client_id, integration_id, integration_created, expiry, offline_since, integration_updated FROM sessions",
       ),
@@ -507,6 +522,8 @@ export function packetOfRow(r: PacketRow): StoredPacket | string {
       const { properties, correlationData } = x as Record<string, unknown>;
       if (properties !== undefined && (typeof properties !== "object" || properties === null)) return "extra";
       if (correlationData !== undefined && !isText(correlationData)) return "extra";
+      const { at } = x as Record<string, unknown>;
+      if (at !== undefined && !isNum(at)) return "extra";
     } catch {
       return "extra";
     }

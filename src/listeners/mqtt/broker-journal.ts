@@ -2,7 +2,16 @@ import type { Logger } from "../../lib/logger.ts";
 import { workerUrl } from "../../lib/workers.ts";
 import { encodeOps, op, type Op, type WorkerReply, type WorkerRequest } from "./broker-db.ts";
 
-/** BrokerStoreError: broker.db could not take a write (a full disk, an I/O error, its writer gone). */
+/**
+ * quotaExceeded: the code of a BrokerStoreError for a write refused because its integration holds its share of the
+ * store (`BrokerStore.shareBytes`): answered as a full disk is (MQTT 5 PUBACK 0x97 quota exceeded, HTTP 503).
+ */
+export const quotaExceeded = "QUOTA_EXCEEDED";
+
+/**
+ * BrokerStoreError: broker.db could not take a write (a full disk, an I/O error, its writer gone), or the store
+ * refused it (`quotaExceeded`).
+ */
 export class BrokerStoreError extends Error {
   override name = "BrokerStoreError";
   constructor(

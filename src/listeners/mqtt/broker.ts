@@ -60,12 +60,16 @@ export interface MqttOptions {
   store?: Partial<StoreLimits> & { file?: string; maxPageCount?: number };
 }
 
-/** defaultStoreLimits: the bounds of `--mqtt-max-sessions`, `--mqtt-max-queued(-bytes)`, `--mqtt-store-max-bytes`. */
+/**
+ * defaultStoreLimits: the bounds of `--mqtt-max-sessions`, `--mqtt-max-queued(-bytes)`, `--mqtt-store-max-bytes`,
+ * `--mqtt-store-max-integration-bytes`.
+ */
 export const defaultStoreLimits: StoreLimits = {
   maxSessionsPerIntegration: 100,
   maxQueuedMessages: 10_000,
   maxQueuedBytes: 16 * 1024 * 1024,
   maxStoreBytes: 256 * 1024 * 1024,
+  maxIntegrationBytes: 0, // an eighth of the store
   maxSubscriptionsPerSession: 1000,
   maxSubscriptionsPerIntegration: 10_000,
 };

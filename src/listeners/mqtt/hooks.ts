@@ -354,11 +354,24 @@ export function createHooks(s: MqttState, maxConnections: number) {
       // the core's permissions judge a shared subscription's filter
       const filter = filterOf(sub.topic);
       // broker.db full: a persistent session keeps the filters it has (a restore re-asks for those) and gets no new one
-      if (s.conns.get(client)?.persistent && s.store.full && !s.store.hasSubscription(client.id, sub.topic)) {
+      const conn = s.conns.get(client);
+      if (conn?.persistent && s.store.full && !s.store.hasSubscription(client.id, sub.topic)) {
         s.logRefusal(client, "subscribe refused: the broker store is full", { topic: sub.topic.slice(0, 256) });
         return done(null, null);
       }
       if (maySubscribe(s.current(client), filter, topicSpace)) {
+        // nor when its integration holds its share of broker.db (SUBACK 0x97 quota exceeded, 3.1.1 0x80)
+        if (
+          conn?.persistent &&
+          !s.store.hasSubscription(client.id, sub.topic) &&
+          s.store.subscriptionOverShare(conn.integration.id, sub.topic)
+        ) {
+          refuseOverQuota(sub);
+          s.logRefusal(client, "subscribe refused: the integration holds its share of the broker store", {
+            topic: sub.topic.slice(0, 256),
+          });
+          return done(null, null);
+        }
         const over = overSubscriptionBounds(client, sub.topic);
         if (over) {
           refuseOverQuota(sub); // SUBACK 0x97 (MQTT 5) / 0x80, and the store does not keep it

@@ -74,6 +74,15 @@ export const mqttListener = defineListener<Omit<MqttOptions, "host">>()({
       2 ** 44,
       "BYTES",
     ),
+    mqttStoreMaxIntegrationBytes: option.count(
+      "what one integration may hold of broker.db (its retained topics, persistent sessions, their queues); past " +
+        "it its new retained topics are refused (MQTT 5 PUBACK 0x97, HTTP 503) and nothing more is queued for it " +
+        "(0 = an eighth of --mqtt-store-max-bytes)",
+      String(d.maxIntegrationBytes),
+      0,
+      2 ** 44,
+      "BYTES",
+    ),
   },
   parseConfig: (o) =>
     o.mqttPort === null
@@ -91,6 +100,7 @@ export const mqttListener = defineListener<Omit<MqttOptions, "host">>()({
             maxQueuedMessages: o.mqttMaxQueued,
             maxQueuedBytes: o.mqttMaxQueuedBytes,
             maxStoreBytes: o.mqttStoreMaxBytes,
+            maxIntegrationBytes: o.mqttStoreMaxIntegrationBytes,
             maxSubscriptionsPerSession: o.mqttMaxSubscriptions,
             maxSubscriptionsPerIntegration: o.mqttMaxIntegrationSubscriptions,
           },

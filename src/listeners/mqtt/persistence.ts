@@ -16,7 +16,7 @@ import {
   type StoredPacket,
   subscriptionOfRow,
 } from "./broker-db.ts";
-import { BrokerJournal } from "./broker-journal.ts";
+import { BrokerJournal, BrokerStoreError, quotaExceeded } from "./broker-journal.ts";
 
 export { BrokerStoreError } from "./broker-journal.ts";
 
@@ -28,6 +28,11 @@ export interface StoreLimits {
   maxQueuedBytes: number;
   /** everything broker.db holds; past it new queued messages and new retained topics are dropped */
   maxStoreBytes: number;
+  /**
+   * what one integration may hold of it (its retained topics, its persistent sessions with their subscriptions,
+   * queues and QoS 2 state); 0: an eighth of `maxStoreBytes`. See `BrokerStore.shareBytes`.
+   */
+  maxIntegrationBytes: number;
   /** stored persistent sessions per integration; past it the one offline longest is dropped */
   maxSessionsPerIntegration: number;
   /** subscriptions one session (clean or not) holds at most; past it SUBACK 0x97 (MQTT 5) / 0x80 */
@@ -100,6 +105,28 @@ interface Sized {
   bytes: number;
 }
 
+/** Owner: an integration (its id and creation time: an id can be reused after a restore). */
+export interface Owner {
+  id: number;
+  created: number;
+}
+
+/** Retained: a retained message, charged to the integration that published it (null: nobody's). */
+interface Retained extends Sized {
+  owner: Owner | null;
+}
+
+/**
+ * Publisher: who is publishing right now (`BrokerStore.publisher`): the integration, and whether it is an MQTT
+ * client's QoS 0 publish, which has no acknowledgement to carry a refusal.
+ */
+export interface Publisher extends Owner {
+  unacknowledged: boolean;
+}
+
+const sameOwner = (a: Owner | null, b: Owner | null) =>
+  a === b || (!!a && !!b && a.id === b.id && a.created === b.created);
+
 /** packetOf: what aedes reads for an entry (a fresh object: aedes may set fields on what it streams). */
 const packetOf = (e: Entry): StoredPacket =>
   e.msg ? { ...e.msg.packet, messageId: e.messageId } : { cmd: "pubrel", messageId: e.messageId };
@@ -131,6 +158,10 @@ function copyPacket(o: StoredPacket): StoredPacket {
 const subscriptionBytes = (topic: string, options: string) => 2048 + 24 * topic.length + options.length;
 const sessionBytes = (clientId: string) => rowBytes + clientId.length;
 const isIntId = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= 1;
+const isFiniteNum = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
+
+/** longestOptions: the longest a subscription's options are stored (`{"qos":2,"rh":2,...,"subscriptionIdentifier":268435455}`) */
+const longestOptions = 128;
 
 /** entryBytes: a queue entry's upkeep (its row, its object), beside its message's */
 const entryBytes = 64;
@@ -151,9 +182,13 @@ export class BrokerStore {
   readonly #mem: MemoryCore = memoryCore();
   readonly #journal: BrokerJournal;
   #brokerId = "";
-  #retained = new Map<string, Sized>();
+  #retained = new Map<string, Retained>();
   /** values answered "not stored", each with the one it replaced (see `#unretain`) */
-  #refusedRetained = new WeakMap<Sized, Sized | undefined>();
+  #refusedRetained = new WeakMap<Retained, Retained | undefined>();
+  /** integration id -> the bytes of broker.db charged to it (see `shareBytes`) */
+  #charges = new Map<number, number>();
+  /** integration id -> writes refused because it held its share */
+  #shareRefusals = new Map<number, number>();
   #sessions = new Map<string, StoredSession>();
   #byIntegration = new Map<number, Set<string>>();
   #subs = new Map<string, Map<string, string>>();
@@ -180,6 +215,11 @@ export class BrokerStore {
   keepSubscription: (clientId: string, topic: string) => boolean = () => true;
   /** onForget: a stored session ended (expired, dropped for room, forgotten); set by the listener */
   onForget: (clientId: string) => void = () => undefined;
+  /**
+   * publisher: the integration whose publish aedes is handling right now (set by the listener around each
+   * `broker.publish`, which calls `storeRetained` before its first turn ends); undefined: the broker's own
+   */
+  publisher: Publisher | undefined;
 
   /** counts: what the bounds dropped, for the listener's metrics */
   readonly counts = {
@@ -192,6 +232,8 @@ export class BrokerStore {
     failedCommits: 0,
     /** rows of broker.db skipped at load (damaged or not of this release) */
     badRows: 0,
+    /** writes refused or dropped because their integration held its share (`shareBytes`) */
+    shareRefused: 0,
   };
 
   constructor(opts: BrokerStoreOptions) {
@@ -245,6 +287,96 @@ export class BrokerStore {
   get full(): boolean {
     if (this.#refused && this.#bytes < this.#opts.maxStoreBytes * 0.9) this.#refused = false;
     return this.#refused || this.#bytes >= this.#opts.maxStoreBytes;
+  }
+
+  /**
+   * shareBytes: what one integration may hold of broker.db (`--mqtt-store-max-integration-bytes`, by default an
+   * eighth of the store), so that one device credential cannot fill it for every other integration (attack2
+   * F6). Charged to it: the retained topics it published (as they are stored: a topic another integration
+   * publishes next moves to that one), and its persistent sessions with their subscriptions, queued messages
+   * (a message queued for two sessions is charged to each) and QoS 2 packets held. Not charged: wills
+   * (one per connection) and retained rows stored before broker.db version 3 (nobody's).
+   */
+  get shareBytes(): number {
+    return this.#opts.maxIntegrationBytes > 0
+      ? this.#opts.maxIntegrationBytes
+      : Math.floor(this.#opts.maxStoreBytes / 8);
+  }
+
+  /** chargeOf: the bytes of broker.db charged to integration `id` */
+  chargeOf(id: number): number {
+    return this.#charges.get(id) ?? 0;
+  }
+
+  /** charges: the bytes charged, by integration id */
+  charges(): IterableIterator<[number, number]> {
+    return this.#charges.entries();
+  }
+
+  /** overShare: would `more` bytes take integration `id` past its share */
+  overShare(id: number, more = 0): boolean {
+    return (this.#charges.get(id) ?? 0) + more > this.shareBytes;
+  }
+
+  /** subscriptionOverShare: would a new filter `topic` take integration `id` past its share (its options at their longest) */
+  subscriptionOverShare(id: number, topic: string): boolean {
+    return this.overShare(id, subscriptionBytes(topic, "") + longestOptions);
+  }
+
+  /** shareRefusals: writes refused (or not queued) per integration id because it held its share */
+  get shareRefusals(): ReadonlyMap<number, number> {
+    return this.#shareRefusals;
+  }
+
+  #charge(id: number | undefined, delta: number) {
+    if (id === undefined || delta === 0) return;
+    const n = (this.#charges.get(id) ?? 0) + delta;
+    if (n <= 0) this.#charges.delete(id);
+    else this.#charges.set(id, n);
+  }
+
+  /** #chargeClient: the stored session `clientId`'s integration (none: a clean session, nothing stored) */
+  #chargeClient(clientId: string, delta: number) {
+    this.#charge(this.#sessions.get(clientId)?.integrationId, delta);
+  }
+
+  /** #refusedShare: a write refused because integration `id` holds its share: counted per integration, logged at most once a minute. */
+  #refusedShare(id: number, what: string, fields: Record<string, unknown>) {
+    this.counts.shareRefused++;
+    this.#shareRefusals.set(id, (this.#shareRefusals.get(id) ?? 0) + 1);
+    this.#dropped(`share:${id}`, `mqtt store: the integration holds its share of broker.db; ${what}`, {
+      integrationId: id,
+      charged: this.chargeOf(id),
+      share: this.shareBytes,
+      ...fields,
+    });
+  }
+
+  /**
+   * disown: integration `id` was deleted: what it still has charged goes. Its retained messages stay (they are
+   * the plant's last values, and other integrations may read them) as nobody's; its sessions were forgotten.
+   */
+  disown(id: number): void {
+    let any = false;
+    for (const r of this.#retained.values())
+      if (r.owner?.id === id) {
+        this.#charge(id, -r.bytes);
+        r.owner = null;
+        any = true;
+      }
+    if (any) this.#journal.write([op.retainedDisown, id]);
+    this.#shareRefusals.delete(id);
+  }
+
+  /** disownGone: at start, retained messages of integrations that are gone (`alive` says no) become nobody's. */
+  disownGone(alive: (owner: Owner) => boolean): void {
+    // an id reused by another integration (after a restore) is not charged for the old one's rows: the creation time tells
+    for (const r of this.#retained.values())
+      if (r.owner && !alive(r.owner)) {
+        this.#charge(r.owner.id, -r.bytes);
+        r.owner = null;
+        this.#journal.write(retainedOp(r));
+      }
   }
 
   /** subscriptionsOf: the subscriptions the stored sessions of integration `id` hold together */
@@ -309,6 +441,7 @@ export class BrokerStore {
       };
       this.#addSession(s);
       this.#bytes += sessionBytes(s.clientId);
+      this.#charge(s.integrationId, sessionBytes(s.clientId));
     }
     const subsByClient = new Map<string, object[]>();
     for (const r of rows.subscriptions) {
@@ -326,6 +459,7 @@ export class BrokerStore {
       mine.set(r.topic, r.options);
       this.#countSubs(r.client_id, 1);
       this.#bytes += subscriptionBytes(r.topic, r.options);
+      this.#chargeClient(r.client_id, subscriptionBytes(r.topic, r.options));
       let list = subsByClient.get(r.client_id);
       if (!list) subsByClient.set(r.client_id, (list = []));
       list.push({ ...options, topic: r.topic });
@@ -339,8 +473,12 @@ export class BrokerStore {
       }
       await this.#mem.storeRetained(packet);
       const bytes = r.topic.length + r.payload.length + (r.extra?.length ?? 0) + rowBytes;
-      this.#retained.set(r.topic, { packet, bytes });
+      // charged again as it was when stored, so a restart gives back every integration's charge; an owner column
+      // of a row this release did not write makes the row nobody's (its value is still good)
+      const owner = isIntId(r.owner) && isFiniteNum(r.owner_created) ? { id: r.owner, created: r.owner_created } : null;
+      this.#retained.set(r.topic, { packet, bytes, owner });
       this.#bytes += bytes;
+      this.#charge(owner?.id, bytes);
     }
     const msgs = new Map<number, Msg>();
     for (const r of rows.messages) {
@@ -390,6 +528,7 @@ export class BrokerStore {
       const bytes = r.topic.length + r.payload.length + (r.extra?.length ?? 0) + rowBytes;
       mine.set(r.packet_id, { packet: { ...packet, messageId: r.packet_id }, bytes, stored: true });
       this.#bytes += bytes;
+      this.#chargeClient(r.client_id, bytes);
     }
     // Wills of the previous run: their connections ended with it. The listener publishes (or drops) them.
     for (const r of rows.wills) {
@@ -491,6 +630,9 @@ export class BrokerStore {
       offlineSince: null,
     };
     if (!old) this.#bytes += sessionBytes(s.clientId);
+    // its row moves to the integration that holds the id now (its state went with #dropState, charged to the old one)
+    if (old) this.#charge(old.integrationId, -sessionBytes(s.clientId));
+    this.#charge(s.integrationId, sessionBytes(s.clientId));
     this.#addSession(session);
     this.#writeSession(session);
   }
@@ -534,6 +676,7 @@ export class BrokerStore {
     this.#unindex(s);
     this.#sessions.delete(clientId);
     this.#bytes -= sessionBytes(clientId);
+    this.#charge(s.integrationId, -sessionBytes(clientId));
     this.#journal.write([op.sessionDel, clientId]);
     this.onForget(clientId);
   }
@@ -568,7 +711,10 @@ export class BrokerStore {
   #dropState(clientId: string) {
     const subs = this.#subs.get(clientId);
     if (subs) {
-      for (const [topic, options] of subs) this.#bytes -= subscriptionBytes(topic, options);
+      for (const [topic, options] of subs) {
+        this.#bytes -= subscriptionBytes(topic, options);
+        this.#chargeClient(clientId, -subscriptionBytes(topic, options));
+      }
       this.#countSubs(clientId, -subs.size);
       this.#subs.delete(clientId);
       this.#journal.write([op.subsClear, clientId]);
@@ -581,7 +727,11 @@ export class BrokerStore {
     }
     const incoming = this.#incoming.get(clientId);
     if (incoming) {
-      for (const e of incoming.values()) if (e.stored) this.#bytes -= e.bytes;
+      for (const e of incoming.values())
+        if (e.stored) {
+          this.#bytes -= e.bytes;
+          this.#chargeClient(clientId, -e.bytes);
+        }
       this.#incoming.delete(clientId);
       this.#journal.write([op.incomingClear, clientId]);
     }
@@ -622,15 +772,20 @@ export class BrokerStore {
   async storeRetained(packet: StoredPacket): Promise<void> {
     const topic = packet.topic!;
     const old = this.#retained.get(topic);
+    // read before the first await: it is set only while aedes' publish runs its first turn
+    const by = this.publisher;
     if (!packet.payload || packet.payload.length === 0) {
+      // clearing a retained topic always works, whoever holds it (permissions decided who may), and frees its charge
       await this.#mem.storeRetained(packet);
       if (!old) return;
       this.#retained.delete(topic);
       this.#bytes -= old.bytes;
+      this.#charge(old.owner?.id, -old.bytes);
       this.#journal.write([op.retainedDel, topic]);
       return this.#journal.committed();
     }
-    const cells = packetCells(packet);
+    const stored = { ...packet, retainedAt: Date.now() }; // our copy carries the time; aedes' packet stays its own
+    const cells = packetCells(stored);
     const bytes = cellsBytes(cells);
     // A retained topic already stored can always be replaced (it is the plant's current value); a new one
     // is refused once the store is full.
@@ -640,12 +795,24 @@ export class BrokerStore {
       this.#dropped("retained", "mqtt store full: a new retained topic was not kept", { topic: topic.slice(0, 256) });
       return;
     }
+    // The publisher's share (attack2 F6): a new topic, or one another integration held, is charged whole to it; its
+    // own value replaced only by what it grows. Past the share it is refused, not dropped: an MQTT 5 PUBACK 0x97,
+    // a 3.1.1 connection closed without PUBACK, HTTP 503 (a QoS 0 MQTT publish has nothing to carry that: dropped).
+    const owner: Owner | null = by ? { id: by.id, created: by.created } : null;
+    const grows = old && sameOwner(old.owner, owner) ? bytes - old.bytes : bytes;
+    if (owner && grows > 0 && this.overShare(owner.id, grows)) {
+      this.#refusedShare(owner.id, "a retained value was not kept", { topic: topic.slice(0, 256) });
+      if (by?.unacknowledged) return;
+      throw new BrokerStoreError("the integration holds its share of the broker store", quotaExceeded);
+    }
     // counted before the first await: publishes handled at once each see the others' bytes (attack2 F6:
     // checked first and counted after, a burst of new topics passed the check together, 54 % over the cap)
-    const mine = { packet, bytes };
+    const mine: Retained = { packet: stored, bytes, owner };
     this.#retained.set(topic, mine);
     this.#bytes += bytes - (old?.bytes ?? 0);
-    this.#journal.write([op.retainedPut, ...cells]);
+    this.#charge(old?.owner?.id, -(old?.bytes ?? 0));
+    this.#charge(owner?.id, bytes);
+    this.#journal.write(retainedOp(mine));
     const done = this.#orUndo(() => this.#unretain(topic, mine, old)); // this batch's, taken before the await
     await this.#mem.storeRetained(packet);
     return done;
@@ -656,15 +823,17 @@ export class BrokerStore {
    * disk wrote it, and it was served later): the value before it comes back, unless a newer one replaced it;
    * one before it that was refused too is skipped.
    */
-  async #unretain(topic: string, mine: Sized, old: Sized | undefined) {
+  async #unretain(topic: string, mine: Retained, old: Retained | undefined) {
     this.#refusedRetained.set(mine, old);
     if (this.#retained.get(topic) !== mine) return;
     let back = old;
     while (back && this.#refusedRetained.has(back)) back = this.#refusedRetained.get(back);
     this.#bytes -= mine.bytes - (back?.bytes ?? 0);
+    this.#charge(mine.owner?.id, -mine.bytes);
+    this.#charge(back?.owner?.id, back?.bytes ?? 0);
     if (back) {
       this.#retained.set(topic, back);
-      this.#journal.write([op.retainedPut, ...packetCells(back.packet)]);
+      this.#journal.write(retainedOp(back));
     } else {
       this.#retained.delete(topic);
       this.#journal.write([op.retainedDel, topic]);
@@ -678,6 +847,12 @@ export class BrokerStore {
       await undo();
       throw err;
     });
+  }
+
+  /** retainedAt: when the retained value of `topic` now held was stored (ms; kept across restarts in broker.db). */
+  retainedAt(topic: string): number | undefined {
+    const at = this.#retained.get(topic)?.packet.retainedAt;
+    return typeof at === "number" ? at : undefined;
   }
 
   createRetainedStream(pattern: string): Readable {
@@ -704,10 +879,13 @@ export class BrokerStore {
       const options = JSON.stringify(record);
       const old = mine.get(sub.topic);
       if (old === options) continue;
-      if (old !== undefined) this.#bytes -= subscriptionBytes(sub.topic, old);
-      else this.#countSubs(id, 1);
+      if (old !== undefined) {
+        this.#bytes -= subscriptionBytes(sub.topic, old);
+        this.#chargeClient(id, -subscriptionBytes(sub.topic, old));
+      } else this.#countSubs(id, 1);
       mine.set(sub.topic, options);
       this.#bytes += subscriptionBytes(sub.topic, options);
+      this.#chargeClient(id, subscriptionBytes(sub.topic, options));
       this.#journal.write([op.subPut, id, sub.topic, options]);
       wrote = true;
     }
@@ -724,6 +902,7 @@ export class BrokerStore {
       mine!.delete(topic);
       this.#countSubs(client.id, -1);
       this.#bytes -= subscriptionBytes(topic, old);
+      this.#chargeClient(client.id, -subscriptionBytes(topic, old));
       this.#journal.write([op.subDel, client.id, topic]);
       wrote = true;
     }
@@ -747,7 +926,10 @@ export class BrokerStore {
   async cleanSubscriptions(client: { id: string }): Promise<void> {
     const mine = this.#subs.get(client.id);
     if (mine) {
-      for (const [topic, options] of mine) this.#bytes -= subscriptionBytes(topic, options);
+      for (const [topic, options] of mine) {
+        this.#bytes -= subscriptionBytes(topic, options);
+        this.#chargeClient(client.id, -subscriptionBytes(topic, options));
+      }
       this.#countSubs(client.id, -mine.size);
       this.#subs.delete(client.id);
       this.#journal.write([op.subsClear, client.id]);
@@ -778,6 +960,15 @@ export class BrokerStore {
           limit: this.#opts.maxStoreBytes,
         });
         break;
+      }
+      // a subscriber's integration at its share gets no more queued: the message is not queued for this session,
+      // as for a full store (its publisher is not refused: another integration's share is none of its business)
+      const owner = this.#sessions.get(sub.clientId)!.integrationId;
+      if (this.overShare(owner, msg.bytes + entryBytes)) {
+        this.#refusedShare(owner, "a message was not queued for its persistent session", {
+          clientId: sub.clientId.slice(0, 128),
+        });
+        continue;
       }
       let q = this.#queues.get(sub.clientId);
       if (msg.bytes > this.#opts.maxQueuedBytes) {
@@ -839,7 +1030,7 @@ export class BrokerStore {
     if (!e || (e.msg?.packet.brokerId ?? undefined) === packet.brokerId) return;
     if (packet.cmd === "pubrel") {
       if (e.msg) this.#unindexBroker(q, e);
-      if (e.msg) this.#unref(q, e.msg);
+      if (e.msg) this.#unref(client.id, q, e.msg);
       e.msg = undefined;
       this.#journal.write([op.queuePubrel, e.id, messageId]);
     }
@@ -882,16 +1073,25 @@ export class BrokerStore {
     if (mine.size >= this.#opts.maxQueuedMessages || held + bytes > this.#opts.maxQueuedBytes)
       throw new Error("too many QoS 2 messages not released");
     const old = mine.get(messageId);
-    if (old?.stored) this.#bytes -= old.bytes;
+    if (old?.stored) {
+      this.#bytes -= old.bytes;
+      this.#chargeClient(client.id, -old.bytes);
+    }
     // a clean session's QoS 2 state ends with its connection: memory only
     if (!this.#sessions.has(client.id)) {
       mine.set(messageId, { packet: copy, bytes, stored: false });
       return;
     }
     if (this.#bytes + bytes > this.#opts.maxStoreBytes) throw new Error("broker store full");
+    const owner = this.#sessions.get(client.id)!.integrationId;
+    if (this.overShare(owner, bytes)) {
+      this.#refusedShare(owner, "a QoS 2 message was not received", { clientId: client.id.slice(0, 128) });
+      throw new BrokerStoreError("the integration holds its share of the broker store", quotaExceeded);
+    }
     const entry = { packet: copy, bytes, stored: true };
     mine.set(messageId, entry);
     this.#bytes += bytes;
+    this.#charge(owner, bytes);
     this.#journal.write([op.incomingPut, client.id, messageId, ...cells]);
     // not acknowledged (no PUBREC): the client sends it again, so the copy held here goes
     return this.#orUndo(() => {
@@ -900,6 +1100,7 @@ export class BrokerStore {
       now.delete(messageId);
       if (now.size === 0) this.#incoming.delete(client.id);
       this.#bytes -= bytes;
+      this.#chargeClient(client.id, -bytes);
       this.#journal.write([op.incomingDel, client.id, messageId]);
     });
   }
@@ -919,6 +1120,7 @@ export class BrokerStore {
     if (mine!.size === 0) this.#incoming.delete(client.id);
     if (!e.stored) return;
     this.#bytes -= e.bytes;
+    this.#chargeClient(client.id, -e.bytes);
     this.#journal.write([op.incomingDel, client.id, messageId]);
   }
 
@@ -993,6 +1195,8 @@ export class BrokerStore {
       e.msg.refs++;
       q.bytes += e.msg.bytes;
     }
+    // each session's integration is charged for what its queue holds, a message shared with others included
+    this.#chargeClient(clientId, entryBytes + (e.msg?.bytes ?? 0));
     this.#bytes += entryBytes;
     this.#queued++;
   }
@@ -1017,15 +1221,17 @@ export class BrokerStore {
     q.entries.delete(e.id);
     this.#unindexBroker(q, e);
     if (e.messageId !== undefined && q.byPacketId.get(e.messageId) === e) q.byPacketId.delete(e.messageId);
-    if (e.msg) this.#unref(q, e.msg);
+    if (e.msg) this.#unref(clientId, q, e.msg);
     if (writeRow) this.#journal.write([op.queueDel, e.id]);
     this.#bytes -= entryBytes;
+    this.#chargeClient(clientId, -entryBytes);
     this.#queued--;
     if (q.entries.size === 0) this.#queues.delete(clientId);
   }
 
-  #unref(q: Queue, msg: Msg) {
+  #unref(clientId: string, q: Queue, msg: Msg) {
     q.bytes -= msg.bytes;
+    this.#chargeClient(clientId, -msg.bytes);
     if (--msg.refs > 0) return;
     this.#bytes -= msg.bytes;
     this.#journal.write([op.messageDel, msg.id]);
@@ -1047,7 +1253,7 @@ export class BrokerStore {
   /** #snapshot: the whole state as ops, to write over a file a failed batch left behind. */
   #snapshot(): Op[] {
     const ops: Op[] = [];
-    for (const r of this.#retained.values()) ops.push([op.retainedPut, ...packetCells(r.packet)]);
+    for (const r of this.#retained.values()) ops.push(retainedOp(r));
     for (const s of this.#sessions.values()) ops.push(sessionOp(s));
     for (const [clientId, subs] of this.#subs)
       for (const [topic, options] of subs) ops.push([op.subPut, clientId, topic, options]);
@@ -1066,6 +1272,11 @@ export class BrokerStore {
       ops.push([op.willPut, clientId, w.integrationId, w.integrationCreated, ...packetCells(w.packet)]);
     return ops;
   }
+}
+
+/** retainedOp: the write of a retained message's row, with its owner. */
+function retainedOp(r: Retained): Op {
+  return [op.retainedPut, ...packetCells(r.packet), r.owner?.id ?? null, r.owner?.created ?? null];
 }
 
 /** sessionOp: the write of a stored session's row. */

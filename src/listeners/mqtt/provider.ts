@@ -1,8 +1,8 @@
-import type { Aedes, PublishPacket } from "aedes";
+import type { Aedes, Client, PublishPacket } from "aedes";
 import { BusNotStoredError } from "../../core/bus.ts";
 import { mayPublish, maySubscribe } from "../../core/permissions.ts";
-import { retainedStream } from "./aedes-internals.ts";
-import type { StaleWill } from "./persistence.ts";
+import { attributePublishes, retainedStream } from "./aedes-internals.ts";
+import type { Publisher, StaleWill } from "./persistence.ts";
 import { filterOf } from "./shared.ts";
 import type { MqttState } from "./state.ts";
 
@@ -41,7 +41,12 @@ export function restoreOwners(s: MqttState): void {
     store.forget(session.clientId);
   }
   for (const id of stamped) store.restamp(id, core.credentials.peek(id)!.updatedAt);
+  // retained values of an integration deleted while the appliance was down stay, nobody's: their charge is freed
+  store.disownGone((o) => core.credentials.peek(o.id)?.createdAt === o.created);
 }
+
+/** topCharges: how many integrations `gatehouse_mqtt_store_integration_bytes` shows (the largest charges). */
+const topCharges = 50;
 
 /**
  * publishStaleWills: the wills a previous run stored were never published when it ended (a crash, a power
@@ -124,6 +129,32 @@ export function wireBroker(b: Aedes, s: MqttState, maxPacket: number): (() => vo
   });
 
   const store = s.store;
+  // whose publish the store keeps: the client's integration (a QoS 0 one has no acknowledgement to refuse with);
+  // made once a connection, not once a message
+  const publishers = new WeakMap<object, [Publisher, Publisher]>();
+  const publisherOf = (client: Client, qos: number | undefined): Publisher | undefined => {
+    const conn = s.conns.get(client);
+    if (!conn) return undefined;
+    let both = publishers.get(conn);
+    if (!both) {
+      const { id, createdAt: created } = conn.integration;
+      publishers.set(
+        conn,
+        (both = [
+          { id, created, unacknowledged: true },
+          { id, created, unacknowledged: false },
+        ]),
+      );
+    }
+    return both[qos! > 0 ? 1 : 0];
+  };
+  attributePublishes(b, (packet, client) => {
+    const before = store.publisher;
+    if (client) store.publisher = publisherOf(client, packet.qos);
+    return () => {
+      store.publisher = before;
+    };
+  });
   const counter = (name: string, help: string, read: () => [Record<string, string>, number][]) =>
     s.core.metrics.gauge({ name, help, type: "counter", read });
   return [
@@ -159,7 +190,22 @@ export function wireBroker(b: Aedes, s: MqttState, maxPacket: number): (() => vo
       [{ reason: "queue-full" }, store.counts.queueDropped],
       [{ reason: "store-full" }, store.counts.storeFullDropped],
       [{ reason: "retained-store-full" }, store.counts.retainedDropped],
+      [{ reason: "integration-share" }, store.counts.shareRefused],
     ]),
+    counter(
+      "gatehouse_mqtt_store_share_refused_total",
+      "Writes to broker.db refused (retained, QoS 2) or not queued because the integration held its share",
+      () => [...store.shareRefusals].map(([id, n]) => [{ integration_id: String(id) }, n]),
+    ),
+    s.core.metrics.gauge({
+      name: "gatehouse_mqtt_store_integration_bytes",
+      help: `broker.db bytes charged to an integration (--mqtt-store-max-integration-bytes), the ${topCharges} largest`,
+      read: () =>
+        [...store.charges()]
+          .sort((a, b) => b[1] - a[1])
+          .slice(0, topCharges)
+          .map(([id, n]) => [{ integration_id: String(id) }, n]),
+    }),
     counter("gatehouse_mqtt_store_commits_total", "broker.db transactions (each a batch of writes, fsynced)", () => [
       [{ result: "ok" }, store.counts.commits],
       [{ result: "failed" }, store.counts.failedCommits],
@@ -169,24 +215,34 @@ export function wireBroker(b: Aedes, s: MqttState, maxPacket: number): (() => vo
       [{ reason: "sessions-limit" }, store.counts.sessionsDropped],
     ]),
     s.core.bus.attach({
-      publish: ({ topic, payload, retain, qos }) =>
+      publish: ({ topic, payload, retain, qos, by }) =>
         new Promise((resolve, reject) => {
-          b.publish({ cmd: "publish", topic, payload, qos: qos ?? 0, retain, dup: false } as PublishPacket, (err) => {
-            if (err) return reject(err.name === "BrokerStoreError" ? new BusNotStoredError(err.message) : err);
-            // the bus hears of it once it is stored (a long poll never answers with a value lost later)
-            if (s.core.bus.listening) s.core.bus.routed({ topic, payload, retain });
-            resolve();
-          });
+          // charged to the integration it is published for (HTTP), refused as "not stored" past its share
+          const before = store.publisher;
+          store.publisher = by && ({ ...by, unacknowledged: false } satisfies Publisher);
+          try {
+            b.publish({ cmd: "publish", topic, payload, qos: qos ?? 0, retain, dup: false } as PublishPacket, (err) => {
+              if (err) return reject(err.name === "BrokerStoreError" ? new BusNotStoredError(err.message) : err);
+              // the bus hears of it once it is stored (a long poll never answers with a value lost later)
+              if (s.core.bus.listening) s.core.bus.routed({ topic, payload, retain });
+              resolve();
+            });
+          } finally {
+            store.publisher = before;
+          }
         }),
       // a PUBLISH is its payload plus topic and header: keep a little room for those
       maxPayloadBytes: Math.max(0, maxPacket - 1024),
       async *retained(filter) {
-        for await (const p of retainedStream(b, filter)) yield { topic: p.topic, payload: Buffer.from(p.payload) };
+        for await (const p of retainedStream(b, filter))
+          yield { topic: p.topic, payload: Buffer.from(p.payload), at: s.store.retainedAt(p.topic) };
       },
     }),
     // A deleted integration's persistent sessions go with it, from memory and from broker.db.
     s.core.events.on("integration.deleted", ({ integration }) => {
       for (const clientId of s.owners.orphan(integration.id)) s.store.forget(clientId);
+      // its retained values stay (the plant's last values) as nobody's: its share is free
+      s.store.disown(integration.id);
     }),
     // A change while running keeps the sessions (they are asked at delivery): they carry the new stamp.
     s.core.events.on("integration.updated", ({ integration }) =>

@@ -136,6 +136,8 @@ export async function buildAddressSpace(addressSpace: AddressSpace, ctx: Context
     nodeId: "s=Gatehouse/Topics",
   });
   const nodes = new Map<string, TopicNode>();
+  /** writer: the integration whose Write is running now (node-opcua calls a variable's setter without a session) */
+  let writer: Readonly<Integration> | undefined;
   // Numbers are published as Double; a numeric topic's variable is typed Number (abstract) so a client
   // may also write a Float or an integer to it. A Boolean is not a Number: refused (BadTypeMismatch).
   const dataTypeOf: Record<TopicKind, NodeId> = {
@@ -174,8 +176,10 @@ export async function buildAddressSpace(addressSpace: AddressSpace, ctx: Context
           const payload = variantToPayload(dataValue.value);
           // the broker's packet limit holds for every way in (node-opcua's transport caps the message too)
           if (payload.length > ctx.bus.maxPayloadBytes) return StatusCodes.BadEncodingLimitsExceeded;
+          // charged to the writing session's integration (its share of the broker store), as an HTTP post is
+          const by = writer && { id: writer.id, created: writer.createdAt };
           try {
-            await ctx.bus.publish({ topic, payload, retain: true });
+            await ctx.bus.publish({ topic, payload, retain: true, by });
           } catch (err) {
             // Good means stored: the broker's store refused it (a full disk), so the write did not happen
             if (err instanceof BusNotStoredError) return StatusCodes.BadResourceUnavailable;
@@ -197,6 +201,12 @@ export async function buildAddressSpace(addressSpace: AddressSpace, ctx: Context
     // Each integration's traffic: a Read answered with the value is a message out, a Write that
     // published a message in, a Write the permissions refused a refused publish (as over MQTT).
     meterValueAccess(variable, {
+      writing: (context) => {
+        writer = ctx.integrationOf(context.session);
+      },
+      written: () => {
+        writer = undefined;
+      },
       read: (context, dv) => {
         if (!dv.statusCode.isBad()) ctx.meterOf(context?.session)?.delivered(variantToPayload(dv.value).length);
       },

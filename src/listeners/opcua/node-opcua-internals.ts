@@ -64,6 +64,10 @@ export function overridePermissionCheck(
 export interface ValueMeter {
   /** read: a Read service answered this session the value (its status says whether it was given) */
   read(context: ISessionContext | null, dataValue: DataValue): void;
+  /** writing: a Write by this session is about to run (the variable's setter is called within it, synchronously) */
+  writing?(context: ISessionContext): void;
+  /** written: the synchronous part of that Write is over (the setter has taken what it needs) */
+  written?(): void;
   /** write: a Write of `dataValue` by this session ended with `status` */
   write(context: ISessionContext | null, dataValue: DataValue | undefined, status: StatusCode | undefined): void;
 }
@@ -92,10 +96,15 @@ export function meterValueAccess(variable: UAVariable, meter: ValueMeter): void 
   (variable as { writeAttribute: typeof write }).writeAttribute = (context, writeValue, callback) => {
     if (writeValue?.attributeId !== valueAttribute || !context?.session || typeof callback !== "function")
       return write(context, writeValue, callback);
-    write(context, writeValue, (err, status) => {
-      if (!err) meter.write(context, writeValue.value, status);
-      callback(err, status);
-    });
+    meter.writing?.(context);
+    try {
+      write(context, writeValue, (err, status) => {
+        if (!err) meter.write(context, writeValue.value, status);
+        callback(err, status);
+      });
+    } finally {
+      meter.written?.();
+    }
   };
 }
 
