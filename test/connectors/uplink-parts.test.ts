@@ -165,6 +165,33 @@ describe("the outbox", () => {
     await again.outbox.close();
   });
 
+  it("stores exactly the bytes of a payload that is a view into a larger buffer (as a socket's chunk), in one write", async () => {
+    const dir = tempDir();
+    const { outbox } = await Outbox.open(dir);
+    const chunk = Buffer.alloc(64 * 1024);
+    for (let i = 0; i < chunk.length; i++) chunk[i] = i % 251;
+    // views at odd offsets and of odd sizes, an empty one, and one written after an earlier write landed
+    const views = [
+      chunk.subarray(3, 67),
+      chunk.subarray(1000, 1000),
+      chunk.subarray(4097, 9000),
+      chunk.subarray(65_000),
+    ];
+    for (const v of views) outbox.append(1, "t/v", v, false, null);
+    await outbox.durable();
+    outbox.append(1, "t/v", chunk.subarray(7, 8), false, '{"contentType":"x"}');
+    await outbox.durable();
+    await outbox.close();
+    const again = await Outbox.open(dir);
+    const rows = again.outbox.fetch(1, 0, 10);
+    expect(
+      rows.map((r) => Buffer.compare(again.outbox.payload(r.id)!, [...views, chunk.subarray(7, 8)][rows.indexOf(r)]!)),
+    ).toEqual([0, 0, 0, 0, 0]);
+    expect(rows.map((r) => r.size)).toEqual([3 + 64, 3, 3 + 4903, 3 + 536, 3 + 1]);
+    expect(rows[4]!.props).toBe('{"contentType":"x"}');
+    await again.outbox.close();
+  });
+
   it("a full disk stops the outbox with a clear error: publishers are still answered, the broker and the admin API go on, and it queues again once there is room", async () => {
     // The data dir on a small disk of its own (the outbox is never reached through a link, so it shares the
     // admin database's disk): what fills it is the uplink's backlog.

@@ -25,12 +25,21 @@ CREATE TABLE IF NOT EXISTS owners (uplink INTEGER PRIMARY KEY, created_at INTEGE
 /** OutboxRow: id, uplink, at (ms), topic, payload, retain (0/1), size (bytes of topic and payload), properties (JSON). */
 export type OutboxRow = [number, number, number, string, Uint8Array, 0 | 1, number, string | null];
 
+/**
+ * WireRow: an OutboxRow on its way to the writer: its payload is `length` bytes at `offset` of the write's
+ * `payloads`. A payload parsed from a socket is a view of the whole chunk it arrived in; posted as it is,
+ * structured clone copies that chunk (64 KiB) for every message: measured, that was the uplink's bottleneck.
+ */
+export type WireRow = [number, number, number, string, number, number, 0 | 1, number, string | null];
+
 export type WorkerRequest =
   | { op: "open"; path: string; cacheKiB: number }
   | {
       op: "write";
       batch: number;
-      rows: OutboxRow[];
+      rows: WireRow[];
+      /** every payload of `rows`, one after another (transferred, not copied) */
+      payloads: ArrayBuffer;
       /** ids acknowledged upstream or dropped by the bounds */
       deletes: number[];
       /** uplinks removed: their rows, status and owner go */

@@ -3,7 +3,7 @@ import { closeSync } from "node:fs";
 import { join } from "node:path";
 import { createPrivateFile, narrowToPrivate } from "../../lib/files.ts";
 import { workerUrl } from "../../lib/workers.ts";
-import { type OutboxRow, openOutboxDb, type WorkerReply, type WorkerRequest } from "./outbox-protocol.ts";
+import { type OutboxRow, openOutboxDb, type WireRow, type WorkerReply, type WorkerRequest } from "./outbox-protocol.ts";
 
 /** outboxFileName: the uplinks' store-and-forward queue, a SQLite file of its own beside the admin database. */
 export const outboxFileName = "uplink-outbox.db";
@@ -296,15 +296,20 @@ export class Outbox {
     }
     this.#writing = b;
     try {
-      this.#worker.postMessage({
-        op: "write",
-        batch: b.batch,
-        rows: b.rows,
-        deletes: b.deletes,
-        purge: b.purge,
-        owners: b.owners,
-        status: [...b.status],
-      } satisfies WorkerRequest);
+      const { rows, payloads } = packRows(b.rows);
+      this.#worker.postMessage(
+        {
+          op: "write",
+          batch: b.batch,
+          rows,
+          payloads,
+          deletes: b.deletes,
+          purge: b.purge,
+          owners: b.owners,
+          status: [...b.status],
+        } satisfies WorkerRequest,
+        [payloads],
+      );
     } catch (err) {
       this.#fail(`outbox writer unreachable: ${(err as Error).message}`);
     }
@@ -382,6 +387,23 @@ export class Outbox {
     })();
     return this.#closing;
   }
+}
+
+/** packRows: the rows for the writer, their payloads copied into one buffer it is given (see WireRow). */
+export function packRows(rows: readonly OutboxRow[]): { rows: WireRow[]; payloads: ArrayBuffer } {
+  let total = 0;
+  for (const r of rows) total += r[4].byteLength;
+  // its own ArrayBuffer (not Buffer's shared pool): it is transferred to the writer
+  const payloads = new Uint8Array(total);
+  const wire: WireRow[] = new Array(rows.length);
+  let at = 0;
+  for (let i = 0; i < rows.length; i++) {
+    const [id, uplink, time, topic, payload, retain, size, props] = rows[i]!;
+    payloads.set(payload, at);
+    wire[i] = [id, uplink, time, topic, at, payload.byteLength, retain, size, props];
+    at += payload.byteLength;
+  }
+  return { rows: wire, payloads: payloads.buffer };
 }
 
 /** describeFailure: what the page and the log say when a write fails (a full disk above all). */

@@ -11,6 +11,26 @@ import { openOutboxDb, outboxSchema, type WorkerReply, type WorkerRequest } from
 declare const self: Worker;
 
 let db: Database | undefined;
+/** the write's statements, prepared once per open (a write is a few milliseconds apart from the next) */
+let statements: ReturnType<typeof prepare> | undefined;
+
+function prepare(d: Database) {
+  return {
+    insert: d.prepare(
+      "INSERT INTO messages (id, uplink, at, topic, payload, retain, size, props) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    ),
+    // the newest retained message per topic is never dropped by the bounds; an older one may be
+    supersede: d.prepare(
+      "UPDATE messages SET superseded = 1 WHERE uplink = ? AND topic = ? AND retain = 1 AND superseded = 0",
+    ),
+    remove: d.prepare("DELETE FROM messages WHERE id = ?"),
+    purge: d.prepare("DELETE FROM messages WHERE uplink = ?"),
+    status: d.prepare("INSERT OR REPLACE INTO status (uplink, json, at) VALUES (?, ?, ?)"),
+    forget: d.prepare("DELETE FROM status WHERE uplink = ?"),
+    own: d.prepare("INSERT OR REPLACE INTO owners (uplink, created_at) VALUES (?, ?)"),
+    disown: d.prepare("DELETE FROM owners WHERE uplink = ?"),
+  };
+}
 
 function open(path: string, cacheKiB: number): WorkerReply {
   const d = openOutboxDb(path, "write"); // made 0600 by Outbox.open before (O_EXCL), never through a link
@@ -22,6 +42,7 @@ function open(path: string, cacheKiB: number): WorkerReply {
   d.run("PRAGMA temp_store = MEMORY");
   d.exec(outboxSchema);
   db = d;
+  statements = prepare(d);
   const stats = d
     .query(
       "SELECT uplink, COUNT(*) AS count, COALESCE(SUM(size), 0) AS bytes, MIN(id) AS firstId FROM messages GROUP BY uplink",
@@ -38,19 +59,8 @@ function open(path: string, cacheKiB: number): WorkerReply {
 
 function write(req: Extract<WorkerRequest, { op: "write" }>): void {
   const d = db!;
-  const insert = d.prepare(
-    "INSERT INTO messages (id, uplink, at, topic, payload, retain, size, props) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-  );
-  // the newest retained message per topic is never dropped by the bounds; an older one may be
-  const supersede = d.prepare(
-    "UPDATE messages SET superseded = 1 WHERE uplink = ? AND topic = ? AND retain = 1 AND superseded = 0",
-  );
-  const remove = d.prepare("DELETE FROM messages WHERE id = ?");
-  const purge = d.prepare("DELETE FROM messages WHERE uplink = ?");
-  const status = d.prepare("INSERT OR REPLACE INTO status (uplink, json, at) VALUES (?, ?, ?)");
-  const forget = d.prepare("DELETE FROM status WHERE uplink = ?");
-  const own = d.prepare("INSERT OR REPLACE INTO owners (uplink, created_at) VALUES (?, ?)");
-  const disown = d.prepare("DELETE FROM owners WHERE uplink = ?");
+  const { insert, supersede, remove, purge, status, forget, own, disown } = statements!;
+  const payloads = req.payloads;
   d.transaction(() => {
     for (const u of req.purge) {
       purge.run(u);
@@ -59,9 +69,9 @@ function write(req: Extract<WorkerRequest, { op: "write" }>): void {
     }
     for (const [u, createdAt] of req.owners) own.run(u, createdAt);
     for (const id of req.deletes) remove.run(id);
-    for (const [id, uplink, at, topic, payload, retain, size, props] of req.rows) {
+    for (const [id, uplink, at, topic, offset, length, retain, size, props] of req.rows) {
       if (retain) supersede.run(uplink, topic);
-      insert.run(id, uplink, at, topic, payload, retain, size, props);
+      insert.run(id, uplink, at, topic, new Uint8Array(payloads, offset, length), retain, size, props);
     }
     const now = Date.now();
     for (const [u, json] of req.status) status.run(u, json, now);
@@ -85,6 +95,8 @@ self.onmessage = (event: MessageEvent<WorkerRequest>) => {
         } catch {
           // a busy reader: the next open checkpoints
         }
+        for (const st of Object.values(statements ?? {})) st.finalize();
+        statements = undefined;
         db?.close();
         db = undefined;
         postMessage({ op: "closed" } satisfies WorkerReply);

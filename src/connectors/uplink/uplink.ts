@@ -94,6 +94,10 @@ export function forwards(filters: readonly string[], topic: string, space: Topic
   return false;
 }
 
+/** rows of an uplink kept in memory after their write, at most (see `Uplink.#keep`) */
+const maxReady = 1000;
+const maxReadyBytes = 4 * 1024 * 1024;
+
 /** Unacked: a message handed to the connection and not yet acknowledged upstream. */
 interface Unacked extends QueuedMessage {
   /** sent on the current connection (false: to be sent again after a reconnect) */
@@ -146,8 +150,15 @@ export class Uplink {
   #generation = 0;
   #queued: number;
   #queuedBytes: number;
-  /** the last id read from disk into the send pipeline */
+  /** the last id read from disk (or taken from `#ready`) into the send pipeline */
   #cursor = 0;
+  /**
+   * rows just written, to be sent from memory instead of read back from disk: while `#inMemory`, every row
+   * of this uplink on disk after `#cursor` is here, in order (false: the pump reads them from disk).
+   */
+  #ready: QueuedMessage[] = [];
+  #readyBytes = 0;
+  #inMemory = false;
   #unacked = new Map<number, Unacked>();
   #unackedBytes = 0;
   /** ids dropped by the bounds whose delete is not on disk yet (with the write they go in) */
@@ -229,6 +240,7 @@ export class Uplink {
   /** written: rows of this uplink are on disk: they can be sent, or dropped by the bounds. */
   written(rows: OutboxRow[]): void {
     const last = rows[rows.length - 1]![0];
+    if (this.#inMemory) this.#keep(rows);
     let i = 0;
     while (i < this.#unwritten.length && this.#unwritten[i]!.id <= last) i++;
     this.#unwritten.splice(0, i);
@@ -252,6 +264,38 @@ export class Uplink {
     this.#deps.changed();
   }
 
+  /**
+   * keep: rows on disk that the pump has not read go to `#ready` (what a read of the disk would give, without
+   * the read). Bounded: past it they stay on disk only, and the pump reads them from there as after an outage.
+   */
+  #keep(rows: OutboxRow[]): void {
+    let tail = this.#ready.length ? this.#ready[this.#ready.length - 1]!.id : this.#cursor;
+    for (const [id, , at, topic, payload, retain, size, props] of rows) {
+      if (id <= tail) continue; // read from disk already (its write landed before this report of it)
+      tail = id;
+      this.#ready.push({
+        id,
+        at,
+        topic,
+        retain: retain === 1,
+        props,
+        size,
+        payload: Buffer.isBuffer(payload)
+          ? payload
+          : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength),
+      });
+      this.#readyBytes += size;
+    }
+    if (this.#ready.length > maxReady || this.#readyBytes > maxReadyBytes) this.#forget();
+  }
+
+  /** forget: what waits in `#ready` is read from disk instead (bounds reached, a trim, a purge). */
+  #forget(): void {
+    this.#ready = [];
+    this.#readyBytes = 0;
+    this.#inMemory = false;
+  }
+
   #overBounds(): boolean {
     return this.#queued > this.#deps.bounds.maxMessages || this.#queuedBytes > this.#deps.bounds.maxBytes;
   }
@@ -273,6 +317,8 @@ export class Uplink {
   #trim(): void {
     const { maxMessages, maxBytes } = this.#deps.bounds;
     const outbox = this.#deps.outbox;
+    // what it drops is chosen on disk, and may be in `#ready`: the pump reads the rest from disk again
+    this.#forget();
     let needCount = this.#queued > maxMessages ? this.#queued - Math.floor(maxMessages * 0.99) : 0;
     let needBytes = this.#queuedBytes > maxBytes ? this.#queuedBytes - Math.floor(maxBytes * 0.99) : 0;
     let after = this.#cursor;
@@ -485,16 +531,28 @@ export class Uplink {
         if (!this.#client) return;
         if (!u.sent) this.#send(u);
       }
-      // read the disk in batches: once a quarter of the window (at most 16) is free again
+      // read the disk in batches: once a quarter of the window (at most 16) is free again; what was just
+      // written is sent from memory as soon as there is room
       const batch = Math.min(16, Math.ceil(window / 4));
       while (
         this.#client &&
-        (window - this.#unacked.size >= batch || this.#unacked.size === 0) &&
+        (window - this.#unacked.size >= (this.#ready.length ? 1 : batch) || this.#unacked.size === 0) &&
         (this.#unackedBytes < maxBytes || this.#unacked.size === 0)
       ) {
-        this.#pruneDropped();
-        const rows = this.#deps.outbox.fetch(this.cfg.id, this.#cursor, Math.min(256, window - this.#unacked.size));
-        if (rows.length === 0) break;
+        const room = Math.min(256, window - this.#unacked.size);
+        let rows: QueuedMessage[];
+        if (this.#ready.length) {
+          rows = this.#ready.length <= room ? this.#ready : this.#ready.slice(0, room);
+          this.#ready = this.#ready.length <= room ? [] : this.#ready.slice(room);
+          for (const r of rows) this.#readyBytes -= r.size;
+        } else if (this.#inMemory) break;
+        else {
+          this.#pruneDropped();
+          rows = this.#deps.outbox.fetch(this.cfg.id, this.#cursor, room);
+          // all that is on disk was read: what is written from now on is sent from memory
+          if (rows.length < room) this.#inMemory = true;
+          if (rows.length === 0) break;
+        }
         for (const r of rows) {
           this.#cursor = r.id;
           if (this.#droppedPending.has(r.id)) continue;
@@ -597,6 +655,7 @@ export class Uplink {
   /** purge: the uplink is removed: its queue goes. */
   purge(): void {
     this.#deps.outbox.purge(this.cfg.id);
+    this.#forget();
     this.#queued = 0;
     this.#queuedBytes = 0;
     this.#unacked.clear();
