@@ -30,6 +30,13 @@ async function signIn(page: Page) {
   await page.waitForURL(`${url}/integrations`);
 }
 
+/**
+ * editorOpen: the page moves focus into a row opened for editing (its first field) once htmx has settled it;
+ * a fill that races that step types into the username instead of the field it names.
+ */
+const editorOpen = (page: Page) =>
+  page.waitForFunction(() => document.activeElement?.closest("tr.editing") && document.activeElement.matches("input"));
+
 describe("the Integrations page in a real browser", () => {
   it("adds, shows the password once, toggles, resets and deletes", async () => {
     const page = await browser.newPage();
@@ -119,6 +126,7 @@ describe("the Integrations page in a real browser", () => {
     expect(await row.locator(".description").textContent()).toBe(evil);
     expect(await row.locator("img").count()).toBe(0);
     await row.locator("text=Edit").click();
+    await editorOpen(page);
     expect(await page.inputValue('tr.editing input[name="description"]')).toBe(evil);
     await page.waitForTimeout(200);
     expect(dialogs).toEqual([]);
@@ -128,6 +136,7 @@ describe("the Integrations page in a real browser", () => {
     await page.click("tr.editing >> text=Save");
     await page.locator('tr[data-username="onboarded-by-attacker"]:not(.editing)').waitFor();
     await page.locator('tr[data-username="onboarded-by-attacker"]').locator("text=Edit").click();
+    await editorOpen(page);
     expect(await page.inputValue('tr.editing input[name="description"]')).toBe(exact);
     await page.click("tr.editing >> text=Save");
     await page.locator('tr[data-username="onboarded-by-attacker"]:not(.editing)').waitFor();
@@ -164,10 +173,16 @@ describe("the Integrations page in a real browser", () => {
     const page = await browser.newPage();
     await signIn(page);
     await page.locator('tr[data-username="scoped-in-browser"]').locator("text=Edit").click();
+    await editorOpen(page);
     await page.fill('tr.editing input[name="publishAcl"]', "plant/line1/# plant/line2/+");
     await page.fill('tr.editing input[name="subscribeAcl"]', "plant/#");
     await page.fill('tr.editing input[name="denySubscribeAcl"]', "plant/secret/#");
+    // the Save button is htmx's (hx-post): wait for its answer, so a failure names the status it got
+    const saved = page.waitForResponse(
+      (r) => r.request().method() === "POST" && r.url().endsWith(`/${integration.id}`),
+    );
     await page.click("tr.editing >> text=Save");
+    expect((await saved).status()).toBe(200);
     await page.locator('tr[data-username="scoped-in-browser"] td.permissions', { hasText: "restricted" }).waitFor();
     expect(app.core.credentials.get(integration.id)).toMatchObject({
       publishAcl: ["plant/line1/#", "plant/line2/+"],
@@ -178,9 +193,10 @@ describe("the Integrations page in a real browser", () => {
     const facts = page.locator('tbody.integration:has(> tr[data-username="scoped-in-browser"]) dl.facts');
     expect(await facts.textContent()).toContain("Never receiveplant/secret/#");
     await page.locator('tr[data-username="scoped-in-browser"]').locator("text=Edit").click();
+    await editorOpen(page);
     await page.fill('tr.editing input[name="publishAcl"]', "bad/#/topic");
     await page.click("tr.editing >> text=Save");
-    expect(await page.locator("tr.editing .field-error").textContent()).toContain("valid MQTT topic filter");
+    await page.locator("tr.editing .field-error", { hasText: "valid MQTT topic filter" }).waitFor();
     await page.close();
   }, 60_000);
 
