@@ -547,6 +547,7 @@ export class BrokerStore {
       this.#stale.push({ clientId: r.client_id, ...owner, packet });
       this.#wills.set(r.client_id, { packet, bytes, ...owner });
       this.#bytes += bytes;
+      this.#charge(owner.integrationId ?? undefined, bytes);
     }
     if (bad.size > 0)
       this.#log.error("broker.db: rows this release did not write were skipped and deleted", Object.fromEntries(bad));
@@ -787,9 +788,10 @@ export class BrokerStore {
     const stored = { ...packet, retainedAt: Date.now() }; // our copy carries the time; aedes' packet stays its own
     const cells = packetCells(stored);
     const bytes = cellsBytes(cells);
-    // A retained topic already stored can always be replaced (it is the plant's current value); a new one
-    // is refused once the store is full.
-    if (!old && this.#bytes + bytes > this.#opts.maxStoreBytes) {
+    // A retained topic already stored can always be replaced by a value no larger (it is the plant's current
+    // value); a new one, or a replacement by what it grows (attack4 F3: twelve topics swollen to 900 KB each took
+    // the store ten times past its cap), is refused once it does not fit.
+    if (bytes - (old?.bytes ?? 0) > 0 && this.#bytes + bytes - (old?.bytes ?? 0) > this.#opts.maxStoreBytes) {
       this.#refused = true;
       this.counts.retainedDropped++;
       this.#dropped("retained", "mqtt store full: a new retained topic was not kept", { topic: topic.slice(0, 256) });
@@ -1124,6 +1126,20 @@ export class BrokerStore {
     this.#journal.write([op.incomingDel, client.id, messageId]);
   }
 
+  /**
+   * willRefused: why a CONNECT's will would not be kept (attack4 F1): it would take the store past its cap
+   * ("store") or integration `id` past its share ("share"); undefined: it fits. The listener refuses such a
+   * CONNECT (MQTT 5 CONNACK 0x97, 3.1.1 CONNACK 3); `putWill` checks again, as it stores.
+   */
+  willRefused(id: number, clientId: string, will: object): "store" | "share" | undefined {
+    const bytes = cellsBytes(packetCells({ ...will, brokerId: this.#brokerId, clientId } as StoredPacket));
+    const old = this.#wills.get(clientId);
+    const grows = bytes - (old?.bytes ?? 0);
+    if (grows > 0 && this.#bytes + grows > this.#opts.maxStoreBytes) return "store";
+    if (this.overShare(id, old?.integrationId === id ? grows : bytes)) return "share";
+    return undefined;
+  }
+
   async putWill(client: { id: string }, packet: StoredPacket): Promise<void> {
     packet.brokerId = this.#brokerId;
     packet.clientId = client.id;
@@ -1131,7 +1147,29 @@ export class BrokerStore {
     const cells = packetCells(packet);
     const bytes = cellsBytes(cells);
     const old = this.#wills.get(client.id);
-    if (old) this.#bytes -= old.bytes;
+    // A will counts toward the store and its integration's share like a retained value (attack4 F1: 150
+    // connections' wills filled the store past its cap, charged to nobody). Checked again here, counted at once:
+    // CONNECTs checked together (`willRefused`) cannot pass the bounds together.
+    const grows = bytes - (old?.bytes ?? 0);
+    const why =
+      grows > 0 && this.#bytes + grows > this.#opts.maxStoreBytes
+        ? "store"
+        : owner && this.overShare(owner.id, old?.integrationId === owner.id ? grows : bytes)
+          ? "share"
+          : undefined;
+    if (why) {
+      if (why === "share" && owner)
+        this.#refusedShare(owner.id, "a will was not kept", { clientId: client.id.slice(0, 128) });
+      else {
+        this.#refused = true;
+        this.#dropped("will", "mqtt store full: a will was not kept", { clientId: client.id.slice(0, 128) });
+      }
+      throw new BrokerStoreError("no room for the will in the broker store", quotaExceeded);
+    }
+    if (old) {
+      this.#bytes -= old.bytes;
+      this.#charge(old.integrationId ?? undefined, -old.bytes);
+    }
     this.#wills.set(client.id, {
       packet,
       bytes,
@@ -1139,6 +1177,7 @@ export class BrokerStore {
       integrationCreated: owner?.created ?? null,
     });
     this.#bytes += bytes;
+    this.#charge(owner?.id, bytes);
     this.#journal.write([op.willPut, client.id, owner?.id ?? null, owner?.created ?? null, ...cells]);
     return this.#journal.committed();
   }
@@ -1156,6 +1195,7 @@ export class BrokerStore {
     if (!w) return undefined;
     this.#wills.delete(clientId);
     this.#bytes -= w.bytes;
+    this.#charge(w.integrationId ?? undefined, -w.bytes);
     this.#journal.write([op.willDel, clientId]);
     return w.packet;
   }
