@@ -70,7 +70,7 @@ describe("wills count toward the store (attack4 F1)", () => {
     expect(codes.filter((c) => c === 0).length).toBeLessThan(8);
     expect(new Set(codes.filter((c) => c !== 0))).toEqual(new Set([0x97]));
     const charged =
-      (await metric(app, "gatehouse_mqtt_store_integration_bytes", `{integration_id="${alice.id}"}`)) ?? 0;
+      (await metric(app, "gatehouse_mqtt_store_integration_bytes", `{integration_id="${alice.id}",kind="own"}`)) ?? 0;
     expect(charged).toBeGreaterThan(5 * 9000);
     expect(charged).toBeLessThanOrEqual(share);
     // 3.1.1 hears "server unavailable"
@@ -81,7 +81,8 @@ describe("wills count toward the store (attack4 F1)", () => {
     expect(await refusalCode(port, alice.opts({ clientId: "wa-plain" }))).toBe(0);
     // a connection that ends cleanly drops its will and gives its charge back
     await clients.pop()!.endAsync();
-    const after = (await metric(app, "gatehouse_mqtt_store_integration_bytes", `{integration_id="${alice.id}"}`)) ?? 0;
+    const after =
+      (await metric(app, "gatehouse_mqtt_store_integration_bytes", `{integration_id="${alice.id}",kind="own"}`)) ?? 0;
     expect(after).toBeLessThan(charged - 9000);
     for (const c of clients) c.end(true);
   });

@@ -30,7 +30,8 @@ export interface StoreLimits {
   maxStoreBytes: number;
   /**
    * what one integration may hold of it (its retained topics, its persistent sessions with their subscriptions,
-   * queues and QoS 2 state); 0: an eighth of `maxStoreBytes`. See `BrokerStore.shareBytes`.
+   * its wills; its sessions' queues and QoS 2 state as much again, apart); 0: an eighth of `maxStoreBytes`. See
+   * `BrokerStore.shareBytes`.
    */
   maxIntegrationBytes: number;
   /** stored persistent sessions per integration; past it the one offline longest is dropped */
@@ -66,6 +67,13 @@ export interface StoredSession {
   /** when its last connection closed (ms); null while connected */
   offlineSince: number | null;
 }
+
+/**
+ * ChargeKind: "own", what an integration made the broker keep by its own acts (its retained topics, sessions and
+ * their subscriptions, its connections' wills); "queued", what waits in its sessions' queues and QoS 2 state
+ * (others may publish it). Each is checked against the share apart (attack4 F4).
+ */
+export type ChargeKind = "own" | "queued";
 
 /** StaleWill: a will stored by a previous run of the appliance, whose connection that run's end cut. */
 export interface StaleWill {
@@ -185,8 +193,10 @@ export class BrokerStore {
   #retained = new Map<string, Retained>();
   /** values answered "not stored", each with the one it replaced (see `#unretain`) */
   #refusedRetained = new WeakMap<Retained, Retained | undefined>();
-  /** integration id -> the bytes of broker.db charged to it (see `shareBytes`) */
+  /** integration id -> the bytes of broker.db its own acts made the broker keep (see `shareBytes`) */
   #charges = new Map<number, number>();
+  /** integration id -> the bytes waiting in its sessions' queues and QoS 2 state, checked apart (attack4 F4) */
+  #queuedCharges = new Map<number, number>();
   /** integration id -> writes refused because it held its share */
   #shareRefusals = new Map<number, number>();
   #sessions = new Map<string, StoredSession>();
@@ -294,8 +304,10 @@ export class BrokerStore {
    * eighth of the store), so that one device credential cannot fill it for every other integration (attack2
    * F6). Charged to it: the retained topics it published (as they are stored: a topic another integration
    * publishes next moves to that one), and its persistent sessions with their subscriptions, queued messages
-   * (a message queued for two sessions is charged to each) and QoS 2 packets held. Not charged: wills
-   * (one per connection) and retained rows stored before broker.db version 3 (nobody's).
+   * (a message queued for two sessions is charged to each) and QoS 2 packets held, and the wills of its
+   * connections. Not charged: retained rows stored before broker.db version 3 (nobody's). What waits in its
+   * sessions' queues (queued messages, QoS 2 state) is checked against the share apart from the rest
+   * (`ChargeKind`), so that another integration filling its queue stops only more queuing (attack4 F4).
    */
   get shareBytes(): number {
     return this.#opts.maxIntegrationBytes > 0
@@ -303,19 +315,21 @@ export class BrokerStore {
       : Math.floor(this.#opts.maxStoreBytes / 8);
   }
 
-  /** chargeOf: the bytes of broker.db charged to integration `id` */
-  chargeOf(id: number): number {
-    return this.#charges.get(id) ?? 0;
+  /** chargeOf: the bytes of broker.db charged to integration `id` of `kind` (both kinds together when none given) */
+  chargeOf(id: number, kind?: ChargeKind): number {
+    if (kind === "queued") return this.#queuedCharges.get(id) ?? 0;
+    if (kind === "own") return this.#charges.get(id) ?? 0;
+    return (this.#charges.get(id) ?? 0) + (this.#queuedCharges.get(id) ?? 0);
   }
 
-  /** charges: the bytes charged, by integration id */
-  charges(): IterableIterator<[number, number]> {
-    return this.#charges.entries();
+  /** charges: the bytes charged of `kind`, by integration id */
+  charges(kind: ChargeKind = "own"): IterableIterator<[number, number]> {
+    return (kind === "own" ? this.#charges : this.#queuedCharges).entries();
   }
 
-  /** overShare: would `more` bytes take integration `id` past its share */
-  overShare(id: number, more = 0): boolean {
-    return (this.#charges.get(id) ?? 0) + more > this.shareBytes;
+  /** overShare: would `more` bytes of `kind` take integration `id` past its share (each kind is checked apart) */
+  overShare(id: number, more = 0, kind: ChargeKind = "own"): boolean {
+    return this.chargeOf(id, kind) + more > this.shareBytes;
   }
 
   /** subscriptionOverShare: would a new filter `topic` take integration `id` past its share (its options at their longest) */
@@ -328,16 +342,17 @@ export class BrokerStore {
     return this.#shareRefusals;
   }
 
-  #charge(id: number | undefined, delta: number) {
+  #charge(id: number | undefined, delta: number, kind: ChargeKind = "own") {
     if (id === undefined || delta === 0) return;
-    const n = (this.#charges.get(id) ?? 0) + delta;
-    if (n <= 0) this.#charges.delete(id);
-    else this.#charges.set(id, n);
+    const charges = kind === "own" ? this.#charges : this.#queuedCharges;
+    const n = (charges.get(id) ?? 0) + delta;
+    if (n <= 0) charges.delete(id);
+    else charges.set(id, n);
   }
 
   /** #chargeClient: the stored session `clientId`'s integration (none: a clean session, nothing stored) */
-  #chargeClient(clientId: string, delta: number) {
-    this.#charge(this.#sessions.get(clientId)?.integrationId, delta);
+  #chargeClient(clientId: string, delta: number, kind: ChargeKind = "own") {
+    this.#charge(this.#sessions.get(clientId)?.integrationId, delta, kind);
   }
 
   /** #refusedShare: a write refused because integration `id` holds its share: counted per integration, logged at most once a minute. */
@@ -528,7 +543,7 @@ export class BrokerStore {
       const bytes = r.topic.length + r.payload.length + (r.extra?.length ?? 0) + rowBytes;
       mine.set(r.packet_id, { packet: { ...packet, messageId: r.packet_id }, bytes, stored: true });
       this.#bytes += bytes;
-      this.#chargeClient(r.client_id, bytes);
+      this.#chargeClient(r.client_id, bytes, "queued");
     }
     // Wills of the previous run: their connections ended with it. The listener publishes (or drops) them.
     for (const r of rows.wills) {
@@ -731,7 +746,7 @@ export class BrokerStore {
       for (const e of incoming.values())
         if (e.stored) {
           this.#bytes -= e.bytes;
-          this.#chargeClient(clientId, -e.bytes);
+          this.#chargeClient(clientId, -e.bytes, "queued");
         }
       this.#incoming.delete(clientId);
       this.#journal.write([op.incomingClear, clientId]);
@@ -966,7 +981,7 @@ export class BrokerStore {
       // a subscriber's integration at its share gets no more queued: the message is not queued for this session,
       // as for a full store (its publisher is not refused: another integration's share is none of its business)
       const owner = this.#sessions.get(sub.clientId)!.integrationId;
-      if (this.overShare(owner, msg.bytes + entryBytes)) {
+      if (this.overShare(owner, msg.bytes + entryBytes, "queued")) {
         this.#refusedShare(owner, "a message was not queued for its persistent session", {
           clientId: sub.clientId.slice(0, 128),
         });
@@ -1077,7 +1092,7 @@ export class BrokerStore {
     const old = mine.get(messageId);
     if (old?.stored) {
       this.#bytes -= old.bytes;
-      this.#chargeClient(client.id, -old.bytes);
+      this.#chargeClient(client.id, -old.bytes, "queued");
     }
     // a clean session's QoS 2 state ends with its connection: memory only
     if (!this.#sessions.has(client.id)) {
@@ -1086,14 +1101,14 @@ export class BrokerStore {
     }
     if (this.#bytes + bytes > this.#opts.maxStoreBytes) throw new Error("broker store full");
     const owner = this.#sessions.get(client.id)!.integrationId;
-    if (this.overShare(owner, bytes)) {
+    if (this.overShare(owner, bytes, "queued")) {
       this.#refusedShare(owner, "a QoS 2 message was not received", { clientId: client.id.slice(0, 128) });
       throw new BrokerStoreError("the integration holds its share of the broker store", quotaExceeded);
     }
     const entry = { packet: copy, bytes, stored: true };
     mine.set(messageId, entry);
     this.#bytes += bytes;
-    this.#charge(owner, bytes);
+    this.#charge(owner, bytes, "queued");
     this.#journal.write([op.incomingPut, client.id, messageId, ...cells]);
     // not acknowledged (no PUBREC): the client sends it again, so the copy held here goes
     return this.#orUndo(() => {
@@ -1102,7 +1117,7 @@ export class BrokerStore {
       now.delete(messageId);
       if (now.size === 0) this.#incoming.delete(client.id);
       this.#bytes -= bytes;
-      this.#chargeClient(client.id, -bytes);
+      this.#chargeClient(client.id, -bytes, "queued");
       this.#journal.write([op.incomingDel, client.id, messageId]);
     });
   }
@@ -1122,7 +1137,7 @@ export class BrokerStore {
     if (mine!.size === 0) this.#incoming.delete(client.id);
     if (!e.stored) return;
     this.#bytes -= e.bytes;
-    this.#chargeClient(client.id, -e.bytes);
+    this.#chargeClient(client.id, -e.bytes, "queued");
     this.#journal.write([op.incomingDel, client.id, messageId]);
   }
 
@@ -1236,7 +1251,7 @@ export class BrokerStore {
       q.bytes += e.msg.bytes;
     }
     // each session's integration is charged for what its queue holds, a message shared with others included
-    this.#chargeClient(clientId, entryBytes + (e.msg?.bytes ?? 0));
+    this.#chargeClient(clientId, entryBytes + (e.msg?.bytes ?? 0), "queued");
     this.#bytes += entryBytes;
     this.#queued++;
   }
@@ -1264,14 +1279,14 @@ export class BrokerStore {
     if (e.msg) this.#unref(clientId, q, e.msg);
     if (writeRow) this.#journal.write([op.queueDel, e.id]);
     this.#bytes -= entryBytes;
-    this.#chargeClient(clientId, -entryBytes);
+    this.#chargeClient(clientId, -entryBytes, "queued");
     this.#queued--;
     if (q.entries.size === 0) this.#queues.delete(clientId);
   }
 
   #unref(clientId: string, q: Queue, msg: Msg) {
     q.bytes -= msg.bytes;
-    this.#chargeClient(clientId, -msg.bytes);
+    this.#chargeClient(clientId, -msg.bytes, "queued");
     if (--msg.refs > 0) return;
     this.#bytes -= msg.bytes;
     this.#journal.write([op.messageDel, msg.id]);
