@@ -46,6 +46,8 @@ export interface BrokerStoreOptions extends StoreLimits {
   /** `<data-dir>/broker.db`; undefined: the same store without a file (benchmarks) */
   file?: string;
   log: Logger;
+  /** largest MQTT packet accepted (--mqtt-max-packet): a row with a larger payload is not loaded */
+  maxPacketBytes?: number;
   /** test seam: SQLite's max_page_count on the writer, a full disk without filling one */
   maxPageCount?: number;
 }
@@ -481,7 +483,7 @@ export class BrokerStore {
     }
     for (const [clientId, subs] of subsByClient) await this.#mem.addSubscriptions({ id: clientId }, subs);
     for (const r of rows.retained) {
-      const packet = packetOfRow(r);
+      const packet = packetOfRow(r, this.#opts.maxPacketBytes);
       if (typeof packet === "string") {
         skip("retained", packet, [op.retainedDel, r.topic]);
         continue;
@@ -497,7 +499,7 @@ export class BrokerStore {
     }
     const msgs = new Map<number, Msg>();
     for (const r of rows.messages) {
-      const packet = isIntId(r.id) ? packetOfRow(r) : "id";
+      const packet = isIntId(r.id) ? packetOfRow(r, this.#opts.maxPacketBytes) : "id";
       if (typeof packet === "string") {
         skip("messages", packet, [op.messageDel, r.id]);
         continue;
@@ -529,7 +531,8 @@ export class BrokerStore {
       else this.#bytes += m.bytes;
     }
     for (const r of rows.incoming) {
-      const packet = isIntId(r.packet_id) && r.packet_id <= 65535 ? packetOfRow(r) : "packet_id";
+      const packet =
+        isIntId(r.packet_id) && r.packet_id <= 65535 ? packetOfRow(r, this.#opts.maxPacketBytes) : "packet_id";
       if (typeof packet === "string" || typeof r.client_id !== "string") {
         skip("incoming", typeof packet === "string" ? packet : "client_id", [op.incomingDel, r.client_id, r.packet_id]);
         continue;
@@ -547,7 +550,7 @@ export class BrokerStore {
     }
     // Wills of the previous run: their connections ended with it. The listener publishes (or drops) them.
     for (const r of rows.wills) {
-      const packet = packetOfRow(r);
+      const packet = packetOfRow(r, this.#opts.maxPacketBytes);
       const owner = { integrationId: r.integration_id, integrationCreated: r.integration_created };
       if (
         typeof packet === "string" ||
