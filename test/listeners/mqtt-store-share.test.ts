@@ -51,7 +51,7 @@ const metric = async (app: App, name: string, labels = "") => {
   return line === undefined ? undefined : Number(line.split(" ")[1]);
 };
 
-/** charge: the bytes of broker.db charged to an integration of `kind`, as the metric shows it (0 when it has none) */
+/** chargeOf: the bytes of broker.db charged to an integration of `kind`, as the metric shows it (0 when it has none) */
 const chargeOf = async (app: App, id: number, kind: "own" | "queued") =>
   (await metric(app, "gatehouse_mqtt_store_integration_bytes", `{integration_id="${id}",kind="${kind}"}`)) ?? 0;
 

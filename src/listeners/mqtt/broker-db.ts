@@ -503,11 +503,6 @@ function badText(v: unknown): boolean {
 }
 
 /**
- * packetOfRow: the packet a row holds, or a reason it is not one this release wrote: every column's type, a
- * topic a PUBLISH may carry (no wildcard), QoS 0-2, `extra` JSON of an object. broker.db is the appliance's
- * own file, yet a damaged or hand-edited row must cost that row (skipped, counted, logged), not the start.
- */
-/**
  * goodStamp: a stored time this release could have written: a whole number of ms in Date's range, not negative and
  * not more than a day ahead (attack4 F2: 99999999999999999 made `GET /api/v1/data/{topic}` answer 500). A row with
  * another number loads without a time.
@@ -520,7 +515,10 @@ export function goodStamp(at: unknown): at is number {
 export const maxExtraBytes = 64 * 1024;
 
 /**
- * packetOfRow: a packet row as a packet, or why it is not one this release wrote. `maxPayload` (--mqtt-max-packet):
+ * packetOfRow: the packet a row holds, or a reason it is not one this release wrote: every column's type, a
+ * topic a PUBLISH may carry (no wildcard), QoS 0-2, `extra` JSON of an object. broker.db is the appliance's
+ * own file, yet a damaged or hand-edited row must cost that row (skipped, counted, logged), not the start.
+ * `maxPayload` (--mqtt-max-packet):
  * a payload no client could have sent is not loaded, nor an `extra` past `maxExtraBytes` (attack4 F6: a 30 MiB
  * value planted in a copied-in file was served past the packet limit and the store's cap).
  */
