@@ -211,6 +211,37 @@ describe("HTTP integrations: data", () => {
     expect((await poll).status).toBe(404); // nothing retained there: what the timeout answers
   }, 20_000);
 
+  it("a path a proxy and the broker would read two ways is refused (attack4 F5): encoded / or \\ in a level", async () => {
+    const dev = await make("gateway-paths", "http", { publishAcl: ["public/#"], subscribeAcl: ["public/#"] });
+    const auth = basic("gateway-paths", dev.password);
+    // one level to a proxy's path rule, two (or a literal `..` level) to the broker
+    for (const path of ["public%2F..%2Fsecret/t1", "public/a%2Fb", "public/a%5Cb", "public/a%2fb"]) {
+      const res = await post(`/api/v1/data/${path}`, auth, "x");
+      expect(`${path} ${res.status}`).toBe(`${path} 400`);
+      expect(await res.text()).toContain("encoded /");
+    }
+    // other escapes are one level as before
+    expect((await post("/api/v1/data/public/line%201/temp", auth, "21")).status).toBe(202);
+    // dot segments never reach the route: the server resolves them first (as nginx and Caddy do), and the
+    // permission is asked of the topic that results
+    const raw = async (target: string) => {
+      const { connect } = await import("node:net");
+      const u = new URL(base);
+      return new Promise<string>((resolve) => {
+        const c = connect(Number(u.port), u.hostname, () =>
+          c.write(
+            `POST ${target} HTTP/1.1\r\nHost: ${u.host}\r\nAuthorization: ${auth}\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx`,
+          ),
+        );
+        let d = "";
+        c.on("data", (b) => (d += b));
+        c.on("end", () => resolve(d.split("\r\n")[0]!));
+      });
+    };
+    expect(await raw("/api/v1/data/public/../secret/t1")).toContain("403");
+    expect(await raw("/api/v1/data/public/x/../t2")).toContain("202");
+  });
+
   it("a batch is all or nothing", async () => {
     const dev = await make("batcher", "http", { publishAcl: ["batch/ok/#"] });
     const watcher = await make("batch-watcher", "mqtt");

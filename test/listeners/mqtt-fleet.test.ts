@@ -391,7 +391,16 @@ describe("smaller", () => {
   });
 
   it("sockets that never log in do not use up the connection limit", async () => {
-    const small = await testApp(["--mqtt-max-connections", "2", "--max-pending", "50", "--opcua-port", "off"]);
+    const small = await testApp([
+      "--mqtt-max-connections",
+      "2",
+      "--mqtt-max-integration-connections",
+      "2",
+      "--max-pending",
+      "50",
+      "--opcua-port",
+      "off",
+    ]);
     try {
       const p = small.app.address("mqtt")!.port;
       const { password } = await small.app.core.credentials.create({ type: "mqtt", username: "device" });

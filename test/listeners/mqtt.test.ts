@@ -204,7 +204,14 @@ describe("hostile bytes", () => {
 
 describe("connection limit", () => {
   it("closes connections over --mqtt-max-connections and serves again once one leaves", async () => {
-    const small = await testApp(["--mqtt-max-connections", "2", "--opcua-port", "off"]);
+    const small = await testApp([
+      "--mqtt-max-connections",
+      "2",
+      "--mqtt-max-integration-connections",
+      "2",
+      "--opcua-port",
+      "off",
+    ]);
     try {
       const p = small.app.address("mqtt")!.port;
       const { password } = await small.app.core.credentials.create({ type: "mqtt", username: "crowd" });
@@ -220,6 +227,37 @@ describe("connection limit", () => {
       await eventually(() => expect(small.app.core.sessions.size).toBe(1));
       const c = await connectMqtt(p, { username: "crowd", password, clientId: "c" });
       await Promise.all([b.endAsync(), c.endAsync()]);
+    } finally {
+      await small.app.stop();
+    }
+  });
+
+  it("one integration holds at most its part (attack4 F7): the others still get in; a takeover of its own id is not a new one", async () => {
+    const small = await testApp(["--mqtt-max-connections", "4", "--opcua-port", "off"]); // 2 each by default
+    try {
+      const p = small.app.address("mqtt")!.port;
+      const hog = await small.app.core.credentials.create({ type: "mqtt", username: "hog" });
+      const other = await small.app.core.credentials.create({ type: "mqtt", username: "line-7" });
+      const a = await connectMqtt(p, { username: "hog", password: hog.password, clientId: "hog-a" });
+      const b = await connectMqtt(p, { username: "hog", password: hog.password, clientId: "hog-b" });
+      const third = await connectMqtt(p, {
+        username: "hog",
+        password: hog.password,
+        clientId: "hog-c",
+        protocolVersion: 5,
+        connectTimeout: 2000,
+        reconnectPeriod: 0,
+      }).then(
+        () => "in",
+        (e: { code?: number }) => e.code,
+      );
+      expect(third).toBe(0x97); // quota exceeded
+      // the other integration is not shut out
+      const c = await connectMqtt(p, { username: "line-7", password: other.password, clientId: "line-7" });
+      // a takeover of one of its own ids replaces a connection: allowed at the limit
+      const again = await connectMqtt(p, { username: "hog", password: hog.password, clientId: "hog-a" });
+      await eventually(() => expect(small.app.core.sessions.countFor(hog.integration.id)).toBe(2));
+      await Promise.all([again.endAsync(), b.endAsync(), c.endAsync(), a.endAsync(true)]);
     } finally {
       await small.app.stop();
     }

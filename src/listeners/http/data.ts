@@ -16,10 +16,18 @@ export interface DataOptions {
   maxBatch: number;
 }
 
-/** topicOf: a data path's rest `/api/v1/data/a/b%2Fc` -> `a/b/c`-style topic; undefined when malformed. */
-function topicOf(rest: string): string | undefined {
+/**
+ * topicOf: a data path's rest `/api/v1/data/a/line%201` -> topic `a/line 1`; undefined when malformed or
+ * ambiguous (HOSTILE.md: decode once, refuse what two decoders read two ways): a level that decodes to a
+ * `/` or `\` (`a%2Fb` is one level to a proxy and two to the broker), a `.` or `..` level (a proxy or URL
+ * parser resolves it, the topic would keep it literally), wildcards, `$` topics. A batch's topics are JSON
+ * strings, not paths (`fromPath` false): only wildcards and `$` are refused there.
+ */
+function topicOf(rest: string, fromPath = true): string | undefined {
   try {
-    const topic = rest.split("/").map(decodeURIComponent).join("/");
+    const levels = rest.split("/").map(decodeURIComponent);
+    if (fromPath && levels.some((l) => l === "." || l === ".." || /[/\\]/.test(l))) return undefined;
+    const topic = levels.join("/");
     return isValidTopicString(topic) && !/[#+]/.test(topic) && !topic.startsWith("$") ? topic : undefined;
   } catch {
     return undefined;
@@ -117,7 +125,9 @@ export function createDataRoutes(core: Core, log: Logger, presence: Presence, op
     for (const [i, item] of items.entries()) {
       const it = item as { topic?: unknown; payload?: unknown; retain?: unknown };
       const topic =
-        typeof it?.topic === "string" ? topicOf(it.topic.split("/").map(encodeURIComponent).join("/")) : undefined;
+        typeof it?.topic === "string"
+          ? topicOf(it.topic.split("/").map(encodeURIComponent).join("/"), false)
+          : undefined;
       if (!topic)
         return problem(400, "invalid_request", `item ${i + 1}: topic must be an MQTT topic name without wildcards`);
       if (it.payload === undefined) return problem(400, "invalid_request", `item ${i + 1}: payload is missing`);
@@ -252,7 +262,11 @@ export function createDataRoutes(core: Core, log: Logger, presence: Presence, op
           : problem(405, "method_not_allowed", "POST a batch here", { allow: "POST" });
       const topic = topicOf(rest);
       if (!topic)
-        return problem(400, "invalid_request", "the path must name an MQTT topic without wildcards or a leading $");
+        return problem(
+          400,
+          "invalid_request",
+          "the path must name an MQTT topic without wildcards, a leading $, `.` or `..` levels, or an encoded / or \\",
+        );
       if (!bus.available) return problem(503, "unavailable", "the MQTT broker is not running");
       return method === "POST"
         ? await postTopic(request, who, topic, url, meter)

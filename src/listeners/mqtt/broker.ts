@@ -42,6 +42,8 @@ export interface MqttOptions {
   port: number;
   /** authenticated connections at most (CONNACK 3 past it) */
   maxConnections?: number;
+  /** authenticated connections of one integration at most (CONNACK 3, MQTT 5 0x97 past it) */
+  maxIntegrationConnections?: number;
   maxPacketBytes?: number;
   /** MQTT over TLS on this port (null/absent: none) */
   tlsPort?: number | null;
@@ -94,7 +96,11 @@ export function createMqttListener(
     maxSessionExpirySeconds,
     maxClientIdLength,
   });
-  const { subscribed, ...hooks } = createHooks(state, opts.maxConnections ?? 10_000);
+  const { subscribed, ...hooks } = createHooks(
+    state,
+    opts.maxConnections ?? 10_000,
+    opts.maxIntegrationConnections || Math.max(1, Math.floor((opts.maxConnections ?? 10_000) / 2)),
+  );
   const maxPacket = opts.maxPacketBytes ?? 1024 * 1024;
   const maxQueued = opts.store?.maxQueuedMessages ?? defaultStoreLimits.maxQueuedMessages;
   const maxQueuedBytes = opts.store?.maxQueuedBytes ?? defaultStoreLimits.maxQueuedBytes;

@@ -53,6 +53,12 @@ export class ClientIdOwners {
     return o.live;
   }
 
+  /** liveFor: the connections of `integrationId` live under `clientId` now (a new one is a takeover) */
+  liveFor(clientId: string, integrationId: number): number {
+    const o = this.#owners.get(clientId);
+    return o && o.integrationId === integrationId ? o.live : 0;
+  }
+
   /** restore: a persistent session stored before a restart belongs to its integration again, offline. */
   restore(clientId: string, integrationId: number): void {
     this.#owners.set(clientId, { integrationId, live: 0, persistent: true });

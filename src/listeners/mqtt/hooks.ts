@@ -76,7 +76,7 @@ function authError(code: number, reason: string): AuthenticateError {
  * `authorizePublish`, `authorizeSubscribe`, `authorizeForward` ask core/permissions.ts at every
  * message and every delivery, so a narrowed permission holds at once.
  */
-export function createHooks(s: MqttState, maxConnections: number) {
+export function createHooks(s: MqttState, maxConnections: number, maxIntegrationConnections = maxConnections) {
   const { credentials, sessions, topicSpace } = s.core;
   /**
    * pendingSubs: filters granted and not yet the client's (`client.subscriptions` gets them only once a
@@ -220,6 +220,19 @@ export function createHooks(s: MqttState, maxConnections: number) {
             if (client.version === 5) refuseV5(client, 0x97); // quota exceeded
             return done(authError(3, "persistent sessions limit"), null);
           }
+          // One integration holds at most its part of the connections (attack4 F7: one credential took every
+          // slot and the others heard "server unavailable"); a takeover of one of its own ids replaces, not adds.
+          const live = s.liveByIntegration.get(integration.id) ?? 0;
+          if (live >= maxIntegrationConnections && s.owners.liveFor(client.id, integration.id) === 0) {
+            s.log.warn("mqtt connection refused: the integration's limit reached", {
+              username: integration.username,
+              limit: maxIntegrationConnections,
+              remote: s.remoteOf(client),
+            });
+            s.refuse(client, username, "connection-limit");
+            if (client.version === 5) refuseV5(client, 0x97); // quota exceeded
+            return done(authError(3, "integration connection limit"), null);
+          }
           // A will is kept in broker.db until the connection ends: it counts toward the store's cap and the
           // integration's share (attack4 F1), and a CONNECT whose will does not fit is refused as a full store is.
           const willRefused = packet?.will ? s.store.willRefused(integration.id, client.id, packet.will) : undefined;
@@ -260,10 +273,14 @@ export function createHooks(s: MqttState, maxConnections: number) {
           }
           s.conns.set(client, conn);
           s.authenticated++;
+          s.liveByIntegration.set(integration.id, (s.liveByIntegration.get(integration.id) ?? 0) + 1);
           s.pendingOf.get(socket)?.leave();
           if (socket instanceof WsStream) socket.loggedIn();
           socket.once("close", () => {
             s.authenticated--;
+            const left = (s.liveByIntegration.get(integration.id) ?? 1) - 1;
+            if (left > 0) s.liveByIntegration.set(integration.id, left);
+            else s.liveByIntegration.delete(integration.id);
             const live = s.owners.release(client.id, integration.id);
             // the session's last connection: it is offline from now, and ends after its expiry
             if (live === 0 && conn.persistent)

@@ -18,6 +18,12 @@ export const mqttListener = defineListener<Omit<MqttOptions, "host">>()({
     mqttsPort: option.port("MQTT over TLS", "8883"),
     mqttWs: option.bool("MQTT over WebSockets at /mqtt on the HTTP(S) ports", "true"),
     mqttMaxConnections: option.count("logged-in MQTT connections at most", "10000", 1, 1_000_000),
+    mqttMaxIntegrationConnections: option.count(
+      "logged-in MQTT connections of one integration at most (0 = half of --mqtt-max-connections)",
+      "0",
+      0,
+      1_000_000,
+    ),
     mqttMaxSessionExpiry: option.count(
       "longest a persistent session outlives its connection: MQTT 5 session expiry granted, and the expiry of " +
         "a 3.1.1 session with clean session off (0 = no limit)",
@@ -92,6 +98,7 @@ export const mqttListener = defineListener<Omit<MqttOptions, "host">>()({
           tlsPort: o.mqttsPort,
           websocketPath: o.mqttWs ? "/mqtt" : undefined,
           maxConnections: o.mqttMaxConnections,
+          maxIntegrationConnections: o.mqttMaxIntegrationConnections,
           maxPacketBytes: o.mqttMaxPacket,
           maxSessionExpirySeconds: o.mqttMaxSessionExpiry,
           maxClientIdLength: o.mqttMaxClientId,

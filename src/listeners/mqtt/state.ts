@@ -63,6 +63,8 @@ export function createMqttState(
     shared: undefined as SharedGroups | undefined,
     /** logged-in connections now */
     authenticated: 0,
+    /** logged-in connections now, by integration id (bounded by --mqtt-max-integration-connections) */
+    liveByIntegration: new Map<number, number>(),
     stats: { refusedPublishes: 0 },
     metric: {
       messagesIn: core.metrics.counter("gatehouse_mqtt_messages_in_total", "MQTT messages accepted from clients"),
