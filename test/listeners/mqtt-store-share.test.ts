@@ -51,9 +51,12 @@ const metric = async (app: App, name: string, labels = "") => {
   return line === undefined ? undefined : Number(line.split(" ")[1]);
 };
 
-/** charge: the bytes of broker.db charged to an integration, as the metric shows it (0 when it has none) */
-const charge = async (app: App, id: number) =>
-  (await metric(app, "gatehouse_mqtt_store_integration_bytes", `{integration_id="${id}"}`)) ?? 0;
+/** chargeOf: the bytes of broker.db charged to an integration of `kind`, as the metric shows it (0 when it has none) */
+const chargeOf = async (app: App, id: number, kind: "own" | "queued") =>
+  (await metric(app, "gatehouse_mqtt_store_integration_bytes", `{integration_id="${id}",kind="${kind}"}`)) ?? 0;
+
+/** charge: both kinds together */
+const charge = async (app: App, id: number) => (await chargeOf(app, id, "own")) + (await chargeOf(app, id, "queued"));
 
 const retainedUnder = async (app: App, filter: string) => {
   const found = new Map<string, string>();
@@ -184,7 +187,7 @@ describe("one integration fills its share, not the store (attack2 F6)", () => {
     expect((await retainedUnder(app, "line/#")).size).toBe(n - 1);
   });
 
-  it("a persistent session's queue and subscriptions count against its integration's share, never its publisher's", async () => {
+  it("a persistent session's queue counts against its integration's share, never its publisher's", async () => {
     const { app, port } = await start();
     const bob = await made(app, "queue-bob");
     const carol = await made(app, "queue-carol");
@@ -200,23 +203,24 @@ describe("one integration fills its share, not the store (attack2 F6)", () => {
     const notQueued = (await metric(app, "gatehouse_mqtt_store_share_refused_total", `{integration_id="${bob.id}"}`))!;
     expect(notQueued).toBeGreaterThan(0);
     expect(await metric(app, "gatehouse_mqtt_queued_messages")).toBe(30 - notQueued);
-    expect(await charge(app, bob.id)).toBeLessThanOrEqual(share);
+    expect(await chargeOf(app, bob.id, "queued")).toBeLessThanOrEqual(share);
+    expect(await chargeOf(app, carol.id, "queued")).toBe(0);
     // carol keeps her own share: her retained value is kept
     await c.publishAsync("plant/carol", "still", { qos: 1, retain: true });
     expect((await retainedUnder(app, "plant/carol")).get("plant/carol")).toBe("still");
     await c.endAsync();
-    // bob at his share: another persistent session of his gets no new filter (0x97)
+    // bob's queue at his share stops only more queuing: another persistent session of his gets its new filter
+    // (attack4 F4: what others queue for him is checked apart from what he keeps himself)
     const second = { ...v5, clientId: "queue-bob-2", clean: false, properties: { sessionExpiryInterval: 3600 } };
     const two = await connectMqtt(port, bob.opts(second));
-    expect(await subackCodes(two, ["other/#"])).toEqual([0x97]);
+    expect(await subackCodes(two, ["other/#"])).toEqual([0]);
     two.end(true);
     // his first session comes back and takes its queue: that frees his share
     const one = await connectWithInbox(port, bob.opts({ ...second, clientId: "queue-bob-1" }));
     for (let i = 0; i < 30 - notQueued; i++) await one.next();
     await one.client.endAsync();
-    const back = await connectMqtt(port, bob.opts(second));
-    expect(await subackCodes(back, ["other/#"])).toEqual([0]);
-    back.end(true);
+    // (carol's small "still" may wait there still: it matched his filter too)
+    expect(await eventually(async () => (await chargeOf(app, bob.id, "queued")) < 2_000)).toBe(true);
   });
 
   it("a retained topic another integration publishes moves its charge there; deleting an integration frees its share, its values stay", async () => {
@@ -245,6 +249,37 @@ describe("one integration fills its share, not the store (attack2 F6)", () => {
     expect(await charge(back.app, alice.id)).toBe(0);
     expect(await charge(back.app, carol.id)).toBe(moved);
     expect((await retainedUnder(back.app, "plant/move/#")).size).toBe(kept.length);
+  });
+});
+
+describe("what others queue for an integration is checked apart from its own (attack4 F4)", () => {
+  it("alice fills bob's offline session's queue: bob's own retained value and new filter are still kept", async () => {
+    const { app, port } = await start();
+    const alice = await made(app, "f4-alice");
+    const bob = await made(app, "f4-bob");
+    const b = await connectMqtt(
+      port,
+      bob.opts({ ...v5, clientId: "f4-bob-1", clean: false, properties: { sessionExpiryInterval: 3600 } }),
+    );
+    await b.subscribeAsync("cmd/#", { qos: 1 });
+    await b.endAsync();
+    // alice queues 20 x 10 KB for bob: more than his share; alice is acknowledged every time
+    const a = await connectMqtt(port, alice.opts(v5));
+    for (let i = 0; i < 20; i++) await a.publishAsync("cmd/x", Buffer.alloc(10_000, 0x78), { qos: 1 });
+    await a.endAsync();
+    // bob's own retained status and a new persistent filter are kept
+    const b2 = await connectMqtt(
+      port,
+      bob.opts({ ...v5, clientId: "f4-bob-2", clean: false, properties: { sessionExpiryInterval: 3600 } }),
+    );
+    await b2.publishAsync("bobown/status", Buffer.alloc(5000, 0x62), { qos: 1, retain: true });
+    expect(await subackCodes(b2, ["bobown/#"])).toEqual([0]);
+    expect((await retainedUnder(app, "bobown/#")).size).toBe(1);
+    expect(await chargeOf(app, bob.id, "queued")).toBeLessThanOrEqual(share);
+    expect(await chargeOf(app, bob.id, "queued")).toBeGreaterThan(share - 2 * 10_600);
+    expect(await chargeOf(app, alice.id, "queued")).toBe(0);
+    expect(await chargeOf(app, bob.id, "own")).toBeGreaterThan(5000);
+    await b2.endAsync();
   });
 });
 

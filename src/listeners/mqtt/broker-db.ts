@@ -229,7 +229,7 @@ export function packetFromRow(r: PacketRow): StoredPacket {
   if (r.extra !== null) {
     const { properties, correlationData, at, ...rest } = JSON.parse(r.extra) as Record<string, unknown>;
     Object.assign(p, rest);
-    if (typeof at === "number") p.retainedAt = at;
+    if (goodStamp(at)) p.retainedAt = at;
     if (properties || correlationData !== undefined)
       p.properties = {
         ...(properties as object),
@@ -503,13 +503,30 @@ function badText(v: unknown): boolean {
 }
 
 /**
+ * goodStamp: a stored time this release could have written: a whole number of ms in Date's range, not negative and
+ * not more than a day ahead (attack4 F2: 99999999999999999 made `GET /api/v1/data/{topic}` answer 500). A row with
+ * another number loads without a time.
+ */
+export function goodStamp(at: unknown): at is number {
+  return Number.isSafeInteger(at) && (at as number) >= 0 && (at as number) <= Date.now() + 86_400_000;
+}
+
+/** maxExtraBytes: the longest `extra` JSON a row may carry at load (properties of one packet; a sane bound) */
+export const maxExtraBytes = 64 * 1024;
+
+/**
  * packetOfRow: the packet a row holds, or a reason it is not one this release wrote: every column's type, a
  * topic a PUBLISH may carry (no wildcard), QoS 0-2, `extra` JSON of an object. broker.db is the appliance's
  * own file, yet a damaged or hand-edited row must cost that row (skipped, counted, logged), not the start.
+ * `maxPayload` (--mqtt-max-packet):
+ * a payload no client could have sent is not loaded, nor an `extra` past `maxExtraBytes` (attack4 F6: a 30 MiB
+ * value planted in a copied-in file was served past the packet limit and the store's cap).
  */
-export function packetOfRow(r: PacketRow): StoredPacket | string {
+export function packetOfRow(r: PacketRow, maxPayload = Number.POSITIVE_INFINITY): StoredPacket | string {
   if (badText(r.topic) || r.topic.includes("+") || r.topic.includes("#")) return "topic";
   if (!(r.payload instanceof Uint8Array)) return "payload";
+  if (r.payload.length > maxPayload) return "payload-size";
+  if (typeof r.extra === "string" && r.extra.length > maxExtraBytes) return "extra-size";
   if (!isInt(r.qos, 0, 2)) return "qos";
   if (r.retain !== 0 && r.retain !== 1) return "retain";
   if (!isNullOr(r.broker_id, isText) || !isNullOr(r.broker_counter, (v) => isInt(v, 0))) return "broker";

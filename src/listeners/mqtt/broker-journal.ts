@@ -1,3 +1,4 @@
+import { statSync } from "node:fs";
 import type { Logger } from "../../lib/logger.ts";
 import { workerUrl } from "../../lib/workers.ts";
 import { encodeOps, op, type Op, type WorkerReply, type WorkerRequest } from "./broker-db.ts";
@@ -94,6 +95,12 @@ export class BrokerJournal {
   /** open: starts the writer on broker.db (the file's schema is in place: `loadBrokerDb` ran first). */
   async open(): Promise<void> {
     if (!this.opts.file) return;
+    // known from the start, not only after the first commit (attack4 F6: the metric read 0 after every start)
+    try {
+      this.fileBytes = statSync(this.opts.file).size;
+    } catch {
+      this.fileBytes = 0;
+    }
     const worker = new Worker(workerUrl("listeners/mqtt/broker-db.worker.ts"));
     this.#worker = worker;
     this.#opened = deferred();

@@ -90,7 +90,8 @@ export function createMqttListener(
   const storeLog = deps.log.child({ part: "broker-store" });
   const maxSessionExpirySeconds = opts.maxSessionExpirySeconds ?? 86_400;
   const maxClientIdLength = opts.maxClientIdLength ?? 128;
-  let store = new BrokerStore({ ...defaultStoreLimits, ...opts.store, log: storeLog });
+  const storeOpts = { ...defaultStoreLimits, ...opts.store, maxPacketBytes: opts.maxPacketBytes, log: storeLog };
+  let store = new BrokerStore(storeOpts);
   const state = createMqttState(deps.core, deps.log, opts.type ?? "mqtt", store, {
     maxSessionExpirySeconds,
     maxClientIdLength,
@@ -111,7 +112,7 @@ export function createMqttListener(
     type: state.type,
     async start() {
       // A stopped listener started again gets a fresh store over the same file.
-      if (store.opened) state.store = store = new BrokerStore({ ...defaultStoreLimits, ...opts.store, log: storeLog });
+      if (store.opened) state.store = store = new BrokerStore(storeOpts);
       await store.open();
       try {
         // Whose each stored session is (a restart must not free a client id for another integration).

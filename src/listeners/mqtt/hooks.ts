@@ -233,6 +233,19 @@ export function createHooks(s: MqttState, maxConnections: number, maxIntegration
             if (client.version === 5) refuseV5(client, 0x97); // quota exceeded
             return done(authError(3, "integration connection limit"), null);
           }
+          // A will is kept in broker.db until the connection ends: it counts toward the store's cap and the
+          // integration's share (attack4 F1), and a CONNECT whose will does not fit is refused as a full store is.
+          const willRefused = packet?.will ? s.store.willRefused(integration.id, client.id, packet.will) : undefined;
+          if (willRefused) {
+            s.log.warn("mqtt connection refused: no room for its will in broker.db", {
+              username: integration.username,
+              clientId: client.id.slice(0, 128),
+              bound: willRefused === "share" ? "integration share" : "store cap",
+            });
+            s.refuse(client, username, "connection-limit");
+            if (client.version === 5) refuseV5(client, 0x97); // quota exceeded
+            return done(authError(3, "no room for the will"), null);
+          }
           const claim = s.owners.claim(client.id, integration.id, !persistent);
           if (claim === "taken") {
             s.refuse(client, username, "client-id-in-use");

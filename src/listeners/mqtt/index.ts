@@ -81,9 +81,9 @@ export const mqttListener = defineListener<Omit<MqttOptions, "host">>()({
       "BYTES",
     ),
     mqttStoreMaxIntegrationBytes: option.count(
-      "what one integration may hold of broker.db (its retained topics, persistent sessions, their queues); past " +
-        "it its new retained topics are refused (MQTT 5 PUBACK 0x97, HTTP 503) and nothing more is queued for it " +
-        "(0 = an eighth of --mqtt-store-max-bytes)",
+      "what one integration may hold of broker.db (its retained topics, persistent sessions, wills); past it its " +
+        "new retained topics and wills are refused (MQTT 5 0x97, HTTP 503); its sessions' queues have as much " +
+        "again, past it nothing more is queued for it (0 = an eighth of --mqtt-store-max-bytes)",
       String(d.maxIntegrationBytes),
       0,
       2 ** 44,

@@ -30,7 +30,8 @@ export interface StoreLimits {
   maxStoreBytes: number;
   /**
    * what one integration may hold of it (its retained topics, its persistent sessions with their subscriptions,
-   * queues and QoS 2 state); 0: an eighth of `maxStoreBytes`. See `BrokerStore.shareBytes`.
+   * its wills; its sessions' queues and QoS 2 state as much again, apart); 0: an eighth of `maxStoreBytes`. See
+   * `BrokerStore.shareBytes`.
    */
   maxIntegrationBytes: number;
   /** stored persistent sessions per integration; past it the one offline longest is dropped */
@@ -45,6 +46,8 @@ export interface BrokerStoreOptions extends StoreLimits {
   /** `<data-dir>/broker.db`; undefined: the same store without a file (benchmarks) */
   file?: string;
   log: Logger;
+  /** largest MQTT packet accepted (--mqtt-max-packet): a row with a larger payload is not loaded */
+  maxPacketBytes?: number;
   /** test seam: SQLite's max_page_count on the writer, a full disk without filling one */
   maxPageCount?: number;
 }
@@ -66,6 +69,13 @@ export interface StoredSession {
   /** when its last connection closed (ms); null while connected */
   offlineSince: number | null;
 }
+
+/**
+ * ChargeKind: "own", what an integration made the broker keep by its own acts (its retained topics, sessions and
+ * their subscriptions, its connections' wills); "queued", what waits in its sessions' queues and QoS 2 state
+ * (others may publish it). Each is checked against the share apart (attack4 F4).
+ */
+export type ChargeKind = "own" | "queued";
 
 /** StaleWill: a will stored by a previous run of the appliance, whose connection that run's end cut. */
 export interface StaleWill {
@@ -185,8 +195,10 @@ export class BrokerStore {
   #retained = new Map<string, Retained>();
   /** values answered "not stored", each with the one it replaced (see `#unretain`) */
   #refusedRetained = new WeakMap<Retained, Retained | undefined>();
-  /** integration id -> the bytes of broker.db charged to it (see `shareBytes`) */
+  /** integration id -> the bytes of broker.db its own acts made the broker keep (see `shareBytes`) */
   #charges = new Map<number, number>();
+  /** integration id -> the bytes waiting in its sessions' queues and QoS 2 state, checked apart (attack4 F4) */
+  #queuedCharges = new Map<number, number>();
   /** integration id -> writes refused because it held its share */
   #shareRefusals = new Map<number, number>();
   #sessions = new Map<string, StoredSession>();
@@ -294,8 +306,10 @@ export class BrokerStore {
    * eighth of the store), so that one device credential cannot fill it for every other integration (attack2
    * F6). Charged to it: the retained topics it published (as they are stored: a topic another integration
    * publishes next moves to that one), and its persistent sessions with their subscriptions, queued messages
-   * (a message queued for two sessions is charged to each) and QoS 2 packets held. Not charged: wills
-   * (one per connection) and retained rows stored before broker.db version 3 (nobody's).
+   * (a message queued for two sessions is charged to each) and QoS 2 packets held, and the wills of its
+   * connections. Not charged: retained rows stored before broker.db version 3 (nobody's). What waits in its
+   * sessions' queues (queued messages, QoS 2 state) is checked against the share apart from the rest
+   * (`ChargeKind`), so that another integration filling its queue stops only more queuing (attack4 F4).
    */
   get shareBytes(): number {
     return this.#opts.maxIntegrationBytes > 0
@@ -303,19 +317,21 @@ export class BrokerStore {
       : Math.floor(this.#opts.maxStoreBytes / 8);
   }
 
-  /** chargeOf: the bytes of broker.db charged to integration `id` */
-  chargeOf(id: number): number {
-    return this.#charges.get(id) ?? 0;
+  /** chargeOf: the bytes of broker.db charged to integration `id` of `kind` (both kinds together when none given) */
+  chargeOf(id: number, kind?: ChargeKind): number {
+    if (kind === "queued") return this.#queuedCharges.get(id) ?? 0;
+    if (kind === "own") return this.#charges.get(id) ?? 0;
+    return (this.#charges.get(id) ?? 0) + (this.#queuedCharges.get(id) ?? 0);
   }
 
-  /** charges: the bytes charged, by integration id */
-  charges(): IterableIterator<[number, number]> {
-    return this.#charges.entries();
+  /** charges: the bytes charged of `kind`, by integration id */
+  charges(kind: ChargeKind = "own"): IterableIterator<[number, number]> {
+    return (kind === "own" ? this.#charges : this.#queuedCharges).entries();
   }
 
-  /** overShare: would `more` bytes take integration `id` past its share */
-  overShare(id: number, more = 0): boolean {
-    return (this.#charges.get(id) ?? 0) + more > this.shareBytes;
+  /** overShare: would `more` bytes of `kind` take integration `id` past its share (each kind is checked apart) */
+  overShare(id: number, more = 0, kind: ChargeKind = "own"): boolean {
+    return this.chargeOf(id, kind) + more > this.shareBytes;
   }
 
   /** subscriptionOverShare: would a new filter `topic` take integration `id` past its share (its options at their longest) */
@@ -328,16 +344,17 @@ export class BrokerStore {
     return this.#shareRefusals;
   }
 
-  #charge(id: number | undefined, delta: number) {
+  #charge(id: number | undefined, delta: number, kind: ChargeKind = "own") {
     if (id === undefined || delta === 0) return;
-    const n = (this.#charges.get(id) ?? 0) + delta;
-    if (n <= 0) this.#charges.delete(id);
-    else this.#charges.set(id, n);
+    const charges = kind === "own" ? this.#charges : this.#queuedCharges;
+    const n = (charges.get(id) ?? 0) + delta;
+    if (n <= 0) charges.delete(id);
+    else charges.set(id, n);
   }
 
   /** #chargeClient: the stored session `clientId`'s integration (none: a clean session, nothing stored) */
-  #chargeClient(clientId: string, delta: number) {
-    this.#charge(this.#sessions.get(clientId)?.integrationId, delta);
+  #chargeClient(clientId: string, delta: number, kind: ChargeKind = "own") {
+    this.#charge(this.#sessions.get(clientId)?.integrationId, delta, kind);
   }
 
   /** #refusedShare: a write refused because integration `id` holds its share: counted per integration, logged at most once a minute. */
@@ -466,7 +483,7 @@ export class BrokerStore {
     }
     for (const [clientId, subs] of subsByClient) await this.#mem.addSubscriptions({ id: clientId }, subs);
     for (const r of rows.retained) {
-      const packet = packetOfRow(r);
+      const packet = packetOfRow(r, this.#opts.maxPacketBytes);
       if (typeof packet === "string") {
         skip("retained", packet, [op.retainedDel, r.topic]);
         continue;
@@ -482,7 +499,7 @@ export class BrokerStore {
     }
     const msgs = new Map<number, Msg>();
     for (const r of rows.messages) {
-      const packet = isIntId(r.id) ? packetOfRow(r) : "id";
+      const packet = isIntId(r.id) ? packetOfRow(r, this.#opts.maxPacketBytes) : "id";
       if (typeof packet === "string") {
         skip("messages", packet, [op.messageDel, r.id]);
         continue;
@@ -514,7 +531,8 @@ export class BrokerStore {
       else this.#bytes += m.bytes;
     }
     for (const r of rows.incoming) {
-      const packet = isIntId(r.packet_id) && r.packet_id <= 65535 ? packetOfRow(r) : "packet_id";
+      const packet =
+        isIntId(r.packet_id) && r.packet_id <= 65535 ? packetOfRow(r, this.#opts.maxPacketBytes) : "packet_id";
       if (typeof packet === "string" || typeof r.client_id !== "string") {
         skip("incoming", typeof packet === "string" ? packet : "client_id", [op.incomingDel, r.client_id, r.packet_id]);
         continue;
@@ -528,11 +546,11 @@ export class BrokerStore {
       const bytes = r.topic.length + r.payload.length + (r.extra?.length ?? 0) + rowBytes;
       mine.set(r.packet_id, { packet: { ...packet, messageId: r.packet_id }, bytes, stored: true });
       this.#bytes += bytes;
-      this.#chargeClient(r.client_id, bytes);
+      this.#chargeClient(r.client_id, bytes, "queued");
     }
     // Wills of the previous run: their connections ended with it. The listener publishes (or drops) them.
     for (const r of rows.wills) {
-      const packet = packetOfRow(r);
+      const packet = packetOfRow(r, this.#opts.maxPacketBytes);
       const owner = { integrationId: r.integration_id, integrationCreated: r.integration_created };
       if (
         typeof packet === "string" ||
@@ -547,6 +565,7 @@ export class BrokerStore {
       this.#stale.push({ clientId: r.client_id, ...owner, packet });
       this.#wills.set(r.client_id, { packet, bytes, ...owner });
       this.#bytes += bytes;
+      this.#charge(owner.integrationId ?? undefined, bytes);
     }
     if (bad.size > 0)
       this.#log.error("broker.db: rows this release did not write were skipped and deleted", Object.fromEntries(bad));
@@ -730,7 +749,7 @@ export class BrokerStore {
       for (const e of incoming.values())
         if (e.stored) {
           this.#bytes -= e.bytes;
-          this.#chargeClient(clientId, -e.bytes);
+          this.#chargeClient(clientId, -e.bytes, "queued");
         }
       this.#incoming.delete(clientId);
       this.#journal.write([op.incomingClear, clientId]);
@@ -787,9 +806,10 @@ export class BrokerStore {
     const stored = { ...packet, retainedAt: Date.now() }; // our copy carries the time; aedes' packet stays its own
     const cells = packetCells(stored);
     const bytes = cellsBytes(cells);
-    // A retained topic already stored can always be replaced (it is the plant's current value); a new one
-    // is refused once the store is full.
-    if (!old && this.#bytes + bytes > this.#opts.maxStoreBytes) {
+    // A retained topic already stored can always be replaced by a value no larger (it is the plant's current
+    // value); a new one, or a replacement by what it grows (attack4 F3: twelve topics swollen to 900 KB each took
+    // the store ten times past its cap), is refused once it does not fit.
+    if (bytes - (old?.bytes ?? 0) > 0 && this.#bytes + bytes - (old?.bytes ?? 0) > this.#opts.maxStoreBytes) {
       this.#refused = true;
       this.counts.retainedDropped++;
       this.#dropped("retained", "mqtt store full: a new retained topic was not kept", { topic: topic.slice(0, 256) });
@@ -964,7 +984,7 @@ export class BrokerStore {
       // a subscriber's integration at its share gets no more queued: the message is not queued for this session,
       // as for a full store (its publisher is not refused: another integration's share is none of its business)
       const owner = this.#sessions.get(sub.clientId)!.integrationId;
-      if (this.overShare(owner, msg.bytes + entryBytes)) {
+      if (this.overShare(owner, msg.bytes + entryBytes, "queued")) {
         this.#refusedShare(owner, "a message was not queued for its persistent session", {
           clientId: sub.clientId.slice(0, 128),
         });
@@ -1075,7 +1095,7 @@ export class BrokerStore {
     const old = mine.get(messageId);
     if (old?.stored) {
       this.#bytes -= old.bytes;
-      this.#chargeClient(client.id, -old.bytes);
+      this.#chargeClient(client.id, -old.bytes, "queued");
     }
     // a clean session's QoS 2 state ends with its connection: memory only
     if (!this.#sessions.has(client.id)) {
@@ -1084,14 +1104,14 @@ export class BrokerStore {
     }
     if (this.#bytes + bytes > this.#opts.maxStoreBytes) throw new Error("broker store full");
     const owner = this.#sessions.get(client.id)!.integrationId;
-    if (this.overShare(owner, bytes)) {
+    if (this.overShare(owner, bytes, "queued")) {
       this.#refusedShare(owner, "a QoS 2 message was not received", { clientId: client.id.slice(0, 128) });
       throw new BrokerStoreError("the integration holds its share of the broker store", quotaExceeded);
     }
     const entry = { packet: copy, bytes, stored: true };
     mine.set(messageId, entry);
     this.#bytes += bytes;
-    this.#charge(owner, bytes);
+    this.#charge(owner, bytes, "queued");
     this.#journal.write([op.incomingPut, client.id, messageId, ...cells]);
     // not acknowledged (no PUBREC): the client sends it again, so the copy held here goes
     return this.#orUndo(() => {
@@ -1100,7 +1120,7 @@ export class BrokerStore {
       now.delete(messageId);
       if (now.size === 0) this.#incoming.delete(client.id);
       this.#bytes -= bytes;
-      this.#chargeClient(client.id, -bytes);
+      this.#chargeClient(client.id, -bytes, "queued");
       this.#journal.write([op.incomingDel, client.id, messageId]);
     });
   }
@@ -1120,8 +1140,22 @@ export class BrokerStore {
     if (mine!.size === 0) this.#incoming.delete(client.id);
     if (!e.stored) return;
     this.#bytes -= e.bytes;
-    this.#chargeClient(client.id, -e.bytes);
+    this.#chargeClient(client.id, -e.bytes, "queued");
     this.#journal.write([op.incomingDel, client.id, messageId]);
+  }
+
+  /**
+   * willRefused: why a CONNECT's will would not be kept (attack4 F1): it would take the store past its cap
+   * ("store") or integration `id` past its share ("share"); undefined: it fits. The listener refuses such a
+   * CONNECT (MQTT 5 CONNACK 0x97, 3.1.1 CONNACK 3); `putWill` checks again, as it stores.
+   */
+  willRefused(id: number, clientId: string, will: object): "store" | "share" | undefined {
+    const bytes = cellsBytes(packetCells({ ...will, brokerId: this.#brokerId, clientId } as StoredPacket));
+    const old = this.#wills.get(clientId);
+    const grows = bytes - (old?.bytes ?? 0);
+    if (grows > 0 && this.#bytes + grows > this.#opts.maxStoreBytes) return "store";
+    if (this.overShare(id, old?.integrationId === id ? grows : bytes)) return "share";
+    return undefined;
   }
 
   async putWill(client: { id: string }, packet: StoredPacket): Promise<void> {
@@ -1131,7 +1165,29 @@ export class BrokerStore {
     const cells = packetCells(packet);
     const bytes = cellsBytes(cells);
     const old = this.#wills.get(client.id);
-    if (old) this.#bytes -= old.bytes;
+    // A will counts toward the store and its integration's share like a retained value (attack4 F1: 150
+    // connections' wills filled the store past its cap, charged to nobody). Checked again here, counted at once:
+    // CONNECTs checked together (`willRefused`) cannot pass the bounds together.
+    const grows = bytes - (old?.bytes ?? 0);
+    const why =
+      grows > 0 && this.#bytes + grows > this.#opts.maxStoreBytes
+        ? "store"
+        : owner && this.overShare(owner.id, old?.integrationId === owner.id ? grows : bytes)
+          ? "share"
+          : undefined;
+    if (why) {
+      if (why === "share" && owner)
+        this.#refusedShare(owner.id, "a will was not kept", { clientId: client.id.slice(0, 128) });
+      else {
+        this.#refused = true;
+        this.#dropped("will", "mqtt store full: a will was not kept", { clientId: client.id.slice(0, 128) });
+      }
+      throw new BrokerStoreError("no room for the will in the broker store", quotaExceeded);
+    }
+    if (old) {
+      this.#bytes -= old.bytes;
+      this.#charge(old.integrationId ?? undefined, -old.bytes);
+    }
     this.#wills.set(client.id, {
       packet,
       bytes,
@@ -1139,6 +1195,7 @@ export class BrokerStore {
       integrationCreated: owner?.created ?? null,
     });
     this.#bytes += bytes;
+    this.#charge(owner?.id, bytes);
     this.#journal.write([op.willPut, client.id, owner?.id ?? null, owner?.created ?? null, ...cells]);
     return this.#journal.committed();
   }
@@ -1156,6 +1213,7 @@ export class BrokerStore {
     if (!w) return undefined;
     this.#wills.delete(clientId);
     this.#bytes -= w.bytes;
+    this.#charge(w.integrationId ?? undefined, -w.bytes);
     this.#journal.write([op.willDel, clientId]);
     return w.packet;
   }
@@ -1196,7 +1254,7 @@ export class BrokerStore {
       q.bytes += e.msg.bytes;
     }
     // each session's integration is charged for what its queue holds, a message shared with others included
-    this.#chargeClient(clientId, entryBytes + (e.msg?.bytes ?? 0));
+    this.#chargeClient(clientId, entryBytes + (e.msg?.bytes ?? 0), "queued");
     this.#bytes += entryBytes;
     this.#queued++;
   }
@@ -1224,14 +1282,14 @@ export class BrokerStore {
     if (e.msg) this.#unref(clientId, q, e.msg);
     if (writeRow) this.#journal.write([op.queueDel, e.id]);
     this.#bytes -= entryBytes;
-    this.#chargeClient(clientId, -entryBytes);
+    this.#chargeClient(clientId, -entryBytes, "queued");
     this.#queued--;
     if (q.entries.size === 0) this.#queues.delete(clientId);
   }
 
   #unref(clientId: string, q: Queue, msg: Msg) {
     q.bytes -= msg.bytes;
-    this.#chargeClient(clientId, -msg.bytes);
+    this.#chargeClient(clientId, -msg.bytes, "queued");
     if (--msg.refs > 0) return;
     this.#bytes -= msg.bytes;
     this.#journal.write([op.messageDel, msg.id]);

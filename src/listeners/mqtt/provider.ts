@@ -199,12 +199,16 @@ export function wireBroker(b: Aedes, s: MqttState, maxPacket: number): (() => vo
     ),
     s.core.metrics.gauge({
       name: "gatehouse_mqtt_store_integration_bytes",
-      help: `broker.db bytes charged to an integration (--mqtt-store-max-integration-bytes), the ${topCharges} largest`,
+      help:
+        `broker.db bytes charged to an integration (--mqtt-store-max-integration-bytes), the ${topCharges} largest ` +
+        "of each kind: own (its retained topics, sessions, subscriptions, wills), queued (its sessions' queues, QoS 2)",
       read: () =>
-        [...store.charges()]
-          .sort((a, b) => b[1] - a[1])
-          .slice(0, topCharges)
-          .map(([id, n]) => [{ integration_id: String(id) }, n]),
+        (["own", "queued"] as const).flatMap((kind) =>
+          [...store.charges(kind)]
+            .sort((a, b) => b[1] - a[1])
+            .slice(0, topCharges)
+            .map(([id, n]) => [{ integration_id: String(id), kind }, n] as [Record<string, string>, number]),
+        ),
     }),
     counter("gatehouse_mqtt_store_commits_total", "broker.db transactions (each a batch of writes, fsynced)", () => [
       [{ result: "ok" }, store.counts.commits],
