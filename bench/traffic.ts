@@ -145,7 +145,7 @@ for (let round = 0; round < ROUNDS; round++) {
 
 const ns = meterNs();
 const med = (name: string, k: "fanIn" | "fanOut") => median(results.get(name)![k]);
-console.log("| measure | bare aedes | Gatehouse (counting) |" + (before ? " Gatehouse before counting |" : ""));
+console.log(`| measure | bare aedes | Gatehouse (counting) |${before ? " Gatehouse before counting |" : ""}`);
 console.log(`| --- | --- | --- |${before ? " --- |" : ""}`);
 for (const [k, label] of [
   ["fanIn", "QoS 0 fan-in, 10 -> 1 (msg/s)"],
