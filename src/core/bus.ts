@@ -5,6 +5,20 @@ export interface TopicMessage {
 }
 
 /**
+ * messageProperties: the MQTT 5 PUBLISH properties that belong to the message itself (§3.3.2.3) and travel
+ * with it to every subscriber and across a hop; a Topic Alias and a Subscription Identifier are one
+ * connection's own and never do.
+ */
+export const messageProperties = [
+  "payloadFormatIndicator",
+  "messageExpiryInterval",
+  "contentType",
+  "responseTopic",
+  "correlationData",
+  "userProperties",
+] as const;
+
+/**
  * PublishedMessage: a message as its publisher handed it in, before the broker routes it: its QoS,
  * and its MQTT 5 PUBLISH properties (message expiry, content type, user properties, ...) if any.
  */

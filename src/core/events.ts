@@ -30,6 +30,17 @@ export interface EventMap {
 }
 
 export type EventName = keyof EventMap;
+
+/** integrationStateEvents: what changes the integrations as listed (their rows, online status, sessions). */
+export const integrationStateEvents = [
+  "integration.created",
+  "integration.updated",
+  "integration.deleted",
+  "integration.activated",
+  "integration.deactivated",
+  "session.opened",
+  "session.closed",
+] as const satisfies readonly EventName[];
 type Handler<K extends EventName> = (payload: EventMap[K]) => void;
 
 /** EventBus: synchronous, typed; a throwing handler is reported and does not stop the others. */

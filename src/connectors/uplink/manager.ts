@@ -3,6 +3,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { type DurableTap, isFromConnector, type PublishedMessage } from "../../core/bus.ts";
 import type { Core } from "../../core/index.ts";
+import { integrationStateEvents } from "../../core/events.ts";
 import { statusOf } from "../../core/types.ts";
 import type { Logger } from "../../lib/logger.ts";
 import type { Backoff } from "./connection.ts";
@@ -145,16 +146,7 @@ export class UplinkManager {
     const republish = () => {
       for (const u of this.#active) u.publishInventory();
     };
-    for (const name of [
-      "integration.created",
-      "integration.updated",
-      "integration.deleted",
-      "integration.activated",
-      "integration.deactivated",
-      "session.opened",
-      "session.closed",
-    ] as const)
-      this.#offs.push(this.#core.events.on(name, republish));
+    for (const name of integrationStateEvents) this.#offs.push(this.#core.events.on(name, republish));
     this.#timer = setInterval(() => this.#tick(), 1000);
     this.#timer.unref?.();
   }

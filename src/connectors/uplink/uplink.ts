@@ -1,5 +1,5 @@
 import type { IPublishPacket, MqttClient } from "mqtt";
-import type { PublishedMessage } from "../../core/bus.ts";
+import { messageProperties, type PublishedMessage } from "../../core/bus.ts";
 import type { Core } from "../../core/index.ts";
 import { mayPublish, type TopicSpace } from "../../core/permissions.ts";
 import { isValidTopicString, topicMatches } from "../../core/topics.ts";
@@ -42,21 +42,11 @@ export interface UplinkStatus {
 /** the counters that survive a restart (kept with the status in the outbox file) */
 type Counters = Pick<UplinkStatus, "forwarded" | "dropped" | "resent" | "received">;
 
-/** PUBLISH properties that travel upstream (MQTT 5); aliases and subscription ids are the hop's own. */
-const forwardedProperties = [
-  "payloadFormatIndicator",
-  "messageExpiryInterval",
-  "contentType",
-  "responseTopic",
-  "correlationData",
-  "userProperties",
-] as const;
-
 /** propsText: the forwardable properties of a message as stored in the outbox (JSON; bytes as base64). */
 export function propsText(properties: Record<string, unknown> | undefined): string | null {
   if (!properties) return null;
   const kept: Record<string, unknown> = {};
-  for (const k of forwardedProperties) {
+  for (const k of messageProperties) {
     const v = properties[k];
     if (v === undefined) continue;
     kept[k] = Buffer.isBuffer(v) || v instanceof Uint8Array ? { base64: Buffer.from(v).toString("base64") } : v;

@@ -1,3 +1,5 @@
+import { messageProperties } from "../../core/bus.ts";
+
 /**
  * MQTT 5 properties each packet may carry, as mqtt-packet names them. mqtt-packet decodes any property
  * in any packet and aedes passes a PUBLISH's properties on as they came, so a will's Will Delay Interval
@@ -7,14 +9,7 @@
 
 /** deliveredProperties: what a PUBLISH from the broker may carry (§3.3.2.3); the Subscription Identifier
  * is added per subscriber by aedes after this point, and Topic Alias is per connection. */
-const deliveredProperties = new Set([
-  "payloadFormatIndicator",
-  "messageExpiryInterval",
-  "contentType",
-  "responseTopic",
-  "correlationData",
-  "userProperties",
-]);
+const deliveredProperties = new Set<string>(messageProperties);
 
 /** clientPublishProperties: what a client's PUBLISH may carry; not a Subscription Identifier [MQTT-3.3.4-6]. */
 const clientPublishProperties = new Set([...deliveredProperties, "topicAlias"]);

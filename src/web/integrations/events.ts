@@ -1,5 +1,6 @@
 import { Elysia } from "elysia";
 import type { Core } from "../../core/index.ts";
+import { integrationStateEvents } from "../../core/events.ts";
 import { allowIdle } from "../../lib/http.ts";
 import { authOf } from "../auth.tsx";
 
@@ -56,19 +57,9 @@ export function eventStream(core: Core) {
             send("event: connector\ndata: {}\n\n");
           }, 300);
         };
-        const offs = (
-          [
-            "integration.created",
-            "integration.updated",
-            "integration.deleted",
-            "integration.activated",
-            "integration.deactivated",
-            "session.opened",
-            "session.closed",
-            "login.failed",
-            "onboarding.changed",
-          ] as const
-        ).map((name) => core.events.on(name, changed));
+        const offs = ([...integrationStateEvents, "login.failed", "onboarding.changed"] as const).map((name) =>
+          core.events.on(name, changed),
+        );
         offs.push(core.events.on("connector.changed", connectorChanged));
         const ping = setInterval(() => send(": ping\n\n"), pingSeconds * 1000);
         send("retry: 2000\n\n");
