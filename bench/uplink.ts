@@ -2,14 +2,19 @@
  * bun run bench:uplink: Gatehouse's uplink against Mosquitto 2's bridge (`cleansession false`,
  * `topic # out 1`), side by side, the same upstream (a local Mosquitto 2), the same device load:
  * 1. throughput: BENCH_DEVICES mqtt.js devices publish QoS 1 as fast as they are acknowledged (BENCH_WINDOW
- *    unacknowledged each) for BENCH_SECONDS: messages per second that reach a subscriber upstream;
+ *    unacknowledged each) for BENCH_SECONDS: messages per second that reach a subscriber upstream. Both
+ *    sides run while the other waits, first a BENCH_WARMUP s round each (not counted: a JIT warms up,
+ *    caches fill), then BENCH_ROUNDS rounds taking turns; the median counts (a shared 2-core machine drifts);
  * 2. latency: one device at BENCH_RATE msg/s: p50 / p99 from the device's publish to the upstream subscriber;
  * 3. drain: BENCH_DRAIN messages queued while the upstream is cut off (a TCP proxy), then the network
  *    back: messages per second until the last one arrived (goal >= 5 000/s);
  * 4. backlog: BENCH_BACKLOG messages queued during a cut: resident memory over idle (goal < 20 MiB).
  * Throughput and latency are also measured with the devices publishing straight to the upstream (mqtt.js,
  * no hop in between): the ceiling either bridge works under.
- * Both bridges get an in-flight window of 100 upstream. Every process is stopped at the end.
+ * Windows: Gatehouse's uplink has its default (1 000 unacknowledged upstream). Mosquitto 2.0's bridge has
+ * none: `max_inflight_messages` does not bound it (the proxy counts PUBLISHes against PUBACKs and prints
+ * the most unacknowledged upstream for both: tens of thousands for the bridge during a drain).
+ * Every process is stopped at the end.
  */
 import { writeFileSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
@@ -19,16 +24,17 @@ import { closeDatabase } from "../src/db/client.ts";
 import { openDataDir } from "../src/db/data-dir.ts";
 import { benchAdminEnv, launchAppliance } from "./lib/appliance.ts";
 import { freePort, hasMosquitto, statusMiB, stop } from "./lib/procs.ts";
-import { fmt, report, type Row } from "./lib/report.ts";
+import { fmt, median, report, type Row } from "./lib/report.ts";
 import { scratchDir } from "./lib/scratch.ts";
 
 const DEVICES = Number(process.env.BENCH_DEVICES ?? 4);
 const WINDOW = Number(process.env.BENCH_WINDOW ?? 50);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const RATE = Number(process.env.BENCH_RATE ?? 1000);
 const DRAIN = Number(process.env.BENCH_DRAIN ?? 100_000);
 const BACKLOG = Number(process.env.BENCH_BACKLOG ?? 1_000_000);
-const INFLIGHT = 100;
 const PASSWORD = "bench-device-password";
 
 if (!hasMosquitto()) {
@@ -66,20 +72,64 @@ async function mosquitto(lines: string[]) {
   return { port, proc, dir };
 }
 
-/** proxy: loopback port -> target; `cut` drops and refuses, `restore` passes again. */
+/**
+ * framer: MQTT packets' types as they pass (fixed header and remaining length only), for counting
+ * PUBLISHes against PUBACKs at the proxy.
+ */
+function framer(onPacket: (type: number) => void) {
+  let buf: Buffer = Buffer.alloc(0);
+  return (d: Buffer) => {
+    buf = buf.length ? Buffer.concat([buf, d]) : d;
+    let at = 0;
+    for (;;) {
+      let length = 0;
+      let mul = 1;
+      let i = at + 1;
+      let whole = false;
+      for (; i < buf.length && i < at + 5; i++) {
+        length += (buf[i]! & 127) * mul;
+        mul *= 128;
+        if (!(buf[i]! & 128)) {
+          whole = true;
+          i++;
+          break;
+        }
+      }
+      if (!whole || buf.length < i + length) break;
+      onPacket(buf[at]! >> 4);
+      at = i + length;
+    }
+    buf = buf.subarray(at);
+  };
+}
+
+/**
+ * proxy: loopback port -> target; `cut` drops and refuses, `restore` passes again. It counts the QoS 1
+ * PUBLISHes going up against the PUBACKs coming back: `inflight.most` is the most ever unacknowledged.
+ */
 async function proxy(target: number) {
   const port = await freePort();
   const sockets = new Set<Socket>();
+  const inflight = { now: 0, most: 0 };
   let server: ReturnType<typeof createServer> | undefined;
   const listen = () =>
     new Promise<void>((resolve) => {
       server = createServer((down) => {
         const up = connect(target, "127.0.0.1");
+        inflight.now = 0; // a new connection: what the last one had unacknowledged is sent again
+        const ups = framer((type) => {
+          if (type === 3) inflight.most = Math.max(inflight.most, ++inflight.now);
+        });
+        const downs = framer((type) => {
+          if (type === 4) inflight.now--;
+        });
         for (const s of [down, up]) {
           sockets.add(s);
           s.on("error", () => {});
           s.on("close", () => (down.destroy(), up.destroy(), sockets.delete(s)));
         }
+        down.on("data", ups);
+        up.on("data", downs);
         down.pipe(up);
         up.pipe(down);
       });
@@ -88,6 +138,7 @@ async function proxy(target: number) {
   await listen();
   return {
     port,
+    inflight,
     cut: () =>
       new Promise<void>((resolve) => {
         const s = server;
@@ -150,10 +201,10 @@ const stamp = (pad: number) => {
   return Buffer.from(s.padEnd(Math.max(pad, s.length + 1), " "));
 };
 
-/** saturate: DEVICES devices, WINDOW unacknowledged QoS 1 publishes each, for SECONDS; returns how many were acknowledged */
-async function saturate(devices: MqttClient[], topic: string): Promise<number> {
+/** saturate: DEVICES devices, WINDOW unacknowledged QoS 1 publishes each, for `seconds`; returns how many were acknowledged */
+async function saturate(devices: MqttClient[], topic: string, seconds = SECONDS): Promise<number> {
   let acked = 0;
-  const end = performance.now() + SECONDS * 1000;
+  const end = performance.now() + seconds * 1000;
   await Promise.all(
     devices.map(
       (d) =>
@@ -217,6 +268,11 @@ async function settledRss(pid: number): Promise<number> {
 
 interface Result {
   rate: number;
+  /** every counted round's rate, in the order run */
+  rates: number[];
+  /** the most QoS 1 PUBLISHes unacknowledged upstream during the throughput rounds, and during the drain */
+  mostInflight: number;
+  mostInflightDrain: number;
   p50: number;
   p99: number;
   drainRate: number;
@@ -226,16 +282,26 @@ interface Result {
   backlogQueued: number;
 }
 
+/** Side: one bridge, started: its devices, its proxy to the upstream, the subscriber counting there. */
+interface Side {
+  name: string;
+  pid: number;
+  link: Awaited<ReturnType<typeof proxy>>;
+  sub: Awaited<ReturnType<typeof upstreamSubscriber>>;
+  devices: MqttClient[];
+  stop(): Promise<void>;
+}
+
 /**
- * run: one side: `start` gives the local broker's port (devices publish there) and its pid, with the
- * bridge pointing at `link` (a proxy in front of the upstream); every figure measured the same way.
+ * side: `start` gives the local broker's port (devices publish there) and its pid, with the bridge
+ * pointing at `link` (a proxy in front of the upstream).
  */
-async function run(
+async function side(
   name: string,
   upstreamPort: number,
   start: (linkPort: number, prefix: string) => Promise<{ port: number; pid: number; stop(): Promise<void> }>,
   auth: mqtt.IClientOptions,
-): Promise<Result> {
+): Promise<Side> {
   const prefix = `${name}/`;
   const link = await proxy(upstreamPort);
   const local = await start(link.port, prefix);
@@ -244,15 +310,25 @@ async function run(
     Array.from({ length: DEVICES }, (_, i) => client(local.port, { ...auth, clientId: `${name}-dev-${i}` })),
   );
   await Bun.sleep(1000); // the bridge connected
+  return { name, pid: local.pid, link, sub, devices, stop: local.stop };
+}
 
-  // 1. throughput
-  sub.reset();
+/** throughputRound: one round of the saturating load; messages per second that arrived upstream. */
+async function throughputRound(s: Side, seconds: number, counted: boolean): Promise<number> {
+  s.sub.reset();
   const t0 = performance.now();
-  const acked = await saturate(devices, "load/x");
-  await sub.until(acked, 60_000);
-  const rate = sub.a.count / ((sub.a.last - t0) / 1000);
-  console.log(`  ${name}: ${fmt(acked)} acknowledged to the devices, ${fmt(sub.a.count)} upstream, ${fmt(rate)}/s`);
+  const acked = await saturate(s.devices, "load/x", seconds);
+  await s.sub.until(acked, 60_000);
+  const rate = s.sub.a.count / ((s.sub.a.last - t0) / 1000);
+  console.log(
+    `  ${s.name}: ${counted ? "" : "(warm-up) "}${fmt(acked)} acknowledged to the devices, ${fmt(s.sub.a.count)} upstream, ${fmt(rate)}/s`,
+  );
+  return rate;
+}
 
+/** measure: latency, drain and backlog of one side, after the throughput rounds; every figure the same way. */
+async function measure(s: Side, rates: number[], mostInflight: number): Promise<Result> {
+  const { name, sub, link, devices } = s;
   // 2. latency at a fixed rate
   sub.reset();
   const sent = await paced(devices[0]!, "latency/x");
@@ -267,28 +343,43 @@ async function run(
   await flood(devices[0]!, "drain/x", DRAIN);
   await Bun.sleep(1000);
   sub.reset();
+  link.inflight.most = 0;
   const r0 = performance.now();
   await link.restore();
   const all = await sub.until(DRAIN, 120_000);
   const drainRate = sub.a.count / ((sub.a.last - r0) / 1000);
+  const drained = sub.a.count;
+  const mostInflightDrain = link.inflight.most;
   console.log(
-    `  ${name}: ${fmt(DRAIN)} queued during a cut, ${fmt(sub.a.count)} arrived after it${all ? "" : " (the rest lost)"}, ${fmt(drainRate)}/s`,
+    `  ${name}: ${fmt(DRAIN)} queued during a cut, ${fmt(drained)} arrived after it${all ? "" : " (the rest lost)"}, ${fmt(drainRate)}/s; at most ${fmt(mostInflightDrain)} unacknowledged upstream`,
   );
 
   // 4. memory with a large backlog
   await Bun.sleep(2000);
-  const idleRss = await settledRss(local.pid);
+  const idleRss = await settledRss(s.pid);
   await link.cut();
   await flood(devices[0]!, "backlog/x", BACKLOG);
-  const backlogRss = await settledRss(local.pid);
+  const backlogRss = await settledRss(s.pid);
   console.log(
     `  ${name}: RSS idle ${idleRss.toFixed(1)} MiB, with ${fmt(BACKLOG)} queued ${backlogRss.toFixed(1)} MiB (+${(backlogRss - idleRss).toFixed(1)})`,
   );
   for (const d of devices) d.end(true);
   await sub.end();
-  await local.stop();
+  await s.stop();
   await link.cut();
-  return { rate, p50, p99, drainRate, drained: sub.a.count, idleRss, backlogRss, backlogQueued: BACKLOG };
+  return {
+    rate: median(rates),
+    rates,
+    mostInflight,
+    mostInflightDrain,
+    p50,
+    p99,
+    drainRate,
+    drained,
+    idleRss,
+    backlogRss,
+    backlogQueued: BACKLOG,
+  };
 }
 
 /**
@@ -321,20 +412,19 @@ async function direct(upstreamPort: number): Promise<{ rate: number; p50: number
 const upstream = await mosquitto(["max_queued_messages 0", "max_inflight_messages 0"]);
 
 console.log(
-  `\nuplink: ${DEVICES} devices x ${WINDOW} QoS 1 in flight for ${SECONDS} s; latency at ${RATE}/s; drain of ${fmt(DRAIN)}; ${fmt(BACKLOG)} queued\n`,
+  `\nuplink: ${DEVICES} devices x ${WINDOW} QoS 1 in flight, ${WARMUP} s warm-up then ${ROUNDS} rounds of ${SECONDS} s taking turns; latency at ${RATE}/s; drain of ${fmt(DRAIN)}; ${fmt(BACKLOG)} queued\n`,
 );
 
 const straight = await direct(upstream.port);
 
 // Mosquitto 2's bridge: its own broker takes the devices and forwards everything upstream.
-const bridge = await run(
+const bridgeSide = await side(
   "mosquitto-bridge",
   upstream.port,
   async (linkPort, prefix) => {
     const m = await mosquitto([
       "persistence true",
       `persistence_location ${scratchDir("bench-uplink-bridge-")}/`,
-      `max_inflight_messages ${INFLIGHT}`,
       "max_queued_messages 0",
       "connection upstream",
       `address 127.0.0.1:${linkPort}`,
@@ -348,8 +438,8 @@ const bridge = await run(
   {},
 );
 
-// Gatehouse: the appliance in its own process, the uplink added with the CLI.
-const gatehouse = await run(
+// Gatehouse: the appliance in its own process, the uplink added with the CLI (its default window).
+const gatehouseSide = await side(
   "gatehouse",
   upstream.port,
   async (linkPort, prefix) => {
@@ -373,8 +463,6 @@ const gatehouse = await run(
       "#",
       "--remote-prefix",
       prefix,
-      "--inflight",
-      String(INFLIGHT),
     ]);
     const app = await launchAppliance({
       dataDir: dir,
@@ -386,20 +474,32 @@ const gatehouse = await run(
   { username: "bench-dev", password: PASSWORD },
 );
 
+// 1. throughput: a warm-up round each, then rounds taking turns (the machine drifts; both see the same drift)
+const sides = [bridgeSide, gatehouseSide];
+const rates = new Map<Side, number[]>(sides.map((s) => [s, []]));
+for (const s of sides) await throughputRound(s, WARMUP, false);
+for (const s of sides) s.link.inflight.most = 0;
+for (let round = 0; round < ROUNDS; round++)
+  for (const s of sides) rates.get(s)!.push(await throughputRound(s, SECONDS, true));
+const bridge = await measure(bridgeSide, rates.get(bridgeSide)!, bridgeSide.link.inflight.most);
+const gatehouse = await measure(gatehouseSide, rates.get(gatehouseSide)!, gatehouseSide.link.inflight.most);
+
 await stop(upstream.proc);
 
-console.log("\n| | throughput upstream | latency p50 / p99 | drain after a cut | RSS idle -> backlog |");
-console.log("| --- | --- | --- | --- | --- |");
+console.log(
+  "\n| | throughput upstream (median of rounds) | most unacknowledged upstream (load / drain) | latency p50 / p99 | drain after a cut | RSS idle -> backlog |",
+);
+console.log("| --- | --- | --- | --- | --- | --- |");
 for (const [name, r] of [
   ["Mosquitto 2 bridge", bridge],
   ["Gatehouse uplink", gatehouse],
 ] as const) {
   console.log(
-    `| ${name} | ${fmt(r.rate)} msg/s | ${r.p50.toFixed(2)} / ${r.p99.toFixed(2)} ms | ${fmt(r.drained)} of ${fmt(DRAIN)}, ${fmt(r.drainRate)} msg/s | ${r.idleRss.toFixed(1)} -> ${r.backlogRss.toFixed(1)} MiB |`,
+    `| ${name} | ${fmt(r.rate)} msg/s (${r.rates.map((x) => fmt(x)).join(", ")}) | ${fmt(r.mostInflight)} / ${fmt(r.mostInflightDrain)} | ${r.p50.toFixed(2)} / ${r.p99.toFixed(2)} ms | ${fmt(r.drained)} of ${fmt(DRAIN)}, ${fmt(r.drainRate)} msg/s | ${r.idleRss.toFixed(1)} -> ${r.backlogRss.toFixed(1)} MiB |`,
   );
 }
 console.log(
-  `| mqtt.js straight to the upstream (no hop) | ${fmt(straight.rate)} msg/s | ${straight.p50.toFixed(2)} / ${straight.p99.toFixed(2)} ms | - | - |`,
+  `| mqtt.js straight to the upstream (no hop) | ${fmt(straight.rate)} msg/s | - | ${straight.p50.toFixed(2)} / ${straight.p99.toFixed(2)} ms | - | - |`,
 );
 const rows: Row[] = [
   {
@@ -412,7 +512,7 @@ const rows: Row[] = [
   },
   {
     bench: "uplink",
-    measure: `forwarded QoS 1 msg/s upstream, ${DEVICES} devices x ${WINDOW} in flight`,
+    measure: `forwarded QoS 1 msg/s upstream, ${DEVICES} devices x ${WINDOW} in flight, median of ${ROUNDS} warm rounds`,
     baselineName: "Mosquitto 2 bridge",
     baseline: fmt(bridge.rate),
     gatehouse: fmt(gatehouse.rate),

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { createApp } from "../../src/app.ts";
 import { parseServeConfig } from "../../src/config.ts";
 import { delayFor } from "../../src/connectors/uplink/connection.ts";
-import { Outbox } from "../../src/connectors/uplink/outbox.ts";
+import { idRanges, Outbox } from "../../src/connectors/uplink/outbox.ts";
 import { UplinkStore } from "../../src/connectors/uplink/store.ts";
 import { openDataDir } from "../../src/db/data-dir.ts";
 import type { AppError } from "../../src/lib/errors.ts";
@@ -60,6 +60,11 @@ describe("the uplink store", () => {
     expect(problems({ ...valid, subscribe: ["cmd/#"] })).toEqual(["localPrefix"]);
     expect(problems({ ...valid, subscribe: ["cmd/#"], localPrefix: "$SYS/" })).toEqual(["localPrefix"]);
     expect(problems({ ...valid, qos: 2, protocol: 3, inflight: 0 })).toEqual(["inflight", "protocol", "qos"]);
+    // MQTT packet identifiers are 16 bits: no more can be unacknowledged on one connection
+    expect(problems({ ...valid, name: "w1", inflight: 65_535 })).toEqual([]);
+    expect(problems({ ...valid, inflight: 65_536 })).toEqual(["inflight"]);
+    // a window of its own for a WAN round trip, unless configured (Mosquitto's bridge keeps none)
+    expect(s.create({ ...valid, name: "w2" }).inflight).toBe(1000);
     expect(problems({ ...valid, ca: "not a certificate" })).toEqual(["ca"]);
     // [MQTT-3.1.2-22] a 3.1.1 broker closes a CONNECT with a password and no user name; MQTT 5 allows it
     expect(problems({ ...valid, password: "pw" })).toEqual(["username"]);
@@ -189,6 +194,57 @@ describe("the outbox", () => {
     ).toEqual([0, 0, 0, 0, 0]);
     expect(rows.map((r) => r.size)).toEqual([3 + 64, 3, 3 + 4903, 3 + 536, 3 + 1]);
     expect(rows[4]!.props).toBe('{"contentType":"x"}');
+    await again.outbox.close();
+  });
+
+  it("deletes exactly the rows removed, however their ids interleave (as runs of consecutive ids)", async () => {
+    const dir = tempDir();
+    const { outbox } = await Outbox.open(dir);
+    const ids = Array.from(
+      { length: 60 },
+      (_, i) => outbox.append(1 + (i % 2), `t/${i}`, Buffer.from("x"), false, null)[0],
+    );
+    await outbox.durable();
+    // acknowledged out of order, with gaps, twice over, and one id that is not there
+    const gone = [...ids.slice(10, 30).reverse(), ids[0]!, ids[2]!, ids[59]!, ids[11]!, 10_000];
+    outbox.remove(gone);
+    outbox.append(1, "t/last", Buffer.from("y"), false, null);
+    await outbox.durable();
+    await outbox.close();
+    const again = await Outbox.open(dir);
+    const left = [...again.outbox.fetch(1, 0, 100), ...again.outbox.fetch(2, 0, 100)]
+      .map((r) => r.id)
+      .sort((a, b) => a - b);
+    expect(left).toEqual([...ids.filter((id) => !gone.includes(id)), ids[59]! + 1]);
+    expect([...idRanges([5, 3, 4, 9, 1, 10, 10, 12])]).toEqual([1, 1, 3, 5, 9, 10, 12, 12]);
+    await again.outbox.close();
+  });
+
+  it("keeps every field of a row as written: UTF-8 topics and properties, retain, time, size, several uplinks in one write", async () => {
+    const dir = tempDir();
+    const { outbox } = await Outbox.open(dir);
+    const written = [
+      outbox.append(
+        1,
+        "plant/ü/日本/😀",
+        Buffer.from("a"),
+        true,
+        '{"contentType":"tëxt/ü","userProperties":{"k":"日"}}',
+      ),
+      outbox.append(2, "t", Buffer.alloc(0), false, null),
+      outbox.append(1, "x".repeat(5000), Buffer.alloc(70_000, 7), false, "{}"),
+    ];
+    await outbox.durable();
+    await outbox.close();
+    const again = await Outbox.open(dir);
+    const read = [...again.outbox.fetch(1, 0, 10), ...again.outbox.fetch(2, 0, 10)].sort((a, b) => a.id - b.id);
+    expect(read.map((r) => [r.id, r.at, r.topic, r.retain ? 1 : 0, r.size, r.props])).toEqual(
+      written.map((w) => [w[0], w[2], w[3], w[5], w[6], w[7]]),
+    );
+    expect(read.map((r) => Buffer.compare(again.outbox.payload(r.id)!, written[read.indexOf(r)]![4]))).toEqual([
+      0, 0, 0,
+    ]);
+    expect(again.stats.get(1)).toMatchObject({ count: 2 });
     await again.outbox.close();
   });
 

@@ -11,7 +11,8 @@ export interface Backoff {
 
 export interface ConnectionEvents {
   /** a CONNACK from `url`: `client` is the live connection until `lost` */
-  connected(client: MqttClient, url: string, sessionPresent: boolean): void;
+  /** `receiveMaximum`: the upstream's Receive Maximum (MQTT 5 CONNACK), if it set one */
+  connected(client: MqttClient, url: string, sessionPresent: boolean, receiveMaximum?: number): void;
   /** the live connection ended (`connected` was called before) */
   lost(reason: string): void;
   /** an attempt failed or the connection reported an error (never holds a password) */
@@ -105,7 +106,7 @@ export class UplinkConnection {
       if (this.#client !== client) return;
       this.#live = true;
       this.#attempt = 0;
-      this.events.connected(client, url, connack.sessionPresent);
+      this.events.connected(client, url, connack.sessionPresent, connack.properties?.receiveMaximum);
     });
     client.on("error", (err) => {
       if (this.#client !== client) return;

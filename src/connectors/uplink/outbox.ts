@@ -3,7 +3,7 @@ import { closeSync } from "node:fs";
 import { join } from "node:path";
 import { createPrivateFile, narrowToPrivate } from "../../lib/files.ts";
 import { workerUrl } from "../../lib/workers.ts";
-import { type OutboxRow, openOutboxDb, type WireRow, type WorkerReply, type WorkerRequest } from "./outbox-protocol.ts";
+import { encodeRows, type OutboxRow, openOutboxDb, type WorkerReply, type WorkerRequest } from "./outbox-protocol.ts";
 
 /** outboxFileName: the uplinks' store-and-forward queue, a SQLite file of its own beside the admin database. */
 export const outboxFileName = "uplink-outbox.db";
@@ -296,19 +296,19 @@ export class Outbox {
     }
     this.#writing = b;
     try {
-      const { rows, payloads } = packRows(b.rows);
+      const rows = encodeRows(b.rows);
+      const deletes = idRanges(b.deletes).buffer;
       this.#worker.postMessage(
         {
           op: "write",
           batch: b.batch,
           rows,
-          payloads,
-          deletes: b.deletes,
+          deletes,
           purge: b.purge,
           owners: b.owners,
           status: [...b.status],
         } satisfies WorkerRequest,
-        [payloads],
+        [rows, deletes],
       );
     } catch (err) {
       this.#fail(`outbox writer unreachable: ${(err as Error).message}`);
@@ -389,21 +389,22 @@ export class Outbox {
   }
 }
 
-/** packRows: the rows for the writer, their payloads copied into one buffer it is given (see WireRow). */
-export function packRows(rows: readonly OutboxRow[]): { rows: WireRow[]; payloads: ArrayBuffer } {
-  let total = 0;
-  for (const r of rows) total += r[4].byteLength;
-  // its own ArrayBuffer (not Buffer's shared pool): it is transferred to the writer
-  const payloads = new Uint8Array(total);
-  const wire: WireRow[] = new Array(rows.length);
-  let at = 0;
-  for (let i = 0; i < rows.length; i++) {
-    const [id, uplink, time, topic, payload, retain, size, props] = rows[i]!;
-    payloads.set(payload, at);
-    wire[i] = [id, uplink, time, topic, at, payload.byteLength, retain, size, props];
-    at += payload.byteLength;
+/**
+ * idRanges: ids to delete as runs of consecutive ids, [first, last] pairs: acknowledgements come in FIFO
+ * order, so a write's deletes are a few runs (one statement each) rather than one statement per message.
+ */
+export function idRanges(ids: readonly number[]): Float64Array<ArrayBuffer> {
+  const sorted = Float64Array.from(ids).sort();
+  const out = new Float64Array(sorted.length * 2);
+  let n = 0;
+  for (let i = 0; i < sorted.length; ) {
+    const first = sorted[i]!;
+    let last = first;
+    while (++i < sorted.length && sorted[i]! <= last + 1) last = sorted[i]!;
+    out[n++] = first;
+    out[n++] = last;
   }
-  return { rows: wire, payloads: payloads.buffer };
+  return out.slice(0, n);
 }
 
 /** describeFailure: what the page and the log say when a write fails (a full disk above all). */

@@ -6,7 +6,7 @@
  * only once the write that holds their message is reported back.
  */
 import type { Database } from "bun:sqlite";
-import { openOutboxDb, outboxSchema, type WorkerReply, type WorkerRequest } from "./outbox-protocol.ts";
+import { decodeRows, openOutboxDb, outboxSchema, type WorkerReply, type WorkerRequest } from "./outbox-protocol.ts";
 
 declare const self: Worker;
 
@@ -23,7 +23,7 @@ function prepare(d: Database) {
     supersede: d.prepare(
       "UPDATE messages SET superseded = 1 WHERE uplink = ? AND topic = ? AND retain = 1 AND superseded = 0",
     ),
-    remove: d.prepare("DELETE FROM messages WHERE id = ?"),
+    remove: d.prepare("DELETE FROM messages WHERE id BETWEEN ?1 AND ?2"),
     purge: d.prepare("DELETE FROM messages WHERE uplink = ?"),
     status: d.prepare("INSERT OR REPLACE INTO status (uplink, json, at) VALUES (?, ?, ?)"),
     forget: d.prepare("DELETE FROM status WHERE uplink = ?"),
@@ -60,7 +60,8 @@ function open(path: string, cacheKiB: number): WorkerReply {
 function write(req: Extract<WorkerRequest, { op: "write" }>): void {
   const d = db!;
   const { insert, supersede, remove, purge, status, forget, own, disown } = statements!;
-  const payloads = req.payloads;
+  const rows = decodeRows(req.rows);
+  const deletes = new Float64Array(req.deletes);
   d.transaction(() => {
     for (const u of req.purge) {
       purge.run(u);
@@ -68,10 +69,10 @@ function write(req: Extract<WorkerRequest, { op: "write" }>): void {
       disown.run(u);
     }
     for (const [u, createdAt] of req.owners) own.run(u, createdAt);
-    for (const id of req.deletes) remove.run(id);
-    for (const [id, uplink, at, topic, offset, length, retain, size, props] of req.rows) {
+    for (let i = 0; i < deletes.length; i += 2) remove.run(deletes[i]!, deletes[i + 1]!);
+    for (const [id, uplink, at, topic, payload, retain, size, props] of rows) {
       if (retain) supersede.run(uplink, topic);
-      insert.run(id, uplink, at, topic, new Uint8Array(payloads, offset, length), retain, size, props);
+      insert.run(id, uplink, at, topic, payload, retain, size, props);
     }
     const now = Date.now();
     for (const [u, json] of req.status) status.run(u, json, now);

@@ -6,7 +6,7 @@ import type { Logger } from "../../lib/logger.ts";
 import type { PageKit } from "../../lib/pages.ts";
 import { SimplePage } from "../../../views/pages/simple.tsx";
 import type { UplinkManager } from "./manager.ts";
-import type { UplinkInput, UplinkView } from "./store.ts";
+import { defaultInflight, type UplinkInput, type UplinkView } from "./store.ts";
 import { RemoveUplinkConfirm, type UplinkFormValues, UplinkList, UplinkPage, UplinksPage } from "./views/uplinks.tsx";
 
 const formNames = [
@@ -104,7 +104,7 @@ function formValues(body: unknown): UplinkFormValues {
     subscribe: f("subscribe"),
     localPrefix: f("localPrefix"),
     qos: f("qos") || "1",
-    inflight: f("inflight") || "100",
+    inflight: f("inflight") || String(defaultInflight),
     inventory: f("inventory") === "yes",
     enabled: f("enabled") === "yes",
   };

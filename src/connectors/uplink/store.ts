@@ -9,6 +9,17 @@ import { ConflictError, NotFoundError, ValidationError } from "../../lib/errors.
 import { openSecret, SecretUnreadable, sealSecret } from "./secrets.ts";
 import { type UplinkRow, uplinks } from "./schema.ts";
 
+/**
+ * defaultInflight: QoS 1 messages an uplink has unacknowledged upstream at most, unless configured. One
+ * round trip carries a window: 100 would cap a 40 ms WAN link at 2 500 messages/s. Mosquitto 2's bridge
+ * keeps no window at all (measured: 36 000 unacknowledged during a drain, whatever max_inflight_messages
+ * says); what waits for a PUBACK here holds no payload (about 200 bytes each). An MQTT 5 upstream's
+ * Receive Maximum lowers it (uplink.ts).
+ */
+export const defaultInflight = 1000;
+/** maxInflight: MQTT packet identifiers are 16 bits: no more can be unacknowledged on one connection */
+export const maxInflight = 65_535;
+
 /** Db: the admin database (the core's handle; the CLI opens the same file). */
 type Db = Core["db"];
 
@@ -182,7 +193,8 @@ function validate(next: Required<Omit<UplinkInput, "password" | "clientKey">> & 
     fields.localPrefix = "name the local prefix: messages from upstream are published only under it";
   if (next.qos !== 0 && next.qos !== 1) fields.qos = "0 or 1";
   if (next.protocol !== 4 && next.protocol !== 5) fields.protocol = "4 (MQTT 3.1.1) or 5";
-  if (!Number.isInteger(next.inflight) || next.inflight < 1 || next.inflight > 1000) fields.inflight = "1 to 1000";
+  if (!Number.isInteger(next.inflight) || next.inflight < 1 || next.inflight > maxInflight)
+    fields.inflight = `1 to ${maxInflight}`;
   if (next.clientId.length === 0 || next.clientId.length > 128 || /[\u0000-\u001f\u007f]/.test(next.clientId))
     fields.clientId = "1 to 128 printable characters";
   if (next.username !== null && (next.username.length > 512 || next.username.includes("\0")))
@@ -263,7 +275,7 @@ export class UplinkStore {
       subscribe: input.subscribe ?? old?.subscribe ?? [],
       localPrefix: input.localPrefix ?? old?.localPrefix ?? "",
       qos: input.qos ?? old?.qos ?? 1,
-      inflight: input.inflight ?? old?.inflight ?? 100,
+      inflight: input.inflight ?? old?.inflight ?? defaultInflight,
       inventory: input.inventory ?? old?.inventory ?? false,
       clientKeySet: keyAfter && input.clientKey !== "",
     };

@@ -147,9 +147,17 @@ export class Uplink {
    * of this uplink on disk after `#cursor` is here, in order (false: the pump reads them from disk).
    */
   #ready: QueuedMessage[] = [];
+  /** where `#ready` starts (what was taken before it is compacted away now and then, not shifted per take) */
+  #readyHead = 0;
   #readyBytes = 0;
   #inMemory = false;
   #unacked = new Map<number, Unacked>();
+  /** what was unacknowledged when the connection went (to be sent again): the pump looks through `#unacked` only then */
+  #unsent = 0;
+  /** of `#unacked`, how many are sent on the current connection (what the window counts) */
+  #inFlight = 0;
+  /** the upstream's Receive Maximum (MQTT 5), less the birth's and inventory's share; else no limit of its own */
+  #serverWindow = Number.POSITIVE_INFINITY;
   #unackedBytes = 0;
   /** ids dropped by the bounds whose delete is not on disk yet (with the write they go in) */
   #droppedPending = new Map<number, number>();
@@ -259,7 +267,7 @@ export class Uplink {
    * the read). Bounded: past it they stay on disk only, and the pump reads them from there as after an outage.
    */
   #keep(rows: OutboxRow[]): void {
-    let tail = this.#ready.length ? this.#ready[this.#ready.length - 1]!.id : this.#cursor;
+    let tail = this.#ready.length > this.#readyHead ? this.#ready[this.#ready.length - 1]!.id : this.#cursor;
     for (const [id, , at, topic, payload, retain, size, props] of rows) {
       if (id <= tail) continue; // read from disk already (its write landed before this report of it)
       tail = id;
@@ -282,6 +290,7 @@ export class Uplink {
   /** forget: what waits in `#ready` is read from disk instead (bounds reached, a trim, a purge). */
   #forget(): void {
     this.#ready = [];
+    this.#readyHead = 0;
     this.#readyBytes = 0;
     this.#inMemory = false;
   }
@@ -359,7 +368,7 @@ export class Uplink {
       return;
     }
     this.#connection = new UplinkConnection(this.cfg, this.#deps.backoff, this.#deps.log, {
-      connected: (client, url) => this.#connected(client, url),
+      connected: (client, url, _session, receiveMaximum) => this.#connected(client, url, receiveMaximum),
       lost: (reason) => this.#lost(reason),
       error: (message) => {
         this.#lastError = message;
@@ -409,8 +418,11 @@ export class Uplink {
     this.#deps.changed();
   }
 
-  #connected(client: MqttClient, url: string): void {
+  #connected(client: MqttClient, url: string, receiveMaximum?: number): void {
     this.#client = client;
+    // MQTT 5 [MQTT-3.3.4-7]: never more unacknowledged QoS 1 PUBLISHes than the upstream's Receive Maximum
+    // (HiveMQ says 10 by default and disconnects past it); two of them are kept for the birth and inventory
+    this.#serverWindow = receiveMaximum ? Math.max(1, receiveMaximum - 2) : Number.POSITIVE_INFINITY;
     this.#generation++;
     this.#url = url;
     this.#connectedSince = Date.now();
@@ -452,6 +464,8 @@ export class Uplink {
       if (u.sent) u.again = true;
       u.sent = false;
     }
+    this.#unsent = this.#unacked.size;
+    this.#inFlight = 0;
     this.#deps.log.info("uplink disconnected", { uplink: this.cfg.name, reason });
     this.#deps.core.activity.record("uplink.disconnected", this.cfg.name, reason, "system");
     this.#deps.changed();
@@ -515,26 +529,28 @@ export class Uplink {
     if (this.#pumping) return;
     this.#pumping = true;
     try {
-      const window = this.cfg.inflight;
+      const window = Math.min(this.cfg.inflight, this.#serverWindow);
       const maxBytes = 4 * 1024 * 1024;
-      for (const u of this.#unacked.values()) {
-        if (!this.#client) return;
-        if (!u.sent) this.#send(u);
+      if (this.#unsent > 0) {
+        for (const u of this.#unacked.values()) {
+          if (!this.#client || this.#inFlight >= window) return;
+          if (!u.sent) this.#send(u);
+        }
+        this.#unsent = 0;
       }
       // read the disk in batches: once a quarter of the window (at most 16) is free again; what was just
       // written is sent from memory as soon as there is room
       const batch = Math.min(16, Math.ceil(window / 4));
       while (
         this.#client &&
-        (window - this.#unacked.size >= (this.#ready.length ? 1 : batch) || this.#unacked.size === 0) &&
+        (window - this.#unacked.size >= (this.#ready.length > this.#readyHead ? 1 : batch) ||
+          this.#unacked.size === 0) &&
         (this.#unackedBytes < maxBytes || this.#unacked.size === 0)
       ) {
         const room = Math.min(256, window - this.#unacked.size);
         let rows: QueuedMessage[];
-        if (this.#ready.length) {
-          rows = this.#ready.length <= room ? this.#ready : this.#ready.slice(0, room);
-          this.#ready = this.#ready.length <= room ? [] : this.#ready.slice(room);
-          for (const r of rows) this.#readyBytes -= r.size;
+        if (this.#ready.length > this.#readyHead) {
+          rows = this.#takeReady(room);
         } else if (this.#inMemory) break;
         else {
           this.#pruneDropped();
@@ -546,7 +562,17 @@ export class Uplink {
         for (const r of rows) {
           this.#cursor = r.id;
           if (this.#droppedPending.has(r.id)) continue;
-          const u: Unacked = { ...r, sent: false, again: false };
+          const u: Unacked = {
+            id: r.id,
+            at: r.at,
+            topic: r.topic,
+            retain: r.retain,
+            props: r.props,
+            size: r.size,
+            payload: r.payload,
+            sent: false,
+            again: false,
+          };
           this.#unacked.set(r.id, u);
           this.#unackedBytes += r.size;
           this.#send(u);
@@ -556,6 +582,22 @@ export class Uplink {
     } finally {
       this.#pumping = false;
     }
+  }
+
+  /** takeReady: up to `n` rows from the head of `#ready` (compacted once most of it was taken). */
+  #takeReady(n: number): QueuedMessage[] {
+    const head = this.#readyHead;
+    const rows = this.#ready.slice(head, head + n);
+    for (const r of rows) this.#readyBytes -= r.size;
+    this.#readyHead = head + rows.length;
+    if (this.#readyHead === this.#ready.length) {
+      this.#ready = [];
+      this.#readyHead = 0;
+    } else if (this.#readyHead >= 4096 && this.#readyHead * 2 >= this.#ready.length) {
+      this.#ready = this.#ready.slice(this.#readyHead);
+      this.#readyHead = 0;
+    }
+    return rows;
   }
 
   /** pruneDropped: drops whose delete is on disk can no longer be read back: forget them. */
@@ -589,6 +631,7 @@ export class Uplink {
     const dup = u.again;
     if (dup) this.#counters.resent++;
     u.sent = true;
+    this.#inFlight++;
     const generation = this.#generation;
     client.publish(
       `${cfg.remotePrefix}${u.topic}`,
@@ -608,6 +651,7 @@ export class Uplink {
   #settle(u: Unacked, how: "acked" | "refused" | "expired" | "gone", why?: string): void {
     if (this.#unacked.get(u.id) !== u) return;
     this.#unacked.delete(u.id);
+    if (u.sent) this.#inFlight--;
     this.#unackedBytes -= u.size;
     this.#queued--;
     this.#queuedBytes -= u.size;
@@ -649,6 +693,8 @@ export class Uplink {
     this.#queued = 0;
     this.#queuedBytes = 0;
     this.#unacked.clear();
+    this.#unsent = 0;
+    this.#inFlight = 0;
   }
 
   status(): UplinkStatus {

@@ -320,7 +320,7 @@ export function UplinkPage({ admin, values, errors = {}, editing }: UplinkFormPr
           </label>
           <label>
             In flight at most
-            <input name="inflight" type="number" min="1" max="1000" value={attr(values.inflight)} />
+            <input name="inflight" type="number" min="1" max="65535" value={attr(values.inflight)} />
             <FieldError message={errors.inflight} />
           </label>
         </div>
