@@ -29,7 +29,10 @@ export const uplinks = sqliteTable("uplinks", {
   subscribe: text("subscribe").notNull().default("[]"),
   localPrefix: text("local_prefix").notNull().default(""),
   qos: integer("qos").notNull().default(1),
-  /** QoS 1 messages sent and not yet acknowledged upstream, at most (the column default is the first release's; new uplinks get store.ts `defaultInflight`) */
+  /**
+   * QoS 1 messages sent and not yet acknowledged upstream, at most (the column default is the first
+   * release's; new uplinks get store.ts `defaultInflight`)
+   */
   inflight: integer("inflight").notNull().default(100),
   /** publish a retained summary of every integration upstream */
   inventory: integer("inventory", { mode: "boolean" }).notNull().default(false),
