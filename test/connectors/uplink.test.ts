@@ -489,6 +489,25 @@ describe("uplink to Mosquitto", () => {
     await sub.endAsync();
   }, 30_000);
 
+  it("takes the same in-flight windows on every door: 1 to 65 535 as a JSON number, anything else a 400 naming the field", async () => {
+    // found from outside: the API refused every window above 1 000 (the CLI and the page took 65 535), read
+    // "0x10" as 16, and the page's form offered 100 against a default of 1 000
+    const base = { urls: ["mqtt://127.0.0.1:1"], forward: ["window/#"], enabled: false };
+    const big = await api("POST", "/api/v1/uplinks", { ...base, name: "window", inflight: 65_535 });
+    expect(big.status).toBe(201);
+    expect(big.json.uplink.inflight).toBe(65_535);
+    expect((await api("PATCH", "/api/v1/uplinks/window", { inflight: 1001 })).json.inflight).toBe(1001);
+    for (const inflight of [0, -1, 1.5, 65_536, 1e9, "0x10", " 7", "1001", null, true]) {
+      const res = await api("PATCH", "/api/v1/uplinks/window", { inflight });
+      expect([inflight, res.status, Object.keys(res.json.fields ?? {})]).toEqual([inflight, 400, ["inflight"]]);
+    }
+    expect((await api("GET", "/api/v1/uplinks/window")).json.inflight).toBe(1001);
+    const cookie = `gh_session=${(await app.core.admins.signIn("admin", "correct-horse-battery", "t")).token}`;
+    const form = await (await fetch(`${url}/uplinks/new`, { headers: { cookie } })).text();
+    expect(form).toMatch(/<input name="inflight" type="number" min="1" max="65535" value="1000"/);
+    expect((await api("DELETE", "/api/v1/uplinks/window")).status).toBe(204);
+  });
+
   it("keeps the upstream password out of logs, API answers, the page and a plain export (only export --full has it)", async () => {
     const secret = "Upstream-Needle-7f3k9q";
     const guarded = await startMosquitto({ users: [{ username: "gh-site", password: secret }] });
