@@ -379,60 +379,80 @@ describe("uplink to Mosquitto", () => {
     await late.client.endAsync();
   }, 30_000);
 
-  it("keeps within an MQTT 5 upstream's Receive Maximum, however large its own window", async () => {
+  it("keeps within an MQTT 5 upstream's Receive Maximum, however large its own window, the birth and inventory included", async () => {
     // [MQTT-3.3.4-7]: a client never has more unacknowledged QoS 1 PUBLISHes than the server's Receive
-    // Maximum (HiveMQ says 10 and disconnects past it). A strict upstream says 5 and acknowledges slowly.
-    const sockets: Socket[] = [];
-    let outstanding = 0;
-    let most = 0;
-    const arrivedHere: string[] = [];
-    const fake = createServer((socket) => {
-      sockets.push(socket);
-      const parser = mqttPacket.parser({ protocolVersion: 5 });
-      const send = (p: object) => socket.write(mqttPacket.generate(p as mqttPacket.Packet, { protocolVersion: 5 }));
-      parser.on("packet", (p) => {
-        if (p.cmd === "connect")
-          send({ cmd: "connack", reasonCode: 0, sessionPresent: false, properties: { receiveMaximum: 5 } });
-        if (p.cmd === "pingreq") send({ cmd: "pingresp" });
-        if (p.cmd === "publish" && p.qos === 1) {
-          outstanding++;
-          most = Math.max(most, outstanding);
-          arrivedHere.push(p.topic);
-          setTimeout(() => {
-            outstanding--;
-            send({ cmd: "puback", messageId: p.messageId, reasonCode: 0 });
-          }, 20);
-        }
+    // Maximum (HiveMQ says 10; a server may disconnect past it, 0x93). A strict upstream acknowledges
+    // slowly and does disconnect (found from outside: with 1, the birth and the first message went
+    // together, every connection was closed and nothing was ever delivered).
+    for (const [receiveMaximum, inventory] of [
+      [5, false],
+      [1, true],
+    ] as const) {
+      const sockets: Socket[] = [];
+      let outstanding = 0;
+      let most = 0;
+      let closedForIt = 0;
+      const arrivedHere: string[] = [];
+      const fake = createServer((socket) => {
+        sockets.push(socket);
+        outstanding = 0;
+        const parser = mqttPacket.parser({ protocolVersion: 5 });
+        const send = (p: object) =>
+          socket.writable && socket.write(mqttPacket.generate(p as mqttPacket.Packet, { protocolVersion: 5 }));
+        parser.on("packet", (p) => {
+          if (p.cmd === "connect")
+            send({ cmd: "connack", reasonCode: 0, sessionPresent: true, properties: { receiveMaximum } });
+          if (p.cmd === "pingreq") send({ cmd: "pingresp" });
+          if (p.cmd === "publish" && p.qos === 1) {
+            outstanding++;
+            most = Math.max(most, outstanding);
+            if (outstanding > receiveMaximum) {
+              closedForIt++;
+              send({ cmd: "disconnect", reasonCode: 0x93 });
+              socket.end();
+              return;
+            }
+            arrivedHere.push(p.topic);
+            setTimeout(() => {
+              outstanding--;
+              send({ cmd: "puback", messageId: p.messageId, reasonCode: 0 });
+            }, 20);
+          }
+        });
+        socket.on("data", (d: Buffer) => parser.parse(d));
+        socket.on("error", () => {});
       });
-      socket.on("data", (d: Buffer) => parser.parse(d));
-      socket.on("error", () => {});
-    });
-    await new Promise<void>((resolve) => fake.listen(0, "127.0.0.1", resolve));
-    const fakePort = (fake.address() as AddressInfo).port;
-    expect(
-      (
-        await api("POST", "/api/v1/uplinks", {
-          name: "strict",
-          urls: [`mqtt://127.0.0.1:${fakePort}`],
-          forward: ["strict/#"],
-          protocol: 5,
-          inflight: 100,
-        })
-      ).status,
-    ).toBe(201);
-    await connected("strict");
-    const plc = await device(app, "plc-strict", { publishAcl: ["strict/#"] });
-    await Promise.all(Array.from({ length: 40 }, (_, i) => plc.client.publishAsync(`strict/${i}`, "x", { qos: 1 })));
-    await eventually(() => expect(arrivedHere.filter((t) => t.startsWith("strict/"))).toHaveLength(40), 15_000);
-    expect(arrivedHere.filter((t) => t.startsWith("strict/"))).toEqual(
-      Array.from({ length: 40 }, (_, i) => `strict/${i}`),
-    );
-    expect(most).toBeLessThanOrEqual(5);
-    await api("DELETE", "/api/v1/uplinks/strict");
-    for (const s of sockets) s.destroy();
-    fake.close();
-    await plc.client.endAsync();
-  }, 30_000);
+      await new Promise<void>((resolve) => fake.listen(0, "127.0.0.1", resolve));
+      const fakePort = (fake.address() as AddressInfo).port;
+      const name = `strict-${receiveMaximum}`;
+      expect(
+        (
+          await api("POST", "/api/v1/uplinks", {
+            name,
+            urls: [`mqtt://127.0.0.1:${fakePort}`],
+            forward: [`${name}/#`],
+            protocol: 5,
+            inflight: 100,
+            inventory,
+          })
+        ).status,
+      ).toBe(201);
+      await connected(name);
+      const plc = await device(app, `plc-${name}`, { publishAcl: [`${name}/#`] });
+      const n = receiveMaximum === 1 ? 15 : 40;
+      await Promise.all(Array.from({ length: n }, (_, i) => plc.client.publishAsync(`${name}/${i}`, "x", { qos: 1 })));
+      const data = () => arrivedHere.filter((t) => t.startsWith(`${name}/`));
+      await eventually(() => expect(new Set(data()).size).toBe(n), 20_000);
+      expect([...new Set(data())]).toEqual(Array.from({ length: n }, (_, i) => `${name}/${i}`));
+      expect([receiveMaximum, most, closedForIt]).toEqual([receiveMaximum, Math.min(most, receiveMaximum), 0]);
+      if (inventory) await eventually(() => expect(arrivedHere).toContain("$gatehouse/integrations"), 10_000);
+      expect(most).toBeLessThanOrEqual(receiveMaximum);
+      await api("DELETE", `/api/v1/uplinks/${name}`);
+      for (const s of sockets) s.destroy();
+      fake.close();
+      await plc.client.endAsync();
+    }
+  }, 60_000);
 
   it("never sends back up what came down, when forward and subscribe filters overlap", async () => {
     await api("POST", "/api/v1/uplinks", {
