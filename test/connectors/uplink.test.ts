@@ -454,6 +454,60 @@ describe("uplink to Mosquitto", () => {
     }
   }, 60_000);
 
+  it("refuses an upstream's CONNACK it cannot take (a property twice, Receive Maximum 0, QoS 0 only), saying why; the appliance goes on", async () => {
+    // found from outside: a Receive Maximum or Server Keep Alive given twice reached mqtt.js as an array and
+    // threw out of its handler: the whole appliance stopped, and again at every restart
+    const connacks: [string, number[], RegExp][] = [
+      ["dup-rm", [0x21, 0x00, 0x05, 0x21, 0x00, 0xff], /receiveMaximum more than once/],
+      ["dup-keepalive", [0x13, 0x00, 0x05, 0x13, 0x00, 0x00], /serverKeepAlive more than once/],
+      ["rm-zero", [0x21, 0x00, 0x00], /Receive Maximum is 0/],
+      ["qos-zero", [0x24, 0x00], /QoS 0 only/],
+    ];
+    const sockets: Socket[] = [];
+    let published = 0;
+    const fakes = await Promise.all(
+      connacks.map(async ([, props]) => {
+        const fake = createServer((socket) => {
+          sockets.push(socket);
+          const parser = mqttPacket.parser({ protocolVersion: 5 });
+          parser.on("packet", (p) => {
+            // CONNACK by hand: mqtt-packet would not write a property twice
+            if (p.cmd === "connect") socket.write(Buffer.from([0x20, 3 + props.length, 0, 0, props.length, ...props]));
+            if (p.cmd === "publish") published++;
+          });
+          socket.on("data", (d: Buffer) => parser.parse(d));
+          socket.on("error", () => {});
+        });
+        await new Promise<void>((resolve) => fake.listen(0, "127.0.0.1", resolve));
+        return fake;
+      }),
+    );
+    for (const [i, [name]] of connacks.entries())
+      expect(
+        (
+          await api("POST", "/api/v1/uplinks", {
+            name,
+            urls: [`mqtt://127.0.0.1:${(fakes[i]!.address() as AddressInfo).port}`],
+            forward: ["liar-connack/#"],
+            protocol: 5,
+          })
+        ).status,
+      ).toBe(201);
+    const plc = await device(app, "plc-liar-connack", { publishAcl: ["liar-connack/#"] });
+    await plc.client.publishAsync("liar-connack/x", "1", { qos: 1 });
+    for (const [name, , why] of connacks)
+      await eventually(async () => expect((await statusOf(name))?.lastError ?? "").toMatch(why), 10_000);
+    for (const [name] of connacks) expect((await statusOf(name)).connected).toBe(false);
+    expect(published).toBe(0);
+    // the appliance is still there: the broker and the API answer
+    await plc.client.publishAsync("liar-connack/y", "2", { qos: 1 });
+    expect((await api("GET", "/api/v1/uplinks")).status).toBe(200);
+    for (const [name] of connacks) await api("DELETE", `/api/v1/uplinks/${name}`);
+    for (const s of sockets) s.destroy();
+    for (const f of fakes) f.close();
+    await plc.client.endAsync();
+  }, 30_000);
+
   it("never sends back up what came down, when forward and subscribe filters overlap", async () => {
     await api("POST", "/api/v1/uplinks", {
       name: "loop",

@@ -10,8 +10,10 @@ export interface Backoff {
 }
 
 export interface ConnectionEvents {
-  /** a CONNACK from `url`: `client` is the live connection until `lost` */
-  /** `receiveMaximum`: the upstream's Receive Maximum (MQTT 5 CONNACK), if it set one */
+  /**
+   * a CONNACK from `url`: `client` is the live connection until `lost`; `receiveMaximum`: the upstream's
+   * Receive Maximum (MQTT 5 CONNACK), if it set one
+   */
   connected(client: MqttClient, url: string, sessionPresent: boolean, receiveMaximum?: number): void;
   /** the live connection ended (`connected` was called before) */
   lost(reason: string): void;
@@ -25,6 +27,24 @@ export const statusTopic = (remotePrefix: string) => `${remotePrefix}$gatehouse/
 /** delayFor: exponential backoff with full jitter: uniformly random in [0, min(max, base * 2^attempt)]. */
 export function delayFor(attempt: number, b: Backoff, random = Math.random): number {
   return Math.floor(random() * Math.min(b.maxMs, b.baseMs * 2 ** Math.min(attempt, 30)));
+}
+
+/**
+ * unusable: why a packet from the upstream cannot be taken, if it cannot: a property given twice (MQTT 5
+ * §2.2.2.2: a protocol error; only User Property and Subscription Identifier may repeat), a Receive Maximum
+ * of 0 (§3.2.2.3.3), or a Maximum QoS of 0 when the uplink sends QoS 1 (it would have to drop its guarantee).
+ */
+export function unusable(packet: { cmd: string }, qos: number): string | undefined {
+  const props = (packet as { properties?: Record<string, unknown> }).properties;
+  if (!props) return undefined;
+  for (const [k, v] of Object.entries(props))
+    if (Array.isArray(v) && k !== "subscriptionIdentifier")
+      return `the broker sent ${k} more than once in its ${packet.cmd.toUpperCase()} (a protocol error): refused`;
+  if (packet.cmd !== "connack") return undefined;
+  if (props.receiveMaximum === 0) return "the broker's Receive Maximum is 0 (a protocol error): refused";
+  if (props.maximumQoS === 0 && qos > 0)
+    return "the broker takes QoS 0 only (Maximum QoS 0): set the uplink's QoS to 0, or allow QoS 1 there";
+  return undefined;
 }
 
 /**
@@ -102,13 +122,37 @@ export class UplinkConnection {
     (client.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true);
     this.#client = client;
     let said = false; // this attempt reported why it failed
+    let refused = false; // this attempt was refused here (a packet mqtt.js would trip on)
     let liveSince = 0;
+    // Checked before mqtt.js handles a packet: an upstream can lie, and a property given twice reached
+    // mqtt.js as an array and threw out of its handler: the whole appliance stopped, at every restart
+    // (attack5 F5). A CONNACK that cannot be taken is refused (treated as the broker's refusal).
+    client.on("packetreceive", (packet) => {
+      if (this.#client !== client) return;
+      const why = unusable(packet, this.cfg.qos);
+      if (!why) return;
+      const p = packet as { cmd: string; reasonCode?: number; properties?: Record<string, unknown> };
+      for (const [k, v] of Object.entries(p.properties ?? {})) if (Array.isArray(v)) delete p.properties![k];
+      said = true;
+      this.events.error(`${url}: ${why}`);
+      if (p.cmd === "connack") {
+        refused = true;
+        p.reasonCode = 0x81; // mqtt.js closes the connection and says "refused"; ours said why
+      } else setImmediate(() => client.end(true));
+    });
     let goodbye = ""; // an MQTT 5 DISCONNECT's reason, said with the close
     client.on("connect", (connack) => {
       if (this.#client !== client) return;
       this.#live = true;
       liveSince = Date.now();
-      this.events.connected(client, url, connack.sessionPresent, connack.properties?.receiveMaximum);
+      try {
+        this.events.connected(client, url, connack.sessionPresent, connack.properties?.receiveMaximum);
+      } catch (err) {
+        // one uplink's trouble stays its own: the connection goes, the appliance does not
+        this.log.error("uplink failed on connecting", { uplink: this.cfg.name, error: (err as Error).message });
+        this.events.error(`${url}: ${(err as Error).message}`);
+        client.end(true);
+      }
     });
     client.on("disconnect", (packet) => {
       if (this.#client !== client) return;
@@ -118,7 +162,7 @@ export class UplinkConnection {
       this.events.error(`${url}${goodbye}`);
     });
     client.on("error", (err) => {
-      if (this.#client !== client) return;
+      if (this.#client !== client || refused) return;
       said = true;
       this.events.error(`${url}: ${err.message}`);
     });
