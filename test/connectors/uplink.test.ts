@@ -508,6 +508,70 @@ describe("uplink to Mosquitto", () => {
     await plc.client.endAsync();
   }, 30_000);
 
+  it("never reuses a packet identifier still unacknowledged, and says so when a broker answers QoS 1 with a QoS 2 step", async () => {
+    // found from outside: with a window of 65 535 the birth and the data took one identifier twice (one
+    // message then stayed queued for ever); a PUBREC for a QoS 1 PUBLISH held its slot silently
+    const seen = new Map<number, string>();
+    let reused = 0;
+    let pubrecs = 0;
+    const sockets: Socket[] = [];
+    const got: string[] = [];
+    const fake = createServer((socket) => {
+      sockets.push(socket);
+      seen.clear();
+      const parser = mqttPacket.parser({ protocolVersion: 5 });
+      const send = (p: object) =>
+        socket.writable && socket.write(mqttPacket.generate(p as mqttPacket.Packet, { protocolVersion: 5 }));
+      parser.on("packet", (p) => {
+        if (p.cmd === "connect") send({ cmd: "connack", reasonCode: 0, sessionPresent: true });
+        if (p.cmd === "publish" && p.qos === 1) {
+          if (seen.has(p.messageId!)) reused++;
+          seen.set(p.messageId!, p.topic);
+          got.push(p.topic);
+          // the first data message is answered with a PUBREC once; then everything but `ids/0` is acknowledged
+          if (p.topic === "ids/1" && pubrecs === 0) {
+            pubrecs++;
+            return send({ cmd: "pubrec", messageId: p.messageId, reasonCode: 0 });
+          }
+          if (p.topic === "ids/0") return; // never acknowledged: its identifier stays taken
+          seen.delete(p.messageId!);
+          send({ cmd: "puback", messageId: p.messageId, reasonCode: 0 });
+        }
+      });
+      socket.on("data", (d: Buffer) => parser.parse(d));
+      socket.on("error", () => {});
+    });
+    await new Promise<void>((resolve) => fake.listen(0, "127.0.0.1", resolve));
+    const port = (fake.address() as AddressInfo).port;
+    const created = await api("POST", "/api/v1/uplinks", {
+      name: "ids",
+      urls: [`mqtt://127.0.0.1:${port}`],
+      forward: ["ids/#"],
+      protocol: 5,
+    });
+    expect(created.status).toBe(201);
+    await connected("ids");
+    const plc = await device(app, "plc-ids", { publishAcl: ["ids/#"] });
+    await plc.client.publishAsync("ids/0", "x", { qos: 1 });
+    await plc.client.publishAsync("ids/1", "x", { qos: 1 });
+    await eventually(async () => expect((await statusOf("ids")).lastError ?? "").toMatch(/PUBREC/), 10_000);
+    // past the whole identifier space while ids/0 stays unacknowledged
+    const n = 66_000;
+    for (let i = 2; i < n; i += 500)
+      await Promise.all(
+        Array.from({ length: Math.min(500, n - i) }, (_, k) =>
+          plc.client.publishAsync(`ids/${i + k}`, "x", { qos: 1 }),
+        ),
+      );
+    await eventually(() => expect(new Set(got.filter((t) => t.startsWith("ids/"))).size).toBe(n), 60_000);
+    expect(reused).toBe(0);
+    await eventually(async () => expect((await statusOf("ids")).queued).toBe(1), 10_000); // ids/0 alone
+    await api("DELETE", "/api/v1/uplinks/ids");
+    for (const s of sockets) s.destroy();
+    fake.close();
+    await plc.client.endAsync();
+  }, 120_000);
+
   it("never sends back up what came down, when forward and subscribe filters overlap", async () => {
     await api("POST", "/api/v1/uplinks", {
       name: "loop",

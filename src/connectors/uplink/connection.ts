@@ -1,5 +1,5 @@
 import { rootCertificates } from "node:tls";
-import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import mqtt, { type IClientOptions, type MqttClient, UniqueMessageIdProvider } from "mqtt";
 import type { Logger } from "../../lib/logger.ts";
 import type { UplinkConfig } from "./store.ts";
 
@@ -35,6 +35,10 @@ export function delayFor(attempt: number, b: Backoff, random = Math.random): num
  * of 0 (§3.2.2.3.3), or a Maximum QoS of 0 when the uplink sends QoS 1 (it would have to drop its guarantee).
  */
 export function unusable(packet: { cmd: string }, qos: number): string | undefined {
+  // the uplink sends and subscribes at QoS 1 at most: a QoS 2 step from the broker is a protocol error (a
+  // PUBREC for a QoS 1 PUBLISH held its window slot for ever, found from outside)
+  if (packet.cmd === "pubrec" || packet.cmd === "pubrel" || packet.cmd === "pubcomp")
+    return `the broker sent ${packet.cmd.toUpperCase()}, a QoS 2 step, where only QoS 1 was used (a protocol error)`;
   const props = (packet as { properties?: Record<string, unknown> }).properties;
   if (!props) return undefined;
   for (const [k, v] of Object.entries(props))
@@ -101,6 +105,9 @@ export class UplinkConnection {
       reconnectPeriod: 0, // ours: the next node, with backoff and jitter
       queueQoSZero: false,
       log: () => {}, // mqtt.js calls its debug logger several times per packet: ~4% of a busy uplink's CPU
+      // a packet identifier is never reused while unacknowledged (the default hands them out in turn,
+      // whatever is still in flight: with a large window one message's acknowledgement went to another)
+      messageIdProvider: new UniqueMessageIdProvider(),
       will: { topic: statusTopic(c.remotePrefix), payload: Buffer.from("offline"), qos: 1, retain: true },
     };
   }

@@ -8,7 +8,7 @@ import type { Logger } from "../../lib/logger.ts";
 import { type Backoff, statusTopic, UplinkConnection } from "./connection.ts";
 import type { Outbox, QueuedMessage } from "./outbox.ts";
 import type { OutboxRow } from "./outbox-protocol.ts";
-import type { UplinkConfig } from "./store.ts";
+import { maxInflight, type UplinkConfig } from "./store.ts";
 
 /** Bounds: an uplink's queue on disk holds at most this much; past it the oldest go (counted). */
 export interface Bounds {
@@ -532,7 +532,8 @@ export class Uplink {
     if (this.#pumping) return;
     this.#pumping = true;
     try {
-      const window = Math.min(this.cfg.inflight, this.#serverMax - this.#controlInFlight);
+      // 65 535 packet identifiers, two of them kept for the birth and the inventory
+      const window = Math.min(this.cfg.inflight, maxInflight - 2, this.#serverMax - this.#controlInFlight);
       if (window <= 0) return; // the birth or inventory holds the upstream's whole Receive Maximum: after it
       const maxBytes = 4 * 1024 * 1024;
       if (this.#unsent > 0) {
