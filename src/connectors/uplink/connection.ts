@@ -1,5 +1,5 @@
 import { rootCertificates } from "node:tls";
-import mqtt, { type IClientOptions, type MqttClient, UniqueMessageIdProvider } from "mqtt";
+import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import type { Logger } from "../../lib/logger.ts";
 import type { UplinkConfig } from "./store.ts";
 
@@ -27,6 +27,52 @@ export const statusTopic = (remotePrefix: string) => `${remotePrefix}$gatehouse/
 /** delayFor: exponential backoff with full jitter: uniformly random in [0, min(max, base * 2^attempt)]. */
 export function delayFor(attempt: number, b: Backoff, random = Math.random): number {
   return Math.floor(random() * Math.min(b.maxMs, b.baseMs * 2 ** Math.min(attempt, 30)));
+}
+
+/**
+ * InTurnSkippingTaken: packet identifiers handed out in turn, as mqtt.js' default does, skipping one still
+ * unacknowledged (the default hands it out again after 65 535 others: with a large window, one message's
+ * PUBACK went to another and it stayed queued for ever). mqtt.js' own unique provider keeps interval trees:
+ * measured 4 % off the uplink's throughput; this is a bitmap. Null when all 65 535 are taken (mqtt.js waits).
+ */
+export class InTurnSkippingTaken {
+  #taken = new Uint8Array(65_536);
+  #count = 0;
+  #next = 1;
+  #last: number | null = null;
+
+  allocate(): number | null {
+    if (this.#count >= 65_535) return null;
+    let id = this.#next;
+    while (this.#taken[id]) id = id === 65_535 ? 1 : id + 1;
+    this.#taken[id] = 1;
+    this.#count++;
+    this.#next = id === 65_535 ? 1 : id + 1;
+    this.#last = id;
+    return id;
+  }
+
+  getLastAllocated(): number | null {
+    return this.#last;
+  }
+
+  register(id: number): boolean {
+    if (id < 1 || id > 65_535 || this.#taken[id]) return false;
+    this.#taken[id] = 1;
+    this.#count++;
+    return true;
+  }
+
+  deallocate(id: number): void {
+    if (id < 1 || id > 65_535 || !this.#taken[id]) return;
+    this.#taken[id] = 0;
+    this.#count--;
+  }
+
+  clear(): void {
+    this.#taken.fill(0);
+    this.#count = 0;
+  }
 }
 
 /**
@@ -107,7 +153,7 @@ export class UplinkConnection {
       log: () => {}, // mqtt.js calls its debug logger several times per packet: ~4% of a busy uplink's CPU
       // a packet identifier is never reused while unacknowledged (the default hands them out in turn,
       // whatever is still in flight: with a large window one message's acknowledgement went to another)
-      messageIdProvider: new UniqueMessageIdProvider(),
+      messageIdProvider: new InTurnSkippingTaken(),
       will: { topic: statusTopic(c.remotePrefix), payload: Buffer.from("offline"), qos: 1, retain: true },
     };
   }
