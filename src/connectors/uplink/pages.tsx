@@ -43,7 +43,8 @@ const pem = (v: string | undefined) => (v === undefined ? undefined : v.trim() =
 function inputOfForm(body: unknown, editing: boolean): UplinkInput {
   const number = (name: string) => {
     const v = field(body, name)?.trim();
-    return v === undefined || v === "" ? undefined : Number(v);
+    // decimal digits only, as the CLI: Number() would read "0x10" as 16 and " 7" as 7
+    return v === undefined || v === "" ? undefined : /^\d+$/.test(v) ? Number(v) : Number.NaN;
   };
   const password = field(body, "password") ?? "";
   const clientKey = field(body, "clientKey") ?? "";
@@ -123,7 +124,7 @@ const blank: UplinkFormValues = {
   subscribe: "",
   localPrefix: "",
   qos: "1",
-  inflight: "100",
+  inflight: String(defaultInflight),
   inventory: false,
   enabled: true,
 };
@@ -146,7 +147,9 @@ const apiFields = {
   subscribe: t.Optional(filters),
   localPrefix: t.Optional(t.String({ maxLength: 256 })),
   qos: t.Optional(t.Union([t.Literal(0), t.Literal(1)])),
-  inflight: t.Optional(t.Integer({ minimum: 1, maximum: 1000 })),
+  // checked by the store (a 400 naming the field, the same range as the CLI and the form): no coercion
+  // of strings here ("0x10" was read as 16)
+  inflight: t.Optional(t.Unknown()),
   inventory: t.Optional(t.Boolean()),
 };
 
@@ -249,7 +252,7 @@ export function uplinkRoutes(kit: PageKit, manager: UplinkManager, log: Logger) 
     .post(
       "/api/v1/uplinks",
       async ({ request, body }) => {
-        const u = store.create(body);
+        const u = store.create(body as UplinkInput);
         await changed(request, "created", u.name);
         return jsonResponse({ uplink: view(u) }, 201);
       },
@@ -272,7 +275,7 @@ export function uplinkRoutes(kit: PageKit, manager: UplinkManager, log: Logger) 
     .patch(
       "/api/v1/uplinks/:name",
       async ({ request, params, body }) => {
-        const u = store.update(params.name, body);
+        const u = store.update(params.name, body as UplinkInput);
         await changed(request, "changed", u.name);
         return jsonResponse(view(u));
       },

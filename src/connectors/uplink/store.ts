@@ -275,7 +275,7 @@ export class UplinkStore {
       subscribe: input.subscribe ?? old?.subscribe ?? [],
       localPrefix: input.localPrefix ?? old?.localPrefix ?? "",
       qos: input.qos ?? old?.qos ?? 1,
-      inflight: input.inflight ?? old?.inflight ?? defaultInflight,
+      inflight: input.inflight === undefined ? (old?.inflight ?? defaultInflight) : input.inflight,
       inventory: input.inventory ?? old?.inventory ?? false,
       clientKeySet: keyAfter && input.clientKey !== "",
     };

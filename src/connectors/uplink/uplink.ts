@@ -8,7 +8,7 @@ import type { Logger } from "../../lib/logger.ts";
 import { type Backoff, statusTopic, UplinkConnection } from "./connection.ts";
 import type { Outbox, QueuedMessage } from "./outbox.ts";
 import type { OutboxRow } from "./outbox-protocol.ts";
-import type { UplinkConfig } from "./store.ts";
+import { maxInflight, type UplinkConfig } from "./store.ts";
 
 /** Bounds: an uplink's queue on disk holds at most this much; past it the oldest go (counted). */
 export interface Bounds {
@@ -156,8 +156,10 @@ export class Uplink {
   #unsent = 0;
   /** of `#unacked`, how many are sent on the current connection (what the window counts) */
   #inFlight = 0;
-  /** the upstream's Receive Maximum (MQTT 5), less the birth's and inventory's share; else no limit of its own */
-  #serverWindow = Number.POSITIVE_INFINITY;
+  /** the upstream's Receive Maximum (MQTT 5); else no limit of its own */
+  #serverMax = Number.POSITIVE_INFINITY;
+  /** the birth and the inventory unacknowledged on this connection: they count against `#serverMax` too */
+  #controlInFlight = 0;
   #unackedBytes = 0;
   /** ids dropped by the bounds whose delete is not on disk yet (with the write they go in) */
   #droppedPending = new Map<number, number>();
@@ -421,8 +423,9 @@ export class Uplink {
   #connected(client: MqttClient, url: string, receiveMaximum?: number): void {
     this.#client = client;
     // MQTT 5 [MQTT-3.3.4-7]: never more unacknowledged QoS 1 PUBLISHes than the upstream's Receive Maximum
-    // (HiveMQ says 10 by default and disconnects past it); two of them are kept for the birth and inventory
-    this.#serverWindow = receiveMaximum ? Math.max(1, receiveMaximum - 2) : Number.POSITIVE_INFINITY;
+    // (HiveMQ says 10 by default and may disconnect past it, 0x93), the birth and the inventory included
+    this.#serverMax = receiveMaximum && receiveMaximum > 0 ? receiveMaximum : Number.POSITIVE_INFINITY;
+    this.#controlInFlight = 0;
     this.#generation++;
     this.#url = url;
     this.#connectedSince = Date.now();
@@ -431,7 +434,7 @@ export class Uplink {
     const cfg = this.cfg;
     this.#deps.log.info("uplink connected", { uplink: cfg.name, url });
     this.#deps.core.activity.record("uplink.connected", cfg.name, `node ${url}`, "system");
-    client.publish(statusTopic(cfg.remotePrefix), "online", { qos: 1, retain: true });
+    this.#controlPublish(client, statusTopic(cfg.remotePrefix), "online");
     // Down: what the upstream sends on our subscriptions is published here before we acknowledge it.
     client.handleMessage = (packet, done) => this.#down(packet, done);
     if (cfg.subscribe.length)
@@ -529,7 +532,9 @@ export class Uplink {
     if (this.#pumping) return;
     this.#pumping = true;
     try {
-      const window = Math.min(this.cfg.inflight, this.#serverWindow);
+      // 65 535 packet identifiers, two of them kept for the birth and the inventory
+      const window = Math.min(this.cfg.inflight, maxInflight - 2, this.#serverMax - this.#controlInFlight);
+      if (window <= 0) return; // the birth or inventory holds the upstream's whole Receive Maximum: after it
       const maxBytes = 4 * 1024 * 1024;
       if (this.#unsent > 0) {
         for (const u of this.#unacked.values()) {
@@ -666,6 +671,25 @@ export class Uplink {
     }
     if (how !== "gone") this.#deps.outbox.remove([u.id]);
     // acknowledgements come in bursts: one read of the queue for all of them
+    this.#schedulePump();
+  }
+
+  /**
+   * controlPublish: the birth or the inventory (retained, QoS 1), counted against the upstream's Receive
+   * Maximum until acknowledged; false when there is no room for it now.
+   */
+  #controlPublish(client: MqttClient, topic: string, payload: string): boolean {
+    if (this.#inFlight + this.#controlInFlight >= this.#serverMax) return false;
+    this.#controlInFlight++;
+    client.publish(topic, payload, { qos: 1, retain: true }, () => {
+      if (this.#client !== client) return; // a later connection counts afresh
+      this.#controlInFlight--;
+      this.#schedulePump();
+    });
+    return true;
+  }
+
+  #schedulePump(): void {
     if (this.#pumpScheduled) return;
     this.#pumpScheduled = true;
     setImmediate(() => {
@@ -679,10 +703,10 @@ export class Uplink {
     if (!this.cfg.inventory || this.#inventoryTimer) return;
     this.#inventoryTimer = setTimeout(() => {
       this.#inventoryTimer = undefined;
-      this.#client?.publish(inventoryTopic(this.cfg.remotePrefix), this.#deps.inventory(), {
-        qos: 1,
-        retain: true,
-      });
+      const client = this.#client;
+      // no room under the upstream's Receive Maximum: again a moment later (the data has its share)
+      if (client && !this.#controlPublish(client, inventoryTopic(this.cfg.remotePrefix), this.#deps.inventory()))
+        this.publishInventory(200);
     }, delayMs);
   }
 
