@@ -152,9 +152,10 @@ export class Uplink {
   #readyBytes = 0;
   #inMemory = false;
   #unacked = new Map<number, Unacked>();
-  /** what was unacknowledged when the connection went (to be sent again): the pump looks through `#unacked` only then */
-  #unsent = 0;
-  /** of `#unacked`, how many are sent on the current connection (what the window counts) */
+  /**
+   * of `#unacked`, how many are sent on the current connection (what the window counts); the rest went
+   * unacknowledged with an earlier connection and are sent again first
+   */
   #inFlight = 0;
   /** the upstream's Receive Maximum (MQTT 5); else no limit of its own */
   #serverMax = Number.POSITIVE_INFINITY;
@@ -467,7 +468,6 @@ export class Uplink {
       if (u.sent) u.again = true;
       u.sent = false;
     }
-    this.#unsent = this.#unacked.size;
     this.#inFlight = 0;
     this.#deps.log.info("uplink disconnected", { uplink: this.cfg.name, reason });
     this.#deps.core.activity.record("uplink.disconnected", this.cfg.name, reason, "system");
@@ -536,13 +536,12 @@ export class Uplink {
       const window = Math.min(this.cfg.inflight, maxInflight - 2, this.#serverMax - this.#controlInFlight);
       if (window <= 0) return; // the birth or inventory holds the upstream's whole Receive Maximum: after it
       const maxBytes = 4 * 1024 * 1024;
-      if (this.#unsent > 0) {
+      // what an earlier connection left unacknowledged (looked through only when there is any)
+      if (this.#inFlight < this.#unacked.size)
         for (const u of this.#unacked.values()) {
           if (!this.#client || this.#inFlight >= window) return;
           if (!u.sent) this.#send(u);
         }
-        this.#unsent = 0;
-      }
       // read the disk in batches: once a quarter of the window (at most 16) is free again; what was just
       // written is sent from memory as soon as there is room
       const batch = Math.min(16, Math.ceil(window / 4));
@@ -717,7 +716,6 @@ export class Uplink {
     this.#queued = 0;
     this.#queuedBytes = 0;
     this.#unacked.clear();
-    this.#unsent = 0;
     this.#inFlight = 0;
   }
 
