@@ -1,3 +1,4 @@
+import { afterAll } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -157,6 +158,37 @@ export async function testApp(
   await app.start();
   const http = app.address("http")!;
   return { app, dir, url: `http://127.0.0.1:${http.port}`, lines };
+}
+
+/**
+ * appsOfFile: the apps one test file starts (`start`: OPC UA off, `baseArgs` before the test's own, the MQTT
+ * port read back; `dir` to start again on a data dir) and stops (`stop`); after the file, whatever still
+ * runs stops and its temporary dirs go.
+ */
+export function appsOfFile(baseArgs: string[] = []) {
+  const apps: App[] = [];
+  afterAll(async () => {
+    for (const a of apps) await a.stop();
+    cleanupTempDirs();
+  });
+  return {
+    async start(args: string[] = [], dir?: string) {
+      const t = await testApp(["--opcua-port", "off", ...baseArgs, ...args], {}, {}, dir);
+      apps.push(t.app);
+      return { ...t, port: t.app.address("mqtt")!.port };
+    },
+    async stop(app: App) {
+      await app.stop();
+      apps.splice(apps.indexOf(app), 1);
+    },
+  };
+}
+
+/** metricValue: one series of the app's /metrics (`labels` as written there, `{k="v"}`), undefined if absent */
+export async function metricValue(app: App, name: string, labels = ""): Promise<number | undefined> {
+  const text = await app.core.metrics.render();
+  const line = text.split("\n").find((l) => l.startsWith(`${name}${labels} `));
+  return line === undefined ? undefined : Number(line.split(" ")[1]);
 }
 
 /** vrpcOf: the running VRPC listener's directory of agents (a part keeps its own, the core has none). */

@@ -1,4 +1,4 @@
-import { afterAll, describe, expect, it } from "bun:test";
+import { describe, expect, it } from "bun:test";
 import type { IClientOptions } from "mqtt";
 import type { App } from "../../src/app.ts";
 import { Database } from "bun:sqlite";
@@ -6,23 +6,12 @@ import { chmodSync, existsSync, readdirSync, readFileSync, statSync, symlinkSync
 import { join } from "node:path";
 import { StartRefused } from "../../src/lib/errors.ts";
 import { brokerDbVersion } from "../../src/listeners/mqtt/broker-db.ts";
-import { cleanupTempDirs, newDataDir, tempDir, testApp } from "../helpers/app.ts";
+import { appsOfFile, newDataDir, tempDir, testApp } from "../helpers/app.ts";
 import { connectMqtt, rawMqtt, subackCodes } from "../helpers/mqtt.ts";
 import { startServe } from "../helpers/serve.ts";
 
 /** The broker store against what one credential can make it keep, and broker.db files from outside (findings attack2). */
-afterAll(cleanupTempDirs);
-
-const apps: App[] = [];
-afterAll(async () => {
-  for (const a of apps) await a.stop();
-});
-
-async function start(args: string[] = [], dir?: string) {
-  const t = await testApp(["--opcua-port", "off", ...args], {}, {}, dir);
-  apps.push(t.app);
-  return { ...t, port: t.app.address("mqtt")!.port };
-}
+const { start, stop: stopApp } = appsOfFile();
 
 const made = async (app: App, username: string) => {
   const { password } = await app.core.credentials.create({ type: "mqtt", username });
@@ -124,8 +113,7 @@ async function withBrokerDb(edit: (db: Database) => void): Promise<string> {
   const c = await connectMqtt(port, opts());
   await c.publishAsync("plant/good", "kept", { qos: 1, retain: true });
   await c.endAsync();
-  await app.stop();
-  apps.splice(apps.indexOf(app), 1);
+  await stopApp(app);
   const db = new Database(join(dir, "broker.db"));
   edit(db);
   db.close();
@@ -186,11 +174,6 @@ describe("one bad row or a missing table costs that, not the appliance (F3)", ()
     expect(readFileSync(join(dir, "broker.db")).equals(before)).toBe(true);
   });
 });
-
-async function stopApp(app: App) {
-  await app.stop();
-  apps.splice(apps.indexOf(app), 1);
-}
 
 /** connectBytes: a CONNECT whose client id is `id` as raw bytes (what no client library sends), clean, with a login. */
 function connectBytes(version: 4 | 5, id: Buffer, username: string, password: string): Uint8Array {

@@ -1,41 +1,21 @@
-import { afterAll, describe, expect, it } from "bun:test";
+import { describe, expect, it } from "bun:test";
 import { Database } from "bun:sqlite";
 import { join } from "node:path";
-import type { App } from "../../src/app.ts";
-import { cleanupTempDirs, tempDir, testApp } from "../helpers/app.ts";
+import { appsOfFile, metricValue, tempDir } from "../helpers/app.ts";
 import { connectMqtt } from "../helpers/mqtt.ts";
 
 // broker.db rows are checked for range and size at load (attack4 F2, F6): a copied-in file is hostile until checked.
 
-const apps: App[] = [];
-afterAll(async () => {
-  for (const a of apps) await a.stop();
-  cleanupTempDirs();
-});
-
-async function start(dir: string, args: string[] = []) {
-  const t = await testApp(["--opcua-port", "off", ...args], {}, {}, dir);
-  apps.push(t.app);
-  return { ...t, port: t.app.address("mqtt")!.port };
-}
-
-async function stop(app: App) {
-  await app.stop();
-  apps.splice(apps.indexOf(app), 1);
-}
+const { start, stop } = appsOfFile();
 
 const basic = (user: string, pass: string) => `Basic ${Buffer.from(`${user}:${pass}`).toString("base64")}`;
 
-const metric = async (app: App, name: string, labels = "") => {
-  const text = await app.core.metrics.render();
-  const line = text.split("\n").find((l) => l.startsWith(`${name}${labels} `));
-  return line === undefined ? undefined : Number(line.split(" ")[1]);
-};
+const metric = metricValue;
 
 describe("broker.db rows at load", () => {
   it("a retained value whose stored time is out of range loads without one (not 500); the file size reads at start", async () => {
     const dir = tempDir();
-    const first = await start(dir);
+    const first = await start([], dir);
     const dev = await first.app.core.credentials.create({ type: "mqtt", username: "rows-dev" });
     const reader = await first.app.core.credentials.create({ type: "http", username: "rows-reader" });
     const c = await connectMqtt(first.port, { username: "rows-dev", password: dev.password });
@@ -55,7 +35,7 @@ describe("broker.db rows at load", () => {
     for (let i = 0; i < stamps.length; i++)
       db.run(`UPDATE retained SET extra = '{"at":${stamps[i]}}' WHERE topic = 'k9/${i}'`);
     db.close();
-    const second = await start(dir);
+    const second = await start([], dir);
     const auth = basic("rows-reader", reader.password);
     for (let i = 0; i < stamps.length; i++) {
       const res = await fetch(`${second.url}/api/v1/data/k9/${i}`, { headers: { authorization: auth } });
@@ -77,7 +57,7 @@ describe("broker.db rows at load", () => {
   it("a retained or queued row larger than --mqtt-max-packet, or with a huge extra, is skipped", async () => {
     const dir = tempDir();
     const args = ["--mqtt-max-packet", "65536"];
-    const first = await start(dir, args);
+    const first = await start(args, dir);
     const dev = await first.app.core.credentials.create({ type: "mqtt", username: "rows-big" });
     const opts = { username: "rows-big", password: dev.password };
     // a persistent session with one queued message
@@ -95,7 +75,7 @@ describe("broker.db rows at load", () => {
     db.run(`UPDATE retained SET extra = ? WHERE topic = 'huge/extra'`, [JSON.stringify({ pad: "x".repeat(100_000) })]);
     db.run("UPDATE messages SET payload = zeroblob(300000)");
     db.close();
-    const second = await start(dir, args);
+    const second = await start(args, dir);
     const found = new Map<string, number>();
     for await (const m of second.app.core.bus.retained("huge/#")) found.set(m.topic, m.payload.length);
     expect([...found.keys()]).toEqual(["huge/ok"]);

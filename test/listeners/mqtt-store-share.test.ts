@@ -1,10 +1,10 @@
-import { afterAll, describe, expect, it } from "bun:test";
+import { describe, expect, it } from "bun:test";
 import { Database } from "bun:sqlite";
 import type { IClientOptions, MqttClient } from "mqtt";
 import { copyFileSync } from "node:fs";
 import { join } from "node:path";
 import type { App } from "../../src/app.ts";
-import { cleanupTempDirs, tempDir, testApp } from "../helpers/app.ts";
+import { appsOfFile, metricValue, tempDir } from "../helpers/app.ts";
 import { runCli } from "../helpers/serve.ts";
 import { closed, connectMqtt, connectWithInbox, nextMessage, subackCodes } from "../helpers/mqtt.ts";
 import { AttributeIds, connectOpcua, DataType } from "../helpers/opcua.ts";
@@ -14,27 +14,11 @@ import { eventually } from "../helpers/wait.ts";
  * Each integration's share of broker.db (attack2 F6): one device credential filling the store must not turn off
  * retained values and persistent sessions for every other integration.
  */
-afterAll(cleanupTempDirs);
-
-const apps: App[] = [];
-afterAll(async () => {
-  for (const a of apps) await a.stop();
-});
-
 /** the store is 1 MiB; an integration's share is then an eighth of it by default, 128 KiB */
 const cap = 1024 * 1024;
 const share = cap / 8;
 
-async function start(args: string[] = [], dir?: string) {
-  const t = await testApp(["--opcua-port", "off", "--mqtt-store-max-bytes", String(cap), ...args], {}, {}, dir);
-  apps.push(t.app);
-  return { ...t, port: t.app.address("mqtt")!.port };
-}
-
-async function stop(app: App) {
-  await app.stop();
-  apps.splice(apps.indexOf(app), 1);
-}
+const { start, stop } = appsOfFile(["--mqtt-store-max-bytes", String(cap)]);
 
 const made = async (app: App, username: string, type: "mqtt" | "http" = "mqtt") => {
   const { integration, password } = await app.core.credentials.create({ type, username });
@@ -45,11 +29,7 @@ const made = async (app: App, username: string, type: "mqtt" | "http" = "mqtt") 
   };
 };
 
-const metric = async (app: App, name: string, labels = "") => {
-  const text = await app.core.metrics.render();
-  const line = text.split("\n").find((l) => l.startsWith(`${name}${labels} `));
-  return line === undefined ? undefined : Number(line.split(" ")[1]);
-};
+const metric = metricValue;
 
 /** chargeOf: the bytes of broker.db charged to an integration of `kind`, as the metric shows it (0 when it has none) */
 const chargeOf = async (app: App, id: number, kind: "own" | "queued") =>

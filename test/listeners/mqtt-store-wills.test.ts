@@ -1,7 +1,7 @@
-import { afterAll, describe, expect, it } from "bun:test";
+import { describe, expect, it } from "bun:test";
 import type { IClientOptions, MqttClient } from "mqtt";
 import type { App } from "../../src/app.ts";
-import { cleanupTempDirs, testApp } from "../helpers/app.ts";
+import { appsOfFile, metricValue } from "../helpers/app.ts";
 import { connectMqtt, refusalCode } from "../helpers/mqtt.ts";
 
 /**
@@ -9,18 +9,7 @@ import { connectMqtt, refusalCode } from "../helpers/mqtt.ts";
  * one credential's wills or swollen retained values must not leave other integrations' new retained values
  * acknowledged and dropped.
  */
-afterAll(cleanupTempDirs);
-
-const apps: App[] = [];
-afterAll(async () => {
-  for (const a of apps) await a.stop();
-});
-
-async function start(args: string[]) {
-  const t = await testApp(["--opcua-port", "off", ...args], {}, {}, undefined);
-  apps.push(t.app);
-  return { ...t, port: t.app.address("mqtt")!.port };
-}
+const { start } = appsOfFile();
 
 const made = async (app: App, username: string) => {
   const { integration, password } = await app.core.credentials.create({ type: "mqtt", username });
@@ -30,11 +19,7 @@ const made = async (app: App, username: string) => {
   };
 };
 
-const metric = async (app: App, name: string, labels = "") => {
-  const text = await app.core.metrics.render();
-  const line = text.split("\n").find((l) => l.startsWith(`${name}${labels} `));
-  return line === undefined ? undefined : Number(line.split(" ")[1]);
-};
+const metric = metricValue;
 
 const will = (i: number, size: number) => ({
   topic: `wills/${i}`,

@@ -1,32 +1,16 @@
-import { afterAll, describe, expect, it } from "bun:test";
+import { describe, expect, it } from "bun:test";
 import { Database } from "bun:sqlite";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import { existsSync, readdirSync, writeFileSync, copyFileSync } from "node:fs";
 import { join } from "node:path";
 import type { App } from "../../src/app.ts";
-import { cleanupTempDirs, tempDir, testApp } from "../helpers/app.ts";
+import { appsOfFile, metricValue, tempDir } from "../helpers/app.ts";
 import { connectMqtt, rawMqtt, refusalCode, subackCodes } from "../helpers/mqtt.ts";
 import { runCli } from "../helpers/serve.ts";
 import { eventually } from "../helpers/wait.ts";
 
 /** The broker store's bounds (README: MQTT limits), and broker.db across upgrades. */
-afterAll(cleanupTempDirs);
-
-const apps: App[] = [];
-afterAll(async () => {
-  for (const a of apps) await a.stop();
-});
-
-async function start(args: string[] = [], dir?: string) {
-  const t = await testApp(["--opcua-port", "off", ...args], {}, {}, dir);
-  apps.push(t.app);
-  return { ...t, port: t.app.address("mqtt")!.port };
-}
-
-async function stop(app: App) {
-  await app.stop();
-  apps.splice(apps.indexOf(app), 1);
-}
+const { start, stop } = appsOfFile();
 
 const made = async (app: App, username: string) => {
   const { password } = await app.core.credentials.create({ type: "mqtt", username });
@@ -59,11 +43,7 @@ function session(port: number, opts: IClientOptions) {
   );
 }
 
-const metric = async (app: App, name: string, labels = "") => {
-  const text = await app.core.metrics.render();
-  const line = text.split("\n").find((l) => l.startsWith(`${name}${labels} `));
-  return line === undefined ? undefined : Number(line.split(" ")[1]);
-};
+const metric = metricValue;
 
 /** offlineSubscriber: a persistent session subscribed to plant/#, then gone. */
 async function offlineSubscriber(port: number, opts: IClientOptions) {

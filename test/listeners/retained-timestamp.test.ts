@@ -1,31 +1,20 @@
-import { afterAll, describe, expect, it } from "bun:test";
+import { describe, expect, it } from "bun:test";
 import { Database } from "bun:sqlite";
 import { join } from "node:path";
-import type { App } from "../../src/app.ts";
-import { cleanupTempDirs, tempDir, testApp } from "../helpers/app.ts";
+import { appsOfFile, tempDir } from "../helpers/app.ts";
 import { connectMqtt } from "../helpers/mqtt.ts";
 
 // A retained value's timestamp, as `GET /api/v1/data/{topic}` shows it, is the time the broker stored it,
 // kept in broker.db with the value: the same after a restart (attack2 F10 saw null there).
 
-const apps: App[] = [];
-afterAll(async () => {
-  for (const a of apps) await a.stop();
-  cleanupTempDirs();
-});
-
-async function start(dir: string) {
-  const t = await testApp(["--opcua-port", "off"], {}, {}, dir);
-  apps.push(t.app);
-  return t;
-}
+const { start, stop } = appsOfFile();
 
 const basic = (user: string, pass: string) => `Basic ${Buffer.from(`${user}:${pass}`).toString("base64")}`;
 
 describe("a retained value's timestamp", () => {
   it("survives a restart, for a value retained over MQTT and one over HTTP; a replaced value gets its own", async () => {
     const dir = tempDir();
-    const first = await start(dir);
+    const first = await start([], dir);
     const reader = await first.app.core.credentials.create({ type: "http", username: "reader" });
     const machine = await first.app.core.credentials.create({ type: "mqtt", username: "machine" });
     const auth = basic("reader", reader.password);
@@ -50,10 +39,9 @@ describe("a retained value's timestamp", () => {
       expect([topic, timestamp]).not.toEqual([topic, null]);
       before[topic] = timestamp!;
     }
-    await first.app.stop();
-    apps.splice(apps.indexOf(first.app), 1);
+    await stop(first.app);
 
-    const second = await start(dir);
+    const second = await start([], dir);
     for (const topic of ["plant/mqtt", "plant/http", "plant/replaced"])
       expect([topic, (await read(second.url, topic)).timestamp]).toEqual([topic, before[topic]!]);
     // a new value after the restart has the time it was stored, not the old one's
@@ -71,7 +59,7 @@ describe("a retained value's timestamp", () => {
 
   it("a stored time that is not a number costs its row at load, not the start", async () => {
     const dir = tempDir();
-    const first = await start(dir);
+    const first = await start([], dir);
     const reader = await first.app.core.credentials.create({ type: "http", username: "reader" });
     const auth = basic("reader", reader.password);
     for (const topic of ["plant/good", "plant/bad"])
@@ -84,12 +72,11 @@ describe("a retained value's timestamp", () => {
           })
         ).status,
       ).toBe(202);
-    await first.app.stop();
-    apps.splice(apps.indexOf(first.app), 1);
+    await stop(first.app);
     const db = new Database(join(dir, "broker.db"));
     db.run(`UPDATE retained SET extra = '{"at":"yesterday"}' WHERE topic = 'plant/bad'`);
     db.close();
-    const second = await start(dir);
+    const second = await start([], dir);
     const get = (topic: string) => fetch(`${second.url}/api/v1/data/${topic}`, { headers: { authorization: auth } });
     expect((await get("plant/bad")).status).toBe(404);
     const good = await get("plant/good");
