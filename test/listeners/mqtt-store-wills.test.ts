@@ -11,6 +11,10 @@ import { connectMqtt, refusalCode } from "../helpers/mqtt.ts";
  */
 const { start } = appsOfFile();
 
+/** startWith: a store of `storeBytes`, each integration's share `shareBytes` */
+const startWith = (storeBytes: number, shareBytes: number) =>
+  start(["--mqtt-store-max-bytes", String(storeBytes), "--mqtt-store-max-integration-bytes", String(shareBytes)]);
+
 const made = async (app: App, username: string) => {
   const { integration, password } = await app.core.credentials.create({ type: "mqtt", username });
   return {
@@ -31,12 +35,7 @@ const will = (i: number, size: number) => ({
 describe("wills count toward the store (attack4 F1)", () => {
   it("an integration's wills past its share are refused at CONNECT (MQTT 5 0x97, 3.1.1 3); its charge stays within the share", async () => {
     const share = 64 * 1024;
-    const { app, port } = await start([
-      "--mqtt-store-max-bytes",
-      String(1024 * 1024),
-      "--mqtt-store-max-integration-bytes",
-      String(share),
-    ]);
+    const { app, port } = await startWith(1024 * 1024, share);
     const alice = await made(app, "wills-alice");
     const clients: MqttClient[] = [];
     const codes: number[] = [];
@@ -74,12 +73,7 @@ describe("wills count toward the store (attack4 F1)", () => {
 
   it("wills of two integrations stop at the store's cap (CONNACK 0x97 past it)", async () => {
     const cap = 1024 * 1024;
-    const { app, port } = await start([
-      "--mqtt-store-max-bytes",
-      String(cap),
-      "--mqtt-store-max-integration-bytes",
-      String(cap),
-    ]);
+    const { app, port } = await startWith(cap, cap);
     // two integrations, each allowed the whole store: the store's cap is what stops them
     const both = [await made(app, "wills-cap-alice"), await made(app, "wills-cap-bob")];
     const clients: MqttClient[] = [];
@@ -107,12 +101,7 @@ describe("wills count toward the store (attack4 F1)", () => {
 describe("a growing replacement counts against the store's cap (attack4 F3)", () => {
   it("a retained topic cannot swell past the cap; a smaller replacement still works", async () => {
     const cap = 1024 * 1024;
-    const { app, port } = await start([
-      "--mqtt-store-max-bytes",
-      String(cap),
-      "--mqtt-store-max-integration-bytes",
-      String(cap),
-    ]);
+    const { app, port } = await startWith(cap, cap);
     // two integrations, each allowed the whole store: the store's cap is what must stop the swelling
     const alice = await made(app, "swell-alice");
     const bob = await made(app, "swell-bob");
