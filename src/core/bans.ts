@@ -121,8 +121,9 @@ interface Row {
  * Lookups cost no scan: exact names are a Map; address blocks are a Map keyed by the masked address,
  * looked up once per prefix length in use (at most 33 for IPv4, 129 for IPv6). An IPv4-mapped IPv6
  * address (`::ffff:192.0.2.7`) is the IPv4 address, and an IPv6 block that contains the mapped range
- * (`::/0`, `::/80`) covers every IPv4 client too (asked once more per IPv6 prefix length up to /96 in use). A ban ends by itself at `expiresAt` (memory checks
- * the time; `sweep` deletes the row and records it). At most `maxBans` live at once.
+ * (`::/0`, `::/80`) covers every IPv4 client too (asked once more per IPv6 prefix length up to /96 in use).
+ * A ban ends by itself at `expiresAt` (memory checks the time; `sweep` deletes the row and records it). At
+ * most `maxBans` live at once.
  *
  * Another process (the CLI) writes the same table: `reload` follows it, and drops the live sessions a
  * ban it added matches, as one added here does.
