@@ -627,6 +627,23 @@ describe("uplink to Mosquitto", () => {
     await sub.endAsync();
   }, 30_000);
 
+  it("answers a stranger on every uplink route with 401 (API) or the sign-in page, and changes nothing", async () => {
+    const routes = app.routes().filter((r) => r.path.startsWith("/api/v1/uplinks") || r.path.startsWith("/uplinks"));
+    expect(routes.length).toBeGreaterThan(8);
+    for (const r of routes) {
+      const path = r.path.replace(":name", "cloud");
+      const res = await fetch(`${url}${path}`, {
+        method: r.method,
+        redirect: "manual",
+        headers: { "content-type": "application/json", origin: url },
+        body: ["GET", "HEAD"].includes(r.method) ? undefined : JSON.stringify({ name: "stranger", inflight: 65_536 }),
+      });
+      const fine = path.startsWith("/api/") ? res.status === 401 : [302, 303, 401].includes(res.status);
+      expect([r.method, path, fine]).toEqual([r.method, path, true]);
+    }
+    expect((await api("GET", "/api/v1/uplinks/stranger")).status).toBe(404);
+  });
+
   it("takes the same in-flight windows on every door: 1 to 65 535 as a JSON number, anything else a 400 naming the field", async () => {
     // found from outside: the API refused every window above 1 000 (the CLI and the page took 65 535), read
     // "0x10" as 16, and the page's form offered 100 against a default of 1 000
