@@ -572,6 +572,98 @@ describe("uplink to Mosquitto", () => {
     await plc.client.endAsync();
   }, 120_000);
 
+  it("takes PUBACKs however an upstream cuts, mixes and repeats them, MQTT 3.1.1 and 5, reason codes included", async () => {
+    // the uplink reads its PUBACKs off the socket before mqtt.js does (wire.ts): an upstream that writes them
+    // a byte at a time, cut anywhere, mixed with PINGRESPs, other packets and acknowledgements of what was
+    // never sent, twice over, must still settle each message once, and what it refuses (MQTT 5) is counted
+    for (const protocol of [4, 5] as const) {
+      const name = `cuts-${protocol}`;
+      const sockets: Socket[] = [];
+      const got: string[] = [];
+      let pending: Buffer[] = [];
+      let seed = protocol;
+      const random = () => {
+        seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
+        return seed / 2_147_483_648;
+      };
+      const generate = (p: object) => mqttPacket.generate(p as mqttPacket.Packet, { protocolVersion: protocol });
+      const fake = createServer((socket) => {
+        sockets.push(socket);
+        const parser = mqttPacket.parser({ protocolVersion: protocol });
+        parser.on("packet", (p) => {
+          if (p.cmd === "connect") socket.write(generate({ cmd: "connack", returnCode: 0, reasonCode: 0 }));
+          if (p.cmd === "pingreq") pending.push(generate({ cmd: "pingresp" }));
+          if (p.cmd !== "publish" || p.qos !== 1) return;
+          got.push(p.topic);
+          const reasonCode = p.topic.endsWith("/refuse") ? 0x87 : p.topic.endsWith("/nobody") ? 0x10 : 0;
+          pending.push(generate({ cmd: "puback", messageId: p.messageId, reasonCode }));
+        });
+        socket.on("data", (d: Buffer) => parser.parse(d));
+        socket.on("error", () => {});
+      });
+      // every few milliseconds what is due goes out: mostly as it is; else cut at random places (now and
+      // then a byte at a time), with an acknowledgement repeated, one for an identifier not in flight, or a
+      // PINGRESP among them
+      const pacer = setInterval(() => {
+        const socket = sockets.at(-1);
+        if (!socket?.writable || pending.length === 0) return;
+        const packets = pending;
+        pending = [];
+        const mode = random();
+        if (mode < 0.1) packets.push(packets[0]!);
+        else if (mode < 0.15) packets.splice(1, 0, generate({ cmd: "puback", messageId: 65_000, reasonCode: 0 }));
+        else if (mode < 0.2) packets.splice(packets.length >> 1, 0, generate({ cmd: "pingresp" }));
+        const bytes = Buffer.concat(packets);
+        if (mode < 0.6) return socket.write(bytes);
+        for (let at = 0; at < bytes.length; ) {
+          const n = random() < 0.2 ? 1 : 1 + Math.floor(random() * 30);
+          socket.write(bytes.subarray(at, at + n));
+          at += n;
+        }
+      }, 3);
+      await new Promise<void>((resolve) => fake.listen(0, "127.0.0.1", resolve));
+      const port = (fake.address() as AddressInfo).port;
+      expect(
+        (
+          await api("POST", "/api/v1/uplinks", {
+            name,
+            urls: [`mqtt://127.0.0.1:${port}`],
+            forward: [`${name}/#`],
+            protocol,
+          })
+        ).status,
+      ).toBe(201);
+      await connected(name);
+      const plc = await device(app, `plc-${name}`, { publishAcl: [`${name}/#`] });
+      const n = 3000;
+      const topics = Array.from({ length: n }, (_, i) =>
+        protocol === 5 && i === 1000
+          ? `${name}/refuse`
+          : protocol === 5 && i === 2000
+            ? `${name}/nobody`
+            : `${name}/${i}`,
+      );
+      for (let i = 0; i < n; i += 20)
+        await Promise.all(topics.slice(i, i + 20).map((t) => plc.client.publishAsync(t, "x", { qos: 1 })));
+      await eventually(async () => expect((await statusOf(name)).queued).toBe(0), 30_000);
+      const status = await statusOf(name);
+      // each message once (no reconnect, so nothing was sent twice), in order
+      expect(got.filter((t) => t.startsWith(`${name}/`))).toEqual(topics);
+      expect([status.connected, status.forwarded, status.dropped, status.resent]).toEqual([
+        true,
+        protocol === 5 ? n - 1 : n,
+        protocol === 5 ? 1 : 0,
+        0,
+      ]);
+      if (protocol === 5) expect(status.lastError).toMatch(/refused cuts-5\/refuse/);
+      clearInterval(pacer);
+      await api("DELETE", `/api/v1/uplinks/${name}`);
+      for (const s of sockets) s.destroy();
+      fake.close();
+      await plc.client.endAsync();
+    }
+  }, 90_000);
+
   it("never sends back up what came down, when forward and subscribe filters overlap", async () => {
     await api("POST", "/api/v1/uplinks", {
       name: "loop",

@@ -147,6 +147,9 @@ export class UplinkConnection {
       username: c.username ?? undefined,
       password: c.password,
       keepalive: 30,
+      // a PINGREQ every keepalive, whatever else flows: mqtt.js would otherwise restart a timer for every
+      // packet received (a PUBACK per message forwarded)
+      reschedulePings: false,
       connectTimeout: 10_000,
       reconnectPeriod: 0, // ours: the next node, with backoff and jitter
       queueQoSZero: false,

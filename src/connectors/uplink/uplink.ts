@@ -1,4 +1,4 @@
-import type { IPublishPacket, MqttClient } from "mqtt";
+import { type IPublishPacket, type MqttClient, ReasonCodes } from "mqtt";
 import { messageProperties, type PublishedMessage } from "../../core/bus.ts";
 import type { Core } from "../../core/index.ts";
 import { mayPublish, type TopicSpace } from "../../core/permissions.ts";
@@ -9,6 +9,7 @@ import { type Backoff, statusTopic, UplinkConnection } from "./connection.ts";
 import type { Outbox, QueuedMessage } from "./outbox.ts";
 import type { OutboxRow } from "./outbox-protocol.ts";
 import { maxInflight, type UplinkConfig } from "./store.ts";
+import { PublishBatch, tapPubacks } from "./wire.ts";
 
 /** Bounds: an uplink's queue on disk holds at most this much; past it the oldest go (counted). */
 export interface Bounds {
@@ -94,6 +95,8 @@ interface Unacked extends QueuedMessage {
   sent: boolean;
   /** sent before, on an earlier connection: goes again with DUP set */
   again: boolean;
+  /** its packet identifier while in flight on the current connection (QoS 1) */
+  mid: number;
 }
 
 /** inventoryTopic: the retained summary of this appliance's integrations upstream (`--inventory`). */
@@ -136,8 +139,6 @@ export class Uplink {
   #deps: UplinkDeps;
   #connection: UplinkConnection | undefined;
   #client: MqttClient | undefined;
-  /** bumped per connection: acknowledgements of an earlier connection's sends are judged as such */
-  #generation = 0;
   #queued: number;
   #queuedBytes: number;
   /** the last id read from disk (or taken from `#ready`) into the send pipeline */
@@ -152,6 +153,10 @@ export class Uplink {
   #readyBytes = 0;
   #inMemory = false;
   #unacked = new Map<number, Unacked>();
+  /** what is in flight on the current connection, by packet identifier: their PUBACKs settle them */
+  #byMid = new Map<number, Unacked>();
+  /** the current connection's PUBLISHes not yet written (one write per pump) */
+  #batch: PublishBatch | undefined;
   /**
    * of `#unacked`, how many are sent on the current connection (what the window counts); the rest went
    * unacknowledged with an earlier connection and are sent again first
@@ -427,7 +432,20 @@ export class Uplink {
     // (HiveMQ says 10 by default and may disconnect past it, 0x93), the birth and the inventory included
     this.#serverMax = receiveMaximum && receiveMaximum > 0 ? receiveMaximum : Number.POSITIVE_INFINITY;
     this.#controlInFlight = 0;
-    this.#generation++;
+    this.#byMid.clear();
+    this.#batch = new PublishBatch(this.cfg.protocol);
+    // the uplink writes its PUBLISHes itself (see PublishBatch): mqtt.js ignores their PUBACKs (it has no
+    // record of them) and the uplink settles them here, before mqtt.js looks at the packet
+    client.on("packetreceive", (packet) => {
+      if (packet.cmd === "puback" && this.#client === client) this.#puback(packet.messageId, packet.reasonCode);
+    });
+    // most of them are taken before mqtt.js parses them (see tapPubacks)
+    tapPubacks(client.stream, this.cfg.protocol, (acks) => {
+      if (this.#client !== client) return false;
+      for (let k = 0; k < acks.length; k += 2) if (!this.#byMid.has(acks[k]!)) return false;
+      for (let k = 0; k < acks.length; k += 2) this.#puback(acks[k], acks[k + 1]);
+      return true;
+    });
     this.#url = url;
     this.#connectedSince = Date.now();
     this.#disconnectedSince = null;
@@ -460,6 +478,8 @@ export class Uplink {
   #lost(reason: string): void {
     if (!this.#client) return;
     this.#client = undefined;
+    this.#byMid.clear();
+    this.#batch = undefined;
     this.#url = null;
     this.#connectedSince = null;
     this.#disconnectedSince = Date.now();
@@ -576,6 +596,7 @@ export class Uplink {
             payload: r.payload,
             sent: false,
             again: false,
+            mid: 0,
           };
           this.#unacked.set(r.id, u);
           this.#unackedBytes += r.size;
@@ -585,7 +606,28 @@ export class Uplink {
       }
     } finally {
       this.#pumping = false;
+      this.#flush();
     }
+  }
+
+  /** flush: what this pump encoded, to the socket as one chunk. */
+  #flush(): void {
+    const chunk = this.#batch?.take();
+    // a socket that is going: the close that follows makes everything in flight go again
+    if (chunk && this.#client?.stream.writable) this.#client.stream.write(chunk);
+  }
+
+  /** puback: the upstream's acknowledgement of a PUBLISH of the current connection. */
+  #puback(mid: number | undefined, reasonCode: number | undefined): void {
+    const u = mid === undefined ? undefined : this.#byMid.get(mid);
+    if (!u || mid === undefined) return; // not ours (the birth, the inventory: mqtt.js' own) or a stray
+    this.#byMid.delete(mid);
+    this.#client?.options.messageIdProvider?.deallocate(mid);
+    u.mid = 0;
+    // MQTT 5: a reason code of 0x80 or more is a refusal (not authorized, quota, ...); 0x10 is no subscriber
+    if (reasonCode !== undefined && reasonCode >= 0x80)
+      this.#settle(u, "refused", `Publish error: ${ReasonCodes[reasonCode as keyof typeof ReasonCodes] ?? reasonCode}`);
+    else this.#settle(u, "acked");
   }
 
   /** takeReady: up to `n` rows from the head of `#ready` (compacted once most of it was taken). */
@@ -632,27 +674,48 @@ export class Uplink {
       }
       properties = { ...properties, messageExpiryInterval: left };
     }
-    const dup = u.again;
-    if (dup) this.#counters.resent++;
+    const qos = cfg.qos > 0 ? 1 : 0;
+    let mid = 0;
+    if (qos) {
+      // never null within the window (two identifiers are kept for the birth and the inventory); if it is,
+      // the message waits for the next pump
+      const next = client.options.messageIdProvider?.allocate();
+      if (typeof next !== "number") {
+        u.payload = payload;
+        return;
+      }
+      mid = next;
+    }
+    const dup = u.again && qos > 0;
+    try {
+      this.#batch!.add({
+        topic: `${cfg.remotePrefix}${u.topic}`,
+        payload,
+        qos,
+        retain: u.retain,
+        dup,
+        id: mid,
+        properties,
+      });
+    } catch (err) {
+      // properties the encoder refuses (none that the local broker took should be): dropped, counted, said
+      if (mid) client.options.messageIdProvider?.deallocate(mid);
+      this.#settle(u, "unsendable", `its MQTT 5 properties could not be encoded (${(err as Error).message})`);
+      return;
+    }
+    if (u.again) this.#counters.resent++;
     u.sent = true;
     this.#inFlight++;
-    const generation = this.#generation;
-    client.publish(
-      `${cfg.remotePrefix}${u.topic}`,
-      payload,
-      { qos: cfg.qos, retain: u.retain, dup: dup && cfg.qos > 0, properties },
-      (err) => {
-        if (!err) return this.#settle(u, "acked");
-        const code = (err as { code?: number }).code;
-        // a reason code is the upstream's answer (MQTT 5: not authorized, quota, ...); else the connection went
-        if (typeof code === "number" && code >= 0x80) return this.#settle(u, "refused", err.message);
-        if (generation === this.#generation && this.#client === client) client.end(true);
-      },
-    );
+    if (!qos) {
+      this.#settle(u, "acked"); // QoS 0: forwarded once written
+      return;
+    }
+    u.mid = mid;
+    this.#byMid.set(mid, u);
   }
 
   /** settle: a message leaves the queue: acknowledged upstream, refused by it, expired or gone. */
-  #settle(u: Unacked, how: "acked" | "refused" | "expired" | "gone", why?: string): void {
+  #settle(u: Unacked, how: "acked" | "refused" | "unsendable" | "expired" | "gone", why?: string): void {
     if (this.#unacked.get(u.id) !== u) return;
     this.#unacked.delete(u.id);
     if (u.sent) this.#inFlight--;
@@ -662,10 +725,14 @@ export class Uplink {
     if (how === "acked") this.#counters.forwarded++;
     else {
       this.#counters.dropped++;
-      if (how === "refused") {
-        this.#lastError = `upstream refused ${u.topic.slice(0, 128)}: ${why}`;
+      if (how === "refused" || how === "unsendable") {
+        this.#lastError = `${how === "refused" ? "upstream refused" : "could not send"} ${u.topic.slice(0, 128)}: ${why}`;
         if (this.#logError())
-          this.#deps.log.warn("uplink message refused upstream", { uplink: this.cfg.name, topic: u.topic, why });
+          this.#deps.log.warn(`uplink message ${how === "refused" ? "refused upstream" : "could not be sent"}`, {
+            uplink: this.cfg.name,
+            topic: u.topic,
+            why,
+          });
       }
     }
     if (how !== "gone") this.#deps.outbox.remove([u.id]);
@@ -716,6 +783,7 @@ export class Uplink {
     this.#queued = 0;
     this.#queuedBytes = 0;
     this.#unacked.clear();
+    this.#byMid.clear();
     this.#inFlight = 0;
   }
 
