@@ -147,7 +147,7 @@ export class Uplink {
    * rows just written, to be sent from memory instead of read back from disk: while `#inMemory`, every row
    * of this uplink on disk after `#cursor` is here, in order (false: the pump reads them from disk).
    */
-  #ready: QueuedMessage[] = [];
+  #ready: Unacked[] = [];
   /** where `#ready` starts (what was taken before it is compacted away now and then, not shifted per take) */
   #readyHead = 0;
   #readyBytes = 0;
@@ -170,7 +170,7 @@ export class Uplink {
   /** ids dropped by the bounds whose delete is not on disk yet (with the write they go in) */
   #droppedPending = new Map<number, number>();
   /** ids appended and not yet on disk, with their time: the oldest queued before a write lands */
-  #unwritten: { id: number; at: number }[] = [];
+  #unwritten: OutboxRow[] = [];
   #counters: Counters;
   #lastError: string | null = null;
   #url: string | null = null;
@@ -239,7 +239,7 @@ export class Uplink {
     const row = this.#deps.outbox.append(this.cfg.id, m.topic, payload, m.retain, props);
     this.#queued++;
     this.#queuedBytes += row[6];
-    this.#unwritten.push({ id: row[0], at: row[2] });
+    this.#unwritten.push(row);
     if (this.#overBounds()) this.#scheduleTrim();
   }
 
@@ -248,7 +248,7 @@ export class Uplink {
     const last = rows[rows.length - 1]![0];
     if (this.#inMemory) this.#keep(rows);
     let i = 0;
-    while (i < this.#unwritten.length && this.#unwritten[i]!.id <= last) i++;
+    while (i < this.#unwritten.length && this.#unwritten[i]![0] <= last) i++;
     this.#unwritten.splice(0, i);
     // the outbox writes again (room on the disk): its last failure is no longer the news
     if (this.#lastError?.startsWith("outbox write failed")) this.#lastError = null;
@@ -259,7 +259,7 @@ export class Uplink {
   /** failed: a write that held rows of this uplink failed (a full disk): they are not queued; said and counted. */
   failed(rows: OutboxRow[], error: string): void {
     const ids = new Set(rows.map((r) => r[0]));
-    this.#unwritten = this.#unwritten.filter((u) => !ids.has(u.id));
+    this.#unwritten = this.#unwritten.filter((u) => !ids.has(u[0]));
     for (const r of rows) {
       this.#queued--;
       this.#queuedBytes -= r[6];
@@ -279,6 +279,7 @@ export class Uplink {
     for (const [id, , at, topic, payload, retain, size, props] of rows) {
       if (id <= tail) continue; // read from disk already (its write landed before this report of it)
       tail = id;
+      // shaped as what the pump keeps until the upstream's PUBACK: it takes these as they are
       this.#ready.push({
         id,
         at,
@@ -289,6 +290,9 @@ export class Uplink {
         payload: Buffer.isBuffer(payload)
           ? payload
           : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength),
+        sent: false,
+        again: false,
+        mid: 0,
       });
       this.#readyBytes += size;
     }
@@ -573,7 +577,8 @@ export class Uplink {
       ) {
         const room = Math.min(256, window - this.#unacked.size);
         let rows: QueuedMessage[];
-        if (this.#ready.length > this.#readyHead) {
+        const fromMemory = this.#ready.length > this.#readyHead;
+        if (fromMemory) {
           rows = this.#takeReady(room);
         } else if (this.#inMemory) break;
         else {
@@ -586,18 +591,20 @@ export class Uplink {
         for (const r of rows) {
           this.#cursor = r.id;
           if (this.#droppedPending.has(r.id)) continue;
-          const u: Unacked = {
-            id: r.id,
-            at: r.at,
-            topic: r.topic,
-            retain: r.retain,
-            props: r.props,
-            size: r.size,
-            payload: r.payload,
-            sent: false,
-            again: false,
-            mid: 0,
-          };
+          const u: Unacked = fromMemory
+            ? (r as Unacked)
+            : {
+                id: r.id,
+                at: r.at,
+                topic: r.topic,
+                retain: r.retain,
+                props: r.props,
+                size: r.size,
+                payload: r.payload,
+                sent: false,
+                again: false,
+                mid: 0,
+              };
           this.#unacked.set(r.id, u);
           this.#unackedBytes += r.size;
           this.#send(u);
@@ -631,7 +638,7 @@ export class Uplink {
   }
 
   /** takeReady: up to `n` rows from the head of `#ready` (compacted once most of it was taken). */
-  #takeReady(n: number): QueuedMessage[] {
+  #takeReady(n: number): Unacked[] {
     const head = this.#readyHead;
     const rows = this.#ready.slice(head, head + n);
     for (const r of rows) this.#readyBytes -= r.size;
@@ -735,7 +742,7 @@ export class Uplink {
           });
       }
     }
-    if (how !== "gone") this.#deps.outbox.remove([u.id]);
+    if (how !== "gone") this.#deps.outbox.removeOne(u.id);
     // acknowledgements come in bursts: one read of the queue for all of them
     this.#schedulePump();
   }
@@ -793,7 +800,7 @@ export class Uplink {
     const oldestAt =
       this.#queued === 0
         ? undefined
-        : (first?.at ?? this.#deps.outbox.oldestAt(this.cfg.id, this.#cursor + 1) ?? this.#unwritten[0]?.at);
+        : (first?.at ?? this.#deps.outbox.oldestAt(this.cfg.id, this.#cursor + 1) ?? this.#unwritten[0]?.[2]);
     return {
       name: this.cfg.name,
       enabled: this.cfg.enabled,
