@@ -87,7 +87,10 @@ export class PublishBatch {
   #room(size: number): Buffer {
     if (this.#at + size <= this.#buf.length) return this.#buf;
     const pending = this.#at - this.#start;
-    const next = Buffer.allocUnsafe(Math.max(64 * 1024, (pending + size) * 2));
+    // room to grow into (doubling, so a pump of many messages copies each a few times at most), but not
+    // twice a message of many megabytes
+    const need = pending + size;
+    const next = Buffer.allocUnsafe(Math.max(64 * 1024, need + Math.min(need, 1024 * 1024)));
     this.#buf.copy(next, 0, this.#start, this.#at);
     this.#buf = next;
     this.#start = 0;
