@@ -179,13 +179,14 @@ describe("the uplink's PUBACK reader", () => {
     socket.pipe(sink);
     const taken: number[] = [];
     let want = true;
-    expect(
-      tapPubacks(socket, 4, (acks) => {
-        if (!want) return false;
-        taken.push(...acks.filter((_, i) => i % 2 === 0));
-        return true;
-      }),
-    ).toBe(true);
+    const tooLarge: number[] = [];
+    const tap = tapPubacks(socket, 4, 1000, (length) => tooLarge.push(length));
+    expect(tap).toBeDefined();
+    tap!.take = (acks) => {
+      if (!want) return false;
+      taken.push(...acks.filter((_, i) => i % 2 === 0));
+      return true;
+    };
     const puback = (id: number) => generate({ cmd: "puback", messageId: id }, 4);
     const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
     // a SUBACK: the reader's; while it holds it, PUBACKs go to it too (in order)
@@ -220,6 +221,16 @@ describe("the uplink's PUBACK reader", () => {
       "puback6",
     ]);
     expect((seen[1] as mqttPacket.IPublishPacket).payload).toEqual(payload);
+    // a packet longer than the limit: its header alone stops it (and everything after), nothing reaches the reader
+    expect(tooLarge).toEqual([]);
+    const before = reader.length;
+    const big = generate({ cmd: "publish", topic: "x", payload: Buffer.alloc(2000), qos: 0 }, 4);
+    remote.write(big.subarray(0, 5));
+    await settle();
+    remote.write(big.subarray(5));
+    remote.write(puback(7));
+    await settle();
+    expect([tooLarge, reader.length - before]).toEqual([[2000 + 3], 0]);
     socket.destroy();
     remote.destroy();
     server.close();

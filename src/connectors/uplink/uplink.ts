@@ -5,11 +5,11 @@ import { mayPublish, type TopicSpace } from "../../core/permissions.ts";
 import { isValidTopicString, topicMatches } from "../../core/topics.ts";
 import type { Integration } from "../../core/types.ts";
 import type { Logger } from "../../lib/logger.ts";
-import { type Backoff, statusTopic, UplinkConnection } from "./connection.ts";
+import { type Backoff, refusedPackets, statusTopic, UplinkConnection } from "./connection.ts";
 import type { Outbox, QueuedMessage } from "./outbox.ts";
 import type { OutboxRow } from "./outbox-protocol.ts";
 import { maxInflight, type UplinkConfig } from "./store.ts";
-import { PublishBatch, tapPubacks } from "./wire.ts";
+import { type PubackTap, PublishBatch } from "./wire.ts";
 
 /** Bounds: an uplink's queue on disk holds at most this much; past it the oldest go (counted). */
 export interface Bounds {
@@ -119,6 +119,8 @@ export interface UplinkDeps {
   outbox: Outbox;
   bounds: Bounds;
   backoff: Backoff;
+  /** the largest packet an uplink takes from its upstream (`--uplink-max-packet`) */
+  maxPacket: number;
   /** the uplink's visible state changed (connected, disconnected, configuration): pages refresh */
   changed(): void;
   /** the retained summary of every integration (`--inventory`) */
@@ -173,6 +175,8 @@ export class Uplink {
   #unwritten: OutboxRow[] = [];
   #counters: Counters;
   #lastError: string | null = null;
+  /** `#lastError` is the connection's (cleared by the next CONNACK); else a message's, kept until another */
+  #lastErrorOfConnection = false;
   #url: string | null = null;
   #connectedSince: number | null = null;
   #disconnectedSince: number | null = Date.now();
@@ -265,7 +269,7 @@ export class Uplink {
       this.#queuedBytes -= r[6];
     }
     this.#counters.dropped += rows.length;
-    this.#lastError = error;
+    this.#say(error);
     if (this.#logOutbox()) this.#deps.log.error("uplink outbox write failed", { uplink: this.cfg.name, error });
     this.#deps.changed();
   }
@@ -379,11 +383,13 @@ export class Uplink {
       this.#lastError = this.cfg.secretProblem;
       return;
     }
-    this.#connection = new UplinkConnection(this.cfg, this.#deps.backoff, this.#deps.log, {
-      connected: (client, url, _session, receiveMaximum) => this.#connected(client, url, receiveMaximum),
+    const limits = { backoff: this.#deps.backoff, maxPacket: this.#deps.maxPacket };
+    this.#connection = new UplinkConnection(this.cfg, limits, this.#deps.log, {
+      connected: (client, url, _session, receiveMaximum, tap) => this.#connected(client, url, receiveMaximum, tap),
       lost: (reason) => this.#lost(reason),
       error: (message) => {
         this.#lastError = message;
+        this.#lastErrorOfConnection = true;
         if (this.#logError()) this.#deps.log.warn("uplink error", { uplink: this.cfg.name, error: message });
         this.#deps.changed();
       },
@@ -430,7 +436,7 @@ export class Uplink {
     this.#deps.changed();
   }
 
-  #connected(client: MqttClient, url: string, receiveMaximum?: number): void {
+  #connected(client: MqttClient, url: string, receiveMaximum?: number, tap?: PubackTap): void {
     this.#client = client;
     // MQTT 5 [MQTT-3.3.4-7]: never more unacknowledged QoS 1 PUBLISHes than the upstream's Receive Maximum
     // (HiveMQ says 10 by default and may disconnect past it, 0x93), the birth and the inventory included
@@ -441,19 +447,24 @@ export class Uplink {
     // the uplink writes its PUBLISHes itself (see PublishBatch): mqtt.js ignores their PUBACKs (it has no
     // record of them) and the uplink settles them here, before mqtt.js looks at the packet
     client.on("packetreceive", (packet) => {
-      if (packet.cmd === "puback" && this.#client === client) this.#puback(packet.messageId, packet.reasonCode);
+      if (packet.cmd === "puback" && this.#client === client && !refusedPackets.has(packet))
+        this.#puback(packet.messageId, packet.reasonCode, packet.properties?.reasonString);
     });
     // most of them are taken before mqtt.js parses them (see tapPubacks)
-    tapPubacks(client.stream, this.cfg.protocol, (acks) => {
-      if (this.#client !== client) return false;
-      for (let k = 0; k < acks.length; k += 2) if (!this.#byMid.has(acks[k]!)) return false;
-      for (let k = 0; k < acks.length; k += 2) this.#puback(acks[k], acks[k + 1]);
-      return true;
-    });
+    if (tap)
+      tap.take = (acks) => {
+        if (this.#client !== client) return false;
+        for (let k = 0; k < acks.length; k += 2) if (!this.#byMid.has(acks[k]!)) return false;
+        for (let k = 0; k < acks.length; k += 2) this.#puback(acks[k], acks[k + 1]);
+        return true;
+      };
     this.#url = url;
     this.#connectedSince = Date.now();
     this.#disconnectedSince = null;
-    this.#lastError = null;
+    // what the last connection failed on is over; a message the upstream refused stays the news (found
+    // from outside: a reconnect right after refusals left no word of why messages were dropped)
+    if (this.#lastErrorOfConnection) this.#lastError = null;
+    this.#lastErrorOfConnection = false;
     const cfg = this.cfg;
     this.#deps.log.info("uplink connected", { uplink: cfg.name, url });
     this.#deps.core.activity.record("uplink.connected", cfg.name, `node ${url}`, "system");
@@ -469,7 +480,7 @@ export class Uplink {
         (err, granted) => {
           const refused = (granted ?? []).filter((g) => g.qos === 128).map((g) => g.topic);
           if (err || refused.length) {
-            this.#lastError = `upstream refused the subscription ${err ? err.message : refused.join(", ")}`;
+            this.#say(`upstream refused the subscription ${err ? err.message : refused.join(", ")}`);
             this.#deps.changed();
           }
         },
@@ -541,7 +552,7 @@ export class Uplink {
           done();
         },
         (err) => {
-          this.#lastError = `could not publish ${local.slice(0, 128)} locally: ${(err as Error).message}`;
+          this.#say(`could not publish ${local.slice(0, 128)} locally: ${(err as Error).message}`);
           // not acknowledged: the persistent session upstream delivers it again on the next connection
           this.#client?.end(true);
         },
@@ -624,17 +635,25 @@ export class Uplink {
     if (chunk && this.#client?.stream.writable) this.#client.stream.write(chunk);
   }
 
+  /** say: a message's trouble (a refusal, the outbox, the downlink) as the last error, kept across reconnects. */
+  #say(error: string): void {
+    this.#lastError = error;
+    this.#lastErrorOfConnection = false;
+  }
+
   /** puback: the upstream's acknowledgement of a PUBLISH of the current connection. */
-  #puback(mid: number | undefined, reasonCode: number | undefined): void {
+  #puback(mid: number | undefined, reasonCode: number | undefined, reasonString?: string): void {
     const u = mid === undefined ? undefined : this.#byMid.get(mid);
     if (!u || mid === undefined) return; // not ours (the birth, the inventory: mqtt.js' own) or a stray
     this.#byMid.delete(mid);
     this.#client?.options.messageIdProvider?.deallocate(mid);
     u.mid = 0;
     // MQTT 5: a reason code of 0x80 or more is a refusal (not authorized, quota, ...); 0x10 is no subscriber
-    if (reasonCode !== undefined && reasonCode >= 0x80)
-      this.#settle(u, "refused", `Publish error: ${ReasonCodes[reasonCode as keyof typeof ReasonCodes] ?? reasonCode}`);
-    else this.#settle(u, "acked");
+    if (reasonCode !== undefined && reasonCode >= 0x80) {
+      const name = ReasonCodes[reasonCode as keyof typeof ReasonCodes] ?? "unknown";
+      const why = `reason 0x${reasonCode.toString(16)} ${name}${reasonString ? ` (${String(reasonString).slice(0, 200)})` : ""}`;
+      this.#settle(u, "refused", `${why}; dropped, not sent again`);
+    } else this.#settle(u, "acked");
   }
 
   /** takeReady: up to `n` rows from the head of `#ready` (compacted once most of it was taken). */
@@ -733,7 +752,7 @@ export class Uplink {
     else {
       this.#counters.dropped++;
       if (how === "refused" || how === "unsendable") {
-        this.#lastError = `${how === "refused" ? "upstream refused" : "could not send"} ${u.topic.slice(0, 128)}: ${why}`;
+        this.#say(`${how === "refused" ? "upstream refused" : "could not send"} ${u.topic.slice(0, 128)}: ${why}`);
         if (this.#logError())
           this.#deps.log.warn(`uplink message ${how === "refused" ? "refused upstream" : "could not be sent"}`, {
             uplink: this.cfg.name,

@@ -125,6 +125,8 @@ export class Boundaries {
   /** the fixed header read so far, when a chunk ended inside it (type byte and length bytes) */
   #head: number[] = [];
   #lost = false;
+  /** the remaining length of the largest packet seen so far */
+  largest = 0;
 
   /** aligned: the next byte starts a packet (nothing is partly passed) */
   get aligned(): boolean {
@@ -150,38 +152,54 @@ export class Boundaries {
       for (let k = head.length - 1; k >= 1; k--) length = length * 128 + (head[k]! & 127);
       this.#head = [];
       this.#skip = length;
+      if (length > this.largest) this.largest = length;
     }
   }
 }
 
+/** PubackTap: what `tapPubacks` installed; `take` is the uplink's (see there). */
+export interface PubackTap {
+  take: (acks: number[]) => boolean;
+}
+
 /**
- * tapPubacks: PUBACKs taken off the connection before mqtt.js parses them. mqtt.js parses every packet
- * into an object, emits it twice, reschedules its keepalive timer and takes a turn of the event loop per
- * packet; the uplink's PUBACKs (one per message forwarded) need only their identifier. A chunk that is
- * nothing but PUBACKs, arriving while mqtt.js has nothing of its own half-read or queued, is given to `take`
- * (the pairs of `pubacks`); if `take` wants them all (false: one is not the uplink's) the chunk stops here.
- * Everything else goes to mqtt.js as before, in order. False when the stream is not piped to mqtt.js as
- * expected (the PUBACKs then reach the uplink through mqtt.js' `packetreceive`).
+ * tapPubacks: the bytes from the upstream, looked at before mqtt.js parses them. (1) A packet longer than
+ * `maxPacket` (its length is read from its header, before its body arrives) is not passed on: `tooLarge`
+ * closes the connection, so an upstream cannot make the appliance buffer up to 256 MiB per connection.
+ * (2) PUBACKs: mqtt.js parses every packet into an object, emits it twice, reschedules its keepalive timer
+ * and takes a turn of the event loop per packet; the uplink's PUBACKs (one per message forwarded) need only
+ * their identifier. A chunk that is nothing but PUBACKs, arriving while mqtt.js has nothing of its own
+ * half-read or queued, is given to `take` (the pairs of `pubacks`); if `take` wants them all (false: one
+ * is not the uplink's, or there is no taker yet) the chunk stops here. Everything else goes to mqtt.js as
+ * before, in order. Undefined when the stream is not piped to mqtt.js as expected (the PUBACKs then reach
+ * the uplink through mqtt.js' `packetreceive`, and mqtt.js takes packets of any size).
  */
-export function tapPubacks(stream: unknown, protocol: 4 | 5, take: (acks: number[]) => boolean): boolean {
+export function tapPubacks(
+  stream: unknown,
+  protocol: 4 | 5,
+  maxPacket: number,
+  tooLarge: (length: number) => void,
+): PubackTap | undefined {
   const state = (stream as { _readableState?: { pipes?: unknown[] } })._readableState;
   const dest =
     state?.pipes?.length === 1 ? (state.pipes[0] as { write?: unknown; writableLength?: number }) : undefined;
-  if (!dest || typeof dest.write !== "function" || typeof dest.writableLength !== "number") return false;
+  if (!dest || typeof dest.write !== "function" || typeof dest.writableLength !== "number") return undefined;
   const write = dest.write as (chunk: Uint8Array, ...rest: unknown[]) => boolean;
+  const tap: PubackTap = { take: () => false };
   const bounds = new Boundaries();
   const acks: number[] = [];
+  let closed = false;
   dest.write = (chunk: Uint8Array, ...rest: unknown[]) => {
-    if (
-      bounds.aligned &&
-      dest.writableLength === 0 &&
-      chunk instanceof Uint8Array &&
-      pubacks(chunk, protocol, acks) &&
-      take(acks)
-    )
+    if (closed) return true;
+    if (!(chunk instanceof Uint8Array)) return write.call(dest, chunk, ...rest);
+    if (bounds.aligned && dest.writableLength === 0 && pubacks(chunk, protocol, acks) && tap.take(acks)) return true;
+    bounds.pass(chunk);
+    if (bounds.largest > maxPacket) {
+      closed = true;
+      tooLarge(bounds.largest);
       return true;
-    if (chunk instanceof Uint8Array) bounds.pass(chunk);
+    }
     return write.call(dest, chunk, ...rest);
   };
-  return true;
+  return tap;
 }
