@@ -2,6 +2,7 @@ import { rootCertificates } from "node:tls";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import type { Logger } from "../../lib/logger.ts";
 import type { UplinkConfig } from "./store.ts";
+import { type PubackTap, tapPubacks } from "./wire.ts";
 
 /** Backoff: the first retry waits up to `baseMs`, each next one up to twice as long, at most `maxMs`. */
 export interface Backoff {
@@ -9,12 +10,18 @@ export interface Backoff {
   maxMs: number;
 }
 
+/** ConnectionLimits: the reconnects' backoff, and the largest packet taken from the upstream. */
+export interface ConnectionLimits {
+  backoff: Backoff;
+  maxPacket: number;
+}
+
 export interface ConnectionEvents {
   /**
    * a CONNACK from `url`: `client` is the live connection until `lost`; `receiveMaximum`: the upstream's
-   * Receive Maximum (MQTT 5 CONNACK), if it set one
+   * Receive Maximum (MQTT 5 CONNACK), if it set one; `tap`: where PUBACKs may be taken off the socket
    */
-  connected(client: MqttClient, url: string, sessionPresent: boolean, receiveMaximum?: number): void;
+  connected(client: MqttClient, url: string, sessionPresent: boolean, receiveMaximum?: number, tap?: PubackTap): void;
   /** the live connection ended (`connected` was called before) */
   lost(reason: string): void;
   /** an attempt failed or the connection reported an error (never holds a password) */
@@ -75,16 +82,29 @@ export class InTurnSkippingTaken {
   }
 }
 
+/** refusedPackets: packets from the upstream that `unusable` refused: nothing acts on them. */
+export const refusedPackets = new WeakSet<object>();
+
 /**
  * unusable: why a packet from the upstream cannot be taken, if it cannot: a property given twice (MQTT 5
  * §2.2.2.2: a protocol error; only User Property and Subscription Identifier may repeat), a Receive Maximum
- * of 0 (§3.2.2.3.3), or a Maximum QoS of 0 when the uplink sends QoS 1 (it would have to drop its guarantee).
+ * of 0 (§3.2.2.3.3), a Maximum QoS of 0 when the uplink sends QoS 1 (it would have to drop its guarantee), or
+ * an acknowledgement too short to hold a packet identifier (mqtt-packet reads it as -1 and mqtt.js ignores it)
+ * or, in MQTT 3.1.1, of any other length than 2 (mqtt-packet takes it: its extra bytes are someone else's).
  */
-export function unusable(packet: { cmd: string }, qos: number): string | undefined {
+export function unusable(packet: { cmd: string }, qos: number, protocol: 4 | 5 = 5): string | undefined {
   // the uplink sends and subscribes at QoS 1 at most: a QoS 2 step from the broker is a protocol error (a
   // PUBREC for a QoS 1 PUBLISH held its window slot for ever, found from outside)
   if (packet.cmd === "pubrec" || packet.cmd === "pubrel" || packet.cmd === "pubcomp")
     return `the broker sent ${packet.cmd.toUpperCase()}, a QoS 2 step, where only QoS 1 was used (a protocol error)`;
+  if (packet.cmd === "puback" || packet.cmd === "suback" || packet.cmd === "unsuback") {
+    const id = (packet as { messageId?: number }).messageId;
+    if (typeof id !== "number" || id < 1 || id > 65_535)
+      return `the broker sent a ${packet.cmd.toUpperCase()} without a packet identifier (a malformed packet)`;
+    const length = (packet as { length?: number }).length;
+    if (protocol === 4 && packet.cmd !== "suback" && length !== 2)
+      return `the broker sent a ${packet.cmd.toUpperCase()} of ${length} bytes where MQTT 3.1.1 has 2 (a malformed packet)`;
+  }
   const props = (packet as { properties?: Record<string, unknown> }).properties;
   if (!props) return undefined;
   for (const [k, v] of Object.entries(props))
@@ -115,7 +135,7 @@ export class UplinkConnection {
 
   constructor(
     private readonly cfg: UplinkConfig,
-    private readonly backoff: Backoff,
+    private readonly limits: ConnectionLimits,
     private readonly log: Logger,
     private readonly events: ConnectionEvents,
   ) {}
@@ -143,10 +163,16 @@ export class UplinkConnection {
       clientId: c.clientId,
       protocolVersion: c.protocol,
       clean: false,
-      ...(c.protocol === 5 ? { properties: { sessionExpiryInterval: 7 * 86_400 } } : {}),
+      // MQTT 5: the broker is told the largest packet it may send (a larger one closes the connection anyway)
+      ...(c.protocol === 5
+        ? { properties: { sessionExpiryInterval: 7 * 86_400, maximumPacketSize: this.limits.maxPacket } }
+        : {}),
       username: c.username ?? undefined,
       password: c.password,
       keepalive: 30,
+      // a PINGREQ every keepalive, whatever else flows: mqtt.js would otherwise restart a timer for every
+      // packet received (a PUBACK per message forwarded)
+      reschedulePings: false,
       connectTimeout: 10_000,
       reconnectPeriod: 0, // ours: the next node, with backoff and jitter
       queueQoSZero: false,
@@ -175,6 +201,15 @@ export class UplinkConnection {
     (client.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true);
     this.#client = client;
     let said = false; // this attempt reported why it failed
+    let broken = false; // mqtt.js reported an error on this attempt: it is being closed
+    // what the upstream sends is looked at before mqtt.js buffers it (see tapPubacks)
+    const tap = tapPubacks(client.stream, this.cfg.protocol, this.limits.maxPacket, (length) => {
+      said = true;
+      this.events.error(
+        `${url}: the broker sent a packet of ${length} bytes, more than --uplink-max-packet (${this.limits.maxPacket}): connection closed`,
+      );
+      setImmediate(() => client.end(true));
+    });
     let refused = false; // this attempt was refused here (a packet mqtt.js would trip on)
     let liveSince = 0;
     // Checked before mqtt.js handles a packet: an upstream can lie, and a property given twice reached
@@ -182,8 +217,9 @@ export class UplinkConnection {
     // (attack5 F5). A CONNACK that cannot be taken is refused (treated as the broker's refusal).
     client.on("packetreceive", (packet) => {
       if (this.#client !== client) return;
-      const why = unusable(packet, this.cfg.qos);
+      const why = unusable(packet, this.cfg.qos, this.cfg.protocol);
       if (!why) return;
+      refusedPackets.add(packet);
       const p = packet as { cmd: string; reasonCode?: number; properties?: Record<string, unknown> };
       for (const [k, v] of Object.entries(p.properties ?? {})) if (Array.isArray(v)) delete p.properties![k];
       said = true;
@@ -195,11 +231,12 @@ export class UplinkConnection {
     });
     let goodbye = ""; // an MQTT 5 DISCONNECT's reason, said with the close
     client.on("connect", (connack) => {
-      if (this.#client !== client) return;
+      // a CONNACK read together with a malformed packet: the connection is closing, and the error stays said
+      if (this.#client !== client || broken) return;
       this.#live = true;
       liveSince = Date.now();
       try {
-        this.events.connected(client, url, connack.sessionPresent, connack.properties?.receiveMaximum);
+        this.events.connected(client, url, connack.sessionPresent, connack.properties?.receiveMaximum, tap);
       } catch (err) {
         // one uplink's trouble stays its own: the connection goes, the appliance does not
         this.log.error("uplink failed on connecting", { uplink: this.cfg.name, error: (err as Error).message });
@@ -217,7 +254,12 @@ export class UplinkConnection {
     client.on("error", (err) => {
       if (this.#client !== client || refused) return;
       said = true;
+      broken = true;
       this.events.error(`${url}: ${err.message}`);
+      // mqtt.js reports a malformed packet (reserved flag bits, a bad length) and reads on: [MQTT-2.2.2-2]
+      // wants the connection closed, and what was in flight goes again on the next (found from outside: a
+      // broker whose every PUBACK was malformed kept the uplink connected and forwarding nothing for ever)
+      setImmediate(() => client.end(true));
     });
     client.on("close", () => {
       if (this.#client !== client) return;
@@ -239,7 +281,7 @@ export class UplinkConnection {
   #retry(): void {
     if (this.#stopped) return;
     this.#index = (this.#index + 1) % this.cfg.urls.length;
-    const delay = delayFor(this.#attempt++, this.backoff);
+    const delay = delayFor(this.#attempt++, this.limits.backoff);
     this.log.debug("uplink reconnect scheduled", { uplink: this.cfg.name, next: this.cfg.urls[this.#index], delay });
     this.#timer = setTimeout(() => this.#connect(), delay);
   }

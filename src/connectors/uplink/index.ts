@@ -24,6 +24,13 @@ export const uplinkConnector = defineConnector<UplinkOptions>()({
       1024 ** 4,
       "BYTES",
     ),
+    uplinkMaxPacket: option.count(
+      "largest MQTT packet an uplink takes from its upstream (MQTT 5: told in its CONNECT); a larger one closes the connection",
+      "1048576",
+      64,
+      268_435_455,
+      "BYTES",
+    ),
     uplinkReconnectMax: option.count(
       "the longest wait between two connection attempts upstream (exponential backoff, full jitter)",
       "30",
@@ -35,6 +42,7 @@ export const uplinkConnector = defineConnector<UplinkOptions>()({
   parseConfig: (o) => ({
     bounds: { maxMessages: o.uplinkMaxQueueMessages, maxBytes: o.uplinkMaxQueueBytes },
     backoff: { baseMs: Math.min(1000, o.uplinkReconnectMax * 1000), maxMs: o.uplinkReconnectMax * 1000 },
+    maxPacket: o.uplinkMaxPacket,
   }),
   create(deps, options) {
     const manager = new UplinkManager(deps, options);

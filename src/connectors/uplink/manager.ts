@@ -10,11 +10,13 @@ import type { Backoff } from "./connection.ts";
 import { Outbox, outboxFileName } from "./outbox.ts";
 import type { OutboxRow } from "./outbox-protocol.ts";
 import { type UplinkConfig, UplinkStore } from "./store.ts";
-import { type Bounds, forwards, propsText, Uplink, type UplinkStatus } from "./uplink.ts";
+import { type Bounds, forwards, propsText, Uplink, type UplinkDeps, type UplinkStatus } from "./uplink.ts";
 
 export interface UplinkOptions {
   bounds: Bounds;
   backoff: Backoff;
+  /** the largest packet an uplink takes from its upstream */
+  maxPacket: number;
 }
 
 /** how many messages published before the uplinks started are held in memory for them, at most */
@@ -120,13 +122,14 @@ export class UplinkManager {
     return new Promise<void>((release) => early.held.push({ m, origin, release }));
   }
 
-  #uplinkDeps() {
+  #uplinkDeps(): UplinkDeps {
     return {
       core: this.#core,
       log: this.#log,
       outbox: this.#outbox!,
       bounds: this.#opts.bounds,
       backoff: this.#opts.backoff,
+      maxPacket: this.#opts.maxPacket,
       changed: () => this.changed(),
       inventory: () => this.#inventory(),
     };

@@ -203,6 +203,12 @@ export class Outbox {
     this.#scheduleLazy();
   }
 
+  /** removeOne: `remove` of one row (one per PUBACK: no array for it). */
+  removeOne(id: number): void {
+    this.#pending.deletes.push(id);
+    this.#scheduleLazy();
+  }
+
   /** own: rows of `uplink` belong to the uplink created at `createdAt`. */
   own(uplink: number, createdAt: number): void {
     this.#pending.owners.push([uplink, createdAt]);

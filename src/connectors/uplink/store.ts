@@ -84,6 +84,19 @@ export interface UplinkInput {
 /** uplinkNamePattern: what an uplink may be called (it names metrics, log lines and the API path). */
 export const uplinkNamePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const urlSchemes = ["mqtt:", "mqtts:", "ws:", "wss:"];
+const defaultPorts: Record<string, string> = { "mqtt:": "1883", "mqtts:": "8883", "ws:": "80", "wss:": "443" };
+
+/**
+ * endpointOf: where a URL sends the uplink's secrets: scheme, host and port (the scheme's default if none
+ * is given), and for a WebSocket the path (behind one web server, another path may be another broker).
+ */
+export function endpointOf(url: string): string {
+  const u = URL.parse(url);
+  if (!u) return url;
+  const port = u.port || defaultPorts[u.protocol] || "";
+  const path = u.protocol === "ws:" || u.protocol === "wss:" ? u.pathname || "/" : "";
+  return `${u.protocol}//${u.hostname}:${port}${path}`;
+}
 const maxPemBytes = 64 * 1024;
 
 const list = (json: string): string[] => {
@@ -286,13 +299,13 @@ export class UplinkStore {
       fields.username = "a password needs a user name (MQTT 3.1.1)";
     if (input.password != null && (input.password.length > 1024 || input.password.includes("\0")))
       fields.password = "at most 1024 characters";
-    // A stored secret goes only to the hosts it was given for (found from outside: changing the URL alone
-    // sent the stored password to any host an admin or token named, so it could be read back there).
+    // A stored secret goes only to the endpoints it was given for (found from outside: changing the URL
+    // alone sent the stored password to any host an admin or token named, so it could be read back there;
+    // then, to another port or scheme of the same host: mqtts:// to plain mqtt://, in clear text).
     if (old && input.urls !== undefined && !fields.urls) {
-      const hostsOf = (urls: string[]) => urls.map((u) => URL.parse(u)?.hostname ?? u);
-      const known = new Set(hostsOf(old.urls));
-      const moved = hostsOf(next.urls).filter((h) => !known.has(h));
-      const again = `give it again: ${moved.join(", ")} is a host the stored one was not given for`;
+      const known = new Set(old.urls.map(endpointOf));
+      const moved = next.urls.map(endpointOf).filter((e) => !known.has(e));
+      const again = `give it again: ${moved.join(", ")} is not where the stored one was given for (scheme, host, port)`;
       if (moved.length && old.passwordSet && input.password === undefined) fields.password = again;
       if (moved.length && old.clientKeySet && input.clientKey === undefined) fields.clientKey = again;
     }

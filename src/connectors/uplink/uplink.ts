@@ -1,14 +1,15 @@
-import type { IPublishPacket, MqttClient } from "mqtt";
+import { type IPublishPacket, type MqttClient, ReasonCodes } from "mqtt";
 import { messageProperties, type PublishedMessage } from "../../core/bus.ts";
 import type { Core } from "../../core/index.ts";
 import { mayPublish, type TopicSpace } from "../../core/permissions.ts";
 import { isValidTopicString, topicMatches } from "../../core/topics.ts";
 import type { Integration } from "../../core/types.ts";
 import type { Logger } from "../../lib/logger.ts";
-import { type Backoff, statusTopic, UplinkConnection } from "./connection.ts";
+import { type Backoff, refusedPackets, statusTopic, UplinkConnection } from "./connection.ts";
 import type { Outbox, QueuedMessage } from "./outbox.ts";
 import type { OutboxRow } from "./outbox-protocol.ts";
 import { maxInflight, type UplinkConfig } from "./store.ts";
+import { type PubackTap, PublishBatch } from "./wire.ts";
 
 /** Bounds: an uplink's queue on disk holds at most this much; past it the oldest go (counted). */
 export interface Bounds {
@@ -94,6 +95,8 @@ interface Unacked extends QueuedMessage {
   sent: boolean;
   /** sent before, on an earlier connection: goes again with DUP set */
   again: boolean;
+  /** its packet identifier while in flight on the current connection (QoS 1) */
+  mid: number;
 }
 
 /** inventoryTopic: the retained summary of this appliance's integrations upstream (`--inventory`). */
@@ -116,6 +119,8 @@ export interface UplinkDeps {
   outbox: Outbox;
   bounds: Bounds;
   backoff: Backoff;
+  /** the largest packet an uplink takes from its upstream (`--uplink-max-packet`) */
+  maxPacket: number;
   /** the uplink's visible state changed (connected, disconnected, configuration): pages refresh */
   changed(): void;
   /** the retained summary of every integration (`--inventory`) */
@@ -136,8 +141,6 @@ export class Uplink {
   #deps: UplinkDeps;
   #connection: UplinkConnection | undefined;
   #client: MqttClient | undefined;
-  /** bumped per connection: acknowledgements of an earlier connection's sends are judged as such */
-  #generation = 0;
   #queued: number;
   #queuedBytes: number;
   /** the last id read from disk (or taken from `#ready`) into the send pipeline */
@@ -146,12 +149,16 @@ export class Uplink {
    * rows just written, to be sent from memory instead of read back from disk: while `#inMemory`, every row
    * of this uplink on disk after `#cursor` is here, in order (false: the pump reads them from disk).
    */
-  #ready: QueuedMessage[] = [];
+  #ready: Unacked[] = [];
   /** where `#ready` starts (what was taken before it is compacted away now and then, not shifted per take) */
   #readyHead = 0;
   #readyBytes = 0;
   #inMemory = false;
   #unacked = new Map<number, Unacked>();
+  /** what is in flight on the current connection, by packet identifier: their PUBACKs settle them */
+  #byMid = new Map<number, Unacked>();
+  /** the current connection's PUBLISHes not yet written (one write per pump) */
+  #batch: PublishBatch | undefined;
   /**
    * of `#unacked`, how many are sent on the current connection (what the window counts); the rest went
    * unacknowledged with an earlier connection and are sent again first
@@ -165,9 +172,11 @@ export class Uplink {
   /** ids dropped by the bounds whose delete is not on disk yet (with the write they go in) */
   #droppedPending = new Map<number, number>();
   /** ids appended and not yet on disk, with their time: the oldest queued before a write lands */
-  #unwritten: { id: number; at: number }[] = [];
+  #unwritten: OutboxRow[] = [];
   #counters: Counters;
   #lastError: string | null = null;
+  /** `#lastError` is the connection's (cleared by the next CONNACK); else a message's, kept until another */
+  #lastErrorOfConnection = false;
   #url: string | null = null;
   #connectedSince: number | null = null;
   #disconnectedSince: number | null = Date.now();
@@ -234,7 +243,7 @@ export class Uplink {
     const row = this.#deps.outbox.append(this.cfg.id, m.topic, payload, m.retain, props);
     this.#queued++;
     this.#queuedBytes += row[6];
-    this.#unwritten.push({ id: row[0], at: row[2] });
+    this.#unwritten.push(row);
     if (this.#overBounds()) this.#scheduleTrim();
   }
 
@@ -243,7 +252,7 @@ export class Uplink {
     const last = rows[rows.length - 1]![0];
     if (this.#inMemory) this.#keep(rows);
     let i = 0;
-    while (i < this.#unwritten.length && this.#unwritten[i]!.id <= last) i++;
+    while (i < this.#unwritten.length && this.#unwritten[i]![0] <= last) i++;
     this.#unwritten.splice(0, i);
     // the outbox writes again (room on the disk): its last failure is no longer the news
     if (this.#lastError?.startsWith("outbox write failed")) this.#lastError = null;
@@ -254,13 +263,13 @@ export class Uplink {
   /** failed: a write that held rows of this uplink failed (a full disk): they are not queued; said and counted. */
   failed(rows: OutboxRow[], error: string): void {
     const ids = new Set(rows.map((r) => r[0]));
-    this.#unwritten = this.#unwritten.filter((u) => !ids.has(u.id));
+    this.#unwritten = this.#unwritten.filter((u) => !ids.has(u[0]));
     for (const r of rows) {
       this.#queued--;
       this.#queuedBytes -= r[6];
     }
     this.#counters.dropped += rows.length;
-    this.#lastError = error;
+    this.#say(error);
     if (this.#logOutbox()) this.#deps.log.error("uplink outbox write failed", { uplink: this.cfg.name, error });
     this.#deps.changed();
   }
@@ -274,6 +283,7 @@ export class Uplink {
     for (const [id, , at, topic, payload, retain, size, props] of rows) {
       if (id <= tail) continue; // read from disk already (its write landed before this report of it)
       tail = id;
+      // shaped as what the pump keeps until the upstream's PUBACK: it takes these as they are
       this.#ready.push({
         id,
         at,
@@ -284,6 +294,9 @@ export class Uplink {
         payload: Buffer.isBuffer(payload)
           ? payload
           : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength),
+        sent: false,
+        again: false,
+        mid: 0,
       });
       this.#readyBytes += size;
     }
@@ -370,11 +383,13 @@ export class Uplink {
       this.#lastError = this.cfg.secretProblem;
       return;
     }
-    this.#connection = new UplinkConnection(this.cfg, this.#deps.backoff, this.#deps.log, {
-      connected: (client, url, _session, receiveMaximum) => this.#connected(client, url, receiveMaximum),
+    const limits = { backoff: this.#deps.backoff, maxPacket: this.#deps.maxPacket };
+    this.#connection = new UplinkConnection(this.cfg, limits, this.#deps.log, {
+      connected: (client, url, _session, receiveMaximum, tap) => this.#connected(client, url, receiveMaximum, tap),
       lost: (reason) => this.#lost(reason),
       error: (message) => {
         this.#lastError = message;
+        this.#lastErrorOfConnection = true;
         if (this.#logError()) this.#deps.log.warn("uplink error", { uplink: this.cfg.name, error: message });
         this.#deps.changed();
       },
@@ -421,17 +436,35 @@ export class Uplink {
     this.#deps.changed();
   }
 
-  #connected(client: MqttClient, url: string, receiveMaximum?: number): void {
+  #connected(client: MqttClient, url: string, receiveMaximum?: number, tap?: PubackTap): void {
     this.#client = client;
     // MQTT 5 [MQTT-3.3.4-7]: never more unacknowledged QoS 1 PUBLISHes than the upstream's Receive Maximum
     // (HiveMQ says 10 by default and may disconnect past it, 0x93), the birth and the inventory included
     this.#serverMax = receiveMaximum && receiveMaximum > 0 ? receiveMaximum : Number.POSITIVE_INFINITY;
     this.#controlInFlight = 0;
-    this.#generation++;
+    this.#byMid.clear();
+    this.#batch = new PublishBatch(this.cfg.protocol);
+    // the uplink writes its PUBLISHes itself (see PublishBatch): mqtt.js ignores their PUBACKs (it has no
+    // record of them) and the uplink settles them here, before mqtt.js looks at the packet
+    client.on("packetreceive", (packet) => {
+      if (packet.cmd === "puback" && this.#client === client && !refusedPackets.has(packet))
+        this.#puback(packet.messageId, packet.reasonCode, packet.properties?.reasonString);
+    });
+    // most of them are taken before mqtt.js parses them (see tapPubacks)
+    if (tap)
+      tap.take = (acks) => {
+        if (this.#client !== client) return false;
+        for (let k = 0; k < acks.length; k += 2) if (!this.#byMid.has(acks[k]!)) return false;
+        for (let k = 0; k < acks.length; k += 2) this.#puback(acks[k], acks[k + 1]);
+        return true;
+      };
     this.#url = url;
     this.#connectedSince = Date.now();
     this.#disconnectedSince = null;
-    this.#lastError = null;
+    // what the last connection failed on is over; a message the upstream refused stays the news (found
+    // from outside: a reconnect right after refusals left no word of why messages were dropped)
+    if (this.#lastErrorOfConnection) this.#lastError = null;
+    this.#lastErrorOfConnection = false;
     const cfg = this.cfg;
     this.#deps.log.info("uplink connected", { uplink: cfg.name, url });
     this.#deps.core.activity.record("uplink.connected", cfg.name, `node ${url}`, "system");
@@ -447,7 +480,7 @@ export class Uplink {
         (err, granted) => {
           const refused = (granted ?? []).filter((g) => g.qos === 128).map((g) => g.topic);
           if (err || refused.length) {
-            this.#lastError = `upstream refused the subscription ${err ? err.message : refused.join(", ")}`;
+            this.#say(`upstream refused the subscription ${err ? err.message : refused.join(", ")}`);
             this.#deps.changed();
           }
         },
@@ -460,6 +493,8 @@ export class Uplink {
   #lost(reason: string): void {
     if (!this.#client) return;
     this.#client = undefined;
+    this.#byMid.clear();
+    this.#batch = undefined;
     this.#url = null;
     this.#connectedSince = null;
     this.#disconnectedSince = Date.now();
@@ -517,7 +552,7 @@ export class Uplink {
           done();
         },
         (err) => {
-          this.#lastError = `could not publish ${local.slice(0, 128)} locally: ${(err as Error).message}`;
+          this.#say(`could not publish ${local.slice(0, 128)} locally: ${(err as Error).message}`);
           // not acknowledged: the persistent session upstream delivers it again on the next connection
           this.#client?.end(true);
         },
@@ -553,7 +588,8 @@ export class Uplink {
       ) {
         const room = Math.min(256, window - this.#unacked.size);
         let rows: QueuedMessage[];
-        if (this.#ready.length > this.#readyHead) {
+        const fromMemory = this.#ready.length > this.#readyHead;
+        if (fromMemory) {
           rows = this.#takeReady(room);
         } else if (this.#inMemory) break;
         else {
@@ -566,17 +602,20 @@ export class Uplink {
         for (const r of rows) {
           this.#cursor = r.id;
           if (this.#droppedPending.has(r.id)) continue;
-          const u: Unacked = {
-            id: r.id,
-            at: r.at,
-            topic: r.topic,
-            retain: r.retain,
-            props: r.props,
-            size: r.size,
-            payload: r.payload,
-            sent: false,
-            again: false,
-          };
+          const u: Unacked = fromMemory
+            ? (r as Unacked)
+            : {
+                id: r.id,
+                at: r.at,
+                topic: r.topic,
+                retain: r.retain,
+                props: r.props,
+                size: r.size,
+                payload: r.payload,
+                sent: false,
+                again: false,
+                mid: 0,
+              };
           this.#unacked.set(r.id, u);
           this.#unackedBytes += r.size;
           this.#send(u);
@@ -585,11 +624,40 @@ export class Uplink {
       }
     } finally {
       this.#pumping = false;
+      this.#flush();
     }
   }
 
+  /** flush: what this pump encoded, to the socket as one chunk. */
+  #flush(): void {
+    const chunk = this.#batch?.take();
+    // a socket that is going: the close that follows makes everything in flight go again
+    if (chunk && this.#client?.stream.writable) this.#client.stream.write(chunk);
+  }
+
+  /** say: a message's trouble (a refusal, the outbox, the downlink) as the last error, kept across reconnects. */
+  #say(error: string): void {
+    this.#lastError = error;
+    this.#lastErrorOfConnection = false;
+  }
+
+  /** puback: the upstream's acknowledgement of a PUBLISH of the current connection. */
+  #puback(mid: number | undefined, reasonCode: number | undefined, reasonString?: string): void {
+    const u = mid === undefined ? undefined : this.#byMid.get(mid);
+    if (!u || mid === undefined) return; // not ours (the birth, the inventory: mqtt.js' own) or a stray
+    this.#byMid.delete(mid);
+    this.#client?.options.messageIdProvider?.deallocate(mid);
+    u.mid = 0;
+    // MQTT 5: a reason code of 0x80 or more is a refusal (not authorized, quota, ...); 0x10 is no subscriber
+    if (reasonCode !== undefined && reasonCode >= 0x80) {
+      const name = ReasonCodes[reasonCode as keyof typeof ReasonCodes] ?? "unknown";
+      const why = `reason 0x${reasonCode.toString(16)} ${name}${reasonString ? ` (${String(reasonString).slice(0, 200)})` : ""}`;
+      this.#settle(u, "refused", `${why}; dropped, not sent again`);
+    } else this.#settle(u, "acked");
+  }
+
   /** takeReady: up to `n` rows from the head of `#ready` (compacted once most of it was taken). */
-  #takeReady(n: number): QueuedMessage[] {
+  #takeReady(n: number): Unacked[] {
     const head = this.#readyHead;
     const rows = this.#ready.slice(head, head + n);
     for (const r of rows) this.#readyBytes -= r.size;
@@ -632,27 +700,48 @@ export class Uplink {
       }
       properties = { ...properties, messageExpiryInterval: left };
     }
-    const dup = u.again;
-    if (dup) this.#counters.resent++;
+    const qos = cfg.qos > 0 ? 1 : 0;
+    let mid = 0;
+    if (qos) {
+      // never null within the window (two identifiers are kept for the birth and the inventory); if it is,
+      // the message waits for the next pump
+      const next = client.options.messageIdProvider?.allocate();
+      if (typeof next !== "number") {
+        u.payload = payload;
+        return;
+      }
+      mid = next;
+    }
+    const dup = u.again && qos > 0;
+    try {
+      this.#batch!.add({
+        topic: `${cfg.remotePrefix}${u.topic}`,
+        payload,
+        qos,
+        retain: u.retain,
+        dup,
+        id: mid,
+        properties,
+      });
+    } catch (err) {
+      // properties the encoder refuses (none that the local broker took should be): dropped, counted, said
+      if (mid) client.options.messageIdProvider?.deallocate(mid);
+      this.#settle(u, "unsendable", `its MQTT 5 properties could not be encoded (${(err as Error).message})`);
+      return;
+    }
+    if (u.again) this.#counters.resent++;
     u.sent = true;
     this.#inFlight++;
-    const generation = this.#generation;
-    client.publish(
-      `${cfg.remotePrefix}${u.topic}`,
-      payload,
-      { qos: cfg.qos, retain: u.retain, dup: dup && cfg.qos > 0, properties },
-      (err) => {
-        if (!err) return this.#settle(u, "acked");
-        const code = (err as { code?: number }).code;
-        // a reason code is the upstream's answer (MQTT 5: not authorized, quota, ...); else the connection went
-        if (typeof code === "number" && code >= 0x80) return this.#settle(u, "refused", err.message);
-        if (generation === this.#generation && this.#client === client) client.end(true);
-      },
-    );
+    if (!qos) {
+      this.#settle(u, "acked"); // QoS 0: forwarded once written
+      return;
+    }
+    u.mid = mid;
+    this.#byMid.set(mid, u);
   }
 
   /** settle: a message leaves the queue: acknowledged upstream, refused by it, expired or gone. */
-  #settle(u: Unacked, how: "acked" | "refused" | "expired" | "gone", why?: string): void {
+  #settle(u: Unacked, how: "acked" | "refused" | "unsendable" | "expired" | "gone", why?: string): void {
     if (this.#unacked.get(u.id) !== u) return;
     this.#unacked.delete(u.id);
     if (u.sent) this.#inFlight--;
@@ -662,13 +751,17 @@ export class Uplink {
     if (how === "acked") this.#counters.forwarded++;
     else {
       this.#counters.dropped++;
-      if (how === "refused") {
-        this.#lastError = `upstream refused ${u.topic.slice(0, 128)}: ${why}`;
+      if (how === "refused" || how === "unsendable") {
+        this.#say(`${how === "refused" ? "upstream refused" : "could not send"} ${u.topic.slice(0, 128)}: ${why}`);
         if (this.#logError())
-          this.#deps.log.warn("uplink message refused upstream", { uplink: this.cfg.name, topic: u.topic, why });
+          this.#deps.log.warn(`uplink message ${how === "refused" ? "refused upstream" : "could not be sent"}`, {
+            uplink: this.cfg.name,
+            topic: u.topic,
+            why,
+          });
       }
     }
-    if (how !== "gone") this.#deps.outbox.remove([u.id]);
+    if (how !== "gone") this.#deps.outbox.removeOne(u.id);
     // acknowledgements come in bursts: one read of the queue for all of them
     this.#schedulePump();
   }
@@ -716,6 +809,7 @@ export class Uplink {
     this.#queued = 0;
     this.#queuedBytes = 0;
     this.#unacked.clear();
+    this.#byMid.clear();
     this.#inFlight = 0;
   }
 
@@ -725,7 +819,7 @@ export class Uplink {
     const oldestAt =
       this.#queued === 0
         ? undefined
-        : (first?.at ?? this.#deps.outbox.oldestAt(this.cfg.id, this.#cursor + 1) ?? this.#unwritten[0]?.at);
+        : (first?.at ?? this.#deps.outbox.oldestAt(this.cfg.id, this.#cursor + 1) ?? this.#unwritten[0]?.[2]);
     return {
       name: this.cfg.name,
       enabled: this.cfg.enabled,
