@@ -92,8 +92,47 @@ describe("the uplink store", () => {
     const row = new Database(join(dir, "gatehouse.db")).query("SELECT password FROM uplinks").get() as {
       password: string;
     };
-    expect(row.password).toStartWith("v1:");
+    expect(row.password).toStartWith("v2:");
     expect(row.password).not.toContain("Needle");
+  });
+
+  it("seals a secret for its URLs: a row edited outside Gatehouse (a doctored backup) no longer opens it", () => {
+    // found from outside: a backup whose uplink URL was changed to plain mqtt:// on another port, restored,
+    // sent the password given for mqtts:// there
+    const { dir, db, store: s } = store();
+    const urls = ["mqtts://broker.example:8883", "mqtts://broker2.example:8883"];
+    s.create({ ...valid, urls, username: "edge", password: "Needle-in-the-db", clientCert: null });
+    // changes the store allows keep it usable: sealed again for the URLs left, in any order
+    s.update("cloud", { urls: ["mqtts://broker2.example", "mqtts://broker.example:8883"] });
+    s.update("cloud", { urls: ["mqtts://broker2.example:8883"] });
+    expect(s.configs()[0]!.password).toBe("Needle-in-the-db");
+    const edit = (to: string[]) => db.$client.run("UPDATE uplinks SET urls = ?", [JSON.stringify(to)]);
+    for (const doctored of [["mqtt://broker2.example:8883"], ["mqtts://broker2.example:1"], ["mqtts://evil.example"]]) {
+      edit(doctored);
+      const c = s.configs()[0]!;
+      expect([doctored, c.password, c.secretProblem]).toEqual([
+        doctored,
+        undefined,
+        expect.stringMatching(/given for others/),
+      ]);
+    }
+    // put back, it opens again; given again, it is sealed for the new URL
+    edit(["mqtts://broker2.example:8883"]);
+    expect(s.configs()[0]!.password).toBe("Needle-in-the-db");
+    edit(["mqtt://broker2.example:8883"]);
+    s.update("cloud", { password: "a-new-one" });
+    expect(s.configs()[0]!).toMatchObject({ password: "a-new-one", urls: ["mqtt://broker2.example:8883"] });
+    // a secret an earlier release sealed (v1, bound to nothing) still opens
+    const v1 = (() => {
+      const { createCipheriv, randomBytes } = require("node:crypto") as typeof import("node:crypto");
+      const key = readFileSync(join(dir, "uplink-secrets.key"));
+      const iv = randomBytes(12);
+      const c = createCipheriv("aes-256-gcm", key, iv);
+      const body = Buffer.concat([c.update("old-release-secret", "utf8"), c.final()]);
+      return `v1:${Buffer.concat([iv, body, c.getAuthTag()]).toString("base64")}`;
+    })();
+    db.$client.run("UPDATE uplinks SET password = ?", [v1]);
+    expect(s.configs()[0]!.password).toBe("old-release-secret");
   });
 });
 

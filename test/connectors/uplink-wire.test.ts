@@ -145,6 +145,8 @@ describe("the uplink's PUBACK reader", () => {
       expect(b.aligned).toBe(ends.has(cut));
       b.pass(all.subarray(cut));
       expect(b.aligned).toBe(true);
+      // the largest packet, counted whole (what --uplink-max-packet bounds)
+      expect(b.largest).toBe(Math.max(...packets.map((p) => p.length)));
     }
     // one byte at a time
     const b = new Boundaries();
@@ -230,7 +232,8 @@ describe("the uplink's PUBACK reader", () => {
     remote.write(big.subarray(5));
     remote.write(puback(7));
     await settle();
-    expect([tooLarge, reader.length - before]).toEqual([[2000 + 3], 0]);
+    // its size is the whole packet's: type, two bytes of length, topic length and topic, payload
+    expect([tooLarge, reader.length - before]).toEqual([[1 + 2 + 3 + 2000], 0]);
     socket.destroy();
     remote.destroy();
     server.close();

@@ -24,8 +24,12 @@ export interface ConnectionEvents {
   connected(client: MqttClient, url: string, sessionPresent: boolean, receiveMaximum?: number, tap?: PubackTap): void;
   /** the live connection ended (`connected` was called before) */
   lost(reason: string): void;
-  /** an attempt failed or the connection reported an error (never holds a password) */
-  error(message: string): void;
+  /**
+   * an attempt failed or the connection reported an error (never holds a password); `lasting`: the broker
+   * broke the protocol (a malformed or oversized packet, one that cannot be taken), news that should
+   * outlive the reconnect it caused, where a refused or lost connection is over once the next one is up
+   */
+  error(message: string, lasting?: boolean): void;
 }
 
 /** statusTopic: the retained birth (`online`) and will (`offline`) of this appliance upstream. */
@@ -207,6 +211,7 @@ export class UplinkConnection {
       said = true;
       this.events.error(
         `${url}: the broker sent a packet of ${length} bytes, more than --uplink-max-packet (${this.limits.maxPacket}): connection closed`,
+        true,
       );
       setImmediate(() => client.end(true));
     });
@@ -223,7 +228,7 @@ export class UplinkConnection {
       const p = packet as { cmd: string; reasonCode?: number; properties?: Record<string, unknown> };
       for (const [k, v] of Object.entries(p.properties ?? {})) if (Array.isArray(v)) delete p.properties![k];
       said = true;
-      this.events.error(`${url}: ${why}`);
+      this.events.error(`${url}: ${why}`, true);
       if (p.cmd === "connack") {
         refused = true;
         p.reasonCode = 0x81; // mqtt.js closes the connection and says "refused"; ours said why
@@ -255,7 +260,9 @@ export class UplinkConnection {
       if (this.#client !== client || refused) return;
       said = true;
       broken = true;
-      this.events.error(`${url}: ${err.message}`);
+      // a socket's or a refusal's error has a code; mqtt-packet's (a malformed packet) has none
+      const code = (err as { code?: unknown }).code;
+      this.events.error(`${url}: ${err.message}`, code === undefined && err.message !== "Keepalive timeout");
       // mqtt.js reports a malformed packet (reserved flag bits, a bad length) and reads on: [MQTT-2.2.2-2]
       // wants the connection closed, and what was in flight goes again on the next (found from outside: a
       // broker whose every PUBACK was malformed kept the uplink connected and forwarding nothing for ever)

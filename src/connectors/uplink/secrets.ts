@@ -43,26 +43,39 @@ function keyOf(dataDir: string): Buffer {
   return key;
 }
 
-/** sealSecret: `v1:` + base64(iv | ciphertext | tag). */
-export function sealSecret(dataDir: string, plain: string): string {
+/**
+ * sealSecret: `v2:` + base64(iv | ciphertext | tag), bound to `boundTo` (authenticated, not stored: where
+ * the secret may go, see the store's `bindingOf`), so a database whose row was edited outside Gatehouse (a
+ * doctored backup, restored) cannot send it elsewhere: it no longer opens. (`v1:`, before: bound to nothing.)
+ */
+export function sealSecret(dataDir: string, plain: string, boundTo: string): string {
   const iv = randomBytes(12);
   const cipher = createCipheriv("aes-256-gcm", keyOf(dataDir), iv);
+  cipher.setAAD(Buffer.from(boundTo, "utf8"));
   const body = Buffer.concat([cipher.update(plain, "utf8"), cipher.final()]);
-  return `v1:${Buffer.concat([iv, body, cipher.getAuthTag()]).toString("base64")}`;
+  return `v2:${Buffer.concat([iv, body, cipher.getAuthTag()]).toString("base64")}`;
 }
 
-/** openSecret: the plain text of a sealed secret; throws SecretUnreadable if this data dir's key cannot open it. */
-export function openSecret(dataDir: string, sealed: string): string {
-  const raw = sealed.startsWith("v1:") ? Buffer.from(sealed.slice(3), "base64") : undefined;
+/**
+ * openSecret: the plain text of a sealed secret; throws SecretUnreadable if this data dir's key cannot open
+ * it, or (`v2:`) it was sealed for another `boundTo`. A `v1:` secret (an earlier release's) opens unbound.
+ */
+export function openSecret(dataDir: string, sealed: string, boundTo: string): string {
+  const version = sealed.slice(0, 3);
+  const raw = version === "v1:" || version === "v2:" ? Buffer.from(sealed.slice(3), "base64") : undefined;
   if (!raw || raw.length < 28) throw new SecretUnreadable("not a sealed secret");
+  const key = keyOf(dataDir);
   try {
-    const decipher = createDecipheriv("aes-256-gcm", keyOf(dataDir), raw.subarray(0, 12));
+    const decipher = createDecipheriv("aes-256-gcm", key, raw.subarray(0, 12));
+    if (version === "v2:") decipher.setAAD(Buffer.from(boundTo, "utf8"));
     decipher.setAuthTag(raw.subarray(raw.length - 16));
     return Buffer.concat([decipher.update(raw.subarray(12, raw.length - 16)), decipher.final()]).toString("utf8");
   } catch (err) {
     if (err instanceof SecretUnreadable) throw err;
     throw new SecretUnreadable(
-      `the secret was sealed with another key than ${secretKeyFile} in this data dir (a database from another appliance?): enter it again`,
+      version === "v2:"
+        ? `the secret does not open for these URLs: it was given for others (the database was changed outside Gatehouse, a doctored backup?) or sealed with another key than ${secretKeyFile}: enter it again`
+        : `the secret was sealed with another key than ${secretKeyFile} in this data dir (a database from another appliance?): enter it again`,
     );
   }
 }

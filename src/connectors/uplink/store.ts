@@ -86,6 +86,11 @@ export const uplinkNamePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const urlSchemes = ["mqtt:", "mqtts:", "ws:", "wss:"];
 const defaultPorts: Record<string, string> = { "mqtt:": "1883", "mqtts:": "8883", "ws:": "80", "wss:": "443" };
 
+/** bindingOf: what an uplink's secrets are sealed for: the endpoints of its URLs (order and repeats aside). */
+export function bindingOf(urls: string[]): string {
+  return JSON.stringify([...new Set(urls.map(endpointOf))].sort());
+}
+
 /**
  * endpointOf: where a URL sends the uplink's secrets: scheme, host and port (the scheme's default if none
  * is given), and for a WebSocket the path (behind one web server, another path may be another broker).
@@ -261,8 +266,8 @@ export class UplinkStore {
       .map((r) => {
         const c: UplinkConfig = viewOf(r);
         try {
-          if (r.password !== null) c.password = openSecret(this.dataDir, r.password);
-          if (r.clientKey !== null) c.clientKey = openSecret(this.dataDir, r.clientKey);
+          if (r.password !== null) c.password = openSecret(this.dataDir, r.password, bindingOf(c.urls));
+          if (r.clientKey !== null) c.clientKey = openSecret(this.dataDir, r.clientKey, bindingOf(c.urls));
         } catch (err) {
           if (!(err instanceof SecretUnreadable)) throw err;
           c.secretProblem = err.message;
@@ -331,9 +336,23 @@ export class UplinkStore {
     };
   }
 
-  #seal(value: string | null | undefined): string | null | undefined {
+  #seal(value: string | null | undefined, urls: string[]): string | null | undefined {
     if (value === undefined) return undefined;
-    return value === null || value === "" ? null : sealSecret(this.dataDir, value);
+    return value === null || value === "" ? null : sealSecret(this.dataDir, value, bindingOf(urls));
+  }
+
+  /**
+   * reseal: a stored secret sealed again for changed URLs (the change is one `#checked` allowed: only to
+   * endpoints it was given for); one that does not open stays as it is (the uplink says so).
+   */
+  #reseal(sealed: string | null, from: string[], to: string[]): string | null | undefined {
+    if (sealed === null || bindingOf(from) === bindingOf(to)) return undefined;
+    try {
+      return sealSecret(this.dataDir, openSecret(this.dataDir, sealed, bindingOf(from)), bindingOf(to));
+    } catch (err) {
+      if (err instanceof SecretUnreadable) return undefined;
+      throw err;
+    }
   }
 
   create(input: UplinkInput): UplinkView {
@@ -345,8 +364,8 @@ export class UplinkStore {
       .insert(uplinks)
       .values({
         ...columns,
-        password: this.#seal(input.password) ?? null,
-        clientKey: this.#seal(input.clientKey) ?? null,
+        password: this.#seal(input.password, list(columns.urls)) ?? null,
+        clientKey: this.#seal(input.clientKey, list(columns.urls)) ?? null,
         createdAt: now,
         updatedAt: now,
       })
@@ -357,12 +376,19 @@ export class UplinkStore {
   }
 
   update(name: string, input: UplinkInput): UplinkView {
-    const old = viewOf(this.#row(name));
+    const stored = this.#row(name);
+    const old = viewOf(stored);
     const columns = this.#checked(old, input);
     if (columns.name !== old.name && this.db.select().from(uplinks).where(eq(uplinks.name, columns.name)).get())
       throw new ConflictError(`an uplink named "${columns.name}" exists`, { name: "taken" });
-    const password = this.#seal(input.password);
-    const clientKey = this.#seal(input.clientKey);
+    const urls = list(columns.urls);
+    // a secret given now is sealed for the new URLs; one kept is sealed again for them
+    const password =
+      input.password !== undefined ? this.#seal(input.password, urls) : this.#reseal(stored.password, old.urls, urls);
+    const clientKey =
+      input.clientKey !== undefined
+        ? this.#seal(input.clientKey, urls)
+        : this.#reseal(stored.clientKey, old.urls, urls);
     const row = this.db
       .update(uplinks)
       .set({

@@ -387,9 +387,9 @@ export class Uplink {
     this.#connection = new UplinkConnection(this.cfg, limits, this.#deps.log, {
       connected: (client, url, _session, receiveMaximum, tap) => this.#connected(client, url, receiveMaximum, tap),
       lost: (reason) => this.#lost(reason),
-      error: (message) => {
+      error: (message, lasting) => {
         this.#lastError = message;
-        this.#lastErrorOfConnection = true;
+        this.#lastErrorOfConnection = !lasting;
         if (this.#logError()) this.#deps.log.warn("uplink error", { uplink: this.cfg.name, error: message });
         this.#deps.changed();
       },

@@ -125,7 +125,7 @@ export class Boundaries {
   /** the fixed header read so far, when a chunk ended inside it (type byte and length bytes) */
   #head: number[] = [];
   #lost = false;
-  /** the remaining length of the largest packet seen so far */
+  /** the largest packet seen so far, whole (fixed header, length and body) */
   largest = 0;
 
   /** aligned: the next byte starts a packet (nothing is partly passed) */
@@ -150,9 +150,10 @@ export class Boundaries {
       }
       let length = 0;
       for (let k = head.length - 1; k >= 1; k--) length = length * 128 + (head[k]! & 127);
+      const whole = head.length + length;
       this.#head = [];
       this.#skip = length;
-      if (length > this.largest) this.largest = length;
+      if (whole > this.largest) this.largest = whole;
     }
   }
 }
