@@ -182,13 +182,12 @@ describe("the uplink's PUBACK reader", () => {
     const taken: number[] = [];
     let want = true;
     const tooLarge: number[] = [];
-    const tap = tapPubacks(socket, 4, 1000, (length) => tooLarge.push(length));
-    expect(tap).toBeDefined();
-    tap!.take = (acks) => {
+    const take = (acks: number[]) => {
       if (!want) return false;
       taken.push(...acks.filter((_, i) => i % 2 === 0));
       return true;
     };
+    expect(tapPubacks(socket, 4, 1000, take, (length) => tooLarge.push(length))).toBe(true);
     const puback = (id: number) => generate({ cmd: "puback", messageId: id }, 4);
     const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
     // a SUBACK: the reader's; while it holds it, PUBACKs go to it too (in order)

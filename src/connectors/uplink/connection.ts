@@ -2,7 +2,7 @@ import { rootCertificates } from "node:tls";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import type { Logger } from "../../lib/logger.ts";
 import type { UplinkConfig } from "./store.ts";
-import { type PubackTap, tapPubacks } from "./wire.ts";
+import { tapPubacks } from "./wire.ts";
 
 /** Backoff: the first retry waits up to `baseMs`, each next one up to twice as long, at most `maxMs`. */
 export interface Backoff {
@@ -19,9 +19,16 @@ export interface ConnectionLimits {
 export interface ConnectionEvents {
   /**
    * a CONNACK from `url`: `client` is the live connection until `lost`; `receiveMaximum`: the upstream's
-   * Receive Maximum (MQTT 5 CONNACK), if it set one; `tap`: where PUBACKs may be taken off the socket
+   * Receive Maximum (MQTT 5 CONNACK), if it set one
    */
-  connected(client: MqttClient, url: string, sessionPresent: boolean, receiveMaximum?: number, tap?: PubackTap): void;
+  connected(client: MqttClient, url: string, sessionPresent: boolean, receiveMaximum?: number): void;
+  /**
+   * PUBACKs read off the socket before mqtt.js (pairs of packet identifier and reason code, see
+   * `tapPubacks`): true if every one was the uplink's and is settled, false to leave them all to mqtt.js
+   */
+  acks(acks: number[]): boolean;
+  /** a PUBACK mqtt.js parsed, once `unusable` let it pass (the uplink's own sends: mqtt.js has no record of them) */
+  puback(messageId: number, reasonCode: number | undefined, reasonString: string | undefined): void;
   /** the live connection ended (`connected` was called before) */
   lost(reason: string): void;
   /**
@@ -86,9 +93,6 @@ export class InTurnSkippingTaken {
   }
 }
 
-/** refusedPackets: packets from the upstream that `unusable` refused: nothing acts on them. */
-export const refusedPackets = new WeakSet<object>();
-
 /**
  * unusable: why a packet from the upstream cannot be taken, if it cannot: a property given twice (MQTT 5
  * §2.2.2.2: a protocol error; only User Property and Subscription Identifier may repeat), a Receive Maximum
@@ -96,7 +100,7 @@ export const refusedPackets = new WeakSet<object>();
  * an acknowledgement too short to hold a packet identifier (mqtt-packet reads it as -1 and mqtt.js ignores it)
  * or, in MQTT 3.1.1, of any other length than 2 (mqtt-packet takes it: its extra bytes are someone else's).
  */
-export function unusable(packet: { cmd: string }, qos: number, protocol: 4 | 5 = 5): string | undefined {
+export function unusable(packet: { cmd: string }, qos: number, protocol: 4 | 5): string | undefined {
   // the uplink sends and subscribes at QoS 1 at most: a QoS 2 step from the broker is a protocol error (a
   // PUBREC for a QoS 1 PUBLISH held its window slot for ever, found from outside)
   if (packet.cmd === "pubrec" || packet.cmd === "pubrel" || packet.cmd === "pubcomp")
@@ -207,7 +211,8 @@ export class UplinkConnection {
     let said = false; // this attempt reported why it failed
     let broken = false; // mqtt.js reported an error on this attempt: it is being closed
     // what the upstream sends is looked at before mqtt.js buffers it (see tapPubacks)
-    const tap = tapPubacks(client.stream, this.cfg.protocol, this.limits.maxPacket, (length) => {
+    const take = (acks: number[]) => this.#client === client && this.#live && this.events.acks(acks);
+    tapPubacks(client.stream, this.cfg.protocol, this.limits.maxPacket, take, (length) => {
       said = true;
       this.events.error(
         `${url}: the broker sent a packet of ${length} bytes, more than --uplink-max-packet (${this.limits.maxPacket}): connection closed`,
@@ -223,8 +228,11 @@ export class UplinkConnection {
     client.on("packetreceive", (packet) => {
       if (this.#client !== client) return;
       const why = unusable(packet, this.cfg.qos, this.cfg.protocol);
-      if (!why) return;
-      refusedPackets.add(packet);
+      if (!why) {
+        if (packet.cmd === "puback")
+          this.events.puback(packet.messageId!, packet.reasonCode, packet.properties?.reasonString);
+        return;
+      }
       const p = packet as { cmd: string; reasonCode?: number; properties?: Record<string, unknown> };
       for (const [k, v] of Object.entries(p.properties ?? {})) if (Array.isArray(v)) delete p.properties![k];
       said = true;
@@ -241,7 +249,7 @@ export class UplinkConnection {
       this.#live = true;
       liveSince = Date.now();
       try {
-        this.events.connected(client, url, connack.sessionPresent, connack.properties?.receiveMaximum, tap);
+        this.events.connected(client, url, connack.sessionPresent, connack.properties?.receiveMaximum);
       } catch (err) {
         // one uplink's trouble stays its own: the connection goes, the appliance does not
         this.log.error("uplink failed on connecting", { uplink: this.cfg.name, error: (err as Error).message });

@@ -199,8 +199,7 @@ export class Outbox {
 
   /** remove: rows acknowledged upstream or dropped (deleted with the next write). */
   remove(ids: readonly number[]): void {
-    for (const id of ids) this.#pending.deletes.push(id);
-    this.#scheduleLazy();
+    for (const id of ids) this.removeOne(id);
   }
 
   /** removeOne: `remove` of one row (one per PUBACK: no array for it). */

@@ -64,9 +64,8 @@ export function openSecret(dataDir: string, sealed: string, boundTo: string): st
   const version = sealed.slice(0, 3);
   const raw = version === "v1:" || version === "v2:" ? Buffer.from(sealed.slice(3), "base64") : undefined;
   if (!raw || raw.length < 28) throw new SecretUnreadable("not a sealed secret");
-  const key = keyOf(dataDir);
   try {
-    const decipher = createDecipheriv("aes-256-gcm", key, raw.subarray(0, 12));
+    const decipher = createDecipheriv("aes-256-gcm", keyOf(dataDir), raw.subarray(0, 12));
     if (version === "v2:") decipher.setAAD(Buffer.from(boundTo, "utf8"));
     decipher.setAuthTag(raw.subarray(raw.length - 16));
     return Buffer.concat([decipher.update(raw.subarray(12, raw.length - 16)), decipher.final()]).toString("utf8");

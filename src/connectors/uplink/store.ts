@@ -357,6 +357,7 @@ export class UplinkStore {
 
   create(input: UplinkInput): UplinkView {
     const columns = this.#checked(undefined, input);
+    const urls = list(columns.urls);
     if (this.db.select({ id: uplinks.id }).from(uplinks).where(eq(uplinks.name, columns.name)).get())
       throw new ConflictError(`an uplink named "${columns.name}" exists`, { name: "taken" });
     const now = Date.now();
@@ -364,8 +365,8 @@ export class UplinkStore {
       .insert(uplinks)
       .values({
         ...columns,
-        password: this.#seal(input.password, list(columns.urls)) ?? null,
-        clientKey: this.#seal(input.clientKey, list(columns.urls)) ?? null,
+        password: this.#seal(input.password, urls) ?? null,
+        clientKey: this.#seal(input.clientKey, urls) ?? null,
         createdAt: now,
         updatedAt: now,
       })

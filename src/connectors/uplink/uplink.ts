@@ -5,11 +5,11 @@ import { mayPublish, type TopicSpace } from "../../core/permissions.ts";
 import { isValidTopicString, topicMatches } from "../../core/topics.ts";
 import type { Integration } from "../../core/types.ts";
 import type { Logger } from "../../lib/logger.ts";
-import { type Backoff, refusedPackets, statusTopic, UplinkConnection } from "./connection.ts";
+import { type Backoff, statusTopic, UplinkConnection } from "./connection.ts";
 import type { Outbox, QueuedMessage } from "./outbox.ts";
 import type { OutboxRow } from "./outbox-protocol.ts";
 import { maxInflight, type UplinkConfig } from "./store.ts";
-import { type PubackTap, PublishBatch } from "./wire.ts";
+import { PublishBatch } from "./wire.ts";
 
 /** Bounds: an uplink's queue on disk holds at most this much; past it the oldest go (counted). */
 export interface Bounds {
@@ -95,8 +95,6 @@ interface Unacked extends QueuedMessage {
   sent: boolean;
   /** sent before, on an earlier connection: goes again with DUP set */
   again: boolean;
-  /** its packet identifier while in flight on the current connection (QoS 1) */
-  mid: number;
 }
 
 /** inventoryTopic: the retained summary of this appliance's integrations upstream (`--inventory`). */
@@ -296,7 +294,6 @@ export class Uplink {
           : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength),
         sent: false,
         again: false,
-        mid: 0,
       });
       this.#readyBytes += size;
     }
@@ -385,7 +382,14 @@ export class Uplink {
     }
     const limits = { backoff: this.#deps.backoff, maxPacket: this.#deps.maxPacket };
     this.#connection = new UplinkConnection(this.cfg, limits, this.#deps.log, {
-      connected: (client, url, _session, receiveMaximum, tap) => this.#connected(client, url, receiveMaximum, tap),
+      connected: (client, url, _session, receiveMaximum) => this.#connected(client, url, receiveMaximum),
+      // the uplink writes its PUBLISHes itself (see PublishBatch): their PUBACKs are settled here
+      acks: (acks) => {
+        for (let k = 0; k < acks.length; k += 2) if (!this.#byMid.has(acks[k]!)) return false;
+        for (let k = 0; k < acks.length; k += 2) this.#puback(acks[k]!, acks[k + 1]);
+        return true;
+      },
+      puback: (messageId, reasonCode, reasonString) => this.#puback(messageId, reasonCode, reasonString),
       lost: (reason) => this.#lost(reason),
       error: (message, lasting) => {
         this.#lastError = message;
@@ -436,7 +440,7 @@ export class Uplink {
     this.#deps.changed();
   }
 
-  #connected(client: MqttClient, url: string, receiveMaximum?: number, tap?: PubackTap): void {
+  #connected(client: MqttClient, url: string, receiveMaximum?: number): void {
     this.#client = client;
     // MQTT 5 [MQTT-3.3.4-7]: never more unacknowledged QoS 1 PUBLISHes than the upstream's Receive Maximum
     // (HiveMQ says 10 by default and may disconnect past it, 0x93), the birth and the inventory included
@@ -444,20 +448,6 @@ export class Uplink {
     this.#controlInFlight = 0;
     this.#byMid.clear();
     this.#batch = new PublishBatch(this.cfg.protocol);
-    // the uplink writes its PUBLISHes itself (see PublishBatch): mqtt.js ignores their PUBACKs (it has no
-    // record of them) and the uplink settles them here, before mqtt.js looks at the packet
-    client.on("packetreceive", (packet) => {
-      if (packet.cmd === "puback" && this.#client === client && !refusedPackets.has(packet))
-        this.#puback(packet.messageId, packet.reasonCode, packet.properties?.reasonString);
-    });
-    // most of them are taken before mqtt.js parses them (see tapPubacks)
-    if (tap)
-      tap.take = (acks) => {
-        if (this.#client !== client) return false;
-        for (let k = 0; k < acks.length; k += 2) if (!this.#byMid.has(acks[k]!)) return false;
-        for (let k = 0; k < acks.length; k += 2) this.#puback(acks[k], acks[k + 1]);
-        return true;
-      };
     this.#url = url;
     this.#connectedSince = Date.now();
     this.#disconnectedSince = null;
@@ -614,7 +604,6 @@ export class Uplink {
                 payload: r.payload,
                 sent: false,
                 again: false,
-                mid: 0,
               };
           this.#unacked.set(r.id, u);
           this.#unackedBytes += r.size;
@@ -642,12 +631,11 @@ export class Uplink {
   }
 
   /** puback: the upstream's acknowledgement of a PUBLISH of the current connection. */
-  #puback(mid: number | undefined, reasonCode: number | undefined, reasonString?: string): void {
-    const u = mid === undefined ? undefined : this.#byMid.get(mid);
-    if (!u || mid === undefined) return; // not ours (the birth, the inventory: mqtt.js' own) or a stray
+  #puback(mid: number, reasonCode: number | undefined, reasonString?: string): void {
+    const u = this.#byMid.get(mid);
+    if (!u) return; // not ours (the birth, the inventory: mqtt.js' own) or a stray
     this.#byMid.delete(mid);
     this.#client?.options.messageIdProvider?.deallocate(mid);
-    u.mid = 0;
     // MQTT 5: a reason code of 0x80 or more is a refusal (not authorized, quota, ...); 0x10 is no subscriber
     if (reasonCode !== undefined && reasonCode >= 0x80) {
       const name = ReasonCodes[reasonCode as keyof typeof ReasonCodes] ?? "unknown";
@@ -736,7 +724,6 @@ export class Uplink {
       this.#settle(u, "acked"); // QoS 0: forwarded once written
       return;
     }
-    u.mid = mid;
     this.#byMid.set(mid, u);
   }
 

@@ -158,11 +158,6 @@ export class Boundaries {
   }
 }
 
-/** PubackTap: what `tapPubacks` installed; `take` is the uplink's (see there). */
-export interface PubackTap {
-  take: (acks: number[]) => boolean;
-}
-
 /**
  * tapPubacks: the bytes from the upstream, looked at before mqtt.js parses them. (1) A packet longer than
  * `maxPacket` (its length is read from its header, before its body arrives) is not passed on: `tooLarge`
@@ -171,29 +166,29 @@ export interface PubackTap {
  * and takes a turn of the event loop per packet; the uplink's PUBACKs (one per message forwarded) need only
  * their identifier. A chunk that is nothing but PUBACKs, arriving while mqtt.js has nothing of its own
  * half-read or queued, is given to `take` (the pairs of `pubacks`); if `take` wants them all (false: one
- * is not the uplink's, or there is no taker yet) the chunk stops here. Everything else goes to mqtt.js as
- * before, in order. Undefined when the stream is not piped to mqtt.js as expected (the PUBACKs then reach
- * the uplink through mqtt.js' `packetreceive`, and mqtt.js takes packets of any size).
+ * is not the uplink's) the chunk stops here. Everything else goes to mqtt.js as before, in order. False
+ * when the stream is not piped to mqtt.js as expected (the PUBACKs then reach the uplink through mqtt.js'
+ * `packetreceive`, and mqtt.js takes packets of any size).
  */
 export function tapPubacks(
   stream: unknown,
   protocol: 4 | 5,
   maxPacket: number,
+  take: (acks: number[]) => boolean,
   tooLarge: (length: number) => void,
-): PubackTap | undefined {
+): boolean {
   const state = (stream as { _readableState?: { pipes?: unknown[] } })._readableState;
   const dest =
     state?.pipes?.length === 1 ? (state.pipes[0] as { write?: unknown; writableLength?: number }) : undefined;
-  if (!dest || typeof dest.write !== "function" || typeof dest.writableLength !== "number") return undefined;
+  if (!dest || typeof dest.write !== "function" || typeof dest.writableLength !== "number") return false;
   const write = dest.write as (chunk: Uint8Array, ...rest: unknown[]) => boolean;
-  const tap: PubackTap = { take: () => false };
   const bounds = new Boundaries();
   const acks: number[] = [];
   let closed = false;
   dest.write = (chunk: Uint8Array, ...rest: unknown[]) => {
     if (closed) return true;
     if (!(chunk instanceof Uint8Array)) return write.call(dest, chunk, ...rest);
-    if (bounds.aligned && dest.writableLength === 0 && pubacks(chunk, protocol, acks) && tap.take(acks)) return true;
+    if (bounds.aligned && dest.writableLength === 0 && pubacks(chunk, protocol, acks) && take(acks)) return true;
     bounds.pass(chunk);
     if (bounds.largest > maxPacket) {
       closed = true;
@@ -202,5 +197,5 @@ export function tapPubacks(
     }
     return write.call(dest, chunk, ...rest);
   };
-  return tap;
+  return true;
 }
