@@ -380,6 +380,82 @@ describe("malformed and refused CONNECTs", () => {
   });
 });
 
+describe("an MQTT 5 property given twice (only User Properties may be) is a malformed packet", () => {
+  const str = (v: string) => [Buffer.byteLength(v) >> 8, Buffer.byteLength(v) & 0xff, ...Buffer.from(v)];
+  const varint = (n: number) => {
+    const out: number[] = [];
+    do {
+      out.push((n % 128) | (n >= 128 ? 128 : 0));
+      n = Math.floor(n / 128);
+    } while (n > 0);
+    return out;
+  };
+  const packet = (header: number, body: number[]) => new Uint8Array([header, ...varint(body.length), ...body]);
+  const twice = (id: number, value: number) => {
+    const one = [id, value >>> 24, (value >>> 16) & 255, (value >>> 8) & 255, value & 255];
+    return [...varint(10), ...one, ...one];
+  };
+  const connect = (username: string, password: string, properties: number[]) =>
+    packet(0x10, [...str("MQTT"), 5, 0xc2, 0, 60, ...properties, ...str(username), ...str(username), ...str(password)]);
+
+  it("CONNECT, DISCONNECT and PUBLISH with Session or Message Expiry twice close that connection; the broker goes on", async () => {
+    const password = await make("twice");
+    const w = await watch("twice/#");
+    // a CONNECT with Session Expiry Interval twice: closed without CONNACK (it used to connect, and its close
+    // armed aedes' session timer with NaN, which threw on the event loop and stopped the appliance)
+    const first = await rawMqtt(port, "127.0.0.1", 5);
+    first.send(connect("twice", password, twice(0x11, 16)));
+    expect(await rest(first)).toEqual([]);
+    // a DISCONNECT with it twice (the same crash, on a connection that was in)
+    const second = await login(5, { username: "twice", password: Buffer.from(password), clientId: "twice" });
+    second.send(packet(0xe0, [0x00, ...twice(0x11, 16)]));
+    await second.closed;
+    // a PUBLISH with Message Expiry twice: not stored, not passed on
+    const third = await login(5, { username: "twice", password: Buffer.from(password), clientId: "twice" });
+    third.send(packet(0x32, [...str("twice/x"), 0, 1, ...twice(0x02, 60), ...Buffer.from("p")]));
+    expect(await rest(third)).toEqual([]);
+    await w.nothingBut("twice/marker");
+    // User Properties may repeat (§3.3.2.3.7): such a PUBLISH goes through with both values
+    const fourth = await login(5, { username: "twice", password: Buffer.from(password), clientId: "twice" });
+    fourth.send({
+      cmd: "publish",
+      topic: "twice/y",
+      payload: "q",
+      qos: 1,
+      messageId: 2,
+      properties: { userProperties: { k: ["1", "2"] } },
+    });
+    expect((await fourth.next())?.cmd).toBe("puback");
+    expect(await w.next()).toEqual({ topic: "twice/y", payload: "q" });
+    fourth.destroy();
+    await w.end();
+  });
+});
+
+describe("the CONNECT's own size limit (--mqtt-max-connect, 64 KiB)", () => {
+  it("a CONNECT that claims more is closed as soon as its length is read; one under it, and larger packets after login, pass", async () => {
+    const password = await make("big-connect");
+    // a stranger announcing a 70 000-byte CONNECT and sending a little of it: closed at once, not held
+    const stranger = await rawMqtt(port, "127.0.0.1", 4);
+    stranger.send(new Uint8Array([0x10, 0xf0, 0xa2, 0x04, 0x00, 0x04, 0x4d, 0x51, 0x54, 0x54]));
+    expect(await rest(stranger)).toEqual([]);
+    // a device with a 60 KB will gets in; a 200 KB PUBLISH after its login is bounded by the packet limit
+    const w = await watch("big/#");
+    const c = await login(4, {
+      username: "big-connect",
+      password: Buffer.from(password),
+      clientId: "big-connect",
+      will: { topic: "big/will", payload: Buffer.alloc(60_000, "w"), qos: 0, retain: false },
+    });
+    c.send({ cmd: "publish", topic: "big/x", payload: Buffer.alloc(200_000, "p"), qos: 1, messageId: 3 });
+    expect((await c.next())?.cmd).toBe("puback");
+    expect((await w.next())?.topic).toBe("big/x");
+    c.send({ cmd: "disconnect" });
+    await c.closed;
+    await w.end();
+  });
+});
+
 describe("MQTT 5 topic aliases", () => {
   for (const alias of [0, 17]) {
     it(`Topic Alias ${alias} (advertised maximum 16) gets DISCONNECT 0x94; nothing sent behind it is handled`, async () => {

@@ -15,6 +15,8 @@ const pinned = "aedes 2.0.0-beta.1 (mqtt-packet 9, aedes-persistence 10)";
 interface PacketParser {
   _parseHeader(): boolean;
   _parseLength(): boolean;
+  /** a packet's MQTT 5 properties; a property given twice becomes an array of its values */
+  _parseProperties(): Record<string, unknown> | null;
   packet: { length: number };
   _emitError(e: Error): void;
   parse(buf: Buffer): number;
@@ -72,6 +74,7 @@ export function assertAedesShape(broker: Aedes, parser: unknown): void {
   const p = parser as Partial<PacketParser> | undefined;
   if (typeof p?._parseLength !== "function" || typeof p._emitError !== "function")
     fail("the client's mqtt-packet parser has no _parseLength/_emitError");
+  if (typeof p._parseProperties !== "function") fail("the client's mqtt-packet parser has no _parseProperties");
 }
 
 /** assertBrokerShape: what the broker-wide patches below rely on, checked before they are installed. */
@@ -103,18 +106,46 @@ export function parserOf(client: Client): unknown {
 
 /**
  * limitPacketSize: aedes buffers a packet until its declared length has arrived, so one client could
- * announce 256 MB. The parser is asked to fail as soon as the remaining length is read.
+ * announce 256 MB. The parser is asked to fail as soon as the remaining length is read. The first packet
+ * (the CONNECT, before any login) has a bound of its own: a stranger holding half a CONNECT on each of
+ * `--max-pending` sockets holds that much memory per socket (with the packet limit alone, 1 MiB each: 2 GiB).
  */
-export function limitPacketSize(client: Client, maxBytes: number): void {
+export function limitPacketSize(client: Client, maxBytes: number, maxConnectBytes = maxBytes): void {
   const parser = parserOf(client) as PacketParser;
   const parseLength = parser._parseLength.bind(parser);
+  let limit = Math.min(maxBytes, maxConnectBytes);
   parser._parseLength = () => {
     const done = parseLength();
-    if (done && parser.packet.length > maxBytes) {
-      parser._emitError(new Error(`packet of ${parser.packet.length} bytes exceeds the limit of ${maxBytes}`));
+    if (done && parser.packet.length > limit) {
+      const what = limit < maxBytes ? "CONNECT" : "packet";
+      parser._emitError(new Error(`${what} of ${parser.packet.length} bytes exceeds the limit of ${limit}`));
       return false;
     }
+    if (done) limit = maxBytes; // past the first packet's length: the rest are bounded by the packet limit
     return done;
+  };
+}
+
+/**
+ * refuseRepeatedProperties: MQTT 5 allows only User Properties more than once in a packet (a second
+ * Session Expiry, Message Expiry, Will Delay ... is a Protocol Error, §2.2.2.2). mqtt-packet turns a
+ * repeated property into an array of its values, and aedes used that array as a number: a CONNECT or
+ * DISCONNECT with Session Expiry Interval twice armed a timer with NaN, which threw on the event loop and
+ * stopped the whole appliance; a PUBLISH with Message Expiry twice was stored and passed on so. Such a
+ * packet is now a malformed one: the connection closes, as on any other.
+ */
+export function refuseRepeatedProperties(client: Client): void {
+  const parser = parserOf(client) as PacketParser;
+  const parseProperties = parser._parseProperties.bind(parser);
+  parser._parseProperties = () => {
+    const properties = parseProperties();
+    if (properties)
+      for (const name of Object.keys(properties))
+        if (name !== "userProperties" && Array.isArray(properties[name])) {
+          parser._emitError(new Error(`MQTT 5 property ${name} given more than once`));
+          break;
+        }
+    return properties;
   };
 }
 

@@ -45,6 +45,8 @@ export interface MqttOptions {
   /** authenticated connections of one integration at most (CONNACK 3, MQTT 5 0x97 past it) */
   maxIntegrationConnections?: number;
   maxPacketBytes?: number;
+  /** largest CONNECT accepted (at most maxPacketBytes): held per socket before login */
+  maxConnectBytes?: number;
   /** MQTT over TLS on this port (null/absent: none) */
   tlsPort?: number | null;
   /** MQTT over WebSockets at this path of the web server's ports (absent: none) */
@@ -176,6 +178,7 @@ export function createMqttListener(
           port: opts.port,
           tlsPort: opts.tlsPort,
           maxPacketBytes: maxPacket,
+          maxConnectBytes: Math.min(maxPacket, opts.maxConnectBytes ?? 64 * 1024),
         });
       } catch (err) {
         for (const d of unwire.splice(0)) d();

@@ -33,6 +33,13 @@ export const mqttListener = defineListener<Omit<MqttOptions, "host">>()({
       "SECONDS",
     ),
     mqttMaxPacket: option.count("largest MQTT packet accepted", "1048576", 64, 268_435_455, "BYTES"),
+    mqttMaxConnect: option.count(
+      "largest CONNECT accepted: what one socket may hold before its login (will, properties, credentials)",
+      "65536",
+      64,
+      268_435_455,
+      "BYTES",
+    ),
     mqttMaxClientId: option.count(
       "longest client id accepted, every protocol level (CONNACK 2, MQTT 5: 0x85)",
       "128",
@@ -100,6 +107,7 @@ export const mqttListener = defineListener<Omit<MqttOptions, "host">>()({
           maxConnections: o.mqttMaxConnections,
           maxIntegrationConnections: o.mqttMaxIntegrationConnections,
           maxPacketBytes: o.mqttMaxPacket,
+          maxConnectBytes: o.mqttMaxConnect,
           maxSessionExpirySeconds: o.mqttMaxSessionExpiry,
           maxClientIdLength: o.mqttMaxClientId,
           store: {

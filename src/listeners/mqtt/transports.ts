@@ -9,6 +9,7 @@ import {
   assertAedesShape,
   handleOnFirstBytes,
   limitPacketSize,
+  refuseRepeatedProperties,
   parserOf,
   refuseUnknownProtocolLevels,
 } from "./aedes-internals.ts";
@@ -42,6 +43,8 @@ export interface TransportOptions {
   /** MQTT over TLS on this port (null/absent: none) */
   tlsPort?: number | null;
   maxPacketBytes: number;
+  /** largest CONNECT (the first packet, before login) */
+  maxConnectBytes: number;
 }
 
 /**
@@ -81,7 +84,8 @@ export async function startTransports(
         assertAedesShape(b, parserOf(client));
         checked = true;
       }
-      limitPacketSize(client, maxPacket);
+      limitPacketSize(client, maxPacket, opts.maxConnectBytes);
+      refuseRepeatedProperties(client);
       refuseUnknownProtocolLevels(client, () => {
         s.log.info("mqtt protocol version not supported", { remote: socket.remoteAddress });
         s.core.credentials.loginRefused(s.type, "", "unsupported-protocol", { remote: socket.remoteAddress });
