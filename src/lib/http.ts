@@ -121,6 +121,11 @@ export interface WsMount {
   readonly path: string;
   /** the subprotocol it answers with when the client offers it (`mqtt`) */
   readonly protocol?: string;
+  /**
+   * the largest message it takes: the server buffers a message (and its fragments) until it is whole,
+   * up to this, for every connection, logged in or not
+   */
+  readonly maxMessageBytes: number;
   open(ws: WsPeer): void;
   message(ws: WsPeer, data: Buffer): void;
   close(ws: WsPeer): void;

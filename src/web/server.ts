@@ -137,7 +137,10 @@ export function createWebServer(
     close(ws: ServerWebSocket<WsData>) {
       ws.data.mount.close(ws.data.peer);
     },
-    maxPayloadLength: opts.maxBodyBytes * 16,
+    // the largest message a mount takes (MQTT: a packet): Bun holds a message's fragments until it is whole,
+    // for every socket, logged in or not (at 16 x the body limit, a stranger's half messages on 100
+    // sockets held 1.4 GB before any login: finding F7 of the parser attack)
+    maxPayloadLength: Math.max(1024, ...websockets.map((w) => w.maxMessageBytes)),
     // A WebSocket (MQTT over WebSockets) is quiet between messages; MQTT's own keep-alive is aedes'
     // business (it closes a client silent for 1.5 x its keep-alive). Bun pings a connection quiet for
     // `idleTimeout` and closes it only when no pong comes: a live client with keep-alive 0 or longer

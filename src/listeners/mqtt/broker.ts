@@ -213,6 +213,9 @@ export function createMqttListener(
           websocket: {
             path: opts.websocketPath,
             protocol: "mqtt",
+            // an MQTT packet per message (clients send one; a larger message is refused by the server): a
+            // stranger's half message is held until the pool's deadline, so the bound counts before login too
+            maxMessageBytes: maxPacket + 5,
             open: (peer) => transports?.websocketAccept(peer),
             message: (peer, data) => (peer.state as WsStream | undefined)?.push(data),
             close: (peer) => (peer.state as WsStream | undefined)?.destroy(),
