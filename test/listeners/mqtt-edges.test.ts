@@ -46,7 +46,23 @@ async function until(c: RawMqtt, match: (p: Record<string, any>) => boolean): Pr
 /** rest: every packet the broker sends until it closes the connection. */
 const rest = (c: RawMqtt) => until(c, () => false);
 
-/** connectBytes: a CONNECT as raw bytes, for the shapes mqtt-packet refuses to encode. */
+/** str: an MQTT UTF-8 string (two length bytes, then the bytes) */
+const str = (s: string) => [Buffer.byteLength(s) >> 8, Buffer.byteLength(s) & 0xff, ...Buffer.from(s)];
+
+/** varint: an MQTT Variable Byte Integer (remaining length, property length) */
+function varint(n: number): number[] {
+  const out: number[] = [];
+  do {
+    out.push((n % 128) | (n >= 128 ? 128 : 0));
+    n = Math.floor(n / 128);
+  } while (n > 0);
+  return out;
+}
+
+/** rawPacket: a fixed header byte, the remaining length, the body */
+const rawPacket = (header: number, body: number[]) => new Uint8Array([header, ...varint(body.length), ...body]);
+
+/** connectBytes: a CONNECT as raw bytes, for shapes mqtt-packet refuses to encode (MQTT 5 `properties` encoded, default none). */
 function connectBytes(o: {
   protocol: "MQTT" | "MQIsdp";
   level: 3 | 4 | 5;
@@ -54,12 +70,13 @@ function connectBytes(o: {
   clientId: string;
   username?: string;
   password?: string;
+  properties?: number[];
 }): Uint8Array {
-  const str = (s: string) => [...[Buffer.byteLength(s) >> 8, Buffer.byteLength(s) & 0xff], ...Buffer.from(s)];
-  const body = [...str(o.protocol), o.level, o.flags, 0, 30, ...(o.level === 5 ? [0] : []), ...str(o.clientId)];
+  const properties = o.level === 5 ? (o.properties ?? [0]) : [];
+  const body = [...str(o.protocol), o.level, o.flags, 0, 30, ...properties, ...str(o.clientId)];
   if (o.username !== undefined) body.push(...str(o.username));
   if (o.password !== undefined) body.push(...str(o.password));
-  return Uint8Array.from([0x10, body.length, ...body]);
+  return rawPacket(0x10, body);
 }
 
 /** watch: an mqtt.js subscriber; `nothingBut(marker)` proves nothing else arrived before a marker published after. */
@@ -381,22 +398,12 @@ describe("malformed and refused CONNECTs", () => {
 });
 
 describe("an MQTT 5 property given twice (only User Properties may be) is a malformed packet", () => {
-  const str = (v: string) => [Buffer.byteLength(v) >> 8, Buffer.byteLength(v) & 0xff, ...Buffer.from(v)];
-  const varint = (n: number) => {
-    const out: number[] = [];
-    do {
-      out.push((n % 128) | (n >= 128 ? 128 : 0));
-      n = Math.floor(n / 128);
-    } while (n > 0);
-    return out;
-  };
-  const packet = (header: number, body: number[]) => new Uint8Array([header, ...varint(body.length), ...body]);
   const twice = (id: number, value: number) => {
     const one = [id, value >>> 24, (value >>> 16) & 255, (value >>> 8) & 255, value & 255];
     return [...varint(10), ...one, ...one];
   };
   const connect = (username: string, password: string, properties: number[]) =>
-    packet(0x10, [...str("MQTT"), 5, 0xc2, 0, 60, ...properties, ...str(username), ...str(username), ...str(password)]);
+    connectBytes({ protocol: "MQTT", level: 5, flags: 0xc2, clientId: username, username, password, properties });
 
   it("CONNECT, DISCONNECT and PUBLISH with Session or Message Expiry twice close that connection; the broker goes on", async () => {
     const password = await make("twice");
@@ -408,11 +415,11 @@ describe("an MQTT 5 property given twice (only User Properties may be) is a malf
     expect(await rest(first)).toEqual([]);
     // a DISCONNECT with it twice (the same crash, on a connection that was in)
     const second = await login(5, { username: "twice", password: Buffer.from(password), clientId: "twice" });
-    second.send(packet(0xe0, [0x00, ...twice(0x11, 16)]));
+    second.send(rawPacket(0xe0, [0x00, ...twice(0x11, 16)]));
     await second.closed;
     // a PUBLISH with Message Expiry twice: not stored, not passed on
     const third = await login(5, { username: "twice", password: Buffer.from(password), clientId: "twice" });
-    third.send(packet(0x32, [...str("twice/x"), 0, 1, ...twice(0x02, 60), ...Buffer.from("p")]));
+    third.send(rawPacket(0x32, [...str("twice/x"), 0, 1, ...twice(0x02, 60), ...Buffer.from("p")]));
     expect(await rest(third)).toEqual([]);
     await w.nothingBut("twice/marker");
     // User Properties may repeat (§3.3.2.3.7): such a PUBLISH goes through with both values

@@ -178,7 +178,7 @@ export function createMqttListener(
           port: opts.port,
           tlsPort: opts.tlsPort,
           maxPacketBytes: maxPacket,
-          maxConnectBytes: Math.min(maxPacket, opts.maxConnectBytes ?? 64 * 1024),
+          maxConnectBytes: opts.maxConnectBytes ?? 64 * 1024, // limitPacketSize keeps it within the packet limit
         });
       } catch (err) {
         for (const d of unwire.splice(0)) d();

@@ -43,7 +43,7 @@ export interface TransportOptions {
   /** MQTT over TLS on this port (null/absent: none) */
   tlsPort?: number | null;
   maxPacketBytes: number;
-  /** largest CONNECT (the first packet, before login) */
+  /** largest CONNECT (the first packet, before login); the packet limit if smaller */
   maxConnectBytes: number;
 }
 
