@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { createApp } from "../../src/app.ts";
 import { parseServeConfig } from "../../src/config.ts";
 import { delayFor } from "../../src/connectors/uplink/connection.ts";
-import { idRanges, Outbox } from "../../src/connectors/uplink/outbox.ts";
+import { Outbox } from "../../src/connectors/uplink/outbox.ts";
+import { decodeRows, encodeWrite, type OutboxRow, rangesOffset } from "../../src/connectors/uplink/outbox-protocol.ts";
 import { UplinkStore } from "../../src/connectors/uplink/store.ts";
 import { openDataDir } from "../../src/db/data-dir.ts";
 import type { AppError } from "../../src/lib/errors.ts";
@@ -255,7 +256,60 @@ describe("the outbox", () => {
       .map((r) => r.id)
       .sort((a, b) => a - b);
     expect(left).toEqual([...ids.filter((id) => !gone.includes(id)), ids[59]! + 1]);
-    expect([...idRanges([5, 3, 4, 9, 1, 10, 10, 12])]).toEqual([1, 1, 3, 5, 9, 10, 12, 12]);
+    const runs = encodeWrite([], [5, 3, 4, 9, 1, 10, 10, 12]);
+    expect([...new Float64Array(runs.buffer, rangesOffset(runs.rowsLength), runs.ranges * 2)]).toEqual([
+      1, 1, 3, 5, 9, 10, 12, 12,
+    ]);
+    await again.outbox.close();
+  });
+
+  it("fills the buffer the writer gave back: a smaller write after a larger one reads only its own rows and deletes", () => {
+    const row = (id: number, topic: string, bytes: number, props: string | null): OutboxRow => [
+      id,
+      1,
+      1_700_000_000_000 + id,
+      topic,
+      Buffer.alloc(bytes, id),
+      0,
+      topic.length + bytes,
+      props,
+    ];
+    const large = [row(1, "a/ü", 3000, "{}"), row(2, "b", 2000, null), row(3, "c", 1000, null)];
+    const first = encodeWrite(large, [9, 7, 8]);
+    const small = [row(4, "d", 5, '{"x":1}')];
+    const second = encodeWrite(small, [20, 22], first.buffer);
+    expect(second.buffer).toBe(first.buffer); // the same memory, filled again
+    expect(decodeRows(second.buffer, second.rowsLength)).toEqual(small);
+    expect([...new Float64Array(second.buffer, rangesOffset(second.rowsLength), second.ranges * 2)]).toEqual([
+      20, 20, 22, 22,
+    ]);
+    // rows that do not fit in the given-back buffer get one of their own, whole
+    const huge = [row(5, "e", 200_000, null)];
+    const third = encodeWrite(huge, [], second.buffer);
+    expect(third.buffer).not.toBe(second.buffer);
+    expect(decodeRows(third.buffer, third.rowsLength)).toEqual(huge);
+  });
+
+  it("writes every row and delete exactly through many writes of changing size (the buffer goes back and forth)", async () => {
+    const dir = tempDir();
+    const { outbox } = await Outbox.open(dir);
+    const kept: { id: number; payload: Buffer }[] = [];
+    for (let round = 0; round < 30; round++) {
+      // large and small writes in turn, each deleting a third of what is on disk (as acknowledgements do)
+      for (const k of kept.splice(0, Math.floor(kept.length / 3))) outbox.removeOne(k.id);
+      const n = round % 3 === 0 ? 200 : 1 + (round % 5);
+      const bytes = round % 2 === 0 ? 700 : 3;
+      for (let i = 0; i < n; i++) {
+        const payload = Buffer.alloc(bytes, (round * 31 + i) % 251);
+        kept.push({ id: outbox.append(1, `t/${round}/${i}`, payload, false, null)[0], payload });
+      }
+      await outbox.durable();
+    }
+    await outbox.close();
+    const again = await Outbox.open(dir);
+    const rows = again.outbox.fetch(1, 0, 10_000);
+    expect(rows.map((r) => r.id)).toEqual(kept.map((k) => k.id));
+    expect(rows.every((r, i) => Buffer.compare(again.outbox.payload(r.id)!, kept[i]!.payload) === 0)).toBe(true);
     await again.outbox.close();
   });
 

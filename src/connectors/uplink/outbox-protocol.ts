@@ -34,13 +34,47 @@ export type OutboxRow = [number, number, number, string, Uint8Array, 0 | 1, numb
  */
 const rowHead = 8 * 4 + 4 * 3 + 2;
 
-/** encodeRows: the rows of a write in one buffer of their own (see above), to be transferred to the writer. */
-export function encodeRows(rows: readonly OutboxRow[]): ArrayBuffer {
+/**
+ * spareBytes: the largest buffer the writer gives back for the next write (one write is in flight at a
+ * time, so one buffer goes back and forth); a larger one, from a burst of large payloads, is left to the
+ * collector. New ones are at least `minRowsBuffer`, so a quiet write and the next busy one share one.
+ */
+export const spareBytes = 1024 * 1024;
+const minRowsBuffer = 64 * 1024;
+
+/**
+ * encodeWrite: the rows of a write (see above) and then, at the next multiple of 8, the ids to delete as
+ * [first, last] runs of consecutive ids (float64), in one buffer to be transferred to the writer: `spare`
+ * (a buffer the writer gave back) when they fit in it, else a new one. `deletes` is sorted in place:
+ * acknowledgements come in FIFO order, so a write's deletes are a few runs (one statement each) rather than
+ * one statement per message.
+ * `rowsLength`: the bytes of the rows; `ranges`: how many runs follow them.
+ */
+export function encodeWrite(
+  rows: readonly OutboxRow[],
+  deletes: number[],
+  spare?: ArrayBuffer,
+): { buffer: ArrayBuffer; rowsLength: number; ranges: number } {
   let total = 0;
   for (const r of rows)
     total += rowHead + Buffer.byteLength(r[3]) + (r[7] === null ? 0 : Buffer.byteLength(r[7])) + r[4].byteLength;
-  // its own ArrayBuffer (not Buffer's shared pool): it is transferred
-  const buf = Buffer.from(new ArrayBuffer(total));
+  deletes.sort((a, b) => a - b);
+  const rangesAt = rangesOffset(total);
+  const size = rangesAt + deletes.length * 16;
+  // an ArrayBuffer of its own (not Buffer's shared pool): it is transferred
+  const buffer =
+    spare && spare.byteLength >= size && !spare.detached ? spare : new ArrayBuffer(Math.max(size, minRowsBuffer));
+  const runs = new Float64Array(buffer, rangesAt, deletes.length * 2);
+  let ranges = 0;
+  for (let i = 0; i < deletes.length; ) {
+    const first = deletes[i]!;
+    let last = first;
+    while (++i < deletes.length && deletes[i]! <= last + 1) last = deletes[i]!;
+    runs[ranges * 2] = first;
+    runs[ranges * 2 + 1] = last;
+    ranges++;
+  }
+  const buf = Buffer.from(buffer, 0, total);
   let at = 0;
   for (const [id, uplink, time, topic, payload, retain, size, props] of rows) {
     const head = at;
@@ -61,12 +95,17 @@ export function encodeRows(rows: readonly OutboxRow[]): ArrayBuffer {
     buf[head + 44] = retain;
     buf[head + 45] = props === null ? 0 : 1;
   }
-  return buf.buffer as ArrayBuffer;
+  return { buffer, rowsLength: total, ranges };
 }
 
-/** decodeRows: the rows of `encodeRows`, each payload a view into `buffer` (no copy). */
-export function decodeRows(buffer: ArrayBuffer): OutboxRow[] {
-  const buf = Buffer.from(buffer);
+/** rangesOffset: where a write's delete runs begin, after `rowsLength` bytes of rows (float64-aligned). */
+export function rangesOffset(rowsLength: number): number {
+  return Math.ceil(rowsLength / 8) * 8;
+}
+
+/** decodeRows: the rows of `encodeWrite` (its first `length` bytes), each payload a view into `buffer` (no copy). */
+export function decodeRows(buffer: ArrayBuffer, length: number): OutboxRow[] {
+  const buf = Buffer.from(buffer, 0, length);
   const rows: OutboxRow[] = [];
   let at = 0;
   while (at < buf.length) {
@@ -100,10 +139,13 @@ export type WorkerRequest =
   | {
       op: "write";
       batch: number;
-      /** the rows to insert (`encodeRows`, transferred) */
-      rows: ArrayBuffer;
-      /** ids acknowledged upstream or dropped by the bounds: [first, last] runs of consecutive ids (float64, transferred) */
-      deletes: ArrayBuffer;
+      /**
+       * `encodeWrite`'s buffer (transferred): the rows to insert (its first `rowsLength` bytes), then `ranges`
+       * runs of ids acknowledged upstream or dropped by the bounds
+       */
+      buffer: ArrayBuffer;
+      rowsLength: number;
+      ranges: number;
       /** uplinks removed: their rows, status and owner go */
       purge: number[];
       /** [uplink id, its created-at]: whose rows these are (a restored admin database may reuse an id) */
@@ -121,7 +163,8 @@ export type WorkerReply =
       status: { uplink: number; json: string }[];
       owners: { uplink: number; createdAt: number }[];
     }
-  | { op: "written"; batch: number }
+  /** `spare`: the write's buffer, given back for the next write (unless larger than `spareBytes`) */
+  | { op: "written"; batch: number; spare?: ArrayBuffer }
   | { op: "failed"; batch: number; error: string; code: string }
   | { op: "closed" };
 

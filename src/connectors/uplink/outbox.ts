@@ -3,7 +3,7 @@ import { closeSync } from "node:fs";
 import { join } from "node:path";
 import { createPrivateFile, narrowToPrivate } from "../../lib/files.ts";
 import { workerUrl } from "../../lib/workers.ts";
-import { encodeRows, type OutboxRow, openOutboxDb, type WorkerReply, type WorkerRequest } from "./outbox-protocol.ts";
+import { encodeWrite, type OutboxRow, openOutboxDb, type WorkerReply, type WorkerRequest } from "./outbox-protocol.ts";
 
 /** outboxFileName: the uplinks' store-and-forward queue, a SQLite file of its own beside the admin database. */
 export const outboxFileName = "uplink-outbox.db";
@@ -86,6 +86,8 @@ export class Outbox {
   #closing: Promise<void> | undefined;
   #closed = false;
   #lastWritten = 0;
+  /** the last write's buffer, given back by the writer for the next one */
+  #spare: ArrayBuffer | undefined;
   #queries: {
     fetch: ReturnType<Database["query"]>;
     payload: ReturnType<Database["query"]>;
@@ -301,19 +303,20 @@ export class Outbox {
     }
     this.#writing = b;
     try {
-      const rows = encodeRows(b.rows);
-      const deletes = idRanges(b.deletes).buffer;
+      const { buffer, rowsLength, ranges } = encodeWrite(b.rows, b.deletes, this.#spare);
+      this.#spare = undefined;
       this.#worker.postMessage(
         {
           op: "write",
           batch: b.batch,
-          rows,
-          deletes,
+          buffer,
+          rowsLength,
+          ranges,
           purge: b.purge,
           owners: b.owners,
           status: [...b.status],
         } satisfies WorkerRequest,
-        [rows, deletes],
+        [buffer],
       );
     } catch (err) {
       this.#fail(`outbox writer unreachable: ${(err as Error).message}`);
@@ -342,6 +345,7 @@ export class Outbox {
     const b = this.#writing;
     if (!b || (r.op !== "written" && r.op !== "failed") || r.batch !== b.batch) return;
     this.#writing = undefined;
+    if (r.op === "written") this.#spare = r.spare;
     this.#settle(b, r.op === "failed" ? describeFailure(r.error, r.code) : undefined);
     if (this.#pending.rows.length) this.#flush();
     else this.#scheduleLazy();
@@ -392,24 +396,6 @@ export class Outbox {
     })();
     return this.#closing;
   }
-}
-
-/**
- * idRanges: ids to delete as runs of consecutive ids, [first, last] pairs: acknowledgements come in FIFO
- * order, so a write's deletes are a few runs (one statement each) rather than one statement per message.
- */
-export function idRanges(ids: readonly number[]): Float64Array<ArrayBuffer> {
-  const sorted = Float64Array.from(ids).sort();
-  const out = new Float64Array(sorted.length * 2);
-  let n = 0;
-  for (let i = 0; i < sorted.length; ) {
-    const first = sorted[i]!;
-    let last = first;
-    while (++i < sorted.length && sorted[i]! <= last + 1) last = sorted[i]!;
-    out[n++] = first;
-    out[n++] = last;
-  }
-  return out.slice(0, n);
 }
 
 /** describeFailure: what the page and the log say when a write fails (a full disk above all). */

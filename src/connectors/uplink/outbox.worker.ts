@@ -6,7 +6,15 @@
  * only once the write that holds their message is reported back.
  */
 import type { Database } from "bun:sqlite";
-import { decodeRows, openOutboxDb, outboxSchema, type WorkerReply, type WorkerRequest } from "./outbox-protocol.ts";
+import {
+  decodeRows,
+  openOutboxDb,
+  outboxSchema,
+  rangesOffset,
+  spareBytes,
+  type WorkerReply,
+  type WorkerRequest,
+} from "./outbox-protocol.ts";
 
 declare const self: Worker;
 
@@ -60,8 +68,8 @@ function open(path: string, cacheKiB: number): WorkerReply {
 function write(req: Extract<WorkerRequest, { op: "write" }>): void {
   const d = db!;
   const { insert, supersede, remove, purge, status, forget, own, disown } = statements!;
-  const rows = decodeRows(req.rows);
-  const deletes = new Float64Array(req.deletes);
+  const rows = decodeRows(req.buffer, req.rowsLength);
+  const deletes = new Float64Array(req.buffer, rangesOffset(req.rowsLength), req.ranges * 2);
   d.transaction(() => {
     for (const u of req.purge) {
       purge.run(u);
@@ -88,7 +96,11 @@ self.onmessage = (event: MessageEvent<WorkerRequest>) => {
         break;
       case "write":
         write(req);
-        postMessage({ op: "written", batch: req.batch } satisfies WorkerReply);
+        // the buffer goes back (SQLite copied what it keeps): the next write fills it again, so a busy
+        // outbox allocates no buffer per write and leaves none for this thread's collector
+        if (req.buffer.byteLength <= spareBytes)
+          postMessage({ op: "written", batch: req.batch, spare: req.buffer } satisfies WorkerReply, [req.buffer]);
+        else postMessage({ op: "written", batch: req.batch } satisfies WorkerReply);
         break;
       case "close":
         try {
