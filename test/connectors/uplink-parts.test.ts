@@ -201,7 +201,7 @@ describe("the outbox", () => {
     await outbox.close();
     const again = await Outbox.open(dir);
     expect(again.stats.get(1)?.count).toBe(1000);
-    const rows = again.outbox.fetch(1, 0, 2000);
+    const rows = again.outbox.fetch(1, 0, 2000).rows;
     expect(rows.map((r) => again.outbox.payload(r.id)!.toString())).toEqual([...Array(1000).keys()].map(String));
     // the bounds may drop any of them but the last retained message of t/0
     const droppable = again.outbox.oldest(1, 0, 2000);
@@ -228,7 +228,7 @@ describe("the outbox", () => {
     await outbox.durable();
     await outbox.close();
     const again = await Outbox.open(dir);
-    const rows = again.outbox.fetch(1, 0, 10);
+    const rows = again.outbox.fetch(1, 0, 10).rows;
     expect(
       rows.map((r) => Buffer.compare(again.outbox.payload(r.id)!, [...views, chunk.subarray(7, 8)][rows.indexOf(r)]!)),
     ).toEqual([0, 0, 0, 0, 0]);
@@ -252,7 +252,7 @@ describe("the outbox", () => {
     await outbox.durable();
     await outbox.close();
     const again = await Outbox.open(dir);
-    const left = [...again.outbox.fetch(1, 0, 100), ...again.outbox.fetch(2, 0, 100)]
+    const left = [...again.outbox.fetch(1, 0, 100).rows, ...again.outbox.fetch(2, 0, 100).rows]
       .map((r) => r.id)
       .sort((a, b) => a - b);
     expect(left).toEqual([...ids.filter((id) => !gone.includes(id)), ids[59]! + 1]);
@@ -261,6 +261,41 @@ describe("the outbox", () => {
       1, 1, 3, 5, 9, 10, 12, 12,
     ]);
     await again.outbox.close();
+  });
+
+  it("fetches at most the bytes asked for (one row however large), knowing the sizes before reading a row", async () => {
+    const dir = tempDir();
+    const { outbox } = await Outbox.open(dir);
+    const sizes = [100_000, 300_000, 50_000, 2_000_000, 10, 10];
+    const ids: number[] = sizes.map((n, i) => outbox.append(1, `t/ü${i}`, Buffer.alloc(n, i), false, null)[0]);
+    await outbox.durable();
+    const topicBytes = Buffer.byteLength("t/ü0");
+    const fetched = (after: number, limit: number, maxBytes?: number): unknown[] => {
+      const { rows, more } = outbox.fetch(1, after, limit, maxBytes);
+      return [rows.map((r) => [r.id, r.size]), more];
+    };
+    // 100 000 + 300 000 fit in 450 000, the next would not; the sizes are the rows' own
+    expect(fetched(0, 10, 450_000)).toEqual([
+      [
+        [ids[0], 100_000 + topicBytes],
+        [ids[1], 300_000 + topicBytes],
+      ],
+      true,
+    ]);
+    // one row larger than the bytes asked for comes alone
+    expect(fetched(ids[2]!, 10, 1000)).toEqual([[[ids[3], 2_000_000 + topicBytes]], true]);
+    // all that is left, within the bytes: nothing more on disk
+    expect(fetched(ids[3]!, 10, 1000)).toEqual([
+      [
+        [ids[4], 10 + topicBytes],
+        [ids[5], 10 + topicBytes],
+      ],
+      false,
+    ]);
+    // as many as the limit: there may be more
+    expect(fetched(0, 2)[1]).toBe(true);
+    expect(fetched(ids[5]!, 2)).toEqual([[], false]);
+    await outbox.close();
   });
 
   it("fills the buffer the writer gave back: a smaller write after a larger one reads only its own rows and deletes", () => {
@@ -307,7 +342,7 @@ describe("the outbox", () => {
     }
     await outbox.close();
     const again = await Outbox.open(dir);
-    const rows = again.outbox.fetch(1, 0, 10_000);
+    const rows = again.outbox.fetch(1, 0, 10_000).rows;
     expect(rows.map((r) => r.id)).toEqual(kept.map((k) => k.id));
     expect(rows.every((r, i) => Buffer.compare(again.outbox.payload(r.id)!, kept[i]!.payload) === 0)).toBe(true);
     await again.outbox.close();
@@ -330,7 +365,9 @@ describe("the outbox", () => {
     await outbox.durable();
     await outbox.close();
     const again = await Outbox.open(dir);
-    const read = [...again.outbox.fetch(1, 0, 10), ...again.outbox.fetch(2, 0, 10)].sort((a, b) => a.id - b.id);
+    const read = [...again.outbox.fetch(1, 0, 10).rows, ...again.outbox.fetch(2, 0, 10).rows].sort(
+      (a, b) => a.id - b.id,
+    );
     expect(read.map((r) => [r.id, r.at, r.topic, r.retain ? 1 : 0, r.size, r.props])).toEqual(
       written.map((w) => [w[0], w[2], w[3], w[5], w[6], w[7]]),
     );

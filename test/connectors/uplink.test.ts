@@ -1009,6 +1009,72 @@ describe("uplink to Mosquitto", () => {
   }, 30_000);
 });
 
+describe("large messages", () => {
+  it("a backlog of large messages goes at most 4 MiB unacknowledged at a time, in order, across a dropped connection", async () => {
+    // found from outside: 300 messages of 1 MiB queued during a cut never drained; each pump sent up to 256
+    // of them at once, read whole from disk (the row's columns after its payload are read through it)
+    const port = await freePort(); // nothing listens yet: what the device publishes waits in the outbox
+    expect(
+      (
+        await api("POST", "/api/v1/uplinks", {
+          name: "large",
+          urls: [`mqtt://127.0.0.1:${port}`],
+          forward: ["large/#"],
+        })
+      ).status,
+    ).toBe(201);
+    const plc = await device(app, "plc-large", { publishAcl: ["large/#"] });
+    const n = 24;
+    const size = 900_000;
+    for (let i = 0; i < n; i++) await plc.client.publishAsync(`large/${i}`, Buffer.alloc(size, i), { qos: 1 });
+    let connections = 0;
+    let outstanding = 0;
+    let most = 0;
+    const got = new Map<string, Buffer>();
+    const sockets: Socket[] = [];
+    const fake = createServer((socket) => {
+      sockets.push(socket);
+      // the first connection takes three PUBLISHes, acknowledges none and drops: they go again on the next
+      const first = ++connections === 1;
+      let seen = 0;
+      outstanding = 0;
+      const parser = mqttPacket.parser({ protocolVersion: 4 });
+      const send = (p: object) => socket.writable && socket.write(mqttPacket.generate(p as mqttPacket.Packet));
+      parser.on("packet", (p) => {
+        if (p.cmd === "connect") send({ cmd: "connack", returnCode: 0, sessionPresent: false });
+        if (p.cmd === "pingreq") send({ cmd: "pingresp" });
+        if (p.cmd !== "publish" || p.qos !== 1) return;
+        const bytes = (p.payload as Buffer).length;
+        outstanding += bytes;
+        most = Math.max(most, outstanding);
+        if (first) {
+          if (++seen === 3) socket.destroy();
+          return;
+        }
+        if (p.topic.startsWith("large/") && !got.has(p.topic)) got.set(p.topic, p.payload as Buffer);
+        setTimeout(() => {
+          outstanding -= bytes;
+          send({ cmd: "puback", messageId: p.messageId });
+        }, 200); // slow: what it holds unacknowledged is what the uplink has in flight
+      });
+      socket.on("data", (d: Buffer) => parser.parse(d));
+      socket.on("error", () => {});
+    });
+    await new Promise<void>((resolve) => fake.listen(port, "127.0.0.1", resolve));
+    await eventually(() => expect(got.size).toBe(n), 60_000);
+    expect([...got.keys()]).toEqual(Array.from({ length: n }, (_, i) => `large/${i}`));
+    expect([...got.values()].every((p, i) => p.equals(Buffer.alloc(size, i)))).toBe(true);
+    expect(connections).toBeGreaterThanOrEqual(2);
+    // 4 MiB, or one message past it (the one that reached it)
+    expect(most).toBeLessThanOrEqual(4 * 1024 * 1024 + size);
+    await eventually(async () => expect((await statusOf("large")).queued).toBe(0));
+    await api("DELETE", "/api/v1/uplinks/large");
+    for (const s of sockets) s.destroy();
+    fake.close();
+    await plc.client.endAsync();
+  }, 90_000);
+});
+
 describe("bounds", () => {
   it("past --uplink-max-queue-messages the oldest go, counted and logged, the newest retained message per topic stays; then the rest arrives in order", async () => {
     const proxy = await tcpProxy(up.port);

@@ -22,6 +22,12 @@ CREATE TABLE IF NOT EXISTS status (uplink INTEGER PRIMARY KEY, json TEXT NOT NUL
 CREATE TABLE IF NOT EXISTS owners (uplink INTEGER PRIMARY KEY, created_at INTEGER NOT NULL);
 `;
 
+/**
+ * sizeOfRow: a row's `size` (the bytes of its topic and payload) from its record's header, without reading
+ * its payload: the column `size` lies after the payload, so reading it walks the payload's overflow pages.
+ */
+export const sizeOfRow = "length(CAST(topic AS BLOB)) + length(payload)";
+
 /** OutboxRow: id, uplink, at (ms), topic, payload, retain (0/1), size (bytes of topic and payload), properties (JSON). */
 export type OutboxRow = [number, number, number, string, Uint8Array, 0 | 1, number, string | null];
 

@@ -3,7 +3,14 @@ import { closeSync } from "node:fs";
 import { join } from "node:path";
 import { createPrivateFile, narrowToPrivate } from "../../lib/files.ts";
 import { workerUrl } from "../../lib/workers.ts";
-import { encodeWrite, type OutboxRow, openOutboxDb, type WorkerReply, type WorkerRequest } from "./outbox-protocol.ts";
+import {
+  encodeWrite,
+  type OutboxRow,
+  openOutboxDb,
+  sizeOfRow,
+  type WorkerReply,
+  type WorkerRequest,
+} from "./outbox-protocol.ts";
 
 /** outboxFileName: the uplinks' store-and-forward queue, a SQLite file of its own beside the admin database. */
 export const outboxFileName = "uplink-outbox.db";
@@ -22,6 +29,19 @@ export interface QueuedMessage {
 
 /** a payload up to this size is read with its row: the fetch's read-ahead (at most 256 rows) stays a few MiB */
 const inlinePayloadBytes = 16 * 1024;
+
+type FetchedRow = Omit<QueuedMessage, "retain" | "payload"> & { retain: number; payload: Uint8Array | null };
+
+/** queued: a fetched row as the forwarder takes it */
+const queued = (r: FetchedRow): QueuedMessage => ({
+  id: r.id,
+  at: r.at,
+  topic: r.topic,
+  retain: r.retain === 1,
+  props: r.props,
+  size: r.size,
+  payload: r.payload ? Buffer.from(r.payload.buffer, r.payload.byteOffset, r.payload.byteLength) : undefined,
+});
 
 /** OutboxOpened: what the file held when it was opened (after a restart: what still waits). */
 export interface OutboxOpened {
@@ -89,6 +109,7 @@ export class Outbox {
   /** the last write's buffer, given back by the writer for the next one */
   #spare: ArrayBuffer | undefined;
   #queries: {
+    sizes: ReturnType<Database["query"]>;
     fetch: ReturnType<Database["query"]>;
     payload: ReturnType<Database["query"]>;
     droppable: ReturnType<Database["query"]>;
@@ -112,16 +133,25 @@ export class Outbox {
     this.#pending = emptyBatch(1);
     const q = (sql: string) => reader.query(sql);
     this.#queries = {
+      // A row's columns after its payload (retain, size, props) are read by walking the payload's overflow
+      // pages: 256 rows of 1 MiB were 256 MiB read for one fetch (found from outside: a backlog of large
+      // messages held the event loop for good). What a row's size is, is known from its record's header:
+      // length() of the payload reads no payload (SQLite's length argument), nor does a topic's.
+      sizes: q(`SELECT ${sizeOfRow} AS size FROM messages WHERE uplink = ?1 AND id > ?2 ORDER BY id LIMIT ?3`),
       // small payloads come with the row (one query per batch); a large one is read when it is sent
       fetch: q(
         `SELECT id, at, topic, retain, props, size, CASE WHEN size <= ${inlinePayloadBytes} THEN payload END AS payload
          FROM messages WHERE uplink = ?1 AND id > ?2 ORDER BY id LIMIT ?3`,
       ),
       payload: q("SELECT payload FROM messages WHERE id = ?1"),
+      // anything but the newest retained message of a topic: those are in the partial index (retain and
+      // superseded lie after the payload: not read for every row)
       droppable: q(
-        "SELECT id, size FROM messages WHERE uplink = ?1 AND id > ?2 AND (retain = 0 OR superseded = 1) ORDER BY id LIMIT ?3",
+        `SELECT id, ${sizeOfRow} AS size FROM messages WHERE uplink = ?1 AND id > ?2
+         AND id NOT IN (SELECT id FROM messages WHERE uplink = ?1 AND retain = 1 AND superseded = 0)
+         ORDER BY id LIMIT ?3`,
       ),
-      anyOldest: q("SELECT id, size FROM messages WHERE uplink = ?1 AND id > ?2 ORDER BY id LIMIT ?3"),
+      anyOldest: q(`SELECT id, ${sizeOfRow} AS size FROM messages WHERE uplink = ?1 AND id > ?2 ORDER BY id LIMIT ?3`),
       oldestAt: q("SELECT at FROM messages WHERE uplink = ?1 AND id >= ?2 ORDER BY id LIMIT 1"),
     };
     worker.onmessage = (e: MessageEvent<WorkerReply>) => this.#reply(e.data);
@@ -230,23 +260,26 @@ export class Outbox {
   }
 
   /**
-   * fetch: the next queued messages of an uplink after `afterId` (on disk: appended and written), with
-   * their payloads up to 16 KiB each (a larger one is read by `payload` when it is sent).
+   * fetch: the next queued messages of an uplink after `afterId` (on disk: appended and written), at most
+   * `limit` of them and `maxBytes` together (at least one however large), with their payloads up to 16 KiB
+   * each (a larger one is read by `payload` when it is sent). `more`: there may be more on disk after them.
    */
-  fetch(uplink: number, afterId: number, limit: number): QueuedMessage[] {
-    const rows = this.#queries.fetch.all(uplink, afterId, limit) as (Omit<QueuedMessage, "retain" | "payload"> & {
-      retain: number;
-      payload: Uint8Array | null;
-    })[];
-    return rows.map((r) => ({
-      id: r.id,
-      at: r.at,
-      topic: r.topic,
-      retain: r.retain === 1,
-      props: r.props,
-      size: r.size,
-      payload: r.payload ? Buffer.from(r.payload.buffer, r.payload.byteOffset, r.payload.byteLength) : undefined,
-    }));
+  fetch(
+    uplink: number,
+    afterId: number,
+    limit: number,
+    maxBytes = Number.POSITIVE_INFINITY,
+  ): { rows: QueuedMessage[]; more: boolean } {
+    // as many as fit in `maxBytes` (at least one), known before any of them is read
+    const sizes = this.#queries.sizes.all(uplink, afterId, limit) as { size: number }[];
+    let take = 0;
+    for (let bytes = 0; take < sizes.length; take++) {
+      bytes += sizes[take]!.size;
+      if (take > 0 && bytes > maxBytes) break;
+    }
+    const more = sizes.length === limit || take < sizes.length;
+    if (take === 0) return { rows: [], more };
+    return { rows: (this.#queries.fetch.all(uplink, afterId, take) as FetchedRow[]).map(queued), more };
   }
 
   /** payload: one message's payload, read when it is sent (undefined: no longer queued) */

@@ -11,6 +11,7 @@ import {
   openOutboxDb,
   outboxSchema,
   rangesOffset,
+  sizeOfRow,
   spareBytes,
   type WorkerReply,
   type WorkerRequest,
@@ -53,7 +54,8 @@ function open(path: string, cacheKiB: number): WorkerReply {
   statements = prepare(d);
   const stats = d
     .query(
-      "SELECT uplink, COUNT(*) AS count, COALESCE(SUM(size), 0) AS bytes, MIN(id) AS firstId FROM messages GROUP BY uplink",
+      // the sizes from the rows' headers: `size` lies after the payload (a backlog of large messages was read whole)
+      `SELECT uplink, COUNT(*) AS count, COALESCE(SUM(${sizeOfRow}), 0) AS bytes, MIN(id) AS firstId FROM messages GROUP BY uplink`,
     )
     .all() as { uplink: number; count: number; bytes: number; firstId: number }[];
   const maxId = (d.query("SELECT COALESCE(MAX(id), 0) AS m FROM messages").get() as { m: number }).m;

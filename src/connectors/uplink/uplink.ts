@@ -577,16 +577,20 @@ export class Uplink {
         (this.#unackedBytes < maxBytes || this.#unacked.size === 0)
       ) {
         const room = Math.min(256, window - this.#unacked.size);
+        // at most `maxBytes` unacknowledged (one message however large): found from outside, a backlog of
+        // 1 MiB messages went out 256 at a time, read whole from disk for every pump, and never drained
+        const bytes = maxBytes - this.#unackedBytes;
         let rows: QueuedMessage[];
         const fromMemory = this.#ready.length > this.#readyHead;
         if (fromMemory) {
-          rows = this.#takeReady(room);
+          rows = this.#takeReady(room, bytes);
         } else if (this.#inMemory) break;
         else {
           this.#pruneDropped();
-          rows = this.#deps.outbox.fetch(this.cfg.id, this.#cursor, room);
+          const read = this.#deps.outbox.fetch(this.cfg.id, this.#cursor, room, bytes);
+          rows = read.rows;
           // all that is on disk was read: what is written from now on is sent from memory
-          if (rows.length < room) this.#inMemory = true;
+          if (!read.more) this.#inMemory = true;
           if (rows.length === 0) break;
         }
         for (const r of rows) {
@@ -645,9 +649,15 @@ export class Uplink {
   }
 
   /** takeReady: up to `n` rows from the head of `#ready` (compacted once most of it was taken). */
-  #takeReady(n: number): Unacked[] {
+  /** takeReady: the next `n` rows waiting in memory, at most `maxBytes` together (at least one). */
+  #takeReady(n: number, maxBytes: number): Unacked[] {
     const head = this.#readyHead;
-    const rows = this.#ready.slice(head, head + n);
+    let end = head;
+    for (let bytes = 0; end < this.#ready.length && end - head < n; end++) {
+      bytes += this.#ready[end]!.size;
+      if (end > head && bytes > maxBytes) break;
+    }
+    const rows = this.#ready.slice(head, end);
     for (const r of rows) this.#readyBytes -= r.size;
     this.#readyHead = head + rows.length;
     if (this.#readyHead === this.#ready.length) {
