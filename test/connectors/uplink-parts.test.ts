@@ -1,6 +1,16 @@
 import { Database } from "bun:sqlite";
 import { afterAll, describe, expect, it } from "bun:test";
-import { copyFileSync, existsSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
 import { join } from "node:path";
 import { createApp } from "../../src/app.ts";
 import { parseServeConfig } from "../../src/config.ts";
@@ -389,11 +399,18 @@ describe("the outbox", () => {
     }
     let app: Awaited<ReturnType<typeof testApp>>["app"] | undefined;
     try {
-      const started = await testApp(["--opcua-port", "off"], {}, {}, dir);
+      const started = await testApp(["--opcua-port", "off", "--uplink-reconnect-max", "1"], {}, {}, dir);
       app = started.app;
       const { url, lines } = started;
       const token = app.core.admins.createApiToken("t").token;
-      const nobody = await freePort();
+      // an upstream that hangs up on every connection: the uplink has a connection error of its own
+      let attempts = 0;
+      const hangUp = createServer((socket) => {
+        attempts++;
+        socket.destroy();
+      });
+      await new Promise<void>((resolve) => hangUp.listen(0, "127.0.0.1", resolve));
+      const nobody = (hangUp.address() as AddressInfo).port;
       await fetch(`${url}/api/v1/uplinks`, {
         method: "POST",
         headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
@@ -419,6 +436,11 @@ describe("the outbox", () => {
         (await (await fetch(`${url}/api/v1/uplinks/full`, { headers: { authorization: `Bearer ${token}` } })).json())
           .status;
       await eventually(async () => expect((await status()).lastError).toMatch(/disk is full/), 10_000);
+      // and it stays the news through the connection's own errors (found from outside: an outage fills the
+      // disk, and the status showed only the connection's error)
+      const mark = attempts;
+      await eventually(() => expect(attempts).toBeGreaterThan(mark + 1), 10_000);
+      expect((await status()).lastError).toMatch(/disk is full/);
       const s = await status();
       expect(s.dropped).toBeGreaterThan(0);
       expect(s.queued + s.dropped).toBe(n);
@@ -441,6 +463,7 @@ describe("the outbox", () => {
       expect((await status()).lastError ?? "").not.toMatch(/outbox write failed/);
       await plc.endAsync();
       await reader.endAsync();
+      hangUp.close();
     } finally {
       try {
         await app?.stop();
@@ -449,6 +472,57 @@ describe("the outbox", () => {
       }
     }
   }, 90_000);
+
+  it("sets an unreadable outbox aside at start (not a database, or cut short), makes a new one and says so; the CLI still lists the uplinks", async () => {
+    for (const damage of ["garbage", "cut short"] as const) {
+      const dir = tempDir();
+      const start = () => testApp(["--opcua-port", "off"], {}, {}, dir);
+      let { app, url } = await start();
+      let token = app.core.admins.createApiToken("t").token;
+      const api = async (path: string, body?: unknown) =>
+        (
+          await fetch(`${url}/api/v1/uplinks${path}`, {
+            method: body ? "POST" : "GET",
+            headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+            body: body ? JSON.stringify(body) : undefined,
+          })
+        ).json();
+      // nothing listens upstream: what the device sends waits in the outbox
+      await api("", { name: "held", urls: [`mqtt://127.0.0.1:${await freePort()}`], forward: ["t/#"] });
+      const { password } = await app.core.credentials.create({ type: "mqtt", username: "plc", publishAcl: ["t/#"] });
+      const publish = async (n: number) => {
+        const plc = await connectMqtt(app.address("mqtt")!.port, { username: "plc", password, clientId: "plc" });
+        for (let i = 0; i < n; i++) await plc.publishAsync(`t/${i}`, Buffer.alloc(1000, i), { qos: 1 });
+        await plc.endAsync();
+      };
+      await publish(300);
+      await eventually(async () => expect((await api("/held")).status.queued).toBe(300));
+      await app.stop();
+      const file = join(dir, "uplink-outbox.db");
+      if (damage === "garbage") writeFileSync(file, Buffer.alloc(64 * 1024, 0x5a));
+      else truncateSync(file, Math.floor(statSync(file).size / 2));
+      // the CLI lists the uplink and says what is wrong with the file (it failed with SQLite's bare error)
+      const st = Bun.spawnSync(
+        ["bun", join(import.meta.dir, "../../src/main.ts"), "uplinks", "status", "--json", "--data-dir", dir],
+        { env: { ...process.env, GATEHOUSE_DATA_DIR: "" } },
+      );
+      expect([st.exitCode, st.stderr.toString()]).toEqual([0, ""]);
+      const listed = JSON.parse(st.stdout.toString());
+      expect([listed[0].name, listed[0].lastError]).toEqual(["held", expect.stringMatching(/outbox cannot be read/)]);
+      // started again: the file is set aside (kept), a new outbox queues again, and every place says so
+      ({ app, url } = await start());
+      token = app.core.admins.createApiToken("t2").token;
+      const aside = readdirSync(dir).filter((f) => f.startsWith("uplink-outbox.db.unreadable-"));
+      expect(aside.length).toBeGreaterThanOrEqual(1);
+      expect((await api("/held")).status.lastError).toMatch(
+        /outbox was unreadable .*set aside as uplink-outbox\.db\.unreadable-/,
+      );
+      expect(app.core.activity.list({ action: "uplink.outbox-set-aside" }).length).toBe(1);
+      await publish(3);
+      await eventually(async () => expect((await api("/held")).status.queued).toBe(3));
+      await app.stop();
+    }
+  }, 60_000);
 
   it("never reaches the outbox or its key through a link planted in the data dir", async () => {
     const dir = tempDir();

@@ -7,7 +7,7 @@ import { integrationStateEvents } from "../../core/events.ts";
 import { statusOf } from "../../core/types.ts";
 import type { Logger } from "../../lib/logger.ts";
 import type { Backoff } from "./connection.ts";
-import { Outbox, outboxFileName } from "./outbox.ts";
+import { Outbox, type OutboxOpened, outboxFileName, setAside, unreadable } from "./outbox.ts";
 import type { OutboxRow } from "./outbox-protocol.ts";
 import { type UplinkConfig, UplinkStore } from "./store.ts";
 import { type Bounds, forwards, propsText, Uplink, type UplinkDeps, type UplinkStatus } from "./uplink.ts";
@@ -103,7 +103,8 @@ export class UplinkManager {
     for (const u of this.#active) {
       if (!u.matches(m.topic)) continue;
       if (!outbox || outbox.broken) {
-        u.failed([], outbox?.broken ?? this.#outboxProblem ?? "the outbox is not open");
+        // acknowledged without being queued (as on a full disk): counted and said, never silently
+        u.failed([], outbox?.broken ?? this.#outboxProblem ?? "the outbox is not open", 1);
         continue;
       }
       props ??= propsText(m.properties);
@@ -183,9 +184,11 @@ export class UplinkManager {
         outbox.own(c.id, c.createdAt);
         const fresh = new Uplink(this.#uplinkDeps(), c, this.#queueOf(c.id), this.#countersOf(c.id));
         this.#uplinks.set(c.id, fresh);
+        if (this.#setAsideNews) fresh.outboxSetAside(this.#setAsideNews);
         fresh.start();
       } else if (u.cfg.updatedAt !== c.updatedAt || JSON.stringify(u.cfg) !== JSON.stringify(c)) await u.reconfigure(c);
     }
+    this.#setAsideNews = undefined; // the uplinks there were when it happened said it; later ones have no part in it
     for (const [id, u] of this.#uplinks) {
       if (seen.has(id)) continue;
       this.#uplinks.delete(id);
@@ -200,9 +203,32 @@ export class UplinkManager {
 
   #opened: Awaited<ReturnType<typeof Outbox.open>> | undefined;
 
+  /**
+   * openOrSetAside: the outbox; one SQLite says is damaged or not a database (a power cut on a bad card, a
+   * file from elsewhere) is set aside and a new one made, said in the log, the activity log and as each
+   * uplink's last error. Found from outside: with a damaged outbox every uplink stood still while its
+   * devices' messages were acknowledged, and nothing said how to get going again.
+   */
+  async #openOrSetAside(): Promise<OutboxOpened> {
+    try {
+      return await Outbox.open(this.#dataDir);
+    } catch (err) {
+      if (!unreadable(err)) throw err;
+      const aside = setAside(this.#dataDir);
+      const why = `the outbox was unreadable (${(err as Error).message}): set aside as ${aside} in the data dir, its messages are not sent; a new one is in its place`;
+      this.#log.error("uplink outbox unreadable: set aside, a new one made", { aside, err });
+      this.#core.activity.record("uplink.outbox-set-aside", aside, (err as Error).message, "system");
+      this.#setAsideNews = why;
+      return await Outbox.open(this.#dataDir);
+    }
+  }
+
+  /** what setting an unreadable outbox aside left to say: each uplink's last error until it has news of its own */
+  #setAsideNews: string | undefined;
+
   async #openOutbox(configs: UplinkConfig[]): Promise<void> {
     try {
-      this.#opened = await Outbox.open(this.#dataDir);
+      this.#opened = await this.#openOrSetAside();
       this.#outboxProblem = undefined;
     } catch (err) {
       this.#outboxProblem = `the outbox could not be opened: ${(err as Error).message}`;

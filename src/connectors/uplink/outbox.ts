@@ -1,5 +1,5 @@
 import type { Database } from "bun:sqlite";
-import { closeSync } from "node:fs";
+import { closeSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import { createPrivateFile, narrowToPrivate } from "../../lib/files.ts";
 import { workerUrl } from "../../lib/workers.ts";
@@ -49,6 +49,33 @@ export interface OutboxOpened {
   stats: Map<number, { count: number; bytes: number; firstId: number }>;
   status: Map<number, string>;
   owners: Map<number, number>;
+}
+
+/**
+ * unreadable: SQLite says the file is not a database or is damaged (not a passing condition: a full disk,
+ * a lock, a permission).
+ */
+export function unreadable(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === "SQLITE_CORRUPT" || code === "SQLITE_NOTADB";
+}
+
+/**
+ * setAside: an unreadable outbox and its -wal, -shm and -journal renamed to `<name>.unreadable-<time>` in
+ * the data dir (kept for a look, never deleted here), so a new, empty outbox can be made in its place.
+ * Returns the new name of the outbox file.
+ */
+export function setAside(dataDir: string, now = new Date()): string {
+  const stamp = now.toISOString().replace(/[:.]/g, "-");
+  const aside = `${outboxFileName}.unreadable-${stamp}`;
+  for (const suffix of ["", "-wal", "-shm", "-journal"]) {
+    try {
+      renameSync(join(dataDir, `${outboxFileName}${suffix}`), join(dataDir, `${aside}${suffix}`));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    }
+  }
+  return aside;
 }
 
 /** outboxFiles: the outbox and what SQLite keeps beside it */
@@ -172,7 +199,13 @@ export class Outbox {
     const worker = new Worker(workerUrl("connectors/uplink/outbox.worker.ts"));
     const opened = await new Promise<Extract<WorkerReply, { op: "opened" }>>((resolve, reject) => {
       worker.onmessage = (e: MessageEvent<WorkerReply>) =>
-        e.data.op === "opened" ? resolve(e.data) : reject(new Error(e.data.op === "failed" ? e.data.error : e.data.op));
+        e.data.op === "opened"
+          ? resolve(e.data)
+          : reject(
+              Object.assign(new Error(e.data.op === "failed" ? e.data.error : e.data.op), {
+                code: e.data.op === "failed" ? e.data.code : "",
+              }),
+            );
       worker.onerror = (e) => reject(new Error(e.message));
       worker.postMessage({ op: "open", path, cacheKiB: opts.cacheKiB ?? 2048 } satisfies WorkerRequest);
     }).catch((err) => {

@@ -1,7 +1,8 @@
+import type { Database } from "bun:sqlite";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { checkOutboxFiles, outboxFileName } from "./outbox.ts";
-import { openOutboxDb } from "./outbox-protocol.ts";
+import { checkOutboxFiles, outboxFileName, unreadable } from "./outbox.ts";
+import { openOutboxDb, sizeOfRow } from "./outbox-protocol.ts";
 import type { UplinkView } from "./store.ts";
 import type { UplinkStatus } from "./uplink.ts";
 
@@ -28,57 +29,75 @@ export function readStatuses(
   if (existsSync(path)) checkOutboxFiles(dataDir);
   const db = existsSync(path) ? openOutboxDb(path, "write") : undefined;
   try {
-    db?.run("PRAGMA busy_timeout = 2000");
-    const hasTables = db?.query("SELECT 1 FROM sqlite_master WHERE name = 'status'").get() !== null;
-    return uplinks.map((u) => {
-      const row =
-        db && hasTables
-          ? (db.query("SELECT json, at FROM status WHERE uplink = ?").get(u.id) as { json: string; at: number } | null)
-          : null;
-      let last: Partial<UplinkStatus> = {};
-      let writer: number | undefined;
-      try {
-        const { pid, ...rest } = row ? (JSON.parse(row.json) as Partial<UplinkStatus> & { pid?: unknown }) : {};
-        last = rest;
-        writer = typeof pid === "number" ? pid : undefined;
-      } catch {
-        last = {};
-      }
-      const base: UplinkStatus = {
-        name: u.name,
-        enabled: u.enabled,
-        connected: false,
-        url: null,
-        connectedSince: null,
-        disconnectedSince: null,
-        lastError: last.lastError ?? null,
-        queued: 0,
-        queuedBytes: 0,
-        oldestQueuedAgeS: 0,
-        forwarded: last.forwarded ?? 0,
-        forwardedPerSecond: 0,
-        dropped: last.dropped ?? 0,
-        resent: last.resent ?? 0,
-        received: last.received ?? 0,
-        at: now,
-      };
-      if ((running || alive(writer)) && row && now - row.at < freshMs)
-        return { ...base, ...last, name: u.name, enabled: u.enabled };
-      if (db && hasTables) {
-        const q = db
-          .query(
-            "SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes, MIN(at) AS oldest FROM messages WHERE uplink = ?",
-          )
-          .get(u.id) as { n: number; bytes: number; oldest: number | null };
-        base.queued = q.n;
-        base.queuedBytes = q.bytes;
-        base.oldestQueuedAgeS = q.oldest === null ? 0 : Math.max(0, Math.round((now - q.oldest) / 1000));
-      }
-      return base;
-    });
+    return statusesFrom(db, uplinks, running, now, null);
+  } catch (err) {
+    // an unreadable outbox (damaged, not a database) is said as each uplink's last error, and the uplinks
+    // are still listed (found from outside: the command failed with SQLite's bare error). The appliance
+    // sets such a file aside when it starts.
+    if (!unreadable(err)) throw err;
+    const problem = `the outbox cannot be read (${(err as Error).message}); the appliance sets it aside when it starts`;
+    return statusesFrom(undefined, uplinks, running, now, problem);
   } finally {
     db?.close();
   }
+}
+
+/** statusesFrom: each uplink's status from an open outbox (or none); `problem`, if any, as each one's last error. */
+function statusesFrom(
+  db: Database | undefined,
+  uplinks: UplinkView[],
+  running: boolean,
+  now: number,
+  problem: string | null,
+): UplinkStatus[] {
+  db?.run("PRAGMA busy_timeout = 2000");
+  const hasTables = db?.query("SELECT 1 FROM sqlite_master WHERE name = 'status'").get() !== null;
+  return uplinks.map((u) => {
+    const row =
+      db && hasTables
+        ? (db.query("SELECT json, at FROM status WHERE uplink = ?").get(u.id) as { json: string; at: number } | null)
+        : null;
+    let last: Partial<UplinkStatus> = {};
+    let writer: number | undefined;
+    try {
+      const { pid, ...rest } = row ? (JSON.parse(row.json) as Partial<UplinkStatus> & { pid?: unknown }) : {};
+      last = rest;
+      writer = typeof pid === "number" ? pid : undefined;
+    } catch {
+      last = {};
+    }
+    const base: UplinkStatus = {
+      name: u.name,
+      enabled: u.enabled,
+      connected: false,
+      url: null,
+      connectedSince: null,
+      disconnectedSince: null,
+      lastError: problem ?? last.lastError ?? null,
+      queued: 0,
+      queuedBytes: 0,
+      oldestQueuedAgeS: 0,
+      forwarded: last.forwarded ?? 0,
+      forwardedPerSecond: 0,
+      dropped: last.dropped ?? 0,
+      resent: last.resent ?? 0,
+      received: last.received ?? 0,
+      at: now,
+    };
+    if ((running || alive(writer)) && row && now - row.at < freshMs)
+      return { ...base, ...last, name: u.name, enabled: u.enabled };
+    if (db && hasTables) {
+      const q = db
+        .query(
+          `SELECT COUNT(*) AS n, COALESCE(SUM(${sizeOfRow}), 0) AS bytes, MIN(at) AS oldest FROM messages WHERE uplink = ?`,
+        )
+        .get(u.id) as { n: number; bytes: number; oldest: number | null };
+      base.queued = q.n;
+      base.queuedBytes = q.bytes;
+      base.oldestQueuedAgeS = q.oldest === null ? 0 : Math.max(0, Math.round((now - q.oldest) / 1000));
+    }
+    return base;
+  });
 }
 
 /** alive: a process with this pid lives (signal 0 checks without sending anything) */

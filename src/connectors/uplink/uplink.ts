@@ -173,6 +173,12 @@ export class Uplink {
   #unwritten: OutboxRow[] = [];
   #counters: Counters;
   #lastError: string | null = null;
+  /**
+   * the outbox's trouble, said before any connection's (found from outside: with the disk full during an
+   * outage, the status showed the connection's error and the disk's only reached the log); it lasts until
+   * the outbox writes again, the uplink next connects (an outbox set aside), or for good (none opened)
+   */
+  #outboxError: { text: string; until: "written" | "connected" | "never" } | null = null;
   /** `#lastError` is the connection's (cleared by the next CONNACK); else a message's, kept until another */
   #lastErrorOfConnection = false;
   #url: string | null = null;
@@ -253,21 +259,24 @@ export class Uplink {
     while (i < this.#unwritten.length && this.#unwritten[i]![0] <= last) i++;
     this.#unwritten.splice(0, i);
     // the outbox writes again (room on the disk): its last failure is no longer the news
-    if (this.#lastError?.startsWith("outbox write failed")) this.#lastError = null;
+    if (this.#outboxError?.until === "written") this.#outboxError = null;
     if (this.#overBounds()) this.#scheduleTrim();
     this.#pump();
   }
 
-  /** failed: a write that held rows of this uplink failed (a full disk): they are not queued; said and counted. */
-  failed(rows: OutboxRow[], error: string): void {
+  /**
+   * failed: a write that held rows of this uplink failed (a full disk): they are not queued; said and
+   * counted. `lost`: how many messages that is (rows, or one the outbox could not take at all).
+   */
+  failed(rows: OutboxRow[], error: string, lost = rows.length): void {
     const ids = new Set(rows.map((r) => r[0]));
     this.#unwritten = this.#unwritten.filter((u) => !ids.has(u[0]));
     for (const r of rows) {
       this.#queued--;
       this.#queuedBytes -= r[6];
     }
-    this.#counters.dropped += rows.length;
-    this.#say(error);
+    this.#counters.dropped += lost;
+    this.#outboxError = { text: error, until: rows.length ? "written" : "never" };
     if (this.#logOutbox()) this.#deps.log.error("uplink outbox write failed", { uplink: this.cfg.name, error });
     this.#deps.changed();
   }
@@ -374,6 +383,12 @@ export class Uplink {
     this.#deps.changed();
   }
 
+  /** outboxSetAside: an unreadable outbox was set aside at start (`why`): said until the uplink connects. */
+  outboxSetAside(why: string): void {
+    this.#outboxError = { text: why, until: "connected" };
+    this.#deps.changed();
+  }
+
   start(): void {
     if (this.#connection || !this.cfg.enabled) return;
     if (this.cfg.secretProblem) {
@@ -455,6 +470,7 @@ export class Uplink {
     // from outside: a reconnect right after refusals left no word of why messages were dropped)
     if (this.#lastErrorOfConnection) this.#lastError = null;
     this.#lastErrorOfConnection = false;
+    if (this.#outboxError?.until === "connected") this.#outboxError = null;
     const cfg = this.cfg;
     this.#deps.log.info("uplink connected", { uplink: cfg.name, url });
     this.#deps.core.activity.record("uplink.connected", cfg.name, `node ${url}`, "system");
@@ -824,7 +840,7 @@ export class Uplink {
       url: this.#url,
       connectedSince: this.#connectedSince,
       disconnectedSince: this.cfg.enabled ? this.#disconnectedSince : null,
-      lastError: this.#lastError,
+      lastError: this.#outboxError?.text ?? this.#lastError,
       queued: this.#queued,
       queuedBytes: this.#queuedBytes,
       oldestQueuedAgeS: oldestAt === undefined ? 0 : Math.max(0, Math.round((now - oldestAt) / 1000)),
