@@ -11,6 +11,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { type AddressInfo, createServer } from "node:net";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import { createApp } from "../../src/app.ts";
 import { parseServeConfig } from "../../src/config.ts";
@@ -49,6 +50,20 @@ describe("the uplink store", () => {
     return { dir, db, store: new UplinkStore(db, dir) };
   };
   const valid = { name: "cloud", urls: ["mqtts://broker.example:8883"], forward: ["plant/#"] };
+
+  it("gives each new uplink a client id of its own: two appliances of one image, same host and name, differ; it stays", () => {
+    const [a, b] = [store().store, store().store];
+    const [ida, idb] = [a.create(valid).clientId, b.create(valid).clientId];
+    const host =
+      hostname()
+        .replace(/[^A-Za-z0-9-]/g, "")
+        .slice(0, 40) || "appliance";
+    for (const id of [ida, idb]) expect(id).toMatch(new RegExp(`^gatehouse-${host}-cloud-[0-9a-f]{8}$`));
+    expect(ida).not.toBe(idb);
+    // kept across changes (a persistent session upstream is found by it), a rename included
+    expect(a.update("cloud", { name: "cloud-2", forward: ["x/#"] }).clientId).toBe(ida);
+    expect(a.create({ ...valid, name: "n".repeat(64), clientId: undefined }).clientId.length).toBeLessThanOrEqual(128);
+  });
 
   it("refuses what cannot work, naming each field", () => {
     const { store: s } = store();

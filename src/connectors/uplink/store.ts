@@ -1,4 +1,4 @@
-import { createPrivateKey, X509Certificate } from "node:crypto";
+import { createPrivateKey, randomBytes, X509Certificate } from "node:crypto";
 import { hostname } from "node:os";
 import { asc, eq } from "drizzle-orm";
 import type { ActivityLog } from "../../core/activity.ts";
@@ -174,13 +174,17 @@ function pemProblem(pem: string, what: "certificate" | "key"): string | undefine
   return undefined;
 }
 
-/** defaultClientId: stable across restarts (stored at creation), recognisable on the cluster. */
+/**
+ * defaultClientId: stable across restarts (stored at creation), recognisable on the cluster, and unique: a
+ * random part, since appliances cloned from one image share their host name and uplink names (found from
+ * outside: two of them took each other's session upstream over and over).
+ */
 export function defaultClientId(name: string): string {
-  return `gatehouse-${
+  const host =
     hostname()
       .replace(/[^A-Za-z0-9-]/g, "")
-      .slice(0, 40) || "appliance"
-  }-${name}`.slice(0, 128);
+      .slice(0, 40) || "appliance";
+  return `${`gatehouse-${host}-${name}`.slice(0, 119)}-${randomBytes(4).toString("hex")}`;
 }
 
 /**
