@@ -664,8 +664,10 @@ export class Uplink {
     } else this.#settle(u, "acked");
   }
 
-  /** takeReady: up to `n` rows from the head of `#ready` (compacted once most of it was taken). */
-  /** takeReady: the next `n` rows waiting in memory, at most `maxBytes` together (at least one). */
+  /**
+   * takeReady: up to `n` rows from the head of `#ready`, at most `maxBytes` together (at least one); `#ready`
+   * is compacted once most of it was taken.
+   */
   #takeReady(n: number, maxBytes: number): Unacked[] {
     const head = this.#readyHead;
     let end = head;
