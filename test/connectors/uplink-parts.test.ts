@@ -7,12 +7,14 @@ import {
   readFileSync,
   statSync,
   symlinkSync,
+  rmSync,
   truncateSync,
   writeFileSync,
 } from "node:fs";
 import { type AddressInfo, createServer } from "node:net";
 import { hostname } from "node:os";
 import { join } from "node:path";
+import * as mqttPacket from "mqtt-packet";
 import { createApp } from "../../src/app.ts";
 import { parseServeConfig } from "../../src/config.ts";
 import { delayFor } from "../../src/connectors/uplink/connection.ts";
@@ -489,7 +491,7 @@ describe("the outbox", () => {
   }, 90_000);
 
   it("sets an unreadable outbox aside at start (not a database, or cut short), makes a new one and says so; the CLI still lists the uplinks", async () => {
-    for (const damage of ["garbage", "cut short"] as const) {
+    for (const damage of ["garbage", "cut short", "another shape"] as const) {
       const dir = tempDir();
       const start = () => testApp(["--opcua-port", "off"], {}, {}, dir);
       let { app, url } = await start();
@@ -515,7 +517,14 @@ describe("the outbox", () => {
       await app.stop();
       const file = join(dir, "uplink-outbox.db");
       if (damage === "garbage") writeFileSync(file, Buffer.alloc(64 * 1024, 0x5a));
-      else truncateSync(file, Math.floor(statSync(file).size / 2));
+      else if (damage === "cut short") truncateSync(file, Math.floor(statSync(file).size / 2));
+      else {
+        // SQLite, but not an outbox: it stopped every uplink for good ("no such column"), acknowledged and lost
+        for (const suffix of ["", "-wal", "-shm"]) rmSync(`${file}${suffix}`, { force: true });
+        const other = new Database(file);
+        other.exec("CREATE TABLE messages (id INTEGER PRIMARY KEY, foo TEXT); CREATE TABLE owners (x);");
+        other.close();
+      }
       // the CLI lists the uplink and says what is wrong with the file (it failed with SQLite's bare error)
       const st = Bun.spawnSync(
         ["bun", join(import.meta.dir, "../../src/main.ts"), "uplinks", "status", "--json", "--data-dir", dir],
@@ -538,6 +547,66 @@ describe("the outbox", () => {
       await app.stop();
     }
   }, 60_000);
+
+  it("an outbox damaged while the appliance runs breaks the uplinks, not the appliance; the next start makes a new one", async () => {
+    // found from outside: the status's read of a file cut short underneath threw and stopped the appliance
+    const dir = tempDir();
+    const start = () => testApp(["--opcua-port", "off"], {}, {}, dir);
+    let { app, url } = await start();
+    let token = app.core.admins.createApiToken("t").token;
+    const upstreamPort = await freePort(); // nothing listens until the file is damaged
+    const held = async () =>
+      (await (await fetch(`${url}/api/v1/uplinks/held`, { headers: { authorization: `Bearer ${token}` } })).json())
+        .status;
+    await fetch(`${url}/api/v1/uplinks`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({ name: "held", urls: [`mqtt://127.0.0.1:${upstreamPort}`], forward: ["t/#"] }),
+    });
+    const { password } = await app.core.credentials.create({ type: "mqtt", username: "plc", publishAcl: ["t/#"] });
+    const device = () => connectMqtt(app.address("mqtt")!.port, { username: "plc", password, clientId: "plc" });
+    let plc = await device();
+    for (let i = 0; i < 2000; i++) await plc.publishAsync(`t/${i}`, Buffer.alloc(1000, i), { qos: 1 });
+    await plc.endAsync();
+    await app.stop(); // its pages in the file itself (checkpointed), as after any restart
+    ({ app, url } = await start());
+    token = app.core.admins.createApiToken("t2").token;
+    await eventually(async () => expect((await held()).queued).toBe(2000));
+    const file = join(dir, "uplink-outbox.db");
+    truncateSync(file, Math.floor(statSync(file).size / 2));
+    // the upstream comes: the backlog is read, into the part cut off
+    const upstream = createServer((socket) => {
+      const parser = mqttPacket.parser({ protocolVersion: 4 });
+      parser.on("packet", (p) => {
+        if (p.cmd === "connect")
+          socket.write(mqttPacket.generate({ cmd: "connack", returnCode: 0, sessionPresent: false }));
+        if (p.cmd === "publish" && p.qos === 1)
+          socket.write(mqttPacket.generate({ cmd: "puback", messageId: p.messageId! }));
+      });
+      socket.on("data", (d: Buffer) => parser.parse(d));
+      socket.on("error", () => {});
+    });
+    await new Promise<void>((resolve) => upstream.listen(upstreamPort, "127.0.0.1", resolve));
+    await eventually(async () => expect((await held()).lastError).toMatch(/outbox cannot be read/), 20_000);
+    // the appliance goes on: a device is answered, what the uplink would take is counted as dropped
+    plc = await device();
+    const dropped = (await held()).dropped;
+    await plc.publishAsync("t/after", "x", { qos: 1 });
+    await eventually(async () => expect((await held()).dropped).toBe(dropped + 1));
+    await plc.endAsync();
+    expect(readdirSync(dir).some((f) => f.startsWith("uplink-outbox.db.unreadable-"))).toBe(true);
+    expect(app.core.activity.list({ action: "uplink.outbox-set-aside" }).length).toBe(1);
+    await app.stop();
+    upstream.close();
+    // the next start: a new, empty outbox that queues again (nothing listens upstream now)
+    ({ app, url } = await start());
+    token = app.core.admins.createApiToken("t3").token;
+    plc = await device();
+    await plc.publishAsync("t/new", "y", { qos: 1 });
+    await eventually(async () => expect((await held()).queued).toBe(1));
+    await plc.endAsync();
+    await app.stop();
+  }, 90_000);
 
   it("never reaches the outbox or its key through a link planted in the data dir", async () => {
     const dir = tempDir();

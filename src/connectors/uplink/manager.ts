@@ -7,8 +7,8 @@ import { integrationStateEvents } from "../../core/events.ts";
 import { statusOf } from "../../core/types.ts";
 import type { Logger } from "../../lib/logger.ts";
 import type { Backoff } from "./connection.ts";
-import { Outbox, type OutboxOpened, outboxFileName, setAside, unreadable } from "./outbox.ts";
-import type { OutboxRow } from "./outbox-protocol.ts";
+import { Outbox, type OutboxOpened, outboxFileName, setAside } from "./outbox.ts";
+import { type OutboxRow, unreadable } from "./outbox-protocol.ts";
 import { type UplinkConfig, UplinkStore } from "./store.ts";
 import { type Bounds, forwards, propsText, Uplink, type UplinkDeps, type UplinkStatus } from "./uplink.ts";
 
@@ -237,6 +237,23 @@ export class UplinkManager {
     }
     const { outbox, stats, owners } = this.#opened;
     this.#outbox = outbox;
+    // damaged while it runs: set aside now (the writer and reader keep the renamed file until they close),
+    // so the next start makes a new one whatever part of the file was hit
+    outbox.onUnreadable = (err) => {
+      try {
+        const aside = setAside(this.#dataDir);
+        this.#log.error("uplink outbox unreadable: set aside; uplinks forward nothing until the next start", {
+          aside,
+          err,
+        });
+        this.#core.activity.record("uplink.outbox-set-aside", aside, err.message, "system");
+      } catch (e) {
+        this.#log.error("uplink outbox unreadable and could not be set aside", { err: e });
+      }
+      // each uplink says it at once, not only when its next message is dropped
+      for (const u of this.#uplinks.values()) u.failed([], outbox.broken ?? err.message, 0);
+      this.changed();
+    };
     outbox.onWritten = (rows) => this.#routeRows(rows, (u, mine) => u.written(mine));
     outbox.onFailed = (rows, error) => this.#routeRows(rows, (u, mine) => u.failed(mine, error));
     // Rows of an uplink that no longer exists, or of another uplink that had its id (a restored admin

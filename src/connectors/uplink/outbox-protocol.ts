@@ -22,6 +22,40 @@ CREATE TABLE IF NOT EXISTS status (uplink INTEGER PRIMARY KEY, json TEXT NOT NUL
 CREATE TABLE IF NOT EXISTS owners (uplink INTEGER PRIMARY KEY, created_at INTEGER NOT NULL);
 `;
 
+/** outboxColumns: what each table of `outboxSchema` must have (a file of another shape is not an outbox) */
+export const outboxColumns = {
+  messages: ["id", "uplink", "at", "topic", "payload", "retain", "superseded", "size", "props"],
+  status: ["uplink", "json", "at"],
+  owners: ["uplink", "created_at"],
+};
+
+/** notAnOutbox: the code of the error for a SQLite file whose tables are not an outbox's */
+export const notAnOutbox = "GATEHOUSE_NOT_AN_OUTBOX";
+
+/**
+ * unreadable: the file cannot serve as the outbox: SQLite says it is not a database or is damaged, or its
+ * tables are of another shape (not a passing condition: a full disk, a lock, a permission).
+ */
+export function unreadable(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === "SQLITE_CORRUPT" || code === "SQLITE_NOTADB" || code === notAnOutbox;
+}
+
+/**
+ * checkColumns: the outbox's tables, those that exist, have the columns this build reads and writes;
+ * throws an error with the code `notAnOutbox` naming the first one missing.
+ */
+export function checkColumns(d: Database): void {
+  for (const [table, columns] of Object.entries(outboxColumns)) {
+    const have = new Set((d.query(`PRAGMA table_info(${table})`).all() as { name: string }[]).map((c) => c.name));
+    const missing = have.size > 0 && columns.find((c) => !have.has(c));
+    if (missing)
+      throw Object.assign(new Error(`not an outbox: its table ${table} has no column ${missing}`), {
+        code: notAnOutbox,
+      });
+  }
+}
+
 /**
  * sizeOfRow: a row's `size` (the bytes of its topic and payload) from its record's header, without reading
  * its payload: the column `size` lies after the payload, so reading it walks the payload's overflow pages.

@@ -52,15 +52,6 @@ export interface OutboxOpened {
 }
 
 /**
- * unreadable: SQLite says the file is not a database or is damaged (not a passing condition: a full disk,
- * a lock, a permission).
- */
-export function unreadable(err: unknown): boolean {
-  const code = (err as { code?: unknown }).code;
-  return code === "SQLITE_CORRUPT" || code === "SQLITE_NOTADB";
-}
-
-/**
  * setAside: an unreadable outbox and its -wal, -shm and -journal renamed to `<name>.unreadable-<time>` in
  * the data dir (kept for a look, never deleted here), so a new, empty outbox can be made in its place.
  * Returns the new name of the outbox file.
@@ -303,21 +294,26 @@ export class Outbox {
     limit: number,
     maxBytes = Number.POSITIVE_INFINITY,
   ): { rows: QueuedMessage[]; more: boolean } {
-    // as many as fit in `maxBytes` (at least one), known before any of them is read
-    const sizes = this.#queries.sizes.all(uplink, afterId, limit) as { size: number }[];
-    let take = 0;
-    for (let bytes = 0; take < sizes.length; take++) {
-      bytes += sizes[take]!.size;
-      if (take > 0 && bytes > maxBytes) break;
-    }
-    const more = sizes.length === limit || take < sizes.length;
-    if (take === 0) return { rows: [], more };
-    return { rows: (this.#queries.fetch.all(uplink, afterId, take) as FetchedRow[]).map(queued), more };
+    return this.#read(
+      () => {
+        // as many as fit in `maxBytes` (at least one), known before any of them is read
+        const sizes = this.#queries.sizes.all(uplink, afterId, limit) as { size: number }[];
+        let take = 0;
+        for (let bytes = 0; take < sizes.length; take++) {
+          bytes += sizes[take]!.size;
+          if (take > 0 && bytes > maxBytes) break;
+        }
+        const more = sizes.length === limit || take < sizes.length;
+        if (take === 0) return { rows: [], more };
+        return { rows: (this.#queries.fetch.all(uplink, afterId, take) as FetchedRow[]).map(queued), more };
+      },
+      { rows: [], more: false },
+    );
   }
 
   /** payload: one message's payload, read when it is sent (undefined: no longer queued) */
   payload(id: number): Buffer | undefined {
-    const r = this.#queries.payload.get(id) as { payload: Uint8Array } | null;
+    const r = this.#read(() => this.#queries.payload.get(id) as { payload: Uint8Array } | null, null);
     return r ? Buffer.from(r.payload.buffer, r.payload.byteOffset, r.payload.byteLength) : undefined;
   }
 
@@ -326,15 +322,35 @@ export class Outbox {
    * but the newest retained message of its topic; `anyKind` also those (when nothing else is left).
    */
   oldest(uplink: number, afterId: number, limit: number, anyKind = false): { id: number; size: number }[] {
-    return (anyKind ? this.#queries.anyOldest : this.#queries.droppable).all(uplink, afterId, limit) as {
-      id: number;
-      size: number;
-    }[];
+    const query = anyKind ? this.#queries.anyOldest : this.#queries.droppable;
+    return this.#read(() => query.all(uplink, afterId, limit) as { id: number; size: number }[], []);
   }
 
   /** oldestAt: when the first message of an uplink from `fromId` on was queued, if any is on disk. */
   oldestAt(uplink: number, fromId: number): number | undefined {
-    return (this.#queries.oldestAt.get(uplink, fromId) as { at: number } | null)?.at;
+    return this.#read(() => (this.#queries.oldestAt.get(uplink, fromId) as { at: number } | null)?.at, undefined);
+  }
+
+  /** a read found the file unreadable while the appliance runs (see `#read`): the manager sets it aside */
+  onUnreadable: (error: Error) => void = () => {};
+
+  /**
+   * read: a query of the reader's. One that finds the file damaged while the appliance runs (found from
+   * outside: the status's query threw and stopped the whole appliance) breaks the outbox instead: each
+   * uplink says why, what they would take is answered and counted as dropped, nothing more is read or
+   * written, and `onUnreadable` is told (once).
+   */
+  #read<T>(query: () => T, none: T): T {
+    if (this.#broken) return none;
+    try {
+      return query();
+    } catch (err) {
+      this.#fail(
+        `the outbox cannot be read (${(err as Error).message}): set aside, nothing is queued until the appliance restarts and makes a new one`,
+      );
+      this.onUnreadable(err as Error);
+      return none;
+    }
   }
 
   #schedule(): void {

@@ -7,7 +7,9 @@
  */
 import type { Database } from "bun:sqlite";
 import {
+  checkColumns,
   decodeRows,
+  notAnOutbox,
   openOutboxDb,
   outboxSchema,
   rangesOffset,
@@ -15,6 +17,7 @@ import {
   spareBytes,
   type WorkerReply,
   type WorkerRequest,
+  unreadable,
 } from "./outbox-protocol.ts";
 
 declare const self: Worker;
@@ -49,7 +52,18 @@ function open(path: string, cacheKiB: number): WorkerReply {
   d.run("PRAGMA synchronous = FULL");
   d.run(`PRAGMA cache_size = -${Math.max(256, Math.floor(cacheKiB))}`);
   d.run("PRAGMA temp_store = MEMORY");
-  d.exec(outboxSchema);
+  try {
+    checkColumns(d); // before the schema's indexes are made on columns that may not be there
+    d.exec(outboxSchema);
+    checkColumns(d);
+  } catch (err) {
+    d.close();
+    // a file that is SQLite but not an outbox (found from outside: tables of another shape stopped every
+    // uplink for good, "no such column"): as unreadable, the appliance sets it aside. Only SQLite's plain
+    // error says that; a full disk, a lock or an I/O error goes on as it is (nothing is set aside for it).
+    if ((err as { code?: unknown }).code !== "SQLITE_ERROR" || unreadable(err)) throw err;
+    throw Object.assign(new Error(`not an outbox: ${(err as Error).message}`), { code: notAnOutbox });
+  }
   db = d;
   statements = prepare(d);
   const stats = d

@@ -1,8 +1,8 @@
 import type { Database } from "bun:sqlite";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { checkOutboxFiles, outboxFileName, unreadable } from "./outbox.ts";
-import { openOutboxDb, sizeOfRow } from "./outbox-protocol.ts";
+import { checkOutboxFiles, outboxFileName } from "./outbox.ts";
+import { checkColumns, openOutboxDb, sizeOfRow, unreadable } from "./outbox-protocol.ts";
 import type { UplinkView } from "./store.ts";
 import type { UplinkStatus } from "./uplink.ts";
 
@@ -51,6 +51,7 @@ function statusesFrom(
   problem: string | null,
 ): UplinkStatus[] {
   db?.run("PRAGMA busy_timeout = 2000");
+  if (db) checkColumns(db);
   const hasTables = db?.query("SELECT 1 FROM sqlite_master WHERE name = 'status'").get() !== null;
   return uplinks.map((u) => {
     const row =
