@@ -48,6 +48,12 @@ export class StaleLoginError extends AppError {
   }
 }
 
+/** isDiskFull: SQLite (or the system) answered that the disk holding the data dir is full. */
+export function isDiskFull(err: unknown): boolean {
+  const e = err as { code?: string; message?: string };
+  return e?.code === "SQLITE_FULL" || e?.code === "ENOSPC" || /disk is full|no space left/i.test(e?.message ?? "");
+}
+
 /** isBusy: SQLite answered that another process holds the database lock. */
 export function isBusy(err: unknown): boolean {
   const e = err as { code?: string; message?: string };

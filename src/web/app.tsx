@@ -2,7 +2,7 @@ import { html } from "@elysiajs/html";
 import { openapi } from "@elysiajs/openapi";
 import { Elysia } from "elysia";
 import type { Core } from "../core/index.ts";
-import { AppError, httpStatusOf, isBusy } from "../lib/errors.ts";
+import { AppError, httpStatusOf, isBusy, isDiskFull } from "../lib/errors.ts";
 import { htmlResponse, isHtmx, jsonResponse, problem, remoteOf, type HttpMount } from "../lib/http.ts";
 import type { Logger } from "../lib/logger.ts";
 import type { AdminPages, ConnectHelp, HelpContext, IntegrationNote, NavItem, PageKit } from "../lib/pages.ts";
@@ -129,6 +129,20 @@ export function createWebApp(core: Core, log: Logger, opts: WebOptions = {}) {
         if (error instanceof Denied) return error.response;
         if (error instanceof AppError)
           return errorResponse(request, httpStatusOf[error.code], error.code, error.message, error.fields);
+        // found from outside: on a full disk signing in (a session is a row) answered 500 "internal error",
+        // when the admin most needs the page; now it says what is wrong
+        if (isDiskFull(error)) {
+          log.error("request failed: the disk is full", {
+            method: request.method,
+            path: new URL(request.url).pathname,
+          });
+          return errorResponse(
+            request,
+            503,
+            "disk_full",
+            "the data dir's disk is full: nothing was changed (signing in writes to it too); free some space, /readyz says how much is left",
+          );
+        }
         if (isBusy(error)) {
           log.warn("database busy", { method: request.method, path: new URL(request.url).pathname });
           return errorResponse(

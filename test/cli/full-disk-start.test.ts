@@ -1,15 +1,16 @@
 import { afterAll, describe, expect, it } from "bun:test";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { closeDatabase } from "../../src/db/client.ts";
 import { DataDirSystemError, lockDataDir, openDataDir } from "../../src/db/data-dir.ts";
-import { cleanupTempDirs, tempDir } from "../helpers/app.ts";
+import { adminPassword, cleanupTempDirs, tempDir, testApp } from "../helpers/app.ts";
+import { signIn } from "../helpers/http.ts";
 import { startServe } from "../helpers/serve.ts";
 
 afterAll(cleanupTempDirs);
 
 /** fullDisk: a 4 MiB tmpfs (root only: mount) holding a data dir, then filled to the last byte. */
-function fullDisk(): { dir: string; fill(): void; unmount(): void } {
+function fullDisk(): { dir: string; fill(): void; freeSome(): void; unmount(): void } {
   const mnt = tempDir("gatehouse-full-");
   const r = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", mnt]);
   if (r.exitCode !== 0) throw new Error(`mount: ${r.stderr}`);
@@ -22,6 +23,7 @@ function fullDisk(): { dir: string; fill(): void; unmount(): void } {
       Bun.spawnSync(["dd", "if=/dev/zero", `of=${join(mnt, "fill")}`, "bs=64k"]);
       Bun.spawnSync(["dd", "if=/dev/zero", `of=${join(mnt, "fill2")}`, "bs=512"]);
     },
+    freeSome: () => rmSync(join(mnt, "fill")),
     unmount: () => void Bun.spawnSync(["umount", "-l", mnt]),
   };
 }
@@ -58,4 +60,34 @@ describe("starting on a full disk (F5)", () => {
       disk.unmount();
     }
   });
+});
+
+describe("the admin page on a full disk (found from outside: signing in answered 500)", () => {
+  it.skipIf(!root)(
+    "signing in says the disk is full (503), and works again once there is room",
+    async () => {
+      const disk = fullDisk();
+      const { app, url } = await testApp(["--opcua-port", "off"], {}, {}, disk.dir);
+      try {
+        await signIn(url); // works while there is room
+        disk.fill();
+        const form = await fetch(`${url}/login`);
+        const pre = form.headers.get("set-cookie")!.split(";")[0]!;
+        const csrf = (await form.text()).match(/name="_csrf" value="([^"]+)"/)![1]!;
+        const res = await fetch(`${url}/login`, {
+          method: "POST",
+          redirect: "manual",
+          headers: { cookie: pre, "content-type": "application/x-www-form-urlencoded", origin: url },
+          body: new URLSearchParams({ _csrf: csrf, username: "admin", password: adminPassword }),
+        });
+        expect([res.status, (await res.text()).includes("disk is full")]).toEqual([503, true]);
+        disk.freeSome();
+        await signIn(url);
+      } finally {
+        await app.stop();
+        disk.unmount();
+      }
+    },
+    30_000,
+  );
 });
