@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { closeDatabase } from "../../src/db/client.ts";
 import { DataDirSystemError, lockDataDir, openDataDir } from "../../src/db/data-dir.ts";
 import { adminPassword, cleanupTempDirs, tempDir, testApp } from "../helpers/app.ts";
-import { signIn } from "../helpers/http.ts";
+import { postSignIn, signIn } from "../helpers/http.ts";
 import { startServe } from "../helpers/serve.ts";
 
 afterAll(cleanupTempDirs);
@@ -71,15 +71,7 @@ describe("the admin page on a full disk (found from outside: signing in answered
       try {
         await signIn(url); // works while there is room
         disk.fill();
-        const form = await fetch(`${url}/login`);
-        const pre = form.headers.get("set-cookie")!.split(";")[0]!;
-        const csrf = (await form.text()).match(/name="_csrf" value="([^"]+)"/)![1]!;
-        const res = await fetch(`${url}/login`, {
-          method: "POST",
-          redirect: "manual",
-          headers: { cookie: pre, "content-type": "application/x-www-form-urlencoded", origin: url },
-          body: new URLSearchParams({ _csrf: csrf, username: "admin", password: adminPassword }),
-        });
+        const res = await postSignIn(url, "admin", adminPassword);
         expect([res.status, (await res.text()).includes("disk is full")]).toEqual([503, true]);
         disk.freeSome();
         await signIn(url);
