@@ -442,6 +442,7 @@ describe("an MQTT 5 property given twice (only User Properties may be) is a malf
 describe("a packet identifier that is missing, cut short or 0 makes the packet malformed [MQTT-2.2.1-3]", () => {
   it("a QoS 1 PUBLISH without one, with half of one, or with 0, and a SUBSCRIBE with 0: closed, nothing routed or answered", async () => {
     const password = await make("nopid");
+    const device = (v: 4 | 5) => login(v, { username: "nopid", password: Buffer.from(password), clientId: "nopid" });
     const w = await watch("nopid/#");
     const cases = [
       // topic only: mqtt-packet read no identifier and routed the message, answering `40 02` (a PUBACK cut short)
@@ -452,17 +453,17 @@ describe("a packet identifier that is missing, cut short or 0 makes the packet m
       rawPacket(0x82, [0, 0, ...str("nopid/#"), 1]),
     ];
     for (const bytes of cases) {
-      const c = await login(4, { username: "nopid", password: Buffer.from(password), clientId: "nopid" });
+      const c = await device(4);
       c.send(bytes);
       expect(await rest(c)).toEqual([]);
     }
     // MQTT 5 the same
-    const five = await login(5, { username: "nopid", password: Buffer.from(password), clientId: "nopid" });
+    const five = await device(5);
     five.send(rawPacket(0x32, [...str("nopid/d"), 0, 0, 0, ...Buffer.from("p")]));
     expect(await rest(five)).toEqual([]);
     // none of them reached a subscriber; the broker goes on, and identifier 65 535 is fine
     await w.nothingBut("nopid/marker");
-    const ok = await login(4, { username: "nopid", password: Buffer.from(password), clientId: "nopid" });
+    const ok = await device(4);
     ok.send(rawPacket(0x32, [...str("nopid/e"), 0xff, 0xff, ...Buffer.from("p")]));
     expect(await ok.next()).toMatchObject({ cmd: "puback", messageId: 65_535 });
     expect(await w.next()).toEqual({ topic: "nopid/e", payload: "p" });

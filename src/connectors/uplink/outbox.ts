@@ -1,6 +1,7 @@
 import type { Database } from "bun:sqlite";
 import { closeSync, renameSync } from "node:fs";
 import { join } from "node:path";
+import { isDiskFull } from "../../lib/errors.ts";
 import { createPrivateFile, narrowToPrivate } from "../../lib/files.ts";
 import { workerUrl } from "../../lib/workers.ts";
 import {
@@ -482,7 +483,7 @@ export class Outbox {
 
 /** describeFailure: what the page and the log say when a write fails (a full disk above all). */
 function describeFailure(error: string, code: string): string {
-  if (code === "SQLITE_FULL" || /disk is full|no space/i.test(error))
+  if (isDiskFull({ code, message: error }))
     return "outbox write failed: the disk is full; new messages are not queued until there is room";
   return `outbox write failed: ${error}`;
 }

@@ -53,9 +53,9 @@ function open(path: string, cacheKiB: number): WorkerReply {
   d.run(`PRAGMA cache_size = -${Math.max(256, Math.floor(cacheKiB))}`);
   d.run("PRAGMA temp_store = MEMORY");
   try {
-    checkColumns(d); // before the schema's indexes are made on columns that may not be there
-    d.exec(outboxSchema);
+    // before the schema's indexes are made on columns that may not be there (tables it makes are right)
     checkColumns(d);
+    d.exec(outboxSchema);
   } catch (err) {
     d.close();
     // a file that is SQLite but not an outbox (found from outside: tables of another shape stopped every
