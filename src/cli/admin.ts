@@ -3,7 +3,7 @@ import { dataDirOf, DataDirError, openExistingDataDir } from "../db/data-dir.ts"
 import { ActivityLog } from "../core/activity.ts";
 import { AdminStore, type AdminRole } from "../core/admins.ts";
 import { AppError } from "../lib/errors.ts";
-import { usageError, verbArgs } from "./args.ts";
+import { dataDirExit, usageError, verbArgs } from "./args.ts";
 import { exitCodes } from "./exit-codes.ts";
 import { readSecretLine } from "./stdin.ts";
 
@@ -95,7 +95,8 @@ export async function admin(argv: string[], env: Record<string, string | undefin
       closeDatabase(db);
     }
   } catch (err) {
-    if (err instanceof AppError || err instanceof DataDirError) return usageError("admin", err.message);
+    if (err instanceof DataDirError) return usageError("admin", err.message, dataDirExit(err));
+    if (err instanceof AppError) return usageError("admin", err.message);
     throw err;
   }
 }

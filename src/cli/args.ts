@@ -1,6 +1,6 @@
 import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
 import type { Db } from "../db/client.ts";
-import { dataDirOf, DataDirError, existingDataDir, openExistingDataDir } from "../db/data-dir.ts";
+import { dataDirOf, DataDirError, DataDirSystemError, existingDataDir, openExistingDataDir } from "../db/data-dir.ts";
 import { exitCodes } from "./exit-codes.ts";
 
 /** common: the flags every data-dir verb takes besides its own. */
@@ -27,6 +27,13 @@ export function usageError(command: string, message: string, code: number = exit
   process.stderr.write(`gatehouse ${command}: ${message}\n`);
   return code;
 }
+
+/**
+ * dataDirExit: what a verb exits with when the data dir cannot be used: 1 for a failure of the system (a full
+ * disk, an I/O error: as `serve`), 2 for the rest (a person must name or fix it).
+ */
+export const dataDirExit = (err: DataDirError): number =>
+  err instanceof DataDirSystemError ? exitCodes.failure : exitCodes.usage;
 
 /**
  * verbArgs: the preamble the verbs that work on the data dir share: `args` parsed strictly with the verb's
@@ -77,7 +84,7 @@ export function openVerbDataDir(
     const dataDir = existingDataDir(dataDirOf(flag, env));
     return { db: openExistingDataDir(dataDir), dataDir };
   } catch (err) {
-    if (err instanceof DataDirError) return usageError(command, err.message);
+    if (err instanceof DataDirError) return usageError(command, err.message, dataDirExit(err));
     throw err;
   }
 }

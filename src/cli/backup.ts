@@ -39,7 +39,7 @@ import { silentLogger } from "../lib/logger.ts";
 import { outboxFileName } from "../connectors/uplink/outbox.ts";
 import { secretKeyFile } from "../connectors/uplink/secrets.ts";
 import { parseUplinkExport, type UplinkExport, UplinkStore } from "../connectors/uplink/store.ts";
-import { usageError, verbArgs } from "./args.ts";
+import { dataDirExit, usageError, verbArgs } from "./args.ts";
 import { exitCodes } from "./exit-codes.ts";
 import { maxCertificateBytes, readTrustedCertificates, trustedPath } from "../core/export.ts";
 
@@ -218,8 +218,8 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
         return fail(verb, "unknown verb");
     }
   } catch (err) {
-    if (err instanceof AppError || err instanceof DataDirError || err instanceof TargetError)
-      return fail(verb, err.message);
+    if (err instanceof DataDirError) return usageError(verb, err.message, dataDirExit(err));
+    if (err instanceof AppError || err instanceof TargetError) return fail(verb, err.message);
     throw err;
   }
 }

@@ -9,10 +9,11 @@ import {
   readSync,
   realpathSync,
   rmSync,
+  statfsSync,
   statSync,
 } from "node:fs";
 import { join } from "node:path";
-import { isBusy } from "../lib/errors.ts";
+import { isBusy, isDiskFull } from "../lib/errors.ts";
 import { createPrivateFile, narrowToPrivate, openRegularNoFollow, TargetError } from "../lib/files.ts";
 import { openDatabase, type Db, closeDatabase } from "./client.ts";
 import { migrate } from "./migrate.ts";
@@ -32,13 +33,36 @@ export class DataDirSystemError extends DataDirError {
 
 const systemCodes = /^(SQLITE_FULL|SQLITE_IOERR.*|ENOSPC|EIO|EDQUOT|ENOMEM)$/;
 
-/** dataDirError: a DataDirError for `err`, a DataDirSystemError when `err` is a failure of the system. */
-function dataDirError(message: string, err: unknown): DataDirError {
+/** nearlyFull: less free than this on the data dir's file system, a failure of the system is the full disk's */
+const nearlyFull = 1024 * 1024;
+
+/**
+ * dataDirError: a DataDirError for `err`, a DataDirSystemError when `err` is a failure of the system. One on a
+ * full disk says so: found from outside, at 0 bytes free SQLite answers only "disk I/O error" (it cannot make the
+ * -shm), which gave no hint; `dir`'s file system is asked how much is free.
+ */
+function dataDirError(message: string, err: unknown, dir?: string): DataDirError {
   const e = err as { code?: unknown; errno?: unknown; message?: unknown };
   const code = typeof e?.code === "string" ? e.code : "";
   const text = typeof e?.message === "string" ? e.message : "";
   const system = systemCodes.test(code) || /disk is full|disk I\/O error|no space left/i.test(text);
-  return system ? new DataDirSystemError(message) : new DataDirError(message);
+  if (!system) return new DataDirError(message);
+  const free = dir === undefined ? undefined : freeBytes(dir);
+  if (isDiskFull(err) || (free !== undefined && free < nearlyFull))
+    return new DataDirSystemError(
+      `${message} (the data dir's disk is full${free === undefined ? "" : `: ${free} bytes free`}; free some space)`,
+    );
+  return new DataDirSystemError(message);
+}
+
+/** freeBytes: what `dir`'s file system has available (`df`'s Avail), if it answers. */
+function freeBytes(dir: string): number | undefined {
+  try {
+    const fs = statfsSync(dir);
+    return fs.bavail * fs.bsize;
+  } catch {
+    return undefined;
+  }
 }
 
 /** DataDirBusy: another process (a serving appliance, a restore, an import --full) holds the data dir's lock. */
@@ -94,7 +118,11 @@ function checkDatabaseFiles(real: string): void {
       narrowToPrivate(path);
     } catch (err) {
       if (err instanceof TargetError) throw new DataDirError(err.message);
-      throw dataDirError(`cannot open ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, err);
+      throw dataDirError(
+        `cannot open ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+        err,
+        real,
+      );
     }
   }
 }
@@ -106,7 +134,7 @@ function openChecked(real: string, opts: { busyTimeoutMs?: number }): Db {
   try {
     db = openDatabase(file, { ...opts, noFollow: true });
   } catch (err) {
-    throw dataDirError(`cannot open database ${file}: ${(err as Error).message}`, err);
+    throw dataDirError(`cannot open database ${file}: ${(err as Error).message}`, err, real);
   }
   try {
     migrate(db);
@@ -129,6 +157,7 @@ export function prepareDataDir(dir: string): string {
     throw dataDirError(
       `data dir "${dir}" is not usable: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
       err,
+      dir,
     );
   }
   return realDataDir(dir);
@@ -145,7 +174,11 @@ export function openDataDir(dir: string, opts: { busyTimeoutMs?: number } = {}):
     closeSync(createPrivateFile(join(real, databaseName))); // O_EXCL: a planted symlink is not followed
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "EEXIST")
-      throw dataDirError(`cannot create database in "${dir}": ${(err as NodeJS.ErrnoException).code ?? err}`, err);
+      throw dataDirError(
+        `cannot create database in "${dir}": ${(err as NodeJS.ErrnoException).code ?? err}`,
+        err,
+        real,
+      );
   }
   return openChecked(real, opts);
 }
@@ -217,7 +250,7 @@ export function lockDataDir(dir: string): DataDirLock {
     );
   } catch (err) {
     const link = isLink(path) ? " (it is a symlink; remove it)" : "";
-    throw dataDirError(`cannot open the data dir's lock ${path}${link}: ${(err as Error).message}`, err);
+    throw dataDirError(`cannot open the data dir's lock ${path}${link}: ${(err as Error).message}`, err, real);
   }
   try {
     sqlite.run("PRAGMA busy_timeout = 0");
@@ -228,7 +261,7 @@ export function lockDataDir(dir: string): DataDirLock {
     sqlite.run("BEGIN EXCLUSIVE");
   } catch (err) {
     sqlite.close();
-    if (!isBusy(err)) throw dataDirError(`cannot lock ${path}: ${(err as Error).message}`, err);
+    if (!isBusy(err)) throw dataDirError(`cannot lock ${path}: ${(err as Error).message}`, err, real);
     const pid = servePid(real);
     throw new DataDirBusy(
       `the data dir ${dir} is in use by another Gatehouse process${pid ? ` (pid ${pid})` : ""}: ` +

@@ -5,7 +5,7 @@ import { closeDatabase } from "../../src/db/client.ts";
 import { DataDirSystemError, lockDataDir, openDataDir } from "../../src/db/data-dir.ts";
 import { adminPassword, cleanupTempDirs, tempDir, testApp } from "../helpers/app.ts";
 import { postSignIn, signIn } from "../helpers/http.ts";
-import { startServe } from "../helpers/serve.ts";
+import { runCli, startServe } from "../helpers/serve.ts";
 
 afterAll(cleanupTempDirs);
 
@@ -39,6 +39,7 @@ describe("starting on a full disk (F5)", () => {
       const lock = lockDataDir(disk.dir); // wrote gatehouse.lock-journal before: SQLITE_FULL
       try {
         expect(() => openDataDir(disk.dir)).toThrow(DataDirSystemError);
+        expect(() => openDataDir(disk.dir)).toThrow(/the data dir's disk is full: 0 bytes free; free some space/);
       } finally {
         lock.release();
       }
@@ -47,19 +48,32 @@ describe("starting on a full disk (F5)", () => {
     }
   });
 
-  it.skipIf(!root)("serve on a full disk exits 1 (the unit restarts it once space is back), not 2", async () => {
-    const disk = fullDisk();
-    try {
-      closeDatabase(openDataDir(disk.dir)); // a clean stop: no -wal, -shm left
-      disk.fill();
-      const s = startServe(disk.dir);
-      const code = await Promise.race([s.proc.exited, s.waitFor(/listening/).then(() => "started")]);
-      if (code === "started") s.proc.kill();
-      expect(code).toBe(1);
-    } finally {
-      disk.unmount();
-    }
-  });
+  it.skipIf(!root)(
+    "serve on a full disk exits 1 (the unit restarts it once space is back), not 2, saying the disk is full; so does the CLI",
+    async () => {
+      const disk = fullDisk();
+      try {
+        closeDatabase(openDataDir(disk.dir)); // a clean stop: no -wal, -shm left
+        disk.fill();
+        const s = startServe(disk.dir);
+        const code = await Promise.race([s.proc.exited, s.waitFor(/listening/).then(() => "started")]);
+        if (code === "started") s.proc.kill();
+        expect(code).toBe(1);
+        // found from outside: at 0 bytes free it said only "disk I/O error" (SQLite cannot make the -shm)
+        expect(await s.waitFor(/cannot open database/)).toMatch(/the data dir's disk is full: 0 bytes free/);
+        for (const verb of [
+          ["uplinks", "status"],
+          ["integrations", "list"],
+        ]) {
+          const r = await runCli([...verb, "--data-dir", disk.dir], { env: { GATEHOUSE_DATA_DIR: "" } });
+          expect([r.code, r.err]).toEqual([1, expect.stringMatching(/the data dir's disk is full/)]);
+        }
+      } finally {
+        disk.unmount();
+      }
+    },
+    30_000,
+  );
 });
 
 describe("the admin page on a full disk (found from outside: signing in answered 500)", () => {

@@ -20,6 +20,7 @@ import { parseServeConfig } from "../../src/config.ts";
 import { delayFor } from "../../src/connectors/uplink/connection.ts";
 import { Outbox } from "../../src/connectors/uplink/outbox.ts";
 import { decodeRows, encodeWrite, type OutboxRow, rangesOffset } from "../../src/connectors/uplink/outbox-protocol.ts";
+import { noteSetAside, readStatuses, setAsideNote } from "../../src/connectors/uplink/status-file.ts";
 import { UplinkStore } from "../../src/connectors/uplink/store.ts";
 import { openDataDir } from "../../src/db/data-dir.ts";
 import type { AppError } from "../../src/lib/errors.ts";
@@ -29,6 +30,16 @@ import { freePort } from "../helpers/upstream.ts";
 import { eventually } from "../helpers/wait.ts";
 
 afterAll(cleanupTempDirs);
+
+/** cliStatus: `gatehouse uplinks status --json` on `dir`: its first uplink's status (it must exit 0, silent on stderr) */
+function cliStatus(dir: string) {
+  const st = Bun.spawnSync(
+    ["bun", join(import.meta.dir, "../../src/main.ts"), "uplinks", "status", "--json", "--data-dir", dir],
+    { env: { ...process.env, GATEHOUSE_DATA_DIR: "" } },
+  );
+  expect([st.exitCode, st.stderr.toString()]).toEqual([0, ""]);
+  return JSON.parse(st.stdout.toString())[0];
+}
 
 describe("reconnect backoff", () => {
   it("full jitter: each delay is uniform in [0, min(cap, base * 2^attempt)]", () => {
@@ -526,13 +537,8 @@ describe("the outbox", () => {
         other.close();
       }
       // the CLI lists the uplink and says what is wrong with the file (it failed with SQLite's bare error)
-      const st = Bun.spawnSync(
-        ["bun", join(import.meta.dir, "../../src/main.ts"), "uplinks", "status", "--json", "--data-dir", dir],
-        { env: { ...process.env, GATEHOUSE_DATA_DIR: "" } },
-      );
-      expect([st.exitCode, st.stderr.toString()]).toEqual([0, ""]);
-      const listed = JSON.parse(st.stdout.toString());
-      expect([listed[0].name, listed[0].lastError]).toEqual(["held", expect.stringMatching(/outbox cannot be read/)]);
+      const listed = cliStatus(dir);
+      expect([listed.name, listed.lastError]).toEqual(["held", expect.stringMatching(/outbox cannot be read/)]);
       // started again: the file is set aside (kept), a new outbox queues again, and every place says so
       ({ app, url } = await start());
       token = app.core.admins.createApiToken("t2").token;
@@ -596,6 +602,16 @@ describe("the outbox", () => {
     await plc.endAsync();
     expect(readdirSync(dir).some((f) => f.startsWith("uplink-outbox.db.unreadable-"))).toBe(true);
     expect(app.core.activity.list({ action: "uplink.outbox-set-aside" }).length).toBe(1);
+    // the CLI says it too (found from outside: the status it reads went with the file, and it showed a healthy
+    // idle uplink, "queued 0", no error, while the API and /readyz said the outbox was set aside)
+    const cli = cliStatus(dir);
+    expect([cli.name, cli.queued, cli.lastError]).toEqual([
+      "held",
+      0,
+      expect.stringMatching(
+        /outbox cannot be read .* set aside as uplink-outbox\.db\.unreadable-\S+ while the appliance ran: nothing is queued until the appliance restarts/,
+      ),
+    ]);
     await app.stop();
     upstream.close();
     // the next start: a new, empty outbox that queues again (nothing listens upstream now)
@@ -605,8 +621,42 @@ describe("the outbox", () => {
     await plc.publishAsync("t/new", "y", { qos: 1 });
     await eventually(async () => expect((await held()).queued).toBe(1));
     await plc.endAsync();
+    // and the CLI no longer says the set-aside: it reads the new outbox
+    await eventually(() => expect(cliStatus(dir).queued).toBe(1));
+    expect(cliStatus(dir).lastError ?? "").not.toMatch(/set aside/);
     await app.stop();
   }, 90_000);
+
+  it("the CLI says a set-aside until a new outbox is there: while the appliance that set it aside runs or none runs, never in another run", async () => {
+    const dir = tempDir();
+    const db = openDataDir(dir);
+    const uplinks = [new UplinkStore(db, dir).create({ name: "held", urls: ["mqtt://127.0.0.1:1"], forward: ["t/#"] })];
+    const lastError = (running = true) => readStatuses(dir, uplinks, running)[0]!.lastError ?? "";
+    expect(lastError()).toBe("");
+    noteSetAside(dir, "uplink-outbox.db.unreadable-x", "file is not a database"); // this process: it lives
+    expect(lastError()).toMatch(
+      /set aside as uplink-outbox\.db\.unreadable-x while the appliance ran: nothing is queued until the appliance restarts/,
+    );
+    // written by a process that is gone (stopped, killed): said while none runs, old news while another runs
+    const gone = Bun.spawnSync(["sh", "-c", "echo $$"]).stdout.toString().trim();
+    const note = join(dir, setAsideNote);
+    writeFileSync(note, JSON.stringify({ pid: Number(gone), aside: "a", error: "e" }));
+    expect(lastError(false)).toMatch(/set aside as a while the appliance ran: the next start makes a new one/);
+    expect(lastError()).toBe("");
+    // a link planted at its name is not followed
+    const elsewhere = join(tempDir(), "note");
+    writeFileSync(elsewhere, JSON.stringify({ pid: process.pid, aside: "a", error: "e" }));
+    rmSync(note);
+    symlinkSync(elsewhere, note);
+    expect([lastError(), lastError(false)]).toEqual(["", ""]);
+    // a new outbox made since (the next start): its own status is the news
+    rmSync(note);
+    noteSetAside(dir, "uplink-outbox.db.unreadable-x", "file is not a database");
+    const made = await Outbox.open(dir);
+    await made.outbox.close();
+    expect([lastError(), lastError(false)]).toEqual(["", ""]);
+    db.$client.close();
+  });
 
   it("never reaches the outbox or its key through a link planted in the data dir", async () => {
     const dir = tempDir();

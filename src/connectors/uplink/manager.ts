@@ -9,6 +9,7 @@ import type { Logger } from "../../lib/logger.ts";
 import type { Backoff } from "./connection.ts";
 import { Outbox, type OutboxOpened, outboxFileName, setAside } from "./outbox.ts";
 import { type OutboxRow, unreadable } from "./outbox-protocol.ts";
+import { noteSetAside } from "./status-file.ts";
 import { type UplinkConfig, UplinkStore } from "./store.ts";
 import { type Bounds, forwards, propsText, Uplink, type UplinkDeps, type UplinkStatus } from "./uplink.ts";
 
@@ -247,6 +248,7 @@ export class UplinkManager {
           err,
         });
         this.#core.activity.record("uplink.outbox-set-aside", aside, err.message, "system");
+        noteSetAside(this.#dataDir, aside, err.message); // the CLI's status went with the file
       } catch (e) {
         this.#log.error("uplink outbox unreadable and could not be set aside", { err: e });
       }

@@ -1,6 +1,7 @@
 import type { Database } from "bun:sqlite";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { readBounded, writePrivateFile } from "../../lib/files.ts";
 import { checkOutboxFiles, outboxFileName } from "./outbox.ts";
 import { checkColumns, openOutboxDb, sizeOfRow, unreadable } from "./outbox-protocol.ts";
 import type { UplinkView } from "./store.ts";
@@ -12,7 +13,8 @@ const freshMs = 5_000;
 /**
  * readStatuses: each uplink's status as `gatehouse uplinks status` shows it, whether the appliance runs
  * or not: its live status (written into the outbox file every second) while it runs and that is fresh, else what the
- * outbox holds on disk (queued, bytes, oldest) with the counters the appliance last wrote, disconnected.
+ * outbox holds on disk (queued, bytes, oldest) with the counters the appliance last wrote, disconnected; with
+ * no outbox file after the appliance set it aside while it ran, what it noted then (see `noteSetAside`).
  */
 export function readStatuses(
   dataDir: string,
@@ -25,6 +27,10 @@ export function readStatuses(
   now = Date.now(),
 ): UplinkStatus[] {
   const path = join(dataDir, outboxFileName);
+  // set aside while the appliance runs: the status it wrote went with the file, and nothing takes its place
+  // until the next start makes a new one (a new file: what it says is the news again)
+  const setAside = existsSync(path) ? undefined : setAsideNews(dataDir, running);
+  if (setAside) return statusesFrom(undefined, uplinks, running, now, setAside);
   // a file in the data dir: checked and opened without following a link (root's CLI reads it)
   if (existsSync(path)) checkOutboxFiles(dataDir);
   const db = existsSync(path) ? openOutboxDb(path, "write") : undefined;
@@ -40,6 +46,46 @@ export function readStatuses(
   } finally {
     db?.close();
   }
+}
+
+/** setAsideNote: the file the running appliance writes when it sets its outbox aside (see `noteSetAside`) */
+export const setAsideNote = "uplink-outbox.set-aside";
+
+/**
+ * noteSetAside: the running appliance set its outbox aside as `aside` (it could not be read: `error`), said in a
+ * file beside it with this process's pid, for `gatehouse uplinks status`: found from outside, the CLI showed a
+ * healthy idle uplink ("queued 0", no error) while the API and /readyz said the outbox was set aside. Best effort
+ * (a full disk): the log and the activity log have it anyway. Never removed: the next start's new outbox makes it
+ * old news.
+ */
+export function noteSetAside(dataDir: string, aside: string, error: string): void {
+  try {
+    writePrivateFile(join(dataDir, setAsideNote), JSON.stringify({ pid: process.pid, aside, error }), {
+      replace: true,
+    });
+  } catch {
+    // said in the log and the activity log already
+  }
+}
+
+/**
+ * setAsideNews: what `noteSetAside` said, as an uplink's last error, while no outbox file is there (no new one has
+ * been made since): while the process that wrote it lives, or while no appliance runs (the next start makes one).
+ * One of an earlier run, while another runs, is old news. Read without following a link, at most 4 KiB.
+ */
+function setAsideNews(dataDir: string, running: boolean): string | undefined {
+  let note: { pid?: unknown; aside?: unknown; error?: unknown };
+  try {
+    note = JSON.parse(readBounded(join(dataDir, setAsideNote), 4096, { noFollow: true }).toString("utf8"));
+  } catch {
+    return undefined; // none, or not one the appliance wrote
+  }
+  const { pid, aside, error } = note ?? {};
+  if (typeof pid !== "number" || typeof aside !== "string" || typeof error !== "string") return undefined;
+  const set = `the outbox cannot be read (${error}) and was set aside as ${aside} while the appliance ran`;
+  if (alive(pid))
+    return `${set}: nothing is queued until the appliance restarts and makes a new one; the figures here are not counted until then (the page and the API have them)`;
+  return running ? undefined : `${set}: the next start makes a new one`;
 }
 
 /** statusesFrom: each uplink's status from an open outbox (or none); `problem`, if any, as each one's last error. */
