@@ -6,8 +6,13 @@ import { DataDirSystemError, lockDataDir, openDataDir } from "../../src/db/data-
 import { adminPassword, cleanupTempDirs, tempDir, testApp } from "../helpers/app.ts";
 import { postSignIn, signIn } from "../helpers/http.ts";
 import { runCli, startServe } from "../helpers/serve.ts";
+import { startMosquitto, stopUpstreams } from "../helpers/upstream.ts";
+import { eventually } from "../helpers/wait.ts";
 
-afterAll(cleanupTempDirs);
+afterAll(async () => {
+  await stopUpstreams();
+  cleanupTempDirs();
+});
 
 /** fullDisk: a 4 MiB tmpfs (root only: mount) holding a data dir, then filled to the last byte. */
 function fullDisk(): { dir: string; fill(): void; freeSome(): void; unmount(): void } {
@@ -95,5 +100,46 @@ describe("the admin page on a full disk (found from outside: signing in answered
       }
     },
     30_000,
+  );
+});
+
+describe("an uplink on a full disk (found from outside: the appliance crashed)", () => {
+  it.skipIf(!root)(
+    "an uplink that loses its upstream while the disk is full: the appliance goes on, and its activity entries are written once there is room",
+    async () => {
+      // found from outside: the activity log's entry for the disconnect met SQLITE_FULL and threw out of the
+      // connection's close handler: the whole appliance stopped (and again at every restart, once connected)
+      const disk = fullDisk();
+      const up = await startMosquitto();
+      const { app, url, lines } = await testApp(
+        ["--opcua-port", "off", "--uplink-reconnect-max", "1"],
+        {},
+        { flushIntervalMs: 200 },
+        disk.dir,
+      );
+      try {
+        const token = app.core.admins.createApiToken("full").token;
+        const res = await fetch(`${url}/api/v1/uplinks`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+          body: JSON.stringify({ name: "full", urls: [`mqtt://127.0.0.1:${up.port}`], forward: ["x/#"] }),
+        });
+        expect(res.status).toBe(201);
+        await eventually(() => expect(lines.some((l) => l.includes("uplink connected"))).toBe(true), 15_000);
+        disk.fill();
+        await up.stop();
+        await eventually(() => expect(lines.some((l) => l.includes("uplink disconnected"))).toBe(true), 15_000);
+        expect((await fetch(`${url}/healthz`)).status).toBe(200);
+        const disconnects = () => app.core.activity.list({ action: "uplink.disconnected" });
+        expect(disconnects()).toEqual([]);
+        disk.freeSome();
+        await eventually(() => expect(disconnects().length).toBeGreaterThan(0), 10_000);
+      } finally {
+        await app.stop();
+        await up.stop();
+        disk.unmount();
+      }
+    },
+    60_000,
   );
 });
