@@ -7,6 +7,7 @@ import { AppError } from "../lib/errors.ts";
 import { createLogger } from "../lib/logger.ts";
 import { dataVerbArgs, usageError } from "./args.ts";
 import { exitCodes } from "./exit-codes.ts";
+import { printable } from "./output.ts";
 
 const usage =
   "use: gatehouse onboarding open [--minutes N] [--type T ...] | close | list | approve ID [ID ...] [--description D]";
@@ -55,7 +56,7 @@ export async function onboardingCli(argv: string[], env: Record<string, string |
                 ? requests
                     .map(
                       (r) =>
-                        `${r.id}\t${r.type}\t${r.username}\t${r.clientId}\t${r.remote}\t${r.attempts} attempts\t${r.fingerprint}`,
+                        `${r.id}\t${r.type}\t${printable(r.username)}\t${printable(r.clientId ?? "")}\t${printable(r.remote ?? "")}\t${r.attempts} attempts\t${printable(r.fingerprint ?? "")}`,
                     )
                     .join("\n")
                 : "no pending requests"),

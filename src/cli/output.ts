@@ -12,6 +12,19 @@ export function oneLine(err: unknown): string {
   return `${text}${code}`.replace(/\s+/g, " ").trim();
 }
 
+/** what a terminal would act on: C0 and C1 control characters, DEL, and the bidirectional marks and overrides */
+const unprintable = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * printable: text from outside (an upstream broker's reason string, a file in the data dir, a stranger's client
+ * id) for a terminal: what a terminal would act on is shown as a `\uXXXX` escape (found from outside: a
+ * hostile upstream's PUBACK reason string cleared root's screen, set its title and printed a false status line
+ * through `gatehouse uplinks status`). `--json` needs none of this: JSON escapes it.
+ */
+export function printable(text: string): string {
+  return text.replace(unprintable, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
 /** writeErrors: the first write error of each stream `watchWrites` watches. */
 const writeErrors = new WeakMap<NodeJS.WriteStream, Error>();
 

@@ -8,6 +8,7 @@ import { AppError, ValidationError } from "../lib/errors.ts";
 import { readBounded, TargetError } from "../lib/files.ts";
 import { dataVerbArgs, usageError } from "./args.ts";
 import { exitCodes } from "./exit-codes.ts";
+import { printable } from "./output.ts";
 import { readSecretLine } from "./stdin.ts";
 
 const usageText = `usage:
@@ -37,10 +38,11 @@ const shown = (u: UplinkView) => ({
 });
 
 function statusLine(s: UplinkStatus): string {
-  const state = !s.enabled ? "disabled" : s.connected ? `connected ${s.url}` : "disconnected";
+  const state = !s.enabled ? "disabled" : s.connected ? `connected ${printable(s.url ?? "")}` : "disconnected";
   const oldest = s.queued ? `, oldest ${s.oldestQueuedAgeS} s` : "";
-  const error = s.lastError ? `\terror: ${s.lastError}` : "";
-  return `${s.name}\t${state}\tqueued ${s.queued} (${s.queuedBytes} bytes${oldest})\tforwarded ${s.forwarded}\tdropped ${s.dropped}\tresent ${s.resent}${error}`;
+  // an upstream's words (a refusal's reason string) or a file's: never acted on by the terminal
+  const error = s.lastError ? `\terror: ${printable(s.lastError)}` : "";
+  return `${printable(s.name)}\t${state}\tqueued ${s.queued} (${s.queuedBytes} bytes${oldest})\tforwarded ${s.forwarded}\tdropped ${s.dropped}\tresent ${s.resent}${error}`;
 }
 
 /**

@@ -640,12 +640,14 @@ describe("the outbox", () => {
     // written by a process that is gone (stopped, killed): said while none runs, old news while another runs
     const gone = Bun.spawnSync(["sh", "-c", "echo $$"]).stdout.toString().trim();
     const note = join(dir, setAsideNote);
-    writeFileSync(note, JSON.stringify({ pid: Number(gone), aside: "a", error: "e" }));
-    expect(lastError(false)).toMatch(/set aside as a while the appliance ran: the next start makes a new one/);
+    writeFileSync(note, JSON.stringify({ pid: Number(gone), aside: "uplink-outbox.db.unreadable-a", error: "e" }));
+    expect(lastError(false)).toMatch(
+      /set aside as uplink-outbox\.db\.unreadable-a while the appliance ran: the next start makes a new one/,
+    );
     expect(lastError()).toBe("");
     // a link planted at its name is not followed
     const elsewhere = join(tempDir(), "note");
-    writeFileSync(elsewhere, JSON.stringify({ pid: process.pid, aside: "a", error: "e" }));
+    writeFileSync(elsewhere, JSON.stringify({ pid: process.pid, aside: "uplink-outbox.db.unreadable-a", error: "e" }));
     rmSync(note);
     symlinkSync(elsewhere, note);
     expect([lastError(), lastError(false)]).toEqual(["", ""]);
@@ -655,6 +657,62 @@ describe("the outbox", () => {
     const made = await Outbox.open(dir);
     await made.outbox.close();
     expect([lastError(), lastError(false)]).toEqual(["", ""]);
+    db.$client.close();
+  });
+
+  it("a note is believed only from the process that wrote it, about a set-aside file; its words and an upstream's never reach the terminal as controls", () => {
+    const dir = tempDir();
+    const db = openDataDir(dir);
+    const uplinks = [new UplinkStore(db, dir).create({ name: "held", urls: ["mqtt://127.0.0.1:1"], forward: ["t/#"] })];
+    const lastError = (running = true) => readStatuses(dir, uplinks, running)[0]!.lastError ?? "";
+    const note = join(dir, setAsideNote);
+    const aside = "uplink-outbox.db.unreadable-2026-12-06T20-00-00-000Z";
+    // found from outside: a pid that another process has now (after a reboot, or reused) was believed
+    const other = Bun.spawn(["sleep", "30"]);
+    try {
+      writeFileSync(note, JSON.stringify({ pid: other.pid, started: "1", aside, error: "e" }));
+      expect(lastError(false)).toMatch(/the next start makes a new one/);
+      expect(lastError()).toBe("");
+    } finally {
+      other.kill();
+    }
+    // and any name as the set-aside file
+    for (const name of ["../../etc/passwd", "x", `${aside}/..`])
+      expect(
+        (writeFileSync(note, JSON.stringify({ pid: process.pid, aside: name, error: "e" })), lastError(false)),
+      ).toBe("");
+    // the terminal shows controls as text: a screen clear, a window title, a line of its own
+    noteSetAside(dir, aside, "\u001b[2J\u001b]0;owned\u0007\r\nup9\tconnected\u202e");
+    db.$client.close();
+    const text = Bun.spawnSync(
+      ["bun", join(import.meta.dir, "../../src/main.ts"), "uplinks", "status", "--data-dir", dir],
+      { env: { ...process.env, GATEHOUSE_DATA_DIR: "" } },
+    );
+    const out = text.stdout.toString();
+    expect([text.exitCode, out.split("\n").filter(Boolean).length]).toEqual([0, 1]);
+    expect(out).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202e]/);
+    expect(out).toContain("\\u001b[2J\\u001b]0;owned\\u0007\\u000d\\u000aup9\\u0009connected\\u202e");
+    // --json needs no help: JSON escapes it
+    expect(cliStatus(dir).lastError).toContain("\u001b[2J");
+  });
+
+  it("says when the running appliance has not written its status for a while (a full disk): not a healthy idle uplink", async () => {
+    const dir = tempDir();
+    const db = openDataDir(dir);
+    const uplinks = [new UplinkStore(db, dir).create({ name: "held", urls: ["mqtt://127.0.0.1:1"], forward: ["t/#"] })];
+    const { outbox } = await Outbox.open(dir);
+    outbox.setStatus(uplinks[0]!.id, JSON.stringify({ connected: true, url: "mqtt://127.0.0.1:1", lastError: null }));
+    await outbox.close();
+    const now = Date.now();
+    expect(readStatuses(dir, uplinks, true, now)[0]).toMatchObject({ connected: true, lastError: null });
+    // found from outside: on a full disk the CLI said "disconnected", no error, while the page said the outbox
+    // could not be written
+    expect(readStatuses(dir, uplinks, true, now + 60_000)[0]).toMatchObject({
+      connected: false,
+      lastError: expect.stringMatching(/the running appliance has not written its status since .* a full disk/),
+    });
+    // stopped: what the outbox holds, as before
+    expect(readStatuses(dir, uplinks, false, now + 60_000)[0]!.lastError).toBeNull();
     db.$client.close();
   });
 

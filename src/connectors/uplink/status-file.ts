@@ -1,5 +1,5 @@
 import type { Database } from "bun:sqlite";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { readBounded, writePrivateFile } from "../../lib/files.ts";
 import { checkOutboxFiles, outboxFileName } from "./outbox.ts";
@@ -60,9 +60,8 @@ export const setAsideNote = "uplink-outbox.set-aside";
  */
 export function noteSetAside(dataDir: string, aside: string, error: string): void {
   try {
-    writePrivateFile(join(dataDir, setAsideNote), JSON.stringify({ pid: process.pid, aside, error }), {
-      replace: true,
-    });
+    const note = { pid: process.pid, started: startedAt(process.pid), aside, error };
+    writePrivateFile(join(dataDir, setAsideNote), JSON.stringify(note), { replace: true });
   } catch {
     // said in the log and the activity log already
   }
@@ -74,16 +73,20 @@ export function noteSetAside(dataDir: string, aside: string, error: string): voi
  * One of an earlier run, while another runs, is old news. Read without following a link, at most 4 KiB.
  */
 function setAsideNews(dataDir: string, running: boolean): string | undefined {
-  let note: { pid?: unknown; aside?: unknown; error?: unknown };
+  let note: { pid?: unknown; started?: unknown; aside?: unknown; error?: unknown };
   try {
     note = JSON.parse(readBounded(join(dataDir, setAsideNote), 4096, { noFollow: true }).toString("utf8"));
   } catch {
     return undefined; // none, or not one the appliance wrote
   }
-  const { pid, aside, error } = note ?? {};
+  const { pid, started, aside, error } = note ?? {};
   if (typeof pid !== "number" || typeof aside !== "string" || typeof error !== "string") return undefined;
+  // found from outside: a planted note named any file as the set-aside one (`../../etc/passwd`)
+  if (!asideName.test(aside)) return undefined;
   const set = `the outbox cannot be read (${error}) and was set aside as ${aside} while the appliance ran`;
-  if (alive(pid))
+  // the process that wrote it, not another that has its pid now (found from outside: after a reboot, or a
+  // pid reused, a stopped appliance was said to run)
+  if (alive(pid) && typeof started === "string" && startedAt(pid) === started)
     return `${set}: nothing is queued until the appliance restarts and makes a new one; the figures here are not counted until then (the page and the API have them)`;
   return running ? undefined : `${set}: the next start makes a new one`;
 }
@@ -133,6 +136,10 @@ function statusesFrom(
     };
     if ((running || alive(writer)) && row && now - row.at < freshMs)
       return { ...base, ...last, name: u.name, enabled: u.enabled };
+    // found from outside: on a full disk the running appliance cannot write its status, and this said
+    // "disconnected", no error, while the page and the API said the outbox could not be written
+    if (running && row && !problem)
+      base.lastError = `the running appliance has not written its status since ${new Date(row.at).toISOString()} (its outbox cannot be written: a full disk?); the page and the API have the live one`;
     if (db && hasTables) {
       const q = db
         .query(
@@ -145,6 +152,23 @@ function statusesFrom(
     }
     return base;
   });
+}
+
+/** asideName: the name `setAside` gives an outbox it sets aside (a file in the data dir, nothing else) */
+const asideName = new RegExp(`^${outboxFileName.replace(/\./g, "\\.")}\\.unreadable-[0-9A-Za-z-]{1,64}$`);
+
+/**
+ * startedAt: when process `pid` started (clock ticks since boot: /proc/<pid>/stat's 22nd field), which tells
+ * it from a later process that got the same pid; undefined if it does not run (or there is no /proc).
+ */
+function startedAt(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // after "pid (name) ": the name may hold spaces and parentheses, so from the last ")"
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+  } catch {
+    return undefined;
+  }
 }
 
 /** alive: a process with this pid lives (signal 0 checks without sending anything) */
