@@ -594,6 +594,12 @@ describe("the outbox", () => {
     });
     await new Promise<void>((resolve) => upstream.listen(upstreamPort, "127.0.0.1", resolve));
     await eventually(async () => expect((await held()).lastError).toMatch(/outbox cannot be read/), 20_000);
+    // what the set-aside file holds is not sent from here: not queued, counted as dropped (found from outside:
+    // the page and /metrics said "queued 3000" for good)
+    await eventually(async () => {
+      const s = await held();
+      expect([s.queued, s.queuedBytes, s.oldestQueuedAgeS, s.forwarded + s.dropped]).toEqual([0, 0, 0, 2000]);
+    });
     // the appliance goes on: a device is answered, what the uplink would take is counted as dropped
     plc = await device();
     const dropped = (await held()).dropped;

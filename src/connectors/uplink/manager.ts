@@ -253,7 +253,10 @@ export class UplinkManager {
         this.#log.error("uplink outbox unreadable and could not be set aside", { err: e });
       }
       // each uplink says it at once, not only when its next message is dropped
-      for (const u of this.#uplinks.values()) u.failed([], outbox.broken ?? err.message, 0);
+      for (const u of this.#uplinks.values()) {
+        u.failed([], outbox.broken ?? err.message, 0);
+        u.outboxLost();
+      }
       this.changed();
     };
     outbox.onWritten = (rows) => this.#routeRows(rows, (u, mine) => u.written(mine));

@@ -383,6 +383,20 @@ export class Uplink {
     this.#deps.changed();
   }
 
+  /**
+   * outboxLost: the outbox was set aside while the appliance runs: what it held is not sent from here (it is
+   * in the set-aside file), so it is no longer queued and counts as dropped (found from outside: the page and
+   * /metrics said "queued 3000" for good); what is in flight settles with its PUBACK.
+   */
+  outboxLost(): void {
+    this.#forget();
+    this.#counters.dropped += Math.max(0, this.#queued - this.#unacked.size);
+    this.#queued = this.#unacked.size;
+    this.#queuedBytes = this.#unackedBytes;
+    this.#unwritten = [];
+    this.#deps.changed();
+  }
+
   /** outboxSetAside: an unreadable outbox was set aside at start (`why`): said until the uplink connects. */
   outboxSetAside(why: string): void {
     this.#outboxError = { text: why, until: "connected" };
