@@ -1,6 +1,6 @@
 import { ActivityLog, enterActor } from "../core/activity.ts";
 import { closeDatabase } from "../db/client.ts";
-import { DataDirError, servePid } from "../db/data-dir.ts";
+import { DataDirError, diskFullNote, isSystemFailure, servePid } from "../db/data-dir.ts";
 import { readStatuses } from "../connectors/uplink/status-file.ts";
 import { type UplinkInput, UplinkStore, type UplinkView } from "../connectors/uplink/store.ts";
 import type { UplinkStatus } from "../connectors/uplink/uplink.ts";
@@ -8,7 +8,7 @@ import { AppError, ValidationError } from "../lib/errors.ts";
 import { readBounded, TargetError } from "../lib/files.ts";
 import { dataVerbArgs, usageError } from "./args.ts";
 import { exitCodes } from "./exit-codes.ts";
-import { printable } from "./output.ts";
+import { oneLine, printable } from "./output.ts";
 import { readSecretLine } from "./stdin.ts";
 
 const usageText = `usage:
@@ -172,6 +172,8 @@ export async function uplinksCli(argv: string[], env: Record<string, string | un
   } catch (err) {
     if (err instanceof AppError || err instanceof DataDirError || err instanceof TargetError)
       return fail(err.message, exitCodes.usage);
+    // the outbox on a (nearly) full disk: said so, a failure of the system (exit 1) as for the database
+    if (isSystemFailure(err)) return fail(`${oneLine(err)}${diskFullNote(err, dataDir)}`, exitCodes.failure);
     throw err;
   } finally {
     close();

@@ -42,17 +42,29 @@ const nearlyFull = 1024 * 1024;
  * -shm), which gave no hint; `dir`'s file system is asked how much is free.
  */
 function dataDirError(message: string, err: unknown, dir?: string): DataDirError {
+  if (!isSystemFailure(err)) return new DataDirError(message);
+  return new DataDirSystemError(`${message}${diskFullNote(err, dir)}`);
+}
+
+/** isSystemFailure: `err` is a failure of the system (a full disk, an I/O error, no memory), not a person's. */
+export function isSystemFailure(err: unknown): boolean {
   const e = err as { code?: unknown; errno?: unknown; message?: unknown };
   const code = typeof e?.code === "string" ? e.code : "";
   const text = typeof e?.message === "string" ? e.message : "";
-  const system = systemCodes.test(code) || /disk is full|disk I\/O error|no space left/i.test(text);
-  if (!system) return new DataDirError(message);
+  return systemCodes.test(code) || /disk is full|disk I\/O error|no space left/i.test(text);
+}
+
+/**
+ * diskFullNote: " (the data dir's disk is full: N bytes free; free some space)" when `err`, a failure of the
+ * system, is the full disk's: SQLite says so, or `dir`'s file system has less than 1 MiB free (near it SQLite
+ * answers "disk I/O error", SQLITE_IOERR_SHMSIZE: it cannot make a -shm); else "". For every door that opens a
+ * file of the data dir (found from outside: the outbox's and the broker's said only "disk I/O error").
+ */
+export function diskFullNote(err: unknown, dir?: string): string {
+  if (!isSystemFailure(err)) return "";
   const free = dir === undefined ? undefined : freeBytes(dir);
-  if (isDiskFull(err) || (free !== undefined && free < nearlyFull))
-    return new DataDirSystemError(
-      `${message} (the data dir's disk is full${free === undefined ? "" : `: ${free} bytes free`}; free some space)`,
-    );
-  return new DataDirSystemError(message);
+  if (!isDiskFull(err) && (free === undefined || free >= nearlyFull)) return "";
+  return ` (the data dir's disk is full${free === undefined ? "" : `: ${free} bytes free`}; free some space)`;
 }
 
 /** freeBytes: what `dir`'s file system has available (`df`'s Avail), if it answers. */

@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from "bun:test";
-import { mkdirSync, rmSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { Outbox } from "../../src/connectors/uplink/outbox.ts";
 import { closeDatabase } from "../../src/db/client.ts";
 import { DataDirSystemError, lockDataDir, openDataDir } from "../../src/db/data-dir.ts";
 import { adminPassword, cleanupTempDirs, tempDir, testApp } from "../helpers/app.ts";
@@ -15,7 +16,7 @@ afterAll(async () => {
 });
 
 /** fullDisk: a 4 MiB tmpfs (root only: mount) holding a data dir, then filled to the last byte. */
-function fullDisk(): { dir: string; fill(): void; freeSome(): void; unmount(): void } {
+function fullDisk(): { dir: string; fill(leave?: number): void; freeSome(): void; unmount(): void } {
   const mnt = tempDir("gatehouse-full-");
   const r = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", mnt]);
   if (r.exitCode !== 0) throw new Error(`mount: ${r.stderr}`);
@@ -23,10 +24,13 @@ function fullDisk(): { dir: string; fill(): void; freeSome(): void; unmount(): v
   mkdirSync(dir);
   return {
     dir,
-    fill() {
+    fill(leave = 0) {
+      // `leave` bytes kept back, freed once the rest is full
+      if (leave) writeFileSync(join(mnt, "reserve"), Buffer.alloc(leave));
       // dd stops at ENOSPC: big blocks first, then what is left, to the last byte
       Bun.spawnSync(["dd", "if=/dev/zero", `of=${join(mnt, "fill")}`, "bs=64k"]);
       Bun.spawnSync(["dd", "if=/dev/zero", `of=${join(mnt, "fill2")}`, "bs=512"]);
+      if (leave) rmSync(join(mnt, "reserve"));
     },
     freeSome: () => rmSync(join(mnt, "fill")),
     unmount: () => void Bun.spawnSync(["umount", "-l", mnt]),
@@ -73,6 +77,33 @@ describe("starting on a full disk (F5)", () => {
           const r = await runCli([...verb, "--data-dir", disk.dir], { env: { GATEHOUSE_DATA_DIR: "" } });
           expect([r.code, r.err]).toEqual([1, expect.stringMatching(/the data dir's disk is full/)]);
         }
+      } finally {
+        disk.unmount();
+      }
+    },
+    30_000,
+  );
+});
+
+describe('a nearly full disk (found from outside: only "disk I/O error" below 1 MiB free)', () => {
+  it.skipIf(!root)(
+    "with a few KB free, uplinks status (the outbox) and serve say the disk is full, exit 1",
+    async () => {
+      const disk = fullDisk();
+      try {
+        closeDatabase(openDataDir(disk.dir));
+        await (await Outbox.open(disk.dir)).outbox.close(); // the outbox is there: the CLI opens it
+        // 40 KB: the database opens, the outbox does not (SQLite: only "disk I/O error", SQLITE_IOERR_SHMSIZE)
+        disk.fill(40 * 1024);
+        const st = await runCli(["uplinks", "status", "--data-dir", disk.dir], { env: { GATEHOUSE_DATA_DIR: "" } });
+        expect([st.code, st.err]).toEqual([1, expect.stringMatching(/the data dir's disk is full: \d+ bytes free/)]);
+        disk.freeSome();
+        disk.fill(24 * 1024);
+        const s = startServe(disk.dir);
+        const code = await Promise.race([s.proc.exited, s.waitFor(/listening/).then(() => "started")]);
+        if (code === "started") s.proc.kill();
+        expect(code).toBe(1);
+        expect(await s.waitFor(/disk is full/)).toMatch(/the data dir's disk is full: \d+ bytes free/);
       } finally {
         disk.unmount();
       }
