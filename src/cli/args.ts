@@ -35,6 +35,9 @@ export function usageError(command: string, message: string, code: number = exit
 export const dataDirExit = (err: DataDirError): number =>
   err instanceof DataDirSystemError ? exitCodes.failure : exitCodes.usage;
 
+/** asked: the first argument (where a verb goes) asks for the usage: the verb's arguments are all of them */
+export const asked = (verb: string | undefined) => verb === "--help" || verb === "-h";
+
 /**
  * verbArgs: the preamble the verbs that work on the data dir share: `args` parsed strictly with the verb's
  * own `options` and `--data-dir` (and `--json` unless `json: false`), positionals allowed unless
@@ -49,6 +52,11 @@ export function verbArgs<const O extends ParseArgsOptionsConfig>(
   how: { usage?: string; allowPositionals?: boolean; json?: boolean } = {},
 ): VerbArgs<O> | number {
   const { "data-dir": dataDir, json } = common;
+  // the usage, before anything else (found from outside: `uplinks --help` said there was no database)
+  if (args.includes("--help") || args.includes("-h")) {
+    process.stdout.write(`${how.usage ?? `usage: gatehouse ${command} ... (gatehouse --help lists every verb)`}\n`);
+    return exitCodes.ok;
+  }
   let parsed: Parsed<O>;
   try {
     parsed = parseArgs({

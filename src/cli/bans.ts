@@ -2,7 +2,7 @@ import { closeDatabase } from "../db/client.ts";
 import { ActivityLog, actAs } from "../core/activity.ts";
 import { BanList, type Ban, type BanKind } from "../core/bans.ts";
 import { AppError, ValidationError } from "../lib/errors.ts";
-import { dataVerbArgs, usageError } from "./args.ts";
+import { asked, dataVerbArgs, usageError } from "./args.ts";
 import { exitCodes } from "./exit-codes.ts";
 
 const usage =
@@ -15,7 +15,7 @@ const usage =
  */
 export async function bansCli(argv: string[], env: Record<string, string | undefined>): Promise<number> {
   const [verb, ...rest] = argv;
-  const args = dataVerbArgs("bans", rest, env, {
+  const args = dataVerbArgs("bans", asked(verb) ? argv : rest, env, {
     address: { type: "string" },
     "client-id": { type: "string" },
     username: { type: "string" },

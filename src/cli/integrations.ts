@@ -4,7 +4,7 @@ import { CredentialStore } from "../core/credentials.ts";
 import { EventBus } from "../core/events.ts";
 import { isIntegrationType, typeListText, type Integration } from "../core/types.ts";
 import { AppError, NotFoundError, ValidationError } from "../lib/errors.ts";
-import { dataVerbArgs, usageError } from "./args.ts";
+import { asked, dataVerbArgs, usageError } from "./args.ts";
 import { exitCodes } from "./exit-codes.ts";
 import { mapMosquittoAcl, maxMosquittoFileBytes, parseMosquittoPasswd } from "./mosquitto.ts";
 import { readBounded } from "../lib/files.ts";
@@ -17,7 +17,7 @@ import { readSecretLine } from "./stdin.ts";
  */
 export async function integrationsCli(argv: string[], env: Record<string, string | undefined>): Promise<number> {
   const [verb, ...rest] = argv;
-  const args = dataVerbArgs("integrations", rest, env, {
+  const args = dataVerbArgs("integrations", asked(verb) ? argv : rest, env, {
     type: { type: "string" },
     username: { type: "string" },
     description: { type: "string" },

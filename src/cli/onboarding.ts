@@ -5,7 +5,7 @@ import { EventBus } from "../core/events.ts";
 import { Onboarding } from "../core/onboarding.ts";
 import { AppError } from "../lib/errors.ts";
 import { createLogger } from "../lib/logger.ts";
-import { dataVerbArgs, usageError } from "./args.ts";
+import { asked, dataVerbArgs, usageError } from "./args.ts";
 import { exitCodes } from "./exit-codes.ts";
 import { printable } from "./output.ts";
 
@@ -18,7 +18,7 @@ const usage =
  */
 export async function onboardingCli(argv: string[], env: Record<string, string | undefined>): Promise<number> {
   const [verb, ...rest] = argv;
-  const args = dataVerbArgs("onboarding", rest, env, {
+  const args = dataVerbArgs("onboarding", asked(verb) ? argv : rest, env, {
     minutes: { type: "string" },
     type: { type: "string", multiple: true },
     description: { type: "string" },

@@ -6,7 +6,7 @@ import { type UplinkInput, UplinkStore, type UplinkView } from "../connectors/up
 import type { UplinkStatus } from "../connectors/uplink/uplink.ts";
 import { AppError, ValidationError } from "../lib/errors.ts";
 import { readBounded, TargetError } from "../lib/files.ts";
-import { dataVerbArgs, usageError } from "./args.ts";
+import { asked, dataVerbArgs, usageError } from "./args.ts";
 import { exitCodes } from "./exit-codes.ts";
 import { oneLine, printable } from "./output.ts";
 import { readSecretLine } from "./stdin.ts";
@@ -54,7 +54,7 @@ export async function uplinksCli(argv: string[], env: Record<string, string | un
   const [verb, ...rest] = argv;
   const args = dataVerbArgs(
     "uplinks",
-    rest,
+    asked(verb) ? argv : rest,
     env,
     {
       url: { type: "string" },
