@@ -54,6 +54,11 @@ export class UplinkManager {
   #lastStatus = new Map<number, string>();
   #changedTimer: ReturnType<typeof setTimeout> | undefined;
   #outboxProblem: string | undefined;
+  /**
+   * with no outbox (it could not be opened): the enabled uplinks' configurations, and what each would have
+   * taken, counted as dropped (found from outside: the README said so, and the count stayed 0)
+   */
+  #idle: { configs: UplinkConfig[]; dropped: Map<number, number> } = { configs: [], dropped: new Map() };
 
   constructor(deps: { core: Core; log: Logger; dataDir: string; version: string }, opts: UplinkOptions) {
     this.#core = deps.core;
@@ -99,6 +104,12 @@ export class UplinkManager {
       return this.#active.some((u) => u.cfg.qos === 1 && u.matches(m.topic)) ? new Promise<void>(() => {}) : undefined;
     }
     const outbox = this.#outbox;
+    if (!outbox) {
+      for (const c of this.#idle.configs)
+        if (forwards(c.forward, m.topic, this.#core.topicSpace))
+          this.#idle.dropped.set(c.id, (this.#idle.dropped.get(c.id) ?? 0) + 1);
+      return undefined;
+    }
     let wait = false;
     let props: string | null | undefined;
     for (const u of this.#active) {
@@ -175,8 +186,10 @@ export class UplinkManager {
     const outbox = this.#outbox;
     if (!outbox) {
       this.#active = [];
+      this.#idle.configs = configs.filter((c) => c.enabled);
       return;
     }
+    this.#idle.configs = [];
     const seen = new Set<number>();
     for (const c of configs) {
       seen.add(c.id);
@@ -350,18 +363,18 @@ export class UplinkManager {
     const running = [...this.#uplinks.values()].map((u) => u.status());
     if (this.#outbox || !this.#outboxProblem) return running.sort((a, b) => a.name.localeCompare(b.name));
     // no outbox: no uplink runs; each is still shown, with the reason
-    return this.store.list().map((u) => this.#idleStatus(u.name, u.enabled));
+    return this.store.list().map((u) => this.#idleStatus(u));
   }
 
   status(name: string): UplinkStatus | undefined {
     for (const u of this.#uplinks.values()) if (u.cfg.name === name) return u.status();
     if (this.#outbox || !this.#outboxProblem) return undefined;
     const u = this.store.list().find((v) => v.name === name);
-    return u ? this.#idleStatus(u.name, u.enabled) : undefined;
+    return u ? this.#idleStatus(u) : undefined;
   }
 
   /** idleStatus: an uplink that cannot run because the outbox could not be opened: disconnected, saying why */
-  #idleStatus(name: string, enabled: boolean): UplinkStatus {
+  #idleStatus({ id, name, enabled }: { id: number; name: string; enabled: boolean }): UplinkStatus {
     return {
       name,
       enabled,
@@ -375,7 +388,7 @@ export class UplinkManager {
       oldestQueuedAgeS: 0,
       forwarded: 0,
       forwardedPerSecond: 0,
-      dropped: 0,
+      dropped: this.#idle.dropped.get(id) ?? 0,
       resent: 0,
       received: 0,
       at: Date.now(),
