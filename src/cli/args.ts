@@ -2,6 +2,7 @@ import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
 import type { Db } from "../db/client.ts";
 import { dataDirOf, DataDirError, DataDirSystemError, existingDataDir, openExistingDataDir } from "../db/data-dir.ts";
 import { exitCodes } from "./exit-codes.ts";
+import { jsonText } from "./output.ts";
 
 /** common: the flags every data-dir verb takes besides its own. */
 const common = { "data-dir": { type: "string" }, json: { type: "boolean" } } as const;
@@ -73,7 +74,7 @@ export function verbArgs<const O extends ParseArgsOptionsConfig>(
     values: parsed.values,
     positionals: parsed.positionals,
     json: asJson,
-    out: (data, text) => process.stdout.write(asJson ? `${JSON.stringify(data)}\n` : `${text}\n`),
+    out: (data, text) => process.stdout.write(asJson ? `${jsonText(data)}\n` : `${text}\n`),
   };
 }
 

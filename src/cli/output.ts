@@ -12,8 +12,17 @@ export function oneLine(err: unknown): string {
   return `${text}${code}`.replace(/\s+/g, " ").trim();
 }
 
-/** what a terminal would act on: C0 and C1 control characters, DEL, and the bidirectional marks and overrides */
-const unprintable = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+/**
+ * what a terminal would act on or hide: C0 and C1 control characters, DEL, the bidirectional marks,
+ * embeddings, overrides and isolates, zero-width and invisible formatting characters, line and paragraph
+ * separators, the byte order mark
+ */
+const unprintable = /[\u0000-\u001f\u007f-\u009f\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]/g;
+
+/** the same, but C0: JSON.stringify escapes those itself */
+const unprintableInJson = /[\u007f-\u009f\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]/g;
+
+const escaped = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
 
 /**
  * printable: text from outside (an upstream broker's reason string, a file in the data dir, a stranger's client
@@ -22,7 +31,16 @@ const unprintable = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-
  * through `gatehouse uplinks status`). `--json` needs none of this: JSON escapes it.
  */
 export function printable(text: string): string {
-  return text.replace(unprintable, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return text.replace(unprintable, escaped);
+}
+
+/**
+ * jsonText: `data` as JSON whose every character a terminal would act on is a `\uXXXX` escape: JSON.stringify
+ * escapes C0 only (found from outside: C1's CSI and OSC, DEL and bidi overrides reached the terminal through
+ * `--json`). The same JSON value: such characters can only be in strings, where an escape means them.
+ */
+export function jsonText(data: unknown): string {
+  return JSON.stringify(data).replace(unprintableInJson, escaped);
 }
 
 /** writeErrors: the first write error of each stream `watchWrites` watches. */

@@ -125,6 +125,11 @@ export class ActivityLog {
     if (++this.#inserted % 500 === 1) this.prune(at);
   }
 
+  /** waiting: entries that met a locked database or a full disk, not yet written */
+  get waiting(): number {
+    return this.#pending.length;
+  }
+
   /** flush: rows that met a locked database or a full disk. */
   flush(): void {
     if (this.#pending.length === 0) return;

@@ -244,6 +244,17 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
         log.error("last-login flush failed at stop; the times since the last flush are lost", { err });
       }
       onboarding.stop();
+      // entries that met a full disk (or a lock) are written now, or said lost (found from outside: they
+      // vanished at a stop on a full disk without a word)
+      try {
+        activity.flush();
+      } catch (err) {
+        log.error("activity log flush failed at stop", { err });
+      }
+      if (activity.waiting > 0)
+        log.error("activity log entries could not be written before the stop (a full disk?): lost", {
+          entries: activity.waiting,
+        });
     },
   };
 }

@@ -1,7 +1,7 @@
 import { eq } from "drizzle-orm";
 import { isBusy, relaxed, type Db } from "../db/client.ts";
 import { onboardingRequests, onboardingWindow, type OnboardingRequestRow } from "../db/schema.ts";
-import { AppError, ConflictError, NotFoundError, ValidationError } from "../lib/errors.ts";
+import { AppError, ConflictError, isDiskFull, NotFoundError, ValidationError } from "../lib/errors.ts";
 import type { Logger } from "../lib/logger.ts";
 import type { ActivityLog } from "./activity.ts";
 import type { CredentialStore } from "./credentials.ts";
@@ -146,7 +146,12 @@ export class Onboarding {
       throw new ValidationError({ types: `types must be among ${integrationTypes.join(", ")}` });
     const openUntil = this.#now() + minutes * 60_000;
     const row = { id: 1, openUntil, types: types ? JSON.stringify(types) : null, openedBy: opts.by };
-    this.db.insert(onboardingWindow).values(row).onConflictDoUpdate({ target: onboardingWindow.id, set: row }).run();
+    this.db.transaction((tx) => {
+      // the requests of a window the clock closed on a full disk are not this one's
+      if (this.#deletePending) tx.delete(onboardingRequests).run();
+      tx.insert(onboardingWindow).values(row).onConflictDoUpdate({ target: onboardingWindow.id, set: row }).run();
+    });
+    this.#deletePending = false;
     this.#setWindow({ openUntil, types: types as IntegrationType[] | null, openedBy: opts.by });
     this.activity.record("onboarding.opened", types ? types.join(",") : "all types", `for ${minutes} min`);
     this.log.info("onboarding opened", { minutes, types: types?.join(","), by: opts.by });
@@ -156,12 +161,18 @@ export class Onboarding {
   /** close: by an admin, or by the clock; pending requests vanish with the window. */
   close(reason: "closed" | "expired" = "closed"): void {
     const wasOpen = this.#window !== undefined;
-    this.#setWindow(undefined);
     const pending = [...this.#requests.values()];
-    this.db.transaction((tx) => {
-      tx.delete(onboardingWindow).run();
-      tx.delete(onboardingRequests).run();
-    });
+    try {
+      this.#deleteWindow();
+    } catch (err) {
+      // An admin's close that cannot be written changes nothing (503: a restart would open the window again).
+      // The clock's goes on in memory (found from outside: on a full disk its throw stopped the whole
+      // appliance): the window's time is over whatever the disk holds (a row past its time is expired at the
+      // next start too); its rows go at the next flush.
+      if (reason !== "expired" || !(isBusy(err) || isDiskFull(err))) throw err;
+      this.#deletePending = true;
+    }
+    this.#setWindow(undefined);
     this.#requests.clear();
     this.#tags.clear();
     this.#dirty.clear();
@@ -180,6 +191,17 @@ export class Onboarding {
       this.log.info("onboarding closed", { reason, dropped: pending.length });
       this.events.emit("onboarding.changed", {});
     }
+  }
+
+  /** the closed window's rows, not yet deleted (a full disk or a lock when the clock closed it) */
+  #deletePending = false;
+
+  #deleteWindow(): void {
+    this.db.transaction((tx) => {
+      tx.delete(onboardingWindow).run();
+      tx.delete(onboardingRequests).run();
+    });
+    this.#deletePending = false;
   }
 
   #setWindow(w: OpenWindow | undefined): void {
@@ -382,6 +404,13 @@ export class Onboarding {
 
   /** flush: attempt counts and last-seen times are written behind, like last logins. */
   flush(): void {
+    if (this.#deletePending && !this.#window) {
+      try {
+        this.#deleteWindow();
+      } catch (err) {
+        if (!isBusy(err) && !isDiskFull(err)) throw err; // still full, or locked: at the next flush
+      }
+    }
     if (this.#dirty.size === 0) return;
     const rows = [...this.#dirty]
       .map((u) => this.#requests.get(u))

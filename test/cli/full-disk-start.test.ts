@@ -174,3 +174,33 @@ describe("an uplink on a full disk (found from outside: the appliance crashed)",
     60_000,
   );
 });
+
+describe("the onboarding window on a full disk (found from outside: its expiry stopped the appliance)", () => {
+  it.skipIf(!root)(
+    "the clock closes it in memory and its rows go once there is room; an admin's close changes nothing and says why",
+    async () => {
+      const disk = fullDisk();
+      const { app } = await testApp(["--opcua-port", "off"], {}, { flushIntervalMs: 200 }, disk.dir);
+      try {
+        const onboarding = app.core.onboarding;
+        onboarding.open({ minutes: 1, by: "admin" });
+        disk.fill();
+        // an admin's close that cannot be written: refused, the window stays open (a restart would reopen it)
+        expect(() => onboarding.close()).toThrow(/disk is full/);
+        expect(onboarding.status().open).toBe(true);
+        // the clock's close (what its timer calls when the window's time is over): never throws
+        onboarding.close("expired");
+        expect(onboarding.status().open).toBe(false);
+        const row = () =>
+          app.core.db.$client.query("SELECT COUNT(*) AS n FROM onboarding_window").get() as { n: number };
+        expect(row().n).toBe(1);
+        disk.freeSome();
+        await eventually(() => expect(row().n).toBe(0), 10_000);
+      } finally {
+        await app.stop();
+        disk.unmount();
+      }
+    },
+    30_000,
+  );
+});

@@ -688,7 +688,7 @@ describe("the outbox", () => {
         (writeFileSync(note, JSON.stringify({ pid: process.pid, aside: name, error: "e" })), lastError(false)),
       ).toBe("");
     // the terminal shows controls as text: a screen clear, a window title, a line of its own
-    noteSetAside(dir, aside, "\u001b[2J\u001b]0;owned\u0007\r\nup9\tconnected\u202e");
+    noteSetAside(dir, aside, "\u001b[2J\u001b]0;owned\u0007\r\nup9\tconnected\u202e\u009b2J\u2028\u061c\ufeff\u007f");
     db.$client.close();
     const text = Bun.spawnSync(
       ["bun", join(import.meta.dir, "../../src/main.ts"), "uplinks", "status", "--data-dir", dir],
@@ -696,10 +696,18 @@ describe("the outbox", () => {
     );
     const out = text.stdout.toString();
     expect([text.exitCode, out.split("\n").filter(Boolean).length]).toEqual([0, 1]);
-    expect(out).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202e]/);
-    expect(out).toContain("\\u001b[2J\\u001b]0;owned\\u0007\\u000d\\u000aup9\\u0009connected\\u202e");
-    // --json needs no help: JSON escapes it
-    expect(cliStatus(dir).lastError).toContain("\u001b[2J");
+    const raw = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u2028\u202e\ufeff]/;
+    expect(out).not.toMatch(raw);
+    expect(out).toContain(
+      "\\u001b[2J\\u001b]0;owned\\u0007\\u000d\\u000aup9\\u0009connected\\u202e\\u009b2J\\u2028\\u061c\\ufeff\\u007f",
+    );
+    // --json too (found from outside: JSON.stringify escapes C0 only), and it is the same value
+    const json = Bun.spawnSync(
+      ["bun", join(import.meta.dir, "../../src/main.ts"), "uplinks", "status", "--json", "--data-dir", dir],
+      { env: { ...process.env, GATEHOUSE_DATA_DIR: "" } },
+    ).stdout.toString();
+    expect(json).not.toMatch(raw);
+    expect(JSON.parse(json)[0].lastError).toContain("\u001b[2J\u001b]0;owned\u0007\r\nup9\tconnected\u202e\u009b2J");
   });
 
   it("says when the running appliance has not written its status for a while (a full disk): not a healthy idle uplink", async () => {
