@@ -3,7 +3,7 @@ import { dataDirOf, DataDirError, openExistingDataDir } from "../db/data-dir.ts"
 import { ActivityLog } from "../core/activity.ts";
 import { AdminStore, type AdminRole } from "../core/admins.ts";
 import { AppError } from "../lib/errors.ts";
-import { dataDirExit, usageError, verbArgs } from "./args.ts";
+import { asked, dataDirExit, usageError, verbArgs } from "./args.ts";
 import { exitCodes } from "./exit-codes.ts";
 import { readSecretLine } from "./stdin.ts";
 
@@ -24,6 +24,10 @@ const usage =
  */
 export async function admin(argv: string[], env: Record<string, string | undefined>): Promise<number> {
   const [verb, ...rest] = argv;
+  if (asked(verb) || rest.some(asked)) {
+    process.stdout.write(`${usage}\n`);
+    return exitCodes.ok;
+  }
   if (!verb || !["set-password", "list", "set-role", "reset-2fa"].includes(verb)) {
     return usageError("admin", `unknown verb "${verb ?? ""}"; ${usage}`);
   }

@@ -81,10 +81,10 @@ describe("every CLI error is one line on stderr, nothing on stdout", () => {
 describe("--help on a verb", () => {
   it("prints the verb's usage and exits 0, with no data dir anywhere (found from outside: it said there was no database)", async () => {
     const nowhere = join(tempDir(), "none");
-    for (const verb of ["uplinks", "integrations", "onboarding", "bans"]) {
+    for (const verb of ["uplinks", "integrations", "onboarding", "bans", "admin"]) {
       const r = await runCli([verb, "--help"], { env: { GATEHOUSE_DATA_DIR: nowhere } });
       expect([verb, r.code, r.err]).toEqual([verb, 0, ""]);
-      expect(r.out).toMatch(/usage/);
+      expect(r.out).toMatch(/^(usage|use): gatehouse /m);
     }
     const status = await runCli(["uplinks", "status", "-h"], { env: { GATEHOUSE_DATA_DIR: nowhere } });
     expect([status.code, status.out]).toEqual([0, expect.stringContaining("gatehouse uplinks list | status")]);
