@@ -185,8 +185,10 @@ export class AdminStore {
   ): Promise<SignInStep> {
     const admin = await this.#checkPassword(username, password, remote, signal);
     if (admin.totpSecret !== null) return this.#startPending(admin, userAgent);
+    // the session first: one that cannot be written (a full disk, 503) is no sign-in to log
+    const step = this.#openSession(admin.id, admin.username, roleOf(admin.role), { remote, userAgent });
     this.opts.onAttempt?.({ username: admin.username, remote, outcome: "signed-in" });
-    return this.#openSession(admin.id, admin.username, roleOf(admin.role), { remote, userAgent });
+    return step;
   }
 
   /**
@@ -541,8 +543,9 @@ export class AdminStore {
         };
       }
       this.#pending.delete(key);
+      const step = this.#openSession(admin.id, admin.username, roleOf(admin.role), { remote, userAgent: p.userAgent });
       this.opts.onAttempt?.({ username: admin.username, remote, outcome: "signed-in" });
-      return this.#openSession(admin.id, admin.username, roleOf(admin.role), { remote, userAgent: p.userAgent });
+      return step;
     } finally {
       settlePair(!ok);
       settleAddress(!ok);

@@ -117,12 +117,14 @@ describe("the admin page on a full disk (found from outside: signing in answered
     "signing in says the disk is full (503), and works again once there is room",
     async () => {
       const disk = fullDisk();
-      const { app, url } = await testApp(["--opcua-port", "off"], {}, {}, disk.dir);
+      const { app, url, lines } = await testApp(["--opcua-port", "off"], {}, {}, disk.dir);
       try {
         await signIn(url); // works while there is room
         disk.fill();
         const res = await postSignIn(url, "admin", adminPassword);
         expect([res.status, (await res.text()).includes("disk is full")]).toEqual([503, true]);
+        // found from outside: the log said "admin signed in" before the session's write failed
+        expect(lines.filter((l) => l.includes("admin signed in")).length).toBe(1);
         disk.freeSome();
         await signIn(url);
       } finally {
