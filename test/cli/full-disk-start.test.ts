@@ -9,6 +9,7 @@ import { postSignIn, signIn } from "../helpers/http.ts";
 import { runCli, startServe } from "../helpers/serve.ts";
 import { startMosquitto, stopUpstreams } from "../helpers/upstream.ts";
 import { eventually } from "../helpers/wait.ts";
+import { connectMqtt, connectPacket, nextMessage, rawMqtt } from "../helpers/mqtt.ts";
 
 afterAll(async () => {
   await stopUpstreams();
@@ -204,5 +205,63 @@ describe("the onboarding window on a full disk (found from outside: its expiry s
       }
     },
     30_000,
+  );
+});
+
+describe("MQTT on a full disk (found from outside)", () => {
+  it.skipIf(!root)(
+    "a device with a will logs in (its will kept in memory); a persistent SUBSCRIBE gets no SUBACK, nor when sent again",
+    async () => {
+      const disk = fullDisk();
+      const { app } = await testApp(["--opcua-port", "off"], {}, {}, disk.dir);
+      try {
+        const port = app.address("mqtt")!.port;
+        const login = async (username: string) =>
+          ({ username, password: (await app.core.credentials.create({ type: "mqtt", username })).password }) as const;
+        const watch = await login("will-watch");
+        const w = await login("will-dev");
+        const sp = await login("sub-persistent");
+        const watcher = await connectMqtt(port, watch);
+        await watcher.subscribeAsync("live/will", { qos: 0 });
+        disk.fill();
+        // every CONNECT with a will was closed without a CONNACK (a VRPC agent's offline announcement is its
+        // will: none could log in), and the refused connection's will was published anyway
+        const dev = await rawMqtt(port, "127.0.0.1", 4);
+        dev.send(
+          connectPacket({
+            clientId: "will-dev",
+            username: w.username,
+            password: Buffer.from(w.password),
+            will: { topic: "live/will", payload: Buffer.from("gone"), qos: 0, retain: false },
+          }),
+        );
+        expect(await dev.next()).toMatchObject({ cmd: "connack", returnCode: 0 });
+        const will = nextMessage(watcher, 5_000);
+        dev.destroy(); // dropped without a DISCONNECT: its will goes out
+        expect(await will).toEqual({ topic: "live/will", payload: "gone" });
+        await watcher.endAsync();
+        // the first SUBSCRIBE of a persistent session closed its connection, and the same SUBSCRIBE again got
+        // a SUBACK with the subscription in memory only: lost at the next restart, while the session said
+        // "present" (a device never subscribes again)
+        for (let attempt = 0; attempt < 2; attempt++) {
+          const raw = await rawMqtt(port, "127.0.0.1", 4);
+          raw.send(
+            connectPacket({
+              clientId: "sub-p",
+              clean: false,
+              username: sp.username,
+              password: Buffer.from(sp.password),
+            }),
+          );
+          expect(await raw.next()).toMatchObject({ cmd: "connack" });
+          raw.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "plant/p", qos: 1 }] });
+          expect([attempt, await raw.next()]).toEqual([attempt, undefined]);
+        }
+      } finally {
+        await app.stop();
+        disk.unmount();
+      }
+    },
+    60_000,
   );
 });

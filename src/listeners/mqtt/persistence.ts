@@ -898,7 +898,11 @@ export class BrokerStore {
       if (sub.subscriptionIdentifier !== undefined) record.subscriptionIdentifier = sub.subscriptionIdentifier;
       const options = JSON.stringify(record);
       const old = mine.get(sub.topic);
-      if (old === options) continue;
+      // the same again: nothing to write, unless broker.db refuses writes (found from outside: the first
+      // SUBSCRIBE on a full disk closed its connection, the same one again got a SUBACK with the subscription
+      // in memory only, lost at the next restart while the session said "present"): written again, so it
+      // is acknowledged only once it is on disk
+      if (old === options && !this.#journal.failing) continue;
       if (old !== undefined) {
         this.#bytes -= subscriptionBytes(sub.topic, old);
         this.#chargeClient(id, -subscriptionBytes(sub.topic, old));
@@ -1197,7 +1201,13 @@ export class BrokerStore {
     this.#bytes += bytes;
     this.#charge(owner?.id, bytes);
     this.#journal.write([op.willPut, client.id, owner?.id ?? null, owner?.created ?? null, ...cells]);
-    return this.#journal.committed();
+    // A will that cannot be written (a full disk) is kept in memory: the device logs in, and its will goes
+    // out if it drops while this process runs (found from outside: on a full disk every CONNECT with a will
+    // was closed without a CONNACK, a VRPC agent's offline announcement is its will, and the refused
+    // connection's will was published anyway). The store's heal writes it with the rest once there is room.
+    return this.#journal.committed().catch((err) => {
+      if (!(err instanceof BrokerStoreError)) throw err;
+    });
   }
 
   async getWill(client: { id: string }): Promise<StoredPacket | undefined> {
