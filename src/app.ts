@@ -7,7 +7,7 @@ import type { Config } from "./config.ts";
 import { AcceptPool } from "./core/accept-pool.ts";
 import { createCore, type Core, type CoreOptions } from "./core/index.ts";
 import { closeDatabase } from "./db/client.ts";
-import { diskFullNote, openDataDir } from "./db/data-dir.ts";
+import { diskFull, openDataDir } from "./db/data-dir.ts";
 import type { Logger } from "./lib/logger.ts";
 import { acceptsTable, requestTypeOf } from "./listeners/index.ts";
 import type { Listener } from "./listeners/listener.ts";
@@ -244,9 +244,7 @@ export function createApp(
           await part.start();
         } catch (err) {
           // on a (nearly) full disk its database says only "disk I/O error": the log says the disk is full
-          const disk = diskFullNote(err, config.dataDir)
-            .trim()
-            .replace(/^\(|\)$/g, "");
+          const disk = diskFull(err, config.dataDir);
           log.error("listener failed to start", { listener: part.name, err, ...(disk ? { disk } : {}) });
           await this.stop();
           throw err;

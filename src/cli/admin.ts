@@ -24,7 +24,7 @@ const usage =
  */
 export async function admin(argv: string[], env: Record<string, string | undefined>): Promise<number> {
   const [verb, ...rest] = argv;
-  if (asked(verb) || rest.some(asked)) {
+  if (argv.some(asked)) {
     process.stdout.write(`${usage}\n`);
     return exitCodes.ok;
   }

@@ -36,8 +36,8 @@ export function usageError(command: string, message: string, code: number = exit
 export const dataDirExit = (err: DataDirError): number =>
   err instanceof DataDirSystemError ? exitCodes.failure : exitCodes.usage;
 
-/** asked: the first argument (where a verb goes) asks for the usage: the verb's arguments are all of them */
-export const asked = (verb: string | undefined) => verb === "--help" || verb === "-h";
+/** asked: this argument asks for the usage (where the verb goes, the verb's arguments are all of them) */
+export const asked = (arg: string | undefined) => arg === "--help" || arg === "-h";
 
 /**
  * verbArgs: the preamble the verbs that work on the data dir share: `args` parsed strictly with the verb's
@@ -54,7 +54,7 @@ export function verbArgs<const O extends ParseArgsOptionsConfig>(
 ): VerbArgs<O> | number {
   const { "data-dir": dataDir, json } = common;
   // the usage, before anything else (found from outside: `uplinks --help` said there was no database)
-  if (args.includes("--help") || args.includes("-h")) {
+  if (args.some(asked)) {
     process.stdout.write(`${how.usage ?? `usage: gatehouse ${command} ... (gatehouse --help lists every verb)`}\n`);
     return exitCodes.ok;
   }

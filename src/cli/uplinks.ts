@@ -1,6 +1,6 @@
 import { ActivityLog, enterActor } from "../core/activity.ts";
 import { closeDatabase } from "../db/client.ts";
-import { DataDirError, diskFullNote, isSystemFailure, servePid } from "../db/data-dir.ts";
+import { DataDirError, diskFull, isSystemFailure, servePid } from "../db/data-dir.ts";
 import { readStatuses } from "../connectors/uplink/status-file.ts";
 import { type UplinkInput, UplinkStore, type UplinkView } from "../connectors/uplink/store.ts";
 import type { UplinkStatus } from "../connectors/uplink/uplink.ts";
@@ -173,7 +173,10 @@ export async function uplinksCli(argv: string[], env: Record<string, string | un
     if (err instanceof AppError || err instanceof DataDirError || err instanceof TargetError)
       return fail(err.message, exitCodes.usage);
     // the outbox on a (nearly) full disk: said so, a failure of the system (exit 1) as for the database
-    if (isSystemFailure(err)) return fail(`${oneLine(err)}${diskFullNote(err, dataDir)}`, exitCodes.failure);
+    if (isSystemFailure(err)) {
+      const full = diskFull(err, dataDir);
+      return fail(full ? `${oneLine(err)} (${full})` : oneLine(err), exitCodes.failure);
+    }
     throw err;
   } finally {
     close();

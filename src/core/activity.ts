@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { and, desc, eq, like, lt, or, sql, type SQL } from "drizzle-orm";
-import { isBusy, type Db } from "../db/client.ts";
-import { isDiskFull } from "../lib/errors.ts";
+import type { Db } from "../db/client.ts";
+import { isPassing } from "../lib/errors.ts";
 import { activity, type ActivityRow } from "../db/schema.ts";
 
 // The activity and settings pages show these rows: views take the core's types, never the schema's.
@@ -26,13 +26,6 @@ export function enterActor(actor: Actor): void {
 export function currentActor(): Actor {
   return actors.getStore() ?? "system";
 }
-
-/**
- * later: an entry that meets this is written at the next flush instead: another process holds the lock, or
- * the disk is full (found from outside: an uplink's disconnect on a full disk threw out of the connection's
- * close handler and stopped the whole appliance; entries of what happens by itself never stop it).
- */
-const later = (err: unknown) => isBusy(err) || isDiskFull(err);
 
 export interface ActivityQuery {
   action?: string;
@@ -94,7 +87,7 @@ export class ActivityLog {
       this.#inserted += rows.length;
       this.prune(rows.at(-1)!.at);
     } catch (err) {
-      if (!later(err)) throw err;
+      if (!isPassing(err)) throw err;
       this.#pending.push(...rows.slice(0, Math.max(0, 10_000 - this.#pending.length)));
     }
   }
@@ -118,7 +111,7 @@ export class ActivityLog {
         .query("INSERT INTO activity (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)")
         .run(row.at, row.actor, row.action, row.subject, row.detail);
     } catch (err) {
-      if (!later(err)) throw err;
+      if (!isPassing(err)) throw err;
       if (this.#pending.length < 10_000) this.#pending.push(row); // a lock or a full disk: later
       return;
     }
@@ -139,7 +132,7 @@ export class ActivityLog {
       });
       this.#pending = [];
     } catch (err) {
-      if (!later(err)) throw err;
+      if (!isPassing(err)) throw err;
     }
   }
 

@@ -1,7 +1,7 @@
 import { eq } from "drizzle-orm";
 import { isBusy, relaxed, type Db } from "../db/client.ts";
 import { onboardingRequests, onboardingWindow, type OnboardingRequestRow } from "../db/schema.ts";
-import { AppError, ConflictError, isDiskFull, NotFoundError, ValidationError } from "../lib/errors.ts";
+import { AppError, ConflictError, isPassing, NotFoundError, ValidationError } from "../lib/errors.ts";
 import type { Logger } from "../lib/logger.ts";
 import type { ActivityLog } from "./activity.ts";
 import type { CredentialStore } from "./credentials.ts";
@@ -169,7 +169,7 @@ export class Onboarding {
       // The clock's goes on in memory (found from outside: on a full disk its throw stopped the whole
       // appliance): the window's time is over whatever the disk holds (a row past its time is expired at the
       // next start too); its rows go at the next flush.
-      if (reason !== "expired" || !(isBusy(err) || isDiskFull(err))) throw err;
+      if (reason !== "expired" || !isPassing(err)) throw err;
       this.#deletePending = true;
     }
     this.#setWindow(undefined);
@@ -408,7 +408,7 @@ export class Onboarding {
       try {
         this.#deleteWindow();
       } catch (err) {
-        if (!isBusy(err) && !isDiskFull(err)) throw err; // still full, or locked: at the next flush
+        if (!isPassing(err)) throw err; // still full, or locked: at the next flush
       }
     }
     if (this.#dirty.size === 0) return;

@@ -43,7 +43,8 @@ const nearlyFull = 1024 * 1024;
  */
 function dataDirError(message: string, err: unknown, dir?: string): DataDirError {
   if (!isSystemFailure(err)) return new DataDirError(message);
-  return new DataDirSystemError(`${message}${diskFullNote(err, dir)}`);
+  const full = diskFull(err, dir);
+  return new DataDirSystemError(full ? `${message} (${full})` : message);
 }
 
 /** isSystemFailure: `err` is a failure of the system (a full disk, an I/O error, no memory), not a person's. */
@@ -55,16 +56,16 @@ export function isSystemFailure(err: unknown): boolean {
 }
 
 /**
- * diskFullNote: " (the data dir's disk is full: N bytes free; free some space)" when `err`, a failure of the
- * system, is the full disk's: SQLite says so, or `dir`'s file system has less than 1 MiB free (near it SQLite
- * answers "disk I/O error", SQLITE_IOERR_SHMSIZE: it cannot make a -shm); else "". For every door that opens a
- * file of the data dir (found from outside: the outbox's and the broker's said only "disk I/O error").
+ * diskFull: "the data dir's disk is full: N bytes free; free some space" when `err`, a failure of the system, is
+ * the full disk's: SQLite says so, or `dir`'s file system has less than 1 MiB free (near it SQLite answers "disk
+ * I/O error", SQLITE_IOERR_SHMSIZE: it cannot make a -shm); else undefined. For every door that opens a file of
+ * the data dir (found from outside: the outbox's and the broker's said only "disk I/O error").
  */
-export function diskFullNote(err: unknown, dir?: string): string {
-  if (!isSystemFailure(err)) return "";
+export function diskFull(err: unknown, dir?: string): string | undefined {
+  if (!isSystemFailure(err)) return undefined;
   const free = dir === undefined ? undefined : freeBytes(dir);
-  if (!isDiskFull(err) && (free === undefined || free >= nearlyFull)) return "";
-  return ` (the data dir's disk is full${free === undefined ? "" : `: ${free} bytes free`}; free some space)`;
+  if (!isDiskFull(err) && (free === undefined || free >= nearlyFull)) return undefined;
+  return `the data dir's disk is full${free === undefined ? "" : `: ${free} bytes free`}; free some space`;
 }
 
 /** freeBytes: what `dir`'s file system has available (`df`'s Avail), if it answers. */

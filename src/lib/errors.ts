@@ -60,6 +60,15 @@ export function isBusy(err: unknown): boolean {
   return e?.code === "SQLITE_BUSY" || /database is locked/i.test(e?.message ?? "");
 }
 
+/**
+ * isPassing: a write that met this can be tried again later (another process holds the lock, or the disk is
+ * full): what the appliance writes by itself keeps it in memory for the next flush instead of throwing (found
+ * from outside: on a full disk such a throw stopped the whole appliance).
+ */
+export function isPassing(err: unknown): boolean {
+  return isBusy(err) || isDiskFull(err);
+}
+
 export const httpStatusOf: Record<ErrorCode, number> = {
   validation: 400,
   conflict: 409,

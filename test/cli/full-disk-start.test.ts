@@ -2,6 +2,7 @@ import { afterAll, describe, expect, it } from "bun:test";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Outbox } from "../../src/connectors/uplink/outbox.ts";
+import type { CoreOptions } from "../../src/core/index.ts";
 import { closeDatabase } from "../../src/db/client.ts";
 import { DataDirSystemError, lockDataDir, openDataDir } from "../../src/db/data-dir.ts";
 import { adminPassword, cleanupTempDirs, tempDir, testApp } from "../helpers/app.ts";
@@ -39,6 +40,25 @@ function fullDisk(): { dir: string; fill(leave?: number): void; freeSome(): void
 }
 
 const root = process.getuid?.() === 0;
+
+/**
+ * onFullDisk: an appliance in this process on a data dir of `fullDisk()` (OPC UA off, `args` added), given to
+ * `body` with the disk (not filled yet); the appliance stopped and the disk unmounted after, however it ends.
+ */
+async function onFullDisk(
+  args: string[],
+  coreOptions: CoreOptions,
+  body: (started: Awaited<ReturnType<typeof testApp>>, disk: ReturnType<typeof fullDisk>) => Promise<void>,
+): Promise<void> {
+  const disk = fullDisk();
+  const started = await testApp(["--opcua-port", "off", ...args], {}, coreOptions, disk.dir);
+  try {
+    await body(started, disk);
+  } finally {
+    await started.app.stop();
+    disk.unmount();
+  }
+}
 
 describe("starting on a full disk (F5)", () => {
   it.skipIf(!root)("the data dir's lock needs no free disk; the database that cannot open is a system failure", () => {
@@ -117,9 +137,7 @@ describe("the admin page on a full disk (found from outside: signing in answered
   it.skipIf(!root)(
     "signing in says the disk is full (503), and works again once there is room",
     async () => {
-      const disk = fullDisk();
-      const { app, url, lines } = await testApp(["--opcua-port", "off"], {}, {}, disk.dir);
-      try {
+      await onFullDisk([], {}, async ({ url, lines }, disk) => {
         await signIn(url); // works while there is room
         disk.fill();
         const res = await postSignIn(url, "admin", adminPassword);
@@ -128,10 +146,7 @@ describe("the admin page on a full disk (found from outside: signing in answered
         expect(lines.filter((l) => l.includes("admin signed in")).length).toBe(1);
         disk.freeSome();
         await signIn(url);
-      } finally {
-        await app.stop();
-        disk.unmount();
-      }
+      });
     },
     30_000,
   );
@@ -143,15 +158,8 @@ describe("an uplink on a full disk (found from outside: the appliance crashed)",
     async () => {
       // found from outside: the activity log's entry for the disconnect met SQLITE_FULL and threw out of the
       // connection's close handler: the whole appliance stopped (and again at every restart, once connected)
-      const disk = fullDisk();
-      const up = await startMosquitto();
-      const { app, url, lines } = await testApp(
-        ["--opcua-port", "off", "--uplink-reconnect-max", "1"],
-        {},
-        { flushIntervalMs: 200 },
-        disk.dir,
-      );
-      try {
+      const up = await startMosquitto(); // stopped by afterAll's stopUpstreams too
+      await onFullDisk(["--uplink-reconnect-max", "1"], { flushIntervalMs: 200 }, async ({ app, url, lines }, disk) => {
         const token = app.core.admins.createApiToken("full").token;
         const res = await fetch(`${url}/api/v1/uplinks`, {
           method: "POST",
@@ -168,11 +176,8 @@ describe("an uplink on a full disk (found from outside: the appliance crashed)",
         expect(disconnects()).toEqual([]);
         disk.freeSome();
         await eventually(() => expect(disconnects().length).toBeGreaterThan(0), 10_000);
-      } finally {
-        await app.stop();
-        await up.stop();
-        disk.unmount();
-      }
+      });
+      await up.stop();
     },
     60_000,
   );
@@ -182,9 +187,7 @@ describe("the onboarding window on a full disk (found from outside: its expiry s
   it.skipIf(!root)(
     "the clock closes it in memory and its rows go once there is room; an admin's close changes nothing and says why",
     async () => {
-      const disk = fullDisk();
-      const { app } = await testApp(["--opcua-port", "off"], {}, { flushIntervalMs: 200 }, disk.dir);
-      try {
+      await onFullDisk([], { flushIntervalMs: 200 }, async ({ app }, disk) => {
         const onboarding = app.core.onboarding;
         onboarding.open({ minutes: 1, by: "admin" });
         disk.fill();
@@ -199,10 +202,7 @@ describe("the onboarding window on a full disk (found from outside: its expiry s
         expect(row().n).toBe(1);
         disk.freeSome();
         await eventually(() => expect(row().n).toBe(0), 10_000);
-      } finally {
-        await app.stop();
-        disk.unmount();
-      }
+      });
     },
     30_000,
   );
@@ -212,9 +212,7 @@ describe("MQTT on a full disk (found from outside)", () => {
   it.skipIf(!root)(
     "a device with a will logs in (its will kept in memory); a persistent SUBSCRIBE gets no SUBACK, nor when sent again",
     async () => {
-      const disk = fullDisk();
-      const { app } = await testApp(["--opcua-port", "off"], {}, {}, disk.dir);
-      try {
+      await onFullDisk([], {}, async ({ app }, disk) => {
         const port = app.address("mqtt")!.port;
         const login = async (username: string) =>
           ({ username, password: (await app.core.credentials.create({ type: "mqtt", username })).password }) as const;
@@ -257,10 +255,7 @@ describe("MQTT on a full disk (found from outside)", () => {
           raw.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "plant/p", qos: 1 }] });
           expect([attempt, await raw.next()]).toEqual([attempt, undefined]);
         }
-      } finally {
-        await app.stop();
-        disk.unmount();
-      }
+      });
     },
     60_000,
   );

@@ -29,11 +29,12 @@ export function readStatuses(
   const path = join(dataDir, outboxFileName);
   // set aside while the appliance runs: the status it wrote went with the file, and nothing takes its place
   // until the next start makes a new one (a new file: what it says is the news again)
-  const setAside = existsSync(path) ? undefined : setAsideNews(dataDir, running);
+  const exists = existsSync(path);
+  const setAside = exists ? undefined : setAsideNews(dataDir, running);
   if (setAside) return statusesFrom(undefined, uplinks, running, now, setAside);
   // a file in the data dir: checked and opened without following a link (root's CLI reads it)
-  if (existsSync(path)) checkOutboxFiles(dataDir);
-  const db = existsSync(path) ? openOutboxDb(path, "write") : undefined;
+  if (exists) checkOutboxFiles(dataDir);
+  const db = exists ? openOutboxDb(path, "write") : undefined;
   try {
     return statusesFrom(db, uplinks, running, now, null);
   } catch (err) {
