@@ -41,6 +41,14 @@ function fullDisk(): { dir: string; fill(leave?: number): void; freeSome(): void
 
 const root = process.getuid?.() === 0;
 
+/** serveOnce: `serve` on `dir` until it exits or comes up (then it is stopped): its exit code or "started" */
+async function serveOnce(dir: string) {
+  const s = startServe(dir);
+  const code = await Promise.race([s.proc.exited, s.waitFor(/listening/).then(() => "started" as const)]);
+  if (code === "started") s.proc.kill();
+  return { s, code };
+}
+
 /**
  * onFullDisk: an appliance in this process on a data dir of `fullDisk()` (OPC UA off, `args` added), given to
  * `body` with the disk (not filled yet); the appliance stopped and the disk unmounted after, however it ends.
@@ -85,9 +93,7 @@ describe("starting on a full disk (F5)", () => {
       try {
         closeDatabase(openDataDir(disk.dir)); // a clean stop: no -wal, -shm left
         disk.fill();
-        const s = startServe(disk.dir);
-        const code = await Promise.race([s.proc.exited, s.waitFor(/listening/).then(() => "started")]);
-        if (code === "started") s.proc.kill();
+        const { s, code } = await serveOnce(disk.dir);
         expect(code).toBe(1);
         // found from outside: at 0 bytes free it said only "disk I/O error" (SQLite cannot make the -shm)
         expect(await s.waitFor(/cannot open database/)).toMatch(/the data dir's disk is full: 0 bytes free/);
@@ -120,9 +126,7 @@ describe('a nearly full disk (found from outside: only "disk I/O error" below 1 
         expect([st.code, st.err]).toEqual([1, expect.stringMatching(/the data dir's disk is full: \d+ bytes free/)]);
         disk.freeSome();
         disk.fill(24 * 1024);
-        const s = startServe(disk.dir);
-        const code = await Promise.race([s.proc.exited, s.waitFor(/listening/).then(() => "started")]);
-        if (code === "started") s.proc.kill();
+        const { s, code } = await serveOnce(disk.dir);
         expect(code).toBe(1);
         expect(await s.waitFor(/disk is full/)).toMatch(/the data dir's disk is full: \d+ bytes free/);
       } finally {
