@@ -711,6 +711,11 @@ export class CredentialStore {
     return n;
   }
 
+  /** lastLoginsWaiting: last-login times gathered and not written yet */
+  get lastLoginsWaiting(): number {
+    return this.#lastLogins.waiting;
+  }
+
   /** lastFlushSeconds: how long the last write-behind flush took (a slow disk shows here) */
   lastFlushSeconds = 0;
 

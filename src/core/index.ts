@@ -1,5 +1,5 @@
 import { dataVersion, type Db } from "../db/client.ts";
-import type { Logger } from "../lib/logger.ts";
+import { type Logger, steadyFailure } from "../lib/logger.ts";
 import { Slot } from "../lib/slot.ts";
 import { ActivityLog, actAs } from "./activity.ts";
 import { AnnouncementRefusals } from "./announcements.ts";
@@ -72,6 +72,15 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
   const sessions = new SessionRegistry(events, (id) => credentials.peek(id), clock);
   const bans: BanList = new BanList(db, activity, sessions);
   const timers: ReturnType<typeof setInterval>[] = [clock.start()];
+  /** writeBehind: what the flush timer writes, each job's failures logged as they start and end */
+  const writeBehind = (
+    [
+      ["last-login flush", () => credentials.flushLastLogins()],
+      ["ban sweep", () => bans.sweep()],
+      ["onboarding flush", () => onboarding.flush()],
+      ["activity log flush", () => activity.flush()],
+    ] as const
+  ).map(([what, run]) => ({ run, failure: steadyFailure(log, what) }));
   const metrics = coreMetrics(credentials, sessions, onboarding, events, timers);
   trafficMetrics(metrics, credentials, sessions, opts.metricsPerIntegration === true);
   metrics.gauge({
@@ -223,13 +232,14 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
           }
         }, opts.watchIntervalMs ?? 500),
         setInterval(() => {
-          try {
-            credentials.flushLastLogins();
-            bans.sweep();
-            onboarding.flush();
-            activity.flush();
-          } catch (err) {
-            log.error("last-login flush failed", { err });
+          // each on its own: one that fails (a full disk) does not hold back the others
+          for (const job of writeBehind) {
+            try {
+              job.run();
+              job.failure.ok();
+            } catch (err) {
+              job.failure.failed(err);
+            }
           }
         }, opts.flushIntervalMs ?? 5_000),
       );
@@ -241,7 +251,10 @@ export function createCore(db: Db, log: Logger, opts: CoreOptions = {}) {
         credentials.flushLastLogins();
       } catch (err) {
         // a full disk: last-login times are informational (write-behind); the stop goes on and exits clean
-        log.error("last-login flush failed at stop; the times since the last flush are lost", { err });
+        log.error("last-login flush failed at stop; the times since the last flush are lost", {
+          err,
+          lost: credentials.lastLoginsWaiting,
+        });
       }
       onboarding.stop();
       // entries that met a full disk (or a lock) are written now, or said lost (found from outside: they

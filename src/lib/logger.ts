@@ -124,3 +124,36 @@ export function createLogger(
 
 /** silentLogger: for tests that do not read the log. */
 export const silentLogger: Logger = createLogger({ write: () => {} });
+
+/** SteadyFailure: see `steadyFailure`. */
+export interface SteadyFailure {
+  /** failed: the job failed again (logged only when it starts failing, or `everyMs` after the last line) */
+  failed(err: unknown, fields?: LogFields): void;
+  /** ok: the job worked (a line if it had been failing) */
+  ok(): void;
+}
+
+/**
+ * steadyFailure: the failures of a background job that repeats while its cause lasts (a full disk fails a
+ * flush every few seconds): the first failure is logged with its error, then at most one line every `everyMs`
+ * saying how often it failed, and one line when the job works again (found from outside: a line every 5 s
+ * on a full disk, ~17 000 a day in the journal).
+ */
+export function steadyFailure(log: Logger, what: string, everyMs = 10 * 60_000): SteadyFailure {
+  let failures = 0;
+  let loggedAt = 0;
+  return {
+    failed(err, fields = {}) {
+      failures++;
+      const now = Date.now();
+      if (failures > 1 && now - loggedAt < everyMs) return;
+      loggedAt = now;
+      if (failures === 1) log.error(`${what} failed`, { err, ...fields });
+      else log.error(`${what} still failing`, { err, failures, ...fields });
+    },
+    ok() {
+      if (failures > 0) log.info(`${what} works again`, { failures });
+      failures = 0;
+    },
+  };
+}

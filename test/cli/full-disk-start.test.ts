@@ -264,3 +264,54 @@ describe("MQTT on a full disk (found from outside)", () => {
     60_000,
   );
 });
+
+describe("the write-behind flushes on a full disk (found from outside: a line every 5 s, ~17 000 a day)", () => {
+  it.skipIf(!root)(
+    "a failing flush is logged once, then at most every 10 minutes, and once when it works again; what a stop cannot write is counted",
+    async () => {
+      await onFullDisk([], { flushIntervalMs: 50 }, async ({ app, lines }, disk) => {
+        const port = app.address("mqtt")!.port;
+        const dev = await app.core.credentials.create({ type: "mqtt", username: "flush-dev" });
+        const lastLogin = () =>
+          (
+            app.core.db.$client
+              .query("SELECT last_login_at AS at FROM integrations WHERE username = 'flush-dev'")
+              .get() as {
+              at: number | null;
+            }
+          ).at;
+        disk.fill();
+        const c = await connectMqtt(port, { username: "flush-dev", password: dev.password });
+        await c.endAsync();
+        const failed = () => lines.filter((l) => l.includes("last-login flush"));
+        await eventually(() => expect(failed().length).toBe(1), 5_000);
+        // twenty flushes later: still the one line (an absence: only time shows it)
+        await Bun.sleep(1_000);
+        expect(failed()).toEqual([expect.stringMatching(/error last-login flush failed .*disk is full/)]);
+        expect(lastLogin()).toBe(null);
+        disk.freeSome();
+        await eventually(() => expect(lastLogin()).not.toBe(null), 5_000);
+        await eventually(
+          () => expect(failed().at(-1)).toMatch(/info last-login flush works again .*failures=\d+/),
+          5_000,
+        );
+      });
+      // a stop that cannot write the times gathered since the last flush says how many are lost (found from
+      // outside: without a word)
+      await onFullDisk([], { flushIntervalMs: 60_000 }, async ({ app, lines }, disk) => {
+        const dev = await app.core.credentials.create({ type: "mqtt", username: "stop-dev" });
+        // no room left in the write-ahead log either (as after a restart): the times need new blocks
+        app.core.db.$client.run("PRAGMA wal_checkpoint(TRUNCATE)");
+        disk.fill();
+        const c = await connectMqtt(app.address("mqtt")!.port, { username: "stop-dev", password: dev.password });
+        await c.endAsync();
+        // the core's stop alone (the appliance's frees broker.db's and the outbox's logs first, room for them)
+        app.core.stop();
+        expect(lines.filter((l) => l.includes("last-login flush"))).toEqual([
+          expect.stringMatching(/^error last-login flush failed at stop; .* lost=1$/),
+        ]);
+      });
+    },
+    30_000,
+  );
+});

@@ -18,6 +18,11 @@ export class LastLogins {
     return this.#pending.get(id);
   }
 
+  /** waiting: how many times are not written yet */
+  get waiting(): number {
+    return this.#pending.size;
+  }
+
   drop(id: number): void {
     this.#pending.delete(id);
   }
