@@ -153,36 +153,8 @@ export const serveOptions: OptionSet = Object.assign(
   ...connectorRegistry.map((m) => m.options),
 );
 
-export const usage = `gatehouse — who may connect to this device (MQTT, OPC UA, HTTP, VRPC)
-
-Usage:
-  gatehouse [serve] [options]              run the appliance (default)
-  gatehouse admin set-password [--username NAME] [--read-only] [--data-dir DIR]
-                                           read a new admin password from stdin
-  gatehouse admin list | set-role NAME full|read-only | reset-2fa NAME [--data-dir DIR]
-  gatehouse integrations list [--type T] [--json]
-  gatehouse integrations add --type T [--username U] [--password-stdin] [--description D] [--json]
-  gatehouse integrations remove|enable|disable USERNAME [--json]
-  gatehouse integrations permissions USERNAME [--publish F,...] [--subscribe F,...]
-                                           [--deny-publish F,...] [--deny-subscribe F,...] [--json]
-  gatehouse integrations import FILE [--json]   CSV or JSON array: type, username, password, description,
-                                           active, publishAcl, subscribeAcl, denyPublishAcl, denySubscribeAcl
-  gatehouse integrations import --mosquitto-passwd FILE [--mosquitto-acl FILE] [--type T]
-  gatehouse onboarding open [--minutes N] [--type T ...] | close | list | approve ID [ID ...] [--json]
-  gatehouse uplinks add NAME --url URL[,URL...] --forward FILTER[,...] [--username U] [--password-stdin]
-                 [--ca FILE] [--client-cert FILE --client-key FILE] [--client-id ID] [--protocol 4|5]
-                 [--remote-prefix P] [--subscribe FILTER[,...] --local-prefix P] [--qos 0|1]
-                 [--inflight N] [--inventory] [--json]
-  gatehouse uplinks list | status [NAME] | enable NAME | disable NAME | remove NAME   [--json]
-  gatehouse bans list | add --address A|--client-id C|--username U [--minutes N] | remove ID [--json]
-                                           A: an IP address or CIDR block; N: 1-525600 (default 60)
-  gatehouse backup FILE | restore FILE | export [--full] [FILE] | import --full FILE   [--data-dir DIR]
-  gatehouse version
-
-Every verb but serve works on an existing data dir: --data-dir DIR or GATEHOUSE_DATA_DIR (default
-./data; the systemd service's is /var/lib/gatehouse). restore and import --full need the appliance stopped.
-
-Options of serve (each also read from its environment variable; flags win):
+/** serveUsage: serve's options for `--help` (cli/usage.ts puts the verbs before them). */
+export const serveUsage = `Options of serve (each also read from its environment variable; flags win):
 ${Object.entries(serveOptions)
   .filter(([, o]) => !o.deprecated)
   .map(([name, o]) => helpLine(name, o))

@@ -37,13 +37,19 @@ async function main(argv: string[]): Promise<number> {
     case "help":
     case "--help":
     case "-h":
-      process.stdout.write((await import("./config.ts")).usage);
+      process.stdout.write(await fullUsage());
       return exitCodes.ok;
     default:
       if (first.startsWith("-")) return (await import("./cli/serve.ts")).serve(argv, env);
-      process.stderr.write(`gatehouse: unknown command "${first}"\n\n${(await import("./config.ts")).usage}`);
+      process.stderr.write(`gatehouse: unknown command "${first}"\n\n${await fullUsage()}`);
       return exitCodes.usage;
   }
+}
+
+/** fullUsage: what `gatehouse --help` prints: every verb, then serve's options */
+async function fullUsage(): Promise<string> {
+  const [{ usage }, { serveUsage }] = await Promise.all([import("./cli/usage.ts"), import("./config.ts")]);
+  return usage(serveUsage);
 }
 
 const verb = Bun.argv[2];

@@ -3,7 +3,7 @@ import { afterAll, describe, expect, it } from "bun:test";
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ConfigError, parseServeConfig, usage } from "../src/config.ts";
+import { ConfigError, parseServeConfig, serveUsage as usage } from "../src/config.ts";
 import { listenerRegistry } from "../src/listeners/index.ts";
 
 const optionsOf = (config: ReturnType<typeof parseServeConfig>, type: string) =>

@@ -38,7 +38,7 @@ export const modbusListener = defineListener<{ port: number }>()({
 
 /** The running app of the copied tree: sign in, then the part's page, the nav and `--help`. */
 const probe = `import { createApp } from "./src/app.ts";
-import { parseServeConfig, usage } from "./src/config.ts";
+import { parseServeConfig, serveUsage as usage } from "./src/config.ts";
 import { silentLogger } from "./src/lib/logger.ts";
 const dir = process.argv[2]!;
 const config = parseServeConfig(["--data-dir", dir, "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "off", "--mqtt-port", "off", "--mqtts-port", "off", "--opcua-port", "off", "--modbus-port", "5020"], {});

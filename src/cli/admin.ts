@@ -5,10 +5,8 @@ import { AdminStore, type AdminRole } from "../core/admins.ts";
 import { AppError } from "../lib/errors.ts";
 import { asked, dataDirExit, usageError, verbArgs } from "./args.ts";
 import { exitCodes } from "./exit-codes.ts";
+import { verbHelp, verbLines } from "./usage.ts";
 import { readSecretLine } from "./stdin.ts";
-
-const usage =
-  "use: gatehouse admin set-password [--username NAME] [--read-only] | list | set-role NAME full|read-only | reset-2fa NAME";
 
 /**
  * admin: the admins from the device's shell; works on the data dir whether or not the appliance runs
@@ -25,11 +23,11 @@ const usage =
 export async function admin(argv: string[], env: Record<string, string | undefined>): Promise<number> {
   const [verb, ...rest] = argv;
   if (argv.some(asked)) {
-    process.stdout.write(`${usage}\n`);
+    process.stdout.write(verbHelp("admin"));
     return exitCodes.ok;
   }
   if (!verb || !["set-password", "list", "set-role", "reset-2fa"].includes(verb)) {
-    return usageError("admin", `unknown verb "${verb ?? ""}"; ${usage}`);
+    return usageError("admin", `unknown verb "${verb ?? ""}"\n${verbLines("admin")}`);
   }
   const args = verbArgs(
     "admin",
@@ -44,11 +42,11 @@ export async function admin(argv: string[], env: Record<string, string | undefin
   const { values, positionals } = args;
   const name = positionals[0] ?? values.username;
   if ((verb === "set-role" || verb === "reset-2fa") && !name) {
-    return usageError(`admin ${verb}`, `name the admin; ${usage}`);
+    return usageError(`admin ${verb}`, `name the admin\n${verbLines("admin")}`);
   }
   const role = positionals[1];
   if (verb === "set-role" && role !== "full" && role !== "read-only") {
-    return usageError("admin set-role", `the role is full or read-only; ${usage}`);
+    return usageError("admin set-role", `the role is full or read-only\n${verbLines("admin")}`);
   }
   try {
     const db = openExistingDataDir(dataDirOf(values["data-dir"], env));

@@ -3,6 +3,7 @@ import type { Db } from "../db/client.ts";
 import { dataDirOf, DataDirError, DataDirSystemError, existingDataDir, openExistingDataDir } from "../db/data-dir.ts";
 import { exitCodes } from "./exit-codes.ts";
 import { jsonText } from "./output.ts";
+import { verbHelp, verbLines } from "./usage.ts";
 
 /** common: the flags every data-dir verb takes besides its own. */
 const common = { "data-dir": { type: "string" }, json: { type: "boolean" } } as const;
@@ -55,7 +56,7 @@ export function verbArgs<const O extends ParseArgsOptionsConfig>(
   const { "data-dir": dataDir, json } = common;
   // the usage, before anything else (found from outside: `uplinks --help` said there was no database)
   if (args.some(asked)) {
-    process.stdout.write(`${how.usage ?? `usage: gatehouse ${command} ... (gatehouse --help lists every verb)`}\n`);
+    process.stdout.write(how.usage === undefined ? verbHelp(command) : `${how.usage}\n`);
     return exitCodes.ok;
   }
   let parsed: Parsed<O>;
@@ -67,7 +68,7 @@ export function verbArgs<const O extends ParseArgsOptionsConfig>(
       options: { "data-dir": dataDir, ...options, ...(how.json === false ? {} : { json }) },
     }) as Parsed<O>;
   } catch (err) {
-    return usageError(command, how.usage ? `${(err as Error).message}\n${how.usage}` : (err as Error).message);
+    return usageError(command, `${(err as Error).message}\n${how.usage ?? verbLines(command)}`);
   }
   const asJson = (parsed.values as { json?: boolean }).json === true;
   return {

@@ -4,9 +4,7 @@ import { BanList, type Ban, type BanKind } from "../core/bans.ts";
 import { AppError, ValidationError } from "../lib/errors.ts";
 import { asked, dataVerbArgs, usageError } from "./args.ts";
 import { exitCodes } from "./exit-codes.ts";
-
-const usage =
-  "use: gatehouse bans list | add --address A|--client-id C|--username U [--minutes N] | remove ID [--json] [--data-dir D]";
+import { verbLines } from "./usage.ts";
 
 /**
  * bansCli: lists, adds and lifts bans on the data dir, beside the running appliance or without it. The
@@ -40,7 +38,8 @@ export async function bansCli(argv: string[], env: Record<string, string | undef
             ["username", values.username],
           ];
           const named = given.filter(([, v]) => v !== undefined);
-          if (named.length !== 1) return fail(`name exactly one of --address, --client-id or --username; ${usage}`);
+          if (named.length !== 1)
+            return fail(`name exactly one of --address, --client-id or --username\n${verbLines("bans")}`);
           const minutesText = values.minutes ?? "60";
           if (!/^[0-9]{1,6}$/.test(minutesText))
             throw new ValidationError({ minutes: "--minutes: a whole number of minutes" });
@@ -58,7 +57,7 @@ export async function bansCli(argv: string[], env: Record<string, string | undef
           return exitCodes.ok;
         }
         default:
-          return fail(`unknown verb "${verb ?? ""}"; ${usage}`);
+          return fail(`unknown verb "${verb ?? ""}"\n${verbLines("bans")}`);
       }
     });
   } catch (err) {

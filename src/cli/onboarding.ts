@@ -7,10 +7,8 @@ import { AppError } from "../lib/errors.ts";
 import { createLogger } from "../lib/logger.ts";
 import { asked, dataVerbArgs, usageError } from "./args.ts";
 import { exitCodes } from "./exit-codes.ts";
+import { verbLines } from "./usage.ts";
 import { printable } from "./output.ts";
-
-const usage =
-  "use: gatehouse onboarding open [--minutes N] [--type T ...] | close | list | approve ID [ID ...] [--description D]";
 
 /**
  * onboardingCli: opens, closes, lists and approves on the data dir. The running appliance notices the
@@ -78,7 +76,7 @@ export async function onboardingCli(argv: string[], env: Record<string, string |
           return failed.length ? exitCodes.usage : exitCodes.ok;
         }
         default:
-          return fail(`unknown verb "${verb ?? ""}"; ${usage}`);
+          return fail(`unknown verb "${verb ?? ""}"\n${verbLines("onboarding")}`);
       }
     });
   } catch (err) {

@@ -15,15 +15,16 @@ import {
 import { discardPrevious, previousName } from "../db/restore.ts";
 import { writePrivateFile } from "../lib/files.ts";
 import type { Logger } from "../lib/logger.ts";
-import { ConfigError, parseServeConfig, usage } from "../config.ts";
+import { ConfigError, parseServeConfig, serveUsage } from "../config.ts";
 import { createLogger } from "../lib/logger.ts";
 import { StartRefused } from "../lib/errors.ts";
 import { exitCodes } from "./exit-codes.ts";
+import { usage } from "./usage.ts";
 
 /** serve: runs until SIGTERM/SIGINT, then stops listeners and database and exits 0. */
 export async function serve(argv: string[], env: Record<string, string | undefined>): Promise<number> {
   if (argv.includes("--help") || argv.includes("-h")) {
-    process.stdout.write(usage);
+    process.stdout.write(usage(serveUsage));
     return exitCodes.ok;
   }
   let config;

@@ -10,13 +10,7 @@ import { asked, dataVerbArgs, usageError } from "./args.ts";
 import { exitCodes } from "./exit-codes.ts";
 import { oneLine, printable } from "./output.ts";
 import { readSecretLine } from "./stdin.ts";
-
-const usageText = `usage:
-  gatehouse uplinks add NAME --url URL[,URL...] --forward FILTER[,...] [--username U] [--password-stdin]
-      [--ca FILE] [--client-cert FILE --client-key FILE] [--client-id ID] [--protocol 4|5]
-      [--remote-prefix P] [--subscribe FILTER[,...] --local-prefix P] [--qos 0|1] [--inflight N] [--inventory]
-  gatehouse uplinks list | status [NAME] | enable NAME | disable NAME | remove NAME
-  (each takes --json and --data-dir DIR)`;
+import { verbLines } from "./usage.ts";
 
 /** shown: an uplink for `list` (never its password or client key: only whether one is stored) */
 const shown = (u: UplinkView) => ({
@@ -52,29 +46,23 @@ function statusLine(s: UplinkStatus): string {
  */
 export async function uplinksCli(argv: string[], env: Record<string, string | undefined>): Promise<number> {
   const [verb, ...rest] = argv;
-  const args = dataVerbArgs(
-    "uplinks",
-    asked(verb) ? argv : rest,
-    env,
-    {
-      url: { type: "string" },
-      username: { type: "string" },
-      "password-stdin": { type: "boolean" },
-      ca: { type: "string" },
-      "client-cert": { type: "string" },
-      "client-key": { type: "string" },
-      "client-id": { type: "string" },
-      protocol: { type: "string" },
-      forward: { type: "string" },
-      "remote-prefix": { type: "string" },
-      subscribe: { type: "string" },
-      "local-prefix": { type: "string" },
-      qos: { type: "string" },
-      inflight: { type: "string" },
-      inventory: { type: "boolean" },
-    },
-    { usage: usageText },
-  );
+  const args = dataVerbArgs("uplinks", asked(verb) ? argv : rest, env, {
+    url: { type: "string" },
+    username: { type: "string" },
+    "password-stdin": { type: "boolean" },
+    ca: { type: "string" },
+    "client-cert": { type: "string" },
+    "client-key": { type: "string" },
+    "client-id": { type: "string" },
+    protocol: { type: "string" },
+    forward: { type: "string" },
+    "remote-prefix": { type: "string" },
+    subscribe: { type: "string" },
+    "local-prefix": { type: "string" },
+    qos: { type: "string" },
+    inflight: { type: "string" },
+    inventory: { type: "boolean" },
+  });
   if (typeof args === "number") return args;
   // Like every other verb: an existing data dir (never made here), without its lock (the running
   // appliance follows the change), its files opened without following a link; its real path from here on.
@@ -167,7 +155,7 @@ export async function uplinksCli(argv: string[], env: Record<string, string | un
         return exitCodes.ok;
       }
       default:
-        return fail(`unknown verb "${verb ?? ""}"\n${usageText}`, exitCodes.usage);
+        return fail(`unknown verb "${verb ?? ""}"\n${verbLines("uplinks")}`, exitCodes.usage);
     }
   } catch (err) {
     if (err instanceof AppError || err instanceof DataDirError || err instanceof TargetError)

@@ -81,11 +81,30 @@ describe("every CLI error is one line on stderr, nothing on stdout", () => {
 describe("--help on a verb", () => {
   it("prints the verb's usage and exits 0, with no data dir anywhere (found from outside: it said there was no database)", async () => {
     const nowhere = join(tempDir(), "none");
-    for (const verb of ["uplinks", "integrations", "onboarding", "bans", "admin"]) {
+    for (const verb of [
+      "uplinks",
+      "integrations",
+      "onboarding",
+      "bans",
+      "admin",
+      "backup",
+      "restore",
+      "export",
+      "import",
+    ]) {
       const r = await runCli([verb, "--help"], { env: { GATEHOUSE_DATA_DIR: nowhere } });
       expect([verb, r.code, r.err]).toEqual([verb, 0, ""]);
-      expect(r.out).toMatch(/^(usage|use):\s+gatehouse /);
+      // its own lines of `gatehouse --help` (found from outside: most printed a one-line stub), where its data
+      // dir comes from, and nothing of another verb's
+      expect(r.out).toStartWith(`usage:\n  gatehouse ${verb} `);
+      expect(r.out).toContain("--data-dir DIR or GATEHOUSE_DATA_DIR");
+      const verbs = [...r.out.matchAll(/^ {2}gatehouse (\w+)/gm)].map((m) => m[1]);
+      expect(new Set(verbs)).toEqual(new Set([verb]));
+      expect((await runCli(["--help"])).out).toContain(r.out.split("\n\n")[0]!.slice("usage:\n".length));
     }
+    // a flag the verb does not know: the error, then its usage
+    const bad = await runCli(["integrations", "list", "--nope"], { env: { GATEHOUSE_DATA_DIR: nowhere } });
+    expect([bad.code, bad.err]).toEqual([2, expect.stringContaining("\n  gatehouse integrations add --type T")]);
     const status = await runCli(["uplinks", "status", "-h"], { env: { GATEHOUSE_DATA_DIR: nowhere } });
     expect([status.code, status.out]).toEqual([0, expect.stringContaining("gatehouse uplinks list | status")]);
   });
