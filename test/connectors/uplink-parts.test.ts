@@ -386,6 +386,55 @@ describe("the outbox", () => {
     await again.outbox.close();
   });
 
+  it("is indexed by uplink only while two uplinks' rows may be in it: made in the write that brings the second, left out at an open with one", async () => {
+    const dir = tempDir();
+    const file = join(dir, "uplink-outbox.db");
+    const indexed = () => {
+      const db = new Database(file, { readonly: true });
+      try {
+        return db.query("SELECT name FROM sqlite_master WHERE name = 'messages_uplink'").get() !== null;
+      } finally {
+        db.close();
+      }
+    };
+    // the plan a read of one uplink's rows takes, from the appliance's side of the file
+    const plan = () => {
+      const db = new Database(file, { readonly: true });
+      try {
+        const rows = db
+          .query("EXPLAIN QUERY PLAN SELECT id FROM messages WHERE uplink = ?1 AND id > ?2 ORDER BY id LIMIT ?3")
+          .all(1, 0, 10) as { detail: string }[];
+        return rows.map((r) => r.detail).join("; ");
+      } finally {
+        db.close();
+      }
+    };
+    const first = await Outbox.open(dir);
+    for (let i = 0; i < 500; i++) first.outbox.append(1, "a", Buffer.from(String(i)), false, null);
+    await first.outbox.durable();
+    expect([indexed(), plan()]).toEqual([false, expect.stringContaining("INTEGER PRIMARY KEY")]);
+    // a second uplink's first row: the index is there when the write that holds it is reported
+    first.outbox.append(2, "b", Buffer.from("b0"), false, null);
+    await first.outbox.durable();
+    expect([indexed(), plan()]).toEqual([true, expect.stringContaining("messages_uplink")]);
+    expect(first.outbox.fetch(2, 0, 10).rows.map((r) => r.topic)).toEqual(["b"]);
+    await first.outbox.close();
+    // both uplinks still have rows: kept at the next open
+    const second = await Outbox.open(dir);
+    expect(indexed()).toBe(true);
+    const twos = second.outbox.fetch(2, 0, 10).rows.map((r) => r.id);
+    second.outbox.remove(twos);
+    await second.outbox.durable();
+    second.outbox.append(1, "a", Buffer.from("one more"), false, null); // a write, to carry the delete
+    await second.outbox.durable();
+    await second.outbox.close();
+    // one uplink's rows alone (the other drained): dropped at the open; its rows read as before
+    const third = await Outbox.open(dir);
+    expect([indexed(), [...third.stats.keys()]]).toEqual([false, [1]]);
+    expect(third.outbox.fetch(1, 0, 1000).rows).toHaveLength(501);
+    await third.outbox.close();
+  });
+
   it("keeps every field of a row as written: UTF-8 topics and properties, retain, time, size, several uplinks in one write", async () => {
     const dir = tempDir();
     const { outbox } = await Outbox.open(dir);

@@ -16,11 +16,18 @@ CREATE TABLE IF NOT EXISTS messages (
   size INTEGER NOT NULL,
   props TEXT
 );
-CREATE INDEX IF NOT EXISTS messages_uplink ON messages (uplink, id);
 CREATE INDEX IF NOT EXISTS messages_retained ON messages (uplink, topic) WHERE retain = 1 AND superseded = 0;
 CREATE TABLE IF NOT EXISTS status (uplink INTEGER PRIMARY KEY, json TEXT NOT NULL, at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS owners (uplink INTEGER PRIMARY KEY, created_at INTEGER NOT NULL);
 `;
+
+/**
+ * uplinkIndex: the index that finds one uplink's rows among another's. Only while rows of two uplinks or more
+ * may be in the file (the writer makes it then, `outbox.worker.ts`): with one uplink's rows alone its rowid
+ * order is the table's, and keeping the index cost every write about a third more pages in the log (11
+ * against 7 per group commit of 45 messages, ~1 µs a message of the writer thread's CPU).
+ */
+export const uplinkIndex = "CREATE INDEX IF NOT EXISTS messages_uplink ON messages (uplink, id)";
 
 /** outboxColumns: what each table of `outboxSchema` must have (a file of another shape is not an outbox) */
 export const outboxColumns = {

@@ -17,6 +17,7 @@ import {
   spareBytes,
   type WorkerReply,
   type WorkerRequest,
+  uplinkIndex,
   unreadable,
 } from "./outbox-protocol.ts";
 
@@ -25,6 +26,13 @@ declare const self: Worker;
 let db: Database | undefined;
 /** the write's statements, prepared once per open (a write is a few milliseconds apart from the next) */
 let statements: ReturnType<typeof prepare> | undefined;
+/**
+ * the uplinks whose rows may be in the file (they had rows at the open, or some were written since), and
+ * whether `uplinkIndex` is there: it is made once a second uplink's rows come (in the write that brings them,
+ * before the event loop can read them), and left out at an open that finds one uplink's rows or none
+ */
+const withRows = new Set<number>();
+let indexed = false;
 
 function prepare(d: Database) {
   return {
@@ -72,6 +80,10 @@ function open(path: string, cacheKiB: number): WorkerReply {
       `SELECT uplink, COUNT(*) AS count, COALESCE(SUM(${sizeOfRow}), 0) AS bytes, MIN(id) AS firstId FROM messages GROUP BY uplink`,
     )
     .all() as { uplink: number; count: number; bytes: number; firstId: number }[];
+  withRows.clear();
+  for (const s of stats) withRows.add(s.uplink);
+  indexed = withRows.size >= 2;
+  d.run(indexed ? uplinkIndex : "DROP INDEX IF EXISTS messages_uplink");
   const maxId = (d.query("SELECT COALESCE(MAX(id), 0) AS m FROM messages").get() as { m: number }).m;
   const status = d.query("SELECT uplink, json FROM status").all() as { uplink: number; json: string }[];
   const owners = d.query("SELECT uplink, created_at AS createdAt FROM owners").all() as {
@@ -86,7 +98,16 @@ function write(req: Extract<WorkerRequest, { op: "write" }>): void {
   const { insert, supersede, remove, purge, status, forget, own, disown } = statements!;
   const rows = decodeRows(req.buffer, req.rowsLength);
   const deletes = new Float64Array(req.buffer, rangesOffset(req.rowsLength), req.ranges * 2);
+  let index = false;
   d.transaction(() => {
+    if (!indexed) {
+      for (const r of rows) withRows.add(r[1]);
+      // the reads of an uplink that has few rows would otherwise walk every other uplink's rows
+      if (withRows.size >= 2) {
+        d.run(uplinkIndex);
+        index = true;
+      }
+    }
     for (const u of req.purge) {
       purge.run(u);
       forget.run(u);
@@ -101,6 +122,7 @@ function write(req: Extract<WorkerRequest, { op: "write" }>): void {
     const now = Date.now();
     for (const [u, json] of req.status) status.run(u, json, now);
   })();
+  if (index) indexed = true; // committed (a write that failed makes it again with the next)
 }
 
 self.onmessage = (event: MessageEvent<WorkerRequest>) => {

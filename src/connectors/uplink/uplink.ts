@@ -202,6 +202,8 @@ export class Uplink {
     this.cfg = cfg;
     this.#queued = queue.count;
     this.#queuedBytes = queue.bytes;
+    // nothing of it on disk: it is not read for (the file may have no index by uplink: another's rows are read)
+    this.#inMemory = queue.count === 0;
     this.#counters = counters ?? { forwarded: 0, dropped: 0, resent: 0, received: 0 };
     this.#rate.forwarded = this.#counters.forwarded;
     this.#downlinkAs = this.#identity(cfg);
