@@ -432,6 +432,11 @@ describe("the outbox", () => {
     const third = await Outbox.open(dir);
     expect([indexed(), [...third.stats.keys()]]).toEqual([false, [1]]);
     expect(third.outbox.fetch(1, 0, 1000).rows).toHaveLength(501);
+    // an uplink removed that has no rows: the other's stay
+    third.outbox.purge(2);
+    third.outbox.append(1, "a", Buffer.from("after"), false, null);
+    await third.outbox.durable();
+    expect([indexed(), third.outbox.fetch(1, 0, 1000).rows.length]).toEqual([false, 502]);
     await third.outbox.close();
   });
 

@@ -109,7 +109,8 @@ function write(req: Extract<WorkerRequest, { op: "write" }>): void {
       }
     }
     for (const u of req.purge) {
-      purge.run(u);
+      // without the index, a purge walks every row: not for an uplink that has none (another's backlog)
+      if (indexed || withRows.has(u)) purge.run(u);
       forget.run(u);
       disown.run(u);
     }
