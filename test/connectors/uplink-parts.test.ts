@@ -440,6 +440,51 @@ describe("the outbox", () => {
     await third.outbox.close();
   });
 
+  it("removes what it did not make (found from outside: a planted index under its name sorted a backlog on the event loop, a UNIQUE one refused every write); a table under an index's name is not an outbox", async () => {
+    const dir = tempDir();
+    const file = join(dir, "uplink-outbox.db");
+    const first = await Outbox.open(dir);
+    for (let i = 0; i < 5; i++) first.outbox.append(1 + (i % 2), `t/${i}`, Buffer.from(String(i)), false, null);
+    await first.outbox.durable();
+    await first.outbox.close();
+    const tamper = (...sql: string[]) => {
+      const db = new Database(file);
+      try {
+        for (const q of sql) db.run(q);
+      } finally {
+        db.close();
+      }
+    };
+    tamper(
+      "DROP INDEX messages_uplink",
+      "CREATE INDEX messages_uplink ON messages (uplink, topic, payload)",
+      "CREATE UNIQUE INDEX planted ON messages (topic)",
+      "CREATE TRIGGER eat AFTER INSERT ON messages BEGIN DELETE FROM messages WHERE id = new.id; END",
+      "CREATE VIEW peek AS SELECT payload FROM messages",
+    );
+    const second = await Outbox.open(dir);
+    expect(second.removed.sort()).toEqual(["index messages_uplink", "index planted", "trigger eat", "view peek"]);
+    const schema = () => {
+      const db = new Database(file, { readonly: true });
+      try {
+        return db.query("SELECT type, name, sql FROM sqlite_master WHERE type != 'table' ORDER BY name").all();
+      } finally {
+        db.close();
+      }
+    };
+    expect(schema()).toEqual([
+      { type: "index", name: "messages_retained", sql: expect.stringContaining("WHERE retain = 1") },
+      { type: "index", name: "messages_uplink", sql: "CREATE INDEX messages_uplink ON messages (uplink, id)" },
+    ]);
+    second.outbox.append(1, "t/0", Buffer.from("again"), false, null); // a topic taken: the UNIQUE index is gone
+    await second.outbox.durable();
+    expect(second.outbox.fetch(1, 0, 10).rows.map((r) => r.topic)).toEqual(["t/0", "t/2", "t/4", "t/0"]);
+    await second.outbox.close();
+    // an object of another kind under one of its names: not an outbox (the appliance sets the file aside)
+    tamper("DROP INDEX messages_uplink", "CREATE TABLE messages_uplink (x)");
+    await expect(Outbox.open(dir)).rejects.toMatchObject({ code: "GATEHOUSE_NOT_AN_OUTBOX" });
+  });
+
   it("keeps every field of a row as written: UTF-8 topics and properties, retain, time, size, several uplinks in one write", async () => {
     const dir = tempDir();
     const { outbox } = await Outbox.open(dir);

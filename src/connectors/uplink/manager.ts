@@ -249,8 +249,12 @@ export class UplinkManager {
       this.#log.error("uplink outbox could not be opened; uplinks forward nothing", { err });
       return;
     }
-    const { outbox, stats, owners } = this.#opened;
+    const { outbox, stats, owners, removed } = this.#opened;
     this.#outbox = outbox;
+    if (removed.length)
+      this.#log.warn("uplink outbox held what Gatehouse does not make: removed (its rows are kept)", {
+        removed: removed.join(", "),
+      });
     // damaged while it runs: set aside now (the writer and reader keep the renamed file until they close),
     // so the next start makes a new one whatever part of the file was hit
     outbox.onUnreadable = (err) => {
@@ -282,11 +286,11 @@ export class UplinkManager {
       if (c && owners.get(uplink) === c.createdAt) continue;
       if (c && !owners.has(uplink)) continue; // made before it had an owner row: its own
       outbox.purge(uplink);
-      stats.delete(uplink);
       this.#log.warn("uplink queue of a removed uplink deleted", {
         uplinkId: uplink,
-        messages: stats.get(uplink)?.count,
+        messages: stats.get(uplink)?.count ?? 0,
       });
+      stats.delete(uplink);
     }
     const queued = [...stats.values()].reduce((n, s) => n + s.count, 0);
     if (queued) this.#log.info("uplink outbox opened", { queued });

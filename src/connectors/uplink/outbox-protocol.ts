@@ -4,6 +4,15 @@
  * the whole file, so each uplink's rows in `id` order are its FIFO.
  */
 import { constants, Database } from "bun:sqlite";
+/** outboxIndexes: the indexes the outbox makes, as SQLite keeps their definitions (sqlite_master's `sql`) */
+export const outboxIndexes = {
+  messages_retained: "CREATE INDEX messages_retained ON messages (uplink, topic) WHERE retain = 1 AND superseded = 0",
+  messages_uplink: "CREATE INDEX messages_uplink ON messages (uplink, id)",
+} as const;
+
+const ifNew = (name: keyof typeof outboxIndexes) =>
+  outboxIndexes[name].replace("CREATE INDEX", "CREATE INDEX IF NOT EXISTS");
+
 export const outboxSchema = `
 CREATE TABLE IF NOT EXISTS messages (
   id INTEGER PRIMARY KEY,
@@ -16,7 +25,7 @@ CREATE TABLE IF NOT EXISTS messages (
   size INTEGER NOT NULL,
   props TEXT
 );
-CREATE INDEX IF NOT EXISTS messages_retained ON messages (uplink, topic) WHERE retain = 1 AND superseded = 0;
+${ifNew("messages_retained")};
 CREATE TABLE IF NOT EXISTS status (uplink INTEGER PRIMARY KEY, json TEXT NOT NULL, at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS owners (uplink INTEGER PRIMARY KEY, created_at INTEGER NOT NULL);
 `;
@@ -27,7 +36,7 @@ CREATE TABLE IF NOT EXISTS owners (uplink INTEGER PRIMARY KEY, created_at INTEGE
  * order is the table's, and keeping the index cost every write about a third more pages in the log (11
  * against 7 per group commit of 45 messages, ~1 µs a message of the writer thread's CPU).
  */
-export const uplinkIndex = "CREATE INDEX IF NOT EXISTS messages_uplink ON messages (uplink, id)";
+export const uplinkIndex = ifNew("messages_uplink");
 
 /** outboxColumns: what each table of `outboxSchema` must have (a file of another shape is not an outbox) */
 export const outboxColumns = {
@@ -61,6 +70,41 @@ export function checkColumns(d: Database): void {
         code: notAnOutbox,
       });
   }
+}
+
+/**
+ * tidySchema: what in the file the outbox did not make and could be harmed by, removed before it is used: an
+ * index under one of its names with another definition (found from outside: one on other columns had every
+ * read of a backlog sort it on the event loop; a UNIQUE one refused every write), any other index on its
+ * tables, any trigger or view. Indexes are made again from the rows; none of it is data. An object that is
+ * not a table under one of its tables' names, or not an index under one of its indexes' names, makes the file
+ * not an outbox (set aside, as a table of another shape). Returns what was removed.
+ */
+export function tidySchema(d: Database): string[] {
+  const removed: string[] = [];
+  const objects = d.query("SELECT type, name, sql FROM sqlite_master").all() as {
+    type: string;
+    name: string;
+    sql: string | null;
+  }[];
+  for (const o of objects) {
+    if (o.name.startsWith("sqlite_")) continue; // SQLite's own (autoindexes of primary keys, statistics)
+    const ours = Object.hasOwn(outboxIndexes, o.name)
+      ? "index"
+      : Object.hasOwn(outboxColumns, o.name)
+        ? "table"
+        : undefined;
+    if (ours !== undefined && o.type !== ours)
+      throw Object.assign(new Error(`not an outbox: its ${o.name} is a ${o.type}, not a ${ours}`), {
+        code: notAnOutbox,
+      });
+    if (o.type === "table" || (ours === "index" && o.sql === outboxIndexes[o.name as keyof typeof outboxIndexes]))
+      continue;
+    if (o.type !== "index" && o.type !== "trigger" && o.type !== "view") continue;
+    d.run(`DROP ${o.type.toUpperCase()} "${o.name.replaceAll('"', '""')}"`);
+    removed.push(`${o.type} ${o.name}`);
+  }
+  return removed;
 }
 
 /**
@@ -209,6 +253,8 @@ export type WorkerReply =
       stats: { uplink: number; count: number; bytes: number; firstId: number }[];
       status: { uplink: number; json: string }[];
       owners: { uplink: number; createdAt: number }[];
+      /** what was in the file that the outbox did not make, removed (`tidySchema`) */
+      removed: string[];
     }
   /** `spare`: the write's buffer, given back for the next write (unless larger than `spareBytes`) */
   | { op: "written"; batch: number; spare?: ArrayBuffer }

@@ -50,6 +50,8 @@ export interface OutboxOpened {
   stats: Map<number, { count: number; bytes: number; firstId: number }>;
   status: Map<number, string>;
   owners: Map<number, number>;
+  /** what was in the file that the outbox did not make (an index of another definition, a trigger), removed */
+  removed: string[];
 }
 
 /**
@@ -211,6 +213,7 @@ export class Outbox {
       stats: new Map(opened.stats.map((s) => [s.uplink, { count: s.count, bytes: s.bytes, firstId: s.firstId }])),
       status: new Map(opened.status.map((s) => [s.uplink, s.json])),
       owners: new Map(opened.owners.map((o) => [o.uplink, o.createdAt])),
+      removed: opened.removed,
     };
   }
 

@@ -15,6 +15,7 @@ import {
   rangesOffset,
   sizeOfRow,
   spareBytes,
+  tidySchema,
   type WorkerReply,
   type WorkerRequest,
   uplinkIndex,
@@ -60,9 +61,11 @@ function open(path: string, cacheKiB: number): WorkerReply {
   d.run("PRAGMA synchronous = FULL");
   d.run(`PRAGMA cache_size = -${Math.max(256, Math.floor(cacheKiB))}`);
   d.run("PRAGMA temp_store = MEMORY");
+  let removed: string[];
   try {
     // before the schema's indexes are made on columns that may not be there (tables it makes are right)
     checkColumns(d);
+    removed = tidySchema(d);
     d.exec(outboxSchema);
   } catch (err) {
     d.close();
@@ -90,7 +93,7 @@ function open(path: string, cacheKiB: number): WorkerReply {
     uplink: number;
     createdAt: number;
   }[];
-  return { op: "opened", maxId, stats, status, owners };
+  return { op: "opened", maxId, stats, status, owners, removed };
 }
 
 function write(req: Extract<WorkerRequest, { op: "write" }>): void {
