@@ -1,6 +1,7 @@
 #!/usr/bin/env bun
 import { exitCodes } from "./cli/exit-codes.ts";
-import { drained, oneLine, watchWrites } from "./cli/output.ts";
+import { asked, verbHelp } from "./cli/usage.ts";
+import { drained, oneLine, saidText, watchWrites } from "./cli/output.ts";
 import { version } from "./version.ts";
 
 /**
@@ -31,9 +32,14 @@ async function main(argv: string[]): Promise<number> {
     case "uplinks":
       return (await import("./cli/uplinks.ts")).uplinksCli(rest, env);
     case "version":
-    case "--version":
-      process.stdout.write(`gatehouse ${version}\n`);
+    case "--version": {
+      if (rest.some(asked)) process.stdout.write(verbHelp("version"));
+      else if (rest.length > 0) {
+        process.stderr.write(`gatehouse version: unexpected argument "${saidText(rest[0]!)}"\n${verbHelp("version")}`);
+        return exitCodes.usage;
+      } else process.stdout.write(`gatehouse ${version}\n`);
       return exitCodes.ok;
+    }
     case "help":
     case "--help":
     case "-h":
@@ -41,7 +47,7 @@ async function main(argv: string[]): Promise<number> {
       return exitCodes.ok;
     default:
       if (first.startsWith("-")) return (await import("./cli/serve.ts")).serve(argv, env);
-      process.stderr.write(`gatehouse: unknown command "${first}"\n\n${await fullUsage()}`);
+      process.stderr.write(`gatehouse: unknown command "${saidText(first)}"\n\n${await fullUsage()}`);
       return exitCodes.usage;
   }
 }
@@ -57,19 +63,26 @@ watchWrites(process.stdout);
 watchWrites(process.stderr);
 main(Bun.argv.slice(2))
   .catch((err) => {
-    process.stderr.write(`gatehouse${verb && !verb.startsWith("-") ? ` ${verb}` : ""}: ${oneLine(err)}\n`);
+    process.stderr.write(
+      `${saidText(`gatehouse${verb && !verb.startsWith("-") ? ` ${verb}` : ""}: ${oneLine(err)}`)}\n`,
+    );
     return exitCodes.failure;
   })
   .then(async (code) => {
+    process.exitCode = code; // whatever happens to the output below, the verb's answer is the exit code
     const failed = await drained(process.stdout);
     // Output that did not reach its reader whole (a full disk, /dev/full, a reader that went away: EPIPE) is a
     // failure of the system: exit 1, so `gatehouse export > /backup/fleet.json && echo ok` cannot say ok.
-    // (`serve`'s log lines are not its output: a lost one does not make its clean stop a failure)
-    const isServe = verb === undefined || verb === "serve" || verb.startsWith("-");
+    // (`serve`'s log lines are not its output: a lost one does not make its clean stop a failure; its
+    // `--help` is output)
+    const isServe = (verb === undefined || verb === "serve" || verb.startsWith("-")) && !Bun.argv.slice(2).some(asked);
     if (failed && code === exitCodes.ok && !isServe) {
-      process.stderr.write(`gatehouse${verb ? ` ${verb}` : ""}: cannot write the output: ${oneLine(failed)}\n`);
+      process.stderr.write(
+        `${saidText(`gatehouse${verb ? ` ${verb}` : ""}: cannot write the output: ${oneLine(failed)}`)}\n`,
+      );
       code = exitCodes.failure;
     }
+    process.exitCode = code;
     await drained(process.stderr);
     process.exit(code);
   });

@@ -3,9 +3,9 @@ import { dataDirOf, DataDirError, openExistingDataDir } from "../db/data-dir.ts"
 import { ActivityLog } from "../core/activity.ts";
 import { AdminStore, type AdminRole } from "../core/admins.ts";
 import { AppError } from "../lib/errors.ts";
-import { asked, dataDirExit, usageError, verbArgs } from "./args.ts";
+import { dataDirExit, usageError, verbArgs } from "./args.ts";
 import { exitCodes } from "./exit-codes.ts";
-import { verbHelp, verbLines } from "./usage.ts";
+import { asked, verbHelp, verbLines } from "./usage.ts";
 import { readSecretLine } from "./stdin.ts";
 
 /**
@@ -36,7 +36,11 @@ export async function admin(argv: string[], env: Record<string, string | undefin
       username: { type: "string" },
       ...(verb === "set-password" ? { "read-only": { type: "boolean" as const } } : {}),
     },
-    { allowPositionals: verb === "set-role" || verb === "reset-2fa", json: false },
+    {
+      allowPositionals: verb === "set-role" || verb === "reset-2fa",
+      positionals: verb === "set-role" ? 2 : 1,
+      json: false,
+    },
   );
   if (typeof args === "number") return args;
   const { values, positionals } = args;

@@ -2,8 +2,8 @@ import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
 import type { Db } from "../db/client.ts";
 import { dataDirOf, DataDirError, DataDirSystemError, existingDataDir, openExistingDataDir } from "../db/data-dir.ts";
 import { exitCodes } from "./exit-codes.ts";
-import { jsonText } from "./output.ts";
-import { verbHelp, verbLines } from "./usage.ts";
+import { jsonText, saidText } from "./output.ts";
+import { asked, verbHelp, verbLines } from "./usage.ts";
 
 /** common: the flags every data-dir verb takes besides its own. */
 const common = { "data-dir": { type: "string" }, json: { type: "boolean" } } as const;
@@ -26,7 +26,7 @@ export interface VerbArgs<O extends ParseArgsOptionsConfig> {
  * Every verb says what went wrong the same way, named after itself.
  */
 export function usageError(command: string, message: string, code: number = exitCodes.usage): number {
-  process.stderr.write(`gatehouse ${command}: ${message}\n`);
+  process.stderr.write(`gatehouse ${saidText(command)}: ${saidText(message)}\n`);
   return code;
 }
 
@@ -37,26 +37,23 @@ export function usageError(command: string, message: string, code: number = exit
 export const dataDirExit = (err: DataDirError): number =>
   err instanceof DataDirSystemError ? exitCodes.failure : exitCodes.usage;
 
-/** asked: this argument asks for the usage (where the verb goes, the verb's arguments are all of them) */
-export const asked = (arg: string | undefined) => arg === "--help" || arg === "-h";
-
 /**
  * verbArgs: the preamble the verbs that work on the data dir share: `args` parsed strictly with the verb's
  * own `options` and `--data-dir` (and `--json` unless `json: false`), positionals allowed unless
- * `allowPositionals: false`. A flag it does not know, or a value missing, is a usage error (exit 2) named
- * after `command`, with `usage` on the next line where given: then the number to exit with is returned
- * instead of the arguments.
+ * `allowPositionals: false`, and at most `positionals` of them where given. A flag it does not know, a value
+ * missing or an argument too many is a usage error (exit 2) named after `command`, with the verb's usage on the
+ * next line: then the number to exit with is returned instead of the arguments.
  */
 export function verbArgs<const O extends ParseArgsOptionsConfig>(
   command: string,
   args: string[],
   options: O,
-  how: { usage?: string; allowPositionals?: boolean; json?: boolean } = {},
+  how: { allowPositionals?: boolean; positionals?: number; json?: boolean } = {},
 ): VerbArgs<O> | number {
   const { "data-dir": dataDir, json } = common;
   // the usage, before anything else (found from outside: `uplinks --help` said there was no database)
   if (args.some(asked)) {
-    process.stdout.write(how.usage === undefined ? verbHelp(command) : `${how.usage}\n`);
+    process.stdout.write(verbHelp(command));
     return exitCodes.ok;
   }
   let parsed: Parsed<O>;
@@ -68,8 +65,12 @@ export function verbArgs<const O extends ParseArgsOptionsConfig>(
       options: { "data-dir": dataDir, ...options, ...(how.json === false ? {} : { json }) },
     }) as Parsed<O>;
   } catch (err) {
-    return usageError(command, `${(err as Error).message}\n${how.usage ?? verbLines(command)}`);
+    return usageError(command, `${(err as Error).message}\n${verbLines(command)}`);
   }
+  // found from outside: `integrations remove a b` removed a alone and said so, exit 0
+  const extra = parsed.positionals[how.positionals ?? Number.POSITIVE_INFINITY];
+  if (extra !== undefined)
+    return usageError(command, `unexpected argument "${extra}" (at most ${how.positionals})\n${verbLines(command)}`);
   const asJson = (parsed.values as { json?: boolean }).json === true;
   return {
     values: parsed.values,
@@ -108,7 +109,7 @@ export function dataVerbArgs<const O extends ParseArgsOptionsConfig>(
   args: string[],
   env: Record<string, string | undefined>,
   options: O,
-  how: { usage?: string } = {},
+  how: { positionals?: number } = {},
 ): (VerbArgs<O> & { db: Db; dataDir: string }) | number {
   const parsed = verbArgs(command, args, options, how);
   if (typeof parsed === "number") return parsed;

@@ -41,6 +41,7 @@ import { secretKeyFile } from "../connectors/uplink/secrets.ts";
 import { parseUplinkExport, type UplinkExport, UplinkStore } from "../connectors/uplink/store.ts";
 import { dataDirExit, usageError, verbArgs } from "./args.ts";
 import { exitCodes } from "./exit-codes.ts";
+import { saidText } from "./output.ts";
 import { maxCertificateBytes, readTrustedCertificates, trustedPath } from "../core/export.ts";
 
 interface ExportDocument {
@@ -78,7 +79,7 @@ interface ExportDocument {
  * Backups and exports hold hashes: they are 0600 from creation and appear only when complete (lib/files.ts).
  */
 export async function dataCli(verb: string, argv: string[], env: Record<string, string | undefined>): Promise<number> {
-  const args = verbArgs(verb, argv, { full: { type: "boolean" } }, { json: false });
+  const args = verbArgs(verb, argv, { full: { type: "boolean" } }, { json: false, positionals: 1 });
   if (typeof args === "number") return args;
   const { values, positionals } = args;
   const dataDir = dataDirOf(values["data-dir"], env);
@@ -179,12 +180,12 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
             trustedCertificates: certificates,
             uplinks: new UplinkStore(db, dataDir).exportAll(values.full === true),
           };
-          for (const s of skipped) process.stderr.write(`gatehouse export: skipped ${s}\n`);
+          for (const s of skipped) process.stderr.write(`gatehouse export: skipped ${saidText(s)}\n`);
           const text = `${JSON.stringify(doc, null, 1)}\n`;
           if (file) {
             writePrivateFile(file, text, { replace: true }); // password hashes: 0600 from the first byte
             process.stderr.write(
-              `exported ${doc.integrations.length} integration(s) and ${Object.keys(doc.trustedCertificates).length} trusted certificate(s) to ${file}\n`,
+              `exported ${doc.integrations.length} integration(s) and ${Object.keys(doc.trustedCertificates).length} trusted certificate(s) to ${saidText(file)}\n`,
             );
           } else process.stdout.write(text);
         } finally {

@@ -2,9 +2,9 @@ import { closeDatabase } from "../db/client.ts";
 import { ActivityLog, actAs } from "../core/activity.ts";
 import { BanList, type Ban, type BanKind } from "../core/bans.ts";
 import { AppError, ValidationError } from "../lib/errors.ts";
-import { asked, dataVerbArgs, usageError } from "./args.ts";
+import { dataVerbArgs, usageError } from "./args.ts";
 import { exitCodes } from "./exit-codes.ts";
-import { verbLines } from "./usage.ts";
+import { asked, verbLines } from "./usage.ts";
 
 /**
  * bansCli: lists, adds and lifts bans on the data dir, beside the running appliance or without it. The
@@ -13,12 +13,18 @@ import { verbLines } from "./usage.ts";
  */
 export async function bansCli(argv: string[], env: Record<string, string | undefined>): Promise<number> {
   const [verb, ...rest] = argv;
-  const args = dataVerbArgs("bans", asked(verb) ? argv : rest, env, {
-    address: { type: "string" },
-    "client-id": { type: "string" },
-    username: { type: "string" },
-    minutes: { type: "string" },
-  });
+  const args = dataVerbArgs(
+    "bans",
+    asked(verb) ? argv : rest,
+    env,
+    {
+      address: { type: "string" },
+      "client-id": { type: "string" },
+      username: { type: "string" },
+      minutes: { type: "string" },
+    },
+    { positionals: ({ list: 0, add: 0, remove: 1 } as Record<string, number>)[verb ?? ""] },
+  );
   if (typeof args === "number") return args;
   const { values, positionals, out, db } = args;
   const line = (b: Ban) => `${b.id}\t${b.kind}\t${b.value}\tuntil ${new Date(b.expiresAt).toISOString()}`;

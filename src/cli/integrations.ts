@@ -4,12 +4,24 @@ import { CredentialStore } from "../core/credentials.ts";
 import { EventBus } from "../core/events.ts";
 import { isIntegrationType, typeListText, type Integration } from "../core/types.ts";
 import { AppError, NotFoundError, ValidationError } from "../lib/errors.ts";
-import { asked, dataVerbArgs, usageError } from "./args.ts";
+import { dataVerbArgs, usageError } from "./args.ts";
 import { exitCodes } from "./exit-codes.ts";
+import { asked } from "./usage.ts";
 import { mapMosquittoAcl, maxMosquittoFileBytes, parseMosquittoPasswd } from "./mosquitto.ts";
 import { readBounded } from "../lib/files.ts";
 import { parseImport, readImportFile } from "./import-file.ts";
 import { readSecretLine } from "./stdin.ts";
+
+/** namesTaken: how many arguments besides flags each verb takes (more is refused) */
+const namesTaken: Record<string, number> = {
+  list: 0,
+  add: 0,
+  remove: 1,
+  enable: 1,
+  disable: 1,
+  permissions: 1,
+  import: 1,
+};
 
 /**
  * integrationsCli: offline CRUD on the data dir. The running appliance polls SQLite's data_version
@@ -17,18 +29,24 @@ import { readSecretLine } from "./stdin.ts";
  */
 export async function integrationsCli(argv: string[], env: Record<string, string | undefined>): Promise<number> {
   const [verb, ...rest] = argv;
-  const args = dataVerbArgs("integrations", asked(verb) ? argv : rest, env, {
-    type: { type: "string" },
-    username: { type: "string" },
-    description: { type: "string" },
-    "password-stdin": { type: "boolean" },
-    "mosquitto-passwd": { type: "string" },
-    "mosquitto-acl": { type: "string" },
-    publish: { type: "string" },
-    subscribe: { type: "string" },
-    "deny-publish": { type: "string" },
-    "deny-subscribe": { type: "string" },
-  });
+  const args = dataVerbArgs(
+    "integrations",
+    asked(verb) ? argv : rest,
+    env,
+    {
+      type: { type: "string" },
+      username: { type: "string" },
+      description: { type: "string" },
+      "password-stdin": { type: "boolean" },
+      "mosquitto-passwd": { type: "string" },
+      "mosquitto-acl": { type: "string" },
+      publish: { type: "string" },
+      subscribe: { type: "string" },
+      "deny-publish": { type: "string" },
+      "deny-subscribe": { type: "string" },
+    },
+    { positionals: namesTaken[verb ?? ""] },
+  );
   if (typeof args === "number") return args;
   const { values, positionals, json, out, db } = args;
   const events = new EventBus();

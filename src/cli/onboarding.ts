@@ -5,9 +5,9 @@ import { EventBus } from "../core/events.ts";
 import { Onboarding } from "../core/onboarding.ts";
 import { AppError } from "../lib/errors.ts";
 import { createLogger } from "../lib/logger.ts";
-import { asked, dataVerbArgs, usageError } from "./args.ts";
+import { dataVerbArgs, usageError } from "./args.ts";
 import { exitCodes } from "./exit-codes.ts";
-import { verbLines } from "./usage.ts";
+import { asked, verbLines } from "./usage.ts";
 import { printable } from "./output.ts";
 
 /**
@@ -16,11 +16,17 @@ import { printable } from "./output.ts";
  */
 export async function onboardingCli(argv: string[], env: Record<string, string | undefined>): Promise<number> {
   const [verb, ...rest] = argv;
-  const args = dataVerbArgs("onboarding", asked(verb) ? argv : rest, env, {
-    minutes: { type: "string" },
-    type: { type: "string", multiple: true },
-    description: { type: "string" },
-  });
+  const args = dataVerbArgs(
+    "onboarding",
+    asked(verb) ? argv : rest,
+    env,
+    {
+      minutes: { type: "string" },
+      type: { type: "string", multiple: true },
+      description: { type: "string" },
+    },
+    { positionals: ({ open: 0, close: 0, list: 0 } as Record<string, number>)[verb ?? ""] },
+  );
   if (typeof args === "number") return args;
   const { values, positionals, out, db } = args;
   const events = new EventBus();

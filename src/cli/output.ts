@@ -35,6 +35,22 @@ export function printable(text: string): string {
 }
 
 /**
+ * saidText: a message for stderr that may carry what a person or a script typed (an argument echoed in a
+ * refusal): each line `printable`, and at most 1 000 characters (found from outside: escape sequences in an
+ * argument set the terminal's title and cleared its screen through `unknown command "…"`, and a 130 KB
+ * argument was echoed whole).
+ */
+export function saidText(text: string): string {
+  return text
+    .split("\n")
+    .map((line) => {
+      const p = printable(line);
+      return p.length > 1000 ? `${p.slice(0, 1000)}… (${p.length - 1000} more characters)` : p;
+    })
+    .join("\n");
+}
+
+/**
  * jsonText: `data` as JSON whose every character a terminal would act on is a `\uXXXX` escape: JSON.stringify
  * escapes C0 only (found from outside: C1's CSI and OSC, DEL and bidi overrides reached the terminal through
  * `--json`). The same JSON value: such characters can only be in strings, where an escape means them.
@@ -65,6 +81,10 @@ export function watchWrites(stream: NodeJS.WriteStream): void {
  * failed write arrives a turn of the event loop after `finish`, so that turn is waited for too.
  */
 export async function drained(stream: NodeJS.WriteStream): Promise<Error | undefined> {
+  // a stream that failed or ended already says nothing more (found from outside: waiting for it emptied the
+  // event loop, and the process exited 0 whatever the verb returned, `2>/dev/full` made a refusal a success)
+  if (stream.destroyed || stream.writableFinished || stream.errored)
+    return writeErrors.get(stream) ?? stream.errored ?? undefined;
   await new Promise<void>((resolve) => {
     stream.once("finish", () => resolve());
     stream.once("error", () => resolve());

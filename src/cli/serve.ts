@@ -19,11 +19,12 @@ import { ConfigError, parseServeConfig, serveUsage } from "../config.ts";
 import { createLogger } from "../lib/logger.ts";
 import { StartRefused } from "../lib/errors.ts";
 import { exitCodes } from "./exit-codes.ts";
-import { usage } from "./usage.ts";
+import { saidText } from "./output.ts";
+import { asked, usage } from "./usage.ts";
 
 /** serve: runs until SIGTERM/SIGINT, then stops listeners and database and exits 0. */
 export async function serve(argv: string[], env: Record<string, string | undefined>): Promise<number> {
-  if (argv.includes("--help") || argv.includes("-h")) {
+  if (argv.some(asked)) {
     process.stdout.write(usage(serveUsage));
     return exitCodes.ok;
   }
@@ -32,7 +33,7 @@ export async function serve(argv: string[], env: Record<string, string | undefin
     config = parseServeConfig(argv, env);
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(`gatehouse: ${err.message}\nRun "gatehouse --help" for the options.\n`);
+      process.stderr.write(`gatehouse: ${saidText(err.message)}\nRun "gatehouse --help" for the options.\n`);
       return exitCodes.usage;
     }
     throw err;

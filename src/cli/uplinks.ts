@@ -6,11 +6,11 @@ import { type UplinkInput, UplinkStore, type UplinkView } from "../connectors/up
 import type { UplinkStatus } from "../connectors/uplink/uplink.ts";
 import { AppError, ValidationError } from "../lib/errors.ts";
 import { readBounded, TargetError } from "../lib/files.ts";
-import { asked, dataVerbArgs, usageError } from "./args.ts";
+import { dataVerbArgs, usageError } from "./args.ts";
 import { exitCodes } from "./exit-codes.ts";
 import { oneLine, printable } from "./output.ts";
 import { readSecretLine } from "./stdin.ts";
-import { verbLines } from "./usage.ts";
+import { asked, verbLines } from "./usage.ts";
 
 /** shown: an uplink for `list` (never its password or client key: only whether one is stored) */
 const shown = (u: UplinkView) => ({
@@ -46,23 +46,33 @@ function statusLine(s: UplinkStatus): string {
  */
 export async function uplinksCli(argv: string[], env: Record<string, string | undefined>): Promise<number> {
   const [verb, ...rest] = argv;
-  const args = dataVerbArgs("uplinks", asked(verb) ? argv : rest, env, {
-    url: { type: "string" },
-    username: { type: "string" },
-    "password-stdin": { type: "boolean" },
-    ca: { type: "string" },
-    "client-cert": { type: "string" },
-    "client-key": { type: "string" },
-    "client-id": { type: "string" },
-    protocol: { type: "string" },
-    forward: { type: "string" },
-    "remote-prefix": { type: "string" },
-    subscribe: { type: "string" },
-    "local-prefix": { type: "string" },
-    qos: { type: "string" },
-    inflight: { type: "string" },
-    inventory: { type: "boolean" },
-  });
+  const args = dataVerbArgs(
+    "uplinks",
+    asked(verb) ? argv : rest,
+    env,
+    {
+      url: { type: "string" },
+      username: { type: "string" },
+      "password-stdin": { type: "boolean" },
+      ca: { type: "string" },
+      "client-cert": { type: "string" },
+      "client-key": { type: "string" },
+      "client-id": { type: "string" },
+      protocol: { type: "string" },
+      forward: { type: "string" },
+      "remote-prefix": { type: "string" },
+      subscribe: { type: "string" },
+      "local-prefix": { type: "string" },
+      qos: { type: "string" },
+      inflight: { type: "string" },
+      inventory: { type: "boolean" },
+    },
+    {
+      positionals: ({ add: 1, list: 0, status: 1, enable: 1, disable: 1, remove: 1 } as Record<string, number>)[
+        verb ?? ""
+      ],
+    },
+  );
   if (typeof args === "number") return args;
   // Like every other verb: an existing data dir (never made here), without its lock (the running
   // appliance follows the change), its files opened without following a link; its real path from here on.

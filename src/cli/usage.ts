@@ -4,6 +4,9 @@
  * loads nothing else.
  */
 
+/** asked: this argument asks for the usage (where the verb goes, the verb's arguments are all of them) */
+export const asked = (arg: string | undefined) => arg === "--help" || arg === "-h";
+
 /** verbUsage: each verb's lines of the usage, in the order `gatehouse --help` lists them. */
 export const verbUsage = {
   admin: `  gatehouse admin set-password [--username NAME] [--read-only] [--data-dir DIR]

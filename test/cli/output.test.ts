@@ -109,3 +109,55 @@ describe("--help on a verb", () => {
     expect([status.code, status.out]).toEqual([0, expect.stringContaining("gatehouse uplinks list | status")]);
   });
 });
+
+describe("refusals said as refusals (found from outside)", () => {
+  /** code: the exit code of `gatehouse ARGS` with stdout and stderr where the shell sends them */
+  const code = (args: string[], redirect: string) => {
+    const quoted = ["bun", main, ...args].map((a) => `'${a}'`).join(" ");
+    return Bun.spawnSync(["bash", "-c", `${quoted} ${redirect}; echo $?`], { cwd: root })
+      .stdout.toString()
+      .trim();
+  };
+
+  it("an error whose stderr cannot be written still exits 2; a usage that cannot be written exits 1", () => {
+    // waiting for a stream that had failed emptied the event loop: exit 0 for every refusal with `2>/dev/full`
+    expect(code(["integrations", "--nope"], "2>/dev/full")).toBe("2");
+    expect(code(["integrations", "remove", "nosuch", "--data-dir", dir], "2>/dev/full")).toBe("2");
+    expect(code(["bogus"], "2>/dev/full")).toBe("2");
+    for (const help of [["--help"], ["-h"], ["serve", "--help"], ["integrations", "--help"]])
+      expect([help, code(help, ">/dev/full 2>/dev/null")]).toEqual([help, "1"]);
+  }, 30_000);
+
+  it("what was typed is shown as text, bounded, in an error; an argument too many is refused, not ignored", async () => {
+    const title = "\u001b]0;PWNED\u0007\u001b[2J\u009b31m";
+    for (const args of [
+      [`bogus${title}`],
+      ["integrations", "list", `--x${title}`],
+      ["uplinks", "enable", `n${title}`],
+    ]) {
+      const r = await runCli([...args, "--data-dir", dir]);
+      expect([args, r.code]).toEqual([args, 2]);
+      expect(r.err).toContain("\\u001b]0;PWNED\\u0007\\u001b[2J\\u009b31m");
+      expect(r.err).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+    }
+    const long = await runCli([`bogus${"A".repeat(20_000)}`]);
+    expect(long.err.length).toBeLessThan(15_000);
+    expect(long.err).toContain("more characters");
+    // `integrations remove a b` removed a alone and said so, exit 0
+    for (const args of [
+      ["integrations", "enable", "device-1", "device-2"],
+      ["uplinks", "remove", "a", "b"],
+      ["bans", "remove", "1", "2"],
+      ["onboarding", "list", "x"],
+      ["backup", "a.db", "b.db"],
+      ["version", "x"],
+    ]) {
+      const r = await runCli([...args, "--data-dir", dir]);
+      expect([args, r.code, r.err]).toEqual([
+        args,
+        2,
+        expect.stringMatching(/unexpected argument "(device-2|b|2|x|b\.db|--data-dir)"/),
+      ]);
+    }
+  }, 60_000);
+});
