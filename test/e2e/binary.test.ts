@@ -243,6 +243,34 @@ describe("the compiled binary, alone in an empty folder", () => {
     expect(await proc.exited).toBe(0);
   }, 30_000);
 
+  it("an uplink's connection writes nothing outside the log's format (found from outside: a DEP0169 warning on stderr)", async () => {
+    // mqtt.js parsed the broker's URL with Node's url.parse; the warning shows only in the binary (from the
+    // source tree, code under node_modules is spared it)
+    const dir = tempDir("gatehouse-e2e-");
+    const { freePort } = await import("../helpers/upstream.ts");
+    const run = await runBinary(binary, dir, [...args(dir), "--uplink-reconnect-max", "1"], env);
+    try {
+      const cli = Bun.spawnSync(
+        [
+          join(dir, "gatehouse"),
+          "uplinks",
+          "add",
+          "nowhere",
+          "--url",
+          `mqtt://127.0.0.1:${await freePort()}`,
+          "--forward",
+          "a/#",
+        ],
+        { cwd: dir, env: { PATH: process.env.PATH ?? "", GATEHOUSE_DATA_DIR: join(dir, "data") } },
+      );
+      expect(cli.exitCode).toBe(0);
+      await run.waitFor(/^warn uplink error /, 15_000); // the running appliance took it up and tried
+      expect(run.lines.filter((l) => !/^(debug|info|warn|error) /.test(l))).toEqual([]);
+    } finally {
+      await run.stop();
+    }
+  }, 60_000);
+
   it("exits 2 with a clear message on a bad flag or an unusable data dir", async () => {
     const dir = tempDir("gatehouse-e2e-");
     const { copyFileSync, writeFileSync } = await import("node:fs");

@@ -198,7 +198,7 @@ export class UplinkConnection {
     const url = this.cfg.urls[this.#index % this.cfg.urls.length]!;
     let client: MqttClient;
     try {
-      client = mqtt.connect(url, this.#options());
+      client = mqtt.connect({ ...brokerTarget(url), ...this.#options() });
     } catch (err) {
       this.events.error(`${url}: ${(err as Error).message}`);
       this.#retry();
@@ -328,4 +328,21 @@ export class UplinkConnection {
     client.end(true);
     if (wasLive) this.events.lost("stopped");
   }
+}
+
+/**
+ * brokerTarget: a broker's URL as mqtt.js' connection options (what it reads of the URL itself: protocol,
+ * host, port, and the path of a WebSocket), parsed with the WHATWG URL parser. Given the URL as a string,
+ * mqtt.js parses it with Node's deprecated `url.parse`: every start with an uplink wrote a DEP0169 warning to
+ * stderr, outside the log's format (found from outside). The store has refused a URL with a user name in it.
+ */
+export function brokerTarget(url: string): IClientOptions {
+  const u = new URL(url);
+  const protocol = u.protocol.replace(/:$/, "") as NonNullable<IClientOptions["protocol"]>;
+  return {
+    protocol,
+    host: u.hostname.replace(/^\[(.*)\]$/, "$1"), // an IPv6 address without its brackets, as url.parse gave it
+    ...(u.port ? { port: Number(u.port) } : {}),
+    ...(protocol.startsWith("ws") ? { path: `${u.pathname}${u.search}` } : {}),
+  };
 }
