@@ -485,6 +485,46 @@ describe("the outbox", () => {
     await expect(Outbox.open(dir)).rejects.toMatchObject({ code: "GATEHOUSE_NOT_AN_OUTBOX" });
   });
 
+  it("a file whose tables are not as the outbox makes them, or that holds too much it does not make, is not an outbox (found from outside: names in another case, a CHECK constraint)", async () => {
+    const { outboxSchema } = await import("../../src/connectors/uplink/outbox-protocol.ts");
+    const made = (...sql: string[]) => {
+      const dir = tempDir();
+      const db = new Database(join(dir, "uplink-outbox.db"), { create: true });
+      try {
+        for (const q of sql) db.exec(q);
+      } finally {
+        db.close();
+      }
+      return dir;
+    };
+    const withCheck = outboxSchema.replace("props TEXT", "props TEXT CHECK (length(topic) < 3)");
+    const generated = outboxSchema.replace("props TEXT", "props TEXT, twice AS (size * 2)");
+    const unique = outboxSchema.replace("topic TEXT NOT NULL", "topic TEXT NOT NULL UNIQUE");
+    for (const dir of [
+      made(outboxSchema, "CREATE TABLE MESSAGES_UPLINK (x)"), // SQLite's names ignore case
+      made(withCheck),
+      made(generated),
+      made(unique),
+      made(outboxSchema.replace("status (", "Status (")),
+      made(outboxSchema, ...Array.from({ length: 101 }, (_, i) => `CREATE VIEW v${i} AS SELECT 1`)),
+    ])
+      await expect(Outbox.open(dir)).rejects.toMatchObject({ code: "GATEHOUSE_NOT_AN_OUTBOX" });
+    // SQLite's statistics (they choose query plans) and an index of its name in another case: removed
+    const dir = made(
+      outboxSchema.replace(
+        "CREATE INDEX IF NOT EXISTS messages_retained",
+        "CREATE INDEX IF NOT EXISTS MESSAGES_RETAINED",
+      ),
+      "ANALYZE",
+      ...Array.from({ length: 50 }, (_, i) => `CREATE VIEW v${i} AS SELECT 1`),
+    );
+    const opened = await Outbox.open(dir);
+    expect(opened.removed).toContain("index MESSAGES_RETAINED");
+    expect(opened.removed).toContain("table sqlite_stat1");
+    expect(opened.removed).toHaveLength(52);
+    await opened.outbox.close();
+  });
+
   it("keeps every field of a row as written: UTF-8 topics and properties, retain, time, size, several uplinks in one write", async () => {
     const dir = tempDir();
     const { outbox } = await Outbox.open(dir);

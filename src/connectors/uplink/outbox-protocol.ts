@@ -72,39 +72,69 @@ export function checkColumns(d: Database): void {
   }
 }
 
+/** canonical: each object the outbox makes, by its name in lower case (SQLite's names ignore case), as SQLite keeps it */
+let canonical: Map<string, { type: string; name: string; sql: string }> | undefined;
+function outboxObjects() {
+  if (canonical) return canonical;
+  const d = new Database(":memory:");
+  try {
+    d.exec(outboxSchema);
+    d.run(uplinkIndex);
+    const rows = d.query("SELECT type, name, sql FROM sqlite_master").all() as {
+      type: string;
+      name: string;
+      sql: string;
+    }[];
+    canonical = new Map(rows.map((r) => [r.name.toLowerCase(), r]));
+    return canonical;
+  } finally {
+    d.close();
+  }
+}
+
+/** the most objects an outbox file may hold that it did not make (each is removed by rewriting the schema) */
+const maxForeignObjects = 100;
+
 /**
- * tidySchema: what in the file the outbox did not make and could be harmed by, removed before it is used: an
- * index under one of its names with another definition (found from outside: one on other columns had every
- * read of a backlog sort it on the event loop; a UNIQUE one refused every write), any other index on its
- * tables, any trigger or view. Indexes are made again from the rows; none of it is data. An object that is
- * not a table under one of its tables' names, or not an index under one of its indexes' names, makes the file
- * not an outbox (set aside, as a table of another shape). Returns what was removed.
+ * tidySchema: the file's schema made the outbox's before it is used. Its tables must be exactly the ones it
+ * makes (a CHECK constraint, a generated column, a UNIQUE column would refuse or lose rows), and an object of
+ * another kind under one of its names (in any case: SQLite's names ignore it), an index SQLite made for a
+ * constraint the outbox does not have, or more than a hundred objects it did not make, make the file not an
+ * outbox (set aside, as a table of another shape). An index under one of its names with another definition,
+ * any other index, trigger or view, and SQLite's statistics are removed (found from outside: a planted index
+ * under its name had every read of a backlog sort it on the event loop, a UNIQUE one refused every write):
+ * none of it is data, and its indexes are made again. Returns what was removed.
  */
 export function tidySchema(d: Database): string[] {
-  const removed: string[] = [];
-  const objects = d.query("SELECT type, name, sql FROM sqlite_master").all() as {
+  const ours = outboxObjects();
+  const objects = d.query("SELECT type, name, tbl_name AS tbl, sql FROM sqlite_master").all() as {
     type: string;
     name: string;
+    tbl: string;
     sql: string | null;
   }[];
+  const notOurs = (why: string) => Object.assign(new Error(`not an outbox: ${why}`), { code: notAnOutbox });
+  const drop: { type: string; name: string }[] = [];
   for (const o of objects) {
-    if (o.name.startsWith("sqlite_")) continue; // SQLite's own (autoindexes of primary keys, statistics)
-    const ours = Object.hasOwn(outboxIndexes, o.name)
-      ? "index"
-      : Object.hasOwn(outboxColumns, o.name)
-        ? "table"
-        : undefined;
-    if (ours !== undefined && o.type !== ours)
-      throw Object.assign(new Error(`not an outbox: its ${o.name} is a ${o.type}, not a ${ours}`), {
-        code: notAnOutbox,
-      });
-    if (o.type === "table" || (ours === "index" && o.sql === outboxIndexes[o.name as keyof typeof outboxIndexes]))
-      continue;
-    if (o.type !== "index" && o.type !== "trigger" && o.type !== "view") continue;
-    d.run(`DROP ${o.type.toUpperCase()} "${o.name.replaceAll('"', '""')}"`);
-    removed.push(`${o.type} ${o.name}`);
+    const name = o.name.toLowerCase();
+    const mine = ours.get(name);
+    if (name.startsWith("sqlite_stat"))
+      drop.push({ type: "table", name: o.name }); // plans are SQLite's own
+    else if (name.startsWith("sqlite_")) {
+      // an index SQLite made for a UNIQUE or PRIMARY KEY constraint: the outbox's tables have none
+      if (o.type === "index" && ours.has(o.tbl.toLowerCase()))
+        throw notOurs(`an index for a constraint it does not have (${o.name})`);
+    } else if (mine) {
+      if (o.type !== mine.type) throw notOurs(`its ${mine.name} is a ${o.type}, not a ${mine.type}`);
+      if (o.sql !== mine.sql || o.name !== mine.name) {
+        if (o.type === "table") throw notOurs(`its table ${mine.name} is not as the outbox makes it`);
+        drop.push(o); // an index of its name with another definition (made again)
+      }
+    } else if (o.type === "index" || o.type === "trigger" || o.type === "view") drop.push(o);
   }
-  return removed;
+  if (drop.length > maxForeignObjects) throw notOurs(`it holds ${drop.length} objects the outbox does not make`);
+  for (const o of drop) d.run(`DROP ${o.type.toUpperCase()} IF EXISTS "${o.name.replaceAll('"', '""')}"`);
+  return drop.map((o) => `${o.type} ${o.name}`);
 }
 
 /**
