@@ -5,6 +5,7 @@ import { AdminStore, type AdminRole } from "../core/admins.ts";
 import { AppError } from "../lib/errors.ts";
 import { dataDirExit, usageError, verbArgs } from "./args.ts";
 import { exitCodes } from "./exit-codes.ts";
+import { printable } from "./output.ts";
 import { asked, verbHelp, verbLines } from "./usage.ts";
 import { readSecretLine } from "./stdin.ts";
 
@@ -60,14 +61,18 @@ export async function admin(argv: string[], env: Record<string, string | undefin
       switch (verb) {
         case "list": {
           const rows = store.list();
-          const lines = rows.map((a) => `${a.username}\t${a.role}\t2fa ${a.secondFactor ? "on" : "off"}`);
+          const lines = rows.map((a) => `${printable(a.username)}\t${a.role}\t2fa ${a.secondFactor ? "on" : "off"}`);
           process.stdout.write(lines.length ? `${lines.join("\n")}\n` : "no admins\n");
           return exitCodes.ok;
         }
         case "set-role": {
           const { changed } = store.setRole(name!, role as AdminRole);
           if (changed) log.record("admin.role-changed", name!, `to ${role}, on the command line`, "cli");
-          process.stdout.write(changed ? `admin "${name}" is now ${role}\n` : `admin "${name}" was ${role} already\n`);
+          process.stdout.write(
+            changed
+              ? `admin "${printable(name!)}" is now ${role}\n`
+              : `admin "${printable(name!)}" was ${role} already\n`,
+          );
           return exitCodes.ok;
         }
         case "reset-2fa": {
@@ -75,8 +80,8 @@ export async function admin(argv: string[], env: Record<string, string | undefin
           log.record("admin.2fa-reset", name!, "on the command line; its sessions ended", "cli");
           process.stdout.write(
             had
-              ? `two-step sign-in of "${name}" removed (key and recovery codes); its sessions were signed out\n`
-              : `"${name}" had no two-step sign-in; its sessions were signed out\n`,
+              ? `two-step sign-in of "${printable(name!)}" removed (key and recovery codes); its sessions were signed out\n`
+              : `"${printable(name!)}" had no two-step sign-in; its sessions were signed out\n`,
           );
           return exitCodes.ok;
         }
@@ -92,7 +97,7 @@ export async function admin(argv: string[], env: Record<string, string | undefin
           const password = await readSecretLine("New admin password: ");
           const { created } = await store.setPassword(username, password, readOnly ? "read-only" : "full");
           process.stdout.write(
-            `${created ? `created ${readOnly ? "read-only " : ""}admin` : "updated admin"} "${username}"${created ? "" : "; its sessions were signed out"}\n`,
+            `${created ? `created ${readOnly ? "read-only " : ""}admin` : "updated admin"} "${printable(username)}"${created ? "" : "; its sessions were signed out"}\n`,
           );
           return exitCodes.ok;
         }

@@ -2,7 +2,7 @@ import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
 import type { Db } from "../db/client.ts";
 import { dataDirOf, DataDirError, DataDirSystemError, existingDataDir, openExistingDataDir } from "../db/data-dir.ts";
 import { exitCodes } from "./exit-codes.ts";
-import { jsonText, saidText } from "./output.ts";
+import { jsonText, saidText, shownText } from "./output.ts";
 import { asked, verbHelp, verbLines } from "./usage.ts";
 
 /** common: the flags every data-dir verb takes besides its own. */
@@ -76,7 +76,7 @@ export function verbArgs<const O extends ParseArgsOptionsConfig>(
     values: parsed.values,
     positionals: parsed.positionals,
     json: asJson,
-    out: (data, text) => process.stdout.write(asJson ? `${jsonText(data)}\n` : `${text}\n`),
+    out: (data, text) => process.stdout.write(asJson ? `${jsonText(data)}\n` : `${shownText(text)}\n`),
   };
 }
 

@@ -106,7 +106,9 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
         } finally {
           rmSync(temp, { force: true });
         }
-        process.stdout.write(`backed up ${join(dataDir, "gatehouse.db")} to ${file} (${statSync(file).size} bytes)\n`);
+        process.stdout.write(
+          `backed up ${join(dataDir, "gatehouse.db")} to ${saidText(file)} (${statSync(file).size} bytes)\n`,
+        );
         // broker.db is left out on purpose: message state restored later would be stale (README: Backup)
         if (existsSync(join(dataDir, "broker.db")))
           process.stdout.write(
@@ -153,7 +155,7 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
         const kept = result.previous
           ? `; the database it replaced is kept as ${result.previous} until the appliance has started on this one`
           : "";
-        process.stdout.write(`restored ${file} into ${dataDir} (checked${migrated})${kept}\n`);
+        process.stdout.write(`restored ${saidText(file)} into ${saidText(dataDir)} (checked${migrated})${kept}\n`);
         return exitCodes.ok;
       }
       case "export": {
@@ -182,7 +184,7 @@ export async function dataCli(verb: string, argv: string[], env: Record<string, 
           };
           for (const s of skipped) process.stderr.write(`gatehouse export: skipped ${saidText(s)}\n`);
           const text = `${JSON.stringify(doc, null, 1)}\n`;
-          if (file) {
+          if (file && file !== "-") {
             writePrivateFile(file, text, { replace: true }); // password hashes: 0600 from the first byte
             process.stderr.write(
               `exported ${doc.integrations.length} integration(s) and ${Object.keys(doc.trustedCertificates).length} trusted certificate(s) to ${saidText(file)}\n`,

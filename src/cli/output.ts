@@ -35,6 +35,19 @@ export function printable(text: string): string {
 }
 
 /**
+ * shownText: a verb's plain answer, whose names may have come from outside (an integration's username from
+ * an onboarding request, a client id banned, an uplink's filter): `printable` between its own line breaks and
+ * tabs (found from outside: `uplinks list` and `bans list` printed escape sequences raw; `--json` had them
+ * escaped).
+ */
+export function shownText(text: string): string {
+  return text
+    .split("\n")
+    .map((line) => line.split("\t").map(printable).join("\t"))
+    .join("\n");
+}
+
+/**
  * saidText: a message for stderr that may carry what a person or a script typed (an argument echoed in a
  * refusal): each line `printable`, and at most 1 000 characters (found from outside: escape sequences in an
  * argument set the terminal's title and cleared its screen through `unknown command "…"`, and a 130 KB

@@ -32,7 +32,7 @@ export const verbUsage = {
   backup: `  gatehouse backup FILE [--data-dir DIR]   a consistent copy of gatehouse.db, while the appliance runs`,
   restore: `  gatehouse restore FILE [--data-dir DIR]  a backup put back, checked first (the appliance stopped)`,
   export: `  gatehouse export [--full] [FILE]         integrations (with their password hashes), permissions,
-                                           certificates and uplinks as JSON (stdout without FILE);
+                                           certificates and uplinks as JSON (stdout without FILE or with -);
                                            --full: the uplinks' passwords and client keys too`,
   import: `  gatehouse import --full FILE             an export --full into this data dir (the appliance stopped)`,
   version: "  gatehouse version",

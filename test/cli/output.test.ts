@@ -161,3 +161,35 @@ describe("refusals said as refusals (found from outside)", () => {
     }
   }, 60_000);
 });
+
+describe("what a verb shows of stored names (found from outside)", () => {
+  it("plain answers show control characters as text (uplinks list, bans list); export - writes to stdout", async () => {
+    const esc = "\u001b]0;PWNED\u0007\u001b[2J";
+    const added = await runCli([
+      "uplinks",
+      "add",
+      "shown",
+      "--url",
+      "mqtt://127.0.0.1:1",
+      "--forward",
+      `a/${esc}`,
+      "--data-dir",
+      dir,
+    ]);
+    expect(added.code).toBe(0);
+    const banned = await runCli(["bans", "add", "--client-id", `c${esc}`, "--data-dir", dir]);
+    expect(banned.code).toBe(0);
+    for (const verb of [
+      ["uplinks", "list"],
+      ["bans", "list"],
+    ]) {
+      const r = await runCli([...verb, "--data-dir", dir]);
+      expect([verb, r.code]).toEqual([verb, 0]);
+      expect(r.out).toContain("\\u001b]0;PWNED\\u0007\\u001b[2J");
+      expect(r.out).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/); // tabs and line breaks are its own
+    }
+    const exported = await runCli(["export", "-", "--data-dir", dir]);
+    expect(exported.code).toBe(0);
+    expect((JSON.parse(exported.out) as { integrations: unknown[] }).integrations).toHaveLength(fleet);
+  }, 60_000);
+});

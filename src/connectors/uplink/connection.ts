@@ -343,6 +343,8 @@ export function brokerTarget(url: string): IClientOptions {
     protocol,
     host: u.hostname.replace(/^\[(.*)\]$/, "$1"), // an IPv6 address without its brackets, as url.parse gave it
     ...(u.port ? { port: Number(u.port) } : {}),
-    ...(protocol.startsWith("ws") ? { path: `${u.pathname}${u.search}` } : {}),
+    // a WebSocket goes to the URL as given: mqtt.js would build it again from the host without the brackets of
+    // an IPv6 address (found from outside: ws://[::1]:PORT/mqtt never connected, "Invalid URL: ws://::1:PORT")
+    ...(protocol.startsWith("ws") ? { path: `${u.pathname}${u.search}`, transformWsUrl: () => u.href } : {}),
   };
 }
