@@ -111,7 +111,11 @@ async function runCommand(
       );
     });
   const ports: Record<string, number> = {};
-  await waitFor(/^info ready /, opts.readyTimeoutMs);
+  // one that never comes up is not left running (found: timed-out starts kept listening after the test)
+  await waitFor(/^info ready /, opts.readyTimeoutMs).catch((err) => {
+    proc.kill("SIGKILL");
+    throw err;
+  });
   for (const l of lines) {
     const m = l.match(/^info listening listener=(\w+) address=[^ ]*:(\d+)/);
     if (m) ports[m[1]!] = Number(m[2]);
