@@ -4,6 +4,7 @@ import { BanList, type Ban, type BanKind } from "../core/bans.ts";
 import { AppError, ValidationError } from "../lib/errors.ts";
 import { dataVerbArgs, usageError } from "./args.ts";
 import { exitCodes } from "./exit-codes.ts";
+import { printable } from "./output.ts";
 import { asked, verbLines } from "./usage.ts";
 
 /**
@@ -27,7 +28,8 @@ export async function bansCli(argv: string[], env: Record<string, string | undef
   );
   if (typeof args === "number") return args;
   const { values, positionals, out, db } = args;
-  const line = (b: Ban) => `${b.id}\t${b.kind}\t${b.value}\tuntil ${new Date(b.expiresAt).toISOString()}`;
+  // the value as text: a client id may hold a tab or a line break (a forged column or row)
+  const line = (b: Ban) => `${b.id}\t${b.kind}\t${printable(b.value)}\tuntil ${new Date(b.expiresAt).toISOString()}`;
   try {
     return actAs("cli", () => {
       const bans = new BanList(db, new ActivityLog(db));

@@ -6,6 +6,7 @@ import { isIntegrationType, typeListText, type Integration } from "../core/types
 import { AppError, NotFoundError, ValidationError } from "../lib/errors.ts";
 import { dataVerbArgs, usageError } from "./args.ts";
 import { exitCodes } from "./exit-codes.ts";
+import { printable } from "./output.ts";
 import { asked } from "./usage.ts";
 import { mapMosquittoAcl, maxMosquittoFileBytes, parseMosquittoPasswd } from "./mosquitto.ts";
 import { readBounded } from "../lib/files.ts";
@@ -117,7 +118,7 @@ export async function integrationsCli(argv: string[], env: Record<string, string
           denySubscribeAcl: list(values["deny-subscribe"]),
         };
         const changed = Object.values(patch).some((v) => v !== undefined) ? store.update(i.id, patch) : i;
-        const show = (l: string[]) => (l.length ? l.join(" ") : "(none)");
+        const show = (l: string[]) => (l.length ? printable(l.join(" ")) : "(none)");
         out(
           {
             username: changed.username,

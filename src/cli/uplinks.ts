@@ -139,7 +139,8 @@ export async function uplinksCli(argv: string[], env: Record<string, string | un
             : all
                 .map(
                   (u) =>
-                    `${u.name}\t${u.enabled ? "enabled" : "disabled"}\t${u.urls.join(",")}\tforward ${u.forward.join(",")}\tQoS ${u.qos}`,
+                    // each value as text: a tab or line break in a filter would forge a column or a row
+                    `${printable(u.name)}\t${u.enabled ? "enabled" : "disabled"}\t${printable(u.urls.join(","))}\tforward ${printable(u.forward.join(","))}\tQoS ${u.qos}`,
                 )
                 .join("\n"),
         );

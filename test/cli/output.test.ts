@@ -179,6 +179,11 @@ describe("what a verb shows of stored names (found from outside)", () => {
     expect(added.code).toBe(0);
     const banned = await runCli(["bans", "add", "--client-id", `c${esc}`, "--data-dir", dir]);
     expect(banned.code).toBe(0);
+    // a line break or a tab in a stored value forges no row or column of a listing
+    const forged = await runCli(["bans", "add", "--client-id", "x\n999\tclient-id\tforged", "--data-dir", dir]);
+    expect(forged.code).toBe(0);
+    const rows = (await runCli(["bans", "list", "--data-dir", dir])).out.trim().split("\n");
+    expect(rows.map((r) => r.split("\t").length)).toEqual([4, 4]); // two bans, four columns each
     for (const verb of [
       ["uplinks", "list"],
       ["bans", "list"],
