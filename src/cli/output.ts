@@ -1,4 +1,5 @@
 import { isBusy } from "../lib/errors.ts";
+import { beyondC0, escapeBeyondC0 } from "../lib/logger.ts";
 
 /**
  * oneLine: an unexpected error as one line for stderr (a stack trace on stdout broke `--json`
@@ -17,10 +18,7 @@ export function oneLine(err: unknown): string {
  * embeddings, overrides and isolates, zero-width and invisible formatting characters, line and paragraph
  * separators, the byte order mark
  */
-const unprintable = /[\u0000-\u001f\u007f-\u009f\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]/g;
-
-/** the same, but C0: JSON.stringify escapes those itself */
-const unprintableInJson = /[\u007f-\u009f\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]/g;
+const unprintable = new RegExp(`[\\u0000-\\u001f]|${beyondC0.source}`, "g");
 
 const escaped = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
 
@@ -69,7 +67,7 @@ export function saidText(text: string): string {
  * `--json`). The same JSON value: such characters can only be in strings, where an escape means them.
  */
 export function jsonText(data: unknown): string {
-  return JSON.stringify(data).replace(unprintableInJson, escaped);
+  return escapeBeyondC0(JSON.stringify(data));
 }
 
 /** writeErrors: the first write error of each stream `watchWrites` watches. */

@@ -33,11 +33,24 @@ function formatValue(value: unknown): string {
   return bounded(JSON.stringify(value) ?? "undefined");
 }
 
+/**
+ * beyondC0: what a terminal would act on or hide that JSON leaves as it is (it escapes C0 only): DEL and C1
+ * (8-bit CSI, OSC), the bidirectional marks, embeddings, overrides and isolates, zero-width and invisible
+ * formatting characters, line and paragraph separators, the byte order mark.
+ */
+export const beyondC0 = /[\u007f-\u009f\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]/g;
+
+/** escapeBeyondC0: `beyondC0` as `\uXXXX` (inside a JSON string: the same value) */
+export const escapeBeyondC0 = (text: string) =>
+  text.replace(beyondC0, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+
 export function formatLine(level: LogLevel, msg: string, fields: LogFields): string {
   // Newlines in a message would split one event into two journald entries.
   let line = `${level} ${bounded(msg.replace(/[\r\n]+/g, " "))}`;
   for (const [k, v] of Object.entries(fields)) if (v !== undefined) line += ` ${k}=${formatValue(v)}`;
-  return line;
+  // what a stranger chose (a client id, a username) is quoted as JSON, which passed C1 and bidi overrides raw
+  // to a terminal reading the journal (found from outside)
+  return escapeBeyondC0(line);
 }
 
 /** eventOf: the stable name of a log message (`login failed` -> `login_failed`), for log pipelines. */
@@ -63,7 +76,7 @@ export function formatJson(level: LogLevel, msg: string, fields: LogFields): str
             ? bounded(JSON.stringify(v))
             : v;
   }
-  return JSON.stringify(out);
+  return escapeBeyondC0(JSON.stringify(out));
 }
 
 /**
