@@ -525,6 +525,48 @@ describe("the outbox", () => {
     await opened.outbox.close();
   });
 
+  it("a file holding ids the outbox never gives is not an outbox (found from outside: a row at 0 stranded what came after it, one near 2^63 failed every write)", async () => {
+    for (const id of ["0", "-5", "9223372036854775807", "9007199254740993"]) {
+      const dir = tempDir();
+      const made = await Outbox.open(dir);
+      made.outbox.append(1, "a", Buffer.from("x"), false, null);
+      await made.outbox.durable();
+      await made.outbox.close();
+      const db = new Database(join(dir, "uplink-outbox.db"));
+      db.run(
+        `INSERT INTO messages (id, uplink, at, topic, payload, retain, size) VALUES (${id}, 1, 0, 'p', x'00', 0, 2)`,
+      );
+      db.close();
+      await expect(Outbox.open(dir)).rejects.toMatchObject({ code: "GATEHOUSE_NOT_AN_OUTBOX" });
+    }
+  });
+
+  it.skipIf(!Bun.which("sqlite3"))(
+    "a file found damaged by a write is set aside as one found damaged by a read (found from outside: an index over another table's pages refused every write, and the file stayed)",
+    async () => {
+      const dir = tempDir();
+      const made = await Outbox.open(dir);
+      made.outbox.append(1, "a", Buffer.from("x"), true, null);
+      await made.outbox.durable();
+      await made.outbox.close();
+      // what only SQLite's own shell lets one do: the retained index pointed at the owners table's pages
+      const shell = Bun.spawnSync([
+        "sqlite3",
+        join(dir, "uplink-outbox.db"),
+        "PRAGMA writable_schema=ON; UPDATE sqlite_master SET rootpage=(SELECT rootpage FROM sqlite_master WHERE name='owners') WHERE name='messages_retained';",
+      ]);
+      expect(shell.exitCode).toBe(0);
+      const again = await Outbox.open(dir);
+      const told: string[] = [];
+      again.outbox.onUnreadable = (err) => told.push(err.message);
+      again.outbox.append(1, "a", Buffer.from("y"), true, null);
+      await again.outbox.durable();
+      expect(told).toEqual([expect.stringContaining("malformed")]);
+      expect(again.outbox.broken).toMatch(/set aside/);
+      await again.outbox.close();
+    },
+  );
+
   it("keeps every field of a row as written: UTF-8 topics and properties, retain, time, size, several uplinks in one write", async () => {
     const dir = tempDir();
     const { outbox } = await Outbox.open(dir);

@@ -11,6 +11,7 @@ import {
   sizeOfRow,
   type WorkerReply,
   type WorkerRequest,
+  unreadable,
 } from "./outbox-protocol.ts";
 
 /** outboxFileName: the uplinks' store-and-forward queue, a SQLite file of its own beside the admin database. */
@@ -433,6 +434,15 @@ export class Outbox {
     this.#writing = undefined;
     if (r.op === "written") this.#spare = r.spare;
     this.#settle(b, r.op === "failed" ? describeFailure(r.error, r.code) : undefined);
+    if (r.op === "failed" && unreadable({ code: r.code }) && !this.#broken) {
+      // damaged where a write goes (found from outside: an index over another table's pages refused every
+      // write, "database disk image is malformed", and the file was never set aside): as a read that finds it
+      this.#fail(
+        `the outbox cannot be written (${r.error}): set aside, nothing is queued until the appliance restarts and makes a new one`,
+      );
+      this.onUnreadable(Object.assign(new Error(r.error), { code: r.code }));
+      return;
+    }
     if (this.#pending.rows.length) this.#flush();
     else this.#scheduleLazy();
   }

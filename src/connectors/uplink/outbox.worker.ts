@@ -27,6 +27,9 @@ declare const self: Worker;
 let db: Database | undefined;
 /** the write's statements, prepared once per open (a write is a few milliseconds apart from the next) */
 let statements: ReturnType<typeof prepare> | undefined;
+/** the largest id the outbox gives (2^52: a hundred thousand messages a second for 1 400 years) */
+const maxOutboxId = 2 ** 52;
+
 /**
  * the uplinks whose rows may be in the file (they had rows at the open, or some were written since), and
  * whether `uplinkIndex` is there: it is made once a second uplink's rows come (in the write that brings them,
@@ -67,6 +70,14 @@ function open(path: string, cacheKiB: number): WorkerReply {
     checkColumns(d);
     removed = tidySchema(d);
     d.exec(outboxSchema);
+    // ids are 1, 2, 3, ... from the largest in the file, counted in JavaScript (exact up to 2^53): a row planted
+    // with 0 or less was never sent, one near 2^63 failed every write after it (found from outside)
+    const ids = d.query("SELECT MIN(id) AS lo, MAX(id) AS hi FROM messages").get() as {
+      lo: number | null;
+      hi: number | null;
+    };
+    if (ids.lo !== null && (ids.lo < 1 || (ids.hi ?? 0) > maxOutboxId))
+      throw Object.assign(new Error(`not an outbox: it holds ids ${ids.lo} to ${ids.hi}`), { code: notAnOutbox });
   } catch (err) {
     d.close();
     // a file that is SQLite but not an outbox (found from outside: tables of another shape stopped every
