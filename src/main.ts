@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 import { exitCodes } from "./cli/exit-codes.ts";
-import { asked, verbHelp } from "./cli/usage.ts";
+import { asked, usage, verbHelp } from "./cli/usage.ts";
 import { drained, oneLine, saidText, watchWrites } from "./cli/output.ts";
 import { version } from "./version.ts";
 
@@ -54,8 +54,7 @@ async function main(argv: string[]): Promise<number> {
 
 /** fullUsage: what `gatehouse --help` prints: every verb, then serve's options */
 async function fullUsage(): Promise<string> {
-  const [{ usage }, { serveUsage }] = await Promise.all([import("./cli/usage.ts"), import("./config.ts")]);
-  return usage(serveUsage);
+  return usage((await import("./config.ts")).serveUsage);
 }
 
 const verb = Bun.argv[2];

@@ -1,5 +1,5 @@
 import { isBusy } from "../lib/errors.ts";
-import { beyondC0, escapeBeyondC0 } from "../lib/logger.ts";
+import { beyondC0, escapeBeyondC0, unicodeEscape } from "../lib/logger.ts";
 
 /**
  * oneLine: an unexpected error as one line for stderr (a stack trace on stdout broke `--json`
@@ -20,8 +20,6 @@ export function oneLine(err: unknown): string {
  */
 const unprintable = new RegExp(`[\\u0000-\\u001f]|${beyondC0.source}`, "g");
 
-const escaped = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
-
 /**
  * printable: text from outside (an upstream broker's reason string, a file in the data dir, a stranger's client
  * id) for a terminal: what a terminal would act on is shown as a `\uXXXX` escape (found from outside: a
@@ -29,7 +27,7 @@ const escaped = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0
  * through `gatehouse uplinks status`). `--json` needs none of this: JSON escapes it.
  */
 export function printable(text: string): string {
-  return text.replace(unprintable, escaped);
+  return text.replace(unprintable, unicodeEscape);
 }
 
 /**

@@ -40,9 +40,11 @@ function formatValue(value: unknown): string {
  */
 export const beyondC0 = /[\u007f-\u009f\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]/g;
 
+/** unicodeEscape: one character as `\uXXXX` */
+export const unicodeEscape = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
+
 /** escapeBeyondC0: `beyondC0` as `\uXXXX` (inside a JSON string: the same value) */
-export const escapeBeyondC0 = (text: string) =>
-  text.replace(beyondC0, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+export const escapeBeyondC0 = (text: string) => text.replace(beyondC0, unicodeEscape);
 
 export function formatLine(level: LogLevel, msg: string, fields: LogFields): string {
   // Newlines in a message would split one event into two journald entries.
@@ -141,7 +143,7 @@ export const silentLogger: Logger = createLogger({ write: () => {} });
 /** SteadyFailure: see `steadyFailure`. */
 export interface SteadyFailure {
   /** failed: the job failed again (logged only when it starts failing, or `everyMs` after the last line) */
-  failed(err: unknown, fields?: LogFields): void;
+  failed(err: unknown): void;
   /** ok: the job worked (a line if it had been failing) */
   ok(): void;
 }
@@ -156,13 +158,13 @@ export function steadyFailure(log: Logger, what: string, everyMs = 10 * 60_000):
   let failures = 0;
   let loggedAt = 0;
   return {
-    failed(err, fields = {}) {
+    failed(err) {
       failures++;
       const now = Date.now();
       if (failures > 1 && now - loggedAt < everyMs) return;
       loggedAt = now;
-      if (failures === 1) log.error(`${what} failed`, { err, ...fields });
-      else log.error(`${what} still failing`, { err, failures, ...fields });
+      if (failures === 1) log.error(`${what} failed`, { err });
+      else log.error(`${what} still failing`, { err, failures });
     },
     ok() {
       if (failures > 0) log.info(`${what} works again`, { failures });

@@ -65,6 +65,7 @@ function open(path: string, cacheKiB: number): WorkerReply {
   d.run(`PRAGMA cache_size = -${Math.max(256, Math.floor(cacheKiB))}`);
   d.run("PRAGMA temp_store = MEMORY");
   let removed: string[];
+  let ids: { lo: number | null; hi: number | null };
   try {
     // before the schema's indexes are made on columns that may not be there (tables it makes are right)
     checkColumns(d);
@@ -72,10 +73,7 @@ function open(path: string, cacheKiB: number): WorkerReply {
     d.exec(outboxSchema);
     // ids are 1, 2, 3, ... from the largest in the file, counted in JavaScript (exact up to 2^53): a row planted
     // with 0 or less was never sent, one near 2^63 failed every write after it (found from outside)
-    const ids = d.query("SELECT MIN(id) AS lo, MAX(id) AS hi FROM messages").get() as {
-      lo: number | null;
-      hi: number | null;
-    };
+    ids = d.query("SELECT MIN(id) AS lo, MAX(id) AS hi FROM messages").get() as typeof ids;
     if (ids.lo !== null && (ids.lo < 1 || (ids.hi ?? 0) > maxOutboxId))
       throw Object.assign(new Error(`not an outbox: it holds ids ${ids.lo} to ${ids.hi}`), { code: notAnOutbox });
   } catch (err) {
@@ -98,7 +96,7 @@ function open(path: string, cacheKiB: number): WorkerReply {
   for (const s of stats) withRows.add(s.uplink);
   indexed = withRows.size >= 2;
   d.run(indexed ? uplinkIndex : "DROP INDEX IF EXISTS messages_uplink");
-  const maxId = (d.query("SELECT COALESCE(MAX(id), 0) AS m FROM messages").get() as { m: number }).m;
+  const maxId = ids.hi ?? 0; // the next id is counted from it
   const status = d.query("SELECT uplink, json FROM status").all() as { uplink: number; json: string }[];
   const owners = d.query("SELECT uplink, created_at AS createdAt FROM owners").all() as {
     uplink: number;
