@@ -689,12 +689,25 @@ describe("uplink to Mosquitto", () => {
       (id: number) => Buffer.from([0x42, 2, id >> 8, id & 255]), // reserved flag bits set
       (id: number) => Buffer.from([0x40, 3, id >> 8, id & 255, 0]), // MQTT 3.1.1: a PUBACK is 2 bytes long
     ];
+    // what each misbehaving connection must have the uplink say, in turn (the fifth connection is sound)
+    const says = [
+      /flag bits/,
+      /PUBACK of 3 bytes/,
+      /Not supported/,
+      /268435460 bytes, more than --uplink-max-packet/, // counted whole: type, 4 bytes of length, body
+    ];
+    const seen = new Set<string>();
+    const said = (why: RegExp) => [...seen].some((e) => why.test(e));
     const connack = mqttPacket.generate({ cmd: "connack", returnCode: 0, sessionPresent: true } as mqttPacket.Packet);
     const fake = createServer((socket) => {
       const phase = sockets.push(socket) - 1;
       const parser = mqttPacket.parser({ protocolVersion: 4 });
-      parser.on("packet", (p) => {
+      parser.on("packet", async (p) => {
         if (p.cmd === "connect") {
+          // the next connection is answered once the last one's reason has been seen in the status: a reason
+          // is the last error until the next one replaces it, and a quick reconnect could replace it between
+          // two of the test's looks (found in CI)
+          for (let t = 0; phase > 0 && !said(says[phase - 1]!) && t < 250; t++) await Bun.sleep(20);
           if (phase === 2) return socket.write(Buffer.concat([connack, Buffer.from([0, 0])])); // packet type 0
           socket.write(connack);
           // a PUBLISH that says it is 256 MiB long, and the start of it
@@ -714,7 +727,6 @@ describe("uplink to Mosquitto", () => {
     });
     await new Promise<void>((resolve) => fake.listen(0, "127.0.0.1", resolve));
     const port = (fake.address() as AddressInfo).port;
-    const seen = new Set<string>();
     let watching = true;
     const watch = (async () => {
       while (watching) {
@@ -743,14 +755,7 @@ describe("uplink to Mosquitto", () => {
     expect(dups).toBeGreaterThan(0);
     expect([status.connected, status.forwarded, status.dropped]).toEqual([true, n, 0]);
     expect(status.resent).toBeGreaterThan(0);
-    const said = [...seen].join("\n");
-    for (const why of [
-      /flag bits/,
-      /PUBACK of 3 bytes/,
-      /Not supported/,
-      /268435460 bytes, more than --uplink-max-packet/, // counted whole: type, 4 bytes of length, body
-    ])
-      expect(said).toMatch(why);
+    for (const why of says) expect([...seen].join("\n")).toMatch(why);
     // the broker's breach is still the news once a sound connection is up (found from outside: it was wiped)
     expect(status.lastError).toMatch(/more than --uplink-max-packet/);
     await api("DELETE", "/api/v1/uplinks/malformed");
