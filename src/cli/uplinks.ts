@@ -36,7 +36,7 @@ function statusLine(s: UplinkStatus): string {
   const oldest = s.queued ? `, oldest ${s.oldestQueuedAgeS} s` : "";
   // an upstream's words (a refusal's reason string) or a file's: never acted on by the terminal
   const error = s.lastError ? `\terror: ${printable(s.lastError)}` : "";
-  return `${printable(s.name)}\t${state}\tqueued ${s.queued} (${s.queuedBytes} bytes${oldest})\tforwarded ${s.forwarded}\tdropped ${s.dropped}\tresent ${s.resent}${error}`;
+  return `${printable(s.name)}\t${state}\tqueued ${s.queued} (${s.queuedBytes} bytes${oldest})\tforwarded ${s.forwarded}\tdropped ${s.dropped}\trefused ${s.refused ?? 0}\tresent ${s.resent}${error}`;
 }
 
 /**

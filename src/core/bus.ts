@@ -41,9 +41,12 @@ export const isFromConnector = (origin: Origin) => origin.startsWith("connector:
  * DurableTap: a part that must hold a message before its publisher is acknowledged (an uplink's on-disk
  * outbox). It takes the message synchronously, in the order publishes arrive, and returns a promise that
  * resolves once the message is durable, or undefined when it holds nothing for which a publisher must
- * wait. It must not reject (a failing store reports its failure its own way and lets the message go).
+ * wait. `answered`: whether the publisher waits for that promise (an MQTT QoS 1/2 publish, every `publish`
+ * through the bus); only then may it reject, with a BusNotStoredError: the tap could not make the message
+ * durable (a full disk), so the publisher is told no (MQTT 5 PUBACK 0x97, HTTP 503) and sends it again,
+ * instead of a yes for a message that was lost. One nobody waits for is counted as lost by the tap.
  */
-export type DurableTap = (message: PublishedMessage, origin: Origin) => Promise<void> | undefined;
+export type DurableTap = (message: PublishedMessage, origin: Origin, answered: boolean) => Promise<void> | undefined;
 
 /**
  * PublishedFor: the integration a message is published for (an HTTP integration's post): the broker charges
@@ -91,8 +94,16 @@ export class PayloadTooLargeError extends Error {
  */
 export class BusNotStoredError extends Error {
   override name = "BusNotStoredError";
-  constructor(readonly reason: string) {
-    super(`the broker could not store the message: ${reason}`);
+  /**
+   * `full`: for want of room (a full disk, a share of a store): MQTT 5 says 0x97 (quota exceeded), not 0x80.
+   * `what`: which store could not take it (the broker's, an uplink's outbox).
+   */
+  constructor(
+    readonly reason: string,
+    readonly full = false,
+    what = "the broker",
+  ) {
+    super(`${what} could not store the message: ${reason}`);
   }
 }
 
@@ -162,12 +173,13 @@ export class TopicBus {
   /**
    * tap: hands a message that was accepted for routing to every durable tap; the publisher's
    * acknowledgement waits for the promise, if any (undefined: nothing to wait for, the common case).
+   * `answered`: the publisher waits for it (see DurableTap); then it may reject with a BusNotStoredError.
    */
-  tap(message: PublishedMessage, origin: Origin): Promise<void> | undefined {
+  tap(message: PublishedMessage, origin: Origin, answered = true): Promise<void> | undefined {
     const taps = this.#taps;
     if (taps.length === 0) return undefined;
-    if (taps.length === 1) return taps[0]!(message, origin);
-    const waits = taps.map((t) => t(message, origin)).filter((w) => w !== undefined);
+    if (taps.length === 1) return taps[0]!(message, origin, answered);
+    const waits = taps.map((t) => t(message, origin, answered)).filter((w) => w !== undefined);
     return waits.length === 0 ? undefined : Promise.all(waits).then(() => undefined);
   }
 

@@ -560,7 +560,12 @@ describe("the outbox", () => {
       const told: string[] = [];
       again.outbox.onUnreadable = (err) => told.push(err.message);
       again.outbox.append(1, "a", Buffer.from("y"), true, null);
-      await again.outbox.durable();
+      // its publisher is told no: the message was not stored
+      const refusal = await again.outbox.durable().then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      expect(refusal?.name).toBe("BusNotStoredError");
       expect(told).toEqual([expect.stringContaining("malformed")]);
       expect(again.outbox.broken).toMatch(/set aside/);
       await again.outbox.close();
@@ -597,7 +602,7 @@ describe("the outbox", () => {
     await again.outbox.close();
   });
 
-  it("a full disk stops the outbox with a clear error: publishers are still answered, the broker and the admin API go on, and it queues again once there is room", async () => {
+  it("a full disk stops the outbox with a clear error: what it cannot queue is refused to its publisher (MQTT 5 PUBACK 0x97, MQTT 3.1.1 no PUBACK, HTTP 503), never acknowledged and dropped; the broker and the admin API go on, and it queues again once there is room", async () => {
     // The data dir on a small disk of its own (the outbox is never reached through a link, so it shares the
     // admin database's disk): what fills it is the uplink's backlog.
     const dir = tempDir("gatehouse-full-");
@@ -625,22 +630,29 @@ describe("the outbox", () => {
         headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
         body: JSON.stringify({ name: "full", urls: [`mqtt://127.0.0.1:${nobody}`], forward: ["big/#"] }),
       });
-      const { password } = await app.core.credentials.create({ type: "mqtt", username: "plc-full" });
-      const plc = await connectMqtt(app.address("mqtt")!.port, {
+      const { password } = await app.core.credentials.create({
+        type: "mqtt",
         username: "plc-full",
-        password,
-        clientId: "plc-full",
+        publishAcl: ["big/#", "other/#"],
       });
-      const reader = await connectMqtt(app.address("mqtt")!.port, {
-        username: "plc-full",
-        password,
-        clientId: "reader-full",
-      });
+      const http = await app.core.credentials.create({ type: "http", username: "http-full", publishAcl: ["big/#"] });
+      const port = app.address("mqtt")!.port;
+      const plc = await connectMqtt(port, { username: "plc-full", password, clientId: "plc-full", protocolVersion: 5 });
+      const reader = await connectMqtt(port, { username: "plc-full", password, clientId: "reader-full" });
       await reader.subscribeAsync("other/#", { qos: 1 });
       const payload = Buffer.alloc(16 * 1024, "x");
-      // 1 000 x 16 KB: more than the 12 MB disk; every one is answered
-      const n = 1000;
-      for (let i = 0; i < n; i++) await plc.publishAsync("big/x", payload, { qos: 1 });
+      // 16 KB messages until one is refused: more than the 12 MB disk holds
+      let acknowledged = 0;
+      let refusal: (Error & { code?: number }) | undefined;
+      for (let i = 0; i < 2000 && !refusal; i++)
+        await plc.publishAsync("big/x", payload, { qos: 1 }).then(
+          () => acknowledged++,
+          (err: Error & { code?: number }) => (refusal = err),
+        );
+      // MQTT 5: PUBACK 0x97 (quota exceeded), the device keeps its connection and sends the message again later
+      expect(refusal?.code).toBe(0x97);
+      expect(acknowledged).toBeGreaterThan(100);
+      expect(plc.connected).toBe(true);
       const status = async () =>
         (await (await fetch(`${url}/api/v1/uplinks/full`, { headers: { authorization: `Bearer ${token}` } })).json())
           .status;
@@ -650,10 +662,36 @@ describe("the outbox", () => {
       const mark = attempts;
       await eventually(() => expect(attempts).toBeGreaterThan(mark + 1), 10_000);
       expect((await status()).lastError).toMatch(/disk is full/);
-      const s = await status();
-      expect(s.dropped).toBeGreaterThan(0);
-      expect(s.queued + s.dropped).toBe(n);
+      // everything acknowledged is queued; what was not is refused, none dropped (found from outside: a full
+      // disk acknowledged messages and counted them as dropped)
+      let s = await status();
+      expect([s.queued, s.dropped]).toEqual([acknowledged, 0]);
+      expect(s.refused).toBeGreaterThanOrEqual(1);
       expect(lines.some((l) => l.includes("uplink outbox write failed") && l.includes("disk is full"))).toBe(true);
+      // HTTP: 503 not_stored, nothing acknowledged
+      const posted = await fetch(`${url}/api/v1/data/big/x`, {
+        method: "POST",
+        headers: { authorization: `Basic ${Buffer.from(`http-full:${http.password}`).toString("base64")}` },
+        body: payload,
+      });
+      expect(posted.status).toBe(503);
+      expect(((await posted.json()) as { error: string }).error).toBe("not_stored");
+      // MQTT 3.1.1 has no negative PUBACK: no PUBACK, the connection closes; the device sends it again later
+      const old = await connectMqtt(port, { username: "plc-full", password, clientId: "plc-old" });
+      const closed = new Promise<void>((resolve) => old.once("close", () => resolve()));
+      let oldAcked = false;
+      void old.publishAsync("big/x", payload, { qos: 1 }).then(
+        () => (oldAcked = true),
+        () => {},
+      );
+      await closed;
+      expect(oldAcked).toBe(false);
+      old.end(true);
+      // a QoS 0 message has nobody to tell: it counts as dropped
+      await plc.publishAsync("big/x", payload, { qos: 0 });
+      await eventually(async () => expect((await status()).dropped).toBe(1), 10_000);
+      s = await status();
+      expect(s.queued).toBe(acknowledged);
       // the broker goes on: a QoS 1 message is answered and delivered; the admin database is read as before
       const got = new Promise<string>((resolve) => reader.once("message", (_t, p) => resolve(p.toString())));
       await plc.publishAsync("other/x", "still here", { qos: 1 });
@@ -664,11 +702,13 @@ describe("the outbox", () => {
       const ready = (await (await fetch(`${url}/readyz`)).json()) as { reasons: string[]; connectors: unknown };
       expect(ready.reasons.join(" ")).not.toMatch(/uplink|outbox/);
       expect(JSON.stringify(ready.connectors)).toContain("full");
-      // room again (the disk grown): the outbox takes new messages without a restart
+      const metrics = await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
+      expect(metrics).toMatch(/gatehouse_uplink_refused_total\{uplink="full"\} [1-9]/);
+      // room again (the disk grown): the outbox takes new messages without a restart, and the refused one
+      // sent again is acknowledged and queued
       expect(Bun.spawnSync(["mount", "-o", "remount,size=48m", dir]).exitCode).toBe(0);
-      const before = (await status()).queued;
       await plc.publishAsync("big/x", payload, { qos: 1 });
-      await eventually(async () => expect((await status()).queued).toBe(before + 1), 10_000);
+      await eventually(async () => expect((await status()).queued).toBe(acknowledged + 1), 10_000);
       expect((await status()).lastError ?? "").not.toMatch(/outbox write failed/);
       await plc.endAsync();
       await reader.endAsync();
@@ -781,11 +821,21 @@ describe("the outbox", () => {
       const s = await held();
       expect([s.queued, s.queuedBytes, s.oldestQueuedAgeS, s.forwarded + s.dropped]).toEqual([0, 0, 0, 2000]);
     });
-    // the appliance goes on: a device is answered, what the uplink would take is counted as dropped
-    plc = await device();
-    const dropped = (await held()).dropped;
-    await plc.publishAsync("t/after", "x", { qos: 1 });
-    await eventually(async () => expect((await held()).dropped).toBe(dropped + 1));
+    // the appliance goes on: what the uplink would take is refused to its device, never acknowledged and
+    // lost (MQTT 5: PUBACK 0x80, the connection stays); a QoS 0 message nobody waits for counts as dropped
+    plc = await connectMqtt(app.address("mqtt")!.port, { username: "plc", password, clientId: "plc", protocolVersion: 5 });
+    const before = await held();
+    const refusal = await plc.publishAsync("t/after", "x", { qos: 1 }).then(
+      () => undefined,
+      (e: Error & { code?: number }) => e,
+    );
+    expect(refusal?.code).toBe(0x80);
+    await plc.publishAsync("t/after", "x", { qos: 0 });
+    await eventually(async () => {
+      const s = await held();
+      expect([s.refused, s.dropped]).toEqual([before.refused + 1, before.dropped + 1]);
+    });
+    expect(plc.connected).toBe(true);
     await plc.endAsync();
     expect(readdirSync(dir).some((f) => f.startsWith("uplink-outbox.db.unreadable-"))).toBe(true);
     expect(app.core.activity.list({ action: "uplink.outbox-set-aside" }).length).toBe(1);
@@ -930,12 +980,36 @@ describe("the outbox", () => {
         (await (await fetch(`${url}/api/v1/uplinks/linked`, { headers: { authorization: `Bearer ${token}` } })).json())
           .status;
       await eventually(async () => expect((await status()).lastError).toMatch(/symlink/), 10_000);
-      // what it would take is answered and counted as dropped (found from outside: the count stayed 0)
+      // what it would take is refused to its device (MQTT 5: PUBACK 0x80), never acknowledged and lost, and
+      // counted (found from outside: the count stayed 0); a QoS 0 message nobody waits for counts as dropped
       const { password } = await app.core.credentials.create({ type: "mqtt", username: "plc-l", publishAcl: ["x/#"] });
-      const plc = await connectMqtt(app.address("mqtt")!.port, { username: "plc-l", password, clientId: "plc-l" });
-      for (let i = 0; i < 4; i++) await plc.publishAsync("x/a", String(i), { qos: 1 });
+      const plc = await connectMqtt(app.address("mqtt")!.port, {
+        username: "plc-l",
+        password,
+        clientId: "plc-l",
+        protocolVersion: 5,
+      });
+      const codes: (number | undefined)[] = [];
+      for (let i = 0; i < 4; i++)
+        await plc.publishAsync("x/a", String(i), { qos: 1 }).then(
+          () => codes.push(0),
+          (e: Error & { code?: number }) => codes.push(e.code),
+        );
+      expect(codes).toEqual([0x80, 0x80, 0x80, 0x80]);
+      await plc.publishAsync("x/a", "q0", { qos: 0 });
       await plc.endAsync();
-      expect((await status()).dropped).toBe(4);
+      await eventually(async () => {
+        const s = await status();
+        expect([s.refused, s.dropped]).toEqual([4, 1]);
+      });
+      // over HTTP: 503, not 202
+      const http = await app.core.credentials.create({ type: "http", username: "http-l", publishAcl: ["x/#"] });
+      const posted = await fetch(`${url}/api/v1/data/x/a`, {
+        method: "POST",
+        headers: { authorization: `Basic ${Buffer.from(`http-l:${http.password}`).toString("base64")}` },
+        body: "h",
+      });
+      expect(posted.status).toBe(503);
     } finally {
       await app.stop();
     }

@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { type DurableTap, isFromConnector, type PublishedMessage } from "../../core/bus.ts";
+import { BusNotStoredError, type DurableTap, isFromConnector, type PublishedMessage } from "../../core/bus.ts";
 import type { Core } from "../../core/index.ts";
 import { integrationStateEvents } from "../../core/events.ts";
 import { statusOf } from "../../core/types.ts";
@@ -11,7 +11,15 @@ import { Outbox, type OutboxOpened, outboxFileName, setAside } from "./outbox.ts
 import { type OutboxRow, unreadable } from "./outbox-protocol.ts";
 import { noteSetAside } from "./status-file.ts";
 import { type UplinkConfig, UplinkStore } from "./store.ts";
-import { type Bounds, forwards, propsText, Uplink, type UplinkDeps, type UplinkStatus } from "./uplink.ts";
+import {
+  type Bounds,
+  forwards,
+  propsText,
+  unanswered,
+  Uplink,
+  type UplinkDeps,
+  type UplinkStatus,
+} from "./uplink.ts";
 
 export interface UplinkOptions {
   bounds: Bounds;
@@ -46,7 +54,18 @@ export class UplinkManager {
   /** the enabled uplinks, in id order: what the tap asks per message */
   #active: Uplink[] = [];
   /** configurations known before start (to hold only what an enabled uplink would take) */
-  #early: { configs: UplinkConfig[]; held: { m: PublishedMessage; origin: string; release: () => void }[] } | undefined;
+  #early:
+    | {
+        configs: UplinkConfig[];
+        held: {
+          m: PublishedMessage;
+          origin: string;
+          answered: boolean;
+          release: () => void;
+          refuse: (e: Error) => void;
+        }[];
+      }
+    | undefined;
   #state: "created" | "started" | "stopping" = "created";
   #offs: (() => void)[] = [];
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -56,9 +75,14 @@ export class UplinkManager {
   #outboxProblem: string | undefined;
   /**
    * with no outbox (it could not be opened): the enabled uplinks' configurations, and what each would have
-   * taken, counted as dropped (found from outside: the README said so, and the count stayed 0)
+   * taken: refused to its publisher (a QoS 1 uplink, a publisher that waits), or else counted as dropped
+   * (found from outside: the README said so, and the count stayed 0)
    */
-  #idle: { configs: UplinkConfig[]; dropped: Map<number, number> } = { configs: [], dropped: new Map() };
+  #idle: { configs: UplinkConfig[]; dropped: Map<number, number>; refused: Map<number, number> } = {
+    configs: [],
+    dropped: new Map(),
+    refused: new Map(),
+  };
 
   constructor(deps: { core: Core; log: Logger; dataDir: string; version: string }, opts: UplinkOptions) {
     this.#core = deps.core;
@@ -87,8 +111,14 @@ export class UplinkManager {
     series("gatehouse_uplink_forwarded_total", "Messages acknowledged upstream", (s) => s.forwarded, "counter");
     series(
       "gatehouse_uplink_dropped_total",
-      "Messages dropped (queue bounds, refused upstream, expired, outbox write failed)",
+      "Messages dropped (queue bounds, refused upstream, expired; QoS 0 ones the outbox could not write)",
       (s) => s.dropped,
+      "counter",
+    );
+    series(
+      "gatehouse_uplink_refused_total",
+      "Messages the outbox could not queue (a full disk), refused to their publishers (they send them again)",
+      (s) => s.refused,
       "counter",
     );
     series("gatehouse_uplink_resent_total", "Messages sent again after a reconnect", (s) => s.resent, "counter");
@@ -96,43 +126,74 @@ export class UplinkManager {
   }
 
   /** the durable tap (see the class comment) */
-  #tap: DurableTap = (m, origin) => {
+  #tap: DurableTap = (m, origin, answered) => {
     if (isFromConnector(origin)) return undefined; // what came down never goes back up
-    if (this.#state === "created") return this.#hold(m, origin);
+    if (this.#state === "created") return this.#hold(m, origin, answered);
     if (this.#state === "stopping") {
       // the outbox is closing: a matching QoS 1 message is not acknowledged (its device sends it again)
       return this.#active.some((u) => u.cfg.qos === 1 && u.matches(m.topic)) ? new Promise<void>(() => {}) : undefined;
     }
     const outbox = this.#outbox;
     if (!outbox) {
-      for (const c of this.#idle.configs)
-        if (forwards(c.forward, m.topic, this.#core.topicSpace))
-          this.#idle.dropped.set(c.id, (this.#idle.dropped.get(c.id) ?? 0) + 1);
+      const taking = this.#idle.configs.filter((c) => forwards(c.forward, m.topic, this.#core.topicSpace));
+      const refused = answered && taking.some((c) => c.qos === 1);
+      const count = refused ? this.#idle.refused : this.#idle.dropped;
+      for (const c of taking) count.set(c.id, (count.get(c.id) ?? 0) + 1);
+      if (refused) {
+        this.changed();
+        const why = this.#outboxProblem ?? "the outbox is not open";
+        return Promise.reject(new BusNotStoredError(why, false, "the uplink outbox"));
+      }
       return undefined;
     }
     let wait = false;
     let props: string | null | undefined;
+    let row: OutboxRow | undefined;
+    let more: OutboxRow[] | undefined;
+    let unqueued: Uplink[] | undefined;
     for (const u of this.#active) {
       if (!u.matches(m.topic)) continue;
-      if (!outbox || outbox.broken) {
-        // acknowledged without being queued (as on a full disk): counted and said, never silently
-        u.failed([], outbox?.broken ?? this.#outboxProblem ?? "the outbox is not open", 1);
+      if (u.cfg.qos === 1) wait = true;
+      if (outbox.broken) {
+        (unqueued ??= []).push(u);
         continue;
       }
       props ??= propsText(m.properties);
-      u.append(m, props);
-      if (u.cfg.qos === 1) wait = true;
+      const r = u.append(m, props);
+      if (row) (more ??= []).push(r);
+      else row = r;
     }
-    return wait && outbox ? outbox.durable() : undefined;
+    // A QoS 1 uplink holds the message before its publisher hears yes; if it cannot (the outbox set aside,
+    // its write failed on a full disk), the publisher hears no and sends it again. A message nobody waits
+    // for (MQTT QoS 0) or that only QoS 0 uplinks take is counted as dropped if it cannot be queued.
+    const refused = wait && answered;
+    if (!refused && row) {
+      unanswered.add(row);
+      for (const r of more ?? []) unanswered.add(r);
+    }
+    if (unqueued) {
+      const why = outbox.broken!;
+      for (const u of unqueued) u.notQueued(why, 1, refused);
+      if (refused) return Promise.reject(new BusNotStoredError(why, false, "the uplink outbox"));
+    }
+    return refused ? outbox.durable() : undefined;
   };
 
-  /** hold: before start: a message an enabled uplink will take waits in memory (bounded) for the outbox. */
-  #hold(m: PublishedMessage, origin: string): Promise<void> | undefined {
+  /**
+   * hold: before start: a message an enabled uplink will take waits in memory (bounded) for the outbox. Past
+   * the bound, one whose publisher waits is refused (it sends it again), as on a full disk.
+   */
+  #hold(m: PublishedMessage, origin: string, answered: boolean): Promise<void> | undefined {
     const early = this.#early;
-    if (!early || early.held.length >= maxEarly) return undefined;
+    if (!early) return undefined;
     if (!early.configs.some((c) => c.qos === 1 && forwards(c.forward, m.topic, this.#core.topicSpace)))
       return undefined;
-    return new Promise<void>((release) => early.held.push({ m, origin, release }));
+    if (early.held.length >= maxEarly)
+      return answered
+        ? Promise.reject(new BusNotStoredError("the appliance is starting; try again", true, "the uplink outbox"))
+        : undefined;
+    const wait = new Promise<void>((release, refuse) => early.held.push({ m, origin, answered, release, refuse }));
+    return answered ? wait : undefined;
   }
 
   #uplinkDeps(): UplinkDeps {
@@ -155,8 +216,9 @@ export class UplinkManager {
     const held = this.#early?.held ?? [];
     this.#early = undefined;
     for (const h of held) {
-      const wait = this.#tap(h.m, h.origin);
-      void (wait ?? Promise.resolve()).then(h.release);
+      const wait = this.#tap(h.m, h.origin, h.answered);
+      if (wait) wait.then(h.release, h.refuse);
+      else h.release();
     }
     this.#offs.push(this.#core.followExternal(() => void this.sync()));
     const republish = () => {
@@ -271,7 +333,7 @@ export class UplinkManager {
       }
       // each uplink says it at once, not only when its next message is dropped
       for (const u of this.#uplinks.values()) {
-        u.failed([], outbox.broken ?? err.message, 0);
+        u.notQueued(outbox.broken ?? err.message, 0, false);
         u.outboxLost();
       }
       this.changed();
@@ -307,7 +369,13 @@ export class UplinkManager {
     try {
       const s = JSON.parse(json) as Partial<UplinkStatus>;
       const n = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v : 0);
-      return { forwarded: n(s.forwarded), dropped: n(s.dropped), resent: n(s.resent), received: n(s.received) };
+      return {
+        forwarded: n(s.forwarded),
+        dropped: n(s.dropped),
+        refused: n(s.refused),
+        resent: n(s.resent),
+        received: n(s.received),
+      };
     } catch {
       return undefined;
     }
@@ -393,6 +461,7 @@ export class UplinkManager {
       forwarded: 0,
       forwardedPerSecond: 0,
       dropped: this.#idle.dropped.get(id) ?? 0,
+      refused: this.#idle.refused.get(id) ?? 0,
       resent: 0,
       received: 0,
       at: Date.now(),

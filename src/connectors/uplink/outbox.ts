@@ -1,6 +1,7 @@
 import type { Database } from "bun:sqlite";
 import { closeSync, renameSync } from "node:fs";
 import { join } from "node:path";
+import { BusNotStoredError } from "../../core/bus.ts";
 import { isDiskFull } from "../../lib/errors.ts";
 import { createPrivateFile, narrowToPrivate } from "../../lib/files.ts";
 import { workerUrl } from "../../lib/workers.ts";
@@ -92,7 +93,8 @@ interface Batch {
   purge: number[];
   owners: [number, number][];
   status: Map<number, string>;
-  waiters: (() => void)[];
+  /** told when the batch is settled: with why it failed, if it did */
+  waiters: ((failure?: BusNotStoredError) => void)[];
   promise?: Promise<void>;
 }
 
@@ -250,11 +252,17 @@ export class Outbox {
     return row;
   }
 
-  /** durable: resolves when everything appended so far is on disk (or its write failed: see onFailed). */
+  /**
+   * durable: resolves when everything appended so far is on disk; rejects with a BusNotStoredError if its
+   * write failed (a full disk: `full`), so that its publishers are told no (see onFailed). Ask only for a
+   * publisher that waits for the answer: a rejection nobody waits for is an unhandled one.
+   */
   durable(): Promise<void> {
     const b = this.#pending.rows.length ? this.#pending : this.#writing;
     if (!b) return Promise.resolve();
-    b.promise ??= new Promise<void>((resolve) => b.waiters.push(resolve));
+    b.promise ??= new Promise<void>((resolve, reject) =>
+      b.waiters.push((failure) => (failure ? reject(failure) : resolve())),
+    );
     return b.promise;
   }
 
@@ -410,8 +418,11 @@ export class Outbox {
     }
   }
 
-  /** settle: a batch is done (written, or failed with `error`): its publishers are answered either way. */
-  #settle(b: Batch, error?: string): void {
+  /**
+   * settle: a batch is done (written, or failed with `error`; `full`: for want of room): its publishers are
+   * answered either way, yes or no.
+   */
+  #settle(b: Batch, error?: string, full = false): void {
     if (error === undefined) {
       this.#lastWritten = b.batch;
       this.onWritten(b.rows);
@@ -424,7 +435,10 @@ export class Outbox {
       this.#pending.owners.push(...b.owners);
       for (const [k, v] of b.status) if (!this.#pending.status.has(k)) this.#pending.status.set(k, v);
     }
-    for (const w of b.waiters) w();
+    if (!b.waiters.length) return;
+    const failure =
+      error === undefined ? undefined : new BusNotStoredError(error, full, "the uplink outbox");
+    for (const w of b.waiters) w(failure);
   }
 
   #reply(r: WorkerReply): void {
@@ -433,7 +447,8 @@ export class Outbox {
     if (!b || (r.op !== "written" && r.op !== "failed") || r.batch !== b.batch) return;
     this.#writing = undefined;
     if (r.op === "written") this.#spare = r.spare;
-    this.#settle(b, r.op === "failed" ? describeFailure(r.error, r.code) : undefined);
+    if (r.op === "failed") this.#settle(b, describeFailure(r.error, r.code), isDiskFull({ code: r.code, message: r.error }));
+    else this.#settle(b);
     if (r.op === "failed" && unreadable({ code: r.code }) && !this.#broken) {
       // damaged where a write goes (found from outside: an index over another table's pages refused every
       // write, "database disk image is malformed", and the file was never set aside): as a read that finds it
@@ -470,7 +485,7 @@ export class Outbox {
         const w = this.#writing;
         if (!w) break;
         const before = this.#failures;
-        await new Promise<void>((resolve) => w.waiters.push(resolve));
+        await new Promise<void>((resolve) => w.waiters.push(() => resolve()));
         failed ||= this.#failures !== before;
       }
       this.#closed = true;

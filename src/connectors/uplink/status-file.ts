@@ -131,6 +131,7 @@ function statusesFrom(
       forwarded: last.forwarded ?? 0,
       forwardedPerSecond: 0,
       dropped: last.dropped ?? 0,
+      refused: last.refused ?? 0,
       resent: last.resent ?? 0,
       received: last.received ?? 0,
       at: now,

@@ -32,7 +32,10 @@ export interface UplinkStatus {
   oldestQueuedAgeS: number;
   forwarded: number;
   forwardedPerSecond: number;
+  /** dropped: messages the uplink will not send (its bounds, refused upstream, and ones nobody waited for that could not be queued) */
   dropped: number;
+  /** refused: messages it could not queue (a full disk) whose publishers were told no (they send them again) */
+  refused: number;
   resent: number;
   /** messages brought down (subscriptions) and published locally */
   received: number;
@@ -41,7 +44,13 @@ export interface UplinkStatus {
 }
 
 /** the counters that survive a restart (kept with the status in the outbox file) */
-type Counters = Pick<UplinkStatus, "forwarded" | "dropped" | "resent" | "received">;
+type Counters = Pick<UplinkStatus, "forwarded" | "dropped" | "refused" | "resent" | "received">;
+
+/**
+ * unanswered: rows whose publisher did not wait for the outbox (an MQTT QoS 0 publish, a message only QoS 0
+ * uplinks take): if their write fails they count as dropped. Any other row's publisher is told no.
+ */
+export const unanswered = new WeakSet<OutboxRow>();
 
 /** propsText: the forwardable properties of a message as stored in the outbox (JSON; bytes as base64). */
 export function propsText(properties: Record<string, unknown> | undefined): string | null {
@@ -204,7 +213,7 @@ export class Uplink {
     this.#queuedBytes = queue.bytes;
     // nothing of it on disk: it is not read for (the file may have no index by uplink: another's rows are read)
     this.#inMemory = queue.count === 0;
-    this.#counters = counters ?? { forwarded: 0, dropped: 0, resent: 0, received: 0 };
+    this.#counters = counters ?? { forwarded: 0, dropped: 0, refused: 0, resent: 0, received: 0 };
     this.#rate.forwarded = this.#counters.forwarded;
     this.#downlinkAs = this.#identity(cfg);
   }
@@ -244,13 +253,14 @@ export class Uplink {
   }
 
   /** append: the durable tap's share: the message into this uplink's queue, in publish order. */
-  append(m: PublishedMessage, props: string | null): void {
+  append(m: PublishedMessage, props: string | null): OutboxRow {
     const payload = typeof m.payload === "string" ? Buffer.from(m.payload) : m.payload;
     const row = this.#deps.outbox.append(this.cfg.id, m.topic, payload, m.retain, props);
     this.#queued++;
     this.#queuedBytes += row[6];
     this.#unwritten.push(row);
     if (this.#overBounds()) this.#scheduleTrim();
+    return row;
   }
 
   /** written: rows of this uplink are on disk: they can be sent, or dropped by the bounds. */
@@ -268,17 +278,34 @@ export class Uplink {
 
   /**
    * failed: a write that held rows of this uplink failed (a full disk): they are not queued; said and
-   * counted. `lost`: how many messages that is (rows, or one the outbox could not take at all).
+   * counted: as refused where the publisher was told no (see `unanswered`), else as dropped.
    */
-  failed(rows: OutboxRow[], error: string, lost = rows.length): void {
+  failed(rows: OutboxRow[], error: string): void {
     const ids = new Set(rows.map((r) => r[0]));
     this.#unwritten = this.#unwritten.filter((u) => !ids.has(u[0]));
+    let lost = 0;
     for (const r of rows) {
       this.#queued--;
       this.#queuedBytes -= r[6];
+      if (unanswered.has(r)) lost++;
     }
     this.#counters.dropped += lost;
-    this.#outboxError = { text: error, until: rows.length ? "written" : "never" };
+    this.#counters.refused += rows.length - lost;
+    this.#outboxFailed(error, rows.length ? "written" : "never");
+  }
+
+  /**
+   * notQueued: the outbox could not take `n` messages at all (set aside, not open: `error` says why):
+   * refused to their publishers (`refused`), or dropped. Said once it is the outbox's state.
+   */
+  notQueued(error: string, n: number, refused: boolean): void {
+    if (refused) this.#counters.refused += n;
+    else this.#counters.dropped += n;
+    this.#outboxFailed(error, "never");
+  }
+
+  #outboxFailed(error: string, until: "written" | "never"): void {
+    this.#outboxError = { text: error, until };
     if (this.#logOutbox()) this.#deps.log.error("uplink outbox write failed", { uplink: this.cfg.name, error });
     this.#deps.changed();
   }

@@ -71,12 +71,15 @@ export function createDataRoutes(core: Core, log: Logger, presence: Presence, op
     log.debug("http publish", { username: integration.username, topic: topic.slice(0, 256) });
   };
 
-  /** notStored: the broker's store refused the write (a full disk): nothing more was acknowledged; try later. */
+  /**
+   * notStored: the broker's store, or an uplink's outbox, refused the write (a full disk): nothing more was
+   * acknowledged; try later.
+   */
   const notStored = (published = 0) =>
     problem(
       503,
       "not_stored",
-      `the broker could not store the message; ${published ? `${published} of the batch were published, ` : ""}try again later`,
+      `the appliance could not store the message; ${published ? `${published} of the batch were published, ` : ""}try again later`,
       { "retry-after": "5" },
     );
 

@@ -222,7 +222,9 @@ export function dropPublishes(broker: Aedes, dropped: WeakSet<object>, published
  * right after `authorizePublish` allowed it and before aedes writes the PUBACK; aedes' own publish of it is
  * then skipped (`skip`, see `dropPublishes`). If the store could not take it, nothing is acknowledged:
  * an MQTT 5 client gets PUBACK 0x97 (quota exceeded: a full disk, its integration's share) or 0x80, a 3.1.1 client (no negative
- * PUBACK) loses the connection and sends the message again when it reconnects.
+ * PUBACK) loses the connection and sends the message again when it reconnects. So does a QoS 1 or 2
+ * message a durable tap could not store (an uplink's outbox on a full disk: `authorizePublish` fails with a
+ * BusNotStoredError); a QoS 2 one gets PUBREC with that code.
  */
 export function publishBeforePuback(
   broker: Aedes,
@@ -233,24 +235,32 @@ export function publishBeforePuback(
   const authorize = b.authorizePublish.bind(broker);
   b.authorizePublish = (client, packet, done) =>
     authorize(client, packet, (err) => {
+      /** notStored: nothing is acknowledged; the client is told, as its protocol allows */
+      const notStored = (client: Client, e: Error) => {
+        refused(client, e);
+        if (client.version !== 5) return done(e); // aedes closes a 3.1.1 connection on this error
+        // a full disk, or the integration's share of the store (persistence.ts `shareBytes`): quota exceeded
+        const code = (e as { code?: string }).code;
+        const full = code === "SQLITE_FULL" || code === quotaExceeded || (e as { full?: boolean }).full === true;
+        const cmd = packet.qos === 2 ? "pubrec" : "puback";
+        (client.conn as { write(b: Uint8Array): void }).write(
+          generate({ cmd, messageId: packet.messageId, reasonCode: full ? 0x97 : 0x80 } as never, {
+            protocolVersion: 5,
+          }),
+        );
+        packet._notAuthorized = true; // answered: aedes writes no PUBACK of its own and does not publish it
+        done(null);
+      };
+      // a durable tap could not store it (see hooks.ts `authorizePublish`)
+      if (err?.name === "BusNotStoredError" && client && packet.cmd === "publish" && (packet.qos ?? 0) > 0)
+        return notStored(client, err);
       if (err || !client || packet.cmd !== "publish" || packet.qos !== 1) return done(err);
       b.publish(packet, client, (publishErr) => {
         if (!publishErr) {
           skip.add(packet);
           return done(null);
         }
-        refused(client, publishErr);
-        if (client.version !== 5) return done(publishErr); // aedes closes a 3.1.1 connection on this error
-        // a full disk, or the integration's share of the store (persistence.ts `shareBytes`): quota exceeded
-        const code = (publishErr as { code?: string }).code;
-        const full = code === "SQLITE_FULL" || code === quotaExceeded;
-        (client.conn as { write(b: Uint8Array): void }).write(
-          generate({ cmd: "puback", messageId: packet.messageId, reasonCode: full ? 0x97 : 0x80 } as never, {
-            protocolVersion: 5,
-          }),
-        );
-        packet._notAuthorized = true; // answered: aedes writes no PUBACK of its own and does not publish it
-        done(null);
+        notStored(client, publishErr);
       });
     });
 }

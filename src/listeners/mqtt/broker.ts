@@ -142,7 +142,7 @@ export function createMqttListener(
       deliverOnlyPublishProperties(b);
       dropPublishes(b, state.dropped, state.published);
       publishBeforePuback(b, state.published, (client, err) =>
-        state.logRefusal(client, "mqtt publish not acknowledged: the broker store refused it", { err: err.message }),
+        state.logRefusal(client, "mqtt publish not acknowledged: it could not be stored", { err: err.message }),
       );
       markRedeliveries(b);
       // the member asked before it is chosen; its delivery (authorizeForward) asks again

@@ -347,9 +347,10 @@ export function createHooks(s: MqttState, maxConnections: number, maxIntegration
       const integration = s.current(client);
       // a shared subscription's name is no topic: nobody publishes to it
       if (!isSharedName(packet.topic) && mayPublish(integration, packet.topic, topicSpace)) {
-        // Durable taps (an uplink's outbox) hold a QoS 1/2 message before aedes writes its PUBACK, which follows `done`.
-        const held = s.core.bus.tap(packet as PublishedMessage, "mqtt");
-        return held && packet.qos > 0 ? void held.then(() => done(null)) : done(null);
+        // Durable taps (an uplink's outbox) hold a QoS 1/2 message before aedes writes its PUBACK, which follows
+        // `done`; one a tap could not store (a full disk) is refused (BusNotStoredError, see publishBeforePuback)
+        const held = s.core.bus.tap(packet as PublishedMessage, "mqtt", packet.qos > 0);
+        return held && packet.qos > 0 ? void held.then(() => done(null), done) : done(null);
       }
       s.stats.refusedPublishes++;
       s.metric.refused.add();

@@ -132,8 +132,16 @@ export function UplinkList({ rows, csrfToken, outboxProblem }: UplinkListProps) 
                     )}
                   </td>
                   <td class="forwarded" safe>{`${s?.forwarded ?? 0} (${s?.forwardedPerSecond ?? 0}/s)`}</td>
-                  <td class="dropped" safe>
-                    {String(s?.dropped ?? 0)}
+                  <td class="dropped">
+                    <span safe>{String(s?.dropped ?? 0)}</span>
+                    {s?.refused ? (
+                      <>
+                        <br />
+                        <small class="muted" safe>{`${s.refused} refused to their publishers`}</small>
+                      </>
+                    ) : (
+                      ""
+                    )}
                   </td>
                   <td class="resent" safe>
                     {String(s?.resent ?? 0)}
