@@ -823,7 +823,12 @@ describe("the outbox", () => {
     });
     // the appliance goes on: what the uplink would take is refused to its device, never acknowledged and
     // lost (MQTT 5: PUBACK 0x80, the connection stays); a QoS 0 message nobody waits for counts as dropped
-    plc = await connectMqtt(app.address("mqtt")!.port, { username: "plc", password, clientId: "plc", protocolVersion: 5 });
+    plc = await connectMqtt(app.address("mqtt")!.port, {
+      username: "plc",
+      password,
+      clientId: "plc",
+      protocolVersion: 5,
+    });
     const before = await held();
     const refusal = await plc.publishAsync("t/after", "x", { qos: 1 }).then(
       () => undefined,

@@ -11,15 +11,7 @@ import { Outbox, type OutboxOpened, outboxFileName, setAside } from "./outbox.ts
 import { type OutboxRow, unreadable } from "./outbox-protocol.ts";
 import { noteSetAside } from "./status-file.ts";
 import { type UplinkConfig, UplinkStore } from "./store.ts";
-import {
-  type Bounds,
-  forwards,
-  propsText,
-  unanswered,
-  Uplink,
-  type UplinkDeps,
-  type UplinkStatus,
-} from "./uplink.ts";
+import { type Bounds, forwards, propsText, unanswered, Uplink, type UplinkDeps, type UplinkStatus } from "./uplink.ts";
 
 export interface UplinkOptions {
   bounds: Bounds;

@@ -436,8 +436,7 @@ export class Outbox {
       for (const [k, v] of b.status) if (!this.#pending.status.has(k)) this.#pending.status.set(k, v);
     }
     if (!b.waiters.length) return;
-    const failure =
-      error === undefined ? undefined : new BusNotStoredError(error, full, "the uplink outbox");
+    const failure = error === undefined ? undefined : new BusNotStoredError(error, full, "the uplink outbox");
     for (const w of b.waiters) w(failure);
   }
 
@@ -447,7 +446,8 @@ export class Outbox {
     if (!b || (r.op !== "written" && r.op !== "failed") || r.batch !== b.batch) return;
     this.#writing = undefined;
     if (r.op === "written") this.#spare = r.spare;
-    if (r.op === "failed") this.#settle(b, describeFailure(r.error, r.code), isDiskFull({ code: r.code, message: r.error }));
+    if (r.op === "failed")
+      this.#settle(b, describeFailure(r.error, r.code), isDiskFull({ code: r.code, message: r.error }));
     else this.#settle(b);
     if (r.op === "failed" && unreadable({ code: r.code }) && !this.#broken) {
       // damaged where a write goes (found from outside: an index over another table's pages refused every
