@@ -652,6 +652,12 @@ describe("the outbox", () => {
       // MQTT 5: PUBACK 0x97 (quota exceeded), the device keeps its connection and sends the message again later
       expect(refusal?.code).toBe(0x97);
       expect(acknowledged).toBeGreaterThan(100);
+      // QoS 2: PUBREC 0x97
+      const q2 = await plc.publishAsync("big/x", payload, { qos: 2 }).then(
+        () => undefined,
+        (e: Error & { code?: number }) => e,
+      );
+      expect(q2?.code).toBe(0x97);
       expect(plc.connected).toBe(true);
       const status = async () =>
         (await (await fetch(`${url}/api/v1/uplinks/full`, { headers: { authorization: `Bearer ${token}` } })).json())
