@@ -85,7 +85,8 @@ export class UplinkManager {
     this.store = new UplinkStore(deps.core.db, deps.dataDir, deps.core.activity);
     const configs = this.store.configs();
     this.#early = { configs: configs.filter((c) => c.enabled), held: [] };
-    this.#offs.push(this.#core.bus.addTap(this.#tap));
+    // the tap stays after stop (the listeners stop after the connectors): it then refuses (see `#tap`)
+    this.#core.bus.addTap(this.#tap);
     // Prometheus: one series per uplink and figure (the page and `gatehouse uplinks status` show the same)
     const series = (name: string, help: string, pick: (s: UplinkStatus) => number, type?: "counter") =>
       this.#offs.push(
@@ -122,8 +123,16 @@ export class UplinkManager {
     if (isFromConnector(origin)) return undefined; // what came down never goes back up
     if (this.#state === "created") return this.#hold(m, origin, answered);
     if (this.#state === "stopping") {
-      // the outbox is closing: a matching QoS 1 message is not acknowledged (its device sends it again)
-      return this.#active.some((u) => u.cfg.qos === 1 && u.matches(m.topic)) ? new Promise<void>(() => {}) : undefined;
+      // The outbox is closing or closed, and the listeners stop after the connectors: a message a QoS 1
+      // uplink would take is not acknowledged at all (found from outside: the tap was removed at stop, and
+      // what came in until the listeners closed was acknowledged and in no outbox). MQTT: no PUBACK, its
+      // device sends it again to the next run; HTTP, OPC UA: refused (503, BadResourceUnavailable).
+      const takes =
+        this.#active.some((u) => u.cfg.qos === 1 && u.matches(m.topic)) ||
+        this.#idle.configs.some((c) => c.qos === 1 && forwards(c.forward, m.topic, this.#core.topicSpace));
+      if (!takes || !answered) return undefined;
+      if (origin === "mqtt") return new Promise<void>(() => {});
+      return Promise.reject(new BusNotStoredError("the appliance is stopping; try again", false, "the uplink outbox"));
     }
     const outbox = this.#outbox;
     if (!outbox) {
