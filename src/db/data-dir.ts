@@ -9,12 +9,11 @@ import {
   readSync,
   realpathSync,
   rmSync,
-  statfsSync,
   statSync,
 } from "node:fs";
 import { join } from "node:path";
 import { isBusy, isDiskFull } from "../lib/errors.ts";
-import { createPrivateFile, narrowToPrivate, openRegularNoFollow, TargetError } from "../lib/files.ts";
+import { createPrivateFile, diskSpace, narrowToPrivate, openRegularNoFollow, TargetError } from "../lib/files.ts";
 import { openDatabase, type Db, closeDatabase } from "./client.ts";
 import { migrate } from "./migrate.ts";
 
@@ -70,12 +69,7 @@ export function diskFull(err: unknown, dir?: string): string | undefined {
 
 /** freeBytes: what `dir`'s file system has available (`df`'s Avail), if it answers. */
 function freeBytes(dir: string): number | undefined {
-  try {
-    const fs = statfsSync(dir);
-    return fs.bavail * fs.bsize;
-  } catch {
-    return undefined;
-  }
+  return diskSpace(dir)?.free;
 }
 
 /** DataDirBusy: another process (a serving appliance, a restore, an import --full) holds the data dir's lock. */

@@ -1,9 +1,9 @@
 import type { Database } from "bun:sqlite";
-import { closeSync, renameSync } from "node:fs";
-import { join } from "node:path";
+import { closeSync, lstatSync, renameSync, statSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { BusNotStoredError } from "../../core/bus.ts";
 import { isDiskFull } from "../../lib/errors.ts";
-import { createPrivateFile, narrowToPrivate } from "../../lib/files.ts";
+import { createPrivateFile, diskSpace, narrowToPrivate } from "../../lib/files.ts";
 import { workerUrl } from "../../lib/workers.ts";
 import {
   encodeWrite,
@@ -109,6 +109,38 @@ const emptyBatch = (batch: number): Batch => ({
 });
 
 /**
+ * outboxReserve: the free space the outbox leaves on the data dir's disk for everything else: 5 % of the
+ * disk, at least 1 MiB and at most 32 MiB (twice /readyz's floor). Found from outside: an outage filled an
+ * 8 MiB disk to its last byte with the backlog, and the next start failed ("disk I/O error" opening the
+ * broker's store): no broker, no API, no page, and the backlog could not drain until someone freed space.
+ */
+export function outboxReserve(diskSize: number): number {
+  return Math.min(32 * 1024 * 1024, Math.max(1024 * 1024, Math.floor(diskSize * 0.05)));
+}
+
+/** identityOf: the device and inode of the file at `path` (a link is not followed), if there is one */
+function identityOf(path: string): { dev: number; ino: number } | undefined {
+  try {
+    const s = lstatSync(path);
+    return { dev: s.dev, ino: s.ino };
+  } catch {
+    return undefined;
+  }
+}
+
+/** walBytes: the size of the outbox's write-ahead log (0 if it has none) */
+function walBytes(path: string): number {
+  try {
+    return statSync(`${path}-wal`).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** growth: what a write of `bytes` of rows may take on the disk (its log, then its pages in the file) */
+const growth = (bytes: number, rows: number) => (bytes + rows * 64) * 2;
+
+/**
  * Outbox: the on-disk queue of every uplink, with group commit. `append` takes a message at once (in
  * publish order, with the next id); `durable()` resolves when the write holding it is on disk. One write
  * runs at a time on the writer's thread; everything appended meanwhile goes into the next one, so a burst
@@ -132,6 +164,10 @@ export class Outbox {
   #lastWritten = 0;
   /** the last write's buffer, given back by the writer for the next one */
   #spare: ArrayBuffer | undefined;
+  /** the file the writer opened (device and inode): one no longer at `path` is not written to */
+  #identity: { dev: number; ino: number } | undefined;
+  /** the data dir's free space as last asked (at most every 100 ms), less what was written since */
+  #room = { at: Number.NEGATIVE_INFINITY, free: Number.POSITIVE_INFINITY, since: 0, reserve: 0 };
   #queries: {
     sizes: ReturnType<Database["query"]>;
     fetch: ReturnType<Database["query"]>;
@@ -155,6 +191,7 @@ export class Outbox {
     this.#reader = reader;
     this.#nextId = maxId + 1;
     this.#pending = emptyBatch(1);
+    this.#identity = identityOf(path);
     const q = (sql: string) => reader.query(sql);
     this.#queries = {
       // A row's columns after its payload (retain, size, props) are read by walking the payload's overflow
@@ -385,9 +422,57 @@ export class Outbox {
     }, 20);
   }
 
+  /** stillHere: is the file at `path` the one the writer opened? (a stat per write that brings rows) */
+  #stillHere(): boolean {
+    const now = identityOf(this.path);
+    return !this.#identity || (now !== undefined && now.dev === this.#identity.dev && now.ino === this.#identity.ino);
+  }
+
+  /**
+   * roomFor: does the disk have room for `rows` and still the reserve (see `outboxReserve`)? Asks the file
+   * system every 100 ms, and sooner once a quarter of the reserve may have been written since.
+   */
+  #roomFor(rows: OutboxRow[]): boolean {
+    let bytes = 0;
+    for (const r of rows) bytes += r[6];
+    const need = growth(bytes, rows.length);
+    const room = this.#room;
+    const now = performance.now();
+    // what a write takes is only estimated (its log grows while a reader holds it): asked again well before
+    if (now - room.at > 100 || room.since + need > room.reserve / 4 || room.free - room.since - need < room.reserve) {
+      const space = diskSpace(dirname(this.path));
+      room.at = now;
+      room.since = 0;
+      // the write-ahead log's pages go into the file at the next checkpoint, a step of up to its size at
+      // once (found in testing: 2.5 MB free went to 0 between two looks): counted as taken already
+      room.free = space ? space.free - walBytes(this.path) : Number.POSITIVE_INFINITY;
+      room.reserve = space ? outboxReserve(space.size) : 0;
+    }
+    if (room.free - room.since - need < room.reserve) return false;
+    room.since += need;
+    return true;
+  }
+
   #flush(): void {
     if (this.#writing || this.#closed) return;
     const b = this.#pending;
+    if (b.rows.length && !this.#broken && !this.#stillHere()) {
+      // found from outside: the file moved away (or deleted, or replaced) while the appliance ran took every
+      // message acknowledged after it into a file nobody would read again
+      this.#fail(
+        "the outbox file is no longer at its path (moved, deleted or replaced while the appliance runs): nothing is queued until the appliance restarts and makes a new one",
+      );
+      return;
+    }
+    if (b.rows.length && !this.#broken && !this.#roomFor(b.rows)) {
+      // the disk keeps its reserve: these rows are refused to their publishers (as on a full disk); the
+      // deletes and status that came with them still go (they free rows)
+      const room = this.#room;
+      this.#refuse(
+        b,
+        `outbox write refused: the disk is nearly full (${room.free} bytes free, ${room.reserve} kept for the rest of the appliance); new messages are not queued until there is room`,
+      );
+    }
     if (!b.rows.length && !b.deletes.length && !b.purge.length && !b.owners.length && !b.status.size) return;
     if (this.#lazyTimer) clearTimeout(this.#lazyTimer);
     this.#lazyTimer = undefined;
@@ -416,6 +501,18 @@ export class Outbox {
     } catch (err) {
       this.#fail(`outbox writer unreachable: ${(err as Error).message}`);
     }
+  }
+
+  /** refuse: the batch's rows are not written (`error`, for want of room): said, and their publishers told no */
+  #refuse(b: Batch, error: string): void {
+    const rows = b.rows;
+    const waiters = b.waiters;
+    b.rows = [];
+    b.waiters = [];
+    b.promise = undefined;
+    this.onFailed(rows, error);
+    const failure = new BusNotStoredError(error, true, "the uplink outbox");
+    for (const w of waiters) w(failure);
   }
 
   /**
