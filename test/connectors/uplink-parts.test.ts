@@ -638,7 +638,11 @@ describe("the outbox", () => {
         username: "plc-full",
         publishAcl: ["big/#", "other/#"],
       });
-      const http = await app.core.credentials.create({ type: "http", username: "http-full", publishAcl: ["big/#"] });
+      const http = await app.core.credentials.create({
+        type: "http",
+        username: "http-full",
+        publishAcl: ["big/#", "other/#"],
+      });
       const port = app.address("mqtt")!.port;
       const plc = await connectMqtt(port, { username: "plc-full", password, clientId: "plc-full", protocolVersion: 5 });
       const reader = await connectMqtt(port, { username: "plc-full", password, clientId: "reader-full" });
@@ -691,6 +695,23 @@ describe("the outbox", () => {
       });
       expect(posted.status).toBe(503);
       expect(((await posted.json()) as { error: string }).error).toBe("not_stored");
+      // a batch: what no uplink takes is published, and the answer names those items
+      const batch = await fetch(`${url}/api/v1/data`, {
+        method: "POST",
+        headers: {
+          authorization: `Basic ${Buffer.from(`http-full:${http.password}`).toString("base64")}`,
+          "content-type": "application/json",
+        },
+        body: JSON.stringify([
+          { topic: "other/a", payload: "1" },
+          { topic: "big/b", payload: "2" },
+          { topic: "other/c", payload: "3" },
+        ]),
+      });
+      expect(batch.status).toBe(503);
+      expect(((await batch.json()) as { message: string }).message).toContain(
+        "items 1, 3 of the batch were published (the others were not)",
+      );
       // MQTT 3.1.1 has no negative PUBACK: no PUBACK, the connection closes; the device sends it again later
       // (here: a device reconnecting three times)
       for (let i = 0; i < 3; i++) {

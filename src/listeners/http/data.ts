@@ -73,13 +73,14 @@ export function createDataRoutes(core: Core, log: Logger, presence: Presence, op
 
   /**
    * notStored: the broker's store, or an uplink's outbox, refused the write (a full disk): nothing more was
-   * acknowledged; try later.
+   * acknowledged; try later. Of a batch, it names the items that were published (found from outside: "2 of
+   * the batch were published" left a client to guess which to send again).
    */
-  const notStored = (published = 0) =>
+  const notStored = (published: number[] = []) =>
     problem(
       503,
       "not_stored",
-      `the appliance could not store the message; ${published ? `${published} of the batch were published, ` : ""}try again later`,
+      `the appliance could not store the message; ${published.length ? `items ${published.join(", ")} of the batch were published (the others were not), ` : ""}try again later`,
       { "retry-after": "5" },
     );
 
@@ -160,7 +161,7 @@ export function createDataRoutes(core: Core, log: Logger, presence: Presence, op
     const failed = results.find((r) => r.status === "rejected");
     if (failed) {
       if (failed.reason instanceof BusNotStoredError)
-        return notStored(results.filter((r) => r.status === "fulfilled").length);
+        return notStored(results.flatMap((r, i) => (r.status === "fulfilled" ? [i + 1] : [])));
       throw failed.reason;
     }
     return json({ published: messages.length }, 202);
