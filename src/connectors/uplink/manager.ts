@@ -271,8 +271,10 @@ export class UplinkManager {
       this.#uplinks.delete(id);
       this.#lastStatus.delete(id);
       await u.stop();
+      const { queued } = u.status();
       u.purge();
-      this.#log.info("uplink removed: its queue is deleted", { uplink: u.cfg.name });
+      // how many acknowledged messages went with it (found from outside: the line did not say)
+      this.#log.info("uplink removed: its queue is deleted", { uplink: u.cfg.name, queued });
     }
     this.#active = [...this.#uplinks.values()].filter((u) => u.cfg.enabled).sort((a, b) => a.id - b.id);
     this.changed();

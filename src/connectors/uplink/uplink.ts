@@ -748,16 +748,18 @@ export class Uplink {
       this.#settle(u, "gone");
       return;
     }
-    let properties = cfg.protocol === 5 ? propsOf(u.props) : undefined;
-    const expiry = properties?.messageExpiryInterval;
+    const stored = propsOf(u.props);
+    let properties = cfg.protocol === 5 ? stored : undefined;
+    const expiry = stored?.messageExpiryInterval;
     if (typeof expiry === "number") {
-      // MQTT 5 §3.3.2.3.3: the time it waited here counts; an expired message is not sent
+      // MQTT 5 §3.3.2.3.3: the time it waited here counts; an expired message is not sent, whatever the
+      // upstream speaks (found from outside: a 3.1.1 uplink sent what had expired while it waited)
       const left = expiry - Math.floor((Date.now() - u.at) / 1000);
       if (left <= 0) {
         this.#settle(u, "expired");
         return;
       }
-      properties = { ...properties, messageExpiryInterval: left };
+      if (properties) properties = { ...properties, messageExpiryInterval: left };
     }
     const qos = cfg.qos > 0 ? 1 : 0;
     let mid = 0;
