@@ -26,7 +26,6 @@ import { basename, dirname, join } from "node:path";
  */
 export const privateMode = 0o600;
 
-/** createPrivateFile: a new, empty file, 0600; fails if anything (a file, a symlink) has that name. Returns its descriptor. */
 /** diskSpace: what `dir`'s file system has available (`df`'s Avail) and its size, in bytes, if it answers. */
 export function diskSpace(dir: string): { free: number; size: number } | undefined {
   try {
@@ -37,6 +36,7 @@ export function diskSpace(dir: string): { free: number; size: number } | undefin
   }
 }
 
+/** createPrivateFile: a new, empty file, 0600; fails if anything (a file, a symlink) has that name. Returns its descriptor. */
 export function createPrivateFile(path: string): number {
   return openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, privateMode);
 }
