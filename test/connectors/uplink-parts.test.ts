@@ -659,11 +659,15 @@ describe("the outbox", () => {
       // MQTT 5: PUBACK 0x97 (quota exceeded), the device keeps its connection and sends the message again later
       expect(refusal?.code).toBe(0x97);
       expect(acknowledged).toBeGreaterThan(100);
+      // Each way in below is tried until it is refused: the room moves a little as the outbox's log is cut
+      // back after a checkpoint, and what is taken then is acknowledged and counted.
       // QoS 2: PUBREC 0x97
-      const q2 = await plc.publishAsync("big/x", payload, { qos: 2 }).then(
-        () => undefined,
-        (e: Error & { code?: number }) => e,
-      );
+      let q2: (Error & { code?: number }) | undefined;
+      for (let i = 0; i < 200 && !q2; i++)
+        await plc.publishAsync("big/x", payload, { qos: 2 }).then(
+          () => acknowledged++,
+          (e: Error & { code?: number }) => (q2 = e),
+        );
       expect(q2?.code).toBe(0x97);
       expect(plc.connected).toBe(true);
       const status = async () =>
@@ -688,52 +692,72 @@ describe("the outbox", () => {
         true,
       );
       // HTTP: 503 not_stored, nothing acknowledged
-      const posted = await fetch(`${url}/api/v1/data/big/x`, {
-        method: "POST",
-        headers: { authorization: `Basic ${Buffer.from(`http-full:${http.password}`).toString("base64")}` },
-        body: payload,
-      });
-      expect(posted.status).toBe(503);
-      expect(((await posted.json()) as { error: string }).error).toBe("not_stored");
+      const basic = `Basic ${Buffer.from(`http-full:${http.password}`).toString("base64")}`;
+      let posted: Response | undefined;
+      for (let i = 0; i < 200; i++) {
+        posted = await fetch(`${url}/api/v1/data/big/x`, {
+          method: "POST",
+          headers: { authorization: basic },
+          body: payload,
+        });
+        if (posted.status !== 202) break;
+        acknowledged++;
+      }
+      expect(posted!.status).toBe(503);
+      expect(((await posted!.json()) as { error: string }).error).toBe("not_stored");
       // a batch: what no uplink takes is published, and the answer names those items
-      const batch = await fetch(`${url}/api/v1/data`, {
-        method: "POST",
-        headers: {
-          authorization: `Basic ${Buffer.from(`http-full:${http.password}`).toString("base64")}`,
-          "content-type": "application/json",
-        },
-        body: JSON.stringify([
-          { topic: "other/a", payload: "1" },
-          { topic: "big/b", payload: "2" },
-          { topic: "other/c", payload: "3" },
-        ]),
-      });
-      expect(batch.status).toBe(503);
-      expect(((await batch.json()) as { message: string }).message).toContain(
+      let batch: Response | undefined;
+      for (let i = 0; i < 200; i++) {
+        batch = await fetch(`${url}/api/v1/data`, {
+          method: "POST",
+          headers: { authorization: basic, "content-type": "application/json" },
+          body: JSON.stringify([
+            { topic: "other/a", payload: "1" },
+            { topic: "big/b", payload },
+            { topic: "other/c", payload: "3" },
+          ]),
+        });
+        if (batch.status !== 202) break;
+        acknowledged++;
+      }
+      expect(batch!.status).toBe(503);
+      expect(((await batch!.json()) as { message: string }).message).toContain(
         "items 1, 3 of the batch were published (the others were not)",
       );
       // MQTT 3.1.1 has no negative PUBACK: no PUBACK, the connection closes; the device sends it again later
-      // (here: a device reconnecting three times)
-      for (let i = 0; i < 3; i++) {
+      // (here: a device reconnecting until it was closed three times)
+      let closings = 0;
+      for (let i = 0; i < 300 && closings < 3; i++) {
         const old = await connectMqtt(port, { username: "plc-full", password, clientId: "plc-old" });
-        const closed = new Promise<void>((resolve) => old.once("close", () => resolve()));
-        let oldAcked = false;
-        void old.publishAsync("big/x", payload, { qos: 1 }).then(
-          () => (oldAcked = true),
-          () => {},
-        );
-        await closed;
-        expect(oldAcked).toBe(false);
+        const closed = new Promise<"closed">((resolve) => old.once("close", () => resolve("closed")));
+        const answer = await Promise.race([
+          old.publishAsync("big/x", payload, { qos: 1 }).then(() => "acknowledged" as const),
+          closed,
+        ]);
+        if (answer === "acknowledged") acknowledged++;
+        else closings++;
         old.end(true);
       }
+      expect(closings).toBe(3);
       // the refusals are said in one line every 10 s, not one per connection (found from outside: ~53 a second
       // from 10 devices reconnecting)
-      expect(lines.filter((l) => l.includes("mqtt publish not acknowledged")).length).toBe(1);
-      // a QoS 0 message has nobody to tell: it counts as dropped
-      await plc.publishAsync("big/x", payload, { qos: 0 });
-      await eventually(async () => expect((await status()).dropped).toBe(1), 10_000);
+      const said = lines.filter((l) => l.includes("mqtt publish not acknowledged")).length;
+      expect(said).toBeGreaterThanOrEqual(1);
+      expect(said).toBeLessThanOrEqual(2);
+      // a QoS 0 message has nobody to tell: it counts as dropped (one that finds room is queued)
+      let queued0 = 0;
+      for (let i = 0; i < 200 && (await status()).dropped === 0; i++) {
+        const before = (await status()).queued;
+        await plc.publishAsync("big/x", payload, { qos: 0 });
+        await eventually(async () => {
+          const now = await status();
+          expect(now.dropped + now.queued).toBe(before + 1);
+        }, 10_000);
+        if ((await status()).dropped === 0) queued0++;
+      }
       s = await status();
-      expect(s.queued).toBe(acknowledged);
+      expect(s.dropped).toBe(1);
+      expect(s.queued).toBe(acknowledged + queued0);
       // the broker goes on: a QoS 1 message is answered and delivered; the admin database is read as before
       const got = new Promise<string>((resolve) => reader.once("message", (_t, p) => resolve(p.toString())));
       await plc.publishAsync("other/x", "still here", { qos: 1 });
@@ -759,7 +783,7 @@ describe("the outbox", () => {
             await fetch(`${again.url}/api/v1/uplinks/full`, { headers: { authorization: `Bearer ${token}` } })
           ).json()
         ).status;
-      await eventually(async () => expect((await status2()).queued).toBe(acknowledged), 10_000);
+      await eventually(async () => expect((await status2()).queued).toBe(acknowledged + queued0), 10_000);
       // room again (the disk grown): the outbox takes new messages without a restart, and the refused one
       // sent again is acknowledged and queued
       expect(Bun.spawnSync(["mount", "-o", "remount,size=48m", dir]).exitCode).toBe(0);
@@ -770,7 +794,7 @@ describe("the outbox", () => {
         protocolVersion: 5,
       });
       await plc2.publishAsync("big/x", payload, { qos: 1 });
-      await eventually(async () => expect((await status2()).queued).toBe(acknowledged + 1), 10_000);
+      await eventually(async () => expect((await status2()).queued).toBe(acknowledged + queued0 + 1), 10_000);
       expect((await status2()).lastError ?? "").not.toMatch(/outbox write/);
       await plc2.endAsync();
       hangUp.close();
@@ -1344,4 +1368,147 @@ describe("a message that expires while it waits", () => {
       await app.stop();
     }
   }, 30_000);
+});
+
+describe("after an outage that took the outbox to its reserve", () => {
+  it("the backlog sent, it takes messages again without a restart (its free pages are room)", async () => {
+    // found from outside: after the upstream drained the queue, every new message was still refused with
+    // 4-5 MB free: the log left at its largest and the file's free pages were counted as taken
+    const dir = tempDir("gatehouse-reserve-");
+    if (Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=12m,mode=0700", "tmpfs", dir]).exitCode !== 0) {
+      console.warn("skipped: mounting a small tmpfs (a disk that fills up) needs root");
+      return;
+    }
+    let app: Awaited<ReturnType<typeof testApp>>["app"] | undefined;
+    let upstream: ReturnType<typeof createServer> | undefined;
+    try {
+      const started = await testApp(["--opcua-port", "off", "--uplink-reconnect-max", "1"], {}, {}, dir);
+      app = started.app;
+      const { url } = started;
+      const token = app.core.admins.createApiToken("t").token;
+      const port = await freePort();
+      await fetch(`${url}/api/v1/uplinks`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: JSON.stringify({ name: "reserve", urls: [`mqtt://127.0.0.1:${port}`], forward: ["r/#"] }),
+      });
+      const { password } = await app.core.credentials.create({ type: "mqtt", username: "plc-r", publishAcl: ["r/#"] });
+      const plc = await connectMqtt(app.address("mqtt")!.port, {
+        username: "plc-r",
+        password,
+        clientId: "plc-r",
+        protocolVersion: 5,
+      });
+      const payload = Buffer.alloc(16 * 1024, "r");
+      let acknowledged = 0;
+      let refused = false;
+      for (let i = 0; i < 2000 && !refused; i++)
+        await plc.publishAsync("r/x", payload, { qos: 1 }).then(
+          () => acknowledged++,
+          () => (refused = true),
+        );
+      expect(refused).toBe(true);
+      // the upstream comes and takes the backlog
+      let arrived = 0;
+      upstream = createServer((socket) => {
+        const parser = mqttPacket.parser({ protocolVersion: 4 });
+        parser.on("packet", (p) => {
+          if (p.cmd === "connect")
+            socket.write(mqttPacket.generate({ cmd: "connack", returnCode: 0, sessionPresent: false }));
+          if (p.cmd === "publish" && p.qos === 1) {
+            if (p.topic === "r/x") arrived++;
+            socket.write(mqttPacket.generate({ cmd: "puback", messageId: p.messageId! }));
+          }
+        });
+        socket.on("data", (d: Buffer) => parser.parse(d));
+        socket.on("error", () => {});
+      });
+      await new Promise<void>((resolve) => upstream!.listen(port, "127.0.0.1", resolve));
+      const status = async () =>
+        (await (await fetch(`${url}/api/v1/uplinks/reserve`, { headers: { authorization: `Bearer ${token}` } })).json())
+          .status;
+      await eventually(async () => expect((await status()).queued).toBe(0), 20_000);
+      expect(arrived).toBeGreaterThanOrEqual(acknowledged);
+      // as many again, taken: the file's pages freed by the backlog hold them
+      const codes: (number | undefined)[] = [];
+      for (let i = 0; i < acknowledged; i++)
+        await plc.publishAsync("r/x", payload, { qos: 1 }).then(
+          () => codes.push(0),
+          (e: Error & { code?: number }) => codes.push(e.code),
+        );
+      expect(codes.filter((c) => c !== 0)).toEqual([]);
+      await plc.endAsync();
+    } finally {
+      upstream?.close();
+      try {
+        await app?.stop();
+      } finally {
+        Bun.spawnSync(["umount", "-l", dir]);
+      }
+    }
+  }, 90_000);
+});
+
+describe("eight uplinks filling a small disk", () => {
+  it("keep the reserve through the checkpoint at stop: the next start starts", async () => {
+    // found from outside: small messages to eight uplinks took an 8 MiB disk past the reserve (the estimate
+    // counted their bytes, not the pages each commit writes), the checkpoint at SIGTERM filled it, and the
+    // next start failed ("disk I/O error")
+    const dir = tempDir("gatehouse-eight-");
+    if (Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", dir]).exitCode !== 0) {
+      console.warn("skipped: mounting a small tmpfs (a disk that fills up) needs root");
+      return;
+    }
+    let app: Awaited<ReturnType<typeof testApp>>["app"] | undefined;
+    try {
+      const started = await testApp(["--opcua-port", "off"], {}, {}, dir);
+      app = started.app;
+      const token = app.core.admins.createApiToken("t").token;
+      const nobody = await freePort();
+      for (let i = 0; i < 8; i++) {
+        const made = await fetch(`${started.url}/api/v1/uplinks`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+          body: JSON.stringify({ name: `u${i}`, urls: [`mqtt://127.0.0.1:${nobody}`], forward: ["m/#"] }),
+        });
+        expect(made.status).toBe(201);
+      }
+      const { password } = await app.core.credentials.create({ type: "mqtt", username: "plc-8", publishAcl: ["m/#"] });
+      const plc = await connectMqtt(app.address("mqtt")!.port, {
+        username: "plc-8",
+        password,
+        clientId: "plc-8",
+        protocolVersion: 5,
+      });
+      const payload = Buffer.alloc(200, "m");
+      let refused = 0;
+      for (let round = 0; round < 400 && refused === 0; round++) {
+        const answers = await Promise.all(
+          Array.from({ length: 100 }, (_, i) =>
+            plc.publishAsync(`m/${i}`, payload, { qos: 1 }).then(
+              () => 0,
+              () => 1,
+            ),
+          ),
+        );
+        refused += answers.reduce((a, b) => a + b, 0);
+      }
+      expect(refused).toBeGreaterThan(0);
+      await plc.endAsync();
+      await app.stop();
+      app = undefined;
+      const left = statfsSync(dir);
+      expect(left.bavail * left.bsize).toBeGreaterThan(256 * 1024);
+      const again = await testApp(["--opcua-port", "off"], {}, {}, dir);
+      app = again.app;
+      const listed = await fetch(`${again.url}/api/v1/uplinks`, { headers: { authorization: `Bearer ${token}` } });
+      expect(listed.status).toBe(200);
+    } finally {
+      try {
+        await app?.stop();
+      } finally {
+        Bun.spawnSync(["umount", "-l", dir]);
+      }
+    }
+  }, 120_000);
 });

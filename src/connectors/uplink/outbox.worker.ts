@@ -64,6 +64,10 @@ function open(path: string, cacheKiB: number): WorkerReply {
   d.run("PRAGMA synchronous = FULL");
   d.run(`PRAGMA cache_size = -${Math.max(256, Math.floor(cacheKiB))}`);
   d.run("PRAGMA temp_store = MEMORY");
+  // the log is cut back to nothing each time a checkpoint lets it start over: its size is then what is not
+  // in the file yet, which the outbox's room for new rows counts as taken (outbox.ts `roomFor`; found from
+  // outside: a log left at its largest after an outage refused every message for good)
+  d.run("PRAGMA journal_size_limit = 0");
   let removed: string[];
   let ids: { lo: number | null; hi: number | null };
   try {
