@@ -1,4 +1,4 @@
-import { BusNotStoredError } from "../../core/bus.ts";
+import { BusNotStoredError, PayloadTooLargeError } from "../../core/bus.ts";
 import type { Core } from "../../core/index.ts";
 import { mayPublish, mayRead } from "../../core/permissions.ts";
 import { isValidTopicString } from "../../core/topics.ts";
@@ -105,6 +105,10 @@ export function createDataRoutes(core: Core, log: Logger, presence: Presence, op
     } catch (err) {
       // 202 means stored (a retained value, a message queued for persistent sessions): never when it is not
       if (err instanceof BusNotStoredError) return notStored();
+      // within the body limit, past what an MQTT packet of the broker holds with its topic (found from
+      // outside: a 500 "internal error" for bodies of the last kilobyte below --http-max-body)
+      if (err instanceof PayloadTooLargeError)
+        return problem(413, "payload_too_large", `payload larger than ${err.limit} bytes (the broker's packet limit)`);
       throw err;
     }
     meter?.received(body.length);
