@@ -164,8 +164,14 @@ export function createDataRoutes(core: Core, log: Logger, presence: Presence, op
     for (const [i, r] of results.entries()) if (r.status === "fulfilled") meter?.received(messages[i]!.payload.length);
     const failed = results.find((r) => r.status === "rejected");
     if (failed) {
-      if (failed.reason instanceof BusNotStoredError)
-        return notStored(results.flatMap((r, i) => (r.status === "fulfilled" ? [i + 1] : [])));
+      const published = results.flatMap((r, i) => (r.status === "fulfilled" ? [i + 1] : []));
+      if (failed.reason instanceof BusNotStoredError) return notStored(published);
+      if (failed.reason instanceof PayloadTooLargeError)
+        return problem(
+          413,
+          "payload_too_large",
+          `a payload larger than ${failed.reason.limit} bytes (the broker's packet limit)${published.length ? `; items ${published.join(", ")} of the batch were published` : ""}`,
+        );
       throw failed.reason;
     }
     return json({ published: messages.length }, 202);
