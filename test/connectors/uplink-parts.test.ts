@@ -1512,3 +1512,77 @@ describe("eight uplinks filling a small disk", () => {
     }
   }, 120_000);
 });
+
+describe("an upstream's Maximum Packet Size (MQTT 5)", () => {
+  it("a message larger than it is not sent (dropped, said); the queue behind it goes on", async () => {
+    // found from outside: one message past the upstream's limit had it close the connection at every try,
+    // 463 resends in 40 s, and the messages behind it never arrived
+    const dir = tempDir();
+    const { app, url } = await testApp(["--opcua-port", "off", "--uplink-reconnect-max", "1"], {}, {}, dir);
+    const got: string[] = [];
+    let connections = 0;
+    const upstream = createServer((socket) => {
+      connections++;
+      const parser = mqttPacket.parser({ protocolVersion: 5 });
+      parser.on("packet", (p) => {
+        if (p.cmd === "connect")
+          socket.write(
+            mqttPacket.generate(
+              {
+                cmd: "connack",
+                reasonCode: 0,
+                sessionPresent: false,
+                properties: { maximumPacketSize: 1000 },
+              } as never,
+              { protocolVersion: 5 },
+            ),
+          );
+        if (p.cmd === "publish") {
+          if ((p.length ?? 0) > 1000) return socket.destroy(); // as Mosquitto does past max_packet_size
+          got.push(p.topic);
+          if (p.qos === 1)
+            socket.write(
+              mqttPacket.generate({ cmd: "puback", messageId: p.messageId!, reasonCode: 0 } as never, {
+                protocolVersion: 5,
+              }),
+            );
+        }
+      });
+      socket.on("data", (d: Buffer) => parser.parse(d));
+      socket.on("error", () => {});
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
+    try {
+      const token = app.core.admins.createApiToken("t").token;
+      await fetch(`${url}/api/v1/uplinks`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: JSON.stringify({
+          name: "small",
+          urls: [`mqtt://127.0.0.1:${(upstream.address() as AddressInfo).port}`],
+          forward: ["p/#"],
+          protocol: 5,
+        }),
+      });
+      const status = async () =>
+        (await (await fetch(`${url}/api/v1/uplinks/small`, { headers: { authorization: `Bearer ${token}` } })).json())
+          .status;
+      await eventually(async () => expect((await status()).connected).toBe(true), 10_000);
+      const { password } = await app.core.credentials.create({ type: "mqtt", username: "plc-p", publishAcl: ["p/#"] });
+      const plc = await connectMqtt(app.address("mqtt")!.port, { username: "plc-p", password, clientId: "plc-p" });
+      await plc.publishAsync("p/1", "small", { qos: 1 });
+      await plc.publishAsync("p/big", Buffer.alloc(2000, 1), { qos: 1 });
+      await plc.publishAsync("p/2", "small", { qos: 1 });
+      await plc.endAsync();
+      await eventually(async () => expect((await status()).queued).toBe(0), 10_000);
+      expect(got.filter((t) => t.startsWith("p/"))).toEqual(["p/1", "p/2"]);
+      const s = await status();
+      expect([s.dropped, s.connected]).toEqual([1, true]);
+      expect(s.lastError).toMatch(/could not send p\/big: .*more than the upstream's Maximum Packet Size \(1000\)/);
+      expect(connections).toBe(1);
+    } finally {
+      upstream.close();
+      await app.stop();
+    }
+  });
+});

@@ -18,10 +18,16 @@ export interface ConnectionLimits {
 
 export interface ConnectionEvents {
   /**
-   * a CONNACK from `url`: `client` is the live connection until `lost`; `receiveMaximum`: the upstream's
-   * Receive Maximum (MQTT 5 CONNACK), if it set one
+   * a CONNACK from `url`: `client` is the live connection until `lost`; `receiveMaximum` and
+   * `maximumPacketSize`: the upstream's (MQTT 5 CONNACK), if it set them
    */
-  connected(client: MqttClient, url: string, sessionPresent: boolean, receiveMaximum?: number): void;
+  connected(
+    client: MqttClient,
+    url: string,
+    sessionPresent: boolean,
+    receiveMaximum?: number,
+    maximumPacketSize?: number,
+  ): void;
   /**
    * PUBACKs read off the socket before mqtt.js (pairs of packet identifier and reason code, see
    * `tapPubacks`): true if every one was the uplink's and is settled, false to leave them all to mqtt.js
@@ -249,7 +255,13 @@ export class UplinkConnection {
       this.#live = true;
       liveSince = Date.now();
       try {
-        this.events.connected(client, url, connack.sessionPresent, connack.properties?.receiveMaximum);
+        this.events.connected(
+          client,
+          url,
+          connack.sessionPresent,
+          connack.properties?.receiveMaximum,
+          connack.properties?.maximumPacketSize,
+        );
       } catch (err) {
         // one uplink's trouble stays its own: the connection goes, the appliance does not
         this.log.error("uplink failed on connecting", { uplink: this.cfg.name, error: (err as Error).message });

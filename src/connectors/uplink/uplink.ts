@@ -9,7 +9,7 @@ import { type Backoff, statusTopic, UplinkConnection } from "./connection.ts";
 import type { Outbox, QueuedMessage } from "./outbox.ts";
 import type { OutboxRow } from "./outbox-protocol.ts";
 import { maxInflight, type UplinkConfig } from "./store.ts";
-import { PublishBatch } from "./wire.ts";
+import { PacketTooLarge, PublishBatch } from "./wire.ts";
 
 /** Bounds: an uplink's queue on disk holds at most this much; past it the oldest go (counted). */
 export interface Bounds {
@@ -440,7 +440,8 @@ export class Uplink {
     }
     const limits = { backoff: this.#deps.backoff, maxPacket: this.#deps.maxPacket };
     this.#connection = new UplinkConnection(this.cfg, limits, this.#deps.log, {
-      connected: (client, url, _session, receiveMaximum) => this.#connected(client, url, receiveMaximum),
+      connected: (client, url, _session, receiveMaximum, maximumPacketSize) =>
+        this.#connected(client, url, receiveMaximum, maximumPacketSize),
       // the uplink writes its PUBLISHes itself (see PublishBatch): their PUBACKs are settled here
       acks: (acks) => {
         for (let k = 0; k < acks.length; k += 2) if (!this.#byMid.has(acks[k]!)) return false;
@@ -498,14 +499,17 @@ export class Uplink {
     this.#deps.changed();
   }
 
-  #connected(client: MqttClient, url: string, receiveMaximum?: number): void {
+  #connected(client: MqttClient, url: string, receiveMaximum?: number, maximumPacketSize?: number): void {
     this.#client = client;
     // MQTT 5 [MQTT-3.3.4-7]: never more unacknowledged QoS 1 PUBLISHes than the upstream's Receive Maximum
     // (HiveMQ says 10 by default and may disconnect past it, 0x93), the birth and the inventory included
     this.#serverMax = receiveMaximum && receiveMaximum > 0 ? receiveMaximum : Number.POSITIVE_INFINITY;
     this.#controlInFlight = 0;
     this.#byMid.clear();
-    this.#batch = new PublishBatch(this.cfg.protocol);
+    this.#batch = new PublishBatch(
+      this.cfg.protocol,
+      maximumPacketSize && maximumPacketSize > 0 ? maximumPacketSize : Number.POSITIVE_INFINITY,
+    );
     this.#url = url;
     this.#connectedSince = Date.now();
     this.#disconnectedSince = null;
@@ -785,8 +789,12 @@ export class Uplink {
         properties,
       });
     } catch (err) {
-      // properties the encoder refuses (none that the local broker took should be): dropped, counted, said
       if (mid) client.options.messageIdProvider?.deallocate(mid);
+      if (err instanceof PacketTooLarge) {
+        this.#settle(u, "unsendable", (err as Error).message);
+        return;
+      }
+      // properties the encoder refuses (none that the local broker took should be): dropped, counted, said
       this.#settle(u, "unsendable", `its MQTT 5 properties could not be encoded (${(err as Error).message})`);
       return;
     }

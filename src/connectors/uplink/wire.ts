@@ -21,14 +21,36 @@ export interface Outgoing {
  * (the encoder mqtt.js uses); one without, here. `take` hands out what was added since the last take;
  * later PUBLISHes go after it in the same buffer, so one allocation serves many pumps.
  */
+/** PacketTooLarge: a PUBLISH larger than the upstream takes (its MQTT 5 Maximum Packet Size). */
+export class PacketTooLarge extends Error {
+  override name = "PacketTooLarge";
+  constructor(
+    readonly size: number,
+    readonly limit: number,
+  ) {
+    super(`it is ${size} bytes as a packet, more than the upstream's Maximum Packet Size (${limit})`);
+  }
+}
+
 export class PublishBatch {
   #buf = Buffer.allocUnsafe(0);
   #start = 0;
   #at = 0;
 
-  constructor(private readonly protocol: 4 | 5) {}
+  /**
+   * `maxPacket`: the upstream's Maximum Packet Size (MQTT 5 CONNACK): [MQTT-3.2.2-15] a client does not
+   * send a larger packet (found from outside: one message past it had the upstream close the connection at
+   * every try, and the queue behind it never moved)
+   */
+  constructor(
+    private readonly protocol: 4 | 5,
+    private readonly maxPacket = Number.POSITIVE_INFINITY,
+  ) {}
 
-  /** add: one PUBLISH; throws if mqtt-packet cannot encode its properties (nothing is added then). */
+  /**
+   * add: one PUBLISH; throws if mqtt-packet cannot encode its properties, or PacketTooLarge past the
+   * upstream's Maximum Packet Size (nothing is added then).
+   */
   add(m: Outgoing): void {
     if (m.properties && this.protocol === 5) {
       const bytes = mqttPacket.generate(
@@ -44,6 +66,7 @@ export class PublishBatch {
         } as mqttPacket.IPublishPacket,
         { protocolVersion: 5 },
       );
+      if (bytes.length > this.maxPacket) throw new PacketTooLarge(bytes.length, this.maxPacket);
       bytes.copy(this.#room(bytes.length), this.#at);
       this.#at += bytes.length;
       return;
@@ -52,6 +75,7 @@ export class PublishBatch {
     // MQTT §3.3: topic (length-prefixed), packet identifier (QoS > 0), MQTT 5: property length 0, payload
     const rest = 2 + topicBytes + (m.qos ? 2 : 0) + (this.protocol === 5 ? 1 : 0) + m.payload.length;
     const size = 1 + (rest < 128 ? 1 : rest < 16_384 ? 2 : rest < 2_097_152 ? 3 : 4) + rest;
+    if (size > this.maxPacket) throw new PacketTooLarge(size, this.maxPacket);
     const buf = this.#room(size);
     let at = this.#at;
     buf[at++] = 0x30 | (m.dup ? 8 : 0) | (m.qos << 1) | (m.retain ? 1 : 0);
