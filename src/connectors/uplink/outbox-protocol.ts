@@ -256,7 +256,7 @@ export function decodeRows(buffer: ArrayBuffer, length: number): OutboxRow[] {
 }
 
 export type WorkerRequest =
-  | { op: "open"; path: string; cacheKiB: number }
+  | { op: "open"; path: string; cacheKiB: number; walLimit: number }
   | {
       op: "write";
       batch: number;

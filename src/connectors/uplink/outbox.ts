@@ -245,7 +245,10 @@ export class Outbox {
               }),
             );
       worker.onerror = (e) => reject(new Error(e.message));
-      worker.postMessage({ op: "open", path, cacheKiB: opts.cacheKiB ?? 2048 } satisfies WorkerRequest);
+      // the log kept between checkpoints: 4 MiB (SQLite's checkpoint comes at ~1000 pages), less on a small disk
+      const disk = diskSpace(dataDir);
+      const walLimit = Math.min(4 * 1024 * 1024, disk ? outboxReserve(disk.size) : 4 * 1024 * 1024);
+      worker.postMessage({ op: "open", path, cacheKiB: opts.cacheKiB ?? 2048, walLimit } satisfies WorkerRequest);
     }).catch((err) => {
       worker.terminate();
       throw err;

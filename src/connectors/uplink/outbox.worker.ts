@@ -56,7 +56,7 @@ function prepare(d: Database) {
   };
 }
 
-function open(path: string, cacheKiB: number): WorkerReply {
+function open(path: string, cacheKiB: number, walLimit: number): WorkerReply {
   const d = openOutboxDb(path, "write"); // made 0600 by Outbox.open before (O_EXCL), never through a link
   d.run("PRAGMA busy_timeout = 5000");
   d.run("PRAGMA journal_mode = WAL");
@@ -64,10 +64,11 @@ function open(path: string, cacheKiB: number): WorkerReply {
   d.run("PRAGMA synchronous = FULL");
   d.run(`PRAGMA cache_size = -${Math.max(256, Math.floor(cacheKiB))}`);
   d.run("PRAGMA temp_store = MEMORY");
-  // the log is cut back to nothing each time a checkpoint lets it start over: its size is then what is not
-  // in the file yet, which the outbox's room for new rows counts as taken (outbox.ts `roomFor`; found from
-  // outside: a log left at its largest after an outage refused every message for good)
-  d.run("PRAGMA journal_size_limit = 0");
+  // the log is cut back to `walLimit` each time a checkpoint lets it start over, so that what the outbox's
+  // room for new rows counts as taken (outbox.ts `roomFor`) is near what is not in the file yet (found from
+  // outside: a log left at its largest after an outage refused every message for good). Not to nothing: a
+  // log that grows again at every start over made each commit's fsync ~50 % dearer (the file's size changes)
+  d.run(`PRAGMA journal_size_limit = ${Math.max(0, Math.floor(walLimit))}`);
   let removed: string[];
   let ids: { lo: number | null; hi: number | null };
   try {
@@ -147,7 +148,7 @@ self.onmessage = (event: MessageEvent<WorkerRequest>) => {
   try {
     switch (req.op) {
       case "open":
-        postMessage(open(req.path, req.cacheKiB));
+        postMessage(open(req.path, req.cacheKiB, req.walLimit));
         break;
       case "write":
         write(req);
