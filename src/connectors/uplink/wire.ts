@@ -13,14 +13,6 @@ export interface Outgoing {
   properties?: Record<string, unknown>;
 }
 
-/**
- * PublishBatch: the uplink's PUBLISHes encoded one after another into one buffer, written to the socket
- * as one chunk per pump. mqtt.js' publish deep-copies each packet with its payload for its outgoing store
- * and writes every field as a chunk of its own (six per PUBLISH); the uplink keeps its own unacknowledged
- * messages, so it writes the bytes itself. A PUBLISH with MQTT 5 properties is encoded by mqtt-packet
- * (the encoder mqtt.js uses); one without, here. `take` hands out what was added since the last take;
- * later PUBLISHes go after it in the same buffer, so one allocation serves many pumps.
- */
 /** PacketTooLarge: a PUBLISH larger than the upstream takes (its MQTT 5 Maximum Packet Size). */
 export class PacketTooLarge extends Error {
   override name = "PacketTooLarge";
@@ -32,6 +24,14 @@ export class PacketTooLarge extends Error {
   }
 }
 
+/**
+ * PublishBatch: the uplink's PUBLISHes encoded one after another into one buffer, written to the socket
+ * as one chunk per pump. mqtt.js' publish deep-copies each packet with its payload for its outgoing store
+ * and writes every field as a chunk of its own (six per PUBLISH); the uplink keeps its own unacknowledged
+ * messages, so it writes the bytes itself. A PUBLISH with MQTT 5 properties is encoded by mqtt-packet
+ * (the encoder mqtt.js uses); one without, here. `take` hands out what was added since the last take;
+ * later PUBLISHes go after it in the same buffer, so one allocation serves many pumps.
+ */
 export class PublishBatch {
   #buf = Buffer.allocUnsafe(0);
   #start = 0;
