@@ -1586,3 +1586,79 @@ describe("an upstream's Maximum Packet Size (MQTT 5)", () => {
     }
   });
 });
+
+describe("steady traffic on a small disk, the upstream up", () => {
+  it("is never refused: the outbox's log is checkpointed within the room it has", async () => {
+    // found from outside: on an 8 MiB disk, 50 msg/s of 3 KB with a healthy upstream were refused for good
+    // after ~2.4 MB: the log counted as taken grew toward SQLite's 4 MiB checkpoint, which refused writes
+    // never reached
+    const dir = tempDir("gatehouse-steady-");
+    if (Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", dir]).exitCode !== 0) {
+      console.warn("skipped: mounting a small tmpfs (a disk that fills up) needs root");
+      return;
+    }
+    let app: Awaited<ReturnType<typeof testApp>>["app"] | undefined;
+    const upstream = createServer((socket) => {
+      const parser = mqttPacket.parser({ protocolVersion: 4 });
+      parser.on("packet", (p) => {
+        if (p.cmd === "connect")
+          socket.write(mqttPacket.generate({ cmd: "connack", returnCode: 0, sessionPresent: false }));
+        if (p.cmd === "publish" && p.qos === 1)
+          socket.write(mqttPacket.generate({ cmd: "puback", messageId: p.messageId! }));
+      });
+      socket.on("data", (d: Buffer) => parser.parse(d));
+      socket.on("error", () => {});
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
+    try {
+      const started = await testApp(["--opcua-port", "off"], {}, {}, dir);
+      app = started.app;
+      const token = app.core.admins.createApiToken("t").token;
+      await fetch(`${started.url}/api/v1/uplinks`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: JSON.stringify({
+          name: "steady",
+          urls: [`mqtt://127.0.0.1:${(upstream.address() as AddressInfo).port}`],
+          forward: ["s/#"],
+        }),
+      });
+      await eventually(async () => {
+        const r = await fetch(`${started.url}/api/v1/uplinks/steady`, {
+          headers: { authorization: `Bearer ${token}` },
+        });
+        expect(((await r.json()) as { status: { connected: boolean } }).status.connected).toBe(true);
+      }, 10_000);
+      const { password } = await app.core.credentials.create({ type: "mqtt", username: "plc-s", publishAcl: ["s/#"] });
+      const plc = await connectMqtt(app.address("mqtt")!.port, {
+        username: "plc-s",
+        password,
+        clientId: "plc-s",
+        protocolVersion: 5,
+      });
+      // 12 MB through an 8 MiB disk, 20 at a time
+      const payload = Buffer.alloc(3000, "s");
+      let refused = 0;
+      for (let round = 0; round < 200; round++) {
+        const answers = await Promise.all(
+          Array.from({ length: 20 }, () =>
+            plc.publishAsync("s/x", payload, { qos: 1 }).then(
+              () => 0,
+              () => 1,
+            ),
+          ),
+        );
+        refused += answers.reduce((a, b) => a + b, 0);
+      }
+      expect(refused).toBe(0);
+      await plc.endAsync();
+    } finally {
+      upstream.close();
+      try {
+        await app?.stop();
+      } finally {
+        Bun.spawnSync(["umount", "-l", dir]);
+      }
+    }
+  }, 120_000);
+});

@@ -257,6 +257,8 @@ export function decodeRows(buffer: ArrayBuffer, length: number): OutboxRow[] {
 
 export type WorkerRequest =
   | { op: "open"; path: string; cacheKiB: number; walLimit: number }
+  /** copy what the log holds into the file now (short of room: the log then starts over, cut back) */
+  | { op: "checkpoint" }
   | {
       op: "write";
       batch: number;

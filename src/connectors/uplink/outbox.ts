@@ -170,6 +170,9 @@ export class Outbox {
   #spare: ArrayBuffer | undefined;
   /** the file the writer opened (device and inode): one no longer at `path` is not written to */
   #identity: { dev: number; ino: number } | undefined;
+  /** the log kept between checkpoints (see `open`), and when the writer was last asked for one */
+  #walLimit = 4 * 1024 * 1024;
+  #checkpointAt = Number.NEGATIVE_INFINITY;
   /** the data dir's free space as last asked (at most every 100 ms), less what was written since */
   #room = { at: Number.NEGATIVE_INFINITY, free: Number.POSITIVE_INFINITY, since: 0, reserve: 0 };
   #queries: {
@@ -234,6 +237,9 @@ export class Outbox {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
     }
     checkOutboxFiles(dataDir);
+    // the log kept between checkpoints: 4 MiB (SQLite's checkpoint comes at ~1000 pages), less on a small disk
+    const disk = diskSpace(dataDir);
+    const walLimit = Math.min(4 * 1024 * 1024, disk ? outboxReserve(disk.size) : 4 * 1024 * 1024);
     const worker = new Worker(workerUrl("connectors/uplink/outbox.worker.ts"));
     const opened = await new Promise<Extract<WorkerReply, { op: "opened" }>>((resolve, reject) => {
       worker.onmessage = (e: MessageEvent<WorkerReply>) =>
@@ -245,9 +251,6 @@ export class Outbox {
               }),
             );
       worker.onerror = (e) => reject(new Error(e.message));
-      // the log kept between checkpoints: 4 MiB (SQLite's checkpoint comes at ~1000 pages), less on a small disk
-      const disk = diskSpace(dataDir);
-      const walLimit = Math.min(4 * 1024 * 1024, disk ? outboxReserve(disk.size) : 4 * 1024 * 1024);
       worker.postMessage({ op: "open", path, cacheKiB: opts.cacheKiB ?? 2048, walLimit } satisfies WorkerRequest);
     }).catch((err) => {
       worker.terminate();
@@ -255,8 +258,10 @@ export class Outbox {
     });
     const reader = openOutboxDb(path, "read");
     reader.run("PRAGMA cache_size = -2048");
+    const outbox = new Outbox(path, worker, reader, opened.maxId);
+    outbox.#walLimit = walLimit;
     return {
-      outbox: new Outbox(path, worker, reader, opened.maxId),
+      outbox,
       stats: new Map(opened.stats.map((s) => [s.uplink, { count: s.count, bytes: s.bytes, firstId: s.firstId }])),
       status: new Map(opened.status.map((s) => [s.uplink, s.json])),
       owners: new Map(opened.owners.map((o) => [o.uplink, o.createdAt])),
@@ -488,6 +493,13 @@ export class Outbox {
       return;
     }
     if (b.rows.length && !this.#broken && !this.#roomFor(b.rows)) {
+      // short of room with a log to copy: the writer checkpoints now (at most once a second), so that the log
+      // starts over cut back instead of waiting for a size that refused writes never reach
+      const now = performance.now();
+      if (now - this.#checkpointAt > 1000 && walBytes(this.path) > this.#walLimit / 4) {
+        this.#checkpointAt = now;
+        this.#worker.postMessage({ op: "checkpoint" } satisfies WorkerRequest);
+      }
       // the disk keeps its reserve: these rows are refused to their publishers (as on a full disk); the
       // deletes and status that came with them still go (they free rows)
       const room = this.#room;

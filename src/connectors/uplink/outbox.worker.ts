@@ -69,6 +69,10 @@ function open(path: string, cacheKiB: number, walLimit: number): WorkerReply {
   // outside: a log left at its largest after an outage refused every message for good). Not to nothing: a
   // log that grows again at every start over made each commit's fsync ~50 % dearer (the file's size changes)
   d.run(`PRAGMA journal_size_limit = ${Math.max(0, Math.floor(walLimit))}`);
+  // and it is checkpointed at that size: on a small disk SQLite's ~1000 pages (4 MiB) were more than the
+  // reserve left, the log was never checkpointed, and every message was refused for good (found from outside)
+  const pageSize = (d.query("PRAGMA page_size").get() as { page_size: number }).page_size;
+  d.run(`PRAGMA wal_autocheckpoint = ${Math.max(64, Math.floor(walLimit / pageSize))}`);
   let removed: string[];
   let ids: { lo: number | null; hi: number | null };
   try {
@@ -157,6 +161,11 @@ self.onmessage = (event: MessageEvent<WorkerRequest>) => {
         if (req.buffer.byteLength <= spareBytes)
           postMessage({ op: "written", batch: req.batch, spare: req.buffer } satisfies WorkerReply, [req.buffer]);
         else postMessage({ op: "written", batch: req.batch } satisfies WorkerReply);
+        break;
+      case "checkpoint":
+        // PASSIVE: never waits for a reader (the writer thread carries every commit); what a reader still
+        // needs is copied by a later one
+        db?.run("PRAGMA wal_checkpoint(PASSIVE)");
         break;
       case "close":
         try {
