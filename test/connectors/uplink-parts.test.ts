@@ -1662,3 +1662,96 @@ describe("steady traffic on a small disk, the upstream up", () => {
     }
   }, 120_000);
 });
+
+describe("eight uplinks draining a backlog on a small disk", () => {
+  it("keep the disk from filling, and take messages again once the backlog is sent", async () => {
+    // found from outside: while eight queues drained, the outbox's log grew to 7.7 MB (SQLite's checkpoints
+    // never let it start over with the uplinks reading all along), the 16 MiB disk went to 0 bytes free, and
+    // every message was refused with empty queues until a restart
+    const dir = tempDir("gatehouse-drain8-");
+    if (Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", dir]).exitCode !== 0) {
+      console.warn("skipped: mounting a small tmpfs (a disk that fills up) needs root");
+      return;
+    }
+    let app: Awaited<ReturnType<typeof testApp>>["app"] | undefined;
+    let upstream: ReturnType<typeof createServer> | undefined;
+    try {
+      const started = await testApp(["--opcua-port", "off", "--uplink-reconnect-max", "1"], {}, {}, dir);
+      app = started.app;
+      const token = app.core.admins.createApiToken("t").token;
+      const port = await freePort();
+      for (let i = 0; i < 8; i++)
+        await fetch(`${started.url}/api/v1/uplinks`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+          body: JSON.stringify({
+            name: `d${i}`,
+            urls: [`mqtt://127.0.0.1:${port}`],
+            forward: ["d/#"],
+            remotePrefix: `r${i}/`,
+          }),
+        });
+      const { password } = await app.core.credentials.create({ type: "mqtt", username: "plc-d", publishAcl: ["d/#"] });
+      const plc = await connectMqtt(app.address("mqtt")!.port, {
+        username: "plc-d",
+        password,
+        clientId: "plc-d",
+        protocolVersion: 5,
+      });
+      const payload = Buffer.alloc(200, "d");
+      const burst = async (n: number) =>
+        (
+          await Promise.all(
+            Array.from({ length: n }, (_, i) =>
+              plc.publishAsync(`d/${i}`, payload, { qos: 1 }).then(
+                () => 0,
+                () => 1,
+              ),
+            ),
+          )
+        ).reduce((a, b) => a + b, 0);
+      let refused = 0;
+      for (let round = 0; round < 300 && refused === 0; round++) refused += await burst(100);
+      expect(refused).toBeGreaterThan(0);
+      // the upstream comes: eight queues drain; the disk is watched all along
+      let leastFree = Number.POSITIVE_INFINITY;
+      const watch = setInterval(() => {
+        const s = statfsSync(dir);
+        leastFree = Math.min(leastFree, s.bavail * s.bsize);
+      }, 20);
+      upstream = createServer((socket) => {
+        const parser = mqttPacket.parser({ protocolVersion: 4 });
+        parser.on("packet", (p) => {
+          if (p.cmd === "connect")
+            socket.write(mqttPacket.generate({ cmd: "connack", returnCode: 0, sessionPresent: false }));
+          if (p.cmd === "publish" && p.qos === 1)
+            socket.write(mqttPacket.generate({ cmd: "puback", messageId: p.messageId! }));
+        });
+        socket.on("data", (d: Buffer) => parser.parse(d));
+        socket.on("error", () => {});
+      });
+      await new Promise<void>((resolve) => upstream!.listen(port, "127.0.0.1", resolve));
+      const queued = async () =>
+        (
+          (await (
+            await fetch(`${started.url}/api/v1/uplinks`, { headers: { authorization: `Bearer ${token}` } })
+          ).json()) as {
+            items: { status: { queued: number } }[];
+          }
+        ).items.reduce((n, u) => n + u.status.queued, 0);
+      await eventually(async () => expect(await queued()).toBe(0), 60_000);
+      clearInterval(watch);
+      expect(leastFree).toBeGreaterThan(256 * 1024);
+      // and messages are taken again, without a restart
+      await eventually(async () => expect(await burst(50)).toBe(0), 10_000);
+      await plc.endAsync();
+    } finally {
+      upstream?.close();
+      try {
+        await app?.stop();
+      } finally {
+        Bun.spawnSync(["umount", "-l", dir]);
+      }
+    }
+  }, 120_000);
+});

@@ -163,9 +163,18 @@ self.onmessage = (event: MessageEvent<WorkerRequest>) => {
         else postMessage({ op: "written", batch: req.batch } satisfies WorkerReply);
         break;
       case "checkpoint":
-        // PASSIVE: never waits for a reader (the writer thread carries every commit); what a reader still
-        // needs is copied by a later one
-        db?.run("PRAGMA wal_checkpoint(PASSIVE)");
+        // TRUNCATE: the log is copied and cut to nothing, waiting at most 250 ms for the event loop's reads
+        // (each a single query). SQLite's own checkpoints never wait for a reader, so while the uplinks read
+        // a backlog on and on the log did not start over and grew until the disk was full (found from
+        // outside: eight uplinks draining took a 16 MiB disk to 0 bytes free)
+        if (db) {
+          db.run("PRAGMA busy_timeout = 250");
+          try {
+            db.run("PRAGMA wal_checkpoint(TRUNCATE)");
+          } finally {
+            db.run("PRAGMA busy_timeout = 5000");
+          }
+        }
         break;
       case "close":
         try {
