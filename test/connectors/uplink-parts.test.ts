@@ -44,6 +44,35 @@ function cliStatus(dir: string) {
   return JSON.parse(st.stdout.toString())[0];
 }
 
+/**
+ * smallDisk: a new temp dir with a tmpfs of `size` mounted on it (a disk that fills up); undefined, said,
+ * where mounting needs root. The caller unmounts it (`umount -l`).
+ */
+function smallDisk(tag: string, size: string): string | undefined {
+  const dir = tempDir(tag);
+  if (Bun.spawnSync(["mount", "-t", "tmpfs", "-o", `size=${size},mode=0700`, "tmpfs", dir]).exitCode === 0) return dir;
+  console.warn("skipped: mounting a small tmpfs (a disk that fills up) needs root");
+  return undefined;
+}
+
+/** ackingUpstream: an MQTT 3.1.1 broker on `port` (0: any) that acknowledges every QoS 1 PUBLISH; `seen` hears each topic. */
+async function ackingUpstream(port = 0, seen?: (topic: string) => void) {
+  const server = createServer((socket) => {
+    const parser = mqttPacket.parser({ protocolVersion: 4 });
+    parser.on("packet", (p) => {
+      if (p.cmd === "connect")
+        socket.write(mqttPacket.generate({ cmd: "connack", returnCode: 0, sessionPresent: false }));
+      if (p.cmd !== "publish") return;
+      seen?.(p.topic);
+      if (p.qos === 1) socket.write(mqttPacket.generate({ cmd: "puback", messageId: p.messageId! }));
+    });
+    socket.on("data", (d: Buffer) => parser.parse(d));
+    socket.on("error", () => {});
+  });
+  await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+  return server;
+}
+
 describe("reconnect backoff", () => {
   it("full jitter: each delay is uniform in [0, min(cap, base * 2^attempt)]", () => {
     const b = { baseMs: 1000, maxMs: 30_000 };
@@ -1374,11 +1403,8 @@ describe("after an outage that took the outbox to its reserve", () => {
   it("the backlog sent, it takes messages again without a restart (its free pages are room)", async () => {
     // found from outside: after the upstream drained the queue, every new message was still refused with
     // 4-5 MB free: the log left at its largest and the file's free pages were counted as taken
-    const dir = tempDir("gatehouse-reserve-");
-    if (Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=12m,mode=0700", "tmpfs", dir]).exitCode !== 0) {
-      console.warn("skipped: mounting a small tmpfs (a disk that fills up) needs root");
-      return;
-    }
+    const dir = smallDisk("gatehouse-reserve-", "12m");
+    if (!dir) return;
     let app: Awaited<ReturnType<typeof testApp>>["app"] | undefined;
     let upstream: ReturnType<typeof createServer> | undefined;
     try {
@@ -1410,20 +1436,9 @@ describe("after an outage that took the outbox to its reserve", () => {
       expect(refused).toBe(true);
       // the upstream comes and takes the backlog
       let arrived = 0;
-      upstream = createServer((socket) => {
-        const parser = mqttPacket.parser({ protocolVersion: 4 });
-        parser.on("packet", (p) => {
-          if (p.cmd === "connect")
-            socket.write(mqttPacket.generate({ cmd: "connack", returnCode: 0, sessionPresent: false }));
-          if (p.cmd === "publish" && p.qos === 1) {
-            if (p.topic === "r/x") arrived++;
-            socket.write(mqttPacket.generate({ cmd: "puback", messageId: p.messageId! }));
-          }
-        });
-        socket.on("data", (d: Buffer) => parser.parse(d));
-        socket.on("error", () => {});
+      upstream = await ackingUpstream(port, (topic) => {
+        if (topic === "r/x") arrived++;
       });
-      await new Promise<void>((resolve) => upstream!.listen(port, "127.0.0.1", resolve));
       const status = async () =>
         (await (await fetch(`${url}/api/v1/uplinks/reserve`, { headers: { authorization: `Bearer ${token}` } })).json())
           .status;
@@ -1454,11 +1469,8 @@ describe("eight uplinks filling a small disk", () => {
     // found from outside: small messages to eight uplinks took an 8 MiB disk past the reserve (the estimate
     // counted their bytes, not the pages each commit writes), the checkpoint at SIGTERM filled it, and the
     // next start failed ("disk I/O error")
-    const dir = tempDir("gatehouse-eight-");
-    if (Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", dir]).exitCode !== 0) {
-      console.warn("skipped: mounting a small tmpfs (a disk that fills up) needs root");
-      return;
-    }
+    const dir = smallDisk("gatehouse-eight-", "8m");
+    if (!dir) return;
     let app: Awaited<ReturnType<typeof testApp>>["app"] | undefined;
     try {
       const started = await testApp(["--opcua-port", "off"], {}, {}, dir);
@@ -1592,24 +1604,10 @@ describe("steady traffic on a small disk, the upstream up", () => {
     // found from outside: on an 8 MiB disk, 50 msg/s of 3 KB with a healthy upstream were refused for good
     // after ~2.4 MB: the log counted as taken grew toward SQLite's 4 MiB checkpoint, which refused writes
     // never reached
-    const dir = tempDir("gatehouse-steady-");
-    if (Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", dir]).exitCode !== 0) {
-      console.warn("skipped: mounting a small tmpfs (a disk that fills up) needs root");
-      return;
-    }
+    const dir = smallDisk("gatehouse-steady-", "8m");
+    if (!dir) return;
     let app: Awaited<ReturnType<typeof testApp>>["app"] | undefined;
-    const upstream = createServer((socket) => {
-      const parser = mqttPacket.parser({ protocolVersion: 4 });
-      parser.on("packet", (p) => {
-        if (p.cmd === "connect")
-          socket.write(mqttPacket.generate({ cmd: "connack", returnCode: 0, sessionPresent: false }));
-        if (p.cmd === "publish" && p.qos === 1)
-          socket.write(mqttPacket.generate({ cmd: "puback", messageId: p.messageId! }));
-      });
-      socket.on("data", (d: Buffer) => parser.parse(d));
-      socket.on("error", () => {});
-    });
-    await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
+    const upstream = await ackingUpstream();
     try {
       const started = await testApp(["--opcua-port", "off"], {}, {}, dir);
       app = started.app;
@@ -1668,11 +1666,8 @@ describe("eight uplinks draining a backlog on a small disk", () => {
     // found from outside: while eight queues drained, the outbox's log grew to 7.7 MB (SQLite's checkpoints
     // never let it start over with the uplinks reading all along), the 16 MiB disk went to 0 bytes free, and
     // every message was refused with empty queues until a restart
-    const dir = tempDir("gatehouse-drain8-");
-    if (Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", dir]).exitCode !== 0) {
-      console.warn("skipped: mounting a small tmpfs (a disk that fills up) needs root");
-      return;
-    }
+    const dir = smallDisk("gatehouse-drain8-", "16m");
+    if (!dir) return;
     let app: Awaited<ReturnType<typeof testApp>>["app"] | undefined;
     let upstream: ReturnType<typeof createServer> | undefined;
     try {
@@ -1719,18 +1714,7 @@ describe("eight uplinks draining a backlog on a small disk", () => {
         const s = statfsSync(dir);
         leastFree = Math.min(leastFree, s.bavail * s.bsize);
       }, 20);
-      upstream = createServer((socket) => {
-        const parser = mqttPacket.parser({ protocolVersion: 4 });
-        parser.on("packet", (p) => {
-          if (p.cmd === "connect")
-            socket.write(mqttPacket.generate({ cmd: "connack", returnCode: 0, sessionPresent: false }));
-          if (p.cmd === "publish" && p.qos === 1)
-            socket.write(mqttPacket.generate({ cmd: "puback", messageId: p.messageId! }));
-        });
-        socket.on("data", (d: Buffer) => parser.parse(d));
-        socket.on("error", () => {});
-      });
-      await new Promise<void>((resolve) => upstream!.listen(port, "127.0.0.1", resolve));
+      upstream = await ackingUpstream(port);
       const queued = async () =>
         (
           (await (
