@@ -1,13 +1,13 @@
 import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { BusNotStoredError, type DurableTap, isFromConnector, type PublishedMessage } from "../../core/bus.ts";
+import { type DurableTap, isFromConnector, type PublishedMessage } from "../../core/bus.ts";
 import type { Core } from "../../core/index.ts";
 import { integrationStateEvents } from "../../core/events.ts";
 import { statusOf } from "../../core/types.ts";
 import type { Logger } from "../../lib/logger.ts";
 import type { Backoff } from "./connection.ts";
-import { Outbox, type OutboxOpened, outboxFileName, setAside } from "./outbox.ts";
+import { Outbox, type OutboxOpened, outboxFileName, outboxRefusal, setAside } from "./outbox.ts";
 import { type OutboxRow, unreadable } from "./outbox-protocol.ts";
 import { noteSetAside } from "./status-file.ts";
 import { type UplinkConfig, UplinkStore } from "./store.ts";
@@ -128,11 +128,10 @@ export class UplinkManager {
       // what came in until the listeners closed was acknowledged and in no outbox). MQTT: no PUBACK, its
       // device sends it again to the next run; HTTP, OPC UA: refused (503, BadResourceUnavailable).
       const takes =
-        this.#active.some((u) => u.cfg.qos === 1 && u.matches(m.topic)) ||
-        this.#idle.configs.some((c) => c.qos === 1 && forwards(c.forward, m.topic, this.#core.topicSpace));
+        this.#active.some((u) => u.cfg.qos === 1 && u.matches(m.topic)) || this.#qos1Takes(this.#idle.configs, m.topic);
       if (!takes || !answered) return undefined;
       if (origin === "mqtt") return new Promise<void>(() => {});
-      return Promise.reject(new BusNotStoredError("the appliance is stopping; try again", false, "the uplink outbox"));
+      return Promise.reject(outboxRefusal("the appliance is stopping; try again"));
     }
     const outbox = this.#outbox;
     if (!outbox) {
@@ -143,7 +142,7 @@ export class UplinkManager {
       if (refused) {
         this.changed();
         const why = this.#outboxProblem ?? "the outbox is not open";
-        return Promise.reject(new BusNotStoredError(why, false, "the uplink outbox"));
+        return Promise.reject(outboxRefusal(why));
       }
       return undefined;
     }
@@ -175,7 +174,7 @@ export class UplinkManager {
     if (unqueued) {
       const why = outbox.broken!;
       for (const u of unqueued) u.notQueued(why, 1, refused);
-      if (refused) return Promise.reject(new BusNotStoredError(why, false, "the uplink outbox"));
+      if (refused) return Promise.reject(outboxRefusal(why));
     }
     return refused ? outbox.durable() : undefined;
   };
@@ -187,14 +186,16 @@ export class UplinkManager {
   #hold(m: PublishedMessage, origin: string, answered: boolean): Promise<void> | undefined {
     const early = this.#early;
     if (!early) return undefined;
-    if (!early.configs.some((c) => c.qos === 1 && forwards(c.forward, m.topic, this.#core.topicSpace)))
-      return undefined;
+    if (!this.#qos1Takes(early.configs, m.topic)) return undefined;
     if (early.held.length >= maxEarly)
-      return answered
-        ? Promise.reject(new BusNotStoredError("the appliance is starting; try again", true, "the uplink outbox"))
-        : undefined;
+      return answered ? Promise.reject(outboxRefusal("the appliance is starting; try again", true)) : undefined;
     const wait = new Promise<void>((release, refuse) => early.held.push({ m, origin, answered, release, refuse }));
     return answered ? wait : undefined;
+  }
+
+  /** qos1Takes: does one of these (enabled) QoS 1 uplinks forward `topic`? */
+  #qos1Takes(configs: UplinkConfig[], topic: string): boolean {
+    return configs.some((c) => c.qos === 1 && forwards(c.forward, topic, this.#core.topicSpace));
   }
 
   #uplinkDeps(): UplinkDeps {

@@ -98,6 +98,19 @@ interface Batch {
   promise?: Promise<void>;
 }
 
+/** Room: the outbox's last look at its disk (see `Outbox.lookAtDisk`) */
+interface Room {
+  /** when (performance.now()) */
+  at: number;
+  disk: { free: number; size: number } | undefined;
+  /** room for rows then: the disk's free space less the log, plus the file's free pages */
+  free: number;
+  /** estimated bytes written since */
+  since: number;
+  /** what the outbox leaves free (`outboxReserve`) */
+  reserve: number;
+}
+
 const emptyBatch = (batch: number): Batch => ({
   batch,
   rows: [],
@@ -117,6 +130,12 @@ const emptyBatch = (batch: number): Batch => ({
 export function outboxReserve(diskSize: number): number {
   return Math.min(32 * 1024 * 1024, Math.max(1024 * 1024, Math.floor(diskSize * 0.05)));
 }
+
+/** the log kept between checkpoints on a large disk (SQLite's own checkpoint comes at ~1000 pages) */
+const walCheckpointBytes = 4 * 1024 * 1024;
+
+/** outboxRefusal: what a publisher hears when the outbox cannot hold its message (`full`: for want of room) */
+export const outboxRefusal = (reason: string, full = false) => new BusNotStoredError(reason, full, "the uplink outbox");
 
 /** identityOf: the device and inode of the file at `path` (a link is not followed), if there is one */
 function identityOf(path: string): { dev: number; ino: number } | undefined {
@@ -171,14 +190,16 @@ export class Outbox {
   /** the file the writer opened (device and inode): one no longer at `path` is not written to */
   #identity: { dev: number; ino: number } | undefined;
   /** the log kept between checkpoints (see `open`), and when the writer was last asked for one */
-  #walLimit = 4 * 1024 * 1024;
+  #walLimit = walCheckpointBytes;
   #checkpointAt = Number.NEGATIVE_INFINITY;
   #logLookedAt = Number.NEGATIVE_INFINITY;
-  #deleteRoom = { at: Number.NEGATIVE_INFINITY, most: 65_536 };
   /** the last write left deletes for the next (see `deletesPerWrite`) */
   #deletesLeft = false;
-  /** the data dir's free space as last asked (at most every 100 ms), less what was written since */
-  #room = { at: Number.NEGATIVE_INFINITY, free: Number.POSITIVE_INFINITY, since: 0, reserve: 0 };
+  /**
+   * the data dir's disk as last asked (`disk`: its free space and size), and the room for rows then (`free`:
+   * less the log, plus the file's free pages), less what was written since
+   */
+  #room: Room = { at: Number.NEGATIVE_INFINITY, disk: undefined, free: Number.POSITIVE_INFINITY, since: 0, reserve: 0 };
   #queries: {
     sizes: ReturnType<Database["query"]>;
     fetch: ReturnType<Database["query"]>;
@@ -241,9 +262,9 @@ export class Outbox {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
     }
     checkOutboxFiles(dataDir);
-    // the log kept between checkpoints: 4 MiB (SQLite's checkpoint comes at ~1000 pages), less on a small disk
+    // the log kept between checkpoints: less on a small disk
     const disk = diskSpace(dataDir);
-    const walLimit = Math.min(4 * 1024 * 1024, disk ? outboxReserve(disk.size) : 4 * 1024 * 1024);
+    const walLimit = Math.min(walCheckpointBytes, disk ? outboxReserve(disk.size) : walCheckpointBytes);
     const worker = new Worker(workerUrl("connectors/uplink/outbox.worker.ts"));
     const opened = await new Promise<Extract<WorkerReply, { op: "opened" }>>((resolve, reject) => {
       worker.onmessage = (e: MessageEvent<WorkerReply>) =>
@@ -482,20 +503,9 @@ export class Outbox {
     for (const r of rows) bytes += r[6];
     const need = growth(bytes, rows.length);
     const room = this.#room;
-    const now = performance.now();
     // what a write takes is only estimated (its log grows while a reader holds it): asked again well before
-    if (now - room.at > 100 || room.since + need > room.reserve / 4 || room.free - room.since - need < room.reserve) {
-      const space = diskSpace(dirname(this.path));
-      room.at = now;
-      room.since = 0;
-      // The write-ahead log's pages go into the file at the next checkpoint, a step of up to its size at
-      // once (found in testing: 2.5 MB free went to 0 between two looks): counted as taken already (the
-      // writer cuts the log back when it starts over, so this is what is not in the file yet). Pages the
-      // file has free (a backlog sent) take new rows first: counted as room (found from outside: after an
-      // outage drained, every message was refused with 4-5 MB of the file free).
-      room.free = space ? space.free + this.#freePages() - walBytes(this.path) : Number.POSITIVE_INFINITY;
-      room.reserve = space ? outboxReserve(space.size) : 0;
-    }
+    const soon = room.since + need > room.reserve / 4 || room.free - room.since - need < room.reserve;
+    this.#lookAtDisk(soon);
     if (room.free - room.since - need < room.reserve) return false;
     room.since += need;
     return true;
@@ -509,16 +519,30 @@ export class Outbox {
    * a 16 MiB disk to 0 bytes free). What is left goes with the next write, at once.
    */
   #deletesPerWrite(): number {
-    const now = performance.now();
-    const d = this.#deleteRoom;
-    if (now - d.at > 100) {
-      const space = diskSpace(dirname(this.path));
-      d.at = now;
-      d.most = space
-        ? Math.max(64, Math.min(65_536, Math.floor((space.free - outboxReserve(space.size) / 2) / 4 / 4096)))
-        : 65_536;
-    }
-    return d.most;
+    const { disk, reserve } = this.#lookAtDisk(false);
+    return disk ? Math.max(64, Math.min(65_536, Math.floor((disk.free - reserve / 2) / 4 / 4096))) : 65_536;
+  }
+
+  /**
+   * lookAtDisk: the data dir's disk asked again if the last look is 100 ms old (or `now`), and the room for
+   * rows worked out from it. One look serves the room for rows and the deletes a write may take.
+   */
+  #lookAtDisk(now: boolean): Room {
+    const room = this.#room;
+    const at = performance.now();
+    if (!now && at - room.at <= 100) return room;
+    const disk = diskSpace(dirname(this.path));
+    room.at = at;
+    room.since = 0;
+    room.disk = disk;
+    // The write-ahead log's pages go into the file at the next checkpoint, a step of up to its size at
+    // once (found in testing: 2.5 MB free went to 0 between two looks): counted as taken already (the
+    // writer cuts the log back when it starts over, so this is what is not in the file yet). Pages the
+    // file has free (a backlog sent) take new rows first: counted as room (found from outside: after an
+    // outage drained, every message was refused with 4-5 MB of the file free).
+    room.free = disk ? disk.free + this.#freePages() - walBytes(this.path) : Number.POSITIVE_INFINITY;
+    room.reserve = disk ? outboxReserve(disk.size) : 0;
+    return room;
   }
 
   #flush(): void {
@@ -586,7 +610,7 @@ export class Outbox {
     b.waiters = [];
     b.promise = undefined;
     this.onFailed(rows, error);
-    const failure = new BusNotStoredError(error, true, "the uplink outbox");
+    const failure = outboxRefusal(error, true);
     for (const w of waiters) w(failure);
   }
 
@@ -608,7 +632,7 @@ export class Outbox {
       for (const [k, v] of b.status) if (!this.#pending.status.has(k)) this.#pending.status.set(k, v);
     }
     if (!b.waiters.length) return;
-    const failure = error === undefined ? undefined : new BusNotStoredError(error, full, "the uplink outbox");
+    const failure = error === undefined ? undefined : outboxRefusal(error, full);
     for (const w of b.waiters) w(failure);
   }
 
