@@ -16,7 +16,7 @@ import { readdirSync } from "node:fs";
 import { connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { join } from "node:path";
-import { hasMosquitto, lineReader, startMosquitto, statusMiB, stop } from "./lib/procs.ts";
+import { cpuMs, hasMosquitto, lineReader, startMosquitto, statusMiB, stop } from "./lib/procs.ts";
 import { fmt, median, report, type Row } from "./lib/report.ts";
 import { scratchDir } from "./lib/scratch.ts";
 
@@ -448,10 +448,6 @@ async function webServer(mode: "front" | "direct") {
   const port = Number((await lineReader(proc.stdout).until(/ready (\d+)\n/))[1]);
   return { proc, port };
 }
-const cpuMs = async (p: number) => {
-  const f = (await Bun.file(`/proc/${p}/stat`).text()).split(") ")[1]!.split(" ");
-  return (Number(f[11]) + Number(f[12])) * 10;
-};
 async function load(port: number, p: number) {
   const REQ = 10_000;
   let next = 0;

@@ -8,7 +8,7 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { launchAppliance } from "./lib/appliance.ts";
-import { hasMosquitto, readyPort, startMosquitto, statusMiB, stop } from "./lib/procs.ts";
+import { cpuMs, hasMosquitto, readyPort, startMosquitto, statusMiB, stop } from "./lib/procs.ts";
 import { RawClient, publishPacket } from "./lib/raw-mqtt.ts";
 import { fmt, median, report, type Row } from "./lib/report.ts";
 import { scratchDir } from "./lib/scratch.ts";
@@ -73,12 +73,6 @@ async function gatehouse(): Promise<Broker> {
     creds: gatehouseData.creds,
     stop: () => stop(app.proc),
   };
-}
-
-const TICK_MS = 1000 / 100; // USER_HZ
-async function cpuMs(pid: number) {
-  const f = (await Bun.file(`/proc/${pid}/stat`).text()).split(") ")[1]!.split(" ");
-  return (Number(f[11]) + Number(f[12])) * TICK_MS;
 }
 
 let seq = 0;

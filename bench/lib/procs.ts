@@ -1,8 +1,8 @@
 /**
  * What the benchmarks do with the processes they start: read their stdout line by line, start a
- * Mosquitto with a password file, read a process's memory from /proc.
+ * Mosquitto with a password file, read a process's memory and CPU time (and each thread's) from /proc.
  */
-import { writeFileSync } from "node:fs";
+import { readdirSync, writeFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { join } from "node:path";
 import { scratchDir } from "./scratch.ts";
@@ -111,6 +111,37 @@ export async function startMosquitto(creds: { username: string; password: string
 export async function stop(proc: Bun.Subprocess): Promise<void> {
   proc.kill("SIGTERM");
   await proc.exited;
+}
+
+/** the kernel's clock tick for CPU times in /proc (USER_HZ) */
+const tickMs = 1000 / 100;
+
+/** statFields: the fields of a /proc .../stat line after the command name (field 3 of proc(5) is [0]) */
+const statFields = (text: string) => text.slice(text.lastIndexOf(")") + 2).split(" ");
+
+/** cpuMs: the CPU time (user and system) a process has used so far, in ms */
+export async function cpuMs(pid: number): Promise<number> {
+  const f = statFields(await Bun.file(`/proc/${pid}/stat`).text());
+  return (Number(f[11]) + Number(f[12])) * tickMs;
+}
+
+/**
+ * threadCpuMs: the CPU time (ms) each thread of a process has used so far, by thread id, with its name
+ * (e.g. "Worker", "JSCWarmUp", "HeapHelper", "mi-scavenger"); a thread that ended meanwhile is left out.
+ */
+export async function threadCpuMs(pid: number): Promise<Map<number, { name: string; ms: number }>> {
+  const out = new Map<number, { name: string; ms: number }>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const text = await Bun.file(`/proc/${pid}/task/${tid}/stat`).text();
+      const f = statFields(text);
+      const name = text.slice(text.indexOf("(") + 1, text.lastIndexOf(")"));
+      out.set(Number(tid), { name, ms: (Number(f[11]) + Number(f[12])) * tickMs });
+    } catch {
+      // gone between the listing and the read
+    }
+  }
+  return out;
 }
 
 /** statusMiB: a memory line of /proc/<pid>/status (VmRSS now, VmHWM the peak), in MiB */
