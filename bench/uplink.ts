@@ -8,9 +8,14 @@
  * 2. latency: one device at BENCH_RATE msg/s: p50 / p99 from the device's publish to the upstream subscriber;
  * 3. drain: BENCH_DRAIN messages queued while the upstream is cut off (a TCP proxy), then the network
  *    back: messages per second until the last one arrived (goal >= 5 000/s);
- * 4. backlog: BENCH_BACKLOG messages queued during a cut: resident memory over idle (goal < 20 MiB).
+ * 4. backlog: BENCH_BACKLOG messages queued during a cut: resident memory over idle (goal < 20 MiB), each
+ *    once settled (see settledRss).
  * Throughput and latency are also measured with the devices publishing straight to the upstream (mqtt.js,
  * no hop in between): the ceiling either bridge works under.
+ * CPU: each throughput round also reads from /proc the CPU time the bridge (Mosquitto's, or the appliance
+ * with its threads apart), the upstream and this process (devices and subscriber) spent per forwarded
+ * message. On a shared 2-core machine every process takes from the same two cores, so throughput follows
+ * the sum, and CPU per message drifts less than messages per second from round to round.
  * Windows: Gatehouse's uplink has its default (1 000 unacknowledged upstream). Mosquitto 2.0's bridge has
  * none: `max_inflight_messages` does not bound it (the proxy counts PUBLISHes against PUBACKs and prints
  * the most unacknowledged upstream for both: tens of thousands for the bridge during a drain).
@@ -23,15 +28,18 @@ import mqtt, { type MqttClient } from "mqtt";
 import { closeDatabase } from "../src/db/client.ts";
 import { openDataDir } from "../src/db/data-dir.ts";
 import { benchAdminEnv, launchAppliance } from "./lib/appliance.ts";
-import { freePort, hasMosquitto, statusMiB, stop } from "./lib/procs.ts";
+import { cpuMs, freePort, hasMosquitto, statusMiB, stop, threadCpuMs } from "./lib/procs.ts";
 import { fmt, median, report, type Row } from "./lib/report.ts";
 import { scratchDir } from "./lib/scratch.ts";
 
 const DEVICES = Number(process.env.BENCH_DEVICES ?? 4);
 const WINDOW = Number(process.env.BENCH_WINDOW ?? 50);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
-const WARMUP = Number(process.env.BENCH_WARMUP ?? 3);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+// 10 s: after a 3 s warm-up the appliance's JIT threads still took 3.5 µs a message in the first counted
+// round (23.5 µs in the warm-up), ~1 µs from the second on (7 Dec 2026); Mosquitto has no JIT to warm
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 10);
+// 5: single rounds on a shared 2-core machine spread ±15 %; the median of five moves less
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const RATE = Number(process.env.BENCH_RATE ?? 1000);
 const DRAIN = Number(process.env.BENCH_DRAIN ?? 100_000);
 const BACKLOG = Number(process.env.BENCH_BACKLOG ?? 1_000_000);
@@ -256,20 +264,30 @@ const pct = (xs: number[], p: number) => {
   return s[Math.min(s.length - 1, Math.floor(s.length * p))] ?? 0;
 };
 
-/** settledRss: resident memory once the process has been quiet a while (the lowest of 10 s of samples) */
+/**
+ * settledRss: resident memory once the process has been quiet a while: the lowest sample (every 500 ms) once
+ * the last 5 s of samples lie within 1 MiB of each other, after at least 10 s and at most 30 s. What a flood
+ * leaves for the collector is not memory the backlog holds: the runtime hands it back when its collector and
+ * allocator get to it (the same flood was seen settled after 6 s in one run and still 28 MiB above after 10 s
+ * in another, 7 Dec 2026), and a fixed 10 s measured that timing, not the backlog.
+ */
 async function settledRss(pid: number): Promise<number> {
-  let low = Number.POSITIVE_INFINITY;
-  for (let i = 0; i < 20; i++) {
+  const samples: number[] = [];
+  for (let i = 0; i < 60; i++) {
     await Bun.sleep(500);
-    low = Math.min(low, await statusMiB(pid, "VmRSS"));
+    samples.push(await statusMiB(pid, "VmRSS"));
+    const last = samples.slice(-10);
+    if (samples.length >= 20 && Math.max(...last) - Math.min(...last) < 1) break;
   }
-  return low;
+  return Math.min(...samples);
 }
 
 interface Result {
   rate: number;
   /** every counted round's rate, in the order run */
   rates: number[];
+  /** CPU per message: the median of the counted rounds, each figure on its own */
+  cpu: Cpu;
   /** the most QoS 1 PUBLISHes unacknowledged upstream during the throughput rounds, and during the drain */
   mostInflight: number;
   mostInflightDrain: number;
@@ -313,21 +331,95 @@ async function side(
   return { name, pid: local.pid, link, sub, devices, stop: local.stop };
 }
 
-/** throughputRound: one round of the saturating load; messages per second that arrived upstream. */
-async function throughputRound(s: Side, seconds: number, counted: boolean): Promise<number> {
+/**
+ * Cpu: CPU time per forwarded message (µs) of one round: the process in between (`bridge`: Mosquitto's
+ * bridge or the appliance), the upstream, and this process (the devices and the subscriber); for the
+ * appliance also its main thread, its worker threads (the outbox's writer), the JIT's compiler threads, and
+ * the runtime's other threads (garbage collector, allocator).
+ */
+interface Cpu {
+  bridge: number;
+  upstream: number;
+  devices: number;
+  threads?: { main: number; workers: number; jit: number; runtime: number };
+}
+
+/** cpuNow: the CPU time so far of the processes a round's `Cpu` counts */
+async function cpuNow(s: Side) {
+  return {
+    bridge: await cpuMs(s.pid),
+    upstream: await cpuMs(upstream.proc.pid),
+    devices: await cpuMs(process.pid),
+    threads: s.name === "gatehouse" ? await threadCpuMs(s.pid) : undefined,
+  };
+}
+
+/** cpuPer: `Cpu` between two `cpuNow` readings, per message of `n` */
+function cpuPer(
+  a: Awaited<ReturnType<typeof cpuNow>>,
+  b: Awaited<ReturnType<typeof cpuNow>>,
+  n: number,
+  pid: number,
+): Cpu {
+  const per = (ms: number) => (ms * 1000) / n;
+  const cpu: Cpu = {
+    bridge: per(b.bridge - a.bridge),
+    upstream: per(b.upstream - a.upstream),
+    devices: per(b.devices - a.devices),
+  };
+  if (a.threads && b.threads) {
+    const t = { main: 0, workers: 0, jit: 0, runtime: 0 };
+    for (const [tid, { name, ms }] of b.threads) {
+      const used = ms - (a.threads.get(tid)?.ms ?? 0);
+      if (tid === pid) t.main += used;
+      else if (name === "Worker") t.workers += used;
+      else if (name.startsWith("JIT")) t.jit += used;
+      else t.runtime += used;
+    }
+    cpu.threads = { main: per(t.main), workers: per(t.workers), jit: per(t.jit), runtime: per(t.runtime) };
+  }
+  return cpu;
+}
+
+const us = (x: number) => `${x.toFixed(1)} µs`;
+
+/** describeCpu: one round's CPU per message, as the log line says it */
+const describeCpu = (name: string, c: Cpu) =>
+  `${name} ${us(c.bridge)}${c.threads ? ` (main thread ${us(c.threads.main)}, outbox writer ${us(c.threads.workers)}, JIT ${us(c.threads.jit)}, GC/allocator ${us(c.threads.runtime)})` : ""}, upstream ${us(c.upstream)}, devices and subscriber ${us(c.devices)}`;
+
+/**
+ * throughputRound: one round of the saturating load; messages per second that arrived upstream, and the
+ * CPU time each process spent per message.
+ */
+async function throughputRound(s: Side, seconds: number, counted: boolean): Promise<{ rate: number; cpu: Cpu }> {
   s.sub.reset();
+  const c0 = await cpuNow(s);
   const t0 = performance.now();
   const acked = await saturate(s.devices, "load/x", seconds);
   await s.sub.until(acked, 60_000);
   const rate = s.sub.a.count / ((s.sub.a.last - t0) / 1000);
+  const cpu = cpuPer(c0, await cpuNow(s), Math.max(1, s.sub.a.count), s.pid);
   console.log(
-    `  ${s.name}: ${counted ? "" : "(warm-up) "}${fmt(acked)} acknowledged to the devices, ${fmt(s.sub.a.count)} upstream, ${fmt(rate)}/s`,
+    `  ${s.name}: ${counted ? "" : "(warm-up) "}${fmt(acked)} acknowledged to the devices, ${fmt(s.sub.a.count)} upstream, ${fmt(rate)}/s; CPU per message: ${describeCpu(s.name, cpu)}`,
   );
-  return rate;
+  return { rate, cpu };
 }
 
 /** measure: latency, drain and backlog of one side, after the throughput rounds; every figure the same way. */
-async function measure(s: Side, rates: number[], mostInflight: number): Promise<Result> {
+async function measure(s: Side, rounds: { rate: number; cpu: Cpu }[], mostInflight: number): Promise<Result> {
+  const rates = rounds.map((r) => r.rate);
+  const mid = (f: (c: Cpu) => number) => median(rounds.map((r) => f(r.cpu)));
+  const cpu: Cpu = {
+    bridge: mid((c) => c.bridge),
+    upstream: mid((c) => c.upstream),
+    devices: mid((c) => c.devices),
+    threads: rounds[0]?.cpu.threads && {
+      main: mid((c) => c.threads!.main),
+      workers: mid((c) => c.threads!.workers),
+      jit: mid((c) => c.threads!.jit),
+      runtime: mid((c) => c.threads!.runtime),
+    },
+  };
   const { name, sub, link, devices } = s;
   // 2. latency at a fixed rate
   sub.reset();
@@ -370,6 +462,7 @@ async function measure(s: Side, rates: number[], mostInflight: number): Promise<
   return {
     rate: median(rates),
     rates,
+    cpu,
     mostInflight,
     mostInflightDrain,
     p50,
@@ -476,7 +569,7 @@ const gatehouseSide = await side(
 
 // 1. throughput: a warm-up round each, then rounds taking turns (the machine drifts; both see the same drift)
 const sides = [bridgeSide, gatehouseSide];
-const rates = new Map<Side, number[]>(sides.map((s) => [s, []]));
+const rates = new Map<Side, { rate: number; cpu: Cpu }[]>(sides.map((s) => [s, []]));
 for (const s of sides) await throughputRound(s, WARMUP, false);
 for (const s of sides) s.link.inflight.most = 0;
 for (let round = 0; round < ROUNDS; round++)
@@ -487,19 +580,19 @@ const gatehouse = await measure(gatehouseSide, rates.get(gatehouseSide)!, gateho
 await stop(upstream.proc);
 
 console.log(
-  "\n| | throughput upstream (median of rounds) | most unacknowledged upstream (load / drain) | latency p50 / p99 | drain after a cut | RSS idle -> backlog |",
+  "\n| | throughput upstream (median of rounds) | CPU per message: bridge / upstream / devices (median of rounds) | most unacknowledged upstream (load / drain) | latency p50 / p99 | drain after a cut | RSS idle -> backlog |",
 );
-console.log("| --- | --- | --- | --- | --- | --- |");
+console.log("| --- | --- | --- | --- | --- | --- | --- |");
 for (const [name, r] of [
   ["Mosquitto 2 bridge", bridge],
   ["Gatehouse uplink", gatehouse],
 ] as const) {
   console.log(
-    `| ${name} | ${fmt(r.rate)} msg/s (${r.rates.map((x) => fmt(x)).join(", ")}) | ${fmt(r.mostInflight)} / ${fmt(r.mostInflightDrain)} | ${r.p50.toFixed(2)} / ${r.p99.toFixed(2)} ms | ${fmt(r.drained)} of ${fmt(DRAIN)}, ${fmt(r.drainRate)} msg/s | ${r.idleRss.toFixed(1)} -> ${r.backlogRss.toFixed(1)} MiB |`,
+    `| ${name} | ${fmt(r.rate)} msg/s (${r.rates.map((x) => fmt(x)).join(", ")}) | ${us(r.cpu.bridge)} / ${us(r.cpu.upstream)} / ${us(r.cpu.devices)} | ${fmt(r.mostInflight)} / ${fmt(r.mostInflightDrain)} | ${r.p50.toFixed(2)} / ${r.p99.toFixed(2)} ms | ${fmt(r.drained)} of ${fmt(DRAIN)}, ${fmt(r.drainRate)} msg/s | ${r.idleRss.toFixed(1)} -> ${r.backlogRss.toFixed(1)} MiB |`,
   );
 }
 console.log(
-  `| mqtt.js straight to the upstream (no hop) | ${fmt(straight.rate)} msg/s | - | ${straight.p50.toFixed(2)} / ${straight.p99.toFixed(2)} ms | - | - |`,
+  `| mqtt.js straight to the upstream (no hop) | ${fmt(straight.rate)} msg/s | - | - | ${straight.p50.toFixed(2)} / ${straight.p99.toFixed(2)} ms | - | - |`,
 );
 const rows: Row[] = [
   {
@@ -518,6 +611,24 @@ const rows: Row[] = [
     gatehouse: fmt(gatehouse.rate),
     ratio: gatehouse.rate / bridge.rate,
     goal: ">= 1.0x",
+  },
+  {
+    bench: "uplink",
+    measure: `CPU per forwarded message in the process between devices and upstream (Gatehouse: main thread ${us(gatehouse.cpu.threads?.main ?? 0)}, outbox writer ${us(gatehouse.cpu.threads?.workers ?? 0)}, JIT ${us(gatehouse.cpu.threads?.jit ?? 0)}, GC/allocator ${us(gatehouse.cpu.threads?.runtime ?? 0)})`,
+    baselineName: "Mosquitto 2 bridge",
+    baseline: us(bridge.cpu.bridge),
+    gatehouse: us(gatehouse.cpu.bridge),
+    ratio: bridge.cpu.bridge / gatehouse.cpu.bridge,
+  },
+  {
+    bench: "uplink",
+    measure: "CPU per forwarded message of all three processes (bridge, upstream, devices and subscriber)",
+    baselineName: "Mosquitto 2 bridge",
+    baseline: us(bridge.cpu.bridge + bridge.cpu.upstream + bridge.cpu.devices),
+    gatehouse: us(gatehouse.cpu.bridge + gatehouse.cpu.upstream + gatehouse.cpu.devices),
+    ratio:
+      (bridge.cpu.bridge + bridge.cpu.upstream + bridge.cpu.devices) /
+      (gatehouse.cpu.bridge + gatehouse.cpu.upstream + gatehouse.cpu.devices),
   },
   {
     bench: "uplink",
