@@ -1599,6 +1599,79 @@ describe("an upstream's Maximum Packet Size (MQTT 5)", () => {
   });
 });
 
+describe("an MQTT 3.1.1 upstream that closes the connection at a message too large for it", () => {
+  it("says which message holds the queue, and forwards it and the rest once the upstream takes it", async () => {
+    // found from outside: MQTT 3.1.1 cannot say its largest packet; one message past it had the upstream
+    // close the connection at every try, the queue behind it never moved, and the status said only that the
+    // connection closed
+    const dir = tempDir();
+    const { app, url } = await testApp(["--opcua-port", "off", "--uplink-reconnect-max", "1"], {}, {}, dir);
+    const got: string[] = [];
+    let limit = 1000;
+    const upstream = createServer((socket) => {
+      const parser = mqttPacket.parser({ protocolVersion: 4 });
+      parser.on("packet", (p) => {
+        if (socket.destroyed) return; // what came after it in the same read
+        if (p.cmd === "connect")
+          socket.write(mqttPacket.generate({ cmd: "connack", returnCode: 0, sessionPresent: false } as never));
+        if (p.cmd === "publish") {
+          if ((p.length ?? 0) > limit) return socket.destroy(); // as Mosquitto does past max_packet_size
+          got.push(p.topic);
+          if (p.qos === 1) socket.write(mqttPacket.generate({ cmd: "puback", messageId: p.messageId! } as never));
+        }
+      });
+      socket.on("data", (d: Buffer) => parser.parse(d));
+      socket.on("error", () => {});
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
+    try {
+      const token = app.core.admins.createApiToken("t").token;
+      await fetch(`${url}/api/v1/uplinks`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: JSON.stringify({
+          name: "old",
+          urls: [`mqtt://127.0.0.1:${(upstream.address() as AddressInfo).port}`],
+          forward: ["p/#"],
+          protocol: 4,
+        }),
+      });
+      const status = async () =>
+        (await (await fetch(`${url}/api/v1/uplinks/old`, { headers: { authorization: `Bearer ${token}` } })).json())
+          .status;
+      await eventually(async () => expect((await status()).connected).toBe(true), 10_000);
+      const { password } = await app.core.credentials.create({ type: "mqtt", username: "plc-o", publishAcl: ["p/#"] });
+      const plc = await connectMqtt(app.address("mqtt")!.port, { username: "plc-o", password, clientId: "plc-o" });
+      await plc.publishAsync("p/1", "small", { qos: 1 });
+      await plc.publishAsync("p/big", Buffer.alloc(2000, 1), { qos: 1 });
+      await plc.publishAsync("p/2", "small", { qos: 1 });
+      await eventually(
+        async () =>
+          expect((await status()).lastError).toMatch(
+            /closed the connection \d+ times in a row with nothing acknowledged, each time after p\/big \(2005 bytes\) was sent as the oldest queued message/,
+          ),
+        15_000,
+      );
+      const held = await status();
+      expect([held.queued, held.dropped]).toEqual([2, 0]);
+      expect(got.filter((t) => t.startsWith("p/"))).toEqual(["p/1"]);
+      // the upstream takes it now: it goes, then what waited behind it, and the status no longer says it
+      limit = 1_000_000;
+      await eventually(async () => expect((await status()).queued).toBe(0), 15_000);
+      expect(got.filter((t) => t.startsWith("p/")).filter((t, i, all) => all.indexOf(t) === i)).toEqual([
+        "p/1",
+        "p/big",
+        "p/2",
+      ]);
+      await eventually(async () => expect((await status()).lastError ?? "").not.toMatch(/p\/big/), 10_000);
+      await plc.endAsync();
+    } finally {
+      upstream.close();
+      await app.stop();
+    }
+  });
+});
+
 describe("steady traffic on a small disk, the upstream up", () => {
   it("is never refused: the outbox's log is checkpointed within the room it has", async () => {
     // found from outside: on an 8 MiB disk, 50 msg/s of 3 KB with a healthy upstream were refused for good

@@ -98,6 +98,9 @@ export function forwards(filters: readonly string[], topic: string, space: Topic
 const maxReady = 1000;
 const maxReadyBytes = 4 * 1024 * 1024;
 
+/** closes in a row with the same head and nothing acknowledged before the uplink says the head holds it (see `#stuck`) */
+const stuckAfter = 3;
+
 /** Unacked: a message handed to the connection and not yet acknowledged upstream. */
 interface Unacked extends QueuedMessage {
   /** sent on the current connection (false: to be sent again after a reconnect) */
@@ -205,6 +208,16 @@ export class Uplink {
   #droppedSinceLog = 0;
   /** who the uplink publishes locally as: only inside its local prefix, under the core's topic rules */
   #downlinkAs: Integration;
+  /** PUBACKs heard on the current connection */
+  #ackedOnConnection = 0;
+  /**
+   * the oldest unacknowledged message, sent on connections the upstream then closed with nothing
+   * acknowledged, and how many in a row. An MQTT 3.1.1 broker cannot say its largest packet, and one that
+   * closes the connection at a message past it holds the queue behind that message (found from outside:
+   * 463 reconnects in 40 s, nothing moved, and the status said only that the connection closed). After
+   * `stuckAfter` such closes it is the uplink's last error, until something is acknowledged again.
+   */
+  #stuck: { id: number; topic: string; size: number; closes: number } | undefined;
 
   constructor(deps: UplinkDeps, cfg: UplinkConfig, queue: { count: number; bytes: number }, counters?: Counters) {
     this.#deps = deps;
@@ -505,6 +518,7 @@ export class Uplink {
     // (HiveMQ says 10 by default and may disconnect past it, 0x93), the birth and the inventory included
     this.#serverMax = receiveMaximum && receiveMaximum > 0 ? receiveMaximum : Number.POSITIVE_INFINITY;
     this.#controlInFlight = 0;
+    this.#ackedOnConnection = 0;
     this.#byMid.clear();
     this.#batch = new PublishBatch(
       this.cfg.protocol,
@@ -551,6 +565,7 @@ export class Uplink {
     this.#url = null;
     this.#connectedSince = null;
     this.#disconnectedSince = Date.now();
+    this.#noteStuck();
     // what was in flight goes again first on the next connection, DUP set
     for (const u of this.#unacked.values()) {
       if (u.sent) u.again = true;
@@ -560,6 +575,31 @@ export class Uplink {
     this.#deps.log.info("uplink disconnected", { uplink: this.cfg.name, reason });
     this.#deps.core.activity.record("uplink.disconnected", this.cfg.name, reason, "system");
     this.#deps.changed();
+  }
+
+  /** noteStuck: a connection was lost: did the oldest message go out on it with nothing acknowledged? (see `#stuck`) */
+  #noteStuck(): void {
+    const head = this.#unacked.values().next().value as Unacked | undefined;
+    if (!head?.sent || this.#ackedOnConnection > 0) {
+      this.#stuck = undefined;
+      return;
+    }
+    if (this.#stuck?.id === head.id) this.#stuck.closes++;
+    else this.#stuck = { id: head.id, topic: head.topic, size: head.size, closes: 1 };
+    if (this.#stuck.closes === stuckAfter)
+      this.#deps.log.warn("uplink queue held by one message", {
+        uplink: this.cfg.name,
+        topic: head.topic.slice(0, 256),
+        bytes: head.size,
+        closes: stuckAfter,
+      });
+  }
+
+  /** stuckError: what the status says while one message holds the queue (see `#stuck`) */
+  #stuckError(): string | undefined {
+    const s = this.#stuck;
+    if (!s || s.closes < stuckAfter) return undefined;
+    return `the upstream closed the connection ${s.closes} times in a row with nothing acknowledged, each time after ${s.topic.slice(0, 128)} (${s.size} bytes) was sent as the oldest queued message: it may be larger than the upstream takes (an MQTT 3.1.1 broker cannot say its limit), and it and everything behind it wait; raise the upstream's limit, or remove the uplink to drop its queue`;
   }
 
   /**
@@ -702,6 +742,8 @@ export class Uplink {
     const u = this.#byMid.get(mid);
     if (!u) return; // not ours (the birth, the inventory: mqtt.js' own) or a stray
     this.#byMid.delete(mid);
+    this.#ackedOnConnection++;
+    this.#stuck = undefined;
     this.#client?.options.messageIdProvider?.deallocate(mid);
     // MQTT 5: a reason code of 0x80 or more is a refusal (not authorized, quota, ...); 0x10 is no subscriber
     if (reasonCode !== undefined && reasonCode >= 0x80) {
@@ -895,7 +937,7 @@ export class Uplink {
       url: this.#url,
       connectedSince: this.#connectedSince,
       disconnectedSince: this.cfg.enabled ? this.#disconnectedSince : null,
-      lastError: this.#outboxError?.text ?? this.#lastError,
+      lastError: this.#outboxError?.text ?? this.#stuckError() ?? this.#lastError,
       queued: this.#queued,
       queuedBytes: this.#queuedBytes,
       oldestQueuedAgeS: oldestAt === undefined ? 0 : Math.max(0, Math.round((now - oldestAt) / 1000)),
