@@ -18,7 +18,7 @@ import { type AddressInfo, createServer } from "node:net";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import * as mqttPacket from "mqtt-packet";
-import { createApp } from "../../src/app.ts";
+import { type App, createApp } from "../../src/app.ts";
 import { parseServeConfig } from "../../src/config.ts";
 import { delayFor } from "../../src/connectors/uplink/connection.ts";
 import { Outbox } from "../../src/connectors/uplink/outbox.ts";
@@ -71,6 +71,55 @@ async function ackingUpstream(port = 0, seen?: (topic: string) => void) {
   });
   await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
   return server;
+}
+
+/**
+ * limitedUpstream: an MQTT broker (3.1.1 or 5) that closes the connection at a PUBLISH longer than `limit()`
+ * (as Mosquitto does past max_packet_size; MQTT 5: it says `maximumPacketSize` in its CONNACK, if given) and
+ * acknowledges the others; `got`: the topics it took, in order; `connections`: how many it accepted.
+ */
+async function limitedUpstream(protocolVersion: 4 | 5, limit: () => number, maximumPacketSize?: number) {
+  const got: string[] = [];
+  const state = { connections: 0 };
+  const server = createServer((socket) => {
+    state.connections++;
+    const parser = mqttPacket.parser({ protocolVersion });
+    const opts = { protocolVersion };
+    parser.on("packet", (p) => {
+      if (socket.destroyed) return; // what came after it in the same read
+      if (p.cmd === "connect") {
+        const properties = maximumPacketSize ? { maximumPacketSize } : undefined;
+        socket.write(
+          mqttPacket.generate(
+            { cmd: "connack", returnCode: 0, reasonCode: 0, sessionPresent: false, properties } as never,
+            opts,
+          ),
+        );
+      }
+      if (p.cmd !== "publish") return;
+      if ((p.length ?? 0) > limit()) return socket.destroy();
+      got.push(p.topic);
+      if (p.qos === 1)
+        socket.write(mqttPacket.generate({ cmd: "puback", messageId: p.messageId!, reasonCode: 0 } as never, opts));
+    });
+    socket.on("data", (d: Buffer) => parser.parse(d));
+    socket.on("error", () => {});
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { server, port: (server.address() as AddressInfo).port, got, state };
+}
+
+/** addUplink: an uplink made through the API as the admin's token; returns a reader of its status. */
+async function addUplink(app: App, url: string, body: Record<string, unknown>) {
+  const token = app.core.admins.createApiToken("t").token;
+  const headers = { authorization: `Bearer ${token}` };
+  const made = await fetch(`${url}/api/v1/uplinks`, {
+    method: "POST",
+    headers: { ...headers, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  expect(made.status).toBe(201);
+  return async () => (await (await fetch(`${url}/api/v1/uplinks/${body.name}`, { headers })).json()).status;
 }
 
 describe("reconnect backoff", () => {
@@ -1531,54 +1580,14 @@ describe("an upstream's Maximum Packet Size (MQTT 5)", () => {
     // 463 resends in 40 s, and the messages behind it never arrived
     const dir = tempDir();
     const { app, url } = await testApp(["--opcua-port", "off", "--uplink-reconnect-max", "1"], {}, {}, dir);
-    const got: string[] = [];
-    let connections = 0;
-    const upstream = createServer((socket) => {
-      connections++;
-      const parser = mqttPacket.parser({ protocolVersion: 5 });
-      parser.on("packet", (p) => {
-        if (p.cmd === "connect")
-          socket.write(
-            mqttPacket.generate(
-              {
-                cmd: "connack",
-                reasonCode: 0,
-                sessionPresent: false,
-                properties: { maximumPacketSize: 1000 },
-              } as never,
-              { protocolVersion: 5 },
-            ),
-          );
-        if (p.cmd === "publish") {
-          if ((p.length ?? 0) > 1000) return socket.destroy(); // as Mosquitto does past max_packet_size
-          got.push(p.topic);
-          if (p.qos === 1)
-            socket.write(
-              mqttPacket.generate({ cmd: "puback", messageId: p.messageId!, reasonCode: 0 } as never, {
-                protocolVersion: 5,
-              }),
-            );
-        }
-      });
-      socket.on("data", (d: Buffer) => parser.parse(d));
-      socket.on("error", () => {});
-    });
-    await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
+    const upstream = await limitedUpstream(5, () => 1000, 1000);
     try {
-      const token = app.core.admins.createApiToken("t").token;
-      await fetch(`${url}/api/v1/uplinks`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-        body: JSON.stringify({
-          name: "small",
-          urls: [`mqtt://127.0.0.1:${(upstream.address() as AddressInfo).port}`],
-          forward: ["p/#"],
-          protocol: 5,
-        }),
+      const status = await addUplink(app, url, {
+        name: "small",
+        urls: [`mqtt://127.0.0.1:${upstream.port}`],
+        forward: ["p/#"],
+        protocol: 5,
       });
-      const status = async () =>
-        (await (await fetch(`${url}/api/v1/uplinks/small`, { headers: { authorization: `Bearer ${token}` } })).json())
-          .status;
       await eventually(async () => expect((await status()).connected).toBe(true), 10_000);
       const { password } = await app.core.credentials.create({ type: "mqtt", username: "plc-p", publishAcl: ["p/#"] });
       const plc = await connectMqtt(app.address("mqtt")!.port, { username: "plc-p", password, clientId: "plc-p" });
@@ -1587,13 +1596,13 @@ describe("an upstream's Maximum Packet Size (MQTT 5)", () => {
       await plc.publishAsync("p/2", "small", { qos: 1 });
       await plc.endAsync();
       await eventually(async () => expect((await status()).queued).toBe(0), 10_000);
-      expect(got.filter((t) => t.startsWith("p/"))).toEqual(["p/1", "p/2"]);
+      expect(upstream.got.filter((t) => t.startsWith("p/"))).toEqual(["p/1", "p/2"]);
       const s = await status();
       expect([s.dropped, s.connected]).toEqual([1, true]);
       expect(s.lastError).toMatch(/could not send p\/big: .*more than the upstream's Maximum Packet Size \(1000\)/);
-      expect(connections).toBe(1);
+      expect(upstream.state.connections).toBe(1);
     } finally {
-      upstream.close();
+      upstream.server.close();
       await app.stop();
     }
   });
@@ -1606,39 +1615,15 @@ describe("an MQTT 3.1.1 upstream that closes the connection at a message too lar
     // connection closed
     const dir = tempDir();
     const { app, url } = await testApp(["--opcua-port", "off", "--uplink-reconnect-max", "1"], {}, {}, dir);
-    const got: string[] = [];
     let limit = 1000;
-    const upstream = createServer((socket) => {
-      const parser = mqttPacket.parser({ protocolVersion: 4 });
-      parser.on("packet", (p) => {
-        if (socket.destroyed) return; // what came after it in the same read
-        if (p.cmd === "connect")
-          socket.write(mqttPacket.generate({ cmd: "connack", returnCode: 0, sessionPresent: false } as never));
-        if (p.cmd === "publish") {
-          if ((p.length ?? 0) > limit) return socket.destroy(); // as Mosquitto does past max_packet_size
-          got.push(p.topic);
-          if (p.qos === 1) socket.write(mqttPacket.generate({ cmd: "puback", messageId: p.messageId! } as never));
-        }
-      });
-      socket.on("data", (d: Buffer) => parser.parse(d));
-      socket.on("error", () => {});
-    });
-    await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
+    const upstream = await limitedUpstream(4, () => limit);
     try {
-      const token = app.core.admins.createApiToken("t").token;
-      await fetch(`${url}/api/v1/uplinks`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-        body: JSON.stringify({
-          name: "old",
-          urls: [`mqtt://127.0.0.1:${(upstream.address() as AddressInfo).port}`],
-          forward: ["p/#"],
-          protocol: 4,
-        }),
+      const status = await addUplink(app, url, {
+        name: "old",
+        urls: [`mqtt://127.0.0.1:${upstream.port}`],
+        forward: ["p/#"],
+        protocol: 4,
       });
-      const status = async () =>
-        (await (await fetch(`${url}/api/v1/uplinks/old`, { headers: { authorization: `Bearer ${token}` } })).json())
-          .status;
       await eventually(async () => expect((await status()).connected).toBe(true), 10_000);
       const { password } = await app.core.credentials.create({ type: "mqtt", username: "plc-o", publishAcl: ["p/#"] });
       const plc = await connectMqtt(app.address("mqtt")!.port, { username: "plc-o", password, clientId: "plc-o" });
@@ -1654,19 +1639,16 @@ describe("an MQTT 3.1.1 upstream that closes the connection at a message too lar
       );
       const held = await status();
       expect([held.queued, held.dropped]).toEqual([2, 0]);
-      expect(got.filter((t) => t.startsWith("p/"))).toEqual(["p/1"]);
+      expect(upstream.got.filter((t) => t.startsWith("p/"))).toEqual(["p/1"]);
       // the upstream takes it now: it goes, then what waited behind it, and the status no longer says it
       limit = 1_000_000;
       await eventually(async () => expect((await status()).queued).toBe(0), 15_000);
-      expect(got.filter((t) => t.startsWith("p/")).filter((t, i, all) => all.indexOf(t) === i)).toEqual([
-        "p/1",
-        "p/big",
-        "p/2",
-      ]);
+      const first = upstream.got.filter((t, i, all) => t.startsWith("p/") && all.indexOf(t) === i);
+      expect(first).toEqual(["p/1", "p/big", "p/2"]);
       await eventually(async () => expect((await status()).lastError ?? "").not.toMatch(/p\/big/), 10_000);
       await plc.endAsync();
     } finally {
-      upstream.close();
+      upstream.server.close();
       await app.stop();
     }
   });
