@@ -1,5 +1,5 @@
 import { isBusy } from "../lib/errors.ts";
-import { beyondC0, escapeBeyondC0, unicodeEscape } from "../lib/logger.ts";
+import { controlsAndMarks, escapeBeyondC0, unicodeEscape } from "../lib/logger.ts";
 
 /**
  * oneLine: an unexpected error as one line for stderr (a stack trace on stdout broke `--json`
@@ -14,20 +14,13 @@ export function oneLine(err: unknown): string {
 }
 
 /**
- * what a terminal would act on or hide: C0 and C1 control characters, DEL, the bidirectional marks,
- * embeddings, overrides and isolates, zero-width and invisible formatting characters, line and paragraph
- * separators, the byte order mark
- */
-const unprintable = new RegExp(`[\\u0000-\\u001f]|${beyondC0.source}`, "g");
-
-/**
  * printable: text from outside (an upstream broker's reason string, a file in the data dir, a stranger's client
  * id) for a terminal: what a terminal would act on is shown as a `\uXXXX` escape (found from outside: a
  * hostile upstream's PUBACK reason string cleared root's screen, set its title and printed a false status line
  * through `gatehouse uplinks status`). `--json` needs none of this: JSON escapes it.
  */
 export function printable(text: string): string {
-  return text.replace(unprintable, unicodeEscape);
+  return text.replace(controlsAndMarks, unicodeEscape);
 }
 
 /**

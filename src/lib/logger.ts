@@ -46,6 +46,30 @@ export const unicodeEscape = (c: string) => `\\u${c.charCodeAt(0).toString(16).p
 /** escapeBeyondC0: `beyondC0` as `\uXXXX` (inside a JSON string: the same value) */
 export const escapeBeyondC0 = (text: string) => text.replace(beyondC0, unicodeEscape);
 
+/** controlsAndMarks: `beyondC0` and the C0 control characters: what a terminal or a page would act on or hide */
+export const controlsAndMarks = new RegExp(`[\\u0000-\\u001f]|${beyondC0.source}`, "g");
+
+/**
+ * shownName: a name from outside (a topic a device chose) inside a status message that the page, the API and
+ * the CLI show: at most `max` characters, cut between two code points and marked with "…", and what would
+ * act on or reorder the text around it (control characters, bidirectional overrides) as `\uXXXX` (found from
+ * outside: a topic cut at 128 UTF-16 units split an emoji, leaving a lone surrogate in the API's JSON, and a
+ * right-to-left override in a device's topic reversed the rest of the uplink's error on the page).
+ */
+export function shownName(text: string, max = 128): string {
+  let cut = text;
+  if (text.length > max) {
+    let end = 0;
+    let points = 0;
+    for (const c of text) {
+      if (points++ === max) break;
+      end += c.length;
+    }
+    if (end < text.length) cut = `${text.slice(0, end)}…`;
+  }
+  return cut.replace(controlsAndMarks, unicodeEscape);
+}
+
 export function formatLine(level: LogLevel, msg: string, fields: LogFields): string {
   // Newlines in a message would split one event into two journald entries.
   let line = `${level} ${bounded(msg.replace(/[\r\n]+/g, " "))}`;

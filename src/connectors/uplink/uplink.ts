@@ -4,7 +4,7 @@ import type { Core } from "../../core/index.ts";
 import { mayPublish, type TopicSpace } from "../../core/permissions.ts";
 import { isValidTopicString, topicMatches } from "../../core/topics.ts";
 import type { Integration } from "../../core/types.ts";
-import type { Logger } from "../../lib/logger.ts";
+import { type Logger, shownName } from "../../lib/logger.ts";
 import { type Backoff, statusTopic, UplinkConnection } from "./connection.ts";
 import type { Outbox, QueuedMessage } from "./outbox.ts";
 import type { OutboxRow } from "./outbox-protocol.ts";
@@ -107,6 +107,8 @@ interface Unacked extends QueuedMessage {
   sent: boolean;
   /** sent before, on an earlier connection: goes again with DUP set */
   again: boolean;
+  /** the bytes of its PUBLISH as last sent (header, topic with the remote prefix, payload) */
+  wire?: number;
 }
 
 /** inventoryTopic: the retained summary of this appliance's integrations upstream (`--inventory`). */
@@ -215,9 +217,13 @@ export class Uplink {
    * acknowledged, and how many in a row. An MQTT 3.1.1 broker cannot say its largest packet, and one that
    * closes the connection at a message past it holds the queue behind that message (found from outside:
    * 463 reconnects in 40 s, nothing moved, and the status said only that the connection closed). After
-   * `stuckAfter` such closes it is the uplink's last error, until something is acknowledged again.
+   * `stuckAfter` such closes it is said as the uplink's last error (newer news, such as a connection refused,
+   * takes its place), until something is acknowledged again; a start (enable, a changed configuration)
+   * counts afresh.
    */
-  #stuck: { id: number; topic: string; size: number; closes: number } | undefined;
+  #stuck: { id: number; topic: string; wire: number; closes: number } | undefined;
+  /** the last error that `#stuck` said, while it is the last error (cleared when something is acknowledged) */
+  #stuckSaid: string | null = null;
 
   constructor(deps: UplinkDeps, cfg: UplinkConfig, queue: { count: number; bytes: number }, counters?: Counters) {
     this.#deps = deps;
@@ -446,6 +452,8 @@ export class Uplink {
   }
 
   start(): void {
+    this.#stuck = undefined;
+    this.#unsayStuck();
     if (this.#connection || !this.cfg.enabled) return;
     if (this.cfg.secretProblem) {
       this.#lastError = this.cfg.secretProblem;
@@ -577,7 +585,10 @@ export class Uplink {
     this.#deps.changed();
   }
 
-  /** noteStuck: a connection was lost: did the oldest message go out on it with nothing acknowledged? (see `#stuck`) */
+  /**
+   * noteStuck: a connection was lost: did the oldest message go out on it with nothing acknowledged? After
+   * `stuckAfter` such closes in a row it is said (see `#stuck`).
+   */
   #noteStuck(): void {
     const head = this.#unacked.values().next().value as Unacked | undefined;
     if (!head?.sent || this.#ackedOnConnection > 0) {
@@ -585,21 +596,26 @@ export class Uplink {
       return;
     }
     if (this.#stuck?.id === head.id) this.#stuck.closes++;
-    else this.#stuck = { id: head.id, topic: head.topic, size: head.size, closes: 1 };
-    if (this.#stuck.closes === stuckAfter)
+    else this.#stuck = { id: head.id, topic: head.topic, wire: head.wire ?? head.size, closes: 1 };
+    const s = this.#stuck;
+    if (s.closes < stuckAfter) return;
+    if (s.closes === stuckAfter)
       this.#deps.log.warn("uplink queue held by one message", {
         uplink: this.cfg.name,
         topic: head.topic.slice(0, 256),
-        bytes: head.size,
+        packetBytes: s.wire,
         closes: stuckAfter,
       });
+    // The upstream does not say which PUBLISH it refused: the oldest, sent first, is what holds the queue
+    // (found from outside: one sent after it was the one refused, and the note called the oldest too large)
+    this.#stuckSaid = `the upstream closed the connection ${s.closes} times in a row before acknowledging anything; each time the oldest queued message, ${shownName(s.topic)} (a PUBLISH of ${s.wire} bytes), went first, and it and everything behind it wait. It or one sent after it may be more than the upstream takes (an MQTT 3.1.1 broker cannot say its limit): raise the upstream's limit, or remove the uplink to drop its queue`;
+    this.#say(this.#stuckSaid);
   }
 
-  /** stuckError: what the status says while one message holds the queue (see `#stuck`) */
-  #stuckError(): string | undefined {
-    const s = this.#stuck;
-    if (!s || s.closes < stuckAfter) return undefined;
-    return `the upstream closed the connection ${s.closes} times in a row with nothing acknowledged, each time after ${s.topic.slice(0, 128)} (${s.size} bytes) was sent as the oldest queued message: it may be larger than the upstream takes (an MQTT 3.1.1 broker cannot say its limit), and it and everything behind it wait; raise the upstream's limit, or remove the uplink to drop its queue`;
+  /** unsayStuck: what `#noteStuck` said is no longer the last error (something was acknowledged, a start) */
+  #unsayStuck(): void {
+    if (this.#stuckSaid !== null && this.#lastError === this.#stuckSaid) this.#lastError = null;
+    this.#stuckSaid = null;
   }
 
   /**
@@ -645,7 +661,7 @@ export class Uplink {
           done();
         },
         (err) => {
-          this.#say(`could not publish ${local.slice(0, 128)} locally: ${(err as Error).message}`);
+          this.#say(`could not publish ${shownName(local)} locally: ${(err as Error).message}`);
           // not acknowledged: the persistent session upstream delivers it again on the next connection
           this.#client?.end(true);
         },
@@ -743,7 +759,10 @@ export class Uplink {
     if (!u) return; // not ours (the birth, the inventory: mqtt.js' own) or a stray
     this.#byMid.delete(mid);
     this.#ackedOnConnection++;
-    this.#stuck = undefined;
+    if (this.#stuck) {
+      this.#stuck = undefined;
+      this.#unsayStuck();
+    }
     this.#client?.options.messageIdProvider?.deallocate(mid);
     // MQTT 5: a reason code of 0x80 or more is a refusal (not authorized, quota, ...); 0x10 is no subscriber
     if (reasonCode !== undefined && reasonCode >= 0x80) {
@@ -821,7 +840,7 @@ export class Uplink {
     }
     const dup = u.again && qos > 0;
     try {
-      this.#batch!.add({
+      u.wire = this.#batch!.add({
         topic: `${cfg.remotePrefix}${u.topic}`,
         payload,
         qos,
@@ -862,7 +881,7 @@ export class Uplink {
     else {
       this.#counters.dropped++;
       if (how === "refused" || how === "unsendable") {
-        this.#say(`${how === "refused" ? "upstream refused" : "could not send"} ${u.topic.slice(0, 128)}: ${why}`);
+        this.#say(`${how === "refused" ? "upstream refused" : "could not send"} ${shownName(u.topic)}: ${why}`);
         if (this.#logError())
           this.#deps.log.warn(`uplink message ${how === "refused" ? "refused upstream" : "could not be sent"}`, {
             uplink: this.cfg.name,
@@ -937,7 +956,7 @@ export class Uplink {
       url: this.#url,
       connectedSince: this.#connectedSince,
       disconnectedSince: this.cfg.enabled ? this.#disconnectedSince : null,
-      lastError: this.#outboxError?.text ?? this.#stuckError() ?? this.#lastError,
+      lastError: this.#outboxError?.text ?? this.#lastError,
       queued: this.#queued,
       queuedBytes: this.#queuedBytes,
       oldestQueuedAgeS: oldestAt === undefined ? 0 : Math.max(0, Math.round((now - oldestAt) / 1000)),

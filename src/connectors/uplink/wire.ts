@@ -48,10 +48,10 @@ export class PublishBatch {
   ) {}
 
   /**
-   * add: one PUBLISH; throws if mqtt-packet cannot encode its properties, or PacketTooLarge past the
-   * upstream's Maximum Packet Size (nothing is added then).
+   * add: one PUBLISH; returns its size in bytes. Throws if mqtt-packet cannot encode its properties, or
+   * PacketTooLarge past the upstream's Maximum Packet Size (nothing is added then).
    */
-  add(m: Outgoing): void {
+  add(m: Outgoing): number {
     if (m.properties && this.protocol === 5) {
       const bytes = mqttPacket.generate(
         {
@@ -69,7 +69,7 @@ export class PublishBatch {
       if (bytes.length > this.maxPacket) throw new PacketTooLarge(bytes.length, this.maxPacket);
       bytes.copy(this.#room(bytes.length), this.#at);
       this.#at += bytes.length;
-      return;
+      return bytes.length;
     }
     const topicBytes = Buffer.byteLength(m.topic);
     // MQTT §3.3: topic (length-prefixed), packet identifier (QoS > 0), MQTT 5: property length 0, payload
@@ -97,6 +97,7 @@ export class PublishBatch {
     // writes past a buffer's end are dropped silently: a miscount must not send a truncated packet
     if (at !== this.#at + size) throw new Error(`PUBLISH encoded as ${at - this.#at} bytes, ${size} counted`);
     this.#at = at;
+    return size;
   }
 
   /** take: the PUBLISHes added since the last take, as one chunk (undefined: none). */
