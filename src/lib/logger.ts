@@ -36,23 +36,34 @@ function formatValue(value: unknown): string {
 /**
  * beyondC0: what a terminal would act on or hide that JSON leaves as it is (it escapes C0 only): DEL and C1
  * (8-bit CSI, OSC), the bidirectional marks, embeddings, overrides and isolates, zero-width and invisible
- * formatting characters, line and paragraph separators, the byte order mark.
+ * formatting characters (the soft hyphen, the interlinear annotation marks, the musical ones, the tag
+ * characters that can carry hidden text), line and paragraph separators, the byte order mark and the
+ * noncharacters U+FFFE and U+FFFF.
  */
-export const beyondC0 = /[\u007f-\u009f\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]/g;
+export const beyondC0 =
+  /[\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb\ufffe\uffff\u{1d173}-\u{1d17a}\u{e0000}-\u{e007f}]/gu;
 
-/** unicodeEscape: one character as `\uXXXX` */
-export const unicodeEscape = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
+/**
+ * unicodeEscape: one character as `\uXXXX`, each UTF-16 unit of it (a tag character beyond U+FFFF as its two
+ * halves: inside a JSON string the same value)
+ */
+export const unicodeEscape = (c: string) => {
+  let out = "";
+  for (let i = 0; i < c.length; i++) out += `\\u${c.charCodeAt(i).toString(16).padStart(4, "0")}`;
+  return out;
+};
 
 /** escapeBeyondC0: `beyondC0` as `\uXXXX` (inside a JSON string: the same value) */
 export const escapeBeyondC0 = (text: string) => text.replace(beyondC0, unicodeEscape);
 
 /** controlsAndMarks: `beyondC0` and the C0 control characters: what a terminal or a page would act on or hide */
-export const controlsAndMarks = new RegExp(`[\\u0000-\\u001f]|${beyondC0.source}`, "g");
+export const controlsAndMarks = new RegExp(`[\\u0000-\\u001f]|${beyondC0.source}`, "gu");
 
 /**
  * shownName: a name from outside (a topic a device chose) inside a status message that the page, the API and
  * the CLI show: at most `max` characters, cut between two code points and marked with "…", and what would
- * act on or reorder the text around it (control characters, bidirectional overrides) as `\uXXXX` (found from
+ * act on, hide or reorder the text around it (control characters, bidirectional overrides, invisible
+ * characters) and any backslash as `\uXXXX`, so that every escape in it is one made here (found from
  * outside: a topic cut at 128 UTF-16 units split an emoji, leaving a lone surrogate in the API's JSON, and a
  * right-to-left override in a device's topic reversed the rest of the uplink's error on the page).
  */
@@ -67,7 +78,8 @@ export function shownName(text: string, max = 128): string {
     }
     if (end < text.length) cut = `${text.slice(0, end)}…`;
   }
-  return cut.replace(controlsAndMarks, unicodeEscape);
+  // a backslash first: a topic holding the text `\u202e` must not read as an escape made here (found from outside)
+  return cut.replace(/\\/g, "\\u005c").replace(controlsAndMarks, unicodeEscape);
 }
 
 export function formatLine(level: LogLevel, msg: string, fields: LogFields): string {

@@ -1670,6 +1670,43 @@ describe("an MQTT 3.1.1 upstream that closes the connection at a message too lar
   });
 });
 
+describe("the note of a message that holds the queue, once that message is gone", () => {
+  it("goes with it: an expired message no longer held anything", async () => {
+    // found from outside: the held message expired and was dropped, the queue was empty, and the note still
+    // said "it and everything behind it wait" (and to remove the uplink)
+    const dir = tempDir();
+    const { app, url } = await testApp(["--opcua-port", "off", "--uplink-reconnect-max", "1"], {}, {}, dir);
+    const upstream = await limitedUpstream(4, () => 100);
+    try {
+      const status = await addUplink(app, url, {
+        name: "exp",
+        urls: [`mqtt://127.0.0.1:${upstream.port}`],
+        forward: ["p/#"],
+        protocol: 4,
+      });
+      await eventually(async () => expect((await status()).connected).toBe(true), 10_000);
+      const { password } = await app.core.credentials.create({ type: "mqtt", username: "plc-e", publishAcl: ["p/#"] });
+      const plc = await connectMqtt(app.address("mqtt")!.port, {
+        username: "plc-e",
+        password,
+        clientId: "plc-e",
+        protocolVersion: 5,
+      });
+      await plc.publishAsync("p/exp", Buffer.alloc(200, 1), { qos: 1, properties: { messageExpiryInterval: 5 } });
+      await plc.endAsync();
+      await eventually(async () => expect((await status()).lastError).toMatch(/oldest queued message, p\/exp/), 5_000);
+      await eventually(async () => {
+        const s = await status();
+        expect([s.queued, s.dropped]).toEqual([0, 1]);
+        expect(s.lastError ?? "").not.toMatch(/p\/exp/);
+      }, 15_000);
+    } finally {
+      upstream.server.close();
+      await app.stop();
+    }
+  });
+});
+
 describe("steady traffic on a small disk, the upstream up", () => {
   it("is never refused: the outbox's log is checkpointed within the room it has", async () => {
     // found from outside: on an 8 MiB disk, 50 msg/s of 3 KB with a healthy upstream were refused for good

@@ -20,6 +20,14 @@ describe("a name from outside inside a status message (shownName)", () => {
     expect(cut).not.toMatch(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])/); // no lone high surrogate
     expect(shownName("a\u202eb\u001b[31mc\u009bd\n")).toBe("a\\u202eb\\u001b[31mc\\u009bd\\u000a");
     expect(shownName("plant/line-3/temp")).toBe("plant/line-3/temp");
+    // invisible ones a terminal or a page would hide (the soft hyphen, tag characters that can carry hidden
+    // text, interlinear annotation, musical formatting, a noncharacter), and a backslash: a topic that holds
+    // the text \u202e must not read as an escape made here (found from outside)
+    expect(shownName("a\u00adb\u{E0041}c\ufff9d\u{1D173}e\ufffef")).toBe(
+      "a\\u00adb\\udb40\\udc41c\\ufff9d\\ud834\\udd73e\\ufffef",
+    );
+    expect(shownName("x\\u202ey")).toBe("x\\u005cu202ey");
+    expect(formatLine("info", "x", { t: "\u{E0041}\u00ad" })).toContain("\\udb40\\udc41\\u00ad");
     expect(shownName("x".repeat(128))).toBe("x".repeat(128));
     expect(shownName("x".repeat(129))).toBe(`${"x".repeat(128)}…`);
   });

@@ -873,6 +873,12 @@ export class Uplink {
   #settle(u: Unacked, how: "acked" | "refused" | "unsendable" | "expired" | "gone", why?: string): void {
     if (this.#unacked.get(u.id) !== u) return;
     this.#unacked.delete(u.id);
+    // the message that held the queue is gone (expired, dropped, refused): the note no longer says anything
+    // true (found from outside: an expired head left "it and everything behind it wait" over an empty queue)
+    if (this.#stuck?.id === u.id) {
+      this.#stuck = undefined;
+      this.#unsayStuck();
+    }
     if (u.sent) this.#inFlight--;
     this.#unackedBytes -= u.size;
     this.#queued--;
