@@ -17,6 +17,7 @@ import {
 import { type AddressInfo, createServer } from "node:net";
 import { hostname } from "node:os";
 import { join } from "node:path";
+import type { MqttClient } from "mqtt";
 import * as mqttPacket from "mqtt-packet";
 import { type App, createApp } from "../../src/app.ts";
 import { parseServeConfig } from "../../src/config.ts";
@@ -109,17 +110,76 @@ async function limitedUpstream(protocolVersion: 4 | 5, limit: () => number, maxi
   return { server, port: (server.address() as AddressInfo).port, got, state };
 }
 
-/** addUplink: an uplink made through the API as the admin's token; returns a reader of its status. */
-async function addUplink(app: App, url: string, body: Record<string, unknown>) {
+/** Held: what a test on a small disk leaves running; `withSmallDisk` stops it */
+interface Held {
+  app?: App;
+  upstream?: { close(): unknown };
+}
+
+/**
+ * withSmallDisk: `body` on a new tmpfs of `size` (see `smallDisk`: skipped, said, where mounting needs root);
+ * the app and the upstream it leaves in `held` are stopped and the disk unmounted after it, however it ends.
+ */
+async function withSmallDisk(tag: string, size: string, body: (dir: string, held: Held) => Promise<void>) {
+  const dir = smallDisk(tag, size);
+  if (!dir) return;
+  const held: Held = {};
+  try {
+    await body(dir, held);
+  } finally {
+    held.upstream?.close();
+    try {
+      await held.app?.stop();
+    } finally {
+      Bun.spawnSync(["umount", "-l", dir]);
+    }
+  }
+}
+
+/** uplinkApi: uplinks made and read through the API, with one admin token (`token`) */
+function uplinkApi(app: App, url: string) {
   const token = app.core.admins.createApiToken("t").token;
   const headers = { authorization: `Bearer ${token}` };
-  const made = await fetch(`${url}/api/v1/uplinks`, {
-    method: "POST",
-    headers: { ...headers, "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  expect(made.status).toBe(201);
-  return async () => (await (await fetch(`${url}/api/v1/uplinks/${body.name}`, { headers })).json()).status;
+  const get = async (path: string) => (await fetch(`${url}/api/v1/uplinks${path}`, { headers })).json();
+  return {
+    token,
+    /** add: one uplink (201); returns a reader of its status */
+    async add(body: Record<string, unknown>) {
+      const made = await fetch(`${url}/api/v1/uplinks`, {
+        method: "POST",
+        headers: { ...headers, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      expect(made.status).toBe(201);
+      return async () => (await get(`/${body.name}`)).status;
+    },
+    /** queued: what all the uplinks hold together */
+    async queued() {
+      return ((await get("")) as { items: { status: { queued: number } }[] }).items.reduce(
+        (n, u) => n + u.status.queued,
+        0,
+      );
+    },
+  };
+}
+
+/** device: an MQTT integration that may publish under `acl`, connected by mqtt.js (its username as client id) */
+async function device(app: App, username: string, acl: string[], protocolVersion: 4 | 5 = 5) {
+  const { password } = await app.core.credentials.create({ type: "mqtt", username, publishAcl: acl });
+  return connectMqtt(app.address("mqtt")!.port, { username, password, clientId: username, protocolVersion });
+}
+
+/** refusals: `n` QoS 1 publishes at once, the i-th on `topic(i)`: how many the appliance refused */
+async function refusals(plc: MqttClient, n: number, topic: (i: number) => string, payload: Buffer): Promise<number> {
+  const answers = await Promise.all(
+    Array.from({ length: n }, (_, i) =>
+      plc.publishAsync(topic(i), payload, { qos: 1 }).then(
+        () => 0,
+        () => 1,
+      ),
+    ),
+  );
+  return answers.reduce((a, b) => a + b, 0);
 }
 
 describe("reconnect backoff", () => {
@@ -686,16 +746,10 @@ describe("the outbox", () => {
   it("a full disk stops the outbox with a clear error: what it cannot queue is refused to its publisher (MQTT 5 PUBACK 0x97, MQTT 3.1.1 no PUBACK, HTTP 503), never acknowledged and dropped; the broker and the admin API go on, and it queues again once there is room", async () => {
     // The data dir on a small disk of its own (the outbox is never reached through a link, so it shares the
     // admin database's disk): what fills it is the uplink's backlog.
-    const dir = tempDir("gatehouse-full-");
-    const mounted = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=12m,mode=0700", "tmpfs", dir]).exitCode === 0;
-    if (!mounted) {
-      console.warn("skipped: mounting a small tmpfs (a disk that fills up) needs root");
-      return;
-    }
-    let app: Awaited<ReturnType<typeof testApp>>["app"] | undefined;
-    try {
+    await withSmallDisk("gatehouse-full-", "12m", async (dir, held) => {
       const started = await testApp(["--opcua-port", "off", "--uplink-reconnect-max", "1"], {}, {}, dir);
-      app = started.app;
+      const app = started.app;
+      held.app = app;
       const { url, lines } = started;
       const token = app.core.admins.createApiToken("t").token;
       // an upstream that hangs up on every connection: the uplink has a connection error of its own
@@ -852,9 +906,9 @@ describe("the outbox", () => {
       await reader.endAsync();
       // a restart on that disk starts, with the backlog (the reserve is what it needs)
       await app.stop();
-      app = undefined;
+      held.app = undefined;
       const again = await testApp(["--opcua-port", "off", "--uplink-reconnect-max", "1"], {}, {}, dir);
-      app = again.app;
+      held.app = again.app;
       const status2 = async () =>
         (
           await (
@@ -865,7 +919,7 @@ describe("the outbox", () => {
       // room again (the disk grown): the outbox takes new messages without a restart, and the refused one
       // sent again is acknowledged and queued
       expect(Bun.spawnSync(["mount", "-o", "remount,size=48m", dir]).exitCode).toBe(0);
-      const plc2 = await connectMqtt(app.address("mqtt")!.port, {
+      const plc2 = await connectMqtt(again.app.address("mqtt")!.port, {
         username: "plc-full",
         password,
         clientId: "plc-full",
@@ -876,13 +930,7 @@ describe("the outbox", () => {
       expect((await status2()).lastError ?? "").not.toMatch(/outbox write/);
       await plc2.endAsync();
       hangUp.close();
-    } finally {
-      try {
-        await app?.stop();
-      } finally {
-        Bun.spawnSync(["umount", "-l", dir]);
-      }
-    }
+    });
   }, 90_000);
 
   it("sets an unreadable outbox aside at start (not a database, or cut short), makes a new one and says so; the CLI still lists the uplinks", async () => {
@@ -1150,13 +1198,7 @@ describe("the outbox", () => {
       await eventually(async () => expect((await status()).lastError).toMatch(/symlink/), 10_000);
       // what it would take is refused to its device (MQTT 5: PUBACK 0x80), never acknowledged and lost, and
       // counted (found from outside: the count stayed 0); a QoS 0 message nobody waits for counts as dropped
-      const { password } = await app.core.credentials.create({ type: "mqtt", username: "plc-l", publishAcl: ["x/#"] });
-      const plc = await connectMqtt(app.address("mqtt")!.port, {
-        username: "plc-l",
-        password,
-        clientId: "plc-l",
-        protocolVersion: 5,
-      });
+      const plc = await device(app, "plc-l", ["x/#"]);
       const codes: (number | undefined)[] = [];
       for (let i = 0; i < 4; i++)
         await plc.publishAsync("x/a", String(i), { qos: 1 }).then(
@@ -1334,13 +1376,7 @@ describe("an outbox moved away while the appliance runs", () => {
         headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
         body: JSON.stringify({ name: "moved", urls: [`mqtt://127.0.0.1:${await freePort()}`], forward: ["m/#"] }),
       });
-      const { password } = await app.core.credentials.create({ type: "mqtt", username: "plc-m", publishAcl: ["m/#"] });
-      const plc = await connectMqtt(app.address("mqtt")!.port, {
-        username: "plc-m",
-        password,
-        clientId: "plc-m",
-        protocolVersion: 5,
-      });
+      const plc = await device(app, "plc-m", ["m/#"]);
       await plc.publishAsync("m/before", "x", { qos: 1 });
       const away = join(tempDir(), "moved");
       mkdirSync(away);
@@ -1396,13 +1432,7 @@ describe("a message that expires while it waits", () => {
         });
         expect(made.status).toBe(201);
       }
-      const { password } = await app.core.credentials.create({ type: "mqtt", username: "plc-e", publishAcl: ["e/#"] });
-      const plc = await connectMqtt(app.address("mqtt")!.port, {
-        username: "plc-e",
-        password,
-        clientId: "plc-e",
-        protocolVersion: 5,
-      });
+      const plc = await device(app, "plc-e", ["e/#"]);
       await plc.publishAsync("e/short", "x", { qos: 1, properties: { messageExpiryInterval: 1 } });
       await plc.publishAsync("e/long", "x", { qos: 1, properties: { messageExpiryInterval: 600 } });
       await plc.publishAsync("e/none", "x", { qos: 1 });
@@ -1452,28 +1482,16 @@ describe("after an outage that took the outbox to its reserve", () => {
   it("the backlog sent, it takes messages again without a restart (its free pages are room)", async () => {
     // found from outside: after the upstream drained the queue, every new message was still refused with
     // 4-5 MB free: the log left at its largest and the file's free pages were counted as taken
-    const dir = smallDisk("gatehouse-reserve-", "12m");
-    if (!dir) return;
-    let app: Awaited<ReturnType<typeof testApp>>["app"] | undefined;
-    let upstream: ReturnType<typeof createServer> | undefined;
-    try {
-      const started = await testApp(["--opcua-port", "off", "--uplink-reconnect-max", "1"], {}, {}, dir);
-      app = started.app;
-      const { url } = started;
-      const token = app.core.admins.createApiToken("t").token;
+    await withSmallDisk("gatehouse-reserve-", "12m", async (dir, held) => {
+      const { app, url } = await testApp(["--opcua-port", "off", "--uplink-reconnect-max", "1"], {}, {}, dir);
+      held.app = app;
       const port = await freePort();
-      await fetch(`${url}/api/v1/uplinks`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-        body: JSON.stringify({ name: "reserve", urls: [`mqtt://127.0.0.1:${port}`], forward: ["r/#"] }),
+      const status = await uplinkApi(app, url).add({
+        name: "reserve",
+        urls: [`mqtt://127.0.0.1:${port}`],
+        forward: ["r/#"],
       });
-      const { password } = await app.core.credentials.create({ type: "mqtt", username: "plc-r", publishAcl: ["r/#"] });
-      const plc = await connectMqtt(app.address("mqtt")!.port, {
-        username: "plc-r",
-        password,
-        clientId: "plc-r",
-        protocolVersion: 5,
-      });
+      const plc = await device(app, "plc-r", ["r/#"]);
       const payload = Buffer.alloc(16 * 1024, "r");
       let acknowledged = 0;
       let refused = false;
@@ -1485,12 +1503,9 @@ describe("after an outage that took the outbox to its reserve", () => {
       expect(refused).toBe(true);
       // the upstream comes and takes the backlog
       let arrived = 0;
-      upstream = await ackingUpstream(port, (topic) => {
+      held.upstream = await ackingUpstream(port, (topic) => {
         if (topic === "r/x") arrived++;
       });
-      const status = async () =>
-        (await (await fetch(`${url}/api/v1/uplinks/reserve`, { headers: { authorization: `Bearer ${token}` } })).json())
-          .status;
       await eventually(async () => expect((await status()).queued).toBe(0), 20_000);
       expect(arrived).toBeGreaterThanOrEqual(acknowledged);
       // as many again, taken: the file's pages freed by the backlog hold them
@@ -1502,14 +1517,7 @@ describe("after an outage that took the outbox to its reserve", () => {
         );
       expect(codes.filter((c) => c !== 0)).toEqual([]);
       await plc.endAsync();
-    } finally {
-      upstream?.close();
-      try {
-        await app?.stop();
-      } finally {
-        Bun.spawnSync(["umount", "-l", dir]);
-      }
-    }
+    });
   }, 90_000);
 });
 
@@ -1518,59 +1526,29 @@ describe("eight uplinks filling a small disk", () => {
     // found from outside: small messages to eight uplinks took an 8 MiB disk past the reserve (the estimate
     // counted their bytes, not the pages each commit writes), the checkpoint at SIGTERM filled it, and the
     // next start failed ("disk I/O error")
-    const dir = smallDisk("gatehouse-eight-", "8m");
-    if (!dir) return;
-    let app: Awaited<ReturnType<typeof testApp>>["app"] | undefined;
-    try {
-      const started = await testApp(["--opcua-port", "off"], {}, {}, dir);
-      app = started.app;
-      const token = app.core.admins.createApiToken("t").token;
+    await withSmallDisk("gatehouse-eight-", "8m", async (dir, held) => {
+      const { app, url } = await testApp(["--opcua-port", "off"], {}, {}, dir);
+      held.app = app;
+      const api = uplinkApi(app, url);
       const nobody = await freePort();
-      for (let i = 0; i < 8; i++) {
-        const made = await fetch(`${started.url}/api/v1/uplinks`, {
-          method: "POST",
-          headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-          body: JSON.stringify({ name: `u${i}`, urls: [`mqtt://127.0.0.1:${nobody}`], forward: ["m/#"] }),
-        });
-        expect(made.status).toBe(201);
-      }
-      const { password } = await app.core.credentials.create({ type: "mqtt", username: "plc-8", publishAcl: ["m/#"] });
-      const plc = await connectMqtt(app.address("mqtt")!.port, {
-        username: "plc-8",
-        password,
-        clientId: "plc-8",
-        protocolVersion: 5,
-      });
+      for (let i = 0; i < 8; i++)
+        await api.add({ name: `u${i}`, urls: [`mqtt://127.0.0.1:${nobody}`], forward: ["m/#"] });
+      const plc = await device(app, "plc-8", ["m/#"]);
       const payload = Buffer.alloc(200, "m");
       let refused = 0;
-      for (let round = 0; round < 400 && refused === 0; round++) {
-        const answers = await Promise.all(
-          Array.from({ length: 100 }, (_, i) =>
-            plc.publishAsync(`m/${i}`, payload, { qos: 1 }).then(
-              () => 0,
-              () => 1,
-            ),
-          ),
-        );
-        refused += answers.reduce((a, b) => a + b, 0);
-      }
+      for (let round = 0; round < 400 && refused === 0; round++)
+        refused += await refusals(plc, 100, (i) => `m/${i}`, payload);
       expect(refused).toBeGreaterThan(0);
       await plc.endAsync();
       await app.stop();
-      app = undefined;
+      held.app = undefined;
       const left = statfsSync(dir);
       expect(left.bavail * left.bsize).toBeGreaterThan(256 * 1024);
       const again = await testApp(["--opcua-port", "off"], {}, {}, dir);
-      app = again.app;
-      const listed = await fetch(`${again.url}/api/v1/uplinks`, { headers: { authorization: `Bearer ${token}` } });
+      held.app = again.app;
+      const listed = await fetch(`${again.url}/api/v1/uplinks`, { headers: { authorization: `Bearer ${api.token}` } });
       expect(listed.status).toBe(200);
-    } finally {
-      try {
-        await app?.stop();
-      } finally {
-        Bun.spawnSync(["umount", "-l", dir]);
-      }
-    }
+    });
   }, 120_000);
 });
 
@@ -1582,15 +1560,14 @@ describe("an upstream's Maximum Packet Size (MQTT 5)", () => {
     const { app, url } = await testApp(["--opcua-port", "off", "--uplink-reconnect-max", "1"], {}, {}, dir);
     const upstream = await limitedUpstream(5, () => 1000, 1000);
     try {
-      const status = await addUplink(app, url, {
+      const status = await uplinkApi(app, url).add({
         name: "small",
         urls: [`mqtt://127.0.0.1:${upstream.port}`],
         forward: ["p/#"],
         protocol: 5,
       });
       await eventually(async () => expect((await status()).connected).toBe(true), 10_000);
-      const { password } = await app.core.credentials.create({ type: "mqtt", username: "plc-p", publishAcl: ["p/#"] });
-      const plc = await connectMqtt(app.address("mqtt")!.port, { username: "plc-p", password, clientId: "plc-p" });
+      const plc = await device(app, "plc-p", ["p/#"], 4);
       await plc.publishAsync("p/1", "small", { qos: 1 });
       await plc.publishAsync("p/big", Buffer.alloc(2000, 1), { qos: 1 });
       await plc.publishAsync("p/2", "small", { qos: 1 });
@@ -1618,15 +1595,14 @@ describe("an MQTT 3.1.1 upstream that closes the connection at a message too lar
     let limit = 1000;
     const upstream = await limitedUpstream(4, () => limit);
     try {
-      const status = await addUplink(app, url, {
+      const status = await uplinkApi(app, url).add({
         name: "old",
         urls: [`mqtt://127.0.0.1:${upstream.port}`],
         forward: ["p/#"],
         protocol: 4,
       });
       await eventually(async () => expect((await status()).connected).toBe(true), 10_000);
-      const { password } = await app.core.credentials.create({ type: "mqtt", username: "plc-o", publishAcl: ["p/#"] });
-      const plc = await connectMqtt(app.address("mqtt")!.port, { username: "plc-o", password, clientId: "plc-o" });
+      const plc = await device(app, "plc-o", ["p/#"], 4);
       await plc.publishAsync("p/1", "small", { qos: 1 });
       await plc.publishAsync("p/big", Buffer.alloc(2000, 1), { qos: 1 });
       await plc.publishAsync("p/2", "small", { qos: 1 });
@@ -1678,20 +1654,14 @@ describe("the note of a message that holds the queue, once that message is gone"
     const { app, url } = await testApp(["--opcua-port", "off", "--uplink-reconnect-max", "1"], {}, {}, dir);
     const upstream = await limitedUpstream(4, () => 100);
     try {
-      const status = await addUplink(app, url, {
+      const status = await uplinkApi(app, url).add({
         name: "exp",
         urls: [`mqtt://127.0.0.1:${upstream.port}`],
         forward: ["p/#"],
         protocol: 4,
       });
       await eventually(async () => expect((await status()).connected).toBe(true), 10_000);
-      const { password } = await app.core.credentials.create({ type: "mqtt", username: "plc-e", publishAcl: ["p/#"] });
-      const plc = await connectMqtt(app.address("mqtt")!.port, {
-        username: "plc-e",
-        password,
-        clientId: "plc-e",
-        protocolVersion: 5,
-      });
+      const plc = await device(app, "plc-e", ["p/#"]);
       await plc.publishAsync("p/exp", Buffer.alloc(200, 1), { qos: 1, properties: { messageExpiryInterval: 5 } });
       await plc.endAsync();
       await eventually(async () => expect((await status()).lastError).toMatch(/oldest queued message, p\/exp/), 5_000);
@@ -1712,60 +1682,25 @@ describe("steady traffic on a small disk, the upstream up", () => {
     // found from outside: on an 8 MiB disk, 50 msg/s of 3 KB with a healthy upstream were refused for good
     // after ~2.4 MB: the log counted as taken grew toward SQLite's 4 MiB checkpoint, which refused writes
     // never reached
-    const dir = smallDisk("gatehouse-steady-", "8m");
-    if (!dir) return;
-    let app: Awaited<ReturnType<typeof testApp>>["app"] | undefined;
-    const upstream = await ackingUpstream();
-    try {
-      const started = await testApp(["--opcua-port", "off"], {}, {}, dir);
-      app = started.app;
-      const token = app.core.admins.createApiToken("t").token;
-      await fetch(`${started.url}/api/v1/uplinks`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-        body: JSON.stringify({
-          name: "steady",
-          urls: [`mqtt://127.0.0.1:${(upstream.address() as AddressInfo).port}`],
-          forward: ["s/#"],
-        }),
+    await withSmallDisk("gatehouse-steady-", "8m", async (dir, held) => {
+      const upstream = await ackingUpstream();
+      held.upstream = upstream;
+      const { app, url } = await testApp(["--opcua-port", "off"], {}, {}, dir);
+      held.app = app;
+      const status = await uplinkApi(app, url).add({
+        name: "steady",
+        urls: [`mqtt://127.0.0.1:${(upstream.address() as AddressInfo).port}`],
+        forward: ["s/#"],
       });
-      await eventually(async () => {
-        const r = await fetch(`${started.url}/api/v1/uplinks/steady`, {
-          headers: { authorization: `Bearer ${token}` },
-        });
-        expect(((await r.json()) as { status: { connected: boolean } }).status.connected).toBe(true);
-      }, 10_000);
-      const { password } = await app.core.credentials.create({ type: "mqtt", username: "plc-s", publishAcl: ["s/#"] });
-      const plc = await connectMqtt(app.address("mqtt")!.port, {
-        username: "plc-s",
-        password,
-        clientId: "plc-s",
-        protocolVersion: 5,
-      });
+      await eventually(async () => expect((await status()).connected).toBe(true), 10_000);
+      const plc = await device(app, "plc-s", ["s/#"]);
       // 12 MB through an 8 MiB disk, 20 at a time
       const payload = Buffer.alloc(3000, "s");
       let refused = 0;
-      for (let round = 0; round < 200; round++) {
-        const answers = await Promise.all(
-          Array.from({ length: 20 }, () =>
-            plc.publishAsync("s/x", payload, { qos: 1 }).then(
-              () => 0,
-              () => 1,
-            ),
-          ),
-        );
-        refused += answers.reduce((a, b) => a + b, 0);
-      }
+      for (let round = 0; round < 200; round++) refused += await refusals(plc, 20, () => "s/x", payload);
       expect(refused).toBe(0);
       await plc.endAsync();
-    } finally {
-      upstream.close();
-      try {
-        await app?.stop();
-      } finally {
-        Bun.spawnSync(["umount", "-l", dir]);
-      }
-    }
+    });
   }, 120_000);
 });
 
@@ -1774,45 +1709,16 @@ describe("eight uplinks draining a backlog on a small disk", () => {
     // found from outside: while eight queues drained, the outbox's log grew to 7.7 MB (SQLite's checkpoints
     // never let it start over with the uplinks reading all along), the 16 MiB disk went to 0 bytes free, and
     // every message was refused with empty queues until a restart
-    const dir = smallDisk("gatehouse-drain8-", "16m");
-    if (!dir) return;
-    let app: Awaited<ReturnType<typeof testApp>>["app"] | undefined;
-    let upstream: ReturnType<typeof createServer> | undefined;
-    try {
-      const started = await testApp(["--opcua-port", "off", "--uplink-reconnect-max", "1"], {}, {}, dir);
-      app = started.app;
-      const token = app.core.admins.createApiToken("t").token;
+    await withSmallDisk("gatehouse-drain8-", "16m", async (dir, held) => {
+      const { app, url } = await testApp(["--opcua-port", "off", "--uplink-reconnect-max", "1"], {}, {}, dir);
+      held.app = app;
+      const api = uplinkApi(app, url);
       const port = await freePort();
       for (let i = 0; i < 8; i++)
-        await fetch(`${started.url}/api/v1/uplinks`, {
-          method: "POST",
-          headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-          body: JSON.stringify({
-            name: `d${i}`,
-            urls: [`mqtt://127.0.0.1:${port}`],
-            forward: ["d/#"],
-            remotePrefix: `r${i}/`,
-          }),
-        });
-      const { password } = await app.core.credentials.create({ type: "mqtt", username: "plc-d", publishAcl: ["d/#"] });
-      const plc = await connectMqtt(app.address("mqtt")!.port, {
-        username: "plc-d",
-        password,
-        clientId: "plc-d",
-        protocolVersion: 5,
-      });
+        await api.add({ name: `d${i}`, urls: [`mqtt://127.0.0.1:${port}`], forward: ["d/#"], remotePrefix: `r${i}/` });
+      const plc = await device(app, "plc-d", ["d/#"]);
       const payload = Buffer.alloc(200, "d");
-      const burst = async (n: number) =>
-        (
-          await Promise.all(
-            Array.from({ length: n }, (_, i) =>
-              plc.publishAsync(`d/${i}`, payload, { qos: 1 }).then(
-                () => 0,
-                () => 1,
-              ),
-            ),
-          )
-        ).reduce((a, b) => a + b, 0);
+      const burst = (n: number) => refusals(plc, n, (i) => `d/${i}`, payload);
       let refused = 0;
       for (let round = 0; round < 300 && refused === 0; round++) refused += await burst(100);
       expect(refused).toBeGreaterThan(0);
@@ -1822,28 +1728,13 @@ describe("eight uplinks draining a backlog on a small disk", () => {
         const s = statfsSync(dir);
         leastFree = Math.min(leastFree, s.bavail * s.bsize);
       }, 20);
-      upstream = await ackingUpstream(port);
-      const queued = async () =>
-        (
-          (await (
-            await fetch(`${started.url}/api/v1/uplinks`, { headers: { authorization: `Bearer ${token}` } })
-          ).json()) as {
-            items: { status: { queued: number } }[];
-          }
-        ).items.reduce((n, u) => n + u.status.queued, 0);
-      await eventually(async () => expect(await queued()).toBe(0), 60_000);
+      held.upstream = await ackingUpstream(port);
+      await eventually(async () => expect(await api.queued()).toBe(0), 60_000);
       clearInterval(watch);
       expect(leastFree).toBeGreaterThan(256 * 1024);
       // and messages are taken again, without a restart
       await eventually(async () => expect(await burst(50)).toBe(0), 10_000);
       await plc.endAsync();
-    } finally {
-      upstream?.close();
-      try {
-        await app?.stop();
-      } finally {
-        Bun.spawnSync(["umount", "-l", dir]);
-      }
-    }
+    });
   }, 120_000);
 });
