@@ -107,8 +107,8 @@ interface Unacked extends QueuedMessage {
   sent: boolean;
   /** sent before, on an earlier connection: goes again with DUP set */
   again: boolean;
-  /** the bytes of its PUBLISH as last sent (header, topic with the remote prefix, payload) */
-  wire?: number;
+  /** the bytes of its PUBLISH as last sent (header, topic with the remote prefix, payload; 0: not sent yet) */
+  wire: number;
 }
 
 /** inventoryTopic: the retained summary of this appliance's integrations upstream (`--inventory`). */
@@ -351,6 +351,7 @@ export class Uplink {
           : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength),
         sent: false,
         again: false,
+        wire: 0,
       });
       this.#readyBytes += size;
     }
@@ -452,8 +453,7 @@ export class Uplink {
   }
 
   start(): void {
-    this.#stuck = undefined;
-    this.#unsayStuck();
+    this.#forgetStuck();
     if (this.#connection || !this.cfg.enabled) return;
     if (this.cfg.secretProblem) {
       this.#lastError = this.cfg.secretProblem;
@@ -596,7 +596,7 @@ export class Uplink {
       return;
     }
     if (this.#stuck?.id === head.id) this.#stuck.closes++;
-    else this.#stuck = { id: head.id, topic: head.topic, wire: head.wire ?? head.size, closes: 1 };
+    else this.#stuck = { id: head.id, topic: head.topic, wire: head.wire, closes: 1 };
     const s = this.#stuck;
     if (s.closes < stuckAfter) return;
     if (s.closes === stuckAfter)
@@ -612,8 +612,12 @@ export class Uplink {
     this.#say(this.#stuckSaid);
   }
 
-  /** unsayStuck: what `#noteStuck` said is no longer the last error (something was acknowledged, a start) */
-  #unsayStuck(): void {
+  /**
+   * forgetStuck: no message holds the queue any more (something was acknowledged, the held one left the
+   * queue, a start): the count starts over, and what `#noteStuck` said is no longer the last error
+   */
+  #forgetStuck(): void {
+    this.#stuck = undefined;
     if (this.#stuckSaid !== null && this.#lastError === this.#stuckSaid) this.#lastError = null;
     this.#stuckSaid = null;
   }
@@ -727,6 +731,7 @@ export class Uplink {
                 payload: r.payload,
                 sent: false,
                 again: false,
+                wire: 0,
               };
           this.#unacked.set(r.id, u);
           this.#unackedBytes += r.size;
@@ -759,10 +764,7 @@ export class Uplink {
     if (!u) return; // not ours (the birth, the inventory: mqtt.js' own) or a stray
     this.#byMid.delete(mid);
     this.#ackedOnConnection++;
-    if (this.#stuck) {
-      this.#stuck = undefined;
-      this.#unsayStuck();
-    }
+    if (this.#stuck) this.#forgetStuck();
     this.#client?.options.messageIdProvider?.deallocate(mid);
     // MQTT 5: a reason code of 0x80 or more is a refusal (not authorized, quota, ...); 0x10 is no subscriber
     if (reasonCode !== undefined && reasonCode >= 0x80) {
@@ -875,10 +877,7 @@ export class Uplink {
     this.#unacked.delete(u.id);
     // the message that held the queue is gone (expired, dropped, refused): the note no longer says anything
     // true (found from outside: an expired head left "it and everything behind it wait" over an empty queue)
-    if (this.#stuck?.id === u.id) {
-      this.#stuck = undefined;
-      this.#unsayStuck();
-    }
+    if (this.#stuck?.id === u.id) this.#forgetStuck();
     if (u.sent) this.#inFlight--;
     this.#unackedBytes -= u.size;
     this.#queued--;
