@@ -1,6 +1,7 @@
 #!/usr/bin/env bun
+import { relaunch } from "./cli/allocator.ts";
 import { exitCodes } from "./cli/exit-codes.ts";
-import { asked, usage, verbHelp } from "./cli/usage.ts";
+import { asked, isServe, usage, verbHelp } from "./cli/usage.ts";
 import { drained, oneLine, saidText, watchWrites } from "./cli/output.ts";
 import { version } from "./version.ts";
 
@@ -57,6 +58,20 @@ async function fullUsage(): Promise<string> {
   return usage((await import("./config.ts")).serveUsage);
 }
 
+// the allocator's settings are read as the process starts: `serve` starts again in place with them (see
+// cli/allocator.ts); if that cannot be done it runs on the runtime's defaults, as before
+const again = relaunch(Bun.argv, process.execPath, process.execArgv, Bun.main, process.env, isServe);
+if (again) {
+  try {
+    if (!process.execve) throw new Error("this runtime has no execve");
+    process.execve(again.file, again.args, again.env);
+  } catch (err) {
+    process.stderr.write(
+      `${saidText(`gatehouse: could not start again with the allocator's settings (${oneLine(err)}); running on the runtime's defaults`)}\n`,
+    );
+  }
+}
+
 const verb = Bun.argv[2];
 watchWrites(process.stdout);
 watchWrites(process.stderr);
@@ -74,8 +89,7 @@ main(Bun.argv.slice(2))
     // failure of the system: exit 1, so `gatehouse export > /backup/fleet.json && echo ok` cannot say ok.
     // (`serve`'s log lines are not its output: a lost one does not make its clean stop a failure; its
     // `--help` is output)
-    const isServe = (verb === undefined || verb === "serve" || verb.startsWith("-")) && !Bun.argv.slice(2).some(asked);
-    if (failed && code === exitCodes.ok && !isServe) {
+    if (failed && code === exitCodes.ok && !isServe(Bun.argv.slice(2))) {
       process.stderr.write(
         `${saidText(`gatehouse${verb ? ` ${verb}` : ""}: cannot write the output: ${oneLine(failed)}`)}\n`,
       );

@@ -7,6 +7,12 @@
 /** asked: this argument asks for the usage (where the verb goes, the verb's arguments are all of them) */
 export const asked = (arg: string | undefined) => arg === "--help" || arg === "-h";
 
+/** isServe: do these arguments (the program's own left out) run the server, not a verb, help or the version? */
+export function isServe(args: readonly string[]): boolean {
+  const v = args[0];
+  return (v === undefined || v === "serve" || (v.startsWith("-") && v !== "--version")) && !args.some(asked);
+}
+
 /** verbUsage: each verb's lines of the usage, in the order `gatehouse --help` lists them. */
 export const verbUsage = {
   admin: `  gatehouse admin set-password [--username NAME] [--read-only] [--data-dir DIR]
