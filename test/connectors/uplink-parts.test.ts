@@ -244,7 +244,7 @@ describe("the uplink store", () => {
     expect(problems({ ...valid, name: "w1", inflight: 65_535 })).toEqual([]);
     expect(problems({ ...valid, inflight: 65_536 })).toEqual(["inflight"]);
     // a window of its own for a WAN round trip, unless configured (Mosquitto's bridge keeps none)
-    expect(s.create({ ...valid, name: "w2" }).inflight).toBe(1000);
+    expect(s.create({ ...valid, name: "w2" }).inflight).toBe(10_000);
     expect(problems({ ...valid, ca: "not a certificate" })).toEqual(["ca"]);
     // [MQTT-3.1.2-22] a 3.1.1 broker closes a CONNECT with a password and no user name; MQTT 5 allows it
     expect(problems({ ...valid, password: "pw" })).toEqual(["username"]);

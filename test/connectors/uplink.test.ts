@@ -851,7 +851,7 @@ describe("uplink to Mosquitto", () => {
     expect((await api("GET", "/api/v1/uplinks/window")).json.inflight).toBe(1001);
     const cookie = `gh_session=${(await app.core.admins.signIn("admin", "correct-horse-battery", "t")).token}`;
     const form = await (await fetch(`${url}/uplinks/new`, { headers: { cookie } })).text();
-    expect(form).toMatch(/<input name="inflight" type="number" min="1" max="65535" value="1000"/);
+    expect(form).toMatch(/<input name="inflight" type="number" min="1" max="65535" value="10000"/);
     expect((await api("DELETE", "/api/v1/uplinks/window")).status).toBe(204);
   });
 

@@ -11,12 +11,18 @@ import { type UplinkRow, uplinks } from "./schema.ts";
 
 /**
  * defaultInflight: QoS 1 messages an uplink has unacknowledged upstream at most, unless configured. One
- * round trip carries a window: 100 would cap a 40 ms WAN link at 2 500 messages/s. Mosquitto 2's bridge
- * keeps no window at all (measured: 36 000 unacknowledged during a drain, whatever max_inflight_messages
- * says); what waits for a PUBACK here holds no payload (about 200 bytes each). An MQTT 5 upstream's
- * Receive Maximum lowers it (uplink.ts).
+ * round trip carries a window: 1 000 capped a 40 ms WAN link at 25 000 messages/s, and on a saturated
+ * appliance an upstream that answers in ~50 ms at the same rate (measured 7 Dec 2026: the uplink sat at
+ * 1 000 unacknowledged while Mosquitto's bridge had 2 000-6 000, and sent a few messages per PUBACK that came
+ * back; with 10 000 it had at most 1 400-3 100 and forwarded 3-18 % more per second, draining a backlog
+ * faster). Mosquitto 2's bridge keeps no window at all (measured: 36 000 unacknowledged during a drain,
+ * whatever max_inflight_messages says); what waits for a PUBACK here holds no payload (about 200 bytes each),
+ * and at most 4 MiB of messages are unacknowledged whatever the window (uplink.ts). What is unacknowledged
+ * at a cut goes again (at least once): the window bounds those duplicates. An MQTT 5 upstream's Receive
+ * Maximum lowers it; a cloud hub with a limit of its own and no Receive Maximum needs `--inflight`.
+ * Uplinks made before keep the window stored with them.
  */
-export const defaultInflight = 1000;
+export const defaultInflight = 10_000;
 /** maxInflight: MQTT packet identifiers are 16 bits: no more can be unacknowledged on one connection */
 export const maxInflight = 65_535;
 
