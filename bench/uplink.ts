@@ -259,6 +259,9 @@ async function flood(device: MqttClient, topic: string, n: number): Promise<void
     );
 }
 
+/** signed: a change in MiB with its sign (a backlog measured after a burst can settle below the idle level) */
+const signed = (x: number) => `${x < 0 ? "-" : "+"}${Math.abs(x).toFixed(1)}`;
+
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(s.length * p))] ?? 0;
@@ -453,7 +456,7 @@ async function measure(s: Side, rounds: { rate: number; cpu: Cpu }[], mostInflig
   await flood(devices[0]!, "backlog/x", BACKLOG);
   const backlogRss = await settledRss(s.pid);
   console.log(
-    `  ${name}: RSS idle ${idleRss.toFixed(1)} MiB, with ${fmt(BACKLOG)} queued ${backlogRss.toFixed(1)} MiB (+${(backlogRss - idleRss).toFixed(1)})`,
+    `  ${name}: RSS idle ${idleRss.toFixed(1)} MiB, with ${fmt(BACKLOG)} queued ${backlogRss.toFixed(1)} MiB (${signed(backlogRss - idleRss)})`,
   );
   for (const d of devices) d.end(true);
   await sub.end();
@@ -651,8 +654,8 @@ const rows: Row[] = [
     bench: "uplink",
     measure: `RSS over idle with ${fmt(BACKLOG)} messages queued`,
     baselineName: "Mosquitto 2 bridge",
-    baseline: `+${(bridge.backlogRss - bridge.idleRss).toFixed(1)} MiB`,
-    gatehouse: `+${(gatehouse.backlogRss - gatehouse.idleRss).toFixed(1)} MiB`,
+    baseline: `${signed(bridge.backlogRss - bridge.idleRss)} MiB`,
+    gatehouse: `${signed(gatehouse.backlogRss - gatehouse.idleRss)} MiB`,
     ratio: Math.max(1, bridge.backlogRss - bridge.idleRss) / Math.max(1, gatehouse.backlogRss - gatehouse.idleRss),
     goal: "< 20 MiB",
   },
