@@ -1,5 +1,5 @@
 #!/usr/bin/env bun
-import { relaunch } from "./cli/allocator.ts";
+import { relaunch, selfImage, startAgain } from "./cli/allocator.ts";
 import { exitCodes } from "./cli/exit-codes.ts";
 import { asked, isServe, usage, verbHelp } from "./cli/usage.ts";
 import { drained, oneLine, saidText, watchWrites } from "./cli/output.ts";
@@ -59,18 +59,17 @@ async function fullUsage(): Promise<string> {
 }
 
 // the allocator's settings are read as the process starts: `serve` starts again in place with them (see
-// cli/allocator.ts); if that cannot be done it runs on the runtime's defaults, as before
-const again = relaunch(Bun.argv, process.execPath, process.execArgv, Bun.main, process.env, isServe);
-if (again) {
-  try {
-    if (!process.execve) throw new Error("this runtime has no execve");
-    process.execve(again.file, again.args, again.env);
-  } catch (err) {
-    process.stderr.write(
-      `${saidText(`gatehouse: could not start again with the allocator's settings (${oneLine(err)}); running on the runtime's defaults`)}\n`,
-    );
-  }
-}
+// cli/allocator.ts); if that cannot be done it runs on the runtime's defaults, as before, and logs why
+const again = relaunch(
+  Bun.argv,
+  selfImage(process.execPath),
+  process.execPath,
+  process.execArgv,
+  Bun.main,
+  process.env,
+  isServe,
+);
+if (again) startAgain(again);
 
 const verb = Bun.argv[2];
 watchWrites(process.stdout);

@@ -18,6 +18,7 @@ import type { Logger } from "../lib/logger.ts";
 import { ConfigError, parseServeConfig, serveUsage } from "../config.ts";
 import { createLogger } from "../lib/logger.ts";
 import { StartRefused } from "../lib/errors.ts";
+import { startedAgainNot } from "./allocator.ts";
 import { exitCodes } from "./exit-codes.ts";
 import { saidText } from "./output.ts";
 import { asked, usage } from "./usage.ts";
@@ -39,6 +40,11 @@ export async function serve(argv: string[], env: Record<string, string | undefin
     throw err;
   }
   const log = createLogger({ level: config.logLevel, format: config.logFormat });
+  const notStarted = startedAgainNot();
+  if (notStarted)
+    log.warn("runs on the runtime's memory allocator defaults: could not start again with its settings", {
+      why: notStarted,
+    });
   // The data dir's lock first, before the database is opened or migrated, held until this process
   // ends (kill -9 included): a second appliance on the same data dir, a restore or an import --full
   // is refused while it runs, and this one is refused while they run (see db/data-dir.ts).

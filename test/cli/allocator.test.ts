@@ -1,9 +1,10 @@
 import { afterAll, describe, expect, it } from "bun:test";
-import { readFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { allocatorEnv, relaunch } from "../../src/cli/allocator.ts";
+import { allocatorEnv, relaunch, tooLargeToExec } from "../../src/cli/allocator.ts";
 import { isServe } from "../../src/cli/usage.ts";
 import { cleanupTempDirs, tempDir } from "../helpers/app.ts";
+import { buildBinary } from "../helpers/binary.ts";
 
 afterAll(cleanupTempDirs);
 
@@ -27,23 +28,22 @@ function withoutAllocatorEnv(extra: Record<string, string> = {}): Record<string,
   return { ...env, ...extra };
 }
 
-/** serveAlone: `gatehouse serve` from source on a fresh data dir, HTTP only; resolves once ready */
-async function serveAlone(env: Record<string, string>) {
-  const proc = Bun.spawn(
-    [
-      "bun",
-      main,
-      "serve",
-      "--data-dir",
-      tempDir(),
-      "--bind",
-      "127.0.0.1",
-      "--http-port",
-      "0",
-      ...["--https-port", "--mqtt-port", "--mqtts-port", "--opcua-port"].flatMap((f) => [f, "off"]),
-    ],
-    { cwd: root, stdout: "pipe", stderr: "pipe", stdin: "ignore", env },
-  );
+/** serveArgs: a fresh data dir, HTTP only on 127.0.0.1 */
+const serveArgs = () => [
+  "serve",
+  "--data-dir",
+  tempDir(),
+  "--bind",
+  "127.0.0.1",
+  "--http-port",
+  "0",
+  ...["--https-port", "--mqtt-port", "--mqtts-port", "--opcua-port"].flatMap((f) => [f, "off"]),
+];
+
+/** serveAlone: `gatehouse serve` from source (or `command`) with `env`; resolves once ready */
+async function serveAlone(env: Record<string, string>, command = ["bun", main, ...serveArgs()], spawned?: () => void) {
+  const proc = Bun.spawn(command, { cwd: root, stdout: "pipe", stderr: "pipe", stdin: "ignore", env });
+  spawned?.();
   const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
   let seen = "";
   while (!/^info ready /m.test(seen)) {
@@ -68,6 +68,7 @@ describe("which commands start again with the allocator's settings", () => {
   it("from source: the runtime, its flags, the script and every argument, in that order, with both settings added", () => {
     const again = relaunch(
       ["/usr/bin/bun", "/opt/gh/src/main.ts", "serve", "--http-port", "0", "--data-dir", "/d i r"],
+      "/proc/self/exe",
       "/usr/bin/bun",
       ["--smol"],
       "/opt/gh/src/main.ts",
@@ -75,7 +76,7 @@ describe("which commands start again with the allocator's settings", () => {
       isServe,
     );
     expect(again).toEqual({
-      file: "/usr/bin/bun",
+      file: "/proc/self/exe",
       args: ["/usr/bin/bun", "--smol", "/opt/gh/src/main.ts", "serve", "--http-port", "0", "--data-dir", "/d i r"],
       env: { PATH: "/bin", GATEHOUSE_DATA_DIR: "/var/lib/gatehouse", ...allocatorEnv },
     });
@@ -84,22 +85,33 @@ describe("which commands start again with the allocator's settings", () => {
   it("the compiled binary: itself and the arguments (its script lives inside it)", () => {
     const again = relaunch(
       ["bun", "/$bunfs/root/gatehouse", "--mqtt-port", "1883"],
+      "/proc/self/exe",
       "/usr/local/bin/gatehouse",
       [],
       "/$bunfs/root/gatehouse",
       {},
       isServe,
     );
-    expect(again?.file).toBe("/usr/local/bin/gatehouse");
+    expect(again?.file).toBe("/proc/self/exe"); // the running image, not a path looked up again
     expect(again?.args).toEqual(["/usr/local/bin/gatehouse", "--mqtt-port", "1883"]);
   });
 
   it("not when the operator set either setting (even empty), nor for another verb", () => {
     const argv = ["bun", "/opt/gh/src/main.ts", "serve"];
     for (const env of [{ MIMALLOC_PURGE_HOLES: "1" }, { MIMALLOC_PURGE_DELAY: "-1" }, { MIMALLOC_PURGE_HOLES: "" }])
-      expect(relaunch(argv, "/usr/bin/bun", [], argv[1]!, env, isServe)).toBeUndefined();
+      expect(relaunch(argv, "/proc/self/exe", "/usr/bin/bun", [], argv[1]!, env, isServe)).toBeUndefined();
     const list = ["bun", "/opt/gh/src/main.ts", "integrations", "list"];
-    expect(relaunch(list, "/usr/bin/bun", [], list[1]!, {}, isServe)).toBeUndefined();
+    expect(relaunch(list, "/proc/self/exe", "/usr/bin/bun", [], list[1]!, {}, isServe)).toBeUndefined();
+  });
+
+  it("not what the kernel would refuse: one string or all of them too large, counted as UTF-8", () => {
+    const r = (env: Record<string, string>) => ({ file: "/proc/self/exe", args: ["bun", "serve"], env });
+    expect(tooLargeToExec(r({ A: "x".repeat(1000) }))).toBeUndefined();
+    // 100 000 bytes that were not UTF-8 come back as U+FFFD, three bytes each
+    expect(tooLargeToExec(r({ BIG: "\ufffd".repeat(100_000) }))).toMatch(/variable of 300005 bytes/);
+    const many: Record<string, string> = {};
+    for (let i = 0; i < 20; i++) many[`V${i}`] = "y".repeat(100_000);
+    expect(tooLargeToExec(r(many))).toMatch(/bytes of arguments and environment/);
   });
 });
 
@@ -131,4 +143,65 @@ describe("serve started again in place", () => {
     }
     expect(await proc.exited).toBe(0);
   }, 60_000);
+});
+
+describe("serve that cannot start again", () => {
+  it("runs on the runtime's defaults and says why in its log, with nothing else on stderr", async () => {
+    // found from outside: 100 000 bytes that are not UTF-8 in one variable come back three times as long,
+    // over what the kernel takes in one string; the start failed with E2BIG and the runtime's warning went
+    // to stderr outside the log format
+    const command = [
+      "bash",
+      "-c",
+      `export BIG="$(head -c 100000 /dev/zero | tr '\\0' '\\377')"; exec bun ${main} ${serveArgs().join(" ")}`,
+    ];
+    const { proc, seen } = await serveAlone(withoutAllocatorEnv(), command);
+    try {
+      expect(environOf(proc.pid).MIMALLOC_PURGE_HOLES).toBeUndefined();
+      expect(seen).toMatch(
+        /^warn runs on the runtime's memory allocator defaults.* why="an argument or environment variable of 300\d\d\d bytes/m,
+      );
+    } finally {
+      proc.kill("SIGTERM");
+    }
+    expect(await proc.exited).toBe(0);
+    expect(await new Response(proc.stderr).text()).toBe("");
+  }, 60_000);
+
+  it("an exec that fails keeps the runtime's warning off stderr, and later warnings still print", async () => {
+    const script = `
+      import { startAgain, startedAgainNot } from ${JSON.stringify(join(root, "src/cli/allocator.ts"))};
+      startAgain({ file: "/nonexistent/gatehouse", args: ["gatehouse", "serve"], env: {} });
+      console.log("not started:", startedAgainNot());
+      setTimeout(() => process.emitWarning("a later warning"), 50);
+    `;
+    const p = Bun.spawn(["bun", "-e", script], { cwd: root, stdout: "pipe", stderr: "pipe" });
+    const [out, err] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+    expect(out).toMatch(/not started: ENOENT/);
+    expect(err).not.toContain("ExperimentalWarning");
+    expect(err).toContain("a later warning");
+  });
+});
+
+describe("the compiled binary deleted while it starts", () => {
+  it("starts again from the image it runs, never from a file planted where it was", async () => {
+    // found from outside: the path started again was the kernel's "<path> (deleted)", which anyone with the
+    // folder could plant; it ran with the appliance's arguments and environment (the admin's password in it)
+    const dir = tempDir();
+    const bin = join(dir, "gatehouse");
+    copyFileSync(await buildBinary(), bin);
+    chmodSync(bin, 0o755);
+    const marker = join(dir, "planted-ran");
+    const { proc, seen } = await serveAlone(withoutAllocatorEnv(), [bin, ...serveArgs()], () => {
+      unlinkSync(bin); // within the first ~0.2 s, before it starts again
+      writeFileSync(`${bin} (deleted)`, `#!/bin/sh\ntouch ${marker}\nexec sleep 30\n`, { mode: 0o755 });
+    });
+    try {
+      expect(existsSync(marker)).toBe(false);
+      expect(environOf(proc.pid).MIMALLOC_PURGE_HOLES).toBe("0");
+    } finally {
+      proc.kill("SIGTERM");
+    }
+    expect(await proc.exited).toBe(0);
+  }, 180_000);
 });
