@@ -192,7 +192,7 @@ describe("the compiled binary deleted while it starts", () => {
     copyFileSync(await buildBinary(), bin);
     chmodSync(bin, 0o755);
     const marker = join(dir, "planted-ran");
-    const { proc, seen } = await serveAlone(withoutAllocatorEnv(), [bin, ...serveArgs()], () => {
+    const { proc } = await serveAlone(withoutAllocatorEnv(), [bin, ...serveArgs()], () => {
       unlinkSync(bin); // within the first ~0.2 s, before it starts again
       writeFileSync(`${bin} (deleted)`, `#!/bin/sh\ntouch ${marker}\nexec sleep 30\n`, { mode: 0o755 });
     });
