@@ -151,10 +151,12 @@ export class UplinkManager {
     let row: OutboxRow | undefined;
     let more: OutboxRow[] | undefined;
     let unqueued: Uplink[] | undefined;
+    let behind: string | undefined | null = null; // asked once, when an uplink takes the message
     for (const u of this.#active) {
       if (!u.matches(m.topic)) continue;
       if (u.cfg.qos === 1) wait = true;
-      if (outbox.broken) {
+      if (behind === null) behind = outbox.broken ? undefined : outbox.behind();
+      if (outbox.broken || behind) {
         (unqueued ??= []).push(u);
         continue;
       }
@@ -172,9 +174,10 @@ export class UplinkManager {
       for (const r of more ?? []) unanswered.add(r);
     }
     if (unqueued) {
-      const why = outbox.broken!;
-      for (const u of unqueued) u.notQueued(why, 1, refused);
-      if (refused) return Promise.reject(outboxRefusal(why));
+      // behind: for as long as the writer is (said until the uplink's rows are written again)
+      const why = outbox.broken ?? behind!;
+      for (const u of unqueued) u.notQueued(why, 1, refused, outbox.broken ? "never" : "written");
+      if (refused) return Promise.reject(outboxRefusal(why, !outbox.broken));
     }
     return refused ? outbox.durable() : undefined;
   };

@@ -314,18 +314,21 @@ export class Uplink {
   }
 
   /**
-   * notQueued: the outbox could not take `n` messages at all (set aside, not open: `error` says why):
-   * refused to their publishers (`refused`), or dropped. Said once it is the outbox's state.
+   * notQueued: the outbox could not take `n` messages at all (`error` says why): refused to their publishers
+   * (`refused`), or dropped. Said as the outbox's state: for good (set aside, not open), or until this
+   * uplink's rows are written again (its writer behind, see outbox.ts `maxBehind`).
    */
-  notQueued(error: string, n: number, refused: boolean): void {
+  notQueued(error: string, n: number, refused: boolean, until: "written" | "never" = "never"): void {
     if (refused) this.#counters.refused += n;
     else this.#counters.dropped += n;
-    this.#outboxFailed(error, "never");
+    this.#outboxFailed(error, until, until === "written" ? "uplink outbox not taking messages" : undefined);
   }
 
-  #outboxFailed(error: string, until: "written" | "never"): void {
+  #outboxFailed(error: string, until: "written" | "never", what = "uplink outbox write failed"): void {
+    const said = this.#outboxError;
+    if (this.#logOutbox()) this.#deps.log.error(what, { uplink: this.cfg.name, error });
+    if (said?.text === error && said.until === until) return; // a flood of them: the status changes once
     this.#outboxError = { text: error, until };
-    if (this.#logOutbox()) this.#deps.log.error("uplink outbox write failed", { uplink: this.cfg.name, error });
     this.#deps.changed();
   }
 
