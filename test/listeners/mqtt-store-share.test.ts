@@ -350,6 +350,11 @@ describe("charges come back from broker.db", () => {
     const dir = tempDir();
     for (const f of ["broker.db", "gatehouse.db"])
       copyFileSync(join(import.meta.dir, "../fixtures/broker-v2", f), join(dir, f));
+    // the fixture's session went offline when it was made (6 Dec 2026) with a 1-day expiry: as the upgrade
+    // happens now, it went offline a moment ago (found: the test failed for good a day after it was written)
+    const old = new Database(join(dir, "broker.db"));
+    old.run("UPDATE sessions SET offline_since = ?", [Date.now() - 1000]);
+    old.close();
     const { app, port } = await start([], dir);
     expect(Object.fromEntries(await retainedUnder(app, "plant/#"))).toEqual({ "plant/retained": "v2-value" });
     // the v2 session resumes with its 3 queued messages (the retained one matched its filter too)
