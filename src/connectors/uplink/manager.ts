@@ -151,12 +151,13 @@ export class UplinkManager {
     let row: OutboxRow | undefined;
     let more: OutboxRow[] | undefined;
     let unqueued: Uplink[] | undefined;
-    let behind: string | undefined | null = null; // asked once, when an uplink takes the message
+    // why the outbox cannot take it (set aside, or its writer behind): asked once, when an uplink takes it
+    let notTaking: string | undefined | null = null;
     for (const u of this.#active) {
       if (!u.matches(m.topic)) continue;
       if (u.cfg.qos === 1) wait = true;
-      if (behind === null) behind = outbox.broken ? undefined : outbox.behind();
-      if (outbox.broken || behind) {
+      if (notTaking === null) notTaking = outbox.broken ?? outbox.behind();
+      if (notTaking) {
         (unqueued ??= []).push(u);
         continue;
       }
@@ -174,10 +175,11 @@ export class UplinkManager {
       for (const r of more ?? []) unanswered.add(r);
     }
     if (unqueued) {
-      // behind: for as long as the writer is (said until the uplink's rows are written again)
-      const why = outbox.broken ?? behind!;
-      for (const u of unqueued) u.notQueued(why, 1, refused, outbox.broken ? "never" : "written");
-      if (refused) return Promise.reject(outboxRefusal(why, !outbox.broken));
+      // set aside: for good; behind: until the uplink's rows are written again
+      const why = notTaking!;
+      const forGood = outbox.broken !== undefined;
+      for (const u of unqueued) u.notQueued(why, 1, refused, forGood ? "never" : "written");
+      if (refused) return Promise.reject(outboxRefusal(why, !forGood));
     }
     return refused ? outbox.durable() : undefined;
   };
